@@ -1,0 +1,24 @@
+import { byScore, takeUntilFreed, type EntryFacts, type EvictionPolicy, type EvictionRequest } from './types';
+
+/**
+ * CremeBrulee (Ogden et al., "Many Models at the Edge: Scaling Deep Inference via Model-Level
+ * Caching", ACSOS'21): evict the model of lowest utility first,
+ *
+ *     utility(f) = popularity(f) × loadCost(f) / residentBytes(f)
+ *
+ * i.e. keep what is popular and expensive to reload per byte it holds. Frees only what is needed.
+ */
+export function utility(e: Pick<EntryFacts, 'popularity' | 'loadMs' | 'sizeBytes'>): number {
+  return (e.popularity * e.loadMs) / Math.max(1, e.sizeBytes);
+}
+
+export function cremebrulee(): EvictionPolicy {
+  return {
+    name: 'cremebrulee',
+    selectVictims(req: EvictionRequest) {
+      return takeUntilFreed(byScore(req.candidates, utility), req.needBytes, (e) =>
+        `utility ${utility(e).toExponential(3)} lowest (popularity ${e.popularity.toFixed(4)}, load ${e.loadMs.toFixed(1)} ms, ${e.sizeBytes} B)`,
+      );
+    },
+  };
+}

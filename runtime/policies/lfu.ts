@@ -1,0 +1,16 @@
+import { byScore, takeUntilFreed, type EvictionPolicy } from './types';
+
+/**
+ * Least frequently used, by popularity: evict the entry with the smallest share of recent
+ * invocations (the workload-only "popularity" baseline of the paper); ties by hits, then recency.
+ */
+export function lfu(): EvictionPolicy {
+  return {
+    name: 'lfu',
+    selectVictims(req) {
+      return takeUntilFreed(byScore(req.candidates, (e) => e.popularity + e.hits * 1e-12), req.needBytes, (e) =>
+        `least frequently used (popularity ${e.popularity.toFixed(4)}, ${e.hits} hits)`,
+      );
+    },
+  };
+}

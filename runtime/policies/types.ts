@@ -1,0 +1,109 @@
+/**
+ * The eviction-policy interface shared by the runtime's warm pool and the simulator.
+ *
+ * A policy is pure code: it gets facts (sizes, costs, popularity, last use, the caller's `now`)
+ * and returns victims. It never reads a clock, Redis or a timer, so the simulator (virtual clock)
+ * and the runtime (wall clock) run the very same module. A policy may keep bookkeeping of its own
+ * (GDSF's inflation clock, a seeded random generator), fed only through the hooks below.
+ */
+
+/** What is known about a model before it is loaded. */
+export interface ModelFacts {
+  /** Cache key: one entry per model version (function name + content hash in the runtime). */
+  readonly key: string;
+  /** Measured resident bytes (not the file size). */
+  readonly sizeBytes: number;
+  /** Measured load time, ms: what a miss costs. */
+  readonly loadMs: number;
+  /** Measured execution time, ms. */
+  readonly execMs: number;
+  /** Share of recent invocations, 0..1, refreshed by the popularity job (decayed rate). */
+  readonly popularity: number;
+}
+
+/** A resident model, as the cache sees it. */
+export interface EntryFacts extends ModelFacts {
+  /** When the model finished loading (caller's clock, ms). */
+  readonly loadedAt: number;
+  /** When an invocation last used it (caller's clock, ms). */
+  readonly lastUsedAt: number;
+  /** Invocations served since it was loaded (the load's own invocation included). */
+  readonly hits: number;
+}
+
+/** Future knowledge, for the simulator's oracles only. */
+export interface FutureFacts {
+  /** Time of the next invocation of `key` strictly after `now`, or Infinity. */
+  nextUse(key: string, now: number): number;
+  /** Invocations of `key` in (now, now + horizonMs]. */
+  usesWithin?(key: string, now: number, horizonMs: number): number;
+}
+
+export interface EvictionRequest {
+  readonly now: number;
+  /** Bytes that must be freed so the incoming model fits. */
+  readonly needBytes: number;
+  /** Evictable entries only: the caller has already left out pinned and in-flight models. */
+  readonly candidates: readonly EntryFacts[];
+  /** The model that needs the room. */
+  readonly incoming: ModelFacts;
+  /** Present only in the simulator, for oracle policies. */
+  readonly future?: FutureFacts;
+}
+
+export interface Victim {
+  readonly key: string;
+  /** Why this one, in words an operator can read in /stats (for example "utility 0.0012 lowest"). */
+  readonly reason: string;
+}
+
+export interface EvictionPolicy {
+  readonly name: string;
+  /**
+   * Victims in eviction order. The caller evicts them in this order until `needBytes` is free;
+   * a policy frees only what is needed. Returning too little means the model cannot be admitted now.
+   */
+  selectVictims(req: EvictionRequest): Victim[];
+  /** A model was loaded (admitted). */
+  onLoad?(entry: EntryFacts, now: number): void;
+  /** A resident model served an invocation. */
+  onAccess?(entry: EntryFacts, now: number): void;
+  /** A model left the cache (evicted, retired or unloaded). */
+  onEvict?(key: string, now: number): void;
+  /**
+   * Entries to drop with no memory pressure (keep-alive expiry). Called periodically by the
+   * runtime and at each event by the simulator; `entries` are evictable entries only.
+   */
+  expired?(entries: readonly EntryFacts[], now: number): Victim[];
+}
+
+export interface PolicyOptions {
+  /** Seed for `random`. @default 1 */
+  seed?: number;
+  /** Keep-alive for `ttl`, ms. @default 600000 (10 minutes) */
+  ttlMs?: number;
+}
+
+/** Takes entries from `ordered` until `needBytes` is covered. */
+export function takeUntilFreed(
+  ordered: readonly EntryFacts[],
+  needBytes: number,
+  reason: (e: EntryFacts) => string,
+): Victim[] {
+  const victims: Victim[] = [];
+  let freed = 0;
+  for (const e of ordered) {
+    if (freed >= needBytes) break;
+    victims.push({ key: e.key, reason: reason(e) });
+    freed += e.sizeBytes;
+  }
+  return victims;
+}
+
+/** Sorts ascending by score; ties go to the least recently used, then by key, so runs repeat. */
+export function byScore<T extends EntryFacts>(entries: readonly T[], score: (e: T) => number): T[] {
+  return entries
+    .map((e) => ({ e, s: score(e) }))
+    .sort((a, b) => a.s - b.s || a.e.lastUsedAt - b.e.lastUsedAt || (a.e.key < b.e.key ? -1 : a.e.key > b.e.key ? 1 : 0))
+    .map((x) => x.e);
+}

@@ -1,0 +1,362 @@
+import { BruleeError } from '../errors';
+import type { EntryFacts, EvictionPolicy, ModelFacts } from './policies';
+
+/** What the pool needs to know about a model to admit it. */
+export interface ModelSpec {
+  readonly key: string;
+  /** Function name the model version belongs to (for stats and retiring old versions). */
+  readonly fn: string;
+  readonly sizeBytes: number;
+  readonly loadMs: number;
+  readonly execMs: number;
+  readonly pinned?: boolean;
+}
+
+export interface WarmPoolOptions<T> {
+  /** Byte budget; used bytes never exceed it. */
+  budgetBytes: number;
+  policy: EvictionPolicy;
+  /** Loads a model; the pool calls it once per admission (single flight). */
+  load: (spec: ModelSpec) => Promise<T>;
+  /** Frees what `load` made. Errors are swallowed: the bytes are accounted as free anyway. */
+  dispose?: (value: T, key: string) => Promise<void> | void;
+  /** Popularity share of a function (from the popularity job). @default () => 0 */
+  popularity?: (fn: string) => number;
+  /** Clock, ms. @default Date.now */
+  now?: () => number;
+  /** How long an admission waits for in-flight models to free memory. @default 30000 */
+  admitTimeoutMs?: number;
+  /** Called on each eviction, with the policy's reason. */
+  onEvict?: (ev: EvictionEvent) => void;
+}
+
+export interface EvictionEvent {
+  key: string;
+  fn: string;
+  sizeBytes: number;
+  reason: string;
+  /** `policy` (memory pressure), `expired` (keep-alive), `retired` (new version), `unload` (asked). */
+  cause: 'policy' | 'expired' | 'retired' | 'unload';
+}
+
+export interface Lease<T> {
+  readonly value: T;
+  /** This invocation waited for a load (its own or a concurrent one). */
+  readonly coldStart: boolean;
+  /** This invocation started the load (counts as a model load). */
+  readonly loaded: boolean;
+  /** Time this invocation spent waiting for the load, ms (0 when warm). */
+  readonly loadWaitMs: number;
+  release(): void;
+}
+
+interface Entry<T> {
+  spec: ModelSpec;
+  value?: T;
+  loading?: Promise<T>;
+  loadedAt: number;
+  lastUsedAt: number;
+  hits: number;
+  inFlight: number;
+  pinned: boolean;
+  /** Drop as soon as the last in-flight invocation releases it. */
+  retire?: EvictionEvent["cause"];
+  retireReason?: string;
+}
+
+export interface ResidentModel {
+  key: string;
+  fn: string;
+  sizeBytes: number;
+  state: 'loading' | 'resident';
+  inFlight: number;
+  pinned: boolean;
+  hits: number;
+  loadedAt: number;
+  lastUsedAt: number;
+}
+
+/**
+ * The warm pool: a model cache with a byte budget.
+ *
+ * Rules (DESIGN.md, cache rules): used bytes (resident plus loading) never exceed the budget; a
+ * model with an invocation in flight, or pinned, is never evicted; concurrent cold requests for
+ * one model share one load; a model larger than the budget is refused. Which model goes is the
+ * policy's choice, from facts only.
+ */
+export class WarmPool<T> {
+  private readonly entries = new Map<string, Entry<T>>();
+  private readonly opts: Required<Omit<WarmPoolOptions<T>, 'dispose' | 'onEvict'>> &
+    Pick<WarmPoolOptions<T>, 'dispose' | 'onEvict'>;
+  private used = 0;
+  private waiters: Array<() => void> = [];
+
+  constructor(opts: WarmPoolOptions<T>) {
+    if (!(Number.isFinite(opts.budgetBytes) && opts.budgetBytes > 0)) {
+      throw new RangeError(`WarmPool: budgetBytes must be a positive number, got ${opts.budgetBytes}`);
+    }
+    this.opts = { popularity: () => 0, now: Date.now, admitTimeoutMs: 30_000, ...opts };
+  }
+
+  get budgetBytes(): number {
+    return this.opts.budgetBytes;
+  }
+
+  get usedBytes(): number {
+    return this.used;
+  }
+
+  get policyName(): string {
+    return this.opts.policy.name;
+  }
+
+  has(key: string): boolean {
+    return this.entries.get(key)?.value !== undefined;
+  }
+
+  list(): ResidentModel[] {
+    return [...this.entries.values()].map((e) => ({
+      key: e.spec.key,
+      fn: e.spec.fn,
+      sizeBytes: e.spec.sizeBytes,
+      state: e.value !== undefined ? 'resident' : 'loading',
+      inFlight: e.inFlight,
+      pinned: e.pinned,
+      hits: e.hits,
+      loadedAt: e.loadedAt,
+      lastUsedAt: e.lastUsedAt,
+    }));
+  }
+
+  /**
+   * Takes a model for one invocation, loading it first if needed. Always `release()` the lease.
+   * @throws BruleeError MODEL_TOO_LARGE when the model can never fit; CACHE_BUSY when in-flight
+   *   models hold the memory for longer than `admitTimeoutMs`.
+   */
+  async acquire(spec: ModelSpec): Promise<Lease<T>> {
+    const existing = this.entries.get(spec.key);
+    if (existing && !existing.retire) {
+      existing.inFlight++;
+      if (spec.pinned !== undefined) existing.pinned = spec.pinned;
+      if (existing.value !== undefined) {
+        this.touch(existing);
+        return this.lease(existing, existing.value, false, false, 0);
+      }
+      const t0 = this.opts.now();
+      try {
+        const value = await existing.loading!;
+        this.touch(existing);
+        return this.lease(existing, value, true, false, this.opts.now() - t0);
+      } catch (e) {
+        existing.inFlight--;
+        throw e;
+      }
+    }
+    return this.admit(spec);
+  }
+
+  /** Loads a model without an invocation (prewarm). Resolves true if it was loaded now. */
+  async prewarm(spec: ModelSpec): Promise<boolean> {
+    const lease = await this.acquire(spec);
+    lease.release();
+    return lease.loaded;
+  }
+
+  /**
+   * Drops a model now, or when its last in-flight invocation ends. Pinned models are dropped too:
+   * an explicit unload or a new version overrides the pin.
+   */
+  async drop(key: string, cause: 'retired' | 'unload', reason: string): Promise<boolean> {
+    const e = this.entries.get(key);
+    if (!e) return false;
+    e.retire = cause;
+    if (e.inFlight === 0 && e.value !== undefined) await this.evict(e, reason, cause);
+    else e.retireReason = reason;
+    return true;
+  }
+
+  /** Drops every version of `fn` except `keepKey`. */
+  async retireFunction(fn: string, keepKey?: string): Promise<number> {
+    let n = 0;
+    for (const e of [...this.entries.values()]) {
+      if (e.spec.fn === fn && e.spec.key !== keepKey) {
+        if (await this.drop(e.spec.key, 'retired', keepKey ? `replaced by ${keepKey}` : 'function deleted')) n++;
+      }
+    }
+    return n;
+  }
+
+  setPinned(key: string, pinned: boolean): void {
+    const e = this.entries.get(key);
+    if (e) e.pinned = pinned;
+    if (!pinned) this.wake();
+  }
+
+  /** Keep-alive expiry, for policies that have it (`ttl`). Returns the number dropped. */
+  async sweep(): Promise<number> {
+    if (!this.opts.policy.expired) return 0;
+    const victims = this.opts.policy.expired(this.evictable(), this.opts.now());
+    for (const v of victims) {
+      const e = this.entries.get(v.key);
+      if (e && this.isEvictable(e)) await this.evict(e, v.reason, 'expired');
+    }
+    return victims.length;
+  }
+
+  /** Disposes everything (shutdown). */
+  async clear(): Promise<void> {
+    for (const e of [...this.entries.values()]) {
+      if (e.loading) await e.loading.catch(() => undefined);
+      if (e.value !== undefined) await this.evict(e, 'shutdown', 'unload');
+    }
+  }
+
+  private async admit(spec: ModelSpec): Promise<Lease<T>> {
+    if (spec.sizeBytes > this.opts.budgetBytes) {
+      throw new BruleeError(
+        'MODEL_TOO_LARGE',
+        `model ${spec.fn} needs ${spec.sizeBytes} bytes resident, more than this node's whole budget of ${this.opts.budgetBytes} bytes; raise MEMORY_BUDGET or register a smaller model`,
+      );
+    }
+    const deadline = this.opts.now() + this.opts.admitTimeoutMs;
+    for (;;) {
+      // Another request may have started the same load while this one waited for memory.
+      const raced = this.entries.get(spec.key);
+      if (raced && !raced.retire) return this.acquire(spec);
+      if (await this.makeRoom(spec)) break;
+      const left = deadline - this.opts.now();
+      if (left <= 0) {
+        throw new BruleeError(
+          'CACHE_BUSY',
+          `no room for ${spec.fn} (${spec.sizeBytes} bytes): in-flight or pinned models hold ${this.used} of ${this.opts.budgetBytes} bytes; retry later`,
+        );
+      }
+      await this.nextRelease(left);
+    }
+    const now = this.opts.now();
+    const entry: Entry<T> = {
+      spec,
+      loadedAt: now,
+      lastUsedAt: now,
+      hits: 0,
+      inFlight: 1,
+      pinned: spec.pinned ?? false,
+    };
+    this.used += spec.sizeBytes;
+    this.entries.set(spec.key, entry);
+    const t0 = now;
+    entry.loading = this.opts.load(spec);
+    let value: T;
+    try {
+      value = await entry.loading;
+    } catch (e) {
+      this.entries.delete(spec.key);
+      this.used -= spec.sizeBytes;
+      this.wake();
+      throw e;
+    }
+    entry.value = value;
+    delete entry.loading;
+    entry.loadedAt = this.opts.now();
+    entry.lastUsedAt = entry.loadedAt;
+    entry.hits = 1;
+    this.opts.policy.onLoad?.(this.facts(entry), entry.loadedAt);
+    return this.lease(entry, value, true, true, this.opts.now() - t0);
+  }
+
+  /** Evicts the policy's victims until `spec` fits. False when in-flight/pinned models block it. */
+  private async makeRoom(spec: ModelSpec): Promise<boolean> {
+    const need = this.used + spec.sizeBytes - this.opts.budgetBytes;
+    if (need <= 0) return true;
+    const candidates = this.evictable();
+    const evictableBytes = candidates.reduce((s, c) => s + c.sizeBytes, 0);
+    if (evictableBytes < need) return false;
+    const victims = this.opts.policy.selectVictims({
+      now: this.opts.now(),
+      needBytes: need,
+      candidates,
+      incoming: { ...spec, popularity: this.opts.popularity(spec.fn) },
+    });
+    for (const v of victims) {
+      if (this.used + spec.sizeBytes <= this.opts.budgetBytes) break;
+      const e = this.entries.get(v.key);
+      if (e && this.isEvictable(e)) await this.evict(e, v.reason, 'policy');
+    }
+    return this.used + spec.sizeBytes <= this.opts.budgetBytes;
+  }
+
+  private isEvictable(e: Entry<T>): boolean {
+    return e.value !== undefined && e.inFlight === 0 && !e.pinned;
+  }
+
+  private evictable(): EntryFacts[] {
+    const out: EntryFacts[] = [];
+    for (const e of this.entries.values()) if (this.isEvictable(e)) out.push(this.facts(e));
+    return out;
+  }
+
+  private facts(e: Entry<T>): EntryFacts {
+    const m: ModelFacts = { ...e.spec, popularity: this.opts.popularity(e.spec.fn) };
+    return { key: m.key, sizeBytes: m.sizeBytes, loadMs: m.loadMs, execMs: m.execMs, popularity: m.popularity, loadedAt: e.loadedAt, lastUsedAt: e.lastUsedAt, hits: e.hits };
+  }
+
+  private touch(e: Entry<T>): void {
+    e.hits++;
+    e.lastUsedAt = this.opts.now();
+    this.opts.policy.onAccess?.(this.facts(e), e.lastUsedAt);
+  }
+
+  private lease(e: Entry<T>, value: T, coldStart: boolean, loaded: boolean, loadWaitMs: number): Lease<T> {
+    let released = false;
+    return {
+      value,
+      coldStart,
+      loaded,
+      loadWaitMs,
+      release: () => {
+        if (released) return;
+        released = true;
+        e.inFlight--;
+        if (e.inFlight === 0 && e.retire && this.entries.get(e.spec.key) === e) {
+          void this.evict(e, e.retireReason ?? 'retired', e.retire);
+        }
+        this.wake();
+      },
+    };
+  }
+
+  private async evict(e: Entry<T>, reason: string, cause: EvictionEvent['cause']): Promise<void> {
+    if (this.entries.get(e.spec.key) !== e) return;
+    this.entries.delete(e.spec.key);
+    this.used -= e.spec.sizeBytes;
+    this.opts.policy.onEvict?.(e.spec.key, this.opts.now());
+    this.opts.onEvict?.({ key: e.spec.key, fn: e.spec.fn, sizeBytes: e.spec.sizeBytes, reason, cause });
+    const value = e.value;
+    delete e.value;
+    if (value !== undefined && this.opts.dispose) {
+      try {
+        await this.opts.dispose(value, e.spec.key);
+      } catch {
+        // The entry is gone from the accounting either way; a failed release cannot be retried.
+      }
+    }
+    this.wake();
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  private nextRelease(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, timeoutMs);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.waiters.push(done);
+    });
+  }
+}
