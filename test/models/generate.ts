@@ -1,0 +1,264 @@
+/**
+ * Synthetic ONNX models for tests and benchmarks (no Python, no downloads).
+ *
+ * Every generator is deterministic: the same options give the same bytes.
+ * Each `xxxModel()` has an `xxxSpec()` twin returning the ModelSpec (inputs,
+ * outputs, nodes, initializers) for callers that want the signature or weights.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { encodeModel, type ModelSpec, type NodeSpec, type TensorSpec, type ValueInfo } from './onnx-builder';
+
+export const OPSET = 13;
+export const IR_VERSION = 7;
+
+// ---------------------------------------------------------------------------
+// PRNG
+// ---------------------------------------------------------------------------
+
+/** mulberry32: tiny, fast, seedable 32-bit PRNG returning floats in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function uniform(rand: () => number, n: number, scale: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (rand() * 2 - 1) * scale;
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// MLP
+// ---------------------------------------------------------------------------
+
+export interface MlpOptions {
+  inputSize: number;
+  hidden: number[];
+  outputSize: number;
+  /** PRNG seed for the weights. Default 0. */
+  seed?: number;
+  /** Fixed batch size, or 'dynamic' (dim_param "batch"). Default 'dynamic'. */
+  batch?: number | 'dynamic';
+}
+
+export interface MlpLayer {
+  /** Row-major [inSize, outSize]. */
+  w: Float32Array;
+  /** [outSize]. */
+  b: Float32Array;
+  inSize: number;
+  outSize: number;
+}
+
+/** Weight magnitude: values are uniform in [-WEIGHT_SCALE, WEIGHT_SCALE]. */
+export const WEIGHT_SCALE = 0.1;
+
+function checkMlpOptions(opts: MlpOptions): number[] {
+  const sizes = [opts.inputSize, ...opts.hidden, opts.outputSize];
+  for (const s of sizes) {
+    if (!Number.isInteger(s) || s < 1) throw new Error(`mlp: layer sizes must be positive integers, got ${s}`);
+  }
+  if (opts.batch !== undefined && opts.batch !== 'dynamic' && (!Number.isInteger(opts.batch) || opts.batch < 1)) {
+    throw new Error(`mlp: batch must be a positive integer or 'dynamic', got ${opts.batch}`);
+  }
+  return sizes;
+}
+
+/** The MLP's weights, exactly as `mlpModel` stores them (W then b per layer, one PRNG stream). */
+export function mlpWeights(opts: MlpOptions): MlpLayer[] {
+  const sizes = checkMlpOptions(opts);
+  const rand = mulberry32(opts.seed ?? 0);
+  const layers: MlpLayer[] = [];
+  for (let i = 0; i + 1 < sizes.length; i++) {
+    const inSize = sizes[i]!;
+    const outSize = sizes[i + 1]!;
+    const w = uniform(rand, inSize * outSize, WEIGHT_SCALE);
+    const b = uniform(rand, outSize, WEIGHT_SCALE);
+    layers.push({ w, b, inSize, outSize });
+  }
+  return layers;
+}
+
+/**
+ * y = relu(x W1 + b1) ... W_last + b_last, as MatMul/Add/Relu nodes.
+ * Input `x` float32 [batch, inputSize], output `y` float32 [batch, outputSize].
+ */
+export function mlpSpec(opts: MlpOptions): ModelSpec {
+  const layers = mlpWeights(opts);
+  const batch: number | string = opts.batch === undefined || opts.batch === 'dynamic' ? 'batch' : opts.batch;
+  const nodes: NodeSpec[] = [];
+  const initializers: TensorSpec[] = [];
+  let h = 'x';
+  layers.forEach((layer, i) => {
+    const last = i === layers.length - 1;
+    initializers.push({ name: `W${i}`, type: 'float32', dims: [layer.inSize, layer.outSize], data: layer.w });
+    initializers.push({ name: `b${i}`, type: 'float32', dims: [layer.outSize], data: layer.b });
+    nodes.push({ op: 'MatMul', name: `matmul${i}`, inputs: [h, `W${i}`], outputs: [`mm${i}`] });
+    const z = last ? 'y' : `z${i}`;
+    nodes.push({ op: 'Add', name: `add${i}`, inputs: [`mm${i}`, `b${i}`], outputs: [z] });
+    if (!last) {
+      nodes.push({ op: 'Relu', name: `relu${i}`, inputs: [z], outputs: [`h${i}`] });
+      h = `h${i}`;
+    }
+  });
+  return {
+    inputs: [{ name: 'x', type: 'float32', shape: [batch, opts.inputSize] }],
+    outputs: [{ name: 'y', type: 'float32', shape: [batch, opts.outputSize] }],
+    nodes,
+    initializers,
+    opset: OPSET,
+    irVersion: IR_VERSION,
+    graphName: 'mlp',
+    docString: `mlp ${[opts.inputSize, ...opts.hidden, opts.outputSize].join('-')} seed=${opts.seed ?? 0}`,
+  };
+}
+
+export function mlpModel(opts: MlpOptions): Uint8Array {
+  return encodeModel(mlpSpec(opts));
+}
+
+/** Plain-JS forward pass of the MLP on a row-major [batch, inputSize] input (float64 accumulation). */
+export function mlpForward(layers: readonly MlpLayer[], x: Float32Array, batch: number): Float32Array {
+  let cur: Float32Array = x;
+  layers.forEach((layer, li) => {
+    const { w, b, inSize, outSize } = layer;
+    if (cur.length !== batch * inSize) throw new Error(`mlpForward: layer ${li} expects ${batch}x${inSize} values`);
+    const next = new Float32Array(batch * outSize);
+    for (let r = 0; r < batch; r++) {
+      for (let j = 0; j < outSize; j++) {
+        let acc = 0;
+        for (let k = 0; k < inSize; k++) acc += cur[r * inSize + k]! * w[k * outSize + j]!;
+        acc += b[j]!;
+        next[r * outSize + j] = li < layers.length - 1 ? Math.max(0, acc) : acc;
+      }
+    }
+    cur = next;
+  });
+  return cur;
+}
+
+const MLP_SIZED_INPUT = 64;
+const MLP_SIZED_OUTPUT = 16;
+const MLP_SIZED_MAX_WIDTH = 1024;
+/** Rough non-weight bytes: graph/value-info headers plus per-layer node/initializer records. */
+const MLP_FIXED_OVERHEAD = 200;
+const MLP_LAYER_OVERHEAD = 110;
+
+/**
+ * MLP options whose encoded model is roughly `targetBytes` (weights dominate: 4 bytes a parameter).
+ * Input 64, output 16; one hidden layer while that suffices, then more hidden layers
+ * of equal width (at most 1024) so big models have many moderate tensors rather than one huge one.
+ */
+export function mlpOptionsForBytes(targetBytes: number, seed = 0): MlpOptions {
+  if (!Number.isFinite(targetBytes) || targetBytes <= 0) throw new Error(`mlpForBytes: bad target ${targetBytes}`);
+  const inp = MLP_SIZED_INPUT;
+  const out = MLP_SIZED_OUTPUT;
+  const maxW = MLP_SIZED_MAX_WIDTH;
+  // Parameters for n hidden layers of width h: in*h + h + (n-1)(h*h + h) + h*out + out.
+  const params = (n: number, h: number) => inp * h + h + (n - 1) * (h * h + h) + h * out + out;
+  const budget = (n: number) => (targetBytes - MLP_FIXED_OVERHEAD - (n + 1) * MLP_LAYER_OVERHEAD) / 4;
+  let n = 1;
+  let h: number;
+  const h1 = (budget(1) - out) / (inp + 1 + out);
+  if (h1 <= maxW) {
+    h = Math.max(1, Math.round(h1));
+  } else {
+    n = 1 + Math.ceil((budget(1) - params(1, maxW)) / (maxW * maxW + maxW));
+    // (n-1) h^2 + (in + out + n) h + (out - P) = 0
+    const a = n - 1;
+    const b = inp + out + n;
+    const c = out - budget(n);
+    h = Math.max(1, Math.min(maxW, Math.round((-b + Math.sqrt(b * b - 4 * a * c)) / (2 * a))));
+  }
+  return { inputSize: inp, hidden: Array.from({ length: n }, () => h), outputSize: out, seed };
+}
+
+/** An MLP model of roughly `targetBytes` bytes (see `mlpOptionsForBytes`). */
+export function mlpForBytes(targetBytes: number, seed = 0): Uint8Array {
+  return mlpModel(mlpOptionsForBytes(targetBytes, seed));
+}
+
+// ---------------------------------------------------------------------------
+// Types model
+// ---------------------------------------------------------------------------
+
+/** One input per element type, each passed through Identity to `<name>_out`. */
+export const TYPES_INPUTS: readonly ValueInfo[] = [
+  { name: 'f32', type: 'float32', shape: [2, 3] },
+  { name: 'f64', type: 'float64', shape: ['n'] },
+  { name: 'i32', type: 'int32', shape: [1, 'n'] },
+  { name: 'i64', type: 'int64', shape: [4] },
+  { name: 'u8', type: 'uint8', shape: [2, 2] },
+  { name: 'b', type: 'bool', shape: [3] },
+];
+
+export function typesSpec(): ModelSpec {
+  return {
+    inputs: TYPES_INPUTS,
+    outputs: TYPES_INPUTS.map((v) => ({ ...v, name: `${v.name}_out` })),
+    nodes: TYPES_INPUTS.map((v) => ({ op: 'Identity', name: `id_${v.name}`, inputs: [v.name], outputs: [`${v.name}_out`] })),
+    opset: OPSET,
+    irVersion: IR_VERSION,
+    graphName: 'types',
+  };
+}
+
+export function typesModel(): Uint8Array {
+  return encodeModel(typesSpec());
+}
+
+// ---------------------------------------------------------------------------
+// Conv model
+// ---------------------------------------------------------------------------
+
+/** The 3x3 kernel of `convModel`: (1..9)/45, row-major, so orientation mistakes show. */
+export const CONV_KERNEL: Float32Array = Float32Array.from({ length: 9 }, (_, i) => (i + 1) / 45);
+export const CONV_BIAS = 0.5;
+
+/**
+ * `img` float32 [1, 1, "h", "w"] → Conv(3x3, no padding, stride 1) + bias → `out` [1, 1, "oh", "ow"].
+ * Valid only for h, w >= 3: a default profile that fills dynamic dims with 1 fails at run time.
+ */
+export function convSpec(): ModelSpec {
+  return {
+    inputs: [{ name: 'img', type: 'float32', shape: [1, 1, 'h', 'w'] }],
+    outputs: [{ name: 'out', type: 'float32', shape: [1, 1, 'oh', 'ow'] }],
+    nodes: [
+      {
+        op: 'Conv',
+        name: 'conv',
+        inputs: ['img', 'K', 'B'],
+        outputs: ['out'],
+        attrs: { kernel_shape: [3, 3], pads: [0, 0, 0, 0], strides: [1, 1] },
+      },
+    ],
+    initializers: [
+      { name: 'K', type: 'float32', dims: [1, 1, 3, 3], data: CONV_KERNEL },
+      { name: 'B', type: 'float32', dims: [1], data: new Float32Array([CONV_BIAS]) },
+    ],
+    opset: OPSET,
+    irVersion: IR_VERSION,
+    graphName: 'conv',
+  };
+}
+
+export function convModel(): Uint8Array {
+  return encodeModel(convSpec());
+}
+
+// ---------------------------------------------------------------------------
+
+/** Write model bytes to `path` (creating parent directories); returns the absolute path. */
+export function writeModel(path: string, bytes: Uint8Array): string {
+  const abs = resolve(path);
+  mkdirSync(dirname(abs), { recursive: true });
+  writeFileSync(abs, bytes);
+  return abs;
+}
