@@ -31,11 +31,15 @@ export interface EntryFacts extends ModelFacts {
   readonly hits: number;
 }
 
-/** Future knowledge, for the simulator's oracles only. */
+/**
+ * Future knowledge, for the simulator's oracles only. "Future" means the invocations the node has
+ * not served yet, in the order it will serve them; when invocations queue up, the next one's
+ * arrival time can be earlier than `now`.
+ */
 export interface FutureFacts {
-  /** Time of the next invocation of `key` strictly after `now`, or Infinity. */
+  /** Arrival time of the next invocation of `key` not yet served, or Infinity. */
   nextUse(key: string, now: number): number;
-  /** Invocations of `key` in (now, now + horizonMs]. */
+  /** Invocations of `key` not yet served that arrive by `now + horizonMs`. */
   usesWithin?(key: string, now: number, horizonMs: number): number;
 }
 
@@ -75,6 +79,12 @@ export interface EvictionPolicy {
    * runtime and at each event by the simulator; `entries` are evictable entries only.
    */
   expired?(entries: readonly EntryFacts[], now: number): Victim[];
+  /**
+   * Models the policy wants loaded ahead of demand (pre-warming, prefetching), most wanted first.
+   * The caller loads them only into free memory, never evicting for them, and reports each load
+   * through `onLoad` with `hits` 0. Called where `expired` is; `isResident` says what is loaded.
+   */
+  prewarm?(now: number, isResident: (key: string) => boolean): Victim[];
 }
 
 export interface PolicyOptions {

@@ -1,0 +1,22 @@
+import { byScore, takeUntilFreed, type EvictionPolicy } from './types';
+
+/**
+ * Belady's MIN (Belady, "A study of replacement algorithms for a virtual-storage computer", IBM
+ * Systems Journal 1966): evict the entry whose next use is farthest in the future. Optimal in
+ * misses when all entries have one size; with mixed sizes and costs it is a strong oracle, not
+ * the optimum. Needs `EvictionRequest.future`, so it runs in the simulator only.
+ */
+export function belady(): EvictionPolicy {
+  return {
+    name: 'belady',
+    selectVictims(req) {
+      const future = req.future;
+      if (!future) throw new Error('belady needs future facts (EvictionRequest.future): it is a simulator-only oracle');
+      // Farthest next use first: sort ascending by the negated next use.
+      const next = new Map(req.candidates.map((e) => [e.key, future.nextUse(e.key, req.now)] as const));
+      return takeUntilFreed(byScore(req.candidates, (e) => -next.get(e.key)!), req.needBytes, (e) =>
+        `next use farthest away (${next.get(e.key) === Infinity ? 'never' : `at ${Math.round(next.get(e.key)!)} ms`})`,
+      );
+    },
+  };
+}

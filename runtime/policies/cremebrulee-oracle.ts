@@ -1,0 +1,29 @@
+import { byScore, takeUntilFreed, type EvictionPolicy } from './types';
+
+/**
+ * CremeBrulee with perfect knowledge of popularity (the ACSOS'21 paper's oracle variant): the same
+ *
+ *     utility(f) = popularity(f) × loadCost(f) / residentBytes(f)
+ *
+ * but popularity(f) is f's count of invocations in the next `horizonMs` (from
+ * `EvictionRequest.future`) instead of its decayed past share. Entries with no use inside the
+ * horizon go first, farthest next use first. Simulator only.
+ */
+export function cremebruleeOracle(horizonMs = 600_000): EvictionPolicy {
+  if (!(horizonMs > 0)) throw new RangeError(`cremebrulee-oracle: horizonMs must be > 0, got ${horizonMs}`);
+  return {
+    name: 'cremebrulee-oracle',
+    selectVictims(req) {
+      const future = req.future;
+      if (!future?.usesWithin) throw new Error('cremebrulee-oracle needs future facts with usesWithin: it is a simulator-only oracle');
+      const score = new Map<string, number>();
+      for (const e of req.candidates) {
+        const uses = future.usesWithin(e.key, req.now, horizonMs);
+        score.set(e.key, uses > 0 ? (uses * e.loadMs) / Math.max(1, e.sizeBytes) : -(future.nextUse(e.key, req.now) - req.now));
+      }
+      return takeUntilFreed(byScore(req.candidates, (e) => score.get(e.key)!), req.needBytes, (e) =>
+        score.get(e.key)! >= 0 ? `future utility ${score.get(e.key)!.toExponential(3)} lowest` : `no use in the next ${horizonMs} ms`,
+      );
+    },
+  };
+}

@@ -1,0 +1,456 @@
+import type { EntryFacts, EvictionPolicy, FutureFacts } from '../runtime/policies/types';
+import { PopularityTracker } from './popularity';
+import type { SimModel, Trace } from './trace';
+
+export interface SimOptions {
+  /** Byte budget of the node; used bytes (resident plus loading) never exceed it. */
+  budgetBytes: number;
+  /** Invocations a node runs at a time. @default 1 (the paper's serial node) */
+  slots?: number;
+  /** Popularity refresh period, virtual ms. @default 10000 */
+  popularityRefreshMs?: number;
+  /** Half-life of the decayed popularity rate, virtual ms. @default 600000 */
+  popularityHalfLifeMs?: number;
+  /**
+   * Period of keep-alive expiry and pre-warm checks (`expired`, `prewarm`), virtual ms; 0 checks
+   * before every dispatch instead. @default 1000
+   */
+  sweepMs?: number;
+  /** Count only invocations arriving in [reportFromMs, reportToMs) (all run; the rest warm up). */
+  reportFromMs?: number;
+  reportToMs?: number;
+  /** Give the policy the future (`EvictionRequest.future`): for oracles only. @default false */
+  future?: boolean;
+  /** Each eviction, in order (tests compare these with the runtime's warm pool). */
+  onEvict?: (key: string, now: number, cause: 'policy' | 'expired') => void;
+  /** Called every 2^18 dispatched invocations. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface SimResult {
+  policy: string;
+  budgetBytes: number;
+  /** Invocations counted (those arriving in the report window). */
+  invocations: number;
+  /** Refused: the model is larger than the budget (or the policy freed too little). */
+  refused: number;
+  /** Invocations that waited for a load (their own or one in progress). */
+  coldStarts: number;
+  /** Served warm / served. */
+  hitRatio: number;
+  /** Model loads started (including pre-warm loads). */
+  loads: number;
+  prewarmLoads: number;
+  evictions: number;
+  expirations: number;
+  /** Total time invocations spent waiting for loads, ms. */
+  loadDelayMs: number;
+  meanLoadDelayMs: number;
+  /** Total execution time of served invocations, ms. */
+  execMs: number;
+  /** loadDelayMs as a percentage of execMs (the paper's "load delay penalty"). */
+  loadDelayPctOfExec: number;
+  /** Arrival to completion (queue + load + exec), ms. */
+  meanLatencyMs: number;
+  p99LatencyMs: number;
+  meanQueueMs: number;
+  /** Memory × time held (resident plus loading), byte-seconds, over the report window. */
+  byteSeconds: number;
+  meanUsedBytes: number;
+  peakUsedBytes: number;
+  /** Virtual time covered, ms. */
+  simulatedMs: number;
+  /** Wall time of the run, ms. */
+  wallMs: number;
+}
+
+const ABSENT = 0;
+const LOADING = 1;
+const RESIDENT = 2;
+
+/** The facts the simulator hands to policies: one mutable object per model, valid during a call. */
+interface SimEntry extends EntryFacts {
+  popularity: number;
+  loadedAt: number;
+  lastUsedAt: number;
+  hits: number;
+}
+
+/** Per-function arrival times, for the oracles' view of the future (built once per trace). */
+const futureIndex = new WeakMap<Trace, Float64Array[]>();
+function perFunctionTimes(trace: Trace): Float64Array[] {
+  let idx = futureIndex.get(trace);
+  if (!idx) {
+    const arrs = Array.from(trace.counts, (c) => new Float64Array(c));
+    const fill = new Uint32Array(trace.functions.length);
+    for (let i = 0; i < trace.times.length; i++) {
+      const f = trace.fns[i]!;
+      arrs[f]![fill[f]!++] = trace.times[i]!;
+    }
+    idx = arrs;
+    futureIndex.set(trace, idx);
+  }
+  return idx;
+}
+
+/**
+ * Runs one policy over a trace on a virtual clock, with the runtime's cache rules: single-flight
+ * loads, in-flight models never evicted, used bytes never above the budget, a model larger than
+ * the budget refused. Invocations are served first come, first served by `slots` slots; a miss
+ * occupies its slot for load plus exec; an invocation whose model is loading waits for that load
+ * (a cold start). Policy hooks are called as `WarmPool` calls them.
+ */
+export function simulate(trace: Trace, models: readonly SimModel[], policy: EvictionPolicy, opts: SimOptions): SimResult {
+  const wall0 = performance.now();
+  const F = trace.functions.length;
+  if (models.length !== F) throw new RangeError(`simulate: ${models.length} models for ${F} functions`);
+  const budget = opts.budgetBytes;
+  if (!(Number.isFinite(budget) && budget > 0)) throw new RangeError(`simulate: budgetBytes must be a positive number, got ${budget}`);
+  const K = opts.slots ?? 1;
+  if (!(Number.isInteger(K) && K >= 1)) throw new RangeError(`simulate: slots must be an integer >= 1, got ${K}`);
+  const sweepMs = opts.sweepMs ?? 1000;
+  if (!(sweepMs >= 0)) throw new RangeError(`simulate: sweepMs must be >= 0, got ${sweepMs}`);
+  const from = opts.reportFromMs ?? -Infinity;
+  const to = opts.reportToMs ?? Infinity;
+  const { times, fns } = trace;
+  const N = times.length;
+
+  const pop = new PopularityTracker(F, opts.popularityRefreshMs, opts.popularityHalfLifeMs);
+  const state = new Uint8Array(F);
+  const inFlight = new Int32Array(F);
+  const loadDoneAt = new Float64Array(F);
+  const entries: SimEntry[] = models.map((m) => ({
+    key: m.key, sizeBytes: m.sizeBytes, loadMs: m.loadMs, execMs: m.execMs,
+    popularity: 0, loadedAt: 0, lastUsedAt: 0, hits: 0,
+  }));
+  const keyIndex = new Map<string, number>();
+  models.forEach((m, f) => keyIndex.set(m.key, f));
+  // Resident models (state RESIDENT), with positions for O(1) removal.
+  const resident = new Int32Array(F);
+  const residentPos = new Int32Array(F).fill(-1);
+  let nResident = 0;
+  const cands: SimEntry[] = [];
+
+  // Slots: a slot's invocation may first load (loader) or wait for another's load (joiner).
+  const slotFinish = new Float64Array(K).fill(Infinity);
+  const slotLoadEnd = new Float64Array(K).fill(Infinity);
+  const slotTouch = new Float64Array(K).fill(Infinity);
+  const slotModel = new Int32Array(K).fill(-1);
+  let busySlots = 0;
+  // Pre-warm loads, outside the slots.
+  const bgModel: number[] = [];
+  const bgEnd: number[] = [];
+
+  // Oracles see the invocations not yet served (a pointer per function into its arrival times).
+  const needFuture = opts.future === true;
+  const perFn = needFuture ? perFunctionTimes(trace) : [];
+  const futPtr = new Uint32Array(F);
+  const future: FutureFacts | undefined = needFuture
+    ? {
+        nextUse(key) {
+          const f = keyIndex.get(key);
+          if (f === undefined) return Infinity;
+          const arr = perFn[f]!;
+          const p = futPtr[f]!;
+          return p < arr.length ? arr[p]! : Infinity;
+        },
+        usesWithin(key, now, horizonMs) {
+          const f = keyIndex.get(key);
+          if (f === undefined) return 0;
+          const arr = perFn[f]!;
+          let lo = futPtr[f]!;
+          let hi = arr.length;
+          const lim = now + horizonMs;
+          while (lo < hi) {
+            const mid = (lo + hi) >>> 1;
+            if (arr[mid]! <= lim) lo = mid + 1;
+            else hi = mid;
+          }
+          return lo - futPtr[f]!;
+        },
+      }
+    : undefined;
+
+  let now = 0;
+  let used = 0;
+  let peak = 0;
+  let usedSince = 0;
+  let byteMs = 0;
+  let blocked = false;
+  let nextSweep = sweepMs > 0 ? sweepMs : Infinity;
+  const hasSweep = policy.expired !== undefined || policy.prewarm !== undefined;
+
+  let counted = 0, refused = 0, cold = 0, loads = 0, prewarmLoads = 0, evictions = 0, expirations = 0;
+  let loadDelay = 0, execTotal = 0, latencySum = 0, queueSum = 0;
+  const latencies = new Float64Array(N);
+  let nLat = 0;
+
+  const account = (t: number) => {
+    const a = Math.max(usedSince, from);
+    const b = Math.min(t, to);
+    if (b > a) byteMs += used * (b - a);
+    usedSince = t;
+  };
+  const setUsed = (delta: number) => {
+    account(now);
+    used += delta;
+    if (used > peak) peak = used;
+  };
+  const addResident = (f: number) => {
+    residentPos[f] = nResident;
+    resident[nResident++] = f;
+  };
+  const removeResident = (f: number) => {
+    const p = residentPos[f]!;
+    const last = resident[--nResident]!;
+    resident[p] = last;
+    residentPos[last] = p;
+    residentPos[f] = -1;
+  };
+  const evictable = (): SimEntry[] => {
+    cands.length = 0;
+    for (let r = 0; r < nResident; r++) {
+      const f = resident[r]!;
+      if (inFlight[f] === 0) cands.push(entries[f]!);
+    }
+    return cands;
+  };
+  const evict = (f: number, cause: 'policy' | 'expired') => {
+    state[f] = ABSENT;
+    removeResident(f);
+    setUsed(-entries[f]!.sizeBytes);
+    if (cause === 'policy') evictions++;
+    else expirations++;
+    policy.onEvict?.(entries[f]!.key, now);
+    opts.onEvict?.(entries[f]!.key, now, cause);
+  };
+  const completeLoad = (f: number, prewarmed: boolean) => {
+    state[f] = RESIDENT;
+    addResident(f);
+    const e = entries[f]!;
+    e.popularity = pop.popularity[f]!;
+    e.loadedAt = now;
+    e.lastUsedAt = now;
+    e.hits = prewarmed ? 0 : 1;
+    policy.onLoad?.(e, now);
+  };
+  const touch = (f: number) => {
+    const e = entries[f]!;
+    e.hits++;
+    e.lastUsedAt = now;
+    e.popularity = pop.popularity[f]!;
+    policy.onAccess?.(e, now);
+  };
+  const refreshPopularity = () => {
+    pop.refresh();
+    for (let r = 0; r < nResident; r++) {
+      const f = resident[r]!;
+      entries[f]!.popularity = pop.popularity[f]!;
+    }
+  };
+  /** Evicts the policy's victims until model f fits. False if in-flight models hold the room. */
+  const makeRoom = (f: number): boolean => {
+    const e = entries[f]!;
+    const need = used + e.sizeBytes - budget;
+    if (need <= 0) return true;
+    const c = evictable();
+    let free = 0;
+    for (const x of c) free += x.sizeBytes;
+    if (free < need) return false;
+    e.popularity = pop.popularity[f]!;
+    const victims = policy.selectVictims(future ? { now, needBytes: need, candidates: c, incoming: e, future } : { now, needBytes: need, candidates: c, incoming: e });
+    for (const v of victims) {
+      if (used + e.sizeBytes <= budget) break;
+      const g = keyIndex.get(v.key);
+      if (g !== undefined && state[g] === RESIDENT && inFlight[g] === 0) evict(g, 'policy');
+    }
+    return used + e.sizeBytes <= budget;
+  };
+  const sweep = () => {
+    if (policy.expired) {
+      const c = evictable();
+      if (c.length > 0) {
+        for (const v of policy.expired(c, now)) {
+          const g = keyIndex.get(v.key);
+          if (g !== undefined && state[g] === RESIDENT && inFlight[g] === 0) evict(g, 'expired');
+        }
+      }
+    }
+    if (policy.prewarm) {
+      for (const w of policy.prewarm(now, (key) => {
+        const g = keyIndex.get(key);
+        return g !== undefined && state[g] !== ABSENT;
+      })) {
+        const g = keyIndex.get(w.key);
+        if (g === undefined || state[g] !== ABSENT) continue;
+        const size = entries[g]!.sizeBytes;
+        if (used + size > budget) continue;
+        state[g] = LOADING;
+        setUsed(size);
+        loadDoneAt[g] = now + entries[g]!.loadMs;
+        bgModel.push(g);
+        bgEnd.push(loadDoneAt[g]!);
+        loads++;
+        prewarmLoads++;
+      }
+    }
+  };
+
+  let i = 0;
+  const progressMask = (1 << 18) - 1;
+  for (;;) {
+    let tSlot = Infinity;
+    for (let s = 0; s < K; s++) {
+      const t = Math.min(slotFinish[s]!, slotLoadEnd[s]!, slotTouch[s]!);
+      if (t < tSlot) tSlot = t;
+    }
+    for (let b = 0; b < bgEnd.length; b++) if (bgEnd[b]! < tSlot) tSlot = bgEnd[b]!;
+    const idle = busySlots === 0 && bgEnd.length === 0;
+    const tDisp = i < N && busySlots < K && !blocked ? Math.max(now, times[i]!) : Infinity;
+    if (tSlot === Infinity && tDisp === Infinity) break;
+    const tNext = Math.min(tSlot, tDisp);
+    if (pop.nextRefreshAt <= tNext && pop.nextRefreshAt !== Infinity && !(idle && i >= N)) {
+      now = Math.max(now, pop.nextRefreshAt);
+      refreshPopularity();
+      continue;
+    }
+    if (nextSweep <= tNext && hasSweep) {
+      now = Math.max(now, nextSweep);
+      nextSweep += sweepMs;
+      sweep();
+      continue;
+    }
+    if (!hasSweep && nextSweep <= tNext) nextSweep = Infinity;
+    now = tNext;
+    if (tSlot <= tNext) {
+      // Loads finish first, then joiners touch the loaded model, then invocations complete.
+      for (let b = 0; b < bgEnd.length; b++) {
+        if (bgEnd[b]! <= now) {
+          completeLoad(bgModel[b]!, true);
+          bgEnd.splice(b, 1);
+          bgModel.splice(b, 1);
+          b--;
+        }
+      }
+      for (let s = 0; s < K; s++) {
+        if (slotLoadEnd[s]! <= now) {
+          slotLoadEnd[s] = Infinity;
+          completeLoad(slotModel[s]!, false);
+        }
+      }
+      for (let s = 0; s < K; s++) {
+        if (slotTouch[s]! <= now) {
+          slotTouch[s] = Infinity;
+          touch(slotModel[s]!);
+        }
+      }
+      for (let s = 0; s < K; s++) {
+        if (slotFinish[s]! <= now && slotLoadEnd[s] === Infinity && slotTouch[s] === Infinity) {
+          slotFinish[s] = Infinity;
+          inFlight[slotModel[s]!]!--;
+          slotModel[s] = -1;
+          busySlots--;
+          blocked = false;
+        }
+      }
+      blocked = false;
+      continue;
+    }
+
+    // Dispatch invocation i.
+    const f = fns[i]!;
+    const arrival = times[i]!;
+    const e = entries[f]!;
+    const inWindow = arrival >= from && arrival < to;
+    if (sweepMs === 0 && hasSweep) sweep();
+    let finish: number;
+    let wait = 0;
+    if (e.sizeBytes > budget) {
+      if (inWindow) { counted++; refused++; }
+      pop.record(f);
+      if (needFuture) futPtr[f]!++;
+      i++;
+      continue;
+    }
+    let s = 0;
+    while (slotModel[s] !== -1) s++;
+    if (state[f] === RESIDENT) {
+      inFlight[f]!++;
+      touch(f);
+      finish = now + e.execMs;
+    } else if (state[f] === LOADING) {
+      inFlight[f]!++;
+      wait = loadDoneAt[f]! - now;
+      slotTouch[s] = loadDoneAt[f]!;
+      finish = loadDoneAt[f]! + e.execMs;
+    } else {
+      if (!makeRoom(f)) {
+        if (busySlots > 0 || bgEnd.length > 0) {
+          blocked = true; // wait for an in-flight model to finish
+          continue;
+        }
+        if (inWindow) { counted++; refused++; }
+        pop.record(f);
+        if (needFuture) futPtr[f]!++;
+        i++;
+        continue;
+      }
+      state[f] = LOADING;
+      setUsed(e.sizeBytes);
+      inFlight[f]!++;
+      loads++;
+      wait = e.loadMs;
+      loadDoneAt[f] = now + e.loadMs;
+      slotLoadEnd[s] = loadDoneAt[f]!;
+      finish = loadDoneAt[f]! + e.execMs;
+    }
+    slotModel[s] = f;
+    slotFinish[s] = finish;
+    busySlots++;
+    pop.record(f);
+    if (needFuture) futPtr[f]!++;
+    if (inWindow) {
+      counted++;
+      if (wait > 0 || state[f] !== RESIDENT) cold++;
+      loadDelay += wait;
+      execTotal += e.execMs;
+      const lat = finish - arrival;
+      latencySum += lat;
+      queueSum += now - arrival;
+      latencies[nLat++] = lat;
+    }
+    i++;
+    if ((i & progressMask) === 0) opts.onProgress?.(i, N);
+  }
+  account(now);
+
+  const served = counted - refused;
+  const lat = latencies.subarray(0, nLat).sort();
+  const windowStart = Math.max(0, from);
+  const windowEnd = Math.min(now, to);
+  const windowMs = Math.max(0, windowEnd - windowStart);
+  return {
+    policy: policy.name,
+    budgetBytes: budget,
+    invocations: counted,
+    refused,
+    coldStarts: cold,
+    hitRatio: served > 0 ? (served - cold) / served : 0,
+    loads,
+    prewarmLoads,
+    evictions,
+    expirations,
+    loadDelayMs: loadDelay,
+    meanLoadDelayMs: served > 0 ? loadDelay / served : 0,
+    execMs: execTotal,
+    loadDelayPctOfExec: execTotal > 0 ? (100 * loadDelay) / execTotal : 0,
+    meanLatencyMs: served > 0 ? latencySum / served : 0,
+    p99LatencyMs: nLat > 0 ? lat[Math.min(nLat - 1, Math.ceil(0.99 * nLat) - 1)]! : 0,
+    meanQueueMs: served > 0 ? queueSum / served : 0,
+    byteSeconds: byteMs / 1000,
+    meanUsedBytes: windowMs > 0 ? byteMs / windowMs : 0,
+    peakUsedBytes: peak,
+    simulatedMs: now,
+    wallMs: performance.now() - wall0,
+  };
+}

@@ -1,0 +1,41 @@
+import { belady } from '../runtime/policies/belady';
+import { cremebruleeOracle } from '../runtime/policies/cremebrulee-oracle';
+import { hybridHistogram } from '../runtime/policies/hybrid-histogram';
+import { createPolicy, RUNTIME_POLICIES, type RuntimePolicyName } from '../runtime/policies/index';
+import type { EvictionPolicy, PolicyOptions } from '../runtime/policies/types';
+
+/** Oracles: they see the future, so they run in the simulator only. */
+export const ORACLE_POLICIES = ['belady', 'cremebrulee-oracle'] as const;
+/** Online policies the runtime cannot run as they are (they need the `prewarm` hook). */
+export const SIM_ONLY_POLICIES = ['hybrid-histogram'] as const;
+
+/** Every policy the simulator runs: the runtime's own, plus the sim-only ones and the oracles. */
+export const SIM_POLICIES = [...RUNTIME_POLICIES, ...SIM_ONLY_POLICIES, ...ORACLE_POLICIES] as const;
+export type SimPolicyName = (typeof SIM_POLICIES)[number];
+
+export interface SimPolicyOptions extends PolicyOptions {
+  /** Look-ahead of `cremebrulee-oracle`, ms. @default 600000 */
+  oracleHorizonMs?: number;
+}
+
+export function isSimPolicy(name: string): name is SimPolicyName {
+  return (SIM_POLICIES as readonly string[]).includes(name);
+}
+
+export function isOracle(name: string): boolean {
+  return (ORACLE_POLICIES as readonly string[]).includes(name);
+}
+
+/** A fresh policy instance for one run. */
+export function createSimPolicy(name: SimPolicyName, opts: SimPolicyOptions = {}): EvictionPolicy {
+  switch (name) {
+    case 'belady':
+      return belady();
+    case 'cremebrulee-oracle':
+      return cremebruleeOracle(opts.oracleHorizonMs);
+    case 'hybrid-histogram':
+      return hybridHistogram(opts.ttlMs !== undefined ? { fixedKeepAliveMs: opts.ttlMs } : {});
+    default:
+      return createPolicy(name as RuntimePolicyName, opts);
+  }
+}
