@@ -1,0 +1,100 @@
+import type { Hono } from 'hono';
+import pino, { type Logger } from 'pino';
+import type { Config } from './config';
+import { Gateway } from './functions/gateway';
+import { createApp } from './functions/http/app';
+import { FunctionRegistry } from './functions/registry';
+import { ModelStore } from './functions/store';
+import { TraceRecorder } from './functions/trace-recorder';
+import { createRedis, waitForRedis } from './queue/connection';
+import { Dispatcher } from './queue/dispatcher';
+import { keys as makeKeys } from './queue/keys';
+import { startPopularityCron } from './runtime/cron';
+import { Metrics } from './runtime/metrics';
+import { RuntimeNode } from './runtime/node';
+
+export interface Brulee {
+  app: Hono;
+  gateway: Gateway;
+  /** Present when ROLE is `all` or `worker`. */
+  node?: RuntimeNode;
+  metrics: Metrics;
+  log: Logger;
+  /** Drains and closes everything; idempotent. */
+  close(): Promise<void>;
+}
+
+export interface BruleeDeps {
+  /** Redis key namespace. @default 'brulee' */
+  namespace?: string;
+  log?: Logger;
+}
+
+/**
+ * Wires one brulee process from its configuration: the gateway (Hono app, registry, dispatcher)
+ * and, by ROLE, a runtime node; plus the popularity cron. `config.redisUrl` must be set here
+ * (server.ts resolves it, starting a private redis-server when needed).
+ */
+export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promise<Brulee> {
+  if (!config.redisUrl) throw new Error('createBrulee: config.redisUrl is required');
+  const redisUrl = config.redisUrl;
+  const log = deps.log ?? pino({ level: config.logLevel });
+  const k = makeKeys(deps.namespace);
+  const redis = createRedis(redisUrl, { name: 'brulee' });
+  await waitForRedis(redis, 10_000);
+  const metrics = new Metrics();
+
+  let node: RuntimeNode | undefined;
+  if (config.role !== 'gateway') {
+    node = new RuntimeNode({
+      id: config.nodeId,
+      redisUrl,
+      redis,
+      keys: k,
+      dataDir: config.dataDir,
+      budgetBytes: config.memoryBudget,
+      policy: config.evictionPolicy,
+      ttlMs: config.ttlMs,
+      concurrency: config.workerConcurrency,
+      metrics,
+      log: log.child({ node: config.nodeId }),
+    });
+    await node.start();
+  }
+
+  const dispatcher = new Dispatcher({ redisUrl, redis, keys: k });
+  metrics.onCollect(async () => {
+    const { total } = await dispatcher.depth();
+    for (const [state, n] of Object.entries(total)) metrics.queueDepth.set({ state }, n);
+  });
+  const registry = new FunctionRegistry({
+    redis,
+    keys: k,
+    store: new ModelStore(config.dataDir),
+    largestBudget: async () => {
+      const nodes = await dispatcher.nodes(true);
+      return nodes.length ? Math.max(...nodes.map((n) => n.budgetBytes)) : undefined;
+    },
+  });
+  const recorder = config.traceRecord ? new TraceRecorder(config.dataDir) : undefined;
+  if (recorder) await recorder.writeCatalog(await registry.list());
+  const gateway = new Gateway({ redis, keys: k, registry, dispatcher, defaultTimeoutMs: config.invokeTimeoutMs, log, ...(recorder ? { recorder } : {}) });
+  const app = createApp({
+    gateway,
+    metrics,
+    log,
+    apiKey: config.apiKey,
+    maxModelBytes: config.maxModelBytes,
+    maxRequestBytes: config.maxRequestBytes,
+    redisOk: () => redis.ping().then(() => true, () => false),
+  });
+  const cron = startPopularityCron(config.popularityCron, redis, k, log);
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      const steps: Array<() => unknown> = [() => cron.stop(), () => node?.close(), () => dispatcher.close(), () => recorder?.close(), () => redis.quit()];
+      for (const s of steps) await Promise.resolve().then(s).catch((e: unknown) => log.warn({ err: e }, 'close step failed'));
+    })());
+  return { app, gateway, ...(node ? { node } : {}), metrics, log, close };
+}

@@ -1,0 +1,122 @@
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import cron from 'node-cron';
+import { z } from 'zod';
+import { RUNTIME_POLICIES } from './runtime/policies';
+
+const UNITS: Record<string, number> = {
+  '': 1, b: 1,
+  k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12,
+  ki: 1024, kib: 1024, mi: 1024 ** 2, mib: 1024 ** 2, gi: 1024 ** 3, gib: 1024 ** 3, ti: 1024 ** 4, tib: 1024 ** 4,
+};
+
+/** Parses `1073741824`, `512MiB`, `2GiB`, `1.5GB`; returns NaN when it cannot. */
+export function parseBytes(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
+  if (!m) return NaN;
+  const unit = UNITS[m[2]!.toLowerCase()];
+  return unit === undefined ? NaN : Math.floor(Number(m[1]) * unit);
+}
+
+const bytes = (what: string, example: string) =>
+  z.string().transform((s, ctx) => {
+    const n = parseBytes(s);
+    if (!(n > 0)) {
+      ctx.addIssue({ code: 'custom', message: `${what} must be a positive byte count like ${example} (units B, KB, MB, GB, KiB, MiB, GiB), got "${s}"` });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+const int = (what: string, min: number, max: number) =>
+  z.string().transform((s, ctx) => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      ctx.addIssue({ code: 'custom', message: `${what} must be an integer from ${min} to ${max}, got "${s}"` });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+const EnvSchema = z.object({
+  REDIS_URL: z.string().url({ message: 'REDIS_URL must be a URL like redis://127.0.0.1:6379' }).optional(),
+  PORT: int('PORT', 0, 65535).default(8080),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  MEMORY_BUDGET: bytes('MEMORY_BUDGET', '2GiB').default(2 * 1024 ** 3),
+  EVICTION_POLICY: z
+    .enum(RUNTIME_POLICIES, { message: `EVICTION_POLICY must be one of ${RUNTIME_POLICIES.join(', ')}` })
+    .default('cremebrulee'),
+  DATA_DIR: z.string().min(1).default('./data'),
+  ROLE: z.enum(['all', 'gateway', 'worker'], { message: 'ROLE must be all, gateway or worker' }).default('all'),
+  API_KEY: z.string().min(1).optional(),
+  POPULARITY_CRON: z
+    .string()
+    .refine((s) => cron.validate(s), { message: 'POPULARITY_CRON must be a node-cron expression, for example "*/10 * * * * *" (every 10 s)' })
+    .default('*/10 * * * * *'),
+  NODE_ID: z
+    .string()
+    .regex(/^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$/, 'NODE_ID must be 1-63 letters, digits, _ or -')
+    .optional(),
+  MAX_MODEL_BYTES: bytes('MAX_MODEL_BYTES', '512MiB').default(512 * 1024 ** 2),
+  MAX_REQUEST_BYTES: bytes('MAX_REQUEST_BYTES', '64MiB').default(64 * 1024 ** 2),
+  INVOKE_TIMEOUT_MS: int('INVOKE_TIMEOUT_MS', 1, 3_600_000).default(30_000),
+  WORKER_CONCURRENCY: int('WORKER_CONCURRENCY', 1, 1024).default(16),
+  TTL_MS: int('TTL_MS', 1, 86_400_000).default(600_000),
+  TRACE_RECORD: z.enum(['0', '1', 'true', 'false']).default('0').transform((v) => v === '1' || v === 'true'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export interface Config {
+  /** Redis to use; absent means "127.0.0.1:6379 if it answers, else a private redis-server". */
+  redisUrl: string | undefined;
+  port: number;
+  host: string;
+  memoryBudget: number;
+  evictionPolicy: (typeof RUNTIME_POLICIES)[number];
+  dataDir: string;
+  role: 'all' | 'gateway' | 'worker';
+  apiKey: string | undefined;
+  popularityCron: string;
+  nodeId: string;
+  maxModelBytes: number;
+  maxRequestBytes: number;
+  invokeTimeoutMs: number;
+  workerConcurrency: number;
+  ttlMs: number;
+  traceRecord: boolean;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** Parses the environment once, at start-up; throws ConfigError listing every bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const r = EnvSchema.safeParse(present);
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = r.data;
+  return {
+    redisUrl: e.REDIS_URL,
+    port: e.PORT,
+    host: e.HOST,
+    memoryBudget: e.MEMORY_BUDGET,
+    evictionPolicy: e.EVICTION_POLICY,
+    dataDir: resolve(e.DATA_DIR),
+    role: e.ROLE,
+    apiKey: e.API_KEY,
+    popularityCron: e.POPULARITY_CRON,
+    nodeId: e.NODE_ID ?? hostname().replace(/[^a-zA-Z0-9_-]/g, '-').slice(0, 63),
+    maxModelBytes: e.MAX_MODEL_BYTES,
+    maxRequestBytes: e.MAX_REQUEST_BYTES,
+    invokeTimeoutMs: e.INVOKE_TIMEOUT_MS,
+    workerConcurrency: e.WORKER_CONCURRENCY,
+    ttlMs: e.TTL_MS,
+    traceRecord: e.TRACE_RECORD,
+    logLevel: e.LOG_LEVEL,
+  };
+}

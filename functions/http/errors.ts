@@ -1,0 +1,29 @@
+import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { Logger } from 'pino';
+import { BruleeError } from '../../errors';
+
+/** Anything thrown, as a BruleeError (unknown errors become INTERNAL, logged with their stack). */
+export function asBruleeError(e: unknown, log?: Logger): BruleeError {
+  if (e instanceof BruleeError) return e;
+  if (e instanceof HTTPException) {
+    const code = e.status === 413 ? 'PAYLOAD_TOO_LARGE' : e.status === 401 ? 'UNAUTHORIZED' : e.status === 404 ? 'NOT_FOUND' : 'BAD_REQUEST';
+    return new BruleeError(code, e.message || 'bad request');
+  }
+  log?.error({ err: e }, 'unexpected error');
+  return new BruleeError('INTERNAL', 'internal error; see the server log');
+}
+
+/**
+ * The one place errors become HTTP responses: `{"error": {"code", "message"}}` with the code's
+ * status, except on the Open Inference Protocol routes (`/v2`), whose clients expect
+ * `{"error": "<message>"}`.
+ */
+export function onError(log: Logger) {
+  return (e: Error, c: Context) => {
+    const err = asBruleeError(e, log);
+    const status = err.status as 400;
+    if (c.req.path === '/v2' || c.req.path.startsWith('/v2/')) return c.json({ error: err.message }, status);
+    return c.json({ error: err.toJSON() }, status);
+  };
+}

@@ -1,0 +1,59 @@
+import type { Context } from 'hono';
+import { z } from 'zod';
+import { parseBytes } from '../../config';
+import { BruleeError } from '../../errors';
+
+/** Parses a JSON body with a clear error on malformed JSON. */
+export async function jsonBody(c: Context): Promise<unknown> {
+  const text = await c.req.text();
+  if (text.trim() === '') throw new BruleeError('MALFORMED_JSON', 'the request body is empty; send a JSON object');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    throw new BruleeError('MALFORMED_JSON', `the request body is not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+/** Runs a zod schema; its first issues become one BAD_REQUEST message that names the fields. */
+export function check<T>(schema: z.ZodType<T>, value: unknown, what: string, code: 'BAD_REQUEST' | 'INVALID_OPTION' = 'BAD_REQUEST'): T {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issues = r.error.issues.slice(0, 5).map((i) => `${i.path.length ? i.path.join('.') : what}: ${i.message}`);
+  throw new BruleeError(code, `invalid ${what}: ${issues.join('; ')}`);
+}
+
+const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+const posInt = (max: number) => z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(1).max(max));
+const byteCount = z.string().transform((s, ctx) => {
+  const n = parseBytes(s);
+  if (!(n > 0)) ctx.addIssue({ code: 'custom', message: 'must be a byte count like 104857600 or 100MiB' });
+  return n;
+});
+/** `x:1x3x32x32;y:1x4` */
+const dimsSpec = z.string().transform((s, ctx) => {
+  const out: Record<string, number[]> = {};
+  for (const part of s.split(';').filter(Boolean)) {
+    const m = /^([^:]+):(\d+(?:x\d+)*)?$/.exec(part.trim());
+    if (!m) {
+      ctx.addIssue({ code: 'custom', message: `"${part}" is not input:dims, for example img:1x3x32x32` });
+      return z.NEVER;
+    }
+    out[m[1]!] = m[2] ? m[2].split('x').map(Number) : [];
+  }
+  return out;
+});
+
+/** Query parameters of PUT /functions/{name}. */
+export const RegisterQuery = z
+  .object({
+    timeoutMs: posInt(3_600_000).optional(),
+    pinned: bool.optional(),
+    memoryBytes: byteCount.optional(),
+    profileDims: dimsSpec.optional(),
+  })
+  .strict();
+
+export const InvokeBody = z.object({
+  inputs: z.record(z.string(), z.unknown()),
+  outputs: z.array(z.string()).optional(),
+});

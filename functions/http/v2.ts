@@ -1,0 +1,141 @@
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { z } from 'zod';
+import { BruleeError } from '../../errors';
+import type { ElementType } from '../../queue/wire';
+import type { TensorSpec } from '../../runtime/onnx';
+import type { Gateway } from '../gateway';
+import type { FunctionMeta } from '../registry';
+import { jsonValues } from '../signature';
+import { check, jsonBody } from './parse';
+
+/**
+ * The Open Inference Protocol (KServe v2 REST) over the same functions, so Triton and KServe
+ * clients work unchanged. Errors on these routes take the protocol's form `{"error": "..."}`
+ * (errors.ts does that for every `/v2` path).
+ */
+
+const V2_TYPE: Record<string, string> = {
+  bool: 'BOOL', uint8: 'UINT8', uint16: 'UINT16', uint32: 'UINT32', uint64: 'UINT64',
+  int8: 'INT8', int16: 'INT16', int32: 'INT32', int64: 'INT64',
+  float16: 'FP16', float32: 'FP32', float64: 'FP64', string: 'BYTES',
+};
+const FROM_V2: Record<string, ElementType> = {
+  BOOL: 'bool', UINT8: 'uint8', UINT16: 'uint16', UINT32: 'uint32', UINT64: 'uint64',
+  INT8: 'int8', INT16: 'int16', INT32: 'int32', INT64: 'int64', FP32: 'float32', FP64: 'float64',
+};
+
+const v2Tensor = (t: TensorSpec) => ({
+  name: t.name,
+  datatype: V2_TYPE[t.type] ?? t.type.toUpperCase(),
+  shape: t.dims.map((d) => (typeof d === 'number' ? d : -1)),
+});
+
+const InferRequest = z.object({
+  id: z.string().optional(),
+  parameters: z.record(z.string(), z.unknown()).optional(),
+  inputs: z
+    .array(
+      z.object({
+        name: z.string(),
+        shape: z.array(z.number().int().min(0)),
+        datatype: z.string(),
+        parameters: z.record(z.string(), z.unknown()).optional(),
+        data: z.unknown(),
+      }),
+    )
+    .min(1),
+  outputs: z.array(z.object({ name: z.string(), parameters: z.record(z.string(), z.unknown()).optional() })).optional(),
+});
+
+export interface V2Options {
+  gateway: Gateway;
+  auth: MiddlewareHandler;
+  maxRequestBytes: number;
+  redisOk: () => Promise<boolean>;
+}
+
+export function v2Routes({ gateway, auth, maxRequestBytes, redisOk }: V2Options): Hono {
+  const app = new Hono();
+
+  /** The function named in the path, at the version asked for (only the current one is served). */
+  async function model(c: Context): Promise<FunctionMeta> {
+    const fn = await gateway.registry.get(c.req.param('name')!);
+    const v = c.req.param('version');
+    if (v !== undefined && v !== String(fn.version)) {
+      throw new BruleeError('NOT_FOUND', `model "${fn.name}" version ${v} is not served; the current version is ${fn.version}`);
+    }
+    return fn;
+  }
+
+  app.get('/v2', (c) => c.json({ name: 'brulee', version: '0.1.0', extensions: ['model_repository'] }));
+  app.get('/v2/health/live', (c) => c.json({ live: true }));
+  app.get('/v2/health/ready', async (c) => {
+    const ready = (await redisOk()) && (await gateway.dispatcher.nodes(true)).length > 0;
+    return c.json({ ready }, ready ? 200 : 503);
+  });
+
+  for (const base of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
+    app.get(base, async (c) => {
+      const fn = await model(c);
+      return c.json({
+        name: fn.name,
+        versions: fn.versions.map((v) => String(v.version)),
+        platform: 'onnxruntime_onnx',
+        inputs: fn.signature.inputs.map(v2Tensor),
+        outputs: fn.signature.outputs.map(v2Tensor),
+      });
+    });
+    // Registered means ready: a model loads on demand (a cold start), so it can always serve.
+    app.get(`${base}/ready`, async (c) => {
+      await model(c);
+      return c.json({ name: c.req.param('name'), ready: true });
+    });
+    app.post(`${base}/infer`, bodyLimit({ maxSize: maxRequestBytes, onError: () => { throw new BruleeError('PAYLOAD_TOO_LARGE', `the request body is larger than the limit of ${maxRequestBytes} bytes`); } }), async (c) => {
+      const fn = await model(c);
+      const req = check(InferRequest, await jsonBody(c), 'inference request');
+      const inputs: Record<string, unknown> = {};
+      for (const i of req.inputs) {
+        const type = FROM_V2[i.datatype];
+        if (!type) throw new BruleeError('INVALID_INPUT', `input "${i.name}": datatype ${i.datatype} is not supported; use one of ${Object.keys(FROM_V2).join(', ')}`);
+        if (i.name in inputs) throw new BruleeError('INVALID_INPUT', `input "${i.name}" is given twice`);
+        inputs[i.name] = { type, dims: i.shape, data: i.data };
+      }
+      const outputs = req.outputs?.map((o) => o.name);
+      const r = await gateway.invoke(fn.name, inputs, outputs ? { outputs } : {});
+      const order = outputs ?? fn.signature.outputs.map((o) => o.name);
+      return c.json({
+        model_name: fn.name,
+        model_version: String(r.fn.version),
+        ...(req.id !== undefined ? { id: req.id } : {}),
+        outputs: order
+          .filter((n) => r.outputs[n])
+          .map((n) => {
+            const t = r.outputs[n]!;
+            return { name: n, datatype: V2_TYPE[t.type] ?? t.type, shape: t.dims, data: jsonValues(t) };
+          }),
+      });
+    });
+  }
+
+  // Model repository extension: index, load (prewarm), unload (evict).
+  app.post('/v2/repository/index', async (c) => {
+    const text = await c.req.text();
+    const body = text.trim() ? check(z.object({ ready: z.boolean().optional() }), JSON.parse(text), 'index request') : {};
+    const [fns, where] = await Promise.all([gateway.registry.list(), gateway.residency()]);
+    const rows = fns.map((f) => {
+      const loaded = (where.get(f.name) ?? []).length > 0;
+      return { name: f.name, version: String(f.version), state: loaded ? 'READY' : 'UNAVAILABLE', reason: loaded ? '' : 'not loaded; loads on the first invocation or on load' };
+    });
+    return c.json(body.ready ? rows.filter((r) => r.state === 'READY') : rows);
+  });
+  app.post('/v2/repository/models/:name/load', auth, async (c) => {
+    await gateway.load(c.req.param('name'));
+    return c.json({});
+  });
+  app.post('/v2/repository/models/:name/unload', auth, async (c) => {
+    await gateway.unload(c.req.param('name'));
+    return c.json({});
+  });
+  return app;
+}

@@ -1,0 +1,84 @@
+/**
+ * Runs in a fresh child process (see profile.ts), so its RSS growth is the model's alone:
+ * load time (median of a few session creates), one exec on a generated input, resident bytes.
+ */
+import { readFile } from 'node:fs/promises';
+import { loadModel, type LoadedModel, type TensorSpec } from '../runtime/onnx';
+import { ARRAY_OF, type ElementType, type Tensor } from '../queue/wire';
+import type { ProfileRequest, ProfileReply } from './profile';
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const gc = () => (globalThis as { gc?: () => void }).gc?.();
+
+function sampleInput(spec: TensorSpec, dims: number[]): Tensor {
+  const type = spec.type as ElementType;
+  const Ctor = ARRAY_OF[type];
+  if (!Ctor) throw new Error(`input "${spec.name}" has element type ${spec.type}, which the profiler cannot generate`);
+  const n = dims.reduce((a, b) => a * b, 1);
+  const data = new Ctor(n);
+  if (data instanceof Float32Array || data instanceof Float64Array) for (let i = 0; i < n; i++) data[i] = ((i * 7919) % 1000) / 1000 - 0.5;
+  return { type, dims, data };
+}
+
+async function profile(req: ProfileRequest): Promise<ProfileReply> {
+  const bytes = await readFile(req.path);
+  // onnxruntime's own start-up (thread pools, allocators) is not the model's: pay it first.
+  (await loadModel(new Uint8Array(Buffer.from(req.warmupModelB64, 'base64')))).dispose();
+  gc();
+  const rss0 = process.memoryUsage().rss;
+
+  const t0 = performance.now();
+  const model: LoadedModel = await loadModel(req.path);
+  const loadSamples = [performance.now() - t0];
+  const signature = model.signature;
+
+  const dims: Record<string, number[]> = {};
+  let execMs: number | null = null;
+  let execError: string | null = null;
+  try {
+    const inputs: Record<string, Tensor> = {};
+    for (const spec of signature.inputs) {
+      const d = req.dims[spec.name] ?? spec.dims.map((x) => (typeof x === 'number' ? x : 1));
+      dims[spec.name] = d;
+      inputs[spec.name] = sampleInput(spec, d);
+    }
+    await model.run(inputs); // first run allocates the arena: part of resident memory
+    const samples: number[] = [];
+    for (let i = 0; i < req.execRuns; i++) {
+      const t = performance.now();
+      await model.run(inputs);
+      samples.push(performance.now() - t);
+    }
+    execMs = median(samples);
+  } catch (e) {
+    execError = e instanceof Error ? e.message : String(e);
+  }
+  gc();
+  const rssDelta = Math.max(0, process.memoryUsage().rss - rss0);
+
+  for (let i = 1; i < req.loadRuns; i++) {
+    const t = performance.now();
+    const m = await loadModel(req.path);
+    loadSamples.push(performance.now() - t);
+    await m.dispose();
+  }
+  await model.dispose();
+  return {
+    ok: true,
+    signature,
+    loadMs: median(loadSamples),
+    loadSamplesMs: loadSamples,
+    execMs,
+    execError,
+    profiledDims: dims,
+    rssDeltaBytes: rssDelta,
+    fileBytes: bytes.byteLength,
+  };
+}
+
+process.once('message', (req: ProfileRequest) => {
+  profile(req).then(
+    (r) => process.send!(r, () => process.exit(0)),
+    (e: unknown) => process.send!({ ok: false, error: e instanceof Error ? e.message : String(e) } satisfies ProfileReply, () => process.exit(0)),
+  );
+});

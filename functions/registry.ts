@@ -1,0 +1,206 @@
+import type { Redis } from 'ioredis';
+import { BruleeError } from '../errors';
+import { redisUnavailable } from '../queue/connection';
+import type { Keys } from '../queue/keys';
+import type { ModelRef } from '../queue/wire';
+import type { Signature } from '../runtime/onnx';
+import { profileModel, type Profile } from './profile';
+import { ModelStore } from './store';
+
+/** Options a user sets at registration (query parameters of PUT /functions/{name}). */
+export interface FunctionOptions {
+  /** Invocation timeout, ms (504 past it). Defaults to the server's INVOKE_TIMEOUT_MS. */
+  timeoutMs?: number;
+  /** Never evicted while registered. @default false */
+  pinned?: boolean;
+  /** Overrides the measured resident bytes the cache charges. */
+  memoryBytes?: number;
+}
+
+export interface RegisterOptions extends FunctionOptions {
+  /** Dims to profile with, per input (dynamic dims default to 1). */
+  profileDims?: Record<string, number[]>;
+}
+
+export interface FunctionVersion {
+  version: number;
+  sha256: string;
+  fileBytes: number;
+  createdAt: string;
+}
+
+/** A registered function, as stored in Redis and shown by GET /functions/{name}. */
+export interface FunctionMeta {
+  name: string;
+  version: number;
+  sha256: string;
+  signature: Signature;
+  profile: Profile;
+  options: FunctionOptions;
+  /** Bytes the cache charges for this function: `options.memoryBytes` or the measured resident bytes. */
+  sizeBytes: number;
+  createdAt: string;
+  updatedAt: string;
+  versions: FunctionVersion[];
+}
+
+export interface RegisterResult {
+  /** The name was new. */
+  created: boolean;
+  /** A new version was made (false: the same bytes as the current version). */
+  newVersion: boolean;
+  fn: FunctionMeta;
+  /** The version this one replaced, if any. */
+  replaced?: FunctionMeta;
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export function validateName(name: string): void {
+  if (!NAME.test(name) || name.includes('..')) {
+    throw new BruleeError(
+      'INVALID_NAME',
+      `invalid function name ${JSON.stringify(name.slice(0, 200))}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit, without '..'`,
+    );
+  }
+}
+
+export interface RegistryOptions {
+  redis: Redis;
+  keys: Keys;
+  store: ModelStore;
+  /** Largest budget of any live node (undefined: no node known, do not check). */
+  largestBudget: () => Promise<number | undefined>;
+}
+
+/** Functions: registration (inspect, profile, store), lookup, listing, deletion. */
+export class FunctionRegistry {
+  constructor(private readonly o: RegistryOptions) {}
+
+  get store(): ModelStore {
+    return this.o.store;
+  }
+
+  async find(name: string): Promise<FunctionMeta | undefined> {
+    let raw: string | null;
+    try {
+      raw = await this.o.redis.get(this.o.keys.fn(name));
+    } catch (e) {
+      throw redisUnavailable(e);
+    }
+    return raw ? (JSON.parse(raw) as FunctionMeta) : undefined;
+  }
+
+  async get(name: string): Promise<FunctionMeta> {
+    validateName(name);
+    const fn = await this.find(name);
+    if (!fn) throw new BruleeError('FUNCTION_NOT_FOUND', `no function named "${name}"; register it with PUT /functions/${name}`);
+    return fn;
+  }
+
+  async list(): Promise<FunctionMeta[]> {
+    const names = (await this.o.redis.smembers(this.o.keys.functions)).sort();
+    if (names.length === 0) return [];
+    const raws = await this.o.redis.mget(names.map((n) => this.o.keys.fn(n)));
+    return raws.filter((r): r is string => r !== null).map((r) => JSON.parse(r) as FunctionMeta);
+  }
+
+  /**
+   * Registers `bytes` as function `name`: stores them by content, profiles them, and saves the
+   * metadata. The same bytes as the current version only update the options.
+   */
+  async register(name: string, bytes: Uint8Array, opts: RegisterOptions): Promise<RegisterResult> {
+    validateName(name);
+    if (bytes.byteLength === 0) throw new BruleeError('INVALID_MODEL', 'the body is empty: send the ONNX file as the raw request body (Content-Type: application/octet-stream)');
+    const lockKey = `${this.o.keys.fn(name)}:lock`;
+    const got = await this.o.redis.set(lockKey, '1', 'PX', 300_000, 'NX').catch((e: unknown) => {
+      throw redisUnavailable(e);
+    });
+    if (!got) throw new BruleeError('CONFLICT', `function "${name}" is being registered by another request; retry when it finishes`);
+    try {
+      return await this.registerLocked(name, bytes, opts);
+    } finally {
+      await this.o.redis.del(lockKey).catch(() => undefined);
+    }
+  }
+
+  private async registerLocked(name: string, bytes: Uint8Array, opts: RegisterOptions): Promise<RegisterResult> {
+    const sha = ModelStore.hash(bytes);
+    const prev = await this.find(name);
+    const now = new Date().toISOString();
+    const options: FunctionOptions = {
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+      pinned: opts.pinned ?? false,
+      ...(opts.memoryBytes !== undefined ? { memoryBytes: opts.memoryBytes } : {}),
+    };
+    if (prev && prev.sha256 === sha) {
+      const fn: FunctionMeta = { ...prev, options, sizeBytes: options.memoryBytes ?? prev.profile.residentBytes, updatedAt: now };
+      await this.checkFits(fn);
+      await this.o.redis.set(this.o.keys.fn(name), JSON.stringify(fn));
+      return { created: false, newVersion: false, fn };
+    }
+
+    const wasStored = await this.o.store.has(sha);
+    await this.o.store.put(bytes);
+    let inspected: Awaited<ReturnType<typeof profileModel>>;
+    try {
+      inspected = await profileModel(this.o.store.path(sha), opts.profileDims ? { dims: opts.profileDims } : {});
+    } catch (e) {
+      if (!wasStored) await this.o.store.remove(sha);
+      throw e;
+    }
+    const version = (prev?.version ?? 0) + 1;
+    const fn: FunctionMeta = {
+      name,
+      version,
+      sha256: sha,
+      signature: inspected.signature,
+      profile: inspected.profile,
+      options,
+      sizeBytes: options.memoryBytes ?? inspected.profile.residentBytes,
+      createdAt: prev?.createdAt ?? now,
+      updatedAt: now,
+      versions: [...(prev?.versions ?? []), { version, sha256: sha, fileBytes: bytes.byteLength, createdAt: now }],
+    };
+    try {
+      await this.checkFits(fn);
+    } catch (e) {
+      if (!wasStored) await this.o.store.remove(sha);
+      throw e;
+    }
+    await this.o.redis.multi().set(this.o.keys.fn(name), JSON.stringify(fn)).sadd(this.o.keys.functions, name).exec();
+    return { created: !prev, newVersion: true, fn, ...(prev ? { replaced: prev } : {}) };
+  }
+
+  /** Deletes a function; the bytes of its versions go when no other function needs them. */
+  async delete(name: string): Promise<FunctionMeta> {
+    const fn = await this.get(name);
+    await this.o.redis.multi().del(this.o.keys.fn(name)).srem(this.o.keys.functions, name).del(this.o.keys.fnStats(name)).exec();
+    const stillNeeded = new Set((await this.list()).flatMap((f) => f.versions.map((v) => v.sha256)));
+    for (const v of fn.versions) if (!stillNeeded.has(v.sha256)) await this.o.store.remove(v.sha256);
+    return fn;
+  }
+
+  private async checkFits(fn: FunctionMeta): Promise<void> {
+    const largest = await this.o.largestBudget();
+    if (largest !== undefined && fn.sizeBytes > largest) {
+      throw new BruleeError(
+        'MODEL_TOO_LARGE',
+        `function "${fn.name}" needs ${fn.sizeBytes} bytes resident (measured ${fn.profile.residentBytes}, file ${fn.profile.fileBytes}), more than the largest node budget of ${largest} bytes; raise MEMORY_BUDGET`,
+      );
+    }
+  }
+}
+
+/** What a node needs to run a function's current version. `learnedExecMs` fills in a failed profile run. */
+export function modelRefOf(fn: FunctionMeta, learnedExecMs?: number): ModelRef {
+  return {
+    fn: fn.name,
+    sha256: fn.sha256,
+    version: fn.version,
+    sizeBytes: fn.sizeBytes,
+    loadMs: fn.profile.loadMs,
+    execMs: fn.profile.execMs ?? learnedExecMs ?? 0,
+    pinned: fn.options.pinned ?? false,
+  };
+}

@@ -1,0 +1,133 @@
+import { BruleeError } from '../errors';
+import type { Signature, TensorSpec } from '../runtime/onnx';
+import { ARRAY_OF, ELEMENT_TYPES, type ElementType, type Tensor, type TypedArray } from '../queue/wire';
+
+export type { Signature, TensorSpec } from '../runtime/onnx';
+
+/** A tensor as the HTTP API writes it: `{"type": "float32", "dims": [1, 3], "data": [...]}`. */
+export interface JsonTensor {
+  type: string;
+  dims: number[];
+  data: Array<number | boolean | string>;
+}
+
+export function isElementType(t: string): t is ElementType {
+  return (ELEMENT_TYPES as readonly string[]).includes(t);
+}
+
+const INT_RANGE: Partial<Record<ElementType, [number, number]>> = {
+  int8: [-128, 127], uint8: [0, 255], int16: [-32768, 32767], uint16: [0, 65535],
+  int32: [-2147483648, 2147483647], uint32: [0, 4294967295],
+};
+
+function flatten(data: unknown, out: unknown[]): void {
+  if (Array.isArray(data)) for (const d of data) flatten(d, out);
+  else out.push(data);
+}
+
+function invalid(message: string): BruleeError {
+  return new BruleeError('INVALID_INPUT', message);
+}
+
+function describeDims(dims: Array<number | string>): string {
+  return `[${dims.map((d) => (typeof d === 'number' ? d : `"${d}"`)).join(', ')}]`;
+}
+
+/** Fills a typed array from JSON values, checking each against the element type. */
+function fill(name: string, type: ElementType, values: unknown[]): TypedArray {
+  const arr = new ARRAY_OF[type](values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    const bad = (what: string) => invalid(`input "${name}": element ${i} is ${JSON.stringify(v)}, but ${type} needs ${what}`);
+    if (type === 'bool') {
+      if (v === true || v === 1) arr[i] = 1;
+      else if (v === false || v === 0) arr[i] = 0;
+      else throw bad('true/false (or 1/0)');
+    } else if (type === 'int64' || type === 'uint64') {
+      let b: bigint;
+      if (typeof v === 'number' && Number.isSafeInteger(v)) b = BigInt(v);
+      else if (typeof v === 'string' && /^-?\d+$/.test(v)) b = BigInt(v);
+      else throw bad('an integer (a number up to 2^53, or a decimal string)');
+      const ok = type === 'int64' ? b >= -(2n ** 63n) && b < 2n ** 63n : b >= 0n && b < 2n ** 64n;
+      if (!ok) throw bad(`a value in ${type} range`);
+      (arr as BigInt64Array | BigUint64Array)[i] = b;
+    } else if (type === 'float32' || type === 'float64') {
+      if (typeof v !== 'number') throw bad('a number');
+      arr[i] = v;
+    } else {
+      const [lo, hi] = INT_RANGE[type]!;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) throw bad(`an integer from ${lo} to ${hi}`);
+      arr[i] = v;
+    }
+  }
+  return arr;
+}
+
+/**
+ * Checks one input against its spec and builds the tensor. A mismatch is a 422 that names the
+ * input and says what was expected.
+ */
+export function parseInput(spec: TensorSpec, raw: unknown): Tensor {
+  const name = spec.name;
+  const obj = (raw ?? {}) as { type?: unknown; dims?: unknown; data?: unknown };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw invalid(`input "${name}" must be an object {"type", "dims", "data"}`);
+  }
+  if (!isElementType(spec.type)) {
+    throw invalid(`input "${name}" has element type ${spec.type}, which JSON invocation does not support (supported: ${ELEMENT_TYPES.join(', ')})`);
+  }
+  const type = obj.type ?? spec.type;
+  if (type !== spec.type) {
+    throw invalid(`input "${name}": type ${JSON.stringify(type)} does not match the model, which expects ${spec.type}`);
+  }
+  const dims = obj.dims;
+  if (!Array.isArray(dims) || !dims.every((d) => Number.isInteger(d) && d >= 0)) {
+    throw invalid(`input "${name}": dims must be a list of non-negative integers, for example ${describeDims(spec.dims.map((d) => (typeof d === 'number' ? d : 1)))}`);
+  }
+  if (dims.length !== spec.dims.length) {
+    throw invalid(`input "${name}": rank ${dims.length} (dims ${JSON.stringify(dims)}) does not match the model, which expects rank ${spec.dims.length}: ${describeDims(spec.dims)}`);
+  }
+  spec.dims.forEach((want, i) => {
+    if (typeof want === 'number' && want >= 0 && dims[i] !== want) {
+      throw invalid(`input "${name}": dim ${i} is ${dims[i]}, but the model fixes it at ${want} (expected ${describeDims(spec.dims)})`);
+    }
+  });
+  if (obj.data === undefined) throw invalid(`input "${name}": data is missing`);
+  const values: unknown[] = [];
+  flatten(obj.data, values);
+  const count = (dims as number[]).reduce((a, b) => a * b, 1);
+  if (values.length !== count) {
+    throw invalid(`input "${name}": data has ${values.length} elements, but dims ${JSON.stringify(dims)} need ${count}`);
+  }
+  return { type: spec.type, dims: dims as number[], data: fill(name, spec.type, values) };
+}
+
+/** Checks a whole input set: every model input present, no unknown names, each input valid. */
+export function parseInputs(sig: Signature, raw: Record<string, unknown>): Record<string, Tensor> {
+  const expected = sig.inputs.map((i) => i.name);
+  const unknown = Object.keys(raw).filter((k) => !expected.includes(k));
+  if (unknown.length > 0) {
+    throw invalid(`unknown input ${unknown.map((u) => `"${u}"`).join(', ')}: the model's inputs are ${expected.map((e) => `"${e}"`).join(', ')}`);
+  }
+  const missing = expected.filter((e) => !(e in raw));
+  if (missing.length > 0) {
+    throw invalid(`missing input ${missing.map((m) => `"${m}"`).join(', ')}: the model needs ${sig.inputs.map((i) => `"${i.name}" (${i.type} ${describeDims(i.dims)})`).join(', ')}`);
+  }
+  const out: Record<string, Tensor> = {};
+  for (const spec of sig.inputs) out[spec.name] = parseInput(spec, raw[spec.name]);
+  return out;
+}
+
+/** A tensor's values as JSON: int64 beyond 2^53 as decimal strings, bool as true/false. */
+export function jsonValues(t: Tensor): Array<number | boolean | string> {
+  const d = t.data;
+  if (t.type === 'bool') return Array.from(d as Uint8Array, (v) => v !== 0);
+  if (d instanceof BigInt64Array || d instanceof BigUint64Array) {
+    return Array.from(d, (v) => (v >= -(2n ** 53n) && v <= 2n ** 53n ? Number(v) : v.toString()));
+  }
+  return Array.from(d as ArrayLike<number>);
+}
+
+export function toJsonTensor(t: Tensor): JsonTensor {
+  return { type: t.type, dims: t.dims, data: jsonValues(t) };
+}

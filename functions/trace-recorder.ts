@@ -1,0 +1,40 @@
+import { createWriteStream, existsSync, mkdirSync, type WriteStream } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { FunctionMeta } from './registry';
+
+/**
+ * Records the live traffic as a plain trace the simulator replays (`npm run sim -- --trace-csv
+ * DATA_DIR/traces/invocations.csv --catalog DATA_DIR/traces/catalog.json`): one `time_ms,function`
+ * line per accepted invocation, and the measured size, load and exec time of each function.
+ */
+export class TraceRecorder {
+  private readonly out: WriteStream;
+  readonly csvPath: string;
+  readonly catalogPath: string;
+
+  constructor(dataDir: string) {
+    const dir = join(dataDir, 'traces');
+    mkdirSync(dir, { recursive: true });
+    this.csvPath = join(dir, 'invocations.csv');
+    this.catalogPath = join(dir, 'catalog.json');
+    const fresh = !existsSync(this.csvPath);
+    this.out = createWriteStream(this.csvPath, { flags: 'a' });
+    if (fresh) this.out.write('time_ms,function\n');
+  }
+
+  record(fn: string, at = Date.now()): void {
+    this.out.write(`${at},${fn}\n`);
+  }
+
+  async writeCatalog(fns: readonly FunctionMeta[]): Promise<void> {
+    const catalog = Object.fromEntries(
+      fns.map((f) => [f.name, { sizeBytes: f.sizeBytes, loadMs: f.profile.loadMs, execMs: f.profile.execMs ?? 0 }]),
+    );
+    await writeFile(this.catalogPath, JSON.stringify(catalog, null, 1));
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.out.end(resolve));
+  }
+}

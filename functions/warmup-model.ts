@@ -1,0 +1,5 @@
+/**
+ * A one-node ONNX model (float32 x[1] -> Identity -> y), built with test/models/onnx-builder.ts.
+ * The profiler loads it first so that onnxruntime's own start-up memory is not charged to the model.
+ */
+export const WARMUP_MODEL_B64 = 'CAcSEmJydWxlZS10ZXN0LW1vZGVscxoBMTpHChwKAXgSAXkaCklkZW50aXR5XzAiCElkZW50aXR5EgVncmFwaFoPCgF4EgoKCAgBEgQKAggBYg8KAXkSCgoICAESBAoCCAFCBAoAEA0=';

@@ -1,0 +1,49 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import { BruleeError } from '../errors';
+
+/**
+ * The one place that builds Redis connections. BullMQ workers and QueueEvents block on Redis,
+ * so every connection here takes `maxRetriesPerRequest: null` (bullmq `redis-connection.ts`);
+ * request/response commands fail fast instead with `enableOfflineQueue: false` where asked.
+ */
+export interface ConnectionOptions {
+  /** Fail commands at once while disconnected (for the HTTP path: 503, not a hang). @default false */
+  failFast?: boolean;
+  /** Name shown in `CLIENT LIST`. */
+  name?: string;
+}
+
+export function createRedis(url: string, opts: ConnectionOptions = {}): Redis {
+  const options: RedisOptions = {
+    maxRetriesPerRequest: opts.failFast ? 1 : null,
+    enableOfflineQueue: !opts.failFast,
+    connectionName: opts.name ?? 'brulee',
+    retryStrategy: (times) => Math.min(times * 200, 2000),
+    lazyConnect: false,
+  };
+  const redis = new Redis(url, options);
+  // Connection errors are reported through command failures and /healthz; an unhandled
+  // 'error' event would crash the process.
+  redis.on('error', () => undefined);
+  return redis;
+}
+
+/** Wraps a Redis failure as a 503 with a message that says what to check. */
+export function redisUnavailable(e: unknown): BruleeError {
+  const msg = e instanceof Error ? e.message : String(e);
+  return new BruleeError('REDIS_UNAVAILABLE', `Redis is not answering (${msg}); check REDIS_URL and that redis-server runs`);
+}
+
+/** Resolves when `redis` answers PING, or rejects after `timeoutMs`. */
+export async function waitForRedis(redis: Redis, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await redis.ping();
+      return;
+    } catch (e) {
+      if (Date.now() > deadline) throw redisUnavailable(e);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}

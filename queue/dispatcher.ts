@@ -1,0 +1,211 @@
+import { randomUUID } from 'node:crypto';
+import { Queue, QueueEvents, type Job, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { BruleeError, errorFromWire } from '../errors';
+import { createRedis, redisUnavailable } from './connection';
+import type { Keys } from './keys';
+import { liveNodes, type NodeInfo } from './nodes';
+import { chooseNode } from './routing';
+import { JOB, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type UnloadJob } from './wire';
+
+export interface DispatcherOptions {
+  redisUrl: string;
+  /** Request/response Redis connection (shared with the rest of the gateway). */
+  redis: Redis;
+  keys: Keys;
+  /** How long a node list is reused before it is read again, ms. @default 500 */
+  nodesRefreshMs?: number;
+  /** How long an async invocation's result is kept, s. @default 3600 */
+  asyncResultTtlS?: number;
+}
+
+export interface QueueDepth {
+  waiting: number;
+  active: number;
+  delayed: number;
+  failed: number;
+  completed: number;
+  prioritized: number;
+}
+
+export type InvocationStatus =
+  | { id: string; status: 'waiting' | 'active' | 'delayed' }
+  | { id: string; status: 'completed'; result: InvokeResult }
+  | { id: string; status: 'failed'; error: BruleeError };
+
+const STATES = ['waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized'] as const;
+
+/** Bad input must not be retried; a lost node (stalled job) is, with backoff. */
+const SYNC_JOB: JobsOptions = { removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: 'exponential', delay: 100 } };
+
+/**
+ * The gateway's side of the queue: routes an invocation to a node, enqueues it on that node's
+ * BullMQ queue, and awaits the result through QueueEvents. One Queue + QueueEvents per node.
+ */
+export class Dispatcher {
+  private readonly queues = new Map<string, { queue: Queue; events: QueueEvents; eventsRedis: Redis; ready: Promise<unknown> }>();
+  private readonly inFlight = new Map<string, number>();
+  private nodesCache: { at: number; nodes: NodeInfo[] } | undefined;
+  private readonly opts: Required<DispatcherOptions>;
+  private closed = false;
+
+  constructor(opts: DispatcherOptions) {
+    this.opts = { nodesRefreshMs: 500, asyncResultTtlS: 3600, ...opts };
+  }
+
+  /** Live nodes (cached for `nodesRefreshMs`). */
+  async nodes(fresh = false): Promise<NodeInfo[]> {
+    const now = Date.now();
+    if (fresh || !this.nodesCache || now - this.nodesCache.at > this.opts.nodesRefreshMs) {
+      try {
+        this.nodesCache = { at: now, nodes: await liveNodes(this.opts.redis, this.opts.keys, now) };
+      } catch (e) {
+        throw redisUnavailable(e);
+      }
+    }
+    return this.nodesCache.nodes;
+  }
+
+  /** Picks a node for `model` (warm first, else the cheapest cold start). */
+  async route(model: ModelRef): Promise<string> {
+    const nodes = await this.nodes();
+    const key = modelKey(model);
+    return chooseNode(
+      nodes.map((n) => ({
+        id: n.id,
+        budgetBytes: n.budgetBytes,
+        usedBytes: n.usedBytes,
+        resident: n.resident.map((r) => r.key),
+        queued: this.inFlight.get(n.id) ?? 0,
+      })),
+      key,
+      model.sizeBytes,
+    ).id;
+  }
+
+  /** Enqueues an invocation and waits for its result; 504 past `timeoutMs`. */
+  async invoke(job: InvokeJob, timeoutMs: number): Promise<InvokeResult> {
+    const nodeId = await this.route(job.model);
+    return this.run<InvokeResult>(nodeId, JOB.invoke, job, timeoutMs, `invocation of ${job.model.fn}`);
+  }
+
+  /** Enqueues an invocation without waiting; the id reads it back with `status`. */
+  async submit(job: InvokeJob): Promise<string> {
+    const nodeId = await this.route(job.model);
+    const id = randomUUID();
+    const { queue } = await this.queueFor(nodeId);
+    try {
+      await this.opts.redis.set(this.opts.keys.invocation(id), nodeId, 'EX', this.opts.asyncResultTtlS);
+      await queue.add(JOB.invoke, job, {
+        ...SYNC_JOB,
+        jobId: id,
+        removeOnComplete: { age: this.opts.asyncResultTtlS },
+        removeOnFail: { age: this.opts.asyncResultTtlS },
+      });
+    } catch (e) {
+      throw redisUnavailable(e);
+    }
+    return id;
+  }
+
+  async status(id: string): Promise<InvocationStatus> {
+    const nodeId = /^[0-9a-f-]{36}$/.test(id) ? await this.opts.redis.get(this.opts.keys.invocation(id)) : null;
+    if (!nodeId) throw new BruleeError('INVOCATION_NOT_FOUND', `no invocation ${id}: ids come from POST /functions/{name}/invoke?async=true and are kept for ${this.opts.asyncResultTtlS} s`);
+    const { queue } = await this.queueFor(nodeId);
+    const job: Job | undefined = await queue.getJob(id);
+    if (!job) throw new BruleeError('INVOCATION_NOT_FOUND', `invocation ${id} is no longer kept`);
+    const state = await job.getState();
+    if (state === 'completed') return { id, status: 'completed', result: job.returnvalue as InvokeResult };
+    if (state === 'failed') return { id, status: 'failed', error: errorFromWire(job.failedReason) };
+    return { id, status: state === 'delayed' ? 'delayed' : state === 'active' ? 'active' : 'waiting' };
+  }
+
+  /** Loads a model on the node that routing picks (prewarm). Resolves to that node's id. */
+  async load(model: ModelRef, timeoutMs: number): Promise<{ node: string; loaded: boolean }> {
+    const nodeId = await this.route(model);
+    const r = await this.run<{ loaded: boolean }>(nodeId, JOB.load, { model } satisfies LoadJob, timeoutMs, `load of ${model.fn}`);
+    return { node: nodeId, loaded: r.loaded };
+  }
+
+  /** Unloads every version of `fn` on every live node. Resolves to the number of models dropped. */
+  async unload(fn: string, timeoutMs: number): Promise<number> {
+    const nodes = await this.nodes(true);
+    const counts = await Promise.all(
+      nodes.map((n) => this.run<{ dropped: number }>(n.id, JOB.unload, { fn } satisfies UnloadJob, timeoutMs, `unload of ${fn}`)),
+    );
+    return counts.reduce((s, c) => s + c.dropped, 0);
+  }
+
+  /** Job counts by state, summed over every node queue that has a live node. */
+  async depth(): Promise<{ total: QueueDepth; byNode: Record<string, QueueDepth> }> {
+    const nodes = await this.nodes(true);
+    const byNode: Record<string, QueueDepth> = {};
+    const total: QueueDepth = { waiting: 0, active: 0, delayed: 0, failed: 0, completed: 0, prioritized: 0 };
+    for (const n of nodes) {
+      const { queue } = await this.queueFor(n.id);
+      const c = await queue.getJobCounts(...STATES);
+      const d = Object.fromEntries(STATES.map((s) => [s, c[s] ?? 0])) as unknown as QueueDepth;
+      byNode[n.id] = d;
+      for (const s of STATES) total[s] += d[s];
+    }
+    return { total, byNode };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const all = [...this.queues.values()];
+    this.queues.clear();
+    await Promise.allSettled(all.flatMap((q) => [q.events.close(), q.queue.close()]));
+    // QueueEvents does not close a connection it was handed.
+    for (const q of all) q.eventsRedis.disconnect();
+  }
+
+  private async run<R>(nodeId: string, name: string, data: unknown, timeoutMs: number, what: string): Promise<R> {
+    const { queue, events } = await this.queueFor(nodeId);
+    this.inFlight.set(nodeId, (this.inFlight.get(nodeId) ?? 0) + 1);
+    try {
+      let job: Job;
+      try {
+        job = await queue.add(name, data, SYNC_JOB);
+      } catch (e) {
+        throw redisUnavailable(e);
+      }
+      try {
+        return (await job.waitUntilFinished(events, timeoutMs)) as R;
+      } catch (e) {
+        const msg = e instanceof Error ? e.message : String(e);
+        if (msg.includes('timed out before finishing')) {
+          await job.remove().catch(() => undefined);
+          throw new BruleeError('TIMEOUT', `${what} did not finish within ${timeoutMs} ms (node ${nodeId}); raise the function's timeoutMs or add nodes`);
+        }
+        throw errorFromWire(msg);
+      }
+    } finally {
+      this.inFlight.set(nodeId, (this.inFlight.get(nodeId) ?? 1) - 1);
+    }
+  }
+
+  private async queueFor(nodeId: string) {
+    if (this.closed) throw new BruleeError('NO_NODE_AVAILABLE', 'the gateway is shutting down');
+    let q = this.queues.get(nodeId);
+    if (!q) {
+      const name = this.opts.keys.nodeQueue(nodeId);
+      const prefix = this.opts.keys.bullPrefix;
+      const queue = new Queue(name, { connection: this.opts.redis, prefix });
+      const eventsRedis = createRedis(this.opts.redisUrl, { name: 'brulee-events' });
+      const events = new QueueEvents(name, { connection: eventsRedis, prefix });
+      queue.setMaxListeners(0);
+      events.setMaxListeners(0);
+      q = { queue, events, eventsRedis, ready: events.waitUntilReady() };
+      this.queues.set(nodeId, q);
+    }
+    await q.ready;
+    return q;
+  }
+}
+
+/** The cache key of a model version: function name and content hash. */
+export function modelKey(m: Pick<ModelRef, 'fn' | 'sha256'>): string {
+  return `${m.fn}@${m.sha256.slice(0, 16)}`;
+}

@@ -1,0 +1,74 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { createServer, Socket } from 'node:net';
+import { createRedis, waitForRedis } from './connection';
+
+export interface PrivateRedis {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export const INSTALL_REDIS_HINT =
+  'redis-server was not found on PATH. Install it (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis) or set REDIS_URL to a running Redis.';
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Does something accept TCP connections on host:port? */
+export function answers(host: string, port: number, timeoutMs = 300): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = new Socket();
+    const done = (ok: boolean) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(timeoutMs, () => done(false));
+    sock.once('error', () => done(false));
+    sock.connect(port, host, () => done(true));
+  });
+}
+
+/**
+ * Starts a private redis-server bound to 127.0.0.1. With `persist`, it keeps an append-only file
+ * under `dir`, so what was registered survives a restart.
+ */
+export async function startRedisServer(opts: { dir: string; port?: number; persist: boolean }): Promise<PrivateRedis> {
+  mkdirSync(opts.dir, { recursive: true });
+  const port = opts.port ?? (await freePort());
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', opts.dir, '--save', '', '--daemonize', 'no', '--logfile', 'redis.log'];
+  args.push('--appendonly', opts.persist ? 'yes' : 'no');
+  const child: ChildProcess = spawn('redis-server', args, { stdio: 'ignore' });
+  const exited = new Promise<Error>((resolve) => {
+    child.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ENOENT' ? new Error(INSTALL_REDIS_HINT) : e));
+    child.once('exit', (code) => resolve(new Error(`redis-server exited with code ${code}; see ${opts.dir}/redis.log`)));
+  });
+  const url = `redis://127.0.0.1:${port}`;
+  const probe = createRedis(url, { name: 'brulee-probe' });
+  try {
+    const ready = waitForRedis(probe, 10_000).then(() => undefined);
+    const failed = await Promise.race([ready.then(() => undefined), exited]);
+    if (failed) throw failed;
+  } finally {
+    probe.disconnect();
+  }
+  return {
+    url,
+    port,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}

@@ -1,0 +1,46 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/**
+ * This process's Prometheus metrics (GET /metrics). One registry per process (not prom-client's
+ * global one), so several nodes in one test process do not collide. Counters are this process's
+ * own; cluster-wide totals are in /stats.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly gaugeSources: Array<() => Promise<void> | void> = [];
+
+  readonly invocations = new Counter({ name: 'brulee_invocations_total', help: 'Invocations run by this node', labelNames: ['function', 'outcome'] as const, registers: [this.registry] });
+  readonly coldStarts = new Counter({ name: 'brulee_cold_starts_total', help: 'Invocations that waited for a model load', labelNames: ['function'] as const, registers: [this.registry] });
+  readonly warmHits = new Counter({ name: 'brulee_warm_hits_total', help: 'Invocations served by a resident model', labelNames: ['function'] as const, registers: [this.registry] });
+  readonly loads = new Counter({ name: 'brulee_model_loads_total', help: 'Model loads (sessions created)', labelNames: ['function'] as const, registers: [this.registry] });
+  readonly evictions = new Counter({ name: 'brulee_evictions_total', help: 'Models dropped from the cache, by cause', labelNames: ['function', 'cause'] as const, registers: [this.registry] });
+  readonly loadSeconds = new Histogram({ name: 'brulee_model_load_seconds', help: 'Model load time', labelNames: ['function'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly execSeconds = new Histogram({ name: 'brulee_exec_seconds', help: 'Model execution time', labelNames: ['function'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly queueDepth = new Gauge({ name: 'brulee_queue_depth', help: 'Jobs on node queues, by state', labelNames: ['state'] as const, registers: [this.registry], collect: () => this.collectGauges() });
+  readonly cacheUsed = new Gauge({ name: 'brulee_cache_used_bytes', help: 'Bytes held by resident and loading models', labelNames: ['node'] as const, registers: [this.registry] });
+  readonly cacheBudget = new Gauge({ name: 'brulee_cache_budget_bytes', help: 'Cache byte budget', labelNames: ['node'] as const, registers: [this.registry] });
+  readonly residentModels = new Gauge({ name: 'brulee_resident_models', help: 'Models resident in the cache', labelNames: ['node'] as const, registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'brulee_' });
+  }
+
+  /** Adds a callback that sets gauges at scrape time (queue depth, cache bytes). */
+  onCollect(f: () => Promise<void> | void): void {
+    this.gaugeSources.push(f);
+  }
+
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  private async collectGauges(): Promise<void> {
+    await Promise.allSettled(this.gaugeSources.map((f) => f()));
+  }
+}

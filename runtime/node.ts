@@ -1,0 +1,238 @@
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { BruleeError, errorToWire, isBruleeError } from '../errors';
+import { createRedis } from '../queue/connection';
+import { modelKey } from '../queue/dispatcher';
+import type { Keys } from '../queue/keys';
+import { removeNode, writeHeartbeat, type NodeInfo } from '../queue/nodes';
+import { fromWire, JOB, mapValues, toWire, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type UnloadJob } from '../queue/wire';
+import type { Metrics } from './metrics';
+import { loadModel, type LoadedModel } from './onnx';
+import { createPolicy, type RuntimePolicyName } from './policies';
+import { readPopularity } from './popularity';
+import { recordEviction, recordInvocation, recordLoad } from './stats';
+import { WarmPool, type ModelSpec } from './warm-pool';
+
+export interface RuntimeNodeOptions {
+  id: string;
+  redisUrl: string;
+  /** Request/response connection shared with the rest of the process. */
+  redis: Redis;
+  keys: Keys;
+  dataDir: string;
+  budgetBytes: number;
+  policy: RuntimePolicyName;
+  /** Keep-alive for the `ttl` policy, ms. */
+  ttlMs: number;
+  /** Jobs run at once. @default 16 */
+  concurrency?: number;
+  /** Heartbeat period, ms. @default 1000 */
+  heartbeatMs?: number;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/**
+ * A runtime node: a BullMQ worker on the node's own queue, running invocations on onnxruntime
+ * sessions kept in a warm pool under the node's byte budget.
+ */
+export class RuntimeNode {
+  readonly pool: WarmPool<LoadedModel>;
+  private worker?: Worker;
+  /** BullMQ does not close a connection it was handed. */
+  private workerRedis?: Redis;
+  /** Content hash of each cache key, from the jobs that name it (where the bytes are). */
+  private readonly shaOf = new Map<string, string>();
+  /** Duration of each key's latest load, ms (for the invocation that caused it). */
+  private readonly lastLoadMs = new Map<string, number>();
+  private sub?: Redis;
+  private timers: NodeJS.Timeout[] = [];
+  private popularity = new Map<string, number>();
+  private loads = 0;
+  private evictions = 0;
+  private readonly startedAt = Date.now();
+  private closing?: Promise<void>;
+  private readonly o: Required<RuntimeNodeOptions>;
+
+  constructor(opts: RuntimeNodeOptions) {
+    this.o = { concurrency: 16, heartbeatMs: 1000, ...opts };
+    const { metrics, log } = this.o;
+    this.pool = new WarmPool<LoadedModel>({
+      budgetBytes: opts.budgetBytes,
+      policy: createPolicy(opts.policy, { ttlMs: opts.ttlMs }),
+      popularity: (fn) => this.popularity.get(fn) ?? 0,
+      load: (spec) => this.loadSpec(spec),
+      dispose: (m) => m.dispose(),
+      onEvict: (ev) => {
+        this.evictions++;
+        metrics.evictions.inc({ function: ev.fn, cause: ev.cause });
+        log.info({ model: ev.key, cause: ev.cause, reason: ev.reason }, 'evicted');
+        void recordEviction(this.o.redis, this.o.keys, this.o.id, ev).catch(() => undefined);
+        void this.heartbeat();
+      },
+    });
+    metrics.onCollect(() => {
+      metrics.cacheUsed.set({ node: this.o.id }, this.pool.usedBytes);
+      metrics.cacheBudget.set({ node: this.o.id }, this.pool.budgetBytes);
+      metrics.residentModels.set({ node: this.o.id }, this.pool.list().filter((m) => m.state === 'resident').length);
+    });
+  }
+
+  get id(): string {
+    return this.o.id;
+  }
+
+  async start(): Promise<void> {
+    const { keys } = this.o;
+    this.popularity = await readPopularity(this.o.redis, keys);
+    this.sub = createRedis(this.o.redisUrl, { name: `brulee-node-${this.o.id}-sub` });
+    await this.sub.subscribe(keys.control);
+    this.sub.on('message', (_ch, msg: string) => {
+      const m = JSON.parse(msg) as { type: string };
+      if (m.type === 'popularity') {
+        void readPopularity(this.o.redis, keys).then((p) => (this.popularity = p), () => undefined);
+      }
+    });
+    await this.heartbeat();
+    this.workerRedis = createRedis(this.o.redisUrl, { name: `brulee-node-${this.o.id}` });
+    this.worker = new Worker(keys.nodeQueue(this.o.id), (job) => this.process(job), {
+      connection: this.workerRedis,
+      prefix: keys.bullPrefix,
+      concurrency: this.o.concurrency,
+      maxStalledCount: 2,
+    });
+    this.worker.on('error', (e) => this.o.log.warn({ err: e }, 'worker error'));
+    await this.worker.waitUntilReady();
+    this.timers.push(setInterval(() => void this.heartbeat(), this.o.heartbeatMs));
+    this.timers.push(setInterval(() => void this.pool.sweep().catch(() => undefined), 1000));
+  }
+
+  info(): NodeInfo {
+    return {
+      id: this.o.id,
+      policy: this.pool.policyName,
+      budgetBytes: this.pool.budgetBytes,
+      usedBytes: this.pool.usedBytes,
+      concurrency: this.o.concurrency,
+      resident: this.pool.list().map((m) => ({ key: m.key, fn: m.fn, sizeBytes: m.sizeBytes, state: m.state, pinned: m.pinned, inFlight: m.inFlight })),
+      loads: this.loads,
+      evictions: this.evictions,
+      startedAt: this.startedAt,
+      heartbeatAt: Date.now(),
+    };
+  }
+
+  /** Drains: stops taking jobs, finishes in-flight ones, leaves the cluster, frees the models. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const t of this.timers) clearInterval(t);
+      const steps: Array<() => unknown> = [
+        () => this.worker?.close(),
+        () => this.workerRedis?.quit(),
+        () => removeNode(this.o.redis, this.o.keys, this.o.id),
+        () => this.sub?.quit(),
+        () => this.pool.clear(),
+      ];
+      for (const s of steps) await Promise.resolve().then(s).catch((e: unknown) => this.o.log.warn({ err: e }, 'close step failed'));
+    })();
+    return this.closing;
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.closing) return;
+    await writeHeartbeat(this.o.redis, this.o.keys, this.info()).catch(() => undefined);
+  }
+
+  private spec(m: ModelRef): ModelSpec {
+    return { key: modelKey(m), fn: m.fn, sizeBytes: m.sizeBytes, loadMs: m.loadMs, execMs: m.execMs, pinned: m.pinned };
+  }
+
+  private async loadSpec(spec: ModelSpec): Promise<LoadedModel> {
+    const sha = this.shaOf.get(spec.key);
+    const path = join(this.o.dataDir, 'models', `${sha}.onnx`);
+    if (!sha || !(await stat(path).then(() => true, () => false))) {
+      throw new BruleeError('FUNCTION_NOT_FOUND', `the bytes of ${spec.key} are gone (the function was deleted or replaced)`);
+    }
+    const t0 = performance.now();
+    const model = await loadModel(path);
+    const ms = performance.now() - t0;
+    this.loads++;
+    this.o.metrics.loads.inc({ function: spec.fn });
+    this.o.metrics.loadSeconds.observe({ function: spec.fn }, ms / 1000);
+    this.lastLoadMs.set(spec.key, ms);
+    void this.heartbeat();
+    return model;
+  }
+
+  private async process(job: Job): Promise<unknown> {
+    try {
+      switch (job.name) {
+        case JOB.invoke:
+          return await this.invoke(job as Job<InvokeJob>);
+        case JOB.load: {
+          const { model } = (job as Job<LoadJob>).data;
+          await this.retireOthers(model);
+          const loaded = await this.pool.prewarm(this.spec(model));
+          if (loaded) await recordLoad(this.o.redis, this.o.keys, model.fn, this.lastLoadMs.get(modelKey(model)) ?? 0);
+          return { loaded };
+        }
+        case JOB.unload: {
+          const { fn } = (job as Job<UnloadJob>).data;
+          return { dropped: await this.pool.retireFunction(fn) };
+        }
+        default:
+          throw new BruleeError('BAD_REQUEST', `unknown job ${job.name}`);
+      }
+    } catch (e) {
+      // Bad input cannot succeed on a retry; anything else (a busy cache, a lost node) may.
+      if (isBruleeError(e) && e.isClientError) throw new UnrecoverableError(errorToWire(e));
+      throw new Error(errorToWire(e));
+    }
+  }
+
+  /** A job for a newer version of a function retires the older versions held here. */
+  private async retireOthers(m: ModelRef): Promise<void> {
+    const key = modelKey(m);
+    this.shaOf.set(key, m.sha256);
+    if (this.pool.list().some((r) => r.fn === m.fn && r.key !== key)) await this.pool.retireFunction(m.fn, key);
+  }
+
+  private async invoke(job: Job<InvokeJob>): Promise<InvokeResult> {
+    const { model, inputs, outputs } = job.data;
+    const { metrics, redis, keys } = this.o;
+    const queueMs = Math.max(0, (job.processedOn ?? Date.now()) - job.data.acceptedAt);
+    await this.retireOthers(model);
+    const spec = this.spec(model);
+    let lease;
+    try {
+      lease = await this.pool.acquire(spec);
+    } catch (e) {
+      metrics.invocations.inc({ function: model.fn, outcome: 'error' });
+      await recordInvocation(redis, keys, { fn: model.fn, coldStart: false, loaded: false, loadMs: 0, execMs: 0, ok: false });
+      throw e;
+    }
+    let result: InvokeResult;
+    const loadMs = lease.loaded ? (this.lastLoadMs.get(spec.key) ?? lease.loadWaitMs) : lease.loadWaitMs;
+    try {
+      const t0 = performance.now();
+      const out = await lease.value.run(mapValues(inputs, fromWire), outputs);
+      const execMs = performance.now() - t0;
+      result = { outputs: mapValues(out, toWire), coldStart: lease.coldStart, node: this.o.id, timings: { queueMs, loadMs, execMs } };
+      metrics.execSeconds.observe({ function: model.fn }, execMs / 1000);
+    } catch (e) {
+      metrics.invocations.inc({ function: model.fn, outcome: 'error' });
+      await recordInvocation(redis, keys, { fn: model.fn, coldStart: lease.coldStart, loaded: lease.loaded, loadMs, execMs: 0, ok: false });
+      throw e;
+    } finally {
+      lease.release();
+    }
+    metrics.invocations.inc({ function: model.fn, outcome: 'ok' });
+    if (lease.coldStart) metrics.coldStarts.inc({ function: model.fn });
+    else metrics.warmHits.inc({ function: model.fn });
+    await recordInvocation(redis, keys, { fn: model.fn, coldStart: lease.coldStart, loaded: lease.loaded, loadMs, execMs: result.timings.execMs, ok: true });
+    return result;
+  }
+}

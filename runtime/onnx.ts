@@ -1,0 +1,72 @@
+import * as ort from 'onnxruntime-node';
+import { BruleeError } from '../errors';
+import type { ElementType, Tensor, TypedArray } from '../queue/wire';
+
+/**
+ * The one small interface brulee has to ONNX (as onnxruntime's js packages split interface from
+ * backend): load a model, run it, dispose it. Nothing else in brulee imports onnxruntime.
+ */
+
+/** One input or output of a model: its name, element type and dims (a string for a dynamic axis). */
+export interface TensorSpec {
+  name: string;
+  /** onnxruntime's element type name (`float32`, `int64`, `bool`, `string`, `float16`, ...). */
+  type: string;
+  dims: Array<number | string>;
+}
+
+export interface Signature {
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+}
+
+export interface LoadedModel {
+  readonly signature: Signature;
+  /** Runs the model; `outputs` selects output names (all when absent). */
+  run(inputs: Record<string, Tensor>, outputs?: string[]): Promise<Record<string, Tensor>>;
+  dispose(): Promise<void>;
+}
+
+function specs(meta: readonly ort.InferenceSession.ValueMetadata[]): TensorSpec[] {
+  return meta.map((m) => {
+    if (!m.isTensor) return { name: m.name, type: 'non-tensor', dims: [] };
+    return { name: m.name, type: m.type, dims: m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : typeof d === 'string' && d !== '' ? d : '?')) };
+  });
+}
+
+/**
+ * Loads a model from a file path or bytes.
+ * @throws BruleeError INVALID_MODEL with onnxruntime's own message when it cannot be loaded.
+ */
+export async function loadModel(source: string | Uint8Array): Promise<LoadedModel> {
+  let session: ort.InferenceSession;
+  try {
+    session = typeof source === 'string' ? await ort.InferenceSession.create(source) : await ort.InferenceSession.create(source);
+  } catch (e) {
+    throw new BruleeError('INVALID_MODEL', `onnxruntime cannot load this model: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const signature: Signature = { inputs: specs(session.inputMetadata), outputs: specs(session.outputMetadata) };
+  return {
+    signature,
+    async run(inputs, outputs) {
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const [name, t] of Object.entries(inputs)) {
+        feeds[name] = new ort.Tensor(t.type, t.data as ort.Tensor.DataType, t.dims);
+      }
+      let result: ort.InferenceSession.ReturnType;
+      try {
+        result = outputs ? await session.run(feeds, outputs) : await session.run(feeds);
+      } catch (e) {
+        throw new BruleeError('INFERENCE_FAILED', `onnxruntime could not run the model on these inputs: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      const out: Record<string, Tensor> = {};
+      for (const [name, t] of Object.entries(result)) {
+        out[name] = { type: t.type as ElementType, dims: [...t.dims], data: t.data as TypedArray };
+      }
+      return out;
+    },
+    async dispose() {
+      await session.release();
+    },
+  };
+}

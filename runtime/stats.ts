@@ -1,0 +1,99 @@
+import type { Redis } from 'ioredis';
+import type { Keys } from '../queue/keys';
+import type { EvictionEvent } from './warm-pool';
+
+/** Latency samples kept per function and kind, for p50/p95. */
+export const SAMPLES_KEPT = 1000;
+/** Eviction records kept, newest first. */
+export const EVICTIONS_KEPT = 500;
+
+export interface InvocationRecord {
+  fn: string;
+  coldStart: boolean;
+  loaded: boolean;
+  loadMs: number;
+  execMs: number;
+  ok: boolean;
+}
+
+/**
+ * Cluster-wide counts in Redis, written by runtime nodes: what /stats reads. One pipeline per
+ * invocation, awaited before the job completes, so a client that got its answer sees it counted.
+ */
+export async function recordInvocation(redis: Redis, k: Keys, r: InvocationRecord): Promise<void> {
+  const key = k.fnStats(r.fn);
+  const p = redis.pipeline().hincrby(key, 'invocations', 1);
+  if (!r.ok) p.hincrby(key, 'failures', 1);
+  if (r.coldStart) p.hincrby(key, 'coldStarts', 1);
+  else if (r.ok) p.hincrby(key, 'warmHits', 1);
+  if (r.loaded) {
+    p.hincrby(key, 'loads', 1);
+    p.lpush(k.fnSamples(r.fn, 'load'), r.loadMs.toFixed(3)).ltrim(k.fnSamples(r.fn, 'load'), 0, SAMPLES_KEPT - 1);
+  }
+  if (r.ok) p.lpush(k.fnSamples(r.fn, 'exec'), r.execMs.toFixed(3)).ltrim(k.fnSamples(r.fn, 'exec'), 0, SAMPLES_KEPT - 1);
+  p.hincrby(k.popularityCounts, r.fn, 1);
+  await p.exec();
+}
+
+export async function recordLoad(redis: Redis, k: Keys, fn: string, loadMs: number): Promise<void> {
+  await redis
+    .pipeline()
+    .hincrby(k.fnStats(fn), 'loads', 1)
+    .lpush(k.fnSamples(fn, 'load'), loadMs.toFixed(3))
+    .ltrim(k.fnSamples(fn, 'load'), 0, SAMPLES_KEPT - 1)
+    .exec();
+}
+
+export async function recordEviction(redis: Redis, k: Keys, node: string, ev: EvictionEvent, at = Date.now()): Promise<void> {
+  await redis
+    .pipeline()
+    .hincrby(k.fnStats(ev.fn), 'evictions', 1)
+    .lpush(k.evictions, JSON.stringify({ at: new Date(at).toISOString(), node, ...ev }))
+    .ltrim(k.evictions, 0, EVICTIONS_KEPT - 1)
+    .exec();
+}
+
+export interface FunctionStats {
+  invocations: number;
+  failures: number;
+  loads: number;
+  coldStarts: number;
+  warmHits: number;
+  evictions: number;
+  loadMs: { p50: number | null; p95: number | null; samples: number };
+  execMs: { p50: number | null; p95: number | null; samples: number };
+}
+
+export function percentile(sorted: readonly number[], p: number): number | null {
+  if (sorted.length === 0) return null;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+export async function readFunctionStats(redis: Redis, k: Keys, fn: string): Promise<FunctionStats> {
+  const res = await redis
+    .pipeline()
+    .hgetall(k.fnStats(fn))
+    .lrange(k.fnSamples(fn, 'load'), 0, -1)
+    .lrange(k.fnSamples(fn, 'exec'), 0, -1)
+    .exec();
+  const h = (res?.[0]?.[1] ?? {}) as Record<string, string>;
+  const dist = (i: number) => {
+    const xs = ((res?.[i]?.[1] ?? []) as string[]).map(Number).sort((a, b) => a - b);
+    return { p50: percentile(xs, 50), p95: percentile(xs, 95), samples: xs.length };
+  };
+  const n = (f: string) => Number(h[f] ?? 0);
+  return {
+    invocations: n('invocations'),
+    failures: n('failures'),
+    loads: n('loads'),
+    coldStarts: n('coldStarts'),
+    warmHits: n('warmHits'),
+    evictions: n('evictions'),
+    loadMs: dist(1),
+    execMs: dist(2),
+  };
+}
+
+export async function recentEvictions(redis: Redis, k: Keys, n = 50): Promise<unknown[]> {
+  return (await redis.lrange(k.evictions, 0, n - 1)).map((s) => JSON.parse(s) as unknown);
+}

@@ -1,0 +1,62 @@
+import { serve } from '@hono/node-server';
+import { join } from 'node:path';
+import pino from 'pino';
+import { createBrulee } from './brulee';
+import { ConfigError, loadConfig, type Config } from './config';
+import { answers, startRedisServer, type PrivateRedis } from './queue/redis-server';
+
+/** `npm start`: one brulee process (ROLE=all by default), with Redis found or started. */
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(`brulee: ${e.message}`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const log = pino({ level: config.logLevel });
+
+  let privateRedis: PrivateRedis | undefined;
+  if (!config.redisUrl) {
+    if (await answers('127.0.0.1', 6379)) {
+      config.redisUrl = 'redis://127.0.0.1:6379';
+    } else {
+      try {
+        privateRedis = await startRedisServer({ dir: join(config.dataDir, 'redis'), persist: true });
+      } catch (e) {
+        console.error(`brulee: no REDIS_URL and nothing on 127.0.0.1:6379, and a private redis-server could not start: ${e instanceof Error ? e.message : String(e)}`);
+        process.exit(1);
+      }
+      config.redisUrl = privateRedis.url;
+      log.info({ url: privateRedis.url, dir: join(config.dataDir, 'redis') }, 'started a private redis-server (append-only file)');
+    }
+  }
+
+  const b = await createBrulee(config, { log });
+  const server = serve({ fetch: b.app.fetch, port: config.port, hostname: config.host }, (info) => {
+    const url = `http://127.0.0.1:${info.port}`;
+    log.info({ url, role: config.role, node: b.node?.id, budget: config.memoryBudget, policy: config.evictionPolicy, redis: config.redisUrl }, 'brulee is ready');
+    console.log(`\nbrulee is ready on ${url}\n  register: curl -X PUT --data-binary @model.onnx -H 'Content-Type: application/octet-stream' ${url}/functions/mymodel\n  invoke:   curl -X POST -H 'Content-Type: application/json' -d '{"inputs": {"x": {"type": "float32", "dims": [1, 4], "data": [1, 2, 3, 4]}}}' ${url}/functions/mymodel/invoke\n  stats:    curl ${url}/stats\n`);
+  });
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'draining: no new jobs, finishing in-flight ones');
+    server.close();
+    await b.close();
+    await privateRedis?.stop();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main().catch((e: unknown) => {
+  console.error('brulee: failed to start:', e);
+  process.exit(1);
+});
