@@ -87,14 +87,12 @@ export class RuntimeNode {
 
   async start(): Promise<void> {
     const { keys } = this.o;
-    this.popularity = await readPopularity(this.o.redis, keys);
+    await this.reloadPopularity();
     this.sub = createRedis(this.o.redisUrl, { name: `brulee-node-${this.o.id}-sub` });
     await this.sub.subscribe(keys.control);
     this.sub.on('message', (_ch, msg: string) => {
       const m = JSON.parse(msg) as { type: string };
-      if (m.type === 'popularity') {
-        void readPopularity(this.o.redis, keys).then((p) => (this.popularity = p), () => undefined);
-      }
+      if (m.type === 'popularity') void this.reloadPopularity().catch(() => undefined);
     });
     await this.heartbeat();
     this.workerRedis = createRedis(this.o.redisUrl, { name: `brulee-node-${this.o.id}` });
@@ -108,6 +106,11 @@ export class RuntimeNode {
     await this.worker.waitUntilReady();
     this.timers.push(setInterval(() => void this.heartbeat(), this.o.heartbeatMs));
     this.timers.push(setInterval(() => void this.pool.sweep().catch(() => undefined), 1000));
+  }
+
+  /** Reads the popularity shares the cron job last computed (the job announces each refresh). */
+  async reloadPopularity(): Promise<void> {
+    this.popularity = await readPopularity(this.o.redis, this.o.keys);
   }
 
   info(): NodeInfo {
@@ -163,7 +166,6 @@ export class RuntimeNode {
     this.o.metrics.loads.inc({ function: spec.fn });
     this.o.metrics.loadSeconds.observe({ function: spec.fn }, ms / 1000);
     this.lastLoadMs.set(spec.key, ms);
-    void this.heartbeat();
     return model;
   }
 
@@ -176,6 +178,7 @@ export class RuntimeNode {
           const { model } = (job as Job<LoadJob>).data;
           await this.retireOthers(model);
           const loaded = await this.pool.prewarm(this.spec(model));
+          if (loaded) await this.heartbeat();
           if (loaded) await recordLoad(this.o.redis, this.o.keys, model.fn, this.lastLoadMs.get(modelKey(model)) ?? 0);
           return { loaded };
         }
@@ -214,6 +217,8 @@ export class RuntimeNode {
       await recordInvocation(redis, keys, { fn: model.fn, coldStart: false, loaded: false, loadMs: 0, execMs: 0, ok: false });
       throw e;
     }
+    // Routing reads residency from heartbeats: publish a new resident model at once.
+    if (lease.loaded) await this.heartbeat();
     let result: InvokeResult;
     const loadMs = lease.loaded ? (this.lastLoadMs.get(spec.key) ?? lease.loadWaitMs) : lease.loadWaitMs;
     try {

@@ -1,0 +1,128 @@
+import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
+import { createRedis } from '../../queue/connection';
+import { keys } from '../../queue/keys';
+import { refreshPopularity } from '../../runtime/popularity';
+import { mlpForBytes, mlpModel } from '../models/generate';
+import { startBrulee, type TestBrulee } from '../support/brulee';
+
+const redis = createRedis(inject('redisUrl'));
+afterAll(() => redis.disconnect());
+
+let b: TestBrulee | undefined;
+afterEach(async () => {
+  await b?.destroy();
+  b = undefined;
+});
+
+const MB = 1_000_000;
+const x4 = { x: { type: 'float32', dims: [1, 64], data: new Array(64).fill(0.5) } };
+
+async function refresh(t: TestBrulee) {
+  const share = await refreshPopularity(redis, keys(t.namespace), Date.now(), 300_000);
+  expect(share).toBeDefined();
+  await t.node!.reloadPopularity();
+  return share!;
+}
+
+/**
+ * A (popular, expensive to load) and B (rarely used, cheap to load) are resident; C needs room
+ * for one. Every model is charged 10 MB (memoryBytes) so only popularity and load cost differ.
+ * B was used last, so LRU evicts A; CremeBrulee keeps A and evicts B.
+ */
+async function evictionScenario(policy: string) {
+  b = await startBrulee({ MEMORY_BUDGET: '25MB', EVICTION_POLICY: policy });
+  const expensive = await b.put('popular-expensive', mlpForBytes(30 * MB, 1), `memoryBytes=${10 * MB}`);
+  const cheap = await b.put('rare-cheap', mlpModel({ inputSize: 64, hidden: [8], outputSize: 16, seed: 2 }), `memoryBytes=${10 * MB}`);
+  await b.put('newcomer', mlpModel({ inputSize: 64, hidden: [8], outputSize: 16, seed: 3 }), `memoryBytes=${10 * MB}`);
+  expect(expensive.body.profile.loadMs).toBeGreaterThan(cheap.body.profile.loadMs * 3);
+  for (let i = 0; i < 10; i++) expect((await b.invoke('popular-expensive', x4)).status).toBe(200);
+  expect((await b.invoke('rare-cheap', x4)).status).toBe(200);
+  const share = await refresh(b);
+  expect(share['popular-expensive']).toBeCloseTo(10 / 11, 5);
+  expect(share['rare-cheap']).toBeCloseTo(1 / 11, 5);
+  const r = await b.invoke('newcomer', x4);
+  expect(r.status).toBe(200);
+  expect(r.body.coldStart).toBe(true);
+  const stats = (await b.json('GET', '/stats')).body;
+  expect(stats.nodes[0].usedBytes).toBeLessThanOrEqual(25 * MB);
+  expect(stats.recentEvictions).toHaveLength(1);
+  return { evicted: stats.recentEvictions[0], resident: b.node!.pool.list().map((m) => m.fn).sort(), stats };
+}
+
+describe('warm pool under a budget', () => {
+  it('CremeBrulee evicts the rarely used, cheap-to-reload model before the popular, expensive one', async () => {
+    const { evicted, resident, stats } = await evictionScenario('cremebrulee');
+    expect(evicted).toMatchObject({ fn: 'rare-cheap', cause: 'policy' });
+    expect(evicted.reason).toMatch(/utility/);
+    expect(resident).toEqual(['newcomer', 'popular-expensive']);
+    expect(stats.functions['rare-cheap']).toMatchObject({ evictions: 1, resident: false });
+    expect(stats.functions['popular-expensive']).toMatchObject({ evictions: 0, resident: true, invocations: 10, loads: 1 });
+    expect(stats.functions['popular-expensive'].popularity).toBeCloseTo(10 / 11, 5);
+  });
+
+  it('LRU, on the same sequence, evicts the popular, expensive model instead', async () => {
+    const { evicted, resident } = await evictionScenario('lru');
+    expect(evicted).toMatchObject({ fn: 'popular-expensive', cause: 'policy' });
+    expect(resident).toEqual(['newcomer', 'rare-cheap']);
+  });
+
+  it('never evicts a pinned model', async () => {
+    b = await startBrulee({ MEMORY_BUDGET: '25MB', EVICTION_POLICY: 'lru' });
+    const small = (seed: number) => mlpModel({ inputSize: 64, hidden: [8], outputSize: 16, seed });
+    await b.put('pinned', small(10), `memoryBytes=${10 * MB}&pinned=true`);
+    await b.put('other', small(11), `memoryBytes=${10 * MB}`);
+    await b.put('third', small(12), `memoryBytes=${10 * MB}`);
+    await b.invoke('pinned', x4); // least recently used, but pinned
+    await b.invoke('other', x4);
+    await b.invoke('third', x4);
+    const resident = b.node!.pool.list().map((m) => m.fn).sort();
+    expect(resident).toEqual(['pinned', 'third']);
+  });
+
+  it('50 concurrent invocations of an unloaded model cause exactly one load; stats and metrics match what was sent', async () => {
+    b = await startBrulee();
+    const bytes = mlpForBytes(5 * MB, 4);
+    await b.put('burst', bytes);
+    const results = await Promise.all(Array.from({ length: 50 }, () => b!.invoke('burst', x4)));
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    const outs = new Set(results.map((r) => JSON.stringify(r.body.outputs)));
+    expect(outs.size).toBe(1);
+    const cold = results.filter((r) => r.body.coldStart).length;
+    expect(cold).toBeGreaterThanOrEqual(1);
+
+    const fn = (await b.json('GET', '/stats')).body.functions.burst;
+    expect(fn).toMatchObject({ invocations: 50, loads: 1, coldStarts: cold, warmHits: 50 - cold, failures: 0 });
+    expect(fn.execMs.samples).toBe(50);
+    expect(fn.loadMs.samples).toBe(1);
+
+    const metrics = await (await b.req('/metrics')).text();
+    const metric = (line: string) => Number(metrics.split('\n').find((l) => l.startsWith(line))?.split(' ').pop());
+    expect(metric('brulee_model_loads_total{function="burst"}')).toBe(1);
+    expect(metric('brulee_invocations_total{function="burst",outcome="ok"}')).toBe(50);
+    expect(metric('brulee_cold_starts_total{function="burst"}')).toBe(cold);
+    expect(metric('brulee_warm_hits_total{function="burst"}')).toBe(50 - cold);
+    expect(metric('brulee_exec_seconds_count{function="burst"}')).toBe(50);
+    expect(metric('brulee_model_load_seconds_count{function="burst"}')).toBe(1);
+    expect(metric(`brulee_cache_budget_bytes{node="${b.node!.id}"}`)).toBe(2 * 1024 ** 3);
+    expect(metric(`brulee_cache_used_bytes{node="${b.node!.id}"}`)).toBe(b.node!.pool.usedBytes);
+    expect(metric('brulee_queue_depth{state="waiting"}')).toBe(0);
+  });
+
+  it('refuses a model larger than every node budget at registration, with a clear error', async () => {
+    b = await startBrulee({ MEMORY_BUDGET: '1MB' });
+    const r = await b.put('huge', mlpForBytes(3 * MB, 5));
+    expect(r.status).toBe(422);
+    expect(r.body.error.code).toBe('MODEL_TOO_LARGE');
+    expect(r.body.error.message).toMatch(/MEMORY_BUDGET/);
+    expect((await b.json('GET', '/functions/huge')).status).toBe(404);
+    expect((await b.json('GET', '/healthz')).status).toBe(200);
+  });
+
+  it('answers 504 when an invocation outlives the function timeout', async () => {
+    b = await startBrulee();
+    await b.put('slow', mlpForBytes(30 * MB, 6), 'timeoutMs=1');
+    const r = await b.invoke('slow', x4);
+    expect(r.status).toBe(504);
+    expect(r.body.error.code).toBe('TIMEOUT');
+  });
+});
