@@ -1,7 +1,5 @@
 import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from 'pino';
-import { BruleeError } from '../../errors';
 import { fromWire } from '../../queue/wire';
 import type { Metrics } from '../../runtime/metrics';
 import type { Gateway, Invocation } from '../gateway';
@@ -9,7 +7,7 @@ import type { FunctionMeta } from '../registry';
 import { toJsonTensor } from '../signature';
 import { requireKey } from './auth';
 import { onError } from './errors';
-import { check, InvokeBody, jsonBody, RegisterQuery } from './parse';
+import { check, InvokeBody, jsonBody, limit, RegisterQuery } from './parse';
 import { v2Routes } from './v2';
 
 export interface AppOptions {
@@ -22,14 +20,6 @@ export interface AppOptions {
   /** Is Redis answering? For /healthz. */
   redisOk: () => Promise<boolean>;
 }
-
-const limit = (maxSize: number, what: string) =>
-  bodyLimit({
-    maxSize,
-    onError: () => {
-      throw new BruleeError('PAYLOAD_TOO_LARGE', `the ${what} is larger than the limit of ${maxSize} bytes`);
-    },
-  });
 
 function describe(fn: FunctionMeta) {
   return {
@@ -71,7 +61,7 @@ export function createApp(o: AppOptions): Hono {
     return c.json({ error: { code: 'NOT_FOUND', message: `no route ${c.req.method} ${c.req.path}; see README for the API` } }, 404);
   });
 
-  app.put('/functions/:name', auth, limit(o.maxModelBytes, 'model upload'), async (c) => {
+  app.put('/functions/:name', auth, limit(o.maxModelBytes, 'model upload', 'MAX_MODEL_BYTES'), async (c) => {
     const name = c.req.param('name');
     const opts = check(RegisterQuery, c.req.query(), 'query parameters', 'INVALID_OPTION');
     const bytes = new Uint8Array(await c.req.arrayBuffer());
@@ -92,7 +82,7 @@ export function createApp(o: AppOptions): Hono {
     return c.json({ deleted: fn.name, versions: fn.versions.length, unloaded });
   });
 
-  app.post('/functions/:name/invoke', limit(o.maxRequestBytes, 'request body'), async (c) => {
+  app.post('/functions/:name/invoke', limit(o.maxRequestBytes, 'request body', 'MAX_REQUEST_BYTES'), async (c) => {
     const name = c.req.param('name');
     const body = check(InvokeBody, await jsonBody(c), 'request body');
     const opts = body.outputs ? { outputs: body.outputs } : {};

@@ -1,4 +1,5 @@
 import type { Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
 import { parseBytes } from '../../config';
 import { BruleeError } from '../../errors';
@@ -7,6 +8,10 @@ import { BruleeError } from '../../errors';
 export async function jsonBody(c: Context): Promise<unknown> {
   const text = await c.req.text();
   if (text.trim() === '') throw new BruleeError('MALFORMED_JSON', 'the request body is empty; send a JSON object');
+  return parseJson(text);
+}
+
+export function parseJson(text: string): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch (e) {
@@ -57,3 +62,12 @@ export const InvokeBody = z.object({
   inputs: z.record(z.string(), z.unknown()),
   outputs: z.array(z.string()).optional(),
 });
+
+/** A body-size limit whose 413 names the setting that raises it. */
+export const limit = (maxSize: number, what: string, setting: string) =>
+  bodyLimit({
+    maxSize,
+    onError: () => {
+      throw new BruleeError('PAYLOAD_TOO_LARGE', `the ${what} is larger than the limit of ${maxSize} bytes (${setting})`);
+    },
+  });

@@ -1,5 +1,4 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
 import { BruleeError } from '../../errors';
 import type { ElementType } from '../../queue/wire';
@@ -7,7 +6,7 @@ import type { TensorSpec } from '../../runtime/onnx';
 import type { Gateway } from '../gateway';
 import type { FunctionMeta } from '../registry';
 import { jsonValues } from '../signature';
-import { check, jsonBody } from './parse';
+import { check, jsonBody, limit, parseJson } from './parse';
 
 /**
  * The Open Inference Protocol (KServe v2 REST) over the same functions, so Triton and KServe
@@ -91,7 +90,7 @@ export function v2Routes({ gateway, auth, maxRequestBytes, redisOk }: V2Options)
       await model(c);
       return c.json({ name: c.req.param('name'), ready: true });
     });
-    app.post(`${base}/infer`, bodyLimit({ maxSize: maxRequestBytes, onError: () => { throw new BruleeError('PAYLOAD_TOO_LARGE', `the request body is larger than the limit of ${maxRequestBytes} bytes`); } }), async (c) => {
+    app.post(`${base}/infer`, limit(maxRequestBytes, 'request body', 'MAX_REQUEST_BYTES'), async (c) => {
       const fn = await model(c);
       const req = check(InferRequest, await jsonBody(c), 'inference request');
       const inputs: Record<string, unknown> = {};
@@ -121,7 +120,7 @@ export function v2Routes({ gateway, auth, maxRequestBytes, redisOk }: V2Options)
   // Model repository extension: index, load (prewarm), unload (evict).
   app.post('/v2/repository/index', async (c) => {
     const text = await c.req.text();
-    const body = text.trim() ? check(z.object({ ready: z.boolean().optional() }), JSON.parse(text), 'index request') : {};
+    const body = text.trim() ? check(z.object({ ready: z.boolean().optional() }), parseJson(text), 'index request') : {};
     const [fns, where] = await Promise.all([gateway.registry.list(), gateway.residency()]);
     const rows = fns.map((f) => {
       const loaded = (where.get(f.name) ?? []).length > 0;
