@@ -32,7 +32,7 @@ Policies and budgets:
   --ttl MS                          keep-alive of ttl / fixed keep-alive of hybrid-histogram (default 10m)
   --oracle-horizon MS               look-ahead of cremebrulee-oracle (default 10m)
   --popularity-refresh MS           popularity refresh period, virtual time (default 10s)
-  --popularity-half-life MS         half-life of the decayed popularity (default 10m)
+  --popularity-window MS         time constant of the decayed popularity (default 10m)
   --sweep MS                        keep-alive / pre-warm check period (default 1s; 0 = every dispatch)
   --report-from T, --report-to T    count only invocations arriving in [from, to): ms or % of the trace
 
@@ -55,7 +55,7 @@ function main(argv: string[]): number {
         models: { type: 'string' }, mapping: { type: 'string' }, spread: { type: 'string' }, 'load-ratio': { type: 'string' },
         seed: { type: 'string' }, policy: { type: 'string' }, budget: { type: 'string' }, budgets: { type: 'string' },
         slots: { type: 'string' }, ttl: { type: 'string' }, 'oracle-horizon': { type: 'string' },
-        'popularity-refresh': { type: 'string' }, 'popularity-half-life': { type: 'string' }, sweep: { type: 'string' },
+        'popularity-refresh': { type: 'string' }, 'popularity-window': { type: 'string' }, sweep: { type: 'string' },
         'report-from': { type: 'string' }, 'report-to': { type: 'string' },
         out: { type: 'string' }, csv: { type: 'string' }, plot: { type: 'string' }, quiet: { type: 'boolean' }, help: { type: 'boolean' },
       },
@@ -146,7 +146,7 @@ function main(argv: string[]): number {
   const ttlMs = dur('ttl', a.ttl);
   const oracleHorizonMs = dur('oracle-horizon', a['oracle-horizon']);
   const popularityRefreshMs = dur('popularity-refresh', a['popularity-refresh']);
-  const popularityHalfLifeMs = dur('popularity-half-life', a['popularity-half-life']);
+  const popularityWindowMs = dur('popularity-window', a['popularity-window']);
   const sweepMs = dur('sweep', a.sweep);
   const slots = int('slots', a.slots, 1, 1);
   if (ttlMs !== undefined && !(ttlMs > 0)) throw new UsageError('--ttl must be > 0');
@@ -160,7 +160,7 @@ function main(argv: string[]): number {
     slots,
     policyOptions: { seed, ...(ttlMs !== undefined ? { ttlMs } : {}), ...(oracleHorizonMs !== undefined ? { oracleHorizonMs } : {}) },
     ...(popularityRefreshMs !== undefined ? { popularityRefreshMs } : {}),
-    ...(popularityHalfLifeMs !== undefined ? { popularityHalfLifeMs } : {}),
+    ...(popularityWindowMs !== undefined ? { popularityWindowMs } : {}),
     ...(sweepMs !== undefined ? { sweepMs } : {}),
     ...(reportFromMs !== undefined ? { reportFromMs } : {}),
     ...(reportToMs !== undefined ? { reportToMs } : {}),

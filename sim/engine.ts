@@ -9,8 +9,8 @@ export interface SimOptions {
   slots?: number;
   /** Popularity refresh period, virtual ms. @default 10000 */
   popularityRefreshMs?: number;
-  /** Half-life of the decayed popularity rate, virtual ms. @default 600000 */
-  popularityHalfLifeMs?: number;
+  /** Time constant of the decayed popularity rate (as the runtime's `decayRates`), virtual ms. @default 600000 */
+  popularityWindowMs?: number;
   /**
    * Period of keep-alive expiry and pre-warm checks (`expired`, `prewarm`), virtual ms; 0 checks
    * before every dispatch instead. @default 1000
@@ -115,7 +115,7 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
   const { times, fns } = trace;
   const N = times.length;
 
-  const pop = new PopularityTracker(F, opts.popularityRefreshMs, opts.popularityHalfLifeMs);
+  const pop = new PopularityTracker(F, opts.popularityRefreshMs, opts.popularityWindowMs);
   const state = new Uint8Array(F);
   const inFlight = new Int32Array(F);
   const loadDoneAt = new Float64Array(F);

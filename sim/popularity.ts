@@ -1,8 +1,10 @@
 /**
- * Popularity as the runtime defines it: a function's share of recent invocations, as a decayed
- * rate refreshed periodically. Every `refreshMs` of (virtual) time the counts since the last
- * refresh are folded into `rate = rate × 0.5^(refreshMs / halfLifeMs) + count`, and
- * `popularity(f) = rate(f) / Σ rate`. Only past invocations count, so a policy reading it is online.
+ * Popularity as the runtime defines it (`runtime/popularity.ts`, `decayRates` and `shares`): a
+ * function's share of recent invocations, as an exponentially decayed rate refreshed periodically.
+ * Every `refreshMs` of (virtual) time the counts since the last refresh are folded into
+ * `rate = keep × rate + (1 − keep) × count / refreshMs` with `keep = exp(−refreshMs / windowMs)`,
+ * and `popularity(f) = rate(f) / Σ rate`. Only past invocations count, so a policy reading it is
+ * online.
  */
 export class PopularityTracker {
   readonly popularity: Float64Array;
@@ -15,14 +17,14 @@ export class PopularityTracker {
   constructor(
     functions: number,
     readonly refreshMs = 10_000,
-    readonly halfLifeMs = 600_000,
+    readonly windowMs = 600_000,
   ) {
     if (!(refreshMs > 0)) throw new RangeError(`popularity refreshMs must be > 0, got ${refreshMs}`);
-    if (!(halfLifeMs > 0)) throw new RangeError(`popularity halfLifeMs must be > 0, got ${halfLifeMs}`);
+    if (!(windowMs > 0)) throw new RangeError(`popularity windowMs must be > 0, got ${windowMs}`);
     this.popularity = new Float64Array(functions);
     this.rate = new Float64Array(functions);
     this.pending = new Float64Array(functions);
-    this.decay = Math.pow(0.5, refreshMs / halfLifeMs);
+    this.decay = Math.exp(-refreshMs / windowMs);
     this.nextRefreshAt = refreshMs;
   }
 
@@ -36,7 +38,7 @@ export class PopularityTracker {
     const { rate, pending, popularity } = this;
     let total = 0;
     for (let f = 0; f < rate.length; f++) {
-      const r = rate[f]! * this.decay + pending[f]!;
+      const r = rate[f]! * this.decay + ((1 - this.decay) * pending[f]!) / this.refreshMs;
       rate[f] = r;
       pending[f] = 0;
       total += r;

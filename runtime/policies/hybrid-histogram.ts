@@ -48,6 +48,8 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   if (!(o.binMs > 0 && o.rangeMs >= o.binMs)) throw new RangeError('hybrid-histogram: need binMs > 0 and rangeMs >= binMs');
   const nBins = Math.ceil(o.rangeMs / o.binMs);
   const fns = new Map<string, FnState>();
+  /** Functions inside or before a pre-warm window, so `prewarm` need not scan every function. */
+  const pending = new Set<string>();
 
   const percentileBin = (s: FnState, pct: number): number => {
     const target = Math.max(1, Math.ceil((pct / 100) * s.samples));
@@ -83,9 +85,12 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       const tail = (percentileBin(s, o.tailPct) + 1) * o.binMs;
       s.prewarmAt = t + head * (1 - o.margin);
       s.keepUntil = t + tail * (1 + o.margin);
+      if (s.prewarmAt > t) pending.add(key);
+      else pending.delete(key);
     } else {
       s.prewarmAt = t;
       s.keepUntil = t + o.fixedKeepAliveMs;
+      pending.delete(key);
     }
   };
   const keepUntil = (e: EntryFacts) => fns.get(e.key)?.keepUntil ?? e.lastUsedAt;
@@ -116,10 +121,10 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     },
     prewarm(now, isResident) {
       const out: Victim[] = [];
-      for (const [key, s] of fns) {
-        if (s.prewarmAt > s.last && now >= s.prewarmAt && now < s.keepUntil && !isResident(key)) {
-          out.push({ key, reason: 'pre-warm window reached' });
-        }
+      for (const key of pending) {
+        const s = fns.get(key)!;
+        if (now >= s.keepUntil) pending.delete(key);
+        else if (now >= s.prewarmAt && !isResident(key)) out.push({ key, reason: 'pre-warm window reached' });
       }
       return out;
     },

@@ -1,0 +1,79 @@
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { readAzure } from '../../sim/azure';
+import { mapModels, readPaperModels } from '../../sim/models';
+import { totalBytes } from '../../sim/trace';
+
+const HEAD = 'HashOwner,HashApp,HashFunction,Trigger';
+function azureDir(rows: string[], minutes: number[]): string {
+  const dir = mkdtempSync(join(tmpdir(), 'brulee-azure-'));
+  writeFileSync(join(dir, 'invocations.csv'), [`${HEAD},${minutes.join(',')}`, ...rows].join('\n') + '\n');
+  return dir;
+}
+
+describe('Azure Functions 2019 reader', () => {
+  it('spreads a minute evenly: c calls at (j + 0.5) x 60000 / c', () => {
+    const t = readAzure(azureDir(['o,a,f1,http,2,0,1', 'o,a,f2,timer,0,1,0'], [10, 11, 12]));
+    expect(Array.from(t.times)).toEqual([15_000, 45_000, 90_000, 150_000]);
+    expect(Array.from(t.fns, (f) => t.functions[f])).toEqual(['f1', 'f1', 'f2', 'f1']);
+    expect(t.minutes).toEqual([10, 11, 12]);
+    expect(t.spanMs).toBe(180_000);
+  });
+  it('spreads at seeded random inside the minute, repeatably', () => {
+    const dir = azureDir(['o,a,f1,http,50,50', 'o,a,f2,http,30,0'], [0, 1]);
+    const a = readAzure(dir, { spread: 'random', seed: 3 });
+    const b = readAzure(dir, { spread: 'random', seed: 3 });
+    const c = readAzure(dir, { spread: 'random', seed: 4 });
+    expect(Array.from(a.times)).toEqual(Array.from(b.times));
+    expect(Array.from(a.times)).not.toEqual(Array.from(c.times));
+    expect(a.times.length).toBe(130);
+    for (let i = 1; i < a.times.length; i++) expect(a.times[i]!).toBeGreaterThanOrEqual(a.times[i - 1]!);
+    const minute0 = Array.from(a.times).filter((x) => x < 60_000).length;
+    expect(minute0).toBe(80);
+  });
+  it('takes any span of minute columns and any number of functions', () => {
+    const minutes = Array.from({ length: 7 }, (_, k) => 1000 + k);
+    const rows = Array.from({ length: 25 }, (_, f) => `o,a,h${f},http,${minutes.map((_, k) => (f + k) % 3).join(',')}`);
+    const t = readAzure(azureDir(rows, minutes));
+    expect(t.functions.length).toBe(25);
+    expect(t.times.length).toBe(rows.reduce((s, r) => s + r.split(',').slice(4).reduce((a, c) => a + Number(c), 0), 0));
+    expect(t.spanMs).toBe(7 * 60_000);
+    expect(t.times[t.times.length - 1]!).toBeLessThan(7 * 60_000);
+  });
+  it('rejects malformed rows with the row number', () => {
+    expect(() => readAzure(azureDir(['o,a,f1,http,1,2', 'o,a,f2,http,1,x'], [0, 1]))).toThrow(/invocations\.csv row 3: minute 1 count "x"/);
+    expect(() => readAzure(azureDir(['o,a,f1,http,1,2', 'o,a,f2,http,1'], [0, 1]))).toThrow(/row 3: 5 columns, the header has 6/);
+    expect(() => readAzure(azureDir(['o,a,f1,http,-1,2'], [0, 1]))).toThrow(/row 2: minute 0 count "-1"/);
+    expect(() => readAzure(azureDir([], [5, 4]))).toThrow(/row 1: minute columns must increase/);
+    expect(() => readAzure(mkdtempSync(join(tmpdir(), 'brulee-empty-')))).toThrow(/no invocations\.csv/);
+  });
+});
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const sample = resolve(root, '../shared/traces/azure2019-sample100');
+const paper = resolve(root, '../shared/models/paper-models.json');
+const haveShared = existsSync(join(sample, 'invocations.csv')) && existsSync(paper);
+if (!haveShared) console.warn(`skipping the shared-trace tests: ${sample} or ${paper} is absent (CI keeps shared/ beside the clone)`);
+
+describe.skipIf(!haveShared)('the shipped sample with the paper models', () => {
+  it('reads 100 functions over 480 minutes and maps them by rank', () => {
+    const t = readAzure(sample);
+    expect(t.functions.length).toBe(100);
+    expect(t.minutes.length).toBe(480);
+    expect(t.times.length).toBe(339_657);
+    const models = readPaperModels(paper);
+    expect(models.length).toBe(26);
+    const m = mapModels(t, models, 'rank');
+    // The most popular function gets the costliest model to load (NASNetLarge, 19.5 s).
+    let top = 0;
+    for (let f = 1; f < t.functions.length; f++) if (t.counts[f]! > t.counts[top]!) top = f;
+    expect(m[top]!.model).toBe('NASNetLarge');
+    // roundrobin: function i gets model i mod 26; all models' size is the sum over functions.
+    const rr = mapModels(t, models, 'roundrobin');
+    expect(rr[27]!.model).toBe(models[1]!.name);
+    expect(totalBytes(rr)).toBe(rr.reduce((s, x) => s + x.sizeBytes, 0));
+  });
+});
