@@ -30,6 +30,7 @@ Policies and budgets:
   --budgets LIST                    comma list of sizes or percentages of all models' size (10%,25%,50%)
   --slots K                         invocations a node runs at a time (default 1)
   --ttl MS                          keep-alive of ttl / fixed keep-alive of hybrid-histogram (default 10m)
+  --alpha X                         gap-average weight of cremebrulee-plus, (0, 1] (default 0.3)
   --oracle-horizon MS               look-ahead of cremebrulee-oracle (default 10m)
   --popularity-refresh MS           popularity refresh period, virtual time (default 10s)
   --popularity-window MS         time constant of the decayed popularity (default 10m)
@@ -54,7 +55,7 @@ function main(argv: string[]): number {
         'trace-csv': { type: 'string' }, catalog: { type: 'string' }, replay: { type: 'string' }, azure: { type: 'string' },
         models: { type: 'string' }, mapping: { type: 'string' }, spread: { type: 'string' }, 'load-ratio': { type: 'string' },
         seed: { type: 'string' }, policy: { type: 'string' }, budget: { type: 'string' }, budgets: { type: 'string' },
-        slots: { type: 'string' }, ttl: { type: 'string' }, 'oracle-horizon': { type: 'string' },
+        slots: { type: 'string' }, ttl: { type: 'string' }, alpha: { type: 'string' }, 'oracle-horizon': { type: 'string' },
         'popularity-refresh': { type: 'string' }, 'popularity-window': { type: 'string' }, sweep: { type: 'string' },
         'report-from': { type: 'string' }, 'report-to': { type: 'string' },
         out: { type: 'string' }, csv: { type: 'string' }, plot: { type: 'string' }, quiet: { type: 'boolean' }, help: { type: 'boolean' },
@@ -150,6 +151,8 @@ function main(argv: string[]): number {
   const sweepMs = dur('sweep', a.sweep);
   const slots = int('slots', a.slots, 1, 1);
   if (ttlMs !== undefined && !(ttlMs > 0)) throw new UsageError('--ttl must be > 0');
+  const alpha = a.alpha === undefined ? undefined : Number(a.alpha);
+  if (alpha !== undefined && !(alpha > 0 && alpha <= 1)) throw new UsageError(`--alpha must be in (0, 1], got ${JSON.stringify(a.alpha)}`);
 
   const runs = policies.length * budgets.length;
   const wall0 = performance.now();
@@ -158,7 +161,7 @@ function main(argv: string[]): number {
     policies,
     budgets,
     slots,
-    policyOptions: { seed, ...(ttlMs !== undefined ? { ttlMs } : {}), ...(oracleHorizonMs !== undefined ? { oracleHorizonMs } : {}) },
+    policyOptions: { seed, ...(alpha !== undefined ? { alpha } : {}), ...(ttlMs !== undefined ? { ttlMs } : {}), ...(oracleHorizonMs !== undefined ? { oracleHorizonMs } : {}) },
     ...(popularityRefreshMs !== undefined ? { popularityRefreshMs } : {}),
     ...(popularityWindowMs !== undefined ? { popularityWindowMs } : {}),
     ...(sweepMs !== undefined ? { sweepMs } : {}),

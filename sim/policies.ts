@@ -1,5 +1,6 @@
 import { belady } from '../runtime/policies/belady';
 import { cremebruleeOracle } from '../runtime/policies/cremebrulee-oracle';
+import { cremebruleePlus } from '../runtime/policies/cremebrulee-plus';
 import { hybridHistogram } from '../runtime/policies/hybrid-histogram';
 import { createPolicy, RUNTIME_POLICIES, type RuntimePolicyName } from '../runtime/policies/index';
 import type { EvictionPolicy, PolicyOptions } from '../runtime/policies/types';
@@ -16,6 +17,8 @@ export type SimPolicyName = (typeof SIM_POLICIES)[number];
 export interface SimPolicyOptions extends PolicyOptions {
   /** Look-ahead of `cremebrulee-oracle`, ms. @default 600000 */
   oracleHorizonMs?: number;
+  /** Gap-average weight of `cremebrulee-plus`. @default 0.3 */
+  alpha?: number;
 }
 
 export function isSimPolicy(name: string): name is SimPolicyName {
@@ -33,6 +36,8 @@ export function createSimPolicy(name: SimPolicyName, opts: SimPolicyOptions = {}
       return belady();
     case 'cremebrulee-oracle':
       return cremebruleeOracle(opts.oracleHorizonMs);
+    case 'cremebrulee-plus':
+      return cremebruleePlus(opts.alpha !== undefined ? { alpha: opts.alpha } : {});
     case 'hybrid-histogram':
       return hybridHistogram(opts.ttlMs !== undefined ? { fixedKeepAliveMs: opts.ttlMs } : {});
     default:

@@ -1,4 +1,5 @@
 import { cremebrulee } from './cremebrulee';
+import { cremebruleePlus } from './cremebrulee-plus';
 import { gdsf } from './gdsf';
 import { lfu } from './lfu';
 import { lru } from './lru';
@@ -10,7 +11,7 @@ export * from './types';
 export { utility } from './cremebrulee';
 
 /** Policies the runtime can run (the simulator adds its oracles on top). */
-export const RUNTIME_POLICIES = ['cremebrulee', 'lru', 'lfu', 'gdsf', 'ttl', 'random'] as const;
+export const RUNTIME_POLICIES = ['cremebrulee', 'cremebrulee-plus', 'lru', 'lfu', 'gdsf', 'ttl', 'random'] as const;
 export type RuntimePolicyName = (typeof RUNTIME_POLICIES)[number];
 
 /** Builds a fresh policy instance (each holds its own bookkeeping). */
@@ -18,6 +19,8 @@ export function createPolicy(name: RuntimePolicyName, opts: PolicyOptions = {}):
   switch (name) {
     case 'cremebrulee':
       return cremebrulee();
+    case 'cremebrulee-plus':
+      return cremebruleePlus();
     case 'lru':
       return lru();
     case 'lfu':

@@ -53,7 +53,7 @@ describe('the simulator and the runtime warm pool make the same choices', () => 
     execMs: 20 + ((f * 31) % 200),
   }));
   const budget = 1500;
-  const policies: SimPolicyName[] = ['cremebrulee', 'lru', 'lfu', 'gdsf', 'ttl', 'random'];
+  const policies: SimPolicyName[] = ['cremebrulee', 'cremebrulee-plus', 'lru', 'lfu', 'gdsf', 'ttl', 'random'];
   for (const name of policies) {
     it(`${name}: same eviction sequence for the same requests`, async () => {
       const sweepEachCall = name === 'ttl';
