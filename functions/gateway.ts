@@ -50,7 +50,8 @@ export class Gateway {
     const r = await this.o.registry.register(name, bytes, opts);
     if (r.replaced) {
       // Nodes also retire an old version when they next see the new one; this just frees it sooner.
-      this.o.dispatcher.unload(name, 10_000).catch((e: unknown) => this.o.log.warn({ err: e, fn: name }, 'retiring the old version failed'));
+      const job = { fn: name, keepKey: modelKey({ fn: name, sha256: r.fn.sha256 }), cause: 'retired', reason: `replaced by version ${r.fn.version}` } as const;
+      this.o.dispatcher.unload(job, 10_000).catch((e: unknown) => this.o.log.warn({ err: e, fn: name }, 'retiring the old version failed'));
     }
     if (this.o.recorder) await this.o.recorder.writeCatalog(await this.o.registry.list());
     return r;
@@ -58,7 +59,7 @@ export class Gateway {
 
   async delete(name: string): Promise<{ fn: FunctionMeta; unloaded: number }> {
     const fn = await this.o.registry.delete(name);
-    const unloaded = await this.o.dispatcher.unload(name, 10_000).catch(() => 0);
+    const unloaded = await this.o.dispatcher.unload({ fn: name, cause: 'unload', reason: 'function deleted' }, 10_000).catch(() => 0);
     return { fn, unloaded };
   }
 
@@ -89,7 +90,7 @@ export class Gateway {
 
   async unload(name: string): Promise<number> {
     await this.o.registry.get(name);
-    return this.o.dispatcher.unload(name, 10_000);
+    return this.o.dispatcher.unload({ fn: name, cause: 'unload', reason: 'unloaded on request' }, 10_000);
   }
 
   /** Where each function is resident, by node. */

@@ -127,11 +127,11 @@ export class Dispatcher {
     return { node: nodeId, loaded: r.loaded };
   }
 
-  /** Unloads every version of `fn` on every live node. Resolves to the number of models dropped. */
-  async unload(fn: string, timeoutMs: number): Promise<number> {
+  /** Unloads `fn` (every version but `job.keepKey`) on every live node. Resolves to the number of models dropped. */
+  async unload(job: UnloadJob, timeoutMs: number): Promise<number> {
     const nodes = await this.nodes(true);
     const counts = await Promise.all(
-      nodes.map((n) => this.run<{ dropped: number }>(n.id, JOB.unload, { fn } satisfies UnloadJob, timeoutMs, `unload of ${fn}`)),
+      nodes.map((n) => this.run<{ dropped: number }>(n.id, JOB.unload, job, timeoutMs, `unload of ${job.fn}`)),
     );
     return counts.reduce((s, c) => s + c.dropped, 0);
   }

@@ -90,6 +90,10 @@ export interface LoadJob {
 }
 export interface UnloadJob {
   fn: string;
+  /** Keep this cache key (the current version) when retiring older ones. */
+  keepKey?: string;
+  cause: 'unload' | 'retired';
+  reason: string;
 }
 
 export const JOB = { invoke: 'invoke', load: 'load', unload: 'unload' } as const;

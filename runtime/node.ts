@@ -183,8 +183,8 @@ export class RuntimeNode {
           return { loaded };
         }
         case JOB.unload: {
-          const { fn } = (job as Job<UnloadJob>).data;
-          return { dropped: await this.pool.retireFunction(fn) };
+          const { fn, ...how } = (job as Job<UnloadJob>).data;
+          return { dropped: await this.pool.dropFunction(fn, how) };
         }
         default:
           throw new BruleeError('BAD_REQUEST', `unknown job ${job.name}`);
@@ -200,7 +200,7 @@ export class RuntimeNode {
   private async retireOthers(m: ModelRef): Promise<void> {
     const key = modelKey(m);
     this.shaOf.set(key, m.sha256);
-    if (this.pool.list().some((r) => r.fn === m.fn && r.key !== key)) await this.pool.retireFunction(m.fn, key);
+    if (this.pool.list().some((r) => r.fn === m.fn && r.key !== key)) await this.pool.dropFunction(m.fn, { keepKey: key, cause: 'retired', reason: `replaced by version ${m.version}` });
   }
 
   private async invoke(job: Job<InvokeJob>): Promise<InvokeResult> {

@@ -175,13 +175,11 @@ export class WarmPool<T> {
     return true;
   }
 
-  /** Drops every version of `fn` except `keepKey`. */
-  async retireFunction(fn: string, keepKey?: string): Promise<number> {
+  /** Drops every version of `fn` except `keepKey` (now, or when its last invocation ends). */
+  async dropFunction(fn: string, how: { keepKey?: string; cause: 'retired' | 'unload'; reason: string }): Promise<number> {
     let n = 0;
     for (const e of [...this.entries.values()]) {
-      if (e.spec.fn === fn && e.spec.key !== keepKey) {
-        if (await this.drop(e.spec.key, 'retired', keepKey ? `replaced by ${keepKey}` : 'function deleted')) n++;
-      }
+      if (e.spec.fn === fn && e.spec.key !== how.keepKey && (await this.drop(e.spec.key, how.cause, how.reason))) n++;
     }
     return n;
   }
