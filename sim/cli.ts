@@ -129,7 +129,7 @@ function main(argv: string[]): number {
   if ((a.budget === undefined) === (a.budgets === undefined)) throw new UsageError('give --budget SIZE or --budgets LIST (one of them)');
   const budgets: BudgetSpec[] = (a.budget !== undefined ? [a.budget] : a.budgets!.split(',')).map((s) => {
     const b = parseBudget(s);
-    if (!b || (a.budget !== undefined && 'percent' in b && false)) throw new UsageError(`bad budget ${JSON.stringify(s)}: bytes (300000000), a size (512MiB, 2GB) or a percentage (25%)`);
+    if (!b) throw new UsageError(`bad budget ${JSON.stringify(s)}: bytes (300000000), a size (512MiB, 2GB) or a percentage (25%)`);
     return b;
   });
 
