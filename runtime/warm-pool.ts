@@ -90,6 +90,7 @@ export class WarmPool<T> {
     Pick<WarmPoolOptions<T>, 'dispose' | 'onEvict'>;
   private used = 0;
   private waiters: Array<() => void> = [];
+  private readonly disposing = new Set<Promise<void>>();
 
   constructor(opts: WarmPoolOptions<T>) {
     if (!(Number.isFinite(opts.budgetBytes) && opts.budgetBytes > 0)) {
@@ -135,7 +136,10 @@ export class WarmPool<T> {
    */
   async acquire(spec: ModelSpec): Promise<Lease<T>> {
     const existing = this.entries.get(spec.key);
-    if (existing && !existing.retire) {
+    if (existing) {
+      // A request for a model that is being dropped keeps it: same key, same bytes, still loaded.
+      delete existing.retire;
+      delete existing.retireReason;
       existing.inFlight++;
       if (spec.pinned !== undefined) existing.pinned = spec.pinned;
       if (existing.value !== undefined) {
@@ -155,9 +159,13 @@ export class WarmPool<T> {
     return this.admit(spec);
   }
 
-  /** Loads a model without an invocation (prewarm). Resolves true if it was loaded now. */
+  /**
+   * Loads a model without an invocation (prewarm). Resolves true if it was loaded now. A prewarm
+   * is not a use: it counts no hit, so policies do not mistake it for demand.
+   */
   async prewarm(spec: ModelSpec): Promise<boolean> {
-    const lease = await this.acquire(spec);
+    if (this.entries.has(spec.key)) return false;
+    const lease = await this.admit(spec, 0);
     lease.release();
     return lease.loaded;
   }
@@ -166,20 +174,23 @@ export class WarmPool<T> {
    * Drops a model now, or when its last in-flight invocation ends. Pinned models are dropped too:
    * an explicit unload or a new version overrides the pin.
    */
-  async drop(key: string, cause: 'retired' | 'unload', reason: string): Promise<boolean> {
+  drop(key: string, cause: 'retired' | 'unload', reason: string): boolean {
     const e = this.entries.get(key);
     if (!e) return false;
-    e.retire = cause;
-    if (e.inFlight === 0 && e.value !== undefined) await this.evict(e, reason, cause);
-    else e.retireReason = reason;
+    if (e.inFlight === 0 && e.value !== undefined) {
+      this.evict(e, reason, cause);
+    } else {
+      e.retire = cause;
+      e.retireReason = reason;
+    }
     return true;
   }
 
   /** Drops every version of `fn` except `keepKey` (now, or when its last invocation ends). */
-  async dropFunction(fn: string, how: { keepKey?: string; cause: 'retired' | 'unload'; reason: string }): Promise<number> {
+  dropFunction(fn: string, how: { keepKey?: string; cause: 'retired' | 'unload'; reason: string }): number {
     let n = 0;
     for (const e of [...this.entries.values()]) {
-      if (e.spec.fn === fn && e.spec.key !== how.keepKey && (await this.drop(e.spec.key, how.cause, how.reason))) n++;
+      if (e.spec.fn === fn && e.spec.key !== how.keepKey && this.drop(e.spec.key, how.cause, how.reason)) n++;
     }
     return n;
   }
@@ -191,25 +202,29 @@ export class WarmPool<T> {
   }
 
   /** Keep-alive expiry, for policies that have it (`ttl`). Returns the number dropped. */
-  async sweep(): Promise<number> {
+  sweep(): number {
     if (!this.opts.policy.expired) return 0;
-    const victims = this.opts.policy.expired(this.evictable(), this.opts.now());
-    for (const v of victims) {
+    let dropped = 0;
+    for (const v of this.opts.policy.expired(this.evictable(), this.opts.now())) {
       const e = this.entries.get(v.key);
-      if (e && this.isEvictable(e)) await this.evict(e, v.reason, 'expired');
+      if (e && this.isEvictable(e)) {
+        this.evict(e, v.reason, 'expired');
+        dropped++;
+      }
     }
-    return victims.length;
+    return dropped;
   }
 
   /** Disposes everything (shutdown). */
   async clear(): Promise<void> {
     for (const e of [...this.entries.values()]) {
       if (e.loading) await e.loading.catch(() => undefined);
-      if (e.value !== undefined) await this.evict(e, 'shutdown', 'unload');
+      if (e.value !== undefined) this.evict(e, 'shutdown', 'unload');
     }
+    await Promise.allSettled([...this.disposing]);
   }
 
-  private async admit(spec: ModelSpec): Promise<Lease<T>> {
+  private async admit(spec: ModelSpec, hits = 1): Promise<Lease<T>> {
     if (spec.sizeBytes > this.opts.budgetBytes) {
       throw new BruleeError(
         'MODEL_TOO_LARGE',
@@ -219,9 +234,10 @@ export class WarmPool<T> {
     const deadline = this.opts.now() + this.opts.admitTimeoutMs;
     for (;;) {
       // Another request may have started the same load while this one waited for memory.
-      const raced = this.entries.get(spec.key);
-      if (raced && !raced.retire) return this.acquire(spec);
-      if (await this.makeRoom(spec)) break;
+      if (this.entries.has(spec.key)) return this.acquire(spec);
+      // Checking for room and reserving it happen in one synchronous step, so concurrent
+      // admissions can neither both start a load nor both count on the same free bytes.
+      if (this.makeRoom(spec)) break;
       const left = deadline - this.opts.now();
       if (left <= 0) {
         throw new BruleeError(
@@ -257,13 +273,13 @@ export class WarmPool<T> {
     delete entry.loading;
     entry.loadedAt = this.opts.now();
     entry.lastUsedAt = entry.loadedAt;
-    entry.hits = 1;
+    entry.hits = hits;
     this.opts.policy.onLoad?.(this.facts(entry), entry.loadedAt);
     return this.lease(entry, value, true, true, this.opts.now() - t0);
   }
 
   /** Evicts the policy's victims until `spec` fits. False when in-flight/pinned models block it. */
-  private async makeRoom(spec: ModelSpec): Promise<boolean> {
+  private makeRoom(spec: ModelSpec): boolean {
     const need = this.used + spec.sizeBytes - this.opts.budgetBytes;
     if (need <= 0) return true;
     const candidates = this.evictable();
@@ -278,9 +294,14 @@ export class WarmPool<T> {
     for (const v of victims) {
       if (this.used + spec.sizeBytes <= this.opts.budgetBytes) break;
       const e = this.entries.get(v.key);
-      if (e && this.isEvictable(e)) await this.evict(e, v.reason, 'policy');
+      if (e && this.isEvictable(e)) this.evict(e, v.reason, 'policy');
     }
-    return this.used + spec.sizeBytes <= this.opts.budgetBytes;
+    const fits = this.used + spec.sizeBytes <= this.opts.budgetBytes;
+    if (!fits) {
+      // Enough was evictable, so waiting for a release would not help: the policy is at fault.
+      throw new BruleeError('INTERNAL', `eviction policy ${this.opts.policy.name} named too few victims to free ${need} bytes for ${spec.fn}`);
+    }
+    return true;
   }
 
   private isEvictable(e: Entry<T>): boolean {
@@ -316,14 +337,15 @@ export class WarmPool<T> {
         released = true;
         e.inFlight--;
         if (e.inFlight === 0 && e.retire && this.entries.get(e.spec.key) === e) {
-          void this.evict(e, e.retireReason ?? 'retired', e.retire);
+          this.evict(e, e.retireReason ?? 'retired', e.retire);
         }
         this.wake();
       },
     };
   }
 
-  private async evict(e: Entry<T>, reason: string, cause: EvictionEvent['cause']): Promise<void> {
+  /** Takes an entry out of the accounting at once; its value is disposed in the background. */
+  private evict(e: Entry<T>, reason: string, cause: EvictionEvent['cause']): void {
     if (this.entries.get(e.spec.key) !== e) return;
     this.entries.delete(e.spec.key);
     this.used -= e.spec.sizeBytes;
@@ -332,11 +354,12 @@ export class WarmPool<T> {
     const value = e.value;
     delete e.value;
     if (value !== undefined && this.opts.dispose) {
-      try {
-        await this.opts.dispose(value, e.spec.key);
-      } catch {
-        // The entry is gone from the accounting either way; a failed release cannot be retried.
-      }
+      // A failed release cannot be retried; the bytes are accounted as free either way.
+      const d = Promise.resolve()
+        .then(() => this.opts.dispose!(value, e.spec.key))
+        .catch(() => undefined)
+        .finally(() => this.disposing.delete(d));
+      this.disposing.add(d);
     }
     this.wake();
   }

@@ -1,0 +1,170 @@
+import { describe, expect, it } from 'vitest';
+import { createPolicy, type RuntimePolicyName } from '../../runtime/policies';
+import { WarmPool, type EvictionEvent, type ModelSpec } from '../../runtime/warm-pool';
+import { seededRandom } from '../../runtime/policies/random';
+
+const spec = (key: string, sizeBytes: number, extra: Partial<ModelSpec> = {}): ModelSpec => ({ key, fn: key, sizeBytes, loadMs: 10, execMs: 1, ...extra });
+
+function deferred<T>() {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
+  return { promise, resolve, reject };
+}
+
+function pool(budgetBytes: number, policy: RuntimePolicyName = 'lru', extra: { admitTimeoutMs?: number } = {}) {
+  let now = 0;
+  const loads: string[] = [];
+  const disposed: string[] = [];
+  const evictions: EvictionEvent[] = [];
+  const p = new WarmPool<string>({
+    budgetBytes,
+    policy: createPolicy(policy),
+    now: () => ++now,
+    load: async (s) => {
+      loads.push(s.key);
+      return `session:${s.key}`;
+    },
+    dispose: (_v, key) => void disposed.push(key),
+    onEvict: (e) => evictions.push(e),
+    ...extra,
+  });
+  return { p, loads, disposed, evictions };
+}
+
+describe('WarmPool', () => {
+  it('concurrent cold requests share one load; later ones are warm', async () => {
+    const gate = deferred<string>();
+    let loads = 0;
+    const p = new WarmPool<string>({ budgetBytes: 100, policy: createPolicy('lru'), load: () => (loads++, gate.promise) });
+    const leases = Array.from({ length: 50 }, () => p.acquire(spec('a', 10)));
+    gate.resolve('A');
+    const got = await Promise.all(leases);
+    expect(loads).toBe(1);
+    expect(got.filter((l) => l.loaded)).toHaveLength(1);
+    expect(got.every((l) => l.coldStart && l.value === 'A')).toBe(true);
+    got.forEach((l) => l.release());
+    const warm = await p.acquire(spec('a', 10));
+    expect(warm.coldStart).toBe(false);
+    warm.release();
+  });
+
+  it('evicts by the policy only what is needed, and disposes what it evicts', async () => {
+    const { p, disposed, evictions } = pool(30);
+    for (const k of ['a', 'b', 'c']) (await p.acquire(spec(k, 10))).release();
+    (await p.acquire(spec('d', 10))).release();
+    expect(evictions.map((e) => e.key)).toEqual(['a']);
+    expect(disposed).toEqual(['a']);
+    expect(p.usedBytes).toBe(30);
+    (await p.acquire(spec('big', 20))).release();
+    expect(evictions.map((e) => e.key)).toEqual(['a', 'b', 'c']);
+  });
+
+  it('never evicts a model with an invocation in flight: a newcomer waits for the release', async () => {
+    const { p } = pool(20, 'lru');
+    const a = await p.acquire(spec('a', 10));
+    const b = await p.acquire(spec('b', 10));
+    let admitted = false;
+    const c = p.acquire(spec('c', 10)).then((l) => ((admitted = true), l));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(admitted).toBe(false);
+    expect(p.usedBytes).toBe(20);
+    b.release();
+    const lc = await c;
+    expect(p.has('a')).toBe(true);
+    expect(p.has('b')).toBe(false);
+    lc.release();
+    a.release();
+  });
+
+  it('gives up with CACHE_BUSY when in-flight models hold the memory too long', async () => {
+    const { p } = pool(10, 'lru', { admitTimeoutMs: 30 });
+    const a = await p.acquire(spec('a', 10));
+    await expect(p.acquire(spec('b', 10))).rejects.toMatchObject({ code: 'CACHE_BUSY' });
+    a.release();
+  });
+
+  it('refuses a model bigger than the budget, without loading it', async () => {
+    const { p, loads } = pool(10);
+    await expect(p.acquire(spec('huge', 11))).rejects.toMatchObject({ code: 'MODEL_TOO_LARGE' });
+    expect(loads).toEqual([]);
+  });
+
+  it('never evicts a pinned model', async () => {
+    const { p } = pool(20, 'lru');
+    (await p.acquire(spec('pinned', 10, { pinned: true }))).release();
+    (await p.acquire(spec('b', 10))).release();
+    (await p.acquire(spec('c', 10))).release();
+    expect(p.has('pinned')).toBe(true);
+    expect(p.has('b')).toBe(false);
+  });
+
+  it('a failed load frees its reservation and the next request loads again', async () => {
+    let fail = true;
+    const p = new WarmPool<string>({
+      budgetBytes: 10,
+      policy: createPolicy('lru'),
+      load: async () => {
+        if (fail) throw new Error('disk on fire');
+        return 'ok';
+      },
+    });
+    await expect(p.acquire(spec('a', 10))).rejects.toThrow('disk on fire');
+    expect(p.usedBytes).toBe(0);
+    fail = false;
+    const l = await p.acquire(spec('a', 10));
+    expect(l.value).toBe('ok');
+    l.release();
+  });
+
+  it('a dropped model in use goes when its last invocation ends', async () => {
+    const { p, evictions } = pool(100);
+    const l = await p.acquire(spec('a', 10));
+    await p.drop('a', 'retired', 'replaced by version 2');
+    expect(p.usedBytes).toBe(10);
+    l.release();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(p.usedBytes).toBe(0);
+    expect(evictions).toEqual([{ key: 'a', fn: 'a', sizeBytes: 10, reason: 'replaced by version 2', cause: 'retired' }]);
+  });
+
+  it('ttl: sweep drops models idle past their keep-alive', async () => {
+    let now = 0;
+    const p = new WarmPool<string>({ budgetBytes: 100, policy: createPolicy('ttl', { ttlMs: 1000 }), now: () => now, load: async () => 'x' });
+    (await p.acquire(spec('old', 10))).release();
+    now = 600;
+    (await p.acquire(spec('new', 10))).release();
+    now = 1200;
+    expect(await p.sweep()).toBe(1);
+    expect(p.has('old')).toBe(false);
+    expect(p.has('new')).toBe(true);
+  });
+
+  it.each(['cremebrulee', 'lru', 'lfu', 'gdsf', 'ttl', 'random'] as const)('%s: used bytes never exceed the budget under random concurrent traffic', async (policy) => {
+    const rnd = seededRandom(42);
+    const budget = 100;
+    const p = new WarmPool<string>({
+      budgetBytes: budget,
+      policy: createPolicy(policy, { ttlMs: 5 }),
+      popularity: (fn) => (fn.charCodeAt(1) % 7) / 7,
+      load: async (s) => {
+        await new Promise((r) => setTimeout(r, rnd() * 3));
+        return s.key;
+      },
+    });
+    let maxUsed = 0;
+    const work = Array.from({ length: 300 }, async (_, i) => {
+      await new Promise((r) => setTimeout(r, rnd() * 20));
+      const k = `m${Math.floor(rnd() * 12)}`;
+      const l = await p.acquire(spec(k, 10 + (k.charCodeAt(1) % 4) * 10));
+      maxUsed = Math.max(maxUsed, p.usedBytes);
+      expect(l.value).toBe(k);
+      await new Promise((r) => setTimeout(r, rnd() * 4));
+      l.release();
+      if (i % 25 === 0) await p.sweep();
+    });
+    await Promise.all(work);
+    expect(maxUsed).toBeLessThanOrEqual(budget);
+    expect(p.list().reduce((s, m) => s + m.sizeBytes, 0)).toBe(p.usedBytes);
+  });
+});
