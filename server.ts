@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { createBrulee } from './brulee';
 import { ConfigError, loadConfig, type Config } from './config';
-import { answers, startRedisServer, type PrivateRedis } from './queue/redis-server';
+import { ensureRedis, type PrivateRedis } from './queue/redis-server';
 
 /** `npm start`: one brulee process (ROLE=all by default), with Redis found or started. */
 async function main(): Promise<void> {
@@ -20,19 +20,14 @@ async function main(): Promise<void> {
   const log = pino({ level: config.logLevel });
 
   let privateRedis: PrivateRedis | undefined;
-  if (!config.redisUrl) {
-    if (await answers('127.0.0.1', 6379)) {
-      config.redisUrl = 'redis://127.0.0.1:6379';
-    } else {
-      try {
-        privateRedis = await startRedisServer({ dir: join(config.dataDir, 'redis'), persist: true });
-      } catch (e) {
-        console.error(`brulee: no REDIS_URL and nothing on 127.0.0.1:6379, and a private redis-server could not start: ${e instanceof Error ? e.message : String(e)}`);
-        process.exit(1);
-      }
-      config.redisUrl = privateRedis.url;
-      log.info({ url: privateRedis.url, dir: join(config.dataDir, 'redis') }, 'started a private redis-server (append-only file)');
-    }
+  try {
+    const r = await ensureRedis({ redisUrl: config.redisUrl, dataDir: config.dataDir });
+    config.redisUrl = r.url;
+    privateRedis = r.private;
+    if (privateRedis) log.info({ url: r.url, dir: join(config.dataDir, 'redis') }, 'no Redis on 127.0.0.1:6379: started a private redis-server (append-only file)');
+  } catch (e) {
+    console.error(`brulee: no REDIS_URL and nothing on 127.0.0.1:6379, and a private redis-server could not start: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(1);
   }
 
   const b = await createBrulee(config, { log });

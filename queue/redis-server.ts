@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
+import { join } from 'node:path';
 import { createRedis, waitForRedis } from './connection';
 
 export interface PrivateRedis {
@@ -71,4 +72,17 @@ export async function startRedisServer(opts: { dir: string; port?: number; persi
         child.kill('SIGTERM');
       }),
   };
+}
+
+/**
+ * The Redis `npm start` uses: REDIS_URL if set; else 127.0.0.1:6379 if something answers there;
+ * else a private redis-server with an append-only file under `dataDir/redis`, so registered
+ * functions survive a restart. Throws with install instructions when there is no redis-server.
+ */
+export async function ensureRedis(opts: { redisUrl?: string | undefined; dataDir: string; probe?: { host: string; port: number } }): Promise<{ url: string; private?: PrivateRedis }> {
+  if (opts.redisUrl) return { url: opts.redisUrl };
+  const probe = opts.probe ?? { host: '127.0.0.1', port: 6379 };
+  if (await answers(probe.host, probe.port)) return { url: `redis://${probe.host}:${probe.port}` };
+  const server = await startRedisServer({ dir: join(opts.dataDir, 'redis'), persist: true });
+  return { url: server.url, private: server };
 }

@@ -1,0 +1,100 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { createBrulee } from '../../brulee';
+import { loadConfig } from '../../config';
+import { ensureRedis, freePort, INSTALL_REDIS_HINT } from '../../queue/redis-server';
+import { mlpModel } from '../models/generate';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+const tmp = () => {
+  const d = mkdtempSync(join(tmpdir(), 'brulee-restart-'));
+  dirs.push(d);
+  return d;
+};
+
+const model = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 21 });
+const inputs = { inputs: { x: { type: 'float32', dims: [1, 4], data: [4, 3, 2, 1] } } };
+const post = (body: unknown) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+describe('restart', () => {
+  it('with nothing on the Redis port, starts a private redis-server whose append-only file keeps functions across a restart', async () => {
+    const dataDir = tmp();
+    const probe = { host: '127.0.0.1', port: await freePort() }; // nothing answers there
+    const start = async () => {
+      const r = await ensureRedis({ dataDir, probe });
+      expect(r.private).toBeDefined();
+      const b = await createBrulee(loadConfig({ REDIS_URL: r.url, DATA_DIR: dataDir, NODE_ID: 'restart-node', LOG_LEVEL: 'silent' }), { log: pino({ level: 'silent' }) });
+      return { b, stop: async () => { await b.close(); await r.private!.stop(); } };
+    };
+
+    const first = await start();
+    const put = await first.b.app.request('/functions/survivor', { method: 'PUT', body: model, headers: { 'content-type': 'application/octet-stream' } });
+    expect(put.status).toBe(201);
+    const before = (await (await first.b.app.request('/functions/survivor/invoke', post(inputs))).json()) as any;
+    await first.stop();
+
+    const second = await start();
+    try {
+      const fn = (await (await second.b.app.request('/functions/survivor')).json()) as any;
+      expect(fn).toMatchObject({ name: 'survivor', version: 1 });
+      const after = await second.b.app.request('/functions/survivor/invoke', post(inputs));
+      expect(after.status).toBe(200);
+      const body = (await after.json()) as any;
+      expect(body.coldStart).toBe(true);
+      expect(body.outputs).toEqual(before.outputs);
+      // Counts persisted too.
+      const stats = (await (await second.b.app.request('/stats')).json()) as any;
+      expect(stats.functions.survivor.invocations).toBe(2);
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it('without redis-server on PATH, says how to install one', async () => {
+    const path = process.env.PATH;
+    process.env.PATH = tmp();
+    try {
+      await expect(ensureRedis({ dataDir: tmp(), probe: { host: '127.0.0.1', port: await freePort() } })).rejects.toThrow(INSTALL_REDIS_HINT);
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+
+  it('npm start serves, and drains on SIGTERM with exit code 0', async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
+      env: { ...process.env, PORT: String(port), REDIS_URL: inject('redisUrl'), DATA_DIR: tmp(), NODE_ID: 'npm-start', LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    for (let i = 0; i < 200 && !out.includes('brulee is ready'); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(out).toContain(`brulee is ready on http://127.0.0.1:${port}`);
+    expect(out).toContain('curl');
+    const base = `http://127.0.0.1:${port}`;
+    expect((await fetch(`${base}/functions/viahttp`, { method: 'PUT', body: model })).status).toBe(201);
+    const inv = await fetch(`${base}/functions/viahttp/invoke`, post(inputs));
+    expect(inv.status).toBe(200);
+    expect(((await inv.json()) as any).outputs.y.dims).toEqual([1, 2]);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+
+  it('refuses to start on a bad MEMORY_BUDGET, saying what to fix', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], { env: { ...process.env, MEMORY_BUDGET: 'plenty' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(2);
+    expect(err).toMatch(/MEMORY_BUDGET must be a positive byte count like 2GiB.*"plenty"/);
+  });
+});
