@@ -105,7 +105,7 @@ export class RuntimeNode {
     this.worker.on('error', (e) => this.o.log.warn({ err: e }, 'worker error'));
     await this.worker.waitUntilReady();
     this.timers.push(setInterval(() => void this.heartbeat(), this.o.heartbeatMs));
-    this.timers.push(setInterval(() => void this.pool.sweep().catch(() => undefined), 1000));
+    this.timers.push(setInterval(() => this.pool.sweep(), 1000));
   }
 
   /** Reads the popularity shares the cron job last computed (the job announces each refresh). */
@@ -184,7 +184,7 @@ export class RuntimeNode {
         }
         case JOB.unload: {
           const { fn, ...how } = (job as Job<UnloadJob>).data;
-          return { dropped: await this.pool.dropFunction(fn, how) };
+          return { dropped: this.pool.dropFunction(fn, how) };
         }
         default:
           throw new BruleeError('BAD_REQUEST', `unknown job ${job.name}`);
@@ -200,7 +200,7 @@ export class RuntimeNode {
   private async retireOthers(m: ModelRef): Promise<void> {
     const key = modelKey(m);
     this.shaOf.set(key, m.sha256);
-    if (this.pool.list().some((r) => r.fn === m.fn && r.key !== key)) await this.pool.dropFunction(m.fn, { keepKey: key, cause: 'retired', reason: `replaced by version ${m.version}` });
+    if (this.pool.list().some((r) => r.fn === m.fn && r.key !== key)) this.pool.dropFunction(m.fn, { keepKey: key, cause: 'retired', reason: `replaced by version ${m.version}` });
   }
 
   private async invoke(job: Job<InvokeJob>): Promise<InvokeResult> {
