@@ -76,6 +76,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
       return nodes.length ? Math.max(...nodes.map((n) => n.budgetBytes)) : undefined;
     },
   });
+  await registry.watch(createRedis(redisUrl, { name: 'brulee-registry-sub' }));
   const recorder = config.traceRecord ? new TraceRecorder(config.dataDir) : undefined;
   if (recorder) await recorder.writeCatalog(await registry.list());
   const gateway = new Gateway({ redis, keys: k, registry, dispatcher, defaultTimeoutMs: config.invokeTimeoutMs, log, ...(recorder ? { recorder } : {}) });
@@ -93,7 +94,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
-      const steps: Array<() => unknown> = [() => cron.stop(), () => node?.close(), () => dispatcher.close(), () => recorder?.close(), () => redis.quit()];
+      const steps: Array<() => unknown> = [() => cron.stop(), () => node?.close(), () => dispatcher.close(), () => registry.close(), () => recorder?.close(), () => redis.quit()];
       for (const s of steps) await Promise.resolve().then(s).catch((e: unknown) => log.warn({ err: e }, 'close step failed'));
     })());
   return { app, gateway, ...(node ? { node } : {}), metrics, log, close };

@@ -73,9 +73,36 @@ export interface RegistryOptions {
   largestBudget: () => Promise<number | undefined>;
 }
 
-/** Functions: registration (inspect, profile, store), lookup, listing, deletion. */
+/**
+ * Functions: registration (inspect, profile, store), lookup, listing, deletion.
+ *
+ * Lookups on the invocation path come from an in-memory copy; every change is announced on the
+ * control channel, and `watch()` drops the copy on any gateway that hears it.
+ */
 export class FunctionRegistry {
+  private readonly cache = new Map<string, FunctionMeta>();
+  /** Bumped on every invalidation, so a read that raced a change is not cached. */
+  private generation = 0;
+  private sub?: Redis;
+
   constructor(private readonly o: RegistryOptions) {}
+
+  /** Keeps the in-memory copy in step with changes made through any gateway. */
+  async watch(subscriber: Redis): Promise<void> {
+    this.sub = subscriber;
+    await subscriber.subscribe(this.o.keys.control);
+    subscriber.on('message', (_ch, msg: string) => {
+      const m = JSON.parse(msg) as { type: string; name?: string };
+      if (m.type === 'function' && m.name) this.invalidate(m.name);
+    });
+    // Whatever changed before we listened is not in the copy yet: start empty.
+    this.cache.clear();
+  }
+
+  async close(): Promise<void> {
+    this.cache.clear();
+    await this.sub?.quit().catch(() => undefined);
+  }
 
   get store(): ModelStore {
     return this.o.store;
@@ -93,7 +120,11 @@ export class FunctionRegistry {
 
   async get(name: string): Promise<FunctionMeta> {
     validateName(name);
+    const cached = this.sub ? this.cache.get(name) : undefined;
+    if (cached) return cached;
+    const gen = this.generation;
     const fn = await this.find(name);
+    if (fn && this.sub && gen === this.generation) this.cache.set(name, fn);
     if (!fn) throw new BruleeError('FUNCTION_NOT_FOUND', `no function named "${name}"; register it with PUT /functions/${name}`);
     return fn;
   }
@@ -136,7 +167,7 @@ export class FunctionRegistry {
     if (prev && prev.sha256 === sha) {
       const fn: FunctionMeta = { ...prev, options, sizeBytes: options.memoryBytes ?? prev.profile.residentBytes, updatedAt: now };
       await this.checkFits(fn);
-      await this.o.redis.set(this.o.keys.fn(name), JSON.stringify(fn));
+      await this.save(fn);
       return { created: false, newVersion: false, fn };
     }
 
@@ -168,17 +199,39 @@ export class FunctionRegistry {
       if (!wasStored) await this.o.store.remove(sha);
       throw e;
     }
-    await this.o.redis.multi().set(this.o.keys.fn(name), JSON.stringify(fn)).sadd(this.o.keys.functions, name).exec();
+    await this.save(fn);
     return { created: !prev, newVersion: true, fn, ...(prev ? { replaced: prev } : {}) };
   }
 
   /** Deletes a function; the bytes of its versions go when no other function needs them. */
   async delete(name: string): Promise<FunctionMeta> {
     const fn = await this.get(name);
-    await this.o.redis.multi().del(this.o.keys.fn(name)).srem(this.o.keys.functions, name).del(this.o.keys.fnStats(name)).exec();
+    this.invalidate(name);
+    await this.o.redis
+      .multi()
+      .del(this.o.keys.fn(name))
+      .srem(this.o.keys.functions, name)
+      .del(this.o.keys.fnStats(name))
+      .publish(this.o.keys.control, JSON.stringify({ type: 'function', name }))
+      .exec();
     const stillNeeded = new Set((await this.list()).flatMap((f) => f.versions.map((v) => v.sha256)));
     for (const v of fn.versions) if (!stillNeeded.has(v.sha256)) await this.o.store.remove(v.sha256);
     return fn;
+  }
+
+  private invalidate(name: string): void {
+    this.generation++;
+    this.cache.delete(name);
+  }
+
+  private async save(fn: FunctionMeta): Promise<void> {
+    this.invalidate(fn.name);
+    await this.o.redis
+      .multi()
+      .set(this.o.keys.fn(fn.name), JSON.stringify(fn))
+      .sadd(this.o.keys.functions, fn.name)
+      .publish(this.o.keys.control, JSON.stringify({ type: 'function', name: fn.name }))
+      .exec();
   }
 
   private async checkFits(fn: FunctionMeta): Promise<void> {

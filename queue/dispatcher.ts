@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
 import { Queue, QueueEvents, type Job, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BruleeError, errorFromWire } from '../errors';
@@ -161,26 +162,42 @@ export class Dispatcher {
     for (const q of all) q.eventsRedis.disconnect();
   }
 
+  /**
+   * Adds a job and awaits its end. The job id is chosen here so the listeners are in place before
+   * the job exists: no event can be missed, and no extra round trip is needed to check whether the
+   * job finished before we listened (as `Job.waitUntilFinished` does).
+   */
   private async run<R>(nodeId: string, name: string, data: unknown, timeoutMs: number, what: string): Promise<R> {
-    const { queue, events } = await this.queueFor(nodeId);
+    const { queue, events: typed } = await this.queueFor(nodeId);
+    // QueueEvents emits `completed:<jobId>` / `failed:<jobId>`, which its typings do not list.
+    const events = typed as unknown as EventEmitter;
+    const jobId = randomUUID();
     this.inFlight.set(nodeId, (this.inFlight.get(nodeId) ?? 0) + 1);
+    let cleanup = () => {};
     try {
-      let job: Job;
+      const finished = new Promise<R>((resolve, reject) => {
+        const onCompleted = (args: { returnvalue: unknown }) => (cleanup(), resolve(args.returnvalue as R));
+        const onFailed = (args: { failedReason: string }) => (cleanup(), reject(errorFromWire(args.failedReason)));
+        const timer = setTimeout(() => {
+          cleanup();
+          queue.remove(jobId).catch(() => undefined);
+          reject(new BruleeError('TIMEOUT', `${what} did not finish within ${timeoutMs} ms (node ${nodeId}); raise the function's timeoutMs or add nodes`));
+        }, timeoutMs);
+        cleanup = () => {
+          clearTimeout(timer);
+          events.off(`completed:${jobId}`, onCompleted);
+          events.off(`failed:${jobId}`, onFailed);
+        };
+        events.on(`completed:${jobId}`, onCompleted);
+        events.on(`failed:${jobId}`, onFailed);
+      });
       try {
-        job = await queue.add(name, data, SYNC_JOB);
+        await queue.add(name, data, { ...SYNC_JOB, jobId });
       } catch (e) {
+        cleanup();
         throw redisUnavailable(e);
       }
-      try {
-        return (await job.waitUntilFinished(events, timeoutMs)) as R;
-      } catch (e) {
-        const msg = e instanceof Error ? e.message : String(e);
-        if (msg.includes('timed out before finishing')) {
-          await job.remove().catch(() => undefined);
-          throw new BruleeError('TIMEOUT', `${what} did not finish within ${timeoutMs} ms (node ${nodeId}); raise the function's timeoutMs or add nodes`);
-        }
-        throw errorFromWire(msg);
-      }
+      return await finished;
     } finally {
       this.inFlight.set(nodeId, (this.inFlight.get(nodeId) ?? 1) - 1);
     }

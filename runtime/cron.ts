@@ -2,10 +2,7 @@ import cron from 'node-cron';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Keys } from '../queue/keys';
-import { refreshPopularity } from './popularity';
-
-/** Popularity remembers about this long: older invocations weigh e^-1 per window. */
-export const POPULARITY_WINDOW_MS = 5 * 60_000;
+import { POPULARITY_WINDOW_MS, refreshPopularity } from './popularity';
 
 /**
  * The popularity refresh on `expression` (node-cron, seconds allowed). It fires in every replica;

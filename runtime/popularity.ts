@@ -7,6 +7,12 @@ import type { Keys } from '../queue/keys';
  * Redis lock) turns the counts since its last run into rates, and the rates into shares.
  */
 
+/**
+ * Popularity remembers about this long: an invocation's weight falls by e^-1 per window. The
+ * simulator uses the same window, so `cremebrulee` means the same thing in both.
+ */
+export const POPULARITY_WINDOW_MS = 10 * 60_000;
+
 export interface RateState {
   /** Invocations per second, decayed. */
   rates: Record<string, number>;
