@@ -2,7 +2,7 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BruleeError } from '../errors';
 import type { Signature } from '../runtime/onnx';
-import { WARMUP_MODEL_B64 } from './warmup-model';
+import { WARMUP_MODEL_B64 } from '../runtime/warmup-model';
 
 export interface ProfileRequest {
   path: string;

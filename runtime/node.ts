@@ -15,6 +15,7 @@ import { createPolicy, type RuntimePolicyName } from './policies';
 import { readPopularity } from './popularity';
 import { recordEviction, recordInvocation, recordLoad } from './stats';
 import { WarmPool, type ModelSpec } from './warm-pool';
+import { WARMUP_MODEL_B64 } from './warmup-model';
 
 export interface RuntimeNodeOptions {
   id: string;
@@ -88,6 +89,7 @@ export class RuntimeNode {
   async start(): Promise<void> {
     const { keys } = this.o;
     await this.reloadPopularity();
+    await (await loadModel(Buffer.from(WARMUP_MODEL_B64, 'base64'))).dispose();
     this.sub = createRedis(this.o.redisUrl, { name: `brulee-node-${this.o.id}-sub` });
     await this.sub.subscribe(keys.control);
     this.sub.on('message', (_ch, msg: string) => {

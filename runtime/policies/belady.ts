@@ -1,4 +1,4 @@
-import { byScore, takeUntilFreed, type EvictionPolicy } from './types';
+import { lowestFirst, type EvictionPolicy } from './types';
 
 /**
  * Belady's MIN (Belady, "A study of replacement algorithms for a virtual-storage computer", IBM
@@ -12,11 +12,11 @@ export function belady(): EvictionPolicy {
     selectVictims(req) {
       const future = req.future;
       if (!future) throw new Error('belady needs future facts (EvictionRequest.future): it is a simulator-only oracle');
-      // Farthest next use first: sort ascending by the negated next use.
-      const next = new Map(req.candidates.map((e) => [e.key, future.nextUse(e.key, req.now)] as const));
-      return takeUntilFreed(byScore(req.candidates, (e) => -next.get(e.key)!), req.needBytes, (e) =>
-        `next use farthest away (${next.get(e.key) === Infinity ? 'never' : `at ${Math.round(next.get(e.key)!)} ms`})`,
-      );
+      // Farthest next use first: ascending by the negated next use.
+      return lowestFirst(req.candidates, req.needBytes, (e) => -future.nextUse(e.key, req.now), (e) => {
+        const next = future.nextUse(e.key, req.now);
+        return `next use farthest away (${next === Infinity ? 'never' : `at ${Math.round(next)} ms`})`;
+      });
     },
   };
 }

@@ -1,4 +1,4 @@
-import { byScore, takeUntilFreed, type EvictionPolicy } from './types';
+import { lowestFirst, type EntryFacts, type EvictionPolicy } from './types';
 
 /**
  * CremeBrulee with perfect knowledge of popularity (the ACSOS'21 paper's oracle variant): the same
@@ -16,14 +16,14 @@ export function cremebruleeOracle(horizonMs = 600_000): EvictionPolicy {
     selectVictims(req) {
       const future = req.future;
       if (!future?.usesWithin) throw new Error('cremebrulee-oracle needs future facts with usesWithin: it is a simulator-only oracle');
-      const score = new Map<string, number>();
-      for (const e of req.candidates) {
-        const uses = future.usesWithin(e.key, req.now, horizonMs);
-        score.set(e.key, uses > 0 ? (uses * e.loadMs) / Math.max(1, e.sizeBytes) : -(future.nextUse(e.key, req.now) - req.now));
-      }
-      return takeUntilFreed(byScore(req.candidates, (e) => score.get(e.key)!), req.needBytes, (e) =>
-        score.get(e.key)! >= 0 ? `future utility ${score.get(e.key)!.toExponential(3)} lowest` : `no use in the next ${horizonMs} ms`,
-      );
+      const score = (e: EntryFacts) => {
+        const uses = future.usesWithin!(e.key, req.now, horizonMs);
+        return uses > 0 ? (uses * e.loadMs) / Math.max(1, e.sizeBytes) : -(future.nextUse(e.key, req.now) - req.now);
+      };
+      return lowestFirst(req.candidates, req.needBytes, score, (e) => {
+        const s = score(e);
+        return s >= 0 ? `future utility ${s.toExponential(3)} lowest` : `no use in the next ${horizonMs} ms`;
+      });
     },
   };
 }

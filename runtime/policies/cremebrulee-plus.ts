@@ -1,4 +1,4 @@
-import { byScore, takeUntilFreed, type EntryFacts, type EvictionPolicy } from './types';
+import { lowestFirst, type EntryFacts, type EvictionPolicy } from './types';
 
 export interface CremeBruleePlusOptions {
   /** Weight of the newest gap in the moving average of a function's inter-arrival gaps. @default 0.3 */
@@ -50,7 +50,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       seen(e.key, now);
     },
     selectVictims(req) {
-      return takeUntilFreed(byScore(req.candidates, (e) => utility(e, req.now)), req.needBytes, (e) =>
+      return lowestFirst(req.candidates, req.needBytes, (e) => utility(e, req.now), (e) =>
         `utility ${utility(e, req.now).toExponential(3)} lowest (gap ${Math.round(gap.get(e.key) ?? NaN)} ms, idle ${Math.round(req.now - (last.get(e.key) ?? e.lastUsedAt))} ms)`,
       );
     },

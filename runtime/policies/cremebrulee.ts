@@ -1,4 +1,4 @@
-import { byScore, takeUntilFreed, type EntryFacts, type EvictionPolicy, type EvictionRequest } from './types';
+import { lowestFirst, type EntryFacts, type EvictionPolicy, type EvictionRequest } from './types';
 
 /**
  * CremeBrulee (Ogden et al., "Many Models at the Edge: Scaling Deep Inference via Model-Level
@@ -16,7 +16,7 @@ export function cremebrulee(): EvictionPolicy {
   return {
     name: 'cremebrulee',
     selectVictims(req: EvictionRequest) {
-      return takeUntilFreed(byScore(req.candidates, utility), req.needBytes, (e) =>
+      return lowestFirst(req.candidates, req.needBytes, utility, (e) =>
         `utility ${utility(e).toExponential(3)} lowest (popularity ${e.popularity.toFixed(4)}, load ${e.loadMs.toFixed(1)} ms, ${e.sizeBytes} B)`,
       );
     },

@@ -1,4 +1,4 @@
-import { byScore, takeUntilFreed, type EntryFacts, type EvictionPolicy } from './types';
+import { lowestFirst, type EntryFacts, type EvictionPolicy } from './types';
 
 /**
  * Greedy-Dual-Size-Frequency as used by FaaSCache (Fuerst & Sharma, ASPLOS'21):
@@ -27,7 +27,7 @@ export function gdsf(): EvictionPolicy {
     },
     selectVictims(req) {
       const pr = (e: EntryFacts) => priority.get(e.key) ?? score(e);
-      return takeUntilFreed(byScore(req.candidates, pr), req.needBytes, (e) =>
+      return lowestFirst(req.candidates, req.needBytes, pr, (e) =>
         `lowest GDSF priority ${pr(e).toExponential(3)} (clock ${clock.toExponential(3)}, ${e.hits} hits)`,
       );
     },

@@ -1,4 +1,5 @@
-import { byScore, takeUntilFreed, type EntryFacts, type EvictionPolicy, type Victim } from './types';
+import { DeadlineHeap } from './heap';
+import { lowestFirst, type EntryFacts, type EvictionPolicy, type Victim } from './types';
 
 export interface HybridHistogramOptions {
   /** Histogram range (idle times beyond it are out of bounds), ms. @default 14400000 (4 h) */
@@ -24,6 +25,8 @@ interface FnState {
   bins: Uint32Array;
   samples: number;
   outOfRange: number;
+  /** Sum of squared bin counts (for the CV test without a pass over the bins). */
+  sumSq: number;
   /** Windows from the last invocation: unloaded until `prewarmAt`, loaded until `keepUntil`. */
   prewarmAt: number;
   keepUntil: number;
@@ -48,8 +51,27 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   if (!(o.binMs > 0 && o.rangeMs >= o.binMs)) throw new RangeError('hybrid-histogram: need binMs > 0 and rangeMs >= binMs');
   const nBins = Math.ceil(o.rangeMs / o.binMs);
   const fns = new Map<string, FnState>();
-  /** Functions inside or before a pre-warm window, so `prewarm` need not scan every function. */
+
+  // Bookkeeping that makes the periodic checks event-driven (O(what is due), not O(functions));
+  // none of it changes a decision. `pending`: functions inside or before a pre-warm window, in
+  // the order `prewarm` reports them (first insertion); `seq` is that order.
   const pending = new Set<string>();
+  const seq = new Map<string, number>();
+  let nextSeq = 0;
+  /** Keep-alive ends of pending functions (to drop them from `pending` when it passes). */
+  const pendingEnds = new DeadlineHeap();
+  /** Pre-warm window starts of pending functions not yet reached. */
+  const windowStarts = new DeadlineHeap();
+  /** Pending functions whose pre-warm window has started. */
+  const ripe = new Set<string>();
+  /** Loaded models (onLoad, not yet onEvict): true when an invocation used it since the load. */
+  const loaded = new Map<string, boolean>();
+  /** Ripe functions not loaded: what `prewarm` may name. */
+  const wanted = new Set<string>();
+  /** Keep-alive ends of loaded models. */
+  const loadedEnds = new DeadlineHeap();
+  /** Loaded, used models that may be inside their idle (pre-pre-warm) window. */
+  const idle = new Set<string>();
 
   const percentileBin = (s: FnState, pct: number): number => {
     const target = Math.max(1, Math.ceil((pct / 100) * s.samples));
@@ -60,52 +82,96 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     }
     return nBins - 1;
   };
-  const representative = (s: FnState): boolean => {
-    if (s.samples < o.minSamples || s.outOfRange > s.samples / 2) return false;
+  const cvByBins = (s: FnState): number => {
     const inRange = s.samples - s.outOfRange;
     const mean = inRange / nBins;
     let v = 0;
     for (let b = 0; b < nBins; b++) v += (s.bins[b]! - mean) ** 2;
-    return Math.sqrt(v / nBins) / mean >= o.minCv;
+    return Math.sqrt(v / nBins) / mean;
+  };
+  const representative = (s: FnState): boolean => {
+    if (s.samples < o.minSamples || s.outOfRange > s.samples / 2) return false;
+    // CV >= minCv  <=>  nBins x sumSq >= (1 + minCv^2) x inRange^2 (variance = sumSq/nBins - mean^2).
+    // Decided from the running sum of squares, except near the boundary, where the pass over the
+    // bins decides as it always did (so rounding cannot flip a decision).
+    const inRange = s.samples - s.outOfRange;
+    const lhs = nBins * s.sumSq;
+    const rhs = (1 + o.minCv * o.minCv) * inRange * inRange;
+    if (lhs > rhs * (1 + 1e-9)) return true;
+    if (lhs < rhs * (1 - 1e-9)) return false;
+    return cvByBins(s) >= o.minCv;
+  };
+  const unpend = (key: string) => {
+    pending.delete(key);
+    ripe.delete(key);
+    wanted.delete(key);
   };
   const invoked = (key: string, t: number) => {
     let s = fns.get(key);
     if (!s) {
-      s = { last: t, bins: new Uint32Array(nBins), samples: 0, outOfRange: 0, prewarmAt: t, keepUntil: t + o.fixedKeepAliveMs };
+      s = { last: t, bins: new Uint32Array(nBins), samples: 0, outOfRange: 0, sumSq: 0, prewarmAt: t, keepUntil: t + o.fixedKeepAliveMs };
       fns.set(key, s);
-      return;
-    }
-    const idle = t - s.last;
-    s.last = t;
-    s.samples++;
-    if (idle >= o.rangeMs) s.outOfRange++;
-    else s.bins[Math.floor(idle / o.binMs)]!++;
-    if (representative(s)) {
-      const head = percentileBin(s, o.headPct) * o.binMs;
-      const tail = (percentileBin(s, o.tailPct) + 1) * o.binMs;
-      s.prewarmAt = t + head * (1 - o.margin);
-      s.keepUntil = t + tail * (1 + o.margin);
-      if (s.prewarmAt > t) pending.add(key);
-      else pending.delete(key);
     } else {
-      s.prewarmAt = t;
-      s.keepUntil = t + o.fixedKeepAliveMs;
-      pending.delete(key);
+      const idleMs = t - s.last;
+      s.last = t;
+      s.samples++;
+      if (idleMs >= o.rangeMs) s.outOfRange++;
+      else {
+        const b = Math.floor(idleMs / o.binMs);
+        s.sumSq += 2 * s.bins[b]! + 1;
+        s.bins[b]!++;
+      }
+      if (representative(s)) {
+        const head = percentileBin(s, o.headPct) * o.binMs;
+        const tail = (percentileBin(s, o.tailPct) + 1) * o.binMs;
+        s.prewarmAt = t + head * (1 - o.margin);
+        s.keepUntil = t + tail * (1 + o.margin);
+        if (s.prewarmAt > t) {
+          if (!pending.has(key)) {
+            pending.add(key);
+            seq.set(key, nextSeq++);
+          }
+          ripe.delete(key);
+          wanted.delete(key);
+          pendingEnds.push(s.keepUntil, key);
+          windowStarts.push(s.prewarmAt, key);
+        } else unpend(key);
+      } else {
+        s.prewarmAt = t;
+        s.keepUntil = t + o.fixedKeepAliveMs;
+        unpend(key);
+      }
     }
+    if (loaded.has(key)) loadedEnds.push(s.keepUntil, key);
   };
   const keepUntil = (e: EntryFacts) => fns.get(e.key)?.keepUntil ?? e.lastUsedAt;
 
   return {
     name: 'hybrid-histogram',
     onLoad(e, now) {
+      loaded.set(e.key, e.hits > 0);
+      wanted.delete(e.key);
       // A load for an invocation started loadMs ago; a pre-warm load (hits 0) is no invocation.
-      if (e.hits > 0) invoked(e.key, now - e.loadMs);
+      if (e.hits > 0) {
+        invoked(e.key, now - e.loadMs);
+        idle.add(e.key);
+      } else {
+        const s = fns.get(e.key);
+        if (s) loadedEnds.push(s.keepUntil, e.key);
+      }
     },
     onAccess(e, now) {
+      loaded.set(e.key, true);
       invoked(e.key, now);
+      idle.add(e.key);
+    },
+    onEvict(key) {
+      loaded.delete(key);
+      idle.delete(key);
+      if (ripe.has(key)) wanted.add(key);
     },
     selectVictims(req) {
-      return takeUntilFreed(byScore(req.candidates, keepUntil), req.needBytes, (e) =>
+      return lowestFirst(req.candidates, req.needBytes, keepUntil, (e) =>
         `keep-alive window ends soonest (in ${Math.round(keepUntil(e) - req.now)} ms)`,
       );
     },
@@ -119,14 +185,51 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       }
       return out;
     },
-    prewarm(now, isResident) {
-      const out: Victim[] = [];
-      for (const key of pending) {
-        const s = fns.get(key)!;
-        if (now >= s.keepUntil) pending.delete(key);
-        else if (now >= s.prewarmAt && !isResident(key)) out.push({ key, reason: 'pre-warm window reached' });
+    expiryDue(now, isEvictable) {
+      // Used models inside their idle window.
+      for (const key of idle) {
+        if (!(now < fns.get(key)!.prewarmAt)) idle.delete(key); // only a new invocation reopens it
+        else if (isEvictable(key)) return true;
       }
-      return out;
+      // Keep-alive windows that have ended (entries that are stale or in flight are skipped).
+      let due = false;
+      const held: string[] = [];
+      while (loadedEnds.peekTime() <= now) {
+        const t = loadedEnds.peekTime();
+        const key = loadedEnds.peekKey();
+        loadedEnds.pop();
+        if (!loaded.has(key) || fns.get(key)!.keepUntil !== t) continue;
+        held.push(key);
+        if (isEvictable(key)) {
+          due = true;
+          break;
+        }
+      }
+      for (const key of held) loadedEnds.push(fns.get(key)!.keepUntil, key);
+      return due;
+    },
+    prewarm(now, isResident) {
+      // Functions whose keep-alive window has ended leave `pending`.
+      while (pendingEnds.peekTime() <= now) {
+        const key = pendingEnds.peekKey();
+        pendingEnds.pop();
+        if (pending.has(key) && now >= fns.get(key)!.keepUntil) unpend(key);
+      }
+      // Functions whose pre-warm window has started.
+      while (windowStarts.peekTime() <= now) {
+        const t = windowStarts.peekTime();
+        const key = windowStarts.peekKey();
+        windowStarts.pop();
+        if (pending.has(key) && fns.get(key)!.prewarmAt === t && !ripe.has(key)) {
+          ripe.add(key);
+          if (!loaded.has(key)) wanted.add(key);
+        }
+      }
+      if (wanted.size === 0) return [];
+      const keys: string[] = [];
+      for (const key of wanted) if (!isResident(key)) keys.push(key);
+      keys.sort((a, b) => seq.get(a)! - seq.get(b)!);
+      return keys.map((key) => ({ key, reason: 'pre-warm window reached' }));
     },
   };
 }

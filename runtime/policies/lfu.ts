@@ -1,4 +1,4 @@
-import { byScore, takeUntilFreed, type EvictionPolicy } from './types';
+import { lowestFirst, type EvictionPolicy } from './types';
 
 /**
  * Least frequently used, by popularity: evict the entry with the smallest share of recent
@@ -8,7 +8,7 @@ export function lfu(): EvictionPolicy {
   return {
     name: 'lfu',
     selectVictims(req) {
-      return takeUntilFreed(byScore(req.candidates, (e) => e.popularity + e.hits * 1e-12), req.needBytes, (e) =>
+      return lowestFirst(req.candidates, req.needBytes, (e) => e.popularity + e.hits * 1e-12, (e) =>
         `least frequently used (popularity ${e.popularity.toFixed(4)}, ${e.hits} hits)`,
       );
     },

@@ -1,4 +1,4 @@
-import { takeUntilFreed, type EvictionPolicy } from './types';
+import { takeUntilFreed, type EntryFacts, type EvictionPolicy } from './types';
 
 /** mulberry32: a small seeded generator, so random runs repeat. */
 export function seededRandom(seed: number): () => number {
@@ -15,10 +15,43 @@ export function seededRandom(seed: number): () => number {
 /** Random eviction (seeded): the paper's baseline for what cost-blind caching gives. */
 export function random(seed = 1): EvictionPolicy {
   const next = seededRandom(seed);
+  // Every key seen, in key order, with its rank: lets each call put the candidates in key order
+  // in O(candidates + keys) instead of sorting strings.
+  const sorted: string[] = [];
+  const rank = new Map<string, number>();
+  let slot = new Int32Array(0);
+  const rankOf = (key: string): number => {
+    let r = rank.get(key);
+    if (r === undefined) {
+      let lo = 0;
+      let hi = sorted.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (sorted[mid]! < key) lo = mid + 1;
+        else hi = mid;
+      }
+      sorted.splice(lo, 0, key);
+      for (let i = lo; i < sorted.length; i++) rank.set(sorted[i]!, i);
+      r = lo;
+    }
+    return r;
+  };
   return {
     name: 'random',
     selectVictims(req) {
-      const pool = [...req.candidates].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      // The candidates in key order (as a sort by key would give), then a seeded Fisher-Yates shuffle.
+      const c = req.candidates;
+      for (const e of c) rankOf(e.key);
+      if (slot.length < sorted.length) slot = new Int32Array(2 * sorted.length);
+      for (let i = 0; i < c.length; i++) slot[rank.get(c[i]!.key)!] = i + 1;
+      const pool: EntryFacts[] = [];
+      for (let r = 0; r < sorted.length; r++) {
+        const i = slot[r]!;
+        if (i !== 0) {
+          pool.push(c[i - 1]!);
+          slot[r] = 0;
+        }
+      }
       for (let i = pool.length - 1; i > 0; i--) {
         const j = Math.floor(next() * (i + 1));
         [pool[i], pool[j]] = [pool[j]!, pool[i]!];

@@ -1,4 +1,4 @@
-import { byScore, takeUntilFreed, type EvictionPolicy } from './types';
+import { lowestFirst, type EvictionPolicy } from './types';
 
 /**
  * Fixed keep-alive (the default of most serverless platforms, e.g. 10 minutes): a model idle
@@ -10,7 +10,7 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
   return {
     name: 'ttl',
     selectVictims(req) {
-      return takeUntilFreed(byScore(req.candidates, (e) => e.lastUsedAt), req.needBytes, (e) =>
+      return lowestFirst(req.candidates, req.needBytes, (e) => e.lastUsedAt, (e) =>
         `under pressure, closest to keep-alive expiry (idle ${Math.round(req.now - e.lastUsedAt)} ms of ${ttlMs})`,
       );
     },

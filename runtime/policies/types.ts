@@ -85,6 +85,12 @@ export interface EvictionPolicy {
    * through `onLoad` with `hits` 0. Called where `expired` is; `isResident` says what is loaded.
    */
   prewarm?(now: number, isResident: (key: string) => boolean): Victim[];
+  /**
+   * Optional speed hint for callers that check `expired` often: false means `expired` would name
+   * nothing at `now` among the entries that `isEvictable` accepts, so the caller may skip the
+   * call (and building its entry list). Must not change what any hook decides.
+   */
+  expiryDue?(now: number, isEvictable: (key: string) => boolean): boolean;
 }
 
 export interface PolicyOptions {
@@ -116,4 +122,74 @@ export function byScore<T extends EntryFacts>(entries: readonly T[], score: (e: 
     .map((e) => ({ e, s: score(e) }))
     .sort((a, b) => a.s - b.s || a.e.lastUsedAt - b.e.lastUsedAt || (a.e.key < b.e.key ? -1 : a.e.key > b.e.key ? 1 : 0))
     .map((x) => x.e);
+}
+
+// Scratch space for `lowestFirst` (grown on demand, reused: no allocation per call).
+let scratchScore = new Float64Array(64);
+let scratchTaken = new Uint8Array(64);
+
+/**
+ * The same victims as `takeUntilFreed(byScore(candidates, score), needBytes, reason)` — lowest
+ * score first; ties to the least recently used, then by key — without sorting every candidate:
+ * repeated minimum scans (most requests need one or two victims), and a sort of what is left
+ * only when many are needed. `score` is called once per candidate, in order; `reason` once per
+ * victim, in eviction order (as the sort-based form does). Scores must not be NaN.
+ */
+export function lowestFirst<T extends EntryFacts>(
+  candidates: readonly T[],
+  needBytes: number,
+  score: (e: T) => number,
+  reason: (e: T) => string,
+): Victim[] {
+  const victims: Victim[] = [];
+  const n = candidates.length;
+  if (scratchScore.length < n) {
+    scratchScore = new Float64Array(Math.max(n, 2 * scratchScore.length));
+    scratchTaken = new Uint8Array(scratchScore.length);
+  }
+  const s = scratchScore;
+  const taken = scratchTaken;
+  for (let i = 0; i < n; i++) {
+    s[i] = score(candidates[i]!);
+    taken[i] = 0;
+  }
+  // a before b, exactly as byScore's comparator orders them (NaN differences fall through, as `||` does).
+  const before = (a: number, b: number): boolean => {
+    const d = s[a]! - s[b]!;
+    if (d < 0) return true;
+    if (d > 0) return false;
+    const ea = candidates[a]!;
+    const eb = candidates[b]!;
+    const l = ea.lastUsedAt - eb.lastUsedAt;
+    if (l < 0) return true;
+    if (l > 0) return false;
+    return ea.key < eb.key;
+  };
+  let freed = 0;
+  let scans = 0;
+  while (!(freed >= needBytes) && victims.length < n) {
+    if (scans === 8) {
+      // Many victims: sort the rest once instead of scanning again and again.
+      const rest: number[] = [];
+      for (let i = 0; i < n; i++) if (taken[i] === 0) rest.push(i);
+      rest.sort((a, b) => (before(a, b) ? -1 : before(b, a) ? 1 : 0));
+      for (const i of rest) {
+        if (freed >= needBytes) break;
+        const e = candidates[i]!;
+        victims.push({ key: e.key, reason: reason(e) });
+        freed += e.sizeBytes;
+      }
+      break;
+    }
+    let best = -1;
+    for (let i = 0; i < n; i++) {
+      if (taken[i] === 0 && (best < 0 || before(i, best))) best = i;
+    }
+    taken[best] = 1;
+    scans++;
+    const e = candidates[best]!;
+    victims.push({ key: e.key, reason: reason(e) });
+    freed += e.sizeBytes;
+  }
+  return victims;
 }
