@@ -8,6 +8,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { encodeModel, type ModelSpec, type NodeSpec, type TensorSpec, type ValueInfo } from './onnx-builder';
+import { seededRandom } from '../../runtime/policies/random';
 
 export const OPSET = 13;
 export const IR_VERSION = 7;
@@ -16,17 +17,8 @@ export const IR_VERSION = 7;
 // PRNG
 // ---------------------------------------------------------------------------
 
-/** mulberry32: tiny, fast, seedable 32-bit PRNG returning floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, the same seeded generator the `random` eviction policy uses. */
+export const mulberry32 = seededRandom;
 
 function uniform(rand: () => number, n: number, scale: number): Float32Array {
   const out = new Float32Array(n);
