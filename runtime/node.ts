@@ -115,6 +115,11 @@ export class RuntimeNode {
     this.popularity = await readPopularity(this.o.redis, this.o.keys);
   }
 
+  /** The popularity share this node's eviction policy currently sees for `fn`. */
+  popularityOf(fn: string): number {
+    return this.popularity.get(fn) ?? 0;
+  }
+
   info(): NodeInfo {
     return {
       id: this.o.id,
