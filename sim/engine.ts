@@ -266,9 +266,26 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
     }
     return used + e.sizeBytes <= budget;
   };
+  const isResidentKey = (key: string): boolean => {
+    const g = keyIndex.get(key);
+    return g !== undefined && state[g] !== ABSENT;
+  };
+  /** The evictable entries among `keys`, in the order `evictable()` lists them. */
+  const evictableAmong = (keys: readonly string[]): SimEntry[] => {
+    cands.length = 0;
+    if (keys.length === 0) return cands;
+    const fs: number[] = [];
+    for (const key of keys) {
+      const g = keyIndex.get(key);
+      if (g !== undefined && state[g] === RESIDENT && inFlight[g] === 0 && !fs.includes(g)) fs.push(g);
+    }
+    fs.sort((a, b) => residentPos[a]! - residentPos[b]!);
+    for (const g of fs) cands.push(entries[g]!);
+    return cands;
+  };
   const sweep = () => {
     if (policy.expired) {
-      const c = evictable();
+      const c = policy.expiryCandidates ? evictableAmong(policy.expiryCandidates(now)) : evictable();
       if (c.length > 0) {
         for (const v of policy.expired(c, now)) {
           const g = keyIndex.get(v.key);
@@ -277,10 +294,7 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
       }
     }
     if (policy.prewarm) {
-      for (const w of policy.prewarm(now, (key) => {
-        const g = keyIndex.get(key);
-        return g !== undefined && state[g] !== ABSENT;
-      })) {
+      for (const w of policy.prewarm(now, isResidentKey, budget - used)) {
         const g = keyIndex.get(w.key);
         if (g === undefined || state[g] !== ABSENT) continue;
         const size = entries[g]!.sizeBytes;

@@ -68,6 +68,17 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   const loaded = new Map<string, boolean>();
   /** Ripe functions not loaded: what `prewarm` may name. */
   const wanted = new Set<string>();
+  /** Smallest size among `wanted` (undefined: to recompute). */
+  let wantedMinBytes: number | undefined;
+  /** Model sizes, as the hooks report them. */
+  const sizes = new Map<string, number>();
+  const want = (key: string) => {
+    wanted.add(key);
+    if (wantedMinBytes !== undefined) wantedMinBytes = Math.min(wantedMinBytes, sizes.get(key) ?? 0);
+  };
+  const unwant = (key: string) => {
+    if (wanted.delete(key)) wantedMinBytes = undefined;
+  };
   /** Keep-alive ends of loaded models. */
   const loadedEnds = new DeadlineHeap();
   /** Loaded, used models that may be inside their idle (pre-pre-warm) window. */
@@ -104,7 +115,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   const unpend = (key: string) => {
     pending.delete(key);
     ripe.delete(key);
-    wanted.delete(key);
+    unwant(key);
   };
   const invoked = (key: string, t: number) => {
     let s = fns.get(key);
@@ -132,7 +143,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
             seq.set(key, nextSeq++);
           }
           ripe.delete(key);
-          wanted.delete(key);
+          unwant(key);
           pendingEnds.push(s.keepUntil, key);
           windowStarts.push(s.prewarmAt, key);
         } else unpend(key);
@@ -149,8 +160,9 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   return {
     name: 'hybrid-histogram',
     onLoad(e, now) {
+      sizes.set(e.key, e.sizeBytes);
       loaded.set(e.key, e.hits > 0);
-      wanted.delete(e.key);
+      unwant(e.key);
       // A load for an invocation started loadMs ago; a pre-warm load (hits 0) is no invocation.
       if (e.hits > 0) {
         invoked(e.key, now - e.loadMs);
@@ -161,6 +173,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       }
     },
     onAccess(e, now) {
+      sizes.set(e.key, e.sizeBytes);
       loaded.set(e.key, true);
       invoked(e.key, now);
       idle.add(e.key);
@@ -168,7 +181,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     onEvict(key) {
       loaded.delete(key);
       idle.delete(key);
-      if (ripe.has(key)) wanted.add(key);
+      if (ripe.has(key)) want(key);
     },
     selectVictims(req) {
       return lowestFirst(req.candidates, req.needBytes, keepUntil, (e) =>
@@ -185,30 +198,31 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       }
       return out;
     },
-    expiryDue(now, isEvictable) {
-      // Used models inside their idle window.
+    expiryCandidates(now) {
+      const out: string[] = [];
+      // Used models inside their idle window (only a new invocation reopens one, so drop the rest).
       for (const key of idle) {
-        if (!(now < fns.get(key)!.prewarmAt)) idle.delete(key); // only a new invocation reopens it
-        else if (isEvictable(key)) return true;
+        if (now < fns.get(key)!.prewarmAt) out.push(key);
+        else idle.delete(key);
       }
-      // Keep-alive windows that have ended (entries that are stale or in flight are skipped).
-      let due = false;
-      const held: string[] = [];
-      while (loadedEnds.peekTime() <= now) {
-        const t = loadedEnds.peekTime();
-        const key = loadedEnds.peekKey();
-        loadedEnds.pop();
-        if (!loaded.has(key) || fns.get(key)!.keepUntil !== t) continue;
-        held.push(key);
-        if (isEvictable(key)) {
-          due = true;
-          break;
+      // Loaded models whose keep-alive window has ended (stale heap entries are dropped).
+      if (loadedEnds.peekTime() <= now) {
+        const due: string[] = [];
+        while (loadedEnds.peekTime() <= now) {
+          const t = loadedEnds.peekTime();
+          const key = loadedEnds.peekKey();
+          loadedEnds.pop();
+          if (loaded.has(key) && fns.get(key)!.keepUntil === t) due.push(key);
+        }
+        // Still loaded after this check (in flight, say): look again next time.
+        for (const key of due) {
+          loadedEnds.push(fns.get(key)!.keepUntil, key);
+          out.push(key);
         }
       }
-      for (const key of held) loadedEnds.push(fns.get(key)!.keepUntil, key);
-      return due;
+      return out;
     },
-    prewarm(now, isResident) {
+    prewarm(now, isResident, freeBytes) {
       // Functions whose keep-alive window has ended leave `pending`.
       while (pendingEnds.peekTime() <= now) {
         const key = pendingEnds.peekKey();
@@ -222,12 +236,23 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         windowStarts.pop();
         if (pending.has(key) && fns.get(key)!.prewarmAt === t && !ripe.has(key)) {
           ripe.add(key);
-          if (!loaded.has(key)) wanted.add(key);
+          if (!loaded.has(key)) want(key);
         }
       }
-      if (wanted.size === 0) return [];
       const keys: string[] = [];
-      for (const key of wanted) if (!isResident(key)) keys.push(key);
+      if (freeBytes === undefined) {
+        for (const key of ripe) if (!isResident(key)) keys.push(key);
+      } else {
+        // The caller reports every load and eviction through the hooks: what is not loaded is
+        // `wanted`, and nothing larger than the free memory would be loaded.
+        if (wanted.size === 0) return [];
+        if (wantedMinBytes === undefined) {
+          wantedMinBytes = Infinity;
+          for (const key of wanted) wantedMinBytes = Math.min(wantedMinBytes, sizes.get(key) ?? 0);
+        }
+        if (wantedMinBytes > freeBytes) return [];
+        for (const key of wanted) if (!isResident(key) && !((sizes.get(key) ?? 0) > freeBytes)) keys.push(key);
+      }
       keys.sort((a, b) => seq.get(a)! - seq.get(b)!);
       return keys.map((key) => ({ key, reason: 'pre-warm window reached' }));
     },

@@ -82,15 +82,19 @@ export interface EvictionPolicy {
   /**
    * Models the policy wants loaded ahead of demand (pre-warming, prefetching), most wanted first.
    * The caller loads them only into free memory, never evicting for them, and reports each load
-   * through `onLoad` with `hits` 0. Called where `expired` is; `isResident` says what is loaded.
+   * through `onLoad` with `hits` 0. Called where `expired` is; `isResident` says what is loaded
+   * (or loading). `freeBytes`, when given, is the free memory: the caller will not load anything
+   * larger, so a policy may leave such models out; a caller that gives it also reports every load
+   * and eviction through `onLoad` / `onEvict`, so a policy may trust its own view of what is loaded.
    */
-  prewarm?(now: number, isResident: (key: string) => boolean): Victim[];
+  prewarm?(now: number, isResident: (key: string) => boolean, freeBytes?: number): Victim[];
   /**
-   * Optional speed hint for callers that check `expired` often: false means `expired` would name
-   * nothing at `now` among the entries that `isEvictable` accepts, so the caller may skip the
-   * call (and building its entry list). Must not change what any hook decides.
+   * Optional speed hint for callers that check `expired` often: the keys that `expired` might name
+   * at `now` (a superset; loaded models only). A caller may then pass `expired` only the evictable
+   * entries among them (in its usual order), or skip the call when there are none, so a policy
+   * that gives this hint must decide each entry on its own. Must not change what any hook decides.
    */
-  expiryDue?(now: number, isEvictable: (key: string) => boolean): boolean;
+  expiryCandidates?(now: number): readonly string[];
 }
 
 export interface PolicyOptions {

@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { hybridHistogram } from '../../runtime/policies/hybrid-histogram';
+import { random, seededRandom } from '../../runtime/policies/random';
+import { byScore, lowestFirst, takeUntilFreed, type EntryFacts, type EvictionPolicy } from '../../runtime/policies/types';
+import { simulate, type SimOptions } from '../../sim/engine';
+import type { SimModel } from '../../sim/trace';
+import { randomTrace } from './helpers';
+import { referenceHybridHistogram, referenceRandom } from './reference-policies';
+
+describe('lowestFirst picks the victims a full sort picks', () => {
+  it('on random candidates with tied scores, tied last uses, infinities and any need', () => {
+    const r = seededRandom(42);
+    const pick = <T,>(xs: readonly T[]) => xs[Math.floor(r() * xs.length)]!;
+    for (let round = 0; round < 3000; round++) {
+      const n = Math.floor(r() * 40);
+      const scoreKind = pick(['few', 'many', 'inf']);
+      const cands: EntryFacts[] = [];
+      const keys = new Set<string>();
+      while (cands.length < n) {
+        const key = `k${Math.floor(r() * 1000)}`;
+        if (keys.has(key)) continue;
+        keys.add(key);
+        cands.push({
+          key, sizeBytes: 1 + Math.floor(r() * 10), loadMs: r() * 100, execMs: 1, popularity: Math.floor(r() * 3) / 3,
+          loadedAt: 0, lastUsedAt: Math.floor(r() * 5), hits: Math.floor(r() * 4),
+        });
+      }
+      const scores = new Map(cands.map((e) => [e.key, scoreKind === 'few' ? Math.floor(r() * 3) : scoreKind === 'inf' ? pick([-Infinity, Infinity, 0, 1]) : r()]));
+      const score = (e: EntryFacts) => scores.get(e.key)!;
+      const need = pick([0, -1, 1, 2, 5, 10, 30, 100, 1000, r() * 50]);
+      const reason = (e: EntryFacts) => `${e.key}:${score(e)}`;
+      const fast = lowestFirst(cands, need, score, reason);
+      const ref = takeUntilFreed(byScore(cands, score), need, reason);
+      expect(fast).toEqual(ref);
+    }
+  });
+});
+
+/** Every eviction and pre-warm load of a run, in order, and its result. */
+function run(policy: EvictionPolicy, models: readonly SimModel[], budget: number, opts: Partial<SimOptions> = {}) {
+  const trace = randomTrace(7, 4000, 40);
+  const ev: string[] = [];
+  const r = simulate(trace, models, policy, { budgetBytes: budget, onEvict: (k, t, cause) => ev.push(`${t}:${k}:${cause}`), ...opts });
+  return { ev, r: { ...r, wallMs: 0 } };
+}
+
+describe('the fast policies decide as the reference versions do', () => {
+  const trace = randomTrace(7, 4000, 40);
+  const models: SimModel[] = trace.functions.map((key, f) => ({
+    key, sizeBytes: 100 + ((f * 53) % 400), loadMs: 200 + ((f * 7919) % 3000), execMs: 20 + ((f * 31) % 200),
+  }));
+  // Short bins and range, so histograms become representative and pre-warm windows open on this trace.
+  const hh = { binMs: 500, rangeMs: 60_000, fixedKeepAliveMs: 20_000, minSamples: 5, minCv: 1.5 };
+  for (const budget of [800, 2000, 5000, 20000]) {
+    for (const sweepMs of [0, 250, 1000]) {
+      it(`hybrid-histogram, budget ${budget}, checks every ${sweepMs} ms`, () => {
+        const fast = run(hybridHistogram(hh), models, budget, { sweepMs });
+        const ref = run(referenceHybridHistogram(hh), models, budget, { sweepMs });
+        expect(ref.r.prewarmLoads + ref.r.expirations).toBeGreaterThan(0);
+        expect(fast.ev).toEqual(ref.ev);
+        expect(fast.r).toEqual(ref.r);
+      });
+    }
+  }
+  for (const budget of [800, 2000]) {
+    it(`random, budget ${budget}`, () => {
+      const fast = run(random(9), models, budget);
+      const ref = run(referenceRandom(seededRandom(9)), models, budget);
+      expect(fast.ev.length).toBeGreaterThan(100);
+      expect(fast.ev).toEqual(ref.ev);
+      expect(fast.r).toEqual(ref.r);
+    });
+  }
+});
