@@ -40,7 +40,8 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
   const redisUrl = config.redisUrl;
   const log = deps.log ?? pino({ level: config.logLevel });
   const k = makeKeys(deps.namespace);
-  const redis = createRedis(redisUrl, { name: 'brulee' });
+  // Request/response commands fail fast while Redis is away: the HTTP answer is a 503, not a hang.
+  const redis = createRedis(redisUrl, { name: 'brulee', failFast: true });
   await waitForRedis(redis, 10_000);
   const metrics = new Metrics();
 

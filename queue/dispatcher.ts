@@ -174,11 +174,13 @@ export class Dispatcher {
     const jobId = randomUUID();
     this.inFlight.set(nodeId, (this.inFlight.get(nodeId) ?? 0) + 1);
     let cleanup = () => {};
+    let timedOut = false;
     try {
       const finished = new Promise<R>((resolve, reject) => {
         const onCompleted = (args: { returnvalue: unknown }) => (cleanup(), resolve(args.returnvalue as R));
         const onFailed = (args: { failedReason: string }) => (cleanup(), reject(errorFromWire(args.failedReason)));
         const timer = setTimeout(() => {
+          timedOut = true;
           cleanup();
           queue.remove(jobId).catch(() => undefined);
           reject(new BruleeError('TIMEOUT', `${what} did not finish within ${timeoutMs} ms (node ${nodeId}); raise the function's timeoutMs or add nodes`));
@@ -191,12 +193,15 @@ export class Dispatcher {
         events.on(`completed:${jobId}`, onCompleted);
         events.on(`failed:${jobId}`, onFailed);
       });
+      finished.catch(() => undefined); // it may settle (time out) before it is awaited below
       try {
         await queue.add(name, data, { ...SYNC_JOB, jobId });
       } catch (e) {
         cleanup();
         throw redisUnavailable(e);
       }
+      // Timed out while being added: take it back if no node has started it yet.
+      if (timedOut) await queue.remove(jobId).catch(() => undefined);
       return await finished;
     } finally {
       this.inFlight.set(nodeId, (this.inFlight.get(nodeId) ?? 1) - 1);

@@ -1,0 +1,44 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { createBrulee } from '../../brulee';
+import { loadConfig } from '../../config';
+import { startRedisServer } from '../../queue/redis-server';
+import { mlpModel } from '../models/generate';
+
+const post = (body: unknown) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+const inputs = { inputs: { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } } };
+
+describe('Redis goes away', () => {
+  it('answers 503 at once while Redis is down, and serves again when it is back', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'brulee-redis-down-'));
+    let redis = await startRedisServer({ dir: join(dir, 'redis'), persist: true });
+    const b = await createBrulee(loadConfig({ REDIS_URL: redis.url, DATA_DIR: dir, NODE_ID: 'rd', LOG_LEVEL: 'silent' }), { log: pino({ level: 'silent' }) });
+    try {
+      expect((await b.app.request('/functions/m', { method: 'PUT', body: mlpModel({ inputSize: 4, hidden: [4], outputSize: 2, seed: 1 }) })).status).toBe(201);
+      expect((await b.app.request('/functions/m/invoke', post(inputs))).status).toBe(200);
+
+      await redis.stop();
+      const t0 = Date.now();
+      const down = await b.app.request('/functions/m/invoke', post(inputs));
+      expect(down.status).toBe(503);
+      expect(((await down.json()) as any).error.code).toBe('REDIS_UNAVAILABLE');
+      expect((await b.app.request('/healthz')).status).toBe(503);
+      expect(Date.now() - t0).toBeLessThan(3000);
+
+      redis = await startRedisServer({ dir: join(dir, 'redis'), port: redis.port, persist: true });
+      let status = 0;
+      for (let i = 0; i < 100 && status !== 200; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        status = (await b.app.request('/functions/m/invoke', post(inputs))).status;
+      }
+      expect(status).toBe(200);
+    } finally {
+      await b.close();
+      await redis.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
