@@ -1,11 +1,12 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { modelsFromAzure, readAzure } from './azure';
 import { mapModels, MAPPINGS, readPaperModels, type Mapping } from './models';
 import { isSimPolicy, SIM_POLICIES, type SimPolicyName } from './policies';
 import { plotSvg } from './plot';
-import { sweep, toCsv, type SweepResult } from './sweep';
+import { sweepParallel, toCsv, type SweepResult } from './sweep';
 import { readCatalog, readPlainTrace, totalBytes, TraceError, type SimModel, type Trace } from './trace';
 import { formatBytes, parseBudget, parseDuration, type BudgetSpec } from './units';
 
@@ -36,6 +37,7 @@ Policies and budgets:
   --popularity-window MS         time constant of the decayed popularity (default 10m)
   --sweep MS                        keep-alive / pre-warm check period (default 1s; 0 = every dispatch)
   --report-from T, --report-to T    count only invocations arriving in [from, to): ms or % of the trace
+  --jobs N                          runs in parallel on N worker threads (default: the machine's cores, ${availableParallelism()})
 
 Output:
   --out FILE                        JSON {"results": [...]}
@@ -46,7 +48,7 @@ Output:
 
 class UsageError extends Error {}
 
-function main(argv: string[]): number {
+async function main(argv: string[]): Promise<number> {
   let a;
   try {
     a = parseArgs({
@@ -55,7 +57,7 @@ function main(argv: string[]): number {
         'trace-csv': { type: 'string' }, catalog: { type: 'string' }, replay: { type: 'string' }, azure: { type: 'string' },
         models: { type: 'string' }, mapping: { type: 'string' }, spread: { type: 'string' }, 'load-ratio': { type: 'string' },
         seed: { type: 'string' }, policy: { type: 'string' }, budget: { type: 'string' }, budgets: { type: 'string' },
-        slots: { type: 'string' }, ttl: { type: 'string' }, alpha: { type: 'string' }, 'oracle-horizon': { type: 'string' },
+        slots: { type: 'string' }, jobs: { type: 'string' }, ttl: { type: 'string' }, alpha: { type: 'string' }, 'oracle-horizon': { type: 'string' },
         'popularity-refresh': { type: 'string' }, 'popularity-window': { type: 'string' }, sweep: { type: 'string' },
         'report-from': { type: 'string' }, 'report-to': { type: 'string' },
         out: { type: 'string' }, csv: { type: 'string' }, plot: { type: 'string' }, quiet: { type: 'boolean' }, help: { type: 'boolean' },
@@ -150,6 +152,7 @@ function main(argv: string[]): number {
   const popularityWindowMs = dur('popularity-window', a['popularity-window']);
   const sweepMs = dur('sweep', a.sweep);
   const slots = int('slots', a.slots, 1, 1);
+  const jobs = int('jobs', a.jobs, availableParallelism(), 1);
   if (ttlMs !== undefined && !(ttlMs > 0)) throw new UsageError('--ttl must be > 0');
   const alpha = a.alpha === undefined ? undefined : Number(a.alpha);
   if (alpha !== undefined && !(alpha > 0 && alpha <= 1)) throw new UsageError(`--alpha must be in (0, 1], got ${JSON.stringify(a.alpha)}`);
@@ -157,7 +160,8 @@ function main(argv: string[]): number {
   const runs = policies.length * budgets.length;
   const wall0 = performance.now();
   let events = 0;
-  const results = sweep(trace, models, {
+  const results = await sweepParallel(trace, models, {
+    jobs,
     policies,
     budgets,
     slots,
@@ -167,18 +171,18 @@ function main(argv: string[]): number {
     ...(sweepMs !== undefined ? { sweepMs } : {}),
     ...(reportFromMs !== undefined ? { reportFromMs } : {}),
     ...(reportToMs !== undefined ? { reportToMs } : {}),
-    onProgress: trace.times.length >= 1 << 20 && !quiet ? (done, total) => process.stderr.write(`  ${(100 * done / total).toFixed(0)}%\r`) : undefined,
+    onProgress: trace.times.length >= 1 << 20 && !quiet && (jobs === 1 || runs === 1) ? (done, total) => process.stderr.write(`  ${(100 * done / total).toFixed(0)}%\r`) : undefined,
     onRun: (r, k, total) => {
       events += trace.times.length;
       log(`[${k}/${total}] ${r.policy.padEnd(18)} budget ${formatBytes(r.budgetBytes).padStart(10)} (${r.budgetPct.toFixed(1)}%): cold ${r.coldStarts}, hit ${(100 * r.hitRatio).toFixed(2)}%, load delay ${r.loadDelayPctOfExec.toFixed(1)}% of exec, ${Math.round(r.wallMs)} ms`);
     },
-  } as Parameters<typeof sweep>[2]);
+  } as Parameters<typeof sweepParallel>[2]);
   const wallMs = performance.now() - wall0;
   log(`${runs} run(s) in ${(wallMs / 1000).toFixed(2)} s: ${Math.round(events / (wallMs / 1000)).toLocaleString('en-US')} invocations/s`);
 
   const meta = {
     trace: trace.source, invocations: trace.times.length, functions: trace.functions.length, spanMs: trace.spanMs,
-    allModelsBytes: all, slots, seed, wallMs: Math.round(wallMs), invocationsPerSecond: Math.round(events / (wallMs / 1000)),
+    allModelsBytes: all, slots, seed, jobs, wallMs: Math.round(wallMs), invocationsPerSecond: Math.round(events / (wallMs / 1000)),
   };
   if (a.out) writeFileSync(a.out, JSON.stringify({ meta, results }, null, 2) + '\n');
   if (a.csv) writeFileSync(a.csv, toCsv(results));
@@ -195,14 +199,17 @@ function printTable(results: readonly SweepResult[]): void {
   }
 }
 
-try {
-  process.exitCode = main(process.argv.slice(2));
-} catch (e) {
-  if (e instanceof UsageError || e instanceof TraceError || e instanceof RangeError) {
-    process.stderr.write(`sim: ${e.message}\n`);
-    if (e instanceof UsageError) process.stderr.write('run with --help for the flags\n');
-    process.exitCode = 2;
-  } else {
-    throw e;
-  }
-}
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    if (e instanceof UsageError || e instanceof TraceError || e instanceof RangeError) {
+      process.stderr.write(`sim: ${e.message}\n`);
+      if (e instanceof UsageError) process.stderr.write('run with --help for the flags\n');
+      process.exitCode = 2;
+    } else {
+      throw e;
+    }
+  },
+);

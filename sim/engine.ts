@@ -130,6 +130,9 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
   const residentPos = new Int32Array(F).fill(-1);
   let nResident = 0;
   const cands: SimEntry[] = [];
+  /** The resident entries, in `resident` order (the candidates as they are when nothing is in flight). */
+  const residentEntries: SimEntry[] = [];
+  let totalInFlight = 0;
 
   // Slots: a slot's invocation may first load (loader) or wait for another's load (joiner).
   const slotFinish = new Float64Array(K).fill(Infinity);
@@ -198,16 +201,20 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
   };
   const addResident = (f: number) => {
     residentPos[f] = nResident;
+    residentEntries[nResident] = entries[f]!;
     resident[nResident++] = f;
   };
   const removeResident = (f: number) => {
     const p = residentPos[f]!;
     const last = resident[--nResident]!;
     resident[p] = last;
+    residentEntries[p] = entries[last]!;
+    residentEntries.length = nResident;
     residentPos[last] = p;
     residentPos[f] = -1;
   };
   const evictable = (): SimEntry[] => {
+    if (totalInFlight === 0) return residentEntries; // the same entries in the same order, no copy
     cands.length = 0;
     for (let r = 0; r < nResident; r++) {
       const f = resident[r]!;
@@ -362,6 +369,7 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
         if (slotFinish[s]! <= now && slotLoadEnd[s] === Infinity && slotTouch[s] === Infinity) {
           slotFinish[s] = Infinity;
           inFlight[slotModel[s]!]!--;
+          totalInFlight--;
           slotModel[s] = -1;
           busySlots--;
           blocked = false;
@@ -390,10 +398,12 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
     while (slotModel[s] !== -1) s++;
     if (state[f] === RESIDENT) {
       inFlight[f]!++;
+      totalInFlight++;
       touch(f);
       finish = now + e.execMs;
     } else if (state[f] === LOADING) {
       inFlight[f]!++;
+      totalInFlight++;
       wait = loadDoneAt[f]! - now;
       slotTouch[s] = loadDoneAt[f]!;
       finish = loadDoneAt[f]! + e.execMs;
@@ -412,6 +422,7 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
       state[f] = LOADING;
       setUsed(e.sizeBytes);
       inFlight[f]!++;
+      totalInFlight++;
       loads++;
       wait = e.loadMs;
       loadDoneAt[f] = now + e.loadMs;

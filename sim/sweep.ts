@@ -1,3 +1,5 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { simulate, type SimOptions, type SimResult } from './engine';
 import { createSimPolicy, isOracle, type SimPolicyName, type SimPolicyOptions } from './policies';
 import { totalBytes, type SimModel, type Trace } from './trace';
@@ -16,22 +18,97 @@ export interface SweepResult extends SimResult {
   budgetPct: number;
 }
 
-/** Runs every policy at every budget (each run with a fresh policy instance). */
-export function sweep(trace: Trace, models: readonly SimModel[], opts: SweepOptions): SweepResult[] {
+/** One run of a sweep: a policy at a budget, and its place in the results. */
+export interface SweepJob {
+  index: number;
+  policy: SimPolicyName;
+  budgetBytes: number;
+}
+
+/** The runs of a sweep, in result order: budgets outer, policies inner. */
+export function sweepJobs(models: readonly SimModel[], opts: Pick<SweepOptions, 'policies' | 'budgets'>): SweepJob[] {
   const all = totalBytes(models);
-  const out: SweepResult[] = [];
-  const total = opts.policies.length * opts.budgets.length;
+  const jobs: SweepJob[] = [];
   for (const b of opts.budgets) {
     const budgetBytes = 'bytes' in b ? b.bytes : Math.max(1, Math.round((b.percent / 100) * all));
-    for (const name of opts.policies) {
-      const policy = createSimPolicy(name, opts.policyOptions);
-      const r = simulate(trace, models, policy, { ...opts, budgetBytes, future: isOracle(name) });
-      const res: SweepResult = { ...r, budgetPct: all > 0 ? (100 * budgetBytes) / all : 0 };
-      out.push(res);
-      opts.onRun?.(res, out.length, total);
-    }
+    for (const policy of opts.policies) jobs.push({ index: jobs.length, policy, budgetBytes });
+  }
+  return jobs;
+}
+
+/** Runs one job with a fresh policy instance. */
+export function runOne(trace: Trace, models: readonly SimModel[], opts: SweepOptions, job: SweepJob): SweepResult {
+  const all = totalBytes(models);
+  const policy = createSimPolicy(job.policy, opts.policyOptions);
+  const { policies: _p, budgets: _b, policyOptions: _o, onRun: _r, ...simOpts } = opts;
+  const r = simulate(trace, models, policy, { ...simOpts, budgetBytes: job.budgetBytes, future: isOracle(job.policy) });
+  return { ...r, budgetPct: all > 0 ? (100 * job.budgetBytes) / all : 0 };
+}
+
+/** Runs every policy at every budget, one after another (each run with a fresh policy instance). */
+export function sweep(trace: Trace, models: readonly SimModel[], opts: SweepOptions): SweepResult[] {
+  const jobs = sweepJobs(models, opts);
+  const out: SweepResult[] = [];
+  for (const job of jobs) {
+    const res = runOne(trace, models, opts, job);
+    out.push(res);
+    opts.onRun?.(res, out.length, jobs.length);
   }
   return out;
+}
+
+/**
+ * The same runs as `sweep`, with the same results in the same order, spread over `jobs` worker
+ * threads (runs are independent: each has its own policy instance and state). With one job, or
+ * one run, it runs inline. `onRun` is called as runs finish (in finishing order); `onProgress`
+ * and `onEvict` are not available across threads and are ignored there.
+ */
+export async function sweepParallel(trace: Trace, models: readonly SimModel[], opts: SweepOptions & { jobs?: number }): Promise<SweepResult[]> {
+  const jobs = sweepJobs(models, opts);
+  const nWorkers = Math.min(opts.jobs ?? availableParallelism(), jobs.length);
+  if (nWorkers <= 1) return sweep(trace, models, opts);
+  const { policies, budgets, policyOptions, slots, popularityRefreshMs, popularityWindowMs, sweepMs, reportFromMs, reportToMs } = opts;
+  const plain: SweepOptions = { policies, budgets, policyOptions, slots, popularityRefreshMs, popularityWindowMs, sweepMs, reportFromMs, reportToMs };
+  for (const k of Object.keys(plain) as (keyof SweepOptions)[]) if (plain[k] === undefined) delete plain[k];
+  // Costliest first (the periodic-check and oracle policies), so no worker is left with a long run at the end.
+  const cost = (p: SimPolicyName) => (p === 'hybrid-histogram' ? 3 : isOracle(p) || p === 'ttl' ? 2 : 1);
+  const queue = [...jobs].sort((a, b) => cost(b.policy) - cost(a.policy) || a.index - b.index);
+  const results: SweepResult[] = new Array(jobs.length);
+  let done = 0;
+  const workerData = { trace, models, opts: plain };
+  await Promise.all(
+    Array.from({ length: nWorkers }, () =>
+      new Promise<void>((resolve, reject) => {
+        const w = startWorker(workerData);
+        const next = () => {
+          const job = queue.shift();
+          w.postMessage(job ?? null);
+        };
+        w.on('message', (m: { index: number; result: SweepResult }) => {
+          results[m.index] = m.result;
+          opts.onRun?.(m.result, ++done, jobs.length);
+          next();
+        });
+        w.on('error', reject);
+        w.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`sweep worker exited with code ${code}`))));
+        next();
+      }),
+    ),
+  );
+  return results;
+}
+
+/**
+ * Starts a sweep worker. Run from TypeScript sources (tsx, vitest), the worker registers tsx's
+ * loader before it imports the worker module: workers do not inherit a loader that was registered
+ * with `module.register`, so passing `--import tsx` is not enough.
+ */
+function startWorker(workerData: unknown): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./sweep-worker.js', import.meta.url), { workerData });
+  const api = typeof import.meta.resolve === 'function' ? import.meta.resolve('tsx/esm/api') : 'tsx/esm/api';
+  const src = new URL('./sweep-worker.ts', import.meta.url).href;
+  const code = `import(${JSON.stringify(api)}).then((m) => { (m.register ?? m.default.register)(); return import(${JSON.stringify(src)}); })`;
+  return new Worker(code, { eval: true, workerData });
 }
 
 const CSV_COLUMNS: (keyof SweepResult)[] = [

@@ -1,3 +1,4 @@
+import { DeadlineHeap } from './heap';
 import { lowestFirst, type EvictionPolicy } from './types';
 
 /**
@@ -7,8 +8,24 @@ import { lowestFirst, type EvictionPolicy } from './types';
  */
 export function ttl(ttlMs = 600_000): EvictionPolicy {
   if (!(ttlMs > 0)) throw new RangeError(`ttl: ttlMs must be > 0, got ${ttlMs}`);
+  // For `expiryCandidates`: last use of each loaded model, and a heap of their expiry times.
+  const lastUse = new Map<string, number>();
+  const ends = new DeadlineHeap();
+  const used = (key: string, t: number) => {
+    lastUse.set(key, t);
+    ends.push(t + ttlMs, key);
+  };
   return {
     name: 'ttl',
+    onLoad(e) {
+      used(e.key, e.lastUsedAt);
+    },
+    onAccess(e) {
+      used(e.key, e.lastUsedAt);
+    },
+    onEvict(key) {
+      lastUse.delete(key);
+    },
     selectVictims(req) {
       return lowestFirst(req.candidates, req.needBytes, (e) => e.lastUsedAt, (e) =>
         `under pressure, closest to keep-alive expiry (idle ${Math.round(req.now - e.lastUsedAt)} ms of ${ttlMs})`,
@@ -18,6 +35,20 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
       return entries
         .filter((e) => now - e.lastUsedAt >= ttlMs)
         .map((e) => ({ key: e.key, reason: `keep-alive of ${ttlMs} ms expired` }));
+    },
+    expiryCandidates(now) {
+      // Loaded models idle for about the keep-alive or longer (1 ms of slack for rounding:
+      // `expired` decides exactly). Those still loaded after this check are looked at again.
+      const out: string[] = [];
+      while (ends.peekTime() <= now + 1) {
+        const t = ends.peekTime();
+        const key = ends.peekKey();
+        ends.pop();
+        const l = lastUse.get(key);
+        if (l !== undefined && l + ttlMs === t) out.push(key);
+      }
+      for (const key of out) ends.push(lastUse.get(key)! + ttlMs, key);
+      return out;
     },
   };
 }
