@@ -19,6 +19,11 @@ export interface SimPolicyOptions extends PolicyOptions {
   oracleHorizonMs?: number;
   /** Gap-average weight of `cremebrulee-plus`. @default 0.3 */
   alpha?: number;
+  /**
+   * `cremebrulee-plus` prefetches into free memory (the `prewarm` hook, which the runtime's warm
+   * pool does not call: the runtime runs its eviction part only). @default true
+   */
+  prefetch?: boolean;
 }
 
 export function isSimPolicy(name: string): name is SimPolicyName {
@@ -37,7 +42,7 @@ export function createSimPolicy(name: SimPolicyName, opts: SimPolicyOptions = {}
     case 'cremebrulee-oracle':
       return cremebruleeOracle(opts.oracleHorizonMs);
     case 'cremebrulee-plus':
-      return cremebruleePlus(opts.alpha !== undefined ? { alpha: opts.alpha } : {});
+      return cremebruleePlus({ ...(opts.alpha !== undefined ? { alpha: opts.alpha } : {}), prefetch: opts.prefetch ?? true });
     case 'hybrid-histogram':
       return hybridHistogram(opts.ttlMs !== undefined ? { fixedKeepAliveMs: opts.ttlMs } : {});
     default:

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { cremebruleePlus } from '../../runtime/policies/cremebrulee-plus';
 import { gdsf } from '../../runtime/policies/gdsf';
 import { hybridHistogram } from '../../runtime/policies/hybrid-histogram';
 import type { EntryFacts } from '../../runtime/policies/types';
@@ -125,5 +126,26 @@ describe('hybrid-histogram windows (ATC\'20)', () => {
     expect(p.expired!([entry()], 31 * MIN)).toEqual([]);
     expect(p.prewarm!(35 * MIN, () => false)).toEqual([]);
     expect(p.expired!([entry()], 40 * MIN).length).toBe(1);
+  });
+});
+
+describe('cremebrulee-plus prefetching (simulator only)', () => {
+  const e = (key: string, hits: number, sizeBytes = 1): EntryFacts => ({ key, hits, loadMs: 10, sizeBytes, execMs: 1, popularity: 0, loadedAt: 0, lastUsedAt: 0 });
+  it('names the best function that is not loaded, has a learned gap and fits the free memory', () => {
+    const p = cremebruleePlus({ prefetch: true });
+    p.onLoad!(e('A', 1), 10); // A invoked at 0
+    p.onAccess!(e('A', 2), 100); // gap 100
+    p.onLoad!(e('B', 1, 2), 110); // B seen once: no gap, never prefetched
+    p.onEvict!('A', 150);
+    p.onEvict!('B', 150);
+    expect(p.prewarm!(200, () => false, 5).map((v) => v.key)).toEqual(['A']);
+    expect(p.prewarm!(200, () => true, 5)).toEqual([]); // already loading
+    expect(p.prewarm!(200, () => false, 0)).toEqual([]); // does not fit
+    expect(p.prewarm!(200, () => false)).toEqual([]); // caller gives no free memory: no prefetching
+    p.onLoad!(e('A', 0), 210); // the prefetch load: no invocation, so no new gap
+    expect(p.prewarm!(300, () => false, 5)).toEqual([]);
+  });
+  it('without the option it has no prewarm hook (the runtime gets the eviction part only)', () => {
+    expect(cremebruleePlus().prewarm).toBeUndefined();
   });
 });
