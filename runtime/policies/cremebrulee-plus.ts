@@ -16,6 +16,8 @@ export interface CremeBruleePlusOptions {
   prefetch?: boolean;
   /** Most models named per prefetch check, best first (the caller loads those that fit). @default 1 */
   prefetchCount?: number;
+  /** Prefetch checks at most this often (the caller may ask more often), ms. @default 5000 */
+  prefetchEveryMs?: number;
   /**
    * How prefetch candidates are ranked: `utility` (per byte, as eviction ranks) or `saving`
    * (rate × load time: what a hit saves, since free memory costs nothing). @default 'utility'
@@ -98,6 +100,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   const known = new Map<string, Seen>();
   const loaded = new Set<string>();
   let minAbsentBytes: number | undefined = Infinity;
+  let nextPrefetchAt = -Infinity;
   const note = (e: EntryFacts) => {
     if (!prefetch) return;
     let k = known.get(e.key);
@@ -140,6 +143,8 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     policy.prewarm = (now, isResident, freeBytes) => {
       // Only where the caller says how much is free (and reports loads and evictions).
       if (freeBytes === undefined) return [];
+      if (now < nextPrefetchAt) return [];
+      nextPrefetchAt = now + (opts.prefetchEveryMs ?? 5000);
       if (minAbsentBytes === undefined) {
         minAbsentBytes = Infinity;
         for (const k of known.values()) if (!loaded.has(k.key)) minAbsentBytes = Math.min(minAbsentBytes, k.sizeBytes);

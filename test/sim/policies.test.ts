@@ -132,7 +132,7 @@ describe('hybrid-histogram windows (ATC\'20)', () => {
 describe('cremebrulee-plus prefetching (simulator only)', () => {
   const e = (key: string, hits: number, sizeBytes = 1): EntryFacts => ({ key, hits, loadMs: 10, sizeBytes, execMs: 1, popularity: 0, loadedAt: 0, lastUsedAt: 0 });
   it('names the best function that is not loaded, has a learned gap and fits the free memory', () => {
-    const p = cremebruleePlus({ prefetch: true });
+    const p = cremebruleePlus({ prefetch: true, prefetchEveryMs: 0 });
     p.onLoad!(e('A', 1), 10); // A invoked at 0
     p.onAccess!(e('A', 2), 100); // gap 100
     p.onLoad!(e('B', 1, 2), 110); // B seen once: no gap, never prefetched
@@ -144,6 +144,15 @@ describe('cremebrulee-plus prefetching (simulator only)', () => {
     expect(p.prewarm!(200, () => false)).toEqual([]); // caller gives no free memory: no prefetching
     p.onLoad!(e('A', 0), 210); // the prefetch load: no invocation, so no new gap
     expect(p.prewarm!(300, () => false, 5)).toEqual([]);
+  });
+  it('checks at most every prefetchEveryMs (5 s by default)', () => {
+    const p = cremebruleePlus({ prefetch: true });
+    p.onLoad!(e('A', 1), 10);
+    p.onAccess!(e('A', 2), 100);
+    p.onEvict!('A', 150);
+    expect(p.prewarm!(200, () => true, 5)).toEqual([]); // checked (A is loading): next check at 5200
+    expect(p.prewarm!(5199, () => false, 5)).toEqual([]);
+    expect(p.prewarm!(5200, () => false, 5).map((v) => v.key)).toEqual(['A']);
   });
   it('without the option it has no prewarm hook (the runtime gets the eviction part only)', () => {
     expect(cremebruleePlus().prewarm).toBeUndefined();
