@@ -35,12 +35,22 @@ export interface CremeBruleePlusOptions {
   lifetimeFloor?: number;
 }
 
-interface Seen {
+/** What the policy knows of one function. */
+interface Fn {
   key: string;
+  /** Last invocation seen, or NaN. */
+  last: number;
+  /** Moving average of inter-arrival gaps, or NaN until two invocations. */
+  gap: number;
+  // For prefetching: the facts last reported, and whether it is loaded.
   sizeBytes: number;
   loadMs: number;
   popularity: number;
   lastUsedAt: number;
+  loaded: boolean;
+  /** Invocations and first sighting (for `lifetimeFloor`). */
+  calls: number;
+  first: number;
 }
 
 /**
@@ -63,80 +73,83 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   if (!(alpha > 0 && alpha <= 1)) throw new RangeError(`cremebrulee-plus: alpha must be in (0, 1], got ${alpha}`);
   const popW = opts.popularityWeight ?? 0;
   if (!(popW >= 0 && popW <= 1)) throw new RangeError(`cremebrulee-plus: popularityWeight must be in [0, 1], got ${popW}`);
-  const last = new Map<string, number>();
-  const gap = new Map<string, number>();
+  const fns = new Map<string, Fn>();
+  const fnOf = (e: EntryFacts): Fn => {
+    let f = fns.get(e.key);
+    if (!f) {
+      f = { key: e.key, last: NaN, gap: NaN, sizeBytes: e.sizeBytes, loadMs: e.loadMs, popularity: e.popularity, lastUsedAt: e.lastUsedAt, loaded: false, calls: 0, first: NaN };
+      fns.set(e.key, f);
+    }
+    return f;
+  };
+  const floorW = opts.lifetimeFloor ?? 0;
   let firstSeenAt = NaN;
   let seenCount = 0;
-  const calls = new Map<string, number>();
-  const first = new Map<string, number>();
-  const floorW = opts.lifetimeFloor ?? 0;
-  const seen = (key: string, t: number) => {
+  const seen = (f: Fn, t: number) => {
     if (floorW > 0) {
-      calls.set(key, (calls.get(key) ?? 0) + 1);
-      if (!first.has(key)) first.set(key, t);
+      f.calls++;
+      if (Number.isNaN(f.first)) f.first = t;
     }
-    const l = last.get(key);
-    if (l !== undefined && t >= l) {
-      const g = gap.get(key);
+    const l = f.last;
+    if (!Number.isNaN(l) && t >= l) {
       const d = Math.max(1, t - l);
-      gap.set(key, g === undefined ? d : g + alpha * (d - g));
+      f.gap = Number.isNaN(f.gap) ? d : f.gap + alpha * (d - f.gap);
     }
-    last.set(key, t);
+    f.last = t;
     if (seenCount++ === 0) firstSeenAt = t;
   };
-  const rate = (e: Pick<EntryFacts, 'key' | 'popularity' | 'lastUsedAt'>, now: number) => {
-    const g = gap.get(e.key);
-    const l = last.get(e.key) ?? e.lastUsedAt;
-    if (g === undefined) return e.popularity * 1e-6; // one sighting: as CremeBrulee, below any learned rate
-    let r = 1 / Math.max(g, now - l, 1);
-    if (floorW > 0) r = Math.max(r, (floorW * calls.get(e.key)!) / Math.max(1, now - first.get(e.key)!));
-    return popW === 0 ? r : (1 - popW) * r + (popW * e.popularity * seenCount) / Math.max(1, now - firstSeenAt);
+  /** Rate of a function (f: what the policy knows of it, or undefined; e: the caller's facts). */
+  const rateOf = (f: Fn | undefined, e: Pick<EntryFacts, 'popularity' | 'lastUsedAt'>, now: number): number => {
+    if (f === undefined || Number.isNaN(f.gap)) return e.popularity * 1e-6; // one sighting: as CremeBrulee, below any learned rate
+    const l = Number.isNaN(f.last) ? e.lastUsedAt : f.last;
+    let r = 1 / Math.max(f.gap, now - l, 1);
+    if (floorW > 0) r = Math.max(r, (floorW * f.calls) / Math.max(1, now - f.first));
+    if (popW !== 0) r = (1 - popW) * r + (popW * e.popularity * seenCount) / Math.max(1, now - firstSeenAt);
+    return r;
   };
-  const utility = (e: Pick<EntryFacts, 'key' | 'popularity' | 'lastUsedAt' | 'loadMs' | 'sizeBytes'>, now: number) =>
-    (rate(e, now) * e.loadMs) / Math.max(1, e.sizeBytes);
+  const utilityOf = (f: Fn | undefined, e: Pick<EntryFacts, 'popularity' | 'lastUsedAt' | 'loadMs' | 'sizeBytes'>, now: number): number =>
+    (rateOf(f, e, now) * e.loadMs) / Math.max(1, e.sizeBytes);
+  const utility = (e: EntryFacts, now: number) => utilityOf(fns.get(e.key), e, now);
 
-  // Prefetching: what is known of each function, what is loaded, and the smallest model not loaded.
+  // Prefetching: the functions not loaded, and the smallest of their models.
   const prefetch = opts.prefetch === true;
-  const known = new Map<string, Seen>();
-  const loaded = new Set<string>();
+  const absent = new Set<Fn>();
   let minAbsentBytes: number | undefined = Infinity;
   let nextPrefetchAt = -Infinity;
-  const note = (e: EntryFacts) => {
-    if (!prefetch) return;
-    let k = known.get(e.key);
-    if (!k) {
-      k = { key: e.key, sizeBytes: e.sizeBytes, loadMs: e.loadMs, popularity: e.popularity, lastUsedAt: e.lastUsedAt };
-      known.set(e.key, k);
-    }
-    k.popularity = e.popularity;
-    k.lastUsedAt = e.lastUsedAt;
+  const note = (f: Fn, e: EntryFacts) => {
+    f.popularity = e.popularity;
+    f.lastUsedAt = e.lastUsedAt;
   };
 
   const policy: EvictionPolicy = {
     name: 'cremebrulee-plus',
     onLoad(e, now) {
+      const f = fnOf(e);
       // The invocation that caused the load arrived loadMs ago; a pre-warm load (hits 0) is none.
-      if (e.hits > 0) seen(e.key, now - e.loadMs);
-      note(e);
-      if (prefetch) {
-        loaded.add(e.key);
-        minAbsentBytes = undefined;
-      }
+      if (e.hits > 0) seen(f, now - e.loadMs);
+      note(f, e);
+      f.loaded = true;
+      if (prefetch && absent.delete(f)) minAbsentBytes = undefined;
     },
     onAccess(e, now) {
-      seen(e.key, now);
-      note(e);
+      const f = fnOf(e);
+      seen(f, now);
+      note(f, e);
     },
     onEvict(key) {
-      if (prefetch && loaded.delete(key)) {
-        const k = known.get(key);
-        if (k && minAbsentBytes !== undefined) minAbsentBytes = Math.min(minAbsentBytes, k.sizeBytes);
+      const f = fns.get(key);
+      if (!f) return;
+      f.loaded = false;
+      if (prefetch) {
+        absent.add(f);
+        if (minAbsentBytes !== undefined) minAbsentBytes = Math.min(minAbsentBytes, f.sizeBytes);
       }
     },
     selectVictims(req) {
-      return lowestFirst(req.candidates, req.needBytes, (e) => utility(e, req.now), (e) =>
-        `utility ${utility(e, req.now).toExponential(3)} lowest (gap ${Math.round(gap.get(e.key) ?? NaN)} ms, idle ${Math.round(req.now - (last.get(e.key) ?? e.lastUsedAt))} ms)`,
-      );
+      return lowestFirst(req.candidates, req.needBytes, (e) => utility(e, req.now), (e) => {
+        const f = fns.get(e.key);
+        return `utility ${utility(e, req.now).toExponential(3)} lowest (gap ${Math.round(f?.gap ?? NaN)} ms, idle ${Math.round(req.now - (f && !Number.isNaN(f.last) ? f.last : e.lastUsedAt))} ms)`;
+      });
     },
   };
   if (prefetch) {
@@ -147,17 +160,17 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       nextPrefetchAt = now + (opts.prefetchEveryMs ?? 5000);
       if (minAbsentBytes === undefined) {
         minAbsentBytes = Infinity;
-        for (const k of known.values()) if (!loaded.has(k.key)) minAbsentBytes = Math.min(minAbsentBytes, k.sizeBytes);
+        for (const f of absent) minAbsentBytes = Math.min(minAbsentBytes, f.sizeBytes);
       }
       if (minAbsentBytes > freeBytes) return [];
       const count = opts.prefetchCount ?? 1;
       const bySaving = opts.prefetchBy === 'saving';
       const due = opts.prefetchDue ?? 0;
-      const picks: { k: Seen; u: number }[] = [];
-      for (const k of known.values()) {
-        if (loaded.has(k.key) || k.sizeBytes > freeBytes || !gap.has(k.key)) continue;
-        if (due > 0 && now - last.get(k.key)! < due * gap.get(k.key)!) continue;
-        const u = bySaving ? rate(k, now) * k.loadMs : utility(k, now);
+      const picks: { k: Fn; u: number }[] = [];
+      for (const k of absent) {
+        if (k.sizeBytes > freeBytes || Number.isNaN(k.gap)) continue;
+        if (due > 0 && now - k.last < due * k.gap) continue;
+        const u = bySaving ? rateOf(k, k, now) * k.loadMs : utilityOf(k, k, now);
         // Keep the `count` best, best first (ties by key).
         let i = picks.length;
         while (i > 0 && (picks[i - 1]!.u < u || (picks[i - 1]!.u === u && picks[i - 1]!.k.key > k.key))) i--;

@@ -20,6 +20,7 @@ export function random(seed = 1): EvictionPolicy {
   const sorted: string[] = [];
   const rank = new Map<string, number>();
   let slot = new Int32Array(0);
+  let rankedKeys = 0;
   const rankOf = (key: string): number => {
     let r = rank.get(key);
     if (r === undefined) {
@@ -41,9 +42,14 @@ export function random(seed = 1): EvictionPolicy {
     selectVictims(req) {
       // The candidates in key order (as a sort by key would give), then a seeded Fisher-Yates shuffle.
       const c = req.candidates;
-      for (const e of c) rankOf(e.key);
+      const ranks: number[] = [];
+      for (let i = 0; i < c.length; i++) ranks.push(rankOf(c[i]!.key)); // (ranks shift as keys are added)
+      if (ranks.length > 0 && sorted.length !== rankedKeys) {
+        rankedKeys = sorted.length;
+        for (let i = 0; i < c.length; i++) ranks[i] = rank.get(c[i]!.key)!;
+      }
       if (slot.length < sorted.length) slot = new Int32Array(2 * sorted.length);
-      for (let i = 0; i < c.length; i++) slot[rank.get(c[i]!.key)!] = i + 1;
+      for (let i = 0; i < c.length; i++) slot[ranks[i]!] = i + 1;
       const pool: EntryFacts[] = [];
       for (let r = 0; r < sorted.length; r++) {
         const i = slot[r]!;
@@ -54,7 +60,9 @@ export function random(seed = 1): EvictionPolicy {
       }
       for (let i = pool.length - 1; i > 0; i--) {
         const j = Math.floor(next() * (i + 1));
-        [pool[i], pool[j]] = [pool[j]!, pool[i]!];
+        const t = pool[i]!;
+        pool[i] = pool[j]!;
+        pool[j] = t;
       }
       return takeUntilFreed(pool, req.needBytes, () => 'chosen at random');
     },

@@ -186,8 +186,15 @@ export function lowestFirst<T extends EntryFacts>(
       break;
     }
     let best = -1;
+    let bestS = NaN;
     for (let i = 0; i < n; i++) {
-      if (taken[i] === 0 && (best < 0 || before(i, best))) best = i;
+      if (taken[i] !== 0) continue;
+      const d = s[i]! - bestS;
+      // d < 0: lower score; d > 0: higher; equal or NaN (first, or tied infinities): the full order.
+      if (best < 0 || d < 0 || (!(d > 0) && before(i, best))) {
+        best = i;
+        bestS = s[i]!;
+      }
     }
     taken[best] = 1;
     scans++;
