@@ -1,3 +1,6 @@
+/** An empty key list to return where nothing is due (no allocation per check). */
+export const NONE: readonly string[] = Object.freeze([]);
+
 /**
  * A binary min-heap of (time, key) pairs with lazy deletion: callers push a pair whenever a key's
  * deadline changes and check, when one surfaces, that it is still current. Used by policies that

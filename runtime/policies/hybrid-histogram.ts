@@ -1,4 +1,4 @@
-import { DeadlineHeap } from './heap';
+import { DeadlineHeap, NONE } from './heap';
 import { lowestFirst, type EntryFacts, type EvictionPolicy, type Victim } from './types';
 
 export interface HybridHistogramOptions {
@@ -199,6 +199,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       return out;
     },
     expiryCandidates(now) {
+      if (idle.size === 0 && loadedEnds.peekTime() > now) return NONE;
       const out: string[] = [];
       // Used models inside their idle window (only a new invocation reopens one, so drop the rest).
       for (const key of idle) {

@@ -1,4 +1,4 @@
-import { DeadlineHeap } from './heap';
+import { DeadlineHeap, NONE } from './heap';
 import { lowestFirst, type EvictionPolicy } from './types';
 
 /**
@@ -39,6 +39,7 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
     expiryCandidates(now) {
       // Loaded models idle for about the keep-alive or longer (1 ms of slack for rounding:
       // `expired` decides exactly). Those still loaded after this check are looked at again.
+      if (ends.peekTime() > now + 1) return NONE;
       const out: string[] = [];
       while (ends.peekTime() <= now + 1) {
         const t = ends.peekTime();
