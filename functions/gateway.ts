@@ -1,10 +1,9 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BruleeError } from '../errors';
-import { redisUnavailable } from '../queue/connection';
-import { modelKey, type Dispatcher } from '../queue/dispatcher';
+import { modelKey, type Dispatcher, type InvokeRequest } from '../queue/dispatcher';
 import type { Keys } from '../queue/keys';
-import { fromWire, mapValues, toWire, type InvokeJob, type InvokeResult, type Tensor } from '../queue/wire';
+import { fromWire, mapValues, toWire, type InvokeResult, type Tensor } from '../queue/wire';
 import { readFunctionStats, recentEvictions, type FunctionStats } from '../runtime/stats';
 import { modelRefOf, type FunctionMeta, type FunctionRegistry, type RegisterOptions, type RegisterResult } from './registry';
 import { parseInputs } from './signature';
@@ -50,7 +49,7 @@ export class Gateway {
     const r = await this.o.registry.register(name, bytes, opts);
     if (r.replaced) {
       // Nodes also retire an old version when they next see the new one; this just frees it sooner.
-      const job = { fn: name, keepKey: modelKey({ fn: name, sha256: r.fn.sha256 }), cause: 'retired', reason: `replaced by version ${r.fn.version}` } as const;
+      const job = { fn: name, belowVersion: r.fn.version, cause: 'retired', reason: `replaced by version ${r.fn.version}` } as const;
       this.o.dispatcher.unload(job, 10_000).catch((e: unknown) => this.o.log.warn({ err: e, fn: name }, 'retiring the old version failed'));
     }
     if (this.o.recorder) await this.o.recorder.writeCatalog(await this.o.registry.list());
@@ -109,46 +108,41 @@ export class Gateway {
   /** Everything GET /stats shows: per function, per node, queue depth, recent evictions. */
   async stats() {
     const { redis, keys } = this.o;
-    try {
-      const [fns, depth, nodes, popularity, evictions, where] = await Promise.all([
-        this.o.registry.list(),
-        this.o.dispatcher.depth(),
-        this.o.dispatcher.nodes(true),
-        redis.hgetall(keys.popularity),
-        recentEvictions(redis, keys, 50),
-        this.residency(),
-      ]);
-      const functions: Record<string, unknown> = {};
-      for (const f of fns) {
-        functions[f.name] = {
-          version: f.version,
-          sizeBytes: f.sizeBytes,
-          ...(await readFunctionStats(redis, keys, f.name)),
-          popularity: Number(popularity[f.name] ?? 0),
-          resident: (where.get(f.name) ?? []).length > 0,
-          residentOn: where.get(f.name) ?? [],
-        };
-      }
-      return {
-        queue: depth.total,
-        queueByNode: depth.byNode,
-        functions,
-        nodes: nodes.map((n) => ({
-          id: n.id,
-          policy: n.policy,
-          budgetBytes: n.budgetBytes,
-          usedBytes: n.usedBytes,
-          loads: n.loads,
-          evictions: n.evictions,
-          residentModels: n.resident,
-          heartbeatAt: new Date(n.heartbeatAt).toISOString(),
-        })),
-        recentEvictions: evictions,
+    const [fns, depth, nodes, popularity, evictions, where] = await Promise.all([
+      this.o.registry.list(),
+      this.o.dispatcher.depth(),
+      this.o.dispatcher.nodes(true),
+      redis.hgetall(keys.popularity),
+      recentEvictions(redis, keys, 50),
+      this.residency(),
+    ]);
+    const functions: Record<string, unknown> = {};
+    for (const f of fns) {
+      functions[f.name] = {
+        version: f.version,
+        sizeBytes: f.sizeBytes,
+        ...(await readFunctionStats(redis, keys, f.name)),
+        popularity: Number(popularity[f.name] ?? 0),
+        resident: (where.get(f.name) ?? []).length > 0,
+        residentOn: where.get(f.name) ?? [],
       };
-    } catch (e) {
-      if (e instanceof BruleeError) throw e;
-      throw redisUnavailable(e);
     }
+    return {
+      queue: depth.total,
+      queueByNode: depth.byNode,
+      functions,
+      nodes: nodes.map((n) => ({
+        id: n.id,
+        policy: n.policy,
+        budgetBytes: n.budgetBytes,
+        usedBytes: n.usedBytes,
+        loads: n.loads,
+        evictions: n.evictions,
+        residentModels: n.resident,
+        heartbeatAt: new Date(n.heartbeatAt).toISOString(),
+      })),
+      recentEvictions: evictions,
+    };
   }
 
   private async prepare(name: string, rawInputs: Record<string, unknown>, outputs: string[] | undefined) {
@@ -161,7 +155,7 @@ export class Gateway {
         throw new BruleeError('INVALID_INPUT', `unknown output ${bad.map((b) => `"${b}"`).join(', ')}: the model's outputs are ${names.map((n) => `"${n}"`).join(', ')}`);
       }
     }
-    const job: InvokeJob = {
+    const job: InvokeRequest = {
       model: modelRefOf(fn, await this.execEstimate(fn)),
       inputs: mapValues(inputs, toWire),
       ...(outputs ? { outputs } : {}),

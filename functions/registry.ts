@@ -1,6 +1,5 @@
 import type { Redis } from 'ioredis';
 import { BruleeError } from '../errors';
-import { redisUnavailable } from '../queue/connection';
 import type { Keys } from '../queue/keys';
 import type { ModelRef } from '../queue/wire';
 import type { Signature } from '../runtime/onnx';
@@ -109,12 +108,7 @@ export class FunctionRegistry {
   }
 
   async find(name: string): Promise<FunctionMeta | undefined> {
-    let raw: string | null;
-    try {
-      raw = await this.o.redis.get(this.o.keys.fn(name));
-    } catch (e) {
-      throw redisUnavailable(e);
-    }
+    const raw = await this.o.redis.get(this.o.keys.fn(name));
     return raw ? (JSON.parse(raw) as FunctionMeta) : undefined;
   }
 
@@ -144,9 +138,7 @@ export class FunctionRegistry {
     validateName(name);
     if (bytes.byteLength === 0) throw new BruleeError('INVALID_MODEL', 'the body is empty: send the ONNX file as the raw request body (Content-Type: application/octet-stream)');
     const lockKey = `${this.o.keys.fn(name)}:lock`;
-    const got = await this.o.redis.set(lockKey, '1', 'PX', 300_000, 'NX').catch((e: unknown) => {
-      throw redisUnavailable(e);
-    });
+    const got = await this.o.redis.set(lockKey, '1', 'PX', 300_000, 'NX');
     if (!got) throw new BruleeError('CONFLICT', `function "${name}" is being registered by another request; retry when it finishes`);
     try {
       return await this.registerLocked(name, bytes, opts);

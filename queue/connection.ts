@@ -28,6 +28,18 @@ export function createRedis(url: string, opts: ConnectionOptions = {}): Redis {
   return redis;
 }
 
+/**
+ * Is this error Redis being unreachable (not a bug)? ioredis reports it as a closed or unwritable
+ * connection, a refused connect, or too many retries of one command.
+ */
+export function isRedisConnectionError(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  return (
+    e.name === 'MaxRetriesPerRequestError' ||
+    /Connection is closed|enableOfflineQueue|Stream isn't writeable|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|Reached the max retries/.test(e.message)
+  );
+}
+
 /** Wraps a Redis failure as a 503 with a message that says what to check. */
 export function redisUnavailable(e: unknown): BruleeError {
   const msg = e instanceof Error ? e.message : String(e);

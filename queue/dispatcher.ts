@@ -3,7 +3,8 @@ import type { EventEmitter } from 'node:events';
 import { Queue, QueueEvents, type Job, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BruleeError, errorFromWire } from '../errors';
-import { createRedis, redisUnavailable } from './connection';
+import { createRedis } from './connection';
+import { outputsOf } from './results';
 import type { Keys } from './keys';
 import { liveNodes, type NodeInfo } from './nodes';
 import { chooseNode } from './routing';
@@ -36,15 +37,24 @@ export type InvocationStatus =
 
 const STATES = ['waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized'] as const;
 
-/** Bad input must not be retried; a lost node (stalled job) is, with backoff. */
-const SYNC_JOB: JobsOptions = { removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: 'exponential', delay: 100 } };
+/**
+ * One attempt: a job that failed would fail again, and its caller has its answer. A job whose node
+ * died mid-run is not lost: BullMQ's stalled-job check puts it back (`maxStalledCount` on the worker).
+ */
+const JOB_OPTIONS: JobsOptions = { removeOnComplete: true, removeOnFail: true, attempts: 1 };
+
+/** Events kept in a node queue's event stream (BullMQ's default is 10 000). */
+const EVENTS_KEPT = 2000;
+
+/** An invocation as the gateway hands it over; the dispatcher sets its deadline. */
+export type InvokeRequest = Omit<InvokeJob, 'deadline' | 'resultTtlS'>;
 
 /**
  * The gateway's side of the queue: routes an invocation to a node, enqueues it on that node's
  * BullMQ queue, and awaits the result through QueueEvents. One Queue + QueueEvents per node.
  */
 export class Dispatcher {
-  private readonly queues = new Map<string, { queue: Queue; events: QueueEvents; eventsRedis: Redis; ready: Promise<unknown> }>();
+  private readonly queues = new Map<string, { queue: Queue; eventsRedis: Redis; ready: Promise<QueueEvents> }>();
   private readonly inFlight = new Map<string, number>();
   private nodesCache: { at: number; nodes: NodeInfo[] } | undefined;
   private readonly opts: Required<DispatcherOptions>;
@@ -58,11 +68,7 @@ export class Dispatcher {
   async nodes(fresh = false): Promise<NodeInfo[]> {
     const now = Date.now();
     if (fresh || !this.nodesCache || now - this.nodesCache.at > this.opts.nodesRefreshMs) {
-      try {
-        this.nodesCache = { at: now, nodes: await liveNodes(this.opts.redis, this.opts.keys, now) };
-      } catch (e) {
-        throw redisUnavailable(e);
-      }
+      this.nodesCache = { at: now, nodes: await liveNodes(this.opts.redis, this.opts.keys, now) };
     }
     return this.nodesCache.nodes;
   }
@@ -85,27 +91,22 @@ export class Dispatcher {
   }
 
   /** Enqueues an invocation and waits for its result; 504 past `timeoutMs`. */
-  async invoke(job: InvokeJob, timeoutMs: number): Promise<InvokeResult> {
-    const nodeId = await this.route(job.model);
-    return this.run<InvokeResult>(nodeId, JOB.invoke, job, timeoutMs, `invocation of ${job.model.fn}`);
+  async invoke(req: InvokeRequest, timeoutMs: number): Promise<InvokeResult> {
+    const nodeId = await this.route(req.model);
+    const job: InvokeJob = { ...req, deadline: Date.now() + timeoutMs, resultTtlS: Math.ceil(timeoutMs / 1000) + 60 };
+    const r = await this.run<InvokeResult>(nodeId, JOB.invoke, job, job.deadline, `invocation of ${req.model.fn}`);
+    return { ...r, outputs: await outputsOf(this.opts.redis, r, true) };
   }
 
   /** Enqueues an invocation without waiting; the id reads it back with `status`. */
-  async submit(job: InvokeJob): Promise<string> {
-    const nodeId = await this.route(job.model);
+  async submit(req: InvokeRequest): Promise<string> {
+    const nodeId = await this.route(req.model);
     const id = randomUUID();
+    const ttl = this.opts.asyncResultTtlS;
+    const job: InvokeJob = { ...req, deadline: Date.now() + ttl * 1000, resultTtlS: ttl };
     const { queue } = await this.queueFor(nodeId);
-    try {
-      await this.opts.redis.set(this.opts.keys.invocation(id), nodeId, 'EX', this.opts.asyncResultTtlS);
-      await queue.add(JOB.invoke, job, {
-        ...SYNC_JOB,
-        jobId: id,
-        removeOnComplete: { age: this.opts.asyncResultTtlS },
-        removeOnFail: { age: this.opts.asyncResultTtlS },
-      });
-    } catch (e) {
-      throw redisUnavailable(e);
-    }
+    await this.opts.redis.set(this.opts.keys.invocation(id), nodeId, 'EX', ttl);
+    await queue.add(JOB.invoke, job, { ...JOB_OPTIONS, jobId: id, removeOnComplete: { age: ttl }, removeOnFail: { age: ttl } });
     return id;
   }
 
@@ -116,7 +117,10 @@ export class Dispatcher {
     const job: Job | undefined = await queue.getJob(id);
     if (!job) throw new BruleeError('INVOCATION_NOT_FOUND', `invocation ${id} is no longer kept`);
     const state = await job.getState();
-    if (state === 'completed') return { id, status: 'completed', result: job.returnvalue as InvokeResult };
+    if (state === 'completed') {
+      const r = job.returnvalue as InvokeResult;
+      return { id, status: 'completed', result: { ...r, outputs: await outputsOf(this.opts.redis, r, false) } };
+    }
     if (state === 'failed') return { id, status: 'failed', error: errorFromWire(job.failedReason) };
     return { id, status: state === 'delayed' ? 'delayed' : state === 'active' ? 'active' : 'waiting' };
   }
@@ -124,7 +128,7 @@ export class Dispatcher {
   /** Loads a model on the node that routing picks (prewarm). Resolves to that node's id. */
   async load(model: ModelRef, timeoutMs: number): Promise<{ node: string; loaded: boolean }> {
     const nodeId = await this.route(model);
-    const r = await this.run<{ loaded: boolean }>(nodeId, JOB.load, { model } satisfies LoadJob, timeoutMs, `load of ${model.fn}`);
+    const r = await this.run<{ loaded: boolean }>(nodeId, JOB.load, { model } satisfies LoadJob, Date.now() + timeoutMs, `load of ${model.fn}`);
     return { node: nodeId, loaded: r.loaded };
   }
 
@@ -132,7 +136,7 @@ export class Dispatcher {
   async unload(job: UnloadJob, timeoutMs: number): Promise<number> {
     const nodes = await this.nodes(true);
     const counts = await Promise.all(
-      nodes.map((n) => this.run<{ dropped: number }>(n.id, JOB.unload, job, timeoutMs, `unload of ${job.fn}`)),
+      nodes.map((n) => this.run<{ dropped: number }>(n.id, JOB.unload, job, Date.now() + timeoutMs, `unload of ${job.fn}`)),
     );
     return counts.reduce((s, c) => s + c.dropped, 0);
   }
@@ -157,53 +161,57 @@ export class Dispatcher {
     this.closed = true;
     const all = [...this.queues.values()];
     this.queues.clear();
-    await Promise.allSettled(all.flatMap((q) => [q.events.close(), q.queue.close()]));
+    await Promise.allSettled(all.flatMap((q) => [q.ready.then((e) => e.close()), q.queue.close()]));
     // QueueEvents does not close a connection it was handed.
     for (const q of all) q.eventsRedis.disconnect();
   }
 
   /**
-   * Adds a job and awaits its end. The job id is chosen here so the listeners are in place before
-   * the job exists: no event can be missed, and no extra round trip is needed to check whether the
-   * job finished before we listened (as `Job.waitUntilFinished` does).
+   * Adds a job and awaits its end, until `deadline` (epoch ms) at the latest, whatever the wait is
+   * spent on (connecting the node's queue, adding the job, the job itself). The job id is chosen
+   * here so the listeners are in place before the job exists: no event can be missed, and no
+   * round trip is needed to check whether it finished before we listened (as
+   * `Job.waitUntilFinished` does).
    */
-  private async run<R>(nodeId: string, name: string, data: unknown, timeoutMs: number, what: string): Promise<R> {
-    const { queue, events: typed } = await this.queueFor(nodeId);
-    // QueueEvents emits `completed:<jobId>` / `failed:<jobId>`, which its typings do not list.
-    const events = typed as unknown as EventEmitter;
+  private async run<R>(nodeId: string, name: string, data: unknown, deadline: number, what: string): Promise<R> {
     const jobId = randomUUID();
-    this.inFlight.set(nodeId, (this.inFlight.get(nodeId) ?? 0) + 1);
-    let cleanup = () => {};
+    const timeoutMs = Math.max(0, deadline - Date.now());
+    let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        timedOut = true;
+        reject(new BruleeError('TIMEOUT', `${what} did not finish within ${timeoutMs} ms (node ${nodeId}); raise the function's timeoutMs or add nodes`));
+      }, timeoutMs);
+    });
+    timeout.catch(() => undefined);
+    let stopListening = () => {};
+    this.inFlight.set(nodeId, (this.inFlight.get(nodeId) ?? 0) + 1);
     try {
+      const { queue, events: typed } = await Promise.race([this.queueFor(nodeId), timeout]);
+      // QueueEvents emits `completed:<jobId>` / `failed:<jobId>`, which its typings do not list.
+      const events = typed as unknown as EventEmitter;
       const finished = new Promise<R>((resolve, reject) => {
-        const onCompleted = (args: { returnvalue: unknown }) => (cleanup(), resolve(args.returnvalue as R));
-        const onFailed = (args: { failedReason: string }) => (cleanup(), reject(errorFromWire(args.failedReason)));
-        const timer = setTimeout(() => {
-          timedOut = true;
-          cleanup();
-          queue.remove(jobId).catch(() => undefined);
-          reject(new BruleeError('TIMEOUT', `${what} did not finish within ${timeoutMs} ms (node ${nodeId}); raise the function's timeoutMs or add nodes`));
-        }, timeoutMs);
-        cleanup = () => {
-          clearTimeout(timer);
+        const onCompleted = (args: { returnvalue: unknown }) => resolve(args.returnvalue as R);
+        const onFailed = (args: { failedReason: string }) => reject(errorFromWire(args.failedReason));
+        events.on(`completed:${jobId}`, onCompleted);
+        events.on(`failed:${jobId}`, onFailed);
+        stopListening = () => {
           events.off(`completed:${jobId}`, onCompleted);
           events.off(`failed:${jobId}`, onFailed);
         };
-        events.on(`completed:${jobId}`, onCompleted);
-        events.on(`failed:${jobId}`, onFailed);
       });
-      finished.catch(() => undefined); // it may settle (time out) before it is awaited below
       try {
-        await queue.add(name, data, { ...SYNC_JOB, jobId });
-      } catch (e) {
-        cleanup();
-        throw redisUnavailable(e);
+        await Promise.race([queue.add(name, data, { ...JOB_OPTIONS, jobId }), timeout]);
+        return await Promise.race([finished, timeout]);
+      } finally {
+        // A job nobody waits for any more is taken back if no node has started it (a node also
+        // skips an invocation it reaches past its deadline).
+        if (timedOut) queue.remove(jobId).catch(() => undefined);
       }
-      // Timed out while being added: take it back if no node has started it yet.
-      if (timedOut) await queue.remove(jobId).catch(() => undefined);
-      return await finished;
     } finally {
+      clearTimeout(timer);
+      stopListening();
       this.inFlight.set(nodeId, (this.inFlight.get(nodeId) ?? 1) - 1);
     }
   }
@@ -214,16 +222,33 @@ export class Dispatcher {
     if (!q) {
       const name = this.opts.keys.nodeQueue(nodeId);
       const prefix = this.opts.keys.bullPrefix;
-      const queue = new Queue(name, { connection: this.opts.redis, prefix });
+      const queue = new Queue(name, { connection: this.opts.redis, prefix, streams: { events: { maxLen: EVENTS_KEPT } } });
       const eventsRedis = createRedis(this.opts.redisUrl, { name: 'brulee-events' });
-      const events = new QueueEvents(name, { connection: eventsRedis, prefix });
       queue.setMaxListeners(0);
-      events.setMaxListeners(0);
-      q = { queue, events, eventsRedis, ready: events.waitUntilReady() };
+      // Connection trouble shows as failed commands (503) and in /healthz; unhandled, BullMQ would print it.
+      queue.on('error', () => undefined);
+      const ready = (async () => {
+        // Read the event stream from a second before now (server time), not from "$": an event
+        // written between our connect and our first read is then not missed.
+        const [sec] = await this.opts.redis.time();
+        const events = new QueueEvents(name, { connection: eventsRedis, prefix, lastEventId: `${(Number(sec) - 1) * 1000}-0` });
+        events.setMaxListeners(0);
+        events.on('error', () => undefined);
+        await events.waitUntilReady();
+        return events;
+      })();
+      q = { queue, eventsRedis, ready };
       this.queues.set(nodeId, q);
     }
-    await q.ready;
-    return q;
+    try {
+      return { queue: q.queue, events: await q.ready };
+    } catch (e) {
+      // Not ready (Redis away): forget it, so the next call builds it anew.
+      if (this.queues.get(nodeId) === q) this.queues.delete(nodeId);
+      void q.queue.close().catch(() => undefined);
+      q.eventsRedis.disconnect();
+      throw e;
+    }
   }
 }
 

@@ -15,6 +15,7 @@ export function keys(ns = 'brulee') {
     evictions: `${ns}:evictions`,
     nodes: `${ns}:nodes`,
     invocation: (id: string) => `${ns}:inv:${id}`,
+    result: (jobId: string) => `${ns}:result:${jobId}`,
     popularityCounts: `${ns}:pop:counts`,
     popularityRates: `${ns}:pop:rates`,
     popularity: `${ns}:pop:share`,

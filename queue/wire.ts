@@ -69,6 +69,10 @@ export interface InvokeJob {
   outputs?: string[];
   /** When the gateway accepted the request (epoch ms), for queue time. */
   acceptedAt: number;
+  /** When the caller stops waiting (epoch ms): a node skips a job it reaches later. */
+  deadline: number;
+  /** How long a large result parked in Redis is kept, s (see `InvokeResult.outputsKey`). */
+  resultTtlS: number;
 }
 
 export interface Timings {
@@ -78,7 +82,13 @@ export interface Timings {
 }
 
 export interface InvokeResult {
+  /** Inline outputs; empty when they were parked under `outputsKey`. */
   outputs: Record<string, WireTensor>;
+  /**
+   * Large outputs are parked under this Redis key (with a TTL) instead: a job's return value is
+   * copied into the queue's event stream, which keeps thousands of entries.
+   */
+  outputsKey?: string;
   coldStart: boolean;
   node: string;
   timings: Timings;
@@ -90,8 +100,8 @@ export interface LoadJob {
 }
 export interface UnloadJob {
   fn: string;
-  /** Keep this cache key (the current version) when retiring older ones. */
-  keepKey?: string;
+  /** Drop only versions older than this one (retiring after a new version). */
+  belowVersion?: number;
   cause: 'unload' | 'retired';
   reason: string;
 }

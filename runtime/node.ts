@@ -3,17 +3,18 @@ import { join } from 'node:path';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { BruleeError, errorToWire, isBruleeError } from '../errors';
+import { BruleeError, errorToWire } from '../errors';
 import { createRedis } from '../queue/connection';
 import { modelKey } from '../queue/dispatcher';
 import type { Keys } from '../queue/keys';
+import { parkLargeOutputs } from '../queue/results';
 import { removeNode, writeHeartbeat, type NodeInfo } from '../queue/nodes';
 import { fromWire, JOB, mapValues, toWire, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type UnloadJob } from '../queue/wire';
 import type { Metrics } from './metrics';
 import { loadModel, type LoadedModel } from './onnx';
 import { createPolicy, type RuntimePolicyName } from './policies';
 import { readPopularity } from './popularity';
-import { recordEviction, recordInvocation, recordLoad } from './stats';
+import { recordEviction, recordInvocation, type InvocationRecord } from './stats';
 import { WarmPool, type ModelSpec } from './warm-pool';
 import { WARMUP_MODEL_B64 } from './warmup-model';
 
@@ -157,7 +158,7 @@ export class RuntimeNode {
   }
 
   private spec(m: ModelRef): ModelSpec {
-    return { key: modelKey(m), fn: m.fn, sizeBytes: m.sizeBytes, loadMs: m.loadMs, execMs: m.execMs, pinned: m.pinned };
+    return { key: modelKey(m), fn: m.fn, version: m.version, sizeBytes: m.sizeBytes, loadMs: m.loadMs, execMs: m.execMs, pinned: m.pinned };
   }
 
   private async loadSpec(spec: ModelSpec): Promise<LoadedModel> {
@@ -183,10 +184,12 @@ export class RuntimeNode {
           return await this.invoke(job as Job<InvokeJob>);
         case JOB.load: {
           const { model } = (job as Job<LoadJob>).data;
-          await this.retireOthers(model);
+          this.retireOlder(model);
           const loaded = await this.pool.prewarm(this.spec(model));
-          if (loaded) await this.heartbeat();
-          if (loaded) await recordLoad(this.o.redis, this.o.keys, model.fn, this.lastLoadMs.get(modelKey(model)) ?? 0);
+          if (loaded) {
+            await this.heartbeat();
+            await recordInvocation(this.o.redis, this.o.keys, { fn: model.fn, outcome: 'prewarm', loaded: true, loadMs: this.lastLoadMs.get(modelKey(model)) ?? 0, execMs: 0 });
+          }
           return { loaded };
         }
         case JOB.unload: {
@@ -197,54 +200,62 @@ export class RuntimeNode {
           throw new BruleeError('BAD_REQUEST', `unknown job ${job.name}`);
       }
     } catch (e) {
-      // Bad input cannot succeed on a retry; anything else (a busy cache, a lost node) may.
-      if (isBruleeError(e) && e.isClientError) throw new UnrecoverableError(errorToWire(e));
-      throw new Error(errorToWire(e));
+      // Jobs are not retried (attempts: 1): what failed would fail again, and the caller has its
+      // answer. A node that dies mid-job is another matter: BullMQ's stalled-job check re-runs it.
+      throw new UnrecoverableError(errorToWire(e));
     }
   }
 
-  /** A job for a newer version of a function retires the older versions held here. */
-  private async retireOthers(m: ModelRef): Promise<void> {
-    const key = modelKey(m);
-    this.shaOf.set(key, m.sha256);
-    if (this.pool.list().some((r) => r.fn === m.fn && r.key !== key)) this.pool.dropFunction(m.fn, { keepKey: key, cause: 'retired', reason: `replaced by version ${m.version}` });
+  /** A job for a newer version of a function retires the older versions held here, never newer ones. */
+  private retireOlder(m: ModelRef): void {
+    this.shaOf.set(modelKey(m), m.sha256);
+    if (this.pool.list().some((r) => r.fn === m.fn && r.key !== modelKey(m))) {
+      this.pool.dropFunction(m.fn, { belowVersion: m.version, cause: 'retired', reason: `replaced by version ${m.version}` });
+    }
   }
 
   private async invoke(job: Job<InvokeJob>): Promise<InvokeResult> {
-    const { model, inputs, outputs } = job.data;
+    const { model, inputs, outputs, deadline } = job.data;
     const { metrics, redis, keys } = this.o;
+    const fn = model.fn;
+    const record = (r: Omit<InvocationRecord, 'fn'>) => recordInvocation(redis, keys, { fn, ...r });
     const queueMs = Math.max(0, (job.processedOn ?? Date.now()) - job.data.acceptedAt);
-    await this.retireOthers(model);
+    if (Date.now() > deadline) {
+      // The caller has already had its 504: running this now would only take a slot.
+      await record({ outcome: 'timeout', loaded: false, loadMs: 0, execMs: 0 });
+      throw new BruleeError('TIMEOUT', `the invocation waited ${queueMs} ms in the queue, past its deadline; it was not run`);
+    }
+    this.retireOlder(model);
     const spec = this.spec(model);
     let lease;
     try {
-      lease = await this.pool.acquire(spec);
+      lease = await this.pool.acquire(spec, deadline);
     } catch (e) {
-      metrics.invocations.inc({ function: model.fn, outcome: 'error' });
-      await recordInvocation(redis, keys, { fn: model.fn, coldStart: false, loaded: false, loadMs: 0, execMs: 0, ok: false });
+      metrics.invocations.inc({ function: fn, outcome: 'error' });
+      await record({ outcome: 'error', loaded: false, loadMs: 0, execMs: 0 });
       throw e;
     }
     // Routing reads residency from heartbeats: publish a new resident model at once.
     if (lease.loaded) await this.heartbeat();
-    let result: InvokeResult;
+    (lease.coldStart ? metrics.coldStarts : metrics.warmHits).inc({ function: fn });
     const loadMs = lease.loaded ? (this.lastLoadMs.get(spec.key) ?? lease.loadWaitMs) : lease.loadWaitMs;
+    const facts = { coldStart: lease.coldStart, loaded: lease.loaded, loadMs };
+    let result: InvokeResult;
     try {
       const t0 = performance.now();
       const out = await lease.value.run(mapValues(inputs, fromWire), outputs);
       const execMs = performance.now() - t0;
       result = { outputs: mapValues(out, toWire), coldStart: lease.coldStart, node: this.o.id, timings: { queueMs, loadMs, execMs } };
-      metrics.execSeconds.observe({ function: model.fn }, execMs / 1000);
+      metrics.execSeconds.observe({ function: fn }, execMs / 1000);
     } catch (e) {
-      metrics.invocations.inc({ function: model.fn, outcome: 'error' });
-      await recordInvocation(redis, keys, { fn: model.fn, coldStart: lease.coldStart, loaded: lease.loaded, loadMs, execMs: 0, ok: false });
+      metrics.invocations.inc({ function: fn, outcome: 'error' });
+      await record({ outcome: 'error', ...facts, execMs: 0 });
       throw e;
     } finally {
       lease.release();
     }
-    metrics.invocations.inc({ function: model.fn, outcome: 'ok' });
-    if (lease.coldStart) metrics.coldStarts.inc({ function: model.fn });
-    else metrics.warmHits.inc({ function: model.fn });
-    await recordInvocation(redis, keys, { fn: model.fn, coldStart: lease.coldStart, loaded: lease.loaded, loadMs, execMs: result.timings.execMs, ok: true });
-    return result;
+    metrics.invocations.inc({ function: fn, outcome: 'ok' });
+    await record({ outcome: 'ok', ...facts, execMs: result.timings.execMs });
+    return parkLargeOutputs(redis, keys, job.id!, job.data.resultTtlS, result);
   }
 }

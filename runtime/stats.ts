@@ -9,39 +9,39 @@ export const EVICTIONS_KEPT = 500;
 
 export interface InvocationRecord {
   fn: string;
-  coldStart: boolean;
+  /**
+   * `ok`, `error` (it ran or tried to load, and failed), `timeout` (skipped: reached past its
+   * deadline), or `prewarm` (a load asked for by the repository API: no invocation).
+   */
+  outcome: 'ok' | 'error' | 'timeout' | 'prewarm';
+  /** Whether the model was cold or warm for it; absent when it never got the model. */
+  coldStart?: boolean;
+  /** This record's job started a model load. */
   loaded: boolean;
   loadMs: number;
   execMs: number;
-  ok: boolean;
 }
 
 /**
  * Cluster-wide counts in Redis, written by runtime nodes: what /stats reads. One pipeline per
- * invocation, awaited before the job completes, so a client that got its answer sees it counted.
+ * job, awaited before the job completes, so a client that got its answer sees it counted.
  */
 export async function recordInvocation(redis: Redis, k: Keys, r: InvocationRecord): Promise<void> {
   const key = k.fnStats(r.fn);
-  const p = redis.pipeline().hincrby(key, 'invocations', 1);
-  if (!r.ok) p.hincrby(key, 'failures', 1);
-  if (r.coldStart) p.hincrby(key, 'coldStarts', 1);
-  else if (r.ok) p.hincrby(key, 'warmHits', 1);
+  const p = redis.pipeline();
   if (r.loaded) {
     p.hincrby(key, 'loads', 1);
     p.lpush(k.fnSamples(r.fn, 'load'), r.loadMs.toFixed(3)).ltrim(k.fnSamples(r.fn, 'load'), 0, SAMPLES_KEPT - 1);
   }
-  if (r.ok) p.lpush(k.fnSamples(r.fn, 'exec'), r.execMs.toFixed(3)).ltrim(k.fnSamples(r.fn, 'exec'), 0, SAMPLES_KEPT - 1);
-  p.hincrby(k.popularityCounts, r.fn, 1);
+  if (r.outcome !== 'prewarm') {
+    p.hincrby(key, 'invocations', 1);
+    p.hincrby(k.popularityCounts, r.fn, 1);
+    if (r.outcome === 'timeout') p.hincrby(key, 'timeouts', 1);
+    if (r.coldStart !== undefined) p.hincrby(key, r.coldStart ? 'coldStarts' : 'warmHits', 1);
+    if (r.outcome === 'error') p.hincrby(key, 'failures', 1);
+    if (r.outcome === 'ok') p.lpush(k.fnSamples(r.fn, 'exec'), r.execMs.toFixed(3)).ltrim(k.fnSamples(r.fn, 'exec'), 0, SAMPLES_KEPT - 1);
+  }
   await p.exec();
-}
-
-export async function recordLoad(redis: Redis, k: Keys, fn: string, loadMs: number): Promise<void> {
-  await redis
-    .pipeline()
-    .hincrby(k.fnStats(fn), 'loads', 1)
-    .lpush(k.fnSamples(fn, 'load'), loadMs.toFixed(3))
-    .ltrim(k.fnSamples(fn, 'load'), 0, SAMPLES_KEPT - 1)
-    .exec();
 }
 
 export async function recordEviction(redis: Redis, k: Keys, node: string, ev: EvictionEvent, at = Date.now()): Promise<void> {
@@ -56,6 +56,8 @@ export async function recordEviction(redis: Redis, k: Keys, node: string, ev: Ev
 export interface FunctionStats {
   invocations: number;
   failures: number;
+  /** Invocations a node reached past their deadline and skipped (the caller had a 504). */
+  timeouts: number;
   loads: number;
   coldStarts: number;
   warmHits: number;
@@ -85,6 +87,7 @@ export async function readFunctionStats(redis: Redis, k: Keys, fn: string): Prom
   return {
     invocations: n('invocations'),
     failures: n('failures'),
+    timeouts: n('timeouts'),
     loads: n('loads'),
     coldStarts: n('coldStarts'),
     warmHits: n('warmHits'),

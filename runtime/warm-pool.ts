@@ -9,6 +9,8 @@ export interface ModelSpec {
   readonly sizeBytes: number;
   readonly loadMs: number;
   readonly execMs: number;
+  /** Version of the function this model is (newer versions retire older ones). */
+  readonly version?: number;
   readonly pinned?: boolean;
 }
 
@@ -132,14 +134,13 @@ export class WarmPool<T> {
   /**
    * Takes a model for one invocation, loading it first if needed. Always `release()` the lease.
    * @throws BruleeError MODEL_TOO_LARGE when the model can never fit; CACHE_BUSY when in-flight
-   *   models hold the memory for longer than `admitTimeoutMs`.
+   *   models hold the memory for longer than `admitTimeoutMs`, or past `deadline` (clock ms).
    */
-  async acquire(spec: ModelSpec): Promise<Lease<T>> {
+  async acquire(spec: ModelSpec, deadline?: number): Promise<Lease<T>> {
     const existing = this.entries.get(spec.key);
     if (existing) {
-      // A request for a model that is being dropped keeps it: same key, same bytes, still loaded.
-      delete existing.retire;
-      delete existing.retireReason;
+      // A model being dropped still serves what reaches it before it goes (it was accepted);
+      // the drop stands and happens when the last of them ends.
       existing.inFlight++;
       if (spec.pinned !== undefined) existing.pinned = spec.pinned;
       if (existing.value !== undefined) {
@@ -156,7 +157,7 @@ export class WarmPool<T> {
         throw e;
       }
     }
-    return this.admit(spec);
+    return this.admit(spec, 1, deadline);
   }
 
   /**
@@ -186,19 +187,18 @@ export class WarmPool<T> {
     return true;
   }
 
-  /** Drops every version of `fn` except `keepKey` (now, or when its last invocation ends). */
-  dropFunction(fn: string, how: { keepKey?: string; cause: 'retired' | 'unload'; reason: string }): number {
+  /**
+   * Drops the models of `fn` (now, or when their last invocation ends): all of them, or with
+   * `belowVersion` only the older versions, so a late job of an old version cannot retire a newer one.
+   */
+  dropFunction(fn: string, how: { belowVersion?: number; cause: 'retired' | 'unload'; reason: string }): number {
     let n = 0;
     for (const e of [...this.entries.values()]) {
-      if (e.spec.fn === fn && e.spec.key !== how.keepKey && this.drop(e.spec.key, how.cause, how.reason)) n++;
+      if (e.spec.fn !== fn) continue;
+      if (how.belowVersion !== undefined && (e.spec.version ?? 0) >= how.belowVersion) continue;
+      if (this.drop(e.spec.key, how.cause, how.reason)) n++;
     }
     return n;
-  }
-
-  setPinned(key: string, pinned: boolean): void {
-    const e = this.entries.get(key);
-    if (e) e.pinned = pinned;
-    if (!pinned) this.wake();
   }
 
   /** Keep-alive expiry, for policies that have it (`ttl`). Returns the number dropped. */
@@ -215,26 +215,29 @@ export class WarmPool<T> {
     return dropped;
   }
 
-  /** Disposes everything (shutdown). */
+  /** Disposes everything (shutdown); not evictions, so nothing is reported to `onEvict`. */
   async clear(): Promise<void> {
     for (const e of [...this.entries.values()]) {
       if (e.loading) await e.loading.catch(() => undefined);
-      if (e.value !== undefined) this.evict(e, 'shutdown', 'unload');
+      this.entries.delete(e.spec.key);
+      this.used -= e.spec.sizeBytes;
+      if (e.value !== undefined) this.dispose(e.value, e.spec.key);
+      delete e.value;
     }
     await Promise.allSettled([...this.disposing]);
   }
 
-  private async admit(spec: ModelSpec, hits = 1): Promise<Lease<T>> {
+  private async admit(spec: ModelSpec, hits: number, until?: number): Promise<Lease<T>> {
     if (spec.sizeBytes > this.opts.budgetBytes) {
       throw new BruleeError(
         'MODEL_TOO_LARGE',
         `model ${spec.fn} needs ${spec.sizeBytes} bytes resident, more than this node's whole budget of ${this.opts.budgetBytes} bytes; raise MEMORY_BUDGET or register a smaller model`,
       );
     }
-    const deadline = this.opts.now() + this.opts.admitTimeoutMs;
+    const deadline = Math.min(this.opts.now() + this.opts.admitTimeoutMs, until ?? Infinity);
     for (;;) {
       // Another request may have started the same load while this one waited for memory.
-      if (this.entries.has(spec.key)) return this.acquire(spec);
+      if (this.entries.has(spec.key)) return this.acquire(spec, deadline);
       // Checking for room and reserving it happen in one synchronous step, so concurrent
       // admissions can neither both start a load nor both count on the same free bytes.
       if (this.makeRoom(spec)) break;
@@ -351,17 +354,19 @@ export class WarmPool<T> {
     this.used -= e.spec.sizeBytes;
     this.opts.policy.onEvict?.(e.spec.key, this.opts.now());
     this.opts.onEvict?.({ key: e.spec.key, fn: e.spec.fn, sizeBytes: e.spec.sizeBytes, reason, cause });
-    const value = e.value;
+    if (e.value !== undefined) this.dispose(e.value, e.spec.key);
     delete e.value;
-    if (value !== undefined && this.opts.dispose) {
-      // A failed release cannot be retried; the bytes are accounted as free either way.
-      const d = Promise.resolve()
-        .then(() => this.opts.dispose!(value, e.spec.key))
-        .catch(() => undefined)
-        .finally(() => this.disposing.delete(d));
-      this.disposing.add(d);
-    }
     this.wake();
+  }
+
+  /** Frees a value in the background; a failed release cannot be retried, the bytes count as free. */
+  private dispose(value: T, key: string): void {
+    if (!this.opts.dispose) return;
+    const d = Promise.resolve()
+      .then(() => this.opts.dispose!(value, key))
+      .catch(() => undefined)
+      .finally(() => this.disposing.delete(d));
+    this.disposing.add(d);
   }
 
   private wake(): void {

@@ -2,10 +2,12 @@ import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { Logger } from 'pino';
 import { BruleeError } from '../../errors';
+import { isRedisConnectionError, redisUnavailable } from '../../queue/connection';
 
 /** Anything thrown, as a BruleeError (unknown errors become INTERNAL, logged with their stack). */
 export function asBruleeError(e: unknown, log?: Logger): BruleeError {
   if (e instanceof BruleeError) return e;
+  if (isRedisConnectionError(e)) return redisUnavailable(e);
   if (e instanceof HTTPException) {
     const code = e.status === 413 ? 'PAYLOAD_TOO_LARGE' : e.status === 401 ? 'UNAUTHORIZED' : e.status === 404 ? 'NOT_FOUND' : 'BAD_REQUEST';
     return new BruleeError(code, e.message || 'bad request');

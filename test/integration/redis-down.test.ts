@@ -26,6 +26,10 @@ describe('Redis goes away', () => {
       expect(down.status).toBe(503);
       expect(((await down.json()) as any).error.code).toBe('REDIS_UNAVAILABLE');
       expect((await b.app.request('/healthz')).status).toBe(503);
+      for (const [method, path] of [['GET', '/functions'], ['GET', '/stats'], ['GET', '/invocations/00000000-0000-0000-0000-000000000000'], ['POST', '/v2/repository/index']] as const) {
+        const r = await b.app.request(path, { method });
+        expect(r.status, `${method} ${path}`).toBe(503);
+      }
       expect(Date.now() - t0).toBeLessThan(3000);
 
       redis = await startRedisServer({ dir: join(dir, 'redis'), port: redis.port, persist: true });
