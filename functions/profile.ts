@@ -54,6 +54,8 @@ export interface ProfileOptions {
 }
 
 const CHILD = fileURLToPath(new URL('./profile-child.ts', import.meta.url));
+/** tsx's loader, resolved from here rather than from the working directory the server was started in. */
+const TSX = import.meta.resolve('tsx');
 
 /**
  * Profiles a stored model in a fresh child process, so the memory it measures is the model's own.
@@ -70,7 +72,7 @@ export async function profileModel(path: string, opts: ProfileOptions = {}): Pro
   const timeoutMs = opts.timeoutMs ?? 120_000;
   const reply = await new Promise<ProfileReply>((resolve, reject) => {
     const child = fork(CHILD, [], {
-      execArgv: ['--import', 'tsx', '--expose-gc'],
+      execArgv: ['--import', TSX, '--expose-gc'],
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
     let stderr = '';

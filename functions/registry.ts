@@ -1,9 +1,10 @@
 import type { Redis } from 'ioredis';
 import { BruleeError } from '../errors';
 import type { Keys } from '../queue/keys';
-import type { ModelRef } from '../queue/wire';
+import { ELEMENT_TYPES, type ModelRef } from '../queue/wire';
 import type { Signature } from '../runtime/onnx';
 import { profileModel, type Profile } from './profile';
+import { isElementType } from './signature';
 import { ModelStore } from './store';
 
 /** Options a user sets at registration (query parameters of PUT /functions/{name}). */
@@ -171,6 +172,14 @@ export class FunctionRegistry {
     } catch (e) {
       if (!wasStored) await this.o.store.remove(sha);
       throw e;
+    }
+    const unsupported = [...inspected.signature.inputs, ...inspected.signature.outputs].filter((t) => !isElementType(t.type));
+    if (unsupported.length > 0) {
+      if (!wasStored) await this.o.store.remove(sha);
+      throw new BruleeError(
+        'INVALID_MODEL',
+        `brulee cannot carry ${unsupported.map((t) => `"${t.name}" (${t.type})`).join(', ')} over JSON; supported element types: ${ELEMENT_TYPES.join(', ')}`,
+      );
     }
     const version = (prev?.version ?? 0) + 1;
     const fn: FunctionMeta = {

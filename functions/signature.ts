@@ -1,4 +1,5 @@
 import { BruleeError } from '../errors';
+import { fromHalf, toHalf } from './float16';
 import type { Signature, TensorSpec } from '../runtime/onnx';
 import { ARRAY_OF, ELEMENT_TYPES, type ElementType, type Tensor, type TypedArray } from '../queue/wire';
 
@@ -20,9 +21,36 @@ const INT_RANGE: Partial<Record<ElementType, [number, number]>> = {
   int32: [-2147483648, 2147483647], uint32: [0, 4294967295],
 };
 
-function flatten(data: unknown, out: unknown[]): void {
-  if (Array.isArray(data)) for (const d of data) flatten(d, out);
-  else out.push(data);
+/**
+ * The values of `data`, flat or nested (row-major), without recursion: nesting deeper than the
+ * input's rank is an error, not a stack overflow.
+ */
+function flatten(name: string, data: unknown, rank: number): unknown[] {
+  if (!Array.isArray(data)) return [data];
+  const out: unknown[] = [];
+  const stack: Array<{ items: unknown[]; i: number }> = [{ items: data, i: 0 }];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    if (top.i >= top.items.length) {
+      stack.pop();
+      continue;
+    }
+    const v = top.items[top.i++];
+    if (!Array.isArray(v)) {
+      out.push(v);
+      continue;
+    }
+    if (stack.length >= Math.max(rank, 1)) throw invalid(`input "${name}": data is nested deeper than the input's ${rank} dims`);
+    stack.push({ items: v, i: 0 });
+  }
+  return out;
+}
+
+/** JSON has no NaN or infinities: they travel as these strings, both ways. */
+const SPECIAL: Record<string, number> = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity };
+
+function jsonFloat(v: number): number | string {
+  return Number.isFinite(v) ? v : String(v);
 }
 
 function invalid(message: string): BruleeError {
@@ -51,9 +79,10 @@ function fill(name: string, type: ElementType, values: unknown[]): TypedArray {
       const ok = type === 'int64' ? b >= -(2n ** 63n) && b < 2n ** 63n : b >= 0n && b < 2n ** 64n;
       if (!ok) throw bad(`a value in ${type} range`);
       (arr as BigInt64Array | BigUint64Array)[i] = b;
-    } else if (type === 'float32' || type === 'float64') {
-      if (typeof v !== 'number') throw bad('a number');
-      arr[i] = v;
+    } else if (type === 'float32' || type === 'float64' || type === 'float16') {
+      const x = typeof v === 'number' ? v : typeof v === 'string' ? SPECIAL[v] : undefined;
+      if (x === undefined) throw bad('a number (or "NaN", "Infinity", "-Infinity")');
+      arr[i] = type === 'float16' ? toHalf(x) : x;
     } else {
       const [lo, hi] = INT_RANGE[type]!;
       if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) throw bad(`an integer from ${lo} to ${hi}`);
@@ -93,8 +122,7 @@ export function parseInput(spec: TensorSpec, raw: unknown): Tensor {
     }
   });
   if (obj.data === undefined) throw invalid(`input "${name}": data is missing`);
-  const values: unknown[] = [];
-  flatten(obj.data, values);
+  const values = flatten(name, obj.data, spec.dims.length);
   const count = (dims as number[]).reduce((a, b) => a * b, 1);
   if (values.length !== count) {
     throw invalid(`input "${name}": data has ${values.length} elements, but dims ${JSON.stringify(dims)} need ${count}`);
@@ -118,16 +146,37 @@ export function parseInputs(sig: Signature, raw: Record<string, unknown>): Recor
   return out;
 }
 
-/** A tensor's values as JSON: int64 beyond 2^53 as decimal strings, bool as true/false. */
-export function jsonValues(t: Tensor): Array<number | boolean | string> {
+/**
+ * A tensor's values as JSON: bool as true/false; NaN and infinities as "NaN", "Infinity",
+ * "-Infinity"; int64 beyond 2^53 as decimal strings, or with `bigint: 'raw'` as BigInts for a
+ * caller that writes them as bare digits (the Open Inference Protocol wants numbers).
+ */
+export function jsonValues(t: Tensor, opts: { bigint?: 'string' | 'raw' } = {}): Array<number | boolean | string | bigint> {
   const d = t.data;
   if (t.type === 'bool') return Array.from(d as Uint8Array, (v) => v !== 0);
+  if (t.type === 'float16') return Array.from(d as Uint16Array, (h) => jsonFloat(fromHalf(h)));
   if (d instanceof BigInt64Array || d instanceof BigUint64Array) {
-    return Array.from(d, (v) => (v >= -(2n ** 53n) && v <= 2n ** 53n ? Number(v) : v.toString()));
+    const safe = (v: bigint) => v >= -(2n ** 53n) && v <= 2n ** 53n;
+    return Array.from(d, (v) => (safe(v) ? Number(v) : opts.bigint === 'raw' ? v : v.toString()));
   }
+  if (d instanceof Float32Array || d instanceof Float64Array) return Array.from(d, jsonFloat);
   return Array.from(d as ArrayLike<number>);
 }
 
 export function toJsonTensor(t: Tensor): JsonTensor {
-  return { type: t.type, dims: t.dims, data: jsonValues(t) };
+  return { type: t.type, dims: t.dims, data: jsonValues(t) as JsonTensor['data'] };
+}
+
+/**
+ * JSON.stringify, but BigInts are written as bare digits (JSON numbers of any size), which
+ * JSON.stringify itself refuses to do.
+ */
+export function stringifyWithBigInts(value: unknown): string {
+  const marks: string[] = [];
+  const text = JSON.stringify(value, (_k, v: unknown) => {
+    if (typeof v !== 'bigint') return v;
+    marks.push(v.toString());
+    return `\u0000bigint${marks.length - 1}\u0000`;
+  });
+  return marks.length === 0 ? text : text.replace(/"\\u0000bigint(\d+)\\u0000"/g, (_m, i: string) => marks[Number(i)]!);
 }

@@ -4,16 +4,16 @@
  * precision loss) and a large tensor costs a third more than its bytes, not ten times.
  */
 
-export const ELEMENT_TYPES = ['float32', 'float64', 'int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64', 'bool'] as const;
+export const ELEMENT_TYPES = ['float32', 'float64', 'float16', 'int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64', 'bool'] as const;
 export type ElementType = (typeof ELEMENT_TYPES)[number];
 
 export type TypedArray =
   | Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array
   | Int32Array | Uint32Array | BigInt64Array | BigUint64Array;
 
-/** The typed array that holds each element type (bool as one byte per element, as onnxruntime does). */
+/** The typed array that holds each element type (bool as one byte, float16 as its 16-bit pattern, as onnxruntime does). */
 export const ARRAY_OF: Record<ElementType, { new (n: number): TypedArray; BYTES_PER_ELEMENT: number }> = {
-  float32: Float32Array, float64: Float64Array, int8: Int8Array, uint8: Uint8Array,
+  float32: Float32Array, float64: Float64Array, float16: Uint16Array, int8: Int8Array, uint8: Uint8Array,
   int16: Int16Array, uint16: Uint16Array, int32: Int32Array, uint32: Uint32Array,
   int64: BigInt64Array, uint64: BigUint64Array, bool: Uint8Array,
 };

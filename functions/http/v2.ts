@@ -5,7 +5,7 @@ import type { ElementType } from '../../queue/wire';
 import type { TensorSpec } from '../../runtime/onnx';
 import type { Gateway } from '../gateway';
 import type { FunctionMeta } from '../registry';
-import { jsonValues } from '../signature';
+import { jsonValues, stringifyWithBigInts } from '../signature';
 import { check, jsonBody, limit, parseJson } from './parse';
 
 /**
@@ -21,7 +21,7 @@ const V2_TYPE: Record<string, string> = {
 };
 const FROM_V2: Record<string, ElementType> = {
   BOOL: 'bool', UINT8: 'uint8', UINT16: 'uint16', UINT32: 'uint32', UINT64: 'uint64',
-  INT8: 'int8', INT16: 'int16', INT32: 'int32', INT64: 'int64', FP32: 'float32', FP64: 'float64',
+  INT8: 'int8', INT16: 'int16', INT32: 'int32', INT64: 'int64', FP16: 'float16', FP32: 'float32', FP64: 'float64',
 };
 
 const v2Tensor = (t: TensorSpec) => ({
@@ -103,7 +103,7 @@ export function v2Routes({ gateway, auth, maxRequestBytes, redisOk }: V2Options)
       const outputs = req.outputs?.map((o) => o.name);
       const r = await gateway.invoke(fn.name, inputs, outputs ? { outputs } : {});
       const order = outputs ?? fn.signature.outputs.map((o) => o.name);
-      return c.json({
+      const body = {
         model_name: fn.name,
         model_version: String(r.fn.version),
         ...(req.id !== undefined ? { id: req.id } : {}),
@@ -111,9 +111,11 @@ export function v2Routes({ gateway, auth, maxRequestBytes, redisOk }: V2Options)
           .filter((n) => r.outputs[n])
           .map((n) => {
             const t = r.outputs[n]!;
-            return { name: n, datatype: V2_TYPE[t.type] ?? t.type, shape: t.dims, data: jsonValues(t) };
+            return { name: n, datatype: V2_TYPE[t.type] ?? t.type, shape: t.dims, data: jsonValues(t, { bigint: 'raw' }) };
           }),
-      });
+      };
+      // INT64 beyond 2^53 goes out as JSON numbers, as the protocol says, not as strings.
+      return c.body(stringifyWithBigInts(body), 200, { 'content-type': 'application/json' });
     });
   }
 
