@@ -25,8 +25,6 @@ export interface Brulee {
 }
 
 export interface BruleeDeps {
-  /** Redis key namespace. @default 'brulee' */
-  namespace?: string;
   log?: Logger;
 }
 
@@ -39,7 +37,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
   if (!config.redisUrl) throw new Error('createBrulee: config.redisUrl is required');
   const redisUrl = config.redisUrl;
   const log = deps.log ?? pino({ level: config.logLevel });
-  const k = makeKeys(deps.namespace);
+  const k = makeKeys(config.keyPrefix);
   // Request/response commands fail fast while Redis is away: the HTTP answer is a 503, not a hang.
   const redis = createRedis(redisUrl, { name: 'brulee', failFast: true });
   await waitForRedis(redis, 10_000);
@@ -72,10 +70,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
     redis,
     keys: k,
     store: new ModelStore(config.dataDir),
-    largestBudget: async () => {
-      const nodes = await dispatcher.nodes(true);
-      return nodes.length ? Math.max(...nodes.map((n) => n.budgetBytes)) : undefined;
-    },
+    budgets: async () => (await dispatcher.nodes(true)).map((n) => n.budgetBytes),
   });
   await registry.watch(createRedis(redisUrl, { name: 'brulee-registry-sub' }));
   const recorder = config.traceRecord ? new TraceRecorder(config.dataDir) : undefined;

@@ -53,6 +53,10 @@ const EnvSchema = z.object({
     .string()
     .refine((s) => cron.validate(s), { message: 'POPULARITY_CRON must be a node-cron expression, for example "*/10 * * * * *" (every 10 s)' })
     .default('*/10 * * * * *'),
+  KEY_PREFIX: z
+    .string()
+    .regex(/^[a-zA-Z0-9_-]{1,64}$/, 'KEY_PREFIX must be 1-64 letters, digits, _ or -')
+    .default('brulee'),
   NODE_ID: z
     .string()
     .regex(/^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$/, 'NODE_ID must be 1-63 letters, digits, _ or -')
@@ -78,6 +82,8 @@ export interface Config {
   apiKey: string | undefined;
   popularityCron: string;
   nodeId: string;
+  /** Namespace of every Redis key (several clusters can share one Redis). */
+  keyPrefix: string;
   maxModelBytes: number;
   maxRequestBytes: number;
   invokeTimeoutMs: number;
@@ -111,6 +117,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     apiKey: e.API_KEY,
     popularityCron: e.POPULARITY_CRON,
     nodeId: e.NODE_ID ?? hostname().replace(/[^a-zA-Z0-9_-]/g, '-').slice(0, 63),
+    keyPrefix: e.KEY_PREFIX,
     maxModelBytes: e.MAX_MODEL_BYTES,
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     invokeTimeoutMs: e.INVOKE_TIMEOUT_MS,

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { BruleeError } from '../errors';
 import type { Keys } from '../queue/keys';
@@ -54,6 +55,8 @@ export interface RegisterResult {
   replaced?: FunctionMeta;
 }
 
+const RELEASE_LOCK = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export function validateName(name: string): void {
@@ -70,7 +73,8 @@ export interface RegistryOptions {
   keys: Keys;
   store: ModelStore;
   /** Largest budget of any live node (undefined: no node known, do not check). */
-  largestBudget: () => Promise<number | undefined>;
+  /** Byte budgets of the live nodes (empty: no node known, nothing is checked). */
+  budgets: () => Promise<number[]>;
 }
 
 /**
@@ -138,13 +142,21 @@ export class FunctionRegistry {
   async register(name: string, bytes: Uint8Array, opts: RegisterOptions): Promise<RegisterResult> {
     validateName(name);
     if (bytes.byteLength === 0) throw new BruleeError('INVALID_MODEL', 'the body is empty: send the ONNX file as the raw request body (Content-Type: application/octet-stream)');
+    return this.locked(name, () => this.registerLocked(name, bytes, opts));
+  }
+
+  /** Runs `f` holding the function's lock: one registration or deletion of a name at a time. */
+  private async locked<T>(name: string, f: () => Promise<T>): Promise<T> {
     const lockKey = `${this.o.keys.fn(name)}:lock`;
-    const got = await this.o.redis.set(lockKey, '1', 'PX', 300_000, 'NX');
-    if (!got) throw new BruleeError('CONFLICT', `function "${name}" is being registered by another request; retry when it finishes`);
+    const token = randomUUID();
+    if (!(await this.o.redis.set(lockKey, token, 'PX', 300_000, 'NX'))) {
+      throw new BruleeError('CONFLICT', `function "${name}" is being registered or deleted by another request; retry when it finishes`);
+    }
     try {
-      return await this.registerLocked(name, bytes, opts);
+      return await f();
     } finally {
-      await this.o.redis.del(lockKey).catch(() => undefined);
+      // Release only our own lock (it may have expired and been taken by another request).
+      await this.o.redis.eval(RELEASE_LOCK, 1, lockKey, token).catch(() => undefined);
     }
   }
 
@@ -201,19 +213,30 @@ export class FunctionRegistry {
       throw e;
     }
     await this.save(fn);
+    // A concurrent deletion of another function with these same bytes may have removed the file
+    // while this one was being profiled; put it back (a no-op when it is there).
+    await this.o.store.put(bytes);
     return { created: !prev, newVersion: true, fn, ...(prev ? { replaced: prev } : {}) };
   }
 
   /** Deletes a function; the bytes of its versions go when no other function needs them. */
   async delete(name: string): Promise<FunctionMeta> {
+    validateName(name);
+    return this.locked(name, () => this.deleteLocked(name));
+  }
+
+  private async deleteLocked(name: string): Promise<FunctionMeta> {
     const fn = await this.get(name);
     this.invalidate(name);
+    const k = this.o.keys;
+    // Its counts, samples and popularity go too: a function registered later under the same name starts afresh.
     await this.o.redis
       .multi()
-      .del(this.o.keys.fn(name))
-      .srem(this.o.keys.functions, name)
-      .del(this.o.keys.fnStats(name))
-      .publish(this.o.keys.control, JSON.stringify({ type: 'function', name }))
+      .del(k.fn(name), k.fnStats(name), k.fnSamples(name, 'load'), k.fnSamples(name, 'exec'))
+      .srem(k.functions, name)
+      .hdel(k.popularityCounts, name)
+      .hdel(k.popularity, name)
+      .publish(k.control, JSON.stringify({ type: 'function', name }))
       .exec();
     const stillNeeded = new Set((await this.list()).flatMap((f) => f.versions.map((v) => v.sha256)));
     for (const v of fn.versions) if (!stillNeeded.has(v.sha256)) await this.o.store.remove(v.sha256);
@@ -235,13 +258,29 @@ export class FunctionRegistry {
       .exec();
   }
 
+  /**
+   * A model bigger than every node's budget could never load; pinned models that together take
+   * more than all budgets would starve everything else. Both are refused with what to change.
+   */
   private async checkFits(fn: FunctionMeta): Promise<void> {
-    const largest = await this.o.largestBudget();
-    if (largest !== undefined && fn.sizeBytes > largest) {
+    const budgets = await this.o.budgets();
+    if (budgets.length === 0) return;
+    const largest = Math.max(...budgets);
+    if (fn.sizeBytes > largest) {
       throw new BruleeError(
         'MODEL_TOO_LARGE',
         `function "${fn.name}" needs ${fn.sizeBytes} bytes resident (measured ${fn.profile.residentBytes}, file ${fn.profile.fileBytes}), more than the largest node budget of ${largest} bytes; raise MEMORY_BUDGET`,
       );
+    }
+    if (fn.options.pinned) {
+      const total = budgets.reduce((a, b) => a + b, 0);
+      const pinned = (await this.list()).filter((f) => f.options.pinned && f.name !== fn.name).reduce((a, f) => a + f.sizeBytes, 0);
+      if (pinned + fn.sizeBytes > total) {
+        throw new BruleeError(
+          'MODEL_TOO_LARGE',
+          `pinning "${fn.name}" (${fn.sizeBytes} bytes) would pin ${pinned + fn.sizeBytes} bytes, more than all node budgets together (${total} bytes); unpin another function or raise MEMORY_BUDGET`,
+        );
+      }
     }
   }
 }

@@ -8,6 +8,8 @@ export interface PrivateRedis {
   url: string;
   port: number;
   stop(): Promise<void>;
+  /** Signals the server to stop, synchronously (for a process 'exit' handler). */
+  kill(): void;
 }
 
 export const INSTALL_REDIS_HINT =
@@ -65,6 +67,7 @@ export async function startRedisServer(opts: { dir: string; port?: number; persi
   return {
     url,
     port,
+    kill: () => void child.kill('SIGTERM'),
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();

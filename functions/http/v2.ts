@@ -85,10 +85,11 @@ export function v2Routes({ gateway, auth, maxRequestBytes, redisOk }: V2Options)
         outputs: fn.signature.outputs.map(v2Tensor),
       });
     });
-    // Registered means ready: a model loads on demand (a cold start), so it can always serve.
+    // Registered means ready while some node is alive: a model loads on demand (a cold start).
     app.get(`${base}/ready`, async (c) => {
-      await model(c);
-      return c.json({ name: c.req.param('name'), ready: true });
+      const fn = await model(c);
+      const ready = (await gateway.dispatcher.nodes(true)).length > 0;
+      return c.json({ name: fn.name, ready }, ready ? 200 : 503);
     });
     app.post(`${base}/infer`, limit(maxRequestBytes, 'request body', 'MAX_REQUEST_BYTES'), async (c) => {
       const fn = await model(c);

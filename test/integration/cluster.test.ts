@@ -3,7 +3,7 @@ import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
 import { refreshPopularity } from '../../runtime/popularity';
 import { mlpModel } from '../models/generate';
-import { startBrulee, type TestBrulee } from '../support/brulee';
+import { deleteKeys, startBrulee, type TestBrulee } from '../support/brulee';
 
 const redis = createRedis(inject('redisUrl'));
 const started: TestBrulee[] = [];
@@ -58,12 +58,14 @@ describe('a gateway and two runtime nodes on one Redis', () => {
 
 describe('popularity cron', () => {
   it('runs once per cluster: of two replicas refreshing at the same moment, one does the work', async () => {
-    const k = keys(`pop${Date.now()}`);
+    const ns = `pop${Date.now()}`;
+    const k = keys(ns);
     await redis.hincrby(k.popularityCounts, 'f', 3);
     const [r1, r2] = await Promise.all([refreshPopularity(redis, k, 1000, 600_000), refreshPopularity(redis, k, 1000, 600_000)]);
     expect([r1, r2].filter((r) => r !== undefined)).toEqual([{ f: 1 }]);
     expect(await redis.hgetall(k.popularity)).toEqual({ f: '1' });
     expect(await redis.exists(k.popularityCounts)).toBe(0);
+    await deleteKeys(ns);
   });
 
   it('fires on its schedule and the node picks up the new shares', async () => {

@@ -151,6 +151,9 @@ describe('register and invoke', () => {
     expect(second.status).toBe(200);
     expect(second.body).toMatchObject({ version: 2, newVersion: true, created: false });
     expect(second.body.versions.map((v: { version: number }) => v.version)).toEqual([1, 2]);
+    // Registering v2 retires v1 on the nodes at once, before any v2 invocation.
+    for (let i = 0; i < 50 && b.node!.pool.list().some((m) => m.fn === 'versioned'); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(b.node!.pool.list().filter((m) => m.fn === 'versioned')).toEqual([]);
     const out2 = await b.invoke('versioned', x);
     expect(out2.body.version).toBe(2);
     expect(out2.body.coldStart).toBe(true);

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,8 +7,11 @@ import pino from 'pino';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createBrulee } from '../../brulee';
 import { loadConfig } from '../../config';
+import { createRedis } from '../../queue/connection';
+import { keys } from '../../queue/keys';
 import { ensureRedis, freePort, INSTALL_REDIS_HINT } from '../../queue/redis-server';
 import { mlpModel } from '../models/generate';
+import { deleteKeys } from '../support/brulee';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -69,8 +73,9 @@ describe('restart', () => {
 
   it('npm start serves, and drains on SIGTERM with exit code 0', async () => {
     const port = await freePort();
+    const prefix = `npmstart${port}`;
     const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
-      env: { ...process.env, PORT: String(port), REDIS_URL: inject('redisUrl'), DATA_DIR: tmp(), NODE_ID: 'npm-start', LOG_LEVEL: 'warn' },
+      env: { ...process.env, PORT: String(port), REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, DATA_DIR: tmp(), NODE_ID: 'npm-start', LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -87,6 +92,28 @@ describe('restart', () => {
     expect(((await inv.json()) as any).outputs.y.dims).toEqual([1, 2]);
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
+    await deleteKeys(prefix);
+  });
+
+  it('on a port already taken, says so and exits 1 without leaving its node behind', async () => {
+    const blocker = createServer().listen(0, '127.0.0.1');
+    await new Promise((r) => blocker.once('listening', r));
+    const port = (blocker.address() as { port: number }).port;
+    const prefix = `taken${port}`;
+    const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
+      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, DATA_DIR: tmp(), NODE_ID: 'taken', LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    blocker.close();
+    expect(code).toBe(1);
+    expect(err).toMatch(new RegExp(`port ${port} is taken; set PORT`));
+    const redis = createRedis(inject('redisUrl'));
+    expect(await redis.hkeys(keys(prefix).nodes)).toEqual([]);
+    redis.disconnect();
+    await deleteKeys(prefix);
   });
 
   it('refuses to start on a bad MEMORY_BUDGET, saying what to fix', async () => {

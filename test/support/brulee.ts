@@ -6,6 +6,7 @@ import pino from 'pino';
 import { inject } from 'vitest';
 import { createBrulee, type Brulee } from '../../brulee';
 import { loadConfig } from '../../config';
+import { createRedis } from '../../queue/connection';
 
 export interface TestBrulee extends Brulee {
   dataDir: string;
@@ -16,8 +17,23 @@ export interface TestBrulee extends Brulee {
   json<T = any>(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: T }>;
   put(name: string, bytes: Uint8Array, query?: string, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
   invoke(name: string, inputs: Record<string, unknown>): Promise<{ status: number; body: any }>;
-  /** Closes brulee and removes its data dir and keys. */
+  /** Closes brulee and removes its data dir and Redis keys (unless they were reused from another). */
   destroy(): Promise<void>;
+}
+
+/** Deletes every key of a namespace (the test Redis may be a shared one, via REDIS_URL). */
+export async function deleteKeys(namespace: string): Promise<void> {
+  const redis = createRedis(inject('redisUrl'));
+  try {
+    let cursor = '0';
+    do {
+      const [next, found] = await redis.scan(cursor, 'MATCH', `${namespace}:*`, 'COUNT', 1000);
+      if (found.length > 0) await redis.unlink(...found);
+      cursor = next;
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
 }
 
 /**
@@ -31,11 +47,12 @@ export async function startBrulee(env: Record<string, string> = {}, reuse?: { na
     REDIS_URL: inject('redisUrl'),
     DATA_DIR: dataDir,
     NODE_ID: reuse?.nodeId ?? `node-${namespace}`,
+    KEY_PREFIX: namespace,
     POPULARITY_CRON: '0 0 1 1 *', // tests refresh popularity by hand, when they mean to
     LOG_LEVEL: 'silent',
     ...env,
   });
-  const b = await createBrulee(config, { namespace, log: pino({ level: 'silent' }) });
+  const b = await createBrulee(config, { log: pino({ level: 'silent' }) });
   const req = async (path: string, init?: RequestInit) => b.app.request(path, init);
   const json = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
     const res = await req(path, {
@@ -65,7 +82,9 @@ export async function startBrulee(env: Record<string, string> = {}, reuse?: { na
     },
     async destroy() {
       await b.close();
-      if (!reuse) rmSync(dataDir, { recursive: true, force: true });
+      if (reuse) return;
+      rmSync(dataDir, { recursive: true, force: true });
+      await deleteKeys(namespace);
     },
   };
 }
