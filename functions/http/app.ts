@@ -1,8 +1,8 @@
 import { Hono } from 'hono';
 import type { Logger } from 'pino';
-import { fromWire } from '../../queue/wire';
+import { fromWire, mapValues, type Tensor } from '../../queue/wire';
 import type { Metrics } from '../../runtime/metrics';
-import type { Gateway, Invocation } from '../gateway';
+import type { Gateway } from '../gateway';
 import type { FunctionMeta } from '../registry';
 import { toJsonTensor } from '../signature';
 import { requireKey } from './auth';
@@ -36,10 +36,9 @@ function describe(fn: FunctionMeta) {
   };
 }
 
-export function invocationJson(r: Invocation) {
+/** Outputs, cold start, node and timings, as the invoke routes answer them. */
+function resultJson(r: { outputs: Record<string, Tensor>; coldStart: boolean; node: string; timings: object }) {
   return {
-    function: r.fn.name,
-    version: r.fn.version,
     outputs: Object.fromEntries(Object.entries(r.outputs).map(([k, t]) => [k, toJsonTensor(t)])),
     coldStart: r.coldStart,
     node: r.node,
@@ -91,21 +90,14 @@ export function createApp(o: AppOptions): Hono {
       const id = await gateway.submit(name, body.inputs, opts);
       return c.json({ id, status: 'waiting', href: `/invocations/${id}` }, 202);
     }
-    return c.json(invocationJson(await gateway.invoke(name, body.inputs, opts)));
+    const r = await gateway.invoke(name, body.inputs, opts);
+    return c.json({ function: r.fn.name, version: r.fn.version, ...resultJson(r) });
   });
 
   app.get('/invocations/:id', async (c) => {
     const s = await gateway.dispatcher.status(c.req.param('id'));
     if (s.status === 'completed') {
-      const r = s.result;
-      return c.json({
-        id: s.id,
-        status: s.status,
-        outputs: Object.fromEntries(Object.entries(r.outputs).map(([k, w]) => [k, toJsonTensor(fromWire(w))])),
-        coldStart: r.coldStart,
-        node: r.node,
-        timings: r.timings,
-      });
+      return c.json({ id: s.id, status: s.status, ...resultJson({ ...s.result, outputs: mapValues(s.result.outputs, fromWire) }) });
     }
     if (s.status === 'failed') return c.json({ id: s.id, status: s.status, error: s.error.toJSON() });
     return c.json({ id: s.id, status: s.status });

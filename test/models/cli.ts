@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { convSpec, mlpOptionsForBytes, mlpSpec, typesSpec, writeModel, type MlpOptions } from './generate';
 import { encodeModel, formatValueInfo, type ModelSpec } from './onnx-builder';
+import { parseBytes } from '../../config';
 
 const USAGE = `usage: tsx test/models/cli.ts <mlp|types|conv> [options]
   --out PATH         output file (default: $TMPDIR/brulee-models/<kind>.onnx)
@@ -25,21 +26,10 @@ mlp options:
   --seed N           weight seed (default 0)
   --batch N|dynamic  batch dimension (default dynamic)`;
 
-const UNITS: Record<string, number> = {
-  b: 1,
-  kb: 1e3,
-  mb: 1e6,
-  gb: 1e9,
-  kib: 1024,
-  mib: 1024 ** 2,
-  gib: 1024 ** 3,
-};
-
 function parseSize(s: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(s);
-  const unit = UNITS[(m?.[2] || 'b').toLowerCase()];
-  if (!m || unit === undefined) throw new Error(`bad size "${s}" (try 5MB, 512KiB, 1000000)`);
-  return Math.round(Number(m[1]) * unit);
+  const n = parseBytes(s);
+  if (!(n > 0)) throw new Error(`bad size "${s}" (try 5MB, 512KiB, 1000000)`);
+  return n;
 }
 
 function parseInt10(name: string, s: string): number {
