@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { BruleeError } from '../errors';
-import type { Keys } from '../queue/keys';
+import { controlType, type Keys } from '../queue/keys';
 import { ELEMENT_TYPES, type ModelRef } from '../queue/wire';
 import type { Signature } from '../runtime/onnx';
 import { profileModel, type Profile } from './profile';
@@ -96,8 +96,9 @@ export class FunctionRegistry {
     this.sub = subscriber;
     await subscriber.subscribe(this.o.keys.control);
     subscriber.on('message', (_ch, msg: string) => {
-      const m = JSON.parse(msg) as { type: string; name?: string };
-      if (m.type === 'function' && m.name) this.invalidate(m.name);
+      if (controlType(msg) !== 'function') return;
+      const { name } = JSON.parse(msg) as { name?: unknown };
+      if (typeof name === 'string') this.invalidate(name);
     });
     // Whatever changed before we listened is not in the copy yet: start empty.
     this.cache.clear();

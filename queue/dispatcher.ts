@@ -69,6 +69,7 @@ export class Dispatcher {
     const now = Date.now();
     if (fresh || !this.nodesCache || now - this.nodesCache.at > this.opts.nodesRefreshMs) {
       this.nodesCache = { at: now, nodes: await liveNodes(this.opts.redis, this.opts.keys, now) };
+      this.forgetDeadQueues(new Set(this.nodesCache.nodes.map((n) => n.id)));
     }
     return this.nodesCache.nodes;
   }
@@ -213,6 +214,16 @@ export class Dispatcher {
       clearTimeout(timer);
       stopListening();
       this.inFlight.set(nodeId, (this.inFlight.get(nodeId) ?? 1) - 1);
+    }
+  }
+
+  /** Closes the queue connections of nodes that are gone (and that nobody here waits on). */
+  private forgetDeadQueues(live: Set<string>): void {
+    for (const [id, q] of this.queues) {
+      if (live.has(id) || (this.inFlight.get(id) ?? 0) > 0) continue;
+      this.queues.delete(id);
+      this.inFlight.delete(id);
+      void Promise.allSettled([q.ready.then((e) => e.close()), q.queue.close()]).then(() => q.eventsRedis.disconnect());
     }
   }
 

@@ -25,3 +25,13 @@ export function keys(ns = 'brulee') {
 }
 
 export type Keys = ReturnType<typeof keys>;
+
+/** The `type` of a control-channel message, or undefined for one that is not ours. */
+export function controlType(msg: string): string | undefined {
+  try {
+    const m = JSON.parse(msg) as { type?: unknown };
+    return typeof m.type === 'string' ? m.type : undefined;
+  } catch {
+    return undefined;
+  }
+}

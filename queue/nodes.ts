@@ -26,13 +26,19 @@ export async function removeNode(redis: Redis, k: Keys, id: string): Promise<voi
   await redis.hdel(k.nodes, id);
 }
 
-/** Nodes whose heartbeat is fresh. */
+/** A node silent this long is forgotten (its entry removed from the heartbeat hash). */
+export const NODE_FORGET_MS = 3_600_000;
+
+/** Nodes whose heartbeat is fresh; entries of nodes long gone are removed on the way. */
 export async function liveNodes(redis: Redis, k: Keys, now = Date.now()): Promise<NodeInfo[]> {
   const all = await redis.hgetall(k.nodes);
   const out: NodeInfo[] = [];
-  for (const v of Object.values(all)) {
+  const gone: string[] = [];
+  for (const [id, v] of Object.entries(all)) {
     const info = JSON.parse(v) as NodeInfo;
     if (now - info.heartbeatAt <= NODE_TTL_MS) out.push(info);
+    else if (now - info.heartbeatAt > NODE_FORGET_MS) gone.push(id);
   }
+  if (gone.length > 0) await redis.hdel(k.nodes, ...gone);
   return out.sort((a, b) => (a.id < b.id ? -1 : 1));
 }

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { BruleeError, errorToWire } from '../errors';
 import { createRedis } from '../queue/connection';
 import { modelKey } from '../queue/dispatcher';
-import type { Keys } from '../queue/keys';
+import { controlType, type Keys } from '../queue/keys';
 import { parkLargeOutputs } from '../queue/results';
 import { removeNode, writeHeartbeat, type NodeInfo } from '../queue/nodes';
 import { fromWire, JOB, mapValues, toWire, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type UnloadJob } from '../queue/wire';
@@ -70,6 +70,8 @@ export class RuntimeNode {
       dispose: (m) => m.dispose(),
       onEvict: (ev) => {
         this.evictions++;
+        this.shaOf.delete(ev.key); // the next job for it says again where its bytes are
+        this.lastLoadMs.delete(ev.key);
         metrics.evictions.inc({ function: ev.fn, cause: ev.cause });
         log.info({ model: ev.key, cause: ev.cause, reason: ev.reason }, 'evicted');
         void recordEviction(this.o.redis, this.o.keys, this.o.id, ev).catch(() => undefined);
@@ -94,8 +96,7 @@ export class RuntimeNode {
     this.sub = createRedis(this.o.redisUrl, { name: `brulee-node-${this.o.id}-sub` });
     await this.sub.subscribe(keys.control);
     this.sub.on('message', (_ch, msg: string) => {
-      const m = JSON.parse(msg) as { type: string };
-      if (m.type === 'popularity') void this.reloadPopularity().catch(() => undefined);
+      if (controlType(msg) === 'popularity') void this.reloadPopularity().catch(() => undefined);
     });
     await this.heartbeat();
     this.workerRedis = createRedis(this.o.redisUrl, { name: `brulee-node-${this.o.id}` });
