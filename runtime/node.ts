@@ -236,8 +236,9 @@ export class RuntimeNode {
       await record({ outcome: 'error', loaded: false, loadMs: 0, execMs: 0 });
       throw e;
     }
-    // Routing reads residency from heartbeats: publish a new resident model at once.
-    if (lease.loaded) await this.heartbeat();
+    // Routing reads residency from heartbeats: publish a new resident model at once. Not awaited:
+    // it goes out on the same connection as the counts below, which are, so it lands first.
+    if (lease.loaded) void this.heartbeat();
     (lease.coldStart ? metrics.coldStarts : metrics.warmHits).inc({ function: fn });
     const loadMs = lease.loaded ? (this.lastLoadMs.get(spec.key) ?? lease.loadWaitMs) : lease.loadWaitMs;
     const facts = { coldStart: lease.coldStart, loaded: lease.loaded, loadMs };

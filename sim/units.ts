@@ -1,16 +1,4 @@
-const UNITS: Record<string, number> = {
-  b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12,
-  kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4,
-  k: 1024, m: 1024 ** 2, g: 1024 ** 3,
-};
-
-/** Parses `300000000`, `512MiB`, `1.5GB`, `2g`. Returns NaN when it is not a size. */
-export function parseBytes(s: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(s);
-  if (!m) return NaN;
-  const unit = UNITS[(m[2] ?? '').toLowerCase() || 'b'];
-  return unit === undefined ? NaN : Math.round(Number(m[1]) * unit);
-}
+import { parseBytes } from '../config';
 
 /** A budget: bytes, or a percentage of all models' size (`25%`). */
 export type BudgetSpec = { bytes: number } | { percent: number };
