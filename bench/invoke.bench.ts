@@ -5,7 +5,7 @@
  *
  *   npm run bench                        # small MLP (~20 KB)
  *   npm run bench -- --model-bytes 20MB  # a bigger MLP
- *   npm run bench -- --model FILE.onnx --input '{"x": {"type": "float32", "dims": [1, 64], "data": [...]}}'
+ *   npm run bench -- --model FILE.onnx --input '{"x": {"type": "float32", "dims": [1, 64], "data": [...]}}'   (or --input @inputs.json)
  *
  * The server runs as its own process (`node --import tsx server.ts`), as `npm start` does, with
  * a private redis-server unless REDIS_URL is set.
@@ -44,7 +44,7 @@ let input: Record<string, { type: string; dims: number[]; data: number[] }>;
 if (args.model) {
   bytes = new Uint8Array(readFileSync(args.model));
   if (!args.input) throw new Error('--model needs --input (JSON inputs as the invoke API takes them)');
-  input = JSON.parse(args.input);
+  input = JSON.parse(args.input.startsWith('@') ? readFileSync(args.input.slice(1), 'utf8') : args.input);
 } else {
   bytes = args['model-bytes'] ? mlpForBytes(parseBytes(args['model-bytes']), 1) : mlpModel({ inputSize: 64, hidden: [64], outputSize: 16, seed: 1 });
   input = { x: { type: 'float32', dims: [1, 64], data: Array.from({ length: 64 }, (_, i) => Math.sin(i)) } };

@@ -62,32 +62,66 @@ function describeDims(dims: Array<number | string>): string {
 }
 
 /** Fills a typed array from JSON values, checking each against the element type. */
-function fill(name: string, type: ElementType, values: unknown[]): TypedArray {
-  const arr = new ARRAY_OF[type](values.length);
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    const bad = (what: string) => invalid(`input "${name}": element ${i} is ${JSON.stringify(v)}, but ${type} needs ${what}`);
-    if (type === 'bool') {
-      if (v === true || v === 1) arr[i] = 1;
-      else if (v === false || v === 0) arr[i] = 0;
-      else throw bad('true/false (or 1/0)');
-    } else if (type === 'int64' || type === 'uint64') {
-      let b: bigint;
-      if (typeof v === 'number' && Number.isSafeInteger(v)) b = BigInt(v);
-      else if (typeof v === 'string' && /^-?\d+$/.test(v)) b = BigInt(v);
-      else throw bad('an integer (a number up to 2^53, or a decimal string)');
-      const ok = type === 'int64' ? b >= -(2n ** 63n) && b < 2n ** 63n : b >= 0n && b < 2n ** 64n;
-      if (!ok) throw bad(`a value in ${type} range`);
-      (arr as BigInt64Array | BigUint64Array)[i] = b;
-    } else if (type === 'float32' || type === 'float64' || type === 'float16') {
+const INT64_RANGE = { int64: [-(2n ** 63n), 2n ** 63n - 1n], uint64: [0n, 2n ** 64n - 1n] } as const;
+
+/**
+ * One element as the type's typed array stores it, or undefined when it is not a valid value of
+ * the type (the caller says what was expected). Called once per element: no allocation here.
+ */
+function element(type: ElementType, v: unknown): number | bigint | undefined {
+  switch (type) {
+    case 'float32':
+    case 'float64':
+      return typeof v === 'number' ? v : typeof v === 'string' ? SPECIAL[v] : undefined;
+    case 'float16': {
       const x = typeof v === 'number' ? v : typeof v === 'string' ? SPECIAL[v] : undefined;
-      if (x === undefined) throw bad('a number (or "NaN", "Infinity", "-Infinity")');
-      arr[i] = type === 'float16' ? toHalf(x) : x;
-    } else {
+      return x === undefined ? undefined : toHalf(x);
+    }
+    case 'bool':
+      return v === true || v === 1 ? 1 : v === false || v === 0 ? 0 : undefined;
+    case 'int64':
+    case 'uint64': {
+      const b = typeof v === 'number' && Number.isSafeInteger(v) ? BigInt(v) : typeof v === 'string' && /^-?\d+$/.test(v) ? BigInt(v) : undefined;
+      const [lo, hi] = INT64_RANGE[type];
+      return b !== undefined && b >= lo && b <= hi ? b : undefined;
+    }
+    default: {
       const [lo, hi] = INT_RANGE[type]!;
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) throw bad(`an integer from ${lo} to ${hi}`);
+      return typeof v === 'number' && Number.isInteger(v) && v >= lo && v <= hi ? v : undefined;
+    }
+  }
+}
+
+const EXPECTED: Partial<Record<ElementType, string>> = {
+  float32: 'a number (or "NaN", "Infinity", "-Infinity")',
+  float64: 'a number (or "NaN", "Infinity", "-Infinity")',
+  float16: 'a number (or "NaN", "Infinity", "-Infinity")',
+  bool: 'true/false (or 1/0)',
+  int64: 'an integer in int64 range (a number up to 2^53, or a decimal string)',
+  uint64: 'an integer in uint64 range (a number up to 2^53, or a decimal string)',
+};
+
+/** Fills a typed array from JSON values, checking each against the element type. */
+function fill(name: string, type: ElementType, values: unknown[]): TypedArray {
+  const arr = new ARRAY_OF[type](values.length) as { [i: number]: number | bigint } & TypedArray;
+  // The common case, finite numbers into a float tensor, needs no per-element checks beyond one.
+  if (type === 'float32' || type === 'float64') {
+    let i = 0;
+    for (; i < values.length; i++) {
+      const v = values[i];
+      if (typeof v !== 'number') break;
       arr[i] = v;
     }
+    if (i === values.length) return arr;
+  }
+  for (let i = 0; i < values.length; i++) {
+    const x = element(type, values[i]);
+    if (x === undefined) {
+      const range = INT_RANGE[type];
+      const want = EXPECTED[type] ?? `an integer from ${range![0]} to ${range![1]}`;
+      throw invalid(`input "${name}": element ${i} is ${JSON.stringify(values[i])}, but ${type} needs ${want}`);
+    }
+    arr[i] = x;
   }
   return arr;
 }
