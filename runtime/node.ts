@@ -18,6 +18,9 @@ import { recordEviction, recordInvocation, type InvocationRecord } from './stats
 import { WarmPool, type ModelSpec } from './warm-pool';
 import { WARMUP_MODEL_B64 } from './warmup-model';
 
+/** What a node's warm pool holds: a model version, and where its bytes are. */
+type NodeModelSpec = ModelSpec & { sha256: string };
+
 export interface RuntimeNodeOptions {
   id: string;
   redisUrl: string;
@@ -42,12 +45,10 @@ export interface RuntimeNodeOptions {
  * sessions kept in a warm pool under the node's byte budget.
  */
 export class RuntimeNode {
-  readonly pool: WarmPool<LoadedModel>;
+  readonly pool: WarmPool<LoadedModel, NodeModelSpec>;
   private worker?: Worker;
   /** BullMQ does not close a connection it was handed. */
   private workerRedis?: Redis;
-  /** Content hash of each cache key, from the jobs that name it (where the bytes are). */
-  private readonly shaOf = new Map<string, string>();
   /** Duration of each key's latest load, ms (for the invocation that caused it). */
   private readonly lastLoadMs = new Map<string, number>();
   private sub?: Redis;
@@ -62,7 +63,7 @@ export class RuntimeNode {
   constructor(opts: RuntimeNodeOptions) {
     this.o = { concurrency: 16, heartbeatMs: 1000, ...opts };
     const { metrics, log } = this.o;
-    this.pool = new WarmPool<LoadedModel>({
+    this.pool = new WarmPool<LoadedModel, NodeModelSpec>({
       budgetBytes: opts.budgetBytes,
       policy: createPolicy(opts.policy, { ttlMs: opts.ttlMs }),
       popularity: (fn) => this.popularity.get(fn) ?? 0,
@@ -70,7 +71,6 @@ export class RuntimeNode {
       dispose: (m) => m.dispose(),
       onEvict: (ev) => {
         this.evictions++;
-        this.shaOf.delete(ev.key); // the next job for it says again where its bytes are
         this.lastLoadMs.delete(ev.key);
         metrics.evictions.inc({ function: ev.fn, cause: ev.cause });
         log.info({ model: ev.key, cause: ev.cause, reason: ev.reason }, 'evicted');
@@ -158,14 +158,13 @@ export class RuntimeNode {
     await writeHeartbeat(this.o.redis, this.o.keys, this.info()).catch(() => undefined);
   }
 
-  private spec(m: ModelRef): ModelSpec {
-    return { key: modelKey(m), fn: m.fn, version: m.version, sizeBytes: m.sizeBytes, loadMs: m.loadMs, execMs: m.execMs, pinned: m.pinned };
+  private spec(m: ModelRef): NodeModelSpec {
+    return { key: modelKey(m), fn: m.fn, version: m.version, sha256: m.sha256, sizeBytes: m.sizeBytes, loadMs: m.loadMs, execMs: m.execMs, pinned: m.pinned };
   }
 
-  private async loadSpec(spec: ModelSpec): Promise<LoadedModel> {
-    const sha = this.shaOf.get(spec.key);
-    const path = join(this.o.dataDir, 'models', `${sha}.onnx`);
-    if (!sha || !(await stat(path).then(() => true, () => false))) {
+  private async loadSpec(spec: NodeModelSpec): Promise<LoadedModel> {
+    const path = join(this.o.dataDir, 'models', `${spec.sha256}.onnx`);
+    if (!(await stat(path).then(() => true, () => false))) {
       throw new BruleeError('FUNCTION_NOT_FOUND', `the bytes of ${spec.key} are gone (the function was deleted or replaced)`);
     }
     const t0 = performance.now();
@@ -209,7 +208,6 @@ export class RuntimeNode {
 
   /** A job for a newer version of a function retires the older versions held here, never newer ones. */
   private retireOlder(m: ModelRef): void {
-    this.shaOf.set(modelKey(m), m.sha256);
     if (this.pool.list().some((r) => r.fn === m.fn && r.key !== modelKey(m))) {
       this.pool.dropFunction(m.fn, { belowVersion: m.version, cause: 'retired', reason: `replaced by version ${m.version}` });
     }

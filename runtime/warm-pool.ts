@@ -14,12 +14,12 @@ export interface ModelSpec {
   readonly pinned?: boolean;
 }
 
-export interface WarmPoolOptions<T> {
+export interface WarmPoolOptions<T, S extends ModelSpec = ModelSpec> {
   /** Byte budget; used bytes never exceed it. */
   budgetBytes: number;
   policy: EvictionPolicy;
   /** Loads a model; the pool calls it once per admission (single flight). */
-  load: (spec: ModelSpec) => Promise<T>;
+  load: (spec: S) => Promise<T>;
   /** Frees what `load` made. Errors are swallowed: the bytes are accounted as free anyway. */
   dispose?: (value: T, key: string) => Promise<void> | void;
   /** Popularity share of a function (from the popularity job). @default () => 0 */
@@ -52,8 +52,8 @@ export interface Lease<T> {
   release(): void;
 }
 
-interface Entry<T> {
-  spec: ModelSpec;
+interface Entry<T, S extends ModelSpec> {
+  spec: S;
   value?: T;
   loading?: Promise<T>;
   loadedAt: number;
@@ -86,15 +86,15 @@ export interface ResidentModel {
  * one model share one load; a model larger than the budget is refused. Which model goes is the
  * policy's choice, from facts only.
  */
-export class WarmPool<T> {
-  private readonly entries = new Map<string, Entry<T>>();
-  private readonly opts: Required<Omit<WarmPoolOptions<T>, 'dispose' | 'onEvict'>> &
-    Pick<WarmPoolOptions<T>, 'dispose' | 'onEvict'>;
+export class WarmPool<T, S extends ModelSpec = ModelSpec> {
+  private readonly entries = new Map<string, Entry<T, S>>();
+  private readonly opts: Required<Omit<WarmPoolOptions<T, S>, 'dispose' | 'onEvict'>> &
+    Pick<WarmPoolOptions<T, S>, 'dispose' | 'onEvict'>;
   private used = 0;
   private waiters: Array<() => void> = [];
   private readonly disposing = new Set<Promise<void>>();
 
-  constructor(opts: WarmPoolOptions<T>) {
+  constructor(opts: WarmPoolOptions<T, S>) {
     if (!(Number.isFinite(opts.budgetBytes) && opts.budgetBytes > 0)) {
       throw new RangeError(`WarmPool: budgetBytes must be a positive number, got ${opts.budgetBytes}`);
     }
@@ -136,7 +136,7 @@ export class WarmPool<T> {
    * @throws BruleeError MODEL_TOO_LARGE when the model can never fit; CACHE_BUSY when in-flight
    *   models hold the memory for longer than `admitTimeoutMs`, or past `deadline` (clock ms).
    */
-  async acquire(spec: ModelSpec, deadline?: number): Promise<Lease<T>> {
+  async acquire(spec: S, deadline?: number): Promise<Lease<T>> {
     const existing = this.entries.get(spec.key);
     if (existing) {
       // A model being dropped still serves what reaches it before it goes (it was accepted);
@@ -164,7 +164,7 @@ export class WarmPool<T> {
    * Loads a model without an invocation (prewarm). Resolves true if it was loaded now. A prewarm
    * is not a use: it counts no hit, so policies do not mistake it for demand.
    */
-  async prewarm(spec: ModelSpec): Promise<boolean> {
+  async prewarm(spec: S): Promise<boolean> {
     if (this.entries.has(spec.key)) return false;
     const lease = await this.admit(spec, 0);
     lease.release();
@@ -227,7 +227,7 @@ export class WarmPool<T> {
     await Promise.allSettled([...this.disposing]);
   }
 
-  private async admit(spec: ModelSpec, hits: number, until?: number): Promise<Lease<T>> {
+  private async admit(spec: S, hits: number, until?: number): Promise<Lease<T>> {
     if (spec.sizeBytes > this.opts.budgetBytes) {
       throw new BruleeError(
         'MODEL_TOO_LARGE',
@@ -251,7 +251,7 @@ export class WarmPool<T> {
       await this.nextRelease(left);
     }
     const now = this.opts.now();
-    const entry: Entry<T> = {
+    const entry: Entry<T, S> = {
       spec,
       loadedAt: now,
       lastUsedAt: now,
@@ -282,7 +282,7 @@ export class WarmPool<T> {
   }
 
   /** Evicts the policy's victims until `spec` fits. False when in-flight/pinned models block it. */
-  private makeRoom(spec: ModelSpec): boolean {
+  private makeRoom(spec: S): boolean {
     const need = this.used + spec.sizeBytes - this.opts.budgetBytes;
     if (need <= 0) return true;
     const candidates = this.evictable();
@@ -307,7 +307,7 @@ export class WarmPool<T> {
     return true;
   }
 
-  private isEvictable(e: Entry<T>): boolean {
+  private isEvictable(e: Entry<T, S>): boolean {
     return e.value !== undefined && e.inFlight === 0 && !e.pinned;
   }
 
@@ -317,18 +317,18 @@ export class WarmPool<T> {
     return out;
   }
 
-  private facts(e: Entry<T>): EntryFacts {
+  private facts(e: Entry<T, S>): EntryFacts {
     const m: ModelFacts = { ...e.spec, popularity: this.opts.popularity(e.spec.fn) };
     return { key: m.key, sizeBytes: m.sizeBytes, loadMs: m.loadMs, execMs: m.execMs, popularity: m.popularity, loadedAt: e.loadedAt, lastUsedAt: e.lastUsedAt, hits: e.hits };
   }
 
-  private touch(e: Entry<T>): void {
+  private touch(e: Entry<T, S>): void {
     e.hits++;
     e.lastUsedAt = this.opts.now();
     this.opts.policy.onAccess?.(this.facts(e), e.lastUsedAt);
   }
 
-  private lease(e: Entry<T>, value: T, coldStart: boolean, loaded: boolean, loadWaitMs: number): Lease<T> {
+  private lease(e: Entry<T, S>, value: T, coldStart: boolean, loaded: boolean, loadWaitMs: number): Lease<T> {
     let released = false;
     return {
       value,
@@ -348,7 +348,7 @@ export class WarmPool<T> {
   }
 
   /** Takes an entry out of the accounting at once; its value is disposed in the background. */
-  private evict(e: Entry<T>, reason: string, cause: EvictionEvent['cause']): void {
+  private evict(e: Entry<T, S>, reason: string, cause: EvictionEvent['cause']): void {
     if (this.entries.get(e.spec.key) !== e) return;
     this.entries.delete(e.spec.key);
     this.used -= e.spec.sizeBytes;
