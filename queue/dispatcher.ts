@@ -133,7 +133,7 @@ export class Dispatcher {
     return { node: nodeId, loaded: r.loaded };
   }
 
-  /** Unloads `fn` (every version but `job.keepKey`) on every live node. Resolves to the number of models dropped. */
+  /** Unloads `fn` (all versions, or those below `job.belowVersion`) on every live node. Resolves to the number of models dropped. */
   async unload(job: UnloadJob, timeoutMs: number): Promise<number> {
     const nodes = await this.nodes(true);
     const counts = await Promise.all(
