@@ -70,6 +70,8 @@ const RESIDENT = 2;
 
 /** The facts the simulator hands to policies: one mutable object per model, valid during a call. */
 interface SimEntry extends EntryFacts {
+  /** The model's index (function number). */
+  readonly idx: number;
   popularity: number;
   loadedAt: number;
   lastUsedAt: number;
@@ -116,11 +118,21 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
   const N = times.length;
 
   const pop = new PopularityTracker(F, opts.popularityRefreshMs, opts.popularityWindowMs);
+  // A policy that never reads popularity does not need the popularity job at all.
+  const usesPop = policy.usesPopularity !== false;
+  const refreshMs = pop.refreshMs;
+  /**
+   * Resident entries' popularity is brought up to date (the share as of the last refresh, as the
+   * runtime's popularity job leaves it) only when entries are handed to the policy.
+   */
+  const freshen = (c: readonly SimEntry[]) => {
+    if (usesPop) for (let j = 0; j < c.length; j++) c[j]!.popularity = pop.share(c[j]!.idx);
+  };
   const state = new Uint8Array(F);
   const inFlight = new Int32Array(F);
   const loadDoneAt = new Float64Array(F);
-  const entries: SimEntry[] = models.map((m) => ({
-    key: m.key, sizeBytes: m.sizeBytes, loadMs: m.loadMs, execMs: m.execMs,
+  const entries: SimEntry[] = models.map((m, idx) => ({
+    idx, key: m.key, sizeBytes: m.sizeBytes, loadMs: m.loadMs, execMs: m.execMs,
     popularity: 0, loadedAt: 0, lastUsedAt: 0, hits: 0,
   }));
   const keyIndex = new Map<string, number>();
@@ -235,7 +247,7 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
     state[f] = RESIDENT;
     addResident(f);
     const e = entries[f]!;
-    e.popularity = pop.popularity[f]!;
+    e.popularity = usesPop ? pop.share(f) : 0;
     e.loadedAt = now;
     e.lastUsedAt = now;
     e.hits = prewarmed ? 0 : 1;
@@ -245,15 +257,8 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
     const e = entries[f]!;
     e.hits++;
     e.lastUsedAt = now;
-    e.popularity = pop.popularity[f]!;
+    e.popularity = usesPop ? pop.share(f) : 0;
     policy.onAccess?.(e, now);
-  };
-  const refreshPopularity = () => {
-    pop.refresh();
-    for (let r = 0; r < nResident; r++) {
-      const f = resident[r]!;
-      entries[f]!.popularity = pop.popularity[f]!;
-    }
   };
   /** Evicts the policy's victims until model f fits. False if in-flight models hold the room. */
   const makeRoom = (f: number): boolean => {
@@ -264,7 +269,8 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
     let free = 0;
     for (const x of c) free += x.sizeBytes;
     if (free < need) return false;
-    e.popularity = pop.popularity[f]!;
+    freshen(c);
+    e.popularity = usesPop ? pop.share(f) : 0;
     const victims = policy.selectVictims(future ? { now, needBytes: need, candidates: c, incoming: e, future } : { now, needBytes: need, candidates: c, incoming: e });
     for (const v of victims) {
       if (used + e.sizeBytes <= budget) break;
@@ -294,6 +300,7 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
     if (policy.expired) {
       const c = policy.expiryCandidates ? evictableAmong(policy.expiryCandidates(now)) : evictable();
       if (c.length > 0) {
+        freshen(c);
         for (const v of policy.expired(c, now)) {
           const g = keyIndex.get(v.key);
           if (g !== undefined && state[g] === RESIDENT && inFlight[g] === 0) evict(g, 'expired');
@@ -331,8 +338,17 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
     if (tSlot === Infinity && tDisp === Infinity) break;
     const tNext = Math.min(tSlot, tDisp);
     if (pop.nextRefreshAt <= tNext && pop.nextRefreshAt !== Infinity && !(idle && i >= N)) {
-      now = Math.max(now, pop.nextRefreshAt);
-      refreshPopularity();
+      if (usesPop) {
+        now = Math.max(now, pop.nextRefreshAt);
+        pop.refreshRates();
+        continue;
+      }
+      // Nothing to compute, but the clock moves as it does with refreshes (a check due in the same
+      // stretch runs at the later of its time and the last refresh's).
+      let r = pop.nextRefreshAt;
+      while (r + refreshMs <= tNext) r += refreshMs;
+      now = Math.max(now, r);
+      pop.nextRefreshAt = r + refreshMs;
       continue;
     }
     if (nextSweep <= tNext && hasSweep) {

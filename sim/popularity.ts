@@ -33,18 +33,40 @@ export class PopularityTracker {
     this.pending[f]!++;
   }
 
+  /** Σ rate as of the last refresh. */
+  private total = 0;
+
   /** Runs the refresh due at `nextRefreshAt`. */
   refresh(): void {
-    const { rate, pending, popularity } = this;
+    this.refreshRates();
+    const { rate, popularity } = this;
+    for (let f = 0; f < rate.length; f++) popularity[f] = this.share(f);
+  }
+
+  /**
+   * Runs the refresh due at `nextRefreshAt` without filling `popularity`: read shares with
+   * `share(f)` instead (the same values, computed only when asked for).
+   */
+  refreshRates(): void {
+    const { rate, pending } = this;
+    const keep = this.decay;
+    const add = 1 - keep;
+    const ms = this.refreshMs;
     let total = 0;
     for (let f = 0; f < rate.length; f++) {
-      const r = rate[f]! * this.decay + ((1 - this.decay) * pending[f]!) / this.refreshMs;
+      const r = rate[f]! * keep + (add * pending[f]!) / ms;
       rate[f] = r;
       pending[f] = 0;
       total += r;
     }
-    for (let f = 0; f < rate.length; f++) popularity[f] = total > 0 ? rate[f]! / total : 0;
-    this.nextRefreshAt += this.refreshMs;
+    this.total = total;
+    this.nextRefreshAt += ms;
+  }
+
+  /** Function f's popularity as of the last refresh (what `refresh` writes to `popularity[f]`). */
+  share(f: number): number {
+    const total = this.total;
+    return total > 0 ? this.rate[f]! / total : 0;
   }
 
   /** Runs every refresh due at or before `now`. */

@@ -9,6 +9,7 @@ import { lowestFirst, type EvictionPolicy } from './types';
 export function belady(): EvictionPolicy {
   return {
     name: 'belady',
+    usesPopularity: false,
     selectVictims(req) {
       const future = req.future;
       if (!future) throw new Error('belady needs future facts (EvictionRequest.future): it is a simulator-only oracle');

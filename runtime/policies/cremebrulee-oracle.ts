@@ -13,6 +13,7 @@ export function cremebruleeOracle(horizonMs = 600_000): EvictionPolicy {
   if (!(horizonMs > 0)) throw new RangeError(`cremebrulee-oracle: horizonMs must be > 0, got ${horizonMs}`);
   return {
     name: 'cremebrulee-oracle',
+    usesPopularity: false,
     selectVictims(req) {
       const future = req.future;
       if (!future?.usesWithin) throw new Error('cremebrulee-oracle needs future facts with usesWithin: it is a simulator-only oracle');

@@ -14,6 +14,7 @@ export function gdsf(): EvictionPolicy {
   const score = (e: EntryFacts) => clock + (e.hits * e.loadMs) / Math.max(1, e.sizeBytes);
   return {
     name: 'gdsf',
+    usesPopularity: false,
     onLoad(e) {
       priority.set(e.key, score(e));
     },

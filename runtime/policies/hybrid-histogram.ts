@@ -159,6 +159,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
 
   return {
     name: 'hybrid-histogram',
+    usesPopularity: false,
     onLoad(e, now) {
       sizes.set(e.key, e.sizeBytes);
       loaded.set(e.key, e.hits > 0);

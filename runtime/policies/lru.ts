@@ -4,6 +4,7 @@ import { lowestFirst, type EvictionPolicy } from './types';
 export function lru(): EvictionPolicy {
   return {
     name: 'lru',
+    usesPopularity: false,
     selectVictims(req) {
       return lowestFirst(req.candidates, req.needBytes, (e) => e.lastUsedAt, (e) =>
         `least recently used (idle ${Math.round(req.now - e.lastUsedAt)} ms)`,

@@ -39,6 +39,7 @@ export function random(seed = 1): EvictionPolicy {
   };
   return {
     name: 'random',
+    usesPopularity: false,
     selectVictims(req) {
       // The candidates in key order (as a sort by key would give), then a seeded Fisher-Yates shuffle.
       const c = req.candidates;

@@ -17,6 +17,7 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
   };
   return {
     name: 'ttl',
+    usesPopularity: false,
     onLoad(e) {
       used(e.key, e.lastUsedAt);
     },

@@ -95,6 +95,11 @@ export interface EvictionPolicy {
    * that gives this hint must decide each entry on its own. Must not change what any hook decides.
    */
   expiryCandidates?(now: number): readonly string[];
+  /**
+   * Optional speed hint: false when no hook of the policy ever reads `popularity` (of entries or of
+   * `incoming`), so a caller may leave it unset (the simulator then skips its popularity job).
+   */
+  readonly usesPopularity?: boolean;
 }
 
 export interface PolicyOptions {
