@@ -194,6 +194,11 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
   let blocked = false;
   let nextSweep = sweepMs > 0 ? sweepMs : Infinity;
   const hasSweep = policy.expired !== undefined || policy.prewarm !== undefined;
+  // Lazy checks (the policy's `nextCheckAt` / `quietUntil` hints): a check due before `quiet`, or
+  // before `wake` while nothing has happened since the last check (`dirty` false), is skipped.
+  let wake = -Infinity;
+  let quiet = -Infinity;
+  let dirty = true;
 
   let counted = 0, refused = 0, cold = 0, loads = 0, prewarmLoads = 0, evictions = 0, expirations = 0;
   let loadDelay = 0, execTotal = 0, latencySum = 0, queueSum = 0;
@@ -341,6 +346,7 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
       if (usesPop) {
         now = Math.max(now, pop.nextRefreshAt);
         pop.refreshRates();
+        dirty = true; // entries' popularity changes
         continue;
       }
       // Nothing to compute, but the clock moves as it does with refreshes (a check due in the same
@@ -352,13 +358,24 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
       continue;
     }
     if (nextSweep <= tNext && hasSweep) {
+      const lim = dirty ? quiet : Math.max(quiet, wake);
+      // A check runs at max(now, nextSweep) (later than due when a refresh moved the clock on).
+      if (now < lim && nextSweep < lim) {
+        // Skip every check due before min(lim, tNext): nothing happens until tNext.
+        while (nextSweep <= tNext && nextSweep < lim) nextSweep += sweepMs;
+        continue;
+      }
       now = Math.max(now, nextSweep);
       nextSweep += sweepMs;
       sweep();
+      dirty = false;
+      if (policy.nextCheckAt) wake = policy.nextCheckAt(now);
+      if (policy.quietUntil) quiet = policy.quietUntil(now);
       continue;
     }
     if (!hasSweep && nextSweep <= tNext) nextSweep = Infinity;
     now = tNext;
+    dirty = true;
     if (tSlot <= tNext) {
       // Loads finish first, then joiners touch the loaded model, then invocations complete.
       for (let b = 0; b < bgEnd.length; b++) {

@@ -153,6 +153,8 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     },
   };
   if (prefetch) {
+    // Before nextPrefetchAt, prewarm returns at once and changes nothing.
+    policy.quietUntil = () => nextPrefetchAt;
     policy.prewarm = (now, isResident, freeBytes) => {
       // Only where the caller says how much is free (and reports loads and evictions).
       if (freeBytes === undefined) return [];

@@ -199,6 +199,28 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       }
       return out;
     },
+    nextCheckAt() {
+      // After a check, what is left in `idle` is what the caller could not evict (in flight) and
+      // what is left in `wanted` does not fit; only the deadlines below (or hooks, or the caller's
+      // state) change what a check decides.
+      // Stale heap entries (superseded deadlines) would only wake a check that drops them: drop them here.
+      while (loadedEnds.size > 0) {
+        const key = loadedEnds.peekKey();
+        if (loaded.has(key) && fns.get(key)!.keepUntil === loadedEnds.peekTime()) break;
+        loadedEnds.pop();
+      }
+      while (windowStarts.size > 0) {
+        const key = windowStarts.peekKey();
+        if (pending.has(key) && fns.get(key)!.prewarmAt === windowStarts.peekTime() && !ripe.has(key)) break;
+        windowStarts.pop();
+      }
+      while (pendingEnds.size > 0) {
+        const key = pendingEnds.peekKey();
+        if (pending.has(key) && fns.get(key)!.keepUntil === pendingEnds.peekTime()) break;
+        pendingEnds.pop();
+      }
+      return Math.min(loadedEnds.peekTime(), windowStarts.peekTime(), pendingEnds.peekTime());
+    },
     expiryCandidates(now) {
       if (idle.size === 0 && loadedEnds.peekTime() > now) return NONE;
       const out: string[] = [];

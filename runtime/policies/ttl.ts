@@ -37,6 +37,11 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
         .filter((e) => now - e.lastUsedAt >= ttlMs)
         .map((e) => ({ key: e.key, reason: `keep-alive of ${ttlMs} ms expired` }));
     },
+    nextCheckAt() {
+      // expiryCandidates names nothing while the earliest expiry is more than 1 ms away (1 ms more
+      // of margin for rounding), and only hooks push new expiries.
+      return ends.peekTime() - 2;
+    },
     expiryCandidates(now) {
       // Loaded models idle for about the keep-alive or longer (1 ms of slack for rounding:
       // `expired` decides exactly). Those still loaded after this check are looked at again.

@@ -100,6 +100,19 @@ export interface EvictionPolicy {
    * `incoming`), so a caller may leave it unset (the simulator then skips its popularity job).
    */
   readonly usesPopularity?: boolean;
+  /**
+   * Optional speed hint for callers that check `expired` / `prewarm` periodically, asked right
+   * after a check at `now`: a time before which a check would name nothing and change nothing a
+   * later check decides, provided no hook is called and the caller's state (what is loaded, in
+   * flight, free memory, the entries' facts) stays as it is. A caller may skip checks before it
+   * while that holds. Must not change what any hook decides.
+   */
+  nextCheckAt?(now: number): number;
+  /**
+   * Optional speed hint, like `nextCheckAt` but unconditional: a check before this time names
+   * nothing and changes nothing, whatever happens meanwhile.
+   */
+  quietUntil?(now: number): number;
 }
 
 export interface PolicyOptions {
