@@ -52,10 +52,13 @@ export async function refreshPopularity(redis: Redis, k: Keys, now: number, wind
   const got = await redis.set(k.popularityLock, String(now), 'PX', lockMs, 'NX');
   if (!got) return undefined;
   // Read and reset the counters atomically, so no invocation is counted twice or lost.
-  const res = await redis.multi().hgetall(k.popularityCounts).del(k.popularityCounts).get(k.popularityRates).exec();
+  const res = await redis.multi().hgetall(k.popularityCounts).del(k.popularityCounts).get(k.popularityRates).smembers(k.functions).exec();
   const counts = Object.fromEntries(Object.entries((res?.[0]?.[1] ?? {}) as Record<string, string>).map(([n, c]) => [n, Number(c)]));
   const prevRaw = res?.[2]?.[1] as string | null;
   const next = decayRates(prevRaw ? (JSON.parse(prevRaw) as RateState) : undefined, counts, now, windowMs);
+  // A deleted function's rate goes with it, so it does not come back into the shares.
+  const registered = new Set((res?.[3]?.[1] ?? []) as string[]);
+  for (const n of Object.keys(next.rates)) if (!registered.has(n)) delete next.rates[n];
   const share = shares(next.rates);
   const m = redis.multi().set(k.popularityRates, JSON.stringify(next)).del(k.popularity);
   if (Object.keys(share).length > 0) m.hset(k.popularity, share);

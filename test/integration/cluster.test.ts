@@ -60,7 +60,9 @@ describe('popularity cron', () => {
   it('runs once per cluster: of two replicas refreshing at the same moment, one does the work', async () => {
     const ns = `pop${Date.now()}`;
     const k = keys(ns);
+    await redis.sadd(k.functions, 'f');
     await redis.hincrby(k.popularityCounts, 'f', 3);
+    await redis.hincrby(k.popularityCounts, 'deleted', 5); // counted just before its deletion
     const [r1, r2] = await Promise.all([refreshPopularity(redis, k, 1000, 600_000), refreshPopularity(redis, k, 1000, 600_000)]);
     expect([r1, r2].filter((r) => r !== undefined)).toEqual([{ f: 1 }]);
     expect(await redis.hgetall(k.popularity)).toEqual({ f: '1' });
