@@ -20,8 +20,11 @@ export interface Brulee {
   node?: RuntimeNode;
   metrics: Metrics;
   log: Logger;
-  /** Drains and closes everything; idempotent. */
-  close(): Promise<void>;
+  /**
+   * Drains and closes everything; idempotent. Calls already accepted get up to `drainMs` to
+   * finish (their jobs still run on this node) before the node stops taking jobs.
+   */
+  close(opts?: { drainMs?: number }): Promise<void>;
 }
 
 export interface BruleeDeps {
@@ -88,8 +91,10 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
   const cron = startPopularityCron(config.popularityCron, redis, k, log);
 
   let closing: Promise<void> | undefined;
-  const close = () =>
+  const close = (opts: { drainMs?: number } = {}) =>
     (closing ??= (async () => {
+      const until = Date.now() + (opts.drainMs ?? 0);
+      while (dispatcher.pending > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
       const steps: Array<() => unknown> = [() => cron.stop(), () => node?.close(), () => dispatcher.close(), () => registry.close(), () => recorder?.close(), () => redis.quit()];
       for (const s of steps) await Promise.resolve().then(s).catch((e: unknown) => log.warn({ err: e }, 'close step failed'));
     })());

@@ -50,9 +50,9 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'draining: no new jobs, finishing in-flight ones');
+    log.info({ signal }, 'draining: no new requests; accepted ones finish (up to 30 s)');
     server.close();
-    await b.close();
+    await b.close({ drainMs: 30_000 });
     await privateRedis?.stop();
     process.exit(0);
   };

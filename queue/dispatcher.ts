@@ -157,6 +157,13 @@ export class Dispatcher {
     return { total, byNode };
   }
 
+  /** Calls this gateway is still waiting on (invocations, loads, unloads). */
+  get pending(): number {
+    let n = 0;
+    for (const v of this.inFlight.values()) n += v;
+    return n;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -71,7 +71,7 @@ describe('restart', () => {
     }
   });
 
-  it('npm start serves, and drains on SIGTERM with exit code 0', async () => {
+  it('npm start serves, and on SIGTERM answers the calls in flight, then exits 0', async () => {
     const port = await freePort();
     const prefix = `npmstart${port}`;
     const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
@@ -90,7 +90,12 @@ describe('restart', () => {
     const inv = await fetch(`${base}/functions/viahttp/invoke`, post(inputs));
     expect(inv.status).toBe(200);
     expect(((await inv.json()) as any).outputs.y.dims).toEqual([1, 2]);
+    // SIGTERM with calls in flight: they are answered, then the process exits 0.
+    const burst = Array.from({ length: 20 }, () => fetch(`${base}/functions/viahttp/invoke`, post(inputs)));
+    await Promise.race(burst); // the server has them: the first is answered
     child.kill('SIGTERM');
+    const answered = await Promise.all(burst);
+    expect(answered.map((r) => r.status)).toEqual(new Array(20).fill(200));
     expect(await exited).toBe(0);
     await deleteKeys(prefix);
   });
