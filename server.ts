@@ -51,6 +51,8 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'draining: no new requests; accepted ones finish (up to 30 s)');
+    // Stop accepting; requests already read are answered (the dispatcher counts them), then
+    // the node stops taking jobs.
     server.close();
     await b.close({ drainMs: 30_000 });
     await privateRedis?.stop();
