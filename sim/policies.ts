@@ -42,7 +42,14 @@ export function createSimPolicy(name: SimPolicyName, opts: SimPolicyOptions = {}
     case 'cremebrulee-oracle':
       return cremebruleeOracle(opts.oracleHorizonMs);
     case 'cremebrulee-plus':
-      return cremebruleePlus({ ...(opts.alpha !== undefined ? { alpha: opts.alpha } : {}), prefetch: opts.prefetch ?? true });
+      return cremebruleePlus({
+        ...(opts.alpha !== undefined ? { alpha: opts.alpha } : {}),
+        prefetch: opts.prefetch ?? true,
+        // Scarce memory (less than 1.5x the hottest function's model): prefetch at every check
+        // every function that is due (idle for 0.65 of its average gap) and fits. Chosen on the
+        // first half of sample100 (sim/README.md).
+        scarce: { below: 1.5, prefetchCount: Infinity, prefetchEveryMs: 0, prefetchDue: 0.65 },
+      });
     case 'hybrid-histogram':
       return hybridHistogram(opts.ttlMs !== undefined ? { fixedKeepAliveMs: opts.ttlMs } : {});
     default:

@@ -33,6 +33,18 @@ export interface CremeBruleePlusOptions {
    * first seen / time since), so a rarely but steadily used function keeps some rank. @default 0
    */
   lifetimeFloor?: number;
+  /**
+   * Prefetch settings for scarce memory: while the memory the policy has seen (loaded + free, its
+   * running maximum) is below `below` × the model size of the hottest function (smallest average
+   * gap), these replace the prefetch settings above. @default none
+   */
+  scarce?: {
+    below: number;
+    prefetchCount?: number;
+    prefetchEveryMs?: number;
+    prefetchBy?: 'utility' | 'saving' | 'soonest';
+    prefetchDue?: number;
+  };
 }
 
 /** What the policy knows of one function. */
@@ -116,6 +128,10 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   const absent = new Set<Fn>();
   let minAbsentBytes: number | undefined = Infinity;
   let nextPrefetchAt = -Infinity;
+  // For `scarce`: bytes loaded (as the hooks report them) and the most memory seen.
+  let loadedBytes = 0;
+  let memorySeen = 0;
+  const scarce = opts.scarce;
   const note = (f: Fn, e: EntryFacts) => {
     f.popularity = e.popularity;
     f.lastUsedAt = e.lastUsedAt;
@@ -128,6 +144,8 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       // The invocation that caused the load arrived loadMs ago; a pre-warm load (hits 0) is none.
       if (e.hits > 0) seen(f, now - e.loadMs);
       note(f, e);
+      if (!f.loaded) loadedBytes += e.sizeBytes;
+      f.sizeBytes = e.sizeBytes;
       f.loaded = true;
       if (prefetch && absent.delete(f)) minAbsentBytes = undefined;
     },
@@ -139,6 +157,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     onEvict(key) {
       const f = fns.get(key);
       if (!f) return;
+      if (f.loaded) loadedBytes -= f.sizeBytes;
       f.loaded = false;
       if (prefetch) {
         absent.add(f);
@@ -159,20 +178,30 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       // Only where the caller says how much is free (and reports loads and evictions).
       if (freeBytes === undefined) return [];
       if (now < nextPrefetchAt) return [];
-      nextPrefetchAt = now + (opts.prefetchEveryMs ?? 5000);
+      let o: { prefetchCount?: number; prefetchEveryMs?: number; prefetchBy?: 'utility' | 'saving' | 'soonest'; prefetchDue?: number } = opts;
+      if (scarce) {
+        memorySeen = Math.max(memorySeen, loadedBytes + freeBytes);
+        let hot: Fn | undefined;
+        for (const f of fns.values()) if (!Number.isNaN(f.gap) && (hot === undefined || f.gap < hot.gap)) hot = f;
+        if (hot !== undefined && memorySeen < scarce.below * hot.sizeBytes) o = scarce;
+      }
+      nextPrefetchAt = now + (o.prefetchEveryMs ?? 5000);
       if (minAbsentBytes === undefined) {
         minAbsentBytes = Infinity;
         for (const f of absent) minAbsentBytes = Math.min(minAbsentBytes, f.sizeBytes);
       }
       if (minAbsentBytes > freeBytes) return [];
-      const count = opts.prefetchCount ?? 1;
-      const bySaving = opts.prefetchBy === 'saving';
-      const due = opts.prefetchDue ?? 0;
+      const count = o.prefetchCount ?? 1;
+      const by = o.prefetchBy ?? 'utility';
+      const due = o.prefetchDue ?? 0;
       const picks: { k: Fn; u: number }[] = [];
       for (const k of absent) {
         if (k.sizeBytes > freeBytes || Number.isNaN(k.gap)) continue;
         if (due > 0 && now - k.last < due * k.gap) continue;
-        const u = bySaving ? rateOf(k, k, now) * k.loadMs : utilityOf(k, k, now);
+        const u =
+          by === 'saving' ? rateOf(k, k, now) * k.loadMs
+          : by === 'soonest' ? -Math.max(0, k.last + k.gap - now) - k.gap * 1e-9 // expected next call soonest (then shortest gap)
+          : utilityOf(k, k, now);
         // Keep the `count` best, best first (ties by key).
         let i = picks.length;
         while (i > 0 && (picks[i - 1]!.u < u || (picks[i - 1]!.u === u && picks[i - 1]!.k.key > k.key))) i--;
