@@ -154,6 +154,24 @@ describe('cremebrulee-plus prefetching (simulator only)', () => {
     expect(p.prewarm!(5199, () => false, 5)).toEqual([]);
     expect(p.prewarm!(5200, () => false, 5).map((v) => v.key)).toEqual(['A']);
   });
+  it('scarce memory (below × the hottest model): every due function that fits, at every check', () => {
+    const run = (below: number) => {
+      const p = cremebruleePlus({ prefetch: true, prefetchEveryMs: 0, scarce: { below, prefetchCount: Infinity, prefetchEveryMs: 0, prefetchDue: 0.65 } });
+      p.onLoad!(e('A', 1, 4), 10); // A (4 bytes), the hottest: gap 100
+      p.onAccess!(e('A', 2, 4), 100);
+      p.onLoad!(e('B', 1), 10);
+      p.onAccess!(e('B', 2), 1000); // gap 1000
+      p.onEvict!('B', 1001);
+      p.onLoad!(e('C', 1), 10);
+      p.onAccess!(e('C', 2), 1100);
+      p.onAccess!(e('C', 3), 1600); // gap 1100, then 500: average 920
+      p.onEvict!('C', 1601);
+      // At 1700: loaded 4 + free 2 = 6 bytes. B idle 700 >= 0.65 x 1000 (due); C idle 100 < 0.65 x 920.
+      return p.prewarm!(1700, () => false, 2).map((v) => v.key);
+    };
+    expect(run(2)).toEqual(['B']); // 6 < 2 x 4: scarce, only what is due
+    expect(run(1.5)).toEqual(['C']); // 6 is not < 6: the usual rule, best utility (C's shorter gap)
+  });
   it('without the option it has no prewarm hook (the runtime gets the eviction part only)', () => {
     expect(cremebruleePlus().prewarm).toBeUndefined();
   });
