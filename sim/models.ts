@@ -1,5 +1,5 @@
 import { seededRandom } from '../runtime/policies/random';
-import { readLines, TraceError, type SimModel, type Trace } from './trace';
+import { readJson, TraceError, type SimModel, type Trace } from './trace';
 
 /** One profiled model of a catalogue such as `../shared/models/paper-models.json`. */
 export interface CatalogModel {
@@ -17,13 +17,7 @@ export type Mapping = (typeof MAPPINGS)[number];
  * "execSeconds", "sizeMB"}]}` (MB taken as 10^6 bytes, as in the Keras Applications table).
  */
 export function readPaperModels(path: string): CatalogModel[] {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readLines(path).join('\n'));
-  } catch (e) {
-    if (e instanceof TraceError) throw e;
-    throw new TraceError(`${path}: not valid JSON (${(e as Error).message})`);
-  }
+  const raw = readJson(path);
   const models = (raw as { models?: unknown })?.models;
   if (!Array.isArray(models) || models.length === 0) throw new TraceError(`${path}: expected {"models": [...]} with at least one model`);
   return models.map((m: Record<string, unknown>, i) => {

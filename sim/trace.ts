@@ -125,18 +125,22 @@ export function readPlainTrace(path: string): Trace {
   return buildTrace(times, fns, functions, path);
 }
 
+/** A JSON file, or a TraceError naming the file. */
+export function readJson(path: string): unknown {
+  const text = readLines(path).join('\n');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    throw new TraceError(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
 /**
  * The catalogue of a plain trace: `{"<function>": {"sizeBytes": n, "loadMs": n, "execMs": n}}`
  * (the format the runtime writes to `DATA_DIR/traces/catalog.json`).
  */
 export function readCatalog(path: string, trace: Trace): SimModel[] {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readLines(path).join('\n'));
-  } catch (e) {
-    if (e instanceof TraceError) throw e;
-    throw new TraceError(`${path}: not valid JSON (${(e as Error).message})`);
-  }
+  const raw = readJson(path);
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new TraceError(`${path}: expected an object {"<function>": {"sizeBytes", "loadMs", "execMs"}}`);
   }
