@@ -43,11 +43,6 @@ export class BruleeError extends Error {
     return ErrorCode[this.code];
   }
 
-  /** Errors the caller caused: retrying the same request cannot help. */
-  get isClientError(): boolean {
-    return this.status >= 400 && this.status < 500;
-  }
-
   toJSON() {
     return { code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) };
   }

@@ -1,5 +1,6 @@
 import { Hono } from 'hono';
 import type { Logger } from 'pino';
+import { BruleeError } from '../../errors';
 import { fromWire, mapValues, type Tensor } from '../../queue/wire';
 import type { Metrics } from '../../runtime/metrics';
 import type { Gateway } from '../gateway';
@@ -56,8 +57,7 @@ export function createApp(o: AppOptions): Hono {
   const auth = requireKey(o.apiKey);
   app.onError(onError(o.log));
   app.notFound((c) => {
-    if (c.req.path.startsWith('/v2')) return c.json({ error: `no route ${c.req.method} ${c.req.path}` }, 404);
-    return c.json({ error: { code: 'NOT_FOUND', message: `no route ${c.req.method} ${c.req.path}; see README for the API` } }, 404);
+    throw new BruleeError('NOT_FOUND', `no route ${c.req.method} ${c.req.path}; see README for the API`);
   });
 
   app.put('/functions/:name', auth, limit(o.maxModelBytes, 'model upload', 'MAX_MODEL_BYTES'), async (c) => {
