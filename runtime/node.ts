@@ -77,6 +77,16 @@ export class RuntimeNode {
         void recordEviction(this.o.redis, this.o.keys, this.o.id, ev).catch(() => undefined);
         void this.heartbeat();
       },
+      onPrefetch: (ev) => {
+        if (ev.error !== undefined) {
+          log.warn({ model: ev.key, err: ev.error, reason: ev.reason }, 'prefetch failed');
+          return;
+        }
+        log.info({ model: ev.key, reason: ev.reason }, 'prefetched');
+        // Routing reads residency from heartbeats: publish the warm model so calls come here.
+        void this.heartbeat();
+        void recordInvocation(this.o.redis, this.o.keys, { fn: ev.fn, outcome: 'prewarm', loaded: true, loadMs: this.lastLoadMs.get(ev.key) ?? 0, execMs: 0 }).catch(() => undefined);
+      },
     });
     metrics.onCollect(() => {
       metrics.cacheUsed.set({ node: this.o.id }, this.pool.usedBytes);
@@ -109,7 +119,13 @@ export class RuntimeNode {
     this.worker.on('error', (e) => this.o.log.warn({ err: e }, 'worker error'));
     await this.worker.waitUntilReady();
     this.timers.push(setInterval(() => void this.heartbeat(), this.o.heartbeatMs));
-    this.timers.push(setInterval(() => this.pool.sweep(), 1000));
+    // Keep-alive expiry and the policy's pre-warming (both no-ops for policies without them).
+    this.timers.push(
+      setInterval(() => {
+        this.pool.sweep();
+        this.pool.prefetch();
+      }, 1000),
+    );
   }
 
   /** Reads the popularity shares the cron job last computed (the job announces each refresh). */
@@ -208,7 +224,7 @@ export class RuntimeNode {
 
   /** A job for a newer version of a function retires the older versions held here, never newer ones. */
   private retireOlder(m: ModelRef): void {
-    if (this.pool.list().some((r) => r.fn === m.fn && r.key !== modelKey(m))) {
+    if (this.pool.holdsOther(m.fn, modelKey(m))) {
       this.pool.dropFunction(m.fn, { belowVersion: m.version, cause: 'retired', reason: `replaced by version ${m.version}` });
     }
   }

@@ -11,7 +11,8 @@ export interface InvocationRecord {
   fn: string;
   /**
    * `ok`, `error` (it ran or tried to load, and failed), `timeout` (skipped: reached past its
-   * deadline), or `prewarm` (a load asked for by the repository API: no invocation).
+   * deadline), or `prewarm` (a load with no invocation: asked for by the repository API, or the
+   * eviction policy's prefetch).
    */
   outcome: 'ok' | 'error' | 'timeout' | 'prewarm';
   /** Whether the model was cold or warm for it; absent when it never got the model. */
@@ -33,7 +34,9 @@ export async function recordInvocation(redis: Redis, k: Keys, r: InvocationRecor
     p.hincrby(key, 'loads', 1);
     p.lpush(k.fnSamples(r.fn, 'load'), r.loadMs.toFixed(3)).ltrim(k.fnSamples(r.fn, 'load'), 0, SAMPLES_KEPT - 1);
   }
-  if (r.outcome !== 'prewarm') {
+  if (r.outcome === 'prewarm') {
+    p.hincrby(key, 'prewarms', 1);
+  } else {
     p.hincrby(key, 'invocations', 1);
     p.hincrby(k.popularityCounts, r.fn, 1);
     if (r.outcome === 'timeout') p.hincrby(key, 'timeouts', 1);
@@ -58,7 +61,10 @@ export interface FunctionStats {
   failures: number;
   /** Invocations a node reached past their deadline and skipped (the caller had a 504). */
   timeouts: number;
+  /** Model loads, prewarms included. */
   loads: number;
+  /** Loads with no invocation: the repository API's load, or the policy's prefetch. */
+  prewarms: number;
   coldStarts: number;
   warmHits: number;
   evictions: number;
@@ -89,6 +95,7 @@ export async function readFunctionStats(redis: Redis, k: Keys, fn: string): Prom
     failures: n('failures'),
     timeouts: n('timeouts'),
     loads: n('loads'),
+    prewarms: n('prewarms'),
     coldStarts: n('coldStarts'),
     warmHits: n('warmHits'),
     evictions: n('evictions'),

@@ -30,6 +30,18 @@ export interface WarmPoolOptions<T, S extends ModelSpec = ModelSpec> {
   admitTimeoutMs?: number;
   /** Called on each eviction, with the policy's reason. */
   onEvict?: (ev: EvictionEvent) => void;
+  /** Called when a load that `prefetch` started ends (with `error` when it failed). */
+  onPrefetch?: (ev: PrefetchEvent) => void;
+}
+
+export interface PrefetchEvent {
+  key: string;
+  fn: string;
+  sizeBytes: number;
+  /** The policy's reason for wanting it loaded. */
+  reason: string;
+  /** Set when the load failed (the model is not resident; the pool forgets it until it is used again). */
+  error?: unknown;
 }
 
 export interface EvictionEvent {
@@ -88,8 +100,14 @@ export interface ResidentModel {
  */
 export class WarmPool<T, S extends ModelSpec = ModelSpec> {
   private readonly entries = new Map<string, Entry<T, S>>();
-  private readonly opts: Required<Omit<WarmPoolOptions<T, S>, 'dispose' | 'onEvict'>> &
-    Pick<WarmPoolOptions<T, S>, 'dispose' | 'onEvict'>;
+  private readonly opts: Required<Omit<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onPrefetch'>> &
+    Pick<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onPrefetch'>;
+  /**
+   * The models this pool has loaded, resident or not, so the policy's `prewarm` hook can name one
+   * that was evicted. A model leaves when it is retired (new version) or unloaded (deleted, or
+   * unloaded on request): those must not come back ahead of demand.
+   */
+  private readonly known = new Map<string, S>();
   private used = 0;
   private waiters: Array<() => void> = [];
   private readonly disposing = new Set<Promise<void>>();
@@ -171,13 +189,24 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     return lease.loaded;
   }
 
+  /** Whether the pool holds, or remembers for prefetching, a model of `fn` other than `key`. */
+  holdsOther(fn: string, key: string): boolean {
+    for (const s of this.known.values()) if (s.fn === fn && s.key !== key) return true;
+    for (const e of this.entries.values()) if (e.spec.fn === fn && e.spec.key !== key) return true;
+    return false;
+  }
+
   /**
    * Drops a model now, or when its last in-flight invocation ends. Pinned models are dropped too:
    * an explicit unload or a new version overrides the pin.
    */
   drop(key: string, cause: 'retired' | 'unload', reason: string): boolean {
+    this.known.delete(key);
     const e = this.entries.get(key);
-    if (!e) return false;
+    if (!e) {
+      this.opts.policy.forget?.(key);
+      return false;
+    }
     if (e.inFlight === 0 && e.value !== undefined) {
       this.evict(e, reason, cause);
     } else {
@@ -192,11 +221,13 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
    * `belowVersion` only the older versions, so a late job of an old version cannot retire a newer one.
    */
   dropFunction(fn: string, how: { belowVersion?: number; cause: 'retired' | 'unload'; reason: string }): number {
+    const matches = (s: S) => s.fn === fn && (how.belowVersion === undefined || (s.version ?? 0) < how.belowVersion);
+    for (const s of [...this.known.values()]) {
+      if (matches(s) && !this.entries.has(s.key)) this.drop(s.key, how.cause, how.reason);
+    }
     let n = 0;
     for (const e of [...this.entries.values()]) {
-      if (e.spec.fn !== fn) continue;
-      if (how.belowVersion !== undefined && (e.spec.version ?? 0) >= how.belowVersion) continue;
-      if (this.drop(e.spec.key, how.cause, how.reason)) n++;
+      if (matches(e.spec) && this.drop(e.spec.key, how.cause, how.reason)) n++;
     }
     return n;
   }
@@ -213,6 +244,40 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
       }
     }
     return dropped;
+  }
+
+  /**
+   * Pre-warming by the policy (its `prewarm` hook: `cremebrulee-plus` prefetches, `hybrid-histogram`
+   * pre-warms before a predicted call): starts loading, in the background, the models it names
+   * that this pool has held before and that fit in the free memory now. It never evicts for them,
+   * and a prefetched model counts no hit (the policy does not mistake it for demand). Call it
+   * periodically, as `sweep`. Returns the number of loads started; each one's end is reported to
+   * `onPrefetch`.
+   */
+  prefetch(): number {
+    const policy = this.opts.policy;
+    if (!policy.prewarm) return 0;
+    const wanted = policy.prewarm(this.opts.now(), (key) => this.entries.has(key), this.opts.budgetBytes - this.used);
+    let started = 0;
+    for (const v of wanted) {
+      const spec = this.known.get(v.key);
+      if (!spec || this.entries.has(v.key) || this.used + spec.sizeBytes > this.opts.budgetBytes) continue;
+      // It fits, so `admit` reserves the room and starts the load before it first awaits.
+      const report = (error?: unknown) =>
+        this.opts.onPrefetch?.({ key: spec.key, fn: spec.fn, sizeBytes: spec.sizeBytes, reason: v.reason, ...(error !== undefined ? { error } : {}) });
+      this.admit(spec, 0).then(
+        (lease) => {
+          lease.release();
+          report();
+        },
+        (e: unknown) => {
+          this.known.delete(spec.key);
+          report(e ?? new Error('load failed'));
+        },
+      );
+      started++;
+    }
+    return started;
   }
 
   /** Disposes everything (shutdown); not evictions, so nothing is reported to `onEvict`. */
@@ -277,6 +342,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     entry.loadedAt = this.opts.now();
     entry.lastUsedAt = entry.loadedAt;
     entry.hits = hits;
+    if (!entry.retire) this.known.set(spec.key, spec);
     this.opts.policy.onLoad?.(this.facts(entry), entry.loadedAt);
     return this.lease(entry, value, true, true, this.opts.now() - t0);
   }
@@ -353,6 +419,8 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     this.entries.delete(e.spec.key);
     this.used -= e.spec.sizeBytes;
     this.opts.policy.onEvict?.(e.spec.key, this.opts.now());
+    // Retired or unloaded: gone for good, not merely out of memory.
+    if (cause === 'retired' || cause === 'unload') this.opts.policy.forget?.(e.spec.key);
     this.opts.onEvict?.({ key: e.spec.key, fn: e.spec.fn, sizeBytes: e.spec.sizeBytes, reason, cause });
     if (e.value !== undefined) this.dispose(e.value, e.spec.key);
     delete e.value;

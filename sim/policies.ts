@@ -1,17 +1,13 @@
 import { belady } from '../runtime/policies/belady';
 import { cremebruleeOracle } from '../runtime/policies/cremebrulee-oracle';
 import { cremebruleePlus } from '../runtime/policies/cremebrulee-plus';
-import { hybridHistogram } from '../runtime/policies/hybrid-histogram';
 import { createPolicy, RUNTIME_POLICIES, type RuntimePolicyName } from '../runtime/policies/index';
 import type { EvictionPolicy, PolicyOptions } from '../runtime/policies/types';
 
 /** Oracles: they see the future, so they run in the simulator only. */
 export const ORACLE_POLICIES = ['belady', 'cremebrulee-oracle'] as const;
-/** Online policies the runtime cannot run as they are (they need the `prewarm` hook). */
-export const SIM_ONLY_POLICIES = ['hybrid-histogram'] as const;
-
-/** Every policy the simulator runs: the runtime's own, plus the sim-only ones and the oracles. */
-export const SIM_POLICIES = [...RUNTIME_POLICIES, ...SIM_ONLY_POLICIES, ...ORACLE_POLICIES] as const;
+/** Every policy the simulator runs: the runtime's own, plus the oracles. */
+export const SIM_POLICIES = [...RUNTIME_POLICIES, ...ORACLE_POLICIES] as const;
 export type SimPolicyName = (typeof SIM_POLICIES)[number];
 
 export interface SimPolicyOptions extends PolicyOptions {
@@ -50,8 +46,6 @@ export function createSimPolicy(name: SimPolicyName, opts: SimPolicyOptions = {}
         // first half of sample100 (sim/README.md).
         scarce: { below: 1.5, prefetchCount: Infinity, prefetchEveryMs: 0, prefetchDue: 0.65 },
       });
-    case 'hybrid-histogram':
-      return hybridHistogram(opts.ttlMs !== undefined ? { fixedKeepAliveMs: opts.ttlMs } : {});
     default:
       return createPolicy(name as RuntimePolicyName, opts);
   }

@@ -75,6 +75,12 @@ export interface EvictionPolicy {
   /** A model left the cache (evicted, retired or unloaded). */
   onEvict?(key: string, now: number): void;
   /**
+   * A model is gone for good: its function was deleted, unloaded on request, or replaced by a new
+   * version. Called after its `onEvict` (if it was loaded). A policy that names models in `prewarm`
+   * must not name it again (until it is loaded anew); others may drop what they keep of it.
+   */
+  forget?(key: string): void;
+  /**
    * Entries to drop with no memory pressure (keep-alive expiry). Called periodically by the
    * runtime and at each event by the simulator; `entries` are evictable entries only.
    */

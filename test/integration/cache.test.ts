@@ -79,6 +79,34 @@ describe('warm pool under a budget', () => {
     expect(resident).toEqual(['pinned', 'third']);
   });
 
+  it('cremebrulee-plus prefetches into freed memory: after a deletion, the evicted model is back before its next call', async () => {
+    b = await startBrulee({ MEMORY_BUDGET: '25MB', EVICTION_POLICY: 'cremebrulee-plus' });
+    const small = (seed: number) => mlpModel({ inputSize: 64, hidden: [8], outputSize: 16, seed });
+    for (const [i, name] of ['first', 'second', 'doomed'].entries()) await b.put(name, small(20 + i), `memoryBytes=${10 * MB}`);
+    const outputs: Record<string, unknown> = {};
+    for (let i = 0; i < 3; i++) {
+      for (const name of ['first', 'second']) outputs[name] = (await b.invoke(name, x4)).body.outputs;
+    }
+    expect((await b.invoke('doomed', x4)).status).toBe(200);
+    const evictions = (await b.json('GET', '/stats')).body.recentEvictions;
+    expect(evictions).toHaveLength(1);
+    const evicted: string = evictions[0].fn;
+    expect(['first', 'second']).toContain(evicted);
+    // Deleting a function frees its 10 MB; the node's periodic check (every second; the policy
+    // prefetches at most every 5 s) loads the evicted model back into it.
+    expect((await b.json('DELETE', '/functions/doomed')).status).toBe(200);
+    const resident = () => b!.node!.pool.list().some((m) => m.fn === evicted && m.state === 'resident');
+    for (let t = 0; t < 100 && !resident(); t++) await new Promise((r) => setTimeout(r, 100));
+    expect(resident()).toBe(true);
+    const r = await b.invoke(evicted, x4);
+    expect(r.body.coldStart).toBe(false);
+    expect(r.body.outputs).toEqual(outputs[evicted]);
+    const fn = (await b.json('GET', '/stats')).body.functions[evicted];
+    expect(fn).toMatchObject({ invocations: 4, loads: 2, prewarms: 1, coldStarts: 1, warmHits: 3, evictions: 1 });
+    // The deleted function is gone for good: never brought back, though it was known and 5 MB are free.
+    expect(b.node!.pool.list().map((m) => m.fn).sort()).toEqual(['first', 'second']);
+  });
+
   it('50 concurrent invocations of an unloaded model cause exactly one load; stats and metrics match what was sent', async () => {
     b = await startBrulee();
     const bytes = mlpForBytes(5 * MB, 4);
