@@ -79,6 +79,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
   const recorder = config.traceRecord ? new TraceRecorder(config.dataDir) : undefined;
   if (recorder) await recorder.writeCatalog(await registry.list());
   const gateway = new Gateway({ redis, keys: k, registry, dispatcher, defaultTimeoutMs: config.invokeTimeoutMs, log, ...(recorder ? { recorder } : {}) });
+  const requests = { inFlight: 0 };
   const app = createApp({
     gateway,
     metrics,
@@ -87,6 +88,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
     maxModelBytes: config.maxModelBytes,
     maxRequestBytes: config.maxRequestBytes,
     redisOk: () => redis.ping().then(() => true, () => false),
+    requests,
   });
   const cron = startPopularityCron(config.popularityCron, redis, k, log);
 
@@ -94,7 +96,8 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
   const close = (opts: { drainMs?: number } = {}) =>
     (closing ??= (async () => {
       const until = Date.now() + (opts.drainMs ?? 0);
-      while (dispatcher.pending > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      // Requests already read (parsing, checking, waiting for their result) are answered first.
+      while ((requests.inFlight > 0 || dispatcher.pending > 0) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
       const steps: Array<() => unknown> = [() => cron.stop(), () => node?.close(), () => dispatcher.close(), () => registry.close(), () => recorder?.close(), () => redis.quit()];
       for (const s of steps) await Promise.resolve().then(s).catch((e: unknown) => log.warn({ err: e }, 'close step failed'));
     })());

@@ -20,6 +20,8 @@ export interface AppOptions {
   maxRequestBytes: number;
   /** Is Redis answering? For /healthz. */
   redisOk: () => Promise<boolean>;
+  /** Counts the requests being handled (the app keeps it), so a shutdown can wait for them. */
+  requests?: { inFlight: number };
 }
 
 function describe(fn: FunctionMeta) {
@@ -56,6 +58,17 @@ export function createApp(o: AppOptions): Hono {
   const app = new Hono();
   const auth = requireKey(o.apiKey);
   app.onError(onError(o.log));
+  const requests = o.requests;
+  if (requests) {
+    app.use(async (_c, next) => {
+      requests.inFlight++;
+      try {
+        await next();
+      } finally {
+        requests.inFlight--;
+      }
+    });
+  }
   app.notFound((c) => {
     throw new BruleeError('NOT_FOUND', `no route ${c.req.method} ${c.req.path}; see README for the API`);
   });

@@ -92,3 +92,22 @@ describe('function lifecycle under concurrency', () => {
     expect((await b.put('pin2', small(9), 'memoryBytes=100MB')).status).toBe(201);
   });
 });
+
+describe('shutdown', () => {
+  it('close with a drain answers requests still being read or checked, not only calls already queued', async () => {
+    const c = await startBrulee();
+    try {
+      expect((await c.put('drained', small(40))).status).toBe(201);
+      const direct = await c.invoke('drained', x);
+      // The handlers have started but none has reached the queue yet when the drain begins.
+      const calls = Array.from({ length: 5 }, () => c.invoke('drained', x));
+      const closed = c.close({ drainMs: 10_000 });
+      const answered = await Promise.all(calls);
+      expect(answered.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+      expect(answered.every((r) => JSON.stringify(r.body.outputs) === JSON.stringify(direct.body.outputs))).toBe(true);
+      await closed;
+    } finally {
+      await c.destroy();
+    }
+  });
+});

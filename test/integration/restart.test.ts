@@ -95,7 +95,13 @@ describe('restart', () => {
     expect((await fetch(`${base}/functions/slowish`, { method: 'PUT', body: mlpForBytes(20_000_000, 3) })).status).toBe(201);
     const batch = { inputs: { x: { type: 'float32', dims: [256, 64], data: new Array(256 * 64).fill(0.5) } } };
     const burst = Array.from({ length: 12 }, () => fetch(`${base}/functions/slowish/invoke`, post(batch)).then((r) => ({ status: r.status, at: Date.now() })));
-    await new Promise((r) => setTimeout(r, 150));
+    // SIGTERM once the server has read all 12 (done, running or queued): a connection it has not
+    // read a request from yet is closed at SIGTERM, which a client sees as a reset, not an answer.
+    const seen = async () => {
+      const s = (await (await fetch(`${base}/stats`)).json()) as any;
+      return s.functions.slowish.invocations + s.queue.waiting + s.queue.active;
+    };
+    for (let i = 0; i < 200 && (await seen()) < 12; i++) await new Promise((r) => setTimeout(r, 10));
     const killedAt = Date.now();
     child.kill('SIGTERM');
     const answered = await Promise.all(burst);
