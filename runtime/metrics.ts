@@ -15,6 +15,7 @@ export class Metrics {
   readonly coldStarts = new Counter({ name: 'brulee_cold_starts_total', help: 'Invocations that waited for a model load', labelNames: ['function'] as const, registers: [this.registry] });
   readonly warmHits = new Counter({ name: 'brulee_warm_hits_total', help: 'Invocations served by a resident model', labelNames: ['function'] as const, registers: [this.registry] });
   readonly loads = new Counter({ name: 'brulee_model_loads_total', help: 'Model loads (sessions created)', labelNames: ['function'] as const, registers: [this.registry] });
+  readonly prewarms = new Counter({ name: 'brulee_prewarms_total', help: 'Model loads with no invocation: asked for by the load API (api) or by the eviction policy (policy)', labelNames: ['function', 'by'] as const, registers: [this.registry] });
   readonly evictions = new Counter({ name: 'brulee_evictions_total', help: 'Models dropped from the cache, by cause', labelNames: ['function', 'cause'] as const, registers: [this.registry] });
   readonly loadSeconds = new Histogram({ name: 'brulee_model_load_seconds', help: 'Model load time', labelNames: ['function'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly execSeconds = new Histogram({ name: 'brulee_exec_seconds', help: 'Model execution time', labelNames: ['function'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });

@@ -83,6 +83,7 @@ export class RuntimeNode {
           return;
         }
         log.info({ model: ev.key, reason: ev.reason }, 'prefetched');
+        metrics.prewarms.inc({ function: ev.fn, by: 'policy' });
         // Routing reads residency from heartbeats: publish the warm model so calls come here.
         void this.heartbeat();
         void recordInvocation(this.o.redis, this.o.keys, { fn: ev.fn, outcome: 'prewarm', loaded: true, loadMs: this.lastLoadMs.get(ev.key) ?? 0, execMs: 0 }).catch(() => undefined);
@@ -203,6 +204,7 @@ export class RuntimeNode {
           this.retireOlder(model);
           const loaded = await this.pool.prewarm(this.spec(model));
           if (loaded) {
+            this.o.metrics.prewarms.inc({ function: model.fn, by: 'api' });
             await this.heartbeat();
             await recordInvocation(this.o.redis, this.o.keys, { fn: model.fn, outcome: 'prewarm', loaded: true, loadMs: this.lastLoadMs.get(modelKey(model)) ?? 0, execMs: 0 });
           }

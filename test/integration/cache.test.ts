@@ -103,6 +103,8 @@ describe('warm pool under a budget', () => {
     expect(r.body.outputs).toEqual(outputs[evicted]);
     const fn = (await b.json('GET', '/stats')).body.functions[evicted];
     expect(fn).toMatchObject({ invocations: 4, loads: 2, prewarms: 1, coldStarts: 1, warmHits: 3, evictions: 1 });
+    const metrics = await (await b.req('/metrics')).text();
+    expect(metrics).toContain(`brulee_prewarms_total{function="${evicted}",by="policy"} 1`);
     // The deleted function is gone for good: never brought back, though it was known and 5 MB are free.
     expect(b.node!.pool.list().map((m) => m.fn).sort()).toEqual(['first', 'second']);
   });
