@@ -47,16 +47,15 @@ async function warmPoolEvictions(trace: Trace, models: readonly SimModel[], name
   return { evictions, cold };
 }
 
+/** Varied sizes, load and exec times, one model per function. */
+const modelsOf = (trace: Trace): SimModel[] =>
+  trace.functions.map((key, f) => ({ key, sizeBytes: 100 + ((f * 53) % 400), loadMs: 200 + ((f * 7919) % 3000), execMs: 20 + ((f * 31) % 200) }));
+
 // Eviction alone (cremebrulee-plus without prefetching; `ttl` with its keep-alive sweep). The
 // next describe adds pre-warming.
 describe('the simulator and the runtime warm pool make the same choices', () => {
   const trace = randomTrace(11, 1500, 20);
-  const models: SimModel[] = trace.functions.map((key, f) => ({
-    key,
-    sizeBytes: 100 + ((f * 53) % 400),
-    loadMs: 200 + ((f * 7919) % 3000),
-    execMs: 20 + ((f * 31) % 200),
-  }));
+  const models = modelsOf(trace);
   const budget = 1500;
   const policies: SimPolicyName[] = ['cremebrulee', 'cremebrulee-plus', 'lru', 'lfu', 'gdsf', 'ttl', 'random'];
   for (const name of policies) {
@@ -141,12 +140,7 @@ async function warmPoolWithPrefetch(trace: Trace, models: readonly SimModel[], p
 
 describe('with pre-warming, the simulator and the warm pool still make the same choices', () => {
   const trace = randomTrace(12, 1500, 20);
-  const models: SimModel[] = trace.functions.map((key, f) => ({
-    key,
-    sizeBytes: 100 + ((f * 53) % 400),
-    loadMs: 200 + ((f * 7919) % 3000),
-    execMs: 20 + ((f * 31) % 200),
-  }));
+  const models = modelsOf(trace);
   const cases: Array<[string, () => EvictionPolicy, number]> = [
     ['cremebrulee-plus (as the runtime runs it)', () => createPolicy('cremebrulee-plus'), 1500],
     ['cremebrulee-plus, scarce memory', () => createPolicy('cremebrulee-plus'), 600],
