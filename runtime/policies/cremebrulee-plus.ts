@@ -34,6 +34,24 @@ export interface CremeBruleePlusOptions {
    */
   lifetimeFloor?: number;
   /**
+   * Rate of a function seen only once: `popularity` (CremeBrulee's refreshed share, scaled below
+   * any learned rate; decays with idle time, so these rank by recency, whatever their size) or
+   * `window` (one call in the time the policy has watched: 1 / (now − first invocation seen), at
+   * or below every learned rate, equal for all of them, so they rank by load cost per byte, then
+   * by last use, as GDSF ranks entries with one hit). `window` (fifth session) keeps one-off
+   * calls of large models from outranking small models that are called again. @default 'window'
+   */
+  oneSighting?: 'popularity' | 'window';
+  /**
+   * Drop victims the eviction does not need: lowest utility first can take several small entries
+   * and then a large one that alone would have freed enough; keep (not evict) such earlier
+   * victims, highest utility first, as long as what is left still frees `needBytes`.
+   * `vsPrefetch` (with `prefetch`; tried, not the default): keep such a victim only if its utility
+   * is at least that of the best function prefetching could load into the memory left free.
+   * @default true
+   */
+  trimVictims?: boolean | 'vsPrefetch';
+  /**
    * Prefetch settings for scarce memory: while the memory the policy has seen (loaded + free, its
    * running maximum) is below `below` × the model size of the hottest function (smallest average
    * gap), these replace the prefetch settings above. @default none
@@ -44,7 +62,40 @@ export interface CremeBruleePlusOptions {
     prefetchEveryMs?: number;
     prefetchBy?: 'utility' | 'saving' | 'soonest';
     prefetchDue?: number;
+    /**
+     * Whether `trimVictims` applies while memory is scarce (where free memory is the room the
+     * due functions are prefetched into). @default false
+     */
+    trimVictims?: boolean;
   };
+}
+
+/**
+ * Victims (lowest utility first) without those not needed: walking back from the last but one
+ * (highest utility), drop a victim while the others still free `needBytes`. Order kept.
+ */
+function trimmed(
+  victims: Victim[],
+  candidates: readonly EntryFacts[],
+  needBytes: number,
+  worthKeeping: (e: EntryFacts, spareBytes: number) => boolean = () => true,
+): Victim[] {
+  const byKey = new Map<string, EntryFacts>();
+  for (const c of candidates) byKey.set(c.key, c);
+  let freed = 0;
+  for (const v of victims) freed += byKey.get(v.key)?.sizeBytes ?? 0;
+  if (!(freed >= needBytes)) return victims;
+  const spare = freed - needBytes;
+  const keep = victims.map(() => true);
+  for (let i = victims.length - 2; i >= 0; i--) {
+    const e = byKey.get(victims[i]!.key);
+    const b = e?.sizeBytes ?? 0;
+    if (freed - b >= needBytes && e !== undefined && worthKeeping(e, spare)) {
+      keep[i] = false;
+      freed -= b;
+    }
+  }
+  return victims.filter((_, i) => keep[i]);
 }
 
 /** What the policy knows of one function. */
@@ -76,7 +127,9 @@ interface Fn {
  * (learned from the invocations the policy has seen: each load or hit). A function that has gone
  * quiet for longer than its usual gap loses rate at once, not at the next popularity refresh, and
  * a timer-like function keeps its rate between calls. Until a function has two invocations, its
- * gap falls back to the refreshed popularity share (as plain CremeBrulee). Online: only the past.
+ * rate is one call in the time the policy has watched (option `oneSighting`). A miss evicts the
+ * lowest utilities first, then keeps those a later victim made unnecessary (`trimVictims`).
+ * Online: only the past.
  * Eviction needs only the hooks the runtime's warm pool already calls; prefetching (an option)
  * needs `prewarm`, which only the simulator calls.
  */
@@ -95,6 +148,10 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     return f;
   };
   const floorW = opts.lifetimeFloor ?? 0;
+  const oneWindow = (opts.oneSighting ?? 'window') === 'window';
+  const trim = (opts.trimVictims ?? true) !== false;
+  const trimVsPrefetch = opts.trimVictims === 'vsPrefetch';
+  const trimScarce = opts.scarce?.trimVictims === true;
   let firstSeenAt = NaN;
   let seenCount = 0;
   const seen = (f: Fn, t: number) => {
@@ -112,7 +169,11 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   };
   /** Rate of a function (f: what the policy knows of it, or undefined; e: the caller's facts). */
   const rateOf = (f: Fn | undefined, e: Pick<EntryFacts, 'popularity' | 'lastUsedAt'>, now: number): number => {
-    if (f === undefined || Number.isNaN(f.gap)) return e.popularity * 1e-6; // one sighting: as CremeBrulee, below any learned rate
+    if (f === undefined || Number.isNaN(f.gap)) {
+      // One sighting: one call in the window watched so far, or as CremeBrulee, below any learned rate.
+      if (oneWindow && seenCount > 0) return 1 / Math.max(1, now - firstSeenAt);
+      return e.popularity * 1e-6;
+    }
     const l = Number.isNaN(f.last) ? e.lastUsedAt : f.last;
     let r = 1 / Math.max(f.gap, now - l, 1);
     if (floorW > 0) r = Math.max(r, (floorW * f.calls) / Math.max(1, now - f.first));
@@ -131,6 +192,8 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   // For `scarce`: bytes loaded (as the hooks report them) and the most memory seen.
   let loadedBytes = 0;
   let memorySeen = 0;
+  /** Whether the last prefetch check found memory scarce. */
+  let scarceNow = false;
   const scarce = opts.scarce;
   const note = (f: Fn, e: EntryFacts) => {
     f.popularity = e.popularity;
@@ -165,9 +228,24 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       }
     },
     selectVictims(req) {
-      return lowestFirst(req.candidates, req.needBytes, (e) => utility(e, req.now), (e) => {
+      const victims = lowestFirst(req.candidates, req.needBytes, (e) => utility(e, req.now), (e) => {
         const f = fns.get(e.key);
         return `utility ${utility(e, req.now).toExponential(3)} lowest (gap ${Math.round(f?.gap ?? NaN)} ms, idle ${Math.round(req.now - (f && !Number.isNaN(f.last) ? f.last : e.lastUsedAt))} ms)`;
+      });
+      if (!trim || victims.length < 2 || (scarceNow && !trimScarce)) return victims;
+      if (!prefetch || !trimVsPrefetch) return trimmed(victims, req.candidates, req.needBytes);
+      // With prefetching, memory left free is not idle: keep a redundant victim only if it is worth
+      // more than what prefetching could load into the memory the eviction would leave free.
+      let best: number | undefined;
+      return trimmed(victims, req.candidates, req.needBytes, (e, spare) => {
+        if (best === undefined) {
+          best = 0;
+          for (const k of absent) {
+            if (k.key === req.incoming.key || k.sizeBytes > spare || Number.isNaN(k.gap)) continue;
+            best = Math.max(best, utilityOf(k, k, req.now));
+          }
+        }
+        return utility(e, req.now) >= best;
       });
     },
   };
@@ -183,7 +261,8 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
         memorySeen = Math.max(memorySeen, loadedBytes + freeBytes);
         let hot: Fn | undefined;
         for (const f of fns.values()) if (!Number.isNaN(f.gap) && (hot === undefined || f.gap < hot.gap)) hot = f;
-        if (hot !== undefined && memorySeen < scarce.below * hot.sizeBytes) o = scarce;
+        scarceNow = hot !== undefined && memorySeen < scarce.below * hot.sizeBytes;
+        if (scarceNow) o = scarce;
       }
       nextPrefetchAt = now + (o.prefetchEveryMs ?? 5000);
       if (minAbsentBytes === undefined) {

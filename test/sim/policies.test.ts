@@ -176,3 +176,56 @@ describe('cremebrulee-plus prefetching (simulator only)', () => {
     expect(cremebruleePlus().prewarm).toBeUndefined();
   });
 });
+
+describe('cremebrulee-plus eviction: functions seen once, and only the victims needed', () => {
+  /** Evictions (in order) and cold starts of cremebrulee-plus (eviction only) on a hand-made trace. */
+  const run = (opts: Parameters<typeof cremebruleePlus>[0], events: [number, string][], budget: number, table = {}) => {
+    const t = traceOf(events);
+    const evicted: string[] = [];
+    const r = simulate(t, modelsOf(t, table), cremebruleePlus(opts), { budgetBytes: budget, onEvict: (key) => evicted.push(key) });
+    return { evicted, cold: r.coldStarts };
+  };
+  it("oneSighting 'window': functions seen once rank by load cost per byte, not by recency", () => {
+    // S (1 byte) and L (10 bytes), each called once, same load time; X needs 1 byte.
+    const ev: [number, string][] = [[0, 'S'], [100, 'L'], [200, 'X'], [300, 'S']];
+    const table = { L: { sizeBytes: 10 } };
+    // One call in the time watched, for both: S is worth 10x more per byte, so L goes; S then hits.
+    expect(run({ oneSighting: 'window', trimVictims: false }, ev, 11, table)).toEqual({ evicted: ['L'], cold: 3 });
+    // As before (popularity share, 0 for both before any refresh): the least recently used, S.
+    expect(run({ oneSighting: 'popularity', trimVictims: false }, ev, 11, table)).toEqual({ evicted: ['S', 'L'], cold: 4 });
+  });
+  it("oneSighting 'window': a function seen once ranks below one with a learned gap", () => {
+    const p = cremebruleePlus();
+    const e = (key: string, lastUsedAt: number): EntryFacts => ({ key, hits: 1, loadMs: 10, sizeBytes: 1, execMs: 1, popularity: 0, loadedAt: 0, lastUsedAt });
+    p.onLoad!(e('A', 0), 10); // A at 0 and 100: gap 100
+    p.onAccess!(e('A', 100), 100);
+    p.onLoad!(e('B', 500), 510); // B once, at 500
+    // At 1000: A's rate 1 / max(100, 900); B's 1 / (1000 − 0), lower, though B was used later.
+    expect(p.selectVictims({ now: 1000, needBytes: 1, candidates: [e('A', 100), e('B', 500)], incoming: e('C', 1000) }).map((v) => v.key)).toEqual(['B']);
+  });
+  it('trimVictims: a large victim that alone frees enough spares the small ones taken before it', () => {
+    // Budget 7: A (1), B (1) and C (5). A and B every 6 s, C every 100 ms; D (5) arrives at 12 s.
+    const ev: [number, string][] = [[0, 'A'], [100, 'B'], [6000, 'A'], [6100, 'B']];
+    for (let t = 6200; t < 12000; t += 100) ev.push([t, 'C']);
+    ev.push([12000, 'D'], [12100, 'A'], [12200, 'B']);
+    const table = { C: { sizeBytes: 5 }, D: { sizeBytes: 5 } };
+    // Lowest utility first: A, B (2 bytes, not enough), then C. C alone frees the 5 bytes D needs.
+    const trimmed = run({ trimVictims: true }, ev, 7, table);
+    const untrimmed = run({ trimVictims: false }, ev, 7, table);
+    expect(trimmed.evicted).toEqual(['C']);
+    expect(untrimmed.evicted).toEqual(['A', 'B', 'C']);
+    expect(trimmed.cold).toBe(untrimmed.cold - 2); // A and B then hit
+  });
+  it('trimVictims keeps the order and stops at what is needed (direct call)', () => {
+    const e = (key: string, sizeBytes: number, loadMs: number): EntryFacts => ({ key, hits: 1, loadMs, sizeBytes, execMs: 1, popularity: 0, loadedAt: 0, lastUsedAt: 0 });
+    // Utility per byte: S1 1, S2 2, M 3, L 4 (load / size; all seen once: equal rates).
+    const c = [e('S1', 1, 1), e('S2', 1, 2), e('M', 3, 9), e('L', 5, 20)];
+    const [p, q] = [cremebruleePlus(), cremebruleePlus({ trimVictims: false })];
+    for (const x of c) [p, q].forEach((y) => y.onLoad!(x, 1));
+    // Need 6: S1 + S2 + M free 5, then L.
+    expect(q.selectVictims({ now: 2, needBytes: 6, candidates: c, incoming: e('X', 6, 1) }).map((v) => v.key)).toEqual(['S1', 'S2', 'M', 'L']);
+    // Keep the most valuable first: M (the other three free 7 >= 6), then S2 (6 >= 6); not S1
+    // (L alone frees 5 < 6). S1 then L, still lowest utility first.
+    expect(p.selectVictims({ now: 2, needBytes: 6, candidates: c, incoming: e('X', 6, 1) }).map((v) => v.key)).toEqual(['S1', 'L']);
+  });
+});
