@@ -1,7 +1,7 @@
 import { belady } from '../runtime/policies/belady';
 import { cremebruleeOracle } from '../runtime/policies/cremebrulee-oracle';
 import { cremebruleePlus } from '../runtime/policies/cremebrulee-plus';
-import { createPolicy, RUNTIME_POLICIES, type RuntimePolicyName } from '../runtime/policies/index';
+import { createPolicy, CREMEBRULEE_PLUS_TUNED, RUNTIME_POLICIES, type RuntimePolicyName } from '../runtime/policies/index';
 import type { EvictionPolicy, PolicyOptions } from '../runtime/policies/types';
 
 /** Oracles: they see the future, so they run in the simulator only. */
@@ -15,10 +15,7 @@ export interface SimPolicyOptions extends PolicyOptions {
   oracleHorizonMs?: number;
   /** Gap-average weight of `cremebrulee-plus`. @default 0.3 */
   alpha?: number;
-  /**
-   * `cremebrulee-plus` prefetches into free memory (the `prewarm` hook, which the runtime's warm
-   * pool does not call: the runtime runs its eviction part only). @default true
-   */
+  /** `cremebrulee-plus` prefetches into free memory (the `prewarm` hook). @default true */
   prefetch?: boolean;
 }
 
@@ -38,13 +35,11 @@ export function createSimPolicy(name: SimPolicyName, opts: SimPolicyOptions = {}
     case 'cremebrulee-oracle':
       return cremebruleeOracle(opts.oracleHorizonMs);
     case 'cremebrulee-plus':
+      // As the runtime runs it, unless the options say otherwise.
       return cremebruleePlus({
+        ...CREMEBRULEE_PLUS_TUNED,
         ...(opts.alpha !== undefined ? { alpha: opts.alpha } : {}),
-        prefetch: opts.prefetch ?? true,
-        // Scarce memory (less than 1.5x the hottest function's model): prefetch at every check
-        // every function that is due (idle for 0.65 of its average gap) and fits. Chosen on the
-        // first half of sample100 (sim/README.md).
-        scarce: { below: 1.5, prefetchCount: Infinity, prefetchEveryMs: 0, prefetchDue: 0.65 },
+        ...(opts.prefetch !== undefined ? { prefetch: opts.prefetch } : {}),
       });
     default:
       return createPolicy(name as RuntimePolicyName, opts);

@@ -227,6 +227,14 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
         if (minAbsentBytes !== undefined) minAbsentBytes = Math.min(minAbsentBytes, f.sizeBytes);
       }
     },
+    forget(key) {
+      // Deleted or replaced: never prefetch it again, and drop what was learned of it.
+      const f = fns.get(key);
+      if (!f) return;
+      if (f.loaded) loadedBytes -= f.sizeBytes;
+      fns.delete(key);
+      if (absent.delete(f)) minAbsentBytes = undefined;
+    },
     selectVictims(req) {
       const victims = lowestFirst(req.candidates, req.needBytes, (e) => utility(e, req.now), (e) => {
         const f = fns.get(e.key);

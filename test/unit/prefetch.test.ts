@@ -112,6 +112,23 @@ describe('WarmPool.prefetch (the policy pre-warms into free memory)', () => {
     expect(t.loads).toEqual(['f@1', 'g']);
   });
 
+  it('cremebrulee-plus forgets a replaced version, so it does not stand in the way of what can be prefetched', async () => {
+    const t = pool(100, cremebruleePlus({ prefetch: true, prefetchEveryMs: 0 }));
+    // f@1 is called three times as often as g, so it is the better of the two to have back.
+    for (let i = 0; i < 6; i++) {
+      t.clock.now = i * 1000;
+      await t.call('f@1', 30, { fn: 'f', version: 1 });
+      if (i % 3 === 0) await t.call('g', 30);
+    }
+    t.clock.now = 10_000;
+    await t.call('big', 100); // evicts both
+    t.p.dropFunction('f', { belowVersion: 2, cause: 'retired', reason: 'replaced by version 2' });
+    t.p.dropFunction('big', { cause: 'unload', reason: 'function deleted' });
+    t.clock.now = 11_000;
+    expect(await t.check()).toBe(1);
+    expect(t.prefetched.map((e) => e.key)).toEqual(['g']);
+  });
+
   it('a prefetch that fails is reported, frees its room, and the model is not tried again until used', async () => {
     let fail = false;
     const loads: string[] = [];
