@@ -6,7 +6,7 @@ import { modelsFromAzure, readAzure } from './azure';
 import { mapModels, MAPPINGS, readPaperModels, type Mapping } from './models';
 import { isSimPolicy, SIM_POLICIES, type SimPolicyName } from './policies';
 import { plotSvg } from './plot';
-import { sweepParallel, toCsv, type SweepResult } from './sweep';
+import { startSweepWorkers, sweepParallel, toCsv, type SweepResult } from './sweep';
 import { readCatalog, readPlainTrace, totalBytes, TraceError, type SimModel, type Trace } from './trace';
 import { formatBytes, parseBudget, parseDuration, type BudgetSpec } from './units';
 
@@ -88,6 +88,26 @@ async function main(argv: string[]): Promise<number> {
   const quiet = a.quiet === true;
   const log = (s: string) => { if (!quiet) process.stderr.write(s + '\n'); };
 
+  // Policies.
+  const pol = a.policy ?? 'cremebrulee';
+  const policies: SimPolicyName[] = pol === 'all' ? [...SIM_POLICIES] : pol.split(',').map((p) => p.trim()).map((p) => {
+    if (!isSimPolicy(p)) throw new UsageError(`unknown policy ${JSON.stringify(p)}; choose from ${SIM_POLICIES.join(', ')} or all`);
+    return p;
+  });
+
+  // Budgets.
+  if ((a.budget === undefined) === (a.budgets === undefined)) throw new UsageError('give --budget SIZE or --budgets LIST (one of them)');
+  const budgets: BudgetSpec[] = (a.budget !== undefined ? [a.budget] : a.budgets!.split(',')).map((s) => {
+    const b = parseBudget(s);
+    if (!b) throw new UsageError(`bad budget ${JSON.stringify(s)}: bytes (300000000), a size (512MiB, 2GB) or a percentage (25%)`);
+    return b;
+  });
+
+  const jobs = int('jobs', a.jobs, availableParallelism(), 1);
+  // Several runs: start the worker threads now, so they load while the trace is read.
+  const nThreads = Math.min(jobs, policies.length * budgets.length);
+  const workers = nThreads > 1 ? startSweepWorkers(nThreads - 1) : [];
+
   // Input.
   const inputs = [a['trace-csv'] ?? a.catalog ? 'plain' : undefined, a.replay, a.azure].filter((x) => x !== undefined);
   if (inputs.length !== 1) throw new UsageError('give exactly one input: --trace-csv FILE --catalog FILE, --replay DIR, or --azure DIR (see --help)');
@@ -120,21 +140,6 @@ async function main(argv: string[]): Promise<number> {
   log(`trace ${trace.source}: ${trace.times.length} invocations, ${trace.functions.length} functions, ${(trace.spanMs / 60_000).toFixed(1)} min; all models ${formatBytes(all)} (read in ${Math.round(performance.now() - t0)} ms)`);
   if (trace.times.length === 0) throw new UsageError('the trace has no invocations');
 
-  // Policies.
-  const pol = a.policy ?? 'cremebrulee';
-  const policies: SimPolicyName[] = pol === 'all' ? [...SIM_POLICIES] : pol.split(',').map((p) => p.trim()).map((p) => {
-    if (!isSimPolicy(p)) throw new UsageError(`unknown policy ${JSON.stringify(p)}; choose from ${SIM_POLICIES.join(', ')} or all`);
-    return p;
-  });
-
-  // Budgets.
-  if ((a.budget === undefined) === (a.budgets === undefined)) throw new UsageError('give --budget SIZE or --budgets LIST (one of them)');
-  const budgets: BudgetSpec[] = (a.budget !== undefined ? [a.budget] : a.budgets!.split(',')).map((s) => {
-    const b = parseBudget(s);
-    if (!b) throw new UsageError(`bad budget ${JSON.stringify(s)}: bytes (300000000), a size (512MiB, 2GB) or a percentage (25%)`);
-    return b;
-  });
-
   const within = (flag: string, v: string | undefined) => {
     if (v === undefined) return undefined;
     if (v.trim().endsWith('%')) {
@@ -152,7 +157,6 @@ async function main(argv: string[]): Promise<number> {
   const popularityWindowMs = dur('popularity-window', a['popularity-window']);
   const sweepMs = dur('sweep', a.sweep);
   const slots = int('slots', a.slots, 1, 1);
-  const jobs = int('jobs', a.jobs, availableParallelism(), 1);
   if (ttlMs !== undefined && !(ttlMs > 0)) throw new UsageError('--ttl must be > 0');
   const alpha = a.alpha === undefined ? undefined : Number(a.alpha);
   if (alpha !== undefined && !(alpha > 0 && alpha <= 1)) throw new UsageError(`--alpha must be in (0, 1], got ${JSON.stringify(a.alpha)}`);
@@ -162,6 +166,7 @@ async function main(argv: string[]): Promise<number> {
   let events = 0;
   const results = await sweepParallel(trace, models, {
     jobs,
+    workers,
     policies,
     budgets,
     slots,

@@ -1,4 +1,4 @@
-import type { EntryFacts, EvictionPolicy, FutureFacts } from '../runtime/policies/types';
+import type { EntryFacts, EvictionPolicy, EvictionRequest, FutureFacts } from '../runtime/policies/types';
 import { PopularityTracker } from './popularity';
 import type { SimModel, Trace } from './trace';
 
@@ -78,10 +78,43 @@ interface SimEntry extends EntryFacts {
   hits: number;
 }
 
+/** Latency buffer, reused by the runs of a thread (one invocation's latency a slot; grown on demand). */
+let latencyScratch = new Float64Array(0);
+
+/**
+ * The k-th smallest (0-based) of a[0..n), the value `a.subarray(0, n).sort()[k]` has, found by
+ * quickselect (reorders a[0..n)). For finite numbers (latencies), where the two agree exactly.
+ */
+export function kthSmallest(a: Float64Array, n: number, k: number): number {
+  let lo = 0;
+  let hi = n - 1;
+  while (hi > lo) {
+    // Median of three as the pivot, then a Hoare partition.
+    const mid = (lo + hi) >>> 1;
+    const x = a[lo]!, y = a[mid]!, z = a[hi]!;
+    const pivot = x < y ? (y < z ? y : x < z ? z : x) : x < z ? x : y < z ? z : y;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i]! < pivot) i++;
+      while (a[j]! > pivot) j--;
+      if (i <= j) {
+        const t = a[i]!;
+        a[i++] = a[j]!;
+        a[j--] = t;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k]!;
+  }
+  return a[k]!;
+}
+
 /** Per-function arrival times, for the oracles' view of the future (built once per trace). */
-const futureIndex = new WeakMap<Trace, Float64Array[]>();
+const perFnCache = new WeakMap<Trace, Float64Array[]>();
 function perFunctionTimes(trace: Trace): Float64Array[] {
-  let idx = futureIndex.get(trace);
+  let idx = perFnCache.get(trace);
   if (!idx) {
     const arrs = Array.from(trace.counts, (c) => new Float64Array(c));
     const fill = new Uint32Array(trace.functions.length);
@@ -90,9 +123,79 @@ function perFunctionTimes(trace: Trace): Float64Array[] {
       arrs[f]![fill[f]!++] = trace.times[i]!;
     }
     idx = arrs;
-    futureIndex.set(trace, idx);
+    perFnCache.set(trace, idx);
   }
   return idx;
+}
+
+/**
+ * The oracles' view of the future (`FutureFacts`): per function, its arrival times, and how many
+ * of them the node has served (a pointer that only moves forward).
+ */
+export class FutureIndex implements FutureFacts {
+  private readonly servedCount: Uint32Array;
+  // usesWithin's cursor per function: winEnd[f] is the first arrival (from the served pointer on)
+  // after winLim[f], the last limit asked. Limits only grow as the clock moves, so a call resumes
+  // from there instead of a binary search (which it falls back to when a limit is lower).
+  private readonly winEnd: Uint32Array;
+  private readonly winLim: Float64Array;
+  // The last key looked up (oracles ask usesWithin, then nextUse, of the same key).
+  private lastKey: string | undefined;
+  private lastF = -1;
+
+  constructor(
+    private readonly perFn: readonly Float64Array[],
+    private readonly keyIndex: ReadonlyMap<string, number>,
+  ) {
+    this.servedCount = new Uint32Array(perFn.length);
+    this.winEnd = new Uint32Array(perFn.length);
+    this.winLim = new Float64Array(perFn.length).fill(-Infinity);
+  }
+
+  /** The next arrival of function f has been served (dispatched or refused). */
+  served(f: number): void {
+    this.servedCount[f]!++;
+  }
+
+  private indexOf(key: string): number {
+    if (key !== this.lastKey) {
+      this.lastKey = key;
+      this.lastF = this.keyIndex.get(key) ?? -1;
+    }
+    return this.lastF;
+  }
+
+  nextUse(key: string): number {
+    const f = this.indexOf(key);
+    if (f < 0) return Infinity;
+    const arr = this.perFn[f]!;
+    const p = this.servedCount[f]!;
+    return p < arr.length ? arr[p]! : Infinity;
+  }
+
+  usesWithin(key: string, now: number, horizonMs: number): number {
+    const f = this.indexOf(key);
+    if (f < 0) return 0;
+    const arr = this.perFn[f]!;
+    const start = this.servedCount[f]!;
+    const lim = now + horizonMs;
+    let lo: number;
+    if (lim >= this.winLim[f]!) {
+      lo = Math.max(this.winEnd[f]!, start);
+      while (lo < arr.length && arr[lo]! <= lim) lo++;
+    } else {
+      lo = start;
+      let hi = arr.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (arr[mid]! <= lim) lo = mid + 1;
+        else hi = mid;
+      }
+    }
+    this.winEnd[f] = lo;
+    this.winLim[f] = lim;
+    return lo - start;
+  }
 }
 
 /**
@@ -156,35 +259,9 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
   const bgModel: number[] = [];
   const bgEnd: number[] = [];
 
-  // Oracles see the invocations not yet served (a pointer per function into its arrival times).
+  // Oracles see the invocations not yet served.
   const needFuture = opts.future === true;
-  const perFn = needFuture ? perFunctionTimes(trace) : [];
-  const futPtr = new Uint32Array(F);
-  const future: FutureFacts | undefined = needFuture
-    ? {
-        nextUse(key) {
-          const f = keyIndex.get(key);
-          if (f === undefined) return Infinity;
-          const arr = perFn[f]!;
-          const p = futPtr[f]!;
-          return p < arr.length ? arr[p]! : Infinity;
-        },
-        usesWithin(key, now, horizonMs) {
-          const f = keyIndex.get(key);
-          if (f === undefined) return 0;
-          const arr = perFn[f]!;
-          let lo = futPtr[f]!;
-          let hi = arr.length;
-          const lim = now + horizonMs;
-          while (lo < hi) {
-            const mid = (lo + hi) >>> 1;
-            if (arr[mid]! <= lim) lo = mid + 1;
-            else hi = mid;
-          }
-          return lo - futPtr[f]!;
-        },
-      }
-    : undefined;
+  const future = needFuture ? new FutureIndex(perFunctionTimes(trace), keyIndex) : undefined;
 
   let now = 0;
   let used = 0;
@@ -202,7 +279,8 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
 
   let counted = 0, refused = 0, cold = 0, loads = 0, prewarmLoads = 0, evictions = 0, expirations = 0;
   let loadDelay = 0, execTotal = 0, latencySum = 0, queueSum = 0;
-  const latencies = new Float64Array(N);
+  if (latencyScratch.length < N) latencyScratch = new Float64Array(N);
+  const latencies = latencyScratch;
   let nLat = 0;
 
   const account = (t: number) => {
@@ -216,12 +294,20 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
     used += delta;
     if (used > peak) peak = used;
   };
+  // Bytes of the resident models, kept as they come and go: when nothing is in flight, the
+  // evictable bytes. Exact (integer sums, any order) when every size is an integer.
+  let residentBytes = 0;
+  let sizeSum = 0;
+  for (const m of models) sizeSum += m.sizeBytes;
+  const exactSizes = Number.isSafeInteger(sizeSum) && models.every((m) => Number.isSafeInteger(m.sizeBytes));
   const addResident = (f: number) => {
+    residentBytes += entries[f]!.sizeBytes;
     residentPos[f] = nResident;
     residentEntries[nResident] = entries[f]!;
     resident[nResident++] = f;
   };
   const removeResident = (f: number) => {
+    residentBytes -= entries[f]!.sizeBytes;
     const p = residentPos[f]!;
     const last = resident[--nResident]!;
     resident[p] = last;
@@ -272,11 +358,16 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
     if (need <= 0) return true;
     const c = evictable();
     let free = 0;
-    for (const x of c) free += x.sizeBytes;
+    if (c === residentEntries && exactSizes) free = residentBytes;
+    else for (const x of c) free += x.sizeBytes;
     if (free < need) return false;
     freshen(c);
     e.popularity = usesPop ? pop.share(f) : 0;
-    const victims = policy.selectVictims(future ? { now, needBytes: need, candidates: c, incoming: e, future } : { now, needBytes: need, candidates: c, incoming: e });
+    req.now = now;
+    req.needBytes = need;
+    req.candidates = c;
+    req.incoming = e;
+    const victims = policy.selectVictims(req);
     for (const v of victims) {
       if (used + e.sizeBytes <= budget) break;
       const g = keyIndex.get(v.key);
@@ -284,20 +375,25 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
     }
     return used + e.sizeBytes <= budget;
   };
+  // One request object, filled in for each call (policies read it during the call only).
+  const req: { -readonly [K in keyof EvictionRequest]: EvictionRequest[K] } = { now: 0, needBytes: 0, candidates: residentEntries, incoming: entries[0]! };
+  if (future) req.future = future;
   const isResidentKey = (key: string): boolean => {
     const g = keyIndex.get(key);
     return g !== undefined && state[g] !== ABSENT;
   };
+  const amongScratch: number[] = [];
   /** The evictable entries among `keys`, in the order `evictable()` lists them. */
   const evictableAmong = (keys: readonly string[]): SimEntry[] => {
     cands.length = 0;
     if (keys.length === 0) return cands;
-    const fs: number[] = [];
+    const fs = amongScratch;
+    fs.length = 0;
     for (const key of keys) {
       const g = keyIndex.get(key);
       if (g !== undefined && state[g] === RESIDENT && inFlight[g] === 0 && !fs.includes(g)) fs.push(g);
     }
-    fs.sort((a, b) => residentPos[a]! - residentPos[b]!);
+    if (fs.length > 1) fs.sort((a, b) => residentPos[a]! - residentPos[b]!);
     for (const g of fs) cands.push(entries[g]!);
     return cands;
   };
@@ -423,7 +519,7 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
     if (e.sizeBytes > budget) {
       if (inWindow) { counted++; refused++; }
       pop.record(f);
-      if (needFuture) futPtr[f]!++;
+      future?.served(f);
       i++;
       continue;
     }
@@ -448,7 +544,7 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
         }
         if (inWindow) { counted++; refused++; }
         pop.record(f);
-        if (needFuture) futPtr[f]!++;
+        future?.served(f);
         i++;
         continue;
       }
@@ -466,7 +562,7 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
     slotFinish[s] = finish;
     busySlots++;
     pop.record(f);
-    if (needFuture) futPtr[f]!++;
+    future?.served(f);
     if (inWindow) {
       counted++;
       if (wait > 0 || state[f] !== RESIDENT) cold++;
@@ -483,7 +579,6 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
   account(now);
 
   const served = counted - refused;
-  const lat = latencies.subarray(0, nLat).sort();
   const windowStart = Math.max(0, from);
   const windowEnd = Math.min(now, to);
   const windowMs = Math.max(0, windowEnd - windowStart);
@@ -503,7 +598,7 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
     execMs: execTotal,
     loadDelayPctOfExec: execTotal > 0 ? (100 * loadDelay) / execTotal : 0,
     meanLatencyMs: served > 0 ? latencySum / served : 0,
-    p99LatencyMs: nLat > 0 ? lat[Math.min(nLat - 1, Math.ceil(0.99 * nLat) - 1)]! : 0,
+    p99LatencyMs: nLat > 0 ? kthSmallest(latencies, nLat, Math.min(nLat - 1, Math.ceil(0.99 * nLat) - 1)) : 0,
     meanQueueMs: served > 0 ? queueSum / served : 0,
     byteSeconds: byteMs / 1000,
     meanUsedBytes: windowMs > 0 ? byteMs / windowMs : 0,

@@ -1,13 +1,13 @@
-import { parentPort, workerData } from 'node:worker_threads';
-import { runOne, type SweepJob, type SweepOptions } from './sweep';
-import type { SimModel, Trace } from './trace';
+import { parentPort } from 'node:worker_threads';
+import { runOne, type SweepWork } from './sweep';
 
-/** A worker of `sweepParallel`: runs the jobs it is sent over the trace it was started with. */
-const { trace, models, opts } = workerData as { trace: Trace; models: SimModel[]; opts: SweepOptions };
-parentPort!.on('message', (job: SweepJob | null) => {
-  if (job === null) {
-    parentPort!.close();
-    return;
+/**
+ * A worker of `sweepParallel`: sent the work once, it takes runs from the shared queue until none
+ * is left, posting each result, then exits.
+ */
+parentPort!.once('message', ({ trace, models, opts, order, next }: SweepWork) => {
+  for (let k = Atomics.add(next, 0, 1); k < order.length; k = Atomics.add(next, 0, 1)) {
+    parentPort!.postMessage({ index: order[k]!.index, result: runOne(trace, models, opts, order[k]!) });
   }
-  parentPort!.postMessage({ index: job.index, result: runOne(trace, models, opts, job) });
+  parentPort!.close();
 });

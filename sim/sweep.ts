@@ -58,61 +58,103 @@ export function sweep(trace: Trace, models: readonly SimModel[], opts: SweepOpti
 }
 
 /**
- * The same runs as `sweep`, with the same results in the same order, spread over `jobs` worker
- * threads (runs are independent: each has its own policy instance and state). With one job, or
- * one run, it runs inline. `onRun` is called as runs finish (in finishing order); `onProgress`
- * and `onEvict` are not available across threads and are ignored there.
+ * Starts `n` sweep workers now, so they load their modules (a second or so with tsx) while the
+ * caller reads the trace; hand them to `sweepParallel` as `workers`. They do not keep the process
+ * alive until `sweepParallel` uses them, and it stops those it does not use.
  */
-export async function sweepParallel(trace: Trace, models: readonly SimModel[], opts: SweepOptions & { jobs?: number }): Promise<SweepResult[]> {
+export function startSweepWorkers(n: number): Worker[] {
+  return Array.from({ length: n }, () => {
+    const w = startWorker();
+    w.unref();
+    return w;
+  });
+}
+
+/** What a sweep worker is sent: the trace, the runs in the order to take them, and the shared counter. */
+export interface SweepWork {
+  trace: Trace;
+  models: readonly SimModel[];
+  opts: SweepOptions;
+  order: readonly SweepJob[];
+  /** Index into `order` of the next run to take, shared by every thread (`Atomics.add`). */
+  next: Int32Array;
+}
+
+/**
+ * The same runs as `sweep`, with the same results in the same order, spread over `jobs` threads:
+ * this one and `jobs - 1` worker threads (runs are independent: each has its own policy instance
+ * and state). Every thread takes the next run from one shared queue, costliest first, so no thread
+ * waits for another. With one job, or one run, it runs inline. `onRun` is called as runs finish
+ * (this thread's at once, the workers' when this thread is free); `onProgress` and `onEvict` are
+ * ignored.
+ */
+export async function sweepParallel(
+  trace: Trace,
+  models: readonly SimModel[],
+  opts: SweepOptions & { jobs?: number; workers?: Worker[] },
+): Promise<SweepResult[]> {
   const jobs = sweepJobs(models, opts);
-  const nWorkers = Math.min(opts.jobs ?? availableParallelism(), jobs.length);
-  if (nWorkers <= 1) return sweep(trace, models, opts);
+  const nThreads = Math.min(opts.jobs ?? availableParallelism(), jobs.length);
+  const spare = opts.workers ?? [];
+  if (nThreads <= 1) {
+    for (const w of spare) void w.terminate();
+    return sweep(trace, models, opts);
+  }
   const { policies, budgets, policyOptions, slots, popularityRefreshMs, popularityWindowMs, sweepMs, reportFromMs, reportToMs } = opts;
   const plain: SweepOptions = { policies, budgets, policyOptions, slots, popularityRefreshMs, popularityWindowMs, sweepMs, reportFromMs, reportToMs };
   for (const k of Object.keys(plain) as (keyof SweepOptions)[]) if (plain[k] === undefined) delete plain[k];
-  // Costliest first, so no worker is left with a long run at the end (relative single-run times on
+  // Costliest first, so no thread is left with a long run at the end (relative single-run times on
   // the synthetic 1M-call, 500-function trace).
   const COST: Partial<Record<SimPolicyName, number>> = {
     'hybrid-histogram': 25, 'cremebrulee-plus': 15, random: 13, 'cremebrulee-oracle': 12, lfu: 10, lru: 9, gdsf: 7, ttl: 7, belady: 6.5,
   };
   const cost = (p: SimPolicyName) => COST[p] ?? 6;
-  const queue = [...jobs].sort((a, b) => cost(b.policy) - cost(a.policy) || a.index - b.index);
+  const order = [...jobs].sort((a, b) => cost(b.policy) - cost(a.policy) || a.index - b.index);
+  const work: SweepWork = { trace, models, opts: plain, order, next: new Int32Array(new SharedArrayBuffer(4)) };
+  const workers = spare.slice(0, nThreads - 1);
+  for (const w of spare.slice(nThreads - 1)) void w.terminate();
+  while (workers.length < nThreads - 1) workers.push(startWorker());
   const results: SweepResult[] = new Array(jobs.length);
   let done = 0;
-  const workerData = { trace, models, opts: plain };
-  await Promise.all(
-    Array.from({ length: nWorkers }, () =>
+  const finished = (index: number, r: SweepResult) => {
+    results[index] = r;
+    opts.onRun?.(r, ++done, jobs.length);
+  };
+  const exits = workers.map(
+    (w) =>
       new Promise<void>((resolve, reject) => {
-        const w = startWorker(workerData);
-        const next = () => {
-          const job = queue.shift();
-          w.postMessage(job ?? null);
-        };
-        w.on('message', (m: { index: number; result: SweepResult }) => {
-          results[m.index] = m.result;
-          opts.onRun?.(m.result, ++done, jobs.length);
-          next();
-        });
+        w.ref();
+        w.on('message', (m: { index: number; result: SweepResult }) => finished(m.index, m.result));
         w.on('error', reject);
         w.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`sweep worker exited with code ${code}`))));
-        next();
+        w.postMessage(work);
       }),
-    ),
   );
+  try {
+    // This thread takes runs from the same queue.
+    for (let k = Atomics.add(work.next, 0, 1); k < order.length; k = Atomics.add(work.next, 0, 1)) {
+      finished(order[k]!.index, runOne(trace, models, plain, order[k]!));
+    }
+    await Promise.all(exits);
+  } catch (e) {
+    for (const w of workers) void w.terminate();
+    throw e;
+  }
   return results;
 }
 
 /**
- * Starts a sweep worker. Run from TypeScript sources (tsx, vitest), the worker registers tsx's
- * loader before it imports the worker module: workers do not inherit a loader that was registered
- * with `module.register`, so passing `--import tsx` is not enough.
+ * Starts a sweep worker (it waits for a `SweepWork` message). Run from TypeScript sources (tsx,
+ * vitest), the worker registers tsx's loader before it imports the worker module: workers do not
+ * inherit a loader that was registered with `module.register`, so passing `--import tsx` is not
+ * enough.
  */
-function startWorker(workerData: unknown): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./sweep-worker.js', import.meta.url), { workerData });
+function startWorker(): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./sweep-worker.js', import.meta.url));
   const api = typeof import.meta.resolve === 'function' ? import.meta.resolve('tsx/esm/api') : 'tsx/esm/api';
   const src = new URL('./sweep-worker.ts', import.meta.url).href;
   const code = `import(${JSON.stringify(api)}).then((m) => { (m.register ?? m.default.register)(); return import(${JSON.stringify(src)}); })`;
-  return new Worker(code, { eval: true, workerData });
+  return new Worker(code, { eval: true });
 }
 
 const CSV_COLUMNS: (keyof SweepResult)[] = [

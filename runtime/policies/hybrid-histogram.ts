@@ -117,7 +117,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     ripe.delete(key);
     unwant(key);
   };
-  const invoked = (key: string, t: number) => {
+  const invoked = (key: string, t: number): FnState => {
     let s = fns.get(key);
     if (!s) {
       s = { last: t, bins: new Uint32Array(nBins), samples: 0, outOfRange: 0, sumSq: 0, prewarmAt: t, keepUntil: t + o.fixedKeepAliveMs };
@@ -154,6 +154,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       }
     }
     if (loaded.has(key)) loadedEnds.push(s.keepUntil, key);
+    return s;
   };
   const keepUntil = (e: EntryFacts) => fns.get(e.key)?.keepUntil ?? e.lastUsedAt;
 
@@ -166,8 +167,8 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       unwant(e.key);
       // A load for an invocation started loadMs ago; a pre-warm load (hits 0) is no invocation.
       if (e.hits > 0) {
-        invoked(e.key, now - e.loadMs);
-        idle.add(e.key);
+        // (`idle` holds only models inside their idle window: `expiryCandidates` would drop the others unnamed.)
+        if (invoked(e.key, now - e.loadMs).prewarmAt > now) idle.add(e.key);
       } else {
         const s = fns.get(e.key);
         if (s) loadedEnds.push(s.keepUntil, e.key);
@@ -176,8 +177,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     onAccess(e, now) {
       sizes.set(e.key, e.sizeBytes);
       loaded.set(e.key, true);
-      invoked(e.key, now);
-      idle.add(e.key);
+      if (invoked(e.key, now).prewarmAt > now) idle.add(e.key);
     },
     onEvict(key) {
       loaded.delete(key);
@@ -277,7 +277,12 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         if (wantedMinBytes > freeBytes) return [];
         for (const key of wanted) if (!isResident(key) && !((sizes.get(key) ?? 0) > freeBytes)) keys.push(key);
       }
-      keys.sort((a, b) => seq.get(a)! - seq.get(b)!);
+      if (keys.length > 1) {
+        // In `seq` order (one lookup a key, not two a comparison).
+        const order = keys.map((key) => ({ key, q: seq.get(key)! }));
+        order.sort((a, b) => a.q - b.q);
+        for (let i = 0; i < keys.length; i++) keys[i] = order[i]!.key;
+      }
       return keys.map((key) => ({ key, reason: 'pre-warm window reached' }));
     },
   };

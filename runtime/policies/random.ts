@@ -37,21 +37,41 @@ export function random(seed = 1): EvictionPolicy {
     }
     return r;
   };
+  // The ranks of the last call's candidates by position: callers tend to pass much the same
+  // candidates in much the same order, so a candidate whose key is the one seen at its position
+  // last time (and no key was added since) takes that rank without a lookup.
+  let memoKeys: string[] = [];
+  let memoRanks = new Int32Array(0);
+  let memoSorted = -1;
+  const pool: EntryFacts[] = [];
   return {
     name: 'random',
     usesPopularity: false,
     selectVictims(req) {
       // The candidates in key order (as a sort by key would give), then a seeded Fisher-Yates shuffle.
       const c = req.candidates;
-      const ranks: number[] = [];
-      for (let i = 0; i < c.length; i++) ranks.push(rankOf(c[i]!.key)); // (ranks shift as keys are added)
-      if (ranks.length > 0 && sorted.length !== rankedKeys) {
-        rankedKeys = sorted.length;
-        for (let i = 0; i < c.length; i++) ranks[i] = rank.get(c[i]!.key)!;
+      const n = c.length;
+      if (memoRanks.length < n) {
+        memoRanks = new Int32Array(2 * n);
+        memoKeys = [];
       }
+      for (let i = 0; i < n; i++) {
+        const key = c[i]!.key;
+        if (memoKeys[i] !== key || memoSorted !== sorted.length) {
+          memoKeys[i] = key;
+          memoRanks[i] = rankOf(key);
+        }
+      }
+      if (n > 0 && sorted.length !== rankedKeys) {
+        // Keys were added: ranks shift.
+        rankedKeys = sorted.length;
+        for (let i = 0; i < n; i++) memoRanks[i] = rank.get(c[i]!.key)!;
+      }
+      memoSorted = sorted.length;
+      memoKeys.length = n; // positions past n hold older calls' ranks
       if (slot.length < sorted.length) slot = new Int32Array(2 * sorted.length);
-      for (let i = 0; i < c.length; i++) slot[ranks[i]!] = i + 1;
-      const pool: EntryFacts[] = [];
+      for (let i = 0; i < n; i++) slot[memoRanks[i]!] = i + 1;
+      pool.length = 0;
       for (let r = 0; r < sorted.length; r++) {
         const i = slot[r]!;
         if (i !== 0) {
@@ -65,7 +85,9 @@ export function random(seed = 1): EvictionPolicy {
         pool[i] = pool[j]!;
         pool[j] = t;
       }
-      return takeUntilFreed(pool, req.needBytes, () => 'chosen at random');
+      const victims = takeUntilFreed(pool, req.needBytes, () => 'chosen at random');
+      pool.length = 0;
+      return victims;
     },
   };
 }

@@ -62,6 +62,36 @@ describe('the fast policies decide as the reference versions do', () => {
       });
     }
   }
+  it('random, called directly on candidate lists that change between calls (keys come and go, move, new keys appear)', () => {
+    const fast = random(3);
+    const ref = referenceRandom(seededRandom(3));
+    const rand = seededRandom(11);
+    const all = Array.from({ length: 80 }, (_, i) => ({
+      key: `k${(i * 37) % 80}`, sizeBytes: 1 + (i % 4), loadMs: 1, execMs: 1, popularity: 0, loadedAt: 0, lastUsedAt: 0, hits: 1,
+    }));
+    let list = all.slice(0, 20);
+    let known = 20; // keys beyond this one have not been seen yet (a new one shifts the ranks)
+    for (let step = 0; step < 3000; step++) {
+      const r = rand();
+      if (r < 0.3 && list.length > 1) {
+        const i = Math.floor(rand() * list.length); // swap-remove, as the simulator does
+        list[i] = list[list.length - 1]!;
+        list.pop();
+      } else if (r < 0.6) {
+        const pick = r < 0.35 && known < all.length ? known++ : Math.floor(rand() * known);
+        if (!list.some((e) => e.key === all[pick]!.key)) list.push(all[pick]!);
+      } else if (r < 0.62) {
+        list = list.slice().sort(() => rand() - 0.5);
+      } else if (r < 0.64) {
+        list = list.slice(0, Math.floor(rand() * list.length));
+      } else if (r < 0.66) {
+        list = list.map((e) => ({ ...e })); // the same keys in other objects (and other strings)
+        for (const e of list) e.key = (' ' + e.key).slice(1);
+      }
+      const req = { now: step, needBytes: 1 + Math.floor(rand() * 8), candidates: list, incoming: all[0]! };
+      expect(fast.selectVictims(req)).toEqual(ref.selectVictims(req));
+    }
+  });
   for (const budget of [800, 2000]) {
     it(`random, budget ${budget}`, () => {
       const fast = run(random(9), models, budget);

@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { seededRandom } from '../../runtime/policies/random';
+import { FutureIndex, kthSmallest } from '../../sim/engine';
+
+describe("the simulator's shortcuts give what the plain computation gives", () => {
+  it('kthSmallest: the k-th of a sort (p99 without sorting every latency)', () => {
+    const rand = seededRandom(5);
+    for (let trial = 0; trial < 400; trial++) {
+      const n = 1 + Math.floor(rand() * 300);
+      const distinct = 1 + Math.floor(rand() * 20); // many ties
+      const a = Float64Array.from({ length: n }, () => (trial % 2 ? Math.floor(rand() * distinct) : rand() * 1e6));
+      const sorted = a.slice().sort();
+      for (const k of [0, n - 1, Math.floor(rand() * n), Math.min(n - 1, Math.ceil(0.99 * n) - 1)]) {
+        expect(kthSmallest(a.slice(), n, k)).toBe(sorted[k]);
+      }
+    }
+  });
+
+  it('FutureIndex: usesWithin and nextUse as a binary search from the served pointer gives them', () => {
+    const rand = seededRandom(9);
+    for (let trial = 0; trial < 50; trial++) {
+      const F = 1 + Math.floor(rand() * 6);
+      const perFn = Array.from({ length: F }, () => {
+        const n = Math.floor(rand() * 40);
+        // Ties included (whole seconds).
+        return Float64Array.from({ length: n }, () => Math.floor(rand() * 100) * 1000).sort();
+      });
+      const keys = perFn.map((_, f) => `f${f}`);
+      const fut = new FutureIndex(perFn, new Map(keys.map((k, f) => [k, f])));
+      const served = new Array<number>(F).fill(0);
+      const plainUses = (f: number, lim: number) => {
+        let c = 0;
+        for (let p = served[f]!; p < perFn[f]!.length; p++) if (perFn[f]![p]! <= lim) c++;
+        return c;
+      };
+      let now = 0;
+      for (let step = 0; step < 400; step++) {
+        const r = rand();
+        if (r < 0.3) now += Math.floor(rand() * 3) * 500; // the clock moves forward (or stays)
+        const f = Math.floor(rand() * F);
+        if (r > 0.8 && served[f]! < perFn[f]!.length) {
+          fut.served(f);
+          served[f]!++;
+        }
+        // Mostly one horizon (as an oracle asks); sometimes a shorter one (the limit goes back).
+        const h = rand() < 0.85 ? 10_000 : Math.floor(rand() * 20) * 1000;
+        expect(fut.usesWithin(keys[f]!, now, h)).toBe(plainUses(f, now + h));
+        const next = served[f]! < perFn[f]!.length ? perFn[f]![served[f]!]! : Infinity;
+        expect(fut.nextUse(keys[f]!)).toBe(next);
+      }
+      expect(fut.usesWithin('unknown', now, 1000)).toBe(0);
+      expect(fut.nextUse('unknown')).toBe(Infinity);
+    }
+  });
+});
