@@ -78,8 +78,9 @@ export class RuntimeNode {
         void this.heartbeat();
       },
       onPrefetch: (ev) => {
-        if (ev.error !== undefined) {
-          log.warn({ model: ev.key, err: ev.error, reason: ev.reason }, 'prefetch failed');
+        if (ev.outcome !== 'loaded') {
+          if (ev.outcome === 'failed') log.warn({ model: ev.key, err: ev.error, reason: ev.reason }, 'prefetch failed');
+          else log.info({ model: ev.key }, 'prefetched model dropped while it loaded');
           return;
         }
         log.info({ model: ev.key, reason: ev.reason }, 'prefetched');

@@ -40,7 +40,12 @@ export interface PrefetchEvent {
   sizeBytes: number;
   /** The policy's reason for wanting it loaded. */
   reason: string;
-  /** Set when the load failed (the model is not resident; the pool forgets it until it is used again). */
+  /**
+   * `loaded`: resident now. `dropped`: deleted, unloaded or replaced while it loaded, so gone
+   * again. `failed`: the load failed (`error` says why); the pool and the policy forget the model
+   * until a call loads it again.
+   */
+  outcome: 'loaded' | 'dropped' | 'failed';
   error?: unknown;
 }
 
@@ -161,6 +166,8 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
       // the drop stands and happens when the last of them ends.
       existing.inFlight++;
       if (spec.pinned !== undefined) existing.pinned = spec.pinned;
+      // Options can change without a new version (same bytes): reload it as it is now.
+      if (!existing.retire) this.known.set(spec.key, spec);
       if (existing.value !== undefined) {
         this.touch(existing);
         return this.lease(existing, existing.value, false, false, 0);
@@ -256,23 +263,28 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
    */
   prefetch(): number {
     const policy = this.opts.policy;
-    if (!policy.prewarm) return 0;
+    // A call waiting for memory comes first: what a prefetch took, it would have to evict again.
+    if (!policy.prewarm || this.waiters.length > 0) return 0;
     const wanted = policy.prewarm(this.opts.now(), (key) => this.entries.has(key), this.opts.budgetBytes - this.used);
     let started = 0;
     for (const v of wanted) {
       const spec = this.known.get(v.key);
       if (!spec || this.entries.has(v.key) || this.used + spec.sizeBytes > this.opts.budgetBytes) continue;
       // It fits, so `admit` reserves the room and starts the load before it first awaits.
-      const report = (error?: unknown) =>
-        this.opts.onPrefetch?.({ key: spec.key, fn: spec.fn, sizeBytes: spec.sizeBytes, reason: v.reason, ...(error !== undefined ? { error } : {}) });
+      const report = (outcome: PrefetchEvent['outcome'], error?: unknown) =>
+        this.opts.onPrefetch?.({ key: spec.key, fn: spec.fn, sizeBytes: spec.sizeBytes, reason: v.reason, outcome, ...(error !== undefined ? { error } : {}) });
       this.admit(spec, 0).then(
         (lease) => {
-          lease.release();
-          report();
+          const dropped = this.entries.get(spec.key)?.retire !== undefined;
+          lease.release(); // evicts it now if it was dropped meanwhile
+          report(dropped ? 'dropped' : 'loaded');
         },
         (e: unknown) => {
+          // Not named again until a call loads it (else a policy that names one model per
+          // check would name this one, and be skipped, forever).
           this.known.delete(spec.key);
-          report(e ?? new Error('load failed'));
+          policy.forget?.(spec.key);
+          report('failed', e ?? new Error('load failed'));
         },
       );
       started++;
@@ -284,6 +296,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
   async clear(): Promise<void> {
     for (const e of [...this.entries.values()]) {
       if (e.loading) await e.loading.catch(() => undefined);
+      if (this.entries.get(e.spec.key) !== e) continue; // its load failed: already taken out
       this.entries.delete(e.spec.key);
       this.used -= e.spec.sizeBytes;
       if (e.value !== undefined) this.dispose(e.value, e.spec.key);
@@ -334,6 +347,8 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     } catch (e) {
       this.entries.delete(spec.key);
       this.used -= spec.sizeBytes;
+      // Dropped while it loaded: gone for good, as a drop after the load would have told the policy.
+      if (entry.retire) this.opts.policy.forget?.(spec.key);
       this.wake();
       throw e;
     }

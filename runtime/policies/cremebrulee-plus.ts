@@ -9,8 +9,8 @@ export interface CremeBruleePlusOptions {
    */
   popularityWeight?: number;
   /**
-   * Prefetch into free memory through the `prewarm` hook (the simulator calls it; the runtime's
-   * warm pool does not): the function of highest utility that is not loaded and fits in the free
+   * Prefetch into free memory through the `prewarm` hook (the simulator and the runtime's warm
+   * pool call it): the function of highest utility that is not loaded and fits in the free
    * memory. @default false
    */
   prefetch?: boolean;
@@ -130,8 +130,8 @@ interface Fn {
  * rate is one call in the time the policy has watched (option `oneSighting`). A miss evicts the
  * lowest utilities first, then keeps those a later victim made unnecessary (`trimVictims`).
  * Online: only the past.
- * Eviction needs only the hooks the runtime's warm pool already calls; prefetching (an option)
- * needs `prewarm`, which only the simulator calls.
+ * Prefetching (an option) goes through `prewarm`, which the simulator and the runtime's warm pool
+ * (`WarmPool.prefetch`) both call.
  */
 export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPolicy {
   const alpha = opts.alpha ?? 0.3;

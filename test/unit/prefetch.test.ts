@@ -70,14 +70,17 @@ describe('WarmPool.prefetch (the policy pre-warms into free memory)', () => {
     t.p.dropFunction('c', { cause: 'unload', reason: 'function deleted' });
     t.clock.now = 26_000;
     expect(await t.check()).toBe(1);
-    expect(t.prefetched).toEqual([{ key: 'a', fn: 'a', sizeBytes: 40, reason: expect.stringContaining('prefetch') }]);
+    expect(t.prefetched).toEqual([{ key: 'a', fn: 'a', sizeBytes: 40, reason: expect.stringContaining('prefetch'), outcome: 'loaded' }]);
     expect(t.loads).toEqual(['a', 'b', 'c', 'a']);
     expect(t.p.usedBytes).toBe(80);
     t.clock.now = 30_000;
     const lease = await t.call('a', 40);
     expect(lease.coldStart).toBe(false);
-    // c was deleted: it is never brought back ahead of demand, though 20 bytes are free and it was known.
+    // b is unloaded on request: 60 bytes are free, room for b (40) or c (50), but c was deleted
+    // and b unloaded, so neither comes back ahead of demand.
+    t.p.dropFunction('b', { cause: 'unload', reason: 'unloaded on request' });
     t.clock.now = 60_000;
+    expect(t.p.budgetBytes - t.p.usedBytes).toBe(60);
     expect(await t.check()).toBe(0);
     expect(t.loads).toEqual(['a', 'b', 'c', 'a']);
   });
@@ -129,6 +132,82 @@ describe('WarmPool.prefetch (the policy pre-warms into free memory)', () => {
     expect(t.prefetched.map((e) => e.key)).toEqual(['g']);
   });
 
+  it('a prefetch that fails is forgotten by the policy too, so the next best model still comes back', async () => {
+    let fail = false;
+    const t = pool(100, cremebruleePlus({ prefetch: true, prefetchEveryMs: 0 }), async (s) => {
+      if (fail && s.key === 'a') throw new Error('bytes gone');
+      return `session:${s.key}`;
+    });
+    for (let i = 0; i < 6; i++) {
+      t.clock.now = i * 1000;
+      await t.call('a', 30); // a is called most: it is the one plus wants back first
+      if (i % 3 === 0) await t.call('b', 30);
+    }
+    t.clock.now = 10_000;
+    await t.call('big', 100);
+    t.p.dropFunction('big', { cause: 'unload', reason: 'function deleted' });
+    fail = true;
+    t.clock.now = 11_000;
+    expect(await t.check()).toBe(1);
+    expect(t.prefetched.map((e) => [e.key, e.outcome])).toEqual([['a', 'failed']]);
+    t.clock.now = 12_000;
+    expect(await t.check()).toBe(1);
+    expect(t.prefetched.map((e) => [e.key, e.outcome])).toEqual([['a', 'failed'], ['b', 'loaded']]);
+    expect(t.p.has('b')).toBe(true);
+  });
+
+  it('a model deleted while it is being prefetched is reported as dropped, leaves at once, and is not named again', async () => {
+    let slow = false;
+    let open: (() => void) | undefined;
+    const t = pool(100, cremebruleePlus({ prefetch: true, prefetchEveryMs: 0 }), (s) =>
+      slow ? new Promise((r) => (open = () => r(`session:${s.key}`))) : Promise.resolve(`session:${s.key}`),
+    );
+    for (let i = 0; i < 3; i++) {
+      t.clock.now = i * 1000;
+      await t.call('a', 40);
+    }
+    t.clock.now = 5000;
+    await t.call('big', 100); // evicts a
+    t.p.dropFunction('big', { cause: 'unload', reason: 'function deleted' });
+    slow = true;
+    t.clock.now = 6000;
+    expect(t.p.prefetch()).toBe(1); // a starts loading in the background
+    t.p.dropFunction('a', { cause: 'unload', reason: 'function deleted' });
+    open!();
+    for (let i = 0; i < 3; i++) await new Promise((r) => setTimeout(r, 0));
+    expect(t.prefetched.map((e) => [e.key, e.outcome])).toEqual([['a', 'dropped']]);
+    expect(t.p.has('a')).toBe(false);
+    expect(t.p.usedBytes).toBe(0);
+    t.clock.now = 10_000;
+    expect(t.p.prefetch()).toBe(0);
+  });
+
+  it('does not prefetch while a call waits for memory that in-flight models hold', async () => {
+    const t = pool(100, wanting(['a']));
+    await t.call('a', 30);
+    await t.call('b', 50);
+    const y = await t.p.acquire(spec('y', 60)); // evicts a and b; in flight
+    const z = t.p.acquire(spec('z', 100)); // must wait for y
+    await new Promise((r) => setTimeout(r, 0));
+    expect(t.p.usedBytes).toBe(60);
+    expect(t.p.prefetch()).toBe(0); // 40 bytes are free and a (30) fits, but z comes first
+    y.release();
+    (await z).release();
+    expect(t.loads).toEqual(['a', 'b', 'y', 'z']);
+  });
+
+  it('prefetches a model with the options it was last used with (same bytes, options changed)', async () => {
+    const t = pool(100, wanting(['a']));
+    (await t.p.acquire(spec('a', 40, { pinned: true }))).release();
+    (await t.p.acquire(spec('a', 40, { pinned: false }))).release(); // registered again, unpinned
+    await t.call('x', 100); // a is no longer pinned, so it can go
+    t.p.dropFunction('x', { cause: 'unload', reason: 'deleted' });
+    expect(await t.check()).toBe(1);
+    expect(t.p.list().find((m) => m.key === 'a')?.pinned).toBe(false);
+    await t.call('c', 100); // and it can go again
+    expect(t.p.has('a')).toBe(false);
+  });
+
   it('a prefetch that fails is reported, frees its room, and the model is not tried again until used', async () => {
     let fail = false;
     const loads: string[] = [];
@@ -145,7 +224,7 @@ describe('WarmPool.prefetch (the policy pre-warms into free memory)', () => {
     t.p.dropFunction('b', { cause: 'unload', reason: 'deleted' });
     fail = true;
     expect(await t.check()).toBe(1);
-    expect(t.prefetched[0]!.error).toBeInstanceOf(Error);
+    expect(t.prefetched[0]!).toMatchObject({ key: 'a', outcome: 'failed', error: expect.any(Error) });
     expect(t.p.usedBytes).toBe(0);
     expect(await t.check()).toBe(0);
     expect(loads).toEqual(['a', 'a', 'b', 'a']);
