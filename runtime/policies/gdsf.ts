@@ -1,3 +1,4 @@
+import { PositionMemo } from './memo';
 import { lowestFirst, type EntryFacts, type EvictionPolicy } from './types';
 
 /**
@@ -10,25 +11,36 @@ import { lowestFirst, type EntryFacts, type EvictionPolicy } from './types';
  */
 export function gdsf(): EvictionPolicy {
   let clock = 0;
-  const priority = new Map<string, number>();
+  // Priority of each loaded model (`p`; undefined once evicted). A key keeps its box for good, so
+  // candidates' boxes can be found by position (`PositionMemo`).
+  const priority = new Map<string, { p: number | undefined }>();
+  const byPosition = new PositionMemo((key) => priority.get(key));
   const score = (e: EntryFacts) => clock + (e.hits * e.loadMs) / Math.max(1, e.sizeBytes);
+  const set = (e: EntryFacts) => {
+    const box = priority.get(e.key);
+    if (box) box.p = score(e);
+    else priority.set(e.key, { p: score(e) });
+  };
   return {
     name: 'gdsf',
     usesPopularity: false,
     onLoad(e) {
-      priority.set(e.key, score(e));
+      set(e);
     },
     onAccess(e) {
-      priority.set(e.key, score(e));
+      set(e);
     },
     onEvict(key) {
-      const p = priority.get(key);
+      const box = priority.get(key);
+      const p = box?.p;
       if (p !== undefined && p > clock) clock = p;
-      priority.delete(key);
+      if (box) box.p = undefined;
     },
     selectVictims(req) {
-      const pr = (e: EntryFacts) => priority.get(e.key) ?? score(e);
-      return lowestFirst(req.candidates, req.needBytes, pr, (e) =>
+      const pr = (e: EntryFacts) => priority.get(e.key)?.p ?? score(e);
+      let i = 0; // lowestFirst scores each candidate once, in order
+      const prAt = (e: EntryFacts) => byPosition.at(i++, e.key)?.p ?? score(e);
+      return lowestFirst(req.candidates, req.needBytes, prAt, (e) =>
         `lowest GDSF priority ${pr(e).toExponential(3)} (clock ${clock.toExponential(3)}, ${e.hits} hits)`,
       );
     },

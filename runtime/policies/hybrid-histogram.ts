@@ -1,4 +1,5 @@
 import { DeadlineHeap, NONE } from './heap';
+import { PositionMemo } from './memo';
 import { lowestFirst, type EntryFacts, type EvictionPolicy, type Victim } from './types';
 
 export interface HybridHistogramOptions {
@@ -68,16 +69,19 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   const loaded = new Map<string, boolean>();
   /** Ripe functions not loaded: what `prewarm` may name. */
   const wanted = new Set<string>();
-  /** Smallest size among `wanted` (undefined: to recompute). */
-  let wantedMinBytes: number | undefined;
+  /**
+   * At most the smallest size among `wanted` (removals only raise the smallest, so it stays a
+   * bound; `prewarm` makes it exact whenever it goes through `wanted`).
+   */
+  let wantedMinBytes = Infinity;
   /** Model sizes, as the hooks report them. */
   const sizes = new Map<string, number>();
   const want = (key: string) => {
     wanted.add(key);
-    if (wantedMinBytes !== undefined) wantedMinBytes = Math.min(wantedMinBytes, sizes.get(key) ?? 0);
+    wantedMinBytes = Math.min(wantedMinBytes, sizes.get(key) ?? 0);
   };
   const unwant = (key: string) => {
-    if (wanted.delete(key)) wantedMinBytes = undefined;
+    wanted.delete(key);
   };
   /** Keep-alive ends of loaded models. */
   const loadedEnds = new DeadlineHeap();
@@ -157,6 +161,8 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     return s;
   };
   const keepUntil = (e: EntryFacts) => fns.get(e.key)?.keepUntil ?? e.lastUsedAt;
+  // (`fns` states are never replaced or deleted.)
+  const byPosition = new PositionMemo((key) => fns.get(key));
 
   return {
     name: 'hybrid-histogram',
@@ -185,7 +191,9 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       if (ripe.has(key)) want(key);
     },
     selectVictims(req) {
-      return lowestFirst(req.candidates, req.needBytes, keepUntil, (e) =>
+      let i = 0; // lowestFirst scores each candidate once, in order
+      const score = (e: EntryFacts) => byPosition.at(i++, e.key)?.keepUntil ?? e.lastUsedAt;
+      return lowestFirst(req.candidates, req.needBytes, score, (e) =>
         `keep-alive window ends soonest (in ${Math.round(keepUntil(e) - req.now)} ms)`,
       );
     },
@@ -269,13 +277,14 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       } else {
         // The caller reports every load and eviction through the hooks: what is not loaded is
         // `wanted`, and nothing larger than the free memory would be loaded.
-        if (wanted.size === 0) return [];
-        if (wantedMinBytes === undefined) {
-          wantedMinBytes = Infinity;
-          for (const key of wanted) wantedMinBytes = Math.min(wantedMinBytes, sizes.get(key) ?? 0);
+        if (wanted.size === 0 || wantedMinBytes > freeBytes) return [];
+        let min = Infinity;
+        for (const key of wanted) {
+          const size = sizes.get(key) ?? 0;
+          if (size < min) min = size;
+          if (!(size > freeBytes) && !isResident(key)) keys.push(key);
         }
-        if (wantedMinBytes > freeBytes) return [];
-        for (const key of wanted) if (!isResident(key) && !((sizes.get(key) ?? 0) > freeBytes)) keys.push(key);
+        wantedMinBytes = min;
       }
       if (keys.length > 1) {
         // In `seq` order (one lookup a key, not two a comparison).

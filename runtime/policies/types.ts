@@ -159,9 +159,10 @@ let scratchTaken = new Uint8Array(64);
 /**
  * The same victims as `takeUntilFreed(byScore(candidates, score), needBytes, reason)` — lowest
  * score first; ties to the least recently used, then by key — without sorting every candidate:
- * repeated minimum scans (most requests need one or two victims), and a sort of what is left
- * only when many are needed. `score` is called once per candidate, in order; `reason` once per
- * victim, in eviction order (as the sort-based form does). Scores must not be NaN.
+ * repeated minimum scans (most requests need one or two victims; the first is found while
+ * scoring), and a heap of what is left only when many are needed. `score` is called once per
+ * candidate, in order; `reason` once per victim, in eviction order (as the sort-based form does).
+ * Scores must not be NaN.
  */
 export function lowestFirst<T extends EntryFacts>(
   candidates: readonly T[],
@@ -177,10 +178,6 @@ export function lowestFirst<T extends EntryFacts>(
   }
   const s = scratchScore;
   const taken = scratchTaken;
-  for (let i = 0; i < n; i++) {
-    s[i] = score(candidates[i]!);
-    taken[i] = 0;
-  }
   // a before b, exactly as byScore's comparator orders them (NaN differences fall through, as `||` does).
   const before = (a: number, b: number): boolean => {
     const d = s[a]! - s[b]!;
@@ -193,31 +190,66 @@ export function lowestFirst<T extends EntryFacts>(
     if (l > 0) return false;
     return ea.key < eb.key;
   };
+  // Scores, and the first minimum found on the way (the first scan below, done in the same pass).
+  let best = -1;
+  let bestS = NaN;
+  for (let i = 0; i < n; i++) {
+    const si = score(candidates[i]!);
+    s[i] = si;
+    taken[i] = 0;
+    const d = si - bestS;
+    // d < 0: lower score; d > 0: higher; equal or NaN (first, or tied infinities): the full order.
+    if (best < 0 || d < 0 || (!(d > 0) && before(i, best))) {
+      best = i;
+      bestS = si;
+    }
+  }
   let freed = 0;
   let scans = 0;
   while (!(freed >= needBytes) && victims.length < n) {
     if (scans === 8) {
-      // Many victims: sort the rest once instead of scanning again and again.
-      const rest: number[] = [];
-      for (let i = 0; i < n; i++) if (taken[i] === 0) rest.push(i);
-      rest.sort((a, b) => (before(a, b) ? -1 : before(b, a) ? 1 : 0));
-      for (const i of rest) {
+      // Many victims: a heap of the rest (keys differ, so `before` orders them totally), popped in
+      // order, instead of scanning again and again or sorting all of them.
+      const heap: number[] = [];
+      for (let i = 0; i < n; i++) if (taken[i] === 0) heap.push(i);
+      const down = (at: number) => {
+        const x = heap[at]!;
+        const m = heap.length;
+        for (;;) {
+          const l = 2 * at + 1;
+          if (l >= m) break;
+          const r = l + 1;
+          const c = r < m && before(heap[r]!, heap[l]!) ? r : l;
+          if (!before(heap[c]!, x)) break;
+          heap[at] = heap[c]!;
+          at = c;
+        }
+        heap[at] = x;
+      };
+      for (let i = (heap.length >> 1) - 1; i >= 0; i--) down(i);
+      while (heap.length > 0) {
         if (freed >= needBytes) break;
-        const e = candidates[i]!;
+        const e = candidates[heap[0]!]!;
+        const last = heap.pop()!;
+        if (heap.length > 0) {
+          heap[0] = last;
+          down(0);
+        }
         victims.push({ key: e.key, reason: reason(e) });
         freed += e.sizeBytes;
       }
       break;
     }
-    let best = -1;
-    let bestS = NaN;
-    for (let i = 0; i < n; i++) {
-      if (taken[i] !== 0) continue;
-      const d = s[i]! - bestS;
-      // d < 0: lower score; d > 0: higher; equal or NaN (first, or tied infinities): the full order.
-      if (best < 0 || d < 0 || (!(d > 0) && before(i, best))) {
-        best = i;
-        bestS = s[i]!;
+    if (scans > 0) {
+      best = -1;
+      bestS = NaN;
+      for (let i = 0; i < n; i++) {
+        if (taken[i] !== 0) continue;
+        const d = s[i]! - bestS;
+        if (best < 0 || d < 0 || (!(d > 0) && before(i, best))) {
+          best = i;
+          bestS = s[i]!;
+        }
       }
     }
     taken[best] = 1;

@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import { gdsf } from '../../runtime/policies/gdsf';
 import { hybridHistogram } from '../../runtime/policies/hybrid-histogram';
 import { random, seededRandom } from '../../runtime/policies/random';
 import { byScore, lowestFirst, takeUntilFreed, type EntryFacts, type EvictionPolicy } from '../../runtime/policies/types';
 import { simulate, type SimOptions } from '../../sim/engine';
 import type { SimModel } from '../../sim/trace';
 import { randomTrace } from './helpers';
-import { referenceHybridHistogram, referenceRandom } from './reference-policies';
+import { referenceGdsf, referenceHybridHistogram, referenceRandom } from './reference-policies';
 
 describe('lowestFirst picks the victims a full sort picks', () => {
   it('on random candidates with tied scores, tied last uses, infinities and any need', () => {
@@ -92,6 +93,17 @@ describe('the fast policies decide as the reference versions do', () => {
       expect(fast.selectVictims(req)).toEqual(ref.selectVictims(req));
     }
   });
+  for (const budget of [800, 2000, 5000]) {
+    for (const slots of [1, 3]) {
+      it(`gdsf, budget ${budget}, ${slots} slot(s) (priorities found by candidate position)`, () => {
+        const fast = run(gdsf(), models, budget, { slots });
+        const ref = run(referenceGdsf(), models, budget, { slots });
+        expect(fast.ev.length).toBeGreaterThan(100);
+        expect(fast.ev).toEqual(ref.ev);
+        expect(fast.r).toEqual(ref.r);
+      });
+    }
+  }
   for (const budget of [800, 2000]) {
     it(`random, budget ${budget}`, () => {
       const fast = run(random(9), models, budget);

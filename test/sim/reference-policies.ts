@@ -147,3 +147,31 @@ export function referenceRandom(next: () => number): EvictionPolicy {
     },
   };
 }
+
+/** GDSF as it was before its priorities were found by candidate position (commit d317626). */
+export function referenceGdsf(): EvictionPolicy {
+  let clock = 0;
+  const priority = new Map<string, number>();
+  const score = (e: EntryFacts) => clock + (e.hits * e.loadMs) / Math.max(1, e.sizeBytes);
+  return {
+    name: 'gdsf',
+    usesPopularity: false,
+    onLoad(e) {
+      priority.set(e.key, score(e));
+    },
+    onAccess(e) {
+      priority.set(e.key, score(e));
+    },
+    onEvict(key) {
+      const p = priority.get(key);
+      if (p !== undefined && p > clock) clock = p;
+      priority.delete(key);
+    },
+    selectVictims(req) {
+      const pr = (e: EntryFacts) => priority.get(e.key) ?? score(e);
+      return takeUntilFreed(byScore(req.candidates, pr), req.needBytes, (e) =>
+        `lowest GDSF priority ${pr(e).toExponential(3)} (clock ${clock.toExponential(3)}, ${e.hits} hits)`,
+      );
+    },
+  };
+}
