@@ -1,4 +1,4 @@
-import { lowestFirst, type EvictionPolicy } from './types';
+import { lowestScored, scoreScratch, type EvictionPolicy } from './types';
 
 /**
  * Belady's MIN (Belady, "A study of replacement algorithms for a virtual-storage computer", IBM
@@ -14,7 +14,10 @@ export function belady(): EvictionPolicy {
       const future = req.future;
       if (!future) throw new Error('belady needs future facts (EvictionRequest.future): it is a simulator-only oracle');
       // Farthest next use first: ascending by the negated next use.
-      return lowestFirst(req.candidates, req.needBytes, (e) => -future.nextUse(e.key, req.now), (e) => {
+      const c = req.candidates;
+      const s = scoreScratch(c.length);
+      for (let i = 0; i < c.length; i++) s[i] = -future.nextUse(c[i]!.key, req.now);
+      return lowestScored(c, s, req.needBytes, (e) => {
         const next = future.nextUse(e.key, req.now);
         return `next use farthest away (${next === Infinity ? 'never' : `at ${Math.round(next)} ms`})`;
       });

@@ -1,4 +1,4 @@
-import { lowestFirst, type EntryFacts, type EvictionPolicy } from './types';
+import { lowestScored, scoreScratch, type EntryFacts, type EvictionPolicy } from './types';
 
 /**
  * CremeBrulee with perfect knowledge of popularity (the ACSOS'21 paper's oracle variant): the same
@@ -21,7 +21,10 @@ export function cremebruleeOracle(horizonMs = 600_000): EvictionPolicy {
         const uses = future.usesWithin!(e.key, req.now, horizonMs);
         return uses > 0 ? (uses * e.loadMs) / Math.max(1, e.sizeBytes) : -(future.nextUse(e.key, req.now) - req.now);
       };
-      return lowestFirst(req.candidates, req.needBytes, score, (e) => {
+      const c = req.candidates;
+      const s = scoreScratch(c.length);
+      for (let i = 0; i < c.length; i++) s[i] = score(c[i]!);
+      return lowestScored(c, s, req.needBytes, (e) => {
         const s = score(e);
         return s >= 0 ? `future utility ${s.toExponential(3)} lowest` : `no use in the next ${horizonMs} ms`;
       });

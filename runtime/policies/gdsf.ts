@@ -1,5 +1,5 @@
 import { PositionMemo } from './memo';
-import { lowestFirst, type EntryFacts, type EvictionPolicy } from './types';
+import { lowestScored, scoreScratch, type EntryFacts, type EvictionPolicy } from './types';
 
 /**
  * Greedy-Dual-Size-Frequency as used by FaaSCache (Fuerst & Sharma, ASPLOS'21):
@@ -38,9 +38,10 @@ export function gdsf(): EvictionPolicy {
     },
     selectVictims(req) {
       const pr = (e: EntryFacts) => priority.get(e.key)?.p ?? score(e);
-      let i = 0; // lowestFirst scores each candidate once, in order
-      const prAt = (e: EntryFacts) => byPosition.at(i++, e.key)?.p ?? score(e);
-      return lowestFirst(req.candidates, req.needBytes, prAt, (e) =>
+      const c = req.candidates;
+      const s = scoreScratch(c.length);
+      for (let i = 0; i < c.length; i++) s[i] = byPosition.at(i, c[i]!.key)?.p ?? score(c[i]!);
+      return lowestScored(c, s, req.needBytes, (e) =>
         `lowest GDSF priority ${pr(e).toExponential(3)} (clock ${clock.toExponential(3)}, ${e.hits} hits)`,
       );
     },

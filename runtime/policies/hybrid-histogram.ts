@@ -1,6 +1,6 @@
 import { DeadlineHeap, NONE } from './heap';
 import { PositionMemo } from './memo';
-import { lowestFirst, type EntryFacts, type EvictionPolicy, type Victim } from './types';
+import { lowestScored, scoreScratch, type EntryFacts, type EvictionPolicy, type Victim } from './types';
 
 export interface HybridHistogramOptions {
   /** Histogram range (idle times beyond it are out of bounds), ms. @default 14400000 (4 h) */
@@ -191,9 +191,10 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       if (ripe.has(key)) want(key);
     },
     selectVictims(req) {
-      let i = 0; // lowestFirst scores each candidate once, in order
-      const score = (e: EntryFacts) => byPosition.at(i++, e.key)?.keepUntil ?? e.lastUsedAt;
-      return lowestFirst(req.candidates, req.needBytes, score, (e) =>
+      const c = req.candidates;
+      const s = scoreScratch(c.length);
+      for (let i = 0; i < c.length; i++) s[i] = byPosition.at(i, c[i]!.key)?.keepUntil ?? c[i]!.lastUsedAt;
+      return lowestScored(c, s, req.needBytes, (e) =>
         `keep-alive window ends soonest (in ${Math.round(keepUntil(e) - req.now)} ms)`,
       );
     },

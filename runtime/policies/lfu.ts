@@ -1,4 +1,4 @@
-import { lowestFirst, type EvictionPolicy } from './types';
+import { lowestScored, scoreScratch, type EvictionPolicy } from './types';
 
 /**
  * Least frequently used, by popularity: evict the entry with the smallest share of recent
@@ -8,7 +8,10 @@ export function lfu(): EvictionPolicy {
   return {
     name: 'lfu',
     selectVictims(req) {
-      return lowestFirst(req.candidates, req.needBytes, (e) => e.popularity + e.hits * 1e-12, (e) =>
+      const c = req.candidates;
+      const s = scoreScratch(c.length);
+      for (let i = 0; i < c.length; i++) s[i] = c[i]!.popularity + c[i]!.hits * 1e-12;
+      return lowestScored(c, s, req.needBytes, (e) =>
         `least frequently used (popularity ${e.popularity.toFixed(4)}, ${e.hits} hits)`,
       );
     },

@@ -1,4 +1,4 @@
-import { lowestFirst, type EvictionPolicy } from './types';
+import { lowestScored, scoreScratch, type EvictionPolicy } from './types';
 
 /** Least recently used: evict the entry whose last use is oldest. */
 export function lru(): EvictionPolicy {
@@ -6,7 +6,10 @@ export function lru(): EvictionPolicy {
     name: 'lru',
     usesPopularity: false,
     selectVictims(req) {
-      return lowestFirst(req.candidates, req.needBytes, (e) => e.lastUsedAt, (e) =>
+      const c = req.candidates;
+      const s = scoreScratch(c.length);
+      for (let i = 0; i < c.length; i++) s[i] = c[i]!.lastUsedAt;
+      return lowestScored(c, s, req.needBytes, (e) =>
         `least recently used (idle ${Math.round(req.now - e.lastUsedAt)} ms)`,
       );
     },

@@ -1,5 +1,5 @@
 import { DeadlineHeap, NONE } from './heap';
-import { lowestFirst, type EvictionPolicy } from './types';
+import { lowestScored, scoreScratch, type EvictionPolicy } from './types';
 
 /**
  * Fixed keep-alive (the default of most serverless platforms, e.g. 10 minutes): a model idle
@@ -28,7 +28,10 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
       lastUse.delete(key);
     },
     selectVictims(req) {
-      return lowestFirst(req.candidates, req.needBytes, (e) => e.lastUsedAt, (e) =>
+      const c = req.candidates;
+      const s = scoreScratch(c.length);
+      for (let i = 0; i < c.length; i++) s[i] = c[i]!.lastUsedAt;
+      return lowestScored(c, s, req.needBytes, (e) =>
         `under pressure, closest to keep-alive expiry (idle ${Math.round(req.now - e.lastUsedAt)} ms of ${ttlMs})`,
       );
     },
