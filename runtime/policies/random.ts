@@ -1,4 +1,4 @@
-import { takeUntilFreed, type EntryFacts, type EvictionPolicy } from './types';
+import type { EvictionPolicy, Victim } from './types';
 
 /** mulberry32: a small seeded generator, so random runs repeat. */
 export function seededRandom(seed: number): () => number {
@@ -43,7 +43,7 @@ export function random(seed = 1): EvictionPolicy {
   let memoKeys: string[] = [];
   let memoRanks = new Int32Array(0);
   let memoSorted = -1;
-  const pool: EntryFacts[] = [];
+  let pool = new Int32Array(0);
   return {
     name: 'random',
     usesPopularity: false,
@@ -71,22 +71,31 @@ export function random(seed = 1): EvictionPolicy {
       memoKeys.length = n; // positions past n hold older calls' ranks
       if (slot.length < sorted.length) slot = new Int32Array(2 * sorted.length);
       for (let i = 0; i < n; i++) slot[memoRanks[i]!] = i + 1;
-      pool.length = 0;
+      // The shuffle moves candidate indices (in `pool`), not the entries.
+      if (pool.length < n) pool = new Int32Array(2 * n);
+      let m = 0;
       for (let r = 0; r < sorted.length; r++) {
         const i = slot[r]!;
         if (i !== 0) {
-          pool.push(c[i - 1]!);
+          pool[m++] = i - 1;
           slot[r] = 0;
         }
       }
-      for (let i = pool.length - 1; i > 0; i--) {
+      for (let i = m - 1; i > 0; i--) {
         const j = Math.floor(next() * (i + 1));
         const t = pool[i]!;
         pool[i] = pool[j]!;
         pool[j] = t;
       }
-      const victims = takeUntilFreed(pool, req.needBytes, () => 'chosen at random');
-      pool.length = 0;
+      // As takeUntilFreed over the shuffled candidates.
+      const victims: Victim[] = [];
+      let freed = 0;
+      for (let k = 0; k < m; k++) {
+        if (freed >= req.needBytes) break;
+        const e = c[pool[k]!]!;
+        victims.push({ key: e.key, reason: 'chosen at random' });
+        freed += e.sizeBytes;
+      }
       return victims;
     },
   };
