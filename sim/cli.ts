@@ -37,7 +37,7 @@ Policies and budgets:
   --popularity-window MS         time constant of the decayed popularity (default 10m)
   --sweep MS                        keep-alive / pre-warm check period (default 1s; 0 = every dispatch)
   --report-from T, --report-to T    count only invocations arriving in [from, to): ms or % of the trace
-  --jobs N                          runs in parallel on N worker threads (default: the machine's cores, ${availableParallelism()})
+  --jobs N                          runs in parallel on N threads, this one and N-1 workers (default: the machine's cores, ${availableParallelism()})
 
 Output:
   --out FILE                        JSON {"results": [...]}

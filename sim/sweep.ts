@@ -104,11 +104,12 @@ export async function sweepParallel(
   const plain: SweepOptions = { policies, budgets, policyOptions, slots, popularityRefreshMs, popularityWindowMs, sweepMs, reportFromMs, reportToMs };
   for (const k of Object.keys(plain) as (keyof SweepOptions)[]) if (plain[k] === undefined) delete plain[k];
   // Costliest first, so no thread is left with a long run at the end (relative single-run times on
-  // the synthetic 1M-call, 500-function trace).
+  // the synthetic 1M-call, 500-function trace, sim/README.md "Speed").
   const COST: Partial<Record<SimPolicyName, number>> = {
-    'hybrid-histogram': 25, 'cremebrulee-plus': 15, random: 13, 'cremebrulee-oracle': 12, lfu: 10, lru: 9, gdsf: 7, ttl: 7, belady: 6.5,
+    'hybrid-histogram': 31, 'cremebrulee-plus': 29, random: 12, 'cremebrulee-oracle': 10, ttl: 9, lfu: 9, cremebrulee: 8, lru: 7,
+    belady: 6.5, gdsf: 5,
   };
-  const cost = (p: SimPolicyName) => COST[p] ?? 6;
+  const cost = (p: SimPolicyName) => COST[p] ?? 8;
   const order = [...jobs].sort((a, b) => cost(b.policy) - cost(a.policy) || a.index - b.index);
   const work: SweepWork = { trace, models, opts: plain, order, next: new Int32Array(new SharedArrayBuffer(4)) };
   const workers = spare.slice(0, nThreads - 1);
