@@ -28,6 +28,8 @@ interface FnState {
   outOfRange: number;
   /** Sum of squared bin counts (for the CV test without a pass over the bins). */
   sumSq: number;
+  /** The highest bin with a count (-1: none). */
+  topBin: number;
   /** Windows from the last invocation: unloaded until `prewarmAt`, loaded until `keepUntil`. */
   prewarmAt: number;
   keepUntil: number;
@@ -88,8 +90,20 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   /** Loaded, used models that may be inside their idle (pre-pre-warm) window. */
   const idle = new Set<string>();
 
+  /** The first bin whose cumulative count reaches pct% of the samples (the last bin if none does). */
   const percentileBin = (s: FnState, pct: number): number => {
     const target = Math.max(1, Math.ceil((pct / 100) * s.samples));
+    const inRange = s.samples - s.outOfRange;
+    if (target > inRange) return nBins - 1;
+    if (pct > 50) {
+      // Down from the highest bin with a count: the first bin b whose count up to b reaches the
+      // target is the lowest whose count above b is at most inRange - target (integers: exact).
+      const limit = inRange - target;
+      let above = 0;
+      let b = s.topBin;
+      while (b > 0 && above + s.bins[b]! <= limit) above += s.bins[b--]!;
+      return b;
+    }
     let acc = 0;
     for (let b = 0; b < nBins; b++) {
       acc += s.bins[b]!;
@@ -124,7 +138,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   const invoked = (key: string, t: number): FnState => {
     let s = fns.get(key);
     if (!s) {
-      s = { last: t, bins: new Uint32Array(nBins), samples: 0, outOfRange: 0, sumSq: 0, prewarmAt: t, keepUntil: t + o.fixedKeepAliveMs };
+      s = { last: t, bins: new Uint32Array(nBins), samples: 0, outOfRange: 0, sumSq: 0, topBin: -1, prewarmAt: t, keepUntil: t + o.fixedKeepAliveMs };
       fns.set(key, s);
     } else {
       const idleMs = t - s.last;
@@ -135,6 +149,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         const b = Math.floor(idleMs / o.binMs);
         s.sumSq += 2 * s.bins[b]! + 1;
         s.bins[b]!++;
+        if (b > s.topBin) s.topBin = b;
       }
       if (representative(s)) {
         const head = percentileBin(s, o.headPct) * o.binMs;
