@@ -78,6 +78,8 @@ interface SimEntry extends EntryFacts {
   hits: number;
 }
 
+const NO_ENTRIES: readonly SimEntry[] = Object.freeze([]);
+
 /** Latency buffer, reused by the runs of a thread (one invocation's latency a slot; grown on demand). */
 let latencyScratch = new Float64Array(0);
 
@@ -312,7 +314,7 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
     const last = resident[--nResident]!;
     resident[p] = last;
     residentEntries[p] = entries[last]!;
-    residentEntries.length = nResident;
+    residentEntries.pop();
     residentPos[last] = p;
     residentPos[f] = -1;
   };
@@ -384,9 +386,9 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
   };
   const amongScratch: number[] = [];
   /** The evictable entries among `keys`, in the order `evictable()` lists them. */
-  const evictableAmong = (keys: readonly string[]): SimEntry[] => {
+  const evictableAmong = (keys: readonly string[]): readonly SimEntry[] => {
+    if (keys.length === 0) return NO_ENTRIES;
     cands.length = 0;
-    if (keys.length === 0) return cands;
     const fs = amongScratch;
     fs.length = 0;
     for (const key of keys) {
