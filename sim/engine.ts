@@ -144,6 +144,13 @@ export class FutureIndex implements FutureFacts {
   // The last key looked up (oracles ask usesWithin, then nextUse, of the same key).
   private lastKey: string | undefined;
   private lastF = -1;
+  // Keys looked up by position in the request (the n-th new key asked since `newRequest`):
+  // oracles ask about the candidates in order, and callers pass much the same candidates in much
+  // the same order, so the key at a position is usually the one there last time (a string
+  // comparison instead of a `Map` lookup). A cache: a key found there has that index for good.
+  private readonly posKeys: (string | undefined)[] = [];
+  private readonly posF: number[] = [];
+  private pos = 0;
 
   constructor(
     private readonly perFn: readonly Float64Array[],
@@ -159,12 +166,27 @@ export class FutureIndex implements FutureFacts {
     this.servedCount[f]!++;
   }
 
+  /** A new request (eviction): lookups start again at the first position. */
+  newRequest(): void {
+    this.pos = 0;
+  }
+
   private indexOf(key: string): number {
-    if (key !== this.lastKey) {
-      this.lastKey = key;
-      this.lastF = this.keyIndex.get(key) ?? -1;
-    }
-    return this.lastF;
+    if (key === this.lastKey) return this.lastF;
+    let f: number;
+    const p = this.pos;
+    if (p < this.perFn.length) {
+      this.pos++;
+      if (this.posKeys[p] === key) f = this.posF[p]!;
+      else {
+        f = this.keyIndex.get(key) ?? -1;
+        this.posKeys[p] = key;
+        this.posF[p] = f;
+      }
+    } else f = this.keyIndex.get(key) ?? -1;
+    this.lastKey = key;
+    this.lastF = f;
+    return f;
   }
 
   nextUse(key: string): number {
@@ -365,6 +387,7 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
     if (free < need) return false;
     freshen(c);
     e.popularity = usesPop ? pop.share(f) : 0;
+    future?.newRequest();
     req.now = now;
     req.needBytes = need;
     req.candidates = c;

@@ -37,6 +37,7 @@ describe("the simulator's shortcuts give what the plain computation gives", () =
       for (let step = 0; step < 400; step++) {
         const r = rand();
         if (r < 0.3) now += Math.floor(rand() * 3) * 500; // the clock moves forward (or stays)
+        if (rand() < 0.1) fut.newRequest(); // lookups by position start again
         const f = Math.floor(rand() * F);
         if (r > 0.8 && served[f]! < perFn[f]!.length) {
           fut.served(f);
@@ -47,6 +48,15 @@ describe("the simulator's shortcuts give what the plain computation gives", () =
         expect(fut.usesWithin(keys[f]!, now, h)).toBe(plainUses(f, now + h));
         const next = served[f]! < perFn[f]!.length ? perFn[f]![served[f]!]! : Infinity;
         expect(fut.nextUse(keys[f]!)).toBe(next);
+      }
+      // Keys asked in another order than last time, and unknown keys, at every position.
+      for (let round = 0; round < 20; round++) {
+        fut.newRequest();
+        const order = keys.map((_, f) => f).sort(() => rand() - 0.5);
+        for (const f of order) {
+          if (rand() < 0.2) expect(fut.nextUse(`x${f}`)).toBe(Infinity);
+          expect(fut.nextUse(keys[f]!)).toBe(served[f]! < perFn[f]!.length ? perFn[f]![served[f]!]! : Infinity);
+        }
       }
       expect(fut.usesWithin('unknown', now, 1000)).toBe(0);
       expect(fut.nextUse('unknown')).toBe(Infinity);
