@@ -300,6 +300,9 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
   let wake = -Infinity;
   let quiet = -Infinity;
   let dirty = true;
+  // `nextCheckAt` is asked only when its answer is used (nothing has happened since the check, so
+  // the policy's answer is the one it would have given right after): the time of that check.
+  let wakeAskAt = NaN;
 
   let counted = 0, refused = 0, cold = 0, loads = 0, prewarmLoads = 0, evictions = 0, expirations = 0;
   let loadDelay = 0, execTotal = 0, latencySum = 0, queueSum = 0;
@@ -479,6 +482,10 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
       continue;
     }
     if (nextSweep <= tNext && hasSweep) {
+      if (!dirty && !Number.isNaN(wakeAskAt)) {
+        wake = policy.nextCheckAt!(wakeAskAt);
+        wakeAskAt = NaN;
+      }
       const lim = dirty ? quiet : Math.max(quiet, wake);
       // A check runs at max(now, nextSweep) (later than due when a refresh moved the clock on).
       if (now < lim && nextSweep < lim) {
@@ -490,7 +497,7 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
       nextSweep += sweepMs;
       sweep();
       dirty = false;
-      if (policy.nextCheckAt) wake = policy.nextCheckAt(now);
+      if (policy.nextCheckAt) wakeAskAt = now;
       if (policy.quietUntil) quiet = policy.quietUntil(now);
       continue;
     }

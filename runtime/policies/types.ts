@@ -111,7 +111,9 @@ export interface EvictionPolicy {
    * after a check at `now`: a time before which a check would name nothing and change nothing a
    * later check decides, provided no hook is called and the caller's state (what is loaded, in
    * flight, free memory, the entries' facts) stays as it is. A caller may skip checks before it
-   * while that holds. Must not change what any hook decides.
+   * while that holds, and may ask later (or not at all) instead of right after the check, as long
+   * as no hook has been called since (the simulator asks only when it would use the answer). Must
+   * not change what any hook decides.
    */
   nextCheckAt?(now: number): number;
   /**
