@@ -436,7 +436,8 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
         }
       }
     }
-    if (policy.prewarm) {
+    // No pre-warming while a call waits for memory (as the warm pool): it would evict it again.
+    if (policy.prewarm && !blocked) {
       for (const w of policy.prewarm(now, isResidentKey, budget - used)) {
         const g = keyIndex.get(w.key);
         if (g === undefined || state[g] !== ABSENT) continue;
