@@ -43,8 +43,8 @@ interface FnState {
  * again at its end, and kept for a keep-alive window ending at the 99th percentile × (1 + margin).
  * Otherwise a fixed keep-alive. Under memory pressure, the model whose keep-alive ends soonest goes
  * first. (The paper's ARIMA branch for idle times beyond 4 hours is left out: out-of-range
- * functions take the fixed keep-alive.) Needs the `prewarm` hook to pre-warm; without it (the
- * runtime's warm pool today) it degrades to keep-alive windows only.
+ * functions take the fixed keep-alive.) Pre-warms through the `prewarm` hook (the simulator and
+ * the runtime's warm pool call it); a caller without it gets keep-alive windows only.
  */
 export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPolicy {
   const o = {
@@ -199,6 +199,12 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       sizes.set(e.key, e.sizeBytes);
       loaded.set(e.key, true);
       if (invoked(e.key, now).prewarmAt > now) idle.add(e.key);
+    },
+    forget(key) {
+      // Deleted or replaced: no pre-warm window for it any more. (Its histogram stays: per-key
+      // state is never replaced, see PositionMemo; a new version is a new key.)
+      unpend(key);
+      idle.delete(key);
     },
     onEvict(key) {
       loaded.delete(key);

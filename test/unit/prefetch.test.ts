@@ -230,6 +230,26 @@ describe('WarmPool.prefetch (the policy pre-warms into free memory)', () => {
     expect(loads).toEqual(['a', 'a', 'b', 'a']);
   });
 
+  it('hybrid-histogram forgets a deleted function: no pre-warm window for it any more', async () => {
+    const runs = await Promise.all(
+      [false, true].map(async (deleted) => {
+        const policy = createPolicy('hybrid-histogram');
+        const t = pool(1000, policy);
+        for (let i = 0; i < 13; i++) {
+          t.clock.now = i * 600_000;
+          await t.call('timer', 100);
+        }
+        // Idle: dropped until its pre-warm window, 9 minutes after the last call.
+        t.clock.now += 60_000;
+        await t.check();
+        expect(t.p.has('timer')).toBe(false);
+        if (deleted) t.p.dropFunction('timer', { cause: 'unload', reason: 'function deleted' });
+        return policy.prewarm!(t.clock.now + 500_000, () => false, 1000).map((v) => v.key);
+      }),
+    );
+    expect(runs).toEqual([['timer'], []]);
+  });
+
   it('hybrid-histogram runs in the runtime: a model called every 10 minutes is unloaded while idle and pre-warmed in time', async () => {
     const t = pool(1000, createPolicy('hybrid-histogram'));
     const period = 600_000;
