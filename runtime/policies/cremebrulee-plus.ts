@@ -1,4 +1,5 @@
-import { lowestFirst, type EntryFacts, type EvictionPolicy, type Victim } from './types';
+import { PositionMemo } from './memo';
+import { lowestScored, scoreScratch, type EntryFacts, type EvictionPolicy, type Victim } from './types';
 
 export interface CremeBruleePlusOptions {
   /** Weight of the newest gap in the moving average of a function's inter-arrival gaps. @default 0.3 */
@@ -76,21 +77,20 @@ export interface CremeBruleePlusOptions {
  */
 function trimmed(
   victims: Victim[],
-  candidates: readonly EntryFacts[],
+  /** The victims' entries, in the same order. */
+  entries: readonly EntryFacts[],
   needBytes: number,
   worthKeeping: (e: EntryFacts, spareBytes: number) => boolean = () => true,
 ): Victim[] {
-  const byKey = new Map<string, EntryFacts>();
-  for (const c of candidates) byKey.set(c.key, c);
   let freed = 0;
-  for (const v of victims) freed += byKey.get(v.key)?.sizeBytes ?? 0;
+  for (const e of entries) freed += e.sizeBytes;
   if (!(freed >= needBytes)) return victims;
   const spare = freed - needBytes;
   const keep = victims.map(() => true);
   for (let i = victims.length - 2; i >= 0; i--) {
-    const e = byKey.get(victims[i]!.key);
-    const b = e?.sizeBytes ?? 0;
-    if (freed - b >= needBytes && e !== undefined && worthKeeping(e, spare)) {
+    const e = entries[i]!;
+    const b = e.sizeBytes;
+    if (freed - b >= needBytes && worthKeeping(e, spare)) {
       keep[i] = false;
       freed -= b;
     }
@@ -138,15 +138,20 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   if (!(alpha > 0 && alpha <= 1)) throw new RangeError(`cremebrulee-plus: alpha must be in (0, 1], got ${alpha}`);
   const popW = opts.popularityWeight ?? 0;
   if (!(popW >= 0 && popW <= 1)) throw new RangeError(`cremebrulee-plus: popularityWeight must be in [0, 1], got ${popW}`);
+  /** One record per function, never replaced or deleted (so `byPosition` may keep it). */
   const fns = new Map<string, Fn>();
+  /** The largest model of any function seen (an upper bound of the hottest one's, for `scarce`). */
+  let maxBytes = 0;
   const fnOf = (e: EntryFacts): Fn => {
     let f = fns.get(e.key);
     if (!f) {
       f = { key: e.key, last: NaN, gap: NaN, sizeBytes: e.sizeBytes, loadMs: e.loadMs, popularity: e.popularity, lastUsedAt: e.lastUsedAt, loaded: false, calls: 0, first: NaN };
       fns.set(e.key, f);
+      maxBytes = Math.max(maxBytes, e.sizeBytes);
     }
     return f;
   };
+  const byPosition = new PositionMemo((key) => fns.get(key));
   const floorW = opts.lifetimeFloor ?? 0;
   const oneWindow = (opts.oneSighting ?? 'window') === 'window';
   const trim = (opts.trimVictims ?? true) !== false;
@@ -209,6 +214,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       note(f, e);
       if (!f.loaded) loadedBytes += e.sizeBytes;
       f.sizeBytes = e.sizeBytes;
+      maxBytes = Math.max(maxBytes, e.sizeBytes);
       f.loaded = true;
       if (prefetch && absent.delete(f)) minAbsentBytes = undefined;
     },
@@ -228,24 +234,32 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       }
     },
     forget(key) {
-      // Deleted or replaced: never prefetch it again, and drop what was learned of it.
+      // Deleted or replaced: never prefetch it again, and drop what was learned of it (the record
+      // is reset, not deleted, so it reads as a function never seen).
       const f = fns.get(key);
       if (!f) return;
       if (f.loaded) loadedBytes -= f.sizeBytes;
-      fns.delete(key);
+      f.loaded = false;
+      f.last = f.gap = f.first = NaN;
+      f.calls = 0;
       if (absent.delete(f)) minAbsentBytes = undefined;
     },
     selectVictims(req) {
-      const victims = lowestFirst(req.candidates, req.needBytes, (e) => utility(e, req.now), (e) => {
+      const c = req.candidates;
+      const scores = scoreScratch(c.length);
+      for (let i = 0; i < c.length; i++) scores[i] = utilityOf(byPosition.at(i, c[i]!.key), c[i]!, req.now);
+      const picked: number[] = [];
+      const victims = lowestScored(c, scores, req.needBytes, (e) => {
         const f = fns.get(e.key);
         return `utility ${utility(e, req.now).toExponential(3)} lowest (gap ${Math.round(f?.gap ?? NaN)} ms, idle ${Math.round(req.now - (f && !Number.isNaN(f.last) ? f.last : e.lastUsedAt))} ms)`;
-      });
+      }, picked);
       if (!trim || victims.length < 2 || (scarceNow && !trimScarce)) return victims;
-      if (!prefetch || !trimVsPrefetch) return trimmed(victims, req.candidates, req.needBytes);
+      const entries = picked.map((i) => c[i]!);
+      if (!prefetch || !trimVsPrefetch) return trimmed(victims, entries, req.needBytes);
       // With prefetching, memory left free is not idle: keep a redundant victim only if it is worth
       // more than what prefetching could load into the memory the eviction would leave free.
       let best: number | undefined;
-      return trimmed(victims, req.candidates, req.needBytes, (e, spare) => {
+      return trimmed(victims, entries, req.needBytes, (e, spare) => {
         if (best === undefined) {
           best = 0;
           for (const k of absent) {
@@ -267,9 +281,13 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       let o: { prefetchCount?: number; prefetchEveryMs?: number; prefetchBy?: 'utility' | 'saving' | 'soonest'; prefetchDue?: number } = opts;
       if (scarce) {
         memorySeen = Math.max(memorySeen, loadedBytes + freeBytes);
-        let hot: Fn | undefined;
-        for (const f of fns.values()) if (!Number.isNaN(f.gap) && (hot === undefined || f.gap < hot.gap)) hot = f;
-        scarceNow = hot !== undefined && memorySeen < scarce.below * hot.sizeBytes;
+        scarceNow = false;
+        // Scarce only below `below` x the hottest function's model, so never at or above `below` x the largest.
+        if (memorySeen < scarce.below * maxBytes) {
+          let hot: Fn | undefined;
+          for (const f of fns.values()) if (!Number.isNaN(f.gap) && (hot === undefined || f.gap < hot.gap)) hot = f;
+          scarceNow = hot !== undefined && memorySeen < scarce.below * hot.sizeBytes;
+        }
         if (scarceNow) o = scarce;
       }
       nextPrefetchAt = now + (o.prefetchEveryMs ?? 5000);

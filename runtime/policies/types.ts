@@ -196,6 +196,8 @@ export function lowestScored<T extends EntryFacts>(
   scores: Float64Array,
   needBytes: number,
   reason: (e: T) => string,
+  /** If given, each victim's index in `candidates` is pushed onto it, in eviction order. */
+  picked?: number[],
 ): Victim[] {
   const victims: Victim[] = [];
   const n = candidates.length;
@@ -252,12 +254,14 @@ export function lowestScored<T extends EntryFacts>(
       for (let i = (heap.length >> 1) - 1; i >= 0; i--) down(i);
       while (heap.length > 0) {
         if (freed >= needBytes) break;
-        const e = candidates[heap[0]!]!;
+        const top = heap[0]!;
+        const e = candidates[top]!;
         const last = heap.pop()!;
         if (heap.length > 0) {
           heap[0] = last;
           down(0);
         }
+        picked?.push(top);
         victims.push({ key: e.key, reason: reason(e) });
         freed += e.sizeBytes;
       }
@@ -277,6 +281,7 @@ export function lowestScored<T extends EntryFacts>(
     }
     taken[best] = 1;
     scans++;
+    picked?.push(best);
     const e = candidates[best]!;
     victims.push({ key: e.key, reason: reason(e) });
     freed += e.sizeBytes;
