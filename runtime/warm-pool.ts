@@ -30,7 +30,7 @@ export interface WarmPoolOptions<T, S extends ModelSpec = ModelSpec> {
   admitTimeoutMs?: number;
   /** Called on each eviction, with the policy's reason. */
   onEvict?: (ev: EvictionEvent) => void;
-  /** Called when a load that `prefetch` started ends (with `error` when it failed). */
+  /** Called when a load that `prefetch` started ends: loaded, dropped meanwhile, or failed. */
   onPrefetch?: (ev: PrefetchEvent) => void;
 }
 
