@@ -467,17 +467,18 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
     const tDisp = i < N && busySlots < K && !blocked ? Math.max(now, times[i]!) : Infinity;
     if (tSlot === Infinity && tDisp === Infinity) break;
     const tNext = Math.min(tSlot, tDisp);
-    if (pop.nextRefreshAt <= tNext && pop.nextRefreshAt !== Infinity && !(idle && i >= N)) {
+    // Periodic events in time order: refreshes due before the next event and the next check.
+    const tUntil = hasSweep && nextSweep < tNext ? nextSweep : tNext;
+    if (pop.nextRefreshAt <= tUntil && pop.nextRefreshAt !== Infinity && !(idle && i >= N)) {
       if (usesPop) {
         now = Math.max(now, pop.nextRefreshAt);
         pop.refreshRates();
         dirty = true; // entries' popularity changes
         continue;
       }
-      // Nothing to compute, but the clock moves as it does with refreshes (a check due in the same
-      // stretch runs at the later of its time and the last refresh's).
+      // Nothing to compute, but the clock moves as it does with refreshes.
       let r = pop.nextRefreshAt;
-      while (r + refreshMs <= tNext) r += refreshMs;
+      while (r + refreshMs <= tUntil) r += refreshMs;
       now = Math.max(now, r);
       pop.nextRefreshAt = r + refreshMs;
       continue;

@@ -1,0 +1,107 @@
+import { readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { ORACLE_POLICIES, SIM_POLICIES } from './policies';
+
+/**
+ * Prints the README's result tables (markdown) from sweep CSVs (`npm run sim -- ... --csv FILE`):
+ * load delay as % of exec per policy and budget, and cremebrulee-plus's gap to the best other
+ * online policy and to the oracles, per budget.
+ *
+ *   npx tsx sim/report.ts all sim/results/sample100-full.csv
+ *   npx tsx sim/report.ts plus sim/results/sample100-second-half.csv
+ */
+export interface Row {
+  policy: string;
+  budgetPct: number;
+  coldStarts: number;
+  loadDelayPctOfExec: number;
+}
+
+/** Rows of a sweep CSV (`path` only names it in errors). */
+export function parseRows(text: string, path = 'csv'): Row[] {
+  const [head, ...lines] = text.trim().split('\n');
+  const cols = head!.split(',');
+  const at = (name: string) => {
+    const i = cols.indexOf(name);
+    if (i < 0) throw new Error(`${path}: no column ${name}`);
+    return i;
+  };
+  const [p, b, c, d] = [at('policy'), at('budgetPct'), at('coldStarts'), at('loadDelayPctOfExec')];
+  return lines.map((l) => {
+    const f = l.split(',');
+    return { policy: f[p]!, budgetPct: Number(f[b]), coldStarts: Number(f[c]), loadDelayPctOfExec: Number(f[d]) };
+  });
+}
+
+/** About 4 significant digits, more where a value is small. */
+const value = (x: number) => (x === 0 ? '0' : Math.abs(x) >= 100 ? x.toFixed(1) : Math.abs(x) >= 10 ? x.toFixed(2) : x.toPrecision(3));
+/** A signed difference in points, with a true minus sign. */
+const diff = (x: number) => {
+  if (Math.abs(x) < 0.0005) return '0.000';
+  const s = Math.abs(x) >= 1 ? Math.abs(x).toFixed(2) : Math.abs(x).toFixed(3);
+  return `${x < 0 ? '−' : '+'}${s}`;
+};
+const isOracle = (p: string) => (ORACLE_POLICIES as readonly string[]).includes(p);
+
+function byBudget(rows: Row[]): Map<number, Map<string, Row>> {
+  const out = new Map<number, Map<string, Row>>();
+  for (const r of rows) {
+    if (!out.has(r.budgetPct)) out.set(r.budgetPct, new Map());
+    out.get(r.budgetPct)!.set(r.policy, r);
+  }
+  return out;
+}
+
+const short: Record<string, string> = { 'hybrid-histogram': 'hybrid-hist', 'cremebrulee-oracle': 'cb-oracle' };
+
+/** Load delay (% of exec) of every policy per budget; bold: the lowest online policy. */
+export function allTable(rows: Row[]): string {
+  const policies = SIM_POLICIES.filter((p) => rows.some((r) => r.policy === p));
+  const out = [`| budget | ${policies.map((p) => (p === 'cremebrulee-plus' ? 'plus' : short[p] ?? p)).join(' | ')} |`, `|---:|${policies.map(() => '---:').join('|')}|`];
+  for (const [b, m] of byBudget(rows)) {
+    const best = Math.min(...policies.filter((p) => !isOracle(p)).map((p) => m.get(p)!.loadDelayPctOfExec));
+    const cells = policies.map((p) => {
+      const d = m.get(p)!.loadDelayPctOfExec;
+      return !isOracle(p) && d === best ? `**${value(d)}**` : value(d);
+    });
+    out.push(`| ${b}% | ${cells.join(' | ')} |`);
+  }
+  return out.join('\n');
+}
+
+/** cremebrulee-plus against the best other online policy and the oracles, per budget. */
+export function plusTable(rows: Row[]): string {
+  const out = [
+    '| budget | plus | best other online | plus − it | plus − belady | plus − cb-oracle | closest online |',
+    '|---:|---:|---|---:|---:|---:|---|',
+  ];
+  for (const [b, m] of byBudget(rows)) {
+    const plus = m.get('cremebrulee-plus')!;
+    const online = [...m.values()].filter((r) => !isOracle(r.policy));
+    const others = online.filter((r) => r.policy !== 'cremebrulee-plus').sort((x, y) => x.loadDelayPctOfExec - y.loadDelayPctOfExec);
+    const best = others[0]!;
+    const low = Math.min(...online.map((r) => r.loadDelayPctOfExec));
+    const closest = online.filter((r) => r.loadDelayPctOfExec === low).map((r) => r.policy);
+    const d = plus.loadDelayPctOfExec - best.loadDelayPctOfExec;
+    const who = closest.includes('cremebrulee-plus')
+      ? closest.length === 1
+        ? '**plus**'
+        : `plus (tie: ${closest.filter((p) => p !== 'cremebrulee-plus').join(', ')})`
+      : closest.join(', ');
+    const cold = plus.coldStarts - best.coldStarts;
+    out.push(
+      `| ${b}% | ${value(plus.loadDelayPctOfExec)} | ${best.policy} ${value(best.loadDelayPctOfExec)} | ${diff(d)} | ${diff(plus.loadDelayPctOfExec - m.get('belady')!.loadDelayPctOfExec)} | ${diff(plus.loadDelayPctOfExec - m.get('cremebrulee-oracle')!.loadDelayPctOfExec)} | ${who}${cold !== 0 && Math.abs(d) < 0.1 ? ` (${Math.abs(cold)} ${cold < 0 ? 'fewer' : 'more'} cold start${Math.abs(cold) === 1 ? '' : 's'})` : ''} |`,
+    );
+  }
+  return out.join('\n');
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const [what, file] = process.argv.slice(2);
+  if ((what !== 'all' && what !== 'plus') || !file) {
+    console.error('usage: npx tsx sim/report.ts all|plus SWEEP.csv');
+    process.exit(2);
+  }
+  const rows = parseRows(readFileSync(file, 'utf8'), file);
+  console.log(what === 'all' ? allTable(rows) : plusTable(rows));
+}
