@@ -129,7 +129,7 @@ describe('hybrid-histogram windows (ATC\'20)', () => {
   });
 });
 
-describe('cremebrulee-plus prefetching (simulator only)', () => {
+describe('cremebrulee-plus prefetching', () => {
   const e = (key: string, hits: number, sizeBytes = 1): EntryFacts => ({ key, hits, loadMs: 10, sizeBytes, execMs: 1, popularity: 0, loadedAt: 0, lastUsedAt: 0 });
   it('names the best function that is not loaded, has a learned gap and fits the free memory', () => {
     const p = cremebruleePlus({ prefetch: true, prefetchEveryMs: 0 });
