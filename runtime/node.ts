@@ -84,10 +84,7 @@ export class RuntimeNode {
           return;
         }
         log.info({ model: ev.key, reason: ev.reason }, 'prefetched');
-        metrics.prewarms.inc({ function: ev.fn, by: 'policy' });
-        // Routing reads residency from heartbeats: publish the warm model so calls come here.
-        void this.heartbeat();
-        void recordInvocation(this.o.redis, this.o.keys, { fn: ev.fn, outcome: 'prewarm', loaded: true, loadMs: this.lastLoadMs.get(ev.key) ?? 0, execMs: 0 }).catch(() => undefined);
+        void this.prewarmed(ev.fn, ev.key, 'policy').catch(() => undefined);
       },
     });
     metrics.onCollect(() => {
@@ -204,11 +201,7 @@ export class RuntimeNode {
           const { model } = (job as Job<LoadJob>).data;
           this.retireOlder(model);
           const loaded = await this.pool.prewarm(this.spec(model));
-          if (loaded) {
-            this.o.metrics.prewarms.inc({ function: model.fn, by: 'api' });
-            await this.heartbeat();
-            await recordInvocation(this.o.redis, this.o.keys, { fn: model.fn, outcome: 'prewarm', loaded: true, loadMs: this.lastLoadMs.get(modelKey(model)) ?? 0, execMs: 0 });
-          }
+          if (loaded) await this.prewarmed(model.fn, modelKey(model), 'api');
           return { loaded };
         }
         case JOB.unload: {
@@ -223,6 +216,17 @@ export class RuntimeNode {
       // answer. A node that dies mid-job is another matter: BullMQ's stalled-job check re-runs it.
       throw new UnrecoverableError(errorToWire(e));
     }
+  }
+
+  /**
+   * A model loaded with no invocation (the load API, or the policy's pre-warming): counted, and
+   * published at once, since routing reads residency from heartbeats.
+   */
+  private async prewarmed(fn: string, key: string, by: 'api' | 'policy'): Promise<void> {
+    const loadMs = this.lastLoadMs.get(key) ?? 0;
+    this.o.metrics.prewarms.inc({ function: fn, by });
+    await this.heartbeat();
+    await recordInvocation(this.o.redis, this.o.keys, { fn, outcome: 'prewarm', loaded: true, loadMs, execMs: 0 });
   }
 
   /** A job for a newer version of a function retires the older versions held here, never newer ones. */

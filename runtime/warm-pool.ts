@@ -208,12 +208,12 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
    * an explicit unload or a new version overrides the pin.
    */
   drop(key: string, cause: 'retired' | 'unload', reason: string): boolean {
-    this.known.delete(key);
     const e = this.entries.get(key);
     if (!e) {
-      this.opts.policy.forget?.(key);
+      this.forget(key);
       return false;
     }
+    this.known.delete(key);
     if (e.inFlight === 0 && e.value !== undefined) {
       this.evict(e, reason, cause);
     } else {
@@ -282,14 +282,19 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
         (e: unknown) => {
           // Not named again until a call loads it (else a policy that names one model per
           // check would name this one, and be skipped, forever).
-          this.known.delete(spec.key);
-          policy.forget?.(spec.key);
+          this.forget(spec.key);
           report('failed', e ?? new Error('load failed'));
         },
       );
       started++;
     }
     return started;
+  }
+
+  /** A model not loaded is gone for good: neither the pool nor the policy names it again. */
+  private forget(key: string): void {
+    this.known.delete(key);
+    this.opts.policy.forget?.(key);
   }
 
   /** Disposes everything (shutdown); not evictions, so nothing is reported to `onEvict`. */
