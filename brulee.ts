@@ -1,21 +1,25 @@
+import { join } from 'node:path';
 import type { Hono } from 'hono';
 import pino, { type Logger } from 'pino';
 import type { Config } from './config';
-import { Gateway } from './functions/gateway';
+import { DataPlane } from './functions/dataplane';
 import { createApp } from './functions/http/app';
 import { FunctionRegistry } from './functions/registry';
-import { ModelStore } from './functions/store';
 import { TraceRecorder } from './functions/trace-recorder';
 import { createRedis, waitForRedis } from './queue/connection';
 import { Dispatcher } from './queue/dispatcher';
 import { keys as makeKeys } from './queue/keys';
+import { createModelStore, LocalModels, type ModelStore } from './store';
 import { startPopularityCron } from './runtime/cron';
 import { Metrics } from './runtime/metrics';
 import { RuntimeNode } from './runtime/node';
 
 export interface Brulee {
   app: Hono;
-  gateway: Gateway;
+  /** What every front end calls. */
+  dataPlane: DataPlane;
+  /** Where model bytes live. */
+  store: ModelStore;
   /** Present when ROLE is `all` or `worker`. */
   node?: RuntimeNode;
   metrics: Metrics;
@@ -45,6 +49,8 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
   const redis = createRedis(redisUrl, { name: 'brulee', failFast: true });
   await waitForRedis(redis, 10_000);
   const metrics = new Metrics();
+  const store = createModelStore(config.modelStore);
+  const models = new LocalModels({ store, dir: join(config.dataDir, 'model-cache'), maxBytes: config.modelCacheBytes });
 
   let node: RuntimeNode | undefined;
   if (config.role !== 'gateway') {
@@ -53,7 +59,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
       redisUrl,
       redis,
       keys: k,
-      dataDir: config.dataDir,
+      models,
       budgetBytes: config.memoryBudget,
       policy: config.evictionPolicy,
       ttlMs: config.ttlMs,
@@ -72,22 +78,21 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
   const registry = new FunctionRegistry({
     redis,
     keys: k,
-    store: new ModelStore(config.dataDir),
+    models,
     budgets: async () => (await dispatcher.nodes(true)).map((n) => n.budgetBytes),
   });
   await registry.watch(createRedis(redisUrl, { name: 'brulee-registry-sub' }));
   const recorder = config.traceRecord ? new TraceRecorder(config.dataDir) : undefined;
   if (recorder) await recorder.writeCatalog(await registry.list());
-  const gateway = new Gateway({ redis, keys: k, registry, dispatcher, defaultTimeoutMs: config.invokeTimeoutMs, log, ...(recorder ? { recorder } : {}) });
+  const dataPlane = new DataPlane({ redis, keys: k, registry, dispatcher, defaultTimeoutMs: config.invokeTimeoutMs, log, ...(recorder ? { recorder } : {}) });
   const requests = { inFlight: 0 };
   const app = createApp({
-    gateway,
+    dataPlane,
     metrics,
     log,
     apiKey: config.apiKey,
     maxModelBytes: config.maxModelBytes,
     maxRequestBytes: config.maxRequestBytes,
-    redisOk: () => redis.ping().then(() => true, () => false),
     requests,
   });
   const cron = startPopularityCron(config.popularityCron, redis, k, log);
@@ -101,5 +106,5 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
       const steps: Array<() => unknown> = [() => cron.stop(), () => node?.close(), () => dispatcher.close(), () => registry.close(), () => recorder?.close(), () => redis.quit()];
       for (const s of steps) await Promise.resolve().then(s).catch((e: unknown) => log.warn({ err: e }, 'close step failed'));
     })());
-  return { app, gateway, ...(node ? { node } : {}), metrics, log, close };
+  return { app, dataPlane, store, ...(node ? { node } : {}), metrics, log, close };
 }

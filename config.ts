@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import cron from 'node-cron';
 import { z } from 'zod';
 import { RUNTIME_POLICIES } from './runtime/policies';
@@ -47,6 +48,11 @@ const EnvSchema = z.object({
     .enum(RUNTIME_POLICIES, { message: `EVICTION_POLICY must be one of ${RUNTIME_POLICIES.join(', ')}` })
     .default('cremebrulee'),
   DATA_DIR: z.string().min(1).default('./data'),
+  MODEL_STORE: z
+    .string()
+    .regex(/^(file:\/\/.+|[^:]+)$/, 'MODEL_STORE must be file://DIR (default: file://DATA_DIR/models)')
+    .optional(),
+  MODEL_CACHE_BYTES: bytes('MODEL_CACHE_BYTES', '20GiB').default(20 * 1024 ** 3),
   ROLE: z.enum(['all', 'gateway', 'worker'], { message: 'ROLE must be all, gateway or worker' }).default('all'),
   API_KEY: z.string().min(1).optional(),
   POPULARITY_CRON: z
@@ -78,6 +84,10 @@ export interface Config {
   memoryBudget: number;
   evictionPolicy: (typeof RUNTIME_POLICIES)[number];
   dataDir: string;
+  /** Where model bytes live (`file://DIR`); see store/. */
+  modelStore: string;
+  /** Local disk cache of model bytes in this process (`DATA_DIR/model-cache`), bytes. */
+  modelCacheBytes: number;
   role: 'all' | 'gateway' | 'worker';
   apiKey: string | undefined;
   popularityCron: string;
@@ -113,6 +123,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     memoryBudget: e.MEMORY_BUDGET,
     evictionPolicy: e.EVICTION_POLICY,
     dataDir: resolve(e.DATA_DIR),
+    modelStore: e.MODEL_STORE ?? pathToFileURL(resolve(e.DATA_DIR, 'models')).href,
+    modelCacheBytes: e.MODEL_CACHE_BYTES,
     role: e.ROLE,
     apiKey: e.API_KEY,
     popularityCron: e.POPULARITY_CRON,

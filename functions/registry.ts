@@ -6,7 +6,7 @@ import { ELEMENT_TYPES, type ModelRef } from '../queue/wire';
 import type { Signature } from '../runtime/onnx';
 import { profileModel, type Profile } from './profile';
 import { isElementType } from './signature';
-import { ModelStore } from './store';
+import { sha256Of, type LocalModels, type ModelStore } from '../store';
 
 /** Options a user sets at registration (query parameters of PUT /functions/{name}). */
 export interface FunctionOptions {
@@ -71,8 +71,8 @@ export function validateName(name: string): void {
 export interface RegistryOptions {
   redis: Redis;
   keys: Keys;
-  store: ModelStore;
-  /** Largest budget of any live node (undefined: no node known, do not check). */
+  /** This process's local copies of model bytes (and, through it, the model store). */
+  models: LocalModels;
   /** Byte budgets of the live nodes (empty: no node known, nothing is checked). */
   budgets: () => Promise<number[]>;
 }
@@ -110,7 +110,7 @@ export class FunctionRegistry {
   }
 
   get store(): ModelStore {
-    return this.o.store;
+    return this.o.models.store;
   }
 
   async find(name: string): Promise<FunctionMeta | undefined> {
@@ -162,7 +162,7 @@ export class FunctionRegistry {
   }
 
   private async registerLocked(name: string, bytes: Uint8Array, opts: RegisterOptions): Promise<RegisterResult> {
-    const sha = ModelStore.hash(bytes);
+    const sha = sha256Of(bytes);
     const prev = await this.find(name);
     const now = new Date().toISOString();
     const options: FunctionOptions = {
@@ -173,22 +173,30 @@ export class FunctionRegistry {
     if (prev && prev.sha256 === sha) {
       const fn: FunctionMeta = { ...prev, options, sizeBytes: options.memoryBytes ?? prev.profile.residentBytes, updatedAt: now };
       await this.checkFits(fn);
+      // The store may have lost the bytes (a wiped DATA_DIR, Redis kept): the same bytes restore them.
+      await this.store.put(bytes);
       await this.save(fn);
       return { created: false, newVersion: false, fn };
     }
 
-    const wasStored = await this.o.store.has(sha);
-    await this.o.store.put(bytes);
+    const wasStored = await this.store.has(sha);
+    await this.store.put(bytes);
+    const forget = async () => {
+      if (wasStored) return;
+      await this.store.remove(sha);
+      await this.o.models.drop(sha);
+    };
     let inspected: Awaited<ReturnType<typeof profileModel>>;
     try {
-      inspected = await profileModel(this.o.store.path(sha), opts.profileDims ? { dims: opts.profileDims } : {});
+      const path = await this.o.models.stage(sha, bytes);
+      inspected = await profileModel(path, opts.profileDims ? { dims: opts.profileDims } : {});
     } catch (e) {
-      if (!wasStored) await this.o.store.remove(sha);
+      await forget();
       throw e;
     }
     const unsupported = [...inspected.signature.inputs, ...inspected.signature.outputs].filter((t) => !isElementType(t.type));
     if (unsupported.length > 0) {
-      if (!wasStored) await this.o.store.remove(sha);
+      await forget();
       throw new BruleeError(
         'INVALID_MODEL',
         `brulee cannot carry ${unsupported.map((t) => `"${t.name}" (${t.type})`).join(', ')} over JSON; supported element types: ${ELEMENT_TYPES.join(', ')}`,
@@ -210,13 +218,13 @@ export class FunctionRegistry {
     try {
       await this.checkFits(fn);
     } catch (e) {
-      if (!wasStored) await this.o.store.remove(sha);
+      await forget();
       throw e;
     }
     await this.save(fn);
     // A concurrent deletion of another function with these same bytes may have removed the file
     // while this one was being profiled; put it back (a no-op when it is there).
-    await this.o.store.put(bytes);
+    await this.store.put(bytes);
     return { created: !prev, newVersion: true, fn, ...(prev ? { replaced: prev } : {}) };
   }
 
@@ -240,7 +248,11 @@ export class FunctionRegistry {
       .publish(k.control, JSON.stringify({ type: 'function', name }))
       .exec();
     const stillNeeded = new Set((await this.list()).flatMap((f) => f.versions.map((v) => v.sha256)));
-    for (const v of fn.versions) if (!stillNeeded.has(v.sha256)) await this.o.store.remove(v.sha256);
+    for (const v of fn.versions) {
+      if (stillNeeded.has(v.sha256)) continue;
+      await this.store.remove(v.sha256);
+      await this.o.models.drop(v.sha256);
+    }
     return fn;
   }
 

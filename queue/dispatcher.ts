@@ -32,7 +32,7 @@ export interface QueueDepth {
 
 export type InvocationStatus =
   | { id: string; status: 'waiting' | 'active' | 'delayed' }
-  | { id: string; status: 'completed'; result: InvokeResult }
+  | { id: string; status: 'completed'; result: InvokeResult; fn: string; version: number }
   | { id: string; status: 'failed'; error: BruleeError };
 
 const STATES = ['waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized'] as const;
@@ -120,7 +120,8 @@ export class Dispatcher {
     const state = await job.getState();
     if (state === 'completed') {
       const r = job.returnvalue as InvokeResult;
-      return { id, status: 'completed', result: { ...r, outputs: await outputsOf(this.opts.redis, r, false) } };
+      const { model } = job.data as InvokeJob;
+      return { id, status: 'completed', result: { ...r, outputs: await outputsOf(this.opts.redis, r, false) }, fn: model.fn, version: model.version };
     }
     if (state === 'failed') return { id, status: 'failed', error: errorFromWire(job.failedReason) };
     return { id, status: state === 'delayed' ? 'delayed' : state === 'active' ? 'active' : 'waiting' };

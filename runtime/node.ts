@@ -1,9 +1,8 @@
-import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { BruleeError, errorToWire } from '../errors';
+import { BruleeError, errorToWire, isBruleeError } from '../errors';
+import type { LocalModels } from '../store';
 import { createRedis } from '../queue/connection';
 import { modelKey } from '../queue/dispatcher';
 import { controlType, type Keys } from '../queue/keys';
@@ -27,7 +26,8 @@ export interface RuntimeNodeOptions {
   /** Request/response connection shared with the rest of the process. */
   redis: Redis;
   keys: Keys;
-  dataDir: string;
+  /** This node's local copies of model bytes, fetched from the model store. */
+  models: LocalModels;
   budgetBytes: number;
   policy: RuntimePolicyName;
   /** Keep-alive for the `ttl` policy, ms. */
@@ -178,11 +178,16 @@ export class RuntimeNode {
   }
 
   private async loadSpec(spec: NodeModelSpec): Promise<LoadedModel> {
-    const path = join(this.o.dataDir, 'models', `${spec.sha256}.onnx`);
-    if (!(await stat(path).then(() => true, () => false))) {
-      throw new BruleeError('FUNCTION_NOT_FOUND', `the bytes of ${spec.key} are gone (the function was deleted or replaced)`);
-    }
     const t0 = performance.now();
+    let path: string;
+    try {
+      ({ path } = await this.o.models.open(spec.sha256));
+    } catch (e) {
+      if (isBruleeError(e) && e.code === 'MODEL_BYTES_MISSING') {
+        throw new BruleeError('FUNCTION_NOT_FOUND', `the bytes of ${spec.key} are gone (the function was deleted or replaced, or the model store lost them: register it again)`);
+      }
+      throw e;
+    }
     const model = await loadModel(path);
     const ms = performance.now() - t0;
     this.loads++;

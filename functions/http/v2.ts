@@ -1,11 +1,11 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { z } from 'zod';
 import { BruleeError } from '../../errors';
-import type { ElementType } from '../../queue/wire';
+import type { ElementType, Tensor } from '../../queue/wire';
 import type { TensorSpec } from '../../runtime/onnx';
-import type { Gateway } from '../gateway';
+import type { DataPlane } from '../dataplane';
 import type { FunctionMeta } from '../registry';
-import { jsonValues, stringifyWithBigInts } from '../signature';
+import { decodeJsonTensor, jsonValues, stringifyWithBigInts } from './json-tensors';
 import { check, jsonBody, limit, parseJson } from './parse';
 
 /**
@@ -48,29 +48,21 @@ const InferRequest = z.object({
 });
 
 export interface V2Options {
-  gateway: Gateway;
+  dataPlane: DataPlane;
   auth: MiddlewareHandler;
   maxRequestBytes: number;
-  redisOk: () => Promise<boolean>;
 }
 
-export function v2Routes({ gateway, auth, maxRequestBytes, redisOk }: V2Options): Hono {
+export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono {
   const app = new Hono();
 
-  /** The function named in the path, at the version asked for (only the current one is served). */
-  async function model(c: Context): Promise<FunctionMeta> {
-    const fn = await gateway.registry.get(c.req.param('name')!);
-    const v = c.req.param('version');
-    if (v !== undefined && v !== String(fn.version)) {
-      throw new BruleeError('NOT_FOUND', `model "${fn.name}" version ${v} is not served; the current version is ${fn.version}`);
-    }
-    return fn;
-  }
+  /** The function named in the path, at the version asked for. */
+  const model = (c: Context): Promise<FunctionMeta> => dataPlane.get(c.req.param('name')!, c.req.param('version'));
 
   app.get('/v2', (c) => c.json({ name: 'brulee', version: '0.1.0', extensions: ['model_repository'] }));
   app.get('/v2/health/live', (c) => c.json({ live: true }));
   app.get('/v2/health/ready', async (c) => {
-    const ready = (await redisOk()) && (await gateway.dispatcher.nodes(true)).length > 0;
+    const ready = await dataPlane.ready();
     return c.json({ ready }, ready ? 200 : 503);
   });
 
@@ -88,22 +80,22 @@ export function v2Routes({ gateway, auth, maxRequestBytes, redisOk }: V2Options)
     // Registered means ready while some node is alive: a model loads on demand (a cold start).
     app.get(`${base}/ready`, async (c) => {
       const fn = await model(c);
-      const ready = (await gateway.dispatcher.nodes(true)).length > 0;
+      const ready = await dataPlane.ready();
       return c.json({ name: fn.name, ready }, ready ? 200 : 503);
     });
     app.post(`${base}/infer`, limit(maxRequestBytes, 'request body', 'MAX_REQUEST_BYTES'), async (c) => {
       const fn = await model(c);
       const req = check(InferRequest, await jsonBody(c), 'inference request');
-      const inputs: Record<string, unknown> = {};
+      const inputs: Record<string, Tensor> = {};
       for (const i of req.inputs) {
         const type = FROM_V2[i.datatype];
         if (!type) throw new BruleeError('INVALID_INPUT', `input "${i.name}": datatype ${i.datatype} is not supported; use one of ${Object.keys(FROM_V2).join(', ')}`);
         if (i.name in inputs) throw new BruleeError('INVALID_INPUT', `input "${i.name}" is given twice`);
-        inputs[i.name] = { type, dims: i.shape, data: i.data };
+        inputs[i.name] = decodeJsonTensor(i.name, { type, dims: i.shape, data: i.data });
       }
       const outputs = req.outputs?.map((o) => o.name);
-      const r = await gateway.invoke(fn.name, inputs, outputs ? { outputs } : {});
-      const order = outputs ?? fn.signature.outputs.map((o) => o.name);
+      const r = await dataPlane.invoke(fn.name, inputs, { outputs, version: c.req.param('version') });
+      const order = outputs && outputs.length > 0 ? outputs : fn.signature.outputs.map((o) => o.name);
       const body = {
         model_name: fn.name,
         model_version: String(r.fn.version),
@@ -124,7 +116,7 @@ export function v2Routes({ gateway, auth, maxRequestBytes, redisOk }: V2Options)
   app.post('/v2/repository/index', async (c) => {
     const text = await c.req.text();
     const body = text.trim() ? check(z.object({ ready: z.boolean().optional() }), parseJson(text), 'index request') : {};
-    const [fns, where] = await Promise.all([gateway.registry.list(), gateway.residency()]);
+    const [fns, where] = await Promise.all([dataPlane.list(), dataPlane.residency()]);
     const rows = fns.map((f) => {
       const loaded = (where.get(f.name) ?? []).length > 0;
       return { name: f.name, version: String(f.version), state: loaded ? 'READY' : 'UNAVAILABLE', reason: loaded ? '' : 'not loaded; loads on the first invocation or on load' };
@@ -132,11 +124,11 @@ export function v2Routes({ gateway, auth, maxRequestBytes, redisOk }: V2Options)
     return c.json(body.ready ? rows.filter((r) => r.state === 'READY') : rows);
   });
   app.post('/v2/repository/models/:name/load', auth, async (c) => {
-    await gateway.load(c.req.param('name'));
+    await dataPlane.load(c.req.param('name'));
     return c.json({});
   });
   app.post('/v2/repository/models/:name/unload', auth, async (c) => {
-    await gateway.unload(c.req.param('name'));
+    await dataPlane.unload(c.req.param('name'));
     return c.json({});
   });
   return app;

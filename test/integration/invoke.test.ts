@@ -193,7 +193,7 @@ describe('register and invoke', () => {
     expect(del.status).toBe(200);
     expect(del.body).toMatchObject({ deleted: 'todelete', unloaded: 1 });
     expect(b.node!.pool.list().some((m) => m.fn === 'todelete')).toBe(false);
-    expect(await b.gateway.registry.store.has(sha)).toBe(false);
+    expect(await b.store.has(sha)).toBe(false);
     expect((await b.json('GET', '/functions/todelete')).status).toBe(404);
   });
 });

@@ -32,10 +32,10 @@ describe('function lifecycle under concurrency', () => {
     const c = await b.put('twin-b', bytes);
     expect(a.body.sha256).toBe(c.body.sha256);
     await b.json('DELETE', '/functions/twin-a');
-    expect(await b.gateway.registry.store.has(a.body.sha256)).toBe(true);
+    expect(await b.store.has(a.body.sha256)).toBe(true);
     expect((await b.invoke('twin-b', x)).status).toBe(200);
     await b.json('DELETE', '/functions/twin-b');
-    expect(await b.gateway.registry.store.has(a.body.sha256)).toBe(false);
+    expect(await b.store.has(a.body.sha256)).toBe(false);
   });
 
   it('a deleted name registered again starts with fresh counts', async () => {

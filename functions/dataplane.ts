@@ -6,10 +6,10 @@ import type { Keys } from '../queue/keys';
 import { fromWire, mapValues, toWire, type InvokeResult, type Tensor } from '../queue/wire';
 import { readFunctionStats, recentEvictions, type FunctionStats } from '../runtime/stats';
 import { modelRefOf, type FunctionMeta, type FunctionRegistry, type RegisterOptions, type RegisterResult } from './registry';
-import { parseInputs } from './signature';
+import { checkInputs } from './signature';
 import type { TraceRecorder } from './trace-recorder';
 
-export interface GatewayOptions {
+export interface DataPlaneOptions {
   redis: Redis;
   keys: Keys;
   registry: FunctionRegistry;
@@ -20,6 +20,14 @@ export interface GatewayOptions {
   recorder?: TraceRecorder;
 }
 
+/** What every front end may ask of an invocation besides its inputs. */
+export interface InvokeOptions {
+  /** Output names to compute and return; all when absent or empty. */
+  outputs?: string[] | undefined;
+  /** The version the caller addressed; only the current version is served. */
+  version?: string | number | undefined;
+}
+
 export interface Invocation {
   fn: FunctionMeta;
   outputs: Record<string, Tensor>;
@@ -28,22 +36,43 @@ export interface Invocation {
   timings: InvokeResult['timings'] & { totalMs: number };
 }
 
+export type InvocationStatus =
+  | { id: string; status: 'waiting' | 'active' | 'delayed' }
+  | {
+      id: string;
+      status: 'completed';
+      function: string;
+      version: number;
+      outputs: Record<string, Tensor>;
+      coldStart: boolean;
+      node: string;
+      timings: InvokeResult['timings'];
+    }
+  | { id: string; status: 'failed'; error: BruleeError };
+
+/** A function as `GET /functions/{name}` shows it: its description, live counts and where it is resident. */
+export interface FunctionDetail {
+  fn: FunctionMeta;
+  stats: FunctionStats;
+  residentOn: string[];
+}
+
+export interface Health {
+  redis: boolean;
+  /** Live runtime nodes. */
+  nodes: number;
+}
+
 /**
- * The front door's work, one method per route: validate against the function's signature, then
- * hand the invocation to the queue. The HTTP layer only parses and formats.
+ * The one data plane (KServe's DataPlane): everything a front end can do, with typed tensors. The
+ * front ends (v1 JSON, v2 REST, gRPC) only decode requests, call one method here and encode the
+ * answer; none of them touches the registry, the dispatcher or Redis. The signature check happens
+ * here, after decoding, so every protocol gets the same checks and the same messages.
  */
-export class Gateway {
+export class DataPlane {
   private readonly learnedExec = new Map<string, { at: number; ms: number | undefined }>();
 
-  constructor(private readonly o: GatewayOptions) {}
-
-  get registry(): FunctionRegistry {
-    return this.o.registry;
-  }
-
-  get dispatcher(): Dispatcher {
-    return this.o.dispatcher;
-  }
+  constructor(private readonly o: DataPlaneOptions) {}
 
   async register(name: string, bytes: Uint8Array, opts: RegisterOptions): Promise<RegisterResult> {
     const r = await this.o.registry.register(name, bytes, opts);
@@ -56,16 +85,43 @@ export class Gateway {
     return r;
   }
 
+  async list(): Promise<FunctionMeta[]> {
+    return this.o.registry.list();
+  }
+
+  /**
+   * A function's metadata, at the version asked for.
+   * @throws BruleeError FUNCTION_NOT_FOUND, or NOT_FOUND for a version that is not served.
+   */
+  async get(name: string, version?: string | number): Promise<FunctionMeta> {
+    const fn = await this.o.registry.get(name);
+    if (version !== undefined && String(version) !== String(fn.version)) {
+      const known = fn.versions.some((v) => String(v.version) === String(version));
+      throw new BruleeError(
+        'NOT_FOUND',
+        `function "${fn.name}" version ${String(version)} ${known ? 'is no longer served' : 'does not exist'}; the current version is ${fn.version}`,
+      );
+    }
+    return fn;
+  }
+
+  /** Metadata, live counts and residency of one function. */
+  async describe(name: string): Promise<FunctionDetail> {
+    const fn = await this.o.registry.get(name);
+    const [stats, where] = await Promise.all([this.functionStats(fn.name), this.residency()]);
+    return { fn, stats, residentOn: where.get(fn.name) ?? [] };
+  }
+
   async delete(name: string): Promise<{ fn: FunctionMeta; unloaded: number }> {
     const fn = await this.o.registry.delete(name);
     const unloaded = await this.o.dispatcher.unload({ fn: name, cause: 'unload', reason: 'function deleted' }, 10_000).catch(() => 0);
     return { fn, unloaded };
   }
 
-  /** Validates inputs and runs one invocation; `async` enqueues it and returns its id. */
-  async invoke(name: string, rawInputs: Record<string, unknown>, opts: { outputs?: string[] } = {}): Promise<Invocation> {
+  /** Checks the inputs against the function's signature and runs one invocation, waiting for it. */
+  async invoke(name: string, inputs: Record<string, Tensor>, opts: InvokeOptions = {}): Promise<Invocation> {
     const t0 = performance.now();
-    const { fn, job } = await this.prepare(name, rawInputs, opts.outputs);
+    const { fn, job } = await this.prepare(name, inputs, opts);
     const r = await this.o.dispatcher.invoke(job, fn.options.timeoutMs ?? this.o.defaultTimeoutMs);
     return {
       fn,
@@ -76,9 +132,20 @@ export class Gateway {
     };
   }
 
-  async submit(name: string, rawInputs: Record<string, unknown>, opts: { outputs?: string[] } = {}): Promise<string> {
-    const { job } = await this.prepare(name, rawInputs, opts.outputs);
-    return this.o.dispatcher.submit(job);
+  /** Like `invoke`, but answers at once with the invocation's id (see `status`). */
+  async submit(name: string, inputs: Record<string, Tensor>, opts: InvokeOptions = {}): Promise<{ id: string; fn: FunctionMeta }> {
+    const { fn, job } = await this.prepare(name, inputs, opts);
+    return { id: await this.o.dispatcher.submit(job), fn };
+  }
+
+  /** An async invocation: waiting, running, or its outputs or error. */
+  async status(id: string): Promise<InvocationStatus> {
+    const s = await this.o.dispatcher.status(id);
+    if (s.status === 'completed') {
+      const { outputs, coldStart, node, timings } = s.result;
+      return { id: s.id, status: 'completed', function: s.fn, version: s.version, outputs: mapValues(outputs, fromWire), coldStart, node, timings };
+    }
+    return s;
   }
 
   /** Prewarms a function on the node routing picks. */
@@ -87,9 +154,23 @@ export class Gateway {
     return this.o.dispatcher.load(modelRefOf(fn, await this.execEstimate(fn)), fn.options.timeoutMs ?? this.o.defaultTimeoutMs);
   }
 
+  /** Evicts a function from every node; returns how many copies were dropped. */
   async unload(name: string): Promise<number> {
     await this.o.registry.get(name);
     return this.o.dispatcher.unload({ fn: name, cause: 'unload', reason: 'unloaded on request' }, 10_000);
+  }
+
+  /** Redis reachable, and how many runtime nodes are alive. */
+  async health(): Promise<Health> {
+    const redis = await this.o.redis.ping().then(() => true, () => false);
+    const nodes = redis ? (await this.o.dispatcher.nodes(true)).length : 0;
+    return { redis, nodes };
+  }
+
+  /** Ready to serve: Redis answers and some node is alive (a model loads on demand). */
+  async ready(): Promise<boolean> {
+    const h = await this.health();
+    return h.redis && h.nodes > 0;
   }
 
   /** Where each function is resident, by node. */
@@ -145,9 +226,11 @@ export class Gateway {
     };
   }
 
-  private async prepare(name: string, rawInputs: Record<string, unknown>, outputs: string[] | undefined) {
-    const fn = await this.o.registry.get(name);
-    const inputs = parseInputs(fn.signature, rawInputs);
+  private async prepare(name: string, inputs: Record<string, Tensor>, opts: InvokeOptions) {
+    const fn = await this.get(name, opts.version);
+    checkInputs(fn.signature, inputs);
+    // No output names, or an empty list, means all outputs (as Triton does).
+    const outputs = opts.outputs && opts.outputs.length > 0 ? opts.outputs : undefined;
     if (outputs) {
       const names = fn.signature.outputs.map((o) => o.name);
       const bad = outputs.filter((o) => !names.includes(o));

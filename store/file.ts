@@ -1,0 +1,67 @@
+import { randomUUID } from 'node:crypto';
+import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { BruleeError } from '../errors';
+import type { ModelStore } from './index';
+import { assertSha256, sha256Of } from './sha256';
+
+/** Model bytes in one folder, `<sha256>.onnx` each: the embedded, one-machine store. */
+export class FileModelStore implements ModelStore {
+  readonly url: string;
+
+  constructor(readonly dir: string) {
+    this.url = pathToFileURL(dir).href;
+  }
+
+  private file(sha256: string): string {
+    assertSha256(sha256);
+    return join(this.dir, `${sha256}.onnx`);
+  }
+
+  async has(sha256: string): Promise<boolean> {
+    return stat(this.file(sha256)).then(() => true, () => false);
+  }
+
+  /** Writes atomically (temp file, then rename) unless the bytes are already stored. */
+  async put(bytes: Uint8Array): Promise<string> {
+    const sha = sha256Of(bytes);
+    if (await this.has(sha)) return sha;
+    await mkdir(this.dir, { recursive: true });
+    const tmp = join(this.dir, `.${randomUUID()}.tmp`);
+    await writeFile(tmp, bytes);
+    await rename(tmp, this.file(sha));
+    return sha;
+  }
+
+  async get(sha256: string): Promise<Uint8Array> {
+    try {
+      return new Uint8Array(await readFile(this.file(sha256)));
+    } catch (e) {
+      throw missing(sha256, e);
+    }
+  }
+
+  /** A hard link when `dest` is on the same file system (no copy), else a copy. */
+  async download(sha256: string, dest: string): Promise<void> {
+    const src = this.file(sha256);
+    try {
+      await link(src, dest);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw missing(sha256, e);
+      await copyFile(src, dest).catch((err: unknown) => {
+        throw missing(sha256, err);
+      });
+    }
+  }
+
+  async remove(sha256: string): Promise<void> {
+    await rm(this.file(sha256), { force: true });
+  }
+}
+
+function missing(sha256: string, cause: unknown): BruleeError {
+  const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+  if (code && code !== 'ENOENT') return new BruleeError('INTERNAL', `reading model ${sha256.slice(0, 12)} from the model store failed (${code})`);
+  return new BruleeError('MODEL_BYTES_MISSING', `the model store holds no bytes for ${sha256.slice(0, 12)}…: the function was deleted or replaced, or the store lost them (register the model again)`);
+}
