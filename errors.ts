@@ -65,3 +65,39 @@ export function errorToWire(e: unknown): string {
   if (isBruleeError(e)) return `${e.code}: ${e.message}`;
   return `INTERNAL: ${e instanceof Error ? e.message : String(e)}`;
 }
+
+/**
+ * A short, safe rendering of a value from a request for an error message: at most `max`
+ * characters (long strings and deep or large structures are cut with "…"), never recursing
+ * deeper than a few levels, so a 20 000-level nested value or a 3 MB string can neither
+ * overflow the stack nor be echoed back.
+ */
+export function preview(value: unknown, max = 80): string {
+  let out = '';
+  const put = (s: string) => {
+    out += s;
+    return out.length < max;
+  };
+  const walk = (v: unknown, depth: number): boolean => {
+    if (typeof v === 'string') return put(JSON.stringify(v.length > max ? `${v.slice(0, max)}` : v).slice(0, max + 2) + (v.length > max ? '…' : ''));
+    if (typeof v === 'bigint') return put(v.toString());
+    if (typeof v !== 'object' || v === null) return put(String(v));
+    if (depth >= 3) return put(Array.isArray(v) ? '[…]' : '{…}');
+    if (Array.isArray(v)) {
+      if (!put('[')) return false;
+      for (let i = 0; i < v.length; i++) {
+        if ((i > 0 && !put(', ')) || !walk(v[i], depth + 1)) return false;
+      }
+      return put(']');
+    }
+    if (!put('{')) return false;
+    let first = true;
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      if ((!first && !put(', ')) || !walk(k, depth + 1) || !put(': ') || !walk(x, depth + 1)) return false;
+      first = false;
+    }
+    return put('}');
+  };
+  walk(value, 0);
+  return out.length > max ? `${out.slice(0, max)}…` : out;
+}

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { BruleeError } from '../errors';
+import { BruleeError, preview } from '../errors';
 import { modelKey, type Dispatcher, type InvokeRequest } from '../queue/dispatcher';
 import type { Keys } from '../queue/keys';
 import { fromWire, mapValues, toWire, type InvokeResult, type Tensor } from '../queue/wire';
@@ -235,7 +235,7 @@ export class DataPlane {
       const names = fn.signature.outputs.map((o) => o.name);
       const bad = outputs.filter((o) => !names.includes(o));
       if (bad.length > 0) {
-        throw new BruleeError('INVALID_INPUT', `unknown output ${bad.map((b) => `"${b}"`).join(', ')}: the model's outputs are ${names.map((n) => `"${n}"`).join(', ')}`);
+        throw new BruleeError('INVALID_INPUT', `unknown output ${bad.slice(0, 5).map((b) => preview(b, 60)).join(', ')}${bad.length > 5 ? ` and ${bad.length - 5} more` : ''}: the model's outputs are ${names.map((n) => `"${n}"`).join(', ')}`);
       }
     }
     const job: InvokeRequest = {

@@ -1,4 +1,4 @@
-import { BruleeError } from '../errors';
+import { BruleeError, preview } from '../errors';
 import { ELEMENT_TYPES, type ElementType, type Tensor } from '../queue/wire';
 import type { Signature, TensorSpec } from '../runtime/onnx';
 
@@ -35,11 +35,11 @@ export function checkInput(spec: TensorSpec, t: Tensor): void {
     throw invalid(`input "${name}" has element type ${spec.type}, which brulee cannot carry (supported: ${ELEMENT_TYPES.join(', ')})`);
   }
   if (t.type !== spec.type) {
-    throw invalid(`input "${name}": type ${JSON.stringify(t.type)} does not match the model, which expects ${spec.type}`);
+    throw invalid(`input "${name}": type ${preview(t.type)} does not match the model, which expects ${spec.type}`);
   }
   const dims = t.dims;
   if (dims.length !== spec.dims.length) {
-    throw invalid(`input "${name}": rank ${dims.length} (dims ${JSON.stringify(dims)}) does not match the model, which expects rank ${spec.dims.length}: ${describeDims(spec.dims)}`);
+    throw invalid(`input "${name}": rank ${dims.length} (dims ${preview(dims)}) does not match the model, which expects rank ${spec.dims.length}: ${describeDims(spec.dims)}`);
   }
   spec.dims.forEach((want, i) => {
     if (typeof want === 'number' && want >= 0 && dims[i] !== want) {
@@ -48,7 +48,7 @@ export function checkInput(spec: TensorSpec, t: Tensor): void {
   });
   const count = dims.reduce((a, b) => a * b, 1);
   if (t.data.length !== count) {
-    throw invalid(`input "${name}": data has ${t.data.length} elements, but dims ${JSON.stringify(dims)} need ${count}`);
+    throw invalid(`input "${name}": data has ${t.data.length} elements, but dims ${preview(dims)} need ${count}`);
   }
 }
 
@@ -57,7 +57,8 @@ export function checkInputs(sig: Signature, inputs: Record<string, Tensor>): voi
   const expected = sig.inputs.map((i) => i.name);
   const unknown = Object.keys(inputs).filter((k) => !expected.includes(k));
   if (unknown.length > 0) {
-    throw invalid(`unknown input ${unknown.map((u) => `"${u}"`).join(', ')}: the model's inputs are ${expected.map((e) => `"${e}"`).join(', ')}`);
+    const named = unknown.slice(0, 5).map((u) => preview(u, 60)).join(', ') + (unknown.length > 5 ? ` and ${unknown.length - 5} more` : '');
+    throw invalid(`unknown input ${named}: the model's inputs are ${expected.map((e) => `"${e}"`).join(', ')}`);
   }
   const missing = expected.filter((e) => !(e in inputs));
   if (missing.length > 0) {

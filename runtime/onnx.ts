@@ -50,11 +50,12 @@ export async function loadModel(source: string | Uint8Array): Promise<LoadedMode
     signature,
     async run(inputs, outputs) {
       const feeds: Record<string, ort.Tensor> = {};
-      for (const [name, t] of Object.entries(inputs)) {
-        feeds[name] = new ort.Tensor(t.type, t.data as ort.Tensor.DataType, t.dims);
-      }
       let result: ort.InferenceSession.ReturnType;
       try {
+        // Inside the try: a tensor onnxruntime refuses (a dim it cannot take) is bad input, not a bug.
+        for (const [name, t] of Object.entries(inputs)) {
+          feeds[name] = new ort.Tensor(t.type, t.data as ort.Tensor.DataType, t.dims);
+        }
         result = outputs ? await session.run(feeds, outputs) : await session.run(feeds);
       } catch (e) {
         throw new BruleeError('INFERENCE_FAILED', `onnxruntime could not run the model on these inputs: ${e instanceof Error ? e.message : String(e)}`);

@@ -1,4 +1,4 @@
-import { BruleeError } from '../../errors';
+import { BruleeError, preview } from '../../errors';
 import { ARRAY_OF, ELEMENT_TYPES, type ElementType, type Tensor, type TypedArray } from '../../queue/wire';
 import { fromHalf, toHalf } from '../float16';
 import { describeDims, exampleDims, isElementType, type TensorSpec } from '../signature';
@@ -40,7 +40,7 @@ function flatten(name: string, data: unknown, rank: number): unknown[] {
       out.push(v);
       continue;
     }
-    if (stack.length >= Math.max(rank, 1)) throw invalid(`input "${name}": data is nested deeper than the input's ${rank} dims`);
+    if (stack.length >= Math.max(rank, 1)) throw invalid(`input ${preview(name, 60)}: data is nested deeper than the input's ${rank} dims`);
     stack.push({ items: v, i: 0 });
   }
   return out;
@@ -114,7 +114,7 @@ function fill(name: string, type: ElementType, values: unknown[]): TypedArray {
     if (x === undefined) {
       const range = INT_RANGE[type];
       const want = EXPECTED[type] ?? `an integer from ${range![0]} to ${range![1]}`;
-      throw invalid(`input "${name}": element ${i} is ${JSON.stringify(values[i])}, but ${type} needs ${want}`);
+      throw invalid(`input ${preview(name, 60)}: element ${i} is ${preview(values[i])}, but ${type} needs ${want}`);
     }
     arr[i] = x;
   }
@@ -129,26 +129,31 @@ function fill(name: string, type: ElementType, values: unknown[]): TypedArray {
  */
 export function decodeJsonTensor(name: string, raw: unknown, spec?: TensorSpec): Tensor {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw invalid(`input "${name}" must be an object {"type", "dims", "data"}`);
+    throw invalid(`input ${preview(name, 60)} must be an object {"type", "dims", "data"}`);
   }
   const obj = raw as { type?: unknown; dims?: unknown; data?: unknown };
   const type = obj.type ?? spec?.type;
   if (typeof type !== 'string' || !isElementType(type)) {
     if (obj.type === undefined && spec) {
-      throw invalid(`input "${name}" has element type ${spec.type}, which JSON invocation does not support (supported: ${ELEMENT_TYPES.join(', ')})`);
+      throw invalid(`input ${preview(name, 60)} has element type ${spec.type}, which JSON invocation does not support (supported: ${ELEMENT_TYPES.join(', ')})`);
     }
-    throw invalid(`input "${name}": type ${JSON.stringify(type)} is not an element type brulee carries (supported: ${ELEMENT_TYPES.join(', ')})`);
+    throw invalid(`input ${preview(name, 60)}: type ${preview(type)} is not an element type brulee carries (supported: ${ELEMENT_TYPES.join(', ')})`);
   }
   const dims = obj.dims;
   if (!Array.isArray(dims) || !dims.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     const example = spec ? `, for example ${describeDims(exampleDims(spec))}` : '';
-    throw invalid(`input "${name}": dims must be a list of non-negative integers${example}`);
+    throw invalid(`input ${preview(name, 60)}: dims must be a list of non-negative integers${example}`);
   }
-  if (obj.data === undefined) throw invalid(`input "${name}": data is missing`);
+  // Each dim is safe, but their product may not be (a zero dim hides it): onnxruntime sizes a
+  // tensor in int64, so refuse shapes whose non-zero dims alone pass 2^53 elements.
+  if (!Number.isSafeInteger((dims as number[]).reduce((a, b) => (b === 0 ? a : a * b), 1))) {
+    throw invalid(`input ${preview(name, 60)}: dims ${preview(dims)} describe more than 2^53 elements`);
+  }
+  if (obj.data === undefined) throw invalid(`input ${preview(name, 60)}: data is missing`);
   const values = flatten(name, obj.data, dims.length);
   const count = (dims as number[]).reduce((a, b) => a * b, 1);
   if (values.length !== count) {
-    throw invalid(`input "${name}": data has ${values.length} elements, but dims ${JSON.stringify(dims)} need ${count}`);
+    throw invalid(`input ${preview(name, 60)}: data has ${values.length} elements, but dims ${preview(dims)} need ${count}`);
   }
   return { type, dims: dims as number[], data: fill(name, type, values) };
 }

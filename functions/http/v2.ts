@@ -1,6 +1,6 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { z } from 'zod';
-import { BruleeError } from '../../errors';
+import { BruleeError, preview } from '../../errors';
 import type { ElementType, Tensor } from '../../queue/wire';
 import type { TensorSpec } from '../../runtime/onnx';
 import type { DataPlane } from '../dataplane';
@@ -89,8 +89,8 @@ export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono 
       const inputs: Record<string, Tensor> = {};
       for (const i of req.inputs) {
         const type = FROM_V2[i.datatype];
-        if (!type) throw new BruleeError('INVALID_INPUT', `input "${i.name}": datatype ${i.datatype} is not supported; use one of ${Object.keys(FROM_V2).join(', ')}`);
-        if (i.name in inputs) throw new BruleeError('INVALID_INPUT', `input "${i.name}" is given twice`);
+        if (!type) throw new BruleeError('INVALID_INPUT', `input ${preview(i.name)}: datatype ${preview(i.datatype)} is not supported; use one of ${Object.keys(FROM_V2).join(', ')}`);
+        if (i.name in inputs) throw new BruleeError('INVALID_INPUT', `input ${preview(i.name)} is given twice`);
         inputs[i.name] = decodeJsonTensor(i.name, { type, dims: i.shape, data: i.data });
       }
       const outputs = req.outputs?.map((o) => o.name);
