@@ -173,6 +173,19 @@ export class DataPlane {
     return h.redis && h.nodes > 0;
   }
 
+  /**
+   * The model repository's index: every function (or only the resident ones) with its state,
+   * READY when some node holds it, else UNAVAILABLE with the reason.
+   */
+  async repositoryIndex(opts: { ready?: boolean } = {}): Promise<Array<{ name: string; version: string; state: 'READY' | 'UNAVAILABLE'; reason: string }>> {
+    const [fns, where] = await Promise.all([this.o.registry.list(), this.residency()]);
+    const rows = fns.map((f) => {
+      const loaded = (where.get(f.name) ?? []).length > 0;
+      return { name: f.name, version: String(f.version), state: loaded ? ('READY' as const) : ('UNAVAILABLE' as const), reason: loaded ? '' : 'not loaded; loads on the first invocation or on load' };
+    });
+    return opts.ready ? rows.filter((r) => r.state === 'READY') : rows;
+  }
+
   /** Where each function is resident, by node. */
   async residency(): Promise<Map<string, string[]>> {
     const where = new Map<string, string[]>();

@@ -1,10 +1,10 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { z } from 'zod';
 import { BruleeError, preview } from '../../errors';
-import type { ElementType, Tensor } from '../../queue/wire';
-import type { TensorSpec } from '../../runtime/onnx';
+import type { Tensor } from '../../queue/wire';
 import type { DataPlane } from '../dataplane';
 import type { FunctionMeta } from '../registry';
+import { elementTypeOf, V2_DATATYPE, v2TensorMetadata } from '../v2-tensors';
 import { decodeJsonTensor, jsonValues, stringifyWithBigInts } from './json-tensors';
 import { check, jsonBody, limit, parseJson } from './parse';
 
@@ -13,22 +13,6 @@ import { check, jsonBody, limit, parseJson } from './parse';
  * clients work unchanged. Errors on these routes take the protocol's form `{"error": "..."}`
  * (errors.ts does that for every `/v2` path).
  */
-
-const V2_TYPE: Record<string, string> = {
-  bool: 'BOOL', uint8: 'UINT8', uint16: 'UINT16', uint32: 'UINT32', uint64: 'UINT64',
-  int8: 'INT8', int16: 'INT16', int32: 'INT32', int64: 'INT64',
-  float16: 'FP16', float32: 'FP32', float64: 'FP64', string: 'BYTES',
-};
-const FROM_V2: Record<string, ElementType> = {
-  BOOL: 'bool', UINT8: 'uint8', UINT16: 'uint16', UINT32: 'uint32', UINT64: 'uint64',
-  INT8: 'int8', INT16: 'int16', INT32: 'int32', INT64: 'int64', FP16: 'float16', FP32: 'float32', FP64: 'float64',
-};
-
-const v2Tensor = (t: TensorSpec) => ({
-  name: t.name,
-  datatype: V2_TYPE[t.type] ?? t.type.toUpperCase(),
-  shape: t.dims.map((d) => (typeof d === 'number' ? d : -1)),
-});
 
 const InferRequest = z.object({
   id: z.string().optional(),
@@ -73,8 +57,8 @@ export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono 
         name: fn.name,
         versions: fn.versions.map((v) => String(v.version)),
         platform: 'onnxruntime_onnx',
-        inputs: fn.signature.inputs.map(v2Tensor),
-        outputs: fn.signature.outputs.map(v2Tensor),
+        inputs: fn.signature.inputs.map(v2TensorMetadata),
+        outputs: fn.signature.outputs.map(v2TensorMetadata),
       });
     });
     // Registered means ready while some node is alive: a model loads on demand (a cold start).
@@ -88,8 +72,7 @@ export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono 
       const req = check(InferRequest, await jsonBody(c), 'inference request');
       const inputs: Record<string, Tensor> = {};
       for (const i of req.inputs) {
-        const type = FROM_V2[i.datatype];
-        if (!type) throw new BruleeError('INVALID_INPUT', `input ${preview(i.name)}: datatype ${preview(i.datatype)} is not supported; use one of ${Object.keys(FROM_V2).join(', ')}`);
+        const type = elementTypeOf(i.name, i.datatype);
         if (i.name in inputs) throw new BruleeError('INVALID_INPUT', `input ${preview(i.name)} is given twice`);
         inputs[i.name] = decodeJsonTensor(i.name, { type, dims: i.shape, data: i.data });
       }
@@ -104,7 +87,7 @@ export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono 
           .filter((n) => r.outputs[n])
           .map((n) => {
             const t = r.outputs[n]!;
-            return { name: n, datatype: V2_TYPE[t.type] ?? t.type, shape: t.dims, data: jsonValues(t, { bigint: 'raw' }) };
+            return { name: n, datatype: V2_DATATYPE[t.type] ?? t.type, shape: t.dims, data: jsonValues(t, { bigint: 'raw' }) };
           }),
       };
       // INT64 beyond 2^53 goes out as JSON numbers, as the protocol says, not as strings.
@@ -116,12 +99,7 @@ export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono 
   app.post('/v2/repository/index', async (c) => {
     const text = await c.req.text();
     const body = text.trim() ? check(z.object({ ready: z.boolean().optional() }), parseJson(text), 'index request') : {};
-    const [fns, where] = await Promise.all([dataPlane.list(), dataPlane.residency()]);
-    const rows = fns.map((f) => {
-      const loaded = (where.get(f.name) ?? []).length > 0;
-      return { name: f.name, version: String(f.version), state: loaded ? 'READY' : 'UNAVAILABLE', reason: loaded ? '' : 'not loaded; loads on the first invocation or on load' };
-    });
-    return c.json(body.ready ? rows.filter((r) => r.state === 'READY') : rows);
+    return c.json(await dataPlane.repositoryIndex({ ready: body.ready ?? false }));
   });
   app.post('/v2/repository/models/:name/load', auth, async (c) => {
     await dataPlane.load(c.req.param('name'));
