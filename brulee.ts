@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { Hono } from 'hono';
 import pino, { type Logger } from 'pino';
 import type { Config } from './config';
+import { authorizer, type Authorize } from './functions/auth';
 import { DataPlane } from './functions/dataplane';
 import { createApp } from './functions/http/app';
 import { FunctionRegistry } from './functions/registry';
@@ -18,6 +19,8 @@ export interface Brulee {
   app: Hono;
   /** What every front end calls. */
   dataPlane: DataPlane;
+  /** The key check every front end shares. */
+  authorize: Authorize;
   /** Where model bytes live. */
   store: ModelStore;
   /** Present when ROLE is `all` or `worker`. */
@@ -85,12 +88,13 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
   const recorder = config.traceRecord ? new TraceRecorder(config.dataDir) : undefined;
   if (recorder) await recorder.writeCatalog(await registry.list());
   const dataPlane = new DataPlane({ redis, keys: k, registry, dispatcher, defaultTimeoutMs: config.invokeTimeoutMs, log, ...(recorder ? { recorder } : {}) });
+  const authorize = authorizer({ apiKey: config.apiKey });
   const requests = { inFlight: 0 };
   const app = createApp({
     dataPlane,
     metrics,
     log,
-    apiKey: config.apiKey,
+    authorize,
     maxModelBytes: config.maxModelBytes,
     maxRequestBytes: config.maxRequestBytes,
     requests,
@@ -106,5 +110,5 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
       const steps: Array<() => unknown> = [() => cron.stop(), () => node?.close(), () => dispatcher.close(), () => registry.close(), () => recorder?.close(), () => redis.quit()];
       for (const s of steps) await Promise.resolve().then(s).catch((e: unknown) => log.warn({ err: e }, 'close step failed'));
     })());
-  return { app, dataPlane, store, ...(node ? { node } : {}), metrics, log, close };
+  return { app, dataPlane, authorize, store, ...(node ? { node } : {}), metrics, log, close };
 }

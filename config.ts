@@ -42,6 +42,7 @@ const int = (what: string, min: number, max: number) =>
 const EnvSchema = z.object({
   REDIS_URL: z.string().url({ message: 'REDIS_URL must be a URL like redis://127.0.0.1:6379' }).optional(),
   PORT: int('PORT', 0, 65535).default(8080),
+  GRPC_PORT: int('GRPC_PORT', 0, 65535).default(8081),
   HOST: z.string().min(1).default('0.0.0.0'),
   MEMORY_BUDGET: bytes('MEMORY_BUDGET', '2GiB').default(2 * 1024 ** 3),
   EVICTION_POLICY: z
@@ -80,6 +81,8 @@ export interface Config {
   /** Redis to use; absent means "127.0.0.1:6379 if it answers, else a private redis-server". */
   redisUrl: string | undefined;
   port: number;
+  /** Port of the KServe v2 gRPC service (gateway roles). */
+  grpcPort: number;
   host: string;
   memoryBudget: number;
   evictionPolicy: (typeof RUNTIME_POLICIES)[number];
@@ -119,6 +122,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return {
     redisUrl: e.REDIS_URL,
     port: e.PORT,
+    grpcPort: e.GRPC_PORT,
     host: e.HOST,
     memoryBudget: e.MEMORY_BUDGET,
     evictionPolicy: e.EVICTION_POLICY,

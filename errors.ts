@@ -29,6 +29,28 @@ export const ErrorCode = {
 
 export type ErrorCodeName = keyof typeof ErrorCode;
 
+/**
+ * The gRPC status of each HTTP status in the table above (gRPC's own HTTP mapping, read the other
+ * way), so the gRPC front end answers every error with the code its REST twin implies.
+ */
+const GRPC_OF_HTTP: Record<number, number> = {
+  400: 3, // INVALID_ARGUMENT
+  401: 16, // UNAUTHENTICATED
+  403: 7, // PERMISSION_DENIED
+  404: 5, // NOT_FOUND
+  409: 10, // ABORTED
+  413: 8, // RESOURCE_EXHAUSTED
+  422: 3, // INVALID_ARGUMENT
+  429: 8, // RESOURCE_EXHAUSTED
+  503: 14, // UNAVAILABLE
+  504: 4, // DEADLINE_EXCEEDED
+};
+
+/** The gRPC status code for an error code: INTERNAL (13) for anything unmapped. */
+export function grpcStatusOf(code: ErrorCodeName): number {
+  return GRPC_OF_HTTP[ErrorCode[code]] ?? 13;
+}
+
 export class BruleeError extends Error {
   override readonly name = 'BruleeError';
   readonly code: ErrorCodeName;

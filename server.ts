@@ -2,6 +2,7 @@ import { serve } from '@hono/node-server';
 import { join } from 'node:path';
 import pino from 'pino';
 import { createBrulee } from './brulee';
+import { startGrpcServer } from './functions/grpc/server';
 import { ConfigError, loadConfig, type Config } from './config';
 import { ensureRedis, type PrivateRedis } from './queue/redis-server';
 
@@ -40,6 +41,19 @@ async function main(): Promise<void> {
     console.log(`\nbrulee is ready on ${url}\n  register: curl -X PUT --data-binary @model.onnx -H 'Content-Type: application/octet-stream' ${url}/functions/mymodel\n  invoke:   curl -X POST -H 'Content-Type: application/json' -d '{"inputs": {"x": {"type": "float32", "dims": [1, 4], "data": [1, 2, 3, 4]}}}' ${url}/functions/mymodel/invoke\n  stats:    curl ${url}/stats\n`);
   });
 
+  // The KServe v2 gRPC service, beside the HTTP one, wherever calls are taken (not on ROLE=worker).
+  const grpc =
+    config.role === 'worker'
+      ? undefined
+      : await startGrpcServer({ dataPlane: b.dataPlane, authorize: b.authorize, log, host: config.host, port: config.grpcPort, maxRequestBytes: config.maxRequestBytes }).catch(
+          async (e: unknown) => {
+            console.error(`brulee: ${e instanceof Error ? e.message : String(e)}; set GRPC_PORT to a free port`);
+            await b.close();
+            process.exit(1);
+          },
+        );
+  if (grpc) log.info({ port: grpc.port }, 'gRPC (KServe v2) is ready');
+
   server.on('error', (e: NodeJS.ErrnoException) => {
     const hint = e.code === 'EADDRINUSE' ? `: port ${config.port} is taken; set PORT to a free one` : '';
     console.error(`brulee: the HTTP server failed (${e.message})${hint}`);
@@ -54,7 +68,7 @@ async function main(): Promise<void> {
     // Stop accepting; requests already read are answered (the dispatcher counts them), then
     // the node stops taking jobs.
     server.close();
-    await b.close({ drainMs: 30_000 });
+    await Promise.all([grpc?.close(30_000), b.close({ drainMs: 30_000 })]);
     await privateRedis?.stop();
     process.exit(0);
   };

@@ -73,3 +73,24 @@ export function tensorFromRaw(input: string, type: ElementType, dims: number[], 
 export function rawOf(t: Tensor): Uint8Array {
   return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
 }
+
+/** Triton's `DataType` enum name of each element type. */
+const TRITON_TYPE: Record<string, string> = {
+  bool: 'TYPE_BOOL', uint8: 'TYPE_UINT8', uint16: 'TYPE_UINT16', uint32: 'TYPE_UINT32', uint64: 'TYPE_UINT64',
+  int8: 'TYPE_INT8', int16: 'TYPE_INT16', int32: 'TYPE_INT32', int64: 'TYPE_INT64',
+  float16: 'TYPE_FP16', float32: 'TYPE_FP32', float64: 'TYPE_FP64', string: 'TYPE_STRING',
+};
+
+/**
+ * A model's configuration in Triton's shape (what tritonclient's `get_model_config` and
+ * perf_analyzer read), derived from its signature. `max_batch_size` is 0: dims are the model's
+ * full dims, batch axis included, as onnxruntime reports them (-1 for dynamic).
+ */
+export function tritonModelConfig(name: string, sig: { inputs: TensorSpec[]; outputs: TensorSpec[] }) {
+  const io = (t: TensorSpec) => ({
+    name: t.name,
+    data_type: TRITON_TYPE[t.type] ?? 'TYPE_INVALID',
+    dims: t.dims.map((d) => (typeof d === 'number' ? d : -1)),
+  });
+  return { name, platform: 'onnxruntime_onnx', backend: 'onnxruntime', max_batch_size: 0, input: sig.inputs.map(io), output: sig.outputs.map(io) };
+}

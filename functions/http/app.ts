@@ -6,6 +6,7 @@ import type { Metrics } from '../../runtime/metrics';
 import type { DataPlane } from '../dataplane';
 import type { FunctionMeta } from '../registry';
 import { decodeJsonInputs, toJsonTensor } from './json-tensors';
+import type { Authorize } from '../auth';
 import { requireKey } from './auth';
 import { onError } from './errors';
 import { check, InvokeBody, jsonBody, limit, RegisterQuery } from './parse';
@@ -15,7 +16,8 @@ export interface AppOptions {
   dataPlane: DataPlane;
   metrics: Metrics;
   log: Logger;
-  apiKey?: string | undefined;
+  /** The key check every front end shares (functions/auth.ts). */
+  authorize: Authorize;
   maxModelBytes: number;
   maxRequestBytes: number;
   /** Counts the requests being handled (the app keeps it), so a shutdown can wait for them. */
@@ -54,7 +56,7 @@ function resultJson(r: { outputs: Record<string, Tensor>; coldStart: boolean; no
 export function createApp(o: AppOptions): Hono {
   const { dataPlane } = o;
   const app = new Hono();
-  const auth = requireKey(o.apiKey);
+  const auth = requireKey(o.authorize, 'admin');
   app.onError(onError(o.log));
   const requests = o.requests;
   if (requests) {

@@ -1,0 +1,171 @@
+import { execFile } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGrpcServer, type GrpcServer } from '../../functions/grpc/server';
+import { mlpModel, typesModel } from '../models/generate';
+import { startBrulee, type TestBrulee } from '../support/brulee';
+import { floats, ort, readModel, REAL_MODELS, runDirect } from '../support/models';
+
+const PROTO_DIR = fileURLToPath(new URL('../../functions/grpc/', import.meta.url));
+const PY_CLIENT = join(dirname(fileURLToPath(import.meta.url)), '../protocols/grpc_client.py');
+/** Debian's python3 (python3-grpcio, python3-numpy, python3-grpc-tools; .ci/run installs them). */
+const PYTHON = '/usr/bin/python3';
+const KEY = 'grpc-admin-key';
+
+let b: TestBrulee;
+let server: GrpcServer;
+let client: grpc.Client & Record<string, (req: object, md: grpc.Metadata, cb: (e: grpc.ServiceError | null, r: any) => void) => void>;
+const mlp = mlpModel({ inputSize: 4, hidden: [8], outputSize: 3, seed: 7 });
+const types = typesModel();
+const cls = readModel(REAL_MODELS.ocrCls);
+
+/** One unary call through @grpc/grpc-js; resolves to the response or the ServiceError. */
+function call(method: string, req: object, headers: Record<string, string> = {}): Promise<{ res?: any; err?: grpc.ServiceError }> {
+  const md = new grpc.Metadata();
+  for (const [k, v] of Object.entries(headers)) md.set(k, v);
+  return new Promise((resolve) => client[method]!(req, md, (err, res) => resolve(err ? { err } : { res })));
+}
+
+/** Runs the Python client (tritonclient.grpc's request shapes) over a list of calls. */
+function python(calls: object[]): Promise<any[]> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(PYTHON, [PY_CLIENT, PROTO_DIR, `127.0.0.1:${server.port}`], { timeout: 60_000 }, (e, stdout, stderr) => {
+      if (e) return reject(new Error(`the Python gRPC client failed (needs Debian's python3-grpcio, python3-numpy, python3-grpc-tools): ${stderr || e.message}`));
+      resolve(stdout.trim().split('\n').map((l) => JSON.parse(l)));
+    });
+    child.stdin!.end(JSON.stringify(calls));
+  });
+}
+
+beforeAll(async () => {
+  b = await startBrulee({ API_KEY: KEY });
+  expect((await b.put('mlp', mlp, '', { authorization: `Bearer ${KEY}` })).status).toBe(201);
+  expect((await b.put('types', types, '', { authorization: `Bearer ${KEY}` })).status).toBe(201);
+  expect((await b.put('cls', cls, '', { authorization: `Bearer ${KEY}` })).status).toBe(201);
+  server = await startGrpcServer({ dataPlane: b.dataPlane, authorize: b.authorize, log: b.log, host: '127.0.0.1', port: 0, maxRequestBytes: 64 * 1024 * 1024 });
+  const def = protoLoader.loadSync(join(PROTO_DIR, 'inference.proto'), { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  const pkg = grpc.loadPackageDefinition(def) as any;
+  client = new pkg.inference.GRPCInferenceService(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+}, 120_000);
+
+afterAll(async () => {
+  client?.close();
+  await server?.close(1000);
+  await b?.destroy();
+});
+
+describe('the KServe v2 gRPC service', () => {
+  it('answers ModelInfer with raw contents equal to onnxruntime run directly (FP32, PP-OCR cls)', async () => {
+    const x = Float32Array.from(floats(3 * 48 * 192, 5));
+    const want = await runDirect(cls, { x: new ort.Tensor('float32', x, [1, 3, 48, 192]) });
+    const { res, err } = await call('ModelInfer', {
+      model_name: 'cls',
+      id: 'req-1',
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3, 48, 192] }],
+      raw_input_contents: [Buffer.from(x.buffer)],
+    });
+    expect(err).toBeUndefined();
+    expect(res.id).toBe('req-1');
+    expect(res.model_name).toBe('cls');
+    expect(res.model_version).toBe('1');
+    const [name] = Object.keys(want);
+    expect(res.outputs.map((o: any) => [o.name, o.datatype, o.shape.map(Number)])).toEqual([[name, 'FP32', [...want[name!]!.dims]]]);
+    const got = new Float32Array(new Uint8Array(res.raw_output_contents[0]).slice().buffer);
+    expect(Buffer.from(got.buffer)).toEqual(Buffer.from((want[name!]!.data as Float32Array).buffer));
+  });
+
+  it('takes typed contents too, keeping INT64 past 2^53 and BOOL exact', async () => {
+    const i64 = ['9007199254740993', '-9223372036854775808', '9223372036854775807', '0'];
+    const { res, err } = await call('ModelInfer', {
+      model_name: 'types',
+      inputs: [
+        { name: 'f32', datatype: 'FP32', shape: [2, 3], contents: { fp32_contents: [1.5, -2, 3.25, 0, 1e-7, 7] } },
+        { name: 'f64', datatype: 'FP64', shape: [2], contents: { fp64_contents: [0.1, -1e300] } },
+        { name: 'i32', datatype: 'INT32', shape: [1, 2], contents: { int_contents: [-2147483648, 2147483647] } },
+        { name: 'i64', datatype: 'INT64', shape: [4], contents: { int64_contents: i64 } },
+        { name: 'u8', datatype: 'UINT8', shape: [2, 2], contents: { uint_contents: [0, 1, 254, 255] } },
+        { name: 'b', datatype: 'BOOL', shape: [3], contents: { bool_contents: [true, false, true] } },
+      ],
+      outputs: [{ name: 'i64_out' }, { name: 'b_out' }],
+    });
+    expect(err).toBeUndefined();
+    expect(res.outputs.map((o: any) => o.name)).toEqual(['i64_out', 'b_out']);
+    const i64Out = new BigInt64Array(new Uint8Array(res.raw_output_contents[0]).slice().buffer);
+    expect([...i64Out].map(String)).toEqual(i64);
+    expect([...new Uint8Array(res.raw_output_contents[1])]).toEqual([1, 0, 1]);
+  });
+
+  it('maps errors to gRPC codes with a message that says what to fix', async () => {
+    const unknown = await call('ModelInfer', { model_name: 'nope', inputs: [] });
+    expect(unknown.err?.code).toBe(grpc.status.NOT_FOUND);
+    expect(unknown.err?.details).toMatch(/no function named "nope"/);
+    const shape = await call('ModelInfer', {
+      model_name: 'mlp',
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4] }],
+      raw_input_contents: [Buffer.alloc(12)],
+    });
+    expect(shape.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(shape.err?.details).toBe('input "x": 12 bytes of raw data, but float32 with shape [1,4] needs 16 (4 elements of 4 bytes)');
+    const wrongType = await call('ModelInfer', { model_name: 'mlp', inputs: [{ name: 'x', datatype: 'INT32', shape: [1, 4], contents: { int_contents: [1, 2, 3, 4] } }] });
+    expect(wrongType.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(wrongType.err?.details).toMatch(/type "int32" does not match the model, which expects float32/);
+    const version = await call('ModelMetadata', { name: 'mlp', version: '7' });
+    expect(version.err?.code).toBe(grpc.status.NOT_FOUND);
+    const range = await call('ModelInfer', { model_name: 'types', inputs: [{ name: 'u8', datatype: 'UINT8', shape: [2, 2], contents: { uint_contents: [0, 1, 2, 256] } }] });
+    expect(range.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(range.err?.details).toMatch(/element 3 is 256, out of uint8's range 0 to 255/);
+  });
+
+  it('guards repository changes with the same key as REST', async () => {
+    expect((await call('RepositoryModelLoad', { model_name: 'mlp' })).err?.code).toBe(grpc.status.UNAUTHENTICATED);
+    expect((await call('RepositoryModelLoad', { model_name: 'mlp' }, { authorization: 'Bearer wrong' })).err?.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect((await call('RepositoryModelLoad', { model_name: 'mlp' }, { authorization: `Bearer ${KEY}` })).err).toBeUndefined();
+    const index = await call('RepositoryIndex', { ready: true });
+    expect(index.res.models.map((m: any) => [m.name, m.state])).toContainEqual(['mlp', 'READY']);
+    expect((await call('RepositoryModelUnload', { model_name: 'mlp' }, { authorization: `Bearer ${KEY}` })).err).toBeUndefined();
+    expect(b.node!.pool.list().some((m) => m.fn === 'mlp')).toBe(false);
+  });
+
+  it('serves what Python tritonclient-style code sends, through real grpcio and numpy', async () => {
+    const x = floats(8, 3);
+    const want = await runDirect(mlp, { x: new ort.Tensor('float32', Float32Array.from(x), [2, 4]) });
+    const i64 = ['9007199254740993', '-9007199254740993', '123', '-1'];
+    const out = await python([
+      { rpc: 'live' },
+      { rpc: 'server_metadata' },
+      { rpc: 'ready', model: 'mlp' },
+      { rpc: 'metadata', model: 'types' },
+      { rpc: 'config', model: 'mlp' },
+      { rpc: 'infer', model: 'mlp', id: 'py', inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 4], data: x }] },
+      { rpc: 'infer', model: 'types', inputs: [
+        { name: 'f32', datatype: 'FP32', shape: [2, 3], data: [1, 2, 3, 4, 5, 6] },
+        { name: 'f64', datatype: 'FP64', shape: [1], data: [0.1] },
+        { name: 'i32', datatype: 'INT32', shape: [1, 1], data: [-5] },
+        { name: 'i64', datatype: 'INT64', shape: [4], data: i64 },
+        { name: 'u8', datatype: 'UINT8', shape: [2, 2], data: [0, 9, 200, 255] },
+        { name: 'b', datatype: 'BOOL', shape: [3], data: [false, true, true] },
+      ], outputs: ['i64_out', 'b_out', 'u8_out'] },
+      { rpc: 'infer', model: 'mlp', inputs: [{ name: 'x', datatype: 'FP64', shape: [1, 4], data: [1, 2, 3, 4] }] },
+      { rpc: 'load', model: 'types' },
+      { rpc: 'load', model: 'types', metadata: { authorization: `Bearer ${KEY}` } },
+    ]);
+    expect(out[0]).toEqual({ ok: true, live: true });
+    expect(out[1]).toMatchObject({ ok: true, name: 'brulee' });
+    expect(out[2]).toEqual({ ok: true, ready: true });
+    expect(out[3].inputs).toContainEqual({ name: 'f64', datatype: 'FP64', shape: [-1] });
+    expect(out[4]).toEqual({ ok: true, name: 'mlp', platform: 'onnxruntime_onnx', input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [-1, 4] }] });
+    const [yName] = Object.keys(want);
+    expect(out[5].id).toBe('py');
+    expect(out[5].outputs[yName!].shape).toEqual([2, 3]);
+    expect(out[5].outputs[yName!].data).toEqual([...(want[yName!]!.data as Float32Array)]);
+    expect(out[6].outputs.i64_out.data).toEqual(i64);
+    expect(out[6].outputs.b_out.data).toEqual([false, true, true]);
+    expect(out[6].outputs.u8_out.data).toEqual([0, 9, 200, 255]);
+    expect(out[7]).toMatchObject({ ok: false, code: 'INVALID_ARGUMENT' });
+    expect(out[8]).toMatchObject({ ok: false, code: 'UNAUTHENTICATED' });
+    expect(out[9]).toEqual({ ok: true });
+  }, 90_000);
+});
