@@ -35,12 +35,6 @@ async function main(): Promise<void> {
   process.on('exit', () => privateRedis?.kill());
 
   const b = await createBrulee(config, { log });
-  const server = serve({ fetch: b.app.fetch, port: config.port, hostname: config.host }, (info) => {
-    const url = `http://127.0.0.1:${info.port}`;
-    log.info({ url, role: config.role, node: b.node?.id, budget: config.memoryBudget, policy: config.evictionPolicy, redis: config.redisUrl }, 'brulee is ready');
-    console.log(`\nbrulee is ready on ${url}\n  register: curl -X PUT --data-binary @model.onnx -H 'Content-Type: application/octet-stream' ${url}/functions/mymodel\n  invoke:   curl -X POST -H 'Content-Type: application/json' -d '{"inputs": {"x": {"type": "float32", "dims": [1, 4], "data": [1, 2, 3, 4]}}}' ${url}/functions/mymodel/invoke\n  stats:    curl ${url}/stats\n`);
-  });
-
   // The KServe v2 gRPC service, beside the HTTP one, wherever calls are taken (not on ROLE=worker).
   const grpc =
     config.role === 'worker'
@@ -52,7 +46,12 @@ async function main(): Promise<void> {
             process.exit(1);
           },
         );
-  if (grpc) log.info({ port: grpc.port }, 'gRPC (KServe v2) is ready');
+  const server = serve({ fetch: b.app.fetch, port: config.port, hostname: config.host }, (info) => {
+    const url = `http://127.0.0.1:${info.port}`;
+    log.info({ url, grpc: grpc?.port, role: config.role, node: b.node?.id, budget: config.memoryBudget, policy: config.evictionPolicy, redis: config.redisUrl }, 'brulee is ready');
+    console.log(`\nbrulee is ready on ${url}\n  register: curl -X PUT --data-binary @model.onnx -H 'Content-Type: application/octet-stream' ${url}/functions/mymodel\n  invoke:   curl -X POST -H 'Content-Type: application/json' -d '{"inputs": {"x": {"type": "float32", "dims": [1, 4], "data": [1, 2, 3, 4]}}}' ${url}/functions/mymodel/invoke\n  stats:    curl ${url}/stats\n`);
+  });
+
 
   server.on('error', (e: NodeJS.ErrnoException) => {
     const hint = e.code === 'EADDRINUSE' ? `: port ${config.port} is taken; set PORT to a free one` : '';

@@ -1,0 +1,67 @@
+/** What every benchmark needs: timing loops, percentiles, and a brulee server as its own process. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { freePort, startRedisServer } from '../queue/redis-server';
+
+export const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
+export const median = (xs: number[]) => pct(xs, 50);
+
+/** Latency of `n` sequential calls, ms, after a short warm-up. */
+export async function latencies(n: number, f: () => Promise<unknown>): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < Math.min(200, n / 10); i++) await f();
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await f();
+    out.push(performance.now() - t);
+  }
+  return out;
+}
+
+/** Calls per second with `conc` callers for `seconds`. */
+export async function throughput(conc: number, seconds: number, f: () => Promise<unknown>): Promise<number> {
+  let done = 0;
+  const end = performance.now() + seconds * 1000;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: conc }, async () => {
+      while (performance.now() < end) {
+        await f();
+        done++;
+      }
+    }),
+  );
+  return done / ((performance.now() - t0) / 1000);
+}
+
+export interface BenchServer {
+  url: string;
+  grpcPort: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * `npm start`'s server as its own process (`node --import tsx server.ts`), on free ports, with a
+ * private redis-server unless REDIS_URL is set.
+ */
+export async function startServer(dir: string, env: Record<string, string> = {}): Promise<BenchServer> {
+  const redis = process.env.REDIS_URL ? undefined : await startRedisServer({ dir: join(dir, 'redis'), persist: false });
+  const [port, grpcPort] = [await freePort(), await freePort()];
+  const server: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
+    env: { ...process.env, PORT: String(port), GRPC_PORT: String(grpcPort), HOST: '127.0.0.1', REDIS_URL: process.env.REDIS_URL ?? redis!.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.stdout!.on('data', (d: Buffer) => d.toString().includes('brulee is ready') && resolve());
+    server.once('exit', (c) => reject(new Error(`server exited ${c}`)));
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    grpcPort,
+    async stop() {
+      server.kill('SIGTERM');
+      await new Promise((r) => server.once('exit', r));
+      await redis?.stop();
+    },
+  };
+}
