@@ -8,6 +8,7 @@ import type { FunctionMeta } from '../registry';
 import { decodeJsonInputs, toJsonTensor } from './json-tensors';
 import type { Authorize } from '../auth';
 import { requireKey } from './auth';
+import { closeWhenBodyUnread } from './connection';
 import { onError } from './errors';
 import { check, InvokeBody, jsonBody, limit, RegisterQuery } from './parse';
 import { v2Routes } from './v2';
@@ -58,6 +59,7 @@ export function createApp(o: AppOptions): Hono {
   const app = new Hono();
   const auth = requireKey(o.authorize, 'admin');
   app.onError(onError(o.log));
+  app.use(closeWhenBodyUnread());
   const requests = o.requests;
   if (requests) {
     app.use(async (_c, next) => {
