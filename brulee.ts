@@ -52,7 +52,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
   const redis = createRedis(redisUrl, { name: 'brulee', failFast: true });
   await waitForRedis(redis, 10_000);
   const metrics = new Metrics();
-  const store = createModelStore(config.modelStore);
+  const store = createModelStore(config.modelStore, config.s3);
   const models = new LocalModels({ store, dir: join(config.dataDir, 'model-cache'), maxBytes: config.modelCacheBytes });
 
   let node: RuntimeNode | undefined;

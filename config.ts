@@ -51,8 +51,21 @@ const EnvSchema = z.object({
   DATA_DIR: z.string().min(1).default('./data'),
   MODEL_STORE: z
     .string()
-    .regex(/^(file:\/\/.+|[^:]+)$/, 'MODEL_STORE must be file://DIR (default: file://DATA_DIR/models)')
+    .regex(
+      /^(file:\/\/.+|s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?|[^:]+)$/,
+      'MODEL_STORE must be file://DIR (default: file://DATA_DIR/models) or s3://bucket/prefix (a bucket name of 3-63 lower-case letters, digits, dots or hyphens)',
+    )
     .optional(),
+  // The standard AWS variables, for an s3:// MODEL_STORE (the SDK's own chain covers the rest:
+  // AWS_PROFILE, web identity, instance roles).
+  AWS_ENDPOINT_URL: z.string().regex(/^https?:\/\/[^/\s]+(\/\S*)?$/, 'AWS_ENDPOINT_URL must be a URL like http://minio:9000').optional(),
+  AWS_ENDPOINT_URL_S3: z.string().regex(/^https?:\/\/[^/\s]+(\/\S*)?$/, 'AWS_ENDPOINT_URL_S3 must be a URL like http://minio:9000').optional(),
+  AWS_REGION: z.string().regex(/^[a-z0-9-]{2,32}$/, 'AWS_REGION must be a region name like us-east-1').optional(),
+  AWS_DEFAULT_REGION: z.string().regex(/^[a-z0-9-]{2,32}$/, 'AWS_DEFAULT_REGION must be a region name like us-east-1').optional(),
+  AWS_ACCESS_KEY_ID: z.string().min(1).optional(),
+  AWS_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+  AWS_SESSION_TOKEN: z.string().min(1).optional(),
+  S3_FORCE_PATH_STYLE: z.enum(['0', '1', 'true', 'false'], { message: 'S3_FORCE_PATH_STYLE must be true or false' }).optional(),
   MODEL_CACHE_BYTES: bytes('MODEL_CACHE_BYTES', '20GiB').default(20 * 1024 ** 3),
   ROLE: z.enum(['all', 'gateway', 'worker'], { message: 'ROLE must be all, gateway or worker' }).default('all'),
   API_KEY: z.string().min(1).optional(),
@@ -77,6 +90,20 @@ const EnvSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
+/**
+ * Every environment variable brulee reads (the AWS ones for an s3:// store included), for tools
+ * that check a deployment's environment; anything else in the environment is ignored.
+ */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(EnvSchema.shape);
+
+/** How to reach an s3:// model store (the same shape as `store/`'s S3StoreOptions). */
+export interface S3Config {
+  endpoint?: string;
+  region?: string;
+  forcePathStyle?: boolean;
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+}
+
 export interface Config {
   /** Redis to use; absent means "127.0.0.1:6379 if it answers, else a private redis-server". */
   redisUrl: string | undefined;
@@ -87,8 +114,10 @@ export interface Config {
   memoryBudget: number;
   evictionPolicy: (typeof RUNTIME_POLICIES)[number];
   dataDir: string;
-  /** Where model bytes live (`file://DIR`); see store/. */
+  /** Where model bytes live (`file://DIR` or `s3://bucket/prefix`); see store/. */
   modelStore: string;
+  /** How to reach an s3:// model store, from the AWS variables. */
+  s3: S3Config;
   /** Local disk cache of model bytes in this process (`DATA_DIR/model-cache`), bytes. */
   modelCacheBytes: number;
   role: 'all' | 'gateway' | 'worker';
@@ -119,6 +148,21 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = r.data;
+  const problems: string[] = [];
+  if ((e.AWS_ACCESS_KEY_ID === undefined) !== (e.AWS_SECRET_ACCESS_KEY === undefined)) {
+    problems.push('  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: set both or neither (neither: the SDK looks for a profile, web identity or instance role)');
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n${problems.join('\n')}`);
+  const endpoint = e.AWS_ENDPOINT_URL_S3 ?? e.AWS_ENDPOINT_URL;
+  const region = e.AWS_REGION ?? e.AWS_DEFAULT_REGION;
+  const s3: S3Config = {
+    ...(endpoint ? { endpoint } : {}),
+    ...(region ? { region } : {}),
+    ...(e.S3_FORCE_PATH_STYLE ? { forcePathStyle: e.S3_FORCE_PATH_STYLE === '1' || e.S3_FORCE_PATH_STYLE === 'true' } : {}),
+    ...(e.AWS_ACCESS_KEY_ID && e.AWS_SECRET_ACCESS_KEY
+      ? { credentials: { accessKeyId: e.AWS_ACCESS_KEY_ID, secretAccessKey: e.AWS_SECRET_ACCESS_KEY, ...(e.AWS_SESSION_TOKEN ? { sessionToken: e.AWS_SESSION_TOKEN } : {}) } }
+      : {}),
+  };
   return {
     redisUrl: e.REDIS_URL,
     port: e.PORT,
@@ -128,6 +172,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     evictionPolicy: e.EVICTION_POLICY,
     dataDir: resolve(e.DATA_DIR),
     modelStore: e.MODEL_STORE ?? pathToFileURL(resolve(e.DATA_DIR, 'models')).href,
+    s3,
     modelCacheBytes: e.MODEL_CACHE_BYTES,
     role: e.ROLE,
     apiKey: e.API_KEY,

@@ -19,10 +19,14 @@ export const ErrorCode = {
   INVALID_INPUT: 422,
   MODEL_TOO_LARGE: 422,
   MODEL_BYTES_MISSING: 404,
+  /** The model store returned bytes whose sha256 is not the one registered: a damaged object. */
+  MODEL_BYTES_CORRUPT: 500,
   INFERENCE_FAILED: 422,
   CACHE_BUSY: 503,
   REDIS_UNAVAILABLE: 503,
   NO_NODE_AVAILABLE: 503,
+  /** The model store (S3-compatible) did not answer, or refused our credentials. */
+  MODEL_STORE_UNAVAILABLE: 503,
   TIMEOUT: 504,
   INTERNAL: 500,
 } as const;

@@ -241,7 +241,7 @@ export class FunctionRegistry {
     // Its counts, samples and popularity go too: a function registered later under the same name starts afresh.
     await this.o.redis
       .multi()
-      .del(k.fn(name), k.fnStats(name), k.fnSamples(name, 'load'), k.fnSamples(name, 'exec'))
+      .del(k.fn(name), k.fnStats(name), k.fnSamples(name, 'load'), k.fnSamples(name, 'exec'), k.fnSamples(name, 'fetch'), k.fnSamples(name, 'create'))
       .srem(k.functions, name)
       .hdel(k.popularityCounts, name)
       .hdel(k.popularity, name)

@@ -11,7 +11,7 @@ export function keys(ns = 'brulee') {
     functions: `${ns}:functions`,
     fn: (name: string) => `${ns}:fn:${name}`,
     fnStats: (name: string) => `${ns}:stats:fn:${name}`,
-    fnSamples: (name: string, kind: 'load' | 'exec') => `${ns}:samples:${kind}:${name}`,
+    fnSamples: (name: string, kind: 'load' | 'exec' | 'fetch' | 'create') => `${ns}:samples:${kind}:${name}`,
     evictions: `${ns}:evictions`,
     nodes: `${ns}:nodes`,
     invocation: (id: string) => `${ns}:inv:${id}`,

@@ -18,6 +18,7 @@ export class Metrics {
   readonly prewarms = new Counter({ name: 'brulee_prewarms_total', help: 'Model loads with no invocation: asked for by the load API (api) or by the eviction policy (policy)', labelNames: ['function', 'by'] as const, registers: [this.registry] });
   readonly evictions = new Counter({ name: 'brulee_evictions_total', help: 'Models dropped from the cache, by cause', labelNames: ['function', 'cause'] as const, registers: [this.registry] });
   readonly loadSeconds = new Histogram({ name: 'brulee_model_load_seconds', help: 'Model load time', labelNames: ['function'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly fetchSeconds = new Histogram({ name: 'brulee_model_fetch_seconds', help: 'Downloads of model bytes from the model store into the local cache (part of the load time)', labelNames: ['function'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly execSeconds = new Histogram({ name: 'brulee_exec_seconds', help: 'Model execution time', labelNames: ['function'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly queueDepth = new Gauge({ name: 'brulee_queue_depth', help: 'Jobs on node queues, by state', labelNames: ['state'] as const, registers: [this.registry], collect: () => this.collectGauges() });
   readonly cacheUsed = new Gauge({ name: 'brulee_cache_used_bytes', help: 'Bytes held by resident and loading models', labelNames: ['node'] as const, registers: [this.registry] });

@@ -51,6 +51,8 @@ export class RuntimeNode {
   private workerRedis?: Redis;
   /** Duration of each key's latest load, ms (for the invocation that caused it). */
   private readonly lastLoadMs = new Map<string, number>();
+  /** Of each key's latest load, the time spent fetching its bytes from the model store, ms. */
+  private readonly lastFetchMs = new Map<string, number>();
   private sub?: Redis;
   private timers: NodeJS.Timeout[] = [];
   private popularity = new Map<string, number>();
@@ -72,6 +74,7 @@ export class RuntimeNode {
       onEvict: (ev) => {
         this.evictions++;
         this.lastLoadMs.delete(ev.key);
+        this.lastFetchMs.delete(ev.key);
         metrics.evictions.inc({ function: ev.fn, cause: ev.cause });
         log.info({ model: ev.key, cause: ev.cause, reason: ev.reason }, 'evicted');
         void recordEviction(this.o.redis, this.o.keys, this.o.id, ev).catch(() => undefined);
@@ -180,8 +183,9 @@ export class RuntimeNode {
   private async loadSpec(spec: NodeModelSpec): Promise<LoadedModel> {
     const t0 = performance.now();
     let path: string;
+    let fetchMs: number;
     try {
-      ({ path } = await this.o.models.open(spec.sha256));
+      ({ path, fetchMs } = await this.o.models.open(spec.sha256));
     } catch (e) {
       if (isBruleeError(e) && e.code === 'MODEL_BYTES_MISSING') {
         throw new BruleeError('FUNCTION_NOT_FOUND', `the bytes of ${spec.key} are gone (the function was deleted or replaced, or the model store lost them: register it again)`);
@@ -193,7 +197,9 @@ export class RuntimeNode {
     this.loads++;
     this.o.metrics.loads.inc({ function: spec.fn });
     this.o.metrics.loadSeconds.observe({ function: spec.fn }, ms / 1000);
+    if (fetchMs > 0) this.o.metrics.fetchSeconds.observe({ function: spec.fn }, fetchMs / 1000);
     this.lastLoadMs.set(spec.key, ms);
+    this.lastFetchMs.set(spec.key, fetchMs);
     return model;
   }
 
@@ -231,7 +237,8 @@ export class RuntimeNode {
     const loadMs = this.lastLoadMs.get(key) ?? 0;
     this.o.metrics.prewarms.inc({ function: fn, by });
     await this.heartbeat();
-    await recordInvocation(this.o.redis, this.o.keys, { fn, outcome: 'prewarm', loaded: true, loadMs, execMs: 0 });
+    const fetchMs = this.lastFetchMs.get(key) ?? 0;
+    await recordInvocation(this.o.redis, this.o.keys, { fn, outcome: 'prewarm', loaded: true, loadMs, fetchMs, execMs: 0 });
   }
 
   /** A job for a newer version of a function retires the older versions held here, never newer ones. */
@@ -267,7 +274,7 @@ export class RuntimeNode {
     if (lease.loaded) void this.heartbeat();
     (lease.coldStart ? metrics.coldStarts : metrics.warmHits).inc({ function: fn });
     const loadMs = lease.loaded ? (this.lastLoadMs.get(spec.key) ?? lease.loadWaitMs) : lease.loadWaitMs;
-    const facts = { coldStart: lease.coldStart, loaded: lease.loaded, loadMs };
+    const facts = { coldStart: lease.coldStart, loaded: lease.loaded, loadMs, ...(lease.loaded ? { fetchMs: this.lastFetchMs.get(spec.key) ?? 0 } : {}) };
     let result: InvokeResult;
     try {
       const t0 = performance.now();

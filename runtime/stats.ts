@@ -19,7 +19,13 @@ export interface InvocationRecord {
   coldStart?: boolean;
   /** This record's job started a model load. */
   loaded: boolean;
+  /** The whole load (fetch + session create) when `loaded`, else the wait for another's load. */
   loadMs: number;
+  /**
+   * Of `loadMs`, the time spent downloading the model bytes from the model store into the node's
+   * local cache (0 when they were cached); present when `loaded`.
+   */
+  fetchMs?: number;
   execMs: number;
 }
 
@@ -33,6 +39,14 @@ export async function recordInvocation(redis: Redis, k: Keys, r: InvocationRecor
   if (r.loaded) {
     p.hincrby(key, 'loads', 1);
     p.lpush(k.fnSamples(r.fn, 'load'), r.loadMs.toFixed(3)).ltrim(k.fnSamples(r.fn, 'load'), 0, SAMPLES_KEPT - 1);
+    if (r.fetchMs !== undefined) {
+      const createMs = Math.max(0, r.loadMs - r.fetchMs);
+      p.lpush(k.fnSamples(r.fn, 'create'), createMs.toFixed(3)).ltrim(k.fnSamples(r.fn, 'create'), 0, SAMPLES_KEPT - 1);
+      if (r.fetchMs > 0) {
+        p.hincrby(key, 'fetches', 1);
+        p.lpush(k.fnSamples(r.fn, 'fetch'), r.fetchMs.toFixed(3)).ltrim(k.fnSamples(r.fn, 'fetch'), 0, SAMPLES_KEPT - 1);
+      }
+    }
   }
   if (r.outcome === 'prewarm') {
     p.hincrby(key, 'prewarms', 1);
@@ -68,7 +82,14 @@ export interface FunctionStats {
   coldStarts: number;
   warmHits: number;
   evictions: number;
+  /** Loads that downloaded the model bytes from the model store (the node's local cache lacked them). */
+  fetches: number;
+  /** Whole loads: fetch (when the bytes were not cached) + session create. */
   loadMs: { p50: number | null; p95: number | null; samples: number };
+  /** Downloads from the model store, of the loads that needed one. */
+  fetchMs: { p50: number | null; p95: number | null; samples: number };
+  /** onnxruntime session creates (a load less its fetch). */
+  createMs: { p50: number | null; p95: number | null; samples: number };
   execMs: { p50: number | null; p95: number | null; samples: number };
 }
 
@@ -83,6 +104,8 @@ export async function readFunctionStats(redis: Redis, k: Keys, fn: string): Prom
     .hgetall(k.fnStats(fn))
     .lrange(k.fnSamples(fn, 'load'), 0, -1)
     .lrange(k.fnSamples(fn, 'exec'), 0, -1)
+    .lrange(k.fnSamples(fn, 'fetch'), 0, -1)
+    .lrange(k.fnSamples(fn, 'create'), 0, -1)
     .exec();
   const h = (res?.[0]?.[1] ?? {}) as Record<string, string>;
   const dist = (i: number) => {
@@ -99,7 +122,10 @@ export async function readFunctionStats(redis: Redis, k: Keys, fn: string): Prom
     coldStarts: n('coldStarts'),
     warmHits: n('warmHits'),
     evictions: n('evictions'),
+    fetches: n('fetches'),
     loadMs: dist(1),
+    fetchMs: dist(3),
+    createMs: dist(4),
     execMs: dist(2),
   };
 }

@@ -6,8 +6,10 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FileModelStore } from './file';
+import { S3ModelStore, type S3StoreOptions } from './s3';
 
 export { FileModelStore } from './file';
+export { parseS3Url, S3ModelStore, type S3StoreOptions } from './s3';
 export { assertSha256, sha256Of, sha256OfFile } from './sha256';
 export { LocalModels, type LocalModel, type LocalModelsOptions } from './local';
 
@@ -28,11 +30,12 @@ export interface ModelStore {
 }
 
 /**
- * The store a `MODEL_STORE` URL names: `file://DIR` (or a bare path). Relative paths resolve from
- * the working directory.
+ * The store a `MODEL_STORE` URL names: `file://DIR` (or a bare path; relative paths resolve from
+ * the working directory), or `s3://bucket/prefix` reached with `s3` (from the AWS variables).
  */
-export function createModelStore(url: string): ModelStore {
+export function createModelStore(url: string, s3: S3StoreOptions = {}): ModelStore {
   if (url.startsWith('file://')) return new FileModelStore(fileURLToPath(url));
+  if (url.startsWith('s3://')) return new S3ModelStore(url, s3);
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) return new FileModelStore(resolve(url));
-  throw new RangeError(`MODEL_STORE ${url}: unsupported scheme; use file://DIR`);
+  throw new RangeError(`MODEL_STORE ${url}: unsupported scheme; use file://DIR or s3://bucket/prefix`);
 }

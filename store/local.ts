@@ -22,6 +22,9 @@ export interface LocalModel {
 
 const FILE = 'model.onnx';
 
+/** Epoch ms with sub-ms resolution: two uses in the same millisecond still have an order. */
+const now = () => performance.timeOrigin + performance.now();
+
 /**
  * A process's local copies of model bytes, for onnxruntime to load from: `dir/<sha256>/model.onnx`,
  * fetched from the store on first use, sha256-verified, bounded by `maxBytes` (least recently used
@@ -54,7 +57,7 @@ export class LocalModels {
     await this.scan();
     const hit = this.entries.get(sha256);
     if (hit) {
-      hit.usedAt = Date.now();
+      hit.usedAt = now();
       return { path: this.file(sha256), fetchMs: 0 };
     }
     let p = this.fetching.get(sha256);
@@ -75,7 +78,7 @@ export class LocalModels {
       const tmp = join(folder, `.${randomUUID()}.tmp`);
       await writeFile(tmp, bytes);
       await rename(tmp, this.file(sha256));
-      this.entries.set(sha256, { bytes: bytes.byteLength, usedAt: Date.now() });
+      this.entries.set(sha256, { bytes: bytes.byteLength, usedAt: now() });
       await this.trim(sha256);
     }
     return this.file(sha256);
@@ -101,7 +104,7 @@ export class LocalModels {
       await this.o.store.download(sha256, tmp);
       const got = await sha256OfFile(tmp);
       if (got !== sha256) {
-        throw new BruleeError('INTERNAL', `the model store (${this.o.store.url}) returned bytes whose sha256 is ${got.slice(0, 12)}…, not ${sha256.slice(0, 12)}…; the stored copy is corrupt: register the model again`);
+        throw new BruleeError('MODEL_BYTES_CORRUPT', `the model store (${this.o.store.url}) returned bytes whose sha256 is ${got.slice(0, 12)}…, not ${sha256.slice(0, 12)}…; the stored copy is damaged, and was not loaded: register the same model file again to rewrite it`);
       }
       await rename(tmp, this.file(sha256));
     } catch (e) {
@@ -109,7 +112,7 @@ export class LocalModels {
       throw e;
     }
     const { size } = await stat(this.file(sha256));
-    this.entries.set(sha256, { bytes: size, usedAt: Date.now() });
+    this.entries.set(sha256, { bytes: size, usedAt: now() });
     await this.trim(sha256);
     return { path: this.file(sha256), fetchMs: performance.now() - t0 };
   }
