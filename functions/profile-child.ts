@@ -4,17 +4,18 @@
  */
 import { readFile } from 'node:fs/promises';
 import { loadModel, type LoadedModel, type TensorSpec } from '../runtime/onnx';
-import { ARRAY_OF, type ElementType, type Tensor } from '../queue/wire';
+import { ARRAY_OF, type NumericType, type Tensor } from '../queue/wire';
 import type { ProfileRequest, ProfileReply } from './profile';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
 
 function sampleInput(spec: TensorSpec, dims: number[]): Tensor {
-  const type = spec.type as ElementType;
+  const n = dims.reduce((a, b) => a * b, 1);
+  if (spec.type === 'string') return { type: 'string', dims, data: Array.from({ length: n }, (_, i) => `sample ${i}`) };
+  const type = spec.type as NumericType;
   const Ctor = ARRAY_OF[type];
   if (!Ctor) throw new Error(`input "${spec.name}" has element type ${spec.type}, which the profiler cannot generate`);
-  const n = dims.reduce((a, b) => a * b, 1);
   const data = new Ctor(n);
   if (data instanceof Float32Array || data instanceof Float64Array) for (let i = 0; i < n; i++) data[i] = ((i * 7919) % 1000) / 1000 - 0.5;
   return { type, dims, data };

@@ -1,5 +1,5 @@
 import { BruleeError, preview } from '../errors';
-import { ELEMENT_TYPES, type ElementType, type Tensor } from '../queue/wire';
+import { ELEMENT_TYPES, isElementType, type Tensor } from '../queue/tensor';
 import type { Signature, TensorSpec } from '../runtime/onnx';
 
 export type { Signature, TensorSpec } from '../runtime/onnx';
@@ -10,9 +10,7 @@ export type { Signature, TensorSpec } from '../runtime/onnx';
  * messages. A mismatch is a 422 INVALID_INPUT that names the input and says what was expected.
  */
 
-export function isElementType(t: string): t is ElementType {
-  return (ELEMENT_TYPES as readonly string[]).includes(t);
-}
+export { isElementType } from '../queue/tensor';
 
 function invalid(message: string): BruleeError {
   return new BruleeError('INVALID_INPUT', message);

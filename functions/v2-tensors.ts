@@ -1,11 +1,17 @@
 import { BruleeError, preview } from '../errors';
-import { ARRAY_OF, type ElementType, type Tensor } from '../queue/wire';
+import { elementCount, tensorBytes, tensorFromBytes, type ElementType, type Tensor } from '../queue/tensor';
 import type { TensorSpec } from '../runtime/onnx';
 
 /**
  * The Open Inference Protocol's (KServe v2) tensor vocabulary, shared by its REST and gRPC front
  * ends: datatype names, tensor metadata, and the raw form (little-endian, row-major, no padding)
- * that binary REST bodies and gRPC `raw_*_contents` carry.
+ * that binary REST bodies and gRPC `raw_*_contents` carry: BOOL one byte each, FP16 and BF16 two
+ * bytes each, BYTES as elements each a 4-byte little-endian length then its bytes (UTF-8 text:
+ * onnxruntime-node holds string tensors as JavaScript strings).
+ *
+ * onnxruntime-node has no bfloat16 tensors, so BF16 data is widened to float32 on the way in
+ * (exactly: every bfloat16 value is a float32) and feeds a float32 model input, as tritonclient
+ * itself holds BF16 in float32 numpy arrays. No model output is BF16.
  */
 
 /** brulee's element type → the protocol's datatype. */
@@ -19,6 +25,13 @@ export const V2_DATATYPE: Record<string, string> = {
 export const FROM_V2_DATATYPE: Record<string, ElementType> = {
   BOOL: 'bool', UINT8: 'uint8', UINT16: 'uint16', UINT32: 'uint32', UINT64: 'uint64',
   INT8: 'int8', INT16: 'int16', INT32: 'int32', INT64: 'int64', FP16: 'float16', FP32: 'float32', FP64: 'float64',
+  BYTES: 'string',
+};
+
+/** Bytes per element of each datatype the raw form carries; BYTES elements vary. */
+const RAW_SIZE: Record<string, number> = {
+  BOOL: 1, UINT8: 1, UINT16: 2, UINT32: 4, UINT64: 8, INT8: 1, INT16: 2, INT32: 4, INT64: 8,
+  FP16: 2, FP32: 4, FP64: 8, BF16: 2,
 };
 
 /** The element type of a request's datatype. @throws BruleeError INVALID_INPUT naming the input. */
@@ -39,39 +52,101 @@ export function v2TensorMetadata(t: TensorSpec): { name: string; datatype: strin
   };
 }
 
-/** Checks a request's shape: non-negative safe integers. @throws BruleeError INVALID_INPUT. */
+/**
+ * Checks a request's shape: non-negative safe integers whose product (zero dims aside) is a safe
+ * integer too (onnxruntime sizes tensors in int64). @throws BruleeError INVALID_INPUT.
+ */
 export function checkShape(input: string, shape: readonly number[]): number[] {
   if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     throw new BruleeError('INVALID_INPUT', `input ${preview(input)}: shape ${preview(shape)} must be a list of non-negative integers`);
+  }
+  if (!Number.isSafeInteger(shape.reduce((a, b) => (b === 0 ? a : a * b), 1))) {
+    throw new BruleeError('INVALID_INPUT', `input ${preview(input)}: shape ${preview(shape)} describes more than 2^53 elements`);
   }
   return [...shape];
 }
 
 /**
- * A tensor from its raw bytes. The bytes are copied into a fresh, aligned buffer (a Buffer's may
- * not be aligned for 8-byte elements). @throws BruleeError INVALID_INPUT when the byte count does
- * not match the shape.
+ * A tensor from its raw bytes, for an element type (BYTES: `string`). Numeric bytes are viewed,
+ * not copied, when aligned for the type, else copied into a fresh buffer.
+ * @throws BruleeError INVALID_INPUT when the byte count does not match the shape, a BOOL byte is
+ * not 0 or 1, or BYTES elements are malformed or not UTF-8.
  */
 export function tensorFromRaw(input: string, type: ElementType, dims: number[], raw: Uint8Array): Tensor {
-  const Ctor = ARRAY_OF[type];
-  const count = dims.reduce((a, b) => a * b, 1);
-  const want = count * Ctor.BYTES_PER_ELEMENT;
-  if (raw.byteLength !== want) {
-    throw new BruleeError('INVALID_INPUT', `input ${preview(input)}: ${raw.byteLength} bytes of raw data, but ${type} with shape ${JSON.stringify(dims)} needs ${want} (${count} elements of ${Ctor.BYTES_PER_ELEMENT} bytes)`);
-  }
-  const data = new Ctor(count);
-  new Uint8Array(data.buffer).set(raw);
-  if (type === 'bool') {
-    for (const b of data as Uint8Array) {
+  const t = tensorFromBytes(type, dims, raw, `input ${preview(input)} (${V2_DATATYPE[type] ?? type} ${JSON.stringify(dims)})`);
+  if (t.type === 'bool') {
+    for (const b of t.data as Uint8Array) {
       if (b > 1) throw new BruleeError('INVALID_INPUT', `input ${preview(input)}: BOOL bytes must be 0 or 1, got ${b}`);
     }
   }
-  return { type, dims, data };
+  return t;
 }
 
-/** A tensor's raw bytes (a view, no copy). */
+/**
+ * A tensor from its raw bytes, by the request's datatype: what binary REST bodies and gRPC
+ * `raw_input_contents` carry. BF16 is widened to float32.
+ * @throws BruleeError INVALID_INPUT as `tensorFromRaw`, or for an unknown datatype.
+ */
+export function decodeRaw(input: string, datatype: string, shape: readonly number[], raw: Uint8Array): Tensor {
+  const dims = checkShape(input, shape);
+  if (datatype === 'BF16') {
+    const want = elementCount(dims) * 2;
+    if (raw.byteLength !== want) {
+      throw new BruleeError('INVALID_INPUT', `input ${preview(input)} (BF16 ${JSON.stringify(dims)}): ${raw.byteLength} bytes of data, but the shape takes ${want}`);
+    }
+    return { type: 'float32', dims, data: bf16ToFloat32(tensorFromBytes('uint16', dims, raw).data as Uint16Array) };
+  }
+  return tensorFromRaw(input, elementTypeOf(input, datatype), dims, raw);
+}
+
+/** A tensor's raw bytes: a view of its memory (no copy), or the length-prefixed form for strings. */
 export function rawOf(t: Tensor): Uint8Array {
-  return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  return tensorBytes(t);
+}
+
+/** Bytes per element of a datatype in the raw form; undefined for BYTES (elements vary) and unknown names. */
+export function rawElementSize(datatype: string): number | undefined {
+  return RAW_SIZE[datatype];
+}
+
+/** bfloat16 bit patterns to float32, exactly (a bfloat16 is the high half of a float32). */
+export function bf16ToFloat32(bits: Uint16Array): Float32Array {
+  const out = new Float32Array(bits.length);
+  const u = new Uint32Array(out.buffer);
+  for (let i = 0; i < bits.length; i++) u[i] = bits[i]! << 16;
+  return out;
+}
+
+/** float32 to bfloat16 bit patterns, rounding to nearest even (NaN stays NaN). */
+export function float32ToBf16(values: Float32Array): Uint16Array {
+  const u = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const x = u[i]!;
+    out[i] = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+/** Triton's `DataType` enum name of each element type. */
+const TRITON_TYPE: Record<string, string> = {
+  bool: 'TYPE_BOOL', uint8: 'TYPE_UINT8', uint16: 'TYPE_UINT16', uint32: 'TYPE_UINT32', uint64: 'TYPE_UINT64',
+  int8: 'TYPE_INT8', int16: 'TYPE_INT16', int32: 'TYPE_INT32', int64: 'TYPE_INT64',
+  float16: 'TYPE_FP16', float32: 'TYPE_FP32', float64: 'TYPE_FP64', string: 'TYPE_STRING',
+};
+
+/**
+ * A model's configuration in Triton's shape (what tritonclient's `get_model_config` and
+ * perf_analyzer read), derived from its signature. `max_batch_size` is 0: dims are the model's
+ * full dims, batch axis included, as onnxruntime reports them (-1 for dynamic).
+ */
+export function tritonModelConfig(name: string, sig: { inputs: TensorSpec[]; outputs: TensorSpec[] }) {
+  const io = (t: TensorSpec) => ({
+    name: t.name,
+    data_type: TRITON_TYPE[t.type] ?? 'TYPE_INVALID',
+    dims: t.dims.map((d) => (typeof d === 'number' ? d : -1)),
+  });
+  return { name, platform: 'onnxruntime_onnx', backend: 'onnxruntime', max_batch_size: 0, input: sig.inputs.map(io), output: sig.outputs.map(io) };
 }
 
 /** Triton's `DataType` enum name of each element type. */

@@ -1,28 +1,13 @@
+import { tensorBytes, tensorFromBytes, type ElementType, type Tensor } from './tensor';
+
 /**
  * What crosses the queue: invocation jobs and their results. Tensors travel as base64 of their
- * little-endian bytes, so values arrive bit for bit as sent (no float formatting, no int64
- * precision loss) and a large tensor costs a third more than its bytes, not ten times.
+ * little-endian bytes (`tensorBytes`: strings length-prefixed), so values arrive bit for bit as
+ * sent (no float formatting, no int64 precision loss) and a large tensor costs a third more than
+ * its bytes, not ten times.
  */
 
-export const ELEMENT_TYPES = ['float32', 'float64', 'float16', 'int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64', 'bool'] as const;
-export type ElementType = (typeof ELEMENT_TYPES)[number];
-
-export type TypedArray =
-  | Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array
-  | Int32Array | Uint32Array | BigInt64Array | BigUint64Array;
-
-/** The typed array that holds each element type (bool as one byte, float16 as its 16-bit pattern, as onnxruntime does). */
-export const ARRAY_OF: Record<ElementType, { new (n: number): TypedArray; BYTES_PER_ELEMENT: number }> = {
-  float32: Float32Array, float64: Float64Array, float16: Uint16Array, int8: Int8Array, uint8: Uint8Array,
-  int16: Int16Array, uint16: Uint16Array, int32: Int32Array, uint32: Uint32Array,
-  int64: BigInt64Array, uint64: BigUint64Array, bool: Uint8Array,
-};
-
-export interface Tensor {
-  type: ElementType;
-  dims: number[];
-  data: TypedArray;
-}
+export { ARRAY_OF, ELEMENT_TYPES, NUMERIC_TYPES, type ElementType, type NumericTensor, type NumericType, type StringTensor, type Tensor, type TypedArray } from './tensor';
 
 export interface WireTensor {
   type: ElementType;
@@ -31,17 +16,13 @@ export interface WireTensor {
 }
 
 export function toWire(t: Tensor): WireTensor {
-  const d = t.data;
-  return { type: t.type, dims: t.dims, b64: Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('base64') };
+  const b = tensorBytes(t);
+  return { type: t.type, dims: t.dims, b64: Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64') };
 }
 
 export function fromWire(w: WireTensor): Tensor {
-  const buf = Buffer.from(w.b64, 'base64');
-  const Ctor = ARRAY_OF[w.type];
-  // Copy into a fresh, aligned buffer: Buffer pools are not aligned for 8-byte element types.
-  const data = new Ctor(buf.byteLength / Ctor.BYTES_PER_ELEMENT);
-  new Uint8Array(data.buffer).set(buf);
-  return { type: w.type, dims: w.dims, data };
+  // tensorFromBytes copies when the bytes are not aligned for the type (Buffer pools are not).
+  return tensorFromBytes(w.type, w.dims, Buffer.from(w.b64, 'base64'), 'a queued tensor');
 }
 
 export function mapValues<A, B>(o: Record<string, A>, f: (a: A) => B): Record<string, B> {

@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import { BruleeError } from '../errors';
-import type { ElementType, Tensor, TypedArray } from '../queue/wire';
+import type { Tensor } from '../queue/wire';
 
 /**
  * The one small interface brulee has to ONNX (as onnxruntime's js packages split interface from
@@ -62,7 +62,8 @@ export async function loadModel(source: string | Uint8Array): Promise<LoadedMode
       }
       const out: Record<string, Tensor> = {};
       for (const [name, t] of Object.entries(result)) {
-        out[name] = { type: t.type as ElementType, dims: [...t.dims], data: t.data as TypedArray };
+        // A string tensor's data is string[], every other type's a typed array: the same shapes as Tensor.
+        out[name] = { type: t.type, dims: [...t.dims], data: t.data } as Tensor;
       }
       return out;
     },

@@ -1,5 +1,5 @@
 import { BruleeError, preview } from '../../errors';
-import { ARRAY_OF, ELEMENT_TYPES, type ElementType, type Tensor, type TypedArray } from '../../queue/wire';
+import { ARRAY_OF, ELEMENT_TYPES, type NumericType, type Tensor, type TypedArray } from '../../queue/wire';
 import { fromHalf, toHalf } from '../float16';
 import { describeDims, exampleDims, isElementType, type TensorSpec } from '../signature';
 
@@ -16,7 +16,7 @@ export interface JsonTensor {
   data: Array<number | boolean | string>;
 }
 
-const INT_RANGE: Partial<Record<ElementType, [number, number]>> = {
+const INT_RANGE: Partial<Record<NumericType, [number, number]>> = {
   int8: [-128, 127], uint8: [0, 255], int16: [-32768, 32767], uint16: [0, 65535],
   int32: [-2147483648, 2147483647], uint32: [0, 4294967295],
 };
@@ -59,24 +59,34 @@ function invalid(message: string): BruleeError {
 
 const INT64_RANGE = { int64: [-(2n ** 63n), 2n ** 63n - 1n], uint64: [0n, 2n ** 64n - 1n] } as const;
 
+/** A JSON value as a float: numbers, integers past 2^53 (parsed exactly, as BigInts), "NaN" and the infinities. */
+function float(v: unknown): number | undefined {
+  return typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : typeof v === 'string' ? SPECIAL[v] : undefined;
+}
+
 /**
  * One element as the type's typed array stores it, or undefined when it is not a valid value of
  * the type (the caller says what was expected). Called once per element: no allocation here.
+ * Integers past 2^53 arrive as BigInts from `parseJsonExact`, so INT64/UINT64 keep every digit.
  */
-function element(type: ElementType, v: unknown): number | bigint | undefined {
+function element(type: NumericType, v: unknown): number | bigint | undefined {
   switch (type) {
     case 'float32':
     case 'float64':
-      return typeof v === 'number' ? v : typeof v === 'string' ? SPECIAL[v] : undefined;
+      return float(v);
     case 'float16': {
-      const x = typeof v === 'number' ? v : typeof v === 'string' ? SPECIAL[v] : undefined;
+      const x = float(v);
       return x === undefined ? undefined : toHalf(x);
     }
     case 'bool':
       return v === true || v === 1 ? 1 : v === false || v === 0 ? 0 : undefined;
     case 'int64':
     case 'uint64': {
-      const b = typeof v === 'number' && Number.isSafeInteger(v) ? BigInt(v) : typeof v === 'string' && /^-?\d+$/.test(v) ? BigInt(v) : undefined;
+      const b =
+        typeof v === 'bigint' ? v
+        : typeof v === 'number' && Number.isSafeInteger(v) ? BigInt(v)
+        : typeof v === 'string' && /^-?\d+$/.test(v) ? BigInt(v)
+        : undefined;
       const [lo, hi] = INT64_RANGE[type];
       return b !== undefined && b >= lo && b <= hi ? b : undefined;
     }
@@ -87,17 +97,17 @@ function element(type: ElementType, v: unknown): number | bigint | undefined {
   }
 }
 
-const EXPECTED: Partial<Record<ElementType, string>> = {
+const EXPECTED: Partial<Record<NumericType, string>> = {
   float32: 'a number (or "NaN", "Infinity", "-Infinity")',
   float64: 'a number (or "NaN", "Infinity", "-Infinity")',
   float16: 'a number (or "NaN", "Infinity", "-Infinity")',
   bool: 'true/false (or 1/0)',
-  int64: 'an integer in int64 range (a number up to 2^53, or a decimal string)',
-  uint64: 'an integer in uint64 range (a number up to 2^53, or a decimal string)',
+  int64: 'an integer in int64 range (a number, or a decimal string)',
+  uint64: 'an integer in uint64 range (a number, or a decimal string)',
 };
 
 /** Fills a typed array from JSON values, checking each against the element type. */
-function fill(name: string, type: ElementType, values: unknown[]): TypedArray {
+function fill(name: string, type: NumericType, values: unknown[]): TypedArray {
   const arr = new ARRAY_OF[type](values.length) as { [i: number]: number | bigint } & TypedArray;
   // The common case, finite numbers into a float tensor, needs no per-element checks beyond one.
   if (type === 'float32' || type === 'float64') {
@@ -155,6 +165,11 @@ export function decodeJsonTensor(name: string, raw: unknown, spec?: TensorSpec):
   if (values.length !== count) {
     throw invalid(`input ${preview(name, 60)}: data has ${values.length} elements, but dims ${preview(dims)} need ${count}`);
   }
+  if (type === 'string') {
+    const bad = values.findIndex((v) => typeof v !== 'string');
+    if (bad >= 0) throw invalid(`input ${preview(name, 60)}: element ${bad} is ${preview(values[bad])}, but string (BYTES) needs a string`);
+    return { type, dims: dims as number[], data: values as string[] };
+  }
   return { type, dims: dims as number[], data: fill(name, type, values) };
 }
 
@@ -171,6 +186,7 @@ export function decodeJsonInputs(raw: Record<string, unknown>, specs: readonly T
  * caller that writes them as bare digits (the Open Inference Protocol wants numbers).
  */
 export function jsonValues(t: Tensor, opts: { bigint?: 'string' | 'raw' } = {}): Array<number | boolean | string | bigint> {
+  if (t.type === 'string') return t.data;
   const d = t.data;
   if (t.type === 'bool') return Array.from(d as Uint8Array, (v) => v !== 0);
   if (t.type === 'float16') return Array.from(d as Uint16Array, (h) => jsonFloat(fromHalf(h)));

@@ -84,17 +84,19 @@ describe('values JSON cannot write plainly', () => {
     expect((await b.invoke('values', inputs)).status).toBe(200);
   });
 
-  it('refuses at registration a model whose types cannot travel as JSON', async () => {
+  it('carries string tensors: a model with a string output registers, and v1 JSON returns its strings', async () => {
     const strings = encodeModel({
       inputs: [{ name: 'x', type: 'float32', shape: [2] }],
       outputs: [{ name: 's', type: 'string', shape: [2] }],
       nodes: [{ op: 'Cast', inputs: ['x'], outputs: ['s'], attrs: { to: 8 } }],
     });
-    const r = await b.put('strings', strings);
-    expect(r.status).toBe(422);
-    expect(r.body.error).toMatchObject({ code: 'INVALID_MODEL' });
-    expect(r.body.error.message).toMatch(/"s" \(string\)/);
-    expect((await b.json('GET', '/functions/strings')).status).toBe(404);
+    const x = Float32Array.of(1.5, -0.25);
+    const want = await runDirect(strings, { x: new ort.Tensor('float32', x, [2]) });
+    expect((await b.put('strings', strings)).status).toBe(201);
+    const r = await b.invoke('strings', { x: { type: 'float32', dims: [2], data: Array.from(x) } });
+    expect(r.status).toBe(200);
+    expect(r.body.outputs.s).toEqual({ type: 'string', dims: [2], data: want.s!.data });
+    expect(want.s!.data).toEqual(['1.5', '-0.25']);
   });
 });
 
