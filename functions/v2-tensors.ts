@@ -1,5 +1,5 @@
 import { BruleeError, preview } from '../errors';
-import { elementCount, tensorBytes, tensorFromBytes, type ElementType, type Tensor } from '../queue/tensor';
+import { ARRAY_OF, elementCount, tensorBytes, tensorFromBytes, type ElementType, type Tensor } from '../queue/tensor';
 import type { TensorSpec } from '../runtime/onnx';
 
 /**
@@ -73,6 +73,13 @@ export function checkShape(input: string, shape: readonly number[]): number[] {
  * not 0 or 1, or BYTES elements are malformed or not UTF-8.
  */
 export function tensorFromRaw(input: string, type: ElementType, dims: number[], raw: Uint8Array): Tensor {
+  if (type !== 'string') {
+    const size = ARRAY_OF[type].BYTES_PER_ELEMENT;
+    const count = elementCount(dims);
+    if (raw.byteLength !== count * size) {
+      throw new BruleeError('INVALID_INPUT', `input ${preview(input)}: ${raw.byteLength} bytes of raw data, but ${type} with shape ${JSON.stringify(dims)} needs ${count * size} (${count} elements of ${size} bytes)`);
+    }
+  }
   const t = tensorFromBytes(type, dims, raw, `input ${preview(input)} (${V2_DATATYPE[type] ?? type} ${JSON.stringify(dims)})`);
   if (t.type === 'bool') {
     for (const b of t.data as Uint8Array) {
@@ -126,27 +133,6 @@ export function float32ToBf16(values: Float32Array): Uint16Array {
     out[i] = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
   }
   return out;
-}
-
-/** Triton's `DataType` enum name of each element type. */
-const TRITON_TYPE: Record<string, string> = {
-  bool: 'TYPE_BOOL', uint8: 'TYPE_UINT8', uint16: 'TYPE_UINT16', uint32: 'TYPE_UINT32', uint64: 'TYPE_UINT64',
-  int8: 'TYPE_INT8', int16: 'TYPE_INT16', int32: 'TYPE_INT32', int64: 'TYPE_INT64',
-  float16: 'TYPE_FP16', float32: 'TYPE_FP32', float64: 'TYPE_FP64', string: 'TYPE_STRING',
-};
-
-/**
- * A model's configuration in Triton's shape (what tritonclient's `get_model_config` and
- * perf_analyzer read), derived from its signature. `max_batch_size` is 0: dims are the model's
- * full dims, batch axis included, as onnxruntime reports them (-1 for dynamic).
- */
-export function tritonModelConfig(name: string, sig: { inputs: TensorSpec[]; outputs: TensorSpec[] }) {
-  const io = (t: TensorSpec) => ({
-    name: t.name,
-    data_type: TRITON_TYPE[t.type] ?? 'TYPE_INVALID',
-    dims: t.dims.map((d) => (typeof d === 'number' ? d : -1)),
-  });
-  return { name, platform: 'onnxruntime_onnx', backend: 'onnxruntime', max_batch_size: 0, input: sig.inputs.map(io), output: sig.outputs.map(io) };
 }
 
 /** Triton's `DataType` enum name of each element type. */

@@ -4,10 +4,10 @@ import * as protoLoader from '@grpc/proto-loader';
 import type { Logger } from 'pino';
 import { BruleeError, grpcStatusOf } from '../../errors';
 import { asBruleeError } from '../http/errors';
-import { ARRAY_OF, type Tensor } from '../../queue/wire';
+import { ARRAY_OF, type NumericType, type Tensor, type TypedArray } from '../../queue/wire';
 import type { DataPlane } from '../dataplane';
 import type { Authorize } from '../auth';
-import { checkShape, elementTypeOf, rawOf, tensorFromRaw, tritonModelConfig, V2_DATATYPE, v2TensorMetadata } from '../v2-tensors';
+import { checkShape, decodeRaw, elementTypeOf, rawOf, tritonModelConfig, V2_DATATYPE, v2TensorMetadata } from '../v2-tensors';
 
 /**
  * The KServe v2 gRPC front end (`inference.GRPCInferenceService`, see inference.proto). Like the
@@ -68,9 +68,9 @@ const CONTENTS_FIELD: Record<string, { field: string; read: (v: unknown) => numb
 const INT_RANGE: Record<string, [number, number]> = { int8: [-128, 127], int16: [-32768, 32767], uint8: [0, 255], uint16: [0, 65535] };
 
 function decodeInput(i: InferInput, raw: Buffer | undefined): Tensor {
+  if (raw) return decodeRaw(i.name, i.datatype, i.shape.map(Number), raw);
   const type = elementTypeOf(i.name, i.datatype);
   const dims = checkShape(i.name, i.shape.map(Number));
-  if (raw) return tensorFromRaw(i.name, type, dims, raw);
   const how = CONTENTS_FIELD[type];
   if (!how) {
     throw new BruleeError('INVALID_INPUT', `input "${i.name}": ${i.datatype} has no typed contents field; send it in raw_input_contents`);
@@ -81,7 +81,9 @@ function decodeInput(i: InferInput, raw: Buffer | undefined): Tensor {
     throw new BruleeError('INVALID_INPUT', `input "${i.name}": contents.${how.field} has ${values.length} elements, but shape ${JSON.stringify(dims)} needs ${count}`);
   }
   const range = INT_RANGE[type];
-  const data = new ARRAY_OF[type](count) as Tensor['data'] & { [k: number]: number | bigint };
+  // No typed contents field for BYTES here (how is undefined): strings come in raw_input_contents.
+  const numeric = type as NumericType;
+  const data = new ARRAY_OF[numeric](count) as TypedArray & { [k: number]: number | bigint };
   for (let k = 0; k < count; k++) {
     const v = how.read(values[k]);
     if (range && (typeof v !== 'number' || v < range[0] || v > range[1])) {
@@ -89,7 +91,7 @@ function decodeInput(i: InferInput, raw: Buffer | undefined): Tensor {
     }
     data[k] = v;
   }
-  return { type, dims, data };
+  return { type: numeric, dims, data };
 }
 
 /** Runs a handler and turns what it throws into a gRPC status (the same codes as HTTP's table). */

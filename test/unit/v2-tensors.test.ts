@@ -95,7 +95,7 @@ describe('raw tensor bytes (the v2 binary layout)', () => {
     };
     expect(err(() => decodeRaw('x', 'FP32', [1, 4], new Uint8Array(12)))).toMatchObject({
       code: 'INVALID_INPUT',
-      message: expect.stringContaining('12 bytes, but float32 of dims [1,4] takes 4 × 4 = 16 bytes'),
+      message: 'input "x": 12 bytes of raw data, but float32 with shape [1,4] needs 16 (4 elements of 4 bytes)',
     });
     expect(err(() => decodeStrings(Uint8Array.of(5, 0, 0, 0, 0x61))).message).toContain('says 5 bytes, but only 1 remain');
     expect(err(() => decodeStrings(Uint8Array.of(1, 0))).message).toContain('truncated 4-byte length prefix');
