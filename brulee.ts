@@ -4,6 +4,7 @@ import pino, { type Logger } from 'pino';
 import type { Config } from './config';
 import { authorizer, type Authorize } from './functions/auth';
 import { DataPlane } from './functions/dataplane';
+import { dashboardApp } from './dashboard';
 import { createApp } from './functions/http/app';
 import { FunctionRegistry } from './functions/registry';
 import { TraceRecorder } from './functions/trace-recorder';
@@ -99,6 +100,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
     maxRequestBytes: config.maxRequestBytes,
     requests,
   });
+  app.route('/', dashboardApp());
   const cron = startPopularityCron(config.popularityCron, redis, k, log);
 
   let closing: Promise<void> | undefined;

@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { parseBytes } from '../config';
 import { freePort, startRedisServer } from '../queue/redis-server';
-import { mlpForBytes, mlpModel } from '../test/models/generate';
+import { mlpForBytes, mlpModel } from '../models/generate';
 
 const args = parseArgs({
   options: {

@@ -56,7 +56,12 @@ export async function recordInvocation(redis: Redis, k: Keys, r: InvocationRecor
     if (r.outcome === 'timeout') p.hincrby(key, 'timeouts', 1);
     if (r.coldStart !== undefined) p.hincrby(key, r.coldStart ? 'coldStarts' : 'warmHits', 1);
     if (r.outcome === 'error') p.hincrby(key, 'failures', 1);
-    if (r.outcome === 'ok') p.lpush(k.fnSamples(r.fn, 'exec'), r.execMs.toFixed(3)).ltrim(k.fnSamples(r.fn, 'exec'), 0, SAMPLES_KEPT - 1);
+    if (r.outcome === 'ok') {
+      p.lpush(k.fnSamples(r.fn, 'exec'), r.execMs.toFixed(3)).ltrim(k.fnSamples(r.fn, 'exec'), 0, SAMPLES_KEPT - 1);
+      // Sums for the load delay as a share of exec time (the paper's figure of merit).
+      p.hincrbyfloat(key, 'execMsTotal', r.execMs.toFixed(3));
+      if (r.coldStart) p.hincrbyfloat(key, 'loadWaitMsTotal', r.loadMs.toFixed(3));
+    }
   }
   await p.exec();
 }
@@ -85,6 +90,10 @@ export interface FunctionStats {
   /** Loads that downloaded the model bytes from the model store (the node's local cache lacked them). */
   fetches: number;
   /** Whole loads: fetch (when the bytes were not cached) + session create. */
+  /** Exec time of successful invocations, summed, ms. */
+  execMsTotal: number;
+  /** Time successful invocations waited for a model load (cold starts), summed, ms. */
+  loadWaitMsTotal: number;
   loadMs: { p50: number | null; p95: number | null; samples: number };
   /** Downloads from the model store, of the loads that needed one. */
   fetchMs: { p50: number | null; p95: number | null; samples: number };
@@ -123,6 +132,8 @@ export async function readFunctionStats(redis: Redis, k: Keys, fn: string): Prom
     warmHits: n('warmHits'),
     evictions: n('evictions'),
     fetches: n('fetches'),
+    execMsTotal: n('execMsTotal'),
+    loadWaitMsTotal: n('loadWaitMsTotal'),
     loadMs: dist(1),
     fetchMs: dist(3),
     createMs: dist(4),

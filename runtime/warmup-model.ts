@@ -1,5 +1,5 @@
 /**
- * A one-node ONNX model (float32 x[1] -> Identity -> y), built with test/models/onnx-builder.ts.
+ * A one-node ONNX model (float32 x[1] -> Identity -> y), built with models/onnx-builder.ts.
  * The profiler loads it first so that onnxruntime's own start-up memory is not charged to the model;
  * a runtime node loads it at start so that its first cold start is not charged onnxruntime's start-up.
  */

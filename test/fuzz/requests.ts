@@ -1,7 +1,7 @@
 import { request as httpRequest, Agent } from 'node:http';
 import fc from 'fast-check';
-import { convModel, mlpModel, typesModel } from '../models/generate';
-import { encodeModel } from '../models/onnx-builder';
+import { convModel, mlpModel, typesModel } from '../../models/generate';
+import { encodeModel } from '../../models/onnx-builder';
 
 /**
  * Fuzzed HTTP requests over every route of the app (random JSON, mutated valid requests, deeply

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeModel } from '../models/onnx-builder';
-import { convModel, mlpModel } from '../models/generate';
+import { encodeModel } from '../../models/onnx-builder';
+import { convModel, mlpModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 
 /**

@@ -2,7 +2,7 @@ import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
 import { refreshPopularity } from '../../runtime/popularity';
-import { mlpForBytes, mlpModel } from '../models/generate';
+import { mlpForBytes, mlpModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 
 const redis = createRedis(inject('redisUrl'));

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
 import { refreshPopularity } from '../../runtime/popularity';
-import { mlpModel } from '../models/generate';
+import { mlpModel } from '../../models/generate';
 import { deleteKeys, startBrulee, type TestBrulee } from '../support/brulee';
 
 const redis = createRedis(inject('redisUrl'));

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { request } from 'node:http';
 import { serve, type ServerType } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mlpModel } from '../models/generate';
+import { mlpModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 
 /** How the gateway treats connections, over a real socket. */

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { convModel, mlpModel, typesModel } from '../models/generate';
+import { convModel, mlpModel, typesModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { floats, ort, readModel, REAL_MODELS, runDirect } from '../support/models';
 

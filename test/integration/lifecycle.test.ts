@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
-import { mlpForBytes, mlpModel } from '../models/generate';
+import { mlpForBytes, mlpModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 
 const redis = createRedis(inject('redisUrl'));

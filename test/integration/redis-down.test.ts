@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { createBrulee } from '../../brulee';
 import { loadConfig } from '../../config';
 import { startRedisServer } from '../../queue/redis-server';
-import { mlpModel } from '../models/generate';
+import { mlpModel } from '../../models/generate';
 
 const post = (body: unknown) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 const inputs = { inputs: { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } } };

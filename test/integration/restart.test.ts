@@ -10,7 +10,7 @@ import { loadConfig } from '../../config';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
 import { ensureRedis, freePort, INSTALL_REDIS_HINT } from '../../queue/redis-server';
-import { mlpForBytes, mlpModel } from '../models/generate';
+import { mlpForBytes, mlpModel } from '../../models/generate';
 import { deleteKeys } from '../support/brulee';
 
 const dirs: string[] = [];

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../config';
 import { BruleeError } from '../../errors';
 import { createModelStore, LocalModels, S3ModelStore, sha256Of } from '../../store';
-import { mlpModel } from '../models/generate';
+import { mlpModel } from '../../models/generate';
 import { startBrulee, deleteKeys, type TestBrulee } from '../support/brulee';
 import { floats, ort, readModel, REAL_MODELS, runDirect } from '../support/models';
 import { S3_ACCESS_KEY, startS3, type TestS3 } from '../support/s3';

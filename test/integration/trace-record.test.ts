@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { createPolicy } from '../../runtime/policies';
 import { simulate } from '../../sim/engine';
 import { readCatalog, readPlainTrace } from '../../sim/trace';
-import { mlpModel } from '../models/generate';
+import { mlpModel } from '../../models/generate';
 import { startBrulee } from '../support/brulee';
 
 describe('trace recording (TRACE_RECORD=1)', () => {

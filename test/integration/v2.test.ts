@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mlpModel, typesModel } from '../models/generate';
+import { mlpModel, typesModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { floats, ort, runDirect } from '../support/models';
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromHalf, toHalf } from '../../functions/float16';
-import { encodeModel } from '../models/onnx-builder';
+import { encodeModel } from '../../models/onnx-builder';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { ort, runDirect } from '../support/models';
 

@@ -1,4 +1,6 @@
+import { serve } from '@hono/node-server';
 import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +19,8 @@ export interface TestBrulee extends Brulee {
   json<T = any>(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: T }>;
   put(name: string, bytes: Uint8Array, query?: string, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
   invoke(name: string, inputs: Record<string, unknown>): Promise<{ status: number; body: any }>;
+  /** Serves the app on a free 127.0.0.1 port (for clients that need a real server: the CLI, a browser); closed by destroy(). */
+  listen(): Promise<string>;
   /** Closes brulee and removes its data dir and Redis keys (unless they were reused from another). */
   destroy(): Promise<void>;
 }
@@ -63,8 +67,14 @@ export async function startBrulee(env: Record<string, string> = {}, reuse?: { na
     const text = await res.text();
     return { status: res.status, body: text ? JSON.parse(text) : undefined };
   };
+  let server: ReturnType<typeof serve> | undefined;
   return {
     ...b,
+    listen() {
+      return new Promise((resolve) => {
+        server = serve({ fetch: b.app.fetch, port: 0, hostname: '127.0.0.1' }, (info: AddressInfo) => resolve(`http://127.0.0.1:${info.port}`));
+      });
+    },
     dataDir,
     namespace,
     req,
@@ -81,6 +91,7 @@ export async function startBrulee(env: Record<string, string> = {}, reuse?: { na
       return json('POST', `/functions/${name}/invoke`, { inputs });
     },
     async destroy() {
+      await new Promise((r) => (server ? server.close(r) : r(undefined)));
       await b.close();
       if (reuse) return;
       rmSync(dataDir, { recursive: true, force: true });

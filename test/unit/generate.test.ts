@@ -13,8 +13,8 @@ import {
   mulberry32,
   typesModel,
   type MlpOptions,
-} from './generate';
-import { decodeModel, encodeModel, type ModelSpec } from './onnx-builder';
+} from '../../models/generate';
+import { decodeModel, encodeModel, type ModelSpec } from '../../models/onnx-builder';
 
 // logSeverityLevel 4 (fatal only): the conv failure case would otherwise print an ERROR line.
 const QUIET: ort.InferenceSession.SessionOptions = { logSeverityLevel: 4 };

@@ -8,7 +8,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { encodeModel, type ModelSpec, type NodeSpec, type TensorSpec, type ValueInfo } from './onnx-builder';
-import { seededRandom } from '../../runtime/policies/random';
+import { seededRandom } from '../runtime/policies/random';
 
 export const OPSET = 13;
 export const IR_VERSION = 7;

@@ -1,10 +1,10 @@
 /**
- * Write a synthetic ONNX model to disk.
+ * `brulee model` (and `npm run model --`): write a synthetic ONNX model to disk.
  *
- *   npx tsx test/models/cli.ts mlp --bytes 5MB --seed 3 --out /tmp/m.onnx
- *   npx tsx test/models/cli.ts mlp --input 32 --hidden 64,64 --output 4 --batch 8 --out /tmp/small.onnx
- *   npx tsx test/models/cli.ts types --out /tmp/types.onnx
- *   npx tsx test/models/cli.ts conv --out /tmp/conv.onnx --check
+ *   brulee model mlp --bytes 5MB --seed 3 --out /tmp/m.onnx
+ *   brulee model mlp --input 32 --hidden 64,64 --output 4 --batch 8 --out /tmp/small.onnx
+ *   brulee model types --out /tmp/types.onnx
+ *   brulee model conv --out /tmp/conv.onnx --check
  *
  * Sizes: B, KB/MB/GB (powers of 1000) or KiB/MiB/GiB (powers of 1024).
  * Prints the path, the size and the input/output signature; --check also loads
@@ -15,9 +15,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { convSpec, mlpOptionsForBytes, mlpSpec, typesSpec, writeModel, type MlpOptions } from './generate';
 import { encodeModel, formatValueInfo, type ModelSpec } from './onnx-builder';
-import { parseBytes } from '../../config';
+import { parseBytes } from '../config';
 
-const USAGE = `usage: tsx test/models/cli.ts <mlp|types|conv> [options]
+const USAGE = `usage: brulee model <mlp|types|conv> [options]
   --out PATH         output file (default: $TMPDIR/brulee-models/<kind>.onnx)
   --check            load the result with onnxruntime-node and print its metadata
 mlp options:
@@ -28,13 +28,13 @@ mlp options:
 
 function parseSize(s: string): number {
   const n = parseBytes(s);
-  if (!(n > 0)) throw new Error(`bad size "${s}" (try 5MB, 512KiB, 1000000)`);
+  if (!(n > 0)) throw new UsageError(`bad size "${s}" (try 5MB, 512KiB, 1000000)`);
   return n;
 }
 
 function parseInt10(name: string, s: string): number {
   const n = Number(s);
-  if (!Number.isInteger(n)) throw new Error(`--${name}: not an integer: ${s}`);
+  if (!Number.isInteger(n)) throw new UsageError(`--${name}: not an integer: ${s}`);
   return n;
 }
 
@@ -45,27 +45,43 @@ function formatBytes(n: number): string {
   return `${n} B`;
 }
 
-async function main(argv: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      out: { type: 'string' },
-      bytes: { type: 'string' },
-      seed: { type: 'string' },
-      batch: { type: 'string' },
-      input: { type: 'string' },
-      hidden: { type: 'string' },
-      output: { type: 'string' },
-      check: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+/** Runs `brulee model ARGS`; resolves with the exit code (errors are printed, not thrown). */
+export async function modelCli(argv: string[]): Promise<number> {
+  try {
+    return await run(argv);
+  } catch (err) {
+    console.error(`brulee model: ${err instanceof Error ? err.message : String(err)}`);
+    return err instanceof UsageError ? 2 : 1;
+  }
+}
+
+class UsageError extends Error {}
+
+const OPTIONS = {
+  out: { type: 'string' },
+  bytes: { type: 'string' },
+  seed: { type: 'string' },
+  batch: { type: 'string' },
+  input: { type: 'string' },
+  hidden: { type: 'string' },
+  output: { type: 'string' },
+  check: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+async function run(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\n${USAGE}`);
+  }
+  const { values, positionals } = parsed;
   const kind = positionals[0];
   if (values.help || !kind || positionals.length > 1) {
+    if (!values.help) throw new UsageError(`give one model kind\n${USAGE}`);
     console.log(USAGE);
-    process.exitCode = values.help ? 0 : 2;
-    return;
+    return 0;
   }
 
   let spec: ModelSpec;
@@ -74,7 +90,7 @@ async function main(argv: string[]): Promise<void> {
     const seed = values.seed !== undefined ? parseInt10('seed', values.seed) : 0;
     let opts: MlpOptions;
     if (values.bytes !== undefined) {
-      if (values.input ?? values.hidden ?? values.output) throw new Error('--bytes excludes --input/--hidden/--output');
+      if (values.input ?? values.hidden ?? values.output) throw new UsageError('--bytes excludes --input/--hidden/--output');
       opts = mlpOptionsForBytes(parseSize(values.bytes), seed);
     } else {
       opts = {
@@ -91,11 +107,11 @@ async function main(argv: string[]): Promise<void> {
     summary = `mlp in=${opts.inputSize} hidden=${hidden} out=${opts.outputSize} seed=${seed}`;
   } else if (kind === 'types' || kind === 'conv') {
     for (const flag of ['bytes', 'seed', 'batch', 'input', 'hidden', 'output'] as const) {
-      if (values[flag] !== undefined) throw new Error(`--${flag} only applies to mlp`);
+      if (values[flag] !== undefined) throw new UsageError(`--${flag} only applies to mlp`);
     }
     spec = kind === 'types' ? typesSpec() : convSpec();
   } else {
-    throw new Error(`unknown model kind "${kind}"\n${USAGE}`);
+    throw new UsageError(`unknown model kind "${kind}"\n${USAGE}`);
   }
 
   const bytes = encodeModel(spec);
@@ -115,9 +131,5 @@ async function main(argv: string[]): Promise<void> {
     for (const m of session.outputMetadata) console.log(`    output ${show(m)}`);
     await session.release();
   }
+  return 0;
 }
-
-main(process.argv.slice(2)).catch((err: unknown) => {
-  console.error(err instanceof Error ? err.message : err);
-  process.exitCode = 1;
-});

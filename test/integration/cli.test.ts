@@ -1,0 +1,171 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mlpModel } from '../../models/generate';
+import { startBrulee, type TestBrulee } from '../support/brulee';
+import { ort, runDirect } from '../support/models';
+
+const BIN = fileURLToPath(new URL('../../cli/brulee.mjs', import.meta.url));
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real `brulee` command as a child process. */
+function brulee(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const MLP = { inputSize: 4, hidden: [16], outputSize: 3, seed: 5 };
+
+describe('the brulee CLI against a real server', () => {
+  let b: TestBrulee;
+  let url: string;
+  let dir: string;
+  let modelPath: string;
+  const cli = (...args: string[]) => brulee(args, { BRULEE_URL: url });
+
+  beforeAll(async () => {
+    b = await startBrulee();
+    url = await b.listen();
+    dir = mkdtempSync(join(tmpdir(), 'brulee-cli-'));
+    modelPath = join(dir, 'mlp.onnx');
+    writeFileSync(modelPath, mlpModel(MLP));
+  });
+  afterAll(async () => {
+    await b?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('registers, lists, describes, invokes (given input and --example), shows stats, removes', async () => {
+    const reg = await cli('--json', 'register', 'mlp', modelPath, '--pin', '--timeout', '5000');
+    expect(reg.stderr).toBe('');
+    expect(reg.code).toBe(0);
+    const fn = JSON.parse(reg.stdout);
+    expect(fn).toMatchObject({ name: 'mlp', version: 1, created: true, options: { pinned: true, timeoutMs: 5000 } });
+    expect(fn.signature.inputs).toEqual([{ name: 'x', type: 'float32', dims: ['batch', 4] }]);
+
+    const ls = await cli('ls');
+    expect(ls.code).toBe(0);
+    expect(ls.stdout).toMatch(/^mlp\s+1\s+x:float32\[batch,4\]/m);
+    expect(ls.stdout).toMatch(/yes\s*$/m); // pinned
+
+    const data = [0.5, -1, 2, 0.25];
+    const inv = await cli('--json', 'invoke', 'mlp', '--input', JSON.stringify({ x: { type: 'float32', dims: [1, 4], data } }));
+    expect(inv.code).toBe(0);
+    const r = JSON.parse(inv.stdout);
+    const direct = await runDirect(mlpModel(MLP), { x: new ort.Tensor('float32', Float32Array.from(data), [1, 4]) });
+    expect(r).toMatchObject({ function: 'mlp', version: 1, coldStart: true });
+    expect(r.outputs.y.data).toEqual(Array.from(direct.y!.data as Float32Array));
+
+    // --example: the signature's dims with the profiled batch (1), the profiler's ramp of floats.
+    const inputFile = join(dir, 'in.json');
+    writeFileSync(inputFile, JSON.stringify({ inputs: { x: { type: 'float32', dims: [2, 4], data: [1, 2, 3, 4, 5, 6, 7, 8] } } }));
+    const [ex, fromFile] = await Promise.all([cli('--json', 'invoke', 'mlp', '--example'), cli('invoke', 'mlp', '--input', `@${inputFile}`)]);
+    expect(ex.code).toBe(0);
+    const exOut = JSON.parse(ex.stdout);
+    const ramp = [0, 1, 2, 3].map((i) => ((i * 7919) % 1000) / 1000 - 0.5);
+    const directEx = await runDirect(mlpModel(MLP), { x: new ort.Tensor('float32', Float32Array.from(ramp), [1, 4]) });
+    expect(exOut.outputs.y.data).toEqual(Array.from(directEx.y!.data as Float32Array));
+    expect(fromFile.code).toBe(0);
+    expect(fromFile.stdout).toMatch(/^y: float32\[2, 3\] \[/m);
+    expect(fromFile.stdout).toMatch(/^warm on node-/m);
+
+    const desc = await cli('describe', 'mlp');
+    expect(desc.stdout).toContain('x: float32[batch, 4]');
+    expect(desc.stdout).toMatch(/invocations 3 \(cold 1, warm 2, failed 0\), loads 1/);
+
+    const stats = await cli('--json', 'stats');
+    expect(JSON.parse(stats.stdout).functions.mlp).toMatchObject({ invocations: 3, coldStarts: 1, warmHits: 2, loads: 1 });
+    const statsText = await cli('stats');
+    expect(statsText.stdout).toMatch(/^mlp\s+1\s+3\s+1\s+2\s+1\s+0\s+66\.7%/m);
+
+    const rm = await cli('rm', 'mlp');
+    expect(rm.stdout).toMatch(/^deleted mlp \(1 version;/);
+    expect((await b.json('GET', '/functions')).body.functions).toEqual([]);
+  });
+
+  it('says what went wrong, with exit codes: 1 the server refused, 2 usage, 3 no server', async () => {
+    const missing = await cli('describe', 'nope');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^brulee: FUNCTION_NOT_FOUND: no function named "nope"/);
+
+    const badInput = await cli('invoke', 'nope', '--input', '{not json');
+    expect(badInput.code).toBe(2);
+    expect(badInput.stderr).toMatch(/--input is not valid JSON/);
+
+    const both = await cli('invoke', 'nope');
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/give one of --input JSON\|@file or --example/);
+
+    const unknown = await cli('frobnicate');
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown command 'frobnicate'/);
+
+    const closed = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const port = (srv.address() as AddressInfo).port;
+        srv.close(() => resolve(port));
+      });
+    });
+    const down = await brulee(['ls', '--url', `http://127.0.0.1:${closed}`]);
+    expect(down.code).toBe(3);
+    expect(down.stderr).toContain(`no brulee server answered at http://127.0.0.1:${closed} (ECONNREFUSED)`);
+  });
+
+  it('brulee model writes the same bytes as the generator the tests use', async () => {
+    const out = join(dir, 'gen.onnx');
+    const r = await brulee(['model', 'mlp', '--input', '4', '--hidden', '16', '--output', '3', '--seed', '5', '--out', out]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('input  x: float32[batch, 4]');
+    expect(new Uint8Array(readFileSync(out))).toEqual(mlpModel(MLP));
+    const bad = await brulee(['model', 'mlp', '--hidden', 'x']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--hidden: not an integer: x/);
+  });
+
+  it('brulee top draws live frames in a terminal (tmux) and quits on Ctrl-C', async () => {
+    await b.put('top-mlp', mlpModel(MLP));
+    const session = `brulee-top-${process.pid}`;
+    const tmux = (...args: string[]) => execFileSync('tmux', args, { encoding: 'utf8' });
+    const exitFile = join(dir, 'top.exit');
+    tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '40', `${process.execPath} ${BIN} --url ${url} top --interval 300; echo $? > ${exitFile}; sleep 30`);
+    try {
+      const x = { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] };
+      for (let i = 0; i < 5; i++) expect((await b.invoke('top-mlp', { x })).status).toBe(200);
+      let screen = '';
+      // A frame with rates (the second one on) after the 5 calls.
+      for (let i = 0; i < 100 && !(/totals: invocations 5, cold starts 1/.test(screen) && /^invocations\/s [\d.]+ /m.test(screen)); i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        screen = tmux('capture-pane', '-p', '-t', session);
+      }
+      expect(screen).toMatch(/^brulee top {2}http:\/\/127\.0\.0\.1:\d+/m);
+      expect(screen).toContain('totals: invocations 5, cold starts 1, evictions 0');
+      expect(screen).toMatch(new RegExp(`^node node-${b.namespace} \\(cremebrulee\\)\\s+\\[#*\\.*\\]`, 'm'));
+      expect(screen).toMatch(/^\s+top-mlp\s+[\d.]+ KiB\s+resident\b/m);
+      expect(screen).toMatch(/^invocations\/s [\d.]+ {3}cold starts\/s [\d.]+ /m);
+      tmux('send-keys', '-t', session, 'C-c');
+      let code = '';
+      for (let i = 0; i < 50 && code === ''; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        try {
+          code = readFileSync(exitFile, 'utf8').trim();
+        } catch {}
+      }
+      expect(code).toBe('0');
+    } finally {
+      tmux('kill-session', '-t', session);
+    }
+  });
+});
