@@ -186,6 +186,19 @@ export class DataPlane {
     return opts.ready ? rows.filter((r) => r.state === 'READY') : rows;
   }
 
+  /**
+   * The statistics extension, in Triton's format: per function (all of them, or the one named, at
+   * the version asked for), counts and cumulative nanoseconds of successful and failed
+   * invocations, queue waits and execs, and brulee's cold starts (with their load waits). brulee
+   * does not batch, so execution_count = inference_count = successful invocations.
+   * @throws BruleeError FUNCTION_NOT_FOUND, or NOT_FOUND for a version that is not served.
+   */
+  async modelStatistics(name?: string, version?: string): Promise<{ model_stats: ModelStatistics[] }> {
+    const fns = name === undefined ? await this.o.registry.list() : [await this.get(name, version)];
+    const stats = await Promise.all(fns.map((f) => readFunctionStats(this.o.redis, this.o.keys, f.name)));
+    return { model_stats: fns.map((f, i) => tritonStats(f, stats[i]!)) };
+  }
+
   /** Where each function is resident, by node. */
   async residency(): Promise<Map<string, string[]>> {
     const where = new Map<string, string[]>();
@@ -271,4 +284,60 @@ export class DataPlane {
     this.learnedExec.set(key, { at: Date.now(), ms });
     return ms;
   }
+}
+
+/** Count and cumulative nanoseconds, as Triton's `StatisticDuration`. */
+export interface StatisticDuration {
+  count: number;
+  ns: number;
+}
+
+/** One model's entry of the statistics extension (Triton's `ModelStatistics`, plus `cold_start`). */
+export interface ModelStatistics {
+  name: string;
+  version: string;
+  /** Epoch ms of the last successful inference; 0 when none. */
+  last_inference: number;
+  inference_count: number;
+  execution_count: number;
+  inference_stats: {
+    success: StatisticDuration;
+    fail: StatisticDuration;
+    queue: StatisticDuration;
+    compute_input: StatisticDuration;
+    compute_infer: StatisticDuration;
+    compute_output: StatisticDuration;
+    cache_hit: StatisticDuration;
+    cache_miss: StatisticDuration;
+    /** brulee's addition: invocations that waited for a model load, and the time they waited. */
+    cold_start: StatisticDuration;
+  };
+  batch_stats: never[];
+}
+
+const ns = (ms: number) => Math.round(ms * 1e6);
+
+function tritonStats(fn: FunctionMeta, s: FunctionStats): ModelStatistics {
+  const failed = s.failures + s.timeouts;
+  const ok = Math.max(0, s.invocations - failed);
+  return {
+    name: fn.name,
+    version: String(fn.version),
+    last_inference: s.lastInference,
+    inference_count: ok,
+    execution_count: ok,
+    inference_stats: {
+      success: { count: ok, ns: ns(s.successMsTotal) },
+      fail: { count: failed, ns: ns(s.failMsTotal) },
+      queue: { count: ok, ns: ns(s.queueMsTotal) },
+      // Decoding and encoding happen in the front ends, before and after the queue: not timed apart.
+      compute_input: { count: ok, ns: 0 },
+      compute_infer: { count: ok, ns: ns(s.execMsTotal) },
+      compute_output: { count: ok, ns: 0 },
+      cache_hit: { count: 0, ns: 0 },
+      cache_miss: { count: 0, ns: 0 },
+      cold_start: { count: s.coldStarts, ns: ns(s.loadWaitMsTotal) },
+    },
+    batch_stats: [],
+  };
 }

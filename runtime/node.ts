@@ -252,8 +252,8 @@ export class RuntimeNode {
     const { model, inputs, outputs, deadline } = job.data;
     const { metrics, redis, keys } = this.o;
     const fn = model.fn;
-    const record = (r: Omit<InvocationRecord, 'fn'>) => recordInvocation(redis, keys, { fn, ...r });
     const queueMs = Math.max(0, (job.processedOn ?? Date.now()) - job.data.acceptedAt);
+    const record = (r: Omit<InvocationRecord, 'fn'>) => recordInvocation(redis, keys, { fn, queueMs, totalMs: Math.max(0, Date.now() - job.data.acceptedAt), ...r });
     if (Date.now() > deadline) {
       // The caller has already had its 504: running this now would only take a slot.
       await record({ outcome: 'timeout', loaded: false, loadMs: 0, execMs: 0 });

@@ -27,6 +27,10 @@ export interface InvocationRecord {
    */
   fetchMs?: number;
   execMs: number;
+  /** Time in the queue, before a node took the job. */
+  queueMs?: number;
+  /** From the gateway's accepting the request to this record (queue, load, exec). */
+  totalMs?: number;
 }
 
 /**
@@ -58,10 +62,14 @@ export async function recordInvocation(redis: Redis, k: Keys, r: InvocationRecor
     if (r.outcome === 'error') p.hincrby(key, 'failures', 1);
     if (r.outcome === 'ok') {
       p.lpush(k.fnSamples(r.fn, 'exec'), r.execMs.toFixed(3)).ltrim(k.fnSamples(r.fn, 'exec'), 0, SAMPLES_KEPT - 1);
-      // Sums for the load delay as a share of exec time (the paper's figure of merit).
+      // Sums for the load delay as a share of exec time (the paper's figure of merit), and for
+      // the statistics extension (Triton's counts and durations).
       p.hincrbyfloat(key, 'execMsTotal', r.execMs.toFixed(3));
       if (r.coldStart) p.hincrbyfloat(key, 'loadWaitMsTotal', r.loadMs.toFixed(3));
+      if (r.queueMs !== undefined) p.hincrbyfloat(key, 'queueMsTotal', r.queueMs.toFixed(3));
+      p.hset(key, 'lastInference', Date.now());
     }
+    if (r.totalMs !== undefined) p.hincrbyfloat(key, r.outcome === 'ok' ? 'successMsTotal' : 'failMsTotal', r.totalMs.toFixed(3));
   }
   await p.exec();
 }
@@ -100,6 +108,14 @@ export interface FunctionStats {
   /** onnxruntime session creates (a load less its fetch). */
   createMs: { p50: number | null; p95: number | null; samples: number };
   execMs: { p50: number | null; p95: number | null; samples: number };
+  /** Successful invocations end to end (from the gateway's accepting them), summed, ms. */
+  successMsTotal: number;
+  /** Failed and timed-out invocations end to end, summed, ms. */
+  failMsTotal: number;
+  /** Time successful invocations waited in the queue, summed, ms. */
+  queueMsTotal: number;
+  /** When the last successful invocation finished (epoch ms), 0 when none has. */
+  lastInference: number;
 }
 
 export function percentile(sorted: readonly number[], p: number): number | null {
@@ -138,6 +154,10 @@ export async function readFunctionStats(redis: Redis, k: Keys, fn: string): Prom
     fetchMs: dist(3),
     createMs: dist(4),
     execMs: dist(2),
+    successMsTotal: n('successMsTotal'),
+    failMsTotal: n('failMsTotal'),
+    queueMsTotal: n('queueMsTotal'),
+    lastInference: n('lastInference'),
   };
 }
 

@@ -3,6 +3,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
 import { parseBytes } from '../../config';
 import { BruleeError } from '../../errors';
+import { parseJsonExact } from './exact-json';
 
 /** Parses a JSON body with a clear error on malformed JSON. */
 export async function jsonBody(c: Context): Promise<unknown> {
@@ -11,9 +12,10 @@ export async function jsonBody(c: Context): Promise<unknown> {
   return parseJson(text);
 }
 
+/** Parses JSON, keeping integers past 2^53 exact (as BigInts; see exact-json.ts). */
 export function parseJson(text: string): unknown {
   try {
-    return JSON.parse(text) as unknown;
+    return parseJsonExact(text);
   } catch (e) {
     throw new BruleeError('MALFORMED_JSON', `the request body is not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
   }

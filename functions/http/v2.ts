@@ -1,10 +1,11 @@
+import zlib from 'node:zlib';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { z } from 'zod';
 import { BruleeError, preview } from '../../errors';
 import type { Tensor } from '../../queue/wire';
 import type { DataPlane } from '../dataplane';
 import type { FunctionMeta } from '../registry';
-import { elementTypeOf, V2_DATATYPE, v2TensorMetadata } from '../v2-tensors';
+import { checkShape, decodeRaw, elementTypeOf, rawElementSize, rawOf, tritonModelConfig, V2_DATATYPE, v2TensorMetadata } from '../v2-tensors';
 import { decodeJsonTensor, jsonValues, stringifyWithBigInts } from './json-tensors';
 import { check, jsonBody, limit, parseJson } from './parse';
 
@@ -14,27 +15,135 @@ import { check, jsonBody, limit, parseJson } from './parse';
  * (errors.ts does that for every `/v2` path).
  */
 
+const Parameters = z.record(z.string(), z.unknown());
+
 const InferRequest = z.object({
   id: z.string().optional(),
-  parameters: z.record(z.string(), z.unknown()).optional(),
+  parameters: Parameters.optional(),
   inputs: z
     .array(
       z.object({
         name: z.string(),
         shape: z.array(z.number().int().min(0)),
         datatype: z.string(),
-        parameters: z.record(z.string(), z.unknown()).optional(),
-        data: z.unknown(),
+        parameters: Parameters.optional(),
+        data: z.unknown().optional(),
       }),
     )
     .min(1),
-  outputs: z.array(z.object({ name: z.string(), parameters: z.record(z.string(), z.unknown()).optional() })).optional(),
+  outputs: z.array(z.object({ name: z.string(), parameters: Parameters.optional() })).optional(),
 });
+type InferRequest = z.infer<typeof InferRequest>;
 
 export interface V2Options {
   dataPlane: DataPlane;
   auth: MiddlewareHandler;
   maxRequestBytes: number;
+}
+
+const bad = (message: string) => new BruleeError('BAD_REQUEST', message);
+
+/**
+ * The request body, decompressed when `Content-Encoding` says gzip or deflate (zlib-wrapped, as
+ * tritonclient sends it, or raw), never past `max` bytes.
+ */
+function decodeBody(body: Uint8Array, encoding: string | undefined, max: number): Uint8Array {
+  const enc = (encoding ?? 'identity').trim().toLowerCase();
+  if (enc === 'identity' || enc === '') return body;
+  const opts = { maxOutputLength: max };
+  try {
+    if (enc === 'gzip' || enc === 'x-gzip') return zlib.gunzipSync(body, opts);
+    if (enc === 'deflate') {
+      try {
+        return zlib.inflateSync(body, opts);
+      } catch (e) {
+        if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw e;
+        return zlib.inflateRawSync(body, opts);
+      }
+    }
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new BruleeError('PAYLOAD_TOO_LARGE', `the decompressed request body is larger than the limit of ${max} bytes (MAX_REQUEST_BYTES)`);
+    }
+    throw bad(`the request body is not valid ${enc} data: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  throw bad(`Content-Encoding ${JSON.stringify(encoding)} is not supported; send gzip, deflate or an uncompressed body`);
+}
+
+/** The response encoding `Accept-Encoding` asks for, of the ones brulee sends (gzip first). */
+function responseEncoding(accept: string | undefined): 'gzip' | 'deflate' | undefined {
+  if (!accept) return undefined;
+  const offered = new Map<string, number>();
+  for (const part of accept.toLowerCase().split(',')) {
+    const [name, ...params] = part.trim().split(';');
+    const q = params.map((p) => /^\s*q=([\d.]+)\s*$/.exec(p)).find(Boolean);
+    offered.set(name!.trim(), q ? Number(q[1]) : 1);
+  }
+  const star = offered.get('*') ?? 0;
+  const want = (n: string) => (offered.get(n) ?? star) > 0;
+  return want('gzip') ? 'gzip' : want('deflate') ? 'deflate' : undefined;
+}
+
+function isTrue(v: unknown): boolean {
+  return v === true || v === 'true';
+}
+
+/**
+ * Inputs of a request: JSON `data`, or binary data after the JSON header (`binary_data_size`,
+ * in the order of the inputs). Every binary byte must belong to some input.
+ */
+function decodeInputs(req: InferRequest, binary: Uint8Array): Record<string, Tensor> {
+  const inputs: Record<string, Tensor> = {};
+  let at = 0;
+  for (const i of req.inputs) {
+    if (i.name in inputs) throw new BruleeError('INVALID_INPUT', `input ${preview(i.name)} is given twice`);
+    const size = i.parameters?.binary_data_size;
+    if (size !== undefined) {
+      if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {
+        throw bad(`input ${preview(i.name)}: parameters.binary_data_size must be a non-negative integer, not ${preview(size)}`);
+      }
+      if (at + size > binary.byteLength) {
+        throw bad(`input ${preview(i.name)}: binary_data_size ${size} runs past the binary data after the JSON header (${binary.byteLength - at} bytes left); check Inference-Header-Content-Length`);
+      }
+      if (i.data !== undefined) throw bad(`input ${preview(i.name)} has both data and binary_data_size; send one`);
+      inputs[i.name] = decodeRaw(i.name, i.datatype, i.shape, binary.subarray(at, at + size));
+      at += size;
+      continue;
+    }
+    if (i.datatype === 'BF16') throw new BruleeError('INVALID_INPUT', `input ${preview(i.name)}: BF16 has no JSON form; send it as binary data (parameters.binary_data_size)`);
+    const type = elementTypeOf(i.name, i.datatype);
+    inputs[i.name] = decodeJsonTensor(i.name, { type, dims: checkShape(i.name, i.shape), data: i.data });
+  }
+  if (at !== binary.byteLength) {
+    throw bad(`${binary.byteLength - at} bytes after the JSON header belong to no input: the inputs' binary_data_size add up to ${at}`);
+  }
+  return inputs;
+}
+
+/**
+ * The raw binary request (Inference-Header-Content-Length: 0): the whole body is the one input's
+ * bytes, its datatype and shape from the model, a dynamic dim (at most one, for fixed-size
+ * types) taken from the byte count.
+ */
+function rawBodyInput(fn: FunctionMeta, body: Uint8Array): Record<string, Tensor> {
+  const ins = fn.signature.inputs;
+  if (ins.length !== 1) {
+    throw bad(`a raw binary request (Inference-Header-Content-Length: 0) needs a model with one input; "${fn.name}" has ${ins.length}: send a JSON header`);
+  }
+  const spec = ins[0]!;
+  const datatype = V2_DATATYPE[spec.type] ?? spec.type;
+  const dynamic = spec.dims.filter((d) => typeof d !== 'number' || d < 0).length;
+  const fixed = spec.dims.reduce<number>((a, d) => (typeof d === 'number' && d >= 0 ? a * d : a), 1);
+  const size = rawElementSize(datatype);
+  let dims: number[];
+  if (dynamic === 0) dims = spec.dims as number[];
+  else if (dynamic === 1 && size !== undefined && fixed > 0 && body.byteLength % (fixed * size) === 0) {
+    const free = body.byteLength / (fixed * size);
+    dims = spec.dims.map((d) => (typeof d === 'number' && d >= 0 ? d : free));
+  } else {
+    throw bad(`a raw binary request cannot infer the shape of input "${spec.name}" (${datatype} ${JSON.stringify(spec.dims)}) from ${body.byteLength} bytes: send a JSON header`);
+  }
+  return { [spec.name]: decodeRaw(spec.name, datatype, dims, body) };
 }
 
 export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono {
@@ -43,19 +152,22 @@ export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono 
   /** The function named in the path, at the version asked for. */
   const model = (c: Context): Promise<FunctionMeta> => dataPlane.get(c.req.param('name')!, c.req.param('version'));
 
-  app.get('/v2', (c) => c.json({ name: 'brulee', version: '0.1.0', extensions: ['model_repository'] }));
+  app.get('/v2', (c) => c.json({ name: 'brulee', version: '0.1.0', extensions: ['model_repository', 'binary_tensor_data', 'statistics', 'model_configuration'] }));
   app.get('/v2/health/live', (c) => c.json({ live: true }));
   app.get('/v2/health/ready', async (c) => {
     const ready = await dataPlane.ready();
     return c.json({ ready }, ready ? 200 : 503);
   });
+  // Statistics extension: every model (before /v2/models/:name would take "stats" as a name).
+  app.get('/v2/models/stats', async (c) => c.json(await dataPlane.modelStatistics()));
 
   for (const base of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
     app.get(base, async (c) => {
       const fn = await model(c);
       return c.json({
         name: fn.name,
-        versions: fn.versions.map((v) => String(v.version)),
+        // Only the current version is served, so only it is listed (older ones answer 404).
+        versions: [String(fn.version)],
         platform: 'onnxruntime_onnx',
         inputs: fn.signature.inputs.map(v2TensorMetadata),
         outputs: fn.signature.outputs.map(v2TensorMetadata),
@@ -67,19 +179,44 @@ export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono 
       const ready = await dataPlane.ready();
       return c.json({ name: fn.name, ready }, ready ? 200 : 503);
     });
+    app.get(`${base}/config`, async (c) => {
+      const fn = await model(c);
+      return c.json(tritonModelConfig(fn.name, fn.signature));
+    });
+    app.get(`${base}/stats`, async (c) => c.json(await dataPlane.modelStatistics(c.req.param('name')!, c.req.param('version'))));
     app.post(`${base}/infer`, limit(maxRequestBytes, 'request body', 'MAX_REQUEST_BYTES'), async (c) => {
       const fn = await model(c);
-      const req = check(InferRequest, await jsonBody(c), 'inference request');
-      const inputs: Record<string, Tensor> = {};
-      for (const i of req.inputs) {
-        const type = elementTypeOf(i.name, i.datatype);
-        if (i.name in inputs) throw new BruleeError('INVALID_INPUT', `input ${preview(i.name)} is given twice`);
-        inputs[i.name] = decodeJsonTensor(i.name, { type, dims: i.shape, data: i.data });
+      const body = decodeBody(new Uint8Array(await c.req.arrayBuffer()), c.req.header('content-encoding'), maxRequestBytes);
+      const headerLength = c.req.header('inference-header-content-length');
+      let req: InferRequest;
+      let inputs: Record<string, Tensor>;
+      if (headerLength !== undefined && headerLength.trim() === '0') {
+        req = { inputs: [] };
+        inputs = rawBodyInput(fn, body);
+      } else {
+        let json = body;
+        let binary: Uint8Array = new Uint8Array(0);
+        if (headerLength !== undefined) {
+          const n = /^\s*\d+\s*$/.test(headerLength) ? Number(headerLength) : NaN;
+          if (!Number.isSafeInteger(n) || n > body.byteLength) {
+            throw bad(`Inference-Header-Content-Length ${preview(headerLength)} must be the byte length of the JSON header, at most the body's ${body.byteLength} bytes`);
+          }
+          json = body.subarray(0, n);
+          binary = body.subarray(n);
+        }
+        const text = Buffer.from(json.buffer, json.byteOffset, json.byteLength).toString('utf8');
+        if (text.trim() === '') throw new BruleeError('MALFORMED_JSON', 'the request body is empty; send a JSON inference request');
+        req = check(InferRequest, parseJson(text), 'inference request');
+        inputs = decodeInputs(req, binary);
       }
       const outputs = req.outputs?.map((o) => o.name);
       const r = await dataPlane.invoke(fn.name, inputs, { outputs, version: c.req.param('version') });
       const order = outputs && outputs.length > 0 ? outputs : fn.signature.outputs.map((o) => o.name);
-      const body = {
+      // Binary outputs: each one asking for it, or all with binary_data_output (an output may still say false).
+      const allBinary = isTrue(req.parameters?.binary_data_output);
+      const asked = new Map((req.outputs ?? []).map((o) => [o.name, o.parameters?.binary_data]));
+      const chunks: Uint8Array[] = [];
+      const body2 = {
         model_name: fn.name,
         model_version: String(r.fn.version),
         ...(req.id !== undefined ? { id: req.id } : {}),
@@ -87,11 +224,35 @@ export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono 
           .filter((n) => r.outputs[n])
           .map((n) => {
             const t = r.outputs[n]!;
-            return { name: n, datatype: V2_DATATYPE[t.type] ?? t.type, shape: t.dims, data: jsonValues(t, { bigint: 'raw' }) };
+            const head = { name: n, datatype: V2_DATATYPE[t.type] ?? t.type, shape: t.dims };
+            const want = asked.get(n);
+            if (want === undefined ? allBinary : isTrue(want)) {
+              const raw = rawOf(t);
+              chunks.push(raw);
+              return { ...head, parameters: { binary_data_size: raw.byteLength } };
+            }
+            return { ...head, data: jsonValues(t, { bigint: 'raw' }) };
           }),
       };
       // INT64 beyond 2^53 goes out as JSON numbers, as the protocol says, not as strings.
-      return c.body(stringifyWithBigInts(body), 200, { 'content-type': 'application/json' });
+      const header = Buffer.from(stringifyWithBigInts(body2));
+      const headers: Record<string, string> = {};
+      let out: Uint8Array = header;
+      if (chunks.length > 0) {
+        out = Buffer.concat([header, ...chunks]);
+        headers['content-type'] = 'application/octet-stream';
+        headers['inference-header-content-length'] = String(header.byteLength);
+      } else {
+        headers['content-type'] = 'application/json';
+      }
+      // Compressed whole; Inference-Header-Content-Length still counts the uncompressed header.
+      const enc = responseEncoding(c.req.header('accept-encoding'));
+      if (enc) {
+        out = enc === 'gzip' ? zlib.gzipSync(out, { level: 1 }) : zlib.deflateSync(out, { level: 1 });
+        headers['content-encoding'] = enc;
+        headers.vary = 'Accept-Encoding';
+      }
+      return c.body(out as Uint8Array<ArrayBuffer>, 200, headers);
     });
   }
 

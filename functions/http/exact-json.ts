@@ -1,0 +1,56 @@
+import { randomBytes } from 'node:crypto';
+
+/**
+ * JSON.parse, except that integer literals beyond 2^53 come back as exact BigInts instead of
+ * rounded numbers, so INT64/UINT64 tensors sent as JSON numbers (as tritonclient and KServe's
+ * clients send them) keep every digit. Other values are JSON.parse's own.
+ *
+ * The common case costs one regular-expression scan on top of JSON.parse: only a body with a
+ * run of 16 or more digits that is not part of a fraction or exponent takes the slow path, which
+ * rewrites each unsafe integer literal (outside strings) into a marked string and revives it.
+ */
+
+/** 16+ digits not preceded by a digit or '.', and not followed by a digit, '.', 'e' or 'E'. */
+const LONG_INTEGER = /(?<![\d.])\d{16,}(?![\d.eE])/;
+
+export function parseJsonExact(text: string): unknown {
+  if (!LONG_INTEGER.test(text)) return JSON.parse(text);
+  // A nonce per call, so no string a client sends can pass for a marker.
+  const mark = `\u0000${randomBytes(9).toString('base64')}:`;
+  let out = '';
+  let last = 0;
+  let found = false;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34 /* " */) {
+      // Skip the string, escapes included.
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 92 /* \ */) i++;
+        else if (d === 34) break;
+      }
+      continue;
+    }
+    if (c === 45 /* - */ || (c >= 48 && c <= 57)) {
+      let j = i + 1;
+      while (j < n) {
+        const d = text.charCodeAt(j);
+        if ((d >= 48 && d <= 57) || d === 46 || d === 101 || d === 69 || d === 43 || d === 45) j++;
+        else break;
+      }
+      const token = text.slice(i, j);
+      if (/^-?\d+$/.test(token) && !Number.isSafeInteger(Number(token))) {
+        out += `${text.slice(last, i)}"${mark.replace('\u0000', '\\u0000')}${token}"`;
+        last = j;
+        found = true;
+      }
+      i = j - 1;
+    }
+  }
+  if (!found) return JSON.parse(text);
+  out += text.slice(last);
+  return JSON.parse(out, (_key, value: unknown) =>
+    typeof value === 'string' && value.startsWith(mark) ? BigInt(value.slice(mark.length)) : value,
+  );
+}
