@@ -1,8 +1,8 @@
 import { gunzipSync, gzipSync, deflateSync, inflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeStrings } from '../../queue/tensor';
-import { encodeModel } from '../models/onnx-builder';
-import { mlpModel, typesModel } from '../models/generate';
+import { encodeModel } from '../../models/onnx-builder';
+import { mlpModel, typesModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { floats, ort, runDirect } from '../support/models';
 
