@@ -1,4 +1,5 @@
 import type { EntryFacts, EvictionPolicy, EvictionRequest, FutureFacts } from '../runtime/policies/types';
+import { simHints, type SimHints } from './hints';
 import { PopularityTracker } from './popularity';
 import type { SimModel, Trace } from './trace';
 
@@ -230,414 +231,550 @@ export class FutureIndex implements FutureFacts {
  * (a cold start). Policy hooks are called as `WarmPool` calls them.
  */
 export function simulate(trace: Trace, models: readonly SimModel[], policy: EvictionPolicy, opts: SimOptions): SimResult {
-  const wall0 = performance.now();
-  const F = trace.functions.length;
-  if (models.length !== F) throw new RangeError(`simulate: ${models.length} models for ${F} functions`);
-  const budget = opts.budgetBytes;
-  if (!(Number.isFinite(budget) && budget > 0)) throw new RangeError(`simulate: budgetBytes must be a positive number, got ${budget}`);
-  const K = opts.slots ?? 1;
-  if (!(Number.isInteger(K) && K >= 1)) throw new RangeError(`simulate: slots must be an integer >= 1, got ${K}`);
-  const sweepMs = opts.sweepMs ?? 1000;
-  if (!(sweepMs >= 0)) throw new RangeError(`simulate: sweepMs must be >= 0, got ${sweepMs}`);
-  const from = opts.reportFromMs ?? -Infinity;
-  const to = opts.reportToMs ?? Infinity;
-  const { times, fns } = trace;
-  const N = times.length;
+  return new NodeRun(trace, models, policy, opts).run();
+}
 
-  const pop = new PopularityTracker(F, opts.popularityRefreshMs, opts.popularityWindowMs);
-  // A policy that never reads popularity does not need the popularity job at all.
-  const usesPop = policy.usesPopularity !== false;
-  const refreshMs = pop.refreshMs;
-  /**
-   * Resident entries' popularity is brought up to date (the share as of the last refresh, as the
-   * runtime's popularity job leaves it) only when entries are handed to the policy.
-   */
-  const freshen = (c: readonly SimEntry[]) => {
-    if (usesPop) for (let j = 0; j < c.length; j++) c[j]!.popularity = pop.share(c[j]!.idx);
-  };
-  const state = new Uint8Array(F);
-  const inFlight = new Int32Array(F);
-  const loadDoneAt = new Float64Array(F);
-  const entries: SimEntry[] = models.map((m, idx) => ({
-    idx, key: m.key, sizeBytes: m.sizeBytes, loadMs: m.loadMs, execMs: m.execMs,
-    popularity: 0, loadedAt: 0, lastUsedAt: 0, hits: 0,
-  }));
-  const keyIndex = new Map<string, number>();
-  models.forEach((m, f) => keyIndex.set(m.key, f));
+/**
+ * One run of `simulate`. `run` is the event loop; each turn takes the earliest of these, in this
+ * order of precedence, and hands it to the method named for its phase:
+ *
+ * 1. `refreshPopularity`: a popularity refresh due (every 10 s of virtual time);
+ * 2. `periodicCheck`: a keep-alive / pre-warm check due (every `sweepMs`), unless the policy's
+ *    hints say it would do nothing;
+ * 3. `finishDue`: loads that complete (pre-warm and demand), joiners that touch a loaded model,
+ *    invocations that complete;
+ * 4. `dispatch`: the next invocation takes a free slot (hit, join a load, or make room and load).
+ *
+ * A call's path: `dispatch` (→ `makeRoom` → the policy's `selectVictims` → `evict`), then
+ * `finishDue` at its load's end (`completeLoad` → `onLoad`) and at its completion (slot freed).
+ */
+class NodeRun {
+  // Inputs.
+  private readonly trace: Trace;
+  private readonly policy: EvictionPolicy;
+  private readonly hints: SimHints;
+  private readonly opts: SimOptions;
+  private readonly budget: number;
+  private readonly K: number;
+  private readonly sweepMs: number;
+  private readonly from: number;
+  private readonly to: number;
+  private readonly N: number;
+
+  // Popularity (the runtime's decayed share), skipped for policies that never read it.
+  private readonly pop: PopularityTracker;
+  private readonly usesPop: boolean;
+
+  // Models: state, in-flight count, load completion time, the facts handed to the policy.
+  private readonly state: Uint8Array;
+  private readonly inFlight: Int32Array;
+  private readonly loadDoneAt: Float64Array;
+  private readonly entries: SimEntry[];
+  private readonly keyIndex = new Map<string, number>();
   // Resident models (state RESIDENT), with positions for O(1) removal.
-  const resident = new Int32Array(F);
-  const residentPos = new Int32Array(F).fill(-1);
-  let nResident = 0;
-  const cands: SimEntry[] = [];
+  private readonly resident: Int32Array;
+  private readonly residentPos: Int32Array;
+  private nResident = 0;
   /** The resident entries, in `resident` order (the candidates as they are when nothing is in flight). */
-  const residentEntries: SimEntry[] = [];
-  let totalInFlight = 0;
-
-  // Slots: a slot's invocation may first load (loader) or wait for another's load (joiner).
-  const slotFinish = new Float64Array(K).fill(Infinity);
-  const slotLoadEnd = new Float64Array(K).fill(Infinity);
-  const slotTouch = new Float64Array(K).fill(Infinity);
-  const slotModel = new Int32Array(K).fill(-1);
-  let busySlots = 0;
-  // Pre-warm loads, outside the slots.
-  const bgModel: number[] = [];
-  const bgEnd: number[] = [];
-
-  // Oracles see the invocations not yet served.
-  const needFuture = opts.future === true;
-  const future = needFuture ? new FutureIndex(perFunctionTimes(trace), keyIndex) : undefined;
-
-  let now = 0;
-  let used = 0;
-  let peak = 0;
-  let usedSince = 0;
-  let byteMs = 0;
-  let blocked = false;
-  let nextSweep = sweepMs > 0 ? sweepMs : Infinity;
-  const hasSweep = policy.expired !== undefined || policy.prewarm !== undefined;
-  // Lazy checks (the policy's `nextCheckAt` / `quietUntil` hints): a check due before `quiet`, or
-  // before `wake` while nothing has happened since the last check (`dirty` false), is skipped.
-  let wake = -Infinity;
-  let quiet = -Infinity;
-  let dirty = true;
-  // `nextCheckAt` is asked only when its answer is used (nothing has happened since the check, so
-  // the policy's answer is the one it would have given right after): the time of that check.
-  let wakeAskAt = NaN;
-
-  let counted = 0, refused = 0, cold = 0, loads = 0, prewarmLoads = 0, evictions = 0, expirations = 0;
-  let loadDelay = 0, execTotal = 0, latencySum = 0, queueSum = 0;
-  if (latencyScratch.length < N) latencyScratch = new Float64Array(N);
-  const latencies = latencyScratch;
-  let nLat = 0;
-
-  const account = (t: number) => {
-    const a = Math.max(usedSince, from);
-    const b = Math.min(t, to);
-    if (b > a) byteMs += used * (b - a);
-    usedSince = t;
-  };
-  const setUsed = (delta: number) => {
-    account(now);
-    used += delta;
-    if (used > peak) peak = used;
-  };
+  private readonly residentEntries: SimEntry[] = [];
+  private readonly cands: SimEntry[] = [];
+  private readonly amongScratch: number[] = [];
+  private totalInFlight = 0;
   // Bytes of the resident models, kept as they come and go: when nothing is in flight, the
   // evictable bytes. Exact (integer sums, any order) when every size is an integer.
-  let residentBytes = 0;
-  let sizeSum = 0;
-  for (const m of models) sizeSum += m.sizeBytes;
-  const exactSizes = Number.isSafeInteger(sizeSum) && models.every((m) => Number.isSafeInteger(m.sizeBytes));
-  const addResident = (f: number) => {
-    residentBytes += entries[f]!.sizeBytes;
-    residentPos[f] = nResident;
-    residentEntries[nResident] = entries[f]!;
-    resident[nResident++] = f;
-  };
-  const removeResident = (f: number) => {
-    residentBytes -= entries[f]!.sizeBytes;
-    const p = residentPos[f]!;
-    const last = resident[--nResident]!;
-    resident[p] = last;
-    residentEntries[p] = entries[last]!;
-    residentEntries.pop();
-    residentPos[last] = p;
-    residentPos[f] = -1;
-  };
-  const evictable = (): SimEntry[] => {
-    if (totalInFlight === 0) return residentEntries; // the same entries in the same order, no copy
-    cands.length = 0;
-    for (let r = 0; r < nResident; r++) {
-      const f = resident[r]!;
-      if (inFlight[f] === 0) cands.push(entries[f]!);
+  private residentBytes = 0;
+  private readonly exactSizes: boolean;
+
+  // Slots: a slot's invocation may first load (loader) or wait for another's load (joiner).
+  private readonly slotFinish: Float64Array;
+  private readonly slotLoadEnd: Float64Array;
+  private readonly slotTouch: Float64Array;
+  private readonly slotModel: Int32Array;
+  private busySlots = 0;
+  // Pre-warm loads, outside the slots.
+  private readonly bgModel: number[] = [];
+  private readonly bgEnd: number[] = [];
+
+  // Oracles see the invocations not yet served.
+  private readonly future: FutureIndex | undefined;
+  /** One request object, filled in for each call (policies read it during the call only). */
+  private readonly req: { -readonly [K in keyof EvictionRequest]: EvictionRequest[K] };
+
+  // Clock and memory accounting.
+  private now = 0;
+  private used = 0;
+  private peak = 0;
+  private usedSince = 0;
+  private byteMs = 0;
+  /** A call waits for memory that in-flight models hold. */
+  private blocked = false;
+  /** The next invocation to dispatch. */
+  private i = 0;
+
+  // Periodic checks.
+  private nextSweep: number;
+  private readonly hasSweep: boolean;
+  // Lazy checks (the policy's `nextCheckAt` / `quietUntil` hints): a check due before `quiet`, or
+  // before `wake` while nothing has happened since the last check (`dirty` false), is skipped.
+  private wake = -Infinity;
+  private quiet = -Infinity;
+  private dirty = true;
+  // `nextCheckAt` is asked only when its answer is used (nothing has happened since the check, so
+  // the policy's answer is the one it would have given right after): the time of that check.
+  private wakeAskAt = NaN;
+
+  // Counters (invocations arriving in the report window).
+  private counted = 0;
+  private refused = 0;
+  private cold = 0;
+  private loads = 0;
+  private prewarmLoads = 0;
+  private evictions = 0;
+  private expirations = 0;
+  private loadDelay = 0;
+  private execTotal = 0;
+  private latencySum = 0;
+  private queueSum = 0;
+  private readonly latencies: Float64Array;
+  private nLat = 0;
+  private readonly wall0 = performance.now();
+
+  constructor(trace: Trace, models: readonly SimModel[], policy: EvictionPolicy, opts: SimOptions) {
+    const F = trace.functions.length;
+    if (models.length !== F) throw new RangeError(`simulate: ${models.length} models for ${F} functions`);
+    const budget = opts.budgetBytes;
+    if (!(Number.isFinite(budget) && budget > 0)) throw new RangeError(`simulate: budgetBytes must be a positive number, got ${budget}`);
+    const K = opts.slots ?? 1;
+    if (!(Number.isInteger(K) && K >= 1)) throw new RangeError(`simulate: slots must be an integer >= 1, got ${K}`);
+    const sweepMs = opts.sweepMs ?? 1000;
+    if (!(sweepMs >= 0)) throw new RangeError(`simulate: sweepMs must be >= 0, got ${sweepMs}`);
+    this.trace = trace;
+    this.policy = policy;
+    this.hints = simHints(policy);
+    this.opts = opts;
+    this.budget = budget;
+    this.K = K;
+    this.sweepMs = sweepMs;
+    this.from = opts.reportFromMs ?? -Infinity;
+    this.to = opts.reportToMs ?? Infinity;
+    this.N = trace.times.length;
+
+    this.pop = new PopularityTracker(F, opts.popularityRefreshMs, opts.popularityWindowMs);
+    this.usesPop = this.hints.usesPopularity !== false;
+
+    this.state = new Uint8Array(F);
+    this.inFlight = new Int32Array(F);
+    this.loadDoneAt = new Float64Array(F);
+    this.entries = models.map((m, idx) => ({
+      idx, key: m.key, sizeBytes: m.sizeBytes, loadMs: m.loadMs, execMs: m.execMs,
+      popularity: 0, loadedAt: 0, lastUsedAt: 0, hits: 0,
+    }));
+    models.forEach((m, f) => this.keyIndex.set(m.key, f));
+    this.resident = new Int32Array(F);
+    this.residentPos = new Int32Array(F).fill(-1);
+    let sizeSum = 0;
+    for (const m of models) sizeSum += m.sizeBytes;
+    this.exactSizes = Number.isSafeInteger(sizeSum) && models.every((m) => Number.isSafeInteger(m.sizeBytes));
+
+    this.slotFinish = new Float64Array(K).fill(Infinity);
+    this.slotLoadEnd = new Float64Array(K).fill(Infinity);
+    this.slotTouch = new Float64Array(K).fill(Infinity);
+    this.slotModel = new Int32Array(K).fill(-1);
+
+    this.future = opts.future === true ? new FutureIndex(perFunctionTimes(trace), this.keyIndex) : undefined;
+    this.req = { now: 0, needBytes: 0, candidates: this.residentEntries, incoming: this.entries[0]! };
+    if (this.future) this.req.future = this.future;
+
+    this.nextSweep = sweepMs > 0 ? sweepMs : Infinity;
+    this.hasSweep = policy.expired !== undefined || policy.prewarm !== undefined;
+    if (latencyScratch.length < this.N) latencyScratch = new Float64Array(this.N);
+    this.latencies = latencyScratch;
+  }
+
+  /** The event loop: one event a turn, earliest first (see the class comment for the phases). */
+  run(): SimResult {
+    const K = this.K;
+    const { slotFinish, slotLoadEnd, slotTouch, bgEnd } = this;
+    const times = this.trace.times;
+    const N = this.N;
+    for (;;) {
+      let tSlot = Infinity;
+      for (let s = 0; s < K; s++) {
+        const t = Math.min(slotFinish[s]!, slotLoadEnd[s]!, slotTouch[s]!);
+        if (t < tSlot) tSlot = t;
+      }
+      for (let b = 0; b < bgEnd.length; b++) if (bgEnd[b]! < tSlot) tSlot = bgEnd[b]!;
+      const tDisp = this.i < N && this.busySlots < K && !this.blocked ? Math.max(this.now, times[this.i]!) : Infinity;
+      if (tSlot === Infinity && tDisp === Infinity) break;
+      const tNext = Math.min(tSlot, tDisp);
+      if (this.refreshPopularity(tNext)) continue;
+      if (this.nextSweep <= tNext) {
+        if (this.hasSweep) {
+          this.periodicCheck(tNext);
+          continue;
+        }
+        this.nextSweep = Infinity;
+      }
+      this.now = tNext;
+      this.dirty = true;
+      if (tSlot <= tNext) this.finishDue();
+      else this.dispatch();
     }
-    return cands;
-  };
-  const evict = (f: number, cause: 'policy' | 'expired') => {
-    state[f] = ABSENT;
-    removeResident(f);
-    setUsed(-entries[f]!.sizeBytes);
-    if (cause === 'policy') evictions++;
-    else expirations++;
-    policy.onEvict?.(entries[f]!.key, now);
-    opts.onEvict?.(entries[f]!.key, now, cause);
-  };
-  const completeLoad = (f: number, prewarmed: boolean) => {
-    state[f] = RESIDENT;
-    addResident(f);
-    const e = entries[f]!;
-    e.popularity = usesPop ? pop.share(f) : 0;
-    e.loadedAt = now;
-    e.lastUsedAt = now;
-    e.hits = prewarmed ? 0 : 1;
-    policy.onLoad?.(e, now);
-  };
-  const touch = (f: number) => {
-    const e = entries[f]!;
-    e.hits++;
-    e.lastUsedAt = now;
-    e.popularity = usesPop ? pop.share(f) : 0;
-    policy.onAccess?.(e, now);
-  };
+    this.account(this.now);
+    return this.result();
+  }
+
+  /**
+   * Phase 1: the popularity refresh due before the next event and the next check, if any (true:
+   * the turn is taken). Periodic events run in time order, each at its own time.
+   */
+  private refreshPopularity(tNext: number): boolean {
+    const pop = this.pop;
+    const tUntil = this.hasSweep && this.nextSweep < tNext ? this.nextSweep : tNext;
+    const idle = this.busySlots === 0 && this.bgEnd.length === 0;
+    if (!(pop.nextRefreshAt <= tUntil && pop.nextRefreshAt !== Infinity && !(idle && this.i >= this.N))) return false;
+    if (this.usesPop) {
+      this.now = Math.max(this.now, pop.nextRefreshAt);
+      pop.refreshRates();
+      this.dirty = true; // entries' popularity changes
+      return true;
+    }
+    // Nothing to compute, but the clock moves as it does with refreshes.
+    let r = pop.nextRefreshAt;
+    while (r + pop.refreshMs <= tUntil) r += pop.refreshMs;
+    this.now = Math.max(this.now, r);
+    pop.nextRefreshAt = r + pop.refreshMs;
+    return true;
+  }
+
+  /** Phase 2: the check due (at or before the next event), or skip the checks the hints say are idle. */
+  private periodicCheck(tNext: number): void {
+    if (!this.dirty && !Number.isNaN(this.wakeAskAt)) {
+      this.wake = this.hints.nextCheckAt!(this.wakeAskAt);
+      this.wakeAskAt = NaN;
+    }
+    const lim = this.dirty ? this.quiet : Math.max(this.quiet, this.wake);
+    // A check runs at max(now, nextSweep) (later than due when a refresh moved the clock on).
+    if (this.now < lim && this.nextSweep < lim) {
+      // Skip every check due before min(lim, tNext): nothing happens until tNext.
+      while (this.nextSweep <= tNext && this.nextSweep < lim) this.nextSweep += this.sweepMs;
+      return;
+    }
+    this.now = Math.max(this.now, this.nextSweep);
+    this.nextSweep += this.sweepMs;
+    this.sweep();
+    this.dirty = false;
+    if (this.hints.nextCheckAt) this.wakeAskAt = this.now;
+    if (this.hints.quietUntil) this.quiet = this.hints.quietUntil(this.now);
+  }
+
+  /** Phase 3, at `now`: loads finish first, then joiners touch the loaded model, then invocations complete. */
+  private finishDue(): void {
+    const { now, bgEnd, bgModel, slotLoadEnd, slotTouch, slotFinish, slotModel } = this;
+    const K = this.K;
+    for (let b = 0; b < bgEnd.length; b++) {
+      if (bgEnd[b]! <= now) {
+        this.completeLoad(bgModel[b]!, true);
+        bgEnd.splice(b, 1);
+        bgModel.splice(b, 1);
+        b--;
+      }
+    }
+    for (let s = 0; s < K; s++) {
+      if (slotLoadEnd[s]! <= now) {
+        slotLoadEnd[s] = Infinity;
+        this.completeLoad(slotModel[s]!, false);
+      }
+    }
+    for (let s = 0; s < K; s++) {
+      if (slotTouch[s]! <= now) {
+        slotTouch[s] = Infinity;
+        this.touch(slotModel[s]!);
+      }
+    }
+    for (let s = 0; s < K; s++) {
+      if (slotFinish[s]! <= now && slotLoadEnd[s] === Infinity && slotTouch[s] === Infinity) {
+        slotFinish[s] = Infinity;
+        this.inFlight[slotModel[s]!]!--;
+        this.totalInFlight--;
+        slotModel[s] = -1;
+        this.busySlots--;
+      }
+    }
+    this.blocked = false;
+  }
+
+  /** Phase 4, at `now`: invocation i takes a free slot (or is refused, or waits for memory). */
+  private dispatch(): void {
+    const now = this.now;
+    const f = this.trace.fns[this.i]!;
+    const arrival = this.trace.times[this.i]!;
+    const e = this.entries[f]!;
+    const inWindow = arrival >= this.from && arrival < this.to;
+    if (this.sweepMs === 0 && this.hasSweep) this.sweep();
+    if (e.sizeBytes > this.budget) {
+      this.refuse(f, inWindow);
+      return;
+    }
+    let s = 0;
+    while (this.slotModel[s] !== -1) s++;
+    let finish: number;
+    let wait = 0;
+    const st = this.state[f];
+    if (st === RESIDENT) {
+      this.inFlight[f]!++;
+      this.totalInFlight++;
+      this.touch(f);
+      finish = now + e.execMs;
+    } else if (st === LOADING) {
+      this.inFlight[f]!++;
+      this.totalInFlight++;
+      wait = this.loadDoneAt[f]! - now;
+      this.slotTouch[s] = this.loadDoneAt[f]!;
+      finish = this.loadDoneAt[f]! + e.execMs;
+    } else {
+      if (!this.makeRoom(f)) {
+        if (this.busySlots > 0 || this.bgEnd.length > 0) {
+          this.blocked = true; // wait for an in-flight model to finish
+          return;
+        }
+        this.refuse(f, inWindow);
+        return;
+      }
+      this.state[f] = LOADING;
+      this.setUsed(e.sizeBytes);
+      this.inFlight[f]!++;
+      this.totalInFlight++;
+      this.loads++;
+      wait = e.loadMs;
+      this.loadDoneAt[f] = now + e.loadMs;
+      this.slotLoadEnd[s] = this.loadDoneAt[f]!;
+      finish = this.loadDoneAt[f]! + e.execMs;
+    }
+    this.slotModel[s] = f;
+    this.slotFinish[s] = finish;
+    this.busySlots++;
+    this.pop.record(f);
+    this.future?.served(f);
+    if (inWindow) {
+      this.counted++;
+      if (wait > 0 || this.state[f] !== RESIDENT) this.cold++;
+      this.loadDelay += wait;
+      this.execTotal += e.execMs;
+      const lat = finish - arrival;
+      this.latencySum += lat;
+      this.queueSum += now - arrival;
+      this.latencies[this.nLat++] = lat;
+    }
+    this.i++;
+    if ((this.i & PROGRESS_MASK) === 0) this.opts.onProgress?.(this.i, this.N);
+  }
+
+  /** Invocation i is not served (its model does not fit). */
+  private refuse(f: number, inWindow: boolean): void {
+    if (inWindow) {
+      this.counted++;
+      this.refused++;
+    }
+    this.pop.record(f);
+    this.future?.served(f);
+    this.i++;
+  }
+
   /** Evicts the policy's victims until model f fits. False if in-flight models hold the room. */
-  const makeRoom = (f: number): boolean => {
-    const e = entries[f]!;
-    const need = used + e.sizeBytes - budget;
+  private makeRoom(f: number): boolean {
+    const e = this.entries[f]!;
+    const budget = this.budget;
+    const need = this.used + e.sizeBytes - budget;
     if (need <= 0) return true;
-    const c = evictable();
+    const c = this.evictable();
     let free = 0;
-    if (c === residentEntries && exactSizes) free = residentBytes;
+    if (c === this.residentEntries && this.exactSizes) free = this.residentBytes;
     else for (const x of c) free += x.sizeBytes;
     if (free < need) return false;
-    freshen(c);
-    e.popularity = usesPop ? pop.share(f) : 0;
-    future?.newRequest();
-    req.now = now;
+    this.freshen(c);
+    e.popularity = this.usesPop ? this.pop.share(f) : 0;
+    this.future?.newRequest();
+    const req = this.req;
+    req.now = this.now;
     req.needBytes = need;
     req.candidates = c;
     req.incoming = e;
-    const victims = policy.selectVictims(req);
+    const victims = this.policy.selectVictims(req);
     for (const v of victims) {
-      if (used + e.sizeBytes <= budget) break;
-      const g = keyIndex.get(v.key);
-      if (g !== undefined && state[g] === RESIDENT && inFlight[g] === 0) evict(g, 'policy');
+      if (this.used + e.sizeBytes <= budget) break;
+      const g = this.keyIndex.get(v.key);
+      if (g !== undefined && this.state[g] === RESIDENT && this.inFlight[g] === 0) this.evict(g, 'policy');
     }
-    return used + e.sizeBytes <= budget;
-  };
-  // One request object, filled in for each call (policies read it during the call only).
-  const req: { -readonly [K in keyof EvictionRequest]: EvictionRequest[K] } = { now: 0, needBytes: 0, candidates: residentEntries, incoming: entries[0]! };
-  if (future) req.future = future;
-  const isResidentKey = (key: string): boolean => {
-    const g = keyIndex.get(key);
-    return g !== undefined && state[g] !== ABSENT;
-  };
-  const amongScratch: number[] = [];
-  /** The evictable entries among `keys`, in the order `evictable()` lists them. */
-  const evictableAmong = (keys: readonly string[]): readonly SimEntry[] => {
-    if (keys.length === 0) return NO_ENTRIES;
-    cands.length = 0;
-    const fs = amongScratch;
-    fs.length = 0;
-    for (const key of keys) {
-      const g = keyIndex.get(key);
-      if (g !== undefined && state[g] === RESIDENT && inFlight[g] === 0 && !fs.includes(g)) fs.push(g);
-    }
-    if (fs.length > 1) fs.sort((a, b) => residentPos[a]! - residentPos[b]!);
-    for (const g of fs) cands.push(entries[g]!);
-    return cands;
-  };
-  const sweep = () => {
+    return this.used + e.sizeBytes <= budget;
+  }
+
+  /** A keep-alive / pre-warm check at `now`: the policy's `expired`, then its `prewarm`. */
+  private sweep(): void {
+    const policy = this.policy;
+    const now = this.now;
     if (policy.expired) {
-      const c = policy.expiryCandidates ? evictableAmong(policy.expiryCandidates(now)) : evictable();
+      const ec = this.hints.expiryCandidates;
+      const c = ec ? this.evictableAmong(ec(now)) : this.evictable();
       if (c.length > 0) {
-        freshen(c);
+        this.freshen(c);
         for (const v of policy.expired(c, now)) {
-          const g = keyIndex.get(v.key);
-          if (g !== undefined && state[g] === RESIDENT && inFlight[g] === 0) evict(g, 'expired');
+          const g = this.keyIndex.get(v.key);
+          if (g !== undefined && this.state[g] === RESIDENT && this.inFlight[g] === 0) this.evict(g, 'expired');
         }
       }
     }
     // No pre-warming while a call waits for memory (as the warm pool): it would evict it again.
-    if (policy.prewarm && !blocked) {
-      for (const w of policy.prewarm(now, isResidentKey, budget - used)) {
-        const g = keyIndex.get(w.key);
-        if (g === undefined || state[g] !== ABSENT) continue;
-        const size = entries[g]!.sizeBytes;
-        if (used + size > budget) continue;
-        state[g] = LOADING;
-        setUsed(size);
-        loadDoneAt[g] = now + entries[g]!.loadMs;
-        bgModel.push(g);
-        bgEnd.push(loadDoneAt[g]!);
-        loads++;
-        prewarmLoads++;
+    if (policy.prewarm && !this.blocked) {
+      for (const w of policy.prewarm(now, this.isResidentKey, this.budget - this.used)) {
+        const g = this.keyIndex.get(w.key);
+        if (g === undefined || this.state[g] !== ABSENT) continue;
+        const size = this.entries[g]!.sizeBytes;
+        if (this.used + size > this.budget) continue;
+        this.state[g] = LOADING;
+        this.setUsed(size);
+        this.loadDoneAt[g] = now + this.entries[g]!.loadMs;
+        this.bgModel.push(g);
+        this.bgEnd.push(this.loadDoneAt[g]!);
+        this.loads++;
+        this.prewarmLoads++;
       }
     }
-  };
-
-  let i = 0;
-  const progressMask = (1 << 18) - 1;
-  for (;;) {
-    let tSlot = Infinity;
-    for (let s = 0; s < K; s++) {
-      const t = Math.min(slotFinish[s]!, slotLoadEnd[s]!, slotTouch[s]!);
-      if (t < tSlot) tSlot = t;
-    }
-    for (let b = 0; b < bgEnd.length; b++) if (bgEnd[b]! < tSlot) tSlot = bgEnd[b]!;
-    const idle = busySlots === 0 && bgEnd.length === 0;
-    const tDisp = i < N && busySlots < K && !blocked ? Math.max(now, times[i]!) : Infinity;
-    if (tSlot === Infinity && tDisp === Infinity) break;
-    const tNext = Math.min(tSlot, tDisp);
-    // Periodic events in time order: refreshes due before the next event and the next check.
-    const tUntil = hasSweep && nextSweep < tNext ? nextSweep : tNext;
-    if (pop.nextRefreshAt <= tUntil && pop.nextRefreshAt !== Infinity && !(idle && i >= N)) {
-      if (usesPop) {
-        now = Math.max(now, pop.nextRefreshAt);
-        pop.refreshRates();
-        dirty = true; // entries' popularity changes
-        continue;
-      }
-      // Nothing to compute, but the clock moves as it does with refreshes.
-      let r = pop.nextRefreshAt;
-      while (r + refreshMs <= tUntil) r += refreshMs;
-      now = Math.max(now, r);
-      pop.nextRefreshAt = r + refreshMs;
-      continue;
-    }
-    if (nextSweep <= tNext && hasSweep) {
-      if (!dirty && !Number.isNaN(wakeAskAt)) {
-        wake = policy.nextCheckAt!(wakeAskAt);
-        wakeAskAt = NaN;
-      }
-      const lim = dirty ? quiet : Math.max(quiet, wake);
-      // A check runs at max(now, nextSweep) (later than due when a refresh moved the clock on).
-      if (now < lim && nextSweep < lim) {
-        // Skip every check due before min(lim, tNext): nothing happens until tNext.
-        while (nextSweep <= tNext && nextSweep < lim) nextSweep += sweepMs;
-        continue;
-      }
-      now = Math.max(now, nextSweep);
-      nextSweep += sweepMs;
-      sweep();
-      dirty = false;
-      if (policy.nextCheckAt) wakeAskAt = now;
-      if (policy.quietUntil) quiet = policy.quietUntil(now);
-      continue;
-    }
-    if (!hasSweep && nextSweep <= tNext) nextSweep = Infinity;
-    now = tNext;
-    dirty = true;
-    if (tSlot <= tNext) {
-      // Loads finish first, then joiners touch the loaded model, then invocations complete.
-      for (let b = 0; b < bgEnd.length; b++) {
-        if (bgEnd[b]! <= now) {
-          completeLoad(bgModel[b]!, true);
-          bgEnd.splice(b, 1);
-          bgModel.splice(b, 1);
-          b--;
-        }
-      }
-      for (let s = 0; s < K; s++) {
-        if (slotLoadEnd[s]! <= now) {
-          slotLoadEnd[s] = Infinity;
-          completeLoad(slotModel[s]!, false);
-        }
-      }
-      for (let s = 0; s < K; s++) {
-        if (slotTouch[s]! <= now) {
-          slotTouch[s] = Infinity;
-          touch(slotModel[s]!);
-        }
-      }
-      for (let s = 0; s < K; s++) {
-        if (slotFinish[s]! <= now && slotLoadEnd[s] === Infinity && slotTouch[s] === Infinity) {
-          slotFinish[s] = Infinity;
-          inFlight[slotModel[s]!]!--;
-          totalInFlight--;
-          slotModel[s] = -1;
-          busySlots--;
-          blocked = false;
-        }
-      }
-      blocked = false;
-      continue;
-    }
-
-    // Dispatch invocation i.
-    const f = fns[i]!;
-    const arrival = times[i]!;
-    const e = entries[f]!;
-    const inWindow = arrival >= from && arrival < to;
-    if (sweepMs === 0 && hasSweep) sweep();
-    let finish: number;
-    let wait = 0;
-    if (e.sizeBytes > budget) {
-      if (inWindow) { counted++; refused++; }
-      pop.record(f);
-      future?.served(f);
-      i++;
-      continue;
-    }
-    let s = 0;
-    while (slotModel[s] !== -1) s++;
-    if (state[f] === RESIDENT) {
-      inFlight[f]!++;
-      totalInFlight++;
-      touch(f);
-      finish = now + e.execMs;
-    } else if (state[f] === LOADING) {
-      inFlight[f]!++;
-      totalInFlight++;
-      wait = loadDoneAt[f]! - now;
-      slotTouch[s] = loadDoneAt[f]!;
-      finish = loadDoneAt[f]! + e.execMs;
-    } else {
-      if (!makeRoom(f)) {
-        if (busySlots > 0 || bgEnd.length > 0) {
-          blocked = true; // wait for an in-flight model to finish
-          continue;
-        }
-        if (inWindow) { counted++; refused++; }
-        pop.record(f);
-        future?.served(f);
-        i++;
-        continue;
-      }
-      state[f] = LOADING;
-      setUsed(e.sizeBytes);
-      inFlight[f]!++;
-      totalInFlight++;
-      loads++;
-      wait = e.loadMs;
-      loadDoneAt[f] = now + e.loadMs;
-      slotLoadEnd[s] = loadDoneAt[f]!;
-      finish = loadDoneAt[f]! + e.execMs;
-    }
-    slotModel[s] = f;
-    slotFinish[s] = finish;
-    busySlots++;
-    pop.record(f);
-    future?.served(f);
-    if (inWindow) {
-      counted++;
-      if (wait > 0 || state[f] !== RESIDENT) cold++;
-      loadDelay += wait;
-      execTotal += e.execMs;
-      const lat = finish - arrival;
-      latencySum += lat;
-      queueSum += now - arrival;
-      latencies[nLat++] = lat;
-    }
-    i++;
-    if ((i & progressMask) === 0) opts.onProgress?.(i, N);
   }
-  account(now);
 
-  const served = counted - refused;
-  const windowStart = Math.max(0, from);
-  const windowEnd = Math.min(now, to);
-  const windowMs = Math.max(0, windowEnd - windowStart);
-  return {
-    policy: policy.name,
-    budgetBytes: budget,
-    invocations: counted,
-    refused,
-    coldStarts: cold,
-    hitRatio: served > 0 ? (served - cold) / served : 0,
-    loads,
-    prewarmLoads,
-    evictions,
-    expirations,
-    loadDelayMs: loadDelay,
-    meanLoadDelayMs: served > 0 ? loadDelay / served : 0,
-    execMs: execTotal,
-    loadDelayPctOfExec: execTotal > 0 ? (100 * loadDelay) / execTotal : 0,
-    meanLatencyMs: served > 0 ? latencySum / served : 0,
-    p99LatencyMs: nLat > 0 ? kthSmallest(latencies, nLat, Math.min(nLat - 1, Math.ceil(0.99 * nLat) - 1)) : 0,
-    meanQueueMs: served > 0 ? queueSum / served : 0,
-    byteSeconds: byteMs / 1000,
-    meanUsedBytes: windowMs > 0 ? byteMs / windowMs : 0,
-    peakUsedBytes: peak,
-    simulatedMs: now,
-    wallMs: performance.now() - wall0,
+  private readonly isResidentKey = (key: string): boolean => {
+    const g = this.keyIndex.get(key);
+    return g !== undefined && this.state[g] !== ABSENT;
   };
+
+  /**
+   * Resident entries' popularity is brought up to date (the share as of the last refresh, as the
+   * runtime's popularity job leaves it) only when entries are handed to the policy.
+   */
+  private freshen(c: readonly SimEntry[]): void {
+    if (this.usesPop) for (let j = 0; j < c.length; j++) c[j]!.popularity = this.pop.share(c[j]!.idx);
+  }
+
+  private completeLoad(f: number, prewarmed: boolean): void {
+    this.state[f] = RESIDENT;
+    this.addResident(f);
+    const e = this.entries[f]!;
+    e.popularity = this.usesPop ? this.pop.share(f) : 0;
+    e.loadedAt = this.now;
+    e.lastUsedAt = this.now;
+    e.hits = prewarmed ? 0 : 1;
+    this.policy.onLoad?.(e, this.now);
+  }
+
+  private touch(f: number): void {
+    const e = this.entries[f]!;
+    e.hits++;
+    e.lastUsedAt = this.now;
+    e.popularity = this.usesPop ? this.pop.share(f) : 0;
+    this.policy.onAccess?.(e, this.now);
+  }
+
+  private evict(f: number, cause: 'policy' | 'expired'): void {
+    this.state[f] = ABSENT;
+    this.removeResident(f);
+    this.setUsed(-this.entries[f]!.sizeBytes);
+    if (cause === 'policy') this.evictions++;
+    else this.expirations++;
+    this.policy.onEvict?.(this.entries[f]!.key, this.now);
+    this.opts.onEvict?.(this.entries[f]!.key, this.now, cause);
+  }
+
+  private account(t: number): void {
+    const a = Math.max(this.usedSince, this.from);
+    const b = Math.min(t, this.to);
+    if (b > a) this.byteMs += this.used * (b - a);
+    this.usedSince = t;
+  }
+
+  private setUsed(delta: number): void {
+    this.account(this.now);
+    this.used += delta;
+    if (this.used > this.peak) this.peak = this.used;
+  }
+
+  private addResident(f: number): void {
+    this.residentBytes += this.entries[f]!.sizeBytes;
+    this.residentPos[f] = this.nResident;
+    this.residentEntries[this.nResident] = this.entries[f]!;
+    this.resident[this.nResident++] = f;
+  }
+
+  private removeResident(f: number): void {
+    this.residentBytes -= this.entries[f]!.sizeBytes;
+    const p = this.residentPos[f]!;
+    const last = this.resident[--this.nResident]!;
+    this.resident[p] = last;
+    this.residentEntries[p] = this.entries[last]!;
+    this.residentEntries.pop();
+    this.residentPos[last] = p;
+    this.residentPos[f] = -1;
+  }
+
+  /** The evictable entries: resident and not in flight. */
+  private evictable(): SimEntry[] {
+    if (this.totalInFlight === 0) return this.residentEntries; // the same entries in the same order, no copy
+    const cands = this.cands;
+    cands.length = 0;
+    for (let r = 0; r < this.nResident; r++) {
+      const f = this.resident[r]!;
+      if (this.inFlight[f] === 0) cands.push(this.entries[f]!);
+    }
+    return cands;
+  }
+
+  /** The evictable entries among `keys`, in the order `evictable()` lists them. */
+  private evictableAmong(keys: readonly string[]): readonly SimEntry[] {
+    if (keys.length === 0) return NO_ENTRIES;
+    const cands = this.cands;
+    cands.length = 0;
+    const fs = this.amongScratch;
+    fs.length = 0;
+    for (const key of keys) {
+      const g = this.keyIndex.get(key);
+      if (g !== undefined && this.state[g] === RESIDENT && this.inFlight[g] === 0 && !fs.includes(g)) fs.push(g);
+    }
+    const pos = this.residentPos;
+    if (fs.length > 1) fs.sort((a, b) => pos[a]! - pos[b]!);
+    for (const g of fs) cands.push(this.entries[g]!);
+    return cands;
+  }
+
+  private result(): SimResult {
+    const served = this.counted - this.refused;
+    const windowStart = Math.max(0, this.from);
+    const windowEnd = Math.min(this.now, this.to);
+    const windowMs = Math.max(0, windowEnd - windowStart);
+    const { nLat, loadDelay, execTotal } = this;
+    return {
+      policy: this.policy.name,
+      budgetBytes: this.budget,
+      invocations: this.counted,
+      refused: this.refused,
+      coldStarts: this.cold,
+      hitRatio: served > 0 ? (served - this.cold) / served : 0,
+      loads: this.loads,
+      prewarmLoads: this.prewarmLoads,
+      evictions: this.evictions,
+      expirations: this.expirations,
+      loadDelayMs: loadDelay,
+      meanLoadDelayMs: served > 0 ? loadDelay / served : 0,
+      execMs: execTotal,
+      loadDelayPctOfExec: execTotal > 0 ? (100 * loadDelay) / execTotal : 0,
+      meanLatencyMs: served > 0 ? this.latencySum / served : 0,
+      p99LatencyMs: nLat > 0 ? kthSmallest(this.latencies, nLat, Math.min(nLat - 1, Math.ceil(0.99 * nLat) - 1)) : 0,
+      meanQueueMs: served > 0 ? this.queueSum / served : 0,
+      byteSeconds: this.byteMs / 1000,
+      meanUsedBytes: windowMs > 0 ? this.byteMs / windowMs : 0,
+      peakUsedBytes: this.peak,
+      simulatedMs: this.now,
+      wallMs: performance.now() - this.wall0,
+    };
+  }
 }
+
+const PROGRESS_MASK = (1 << 18) - 1;

@@ -1,4 +1,5 @@
-import { lowestScored, scoreScratch, type EvictionPolicy } from './types';
+import { Selection } from './select';
+import type { EvictionPolicy } from './types';
 
 /**
  * Belady's MIN (Belady, "A study of replacement algorithms for a virtual-storage computer", IBM
@@ -7,20 +8,24 @@ import { lowestScored, scoreScratch, type EvictionPolicy } from './types';
  * the optimum. Needs `EvictionRequest.future`, so it runs in the simulator only.
  */
 export function belady(): EvictionPolicy {
-  return {
+  const sel = new Selection();
+  const policy: EvictionPolicy = {
     name: 'belady',
-    usesPopularity: false,
     selectVictims(req) {
       const future = req.future;
       if (!future) throw new Error('belady needs future facts (EvictionRequest.future): it is a simulator-only oracle');
       // Farthest next use first: ascending by the negated next use.
       const c = req.candidates;
-      const s = scoreScratch(c.length);
+      const s = sel.scores(c.length);
       for (let i = 0; i < c.length; i++) s[i] = -future.nextUse(c[i]!.key, req.now);
-      return lowestScored(c, s, req.needBytes, (e) => {
+      return sel.lowestScored(c, s, req.needBytes, (e) => {
         const next = future.nextUse(e.key, req.now);
         return `next use farthest away (${next === Infinity ? 'never' : `at ${Math.round(next)} ms`})`;
       });
     },
   };
+  return Object.assign(policy, {
+    // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
+    usesPopularity: false,
+  });
 }

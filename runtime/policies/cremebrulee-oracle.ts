@@ -1,4 +1,5 @@
-import { lowestScored, scoreScratch, type EntryFacts, type EvictionPolicy } from './types';
+import { Selection } from './select';
+import type { EntryFacts, EvictionPolicy } from './types';
 
 /**
  * CremeBrulee with perfect knowledge of popularity (the ACSOS'21 paper's oracle variant): the same
@@ -11,9 +12,9 @@ import { lowestScored, scoreScratch, type EntryFacts, type EvictionPolicy } from
  */
 export function cremebruleeOracle(horizonMs = 600_000): EvictionPolicy {
   if (!(horizonMs > 0)) throw new RangeError(`cremebrulee-oracle: horizonMs must be > 0, got ${horizonMs}`);
-  return {
+  const sel = new Selection();
+  const policy: EvictionPolicy = {
     name: 'cremebrulee-oracle',
-    usesPopularity: false,
     selectVictims(req) {
       const future = req.future;
       if (!future?.usesWithin) throw new Error('cremebrulee-oracle needs future facts with usesWithin: it is a simulator-only oracle');
@@ -22,12 +23,16 @@ export function cremebruleeOracle(horizonMs = 600_000): EvictionPolicy {
         return uses > 0 ? (uses * e.loadMs) / Math.max(1, e.sizeBytes) : -(future.nextUse(e.key, req.now) - req.now);
       };
       const c = req.candidates;
-      const s = scoreScratch(c.length);
+      const s = sel.scores(c.length);
       for (let i = 0; i < c.length; i++) s[i] = score(c[i]!);
-      return lowestScored(c, s, req.needBytes, (e) => {
+      return sel.lowestScored(c, s, req.needBytes, (e) => {
         const s = score(e);
         return s >= 0 ? `future utility ${s.toExponential(3)} lowest` : `no use in the next ${horizonMs} ms`;
       });
     },
   };
+  return Object.assign(policy, {
+    // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
+    usesPopularity: false,
+  });
 }

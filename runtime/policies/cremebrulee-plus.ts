@@ -1,5 +1,6 @@
 import { PositionMemo } from './memo';
-import { lowestScored, scoreScratch, type EntryFacts, type EvictionPolicy, type Victim } from './types';
+import { Selection } from './select';
+import type { EntryFacts, EvictionPolicy, Victim } from './types';
 
 export interface CremeBruleePlusOptions {
   /** Weight of the newest gap in the moving average of a function's inter-arrival gaps. @default 0.3 */
@@ -205,6 +206,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     f.lastUsedAt = e.lastUsedAt;
   };
 
+  const sel = new Selection();
   const policy: EvictionPolicy = {
     name: 'cremebrulee-plus',
     onLoad(e, now) {
@@ -246,10 +248,10 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     },
     selectVictims(req) {
       const c = req.candidates;
-      const scores = scoreScratch(c.length);
+      const scores = sel.scores(c.length);
       for (let i = 0; i < c.length; i++) scores[i] = utilityOf(byPosition.at(i, c[i]!.key), c[i]!, req.now);
       const picked: number[] = [];
-      const victims = lowestScored(c, scores, req.needBytes, (e) => {
+      const victims = sel.lowestScored(c, scores, req.needBytes, (e) => {
         const f = fns.get(e.key);
         return `utility ${utility(e, req.now).toExponential(3)} lowest (gap ${Math.round(f?.gap ?? NaN)} ms, idle ${Math.round(req.now - (f && !Number.isNaN(f.last) ? f.last : e.lastUsedAt))} ms)`;
       }, picked);
@@ -272,8 +274,6 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     },
   };
   if (prefetch) {
-    // Before nextPrefetchAt, prewarm returns at once and changes nothing.
-    policy.quietUntil = () => nextPrefetchAt;
     policy.prewarm = (now, isResident, freeBytes) => {
       // Only where the caller says how much is free (and reports loads and evictions).
       if (freeBytes === undefined) return [];
@@ -321,6 +321,9 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       }
       return out;
     };
+    // Simulator speed hint (contract: `SimHints`, sim/hints.ts); the runtime does not use it.
+    // Before nextPrefetchAt, prewarm returns at once and changes nothing.
+    return Object.assign(policy, { quietUntil: (): number => nextPrefetchAt });
   }
   return policy;
 }

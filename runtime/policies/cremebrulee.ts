@@ -1,4 +1,5 @@
-import { lowestFirst, type EntryFacts, type EvictionPolicy, type EvictionRequest } from './types';
+import { Selection } from './select';
+import type { EntryFacts, EvictionPolicy, EvictionRequest } from './types';
 
 /**
  * CremeBrulee (Ogden et al., "Many Models at the Edge: Scaling Deep Inference via Model-Level
@@ -13,10 +14,11 @@ export function utility(e: Pick<EntryFacts, 'popularity' | 'loadMs' | 'sizeBytes
 }
 
 export function cremebrulee(): EvictionPolicy {
+  const sel = new Selection();
   return {
     name: 'cremebrulee',
     selectVictims(req: EvictionRequest) {
-      return lowestFirst(req.candidates, req.needBytes, utility, (e) =>
+      return sel.lowestFirst(req.candidates, req.needBytes, utility, (e) =>
         `utility ${utility(e).toExponential(3)} lowest (popularity ${e.popularity.toFixed(4)}, load ${e.loadMs.toFixed(1)} ms, ${e.sizeBytes} B)`,
       );
     },

@@ -1,5 +1,6 @@
 import { PositionMemo } from './memo';
-import { lowestScored, scoreScratch, type EntryFacts, type EvictionPolicy } from './types';
+import { Selection } from './select';
+import type { EntryFacts, EvictionPolicy } from './types';
 
 /**
  * Greedy-Dual-Size-Frequency as used by FaaSCache (Fuerst & Sharma, ASPLOS'21):
@@ -21,9 +22,9 @@ export function gdsf(): EvictionPolicy {
     if (box) box.p = score(e);
     else priority.set(e.key, { p: score(e) });
   };
-  return {
+  const sel = new Selection();
+  const policy: EvictionPolicy = {
     name: 'gdsf',
-    usesPopularity: false,
     onLoad(e) {
       set(e);
     },
@@ -39,11 +40,15 @@ export function gdsf(): EvictionPolicy {
     selectVictims(req) {
       const pr = (e: EntryFacts) => priority.get(e.key)?.p ?? score(e);
       const c = req.candidates;
-      const s = scoreScratch(c.length);
+      const s = sel.scores(c.length);
       for (let i = 0; i < c.length; i++) s[i] = byPosition.at(i, c[i]!.key)?.p ?? score(c[i]!);
-      return lowestScored(c, s, req.needBytes, (e) =>
+      return sel.lowestScored(c, s, req.needBytes, (e) =>
         `lowest GDSF priority ${pr(e).toExponential(3)} (clock ${clock.toExponential(3)}, ${e.hits} hits)`,
       );
     },
   };
+  return Object.assign(policy, {
+    // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
+    usesPopularity: false,
+  });
 }

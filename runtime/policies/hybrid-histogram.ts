@@ -1,6 +1,7 @@
 import { DeadlineHeap, NONE } from './heap';
 import { PositionMemo } from './memo';
-import { lowestScored, scoreScratch, type EntryFacts, type EvictionPolicy, type Victim } from './types';
+import { Selection } from './select';
+import type { EntryFacts, EvictionPolicy, Victim } from './types';
 
 export interface HybridHistogramOptions {
   /** Histogram range (idle times beyond it are out of bounds), ms. @default 14400000 (4 h) */
@@ -179,9 +180,9 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   // (`fns` states are never replaced or deleted.)
   const byPosition = new PositionMemo((key) => fns.get(key));
 
-  return {
+  const sel = new Selection();
+  const policy: EvictionPolicy = {
     name: 'hybrid-histogram',
-    usesPopularity: false,
     onLoad(e, now) {
       sizes.set(e.key, e.sizeBytes);
       loaded.set(e.key, e.hits > 0);
@@ -213,9 +214,9 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     },
     selectVictims(req) {
       const c = req.candidates;
-      const s = scoreScratch(c.length);
+      const s = sel.scores(c.length);
       for (let i = 0; i < c.length; i++) s[i] = byPosition.at(i, c[i]!.key)?.keepUntil ?? c[i]!.lastUsedAt;
-      return lowestScored(c, s, req.needBytes, (e) =>
+      return sel.lowestScored(c, s, req.needBytes, (e) =>
         `keep-alive window ends soonest (in ${Math.round(keepUntil(e) - req.now)} ms)`,
       );
     },
@@ -226,53 +227,6 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         if (!s) continue;
         if (now >= s.keepUntil) out.push({ key: e.key, reason: 'keep-alive window ended' });
         else if (now < s.prewarmAt && e.hits > 0) out.push({ key: e.key, reason: `idle until the pre-warm window at ${Math.round(s.prewarmAt)} ms` });
-      }
-      return out;
-    },
-    nextCheckAt() {
-      // After a check, what is left in `idle` is what the caller could not evict (in flight) and
-      // what is left in `wanted` does not fit; only the deadlines below (or hooks, or the caller's
-      // state) change what a check decides.
-      // Stale heap entries (superseded deadlines) would only wake a check that drops them: drop them here.
-      while (loadedEnds.size > 0) {
-        const key = loadedEnds.peekKey();
-        if (loaded.has(key) && fns.get(key)!.keepUntil === loadedEnds.peekTime()) break;
-        loadedEnds.pop();
-      }
-      while (windowStarts.size > 0) {
-        const key = windowStarts.peekKey();
-        if (pending.has(key) && fns.get(key)!.prewarmAt === windowStarts.peekTime() && !ripe.has(key)) break;
-        windowStarts.pop();
-      }
-      while (pendingEnds.size > 0) {
-        const key = pendingEnds.peekKey();
-        if (pending.has(key) && fns.get(key)!.keepUntil === pendingEnds.peekTime()) break;
-        pendingEnds.pop();
-      }
-      return Math.min(loadedEnds.peekTime(), windowStarts.peekTime(), pendingEnds.peekTime());
-    },
-    expiryCandidates(now) {
-      if (idle.size === 0 && loadedEnds.peekTime() > now) return NONE;
-      const out: string[] = [];
-      // Used models inside their idle window (only a new invocation reopens one, so drop the rest).
-      for (const key of idle) {
-        if (now < fns.get(key)!.prewarmAt) out.push(key);
-        else idle.delete(key);
-      }
-      // Loaded models whose keep-alive window has ended (stale heap entries are dropped).
-      if (loadedEnds.peekTime() <= now) {
-        const due: string[] = [];
-        while (loadedEnds.peekTime() <= now) {
-          const t = loadedEnds.peekTime();
-          const key = loadedEnds.peekKey();
-          loadedEnds.pop();
-          if (loaded.has(key) && fns.get(key)!.keepUntil === t) due.push(key);
-        }
-        // Still loaded after this check (in flight, say): look again next time.
-        for (const key of due) {
-          loadedEnds.push(fns.get(key)!.keepUntil, key);
-          out.push(key);
-        }
       }
       return out;
     },
@@ -317,4 +271,55 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       return keys.map((key) => ({ key, reason: 'pre-warm window reached' }));
     },
   };
+  return Object.assign(policy, {
+    // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
+    usesPopularity: false,
+    nextCheckAt(): number {
+      // After a check, what is left in `idle` is what the caller could not evict (in flight) and
+      // what is left in `wanted` does not fit; only the deadlines below (or hooks, or the caller's
+      // state) change what a check decides.
+      // Stale heap entries (superseded deadlines) would only wake a check that drops them: drop them here.
+      while (loadedEnds.size > 0) {
+        const key = loadedEnds.peekKey();
+        if (loaded.has(key) && fns.get(key)!.keepUntil === loadedEnds.peekTime()) break;
+        loadedEnds.pop();
+      }
+      while (windowStarts.size > 0) {
+        const key = windowStarts.peekKey();
+        if (pending.has(key) && fns.get(key)!.prewarmAt === windowStarts.peekTime() && !ripe.has(key)) break;
+        windowStarts.pop();
+      }
+      while (pendingEnds.size > 0) {
+        const key = pendingEnds.peekKey();
+        if (pending.has(key) && fns.get(key)!.keepUntil === pendingEnds.peekTime()) break;
+        pendingEnds.pop();
+      }
+      return Math.min(loadedEnds.peekTime(), windowStarts.peekTime(), pendingEnds.peekTime());
+    },
+    expiryCandidates(now: number): readonly string[] {
+      if (idle.size === 0 && loadedEnds.peekTime() > now) return NONE;
+      const out: string[] = [];
+      // Used models inside their idle window (only a new invocation reopens one, so drop the rest).
+      for (const key of idle) {
+        if (now < fns.get(key)!.prewarmAt) out.push(key);
+        else idle.delete(key);
+      }
+      // Loaded models whose keep-alive window has ended (stale heap entries are dropped).
+      if (loadedEnds.peekTime() <= now) {
+        const due: string[] = [];
+        while (loadedEnds.peekTime() <= now) {
+          const t = loadedEnds.peekTime();
+          const key = loadedEnds.peekKey();
+          loadedEnds.pop();
+          if (loaded.has(key) && fns.get(key)!.keepUntil === t) due.push(key);
+        }
+        // Still loaded after this check (in flight, say): look again next time.
+        for (const key of due) {
+          loadedEnds.push(fns.get(key)!.keepUntil, key);
+          out.push(key);
+        }
+      }
+      return out;
+    },
+  });
 }

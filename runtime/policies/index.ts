@@ -9,6 +9,7 @@ import { ttl } from './ttl';
 import type { EvictionPolicy, PolicyOptions } from './types';
 
 export * from './types';
+export * from './select';
 export { utility } from './cremebrulee';
 
 /** Policies the runtime can run (the simulator adds its oracles on top). */

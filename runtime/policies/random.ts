@@ -44,9 +44,8 @@ export function random(seed = 1): EvictionPolicy {
   let memoRanks = new Int32Array(0);
   let memoSorted = -1;
   let pool = new Int32Array(0);
-  return {
+  const policy: EvictionPolicy = {
     name: 'random',
-    usesPopularity: false,
     selectVictims(req) {
       // The candidates in key order (as a sort by key would give), then a seeded Fisher-Yates shuffle.
       const c = req.candidates;
@@ -99,4 +98,8 @@ export function random(seed = 1): EvictionPolicy {
       return victims;
     },
   };
+  return Object.assign(policy, {
+    // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
+    usesPopularity: false,
+  });
 }

@@ -1,5 +1,6 @@
 import { DeadlineHeap, NONE } from './heap';
-import { lowestScored, scoreScratch, type EvictionPolicy } from './types';
+import { Selection } from './select';
+import type { EvictionPolicy } from './types';
 
 /**
  * Fixed keep-alive (the default of most serverless platforms, e.g. 10 minutes): a model idle
@@ -15,9 +16,9 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
     lastUse.set(key, t);
     ends.push(t + ttlMs, key);
   };
-  return {
+  const sel = new Selection();
+  const policy: EvictionPolicy = {
     name: 'ttl',
-    usesPopularity: false,
     onLoad(e) {
       used(e.key, e.lastUsedAt);
     },
@@ -29,9 +30,9 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
     },
     selectVictims(req) {
       const c = req.candidates;
-      const s = scoreScratch(c.length);
+      const s = sel.scores(c.length);
       for (let i = 0; i < c.length; i++) s[i] = c[i]!.lastUsedAt;
-      return lowestScored(c, s, req.needBytes, (e) =>
+      return sel.lowestScored(c, s, req.needBytes, (e) =>
         `under pressure, closest to keep-alive expiry (idle ${Math.round(req.now - e.lastUsedAt)} ms of ${ttlMs})`,
       );
     },
@@ -40,12 +41,16 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
         .filter((e) => now - e.lastUsedAt >= ttlMs)
         .map((e) => ({ key: e.key, reason: `keep-alive of ${ttlMs} ms expired` }));
     },
-    nextCheckAt() {
+  };
+  return Object.assign(policy, {
+    // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
+    usesPopularity: false,
+    nextCheckAt(): number {
       // expiryCandidates names nothing while the earliest expiry is more than 1 ms away (1 ms more
       // of margin for rounding), and only hooks push new expiries.
       return ends.peekTime() - 2;
     },
-    expiryCandidates(now) {
+    expiryCandidates(now: number): readonly string[] {
       // Loaded models idle for about the keep-alive or longer (1 ms of slack for rounding:
       // `expired` decides exactly). Those still loaded after this check are looked at again.
       if (ends.peekTime() > now + 1) return NONE;
@@ -60,5 +65,5 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
       for (const key of out) ends.push(lastUse.get(key)! + ttlMs, key);
       return out;
     },
-  };
+  });
 }

@@ -1,6 +1,8 @@
 // Policies as they were before the speed work (commit 3b62094), kept verbatim as references
 // that the fast versions must match decision for decision.
-import { byScore, takeUntilFreed, type EntryFacts, type EvictionPolicy, type Victim } from '../../runtime/policies/types';
+import { byScore, takeUntilFreed } from '../../runtime/policies/select';
+import type { EntryFacts, EvictionPolicy, Victim } from '../../runtime/policies/types';
+import type { SimHints } from '../../sim/hints';
 
 interface HybridHistogramOptions {
   /** Histogram range (idle times beyond it are out of bounds), ms. @default 14400000 (4 h) */
@@ -149,7 +151,7 @@ export function referenceRandom(next: () => number): EvictionPolicy {
 }
 
 /** GDSF as it was before its priorities were found by candidate position (commit d317626). */
-export function referenceGdsf(): EvictionPolicy {
+export function referenceGdsf(): EvictionPolicy & SimHints {
   let clock = 0;
   const priority = new Map<string, number>();
   const score = (e: EntryFacts) => clock + (e.hits * e.loadMs) / Math.max(1, e.sizeBytes);

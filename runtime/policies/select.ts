@@ -1,0 +1,196 @@
+/**
+ * Victim selection helpers shared by the policies: "lowest score first until enough is freed",
+ * in a plain form (`byScore` + `takeUntilFreed`, the reference) and a fast one (`Selection`).
+ */
+import type { EntryFacts, Victim } from './types';
+
+/** Takes entries from `ordered` until `needBytes` is covered. */
+export function takeUntilFreed(
+  ordered: readonly EntryFacts[],
+  needBytes: number,
+  reason: (e: EntryFacts) => string,
+): Victim[] {
+  const victims: Victim[] = [];
+  let freed = 0;
+  for (const e of ordered) {
+    if (freed >= needBytes) break;
+    victims.push({ key: e.key, reason: reason(e) });
+    freed += e.sizeBytes;
+  }
+  return victims;
+}
+
+/** Sorts ascending by score; ties go to the least recently used, then by key, so runs repeat. */
+export function byScore<T extends EntryFacts>(entries: readonly T[], score: (e: T) => number): T[] {
+  return entries
+    .map((e) => ({ e, s: score(e) }))
+    .sort((a, b) => a.s - b.s || a.e.lastUsedAt - b.e.lastUsedAt || (a.e.key < b.e.key ? -1 : a.e.key > b.e.key ? 1 : 0))
+    .map((x) => x.e);
+}
+
+/**
+ * The same victims as `takeUntilFreed(byScore(candidates, score), needBytes, reason)` without
+ * sorting every candidate, with scratch buffers of its own: a policy instance keeps one
+ * `Selection` (no allocation per request, nothing shared between instances or modules).
+ */
+export class Selection {
+  private score = new Float64Array(64);
+  private taken = new Uint8Array(64);
+
+  /** This selection's buffer for at least `n` scores (valid until its next `scores` call). */
+  scores(n: number): Float64Array {
+    if (this.score.length < n) this.score = new Float64Array(Math.max(n, 2 * this.score.length));
+    return this.score;
+  }
+
+  /**
+   * Lowest score first; ties to the least recently used, then by key. `score` is called once per
+   * candidate, in order; `reason` once per victim, in eviction order (as the sort-based form does).
+   * Scores must not be NaN.
+   */
+  lowestFirst<T extends EntryFacts>(
+    candidates: readonly T[],
+    needBytes: number,
+    score: (e: T) => number,
+    reason: (e: T) => string,
+  ): Victim[] {
+    const n = candidates.length;
+    const s = this.scores(n);
+    for (let i = 0; i < n; i++) s[i] = score(candidates[i]!);
+    return this.lowestScored(candidates, s, needBytes, reason);
+  }
+
+  /**
+   * `lowestFirst` with the scores already computed: `scores[i]` is candidate i's. A speed device for
+   * policies that score every candidate of every request: filling `scores(n)` in the policy's own
+   * loop keeps that loop specialised to the policy, where one shared loop calling every policy's
+   * score function runs about twice as slow per candidate once several policies have used it.
+   *
+   * Repeated minimum scans (most requests need one or two victims), and a heap of what is left
+   * only when more than 8 are needed.
+   */
+  lowestScored<T extends EntryFacts>(
+    candidates: readonly T[],
+    scores: Float64Array,
+    needBytes: number,
+    reason: (e: T) => string,
+    /** If given, each victim's index in `candidates` is pushed onto it, in eviction order. */
+    picked?: number[],
+  ): Victim[] {
+    const victims: Victim[] = [];
+    const n = candidates.length;
+    if (this.taken.length < n) this.taken = new Uint8Array(Math.max(n, 2 * this.taken.length));
+    const s = scores;
+    const taken = this.taken;
+    // a before b, exactly as byScore's comparator orders them (NaN differences fall through, as `||` does).
+    const before = (a: number, b: number): boolean => {
+      const d = s[a]! - s[b]!;
+      if (d < 0) return true;
+      if (d > 0) return false;
+      const ea = candidates[a]!;
+      const eb = candidates[b]!;
+      const l = ea.lastUsedAt - eb.lastUsedAt;
+      if (l < 0) return true;
+      if (l > 0) return false;
+      return ea.key < eb.key;
+    };
+    // The first minimum (the first scan below), found while clearing `taken`.
+    let best = -1;
+    let bestS = NaN;
+    for (let i = 0; i < n; i++) {
+      const si = s[i]!;
+      taken[i] = 0;
+      const d = si - bestS;
+      // d < 0: lower score; d > 0: higher; equal or NaN (first, or tied infinities): the full order.
+      if (best < 0 || d < 0 || (!(d > 0) && before(i, best))) {
+        best = i;
+        bestS = si;
+      }
+    }
+    let freed = 0;
+    let scans = 0;
+    while (!(freed >= needBytes) && victims.length < n) {
+      if (scans === 8) {
+        popInOrder(candidates, taken, before, needBytes, freed, reason, victims, picked);
+        break;
+      }
+      if (scans > 0) {
+        best = -1;
+        bestS = NaN;
+        for (let i = 0; i < n; i++) {
+          if (taken[i] !== 0) continue;
+          const d = s[i]! - bestS;
+          if (best < 0 || d < 0 || (!(d > 0) && before(i, best))) {
+            best = i;
+            bestS = s[i]!;
+          }
+        }
+      }
+      taken[best] = 1;
+      scans++;
+      picked?.push(best);
+      const e = candidates[best]!;
+      victims.push({ key: e.key, reason: reason(e) });
+      freed += e.sizeBytes;
+    }
+    return victims;
+  }
+}
+
+/**
+ * Many victims: a heap of the candidates not yet taken (keys differ, so `before` orders them
+ * totally), popped in order until `needBytes` are freed (`freedBefore` already are), instead of scanning again and again
+ * or sorting all of them.
+ */
+function popInOrder<T extends EntryFacts>(
+  candidates: readonly T[],
+  taken: Uint8Array,
+  before: (a: number, b: number) => boolean,
+  needBytes: number,
+  freedBefore: number,
+  reason: (e: T) => string,
+  victims: Victim[],
+  picked: number[] | undefined,
+): void {
+  const heap: number[] = [];
+  for (let i = 0; i < candidates.length; i++) if (taken[i] === 0) heap.push(i);
+  const down = (at: number) => {
+    const x = heap[at]!;
+    const m = heap.length;
+    for (;;) {
+      const l = 2 * at + 1;
+      if (l >= m) break;
+      const r = l + 1;
+      const c = r < m && before(heap[r]!, heap[l]!) ? r : l;
+      if (!before(heap[c]!, x)) break;
+      heap[at] = heap[c]!;
+      at = c;
+    }
+    heap[at] = x;
+  };
+  for (let i = (heap.length >> 1) - 1; i >= 0; i--) down(i);
+  let freed = freedBefore;
+  while (heap.length > 0) {
+    if (freed >= needBytes) break;
+    const top = heap[0]!;
+    const e = candidates[top]!;
+    const last = heap.pop()!;
+    if (heap.length > 0) {
+      heap[0] = last;
+      down(0);
+    }
+    picked?.push(top);
+    victims.push({ key: e.key, reason: reason(e) });
+    freed += e.sizeBytes;
+  }
+}
+
+/** `Selection.lowestFirst` with a selection of its own (for callers that keep none). */
+export function lowestFirst<T extends EntryFacts>(
+  candidates: readonly T[],
+  needBytes: number,
+  score: (e: T) => number,
+  reason: (e: T) => string,
+): Victim[] {
+  return new Selection().lowestFirst(candidates, needBytes, score, reason);
+}

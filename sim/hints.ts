@@ -1,0 +1,44 @@
+import type { EvictionPolicy } from '../runtime/policies/types';
+
+/**
+ * Speed hints the simulator may read from a policy, none of which changes a decision (the
+ * runtime's warm pool never reads them; `test/sim/lazy-checks.test.ts` runs policies with and
+ * without them and requires the same evictions at the same times). A policy offers them as extra
+ * members of the object it returns; `simHints` picks them up.
+ */
+export interface SimHints {
+  /**
+   * The keys that `expired` might name at `now` (a superset; loaded models only). A caller may then
+   * pass `expired` only the evictable entries among them (in its usual order), or skip the call
+   * when there are none, so a policy that gives this hint must decide each entry on its own.
+   */
+  expiryCandidates?(now: number): readonly string[];
+  /**
+   * False when no hook of the policy ever reads `popularity` (of entries or of `incoming`), so a
+   * caller may leave it unset (the simulator then skips its popularity job).
+   */
+  readonly usesPopularity?: boolean;
+  /**
+   * For callers that check `expired` / `prewarm` periodically, asked right after a check at `now`:
+   * a time before which a check would name nothing and change nothing a later check decides,
+   * provided no hook is called and the caller's state (what is loaded, in flight, free memory,
+   * the entries' facts) stays as it is. A caller may skip checks before it while that holds, and
+   * may ask later (or not at all) instead of right after the check, as long as no hook has been
+   * called since (the simulator asks only when it would use the answer).
+   */
+  nextCheckAt?(now: number): number;
+  /** Like `nextCheckAt` but unconditional: a check before this time names nothing and changes nothing, whatever happens meanwhile. */
+  quietUntil?(now: number): number;
+}
+
+/** The hints `policy` offers (members of other types are ignored). */
+export function simHints(policy: EvictionPolicy): SimHints {
+  const p = policy as EvictionPolicy & Record<keyof SimHints, unknown>;
+  const fn = <T>(v: unknown): T | undefined => (typeof v === 'function' ? (v.bind(policy) as T) : undefined);
+  return {
+    usesPopularity: typeof p.usesPopularity === 'boolean' ? p.usesPopularity : undefined,
+    expiryCandidates: fn(p.expiryCandidates),
+    nextCheckAt: fn(p.nextCheckAt),
+    quietUntil: fn(p.quietUntil),
+  };
+}
