@@ -156,6 +156,25 @@ describe('tritonclient.http behaviour, on geventhttpclient + rapidjson + numpy',
     expect(df.outputs.y.hex).toBe(hex(want.y!));
   });
 
+  it("KServe's InferenceRESTClient: model_name in the body, FP16 always binary, octet-stream, JSON answers; errors it can read", async () => {
+    const h = [0.5, -1.25, 3];
+    const x = floats(4, 12);
+    const [fp16, json, err] = await python([
+      { op: 'infer', client: 'kserve', model: 'half', inputs: [{ name: 'h', datatype: 'FP16', shape: [3], data: h }] },
+      { op: 'infer', client: 'kserve', model: 'mlp', request_id: 'k-1', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: x }] },
+      { op: 'infer', client: 'kserve', model: 'mlp', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }] },
+    ]);
+    const wantH = await runDirect(half, { h: new ort.Tensor('float16', Uint16Array.from(h, toHalf), [3]) });
+    expect(fp16.status).toBe(200);
+    // No binary output asked for: JSON data, FP16 as numbers (exact for these values).
+    expect(fp16.outputs.h_out).toMatchObject({ binary: false, hex: hex(wantH.h_out!) });
+    const wantM = await runDirect(mlp, { x: new ort.Tensor('float32', Float32Array.from(x), [1, 4]) });
+    expect(json).toMatchObject({ status: 200, id: 'k-1' });
+    expect(json.outputs.y).toMatchObject({ binary: false, hex: hex(wantM.y!) });
+    expect(err).toMatchObject({ status: 422, content_type: 'application/json' });
+    expect(err.error).toContain('input "x": dim 1 is 3, but the model fixes it at 4');
+  });
+
   it('errors come back as {"error": ...}, which tritonclient raises', async () => {
     const [r] = await python([{ op: 'infer', model: 'mlp', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 5], data: [1, 2, 3, 4, 5] }] }]);
     expect(r.status).toBe(422);
@@ -173,10 +192,11 @@ describe('tritonclient.http behaviour, on geventhttpclient + rapidjson + numpy',
     expect(server_.body.extensions).toEqual(expect.arrayContaining(['binary_tensor_data', 'statistics', 'model_configuration']));
     expect(config.body).toMatchObject({ name: 'mlp', max_batch_size: 0, input: [{ name: 'x', data_type: 'TYPE_FP32', dims: [-1, 4] }] });
     const m = stats.body.model_stats[0];
-    // The MLP ran in the tests above: 3 successes in the first, 1 with BF16, 2 compressed, 1 failure (422 before the queue is not counted).
+    // The MLP ran in the tests above: 2 in the first, 1 with BF16, 2 compressed, 1 from KServe's
+    // client; the 422s are refused before the queue and not counted.
     expect(m.name).toBe('mlp');
     expect(m.inference_stats.success.count).toBe(m.inference_count);
-    expect(m.inference_count).toBe(5);
+    expect(m.inference_count).toBe(6);
     expect(m.inference_stats.cold_start.count).toBe(1);
     expect(all.body.model_stats.map((s: { name: string }) => s.name).sort()).toEqual(['cls', 'half', 'mlp', 'strings', 'types']);
     expect(index.body.map((r: { name: string }) => r.name).sort()).toEqual(['cls', 'half', 'mlp', 'strings', 'types']);

@@ -24,6 +24,9 @@ http/_client.py, utils/__init__.py as of 2023-2026):
   as_numpy uses np.frombuffer(dtype) (BYTES: the length-prefixed elements), else np.array(data).
 - Non-200 answers raise with json.loads(body)["error"].
 
+KServe's InferenceRESTClient (kserve python package, InferRequest.to_rest) is matched too, with
+"client": "kserve" on an infer call (see infer_kserve).
+
 Usage: python3 http_client.py HOST:PORT < calls.json; prints one JSON line per call.
 """
 import gzip
@@ -87,7 +90,36 @@ def input_json_and_bytes(spec):
     return tensor, None
 
 
+def infer_kserve(client, base, call):
+    """What KServe's InferenceRESTClient (python/kserve/kserve/inference_client.py, v2 protocol)
+    sends from InferRequest.to_rest(): {"id" (a uuid4 when unset), "model_name", "inputs",
+    "outputs"?, "parameters"?} compact (orjson); inputs whose raw data is set go after the JSON,
+    with Inference-Header-Content-Length and Content-Type: application/octet-stream; FP16 is refused
+    as JSON, so it is always raw. The answer's JSON length is that header, else the whole body; an
+    error's message is read only when Content-Type is exactly application/json."""
+    pairs = [input_json_and_bytes({**s, "binary": s.get("binary", s["datatype"] == "FP16")}) for s in call["inputs"]]
+    request = {"id": call.get("request_id") or "0b6a6b5e-3f1c-4a53-9d4e-2f7a1c9e8d10", "model_name": call["model"], "inputs": [t for t, _ in pairs]}
+    if call.get("outputs"):
+        request["outputs"] = [{"name": o["name"], "parameters": {"binary_data": o.get("binary", False)}} for o in call["outputs"]]
+    raws = [raw for _, raw in pairs if raw is not None]
+    request_json = stdjson.dumps(request, separators=(",", ":")).encode()
+    headers = {}
+    body = request_json
+    if raws:
+        body = b"".join([request_json] + raws)
+        headers["Inference-Header-Content-Length"] = str(len(request_json))
+        headers["content-type"] = "application/octet-stream"
+    response = client.post(f"{base}/v2/models/{call['model']}/infer", body=body, headers=headers)
+    if response.status_code != 200:
+        content_type = response.get("Content-Type")
+        body = response.read()
+        return {"status": response.status_code, "content_type": content_type, "error": stdjson.loads(body)["error"] if content_type == "application/json" else None}
+    return read_result(response, call)
+
+
 def infer(client, base, call):
+    if call.get("client") == "kserve":
+        return infer_kserve(client, base, call)
     request, parameters = {}, {}
     if call.get("request_id"):
         request["id"] = call["request_id"]
