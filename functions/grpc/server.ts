@@ -175,6 +175,10 @@ function handlers(o: GrpcOptions & { authorize: Authorize }): grpc.UntypedServic
       const config = tritonModelConfig(fn.name, fn.signature);
       return { config: { ...config, input: config.input.map((i) => ({ ...i, dims: i.dims.map(String) })), output: config.output.map((i) => ({ ...i, dims: i.dims.map(String) })) } };
     }),
+    ModelStatistics: unary<{ name: string; version: string }, object>(log, async (req, call) => {
+      authorize('invoke', bearer(call));
+      return dp.modelStatistics(req.name || undefined, req.version || undefined);
+    }),
     RepositoryIndex: unary<{ ready: boolean }, object>(log, async (req, call) => {
       authorize('invoke', bearer(call));
       return { models: await dp.repositoryIndex({ ready: req.ready }) };
@@ -194,7 +198,7 @@ function handlers(o: GrpcOptions & { authorize: Authorize }): grpc.UntypedServic
 
 const SERVER_VERSION = '0.1.0';
 /** The protocol extensions the gRPC service serves. */
-const EXTENSIONS = ['model_repository', 'model_configuration'];
+const EXTENSIONS = ['model_repository', 'model_configuration', 'statistics'];
 
 /**
  * Starts the gRPC service on `host:port` (port 0: any free port).

@@ -119,6 +119,31 @@ describe('the KServe v2 gRPC service', () => {
     expect(range.err?.details).toMatch(/element 3 is 256, out of uint8's range 0 to 255/);
   });
 
+  it('reports statistics in Triton\'s format, with cold starts, equal to what was sent', async () => {
+    const before = (await call('ModelStatistics', { name: 'types' })).res.model_stats[0];
+    const ok = { name: 'i64', datatype: 'INT64', shape: [4], contents: { int64_contents: ['1', '2', '3', '4'] } };
+    const rest = [
+      { name: 'f32', datatype: 'FP32', shape: [2, 3], contents: { fp32_contents: [1, 2, 3, 4, 5, 6] } },
+      { name: 'f64', datatype: 'FP64', shape: [1], contents: { fp64_contents: [1] } },
+      { name: 'i32', datatype: 'INT32', shape: [1, 1], contents: { int_contents: [1] } },
+      { name: 'u8', datatype: 'UINT8', shape: [2, 2], contents: { uint_contents: [1, 2, 3, 4] } },
+      { name: 'b', datatype: 'BOOL', shape: [3], contents: { bool_contents: [true, true, false] } },
+    ];
+    for (let i = 0; i < 3; i++) expect((await call('ModelInfer', { model_name: 'types', inputs: [ok, ...rest] })).err).toBeUndefined();
+    const { res, err } = await call('ModelStatistics', { name: 'types' });
+    expect(err).toBeUndefined();
+    const s = res.model_stats[0];
+    expect(s.name).toBe('types');
+    expect(s.version).toBe('1');
+    expect(Number(s.inference_count) - Number(before.inference_count)).toBe(3);
+    expect(Number(s.inference_stats.success.count) - Number(before.inference_stats.success.count)).toBe(3);
+    expect(Number(s.inference_stats.cold_start.count)).toBe(1);
+    expect(Number(s.last_inference)).toBeGreaterThan(Date.now() - 60_000);
+    const all = (await call('ModelStatistics', {})).res.model_stats.map((m: any) => m.name).sort();
+    expect(all).toEqual(['cls', 'mlp', 'types']);
+    expect((await call('ModelStatistics', { name: 'nope' })).err?.code).toBe(grpc.status.NOT_FOUND);
+  });
+
   it('guards repository changes with the same key as REST', async () => {
     expect((await call('RepositoryModelLoad', { model_name: 'mlp' })).err?.code).toBe(grpc.status.UNAUTHENTICATED);
     expect((await call('RepositoryModelLoad', { model_name: 'mlp' }, { authorization: 'Bearer wrong' })).err?.code).toBe(grpc.status.PERMISSION_DENIED);
