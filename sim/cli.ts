@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { modelsFromAzure, readAzure } from './azure';
 import { mapModels, MAPPINGS, readPaperModels, type Mapping } from './models';
-import { isSimPolicy, SIM_POLICIES, type SimPolicyName } from './policies';
+import { isSimPolicy, SIM_POLICIES, type SweepPolicyName } from './policies';
 import { plotSvg } from './plot';
 import { startSweepWorkers, sweepParallel, toCsv, type SweepResult } from './sweep';
 import { readCatalog, readPlainTrace, totalBytes, TraceError, type SimModel, type Trace } from './trace';
@@ -26,7 +26,9 @@ Input (one of):
   --seed N                          seed for random mapping, random spread, random policy (default 1)
 
 Policies and budgets:
-  --policy NAME[,NAME...]|all       ${SIM_POLICIES.join(', ')}
+  --policy NAME[,NAME...]|all       ${SIM_POLICIES.join(', ')}; all = every one of them;
+                                    bound = the offline lower bound on load delay (sim/bound.ts; one slot),
+                                    e.g. --policy all,bound
   --budget SIZE                     bytes or with a unit (300000000, 512MiB, 2GB)
   --budgets LIST                    comma list of sizes or percentages of all models' size (10%,25%,50%)
   --slots K                         invocations a node runs at a time (default 1)
@@ -90,9 +92,10 @@ async function main(argv: string[]): Promise<number> {
 
   // Policies.
   const pol = a.policy ?? 'cremebrulee';
-  const policies: SimPolicyName[] = pol === 'all' ? [...SIM_POLICIES] : pol.split(',').map((p) => p.trim()).map((p) => {
-    if (!isSimPolicy(p)) throw new UsageError(`unknown policy ${JSON.stringify(p)}; choose from ${SIM_POLICIES.join(', ')} or all`);
-    return p;
+  const policies: SweepPolicyName[] = pol.split(',').map((p) => p.trim()).flatMap((p): SweepPolicyName[] => {
+    if (p === 'all') return [...SIM_POLICIES];
+    if (p === 'bound' || isSimPolicy(p)) return [p];
+    throw new UsageError(`unknown policy ${JSON.stringify(p)}; choose from ${SIM_POLICIES.join(', ')}, bound, or all`);
   });
 
   // Budgets.

@@ -9,6 +9,8 @@ export const ORACLE_POLICIES = ['belady', 'cremebrulee-oracle'] as const;
 /** Every policy the simulator runs: the runtime's own, plus the oracles. */
 export const SIM_POLICIES = [...RUNTIME_POLICIES, ...ORACLE_POLICIES] as const;
 export type SimPolicyName = (typeof SIM_POLICIES)[number];
+/** What a sweep runs: a policy, or `bound`, the offline lower bound on load delay (`bound.ts`). */
+export type SweepPolicyName = SimPolicyName | 'bound';
 
 export interface SimPolicyOptions extends PolicyOptions {
   /** Look-ahead of `cremebrulee-oracle`, ms. @default 600000 */

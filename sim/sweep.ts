@@ -1,12 +1,14 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { boundResult } from './bound';
 import { simulate, type SimOptions, type SimResult } from './engine';
-import { createSimPolicy, isOracle, type SimPolicyName, type SimPolicyOptions } from './policies';
+import { createSimPolicy, isOracle, type SimPolicyName, type SimPolicyOptions, type SweepPolicyName } from './policies';
 import { totalBytes, type SimModel, type Trace } from './trace';
 import type { BudgetSpec } from './units';
 
 export interface SweepOptions extends Omit<SimOptions, 'budgetBytes' | 'future'> {
-  policies: readonly SimPolicyName[];
+  /** Policies, and `bound` (the offline lower bound, `bound.ts`). */
+  policies: readonly SweepPolicyName[];
   budgets: readonly BudgetSpec[];
   policyOptions?: SimPolicyOptions;
   /** Called after each run. */
@@ -21,7 +23,7 @@ export interface SweepResult extends SimResult {
 /** One run of a sweep: a policy at a budget, and its place in the results. */
 export interface SweepJob {
   index: number;
-  policy: SimPolicyName;
+  policy: SweepPolicyName;
   budgetBytes: number;
 }
 
@@ -39,10 +41,15 @@ export function sweepJobs(models: readonly SimModel[], opts: Pick<SweepOptions, 
 /** Runs one job with a fresh policy instance. */
 export function runOne(trace: Trace, models: readonly SimModel[], opts: SweepOptions, job: SweepJob): SweepResult {
   const all = totalBytes(models);
+  const budgetPct = all > 0 ? (100 * job.budgetBytes) / all : 0;
+  if (job.policy === 'bound') {
+    if ((opts.slots ?? 1) !== 1) throw new RangeError('the bound holds for one slot only (--slots 1)');
+    return { ...boundResult(trace, models, { budgetBytes: job.budgetBytes, reportFromMs: opts.reportFromMs, reportToMs: opts.reportToMs }), budgetPct };
+  }
   const policy = createSimPolicy(job.policy, opts.policyOptions);
   const { policies: _p, budgets: _b, policyOptions: _o, onRun: _r, ...simOpts } = opts;
   const r = simulate(trace, models, policy, { ...simOpts, budgetBytes: job.budgetBytes, future: isOracle(job.policy) });
-  return { ...r, budgetPct: all > 0 ? (100 * job.budgetBytes) / all : 0 };
+  return { ...r, budgetPct };
 }
 
 /** Runs every policy at every budget, one after another (each run with a fresh policy instance). */
@@ -105,11 +112,11 @@ export async function sweepParallel(
   for (const k of Object.keys(plain) as (keyof SweepOptions)[]) if (plain[k] === undefined) delete plain[k];
   // Costliest first, so no thread is left with a long run at the end (relative single-run times on
   // the synthetic 1M-call, 500-function trace, sim/README.md "Speed").
-  const COST: Partial<Record<SimPolicyName, number>> = {
+  const COST: Partial<Record<SweepPolicyName, number>> = {
     'hybrid-histogram': 31, 'cremebrulee-plus': 29, random: 12, 'cremebrulee-oracle': 10, ttl: 9, lfu: 9, cremebrulee: 8, lru: 7,
-    belady: 6.5, gdsf: 5,
+    belady: 6.5, gdsf: 5, bound: 2,
   };
-  const cost = (p: SimPolicyName) => COST[p] ?? 8;
+  const cost = (p: SweepPolicyName) => COST[p] ?? 8;
   const order = [...jobs].sort((a, b) => cost(b.policy) - cost(a.policy) || a.index - b.index);
   const work: SweepWork = { trace, models, opts: plain, order, next: new Int32Array(new SharedArrayBuffer(4)) };
   const workers = spare.slice(0, nThreads - 1);

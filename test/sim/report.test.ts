@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { allTable, parseRows, plusTable } from '../../sim/report';
+import { allTable, boundTable, parseRows, plusTable } from '../../sim/report';
 
 const csv = [
   'policy,budgetBytes,budgetPct,coldStarts,loadDelayPctOfExec',
@@ -28,6 +28,16 @@ describe('sim/report (the README tables)', () => {
     expect(t[0]).toBe('| budget | cremebrulee | plus | gdsf | belady | cb-oracle |');
     expect(t[2]).toBe('| 5% | 200.5 | **198.3** | 199.0 | 197.0 | 199.5 |');
     expect(t[3]).toBe('| 10% | **0.0500** | 0.0501 | **0.0500** | 0.0400 | 0.0400 |');
+  });
+
+  it('gives every policy\'s load delay over the bound, and the best on-demand one (never a pre-warming policy)', () => {
+    const rows = parseRows(csv + '\nbound,10,5,90,100\nbound,20,10,40,0.04');
+    const t = boundTable(rows).split('\n');
+    expect(t[0]).toBe('| budget | bound (% of exec) | cremebrulee | plus | gdsf | belady | cb-oracle | best on-demand |');
+    // plus pre-warms: the bound does not bind it, so it is never the best on-demand policy.
+    expect(t[2]).toBe('| 5% | 100.0 | 2.00 | 1.98 | 1.99 | 1.97 | 2.00 | belady 1.97 |');
+    expect(t[3]).toBe('| 10% | 0.0400 | 1.25 | 1.25 | 1.25 | 1.00 | 1.00 | belady 1.00 |');
+    expect(() => boundTable(parseRows(csv))).toThrow('no bound row at 5%');
   });
 
   it('says which column is missing', () => {
