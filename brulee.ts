@@ -8,9 +8,12 @@ import { dashboardApp } from './dashboard';
 import { createApp } from './functions/http/app';
 import { FunctionRegistry } from './functions/registry';
 import { TraceRecorder } from './functions/trace-recorder';
+import { RedisClock } from './queue/clock';
 import { createRedis, waitForRedis } from './queue/connection';
 import { Dispatcher } from './queue/dispatcher';
 import { keys as makeKeys } from './queue/keys';
+import { failoverCounts, MISSED_BEATS } from './queue/nodes';
+import { Reaper } from './queue/reaper';
 import { createModelStore, LocalModels, type ModelStore } from './store';
 import { startPopularityCron } from './runtime/cron';
 import { Metrics } from './runtime/metrics';
@@ -53,6 +56,11 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
   const redis = createRedis(redisUrl, { name: 'brulee', failFast: true });
   await waitForRedis(redis, 10_000);
   const metrics = new Metrics();
+  metrics.failover(() => failoverCounts(redis, k));
+  // One clock for deadlines across machines: Redis TIME (queue/clock.ts).
+  const clock = new RedisClock(redis);
+  await clock.start();
+  const deadAfterMs = config.heartbeatMs * MISSED_BEATS;
   const store = createModelStore(config.modelStore, config.s3);
   const models = new LocalModels({ store, dir: join(config.dataDir, 'model-cache'), maxBytes: config.modelCacheBytes });
 
@@ -68,13 +76,18 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
       policy: config.evictionPolicy,
       ttlMs: config.ttlMs,
       concurrency: config.workerConcurrency,
+      heartbeatMs: config.heartbeatMs,
+      clock,
       metrics,
       log: log.child({ node: config.nodeId }),
     });
     await node.start();
   }
 
-  const dispatcher = new Dispatcher({ redisUrl, redis, keys: k });
+  const dispatcher = new Dispatcher({ redisUrl, redis, keys: k, clock, deadAfterMs });
+  // Every process (gateway or node) offers to run failover; a Redis lock lets one run at a time.
+  const reaper = new Reaper({ redis, keys: k, dispatcher, log, everyMs: config.heartbeatMs, deadAfterMs });
+  reaper.start();
   metrics.onCollect(async () => {
     const { total } = await dispatcher.depth();
     for (const [state, n] of Object.entries(total)) metrics.queueDepth.set({ state }, n);
@@ -109,7 +122,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
       const until = Date.now() + (opts.drainMs ?? 0);
       // Requests already read (parsing, checking, waiting for their result) are answered first.
       while ((requests.inFlight > 0 || dispatcher.pending > 0) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-      const steps: Array<() => unknown> = [() => cron.stop(), () => node?.close(), () => dispatcher.close(), () => registry.close(), () => recorder?.close(), () => redis.quit()];
+      const steps: Array<() => unknown> = [() => cron.stop(), () => reaper.close(), () => node?.close(), () => dispatcher.close(), () => clock.stop(), () => registry.close(), () => recorder?.close(), () => redis.quit()];
       for (const s of steps) await Promise.resolve().then(s).catch((e: unknown) => log.warn({ err: e }, 'close step failed'));
     })());
   return { app, dataPlane, authorize, store, ...(node ? { node } : {}), metrics, log, close };

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -85,6 +86,7 @@ const EnvSchema = z.object({
   MAX_REQUEST_BYTES: bytes('MAX_REQUEST_BYTES', '64MiB').default(64 * 1024 ** 2),
   INVOKE_TIMEOUT_MS: int('INVOKE_TIMEOUT_MS', 1, 3_600_000).default(30_000),
   WORKER_CONCURRENCY: int('WORKER_CONCURRENCY', 1, 1024).default(16),
+  HEARTBEAT_MS: int('HEARTBEAT_MS', 50, 60_000).default(1000),
   TTL_MS: int('TTL_MS', 1, 86_400_000).default(600_000),
   TRACE_RECORD: z.enum(['0', '1', 'true', 'false']).default('0').transform((v) => v === '1' || v === 'true'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -130,6 +132,8 @@ export interface Config {
   maxRequestBytes: number;
   invokeTimeoutMs: number;
   workerConcurrency: number;
+  /** Node heartbeat period, ms; a node silent for 3 beats is declared dead. The same on every process of a cluster. */
+  heartbeatMs: number;
   ttlMs: number;
   traceRecord: boolean;
   logLevel: string;
@@ -177,12 +181,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     role: e.ROLE,
     apiKey: e.API_KEY,
     popularityCron: e.POPULARITY_CRON,
-    nodeId: e.NODE_ID ?? hostname().replace(/[^a-zA-Z0-9_-]/g, '-').slice(0, 63),
+    // Unset, the id is the host name plus a random suffix: two processes on one host never merge.
+    nodeId: e.NODE_ID ?? `${hostname().replace(/[^a-zA-Z0-9_-]/g, '-').slice(0, 56)}-${randomBytes(3).toString('hex')}`,
     keyPrefix: e.KEY_PREFIX,
     maxModelBytes: e.MAX_MODEL_BYTES,
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     invokeTimeoutMs: e.INVOKE_TIMEOUT_MS,
     workerConcurrency: e.WORKER_CONCURRENCY,
+    heartbeatMs: e.HEARTBEAT_MS,
     ttlMs: e.TTL_MS,
     traceRecord: e.TRACE_RECORD,
     logLevel: e.LOG_LEVEL,

@@ -215,13 +215,14 @@ export class DataPlane {
   /** Everything GET /stats shows: per function, per node, queue depth, recent evictions. */
   async stats() {
     const { redis, keys } = this.o;
-    const [fns, depth, nodes, popularity, evictions, where] = await Promise.all([
+    const [fns, depth, nodes, popularity, evictions, where, failover] = await Promise.all([
       this.o.registry.list(),
       this.o.dispatcher.depth(),
       this.o.dispatcher.nodes(true),
       redis.hgetall(keys.popularity),
       recentEvictions(redis, keys, 50),
       this.residency(),
+      this.o.dispatcher.failover(),
     ]);
     const functions: Record<string, unknown> = {};
     for (const f of fns) {
@@ -249,6 +250,8 @@ export class DataPlane {
         heartbeatAt: new Date(n.heartbeatAt).toISOString(),
       })),
       recentEvictions: evictions,
+      // Nodes declared dead (or gone), the jobs moved off them, and duplicate runs (queue/reaper.ts).
+      failover,
     };
   }
 

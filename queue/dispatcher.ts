@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import type { EventEmitter } from 'node:events';
-import { Queue, QueueEvents, type Job, type JobsOptions } from 'bullmq';
+import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { BruleeError, errorFromWire } from '../errors';
-import { createRedis } from './connection';
-import { outputsOf } from './results';
+import { BruleeError } from '../errors';
+import { RedisClock } from './clock';
 import type { Keys } from './keys';
-import { liveNodes, type NodeInfo } from './nodes';
-import { chooseNode } from './routing';
+import { deadNodes, failoverCounts, HEARTBEAT_MS, liveNodes, MISSED_BEATS, type DeadNode, type FailoverCounts, type NodeInfo } from './nodes';
+import { readAnswer, ReplyReader, unwrap, type ReplyTo } from './replies';
+import { chooseNode, type NodeView } from './routing';
 import { JOB, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type UnloadJob } from './wire';
 
 export interface DispatcherOptions {
@@ -15,10 +14,14 @@ export interface DispatcherOptions {
   /** Request/response Redis connection (shared with the rest of the gateway). */
   redis: Redis;
   keys: Keys;
+  /** The cluster clock (Redis TIME); one is made and started here when absent. */
+  clock?: RedisClock;
   /** How long a node list is reused before it is read again, ms. @default 500 */
   nodesRefreshMs?: number;
   /** How long an async invocation's result is kept, s. @default 3600 */
   asyncResultTtlS?: number;
+  /** A node silent this long is not routed to, ms. @default HEARTBEAT_MS × MISSED_BEATS */
+  deadAfterMs?: number;
 }
 
 export interface QueueDepth {
@@ -30,73 +33,108 @@ export interface QueueDepth {
   prioritized: number;
 }
 
+/** A node as routing sees it: its heartbeat and its queue's depth, read from Redis. */
+export type LiveNode = NodeInfo & { queued: number };
+
 export type InvocationStatus =
   | { id: string; status: 'waiting' | 'active' | 'delayed' }
   | { id: string; status: 'completed'; result: InvokeResult; fn: string; version: number }
   | { id: string; status: 'failed'; error: BruleeError };
 
+/** What a node answers for an invocation: the result, and which function version it ran (for async status). */
+export type InvokeAnswer = InvokeResult & { fn: string; version: number };
+
+/** Every job carries where its answer goes (see `queue/replies.ts`). */
+export type Routed<T> = T & { reply: ReplyTo };
+
 const STATES = ['waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized'] as const;
 
 /**
  * One attempt: a job that failed would fail again, and its caller has its answer. A job whose node
- * died mid-run is not lost: BullMQ's stalled-job check puts it back (`maxStalledCount` on the worker).
+ * died is not lost: the reaper (`queue/reaper.ts`) moves it to a live node. Answers do not go
+ * through BullMQ's return value (see `queue/replies.ts`), so finished jobs are dropped at once.
  */
-const JOB_OPTIONS: JobsOptions = { removeOnComplete: true, removeOnFail: true, attempts: 1 };
+export const JOB_OPTIONS: JobsOptions = { removeOnComplete: true, removeOnFail: true, attempts: 1 };
 
-/** Events kept in a node queue's event stream (BullMQ's default is 10 000). */
-const EVENTS_KEPT = 2000;
+/** Events kept in a node queue's event stream (nobody reads them now; BullMQ's default is 10 000). */
+const EVENTS_KEPT = 100;
 
 /** An invocation as the gateway hands it over; the dispatcher sets its deadline. */
-export type InvokeRequest = Omit<InvokeJob, 'deadline' | 'resultTtlS'>;
+export type InvokeRequest = Omit<InvokeJob, 'deadline'>;
 
 /**
- * The gateway's side of the queue: routes an invocation to a node, enqueues it on that node's
- * BullMQ queue, and awaits the result through QueueEvents. One Queue + QueueEvents per node.
+ * The gateway's side of the queue: routes an invocation to a node and enqueues it on that node's
+ * BullMQ queue; the answer comes back on this gateway's reply stream, whichever node gives it.
  */
 export class Dispatcher {
-  private readonly queues = new Map<string, { queue: Queue; eventsRedis: Redis; ready: Promise<QueueEvents> }>();
+  /** This gateway's id: names its reply stream. Random, so two gateways never share one. */
+  readonly gatewayId = randomUUID();
+  readonly clock: RedisClock;
+  private readonly replies: ReplyReader;
+  private readonly queues = new Map<string, Queue>();
   private readonly inFlight = new Map<string, number>();
-  private nodesCache: { at: number; nodes: NodeInfo[] } | undefined;
-  private readonly opts: Required<DispatcherOptions>;
+  /**
+   * Jobs this gateway added to each node since the depths were last read and not yet answered:
+   * routing counts them on top of the depths read from Redis. `generation` tells a job added
+   * before the last read (already in the depth) from one added after.
+   */
+  private readonly addedSince = new Map<string, number>();
+  private generation = 0;
+  private nodesCache: { at: number; nodes: LiveNode[] } | undefined;
+  private nodesRead: Promise<LiveNode[]> | undefined;
+  private readonly opts: Required<Omit<DispatcherOptions, 'clock'>>;
+  private readonly ownClock: boolean;
   private closed = false;
 
   constructor(opts: DispatcherOptions) {
-    this.opts = { nodesRefreshMs: 500, asyncResultTtlS: 3600, ...opts };
+    this.opts = { nodesRefreshMs: 500, asyncResultTtlS: 3600, deadAfterMs: HEARTBEAT_MS * MISSED_BEATS, ...opts };
+    this.ownClock = !opts.clock;
+    this.clock = opts.clock ?? new RedisClock(opts.redis);
+    if (this.ownClock) void this.clock.start();
+    this.replies = new ReplyReader(opts.redisUrl, opts.keys, this.gatewayId);
   }
 
-  /** Live nodes (cached for `nodesRefreshMs`). */
-  async nodes(fresh = false): Promise<NodeInfo[]> {
+  /** Live nodes with their queue depth (cached for `nodesRefreshMs`). */
+  async nodes(fresh = false): Promise<LiveNode[]> {
     const now = Date.now();
-    if (fresh || !this.nodesCache || now - this.nodesCache.at > this.opts.nodesRefreshMs) {
-      this.nodesCache = { at: now, nodes: await liveNodes(this.opts.redis, this.opts.keys, now) };
-      this.forgetDeadQueues(new Set(this.nodesCache.nodes.map((n) => n.id)));
-    }
-    return this.nodesCache.nodes;
+    if (!fresh && this.nodesCache && now - this.nodesCache.at <= this.opts.nodesRefreshMs) return this.nodesCache.nodes;
+    // One read at a time: a burst of calls shares it.
+    this.nodesRead ??= (async () => {
+      try {
+        const live = await liveNodes(this.opts.redis, this.opts.keys, this.opts.deadAfterMs);
+        const p = this.opts.redis.pipeline();
+        for (const n of live) {
+          const q = `${this.opts.keys.bullPrefix}:${this.opts.keys.nodeQueue(n.id)}`;
+          p.llen(`${q}:wait`).llen(`${q}:active`).zcard(`${q}:prioritized`);
+        }
+        this.generation++;
+        this.addedSince.clear();
+        const res = (await p.exec()) ?? [];
+        const nodes = live.map((n, i) => ({ ...n, queued: [0, 1, 2].reduce((s, j) => s + Number(res[3 * i + j]?.[1] ?? 0), 0) }));
+        this.nodesCache = { at: Date.now(), nodes };
+        this.forgetDeadQueues(new Set(nodes.map((n) => n.id)));
+        return nodes;
+      } finally {
+        this.nodesRead = undefined;
+      }
+    })();
+    return this.nodesRead;
   }
 
-  /** Picks a node for `model` (warm first, else the cheapest cold start). */
+  /** Picks a node for `model` (see `chooseNode`). */
   async route(model: ModelRef): Promise<string> {
     const nodes = await this.nodes();
-    const key = modelKey(model);
-    return chooseNode(
-      nodes.map((n) => ({
-        id: n.id,
-        budgetBytes: n.budgetBytes,
-        usedBytes: n.usedBytes,
-        resident: n.resident.map((r) => r.key),
-        queued: this.inFlight.get(n.id) ?? 0,
-      })),
-      key,
-      model.sizeBytes,
-    ).id;
+    return chooseNode(nodes.map((n) => this.view(n)), modelKey(model), model.sizeBytes).id;
   }
 
-  /** Enqueues an invocation and waits for its result; 504 past `timeoutMs`. */
+  /** Enqueues an invocation and waits for its answer; 504 past `timeoutMs`. */
   async invoke(req: InvokeRequest, timeoutMs: number): Promise<InvokeResult> {
     const nodeId = await this.route(req.model);
-    const job: InvokeJob = { ...req, deadline: Date.now() + timeoutMs, resultTtlS: Math.ceil(timeoutMs / 1000) + 60 };
-    const r = await this.run<InvokeResult>(nodeId, JOB.invoke, job, job.deadline, `invocation of ${req.model.fn}`);
-    return { ...r, outputs: await outputsOf(this.opts.redis, r, true) };
+    const job: InvokeJob = { ...req, acceptedAt: this.clock.fromLocal(req.acceptedAt), deadline: this.clock.now() + timeoutMs };
+    const { fn: _fn, version: _v, ...r } = await this.run<InvokeAnswer>(nodeId, JOB.invoke, job, timeoutMs, `invocation of ${req.model.fn}`);
+    // A model was loaded: the next call should see where (the node's heartbeat has published it).
+    if (r.coldStart) this.nodesCache = undefined;
+    return r;
   }
 
   /** Enqueues an invocation without waiting; the id reads it back with `status`. */
@@ -104,42 +142,51 @@ export class Dispatcher {
     const nodeId = await this.route(req.model);
     const id = randomUUID();
     const ttl = this.opts.asyncResultTtlS;
-    const job: InvokeJob = { ...req, deadline: Date.now() + ttl * 1000, resultTtlS: ttl };
-    const { queue } = await this.queueFor(nodeId);
+    const job: Routed<InvokeJob> = {
+      ...req,
+      acceptedAt: this.clock.fromLocal(req.acceptedAt),
+      deadline: this.clock.now() + ttl * 1000,
+      reply: { id, answerTtlMs: ttl * 1000 },
+    };
     await this.opts.redis.set(this.opts.keys.invocation(id), nodeId, 'EX', ttl);
-    await queue.add(JOB.invoke, job, { ...JOB_OPTIONS, jobId: id, removeOnComplete: { age: ttl }, removeOnFail: { age: ttl } });
+    await this.queueFor(nodeId).add(JOB.invoke, job, { ...JOB_OPTIONS, jobId: id });
+    this.added(nodeId);
     return id;
   }
 
+  /** An async invocation: its answer (whichever node gave it), else where its job is. */
   async status(id: string): Promise<InvocationStatus> {
-    const nodeId = /^[0-9a-f-]{36}$/.test(id) ? await this.opts.redis.get(this.opts.keys.invocation(id)) : null;
-    if (!nodeId) throw new BruleeError('INVOCATION_NOT_FOUND', `no invocation ${id}: ids come from POST /functions/{name}/invoke?async=true and are kept for ${this.opts.asyncResultTtlS} s`);
-    const { queue } = await this.queueFor(nodeId);
-    const job: Job | undefined = await queue.getJob(id);
-    if (!job) throw new BruleeError('INVOCATION_NOT_FOUND', `invocation ${id} is no longer kept`);
-    const state = await job.getState();
-    if (state === 'completed') {
-      const r = job.returnvalue as InvokeResult;
-      const { model } = job.data as InvokeJob;
-      return { id, status: 'completed', result: { ...r, outputs: await outputsOf(this.opts.redis, r, false) }, fn: model.fn, version: model.version };
+    const { redis, keys } = this.opts;
+    const valid = /^[0-9a-f-]{36}$/.test(id);
+    const [answer, nodeId] = valid ? await Promise.all([readAnswer(redis, keys, id), redis.get(keys.invocation(id))]) : [undefined, null];
+    if (answer) {
+      if ('error' in answer) {
+        try {
+          unwrap(answer);
+        } catch (e) {
+          return { id, status: 'failed', error: e as BruleeError };
+        }
+      }
+      const { fn, version, ...result } = unwrap<InvokeAnswer>(answer);
+      return { id, status: 'completed', result, fn, version };
     }
-    if (state === 'failed') return { id, status: 'failed', error: errorFromWire(job.failedReason) };
-    return { id, status: state === 'delayed' ? 'delayed' : state === 'active' ? 'active' : 'waiting' };
+    if (!nodeId) throw new BruleeError('INVOCATION_NOT_FOUND', `no invocation ${id}: ids come from POST /functions/{name}/invoke?async=true and are kept for ${this.opts.asyncResultTtlS} s`);
+    // Not answered yet. A job being moved off a dead node is briefly on no queue: still waiting.
+    const state = await this.queueFor(nodeId).getJobState(id);
+    return { id, status: state === 'active' ? 'active' : state === 'delayed' ? 'delayed' : 'waiting' };
   }
 
   /** Loads a model on the node that routing picks (prewarm). Resolves to that node's id. */
   async load(model: ModelRef, timeoutMs: number): Promise<{ node: string; loaded: boolean }> {
     const nodeId = await this.route(model);
-    const r = await this.run<{ loaded: boolean }>(nodeId, JOB.load, { model } satisfies LoadJob, Date.now() + timeoutMs, `load of ${model.fn}`);
-    return { node: nodeId, loaded: r.loaded };
+    const r = await this.run<{ loaded: boolean; node?: string }>(nodeId, JOB.load, { model } satisfies LoadJob, timeoutMs, `load of ${model.fn}`);
+    return { node: r.node ?? nodeId, loaded: r.loaded };
   }
 
   /** Unloads `fn` (all versions, or those below `job.belowVersion`) on every live node. Resolves to the number of models dropped. */
   async unload(job: UnloadJob, timeoutMs: number): Promise<number> {
     const nodes = await this.nodes(true);
-    const counts = await Promise.all(
-      nodes.map((n) => this.run<{ dropped: number }>(n.id, JOB.unload, job, Date.now() + timeoutMs, `unload of ${job.fn}`)),
-    );
+    const counts = await Promise.all(nodes.map((n) => this.run<{ dropped: number }>(n.id, JOB.unload, job, timeoutMs, `unload of ${job.fn}`)));
     return counts.reduce((s, c) => s + c.dropped, 0);
   }
 
@@ -149,13 +196,18 @@ export class Dispatcher {
     const byNode: Record<string, QueueDepth> = {};
     const total: QueueDepth = { waiting: 0, active: 0, delayed: 0, failed: 0, completed: 0, prioritized: 0 };
     for (const n of nodes) {
-      const { queue } = await this.queueFor(n.id);
-      const c = await queue.getJobCounts(...STATES);
+      const c = await this.queueFor(n.id).getJobCounts(...STATES);
       const d = Object.fromEntries(STATES.map((s) => [s, c[s] ?? 0])) as unknown as QueueDepth;
       byNode[n.id] = d;
       for (const s of STATES) total[s] += d[s];
     }
     return { total, byNode };
+  }
+
+  /** Failover so far: nodes declared dead (or gone) with the jobs moved off each, and the cluster-wide counts. */
+  async failover(): Promise<FailoverCounts & { deadNodes: DeadNode[] }> {
+    const [counts, dead] = await Promise.all([failoverCounts(this.opts.redis, this.opts.keys), deadNodes(this.opts.redis, this.opts.keys)]);
+    return { ...counts, deadNodes: dead };
   }
 
   /** Calls this gateway is still waiting on (invocations, loads, unloads). */
@@ -168,23 +220,42 @@ export class Dispatcher {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.ownClock) this.clock.stop();
     const all = [...this.queues.values()];
     this.queues.clear();
-    await Promise.allSettled(all.flatMap((q) => [q.ready.then((e) => e.close()), q.queue.close()]));
-    // QueueEvents does not close a connection it was handed.
-    for (const q of all) q.eventsRedis.disconnect();
+    await Promise.allSettled([this.replies.close(), ...all.map((q) => q.close())]);
+  }
+
+  /** Routing's view of a node: its queue depth from Redis plus what this gateway added since. */
+  private view(n: LiveNode): NodeView {
+    return {
+      id: n.id,
+      budgetBytes: n.budgetBytes,
+      usedBytes: n.usedBytes,
+      resident: n.resident.map((r) => r.key),
+      queued: n.queued + (this.addedSince.get(n.id) ?? 0),
+    };
+  }
+
+  private added(nodeId: string): number {
+    this.addedSince.set(nodeId, (this.addedSince.get(nodeId) ?? 0) + 1);
+    return this.generation;
+  }
+
+  private answered(nodeId: string, generation: number): void {
+    const n = this.addedSince.get(nodeId);
+    if (generation === this.generation && n) this.addedSince.set(nodeId, n - 1);
   }
 
   /**
-   * Adds a job and awaits its end, until `deadline` (epoch ms) at the latest, whatever the wait is
-   * spent on (connecting the node's queue, adding the job, the job itself). The job id is chosen
-   * here so the listeners are in place before the job exists: no event can be missed, and no
-   * round trip is needed to check whether it finished before we listened (as
-   * `Job.waitUntilFinished` does).
+   * Adds a job and awaits its answer for at most `timeoutMs`, whatever the wait is spent on
+   * (adding the job, the queue, a move off a dead node, the run). The job id is chosen here and
+   * the waiter registered before the job exists, so no answer can come first.
    */
-  private async run<R>(nodeId: string, name: string, data: unknown, deadline: number, what: string): Promise<R> {
-    const jobId = randomUUID();
-    const timeoutMs = Math.max(0, deadline - Date.now());
+  private async run<R>(nodeId: string, name: string, data: object, timeoutMs: number, what: string): Promise<R> {
+    const id = randomUUID();
+    const answer = this.replies.wait(id);
+    answer.catch(() => undefined);
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
     const timeout = new Promise<never>((_, reject) => {
@@ -194,80 +265,45 @@ export class Dispatcher {
       }, timeoutMs);
     });
     timeout.catch(() => undefined);
-    let stopListening = () => {};
     this.inFlight.set(nodeId, (this.inFlight.get(nodeId) ?? 0) + 1);
+    const queue = this.queueFor(nodeId);
+    let generation: number | undefined;
     try {
-      const { queue, events: typed } = await Promise.race([this.queueFor(nodeId), timeout]);
-      // QueueEvents emits `completed:<jobId>` / `failed:<jobId>`, which its typings do not list.
-      const events = typed as unknown as EventEmitter;
-      const finished = new Promise<R>((resolve, reject) => {
-        const onCompleted = (args: { returnvalue: unknown }) => resolve(args.returnvalue as R);
-        const onFailed = (args: { failedReason: string }) => reject(errorFromWire(args.failedReason));
-        events.on(`completed:${jobId}`, onCompleted);
-        events.on(`failed:${jobId}`, onFailed);
-        stopListening = () => {
-          events.off(`completed:${jobId}`, onCompleted);
-          events.off(`failed:${jobId}`, onFailed);
-        };
-      });
-      try {
-        await Promise.race([queue.add(name, data, { ...JOB_OPTIONS, jobId }), timeout]);
-        return await Promise.race([finished, timeout]);
-      } finally {
-        // A job nobody waits for any more is taken back if no node has started it (a node also
-        // skips an invocation it reaches past its deadline).
-        if (timedOut) queue.remove(jobId).catch(() => undefined);
-      }
+      const job: Routed<object> = { ...data, reply: { id, replyTo: this.replies.key, answerTtlMs: timeoutMs + 60_000 } };
+      await Promise.race([queue.add(name, job, { ...JOB_OPTIONS, jobId: id }), timeout]);
+      generation = this.added(nodeId);
+      return unwrap<R>(await Promise.race([answer, timeout]));
     } finally {
       clearTimeout(timer);
-      stopListening();
+      if (generation !== undefined) this.answered(nodeId, generation);
+      this.replies.cancel(id);
       this.inFlight.set(nodeId, (this.inFlight.get(nodeId) ?? 1) - 1);
+      // A job nobody waits for any more is taken back if no node has started it (a node also
+      // skips an invocation it reaches past its deadline).
+      if (timedOut) queue.remove(id).catch(() => undefined);
     }
   }
 
-  /** Closes the queue connections of nodes that are gone (and that nobody here waits on). */
+  /** Closes the queues of nodes that are gone (and that nobody here waits on). */
   private forgetDeadQueues(live: Set<string>): void {
     for (const [id, q] of this.queues) {
       if (live.has(id) || (this.inFlight.get(id) ?? 0) > 0) continue;
       this.queues.delete(id);
       this.inFlight.delete(id);
-      void Promise.allSettled([q.ready.then((e) => e.close()), q.queue.close()]).then(() => q.eventsRedis.disconnect());
+      void q.close().catch(() => undefined);
     }
   }
 
-  private async queueFor(nodeId: string) {
+  private queueFor(nodeId: string): Queue {
     if (this.closed) throw new BruleeError('NO_NODE_AVAILABLE', 'the gateway is shutting down');
     let q = this.queues.get(nodeId);
     if (!q) {
-      const name = this.opts.keys.nodeQueue(nodeId);
-      const prefix = this.opts.keys.bullPrefix;
-      const queue = new Queue(name, { connection: this.opts.redis, prefix, streams: { events: { maxLen: EVENTS_KEPT } } });
-      const eventsRedis = createRedis(this.opts.redisUrl, { name: 'brulee-events' });
-      queue.setMaxListeners(0);
+      q = new Queue(this.opts.keys.nodeQueue(nodeId), { connection: this.opts.redis, prefix: this.opts.keys.bullPrefix, streams: { events: { maxLen: EVENTS_KEPT } } });
       // Connection trouble shows as failed commands (503) and in /healthz; unhandled, BullMQ would print it.
-      queue.on('error', () => undefined);
-      const ready = (async () => {
-        // Read the event stream from a second before now (server time), not from "$": an event
-        // written between our connect and our first read is then not missed.
-        const [sec] = await this.opts.redis.time();
-        const events = new QueueEvents(name, { connection: eventsRedis, prefix, lastEventId: `${(Number(sec) - 1) * 1000}-0` });
-        events.setMaxListeners(0);
-        events.on('error', () => undefined);
-        await events.waitUntilReady();
-        return events;
-      })();
-      q = { queue, eventsRedis, ready };
+      q.on('error', () => undefined);
       this.queues.set(nodeId, q);
     }
-    try {
-      return { queue: q.queue, events: await q.ready };
-    } catch (e) {
-      // Not ready (Redis away): forget it, so the next call builds it anew.
-      if (this.queues.get(nodeId) === q) this.queues.delete(nodeId);
-      void q.queue.close().catch(() => undefined);
-      q.eventsRedis.disconnect();
-      throw e;
-    }
+    return q;
   }
 }
 

@@ -14,8 +14,24 @@ export function keys(ns = 'brulee') {
     fnSamples: (name: string, kind: 'load' | 'exec' | 'fetch' | 'create') => `${ns}:samples:${kind}:${name}`,
     evictions: `${ns}:evictions`,
     nodes: `${ns}:nodes`,
+    /** Sorted set: node id -> Redis time of its last heartbeat (liveness, on one clock). */
+    alive: `${ns}:nodes:alive`,
+    /** Node id -> token of the process that holds it (node ids are unique while they live). */
+    nodeOwner: `${ns}:nodes:owner`,
+    /** Node id -> JSON of a node declared dead or gone; the reaper moves jobs off their queues. */
+    deadNodes: `${ns}:nodes:dead`,
+    /** Node id -> jobs moved off its queue. */
+    jobsMoved: `${ns}:nodes:moved`,
+    /** Cluster-wide failover counters (nodeDeaths, jobsRerouted, duplicateRuns). */
+    cluster: `${ns}:cluster`,
+    reaperLock: `${ns}:lock:reaper`,
+    /** A gateway's reply stream: every node writes the answers of that gateway's sync calls here. */
+    replies: (gatewayId: string) => `${ns}:replies:${gatewayId}`,
+    /** Set once when a sync call is answered: a second run of the same job finds it and is counted, not sent. */
+    answered: (id: string) => `${ns}:answered:${id}`,
     invocation: (id: string) => `${ns}:inv:${id}`,
-    result: (jobId: string) => `${ns}:result:${jobId}`,
+    /** An async invocation's answer (outputs or error), whichever node ran it. Set once (NX). */
+    result: (id: string) => `${ns}:result:${id}`,
     popularityCounts: `${ns}:pop:counts`,
     popularityRates: `${ns}:pop:rates`,
     popularity: `${ns}:pop:share`,

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys';
+import { LUA_NOW, Script } from './scripts';
 
 /** A node's heartbeat, as it writes it into Redis. */
 export interface NodeInfo {
@@ -8,37 +9,147 @@ export interface NodeInfo {
   budgetBytes: number;
   usedBytes: number;
   concurrency: number;
+  /** Cores the node's process may use: how many jobs it really runs at once. */
+  cpus?: number;
   resident: Array<{ key: string; fn: string; sizeBytes: number; state: 'loading' | 'resident'; pinned: boolean; inFlight: number }>;
   loads: number;
   evictions: number;
   startedAt: number;
+  /** Redis time of the beat (epoch ms). */
   heartbeatAt: number;
 }
 
-/** A node whose last heartbeat is older than this is dead. */
-export const NODE_TTL_MS = 5000;
-
-export async function writeHeartbeat(redis: Redis, k: Keys, info: NodeInfo): Promise<void> {
-  await redis.hset(k.nodes, info.id, JSON.stringify(info));
+/** A node the reaper declared dead (it stopped beating), or one that left cleanly. */
+export interface DeadNode {
+  id: string;
+  reason: 'silent' | 'left';
+  /** Redis time of its last heartbeat (epoch ms). */
+  lastBeatAt: number;
+  /** Redis time it was declared dead or left (epoch ms). */
+  at: number;
+  /** Jobs moved off its queue to live nodes. */
+  jobsMoved: number;
 }
 
-export async function removeNode(redis: Redis, k: Keys, id: string): Promise<void> {
-  await redis.hdel(k.nodes, id);
+/** Heartbeat period, ms (`HEARTBEAT_MS`). */
+export const HEARTBEAT_MS = 1000;
+/** A node is dead after this many missed beats. */
+export const MISSED_BEATS = 3;
+
+/**
+ * Liveness is a sorted set of node ids scored by the Redis time of their last beat, so every
+ * process judges it on one clock (Redis's), not on the clocks of the node or of the judge.
+ * `owner` maps a node id to the random token of the process that holds it: two processes with
+ * the same NODE_ID cannot both be the node.
+ */
+const CLAIM = new Script(`${LUA_NOW}
+local last = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local owner = redis.call('HGET', KEYS[2], ARGV[1])
+if last and owner and owner ~= ARGV[2] and now - tonumber(last) < tonumber(ARGV[3]) then
+  return {0, now - tonumber(last)}
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return {1, now}`);
+
+/** 1: beat recorded; 2: this node had been declared dead and rejoins; 0: another process holds the id. */
+const BEAT = new Script(`${LUA_NOW}
+local owner = redis.call('HGET', KEYS[2], ARGV[1])
+local code = 1
+if owner ~= ARGV[2] then
+  if owner then return {0, now} end
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  code = 2
+end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], (string.gsub(ARGV[3], '"heartbeatAt":0', '"heartbeatAt":' .. now, 1)))
+return {code, now}`);
+
+const LEAVE = new Script(`${LUA_NOW}
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+local last = redis.call('ZSCORE', KEYS[1], ARGV[1]) or now
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[1], cjson.encode({id = ARGV[1], reason = 'left', lastBeatAt = tonumber(last), at = now}))
+return 1`);
+
+const LIVE = new Script(`${LUA_NOW}
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - tonumber(ARGV[1])), '+inf')
+if #ids == 0 then return {} end
+return redis.call('HMGET', KEYS[2], unpack(ids))`);
+
+/** Declares dead every node silent for `ARGV[1]` ms, atomically: one reaper counts each death once. */
+const DECLARE_DEAD = new Script(`${LUA_NOW}
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'WITHSCORES')
+local ids = {}
+for i = 1, #gone, 2 do
+  local id = gone[i]
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
+  redis.call('HSET', KEYS[4], id, cjson.encode({id = id, reason = 'silent', lastBeatAt = tonumber(gone[i + 1]), at = now}))
+  redis.call('HINCRBY', KEYS[5], 'nodeDeaths', 1)
+  ids[#ids + 1] = id
+end
+return ids`);
+
+export type ClaimResult = { ok: true; now: number } | { ok: false; lastBeatAgoMs: number };
+
+/** Takes `id` for the process holding `token`, unless a live process (one that beat within `deadAfterMs`) holds it. */
+export async function claimNodeId(redis: Redis, k: Keys, id: string, token: string, deadAfterMs: number): Promise<ClaimResult> {
+  const [ok, n] = (await CLAIM.run(redis, [k.alive, k.nodeOwner, k.deadNodes], [id, token, deadAfterMs])) as [number, number];
+  return ok === 1 ? { ok: true, now: n } : { ok: false, lastBeatAgoMs: n };
 }
 
-/** A node silent this long is forgotten (its entry removed from the heartbeat hash). */
-export const NODE_FORGET_MS = 3_600_000;
+export type BeatResult = { code: 'ok' | 'rejoined' | 'taken'; now: number };
 
-/** Nodes whose heartbeat is fresh; entries of nodes long gone are removed on the way. */
-export async function liveNodes(redis: Redis, k: Keys, now = Date.now()): Promise<NodeInfo[]> {
-  const all = await redis.hgetall(k.nodes);
-  const out: NodeInfo[] = [];
-  const gone: string[] = [];
-  for (const [id, v] of Object.entries(all)) {
-    const info = JSON.parse(v) as NodeInfo;
-    if (now - info.heartbeatAt <= NODE_TTL_MS) out.push(info);
-    else if (now - info.heartbeatAt > NODE_FORGET_MS) gone.push(id);
-  }
-  if (gone.length > 0) await redis.hdel(k.nodes, ...gone);
+/** Writes a heartbeat; `info.heartbeatAt` is replaced by Redis's time. Answers with that time. */
+export async function writeHeartbeat(redis: Redis, k: Keys, info: NodeInfo, token: string): Promise<BeatResult> {
+  const json = JSON.stringify({ ...info, heartbeatAt: 0 });
+  const [code, now] = (await BEAT.run(redis, [k.alive, k.nodeOwner, k.nodes, k.deadNodes], [info.id, token, json])) as [number, number];
+  return { code: code === 1 ? 'ok' : code === 2 ? 'rejoined' : 'taken', now };
+}
+
+/** A clean exit: the node leaves at once (no wait for the reaper), and the reaper still moves any job that reached its queue late. */
+export async function leaveCluster(redis: Redis, k: Keys, id: string, token: string): Promise<void> {
+  await LEAVE.run(redis, [k.alive, k.nodeOwner, k.nodes, k.deadNodes], [id, token]);
+}
+
+/** Nodes that beat within `deadAfterMs` (Redis time), by id. */
+export async function liveNodes(redis: Redis, k: Keys, deadAfterMs = HEARTBEAT_MS * MISSED_BEATS): Promise<NodeInfo[]> {
+  const raw = (await LIVE.run(redis, [k.alive, k.nodes], [deadAfterMs])) as Array<string | null>;
+  const out = raw.filter((v): v is string => v !== null).map((v) => JSON.parse(v) as NodeInfo);
   return out.sort((a, b) => (a.id < b.id ? -1 : 1));
+}
+
+/** Declares dead the nodes silent for `deadAfterMs`; answers their ids (each death is returned once, cluster-wide). */
+export async function declareDead(redis: Redis, k: Keys, deadAfterMs: number): Promise<string[]> {
+  return (await DECLARE_DEAD.run(redis, [k.alive, k.nodes, k.nodeOwner, k.deadNodes, k.cluster], [deadAfterMs])) as string[];
+}
+
+/** Nodes declared dead or gone, with the jobs moved off each. */
+export async function deadNodes(redis: Redis, k: Keys): Promise<DeadNode[]> {
+  const [dead, moved] = await Promise.all([redis.hgetall(k.deadNodes), redis.hgetall(k.jobsMoved)]);
+  return Object.values(dead)
+    .map((v) => JSON.parse(v) as Omit<DeadNode, 'jobsMoved'>)
+    .map((d) => ({ ...d, jobsMoved: Number(moved[d.id] ?? 0) }))
+    .sort((a, b) => b.at - a.at);
+}
+
+/** Cluster-wide failover counts. */
+export interface FailoverCounts {
+  /** Nodes declared dead (silent for `MISSED_BEATS` beats); clean exits are not deaths. */
+  nodeDeaths: number;
+  /** Jobs moved off dead or departed nodes onto live ones. */
+  jobsRerouted: number;
+  /** Runs of a job whose answer had already been given (at-least-once execution): counted, never returned. */
+  duplicateRuns: number;
+}
+
+export async function failoverCounts(redis: Redis, k: Keys): Promise<FailoverCounts> {
+  const h = await redis.hgetall(k.cluster);
+  return { nodeDeaths: Number(h.nodeDeaths ?? 0), jobsRerouted: Number(h.jobsRerouted ?? 0), duplicateRuns: Number(h.duplicateRuns ?? 0) };
 }

@@ -48,12 +48,10 @@ export interface InvokeJob {
   inputs: Record<string, WireTensor>;
   /** Output names to compute; all when absent. */
   outputs?: string[];
-  /** When the gateway accepted the request (epoch ms), for queue time. */
+  /** When the gateway accepted the request, for queue time (epoch ms; on the Redis clock once enqueued, see `queue/clock.ts`). */
   acceptedAt: number;
-  /** When the caller stops waiting (epoch ms): a node skips a job it reaches later. */
+  /** When the caller stops waiting (epoch ms on the Redis clock): a node skips a job it reaches later. */
   deadline: number;
-  /** How long a large result parked in Redis is kept, s (see `InvokeResult.outputsKey`). */
-  resultTtlS: number;
 }
 
 export interface Timings {
@@ -63,13 +61,7 @@ export interface Timings {
 }
 
 export interface InvokeResult {
-  /** Inline outputs; empty when they were parked under `outputsKey`. */
   outputs: Record<string, WireTensor>;
-  /**
-   * Large outputs are parked under this Redis key (with a TTL) instead: a job's return value is
-   * copied into the queue's event stream, which keeps thousands of entries.
-   */
-  outputsKey?: string;
   coldStart: boolean;
   node: string;
   timings: Timings;

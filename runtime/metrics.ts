@@ -25,6 +25,12 @@ export class Metrics {
   readonly cacheBudget = new Gauge({ name: 'brulee_cache_budget_bytes', help: 'Cache byte budget', labelNames: ['node'] as const, registers: [this.registry] });
   readonly residentModels = new Gauge({ name: 'brulee_resident_models', help: 'Models resident in the cache', labelNames: ['node'] as const, registers: [this.registry] });
 
+  private failoverSource: (() => Promise<{ nodeDeaths: number; jobsRerouted: number; duplicateRuns: number }>) | undefined;
+  /** Cluster-wide (read from Redis at scrape time, so every process shows the same count). */
+  readonly nodeDeaths = this.clusterCounter('brulee_node_deaths_total', 'Nodes declared dead (silent for 3 heartbeats), cluster-wide', 'nodeDeaths');
+  readonly jobsRerouted = this.clusterCounter('brulee_jobs_rerouted_total', 'Jobs moved off dead or departed nodes onto live ones, cluster-wide', 'jobsRerouted');
+  readonly duplicateRuns = this.clusterCounter('brulee_duplicate_runs_total', 'Runs of a job already answered (at-least-once execution after a failover), counted and never returned, cluster-wide', 'duplicateRuns');
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'brulee_' });
   }
@@ -32,6 +38,26 @@ export class Metrics {
   /** Adds a callback that sets gauges at scrape time (queue depth, cache bytes). */
   onCollect(f: () => Promise<void> | void): void {
     this.gaugeSources.push(f);
+  }
+
+  /** Where the cluster-wide failover counts come from (Redis). */
+  failover(source: () => Promise<{ nodeDeaths: number; jobsRerouted: number; duplicateRuns: number }>): void {
+    this.failoverSource = source;
+  }
+
+  private clusterCounter(name: string, help: string, field: 'nodeDeaths' | 'jobsRerouted' | 'duplicateRuns'): Counter {
+    const metrics = this;
+    return new Counter({
+      name,
+      help,
+      registers: [this.registry],
+      async collect() {
+        const counts = await metrics.failoverSource?.().catch(() => undefined);
+        if (!counts) return;
+        this.reset();
+        this.inc(counts[field]);
+      },
+    });
   }
 
   async text(): Promise<string> {

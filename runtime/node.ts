@@ -1,13 +1,16 @@
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { randomUUID } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BruleeError, errorToWire, isBruleeError } from '../errors';
 import type { LocalModels } from '../store';
 import { createRedis } from '../queue/connection';
-import { modelKey } from '../queue/dispatcher';
+import type { RedisClock } from '../queue/clock';
+import { modelKey, type InvokeAnswer, type Routed } from '../queue/dispatcher';
 import { controlType, type Keys } from '../queue/keys';
-import { parkLargeOutputs } from '../queue/results';
-import { removeNode, writeHeartbeat, type NodeInfo } from '../queue/nodes';
+import { claimNodeId, HEARTBEAT_MS, leaveCluster, MISSED_BEATS, writeHeartbeat, type NodeInfo } from '../queue/nodes';
+import { deliver, type Answer } from '../queue/replies';
 import { fromWire, JOB, mapValues, toWire, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type UnloadJob } from '../queue/wire';
 import type { Metrics } from './metrics';
 import { loadModel, type LoadedModel } from './onnx';
@@ -34,8 +37,10 @@ export interface RuntimeNodeOptions {
   ttlMs: number;
   /** Jobs run at once. @default 16 */
   concurrency?: number;
-  /** Heartbeat period, ms. @default 1000 */
+  /** Heartbeat period, ms; the node is declared dead after `MISSED_BEATS` missed beats. @default HEARTBEAT_MS */
   heartbeatMs?: number;
+  /** The cluster clock (Redis TIME): deadlines and queue times are on it. */
+  clock: RedisClock;
   metrics: Metrics;
   log: Logger;
 }
@@ -60,10 +65,12 @@ export class RuntimeNode {
   private evictions = 0;
   private readonly startedAt = Date.now();
   private closing?: Promise<void>;
+  /** This process's claim on its node id (two processes with one NODE_ID cannot both run). */
+  private readonly token = randomUUID();
   private readonly o: Required<RuntimeNodeOptions>;
 
   constructor(opts: RuntimeNodeOptions) {
-    this.o = { concurrency: 16, heartbeatMs: 1000, ...opts };
+    this.o = { concurrency: 16, heartbeatMs: HEARTBEAT_MS, ...opts };
     const { metrics, log } = this.o;
     this.pool = new WarmPool<LoadedModel, NodeModelSpec>({
       budgetBytes: opts.budgetBytes,
@@ -105,6 +112,7 @@ export class RuntimeNode {
     const { keys } = this.o;
     await this.reloadPopularity();
     await (await loadModel(Buffer.from(WARMUP_MODEL_B64, 'base64'))).dispose();
+    await this.claimId();
     this.sub = createRedis(this.o.redisUrl, { name: `brulee-node-${this.o.id}-sub` });
     await this.sub.subscribe(keys.control);
     this.sub.on('message', (_ch, msg: string) => {
@@ -116,6 +124,8 @@ export class RuntimeNode {
       connection: this.workerRedis,
       prefix: keys.bullPrefix,
       concurrency: this.o.concurrency,
+      // A job whose lock lapses while this node lives (a blocked event loop) is run again here;
+      // a dead node's jobs are moved by the reaper (queue/reaper.ts) long before.
       maxStalledCount: 2,
     });
     this.worker.on('error', (e) => this.o.log.warn({ err: e }, 'worker error'));
@@ -151,7 +161,8 @@ export class RuntimeNode {
       loads: this.loads,
       evictions: this.evictions,
       startedAt: this.startedAt,
-      heartbeatAt: Date.now(),
+      cpus: availableParallelism(),
+      heartbeatAt: this.o.clock.now(),
     };
   }
 
@@ -162,7 +173,8 @@ export class RuntimeNode {
       const steps: Array<() => unknown> = [
         () => this.worker?.close(),
         () => this.workerRedis?.quit(),
-        () => removeNode(this.o.redis, this.o.keys, this.o.id),
+        // Leaves at once; a job a gateway adds after this is moved by the reaper.
+        () => leaveCluster(this.o.redis, this.o.keys, this.o.id, this.token),
         () => this.sub?.quit(),
         () => this.pool.clear(),
       ];
@@ -171,9 +183,40 @@ export class RuntimeNode {
     return this.closing;
   }
 
+  /**
+   * Takes this node's id in Redis. An id held by a process that still beats is refused: two
+   * processes with one NODE_ID would merge their queues and their stats. A holder that stopped
+   * beating (a crash just before this restart) is waited out: at most `MISSED_BEATS` beats.
+   */
+  private async claimId(): Promise<void> {
+    const deadAfter = this.o.heartbeatMs * MISSED_BEATS;
+    for (let attempt = 0; ; attempt++) {
+      const r = await claimNodeId(this.o.redis, this.o.keys, this.o.id, this.token, deadAfter);
+      if (r.ok) return;
+      if (attempt >= 1 || r.lastBeatAgoMs < 0) {
+        throw new BruleeError(
+          'CONFLICT',
+          `NODE_ID "${this.o.id}" is held by another live process (its last heartbeat was ${r.lastBeatAgoMs} ms ago): give every process its own NODE_ID, or leave NODE_ID unset for a unique one`,
+        );
+      }
+      await new Promise((res) => setTimeout(res, deadAfter - r.lastBeatAgoMs + 100));
+    }
+  }
+
   private async heartbeat(): Promise<void> {
     if (this.closing) return;
-    await writeHeartbeat(this.o.redis, this.o.keys, this.info()).catch(() => undefined);
+    const t0 = Date.now();
+    try {
+      const r = await writeHeartbeat(this.o.redis, this.o.keys, this.info(), this.token);
+      this.o.clock.observe(r.now, t0, Date.now());
+      if (r.code === 'rejoined') this.o.log.warn({ node: this.o.id }, 'this node had been declared dead (it missed its heartbeats) and rejoins; its jobs were moved and may run twice (counted as duplicate runs)');
+      if (r.code === 'taken') {
+        this.o.log.error({ node: this.o.id }, 'another process now holds this NODE_ID; this node stops taking jobs');
+        void this.worker?.close();
+      }
+    } catch {
+      // Redis away: the next beat tries again.
+    }
   }
 
   private spec(m: ModelRef): NodeModelSpec {
@@ -203,29 +246,47 @@ export class RuntimeNode {
     return model;
   }
 
-  private async process(job: Job): Promise<unknown> {
+  /**
+   * Runs a job and gives its answer (outputs or error) by its id, not through BullMQ's return value:
+   * the job may have been moved here from a dead node, and its caller waits on its own reply stream
+   * or result key (queue/replies.ts). Jobs are not retried (attempts: 1): what failed would fail
+   * again, and the caller has its answer. A second run of a job already answered is counted there.
+   */
+  private async process(job: Job<Routed<object>>): Promise<{ first: boolean }> {
+    let answer: Answer;
     try {
-      switch (job.name) {
-        case JOB.invoke:
-          return await this.invoke(job as Job<InvokeJob>);
-        case JOB.load: {
-          const { model } = (job as Job<LoadJob>).data;
-          this.retireOlder(model);
-          const loaded = await this.pool.prewarm(this.spec(model));
-          if (loaded) await this.prewarmed(model.fn, modelKey(model), 'api');
-          return { loaded };
-        }
-        case JOB.unload: {
-          const { fn, ...how } = (job as Job<UnloadJob>).data;
-          return { dropped: this.pool.dropFunction(fn, how) };
-        }
-        default:
-          throw new BruleeError('BAD_REQUEST', `unknown job ${job.name}`);
-      }
+      answer = { ok: await this.run(job) };
     } catch (e) {
-      // Jobs are not retried (attempts: 1): what failed would fail again, and the caller has its
-      // answer. A node that dies mid-job is another matter: BullMQ's stalled-job check re-runs it.
-      throw new UnrecoverableError(errorToWire(e));
+      answer = { error: errorToWire(e) };
+    }
+    // Redis may be restarting: the answer is worth a few retries (an async caller reads it later).
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return { first: await deliver(this.o.redis, this.o.keys, job.data.reply, answer) };
+      } catch (e) {
+        if (attempt >= 50 || this.closing) throw e;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
+  private async run(job: Job): Promise<unknown> {
+    switch (job.name) {
+      case JOB.invoke:
+        return this.invoke(job as Job<InvokeJob>);
+      case JOB.load: {
+        const { model } = (job as Job<LoadJob>).data;
+        this.retireOlder(model);
+        const loaded = await this.pool.prewarm(this.spec(model));
+        if (loaded) await this.prewarmed(model.fn, modelKey(model), 'api');
+        return { loaded, node: this.o.id };
+      }
+      case JOB.unload: {
+        const { fn, ...how } = (job as Job<UnloadJob>).data;
+        return { dropped: this.pool.dropFunction(fn, how) };
+      }
+      default:
+        throw new BruleeError('BAD_REQUEST', `unknown job ${job.name}`);
     }
   }
 
@@ -248,13 +309,14 @@ export class RuntimeNode {
     }
   }
 
-  private async invoke(job: Job<InvokeJob>): Promise<InvokeResult> {
+  private async invoke(job: Job<InvokeJob>): Promise<InvokeAnswer> {
     const { model, inputs, outputs, deadline } = job.data;
-    const { metrics, redis, keys } = this.o;
+    const { metrics, redis, keys, clock } = this.o;
     const fn = model.fn;
-    const queueMs = Math.max(0, (job.processedOn ?? Date.now()) - job.data.acceptedAt);
-    const record = (r: Omit<InvocationRecord, 'fn'>) => recordInvocation(redis, keys, { fn, queueMs, totalMs: Math.max(0, Date.now() - job.data.acceptedAt), ...r });
-    if (Date.now() > deadline) {
+    // Deadlines and acceptance times are on the Redis clock, which the gateway set them on.
+    const queueMs = Math.max(0, clock.fromLocal(job.processedOn ?? Date.now()) - job.data.acceptedAt);
+    const record = (r: Omit<InvocationRecord, 'fn'>) => recordInvocation(redis, keys, { fn, queueMs, totalMs: Math.max(0, clock.now() - job.data.acceptedAt), ...r });
+    if (clock.now() > deadline) {
       // The caller has already had its 504: running this now would only take a slot.
       await record({ outcome: 'timeout', loaded: false, loadMs: 0, execMs: 0 });
       throw new BruleeError('TIMEOUT', `the invocation waited ${queueMs} ms in the queue, past its deadline; it was not run`);
@@ -263,7 +325,7 @@ export class RuntimeNode {
     const spec = this.spec(model);
     let lease;
     try {
-      lease = await this.pool.acquire(spec, deadline);
+      lease = await this.pool.acquire(spec, clock.toLocal(deadline));
     } catch (e) {
       metrics.invocations.inc({ function: fn, outcome: 'error' });
       await record({ outcome: 'error', loaded: false, loadMs: 0, execMs: 0 });
@@ -275,12 +337,12 @@ export class RuntimeNode {
     (lease.coldStart ? metrics.coldStarts : metrics.warmHits).inc({ function: fn });
     const loadMs = lease.loaded ? (this.lastLoadMs.get(spec.key) ?? lease.loadWaitMs) : lease.loadWaitMs;
     const facts = { coldStart: lease.coldStart, loaded: lease.loaded, loadMs, ...(lease.loaded ? { fetchMs: this.lastFetchMs.get(spec.key) ?? 0 } : {}) };
-    let result: InvokeResult;
+    let result: InvokeAnswer;
     try {
       const t0 = performance.now();
       const out = await lease.value.run(mapValues(inputs, fromWire), outputs);
       const execMs = performance.now() - t0;
-      result = { outputs: mapValues(out, toWire), coldStart: lease.coldStart, node: this.o.id, timings: { queueMs, loadMs, execMs } };
+      result = { outputs: mapValues(out, toWire), coldStart: lease.coldStart, node: this.o.id, timings: { queueMs, loadMs, execMs }, fn, version: model.version };
       metrics.execSeconds.observe({ function: fn }, execMs / 1000);
     } catch (e) {
       metrics.invocations.inc({ function: fn, outcome: 'error' });
@@ -291,6 +353,6 @@ export class RuntimeNode {
     }
     metrics.invocations.inc({ function: fn, outcome: 'ok' });
     await record({ outcome: 'ok', ...facts, execMs: result.timings.execMs });
-    return parkLargeOutputs(redis, keys, job.id!, job.data.resultTtlS, result);
+    return result;
   }
 }

@@ -1,0 +1,173 @@
+import { randomUUID } from 'node:crypto';
+import { Queue, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { isBruleeError } from '../errors';
+import { JOB_OPTIONS, modelKey, type Dispatcher, type Routed } from './dispatcher';
+import type { Keys } from './keys';
+import { deadNodes, declareDead, HEARTBEAT_MS, MISSED_BEATS } from './nodes';
+import { deliver } from './replies';
+import { chooseNode, type NodeView } from './routing';
+import { Script } from './scripts';
+import { JOB, type LoadJob } from './wire';
+
+export interface ReaperOptions {
+  redis: Redis;
+  keys: Keys;
+  /** Routing's view of the live nodes (queue depths from Redis). */
+  dispatcher: Dispatcher;
+  log: Logger;
+  /** How often every process tries to run the reaper (one of them does, under a Redis lock), ms. @default HEARTBEAT_MS */
+  everyMs?: number;
+  /** A node silent this long (Redis time) is declared dead, ms. @default HEARTBEAT_MS × MISSED_BEATS */
+  deadAfterMs?: number;
+  /** A dead node whose queue has stayed empty this long is forgotten (and its queue's keys deleted), ms. @default 10 min */
+  forgetAfterMs?: number;
+  /** Jobs moved per dead node per run (the rest go on the next run). @default 1000 */
+  batch?: number;
+}
+
+/** Job states that still need a node. */
+const PENDING = ['active', 'waiting', 'prioritized', 'delayed'] as const;
+
+/** Releases the lock early (only if still ours), keeping it just long enough to space runs `everyMs` apart. */
+const RELEASE = new Script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`);
+
+export interface ReapResult {
+  /** Nodes this run declared dead. */
+  died: string[];
+  /** Jobs this run moved to live nodes. */
+  moved: number;
+}
+
+/**
+ * Failover, once per cluster: every gateway and node runs `tick` every beat, and the one that
+ * takes the Redis lock (as the popularity cron does) does the work:
+ *
+ * 1. Declares dead the nodes whose last heartbeat (Redis time) is `MISSED_BEATS` beats old.
+ * 2. Moves every job still on the queue of a dead node (or of one that left) to a live node, chosen
+ *    by routing as for a new call: the waiting ones, and the one it was running, which runs again
+ *    (at-least-once; its answer goes out once, see `queue/replies.ts`). A job keeps its id and its
+ *    reply address, so its caller gets the answer on the same request or invocation id. Moved jobs
+ *    go to the front of their new queue: they have waited longest.
+ *
+ * Each step is idempotent, so a reaper that dies half-way leaves nothing lost: a job is added to
+ * its new queue (same id: a second add is a no-op) before it is removed from the old one, and the
+ * dead node's queue is looked at again on every run, which also catches jobs that a gateway with a
+ * stale node list added after the death.
+ */
+export class Reaper {
+  private readonly o: Required<ReaperOptions>;
+  private readonly queues = new Map<string, Queue>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+  private readonly token = randomUUID();
+
+  constructor(opts: ReaperOptions) {
+    this.o = { everyMs: HEARTBEAT_MS, deadAfterMs: HEARTBEAT_MS * MISSED_BEATS, forgetAfterMs: 600_000, batch: 1000, ...opts };
+  }
+
+  start(): void {
+    this.timer = setInterval(() => {
+      this.running ??= this.tick()
+        .catch((e: unknown) => this.o.log.warn({ err: e }, 'reaper run failed'))
+        .finally(() => (this.running = undefined));
+    }, this.o.everyMs);
+    this.timer.unref();
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+    const qs = [...this.queues.values()];
+    this.queues.clear();
+    await Promise.allSettled(qs.map((q) => q.close()));
+  }
+
+  /** One run, if this process takes the lock; undefined when another holds it. */
+  async tick(): Promise<ReapResult | undefined> {
+    const { redis, keys: k } = this.o;
+    if (!(await redis.set(k.reaperLock, this.token, 'PX', 30_000, 'NX'))) return undefined;
+    try {
+      const died = await declareDead(redis, k, this.o.deadAfterMs);
+      for (const id of died) this.o.log.warn({ node: id, silentMs: this.o.deadAfterMs }, 'node declared dead: moving its jobs to live nodes');
+      let moved = 0;
+      const now = Number((await redis.time())[0]) * 1000;
+      for (const d of await deadNodes(redis, k)) {
+        const q = this.queue(d.id);
+        const counts = await q.getJobCounts(...PENDING);
+        const left = PENDING.reduce((s, st) => s + (counts[st] ?? 0), 0);
+        if (left === 0) {
+          if (now - d.at > this.o.forgetAfterMs) await this.forget(d.id, q);
+          continue;
+        }
+        moved += await this.moveAll(d.id, q);
+      }
+      return { died, moved };
+    } finally {
+      await RELEASE.run(redis, [k.reaperLock], [this.token, Math.max(1, Math.floor(this.o.everyMs * 0.8))]).catch(() => undefined);
+    }
+  }
+
+  private async moveAll(deadId: string, from: Queue): Promise<number> {
+    const { redis, keys: k, log } = this.o;
+    // Oldest first; added in reverse with lifo, so the oldest ends up at the very front.
+    const jobs = (await from.getJobs([...PENDING], 0, this.o.batch - 1, true)).filter((j): j is Job => !!j?.id);
+    jobs.sort((a, b) => a.timestamp - b.timestamp);
+    const views: NodeView[] = (await this.o.dispatcher.nodes(true)).filter((n) => n.id !== deadId).map((n) => ({
+      id: n.id,
+      budgetBytes: n.budgetBytes,
+      usedBytes: n.usedBytes,
+      resident: n.resident.map((r) => r.key),
+      queued: n.queued,
+    }));
+    let moved = 0;
+    for (const job of jobs.reverse()) {
+      const id = job.id!;
+      const data = job.data as Routed<Partial<LoadJob>>;
+      const state = await job.getState().catch(() => 'unknown');
+      if (job.name === JOB.unload || !data.model) {
+        // Nothing to unload on a dead node: answered at once.
+        await deliver(redis, k, data.reply, { ok: { dropped: 0 } });
+      } else {
+        let target: NodeView;
+        try {
+          target = chooseNode(views, modelKey(data.model), data.model.sizeBytes);
+        } catch (e) {
+          // No live node can take it: left where it is until one can (its caller's deadline still runs).
+          if (isBruleeError(e)) break;
+          throw e;
+        }
+        target.queued++;
+        await this.queue(target.id).add(job.name, data, { ...JOB_OPTIONS, jobId: id, lifo: true });
+        // An async call's status is read from the queue it sits on.
+        if (!data.reply.replyTo) await redis.set(k.invocation(id), target.id, 'KEEPTTL', 'XX');
+        log.info({ job: id, from: deadId, to: target.id, state }, 'job moved off a dead node');
+      }
+      // A dead worker's lock would keep its active job for up to 30 s: it is gone, so is the lock.
+      await redis.del(`${k.bullPrefix}:${k.nodeQueue(deadId)}:${id}:lock`);
+      await from.remove(id);
+      await redis.pipeline().hincrby(k.cluster, 'jobsRerouted', 1).hincrby(k.jobsMoved, deadId, 1).exec();
+      moved++;
+    }
+    return moved;
+  }
+
+  private async forget(id: string, q: Queue): Promise<void> {
+    const { redis, keys: k } = this.o;
+    await q.obliterate({ force: true }).catch(() => undefined);
+    await redis.multi().hdel(k.deadNodes, id).hdel(k.jobsMoved, id).exec();
+    this.queues.delete(id);
+    await q.close().catch(() => undefined);
+  }
+
+  private queue(nodeId: string): Queue {
+    let q = this.queues.get(nodeId);
+    if (!q) {
+      q = new Queue(this.o.keys.nodeQueue(nodeId), { connection: this.o.redis, prefix: this.o.keys.bullPrefix, streams: { events: { maxLen: 100 } } });
+      q.on('error', () => undefined);
+      this.queues.set(nodeId, q);
+    }
+    return q;
+  }
+}

@@ -1,0 +1,149 @@
+import type { Redis } from 'ioredis';
+import { BruleeError, errorFromWire } from '../errors';
+import { createRedis, redisUnavailable } from './connection';
+import type { Keys } from './keys';
+import { Script } from './scripts';
+
+/**
+ * Answers travel apart from the queues, keyed by the invocation's id, so that the answer does not
+ * depend on which node's queue the job finished on (a job is moved when its node dies):
+ *
+ * - a sync call's answer goes onto its gateway's reply stream (`replyTo`), which that gateway
+ *   reads with one blocking XREAD for all its calls;
+ * - an async call's answer is stored under `result:<id>`, where `GET /invocations/{id}` finds it.
+ *
+ * Either way the first answer wins, atomically (SET NX in one script): a job run twice (its node
+ * was declared dead while it ran, and it ran again elsewhere) is counted as a duplicate run and its
+ * second answer is dropped. Never two answers for one call.
+ */
+export type Answer = { ok: unknown } | { error: string };
+
+/** Where and how long a job's answer goes. */
+export interface ReplyTo {
+  /** The invocation's id (the BullMQ job id on whichever queue it sits). */
+  id: string;
+  /** The gateway's reply stream; absent for an async call. */
+  replyTo?: string;
+  /** How long the answer (async) or the answered-marker (sync) is kept, ms. */
+  answerTtlMs: number;
+}
+
+const DELIVER = new Script(`
+if ARGV[4] == 'async' then
+  if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    redis.call('HINCRBY', KEYS[3], 'duplicateRuns', 1)
+    return 0
+  end
+  return 1
+end
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then
+  redis.call('HINCRBY', KEYS[3], 'duplicateRuns', 1)
+  return 0
+end
+redis.call('XADD', KEYS[2], '*', 'id', ARGV[3], 'a', ARGV[1])
+redis.call('PEXPIRE', KEYS[2], 3600000)
+return 1`);
+
+/** A node's side: gives the job's answer, unless it was given already. Resolves to whether this was the first answer. */
+export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: Answer): Promise<boolean> {
+  const payload = JSON.stringify(answer);
+  const ttl = Math.max(1000, Math.ceil(to.answerTtlMs));
+  const keys = to.replyTo ? [k.answered(to.id), to.replyTo, k.cluster] : [k.result(to.id), k.result(to.id), k.cluster];
+  return (await DELIVER.run(redis, keys, [payload, ttl, to.id, to.replyTo ? 'sync' : 'async'])) === 1;
+}
+
+/** An async invocation's answer, if it has one yet. */
+export async function readAnswer(redis: Redis, k: Keys, id: string): Promise<Answer | undefined> {
+  const raw = await redis.get(k.result(id));
+  return raw === null ? undefined : (JSON.parse(raw) as Answer);
+}
+
+/** The value of an answer, or its error rebuilt with its code. */
+export function unwrap<T>(a: Answer): T {
+  if ('error' in a) throw errorFromWire(a.error);
+  return a.ok as T;
+}
+
+interface Waiter {
+  resolve(a: Answer): void;
+  reject(e: BruleeError): void;
+}
+
+/**
+ * A gateway's side: one blocking connection reads the gateway's reply stream and hands each answer
+ * to the call waiting for it. Register with `wait` before the job is added, so no answer can come
+ * first. When the connection to Redis drops, every waiting call fails at once with 503
+ * (REDIS_UNAVAILABLE) rather than waiting out its deadline; its job may still run.
+ */
+export class ReplyReader {
+  readonly key: string;
+  private readonly waiters = new Map<string, Waiter>();
+  private readonly conn: Redis;
+  private lastId = '0-0';
+  private running = true;
+  private loop: Promise<void>;
+
+  constructor(redisUrl: string, k: Keys, gatewayId: string) {
+    this.key = k.replies(gatewayId);
+    this.conn = createRedis(redisUrl, { name: `brulee-replies-${gatewayId}` });
+    this.conn.on('close', () => this.failAll(redisUnavailable(new Error('the connection to Redis closed while the call waited for its answer'))));
+    this.loop = this.read();
+  }
+
+  /** The answer of job `id`, when it comes. Call before adding the job. */
+  wait(id: string): Promise<Answer> {
+    return new Promise<Answer>((resolve, reject) => this.waiters.set(id, { resolve, reject }));
+  }
+
+  /** Stops waiting for `id` (timed out, or the job could not be added). */
+  cancel(id: string): void {
+    this.waiters.delete(id);
+  }
+
+  get waiting(): number {
+    return this.waiters.size;
+  }
+
+  async close(): Promise<void> {
+    this.running = false;
+    this.conn.disconnect();
+    await this.loop;
+    this.failAll(new BruleeError('NO_NODE_AVAILABLE', 'the gateway is shutting down'));
+  }
+
+  private failAll(e: BruleeError): void {
+    const all = [...this.waiters.values()];
+    this.waiters.clear();
+    for (const w of all) w.reject(e);
+  }
+
+  private async read(): Promise<void> {
+    while (this.running) {
+      let res: Array<[string, Array<[string, string[]]>]> | null;
+      try {
+        res = (await this.conn.xread('COUNT', 1000, 'BLOCK', 1000, 'STREAMS', this.key, this.lastId)) as typeof res;
+      } catch {
+        if (!this.running) return;
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
+      const entries = res?.[0]?.[1] ?? [];
+      if (entries.length === 0) continue;
+      for (const [entryId, fields] of entries) {
+        this.lastId = entryId;
+        let id: string | undefined;
+        let raw: string | undefined;
+        for (let i = 0; i + 1 < fields.length; i += 2) {
+          if (fields[i] === 'id') id = fields[i + 1];
+          else if (fields[i] === 'a') raw = fields[i + 1];
+        }
+        const w = id === undefined ? undefined : this.waiters.get(id);
+        if (!w || raw === undefined) continue;
+        this.waiters.delete(id!);
+        w.resolve(JSON.parse(raw) as Answer);
+      }
+      // What was read is no longer needed: the stream holds only answers not yet read.
+      await this.conn.xtrim(this.key, 'MINID', this.lastId).catch(() => undefined);
+    }
+  }
+}
