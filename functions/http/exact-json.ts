@@ -5,16 +5,38 @@ import { randomBytes } from 'node:crypto';
  * rounded numbers, so INT64/UINT64 tensors sent as JSON numbers (as tritonclient and KServe's
  * clients send them) keep every digit. Other values are JSON.parse's own.
  *
- * The common case costs one regular-expression scan on top of JSON.parse: only a body with a
- * run of 16 or more digits that is not part of a fraction or exponent takes the slow path, which
- * rewrites each unsafe integer literal (outside strings) into a marked string and revives it.
+ * The common case costs JSON.parse and one walk over the parsed values: every integer literal
+ * past 2^53 parses to a number of magnitude 2^53 or more, so only a body holding such a number
+ * takes the slow path, which rewrites each unsafe integer literal (outside strings) into a marked
+ * string and revives it as a BigInt.
  */
 
-/** 16+ digits not preceded by a digit or '.', and not followed by a digit, '.', 'e' or 'E'. */
-const LONG_INTEGER = /(?<![\d.])\d{16,}(?![\d.eE])/;
+const LIMIT = 2 ** 53;
+
+/** Whether any number in a parsed value has magnitude 2^53 or more (iterative: no stack overflow). */
+function hasHugeNumber(root: unknown): boolean {
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'number') {
+      if (v >= LIMIT || v <= -LIMIT) return true;
+    } else if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const x: unknown = v[i];
+        if (typeof x === 'number') {
+          if (x >= LIMIT || x <= -LIMIT) return true;
+        } else if (typeof x === 'object' && x !== null) stack.push(x);
+      }
+    } else if (typeof v === 'object' && v !== null) {
+      for (const x of Object.values(v)) stack.push(x);
+    }
+  }
+  return false;
+}
 
 export function parseJsonExact(text: string): unknown {
-  if (!LONG_INTEGER.test(text)) return JSON.parse(text);
+  const fast: unknown = JSON.parse(text);
+  if (!hasHugeNumber(fast)) return fast;
   // A nonce per call, so no string a client sends can pass for a marker.
   const mark = `\u0000${randomBytes(9).toString('base64')}:`;
   let out = '';
@@ -48,7 +70,7 @@ export function parseJsonExact(text: string): unknown {
       i = j - 1;
     }
   }
-  if (!found) return JSON.parse(text);
+  if (!found) return fast;
   out += text.slice(last);
   return JSON.parse(out, (_key, value: unknown) =>
     typeof value === 'string' && value.startsWith(mark) ? BigInt(value.slice(mark.length)) : value,
