@@ -4,7 +4,6 @@ import pino, { type Logger } from 'pino';
 import type { Config } from './config';
 import { authorizer, type Authorize } from './functions/auth';
 import { DataPlane } from './functions/dataplane';
-import { dashboardApp } from './dashboard';
 import { createApp } from './functions/http/app';
 import { FunctionRegistry } from './functions/registry';
 import { TraceRecorder } from './functions/trace-recorder';
@@ -102,7 +101,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
   const recorder = config.traceRecord ? new TraceRecorder(config.dataDir) : undefined;
   if (recorder) await recorder.writeCatalog(await registry.list());
   const dataPlane = new DataPlane({ redis, keys: k, registry, dispatcher, defaultTimeoutMs: config.invokeTimeoutMs, log, ...(recorder ? { recorder } : {}) });
-  const authorize = authorizer({ apiKey: config.apiKey });
+  const authorize = authorizer({ apiKey: config.apiKey, invokeApiKey: config.invokeApiKey });
   const requests = { inFlight: 0 };
   const app = createApp({
     dataPlane,
@@ -112,8 +111,8 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
     maxModelBytes: config.maxModelBytes,
     maxRequestBytes: config.maxRequestBytes,
     requests,
+    metricsOpen: config.metricsAuth === 'open',
   });
-  app.route('/', dashboardApp());
   const cron = startPopularityCron(config.popularityCron, redis, k, log);
 
   let closing: Promise<void> | undefined;

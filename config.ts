@@ -44,7 +44,7 @@ const EnvSchema = z.object({
   REDIS_URL: z.string().url({ message: 'REDIS_URL must be a URL like redis://127.0.0.1:6379' }).optional(),
   PORT: int('PORT', 0, 65535).default(8080),
   GRPC_PORT: int('GRPC_PORT', 0, 65535).default(8081),
-  HOST: z.string().min(1).default('0.0.0.0'),
+  HOST: z.string().min(1).optional(),
   MEMORY_BUDGET: bytes('MEMORY_BUDGET', '2GiB').default(2 * 1024 ** 3),
   EVICTION_POLICY: z
     .enum(RUNTIME_POLICIES, { message: `EVICTION_POLICY must be one of ${RUNTIME_POLICIES.join(', ')}` })
@@ -70,6 +70,8 @@ const EnvSchema = z.object({
   MODEL_CACHE_BYTES: bytes('MODEL_CACHE_BYTES', '20GiB').default(20 * 1024 ** 3),
   ROLE: z.enum(['all', 'gateway', 'worker'], { message: 'ROLE must be all, gateway or worker' }).default('all'),
   API_KEY: z.string().min(1).optional(),
+  INVOKE_API_KEY: z.string().min(1).optional(),
+  METRICS_AUTH: z.enum(['open', 'key'], { message: 'METRICS_AUTH must be open or key' }).default('open'),
   POPULARITY_CRON: z
     .string()
     .refine((s) => cron.validate(s), { message: 'POPULARITY_CRON must be a node-cron expression, for example "*/10 * * * * *" (every 10 s)' })
@@ -123,7 +125,14 @@ export interface Config {
   /** Local disk cache of model bytes in this process (`DATA_DIR/model-cache`), bytes. */
   modelCacheBytes: number;
   role: 'all' | 'gateway' | 'worker';
+  /** Guards changes (register, delete, load, unload); with INVOKE_API_KEY unset, only those. */
   apiKey: string | undefined;
+  /** Guards reads and invocations when set (API_KEY is accepted there too). */
+  invokeApiKey: string | undefined;
+  /** `/metrics` open (Prometheus' default) or behind the invoke key. */
+  metricsAuth: 'open' | 'key';
+  /** HOST was not set: loopback chosen because no key is set (server.ts says how to open it up). */
+  hostDefaulted: boolean;
   popularityCron: string;
   nodeId: string;
   /** Namespace of every Redis key (several clusters can share one Redis). */
@@ -171,7 +180,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     redisUrl: e.REDIS_URL,
     port: e.PORT,
     grpcPort: e.GRPC_PORT,
-    host: e.HOST,
+    // With no key, nothing guards the API: listen on loopback unless told otherwise.
+    host: e.HOST ?? (e.API_KEY || e.INVOKE_API_KEY ? '0.0.0.0' : '127.0.0.1'),
+    hostDefaulted: e.HOST === undefined && !e.API_KEY && !e.INVOKE_API_KEY,
     memoryBudget: e.MEMORY_BUDGET,
     evictionPolicy: e.EVICTION_POLICY,
     dataDir: resolve(e.DATA_DIR),
@@ -180,6 +191,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     modelCacheBytes: e.MODEL_CACHE_BYTES,
     role: e.ROLE,
     apiKey: e.API_KEY,
+    invokeApiKey: e.INVOKE_API_KEY,
+    metricsAuth: e.METRICS_AUTH,
     popularityCron: e.POPULARITY_CRON,
     // Unset, the id is the host name plus a random suffix: two processes on one host never merge.
     nodeId: e.NODE_ID ?? `${hostname().replace(/[^a-zA-Z0-9_-]/g, '-').slice(0, 56)}-${randomBytes(3).toString('hex')}`,

@@ -49,7 +49,10 @@ async function main(): Promise<void> {
   const server = serve({ fetch: b.app.fetch, port: config.port, hostname: config.host }, (info) => {
     const url = `http://127.0.0.1:${info.port}`;
     log.info({ url, grpc: grpc?.port, role: config.role, node: b.node?.id, budget: config.memoryBudget, policy: config.evictionPolicy, redis: config.redisUrl }, 'brulee is ready');
-    console.log(`\nbrulee is ready on ${url}\n  register: curl -X PUT --data-binary @model.onnx -H 'Content-Type: application/octet-stream' ${url}/functions/mymodel\n  invoke:   curl -X POST -H 'Content-Type: application/json' -d '{"inputs": {"x": {"type": "float32", "dims": [1, 4], "data": [1, 2, 3, 4]}}}' ${url}/functions/mymodel/invoke\n  stats:    curl ${url}/stats\n`);
+    const open = config.hostDefaulted
+      ? `  listening on 127.0.0.1 only, since no key is set: set API_KEY (changes) and INVOKE_API_KEY (reads, invocations) to serve other hosts on 0.0.0.0, or HOST=0.0.0.0 to open it as it is\n`
+      : '';
+    console.log(`\nbrulee is ready on ${url} (dashboard ${url}/, API docs ${url}/docs)\n${open}  register: curl -X PUT --data-binary @model.onnx -H 'Content-Type: application/octet-stream' ${url}/functions/mymodel\n  invoke:   curl -X POST -H 'Content-Type: application/json' -d '{"inputs": {"x": {"type": "float32", "dims": [1, 4], "data": [1, 2, 3, 4]}}}' ${url}/functions/mymodel/invoke\n  stats:    curl ${url}/stats\n`);
   });
 
 

@@ -8,7 +8,6 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { exampleInputs } from '../functions/example';
 import { modelCli } from '../models/cli';
 import { CliError, Client, EXIT } from './client';
 import { age, bar, bytes, ms, pct, table } from './format';
@@ -230,8 +229,7 @@ export function buildProgram(): Command {
       if (!o.input === !o.example) throw new CliError('give one of --input JSON|@file or --example', EXIT.USAGE);
       let inputs: unknown;
       if (o.example) {
-        const fn = await c.get<FunctionJson>(`/functions/${encodeURIComponent(name)}`);
-        inputs = exampleInputs(fn.signature, fn.profile.profiledDims);
+        inputs = (await c.get<{ inputs: unknown }>(`/functions/${encodeURIComponent(name)}/example`)).inputs;
       } else {
         const v = readJsonArg(o.input!, '--input') as Record<string, unknown>;
         inputs = v && typeof v === 'object' && 'inputs' in v ? v.inputs : v;

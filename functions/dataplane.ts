@@ -1,3 +1,5 @@
+import type { Queue } from 'bullmq';
+import { exampleInputs, type ExampleTensor } from './example';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BruleeError, preview } from '../errors';
@@ -197,6 +199,17 @@ export class DataPlane {
     const fns = name === undefined ? await this.o.registry.list() : [await this.get(name, version)];
     const stats = await Promise.all(fns.map((f) => readFunctionStats(this.o.redis, this.o.keys, f.name)));
     return { model_stats: fns.map((f, i) => tritonStats(f, stats[i]!)) };
+  }
+
+  /** A valid input for a function (its signature, the dims its profile ran with): `--example`, the dashboard's "try it". */
+  async example(name: string): Promise<Record<string, ExampleTensor>> {
+    const fn = await this.get(name);
+    return exampleInputs(fn.signature, fn.profile.profiledDims);
+  }
+
+  /** The BullMQ queues of live nodes, for read-only views (bull-board). */
+  async queues(): Promise<Queue[]> {
+    return this.o.dispatcher.liveQueues();
   }
 
   /** Where each function is resident, by node. */

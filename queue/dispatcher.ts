@@ -210,6 +210,11 @@ export class Dispatcher {
     return { ...counts, deadNodes: dead };
   }
 
+  /** The BullMQ queue of every live node, for read-only views (bull-board at /queues). */
+  async liveQueues(): Promise<Queue[]> {
+    return (await this.nodes(true)).map((n) => this.queueFor(n.id));
+  }
+
   /** Calls this gateway is still waiting on (invocations, loads, unloads). */
   get pending(): number {
     let n = 0;

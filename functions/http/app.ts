@@ -12,6 +12,10 @@ import { closeWhenBodyUnread } from './connection';
 import { onError } from './errors';
 import { check, InvokeBody, jsonBody, limit, RegisterQuery } from './parse';
 import { v2Routes } from './v2';
+import { dashboardApp } from '../../dashboard';
+import { docsApp } from '../../dashboard/docs';
+import { QUEUES_PATH, queuesApp } from '../../dashboard/queues';
+import { openApiDocument } from './openapi';
 
 export interface AppOptions {
   dataPlane: DataPlane;
@@ -23,7 +27,13 @@ export interface AppOptions {
   maxRequestBytes: number;
   /** Counts the requests being handled (the app keeps it), so a shutdown can wait for them. */
   requests?: { inFlight: number };
+  /** `/metrics` needs no key (METRICS_AUTH=open, the default). */
+  metricsOpen?: boolean;
 }
+
+/** Routes that never need a key: probes, and pages that hold no data (the dashboard's files, the API docs). */
+const OPEN = new Set(['/', '/healthz', '/v2/health/live', '/v2/health/ready', '/openapi.json', '/docs', '/docs/']);
+const isOpen = (path: string, metricsOpen: boolean) => OPEN.has(path) || path.startsWith('/ui/') || path.startsWith('/docs/') || (metricsOpen && path === '/metrics');
 
 function describe(fn: FunctionMeta) {
   return {
@@ -71,6 +81,20 @@ export function createApp(o: AppOptions): Hono {
       }
     });
   }
+  // Reads and invocations need INVOKE_API_KEY when it is set (functions/auth.ts); changes check
+  // their own scope on top. Browsers reach bull-board with HTTP Basic (the key as password).
+  app.use(async (c, next) => {
+    if (isOpen(c.req.path, o.metricsOpen ?? true)) return next();
+    try {
+      o.authorize('invoke', c.req.header('authorization'));
+    } catch (e) {
+      if (c.req.path === QUEUES_PATH || c.req.path.startsWith(`${QUEUES_PATH}/`)) {
+        return c.json({ error: (e as BruleeError).toJSON() }, 401, { 'WWW-Authenticate': 'Basic realm="brulee", charset="UTF-8"' });
+      }
+      throw e;
+    }
+    return next();
+  });
   app.notFound((c) => {
     throw new BruleeError('NOT_FOUND', `no route ${c.req.method} ${c.req.path}; see README for the API`);
   });
@@ -129,6 +153,15 @@ export function createApp(o: AppOptions): Hono {
     return c.json({ status: redis ? 'ok' : 'degraded', redis: redis ? 'ok' : 'unreachable', nodes }, redis ? 200 : 503);
   });
 
+  app.get('/functions/:name/example', async (c) => {
+    const fn = await dataPlane.get(c.req.param('name'));
+    return c.json({ function: fn.name, version: fn.version, inputs: await dataPlane.example(fn.name) });
+  });
+
   app.route('/', v2Routes({ dataPlane, auth, maxRequestBytes: o.maxRequestBytes }));
+  app.get('/openapi.json', (c) => c.json(openApiDocument()));
+  app.route('/', dashboardApp());
+  app.route('/', docsApp());
+  app.route(QUEUES_PATH, queuesApp(() => dataPlane.queues()));
   return app;
 }

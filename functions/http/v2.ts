@@ -17,7 +17,7 @@ import { check, jsonBody, limit, parseJson } from './parse';
 
 const Parameters = z.record(z.string(), z.unknown());
 
-const InferRequest = z.object({
+export const InferRequest = z.object({
   id: z.string().optional(),
   parameters: Parameters.optional(),
   inputs: z
