@@ -87,7 +87,9 @@ export class Reaper {
   /** One run, if this process takes the lock; undefined when another holds it. */
   async tick(): Promise<ReapResult | undefined> {
     const { redis, keys: k } = this.o;
-    if (!(await redis.set(k.reaperLock, this.token, 'PX', 30_000, 'NX'))) return undefined;
+    // Held for at most `deadAfterMs` (renewed while jobs move): a reaper that dies holding it
+    // delays failover by that much, no more.
+    if (!(await redis.set(k.reaperLock, this.token, 'PX', this.lockMs, 'NX'))) return undefined;
     try {
       const died = await declareDead(redis, k, this.o.deadAfterMs);
       for (const id of died) this.o.log.warn({ node: id, silentMs: this.o.deadAfterMs }, 'node declared dead: moving its jobs to live nodes');
@@ -107,6 +109,10 @@ export class Reaper {
     } finally {
       await RELEASE.run(redis, [k.reaperLock], [this.token, Math.max(1, Math.floor(this.o.everyMs * 0.8))]).catch(() => undefined);
     }
+  }
+
+  private get lockMs(): number {
+    return Math.max(1000, this.o.deadAfterMs);
   }
 
   private async moveAll(deadId: string, from: Queue): Promise<number> {
@@ -147,7 +153,7 @@ export class Reaper {
       // A dead worker's lock would keep its active job for up to 30 s: it is gone, so is the lock.
       await redis.del(`${k.bullPrefix}:${k.nodeQueue(deadId)}:${id}:lock`);
       await from.remove(id);
-      await redis.pipeline().hincrby(k.cluster, 'jobsRerouted', 1).hincrby(k.jobsMoved, deadId, 1).exec();
+      await redis.pipeline().hincrby(k.cluster, 'jobsRerouted', 1).hincrby(k.jobsMoved, deadId, 1).pexpire(k.reaperLock, this.lockMs).exec();
       moved++;
     }
     return moved;

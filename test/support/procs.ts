@@ -1,0 +1,86 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+/**
+ * brulee processes started as `npm start` starts them (`node --import tsx server.ts`), each with
+ * its own DATA_DIR and port, for tests whose processes really die (kill -9).
+ */
+export interface Proc {
+  name: string;
+  role: 'gateway' | 'worker' | 'all';
+  /** NODE_ID of a worker. */
+  nodeId?: string;
+  base: string;
+  dataDir: string;
+  child: ChildProcess;
+  /** Last output (stdout + stderr), for a failure message. */
+  output(): string;
+  exited: Promise<number | null>;
+  /** kill -9: no drain, no goodbye to Redis. */
+  kill9(): void;
+  /** SIGTERM, then SIGKILL after `ms`. */
+  stop(ms?: number): Promise<void>;
+}
+
+const ROOT = resolve(import.meta.dirname, '../..');
+
+export async function freePort(): Promise<number> {
+  const s = createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => s.once('listening', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+export async function startProc(name: string, role: Proc['role'], env: Record<string, string>, opts: { readyTimeoutMs?: number } = {}): Promise<Proc> {
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), `brulee-${name}-`));
+  const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, ROLE: role, LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const keep = (d: Buffer) => {
+    out = (out + d.toString()).slice(-20_000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);
+  let gone = false;
+  void exited.then(() => (gone = true));
+  while (!out.includes('brulee is ready') && !gone && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (!out.includes('brulee is ready')) {
+    child.kill('SIGKILL');
+    throw new Error(`${name} did not start:\n${out}`);
+  }
+  const p: Proc = {
+    name,
+    role,
+    ...(env.NODE_ID ? { nodeId: env.NODE_ID } : {}),
+    base: `http://127.0.0.1:${port}`,
+    dataDir,
+    child,
+    output: () => out,
+    exited,
+    kill9: () => void child.kill('SIGKILL'),
+    async stop(ms = 10_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), ms);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+  return p;
+}
+
+/** Stops every process, then removes their data dirs. */
+export async function stopAll(procs: Proc[]): Promise<void> {
+  await Promise.all(procs.map((p) => p.stop(5000)));
+  for (const p of procs) rmSync(p.dataDir, { recursive: true, force: true });
+}
