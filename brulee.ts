@@ -8,7 +8,7 @@ import { createApp } from './functions/http/app';
 import { FunctionRegistry } from './functions/registry';
 import { TraceRecorder } from './functions/trace-recorder';
 import { RedisClock } from './queue/clock';
-import { createRedis, waitForRedis } from './queue/connection';
+import { closeRedis, createRedis, waitForRedis } from './queue/connection';
 import { Dispatcher } from './queue/dispatcher';
 import { keys as makeKeys } from './queue/keys';
 import { failoverCounts, MISSED_BEATS } from './queue/nodes';
@@ -16,6 +16,7 @@ import { Reaper } from './queue/reaper';
 import { createModelStore, LocalModels, type ModelStore } from './store';
 import { startPopularityCron } from './runtime/cron';
 import { Metrics } from './runtime/metrics';
+import { closeInOrder } from './runtime/close';
 import { RuntimeNode } from './runtime/node';
 
 export interface Brulee {
@@ -32,7 +33,9 @@ export interface Brulee {
   log: Logger;
   /**
    * Drains and closes everything; idempotent. Calls already accepted get up to `drainMs` to
-   * finish (their jobs still run on this node) before the node stops taking jobs.
+   * finish (their jobs still run on this node) before the node stops taking jobs; new requests
+   * meanwhile get 503 SHUTTING_DOWN. Bounded in every state (Redis unreachable included): at most
+   * about `drainMs` + 25 s, each close step being forced past its own limit.
    */
   close(opts?: { drainMs?: number }): Promise<void>;
 }
@@ -102,7 +105,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
   if (recorder) await recorder.writeCatalog(await registry.list());
   const dataPlane = new DataPlane({ redis, keys: k, registry, dispatcher, defaultTimeoutMs: config.invokeTimeoutMs, log, ...(recorder ? { recorder } : {}) });
   const authorize = authorizer({ apiKey: config.apiKey, invokeApiKey: config.invokeApiKey });
-  const requests = { inFlight: 0 };
+  const requests = { inFlight: 0, draining: false };
   const app = createApp({
     dataPlane,
     metrics,
@@ -118,11 +121,26 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
   let closing: Promise<void> | undefined;
   const close = (opts: { drainMs?: number } = {}) =>
     (closing ??= (async () => {
-      const until = Date.now() + (opts.drainMs ?? 0);
-      // Requests already read (parsing, checking, waiting for their result) are answered first.
+      const drainMs = opts.drainMs ?? 0;
+      const until = Date.now() + drainMs;
+      // New requests get 503 SHUTTING_DOWN with Connection: close from here on; requests already
+      // read (parsing, checking, waiting for their result) are answered first.
+      requests.draining = true;
       while ((requests.inFlight > 0 || dispatcher.pending > 0) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-      const steps: Array<() => unknown> = [() => cron.stop(), () => reaper.close(), () => node?.close(), () => dispatcher.close(), () => clock.stop(), () => registry.close(), () => recorder?.close(), () => redis.quit()];
-      for (const s of steps) await Promise.resolve().then(s).catch((e: unknown) => log.warn({ err: e }, 'close step failed'));
+      // Every step is bounded: with Redis unreachable a quit would wait for it forever.
+      await closeInOrder(
+        [
+          { name: 'popularity cron', run: () => cron.stop() },
+          { name: 'reaper', run: () => reaper.close() },
+          { name: 'runtime node', run: () => node?.close({ drainMs: Math.max(0, until - Date.now()) }), timeoutMs: Math.max(0, until - Date.now()) + 10_000 },
+          { name: 'dispatcher', run: () => dispatcher.close() },
+          { name: 'clock', run: () => clock.stop() },
+          { name: 'registry', run: () => registry.close() },
+          { name: 'trace recorder', run: () => recorder?.close() },
+          { name: 'redis', run: () => closeRedis(redis), force: () => redis.disconnect() },
+        ],
+        log,
+      );
     })());
   return { app, dataPlane, authorize, store, ...(node ? { node } : {}), metrics, log, close };
 }

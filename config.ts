@@ -87,6 +87,9 @@ const EnvSchema = z.object({
   MAX_MODEL_BYTES: bytes('MAX_MODEL_BYTES', '512MiB').default(512 * 1024 ** 2),
   MAX_REQUEST_BYTES: bytes('MAX_REQUEST_BYTES', '64MiB').default(64 * 1024 ** 2),
   INVOKE_TIMEOUT_MS: int('INVOKE_TIMEOUT_MS', 1, 3_600_000).default(30_000),
+  REQUEST_READ_TIMEOUT_MS: int('REQUEST_READ_TIMEOUT_MS', 1000, 3_600_000).default(60_000),
+  HEADERS_READ_TIMEOUT_MS: int('HEADERS_READ_TIMEOUT_MS', 1000, 600_000).default(10_000),
+  DRAIN_TIMEOUT_MS: int('DRAIN_TIMEOUT_MS', 0, 600_000).default(30_000),
   WORKER_CONCURRENCY: int('WORKER_CONCURRENCY', 1, 1024).default(16),
   HEARTBEAT_MS: int('HEARTBEAT_MS', 50, 60_000).default(1000),
   TTL_MS: int('TTL_MS', 1, 86_400_000).default(600_000),
@@ -140,6 +143,12 @@ export interface Config {
   maxModelBytes: number;
   maxRequestBytes: number;
   invokeTimeoutMs: number;
+  /** Time to receive a whole request (headers and body) before a 408, ms. */
+  requestReadTimeoutMs: number;
+  /** Time to receive a request's headers before a 408, ms. */
+  headersReadTimeoutMs: number;
+  /** On SIGTERM, how long accepted calls get to finish, ms. */
+  drainTimeoutMs: number;
   workerConcurrency: number;
   /** Node heartbeat period, ms; a node silent for 3 beats is declared dead. The same on every process of a cluster. */
   heartbeatMs: number;
@@ -200,6 +209,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxModelBytes: e.MAX_MODEL_BYTES,
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     invokeTimeoutMs: e.INVOKE_TIMEOUT_MS,
+    requestReadTimeoutMs: e.REQUEST_READ_TIMEOUT_MS,
+    headersReadTimeoutMs: e.HEADERS_READ_TIMEOUT_MS,
+    drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
     workerConcurrency: e.WORKER_CONCURRENCY,
     heartbeatMs: e.HEARTBEAT_MS,
     ttlMs: e.TTL_MS,

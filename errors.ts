@@ -27,6 +27,8 @@ export const ErrorCode = {
   NO_NODE_AVAILABLE: 503,
   /** The model store (S3-compatible) did not answer, or refused our credentials. */
   MODEL_STORE_UNAVAILABLE: 503,
+  /** The server is draining after SIGTERM: retry on another instance. */
+  SHUTTING_DOWN: 503,
   TIMEOUT: 504,
   INTERNAL: 500,
 } as const;

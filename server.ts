@@ -46,7 +46,17 @@ async function main(): Promise<void> {
             process.exit(1);
           },
         );
-  const server = serve({ fetch: b.app.fetch, port: config.port, hostname: config.host }, (info) => {
+  const server = serve({
+    fetch: b.app.fetch,
+    port: config.port,
+    hostname: config.host,
+    // A client that sends its headers or body too slowly gets a 408, and its connection is closed.
+    serverOptions: {
+      requestTimeout: config.requestReadTimeoutMs,
+      headersTimeout: Math.min(config.headersReadTimeoutMs, config.requestReadTimeoutMs),
+      connectionsCheckingInterval: 1000,
+    },
+  }, (info) => {
     const url = `http://127.0.0.1:${info.port}`;
     log.info({ url, grpc: grpc?.port, role: config.role, node: b.node?.id, budget: config.memoryBudget, policy: config.evictionPolicy, redis: config.redisUrl }, 'brulee is ready');
     const open = config.hostDefaulted
@@ -66,12 +76,24 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'draining: no new requests; accepted ones finish (up to 30 s)');
-    // Stop accepting; requests already read are answered (the dispatcher counts them), then
-    // the node stops taking jobs.
+    const drainMs = config.drainTimeoutMs;
+    const t0 = Date.now();
+    log.info({ signal, drainMs }, 'draining: new requests get 503; accepted ones finish');
+    // Whatever happens below (Redis gone, a step stuck), the process ends: the close steps are
+    // bounded, and this is the backstop.
+    setTimeout(() => {
+      log.error({ ms: Date.now() - t0 }, 'the drain did not end in time; exiting');
+      process.exit(1);
+    }, drainMs + 30_000).unref();
+    // Until everything accepted is done, the app answers new requests (on open keep-alive
+    // connections or new ones) 503 SHUTTING_DOWN with Connection: close: a client always gets an
+    // answer. Closing the listener first would close idle keep-alive connections at once, and a
+    // request already on its way on one would meet a reset.
+    await Promise.all([grpc?.close(drainMs), b.close({ drainMs })]);
     server.close();
-    await Promise.all([grpc?.close(30_000), b.close({ drainMs: 30_000 })]);
+    if ('closeAllConnections' in server) server.closeAllConnections();
     await privateRedis?.stop();
+    log.info({ ms: Date.now() - t0 }, 'drained; exiting');
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));

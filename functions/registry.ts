@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { BruleeError } from '../errors';
+import { closeRedis } from '../queue/connection';
 import { controlType, type Keys } from '../queue/keys';
 import { ELEMENT_TYPES, type ModelRef } from '../queue/wire';
 import type { Signature } from '../runtime/onnx';
@@ -106,7 +107,7 @@ export class FunctionRegistry {
 
   async close(): Promise<void> {
     this.cache.clear();
-    await this.sub?.quit().catch(() => undefined);
+    await closeRedis(this.sub);
   }
 
   get store(): ModelStore {

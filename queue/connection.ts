@@ -59,3 +59,34 @@ export async function waitForRedis(redis: Redis, timeoutMs = 5000): Promise<void
     }
   }
 }
+
+/**
+ * Runs a Redis command (or a few) again while Redis is unreachable, with backoff (`baseMs`,
+ * doubling), up to `attempts` times: a restart or a failover of a second must not fail the work
+ * that was done meanwhile. Other errors are thrown at once.
+ */
+export async function withRedisRetry<T>(f: () => Promise<T>, opts: { attempts?: number; baseMs?: number } = {}): Promise<T> {
+  const attempts = opts.attempts ?? 6;
+  const baseMs = opts.baseMs ?? 100;
+  for (let i = 1; ; i++) {
+    try {
+      return await f();
+    } catch (e) {
+      if (i >= attempts || !isRedisConnectionError(e)) throw e;
+      await new Promise((r) => setTimeout(r, baseMs * 2 ** (i - 1)));
+    }
+  }
+}
+
+/**
+ * Closes a connection: QUIT when Redis answers (pending replies arrive first), else at once (a
+ * QUIT would wait for a server that is not there).
+ */
+export async function closeRedis(redis: Redis | undefined): Promise<void> {
+  if (!redis || redis.status === 'end') return;
+  if (redis.status !== 'ready') {
+    redis.disconnect();
+    return;
+  }
+  await redis.quit().catch(() => redis.disconnect());
+}

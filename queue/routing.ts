@@ -28,9 +28,11 @@ export function chooseNode(nodes: readonly NodeView[], key: string, sizeBytes: n
   if (roomy.length > 0) return [...roomy].sort(byQueued)[0]!;
   const able = nodes.filter((n) => n.budgetBytes >= sizeBytes);
   if (able.length > 0) return [...able].sort(byQueued)[0]!;
+  // Registration refused models bigger than every node then alive: the nodes that could hold this
+  // one are down (or were never started), which is a 503 to retry, not a 422 to fix the model.
   const biggest = Math.max(...nodes.map((n) => n.budgetBytes));
   throw new BruleeError(
-    'MODEL_TOO_LARGE',
-    `the model needs ${sizeBytes} bytes resident, more than the largest node budget (${biggest} bytes); raise MEMORY_BUDGET or register a smaller model`,
+    'NO_NODE_AVAILABLE',
+    `no live node can hold this model now: it needs ${sizeBytes} bytes resident and the largest live node budget is ${biggest} bytes; start a node with a larger MEMORY_BUDGET (or bring back the one that held it)`,
   );
 }

@@ -5,13 +5,14 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BruleeError, errorToWire, isBruleeError } from '../errors';
 import type { LocalModels } from '../store';
-import { createRedis } from '../queue/connection';
+import { closeRedis, createRedis, withRedisRetry } from '../queue/connection';
 import type { RedisClock } from '../queue/clock';
 import { modelKey, type InvokeAnswer, type Routed } from '../queue/dispatcher';
 import { controlType, type Keys } from '../queue/keys';
 import { claimNodeId, HEARTBEAT_MS, leaveCluster, MISSED_BEATS, writeHeartbeat, type NodeInfo } from '../queue/nodes';
 import { deliver, type Answer } from '../queue/replies';
 import { fromWire, JOB, mapValues, toWire, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type UnloadJob } from '../queue/wire';
+import { closeInOrder } from './close';
 import type { Metrics } from './metrics';
 import { loadModel, type LoadedModel } from './onnx';
 import { createPolicy, type RuntimePolicyName } from './policies';
@@ -166,19 +167,34 @@ export class RuntimeNode {
     };
   }
 
-  /** Drains: stops taking jobs, finishes in-flight ones, leaves the cluster, frees the models. Idempotent. */
-  close(): Promise<void> {
+  /**
+   * Drains: stops taking jobs, finishes in-flight ones (for up to `drainMs`), leaves the cluster,
+   * frees the models. Idempotent, and bounded even when Redis is unreachable: a step that waits
+   * on Redis past its time has its connection dropped.
+   */
+  close(opts: { drainMs?: number } = {}): Promise<void> {
     this.closing ??= (async () => {
       for (const t of this.timers) clearInterval(t);
-      const steps: Array<() => unknown> = [
-        () => this.worker?.close(),
-        () => this.workerRedis?.quit(),
-        // Leaves at once; a job a gateway adds after this is moved by the reaper.
-        () => leaveCluster(this.o.redis, this.o.keys, this.o.id, this.token),
-        () => this.sub?.quit(),
-        () => this.pool.clear(),
-      ];
-      for (const s of steps) await Promise.resolve().then(s).catch((e: unknown) => this.o.log.warn({ err: e }, 'close step failed'));
+      await closeInOrder(
+        [
+          {
+            name: 'worker: finish active jobs',
+            run: () => this.worker?.close(),
+            // Active jobs cannot complete without Redis: then there is nothing to wait for.
+            timeoutMs: this.o.redis.status === 'ready' ? Math.max(1000, opts.drainMs ?? 10_000) : 1000,
+            force: () => {
+              this.workerRedis?.disconnect();
+              return this.worker?.close(true);
+            },
+          },
+          { name: 'worker connection', run: () => closeRedis(this.workerRedis), force: () => this.workerRedis?.disconnect() },
+          // Leaves at once; a job a gateway adds after this is moved by the reaper.
+          { name: 'leave the cluster', run: () => leaveCluster(this.o.redis, this.o.keys, this.o.id, this.token) },
+          { name: 'control subscription', run: () => closeRedis(this.sub), force: () => this.sub?.disconnect() },
+          { name: 'free the models', run: () => this.pool.clear() },
+        ],
+        this.o.log,
+      );
     })();
     return this.closing;
   }
@@ -257,6 +273,11 @@ export class RuntimeNode {
     try {
       answer = { ok: await this.run(job) };
     } catch (e) {
+      // A bug (anything but a BruleeError with a code of its own) is logged here with its stack
+      // and the job: the caller only gets `INTERNAL: message`.
+      if (!isBruleeError(e) || e.code === 'INTERNAL') {
+        this.o.log.error({ err: e, job: job.id, name: job.name, fn: (job.data as { model?: { fn?: string } } | undefined)?.model?.fn }, 'job failed');
+      }
       answer = { error: errorToWire(e) };
     }
     // Redis may be restarting: the answer is worth a few retries (an async caller reads it later).
@@ -315,7 +336,9 @@ export class RuntimeNode {
     const fn = model.fn;
     // Deadlines and acceptance times are on the Redis clock, which the gateway set them on.
     const queueMs = Math.max(0, clock.fromLocal(job.processedOn ?? Date.now()) - job.data.acceptedAt);
-    const record = (r: Omit<InvocationRecord, 'fn'>) => recordInvocation(redis, keys, { fn, queueMs, totalMs: Math.max(0, clock.now() - job.data.acceptedAt), ...r });
+    // Redis blips (a restart, a failover) are waited out: the work is done, only its record is due.
+    const record = (r: Omit<InvocationRecord, 'fn'>) =>
+      withRedisRetry(() => recordInvocation(redis, keys, { fn, queueMs, totalMs: Math.max(0, clock.now() - job.data.acceptedAt), ...r }));
     if (clock.now() > deadline) {
       // The caller has already had its 504: running this now would only take a slot.
       await record({ outcome: 'timeout', loaded: false, loadMs: 0, execMs: 0 });

@@ -8,7 +8,7 @@ import type { FunctionMeta } from '../registry';
 import { decodeJsonInputs, toJsonTensor } from './json-tensors';
 import type { Authorize } from '../auth';
 import { requireKey } from './auth';
-import { closeWhenBodyUnread } from './connection';
+import { closeWhenBodyUnread, refuseWhenDraining } from './connection';
 import { onError } from './errors';
 import { check, InvokeBody, jsonBody, limit, RegisterQuery } from './parse';
 import { v2Routes } from './v2';
@@ -25,8 +25,11 @@ export interface AppOptions {
   authorize: Authorize;
   maxModelBytes: number;
   maxRequestBytes: number;
-  /** Counts the requests being handled (the app keeps it), so a shutdown can wait for them. */
-  requests?: { inFlight: number };
+  /**
+   * Counts the requests being handled (the app keeps it), so a shutdown can wait for them; while
+   * `draining`, new requests are refused with 503 SHUTTING_DOWN.
+   */
+  requests?: { inFlight: number; draining?: boolean };
   /** `/metrics` needs no key (METRICS_AUTH=open, the default). */
   metricsOpen?: boolean;
 }
@@ -72,6 +75,7 @@ export function createApp(o: AppOptions): Hono {
   app.use(closeWhenBodyUnread());
   const requests = o.requests;
   if (requests) {
+    app.use(refuseWhenDraining(requests));
     app.use(async (_c, next) => {
       requests.inFlight++;
       try {

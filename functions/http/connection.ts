@@ -1,4 +1,5 @@
 import type { MiddlewareHandler } from 'hono';
+import { BruleeError } from '../../errors';
 
 /**
  * An answer sent before the request body was read (an unknown model, a missing key, a body past
@@ -12,5 +13,22 @@ export function closeWhenBodyUnread(): MiddlewareHandler {
     const raw = c.req.raw;
     const hasBody = raw.body !== null && c.req.header('content-length') !== '0';
     if (hasBody && !raw.bodyUsed && !c.res.headers.has('connection')) c.header('Connection', 'close');
+  };
+}
+
+/**
+ * A draining gateway answers new requests with 503 SHUTTING_DOWN and `Connection: close` (the
+ * client retries elsewhere; never a reset), and closes connections after the answers it still
+ * gives to requests it had accepted.
+ */
+export function refuseWhenDraining(state: { draining?: boolean }): MiddlewareHandler {
+  return async (c, next) => {
+    if (state.draining) {
+      c.header('Connection', 'close');
+      c.header('Retry-After', '1');
+      throw new BruleeError('SHUTTING_DOWN', 'this server is shutting down; send the request again (to another instance)');
+    }
+    await next();
+    if (state.draining) c.header('Connection', 'close');
   };
 }

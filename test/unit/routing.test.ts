@@ -17,8 +17,9 @@ describe('chooseNode', () => {
     const nodes = [node('small', { budgetBytes: 10 }), node('full', { usedBytes: 100 })];
     expect(chooseNode(nodes, 'm', 50).id).toBe('full');
   });
-  it('refuses a model bigger than every budget, and says so when no node is alive', () => {
-    expect(() => chooseNode([node('a')], 'm', 101)).toThrow(/largest node budget \(100 bytes\)/);
+  it('a model bigger than every live budget is a 503 (the nodes that could hold it are down), and says so when no node is alive', () => {
+    expect(() => chooseNode([node('a')], 'm', 101)).toThrow(/no live node can hold this model now.*largest live node budget is 100 bytes/);
+    expect(() => chooseNode([node('a')], 'm', 101)).toThrow(expect.objectContaining({ code: 'NO_NODE_AVAILABLE', status: 503 }));
     expect(() => chooseNode([], 'm', 1)).toThrow(/no runtime node is alive/);
   });
 });
