@@ -3,7 +3,7 @@
  * load time (median of a few session creates), one exec on a generated input, resident bytes.
  */
 import { readFile } from 'node:fs/promises';
-import { loadModel, type LoadedModel, type TensorSpec } from '../runtime/onnx';
+import { loadModel, withoutPaths, type LoadedModel, type TensorSpec } from '../runtime/onnx';
 import { ARRAY_OF, type NumericType, type Tensor } from '../queue/wire';
 import type { ProfileRequest, ProfileReply } from './profile';
 
@@ -52,7 +52,7 @@ async function profile(req: ProfileRequest): Promise<ProfileReply> {
     }
     execMs = median(samples);
   } catch (e) {
-    execError = e instanceof Error ? e.message : String(e);
+    execError = withoutPaths(e instanceof Error ? e.message : String(e));
   }
   gc();
   const rssDelta = Math.max(0, process.memoryUsage().rss - rss0);

@@ -5,6 +5,7 @@ import { closeRedis } from '../queue/connection';
 import { controlType, type Keys } from '../queue/keys';
 import { ELEMENT_TYPES, type ModelRef } from '../queue/wire';
 import type { Signature } from '../runtime/onnx';
+import { checkModelShape } from './onnx-shape';
 import { profileModel, type Profile } from './profile';
 import { isElementType } from './signature';
 import { sha256Of, type LocalModels, type ModelStore } from '../store';
@@ -144,6 +145,7 @@ export class FunctionRegistry {
   async register(name: string, bytes: Uint8Array, opts: RegisterOptions): Promise<RegisterResult> {
     validateName(name);
     if (bytes.byteLength === 0) throw new BruleeError('INVALID_MODEL', 'the body is empty: send the ONNX file as the raw request body (Content-Type: application/octet-stream)');
+    checkModelShape(bytes);
     return this.locked(name, () => this.registerLocked(name, bytes, opts));
   }
 

@@ -43,7 +43,7 @@ export async function loadModel(source: string | Uint8Array): Promise<LoadedMode
   try {
     session = typeof source === 'string' ? await ort.InferenceSession.create(source) : await ort.InferenceSession.create(source);
   } catch (e) {
-    throw new BruleeError('INVALID_MODEL', `onnxruntime cannot load this model: ${e instanceof Error ? e.message : String(e)}`);
+    throw new BruleeError('INVALID_MODEL', `onnxruntime cannot load this model: ${withoutPaths(e instanceof Error ? e.message : String(e))}`);
   }
   const signature: Signature = { inputs: specs(session.inputMetadata), outputs: specs(session.outputMetadata) };
   return {
@@ -58,7 +58,7 @@ export async function loadModel(source: string | Uint8Array): Promise<LoadedMode
         }
         result = outputs ? await session.run(feeds, outputs) : await session.run(feeds);
       } catch (e) {
-        throw new BruleeError('INFERENCE_FAILED', `onnxruntime could not run the model on these inputs: ${e instanceof Error ? e.message : String(e)}`);
+        throw new BruleeError('INFERENCE_FAILED', `onnxruntime could not run the model on these inputs: ${withoutPaths(e instanceof Error ? e.message : String(e))}`);
       }
       const out: Record<string, Tensor> = {};
       for (const [name, t] of Object.entries(result)) {
@@ -71,4 +71,12 @@ export async function loadModel(source: string | Uint8Array): Promise<LoadedMode
       await session.release();
     },
   };
+}
+
+/**
+ * onnxruntime's message without the server's file paths (`Load model from /srv/data/…/model.onnx
+ * failed: …` would tell a client where the data lives): every absolute path becomes `<file>`.
+ */
+export function withoutPaths(message: string): string {
+  return message.replace(/(^|[\s'"(=])\/[^\s'"):,]+/g, '$1<file>');
 }

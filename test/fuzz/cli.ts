@@ -52,7 +52,7 @@ try {
   const requests = generate(b.app.routes, KEY, cases, seed, { onnxWeight: Number(args['onnx-weight']) });
   const t = await run(base, requests, Number(args.concurrency), (n) => process.stderr.write(`\r${n} / ${cases}`));
   process.stderr.write('\n');
-  console.log(JSON.stringify({ seed, cases: t.cases, seconds: Math.round((performance.now() - t0) / 1000), byStatus: t.byStatus, byKind: t.byKind, slowestMs: Math.round(t.slowestMs), bad: t.bad.length }, null, 1));
+  console.log(JSON.stringify({ seed, cases: t.cases, seconds: Math.round((performance.now() - t0) / 1000), byStatus: t.byStatus, byKind: t.byKind, slowestMs: Math.round(t.slowestMs), slowestRegistrationMs: Math.round(t.slowestRegistrationMs), bad: t.bad.length }, null, 1));
   for (const x of t.bad) console.log(JSON.stringify(x));
   failed = t.bad.length > 0;
 } finally {

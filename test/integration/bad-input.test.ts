@@ -109,3 +109,15 @@ describe('error messages do not echo megabytes of the request', () => {
     expect(r.text.length).toBeLessThan(500);
   });
 });
+
+describe('uploads that are not ONNX at all', () => {
+  it('are refused before any profiling process starts, in milliseconds, with what to send', async () => {
+    for (const body of [new TextEncoder().encode('{"inputs": 1}'), new Uint8Array(4096).fill(0xff), new TextEncoder().encode('<html>')]) {
+      const t0 = performance.now();
+      const r = await b.put('junk', body);
+      expect(r.status).toBe(422);
+      expect(r.body.error.message).toMatch(/this is not an ONNX model \(.*\); send the \.onnx file as the raw request body/);
+      expect(performance.now() - t0).toBeLessThan(300); // a profiling process takes a second or more
+    }
+  });
+});

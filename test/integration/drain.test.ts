@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort, startRedisServer, type PrivateRedis } from '../../queue/redis-server';
-import { mlpModel } from '../models/generate';
+import { mlpModel } from '../../models/generate';
 
 /**
  * Stopping, with real processes and real signals: `server.ts` as `npm start` runs it, against a

@@ -63,8 +63,8 @@ describe('bad input gets a clear 4xx error and the server keeps serving', () => 
     expectError(b.invoke('m', { x: { type: 'float32', dims: [1, 4], data: new Array(20_000).fill(1.2345) } }), 413, 'PAYLOAD_TOO_LARGE', /limit of 65536 bytes \(MAX_REQUEST_BYTES\)/));
   it('a model upload past the limit', () => expectError(b.put('big', new Uint8Array(200_000), '', auth), 413, 'PAYLOAD_TOO_LARGE', /model upload.*102400 bytes \(MAX_MODEL_BYTES\)/));
   it('a non-ONNX upload', () =>
-    expectError(b.put('junk', new TextEncoder().encode('this is not a model at all'), '', auth), 422, 'INVALID_MODEL', /onnxruntime/));
-  it('a truncated ONNX file', () => expectError(b.put('cut', small.slice(0, Math.floor(small.length / 2)), '', auth), 422, 'INVALID_MODEL', /onnxruntime/));
+    expectError(b.put('junk', new TextEncoder().encode('this is not a model at all'), '', auth), 422, 'INVALID_MODEL', /not an ONNX model/));
+  it('a truncated ONNX file', () => expectError(b.put('cut', small.slice(0, Math.floor(small.length / 2)), '', auth), 422, 'INVALID_MODEL', /not an ONNX model|onnxruntime/));
   it('an empty upload', () => expectError(b.put('empty', new Uint8Array(0), '', auth), 422, 'INVALID_MODEL', /empty/));
   it('an invalid name', async () => {
     await expectError(b.put('.hidden', small, '', auth), 400, 'INVALID_NAME', /letters, digits/);

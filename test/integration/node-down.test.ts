@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { mlpModel } from '../models/generate';
+import { mlpModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 
 const started: TestBrulee[] = [];
