@@ -80,6 +80,8 @@ export class Dispatcher {
    */
   private readonly addedSince = new Map<string, number>();
   private generation = 0;
+  /** Calls of each model this gateway waits on: a model with calls pending is hot (routing may add a copy). */
+  private readonly pendingByModel = new Map<string, number>();
   private nodesCache: { at: number; nodes: LiveNode[] } | undefined;
   private nodesRead: Promise<LiveNode[]> | undefined;
   private readonly opts: Required<Omit<DispatcherOptions, 'clock'>>;
@@ -121,15 +123,29 @@ export class Dispatcher {
     return this.nodesRead;
   }
 
-  /** Picks a node for `model` (see `chooseNode`). */
+  /** Picks a node for `model` (see `chooseNode`: warm first, a new copy when the warm queue costs more than a load). */
   async route(model: ModelRef): Promise<string> {
     const nodes = await this.nodes();
-    return chooseNode(nodes.map((n) => this.view(n)), modelKey(model), model.sizeBytes).id;
+    const key = modelKey(model);
+    const cost = { loadMs: model.loadMs, execMs: model.execMs, pending: this.pendingByModel.get(key) ?? 0 };
+    return chooseNode(nodes.map((n) => this.view(n)), key, model.sizeBytes, cost).id;
   }
 
   /** Enqueues an invocation and waits for its answer; 504 past `timeoutMs`. */
   async invoke(req: InvokeRequest, timeoutMs: number): Promise<InvokeResult> {
+    const key = modelKey(req.model);
     const nodeId = await this.route(req.model);
+    this.pendingByModel.set(key, (this.pendingByModel.get(key) ?? 0) + 1);
+    try {
+      return await this.invokeOn(nodeId, req, timeoutMs);
+    } finally {
+      const n = (this.pendingByModel.get(key) ?? 1) - 1;
+      if (n > 0) this.pendingByModel.set(key, n);
+      else this.pendingByModel.delete(key);
+    }
+  }
+
+  private async invokeOn(nodeId: string, req: InvokeRequest, timeoutMs: number): Promise<InvokeResult> {
     const job: InvokeJob = { ...req, acceptedAt: this.clock.fromLocal(req.acceptedAt), deadline: this.clock.now() + timeoutMs };
     const { fn: _fn, version: _v, ...r } = await this.run<InvokeAnswer>(nodeId, JOB.invoke, job, timeoutMs, `invocation of ${req.model.fn}`);
     // A model was loaded: the next call should see where (the node's heartbeat has published it).
@@ -239,6 +255,7 @@ export class Dispatcher {
       usedBytes: n.usedBytes,
       resident: n.resident.map((r) => r.key),
       queued: n.queued + (this.addedSince.get(n.id) ?? 0),
+      parallel: Math.min(n.concurrency, n.cpus ?? 1),
     };
   }
 

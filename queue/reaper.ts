@@ -126,6 +126,7 @@ export class Reaper {
       usedBytes: n.usedBytes,
       resident: n.resident.map((r) => r.key),
       queued: n.queued,
+      parallel: Math.min(n.concurrency, n.cpus ?? 1),
     }));
     let moved = 0;
     for (const job of jobs.reverse()) {

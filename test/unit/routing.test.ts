@@ -24,6 +24,34 @@ describe('chooseNode', () => {
   });
 });
 
+describe('chooseNode adds a copy of a hot model when its queue costs more than a cold start', () => {
+  const cost = (o: Partial<{ loadMs: number; execMs: number; pending: number }> = {}) => ({ loadMs: 50, execMs: 10, pending: 3, ...o });
+  it('a warm node whose queue waits longer than a load elsewhere: the call goes to a node with room', () => {
+    // 8 jobs × 10 ms on one core = 80 ms of wait > 50 ms load + 1 × 10 ms on b.
+    const nodes = [node('a', { resident: ['m'], queued: 8 }), node('b', { queued: 1 }), node('c', { queued: 4 })];
+    expect(chooseNode(nodes, 'm', 10, cost()).id).toBe('b');
+  });
+  it('stays on the warm copy while its wait is shorter than a cold start', () => {
+    const nodes = [node('a', { resident: ['m'], queued: 4 }), node('b')];
+    expect(chooseNode(nodes, 'm', 10, cost()).id).toBe('a');
+    // The same queue on a node that runs 4 jobs at once waits a quarter as long.
+    expect(chooseNode([node('a', { resident: ['m'], queued: 8, parallel: 4 }), node('b')], 'm', 10, cost()).id).toBe('a');
+  });
+  it('never duplicates a model with no calls of its own pending (a cold model), however deep the queue', () => {
+    const nodes = [node('a', { resident: ['m'], queued: 100 }), node('b')];
+    expect(chooseNode(nodes, 'm', 10, cost({ pending: 0 })).id).toBe('a');
+    expect(chooseNode(nodes, 'm', 10).id).toBe('a');
+  });
+  it('adds a copy only into free room, never evicting for it', () => {
+    const nodes = [node('a', { resident: ['m'], queued: 100 }), node('b', { usedBytes: 95 })];
+    expect(chooseNode(nodes, 'm', 10, cost()).id).toBe('a');
+  });
+  it('with copies on two nodes, the least queued copy is weighed', () => {
+    const nodes = [node('a', { resident: ['m'], queued: 9 }), node('b', { resident: ['m'], queued: 2 }), node('c')];
+    expect(chooseNode(nodes, 'm', 10, cost()).id).toBe('b');
+  });
+});
+
 describe('popularity', () => {
   it('shares follow the counts of the first interval', () => {
     const r = decayRates(undefined, { a: 30, b: 10 }, 10_000, 300_000);
