@@ -133,6 +133,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
           { name: 'popularity cron', run: () => cron.stop() },
           { name: 'reaper', run: () => reaper.close() },
           { name: 'runtime node', run: () => node?.close({ drainMs: Math.max(0, until - Date.now()) }), timeoutMs: Math.max(0, until - Date.now()) + 10_000 },
+          { name: 'trace catalogue', run: () => dataPlane.writeTraceCatalog() },
           { name: 'dispatcher', run: () => dispatcher.close() },
           { name: 'clock', run: () => clock.stop() },
           { name: 'registry', run: () => registry.close() },

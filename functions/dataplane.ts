@@ -9,7 +9,7 @@ import { fromWire, mapValues, toWire, type InvokeResult, type Tensor } from '../
 import { readFunctionStats, recentEvictions, type FunctionStats } from '../runtime/stats';
 import { modelRefOf, type FunctionMeta, type FunctionRegistry, type RegisterOptions, type RegisterResult } from './registry';
 import { checkInputs } from './signature';
-import type { TraceRecorder } from './trace-recorder';
+import type { LiveTimes, TraceRecorder } from './trace-recorder';
 
 export interface DataPlaneOptions {
   redis: Redis;
@@ -85,6 +85,25 @@ export class DataPlane {
     }
     if (this.o.recorder) await this.o.recorder.writeCatalog(await this.o.registry.list());
     return r;
+  }
+
+  /**
+   * Rewrites the trace catalogue (TRACE_RECORD) with the exec and load times the live invocations
+   * measured (means; the registration profile where there are none). brulee calls it on close.
+   */
+  async writeTraceCatalog(): Promise<void> {
+    if (!this.o.recorder) return;
+    const fns = await this.o.registry.list();
+    const live = new Map<string, LiveTimes>();
+    for (const f of fns) {
+      const s = await readFunctionStats(this.o.redis, this.o.keys, f.name);
+      const ok = s.coldStarts + s.warmHits;
+      live.set(f.name, {
+        ...(ok > 0 && s.execMsTotal > 0 ? { execMs: s.execMsTotal / ok } : {}),
+        ...(s.coldStarts > 0 && s.loadWaitMsTotal > 0 ? { loadMs: s.loadWaitMsTotal / s.coldStarts } : {}),
+      });
+    }
+    await this.o.recorder.writeCatalog(fns, live);
   }
 
   async list(): Promise<FunctionMeta[]> {

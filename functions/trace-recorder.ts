@@ -7,7 +7,20 @@ import type { FunctionMeta } from './registry';
  * Records the live traffic as a plain trace the simulator replays (`npm run sim -- --trace-csv
  * DATA_DIR/traces/invocations.csv --catalog DATA_DIR/traces/catalog.json`): one `time_ms,function`
  * line per accepted invocation, and the measured size, load and exec time of each function.
+ *
+ * The catalogue is written at each registration from the registration profile, and again when
+ * brulee closes from what the live invocations measured where there are any (`LiveTimes`): mean
+ * exec time of successful invocations, and mean wait of cold starts (a load). So a model whose
+ * profile run failed (exec recorded as 0) gets its real exec time, and the simulator replays the
+ * load times the node actually saw.
  */
+export interface LiveTimes {
+  /** Mean exec time of the function's successful invocations, ms (absent: none yet). */
+  execMs?: number;
+  /** Mean time its cold starts waited for a load, ms (absent: none yet). */
+  loadMs?: number;
+}
+
 export class TraceRecorder {
   private readonly out: WriteStream;
   readonly csvPath: string;
@@ -27,9 +40,12 @@ export class TraceRecorder {
     this.out.write(`${at},${fn}\n`);
   }
 
-  async writeCatalog(fns: readonly FunctionMeta[]): Promise<void> {
+  async writeCatalog(fns: readonly FunctionMeta[], live: ReadonlyMap<string, LiveTimes> = new Map()): Promise<void> {
     const catalog = Object.fromEntries(
-      fns.map((f) => [f.name, { sizeBytes: f.sizeBytes, loadMs: f.profile.loadMs, execMs: f.profile.execMs ?? 0 }]),
+      fns.map((f) => {
+        const l = live.get(f.name);
+        return [f.name, { sizeBytes: f.sizeBytes, loadMs: l?.loadMs ?? f.profile.loadMs, execMs: l?.execMs ?? f.profile.execMs ?? 0 }];
+      }),
     );
     await writeFile(this.catalogPath, JSON.stringify(catalog, null, 1));
   }

@@ -24,6 +24,10 @@ export interface SimOptions {
   future?: boolean;
   /** Each eviction, in order (tests compare these with the runtime's warm pool). */
   onEvict?: (key: string, now: number, cause: 'policy' | 'expired') => void;
+  /** Each counted invocation served, at dispatch: its model, its wait for a load (ms), cold or not (per-function figures). */
+  onServe?: (key: string, waitMs: number, cold: boolean) => void;
+  /** Each load started (on demand or pre-warm), at its start. */
+  onLoadStart?: (key: string, prewarm: boolean) => void;
   /** Called every 2^18 dispatched invocations. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -546,6 +550,7 @@ class NodeRun {
       this.inFlight[f]!++;
       this.totalInFlight++;
       this.loads++;
+      this.opts.onLoadStart?.(e.key, false);
       wait = e.loadMs;
       this.loadDoneAt[f] = now + e.loadMs;
       this.slotLoadEnd[s] = this.loadDoneAt[f]!;
@@ -558,7 +563,9 @@ class NodeRun {
     this.future?.served(f);
     if (inWindow) {
       this.counted++;
-      if (wait > 0 || this.state[f] !== RESIDENT) this.cold++;
+      const cold = wait > 0 || this.state[f] !== RESIDENT;
+      if (cold) this.cold++;
+      this.opts.onServe?.(e.key, wait, cold);
       this.loadDelay += wait;
       this.execTotal += e.execMs;
       const lat = finish - arrival;
@@ -638,6 +645,7 @@ class NodeRun {
         this.bgEnd.push(this.loadDoneAt[g]!);
         this.loads++;
         this.prewarmLoads++;
+        this.opts.onLoadStart?.(this.entries[g]!.key, true);
       }
     }
   }

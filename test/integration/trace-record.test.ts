@@ -10,6 +10,7 @@ import { startBrulee } from '../support/brulee';
 describe('trace recording (TRACE_RECORD=1)', () => {
   it('records every accepted invocation and the measured catalogue, and the simulator replays them', async () => {
     const b = await startBrulee({ TRACE_RECORD: '1' });
+    let live: Record<string, { execMsTotal: number; loadWaitMsTotal: number; coldStarts: number; warmHits: number }> = {};
     const x = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
     try {
       await b.put('r1', mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 1 }));
@@ -17,6 +18,7 @@ describe('trace recording (TRACE_RECORD=1)', () => {
       for (const fn of ['r1', 'r1', 'r2', 'r1', 'r2']) expect((await b.invoke(fn, x)).status).toBe(200);
       // A rejected request is not an invocation.
       expect((await b.invoke('r1', { x: { ...x.x, dims: [2, 4] } })).status).toBe(422);
+      live = (await b.json('GET', '/stats')).body.functions;
     } finally {
       await b.close();
     }
@@ -28,6 +30,14 @@ describe('trace recording (TRACE_RECORD=1)', () => {
     expect(Object.keys(catalog).sort()).toEqual(['r1', 'r2']);
     expect(catalog.r1.sizeBytes).toBeGreaterThan(0);
     expect(catalog.r1.loadMs).toBeGreaterThan(0);
+    // On close the catalogue takes the times the live invocations measured (not the registration
+    // profile, whose exec time is 0 for a model whose profile run failed).
+    for (const fn of ['r1', 'r2']) {
+      const s = live[fn]!;
+      expect(s.coldStarts).toBeGreaterThan(0);
+      expect(catalog[fn].execMs).toBeCloseTo(s.execMsTotal / (s.coldStarts + s.warmHits), 6);
+      expect(catalog[fn].loadMs).toBeCloseTo(s.loadWaitMsTotal / s.coldStarts, 6);
+    }
 
     const trace = readPlainTrace(join(dir, 'invocations.csv'));
     const models = readCatalog(join(dir, 'catalog.json'), trace);
