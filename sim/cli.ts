@@ -1,4 +1,5 @@
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { resolve, sep } from 'node:path';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -45,6 +46,7 @@ Output:
   --out FILE                        JSON {"results": [...]}
   --csv FILE                        the same as CSV
   --plot FILE                       SVG of load delay (% of exec) against budget, one line per policy
+  --overwrite                       allow replacing an existing file under sim/results/ (the tracked results)
   --quiet                           no progress on stderr
   --help`;
 
@@ -62,7 +64,7 @@ async function main(argv: string[]): Promise<number> {
         slots: { type: 'string' }, jobs: { type: 'string' }, ttl: { type: 'string' }, alpha: { type: 'string' }, 'oracle-horizon': { type: 'string' },
         'popularity-refresh': { type: 'string' }, 'popularity-window': { type: 'string' }, sweep: { type: 'string' },
         'report-from': { type: 'string' }, 'report-to': { type: 'string' },
-        out: { type: 'string' }, csv: { type: 'string' }, plot: { type: 'string' }, quiet: { type: 'boolean' }, help: { type: 'boolean' },
+        out: { type: 'string' }, csv: { type: 'string' }, plot: { type: 'string' }, quiet: { type: 'boolean' }, help: { type: 'boolean' }, overwrite: { type: 'boolean' },
       },
       strict: true,
       allowPositionals: false,
@@ -89,6 +91,13 @@ async function main(argv: string[]): Promise<number> {
   const seed = int('seed', a.seed, 1);
   const quiet = a.quiet === true;
   const log = (s: string) => { if (!quiet) process.stderr.write(s + '\n'); };
+
+  // The tracked results (sim/results/) are replaced only when asked.
+  for (const f of [a.out, a.csv, a.plot]) {
+    if (f !== undefined && !a.overwrite && existsSync(f) && resolve(f).includes(`${sep}sim${sep}results${sep}`)) {
+      throw new UsageError(`${f} is a tracked result; add --overwrite to replace it, or write elsewhere`);
+    }
+  }
 
   // Policies.
   const pol = a.policy ?? 'cremebrulee';
