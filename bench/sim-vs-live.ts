@@ -7,7 +7,7 @@
  * the simulator (`--replay` reads the same two files) and compare per function: cold starts, loads,
  * evictions and load delay.
  *
- *   npx tsx bench/sim-vs-live.ts [--calls 3000] [--functions 12] [--budget-pct 35] [--seed 1]
+ *   npx tsx bench/sim-vs-live.ts [--calls 3000] [--functions 12] [--budget-pct 35] [--seed 1] [--gap-ms 250]
  *                                [--policies cremebrulee,cremebrulee-plus,lru] [--out FILE.json]
  *
  * Needs `redis-server` on PATH (a private one is started on a free port). Takes about a minute per
@@ -33,6 +33,7 @@ const { values: a } = parseArgs({
     functions: { type: 'string', default: '12' },
     'budget-pct': { type: 'string', default: '35' },
     seed: { type: 'string', default: '1' },
+    'gap-ms': { type: 'string', default: '250' },
     policies: { type: 'string', default: 'cremebrulee,cremebrulee-plus,lru' },
     'per-function': { type: 'boolean', default: false },
     debug: { type: 'boolean', default: false },
@@ -57,9 +58,9 @@ const zero = (): Figures => ({ calls: 0, coldStarts: 0, loads: 0, prewarms: 0, e
 
 /**
  * The schedule: bursts of calls to one function (Zipf-skewed choice, exponent 1.1), 1-15 calls
- * 5-30 ms apart, bursts ~60 ms apart on average. Offsets in ms from the start.
+ * 5-30 ms apart, bursts `--gap-ms` (250) apart on average. Offsets in ms from the start.
  */
-function schedule(n: number, fns: number, seed: number): { at: number; fn: number }[] {
+function schedule(n: number, fns: number, seed: number, gapMs: number): { at: number; fn: number }[] {
   const r = seededRandom(seed);
   const w = Array.from({ length: fns }, (_, i) => 1 / (i + 1) ** 1.1);
   const total = w.reduce((x, y) => x + y, 0);
@@ -71,7 +72,7 @@ function schedule(n: number, fns: number, seed: number): { at: number; fn: numbe
   const out: { at: number; fn: number }[] = [];
   let t = 0;
   while (out.length < n) {
-    t += -Math.log(1 - r()) * 60;
+    t += -Math.log(1 - r()) * gapMs;
     const fn = pick();
     const k = 1 + Math.floor(r() * 15);
     let s = t;
@@ -93,6 +94,8 @@ async function runPolicy(redisUrl: string, policy: SimPolicyName, models: Uint8A
   const env = {
     REDIS_URL: redisUrl, DATA_DIR: dataDir, KEY_PREFIX: prefix, NODE_ID: `node-${prefix}`, LOG_LEVEL: 'silent',
     EVICTION_POLICY: policy, WORKER_CONCURRENCY: '1', TRACE_RECORD: '1', MEMORY_BUDGET: '64GiB',
+    // No call may time out: the simulator serves every recorded call, however long the queue.
+    INVOKE_TIMEOUT_MS: '600000',
   };
   // First registration (profiling measures the sizes), then the real run with a budget from them.
   let b = await createBrulee(loadConfig(env), { log: pino({ level: 'silent' }) });
@@ -112,6 +115,7 @@ async function runPolicy(redisUrl: string, policy: SimPolicyName, models: Uint8A
   for (let i = 0; i < F; i++) live.set(name(i), zero());
   const t0 = performance.now() + 200;
   let failed = 0;
+  const failures = new Map<string, number>();
   const pending: Promise<void>[] = [];
   for (const c of plan) {
     const wait = t0 + c.at - performance.now();
@@ -122,6 +126,8 @@ async function runPolicy(redisUrl: string, policy: SimPolicyName, models: Uint8A
           const j = (await res.json()) as { coldStart?: boolean; timings?: { loadMs: number } };
           if (res.status !== 200) {
             failed++;
+            const why = `${res.status} ${(j as { error?: { code?: string } }).error?.code ?? ''}`;
+            failures.set(why, (failures.get(why) ?? 0) + 1);
             return;
           }
           const f = live.get(name(c.fn))!;
@@ -176,7 +182,7 @@ async function runPolicy(redisUrl: string, policy: SimPolicyName, models: Uint8A
     console.log('sim evictions:', simEvictions.join(' '));
   }
   rmSync(dataDir, { recursive: true, force: true });
-  return { policy, budget, allBytes: all, failed, wallS, live: Object.fromEntries(live), sim: Object.fromEntries(sim), simResult: r };
+  return { policy, budget, allBytes: all, failed, failures: Object.fromEntries(failures), wallS, live: Object.fromEntries(live), sim: Object.fromEntries(sim), simResult: r };
 }
 
 const sum = (m: Record<string, Figures>, k: keyof Figures) => Object.values(m).reduce((x, f) => x + f[k], 0);
@@ -186,7 +192,7 @@ const dir = mkdtempSync(join(tmpdir(), 'brulee-live-redis-'));
 const redis = await startRedisServer({ dir, persist: false });
 try {
   const models = Array.from({ length: F }, (_, i) => mlpForBytes(targetBytes(i), i + 1));
-  const plan = schedule(CALLS, F, SEED);
+  const plan = schedule(CALLS, F, SEED, Number(a['gap-ms']));
   const runs = [];
   console.log(`${CALLS} calls to ${F} functions over ${(plan.at(-1)!.at / 1000).toFixed(1)} s (seed ${SEED}), one serial node, budget ${a['budget-pct']}% of all models' size`);
   console.log('| policy | cold starts live / sim (diff) | load delay ms live / sim (diff) | loads live / sim | evictions live / sim | prewarms live / sim | largest per-function cold-start difference |');
@@ -206,7 +212,7 @@ try {
       }
     }
     console.log(`| ${p} | ${lc} / ${sc} (${pct(sc, lc)}) | ${ld.toFixed(0)} / ${sd.toFixed(0)} (${pct(sd, ld)}) | ${sum(r.live, 'loads')} / ${sum(r.sim, 'loads')} | ${sum(r.live, 'evictions')} / ${sum(r.sim, 'evictions')} | ${sum(r.live, 'prewarms')} / ${sum(r.sim, 'prewarms')} | ${worst} |`);
-    if (r.failed > 0) console.log(`  (${r.failed} live calls failed)`);
+    if (r.failed > 0) console.log(`  (${r.failed} live calls failed: ${JSON.stringify(r.failures)})`);
     if (a['per-function']) {
       for (const fn of Object.keys(r.live)) {
         const l = r.live[fn]!, s = r.sim[fn]!;
