@@ -1,0 +1,28 @@
+// The modules where a wrong line is a wrong answer, and the tests meant to kill their mutants.
+// `mutate` globs are Stryker's; `tests` are vitest files (fast ones: no onnxruntime, no Redis).
+export const MODULES = {
+  errors: {
+    mutate: ['errors.ts'],
+    tests: ['test/unit/errors.test.ts'],
+  },
+  signature: {
+    mutate: ['functions/signature.ts'],
+    tests: ['test/unit/signature.test.ts'],
+  },
+  queue: {
+    mutate: ['queue/routing.ts', 'queue/wire.ts'],
+    tests: ['test/unit/routing.test.ts', 'test/unit/wire.test.ts'],
+  },
+  'warm-pool': {
+    mutate: ['runtime/warm-pool.ts'],
+    tests: ['test/unit/warm-pool.test.ts', 'test/unit/prefetch.test.ts'],
+  },
+  policies: {
+    mutate: ['runtime/policies/*.ts'],
+    tests: ['test/sim/policies.test.ts', 'test/unit/warm-pool.test.ts', 'test/unit/prefetch.test.ts', 'test/sim/fast-selection.test.ts', 'test/unit/policies.test.ts'],
+  },
+  engine: {
+    mutate: ['sim/engine.ts'],
+    tests: ['test/sim/engine.test.ts', 'test/sim/fast-engine.test.ts', 'test/sim/lazy-checks.test.ts', 'test/sim/fast-selection.test.ts', 'test/sim/warm-pool-equivalence.test.ts'],
+  },
+};
