@@ -254,3 +254,48 @@ export function writeModel(path: string, bytes: Uint8Array): string {
   writeFileSync(abs, bytes);
   return abs;
 }
+
+// ---------------------------------------------------------------------------
+// Slow model
+// ---------------------------------------------------------------------------
+
+export interface SlowOptions {
+  /** Rows the input row is expanded to: the work grows with it. Default 1024. */
+  rows?: number;
+  /** Width of the row and of the square weight. Default 256. */
+  width?: number;
+  /** MatMuls in the chain, all with the same weight (a small file for much work). Default 8. */
+  repeats?: number;
+  seed?: number;
+}
+
+/**
+ * A model that is small on disk but slow to run: `x` float32 [1, width] is expanded to
+ * [rows, width], multiplied `repeats` times by one [width, width] weight, and averaged back to
+ * `y` [1, width]. Work is 2·rows·width²·repeats flops (1024·256²·8·2 ≈ 1.1 GFLOP by default).
+ */
+export function slowSpec(opts: SlowOptions = {}): ModelSpec {
+  const { rows = 1024, width = 256, repeats = 8, seed = 0 } = opts;
+  const rand = mulberry32(seed);
+  const nodes: NodeSpec[] = [{ op: 'Expand', name: 'expand', inputs: ['x', 'shape'], outputs: ['h0'] }];
+  for (let i = 0; i < repeats; i++) nodes.push({ op: 'MatMul', name: `mm${i}`, inputs: [`h${i}`, 'W'], outputs: [`h${i + 1}`] });
+  nodes.push({ op: 'ReduceMean', name: 'mean', inputs: [`h${repeats}`], outputs: ['y'], attrs: { axes: [0], keepdims: 1 } });
+  return {
+    inputs: [{ name: 'x', type: 'float32', shape: [1, width] }],
+    outputs: [{ name: 'y', type: 'float32', shape: [1, width] }],
+    nodes,
+    initializers: [
+      { name: 'shape', type: 'int64', dims: [2], data: BigInt64Array.from([BigInt(rows), BigInt(width)]) },
+      // Scaled so a row keeps its magnitude through the chain (no overflow to Infinity).
+      { name: 'W', type: 'float32', dims: [width, width], data: uniform(rand, width * width, 1 / Math.sqrt(width)) },
+    ],
+    opset: OPSET,
+    irVersion: IR_VERSION,
+    graphName: 'slow',
+    docString: `slow rows=${rows} width=${width} repeats=${repeats} seed=${seed}`,
+  };
+}
+
+export function slowModel(opts: SlowOptions = {}): Uint8Array {
+  return encodeModel(slowSpec(opts));
+}
