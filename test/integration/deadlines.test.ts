@@ -1,0 +1,152 @@
+import { Queue, QueueEvents } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { modelRefOf } from '../../functions/registry';
+import { createRedis } from '../../queue/connection';
+import { keys } from '../../queue/keys';
+import { JOB, toWire, type InvokeJob } from '../../queue/wire';
+import { mlpModel, slowModel } from '../models/generate';
+import { startBrulee, type TestBrulee } from '../support/brulee';
+import { ort, runDirect } from '../support/models';
+
+/**
+ * Deadlines, each guarded on its own: the gateway's timer (a call that runs past its timeout on
+ * the node), the gateway taking back a job nobody waits for (`queue.remove`), and the node
+ * skipping a job it reaches past its deadline.
+ */
+
+const redis = createRedis(inject('redisUrl'));
+let b: TestBrulee;
+// onnxruntime-node runs a model on the calling thread: a run much longer than this one starves
+// the node's heartbeat (5 s) on a loaded machine, and the gateway then sees no live node.
+// One worker slot: a slow call holds it while others wait in the queue.
+beforeAll(async () => {
+  b = await startBrulee({ WORKER_CONCURRENCY: '1' });
+  expect((await b.put('slow', SLOW, 'timeoutMs=60000')).status).toBe(201);
+  expect((await b.put('quick', QUICK, 'timeoutMs=60000')).status).toBe(201);
+  // Warm both, and measure the slow run here, so the tests below know how long it takes.
+  expect((await b.invoke('quick', QUICK_IN)).status).toBe(200);
+  const t0 = performance.now();
+  expect((await b.invoke('slow', SLOW_IN)).status).toBe(200);
+  slowMs = performance.now() - t0;
+}, 180_000); // registration profiles the slow model: several runs, on a shared machine
+afterAll(async () => {
+  await b?.destroy();
+  redis.disconnect();
+});
+
+/** ~0.15 s of MatMuls on this machine, idle (2048 × 256 × 256 × 64 multiply-adds), from a 260 KB file. */
+const SLOW = slowModel({ rows: 2048, repeats: 64 });
+const SLOW_IN = { x: { type: 'float32', dims: [1, 256], data: new Array(256).fill(0.5) } };
+const QUICK = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 6 });
+const QUICK_IN = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
+let slowMs = 0;
+
+const stats = async (name: string) => (await b.json('GET', `/functions/${name}`)).body.stats;
+const setTimeoutMs = async (name: string, bytes: Uint8Array, ms: number) => expect((await b.put(name, bytes, `timeoutMs=${ms}`)).status).toBe(200);
+const timeoutMessage = (fn: string) =>
+  new RegExp(`^invocation of ${fn} did not finish within (4[89]|50) ms \\(node ${b.node!.id}\\); raise the function's timeoutMs or add nodes$`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until `f` is true, failing with `what` (not a test timeout) after `ms`. */
+async function until(what: string, f: () => Promise<boolean>, ms = 30_000) {
+  const end = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > end) throw new Error(`gave up after ${ms} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+describe('deadlines', () => {
+  it('the slow model is slow enough for these tests, and right', async () => {
+    expect(slowMs).toBeGreaterThan(100);
+    const want = await runDirect(SLOW, { x: new ort.Tensor('float32', new Float32Array(256).fill(0.5), [1, 256]) });
+    const r = await b.invoke('slow', SLOW_IN);
+    expect(r.body.error).toBeUndefined();
+    expect(r.body.outputs.y.data).toEqual(Array.from(want.y!.data as Float32Array));
+  });
+
+  it('a call still running on the node at its deadline is a 504 from the gateway at the deadline, and the node finishes it', async () => {
+    await setTimeoutMs('slow', SLOW, 50);
+    try {
+      const before = await stats('slow');
+      const r = await b.invoke('slow', SLOW_IN);
+      expect(r.status).toBe(504);
+      expect(r.body.error.code).toBe('TIMEOUT');
+      // The timer starts a millisecond or so after the deadline is set: it may say 49.
+      expect(r.body.error.message).toMatch(timeoutMessage('slow'));
+      // It was not skipped: the node ran it to the end and counted it as a successful call.
+      await until('the node to finish the slow call', async () => (await stats('slow')).invocations === before.invocations + 1);
+      const after = await stats('slow');
+      expect(after.warmHits + after.coldStarts - before.warmHits - before.coldStarts).toBe(1);
+      expect(after.execMs.samples - before.execMs.samples).toBe(1);
+      expect(after.timeouts - before.timeouts).toBe(0);
+      expect(after.failures - before.failures).toBe(0);
+    } finally {
+      await setTimeoutMs('slow', SLOW, 60_000);
+    }
+  });
+
+  it('a call that times out while queued is taken back: the node never sees it (no skip, no run)', async () => {
+    await setTimeoutMs('quick', QUICK, 50);
+    const before = await stats('quick');
+    const k = keys(b.namespace);
+    const queue = new Queue(k.nodeQueue(b.node!.id), { connection: redis, prefix: k.bullPrefix });
+    try {
+      // A paused queue keeps the job waiting, as a busy node would.
+      await queue.pause();
+      const quick = await b.invoke('quick', QUICK_IN);
+      expect(quick.status).toBe(504);
+      expect(quick.body.error.code).toBe('TIMEOUT');
+      expect(quick.body.error.message).toMatch(timeoutMessage('quick'));
+      expect(await queue.getJobCounts('waiting', 'paused', 'active')).toEqual({ waiting: 0, paused: 0, active: 0 });
+      await queue.resume();
+      await sleep(300);
+      // Had it stayed queued, the node would have reached it past its deadline and counted a skip.
+      expect(await stats('quick')).toMatchObject({ invocations: before.invocations, timeouts: before.timeouts, warmHits: before.warmHits });
+      expect(await queue.getJobCounts('waiting', 'active', 'failed', 'completed')).toEqual({ waiting: 0, active: 0, failed: 0, completed: 0 });
+    } finally {
+      await queue.resume();
+      await queue.close();
+      await setTimeoutMs('quick', QUICK, 60_000);
+    }
+  });
+
+  it('a node skips an invocation it reaches past its deadline: TIMEOUT, counted as a timeout, not run', async () => {
+    const k = keys(b.namespace);
+    const name = k.nodeQueue(b.node!.id);
+    const queue = new Queue(name, { connection: redis, prefix: k.bullPrefix });
+    const eventsRedis = createRedis(inject('redisUrl'));
+    const events = new QueueEvents(name, { connection: eventsRedis, prefix: k.bullPrefix });
+    try {
+      await events.waitUntilReady();
+      const before = await stats('quick');
+      const fn = await b.dataPlane.get('quick');
+      const now = Date.now();
+      const job: InvokeJob = {
+        model: modelRefOf(fn),
+        inputs: { x: toWire({ type: 'float32', dims: [1, 4], data: Float32Array.from([1, 2, 3, 4]) }) },
+        acceptedAt: now - 1000,
+        deadline: now - 1,
+        resultTtlS: 60,
+      };
+      const added = await queue.add(JOB.invoke, job, { attempts: 1, removeOnComplete: true });
+      const err = await added.waitUntilFinished(events, 10_000).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(err?.message).toMatch(/^TIMEOUT: the invocation waited \d+ ms in the queue, past its deadline; it was not run$/);
+      const after = await stats('quick');
+      expect(after.timeouts - before.timeouts).toBe(1);
+      expect(after.invocations - before.invocations).toBe(1);
+      // Not run: no cold start, no warm hit, no exec sample, no failure.
+      expect(after.warmHits - before.warmHits).toBe(0);
+      expect(after.coldStarts - before.coldStarts).toBe(0);
+      expect(after.failures - before.failures).toBe(0);
+      expect(after.execMs.samples - before.execMs.samples).toBe(0);
+    } finally {
+      await events.close();
+      eventsRedis.disconnect();
+      await queue.close();
+    }
+  });
+});
