@@ -324,6 +324,15 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
       // Checking for room and reserving it happen in one synchronous step, so concurrent
       // admissions can neither both start a load nor both count on the same free bytes.
       if (this.makeRoom(spec)) break;
+      // Waiting helps only if what holds the memory can go: an in-flight or loading model will,
+      // a pinned one will not (short of an unload). Say so now rather than at the deadline.
+      const pinned = this.pinnedBytes();
+      if (this.opts.budgetBytes - pinned < spec.sizeBytes) {
+        throw new BruleeError(
+          'CACHE_BUSY',
+          `no room for ${spec.fn} (${spec.sizeBytes} bytes): pinned models hold ${pinned} of ${this.opts.budgetBytes} bytes and nothing else can be evicted; unpin or unload one, or raise MEMORY_BUDGET`,
+        );
+      }
       const left = deadline - this.opts.now();
       if (left <= 0) {
         throw new BruleeError(
@@ -391,6 +400,13 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
       throw new BruleeError('INTERNAL', `eviction policy ${this.opts.policy.name} named too few victims to free ${need} bytes for ${spec.fn}`);
     }
     return true;
+  }
+
+  /** Bytes held by pinned models that are not on their way out. */
+  private pinnedBytes(): number {
+    let n = 0;
+    for (const e of this.entries.values()) if (e.pinned && !e.retire) n += e.spec.sizeBytes;
+    return n;
   }
 
   private isEvictable(e: Entry<T, S>): boolean {

@@ -98,7 +98,7 @@ describe('deadlines', () => {
       expect(quick.status).toBe(504);
       expect(quick.body.error.code).toBe('TIMEOUT');
       expect(quick.body.error.message).toMatch(timeoutMessage('quick'));
-      expect(await queue.getJobCounts('waiting', 'paused', 'active')).toEqual({ waiting: 0, paused: 0, active: 0 });
+      expect(await queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active')).toEqual({ waiting: 0, prioritized: 0, delayed: 0, active: 0 });
       await queue.resume();
       await sleep(300);
       // Had it stayed queued, the node would have reached it past its deadline and counted a skip.
