@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { convModel, mlpModel } from '../models/generate';
+import { convModel, mlpModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { ort, runDirect } from '../support/models';
 
