@@ -133,7 +133,7 @@ describe('deadlines', () => {
       await queue.add(JOB.invoke, job, { jobId: id, attempts: 1, removeOnComplete: true, removeOnFail: true });
       let answer: Answer | undefined;
       await until('the node to answer the late job', async () => (answer = await readAnswer(redis, k, id)) !== undefined);
-      expect(answer && 'error' in answer ? answer.error : answer).toMatch(/^TIMEOUT: the invocation waited \d+ ms in the queue, past its deadline; it was not run$/);
+      expect(answer && 'error' in answer ? answer.error : answer).toMatch(/^TIMEOUT: the invocation waited \d+(\.\d+)? ms in the queue, past its deadline; it was not run$/);
       const after = await stats('quick');
       expect(after.timeouts - before.timeouts).toBe(1);
       expect(after.invocations - before.invocations).toBe(1);
