@@ -102,6 +102,8 @@ export interface StreamOptions {
   async?: boolean;
   /** Give up on one call (sync: the HTTP request; async: polling) after this long: it counts as lost. */
   giveUpMs?: number;
+  /** Each lane waits this long between its calls (a paced stream that lasts a while). @default 0 */
+  pauseMs?: number;
   /** Called after each answer, with the number answered so far. */
   onAnswer?(done: number, r: CallResult): void;
 }
@@ -169,6 +171,7 @@ export async function stream(o: StreamOptions): Promise<CallResult[]> {
       const r = await one(next++);
       results.push(r);
       o.onAnswer?.(results.length, r);
+      if (o.pauseMs) await new Promise((res) => setTimeout(res, o.pauseMs));
     }
   });
   await Promise.all(lanes);

@@ -37,10 +37,11 @@ export async function freePort(): Promise<number> {
 
 export async function startProc(name: string, role: Proc['role'], env: Record<string, string>, opts: { readyTimeoutMs?: number } = {}): Promise<Proc> {
   const port = await freePort();
+  const grpcPort = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), `brulee-${name}-`));
   const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
     cwd: ROOT,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, ROLE: role, LOG_LEVEL: 'warn', ...env },
+    env: { ...process.env, PORT: String(port), GRPC_PORT: String(grpcPort), HOST: '127.0.0.1', DATA_DIR: dataDir, ROLE: role, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
