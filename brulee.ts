@@ -104,6 +104,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
   const recorder = config.traceRecord ? new TraceRecorder(config.dataDir) : undefined;
   if (recorder) await recorder.writeCatalog(await registry.list());
   const dataPlane = new DataPlane({ redis, keys: k, registry, dispatcher, defaultTimeoutMs: config.invokeTimeoutMs, log, ...(recorder ? { recorder } : {}) });
+  metrics.functions(async () => (await dataPlane.list()).map((f) => f.name));
   const authorize = authorizer({ apiKey: config.apiKey, invokeApiKey: config.invokeApiKey });
   const requests = { inFlight: 0, draining: false };
   const app = createApp({

@@ -98,6 +98,14 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  // Run by an npm script (`npm start`, whose sh execs node, so npm's SIGTERM/SIGINT reach us):
+  // if npm itself dies without forwarding (SIGKILL), our parent changes; stop rather than linger.
+  if (process.env.npm_lifecycle_event) {
+    const parent = process.ppid;
+    setInterval(() => {
+      if (process.ppid !== parent) void stop('parent exited');
+    }, 1000).unref();
+  }
 }
 
 main().catch((e: unknown) => {

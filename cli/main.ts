@@ -63,7 +63,7 @@ function describeText(fn: FunctionJson & { stats?: FunctionStatsJson; residentOn
     `${fn.name}  version ${fn.version}  sha256 ${fn.sha256.slice(0, 12)}`,
     `  inputs:\n${sig(fn.signature.inputs)}`,
     `  outputs:\n${sig(fn.signature.outputs)}`,
-    `  profile: load ${ms(p.loadMs)}, exec ${p.execMs === null ? `unknown (${p.execError ?? 'not run'})` : ms(p.execMs)}, file ${bytes(p.fileBytes)}, resident ${bytes(p.residentBytes)}${p.memoryFactor === null ? ' (model too small for a meaningful memory factor)' : ` (${p.memoryFactor.toFixed(2)}x the file)`}`,
+    `  profile: load ${ms(p.loadMs)}, exec ${p.execMs === null ? `unknown (${p.execError ?? 'not run'})` : ms(p.execMs)}, file ${bytes(p.fileBytes)}, resident ${bytes(p.residentBytes)}${p.memoryFactor === null ? ' (file under 1 MiB: resident bytes are mostly onnxruntime overhead, no memory factor)' : ` (${p.memoryFactor.toFixed(2)}x the file)`}`,
     `  cache charges: ${bytes(fn.sizeBytes)}${fn.options.pinned ? ', pinned' : ''}${fn.options.timeoutMs ? `, timeout ${fn.options.timeoutMs} ms` : ''}`,
     `  versions: ${fn.versions.map((v) => `${v.version} (${v.createdAt})`).join(', ')}`,
   ];

@@ -42,9 +42,17 @@ export interface Profile {
   /** RSS growth of a fresh process after loading the model and running it once. */
   rssDeltaBytes: number;
   fileBytes: number;
-  /** residentBytes / fileBytes. */
-  memoryFactor: number;
+  /**
+   * residentBytes / fileBytes; null for files under MEMORY_FACTOR_MIN_FILE_BYTES, whose resident
+   * bytes are mostly onnxruntime's per-session overhead (an 827-byte MLP measures ~640 KiB: 790x).
+   */
+  memoryFactor: number | null;
+  /** Why memoryFactor is null, when it is. */
+  memoryNote?: string;
 }
+
+/** Below this file size the resident/file ratio says nothing about the model (see Profile.memoryFactor). */
+export const MEMORY_FACTOR_MIN_FILE_BYTES = 1024 * 1024;
 
 export interface ProfileOptions {
   dims?: Record<string, number[]>;
@@ -104,7 +112,12 @@ export async function profileModel(path: string, opts: ProfileOptions = {}): Pro
       residentBytes,
       rssDeltaBytes: reply.rssDeltaBytes,
       fileBytes: reply.fileBytes,
-      memoryFactor: Math.round((residentBytes / Math.max(1, reply.fileBytes)) * 100) / 100,
+      ...(reply.fileBytes >= MEMORY_FACTOR_MIN_FILE_BYTES
+        ? { memoryFactor: Math.round((residentBytes / reply.fileBytes) * 100) / 100 }
+        : {
+            memoryFactor: null,
+            memoryNote: `the file is under 1 MiB: its ${residentBytes} resident bytes are mostly onnxruntime's per-session overhead, so no memory factor is given; the cache charges the resident bytes`,
+          }),
     },
   };
 }

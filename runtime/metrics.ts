@@ -31,6 +31,8 @@ export class Metrics {
   readonly jobsRerouted = this.clusterCounter('brulee_jobs_rerouted_total', 'Jobs moved off dead or departed nodes onto live ones, cluster-wide', 'jobsRerouted');
   readonly duplicateRuns = this.clusterCounter('brulee_duplicate_runs_total', 'Runs of a job already answered (at-least-once execution after a failover), counted and never returned, cluster-wide', 'duplicateRuns');
 
+  private functionsSource: (() => Promise<string[]>) | undefined;
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'brulee_' });
   }
@@ -38,6 +40,24 @@ export class Metrics {
   /** Adds a callback that sets gauges at scrape time (queue depth, cache bytes). */
   onCollect(f: () => Promise<void> | void): void {
     this.gaugeSources.push(f);
+  }
+
+  /**
+   * Where the registered functions' names come from: each scrape first adds their series at zero,
+   * so a dashboard or an alert sees `brulee_cold_starts_total{function="f"} 0` from the start
+   * rather than no series until the first event.
+   */
+  functions(source: () => Promise<string[]>): void {
+    this.functionsSource = source;
+  }
+
+  private zeroSeries(fn: string): void {
+    const f = { function: fn };
+    for (const outcome of ['ok', 'error']) this.invocations.inc({ ...f, outcome }, 0);
+    for (const c of [this.coldStarts, this.warmHits, this.loads]) c.inc(f, 0);
+    for (const by of ['api', 'policy']) this.prewarms.inc({ ...f, by }, 0);
+    for (const cause of ['policy', 'expired', 'retired', 'unload']) this.evictions.inc({ ...f, cause }, 0);
+    for (const h of [this.loadSeconds, this.fetchSeconds, this.execSeconds]) h.zero(f);
   }
 
   /** Where the cluster-wide failover counts come from (Redis). */
@@ -61,6 +81,7 @@ export class Metrics {
   }
 
   async text(): Promise<string> {
+    for (const fn of (await this.functionsSource?.().catch(() => [])) ?? []) this.zeroSeries(fn);
     return this.registry.metrics();
   }
 

@@ -234,7 +234,7 @@ function functionPage(name) {
           h(
             'ul',
             { id: 'fn-profile' },
-            h('li', {}, `file ${bytes(p.fileBytes)}, resident ${bytes(p.residentBytes)}`, p.memoryFactor == null ? h('span', { class: 'muted' }, ' (too small for a meaningful memory factor)') : ` (${p.memoryFactor.toFixed(2)}× the file)`),
+            h('li', {}, `file ${bytes(p.fileBytes)}, resident ${bytes(p.residentBytes)}`, p.memoryFactor == null ? h('span', { class: 'muted', title: p.memoryNote ?? '' }, ' (file under 1 MiB: mostly onnxruntime overhead, no memory factor)') : ` (${p.memoryFactor.toFixed(2)}× the file)`),
             h('li', {}, `load ${ms(p.loadMs)}, exec ${p.execMs == null ? `unknown: ${p.execError}` : ms(p.execMs)}`),
             h('li', {}, `the cache charges ${bytes(fn.sizeBytes)}${fn.options.pinned ? ', pinned' : ''}`),
             h('li', {}, `resident on: ${fn.residentOn.join(', ') || 'no node'}`),

@@ -34,7 +34,8 @@ const Profile = z.looseObject({
   profiledDims: z.record(z.string(), z.array(z.number().int())),
   residentBytes: z.number(),
   fileBytes: z.number(),
-  memoryFactor: z.number().nullable().meta({ description: 'residentBytes / fileBytes; null for files too small for the ratio to mean anything (see memoryNote)' }),
+  memoryFactor: z.number().nullable().meta({ description: 'residentBytes / fileBytes; null for files under 1 MiB, where the ratio means nothing (see memoryNote)' }),
+  memoryNote: z.string().optional(),
 });
 
 const FunctionBody = z.looseObject({

@@ -1,0 +1,82 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, inject, it } from 'vitest';
+import { deleteKeys } from '../support/brulee';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+
+async function answers(url: string): Promise<boolean> {
+  try {
+    return (await fetch(url, { signal: AbortSignal.timeout(1000) })).ok;
+  } catch {
+    return false;
+  }
+}
+
+async function until(cond: () => Promise<boolean>, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 200))) if (await cond()) return true;
+  return false;
+}
+
+/** `npm start` as a user runs it, in its own process group (so the test can always clean up). */
+async function npmStart(): Promise<{ npm: ChildProcess; url: string; cleanup: () => Promise<void> }> {
+  const [port, grpc] = [await freePort(), await freePort()];
+  const dataDir = mkdtempSync(join(tmpdir(), 'brulee-npm-start-'));
+  const prefix = `npmstart${process.pid}${port}`;
+  const npm = spawn('npm', ['start'], {
+    cwd: ROOT,
+    detached: true,
+    stdio: 'ignore',
+    env: { ...process.env, REDIS_URL: inject('redisUrl'), PORT: String(port), GRPC_PORT: String(grpc), DATA_DIR: dataDir, KEY_PREFIX: prefix, LOG_LEVEL: 'warn', POPULARITY_CRON: '0 0 1 1 *' },
+  });
+  const url = `http://127.0.0.1:${port}/healthz`;
+  expect(await until(() => answers(url), 60_000)).toBe(true);
+  return {
+    npm,
+    url,
+    async cleanup() {
+      try {
+        process.kill(-npm.pid!, 'SIGKILL');
+      } catch {}
+      rmSync(dataDir, { recursive: true, force: true });
+      await deleteKeys(prefix);
+    },
+  };
+}
+
+describe('killing npm start stops the server', () => {
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    it(`${signal} to the npm process`, async () => {
+      const s = await npmStart();
+      try {
+        process.kill(s.npm.pid!, signal);
+        // SIGTERM reaches node (the script execs it) and drains; SIGKILL leaves node orphaned, and it notices.
+        expect(await until(async () => !(await answers(s.url)), 15_000)).toBe(true);
+        let groupGone = false;
+        await until(async () => {
+          try {
+            process.kill(-s.npm.pid!, 0);
+          } catch {
+            groupGone = true;
+          }
+          return groupGone;
+        }, 15_000);
+        expect(groupGone).toBe(true);
+      } finally {
+        await s.cleanup();
+      }
+    }, 120_000);
+  }
+});
