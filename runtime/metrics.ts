@@ -32,6 +32,8 @@ export class Metrics {
   readonly duplicateRuns = this.clusterCounter('brulee_duplicate_runs_total', 'Runs of a job already answered (at-least-once execution after a failover), counted and never returned, cluster-wide', 'duplicateRuns');
 
   private functionsSource: (() => Promise<string[]>) | undefined;
+  /** Functions whose histogram series exist (seeded at zero, or observed before the first scrape). */
+  private readonly seeded = new Set<string>();
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'brulee_' });
@@ -51,13 +53,23 @@ export class Metrics {
     this.functionsSource = source;
   }
 
-  private zeroSeries(fn: string): void {
-    const f = { function: fn };
-    for (const outcome of ['ok', 'error']) this.invocations.inc({ ...f, outcome }, 0);
-    for (const c of [this.coldStarts, this.warmHits, this.loads]) c.inc(f, 0);
-    for (const by of ['api', 'policy']) this.prewarms.inc({ ...f, by }, 0);
-    for (const cause of ['policy', 'expired', 'retired', 'unload']) this.evictions.inc({ ...f, cause }, 0);
-    for (const h of [this.loadSeconds, this.fetchSeconds, this.execSeconds]) h.zero(f);
+  private async zeroSeries(fns: string[]): Promise<void> {
+    for (const fn of fns) {
+      const f = { function: fn };
+      // inc(0) leaves a counter's value as it is; it only adds the series when missing.
+      for (const outcome of ['ok', 'error']) this.invocations.inc({ ...f, outcome }, 0);
+      for (const c of [this.coldStarts, this.warmHits, this.loads]) c.inc(f, 0);
+      for (const by of ['api', 'policy']) this.prewarms.inc({ ...f, by }, 0);
+      for (const cause of ['policy', 'expired', 'retired', 'unload']) this.evictions.inc({ ...f, cause }, 0);
+    }
+    // A histogram's zero() resets the series: only for functions it has no series of yet.
+    const fresh = fns.filter((fn) => !this.seeded.has(fn));
+    if (fresh.length === 0) return;
+    for (const h of [this.loadSeconds, this.fetchSeconds, this.execSeconds]) {
+      const have = new Set((await h.get()).values.map((v) => v.labels.function));
+      for (const fn of fresh) if (!have.has(fn)) h.zero({ function: fn });
+    }
+    for (const fn of fresh) this.seeded.add(fn);
   }
 
   /** Where the cluster-wide failover counts come from (Redis). */
@@ -81,7 +93,7 @@ export class Metrics {
   }
 
   async text(): Promise<string> {
-    for (const fn of (await this.functionsSource?.().catch(() => [])) ?? []) this.zeroSeries(fn);
+    await this.zeroSeries((await this.functionsSource?.().catch(() => [])) ?? []);
     return this.registry.metrics();
   }
 
