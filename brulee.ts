@@ -78,6 +78,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
       policy: config.evictionPolicy,
       ttlMs: config.ttlMs,
       concurrency: config.workerConcurrency,
+      maxOutputBytes: config.maxOutputBytes,
       heartbeatMs: config.heartbeatMs,
       clock,
       metrics,
@@ -114,6 +115,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
     authorize,
     maxModelBytes: config.maxModelBytes,
     maxRequestBytes: config.maxRequestBytes,
+    maxPendingRequestBytes: config.maxPendingRequestBytes,
     requests,
     metricsOpen: config.metricsAuth === 'open',
   });

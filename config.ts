@@ -86,6 +86,8 @@ const EnvSchema = z.object({
     .optional(),
   MAX_MODEL_BYTES: bytes('MAX_MODEL_BYTES', '512MiB').default(512 * 1024 ** 2),
   MAX_REQUEST_BYTES: bytes('MAX_REQUEST_BYTES', '64MiB').default(64 * 1024 ** 2),
+  MAX_OUTPUT_BYTES: bytes('MAX_OUTPUT_BYTES', '64MiB').default(64 * 1024 ** 2),
+  MAX_PENDING_REQUEST_BYTES: bytes('MAX_PENDING_REQUEST_BYTES', '256MiB').default(256 * 1024 ** 2),
   INVOKE_TIMEOUT_MS: int('INVOKE_TIMEOUT_MS', 1, 3_600_000).default(30_000),
   REQUEST_READ_TIMEOUT_MS: int('REQUEST_READ_TIMEOUT_MS', 1000, 3_600_000).default(60_000),
   HEADERS_READ_TIMEOUT_MS: int('HEADERS_READ_TIMEOUT_MS', 1000, 600_000).default(10_000),
@@ -142,6 +144,10 @@ export interface Config {
   keyPrefix: string;
   maxModelBytes: number;
   maxRequestBytes: number;
+  /** Bytes the output tensors of one invocation may take (422 OUTPUT_TOO_LARGE past it). */
+  maxOutputBytes: number;
+  /** Bytes of request bodies a gateway reads and holds at once (503 with Retry-After past it). */
+  maxPendingRequestBytes: number;
   invokeTimeoutMs: number;
   /** Time to receive a whole request (headers and body) before a 408, ms. */
   requestReadTimeoutMs: number;
@@ -208,6 +214,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     keyPrefix: e.KEY_PREFIX,
     maxModelBytes: e.MAX_MODEL_BYTES,
     maxRequestBytes: e.MAX_REQUEST_BYTES,
+    maxOutputBytes: e.MAX_OUTPUT_BYTES,
+    maxPendingRequestBytes: e.MAX_PENDING_REQUEST_BYTES,
     invokeTimeoutMs: e.INVOKE_TIMEOUT_MS,
     requestReadTimeoutMs: e.REQUEST_READ_TIMEOUT_MS,
     headersReadTimeoutMs: e.HEADERS_READ_TIMEOUT_MS,

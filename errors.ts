@@ -22,6 +22,10 @@ export const ErrorCode = {
   /** The model store returned bytes whose sha256 is not the one registered: a damaged object. */
   MODEL_BYTES_CORRUPT: 500,
   INFERENCE_FAILED: 422,
+  /** An invocation's outputs take more bytes than MAX_OUTPUT_BYTES. */
+  OUTPUT_TOO_LARGE: 422,
+  /** The gateway holds as many request bytes as it may (MAX_PENDING_REQUEST_BYTES): retry after a moment. */
+  OVERLOADED: 503,
   CACHE_BUSY: 503,
   REDIS_UNAVAILABLE: 503,
   NO_NODE_AVAILABLE: 503,

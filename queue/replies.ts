@@ -142,8 +142,11 @@ export class ReplyReader {
         this.waiters.delete(id!);
         w.resolve(JSON.parse(raw) as Answer);
       }
-      // What was read is no longer needed: the stream holds only answers not yet read.
-      await this.conn.xtrim(this.key, 'MINID', this.lastId).catch(() => undefined);
+      // What was read is no longer needed: the stream holds only answers not yet read (MINID keeps
+      // ids from the one given on, so trim from just past the last one read, or a large answer
+      // would stay in Redis until the next one).
+      const [ms, seq] = this.lastId.split('-');
+      await this.conn.xtrim(this.key, 'MINID', `${ms}-${BigInt(seq ?? '0') + 1n}`).catch(() => undefined);
     }
   }
 }

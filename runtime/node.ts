@@ -38,6 +38,8 @@ export interface RuntimeNodeOptions {
   ttlMs: number;
   /** Jobs run at once. @default 16 */
   concurrency?: number;
+  /** Bytes the outputs of one invocation may take; past it the answer is OUTPUT_TOO_LARGE. @default 64 MiB */
+  maxOutputBytes?: number;
   /** Heartbeat period, ms; the node is declared dead after `MISSED_BEATS` missed beats. @default HEARTBEAT_MS */
   heartbeatMs?: number;
   /** The cluster clock (Redis TIME): deadlines and queue times are on it. */
@@ -71,7 +73,7 @@ export class RuntimeNode {
   private readonly o: Required<RuntimeNodeOptions>;
 
   constructor(opts: RuntimeNodeOptions) {
-    this.o = { concurrency: 16, heartbeatMs: HEARTBEAT_MS, ...opts };
+    this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, ...opts };
     const { metrics, log } = this.o;
     this.pool = new WarmPool<LoadedModel, NodeModelSpec>({
       budgetBytes: opts.budgetBytes,
@@ -365,6 +367,16 @@ export class RuntimeNode {
       const t0 = performance.now();
       const out = await lease.value.run(mapValues(inputs, fromWire), outputs);
       const execMs = performance.now() - t0;
+      // Checked from the tensors' byte size before any encoding: a model that answers 1.2 GB
+      // must not have it copied into base64 and JSON on its way out.
+      let outBytes = 0;
+      for (const t of Object.values(out)) outBytes += Array.isArray(t.data) ? t.data.reduce((a, x) => a + Buffer.byteLength(x) + 4, 0) : t.data.byteLength;
+      if (outBytes > this.o.maxOutputBytes) {
+        throw new BruleeError(
+          'OUTPUT_TOO_LARGE',
+          `the outputs of ${fn} on these inputs take ${outBytes} bytes, more than the limit of ${this.o.maxOutputBytes} bytes (MAX_OUTPUT_BYTES); ask for fewer outputs ("outputs"), send smaller inputs, or raise MAX_OUTPUT_BYTES`,
+        );
+      }
       result = { outputs: mapValues(out, toWire), coldStart: lease.coldStart, node: this.o.id, timings: { queueMs, loadMs, execMs }, fn, version: model.version };
       metrics.execSeconds.observe({ function: fn }, execMs / 1000);
     } catch (e) {

@@ -8,7 +8,7 @@ import type { FunctionMeta } from '../registry';
 import { decodeJsonInputs, toJsonTensor } from './json-tensors';
 import type { Authorize } from '../auth';
 import { requireKey } from './auth';
-import { closeWhenBodyUnread, refuseWhenDraining } from './connection';
+import { admitRequestBytes, closeWhenBodyUnread, refuseWhenDraining } from './connection';
 import { onError } from './errors';
 import { check, InvokeBody, jsonBody, limit, RegisterQuery } from './parse';
 import { v2Routes } from './v2';
@@ -25,6 +25,8 @@ export interface AppOptions {
   authorize: Authorize;
   maxModelBytes: number;
   maxRequestBytes: number;
+  /** Bytes of request bodies read and held at once (MAX_PENDING_REQUEST_BYTES). @default 4 × maxRequestBytes */
+  maxPendingRequestBytes?: number;
   /**
    * Counts the requests being handled (the app keeps it), so a shutdown can wait for them; while
    * `draining`, new requests are refused with 503 SHUTTING_DOWN.
@@ -85,6 +87,7 @@ export function createApp(o: AppOptions): Hono {
       }
     });
   }
+  app.use(admitRequestBytes(o.maxPendingRequestBytes ?? 4 * o.maxRequestBytes, Math.max(o.maxRequestBytes, o.maxModelBytes)));
   // Reads and invocations need INVOKE_API_KEY when it is set (functions/auth.ts); changes check
   // their own scope on top. Browsers reach bull-board with HTTP Basic (the key as password).
   app.use(async (c, next) => {

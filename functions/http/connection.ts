@@ -32,3 +32,29 @@ export function refuseWhenDraining(state: { draining?: boolean }): MiddlewareHan
     if (state.draining) c.header('Connection', 'close');
   };
 }
+
+/**
+ * Bounds the bytes of request bodies this gateway reads and holds at once (each counted by its
+ * Content-Length, or as `maxRequestBytes` when it has none): past `maxPendingBytes` a request is
+ * answered 503 OVERLOADED with Retry-After before its body is read, so a burst of large calls
+ * cannot take the process's memory.
+ */
+export function admitRequestBytes(maxPendingBytes: number, maxRequestBytes: number): MiddlewareHandler {
+  let pending = 0;
+  return async (c, next) => {
+    const method = c.req.method;
+    if (method === 'GET' || method === 'HEAD' || method === 'OPTIONS') return next();
+    const declared = Number(c.req.header('content-length'));
+    const bytes = Number.isSafeInteger(declared) && declared >= 0 ? Math.min(declared, maxRequestBytes) : maxRequestBytes;
+    if (bytes > 0 && pending > 0 && pending + bytes > maxPendingBytes) {
+      c.header('Retry-After', '1');
+      throw new BruleeError('OVERLOADED', `this server is already reading ${pending} bytes of requests, and ${bytes} more would pass its limit of ${maxPendingBytes} (MAX_PENDING_REQUEST_BYTES); retry in a moment`);
+    }
+    pending += bytes;
+    try {
+      await next();
+    } finally {
+      pending -= bytes;
+    }
+  };
+}
