@@ -34,8 +34,9 @@ export function refuseWhenDraining(state: { draining?: boolean }): MiddlewareHan
 }
 
 /**
- * Bounds the bytes of request bodies this gateway reads and holds at once (each counted by its
- * Content-Length, or as `maxRequestBytes` when it has none): past `maxPendingBytes` a request is
+ * Bounds the bytes of request bodies this gateway reads and holds at once, each counted by its
+ * Content-Length (capped at `maxRequestBytes`; a chunked body, with none, is bounded by the body
+ * limit alone and not counted here): past `maxPendingBytes` a request is
  * answered 503 OVERLOADED with Retry-After before its body is read, so a burst of large calls
  * cannot take the process's memory.
  */
@@ -45,7 +46,7 @@ export function admitRequestBytes(maxPendingBytes: number, maxRequestBytes: numb
     const method = c.req.method;
     if (method === 'GET' || method === 'HEAD' || method === 'OPTIONS') return next();
     const declared = Number(c.req.header('content-length'));
-    const bytes = Number.isSafeInteger(declared) && declared >= 0 ? Math.min(declared, maxRequestBytes) : maxRequestBytes;
+    const bytes = Number.isSafeInteger(declared) && declared >= 0 ? Math.min(declared, maxRequestBytes) : 0;
     if (bytes > 0 && pending > 0 && pending + bytes > maxPendingBytes) {
       c.header('Retry-After', '1');
       throw new BruleeError('OVERLOADED', `this server is already reading ${pending} bytes of requests, and ${bytes} more would pass its limit of ${maxPendingBytes} (MAX_PENDING_REQUEST_BYTES); retry in a moment`);
