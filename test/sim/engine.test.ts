@@ -1,11 +1,22 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { simulate } from '../../sim/engine';
 import { createSimPolicy, isOracle, SIM_POLICIES } from '../../sim/policies';
 import { readCatalog, readPlainTrace } from '../../sim/trace';
 import { modelsOf, randomTrace } from './helpers';
+
+/** Temp folders made here, removed after the file's tests. */
+const made: string[] = [];
+afterAll(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'brulee-sim-'));
+  made.push(dir);
+  return dir;
+}
 
 describe('Belady against online policies', () => {
   // Belady's MIN is optimal for demand loading with one size; hybrid-histogram pre-warms (loads
@@ -47,7 +58,7 @@ function lruMisses(seq: readonly string[], size: Record<string, number>, budget:
 
 describe('one serial node follows the invocation sequence', () => {
   it('on a plain trace, LRU cold starts = LRU misses over the sequence (byte budget)', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'brulee-sim-'));
+    const dir = tempDir();
     const sizes: Record<string, number> = {};
     const catalog: Record<string, { sizeBytes: number; loadMs: number; execMs: number }> = {};
     for (let k = 0; k < 12; k++) {
@@ -71,7 +82,7 @@ describe('one serial node follows the invocation sequence', () => {
   });
 
   it('load delay is the time spent waiting for loads; with k slots, a call joining a load waits and is cold', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'brulee-sim-'));
+    const dir = tempDir();
     writeFileSync(join(dir, 't.csv'), 'time_ms,function\n0,A\n10,A\n20,B\n');
     writeFileSync(join(dir, 'c.json'), JSON.stringify({ A: { sizeBytes: 1, loadMs: 100, execMs: 5 }, B: { sizeBytes: 1, loadMs: 40, execMs: 5 } }));
     const t = readPlainTrace(join(dir, 't.csv'));
@@ -87,7 +98,7 @@ describe('one serial node follows the invocation sequence', () => {
   });
 
   it('rejects a catalogue that misses a function of the trace', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'brulee-sim-'));
+    const dir = tempDir();
     writeFileSync(join(dir, 't.csv'), 'time_ms,function\n0,A\n');
     writeFileSync(join(dir, 'c.json'), '{}');
     expect(() => readCatalog(join(dir, 'c.json'), readPlainTrace(join(dir, 't.csv')))).toThrow(/"A" of the trace is not in the catalogue/);
