@@ -55,7 +55,8 @@ export class LocalModels {
   async open(sha256: string): Promise<LocalModel> {
     assertSha256(sha256);
     await this.scan();
-    const hit = this.entries.get(sha256);
+    // A copy whose file went away (a wiped DATA_DIR) is fetched again, not handed out.
+    const hit = await this.present(sha256);
     if (hit) {
       hit.usedAt = now();
       return { path: this.file(sha256), fetchMs: 0 };
@@ -72,7 +73,7 @@ export class LocalModels {
   async stage(sha256: string, bytes: Uint8Array): Promise<string> {
     assertSha256(sha256);
     await this.scan();
-    if (!this.entries.has(sha256)) {
+    if (!(await this.present(sha256))) {
       const folder = join(this.o.dir, sha256);
       await mkdir(folder, { recursive: true });
       const tmp = join(folder, `.${randomUUID()}.tmp`);
@@ -89,6 +90,15 @@ export class LocalModels {
     assertSha256(sha256);
     this.entries.delete(sha256);
     await rm(join(this.o.dir, sha256), { recursive: true, force: true });
+  }
+
+  /** The cache entry of a model whose file is still there; an entry whose file is gone is forgotten. */
+  private async present(sha256: string): Promise<{ bytes: number; usedAt: number } | undefined> {
+    const e = this.entries.get(sha256);
+    if (!e) return undefined;
+    if (await stat(this.file(sha256)).then(() => true, () => false)) return e;
+    this.entries.delete(sha256);
+    return undefined;
   }
 
   private file(sha256: string): string {
