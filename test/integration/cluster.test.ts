@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import { loadConfig } from '../../config';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
 import { refreshPopularity } from '../../runtime/popularity';
@@ -53,6 +54,33 @@ describe('a gateway and two runtime nodes on one Redis', () => {
     const r = await gw.invoke('lonely', x);
     expect(r.status).toBe(503);
     expect(r.body.error.code).toBe('NO_NODE_AVAILABLE');
+  });
+});
+
+describe('node ids are unique while they live', () => {
+  it('a second process with the NODE_ID of a live node refuses to start, saying what to do; the default ids differ', async () => {
+    const first = await startBrulee({ ROLE: 'worker', HEARTBEAT_MS: '200' });
+    started.push(first);
+    const t0 = Date.now();
+    const second = startBrulee({ ROLE: 'worker', HEARTBEAT_MS: '200' }, { namespace: first.namespace, dataDir: first.dataDir, nodeId: first.node!.id });
+    await expect(second).rejects.toThrow(new RegExp(`NODE_ID "${first.node!.id}" is held by another live process .*give every process its own NODE_ID, or leave NODE_ID unset`));
+    // It waited out at most 3 beats for a holder that might have died.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(400);
+    const a = loadConfig({}).nodeId;
+    const b = loadConfig({}).nodeId;
+    expect(a).not.toBe(b);
+    expect(a).toMatch(/-[0-9a-f]{6}$/);
+    // The first node is still the only one, and still serves.
+    expect((await first.json('GET', '/stats')).body.nodes.map((n: { id: string }) => n.id)).toEqual([first.node!.id]);
+  });
+
+  it('a node that stopped (its process closed cleanly) frees its id at once', async () => {
+    const a = await startBrulee({ ROLE: 'worker' });
+    const id = a.node!.id;
+    await a.close();
+    const b = await startBrulee({ ROLE: 'worker' }, { namespace: a.namespace, dataDir: a.dataDir, nodeId: id });
+    started.push(b);
+    expect(b.node!.id).toBe(id);
   });
 });
 
