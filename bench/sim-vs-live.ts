@@ -13,7 +13,7 @@
  * Needs `redis-server` on PATH (a private one is started on a free port). Takes about a minute per
  * policy. Prints one table row per policy (and per function with --per-function).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -37,6 +37,7 @@ const { values: a } = parseArgs({
     policies: { type: 'string', default: 'cremebrulee,cremebrulee-plus,lru' },
     'per-function': { type: 'boolean', default: false },
     debug: { type: 'boolean', default: false },
+    'align-popularity': { type: 'boolean', default: true },
     out: { type: 'string' },
   },
 });
@@ -159,8 +160,11 @@ async function runPolicy(redisUrl: string, policy: SimPolicyName, models: Uint8A
   const simEvictions: string[] = [];
   const sim = new Map<string, Figures>();
   for (let i = 0; i < F; i++) sim.set(name(i), zero());
+  // The live popularity cron fires at the wall clock's multiples of 10 s: line the simulator's refreshes up with it.
+  const firstEpoch = Math.min(...readFileSync(join(dataDir, 'traces', 'invocations.csv'), 'utf8').trim().split('\n').slice(1).map((l) => Number(l.split(',')[0])));
   const r = simulate(trace, catalog, createSimPolicy(policy), {
     budgetBytes: budget,
+    ...(a['align-popularity'] ? { popularityFirstRefreshMs: 10_000 - (firstEpoch % 10_000) } : {}),
     onServe: (key, waitMs, cold) => {
       const f = sim.get(key)!;
       f.calls++;

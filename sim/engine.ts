@@ -10,6 +10,11 @@ export interface SimOptions {
   slots?: number;
   /** Popularity refresh period, virtual ms. @default 10000 */
   popularityRefreshMs?: number;
+  /**
+   * Time of the first popularity refresh, virtual ms (then every `popularityRefreshMs`). @default popularityRefreshMs
+   * (To line the refreshes up with a live node's cron, which fires on the wall clock's multiples of 10 s.)
+   */
+  popularityFirstRefreshMs?: number;
   /** Time constant of the decayed popularity rate (as the runtime's `decayRates`), virtual ms. @default 600000 */
   popularityWindowMs?: number;
   /**
@@ -365,6 +370,10 @@ class NodeRun {
 
     this.pop = new PopularityTracker(F, opts.popularityRefreshMs, opts.popularityWindowMs);
     this.usesPop = this.hints.usesPopularity !== false;
+    if (opts.popularityFirstRefreshMs !== undefined) {
+      if (!(opts.popularityFirstRefreshMs >= 0)) throw new RangeError(`simulate: popularityFirstRefreshMs must be >= 0, got ${opts.popularityFirstRefreshMs}`);
+      this.pop.nextRefreshAt = opts.popularityFirstRefreshMs;
+    }
 
     this.state = new Uint8Array(F);
     this.inFlight = new Int32Array(F);
