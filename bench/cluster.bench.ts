@@ -28,6 +28,8 @@ const args = parseArgs({
     workers: { type: 'string', default: '1,2,3' },
     models: { type: 'string', default: '24' },
     zipf: { type: 'string', default: '1.1' },
+    /** Total resident bytes ÷ one node's budget. @default 3 */
+    pressure: { type: 'string', default: '3' },
   },
 }).values;
 const CALLS = Number(args.calls);
@@ -43,7 +45,7 @@ const models = Array.from({ length: M }, (_, i) => {
   return { fn: `m${i}`, bytes, charge: bytes.byteLength * 4 };
 });
 const total = models.reduce((s, m) => s + m.charge, 0);
-const budget = Math.ceil(total / 3);
+const budget = Math.ceil(total / Number(args.pressure));
 
 // Zipf: model k (by rank) with weight 1/(k+1)^s; a fixed pseudo-random sequence.
 const weights = models.map((_, k) => 1 / (k + 1) ** S);
@@ -63,16 +65,18 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
 }
 
-async function commandstats(redis: Redis): Promise<{ calls: number; usec: number }> {
+async function commandstats(redis: Redis): Promise<{ calls: number; usec: number; by: Map<string, number> }> {
   const info = await redis.info('commandstats');
   let calls = 0;
   let usec = 0;
+  const by = new Map<string, number>();
   for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
     if (m[1] === 'info') continue;
     calls += Number(m[2]);
     usec += Number(m[3]);
+    by.set(m[1]!, Number(m[2]));
   }
-  return { calls, usec };
+  return { calls, usec, by };
 }
 
 async function raw(): Promise<number> {
@@ -127,6 +131,8 @@ async function run(workers: number, redisUrl: string, redis: Redis) {
     const cmds = (after.calls - before.calls) / CALLS;
     const usec = (after.usec - before.usec) / CALLS;
     const multi = [...copies.values()].filter((s) => s.size > 1).length;
+    const top = [...after.by].map(([c, v]) => [c, (v - (before.by.get(c) ?? 0)) / CALLS] as const).filter(([, v]) => v >= 0.05).sort((a, b) => b[1] - a[1]);
+    console.log(`  ${workers} worker(s), Redis commands per call: ${top.map(([c, v]) => `${c} ${v.toFixed(2)}`).join(', ')}`);
     return { workers, throughput: CALLS / secs, p50: pct(lat, 50), p99: pct(lat, 99), cold, errors, modelsOnManyNodes: multi, cmdsPerCall: cmds, redisUsecPerCall: usec };
   } finally {
     await stopAll(procs);
@@ -144,7 +150,7 @@ const dir = mkdtempSync(join(tmpdir(), 'brulee-bench-redis-'));
 const server = await startRedisServer({ dir, persist: false });
 const redis = new Redis(server.url);
 try {
-  console.log(`${M} models, ${(total / 1e6).toFixed(0)} MB charged in all, node budget ${(budget / 1e6).toFixed(0)} MB (total = 3× budget), Zipf s=${S}, ${CALLS} calls, ${CONC} at a time`);
+    console.log(`${M} models, ${(total / 1e6).toFixed(0)} MB charged in all, node budget ${(budget / 1e6).toFixed(0)} MB (total = ${args.pressure}× budget), Zipf s=${S}, ${CALLS} calls, ${CONC} at a time`);
   const rawTput = await raw();
   console.log(`raw onnxruntime, one process, all sessions loaded, sequential: ${rawTput.toFixed(0)} calls/s`);
   const rows = [];
@@ -153,7 +159,7 @@ try {
     rows.push(r);
     console.log(JSON.stringify(r));
   }
-  console.log('\n| workers | calls/s | vs 1 worker | p50 ms | p99 ms | cold starts | models on >1 node | errors | Redis cmds/call | Redis µs/call | one-Redis ceiling (calls/s) |');
+  console.log('\n| workers | calls/s | vs 1 worker | p50 ms | p99 ms | cold starts | models served by >1 node | errors | Redis cmds/call | Redis µs/call | one-Redis ceiling (calls/s) |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     console.log(
