@@ -10,7 +10,7 @@ export const MODULES = {
     tests: ['test/unit/signature.test.ts'],
   },
   queue: {
-    mutate: ['queue/routing.ts', 'queue/wire.ts'],
+    mutate: ['queue/routing.ts', 'queue/wire.ts', 'queue/tensor.ts'],
     tests: ['test/unit/routing.test.ts', 'test/unit/wire.test.ts'],
   },
   'warm-pool': {
