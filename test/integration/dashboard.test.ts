@@ -77,14 +77,23 @@ describe('the dashboard in a real browser', () => {
     await page.screenshot({ path: join(shots, 'overview.png'), fullPage: true });
     console.log(`dashboard screenshots in ${shots}`);
 
-    // A function's page: its profile, and "try it" answers what onnxruntime answers.
+    // A function's page: its profile, "try it" filled with the example input, answering what onnxruntime answers.
     await page.click('a[href="#/functions/alpha"]');
     await page.waitForSelector('#fn-profile');
     expect(await page.locator('#fn-profile').textContent()).toMatch(/resident on: node-/);
+    expect(await page.locator('#fn-profile').textContent()).toContain('(file under 1 MiB: mostly onnxruntime overhead, no memory factor)');
+    await expect.poll(() => page.locator('#try-input').inputValue()).not.toBe('');
+    const example = JSON.parse(await page.locator('#try-input').inputValue());
+    const ramp = [0, 1, 2, 3].map((i) => ((i * 7919) % 1000) / 1000 - 0.5);
+    expect(example).toEqual({ x: { type: 'float32', dims: [1, 4], data: ramp } });
+    await page.click('#try-invoke');
+    await page.waitForSelector('#try-outputs');
+    const directEx = await runDirect(mlpModel(A), { x: new ort.Tensor('float32', Float32Array.from(ramp), [1, 4]) });
+    expect(JSON.parse((await page.locator('#try-outputs').textContent())!).y.data).toEqual(Array.from(directEx.y!.data as Float32Array));
     const data = [0.5, -1, 2, 0.25];
     await page.fill('#try-input', JSON.stringify({ x: { type: 'float32', dims: [1, 4], data } }));
     await page.click('#try-invoke');
-    await page.waitForSelector('#try-outputs');
+    await page.waitForSelector('#try-outputs'); // the click cleared the previous answer
     const shown = JSON.parse((await page.locator('#try-outputs').textContent())!);
     const direct = await runDirect(mlpModel(A), { x: new ort.Tensor('float32', Float32Array.from(data), [1, 4]) });
     expect(shown.y.data).toEqual(Array.from(direct.y!.data as Float32Array));
@@ -93,5 +102,52 @@ describe('the dashboard in a real browser', () => {
 
     expect(errors).toEqual([]);
     expect(offsite).toEqual([]);
+  });
+
+  it('serves the API docs (Swagger UI over /openapi.json) and bull-board, with nothing from the internet', async () => {
+    await page.goto(`${url}/docs`);
+    await expect.poll(() => page.locator('.opblock').count(), { timeout: 20_000 }).toBeGreaterThan(20);
+    expect(await page.locator('.opblock-summary-path').allTextContents()).toEqual(expect.arrayContaining(['/functions/{name}/invoke', '/v2/models/{name}/infer', '/stats']));
+    await page.screenshot({ path: join(shots, 'docs.png') });
+    await page.goto(`${url}/queues`);
+    await expect.poll(() => page.getByText(`node-node-${b.namespace}`).count(), { timeout: 20_000 }).toBeGreaterThan(0);
+    await page.screenshot({ path: join(shots, 'queues.png') });
+    expect(errors).toEqual([]);
+    expect(offsite).toEqual([]);
+  });
+});
+
+describe('the dashboard with keys', () => {
+  let b: TestBrulee;
+  let browser: Browser;
+  beforeAll(async () => {
+    b = await startBrulee({ API_KEY: 'admin-secret-1', INVOKE_API_KEY: 'read-secret-1' });
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await b?.destroy();
+  });
+
+  it('asks for the key to read, and for the admin key before a change', async () => {
+    const url = await b.listen();
+    const page = await browser.newPage();
+    await page.goto(url);
+    await expect.poll(() => page.locator('#status').textContent(), { timeout: 10_000 }).toBe('needs a key to read');
+    expect(await page.locator('#notice').textContent()).toMatch(/needs the header Authorization: Bearer <INVOKE_API_KEY or API_KEY> — enter the key at the top right/);
+    await page.fill('#key', 'read-secret-1');
+    await page.press('#key', 'Enter');
+    await page.waitForSelector('#status.ok');
+    // A registration with the read key: refused, and the page asks for the key again.
+    const file = join(tmpdir(), `brulee-keys-${process.pid}.onnx`);
+    writeFileSync(file, mlpModel(A));
+    await page.setInputFiles('#model-file', file);
+    await expect.poll(() => page.locator('#notice').textContent(), { timeout: 20_000 }).toMatch(/^the key in the Authorization header is wrong \(this call needs API_KEY\) — enter the key/);
+    expect(await page.locator('#key.ask').count()).toBe(1);
+    await page.fill('#key', 'admin-secret-1');
+    await page.press('#key', 'Enter');
+    await page.setInputFiles('#model-file', file);
+    await expect.poll(() => page.locator('#upload-status').textContent(), { timeout: 30_000 }).toMatch(/^registered brulee-keys-\d+ v1: /);
+    await page.close();
   });
 });
