@@ -140,6 +140,7 @@ function brulee(h: Host, env: Record<string, string>): Promise<ChildProcess> {
     AWS_SECRET_ACCESS_KEY: 'S3RVER',
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     DATA_DIR: join(root, 'data'),
+    HOST: '0.0.0.0', // served to other hosts, as in the manifests (loopback is the default without keys)
     PORT: '8080',
     GRPC_PORT: '8081',
     LOG_LEVEL: 'warn',
