@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { BruleeError, preview } from '../errors';
 import { modelKey, type Dispatcher, type InvokeRequest } from '../queue/dispatcher';
 import type { Keys } from '../queue/keys';
-import { fromWire, mapValues, toWire, type InvokeResult, type Tensor } from '../queue/wire';
+import type { InvokeResult, Tensor } from '../queue/wire';
 import { readFunctionStats, recentEvictions, type FunctionStats } from '../runtime/stats';
 import { modelRefOf, type FunctionMeta, type FunctionRegistry, type RegisterOptions, type RegisterResult } from './registry';
 import { checkInputs } from './signature';
@@ -146,7 +146,7 @@ export class DataPlane {
     const r = await this.o.dispatcher.invoke(job, fn.options.timeoutMs ?? this.o.defaultTimeoutMs);
     return {
       fn,
-      outputs: mapValues(r.outputs, fromWire),
+      outputs: r.outputs,
       coldStart: r.coldStart,
       node: r.node,
       timings: { ...r.timings, totalMs: performance.now() - t0 },
@@ -164,7 +164,7 @@ export class DataPlane {
     const s = await this.o.dispatcher.status(id);
     if (s.status === 'completed') {
       const { outputs, coldStart, node, timings } = s.result;
-      return { id: s.id, status: 'completed', function: s.fn, version: s.version, outputs: mapValues(outputs, fromWire), coldStart, node, timings };
+      return { id: s.id, status: 'completed', function: s.fn, version: s.version, outputs, coldStart, node, timings };
     }
     return s;
   }
@@ -301,7 +301,7 @@ export class DataPlane {
     }
     const job: InvokeRequest = {
       model: modelRefOf(fn, await this.execEstimate(fn)),
-      inputs: mapValues(inputs, toWire),
+      inputs,
       ...(outputs ? { outputs } : {}),
       acceptedAt: Date.now(),
     };

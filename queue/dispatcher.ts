@@ -7,7 +7,7 @@ import type { Keys } from './keys';
 import { deadNodes, failoverCounts, HEARTBEAT_MS, liveNodes, MISSED_BEATS, type DeadNode, type FailoverCounts, type NodeInfo } from './nodes';
 import { readAnswer, ReplyReader, unwrap, type ReplyTo } from './replies';
 import { chooseNode, type NodeView } from './routing';
-import { JOB, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type UnloadJob } from './wire';
+import { INLINE_BYTES, JOB, packTensors, unpackTensors, type InvokeJob, type InvokeReply, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from './wire';
 
 export interface DispatcherOptions {
   redisUrl: string;
@@ -42,7 +42,7 @@ export type InvocationStatus =
   | { id: string; status: 'failed'; error: BruleeError };
 
 /** What a node answers for an invocation: the result, and which function version it ran (for async status). */
-export type InvokeAnswer = InvokeResult & { fn: string; version: number };
+export type InvokeAnswer = InvokeReply & { fn: string; version: number };
 
 /** Every job carries where its answer goes (see `queue/replies.ts`). */
 export type Routed<T> = T & { reply: ReplyTo };
@@ -60,7 +60,26 @@ export const JOB_OPTIONS: JobsOptions = { removeOnComplete: true, removeOnFail: 
 const EVENTS_KEPT = 100;
 
 /** An invocation as the gateway hands it over; the dispatcher sets its deadline. */
-export type InvokeRequest = Omit<InvokeJob, 'deadline'>;
+export type InvokeRequest = Omit<InvokeJob, 'deadline' | 'inputs'> & { inputs: Record<string, Tensor> };
+
+/** Inputs stored under their own key outlive the job's deadline by this much (a node deletes them once the job has run). */
+const INPUTS_GRACE_MS = 60_000;
+
+/**
+ * Puts a job's inputs on the wire: inline when their blob is small (no extra command), else as raw
+ * bytes under `key`, written on `redis` (the connection the job is then added on, so the bytes are
+ * there before any node can see the job).
+ */
+function storeInputs(redis: Redis, key: string, ttlMs: number, ts: Record<string, Tensor>): { inputs: WireTensors; stored?: Promise<unknown> } {
+  const { tensors, blob } = packTensors(ts);
+  if (blob.byteLength <= INLINE_BYTES) return { inputs: { tensors, b64: blob.toString('base64') } };
+  return { inputs: { tensors, key }, stored: redis.set(key, blob, 'PX', Math.max(1, Math.ceil(ttlMs))) };
+}
+
+/** An answer's outputs, decoded. */
+function decodeOutputs(a: InvokeReply): Record<string, Tensor> {
+  return unpackTensors(a.outputs.tensors, Buffer.from(a.outputs.b64 ?? '', 'base64'));
+}
 
 /**
  * The gateway's side of the queue: routes an invocation to a node and enqueues it on that node's
@@ -146,8 +165,19 @@ export class Dispatcher {
   }
 
   private async invokeOn(nodeId: string, req: InvokeRequest, timeoutMs: number): Promise<InvokeResult> {
-    const job: InvokeJob = { ...req, acceptedAt: this.clock.fromLocal(req.acceptedAt), deadline: this.clock.now() + timeoutMs };
-    const { fn: _fn, version: _v, ...r } = await this.run<InvokeAnswer>(nodeId, JOB.invoke, job, timeoutMs, `invocation of ${req.model.fn}`);
+    const id = randomUUID();
+    const { inputs, stored } = storeInputs(this.opts.redis, this.opts.keys.inputs(id), timeoutMs + INPUTS_GRACE_MS, req.inputs);
+    const job: InvokeJob = { ...req, inputs, acceptedAt: this.clock.fromLocal(req.acceptedAt), deadline: this.clock.now() + timeoutMs };
+    let answer: InvokeAnswer;
+    try {
+      answer = await this.run<InvokeAnswer>(nodeId, JOB.invoke, job, timeoutMs, `invocation of ${req.model.fn}`, id, stored);
+    } catch (e) {
+      // A node deletes the inputs once it has run the job; one that never will (a timeout) leaves them to us.
+      if (inputs.key !== undefined && e instanceof BruleeError && e.code === 'TIMEOUT') void this.opts.redis.del(inputs.key).catch(() => undefined);
+      throw e;
+    }
+    const { fn: _fn, version: _v, ...rest } = answer;
+    const r: InvokeResult = { ...rest, outputs: decodeOutputs(answer) };
     // A model was loaded: the next call should see where (the node's heartbeat has published it).
     if (r.coldStart) this.nodesCache = undefined;
     return r;
@@ -158,13 +188,15 @@ export class Dispatcher {
     const nodeId = await this.route(req.model);
     const id = randomUUID();
     const ttl = this.opts.asyncResultTtlS;
+    const { inputs, stored } = storeInputs(this.opts.redis, this.opts.keys.inputs(id), ttl * 1000, req.inputs);
     const job: Routed<InvokeJob> = {
       ...req,
+      inputs,
       acceptedAt: this.clock.fromLocal(req.acceptedAt),
       deadline: this.clock.now() + ttl * 1000,
       reply: { id, answerTtlMs: ttl * 1000 },
     };
-    await this.opts.redis.set(this.opts.keys.invocation(id), nodeId, 'EX', ttl);
+    await Promise.all([stored, this.opts.redis.set(this.opts.keys.invocation(id), nodeId, 'EX', ttl)]);
     await this.queueFor(nodeId).add(JOB.invoke, job, { ...JOB_OPTIONS, jobId: id });
     this.added(nodeId);
     return id;
@@ -183,8 +215,8 @@ export class Dispatcher {
           return { id, status: 'failed', error: e as BruleeError };
         }
       }
-      const { fn, version, ...result } = unwrap<InvokeAnswer>(answer);
-      return { id, status: 'completed', result, fn, version };
+      const { fn, version, ...rest } = unwrap<InvokeAnswer>(answer);
+      return { id, status: 'completed', result: { ...rest, outputs: decodeOutputs(rest) }, fn, version };
     }
     if (!nodeId) throw new BruleeError('INVOCATION_NOT_FOUND', `no invocation ${id}: ids come from POST /functions/{name}/invoke?async=true and are kept for ${this.opts.asyncResultTtlS} s`);
     // Not answered yet. A job being moved off a dead node is briefly on no queue: still waiting.
@@ -274,8 +306,7 @@ export class Dispatcher {
    * (adding the job, the queue, a move off a dead node, the run). The job id is chosen here and
    * the waiter registered before the job exists, so no answer can come first.
    */
-  private async run<R>(nodeId: string, name: string, data: object, timeoutMs: number, what: string): Promise<R> {
-    const id = randomUUID();
+  private async run<R>(nodeId: string, name: string, data: object, timeoutMs: number, what: string, id = randomUUID(), stored?: Promise<unknown>): Promise<R> {
     const answer = this.replies.wait(id);
     answer.catch(() => undefined);
     let timer: NodeJS.Timeout | undefined;
@@ -292,7 +323,7 @@ export class Dispatcher {
     let generation: number | undefined;
     try {
       const job: Routed<object> = { ...data, reply: { id, replyTo: this.replies.key, answerTtlMs: timeoutMs + 60_000 } };
-      await Promise.race([queue.add(name, job, { ...JOB_OPTIONS, jobId: id }), timeout]);
+      await Promise.race([Promise.all([stored, queue.add(name, job, { ...JOB_OPTIONS, jobId: id })]), timeout]);
       generation = this.added(nodeId);
       return unwrap<R>(await Promise.race([answer, timeout]));
     } finally {

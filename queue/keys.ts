@@ -32,6 +32,8 @@ export function keys(ns = 'brulee') {
     invocation: (id: string) => `${ns}:inv:${id}`,
     /** An async invocation's answer (outputs or error), whichever node ran it. Set once (NX). */
     result: (id: string) => `${ns}:result:${id}`,
+    /** An invocation's input bytes, when too large to travel inline (see `WireTensors`). */
+    inputs: (id: string) => `${ns}:in:${id}`,
     popularityCounts: `${ns}:pop:counts`,
     popularityRates: `${ns}:pop:rates`,
     popularity: `${ns}:pop:share`,

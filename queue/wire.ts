@@ -1,28 +1,66 @@
 import { tensorBytes, tensorFromBytes, type ElementType, type Tensor } from './tensor';
 
 /**
- * What crosses the queue: invocation jobs and their results. Tensors travel as base64 of their
- * little-endian bytes (`tensorBytes`: strings length-prefixed), so values arrive bit for bit as
- * sent (no float formatting, no int64 precision loss) and a large tensor costs a third more than
- * its bytes, not ten times.
+ * What crosses the queue: invocation jobs and their results. Tensors travel as their
+ * little-endian bytes (see `WireTensors`; strings length-prefixed, `tensorBytes`), so values arrive bit for bit as sent (no float
+ * formatting, no int64 precision loss), and a large tensor costs its bytes, no more.
  */
 
 export { ARRAY_OF, ELEMENT_TYPES, NUMERIC_TYPES, type ElementType, type NumericTensor, type NumericType, type StringTensor, type Tensor, type TypedArray } from './tensor';
 
+/** One tensor of a `WireTensors`: its bytes are `blob[offset, offset + byteLength)`. */
 export interface WireTensor {
   type: ElementType;
   dims: number[];
-  b64: string;
+  offset: number;
+  byteLength: number;
 }
 
-export function toWire(t: Tensor): WireTensor {
-  const b = tensorBytes(t);
-  return { type: t.type, dims: t.dims, b64: Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64') };
+/**
+ * Tensors as they cross Redis: their descriptions travel in the job's JSON, their bytes in one
+ * blob of raw little-endian bytes, which is either inline (base64, when small: an inline blob
+ * costs no extra round trip) or stored as bytes under its own Redis key (ioredis carries Buffers).
+ */
+export interface WireTensors {
+  tensors: Record<string, WireTensor>;
+  /** The blob, base64, when it is at most `INLINE_BYTES`. */
+  b64?: string;
+  /** Else the Redis key that holds the blob. */
+  key?: string;
 }
 
-export function fromWire(w: WireTensor): Tensor {
-  // tensorFromBytes copies when the bytes are not aligned for the type (Buffer pools are not).
-  return tensorFromBytes(w.type, w.dims, Buffer.from(w.b64, 'base64'), 'a queued tensor');
+/**
+ * Blobs up to this many bytes travel inline: below it, base64 in the job costs less than the
+ * extra Redis command and round trip a key of its own costs (measured in bench/invoke.bench.ts).
+ */
+export const INLINE_BYTES = 4096;
+
+/** Lays tensors out in one blob (each at an 8-byte aligned offset). */
+export function packTensors(ts: Record<string, Tensor>): { tensors: Record<string, WireTensor>; blob: Buffer } {
+  const tensors: Record<string, WireTensor> = {};
+  const bytes: Uint8Array[] = [];
+  let size = 0;
+  for (const [name, t] of Object.entries(ts)) {
+    const offset = (size + 7) & ~7;
+    const b = tensorBytes(t);
+    bytes.push(b);
+    tensors[name] = { type: t.type, dims: t.dims, offset, byteLength: b.byteLength };
+    size = offset + b.byteLength;
+  }
+  const blob = Buffer.alloc(size);
+  let i = 0;
+  for (const w of Object.values(tensors)) blob.set(bytes[i++]!, w.offset);
+  return { tensors, blob };
+}
+
+/** The tensors of a blob, bit for bit as packed (viewing the blob where aligned: `tensorFromBytes`). */
+export function unpackTensors(tensors: Record<string, WireTensor>, blob: Uint8Array): Record<string, Tensor> {
+  const out: Record<string, Tensor> = {};
+  for (const [name, w] of Object.entries(tensors)) {
+    if (w.offset + w.byteLength > blob.byteLength) throw new RangeError(`tensor "${name}" lies past the end of its ${blob.byteLength}-byte blob`);
+    out[name] = tensorFromBytes(w.type, w.dims, blob.subarray(w.offset, w.offset + w.byteLength), `queued tensor "${name}"`);
+  }
+  return out;
 }
 
 export function mapValues<A, B>(o: Record<string, A>, f: (a: A) => B): Record<string, B> {
@@ -45,7 +83,8 @@ export interface ModelRef {
 
 export interface InvokeJob {
   model: ModelRef;
-  inputs: Record<string, WireTensor>;
+  /** The inputs; a node deletes their key once the job has run. */
+  inputs: WireTensors;
   /** Output names to compute; all when absent. */
   outputs?: string[];
   /** When the gateway accepted the request, for queue time (epoch ms; on the Redis clock once enqueued, see `queue/clock.ts`). */
@@ -60,8 +99,18 @@ export interface Timings {
   execMs: number;
 }
 
+/** A job's answer (see `queue/replies.ts`). */
+export interface InvokeReply {
+  /** The outputs, inline: an answer goes to its gateway's reply stream, trimmed as it is read. */
+  outputs: WireTensors;
+  coldStart: boolean;
+  node: string;
+  timings: Timings;
+}
+
+/** An invocation's result as the dispatcher hands it back: the outputs decoded. */
 export interface InvokeResult {
-  outputs: Record<string, WireTensor>;
+  outputs: Record<string, Tensor>;
   coldStart: boolean;
   node: string;
   timings: Timings;

@@ -11,13 +11,13 @@ import { modelKey, type InvokeAnswer, type Routed } from '../queue/dispatcher';
 import { controlType, type Keys } from '../queue/keys';
 import { claimNodeId, HEARTBEAT_MS, leaveCluster, MISSED_BEATS, writeHeartbeat, type NodeInfo } from '../queue/nodes';
 import { deliver, type Answer } from '../queue/replies';
-import { fromWire, JOB, mapValues, toWire, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type UnloadJob } from '../queue/wire';
+import { JOB, packTensors, unpackTensors, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from '../queue/wire';
 import { closeInOrder } from './close';
 import type { Metrics } from './metrics';
 import { loadModel, type LoadedModel } from './onnx';
 import { createPolicy, type RuntimePolicyName } from './policies';
 import { readPopularity } from './popularity';
-import { recordEviction, recordInvocation, type InvocationRecord } from './stats';
+import { invocationCommands, recordEviction, recordInvocation, type InvocationRecord } from './stats';
 import { WarmPool, type ModelSpec } from './warm-pool';
 import { WARMUP_MODEL_B64 } from './warmup-model';
 
@@ -333,19 +333,29 @@ export class RuntimeNode {
   }
 
   private async invoke(job: Job<InvokeJob>): Promise<InvokeAnswer> {
-    const { model, inputs, outputs, deadline } = job.data;
+    const { model, outputs, deadline } = job.data;
     const { metrics, redis, keys, clock } = this.o;
     const fn = model.fn;
     // Deadlines and acceptance times are on the Redis clock, which the gateway set them on.
     const queueMs = Math.max(0, clock.fromLocal(job.processedOn ?? Date.now()) - job.data.acceptedAt);
-    // Redis blips (a restart, a failover) are waited out: the work is done, only its record is due.
+    const inputsKey = job.data.inputs.key;
+    // Its counts and the deletion of its inputs (kept until the job has run, for a re-run after a
+    // node's death) go in one pipeline. Redis blips (a restart, a failover) are waited out: the
+    // work is done, only its record is due.
     const record = (r: Omit<InvocationRecord, 'fn'>) =>
-      withRedisRetry(() => recordInvocation(redis, keys, { fn, queueMs, totalMs: Math.max(0, clock.now() - job.data.acceptedAt), ...r }));
+      withRedisRetry(() => {
+        const p = invocationCommands(redis.pipeline(), keys, { fn, queueMs, totalMs: Math.max(0, clock.now() - job.data.acceptedAt), ...r });
+        if (inputsKey !== undefined) p.del(inputsKey);
+        return p.exec();
+      });
     if (clock.now() > deadline) {
       // The caller has already had its 504: running this now would only take a slot.
       await record({ outcome: 'timeout', loaded: false, loadMs: 0, execMs: 0 });
       throw new BruleeError('TIMEOUT', `the invocation waited ${queueMs} ms in the queue, past its deadline; it was not run`);
     }
+    // Large inputs are fetched while the model is acquired (a load, on a cold start).
+    const inputs = readInputs(redis, job.data.inputs);
+    inputs.catch(() => undefined);
     this.retireOlder(model);
     const spec = this.spec(model);
     let lease;
@@ -364,8 +374,9 @@ export class RuntimeNode {
     const facts = { coldStart: lease.coldStart, loaded: lease.loaded, loadMs, ...(lease.loaded ? { fetchMs: this.lastFetchMs.get(spec.key) ?? 0 } : {}) };
     let result: InvokeAnswer;
     try {
+      const feeds = await inputs;
       const t0 = performance.now();
-      const out = await lease.value.run(mapValues(inputs, fromWire), outputs);
+      const out = await lease.value.run(feeds, outputs);
       const execMs = performance.now() - t0;
       // Checked from the tensors' byte size before any encoding: a model that answers 1.2 GB
       // must not have it copied into base64 and JSON on its way out.
@@ -377,7 +388,8 @@ export class RuntimeNode {
           `the outputs of ${fn} on these inputs take ${outBytes} bytes, more than the limit of ${this.o.maxOutputBytes} bytes (MAX_OUTPUT_BYTES); ask for fewer outputs ("outputs"), send smaller inputs, or raise MAX_OUTPUT_BYTES`,
         );
       }
-      result = { outputs: mapValues(out, toWire), coldStart: lease.coldStart, node: this.o.id, timings: { queueMs, loadMs, execMs }, fn, version: model.version };
+      const packed = packTensors(out);
+      result = { outputs: { tensors: packed.tensors, b64: packed.blob.toString('base64') }, coldStart: lease.coldStart, node: this.o.id, timings: { queueMs, loadMs, execMs }, fn, version: model.version };
       metrics.execSeconds.observe({ function: fn }, execMs / 1000);
     } catch (e) {
       metrics.invocations.inc({ function: fn, outcome: 'error' });
@@ -390,4 +402,12 @@ export class RuntimeNode {
     await record({ outcome: 'ok', ...facts, execMs: result.timings.execMs });
     return result;
   }
+}
+
+/** A job's input tensors: inline, or fetched as bytes from their own key. */
+async function readInputs(redis: Redis, w: WireTensors): Promise<Record<string, Tensor>> {
+  if (w.key === undefined) return unpackTensors(w.tensors, Buffer.from(w.b64 ?? '', 'base64'));
+  const blob = await redis.getBuffer(w.key);
+  if (blob === null) throw new BruleeError('TIMEOUT', `the inputs of this invocation (${w.key}) are gone: its caller stopped waiting`);
+  return unpackTensors(w.tensors, blob);
 }

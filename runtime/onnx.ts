@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { arch, cpus } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { BruleeError } from '../errors';
 import type { Tensor } from '../queue/wire';
@@ -27,6 +29,45 @@ export interface LoadedModel {
   dispose(): Promise<void>;
 }
 
+/**
+ * How a session is built: the knobs that trade threads and memory for speed. brulee's defaults
+ * are chosen for a cache of many models, most of them idle (measured in
+ * `bench/models.bench.ts`; see the README): no thread pool per session (onnxruntime's default
+ * gives every session one thread per core, which costs tens of ms at each load, a thread per core
+ * per resident model, and is slower on a shared 2-core machine). The arena stays on: without it
+ * resident bytes were no lower (glibc keeps what onnxruntime frees) and runs no faster.
+ */
+export interface SessionConfig {
+  /** Intra-op threads; 1 runs each operator on the calling thread, with no pool of its own. @default 1 */
+  threads: number;
+  /** onnxruntime's CPU memory arena (`enableCpuMemArena`). @default true */
+  arena: boolean;
+  /** Memory pattern planning (`enableMemPattern`): pre-plans one block for a run's intermediates. @default true */
+  memPattern: boolean;
+  /** @default 'sequential' */
+  executionMode: 'sequential' | 'parallel';
+}
+
+export const DEFAULT_SESSION: SessionConfig = { threads: 1, arena: true, memPattern: true, executionMode: 'sequential' };
+
+/** onnxruntime's defaults, as `InferenceSession.create(path)` with no options has them (for benchmarks). */
+export const ORT_DEFAULT_SESSION: SessionConfig = { threads: 0, arena: true, memPattern: true, executionMode: 'sequential' };
+
+/** The onnxruntime version sessions are built with (part of every derived artifact's key). */
+export const ORT_VERSION = ort.env.versions.node ?? ort.env.versions.common;
+
+function sessionOptions(c: SessionConfig, preOptimized: boolean): ort.InferenceSession.SessionOptions {
+  return {
+    intraOpNumThreads: c.threads, // 0: onnxruntime picks (one per core)
+    interOpNumThreads: c.executionMode === 'parallel' ? c.threads : 1,
+    enableCpuMemArena: c.arena,
+    enableMemPattern: c.memPattern,
+    executionMode: c.executionMode,
+    // An artifact has its optimizations applied already: doing them again is what it saves.
+    graphOptimizationLevel: preOptimized ? 'disabled' : 'all',
+  };
+}
+
 function specs(meta: readonly ort.InferenceSession.ValueMetadata[]): TensorSpec[] {
   return meta.map((m) => {
     if (!m.isTensor) return { name: m.name, type: 'non-tensor', dims: [] };
@@ -34,14 +75,21 @@ function specs(meta: readonly ort.InferenceSession.ValueMetadata[]): TensorSpec[
   });
 }
 
+export interface LoadOptions {
+  session?: Partial<SessionConfig>;
+  /** The source is an artifact of `deriveOptimized`: load it with graph optimization disabled. */
+  preOptimized?: boolean;
+}
+
 /**
  * Loads a model from a file path or bytes.
  * @throws BruleeError INVALID_MODEL with onnxruntime's own message when it cannot be loaded.
  */
-export async function loadModel(source: string | Uint8Array): Promise<LoadedModel> {
+export async function loadModel(source: string | Uint8Array, opts: LoadOptions = {}): Promise<LoadedModel> {
+  const so = sessionOptions({ ...DEFAULT_SESSION, ...opts.session }, opts.preOptimized ?? false);
   let session: ort.InferenceSession;
   try {
-    session = typeof source === 'string' ? await ort.InferenceSession.create(source) : await ort.InferenceSession.create(source);
+    session = typeof source === 'string' ? await ort.InferenceSession.create(source, so) : await ort.InferenceSession.create(source, so);
   } catch (e) {
     throw new BruleeError('INVALID_MODEL', `onnxruntime cannot load this model: ${withoutPaths(e instanceof Error ? e.message : String(e))}`);
   }
@@ -79,4 +127,39 @@ export async function loadModel(source: string | Uint8Array): Promise<LoadedMode
  */
 export function withoutPaths(message: string): string {
   return message.replace(/(^|[\s'"(=])\/[^\s'"):,]+/g, '$1<file>');
+}
+
+/**
+ * What a pre-optimized artifact depends on besides its source: onnxruntime's version (an upgrade
+ * re-derives it), the optimization level, and the CPU (level `all` applies layout transforms,
+ * NCHWc, whose block size follows the CPU's vector width). Nodes on another CPU or onnxruntime
+ * compute another key, find no artifact, and load the original.
+ */
+export function artifactFacts(): Record<string, string> {
+  return { format: 'brulee-optimized-onnx/1', ort: ORT_VERSION, level: 'all', arch: arch(), cpu: cpus()[0]?.model ?? 'unknown' };
+}
+
+/** The derived-artifact key of a source model (sha256 of the source's sha256 and `artifactFacts()`). */
+export function artifactKey(sourceSha256: string): string {
+  return createHash('sha256').update(JSON.stringify({ source: sourceSha256, ...artifactFacts() })).digest('hex');
+}
+
+/**
+ * Applies onnxruntime's graph optimizations (level `all`) once and writes the optimized model to
+ * `outPath` (onnxruntime's `optimizedModelFilePath`). Loading it with optimization disabled gives
+ * the same graph the original gets at every load, so the outputs are the same bits.
+ * @throws BruleeError INVALID_MODEL when onnxruntime cannot load the source.
+ */
+export async function deriveOptimized(sourcePath: string, outPath: string): Promise<void> {
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(sourcePath, {
+      ...sessionOptions(DEFAULT_SESSION, false),
+      optimizedModelFilePath: outPath,
+      logSeverityLevel: 3, // its warning that level `all` is CPU-specific is why the key names the CPU
+    });
+  } catch (e) {
+    throw new BruleeError('INVALID_MODEL', `onnxruntime cannot load this model: ${withoutPaths(e instanceof Error ? e.message : String(e))}`);
+  }
+  await session.release();
 }

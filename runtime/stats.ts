@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import type { Keys } from '../queue/keys';
 import type { EvictionEvent } from './warm-pool';
 
@@ -38,8 +38,12 @@ export interface InvocationRecord {
  * job, awaited before the job completes, so a client that got its answer sees it counted.
  */
 export async function recordInvocation(redis: Redis, k: Keys, r: InvocationRecord): Promise<void> {
+  await invocationCommands(redis.pipeline(), k, r).exec();
+}
+
+/** Adds the commands that count `r` to `p` (so a node sends them with its other writes, in one round trip). */
+export function invocationCommands(p: ChainableCommander, k: Keys, r: InvocationRecord): ChainableCommander {
   const key = k.fnStats(r.fn);
-  const p = redis.pipeline();
   if (r.loaded) {
     p.hincrby(key, 'loads', 1);
     p.lpush(k.fnSamples(r.fn, 'load'), r.loadMs.toFixed(3)).ltrim(k.fnSamples(r.fn, 'load'), 0, SAMPLES_KEPT - 1);
@@ -71,7 +75,7 @@ export async function recordInvocation(redis: Redis, k: Keys, r: InvocationRecor
     }
     if (r.totalMs !== undefined) p.hincrbyfloat(key, r.outcome === 'ok' ? 'successMsTotal' : 'failMsTotal', r.totalMs.toFixed(3));
   }
-  await p.exec();
+  return p;
 }
 
 export async function recordEviction(redis: Redis, k: Keys, node: string, ev: EvictionEvent, at = Date.now()): Promise<void> {
