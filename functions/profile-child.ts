@@ -1,9 +1,12 @@
 /**
  * Runs in a fresh child process (see profile.ts), so its RSS growth is the model's alone:
- * load time (median of a few session creates), one exec on a generated input, resident bytes.
+ * load time (median of a few session creates), one exec on a generated input, resident bytes,
+ * and a hash of that exec's outputs. With `derive`, it first writes the pre-optimized artifact.
  */
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { loadModel, withoutPaths, type LoadedModel, type TensorSpec } from '../runtime/onnx';
+import { tensorBytes } from '../queue/tensor';
+import { deriveOptimized, loadModel, withoutPaths, type LoadedModel, type TensorSpec } from '../runtime/onnx';
 import { ARRAY_OF, type NumericType, type Tensor } from '../queue/wire';
 import type { ProfileRequest, ProfileReply } from './profile';
 
@@ -22,20 +25,23 @@ function sampleInput(spec: TensorSpec, dims: number[]): Tensor {
 }
 
 async function profile(req: ProfileRequest): Promise<ProfileReply> {
-  const bytes = await readFile(req.path);
+  const load = () => loadModel(req.path, { session: req.session, preOptimized: req.preOptimized });
   // onnxruntime's own start-up (thread pools, allocators) is not the model's: pay it first.
-  (await loadModel(new Uint8Array(Buffer.from(req.warmupModelB64, 'base64')))).dispose();
+  (await loadModel(new Uint8Array(Buffer.from(req.warmupModelB64, 'base64')), { session: req.session })).dispose();
+  if (req.derive) await deriveOptimized(req.path, req.derive);
+  const bytes = await readFile(req.path);
   gc();
   const rss0 = process.memoryUsage().rss;
 
   const t0 = performance.now();
-  const model: LoadedModel = await loadModel(req.path);
+  const model: LoadedModel = await load();
   const loadSamples = [performance.now() - t0];
   const signature = model.signature;
 
   const dims: Record<string, number[]> = {};
   let execMs: number | null = null;
   let execError: string | null = null;
+  let outputsSha256: string | null = null;
   try {
     const inputs: Record<string, Tensor> = {};
     for (const spec of signature.inputs) {
@@ -43,7 +49,12 @@ async function profile(req: ProfileRequest): Promise<ProfileReply> {
       dims[spec.name] = d;
       inputs[spec.name] = sampleInput(spec, d);
     }
-    await model.run(inputs); // first run allocates the arena: part of resident memory
+    // First run allocates the arena: part of resident memory. Its outputs' hash lets the parent
+    // check that an artifact computes the very same bits as its original.
+    const first = await model.run(inputs);
+    const h = createHash('sha256');
+    for (const name of Object.keys(first).sort()) h.update(name).update(tensorBytes(first[name]!));
+    outputsSha256 = h.digest('hex');
     const samples: number[] = [];
     for (let i = 0; i < req.execRuns; i++) {
       const t = performance.now();
@@ -59,7 +70,7 @@ async function profile(req: ProfileRequest): Promise<ProfileReply> {
 
   for (let i = 1; i < req.loadRuns; i++) {
     const t = performance.now();
-    const m = await loadModel(req.path);
+    const m = await load();
     loadSamples.push(performance.now() - t);
     await m.dispose();
   }
@@ -71,6 +82,7 @@ async function profile(req: ProfileRequest): Promise<ProfileReply> {
     loadSamplesMs: loadSamples,
     execMs,
     execError,
+    outputsSha256,
     profiledDims: dims,
     rssDeltaBytes: rssDelta,
     fileBytes: bytes.byteLength,

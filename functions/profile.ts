@@ -1,7 +1,7 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BruleeError } from '../errors';
-import type { Signature } from '../runtime/onnx';
+import type { SessionConfig, Signature } from '../runtime/onnx';
 import { WARMUP_MODEL_B64 } from '../runtime/warmup-model';
 
 export interface ProfileRequest {
@@ -11,6 +11,11 @@ export interface ProfileRequest {
   loadRuns: number;
   execRuns: number;
   warmupModelB64: string;
+  session: Partial<SessionConfig>;
+  /** `path` is a pre-optimized artifact: load it with graph optimization disabled. */
+  preOptimized: boolean;
+  /** Write the pre-optimized artifact of `path` here first (`deriveOptimized`). */
+  derive?: string;
 }
 
 export type ProfileReply =
@@ -21,6 +26,8 @@ export type ProfileReply =
       loadSamplesMs: number[];
       execMs: number | null;
       execError: string | null;
+      /** sha256 over the first run's outputs (name, then bytes, by name); null when it failed. */
+      outputsSha256: string | null;
       profiledDims: Record<string, number[]>;
       rssDeltaBytes: number;
       fileBytes: number;
@@ -29,8 +36,19 @@ export type ProfileReply =
 
 /** What registration learns about a model before it answers. */
 export interface Profile {
-  /** Median of `loadRuns` session creates, ms. */
+  /**
+   * Median of `loadRuns` session creates, ms, of what a node loads: the pre-optimized artifact
+   * when there is one (see `artifact`), else the original; under the function's session options.
+   */
   loadMs: number;
+  /** The same for the original model (onnxruntime optimizing its graph at the load), ms. */
+  originalLoadMs: number;
+  /**
+   * The pre-optimized artifact nodes load instead of the original, or null (then `artifactError`
+   * says why). Exec time and resident bytes are measured on it.
+   */
+  artifact: { key: string; sha256: string; fileBytes: number } | null;
+  artifactError: string | null;
   loadSamplesMs: number[];
   /** Median exec time on a generated input, ms; null when that run failed (see execError). */
   execMs: number | null;
@@ -56,6 +74,13 @@ export const MEMORY_FACTOR_MIN_FILE_BYTES = 1024 * 1024;
 
 export interface ProfileOptions {
   dims?: Record<string, number[]>;
+  /** The session options the function's nodes will use. */
+  session?: Partial<SessionConfig>;
+  /**
+   * A scratch file for the pre-optimized artifact: it is derived and profiled (outputs checked
+   * equal to the original's, bit for bit); the caller stores it when `artifactOk` says so.
+   */
+  artifactPath?: string;
   loadRuns?: number;
   execRuns?: number;
   timeoutMs?: number;
@@ -69,16 +94,53 @@ const TSX = import.meta.resolve('tsx');
  * Profiles a stored model in a fresh child process, so the memory it measures is the model's own.
  * @throws BruleeError INVALID_MODEL (onnxruntime's message) when the model cannot be loaded.
  */
-export async function profileModel(path: string, opts: ProfileOptions = {}): Promise<{ signature: Signature; profile: Profile }> {
-  const req: ProfileRequest = {
-    path,
+export async function profileModel(path: string, opts: ProfileOptions = {}): Promise<{ signature: Signature; profile: Omit<Profile, 'artifact'>; artifactOk: boolean }> {
+  const base = {
     dims: opts.dims ?? {},
     loadRuns: opts.loadRuns ?? 3,
     execRuns: opts.execRuns ?? 3,
     warmupModelB64: WARMUP_MODEL_B64,
+    session: opts.session ?? {},
   };
   const timeoutMs = opts.timeoutMs ?? 120_000;
-  const reply = await new Promise<ProfileReply>((resolve, reject) => {
+  const original = await runChild({ ...base, path, preOptimized: false, ...(opts.artifactPath ? { derive: opts.artifactPath } : {}) }, timeoutMs);
+  if (!original.ok) throw new BruleeError('INVALID_MODEL', original.error);
+  let chosen = original;
+  let artifactError: string | null = opts.artifactPath ? null : 'not derived';
+  if (opts.artifactPath) {
+    // A second fresh process: the derivation's own memory must not hide the artifact's.
+    const a = await runChild({ ...base, path: opts.artifactPath, preOptimized: true }, timeoutMs).catch((e: unknown) => ({ ok: false as const, error: e instanceof Error ? e.message : String(e) }));
+    if (!a.ok) artifactError = `the optimized model did not load: ${a.error}`;
+    else if (a.outputsSha256 !== original.outputsSha256) artifactError = "the optimized model's outputs differ from the original's on the profiling input";
+    else chosen = a;
+  }
+  const residentBytes = Math.max(chosen.rssDeltaBytes, original.fileBytes);
+  return {
+    signature: original.signature,
+    artifactOk: chosen !== original,
+    profile: {
+      loadMs: round(chosen.loadMs),
+      loadSamplesMs: chosen.loadSamplesMs.map(round),
+      originalLoadMs: round(original.loadMs),
+      artifactError,
+      execMs: chosen.execMs === null ? null : round(chosen.execMs),
+      execError: chosen.execError,
+      profiledDims: chosen.profiledDims,
+      residentBytes,
+      rssDeltaBytes: chosen.rssDeltaBytes,
+      fileBytes: original.fileBytes,
+      ...(original.fileBytes >= MEMORY_FACTOR_MIN_FILE_BYTES
+        ? { memoryFactor: Math.round((residentBytes / original.fileBytes) * 100) / 100 }
+        : {
+            memoryFactor: null,
+            memoryNote: `the file is under 1 MiB: its ${residentBytes} resident bytes are mostly onnxruntime's per-session overhead, so no memory factor is given; the cache charges the resident bytes`,
+          }),
+    },
+  };
+}
+
+async function runChild(req: ProfileRequest, timeoutMs: number): Promise<ProfileReply> {
+  return new Promise<ProfileReply>((resolve, reject) => {
     const child = fork(CHILD, [], {
       execArgv: ['--import', TSX, '--expose-gc'],
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
@@ -99,27 +161,6 @@ export async function profileModel(path: string, opts: ProfileOptions = {}): Pro
     });
     child.send(req);
   });
-  if (!reply.ok) throw new BruleeError('INVALID_MODEL', reply.error);
-  const residentBytes = Math.max(reply.rssDeltaBytes, reply.fileBytes);
-  return {
-    signature: reply.signature,
-    profile: {
-      loadMs: round(reply.loadMs),
-      loadSamplesMs: reply.loadSamplesMs.map(round),
-      execMs: reply.execMs === null ? null : round(reply.execMs),
-      execError: reply.execError,
-      profiledDims: reply.profiledDims,
-      residentBytes,
-      rssDeltaBytes: reply.rssDeltaBytes,
-      fileBytes: reply.fileBytes,
-      ...(reply.fileBytes >= MEMORY_FACTOR_MIN_FILE_BYTES
-        ? { memoryFactor: Math.round((residentBytes / reply.fileBytes) * 100) / 100 }
-        : {
-            memoryFactor: null,
-            memoryNote: `the file is under 1 MiB: its ${residentBytes} resident bytes are mostly onnxruntime's per-session overhead, so no memory factor is given; the cache charges the resident bytes`,
-          }),
-    },
-  };
 }
 
 const round = (x: number) => Math.round(x * 1000) / 1000;

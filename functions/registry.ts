@@ -1,10 +1,13 @@
 import { randomUUID } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { BruleeError } from '../errors';
 import { closeRedis } from '../queue/connection';
 import { controlType, type Keys } from '../queue/keys';
 import { ELEMENT_TYPES, type ModelRef } from '../queue/wire';
-import type { Signature } from '../runtime/onnx';
+import { artifactKey, type SessionConfig, type Signature } from '../runtime/onnx';
 import { checkModelShape } from './onnx-shape';
 import { profileModel, type Profile } from './profile';
 import { isElementType } from './signature';
@@ -18,6 +21,15 @@ export interface FunctionOptions {
   pinned?: boolean;
   /** Overrides the measured resident bytes the cache charges. */
   memoryBytes?: number;
+  /** Intra-op threads of the function's sessions (`runtime/onnx.ts` DEFAULT_SESSION when absent). */
+  threads?: number;
+  /** onnxruntime's memory arena for the function's sessions. */
+  arena?: boolean;
+}
+
+/** The session options a function's options ask for (the rest are brulee's defaults). */
+export function sessionOf(o: FunctionOptions): Partial<SessionConfig> {
+  return { ...(o.threads !== undefined ? { threads: o.threads } : {}), ...(o.arena !== undefined ? { arena: o.arena } : {}) };
 }
 
 export interface RegisterOptions extends FunctionOptions {
@@ -28,6 +40,8 @@ export interface RegisterOptions extends FunctionOptions {
 export interface FunctionVersion {
   version: number;
   sha256: string;
+  /** The store sha256 of its pre-optimized artifact, if it has one (removed with it). */
+  artifactSha256?: string;
   fileBytes: number;
   createdAt: string;
 }
@@ -172,8 +186,11 @@ export class FunctionRegistry {
       ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
       pinned: opts.pinned ?? false,
       ...(opts.memoryBytes !== undefined ? { memoryBytes: opts.memoryBytes } : {}),
+      ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+      ...(opts.arena !== undefined ? { arena: opts.arena } : {}),
     };
-    if (prev && prev.sha256 === sha) {
+    const sameSession = prev !== undefined && JSON.stringify(sessionOf(prev.options)) === JSON.stringify(sessionOf(options));
+    if (prev && prev.sha256 === sha && sameSession) {
       const fn: FunctionMeta = { ...prev, options, sizeBytes: options.memoryBytes ?? prev.profile.residentBytes, updatedAt: now };
       await this.checkFits(fn);
       // The store may have lost the bytes (a wiped DATA_DIR, Redis kept): the same bytes restore them.
@@ -184,18 +201,33 @@ export class FunctionRegistry {
 
     const wasStored = await this.store.has(sha);
     await this.store.put(bytes);
+    let artifact: Profile['artifact'] = null;
+    let artifactWasStored = true;
+    let artifactBytes: Uint8Array | undefined;
     const forget = async () => {
+      if (artifact && !artifactWasStored) await this.store.remove(artifact.sha256);
       if (wasStored) return;
       await this.store.remove(sha);
       await this.o.models.drop(sha);
     };
     let inspected: Awaited<ReturnType<typeof profileModel>>;
+    // The pre-optimized artifact is written to a scratch file by the profiler, then stored like any model bytes.
+    const scratch = join(tmpdir(), `brulee-artifact-${randomUUID()}.onnx`);
     try {
       const path = await this.o.models.stage(sha, bytes);
-      inspected = await profileModel(path, opts.profileDims ? { dims: opts.profileDims } : {});
+      inspected = await profileModel(path, { ...(opts.profileDims ? { dims: opts.profileDims } : {}), session: sessionOf(options), artifactPath: scratch });
+      if (inspected.artifactOk) {
+        const a = (artifactBytes = await readFile(scratch));
+        const aSha = sha256Of(a);
+        artifactWasStored = await this.store.has(aSha);
+        await this.store.put(a);
+        artifact = { key: artifactKey(sha), sha256: aSha, fileBytes: a.byteLength };
+      }
     } catch (e) {
       await forget();
       throw e;
+    } finally {
+      await rm(scratch, { force: true });
     }
     const unsupported = [...inspected.signature.inputs, ...inspected.signature.outputs].filter((t) => !isElementType(t.type));
     if (unsupported.length > 0) {
@@ -205,18 +237,20 @@ export class FunctionRegistry {
         `brulee cannot carry ${unsupported.map((t) => `"${t.name}" (${t.type})`).join(', ')} over JSON; supported element types: ${ELEMENT_TYPES.join(', ')}`,
       );
     }
-    const version = (prev?.version ?? 0) + 1;
+    // The same bytes under other session options: profiled again, same version.
+    const version = prev && prev.sha256 === sha ? prev.version : (prev?.version ?? 0) + 1;
+    const versions = prev && prev.sha256 === sha ? prev.versions.filter((v) => v.version !== version) : (prev?.versions ?? []);
     const fn: FunctionMeta = {
       name,
       version,
       sha256: sha,
       signature: inspected.signature,
-      profile: inspected.profile,
+      profile: { ...inspected.profile, artifact },
       options,
       sizeBytes: options.memoryBytes ?? inspected.profile.residentBytes,
       createdAt: prev?.createdAt ?? now,
       updatedAt: now,
-      versions: [...(prev?.versions ?? []), { version, sha256: sha, fileBytes: bytes.byteLength, createdAt: now }],
+      versions: [...versions, { version, sha256: sha, ...(artifact ? { artifactSha256: artifact.sha256 } : {}), fileBytes: bytes.byteLength, createdAt: now }],
     };
     try {
       await this.checkFits(fn);
@@ -228,6 +262,8 @@ export class FunctionRegistry {
     // A concurrent deletion of another function with these same bytes may have removed the file
     // while this one was being profiled; put it back (a no-op when it is there).
     await this.store.put(bytes);
+    if (artifactBytes) await this.store.put(artifactBytes);
+    if (prev && prev.sha256 === sha) return { created: false, newVersion: false, fn };
     return { created: !prev, newVersion: true, fn, ...(prev ? { replaced: prev } : {}) };
   }
 
@@ -250,11 +286,13 @@ export class FunctionRegistry {
       .hdel(k.popularity, name)
       .publish(k.control, JSON.stringify({ type: 'function', name }))
       .exec();
-    const stillNeeded = new Set((await this.list()).flatMap((f) => f.versions.map((v) => v.sha256)));
+    const stillNeeded = new Set((await this.list()).flatMap((f) => f.versions.flatMap((v) => [v.sha256, ...(v.artifactSha256 ? [v.artifactSha256] : [])])));
     for (const v of fn.versions) {
-      if (stillNeeded.has(v.sha256)) continue;
-      await this.store.remove(v.sha256);
-      await this.o.models.drop(v.sha256);
+      for (const s of [v.sha256, ...(v.artifactSha256 ? [v.artifactSha256] : [])]) {
+        if (stillNeeded.has(s)) continue;
+        await this.store.remove(s);
+        await this.o.models.drop(s);
+      }
     }
     return fn;
   }
@@ -311,5 +349,7 @@ export function modelRefOf(fn: FunctionMeta, learnedExecMs?: number): ModelRef {
     loadMs: fn.profile.loadMs,
     execMs: fn.profile.execMs ?? learnedExecMs ?? 0,
     pinned: fn.options.pinned ?? false,
+    session: sessionOf(fn.options),
+    ...(fn.profile.artifact ? { artifact: { key: fn.profile.artifact.key, sha256: fn.profile.artifact.sha256 } } : {}),
   };
 }

@@ -79,6 +79,13 @@ export interface ModelRef {
   loadMs: number;
   execMs: number;
   pinned: boolean;
+  /** Session options the function asks for (brulee's defaults for the rest). */
+  session?: { threads?: number; arena?: boolean };
+  /**
+   * Its pre-optimized artifact: `key` names what it was derived for (`artifactKey`: onnxruntime
+   * version, CPU); a node whose own key differs loads the original.
+   */
+  artifact?: { key: string; sha256: string };
 }
 
 export interface InvokeJob {

@@ -14,7 +14,7 @@ import { deliver, type Answer } from '../queue/replies';
 import { JOB, packTensors, unpackTensors, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from '../queue/wire';
 import { closeInOrder } from './close';
 import type { Metrics } from './metrics';
-import { loadModel, type LoadedModel } from './onnx';
+import { artifactKey, loadModel, type LoadedModel } from './onnx';
 import { createPolicy, type RuntimePolicyName } from './policies';
 import { readPopularity } from './popularity';
 import { invocationCommands, recordEviction, recordInvocation, type InvocationRecord } from './stats';
@@ -22,7 +22,7 @@ import { WarmPool, type ModelSpec } from './warm-pool';
 import { WARMUP_MODEL_B64 } from './warmup-model';
 
 /** What a node's warm pool holds: a model version, and where its bytes are. */
-type NodeModelSpec = ModelSpec & { sha256: string };
+type NodeModelSpec = ModelSpec & Pick<ModelRef, 'sha256' | 'session' | 'artifact'>;
 
 export interface RuntimeNodeOptions {
   id: string;
@@ -238,11 +238,31 @@ export class RuntimeNode {
   }
 
   private spec(m: ModelRef): NodeModelSpec {
-    return { key: modelKey(m), fn: m.fn, version: m.version, sha256: m.sha256, sizeBytes: m.sizeBytes, loadMs: m.loadMs, execMs: m.execMs, pinned: m.pinned };
+    return {
+      key: modelKey(m), fn: m.fn, version: m.version, sha256: m.sha256, sizeBytes: m.sizeBytes, loadMs: m.loadMs, execMs: m.execMs, pinned: m.pinned,
+      ...(m.session ? { session: m.session } : {}),
+      ...(m.artifact ? { artifact: m.artifact } : {}),
+    };
   }
 
+  /**
+   * Loads the pre-optimized artifact when it was derived for this node's onnxruntime and CPU
+   * (`artifactKey`), else the original; an artifact that fails to fetch or load falls back to the
+   * original, which stays the source of truth.
+   */
   private async loadSpec(spec: NodeModelSpec): Promise<LoadedModel> {
     const t0 = performance.now();
+    const session = spec.session ?? {};
+    if (spec.artifact && spec.artifact.key === this.artifactKeyOf(spec.sha256)) {
+      try {
+        const { path, fetchMs } = await this.o.models.open(spec.artifact.sha256);
+        const model = await loadModel(path, { session, preOptimized: true });
+        this.sources.set(spec.key, 'artifact');
+        return this.loaded(spec, t0, fetchMs, model);
+      } catch (e) {
+        this.o.log.warn({ model: spec.key, err: e }, 'the pre-optimized model did not load; loading the original');
+      }
+    }
     let path: string;
     let fetchMs: number;
     try {
@@ -253,7 +273,25 @@ export class RuntimeNode {
       }
       throw e;
     }
-    const model = await loadModel(path);
+    const model = await loadModel(path, { session });
+    this.sources.set(spec.key, 'original');
+    return this.loaded(spec, t0, fetchMs, model);
+  }
+
+  /** What a model's latest load here read: its pre-optimized artifact or the original. */
+  loadedFrom(key: string): 'artifact' | 'original' | undefined {
+    return this.sources.get(key);
+  }
+  private readonly sources = new Map<string, 'artifact' | 'original'>();
+
+  private readonly artifactKeys = new Map<string, string>();
+  private artifactKeyOf(sha256: string): string {
+    let k = this.artifactKeys.get(sha256);
+    if (k === undefined) this.artifactKeys.set(sha256, (k = artifactKey(sha256)));
+    return k;
+  }
+
+  private loaded(spec: NodeModelSpec, t0: number, fetchMs: number, model: LoadedModel): LoadedModel {
     const ms = performance.now() - t0;
     this.loads++;
     this.o.metrics.loads.inc({ function: spec.fn });

@@ -57,6 +57,8 @@ export const RegisterQuery = z
     pinned: bool.optional(),
     memoryBytes: byteCount.optional(),
     profileDims: dimsSpec.optional(),
+    threads: posInt(64).optional(),
+    arena: bool.optional(),
   })
   .strict();
 

@@ -6,7 +6,7 @@ import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
 import type { Routed } from '../../queue/dispatcher';
 import { readAnswer, type Answer } from '../../queue/replies';
-import { JOB, toWire, type InvokeJob } from '../../queue/wire';
+import { JOB, packTensors, type InvokeJob } from '../../queue/wire';
 import { mlpModel, slowModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { ort, runDirect } from '../support/models';
@@ -125,7 +125,7 @@ describe('deadlines', () => {
       // As the dispatcher enqueues an async call, but with a deadline already past.
       const job: Routed<InvokeJob> = {
         model: modelRefOf(fn),
-        inputs: { x: toWire({ type: 'float32', dims: [1, 4], data: Float32Array.from([1, 2, 3, 4]) }) },
+        inputs: ((p) => ({ tensors: p.tensors, b64: p.blob.toString('base64') }))(packTensors({ x: { type: 'float32', dims: [1, 4], data: Float32Array.from([1, 2, 3, 4]) } })),
         acceptedAt: now - 2000,
         deadline: now - 1000,
         reply: { id, answerTtlMs: 60_000 },
