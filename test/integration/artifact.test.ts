@@ -1,0 +1,73 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { createRedis } from '../../queue/connection';
+import { modelKey } from '../../queue/dispatcher';
+import { keys } from '../../queue/keys';
+import { artifactKey } from '../../runtime/onnx';
+import { floats, ort, readModel, REAL_MODELS, runDirect } from '../support/models';
+import { startBrulee, type TestBrulee } from '../support/brulee';
+
+const redis = createRedis(inject('redisUrl'));
+let b: TestBrulee;
+beforeAll(async () => {
+  b = await startBrulee();
+});
+afterAll(async () => {
+  await b?.destroy();
+  redis.disconnect();
+});
+
+const input = (seed: number) => floats(3 * 48 * 192, seed);
+
+describe('pre-optimized artifacts', () => {
+  it('registration derives one; the node loads it; outputs equal a direct run of the original, bit for bit', async () => {
+    const bytes = readModel(REAL_MODELS.ocrCls);
+    const put = await b.put('cls', bytes, 'threads=1&arena=true');
+    expect(put.status).toBe(201);
+    const p = put.body.profile;
+    expect(p.artifact).toMatchObject({ key: artifactKey(put.body.sha256), sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(p.artifact.sha256).not.toBe(put.body.sha256);
+    expect(p.artifactError).toBeNull();
+    expect(p.originalLoadMs).toBeGreaterThan(0);
+    expect(p.loadMs).toBeGreaterThan(0);
+    expect(await b.store.has(p.artifact.sha256)).toBe(true);
+    for (const seed of [1, 2]) {
+      const x = input(seed);
+      const r = await b.invoke('cls', { x: { type: 'float32', dims: [1, 3, 48, 192], data: x } });
+      expect(r.status).toBe(200);
+      const want = await runDirect(bytes, { x: new ort.Tensor('float32', Float32Array.from(x), [1, 3, 48, 192]) });
+      expect(r.body.outputs['softmax_0.tmp_0'].data).toEqual(Array.from(want['softmax_0.tmp_0']!.data as Float32Array));
+    }
+    expect(b.node!.loadedFrom(modelKey({ fn: 'cls', sha256: put.body.sha256 }))).toBe('artifact');
+    // Deleting the function removes the artifact's bytes too.
+    expect((await b.json('DELETE', '/functions/cls')).status).toBe(200);
+    expect(await b.store.has(p.artifact.sha256)).toBe(false);
+  });
+
+  it('a node loads the original when the artifact was derived for another onnxruntime or CPU', async () => {
+    const bytes = readModel(REAL_MODELS.sileroVad);
+    const put = await b.put('vad', bytes);
+    expect(put.status).toBe(201);
+    expect(put.body.profile.artifact).not.toBeNull();
+    // As a registration on another machine (or before an onnxruntime upgrade) would have left it.
+    const k = keys(b.namespace);
+    const meta = JSON.parse((await redis.get(k.fn('vad')))!);
+    meta.profile.artifact.key = artifactKey('0'.repeat(64));
+    await redis.multi().set(k.fn('vad'), JSON.stringify(meta)).publish(k.control, JSON.stringify({ type: 'function', name: 'vad' })).exec();
+    await new Promise((res) => setTimeout(res, 200));
+    const inputs = {
+      input: { type: 'float32', dims: [1, 512], data: floats(512, 3) },
+      state: { type: 'float32', dims: [2, 1, 128], data: new Array(256).fill(0) },
+      sr: { type: 'int64', dims: [], data: [16000] },
+    };
+    const r = await b.invoke('vad', inputs);
+    expect(r.status).toBe(200);
+    const want = await runDirect(bytes, {
+      input: new ort.Tensor('float32', Float32Array.from(inputs.input.data), [1, 512]),
+      state: new ort.Tensor('float32', new Float32Array(256), [2, 1, 128]),
+      sr: new ort.Tensor('int64', BigInt64Array.of(16000n), []),
+    });
+    expect(r.body.outputs.output.data).toEqual(Array.from(want.output!.data as Float32Array));
+    expect(b.node!.loadedFrom(modelKey({ fn: 'vad', sha256: put.body.sha256 }))).toBe('original');
+  });
+});
