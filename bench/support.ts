@@ -36,6 +36,8 @@ export async function throughput(conc: number, seconds: number, f: () => Promise
 
 export interface BenchServer {
   url: string;
+  /** The server's Redis (for INFO commandstats). */
+  redisUrl: string;
   grpcPort: number;
   stop(): Promise<void>;
 }
@@ -44,12 +46,13 @@ export interface BenchServer {
  * `npm start`'s server as its own process (`node --import tsx server.ts`), on free ports, with a
  * private redis-server unless REDIS_URL is set.
  */
-export async function startServer(dir: string, env: Record<string, string> = {}): Promise<BenchServer> {
+export async function startServer(dir: string, env: Record<string, string> = {}, cwd?: string): Promise<BenchServer> {
   const redis = process.env.REDIS_URL ? undefined : await startRedisServer({ dir: join(dir, 'redis'), persist: false });
   const [port, grpcPort] = [await freePort(), await freePort()];
   const server: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
     env: { ...process.env, PORT: String(port), GRPC_PORT: String(grpcPort), HOST: '127.0.0.1', REDIS_URL: process.env.REDIS_URL ?? redis!.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
+    ...(cwd ? { cwd } : {}),
   });
   await new Promise<void>((resolve, reject) => {
     server.stdout!.on('data', (d: Buffer) => d.toString().includes('brulee is ready') && resolve());
@@ -57,6 +60,7 @@ export async function startServer(dir: string, env: Record<string, string> = {})
   });
   return {
     url: `http://127.0.0.1:${port}`,
+    redisUrl: process.env.REDIS_URL ?? redis!.url,
     grpcPort,
     async stop() {
       server.kill('SIGTERM');

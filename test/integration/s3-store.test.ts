@@ -145,7 +145,8 @@ describe('a gateway and a worker with no shared disk, model bytes in S3', () => 
     expect(cold.body).toMatchObject({ coldStart: true, node: 'w1' });
     const out = Object.keys(want)[0]!;
     expect(Float32Array.from(cold.body.outputs[out].data as number[])).toEqual(want[out]!.data);
-    expect(readdirSync(join(workerDir, 'model-cache'))).toEqual([sha]);
+    // What a node fetches and loads is the pre-optimized artifact (README: Pre-optimized models).
+    expect(readdirSync(join(workerDir, 'model-cache'))).toEqual([put.body.profile.artifact.sha256]);
 
     const warm = await gw.invoke('cls', inputs);
     expect(warm.body).toMatchObject({ coldStart: false, node: 'w1' });
@@ -167,13 +168,17 @@ describe('a gateway and a worker with no shared disk, model bytes in S3', () => 
   it('refuses a damaged object with a clear error, loads nothing from it, and registering the same file again repairs it', async () => {
     const bytes = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 21 });
     const sha = sha256Of(bytes);
-    expect((await gw.put('dmg', bytes)).status).toBe(201);
-    // Someone (a bad disk, a bad copy) replaces the object with other bytes under the same key.
+    const put = await gw.put('dmg', bytes);
+    expect(put.status).toBe(201);
+    // Someone (a bad disk, a bad copy) replaces the objects with other bytes under the same keys:
+    // the original's and its pre-optimized artifact's (a damaged artifact alone falls back to the original).
     const { S3Client, PutObjectCommand } = await import('@aws-sdk/client-s3');
     const raw = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: S3_ACCESS_KEY, secretAccessKey: S3_ACCESS_KEY } });
-    const damaged = Uint8Array.from(bytes);
-    damaged[damaged.length - 1]! ^= 0xff;
-    await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `cluster/${sha}.onnx`, Body: damaged }));
+    for (const key of [sha, put.body.profile.artifact.sha256 as string]) {
+      const damaged = Uint8Array.from(bytes);
+      damaged[damaged.length - 1]! ^= 0xff;
+      await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `cluster/${key}.onnx`, Body: damaged }));
+    }
     raw.destroy();
 
     const inputs = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
@@ -198,13 +203,18 @@ describe('a gateway and a worker with no shared disk, model bytes in S3', () => 
     const small = await startBrulee({ ROLE: 'worker', ...s3.env('cluster'), MODEL_CACHE_BYTES: String(Math.floor(1.5 * size)) }, { namespace: gw.namespace, dataDir: dir, nodeId: 'w2' });
     started.push(small);
     await worker.close(); // w1 gone: every call goes to w2
-    for (const [i, m] of models.entries()) expect((await gw.put(`lru${i}`, m)).status).toBe(201);
+    const artifacts: string[] = [];
+    for (const [i, m] of models.entries()) {
+      const put = await gw.put(`lru${i}`, m);
+      expect(put.status).toBe(201);
+      artifacts.push(put.body.profile.artifact.sha256);
+    }
     const inputs = { x: { type: 'float32', dims: [1, 64], data: floats(64, 1) } };
     for (let i = 0; i < 3; i++) {
       const r = await gw.invoke(`lru${i}`, inputs);
       expect(r.body).toMatchObject({ coldStart: true, node: 'w2' });
-      // Only the model just used stays on disk.
-      expect(readdirSync(join(dir, 'model-cache'))).toEqual([sha256Of(models[i]!)]);
+      // Only the model just used (its pre-optimized artifact, what a node loads) stays on disk.
+      expect(readdirSync(join(dir, 'model-cache'))).toEqual([artifacts[i]]);
     }
   });
 });
