@@ -58,7 +58,7 @@ export function unpackTensors(tensors: Record<string, WireTensor>, blob: Uint8Ar
   const out: Record<string, Tensor> = {};
   for (const [name, w] of Object.entries(tensors)) {
     if (w.offset + w.byteLength > blob.byteLength) throw new RangeError(`tensor "${name}" lies past the end of its ${blob.byteLength}-byte blob`);
-    out[name] = tensorFromBytes(w.type, w.dims, blob.subarray(w.offset, w.offset + w.byteLength), `queued tensor "${name}"`);
+    out[name] = tensorFromBytes(w.type, w.dims, blob.subarray(w.offset, w.offset + w.byteLength), 'a queued tensor');
   }
   return out;
 }

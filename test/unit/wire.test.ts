@@ -1,6 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { decodeStrings, elementCount, encodeStrings, tensorFromBytes, type Tensor } from '../../queue/tensor';
-import { fromWire, mapValues, toWire } from '../../queue/wire';
+import { mapValues, packTensors, unpackTensors, type WireTensor } from '../../queue/wire';
+
+/** One tensor alone on the wire, its blob inline as base64 (as a small job's inputs travel). */
+const toWire = (t: Tensor): WireTensor & { b64: string } => {
+  const p = packTensors({ t });
+  return { ...p.tensors.t!, b64: p.blob.toString('base64') };
+};
+const fromWire = (w: Omit<WireTensor, 'offset' | 'byteLength'> & { b64: string }): Tensor => {
+  const blob = Buffer.from(w.b64, 'base64');
+  return unpackTensors({ t: { type: w.type, dims: w.dims, offset: 0, byteLength: blob.byteLength } }, blob).t!;
+};
 
 /** One tensor per element type, with edge values, as the queue must carry them bit for bit. */
 const TENSORS: Tensor[] = [
