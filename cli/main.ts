@@ -323,7 +323,7 @@ export function buildProgram(): Command {
 
   program
     .command('bench')
-    .description('benchmark npm start'''s server against raw onnxruntime in one run: --model-bytes 20MB | --model FILE --input JSON|@file, --n, --concurrency, --seconds, --cold (README, Benchmark)')
+    .description("benchmark npm start's server against raw onnxruntime in one run: --model-bytes 20MB | --model FILE --input JSON|@file, --n, --concurrency, --seconds, --cold (README, Benchmark)")
     .helpOption(false)
     .allowUnknownOption()
     .allowExcessArguments()
