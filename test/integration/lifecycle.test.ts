@@ -3,6 +3,7 @@ import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
 import { mlpForBytes, mlpModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
+import { within } from '../support/within';
 
 const redis = createRedis(inject('redisUrl'));
 let b: TestBrulee;
@@ -102,7 +103,7 @@ describe('shutdown', () => {
       // The handlers have started but none has reached the queue yet when the drain begins.
       const calls = Array.from({ length: 5 }, () => c.invoke('drained', x));
       const closed = c.close({ drainMs: 10_000 });
-      const answered = await Promise.all(calls);
+      const answered = await within(15_000, 'close dropped requests that were in flight (never answered)', Promise.all(calls));
       expect(answered.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
       expect(answered.every((r) => JSON.stringify(r.body.outputs) === JSON.stringify(direct.body.outputs))).toBe(true);
       await closed;

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createPolicy, type RuntimePolicyName } from '../../runtime/policies';
 import { WarmPool, type EvictionEvent, type ModelSpec } from '../../runtime/warm-pool';
 import { seededRandom } from '../../runtime/policies/random';
+import { within } from '../support/within';
 
 const spec = (key: string, sizeBytes: number, extra: Partial<ModelSpec> = {}): ModelSpec => ({ key, fn: key, sizeBytes, loadMs: 10, execMs: 1, ...extra });
 
@@ -70,7 +71,8 @@ describe('WarmPool', () => {
     expect(admitted).toBe(false);
     expect(p.usedBytes).toBe(20);
     b.release();
-    const lc = await c;
+    // Admission re-checks for room on every release; without it, c would wait for admitTimeoutMs (30 s).
+    const lc = await within(2000, 'the newcomer was not admitted after the release freed room', c);
     expect(p.has('a')).toBe(true);
     expect(p.has('b')).toBe(false);
     lc.release();

@@ -1,0 +1,15 @@
+/**
+ * `p`, or a failure that says what did not happen, after `ms`: a bug that leaves a call waiting
+ * shows as a clear message in seconds, not as the test runner's timeout.
+ */
+export async function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still waiting after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
