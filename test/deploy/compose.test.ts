@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../config';
 import { parse } from 'yaml';
 import { parseS3Url } from '../../store';
 import { checkBruleeEnv, dockerBytes, DRAIN_S, workerMemory } from './env';
@@ -38,7 +39,8 @@ const compose = parse(interpolate(readFileSync('deploy/compose.yaml', 'utf8')), 
 const services = compose.services;
 const brulee = Object.entries(services).filter(([, s]) => s.image === 'brulee:latest');
 const envOf = (s: Service) => Object.fromEntries(Object.entries(s.environment ?? {}).map(([k, v]) => [k, String(v)]));
-const drainMs = Number(/drainMs: ([\d_]+)/.exec(readFileSync('server.ts', 'utf8'))![1]!.replace(/_/g, ''));
+/** The drain SIGTERM starts (server.ts), at its default: DRAIN_TIMEOUT_MS. */
+const drainMs = loadConfig({}).drainTimeoutMs;
 
 describe('deploy/compose.yaml', () => {
   it('has Redis with an append-only file on a volume, MinIO with the model bucket, one gateway and three workers', () => {

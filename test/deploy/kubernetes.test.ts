@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../config';
 import { parseAllDocuments } from 'yaml';
 import { ConfigMap, Service } from 'kubernetes-models/v1';
 import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
@@ -77,7 +78,8 @@ function podEnv(template: any, podName: string): Record<string, string> {
   }
   return env;
 }
-const drainMs = Number(/drainMs: ([\d_]+)/.exec(readFileSync('server.ts', 'utf8'))![1]!.replace(/_/g, ''));
+/** The drain SIGTERM starts (server.ts), at its default: DRAIN_TIMEOUT_MS. */
+const drainMs = loadConfig({}).drainTimeoutMs;
 
 describe('deploy/kubernetes (kustomize base)', () => {
   it('lists every manifest in kustomization.yaml, and each one is valid against the Kubernetes schemas', () => {
