@@ -27,7 +27,7 @@ function sampleInput(spec: TensorSpec, dims: number[]): Tensor {
 async function profile(req: ProfileRequest): Promise<ProfileReply> {
   const load = () => loadModel(req.path, { session: req.session, preOptimized: req.preOptimized });
   // onnxruntime's own start-up (thread pools, allocators) is not the model's: pay it first.
-  (await loadModel(new Uint8Array(Buffer.from(req.warmupModelB64, 'base64')), { session: req.session })).dispose();
+  await (await loadModel(new Uint8Array(Buffer.from(req.warmupModelB64, 'base64')), { session: req.session })).dispose();
   if (req.derive) await deriveOptimized(req.path, req.derive);
   const bytes = await readFile(req.path);
   gc();
