@@ -1,7 +1,6 @@
-import { existsSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { mlpModel } from '../../models/generate';
-import { sha256Of } from '../../store';
 import { floats, ort, readModel, REAL_MODELS, runDirect } from './models';
 import type { Proc } from './procs';
 
@@ -220,12 +219,23 @@ export async function busiest(base: string, workers: Proc[]): Promise<{ proc: Pr
   return best;
 }
 
-/** Resolves with the worker that starts fetching model `bytes` (its local model cache gets the folder), polling every 2 ms. */
-export async function whoLoads(workers: Proc[], bytes: Uint8Array, timeoutMs: number): Promise<Proc | undefined> {
-  const sha = sha256Of(bytes);
+/**
+ * Resolves with the worker that starts fetching a model it did not hold (a new folder in its local
+ * model cache: the model's bytes, or the optimized artifact the profiler derived from them),
+ * polling every 2 ms. Call just before the call that makes it load.
+ */
+export async function whoLoads(workers: Proc[], _bytes: Uint8Array, timeoutMs: number): Promise<Proc | undefined> {
+  const list = (w: Proc) => {
+    try {
+      return readdirSync(join(w.dataDir, 'model-cache'));
+    } catch {
+      return [];
+    }
+  };
+  const before = new Map(workers.map((w) => [w, new Set(list(w))]));
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
-    for (const w of workers) if (existsSync(join(w.dataDir, 'model-cache', sha))) return w;
+    for (const w of workers) if (list(w).some((e) => !e.startsWith('.') && !before.get(w)!.has(e))) return w;
     await new Promise((r) => setTimeout(r, 2));
   }
   return undefined;
