@@ -7,6 +7,7 @@ import { BruleeError } from '../errors';
 import { closeRedis } from '../queue/connection';
 import { controlType, type Keys } from '../queue/keys';
 import { ELEMENT_TYPES, type ModelRef } from '../queue/wire';
+import { batchability } from '../runtime/batcher';
 import { artifactKey, type SessionConfig, type Signature } from '../runtime/onnx';
 import { checkModelShape } from './onnx-shape';
 import { profileModel, type Profile } from './profile';
@@ -25,6 +26,37 @@ export interface FunctionOptions {
   threads?: number;
   /** onnxruntime's memory arena for the function's sessions. */
   arena?: boolean;
+  /**
+   * Dynamic batching: a node merges up to this many rows of concurrent calls into one run
+   * (`runtime/batcher.ts`); only for models `batchability` accepts. @default 1 (off)
+   */
+  maxBatch?: number;
+  /** How long a call waits for others to batch with, ms. @default 2 (when maxBatch > 1) */
+  maxDelayMs?: number;
+}
+
+/** Waits for company when a function batches and says nothing of the delay, ms. */
+export const DEFAULT_MAX_DELAY_MS = 2;
+
+/** A function's batching as a node applies it, or undefined when it is off. */
+export function batchOf(o: FunctionOptions): { maxBatch: number; maxDelayMs: number } | undefined {
+  return o.maxBatch !== undefined && o.maxBatch > 1 ? { maxBatch: o.maxBatch, maxDelayMs: o.maxDelayMs ?? DEFAULT_MAX_DELAY_MS } : undefined;
+}
+
+/**
+ * What a description says of batching: whether the model's signature allows it (and why not),
+ * and what the function asked for (`null`: off).
+ */
+export function batchingOf(fn: Pick<FunctionMeta, 'signature' | 'options'>): { batchable: boolean; reason?: string; on: { maxBatch: number; maxDelayMs: number } | null } {
+  const b = batchability(fn.signature);
+  return { batchable: b.batchable, ...(b.batchable ? {} : { reason: b.reason }), on: batchOf(fn.options) ?? null };
+}
+
+/** Batching asked of a model that cannot be batched is refused, with the reason from its signature. */
+function checkBatching(name: string, signature: Signature, o: FunctionOptions): void {
+  if (!batchOf(o)) return;
+  const b = batchability(signature);
+  if (!b.batchable) throw new BruleeError('INVALID_OPTION', `"${name}" cannot be batched (maxBatch=${o.maxBatch}): ${b.reason}; register it without maxBatch`);
 }
 
 /** The session options a function's options ask for (the rest are brulee's defaults). */
@@ -188,9 +220,12 @@ export class FunctionRegistry {
       ...(opts.memoryBytes !== undefined ? { memoryBytes: opts.memoryBytes } : {}),
       ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
       ...(opts.arena !== undefined ? { arena: opts.arena } : {}),
+      ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
+      ...(opts.maxDelayMs !== undefined ? { maxDelayMs: opts.maxDelayMs } : {}),
     };
     const sameSession = prev !== undefined && JSON.stringify(sessionOf(prev.options)) === JSON.stringify(sessionOf(options));
     if (prev && prev.sha256 === sha && sameSession) {
+      checkBatching(name, prev.signature, options);
       const fn: FunctionMeta = { ...prev, options, sizeBytes: options.memoryBytes ?? prev.profile.residentBytes, updatedAt: now };
       await this.checkFits(fn);
       // The store may have lost the bytes (a wiped DATA_DIR, Redis kept): the same bytes restore them.
@@ -236,6 +271,12 @@ export class FunctionRegistry {
         'INVALID_MODEL',
         `brulee cannot carry ${unsupported.map((t) => `"${t.name}" (${t.type})`).join(', ')} over JSON; supported element types: ${ELEMENT_TYPES.join(', ')}`,
       );
+    }
+    try {
+      checkBatching(name, inspected.signature, options);
+    } catch (e) {
+      await forget();
+      throw e;
     }
     // The same bytes under other session options: profiled again, same version.
     const version = prev && prev.sha256 === sha ? prev.version : (prev?.version ?? 0) + 1;
@@ -350,6 +391,7 @@ export function modelRefOf(fn: FunctionMeta, learnedExecMs?: number): ModelRef {
     execMs: fn.profile.execMs ?? learnedExecMs ?? 0,
     pinned: fn.options.pinned ?? false,
     session: sessionOf(fn.options),
+    ...(batchOf(fn.options) ? { batch: batchOf(fn.options) } : {}),
     ...(fn.profile.artifact ? { artifact: { key: fn.profile.artifact.key, sha256: fn.profile.artifact.sha256 } } : {}),
   };
 }

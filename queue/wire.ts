@@ -86,6 +86,8 @@ export interface ModelRef {
    * version, CPU); a node whose own key differs loads the original.
    */
   artifact?: { key: string; sha256: string };
+  /** Dynamic batching (`runtime/batcher.ts`), when the function turned it on. */
+  batch?: { maxBatch: number; maxDelayMs: number };
 }
 
 export interface InvokeJob {

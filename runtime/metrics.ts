@@ -20,6 +20,7 @@ export class Metrics {
   readonly loadSeconds = new Histogram({ name: 'brulee_model_load_seconds', help: 'Model load time', labelNames: ['function'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly fetchSeconds = new Histogram({ name: 'brulee_model_fetch_seconds', help: 'Downloads of model bytes from the model store into the local cache (part of the load time)', labelNames: ['function'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
   readonly execSeconds = new Histogram({ name: 'brulee_exec_seconds', help: 'Model execution time', labelNames: ['function'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly batchSize = new Histogram({ name: 'brulee_batch_size', help: 'Invocations per onnxruntime run of functions with batching on (maxBatch > 1); 1 is a call that ran alone', labelNames: ['function'] as const, buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256], registers: [this.registry] });
   readonly queueDepth = new Gauge({ name: 'brulee_queue_depth', help: 'Jobs on node queues, by state', labelNames: ['state'] as const, registers: [this.registry], collect: () => this.collectGauges() });
   readonly cacheUsed = new Gauge({ name: 'brulee_cache_used_bytes', help: 'Bytes held by resident and loading models', labelNames: ['node'] as const, registers: [this.registry] });
   readonly cacheBudget = new Gauge({ name: 'brulee_cache_budget_bytes', help: 'Cache byte budget', labelNames: ['node'] as const, registers: [this.registry] });

@@ -12,6 +12,7 @@ import { controlType, type Keys } from '../queue/keys';
 import { claimNodeId, HEARTBEAT_MS, leaveCluster, MISSED_BEATS, writeHeartbeat, type NodeInfo } from '../queue/nodes';
 import { deliver, type Answer } from '../queue/replies';
 import { JOB, packTensors, unpackTensors, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from '../queue/wire';
+import { Batcher } from './batcher';
 import { closeInOrder } from './close';
 import type { Metrics } from './metrics';
 import { artifactKey, loadModel, type LoadedModel } from './onnx';
@@ -71,10 +72,13 @@ export class RuntimeNode {
   /** This process's claim on its node id (two processes with one NODE_ID cannot both run). */
   private readonly token = randomUUID();
   private readonly o: Required<RuntimeNodeOptions>;
+  /** Merges concurrent calls of a model whose function asks for it (`ModelRef.batch`). */
+  private readonly batcher: Batcher;
 
   constructor(opts: RuntimeNodeOptions) {
     this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, ...opts };
     const { metrics, log } = this.o;
+    this.batcher = new Batcher({ onRun: (r) => metrics.batchSize.observe({ function: r.tag }, r.callers) });
     this.pool = new WarmPool<LoadedModel, NodeModelSpec>({
       budgetBytes: opts.budgetBytes,
       policy: createPolicy(opts.policy, { ttlMs: opts.ttlMs }),
@@ -414,7 +418,7 @@ export class RuntimeNode {
     try {
       const feeds = await inputs;
       const t0 = performance.now();
-      const out = await lease.value.run(feeds, outputs);
+      const { outputs: out } = await this.batcher.run(lease.value, feeds, outputs, model.batch, clock.toLocal(deadline), fn);
       const execMs = performance.now() - t0;
       // Checked from the tensors' byte size before any encoding: a model that answers 1.2 GB
       // must not have it copied into base64 and JSON on its way out.

@@ -4,7 +4,7 @@ import { BruleeError } from '../../errors';
 import type { Tensor } from '../../queue/wire';
 import type { Metrics } from '../../runtime/metrics';
 import type { DataPlane } from '../dataplane';
-import type { FunctionMeta } from '../registry';
+import { batchingOf, type FunctionMeta } from '../registry';
 import { decodeJsonInputs, toJsonTensor } from './json-tensors';
 import type { Authorize } from '../auth';
 import { requireKey } from './auth';
@@ -49,6 +49,7 @@ function describe(fn: FunctionMeta) {
     signature: fn.signature,
     profile: fn.profile,
     options: fn.options,
+    batching: batchingOf(fn),
     versions: fn.versions,
     createdAt: fn.createdAt,
     updatedAt: fn.updatedAt,

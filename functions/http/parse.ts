@@ -59,6 +59,8 @@ export const RegisterQuery = z
     profileDims: dimsSpec.optional(),
     threads: posInt(64).optional(),
     arena: bool.optional(),
+    maxBatch: posInt(1024).optional(),
+    maxDelayMs: z.string().regex(/^\d+$/, 'must be a whole number of ms').transform(Number).pipe(z.number().int().min(0).max(1000)).optional(),
   })
   .strict();
 
