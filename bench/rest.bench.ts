@@ -58,8 +58,11 @@ async function main() {
     if (put.status >= 300) throw new Error(`register failed: ${put.status} ${await put.text()}`);
     // node:http with keep-alive, not fetch: a lean client (as tritonclient's geventhttpclient is),
     // so the client's own cost on these shared cores does not stand in for the server's.
-    const agent = new http.Agent({ keepAlive: true, maxSockets: CONC });
-    const post = (path: string, body: string | Buffer, headers: Record<string, string>) =>
+    const agent = new http.Agent({ keepAlive: true, maxSockets: CONC, timeout: 3000 });
+    // A kept-alive socket the server closed while idle resets: one retry (inference is idempotent).
+    const post = (path: string, body: string | Buffer, headers: Record<string, string>): Promise<void> =>
+      post1(path, body, headers).catch((e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? post1(path, body, headers) : Promise.reject(e)));
+    const post1 = (path: string, body: string | Buffer, headers: Record<string, string>) =>
       new Promise<void>((resolve, reject) => {
         const req = http.request(`${server.url}${path}`, { method: 'POST', agent, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
           const chunks: Buffer[] = [];
