@@ -19,6 +19,7 @@ import * as ort from 'onnxruntime-node';
 import { parseBytes } from '../config';
 import { freePort, startRedisServer } from '../queue/redis-server';
 import { mlpForBytes, mlpModel } from '../models/generate';
+import { latencies, median, pct, throughput } from './support';
 
 const args = parseArgs({
   options: {
@@ -52,35 +53,6 @@ if (args.model) {
 writeFileSync(modelPath, bytes);
 const feeds = () =>
   Object.fromEntries(Object.entries(input).map(([k, t]) => [k, new ort.Tensor(t.type as 'float32', t.type === 'int64' ? BigInt64Array.from(t.data.map(BigInt)) : t.type === 'float32' ? Float32Array.from(t.data) : Float64Array.from(t.data), t.dims)]));
-
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
-const median = (xs: number[]) => pct(xs, 50);
-
-async function latencies(n: number, f: () => Promise<unknown>): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < Math.min(200, n / 10); i++) await f(); // warm-up
-  for (let i = 0; i < n; i++) {
-    const t = performance.now();
-    await f();
-    out.push(performance.now() - t);
-  }
-  return out;
-}
-
-async function throughput(conc: number, seconds: number, f: () => Promise<unknown>): Promise<number> {
-  let done = 0;
-  const end = performance.now() + seconds * 1000;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: conc }, async () => {
-      while (performance.now() < end) {
-        await f();
-        done++;
-      }
-    }),
-  );
-  return done / ((performance.now() - t0) / 1000);
-}
 
 async function main() {
   // Raw onnxruntime.
