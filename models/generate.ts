@@ -206,6 +206,24 @@ export function typesModel(): Uint8Array {
   return encodeModel(typesSpec());
 }
 
+/** float16 in (`h`, dynamic), float16 out (`h_out`, Identity) and float32 out (`f`, Cast). */
+export function halfModel(): Uint8Array {
+  return encodeModel({
+    inputs: [{ name: 'h', type: 'float16', shape: ['n'] }],
+    outputs: [{ name: 'h_out', type: 'float16', shape: ['n'] }, { name: 'f', type: 'float32', shape: ['n'] }],
+    nodes: [{ op: 'Identity', inputs: ['h'], outputs: ['h_out'] }, { op: 'Cast', inputs: ['h'], outputs: ['f'], attrs: { to: 1 } }],
+  });
+}
+
+/** string in (`s`, dynamic), string out (`u`, Identity) and the strings parsed as float32 (`f`, Cast). */
+export function stringsModel(): Uint8Array {
+  return encodeModel({
+    inputs: [{ name: 's', type: 'string', shape: ['n'] }],
+    outputs: [{ name: 'u', type: 'string', shape: ['n'] }, { name: 'f', type: 'float32', shape: ['n'] }],
+    nodes: [{ op: 'Identity', inputs: ['s'], outputs: ['u'] }, { op: 'Cast', inputs: ['s'], outputs: ['f'], attrs: { to: 1 } }],
+  });
+}
+
 // ---------------------------------------------------------------------------
 // Conv model
 // ---------------------------------------------------------------------------

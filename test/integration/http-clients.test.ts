@@ -5,8 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { serve, type ServerType } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toHalf } from '../../functions/float16';
-import { encodeModel } from '../../models/onnx-builder';
-import { mlpModel, typesModel } from '../../models/generate';
+import { halfModel, mlpModel, stringsModel, typesModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { floats, ort, readModel, REAL_MODELS, runDirect } from '../support/models';
 
@@ -27,16 +26,8 @@ let port: number;
 const mlp = mlpModel({ inputSize: 4, hidden: [8], outputSize: 3, seed: 21 });
 const types = typesModel();
 const cls = readModel(REAL_MODELS.ocrCls);
-const half = encodeModel({
-  inputs: [{ name: 'h', type: 'float16', shape: ['n'] }],
-  outputs: [{ name: 'h_out', type: 'float16', shape: ['n'] }, { name: 'f', type: 'float32', shape: ['n'] }],
-  nodes: [{ op: 'Identity', inputs: ['h'], outputs: ['h_out'] }, { op: 'Cast', inputs: ['h'], outputs: ['f'], attrs: { to: 1 } }],
-});
-const strings = encodeModel({
-  inputs: [{ name: 's', type: 'string', shape: ['n'] }],
-  outputs: [{ name: 'u', type: 'string', shape: ['n'] }, { name: 'f', type: 'float32', shape: ['n'] }],
-  nodes: [{ op: 'Identity', inputs: ['s'], outputs: ['u'] }, { op: 'Cast', inputs: ['s'], outputs: ['f'], attrs: { to: 1 } }],
-});
+const half = halfModel();
+const strings = stringsModel();
 
 function python(calls: object[]): Promise<any[]> {
   return new Promise((resolve, reject) => {

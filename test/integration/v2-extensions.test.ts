@@ -1,8 +1,7 @@
 import { gunzipSync, gzipSync, deflateSync, inflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeStrings } from '../../queue/tensor';
-import { encodeModel } from '../../models/onnx-builder';
-import { mlpModel, typesModel } from '../../models/generate';
+import { halfModel, mlpModel, stringsModel, typesModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { floats, ort, runDirect } from '../support/models';
 
@@ -15,18 +14,8 @@ import { floats, ort, runDirect } from '../support/models';
 let b: TestBrulee;
 const mlp = mlpModel({ inputSize: 4, hidden: [8], outputSize: 3, seed: 11 });
 const types = typesModel();
-/** float16 in, float16 out (Identity) and float32 out (Cast). */
-const half = encodeModel({
-  inputs: [{ name: 'h', type: 'float16', shape: ['n'] }],
-  outputs: [{ name: 'h_out', type: 'float16', shape: ['n'] }, { name: 'f', type: 'float32', shape: ['n'] }],
-  nodes: [{ op: 'Identity', inputs: ['h'], outputs: ['h_out'] }, { op: 'Cast', inputs: ['h'], outputs: ['f'], attrs: { to: 1 } }],
-});
-/** string in, string out (Identity) and the strings parsed as float32 (Cast). */
-const strings = encodeModel({
-  inputs: [{ name: 's', type: 'string', shape: ['n'] }],
-  outputs: [{ name: 'u', type: 'string', shape: ['n'] }, { name: 'f', type: 'float32', shape: ['n'] }],
-  nodes: [{ op: 'Identity', inputs: ['s'], outputs: ['u'] }, { op: 'Cast', inputs: ['s'], outputs: ['f'], attrs: { to: 1 } }],
-});
+const half = halfModel();
+const strings = stringsModel();
 
 beforeAll(async () => {
   b = await startBrulee();
