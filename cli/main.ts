@@ -12,7 +12,8 @@ import { modelCli } from '../models/cli';
 import { CliError, Client, EXIT } from './client';
 import { age, bar, bytes, ms, pct, table } from './format';
 import { topFrame, type Totals } from './top';
-import type { FunctionJson, FunctionStatsJson, InvokeJson, StatsJson } from './types';
+import type { StatsSnapshot } from '../functions/dataplane';
+import type { FunctionDetailJson, FunctionJson, InvokeJson } from '../functions/http/app';
 
 interface Globals {
   url: string;
@@ -56,7 +57,7 @@ function out(g: Globals, value: unknown, human: () => string): void {
   console.log(g.json ? JSON.stringify(value, null, 2) : human());
 }
 
-function describeText(fn: FunctionJson & { stats?: FunctionStatsJson; residentOn?: string[] }): string {
+function describeText(fn: FunctionJson & Partial<Pick<FunctionDetailJson, 'stats' | 'residentOn'>>): string {
   const sig = (xs: FunctionJson['signature']['inputs']) => xs.map((x) => `    ${x.name}: ${x.type}[${x.dims.join(', ')}]`).join('\n');
   const p = fn.profile;
   const lines = [
@@ -78,7 +79,7 @@ function describeText(fn: FunctionJson & { stats?: FunctionStatsJson; residentOn
   return lines.join('\n');
 }
 
-function statsText(s: StatsJson): string {
+function statsText(s: StatsSnapshot): string {
   const q = Object.entries(s.queue).map(([k, v]) => `${k} ${v}`).join(', ');
   const fns = Object.entries(s.functions).map(([name, f]) => [
     name,
@@ -182,7 +183,7 @@ export function buildProgram(): Command {
     .description('list functions')
     .action(async () => {
       const { g, c } = client();
-      const [{ functions }, stats] = await Promise.all([c.get<{ functions: FunctionJson[] }>('/functions'), c.get<StatsJson>('/stats')]);
+      const [{ functions }, stats] = await Promise.all([c.get<{ functions: FunctionJson[] }>('/functions'), c.get<StatsSnapshot>('/stats')]);
       out(g, { functions }, () =>
         functions.length === 0
           ? 'no functions; register one with `brulee register NAME FILE`'
@@ -212,7 +213,7 @@ export function buildProgram(): Command {
     .argument('<name>')
     .action(async (name: string) => {
       const { g, c } = client();
-      const fn = await c.get<FunctionJson & { stats: FunctionStatsJson; residentOn: string[] }>(`/functions/${encodeURIComponent(name)}`);
+      const fn = await c.get<FunctionDetailJson>(`/functions/${encodeURIComponent(name)}`);
       out(g, fn, () => describeText(fn));
     });
 
@@ -273,7 +274,7 @@ export function buildProgram(): Command {
     .description('queue depth, per-function counts, nodes, recent evictions')
     .action(async () => {
       const { g, c } = client();
-      const s = await c.get<StatsJson>('/stats');
+      const s = await c.get<StatsSnapshot>('/stats');
       out(g, s, () => statsText(s));
     });
 
@@ -297,7 +298,7 @@ export function buildProgram(): Command {
       try {
         for (let i = 0; i < max && !stop; i++) {
           const t = Date.now();
-          const s = await c.get<StatsJson>('/stats');
+          const s = await c.get<StatsSnapshot>('/stats');
           const { text, totals } = topFrame(s, prev, { url: c.base, width: process.stdout.columns || 100 });
           prev = totals;
           process.stdout.write(tty ? `\x1b[H\x1b[2J${text}\n` : `${text}\n\n`);

@@ -1,5 +1,5 @@
 import { bar, bytes, pct } from './format';
-import type { StatsJson } from './types';
+import type { StatsSnapshot } from '../functions/dataplane';
 
 /** Cluster-wide counters at one moment, to turn two /stats answers into rates. */
 export interface Totals {
@@ -9,14 +9,14 @@ export interface Totals {
   evictions: number;
 }
 
-export function totalsOf(s: StatsJson, at = Date.now()): Totals {
+export function totalsOf(s: StatsSnapshot, at = Date.now()): Totals {
   const fns = Object.values(s.functions);
   const sum = (f: (x: (typeof fns)[number]) => number) => fns.reduce((a, x) => a + f(x), 0);
   return { at, invocations: sum((f) => f.invocations), coldStarts: sum((f) => f.coldStarts), evictions: sum((f) => f.evictions) };
 }
 
 /** One frame of `brulee top`: rates since the previous frame, queue depth, each node's memory by model. */
-export function topFrame(s: StatsJson, prev: Totals | undefined, o: { url: string; width: number }): { text: string; totals: Totals } {
+export function topFrame(s: StatsSnapshot, prev: Totals | undefined, o: { url: string; width: number }): { text: string; totals: Totals } {
   const totals = totalsOf(s);
   const dt = prev ? (totals.at - prev.at) / 1000 : 0;
   const rate = (k: keyof Omit<Totals, 'at'>) => (prev && dt > 0 ? ((totals[k] - prev[k]) / dt).toFixed(1) : '-');

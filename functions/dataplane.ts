@@ -3,10 +3,11 @@ import { exampleInputs, type ExampleTensor } from './example';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BruleeError, preview } from '../errors';
-import { modelKey, type Dispatcher, type InvokeRequest } from '../queue/dispatcher';
+import { modelKey, type Dispatcher, type InvokeRequest, type QueueDepth } from '../queue/dispatcher';
 import type { Keys } from '../queue/keys';
 import type { InvokeResult, Tensor } from '../queue/wire';
-import { readFunctionStats, recentEvictions, type FunctionStats } from '../runtime/stats';
+import type { DeadNode, FailoverCounts, NodeInfo } from '../queue/nodes';
+import { readFunctionStats, recentEvictions, type EvictionRecord, type FunctionStats } from '../runtime/stats';
 import { modelRefOf, type FunctionMeta, type FunctionRegistry, type RegisterOptions, type RegisterResult } from './registry';
 import { checkInputs } from './signature';
 import type { LiveTimes, TraceRecorder } from './trace-recorder';
@@ -57,6 +58,27 @@ export interface FunctionDetail {
   fn: FunctionMeta;
   stats: FunctionStats;
   residentOn: string[];
+}
+
+/** `GET /stats`: the whole cluster at one moment (the dashboard, `brulee ls/stats/top` read it). */
+export interface StatsSnapshot {
+  /** Waiting invocations by state, all nodes. */
+  queue: QueueDepth;
+  queueByNode: Record<string, QueueDepth>;
+  functions: Record<string, FunctionStats & { version: number; sizeBytes: number; popularity: number; resident: boolean; residentOn: string[] }>;
+  nodes: Array<{
+    id: string;
+    policy: string;
+    budgetBytes: number;
+    usedBytes: number;
+    loads: number;
+    evictions: number;
+    residentModels: NodeInfo['resident'];
+    /** ISO time of its last heartbeat. */
+    heartbeatAt: string;
+  }>;
+  recentEvictions: EvictionRecord[];
+  failover: FailoverCounts & { deadNodes: DeadNode[] };
 }
 
 export interface Health {
@@ -245,7 +267,7 @@ export class DataPlane {
   }
 
   /** Everything GET /stats shows: per function, per node, queue depth, recent evictions. */
-  async stats() {
+  async stats(): Promise<StatsSnapshot> {
     const { redis, keys } = this.o;
     const [fns, depth, nodes, popularity, evictions, where, failover] = await Promise.all([
       this.o.registry.list(),
@@ -256,7 +278,7 @@ export class DataPlane {
       this.residency(),
       this.o.dispatcher.failover(),
     ]);
-    const functions: Record<string, unknown> = {};
+    const functions: StatsSnapshot['functions'] = {};
     for (const f of fns) {
       functions[f.name] = {
         version: f.version,

@@ -165,6 +165,12 @@ export async function readFunctionStats(redis: Redis, k: Keys, fn: string): Prom
   };
 }
 
-export async function recentEvictions(redis: Redis, k: Keys, n = 50): Promise<unknown[]> {
-  return (await redis.lrange(k.evictions, 0, n - 1)).map((s) => JSON.parse(s) as unknown);
+/** An eviction as `/stats` lists it: when (ISO time), on which node, and the pool's event. */
+export interface EvictionRecord extends EvictionEvent {
+  at: string;
+  node: string;
+}
+
+export async function recentEvictions(redis: Redis, k: Keys, n = 50): Promise<EvictionRecord[]> {
+  return (await redis.lrange(k.evictions, 0, n - 1)).map((s) => JSON.parse(s) as EvictionRecord);
 }

@@ -1,9 +1,10 @@
 import { Hono } from 'hono';
 import type { Logger } from 'pino';
 import { BruleeError } from '../../errors';
-import type { Tensor } from '../../queue/wire';
+import type { InvokeResult, Tensor } from '../../queue/wire';
 import type { Metrics } from '../../runtime/metrics';
-import type { DataPlane } from '../dataplane';
+import type { DataPlane, Invocation } from '../dataplane';
+import type { FunctionStats } from '../../runtime/stats';
 import { batchingOf, type FunctionMeta } from '../registry';
 import { decodeJsonInputs, toJsonTensor } from './json-tensors';
 import type { Authorize } from '../auth';
@@ -40,6 +41,13 @@ export interface AppOptions {
 const OPEN = new Set(['/', '/healthz', '/v2/health/live', '/v2/health/ready', '/openapi.json', '/docs', '/docs/']);
 const isOpen = (path: string, metricsOpen: boolean) => OPEN.has(path) || path.startsWith('/ui/') || path.startsWith('/docs/') || (metricsOpen && path === '/metrics');
 
+/** A function as `GET /functions`, `PUT /functions/{name}` and `GET /functions/{name}` show it (the CLI reads this type). */
+export type FunctionJson = ReturnType<typeof describe>;
+/** `GET /functions/{name}`: the function, its counts and where it is resident. */
+export type FunctionDetailJson = FunctionJson & { stats: FunctionStats; residentOn: string[] };
+/** The answer of a sync `POST /functions/{name}/invoke`. */
+export type InvokeJson = { function: string; version: number } & ReturnType<typeof resultJson<Invocation['timings']>>;
+
 function describe(fn: FunctionMeta) {
   return {
     name: fn.name,
@@ -57,7 +65,7 @@ function describe(fn: FunctionMeta) {
 }
 
 /** Outputs, cold start, node and timings, as the invoke routes answer them. */
-function resultJson(r: { outputs: Record<string, Tensor>; coldStart: boolean; node: string; timings: object }) {
+function resultJson<T extends InvokeResult['timings']>(r: { outputs: Record<string, Tensor>; coldStart: boolean; node: string; timings: T }) {
   return {
     outputs: Object.fromEntries(Object.entries(r.outputs).map(([k, t]) => [k, toJsonTensor(t)])),
     coldStart: r.coldStart,
@@ -119,7 +127,7 @@ export function createApp(o: AppOptions): Hono {
 
   app.get('/functions/:name', async (c) => {
     const { fn, stats, residentOn } = await dataPlane.describe(c.req.param('name'));
-    return c.json({ ...describe(fn), stats, residentOn });
+    return c.json({ ...describe(fn), stats, residentOn } satisfies FunctionDetailJson);
   });
 
   app.delete('/functions/:name', auth, async (c) => {
@@ -139,7 +147,7 @@ export function createApp(o: AppOptions): Hono {
       return c.json({ id, status: 'waiting', href: `/invocations/${id}` }, 202);
     }
     const r = await dataPlane.invoke(name, inputs, opts);
-    return c.json({ function: r.fn.name, version: r.fn.version, ...resultJson(r) });
+    return c.json({ function: r.fn.name, version: r.fn.version, ...resultJson(r) } satisfies InvokeJson);
   });
 
   app.get('/invocations/:id', async (c) => {
