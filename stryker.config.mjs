@@ -13,18 +13,24 @@ if (!mod) throw new Error(`MUTATE_MODULE=${name} is not one of ${Object.keys(MOD
 export default {
   testRunner: 'vitest',
   vitest: { configFile: 'vitest.config.ts', related: false },
-  checkers: ['typescript'],
-  tsconfigFile: 'tsconfig.json',
+  // MUTATE_CHECK=0 skips the TypeScript checker (faster; mutants that would not compile then run
+  // and count as killed or survived, so scores are not comparable with checked runs).
+  checkers: process.env.MUTATE_CHECK === '0' ? [] : ['typescript'],
+  tsconfigFile: 'test/mutation/tsconfig.json',
   typescriptChecker: { prioritizePerformanceOverAccuracy: true },
   coverageAnalysis: 'perTest',
-  mutate: mod.mutate,
+  // MUTATE_FILES (comma-separated, Stryker's `file:line-line` ranges allowed) mutates a part only.
+  mutate: process.env.MUTATE_FILES ? process.env.MUTATE_FILES.split(',') : mod.mutate,
   // MUTATE_TESTS (comma-separated) runs another selection, e.g. to measure what older tests caught.
   testFiles: (process.env.MUTATE_TESTS ? process.env.MUTATE_TESTS.split(',') : mod.tests).filter((f) => existsSync(f)),
   concurrency: Number(process.env.MUTATE_CONCURRENCY ?? 1),
   reporters: ['clear-text', 'progress', 'json'],
   jsonReporter: { fileName: `reports/mutation/${name}.json` },
   tempDirName: `.stryker-tmp/${name}`,
-  incremental: false,
+  // MUTATE_INCREMENTAL=1 reuses the last run's results for mutants whose code and tests did not
+  // change (reports/mutation/<module>.incremental.json; reports/ stays out of git).
+  incremental: process.env.MUTATE_INCREMENTAL === '1',
+  incrementalFile: `reports/mutation/${name}.incremental.json`,
   timeoutMS: 10_000,
   cleanTempDir: 'always',
   thresholds: { high: 90, low: 80, break: null },
