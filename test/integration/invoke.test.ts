@@ -25,6 +25,36 @@ function expectSameTensor(got: { type: string; dims: number[]; data: unknown[] }
   else expect(got.data).toEqual(Array.from(data as ArrayLike<number>));
 }
 
+/**
+ * The profiler's input for a model (runtime's profile-child.ts, worked out from its rule): each
+ * dynamic dim 1, floats ((i * 7919) % 1000) / 1000 - 0.5, integers 0.
+ */
+function profilerFeeds(s: ort.InferenceSession): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const m of s.inputMetadata) {
+    if (!m.isTensor) throw new Error(`input ${m.name} is not a tensor`);
+    const dims = m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : 1));
+    const n = dims.reduce((a, b) => a * b, 1);
+    if (m.type === 'float32') feeds[m.name] = new ort.Tensor('float32', Float32Array.from({ length: n }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5), dims);
+    else if (m.type === 'int64') feeds[m.name] = new ort.Tensor('int64', new BigInt64Array(n), dims);
+    else throw new Error(`input ${m.name}: type ${m.type} not handled here`);
+  }
+  return feeds;
+}
+
+/** onnxruntime's own message when it runs `model` on the profiler's input: the run must fail. */
+async function directRunError(model: Uint8Array): Promise<string> {
+  const s = await ort.InferenceSession.create(model);
+  try {
+    await s.run(profilerFeeds(s));
+  } catch (e) {
+    return (e as Error).message;
+  } finally {
+    await s.release();
+  }
+  throw new Error('onnxruntime ran the model on the profiler input; the test expects it to fail');
+}
+
 describe('register and invoke', () => {
   it('registers a model with its signature and a measured profile, cold then warm, outputs equal to onnxruntime', async () => {
     const bytes = mlpModel({ inputSize: 16, hidden: [32], outputSize: 4, seed: 7 });
@@ -93,8 +123,10 @@ describe('register and invoke', () => {
     const vad = readModel(REAL_MODELS.sileroVad);
     const reg = await b.put('vad', vad);
     expect(reg.status).toBe(201);
-    // Silero's graph fails on the profiler's default dims: registration still succeeds, and says so.
-    expect(reg.body.profile.execError).toMatch(/./);
+    // Silero's graph fails on the profiler's default dims: registration still succeeds, and says
+    // so with onnxruntime's own message for that run.
+    expect(reg.body.profile.execError).toBe(`onnxruntime could not run the model on these inputs: ${await directRunError(vad)}`);
+    expect(reg.body.profile.execMs).toBeNull();
     expect(reg.body.profile.residentBytes).toBeGreaterThan(vad.byteLength);
     const audio = floats(512, 11).map((v) => v * 0.1);
     const state = new Array(2 * 128).fill(0);
@@ -126,7 +158,11 @@ describe('register and invoke', () => {
     const r = await b.put('conv', convModel());
     expect(r.status).toBe(201);
     expect(r.body.profile.execMs).toBeNull();
-    expect(r.body.profile.execError).toMatch(/Conv|shape/i);
+    const ortMessage = await directRunError(convModel());
+    expect(r.body.profile.execError).toBe(`onnxruntime could not run the model on these inputs: ${ortMessage}`);
+    // A call with those dims fits the signature, and fails in onnxruntime: 422 INFERENCE_FAILED, same words.
+    const bad = await b.invoke('conv', { img: { type: 'float32', dims: [1, 1, 1, 1], data: [-0.5] } });
+    expect([bad.status, bad.body]).toEqual([422, { error: { code: 'INFERENCE_FAILED', message: `onnxruntime could not run the model on these inputs: ${ortMessage}` } }]);
     // With dims the request names, the profile run succeeds.
     const r2 = await b.put('conv2', convModel(), 'profileDims=img:1x1x8x8');
     expect(r2.body.profile.execMs).toBeGreaterThan(0);
