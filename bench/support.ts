@@ -44,12 +44,12 @@ export interface BenchServer {
 
 /**
  * `npm start`'s server as its own process (`node --import tsx server.ts`), on free ports, with a
- * private redis-server unless REDIS_URL is set.
+ * private redis-server unless REDIS_URL is set. `nodeArgs` go to node before the script (`--cpu-prof`, say).
  */
-export async function startServer(dir: string, env: Record<string, string> = {}, cwd?: string): Promise<BenchServer> {
+export async function startServer(dir: string, env: Record<string, string> = {}, cwd?: string, nodeArgs: string[] = []): Promise<BenchServer> {
   const redis = process.env.REDIS_URL ? undefined : await startRedisServer({ dir: join(dir, 'redis'), persist: false });
   const [port, grpcPort] = [await freePort(), await freePort()];
-  const server: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
+  const server: ChildProcess = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'server.ts'], {
     env: { ...process.env, PORT: String(port), GRPC_PORT: String(grpcPort), HOST: '127.0.0.1', REDIS_URL: process.env.REDIS_URL ?? redis!.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
     ...(cwd ? { cwd } : {}),
