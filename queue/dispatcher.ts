@@ -76,10 +76,11 @@ function storeInputs(redis: Redis, key: string, ttlMs: number, ts: Record<string
   return { inputs: { tensors, key }, stored: redis.set(key, blob, 'PX', Math.max(1, Math.ceil(ttlMs))) };
 }
 
-/** An answer's outputs, decoded. */
-function decodeOutputs(a: InvokeReply): Record<string, Tensor> {
-  return unpackTensors(a.outputs.tensors, Buffer.from(a.outputs.b64 ?? '', 'base64'));
+/** An answer's outputs, decoded from its blob (`encodeAnswer`). */
+function decodeOutputs(a: InvokeReply, blob: Buffer | undefined): Record<string, Tensor> {
+  return unpackTensors(a.outputs.tensors, blob ?? EMPTY);
 }
+const EMPTY = Buffer.alloc(0);
 
 /**
  * The gateway's side of the queue: routes an invocation to a node and enqueues it on that node's
@@ -169,15 +170,16 @@ export class Dispatcher {
     const { inputs, stored } = storeInputs(this.opts.redis, this.opts.keys.inputs(id), timeoutMs + INPUTS_GRACE_MS, req.inputs);
     const job: InvokeJob = { ...req, inputs, acceptedAt: this.clock.fromLocal(req.acceptedAt), deadline: this.clock.now() + timeoutMs };
     let answer: InvokeAnswer;
+    let blob: Buffer | undefined;
     try {
-      answer = await this.run<InvokeAnswer>(nodeId, JOB.invoke, job, timeoutMs, `invocation of ${req.model.fn}`, id, stored);
+      ({ value: answer, blob } = await this.run<InvokeAnswer>(nodeId, JOB.invoke, job, timeoutMs, `invocation of ${req.model.fn}`, id, stored));
     } catch (e) {
       // A node deletes the inputs once it has run the job; one that never will (a timeout) leaves them to us.
       if (inputs.key !== undefined && e instanceof BruleeError && e.code === 'TIMEOUT') void this.opts.redis.del(inputs.key).catch(() => undefined);
       throw e;
     }
     const { fn: _fn, version: _v, ...rest } = answer;
-    const r: InvokeResult = { ...rest, outputs: decodeOutputs(answer) };
+    const r: InvokeResult = { ...rest, outputs: decodeOutputs(answer, blob) };
     // A model was loaded: the next call should see where (the node's heartbeat has published it).
     if (r.coldStart) this.nodesCache = undefined;
     return r;
@@ -216,7 +218,7 @@ export class Dispatcher {
         }
       }
       const { fn, version, ...rest } = unwrap<InvokeAnswer>(answer);
-      return { id, status: 'completed', result: { ...rest, outputs: decodeOutputs(rest) }, fn, version };
+      return { id, status: 'completed', result: { ...rest, outputs: decodeOutputs(rest, 'blob' in answer ? answer.blob : undefined) }, fn, version };
     }
     if (!nodeId) throw new BruleeError('INVOCATION_NOT_FOUND', `no invocation ${id}: ids come from POST /functions/{name}/invoke?async=true and are kept for ${this.opts.asyncResultTtlS} s`);
     // Not answered yet. A job being moved off a dead node is briefly on no queue: still waiting.
@@ -227,7 +229,7 @@ export class Dispatcher {
   /** Loads a model on the node that routing picks (prewarm). Resolves to that node's id. */
   async load(model: ModelRef, timeoutMs: number): Promise<{ node: string; loaded: boolean }> {
     const nodeId = await this.route(model);
-    const r = await this.run<{ loaded: boolean; node?: string }>(nodeId, JOB.load, { model } satisfies LoadJob, timeoutMs, `load of ${model.fn}`);
+    const { value: r } = await this.run<{ loaded: boolean; node?: string }>(nodeId, JOB.load, { model } satisfies LoadJob, timeoutMs, `load of ${model.fn}`);
     return { node: r.node ?? nodeId, loaded: r.loaded };
   }
 
@@ -235,7 +237,7 @@ export class Dispatcher {
   async unload(job: UnloadJob, timeoutMs: number): Promise<number> {
     const nodes = await this.nodes(true);
     const counts = await Promise.all(nodes.map((n) => this.run<{ dropped: number }>(n.id, JOB.unload, job, timeoutMs, `unload of ${job.fn}`)));
-    return counts.reduce((s, c) => s + c.dropped, 0);
+    return counts.reduce((s, c) => s + c.value.dropped, 0);
   }
 
   /** Job counts by state, summed over every node queue that has a live node. */
@@ -306,7 +308,7 @@ export class Dispatcher {
    * (adding the job, the queue, a move off a dead node, the run). The job id is chosen here and
    * the waiter registered before the job exists, so no answer can come first.
    */
-  private async run<R>(nodeId: string, name: string, data: object, timeoutMs: number, what: string, id = randomUUID(), stored?: Promise<unknown>): Promise<R> {
+  private async run<R>(nodeId: string, name: string, data: object, timeoutMs: number, what: string, id = randomUUID(), stored?: Promise<unknown>): Promise<{ value: R; blob?: Buffer }> {
     const answer = this.replies.wait(id);
     answer.catch(() => undefined);
     let timer: NodeJS.Timeout | undefined;
@@ -325,7 +327,8 @@ export class Dispatcher {
       const job: Routed<object> = { ...data, reply: { id, replyTo: this.replies.key, answerTtlMs: timeoutMs + 60_000 } };
       await Promise.race([Promise.all([stored, queue.add(name, job, { ...JOB_OPTIONS, jobId: id })]), timeout]);
       generation = this.added(nodeId);
-      return unwrap<R>(await Promise.race([answer, timeout]));
+      const a = await Promise.race([answer, timeout]);
+      return { value: unwrap<R>(a), ...('blob' in a && a.blob ? { blob: a.blob } : {}) };
     } finally {
       clearTimeout(timer);
       if (generation !== undefined) this.answered(nodeId, generation);

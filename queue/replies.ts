@@ -16,7 +16,33 @@ import { Script } from './scripts';
  * was declared dead while it ran, and it ran again elsewhere) is counted as a duplicate run and its
  * second answer is dropped. Never two answers for one call.
  */
-export type Answer = { ok: unknown } | { error: string };
+export type Answer = { ok: unknown; blob?: Buffer } | { error: string };
+
+/**
+ * An answer as it crosses Redis, one binary string: a 4-byte little-endian length, the answer's
+ * JSON (without its blob), spaces up to an 8-byte boundary, then the blob's raw bytes (an
+ * invocation's output tensors, `packTensors`). No base64, no JSON for tensor data.
+ */
+export function encodeAnswer(a: Answer): Buffer {
+  const { blob, ...rest } = 'ok' in a ? a : { ...a, blob: undefined };
+  const json = Buffer.from(JSON.stringify(rest));
+  const head = (4 + json.byteLength + 7) & ~7;
+  const out = Buffer.allocUnsafe(head + (blob?.byteLength ?? 0));
+  out.writeUInt32LE(json.byteLength, 0);
+  json.copy(out, 4);
+  out.fill(0x20, 4 + json.byteLength, head);
+  if (blob) out.set(blob, head);
+  return out;
+}
+
+/** The inverse of `encodeAnswer`; the blob is a view of `buf` (absent when empty). */
+export function decodeAnswer(buf: Buffer): Answer {
+  const len = buf.readUInt32LE(0);
+  const a = JSON.parse(buf.toString('utf8', 4, 4 + len)) as Answer;
+  const head = (4 + len + 7) & ~7;
+  if ('ok' in a && buf.byteLength > head) a.blob = buf.subarray(head);
+  return a;
+}
 
 /** Where and how long a job's answer goes. */
 export interface ReplyTo {
@@ -46,7 +72,7 @@ return 1`);
 
 /** A node's side: gives the job's answer, unless it was given already. Resolves to whether this was the first answer. */
 export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: Answer): Promise<boolean> {
-  const payload = JSON.stringify(answer);
+  const payload = encodeAnswer(answer);
   const ttl = Math.max(1000, Math.ceil(to.answerTtlMs));
   const keys = to.replyTo ? [k.answered(to.id), to.replyTo, k.cluster] : [k.result(to.id), k.result(to.id), k.cluster];
   return (await DELIVER.run(redis, keys, [payload, ttl, to.id, to.replyTo ? 'sync' : 'async'])) === 1;
@@ -54,8 +80,8 @@ export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: Answer
 
 /** An async invocation's answer, if it has one yet. */
 export async function readAnswer(redis: Redis, k: Keys, id: string): Promise<Answer | undefined> {
-  const raw = await redis.get(k.result(id));
-  return raw === null ? undefined : (JSON.parse(raw) as Answer);
+  const raw = await redis.getBuffer(k.result(id));
+  return raw === null ? undefined : decodeAnswer(raw);
 }
 
 /** The value of an answer, or its error rebuilt with its code. */
@@ -119,9 +145,9 @@ export class ReplyReader {
 
   private async read(): Promise<void> {
     while (this.running) {
-      let res: Array<[string, Array<[string, string[]]>]> | null;
+      let res: Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
       try {
-        res = (await this.conn.xread('COUNT', 1000, 'BLOCK', 1000, 'STREAMS', this.key, this.lastId)) as typeof res;
+        res = (await this.conn.xreadBuffer('COUNT', 1000, 'BLOCK', 1000, 'STREAMS', this.key, this.lastId)) as typeof res;
       } catch {
         if (!this.running) return;
         await new Promise((r) => setTimeout(r, 100));
@@ -130,17 +156,18 @@ export class ReplyReader {
       const entries = res?.[0]?.[1] ?? [];
       if (entries.length === 0) continue;
       for (const [entryId, fields] of entries) {
-        this.lastId = entryId;
+        this.lastId = entryId.toString();
         let id: string | undefined;
-        let raw: string | undefined;
+        let raw: Buffer | undefined;
         for (let i = 0; i + 1 < fields.length; i += 2) {
-          if (fields[i] === 'id') id = fields[i + 1];
-          else if (fields[i] === 'a') raw = fields[i + 1];
+          const f = fields[i]!.toString();
+          if (f === 'id') id = fields[i + 1]!.toString();
+          else if (f === 'a') raw = fields[i + 1];
         }
         const w = id === undefined ? undefined : this.waiters.get(id);
         if (!w || raw === undefined) continue;
         this.waiters.delete(id!);
-        w.resolve(JSON.parse(raw) as Answer);
+        w.resolve(decodeAnswer(raw));
       }
       // What was read is no longer needed: the stream holds only answers not yet read (MINID keeps
       // ids from the one given on, so trim from just past the last one read, or a large answer

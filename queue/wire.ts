@@ -17,9 +17,10 @@ export interface WireTensor {
 }
 
 /**
- * Tensors as they cross Redis: their descriptions travel in the job's JSON, their bytes in one
- * blob of raw little-endian bytes, which is either inline (base64, when small: an inline blob
- * costs no extra round trip) or stored as bytes under its own Redis key (ioredis carries Buffers).
+ * A job's input tensors as they cross Redis: their descriptions travel in the job's JSON (BullMQ
+ * stores job data as JSON), their bytes in one blob of raw little-endian bytes, which is either
+ * inline (base64, when small: an inline blob costs no extra round trip) or stored as bytes under
+ * its own Redis key (ioredis carries Buffers). Outputs come back as raw bytes (`InvokeReply`).
  */
 export interface WireTensors {
   tensors: Record<string, WireTensor>;
@@ -108,10 +109,14 @@ export interface Timings {
   execMs: number;
 }
 
-/** A job's answer (see `queue/replies.ts`). */
+/**
+ * A job's answer (see `queue/replies.ts`). The outputs' bytes travel as the answer's binary blob
+ * (`encodeAnswer`), not in its JSON: an answer goes to its gateway's reply stream (trimmed as it
+ * is read) or an async call's result key, raw bytes either way.
+ */
 export interface InvokeReply {
-  /** The outputs, inline: an answer goes to its gateway's reply stream, trimmed as it is read. */
-  outputs: WireTensors;
+  /** Where each output lies in the answer's blob. */
+  outputs: { tensors: Record<string, WireTensor> };
   coldStart: boolean;
   node: string;
   timings: Timings;

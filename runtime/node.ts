@@ -315,7 +315,7 @@ export class RuntimeNode {
   private async process(job: Job<Routed<object>>): Promise<{ first: boolean }> {
     let answer: Answer;
     try {
-      answer = { ok: await this.run(job) };
+      answer = await this.run(job);
     } catch (e) {
       // A bug (anything but a BruleeError with a code of its own) is logged here with its stack
       // and the job: the caller only gets `INTERNAL: message`.
@@ -335,7 +335,7 @@ export class RuntimeNode {
     }
   }
 
-  private async run(job: Job): Promise<unknown> {
+  private async run(job: Job): Promise<Answer> {
     switch (job.name) {
       case JOB.invoke:
         return this.invoke(job as Job<InvokeJob>);
@@ -344,11 +344,11 @@ export class RuntimeNode {
         this.retireOlder(model);
         const loaded = await this.pool.prewarm(this.spec(model));
         if (loaded) await this.prewarmed(model.fn, modelKey(model), 'api');
-        return { loaded, node: this.o.id };
+        return { ok: { loaded, node: this.o.id } };
       }
       case JOB.unload: {
         const { fn, ...how } = (job as Job<UnloadJob>).data;
-        return { dropped: this.pool.dropFunction(fn, how) };
+        return { ok: { dropped: this.pool.dropFunction(fn, how) } };
       }
       default:
         throw new BruleeError('BAD_REQUEST', `unknown job ${job.name}`);
@@ -374,7 +374,8 @@ export class RuntimeNode {
     }
   }
 
-  private async invoke(job: Job<InvokeJob>): Promise<InvokeAnswer> {
+  /** Runs an invocation; its answer carries the outputs' bytes as its blob. */
+  private async invoke(job: Job<InvokeJob>): Promise<{ ok: InvokeAnswer; blob: Buffer }> {
     const { model, outputs, deadline } = job.data;
     const { metrics, redis, keys, clock } = this.o;
     const fn = model.fn;
@@ -415,13 +416,14 @@ export class RuntimeNode {
     const loadMs = lease.loaded ? (this.lastLoadMs.get(spec.key) ?? lease.loadWaitMs) : lease.loadWaitMs;
     const facts = { coldStart: lease.coldStart, loaded: lease.loaded, loadMs, ...(lease.loaded ? { fetchMs: this.lastFetchMs.get(spec.key) ?? 0 } : {}) };
     let result: InvokeAnswer;
+    let blob: Buffer;
     try {
       const feeds = await inputs;
       const t0 = performance.now();
       const { outputs: out } = await this.batcher.run(lease.value, feeds, outputs, model.batch, clock.toLocal(deadline), fn);
       const execMs = performance.now() - t0;
-      // Checked from the tensors' byte size before any encoding: a model that answers 1.2 GB
-      // must not have it copied into base64 and JSON on its way out.
+      // Checked from the tensors' byte size before any copy: a model that answers 1.2 GB must not
+      // have it packed on its way out.
       let outBytes = 0;
       for (const t of Object.values(out)) outBytes += Array.isArray(t.data) ? t.data.reduce((a, x) => a + Buffer.byteLength(x) + 4, 0) : t.data.byteLength;
       if (outBytes > this.o.maxOutputBytes) {
@@ -431,7 +433,8 @@ export class RuntimeNode {
         );
       }
       const packed = packTensors(out);
-      result = { outputs: { tensors: packed.tensors, b64: packed.blob.toString('base64') }, coldStart: lease.coldStart, node: this.o.id, timings: { queueMs, loadMs, execMs }, fn, version: model.version };
+      blob = packed.blob;
+      result = { outputs: { tensors: packed.tensors }, coldStart: lease.coldStart, node: this.o.id, timings: { queueMs, loadMs, execMs }, fn, version: model.version };
       metrics.execSeconds.observe({ function: fn }, execMs / 1000);
     } catch (e) {
       metrics.invocations.inc({ function: fn, outcome: 'error' });
@@ -445,7 +448,7 @@ export class RuntimeNode {
     // these counts before it, and a caller that has its answer still sees it counted; the node
     // saves a round trip per invocation.
     record({ outcome: 'ok', ...facts, execMs: result.timings.execMs }).catch((e: unknown) => this.o.log.warn({ err: e }, 'recording an invocation failed'));
-    return result;
+    return { ok: result, blob };
   }
 }
 

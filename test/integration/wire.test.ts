@@ -75,4 +75,35 @@ describe('tensors on the wire', () => {
     const want = await runDirect(mlpModel({ inputSize: 2048, hidden: [4], outputSize: 4096, seed: 3 }), { x: new ort.Tensor('float32', Float32Array.from(x), [1, 2048]) });
     expect(r.body.outputs.y.data).toEqual(Array.from(want.y!.data as Float32Array));
   });
+
+  it('outputs travel node -> gateway as their raw bytes, not base64 inside JSON (sync: the reply stream; async: the result key)', async () => {
+    const bytes = mlpModel({ inputSize: 8, hidden: [4], outputSize: 2048, seed: 4 });
+    await b.put('rawout', bytes);
+    const x = floats(8, 2);
+    const want = await runDirect(bytes, { x: new ort.Tensor('float32', Float32Array.from(x), [1, 8]) });
+    const raw = Buffer.from(tensorBytes({ type: 'float32', dims: [1, 2048], data: want.y!.data as Float32Array }));
+    // Async: the answer rests under its result key; its bytes are the outputs' bytes, with a small JSON header.
+    const sub = await b.json('POST', '/functions/rawout/invoke?async=true', { inputs: { x: { type: 'float32', dims: [1, 8], data: x } } });
+    expect(sub.status).toBe(202);
+    let stored: Buffer | null = null;
+    for (let i = 0; i < 200 && !(stored = await redis.getBuffer(`${b.namespace}:result:${sub.body.id}`)); i++) await new Promise((r) => setTimeout(r, 25));
+    expect(stored!.indexOf(raw)).toBeGreaterThan(0);
+    expect(stored!.byteLength).toBeLessThan(raw.byteLength + 1024);
+    expect(stored!.includes(raw.toString('base64').slice(0, 64))).toBe(false);
+    const s = await b.json('GET', `/invocations/${sub.body.id}`);
+    expect(s.body.outputs.y.data).toEqual(Array.from(want.y!.data as Float32Array));
+    // Sync: the XADD onto the gateway's reply stream carries a value no longer than bytes + header.
+    const mon = await redis.monitor();
+    const xadds: string[][] = [];
+    mon.on('monitor', (_t: string, args: string[]) => {
+      if (args[0]?.toLowerCase() === 'xadd' && args[1]?.startsWith(`${b.namespace}:replies:`)) xadds.push(args);
+    });
+    const r = await b.invoke('rawout', { x: { type: 'float32', dims: [1, 8], data: x } });
+    await new Promise((res) => setTimeout(res, 100));
+    mon.disconnect();
+    expect(r.status).toBe(200);
+    expect(xadds.map((a) => a.length)).toEqual([7]); // XADD key * id <id> a <answer>
+    expect(xadds[0]![6]!.includes(raw.toString('base64').slice(0, 64))).toBe(false);
+    expect(r.body.outputs.y.data).toEqual(Array.from(want.y!.data as Float32Array));
+  });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decodeStrings, elementCount, encodeStrings, tensorFromBytes, type Tensor } from '../../queue/tensor';
+import { decodeAnswer, encodeAnswer } from '../../queue/replies';
 import { mapValues, packTensors, unpackTensors, type WireTensor } from '../../queue/wire';
 
 /** One tensor alone on the wire, its blob inline as base64 (as a small job's inputs travel). */
@@ -83,5 +84,24 @@ describe('the queue wire format', () => {
     expect(elementCount([])).toBe(1);
     expect(elementCount([5, 0])).toBe(0);
     expect(mapValues({ a: 1, b: 2 }, (v) => v * 10)).toEqual({ a: 10, b: 20 });
+  });
+});
+
+describe('an answer on the wire', () => {
+  it('is a length, its JSON, padding to 8 bytes, then the blob as raw bytes', () => {
+    const blob = Buffer.from([1, 2, 3, 250]);
+    const buf = encodeAnswer({ ok: { a: 1 }, blob });
+    // {"ok":{"a":1}} is 14 bytes: 4 + 14 = 18, padded to 24.
+    expect(buf.readUInt32LE(0)).toBe(14);
+    expect(buf.toString('utf8', 4, 18)).toBe('{"ok":{"a":1}}');
+    expect(buf.subarray(18, 24).toString()).toBe('      ');
+    expect([...buf.subarray(24)]).toEqual([1, 2, 3, 250]);
+    const back = decodeAnswer(buf);
+    expect(back).toEqual({ ok: { a: 1 }, blob });
+  });
+
+  it('an error or an answer without a blob decodes without one', () => {
+    expect(decodeAnswer(encodeAnswer({ error: 'TIMEOUT: late' }))).toEqual({ error: 'TIMEOUT: late' });
+    expect(decodeAnswer(encodeAnswer({ ok: { dropped: 0 } }))).toEqual({ ok: { dropped: 0 } });
   });
 });
