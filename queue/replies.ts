@@ -54,7 +54,28 @@ export interface ReplyTo {
   answerTtlMs: number;
 }
 
+/**
+ * Writes that go with an answer, in the same script (a node's counts of the invocation, the
+ * deletion of its input key): per write four arguments, its command (HINCRBY, HINCRBYFLOAT, HSET,
+ * LPUSH, LTRIM or DEL), the 1-based index of its key in `keys`, and two arguments (unused ones '').
+ */
+export interface WithAnswer {
+  keys: readonly string[];
+  args: ReadonlyArray<string | number>;
+}
+
+// KEYS: the answered marker (sync) or result key (async), the reply stream (sync; else the result
+// key again), the cluster counters, then the keys of the writes that go with it.
+// ARGV: answer, ttl ms, id, 'sync'|'async', number of writes, then four per write.
 const DELIVER = new Script(`
+local n = tonumber(ARGV[5])
+for i = 0, n - 1 do
+  local at = 6 + 4 * i
+  local op, key = ARGV[at], KEYS[3 + tonumber(ARGV[at + 1])]
+  if op == 'LPUSH' then redis.call('LPUSH', key, ARGV[at + 2])
+  elseif op == 'DEL' then redis.call('DEL', key)
+  else redis.call(op, key, ARGV[at + 2], ARGV[at + 3]) end
+end
 if ARGV[4] == 'async' then
   if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
     redis.call('HINCRBY', KEYS[3], 'duplicateRuns', 1)
@@ -70,12 +91,21 @@ redis.call('XADD', KEYS[2], '*', 'id', ARGV[3], 'a', ARGV[1])
 redis.call('PEXPIRE', KEYS[2], 3600000)
 return 1`);
 
-/** A node's side: gives the job's answer, unless it was given already. Resolves to whether this was the first answer. */
-export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: Answer): Promise<boolean> {
+/**
+ * A node's side: gives the job's answer, unless it was given already, and applies `also` (its
+ * counts) first either way, in one script: one command, one round trip. Resolves to whether this
+ * was the first answer.
+ */
+export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: Answer, also?: WithAnswer): Promise<boolean> {
   const payload = encodeAnswer(answer);
   const ttl = Math.max(1000, Math.ceil(to.answerTtlMs));
   const keys = to.replyTo ? [k.answered(to.id), to.replyTo, k.cluster] : [k.result(to.id), k.result(to.id), k.cluster];
-  return (await DELIVER.run(redis, keys, [payload, ttl, to.id, to.replyTo ? 'sync' : 'async'])) === 1;
+  const args: Array<string | number | Buffer> = [payload, ttl, to.id, to.replyTo ? 'sync' : 'async', (also?.args.length ?? 0) / 4];
+  if (also) {
+    keys.push(...also.keys);
+    args.push(...also.args);
+  }
+  return (await DELIVER.run(redis, keys, args)) === 1;
 }
 
 /** An async invocation's answer, if it has one yet. */
@@ -144,10 +174,23 @@ export class ReplyReader {
   }
 
   private async read(): Promise<void> {
+    // What was read is no longer needed: the stream holds only answers not yet read. The trim goes
+    // out with the next XREAD, in one write and one round trip (MINID keeps ids from the one given
+    // on, so trim from just past the last one read, or a large answer would stay in Redis until the
+    // next one).
+    let trimFrom: string | undefined;
     while (this.running) {
       let res: Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
       try {
-        res = (await this.conn.xreadBuffer('COUNT', 1000, 'BLOCK', 1000, 'STREAMS', this.key, this.lastId)) as typeof res;
+        if (trimFrom === undefined) {
+          res = (await this.conn.xreadBuffer('COUNT', 1000, 'BLOCK', 1000, 'STREAMS', this.key, this.lastId)) as typeof res;
+        } else {
+          const out = await this.conn.pipeline().xtrim(this.key, 'MINID', trimFrom).xreadBuffer('COUNT', 1000, 'BLOCK', 1000, 'STREAMS', this.key, this.lastId).exec();
+          trimFrom = undefined;
+          const [err, value] = out?.[1] ?? [new Error('no reply to XREAD')];
+          if (err) throw err;
+          res = value as typeof res;
+        }
       } catch {
         if (!this.running) return;
         await new Promise((r) => setTimeout(r, 100));
@@ -169,11 +212,8 @@ export class ReplyReader {
         this.waiters.delete(id!);
         w.resolve(decodeAnswer(raw));
       }
-      // What was read is no longer needed: the stream holds only answers not yet read (MINID keeps
-      // ids from the one given on, so trim from just past the last one read, or a large answer
-      // would stay in Redis until the next one).
       const [ms, seq] = this.lastId.split('-');
-      await this.conn.xtrim(this.key, 'MINID', `${ms}-${BigInt(seq ?? '0') + 1n}`).catch(() => undefined);
+      trimFrom = `${ms}-${BigInt(seq ?? '0') + 1n}`;
     }
   }
 }

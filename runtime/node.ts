@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BruleeError, errorToWire, isBruleeError } from '../errors';
 import type { LocalModels } from '../store';
-import { closeRedis, createRedis, withRedisRetry } from '../queue/connection';
+import { closeRedis, createRedis } from '../queue/connection';
 import type { RedisClock } from '../queue/clock';
 import { modelKey, type InvokeAnswer, type Routed } from '../queue/dispatcher';
 import { controlType, type Keys } from '../queue/keys';
@@ -18,7 +18,7 @@ import type { Metrics } from './metrics';
 import { artifactKey, loadModel, type LoadedModel } from './onnx';
 import { createPolicy, type RuntimePolicyName } from './policies';
 import { readPopularity } from './popularity';
-import { invocationCommands, recordEviction, recordInvocation, type InvocationRecord } from './stats';
+import { invocationCommands, recordEviction, recordInvocation, StatsOps, type InvocationRecord } from './stats';
 import { WarmPool, type ModelSpec } from './warm-pool';
 import { WARMUP_MODEL_B64 } from './warmup-model';
 
@@ -314,8 +314,10 @@ export class RuntimeNode {
    */
   private async process(job: Job<Routed<object>>): Promise<{ first: boolean }> {
     let answer: Answer;
+    // An invocation's counts (and its input key's deletion) go in the script that gives its answer.
+    const stats = new StatsOps();
     try {
-      answer = await this.run(job);
+      answer = await this.run(job, stats);
     } catch (e) {
       // A bug (anything but a BruleeError with a code of its own) is logged here with its stack
       // and the job: the caller only gets `INTERNAL: message`.
@@ -327,7 +329,7 @@ export class RuntimeNode {
     // Redis may be restarting: the answer is worth a few retries (an async caller reads it later).
     for (let attempt = 0; ; attempt++) {
       try {
-        return { first: await deliver(this.o.redis, this.o.keys, job.data.reply, answer) };
+        return { first: await deliver(this.o.redis, this.o.keys, job.data.reply, answer, stats.count > 0 ? stats : undefined) };
       } catch (e) {
         if (attempt >= 50 || this.closing) throw e;
         await new Promise((r) => setTimeout(r, 200));
@@ -335,10 +337,10 @@ export class RuntimeNode {
     }
   }
 
-  private async run(job: Job): Promise<Answer> {
+  private async run(job: Job, stats: StatsOps): Promise<Answer> {
     switch (job.name) {
       case JOB.invoke:
-        return this.invoke(job as Job<InvokeJob>);
+        return this.invoke(job as Job<InvokeJob>, stats);
       case JOB.load: {
         const { model } = (job as Job<LoadJob>).data;
         this.retireOlder(model);
@@ -375,7 +377,7 @@ export class RuntimeNode {
   }
 
   /** Runs an invocation; its answer carries the outputs' bytes as its blob. */
-  private async invoke(job: Job<InvokeJob>): Promise<{ ok: InvokeAnswer; blob: Buffer }> {
+  private async invoke(job: Job<InvokeJob>, stats: StatsOps): Promise<{ ok: InvokeAnswer; blob: Buffer }> {
     const { model, outputs, deadline } = job.data;
     const { metrics, redis, keys, clock } = this.o;
     const fn = model.fn;
@@ -383,17 +385,16 @@ export class RuntimeNode {
     const queueMs = Math.max(0, clock.fromLocal(job.processedOn ?? Date.now()) - job.data.acceptedAt);
     const inputsKey = job.data.inputs.key;
     // Its counts and the deletion of its inputs (kept until the job has run, for a re-run after a
-    // node's death) go in one pipeline. Redis blips (a restart, a failover) are waited out: the
-    // work is done, only its record is due.
-    const record = (r: Omit<InvocationRecord, 'fn'>) =>
-      withRedisRetry(() => {
-        const p = invocationCommands(redis.pipeline(), keys, { fn, queueMs, totalMs: Math.max(0, clock.now() - job.data.acceptedAt), ...r });
-        if (inputsKey !== undefined) p.del(inputsKey);
-        return p.exec();
-      });
+    // node's death) go with its answer, in the one script that gives it (`deliver`, retried while
+    // Redis is away): Redis applies them before the answer is visible, so a caller that has its
+    // answer sees it counted.
+    const record = (r: Omit<InvocationRecord, 'fn'>) => {
+      invocationCommands(stats, keys, { fn, queueMs, totalMs: Math.max(0, clock.now() - job.data.acceptedAt), ...r });
+      if (inputsKey !== undefined) stats.del(inputsKey);
+    };
     if (clock.now() > deadline) {
       // The caller has already had its 504: running this now would only take a slot.
-      await record({ outcome: 'timeout', loaded: false, loadMs: 0, execMs: 0 });
+      record({ outcome: 'timeout', loaded: false, loadMs: 0, execMs: 0 });
       throw new BruleeError('TIMEOUT', `the invocation waited ${queueMs} ms in the queue, past its deadline; it was not run`);
     }
     // Large inputs are fetched while the model is acquired (a load, on a cold start).
@@ -406,7 +407,7 @@ export class RuntimeNode {
       lease = await this.pool.acquire(spec, clock.toLocal(deadline));
     } catch (e) {
       metrics.invocations.inc({ function: fn, outcome: 'error' });
-      await record({ outcome: 'error', loaded: false, loadMs: 0, execMs: 0 });
+      record({ outcome: 'error', loaded: false, loadMs: 0, execMs: 0 });
       throw e;
     }
     // Routing reads residency from heartbeats: publish a new resident model at once. Not awaited:
@@ -438,16 +439,13 @@ export class RuntimeNode {
       metrics.execSeconds.observe({ function: fn }, execMs / 1000);
     } catch (e) {
       metrics.invocations.inc({ function: fn, outcome: 'error' });
-      await record({ outcome: 'error', ...facts, execMs: 0 });
+      record({ outcome: 'error', ...facts, execMs: 0 });
       throw e;
     } finally {
       lease.release();
     }
     metrics.invocations.inc({ function: fn, outcome: 'ok' });
-    // Not awaited: the answer (`deliver`) goes out next on this same connection, so Redis applies
-    // these counts before it, and a caller that has its answer still sees it counted; the node
-    // saves a round trip per invocation.
-    record({ outcome: 'ok', ...facts, execMs: result.timings.execMs }).catch((e: unknown) => this.o.log.warn({ err: e }, 'recording an invocation failed'));
+    record({ outcome: 'ok', ...facts, execMs: result.timings.execMs });
     return { ok: result, blob };
   }
 }

@@ -1,4 +1,4 @@
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Keys } from '../queue/keys';
 import type { EvictionEvent } from './warm-pool';
 
@@ -34,25 +34,66 @@ export interface InvocationRecord {
 }
 
 /**
- * Cluster-wide counts in Redis, written by runtime nodes: what /stats reads. One pipeline per
- * job, awaited before the job completes, so a client that got its answer sees it counted.
+ * Cluster-wide counts in Redis, written by runtime nodes: what /stats reads. An invocation's go
+ * in the script that gives its answer (`StatsOps`), so a client that got its answer sees it
+ * counted; a load with no invocation (a prewarm) goes here, in one pipeline.
  */
 export async function recordInvocation(redis: Redis, k: Keys, r: InvocationRecord): Promise<void> {
   await invocationCommands(redis.pipeline(), k, r).exec();
 }
 
-/** Adds the commands that count `r` to `p` (so a node sends them with its other writes, in one round trip). */
-export function invocationCommands(p: ChainableCommander, k: Keys, r: InvocationRecord): ChainableCommander {
+/** The writes that count an invocation: an ioredis pipeline has them, and so does `StatsOps` (for a script). */
+export interface StatsWriter {
+  hincrby(key: string, field: string, n: number): unknown;
+  hincrbyfloat(key: string, field: string, n: string): unknown;
+  hset(key: string, field: string, value: number): unknown;
+  lpush(key: string, value: string): unknown;
+  ltrim(key: string, start: number, stop: number): unknown;
+}
+
+/**
+ * The same writes as data, for a Lua script to apply (`queue/replies.ts` runs them in the script
+ * that gives the job's answer: one command and one round trip per invocation, not two and eleven).
+ */
+export class StatsOps implements StatsWriter {
+  readonly keys: string[] = [];
+  /** Per op: its command, the 1-based index of its key in `keys`, then two arguments. */
+  readonly args: Array<string | number> = [];
+  private readonly index = new Map<string, number>();
+  get count(): number {
+    return this.args.length / 4;
+  }
+  hincrby(key: string, field: string, n: number) { this.op('HINCRBY', key, field, n); }
+  hincrbyfloat(key: string, field: string, n: string) { this.op('HINCRBYFLOAT', key, field, n); }
+  hset(key: string, field: string, value: number) { this.op('HSET', key, field, value); }
+  lpush(key: string, value: string) { this.op('LPUSH', key, value, ''); }
+  ltrim(key: string, start: number, stop: number) { this.op('LTRIM', key, start, stop); }
+  del(key: string) { this.op('DEL', key, '', ''); }
+  private op(cmd: string, key: string, a: string | number, b: string | number): void {
+    let i = this.index.get(key);
+    if (i === undefined) {
+      this.keys.push(key);
+      this.index.set(key, (i = this.keys.length));
+    }
+    this.args.push(cmd, i, a, b);
+  }
+}
+
+/** Adds the commands that count `r` to `p` (an ioredis pipeline, or `StatsOps` for a script). */
+export function invocationCommands<W extends StatsWriter>(p: W, k: Keys, r: InvocationRecord): W {
   const key = k.fnStats(r.fn);
   if (r.loaded) {
     p.hincrby(key, 'loads', 1);
-    p.lpush(k.fnSamples(r.fn, 'load'), r.loadMs.toFixed(3)).ltrim(k.fnSamples(r.fn, 'load'), 0, SAMPLES_KEPT - 1);
+    p.lpush(k.fnSamples(r.fn, 'load'), r.loadMs.toFixed(3));
+    p.ltrim(k.fnSamples(r.fn, 'load'), 0, SAMPLES_KEPT - 1);
     if (r.fetchMs !== undefined) {
       const createMs = Math.max(0, r.loadMs - r.fetchMs);
-      p.lpush(k.fnSamples(r.fn, 'create'), createMs.toFixed(3)).ltrim(k.fnSamples(r.fn, 'create'), 0, SAMPLES_KEPT - 1);
+      p.lpush(k.fnSamples(r.fn, 'create'), createMs.toFixed(3));
+      p.ltrim(k.fnSamples(r.fn, 'create'), 0, SAMPLES_KEPT - 1);
       if (r.fetchMs > 0) {
         p.hincrby(key, 'fetches', 1);
-        p.lpush(k.fnSamples(r.fn, 'fetch'), r.fetchMs.toFixed(3)).ltrim(k.fnSamples(r.fn, 'fetch'), 0, SAMPLES_KEPT - 1);
+        p.lpush(k.fnSamples(r.fn, 'fetch'), r.fetchMs.toFixed(3));
+        p.ltrim(k.fnSamples(r.fn, 'fetch'), 0, SAMPLES_KEPT - 1);
       }
     }
   }
@@ -65,7 +106,8 @@ export function invocationCommands(p: ChainableCommander, k: Keys, r: Invocation
     if (r.coldStart !== undefined) p.hincrby(key, r.coldStart ? 'coldStarts' : 'warmHits', 1);
     if (r.outcome === 'error') p.hincrby(key, 'failures', 1);
     if (r.outcome === 'ok') {
-      p.lpush(k.fnSamples(r.fn, 'exec'), r.execMs.toFixed(3)).ltrim(k.fnSamples(r.fn, 'exec'), 0, SAMPLES_KEPT - 1);
+      p.lpush(k.fnSamples(r.fn, 'exec'), r.execMs.toFixed(3));
+      p.ltrim(k.fnSamples(r.fn, 'exec'), 0, SAMPLES_KEPT - 1);
       // Sums for the load delay as a share of exec time (the paper's figure of merit), and for
       // the statistics extension (Triton's counts and durations).
       p.hincrbyfloat(key, 'execMsTotal', r.execMs.toFixed(3));
