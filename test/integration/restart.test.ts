@@ -12,6 +12,7 @@ import { keys } from '../../queue/keys';
 import { ensureRedis, freePort, INSTALL_REDIS_HINT } from '../../queue/redis-server';
 import { mlpForBytes, mlpModel } from '../../models/generate';
 import { deleteKeys } from '../support/brulee';
+import { asFloat32, directJson } from '../support/models';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -52,7 +53,9 @@ describe('restart', () => {
       expect(after.status).toBe(200);
       const body = (await after.json()) as any;
       expect(body.coldStart).toBe(true);
-      expect(body.outputs).toEqual(before.outputs);
+      const want = await directJson(model, inputs.inputs);
+      expect(asFloat32(before.outputs)).toEqual(want);
+      expect(asFloat32(body.outputs)).toEqual(want);
       // Counts persisted too.
       const stats = (await (await second.b.app.request('/stats')).json()) as any;
       expect(stats.functions.survivor.invocations).toBe(2);

@@ -41,3 +41,34 @@ export function floats(n: number, seed = 1): number[] {
 }
 
 export { ort };
+
+/** A tensor in brulee's v1 JSON form. */
+export interface JsonTensor {
+  type: string;
+  dims: number[];
+  data: unknown[];
+}
+
+const float32Values = (xs: ArrayLike<number>) => Array.from(xs, (v) => (Object.is(v, -0) ? 0 : v));
+
+/**
+ * onnxruntime's own outputs for float32 inputs given in v1 JSON form, in that form: the expected
+ * value for a brulee answer (compare with `asFloat32`). JSON has no -0, so -0 becomes 0.
+ */
+export async function directJson(model: Uint8Array, inputs: Record<string, JsonTensor>): Promise<Record<string, JsonTensor>> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const [name, t] of Object.entries(inputs)) {
+    if (t.type !== 'float32') throw new Error(`directJson: input ${name} is ${t.type}; only float32 is handled`);
+    feeds[name] = new ort.Tensor('float32', Float32Array.from(t.data as number[]), t.dims);
+  }
+  const out = await runDirect(model, feeds);
+  return Object.fromEntries(Object.entries(out).map(([name, t]) => {
+    if (t.type !== 'float32') throw new Error(`directJson: output ${name} is ${t.type}; only float32 is handled`);
+    return [name, { type: t.type, dims: [...t.dims], data: float32Values(t.data as Float32Array) }];
+  }));
+}
+
+/** brulee's float32 JSON outputs as float32 values (JSON numbers are read back as doubles). */
+export function asFloat32(outputs: Record<string, JsonTensor>): Record<string, JsonTensor> {
+  return Object.fromEntries(Object.entries(outputs).map(([name, t]) => [name, { ...t, data: t.type === 'float32' ? float32Values(Float32Array.from(t.data as number[])) : t.data }]));
+}
