@@ -106,9 +106,10 @@ export function errorToWire(e: unknown): string {
  */
 export function preview(value: unknown, max = 80): string {
   let out = '';
+  // Stops once past `max`, not at it: a value cut exactly at `max` must still get its "…".
   const put = (s: string) => {
     out += s;
-    return out.length < max;
+    return out.length <= max;
   };
   const walk = (v: unknown, depth: number): boolean => {
     if (typeof v === 'string') return put(JSON.stringify(v.length > max ? `${v.slice(0, max)}` : v).slice(0, max + 2) + (v.length > max ? '…' : ''));

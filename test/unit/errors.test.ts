@@ -77,6 +77,11 @@ describe('preview', () => {
     expect(big.startsWith('[0, 1, 2, 3')).toBe(true);
     expect(preview([1, 2, 3], 3)).toBe('[1,…');
     expect(preview([1, 2], 6)).toBe('[1, 2]');
+    // Cut exactly at `max` characters: still marked as cut.
+    expect(preview([1, 2, 3], 4)).toBe('[1, …');
+    expect(preview([10, 20], 3)).toBe('[10…');
+    expect(preview({ a: 1, b: 2 }, 6)).toBe('{"a": …');
+    expect(preview({ a: 1 }, 8)).toBe('{"a": 1}');
     // 20 000 levels: no stack overflow.
     let deep: unknown = 1;
     for (let i = 0; i < 20_000; i++) deep = [deep];
