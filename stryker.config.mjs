@@ -5,9 +5,12 @@
 import { existsSync } from 'node:fs';
 import { MODULES } from './test/mutation/modules.mjs';
 
-const name = process.env.MUTATE_MODULE ?? 'errors';
-const mod = MODULES[name];
-if (!mod) throw new Error(`MUTATE_MODULE=${name} is not one of ${Object.keys(MODULES).join(', ')}`);
+const module = process.env.MUTATE_MODULE ?? 'errors';
+const mod = MODULES[module];
+if (!mod) throw new Error(`MUTATE_MODULE=${module} is not one of ${Object.keys(MODULES).join(', ')}`);
+// MUTATE_PART names a part of a module run with MUTATE_FILES: its own report, sandbox and
+// incremental file (reports/mutation/<module>-<part>.json), so parts can run one after another.
+const name = process.env.MUTATE_PART ? `${module}-${process.env.MUTATE_PART}` : module;
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
