@@ -15,7 +15,7 @@ export const MODULES = {
   },
   'warm-pool': {
     mutate: ['runtime/warm-pool.ts'],
-    tests: ['test/unit/warm-pool.test.ts', 'test/unit/prefetch.test.ts'],
+    tests: ['test/unit/warm-pool.test.ts', 'test/unit/warm-pool-contract.test.ts', 'test/unit/prefetch.test.ts'],
   },
   policies: {
     mutate: ['runtime/policies/*.ts'],
