@@ -112,7 +112,9 @@ export function preview(value: unknown, max = 80): string {
     return out.length <= max;
   };
   const walk = (v: unknown, depth: number): boolean => {
-    if (typeof v === 'string') return put(JSON.stringify(v.length > max ? `${v.slice(0, max)}` : v).slice(0, max + 2) + (v.length > max ? '…' : ''));
+    // A string longer than `max` is quoted from its first `max` characters only (its quoted form
+    // is then longer than `max`, so the cut below marks it): a 3 MB string is never stringified.
+    if (typeof v === 'string') return put(JSON.stringify(v.length > max ? v.slice(0, max) : v));
     if (typeof v === 'bigint') return put(v.toString());
     if (typeof v !== 'object' || v === null) return put(String(v));
     if (depth >= 3) return put(Array.isArray(v) ? '[…]' : '{…}');

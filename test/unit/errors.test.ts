@@ -52,6 +52,25 @@ describe('error codes', () => {
 });
 
 describe('preview', () => {
+  it('reads no more of a large array than it shows', () => {
+    const reads: string[] = [];
+    const big = new Proxy(new Array<number>(1000).fill(0), {
+      get(target, prop, receiver) {
+        if (typeof prop === 'string' && /^\d+$/.test(prop)) reads.push(prop);
+        return Reflect.get(target, prop, receiver) as unknown;
+      },
+    });
+    // "[0" is 2 characters and each further ", 0" adds 3: the fourth element takes it to 11 > 10.
+    expect(preview(big, 10)).toBe('[0, 0, 0, …');
+    expect(reads).toEqual(['0', '1', '2', '3']);
+    reads.length = 0;
+    expect(preview([big, big], 10)).toBe('[[0, 0, 0,…');
+    expect(reads).toEqual(['0', '1', '2']);
+    reads.length = 0;
+    expect(preview({ k: big, l: big }, 10)).toBe('{"k": [0, …');
+    expect(reads).toEqual(['0', '1']);
+  });
+
   it('renders values as JSON-like text', () => {
     expect(preview('ab')).toBe('"ab"');
     expect(preview(12n)).toBe('12');
@@ -82,6 +101,9 @@ describe('preview', () => {
     expect(preview([10, 20], 3)).toBe('[10…');
     expect(preview({ a: 1, b: 2 }, 6)).toBe('{"a": …');
     expect(preview({ a: 1 }, 8)).toBe('{"a": 1}');
+    // Escapes count: a cut string keeps as much of its quoted form as fits.
+    expect(preview('"'.repeat(10), 5)).toBe('"\\"\\"…');
+    expect(preview(['ab', 'x'.repeat(10)], 8)).toBe('["ab", "…');
     // 20 000 levels: no stack overflow.
     let deep: unknown = 1;
     for (let i = 0; i < 20_000; i++) deep = [deep];
