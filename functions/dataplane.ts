@@ -73,6 +73,8 @@ export interface StatsSnapshot {
     usedBytes: number;
     loads: number;
     evictions: number;
+    /** The node process's RSS, V8 heap and external (ArrayBuffer) bytes at its last beat. */
+    memory?: NodeInfo['memory'];
     residentModels: NodeInfo['resident'];
     /** ISO time of its last heartbeat. */
     heartbeatAt: string;
@@ -300,6 +302,7 @@ export class DataPlane {
         usedBytes: n.usedBytes,
         loads: n.loads,
         evictions: n.evictions,
+        ...(n.memory ? { memory: n.memory } : {}),
         residentModels: n.resident,
         heartbeatAt: new Date(n.heartbeatAt).toISOString(),
       })),

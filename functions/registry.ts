@@ -387,6 +387,7 @@ export function modelRefOf(fn: FunctionMeta, learnedExecMs?: number): ModelRef {
     sha256: fn.sha256,
     version: fn.version,
     sizeBytes: fn.sizeBytes,
+    ...(fn.options.memoryBytes !== undefined ? { sizeFixed: true } : {}),
     loadMs: fn.profile.loadMs,
     execMs: fn.profile.execMs ?? learnedExecMs ?? 0,
     pinned: fn.options.pinned ?? false,

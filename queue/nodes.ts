@@ -14,6 +14,8 @@ export interface NodeInfo {
   resident: Array<{ key: string; fn: string; sizeBytes: number; state: 'loading' | 'resident'; pinned: boolean; inFlight: number }>;
   loads: number;
   evictions: number;
+  /** The process's memory at the beat (`process.memoryUsage()`), bytes: to read beside the budget. */
+  memory?: { rssBytes: number; heapBytes: number; externalBytes: number };
   startedAt: number;
   /** Redis time of the beat (epoch ms). */
   heartbeatAt: number;

@@ -77,6 +77,8 @@ export interface ModelRef {
   sha256: string;
   version: number;
   sizeBytes: number;
+  /** `sizeBytes` is the operator's (`memoryBytes`): a node charges it as is, not what it measures. */
+  sizeFixed?: boolean;
   loadMs: number;
   execMs: number;
   pinned: boolean;

@@ -14,6 +14,7 @@ import { deliver, type Answer } from '../queue/replies';
 import { JOB, packTensors, unpackTensors, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from '../queue/wire';
 import { Batcher } from './batcher';
 import { closeInOrder } from './close';
+import { Footprints } from './footprint';
 import type { Metrics } from './metrics';
 import { artifactKey, loadModel, type LoadedModel } from './onnx';
 import { createPolicy, type RuntimePolicyName } from './policies';
@@ -74,10 +75,20 @@ export class RuntimeNode {
   private readonly o: Required<RuntimeNodeOptions>;
   /** Merges concurrent calls of a model whose function asks for it (`ModelRef.batch`). */
   private readonly batcher: Batcher;
+  /** What each model really holds here, measured (runtime/footprint.ts); the pool charges it. */
+  readonly footprints: Footprints;
+  /** Each model's resident bytes as registration measured them: the least it is charged. */
+  private readonly registered = new Map<string, number>();
 
   constructor(opts: RuntimeNodeOptions) {
     this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, ...opts };
     const { metrics, log } = this.o;
+    this.footprints = new Footprints({
+      onGrow: (key) => {
+        const registered = this.registered.get(key);
+        if (registered !== undefined) this.pool.resize(key, this.footprints.charge(key, registered));
+      },
+    });
     this.batcher = new Batcher({ onRun: (r) => metrics.batchSize.observe({ function: r.tag }, r.callers) });
     this.pool = new WarmPool<LoadedModel, NodeModelSpec>({
       budgetBytes: opts.budgetBytes,
@@ -89,6 +100,10 @@ export class RuntimeNode {
         this.evictions++;
         this.lastLoadMs.delete(ev.key);
         this.lastFetchMs.delete(ev.key);
+        if (ev.cause === 'retired' || ev.cause === 'unload') {
+          this.footprints.forget(ev.key);
+          this.registered.delete(ev.key);
+        }
         metrics.evictions.inc({ function: ev.fn, cause: ev.cause });
         log.info({ model: ev.key, cause: ev.cause, reason: ev.reason }, 'evicted');
         void recordEviction(this.o.redis, this.o.keys, this.o.id, ev).catch(() => undefined);
@@ -117,6 +132,11 @@ export class RuntimeNode {
 
   async start(): Promise<void> {
     const { keys } = this.o;
+    if (!MALLOC_RETURNS_MEMORY) {
+      this.o.log.warn(
+        'GLIBC_TUNABLES has no glibc.malloc.mmap_threshold: memory of evicted models may stay in this process, and measured model footprints may be low; start with GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 (npm start and the image do)',
+      );
+    }
     await this.reloadPopularity();
     await (await loadModel(Buffer.from(WARMUP_MODEL_B64, 'base64'))).dispose();
     await this.claimId();
@@ -167,6 +187,7 @@ export class RuntimeNode {
       resident: this.pool.list().map((m) => ({ key: m.key, fn: m.fn, sizeBytes: m.sizeBytes, state: m.state, pinned: m.pinned, inFlight: m.inFlight })),
       loads: this.loads,
       evictions: this.evictions,
+      memory: processMemory(),
       startedAt: this.startedAt,
       cpus: availableParallelism(),
       heartbeatAt: this.o.clock.now(),
@@ -242,8 +263,12 @@ export class RuntimeNode {
   }
 
   private spec(m: ModelRef): NodeModelSpec {
+    const key = modelKey(m);
+    // An operator's memoryBytes is charged as given; else at least what registration measured.
+    if (m.sizeFixed) this.registered.delete(key);
+    else this.registered.set(key, m.sizeBytes);
     return {
-      key: modelKey(m), fn: m.fn, version: m.version, sha256: m.sha256, sizeBytes: m.sizeBytes, loadMs: m.loadMs, execMs: m.execMs, pinned: m.pinned,
+      key, fn: m.fn, version: m.version, sha256: m.sha256, sizeBytes: m.sizeFixed ? m.sizeBytes : this.footprints.charge(key, m.sizeBytes), loadMs: m.loadMs, execMs: m.execMs, pinned: m.pinned,
       ...(m.session ? { session: m.session } : {}),
       ...(m.artifact ? { artifact: m.artifact } : {}),
     };
@@ -260,7 +285,7 @@ export class RuntimeNode {
     if (spec.artifact && spec.artifact.key === this.artifactKeyOf(spec.sha256)) {
       try {
         const { path, fetchMs } = await this.o.models.open(spec.artifact.sha256);
-        const model = await loadModel(path, { session, preOptimized: true });
+        const model = await this.footprints.load(spec.key, () => loadModel(path, { session, preOptimized: true }));
         this.sources.set(spec.key, 'artifact');
         return this.loaded(spec, t0, fetchMs, model);
       } catch (e) {
@@ -277,7 +302,7 @@ export class RuntimeNode {
       }
       throw e;
     }
-    const model = await loadModel(path, { session });
+    const model = await this.footprints.load(spec.key, () => loadModel(path, { session }));
     this.sources.set(spec.key, 'original');
     return this.loaded(spec, t0, fetchMs, model);
   }
@@ -303,7 +328,20 @@ export class RuntimeNode {
     if (fetchMs > 0) this.o.metrics.fetchSeconds.observe({ function: spec.fn }, fetchMs / 1000);
     this.lastLoadMs.set(spec.key, ms);
     this.lastFetchMs.set(spec.key, fetchMs);
-    return model;
+    return this.metered(spec.key, model);
+  }
+
+  /**
+   * The model with its runs measured while they may still grow it, and its release kept out of
+   * a measured operation (runtime/footprint.ts).
+   */
+  private metered(key: string, m: LoadedModel): LoadedModel {
+    const fp = this.footprints;
+    return {
+      signature: m.signature,
+      run: (inputs, outputs) => fp.run(key, inputBytes(inputs), () => m.run(inputs, outputs)),
+      dispose: () => fp.turns.run(false, () => m.dispose()),
+    };
   }
 
   /**
@@ -448,6 +486,25 @@ export class RuntimeNode {
     record({ outcome: 'ok', ...facts, execMs: result.timings.execMs });
     return { ok: result, blob };
   }
+}
+
+/**
+ * glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which a
+ * model's weights and arena come from the heap and stay in the process once the model is evicted
+ * (a worker reached 2.1x its budget above idle that way). A fixed threshold (any value set) keeps
+ * large blocks in their own mappings, returned to the OS when freed (issue 12 §4, README).
+ */
+const MALLOC_RETURNS_MEMORY = process.platform !== 'linux' || /glibc\.malloc\.mmap_threshold=/.test(process.env.GLIBC_TUNABLES ?? '') || process.env.MALLOC_MMAP_THRESHOLD_ !== undefined;
+
+function processMemory(): NonNullable<NodeInfo['memory']> {
+  const m = process.memoryUsage();
+  return { rssBytes: m.rss, heapBytes: m.heapTotal, externalBytes: m.external };
+}
+
+function inputBytes(inputs: Record<string, Tensor>): number {
+  let n = 0;
+  for (const t of Object.values(inputs)) n += Array.isArray(t.data) ? t.data.reduce((a, x) => a + Buffer.byteLength(x), 0) : t.data.byteLength;
+  return n;
 }
 
 /** A job's input tensors: inline, or fetched as bytes from their own key. */

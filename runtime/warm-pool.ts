@@ -15,7 +15,7 @@ export interface ModelSpec {
 }
 
 export interface WarmPoolOptions<T, S extends ModelSpec = ModelSpec> {
-  /** Byte budget; used bytes never exceed it. */
+  /** Byte budget; no admission takes used bytes past it (a `resize` may, until releases let the pool evict). */
   budgetBytes: number;
   policy: EvictionPolicy;
   /** Loads a model; the pool calls it once per admission (single flight). */
@@ -70,6 +70,7 @@ export interface Lease<T> {
 }
 
 interface Entry<T, S extends ModelSpec> {
+  /** Replaced (not mutated) when `resize` re-charges the model. */
   spec: S;
   value?: T;
   loading?: Promise<T>;
@@ -194,6 +195,38 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     const lease = await this.admit(spec, 0);
     lease.release();
     return lease.loaded;
+  }
+
+  /**
+   * Charges a model `sizeBytes` from now on (a node measured it holding more, or less, than its
+   * spec said: runtime/footprint.ts). The pool evicts what it can to stay within the budget; what
+   * it cannot evict now (in flight, pinned) it evicts as calls release models, and no admission
+   * proceeds while the pool is over. A model not held is only re-charged for its next admission.
+   */
+  resize(key: string, sizeBytes: number): void {
+    const known = this.known.get(key);
+    if (known) this.known.set(key, { ...known, sizeBytes });
+    const e = this.entries.get(key);
+    if (!e || e.spec.sizeBytes === sizeBytes) return;
+    this.used += sizeBytes - e.spec.sizeBytes;
+    e.spec = { ...e.spec, sizeBytes };
+    this.rebalance(e.spec);
+    this.wake();
+  }
+
+  /** Evicts the policy's victims while the pool is over its budget (after a `resize`); false if it stays over. */
+  private rebalance(incoming: S): boolean {
+    const need = this.used - this.opts.budgetBytes;
+    if (need <= 0) return true;
+    const candidates = this.evictable();
+    if (candidates.length === 0) return false;
+    const victims = this.opts.policy.selectVictims({ now: this.opts.now(), needBytes: need, candidates, incoming: { ...incoming, popularity: this.opts.popularity(incoming.fn) } });
+    for (const v of victims) {
+      if (this.used <= this.opts.budgetBytes) break;
+      const e = this.entries.get(v.key);
+      if (e && this.isEvictable(e)) this.evict(e, v.reason, 'policy');
+    }
+    return this.used <= this.opts.budgetBytes;
   }
 
   /** Whether the pool holds, or remembers for prefetching, a model of `fn` other than `key`. */
@@ -354,7 +387,8 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     this.used += spec.sizeBytes;
     this.entries.set(spec.key, entry);
     const t0 = now;
-    entry.loading = this.opts.load(spec);
+    // What evictions freed is free once it is disposed: loading before would hold both at once.
+    entry.loading = this.disposing.size > 0 ? Promise.allSettled([...this.disposing]).then(() => this.opts.load(spec)) : this.opts.load(spec);
     let value: T;
     try {
       value = await entry.loading;
@@ -378,6 +412,8 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
 
   /** Evicts the policy's victims until `spec` fits. False when in-flight/pinned models block it. */
   private makeRoom(spec: S): boolean {
+    // Over the budget already (a model re-charged by `resize`): that first, then this admission.
+    if (this.used > this.opts.budgetBytes && !this.rebalance(spec)) return false;
     const need = this.used + spec.sizeBytes - this.opts.budgetBytes;
     if (need <= 0) return true;
     const candidates = this.evictable();
@@ -444,6 +480,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
         if (e.inFlight === 0 && e.retire && this.entries.get(e.spec.key) === e) {
           this.evict(e, e.retireReason ?? 'retired', e.retire);
         }
+        if (this.used > this.opts.budgetBytes) this.rebalance(e.spec);
         this.wake();
       },
     };

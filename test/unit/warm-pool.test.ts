@@ -183,3 +183,35 @@ describe('WarmPool', () => {
     if (policy !== 'cremebrulee-plus' && policy !== 'hybrid-histogram') expect(prefetched).toBe(0);
   });
 });
+
+describe('WarmPool.resize (a node measured a model holding more than registration said)', () => {
+  it('re-charges a resident model and evicts the policy victims that no longer fit', async () => {
+    const { p, evictions } = pool(30);
+    for (const k of ['a', 'b', 'c']) (await p.acquire(spec(k, 10))).release();
+    p.resize('c', 20);
+    expect(p.usedBytes).toBe(30);
+    expect(evictions.map((e) => e.key)).toEqual(['a']);
+    expect(p.list().find((m) => m.key === 'c')?.sizeBytes).toBe(20);
+    // The next admission of a new model is charged against the new figure.
+    (await p.acquire(spec('d', 10))).release();
+    expect(p.usedBytes).toBeLessThanOrEqual(30);
+  });
+
+  it('over the budget with only in-flight models: no admission until a release brings it back under', async () => {
+    const { p } = pool(30, 'lru', { admitTimeoutMs: 5000 });
+    const a = await p.acquire(spec('a', 10));
+    const b = await p.acquire(spec('b', 10));
+    p.resize('a', 25); // a and b both in flight: nothing can go
+    expect(p.usedBytes).toBe(35);
+    let admitted = false;
+    const c = p.acquire(spec('c', 5)).then((l) => ((admitted = true), l));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(admitted).toBe(false);
+    b.release(); // b can go now: the pool evicts it, then admits c
+    const lc = await within(2000, 'admission after the release', c);
+    expect(p.usedBytes).toBeLessThanOrEqual(30);
+    expect(p.list().map((m) => m.key).sort()).toEqual(['a', 'c']);
+    lc.release();
+    a.release();
+  });
+});

@@ -1,0 +1,206 @@
+/**
+ * Is a worker's memory honest to its budget (issue 12 §4)? A gateway and a worker (each
+ * `node --import tsx server.ts`, as `npm start` runs them) serve a seeded random workload over 15
+ * models: the 4 real ones (PP-OCR det, rec, cls; Silero VAD) with inputs of varied sizes, and 11
+ * generated MLPs of 0.5-32 MB with varied batch sizes, under a MEMORY_BUDGET that forces evictions
+ * (a fraction of the sum of the models' resident bytes). It reports the worker's RSS above its
+ * idle RSS, at its peak (the kernel's VmHWM, reset once idle, so no sample is missed) and at the
+ * end, against the budget, beside what the warm pool's accounting said.
+ *
+ *   npx tsx bench/memory-budget.bench.ts [--calls 400] [--concurrency 4] [--fraction 0.4] [--seed 1]
+ *                                        [--env NAME=VALUE ...]   (e.g. --env MALLOC_ARENA_MAX=2)
+ */
+import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { mlpForBytes, mulberry32 as seededRandom } from '../models/generate';
+import { startRedisServer } from '../queue/redis-server';
+import { REAL_MODELS, readModel } from '../test/support/models';
+import { startProc, stopAll, type Proc } from '../test/support/procs';
+
+const MiB = 1024 ** 2;
+const { values: args } = parseArgs({
+  options: {
+    calls: { type: 'string', default: '400' },
+    concurrency: { type: 'string', default: '4' },
+    fraction: { type: 'string', default: '0.4' },
+    seed: { type: 'string', default: '1' },
+    env: { type: 'string', multiple: true, default: [] },
+    json: { type: 'string' },
+  },
+});
+// As `npm start` runs a worker (`--env GLIBC_TUNABLES=` runs it without, as before issue 12 §4).
+const extraEnv: Record<string, string> = {
+  GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? 'glibc.malloc.mmap_threshold=131072',
+  ...Object.fromEntries(args.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
+};
+
+const status = (pid: number, field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function settled(pid: number): Promise<number> {
+  await sleep(2000);
+  const xs: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    xs.push(status(pid, 'VmRSS'));
+    await sleep(500);
+  }
+  return xs.sort((a, b) => a - b)[2]!;
+}
+
+async function workerMemory(base: string): Promise<{ rssBytes: number; heapBytes: number; externalBytes: number } | undefined> {
+  await sleep(1100); // a heartbeat carries it
+  const s = (await (await fetch(`${base}/stats`)).json()) as { nodes: Array<{ id: string; memory?: { rssBytes: number; heapBytes: number; externalBytes: number } }> };
+  return s.nodes.find((n) => n.id === 'w1')?.memory;
+}
+
+interface Model {
+  fn: string;
+  bytes: Uint8Array;
+  /** A random input for one call. */
+  input: (rnd: () => number) => Record<string, { type: string; dims: number[]; data: number[] }>;
+}
+const floats = (n: number, rnd: () => number) => Array.from({ length: n }, () => Math.round((rnd() * 2 - 1) * 1000) / 1000);
+const pick = <T>(xs: readonly T[], rnd: () => number) => xs[Math.floor(rnd() * xs.length)]!;
+const image = (c: number, h: number, w: number, rnd: () => number) => ({ x: { type: 'float32', dims: [1, c, h, w], data: floats(c * h * w, rnd) } });
+
+const MLP_MB = [0.5, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32];
+const models: Model[] = [
+  { fn: 'ocr-det', bytes: readModel(REAL_MODELS.ocrDet), input: (r) => image(3, pick([96, 160, 224, 320], r), pick([96, 160, 224, 320], r), r) },
+  { fn: 'ocr-rec', bytes: readModel(REAL_MODELS.ocrRec), input: (r) => image(3, 48, pick([96, 160, 320, 480], r), r) },
+  { fn: 'ocr-cls', bytes: readModel(REAL_MODELS.ocrCls), input: (r) => image(3, 48, 192, r) },
+  {
+    fn: 'vad',
+    bytes: readModel(REAL_MODELS.sileroVad),
+    input: (r) => ({ input: { type: 'float32', dims: [1, 512], data: floats(512, r) }, state: { type: 'float32', dims: [2, 1, 128], data: floats(256, r) }, sr: { type: 'int64', dims: [], data: [16000] } }),
+  },
+  ...MLP_MB.map((mb, i) => ({
+    fn: `mlp-${mb}mb`,
+    bytes: mlpForBytes(mb * 1024 * 1024, i + 1),
+    input: (r: () => number) => {
+      const b = 1 + Math.floor(r() * 16);
+      return { x: { type: 'float32', dims: [b, 64], data: floats(b * 64, r) } };
+    },
+  })),
+];
+
+const dir = mkdtempSync(join(tmpdir(), 'brulee-membench-'));
+const redis = await startRedisServer({ dir: join(dir, 'redis'), persist: false });
+const procs: Proc[] = [];
+const shared = { REDIS_URL: redis.url, KEY_PREFIX: 'mb', MODEL_STORE: pathToFileURL(join(dir, 'store')).href, LOG_LEVEL: 'warn', POPULARITY_CRON: '*/5 * * * * *' };
+try {
+  const gw = await startProc('gw', 'gateway', shared);
+  procs.push(gw);
+  // Sizes first (registration profiles each model), so the budget can be a fraction of their sum.
+  const resident: Record<string, number> = {};
+  for (const m of models) {
+    const r = await fetch(`${gw.base}/functions/${m.fn}`, { method: 'PUT', body: m.bytes, headers: { 'content-type': 'application/octet-stream' } });
+    const body = (await r.json()) as { profile?: { residentBytes: number } };
+    if (r.status !== 201 || !body.profile) throw new Error(`register ${m.fn}: ${r.status} ${JSON.stringify(body)}`);
+    resident[m.fn] = body.profile.residentBytes;
+  }
+  const sum = Object.values(resident).reduce((a, b) => a + b, 0);
+  const largest = Math.max(...Object.values(resident));
+  const budget = Math.max(largest, Math.floor(sum * Number(args.fraction)));
+  const worker = await startProc('w1', 'worker', { ...shared, NODE_ID: 'w1', MEMORY_BUDGET: String(budget), ...extraEnv });
+  procs.push(worker);
+  const pid = worker.child.pid!;
+  const idle = await settled(pid);
+  writeFileSync(`/proc/${pid}/clear_refs`, '5'); // resets VmHWM to the current RSS
+  const idleHeap = (await workerMemory(gw.base))?.heapBytes ?? 0;
+
+  const rnd = seededRandom(Number(args.seed));
+  // Zipf-like popularity over a shuffled order: a few models hot, most warm now and then.
+  const order = [...models].sort(() => rnd() - 0.5);
+  const weights = order.map((_, i) => 1 / (i + 1));
+  const total = weights.reduce((a, b) => a + b, 0);
+  const draw = () => {
+    let x = rnd() * total;
+    for (let i = 0; i < order.length; i++) if ((x -= weights[i]!) <= 0) return order[i]!;
+    return order[order.length - 1]!;
+  };
+  const calls = Array.from({ length: Number(args.calls) }, () => {
+    const m = draw();
+    return { m, body: JSON.stringify({ inputs: m.input(rnd) }) };
+  });
+  let maxUsed = 0;
+  let maxHeap = 0;
+  let maxExternal = 0;
+  let maxSampled = 0;
+  const sampler = setInterval(() => {
+    maxSampled = Math.max(maxSampled, status(pid, 'VmRSS'));
+  }, 50);
+  const poller = setInterval(() => {
+    void fetch(`${gw.base}/stats`)
+      .then((r) => r.json() as Promise<{ nodes: Array<{ id: string; usedBytes: number; memory?: { heapBytes: number; externalBytes: number } }> }>)
+      .then((s) => {
+        const n = s.nodes.find((x) => x.id === 'w1');
+        maxUsed = Math.max(maxUsed, n?.usedBytes ?? 0);
+        maxHeap = Math.max(maxHeap, n?.memory?.heapBytes ?? 0);
+        maxExternal = Math.max(maxExternal, n?.memory?.externalBytes ?? 0);
+      })
+      .catch(() => undefined);
+  }, 200);
+  const byStatus: Record<number, number> = {};
+  let next = 0;
+  const t0 = Date.now();
+  await Promise.all(
+    Array.from({ length: Number(args.concurrency) }, async () => {
+      while (next < calls.length) {
+        const c = calls[next++]!;
+        const r = await fetch(`${gw.base}/functions/${c.m.fn}/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: c.body });
+        await r.arrayBuffer();
+        byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
+        if (r.status !== 200) console.error(c.m.fn, r.status);
+      }
+    }),
+  );
+  const seconds = (Date.now() - t0) / 1000;
+  clearInterval(sampler);
+  clearInterval(poller);
+  const peak = status(pid, 'VmHWM');
+  const end = await settled(pid);
+  const endMem = (await workerMemory(gw.base))!;
+  const st = (await (await fetch(`${gw.base}/stats`)).json()) as {
+    nodes: Array<{ id: string; usedBytes: number; evictions: number; loads: number; memory?: { heapBytes: number; externalBytes: number }; residentModels: Array<{ fn: string; sizeBytes: number }> }>;
+  };
+  const node = st.nodes.find((n) => n.id === 'w1')!;
+  const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  const out = {
+    when: new Date().toISOString(),
+    loadavg: load,
+    env: extraEnv,
+    calls: calls.length,
+    concurrency: Number(args.concurrency),
+    seconds,
+    byStatus,
+    models: models.length,
+    sumResidentMiB: sum / MiB,
+    budgetMiB: budget / MiB,
+    idleMiB: idle / MiB,
+    peakAboveIdleMiB: (peak - idle) / MiB,
+    peakRatio: (peak - idle) / budget,
+    sampledMaxRatio: (maxSampled - idle) / budget,
+    endAboveIdleMiB: (end - idle) / MiB,
+    endRatio: (end - idle) / budget,
+    // RSS less the V8 heap, above the same at idle: what models and native buffers hold.
+    endNativeAboveIdleMiB: (end - endMem.heapBytes - (idle - idleHeap)) / MiB,
+    endNativeRatio: (end - endMem.heapBytes - (idle - idleHeap)) / budget,
+    poolMaxUsedRatio: maxUsed / budget,
+    poolEndUsedMiB: node.usedBytes / MiB,
+    idleHeapMiB: idleHeap / MiB,
+    maxHeapMiB: maxHeap / MiB,
+    maxExternalMiB: maxExternal / MiB,
+    endHeapMiB: (node.memory?.heapBytes ?? 0) / MiB,
+    charged: Object.fromEntries(node.residentModels.map((m) => [m.fn, `${(m.sizeBytes / MiB).toFixed(1)} (registered ${(resident[m.fn]! / MiB).toFixed(1)})`])),
+    loads: node.loads,
+    evictions: node.evictions,
+  };
+  console.log(JSON.stringify(out, null, 1));
+  if (args.json) writeFileSync(args.json, JSON.stringify(out) + '\n', { flag: 'a' });
+} finally {
+  await stopAll(procs);
+  await redis.stop();
+  rmSync(dir, { recursive: true, force: true });
+}

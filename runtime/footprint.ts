@@ -1,0 +1,137 @@
+/**
+ * What a model really holds in this process (issue 12 §4). Registration measures a model's
+ * resident bytes once, in a fresh child process, on a generated input with every dynamic axis at
+ * 1; in a node the same model holds more: onnxruntime's arena grows on the first runs and again on
+ * larger inputs (PP-OCR det: ~8 MiB at load, then ~30 MiB more over its first runs at 320x320).
+ * A node therefore measures each model itself: its first load, its first `firstRuns` runs, and
+ * every run on an input larger than any measured before, each *alone* in the process (an exclusive
+ * turn: other loads and runs wait for it, it waits for them), so the growth of the process's native
+ * memory (RSS less the V8 heap) over that operation is the model's. The model is charged the sum of
+ * what its measured operations added, at least what registration measured; the charge never falls
+ * (a high-water mark per model, kept across evictions and reloads), so later loads of it are charged
+ * in full before they start, and need no exclusive turn.
+ *
+ * An exclusive turn stalls the node's other calls for one load or one run; they happen once per
+ * model and per new largest input, not per call.
+ */
+
+/** Native bytes of this process: RSS less the V8 heap (whose growth is the JS garbage of the moment, not a model's). */
+export function nativeBytes(): number {
+  const m = process.memoryUsage();
+  return m.rss - m.heapTotal;
+}
+
+/** A readers-writer turn: many shared operations at once, or one exclusive one; a waiting exclusive one goes first. */
+export class Turns {
+  private shared = 0;
+  private exclusive = false;
+  private exclusiveWaiting = 0;
+  private waiters: Array<() => void> = [];
+
+  async run<T>(exclusive: boolean, what: () => Promise<T>): Promise<T> {
+    if (exclusive) {
+      this.exclusiveWaiting++;
+      try {
+        while (this.exclusive || this.shared > 0) await this.next();
+      } finally {
+        this.exclusiveWaiting--;
+      }
+      this.exclusive = true;
+    } else {
+      while (this.exclusive || this.exclusiveWaiting > 0) await this.next();
+      this.shared++;
+    }
+    try {
+      return await what();
+    } finally {
+      if (exclusive) this.exclusive = false;
+      else this.shared--;
+      const w = this.waiters;
+      this.waiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  private next(): Promise<void> {
+    return new Promise((r) => this.waiters.push(r));
+  }
+}
+
+export interface FootprintOptions {
+  /** Runs of a newly loaded model measured alone whatever their input size. @default 3 */
+  firstRuns?: number;
+  /** Reads the process's native bytes. @default nativeBytes */
+  measure?: () => number;
+  /** Called when a model's charge rises: the warm pool re-charges it (`WarmPool.resize`). */
+  onGrow?: (key: string, bytes: number) => void;
+}
+
+interface Learned {
+  /** What measured operations added, summed: load plus runs. */
+  bytes: number;
+  /** The load was measured (the first load in this process). */
+  loadMeasured: boolean;
+  runsMeasured: number;
+  /** The largest input (bytes) a measured run has had. */
+  maxInputBytes: number;
+}
+
+/** Per-model footprints, measured in this process (see the file's comment). */
+export class Footprints {
+  readonly turns = new Turns();
+  private readonly learned = new Map<string, Learned>();
+  private readonly o: Required<Omit<FootprintOptions, 'onGrow'>> & Pick<FootprintOptions, 'onGrow'>;
+
+  constructor(opts: FootprintOptions = {}) {
+    this.o = { firstRuns: 3, measure: nativeBytes, ...opts };
+  }
+
+  /** What `key` is charged: its measured bytes, at least `registered` (what registration measured). */
+  charge(key: string, registered: number): number {
+    return Math.max(registered, this.learned.get(key)?.bytes ?? 0);
+  }
+
+  /** What this process has measured of `key`, bytes (0 before its first measured load). */
+  measured(key: string): number {
+    return this.learned.get(key)?.bytes ?? 0;
+  }
+
+  /** Loads `key`: alone and measured the first time, shared (and already charged in full) after. */
+  load<T>(key: string, what: () => Promise<T>): Promise<T> {
+    const l = this.learned.get(key);
+    if (l?.loadMeasured) return this.turns.run(false, what);
+    return this.measured_(key, what, (rec) => (rec.loadMeasured = true));
+  }
+
+  /** Runs `key` on an input of `inputBytes`: alone and measured while it may still grow the model. */
+  run<T>(key: string, inputBytes: number, what: () => Promise<T>): Promise<T> {
+    const l = this.learned.get(key);
+    const measure = !l || l.runsMeasured < this.o.firstRuns || inputBytes > l.maxInputBytes;
+    if (!measure) return this.turns.run(false, what);
+    return this.measured_(key, what, (rec) => {
+      rec.runsMeasured++;
+      rec.maxInputBytes = Math.max(rec.maxInputBytes, inputBytes);
+    });
+  }
+
+  /** Forgets a model (deleted or replaced): its key will not come back. */
+  forget(key: string): void {
+    this.learned.delete(key);
+  }
+
+  private measured_<T>(key: string, what: () => Promise<T>, done: (rec: Learned) => void): Promise<T> {
+    return this.turns.run(true, async () => {
+      const before = this.o.measure();
+      const out = await what();
+      const grew = Math.max(0, this.o.measure() - before);
+      let rec = this.learned.get(key);
+      if (!rec) this.learned.set(key, (rec = { bytes: 0, loadMeasured: false, runsMeasured: 0, maxInputBytes: 0 }));
+      done(rec);
+      if (grew > 0) {
+        rec.bytes += grew;
+        this.o.onGrow?.(key, rec.bytes);
+      }
+      return out;
+    });
+  }
+}
