@@ -11,7 +11,7 @@ export const MODULES = {
   },
   queue: {
     mutate: ['queue/routing.ts', 'queue/wire.ts', 'queue/tensor.ts'],
-    tests: ['test/unit/routing.test.ts', 'test/unit/wire.test.ts'],
+    tests: ['test/unit/routing.test.ts', 'test/unit/wire.test.ts', 'test/unit/tensor-bytes.test.ts'],
   },
   'warm-pool': {
     mutate: ['runtime/warm-pool.ts'],
