@@ -19,7 +19,7 @@ export const MODULES = {
   },
   policies: {
     mutate: ['runtime/policies/*.ts'],
-    tests: ['test/sim/policies.test.ts', 'test/unit/warm-pool.test.ts', 'test/unit/prefetch.test.ts', 'test/sim/fast-selection.test.ts', 'test/unit/policies.test.ts', 'test/sim/engine.test.ts'],
+    tests: ['test/sim/policies.test.ts', 'test/unit/warm-pool.test.ts', 'test/unit/prefetch.test.ts', 'test/sim/fast-selection.test.ts', 'test/unit/policies.test.ts', 'test/unit/policy-edges.test.ts', 'test/sim/engine.test.ts'],
   },
   engine: {
     mutate: ['sim/engine.ts'],
