@@ -115,8 +115,7 @@ export function preview(value: unknown, max = 80): string {
     // A string longer than `max` is quoted from its first `max` characters only (its quoted form
     // is then longer than `max`, so the cut below marks it): a 3 MB string is never stringified.
     if (typeof v === 'string') return put(JSON.stringify(v.length > max ? v.slice(0, max) : v));
-    if (typeof v === 'bigint') return put(v.toString());
-    if (typeof v !== 'object' || v === null) return put(String(v));
+    if (typeof v !== 'object' || v === null) return put(String(v)); // numbers, bigints, booleans, null, undefined
     if (depth >= 3) return put(Array.isArray(v) ? '[…]' : '{…}');
     if (Array.isArray(v)) {
       if (!put('[')) return false;
