@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BruleeError, ErrorCode, errorFromWire, errorToWire, isBruleeError, preview, type ErrorCodeName } from '../../errors';
+import { BruleeError, ErrorCode, errorFromWire, errorToWire, grpcStatusOf, isBruleeError, preview, type ErrorCodeName } from '../../errors';
 
 describe('error codes', () => {
   it('each code has the HTTP status the README promises', () => {
@@ -16,6 +16,16 @@ describe('error codes', () => {
     for (const code of Object.keys(ErrorCode) as ErrorCodeName[]) {
       expect([code, new BruleeError(code, 'm').status]).toEqual([code, want[code] ?? 'a status the test does not know yet']);
     }
+  });
+
+  it('each code has the gRPC status of its HTTP status (gRPC\'s HTTP mapping, read the other way)', () => {
+    // Literals: INVALID_ARGUMENT 3, UNAUTHENTICATED 16, PERMISSION_DENIED 7, NOT_FOUND 5, ABORTED 10,
+    // RESOURCE_EXHAUSTED 8, UNAVAILABLE 14, DEADLINE_EXCEEDED 4, INTERNAL 13.
+    const want: Record<number, number> = { 400: 3, 401: 16, 403: 7, 404: 5, 409: 10, 413: 8, 422: 3, 500: 13, 503: 14, 504: 4 };
+    for (const code of Object.keys(ErrorCode) as ErrorCodeName[]) {
+      expect([code, grpcStatusOf(code)]).toEqual([code, want[ErrorCode[code]]]);
+    }
+    expect([grpcStatusOf('INVALID_INPUT'), grpcStatusOf('CACHE_BUSY'), grpcStatusOf('TIMEOUT'), grpcStatusOf('INTERNAL'), grpcStatusOf('MODEL_BYTES_CORRUPT')]).toEqual([3, 14, 4, 13, 13]);
   });
 
   it('a BruleeError carries its code, message and details to JSON', () => {
@@ -74,6 +84,7 @@ describe('preview', () => {
   it('renders values as JSON-like text', () => {
     expect(preview('ab')).toBe('"ab"');
     expect(preview(12n)).toBe('12');
+    expect(preview([2n ** 64n, true])).toBe('[18446744073709551616, true]');
     expect(preview(null)).toBe('null');
     expect(preview(undefined)).toBe('undefined');
     expect(preview(1.5)).toBe('1.5');
