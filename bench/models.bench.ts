@@ -14,6 +14,7 @@
  * which is what a node loads; the others isolate one option each.
  */
 import { execFileSync, fork } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -66,16 +67,37 @@ const CONFIGS: Record<string, { session: SessionConfig; artifact: boolean }> = {
   'threads=1 arena=off': { session: { ...ORT_DEFAULT_SESSION, threads: 1, arena: false }, artifact: false },
   'threads=1 arena=off memPattern=off': { session: { ...ORT_DEFAULT_SESSION, threads: 1, arena: false, memPattern: false }, artifact: false },
   'threads=1 parallel': { session: { ...ORT_DEFAULT_SESSION, threads: 1, executionMode: 'parallel' }, artifact: false },
+  'threads=1 memPattern=off': { session: { ...ORT_DEFAULT_SESSION, threads: 1, memPattern: false }, artifact: false },
+  'threads=1 prepacking=off': { session: { ...ORT_DEFAULT_SESSION, threads: 1, prepacking: false }, artifact: false },
+  'now prepacking=off': { session: { ...DEFAULT_SESSION, prepacking: false }, artifact: true },
+  'now arena=off': { session: { ...DEFAULT_SESSION, arena: false }, artifact: true },
+  'now memPattern=off': { session: { ...DEFAULT_SESSION, memPattern: false }, artifact: true },
+  'now arena=off memPattern=off': { session: { ...DEFAULT_SESSION, arena: false, memPattern: false }, artifact: true },
+  'now initializers=device': { session: { ...DEFAULT_SESSION, extra: { use_device_allocator_for_initializers: '1' } }, artifact: true },
+  'now initializers=device arena=off': { session: { ...DEFAULT_SESSION, arena: false, extra: { use_device_allocator_for_initializers: '1' } }, artifact: true },
   'today + artifact': { session: ORT_DEFAULT_SESSION, artifact: true },
   now: { session: DEFAULT_SESSION, artifact: true },
 };
 
 interface ChildRequest { models: Array<{ path: string; inputs: InputSpec }>; session: SessionConfig; artifact: boolean; warmRuns: number }
-interface ChildReply { loadMs: number; coldMs: number; rssDelta: number; warmP50: number; warmP99: number; threads: number; threads0: number }
+interface ChildReply { loadMs: number; coldMs: number; rssDelta: number; anonDelta: number; fileDelta: number; warmP50: number; warmP99: number; threads: number; threads0: number; outHash: string }
 
+/** A field of /proc/self/status in bytes (RssAnon: the process's own memory; RssFile: mapped files, such as onnxruntime's code pages a model's kernels touch first). */
+const status = (field: string) => 1024 * Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0);
 const threads = () => Number(/Threads:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0);
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
+
+/** sha256 of a run's outputs, bit for bit (a configuration whose hash differs from `today`'s computes other bits). */
+function hashOutputs(out: Record<string, Tensor>): string {
+  const h = createHash('sha256');
+  for (const [k, t] of Object.entries(out).sort((a, b) => a[0].localeCompare(b[0]))) {
+    h.update(k).update(JSON.stringify(t.dims));
+    if (ArrayBuffer.isView(t.data)) h.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    else h.update(JSON.stringify(t.data));
+  }
+  return h.digest('hex');
+}
 
 /** Child: loads every model of the request (keeps them all resident), runs each once, then warm runs of the first. */
 async function child(req: ChildRequest): Promise<ChildReply> {
@@ -83,27 +105,31 @@ async function child(req: ChildRequest): Promise<ChildReply> {
   await (await loadModel(Buffer.from(WARMUP_MODEL_B64, 'base64'), { session: req.session })).dispose();
   gc();
   const rss0 = process.memoryUsage().rss;
+  const [anon0, file0] = [status('RssAnon'), status('RssFile') + status('RssShmem')];
   const threads0 = threads();
   const held: LoadedModel[] = [];
   let loadMs = 0;
   let coldMs = 0;
+  let outHash = '';
   for (const [i, m] of req.models.entries()) {
     const t0 = performance.now();
     const model = await loadModel(m.path, { session: req.session, preOptimized: req.artifact });
     const t1 = performance.now();
-    await model.run(inputs[i]!);
+    const out = await model.run(inputs[i]!);
     if (i === 0) [loadMs, coldMs] = [t1 - t0, performance.now() - t0];
+    if (i === 0) outHash = hashOutputs(out);
     held.push(model);
   }
   gc();
   const rssDelta = process.memoryUsage().rss - rss0;
+  const [anonDelta, fileDelta] = [status('RssAnon') - anon0, status('RssFile') + status('RssShmem') - file0];
   const samples: number[] = [];
   for (let i = 0; i < req.warmRuns; i++) {
     const t = performance.now();
     await held[0]!.run(inputs[0]!);
     samples.push(performance.now() - t);
   }
-  return { loadMs, coldMs, rssDelta, warmP50: pct(samples, 50), warmP99: pct(samples, 99), threads: threads(), threads0 };
+  return { loadMs, coldMs, rssDelta, anonDelta, fileDelta, warmP50: pct(samples, 50), warmP99: pct(samples, 99), threads: threads(), threads0, outHash };
 }
 
 
@@ -139,21 +165,21 @@ async function main() {
       const deriveMs = performance.now() - t0;
       const fileBytes = readFileSync(m.path).byteLength;
       console.log(`${name}: ${fileBytes} bytes, artifact ${readFileSync(artifact).byteLength} bytes (derived in ${deriveMs.toFixed(0)} ms)`);
-      console.log(`  ${'config'.padEnd(36)}${'load ms'.padStart(9)}${'cold ms'.padStart(9)}${'resident MiB'.padStart(14)}${'x file'.padStart(8)}${'warm p50'.padStart(10)}${'warm p99'.padStart(10)}${'threads+'.padStart(10)}`);
+      console.log(`  ${'config'.padEnd(36)}${'load ms'.padStart(9)}${'cold ms'.padStart(9)}${'resident MiB'.padStart(14)}${'x file'.padStart(8)}${'anon'.padStart(8)}${'file'.padStart(8)}${'warm p50'.padStart(10)}${'warm p99'.padStart(10)}${'threads+'.padStart(10)}`);
       let today: ChildReply | undefined;
       for (const c of configs) {
         const cfg = CONFIGS[c]!;
         const rs: ChildReply[] = [];
         for (let i = 0; i < reps; i++) rs.push(await runChild({ models: [{ path: cfg.artifact ? artifact : m.path, inputs: (m.inputs()) }], session: cfg.session, artifact: cfg.artifact, warmRuns }));
-        const med = (k: keyof ChildReply) => pct(rs.map((r) => r[k]), 50);
-        const r: ChildReply = { loadMs: med('loadMs'), coldMs: med('coldMs'), rssDelta: Math.max(med('rssDelta'), 0), warmP50: med('warmP50'), warmP99: med('warmP99'), threads: med('threads'), threads0: med('threads0') };
+        const med = (k: Exclude<keyof ChildReply, 'outHash'>) => pct(rs.map((r) => r[k]), 50);
+        const r: ChildReply = { loadMs: med('loadMs'), coldMs: med('coldMs'), rssDelta: Math.max(med('rssDelta'), 0), anonDelta: med('anonDelta'), fileDelta: med('fileDelta'), warmP50: med('warmP50'), warmP99: med('warmP99'), threads: med('threads'), threads0: med('threads0'), outHash: rs[0]!.outHash };
         today ??= r;
         (sums[c] ??= { file: 0, rss: 0 }).rss += r.rssDelta;
         sums[c]!.file += fileBytes;
         const ratio = (a: number, b: number) => (c === 'today' ? '' : ` (${(a / b).toFixed(2)}x)`);
         console.log(
-          `  ${c.padEnd(36)}${r.loadMs.toFixed(1).padStart(9)}${r.coldMs.toFixed(1).padStart(9)}${mb(r.rssDelta).padStart(14)}${(r.rssDelta / fileBytes).toFixed(2).padStart(8)}${r.warmP50.toFixed(3).padStart(10)}${r.warmP99.toFixed(3).padStart(10)}${String(r.threads - r.threads0).padStart(10)}` +
-            `   cold${ratio(r.coldMs, today.coldMs)} resident${ratio(r.rssDelta, today.rssDelta)} p50${ratio(r.warmP50, today.warmP50)}`,
+          `  ${c.padEnd(36)}${r.loadMs.toFixed(1).padStart(9)}${r.coldMs.toFixed(1).padStart(9)}${mb(r.rssDelta).padStart(14)}${(r.rssDelta / fileBytes).toFixed(2).padStart(8)}${mb(r.anonDelta).padStart(8)}${mb(r.fileDelta).padStart(8)}${r.warmP50.toFixed(3).padStart(10)}${r.warmP99.toFixed(3).padStart(10)}${String(r.threads - r.threads0).padStart(10)}` +
+            `   cold${ratio(r.coldMs, today.coldMs)} resident${ratio(r.rssDelta, today.rssDelta)} p50${ratio(r.warmP50, today.warmP50)} outputs ${r.outHash === today.outHash ? 'same bits' : 'OTHER BITS'}`,
         );
       }
     }

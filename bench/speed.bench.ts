@@ -9,7 +9,9 @@
  *   npm run bench:speed -- --today /tmp/brulee-today --models mlp,ocr-cls --cold 9
  *
  * Per model: cold (unload, then one invoke; median) against raw onnxruntime's default
- * `InferenceSession.create(path)` + first run; warm p50/p99 of sequential calls (v1 JSON); for the
+ * `InferenceSession.create(path)` + first run, taking turns (raw, today, now, raw, ...) so that a
+ * shared machine's load drifts over all three alike; "load ms" is the session create alone (raw)
+ * or the node's own load time (fetch + create); warm p50/p99 of sequential calls (v1 JSON); for the
  * small MLP also throughput at `--concurrency` and Redis commands per warm invocation (INFO
  * commandstats over `--count` calls, heartbeats and all).
  */
@@ -69,28 +71,41 @@ async function commandstats(url: string): Promise<Record<string, number>> {
   }
 }
 
-async function measure(s: BenchServer, name: string, bytes: Uint8Array, input: JsonInput, small: boolean): Promise<Row> {
-  const put = await fetch(`${s.url}/functions/${name}`, { method: 'PUT', body: bytes });
-  if (put.status >= 300) throw new Error(`register failed: ${put.status} ${await put.text()}`);
+/** A function registered on a server, and its v1 JSON invoke. */
+function client(s: BenchServer, name: string, input: JsonInput) {
   const body = JSON.stringify({ inputs: input });
-  const invoke = async () => {
+  return async () => {
     const r = await fetch(`${s.url}/functions/${name}/invoke`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
     if (r.status !== 200) throw new Error(`invoke failed: ${r.status} ${await r.text()}`);
     return (await r.json()) as { coldStart: boolean; timings: Record<string, number> };
   };
-  const cold: number[] = [];
-  const load: number[] = [];
-  for (let i = 0; i < COLD; i++) {
-    await fetch(`${s.url}/v2/repository/models/${name}/unload`, { method: 'POST' });
-    await new Promise((r) => setTimeout(r, 150));
-    const t = performance.now();
-    const r = await invoke();
-    cold.push(performance.now() - t);
-    load.push(r.timings.loadMs!);
-    if (!r.coldStart) throw new Error('expected a cold start after unload');
-  }
-  const warm = await latencies(N, invoke);
-  const row: Row = { coldMs: median(cold), loadMs: median(load), warmP50: median(warm), warmP99: pct(warm, 99) };
+}
+
+/** One cold invoke: unload, let the node settle, invoke; its time and the node's own load ms (session create + fetch). */
+async function coldOnce(s: BenchServer, name: string, invoke: ReturnType<typeof client>): Promise<{ coldMs: number; loadMs: number }> {
+  await fetch(`${s.url}/v2/repository/models/${name}/unload`, { method: 'POST' });
+  await new Promise((r) => setTimeout(r, 150));
+  const t = performance.now();
+  const r = await invoke();
+  const coldMs = performance.now() - t;
+  if (!r.coldStart) throw new Error('expected a cold start after unload');
+  return { coldMs, loadMs: r.timings.loadMs! };
+}
+
+/** One raw cold start: onnxruntime's defaults, as a user would write it; create and first run apart. */
+async function rawColdOnce(path: string, input: JsonInput): Promise<{ coldMs: number; loadMs: number }> {
+  const t = performance.now();
+  const s = await ort.InferenceSession.create(path);
+  const loadMs = performance.now() - t;
+  await s.run(feeds(input));
+  const coldMs = performance.now() - t;
+  await s.release();
+  return { coldMs, loadMs };
+}
+
+async function warm(s: BenchServer, invoke: ReturnType<typeof client>, small: boolean): Promise<Omit<Row, 'coldMs' | 'loadMs'>> {
+  const w = await latencies(N, invoke);
+  const row: Omit<Row, 'coldMs' | 'loadMs'> = { warmP50: median(w), warmP99: pct(w, 99) };
   if (small) {
     const count = Number(args.count);
     const before = await commandstats(s.redisUrl);
@@ -104,18 +119,10 @@ async function measure(s: BenchServer, name: string, bytes: Uint8Array, input: J
   return row;
 }
 
-async function raw(path: string, input: JsonInput, small: boolean): Promise<Row> {
-  const cold: number[] = [];
-  for (let i = 0; i < COLD; i++) {
-    const t = performance.now();
-    const s = await ort.InferenceSession.create(path); // onnxruntime's defaults, as a user would write it
-    await s.run(feeds(input));
-    cold.push(performance.now() - t);
-    await s.release();
-  }
+async function rawWarm(path: string, input: JsonInput, small: boolean): Promise<Omit<Row, 'coldMs' | 'loadMs'>> {
   const s = await ort.InferenceSession.create(path);
-  const warm = await latencies(N, () => s.run(feeds(input)));
-  const row: Row = { coldMs: median(cold), loadMs: NaN, warmP50: median(warm), warmP99: pct(warm, 99) };
+  const w = await latencies(N, () => s.run(feeds(input)));
+  const row: Omit<Row, 'coldMs' | 'loadMs'> = { warmP50: median(w), warmP99: pct(w, 99) };
   if (small) row.tput = await throughput(Number(args.concurrency), Number(args.seconds), () => s.run(feeds(input)));
   await s.release();
   return row;
@@ -125,7 +132,7 @@ async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'brulee-speed-'));
   const names = args.models.split(',');
   const env = { WORKER_CONCURRENCY: String(Math.min(Number(args.concurrency), 64)), MEMORY_BUDGET: '4GiB' };
-  const results: Record<string, Record<string, Row>> = {};
+  const labels = [...(args.today ? [['today', args.today] as const] : []), ['now', undefined] as const];
   try {
     for (const name of names) {
       const m = MODELS[name];
@@ -134,16 +141,30 @@ async function main() {
       const path = join(dir, `${name}.onnx`);
       writeFileSync(path, bytes);
       const small = name === 'mlp';
-      results[name] = { raw: await raw(path, input, small) };
-      for (const [label, cwd] of [...(args.today ? [['today', args.today] as const] : []), ['now', undefined] as const]) {
-        const s = await startServer(join(dir, `${label}-${name}`), env, cwd);
-        try {
-          results[name]![label] = await measure(s, name, bytes, input, small);
-        } finally {
-          await s.stop();
+      // Every server is up and registered first; then the cold starts of raw, today and now take
+      // turns, one of each per round, so the load of a shared machine drifts over all of them alike.
+      const servers: Array<{ label: string; s: BenchServer; invoke: ReturnType<typeof client> }> = [];
+      try {
+        for (const [label, cwd] of labels) {
+          const s = await startServer(join(dir, `${label}-${name}`), env, cwd);
+          servers.push({ label, s, invoke: client(s, name, input) });
+          const put = await fetch(`${s.url}/functions/${name}`, { method: 'PUT', body: bytes });
+          if (put.status >= 300) throw new Error(`register failed: ${put.status} ${await put.text()}`);
         }
+        // Not counted: this process's first session pays onnxruntime's own start (a node paid it at its start).
+        await rawColdOnce(path, input);
+        const cold: Record<string, Array<{ coldMs: number; loadMs: number }>> = { raw: [] };
+        for (let i = 0; i < COLD; i++) {
+          cold.raw!.push(await rawColdOnce(path, input));
+          for (const { label, s, invoke } of servers) (cold[label] ??= []).push(await coldOnce(s, name, invoke));
+        }
+        const pick = (label: string) => ({ coldMs: median(cold[label]!.map((c) => c.coldMs)), loadMs: median(cold[label]!.map((c) => c.loadMs)) });
+        const results: Record<string, Row> = { raw: { ...pick('raw'), ...(await rawWarm(path, input, small)) } };
+        for (const { label, s, invoke } of servers) results[label] = { ...pick(label), ...(await warm(s, invoke, small)) };
+        print(name, bytes.byteLength, results);
+      } finally {
+        for (const { s } of servers) await s.stop();
       }
-      print(name, bytes.byteLength, results[name]!);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -46,12 +46,21 @@ export interface SessionConfig {
   memPattern: boolean;
   /** @default 'sequential' */
   executionMode: 'sequential' | 'parallel';
+  /**
+   * onnxruntime's weight prepacking (`session.disable_prepacking` when false): kernels such as
+   * MatMul, Gemm and LSTM copy their weights into a packed layout at load. Off, the load skips that
+   * copy, but the kernels then take another path whose float sums differ in the last bits.
+   * @default true
+   */
+  prepacking: boolean;
+  /** Other onnxruntime session config entries (`extra.session`, e.g. `use_device_allocator_for_initializers: '1'`). */
+  extra?: Record<string, string>;
 }
 
-export const DEFAULT_SESSION: SessionConfig = { threads: 1, arena: true, memPattern: true, executionMode: 'sequential' };
+export const DEFAULT_SESSION: SessionConfig = { threads: 1, arena: true, memPattern: true, executionMode: 'sequential', prepacking: true };
 
 /** onnxruntime's defaults, as `InferenceSession.create(path)` with no options has them (for benchmarks). */
-export const ORT_DEFAULT_SESSION: SessionConfig = { threads: 0, arena: true, memPattern: true, executionMode: 'sequential' };
+export const ORT_DEFAULT_SESSION: SessionConfig = { threads: 0, arena: true, memPattern: true, executionMode: 'sequential', prepacking: true };
 
 /** The onnxruntime version sessions are built with (part of every derived artifact's key). */
 export const ORT_VERSION = ort.env.versions.node ?? ort.env.versions.common;
@@ -65,6 +74,7 @@ function sessionOptions(c: SessionConfig, preOptimized: boolean): ort.InferenceS
     executionMode: c.executionMode,
     // An artifact has its optimizations applied already: doing them again is what it saves.
     graphOptimizationLevel: preOptimized ? 'disabled' : 'all',
+    ...(c.prepacking && !c.extra ? {} : { extra: { session: { ...c.extra, ...(c.prepacking ? {} : { disable_prepacking: '1' }) } } }),
   };
 }
 
