@@ -88,6 +88,7 @@ const EnvSchema = z.object({
   MAX_REQUEST_BYTES: bytes('MAX_REQUEST_BYTES', '64MiB').default(64 * 1024 ** 2),
   MAX_OUTPUT_BYTES: bytes('MAX_OUTPUT_BYTES', '64MiB').default(64 * 1024 ** 2),
   MAX_PENDING_REQUEST_BYTES: bytes('MAX_PENDING_REQUEST_BYTES', '256MiB').default(256 * 1024 ** 2),
+  MAX_QUEUED_PER_FUNCTION: int('MAX_QUEUED_PER_FUNCTION', 0, 10_000_000).default(1000),
   INVOKE_TIMEOUT_MS: int('INVOKE_TIMEOUT_MS', 1, 3_600_000).default(30_000),
   REQUEST_READ_TIMEOUT_MS: int('REQUEST_READ_TIMEOUT_MS', 1000, 3_600_000).default(60_000),
   HEADERS_READ_TIMEOUT_MS: int('HEADERS_READ_TIMEOUT_MS', 1000, 600_000).default(10_000),
@@ -148,6 +149,8 @@ export interface Config {
   maxOutputBytes: number;
   /** Bytes of request bodies a gateway reads and holds at once (503 with Retry-After past it). */
   maxPendingRequestBytes: number;
+  /** Invocations of one function waiting or running at once, cluster-wide (429 QUEUE_FULL past it); 0: no limit. */
+  maxQueuedPerFunction: number;
   invokeTimeoutMs: number;
   /** Time to receive a whole request (headers and body) before a 408, ms. */
   requestReadTimeoutMs: number;
@@ -216,6 +219,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     maxOutputBytes: e.MAX_OUTPUT_BYTES,
     maxPendingRequestBytes: e.MAX_PENDING_REQUEST_BYTES,
+    maxQueuedPerFunction: e.MAX_QUEUED_PER_FUNCTION,
     invokeTimeoutMs: e.INVOKE_TIMEOUT_MS,
     requestReadTimeoutMs: e.REQUEST_READ_TIMEOUT_MS,
     headersReadTimeoutMs: e.HEADERS_READ_TIMEOUT_MS,

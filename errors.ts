@@ -24,6 +24,8 @@ export const ErrorCode = {
   INFERENCE_FAILED: 422,
   /** An invocation's outputs take more bytes than MAX_OUTPUT_BYTES. */
   OUTPUT_TOO_LARGE: 422,
+  /** A function has as many invocations waiting or running as it may (MAX_QUEUED_PER_FUNCTION): retry after a moment. */
+  QUEUE_FULL: 429,
   /** The gateway holds as many request bytes as it may (MAX_PENDING_REQUEST_BYTES): retry after a moment. */
   OVERLOADED: 503,
   CACHE_BUSY: 503,

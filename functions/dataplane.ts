@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import { exampleInputs, type ExampleTensor } from './example';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BruleeError, preview } from '../errors';
 import { modelKey, type Dispatcher, type InvokeRequest, type QueueDepth } from '../queue/dispatcher';
+import { admit, admitted, release, type AdmissionTicket } from '../queue/admission';
 import type { Keys } from '../queue/keys';
 import type { InvokeResult, Tensor } from '../queue/wire';
 import type { DeadNode, FailoverCounts, NodeInfo } from '../queue/nodes';
@@ -19,6 +21,10 @@ export interface DataPlaneOptions {
   dispatcher: Dispatcher;
   /** Invocation timeout when the function sets none, ms. */
   defaultTimeoutMs: number;
+  /** Invocations of one function accepted and not yet answered, cluster-wide; past it 429 QUEUE_FULL. 0: no limit. @default 0 */
+  maxQueuedPerFunction?: number;
+  /** How long an async invocation may wait for its answer (the dispatcher's result TTL), ms. @default 3600000 */
+  asyncHoldMs?: number;
   log: Logger;
   recorder?: TraceRecorder;
 }
@@ -167,7 +173,19 @@ export class DataPlane {
   async invoke(name: string, inputs: Record<string, Tensor>, opts: InvokeOptions = {}): Promise<Invocation> {
     const t0 = performance.now();
     const { fn, job } = await this.prepare(name, inputs, opts);
-    const r = await this.o.dispatcher.invoke(job, fn.options.timeoutMs ?? this.o.defaultTimeoutMs);
+    const timeoutMs = fn.options.timeoutMs ?? this.o.defaultTimeoutMs;
+    // Held a little past the deadline: a node that reaches the job late still answers (and frees it).
+    const ticket = await this.admit(fn.name, timeoutMs + 5000);
+    if (ticket) job.admission = ticket;
+    let r;
+    try {
+      r = await this.o.dispatcher.invoke(job, timeoutMs);
+    } catch (e) {
+      // No answer may ever come (a timeout, Redis, no node): give the place back here. When a node
+      // did answer (an error), it has already; a second release is a no-op.
+      if (ticket) void release(this.o.redis, ticket).catch(() => undefined);
+      throw e;
+    }
     return {
       fn,
       outputs: r.outputs,
@@ -180,7 +198,39 @@ export class DataPlane {
   /** Like `invoke`, but answers at once with the invocation's id (see `status`). */
   async submit(name: string, inputs: Record<string, Tensor>, opts: InvokeOptions = {}): Promise<{ id: string; fn: FunctionMeta }> {
     const { fn, job } = await this.prepare(name, inputs, opts);
-    return { id: await this.o.dispatcher.submit(job), fn };
+    const ticket = await this.admit(fn.name, this.o.asyncHoldMs ?? 3_600_000);
+    if (ticket) job.admission = ticket;
+    try {
+      return { id: await this.o.dispatcher.submit(job), fn };
+    } catch (e) {
+      if (ticket) void release(this.o.redis, ticket).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /**
+   * Takes a place among `fn`'s invocations waiting or running (queue/admission.ts), or refuses the
+   * call with 429 QUEUE_FULL and Retry-After, so one flooded function cannot fill the queues while
+   * the others keep being served. Undefined when there is no limit.
+   */
+  private async admit(fn: string, holdMs: number): Promise<AdmissionTicket | undefined> {
+    const limit = this.o.maxQueuedPerFunction ?? 0;
+    if (limit <= 0) return undefined;
+    const ticket = { key: this.o.keys.admitted(fn), member: randomUUID() };
+    const n = await admit(this.o.redis, ticket.key, ticket.member, limit, holdMs);
+    if (n < 0) {
+      throw new BruleeError(
+        'QUEUE_FULL',
+        `function "${fn}" already has ${-n} invocations waiting or running, its limit (MAX_QUEUED_PER_FUNCTION=${limit}); retry after a moment, or raise the limit`,
+        { retryAfterS: 1, queued: -n, limit },
+      );
+    }
+    return ticket;
+  }
+
+  /** `fn`'s invocations accepted and not yet answered (what admission counts). */
+  async queued(fn: string): Promise<number> {
+    return admitted(this.o.redis, this.o.keys.admitted(fn));
   }
 
   /** An async invocation: waiting, running, or its outputs or error. */

@@ -30,6 +30,8 @@ export function keys(ns = 'brulee') {
     /** Set once when a sync call is answered: a second run of the same job finds it and is counted, not sent. */
     answered: (id: string) => `${ns}:answered:${id}`,
     invocation: (id: string) => `${ns}:inv:${id}`,
+    /** Sorted set: a function's accepted, unanswered invocations -> their deadline (queue/admission.ts). */
+    admitted: (fn: string) => `${ns}:admitted:${fn}`,
     /** An async invocation's answer (outputs or error), whichever node ran it. Set once (NX). */
     result: (id: string) => `${ns}:result:${id}`,
     /** An invocation's input bytes, when too large to travel inline (see `WireTensors`). */

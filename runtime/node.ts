@@ -364,6 +364,9 @@ export class RuntimeNode {
       }
       answer = { error: errorToWire(e) };
     }
+    // Its place in its function's queue-depth admission goes back in the script that answers it.
+    const admission = (job.data as Partial<InvokeJob>).admission;
+    if (admission) stats.zrem(admission.key, admission.member);
     // Redis may be restarting: the answer is worth a few retries (an async caller reads it later).
     for (let attempt = 0; ; attempt++) {
       try {

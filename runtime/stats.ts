@@ -69,6 +69,8 @@ export class StatsOps implements StatsWriter {
   lpush(key: string, value: string) { this.op('LPUSH', key, value, ''); }
   ltrim(key: string, start: number, stop: number) { this.op('LTRIM', key, start, stop); }
   del(key: string) { this.op('DEL', key, '', ''); }
+  /** Removes `member` (and the member '', which is never one). */
+  zrem(key: string, member: string) { this.op('ZREM', key, member, ''); }
   private op(cmd: string, key: string, a: string | number, b: string | number): void {
     let i = this.index.get(key);
     if (i === undefined) {
