@@ -135,4 +135,21 @@ describe('dynamic batching through a node', () => {
     }
     expect(got.map((g) => g.status)).toEqual([200, 200, 422, 200, 200, 422, 200]);
   });
+
+  it('a caller whose non-batch dim differs waits apart: it does not break the batch of the others, which still share one run', async () => {
+    expect((await b.put('gather3', GATHER_BYTES, 'maxBatch=3&maxDelayMs=1000&profileDims=x:1x4;i:1x2')).status).toBe(201);
+    const call = (x: number[], width: number) => b.invoke('gather3', { x: { type: 'float32', dims: [1, width], data: x }, i: { type: 'int64', dims: [1, 2], data: [0, 3] } });
+    expect((await call(floats(4, 1), 4)).status).toBe(200);
+    const before = await batchRuns('gather3');
+    const xs = [0, 1, 2].map((k) => floats(4, 400 + k));
+    const [a, wide, c, d] = await Promise.all([call(xs[0]!, 4), call(floats(5, 11), 5), call(xs[1]!, 4), call(xs[2]!, 4)]);
+    expect([wide!.status, wide!.body.error.code]).toEqual([422, 'INFERENCE_FAILED']);
+    for (const [k, r] of [a!, c!, d!].entries()) {
+      const want = await runDirect(GATHER_BYTES, { x: new ort.Tensor('float32', Float32Array.from(xs[k]!), [1, 4]), i: new ort.Tensor('int64', BigInt64Array.of(0n, 3n), [1, 2]) });
+      expect([r.status, r.body.outputs?.y.data]).toEqual([200, Array.from(want.y!.data as Float32Array)]);
+    }
+    // The three 4-wide callers fill maxBatch and go as one run; the 5-wide one ran alone and failed (no run counted).
+    const after = await batchRuns('gather3');
+    expect({ runs: after.runs - before.runs, callers: after.callers - before.callers }).toEqual({ runs: 1, callers: 3 });
+  });
 });
