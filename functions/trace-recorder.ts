@@ -40,11 +40,13 @@ export class TraceRecorder {
     this.out.write(`${at},${fn}\n`);
   }
 
-  async writeCatalog(fns: readonly FunctionMeta[], live: ReadonlyMap<string, LiveTimes> = new Map()): Promise<void> {
+  async writeCatalog(fns: ReadonlyArray<Pick<FunctionMeta, 'name' | 'sizeBytes'> & { profile: Pick<FunctionMeta['profile'], 'loadMs' | 'execMs'> }>, live: ReadonlyMap<string, LiveTimes> = new Map()): Promise<void> {
     const catalog = Object.fromEntries(
       fns.map((f) => {
         const l = live.get(f.name);
-        return [f.name, { sizeBytes: f.sizeBytes, loadMs: l?.loadMs ?? f.profile.loadMs, execMs: l?.execMs ?? f.profile.execMs ?? 0 }];
+        // profileLoadMs: what the node's eviction policy is told a load costs (the registration
+        // profile's), which the simulator hands its policy while loads take the live loadMs.
+        return [f.name, { sizeBytes: f.sizeBytes, loadMs: l?.loadMs ?? f.profile.loadMs, execMs: l?.execMs ?? f.profile.execMs ?? 0, profileLoadMs: f.profile.loadMs }];
       }),
     );
     await writeFile(this.catalogPath, JSON.stringify(catalog, null, 1));

@@ -15,7 +15,8 @@ const HELP = `brulee simulator: replay a trace through the runtime's eviction po
 
 Input (one of):
   --trace-csv FILE --catalog FILE   plain trace (header time_ms,function) and catalogue JSON
-                                    {"<fn>": {"sizeBytes", "loadMs", "execMs"}}
+                                    {"<fn>": {"sizeBytes", "loadMs", "execMs"}} (optional "profileLoadMs":
+                                    the load time the policy is told, when loads take loadMs)
   --replay DIR                      the runtime's own recording: DIR/invocations.csv + DIR/catalog.json
                                     (DATA_DIR/traces)
   --azure DIR                       Azure Functions 2019 format (invocations.csv, durations.csv, memory.csv)

@@ -278,6 +278,8 @@ class NodeRun {
   private readonly state: Uint8Array;
   private readonly inFlight: Int32Array;
   private readonly loadDoneAt: Float64Array;
+  /** How long each model's load takes (its entry's `loadMs` is what the policy is told: `SimModel.policyLoadMs`). */
+  private readonly loadTime: Float64Array;
   private readonly entries: SimEntry[];
   private readonly keyIndex = new Map<string, number>();
   // Resident models (state RESIDENT), with positions for O(1) removal.
@@ -378,8 +380,9 @@ class NodeRun {
     this.state = new Uint8Array(F);
     this.inFlight = new Int32Array(F);
     this.loadDoneAt = new Float64Array(F);
+    this.loadTime = Float64Array.from(models, (m) => m.loadMs);
     this.entries = models.map((m, idx) => ({
-      idx, key: m.key, sizeBytes: m.sizeBytes, loadMs: m.loadMs, execMs: m.execMs,
+      idx, key: m.key, sizeBytes: m.sizeBytes, loadMs: m.policyLoadMs ?? m.loadMs, execMs: m.execMs,
       popularity: 0, loadedAt: 0, lastUsedAt: 0, hits: 0,
     }));
     models.forEach((m, f) => this.keyIndex.set(m.key, f));
@@ -560,8 +563,8 @@ class NodeRun {
       this.totalInFlight++;
       this.loads++;
       this.opts.onLoadStart?.(e.key, false);
-      wait = e.loadMs;
-      this.loadDoneAt[f] = now + e.loadMs;
+      wait = this.loadTime[f]!;
+      this.loadDoneAt[f] = now + wait;
       this.slotLoadEnd[s] = this.loadDoneAt[f]!;
       finish = this.loadDoneAt[f]! + e.execMs;
     }
@@ -649,7 +652,7 @@ class NodeRun {
         if (this.used + size > this.budget) continue;
         this.state[g] = LOADING;
         this.setUsed(size);
-        this.loadDoneAt[g] = now + this.entries[g]!.loadMs;
+        this.loadDoneAt[g] = now + this.loadTime[g]!;
         this.bgModel.push(g);
         this.bgEnd.push(this.loadDoneAt[g]!);
         this.loads++;

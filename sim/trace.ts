@@ -24,8 +24,15 @@ export interface SimModel {
   /** Cache key: the function's name. */
   readonly key: string;
   readonly sizeBytes: number;
+  /** How long a load takes, ms: what a cold start waits. */
   readonly loadMs: number;
   readonly execMs: number;
+  /**
+   * The load time the eviction policy is told (`ModelFacts.loadMs`), when it is not `loadMs`: a
+   * live node's policy ranks by the registration profile's load time, while its loads take what
+   * they take (a recorded catalogue's `profileLoadMs`). @default loadMs
+   */
+  readonly policyLoadMs?: number;
   /** The catalogue model it was mapped to, if any (e.g. `NASNetLarge`). */
   readonly model?: string;
 }
@@ -156,7 +163,8 @@ export function readCatalog(path: string, trace: Trace): SimModel[] {
       }
       return v;
     };
-    return { key: fn, sizeBytes: num('sizeBytes', true), loadMs: num('loadMs', false), execMs: num('execMs', false) };
+    const model: SimModel = { key: fn, sizeBytes: num('sizeBytes', true), loadMs: num('loadMs', false), execMs: num('execMs', false) };
+    return o.profileLoadMs === undefined ? model : { ...model, policyLoadMs: num('profileLoadMs', false) };
   });
 }
 
