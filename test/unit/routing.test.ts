@@ -80,6 +80,11 @@ describe('chooseNode at its edges (each worked out by hand)', () => {
     expect(chooseNode([node('small', { budgetBytes: 29, usedBytes: 0 }), node('exact', { budgetBytes: 30, usedBytes: 30, queued: 7 })], 'm', 30).id).toBe('exact');
   });
 
+  it('no node has room: the least queued of those that can hold it', () => {
+    const nodes = [node('busy', { usedBytes: 100, queued: 5 }), node('small', { budgetBytes: 40, queued: 0 }), node('calm', { usedBytes: 90, queued: 1 })];
+    expect(chooseNode(nodes, 'm', 50).id).toBe('calm');
+  });
+
   it('one pending call of its own is enough to weigh a copy', () => {
     const nodes = [node('a', { resident: ['m'], queued: 8 }), node('b')];
     expect(chooseNode(nodes, 'm', 10, cost({ pending: 1 })).id).toBe('b');

@@ -53,6 +53,15 @@ describe('packTensors lays tensors out at 8-byte aligned offsets', () => {
     expect([tensors.a!.offset, tensors.e!.offset, tensors.e!.byteLength, tensors.b!.offset, blob.byteLength]).toEqual([0, 8, 0, 8, 9]);
   });
 
+  it('views a tensor at an aligned offset of its blob, copies one at an unaligned offset', () => {
+    const blob = new Uint8Array(24);
+    blob.set([0, 0, 0, 0, 0, 0, 0xf0, 0x3f], 8); // float64 1 at offset 8
+    blob.set([0, 0, 0x80, 0x3f], 17); // float32 1 at offset 17 (not a multiple of 4)
+    const t = unpackTensors({ a: { type: 'float64', dims: [1], offset: 8, byteLength: 8 }, b: { type: 'float32', dims: [1], offset: 17, byteLength: 4 } }, blob);
+    expect([Array.from(t.a!.data as Float64Array), (t.a!.data as Float64Array).buffer === blob.buffer]).toEqual([[1], true]);
+    expect([Array.from(t.b!.data as Float32Array), (t.b!.data as Float32Array).buffer === blob.buffer]).toEqual([[1], false]);
+  });
+
   it('refuses a tensor that lies past the end of its blob', () => {
     expect(() => unpackTensors({ t: { type: 'int32', dims: [2], offset: 4, byteLength: 8 } }, new Uint8Array(11))).toThrow(
       new RangeError('tensor "t" lies past the end of its 11-byte blob'),
