@@ -34,22 +34,49 @@ export function refuseWhenDraining(state: { draining?: boolean }): MiddlewareHan
 }
 
 /**
- * Bounds the bytes of request bodies this gateway reads and holds at once, each counted by its
- * Content-Length (capped at `maxRequestBytes`; a chunked body, with none, is bounded by the body
- * limit alone and not counted here): past `maxPendingBytes` a request is
- * answered 503 OVERLOADED with Retry-After before its body is read, so a burst of large calls
- * cannot take the process's memory.
+ * Bounds the bytes of request bodies this gateway reads and holds at once. A body with a
+ * Content-Length is counted by it (capped at `maxRequestBytes`) before it is read; a chunked body,
+ * with none, is counted as its chunks arrive. Past `maxPendingBytes` a request is answered 503
+ * OVERLOADED with Retry-After (before its body is read, or at the chunk that passes the limit), so
+ * a burst of large calls cannot take the process's memory. A request alone always gets in (up to
+ * the body limits).
  */
 export function admitRequestBytes(maxPendingBytes: number, maxRequestBytes: number): MiddlewareHandler {
   let pending = 0;
+  const overloaded = (held: number, more: number) =>
+    new BruleeError('OVERLOADED', `this server is already reading ${held} bytes of requests, and ${more} more would pass its limit of ${maxPendingBytes} (MAX_PENDING_REQUEST_BYTES); retry in a moment`, { retryAfterS: 1 });
   return async (c, next) => {
     const method = c.req.method;
     if (method === 'GET' || method === 'HEAD' || method === 'OPTIONS') return next();
-    const declared = Number(c.req.header('content-length'));
+    const raw = c.req.raw;
+    const length = c.req.header('content-length');
+    if (raw.body !== null && (length === undefined || c.req.header('transfer-encoding') !== undefined)) {
+      // Chunked: counted chunk by chunk while whoever reads the body reads it.
+      let mine = 0;
+      const counted = raw.body.pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, ctl) {
+            const n = Math.min(chunk.byteLength, Math.max(0, maxRequestBytes - mine));
+            if (pending - mine > 0 && pending + n > maxPendingBytes) throw overloaded(pending - mine, mine + n);
+            pending += n;
+            mine += n;
+            ctl.enqueue(chunk);
+          },
+        }),
+      );
+      c.req.raw = new Request(raw, { body: counted, duplex: 'half' } as RequestInit);
+      try {
+        await next();
+      } finally {
+        pending -= mine;
+      }
+      return;
+    }
+    const declared = Number(length);
     const bytes = Number.isSafeInteger(declared) && declared >= 0 ? Math.min(declared, maxRequestBytes) : 0;
     if (bytes > 0 && pending > 0 && pending + bytes > maxPendingBytes) {
       c.header('Retry-After', '1');
-      throw new BruleeError('OVERLOADED', `this server is already reading ${pending} bytes of requests, and ${bytes} more would pass its limit of ${maxPendingBytes} (MAX_PENDING_REQUEST_BYTES); retry in a moment`);
+      throw overloaded(pending, bytes);
     }
     pending += bytes;
     try {

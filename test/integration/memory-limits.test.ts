@@ -83,6 +83,40 @@ describe('MAX_PENDING_REQUEST_BYTES', () => {
   });
 });
 
+describe('MAX_PENDING_REQUEST_BYTES, chunked bodies (no Content-Length)', () => {
+  /** A raw chunked request; `first` bytes of the body go out now, the rest on `finish()`. */
+  function chunked(body: string, first: number) {
+    const sock = connect(port, '127.0.0.1');
+    const chunk = (t: string) => `${Buffer.byteLength(t).toString(16)}\r\n${t}\r\n`;
+    sock.write(`POST /functions/identity/invoke HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${chunk(body.slice(0, first))}`);
+    let text = '';
+    sock.on('data', (d) => (text += d.toString()));
+    const done = new Promise<string>((resolve) => sock.on('close', () => resolve(text)));
+    return { done, finish: () => sock.write(`${first < body.length ? chunk(body.slice(first)) : ''}0\r\n\r\n`) };
+  }
+
+  it('are counted as their chunks arrive: while 600 KB of one are held, a second 700 KB one gets 503 OVERLOADED; once the first is done, it is served', async () => {
+    const n = 175_000; // "0.5," x 175000: ~700 KB of JSON, under MAX_REQUEST_BYTES (2 MiB); two pass MAX_PENDING_REQUEST_BYTES (1 MiB)
+    const body = JSON.stringify({ inputs: { x: { type: 'float32', dims: [n], data: new Array(n).fill(0.5) } } });
+    const a = chunked(body, 600_000);
+    await new Promise((r) => setTimeout(r, 300));
+    const b2 = chunked(body, body.length);
+    b2.finish();
+    const refused = await b2.done;
+    expect(refused).toMatch(/^HTTP\/1\.1 503/);
+    expect(refused).toMatch(/\r\nretry-after: 1\r\n/i);
+    expect(refused).toMatch(/"code":"OVERLOADED"/);
+    a.finish();
+    expect(await a.done).toMatch(/^HTTP\/1\.1 200/);
+    // Its bytes were given back: the same chunked body alone is served.
+    const alone = chunked(body, body.length);
+    alone.finish();
+    const answer = await alone.done;
+    expect(answer).toMatch(/^HTTP\/1\.1 200/);
+    expect(answer).toMatch(/"dims":\[175000\]/);
+  });
+});
+
 describe('MAX_PENDING_REQUEST_BYTES, clients that go away', () => {
   it('a client that disconnects mid-body frees its share', async () => {
     const body = JSON.stringify({ inputs: { x: { type: 'float32', dims: [100_000], data: new Array(100_000).fill(0.5) } } });
