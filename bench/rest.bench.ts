@@ -7,8 +7,17 @@
  *
  *   npm run bench:rest                               # PP-OCR cls, input 1x3x48x192 float32
  *   npm run bench:rest -- --model mlp --n 2000       # small MLP 64-64-16, input 1x64
+ *   npm run bench:rest -- --today /tmp/brulee-today  # also another checkout's server, interleaved with this one
+ *
+ * With `--today DIR` a second server runs from that checkout (its own node_modules and private
+ * redis-server) and its rows go round-robin with this one's, so "today" and "now" see the same
+ * load. Rows: raw onnxruntime; "bullmq floor" (BullMQ alone: add -> worker -> reply stream on a
+ * raw session, no HTTP, no brulee code: `bench/bullmq-floor.ts`; `--no-floor` leaves it out);
+ * then per server v1 JSON, v2 JSON, v2 binary and gRPC. After the timed part, Redis commands per
+ * call of each server (INFO commandstats over `--count` sequential v2 binary calls, background
+ * work included).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,9 +26,11 @@ import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import * as ort from 'onnxruntime-node';
+import { startRedisServer } from '../queue/redis-server';
 import { mlpModel } from '../models/generate';
 import { readModel, REAL_MODELS } from '../test/support/models';
-import { median, pct, startServer } from './support';
+import { commandCount, startFloor, type Floor } from './bullmq-floor';
+import { median, pct, startServer, type BenchServer } from './support';
 
 const args = parseArgs({
   options: {
@@ -28,6 +39,9 @@ const args = parseArgs({
     concurrency: { type: 'string', default: '64' },
     seconds: { type: 'string', default: '1' },
     rounds: { type: 'string', default: '5' },
+    count: { type: 'string', default: '300' },
+    today: { type: 'string' },
+    'no-floor': { type: 'boolean', default: false },
   },
 }).values;
 const N = Number(args.n);
@@ -40,6 +54,58 @@ const MODELS: Record<string, () => { bytes: Uint8Array; input: string; dims: num
   mlp: () => ({ bytes: mlpModel({ inputSize: 64, hidden: [64], outputSize: 16, seed: 1 }), input: 'x', dims: [1, 64] }),
 };
 
+/** One server's four protocols, over a lean keep-alive client (node:http; gRPC's own). */
+function protocolsOf(label: string, server: BenchServer, input: string, dims: number[], x: Float32Array): { rows: Array<[string, () => Promise<unknown>]>; close(): void; binary: () => Promise<unknown> } {
+  const proto = fileURLToPath(new URL('../functions/grpc/inference.proto', import.meta.url));
+  const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(proto, { keepCase: true, longs: String, defaults: true })) as any;
+  const client = new pkg.inference.GRPCInferenceService(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure());
+  // node:http with keep-alive, not fetch: a lean client (as tritonclient's geventhttpclient is),
+  // so the client's own cost on these shared cores does not stand in for the server's.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: CONC, timeout: 3000 });
+  // A kept-alive socket the server closed while idle resets: one retry (inference is idempotent).
+  const post = (path: string, body: string | Buffer, headers: Record<string, string>): Promise<void> =>
+    post1(path, body, headers).catch((e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? post1(path, body, headers) : Promise.reject(e)));
+  const post1 = (path: string, body: string | Buffer, headers: Record<string, string>) =>
+    new Promise<void>((resolve, reject) => {
+      const req = http.request(`${server.url}${path}`, { method: 'POST', agent, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`${path}: ${res.statusCode} ${Buffer.concat(chunks).toString().slice(0, 200)}`))));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  const v1json = JSON.stringify({ inputs: { [input]: { type: 'float32', dims, data: Array.from(x) } } });
+  const v2json = JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', data: Array.from(x) }] });
+  // What tritonclient.http sends by default: binary input, every output binary.
+  const header = JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }], parameters: { binary_data_output: true } });
+  const binaryBody = Buffer.concat([Buffer.from(header), Buffer.from(x.buffer)]);
+  const rawX = Buffer.from(x.buffer);
+  const binary = () => post('/v2/models/bench/infer', binaryBody, { 'inference-header-content-length': String(Buffer.byteLength(header)) });
+  return {
+    binary,
+    rows: [
+      [`${label} v1 JSON`, () => post('/functions/bench/invoke', v1json, { 'content-type': 'application/json' })],
+      [`${label} v2 JSON`, () => post('/v2/models/bench/infer', v2json, { 'content-type': 'application/json' })],
+      [`${label} v2 binary`, binary],
+      [
+        `${label} gRPC (raw)`,
+        () =>
+          new Promise<void>((resolve, reject) =>
+            client.ModelInfer({ model_name: 'bench', inputs: [{ name: input, datatype: 'FP32', shape: dims }], raw_input_contents: [rawX] }, (e: Error | null) => (e ? reject(e) : resolve())),
+          ),
+      ],
+    ],
+    close() {
+      agent.destroy();
+      client.close();
+    },
+  };
+}
+
+const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+
 async function main() {
   const pick = MODELS[args.model!];
   if (!pick) throw new Error(`--model takes ${Object.keys(MODELS).join(', ')}`);
@@ -49,48 +115,31 @@ async function main() {
 
   const session = await ort.InferenceSession.create(bytes);
   const dir = mkdtempSync(join(tmpdir(), 'brulee-bench-'));
-  const server = await startServer(dir, { WORKER_CONCURRENCY: String(Math.min(CONC, 64)) });
-  const proto = fileURLToPath(new URL('../functions/grpc/inference.proto', import.meta.url));
-  const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(proto, { keepCase: true, longs: String, defaults: true })) as any;
-  const client = new pkg.inference.GRPCInferenceService(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure());
+  const env = { WORKER_CONCURRENCY: String(Math.min(CONC, 64)) };
+  const servers: Array<[string, BenchServer]> = [];
+  const clients: Array<ReturnType<typeof protocolsOf>> = [];
+  let floor: Floor | undefined;
+  let floorRedis: Awaited<ReturnType<typeof startRedisServer>> | undefined;
   try {
-    const put = await fetch(`${server.url}/functions/bench`, { method: 'PUT', body: bytes });
-    if (put.status >= 300) throw new Error(`register failed: ${put.status} ${await put.text()}`);
-    // node:http with keep-alive, not fetch: a lean client (as tritonclient's geventhttpclient is),
-    // so the client's own cost on these shared cores does not stand in for the server's.
-    const agent = new http.Agent({ keepAlive: true, maxSockets: CONC, timeout: 3000 });
-    // A kept-alive socket the server closed while idle resets: one retry (inference is idempotent).
-    const post = (path: string, body: string | Buffer, headers: Record<string, string>): Promise<void> =>
-      post1(path, body, headers).catch((e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? post1(path, body, headers) : Promise.reject(e)));
-    const post1 = (path: string, body: string | Buffer, headers: Record<string, string>) =>
-      new Promise<void>((resolve, reject) => {
-        const req = http.request(`${server.url}${path}`, { method: 'POST', agent, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`${path}: ${res.statusCode} ${Buffer.concat(chunks).toString().slice(0, 200)}`))));
-          res.on('error', reject);
-        });
-        req.on('error', reject);
-        req.end(body);
-      });
-    const v2json = JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', data: Array.from(x) }] });
-    // What tritonclient.http sends by default: binary input, every output binary.
-    const header = JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }], parameters: { binary_data_output: true } });
-    const binary = Buffer.concat([Buffer.from(header), Buffer.from(x.buffer)]);
-    const rawX = Buffer.from(x.buffer);
-    const protocols: Array<[string, () => Promise<unknown>]> = [
-      ['raw onnxruntime', () => session.run({ [input]: new ort.Tensor('float32', x, dims) })],
-      ['v2 JSON (HTTP)', () => post('/v2/models/bench/infer', v2json, { 'content-type': 'application/json' })],
-      ['v2 binary (HTTP)', () => post('/v2/models/bench/infer', binary, { 'inference-header-content-length': String(Buffer.byteLength(header)) })],
-      [
-        'v2 gRPC (raw)',
-        () =>
-          new Promise<void>((resolve, reject) =>
-            client.ModelInfer({ model_name: 'bench', inputs: [{ name: input, datatype: 'FP32', shape: dims }], raw_input_contents: [rawX] }, (e: Error | null) => (e ? reject(e) : resolve())),
-          ),
-      ],
-    ];
+    if (args.today) servers.push(['today', await startServer(join(dir, 'today'), env, args.today)]);
+    servers.push([args.today ? 'now' : 'brulee', await startServer(join(dir, 'now'), env)]);
+    for (const [, server] of servers) {
+      const put = await fetch(`${server.url}/functions/bench`, { method: 'PUT', body: bytes });
+      if (put.status >= 300) throw new Error(`register failed: ${put.status} ${await put.text()}`);
+    }
+    const protocols: Array<[string, () => Promise<unknown>]> = [['raw onnxruntime', () => session.run({ [input]: new ort.Tensor('float32', x, dims) })]];
+    if (!args['no-floor']) {
+      floorRedis = await startRedisServer({ dir: join(dir, 'floor'), persist: false });
+      floor = await startFloor(floorRedis.url, session, () => ({ [input]: new ort.Tensor('float32', x, dims) }), CONC);
+      protocols.push(['bullmq floor', floor.call]);
+    }
+    for (const [label, server] of servers) {
+      const c = protocolsOf(label, server, input, dims, x);
+      clients.push(c);
+      protocols.push(...c.rows);
+    }
     for (const [, f] of protocols) for (let i = 0; i < 20; i++) await f(); // warm: sessions, connections, JIT
+    const loadBefore = loadavg();
 
     const lat = protocols.map(() => [] as number[]);
     for (let i = 0; i < N; i++) {
@@ -118,22 +167,38 @@ async function main() {
         time[p]! += performance.now() - t0;
       }
     }
+    const loadAfter = loadavg();
+    // Redis commands per call, per server (its own redis-server), over sequential v2 binary calls.
+    const cmds: string[] = [];
+    for (let i = 0; i < servers.length; i++) {
+      const [label, server] = servers[i]!;
+      const before = await commandCount(server.redisUrl);
+      for (let k = 0; k < Number(args.count); k++) await clients[i]!.binary();
+      cmds.push(`${label}: ${((await commandCount(server.redisUrl) - before) / Number(args.count)).toFixed(1)}`);
+    }
+    if (floor && floorRedis) {
+      const before = await commandCount(floorRedis.url);
+      for (let k = 0; k < Number(args.count); k++) await floor.call();
+      cmds.push(`bullmq floor: ${((await commandCount(floorRedis.url) - before) / Number(args.count)).toFixed(1)}`);
+    }
 
     const base = median(lat[0]!);
     const baseT = calls[0]! / time[0]!;
-    console.log(`\nmodel: ${args.model} (${bytes.byteLength} bytes), input ${input} float32 ${JSON.stringify(dims)} (${x.byteLength} bytes); node ${process.version}`);
-    console.log(`${N} rounds of one sequential call per protocol; throughput: ${ROUNDS} rounds of ${SECONDS} s per protocol at ${CONC} concurrent\n`);
-    console.log(`${'protocol'.padEnd(20)}${'p50 ms'.padStart(9)}${'p50 - raw'.padStart(11)}${'p99 ms'.padStart(9)}${'calls/s'.padStart(10)}${'vs raw'.padStart(8)}`);
+    console.log(`\nmodel: ${args.model} (${bytes.byteLength} bytes), input ${input} float32 ${JSON.stringify(dims)} (${x.byteLength} bytes); node ${process.version}; load average ${loadBefore} before, ${loadAfter} after`);
+    console.log(`${N} rounds of one sequential call per row; throughput: ${ROUNDS} rounds of ${SECONDS} s per row at ${CONC} concurrent\n`);
+    console.log(`${'row'.padEnd(22)}${'p50 ms'.padStart(9)}${'p50 - raw'.padStart(11)}${'p99 ms'.padStart(9)}${'calls/s'.padStart(10)}${'vs raw'.padStart(8)}`);
     protocols.forEach(([name], p) => {
       const p50 = median(lat[p]!);
       const tput = (calls[p]! / time[p]!) * 1000;
-      console.log(`${name.padEnd(20)}${p50.toFixed(3).padStart(9)}${(p50 - base).toFixed(3).padStart(11)}${pct(lat[p]!, 99).toFixed(3).padStart(9)}${tput.toFixed(0).padStart(10)}${(tput / (baseT * 1000)).toFixed(3).padStart(8)}`);
+      console.log(`${name.padEnd(22)}${p50.toFixed(3).padStart(9)}${(p50 - base).toFixed(3).padStart(11)}${pct(lat[p]!, 99).toFixed(3).padStart(9)}${tput.toFixed(0).padStart(10)}${(tput / (baseT * 1000)).toFixed(3).padStart(8)}`);
     });
-    agent.destroy();
+    console.log(`\nRedis commands per call (INFO commandstats over ${args.count} sequential calls): ${cmds.join(', ')}`);
   } finally {
-    client.close();
+    for (const c of clients) c.close();
+    await floor?.stop();
+    await floorRedis?.stop();
     await session.release();
-    await server.stop();
+    for (const [, s] of servers) await s.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -13,7 +13,9 @@
  * shared machine's load drifts over all three alike; "load ms" is the session create alone (raw)
  * or the node's own load time (fetch + create); warm p50/p99 of sequential calls (v1 JSON); for the
  * small MLP also throughput at `--concurrency` and Redis commands per warm invocation (INFO
- * commandstats over `--count` calls, heartbeats and all).
+ * commandstats over `--count` calls, heartbeats and all), and a second baseline, "bullmq": BullMQ
+ * alone (add -> worker -> reply stream, the same model on a raw session, no HTTP and no brulee
+ * code; `bench/bullmq-floor.ts`), on a private redis-server of its own.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,8 +23,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { createRedis } from '../queue/connection';
+import { startRedisServer } from '../queue/redis-server';
 import { mlpForBytes, mlpModel } from '../models/generate';
 import { readModel, REAL_MODELS } from '../test/support/models';
+import { bullmqFloor } from './bullmq-floor';
 import { latencies, median, pct, startServer, throughput, type BenchServer } from './support';
 
 const args = parseArgs({
@@ -128,6 +132,21 @@ async function rawWarm(path: string, input: JsonInput, small: boolean): Promise<
   return row;
 }
 
+/** BullMQ alone, the same model and input (see `bench/bullmq-floor.ts`). */
+async function floor(path: string, input: JsonInput): Promise<Row> {
+  const dir = mkdtempSync(join(tmpdir(), 'brulee-floor-'));
+  const redis = await startRedisServer({ dir, persist: false });
+  const s = await ort.InferenceSession.create(path);
+  try {
+    const r = await bullmqFloor(redis.url, s, () => feeds(input), { n: N, count: Number(args.count), concurrency: Number(args.concurrency), seconds: Number(args.seconds) });
+    return { coldMs: NaN, loadMs: NaN, warmP50: r.warmP50, warmP99: r.warmP99, tput: r.tput, cmdTotal: r.cmdTotal };
+  } finally {
+    await s.release();
+    await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'brulee-speed-'));
   const names = args.models.split(',');
@@ -160,6 +179,7 @@ async function main() {
         }
         const pick = (label: string) => ({ coldMs: median(cold[label]!.map((c) => c.coldMs)), loadMs: median(cold[label]!.map((c) => c.loadMs)) });
         const results: Record<string, Row> = { raw: { ...pick('raw'), ...(await rawWarm(path, input, small)) } };
+        if (small) results.bullmq = await floor(path, input);
         for (const { label, s, invoke } of servers) results[label] = { ...pick(label), ...(await warm(s, invoke, small)) };
         print(name, bytes.byteLength, results);
       } finally {
