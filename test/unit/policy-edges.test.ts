@@ -26,6 +26,13 @@ describe('createPolicy', () => {
     expect(createPolicy('ttl', { ttlMs: 50 }).expired!(idle, 50)).toEqual([{ key: 'a', reason: 'keep-alive of 50 ms expired' }]);
     expect(createPolicy('ttl').expired!(idle, 599_999)).toEqual([]);
     expect(createPolicy('ttl').expired!(idle, 600_000)).toEqual([{ key: 'a', reason: 'keep-alive of 600000 ms expired' }]);
+    // hybrid-histogram takes ttlMs as its fixed keep-alive (for functions with too few samples).
+    const h = (o: { ttlMs?: number }) => {
+      const p = createPolicy('hybrid-histogram', o);
+      p.onLoad!(idle[0]!, 0);
+      return p.expired!(idle, 50).map((v) => v.key);
+    };
+    expect([h({ ttlMs: 50 }), h({})]).toEqual([['a'], []]);
     const many = Array.from({ length: 20 }, (_, i) => entry(`m${String(i).padStart(2, '0')}`));
     const pick = (seed?: number) => createPolicy('random', seed === undefined ? {} : { seed }).selectVictims(req(many, 1))[0]!.key;
     expect(pick()).toBe(pick(1));
@@ -89,6 +96,19 @@ describe('gdsf', () => {
     const d = entry('d', { hits: 1, loadMs: 5, sizeBytes: 5 }); // 6 + 1 = 7
     p.onLoad!(d, 0);
     expect(p.selectVictims(req([d], 1))).toEqual([{ key: 'd', reason: 'lowest GDSF priority 7.000e+0 (clock 6.000e+0, 1 hits)' }]);
+  });
+
+  it('evicting a model whose priority is below the clock leaves the clock where it is', () => {
+    const p = gdsf();
+    const x = entry('x', { hits: 1, loadMs: 10, sizeBytes: 5 }); // 2
+    const y = entry('y', { hits: 1, loadMs: 30, sizeBytes: 5 }); // 6
+    p.onLoad!(x, 0);
+    p.onLoad!(y, 0);
+    p.onEvict!('y', 0); // clock 6
+    p.onEvict!('x', 0); // 2 < 6: the clock stays at 6
+    const z = entry('z', { hits: 1, loadMs: 5, sizeBytes: 5 }); // 6 + 1 = 7
+    p.onLoad!(z, 0);
+    expect(p.selectVictims(req([z], 1))).toEqual([{ key: 'z', reason: 'lowest GDSF priority 7.000e+0 (clock 6.000e+0, 1 hits)' }]);
   });
 
   it('a candidate it was never told about is scored from its facts at the current clock', () => {
