@@ -30,7 +30,8 @@ Input (one of):
 Policies and budgets:
   --policy NAME[,NAME...]|all       ${SIM_POLICIES.join(', ')}; all = every one of them;
                                     bound = the offline lower bound on load delay (sim/bound.ts; one slot),
-                                    e.g. --policy all,bound
+                                    e.g. --policy all,bound; offline = a feasible offline schedule
+                                    (above the optimum: the optimum lies between bound and offline)
   --budget SIZE                     bytes or with a unit (300000000, 512MiB, 2GB)
   --budgets LIST                    comma list of sizes or percentages of all models' size (10%,25%,50%)
   --slots K                         invocations a node runs at a time (default 1)
@@ -104,7 +105,7 @@ async function main(argv: string[]): Promise<number> {
   const pol = a.policy ?? 'cremebrulee';
   const policies: SweepPolicyName[] = pol.split(',').map((p) => p.trim()).flatMap((p): SweepPolicyName[] => {
     if (p === 'all') return [...SIM_POLICIES];
-    if (p === 'bound' || isSimPolicy(p)) return [p];
+    if (p === 'bound' || p === 'offline' || isSimPolicy(p)) return [p];
     throw new UsageError(`unknown policy ${JSON.stringify(p)}; choose from ${SIM_POLICIES.join(', ')}, bound, or all`);
   });
 

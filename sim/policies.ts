@@ -10,7 +10,7 @@ export const ORACLE_POLICIES = ['belady', 'cremebrulee-oracle'] as const;
 export const SIM_POLICIES = [...RUNTIME_POLICIES, ...ORACLE_POLICIES] as const;
 export type SimPolicyName = (typeof SIM_POLICIES)[number];
 /** What a sweep runs: a policy, or `bound`, the offline lower bound on load delay (`bound.ts`). */
-export type SweepPolicyName = SimPolicyName | 'bound';
+export type SweepPolicyName = SimPolicyName | 'bound' | 'offline';
 
 export interface SimPolicyOptions extends PolicyOptions {
   /** Look-ahead of `cremebrulee-oracle`, ms. @default 600000 */

@@ -106,9 +106,11 @@ const PREWARMING = ['cremebrulee-plus', 'hybrid-histogram'];
  */
 export function boundTable(rows: Row[]): string {
   const policies = SIM_POLICIES.filter((p) => rows.some((r) => r.policy === p));
+  // With `offline` rows (the feasible offline schedule, above the optimum): its load delay and its ratio to the bound.
+  const withOffline = rows.some((r) => r.policy === 'offline');
   const out = [
-    `| budget | bound (% of exec) | ${policies.map((p) => (p === 'cremebrulee-plus' ? 'plus' : short[p] ?? p)).join(' | ')} | best on-demand |`,
-    `|---:|---:|${policies.map(() => '---:').join('|')}|---|`,
+    `| budget | bound (% of exec) | ${withOffline ? 'offline (% of exec) | offline / bound | ' : ''}${policies.map((p) => (p === 'cremebrulee-plus' ? 'plus' : short[p] ?? p)).join(' | ')} | best on-demand |`,
+    `|---:|---:|${withOffline ? '---:|---:|' : ''}${policies.map(() => '---:').join('|')}|---|`,
   ];
   const ratio = (d: number, lb: number) => (lb > 0 ? (d / lb).toFixed(2) : d === 0 ? '1.00' : '∞');
   for (const [b, m] of byBudget(rows)) {
@@ -118,7 +120,10 @@ export function boundTable(rows: Row[]): string {
     const onDemand = policies.filter((p) => !PREWARMING.includes(p)).map((p) => m.get(p)!);
     const best = onDemand.reduce((x, y) => (y.loadDelayPctOfExec < x.loadDelayPctOfExec ? y : x));
     const cells = policies.map((p) => ratio(m.get(p)!.loadDelayPctOfExec, lb));
-    out.push(`| ${b}% | ${value(lb)} | ${cells.join(' | ')} | ${short[best.policy] ?? best.policy} ${ratio(best.loadDelayPctOfExec, lb)} |`);
+    const off = m.get('offline');
+    if (withOffline && !off) throw new Error(`no offline row at ${b}%`);
+    const offCells = off ? `${value(off.loadDelayPctOfExec)} | ${ratio(off.loadDelayPctOfExec, lb)} | ` : '';
+    out.push(`| ${b}% | ${value(lb)} | ${offCells}${cells.join(' | ')} | ${short[best.policy] ?? best.policy} ${ratio(best.loadDelayPctOfExec, lb)} |`);
   }
   return out.join('\n');
 }

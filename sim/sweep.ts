@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { boundResult } from './bound';
+import { boundResult, scheduleResult } from './bound';
 import { simulate, type SimOptions, type SimResult } from './engine';
 import { createSimPolicy, isOracle, type SimPolicyName, type SimPolicyOptions, type SweepPolicyName } from './policies';
 import { totalBytes, type SimModel, type Trace } from './trace';
@@ -42,9 +42,10 @@ export function sweepJobs(models: readonly SimModel[], opts: Pick<SweepOptions, 
 export function runOne(trace: Trace, models: readonly SimModel[], opts: SweepOptions, job: SweepJob): SweepResult {
   const all = totalBytes(models);
   const budgetPct = all > 0 ? (100 * job.budgetBytes) / all : 0;
-  if (job.policy === 'bound') {
-    if ((opts.slots ?? 1) !== 1) throw new RangeError('the bound holds for one slot only (--slots 1)');
-    return { ...boundResult(trace, models, { budgetBytes: job.budgetBytes, reportFromMs: opts.reportFromMs, reportToMs: opts.reportToMs }), budgetPct };
+  if (job.policy === 'bound' || job.policy === 'offline') {
+    if ((opts.slots ?? 1) !== 1) throw new RangeError(`the ${job.policy === 'bound' ? 'bound' : 'offline schedule'} holds for one slot only (--slots 1)`);
+    const o = { budgetBytes: job.budgetBytes, reportFromMs: opts.reportFromMs, reportToMs: opts.reportToMs };
+    return { ...(job.policy === 'bound' ? boundResult(trace, models, o) : scheduleResult(trace, models, o)), budgetPct };
   }
   const policy = createSimPolicy(job.policy, opts.policyOptions);
   const { policies: _p, budgets: _b, policyOptions: _o, onRun: _r, ...simOpts } = opts;
