@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { cremebruleePlus } from '../../runtime/policies/cremebrulee-plus';
 import { gdsf } from '../../runtime/policies/gdsf';
+import { CREMEBRULEE_PLUS_TUNED } from '../../runtime/policies';
 import { hybridHistogram } from '../../runtime/policies/hybrid-histogram';
 import { random, seededRandom } from '../../runtime/policies/random';
 import { byScore, lowestFirst, takeUntilFreed } from '../../runtime/policies/select';
@@ -7,6 +9,7 @@ import type { EntryFacts, EvictionPolicy } from '../../runtime/policies/types';
 import { simulate, type SimOptions } from '../../sim/engine';
 import type { SimModel } from '../../sim/trace';
 import { randomTrace } from './helpers';
+import { cremebruleePlusReference } from './reference-plus';
 import { referenceGdsf, referenceHybridHistogram, referenceRandom } from './reference-policies';
 
 describe('lowestFirst picks the victims a full sort picks', () => {
@@ -113,5 +116,28 @@ describe('the fast policies decide as the reference versions do', () => {
       expect(fast.ev).toEqual(ref.ev);
       expect(fast.r).toEqual(ref.r);
     });
+  }
+});
+
+describe('cremebrulee-plus prefetching by utility bound decides as the full scan did', () => {
+  // The previous version (a scan of every function not loaded at each prefetch check) is kept in reference-plus.ts.
+  const models: SimModel[] = randomTrace(7, 4000, 40).functions.map((key, f) => ({ key, sizeBytes: 50 + ((f * 97) % 400), loadMs: 100 + ((f * 7919) % 3000), execMs: 10 + ((f * 31) % 200) }));
+  for (const budget of [500, 1500, 4000]) {
+    for (const sweepMs of [0, 1000]) {
+      it(`budget ${budget}, checks ${sweepMs === 0 ? 'before every dispatch' : 'every second'}: same evictions, pre-warm loads and results`, () => {
+        const go = (p: EvictionPolicy) => {
+          const loads: string[] = [];
+          const out = run(p, models, budget, { sweepMs, onLoadStart: (k, pre) => pre && loads.push(k) });
+          return { ...out, loads };
+        };
+        const fast = go(cremebruleePlus(CREMEBRULEE_PLUS_TUNED));
+        const ref = go(cremebruleePlusReference(CREMEBRULEE_PLUS_TUNED));
+        expect(fast.ev.length).toBeGreaterThan(100);
+        expect(fast.loads.length).toBeGreaterThan(20);
+        expect(fast.loads).toEqual(ref.loads);
+        expect(fast.ev).toEqual(ref.ev);
+        expect(fast.r).toEqual(ref.r);
+      });
+    }
   }
 });

@@ -1,0 +1,330 @@
+/** cremebrulee-plus as it was before its prefetch check used the utility bound (commit 0701419), kept verbatim as the reference the fast version is checked against (test/sim/fast-selection.test.ts). */
+import { PositionMemo } from '../../runtime/policies/memo';
+import { Selection } from '../../runtime/policies/select';
+import type { EntryFacts, EvictionPolicy, Victim } from '../../runtime/policies/types';
+
+export interface CremeBruleePlusOptions {
+  /** Weight of the newest gap in the moving average of a function's inter-arrival gaps. @default 0.3 */
+  alpha?: number;
+  /**
+   * Weight of CremeBrulee's refreshed popularity share in the rate:
+   * rate = (1 − w) × recency rate + w × popularity × (rate of all invocations). @default 0
+   */
+  popularityWeight?: number;
+  /**
+   * Prefetch into free memory through the `prewarm` hook (the simulator and the runtime's warm
+   * pool call it): the function of highest utility that is not loaded and fits in the free
+   * memory. @default false
+   */
+  prefetch?: boolean;
+  /** Most models named per prefetch check, best first (the caller loads those that fit). @default 1 */
+  prefetchCount?: number;
+  /** Prefetch checks at most this often (the caller may ask more often), ms. @default 5000 */
+  prefetchEveryMs?: number;
+  /**
+   * How prefetch candidates are ranked: `utility` (per byte, as eviction ranks) or `saving`
+   * (rate × load time: what a hit saves, since free memory costs nothing). @default 'utility'
+   */
+  prefetchBy?: 'utility' | 'saving';
+  /**
+   * Prefetch a function only once it is "due": idle for at least this fraction of its average
+   * gap (its next call is expected soon), so what was just used is not reloaded at once. @default 0
+   */
+  prefetchDue?: number;
+  /**
+   * Floor the recency rate at this fraction of the function's lifetime rate (its calls since
+   * first seen / time since), so a rarely but steadily used function keeps some rank. @default 0
+   */
+  lifetimeFloor?: number;
+  /**
+   * Rate of a function seen only once: `popularity` (CremeBrulee's refreshed share, scaled below
+   * any learned rate; decays with idle time, so these rank by recency, whatever their size) or
+   * `window` (one call in the time the policy has watched: 1 / (now − first invocation seen), at
+   * or below every learned rate, equal for all of them, so they rank by load cost per byte, then
+   * by last use, as GDSF ranks entries with one hit). `window` (fifth session) keeps one-off
+   * calls of large models from outranking small models that are called again. @default 'window'
+   */
+  oneSighting?: 'popularity' | 'window';
+  /**
+   * Drop victims the eviction does not need: lowest utility first can take several small entries
+   * and then a large one that alone would have freed enough; keep (not evict) such earlier
+   * victims, highest utility first, as long as what is left still frees `needBytes`.
+   * `vsPrefetch` (with `prefetch`; tried, not the default): keep such a victim only if its utility
+   * is at least that of the best function prefetching could load into the memory left free.
+   * @default true
+   */
+  trimVictims?: boolean | 'vsPrefetch';
+  /**
+   * Prefetch settings for scarce memory: while the memory the policy has seen (loaded + free, its
+   * running maximum) is below `below` × the model size of the hottest function (smallest average
+   * gap), these replace the prefetch settings above. @default none
+   */
+  scarce?: {
+    below: number;
+    prefetchCount?: number;
+    prefetchEveryMs?: number;
+    prefetchBy?: 'utility' | 'saving' | 'soonest';
+    prefetchDue?: number;
+    /**
+     * Whether `trimVictims` applies while memory is scarce (where free memory is the room the
+     * due functions are prefetched into). @default false
+     */
+    trimVictims?: boolean;
+  };
+}
+
+/**
+ * Victims (lowest utility first) without those not needed: walking back from the last but one
+ * (highest utility), drop a victim while the others still free `needBytes`. Order kept.
+ */
+function trimmed(
+  victims: Victim[],
+  /** The victims' entries, in the same order. */
+  entries: readonly EntryFacts[],
+  needBytes: number,
+  worthKeeping: (e: EntryFacts, spareBytes: number) => boolean = () => true,
+): Victim[] {
+  let freed = 0;
+  for (const e of entries) freed += e.sizeBytes;
+  if (!(freed >= needBytes)) return victims;
+  const spare = freed - needBytes;
+  const keep = victims.map(() => true);
+  for (let i = victims.length - 2; i >= 0; i--) {
+    const e = entries[i]!;
+    const b = e.sizeBytes;
+    if (freed - b >= needBytes && worthKeeping(e, spare)) {
+      keep[i] = false;
+      freed -= b;
+    }
+  }
+  return victims.filter((_, i) => keep[i]);
+}
+
+/** What the policy knows of one function. */
+interface Fn {
+  key: string;
+  /** Last invocation seen, or NaN. */
+  last: number;
+  /** Moving average of inter-arrival gaps, or NaN until two invocations. */
+  gap: number;
+  // For prefetching: the facts last reported, and whether it is loaded.
+  sizeBytes: number;
+  loadMs: number;
+  popularity: number;
+  lastUsedAt: number;
+  loaded: boolean;
+  /** Invocations and first sighting (for `lifetimeFloor`). */
+  calls: number;
+  first: number;
+}
+
+/**
+ * CremeBrulee+ : CremeBrulee's utility with a per-function, recency-aware rate in place of the
+ * periodically refreshed popularity share,
+ *
+ *     utility(f) = rate(f) × loadCost(f) / residentBytes(f),
+ *     rate(f)    = 1 / max(gap(f), now − lastUse(f))
+ *
+ * where gap(f) is an exponential moving average of f's inter-arrival gaps, kept across evictions
+ * (learned from the invocations the policy has seen: each load or hit). A function that has gone
+ * quiet for longer than its usual gap loses rate at once, not at the next popularity refresh, and
+ * a timer-like function keeps its rate between calls. Until a function has two invocations, its
+ * rate is one call in the time the policy has watched (option `oneSighting`). A miss evicts the
+ * lowest utilities first, then keeps those a later victim made unnecessary (`trimVictims`).
+ * Online: only the past.
+ * Prefetching (an option) goes through `prewarm`, which the simulator and the runtime's warm pool
+ * (`WarmPool.prefetch`) both call.
+ */
+export function cremebruleePlusReference(opts: CremeBruleePlusOptions = {}): EvictionPolicy {
+  const alpha = opts.alpha ?? 0.3;
+  if (!(alpha > 0 && alpha <= 1)) throw new RangeError(`cremebrulee-plus: alpha must be in (0, 1], got ${alpha}`);
+  const popW = opts.popularityWeight ?? 0;
+  if (!(popW >= 0 && popW <= 1)) throw new RangeError(`cremebrulee-plus: popularityWeight must be in [0, 1], got ${popW}`);
+  /** One record per function, never replaced or deleted (so `byPosition` may keep it). */
+  const fns = new Map<string, Fn>();
+  /** The largest model of any function seen (an upper bound of the hottest one's, for `scarce`). */
+  let maxBytes = 0;
+  const fnOf = (e: EntryFacts): Fn => {
+    let f = fns.get(e.key);
+    if (!f) {
+      f = { key: e.key, last: NaN, gap: NaN, sizeBytes: e.sizeBytes, loadMs: e.loadMs, popularity: e.popularity, lastUsedAt: e.lastUsedAt, loaded: false, calls: 0, first: NaN };
+      fns.set(e.key, f);
+      maxBytes = Math.max(maxBytes, e.sizeBytes);
+    }
+    return f;
+  };
+  const byPosition = new PositionMemo((key) => fns.get(key));
+  const floorW = opts.lifetimeFloor ?? 0;
+  const oneWindow = (opts.oneSighting ?? 'window') === 'window';
+  const trim = (opts.trimVictims ?? true) !== false;
+  const trimVsPrefetch = opts.trimVictims === 'vsPrefetch';
+  const trimScarce = opts.scarce?.trimVictims === true;
+  let firstSeenAt = NaN;
+  let seenCount = 0;
+  const seen = (f: Fn, t: number) => {
+    if (floorW > 0) {
+      f.calls++;
+      if (Number.isNaN(f.first)) f.first = t;
+    }
+    const l = f.last;
+    if (!Number.isNaN(l) && t >= l) {
+      const d = Math.max(1, t - l);
+      f.gap = Number.isNaN(f.gap) ? d : f.gap + alpha * (d - f.gap);
+    }
+    f.last = t;
+    if (seenCount++ === 0) firstSeenAt = t;
+  };
+  /** Rate of a function (f: what the policy knows of it, or undefined; e: the caller's facts). */
+  const rateOf = (f: Fn | undefined, e: Pick<EntryFacts, 'popularity' | 'lastUsedAt'>, now: number): number => {
+    if (f === undefined || Number.isNaN(f.gap)) {
+      // One sighting: one call in the window watched so far, or as CremeBrulee, below any learned rate.
+      if (oneWindow && seenCount > 0) return 1 / Math.max(1, now - firstSeenAt);
+      return e.popularity * 1e-6;
+    }
+    const l = Number.isNaN(f.last) ? e.lastUsedAt : f.last;
+    let r = 1 / Math.max(f.gap, now - l, 1);
+    if (floorW > 0) r = Math.max(r, (floorW * f.calls) / Math.max(1, now - f.first));
+    if (popW !== 0) r = (1 - popW) * r + (popW * e.popularity * seenCount) / Math.max(1, now - firstSeenAt);
+    return r;
+  };
+  const utilityOf = (f: Fn | undefined, e: Pick<EntryFacts, 'popularity' | 'lastUsedAt' | 'loadMs' | 'sizeBytes'>, now: number): number =>
+    (rateOf(f, e, now) * e.loadMs) / Math.max(1, e.sizeBytes);
+  const utility = (e: EntryFacts, now: number) => utilityOf(fns.get(e.key), e, now);
+
+  // Prefetching: the functions not loaded, and the smallest of their models.
+  const prefetch = opts.prefetch === true;
+  const absent = new Set<Fn>();
+  let minAbsentBytes: number | undefined = Infinity;
+  let nextPrefetchAt = -Infinity;
+  // For `scarce`: bytes loaded (as the hooks report them) and the most memory seen.
+  let loadedBytes = 0;
+  let memorySeen = 0;
+  /** Whether the last prefetch check found memory scarce. */
+  let scarceNow = false;
+  const scarce = opts.scarce;
+  const note = (f: Fn, e: EntryFacts) => {
+    f.popularity = e.popularity;
+    f.lastUsedAt = e.lastUsedAt;
+  };
+
+  const sel = new Selection();
+  const policy: EvictionPolicy = {
+    name: 'cremebrulee-plus',
+    onLoad(e, now) {
+      const f = fnOf(e);
+      // The invocation that caused the load arrived loadMs ago; a pre-warm load (hits 0) is none.
+      if (e.hits > 0) seen(f, now - e.loadMs);
+      note(f, e);
+      if (!f.loaded) loadedBytes += e.sizeBytes;
+      f.sizeBytes = e.sizeBytes;
+      maxBytes = Math.max(maxBytes, e.sizeBytes);
+      f.loaded = true;
+      if (prefetch && absent.delete(f)) minAbsentBytes = undefined;
+    },
+    onAccess(e, now) {
+      const f = fnOf(e);
+      seen(f, now);
+      note(f, e);
+    },
+    onEvict(key) {
+      const f = fns.get(key);
+      if (!f) return;
+      if (f.loaded) loadedBytes -= f.sizeBytes;
+      f.loaded = false;
+      if (prefetch) {
+        absent.add(f);
+        if (minAbsentBytes !== undefined) minAbsentBytes = Math.min(minAbsentBytes, f.sizeBytes);
+      }
+    },
+    forget(key) {
+      // Deleted or replaced: never prefetch it again, and drop what was learned of it (the record
+      // is reset, not deleted, so it reads as a function never seen).
+      const f = fns.get(key);
+      if (!f) return;
+      if (f.loaded) loadedBytes -= f.sizeBytes;
+      f.loaded = false;
+      f.last = f.gap = f.first = NaN;
+      f.calls = 0;
+      if (absent.delete(f)) minAbsentBytes = undefined;
+    },
+    selectVictims(req) {
+      const c = req.candidates;
+      const scores = sel.scores(c.length);
+      for (let i = 0; i < c.length; i++) scores[i] = utilityOf(byPosition.at(i, c[i]!.key), c[i]!, req.now);
+      const picked: number[] = [];
+      const victims = sel.lowestScored(c, scores, req.needBytes, (e) => {
+        const f = fns.get(e.key);
+        return `utility ${utility(e, req.now).toExponential(3)} lowest (gap ${Math.round(f?.gap ?? NaN)} ms, idle ${Math.round(req.now - (f && !Number.isNaN(f.last) ? f.last : e.lastUsedAt))} ms)`;
+      }, picked);
+      if (!trim || victims.length < 2 || (scarceNow && !trimScarce)) return victims;
+      const entries = picked.map((i) => c[i]!);
+      if (!prefetch || !trimVsPrefetch) return trimmed(victims, entries, req.needBytes);
+      // With prefetching, memory left free is not idle: keep a redundant victim only if it is worth
+      // more than what prefetching could load into the memory the eviction would leave free.
+      let best: number | undefined;
+      return trimmed(victims, entries, req.needBytes, (e, spare) => {
+        if (best === undefined) {
+          best = 0;
+          for (const k of absent) {
+            if (k.key === req.incoming.key || k.sizeBytes > spare || Number.isNaN(k.gap)) continue;
+            best = Math.max(best, utilityOf(k, k, req.now));
+          }
+        }
+        return utility(e, req.now) >= best;
+      });
+    },
+  };
+  if (prefetch) {
+    policy.prewarm = (now, isResident, freeBytes) => {
+      // Only where the caller says how much is free (and reports loads and evictions).
+      if (freeBytes === undefined) return [];
+      if (now < nextPrefetchAt) return [];
+      let o: { prefetchCount?: number; prefetchEveryMs?: number; prefetchBy?: 'utility' | 'saving' | 'soonest'; prefetchDue?: number } = opts;
+      if (scarce) {
+        memorySeen = Math.max(memorySeen, loadedBytes + freeBytes);
+        scarceNow = false;
+        // Scarce only below `below` x the hottest function's model, so never at or above `below` x the largest.
+        if (memorySeen < scarce.below * maxBytes) {
+          let hot: Fn | undefined;
+          for (const f of fns.values()) if (!Number.isNaN(f.gap) && (hot === undefined || f.gap < hot.gap)) hot = f;
+          scarceNow = hot !== undefined && memorySeen < scarce.below * hot.sizeBytes;
+        }
+        if (scarceNow) o = scarce;
+      }
+      nextPrefetchAt = now + (o.prefetchEveryMs ?? 5000);
+      if (minAbsentBytes === undefined) {
+        minAbsentBytes = Infinity;
+        for (const f of absent) minAbsentBytes = Math.min(minAbsentBytes, f.sizeBytes);
+      }
+      if (minAbsentBytes > freeBytes) return [];
+      const count = o.prefetchCount ?? 1;
+      const by = o.prefetchBy ?? 'utility';
+      const due = o.prefetchDue ?? 0;
+      const picks: { k: Fn; u: number }[] = [];
+      for (const k of absent) {
+        if (k.sizeBytes > freeBytes || Number.isNaN(k.gap)) continue;
+        if (due > 0 && now - k.last < due * k.gap) continue;
+        const u =
+          by === 'saving' ? rateOf(k, k, now) * k.loadMs
+          : by === 'soonest' ? -Math.max(0, k.last + k.gap - now) - k.gap * 1e-9 // expected next call soonest (then shortest gap)
+          : utilityOf(k, k, now);
+        // Keep the `count` best, best first (ties by key).
+        let i = picks.length;
+        while (i > 0 && (picks[i - 1]!.u < u || (picks[i - 1]!.u === u && picks[i - 1]!.k.key > k.key))) i--;
+        if (i < count) {
+          picks.splice(i, 0, { k, u });
+          if (picks.length > count) picks.pop();
+        }
+      }
+      const out: Victim[] = [];
+      for (const { k, u } of picks) {
+        if (!isResident(k.key)) out.push({ key: k.key, reason: `prefetch: utility ${u.toExponential(3)}, among the highest of what is not loaded` });
+      }
+      return out;
+    };
+    // Simulator speed hint (contract: `SimHints`, sim/hints.ts); the runtime does not use it.
+    // Before nextPrefetchAt, prewarm returns at once and changes nothing.
+    return Object.assign(policy, { quietUntil: (): number => nextPrefetchAt });
+  }
+  return policy;
+}
