@@ -19,6 +19,7 @@ import { mlpForBytes, mulberry32 as seededRandom } from '../models/generate';
 import { startRedisServer } from '../queue/redis-server';
 import { REAL_MODELS, readModel } from '../test/support/models';
 import { startProc, stopAll, type Proc } from '../test/support/procs';
+import { withMallocTunables } from '../runtime/malloc';
 
 const MiB = 1024 ** 2;
 const { values: args } = parseArgs({
@@ -33,7 +34,7 @@ const { values: args } = parseArgs({
 });
 // As `npm start` runs a worker (`--env GLIBC_TUNABLES=` runs it without, as before issue 12 §4).
 const extraEnv: Record<string, string> = {
-  GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? 'glibc.malloc.mmap_threshold=131072',
+  GLIBC_TUNABLES: withMallocTunables(process.env).GLIBC_TUNABLES,
   ...Object.fromEntries(args.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
 };
 

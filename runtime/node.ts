@@ -20,6 +20,7 @@ import { artifactKey, loadModel, type LoadedModel } from './onnx';
 import { createPolicy, type RuntimePolicyName } from './policies';
 import { readPopularity } from './popularity';
 import { invocationCommands, recordEviction, recordInvocation, StatsOps, type InvocationRecord } from './stats';
+import { mallocReturnsMemory, MALLOC_TUNABLES } from './malloc';
 import { WarmPool, type ModelSpec } from './warm-pool';
 import { WARMUP_MODEL_B64 } from './warmup-model';
 
@@ -132,9 +133,9 @@ export class RuntimeNode {
 
   async start(): Promise<void> {
     const { keys } = this.o;
-    if (!MALLOC_RETURNS_MEMORY) {
+    if (!mallocReturnsMemory()) {
       this.o.log.warn(
-        'GLIBC_TUNABLES has no glibc.malloc.mmap_threshold: memory of evicted models may stay in this process, and measured model footprints may be low; start with GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072 (npm start and the image do)',
+        `GLIBC_TUNABLES has no glibc.malloc.mmap_threshold: memory of evicted models may stay in this process, and measured model footprints may be low; start with GLIBC_TUNABLES=${MALLOC_TUNABLES} (npm start, brulee serve and the image do)`,
       );
     }
     await this.reloadPopularity();
@@ -491,13 +492,6 @@ export class RuntimeNode {
   }
 }
 
-/**
- * glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which a
- * model's weights and arena come from the heap and stay in the process once the model is evicted
- * (a worker reached 2.1x its budget above idle that way). A fixed threshold (any value set) keeps
- * large blocks in their own mappings, returned to the OS when freed (issue 12 §4, README).
- */
-const MALLOC_RETURNS_MEMORY = process.platform !== 'linux' || /glibc\.malloc\.mmap_threshold=/.test(process.env.GLIBC_TUNABLES ?? '') || process.env.MALLOC_MMAP_THRESHOLD_ !== undefined;
 
 function processMemory(): NonNullable<NodeInfo['memory']> {
   const m = process.memoryUsage();
