@@ -21,7 +21,7 @@ describe('error codes', () => {
   it('each code has the gRPC status of its HTTP status (gRPC\'s HTTP mapping, read the other way)', () => {
     // Literals: INVALID_ARGUMENT 3, UNAUTHENTICATED 16, PERMISSION_DENIED 7, NOT_FOUND 5, ABORTED 10,
     // RESOURCE_EXHAUSTED 8, UNAVAILABLE 14, DEADLINE_EXCEEDED 4, INTERNAL 13.
-    const want: Record<number, number> = { 400: 3, 401: 16, 403: 7, 404: 5, 409: 10, 413: 8, 422: 3, 500: 13, 503: 14, 504: 4 };
+    const want: Record<number, number> = { 400: 3, 401: 16, 403: 7, 404: 5, 409: 10, 413: 8, 422: 3, 429: 8, 500: 13, 503: 14, 504: 4 };
     for (const code of Object.keys(ErrorCode) as ErrorCodeName[]) {
       expect([code, grpcStatusOf(code)]).toEqual([code, want[ErrorCode[code]]]);
     }
