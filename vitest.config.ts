@@ -1,4 +1,9 @@
 import { defineConfig } from 'vitest/config';
+import { withMallocTunables } from './runtime/malloc';
+
+// The test files' processes (forked from this one) start with glibc's mmap threshold, as nodes do
+// (runtime/malloc.ts): the memory accounting tests measure what a real node holds.
+process.env.GLIBC_TUNABLES = withMallocTunables(process.env).GLIBC_TUNABLES;
 
 export default defineConfig({
   test: {
