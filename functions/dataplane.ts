@@ -177,6 +177,7 @@ export class DataPlane {
     // Held a little past the deadline: a node that reaches the job late still answers (and frees it).
     const ticket = await this.admit(fn.name, timeoutMs + 5000);
     if (ticket) job.admission = ticket;
+    this.o.recorder?.record(name, job.acceptedAt);
     let r;
     try {
       r = await this.o.dispatcher.invoke(job, timeoutMs);
@@ -200,6 +201,8 @@ export class DataPlane {
     const { fn, job } = await this.prepare(name, inputs, opts);
     const ticket = await this.admit(fn.name, this.o.asyncHoldMs ?? 3_600_000);
     if (ticket) job.admission = ticket;
+    // A call refused by admission never reached a node: the recorded trace leaves it out.
+    this.o.recorder?.record(name, job.acceptedAt);
     try {
       return { id: await this.o.dispatcher.submit(job), fn };
     } catch (e) {
@@ -380,7 +383,6 @@ export class DataPlane {
       ...(outputs ? { outputs } : {}),
       acceptedAt: Date.now(),
     };
-    this.o.recorder?.record(name, job.acceptedAt);
     return { fn, job };
   }
 

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mlpModel, slowModel } from '../../models/generate';
 import { ort, runDirect } from '../support/models';
@@ -18,7 +20,7 @@ const QUICK_IN = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
 let b: TestBrulee;
 let want: number[];
 beforeAll(async () => {
-  b = await startBrulee({ MAX_QUEUED_PER_FUNCTION: String(LIMIT), WORKER_CONCURRENCY: '1' });
+  b = await startBrulee({ MAX_QUEUED_PER_FUNCTION: String(LIMIT), WORKER_CONCURRENCY: '1', TRACE_RECORD: '1' });
   expect((await b.put('slow', SLOW)).status).toBe(201);
   expect((await b.put('quick', QUICK)).status).toBe(201);
   const direct = await runDirect(SLOW, { x: new ort.Tensor('float32', new Float32Array(256).fill(0.5), [1, 256]) });
@@ -63,6 +65,14 @@ describe('admission by a function queue depth', () => {
       expect(await b.dataPlane.queued('slow')).toBe(0);
       expect(await b.dataPlane.queued('quick')).toBe(0);
     }
+    // The recorded trace (TRACE_RECORD) holds the calls admitted, not the refused ones: a replay
+    // must not see load that never reached a node.
+    const recorded = async () => {
+      const rows = readFileSync(join(b.dataDir, 'traces', 'invocations.csv'), 'utf8').trim().split('\n').slice(1);
+      return { slow: rows.filter((r) => r.endsWith(',slow')).length, quick: rows.filter((r) => r.endsWith(',quick')).length };
+    };
+    await until('the trace file to hold 16 rows', async () => { const r = await recorded(); return r.slow + r.quick >= 16; }, 5000);
+    expect(await recorded()).toEqual({ slow: 2 * LIMIT, quick: 6 });
   }, 120_000);
 
   it('calls that time out at the gateway give their places back', async () => {
