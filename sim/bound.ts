@@ -48,6 +48,17 @@ export interface Bound {
   execMs: number;
 }
 
+/** Ideal dispatch times: the serial node with no load ever waited for. */
+function idealDispatchTimes({ times, fns }: Trace, models: readonly SimModel[]): Float64Array {
+  const ideal = new Float64Array(times.length);
+  let t = -Infinity;
+  for (let m = 0; m < times.length; m++) {
+    t = Math.max(times[m]!, m > 0 ? t + models[fns[m - 1]!]!.execMs : -Infinity);
+    ideal[m] = t;
+  }
+  return ideal;
+}
+
 export function lowerBound(trace: Trace, models: readonly SimModel[], opts: BoundOptions): Bound {
   const B = opts.budgetBytes;
   if (!(Number.isFinite(B) && B > 0)) throw new RangeError(`bound: budgetBytes must be a positive number, got ${B}`);
@@ -56,13 +67,7 @@ export function lowerBound(trace: Trace, models: readonly SimModel[], opts: Boun
   const { times, fns } = trace;
   const N = times.length;
   const F = models.length;
-  // Ideal dispatch times: the serial node with no load ever waited for.
-  const ideal = new Float64Array(N);
-  let t = -Infinity;
-  for (let m = 0; m < N; m++) {
-    t = Math.max(times[m]!, m > 0 ? t + models[fns[m - 1]!]!.execMs : -Infinity);
-    ideal[m] = t;
-  }
+  const ideal = idealDispatchTimes(trace, models);
   // Reuse intervals of counted invocations: previous step j, this step k.
   const prev = new Int32Array(F).fill(-1);
   const iv: number[] = []; // pairs (j, k)
@@ -244,12 +249,7 @@ export function feasibleSchedule(trace: Trace, models: readonly SimModel[], opts
   const { times, fns } = trace;
   const N = times.length;
   const F = models.length;
-  const ideal = new Float64Array(N);
-  let t = -Infinity;
-  for (let m = 0; m < N; m++) {
-    t = Math.max(times[m]!, m > 0 ? t + models[fns[m - 1]!]!.execMs : -Infinity);
-    ideal[m] = t;
-  }
+  const ideal = idealDispatchTimes(trace, models);
   // Slack at each step: the budget less the model in use (a model larger than the budget is refused, holds nothing).
   const slack0 = new Float64Array(N);
   for (let m = 0; m < N; m++) {
