@@ -3,8 +3,8 @@ import { createPolicy } from '../../runtime/policies';
 import { cremebruleePlus } from '../../runtime/policies/cremebrulee-plus';
 import type { EvictionPolicy } from '../../runtime/policies/types';
 import { WarmPool, type EvictionEvent, type ModelSpec, type PrefetchEvent } from '../../runtime/warm-pool';
+import { spec } from '../support/warm-pool';
 
-const spec = (key: string, sizeBytes: number, extra: Partial<ModelSpec> = {}): ModelSpec => ({ key, fn: key, sizeBytes, loadMs: 10, execMs: 1, ...extra });
 
 /** A pool on a hand-moved clock that records loads, evictions and finished prefetches. */
 function pool(budgetBytes: number, policy: EvictionPolicy, load?: (s: ModelSpec) => Promise<string>) {

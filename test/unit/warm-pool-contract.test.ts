@@ -2,19 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { BruleeError } from '../../errors';
 import { createPolicy, type EntryFacts, type EvictionPolicy, type EvictionRequest, type Victim } from '../../runtime/policies';
 import { WarmPool, type EvictionEvent, type ModelSpec, type PrefetchEvent } from '../../runtime/warm-pool';
+import { spec, deferred } from '../support/warm-pool';
 
 // The warm pool's contract with its policy and its callers, on a clock the test sets: what the
 // policy is told (facts, hooks, in order), what a lease says, what list() shows, and the exact
 // errors. Every expected value is worked out by hand from the test's own steps.
 
-const spec = (key: string, sizeBytes: number, extra: Partial<ModelSpec> = {}): ModelSpec => ({ key, fn: key, sizeBytes, loadMs: 10, execMs: 1, ...extra });
 
-function deferred<T>() {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
-  return { promise, resolve, reject };
-}
 
 /** A policy that records every hook call and evicts in the order `pick` gives (default: candidates' order). */
 function recorder(pick: (req: EvictionRequest) => Victim[] = (r) => r.candidates.map((c) => ({ key: c.key, reason: `chose ${c.key}` }))) {

@@ -3,15 +3,9 @@ import { createPolicy, type RuntimePolicyName } from '../../runtime/policies';
 import { WarmPool, type EvictionEvent, type ModelSpec } from '../../runtime/warm-pool';
 import { seededRandom } from '../../runtime/policies/random';
 import { within } from '../support/within';
+import { spec, deferred } from '../support/warm-pool';
 
-const spec = (key: string, sizeBytes: number, extra: Partial<ModelSpec> = {}): ModelSpec => ({ key, fn: key, sizeBytes, loadMs: 10, execMs: 1, ...extra });
 
-function deferred<T>() {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
-  return { promise, resolve, reject };
-}
 
 function pool(budgetBytes: number, policy: RuntimePolicyName = 'lru', extra: { admitTimeoutMs?: number } = {}) {
   let now = 0;
