@@ -30,6 +30,8 @@ export default {
   reporters: ['clear-text', 'progress', 'json'],
   jsonReporter: { fileName: `reports/mutation/${name}.json` },
   tempDirName: `.stryker-tmp/${name}`,
+  // Other runs' sandboxes and reports stay out of this one's sandbox, so parts can run side by side.
+  ignorePatterns: ['/.stryker-tmp', '/reports'],
   // MUTATE_INCREMENTAL=1 reuses the last run's results for mutants whose code and tests did not
   // change (reports/mutation/<module>.incremental.json; reports/ stays out of git).
   incremental: process.env.MUTATE_INCREMENTAL === '1',

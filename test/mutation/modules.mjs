@@ -15,11 +15,11 @@ export const MODULES = {
   },
   'warm-pool': {
     mutate: ['runtime/warm-pool.ts'],
-    tests: ['test/unit/warm-pool.test.ts', 'test/unit/warm-pool-contract.test.ts', 'test/unit/prefetch.test.ts'],
+    tests: ['test/unit/warm-pool.test.ts', 'test/unit/warm-pool-contract.test.ts', 'test/unit/warm-pool-resize.test.ts', 'test/unit/prefetch.test.ts'],
   },
   policies: {
     mutate: ['runtime/policies/*.ts'],
-    tests: ['test/sim/policies.test.ts', 'test/unit/warm-pool.test.ts', 'test/unit/prefetch.test.ts', 'test/sim/fast-selection.test.ts', 'test/unit/policies.test.ts', 'test/unit/policy-edges.test.ts', 'test/sim/engine.test.ts'],
+    tests: ['test/sim/policies.test.ts', 'test/unit/warm-pool.test.ts', 'test/unit/prefetch.test.ts', 'test/sim/fast-selection.test.ts', 'test/unit/policies.test.ts', 'test/unit/policy-edges.test.ts', 'test/unit/policy-parts.test.ts', 'test/sim/engine.test.ts'],
   },
   engine: {
     mutate: ['sim/engine.ts'],
