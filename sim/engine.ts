@@ -273,6 +273,9 @@ class NodeRun {
   // Popularity (the runtime's decayed share), skipped for policies that never read it.
   private readonly pop: PopularityTracker;
   private readonly usesPop: boolean;
+  /** Whether `onLoad` / `onAccess` get fresh popularity (the policy has the hook and reads popularity). */
+  private readonly popOnLoad: boolean;
+  private readonly popOnAccess: boolean;
 
   // Models: state, in-flight count, load completion time, the facts handed to the policy.
   private readonly state: Uint8Array;
@@ -372,6 +375,8 @@ class NodeRun {
 
     this.pop = new PopularityTracker(F, opts.popularityRefreshMs, opts.popularityWindowMs);
     this.usesPop = this.hints.usesPopularity !== false;
+    this.popOnLoad = this.usesPop && policy.onLoad !== undefined;
+    this.popOnAccess = this.usesPop && policy.onAccess !== undefined;
     if (opts.popularityFirstRefreshMs !== undefined) {
       if (!(opts.popularityFirstRefreshMs >= 0)) throw new RangeError(`simulate: popularityFirstRefreshMs must be >= 0, got ${opts.popularityFirstRefreshMs}`);
       this.pop.nextRefreshAt = opts.popularityFirstRefreshMs;
@@ -679,7 +684,8 @@ class NodeRun {
     this.state[f] = RESIDENT;
     this.addResident(f);
     const e = this.entries[f]!;
-    e.popularity = this.usesPop ? this.pop.share(f) : 0;
+    // (An entry's popularity is read in a hook only: set before the hooks that get the entry.)
+    if (this.popOnLoad) e.popularity = this.pop.share(f);
     e.loadedAt = this.now;
     e.lastUsedAt = this.now;
     e.hits = prewarmed ? 0 : 1;
@@ -690,7 +696,7 @@ class NodeRun {
     const e = this.entries[f]!;
     e.hits++;
     e.lastUsedAt = this.now;
-    e.popularity = this.usesPop ? this.pop.share(f) : 0;
+    if (this.popOnAccess) e.popularity = this.pop.share(f);
     this.policy.onAccess?.(e, this.now);
   }
 

@@ -116,11 +116,18 @@ interface Fn {
   calls: number;
   first: number;
   /**
-   * While not loaded and with a learned gap: its place in `byBound`, and its utility's upper bound
+   * While not loaded and with a learned gap: its size group and place in it (`bySize`), and its utility's upper bound
    * `(1 / max(gap, 1)) × loadMs / max(1, sizeBytes)` (none of which changes while it is not loaded).
    */
   boundAt: number;
   bound: number;
+  group: SizeGroup | undefined;
+}
+
+/** Functions not loaded whose models have one size, highest utility bound first. */
+interface SizeGroup {
+  readonly sizeBytes: number;
+  readonly fns: Fn[];
 }
 
 /**
@@ -152,7 +159,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   const fnOf = (e: EntryFacts): Fn => {
     let f = fns.get(e.key);
     if (!f) {
-      f = { key: e.key, last: NaN, gap: NaN, sizeBytes: e.sizeBytes, loadMs: e.loadMs, popularity: e.popularity, lastUsedAt: e.lastUsedAt, loaded: false, calls: 0, first: NaN, boundAt: -1, bound: 0 };
+      f = { key: e.key, last: NaN, gap: NaN, sizeBytes: e.sizeBytes, loadMs: e.loadMs, popularity: e.popularity, lastUsedAt: e.lastUsedAt, loaded: false, calls: 0, first: NaN, boundAt: -1, bound: 0, group: undefined };
       fns.set(e.key, f);
       maxBytes = Math.max(maxBytes, e.sizeBytes);
     }
@@ -200,33 +207,49 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   const prefetch = opts.prefetch === true;
   const absent = new Set<Fn>();
   /**
-   * The functions not loaded that have a learned gap, highest utility bound first (`Fn.bound`):
-   * a check for the single best one (the default settings) stops at the first whose bound is
-   * below the best utility found, instead of scoring every function not loaded. The same pick:
-   * a function's utility never exceeds its bound (the same operations on a larger rate).
+   * The functions not loaded that have a learned gap, by model size (`bySize`, smallest size
+   * first), each size's highest utility bound first (`Fn.bound`): a check for the single best one
+   * (the default settings) looks only at the sizes that fit in the free memory, and in each stops
+   * at the first function whose bound is below the best utility found, instead of scoring every
+   * function not loaded. The same pick: the best is the highest utility among the functions that
+   * fit (ties to the smallest key), whatever the order they are looked at in, and a function's
+   * utility never exceeds its bound (the same operations on a larger rate).
    */
-  const byBound: Fn[] = [];
+  const bySize: SizeGroup[] = [];
+  const groupOf = new Map<number, SizeGroup>();
   const fastPick = (opts.prefetchCount ?? 1) === 1 && (opts.prefetchBy ?? 'utility') === 'utility' && (opts.prefetchDue ?? 0) === 0 && floorW === 0 && popW === 0;
   const unbound = (f: Fn) => {
     const at = f.boundAt;
     if (at < 0) return;
-    byBound.splice(at, 1);
-    for (let i = at; i < byBound.length; i++) byBound[i]!.boundAt = i;
+    const list = f.group!.fns;
+    list.splice(at, 1);
+    for (let i = at; i < list.length; i++) list[i]!.boundAt = i;
     f.boundAt = -1;
+    f.group = undefined;
   };
   const bind = (f: Fn) => {
     if (f.boundAt >= 0 || Number.isNaN(f.gap)) return;
     const b = ((1 / Math.max(f.gap, 1)) * f.loadMs) / Math.max(1, f.sizeBytes);
     f.bound = b;
+    let g = groupOf.get(f.sizeBytes);
+    if (!g) {
+      g = { sizeBytes: f.sizeBytes, fns: [] };
+      groupOf.set(f.sizeBytes, g);
+      let at = bySize.length;
+      while (at > 0 && bySize[at - 1]!.sizeBytes > f.sizeBytes) at--;
+      bySize.splice(at, 0, g);
+    }
+    const list = g.fns;
     let lo = 0;
-    let hi = byBound.length;
+    let hi = list.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (byBound[mid]!.bound >= b) lo = mid + 1;
+      if (list[mid]!.bound >= b) lo = mid + 1;
       else hi = mid;
     }
-    byBound.splice(lo, 0, f);
-    for (let i = lo; i < byBound.length; i++) byBound[i]!.boundAt = i;
+    list.splice(lo, 0, f);
+    for (let i = lo; i < list.length; i++) list[i]!.boundAt = i;
+    f.group = g;
   };
   let minAbsentBytes: number | undefined = Infinity;
   let nextPrefetchAt = -Infinity;
@@ -241,6 +264,12 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     f.lastUsedAt = e.lastUsedAt;
   };
 
+  /**
+   * Whether popularity is ever read (the `usesPopularity` hint): with `oneSighting: 'window'` and
+   * no `popularityWeight`, only `rateOf` before the first invocation is seen would read it, and a
+   * caller that reports its loads (the simulator) has no candidates then.
+   */
+  const readsPopularity = !oneWindow || popW !== 0;
   const sel = new Selection();
   const policy: EvictionPolicy = {
     name: 'cremebrulee-plus',
@@ -287,7 +316,21 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     selectVictims(req) {
       const c = req.candidates;
       const scores = sel.scores(c.length);
-      for (let i = 0; i < c.length; i++) scores[i] = utilityOf(byPosition.at(i, c[i]!.key), c[i]!, req.now);
+      const now = req.now;
+      if (popW === 0 && floorW === 0) {
+        // utilityOf, written out (the same operations in the same order) for these settings: this
+        // loop runs for every candidate of every eviction.
+        const useOnce = oneWindow && seenCount > 0;
+        const once = useOnce ? 1 / Math.max(1, now - firstSeenAt) : 0;
+        for (let i = 0; i < c.length; i++) {
+          const e = c[i]!;
+          const f = byPosition.at(i, e.key);
+          let r: number;
+          if (f === undefined || Number.isNaN(f.gap)) r = useOnce ? once : e.popularity * 1e-6;
+          else r = 1 / Math.max(f.gap, now - (Number.isNaN(f.last) ? e.lastUsedAt : f.last), 1);
+          scores[i] = (r * e.loadMs) / Math.max(1, e.sizeBytes);
+        }
+      } else for (let i = 0; i < c.length; i++) scores[i] = utilityOf(byPosition.at(i, c[i]!.key), c[i]!, now);
       const picked: number[] = [];
       const victims = sel.lowestScored(c, scores, req.needBytes, (e) => {
         const f = fns.get(e.key);
@@ -330,19 +373,20 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       }
       nextPrefetchAt = now + (o.prefetchEveryMs ?? 5000);
       if (fastPick && o === opts) {
-        // (No model fits: no pick. The bound scan finds that too, so the smallest absent model is
-        // not recomputed here, only used when known.)
-        if (minAbsentBytes !== undefined && minAbsentBytes > freeBytes) return [];
         let best: Fn | undefined;
         let bu = -Infinity;
-        for (let i = 0; i < byBound.length; i++) {
-          const k = byBound[i]!;
-          if (best !== undefined && k.bound < bu) break;
-          if (k.sizeBytes > freeBytes) continue;
-          const u = utilityOf(k, k, now);
-          if (best === undefined || u > bu || (u === bu && k.key < best.key)) {
-            best = k;
-            bu = u;
+        for (let j = 0; j < bySize.length; j++) {
+          const g = bySize[j]!;
+          if (g.sizeBytes > freeBytes) break;
+          const list = g.fns;
+          for (let i = 0; i < list.length; i++) {
+            const k = list[i]!;
+            if (best !== undefined && k.bound < bu) break;
+            const u = utilityOf(k, k, now);
+            if (best === undefined || u > bu || (u === bu && k.key < best.key)) {
+              best = k;
+              bu = u;
+            }
           }
         }
         if (best === undefined || isResident(best.key)) return [];
@@ -378,9 +422,9 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       }
       return out;
     };
-    // Simulator speed hint (contract: `SimHints`, sim/hints.ts); the runtime does not use it.
+    // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     // Before nextPrefetchAt, prewarm returns at once and changes nothing.
-    return Object.assign(policy, { quietUntil: (): number => nextPrefetchAt });
+    return Object.assign(policy, { quietUntil: (): number => nextPrefetchAt, usesPopularity: readsPopularity });
   }
-  return policy;
+  return Object.assign(policy, { usesPopularity: readsPopularity });
 }

@@ -121,10 +121,15 @@ describe('the fast policies decide as the reference versions do', () => {
 
 describe('cremebrulee-plus prefetching by utility bound decides as the full scan did', () => {
   // The previous version (a scan of every function not loaded at each prefetch check) is kept in reference-plus.ts.
-  const models: SimModel[] = randomTrace(7, 4000, 40).functions.map((key, f) => ({ key, sizeBytes: 50 + ((f * 97) % 400), loadMs: 100 + ((f * 7919) % 3000), execMs: 10 + ((f * 31) % 200) }));
-  for (const budget of [500, 1500, 4000]) {
+  // Sizes of their own, and five sizes shared by many functions (as a catalog of models is).
+  const fns = randomTrace(7, 4000, 40).functions;
+  const catalogs: [string, SimModel[]][] = [
+    ['sizes of their own', fns.map((key, f) => ({ key, sizeBytes: 50 + ((f * 97) % 400), loadMs: 100 + ((f * 7919) % 3000), execMs: 10 + ((f * 31) % 200) }))],
+    ['five shared sizes', fns.map((key, f) => ({ key, sizeBytes: 50 + (f % 5) * 90, loadMs: 100 + ((f * 7919) % 3000), execMs: 10 + ((f * 31) % 200) }))],
+  ];
+  for (const [catalog, models] of catalogs) for (const budget of [500, 1500, 4000]) {
     for (const sweepMs of [0, 1000]) {
-      it(`budget ${budget}, checks ${sweepMs === 0 ? 'before every dispatch' : 'every second'}: same evictions, pre-warm loads and results`, () => {
+      it(`${catalog}, budget ${budget}, checks ${sweepMs === 0 ? 'before every dispatch' : 'every second'}: same evictions, pre-warm loads and results`, () => {
         const go = (p: EvictionPolicy) => {
           const loads: string[] = [];
           const out = run(p, models, budget, { sweepMs, onLoadStart: (k, pre) => pre && loads.push(k) });
