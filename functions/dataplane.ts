@@ -287,8 +287,9 @@ export class DataPlane {
   /**
    * The statistics extension, in Triton's format: per function (all of them, or the one named, at
    * the version asked for), counts and cumulative nanoseconds of successful and failed
-   * invocations, queue waits and execs, and brulee's cold starts (with their load waits). brulee
-   * does not batch, so execution_count = inference_count = successful invocations.
+   * invocations, queue waits and execs, and brulee's cold starts (with their load waits).
+   * inference_count is successful invocations; execution_count the onnxruntime runs that answered
+   * them, fewer when dynamic batching merged callers.
    * @throws BruleeError FUNCTION_NOT_FOUND, or NOT_FOUND for a version that is not served.
    */
   async modelStatistics(name?: string, version?: string): Promise<{ model_stats: ModelStatistics[] }> {
@@ -437,7 +438,7 @@ function tritonStats(fn: FunctionMeta, s: FunctionStats): ModelStatistics {
     version: String(fn.version),
     last_inference: s.lastInference,
     inference_count: ok,
-    execution_count: ok,
+    execution_count: s.executions,
     inference_stats: {
       success: { count: ok, ns: ns(s.successMsTotal) },
       fail: { count: failed, ns: ns(s.failMsTotal) },

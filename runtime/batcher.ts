@@ -55,6 +55,8 @@ export interface BatchedResult {
   batchCallers: number;
   /** Rows in that run. */
   batchRows: number;
+  /** Whether this caller's answer counts the run (one caller per run, so runs are counted once). */
+  countsRun: boolean;
 }
 
 interface Pending {
@@ -103,7 +105,7 @@ export class Batcher {
    * company never runs past `deadline` (local epoch ms) of any caller in the batch.
    */
   async run(model: LoadedModel, inputs: Record<string, Tensor>, outputs: string[] | undefined, opts: BatchOptions | undefined, deadline: number, tag = ''): Promise<BatchedResult> {
-    if (!opts || opts.maxBatch <= 1 || !this.canBatch(model)) return { outputs: await model.run(inputs, outputs), batchCallers: 1, batchRows: rowsOf(inputs) ?? 0 };
+    if (!opts || opts.maxBatch <= 1 || !this.canBatch(model)) return { outputs: await model.run(inputs, outputs), batchCallers: 1, batchRows: rowsOf(inputs) ?? 0, countsRun: true };
     const rows = rowsOf(inputs);
     if (rows === undefined || rows >= opts.maxBatch) return this.alone(tag, model, inputs, outputs);
     const key = this.groupKey(model, inputs, outputs);
@@ -160,7 +162,7 @@ export class Batcher {
   private async alone(tag: string, model: LoadedModel, inputs: Record<string, Tensor>, outputs: string[] | undefined): Promise<BatchedResult> {
     const out = await model.run(inputs, outputs);
     this.o.onRun?.({ tag, callers: 1, rows: rowsOf(inputs) ?? 0 });
-    return { outputs: out, batchCallers: 1, batchRows: rowsOf(inputs) ?? 0 };
+    return { outputs: out, batchCallers: 1, batchRows: rowsOf(inputs) ?? 0, countsRun: true };
   }
 
   private flush(key: string, g: Group): void {
@@ -190,11 +192,11 @@ export class Batcher {
     }
     this.o.onRun?.({ tag: g.tag, callers: calls.length, rows: g.rows });
     let row = 0;
-    for (const c of calls) {
+    for (const [k, c] of calls.entries()) {
       const mine: Record<string, Tensor> = {};
       for (const [name, t] of Object.entries(out)) mine[name] = sliceRows(t, row, c.rows);
       row += c.rows;
-      c.resolve({ outputs: mine, batchCallers: calls.length, batchRows: g.rows });
+      c.resolve({ outputs: mine, batchCallers: calls.length, batchRows: g.rows, countsRun: k === 0 });
     }
   }
 }

@@ -460,10 +460,12 @@ export class RuntimeNode {
     const facts = { coldStart: lease.coldStart, loaded: lease.loaded, loadMs, ...(lease.loaded ? { fetchMs: this.lastFetchMs.get(spec.key) ?? 0 } : {}) };
     let result: InvokeAnswer;
     let blob: Buffer;
+    let countsRun = true;
     try {
       const feeds = await inputs;
       const t0 = performance.now();
-      const { outputs: out } = await this.batcher.run(lease.value, feeds, outputs, model.batch, clock.toLocal(deadline), fn);
+      const { outputs: out, countsRun: counts } = await this.batcher.run(lease.value, feeds, outputs, model.batch, clock.toLocal(deadline), fn);
+      countsRun = counts;
       const execMs = performance.now() - t0;
       // Checked from the tensors' byte size before any copy: a model that answers 1.2 GB must not
       // have it packed on its way out.
@@ -487,7 +489,7 @@ export class RuntimeNode {
       lease.release();
     }
     metrics.invocations.inc({ function: fn, outcome: 'ok' });
-    record({ outcome: 'ok', ...facts, execMs: result.timings.execMs });
+    record({ outcome: 'ok', ...facts, execMs: result.timings.execMs, countsRun });
     return { ok: result, blob };
   }
 }

@@ -29,6 +29,11 @@ export interface InvocationRecord {
   execMs: number;
   /** Time in the queue, before a node took the job. */
   queueMs?: number;
+  /**
+   * With `ok`: whether this invocation counts the onnxruntime run that answered it. A run that
+   * answered several batched callers is counted by one of them; a call that ran alone counts its own.
+   */
+  countsRun?: boolean;
   /** From the gateway's accepting the request to this record (queue, load, exec). */
   totalMs?: number;
 }
@@ -113,6 +118,7 @@ export function invocationCommands<W extends StatsWriter>(p: W, k: Keys, r: Invo
       // Sums for the load delay as a share of exec time (the paper's figure of merit), and for
       // the statistics extension (Triton's counts and durations).
       p.hincrbyfloat(key, 'execMsTotal', r.execMs.toFixed(3));
+      if (r.countsRun) p.hincrby(key, 'executions', 1);
       if (r.coldStart) p.hincrbyfloat(key, 'loadWaitMsTotal', r.loadMs.toFixed(3));
       if (r.queueMs !== undefined) p.hincrbyfloat(key, 'queueMsTotal', r.queueMs.toFixed(3));
       p.hset(key, 'lastInference', Date.now());
@@ -145,11 +151,16 @@ export interface FunctionStats {
   evictions: number;
   /** Loads that downloaded the model bytes from the model store (the node's local cache lacked them). */
   fetches: number;
-  /** Whole loads: fetch (when the bytes were not cached) + session create. */
+  /**
+   * onnxruntime runs that answered successful invocations: fewer than they when dynamic batching
+   * merged callers into one run (Triton's execution_count).
+   */
+  executions: number;
   /** Exec time of successful invocations, summed, ms. */
   execMsTotal: number;
   /** Time successful invocations waited for a model load (cold starts), summed, ms. */
   loadWaitMsTotal: number;
+  /** Whole loads: fetch (when the bytes were not cached) + session create. */
   loadMs: { p50: number | null; p95: number | null; samples: number };
   /** Downloads from the model store, of the loads that needed one. */
   fetchMs: { p50: number | null; p95: number | null; samples: number };
@@ -196,6 +207,7 @@ export async function readFunctionStats(redis: Redis, k: Keys, fn: string): Prom
     warmHits: n('warmHits'),
     evictions: n('evictions'),
     fetches: n('fetches'),
+    executions: n('executions'),
     execMsTotal: n('execMsTotal'),
     loadWaitMsTotal: n('loadWaitMsTotal'),
     loadMs: dist(1),

@@ -59,6 +59,7 @@ const FunctionStats = z.looseObject({
   coldStarts: z.number().int(),
   warmHits: z.number().int(),
   evictions: z.number().int(),
+  executions: z.number().int(),
   execMsTotal: z.number(),
   loadWaitMsTotal: z.number(),
   loadMs: Dist,

@@ -100,6 +100,10 @@ describe('dynamic batching through a node', () => {
     const after = await batchRuns('mlp5');
     const d = (le: string) => (after.le[le] ?? 0) - (before.le[le] ?? 0);
     expect({ runs: after.runs - before.runs, callers: after.callers - before.callers, alone: d('1'), pairs: d('2') - d('1'), more: d('+Inf') - d('2') }).toEqual({ runs: 3, callers: 6, alone: 0, pairs: 3, more: 0 });
+    // The statistics extension counts the same: 7 successful inferences in all (the warm-up
+    // call ran alone), 4 onnxruntime runs.
+    const stats = (await b.json('GET', '/v2/models/mlp5/stats')).body.model_stats[0];
+    expect({ inference_count: stats.inference_count, execution_count: stats.execution_count }).toEqual({ inference_count: 7, execution_count: 4 });
   });
 
   it('a caller whose input the model refuses (a non-batch dim, an index out of range) gets its own 422; the callers batched with it get their answers', async () => {

@@ -130,6 +130,8 @@ describe('Batcher with onnxruntime', () => {
     const got = await Promise.all([a, late, c, next]);
     expect(runs).toEqual([4, 1]);
     expect(got.map((g) => g.batchCallers)).toEqual([3, 3, 3, 1]);
+    // Each run is counted by exactly one of its callers (Triton's execution_count).
+    expect(got.map((g) => g.countsRun)).toEqual([true, false, false, true]);
     for (const [i, seed, rows] of [[0, 1, 1], [1, 2, 2], [2, 3, 1], [3, 4, 1]] as const) expect(plain(got[i]!.outputs)).toEqual(await direct(MLP, x(seed, rows)));
     await model.dispose();
   });
