@@ -62,3 +62,112 @@ export class DeadlineHeap {
     k[i] = lastK;
   }
 }
+
+/**
+ * `DeadlineHeap` for policies that number their keys (integer ids): the same heap, the same
+ * order, with the ids in a typed array.
+ */
+export class IdDeadlineHeap {
+  private t = new Float64Array(64);
+  private k = new Int32Array(64);
+  private n = 0;
+
+  get size(): number {
+    return this.n;
+  }
+
+  push(time: number, id: number): void {
+    if (this.n === this.t.length) {
+      const t = new Float64Array(2 * this.n);
+      t.set(this.t);
+      this.t = t;
+      const k = new Int32Array(2 * this.n);
+      k.set(this.k);
+      this.k = k;
+    }
+    const t = this.t;
+    const k = this.k;
+    let i = this.n++;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!(t[p]! > time)) break;
+      t[i] = t[p]!;
+      k[i] = k[p]!;
+      i = p;
+    }
+    t[i] = time;
+    k[i] = id;
+  }
+
+  /** The earliest time (Infinity when empty). */
+  peekTime(): number {
+    return this.n > 0 ? this.t[0]! : Infinity;
+  }
+
+  peekId(): number {
+    return this.k[0]!;
+  }
+
+  pop(): void {
+    const t = this.t;
+    const k = this.k;
+    const n = --this.n;
+    if (n <= 0) {
+      this.n = Math.max(0, n);
+      return;
+    }
+    const lastT = t[n]!;
+    const lastK = k[n]!;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const c = r < n && t[r]! < t[l]! ? r : l;
+      if (!(t[c]! < lastT)) break;
+      t[i] = t[c]!;
+      k[i] = k[c]!;
+      i = c;
+    }
+    t[i] = lastT;
+    k[i] = lastK;
+  }
+}
+
+/** A set of integer ids with O(1) add, delete and membership; iteration order is unspecified. */
+export class IdSet {
+  /** The members, `items[0..size)`. */
+  items = new Int32Array(16);
+  size = 0;
+  private pos = new Int32Array(16).fill(-1);
+
+  has(id: number): boolean {
+    return id < this.pos.length && this.pos[id]! >= 0;
+  }
+
+  add(id: number): void {
+    if (id >= this.pos.length) {
+      const pos = new Int32Array(Math.max(id + 1, 2 * this.pos.length)).fill(-1);
+      pos.set(this.pos);
+      this.pos = pos;
+    }
+    if (this.pos[id]! >= 0) return;
+    if (this.size === this.items.length) {
+      const items = new Int32Array(2 * this.size);
+      items.set(this.items);
+      this.items = items;
+    }
+    this.pos[id] = this.size;
+    this.items[this.size++] = id;
+  }
+
+  /** Removes `id` (the last member takes its place: iterate backwards to delete while iterating). */
+  delete(id: number): void {
+    if (!this.has(id)) return;
+    const p = this.pos[id]!;
+    const last = this.items[--this.size]!;
+    this.items[p] = last;
+    this.pos[last] = p;
+    this.pos[id] = -1;
+  }
+}

@@ -1,5 +1,4 @@
-import { DeadlineHeap, NONE } from './heap';
-import { PositionMemo } from './memo';
+import { IdDeadlineHeap, IdSet, NONE } from './heap';
 import { Selection } from './select';
 import type { EntryFacts, EvictionPolicy, Victim } from './types';
 
@@ -22,20 +21,6 @@ export interface HybridHistogramOptions {
   fixedKeepAliveMs?: number;
 }
 
-interface FnState {
-  last: number;
-  bins: Uint32Array;
-  samples: number;
-  outOfRange: number;
-  /** Sum of squared bin counts (for the CV test without a pass over the bins). */
-  sumSq: number;
-  /** The highest bin with a count (-1: none). */
-  topBin: number;
-  /** Windows from the last invocation: unloaded until `prewarmAt`, loaded until `keepUntil`. */
-  prewarmAt: number;
-  keepUntil: number;
-}
-
 /**
  * Hybrid histogram policy (Shahrad et al., "Serverless in the Wild", ATC'20, §4.2). Per function,
  * a histogram of idle times (time between consecutive invocations, 1-minute bins over 4 hours).
@@ -54,168 +39,248 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   };
   if (!(o.binMs > 0 && o.rangeMs >= o.binMs)) throw new RangeError('hybrid-histogram: need binMs > 0 and rangeMs >= binMs');
   const nBins = Math.ceil(o.rangeMs / o.binMs);
-  const fns = new Map<string, FnState>();
+
+  // Per-function state, by an id of the policy's own (ids in order of first sighting, never
+  // reused): `known` once invoked (its histogram exists), then its last invocation, histogram
+  // (`bins[id × nBins + b]`), sample counts, sum of squared bin counts (for the CV test without a
+  // pass over the bins), highest bin with a count (-1: none) and its windows from the last
+  // invocation (unloaded until `prewarmAt`, loaded until `keepUntil`). Typed arrays, grown by
+  // doubling: the hooks run for every call the simulator replays.
+  const idOf = new Map<string, number>();
+  const keys: string[] = [];
+  let cap = 0;
+  let known = new Uint8Array(0);
+  let last = new Float64Array(0);
+  let bins = new Uint32Array(0);
+  let samples = new Float64Array(0);
+  let outOfRange = new Float64Array(0);
+  let sumSq = new Float64Array(0);
+  let topBin = new Int32Array(0);
+  let prewarmAt = new Float64Array(0);
+  let keepUntilOf = new Float64Array(0);
+  /** Model sizes as the hooks report them (0 until reported). */
+  let sizes = new Float64Array(0);
+  /** Order in which `prewarm` reports pending functions (first insertion into `pending`). */
+  let seq = new Float64Array(0);
+  /** Flags: `pending` (inside or before a pre-warm window), `ripe` (its window has started), `loaded` (onLoad, not yet onEvict). */
+  let pending = new Uint8Array(0);
+  let ripeFlag = new Uint8Array(0);
+  let loaded = new Uint8Array(0);
+  const grown = <T extends Float64Array | Uint32Array | Int32Array | Uint8Array>(a: T, n: number): T => {
+    const b = new (a.constructor as new (n: number) => T)(n);
+    b.set(a);
+    return b;
+  };
+  const idFor = (key: string): number => {
+    let id = idOf.get(key);
+    if (id === undefined) {
+      id = keys.length;
+      if (id === cap) {
+        cap = Math.max(64, 2 * cap);
+        known = grown(known, cap);
+        last = grown(last, cap);
+        bins = grown(bins, cap * nBins);
+        samples = grown(samples, cap);
+        outOfRange = grown(outOfRange, cap);
+        sumSq = grown(sumSq, cap);
+        topBin = grown(topBin, cap);
+        prewarmAt = grown(prewarmAt, cap);
+        keepUntilOf = grown(keepUntilOf, cap);
+        sizes = grown(sizes, cap);
+        seq = grown(seq, cap);
+        pending = grown(pending, cap);
+        ripeFlag = grown(ripeFlag, cap);
+        loaded = grown(loaded, cap);
+      }
+      keys.push(key);
+      idOf.set(key, id);
+    }
+    return id;
+  };
 
   // Bookkeeping that makes the periodic checks event-driven (O(what is due), not O(functions));
-  // none of it changes a decision. `pending`: functions inside or before a pre-warm window, in
-  // the order `prewarm` reports them (first insertion); `seq` is that order.
-  const pending = new Set<string>();
-  const seq = new Map<string, number>();
+  // none of it changes a decision.
   let nextSeq = 0;
   /** Keep-alive ends of pending functions (to drop them from `pending` when it passes). */
-  const pendingEnds = new DeadlineHeap();
+  const pendingEnds = new IdDeadlineHeap();
   /** Pre-warm window starts of pending functions not yet reached. */
-  const windowStarts = new DeadlineHeap();
+  const windowStarts = new IdDeadlineHeap();
   /** Pending functions whose pre-warm window has started. */
-  const ripe = new Set<string>();
-  /** Loaded models (onLoad, not yet onEvict): true when an invocation used it since the load. */
-  const loaded = new Map<string, boolean>();
+  const ripe = new IdSet();
   /** Ripe functions not loaded: what `prewarm` may name. */
-  const wanted = new Set<string>();
+  const wanted = new IdSet();
   /**
    * At most the smallest size among `wanted` (removals only raise the smallest, so it stays a
    * bound; `prewarm` makes it exact whenever it goes through `wanted`).
    */
   let wantedMinBytes = Infinity;
-  /** Model sizes, as the hooks report them. */
-  const sizes = new Map<string, number>();
-  const want = (key: string) => {
-    wanted.add(key);
-    wantedMinBytes = Math.min(wantedMinBytes, sizes.get(key) ?? 0);
-  };
-  const unwant = (key: string) => {
-    wanted.delete(key);
+  const want = (id: number) => {
+    wanted.add(id);
+    wantedMinBytes = Math.min(wantedMinBytes, sizes[id]!);
   };
   /** Keep-alive ends of loaded models. */
-  const loadedEnds = new DeadlineHeap();
+  const loadedEnds = new IdDeadlineHeap();
   /** Loaded, used models that may be inside their idle (pre-pre-warm) window. */
-  const idle = new Set<string>();
+  const idle = new IdSet();
 
   /** The first bin whose cumulative count reaches pct% of the samples (the last bin if none does). */
-  const percentileBin = (s: FnState, pct: number): number => {
-    const target = Math.max(1, Math.ceil((pct / 100) * s.samples));
-    const inRange = s.samples - s.outOfRange;
+  const percentileBin = (id: number, pct: number): number => {
+    const n = samples[id]!;
+    const target = Math.max(1, Math.ceil((pct / 100) * n));
+    const inRange = n - outOfRange[id]!;
     if (target > inRange) return nBins - 1;
+    const at = id * nBins;
     if (pct > 50) {
       // Down from the highest bin with a count: the first bin b whose count up to b reaches the
       // target is the lowest whose count above b is at most inRange - target (integers: exact).
       const limit = inRange - target;
       let above = 0;
-      let b = s.topBin;
-      while (b > 0 && above + s.bins[b]! <= limit) above += s.bins[b--]!;
+      let b = topBin[id]!;
+      while (b > 0 && above + bins[at + b]! <= limit) above += bins[at + b--]!;
       return b;
     }
     let acc = 0;
     for (let b = 0; b < nBins; b++) {
-      acc += s.bins[b]!;
+      acc += bins[at + b]!;
       if (acc >= target) return b;
     }
     return nBins - 1;
   };
-  const cvByBins = (s: FnState): number => {
-    const inRange = s.samples - s.outOfRange;
+  const cvByBins = (id: number): number => {
+    const inRange = samples[id]! - outOfRange[id]!;
     const mean = inRange / nBins;
+    const at = id * nBins;
     let v = 0;
-    for (let b = 0; b < nBins; b++) v += (s.bins[b]! - mean) ** 2;
+    for (let b = 0; b < nBins; b++) v += (bins[at + b]! - mean) ** 2;
     return Math.sqrt(v / nBins) / mean;
   };
-  const representative = (s: FnState): boolean => {
-    if (s.samples < o.minSamples || s.outOfRange > s.samples / 2) return false;
+  const representative = (id: number): boolean => {
+    const n = samples[id]!;
+    if (n < o.minSamples || outOfRange[id]! > n / 2) return false;
     // CV >= minCv  <=>  nBins x sumSq >= (1 + minCv^2) x inRange^2 (variance = sumSq/nBins - mean^2).
     // Decided from the running sum of squares, except near the boundary, where the pass over the
     // bins decides as it always did (so rounding cannot flip a decision).
-    const inRange = s.samples - s.outOfRange;
-    const lhs = nBins * s.sumSq;
+    const inRange = n - outOfRange[id]!;
+    const lhs = nBins * sumSq[id]!;
     const rhs = (1 + o.minCv * o.minCv) * inRange * inRange;
     if (lhs > rhs * (1 + 1e-9)) return true;
     if (lhs < rhs * (1 - 1e-9)) return false;
-    return cvByBins(s) >= o.minCv;
+    return cvByBins(id) >= o.minCv;
   };
-  const unpend = (key: string) => {
-    pending.delete(key);
-    ripe.delete(key);
-    unwant(key);
+  const unpend = (id: number) => {
+    pending[id] = 0;
+    ripeFlag[id] = 0;
+    ripe.delete(id);
+    wanted.delete(id);
   };
-  const invoked = (key: string, t: number): FnState => {
-    let s = fns.get(key);
-    if (!s) {
-      s = { last: t, bins: new Uint32Array(nBins), samples: 0, outOfRange: 0, sumSq: 0, topBin: -1, prewarmAt: t, keepUntil: t + o.fixedKeepAliveMs };
-      fns.set(key, s);
+  const invoked = (id: number, t: number): void => {
+    if (known[id] === 0) {
+      known[id] = 1;
+      last[id] = t;
+      topBin[id] = -1;
+      prewarmAt[id] = t;
+      keepUntilOf[id] = t + o.fixedKeepAliveMs;
     } else {
-      const idleMs = t - s.last;
-      s.last = t;
-      s.samples++;
-      if (idleMs >= o.rangeMs) s.outOfRange++;
+      const idleMs = t - last[id]!;
+      last[id] = t;
+      samples[id]!++;
+      if (idleMs >= o.rangeMs) outOfRange[id]!++;
       else {
         const b = Math.floor(idleMs / o.binMs);
-        s.sumSq += 2 * s.bins[b]! + 1;
-        s.bins[b]!++;
-        if (b > s.topBin) s.topBin = b;
+        const at = id * nBins + b;
+        sumSq[id] = sumSq[id]! + 2 * bins[at]! + 1;
+        bins[at]!++;
+        if (b > topBin[id]!) topBin[id] = b;
       }
-      if (representative(s)) {
-        const head = percentileBin(s, o.headPct) * o.binMs;
-        const tail = (percentileBin(s, o.tailPct) + 1) * o.binMs;
-        s.prewarmAt = t + head * (1 - o.margin);
-        s.keepUntil = t + tail * (1 + o.margin);
-        if (s.prewarmAt > t) {
-          if (!pending.has(key)) {
-            pending.add(key);
-            seq.set(key, nextSeq++);
+      if (representative(id)) {
+        const head = percentileBin(id, o.headPct) * o.binMs;
+        const tail = (percentileBin(id, o.tailPct) + 1) * o.binMs;
+        const pw = t + head * (1 - o.margin);
+        const ku = t + tail * (1 + o.margin);
+        prewarmAt[id] = pw;
+        keepUntilOf[id] = ku;
+        if (pw > t) {
+          if (pending[id] === 0) {
+            pending[id] = 1;
+            seq[id] = nextSeq++;
           }
-          ripe.delete(key);
-          unwant(key);
-          pendingEnds.push(s.keepUntil, key);
-          windowStarts.push(s.prewarmAt, key);
-        } else unpend(key);
+          ripeFlag[id] = 0;
+          ripe.delete(id);
+          wanted.delete(id);
+          pendingEnds.push(ku, id);
+          windowStarts.push(pw, id);
+        } else unpend(id);
       } else {
-        s.prewarmAt = t;
-        s.keepUntil = t + o.fixedKeepAliveMs;
-        unpend(key);
+        prewarmAt[id] = t;
+        keepUntilOf[id] = t + o.fixedKeepAliveMs;
+        unpend(id);
       }
     }
-    if (loaded.has(key)) loadedEnds.push(s.keepUntil, key);
-    return s;
+    if (loaded[id] !== 0) loadedEnds.push(keepUntilOf[id]!, id);
   };
-  const keepUntil = (e: EntryFacts) => fns.get(e.key)?.keepUntil ?? e.lastUsedAt;
-  // (`fns` states are never replaced or deleted.)
-  const byPosition = new PositionMemo((key) => fns.get(key));
+  const keepUntil = (e: EntryFacts) => {
+    const id = idOf.get(e.key);
+    return id !== undefined && known[id] !== 0 ? keepUntilOf[id]! : e.lastUsedAt;
+  };
+  // Candidates' ids by position: callers pass much the same candidates in much the same order, so
+  // the id found for the key at position i last time is used while that position holds the same
+  // key (ids are never reused).
+  const posKeys: (string | undefined)[] = [];
+  const posIds: number[] = [];
 
   const sel = new Selection();
   const policy: EvictionPolicy = {
     name: 'hybrid-histogram',
     onLoad(e, now) {
-      sizes.set(e.key, e.sizeBytes);
-      loaded.set(e.key, e.hits > 0);
-      unwant(e.key);
+      const id = idFor(e.key);
+      sizes[id] = e.sizeBytes;
+      loaded[id] = 1;
+      wanted.delete(id);
       // A load for an invocation started loadMs ago; a pre-warm load (hits 0) is no invocation.
       if (e.hits > 0) {
+        invoked(id, now - e.loadMs);
         // (`idle` holds only models inside their idle window: `expiryCandidates` would drop the others unnamed.)
-        if (invoked(e.key, now - e.loadMs).prewarmAt > now) idle.add(e.key);
-      } else {
-        const s = fns.get(e.key);
-        if (s) loadedEnds.push(s.keepUntil, e.key);
-      }
+        if (prewarmAt[id]! > now) idle.add(id);
+      } else if (known[id] !== 0) loadedEnds.push(keepUntilOf[id]!, id);
     },
     onAccess(e, now) {
-      sizes.set(e.key, e.sizeBytes);
-      loaded.set(e.key, true);
-      if (invoked(e.key, now).prewarmAt > now) idle.add(e.key);
+      const id = idFor(e.key);
+      sizes[id] = e.sizeBytes;
+      loaded[id] = 1;
+      invoked(id, now);
+      if (prewarmAt[id]! > now) idle.add(id);
     },
     forget(key) {
-      // Deleted or replaced: no pre-warm window for it any more. (Its histogram stays: per-key
-      // state is never replaced, see PositionMemo; a new version is a new key.)
-      unpend(key);
-      idle.delete(key);
+      // Deleted or replaced: no pre-warm window for it any more. (Its histogram stays: a new
+      // version is a new key.)
+      const id = idOf.get(key);
+      if (id === undefined) return;
+      unpend(id);
+      idle.delete(id);
     },
     onEvict(key) {
-      loaded.delete(key);
-      idle.delete(key);
-      if (ripe.has(key)) want(key);
+      const id = idOf.get(key);
+      if (id === undefined) return;
+      loaded[id] = 0;
+      idle.delete(id);
+      if (ripeFlag[id] !== 0) want(id);
     },
     selectVictims(req) {
       const c = req.candidates;
       const s = sel.scores(c.length);
-      for (let i = 0; i < c.length; i++) s[i] = byPosition.at(i, c[i]!.key)?.keepUntil ?? c[i]!.lastUsedAt;
+      for (let i = 0; i < c.length; i++) {
+        const e = c[i]!;
+        let id: number | undefined;
+        if (posKeys[i] === e.key) id = posIds[i]!;
+        else {
+          id = idOf.get(e.key);
+          if (id !== undefined) {
+            posKeys[i] = e.key;
+            posIds[i] = id;
+          }
+        }
+        s[i] = id !== undefined && known[id] !== 0 ? keepUntilOf[id]! : e.lastUsedAt;
+      }
       return sel.lowestScored(c, s, req.needBytes, (e) =>
         `keep-alive window ends soonest (in ${Math.round(keepUntil(e) - req.now)} ms)`,
       );
@@ -223,52 +288,53 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     expired(entries, now) {
       const out: Victim[] = [];
       for (const e of entries) {
-        const s = fns.get(e.key);
-        if (!s) continue;
-        if (now >= s.keepUntil) out.push({ key: e.key, reason: 'keep-alive window ended' });
-        else if (now < s.prewarmAt && e.hits > 0) out.push({ key: e.key, reason: `idle until the pre-warm window at ${Math.round(s.prewarmAt)} ms` });
+        const id = idOf.get(e.key);
+        if (id === undefined || known[id] === 0) continue;
+        if (now >= keepUntilOf[id]!) out.push({ key: e.key, reason: 'keep-alive window ended' });
+        else if (now < prewarmAt[id]! && e.hits > 0) out.push({ key: e.key, reason: `idle until the pre-warm window at ${Math.round(prewarmAt[id]!)} ms` });
       }
       return out;
     },
     prewarm(now, isResident, freeBytes) {
       // Functions whose keep-alive window has ended leave `pending`.
       while (pendingEnds.peekTime() <= now) {
-        const key = pendingEnds.peekKey();
+        const id = pendingEnds.peekId();
         pendingEnds.pop();
-        if (pending.has(key) && now >= fns.get(key)!.keepUntil) unpend(key);
+        if (pending[id] !== 0 && now >= keepUntilOf[id]!) unpend(id);
       }
       // Functions whose pre-warm window has started.
       while (windowStarts.peekTime() <= now) {
         const t = windowStarts.peekTime();
-        const key = windowStarts.peekKey();
+        const id = windowStarts.peekId();
         windowStarts.pop();
-        if (pending.has(key) && fns.get(key)!.prewarmAt === t && !ripe.has(key)) {
-          ripe.add(key);
-          if (!loaded.has(key)) want(key);
+        if (pending[id] !== 0 && prewarmAt[id] === t && ripeFlag[id] === 0) {
+          ripeFlag[id] = 1;
+          ripe.add(id);
+          if (loaded[id] === 0) want(id);
         }
       }
-      const keys: string[] = [];
+      const ids: number[] = [];
       if (freeBytes === undefined) {
-        for (const key of ripe) if (!isResident(key)) keys.push(key);
+        for (let j = 0; j < ripe.size; j++) {
+          const id = ripe.items[j]!;
+          if (!isResident(keys[id]!)) ids.push(id);
+        }
       } else {
         // The caller reports every load and eviction through the hooks: what is not loaded is
         // `wanted`, and nothing larger than the free memory would be loaded.
         if (wanted.size === 0 || wantedMinBytes > freeBytes) return [];
         let min = Infinity;
-        for (const key of wanted) {
-          const size = sizes.get(key) ?? 0;
+        for (let j = 0; j < wanted.size; j++) {
+          const id = wanted.items[j]!;
+          const size = sizes[id]!;
           if (size < min) min = size;
-          if (!(size > freeBytes) && !isResident(key)) keys.push(key);
+          if (!(size > freeBytes) && !isResident(keys[id]!)) ids.push(id);
         }
         wantedMinBytes = min;
       }
-      if (keys.length > 1) {
-        // In `seq` order (one lookup a key, not two a comparison).
-        const order = keys.map((key) => ({ key, q: seq.get(key)! }));
-        order.sort((a, b) => a.q - b.q);
-        for (let i = 0; i < keys.length; i++) keys[i] = order[i]!.key;
-      }
-      return keys.map((key) => ({ key, reason: 'pre-warm window reached' }));
+      // In `seq` order.
+      if (ids.length > 1) ids.sort((a, b) => seq[a]! - seq[b]!);
+      return ids.map((id) => ({ key: keys[id]!, reason: 'pre-warm window reached' }));
     },
   };
   return Object.assign(policy, {
@@ -280,18 +346,18 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       // state) change what a check decides.
       // Stale heap entries (superseded deadlines) would only wake a check that drops them: drop them here.
       while (loadedEnds.size > 0) {
-        const key = loadedEnds.peekKey();
-        if (loaded.has(key) && fns.get(key)!.keepUntil === loadedEnds.peekTime()) break;
+        const id = loadedEnds.peekId();
+        if (loaded[id] !== 0 && keepUntilOf[id] === loadedEnds.peekTime()) break;
         loadedEnds.pop();
       }
       while (windowStarts.size > 0) {
-        const key = windowStarts.peekKey();
-        if (pending.has(key) && fns.get(key)!.prewarmAt === windowStarts.peekTime() && !ripe.has(key)) break;
+        const id = windowStarts.peekId();
+        if (pending[id] !== 0 && prewarmAt[id] === windowStarts.peekTime() && ripeFlag[id] === 0) break;
         windowStarts.pop();
       }
       while (pendingEnds.size > 0) {
-        const key = pendingEnds.peekKey();
-        if (pending.has(key) && fns.get(key)!.keepUntil === pendingEnds.peekTime()) break;
+        const id = pendingEnds.peekId();
+        if (pending[id] !== 0 && keepUntilOf[id] === pendingEnds.peekTime()) break;
         pendingEnds.pop();
       }
       return Math.min(loadedEnds.peekTime(), windowStarts.peekTime(), pendingEnds.peekTime());
@@ -299,24 +365,26 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     expiryCandidates(now: number): readonly string[] {
       if (idle.size === 0 && loadedEnds.peekTime() > now) return NONE;
       const out: string[] = [];
-      // Used models inside their idle window (only a new invocation reopens one, so drop the rest).
-      for (const key of idle) {
-        if (now < fns.get(key)!.prewarmAt) out.push(key);
-        else idle.delete(key);
+      // Used models inside their idle window (only a new invocation reopens one, so drop the rest;
+      // backwards, so a deletion moves only members already looked at).
+      for (let j = idle.size - 1; j >= 0; j--) {
+        const id = idle.items[j]!;
+        if (now < prewarmAt[id]!) out.push(keys[id]!);
+        else idle.delete(id);
       }
       // Loaded models whose keep-alive window has ended (stale heap entries are dropped).
       if (loadedEnds.peekTime() <= now) {
-        const due: string[] = [];
+        const due: number[] = [];
         while (loadedEnds.peekTime() <= now) {
           const t = loadedEnds.peekTime();
-          const key = loadedEnds.peekKey();
+          const id = loadedEnds.peekId();
           loadedEnds.pop();
-          if (loaded.has(key) && fns.get(key)!.keepUntil === t) due.push(key);
+          if (loaded[id] !== 0 && keepUntilOf[id] === t) due.push(id);
         }
         // Still loaded after this check (in flight, say): look again next time.
-        for (const key of due) {
-          loadedEnds.push(fns.get(key)!.keepUntil, key);
-          out.push(key);
+        for (const id of due) {
+          loadedEnds.push(keepUntilOf[id]!, id);
+          out.push(keys[id]!);
         }
       }
       return out;
