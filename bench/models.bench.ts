@@ -15,9 +15,9 @@
  */
 import { execFileSync, fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_SESSION, deriveOptimized, loadModel, ORT_DEFAULT_SESSION, ORT_VERSION, type LoadedModel, type SessionConfig } from '../runtime/onnx';
@@ -25,6 +25,8 @@ import type { Tensor } from '../queue/wire';
 import { REAL_MODELS } from '../test/support/models';
 import { mlpForBytes, mlpModel } from '../models/generate';
 import { WARMUP_MODEL_B64 } from '../runtime/warmup-model';
+import { MAPPED_FILE_NAME } from '../runtime/mapped';
+import { withMallocTunables } from '../runtime/malloc';
 
 type Inputs = Record<string, Tensor>;
 /** An input as the parent describes it to a child, which fills it (so no big JSON crosses, and no garbage skews the child's RSS). */
@@ -61,7 +63,13 @@ function models(dir: string): Record<string, { path: string; inputs: () => Input
   };
 }
 
-const CONFIGS: Record<string, { session: SessionConfig; artifact: boolean }> = {
+/**
+ * `artifact`: load the pre-optimized artifact (its mapped form where the model has one, `plain`:
+ * the plain optimized model). `malloc`: run under glibc's fixed mmap threshold, as every node runs
+ * (runtime/malloc.ts); `today` runs as brulee ran before, without it.
+ */
+interface Config { session: SessionConfig; artifact: boolean; plain?: boolean; malloc?: boolean }
+const CONFIGS: Record<string, Config> = {
   today: { session: ORT_DEFAULT_SESSION, artifact: false },
   'threads=1': { session: { ...ORT_DEFAULT_SESSION, threads: 1 }, artifact: false },
   'threads=1 arena=off': { session: { ...ORT_DEFAULT_SESSION, threads: 1, arena: false }, artifact: false },
@@ -76,7 +84,9 @@ const CONFIGS: Record<string, { session: SessionConfig; artifact: boolean }> = {
   'now initializers=device': { session: { ...DEFAULT_SESSION, extra: { use_device_allocator_for_initializers: '1' } }, artifact: true },
   'now initializers=device arena=off': { session: { ...DEFAULT_SESSION, arena: false, extra: { use_device_allocator_for_initializers: '1' } }, artifact: true },
   'today + artifact': { session: ORT_DEFAULT_SESSION, artifact: true },
-  now: { session: DEFAULT_SESSION, artifact: true },
+  'now plain': { session: DEFAULT_SESSION, artifact: true, plain: true, malloc: true },
+  'now no-malloc-threshold': { session: DEFAULT_SESSION, artifact: true },
+  now: { session: DEFAULT_SESSION, artifact: true, malloc: true },
 };
 
 interface ChildRequest { models: Array<{ path: string; inputs: InputSpec }>; session: SessionConfig; artifact: boolean; warmRuns: number }
@@ -133,9 +143,10 @@ async function child(req: ChildRequest): Promise<ChildReply> {
 }
 
 
-function runChild(req: ChildRequest): Promise<ChildReply> {
+function runChild(req: ChildRequest, malloc = false): Promise<ChildReply> {
   return new Promise((resolve, reject) => {
-    const c = fork(fileURLToPath(import.meta.url), ['--child'], { execArgv: ['--import', 'tsx', '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const env = malloc ? withMallocTunables(process.env) : { ...process.env, GLIBC_TUNABLES: '' };
+    const c = fork(fileURLToPath(import.meta.url), ['--child'], { env, execArgv: ['--import', 'tsx', '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     c.once('message', (m: ChildReply) => resolve(m));
     c.once('exit', (code) => code !== 0 && reject(new Error(`child exited ${code}`)));
     c.send(req);
@@ -159,18 +170,23 @@ async function main() {
     for (const name of names) {
       const m = all[name];
       if (!m) throw new Error(`unknown model ${name}; known: ${Object.keys(all).join(', ')}`);
-      const artifact = join(dir, `${name}.optimized.onnx`);
+      // Each artifact in a folder of its own, named as a node's cache names it (a mapped one reads its weights from that file).
+      const artifact = join(dir, `${name}-artifact`, MAPPED_FILE_NAME);
+      const plain = join(dir, `${name}-plain`, MAPPED_FILE_NAME);
+      mkdirSync(dirname(artifact));
+      mkdirSync(dirname(plain));
       const t0 = performance.now();
-      await deriveOptimized(m.path, artifact);
+      const derived = await deriveOptimized(m.path, artifact);
       const deriveMs = performance.now() - t0;
+      await deriveOptimized(m.path, plain, { mapped: false });
       const fileBytes = readFileSync(m.path).byteLength;
-      console.log(`${name}: ${fileBytes} bytes, artifact ${readFileSync(artifact).byteLength} bytes (derived in ${deriveMs.toFixed(0)} ms)`);
+      console.log(`${name}: ${fileBytes} bytes, artifact ${readFileSync(artifact).byteLength} bytes, ${derived.mapped ? 'mapped' : `plain (${derived.mappedNote})`} (derived in ${deriveMs.toFixed(0)} ms)`);
       console.log(`  ${'config'.padEnd(36)}${'load ms'.padStart(9)}${'cold ms'.padStart(9)}${'resident MiB'.padStart(14)}${'x file'.padStart(8)}${'anon'.padStart(8)}${'file'.padStart(8)}${'warm p50'.padStart(10)}${'warm p99'.padStart(10)}${'threads+'.padStart(10)}`);
       let today: ChildReply | undefined;
       for (const c of configs) {
         const cfg = CONFIGS[c]!;
         const rs: ChildReply[] = [];
-        for (let i = 0; i < reps; i++) rs.push(await runChild({ models: [{ path: cfg.artifact ? artifact : m.path, inputs: (m.inputs()) }], session: cfg.session, artifact: cfg.artifact, warmRuns }));
+        for (let i = 0; i < reps; i++) rs.push(await runChild({ models: [{ path: cfg.artifact ? (cfg.plain ? plain : artifact) : m.path, inputs: (m.inputs()) }], session: cfg.session, artifact: cfg.artifact, warmRuns }, cfg.malloc));
         const med = (k: Exclude<keyof ChildReply, 'outHash'>) => pct(rs.map((r) => r[k]), 50);
         const r: ChildReply = { loadMs: med('loadMs'), coldMs: med('coldMs'), rssDelta: Math.max(med('rssDelta'), 0), anonDelta: med('anonDelta'), fileDelta: med('fileDelta'), warmP50: med('warmP50'), warmP99: med('warmP99'), threads: med('threads'), threads0: med('threads0'), outHash: rs[0]!.outHash };
         today ??= r;
@@ -205,9 +221,9 @@ async function main() {
       for (const c of ['today', 'now']) {
         const cfg = CONFIGS[c]!;
         const paths = cfg.artifact
-          ? await Promise.all(list.map(async (m, i) => { const a = join(dir, `res-art-${i}.onnx`); await deriveOptimized(m.path, a); return { ...m, path: a }; }))
+          ? await Promise.all(list.map(async (m, i) => { const a = join(dir, `res-art-${i}`, MAPPED_FILE_NAME); mkdirSync(dirname(a)); await deriveOptimized(m.path, a); return { ...m, path: a }; }))
           : list;
-        const r = await runChild({ models: paths, session: cfg.session, artifact: cfg.artifact, warmRuns: 5 });
+        const r = await runChild({ models: paths, session: cfg.session, artifact: cfg.artifact, warmRuns: 5 }, cfg.malloc);
         console.log(`  ${c.padEnd(8)} threads added ${r.threads - r.threads0}, resident ${mb(r.rssDelta)} MiB`);
       }
     }

@@ -28,7 +28,7 @@ async function profile(req: ProfileRequest): Promise<ProfileReply> {
   const load = () => loadModel(req.path, { session: req.session, preOptimized: req.preOptimized });
   // onnxruntime's own start-up (thread pools, allocators) is not the model's: pay it first.
   await (await loadModel(new Uint8Array(Buffer.from(req.warmupModelB64, 'base64')), { session: req.session })).dispose();
-  if (req.derive) await deriveOptimized(req.path, req.derive);
+  const derived = req.derive ? await deriveOptimized(req.path, req.derive, { mapped: req.deriveMapped ?? true }) : null;
   const bytes = await readFile(req.path);
   gc();
   const rss0 = process.memoryUsage().rss;
@@ -86,6 +86,7 @@ async function profile(req: ProfileRequest): Promise<ProfileReply> {
     profiledDims: dims,
     rssDeltaBytes: rssDelta,
     fileBytes: bytes.byteLength,
+    ...(derived ? { derived } : {}),
   };
 }
 

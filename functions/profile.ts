@@ -1,7 +1,7 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BruleeError } from '../errors';
-import type { SessionConfig, Signature } from '../runtime/onnx';
+import type { Derived, SessionConfig, Signature } from '../runtime/onnx';
 import { WARMUP_MODEL_B64 } from '../runtime/warmup-model';
 
 export interface ProfileRequest {
@@ -16,6 +16,8 @@ export interface ProfileRequest {
   preOptimized: boolean;
   /** Write the pre-optimized artifact of `path` here first (`deriveOptimized`). */
   derive?: string;
+  /** Write its mapped form when the model has weights for it. @default true */
+  deriveMapped?: boolean;
 }
 
 export type ProfileReply =
@@ -31,6 +33,8 @@ export type ProfileReply =
       profiledDims: Record<string, number[]>;
       rssDeltaBytes: number;
       fileBytes: number;
+      /** What `derive` wrote. */
+      derived?: Derived;
     }
   | { ok: false; error: string };
 
@@ -45,9 +49,10 @@ export interface Profile {
   originalLoadMs: number;
   /**
    * The pre-optimized artifact nodes load instead of the original, or null (then `artifactError`
-   * says why). Exec time and resident bytes are measured on it.
+   * says why). Exec time and resident bytes are measured on it. `mapped`: its weights are in the
+   * file already packed, and mapped at a load (runtime/mapped.ts); else `mappedNote` says why not.
    */
-  artifact: { key: string; sha256: string; fileBytes: number } | null;
+  artifact: { key: string; sha256: string; fileBytes: number; mapped: boolean; mappedNote?: string } | null;
   artifactError: string | null;
   loadSamplesMs: number[];
   /** Median exec time on a generated input, ms; null when that run failed (see execError). */
@@ -94,7 +99,7 @@ const TSX = import.meta.resolve('tsx');
  * Profiles a stored model in a fresh child process, so the memory it measures is the model's own.
  * @throws BruleeError INVALID_MODEL (onnxruntime's message) when the model cannot be loaded.
  */
-export async function profileModel(path: string, opts: ProfileOptions = {}): Promise<{ signature: Signature; profile: Omit<Profile, 'artifact'>; artifactOk: boolean }> {
+export async function profileModel(path: string, opts: ProfileOptions = {}): Promise<{ signature: Signature; profile: Omit<Profile, 'artifact'>; artifactOk: boolean; derived?: Derived }> {
   const base = {
     dims: opts.dims ?? {},
     loadRuns: opts.loadRuns ?? 3,
@@ -103,21 +108,37 @@ export async function profileModel(path: string, opts: ProfileOptions = {}): Pro
     session: opts.session ?? {},
   };
   const timeoutMs = opts.timeoutMs ?? 120_000;
-  const original = await runChild({ ...base, path, preOptimized: false, ...(opts.artifactPath ? { derive: opts.artifactPath } : {}) }, timeoutMs);
+  let original = await runChild({ ...base, path, preOptimized: false, ...(opts.artifactPath ? { derive: opts.artifactPath } : {}) }, timeoutMs);
   if (!original.ok) throw new BruleeError('INVALID_MODEL', original.error);
   let chosen = original;
   let artifactError: string | null = opts.artifactPath ? null : 'not derived';
+  let derived = original.derived;
   if (opts.artifactPath) {
     // A second fresh process: the derivation's own memory must not hide the artifact's.
-    const a = await runChild({ ...base, path: opts.artifactPath, preOptimized: true }, timeoutMs).catch((e: unknown) => ({ ok: false as const, error: e instanceof Error ? e.message : String(e) }));
-    if (!a.ok) artifactError = `the optimized model did not load: ${a.error}`;
-    else if (a.outputsSha256 !== original.outputsSha256) artifactError = "the optimized model's outputs differ from the original's on the profiling input";
-    else chosen = a;
+    const check = async (): Promise<string | null> => {
+      const a = await runChild({ ...base, path: opts.artifactPath!, preOptimized: true }, timeoutMs).catch((e: unknown) => ({ ok: false as const, error: e instanceof Error ? e.message : String(e) }));
+      if (!a.ok) return `the optimized model did not load: ${a.error}`;
+      if (a.outputsSha256 !== (original as { outputsSha256: string | null }).outputsSha256) return "the optimized model's outputs differ from the original's on the profiling input";
+      chosen = a;
+      return null;
+    };
+    artifactError = await check();
+    if (artifactError !== null && derived?.mapped) {
+      // The mapped form failed where the plain one may not: derive that and check it instead.
+      const mappedError = artifactError;
+      const again = await runChild({ ...base, path, preOptimized: false, derive: opts.artifactPath, deriveMapped: false }, timeoutMs);
+      if (!again.ok) throw new BruleeError('INVALID_MODEL', again.error);
+      original = again;
+      chosen = again;
+      derived = { mapped: false, mappedNote: `the mapped form was not used: ${mappedError}` };
+      artifactError = await check();
+    }
   }
   const residentBytes = Math.max(chosen.rssDeltaBytes, original.fileBytes);
   return {
     signature: original.signature,
     artifactOk: chosen !== original,
+    ...(derived ? { derived } : {}),
     profile: {
       loadMs: round(chosen.loadMs),
       loadSamplesMs: chosen.loadSamplesMs.map(round),

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -8,6 +8,7 @@ import { closeRedis } from '../queue/connection';
 import { controlType, type Keys } from '../queue/keys';
 import { ELEMENT_TYPES, type ModelRef } from '../queue/wire';
 import { batchability } from '../runtime/batcher';
+import { MAPPED_FILE_NAME } from '../runtime/mapped';
 import { artifactKey, type SessionConfig, type Signature } from '../runtime/onnx';
 import { checkModelShape } from './onnx-shape';
 import { profileModel, type Profile } from './profile';
@@ -247,8 +248,11 @@ export class FunctionRegistry {
     };
     let inspected: Awaited<ReturnType<typeof profileModel>>;
     // The pre-optimized artifact is written to a scratch file by the profiler, then stored like any model bytes.
-    const scratch = join(tmpdir(), `brulee-artifact-${randomUUID()}.onnx`);
+    // Its own folder, under the name a node's cache gives it: a mapped artifact reads its weights from that file.
+    const scratchDir = join(tmpdir(), `brulee-artifact-${randomUUID()}`);
+    const scratch = join(scratchDir, MAPPED_FILE_NAME);
     try {
+      await mkdir(scratchDir, { recursive: true });
       const path = await this.o.models.stage(sha, bytes);
       inspected = await profileModel(path, { ...(opts.profileDims ? { dims: opts.profileDims } : {}), session: sessionOf(options), artifactPath: scratch });
       if (inspected.artifactOk) {
@@ -256,13 +260,13 @@ export class FunctionRegistry {
         const aSha = sha256Of(a);
         artifactWasStored = await this.store.has(aSha);
         await this.store.put(a);
-        artifact = { key: artifactKey(sha), sha256: aSha, fileBytes: a.byteLength };
+        artifact = { key: artifactKey(sha), sha256: aSha, fileBytes: a.byteLength, mapped: inspected.derived?.mapped ?? false, ...(inspected.derived?.mappedNote ? { mappedNote: inspected.derived.mappedNote } : {}) };
       }
     } catch (e) {
       await forget();
       throw e;
     } finally {
-      await rm(scratch, { force: true });
+      await rm(scratchDir, { recursive: true, force: true });
     }
     const unsupported = [...inspected.signature.inputs, ...inspected.signature.outputs].filter((t) => !isElementType(t.type));
     if (unsupported.length > 0) {

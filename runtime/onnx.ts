@@ -1,8 +1,11 @@
 import { createHash } from 'node:crypto';
-import { arch, cpus } from 'node:os';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { arch, cpus, tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { BruleeError } from '../errors';
 import type { Tensor } from '../queue/wire';
+import { MAPPED_FILE_NAME, MAPPED_MIN_TENSOR_BYTES, mappedProblem, packMapped, readMappedGraph } from './mapped';
 
 /**
  * The one small interface brulee has to ONNX (as onnxruntime's js packages split interface from
@@ -65,7 +68,8 @@ export const ORT_DEFAULT_SESSION: SessionConfig = { threads: 0, arena: true, mem
 /** The onnxruntime version sessions are built with (part of every derived artifact's key). */
 export const ORT_VERSION = ort.env.versions.node ?? ort.env.versions.common;
 
-function sessionOptions(c: SessionConfig, preOptimized: boolean): ort.InferenceSession.SessionOptions {
+function sessionOptions(c: SessionConfig, preOptimized: boolean, entries: Record<string, string> = {}): ort.InferenceSession.SessionOptions {
+  const session = { ...c.extra, ...(c.prepacking ? {} : { disable_prepacking: '1' }), ...entries };
   return {
     intraOpNumThreads: c.threads, // 0: onnxruntime picks (one per core)
     interOpNumThreads: c.executionMode === 'parallel' ? c.threads : 1,
@@ -74,7 +78,7 @@ function sessionOptions(c: SessionConfig, preOptimized: boolean): ort.InferenceS
     executionMode: c.executionMode,
     // An artifact has its optimizations applied already: doing them again is what it saves.
     graphOptimizationLevel: preOptimized ? 'disabled' : 'all',
-    ...(c.prepacking && !c.extra ? {} : { extra: { session: { ...c.extra, ...(c.prepacking ? {} : { disable_prepacking: '1' }) } } }),
+    ...(Object.keys(session).length === 0 ? {} : { extra: { session } }),
   };
 }
 
@@ -96,10 +100,17 @@ export interface LoadOptions {
  * @throws BruleeError INVALID_MODEL with onnxruntime's own message when it cannot be loaded.
  */
 export async function loadModel(source: string | Uint8Array, opts: LoadOptions = {}): Promise<LoadedModel> {
-  const so = sessionOptions({ ...DEFAULT_SESSION, ...opts.session }, opts.preOptimized ?? false);
+  const config = { ...DEFAULT_SESSION, ...opts.session };
   let session: ort.InferenceSession;
   try {
-    session = typeof source === 'string' ? await ort.InferenceSession.create(source, so) : await ort.InferenceSession.create(source, so);
+    // A mapped artifact (runtime/mapped.ts): its graph, whose weights onnxruntime maps from the same file.
+    const graph = typeof source === 'string' && opts.preOptimized ? await readMappedGraph(source) : null;
+    if (graph) {
+      session = await ort.InferenceSession.create(graph, sessionOptions(config, true, { model_external_initializers_file_folder_path: dirname(source as string) }));
+    } else {
+      const so = sessionOptions(config, opts.preOptimized ?? false);
+      session = typeof source === 'string' ? await ort.InferenceSession.create(source, so) : await ort.InferenceSession.create(source, so);
+    }
   } catch (e) {
     throw new BruleeError('INVALID_MODEL', `onnxruntime cannot load this model: ${withoutPaths(e instanceof Error ? e.message : String(e))}`);
   }
@@ -146,7 +157,7 @@ export function withoutPaths(message: string): string {
  * compute another key, find no artifact, and load the original.
  */
 export function artifactFacts(): Record<string, string> {
-  return { format: 'brulee-optimized-onnx/1', ort: ORT_VERSION, level: 'all', arch: arch(), cpu: cpus()[0]?.model ?? 'unknown' };
+  return { format: 'brulee-optimized-onnx/2', ort: ORT_VERSION, level: 'all', arch: arch(), cpu: cpus()[0]?.model ?? 'unknown' };
 }
 
 /** The derived-artifact key of a source model (sha256 of the source's sha256 and `artifactFacts()`). */
@@ -154,17 +165,57 @@ export function artifactKey(sourceSha256: string): string {
   return createHash('sha256').update(JSON.stringify({ source: sourceSha256, ...artifactFacts() })).digest('hex');
 }
 
+/** What `deriveOptimized` wrote. */
+export interface Derived {
+  /** The mapped form (runtime/mapped.ts): weights packed in the file, mapped at load. */
+  mapped: boolean;
+  /** Why the mapped form was not written, when it was asked for and not written. */
+  mappedNote?: string;
+}
+
 /**
  * Applies onnxruntime's graph optimizations (level `all`) once and writes the optimized model to
  * `outPath` (onnxruntime's `optimizedModelFilePath`). Loading it with optimization disabled gives
  * the same graph the original gets at every load, so the outputs are the same bits.
+ *
+ * With `mapped` (the default), it writes the mapped form when the model has tensors large enough
+ * for it (runtime/mapped.ts): the same graph, with those weights in the file already packed the way
+ * the kernels prepack them at a load, which onnxruntime then maps instead of copying and packing.
+ * `outPath` must then be named `MAPPED_FILE_NAME`. Else (no large tensor, offsets onnxruntime did not
+ * align) it writes the plain optimized model.
  * @throws BruleeError INVALID_MODEL when onnxruntime cannot load the source.
  */
-export async function deriveOptimized(sourcePath: string, outPath: string): Promise<void> {
+export async function deriveOptimized(sourcePath: string, outPath: string, opts: { mapped?: boolean } = {}): Promise<Derived> {
+  let mappedNote: string | undefined;
+  if (opts.mapped ?? true) {
+    if (basename(outPath) !== MAPPED_FILE_NAME) throw new Error(`deriveOptimized: a mapped artifact must be written to a file named ${MAPPED_FILE_NAME}, not ${outPath}`);
+    const dir = await mkdtemp(join(tmpdir(), 'brulee-derive-'));
+    try {
+      await optimize(sourcePath, join(dir, 'graph.onnx'), {
+        optimized_model_external_initializers_file_name: MAPPED_FILE_NAME,
+        optimized_model_external_initializers_min_size_in_bytes: String(MAPPED_MIN_TENSOR_BYTES),
+        save_external_prepacked_constant_initializers: '1',
+      });
+      const graph = await readFile(join(dir, 'graph.onnx'));
+      const data = await readFile(join(dir, MAPPED_FILE_NAME)).catch(() => null);
+      mappedNote = data ? (mappedProblem(graph, data.byteLength) ?? undefined) : 'no tensor was large enough to be mapped';
+      if (data && mappedNote === undefined) {
+        await writeFile(outPath, packMapped(data, graph));
+        return { mapped: true };
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+  await optimize(sourcePath, outPath, {});
+  return { mapped: false, ...(mappedNote ? { mappedNote } : {}) };
+}
+
+async function optimize(sourcePath: string, outPath: string, entries: Record<string, string>): Promise<void> {
   let session: ort.InferenceSession;
   try {
     session = await ort.InferenceSession.create(sourcePath, {
-      ...sessionOptions(DEFAULT_SESSION, false),
+      ...sessionOptions(DEFAULT_SESSION, false, entries),
       optimizedModelFilePath: outPath,
       logSeverityLevel: 3, // its warning that level `all` is CPU-specific is why the key names the CPU
     });

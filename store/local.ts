@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BruleeError } from '../errors';
+import { MAPPED_FILE_NAME } from '../runtime/mapped';
 import type { ModelStore } from './index';
 import { assertSha256, sha256OfFile } from './sha256';
 
@@ -20,7 +21,8 @@ export interface LocalModel {
   fetchMs: number;
 }
 
-const FILE = 'model.onnx';
+/** Every model's file name; a mapped artifact's graph reads its weights from a file of this name (runtime/mapped.ts). */
+const FILE = MAPPED_FILE_NAME;
 
 /** Epoch ms with sub-ms resolution: two uses in the same millisecond still have an order. */
 const now = () => performance.timeOrigin + performance.now();

@@ -4,6 +4,7 @@ import { createRedis } from '../../queue/connection';
 import { modelKey } from '../../queue/dispatcher';
 import { keys } from '../../queue/keys';
 import { artifactKey } from '../../runtime/onnx';
+import { mlpModel } from '../../models/generate';
 import { floats, ort, readModel, REAL_MODELS, runDirect } from '../support/models';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 
@@ -42,6 +43,27 @@ describe('pre-optimized artifacts', () => {
     // Deleting the function removes the artifact's bytes too.
     expect((await b.json('DELETE', '/functions/cls')).status).toBe(200);
     expect(await b.store.has(p.artifact.sha256)).toBe(false);
+  });
+
+  it('a model with weights over 1 MiB gets the mapped form; a node loads it and answers bit for bit what onnxruntime gives on the original', async () => {
+    // 64 -> 512 -> 1024 -> 16: W1 (2 MiB) is mapped, with its prepacked form; the rest stays in the graph.
+    const bytes = mlpModel({ inputSize: 64, hidden: [512, 1024], outputSize: 16, seed: 5 });
+    const put = await b.put('wide', bytes);
+    expect(put.status).toBe(201);
+    const p = put.body.profile;
+    expect(p.artifactError).toBeNull();
+    expect(p.artifact).toMatchObject({ key: artifactKey(put.body.sha256), mapped: true });
+    expect(p.artifact.mappedNote).toBeUndefined();
+    // One row and several: MLAS takes other GEMM paths for them, each reading the mapped packed weights.
+    for (const rows of [1, 3]) {
+      const x = floats(rows * 64, rows);
+      const r = await b.invoke('wide', { x: { type: 'float32', dims: [rows, 64], data: x } });
+      expect(r.status).toBe(200);
+      const want = await runDirect(bytes, { x: new ort.Tensor('float32', Float32Array.from(x), [rows, 64]) });
+      expect(r.body.outputs.y.dims).toEqual([rows, 16]);
+      expect(r.body.outputs.y.data).toEqual(Array.from(want.y!.data as Float32Array));
+    }
+    expect(b.node!.loadedFrom(modelKey({ fn: 'wide', sha256: put.body.sha256 }))).toBe('artifact');
   });
 
   it('a node loads the original when the artifact was derived for another onnxruntime or CPU', async () => {

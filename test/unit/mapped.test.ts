@@ -1,0 +1,97 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { mlpModel } from '../../models/generate';
+import { externalRefs, MAPPED_FILE_NAME, mappedProblem, packMapped, readMappedGraph } from '../../runtime/mapped';
+import { deriveOptimized, loadModel } from '../../runtime/onnx';
+import { floats, ort } from '../support/models';
+
+const dir = mkdtempSync(join(tmpdir(), 'brulee-mapped-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** 64 -> 512 -> 1024 -> 16: only W1 (2 MiB) is over the mapping threshold. */
+const bytes = mlpModel({ inputSize: 64, hidden: [512, 1024], outputSize: 16, seed: 5 });
+const source = join(dir, 'source.onnx');
+writeFileSync(source, bytes);
+
+async function derive(name: string, mapped = true) {
+  const out = join(dir, name, MAPPED_FILE_NAME);
+  mkdirSync(join(dir, name));
+  return { out, derived: await deriveOptimized(source, out, { mapped }) };
+}
+
+describe('mapped artifacts', () => {
+  it('hold the large weight and its prepacked form at page-aligned offsets, and load to the same bits as the original', async () => {
+    const { out, derived } = await derive('a');
+    expect(derived).toEqual({ mapped: true });
+    const graph = (await readMappedGraph(out))!;
+    expect(graph).not.toBeNull();
+    const refs = externalRefs(graph);
+    expect(refs.map((r) => r.tensor)).toEqual(['W1']);
+    expect(refs[0]!.location).toBe(MAPPED_FILE_NAME);
+    // The weight's own offset, then its prepacked blob's.
+    expect(refs[0]!.offsets.length).toBe(2);
+    for (const o of refs[0]!.offsets) expect(o % 4096).toBe(0);
+    expect(mappedProblem(graph, readFileSync(out).byteLength)).toBeNull();
+
+    const model = await loadModel(out, { preOptimized: true });
+    const direct = await ort.InferenceSession.create(bytes);
+    try {
+      for (const rows of [1, 4]) {
+        const x = Float32Array.from(floats(rows * 64, rows));
+        const got = await model.run({ x: { type: 'float32', dims: [rows, 64], data: x } });
+        const want = await direct.run({ x: new ort.Tensor('float32', x, [rows, 64]) });
+        expect(Array.from(got.y!.data as Float32Array)).toEqual(Array.from(want.y!.data as Float32Array));
+      }
+    } finally {
+      await model.dispose();
+      await direct.release();
+    }
+  });
+
+  it('a plain derivation, or a plain ONNX file, is not read as a mapped one', async () => {
+    const { out, derived } = await derive('plain', false);
+    expect(derived).toEqual({ mapped: false });
+    expect(await readMappedGraph(out)).toBeNull();
+    expect(await readMappedGraph(source)).toBeNull();
+  });
+
+  it('a mapped artifact under another name is refused (its graph reads its weights from model.onnx)', async () => {
+    const { out } = await derive('renamed');
+    const other = join(dir, 'renamed', 'other.onnx');
+    writeFileSync(other, readFileSync(out));
+    await expect(readMappedGraph(other)).rejects.toThrow(/must be named model\.onnx/);
+    await expect(loadModel(other, { preOptimized: true })).rejects.toMatchObject({ code: 'INVALID_MODEL' });
+  });
+
+  it('refuses offsets MLAS could not read packed weights from, files other than its own, data past the end, and graphs with nothing mapped', async () => {
+    const { out } = await derive('b');
+    const graph = (await readMappedGraph(out))!;
+    const size = readFileSync(out).byteLength;
+    const [own, packed] = externalRefs(graph)[0]!.offsets as [number, number];
+    // Same-length text edits keep the protobuf valid.
+    const edit = (from: string, to: string) => {
+      expect(to.length).toBe(from.length);
+      const s = graph.toString('latin1');
+      expect(s.includes(from)).toBe(true);
+      return Buffer.from(s.replace(from, to), 'latin1');
+    };
+    expect(mappedProblem(edit(`|${packed};`, `|${packed + 4};`), size)).toMatch(/not a multiple of 64/);
+    // The entry `offset` → its value (protobuf: key, then field 2 with the value's length).
+    const entry = (o: number) => `offset\x12${String.fromCharCode(String(o).length)}${o}`;
+    expect(mappedProblem(edit(entry(own), entry(own + 4)), size)).toMatch(/not a multiple of 64/);
+    expect(mappedProblem(edit(MAPPED_FILE_NAME, 'other.onnx'), size)).toMatch(/reads another file/);
+    expect(mappedProblem(graph, packed)).toMatch(/past the data file/);
+    expect(mappedProblem(bytes, size)).toMatch(/no tensor was large enough/);
+  });
+
+  it('packs data, graph and a trailer that finds the graph again', () => {
+    const data = new Uint8Array([1, 2, 3]);
+    const graph = new Uint8Array([9, 8]);
+    const b = packMapped(data, graph);
+    expect([...b.subarray(0, 5)]).toEqual([1, 2, 3, 9, 8]);
+    expect(b.subarray(-8).toString('latin1')).toBe('BRULEEMA');
+    expect(Number(b.readBigUInt64LE(b.length - 16))).toBe(2);
+  });
+});
