@@ -153,7 +153,7 @@ describe('the brulee CLI against a real server', () => {
       expect(screen).toMatch(/^brulee top {2}http:\/\/127\.0\.0\.1:\d+/m);
       expect(screen).toContain('totals: invocations 5, cold starts 1, evictions 0');
       expect(screen).toMatch(new RegExp(`^node node-${b.namespace} \\(cremebrulee\\)\\s+\\[#*\\.*\\]`, 'm'));
-      expect(screen).toMatch(/^\s+top-mlp\s+[\d.]+ KiB\s+resident\b/m);
+      expect(screen).toMatch(/^\s+top-mlp\s+[\d.]+ (B|KiB|MiB)\s+resident\b/m); // what this process measured it holding: noise moves the unit
       expect(screen).toMatch(/^invocations\/s [\d.]+ {3}cold starts\/s [\d.]+ /m);
       tmux('send-keys', '-t', session, 'C-c');
       let code = '';

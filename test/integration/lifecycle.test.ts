@@ -53,7 +53,8 @@ describe('function lifecycle under concurrency', () => {
 
   it('an invocation that outlives its timeout is a 504, and a queued one past its deadline is skipped, not run', async () => {
     // One worker slot: the slow call holds it while the quick one waits in the queue.
-    await b.put('slow', mlpForBytes(40_000_000, 5), 'timeoutMs=5000');
+    // Its own timeout is long: only the quick one's is meant to run out, however loaded the machine.
+    await b.put('slow', mlpForBytes(40_000_000, 5), 'timeoutMs=60000');
     await b.put('quick', small(6), 'timeoutMs=50');
     const big = { x: { type: 'float32', dims: [2000, 64], data: new Array(2000 * 64).fill(0.1) } };
     const slow = b.invoke('slow', big);
