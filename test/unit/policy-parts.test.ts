@@ -1,0 +1,263 @@
+import { describe, expect, it } from 'vitest';
+import { belady } from '../../runtime/policies/belady';
+import { cremebruleeOracle } from '../../runtime/policies/cremebrulee-oracle';
+import { DeadlineHeap, NONE } from '../../runtime/policies/heap';
+import { PositionMemo } from '../../runtime/policies/memo';
+import { random, seededRandom } from '../../runtime/policies/random';
+import { byScore, lowestFirst, Selection, takeUntilFreed } from '../../runtime/policies/select';
+import type { EntryFacts, EvictionRequest, FutureFacts } from '../../runtime/policies/types';
+
+// The parts the policies are built from (the deadline heap, the position memo, the seeded
+// generator) and the simulator's oracles, on small cases whose every expected value is worked out
+// by hand (or, for mulberry32, by an independent implementation: Python integers masked to 32 bits).
+
+const entry = (key: string, o: Partial<EntryFacts> = {}): EntryFacts => ({
+  key, sizeBytes: 10, loadMs: 10, execMs: 1, popularity: 0, loadedAt: 0, lastUsedAt: 0, hits: 1, ...o,
+});
+const req = (candidates: EntryFacts[], needBytes: number, o: Partial<EvictionRequest> = {}): EvictionRequest => ({
+  now: 1000, needBytes, candidates, incoming: { key: 'new', sizeBytes: needBytes, loadMs: 10, execMs: 1, popularity: 0 }, ...o,
+});
+
+describe('victim selection', () => {
+  // Scores and last uses chosen so that every tie-break is needed: f (-Infinity) first; d, g, b tie
+  // on 1: d and g used at 2 before b at 5, and d before g by key; then c (2), a (3), e (Infinity).
+  const c = [
+    entry('a', { lastUsedAt: 0 }), entry('b', { lastUsedAt: 5 }), entry('c', { lastUsedAt: 0 }), entry('g', { lastUsedAt: 2 }),
+    entry('d', { lastUsedAt: 2 }), entry('e', { lastUsedAt: 0 }), entry('f', { lastUsedAt: 9 }),
+  ];
+  const score: Record<string, number> = { a: 3, b: 1, c: 2, d: 1, e: Infinity, f: -Infinity, g: 1 };
+  const order = ['f', 'd', 'g', 'b', 'c', 'a', 'e'];
+  const reason = (e: EntryFacts) => `score ${score[e.key]}`;
+
+  it('byScore: ascending, ties to the least recently used, then by key', () => {
+    expect(byScore(c, (e) => score[e.key]!).map((e) => e.key)).toEqual(order);
+    expect(byScore([...c].reverse(), (e) => score[e.key]!).map((e) => e.key)).toEqual(order);
+  });
+
+  it('takeUntilFreed: in order until the need is covered, one reason per victim', () => {
+    const asked: string[] = [];
+    const ordered = byScore(c, (e) => score[e.key]!);
+    expect(takeUntilFreed(ordered, 15, (e) => (asked.push(e.key), reason(e)))).toEqual([{ key: 'f', reason: 'score -Infinity' }, { key: 'd', reason: 'score 1' }]);
+    expect(asked).toEqual(['f', 'd']);
+    expect(takeUntilFreed(ordered, 20, reason).map((v) => v.key)).toEqual(['f', 'd']);
+    expect(takeUntilFreed(ordered, 0, reason)).toEqual([]);
+    expect(takeUntilFreed(ordered, 1000, reason).map((v) => v.key)).toEqual(order);
+  });
+
+  it('lowestFirst: the same victims, for every need', () => {
+    for (let need = 0; need <= 80; need += 5) {
+      const k = Math.min(order.length, Math.ceil(need / 10));
+      expect(lowestFirst(c, need, (e) => score[e.key]!, reason).map((v) => v.key)).toEqual(order.slice(0, k));
+    }
+    expect(lowestFirst(c, 25, (e) => score[e.key]!, reason)).toEqual([{ key: 'f', reason: 'score -Infinity' }, { key: 'd', reason: 'score 1' }, { key: 'g', reason: 'score 1' }]);
+    // Two infinities tie: the full order decides (last use, then key).
+    const inf = [entry('y', { lastUsedAt: 1 }), entry('x', { lastUsedAt: 1 }), entry('z', { lastUsedAt: 0 })];
+    expect(lowestFirst(inf, 30, () => Infinity, () => '').map((v) => v.key)).toEqual(['z', 'x', 'y']);
+    expect(lowestFirst(inf, 30, () => -Infinity, () => '').map((v) => v.key)).toEqual(['z', 'x', 'y']);
+  });
+
+  it('more than eight victims, among more candidates than its buffers first hold, and the index of each', () => {
+    // 200 candidates, candidate i scored (i × 7919) mod 200 (all different): the victims are the
+    // candidates scored 0, 1, 2, ... in that order.
+    const many = Array.from({ length: 200 }, (_, i) => entry(`k${i}`));
+    const s = (i: number) => (i * 7919) % 200;
+    const withScore = (v: number) => Array.from({ length: 200 }, (_, i) => i).find((i) => s(i) === v)!;
+    const sel = new Selection();
+    const buf = sel.scores(200);
+    for (let i = 0; i < 200; i++) buf[i] = s(i);
+    const picked: number[] = [];
+    const v = sel.lowestScored(many, buf, 195, (e) => e.key, picked);
+    const want = Array.from({ length: 20 }, (_, j) => withScore(j));
+    expect(v.map((x) => x.key)).toEqual(want.map((i) => `k${i}`));
+    expect(v.map((x) => x.reason)).toEqual(want.map((i) => `k${i}`));
+    expect(picked).toEqual(want);
+    // All of them: every candidate once, in score order.
+    const all = new Selection().lowestFirst(many, Infinity, (e) => s(Number(e.key.slice(1))), () => '');
+    expect(all.map((x) => x.key)).toEqual(Array.from({ length: 200 }, (_, j) => `k${withScore(j)}`));
+    // Ties in the heap: 12 candidates on one score go by last use, then key.
+    const tied = Array.from({ length: 12 }, (_, i) => entry(`t${String(i % 6)}${i < 6 ? 'b' : 'a'}`, { lastUsedAt: i % 3 }));
+    const byHand = [...tied].sort((a, b) => a.lastUsedAt - b.lastUsedAt || (a.key < b.key ? -1 : 1)).map((e) => e.key);
+    expect(new Selection().lowestFirst(tied, 120, () => 0, () => '').map((x) => x.key)).toEqual(byHand);
+    expect(new Selection().lowestFirst(tied, 95, () => 0, () => '').map((x) => x.key)).toEqual(byHand.slice(0, 10));
+    // Exactly covered after 10 victims (8 by scanning, 2 from the heap): not one more.
+    expect(new Selection().lowestFirst(tied, 100, () => 0, () => '').map((x) => x.key)).toEqual(byHand.slice(0, 10));
+    // Eleven, all needed: three left for the heap, which must keep its order as it pops.
+    const sc = [10, 10, 4, 9, 7, 3, 6, 4, 4, 4, 3];
+    const eleven = sc.map((_, i) => entry(`k${String(i).padStart(2, '0')}`));
+    expect(new Selection().lowestFirst(eleven, Infinity, (e) => sc[Number(e.key.slice(1))]!, () => '').map((x) => x.key)).toEqual(
+      ['k05', 'k10', 'k02', 'k07', 'k08', 'k09', 'k06', 'k04', 'k03', 'k00', 'k01'],
+    );
+    // Ten candidates, all needed: two left for the heap.
+    const ten = Array.from({ length: 10 }, (_, i) => entry(`m${i}`));
+    expect(new Selection().lowestFirst(ten, 100, (e) => -Number(e.key.slice(1)), () => '').map((x) => x.key)).toEqual(['m9', 'm8', 'm7', 'm6', 'm5', 'm4', 'm3', 'm2', 'm1', 'm0']);
+    expect(new Selection().lowestFirst(ten, 1000, (e) => -Number(e.key.slice(1)), () => '')).toHaveLength(10);
+  });
+});
+
+describe('DeadlineHeap', () => {
+  it('is empty at first: no size, no earliest time', () => {
+    const h = new DeadlineHeap();
+    expect([h.size, h.peekTime()]).toEqual([0, Infinity]);
+    expect(NONE).toEqual([]);
+    expect(Object.isFrozen(NONE)).toBe(true);
+  });
+
+  it('pops in time order whatever the push order, with each time its own key', () => {
+    // 31 distinct times pushed in a scrambled order (i × 17 mod 31), popped one by one.
+    const h = new DeadlineHeap();
+    for (let i = 0; i < 31; i++) {
+      const t = (i * 17) % 31;
+      h.push(t, `k${t}`);
+    }
+    expect(h.size).toBe(31);
+    const out: [number, string][] = [];
+    while (h.size > 0) {
+      out.push([h.peekTime(), h.peekKey()]);
+      h.pop();
+    }
+    expect(out).toEqual(Array.from({ length: 31 }, (_, t) => [t, `k${t}`]));
+    expect(h.peekTime()).toBe(Infinity);
+  });
+
+  it('pushes and pops interleaved; a time pushed twice surfaces twice', () => {
+    const h = new DeadlineHeap();
+    h.push(50, 'a');
+    h.push(20, 'b');
+    h.push(40, 'c');
+    expect([h.peekTime(), h.peekKey()]).toEqual([20, 'b']);
+    h.pop();
+    h.push(10, 'd');
+    h.push(40, 'e');
+    h.push(45, 'f');
+    const out: [number, string][] = [];
+    while (h.size > 0) {
+      out.push([h.peekTime(), h.peekKey()]);
+      h.pop();
+    }
+    expect(out.map(([t]) => t)).toEqual([10, 40, 40, 45, 50]);
+    expect(out.filter(([t]) => t !== 40)).toEqual([[10, 'd'], [45, 'f'], [50, 'a']]);
+    expect(out.filter(([t]) => t === 40).map(([, k]) => k).sort()).toEqual(['c', 'e']);
+  });
+
+  it('the last pop leaves it empty', () => {
+    const h = new DeadlineHeap();
+    h.push(5, 'x');
+    h.pop();
+    expect([h.size, h.peekTime()]).toEqual([0, Infinity]);
+  });
+});
+
+describe('PositionMemo', () => {
+  it('looks a key up once per position while the position holds it, again when another key is there', () => {
+    const state = new Map([['a', { n: 1 }], ['b', { n: 2 }]]);
+    const asked: string[] = [];
+    const memo = new PositionMemo((key: string) => (asked.push(key), state.get(key)));
+    expect([memo.at(0, 'a'), memo.at(0, 'a'), memo.at(1, 'b'), memo.at(1, 'b')]).toEqual([{ n: 1 }, { n: 1 }, { n: 2 }, { n: 2 }]);
+    expect(asked).toEqual(['a', 'b']);
+    expect(memo.at(0, 'b')).toBe(state.get('b'));
+    expect(memo.at(0, 'b')).toBe(state.get('b'));
+    expect(asked).toEqual(['a', 'b', 'b']);
+  });
+
+  it('does not remember a key without state: once it has some, the memo finds it', () => {
+    const state = new Map<string, { n: number }>();
+    const asked: string[] = [];
+    const memo = new PositionMemo((key: string) => (asked.push(key), state.get(key)));
+    expect(memo.at(0, 'a')).toBeUndefined();
+    state.set('a', { n: 7 });
+    expect(memo.at(0, 'a')).toEqual({ n: 7 });
+    expect(memo.at(0, 'a')).toEqual({ n: 7 });
+    expect(asked).toEqual(['a', 'a']);
+  });
+});
+
+describe('random', () => {
+  it('mulberry32: the values of an independent implementation', () => {
+    const g = seededRandom(1);
+    expect([g(), g(), g(), g()]).toEqual([0.6270739405881613, 0.002735721180215478, 0.5274470399599522, 0.9810509674716741]);
+    const h = seededRandom(42);
+    expect([h(), h()]).toEqual([0.6011037519201636, 0.44829055899754167]);
+  });
+
+  it('shuffles the candidates in key order, whatever order they come in, and takes them until enough is freed', () => {
+    // Key order a b c d; seed 1's first three draws 0.627, 0.0027, 0.527 swap positions
+    // 3↔floor(0.627×4)=2, 2↔floor(0.0027×3)=0, 1↔floor(0.527×2)=1: d b a c. 20 bytes: d, then b.
+    const c = ['c', 'a', 'd', 'b'].map((k) => entry(k));
+    expect(random().selectVictims(req(c, 20))).toEqual([{ key: 'd', reason: 'chosen at random' }, { key: 'b', reason: 'chosen at random' }]);
+    expect(random(1).selectVictims(req([...c].reverse(), 20)).map((v) => v.key)).toEqual(['d', 'b']);
+    expect(random().selectVictims(req(c, 0))).toEqual([]);
+    // 11 bytes: d (10 freed), then b.
+    expect(random().selectVictims(req(c, 11)).map((v) => v.key)).toEqual(['d', 'b']);
+  });
+
+  it('one policy over calls whose candidates change: each call draws on from the last, in key order of that call\'s candidates', () => {
+    // Expected victims from an independent model (Python): sort the keys, Fisher-Yates with the
+    // seed-1 stream continued across calls, take until freed.
+    const p = random();
+    const keys = (ks: string[], need: number) => p.selectVictims(req(ks.map((k) => entry(k)), need)).map((v) => v.key);
+    expect(keys(['a', 'b'], 0)).toEqual([]); // draws once all the same
+    expect(keys(['c', 'a', 'd', 'b'], 1000)).toEqual(['d', 'c', 'b', 'a']);
+    expect(keys(['d', 'c', 'b', 'a'], 1000)).toEqual(['c', 'b', 'a', 'd']); // the same keys, moved
+    expect(keys(['b', 'e', 'a'], 1000)).toEqual(['b', 'a', 'e']); // c and d gone, e new
+    expect(keys(['e', 'b'], 15)).toEqual(['b', 'e']);
+  });
+});
+
+describe('belady', () => {
+  const future = (next: Record<string, number>): FutureFacts => ({ nextUse: (key) => next[key] ?? Infinity });
+
+  it('evicts the farthest next use first, and says when that is', () => {
+    expect(belady().name).toBe('belady');
+    const c = [entry('a', { lastUsedAt: 1 }), entry('b', { lastUsedAt: 2 }), entry('c', { lastUsedAt: 3 })];
+    const f = future({ a: 1100.4, c: 1050 });
+    expect(belady().selectVictims(req(c, 20, { future: f }))).toEqual([
+      { key: 'b', reason: 'next use farthest away (never)' },
+      { key: 'a', reason: 'next use farthest away (at 1100 ms)' },
+    ]);
+  });
+
+  it('without future facts it refuses: it is a simulator-only oracle', () => {
+    expect(() => belady().selectVictims(req([entry('a')], 1))).toThrow(new Error('belady needs future facts (EvictionRequest.future): it is a simulator-only oracle'));
+  });
+});
+
+describe('cremebrulee-oracle', () => {
+  it('no use inside the horizon goes first (farthest next use first), then the lowest future utility', () => {
+    const uses: Record<string, number> = { x: 2, y: 1, s: 3 };
+    const asked: unknown[] = [];
+    const future: FutureFacts = {
+      nextUse: (key, now) => (key === 'z' ? now + 500 : key === 'w' ? Infinity : now + 1),
+      usesWithin: (key, now, horizon) => (asked.push([key, now, horizon]), uses[key] ?? 0),
+    };
+    const c = [
+      entry('x', { loadMs: 10, sizeBytes: 10 }), // 2 × 10 / 10 = 2
+      entry('y', { loadMs: 30, sizeBytes: 10 }), // 1 × 30 / 10 = 3
+      entry('z'), // no use within: -(1500 - 1000) = -500
+      entry('w'), // never used again: -Infinity
+      entry('s', { loadMs: 0.5, sizeBytes: 0.5 }), // 3 × 0.5 / max(1, 0.5) = 1.5
+    ];
+    const v = cremebruleeOracle(2000).selectVictims(req(c, 50, { future }));
+    expect(v).toEqual([
+      { key: 'w', reason: 'no use in the next 2000 ms' },
+      { key: 'z', reason: 'no use in the next 2000 ms' },
+      { key: 's', reason: 'future utility 1.500e+0 lowest' },
+      { key: 'x', reason: 'future utility 2.000e+0 lowest' },
+      { key: 'y', reason: 'future utility 3.000e+0 lowest' },
+    ]);
+    expect(asked[0]).toEqual(['x', 1000, 2000]);
+    expect(cremebruleeOracle().name).toBe('cremebrulee-oracle');
+    // A use inside the horizon of a model that costs nothing to load: utility 0, not "no use".
+    expect(cremebruleeOracle(2000).selectVictims(req([entry('x', { loadMs: 0 })], 1, { future }))).toEqual([{ key: 'x', reason: 'future utility 0.000e+0 lowest' }]);
+    // The default horizon is ten minutes.
+    expect(cremebruleeOracle().selectVictims(req([entry('w')], 1, { future }))).toEqual([{ key: 'w', reason: 'no use in the next 600000 ms' }]);
+  });
+
+  it('refuses a horizon that is not positive, and a request without usesWithin', () => {
+    for (const h of [0, -1, Number.NaN]) {
+      expect(() => cremebruleeOracle(h)).toThrow(new RangeError(`cremebrulee-oracle: horizonMs must be > 0, got ${h}`));
+    }
+    const msg = 'cremebrulee-oracle needs future facts with usesWithin: it is a simulator-only oracle';
+    expect(() => cremebruleeOracle().selectVictims(req([entry('a')], 1))).toThrow(new Error(msg));
+    expect(() => cremebruleeOracle().selectVictims(req([entry('a')], 1, { future: { nextUse: () => 0 } }))).toThrow(new Error(msg));
+  });
+});
