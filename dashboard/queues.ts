@@ -4,7 +4,6 @@ import { HonoAdapter } from '@bull-board/hono';
 import { serveStatic } from '@hono/node-server/serve-static';
 import type { Queue } from 'bullmq';
 import { Hono } from 'hono';
-import { BruleeError } from '../errors';
 
 export const QUEUES_PATH = '/queues';
 
@@ -14,7 +13,7 @@ export const QUEUES_PATH = '/queues';
  */
 export function queuesApp(queues: () => Promise<Queue[]>): Hono {
   const adapter = new HonoAdapter(serveStatic).setBasePath(QUEUES_PATH);
-  const board = createBullBoard({ queues: [], serverAdapter: adapter, options: { uiConfig: { boardTitle: 'brulee queues' } } });
+  const bullBoard = createBullBoard({ queues: [], serverAdapter: adapter, options: { uiConfig: { boardTitle: 'brulee queues' } } });
   let shown = '';
   let checkedAt = 0;
   const app = new Hono();
@@ -25,18 +24,24 @@ export function queuesApp(queues: () => Promise<Queue[]>): Hono {
       const names = qs.map((q) => q.name).sort().join(',');
       if (names !== shown) {
         shown = names;
-        board.replaceQueues(qs.map((q) => new BullMQAdapter(q, { readOnlyMode: true })));
+        bullBoard.replaceQueues(qs.map((q) => new BullMQAdapter(q, { readOnlyMode: true })));
       }
     }
     await next();
-    // bull-board's Hono answers errors (a missing static file reaching the app's 404) as a bare 500.
-    if (c.error instanceof BruleeError) c.res = c.json({ error: c.error.toJSON() }, c.error.status as 404);
     // The UI links a web font from the internet; without it the page works offline, in system fonts.
     if (c.res.headers.get('content-type')?.startsWith('text/html')) {
       const html = (await c.res.text()).replace(/<link[^>]+fonts\.(googleapis|gstatic)\.com[^>]*>/g, '');
       c.res = new Response(html, { status: c.res.status, headers: c.res.headers });
     }
   });
-  app.route('/', adapter.registerPlugin());
+  // bull-board's Hono app comes from hono's CommonJS build, whose default error handler is not the
+  // ESM one brulee's app is built with, so Hono wraps its routes in that handler: it would print
+  // every error (a missing static file reaching the app's 404) to stderr and answer a bare 500.
+  // Rethrown, errors reach brulee's one error mapping (functions/http/errors.ts) like any route's.
+  const routes = adapter.registerPlugin();
+  routes.onError((e) => {
+    throw e;
+  });
+  app.route('/', routes);
   return app;
 }

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../config';
 import { mlpModel, typesModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
@@ -81,6 +81,15 @@ describe('bad input gets a clear 4xx error and the server keeps serving', () => 
     expect(r.body.error.message).toMatch(/unknown output "z"/);
   });
   it('an unknown route', () => expectError(b.json('GET', '/nowhere'), 404, 'NOT_FOUND', /no route/));
+  it('an unknown file under bull-board\'s /queues: the same 404, and nothing printed (its Hono would print it and answer 500)', async () => {
+    const printed = vi.spyOn(console, 'error');
+    try {
+      await expectError(b.json('GET', '/queues/static/nowhere.js'), 404, 'NOT_FOUND', /no route GET \/queues\/static\/nowhere\.js/);
+      expect(printed).not.toHaveBeenCalled();
+    } finally {
+      printed.mockRestore();
+    }
+  });
   it('an unknown invocation id', () => expectError(b.json('GET', '/invocations/abc'), 404, 'INVOCATION_NOT_FOUND', /async=true/));
   it('nothing bad was queued: no failures counted', async () => {
     const stats = (await b.json('GET', '/stats')).body;
