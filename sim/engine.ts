@@ -247,9 +247,10 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
  * One run of `simulate`. `run` is the event loop; each turn takes the earliest of these, in this
  * order of precedence, and hands it to the method named for its phase:
  *
- * 1. `refreshPopularity`: a popularity refresh due (every 10 s of virtual time);
+ * 1. `refreshPopularity`: the popularity refreshes due (every 10 s of virtual time), each at its
+ *    time; they change only the clock and the rates, so the turn goes on to the next phase;
  * 2. `periodicCheck`: a keep-alive / pre-warm check due (every `sweepMs`), unless the policy's
- *    hints say it would do nothing;
+ *    hints say it would do nothing (skipped checks do not end the turn either);
  * 3. `finishDue`: loads that complete (pre-warm and demand), joiners that touch a loaded model,
  *    invocations that complete;
  * 4. `dispatch`: the next invocation takes a free slot (hit, join a load, or make room and load).
@@ -428,13 +429,14 @@ class NodeRun {
       const tDisp = this.i < N && this.busySlots < K && !this.blocked ? Math.max(this.now, times[this.i]!) : Infinity;
       if (tSlot === Infinity && tDisp === Infinity) break;
       const tNext = Math.min(tSlot, tDisp);
-      if (this.refreshPopularity(tNext)) continue;
+      this.refreshPopularity(tNext);
       if (this.nextSweep <= tNext) {
         if (this.hasSweep) {
-          this.periodicCheck(tNext);
-          continue;
-        }
-        this.nextSweep = Infinity;
+          // A check that ran may change what happens next; so may one still due before tNext.
+          if (this.periodicCheck(tNext) || this.nextSweep <= tNext) continue;
+          // Checks skipped past tNext: the refreshes up to tNext (not only up to the check) are due.
+          this.refreshPopularity(tNext);
+        } else this.nextSweep = Infinity;
       }
       this.now = tNext;
       this.dirty = true;
@@ -446,30 +448,35 @@ class NodeRun {
   }
 
   /**
-   * Phase 1: the popularity refresh due before the next event and the next check, if any (true:
-   * the turn is taken). Periodic events run in time order, each at its own time.
+   * Phase 1: the popularity refreshes due before the next event and the next check, each at its
+   * own time (periodic events run in time order). They change nothing the turn's next event
+   * depends on (only the clock, and the rates), so the turn goes on.
    */
-  private refreshPopularity(tNext: number): boolean {
+  private refreshPopularity(tNext: number): void {
     const pop = this.pop;
     const tUntil = this.hasSweep && this.nextSweep < tNext ? this.nextSweep : tNext;
     const idle = this.busySlots === 0 && this.bgEnd.length === 0;
-    if (!(pop.nextRefreshAt <= tUntil && pop.nextRefreshAt !== Infinity && !(idle && this.i >= this.N))) return false;
+    if (!(pop.nextRefreshAt <= tUntil && pop.nextRefreshAt !== Infinity && !(idle && this.i >= this.N))) return;
     if (this.usesPop) {
-      this.now = Math.max(this.now, pop.nextRefreshAt);
-      pop.refreshRates();
+      do {
+        this.now = Math.max(this.now, pop.nextRefreshAt);
+        pop.refreshRates();
+      } while (pop.nextRefreshAt <= tUntil);
       this.dirty = true; // entries' popularity changes
-      return true;
+      return;
     }
     // Nothing to compute, but the clock moves as it does with refreshes.
     let r = pop.nextRefreshAt;
     while (r + pop.refreshMs <= tUntil) r += pop.refreshMs;
     this.now = Math.max(this.now, r);
     pop.nextRefreshAt = r + pop.refreshMs;
-    return true;
   }
 
-  /** Phase 2: the check due (at or before the next event), or skip the checks the hints say are idle. */
-  private periodicCheck(tNext: number): void {
+  /**
+   * Phase 2: the check due (at or before the next event), or skip the checks the hints say are
+   * idle. True if a check ran.
+   */
+  private periodicCheck(tNext: number): boolean {
     if (!this.dirty && !Number.isNaN(this.wakeAskAt)) {
       this.wake = this.hints.nextCheckAt!(this.wakeAskAt);
       this.wakeAskAt = NaN;
@@ -478,8 +485,8 @@ class NodeRun {
     // A check runs at max(now, nextSweep) (later than due when a refresh moved the clock on).
     if (this.now < lim && this.nextSweep < lim) {
       // Skip every check due before min(lim, tNext): nothing happens until tNext.
-      while (this.nextSweep <= tNext && this.nextSweep < lim) this.nextSweep += this.sweepMs;
-      return;
+      this.nextSweep = skipChecks(this.nextSweep, this.sweepMs, tNext, lim);
+      return false;
     }
     this.now = Math.max(this.now, this.nextSweep);
     this.nextSweep += this.sweepMs;
@@ -487,6 +494,7 @@ class NodeRun {
     this.dirty = false;
     if (this.hints.nextCheckAt) this.wakeAskAt = this.now;
     if (this.hints.quietUntil) this.quiet = this.hints.quietUntil(this.now);
+    return true;
   }
 
   /** Phase 3, at `now`: loads finish first, then joiners touch the loaded model, then invocations complete. */
@@ -804,3 +812,19 @@ class NodeRun {
 }
 
 const PROGRESS_MASK = (1 << 18) - 1;
+
+/**
+ * `while (x <= tNext && x < lim) x += step; return x`, with the same result in one jump for all
+ * but the last steps when x and step are integers (whole steps below 2^53 are exact, so the sum
+ * is what the steps one by one give): a node whose queue stretches virtual time skips millions
+ * of idle checks.
+ */
+export function skipChecks(x: number, step: number, tNext: number, lim: number): number {
+  if (Number.isInteger(x) && Number.isInteger(step) && step > 0) {
+    // At least one whole step short of min(tNext, lim): every check jumped over is one the loop skips.
+    const k = Math.floor((Math.min(tNext, lim) - x) / step) - 1;
+    if (k > 0 && x + k * step <= Number.MAX_SAFE_INTEGER) x += k * step;
+  }
+  while (x <= tNext && x < lim) x += step;
+  return x;
+}

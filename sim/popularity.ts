@@ -33,14 +33,8 @@ export class PopularityTracker {
     this.pending[f]!++;
   }
 
-  /** Σ rate as of the last refresh (valid while `totalStale` is false). */
+  /** Σ rate as of the last refresh. */
   private total = 0;
-  /**
-   * The sum is taken when a share is first asked for after a refresh, not at the refresh (the
-   * simulator refreshes far more often than most policies read a share): the same sum, in the
-   * same order, so the same shares.
-   */
-  private totalStale = false;
 
   /** Runs the refresh due at `nextRefreshAt`. */
   refresh(): void {
@@ -58,31 +52,20 @@ export class PopularityTracker {
     const keep = this.decay;
     const add = 1 - keep;
     const ms = this.refreshMs;
-    for (let f = 0; f < rate.length; f++) {
-      // rate × keep + (add × count) / ms, whose second term is 0 (and adding it exact) with no count.
-      const p = pending[f]!;
-      if (p === 0) rate[f] = rate[f]! * keep;
-      else {
-        rate[f] = rate[f]! * keep + (add * p) / ms;
-        pending[f] = 0;
-      }
-    }
-    this.totalStale = true;
-    this.nextRefreshAt += ms;
-  }
-
-  private sumRates(): number {
-    const rate = this.rate;
     let total = 0;
-    for (let f = 0; f < rate.length; f++) total += rate[f]!;
+    for (let f = 0; f < rate.length; f++) {
+      const r = rate[f]! * keep + (add * pending[f]!) / ms;
+      rate[f] = r;
+      pending[f] = 0;
+      total += r;
+    }
     this.total = total;
-    this.totalStale = false;
-    return total;
+    this.nextRefreshAt += ms;
   }
 
   /** Function f's popularity as of the last refresh (what `refresh` writes to `popularity[f]`). */
   share(f: number): number {
-    const total = this.totalStale ? this.sumRates() : this.total;
+    const total = this.total;
     return total > 0 ? this.rate[f]! / total : 0;
   }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../../runtime/policies/random';
-import { FutureIndex, kthSmallest } from '../../sim/engine';
+import { FutureIndex, kthSmallest, skipChecks } from '../../sim/engine';
 
 describe("the simulator's shortcuts give what the plain computation gives", () => {
   it('kthSmallest: the k-th of a sort (p99 without sorting every latency)', () => {
@@ -13,6 +13,22 @@ describe("the simulator's shortcuts give what the plain computation gives", () =
       for (const k of [0, n - 1, Math.floor(rand() * n), Math.min(n - 1, Math.ceil(0.99 * n) - 1)]) {
         expect(kthSmallest(a.slice(), n, k)).toBe(sorted[k]);
       }
+    }
+  });
+
+  it('skipChecks: one jump lands where stepping check by check does', () => {
+    const rand = seededRandom(11);
+    const stepped = (x: number, step: number, tNext: number, lim: number) => {
+      while (x <= tNext && x < lim) x += step;
+      return x;
+    };
+    for (let trial = 0; trial < 3000; trial++) {
+      const step = trial % 3 === 0 ? 0.1 + rand() * 900 : 1 + Math.floor(rand() * 1000);
+      const x = trial % 5 === 0 ? rand() * 1e6 : step * Math.floor(rand() * 1000);
+      const pick = () => (rand() < 0.2 ? x + step * Math.floor(rand() * 3000) : x + rand() * 3e6);
+      const tNext = pick();
+      const lim = rand() < 0.1 ? Infinity : pick();
+      expect(skipChecks(x, step, tNext, lim)).toBe(stepped(x, step, tNext, lim));
     }
   });
 
