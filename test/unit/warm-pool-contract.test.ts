@@ -3,6 +3,7 @@ import { BruleeError } from '../../errors';
 import { createPolicy, type EntryFacts, type EvictionPolicy, type EvictionRequest, type Victim } from '../../runtime/policies';
 import { WarmPool, type EvictionEvent, type ModelSpec, type PrefetchEvent } from '../../runtime/warm-pool';
 import { spec, deferred } from '../support/warm-pool';
+import { within } from '../support/within';
 
 // The warm pool's contract with its policy and its callers, on a clock the test sets: what the
 // policy is told (facts, hooks, in order), what a lease says, what list() shows, and the exact
@@ -271,13 +272,15 @@ describe('WarmPool: loads', () => {
   it('a failed load fails every call that joined it, frees its room and tells no policy hook', async () => {
     const gate = deferred<string>();
     const { policy, calls } = recorder();
-    const p = new WarmPool<string>({ budgetBytes: 20, policy, load: () => gate.promise });
+    let loads = 0;
+    const p = new WarmPool<string>({ budgetBytes: 20, policy, load: () => (loads++, gate.promise) });
     const a = p.acquire(spec('a', 10));
     const b = p.acquire(spec('a', 10));
     gate.reject(new Error('bad bytes'));
     await expect(a).rejects.toThrow('bad bytes');
     await expect(b).rejects.toThrow('bad bytes');
     expect([p.usedBytes, p.list(), calls]).toEqual([0, [], []]);
+    expect(loads).toBe(1); // the call that joined does not try again
   });
 
   it('a model dropped while it loads is forgotten when the load fails', async () => {
@@ -451,5 +454,157 @@ describe('WarmPool: prewarm, sweep and prefetch without a policy hook', () => {
     expect(free).toEqual([0, 20]);
     expect(p.list().map((m) => [m.key, m.hits])).toEqual([['c', 1], ['tiny', 1], ['a', 0], ['b', 0]]);
     expect(p.usedBytes).toBe(30);
+  });
+});
+
+describe('WarmPool: edges found by mutation testing', () => {
+  const tick = () => new Promise((r) => setTimeout(r, 0));
+
+  it('without the popularity option every model has popularity 0', async () => {
+    const { policy, requests } = recorder();
+    const p = new WarmPool<string>({ budgetBytes: 10, policy, now: () => 0, load: async (s) => s.key });
+    (await p.acquire(spec('a', 10))).release();
+    (await p.acquire(spec('b', 10))).release();
+    expect([requests[0]!.candidates[0]!.popularity, requests[0]!.incoming.popularity]).toEqual([0, 0]);
+  });
+
+  it('a model dropped while in flight, and used again before it goes, is not remembered', async () => {
+    const p = new WarmPool<string>({ budgetBytes: 20, policy: createPolicy('lru'), load: async (s) => s.key });
+    const a1 = await p.acquire(spec('a', 10, { fn: 'f' }));
+    expect(p.drop('a', 'retired', 'version 2')).toBe(true);
+    expect(p.has('a')).toBe(true); // still serving
+    const a2 = await p.acquire(spec('a', 10, { fn: 'f' }));
+    a1.release();
+    a2.release();
+    expect([p.has('a'), p.holdsOther('f', 'other')]).toEqual([false, false]);
+  });
+
+  it('a model dropped while it loads is not remembered after its load', async () => {
+    const gate = deferred<string>();
+    const p = new WarmPool<string>({ budgetBytes: 20, policy: createPolicy('lru'), load: () => gate.promise });
+    const a = p.acquire(spec('a', 10, { fn: 'f' }));
+    p.drop('a', 'unload', 'deleted');
+    gate.resolve('A');
+    (await a).release();
+    expect([p.has('a'), p.holdsOther('f', 'other')]).toEqual([false, false]);
+  });
+
+  it('a policy without forget: a model dropped while it loads fails with its load error', async () => {
+    const gate = deferred<string>();
+    const policy: EvictionPolicy = { name: 'bare', selectVictims: () => [] };
+    const p = new WarmPool<string>({ budgetBytes: 20, policy, load: () => gate.promise });
+    const a = p.acquire(spec('a', 10));
+    p.drop('a', 'unload', 'deleted');
+    const boom = new Error('bad bytes');
+    gate.reject(boom);
+    await expect(a).rejects.toBe(boom);
+    expect(p.usedBytes).toBe(0);
+  });
+
+  it('sweep skips what the policy names but cannot go (in flight, not held)', async () => {
+    const { policy } = recorder();
+    policy.expired = () => [{ key: 'a', reason: 'idle' }, { key: 'ghost', reason: 'idle' }, { key: 'b', reason: 'idle' }];
+    const evictions: EvictionEvent[] = [];
+    const p = new WarmPool<string>({ budgetBytes: 20, policy, load: async (s) => s.key, onEvict: (e) => evictions.push(e) });
+    const a = await p.acquire(spec('a', 10));
+    (await p.acquire(spec('b', 10))).release();
+    expect(p.sweep()).toBe(1);
+    expect(evictions).toEqual([{ key: 'b', fn: 'b', sizeBytes: 10, reason: 'idle', cause: 'expired' }]);
+    a.release();
+  });
+
+  it('two calls waiting for memory for one model share its load', async () => {
+    const loads: string[] = [];
+    const p = new WarmPool<string>({ budgetBytes: 20, policy: createPolicy('lru'), admitTimeoutMs: 60_000, load: async (s) => (loads.push(s.key), s.key) });
+    const a = await p.acquire(spec('a', 20));
+    const b1 = p.acquire(spec('b', 20));
+    const b2 = p.acquire(spec('b', 20));
+    await tick();
+    a.release();
+    const [l1, l2] = await within(1000, 'the two calls for b', Promise.all([b1, b2]));
+    expect(loads).toEqual(['a', 'b']);
+    expect([l1.loaded, l2.loaded, l2.coldStart, p.usedBytes]).toEqual([true, false, true, 20]);
+    l1.release();
+    l2.release();
+  });
+
+  it('a load starts once what evictions freed is disposed, and at once when nothing is being disposed', async () => {
+    const disposal = deferred<void>();
+    const steps: string[] = [];
+    const p = new WarmPool<string>({
+      budgetBytes: 10,
+      policy: createPolicy('lru'),
+      load: async (s) => (steps.push(`load ${s.key}`), s.key),
+      dispose: (_v, key) => (steps.push(`dispose ${key}`), key === 'a' ? disposal.promise : undefined),
+    });
+    (await p.acquire(spec('a', 10))).release();
+    const b = p.acquire(spec('b', 10));
+    await tick();
+    expect(steps).toEqual(['load a', 'dispose a']); // b waits for a's memory
+    disposal.resolve();
+    (await b).release();
+    expect(steps).toEqual(['load a', 'dispose a', 'load b']);
+    expect(p.drop('b', 'unload', 'asked')).toBe(true);
+    await tick(); // b's dispose has settled
+    const c = p.acquire(spec('c', 10));
+    expect(steps.at(-1)).toBe('load c'); // started before acquire first awaited
+    (await c).release();
+  });
+
+  it('clear while a load fails leaves nothing counted', async () => {
+    const gate = deferred<string>();
+    const p = new WarmPool<string>({ budgetBytes: 20, policy: createPolicy('lru'), load: () => gate.promise });
+    const a = p.acquire(spec('a', 10));
+    const cleared = p.clear();
+    gate.reject(new Error('bad bytes'));
+    await expect(a).rejects.toThrow('bad bytes');
+    await cleared;
+    expect([p.usedBytes, p.list()]).toEqual([0, []]);
+  });
+
+  it('prefetch: events carry an error only when the load failed, the load\'s own; a pool without onPrefetch prefetches all the same', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => void unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const boom = new Error('bad bytes');
+      let fails = false;
+      let fail: unknown;
+      const run = async (onPrefetch?: (e: PrefetchEvent) => void) => {
+        const { policy } = recorder();
+        policy.prewarm = () => [{ key: 'a', reason: 'wanted' }];
+        let loadsOfA = 0;
+        // The prefetch (a's second load) fails with `fail` when `fails`.
+        const load = async (s: ModelSpec) => (s.key === 'a' && ++loadsOfA === 2 && fails ? Promise.reject(fail) : s.key);
+        const p = new WarmPool<string>({ budgetBytes: 10, policy, load, ...(onPrefetch ? { onPrefetch } : {}) });
+        (await p.acquire(spec('a', 10))).release();
+        (await p.acquire(spec('b', 10))).release(); // a evicted, still known
+        expect(p.drop('b', 'unload', 'asked')).toBe(true);
+        expect(p.prefetch()).toBe(1);
+        await tick();
+        return p;
+      };
+      const events: PrefetchEvent[] = [];
+      expect((await run((e) => events.push(e))).has('a')).toBe(true);
+      expect((await run()).has('a')).toBe(true);
+      fails = true;
+      fail = boom;
+      await run((e) => events.push(e));
+      await run();
+      fail = undefined;
+      await run((e) => events.push(e));
+      expect(events.map((e) => Object.keys(e))).toEqual([
+        ['key', 'fn', 'sizeBytes', 'reason', 'outcome'],
+        ['key', 'fn', 'sizeBytes', 'reason', 'outcome', 'error'],
+        ['key', 'fn', 'sizeBytes', 'reason', 'outcome', 'error'],
+      ]);
+      expect(events.map((e) => e.outcome)).toEqual(['loaded', 'failed', 'failed']);
+      expect(events[1]!.error).toBe(boom);
+      expect(events[2]!.error).toEqual(new Error('load failed'));
+      await tick();
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
   });
 });
