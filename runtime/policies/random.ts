@@ -44,6 +44,7 @@ export function random(seed = 1): EvictionPolicy {
   let memoRanks = new Int32Array(0);
   let memoSorted = -1;
   let pool = new Int32Array(0);
+  let bits = new Int32Array(0);
   const policy: EvictionPolicy = {
     name: 'random',
     selectVictims(req) {
@@ -68,16 +69,27 @@ export function random(seed = 1): EvictionPolicy {
       }
       memoSorted = sorted.length;
       memoKeys.length = n; // positions past n hold older calls' ranks
+      // The candidates' ranks as bits (a word per 32 ranks), read back lowest first: key order,
+      // in one pass over the words and the candidates instead of over every key seen.
       if (slot.length < sorted.length) slot = new Int32Array(2 * sorted.length);
-      for (let i = 0; i < n; i++) slot[memoRanks[i]!] = i + 1;
+      const words = (sorted.length + 31) >>> 5;
+      if (bits.length < words) bits = new Int32Array(2 * words);
+      for (let i = 0; i < n; i++) {
+        const r = memoRanks[i]!;
+        slot[r] = i;
+        bits[r >>> 5]! |= 1 << (r & 31);
+      }
       // The shuffle moves candidate indices (in `pool`), not the entries.
       if (pool.length < n) pool = new Int32Array(2 * n);
       let m = 0;
-      for (let r = 0; r < sorted.length; r++) {
-        const i = slot[r]!;
-        if (i !== 0) {
-          pool[m++] = i - 1;
-          slot[r] = 0;
+      for (let w = 0; w < words; w++) {
+        let b = bits[w]!;
+        if (b === 0) continue;
+        bits[w] = 0;
+        while (b !== 0) {
+          const low = b & -b;
+          pool[m++] = slot[(w << 5) + 31 - Math.clz32(low)]!;
+          b ^= low;
         }
       }
       for (let i = m - 1; i > 0; i--) {
