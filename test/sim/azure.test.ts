@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readAzure } from '../../sim/azure';
+import { seededRandom } from '../../runtime/policies/random';
+import { readAzure, sortRange, sortRangeByCompare } from '../../sim/azure';
 import { mapModels, readPaperModels } from '../../sim/models';
 import { totalBytes } from '../../sim/trace';
 
@@ -87,5 +88,31 @@ describe('the shipped sample with the paper models', () => {
     const rr = mapModels(t, models, 'roundrobin');
     expect(rr[27]!.model).toBe(models[1]!.name);
     expect(totalBytes(rr)).toBe(rr.reduce((s, x) => s + x.sizeBytes, 0));
+  });
+});
+
+describe('sortRange (a minute of calls in time order)', () => {
+  it('gives what a comparison sort by (time, position) gives, ties and clusters included', () => {
+    const rand = seededRandom(3);
+    for (let trial = 0; trial < 300; trial++) {
+      const n = 1 + Math.floor(rand() * 400);
+      const from = Math.floor(rand() * 5);
+      const kind = trial % 4;
+      const times = new Float64Array(from + n + 3);
+      for (let i = 0; i < times.length; i++) {
+        times[i] =
+          kind === 0 ? rand() * 60_000 // spread at random
+          : kind === 1 ? Math.floor(rand() * 8) * 7_500 // few distinct times, many ties
+          : kind === 2 ? (rand() < 0.9 ? 30_000 + rand() : rand() * 60_000) // one dense cluster
+          : 1e9 + ((Math.floor(rand() * 20) + 0.5) * 60_000) / 20; // as the even spread puts them
+      }
+      const fns = Uint32Array.from(times, (_, i) => i);
+      const a = { t: times.slice(), f: fns.slice() };
+      const b = { t: times.slice(), f: fns.slice() };
+      sortRange(a.t, a.f, from, from + n);
+      sortRangeByCompare(b.t, b.f, from, from + n);
+      expect(a.t).toEqual(b.t);
+      expect(a.f).toEqual(b.f);
+    }
   });
 });
