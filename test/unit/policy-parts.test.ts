@@ -3,6 +3,7 @@ import { belady } from '../../runtime/policies/belady';
 import { cremebruleeOracle } from '../../runtime/policies/cremebrulee-oracle';
 import { DeadlineHeap, NONE } from '../../runtime/policies/heap';
 import { PositionMemo } from '../../runtime/policies/memo';
+import { hybridHistogram } from '../../runtime/policies/hybrid-histogram';
 import { random, seededRandom } from '../../runtime/policies/random';
 import { byScore, lowestFirst, Selection, takeUntilFreed } from '../../runtime/policies/select';
 import type { EntryFacts, EvictionRequest, FutureFacts } from '../../runtime/policies/types';
@@ -259,5 +260,56 @@ describe('cremebrulee-oracle', () => {
     const msg = 'cremebrulee-oracle needs future facts with usesWithin: it is a simulator-only oracle';
     expect(() => cremebruleeOracle().selectVictims(req([entry('a')], 1))).toThrow(new Error(msg));
     expect(() => cremebruleeOracle().selectVictims(req([entry('a')], 1, { future: { nextUse: () => 0 } }))).toThrow(new Error(msg));
+  });
+});
+
+describe('hybrid-histogram, by hand', () => {
+  // 1-second bins over 10 s; trusted after 3 idle times; keep-alive 5 s where not representative.
+  const make = () => hybridHistogram({ binMs: 1000, rangeMs: 10_000, minSamples: 3, fixedKeepAliveMs: 5000 });
+  const at = (key: string, lastUsedAt: number) => entry(key, { lastUsedAt });
+
+  it('a representative histogram sets the windows; victims by the end of their keep-alive; expiry and pre-warm follow', () => {
+    const p = make();
+    // f: called every 2.5 s: idle times 2500 x 3, all in bin 2. CV of the bins (0,0,3,0,...): 3 >= 2.
+    for (const t of [0, 2500, 5000, 7500]) p.onAccess!(at('f', t), t);
+    // Head (5th percentile) bin 2: pre-warm 7500 + 2000 x 0.9 = 9300; tail (99th) bin 2: keep until
+    // 7500 + 3000 x 1.1 = 10800.
+    p.onAccess!(at('g', 7000), 7000); // once: the fixed keep-alive, until 12000
+    const c = [at('f', 7500), at('g', 7000), at('h', 3000)]; // h never seen: its last use, 3000
+    expect(p.selectVictims(req(c, 30, { now: 8000 }))).toEqual([
+      { key: 'h', reason: 'keep-alive window ends soonest (in -5000 ms)' },
+      { key: 'f', reason: 'keep-alive window ends soonest (in 2800 ms)' },
+      { key: 'g', reason: 'keep-alive window ends soonest (in 4000 ms)' },
+    ]);
+    expect(p.selectVictims(req(c, 1, { now: 8000 })).map((v) => v.key)).toEqual(['h']);
+    expect(p.expired!(c, 8000)).toEqual([{ key: 'f', reason: 'idle until the pre-warm window at 9300 ms' }]);
+    expect(p.expired!(c, 10_799)).toEqual([]);
+    expect(p.expired!(c, 10_800)).toEqual([{ key: 'f', reason: 'keep-alive window ended' }]);
+    expect(p.expired!(c, 12_000).map((v) => v.key)).toEqual(['f', 'g']);
+    // f evicted in its idle window: named for pre-warming once the window starts, and not before.
+    p.onEvict!('f', 8000);
+    expect(p.prewarm!(9299, () => false, 100)).toEqual([]);
+    expect(p.prewarm!(9300, () => false, 100)).toEqual([{ key: 'f', reason: 'pre-warm window reached' }]);
+  });
+
+  it('not representative: too few idle times, or bins too even, keep the fixed keep-alive', () => {
+    const p = make();
+    // e: idle times 500, 1500, 2500, 3500: one in each of bins 0-3: CV of (1,1,1,1,0,...) = 1.22 < 2.
+    for (const t of [0, 500, 2000, 4500, 8000]) p.onAccess!(at('e', t), t);
+    // d: two idle times only.
+    for (const t of [0, 2500, 5000]) p.onAccess!(at('d', t), t);
+    expect(p.selectVictims(req([at('e', 8000), at('d', 5000)], 20, { now: 9000 }))).toEqual([
+      { key: 'd', reason: 'keep-alive window ends soonest (in 1000 ms)' },
+      { key: 'e', reason: 'keep-alive window ends soonest (in 4000 ms)' },
+    ]);
+    expect(p.expired!([at('e', 8000), at('d', 5000)], 9000)).toEqual([]);
+    expect(p.expired!([at('e', 8000), at('d', 5000)], 10_000)).toEqual([{ key: 'd', reason: 'keep-alive window ended' }]);
+  });
+
+  it('refuses a bin wider than the range, or not positive', () => {
+    const msg = 'hybrid-histogram: need binMs > 0 and rangeMs >= binMs';
+    expect(() => hybridHistogram({ binMs: 0 })).toThrow(new RangeError(msg));
+    expect(() => hybridHistogram({ binMs: 2000, rangeMs: 1000 })).toThrow(new RangeError(msg));
+    expect(hybridHistogram({ binMs: 1000, rangeMs: 1000 }).name).toBe('hybrid-histogram');
   });
 });
