@@ -3,10 +3,11 @@ import { belady } from '../../runtime/policies/belady';
 import { cremebruleeOracle } from '../../runtime/policies/cremebrulee-oracle';
 import { DeadlineHeap, NONE } from '../../runtime/policies/heap';
 import { PositionMemo } from '../../runtime/policies/memo';
+import { cremebruleePlus, type CremeBruleePlusOptions } from '../../runtime/policies/cremebrulee-plus';
 import { hybridHistogram } from '../../runtime/policies/hybrid-histogram';
 import { random, seededRandom } from '../../runtime/policies/random';
 import { byScore, lowestFirst, Selection, takeUntilFreed } from '../../runtime/policies/select';
-import type { EntryFacts, EvictionRequest, FutureFacts } from '../../runtime/policies/types';
+import type { EntryFacts, EvictionPolicy, EvictionRequest, FutureFacts } from '../../runtime/policies/types';
 
 // The parts the policies are built from (the deadline heap, the position memo, the seeded
 // generator) and the simulator's oracles, on small cases whose every expected value is worked out
@@ -311,5 +312,87 @@ describe('hybrid-histogram, by hand', () => {
     expect(() => hybridHistogram({ binMs: 0 })).toThrow(new RangeError(msg));
     expect(() => hybridHistogram({ binMs: 2000, rangeMs: 1000 })).toThrow(new RangeError(msg));
     expect(hybridHistogram({ binMs: 1000, rangeMs: 1000 }).name).toBe('hybrid-histogram');
+  });
+});
+
+describe('cremebrulee-plus, by hand', () => {
+  const seen = (p: EvictionPolicy, key: string, times: number[]) => {
+    for (const t of times) p.onAccess!(entry(key, { lastUsedAt: t }), t);
+  };
+
+  it('refuses alpha outside (0, 1] and a popularity weight outside [0, 1]', () => {
+    for (const alpha of [0, 1.5, Number.NaN]) expect(() => cremebruleePlus({ alpha })).toThrow(new RangeError(`cremebrulee-plus: alpha must be in (0, 1], got ${alpha}`));
+    for (const popularityWeight of [-0.1, 1.1, Number.NaN]) {
+      expect(() => cremebruleePlus({ popularityWeight })).toThrow(new RangeError(`cremebrulee-plus: popularityWeight must be in [0, 1], got ${popularityWeight}`));
+    }
+    expect([cremebruleePlus({ alpha: 1 }).name, cremebruleePlus({ popularityWeight: 0 }).name, cremebruleePlus({ popularityWeight: 1 }).name]).toEqual(['cremebrulee-plus', 'cremebrulee-plus', 'cremebrulee-plus']);
+  });
+
+  it('rate 1 / max(gap, idle); one sighting: one call in the time watched; the lowest utility goes first, with its gap and idle time', () => {
+    const p = cremebruleePlus();
+    seen(p, 'f', [1000, 3000, 4000]); // gaps 2000, then 1000: 2000 + 0.3 × (1000 − 2000) = 1700
+    seen(p, 'g', [2000]);
+    const c = [entry('f', { lastUsedAt: 4000, sizeBytes: 20 }), entry('g', { lastUsedAt: 2000 }), entry('h', { lastUsedAt: 500 })];
+    // At 5000: f 1/1700 × 10/20 = 2.941e-4; g and h (g seen once, h never) one call in 5000 − 1000:
+    // 2.5e-4 (h used longer ago).
+    expect(p.selectVictims(req(c, 40, { now: 5000 }))).toEqual([
+      { key: 'h', reason: 'utility 2.500e-4 lowest (gap NaN ms, idle 4500 ms)' },
+      { key: 'g', reason: 'utility 2.500e-4 lowest (gap NaN ms, idle 3000 ms)' },
+      { key: 'f', reason: 'utility 2.941e-4 lowest (gap 1700 ms, idle 1000 ms)' },
+    ]);
+    // At 10000 f has been idle longer than its gap: 1/6000 × 10/20 = 8.333e-5, now below g and h
+    // (1/9000 × 10/10 = 1.111e-4).
+    expect(p.selectVictims(req(c, 40, { now: 10_000 })).map((v) => v.reason)).toEqual([
+      'utility 8.333e-5 lowest (gap 1700 ms, idle 6000 ms)',
+      'utility 1.111e-4 lowest (gap NaN ms, idle 9500 ms)',
+      'utility 1.111e-4 lowest (gap NaN ms, idle 8000 ms)',
+    ]);
+  });
+
+  it('one sighting as CremeBrulee: popularity × 1e-6', () => {
+    const p = cremebruleePlus({ oneSighting: 'popularity' });
+    const c = [entry('a', { popularity: 0.5 }), entry('b', { popularity: 0.25 })];
+    expect(p.selectVictims(req(c, 10, { now: 5000 }))).toEqual([{ key: 'b', reason: 'utility 2.500e-7 lowest (gap NaN ms, idle 5000 ms)' }]);
+  });
+
+  it('keeps the victims a later, larger one made unneeded (trimVictims), unless told not to', () => {
+    // Never seen: one call in 4000 ms each, so utility = loadMs / size / 4000: a 2.5e-5, b 5e-5, c 6.25e-5, d 2.5e-3.
+    const c = [entry('a', { loadMs: 1, sizeBytes: 10 }), entry('b', { loadMs: 2, sizeBytes: 10 }), entry('c', { loadMs: 10, sizeBytes: 40 }), entry('d', { loadMs: 100, sizeBytes: 10 })];
+    const run = (o: CremeBruleePlusOptions) => {
+      const p = cremebruleePlus(o);
+      seen(p, 'x', [1000]);
+      return p.selectVictims(req(c, 50, { now: 5000 })).map((v) => v.key);
+    };
+    // a, b, c free 60; without b, exactly the 50 needed; without a as well, 40 < 50.
+    expect(run({})).toEqual(['a', 'c']);
+    expect(run({ trimVictims: false })).toEqual(['a', 'b', 'c']);
+  });
+
+  it('prefetch: the best utility not loaded that fits, at most every 5 s, and nothing where free memory is not told', () => {
+    const p = cremebruleePlus({ prefetch: true });
+    seen(p, 'f', [1000, 3000]); // gap 2000
+    p.onAccess!(entry('k', { sizeBytes: 50, lastUsedAt: 1000 }), 1000);
+    p.onAccess!(entry('k', { sizeBytes: 50, lastUsedAt: 2000 }), 2000); // gap 1000
+    p.onEvict!('f', 3500);
+    p.onEvict!('k', 3500);
+    const no = () => false;
+    // At 4000: f 1/2000 × 10/10 = 5e-4; k 1/max(1000, 2000) × 10/50 = 1e-4.
+    expect(p.prewarm!(4000, no, 100)).toEqual([{ key: 'f', reason: 'prefetch: utility 5.000e-4, among the highest of what is not loaded' }]);
+    expect(p.prewarm!(8999, no, 100)).toEqual([]);
+    expect(p.prewarm!(9000, no, 9)).toEqual([]); // nothing fits
+    expect(p.prewarm!(14_000, no, 20)).toEqual([{ key: 'f', reason: 'prefetch: utility 9.091e-5, among the highest of what is not loaded' }]);
+    expect(p.prewarm!(19_000, (key) => key === 'f', 100)).toEqual([]);
+    expect(p.prewarm!(30_000, no, undefined)).toEqual([]);
+  });
+
+  it('prefetch of several: best first, what fits', () => {
+    const p = cremebruleePlus({ prefetch: true, prefetchCount: 2 });
+    seen(p, 'f', [1000, 3000]);
+    p.onAccess!(entry('k', { sizeBytes: 50, lastUsedAt: 1000 }), 1000);
+    p.onAccess!(entry('k', { sizeBytes: 50, lastUsedAt: 2000 }), 2000);
+    p.onEvict!('f', 3500);
+    p.onEvict!('k', 3500);
+    expect(p.prewarm!(4000, () => false, 100).map((v) => v.key)).toEqual(['f', 'k']);
+    expect(p.prewarm!(9000, () => false, 20).map((v) => v.key)).toEqual(['f']);
   });
 });
