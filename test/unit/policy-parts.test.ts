@@ -307,6 +307,31 @@ describe('hybrid-histogram, by hand', () => {
     expect(p.expired!([at('e', 8000), at('d', 5000)], 10_000)).toEqual([{ key: 'd', reason: 'keep-alive window ended' }]);
   });
 
+  it('percentiles: the head from the lowest bins, the tail down from the highest; out-of-range idle times count toward the tail', () => {
+    const times = (last: number) => [...Array.from({ length: 10 }, (_, i) => i * 1500), last];
+    // p: nine idle times of 1500 (bin 1), then one of 5500 (bin 5): CV of the bins is 2.7.
+    // Head (5 %): bin 1, 1000 ms; tail (80 %: 8 of 10): down from bin 5, the 8th falls in bin 1: 2000 ms.
+    const p = hybridHistogram({ binMs: 1000, rangeMs: 10_000, margin: 0, tailPct: 80, fixedKeepAliveMs: 5000 });
+    for (const t of times(19_000)) p.onAccess!(at('p', t), t);
+    // q: the same nine, then one of 12000 (out of the range): the 99th percentile (10 of 10) is past
+    // the 9 in range, so the tail is the last bin: 10 × 1000 ms.
+    const q = hybridHistogram({ binMs: 1000, rangeMs: 10_000, margin: 0, fixedKeepAliveMs: 5000 });
+    for (const t of times(25_500)) q.onAccess!(at('q', t), t);
+    expect(p.selectVictims(req([at('p', 19_000)], 1, { now: 19_000 }))).toEqual([{ key: 'p', reason: 'keep-alive window ends soonest (in 2000 ms)' }]);
+    expect(p.expired!([at('p', 19_000)], 19_999)).toEqual([{ key: 'p', reason: 'idle until the pre-warm window at 20000 ms' }]);
+    expect(p.expired!([at('p', 19_000)], 20_000)).toEqual([]);
+    expect(q.selectVictims(req([at('q', 25_500)], 1, { now: 25_500 }))).toEqual([{ key: 'q', reason: 'keep-alive window ends soonest (in 10000 ms)' }]);
+    expect(q.expired!([at('q', 25_500)], 26_000)).toEqual([{ key: 'q', reason: 'idle until the pre-warm window at 26500 ms' }]);
+    // At 90 % (9 of 10) the tail is still bin 1, which holds exactly the 9th: the one above it is not needed.
+    const p90 = hybridHistogram({ binMs: 1000, rangeMs: 10_000, margin: 0, tailPct: 90, fixedKeepAliveMs: 5000 });
+    for (const t of times(19_000)) p90.onAccess!(at('p', t), t);
+    expect(p90.selectVictims(req([at('p', 19_000)], 1, { now: 19_000 }))[0]!.reason).toBe('keep-alive window ends soonest (in 2000 ms)');
+    // Before its tenth idle time p was not trusted: the fixed keep-alive from its last call.
+    const early = hybridHistogram({ binMs: 1000, rangeMs: 10_000, margin: 0, tailPct: 80, fixedKeepAliveMs: 5000 });
+    for (const t of times(19_000).slice(0, 10)) early.onAccess!(at('p', t), t);
+    expect(early.selectVictims(req([at('p', 13_500)], 1, { now: 13_500 }))[0]!.reason).toBe('keep-alive window ends soonest (in 5000 ms)');
+  });
+
   it('refuses a bin wider than the range, or not positive', () => {
     const msg = 'hybrid-histogram: need binMs > 0 and rangeMs >= binMs';
     expect(() => hybridHistogram({ binMs: 0 })).toThrow(new RangeError(msg));
