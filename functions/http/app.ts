@@ -1,4 +1,4 @@
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import type { Logger } from 'pino';
 import { BruleeError } from '../../errors';
 import type { InvokeResult, Tensor } from '../../queue/wire';
@@ -6,7 +6,8 @@ import type { Metrics } from '../../runtime/metrics';
 import type { DataPlane, Invocation } from '../dataplane';
 import type { FunctionStats } from '../../runtime/stats';
 import { batchingOf, type FunctionMeta } from '../registry';
-import { decodeJsonInputs, toJsonTensor } from './json-tensors';
+import { decodeJsonInputs, type JsonTensor } from './json-tensors';
+import { answerBody, JsonAnswer, JsonData } from './answer';
 import type { Authorize } from '../auth';
 import { requireKey } from './auth';
 import { admitRequestBytes, closeWhenBodyUnread, refuseWhenDraining } from './connection';
@@ -46,7 +47,7 @@ export type FunctionJson = ReturnType<typeof describe>;
 /** `GET /functions/{name}`: the function, its counts and where it is resident. */
 export type FunctionDetailJson = FunctionJson & { stats: FunctionStats; residentOn: string[] };
 /** The answer of a sync `POST /functions/{name}/invoke`. */
-export type InvokeJson = { function: string; version: number } & ReturnType<typeof resultJson<Invocation['timings']>>;
+export type InvokeJson = { function: string; version: number; outputs: Record<string, JsonTensor>; coldStart: boolean; node: string; timings: Invocation['timings'] };
 
 function describe(fn: FunctionMeta) {
   return {
@@ -64,14 +65,19 @@ function describe(fn: FunctionMeta) {
   };
 }
 
-/** Outputs, cold start, node and timings, as the invoke routes answer them. */
+/** Outputs, cold start, node and timings, as the invoke routes answer them (the data written late: answer.ts). */
 function resultJson<T extends InvokeResult['timings']>(r: { outputs: Record<string, Tensor>; coldStart: boolean; node: string; timings: T }) {
   return {
-    outputs: Object.fromEntries(Object.entries(r.outputs).map(([k, t]) => [k, toJsonTensor(t)])),
+    outputs: Object.fromEntries(Object.entries(r.outputs).map(([k, t]) => [k, { type: t.type, dims: t.dims, data: new JsonData(t) }])),
     coldStart: r.coldStart,
     node: r.node,
     timings: r.timings,
   };
+}
+
+/** An answer with tensors, streamed when large (answer.ts). */
+function answerJson(c: Context, value: unknown): Response {
+  return c.body(answerBody(new JsonAnswer(value)), 200, { 'content-type': 'application/json' });
 }
 
 /**
@@ -147,12 +153,12 @@ export function createApp(o: AppOptions): Hono {
       return c.json({ id, status: 'waiting', href: `/invocations/${id}` }, 202);
     }
     const r = await dataPlane.invoke(name, inputs, opts);
-    return c.json({ function: r.fn.name, version: r.fn.version, ...resultJson(r) } satisfies InvokeJson);
+    return answerJson(c, { function: r.fn.name, version: r.fn.version, ...resultJson(r) });
   });
 
   app.get('/invocations/:id', async (c) => {
     const s = await dataPlane.status(c.req.param('id'));
-    if (s.status === 'completed') return c.json({ id: s.id, status: s.status, function: s.function, version: s.version, ...resultJson(s) });
+    if (s.status === 'completed') return answerJson(c, { id: s.id, status: s.status, function: s.function, version: s.version, ...resultJson(s) });
     if (s.status === 'failed') return c.json({ id: s.id, status: s.status, error: s.error.toJSON() });
     return c.json({ id: s.id, status: s.status });
   });

@@ -198,10 +198,6 @@ export function jsonValues(t: Tensor, opts: { bigint?: 'string' | 'raw' } = {}):
   return Array.from(d as ArrayLike<number>);
 }
 
-export function toJsonTensor(t: Tensor): JsonTensor {
-  return { type: t.type, dims: t.dims, data: jsonValues(t) as JsonTensor['data'] };
-}
-
 /**
  * JSON.stringify, but BigInts are written as bare digits (JSON numbers of any size), which
  * JSON.stringify itself refuses to do.

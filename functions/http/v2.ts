@@ -6,7 +6,8 @@ import type { Tensor } from '../../queue/wire';
 import type { DataPlane } from '../dataplane';
 import type { FunctionMeta } from '../registry';
 import { checkShape, decodeRaw, elementTypeOf, rawElementSize, rawOf, tritonModelConfig, V2_DATATYPE, v2TensorMetadata } from '../v2-tensors';
-import { decodeJsonTensor, jsonValues, stringifyWithBigInts } from './json-tensors';
+import { decodeJsonTensor } from './json-tensors';
+import { byteStream, compressedStream, JsonAnswer, JsonData, STREAM_FROM_BYTES } from './answer';
 import { check, jsonBody, limit, parseJson } from './parse';
 
 /**
@@ -216,7 +217,7 @@ export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono 
       const allBinary = isTrue(req.parameters?.binary_data_output);
       const asked = new Map((req.outputs ?? []).map((o) => [o.name, o.parameters?.binary_data]));
       const chunks: Uint8Array[] = [];
-      const body2 = {
+      const answer = new JsonAnswer({
         model_name: fn.name,
         model_version: String(r.fn.version),
         ...(req.id !== undefined ? { id: req.id } : {}),
@@ -231,27 +232,34 @@ export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono 
               chunks.push(raw);
               return { ...head, parameters: { binary_data_size: raw.byteLength } };
             }
-            return { ...head, data: jsonValues(t, { bigint: 'raw' }) };
+            // INT64 beyond 2^53 goes out as JSON numbers, as the protocol says, not as strings.
+            return { ...head, data: new JsonData(t, 'raw') };
           }),
-      };
-      // INT64 beyond 2^53 goes out as JSON numbers, as the protocol says, not as strings.
-      const header = Buffer.from(stringifyWithBigInts(body2));
+      });
       const headers: Record<string, string> = {};
-      let out: Uint8Array = header;
-      if (chunks.length > 0) {
-        out = Buffer.concat([header, ...chunks]);
-        headers['content-type'] = 'application/octet-stream';
-        headers['inference-header-content-length'] = String(header.byteLength);
-      } else {
-        headers['content-type'] = 'application/json';
-      }
-      // Compressed whole; Inference-Header-Content-Length still counts the uncompressed header.
       const enc = responseEncoding(c.req.header('accept-encoding'));
       if (enc) {
-        out = enc === 'gzip' ? zlib.gzipSync(out, { level: 1 }) : zlib.deflateSync(out, { level: 1 });
         headers['content-encoding'] = enc;
         headers.vary = 'Accept-Encoding';
       }
+      const binaryBytes = chunks.reduce((s, b) => s + b.byteLength, 0);
+      const large = binaryBytes + answer.dataBytes > STREAM_FROM_BYTES;
+      let pieces: Iterable<string | Uint8Array>;
+      if (chunks.length > 0) {
+        // The JSON header, then each output's bytes as they are (views of the answer from Redis).
+        const header = Buffer.from(answer.text());
+        headers['content-type'] = 'application/octet-stream';
+        headers['inference-header-content-length'] = String(header.byteLength);
+        pieces = [header, ...chunks];
+        if (!enc) headers['content-length'] = String(header.byteLength + binaryBytes);
+      } else {
+        headers['content-type'] = 'application/json';
+        pieces = large ? answer.pieces() : [answer.text()];
+      }
+      if (large) return c.body(enc ? compressedStream(pieces, enc) : byteStream(pieces), 200, headers);
+      // Small: one buffer, compressed whole; Inference-Header-Content-Length still counts the uncompressed header.
+      let out: Uint8Array = Buffer.concat([...pieces].map((p) => (typeof p === 'string' ? Buffer.from(p) : p)));
+      if (enc) out = enc === 'gzip' ? zlib.gzipSync(out, { level: 1 }) : zlib.deflateSync(out, { level: 1 });
       return c.body(out as Uint8Array<ArrayBuffer>, 200, headers);
     });
   }

@@ -1,4 +1,7 @@
+import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { STREAM_FROM_BYTES } from '../../functions/http/answer';
+import { encodeModel } from '../../models/onnx-builder';
 import { createRedis } from '../../queue/connection';
 import { tensorBytes } from '../../queue/tensor';
 import { INLINE_BYTES, packTensors, unpackTensors, type Tensor } from '../../queue/wire';
@@ -105,5 +108,91 @@ describe('tensors on the wire', () => {
     expect(xadds.map((a) => a.length)).toEqual([7]); // XADD key * id <id> a <answer>
     expect(xadds[0]![6]!.includes(raw.toString('base64').slice(0, 64))).toBe(false);
     expect(r.body.outputs.y.data).toEqual(Array.from(want.y!.data as Float32Array));
+  });
+});
+
+describe('large answers are streamed (issue 12 §1)', () => {
+  // y = sin(range(0.5, limit, 0.37)): as many distinct float32 values as asked for.
+  const wave = encodeModel({
+    inputs: [{ name: 'limit', type: 'float32', shape: [] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['n'] }],
+    initializers: [
+      { name: 'start', type: 'float32', dims: [], data: Float32Array.of(0.5) },
+      { name: 'delta', type: 'float32', dims: [], data: Float32Array.of(0.37) },
+    ],
+    nodes: [
+      { op: 'Range', inputs: ['start', 'limit', 'delta'], outputs: ['r'] },
+      { op: 'Sin', inputs: ['r'], outputs: ['y'] },
+    ],
+    graphName: 'wave',
+  });
+  const LIMIT = 0.5 + 0.37 * 300_000; // 300 000 values, 1.2 MB: over STREAM_FROM_BYTES
+  let want: Float32Array;
+  beforeAll(async () => {
+    expect((await b.put('wave', wave)).status).toBe(201);
+    want = (await runDirect(wave, { limit: new ort.Tensor('float32', Float32Array.of(LIMIT), []) })).y!.data as Float32Array;
+    expect(want.byteLength).toBeGreaterThan(STREAM_FROM_BYTES);
+  });
+
+  /** The body as the pieces it arrives in. */
+  async function pieces(res: Response): Promise<Buffer[]> {
+    const out: Buffer[] = [];
+    for await (const p of res.body as unknown as AsyncIterable<Uint8Array>) out.push(Buffer.from(p));
+    return out;
+  }
+  /** Whether JSON numbers are, as float32, exactly `want` (a byte comparison: expect's deep equality takes seconds here). */
+  const exact = (xs: number[]) => Buffer.from(Float32Array.from(xs).buffer).equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength));
+  const expectStreamed = (ps: Buffer[]) => {
+    expect(ps.length).toBeGreaterThan(4);
+    expect(Math.max(...ps.map((p) => p.byteLength))).toBeLessThan(want.byteLength);
+  };
+
+  it('v1 JSON, sync and async: in pieces, each value onnxruntime\'s own', async () => {
+    const res = await b.req('/functions/wave/invoke', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: { limit: { type: 'float32', dims: [], data: [LIMIT] } } }) });
+    expect([res.status, res.headers.get('content-type')]).toEqual([200, 'application/json']);
+    const ps = await pieces(res);
+    expectStreamed(ps);
+    const body = JSON.parse(Buffer.concat(ps).toString()) as { function: string; outputs: { y: { type: string; dims: number[]; data: number[] } } };
+    expect(body.function).toBe('wave');
+    expect(body.outputs.y.dims).toEqual([want.length]);
+    expect(exact(body.outputs.y.data)).toBe(true);
+
+    const sub = await b.json('POST', '/functions/wave/invoke?async=true', { inputs: { limit: { type: 'float32', dims: [], data: [LIMIT] } } });
+    expect(sub.status).toBe(202);
+    for (let i = 0; i < 400 && (await b.json('GET', `/invocations/${sub.body.id}`)).body.status !== 'completed'; i++) await new Promise((r) => setTimeout(r, 25));
+    const aps = await pieces(await b.req(`/invocations/${sub.body.id}`));
+    expectStreamed(aps);
+    const a = JSON.parse(Buffer.concat(aps).toString()) as { status: string; outputs: { y: { data: number[] } } };
+    expect(a.status).toBe('completed');
+    expect(exact(a.outputs.y.data)).toBe(true);
+  });
+
+  it('v2 JSON: in pieces, each value onnxruntime\'s own', async () => {
+    const res = await b.req('/v2/models/wave/infer', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: [{ name: 'limit', shape: [], datatype: 'FP32', data: [LIMIT] }] }) });
+    expect(res.status).toBe(200);
+    const ps = await pieces(res);
+    expectStreamed(ps);
+    const body = JSON.parse(Buffer.concat(ps).toString()) as { outputs: Array<{ name: string; shape: number[]; data: number[] }> };
+    expect(body.outputs.map((o) => [o.name, o.shape])).toEqual([['y', [want.length]]]);
+    expect(exact(body.outputs[0]!.data)).toBe(true);
+  });
+
+  it('v2 binary: the JSON header, then the output bytes as they came (exactly onnxruntime\'s), plain and gzip', async () => {
+    const req = { inputs: [{ name: 'limit', shape: [], datatype: 'FP32', data: [LIMIT] }], outputs: [{ name: 'y', parameters: { binary_data: true } }] };
+    const raw = Buffer.from(want.buffer, want.byteOffset, want.byteLength);
+    for (const encoding of [undefined, 'gzip']) {
+      const res = await b.req('/v2/models/wave/infer', { method: 'POST', headers: { 'content-type': 'application/json', ...(encoding ? { 'accept-encoding': encoding } : {}) }, body: JSON.stringify(req) });
+      expect(res.status).toBe(200);
+      const n = Number(res.headers.get('inference-header-content-length'));
+      const ps = await pieces(res);
+      const body = encoding ? gunzipSync(Buffer.concat(ps)) : Buffer.concat(ps);
+      if (!encoding) {
+        expect(Number(res.headers.get('content-length'))).toBe(n + raw.byteLength);
+        // The output's bytes are one piece of their own: never copied into a buffer with the header.
+        expect(ps.map((p) => p.byteLength)).toEqual([n, raw.byteLength]);
+      } else expectStreamed(ps);
+      expect(JSON.parse(body.subarray(0, n).toString())).toEqual({ model_name: 'wave', model_version: '1', outputs: [{ name: 'y', datatype: 'FP32', shape: [want.length], parameters: { binary_data_size: raw.byteLength } }] });
+      expect(body.subarray(n).equals(raw)).toBe(true);
+    }
   });
 });

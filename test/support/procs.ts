@@ -35,12 +35,13 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startProc(name: string, role: Proc['role'], env: Record<string, string>, opts: { readyTimeoutMs?: number } = {}): Promise<Proc> {
+/** `opts.cwd`: another checkout to run (a bench's before/after); this one by default. */
+export async function startProc(name: string, role: Proc['role'], env: Record<string, string>, opts: { readyTimeoutMs?: number; cwd?: string } = {}): Promise<Proc> {
   const port = await freePort();
   const grpcPort = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), `brulee-${name}-`));
   const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
-    cwd: ROOT,
+    cwd: opts.cwd ?? ROOT,
     env: { ...process.env, PORT: String(port), GRPC_PORT: String(grpcPort), HOST: '127.0.0.1', DATA_DIR: dataDir, ROLE: role, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
