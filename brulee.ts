@@ -104,7 +104,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
   await registry.watch(createRedis(redisUrl, { name: 'brulee-registry-sub' }));
   const recorder = config.traceRecord ? new TraceRecorder(config.dataDir) : undefined;
   if (recorder) await recorder.writeCatalog(await registry.list());
-  const dataPlane = new DataPlane({ redis, keys: k, registry, dispatcher, defaultTimeoutMs: config.invokeTimeoutMs, maxQueuedPerFunction: config.maxQueuedPerFunction, log, ...(recorder ? { recorder } : {}) });
+  const dataPlane = new DataPlane({ redis, keys: k, registry, dispatcher, defaultTimeoutMs: config.invokeTimeoutMs, maxQueuedPerFunction: config.maxQueuedPerFunction, maxQueuedInputBytes: config.maxQueuedInputBytes, log, ...(recorder ? { recorder } : {}) });
   metrics.functions(async () => (await dataPlane.list()).map((f) => f.name));
   const authorize = authorizer({ apiKey: config.apiKey, invokeApiKey: config.invokeApiKey });
   const requests = { inFlight: 0, draining: false };

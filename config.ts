@@ -20,11 +20,14 @@ export function parseBytes(text: string): number {
   return unit === undefined ? NaN : Math.floor(Number(m[1]) * unit);
 }
 
-const bytes = (what: string, example: string) =>
+/** A byte count; with `zeroIsOff`, 0 too (no limit). */
+const bytes = (what: string, example: string, opts: { zeroIsOff?: boolean } = {}) =>
   z.string().transform((s, ctx) => {
+    if (opts.zeroIsOff && s.trim() === '0') return 0;
     const n = parseBytes(s);
     if (!(n > 0)) {
-      ctx.addIssue({ code: 'custom', message: `${what} must be a positive byte count like ${example} (units B, KB, MB, GB, KiB, MiB, GiB), got "${s}"` });
+      const off = opts.zeroIsOff ? ' (or 0: no limit)' : '';
+      ctx.addIssue({ code: 'custom', message: `${what} must be a positive byte count like ${example}${off} (units B, KB, MB, GB, KiB, MiB, GiB), got "${s}"` });
       return z.NEVER;
     }
     return n;
@@ -89,6 +92,7 @@ const EnvSchema = z.object({
   MAX_OUTPUT_BYTES: bytes('MAX_OUTPUT_BYTES', '64MiB').default(64 * 1024 ** 2),
   MAX_PENDING_REQUEST_BYTES: bytes('MAX_PENDING_REQUEST_BYTES', '256MiB').default(256 * 1024 ** 2),
   MAX_QUEUED_PER_FUNCTION: int('MAX_QUEUED_PER_FUNCTION', 0, 10_000_000).default(1000),
+  MAX_QUEUED_INPUT_BYTES: bytes('MAX_QUEUED_INPUT_BYTES', '1GiB', { zeroIsOff: true }).default(1024 ** 3),
   INVOKE_TIMEOUT_MS: int('INVOKE_TIMEOUT_MS', 1, 3_600_000).default(30_000),
   REQUEST_READ_TIMEOUT_MS: int('REQUEST_READ_TIMEOUT_MS', 1000, 3_600_000).default(60_000),
   HEADERS_READ_TIMEOUT_MS: int('HEADERS_READ_TIMEOUT_MS', 1000, 600_000).default(10_000),
@@ -151,6 +155,8 @@ export interface Config {
   maxPendingRequestBytes: number;
   /** Invocations of one function waiting or running at once, cluster-wide (429 QUEUE_FULL past it); 0: no limit. */
   maxQueuedPerFunction: number;
+  /** Input bytes of invocations accepted and not yet answered, cluster-wide, all functions (503 OVERLOADED past it); 0: no limit. */
+  maxQueuedInputBytes: number;
   invokeTimeoutMs: number;
   /** Time to receive a whole request (headers and body) before a 408, ms. */
   requestReadTimeoutMs: number;
@@ -220,6 +226,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxOutputBytes: e.MAX_OUTPUT_BYTES,
     maxPendingRequestBytes: e.MAX_PENDING_REQUEST_BYTES,
     maxQueuedPerFunction: e.MAX_QUEUED_PER_FUNCTION,
+    maxQueuedInputBytes: e.MAX_QUEUED_INPUT_BYTES,
     invokeTimeoutMs: e.INVOKE_TIMEOUT_MS,
     requestReadTimeoutMs: e.REQUEST_READ_TIMEOUT_MS,
     headersReadTimeoutMs: e.HEADERS_READ_TIMEOUT_MS,

@@ -26,7 +26,10 @@ export const ErrorCode = {
   OUTPUT_TOO_LARGE: 422,
   /** A function has as many invocations waiting or running as it may (MAX_QUEUED_PER_FUNCTION): retry after a moment. */
   QUEUE_FULL: 429,
-  /** The gateway holds as many request bytes as it may (MAX_PENDING_REQUEST_BYTES): retry after a moment. */
+  /**
+   * The gateway holds as many request bytes as it may (MAX_PENDING_REQUEST_BYTES), or the queues as
+   * many input bytes waiting to run (MAX_QUEUED_INPUT_BYTES): retry after a moment.
+   */
   OVERLOADED: 503,
   CACHE_BUSY: 503,
   REDIS_UNAVAILABLE: 503,

@@ -5,7 +5,8 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BruleeError, preview } from '../errors';
 import { modelKey, type Dispatcher, type InvokeRequest, type QueueDepth } from '../queue/dispatcher';
-import { admit, admitted, release, type AdmissionTicket } from '../queue/admission';
+import { admit, admitted, queuedBytes, release, type AdmissionTicket } from '../queue/admission';
+import { tensorsByteLength } from '../queue/tensor';
 import type { Keys } from '../queue/keys';
 import type { InvokeResult, Tensor } from '../queue/wire';
 import type { DeadNode, FailoverCounts, NodeInfo } from '../queue/nodes';
@@ -23,6 +24,8 @@ export interface DataPlaneOptions {
   defaultTimeoutMs: number;
   /** Invocations of one function accepted and not yet answered, cluster-wide; past it 429 QUEUE_FULL. 0: no limit. @default 0 */
   maxQueuedPerFunction?: number;
+  /** Input bytes of invocations accepted and not yet answered, cluster-wide; past it 503 OVERLOADED. 0: no limit. @default 0 */
+  maxQueuedInputBytes?: number;
   /** How long an async invocation may wait for its answer (the dispatcher's result TTL), ms. @default 3600000 */
   asyncHoldMs?: number;
   log: Logger;
@@ -175,7 +178,7 @@ export class DataPlane {
     const { fn, job } = await this.prepare(name, inputs, opts);
     const timeoutMs = fn.options.timeoutMs ?? this.o.defaultTimeoutMs;
     // Held a little past the deadline: a node that reaches the job late still answers (and frees it).
-    const ticket = await this.admit(fn.name, timeoutMs + 5000);
+    const ticket = await this.admit(fn.name, inputs, timeoutMs + 5000);
     if (ticket) job.admission = ticket;
     this.o.recorder?.record(name, job.acceptedAt);
     let r;
@@ -199,7 +202,7 @@ export class DataPlane {
   /** Like `invoke`, but answers at once with the invocation's id (see `status`). */
   async submit(name: string, inputs: Record<string, Tensor>, opts: InvokeOptions = {}): Promise<{ id: string; fn: FunctionMeta }> {
     const { fn, job } = await this.prepare(name, inputs, opts);
-    const ticket = await this.admit(fn.name, this.o.asyncHoldMs ?? 3_600_000);
+    const ticket = await this.admit(fn.name, inputs, this.o.asyncHoldMs ?? 3_600_000);
     if (ticket) job.admission = ticket;
     // A call refused by admission never reached a node: the recorded trace leaves it out.
     this.o.recorder?.record(name, job.acceptedAt);
@@ -212,28 +215,41 @@ export class DataPlane {
   }
 
   /**
-   * Takes a place among `fn`'s invocations waiting or running (queue/admission.ts), or refuses the
-   * call with 429 QUEUE_FULL and Retry-After, so one flooded function cannot fill the queues while
-   * the others keep being served. Undefined when there is no limit.
+   * Takes a place among `fn`'s invocations waiting or running and among the input bytes waiting in
+   * Redis (queue/admission.ts), or refuses the call: 429 QUEUE_FULL when the function has its
+   * limit of calls (one flooded function cannot fill the queues while the others keep being
+   * served), 503 OVERLOADED when the cluster's queues hold their limit of input bytes; both with
+   * Retry-After. Undefined when there is no limit.
    */
-  private async admit(fn: string, holdMs: number): Promise<AdmissionTicket | undefined> {
-    const limit = this.o.maxQueuedPerFunction ?? 0;
-    if (limit <= 0) return undefined;
-    const ticket = { key: this.o.keys.admitted(fn), member: randomUUID() };
-    const n = await admit(this.o.redis, ticket.key, ticket.member, limit, holdMs);
-    if (n < 0) {
+  private async admit(fn: string, inputs: Record<string, Tensor>, holdMs: number): Promise<AdmissionTicket | undefined> {
+    const limits = { depth: Math.max(0, this.o.maxQueuedPerFunction ?? 0), bytes: Math.max(0, this.o.maxQueuedInputBytes ?? 0) };
+    if (limits.depth === 0 && limits.bytes === 0) return undefined;
+    const k = this.o.keys;
+    const bytes = limits.bytes > 0 ? tensorsByteLength(Object.values(inputs)) : 0;
+    const a = await admit(this.o.redis, { depth: k.admitted(fn), bytes: k.queuedBytes, bytesTotal: k.queuedBytesTotal }, randomUUID(), limits, bytes, holdMs);
+    if (a.admitted) return a.ticket;
+    if (a.full === 'depth') {
       throw new BruleeError(
         'QUEUE_FULL',
-        `function "${fn}" already has ${-n} invocations waiting or running, its limit (MAX_QUEUED_PER_FUNCTION=${limit}); retry after a moment, or raise the limit`,
-        { retryAfterS: 1, queued: -n, limit },
+        `function "${fn}" already has ${a.queued} invocations waiting or running, its limit (MAX_QUEUED_PER_FUNCTION=${limits.depth}); retry after a moment, or raise the limit`,
+        { retryAfterS: 1, queued: a.queued, limit: limits.depth },
       );
     }
-    return ticket;
+    throw new BruleeError(
+      'OVERLOADED',
+      `the queues already hold ${a.queuedBytes} bytes of inputs waiting to run, and this call's ${bytes} more would pass the limit of ${limits.bytes} (MAX_QUEUED_INPUT_BYTES); retry after a moment`,
+      { retryAfterS: 1, queuedBytes: a.queuedBytes, bytes, limit: limits.bytes },
+    );
   }
 
   /** `fn`'s invocations accepted and not yet answered (what admission counts). */
   async queued(fn: string): Promise<number> {
     return admitted(this.o.redis, this.o.keys.admitted(fn));
+  }
+
+  /** Input bytes of the invocations accepted and not yet answered, all functions (what admission counts). */
+  async queuedInputBytes(): Promise<number> {
+    return queuedBytes(this.o.redis, { bytesTotal: this.o.keys.queuedBytesTotal });
   }
 
   /** An async invocation: waiting, running, or its outputs or error. */

@@ -2,44 +2,144 @@ import type { Redis } from 'ioredis';
 import { LUA_NOW, Script } from './scripts';
 
 /**
- * Admission by a function's queue depth, counted cluster-wide in Redis: a sorted set per function
- * holds one member per accepted invocation not yet answered, scored by the Redis time past which
- * it cannot be waiting any more (its deadline). A call is admitted, and added, in one script, so
- * concurrent gateways cannot both take the last place. A member leaves when the call's answer is
- * given (the node removes it in the script that delivers the answer: answered or failed, on
- * whichever node ran it, after a failover too), when the gateway gives up on it (its timeout, or
- * an error before any node answered), and in any case at its deadline (a gateway that died).
+ * Admission, counted cluster-wide in Redis, by two measures (either may be off):
+ *
+ * - a function's queue depth: a sorted set per function holds one member per accepted invocation
+ *   not yet answered, scored by the Redis time past which it cannot be waiting any more (its
+ *   deadline); MAX_QUEUED_PER_FUNCTION bounds its size;
+ * - the bytes of inputs waiting in Redis, all functions together: one sorted set holds the same
+ *   member with its input bytes written after it (`<id>:<bytes>`), scored by the same deadline,
+ *   beside a counter of their sum; MAX_QUEUED_INPUT_BYTES bounds the sum (a call alone in the
+ *   queue is admitted whatever its size: the request limits bound it).
+ *
+ * A call is admitted, and added, in one script, so concurrent gateways cannot both take the last
+ * place. Its place is given back when the call's answer is given (the node does it in the script
+ * that delivers the answer and deletes the inputs: answered or failed, on whichever node ran it,
+ * after a failover too), when the gateway gives up on it (its timeout, or an error before any node
+ * answered), and in any case at its deadline (a gateway that died). Each way gives the bytes back
+ * only if it removed the member, so they are given back once.
  */
+
+/** `giveBack(set, member, total)`: removes `member` from `set` and, if it was there, its bytes from `total`. For scripts. */
+export const LUA_GIVE_BACK = `local function giveBack(set, member, total)
+  if redis.call('ZREM', set, member) == 1 then
+    redis.call('DECRBY', total, tonumber(string.match(member, ':(%d+)$')))
+  end
+end`;
+
+// KEYS: the function's set, the bytes set, the bytes counter.
+// ARGV: depth limit (0: off), member id, hold ms, bytes limit (0: off), bytes.
+// Returns {1, depth, bytes} when admitted; {0, depth} when the function is full; {-1, bytes} when the bytes are.
 const ADMIT = new Script(`${LUA_NOW}
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local n = redis.call('ZCARD', KEYS[1])
-if n >= tonumber(ARGV[1]) then return -n end
-local hold = tonumber(ARGV[3])
-redis.call('ZADD', KEYS[1], now + hold, ARGV[2])
-if redis.call('PTTL', KEYS[1]) < hold + 60000 then redis.call('PEXPIRE', KEYS[1], hold + 60000) end
-return n + 1`);
+${LUA_GIVE_BACK}
+local depthLimit, hold, bytesLimit, bytes = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local n = 0
+if depthLimit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  n = redis.call('ZCARD', KEYS[1])
+  if n >= depthLimit then return {0, n} end
+end
+local queued = 0
+if bytesLimit > 0 then
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)) do giveBack(KEYS[2], m, KEYS[3]) end
+  queued = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if queued > 0 and queued + bytes > bytesLimit then return {-1, queued} end
+  redis.call('ZADD', KEYS[2], now + hold, ARGV[2] .. ':' .. bytes)
+  redis.call('INCRBY', KEYS[3], bytes)
+  -- The counter lives exactly as long as the set, so neither outlives the other.
+  if redis.call('PTTL', KEYS[2]) < hold + 60000 then
+    redis.call('PEXPIRE', KEYS[2], hold + 60000)
+    redis.call('PEXPIRE', KEYS[3], hold + 60000)
+  end
+end
+if depthLimit > 0 then
+  redis.call('ZADD', KEYS[1], now + hold, ARGV[2])
+  if redis.call('PTTL', KEYS[1]) < hold + 60000 then redis.call('PEXPIRE', KEYS[1], hold + 60000) end
+end
+return {1, n + 1, queued + bytes}`);
 
-/** An admitted invocation's place: the function's set and its member. */
+/** An admitted invocation's place: its member in its function's set and/or in the bytes set. */
 export interface AdmissionTicket {
-  key: string;
+  /** The function's set (absent when its depth is not limited). */
+  key?: string;
   member: string;
+  /** The bytes set and its counter, and the member there (`<member>:<bytes>`); absent when bytes are not limited. */
+  bytes?: { key: string; total: string; member: string };
 }
 
-/**
- * Takes a place for one invocation in `key` (at most `limit` at once), held for at most `holdMs`.
- * Resolves to the number of places taken with this one, or to minus the number taken when full.
- */
-export async function admit(redis: Redis, key: string, member: string, limit: number, holdMs: number): Promise<number> {
-  return Number(await ADMIT.run(redis, [key], [limit, member, Math.max(1, Math.ceil(holdMs))]));
+/** Where admission keeps its counts. */
+export interface AdmissionKeys {
+  /** The function's set. */
+  depth: string;
+  /** The set of input bytes waiting, and their sum. */
+  bytes: string;
+  bytesTotal: string;
 }
+
+export interface AdmissionLimits {
+  /** Invocations of the function at once (0: no limit). */
+  depth: number;
+  /** Input bytes waiting, all functions (0: no limit). */
+  bytes: number;
+}
+
+export type Admission =
+  | { admitted: true; ticket: AdmissionTicket }
+  | { admitted: false; full: 'depth'; queued: number }
+  | { admitted: false; full: 'bytes'; queuedBytes: number };
+
+/** Takes a place for one invocation with `bytes` of inputs, held for at most `holdMs`, or says which limit is full. */
+export async function admit(redis: Redis, keys: AdmissionKeys, member: string, limits: AdmissionLimits, bytes: number, holdMs: number): Promise<Admission> {
+  const hold = Math.max(1, Math.ceil(holdMs));
+  const size = Math.max(0, Math.ceil(bytes));
+  const [ok, n] = (await ADMIT.run(redis, [keys.depth, keys.bytes, keys.bytesTotal], [limits.depth, member, hold, limits.bytes, size])) as number[];
+  if (ok === 0) return { admitted: false, full: 'depth', queued: n! };
+  if (ok === -1) return { admitted: false, full: 'bytes', queuedBytes: n! };
+  return {
+    admitted: true,
+    ticket: {
+      ...(limits.depth > 0 ? { key: keys.depth } : {}),
+      member,
+      ...(limits.bytes > 0 ? { bytes: { key: keys.bytes, total: keys.bytesTotal, member: `${member}:${size}` } } : {}),
+    },
+  };
+}
+
+// KEYS: the function's set (or the bytes set again), the bytes set, the bytes counter. ARGV: member, bytes member ('' when none).
+const RELEASE = new Script(`${LUA_GIVE_BACK}
+if KEYS[1] ~= KEYS[2] then redis.call('ZREM', KEYS[1], ARGV[1]) end
+if ARGV[2] ~= '' then giveBack(KEYS[2], ARGV[2], KEYS[3]) end
+return 1`);
 
 /** Gives a place back (idempotent: a place given back twice is given back once). */
 export async function release(redis: Redis, t: AdmissionTicket): Promise<void> {
-  await redis.zrem(t.key, t.member);
+  const b = t.bytes;
+  if (!b) {
+    if (t.key) await redis.zrem(t.key, t.member);
+    return;
+  }
+  await RELEASE.run(redis, [t.key ?? b.key, b.key, b.total], [t.member, b.member]);
+}
+
+/** What a script that gives a place back with the answer is told to do (runtime/stats.ts `StatsOps`). */
+export interface ReleaseWriter {
+  zrem(key: string, member: string): unknown;
+  giveBack(set: string, member: string, total: string): unknown;
+}
+
+/** Adds a ticket's release to the writes of the script that delivers the answer. */
+export function releaseWith(w: ReleaseWriter, t: AdmissionTicket): void {
+  if (t.key) w.zrem(t.key, t.member);
+  if (t.bytes) w.giveBack(t.bytes.key, t.bytes.member, t.bytes.total);
 }
 
 /** Invocations of a function accepted and not yet answered (members past their deadline left out). */
 export async function admitted(redis: Redis, key: string): Promise<number> {
   const t = await redis.time();
   return redis.zcount(key, Number(t[0]) * 1000 + Math.floor(Number(t[1]) / 1000), '+inf');
+}
+
+/** Input bytes of invocations accepted and not yet answered, as admission counts them. */
+export async function queuedBytes(redis: Redis, keys: Pick<AdmissionKeys, 'bytesTotal'>): Promise<number> {
+  return Number((await redis.get(keys.bytesTotal)) ?? 0);
 }

@@ -32,6 +32,10 @@ export function keys(ns = 'brulee') {
     invocation: (id: string) => `${ns}:inv:${id}`,
     /** Sorted set: a function's accepted, unanswered invocations -> their deadline (queue/admission.ts). */
     admitted: (fn: string) => `${ns}:admitted:${fn}`,
+    /** Sorted set: accepted, unanswered invocations as `<id>:<input bytes>` -> their deadline, all functions (queue/admission.ts). */
+    queuedBytes: `${ns}:queued-bytes`,
+    /** The sum of the input bytes in `queuedBytes`. */
+    queuedBytesTotal: `${ns}:queued-bytes:total`,
     /** An async invocation's answer (outputs or error), whichever node ran it. Set once (NX). */
     result: (id: string) => `${ns}:result:${id}`,
     /** An invocation's input bytes, when too large to travel inline (see `WireTensors`). */

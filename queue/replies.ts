@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import { BruleeError, errorFromWire } from '../errors';
 import { createRedis, redisUnavailable } from './connection';
 import type { Keys } from './keys';
+import { LUA_GIVE_BACK } from './admission';
 import { Script } from './scripts';
 
 /**
@@ -56,8 +57,10 @@ export interface ReplyTo {
 
 /**
  * Writes that go with an answer, in the same script (a node's counts of the invocation, the
- * deletion of its input key): per write four arguments, its command (HINCRBY, HINCRBYFLOAT, HSET,
- * LPUSH, LTRIM or DEL), the 1-based index of its key in `keys`, and two arguments (unused ones '').
+ * deletion of its input key, its admission place given back): per write four arguments, its
+ * command (HINCRBY, HINCRBYFLOAT, HSET, LPUSH, LTRIM, DEL, ZREM, or GIVEBACK whose second argument
+ * is the index of the bytes counter), the 1-based index of its key in `keys`, and two arguments
+ * (unused ones '').
  */
 export interface WithAnswer {
   keys: readonly string[];
@@ -67,13 +70,14 @@ export interface WithAnswer {
 // KEYS: the answered marker (sync) or result key (async), the reply stream (sync; else the result
 // key again), the cluster counters, then the keys of the writes that go with it.
 // ARGV: answer, ttl ms, id, 'sync'|'async', number of writes, then four per write.
-const DELIVER = new Script(`
+const DELIVER = new Script(`${LUA_GIVE_BACK}
 local n = tonumber(ARGV[5])
 for i = 0, n - 1 do
   local at = 6 + 4 * i
   local op, key = ARGV[at], KEYS[3 + tonumber(ARGV[at + 1])]
   if op == 'LPUSH' then redis.call('LPUSH', key, ARGV[at + 2])
   elseif op == 'DEL' then redis.call('DEL', key)
+  elseif op == 'GIVEBACK' then giveBack(key, ARGV[at + 2], KEYS[3 + tonumber(ARGV[at + 3])])
   else redis.call(op, key, ARGV[at + 2], ARGV[at + 3]) end
 end
 if ARGV[4] == 'async' then

@@ -124,6 +124,13 @@ export function tensorBytes(t: Tensor): Uint8Array {
   return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 }
 
+/** The bytes of `tensorBytes` of each tensor, summed, without encoding any (strings: a 4-byte length and UTF-8 each). */
+export function tensorsByteLength(ts: Iterable<Tensor>): number {
+  let n = 0;
+  for (const t of ts) n += t.type === 'string' ? t.data.reduce((a, x) => a + 4 + Buffer.byteLength(x), 0) : t.data.byteLength;
+  return n;
+}
+
 /**
  * A tensor from little-endian bytes. The bytes are viewed, not copied, when they are aligned for
  * the element type (else copied into a fresh buffer).

@@ -1,3 +1,4 @@
+import type { AdmissionTicket } from './admission';
 import { tensorBytes, tensorFromBytes, type ElementType, type Tensor } from './tensor';
 
 /**
@@ -103,8 +104,8 @@ export interface InvokeJob {
   acceptedAt: number;
   /** When the caller stops waiting (epoch ms on the Redis clock): a node skips a job it reaches later. */
   deadline: number;
-  /** Its place in its function's admission set: the node gives it back with the answer (queue/admission.ts). */
-  admission?: { key: string; member: string };
+  /** Its place in admission's counts: the node gives it back with the answer (queue/admission.ts). */
+  admission?: AdmissionTicket;
 }
 
 export interface Timings {

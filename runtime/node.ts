@@ -10,6 +10,7 @@ import type { RedisClock } from '../queue/clock';
 import { modelKey, type InvokeAnswer, type Routed } from '../queue/dispatcher';
 import { controlType, type Keys } from '../queue/keys';
 import { claimNodeId, HEARTBEAT_MS, leaveCluster, MISSED_BEATS, writeHeartbeat, type NodeInfo } from '../queue/nodes';
+import { releaseWith } from '../queue/admission';
 import { deliver, type Answer } from '../queue/replies';
 import { JOB, packTensors, unpackTensors, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from '../queue/wire';
 import { Batcher } from './batcher';
@@ -365,9 +366,9 @@ export class RuntimeNode {
       }
       answer = { error: errorToWire(e) };
     }
-    // Its place in its function's queue-depth admission goes back in the script that answers it.
+    // Its place in admission (queue depth, input bytes) goes back in the script that answers it.
     const admission = (job.data as Partial<InvokeJob>).admission;
-    if (admission) stats.zrem(admission.key, admission.member);
+    if (admission) releaseWith(stats, admission);
     // Redis may be restarting: the answer is worth a few retries (an async caller reads it later).
     for (let attempt = 0; ; attempt++) {
       try {

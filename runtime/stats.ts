@@ -76,13 +76,21 @@ export class StatsOps implements StatsWriter {
   del(key: string) { this.op('DEL', key, '', ''); }
   /** Removes `member` (and the member '', which is never one). */
   zrem(key: string, member: string) { this.op('ZREM', key, member, ''); }
+  /** Removes `member` from `set` and, if it was there, its bytes from `total` (queue/admission.ts). */
+  giveBack(set: string, member: string, total: string) {
+    const i = this.keyIndex(set);
+    this.args.push('GIVEBACK', i, member, this.keyIndex(total));
+  }
   private op(cmd: string, key: string, a: string | number, b: string | number): void {
+    this.args.push(cmd, this.keyIndex(key), a, b);
+  }
+  private keyIndex(key: string): number {
     let i = this.index.get(key);
     if (i === undefined) {
       this.keys.push(key);
       this.index.set(key, (i = this.keys.length));
     }
-    this.args.push(cmd, i, a, b);
+    return i;
   }
 }
 

@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { admit, queuedBytes, release, releaseWith } from '../../queue/admission';
+import { createRedis } from '../../queue/connection';
+import { StatsOps } from '../../runtime/stats';
 import { mlpModel, slowModel } from '../../models/generate';
 import { ort, runDirect } from '../support/models';
 import { startBrulee, type TestBrulee } from '../support/brulee';
@@ -20,7 +23,8 @@ const QUICK_IN = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
 let b: TestBrulee;
 let want: number[];
 beforeAll(async () => {
-  b = await startBrulee({ MAX_QUEUED_PER_FUNCTION: String(LIMIT), WORKER_CONCURRENCY: '1', TRACE_RECORD: '1' });
+  // Room for 10 KiB of inputs: more than the depth tests below ever queue (5 x 1 KiB of slow, 3 x 16 B of quick).
+  b = await startBrulee({ MAX_QUEUED_PER_FUNCTION: String(LIMIT), MAX_QUEUED_INPUT_BYTES: '10KiB', WORKER_CONCURRENCY: '1', TRACE_RECORD: '1' });
   expect((await b.put('slow', SLOW)).status).toBe(201);
   expect((await b.put('quick', QUICK)).status).toBe(201);
   const direct = await runDirect(SLOW, { x: new ort.Tensor('float32', new Float32Array(256).fill(0.5), [1, 256]) });
@@ -98,4 +102,98 @@ describe('admission by a function queue depth', () => {
     expect(await b.dataPlane.queued('slow')).toBe(0);
     expect((await invoke('slow', SLOW_IN, '?async=true')).status).toBe(202);
   }, 120_000);
+});
+
+/**
+ * Admission by the input bytes waiting in Redis (MAX_QUEUED_INPUT_BYTES, all functions together):
+ * with room for two calls of 4 KiB inputs, a burst of 6 is 2 answered and 4 refused 503
+ * OVERLOADED; the count of bytes is exactly 0 again after the answers (given back in the node's
+ * answer script), after a gateway timeout (given back by the gateway), after async answers, and
+ * past a call's deadline (given back by the next admission).
+ */
+describe('admission by queued input bytes', () => {
+  // 4 KiB of inputs per call ([1, 1024] float32), slow enough that a burst finds the first ones queued.
+  const WIDE = slowModel({ rows: 1024, width: 1024, repeats: 4, seed: 2 });
+  const WIDE_IN = { x: { type: 'float32', dims: [1, 1024], data: Array.from({ length: 1024 }, (_, i) => (i % 17) / 17) } };
+  let wideWant: Float32Array;
+  beforeAll(async () => {
+    expect((await b.put('wide', WIDE)).status).toBe(201);
+    wideWant = (await runDirect(WIDE, { x: new ort.Tensor('float32', Float32Array.from(WIDE_IN.x.data), [1, 1024]) })).y!.data as Float32Array;
+  }, 60_000);
+  const wideBurst = async (n: number, query = '') => {
+    const rs = await Promise.all(Array.from({ length: n }, () => invoke('wide', WIDE_IN, query)));
+    return Promise.all(rs.map(async (r) => ({ status: r.status, retryAfter: r.headers.get('retry-after'), body: (await r.json()) as any })));
+  };
+  const refusedRight = (r: { status: number; retryAfter: string | null; body: any }) => {
+    expect([r.status, r.retryAfter, r.body.error.code]).toEqual([503, '1', 'OVERLOADED']);
+    expect(r.body.error.message).toMatch(/^the queues already hold (4096|8192) bytes of inputs waiting to run, and this call's 4096 more would pass the limit of 10240 \(MAX_QUEUED_INPUT_BYTES\)/);
+  };
+
+  it('a burst of 6 calls of 4 KiB is 2 answered right and 4 refused, twice; the bytes count is 0 after the answers', async () => {
+    for (let round = 0; round < 2; round++) {
+      const rs = await wideBurst(6);
+      const ok = rs.filter((r) => r.status === 200);
+      expect([ok.length, rs.length - ok.length]).toEqual([2, 4]);
+      for (const r of ok) expect(Float32Array.from(r.body.outputs.y.data)).toEqual(wideWant);
+      for (const r of rs.filter((x) => x.status !== 200)) refusedRight(r);
+      expect(await b.dataPlane.queuedInputBytes()).toBe(0);
+    }
+  }, 120_000);
+
+  it('calls that time out at the gateway give their bytes back', async () => {
+    expect((await b.put('wide', WIDE, 'timeoutMs=30')).status).toBe(200);
+    try {
+      const rs = await wideBurst(4);
+      expect(rs.map((r) => r.status).sort()).toEqual([503, 503, 504, 504]);
+      await until('the timed-out bytes to be given back', async () => (await b.dataPlane.queuedInputBytes()) === 0, 5000);
+    } finally {
+      expect((await b.put('wide', WIDE, 'timeoutMs=30000')).status).toBe(200);
+    }
+  }, 60_000);
+
+  it('async calls hold their bytes until answered: of 4 at once, 2 are accepted and 2 refused; then the count is 0', async () => {
+    const rs = await wideBurst(4, '?async=true');
+    expect(rs.map((r) => r.status).sort()).toEqual([202, 202, 503, 503]);
+    for (const r of rs.filter((x) => x.status === 503)) refusedRight(r);
+    for (const { body } of rs.filter((r) => r.status === 202)) {
+      await until(`async ${body.id} to complete`, async () => (await b.json('GET', `/invocations/${body.id}`)).body.status === 'completed', 60_000);
+    }
+    expect(await b.dataPlane.queuedInputBytes()).toBe(0);
+  }, 120_000);
+});
+
+describe('queue/admission.ts, directly', () => {
+  const redis = createRedis(inject('redisUrl'));
+  afterAll(() => redis.disconnect());
+  const keys = { depth: `admission-test:${process.pid}:fn`, bytes: `admission-test:${process.pid}:bytes`, bytesTotal: `admission-test:${process.pid}:total` };
+
+  it('counts bytes exactly: admitted up to the limit, refused past it, given back once by any path, and at the deadline', async () => {
+    const limits = { depth: 0, bytes: 1000 };
+    const a = await admit(redis, keys, 'a', limits, 600, 60_000);
+    const big = await admit(redis, keys, 'big', limits, 500, 60_000);
+    const b2 = await admit(redis, keys, 'b', limits, 400, 60_000);
+    expect([a.admitted, big, b2.admitted]).toEqual([true, { admitted: false, full: 'bytes', queuedBytes: 600 }, true]);
+    expect(await queuedBytes(redis, keys)).toBe(1000);
+    if (!a.admitted || !b2.admitted) throw new Error('unreachable');
+    // Given back twice (the gateway, then the node's answer script): counted once.
+    await release(redis, a.ticket);
+    await release(redis, a.ticket);
+    expect(await queuedBytes(redis, keys)).toBe(400);
+    const ops = new StatsOps();
+    releaseWith(ops, b2.ticket);
+    expect(ops.args).toEqual(['GIVEBACK', 1, 'b:400', 2]);
+    await release(redis, b2.ticket);
+    expect(await queuedBytes(redis, keys)).toBe(0);
+    // A call alone in the queue is admitted whatever its size.
+    const huge = await admit(redis, keys, 'huge', limits, 5000, 1);
+    expect(huge.admitted).toBe(true);
+    expect(await queuedBytes(redis, keys)).toBe(5000);
+    await new Promise((r) => setTimeout(r, 20));
+    // Past its deadline it no longer counts: the next admission gives its bytes back.
+    expect((await admit(redis, keys, 'c', limits, 700, 60_000)).admitted).toBe(true);
+    expect(await queuedBytes(redis, keys)).toBe(700);
+    if (huge.admitted) await release(redis, huge.ticket);
+    expect(await queuedBytes(redis, keys)).toBe(700);
+    await redis.del(keys.depth, keys.bytes, keys.bytesTotal);
+  });
 });
