@@ -1,4 +1,4 @@
-import { DeadlineHeap, NONE } from './heap';
+import { IdDeadlineHeap, NONE } from './heap';
 import { Selection } from './select';
 import type { EvictionPolicy } from './types';
 
@@ -9,12 +9,32 @@ import type { EvictionPolicy } from './types';
  */
 export function ttl(ttlMs = 600_000): EvictionPolicy {
   if (!(ttlMs > 0)) throw new RangeError(`ttl: ttlMs must be > 0, got ${ttlMs}`);
-  // For `expiryCandidates`: last use of each loaded model, and a heap of their expiry times.
-  const lastUse = new Map<string, number>();
-  const ends = new DeadlineHeap();
+  // For `expiryCandidates`: each loaded model's last use (NaN when not loaded), by an id of the
+  // policy's own, and a heap of their expiry times (a new entry at each use; the superseded ones
+  // are dropped as they surface).
+  const idOf = new Map<string, number>();
+  const keys: string[] = [];
+  let lastUse = new Float64Array(64).fill(NaN);
+  const ends = new IdDeadlineHeap();
   const used = (key: string, t: number) => {
-    lastUse.set(key, t);
-    ends.push(t + ttlMs, key);
+    let id = idOf.get(key);
+    if (id === undefined) {
+      id = keys.length;
+      keys.push(key);
+      idOf.set(key, id);
+      if (id === lastUse.length) {
+        const grown = new Float64Array(2 * id).fill(NaN);
+        grown.set(lastUse);
+        lastUse = grown;
+      }
+    }
+    lastUse[id] = t;
+    ends.push(t + ttlMs, id);
+  };
+  /** Whether the heap's top is an expiry still due (its model loaded and not used since). */
+  const topCurrent = () => {
+    const id = ends.peekId();
+    return lastUse[id]! + ttlMs === ends.peekTime();
   };
   const sel = new Selection();
   const policy: EvictionPolicy = {
@@ -26,7 +46,8 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
       used(e.key, e.lastUsedAt);
     },
     onEvict(key) {
-      lastUse.delete(key);
+      const id = idOf.get(key);
+      if (id !== undefined) lastUse[id] = NaN;
     },
     selectVictims(req) {
       const c = req.candidates;
@@ -46,24 +67,23 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     usesPopularity: false,
     nextCheckAt(): number {
-      // expiryCandidates names nothing while the earliest expiry is more than 1 ms away (1 ms more
-      // of margin for rounding), and only hooks push new expiries.
+      // expiryCandidates names nothing while the earliest expiry still due is more than 1 ms away
+      // (1 ms more of margin for rounding), and only hooks push new expiries. (Superseded expiries
+      // are dropped here: they would only wake a check that names nothing.)
+      while (ends.size > 0 && !topCurrent()) ends.pop();
       return ends.peekTime() - 2;
     },
     expiryCandidates(now: number): readonly string[] {
       // Loaded models idle for about the keep-alive or longer (1 ms of slack for rounding:
       // `expired` decides exactly). Those still loaded after this check are looked at again.
       if (ends.peekTime() > now + 1) return NONE;
-      const out: string[] = [];
+      const due: number[] = [];
       while (ends.peekTime() <= now + 1) {
-        const t = ends.peekTime();
-        const key = ends.peekKey();
+        if (topCurrent()) due.push(ends.peekId());
         ends.pop();
-        const l = lastUse.get(key);
-        if (l !== undefined && l + ttlMs === t) out.push(key);
       }
-      for (const key of out) ends.push(lastUse.get(key)! + ttlMs, key);
-      return out;
+      for (const id of due) ends.push(lastUse[id]! + ttlMs, id);
+      return due.map((id) => keys[id]!);
     },
   });
 }
