@@ -64,8 +64,8 @@ function models(dir: string): Record<string, { path: string; inputs: () => Input
 }
 
 /**
- * `artifact`: load the pre-optimized artifact (its mapped form where the model has one, `plain`:
- * the plain optimized model). `malloc`: run under glibc's fixed mmap threshold, as every node runs
+ * `artifact`: load the pre-optimized artifact (in the best form `deriveOptimized` gives the model:
+ * mapped, else ORT format; `plain`: the optimized ONNX model, as before). `malloc`: run under glibc's fixed mmap threshold, as every node runs
  * (runtime/malloc.ts); `today` runs as brulee ran before, without it.
  */
 interface Config { session: SessionConfig; artifact: boolean; plain?: boolean; malloc?: boolean }
@@ -77,12 +77,12 @@ const CONFIGS: Record<string, Config> = {
   'threads=1 parallel': { session: { ...ORT_DEFAULT_SESSION, threads: 1, executionMode: 'parallel' }, artifact: false },
   'threads=1 memPattern=off': { session: { ...ORT_DEFAULT_SESSION, threads: 1, memPattern: false }, artifact: false },
   'threads=1 prepacking=off': { session: { ...ORT_DEFAULT_SESSION, threads: 1, prepacking: false }, artifact: false },
-  'now prepacking=off': { session: { ...DEFAULT_SESSION, prepacking: false }, artifact: true },
-  'now arena=off': { session: { ...DEFAULT_SESSION, arena: false }, artifact: true },
-  'now memPattern=off': { session: { ...DEFAULT_SESSION, memPattern: false }, artifact: true },
-  'now arena=off memPattern=off': { session: { ...DEFAULT_SESSION, arena: false, memPattern: false }, artifact: true },
-  'now initializers=device': { session: { ...DEFAULT_SESSION, extra: { use_device_allocator_for_initializers: '1' } }, artifact: true },
-  'now initializers=device arena=off': { session: { ...DEFAULT_SESSION, arena: false, extra: { use_device_allocator_for_initializers: '1' } }, artifact: true },
+  'now prepacking=off': { session: { ...DEFAULT_SESSION, prepacking: false }, artifact: true, malloc: true },
+  'now arena=off': { session: { ...DEFAULT_SESSION, arena: false }, artifact: true, malloc: true },
+  'now memPattern=off': { session: { ...DEFAULT_SESSION, memPattern: false }, artifact: true, malloc: true },
+  'now arena=off memPattern=off': { session: { ...DEFAULT_SESSION, arena: false, memPattern: false }, artifact: true, malloc: true },
+  'now initializers=device': { session: { ...DEFAULT_SESSION, extra: { use_device_allocator_for_initializers: '1' } }, artifact: true, malloc: true },
+  'now initializers=device arena=off': { session: { ...DEFAULT_SESSION, arena: false, extra: { use_device_allocator_for_initializers: '1' } }, artifact: true, malloc: true },
   'today + artifact': { session: ORT_DEFAULT_SESSION, artifact: true },
   'now plain': { session: DEFAULT_SESSION, artifact: true, plain: true, malloc: true },
   'now no-malloc-threshold': { session: DEFAULT_SESSION, artifact: true },
@@ -178,9 +178,9 @@ async function main() {
       const t0 = performance.now();
       const derived = await deriveOptimized(m.path, artifact);
       const deriveMs = performance.now() - t0;
-      await deriveOptimized(m.path, plain, { mapped: false });
+      await deriveOptimized(m.path, plain, { form: 'onnx' });
       const fileBytes = readFileSync(m.path).byteLength;
-      console.log(`${name}: ${fileBytes} bytes, artifact ${readFileSync(artifact).byteLength} bytes, ${derived.mapped ? 'mapped' : `plain (${derived.mappedNote})`} (derived in ${deriveMs.toFixed(0)} ms)`);
+      console.log(`${name}: ${fileBytes} bytes, artifact ${readFileSync(artifact).byteLength} bytes, form ${derived.form}${derived.note ? ` (${derived.note})` : ''} (derived in ${deriveMs.toFixed(0)} ms)`);
       console.log(`  ${'config'.padEnd(36)}${'load ms'.padStart(9)}${'cold ms'.padStart(9)}${'resident MiB'.padStart(14)}${'x file'.padStart(8)}${'anon'.padStart(8)}${'file'.padStart(8)}${'warm p50'.padStart(10)}${'warm p99'.padStart(10)}${'threads+'.padStart(10)}`);
       let today: ChildReply | undefined;
       for (const c of configs) {

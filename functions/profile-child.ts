@@ -28,7 +28,7 @@ async function profile(req: ProfileRequest): Promise<ProfileReply> {
   const load = () => loadModel(req.path, { session: req.session, preOptimized: req.preOptimized });
   // onnxruntime's own start-up (thread pools, allocators) is not the model's: pay it first.
   await (await loadModel(new Uint8Array(Buffer.from(req.warmupModelB64, 'base64')), { session: req.session })).dispose();
-  const derived = req.derive ? await deriveOptimized(req.path, req.derive, { mapped: req.deriveMapped ?? true }) : null;
+  const derived = req.derive ? await deriveOptimized(req.path, req.derive, { form: req.deriveForm ?? 'mapped' }) : null;
   const bytes = await readFile(req.path);
   gc();
   const rss0 = process.memoryUsage().rss;

@@ -1,7 +1,7 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BruleeError } from '../errors';
-import type { Derived, SessionConfig, Signature } from '../runtime/onnx';
+import type { ArtifactForm, Derived, SessionConfig, Signature } from '../runtime/onnx';
 import { WARMUP_MODEL_B64 } from '../runtime/warmup-model';
 
 export interface ProfileRequest {
@@ -16,8 +16,8 @@ export interface ProfileRequest {
   preOptimized: boolean;
   /** Write the pre-optimized artifact of `path` here first (`deriveOptimized`). */
   derive?: string;
-  /** Write its mapped form when the model has weights for it. @default true */
-  deriveMapped?: boolean;
+  /** The best artifact form to write (`deriveOptimized`). @default 'mapped' */
+  deriveForm?: ArtifactForm;
 }
 
 export type ProfileReply =
@@ -49,10 +49,11 @@ export interface Profile {
   originalLoadMs: number;
   /**
    * The pre-optimized artifact nodes load instead of the original, or null (then `artifactError`
-   * says why). Exec time and resident bytes are measured on it. `mapped`: its weights are in the
-   * file already packed, and mapped at a load (runtime/mapped.ts); else `mappedNote` says why not.
+   * says why). Exec time and resident bytes are measured on it. `form`: `mapped` (its large
+   * weights stored already packed, mapped at a load: runtime/mapped.ts), `ort` (onnxruntime's own
+   * format) or `onnx`; `formNote` says why a better form was not used.
    */
-  artifact: { key: string; sha256: string; fileBytes: number; mapped: boolean; mappedNote?: string } | null;
+  artifact: { key: string; sha256: string; fileBytes: number; form: ArtifactForm; formNote?: string } | null;
   artifactError: string | null;
   loadSamplesMs: number[];
   /** Median exec time on a generated input, ms; null when that run failed (see execError). */
@@ -123,14 +124,15 @@ export async function profileModel(path: string, opts: ProfileOptions = {}): Pro
       return null;
     };
     artifactError = await check();
-    if (artifactError !== null && derived?.mapped) {
-      // The mapped form failed where the plain one may not: derive that and check it instead.
-      const mappedError = artifactError;
-      const again = await runChild({ ...base, path, preOptimized: false, derive: opts.artifactPath, deriveMapped: false }, timeoutMs);
+    // A form that fails its check falls back to the next one (mapped → ORT format → ONNX): derive that and check it instead.
+    while (artifactError !== null && derived && derived.form !== 'onnx') {
+      const failed = `the ${derived.form} form was not used: ${artifactError}`;
+      const form = derived.form === 'mapped' ? 'ort' : 'onnx';
+      const again = await runChild({ ...base, path, preOptimized: false, derive: opts.artifactPath, deriveForm: form }, timeoutMs);
       if (!again.ok) throw new BruleeError('INVALID_MODEL', again.error);
       original = again;
       chosen = again;
-      derived = { mapped: false, mappedNote: `the mapped form was not used: ${mappedError}` };
+      derived = { form: again.derived?.form ?? form, note: derived.note ? `${derived.note}; ${failed}` : failed };
       artifactError = await check();
     }
   }

@@ -260,7 +260,7 @@ export class FunctionRegistry {
         const aSha = sha256Of(a);
         artifactWasStored = await this.store.has(aSha);
         await this.store.put(a);
-        artifact = { key: artifactKey(sha), sha256: aSha, fileBytes: a.byteLength, mapped: inspected.derived?.mapped ?? false, ...(inspected.derived?.mappedNote ? { mappedNote: inspected.derived.mappedNote } : {}) };
+        artifact = { key: artifactKey(sha), sha256: aSha, fileBytes: a.byteLength, form: inspected.derived?.form ?? 'onnx', ...(inspected.derived?.note ? { formNote: inspected.derived.note } : {}) };
       }
     } catch (e) {
       await forget();

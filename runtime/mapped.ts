@@ -50,6 +50,23 @@ export function packMapped(data: Uint8Array, graph: Uint8Array): Buffer {
   return Buffer.concat([data, graph, len, MAGIC]);
 }
 
+/** onnxruntime's own format (a flatbuffer whose identifier, at byte 4, is `ORTM`). */
+const ORT_IDENTIFIER = Buffer.from('ORTM', 'latin1');
+
+/** What an artifact file is: a mapped one (with its graph), onnxruntime's ORT format, or plain ONNX. */
+export async function artifactForm(path: string): Promise<{ form: 'mapped'; graph: Buffer } | { form: 'ort' | 'onnx' }> {
+  const graph = await readMappedGraph(path);
+  if (graph) return { form: 'mapped', graph };
+  const f = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(8);
+    const { bytesRead } = await f.read(head, 0, 8, 0);
+    return { form: bytesRead === 8 && head.subarray(4).equals(ORT_IDENTIFIER) ? 'ort' : 'onnx' };
+  } finally {
+    await f.close();
+  }
+}
+
 /** The graph of a mapped artifact at `path`, or null when the file is not one (a plain ONNX model). */
 export async function readMappedGraph(path: string): Promise<Buffer | null> {
   const f = await open(path, 'r');

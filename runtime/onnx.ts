@@ -5,7 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { BruleeError } from '../errors';
 import type { Tensor } from '../queue/wire';
-import { MAPPED_FILE_NAME, MAPPED_MIN_TENSOR_BYTES, mappedProblem, packMapped, readMappedGraph } from './mapped';
+import { artifactForm, MAPPED_FILE_NAME, MAPPED_MIN_TENSOR_BYTES, mappedProblem, packMapped } from './mapped';
 
 /**
  * The one small interface brulee has to ONNX (as onnxruntime's js packages split interface from
@@ -103,10 +103,12 @@ export async function loadModel(source: string | Uint8Array, opts: LoadOptions =
   const config = { ...DEFAULT_SESSION, ...opts.session };
   let session: ort.InferenceSession;
   try {
-    // A mapped artifact (runtime/mapped.ts): its graph, whose weights onnxruntime maps from the same file.
-    const graph = typeof source === 'string' && opts.preOptimized ? await readMappedGraph(source) : null;
-    if (graph) {
-      session = await ort.InferenceSession.create(graph, sessionOptions(config, true, { model_external_initializers_file_folder_path: dirname(source as string) }));
+    const a = typeof source === 'string' && opts.preOptimized ? await artifactForm(source) : null;
+    if (a?.form === 'mapped') {
+      // Its graph, whose weights onnxruntime maps from the same file (runtime/mapped.ts).
+      session = await ort.InferenceSession.create(a.graph, sessionOptions(config, true, { model_external_initializers_file_folder_path: dirname(source as string) }));
+    } else if (a?.form === 'ort') {
+      session = await ort.InferenceSession.create(source as string, sessionOptions(config, true, { load_model_format: 'ORT' }));
     } else {
       const so = sessionOptions(config, opts.preOptimized ?? false);
       session = typeof source === 'string' ? await ort.InferenceSession.create(source, so) : await ort.InferenceSession.create(source, so);
@@ -165,12 +167,19 @@ export function artifactKey(sourceSha256: string): string {
   return createHash('sha256').update(JSON.stringify({ source: sourceSha256, ...artifactFacts() })).digest('hex');
 }
 
+/**
+ * The forms of a pre-optimized artifact, best first: `mapped` (large weights stored prepacked and
+ * mapped at load, runtime/mapped.ts), `ort` (onnxruntime's own format: no ONNX protobuf kept
+ * behind; Silero VAD, whose weights sit in `If` subgraphs, holds 6-7 MiB less), `onnx` (the
+ * optimized ONNX model).
+ */
+export type ArtifactForm = 'mapped' | 'ort' | 'onnx';
+
 /** What `deriveOptimized` wrote. */
 export interface Derived {
-  /** The mapped form (runtime/mapped.ts): weights packed in the file, mapped at load. */
-  mapped: boolean;
-  /** Why the mapped form was not written, when it was asked for and not written. */
-  mappedNote?: string;
+  form: ArtifactForm;
+  /** Why a better form than `form` was not written, when one was asked for. */
+  note?: string;
 }
 
 /**
@@ -178,16 +187,15 @@ export interface Derived {
  * `outPath` (onnxruntime's `optimizedModelFilePath`). Loading it with optimization disabled gives
  * the same graph the original gets at every load, so the outputs are the same bits.
  *
- * With `mapped` (the default), it writes the mapped form when the model has tensors large enough
- * for it (runtime/mapped.ts): the same graph, with those weights in the file already packed the way
- * the kernels prepack them at a load, which onnxruntime then maps instead of copying and packing.
- * `outPath` must then be named `MAPPED_FILE_NAME`. Else (no large tensor, offsets onnxruntime did not
- * align) it writes the plain optimized model.
+ * `form` is the best form to try (default `mapped`). The mapped form needs tensors large enough for
+ * it and offsets onnxruntime aligned (else the ORT format is written), and `outPath` named
+ * `MAPPED_FILE_NAME`.
  * @throws BruleeError INVALID_MODEL when onnxruntime cannot load the source.
  */
-export async function deriveOptimized(sourcePath: string, outPath: string, opts: { mapped?: boolean } = {}): Promise<Derived> {
-  let mappedNote: string | undefined;
-  if (opts.mapped ?? true) {
+export async function deriveOptimized(sourcePath: string, outPath: string, opts: { form?: ArtifactForm } = {}): Promise<Derived> {
+  const form = opts.form ?? 'mapped';
+  let note: string | undefined;
+  if (form === 'mapped') {
     if (basename(outPath) !== MAPPED_FILE_NAME) throw new Error(`deriveOptimized: a mapped artifact must be written to a file named ${MAPPED_FILE_NAME}, not ${outPath}`);
     const dir = await mkdtemp(join(tmpdir(), 'brulee-derive-'));
     try {
@@ -198,17 +206,21 @@ export async function deriveOptimized(sourcePath: string, outPath: string, opts:
       });
       const graph = await readFile(join(dir, 'graph.onnx'));
       const data = await readFile(join(dir, MAPPED_FILE_NAME)).catch(() => null);
-      mappedNote = data ? (mappedProblem(graph, data.byteLength) ?? undefined) : 'no tensor was large enough to be mapped';
-      if (data && mappedNote === undefined) {
+      note = data ? (mappedProblem(graph, data.byteLength) ?? undefined) : 'no tensor was large enough to be mapped';
+      if (data && note === undefined) {
         await writeFile(outPath, packMapped(data, graph));
-        return { mapped: true };
+        return { form: 'mapped' };
       }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   }
+  if (form !== 'onnx') {
+    await optimize(sourcePath, outPath, { save_model_format: 'ORT' });
+    return { form: 'ort', ...(note ? { note } : {}) };
+  }
   await optimize(sourcePath, outPath, {});
-  return { mapped: false, ...(mappedNote ? { mappedNote } : {}) };
+  return { form: 'onnx' };
 }
 
 async function optimize(sourcePath: string, outPath: string, entries: Record<string, string>): Promise<void> {

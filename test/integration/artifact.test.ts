@@ -28,6 +28,8 @@ describe('pre-optimized artifacts', () => {
     const p = put.body.profile;
     expect(p.artifact).toMatchObject({ key: artifactKey(put.body.sha256), sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
     expect(p.artifact.sha256).not.toBe(put.body.sha256);
+    // No tensor over 1 MiB: onnxruntime's own format, not the mapped one.
+    expect(p.artifact).toMatchObject({ form: 'ort', formNote: 'no tensor was large enough to be mapped' });
     expect(p.artifactError).toBeNull();
     expect(p.originalLoadMs).toBeGreaterThan(0);
     expect(p.loadMs).toBeGreaterThan(0);
@@ -52,8 +54,8 @@ describe('pre-optimized artifacts', () => {
     expect(put.status).toBe(201);
     const p = put.body.profile;
     expect(p.artifactError).toBeNull();
-    expect(p.artifact).toMatchObject({ key: artifactKey(put.body.sha256), mapped: true });
-    expect(p.artifact.mappedNote).toBeUndefined();
+    expect(p.artifact).toMatchObject({ key: artifactKey(put.body.sha256), form: 'mapped' });
+    expect(p.artifact.formNote).toBeUndefined();
     // One row and several: MLAS takes other GEMM paths for them, each reading the mapped packed weights.
     for (const rows of [1, 3]) {
       const x = floats(rows * 64, rows);

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
-import { externalRefs, MAPPED_FILE_NAME, mappedProblem, packMapped, readMappedGraph } from '../../runtime/mapped';
-import { deriveOptimized, loadModel } from '../../runtime/onnx';
+import { artifactForm, externalRefs, MAPPED_FILE_NAME, mappedProblem, packMapped, readMappedGraph } from '../../runtime/mapped';
+import { deriveOptimized, loadModel, type ArtifactForm } from '../../runtime/onnx';
 import { floats, ort } from '../support/models';
 
 const dir = mkdtempSync(join(tmpdir(), 'brulee-mapped-'));
@@ -15,16 +15,16 @@ const bytes = mlpModel({ inputSize: 64, hidden: [512, 1024], outputSize: 16, see
 const source = join(dir, 'source.onnx');
 writeFileSync(source, bytes);
 
-async function derive(name: string, mapped = true) {
+async function derive(name: string, form: ArtifactForm = 'mapped') {
   const out = join(dir, name, MAPPED_FILE_NAME);
   mkdirSync(join(dir, name));
-  return { out, derived: await deriveOptimized(source, out, { mapped }) };
+  return { out, derived: await deriveOptimized(source, out, { form }) };
 }
 
 describe('mapped artifacts', () => {
   it('hold the large weight and its prepacked form at page-aligned offsets, and load to the same bits as the original', async () => {
     const { out, derived } = await derive('a');
-    expect(derived).toEqual({ mapped: true });
+    expect(derived).toEqual({ form: 'mapped' });
     const graph = (await readMappedGraph(out))!;
     expect(graph).not.toBeNull();
     const refs = externalRefs(graph);
@@ -50,11 +50,28 @@ describe('mapped artifacts', () => {
     }
   });
 
-  it('a plain derivation, or a plain ONNX file, is not read as a mapped one', async () => {
-    const { out, derived } = await derive('plain', false);
-    expect(derived).toEqual({ mapped: false });
-    expect(await readMappedGraph(out)).toBeNull();
-    expect(await readMappedGraph(source)).toBeNull();
+  it('the ORT-format and ONNX forms are told apart from a mapped one, and give the same bits', async () => {
+    const x = Float32Array.from(floats(2 * 64, 9));
+    const direct = await ort.InferenceSession.create(bytes);
+    const want = Array.from((await direct.run({ x: new ort.Tensor('float32', x, [2, 64]) })).y!.data as Float32Array);
+    await direct.release();
+    for (const form of ['ort', 'onnx'] as const) {
+      const { out, derived } = await derive(form, form);
+      expect(derived).toEqual({ form });
+      expect(await readMappedGraph(out)).toBeNull();
+      expect((await artifactForm(out)).form).toBe(form);
+      const model = await loadModel(out, { preOptimized: true });
+      expect(Array.from((await model.run({ x: { type: 'float32', dims: [2, 64], data: x } })).y!.data as Float32Array)).toEqual(want);
+      await model.dispose();
+    }
+    expect((await artifactForm(source)).form).toBe('onnx');
+  });
+
+  it('a model with nothing over 1 MiB gets the ORT format, saying why it is not mapped', async () => {
+    const small = join(dir, 'small.onnx');
+    writeFileSync(small, mlpModel({ inputSize: 64, hidden: [64], outputSize: 16, seed: 1 }));
+    mkdirSync(join(dir, 'small'));
+    expect(await deriveOptimized(small, join(dir, 'small', MAPPED_FILE_NAME))).toEqual({ form: 'ort', note: 'no tensor was large enough to be mapped' });
   });
 
   it('a mapped artifact under another name is refused (its graph reads its weights from model.onnx)', async () => {
