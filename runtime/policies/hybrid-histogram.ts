@@ -52,6 +52,9 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   let known = new Uint8Array(0);
   let last = new Float64Array(0);
   let bins = new Uint32Array(0);
+  /** Which bins have a count (`nonEmpty[id × words + (b >> 5)]` bit b & 31): percentiles skip the empty ones. */
+  const words = (nBins + 31) >>> 5;
+  let nonEmpty = new Int32Array(0);
   let samples = new Float64Array(0);
   let outOfRange = new Float64Array(0);
   let sumSq = new Float64Array(0);
@@ -80,6 +83,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         known = grown(known, cap);
         last = grown(last, cap);
         bins = grown(bins, cap * nBins);
+        nonEmpty = grown(nonEmpty, cap * words);
         samples = grown(samples, cap);
         outOfRange = grown(outOfRange, cap);
         sumSq = grown(sumSq, cap);
@@ -130,19 +134,36 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     const inRange = n - outOfRange[id]!;
     if (target > inRange) return nBins - 1;
     const at = id * nBins;
+    const w0 = id * words;
+    // (Bins without a count change no running sum, so only those with one are looked at, by the
+    // bits of `nonEmpty`.)
     if (pct > 50) {
       // Down from the highest bin with a count: the first bin b whose count up to b reaches the
       // target is the lowest whose count above b is at most inRange - target (integers: exact).
       const limit = inRange - target;
       let above = 0;
-      let b = topBin[id]!;
-      while (b > 0 && above + bins[at + b]! <= limit) above += bins[at + b--]!;
-      return b;
+      for (let w = topBin[id]! >> 5; w >= 0; w--) {
+        let m = nonEmpty[w0 + w]!;
+        while (m !== 0) {
+          const bit = 31 - Math.clz32(m);
+          const b = (w << 5) + bit;
+          if (b === 0 || above + bins[at + b]! > limit) return b;
+          above += bins[at + b]!;
+          m ^= 1 << bit;
+        }
+      }
+      return 0;
     }
     let acc = 0;
-    for (let b = 0; b < nBins; b++) {
-      acc += bins[at + b]!;
-      if (acc >= target) return b;
+    for (let w = 0; w < words; w++) {
+      let m = nonEmpty[w0 + w]!;
+      while (m !== 0) {
+        const low = m & -m;
+        const b = (w << 5) + 31 - Math.clz32(low);
+        acc += bins[at + b]!;
+        if (acc >= target) return b;
+        m ^= low;
+      }
     }
     return nBins - 1;
   };
@@ -190,6 +211,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         const at = id * nBins + b;
         sumSq[id] = sumSq[id]! + 2 * bins[at]! + 1;
         bins[at]!++;
+        nonEmpty[id * words + (b >> 5)]! |= 1 << (b & 31);
         if (b > topBin[id]!) topBin[id] = b;
       }
       if (representative(id)) {
