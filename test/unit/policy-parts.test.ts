@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { belady } from '../../runtime/policies/belady';
 import { cremebruleeOracle } from '../../runtime/policies/cremebrulee-oracle';
-import { DeadlineHeap, NONE } from '../../runtime/policies/heap';
+import { DeadlineHeap, IdDeadlineHeap, IdSet, NONE } from '../../runtime/policies/heap';
 import { PositionMemo } from '../../runtime/policies/memo';
 import { cremebruleePlus, type CremeBruleePlusOptions } from '../../runtime/policies/cremebrulee-plus';
 import { hybridHistogram } from '../../runtime/policies/hybrid-histogram';
@@ -146,6 +146,87 @@ describe('DeadlineHeap', () => {
     h.push(5, 'x');
     h.pop();
     expect([h.size, h.peekTime()]).toEqual([0, Infinity]);
+  });
+});
+
+describe('IdDeadlineHeap', () => {
+  const drain = (h: IdDeadlineHeap) => {
+    const out: [number, number][] = [];
+    while (h.size > 0) {
+      out.push([h.peekTime(), h.peekId()]);
+      h.pop();
+    }
+    return out;
+  };
+
+  it('pops in time order whatever the push order, past its first 64 slots', () => {
+    // 131 distinct times pushed in a scrambled order (i × 37 mod 131), id = time + 1000.
+    const h = new IdDeadlineHeap();
+    expect([h.size, h.peekTime()]).toEqual([0, Infinity]);
+    for (let i = 0; i < 131; i++) {
+      const t = (i * 37) % 131;
+      h.push(t, t + 1000);
+    }
+    expect(h.size).toBe(131);
+    expect(drain(h)).toEqual(Array.from({ length: 131 }, (_, t) => [t, t + 1000]));
+    expect([h.size, h.peekTime()]).toEqual([0, Infinity]);
+    h.pop(); // on empty: stays empty
+    expect([h.size, h.peekTime()]).toEqual([0, Infinity]);
+    h.push(7, 3);
+    expect([h.size, h.peekTime(), h.peekId()]).toEqual([1, 7, 3]);
+  });
+
+  it('pushes and pops interleaved; a time pushed twice surfaces twice', () => {
+    const h = new IdDeadlineHeap();
+    h.push(50, 1);
+    h.push(20, 2);
+    h.push(40, 3);
+    h.pop();
+    h.push(10, 4);
+    h.push(40, 5);
+    h.push(45, 6);
+    const out = drain(h);
+    expect(out.map(([t]) => t)).toEqual([10, 40, 40, 45, 50]);
+    expect(out.filter(([t]) => t !== 40)).toEqual([[10, 4], [45, 6], [50, 1]]);
+    expect(out.filter(([t]) => t === 40).map(([, k]) => k).sort()).toEqual([3, 5]);
+  });
+});
+
+describe('IdSet', () => {
+  const members = (s: IdSet) => [...s.items.subarray(0, s.size)].sort((a, b) => a - b);
+
+  it('adds once, tells membership, deletes, past its first 16 ids and slots', () => {
+    const s = new IdSet();
+    expect([s.size, s.has(0), s.has(100)]).toEqual([0, false, false]);
+    for (let id = 0; id < 40; id += 2) s.add(id); // 20 members, ids up to 38
+    s.add(4); // again: no change
+    s.add(100);
+    expect(s.size).toBe(21);
+    expect(members(s)).toEqual([...Array.from({ length: 20 }, (_, i) => 2 * i), 100]);
+    expect([s.has(38), s.has(39), s.has(100), s.has(101), s.has(1000)]).toEqual([true, false, true, false, false]);
+    s.delete(3); // not a member: no change
+    s.delete(0);
+    s.delete(100);
+    s.delete(100);
+    expect(s.size).toBe(19);
+    expect(members(s)).toEqual(Array.from({ length: 19 }, (_, i) => 2 * i + 2));
+    expect([s.has(0), s.has(100), s.has(2)]).toEqual([false, false, true]);
+    s.add(0);
+    expect([s.has(0), s.size]).toEqual([true, 20]);
+  });
+
+  it('deleting while iterating backwards visits every member once', () => {
+    const s = new IdSet();
+    for (const id of [5, 9, 2, 7, 11]) s.add(id);
+    const seen: number[] = [];
+    for (let j = s.size - 1; j >= 0; j--) {
+      const id = s.items[j]!;
+      seen.push(id);
+      if (id % 2 === 1) s.delete(id);
+    }
+    expect(seen.sort((a, b) => a - b)).toEqual([2, 5, 7, 9, 11]);
+    expect(members(s)).toEqual([2]);
+    expect([s.has(5), s.has(2)]).toEqual([false, true]);
   });
 });
 
