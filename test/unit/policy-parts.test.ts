@@ -199,11 +199,16 @@ describe('IdSet', () => {
     const s = new IdSet();
     expect([s.size, s.has(0), s.has(100)]).toEqual([0, false, false]);
     for (let id = 0; id < 40; id += 2) s.add(id); // 20 members, ids up to 38
+    s.add(0); // again (the first member): no change
     s.add(4); // again: no change
     s.add(100);
     expect(s.size).toBe(21);
     expect(members(s)).toEqual([...Array.from({ length: 20 }, (_, i) => 2 * i), 100]);
-    expect([s.has(38), s.has(39), s.has(100), s.has(101), s.has(1000)]).toEqual([true, false, true, false, false]);
+    expect(Array.from({ length: 40 }, (_, id) => s.has(id))).toEqual(Array.from({ length: 40 }, (_, id) => id % 2 === 0));
+    expect([s.has(100), s.has(101), s.has(1000)]).toEqual([true, false, false]);
+    s.add(1000); // far past what it holds
+    expect([s.has(1000), s.size]).toEqual([true, 22]);
+    s.delete(1000);
     s.delete(3); // not a member: no change
     s.delete(0);
     s.delete(100);
@@ -283,6 +288,16 @@ describe('random', () => {
     expect(keys(['d', 'c', 'b', 'a'], 1000)).toEqual(['c', 'b', 'a', 'd']); // the same keys, moved
     expect(keys(['b', 'e', 'a'], 1000)).toEqual(['b', 'a', 'e']); // c and d gone, e new
     expect(keys(['e', 'b'], 15)).toEqual(['b', 'e']);
+  });
+
+  it('more keys than its bit words first hold: 40 keys, then 128, all taken in the shuffled order', () => {
+    const p = random();
+    const k = (i: number) => `k${String(i).padStart(3, '0')}`;
+    expect(p.selectVictims(req(Array.from({ length: 40 }, (_, i) => entry(k(i))), 0))).toEqual([]);
+    const all = p.selectVictims(req(Array.from({ length: 128 }, (_, i) => entry(k(127 - i))), Infinity)).map((v) => v.key);
+    // The first twelve from the independent model (seed 1, the 40-key call's 39 draws first).
+    expect(all.slice(0, 12)).toEqual(['k109', 'k046', 'k060', 'k055', 'k003', 'k072', 'k115', 'k088', 'k029', 'k062', 'k018', 'k124']);
+    expect([...all].sort()).toEqual(Array.from({ length: 128 }, (_, i) => k(i)));
   });
 });
 
