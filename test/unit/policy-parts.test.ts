@@ -218,6 +218,10 @@ describe('IdSet', () => {
     expect([s.has(0), s.has(100), s.has(2)]).toEqual([false, false, true]);
     s.add(0);
     expect([s.has(0), s.size]).toEqual([true, 20]);
+    // A first id past the first 16.
+    const t = new IdSet();
+    t.add(16);
+    expect([t.has(16), t.size]).toEqual([true, 1]);
   });
 
   it('deleting while iterating backwards visits every member once', () => {
