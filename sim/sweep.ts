@@ -111,13 +111,13 @@ export async function sweepParallel(
   const { policies, budgets, policyOptions, slots, popularityRefreshMs, popularityWindowMs, sweepMs, reportFromMs, reportToMs } = opts;
   const plain: SweepOptions = { policies, budgets, policyOptions, slots, popularityRefreshMs, popularityWindowMs, sweepMs, reportFromMs, reportToMs };
   for (const k of Object.keys(plain) as (keyof SweepOptions)[]) if (plain[k] === undefined) delete plain[k];
-  // Costliest first, so no thread is left with a long run at the end (relative single-run times on
-  // the synthetic 1M-call, 500-function trace, sim/README.md "Speed").
+  // Costliest first, so no thread is left with a long run at the end (relative single-run CPU
+  // times on the synthetic 3M-call, 500-function trace at 25%, sim/README.md "Speed", 2026-11-28).
   const COST: Partial<Record<SweepPolicyName, number>> = {
-    'hybrid-histogram': 31, 'cremebrulee-plus': 29, random: 12, 'cremebrulee-oracle': 10, ttl: 9, lfu: 9, cremebrulee: 8, lru: 7,
-    belady: 6.5, gdsf: 5, bound: 2,
+    'hybrid-histogram': 9.7, 'cremebrulee-plus': 6.5, cremebrulee: 6.2, lfu: 6.1, random: 5.9, 'cremebrulee-oracle': 5.3, ttl: 4.8,
+    belady: 4.6, gdsf: 3.4, lru: 2, bound: 1,
   };
-  const cost = (p: SweepPolicyName) => COST[p] ?? 8;
+  const cost = (p: SweepPolicyName) => COST[p] ?? 5;
   const order = [...jobs].sort((a, b) => cost(b.policy) - cost(a.policy) || a.index - b.index);
   const work: SweepWork = { trace, models, opts: plain, order, next: new Int32Array(new SharedArrayBuffer(4)) };
   const workers = spare.slice(0, nThreads - 1);
