@@ -4,11 +4,12 @@
  * and a hash of that exec's outputs. With `derive`, it first writes the pre-optimized artifact.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { tensorBytes } from '../queue/tensor';
 import { deriveOptimized, loadModel, withoutPaths, type LoadedModel, type TensorSpec } from '../runtime/onnx';
 import { ARRAY_OF, type NumericType, type Tensor } from '../queue/wire';
-import type { ProfileRequest, ProfileReply } from './profile';
+import { MEMORY_FACTOR_MIN_FILE_BYTES, type ProfileRequest, type ProfileReply } from './profile';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
@@ -29,6 +30,11 @@ async function profile(req: ProfileRequest): Promise<ProfileReply> {
   // onnxruntime's own start-up (thread pools, allocators) is not the model's: pay it first.
   await (await loadModel(new Uint8Array(Buffer.from(req.warmupModelB64, 'base64')), { session: req.session })).dispose();
   const derived = req.derive ? await deriveOptimized(req.path, req.derive, { form: req.deriveForm ?? 'mapped' }) : null;
+  let derivedAlt: string | undefined;
+  if (derived?.form === 'ort' && req.deriveAlt && (await stat(req.path)).size >= MEMORY_FACTOR_MIN_FILE_BYTES) {
+    await mkdir(dirname(req.deriveAlt), { recursive: true });
+    await deriveOptimized(req.path, (derivedAlt = req.deriveAlt), { form: 'onnx' });
+  }
   const bytes = await readFile(req.path);
   gc();
   const rss0 = process.memoryUsage().rss;
@@ -87,6 +93,7 @@ async function profile(req: ProfileRequest): Promise<ProfileReply> {
     rssDeltaBytes: rssDelta,
     fileBytes: bytes.byteLength,
     ...(derived ? { derived } : {}),
+    ...(derivedAlt ? { derivedAlt } : {}),
   };
 }
 
