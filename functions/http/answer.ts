@@ -91,7 +91,7 @@ export class JsonAnswer {
 /** Pieces as a byte stream, pulled as the reader (the socket) takes them: small strings joined, buffers passed as they are. */
 export function byteStream(pieces: Iterable<string | Uint8Array>): ReadableStream<Uint8Array> {
   const it = pieces[Symbol.iterator]();
-  return new ReadableStream<Uint8Array>({
+  return streamed(new ReadableStream<Uint8Array>({
     pull(controller) {
       let text = '';
       for (;;) {
@@ -117,7 +117,7 @@ export function byteStream(pieces: Iterable<string | Uint8Array>): ReadableStrea
     cancel() {
       it.return?.();
     },
-  });
+  }));
 }
 
 /** A byte stream compressed as it is read (level 1, as the whole-body path compresses). */
@@ -125,7 +125,49 @@ export function compressedStream(pieces: Iterable<string | Uint8Array>, enc: 'gz
   const z = enc === 'gzip' ? zlib.createGzip({ level: 1 }) : zlib.createDeflate({ level: 1 });
   const source = Readable.from(pieces, { objectMode: false });
   source.on('error', (e) => z.destroy(e));
-  return Readable.toWeb(source.pipe(z)) as ReadableStream<Uint8Array>;
+  return streamed(Readable.toWeb(source.pipe(z)) as ReadableStream<Uint8Array>);
+}
+
+/** Answer bodies still being written after their handler returned (a drain must wait for them). */
+const answerStreams = new WeakSet<ReadableStream<Uint8Array>>();
+
+function streamed(s: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  answerStreams.add(s);
+  return s;
+}
+
+/**
+ * `body` calling `done` once it has been read to its end, failed or been cancelled, when it is an
+ * answer streamed by this module; null for any other body (sent whole, by then).
+ */
+export function whenAnswerSent(body: ReadableStream<Uint8Array> | null, done: () => void): ReadableStream<Uint8Array> | null {
+  if (!body || !answerStreams.has(body)) return null;
+  const reader = body.getReader();
+  let ended = false;
+  const end = () => {
+    if (!ended) {
+      ended = true;
+      done();
+    }
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const r = await reader.read();
+        if (r.done) {
+          end();
+          controller.close();
+        } else controller.enqueue(r.value);
+      } catch (e) {
+        end();
+        controller.error(e);
+      }
+    },
+    cancel(reason) {
+      end();
+      return reader.cancel(reason);
+    },
+  });
 }
 
 /** A JSON answer as a body: one string when small, else a stream. */

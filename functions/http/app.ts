@@ -7,7 +7,7 @@ import type { DataPlane, Invocation } from '../dataplane';
 import type { FunctionStats } from '../../runtime/stats';
 import { batchingOf, type FunctionMeta } from '../registry';
 import { decodeJsonInputs, type JsonTensor } from './json-tensors';
-import { answerBody, JsonAnswer, JsonData } from './answer';
+import { answerBody, JsonAnswer, JsonData, whenAnswerSent } from './answer';
 import type { Authorize } from '../auth';
 import { requireKey } from './auth';
 import { admitRequestBytes, closeWhenBodyUnread, refuseWhenDraining } from './connection';
@@ -93,12 +93,20 @@ export function createApp(o: AppOptions): Hono {
   const requests = o.requests;
   if (requests) {
     app.use(refuseWhenDraining(requests));
-    app.use(async (_c, next) => {
+    app.use(async (c, next) => {
       requests.inFlight++;
+      let sending = false;
       try {
         await next();
+        // A streamed answer is still being written when its handler returns: it stays in flight
+        // (a drain waits for it) until its last byte is taken, or the client goes away.
+        const body = whenAnswerSent(c.res.body, () => requests.inFlight--);
+        if (body) {
+          c.res = new Response(body, c.res);
+          sending = true;
+        }
       } finally {
-        requests.inFlight--;
+        if (!sending) requests.inFlight--;
       }
     });
   }

@@ -177,6 +177,28 @@ describe('large answers are streamed (issue 12 §1)', () => {
     expect(exact(body.outputs[0]!.data)).toBe(true);
   });
 
+  it('a drain waits for a streamed answer to be taken to its last byte before it closes', async () => {
+    const c = await startBrulee();
+    try {
+      expect((await c.put('wave', wave)).status).toBe(201);
+      const res = await c.req('/functions/wave/invoke', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: { limit: { type: 'float32', dims: [], data: [LIMIT] } } }) });
+      expect(res.status).toBe(200);
+      // The handler has returned; its body has not been read. A drain starts, and the client
+      // takes the body only 2 s later: close must not finish before it has.
+      let closedAt: number | undefined;
+      const closed = c.close({ drainMs: 20_000 }).then(() => (closedAt = Date.now()));
+      await new Promise((r) => setTimeout(r, 2000));
+      const ps = await pieces(res);
+      const readAt = Date.now();
+      await closed;
+      expect(closedAt!).toBeGreaterThanOrEqual(readAt);
+      expectStreamed(ps);
+      expect(exact((JSON.parse(Buffer.concat(ps).toString()) as { outputs: { y: { data: number[] } } }).outputs.y.data)).toBe(true);
+    } finally {
+      await c.destroy();
+    }
+  });
+
   it('v2 binary: the JSON header, then the output bytes as they came (exactly onnxruntime\'s), plain and gzip', async () => {
     const req = { inputs: [{ name: 'limit', shape: [], datatype: 'FP32', data: [LIMIT] }], outputs: [{ name: 'y', parameters: { binary_data: true } }] };
     const raw = Buffer.from(want.buffer, want.byteOffset, want.byteLength);
