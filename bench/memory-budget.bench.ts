@@ -151,9 +151,9 @@ try {
       while (next < calls.length) {
         const c = calls[next++]!;
         const r = await fetch(`${gw.base}/functions/${c.m.fn}/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: c.body });
-        await r.arrayBuffer();
+        const text = await r.text();
         byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
-        if (r.status !== 200) console.error(c.m.fn, r.status);
+        if (r.status !== 200) console.error(c.m.fn, r.status, text.slice(0, 300));
       }
     }),
   );

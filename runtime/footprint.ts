@@ -6,7 +6,7 @@
  * A node therefore measures each model itself: its first load, its first `firstRuns` runs, and
  * every run on an input larger than any measured before, each *alone* in the process (an exclusive
  * turn: other loads and runs wait for it, it waits for them), so the growth of the process's native
- * memory (RSS less the V8 heap) over that operation is the model's. The model is charged the sum of
+ * memory (RSS less the V8 heap and JS ArrayBuffers) over that operation is the model's. The model is charged the sum of
  * what its measured operations added, at least what registration measured; the charge never falls
  * (a high-water mark per model, kept across evictions and reloads), so later loads of it are charged
  * in full before they start, and need no exclusive turn.
@@ -15,10 +15,13 @@
  * model and per new largest input, not per call.
  */
 
-/** Native bytes of this process: RSS less the V8 heap (whose growth is the JS garbage of the moment, not a model's). */
+/**
+ * Native bytes of this process: RSS less the V8 heap and less JS ArrayBuffers (whose growth is the
+ * JS garbage of the moment and the tensors of calls being fetched or answered meanwhile, not a model's).
+ */
 export function nativeBytes(): number {
   const m = process.memoryUsage();
-  return m.rss - m.heapTotal;
+  return m.rss - m.heapTotal - m.arrayBuffers;
 }
 
 /** A readers-writer turn: many shared operations at once, or one exclusive one; a waiting exclusive one goes first. */
@@ -64,6 +67,13 @@ export interface FootprintOptions {
   measure?: () => number;
   /** Called when a model's charge rises: the warm pool re-charges it (`WarmPool.resize`). */
   onGrow?: (key: string, bytes: number) => void;
+  /**
+   * The most a measurement may charge (the node's budget). A model that registration measured
+   * within it, measured here above it, is charged the whole budget: it runs alone rather than
+   * never (one measurement disturbed by the process's other work would otherwise refuse it
+   * MODEL_TOO_LARGE for good, since a charge never falls). @default Infinity
+   */
+  capBytes?: number;
 }
 
 interface Learned {
@@ -83,12 +93,12 @@ export class Footprints {
   private readonly o: Required<Omit<FootprintOptions, 'onGrow'>> & Pick<FootprintOptions, 'onGrow'>;
 
   constructor(opts: FootprintOptions = {}) {
-    this.o = { firstRuns: 3, measure: nativeBytes, ...opts };
+    this.o = { firstRuns: 3, measure: nativeBytes, capBytes: Infinity, ...opts };
   }
 
-  /** What `key` is charged: its measured bytes, at least `registered` (what registration measured). */
+  /** What `key` is charged: its measured bytes (at most `capBytes`), at least `registered` (what registration measured). */
   charge(key: string, registered: number): number {
-    return Math.max(registered, this.learned.get(key)?.bytes ?? 0);
+    return Math.max(registered, Math.min(this.o.capBytes, this.learned.get(key)?.bytes ?? 0));
   }
 
   /** What this process has measured of `key`, bytes (0 before its first measured load). */

@@ -86,6 +86,7 @@ export class RuntimeNode {
     this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, ...opts };
     const { metrics, log } = this.o;
     this.footprints = new Footprints({
+      capBytes: opts.budgetBytes,
       onGrow: (key) => {
         const registered = this.registered.get(key);
         if (registered !== undefined) this.pool.resize(key, this.footprints.charge(key, registered));

@@ -57,6 +57,18 @@ describe('Footprints', () => {
     expect(f.charge('m', 50)).toBe(50);
   });
 
+  it('charges a model measured above the cap (the budget) the cap, never more: it runs alone rather than never', async () => {
+    let native = 0;
+    const f = new Footprints({ measure: () => native, capBytes: 100 });
+    await f.load('m', async () => void (native += 60));
+    expect(f.charge('m', 50)).toBe(60);
+    await f.run('m', 1, async () => void (native += 90)); // disturbed: 150 in all
+    expect(f.measured('m')).toBe(150);
+    expect(f.charge('m', 50)).toBe(100);
+    // What registration measured is charged in full even past the cap (admission refuses it then).
+    expect(f.charge('m', 120)).toBe(120);
+  });
+
   it('a failed measured operation records nothing and lets the next one be measured', async () => {
     let native = 0;
     const f = new Footprints({ measure: () => native });
