@@ -1,3 +1,4 @@
+import type { EvictionPolicy, EvictionRequest, Victim } from '../../runtime/policies';
 import type { ModelSpec } from '../../runtime/warm-pool';
 
 /** A model for the warm pool's unit tests: key = function name, 10 ms load, 1 ms exec unless `extra` says otherwise. */
@@ -9,4 +10,22 @@ export function deferred<T>() {
   let reject!: (e: unknown) => void;
   const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
   return { promise, resolve, reject };
+}
+
+/** A policy that records every hook call and evicts in the order `pick` gives (default: candidates' order). */
+export function recorder(pick: (req: EvictionRequest) => Victim[] = (r) => r.candidates.map((c) => ({ key: c.key, reason: `chose ${c.key}` }))) {
+  const calls: unknown[] = [];
+  const requests: EvictionRequest[] = [];
+  const policy: EvictionPolicy = {
+    name: 'recorder',
+    selectVictims: (req) => {
+      requests.push(req);
+      return pick(req);
+    },
+    onLoad: (e, now) => void calls.push(['load', e, now]),
+    onAccess: (e, now) => void calls.push(['access', e, now]),
+    onEvict: (key, now) => void calls.push(['evict', key, now]),
+    forget: (key) => void calls.push(['forget', key]),
+  };
+  return { policy, calls, requests };
 }

@@ -1,33 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { BruleeError } from '../../errors';
-import { createPolicy, type EntryFacts, type EvictionPolicy, type EvictionRequest, type Victim } from '../../runtime/policies';
+import { createPolicy, type EntryFacts, type EvictionPolicy, type Victim } from '../../runtime/policies';
 import { WarmPool, type EvictionEvent, type ModelSpec, type PrefetchEvent } from '../../runtime/warm-pool';
-import { spec, deferred } from '../support/warm-pool';
+import { spec, deferred, recorder } from '../support/warm-pool';
 import { within } from '../support/within';
 
 // The warm pool's contract with its policy and its callers, on a clock the test sets: what the
 // policy is told (facts, hooks, in order), what a lease says, what list() shows, and the exact
 // errors. Every expected value is worked out by hand from the test's own steps.
 
-
-
-/** A policy that records every hook call and evicts in the order `pick` gives (default: candidates' order). */
-function recorder(pick: (req: EvictionRequest) => Victim[] = (r) => r.candidates.map((c) => ({ key: c.key, reason: `chose ${c.key}` }))) {
-  const calls: unknown[] = [];
-  const requests: EvictionRequest[] = [];
-  const policy: EvictionPolicy = {
-    name: 'recorder',
-    selectVictims: (req) => {
-      requests.push(req);
-      return pick(req);
-    },
-    onLoad: (e, now) => void calls.push(['load', e, now]),
-    onAccess: (e, now) => void calls.push(['access', e, now]),
-    onEvict: (key, now) => void calls.push(['evict', key, now]),
-    forget: (key) => void calls.push(['forget', key]),
-  };
-  return { policy, calls, requests };
-}
 
 function refusal(p: Promise<unknown>): Promise<[string, number, string]> {
   return p.then(

@@ -1,26 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from '../../runtime/policies';
+import type { EntryFacts, EvictionPolicy } from '../../runtime/policies';
 import { WarmPool, type EvictionEvent, type PrefetchEvent } from '../../runtime/warm-pool';
-import { spec } from '../support/warm-pool';
+import { recorder, spec } from '../support/warm-pool';
 import { within } from '../support/within';
 
 // WarmPool.resize (a node measured a model holding more, or less, than its spec said) and the
 // rebalancing it starts: what the policy is asked (the exact excess, the re-charged model as the
 // incoming one), which victims go and when the pool stops, and when a waiting call gets in. On a
 // clock the test sets; every expected value is worked out by hand from the test's own steps.
-
-/** A policy that records each request and evicts in the order `pick` gives (default: candidates' order). */
-function recorder(pick: (req: EvictionRequest) => Victim[] = (r) => r.candidates.map((c) => ({ key: c.key, reason: `chose ${c.key}` }))) {
-  const requests: EvictionRequest[] = [];
-  const policy: EvictionPolicy = {
-    name: 'recorder',
-    selectVictims: (req) => {
-      requests.push(req);
-      return pick(req);
-    },
-  };
-  return { policy, requests };
-}
 
 function pool(budgetBytes: number, policy: EvictionPolicy, extra: { admitTimeoutMs?: number } = {}) {
   const evictions: EvictionEvent[] = [];
