@@ -1,0 +1,190 @@
+import { describe, expect, it } from 'vitest';
+import { hybridHistogram, type HybridHistogramOptions } from '../../runtime/policies/hybrid-histogram';
+import { ttl } from '../../runtime/policies/ttl';
+import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from '../../runtime/policies/types';
+import type { SimHints } from '../../sim/hints';
+import { referenceHybridHistogram } from '../sim/reference-policies';
+
+// The keep-alive policies (hybrid-histogram, ttl) with their simulator hints, driven hook by hook
+// as the simulator drives them, too fast a test for the simulations to be needed: every decision
+// (victims, expirations, pre-warms, with their reasons) is compared with a plain version (the
+// reference hybrid-histogram of test/sim/reference-policies.ts; a keep-alive written out below),
+// and the hints are held to their contract (sim/hints.ts): `expiryCandidates` names every entry
+// `expired` would name, and a check skipped before `nextCheckAt` would have named nothing.
+
+/** A small generator of our own (an LCG). */
+function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+interface Model { key: string; sizeBytes: number; loadMs: number; /** Usual gap between calls, ms. */ periodMs: number }
+interface Held { loadedAt: number; lastUsedAt: number; hits: number }
+type Hinted = EvictionPolicy & SimHints;
+
+/**
+ * Time on a grid of `tick` ms (so checks land exactly on the windows' ends). Each model is called
+ * about every `periodMs` (now and then much later); a check runs every `checkTicks` ticks: the
+ * policy's `expired` on the evictable entries among its `expiryCandidates` (the plain version: on
+ * all evictable entries), then `prewarm` with the free memory (or, `freeTold` false, without it), loads
+ * what fits; a check before `nextCheckAt` with nothing changed since the last is skipped, and then
+ * the plain version must name nothing (where free memory is told: the simulator always tells it,
+ * and without it a pre-warm that did not fit is named again at each check). A model in flight at a call stays unevictable until the next.
+ */
+function drive(fast: Hinted, plain: EvictionPolicy, models: Model[], budget: number, seed: number, o: { tick: number; checkTicks: number; steps: number; freeTold: boolean }) {
+  const r = lcg(seed);
+  const held = new Map<string, Held>();
+  const byKey = new Map(models.map((m) => [m.key, m]));
+  let used = 0;
+  let busy: string | undefined;
+  let dirty = true;
+  let wake = -Infinity;
+  const n = { victims: 0, expired: 0, prewarmed: 0, skipped: 0 };
+  const next = new Map(models.map((m) => [m.key, Math.floor(r() * m.periodMs / o.tick) * o.tick]));
+  const entryOf = (key: string): EntryFacts => ({ ...byKey.get(key)!, execMs: 1, popularity: 0, ...held.get(key)! });
+  const both = (f: (p: EvictionPolicy) => void) => {
+    f(fast);
+    f(plain);
+    dirty = true;
+  };
+  const evict = (key: string, now: number) => {
+    used -= byKey.get(key)!.sizeBytes;
+    held.delete(key);
+    both((p) => p.onEvict?.(key, now));
+  };
+  const names = (vs: Victim[]) => vs.map((v) => v.key);
+  for (let step = 0; step < o.steps; step++) {
+    const now = step * o.tick;
+    if (step % o.checkTicks === 0) {
+      const evictable = [...held.keys()].filter((k) => k !== busy).map(entryOf);
+      const free = o.freeTold ? budget - used : undefined;
+      const isResident = (k: string) => held.has(k);
+      if (o.freeTold && !dirty && now < wake) {
+        n.skipped++;
+        expect(plain.expired?.(evictable, now) ?? []).toEqual([]);
+        expect((plain.prewarm?.(now, isResident, free) ?? []).filter((w) => free === undefined || byKey.get(w.key)!.sizeBytes <= free)).toEqual([]);
+      } else {
+        const want = plain.expired?.(evictable, now) ?? [];
+        const cands = new Set(fast.expiryCandidates!(now));
+        expect(fast.expired!(evictable.filter((e) => cands.has(e.key)), now)).toEqual(want);
+        n.expired += want.length;
+        for (const v of want) evict(v.key, now);
+        if (fast.prewarm) {
+          const f2 = free === undefined ? undefined : budget - used;
+          const pre = plain.prewarm!(now, isResident, f2).filter((w) => f2 === undefined || byKey.get(w.key)!.sizeBytes <= f2);
+          expect(fast.prewarm(now, isResident, f2)).toEqual(pre);
+          for (const w of pre) {
+            const m = byKey.get(w.key)!;
+            if (used + m.sizeBytes > budget) continue;
+            used += m.sizeBytes;
+            held.set(m.key, { loadedAt: now, lastUsedAt: now, hits: 0 });
+            n.prewarmed++;
+            both((p) => p.onLoad?.(entryOf(m.key), now));
+          }
+        }
+        dirty = false;
+        wake = fast.nextCheckAt!(now);
+      }
+    }
+    for (const m of models) {
+      if (next.get(m.key)! !== now) continue;
+      const later = r() < 0.05 ? 20 : 1;
+      next.set(m.key, now + o.tick * Math.max(1, Math.round((later * m.periodMs * (0.9 + 0.2 * r())) / o.tick)));
+      busy = r() < 0.2 ? [...held.keys()][Math.floor(r() * held.size)] : undefined;
+      const h = held.get(m.key);
+      if (h) {
+        h.lastUsedAt = now;
+        h.hits++;
+        both((p) => p.onAccess?.(entryOf(m.key), now));
+        continue;
+      }
+      const need = used + m.sizeBytes - budget;
+      if (need > 0) {
+        const request: EvictionRequest = {
+          now, needBytes: need, incoming: { ...m, execMs: 1, popularity: 0 },
+          candidates: [...held.keys()].filter((k) => k !== busy).map(entryOf),
+        };
+        const victims = plain.selectVictims(request);
+        expect(fast.selectVictims(request)).toEqual(victims);
+        n.victims += victims.length;
+        for (const k of names(victims)) {
+          if (used + m.sizeBytes <= budget) break;
+          evict(k, now);
+        }
+        if (used + m.sizeBytes > budget) continue;
+      }
+      // Loaded now for a call that arrived loadMs ago (what was in the way was evicted then).
+      used += m.sizeBytes;
+      held.set(m.key, { loadedAt: now, lastUsedAt: now, hits: 1 });
+      both((p) => p.onLoad?.(entryOf(m.key), now));
+    }
+  }
+  return n;
+}
+
+/** A fixed keep-alive written out plainly: idle at least ttlMs expires; under pressure, least recently used first. */
+function plainTtl(ttlMs: number): EvictionPolicy {
+  return {
+    name: 'ttl',
+    selectVictims(req) {
+      const order = [...req.candidates].sort((a, b) => a.lastUsedAt - b.lastUsedAt || (a.key < b.key ? -1 : 1));
+      const out: Victim[] = [];
+      let freed = 0;
+      for (const e of order) {
+        if (freed >= req.needBytes) break;
+        out.push({ key: e.key, reason: `under pressure, closest to keep-alive expiry (idle ${Math.round(req.now - e.lastUsedAt)} ms of ${ttlMs})` });
+        freed += e.sizeBytes;
+      }
+      return out;
+    },
+    expired: (entries, now) => entries.filter((e) => now - e.lastUsedAt >= ttlMs).map((e) => ({ key: e.key, reason: `keep-alive of ${ttlMs} ms expired` })),
+  };
+}
+
+const models = (count: number, periods: number[], tick: number): Model[] =>
+  Array.from({ length: count }, (_, i) => ({
+    key: `m${String(i).padStart(2, '0')}`, sizeBytes: 10 + 10 * (i % 4), loadMs: tick * (1 + (i % 3)), periodMs: periods[i % periods.length]!,
+  }));
+
+describe('hybrid-histogram decides as the reference version does; its hints keep their contract', () => {
+  const cases: [string, HybridHistogramOptions, number, number][] = [
+    // name, options, budget, check every n ticks of 50 ms
+    ['windows of 500 ms bins, checks at every tick', { binMs: 500, rangeMs: 20_000, fixedKeepAliveMs: 6000, minSamples: 5, minCv: 1.5 }, 90, 1],
+    ['checks every 3 ticks, a larger cache', { binMs: 500, rangeMs: 20_000, fixedKeepAliveMs: 6000, minSamples: 5, minCv: 1.5 }, 200, 3],
+    ['no margin, other percentiles', { binMs: 250, rangeMs: 15_000, fixedKeepAliveMs: 4000, minSamples: 4, minCv: 1, margin: 0, headPct: 20, tailPct: 80 }, 110, 1],
+    ['a short range: idle times out of it', { binMs: 400, rangeMs: 4000, fixedKeepAliveMs: 3000, minSamples: 3, minCv: 1 }, 90, 3],
+  ];
+  const ms = models(12, [600, 1200, 2500, 5000, 900, 8000], 50);
+  for (const [name, o, budget, checkTicks] of cases) {
+    it(name, () => {
+      const n = { victims: 0, expired: 0, prewarmed: 0, skipped: 0 };
+      for (const [seed, freeTold] of [[1, true], [2, true], [3, false]] as const) {
+        const d = drive(hybridHistogram(o) as Hinted, referenceHybridHistogram(o), ms, budget, seed, { tick: 50, checkTicks, steps: 1500, freeTold });
+        for (const k of ['victims', 'expired', 'prewarmed', 'skipped'] as const) n[k] += d[k];
+      }
+      expect(n.victims).toBeGreaterThan(10);
+      expect(n.expired).toBeGreaterThan(10);
+      expect(n.prewarmed).toBeGreaterThan(5);
+      expect(n.skipped).toBeGreaterThan(10);
+    });
+  }
+});
+
+describe('ttl decides as a plain keep-alive does; its hints keep their contract', () => {
+  for (const [ttlMs, budget, checkTicks] of [[1000, 90, 1], [700, 200, 1], [2500, 120, 3]] as const) {
+    it(`keep-alive ${ttlMs} ms, budget ${budget}, checks every ${checkTicks} ticks`, () => {
+      const n = { victims: 0, expired: 0, prewarmed: 0, skipped: 0 };
+      const ms = models(12, [300, 600, 1200, 2500, 400, 5000], 50);
+      for (const seed of [1, 2]) {
+        const d = drive(ttl(ttlMs) as Hinted, plainTtl(ttlMs), ms, budget, seed, { tick: 50, checkTicks, steps: 1500, freeTold: true });
+        for (const k of ['victims', 'expired', 'prewarmed', 'skipped'] as const) n[k] += d[k];
+      }
+      expect(n.victims).toBeGreaterThan(10);
+      expect(n.expired).toBeGreaterThan(10);
+      expect(n.skipped).toBeGreaterThan(10);
+    });
+  }
+});
