@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { cremebruleePlus, type CremeBruleePlusOptions } from '../../runtime/policies/cremebrulee-plus';
 import type { EntryFacts, EvictionPolicy, EvictionRequest } from '../../runtime/policies/types';
+import type { SimHints } from '../../sim/hints';
 import { cremebruleePlusReference } from '../sim/reference-plus';
 
 // cremebrulee-plus's options and its prefetch check, which the simulations exercise but too slowly
@@ -18,6 +19,10 @@ function lcg(seed: number): () => number {
 }
 
 interface Model { key: string; sizeBytes: number; loadMs: number }
+
+const entry = (key: string, o: Partial<EntryFacts> = {}): EntryFacts => ({
+  key, sizeBytes: 10, loadMs: 10, execMs: 1, popularity: 0, loadedAt: 0, lastUsedAt: 0, hits: 1, ...o,
+});
 interface Held { loadedAt: number; lastUsedAt: number; hits: number }
 
 /**
@@ -58,7 +63,10 @@ function drive(fast: EvictionPolicy, ref: EvictionPolicy, models: Model[], budge
       const free = r() < 0.1 ? undefined : budget - used;
       const loading = r() < 0.2 ? models[Math.floor(r() * models.length)]!.key : undefined;
       const isResident = (k: string) => held.has(k) || k === loading;
+      // The simulator's hint: a check before quietUntil names nothing and changes nothing.
+      const quiet = now < (fast as EvictionPolicy & SimHints).quietUntil!(now);
       const want = ref.prewarm!(now, isResident, free);
+      if (quiet) expect(want).toEqual([]);
       expect(fast.prewarm(now, isResident, free)).toEqual(want);
       n.prefetch += want.length;
       for (const w of want) {
@@ -148,4 +156,36 @@ describe('cremebrulee-plus decides as the reference version does, option by opti
       if (o.prefetch) expect(n.prefetch).toBeGreaterThan(10);
     });
   }
+});
+
+describe('cremebrulee-plus, its simulator hints by hand', () => {
+  const no = () => false;
+  it('usesPopularity: only where one sighting is rated by popularity, or popularity has a weight', () => {
+    const uses = (o: CremeBruleePlusOptions) => (cremebruleePlus(o) as { usesPopularity?: boolean }).usesPopularity;
+    expect([{}, { prefetch: true }, { oneSighting: 'window' as const, lifetimeFloor: 1 }].map(uses)).toEqual([false, false, false]);
+    expect([{ oneSighting: 'popularity' as const }, { popularityWeight: 0.5 }, { prefetch: true, popularityWeight: 0.5 }, { prefetch: true, oneSighting: 'popularity' as const }].map(uses)).toEqual([true, true, true, true]);
+  });
+
+  it('quietUntil: the next prefetch check (every prefetchEveryMs, 5 s by default; the scarce setting while memory is scarce); none without prefetch', () => {
+    expect('quietUntil' in cremebruleePlus()).toBe(false);
+    const quiet = (p: EvictionPolicy) => (p as EvictionPolicy & SimHints).quietUntil!(0);
+    const d = cremebruleePlus({ prefetch: true });
+    expect(quiet(d)).toBe(-Infinity);
+    d.prewarm!(1000, no, 100);
+    expect(quiet(d)).toBe(6000);
+    const p = cremebruleePlus({ prefetch: true, prefetchEveryMs: 700 });
+    p.prewarm!(1000, no, 100);
+    expect(quiet(p)).toBe(1700);
+    p.prewarm!(1200, no, 100); // before it: nothing changes
+    p.prewarm!(2000, no, undefined); // free memory not told: no check
+    expect(quiet(p)).toBe(1700);
+    // Scarce: f (gap 1000, 60 bytes) is the hottest; 50 bytes seen < 2 × 60: checks every 100 ms.
+    const s = cremebruleePlus({ prefetch: true, prefetchEveryMs: 700, scarce: { below: 2, prefetchEveryMs: 100 } });
+    for (const t of [0, 1000]) s.onAccess!(entry('f', { sizeBytes: 60, lastUsedAt: t }), t);
+    s.prewarm!(2000, no, 50);
+    expect(quiet(s)).toBe(2100);
+    // 130 bytes seen (>= 2 × 60): not scarce.
+    s.prewarm!(2100, no, 130);
+    expect(quiet(s)).toBe(2800);
+  });
 });
