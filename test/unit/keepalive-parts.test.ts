@@ -188,3 +188,49 @@ describe('ttl decides as a plain keep-alive does; its hints keep their contract'
     });
   }
 });
+
+describe('keep-alive policies past their first 64 functions, by hand', () => {
+  const entry = (key: string, lastUsedAt: number, hits = 1): EntryFacts => ({ key, sizeBytes: 10, loadMs: 10, execMs: 1, popularity: 0, loadedAt: 0, lastUsedAt, hits });
+  const keys = Array.from({ length: 70 }, (_, i) => `f${i}`);
+
+  it('hybrid-histogram: 70 functions, 100 bins (4 bit words each): every one its own windows', () => {
+    // f_i is called every P = 100 (i + 1) ms: three idle times in bin i + 1 (the bins of f69 reach
+    // the third bit word). Representative (3 samples, one bin: 100 × 9 >= (1 + 2²) × 3²). Head and
+    // tail bin i + 1, no margin: after the call at 3P, idle until 4P, kept until 3P + (i + 2) × 100.
+    const p = hybridHistogram({ binMs: 100, rangeMs: 10_000, minSamples: 3, margin: 0, fixedKeepAliveMs: 5000 });
+    keys.forEach((k, i) => {
+      for (let c = 0; c <= 3; c++) p.onAccess!(entry(k, c * 100 * (i + 1)), c * 100 * (i + 1));
+    });
+    const P = (i: number) => 100 * (i + 1);
+    for (const [i, k] of keys.entries()) {
+      const e = entry(k, 3 * P(i));
+      expect(p.selectVictims({ now: 3 * P(i), needBytes: 1, candidates: [e], incoming: { ...e, key: 'x' } })).toEqual([{ key: k, reason: `keep-alive window ends soonest (in ${P(i) + 100} ms)` }]);
+      expect(p.expired!([e], 3 * P(i))).toEqual([{ key: k, reason: `idle until the pre-warm window at ${4 * P(i)} ms` }]);
+      // A model loaded by a pre-warm (no call yet) is not idle: it is there for the call to come.
+      expect(p.expired!([entry(k, 3 * P(i), 0)], 3 * P(i))).toEqual([]);
+    }
+    for (const k of keys) p.onEvict!(k, 0);
+    // Each pre-warm window opens at 4P, after the one before has closed (4P' + 100 <= 4P).
+    for (const [i, k] of keys.entries()) {
+      expect(p.prewarm!(4 * P(i) - 1, () => false, 1000)).toEqual([]);
+      expect(p.prewarm!(4 * P(i), () => false, 1000)).toEqual([{ key: k, reason: 'pre-warm window reached' }]);
+    }
+  });
+
+  it('ttl: 70 loaded models, their expiries in time order; what hooks change, the hints follow', () => {
+    const p = ttl(1000) as Hinted;
+    keys.forEach((k, i) => p.onLoad!(entry(k, i), i));
+    expect(p.nextCheckAt!(0)).toBe(998); // f0 expires at 1000; 2 ms of margin
+    expect(p.expiryCandidates!(998)).toEqual([]);
+    expect(p.expiryCandidates!(1009)).toEqual(keys.slice(0, 11)); // expiries up to 1010
+    // Named and still loaded (in flight, say): named again later, with the rest now due.
+    expect(p.expiryCandidates!(1069)).toEqual(keys);
+    expect(p.nextCheckAt!(1069)).toBe(998);
+    p.onEvict!('f0', 1069);
+    expect(p.nextCheckAt!(1069)).toBe(999);
+    p.onAccess!(entry('f1', 1500), 1500);
+    expect(p.nextCheckAt!(1500)).toBe(1000);
+    expect(p.expiryCandidates!(1500)).toEqual(keys.slice(2));
+    expect(p.expiryCandidates!(2499)).toEqual([...keys.slice(2), 'f1']);
+  });
+});
