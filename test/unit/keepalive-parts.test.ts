@@ -234,3 +234,44 @@ describe('keep-alive policies past their first 64 functions, by hand', () => {
     expect(p.expiryCandidates!(2499)).toEqual([...keys.slice(2), 'f1']);
   });
 });
+
+describe('hybrid-histogram at the edges of its representative test and percentiles, by hand', () => {
+  /** f called at 0 and after each idle time; the reason of its keep-alive at its last call. */
+  const keepAlive = (o: HybridHistogramOptions, idles: number[]) => {
+    const p = hybridHistogram({ margin: 0, fixedKeepAliveMs: 5000, ...o });
+    const at = (t: number): EntryFacts => ({ key: 'f', sizeBytes: 10, loadMs: 10, execMs: 1, popularity: 0, loadedAt: 0, lastUsedAt: t, hits: 1 });
+    let t = 0;
+    p.onAccess!(at(0), 0);
+    for (const d of idles) p.onAccess!(at((t += d)), t);
+    return {
+      keep: p.selectVictims({ now: t, needBytes: 1, candidates: [at(t)], incoming: { ...at(t), key: 'x' } })[0]!.reason,
+      idle: p.expired!([at(t)], t).map((v) => v.reason),
+    };
+  };
+  const ten = { binMs: 100, rangeMs: 1000, minSamples: 4, minCv: 2 }; // 10 bins
+
+  it('CV exactly at the limit: the pass over the bins decides, rounding and all (as it always did)', () => {
+    // Two bins of 2 (of 10): nBins × sumSq = 80 = (1 + 2²) × 4², CV computed 2.0000000000000004 >= 2:
+    // representative; the tail (4th of 4) in bin 1: kept 200 ms.
+    expect(keepAlive(ten, [50, 150, 50, 150])).toEqual({ keep: 'keep-alive window ends soonest (in 200 ms)', idle: [] });
+    // Two bins of 3: 180 = 5 × 6², CV computed 1.9999999999999996 < 2: not representative.
+    expect(keepAlive(ten, [50, 150, 50, 150, 50, 150])).toEqual({ keep: 'keep-alive window ends soonest (in 5000 ms)', idle: [] });
+    // Two bins of 5: CV computed exactly 2, at least the limit: representative.
+    expect(keepAlive(ten, [50, 150, 50, 150, 50, 150, 50, 150, 50, 150]).keep).toBe('keep-alive window ends soonest (in 200 ms)');
+  });
+
+  it('idle times at or past the range are out of it; half out is still representative, more is not', () => {
+    // 2 in bin 0, 2 out (5000, and 1000: exactly the range). Representative on the 2 in range; the
+    // tail (4th of 4) is past them: the last bin, kept 1000 ms.
+    expect(keepAlive(ten, [50, 50, 5000, 1000]).keep).toBe('keep-alive window ends soonest (in 1000 ms)');
+    expect(keepAlive(ten, [50, 50, 5000, 1000, 5000]).keep).toBe('keep-alive window ends soonest (in 5000 ms)');
+  });
+
+  it('the tail from the highest bin with a count, in a higher bit word than the last one counted', () => {
+    // 100 bins; idle times in bin 40, then three in bin 5: tail (4th of 4) bin 40, kept 4100 ms;
+    // head (1st) bin 5: idle until 500 ms after the last call (5700).
+    expect(keepAlive({ binMs: 100, rangeMs: 10_000, minSamples: 4 }, [4050, 550, 550, 550])).toEqual({
+      keep: 'keep-alive window ends soonest (in 4100 ms)', idle: ['idle until the pre-warm window at 6200 ms'],
+    });
+  });
+});
