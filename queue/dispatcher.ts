@@ -6,6 +6,7 @@ import { RedisClock } from './clock';
 import type { Keys } from './keys';
 import { deadNodes, failoverCounts, HEARTBEAT_MS, liveNodes, MISSED_BEATS, type DeadNode, type FailoverCounts, type NodeInfo } from './nodes';
 import { readAnswer, ReplyReader, unwrap, type ReplyTo } from './replies';
+import { encodeLaneJob, takeBack } from './lane';
 import { chooseNode, type NodeView } from './routing';
 import { INLINE_BYTES, JOB, packTensors, unpackTensors, type InvokeJob, type InvokeReply, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from './wire';
 
@@ -44,6 +45,12 @@ export type InvocationStatus =
 /** What a node answers for an invocation: the result, and which function version it ran (for async status). */
 export type InvokeAnswer = InvokeReply & { fn: string; version: number };
 
+/** A job being added: done when it is in Redis; `takeBack` removes it if no node has taken it. */
+interface Enqueued {
+  added: Promise<unknown>;
+  takeBack(): Promise<unknown>;
+}
+
 /** Every job carries where its answer goes (see `queue/replies.ts`). */
 export type Routed<T> = T & { reply: ReplyTo };
 
@@ -66,14 +73,14 @@ export type InvokeRequest = Omit<InvokeJob, 'deadline' | 'inputs'> & { inputs: R
 const INPUTS_GRACE_MS = 60_000;
 
 /**
- * Puts a job's inputs on the wire: inline when their blob is small (no extra command), else as raw
- * bytes under `key`, written on `redis` (the connection the job is then added on, so the bytes are
- * there before any node can see the job).
+ * Puts a job's inputs on the wire: inline when their blob is small (no extra command: the caller
+ * puts `inline` in the job), else as raw bytes under `key`, written on `redis` (the connection the
+ * job is then added on, so the bytes are there before any node can see the job).
  */
-function storeInputs(redis: Redis, key: string, ttlMs: number, ts: Record<string, Tensor>): { inputs: WireTensors; stored?: Promise<unknown> } {
+function storeInputs(redis: Redis, key: string, ttlMs: number, ts: Record<string, Tensor>): { tensors: WireTensors['tensors']; inline?: Buffer; key?: string; stored?: Promise<unknown> } {
   const { tensors, blob } = packTensors(ts);
-  if (blob.byteLength <= INLINE_BYTES) return { inputs: { tensors, b64: blob.toString('base64') } };
-  return { inputs: { tensors, key }, stored: redis.set(key, blob, 'PX', Math.max(1, Math.ceil(ttlMs))) };
+  if (blob.byteLength <= INLINE_BYTES) return { tensors, inline: blob };
+  return { tensors, key, stored: redis.set(key, blob, 'PX', Math.max(1, Math.ceil(ttlMs))) };
 }
 
 /** An answer's outputs, decoded from its blob (`encodeAnswer`). */
@@ -127,12 +134,12 @@ export class Dispatcher {
         const p = this.opts.redis.pipeline();
         for (const n of live) {
           const q = `${this.opts.keys.bullPrefix}:${this.opts.keys.nodeQueue(n.id)}`;
-          p.llen(`${q}:wait`).llen(`${q}:active`).zcard(`${q}:prioritized`);
+          p.llen(`${q}:wait`).llen(`${q}:active`).zcard(`${q}:prioritized`).llen(this.opts.keys.lane(n.id)).llen(this.opts.keys.laneActive(n.id));
         }
         this.generation++;
         this.addedSince.clear();
         const res = (await p.exec()) ?? [];
-        const nodes = live.map((n, i) => ({ ...n, queued: [0, 1, 2].reduce((s, j) => s + Number(res[3 * i + j]?.[1] ?? 0), 0) }));
+        const nodes = live.map((n, i) => ({ ...n, queued: [0, 1, 2, 3, 4].reduce((s, j) => s + Number(res[5 * i + j]?.[1] ?? 0), 0) }));
         this.nodesCache = { at: Date.now(), nodes };
         this.forgetDeadQueues(new Set(nodes.map((n) => n.id)));
         return nodes;
@@ -167,15 +174,20 @@ export class Dispatcher {
 
   private async invokeOn(nodeId: string, req: InvokeRequest, timeoutMs: number): Promise<InvokeResult> {
     const id = randomUUID();
-    const { inputs, stored } = storeInputs(this.opts.redis, this.opts.keys.inputs(id), timeoutMs + INPUTS_GRACE_MS, req.inputs);
-    const job: InvokeJob = { ...req, inputs, acceptedAt: this.clock.fromLocal(req.acceptedAt), deadline: this.clock.now() + timeoutMs };
+    const { redis, keys } = this.opts;
+    const { tensors, inline, key, stored } = storeInputs(redis, keys.inputs(id), timeoutMs + INPUTS_GRACE_MS, req.inputs);
+    const job: InvokeJob = { ...req, inputs: key === undefined ? { tensors } : { tensors, key }, acceptedAt: this.clock.fromLocal(req.acceptedAt), deadline: this.clock.now() + timeoutMs };
     let answer: InvokeAnswer;
     let blob: Buffer | undefined;
     try {
-      ({ value: answer, blob } = await this.run<InvokeAnswer>(nodeId, JOB.invoke, job, timeoutMs, `invocation of ${req.model.fn}`, id, stored));
+      // On the node's lane (queue/lane.ts): one LPUSH, after the input bytes on the same connection.
+      ({ value: answer, blob } = await this.run<InvokeAnswer>(nodeId, timeoutMs, `invocation of ${req.model.fn}`, id, (reply) => {
+        const frame = encodeLaneJob(id, JOB.invoke, { ...job, reply }, inline);
+        return { added: Promise.all([stored, redis.lpush(keys.lane(nodeId), frame)]), takeBack: () => takeBack(redis, keys, nodeId, frame) };
+      }));
     } catch (e) {
       // A node deletes the inputs once it has run the job; one that never will (a timeout) leaves them to us.
-      if (inputs.key !== undefined && e instanceof BruleeError && e.code === 'TIMEOUT') void this.opts.redis.del(inputs.key).catch(() => undefined);
+      if (key !== undefined && e instanceof BruleeError && e.code === 'TIMEOUT') void redis.del(key).catch(() => undefined);
       throw e;
     }
     const { fn: _fn, version: _v, ...rest } = answer;
@@ -190,10 +202,11 @@ export class Dispatcher {
     const nodeId = await this.route(req.model);
     const id = randomUUID();
     const ttl = this.opts.asyncResultTtlS;
-    const { inputs, stored } = storeInputs(this.opts.redis, this.opts.keys.inputs(id), ttl * 1000, req.inputs);
+    const { tensors, inline, key, stored } = storeInputs(this.opts.redis, this.opts.keys.inputs(id), ttl * 1000, req.inputs);
     const job: Routed<InvokeJob> = {
       ...req,
-      inputs,
+      // BullMQ keeps job data as JSON: inline bytes go as base64 there.
+      inputs: key === undefined ? { tensors, b64: inline!.toString('base64') } : { tensors, key },
       acceptedAt: this.clock.fromLocal(req.acceptedAt),
       deadline: this.clock.now() + ttl * 1000,
       reply: { id, answerTtlMs: ttl * 1000 },
@@ -229,25 +242,32 @@ export class Dispatcher {
   /** Loads a model on the node that routing picks (prewarm). Resolves to that node's id. */
   async load(model: ModelRef, timeoutMs: number): Promise<{ node: string; loaded: boolean }> {
     const nodeId = await this.route(model);
-    const { value: r } = await this.run<{ loaded: boolean; node?: string }>(nodeId, JOB.load, { model } satisfies LoadJob, timeoutMs, `load of ${model.fn}`);
+    const { value: r } = await this.run<{ loaded: boolean; node?: string }>(nodeId, timeoutMs, `load of ${model.fn}`, randomUUID(), this.onQueue(nodeId, JOB.load, { model } satisfies LoadJob));
     return { node: r.node ?? nodeId, loaded: r.loaded };
   }
 
   /** Unloads `fn` (all versions, or those below `job.belowVersion`) on every live node. Resolves to the number of models dropped. */
   async unload(job: UnloadJob, timeoutMs: number): Promise<number> {
     const nodes = await this.nodes(true);
-    const counts = await Promise.all(nodes.map((n) => this.run<{ dropped: number }>(n.id, JOB.unload, job, timeoutMs, `unload of ${job.fn}`)));
+    const counts = await Promise.all(nodes.map((n) => this.run<{ dropped: number }>(n.id, timeoutMs, `unload of ${job.fn}`, randomUUID(), this.onQueue(n.id, JOB.unload, job))));
     return counts.reduce((s, c) => s + c.value.dropped, 0);
   }
 
-  /** Job counts by state, summed over every node queue that has a live node. */
+  /** Job counts by state (lane and BullMQ queue together), summed over every node that is live. */
   async depth(): Promise<{ total: QueueDepth; byNode: Record<string, QueueDepth> }> {
     const nodes = await this.nodes(true);
     const byNode: Record<string, QueueDepth> = {};
     const total: QueueDepth = { waiting: 0, active: 0, delayed: 0, failed: 0, completed: 0, prioritized: 0 };
     for (const n of nodes) {
-      const c = await this.queueFor(n.id).getJobCounts(...STATES);
+      const [c, lane, active] = await Promise.all([
+        this.queueFor(n.id).getJobCounts(...STATES),
+        this.opts.redis.llen(this.opts.keys.lane(n.id)),
+        this.opts.redis.llen(this.opts.keys.laneActive(n.id)),
+      ]);
       const d = Object.fromEntries(STATES.map((s) => [s, c[s] ?? 0])) as unknown as QueueDepth;
+      // Sync invocations wait on the node's lane (queue/lane.ts), the rest on its BullMQ queue.
+      d.waiting += lane;
+      d.active += active;
       byNode[n.id] = d;
       for (const s of STATES) total[s] += d[s];
     }
@@ -304,11 +324,11 @@ export class Dispatcher {
   }
 
   /**
-   * Adds a job and awaits its answer for at most `timeoutMs`, whatever the wait is spent on
-   * (adding the job, the queue, a move off a dead node, the run). The job id is chosen here and
-   * the waiter registered before the job exists, so no answer can come first.
+   * Adds a job (`put`, given where its answer goes) and awaits its answer for at most `timeoutMs`,
+   * whatever the wait is spent on (adding the job, the queue, a move off a dead node, the run). The
+   * waiter is registered before the job exists, so no answer can come first.
    */
-  private async run<R>(nodeId: string, name: string, data: object, timeoutMs: number, what: string, id = randomUUID(), stored?: Promise<unknown>): Promise<{ value: R; blob?: Buffer }> {
+  private async run<R>(nodeId: string, timeoutMs: number, what: string, id: string, put: (reply: ReplyTo) => Enqueued): Promise<{ value: R; blob?: Buffer }> {
     const answer = this.replies.wait(id);
     answer.catch(() => undefined);
     let timer: NodeJS.Timeout | undefined;
@@ -321,11 +341,11 @@ export class Dispatcher {
     });
     timeout.catch(() => undefined);
     this.inFlight.set(nodeId, (this.inFlight.get(nodeId) ?? 0) + 1);
-    const queue = this.queueFor(nodeId);
     let generation: number | undefined;
+    let job: Enqueued | undefined;
     try {
-      const job: Routed<object> = { ...data, reply: { id, replyTo: this.replies.key, answerTtlMs: timeoutMs + 60_000 } };
-      await Promise.race([Promise.all([stored, queue.add(name, job, { ...JOB_OPTIONS, jobId: id })]), timeout]);
+      job = put({ id, replyTo: this.replies.key, answerTtlMs: timeoutMs + 60_000 });
+      await Promise.race([job.added, timeout]);
       generation = this.added(nodeId);
       const a = await Promise.race([answer, timeout]);
       return { value: unwrap<R>(a), ...('blob' in a && a.blob ? { blob: a.blob } : {}) };
@@ -336,8 +356,17 @@ export class Dispatcher {
       this.inFlight.set(nodeId, (this.inFlight.get(nodeId) ?? 1) - 1);
       // A job nobody waits for any more is taken back if no node has started it (a node also
       // skips an invocation it reaches past its deadline).
-      if (timedOut) queue.remove(id).catch(() => undefined);
+      if (timedOut) job?.takeBack().catch(() => undefined);
     }
+  }
+
+  /** `put` for `run`: a job on the node's BullMQ queue (loads and unloads). */
+  private onQueue(nodeId: string, name: string, data: object): (reply: ReplyTo) => Enqueued {
+    return (reply) => {
+      const queue = this.queueFor(nodeId);
+      const id = reply.id;
+      return { added: queue.add(name, { ...data, reply }, { ...JOB_OPTIONS, jobId: id }), takeBack: () => queue.remove(id) };
+    };
   }
 
   /** Closes the queues of nodes that are gone (and that nobody here waits on). */

@@ -8,6 +8,10 @@ export function keys(ns = 'brulee') {
     bullPrefix: `${ns}:bull`,
     /** BullMQ queue name of a node (names may not contain ':'). */
     nodeQueue: (nodeId: string) => `node-${nodeId}`,
+    /** A node's lane: the list its sync invocations wait on, newest at the head (queue/lane.ts). */
+    lane: (nodeId: string) => `${ns}:lane:${nodeId}`,
+    /** The lane's jobs a node has taken and not yet answered (moved back by the reaper if the node dies). */
+    laneActive: (nodeId: string) => `${ns}:lane:${nodeId}:active`,
     functions: `${ns}:functions`,
     fn: (name: string) => `${ns}:fn:${name}`,
     fnStats: (name: string) => `${ns}:stats:fn:${name}`,

@@ -6,6 +6,7 @@ import { isBruleeError } from '../errors';
 import { JOB_OPTIONS, modelKey, type Dispatcher, type Routed } from './dispatcher';
 import type { Keys } from './keys';
 import { deadNodes, declareDead, HEARTBEAT_MS, MISSED_BEATS } from './nodes';
+import { decodeLaneJob, moveJob } from './lane';
 import { deliver } from './replies';
 import { chooseNode, type NodeView } from './routing';
 import { Script } from './scripts';
@@ -45,7 +46,7 @@ export interface ReapResult {
  * takes the Redis lock (as the popularity cron does) does the work:
  *
  * 1. Declares dead the nodes whose last heartbeat (Redis time) is `MISSED_BEATS` beats old.
- * 2. Moves every job still on the queue of a dead node (or of one that left) to a live node, chosen
+ * 2. Moves every job still on the lane or queue of a dead node (or of one that left) to a live node, chosen
  *    by routing as for a new call: the waiting ones, and the one it was running, which runs again
  *    (at-least-once; its answer goes out once, see `queue/replies.ts`). A job keeps its id and its
  *    reply address, so its caller gets the answer on the same request or invocation id. Moved jobs
@@ -97,8 +98,8 @@ export class Reaper {
       const now = Number((await redis.time())[0]) * 1000;
       for (const d of await deadNodes(redis, k)) {
         const q = this.queue(d.id);
-        const counts = await q.getJobCounts(...PENDING);
-        const left = PENDING.reduce((s, st) => s + (counts[st] ?? 0), 0);
+        const [counts, lane, active] = await Promise.all([q.getJobCounts(...PENDING), redis.llen(k.lane(d.id)), redis.llen(k.laneActive(d.id))]);
+        const left = PENDING.reduce((s, st) => s + (counts[st] ?? 0), 0) + lane + active;
         if (left === 0) {
           if (now - d.at > this.o.forgetAfterMs) await this.forget(d.id, q);
           continue;
@@ -128,7 +129,7 @@ export class Reaper {
       queued: n.queued,
       parallel: Math.min(n.concurrency, n.cpus ?? 1),
     }));
-    let moved = 0;
+    let moved = await this.moveLane(deadId, views);
     for (const job of jobs.reverse()) {
       const id = job.id!;
       const data = job.data as Routed<Partial<LoadJob>>;
@@ -154,16 +155,53 @@ export class Reaper {
       // A dead worker's lock would keep its active job for up to 30 s: it is gone, so is the lock.
       await redis.del(`${k.bullPrefix}:${k.nodeQueue(deadId)}:${id}:lock`);
       await from.remove(id);
-      await redis.pipeline().hincrby(k.cluster, 'jobsRerouted', 1).hincrby(k.jobsMoved, deadId, 1).pexpire(k.reaperLock, this.lockMs).exec();
+      await this.counted(deadId);
       moved++;
     }
     return moved;
   }
 
+  /**
+   * Moves the sync invocations of a dead node's lane (queue/lane.ts) to live nodes' lanes: the
+   * waiting ones, then those it had taken (they run again), each to the end its new node takes
+   * from next, so the one it was running goes first and the rest keep their order. Each move is
+   * one script (LREM from the dead list, RPUSH to the live lane): a job is never in two lanes.
+   */
+  private async moveLane(deadId: string, views: NodeView[]): Promise<number> {
+    const { redis, keys: k, log } = this.o;
+    let moved = 0;
+    for (const list of [k.lane(deadId), k.laneActive(deadId)]) {
+      // Head to tail is newest to oldest; each is pushed to the taking end in turn, so the oldest ends up taken first.
+      for (const frame of await redis.lrangeBuffer(list, -this.o.batch, -1)) {
+        const job = decodeLaneJob(frame);
+        let target: NodeView;
+        try {
+          target = chooseNode(views, modelKey(job.data.model), job.data.model.sizeBytes);
+        } catch (e) {
+          // No live node can take it: left where it is until one can (its caller's deadline still runs).
+          if (isBruleeError(e)) return moved;
+          throw e;
+        }
+        if (!(await moveJob(redis, list, k.lane(target.id), frame))) continue;
+        target.queued++;
+        log.info({ job: job.id, from: deadId, to: target.id, state: list === k.lane(deadId) ? 'waiting' : 'active' }, 'job moved off a dead node');
+        await this.counted(deadId);
+        moved++;
+      }
+    }
+    return moved;
+  }
+
+  /** Counts a moved job, and keeps the lock while jobs move. */
+  private async counted(deadId: string): Promise<void> {
+    const { redis, keys: k } = this.o;
+    await redis.pipeline().hincrby(k.cluster, 'jobsRerouted', 1).hincrby(k.jobsMoved, deadId, 1).pexpire(k.reaperLock, this.lockMs).exec();
+  }
+
   private async forget(id: string, q: Queue): Promise<void> {
     const { redis, keys: k } = this.o;
     await q.obliterate({ force: true }).catch(() => undefined);
-    await redis.multi().hdel(k.deadNodes, id).hdel(k.jobsMoved, id).exec();
+    await redis.multi().hdel(k.deadNodes, id).hdel(k.jobsMoved, id).del(k.lane(id), k.laneActive(id)).exec();
     this.queues.delete(id);
     await q.close().catch(() => undefined);
   }

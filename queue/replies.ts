@@ -4,6 +4,7 @@ import { createRedis, redisUnavailable } from './connection';
 import type { Keys } from './keys';
 import { LUA_GIVE_BACK } from './admission';
 import { Script } from './scripts';
+import { decodeFrame, encodeFrame } from './wire';
 
 /**
  * Answers travel apart from the queues, keyed by the invocation's id, so that the answer does not
@@ -20,29 +21,20 @@ import { Script } from './scripts';
 export type Answer = { ok: unknown; blob?: Buffer } | { error: string };
 
 /**
- * An answer as it crosses Redis, one binary string: a 4-byte little-endian length, the answer's
- * JSON (without its blob), spaces up to an 8-byte boundary, then the blob's raw bytes (an
- * invocation's output tensors, `packTensors`). No base64, no JSON for tensor data.
+ * An answer as it crosses Redis, one frame (`encodeFrame`): the answer's JSON without its blob,
+ * then the blob's raw bytes (an invocation's output tensors, `packTensors`). No base64, no JSON
+ * for tensor data.
  */
 export function encodeAnswer(a: Answer): Buffer {
   const { blob, ...rest } = 'ok' in a ? a : { ...a, blob: undefined };
-  const json = Buffer.from(JSON.stringify(rest));
-  const head = (4 + json.byteLength + 7) & ~7;
-  const out = Buffer.allocUnsafe(head + (blob?.byteLength ?? 0));
-  out.writeUInt32LE(json.byteLength, 0);
-  json.copy(out, 4);
-  out.fill(0x20, 4 + json.byteLength, head);
-  if (blob) out.set(blob, head);
-  return out;
+  return encodeFrame(rest, blob);
 }
 
 /** The inverse of `encodeAnswer`; the blob is a view of `buf` (absent when empty). */
 export function decodeAnswer(buf: Buffer): Answer {
-  const len = buf.readUInt32LE(0);
-  const a = JSON.parse(buf.toString('utf8', 4, 4 + len)) as Answer;
-  const head = (4 + len + 7) & ~7;
-  if ('ok' in a && buf.byteLength > head) a.blob = buf.subarray(head);
-  return a;
+  const { head, blob } = decodeFrame<Answer>(buf);
+  if ('ok' in head && blob) head.blob = blob;
+  return head;
 }
 
 /** Where and how long a job's answer goes. */
@@ -58,13 +50,13 @@ export interface ReplyTo {
 /**
  * Writes that go with an answer, in the same script (a node's counts of the invocation, the
  * deletion of its input key, its admission place given back): per write four arguments, its
- * command (HINCRBY, HINCRBYFLOAT, HSET, LPUSH, LTRIM, DEL, ZREM, or GIVEBACK whose second argument
+ * command (HINCRBY, HINCRBYFLOAT, HSET, LPUSH, LTRIM, LREM, DEL, ZREM, or GIVEBACK whose second argument
  * is the index of the bytes counter), the 1-based index of its key in `keys`, and two arguments
  * (unused ones '').
  */
 export interface WithAnswer {
   keys: readonly string[];
-  args: ReadonlyArray<string | number>;
+  args: ReadonlyArray<string | number | Buffer>;
 }
 
 // KEYS: the answered marker (sync) or result key (async), the reply stream (sync; else the result

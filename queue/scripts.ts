@@ -20,6 +20,16 @@ export class Script {
       return redis.eval(this.lua, keys.length, ...keys, ...args);
     }
   }
+
+  /** `run`, with bulk strings in the reply as Buffers. */
+  async runBuffer(redis: Redis, keys: readonly string[], args: ReadonlyArray<string | number | Buffer>): Promise<unknown> {
+    try {
+      return await redis.callBuffer('EVALSHA', this.sha, keys.length, ...keys, ...args);
+    } catch (e) {
+      if (!(e instanceof Error) || !e.message.startsWith('NOSCRIPT')) throw e;
+      return redis.callBuffer('EVAL', this.lua, keys.length, ...keys, ...args);
+    }
+  }
 }
 
 /** Redis `TIME` in epoch ms, inside a script (Redis 5+ replicates a script's effects, so this is allowed). */

@@ -37,6 +37,30 @@ export interface WireTensors {
  */
 export const INLINE_BYTES = 4096;
 
+/**
+ * JSON and raw bytes in one binary string, as answers and sync jobs cross Redis: a 4-byte
+ * little-endian length, the JSON of `head`, spaces up to an 8-byte boundary (so the bytes after it
+ * stay aligned for typed-array views), then `blob`.
+ */
+export function encodeFrame(head: unknown, blob?: Uint8Array): Buffer {
+  const json = Buffer.from(JSON.stringify(head));
+  const start = (4 + json.byteLength + 7) & ~7;
+  const out = Buffer.allocUnsafe(start + (blob?.byteLength ?? 0));
+  out.writeUInt32LE(json.byteLength, 0);
+  json.copy(out, 4);
+  out.fill(0x20, 4 + json.byteLength, start);
+  if (blob) out.set(blob, start);
+  return out;
+}
+
+/** The inverse of `encodeFrame`; the blob is a view of `buf`, absent when empty. */
+export function decodeFrame<T>(buf: Buffer): { head: T; blob?: Buffer } {
+  const len = buf.readUInt32LE(0);
+  const head = JSON.parse(buf.toString('utf8', 4, 4 + len)) as T;
+  const start = (4 + len + 7) & ~7;
+  return buf.byteLength > start ? { head, blob: buf.subarray(start) } : { head };
+}
+
 /** Lays tensors out in one blob (each at an 8-byte aligned offset). */
 export function packTensors(ts: Record<string, Tensor>): { tensors: Record<string, WireTensor>; blob: Buffer } {
   const tensors: Record<string, WireTensor> = {};

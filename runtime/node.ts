@@ -12,6 +12,7 @@ import { controlType, type Keys } from '../queue/keys';
 import { claimNodeId, HEARTBEAT_MS, leaveCluster, MISSED_BEATS, writeHeartbeat, type NodeInfo } from '../queue/nodes';
 import { releaseWith } from '../queue/admission';
 import { deliver, type Answer } from '../queue/replies';
+import { LaneWorker } from '../queue/lane';
 import { JOB, packTensors, unpackTensors, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from '../queue/wire';
 import { Batcher } from './batcher';
 import { closeInOrder } from './close';
@@ -24,6 +25,9 @@ import { invocationCommands, recordEviction, recordInvocation, StatsOps, type In
 import { mallocReturnsMemory, MALLOC_TUNABLES } from './malloc';
 import { WarmPool, type ModelSpec } from './warm-pool';
 import { WARMUP_MODEL_B64 } from './warmup-model';
+
+/** A job as a node runs it: a BullMQ job, or a lane job (`queue/lane.ts`) with its frame and inline bytes. */
+type NodeJob<T = object> = { id?: string; name: string; data: Routed<T>; processedOn?: number; inline?: Buffer; frame?: Buffer };
 
 /** What a node's warm pool holds: a model version, and where its bytes are. */
 type NodeModelSpec = ModelSpec & Pick<ModelRef, 'sha256' | 'session' | 'artifact'>;
@@ -59,6 +63,8 @@ export interface RuntimeNodeOptions {
 export class RuntimeNode {
   readonly pool: WarmPool<LoadedModel, NodeModelSpec>;
   private worker?: Worker;
+  /** Takes this node's sync invocations off its lane (queue/lane.ts); the BullMQ worker takes the rest. */
+  private lane?: LaneWorker;
   /** BullMQ does not close a connection it was handed. */
   private workerRedis?: Redis;
   /** Duration of each key's latest load, ms (for the invocation that caused it). */
@@ -160,6 +166,14 @@ export class RuntimeNode {
     });
     this.worker.on('error', (e) => this.o.log.warn({ err: e }, 'worker error'));
     await this.worker.waitUntilReady();
+    this.lane = new LaneWorker({
+      redisUrl: this.o.redisUrl,
+      keys,
+      nodeId: this.o.id,
+      concurrency: this.o.concurrency,
+      handle: (job) => this.process(job),
+      onError: (e) => this.o.log.warn({ err: e }, 'lane error'),
+    });
     this.timers.push(setInterval(() => void this.heartbeat(), this.o.heartbeatMs));
     // Keep-alive expiry and the policy's pre-warming (both no-ops for policies without them).
     this.timers.push(
@@ -209,12 +223,12 @@ export class RuntimeNode {
         [
           {
             name: 'worker: finish active jobs',
-            run: () => this.worker?.close(),
+            run: () => Promise.all([this.lane?.close(), this.worker?.close()]),
             // Active jobs cannot complete without Redis: then there is nothing to wait for.
             timeoutMs: this.o.redis.status === 'ready' ? Math.max(1000, opts.drainMs ?? 10_000) : 1000,
             force: () => {
               this.workerRedis?.disconnect();
-              return this.worker?.close(true);
+              return Promise.all([this.lane?.close(true), this.worker?.close(true)]);
             },
           },
           { name: 'worker connection', run: () => closeRedis(this.workerRedis), force: () => this.workerRedis?.disconnect() },
@@ -259,6 +273,7 @@ export class RuntimeNode {
       if (r.code === 'taken') {
         this.o.log.error({ node: this.o.id }, 'another process now holds this NODE_ID; this node stops taking jobs');
         void this.worker?.close();
+        void this.lane?.close();
       }
     } catch {
       // Redis away: the next beat tries again.
@@ -353,7 +368,7 @@ export class RuntimeNode {
    * or result key (queue/replies.ts). Jobs are not retried (attempts: 1): what failed would fail
    * again, and the caller has its answer. A second run of a job already answered is counted there.
    */
-  private async process(job: Job<Routed<object>>): Promise<{ first: boolean }> {
+  private async process(job: NodeJob): Promise<{ first: boolean }> {
     let answer: Answer;
     // An invocation's counts (and its input key's deletion) go in the script that gives its answer.
     const stats = new StatsOps();
@@ -370,6 +385,8 @@ export class RuntimeNode {
     // Its place in admission (queue depth, input bytes) goes back in the script that answers it.
     const admission = (job.data as Partial<InvokeJob>).admission;
     if (admission) releaseWith(stats, admission);
+    // A lane job leaves its node's active list with its answer.
+    if (job.frame) stats.lrem(this.o.keys.laneActive(this.o.id), job.frame);
     // Redis may be restarting: the answer is worth a few retries (an async caller reads it later).
     for (let attempt = 0; ; attempt++) {
       try {
@@ -381,19 +398,19 @@ export class RuntimeNode {
     }
   }
 
-  private async run(job: Job, stats: StatsOps): Promise<Answer> {
+  private async run(job: NodeJob, stats: StatsOps): Promise<Answer> {
     switch (job.name) {
       case JOB.invoke:
-        return this.invoke(job as Job<InvokeJob>, stats);
+        return this.invoke(job as NodeJob<InvokeJob>, stats);
       case JOB.load: {
-        const { model } = (job as Job<LoadJob>).data;
+        const { model } = (job as NodeJob<LoadJob>).data;
         this.retireOlder(model);
         const loaded = await this.pool.prewarm(this.spec(model));
         if (loaded) await this.prewarmed(model.fn, modelKey(model), 'api');
         return { ok: { loaded, node: this.o.id } };
       }
       case JOB.unload: {
-        const { fn, ...how } = (job as Job<UnloadJob>).data;
+        const { fn, ...how } = (job as NodeJob<UnloadJob>).data;
         return { ok: { dropped: this.pool.dropFunction(fn, how) } };
       }
       default:
@@ -421,7 +438,7 @@ export class RuntimeNode {
   }
 
   /** Runs an invocation; its answer carries the outputs' bytes as its blob. */
-  private async invoke(job: Job<InvokeJob>, stats: StatsOps): Promise<{ ok: InvokeAnswer; blob: Buffer }> {
+  private async invoke(job: NodeJob<InvokeJob>, stats: StatsOps): Promise<{ ok: InvokeAnswer; blob: Buffer }> {
     const { model, outputs, deadline } = job.data;
     const { metrics, redis, keys, clock } = this.o;
     const fn = model.fn;
@@ -442,7 +459,7 @@ export class RuntimeNode {
       throw new BruleeError('TIMEOUT', `the invocation waited ${queueMs} ms in the queue, past its deadline; it was not run`);
     }
     // Large inputs are fetched while the model is acquired (a load, on a cold start).
-    const inputs = readInputs(redis, job.data.inputs);
+    const inputs = readInputs(redis, job.data.inputs, job.inline);
     inputs.catch(() => undefined);
     this.retireOlder(model);
     const spec = this.spec(model);
@@ -508,9 +525,9 @@ function inputBytes(inputs: Record<string, Tensor>): number {
   return n;
 }
 
-/** A job's input tensors: inline, or fetched as bytes from their own key. */
-async function readInputs(redis: Redis, w: WireTensors): Promise<Record<string, Tensor>> {
-  if (w.key === undefined) return unpackTensors(w.tensors, Buffer.from(w.b64 ?? '', 'base64'));
+/** A job's input tensors: inline (in a lane job's frame, or base64 in a BullMQ job), or fetched as bytes from their own key. */
+async function readInputs(redis: Redis, w: WireTensors, inline: Buffer | undefined): Promise<Record<string, Tensor>> {
+  if (w.key === undefined) return unpackTensors(w.tensors, inline ?? Buffer.from(w.b64 ?? '', 'base64'));
   const blob = await redis.getBuffer(w.key);
   if (blob === null) throw new BruleeError('TIMEOUT', `the inputs of this invocation (${w.key}) are gone: its caller stopped waiting`);
   return unpackTensors(w.tensors, blob);

@@ -63,7 +63,7 @@ export interface StatsWriter {
 export class StatsOps implements StatsWriter {
   readonly keys: string[] = [];
   /** Per op: its command, the 1-based index of its key in `keys`, then two arguments. */
-  readonly args: Array<string | number> = [];
+  readonly args: Array<string | number | Buffer> = [];
   private readonly index = new Map<string, number>();
   get count(): number {
     return this.args.length / 4;
@@ -74,6 +74,8 @@ export class StatsOps implements StatsWriter {
   lpush(key: string, value: string) { this.op('LPUSH', key, value, ''); }
   ltrim(key: string, start: number, stop: number) { this.op('LTRIM', key, start, stop); }
   del(key: string) { this.op('DEL', key, '', ''); }
+  /** Removes one `value` from the list at `key` (a lane job from its node's active list). */
+  lrem(key: string, value: Buffer) { this.op('LREM', key, 1, value); }
   /** Removes `member` (and the member '', which is never one). */
   zrem(key: string, member: string) { this.op('ZREM', key, member, ''); }
   /** Removes `member` from `set` and, if it was there, its bytes from `total` (queue/admission.ts). */
@@ -81,7 +83,7 @@ export class StatsOps implements StatsWriter {
     const i = this.keyIndex(set);
     this.args.push('GIVEBACK', i, member, this.keyIndex(total));
   }
-  private op(cmd: string, key: string, a: string | number, b: string | number): void {
+  private op(cmd: string, key: string, a: string | number, b: string | number | Buffer): void {
     this.args.push(cmd, this.keyIndex(key), a, b);
   }
   private keyIndex(key: string): number {

@@ -42,6 +42,8 @@ const SLOW = slowModel({ rows: 2048, repeats: 64 });
 const SLOW_IN = { x: { type: 'float32', dims: [1, 256], data: new Array(256).fill(0.5) } };
 const QUICK = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 6 });
 const QUICK_IN = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
+const HOLDER = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 7 });
+const HOLDER_IN = QUICK_IN;
 let slowMs = 0;
 
 const stats = async (name: string) => (await b.json('GET', `/functions/${name}`)).body.stats;
@@ -93,23 +95,27 @@ describe('deadlines', () => {
     await setTimeoutMs('quick', QUICK, 50);
     const before = await stats('quick');
     const k = keys(b.namespace);
-    const queue = new Queue(k.nodeQueue(b.node!.id), { connection: redis, prefix: k.bullPrefix });
+    const lane = k.lane(b.node!.id);
+    const active = k.laneActive(b.node!.id);
     try {
-      // A paused queue keeps the job waiting, as a busy node would.
-      await queue.pause();
+      // The node's one slot is held by a call that waits 1 s for others to batch with (without
+      // blocking the process, as a slow run would), so the quick call waits in the node's lane.
+      expect((await b.put('holder', HOLDER, 'maxBatch=2&maxDelayMs=1000&timeoutMs=60000')).status).toBeLessThan(300);
+      const held = b.invoke('holder', HOLDER_IN);
+      await until('the holding call to be taken', async () => (await redis.llen(active)) === 1, 10_000);
       const quick = await b.invoke('quick', QUICK_IN);
       expect(quick.status).toBe(504);
       expect(quick.body.error.code).toBe('TIMEOUT');
       expect(quick.body.error.message).toMatch(timeoutMessage('quick'));
-      expect(await queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active')).toEqual({ waiting: 0, prioritized: 0, delayed: 0, active: 0 });
-      await queue.resume();
+      // Taken back at once: not in the lane, while the holding call still has the slot.
+      expect(await redis.llen(lane)).toBe(0);
+      expect(await redis.llen(active)).toBe(1);
+      expect((await held).status).toBe(200);
       await sleep(300);
       // Had it stayed queued, the node would have reached it past its deadline and counted a skip.
       expect(await stats('quick')).toMatchObject({ invocations: before.invocations, timeouts: before.timeouts, warmHits: before.warmHits });
-      expect(await queue.getJobCounts('waiting', 'active', 'failed', 'completed')).toEqual({ waiting: 0, active: 0, failed: 0, completed: 0 });
+      expect([await redis.llen(lane), await redis.llen(active)]).toEqual([0, 0]);
     } finally {
-      await queue.resume();
-      await queue.close();
       await setTimeoutMs('quick', QUICK, 60_000);
     }
   });

@@ -77,16 +77,26 @@ describe('failover across processes that really die (gateway + 3 workers, S3 sto
       onAnswer: (done) => {
         if (killed || picking || done < 60) return;
         picking = true;
-        void busiest(gw.base, alive()).then((b) => {
-          picking = false;
-          if (killed || !b || b.depth < 1) return;
-          b.proc.kill9();
-          killed = { proc: b.proc, at: Date.now(), depth: b.depth };
-          declared = deadReach(b.proc.nodeId!, 20_000);
-        });
+        // A sync call spends little time in a lane (the node takes it at once), so a worker is
+        // frozen first (SIGSTOP: it stops taking jobs, and routing still sends it some until it is
+        // declared dead), then killed once it holds calls: its lane and the calls it had taken
+        // must both move.
+        void (async () => {
+          const victim = (await busiest(gw.base, alive()))!.proc;
+          victim.child.kill('SIGSTOP');
+          let depth = 0;
+          for (let i = 0; i < 100 && depth < 1; i++) {
+            depth = (await busiest(gw.base, [victim]))?.depth ?? 0;
+            if (depth < 1) await new Promise((r) => setTimeout(r, 10));
+          }
+          victim.kill9();
+          killed = { proc: victim, at: Date.now(), depth };
+          declared = deadReach(victim.nodeId!, 20_000);
+        })();
       },
     });
-    expect(killed, 'a worker with queued work was killed').toBeDefined();
+    expect(killed, 'a worker was killed').toBeDefined();
+    expect(killed!.depth, 'the killed worker held calls').toBeGreaterThanOrEqual(1);
     expect(await declared).toBeDefined();
     const s = await stats(gw.base);
     // When the reaper declared it dead, on Redis's clock (the same machine's clock here).

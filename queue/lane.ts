@@ -1,0 +1,162 @@
+import type { Redis } from 'ioredis';
+import { createRedis } from './connection';
+import type { Keys } from './keys';
+import type { ReplyTo } from './replies';
+import { Script } from './scripts';
+import { decodeFrame, encodeFrame, type InvokeJob } from './wire';
+
+/**
+ * The hot path of a sync invocation: a Redis list per node, its *lane*, with the reliable-queue
+ * pattern (a job is moved, atomically, from the lane to the node's active list when taken, and
+ * deleted from it in the script that gives its answer).
+ *
+ * Why not BullMQ here: a BullMQ job costs at least ~7 round trips and ~50 Redis commands (add; the
+ * worker's marker wake-up and ~3 move-to-active calls; move-to-finished; an event-stream XADD in
+ * each, which a queue cannot turn off). Measured alone, in one process, that is more than the whole
+ * warm-call budget (README, "The queue path"). A lane job is one LPUSH (pipelined with its input
+ * bytes, when they travel apart), one blocking BLMOVE that hands the job over as it arrives, and
+ * one LREM inside the answer's script: no extra round trip on the call's path. Async invocations,
+ * loads and unloads stay on the node's BullMQ queue (they want status, retention and the /queues
+ * view; none is on a caller's critical path).
+ *
+ * A job is a frame (`encodeFrame`): its JSON (id, data), then its inline input bytes. Failover is
+ * the same as for BullMQ jobs: the reaper moves a dead node's lane and active list to live nodes
+ * (queue/reaper.ts), and the answer's first-wins script keeps a job run twice to one answer.
+ */
+
+/** A sync invocation job as it sits in a lane. */
+export interface LaneJob {
+  id: string;
+  name: string;
+  data: InvokeJob & { reply: ReplyTo };
+  /** The input bytes that travel in the frame (when `data.inputs` has no key of its own). */
+  inline?: Buffer;
+  /** The frame itself: what the answer's script removes from the active list. */
+  frame: Buffer;
+  /** When this node took it (local ms). */
+  processedOn: number;
+}
+
+export function encodeLaneJob(id: string, name: string, data: LaneJob['data'], inline?: Uint8Array): Buffer {
+  return encodeFrame({ id, name, data }, inline);
+}
+
+export function decodeLaneJob(frame: Buffer, processedOn = Date.now()): LaneJob {
+  const { head, blob } = decodeFrame<Pick<LaneJob, 'id' | 'name' | 'data'>>(frame);
+  return { ...head, ...(blob ? { inline: blob } : {}), frame, processedOn };
+}
+
+// KEYS: lane, active. ARGV: at most this many. Moves the oldest jobs to the active list; returns them.
+const TAKE = new Script(`local out = {}
+for i = 1, tonumber(ARGV[1]) do
+  local f = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+  if not f then break end
+  out[i] = f
+end
+return out`);
+
+// KEYS: from, to. ARGV: a frame. Moves it, if it is still in `from`, to the front of `to` (taken next).
+const MOVE = new Script(`if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+  return 1
+end
+return 0`);
+
+/** Takes a job out of a lane before any node took it; false when a node has it (or it was moved). */
+export async function takeBack(redis: Redis, k: Keys, nodeId: string, frame: Buffer): Promise<boolean> {
+  return (await redis.lrem(k.lane(nodeId), 1, frame)) === 1;
+}
+
+/** Moves one job from a list (a dead node's lane or active list) to the front of `to`'s lane. */
+export async function moveJob(redis: Redis, from: string, to: string, frame: Buffer): Promise<boolean> {
+  return (await MOVE.run(redis, [from, to], [frame])) === 1;
+}
+
+/** How long one blocking wait lasts before the worker looks again, s. */
+const BLOCK_S = 5;
+
+export interface LaneWorkerOptions {
+  redisUrl: string;
+  keys: Keys;
+  nodeId: string;
+  /** Jobs run at once. */
+  concurrency: number;
+  /** Runs a job and gives its answer (which removes it from the active list). */
+  handle(job: LaneJob): Promise<unknown>;
+  onError(e: unknown): void;
+}
+
+/**
+ * A node's side of its lane: one blocking connection takes jobs as slots free up, several in one
+ * script when they are queued, else the next one with a blocking BLMOVE the moment it arrives.
+ */
+export class LaneWorker {
+  private readonly conn: Redis;
+  private running = true;
+  private free: number;
+  private wake: (() => void) | undefined;
+  private readonly active = new Set<Promise<void>>();
+  private readonly loop: Promise<void>;
+
+  constructor(private readonly o: LaneWorkerOptions) {
+    this.free = o.concurrency;
+    this.conn = createRedis(o.redisUrl, { name: `brulee-lane-${o.nodeId}` });
+    this.loop = this.run();
+  }
+
+  /**
+   * Stops taking jobs, then waits for the running ones (unless `force`). A job taken as the
+   * connection closed stays in the active list, where the reaper finds it when the node has left.
+   */
+  async close(force = false): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    this.conn.disconnect();
+    await this.loop;
+    if (!force) await Promise.allSettled([...this.active]);
+  }
+
+  private async run(): Promise<void> {
+    const lane = this.o.keys.lane(this.o.nodeId);
+    const active = this.o.keys.laneActive(this.o.nodeId);
+    while (this.running) {
+      if (this.free === 0) {
+        await new Promise<void>((r) => (this.wake = r));
+        continue;
+      }
+      let frames: Buffer[];
+      try {
+        frames = (await TAKE.runBuffer(this.conn, [lane, active], [this.free])) as Buffer[];
+        if (frames.length === 0 && this.running) {
+          const f = await this.conn.blmoveBuffer(lane, active, 'RIGHT', 'LEFT', BLOCK_S);
+          frames = f ? [f] : [];
+        }
+      } catch (e) {
+        if (!this.running) break;
+        this.o.onError(e);
+        await new Promise((r) => setTimeout(r, 200));
+        continue;
+      }
+      const now = Date.now();
+      for (const f of frames) this.start(decodeLaneJob(f, now));
+    }
+  }
+
+  private start(job: LaneJob): void {
+    this.free--;
+    const p: Promise<void> = this.o
+      .handle(job)
+      .then(
+        () => undefined,
+        (e: unknown) => this.o.onError(e),
+      )
+      .finally(() => {
+        this.free++;
+        this.active.delete(p);
+        const w = this.wake;
+        this.wake = undefined;
+        w?.();
+      });
+    this.active.add(p);
+  }
+}
