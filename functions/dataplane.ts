@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BruleeError, preview } from '../errors';
 import { modelKey, type Dispatcher, type InvokeRequest, type QueueDepth } from '../queue/dispatcher';
-import { admit, admitted, queuedBytes, release, type AdmissionTicket } from '../queue/admission';
+import { admit, admitted, queuedBytes, refusal, release, ticketOf, type AdmissionRequest } from '../queue/admission';
 import { tensorsByteLength } from '../queue/tensor';
 import type { Keys } from '../queue/keys';
 import type { InvokeResult, Tensor } from '../queue/wire';
@@ -178,16 +178,16 @@ export class DataPlane {
     const { fn, job } = await this.prepare(name, inputs, opts);
     const timeoutMs = fn.options.timeoutMs ?? this.o.defaultTimeoutMs;
     // Held a little past the deadline: a node that reaches the job late still answers (and frees it).
-    const ticket = await this.admit(fn.name, inputs, timeoutMs + 5000);
-    if (ticket) job.admission = ticket;
-    this.o.recorder?.record(name, job.acceptedAt);
+    // Admitted and queued in one script (queue/admission.ts), so admission costs no round trip.
+    const admission = this.admission(fn.name, inputs, timeoutMs + 5000);
+    if (admission) job.admission = ticketOf(admission);
     let r;
     try {
-      r = await this.o.dispatcher.invoke(job, timeoutMs);
+      r = await this.o.dispatcher.invoke(job, timeoutMs, { ...(admission ? { admission } : {}), onQueued: () => this.o.recorder?.record(name, job.acceptedAt) });
     } catch (e) {
       // No answer may ever come (a timeout, Redis, no node): give the place back here. When a node
-      // did answer (an error), it has already; a second release is a no-op.
-      if (ticket) void release(this.o.redis, ticket).catch(() => undefined);
+      // did answer (an error), it has already, and a call refused never had one; a second release is a no-op.
+      if (job.admission) void release(this.o.redis, job.admission).catch(() => undefined);
       throw e;
     }
     return {
@@ -202,44 +202,33 @@ export class DataPlane {
   /** Like `invoke`, but answers at once with the invocation's id (see `status`). */
   async submit(name: string, inputs: Record<string, Tensor>, opts: InvokeOptions = {}): Promise<{ id: string; fn: FunctionMeta }> {
     const { fn, job } = await this.prepare(name, inputs, opts);
-    const ticket = await this.admit(fn.name, inputs, this.o.asyncHoldMs ?? 3_600_000);
-    if (ticket) job.admission = ticket;
+    const admission = this.admission(fn.name, inputs, this.o.asyncHoldMs ?? 3_600_000);
+    if (admission) {
+      const a = await admit(this.o.redis, admission);
+      if (!a.admitted) throw refusal(fn.name, admission, a);
+      job.admission = a.ticket;
+    }
     // A call refused by admission never reached a node: the recorded trace leaves it out.
     this.o.recorder?.record(name, job.acceptedAt);
     try {
       return { id: await this.o.dispatcher.submit(job), fn };
     } catch (e) {
-      if (ticket) void release(this.o.redis, ticket).catch(() => undefined);
+      if (job.admission) void release(this.o.redis, job.admission).catch(() => undefined);
       throw e;
     }
   }
 
   /**
-   * Takes a place among `fn`'s invocations waiting or running and among the input bytes waiting in
-   * Redis (queue/admission.ts), or refuses the call: 429 QUEUE_FULL when the function has its
-   * limit of calls (one flooded function cannot fill the queues while the others keep being
-   * served), 503 OVERLOADED when the cluster's queues hold their limit of input bytes; both with
-   * Retry-After. Undefined when there is no limit.
+   * What admission (queue/admission.ts) is to count of a call: a place among `fn`'s invocations
+   * waiting or running, and its bytes among the input bytes waiting in Redis. Undefined when there
+   * is no limit.
    */
-  private async admit(fn: string, inputs: Record<string, Tensor>, holdMs: number): Promise<AdmissionTicket | undefined> {
+  private admission(fn: string, inputs: Record<string, Tensor>, holdMs: number): AdmissionRequest | undefined {
     const limits = { depth: Math.max(0, this.o.maxQueuedPerFunction ?? 0), bytes: Math.max(0, this.o.maxQueuedInputBytes ?? 0) };
     if (limits.depth === 0 && limits.bytes === 0) return undefined;
     const k = this.o.keys;
     const bytes = limits.bytes > 0 ? tensorsByteLength(Object.values(inputs)) : 0;
-    const a = await admit(this.o.redis, { depth: k.admitted(fn), bytes: k.queuedBytes, bytesTotal: k.queuedBytesTotal }, randomUUID(), limits, bytes, holdMs);
-    if (a.admitted) return a.ticket;
-    if (a.full === 'depth') {
-      throw new BruleeError(
-        'QUEUE_FULL',
-        `function "${fn}" already has ${a.queued} invocations waiting or running, its limit (MAX_QUEUED_PER_FUNCTION=${limits.depth}); retry after a moment, or raise the limit`,
-        { retryAfterS: 1, queued: a.queued, limit: limits.depth },
-      );
-    }
-    throw new BruleeError(
-      'OVERLOADED',
-      `the queues already hold ${a.queuedBytes} bytes of inputs waiting to run, and this call's ${bytes} more would pass the limit of ${limits.bytes} (MAX_QUEUED_INPUT_BYTES); retry after a moment`,
-      { retryAfterS: 1, queuedBytes: a.queuedBytes, bytes, limit: limits.bytes },
-    );
+    return { keys: { depth: k.admitted(fn), bytes: k.queuedBytes, bytesTotal: k.queuedBytesTotal }, member: randomUUID(), limits, bytes, holdMs };
   }
 
   /** `fn`'s invocations accepted and not yet answered (what admission counts). */

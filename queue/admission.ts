@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { BruleeError } from '../errors';
 import { LUA_NOW, Script } from './scripts';
 
 /**
@@ -27,10 +28,10 @@ export const LUA_GIVE_BACK = `local function giveBack(set, member, total)
   end
 end`;
 
-// KEYS: the function's set, the bytes set, the bytes counter.
-// ARGV: depth limit (0: off), member id, hold ms, bytes limit (0: off), bytes.
-// Returns {1, depth, bytes} when admitted; {0, depth} when the function is full; {-1, bytes} when the bytes are.
-const ADMIT = new Script(`${LUA_NOW}
+// KEYS: the function's set, the bytes set, the bytes counter (then what `onAdmit` uses).
+// ARGV: depth limit (0: off), member id, hold ms, bytes limit (0: off), bytes (then what `onAdmit` uses).
+// Returns {1, depth, bytes} when admitted (after running `onAdmit`); {0, depth} when the function is full; {-1, bytes} when the bytes are.
+const admitScript = (onAdmit = '') => new Script(`${LUA_NOW}
 ${LUA_GIVE_BACK}
 local depthLimit, hold, bytesLimit, bytes = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local n = 0
@@ -56,7 +57,11 @@ if depthLimit > 0 then
   redis.call('ZADD', KEYS[1], now + hold, ARGV[2])
   if redis.call('PTTL', KEYS[1]) < hold + 60000 then redis.call('PEXPIRE', KEYS[1], hold + 60000) end
 end
+${onAdmit}
 return {1, n + 1, queued + bytes}`);
+const ADMIT = admitScript();
+// KEYS[4]: a node's lane; ARGV[6]: a job (queue/lane.ts). The job is queued only if admitted.
+const ADMIT_AND_PUSH = admitScript(`redis.call('LPUSH', KEYS[4], ARGV[6])`);
 
 /** An admitted invocation's place: its member in its function's set and/or in the bytes set. */
 export interface AdmissionTicket {
@@ -88,21 +93,62 @@ export type Admission =
   | { admitted: false; full: 'depth'; queued: number }
   | { admitted: false; full: 'bytes'; queuedBytes: number };
 
-/** Takes a place for one invocation with `bytes` of inputs, held for at most `holdMs`, or says which limit is full. */
-export async function admit(redis: Redis, keys: AdmissionKeys, member: string, limits: AdmissionLimits, bytes: number, holdMs: number): Promise<Admission> {
-  const hold = Math.max(1, Math.ceil(holdMs));
-  const size = Math.max(0, Math.ceil(bytes));
-  const [ok, n] = (await ADMIT.run(redis, [keys.depth, keys.bytes, keys.bytesTotal], [limits.depth, member, hold, limits.bytes, size])) as number[];
+/** What admission needs to know of one invocation. */
+export interface AdmissionRequest {
+  keys: AdmissionKeys;
+  /** The invocation's place (unique). */
+  member: string;
+  limits: AdmissionLimits;
+  /** Its input bytes (counted when bytes are limited). */
+  bytes: number;
+  /** How long its place is held at most, ms (past it, the place is free again). */
+  holdMs: number;
+}
+
+/** The place an admitted request holds (known before it is admitted: a job carries it). */
+export function ticketOf(r: AdmissionRequest): AdmissionTicket {
+  return {
+    ...(r.limits.depth > 0 ? { key: r.keys.depth } : {}),
+    member: r.member,
+    ...(r.limits.bytes > 0 ? { bytes: { key: r.keys.bytes, total: r.keys.bytesTotal, member: `${r.member}:${size(r.bytes)}` } } : {}),
+  };
+}
+
+const size = (bytes: number) => Math.max(0, Math.ceil(bytes));
+
+/**
+ * Takes a place for one invocation, held for at most `holdMs`, or says which limit is full. With
+ * `push`, the same script queues the job on a node's lane when admitted: one round trip for both.
+ */
+export async function admit(redis: Redis, r: AdmissionRequest, push?: { lane: string; job: Buffer }): Promise<Admission> {
+  const { keys, limits } = r;
+  const hold = Math.max(1, Math.ceil(r.holdMs));
+  const args: Array<string | number | Buffer> = [limits.depth, r.member, hold, limits.bytes, size(r.bytes)];
+  const ks = [keys.depth, keys.bytes, keys.bytesTotal];
+  const [ok, n] = (push ? await ADMIT_AND_PUSH.run(redis, [...ks, push.lane], [...args, push.job]) : await ADMIT.run(redis, ks, args)) as number[];
   if (ok === 0) return { admitted: false, full: 'depth', queued: n! };
   if (ok === -1) return { admitted: false, full: 'bytes', queuedBytes: n! };
-  return {
-    admitted: true,
-    ticket: {
-      ...(limits.depth > 0 ? { key: keys.depth } : {}),
-      member,
-      ...(limits.bytes > 0 ? { bytes: { key: keys.bytes, total: keys.bytesTotal, member: `${member}:${size}` } } : {}),
-    },
-  };
+  return { admitted: true, ticket: ticketOf(r) };
+}
+
+/**
+ * Why a call was refused: 429 QUEUE_FULL when its function has its limit of calls (one flooded
+ * function cannot fill the queues while the others keep being served), 503 OVERLOADED when the
+ * cluster's queues hold their limit of input bytes; both with Retry-After.
+ */
+export function refusal(fn: string, r: AdmissionRequest, a: Exclude<Admission, { admitted: true }>): BruleeError {
+  if (a.full === 'depth') {
+    return new BruleeError(
+      'QUEUE_FULL',
+      `function "${fn}" already has ${a.queued} invocations waiting or running, its limit (MAX_QUEUED_PER_FUNCTION=${r.limits.depth}); retry after a moment, or raise the limit`,
+      { retryAfterS: 1, queued: a.queued, limit: r.limits.depth },
+    );
+  }
+  return new BruleeError(
+    'OVERLOADED',
+    `the queues already hold ${a.queuedBytes} bytes of inputs waiting to run, and this call's ${r.bytes} more would pass the limit of ${r.limits.bytes} (MAX_QUEUED_INPUT_BYTES); retry after a moment`,
+    { retryAfterS: 1, queuedBytes: a.queuedBytes, bytes: r.bytes, limit: r.limits.bytes },
+  );
 }
 
 // KEYS: the function's set (or the bytes set again), the bytes set, the bytes counter. ARGV: member, bytes member ('' when none).

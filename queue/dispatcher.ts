@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BruleeError } from '../errors';
+import { admit, refusal, type AdmissionRequest } from './admission';
 import { RedisClock } from './clock';
 import type { Keys } from './keys';
 import { deadNodes, failoverCounts, HEARTBEAT_MS, liveNodes, MISSED_BEATS, type DeadNode, type FailoverCounts, type NodeInfo } from './nodes';
@@ -68,6 +69,9 @@ const EVENTS_KEPT = 100;
 
 /** An invocation as the gateway hands it over; the dispatcher sets its deadline. */
 export type InvokeRequest = Omit<InvokeJob, 'deadline' | 'inputs'> & { inputs: Record<string, Tensor> };
+
+/** Errors after which no node will run the job (or delete its input key). */
+const NEVER_RUN = new Set<string>(['TIMEOUT', 'QUEUE_FULL', 'OVERLOADED']);
 
 /** Inputs stored under their own key outlive the job's deadline by this much (a node deletes them once the job has run). */
 const INPUTS_GRACE_MS = 60_000;
@@ -158,13 +162,17 @@ export class Dispatcher {
     return chooseNode(nodes.map((n) => this.view(n)), key, model.sizeBytes, cost).id;
   }
 
-  /** Enqueues an invocation and waits for its answer; 504 past `timeoutMs`. */
-  async invoke(req: InvokeRequest, timeoutMs: number): Promise<InvokeResult> {
+  /**
+   * Enqueues an invocation and waits for its answer; 504 past `timeoutMs`. With `admission`, the
+   * call is admitted (queue/admission.ts) in the script that queues it, or refused (429/503).
+   * `onQueued` is called once it is queued.
+   */
+  async invoke(req: InvokeRequest, timeoutMs: number, opts: { admission?: AdmissionRequest; onQueued?: () => void } = {}): Promise<InvokeResult> {
     const key = modelKey(req.model);
     const nodeId = await this.route(req.model);
     this.pendingByModel.set(key, (this.pendingByModel.get(key) ?? 0) + 1);
     try {
-      return await this.invokeOn(nodeId, req, timeoutMs);
+      return await this.invokeOn(nodeId, req, timeoutMs, opts);
     } finally {
       const n = (this.pendingByModel.get(key) ?? 1) - 1;
       if (n > 0) this.pendingByModel.set(key, n);
@@ -172,7 +180,7 @@ export class Dispatcher {
     }
   }
 
-  private async invokeOn(nodeId: string, req: InvokeRequest, timeoutMs: number): Promise<InvokeResult> {
+  private async invokeOn(nodeId: string, req: InvokeRequest, timeoutMs: number, opts: { admission?: AdmissionRequest; onQueued?: () => void }): Promise<InvokeResult> {
     const id = randomUUID();
     const { redis, keys } = this.opts;
     const { tensors, inline, key, stored } = storeInputs(redis, keys.inputs(id), timeoutMs + INPUTS_GRACE_MS, req.inputs);
@@ -180,14 +188,21 @@ export class Dispatcher {
     let answer: InvokeAnswer;
     let blob: Buffer | undefined;
     try {
-      // On the node's lane (queue/lane.ts): one LPUSH, after the input bytes on the same connection.
+      // On the node's lane (queue/lane.ts): one LPUSH (in the admission script when there is one),
+      // after the input bytes on the same connection.
       ({ value: answer, blob } = await this.run<InvokeAnswer>(nodeId, timeoutMs, `invocation of ${req.model.fn}`, id, (reply) => {
         const frame = encodeLaneJob(id, JOB.invoke, { ...job, reply }, inline);
-        return { added: Promise.all([stored, redis.lpush(keys.lane(nodeId), frame)]), takeBack: () => takeBack(redis, keys, nodeId, frame) };
+        const { admission, onQueued } = opts;
+        const queued = admission
+          ? admit(redis, admission, { lane: keys.lane(nodeId), job: frame }).then((a) => {
+              if (!a.admitted) throw refusal(req.model.fn, admission, a);
+            })
+          : redis.lpush(keys.lane(nodeId), frame);
+        return { added: Promise.all([stored, queued.then(() => onQueued?.())]), takeBack: () => takeBack(redis, keys, nodeId, frame) };
       }));
     } catch (e) {
-      // A node deletes the inputs once it has run the job; one that never will (a timeout) leaves them to us.
-      if (key !== undefined && e instanceof BruleeError && e.code === 'TIMEOUT') void redis.del(key).catch(() => undefined);
+      // A node deletes the inputs once it has run the job; one that never will (a timeout, a refusal) leaves them to us.
+      if (key !== undefined && e instanceof BruleeError && NEVER_RUN.has(e.code)) void redis.del(key).catch(() => undefined);
       throw e;
     }
     const { fn: _fn, version: _v, ...rest } = answer;

@@ -77,6 +77,12 @@ describe('admission by a function queue depth', () => {
     };
     await until('the trace file to hold 16 rows', async () => { const r = await recorded(); return r.slow + r.quick >= 16; }, 5000);
     expect(await recorded()).toEqual({ slow: 2 * LIMIT, quick: 6 });
+    // A refused call is never queued (admitted and queued in one script): the node ran exactly the
+    // admitted ones, and nothing is left waiting.
+    await sleep(300);
+    const slowStats = (await b.json('GET', '/functions/slow')).body.stats;
+    expect(slowStats.invocations).toBe(2 * LIMIT);
+    expect((await b.json('GET', '/stats')).body.queue).toMatchObject({ waiting: 0, active: 0 });
   }, 120_000);
 
   it('calls that time out at the gateway give their places back', async () => {
@@ -169,9 +175,9 @@ describe('queue/admission.ts, directly', () => {
 
   it('counts bytes exactly: admitted up to the limit, refused past it, given back once by any path, and at the deadline', async () => {
     const limits = { depth: 0, bytes: 1000 };
-    const a = await admit(redis, keys, 'a', limits, 600, 60_000);
-    const big = await admit(redis, keys, 'big', limits, 500, 60_000);
-    const b2 = await admit(redis, keys, 'b', limits, 400, 60_000);
+    const a = await admit(redis, { keys, member: 'a', limits, bytes: 600, holdMs: 60_000 });
+    const big = await admit(redis, { keys, member: 'big', limits, bytes: 500, holdMs: 60_000 });
+    const b2 = await admit(redis, { keys, member: 'b', limits, bytes: 400, holdMs: 60_000 });
     expect([a.admitted, big, b2.admitted]).toEqual([true, { admitted: false, full: 'bytes', queuedBytes: 600 }, true]);
     expect(await queuedBytes(redis, keys)).toBe(1000);
     if (!a.admitted || !b2.admitted) throw new Error('unreachable');
@@ -185,12 +191,12 @@ describe('queue/admission.ts, directly', () => {
     await release(redis, b2.ticket);
     expect(await queuedBytes(redis, keys)).toBe(0);
     // A call alone in the queue is admitted whatever its size.
-    const huge = await admit(redis, keys, 'huge', limits, 5000, 1);
+    const huge = await admit(redis, { keys, member: 'huge', limits, bytes: 5000, holdMs: 1 });
     expect(huge.admitted).toBe(true);
     expect(await queuedBytes(redis, keys)).toBe(5000);
     await new Promise((r) => setTimeout(r, 20));
     // Past its deadline it no longer counts: the next admission gives its bytes back.
-    expect((await admit(redis, keys, 'c', limits, 700, 60_000)).admitted).toBe(true);
+    expect((await admit(redis, { keys, member: 'c', limits, bytes: 700, holdMs: 60_000 })).admitted).toBe(true);
     expect(await queuedBytes(redis, keys)).toBe(700);
     if (huge.admitted) await release(redis, huge.ticket);
     expect(await queuedBytes(redis, keys)).toBe(700);
