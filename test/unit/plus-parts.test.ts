@@ -141,6 +141,10 @@ describe('cremebrulee-plus decides as the reference version does, option by opti
     ['scarce settings never scarce (a large cache)', { prefetch: true, scarce: { below: 1.5, prefetchBy: 'soonest', prefetchCount: 4 } }, 200],
     ['one sighting as CremeBrulee, no trimming', { oneSighting: 'popularity', trimVictims: false, prefetch: true, prefetchCount: 2 }, 100],
     ['prefetch without trimming', { prefetch: true, trimVictims: false, prefetchEveryMs: 2000 }, 100],
+    // One prefetch by saving, a lifetime floor or a popularity weight: not the check by size groups.
+    ['prefetch of one by saving', { prefetch: true, prefetchBy: 'saving', prefetchEveryMs: 800 }, 100],
+    ['prefetch of one with a lifetime floor', { prefetch: true, lifetimeFloor: 3, prefetchEveryMs: 800 }, 100],
+    ['prefetch of one with a popularity weight', { prefetch: true, popularityWeight: 0.3, prefetchEveryMs: 800 }, 100],
   ];
   const ms = models(14, [10, 20, 20, 35, 10, 50, 20]);
   for (const [name, o, budget] of cases) {
@@ -187,5 +191,144 @@ describe('cremebrulee-plus, its simulator hints by hand', () => {
     // 130 bytes seen (>= 2 × 60): not scarce.
     s.prewarm!(2100, no, 130);
     expect(quiet(s)).toBe(2800);
+  });
+});
+
+describe('cremebrulee-plus at its edges, by hand', () => {
+  const no = () => false;
+  const r = (candidates: EntryFacts[], needBytes: number, now: number): EvictionRequest => ({
+    now, needBytes, candidates, incoming: { key: 'new', sizeBytes: needBytes, loadMs: 10, execMs: 1, popularity: 0 },
+  });
+  /** Seen at each time (as calls of a loaded model), then evicted: absent, with a learned gap. */
+  const absentAfter = (p: EvictionPolicy, key: string, times: number[], o: Partial<EntryFacts> = {}) => {
+    for (const t of times) p.onAccess!(entry(key, { lastUsedAt: t, ...o }), t);
+    p.onEvict!(key, times.at(-1)!);
+  };
+  const quiet = (p: EvictionPolicy) => (p as EvictionPolicy & SimHints).quietUntil!(0);
+
+  it('before any call is seen, a one-sighting rate is popularity × 1e-6 even with the window setting', () => {
+    const p = cremebruleePlus();
+    const c = [entry('a', { popularity: 0.5 }), entry('b', { popularity: 0.25 })];
+    expect(p.selectVictims(r(c, 10, 5000))).toEqual([{ key: 'b', reason: 'utility 2.500e-7 lowest (gap NaN ms, idle 5000 ms)' }]);
+  });
+
+  it('a zero-byte victim that the eviction does not need is kept', () => {
+    const p = cremebruleePlus();
+    p.onAccess!(entry('x', { lastUsedAt: 1000 }), 1000);
+    // Never seen: utility = loadMs / size / 4000: z 1 / 1 (size 0 counts as 1), b 100 / 10: z first.
+    const c = [entry('z', { sizeBytes: 0, loadMs: 1 }), entry('b', { loadMs: 100 })];
+    expect(p.selectVictims(r(c, 10, 5000)).map((v) => v.key)).toEqual(['b']);
+  });
+
+  it('a load whose call arrived before the last call seen learns no gap from it', () => {
+    const p = cremebruleePlus();
+    for (const t of [1000, 2000]) p.onAccess!(entry('f', { lastUsedAt: t }), t); // gap 1000
+    p.onEvict!('f', 2000);
+    // Reloaded at 2100 with a measured load time of 500: its call "arrived" at 1600, before 2000.
+    p.onLoad!(entry('f', { lastUsedAt: 2100, loadMs: 500 }), 2100);
+    expect(p.selectVictims(r([entry('f', { lastUsedAt: 2100 })], 1, 2600))[0]!.reason).toBe('utility 1.000e-3 lowest (gap 1000 ms, idle 1000 ms)') // last 1600: idle 1000;
+  });
+
+  it('evicting or forgetting a model never seen is a no-op', () => {
+    const p = cremebruleePlus({ prefetch: true });
+    expect(() => p.onEvict!('ghost', 0)).not.toThrow();
+    expect(() => p.forget!('ghost')).not.toThrow();
+    expect(p.prewarm!(0, no, 100)).toEqual([]);
+  });
+
+  it('a function seen once is never prefetched, whatever its utility', () => {
+    const p = cremebruleePlus({ prefetch: true });
+    p.onLoad!(entry('once', { loadMs: 1000, lastUsedAt: 1000 }), 1000); // one call (at 0)
+    p.onEvict!('once', 1000);
+    absentAfter(p, 'g', [1000, 2000]);
+    expect(p.prewarm!(3000, no, 100).map((v) => v.key)).toEqual(['g']);
+  });
+
+  it('the check by size groups: ties of utility go to the smaller key, whichever was evicted first', () => {
+    for (const order of [['b', 'a'], ['a', 'b']]) {
+      const p = cremebruleePlus({ prefetch: true });
+      // Both called at 1000 and 2000 (gap 1000) and evicted: at 2500 (idle 500 < gap) each utility
+      // is its bound, 1/1000 × 10/10, exactly.
+      for (const k of order) absentAfter(p, k, [1000, 2000]);
+      expect(p.prewarm!(2500, no, 100)).toEqual([{ key: 'a', reason: 'prefetch: utility 1.000e-3, among the highest of what is not loaded' }]);
+    }
+  });
+
+  it('prefetch of several: ties of utility in key order, whichever was evicted first', () => {
+    for (const order of [['b', 'a'], ['a', 'b']]) {
+      const p = cremebruleePlus({ prefetch: true, prefetchCount: 2 });
+      for (const k of order) absentAfter(p, k, [1000, 2000]);
+      expect(p.prewarm!(2500, no, 100).map((v) => v.key)).toEqual(['a', 'b']);
+    }
+  });
+
+  it('prefetchDue: due once idle for exactly that fraction of the gap', () => {
+    const p = cremebruleePlus({ prefetch: true, prefetchDue: 0.5, prefetchEveryMs: 0 });
+    absentAfter(p, 'f', [1000, 2000]); // gap 1000: due from 2500
+    expect(p.prewarm!(2499, no, 100)).toEqual([]);
+    expect(p.prewarm!(2500, no, 100).map((v) => v.key)).toEqual(['f']);
+  });
+
+  it('trimming against prefetch keeps a victim whose utility equals the best prefetch', () => {
+    const p = cremebruleePlus({ prefetch: true, trimVictims: 'vsPrefetch' });
+    // a and k alike (gap 1000, last 2000, 1 ms / 10 bytes); k not loaded; c frees the need alone.
+    for (const k of ['a', 'k']) for (const t of [1000, 2000]) p.onAccess!(entry(k, { lastUsedAt: t, loadMs: 1 }), t);
+    p.onEvict!('k', 2000);
+    for (const t of [1000, 3000]) p.onAccess!(entry('c', { lastUsedAt: t, sizeBytes: 40 }), t);
+    // At 10000: a 1/8000 × 1/10 = 1.25e-5 < c 1/7000 × 10/40 = 3.57e-5: a, then c (50 >= 40).
+    // Without a, 40 still frees 40, and a is worth what prefetching k into its 10 bytes would be.
+    const c = [entry('a', { lastUsedAt: 2000, loadMs: 1 }), entry('c', { lastUsedAt: 3000, sizeBytes: 40 })];
+    expect(p.selectVictims(r(c, 40, 10_000)).map((v) => v.key)).toEqual(['c']);
+  });
+
+  it('scarce memory: the hottest function (smallest gap; ties to the first seen) against the memory seen', () => {
+    const scarce = () => cremebruleePlus({ prefetch: true, prefetchEveryMs: 700, scarce: { below: 2, prefetchEveryMs: 100 } });
+    // h (gap 500, 20 bytes) is the hottest; b (gap 2000) the largest, 70 bytes.
+    const two = () => {
+      const p = scarce();
+      for (const t of [0, 500]) p.onAccess!(entry('h', { lastUsedAt: t, sizeBytes: 20 }), t);
+      for (const t of [0, 2000]) p.onAccess!(entry('b', { lastUsedAt: t, sizeBytes: 70 }), t);
+      return p;
+    };
+    const p1 = two();
+    p1.prewarm!(3000, no, 100); // 100 < 2 × 70, but not < 2 × 20: not scarce
+    expect(quiet(p1)).toBe(3700);
+    const p2 = two();
+    p2.prewarm!(3000, no, 40); // exactly 2 × 20: not scarce
+    expect(quiet(p2)).toBe(3700);
+    const p3 = two();
+    p3.prewarm!(3000, no, 39);
+    expect(quiet(p3)).toBe(3100);
+    // h2 (70 bytes) called as often as h (gap 500) but seen after it: h is the hottest.
+    const p4 = two();
+    for (const t of [0, 500]) p4.onAccess!(entry('h2', { lastUsedAt: t, sizeBytes: 70 }), t);
+    p4.prewarm!(3000, no, 100);
+    expect(quiet(p4)).toBe(3700);
+  });
+
+  it('scarce memory counts loaded bytes: a model forgotten after its eviction, and loaded again', () => {
+    const scarce = () => {
+      const p = cremebruleePlus({ prefetch: true, prefetchEveryMs: 700, scarce: { below: 2, prefetchEveryMs: 100 } });
+      for (const t of [0, 500]) p.onAccess!(entry('h', { lastUsedAt: t, sizeBytes: 70 }), t); // hottest, 70 bytes
+      p.onLoad!(entry('f', { sizeBytes: 60, lastUsedAt: 1000 }), 1000);
+      p.onEvict!('f', 1000);
+      p.forget!('f');
+      return p;
+    };
+    const p = scarce();
+    p.prewarm!(2000, no, 150); // 0 loaded + 150 free >= 2 × 70: not scarce
+    expect(quiet(p)).toBe(2700);
+    const q = scarce();
+    q.onLoad!(entry('f', { sizeBytes: 60, lastUsedAt: 1500 }), 1500);
+    q.prewarm!(2000, no, 90); // 60 loaded + 90 free: not scarce
+    expect(quiet(q)).toBe(2700);
+  });
+
+  it('scarce memory by the soonest expected call (then the shortest gap)', () => {
+    const p = cremebruleePlus({ prefetch: true, scarce: { below: 100, prefetchBy: 'soonest', prefetchCount: 3, prefetchEveryMs: 0 } });
+    absentAfter(p, 'r', [3000, 6000]); // next call expected at 9000: overdue at 10000
+    absentAfter(p, 'p', [8500, 9500]); // at 10500
+    absentAfter(p, 'q', [9790, 9990]); // at 10190 (the shortest gap)
+    expect(p.prewarm!(10_000, no, 500).map((v) => v.key)).toEqual(['r', 'q', 'p']);
   });
 });
