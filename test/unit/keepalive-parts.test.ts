@@ -31,7 +31,8 @@ type Hinted = EvictionPolicy & SimHints;
  * policy's `expired` on the evictable entries among its `expiryCandidates` (the plain version: on
  * all evictable entries), then `prewarm` with the free memory (or, `freeTold` false, without it), loads
  * what fits; a check before `nextCheckAt` with nothing changed since the last is skipped, and then
- * the plain version must name nothing (where free memory is told: the simulator always tells it,
+ * the plain version must name nothing (`nextCheckAt` is asked, as the simulator asks, only when no
+ * hook has been called since the check, so stale deadlines may outlive a check; where free memory is told: the simulator always tells it,
  * and without it a pre-warm that did not fit is named again at each check). A model in flight at a call stays unevictable until the next.
  */
 function drive(fast: Hinted, plain: EvictionPolicy, models: Model[], budget: number, seed: number, o: { tick: number; checkTicks: number; steps: number; freeTold: boolean }) {
@@ -42,6 +43,8 @@ function drive(fast: Hinted, plain: EvictionPolicy, models: Model[], budget: num
   let busy: string | undefined;
   let dirty = true;
   let wake = -Infinity;
+  /** The time of the last check, while `nextCheckAt` has not been asked about it (as the simulator asks: only when its answer is used). */
+  let askAt: number | undefined;
   const n = { victims: 0, expired: 0, prewarmed: 0, skipped: 0 };
   const next = new Map(models.map((m) => [m.key, Math.floor(r() * m.periodMs / o.tick) * o.tick]));
   const entryOf = (key: string): EntryFacts => ({ ...byKey.get(key)!, execMs: 1, popularity: 0, ...held.get(key)! });
@@ -62,6 +65,10 @@ function drive(fast: Hinted, plain: EvictionPolicy, models: Model[], budget: num
       const evictable = [...held.keys()].filter((k) => k !== busy).map(entryOf);
       const free = o.freeTold ? budget - used : undefined;
       const isResident = (k: string) => held.has(k);
+      if (!dirty && askAt !== undefined) {
+        wake = fast.nextCheckAt!(askAt);
+        askAt = undefined;
+      }
       if (o.freeTold && !dirty && now < wake) {
         n.skipped++;
         expect(plain.expired?.(evictable, now) ?? []).toEqual([]);
@@ -86,7 +93,7 @@ function drive(fast: Hinted, plain: EvictionPolicy, models: Model[], budget: num
           }
         }
         dirty = false;
-        wake = fast.nextCheckAt!(now);
+        askAt = now;
       }
     }
     for (const m of models) {
@@ -273,5 +280,11 @@ describe('hybrid-histogram at the edges of its representative test and percentil
     expect(keepAlive({ binMs: 100, rangeMs: 10_000, minSamples: 4 }, [4050, 550, 550, 550])).toEqual({
       keep: 'keep-alive window ends soonest (in 4100 ms)', idle: ['idle until the pre-warm window at 6200 ms'],
     });
+  });
+});
+
+describe('keep-alive policies read no popularity (the usesPopularity hint)', () => {
+  it('ttl and hybrid-histogram say so', () => {
+    expect([(ttl() as Hinted).usesPopularity, (hybridHistogram() as Hinted).usesPopularity]).toEqual([false, false]);
   });
 });
