@@ -288,3 +288,52 @@ describe('keep-alive policies read no popularity (the usesPopularity hint)', () 
     expect([(ttl() as Hinted).usesPopularity, (hybridHistogram() as Hinted).usesPopularity]).toEqual([false, false]);
   });
 });
+
+describe('hybrid-histogram: models it never saw called, and windows that move, by hand', () => {
+  const e = (key: string, lastUsedAt: number, hits = 1): EntryFacts => ({ key, sizeBytes: 10, loadMs: 10, execMs: 1, popularity: 0, loadedAt: 0, lastUsedAt, hits });
+  const no = () => false;
+  const req = (candidates: EntryFacts[], now: number): EvictionRequest => ({ now, needBytes: 100, candidates, incoming: { ...e('x', 0), key: 'x' } });
+
+  it('a model loaded ahead of any call (hits 0) or never reported is scored by its last use and never expires', () => {
+    const p = hybridHistogram({ fixedKeepAliveMs: 1000 });
+    p.onAccess!(e('f', 0), 0); // kept until 1000
+    p.onAccess!(e('g', 4000), 4000); // kept until 5000
+    p.onLoad!(e('pre', 5000, 0), 5000);
+    // Scores: f 1000, unseen 4500 (its last use), g 5000, pre 5000 (its last use; g used earlier).
+    const c = [e('unseen', 4500), e('pre', 5000, 0), e('f', 0), e('g', 4000)];
+    expect(p.selectVictims(req(c, 6000))).toEqual([
+      { key: 'f', reason: 'keep-alive window ends soonest (in -5000 ms)' },
+      { key: 'unseen', reason: 'keep-alive window ends soonest (in -1500 ms)' },
+      { key: 'g', reason: 'keep-alive window ends soonest (in -1000 ms)' },
+      { key: 'pre', reason: 'keep-alive window ends soonest (in -1000 ms)' },
+    ]);
+    expect(p.expired!(c, 6000).map((v) => v.key)).toEqual(['f', 'g']);
+  });
+
+  it('evicting a model it never saw pre-warms nothing', () => {
+    const p = hybridHistogram();
+    p.onAccess!(e('f', 0), 0);
+    p.onEvict!('f', 0);
+    p.onEvict!('ghost', 0);
+    p.forget!('ghost');
+    expect(p.prewarm!(1, no, 100)).toEqual([]);
+  });
+
+  it('no pre-warm window (the head in bin 0): an evicted model is not pre-warmed', () => {
+    const p = hybridHistogram({ binMs: 100, rangeMs: 1000, minSamples: 4, margin: 0, fixedKeepAliveMs: 5000 });
+    for (const t of [0, 50, 200, 250, 400]) p.onAccess!(e('f', t), t); // bins (2, 2): representative, head bin 0
+    p.onEvict!('f', 400);
+    expect([p.prewarm!(400, no, 100), p.prewarm!(500, no, 100)]).toEqual([[], []]);
+  });
+
+  it('called again inside its keep-alive with a later window: the earlier keep-alive end does not cancel the new pre-warm', () => {
+    const p = hybridHistogram({ binMs: 100, rangeMs: 10_000, minSamples: 3, margin: 0, fixedKeepAliveMs: 5000 });
+    // Idle 550 three times (bin 5): at 1650, idle until 2150, kept until 2250.
+    for (const t of [0, 550, 1100, 1650]) p.onAccess!(e('f', t), t);
+    // Again at 2100 (idle 450, bin 4): head bin 4, tail bin 5: idle until 2500, kept until 2700.
+    p.onAccess!(e('f', 2100), 2100);
+    p.onEvict!('f', 2100);
+    expect(p.prewarm!(2250, no, 100)).toEqual([]);
+    expect(p.prewarm!(2500, no, 100)).toEqual([{ key: 'f', reason: 'pre-warm window reached' }]);
+  });
+});
