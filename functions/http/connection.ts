@@ -1,5 +1,6 @@
 import type { MiddlewareHandler } from 'hono';
 import { BruleeError } from '../../errors';
+import { declaredLength } from './parse';
 
 /**
  * An answer sent before the request body was read (an unknown model, a missing key, a body past
@@ -10,9 +11,10 @@ import { BruleeError } from '../../errors';
 export function closeWhenBodyUnread(): MiddlewareHandler {
   return async (c, next) => {
     await next();
-    const raw = c.req.raw;
-    const hasBody = raw.body !== null && c.req.header('content-length') !== '0';
-    if (hasBody && !raw.bodyUsed && !c.res.headers.has('connection')) c.header('Connection', 'close');
+    // From the headers, not `raw.body`: touching the body would build a web stream for it (parse.ts `limit`).
+    const length = c.req.header('content-length');
+    const hasBody = c.req.header('transfer-encoding') !== undefined || (length !== undefined && length !== '0');
+    if (hasBody && !c.req.raw.bodyUsed && !c.res.headers.has('connection')) c.header('Connection', 'close');
   };
 }
 
@@ -49,8 +51,8 @@ export function admitRequestBytes(maxPendingBytes: number, maxRequestBytes: numb
     const method = c.req.method;
     if (method === 'GET' || method === 'HEAD' || method === 'OPTIONS') return next();
     const raw = c.req.raw;
-    const length = c.req.header('content-length');
-    if (raw.body !== null && (length === undefined || c.req.header('transfer-encoding') !== undefined)) {
+    const declared = declaredLength(c);
+    if (declared === undefined && c.req.header('transfer-encoding') !== undefined && raw.body !== null) {
       // Chunked: counted chunk by chunk while whoever reads the body reads it.
       let mine = 0;
       const counted = raw.body.pipeThrough(
@@ -72,8 +74,8 @@ export function admitRequestBytes(maxPendingBytes: number, maxRequestBytes: numb
       }
       return;
     }
-    const declared = Number(length);
-    const bytes = Number.isSafeInteger(declared) && declared >= 0 ? Math.min(declared, maxRequestBytes) : 0;
+    // Counted by its Content-Length, without touching the body (parse.ts `limit`).
+    const bytes = Math.min(declared ?? 0, maxRequestBytes);
     if (bytes > 0 && pending > 0 && pending + bytes > maxPendingBytes) {
       c.header('Retry-After', '1');
       throw overloaded(pending, bytes);
