@@ -119,17 +119,26 @@ export class LaneWorker {
   private async run(): Promise<void> {
     const lane = this.o.keys.lane(this.o.nodeId);
     const active = this.o.keys.laneActive(this.o.nodeId);
+    // Whether the lane is likely empty: then the next job is waited for at once (one command per
+    // job when calls come one at a time), else taken with the others queued (one per batch).
+    let drained = false;
     while (this.running) {
       if (this.free === 0) {
         await new Promise<void>((r) => (this.wake = r));
         continue;
       }
-      let frames: Buffer[];
+      let frames: Buffer[] = [];
       try {
-        frames = (await TAKE.runBuffer(this.conn, [lane, active], [this.free])) as Buffer[];
+        if (!drained) {
+          const want = this.free;
+          frames = (await TAKE.runBuffer(this.conn, [lane, active], [want])) as Buffer[];
+          drained = frames.length < want;
+        }
         if (frames.length === 0 && this.running) {
           const f = await this.conn.blmoveBuffer(lane, active, 'RIGHT', 'LEFT', BLOCK_S);
           frames = f ? [f] : [];
+          // Calls running beside this one: others may be queued behind it.
+          drained = this.active.size === 0;
         }
       } catch (e) {
         if (!this.running) break;
