@@ -331,3 +331,71 @@ describe('simulate: progress', () => {
     expect(simulate(t, m, createPolicy('lru'), { budgetBytes: 1 }).invocations).toBe(r.invocations);
   });
 });
+
+describe('simulate: popularity as the policy sees it', () => {
+  // Refreshes every 100 ms with a 100 ms window: keep = e^-1 of the rate at each refresh, and
+  // popularity = rate / sum of rates (sim/popularity.ts, the runtime's decayRates).
+  const k = Math.exp(-1);
+  const events: [number, string][] = [[0, 'A'], [10, 'A'], [20, 'B'], [150, 'C'], [250, 'B'], [300, 'A']];
+  const opts: SimOptions = { budgetBytes: 2, popularityRefreshMs: 100, popularityWindowMs: 100 };
+  const fx = (key: string, hits: number, loaded: number, used: number, pop: number) => `${key}(hits ${hits}, loaded ${loaded}, used ${used}, pop ${pop.toFixed(4)})`;
+  it('is the decayed share as of the last refresh, on loads, hits, candidates and the incoming model', () => {
+    // Counts: A 2, B 1 by the refresh at 100; C 1 by 200; B 1 by 300.
+    const t300 = 2 * k * k + (k * k + 1) + k;
+    const { log } = recorded(events, {}, new Recorder(), opts);
+    expect(log).toEqual([
+      `load@10 ${fx('A', 1, 10, 10, 0)}`,
+      `access@11 ${fx('A', 2, 10, 11, 0)}`,
+      `load@30 ${fx('B', 1, 30, 30, 0)}`,
+      // 100: A 2/3, B 1/3.
+      `select@150 need 1 [${fx('A', 2, 10, 11, 2 / 3)} ${fx('B', 1, 30, 30, 1 / 3)}] for C(1 B, load 10, exec 1, pop 0.0000)`,
+      'evict@150 A',
+      `load@160 ${fx('C', 1, 160, 160, 0)}`,
+      // 200: rates 2k, k, 1.
+      `access@250 ${fx('B', 2, 30, 250, k / (3 * k + 1))}`,
+      // 300 (refreshed before the call at 300): rates 2k², k² + 1, k.
+      `select@300 need 1 [${fx('B', 2, 30, 250, (k * k + 1) / t300)} ${fx('C', 1, 160, 160, k / t300)}] for A(1 B, load 10, exec 1, pop ${(2 * k * k / t300).toFixed(4)})`,
+      'evict@300 B',
+      `load@310 ${fx('A', 1, 310, 310, 2 * k * k / t300)}`,
+    ]);
+  });
+  it('the first refresh can be moved (popularityFirstRefreshMs)', () => {
+    // Refreshes at 15, 115, 215: A 2 by 15; B 1 by 115 (rates 2k, 1); C 1 by 215.
+    const { log } = recorded(events.slice(0, 4), {}, new Recorder(), { ...opts, popularityFirstRefreshMs: 15 });
+    expect(log[3]).toBe(`select@150 need 1 [${fx('A', 2, 10, 11, 2 * k / (2 * k + 1))} ${fx('B', 1, 30, 30, 1 / (2 * k + 1))}] for C(1 B, load 10, exec 1, pop 0.0000)`);
+  });
+  it('a policy that says it never reads popularity gets 0 and the same choices', () => {
+    class Blind extends Recorder {
+      readonly usesPopularity = false;
+    }
+    const seen = recorded(events, {}, new Recorder(), opts);
+    const blind = recorded(events, {}, new Blind(), opts);
+    expect(blind.log).toEqual(seen.log.map((l) => l.replace(/pop \d\.\d{4}/g, 'pop 0.0000')));
+    expect(blind.r).toEqual(seen.r);
+  });
+});
+
+describe('simulate: keep-alive candidates named by the policy (expiryCandidates)', () => {
+  it('hands expired the evictable ones among them, once each, in the order of the loaded models; none: no call', () => {
+    // Budget 3, two slots: A loads 0-10, B 10-20, C 20-30 (C then runs to 2030). At 1000 the
+    // policy names C (runs), zz, B, A, B again and D (not loaded): expired gets A, B. At 2000 it
+    // names nothing: no call.
+    class Hinted extends Recorder {
+      expiryCandidates(now: number): readonly string[] {
+        return now === 1000 ? ['C', 'zz', 'B', 'A', 'B', 'D'] : [];
+      }
+    }
+    const table = { C: { execMs: 2000 } };
+    const { log, r } = recorded([[0, 'A'], [10, 'B'], [20, 'C'], [2500, 'D']], table, new Hinted(undefined, () => ['A', 'B']), { budgetBytes: 3, slots: 2 });
+    expect(log).toEqual([
+      `load@10 A(hits 1, loaded 10, used 10, pop 0.0000)`,
+      `load@20 B(hits 1, loaded 20, used 20, pop 0.0000)`,
+      `load@30 C(hits 1, loaded 30, used 30, pop 0.0000)`,
+      'expired@1000 [A B]',
+      'evict@1000 A',
+      'evict@1000 B',
+      `load@2510 D(hits 1, loaded 2510, used 2510, pop 0.0000)`,
+    ]);
+    expect([r.expirations, r.evictions]).toEqual([2, 0]);
+  });
+});
