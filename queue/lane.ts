@@ -55,6 +55,12 @@ for i = 1, tonumber(ARGV[1]) do
 end
 return out`);
 
+// KEYS: lane, active. Moves every job of the active list back to the lane's taking end, oldest
+// taken first; returns how many.
+const RECLAIM = new Script(`local n = 0
+while redis.call('LMOVE', KEYS[2], KEYS[1], 'LEFT', 'RIGHT') do n = n + 1 end
+return n`);
+
 // KEYS: from, to. ARGV: a frame. Moves it, if it is still in `from`, to the front of `to` (taken next).
 const MOVE = new Script(`if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
   redis.call('RPUSH', KEYS[2], ARGV[1])
@@ -89,6 +95,8 @@ export interface LaneWorkerOptions {
 /**
  * A node's side of its lane: one blocking connection takes jobs as slots free up, several in one
  * script when they are queued, else the next one with a blocking BLMOVE the moment it arrives.
+ * Start it once the node holds its id (`claimNodeId`): it first takes back what an earlier
+ * process with the same id left in the active list.
  */
 export class LaneWorker {
   private readonly conn: Redis;
@@ -119,6 +127,19 @@ export class LaneWorker {
   private async run(): Promise<void> {
     const lane = this.o.keys.lane(this.o.nodeId);
     const active = this.o.keys.laneActive(this.o.nodeId);
+    // Jobs an earlier process with this node id took and never answered (it died, and came back
+    // before the reaper moved them) run again first: node ids are unique while they live, so
+    // nothing else can be running them.
+    for (let reclaimed = false; !reclaimed && this.running; ) {
+      try {
+        await RECLAIM.run(this.conn, [lane, active], []);
+        reclaimed = true;
+      } catch (e) {
+        if (!this.running) return;
+        this.o.onError(e);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
     // Whether the lane is likely empty: then the next job is waited for at once (one command per
     // job when calls come one at a time), else taken with the others queued (one per batch).
     let drained = false;

@@ -1,0 +1,141 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { createRedis } from '../../queue/connection';
+import { keys } from '../../queue/keys';
+import { decodeLaneJob, encodeLaneJob, LaneWorker, moveJob, takeBack, type LaneJob } from '../../queue/lane';
+import { JOB, type InvokeJob } from '../../queue/wire';
+
+/*
+ * A node's lane (queue/lane.ts) against a real Redis: jobs are taken oldest first and each once,
+ * a job taken back is never run, jobs left in the active list by an earlier process with the same
+ * node id run again, and a move off a dead node puts a job in exactly one lane.
+ */
+
+const redis = createRedis(inject('redisUrl'));
+const k = keys(`lane${process.pid}`);
+afterAll(async () => {
+  const found = await redis.keys(`lane${process.pid}:*`);
+  if (found.length > 0) await redis.del(...found);
+  redis.disconnect();
+});
+
+const job = (n: number): { id: string; frame: Buffer } => {
+  const id = randomUUID();
+  const data: LaneJob['data'] = {
+    model: { fn: `f${n}`, sha256: 'a'.repeat(64), version: 1, sizeBytes: 1, loadMs: 1, execMs: 1, pinned: false },
+    inputs: { tensors: { x: { type: 'float32', dims: [1], offset: 0, byteLength: 4 } } },
+    acceptedAt: n,
+    deadline: n + 1000,
+    reply: { id, answerTtlMs: 1000 },
+  } satisfies InvokeJob & { reply: unknown };
+  return { id, frame: encodeLaneJob(id, JOB.invoke, data, Buffer.from(Float32Array.from([n]).buffer)) };
+};
+
+/** A worker that records the jobs it is handed and holds each until `release` (then leaves the active list, as an answer does). */
+function recorder(nodeId: string, concurrency: number) {
+  const seen: LaneJob[] = [];
+  const held: Array<() => void> = [];
+  const w = new LaneWorker({
+    redisUrl: inject('redisUrl'),
+    keys: k,
+    nodeId,
+    concurrency,
+    handle: async (j) => {
+      seen.push(j);
+      await new Promise<void>((r) => held.push(r));
+      await redis.lrem(k.laneActive(nodeId), 1, j.frame);
+    },
+    onError: (e) => {
+      throw e;
+    },
+  });
+  return { w, seen, release: () => held.splice(0).forEach((r) => r()) };
+}
+
+const until = async (what: string, f: () => boolean | Promise<boolean>, ms = 5000) => {
+  const end = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+describe('a node lane', () => {
+  it('hands over jobs oldest first, each once, no more at a time than the slots, with their inline bytes', async () => {
+    const node = 'n1';
+    const jobs = [1, 2, 3, 4, 5].map(job);
+    for (const j of jobs) await redis.lpush(k.lane(node), j.frame);
+    const r = recorder(node, 2);
+    try {
+      await until('two jobs', () => r.seen.length === 2);
+      await new Promise((res) => setTimeout(res, 50));
+      expect(r.seen.map((j) => j.id)).toEqual([jobs[0]!.id, jobs[1]!.id]);
+      expect([await redis.llen(k.lane(node)), await redis.llen(k.laneActive(node))]).toEqual([3, 2]);
+      expect(Array.from(new Float32Array(r.seen[1]!.inline!.buffer.slice(r.seen[1]!.inline!.byteOffset, r.seen[1]!.inline!.byteOffset + 4)))).toEqual([2]);
+      r.release();
+      await until('four jobs', () => r.seen.length === 4);
+      r.release();
+      await until('the last job', () => r.seen.length === 5);
+      r.release();
+      await until('an empty active list', async () => (await redis.llen(k.laneActive(node))) === 0);
+      expect(r.seen.map((j) => j.id)).toEqual(jobs.map((j) => j.id));
+      expect(await redis.llen(k.lane(node))).toBe(0);
+    } finally {
+      r.release();
+      await r.w.close();
+    }
+  });
+
+  it('a job taken back before any node took it is never handed over; one already taken is not taken back', async () => {
+    const node = 'n2';
+    const r = recorder(node, 1);
+    try {
+      const [a, b, c] = [job(1), job(2), job(3)];
+      await redis.lpush(k.lane(node), a.frame);
+      await until('the first job', () => r.seen.length === 1);
+      // The one slot is held: b and c wait in the lane.
+      await redis.lpush(k.lane(node), b.frame, c.frame);
+      expect(await takeBack(redis, k, node, b.frame)).toBe(true);
+      expect(await takeBack(redis, k, node, a.frame)).toBe(false);
+      r.release();
+      await until('the next job', () => r.seen.length === 2);
+      r.release();
+      await new Promise((res) => setTimeout(res, 100));
+      expect(r.seen.map((j) => j.id)).toEqual([a.id, c.id]);
+    } finally {
+      r.release();
+      await r.w.close();
+    }
+  });
+
+  it('jobs an earlier process with this node id took and never answered run again first', async () => {
+    const node = 'n3';
+    const [old1, old2, queued] = [job(1), job(2), job(3)];
+    // As the earlier process left them: taken (active, newest at the head), and one still queued.
+    await redis.lpush(k.laneActive(node), old1.frame, old2.frame);
+    await redis.lpush(k.lane(node), queued.frame);
+    const r = recorder(node, 1);
+    try {
+      for (let n = 1; n <= 3; n++) {
+        await until(`job ${n}`, () => r.seen.length === n);
+        r.release();
+      }
+      expect(r.seen.map((j) => j.id)).toEqual([old1.id, old2.id, queued.id]);
+    } finally {
+      r.release();
+      await r.w.close();
+    }
+  });
+
+  it('a move off a dead node puts a job in exactly one lane, at the end taken next', async () => {
+    const [a, b] = [job(1), job(2)];
+    await redis.lpush(k.lane('live'), a.frame);
+    await redis.lpush(k.laneActive('dead'), b.frame);
+    expect(await moveJob(redis, k.laneActive('dead'), k.lane('live'), b.frame)).toBe(true);
+    expect(await moveJob(redis, k.laneActive('dead'), k.lane('live'), b.frame)).toBe(false);
+    expect(await redis.llen(k.laneActive('dead'))).toBe(0);
+    const order = (await redis.lrangeBuffer(k.lane('live'), 0, -1)).map((f) => decodeLaneJob(f).id);
+    // Taken from the tail: the moved job (it waited longest) goes first.
+    expect(order).toEqual([a.id, b.id]);
+  });
+});
