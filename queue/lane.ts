@@ -168,7 +168,18 @@ export class LaneWorker {
         continue;
       }
       const now = Date.now();
-      for (const f of frames) this.start(decodeLaneJob(f, now));
+      for (const f of frames) {
+        let job: LaneJob;
+        try {
+          job = decodeLaneJob(f, now);
+        } catch (e) {
+          // Not a job (written by something else): dropped, and said why; the worker goes on.
+          this.o.onError(new Error(`a lane entry that is not a job was dropped (${e instanceof Error ? e.message : String(e)})`));
+          void this.conn.lrem(active, 1, f).catch(() => undefined);
+          continue;
+        }
+        this.start(job);
+      }
     }
   }
 

@@ -127,6 +127,34 @@ describe('a node lane', () => {
     }
   });
 
+  it('an entry that is not a job is dropped with an error, and the jobs behind it still run', async () => {
+    const node = 'n4';
+    const good = job(1);
+    await redis.lpush(k.lane(node), Buffer.from('not a job'), good.frame);
+    const errors: string[] = [];
+    const seen: string[] = [];
+    const w = new LaneWorker({
+      redisUrl: inject('redisUrl'),
+      keys: k,
+      nodeId: node,
+      concurrency: 4,
+      handle: async (j) => {
+        seen.push(j.id);
+        await redis.lrem(k.laneActive(node), 1, j.frame);
+      },
+      onError: (e) => errors.push(String(e)),
+    });
+    try {
+      await until('the good job', () => seen.length === 1);
+      await until('an empty active list', async () => (await redis.llen(k.laneActive(node))) === 0);
+      expect(seen).toEqual([good.id]);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatch(/a lane entry that is not a job was dropped/);
+    } finally {
+      await w.close();
+    }
+  });
+
   it('a move off a dead node puts a job in exactly one lane, at the end taken next', async () => {
     const [a, b] = [job(1), job(2)];
     await redis.lpush(k.lane('live'), a.frame);
