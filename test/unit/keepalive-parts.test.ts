@@ -263,6 +263,13 @@ describe('hybrid-histogram at the edges of its representative test and percentil
     expect(keepAlive(ten, [50, 150, 50, 150])).toEqual({ keep: 'keep-alive window ends soonest (in 200 ms)', idle: [] });
     // Two bins of 3: 180 = 5 × 6², CV computed 1.9999999999999996 < 2: not representative.
     expect(keepAlive(ten, [50, 150, 50, 150, 50, 150])).toEqual({ keep: 'keep-alive window ends soonest (in 5000 ms)', idle: [] });
+    // Two bins of 2 and two idle times out of range, for a second function: the pass over its
+    // bins counts the 4 in range (CV 2.0000000000000004): representative, the tail past them.
+    const p = hybridHistogram({ ...ten, margin: 0, fixedKeepAliveMs: 5000 });
+    const at = (key: string, t: number): EntryFacts => ({ key, sizeBytes: 10, loadMs: 10, execMs: 1, popularity: 0, loadedAt: 0, lastUsedAt: t, hits: 1 });
+    p.onAccess!(at('g', 0), 0);
+    for (const t of [0, 50, 200, 250, 400, 5400, 10_400]) p.onAccess!(at('f', t), t);
+    expect(p.selectVictims({ now: 10_400, needBytes: 1, candidates: [at('f', 10_400)], incoming: at('x', 0) })[0]!.reason).toBe('keep-alive window ends soonest (in 1000 ms)');
     // Two bins of 5: CV computed exactly 2, at least the limit: representative.
     expect(keepAlive(ten, [50, 150, 50, 150, 50, 150, 50, 150, 50, 150]).keep).toBe('keep-alive window ends soonest (in 200 ms)');
   });
@@ -308,6 +315,10 @@ describe('hybrid-histogram: models it never saw called, and windows that move, b
       { key: 'pre', reason: 'keep-alive window ends soonest (in -1000 ms)' },
     ]);
     expect(p.expired!(c, 6000).map((v) => v.key)).toEqual(['f', 'g']);
+    // Once called, the model first seen at position 0 is scored by its keep-alive there too.
+    p.onAccess!(e('unseen', 6000), 6000); // kept until 7000
+    p.onAccess!(e('h', 5500), 5500); // kept until 6500
+    expect(p.selectVictims(req([e('unseen', 6000), e('g', 4000), e('h', 5500)], 6500)).map((v) => v.key)).toEqual(['g', 'h', 'unseen']);
   });
 
   it('evicting a model it never saw pre-warms nothing', () => {
