@@ -306,6 +306,13 @@ describe('cremebrulee-plus at its edges, by hand', () => {
     expect(quiet(p4)).toBe(3700);
   });
 
+  it('scarce memory needs a hottest function: with no gap learned yet, memory is not scarce', () => {
+    const p = cremebruleePlus({ prefetch: true, prefetchEveryMs: 700, scarce: { below: 2, prefetchEveryMs: 100 } });
+    p.onLoad!(entry('f', { sizeBytes: 60, lastUsedAt: 1000 }), 1000); // one call: no gap
+    expect(p.prewarm!(2000, no, 50)).toEqual([]); // 50 < 2 × 60, but no function is the hottest
+    expect(quiet(p)).toBe(2700);
+  });
+
   it('scarce memory counts loaded bytes: a model forgotten after its eviction, and loaded again', () => {
     const scarce = () => {
       const p = cremebruleePlus({ prefetch: true, prefetchEveryMs: 700, scarce: { below: 2, prefetchEveryMs: 100 } });
