@@ -9,7 +9,7 @@ import { deadNodes, failoverCounts, HEARTBEAT_MS, liveNodes, MISSED_BEATS, type 
 import { readAnswer, ReplyReader, unwrap, type ReplyTo } from './replies';
 import { encodeLaneJob, takeBack } from './lane';
 import { chooseNode, type NodeView } from './routing';
-import { INLINE_BYTES, JOB, packTensors, unpackTensors, type InvokeJob, type InvokeReply, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from './wire';
+import { INLINE_BYTES, JOB, LANE_INLINE_BYTES, packTensors, unpackTensors, type InvokeJob, type InvokeReply, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from './wire';
 
 export interface DispatcherOptions {
   redisUrl: string;
@@ -81,9 +81,9 @@ const INPUTS_GRACE_MS = 60_000;
  * puts `inline` in the job), else as raw bytes under `key`, written on `redis` (the connection the
  * job is then added on, so the bytes are there before any node can see the job).
  */
-function storeInputs(redis: Redis, key: string, ttlMs: number, ts: Record<string, Tensor>): { tensors: WireTensors['tensors']; inline?: Buffer; key?: string; stored?: Promise<unknown> } {
+function storeInputs(redis: Redis, key: string, ttlMs: number, ts: Record<string, Tensor>, inlineMax: number): { tensors: WireTensors['tensors']; inline?: Buffer; key?: string; stored?: Promise<unknown> } {
   const { tensors, blob } = packTensors(ts);
-  if (blob.byteLength <= INLINE_BYTES) return { tensors, inline: blob };
+  if (blob.byteLength <= inlineMax) return { tensors, inline: blob };
   return { tensors, key, stored: redis.set(key, blob, 'PX', Math.max(1, Math.ceil(ttlMs))) };
 }
 
@@ -183,7 +183,7 @@ export class Dispatcher {
   private async invokeOn(nodeId: string, req: InvokeRequest, timeoutMs: number, opts: { admission?: AdmissionRequest; onQueued?: () => void }): Promise<InvokeResult> {
     const id = randomUUID();
     const { redis, keys } = this.opts;
-    const { tensors, inline, key, stored } = storeInputs(redis, keys.inputs(id), timeoutMs + INPUTS_GRACE_MS, req.inputs);
+    const { tensors, inline, key, stored } = storeInputs(redis, keys.inputs(id), timeoutMs + INPUTS_GRACE_MS, req.inputs, LANE_INLINE_BYTES);
     const job: InvokeJob = { ...req, inputs: key === undefined ? { tensors } : { tensors, key }, acceptedAt: this.clock.fromLocal(req.acceptedAt), deadline: this.clock.now() + timeoutMs };
     let answer: InvokeAnswer;
     let blob: Buffer | undefined;
@@ -217,7 +217,7 @@ export class Dispatcher {
     const nodeId = await this.route(req.model);
     const id = randomUUID();
     const ttl = this.opts.asyncResultTtlS;
-    const { tensors, inline, key, stored } = storeInputs(this.opts.redis, this.opts.keys.inputs(id), ttl * 1000, req.inputs);
+    const { tensors, inline, key, stored } = storeInputs(this.opts.redis, this.opts.keys.inputs(id), ttl * 1000, req.inputs, INLINE_BYTES);
     const job: Routed<InvokeJob> = {
       ...req,
       // BullMQ keeps job data as JSON: inline bytes go as base64 there.

@@ -18,24 +18,33 @@ export interface WireTensor {
 }
 
 /**
- * A job's input tensors as they cross Redis: their descriptions travel in the job's JSON (BullMQ
- * stores job data as JSON), their bytes in one blob of raw little-endian bytes, which is either
- * inline (base64, when small: an inline blob costs no extra round trip) or stored as bytes under
- * its own Redis key (ioredis carries Buffers). Outputs come back as raw bytes (`InvokeReply`).
+ * A job's input tensors as they cross Redis: their descriptions travel in the job's JSON, their
+ * bytes in one blob of raw little-endian bytes, which is either inline (an inline blob costs no
+ * extra round trip: raw after the JSON in a sync job's frame, `queue/lane.ts`; base64 in a BullMQ
+ * job, whose data is JSON) or stored as bytes under its own Redis key (ioredis carries Buffers).
+ * Outputs come back as raw bytes (`InvokeReply`).
  */
 export interface WireTensors {
   tensors: Record<string, WireTensor>;
-  /** The blob, base64, when it is at most `INLINE_BYTES`. */
+  /** The blob, base64, when it is at most `INLINE_BYTES` (BullMQ jobs). */
   b64?: string;
   /** Else the Redis key that holds the blob. */
   key?: string;
 }
 
 /**
- * Blobs up to this many bytes travel inline: below it, base64 in the job costs less than the
- * extra Redis command and round trip a key of its own costs (measured in bench/invoke.bench.ts).
+ * Blobs up to this many bytes travel inline in a BullMQ job: below it, base64 in the job costs less
+ * than the extra Redis command and round trip a key of its own costs (measured in bench/invoke.bench.ts).
  */
 export const INLINE_BYTES = 4096;
+
+/**
+ * Blobs up to this many bytes travel inline in a sync job's frame, raw. The frame goes to Redis
+ * twice (queued, then named again to leave the active list with the answer), against the node's
+ * extra round trip to fetch a key of its own: PP-OCR cls's 110 KB input inline saves that round
+ * trip on every call (`bench:rest`).
+ */
+export const LANE_INLINE_BYTES = 256 * 1024;
 
 /**
  * JSON and raw bytes in one binary string, as answers and sync jobs cross Redis: a 4-byte

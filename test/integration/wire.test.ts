@@ -4,7 +4,7 @@ import { STREAM_FROM_BYTES } from '../../functions/http/answer';
 import { encodeModel } from '../../models/onnx-builder';
 import { createRedis } from '../../queue/connection';
 import { tensorBytes } from '../../queue/tensor';
-import { INLINE_BYTES, packTensors, unpackTensors, type Tensor } from '../../queue/wire';
+import { INLINE_BYTES, LANE_INLINE_BYTES, packTensors, unpackTensors, type Tensor } from '../../queue/wire';
 import { mlpModel } from '../../models/generate';
 import { floats, ort, readModel, REAL_MODELS, runDirect } from '../support/models';
 import { startBrulee, type TestBrulee } from '../support/brulee';
@@ -40,33 +40,58 @@ describe('tensors on the wire', () => {
     }
   });
 
-  it('large inputs travel as bytes under their own key, not inside the job, and are gone once the job has run', async () => {
-    await b.put('cls', readModel(REAL_MODELS.ocrCls));
-    const data = floats(3 * 48 * 192, 5);
-    const input = { x: { type: 'float32', dims: [1, 3, 48, 192], data } };
-    expect(data.length * 4).toBeGreaterThan(INLINE_BYTES);
-    // Every command Redis runs during the call, as MONITOR reports it.
+  /** Every command Redis runs during `call`, as MONITOR reports it, of this brulee only (other test files share the Redis). */
+  async function monitored<T>(call: () => Promise<T>): Promise<{ out: T; seen: string[][] }> {
     const mon = await redis.monitor();
-    const seen: string[][] = [];
-    mon.on('monitor', (_t: string, args: string[]) => seen.push(args));
-    const r = await b.invoke('cls', input);
+    const all: string[][] = [];
+    mon.on('monitor', (_t: string, args: string[]) => all.push(args));
+    const out = await call();
     await new Promise((res) => setTimeout(res, 100));
     mon.disconnect();
+    return { out, seen: all.filter((a) => a.some((x) => x.startsWith(`${b.namespace}:`))) };
+  }
+  const longest = (a: string[]) => Math.max(0, ...a.slice(a[0]?.toLowerCase() === 'eval' ? 2 : 1).map((x) => x.length)); // not a script's source
+
+  it('inputs up to LANE_INLINE_BYTES travel raw inside the sync job (no key of their own, no base64), and the job is gone once run', async () => {
+    await b.put('cls', readModel(REAL_MODELS.ocrCls));
+    const data = floats(3 * 48 * 192, 5);
+    expect(data.length * 4).toBeGreaterThan(INLINE_BYTES);
+    expect(data.length * 4).toBeLessThanOrEqual(LANE_INLINE_BYTES);
+    const { out: r, seen } = await monitored(() => b.invoke('cls', { x: { type: 'float32', dims: [1, 3, 48, 192], data } }));
+    expect(r.status).toBe(200);
+    expect(seen.filter((a) => a[0]?.toLowerCase() === 'set' && a[1]?.startsWith(`${b.namespace}:in:`))).toEqual([]);
+    // The script that admits and queues it carries the frame with the raw bytes (MONITOR shows a
+    // byte outside printable ASCII as \xNN; base64 would have none), and nothing fetches them.
+    const queued = seen.filter((a) => a[0]?.toLowerCase() === 'evalsha' && a.includes(`${b.namespace}:lane:${b.node!.id}`));
+    expect(queued).toHaveLength(1);
+    const frame = queued[0]!.find((x) => x.length === longest(queued[0]!))!;
+    expect(frame.length).toBeGreaterThan(110_592);
+    expect(frame).toMatch(/\\x[0-9a-f]{2}/);
+    expect(seen.some((a) => a[0]?.toLowerCase() === 'get' && a[1]?.startsWith(`${b.namespace}:in:`))).toBe(false);
+    expect(await redis.llen(`${b.namespace}:lane:${b.node!.id}:active`)).toBe(0);
+    const want = await runDirect(readModel(REAL_MODELS.ocrCls), { x: new ort.Tensor('float32', Float32Array.from(data), [1, 3, 48, 192]) });
+    expect(r.body.outputs['softmax_0.tmp_0'].data).toEqual(Array.from(want['softmax_0.tmp_0']!.data as Float32Array));
+  });
+
+  it('larger inputs travel as bytes under their own key, not inside the job, and are gone once the job has run', async () => {
+    const n = LANE_INLINE_BYTES / 4 + 1024;
+    const bytes = mlpModel({ inputSize: n, hidden: [2], outputSize: 2, seed: 8 });
+    await b.put('wide-in', bytes);
+    const data = floats(n, 6);
+    const { out: r, seen } = await monitored(() => b.invoke('wide-in', { x: { type: 'float32', dims: [1, n], data } }));
     expect(r.status).toBe(200);
     const sets = seen.filter((a) => a[0]?.toLowerCase() === 'set' && a[1]?.startsWith(`${b.namespace}:in:`));
     expect(sets).toHaveLength(1);
     const inKey = sets[0]![1]!;
-    // No other command carries them: the job (the script that admits and queues it) and the answer
-    // are small. (Only this brulee's commands: other test files share the Redis.)
-    const others = seen.filter((a) => a !== sets[0] && a.some((x) => x.startsWith(`${b.namespace}:`)));
+    // No other command carries them: the job (the script that admits and queues it) and the answer are small.
+    const others = seen.filter((a) => a !== sets[0]);
     expect(others.some((a) => a[0]?.toLowerCase() === 'evalsha')).toBe(true);
-    const longest = (a: string[]) => Math.max(0, ...a.slice(a[0]?.toLowerCase() === 'eval' ? 2 : 1).map((x) => x.length)); // not a script's source
-    for (const a of others) expect([a[0], longest(a)]).toEqual([a[0], expect.toSatisfy((n: number) => n < 4096)]);
+    for (const a of others) expect([a[0], longest(a)]).toEqual([a[0], expect.toSatisfy((x: number) => x < 4096)]);
     expect(seen.some((a) => a[0]?.toLowerCase() === 'get' && a[1] === inKey)).toBe(true);
     expect(await redis.exists(inKey)).toBe(0); // dropped once run
     expect(await redis.keys(`${b.namespace}:in:*`)).toEqual([]);
-    const want = await runDirect(readModel(REAL_MODELS.ocrCls), { x: new ort.Tensor('float32', Float32Array.from(data), [1, 3, 48, 192]) });
-    expect(r.body.outputs['softmax_0.tmp_0'].data).toEqual(Array.from(want['softmax_0.tmp_0']!.data as Float32Array));
+    const want = await runDirect(bytes, { x: new ort.Tensor('float32', Float32Array.from(data), [1, n]) });
+    expect(r.body.outputs.y.data).toEqual(Array.from(want.y!.data as Float32Array));
   });
 
   it('a call with large inputs and outputs leaves no input key behind, and its outputs are exact', async () => {
