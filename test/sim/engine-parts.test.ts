@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { createPolicy } from '../../runtime/policies';
 import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from '../../runtime/policies/types';
-import { simulate, type SimOptions, type SimResult } from '../../sim/engine';
+import { simulate, skipChecks, type SimOptions, type SimResult } from '../../sim/engine';
 import { buildTrace } from '../../sim/trace';
 import { modelsOf, traceOf } from './helpers';
 
@@ -71,6 +71,14 @@ describe('simulate: the figures of a run, by hand', () => {
       meanLatencyMs: 155, p99LatencyMs: 155, meanQueueMs: (100 + 145) / 2,
       byteSeconds: 0.77, meanUsedBytes: 770 / 290, peakUsedBytes: 3, simulatedMs: 400,
     });
+  });
+  it('wallMs is the wall time of the call', () => {
+    const t = traceOf(events);
+    const t0 = performance.now();
+    const r = simulate(t, modelsOf(t, table), createPolicy('lru'), { budgetBytes: 3 });
+    const t1 = performance.now();
+    expect(r.wallMs).toBeGreaterThanOrEqual(0);
+    expect(r.wallMs).toBeLessThanOrEqual(t1 - t0);
   });
   it('a window with nothing served gives zeros, not NaN', () => {
     // Only D arrives in [400, 500): refused. Bytes: C's 2 from 400 to the end at 400: none.
@@ -219,6 +227,24 @@ describe('simulate: a call that waits for memory, or is refused', () => {
     expect([r.invocations, r.refused, r.coldStarts, r.evictions, r.simulatedMs]).toEqual([4, 0, 2, 1, 3111]);
     expect(r.meanQueueMs).toBe(999 / 4);
   });
+  it('waits for a pre-warm load, and asks the policy only when the loaded models free enough', () => {
+    // Budget 3, checks every 1000 ms. A, B (1 byte) load at 0 and 100; C (2 bytes) at 200 evicts
+    // A. At 1000 C expires and P (2 bytes) is pre-warmed (to 1100). D (2 bytes) at 1050 needs 2:
+    // only B (1 byte) is loaded, so D waits without asking; at 1100 B and P go.
+    const table = { C: { sizeBytes: 2 }, P: { sizeBytes: 2, loadMs: 100 }, D: { sizeBytes: 2 } };
+    const p = new Recorder(undefined, (now) => (now === 1000 ? ['C'] : []), (now) => (now === 1000 ? ['P'] : []));
+    const { log } = recorded([[0, 'A'], [100, 'B'], [200, 'C'], [1050, 'D'], [1500, 'P']], table, p, { budgetBytes: 3 });
+    expect(log.filter((l) => /^(select|evict)/.test(l))).toEqual([
+      'select@200 need 1 [A(hits 1, loaded 10, used 10, pop 0.0000) B(hits 1, loaded 110, used 110, pop 0.0000)] for C(2 B, load 10, exec 1, pop 0.0000)',
+      'evict@200 A',
+      'evict@1000 C',
+      'select@1100 need 2 [B(hits 1, loaded 110, used 110, pop 0.0000) P(hits 0, loaded 1100, used 1100, pop 0.0000)] for D(2 B, load 10, exec 1, pop 0.0000)',
+      'evict@1100 B',
+      'evict@1100 P',
+      'select@1500 need 1 [D(hits 1, loaded 1110, used 1110, pop 0.0000)] for P(2 B, load 100, exec 1, pop 0.0000)',
+      'evict@1500 D',
+    ]);
+  });
   it('refuses a call when the policy frees too little and nothing is in flight', () => {
     // Budget 1: A loads at 0; B at 200 needs 1 byte, the policy names nothing: refused; A hits.
     const { log, r } = recorded([[0, 'A'], [200, 'B'], [300, 'A']], {}, new Recorder(() => []), { budgetBytes: 1 });
@@ -359,6 +385,12 @@ describe('simulate: popularity as the policy sees it', () => {
       `load@310 ${fx('A', 1, 310, 310, 2 * k * k / t300)}`,
     ]);
   });
+  it('a load that spans a refresh is handed the share as of its end', () => {
+    // No memory pressure. A at 0 and 10; B at 150 loads 100 ms, to 250: the refresh at 200 saw
+    // B once (rates 2k for A, 1 for B).
+    const { log } = recorded([[0, 'A'], [10, 'A'], [150, 'B']], { B: { loadMs: 100 } }, new Recorder(), { ...opts, budgetBytes: 10 });
+    expect(log.at(-1)).toBe(`load@250 ${fx('B', 1, 250, 250, 1 / (2 * k + 1))}`);
+  });
   it('the first refresh can be moved (popularityFirstRefreshMs)', () => {
     // Refreshes at 15, 115, 215: A 2 by 15; B 1 by 115 (rates 2k, 1); C 1 by 215.
     const { log } = recorded(events.slice(0, 4), {}, new Recorder(), { ...opts, popularityFirstRefreshMs: 15 });
@@ -397,5 +429,12 @@ describe('simulate: keep-alive candidates named by the policy (expiryCandidates)
       `load@2510 D(hits 1, loaded 2510, used 2510, pop 0.0000)`,
     ]);
     expect([r.expirations, r.evictions]).toEqual([2, 0]);
+  });
+});
+
+describe('skipChecks', () => {
+  it('leaves a check already past tNext where it is (the loop would not step)', () => {
+    expect(skipChecks(5000, 1000, 1000, Infinity)).toBe(5000);
+    expect(skipChecks(5000, 1000, 9000, 3000)).toBe(5000);
   });
 });
