@@ -407,6 +407,25 @@ describe('simulate: popularity as the policy sees it', () => {
   });
 });
 
+describe('simulate: checks with an empty cache, and a policy that only pre-warms', () => {
+  it('a check before anything is loaded calls no expired; prewarm alone makes the checks run', () => {
+    // Checks every 1000 ms. At 1000 nothing is loaded: no expired call (only prewarm's).
+    const keepAlive = new Recorder(undefined, () => [], () => []);
+    expect(recorded([[1500, 'A']], {}, keepAlive, { budgetBytes: 1 }).log).toEqual(['prewarm@1000 free 1 resident []', 'load@1510 A(hits 1, loaded 1510, used 1510, pop 0.0000)']);
+    // A policy with prewarm and no expired: B is pre-warmed at 1000 (loaded at 1010), hit at 2500.
+    const warmOnly = new Recorder(undefined, undefined, (now) => (now === 1000 ? ['B'] : []));
+    const { log, r } = recorded([[500, 'A'], [2500, 'B']], {}, warmOnly, { budgetBytes: 2 });
+    expect(log).toEqual([
+      'load@510 A(hits 1, loaded 510, used 510, pop 0.0000)',
+      'prewarm@1000 free 1 resident []',
+      'load@1010 B(hits 0, loaded 1010, used 1010, pop 0.0000)',
+      'prewarm@2000 free 0 resident []',
+      'access@2500 B(hits 1, loaded 1010, used 2500, pop 0.0000)',
+    ]);
+    expect([r.coldStarts, r.prewarmLoads]).toEqual([1, 1]);
+  });
+});
+
 describe('simulate: keep-alive candidates named by the policy (expiryCandidates)', () => {
   it('hands expired the evictable ones among them, once each, in the order of the loaded models; none: no call', () => {
     // Budget 3, two slots: A loads 0-10, B 10-20, C 20-30 (C then runs to 2030). At 1000 the
