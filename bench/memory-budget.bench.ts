@@ -9,6 +9,8 @@
  *
  *   npx tsx bench/memory-budget.bench.ts [--calls 400] [--concurrency 4] [--fraction 0.4] [--seed 1]
  *                                        [--env NAME=VALUE ...]   (e.g. --env MALLOC_ARENA_MAX=2)
+ *                                        [--probe]  (splits the worker's highest sampled RSS into native
+ *                                                    bytes, JS ArrayBuffers and V8 heap: bench/memory-probe.mjs)
  */
 import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,6 +32,7 @@ const { values: args } = parseArgs({
     seed: { type: 'string', default: '1' },
     env: { type: 'string', multiple: true, default: [] },
     json: { type: 'string' },
+    probe: { type: 'boolean', default: false },
   },
 });
 // As `npm start` runs a worker (`--env GLIBC_TUNABLES=` runs it without, as before issue 12 §4).
@@ -87,6 +90,11 @@ const models: Model[] = [
 ];
 
 const dir = mkdtempSync(join(tmpdir(), 'brulee-membench-'));
+const probeOut = join(dir, 'probe.json');
+if (args.probe) {
+  extraEnv.NODE_OPTIONS = `${extraEnv.NODE_OPTIONS ?? ''} --import ${pathToFileURL(join(import.meta.dirname, 'memory-probe.mjs')).href}`.trim();
+  extraEnv.PROBE_OUT = probeOut;
+}
 const redis = await startRedisServer({ dir: join(dir, 'redis'), persist: false });
 const procs: Proc[] = [];
 const shared = { REDIS_URL: redis.url, KEY_PREFIX: 'mb', MODEL_STORE: pathToFileURL(join(dir, 'store')).href, LOG_LEVEL: 'warn', POPULARITY_CRON: '*/5 * * * * *' };
@@ -167,6 +175,20 @@ try {
     nodes: Array<{ id: string; usedBytes: number; evictions: number; loads: number; memory?: { heapBytes: number; externalBytes: number }; residentModels: Array<{ fn: string; sizeBytes: number }> }>;
   };
   const node = st.nodes.find((n) => n.id === 'w1')!;
+  // The highest sampled RSS, split: native (RSS less V8 heap less ArrayBuffers, above the same at
+  // idle: models, arenas, malloc), JS ArrayBuffers (tensors in flight or not yet collected), V8 heap growth.
+  let atSampledPeak: Record<string, unknown> | undefined;
+  if (args.probe) {
+    const p = JSON.parse(readFileSync(probeOut, 'utf8')) as { rssMiB: number; heapTotalMiB: number; arrayBuffersMiB: number; gc: unknown };
+    const [i, ih, b] = [idle / MiB, idleHeap / MiB, budget / MiB];
+    atSampledPeak = {
+      aboveIdleRatio: (p.rssMiB - i) / b,
+      nativeRatio: (p.rssMiB - p.heapTotalMiB - p.arrayBuffersMiB - (i - ih)) / b,
+      arrayBuffersRatio: p.arrayBuffersMiB / b,
+      heapGrowthRatio: (p.heapTotalMiB - ih) / b,
+      ...p,
+    };
+  }
   const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   const out = {
     when: new Date().toISOString(),
@@ -197,6 +219,7 @@ try {
     charged: Object.fromEntries(node.residentModels.map((m) => [m.fn, `${(m.sizeBytes / MiB).toFixed(1)} (registered ${(resident[m.fn]! / MiB).toFixed(1)})`])),
     loads: node.loads,
     evictions: node.evictions,
+    ...(atSampledPeak ? { atSampledPeak } : {}),
   };
   console.log(JSON.stringify(out, null, 1));
   if (args.json) writeFileSync(args.json, JSON.stringify(out) + '\n', { flag: 'a' });

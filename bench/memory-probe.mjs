@@ -1,0 +1,25 @@
+// Preloaded into the memory bench's worker (`--probe`): samples process.memoryUsage() every 10 ms
+// and writes the sample of highest RSS to PROBE_OUT (JSON, MiB) each time it rises, with the V8
+// GCs seen so far by kind (1 scavenge, 4 mark-compact, 8 incremental), so the bench can split
+// the peak into native bytes, JS ArrayBuffers and V8 heap. Not part of brulee.
+import { writeFileSync } from 'node:fs';
+import { PerformanceObserver } from 'node:perf_hooks';
+
+const out = process.env.PROBE_OUT;
+const MiB = (x) => Math.round((x / 1048576) * 10) / 10;
+const gcs = {};
+new PerformanceObserver((l) => {
+  for (const e of l.getEntries()) {
+    const g = (gcs[e.detail?.kind ?? e.kind] ??= { n: 0, ms: 0 });
+    g.n++;
+    g.ms += e.duration;
+  }
+}).observe({ entryTypes: ['gc'] });
+let top = 0;
+setInterval(() => {
+  const m = process.memoryUsage();
+  if (!out || m.rss <= top) return;
+  top = m.rss;
+  const gc = Object.fromEntries(Object.entries(gcs).map(([k, g]) => [k, { n: g.n, ms: Math.round(g.ms) }]));
+  writeFileSync(out, JSON.stringify({ rssMiB: MiB(m.rss), heapTotalMiB: MiB(m.heapTotal), arrayBuffersMiB: MiB(m.arrayBuffers), gc }));
+}, 10).unref();
