@@ -103,6 +103,8 @@ export class LaneWorker {
   private running = true;
   private free: number;
   private wake: (() => void) | undefined;
+  /** Jobs off the node's BullMQ queue waiting for a slot (`slot`). */
+  private waiting: Array<() => void> = [];
   private readonly active = new Set<Promise<void>>();
   private readonly loop: Promise<void>;
 
@@ -119,6 +121,7 @@ export class LaneWorker {
   async close(force = false): Promise<void> {
     this.running = false;
     this.wake?.();
+    for (const f of this.waiting.splice(0)) f();
     this.conn.disconnect();
     await this.loop;
     if (!force) await Promise.allSettled([...this.active]);
@@ -148,20 +151,39 @@ export class LaneWorker {
         await new Promise<void>((r) => (this.wake = r));
         continue;
       }
+      if (this.waiting.length > 0) {
+        // The node's other jobs take the free slots first (they run once their turn comes).
+        await new Promise((r) => setImmediate(r));
+        continue;
+      }
       let frames: Buffer[] = [];
+      // Slots held for the jobs taken (the node's other jobs share them, `slot`).
+      let held = 0;
       try {
         if (!drained) {
+          // Reserved before the take, so what it takes has its slots.
           const want = this.free;
+          this.free = 0;
+          held = want;
           frames = (await TAKE.runBuffer(this.conn, [lane, active], [want])) as Buffer[];
           drained = frames.length < want;
+          this.release(want - frames.length);
+          held = frames.length;
         }
         if (frames.length === 0 && this.running) {
+          // The blocking wait holds no slot; the job it hands over waits for one (in the active list).
           const f = await this.conn.blmoveBuffer(lane, active, 'RIGHT', 'LEFT', BLOCK_S);
-          frames = f ? [f] : [];
-          // Calls running beside this one: others may be queued behind it.
-          drained = this.active.size === 0;
+          if (f) {
+            // Calls running beside this one: others may be queued behind it.
+            drained = this.active.size === 0;
+            // Closing meanwhile: it stays in the active list (the reaper moves it once the node has left).
+            if (!(await this.acquire(true))) break;
+            held = 1;
+            frames = [f];
+          }
         }
       } catch (e) {
+        this.release(held);
         if (!this.running) break;
         this.o.onError(e);
         await new Promise((r) => setTimeout(r, 200));
@@ -176,6 +198,7 @@ export class LaneWorker {
           // Not a job (written by something else): dropped, and said why; the worker goes on.
           this.o.onError(new Error(`a lane entry that is not a job was dropped (${e instanceof Error ? e.message : String(e)})`));
           void this.conn.lrem(active, 1, f).catch(() => undefined);
+          this.release(1);
           continue;
         }
         this.start(job);
@@ -183,8 +206,8 @@ export class LaneWorker {
     }
   }
 
+  /** Runs a job taken from the lane in the slot reserved for it. */
   private start(job: LaneJob): void {
-    this.free--;
     const p: Promise<void> = this.o
       .handle(job)
       .then(
@@ -192,12 +215,45 @@ export class LaneWorker {
         (e: unknown) => this.o.onError(e),
       )
       .finally(() => {
-        this.free++;
         this.active.delete(p);
-        const w = this.wake;
-        this.wake = undefined;
-        w?.();
+        this.release(1);
       });
     this.active.add(p);
+  }
+
+  /**
+   * Runs `what` in one of the node's slots: the node's other jobs (async calls, loads, unloads, off
+   * its BullMQ queue) share the `concurrency` slots with the lane's, so the node runs no more jobs
+   * at once than it says.
+   */
+  async slot<T>(what: () => Promise<T>): Promise<T> {
+    await this.acquire();
+    try {
+      return await what();
+    } finally {
+      this.release(1);
+    }
+  }
+
+  /** Takes a slot, waiting for one if none is free; with `untilClosed`, false if the worker closes first. */
+  private async acquire(untilClosed = false): Promise<boolean> {
+    while (this.free === 0) {
+      if (untilClosed && !this.running) return false;
+      await new Promise<void>((r) => this.waiting.push(r));
+    }
+    this.free--;
+    return true;
+  }
+
+  /** Gives `n` slots back, and wakes whoever waits for one. */
+  private release(n: number): void {
+    if (n <= 0) return;
+    this.free += n;
+    // Jobs that wait for a slot go first (woken first, they take it first), so a steady stream of
+    // sync calls cannot starve the node's other jobs.
+    for (const f of this.waiting.splice(0)) f();
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
   }
 }

@@ -156,7 +156,16 @@ export class RuntimeNode {
     });
     await this.heartbeat();
     this.workerRedis = createRedis(this.o.redisUrl, { name: `brulee-node-${this.o.id}` });
-    this.worker = new Worker(keys.nodeQueue(this.o.id), (job) => this.process(job), {
+    // The lane's worker first: the BullMQ worker's jobs take their slots from it.
+    const lane = (this.lane = new LaneWorker({
+      redisUrl: this.o.redisUrl,
+      keys,
+      nodeId: this.o.id,
+      concurrency: this.o.concurrency,
+      handle: (job) => this.process(job),
+      onError: (e) => this.o.log.warn({ err: e }, 'lane error'),
+    }));
+    this.worker = new Worker(keys.nodeQueue(this.o.id), (job) => lane.slot(() => this.process(job)), {
       connection: this.workerRedis,
       prefix: keys.bullPrefix,
       concurrency: this.o.concurrency,
@@ -166,14 +175,6 @@ export class RuntimeNode {
     });
     this.worker.on('error', (e) => this.o.log.warn({ err: e }, 'worker error'));
     await this.worker.waitUntilReady();
-    this.lane = new LaneWorker({
-      redisUrl: this.o.redisUrl,
-      keys,
-      nodeId: this.o.id,
-      concurrency: this.o.concurrency,
-      handle: (job) => this.process(job),
-      onError: (e) => this.o.log.warn({ err: e }, 'lane error'),
-    });
     this.timers.push(setInterval(() => void this.heartbeat(), this.o.heartbeatMs));
     // Keep-alive expiry and the policy's pre-warming (both no-ops for policies without them).
     this.timers.push(

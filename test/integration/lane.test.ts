@@ -155,6 +155,38 @@ describe('a node lane', () => {
     }
   });
 
+  it("the node's other jobs share the lane's slots: one waits while the lane's job holds the only slot, and the lane waits for it", async () => {
+    const node = 'n5';
+    const r = recorder(node, 1);
+    try {
+      const [a, b] = [job(1), job(2)];
+      await redis.lpush(k.lane(node), a.frame);
+      await until('the lane job', () => r.seen.length === 1);
+      const order: string[] = [];
+      let releaseOther!: () => void;
+      const other = r.w.slot(async () => {
+        order.push('other starts');
+        await new Promise<void>((res) => (releaseOther = res));
+        order.push('other ends');
+      });
+      await redis.lpush(k.lane(node), b.frame);
+      await new Promise((res) => setTimeout(res, 100));
+      expect(order).toEqual([]);
+      r.release();
+      await until('the other job', () => order.length === 1);
+      await new Promise((res) => setTimeout(res, 100));
+      // The one slot is the other job's: the lane's next job waits.
+      expect(r.seen.map((j) => j.id)).toEqual([a.id]);
+      releaseOther();
+      await other;
+      await until('the next lane job', () => r.seen.length === 2);
+      expect(order).toEqual(['other starts', 'other ends']);
+    } finally {
+      r.release();
+      await r.w.close();
+    }
+  });
+
   it('a move off a dead node puts a job in exactly one lane, at the end taken next', async () => {
     const [a, b] = [job(1), job(2)];
     await redis.lpush(k.lane('live'), a.frame);
