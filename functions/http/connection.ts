@@ -11,9 +11,11 @@ import { declaredLength } from './parse';
 export function closeWhenBodyUnread(): MiddlewareHandler {
   return async (c, next) => {
     await next();
-    // From the headers, not `raw.body`: touching the body would build a web stream for it (parse.ts `limit`).
+    // From the headers, not `raw.body`: touching the body would build a web stream for it (parse.ts
+    // `limit`). A GET's or HEAD's body is never read by a handler (node reads and drops it).
     const length = c.req.header('content-length');
-    const hasBody = c.req.header('transfer-encoding') !== undefined || (length !== undefined && length !== '0');
+    const method = c.req.method;
+    const hasBody = method !== 'GET' && method !== 'HEAD' && (c.req.header('transfer-encoding') !== undefined || (length !== undefined && length !== '0'));
     if (hasBody && !c.req.raw.bodyUsed && !c.res.headers.has('connection')) c.header('Connection', 'close');
   };
 }
