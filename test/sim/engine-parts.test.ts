@@ -426,6 +426,19 @@ describe('simulate: checks with an empty cache, and a policy that only pre-warms
   });
 });
 
+describe('simulate: pre-warm loads end each at its own time', () => {
+  it('two pre-warm loads of 100 and 300 ms finish at 1100 and 1300', () => {
+    const warm = new Recorder(undefined, undefined, (now) => (now === 1000 ? ['P', 'R'] : []));
+    const { log } = recorded([[0, 'A'], [2000, 'A'], [2000, 'P'], [2000, 'R']], { P: { loadMs: 100 }, R: { loadMs: 300 } }, warm, { budgetBytes: 3 });
+    expect(log.slice(0, 4)).toEqual([
+      'load@10 A(hits 1, loaded 10, used 10, pop 0.0000)',
+      'prewarm@1000 free 2 resident []',
+      'load@1100 P(hits 0, loaded 1100, used 1100, pop 0.0000)',
+      'load@1300 R(hits 0, loaded 1300, used 1300, pop 0.0000)',
+    ]);
+  });
+});
+
 describe('simulate: keep-alive candidates named by the policy (expiryCandidates)', () => {
   it('hands expired the evictable ones among them, once each, in the order of the loaded models; none: no call', () => {
     // Budget 3, two slots: A loads 0-10, B 10-20, C 20-30 (C then runs to 2030). At 1000 the
