@@ -70,8 +70,11 @@ const EVENTS_KEPT = 100;
 /** An invocation as the gateway hands it over; the dispatcher sets its deadline. */
 export type InvokeRequest = Omit<InvokeJob, 'deadline' | 'inputs'> & { inputs: Record<string, Tensor> };
 
+/** Admission's refusals (queue/admission.ts): the call was never queued. */
+const REFUSED = new Set<string>(['QUEUE_FULL', 'OVERLOADED']);
+
 /** Errors after which no node will run the job (or delete its input key). */
-const NEVER_RUN = new Set<string>(['TIMEOUT', 'QUEUE_FULL', 'OVERLOADED']);
+const NEVER_RUN = new Set<string>(['TIMEOUT', ...REFUSED]);
 
 /** Inputs stored under their own key outlive the job's deadline by this much (a node deletes them once the job has run). */
 const INPUTS_GRACE_MS = 60_000;
@@ -360,7 +363,19 @@ export class Dispatcher {
     let job: Enqueued | undefined;
     try {
       job = put({ id, replyTo: this.replies.key, answerTtlMs: timeoutMs + 60_000 });
-      await Promise.race([job.added, timeout]);
+      const added = job.added;
+      try {
+        await Promise.race([added, timeout]);
+      } catch (e) {
+        // The script that queues a call may refuse it (admission). A refusal is the answer even
+        // when the timer fired first (a blocked event loop runs due timers before it reads
+        // Redis's reply): a refused call was never queued, so it did not time out.
+        if (timedOut) {
+          const outcome = await Promise.race([added.then(() => undefined, (x: unknown) => x), new Promise((r) => setTimeout(r, 1000, undefined))]);
+          if (outcome instanceof BruleeError && REFUSED.has(outcome.code)) throw outcome;
+        }
+        throw e;
+      }
       generation = this.added(nodeId);
       const a = await Promise.race([answer, timeout]);
       return { value: unwrap<R>(a), ...('blob' in a && a.blob ? { blob: a.blob } : {}) };

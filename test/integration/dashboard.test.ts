@@ -47,7 +47,7 @@ describe('the dashboard in a real browser', () => {
     const file = join(shots, 'alpha.onnx');
     writeFileSync(file, mlpModel(A));
     await page.setInputFiles('#model-file', file);
-    await expect.poll(() => page.locator('#upload-status').textContent(), { timeout: 30_000 }).toMatch(/^registered alpha v1: resident [\d.]+ (KiB|MiB)/);
+    await expect.poll(() => page.locator('#upload-status').textContent(), { timeout: 30_000 }).toMatch(/^registered alpha v1: resident [\d.]+ (B|KiB|MiB),/);
     expect((await b.put('beta', mlpModel(B))).status).toBe(201);
 
     const xa = { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] };
