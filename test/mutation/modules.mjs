@@ -10,7 +10,7 @@ export const MODULES = {
     tests: ['test/unit/signature.test.ts'],
   },
   queue: {
-    mutate: ['queue/routing.ts', 'queue/wire.ts', 'queue/tensor.ts', 'queue/replies.ts:27-46'],
+    mutate: ['queue/routing.ts', 'queue/wire.ts', 'queue/tensor.ts', 'queue/replies.ts:28-38'],
     tests: ['test/unit/routing.test.ts', 'test/unit/wire.test.ts', 'test/unit/tensor-bytes.test.ts'],
   },
   'warm-pool': {
