@@ -366,6 +366,7 @@ class NodeRun {
     this.trace = trace;
     this.policy = policy;
     this.hints = simHints(policy);
+    this.hints.omitReasons?.(); // nothing here reads a victim's reason
     this.opts = opts;
     this.budget = budget;
     this.K = K;

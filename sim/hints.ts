@@ -29,6 +29,12 @@ export interface SimHints {
   nextCheckAt?(now: number): number;
   /** Like `nextCheckAt` but unconditional: a check before this time names nothing and changes nothing, whatever happens meanwhile. */
   quietUntil?(now: number): number;
+  /**
+   * The caller never reads a victim's `reason` (the simulator counts, it does not log): from this
+   * call on, the policy may give every victim it returns (from `selectVictims`, `expired`,
+   * `prewarm`) an empty reason instead of formatting one. It changes nothing else.
+   */
+  omitReasons?(): void;
 }
 
 /** The hints `policy` offers (members of other types are ignored). */
@@ -40,5 +46,6 @@ export function simHints(policy: EvictionPolicy): SimHints {
     expiryCandidates: fn(p.expiryCandidates),
     nextCheckAt: fn(p.nextCheckAt),
     quietUntil: fn(p.quietUntil),
+    omitReasons: fn(p.omitReasons),
   };
 }

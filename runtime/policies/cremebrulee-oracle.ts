@@ -34,5 +34,6 @@ export function cremebruleeOracle(horizonMs = 600_000): EvictionPolicy {
   return Object.assign(policy, {
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     usesPopularity: false,
+    omitReasons: () => sel.omitReasons(),
   });
 }

@@ -390,7 +390,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
           }
         }
         if (best === undefined || isResident(best.key)) return [];
-        return [{ key: best.key, reason: `prefetch: utility ${bu.toExponential(3)}, among the highest of what is not loaded` }];
+        return [{ key: best.key, reason: sel.reasons ? `prefetch: utility ${bu.toExponential(3)}, among the highest of what is not loaded` : '' }];
       }
       if (minAbsentBytes === undefined) {
         minAbsentBytes = Infinity;
@@ -418,13 +418,13 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       }
       const out: Victim[] = [];
       for (const { k, u } of picks) {
-        if (!isResident(k.key)) out.push({ key: k.key, reason: `prefetch: utility ${u.toExponential(3)}, among the highest of what is not loaded` });
+        if (!isResident(k.key)) out.push({ key: k.key, reason: sel.reasons ? `prefetch: utility ${u.toExponential(3)}, among the highest of what is not loaded` : '' });
       }
       return out;
     };
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     // Before nextPrefetchAt, prewarm returns at once and changes nothing.
-    return Object.assign(policy, { quietUntil: (): number => nextPrefetchAt, usesPopularity: readsPopularity });
+    return Object.assign(policy, { quietUntil: (): number => nextPrefetchAt, usesPopularity: readsPopularity, omitReasons: () => sel.omitReasons() });
   }
-  return Object.assign(policy, { usesPopularity: readsPopularity });
+  return Object.assign(policy, { usesPopularity: readsPopularity, omitReasons: () => sel.omitReasons() });
 }

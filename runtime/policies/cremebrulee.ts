@@ -15,7 +15,7 @@ export function utility(e: Pick<EntryFacts, 'popularity' | 'loadMs' | 'sizeBytes
 
 export function cremebrulee(): EvictionPolicy {
   const sel = new Selection();
-  return {
+  const policy: EvictionPolicy = {
     name: 'cremebrulee',
     selectVictims(req: EvictionRequest) {
       return sel.lowestFirst(req.candidates, req.needBytes, utility, (e) =>
@@ -23,4 +23,8 @@ export function cremebrulee(): EvictionPolicy {
       );
     },
   };
+  return Object.assign(policy, {
+    // Simulator speed hint (contract: `SimHints`, sim/hints.ts); the runtime does not use it.
+    omitReasons: () => sel.omitReasons(),
+  });
 }

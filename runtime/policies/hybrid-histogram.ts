@@ -313,7 +313,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         const id = idOf.get(e.key);
         if (id === undefined || known[id] === 0) continue;
         if (now >= keepUntilOf[id]!) out.push({ key: e.key, reason: 'keep-alive window ended' });
-        else if (now < prewarmAt[id]! && e.hits > 0) out.push({ key: e.key, reason: `idle until the pre-warm window at ${Math.round(prewarmAt[id]!)} ms` });
+        else if (now < prewarmAt[id]! && e.hits > 0) out.push({ key: e.key, reason: sel.reasons ? `idle until the pre-warm window at ${Math.round(prewarmAt[id]!)} ms` : '' });
       }
       return out;
     },
@@ -362,6 +362,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   return Object.assign(policy, {
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     usesPopularity: false,
+    omitReasons: () => sel.omitReasons(),
     nextCheckAt(): number {
       // After a check, what is left in `idle` is what the caller could not evict (in flight) and
       // what is left in `wanted` does not fit; only the deadlines below (or hooks, or the caller's

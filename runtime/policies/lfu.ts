@@ -7,7 +7,7 @@ import type { EvictionPolicy } from './types';
  */
 export function lfu(): EvictionPolicy {
   const sel = new Selection();
-  return {
+  const policy: EvictionPolicy = {
     name: 'lfu',
     selectVictims(req) {
       const c = req.candidates;
@@ -18,4 +18,8 @@ export function lfu(): EvictionPolicy {
       );
     },
   };
+  return Object.assign(policy, {
+    // Simulator speed hint (contract: `SimHints`, sim/hints.ts); the runtime does not use it.
+    omitReasons: () => sel.omitReasons(),
+  });
 }

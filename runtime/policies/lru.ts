@@ -18,5 +18,6 @@ export function lru(): EvictionPolicy {
   return Object.assign(policy, {
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     usesPopularity: false,
+    omitReasons: () => sel.omitReasons(),
   });
 }

@@ -36,6 +36,16 @@ export function byScore<T extends EntryFacts>(entries: readonly T[], score: (e: 
 export class Selection {
   private score = new Float64Array(64);
   private taken = new Uint8Array(64);
+  /** Whether victims get their reason (false after `omitReasons`). */
+  reasons = true;
+
+  /**
+   * Victims from now on get an empty reason, and `reason` is not called: for a policy whose
+   * caller never reads reasons (the simulator's `omitReasons` hint, sim/hints.ts).
+   */
+  omitReasons(): void {
+    this.reasons = false;
+  }
 
   /** This selection's buffer for at least `n` scores (valid until its next `scores` call). */
   scores(n: number): Float64Array {
@@ -79,6 +89,7 @@ export class Selection {
   ): Victim[] {
     const victims: Victim[] = [];
     const n = candidates.length;
+    if (!this.reasons) reason = noReason;
     if (this.taken.length < n) this.taken = new Uint8Array(Math.max(n, 2 * this.taken.length));
     const s = scores;
     const taken = this.taken;
@@ -136,6 +147,8 @@ export class Selection {
     return victims;
   }
 }
+
+const noReason = (): string => '';
 
 /**
  * Many victims: a heap of the candidates not yet taken (keys differ, so `before` orders them

@@ -37,6 +37,7 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
     return lastUse[id]! + ttlMs === ends.peekTime();
   };
   const sel = new Selection();
+  const expiredReason = `keep-alive of ${ttlMs} ms expired`;
   const policy: EvictionPolicy = {
     name: 'ttl',
     onLoad(e) {
@@ -60,12 +61,13 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
     expired(entries, now) {
       return entries
         .filter((e) => now - e.lastUsedAt >= ttlMs)
-        .map((e) => ({ key: e.key, reason: `keep-alive of ${ttlMs} ms expired` }));
+        .map((e) => ({ key: e.key, reason: expiredReason }));
     },
   };
   return Object.assign(policy, {
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     usesPopularity: false,
+    omitReasons: () => sel.omitReasons(),
     nextCheckAt(): number {
       // expiryCandidates names nothing while the earliest expiry still due is more than 1 ms away
       // (1 ms more of margin for rounding), and only hooks push new expiries. (Superseded expiries

@@ -1,22 +1,37 @@
 import { describe, expect, it } from 'vitest';
 import { cremebruleePlus } from '../../runtime/policies/cremebrulee-plus';
 import { CREMEBRULEE_PLUS_TUNED } from '../../runtime/policies/index';
-import type { EvictionPolicy } from '../../runtime/policies/types';
+import type { EvictionPolicy, Victim } from '../../runtime/policies/types';
 import { simulate, type SimOptions } from '../../sim/engine';
-import { createSimPolicy, type SimPolicyName } from '../../sim/policies';
+import { createSimPolicy, isOracle, SIM_POLICIES, type SimPolicyName } from '../../sim/policies';
 import { modelsOf, randomTrace } from './helpers';
 
 /** The same policy with the speed hints removed (so the simulator checks at every period). */
 function withoutHints(p: EvictionPolicy): EvictionPolicy {
-  const q = Object.create(p) as EvictionPolicy & { nextCheckAt?: unknown; quietUntil?: unknown; usesPopularity?: unknown };
+  const q = Object.create(p) as EvictionPolicy & { nextCheckAt?: unknown; quietUntil?: unknown; usesPopularity?: unknown; omitReasons?: unknown };
   Object.defineProperty(q, 'nextCheckAt', { value: undefined });
   Object.defineProperty(q, 'quietUntil', { value: undefined });
   Object.defineProperty(q, 'usesPopularity', { value: undefined });
+  Object.defineProperty(q, 'omitReasons', { value: undefined });
+  return q;
+}
+
+/**
+ * The policy, recording what each `selectVictims` / `expired` / `prewarm` returns; with
+ * `keepReasons`, its `omitReasons` hint removed (so the simulator cannot turn reasons off).
+ */
+function recording(p: EvictionPolicy, keepReasons: boolean, out: Victim[][]): EvictionPolicy {
+  const q = Object.create(p) as EvictionPolicy;
+  if (keepReasons) Object.defineProperty(q, 'omitReasons', { value: undefined });
+  const rec = (v: Victim[]) => (out.push(v), v);
+  q.selectVictims = (req) => rec(p.selectVictims(req));
+  if (p.expired) q.expired = (entries, now) => rec(p.expired!(entries, now));
+  if (p.prewarm) q.prewarm = (now, isResident, free) => rec(p.prewarm!(now, isResident, free));
   return q;
 }
 
 describe('lazy checks and the popularity skip change no decision', () => {
-  const names: SimPolicyName[] = ['ttl', 'hybrid-histogram', 'cremebrulee-plus', 'lru', 'gdsf', 'random'];
+  const names: SimPolicyName[] = ['ttl', 'hybrid-histogram', 'cremebrulee-plus', 'lru', 'gdsf', 'random', 'cremebrulee', 'lfu'];
   const make: [string, (seed: number) => EvictionPolicy][] = names.map((name) => [name, (seed) => createSimPolicy(name, { seed, ttlMs: 60_000 })]);
   // Popularity read at checks too (prefetch ranks by it): refreshes must come before the checks
   // and the calls they precede, skipped checks or not.
@@ -44,3 +59,33 @@ describe('lazy checks and the popularity skip change no decision', () => {
     });
   }
 });
+
+describe('omitReasons: the simulator turns victims\' reasons off, and nothing else changes', () => {
+  for (const name of SIM_POLICIES) {
+    it(name, () => {
+      const t = randomTrace(7, 3000, 30);
+      const models = modelsOf(t, Object.fromEntries(t.functions.map((f, i) => [f, { sizeBytes: 1 + (i % 5), loadMs: 200 + 7000 * (i % 3), execMs: 50 + (i % 4) * 900 }])));
+      const run = (keepReasons: boolean) => {
+        const out: Victim[][] = [];
+        const { wallMs: _w, ...r } = simulate(t, models, recording(createSimPolicy(name, { ttlMs: 60_000 }), keepReasons, out), {
+          budgetBytes: 12, future: isOracle(name),
+        });
+        return { r, out };
+      };
+      const omitted = run(false);
+      const kept = run(true);
+      expect(omitted.r).toEqual(kept.r);
+      const keys = (o: Victim[][]) => o.map((vs) => vs.map((v) => v.key));
+      expect(keys(omitted.out)).toEqual(keys(kept.out));
+      const reasons = (o: Victim[][]) => o.flat().map((v) => v.reason);
+      expect(reasons(kept.out).length).toBeGreaterThan(100);
+      expect(reasons(kept.out).every((x) => x.length > 0)).toBe(true);
+      // Every policy whose reasons cost anything to format leaves them out (random's and the
+      // constant ones may stay).
+      if (!['random'].includes(name)) expect(reasons(omitted.out).filter((x) => x.length > 0 && !CONSTANT_REASONS.has(x))).toEqual([]);
+    });
+  }
+});
+
+/** Reasons that are one fixed string (nothing formatted), which a policy may keep giving. */
+const CONSTANT_REASONS = new Set(['keep-alive window ended', 'pre-warm window reached', 'keep-alive of 60000 ms expired']);
