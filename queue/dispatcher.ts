@@ -6,7 +6,7 @@ import { admit, refusal, type AdmissionRequest } from './admission';
 import { RedisClock } from './clock';
 import type { Keys } from './keys';
 import { deadNodes, failoverCounts, HEARTBEAT_MS, liveNodes, MISSED_BEATS, type DeadNode, type FailoverCounts, type NodeInfo } from './nodes';
-import { readAnswer, ReplyReader, unwrap, type ReplyTo } from './replies';
+import { readAnswer, ReplyReader, unwrap, type Answer, type ReplyTo } from './replies';
 import { encodeLaneJob, takeBack } from './lane';
 import { chooseNode, type NodeView } from './routing';
 import { INLINE_BYTES, JOB, LANE_INLINE_BYTES, packTensors, unpackTensors, type InvokeJob, type InvokeReply, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from './wire';
@@ -24,6 +24,29 @@ export interface DispatcherOptions {
   asyncResultTtlS?: number;
   /** A node silent this long is not routed to, ms. @default HEARTBEAT_MS × MISSED_BEATS */
   deadAfterMs?: number;
+  /** The runtime node of this process (ROLE=all): it takes the sync calls routed to it directly. */
+  local?: LocalNode;
+}
+
+/** A sync invocation as the node of the gateway's own process takes it: its tensors as they are. */
+export type InvokeHere = InvokeRequest & { deadline: number };
+
+/** What that node answers: the result, and which function version it ran. */
+export type AnswerHere = InvokeResult & { fn: string; version: number };
+
+/**
+ * The runtime node in the gateway's own process (ROLE=all). A sync call routed to it skips Redis
+ * both ways (no job, no reply stream; one script counts it): its caller's connection is in this
+ * process, so a queue that outlives the process would save nothing for it.
+ */
+export interface LocalNode {
+  readonly id: string;
+  /** False once the node is closing: then its calls go on its lane, as from any other gateway. */
+  readonly accepting: boolean;
+  /** Its calls from this process waiting for a slot, and running (queue depth and routing count them). */
+  readonly here: { readonly waiting: number; readonly running: number };
+  /** Runs `job` there; one that `signal` gives up before it has a slot is dropped (not run, not counted). */
+  invokeHere(id: string, job: InvokeHere, signal?: AbortSignal): Promise<AnswerHere>;
 }
 
 export interface QueueDepth {
@@ -46,10 +69,15 @@ export type InvocationStatus =
 /** What a node answers for an invocation: the result, and which function version it ran (for async status). */
 export type InvokeAnswer = InvokeReply & { fn: string; version: number };
 
-/** A job being added: done when it is in Redis; `takeBack` removes it if no node has taken it. */
+/**
+ * A job being added: done when it is in Redis; `takeBack` removes it if no node has taken it.
+ * `answer`, when there, is where its answer comes from (a call run in this process), else the
+ * gateway's reply stream.
+ */
 interface Enqueued {
   added: Promise<unknown>;
   takeBack(): Promise<unknown>;
+  answer?: Promise<Answer>;
 }
 
 /** Every job carries where its answer goes (see `queue/replies.ts`). */
@@ -118,7 +146,7 @@ export class Dispatcher {
   private readonly pendingByModel = new Map<string, number>();
   private nodesCache: { at: number; nodes: LiveNode[] } | undefined;
   private nodesRead: Promise<LiveNode[]> | undefined;
-  private readonly opts: Required<Omit<DispatcherOptions, 'clock'>>;
+  private readonly opts: Required<Omit<DispatcherOptions, 'clock' | 'local'>> & Pick<DispatcherOptions, 'local'>;
   private readonly ownClock: boolean;
   private closed = false;
 
@@ -146,7 +174,7 @@ export class Dispatcher {
         this.generation++;
         this.addedSince.clear();
         const res = (await p.exec()) ?? [];
-        const nodes = live.map((n, i) => ({ ...n, queued: [0, 1, 2, 3, 4].reduce((s, j) => s + Number(res[5 * i + j]?.[1] ?? 0), 0) }));
+        const nodes = live.map((n, i) => ({ ...n, queued: [0, 1, 2, 3, 4].reduce((s, j) => s + Number(res[5 * i + j]?.[1] ?? 0), this.hereQueued(n.id)) }));
         this.nodesCache = { at: Date.now(), nodes };
         this.forgetDeadQueues(new Set(nodes.map((n) => n.id)));
         return nodes;
@@ -184,6 +212,8 @@ export class Dispatcher {
   }
 
   private async invokeOn(nodeId: string, req: InvokeRequest, timeoutMs: number, opts: { admission?: AdmissionRequest; onQueued?: () => void }): Promise<InvokeResult> {
+    const here = this.opts.local;
+    if (here?.accepting && here.id === nodeId) return this.invokeHere(here, req, timeoutMs, opts);
     const id = randomUUID();
     const { redis, keys } = this.opts;
     const { tensors, inline, key, stored } = storeInputs(redis, keys.inputs(id), timeoutMs + INPUTS_GRACE_MS, req.inputs, LANE_INLINE_BYTES);
@@ -213,6 +243,41 @@ export class Dispatcher {
     // A model was loaded: the next call should see where (the node's heartbeat has published it).
     if (r.coldStart) this.nodesCache = undefined;
     return r;
+  }
+
+  /**
+   * A call routed to the node of this process: admitted (one script, when there are limits), then
+   * run there. Its deadline holds as on the lane: the caller gets its 504 at `timeoutMs`, and the
+   * node skips the call if it reaches it later.
+   */
+  private async invokeHere(node: LocalNode, req: InvokeRequest, timeoutMs: number, opts: { admission?: AdmissionRequest; onQueued?: () => void }): Promise<InvokeResult> {
+    const id = randomUUID();
+    const job: InvokeHere = { ...req, acceptedAt: this.clock.fromLocal(req.acceptedAt), deadline: this.clock.now() + timeoutMs };
+    const { value } = await this.run<AnswerHere>(node.id, timeoutMs, `invocation of ${req.model.fn}`, id, () => {
+      const { admission, onQueued } = opts;
+      const added = (
+        admission
+          ? admit(this.opts.redis, admission).then((a) => {
+              if (!a.admitted) throw refusal(req.model.fn, admission, a);
+            })
+          : Promise.resolve()
+      ).then(() => onQueued?.());
+      const given = new AbortController();
+      return {
+        added,
+        takeBack: () => Promise.resolve(given.abort()),
+        answer: added.then(() => node.invokeHere(id, job, given.signal)).then((ok) => ({ ok })),
+      };
+    });
+    const { fn: _fn, version: _v, ...r } = value;
+    if (r.coldStart) this.nodesCache = undefined;
+    return r;
+  }
+
+  /** Calls of this process's own node (`LocalNode`) waiting or running: Redis does not hold them. */
+  private hereQueued(nodeId: string): number {
+    const here = this.opts.local;
+    return here?.id === nodeId ? here.here.waiting + here.here.running : 0;
   }
 
   /** Enqueues an invocation without waiting; the id reads it back with `status`. */
@@ -283,9 +348,11 @@ export class Dispatcher {
         this.opts.redis.llen(this.opts.keys.laneActive(n.id)),
       ]);
       const d = Object.fromEntries(STATES.map((s) => [s, c[s] ?? 0])) as unknown as QueueDepth;
-      // Sync invocations wait on the node's lane (queue/lane.ts), the rest on its BullMQ queue.
-      d.waiting += lane;
-      d.active += active;
+      // Sync invocations wait on the node's lane (queue/lane.ts), or in this process for its own
+      // node (`LocalNode`); the rest on its BullMQ queue.
+      const here = this.opts.local?.id === n.id ? this.opts.local.here : { waiting: 0, running: 0 };
+      d.waiting += lane + here.waiting;
+      d.active += active + here.running;
       byNode[n.id] = d;
       for (const s of STATES) total[s] += d[s];
     }
@@ -363,6 +430,10 @@ export class Dispatcher {
     let job: Enqueued | undefined;
     try {
       job = put({ id, replyTo: this.replies.key, answerTtlMs: timeoutMs + 60_000 });
+      if (job.answer) {
+        this.replies.cancel(id);
+        job.answer.catch(() => undefined);
+      }
       const added = job.added;
       try {
         await Promise.race([added, timeout]);
@@ -377,7 +448,7 @@ export class Dispatcher {
         throw e;
       }
       generation = this.added(nodeId);
-      const a = await Promise.race([answer, timeout]);
+      const a = await Promise.race([job.answer ?? answer, timeout]);
       return { value: unwrap<R>(a), ...('blob' in a && a.blob ? { blob: a.blob } : {}) };
     } finally {
       clearTimeout(timer);

@@ -61,7 +61,7 @@ export interface WithAnswer {
 
 // KEYS: the answered marker (sync) or result key (async), the reply stream (sync; else the result
 // key again), the cluster counters, then the keys of the writes that go with it.
-// ARGV: answer, ttl ms, id, 'sync'|'async', number of writes, then four per write.
+// ARGV: answer, ttl ms, id, 'sync'|'async'|'none' (the writes alone), number of writes, then four per write.
 const DELIVER = new Script(`${LUA_GIVE_BACK}
 local n = tonumber(ARGV[5])
 for i = 0, n - 1 do
@@ -72,6 +72,7 @@ for i = 0, n - 1 do
   elseif op == 'GIVEBACK' then giveBack(key, ARGV[at + 2], KEYS[3 + tonumber(ARGV[at + 3])])
   else redis.call(op, key, ARGV[at + 2], ARGV[at + 3]) end
 end
+if ARGV[4] == 'none' then return 1 end
 if ARGV[4] == 'async' then
   if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
     redis.call('HINCRBY', KEYS[3], 'duplicateRuns', 1)
@@ -102,6 +103,15 @@ export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: Answer
     args.push(...also.args);
   }
   return (await DELIVER.run(redis, keys, args)) === 1;
+}
+
+/**
+ * The writes that go with an answer, without one: a call answered in the process that runs it
+ * (`RuntimeNode.invokeHere`) is counted by the same script, in one command.
+ */
+export async function applyWrites(redis: Redis, k: Keys, writes: WithAnswer): Promise<void> {
+  if (writes.args.length === 0) return;
+  await DELIVER.run(redis, [k.cluster, k.cluster, k.cluster, ...writes.keys], ['', 0, '', 'none', writes.args.length / 4, ...writes.args]);
 }
 
 /** An async invocation's answer, if it has one yet. */

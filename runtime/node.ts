@@ -3,15 +3,15 @@ import { availableParallelism } from 'node:os';
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { BruleeError, errorToWire, isBruleeError } from '../errors';
+import { BruleeError, errorFromWire, errorToWire, isBruleeError } from '../errors';
 import type { LocalModels } from '../store';
 import { closeRedis, createRedis } from '../queue/connection';
 import type { RedisClock } from '../queue/clock';
-import { modelKey, type InvokeAnswer, type Routed } from '../queue/dispatcher';
+import { modelKey, type AnswerHere, type InvokeAnswer, type InvokeHere, type LocalNode, type Routed } from '../queue/dispatcher';
 import { controlType, type Keys } from '../queue/keys';
 import { claimNodeId, HEARTBEAT_MS, leaveCluster, MISSED_BEATS, writeHeartbeat, type NodeInfo } from '../queue/nodes';
 import { releaseWith } from '../queue/admission';
-import { deliver, type Answer } from '../queue/replies';
+import { deliver, applyWrites, type Answer } from '../queue/replies';
 import { LaneWorker } from '../queue/lane';
 import { JOB, packTensors, unpackTensors, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from '../queue/wire';
 import { Batcher } from './batcher';
@@ -60,7 +60,7 @@ export interface RuntimeNodeOptions {
  * A runtime node: a BullMQ worker on the node's own queue, running invocations on onnxruntime
  * sessions kept in a warm pool under the node's byte budget.
  */
-export class RuntimeNode {
+export class RuntimeNode implements LocalNode {
   readonly pool: WarmPool<LoadedModel, NodeModelSpec>;
   private worker?: Worker;
   /** Takes this node's sync invocations off its lane (queue/lane.ts); the BullMQ worker takes the rest. */
@@ -376,11 +376,7 @@ export class RuntimeNode {
     try {
       answer = await this.run(job, stats);
     } catch (e) {
-      // A bug (anything but a BruleeError with a code of its own) is logged here with its stack
-      // and the job: the caller only gets `INTERNAL: message`.
-      if (!isBruleeError(e) || e.code === 'INTERNAL') {
-        this.o.log.error({ err: e, job: job.id, name: job.name, fn: (job.data as { model?: { fn?: string } } | undefined)?.model?.fn }, 'job failed');
-      }
+      this.logFailure(e, job.id, job.name, (job.data as { model?: { fn?: string } } | undefined)?.model?.fn);
       answer = { error: errorToWire(e) };
     }
     // Its place in admission (queue depth, input bytes) goes back in the script that answers it.
@@ -388,10 +384,14 @@ export class RuntimeNode {
     if (admission) releaseWith(stats, admission);
     // A lane job leaves its node's active list with its answer.
     if (job.frame) stats.lrem(this.o.keys.laneActive(this.o.id), job.frame);
-    // Redis may be restarting: the answer is worth a few retries (an async caller reads it later).
+    return { first: await this.retried(() => deliver(this.o.redis, this.o.keys, job.data.reply, answer, stats.count > 0 ? stats : undefined)) };
+  }
+
+  /** Redis may be restarting: an answer (and its counts) is worth a few retries (an async caller reads it later). */
+  private async retried<T>(write: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return { first: await deliver(this.o.redis, this.o.keys, job.data.reply, answer, stats.count > 0 ? stats : undefined) };
+        return await write();
       } catch (e) {
         if (attempt >= 50 || this.closing) throw e;
         await new Promise((r) => setTimeout(r, 200));
@@ -399,10 +399,19 @@ export class RuntimeNode {
     }
   }
 
+  /** A bug (anything but a BruleeError with a code of its own) is logged with its stack and the job: the caller only gets `INTERNAL: message`. */
+  private logFailure(e: unknown, job: string | undefined, name: string, fn: string | undefined): void {
+    if (!isBruleeError(e) || e.code === 'INTERNAL') this.o.log.error({ err: e, job, name, fn }, 'job failed');
+  }
+
   private async run(job: NodeJob, stats: StatsOps): Promise<Answer> {
     switch (job.name) {
-      case JOB.invoke:
-        return this.invoke(job as NodeJob<InvokeJob>, stats);
+      case JOB.invoke: {
+        const data = (job as NodeJob<InvokeJob>).data;
+        const { result, outputs } = await this.invoke(data, job.processedOn ?? Date.now(), stats, () => readInputs(this.o.redis, data.inputs, job.inline), data.inputs.key);
+        const packed = packTensors(outputs);
+        return { ok: { ...result, outputs: { tensors: packed.tensors } }, blob: packed.blob };
+      }
       case JOB.load: {
         const { model } = (job as NodeJob<LoadJob>).data;
         this.retireOlder(model);
@@ -438,20 +447,79 @@ export class RuntimeNode {
     }
   }
 
-  /** Runs an invocation; its answer carries the outputs' bytes as its blob. */
-  private async invoke(job: NodeJob<InvokeJob>, stats: StatsOps): Promise<{ ok: InvokeAnswer; blob: Buffer }> {
-    const { model, outputs, deadline } = job.data;
-    const { metrics, redis, keys, clock } = this.o;
+  /**
+   * Whether `invokeHere` takes calls: a node that is closing leaves them to the lane (where another
+   * node, or the reaper, finds them).
+   */
+  get accepting(): boolean {
+    return this.lane !== undefined && this.closing === undefined;
+  }
+
+  /** Sync invocations of this process's gateway running here (`invokeHere`): waiting for a slot, and running. */
+  readonly here = { waiting: 0, running: 0 };
+
+  /**
+   * Runs a sync invocation of this process's own gateway (ROLE=all) in one of the node's slots, its
+   * tensors as they are: no Redis on the way in or out but the one script that counts it (the same
+   * writes as `deliver`'s, with its admission place given back). Its error is what the lane's
+   * caller would get (the same wire form). The caller's process is this one: if it dies, so does the
+   * caller's connection, so nothing here needs a queue to survive it. A call whose caller stopped
+   * waiting (`signal`) before it had a slot is dropped, as a lane job taken back is: not run, not counted.
+   */
+  async invokeHere(id: string, data: InvokeHere, signal?: AbortSignal): Promise<AnswerHere> {
+    const lane = this.lane;
+    if (!lane || this.closing) throw new BruleeError('NO_NODE_AVAILABLE', `node ${this.o.id} is shutting down`);
+    this.here.waiting++;
+    let waiting = true;
+    try {
+      return await lane.slot(async () => {
+        this.here.waiting--;
+        waiting = false;
+        if (signal?.aborted) throw new BruleeError('TIMEOUT', `invocation ${id} was given up by its caller before it ran`);
+        this.here.running++;
+        const stats = new StatsOps();
+        let out: { result: Omit<InvokeAnswer, 'outputs'>; outputs: Record<string, Tensor> } | undefined;
+        let error: BruleeError | undefined;
+        try {
+          out = await this.invoke(data, Date.now(), stats, () => Promise.resolve(data.inputs));
+        } catch (e) {
+          this.logFailure(e, id, JOB.invoke, data.model.fn);
+          error = errorFromWire(errorToWire(e));
+        } finally {
+          this.here.running--;
+        }
+        if (data.admission) releaseWith(stats, data.admission);
+        await this.retried(() => applyWrites(this.o.redis, this.o.keys, stats));
+        if (error) throw error;
+        return { ...out!.result, outputs: out!.outputs };
+      });
+    } finally {
+      if (waiting) this.here.waiting--;
+    }
+  }
+
+  /**
+   * Runs an invocation (`inputs` reads its tensors, while the model is acquired: a load, on a cold
+   * start). Resolves to its answer's facts and its output tensors; its counts go into `stats`.
+   */
+  private async invoke(
+    data: Omit<InvokeJob, 'inputs'>,
+    processedOn: number,
+    stats: StatsOps,
+    readInputs: () => Promise<Record<string, Tensor>>,
+    inputsKey?: string,
+  ): Promise<{ result: Omit<InvokeAnswer, 'outputs'>; outputs: Record<string, Tensor> }> {
+    const { model, outputs, deadline } = data;
+    const { metrics, keys, clock } = this.o;
     const fn = model.fn;
     // Deadlines and acceptance times are on the Redis clock, which the gateway set them on.
-    const queueMs = Math.max(0, clock.fromLocal(job.processedOn ?? Date.now()) - job.data.acceptedAt);
-    const inputsKey = job.data.inputs.key;
+    const queueMs = Math.max(0, clock.fromLocal(processedOn) - data.acceptedAt);
     // Its counts and the deletion of its inputs (kept until the job has run, for a re-run after a
     // node's death) go with its answer, in the one script that gives it (`deliver`, retried while
     // Redis is away): Redis applies them before the answer is visible, so a caller that has its
     // answer sees it counted.
     const record = (r: Omit<InvocationRecord, 'fn'>) => {
-      invocationCommands(stats, keys, { fn, queueMs, totalMs: Math.max(0, clock.now() - job.data.acceptedAt), ...r });
+      invocationCommands(stats, keys, { fn, queueMs, totalMs: Math.max(0, clock.now() - data.acceptedAt), ...r });
       if (inputsKey !== undefined) stats.del(inputsKey);
     };
     if (clock.now() > deadline) {
@@ -459,8 +527,7 @@ export class RuntimeNode {
       record({ outcome: 'timeout', loaded: false, loadMs: 0, execMs: 0 });
       throw new BruleeError('TIMEOUT', `the invocation waited ${queueMs} ms in the queue, past its deadline; it was not run`);
     }
-    // Large inputs are fetched while the model is acquired (a load, on a cold start).
-    const inputs = readInputs(redis, job.data.inputs, job.inline);
+    const inputs = readInputs();
     inputs.catch(() => undefined);
     this.retireOlder(model);
     const spec = this.spec(model);
@@ -478,14 +545,13 @@ export class RuntimeNode {
     (lease.coldStart ? metrics.coldStarts : metrics.warmHits).inc({ function: fn });
     const loadMs = lease.loaded ? (this.lastLoadMs.get(spec.key) ?? lease.loadWaitMs) : lease.loadWaitMs;
     const facts = { coldStart: lease.coldStart, loaded: lease.loaded, loadMs, ...(lease.loaded ? { fetchMs: this.lastFetchMs.get(spec.key) ?? 0 } : {}) };
-    let result: InvokeAnswer;
-    let blob: Buffer;
+    let result: Omit<InvokeAnswer, 'outputs'>;
+    let out: Record<string, Tensor>;
     let countsRun = true;
     try {
       const feeds = await inputs;
       const t0 = performance.now();
-      const { outputs: out, countsRun: counts } = await this.batcher.run(lease.value, feeds, outputs, model.batch, clock.toLocal(deadline), fn);
-      countsRun = counts;
+      ({ outputs: out, countsRun } = await this.batcher.run(lease.value, feeds, outputs, model.batch, clock.toLocal(deadline), fn));
       const execMs = performance.now() - t0;
       // Checked from the tensors' byte size before any copy: a model that answers 1.2 GB must not
       // have it packed on its way out.
@@ -497,9 +563,7 @@ export class RuntimeNode {
           `the outputs of ${fn} on these inputs take ${outBytes} bytes, more than the limit of ${this.o.maxOutputBytes} bytes (MAX_OUTPUT_BYTES); ask for fewer outputs ("outputs"), send smaller inputs, or raise MAX_OUTPUT_BYTES`,
         );
       }
-      const packed = packTensors(out);
-      blob = packed.blob;
-      result = { outputs: { tensors: packed.tensors }, coldStart: lease.coldStart, node: this.o.id, timings: { queueMs, loadMs, execMs }, fn, version: model.version };
+      result = { coldStart: lease.coldStart, node: this.o.id, timings: { queueMs, loadMs, execMs }, fn, version: model.version };
       metrics.execSeconds.observe({ function: fn }, execMs / 1000);
     } catch (e) {
       metrics.invocations.inc({ function: fn, outcome: 'error' });
@@ -510,7 +574,7 @@ export class RuntimeNode {
     }
     metrics.invocations.inc({ function: fn, outcome: 'ok' });
     record({ outcome: 'ok', ...facts, execMs: result.timings.execMs, countsRun });
-    return { ok: result, blob };
+    return { result, outputs: out };
   }
 }
 

@@ -19,11 +19,14 @@ import { ort, runDirect } from '../support/models';
 
 const redis = createRedis(inject('redisUrl'));
 let b: TestBrulee;
+/** A gateway of its own process: its calls reach b's node on the node's lane (b's own take no queue). */
+let gw: TestBrulee;
 // onnxruntime-node runs a model on the calling thread: a run much longer than this one starves
 // the node's heartbeat (5 s) on a loaded machine, and the gateway then sees no live node.
 // One worker slot: a slow call holds it while others wait in the queue.
 beforeAll(async () => {
   b = await startBrulee({ WORKER_CONCURRENCY: '1' });
+  gw = await startBrulee({ ROLE: 'gateway' }, { namespace: b.namespace, dataDir: b.dataDir, nodeId: 'gw' });
   expect((await b.put('slow', SLOW, 'timeoutMs=60000')).status).toBe(201);
   expect((await b.put('quick', QUICK, 'timeoutMs=60000')).status).toBe(201);
   // Warm both, and measure the slow run here, so the tests below know how long it takes.
@@ -33,6 +36,7 @@ beforeAll(async () => {
   slowMs = performance.now() - t0;
 }, 180_000); // registration profiles the slow model: several runs, on a shared machine
 afterAll(async () => {
+  await gw?.destroy();
   await b?.destroy();
   redis.disconnect();
 });
@@ -101,9 +105,9 @@ describe('deadlines', () => {
       // The node's one slot is held by a call that waits 1 s for others to batch with (without
       // blocking the process, as a slow run would), so the quick call waits in the node's lane.
       expect((await b.put('holder', HOLDER, 'maxBatch=2&maxDelayMs=1000&timeoutMs=60000')).status).toBeLessThan(300);
-      const held = b.invoke('holder', HOLDER_IN);
+      const held = gw.invoke('holder', HOLDER_IN);
       await until('the holding call to be taken', async () => (await redis.llen(active)) === 1, 10_000);
-      const quick = await b.invoke('quick', QUICK_IN);
+      const quick = await gw.invoke('quick', QUICK_IN);
       expect(quick.status).toBe(504);
       expect(quick.body.error.code).toBe('TIMEOUT');
       expect(quick.body.error.message).toMatch(timeoutMessage('quick'));
@@ -115,6 +119,32 @@ describe('deadlines', () => {
       // Had it stayed queued, the node would have reached it past its deadline and counted a skip.
       expect(await stats('quick')).toMatchObject({ invocations: before.invocations, timeouts: before.timeouts, warmHits: before.warmHits });
       expect([await redis.llen(lane), await redis.llen(active)]).toEqual([0, 0]);
+    } finally {
+      await setTimeoutMs('quick', QUICK, 60_000);
+    }
+  });
+
+  it("a call of the node's own process that times out waiting for a slot is dropped: never run, never counted", async () => {
+    await setTimeoutMs('quick', QUICK, 50);
+    const before = await stats('quick');
+    const k = keys(b.namespace);
+    try {
+      expect((await b.put('holder', HOLDER, 'maxBatch=2&maxDelayMs=1000&timeoutMs=60000')).status).toBeLessThan(300);
+      // Both calls are b's own: they reach its node in the process, not on its lane.
+      const held = b.invoke('holder', HOLDER_IN);
+      await until('the holding call to run', async () => b.node!.here.running === 1, 10_000);
+      const quick = b.invoke('quick', QUICK_IN);
+      await until('the quick call to wait for the slot', async () => b.node!.here.waiting === 1, 10_000);
+      expect((await b.dataPlane.stats()).queue).toMatchObject({ waiting: 1, active: 1 });
+      const r = await quick;
+      expect(r.status).toBe(504);
+      expect(r.body.error.code).toBe('TIMEOUT');
+      expect(r.body.error.message).toMatch(timeoutMessage('quick'));
+      expect([await redis.llen(k.lane(b.node!.id)), await redis.llen(k.laneActive(b.node!.id))]).toEqual([0, 0]);
+      expect((await held).status).toBe(200);
+      await until('the slot to be free', async () => b.node!.here.running + b.node!.here.waiting === 0, 10_000);
+      // Had it run when the slot came free, the node would have counted it as a skip (a timeout).
+      expect(await stats('quick')).toMatchObject({ invocations: before.invocations, timeouts: before.timeouts, warmHits: before.warmHits });
     } finally {
       await setTimeoutMs('quick', QUICK, 60_000);
     }
