@@ -45,8 +45,14 @@ export interface LocalNode {
   readonly accepting: boolean;
   /** Its calls from this process waiting for a slot, and running (queue depth and routing count them). */
   readonly here: { readonly waiting: number; readonly running: number };
-  /** Runs `job` there; one that `signal` gives up before it has a slot is dropped (not run, not counted). */
-  invokeHere(id: string, job: InvokeHere, signal?: AbortSignal): Promise<AnswerHere>;
+  /** Whether a call given now would run at once (a slot is free). */
+  readonly idle: boolean;
+  /**
+   * Runs `job` there; one that `signal` gives up before it has a slot is dropped (not run, not
+   * counted). With `admitted`, the call runs while its admission is decided, and counts only if
+   * it was admitted; if not, the refusal is its answer.
+   */
+  invokeHere(id: string, job: InvokeHere, signal?: AbortSignal, admitted?: Promise<unknown>): Promise<AnswerHere>;
 }
 
 export interface QueueDepth {
@@ -246,9 +252,11 @@ export class Dispatcher {
   }
 
   /**
-   * A call routed to the node of this process: admitted (one script, when there are limits), then
-   * run there. Its deadline holds as on the lane: the caller gets its 504 at `timeoutMs`, and the
-   * node skips the call if it reaches it later.
+   * A call routed to the node of this process: admitted (one script, when there are limits) and
+   * run there. With a slot free, both start at once and the call counts only once admitted (a
+   * refused one is run for nothing, at most a slot's worth); else it waits for its admission
+   * before it queues for a slot. Its deadline holds as on the lane: the caller gets its 504 at
+   * `timeoutMs`, and the node skips the call if it reaches it later.
    */
   private async invokeHere(node: LocalNode, req: InvokeRequest, timeoutMs: number, opts: { admission?: AdmissionRequest; onQueued?: () => void }): Promise<InvokeResult> {
     const id = randomUUID();
@@ -263,11 +271,8 @@ export class Dispatcher {
           : Promise.resolve()
       ).then(() => onQueued?.());
       const given = new AbortController();
-      return {
-        added,
-        takeBack: () => Promise.resolve(given.abort()),
-        answer: added.then(() => node.invokeHere(id, job, given.signal)).then((ok) => ({ ok })),
-      };
+      const ran = admission && node.idle ? node.invokeHere(id, job, given.signal, added) : added.then(() => node.invokeHere(id, job, given.signal));
+      return { added, takeBack: () => Promise.resolve(given.abort()), answer: ran.then((ok) => ({ ok })) };
     });
     const { fn: _fn, version: _v, ...r } = value;
     if (r.coldStart) this.nodesCache = undefined;

@@ -221,6 +221,11 @@ export class LaneWorker {
     this.active.add(p);
   }
 
+  /** Slots free now (none while a take is under way: it holds them until it knows what it took). */
+  get freeSlots(): number {
+    return this.free;
+  }
+
   /**
    * Runs `what` in one of the node's slots: the node's other jobs (async calls, loads, unloads, off
    * its BullMQ queue) share the `concurrency` slots with the lane's, so the node runs no more jobs

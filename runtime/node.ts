@@ -224,7 +224,7 @@ export class RuntimeNode implements LocalNode {
         [
           {
             name: 'worker: finish active jobs',
-            run: () => Promise.all([this.lane?.close(), this.worker?.close()]),
+            run: () => Promise.all([this.lane?.close(), this.worker?.close(), Promise.allSettled([...this.hereCalls])]),
             // Active jobs cannot complete without Redis: then there is nothing to wait for.
             timeoutMs: this.o.redis.status === 'ready' ? Math.max(1000, opts.drainMs ?? 10_000) : 1000,
             force: () => {
@@ -232,6 +232,7 @@ export class RuntimeNode implements LocalNode {
               return Promise.all([this.lane?.close(true), this.worker?.close(true)]);
             },
           },
+          { name: 'counts of the calls answered here', run: () => Promise.all([...this.counting]) },
           { name: 'worker connection', run: () => closeRedis(this.workerRedis), force: () => this.workerRedis?.disconnect() },
           // Leaves at once; a job a gateway adds after this is moved by the reaper.
           { name: 'leave the cluster', run: () => leaveCluster(this.o.redis, this.o.keys, this.o.id, this.token) },
@@ -408,7 +409,14 @@ export class RuntimeNode implements LocalNode {
     switch (job.name) {
       case JOB.invoke: {
         const data = (job as NodeJob<InvokeJob>).data;
-        const { result, outputs } = await this.invoke(data, job.processedOn ?? Date.now(), stats, () => readInputs(this.o.redis, data.inputs, job.inline), data.inputs.key);
+        const later: Array<() => void> = [];
+        let ran;
+        try {
+          ran = await this.invoke(data, job.processedOn ?? Date.now(), stats, later, () => readInputs(this.o.redis, data.inputs, job.inline), data.inputs.key);
+        } finally {
+          for (const count of later) count();
+        }
+        const { result, outputs } = ran;
         const packed = packTensors(outputs);
         return { ok: { ...result, outputs: { tensors: packed.tensors } }, blob: packed.blob };
       }
@@ -460,52 +468,89 @@ export class RuntimeNode implements LocalNode {
 
   /**
    * Runs a sync invocation of this process's own gateway (ROLE=all) in one of the node's slots, its
-   * tensors as they are: no Redis on the way in or out but the one script that counts it (the same
-   * writes as `deliver`'s, with its admission place given back). Its error is what the lane's
-   * caller would get (the same wire form). The caller's process is this one: if it dies, so does the
-   * caller's connection, so nothing here needs a queue to survive it. A call whose caller stopped
-   * waiting (`signal`) before it had a slot is dropped, as a lane job taken back is: not run, not counted.
+   * tensors as they are: no Redis on the way in or out. Its error is what the lane's caller would
+   * get (the same wire form). The caller's process is this one: if it dies, so does the caller's
+   * connection, so nothing here needs a queue to survive it.
+   *
+   * - `signal`: a call given up by its caller before it had a slot is dropped, as a lane job taken
+   *   back is: not run, not counted.
+   * - `admitted`: the call's admission, decided while it runs (the caller starts both at once when
+   *   a slot is free). A refused call's outputs and counts are dropped: it was never accepted.
+   * - Its counts (and its admission place given back) go to Redis in one script, the same writes
+   *   as `deliver`'s, sent before the answer is returned and not waited for: every read this
+   *   process makes after it (GET /stats, /functions/{name}) goes on the same connection, which
+   *   Redis serves in order, so it sees them. `close` waits for them.
    */
-  async invokeHere(id: string, data: InvokeHere, signal?: AbortSignal): Promise<AnswerHere> {
+  async invokeHere(id: string, data: InvokeHere, signal?: AbortSignal, admitted?: Promise<unknown>): Promise<AnswerHere> {
     const lane = this.lane;
     if (!lane || this.closing) throw new BruleeError('NO_NODE_AVAILABLE', `node ${this.o.id} is shutting down`);
     this.here.waiting++;
     let waiting = true;
+    let call: Promise<AnswerHere> | undefined;
     try {
-      return await lane.slot(async () => {
+      call = lane.slot(async () => {
         this.here.waiting--;
         waiting = false;
         if (signal?.aborted) throw new BruleeError('TIMEOUT', `invocation ${id} was given up by its caller before it ran`);
         this.here.running++;
         const stats = new StatsOps();
+        const later: Array<() => void> = [];
         let out: { result: Omit<InvokeAnswer, 'outputs'>; outputs: Record<string, Tensor> } | undefined;
         let error: BruleeError | undefined;
         try {
-          out = await this.invoke(data, Date.now(), stats, () => Promise.resolve(data.inputs));
+          out = await this.invoke(data, Date.now(), stats, later, () => Promise.resolve(data.inputs));
         } catch (e) {
           this.logFailure(e, id, JOB.invoke, data.model.fn);
           error = errorFromWire(errorToWire(e));
         } finally {
           this.here.running--;
         }
+        // Refused (or Redis away): nothing of it is counted, and its caller gets that error.
+        await admitted;
+        for (const count of later) count();
         if (data.admission) releaseWith(stats, data.admission);
-        await this.retried(() => applyWrites(this.o.redis, this.o.keys, stats));
+        this.countLater(stats);
         if (error) throw error;
         return { ...out!.result, outputs: out!.outputs };
       });
+      this.hereCalls.add(call);
+      return await call;
     } finally {
       if (waiting) this.here.waiting--;
+      if (call) this.hereCalls.delete(call);
     }
+  }
+
+  /** Calls running here for this process's gateway (`invokeHere`): a drain lets them finish. */
+  private readonly hereCalls = new Set<Promise<unknown>>();
+
+  /** Whether a call given to `invokeHere` now would run at once (a slot is free). */
+  get idle(): boolean {
+    return this.accepting && (this.lane?.freeSlots ?? 0) > 0;
+  }
+
+  /** Counts of calls answered here (`invokeHere`) on their way to Redis. */
+  private readonly counting = new Set<Promise<void>>();
+
+  private countLater(stats: StatsOps): void {
+    if (stats.count === 0) return;
+    const p: Promise<void> = this.retried(() => applyWrites(this.o.redis, this.o.keys, stats))
+      .catch((e: unknown) => this.o.log.error({ err: e }, 'the counts of an answered invocation were lost (Redis stayed away)'))
+      .finally(() => this.counting.delete(p));
+    this.counting.add(p);
   }
 
   /**
    * Runs an invocation (`inputs` reads its tensors, while the model is acquired: a load, on a cold
-   * start). Resolves to its answer's facts and its output tensors; its counts go into `stats`.
+   * start). Resolves to its answer's facts and its output tensors. Its counts go into `stats` (for
+   * Redis) and `later` (this process's metrics): the caller applies both, or neither (a call whose
+   * admission was refused while it ran, `invokeHere`).
    */
   private async invoke(
     data: Omit<InvokeJob, 'inputs'>,
     processedOn: number,
     stats: StatsOps,
+    later: Array<() => void>,
     readInputs: () => Promise<Record<string, Tensor>>,
     inputsKey?: string,
   ): Promise<{ result: Omit<InvokeAnswer, 'outputs'>; outputs: Record<string, Tensor> }> {
@@ -535,14 +580,14 @@ export class RuntimeNode implements LocalNode {
     try {
       lease = await this.pool.acquire(spec, clock.toLocal(deadline));
     } catch (e) {
-      metrics.invocations.inc({ function: fn, outcome: 'error' });
+      later.push(() => metrics.invocations.inc({ function: fn, outcome: 'error' }));
       record({ outcome: 'error', loaded: false, loadMs: 0, execMs: 0 });
       throw e;
     }
     // Routing reads residency from heartbeats: publish a new resident model at once. Not awaited:
     // it goes out on the same connection as the counts below, which are, so it lands first.
     if (lease.loaded) void this.heartbeat();
-    (lease.coldStart ? metrics.coldStarts : metrics.warmHits).inc({ function: fn });
+    later.push(() => (lease.coldStart ? metrics.coldStarts : metrics.warmHits).inc({ function: fn }));
     const loadMs = lease.loaded ? (this.lastLoadMs.get(spec.key) ?? lease.loadWaitMs) : lease.loadWaitMs;
     const facts = { coldStart: lease.coldStart, loaded: lease.loaded, loadMs, ...(lease.loaded ? { fetchMs: this.lastFetchMs.get(spec.key) ?? 0 } : {}) };
     let result: Omit<InvokeAnswer, 'outputs'>;
@@ -564,15 +609,15 @@ export class RuntimeNode implements LocalNode {
         );
       }
       result = { coldStart: lease.coldStart, node: this.o.id, timings: { queueMs, loadMs, execMs }, fn, version: model.version };
-      metrics.execSeconds.observe({ function: fn }, execMs / 1000);
+      later.push(() => metrics.execSeconds.observe({ function: fn }, execMs / 1000));
     } catch (e) {
-      metrics.invocations.inc({ function: fn, outcome: 'error' });
+      later.push(() => metrics.invocations.inc({ function: fn, outcome: 'error' }));
       record({ outcome: 'error', ...facts, execMs: 0 });
       throw e;
     } finally {
       lease.release();
     }
-    metrics.invocations.inc({ function: fn, outcome: 'ok' });
+    later.push(() => metrics.invocations.inc({ function: fn, outcome: 'ok' }));
     record({ outcome: 'ok', ...facts, execMs: result.timings.execMs, countsRun });
     return { result, outputs: out };
   }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { admit, queuedBytes, release, releaseWith } from '../../queue/admission';
 import { createRedis } from '../../queue/connection';
+import { keys } from '../../queue/keys';
 import { StatsOps } from '../../runtime/stats';
 import { mlpModel, slowModel } from '../../models/generate';
 import { ort, runDirect } from '../support/models';
@@ -166,6 +167,47 @@ describe('admission by queued input bytes', () => {
     }
     expect(await b.dataPlane.queuedInputBytes()).toBe(0);
   }, 120_000);
+});
+
+describe('admission of a call run in the process that admits it (ROLE=all)', () => {
+  let c: TestBrulee;
+  const redis = createRedis(inject('redisUrl'));
+  beforeAll(async () => {
+    c = await startBrulee({ MAX_QUEUED_PER_FUNCTION: '2', WORKER_CONCURRENCY: '2' });
+    expect((await c.put('quick', QUICK)).status).toBe(201);
+    expect((await c.invoke('quick', QUICK_IN)).status).toBe(200); // warm
+  }, 60_000);
+  afterAll(async () => {
+    await c?.destroy();
+    redis.disconnect();
+  });
+  const metric = async (name: string) => {
+    const text = await (await c.req('/metrics')).text();
+    return Number(new RegExp(`^${name}\\{function="quick"[^}]*\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+  };
+
+  it('a call that ran while its admission was decided, and was refused, is a 429 and counted nowhere: not in /stats, not in /metrics', async () => {
+    const k = keys(c.namespace);
+    // The function's two places are taken (by calls elsewhere in the cluster, as it were) while
+    // this node has both slots free: the call starts at once, beside its admission.
+    const held = await Promise.all(['a', 'b'].map((member) => admit(redis, { keys: { depth: k.admitted('quick'), bytes: k.queuedBytes, bytesTotal: k.queuedBytesTotal }, member, limits: { depth: 2, bytes: 0 }, bytes: 0, holdMs: 60_000 })));
+    expect(held.map((h) => h.admitted)).toEqual([true, true]);
+    expect(c.node!.idle).toBe(true);
+    const before = { stats: (await c.json('GET', '/functions/quick')).body.stats, ok: await metric('brulee_invocations_total'), warm: await metric('brulee_warm_hits_total') };
+    const r = await c.invoke('quick', QUICK_IN);
+    expect(r.status).toBe(429);
+    expect(r.body.error.code).toBe('QUEUE_FULL');
+    const after = { stats: (await c.json('GET', '/functions/quick')).body.stats, ok: await metric('brulee_invocations_total'), warm: await metric('brulee_warm_hits_total') };
+    expect(after).toEqual(before);
+    expect(await c.dataPlane.queued('quick')).toBe(2);
+    for (const h of held) if (h.admitted) await release(redis, h.ticket);
+    // Admitted again, it runs and counts once, everywhere.
+    const ok = await c.invoke('quick', QUICK_IN);
+    expect(ok.status).toBe(200);
+    const last = { stats: (await c.json('GET', '/functions/quick')).body.stats, ok: await metric('brulee_invocations_total'), warm: await metric('brulee_warm_hits_total') };
+    expect([last.stats.invocations - before.stats.invocations, last.stats.warmHits - before.stats.warmHits, last.ok - before.ok, last.warm - before.warm]).toEqual([1, 1, 1, 1]);
+    expect(await c.dataPlane.queued('quick')).toBe(0);
+  });
 });
 
 describe('queue/admission.ts, directly', () => {

@@ -11,10 +11,14 @@ import { startBrulee, type TestBrulee } from '../support/brulee';
 
 const redis = createRedis(inject('redisUrl'));
 let b: TestBrulee;
+/** A gateway of its own: its calls reach b's node on the node's lane, through Redis (b's own calls run in b's process). */
+let gw: TestBrulee;
 beforeAll(async () => {
   b = await startBrulee();
+  gw = await startBrulee({ ROLE: 'gateway' }, { namespace: b.namespace, dataDir: b.dataDir, nodeId: 'gw' });
 });
 afterAll(async () => {
+  await gw?.destroy();
   await b?.destroy();
   redis.disconnect();
 });
@@ -57,7 +61,7 @@ describe('tensors on the wire', () => {
     const data = floats(3 * 48 * 192, 5);
     expect(data.length * 4).toBeGreaterThan(INLINE_BYTES);
     expect(data.length * 4).toBeLessThanOrEqual(LANE_INLINE_BYTES);
-    const { out: r, seen } = await monitored(() => b.invoke('cls', { x: { type: 'float32', dims: [1, 3, 48, 192], data } }));
+    const { out: r, seen } = await monitored(() => gw.invoke('cls', { x: { type: 'float32', dims: [1, 3, 48, 192], data } }));
     expect(r.status).toBe(200);
     expect(seen.filter((a) => a[0]?.toLowerCase() === 'set' && a[1]?.startsWith(`${b.namespace}:in:`))).toEqual([]);
     // The script that admits and queues it carries the frame with the raw bytes (MONITOR shows a
@@ -78,7 +82,7 @@ describe('tensors on the wire', () => {
     const bytes = mlpModel({ inputSize: n, hidden: [2], outputSize: 2, seed: 8 });
     await b.put('wide-in', bytes);
     const data = floats(n, 6);
-    const { out: r, seen } = await monitored(() => b.invoke('wide-in', { x: { type: 'float32', dims: [1, n], data } }));
+    const { out: r, seen } = await monitored(() => gw.invoke('wide-in', { x: { type: 'float32', dims: [1, n], data } }));
     expect(r.status).toBe(200);
     const sets = seen.filter((a) => a[0]?.toLowerCase() === 'set' && a[1]?.startsWith(`${b.namespace}:in:`));
     expect(sets).toHaveLength(1);
@@ -92,6 +96,27 @@ describe('tensors on the wire', () => {
     expect(await redis.keys(`${b.namespace}:in:*`)).toEqual([]);
     const want = await runDirect(bytes, { x: new ort.Tensor('float32', Float32Array.from(data), [1, n]) });
     expect(r.body.outputs.y.data).toEqual(Array.from(want.y!.data as Float32Array));
+  });
+
+  it("a call of the node's own process (ROLE=all) puts no tensor bytes in Redis: the admission script and the script that counts it, both small", async () => {
+    await b.put('cls', readModel(REAL_MODELS.ocrCls));
+    const data = floats(3 * 48 * 192, 7);
+    expect((await b.invoke('cls', { x: { type: 'float32', dims: [1, 3, 48, 192], data } })).status).toBe(200); // warm
+    const before = (await b.json('GET', '/functions/cls')).body.stats;
+    const { out: r, seen } = await monitored(() => b.invoke('cls', { x: { type: 'float32', dims: [1, 3, 48, 192], data } }));
+    expect(r.status).toBe(200);
+    expect(r.body.node).toBe(b.node!.id);
+    // Inside a script MONITOR shows each command too: those are the script's, and all small.
+    for (const a of seen) expect([a[0], longest(a)]).toEqual([a[0], expect.toSatisfy((x: number) => x < 4096)]);
+    // Two scripts (by their first key; EVAL after EVALSHA is the same one, new to this Redis), the
+    // node's heartbeat aside: admission, then the counts.
+    const scripts = seen.filter((a) => ['evalsha', 'eval'].includes(a[0]!.toLowerCase()) && !a[3]!.startsWith(`${b.namespace}:nodes`)).map((a) => a[3]);
+    expect(scripts.filter((k, i) => k !== scripts[i - 1])).toEqual([`${b.namespace}:admitted:cls`, `${b.namespace}:cluster`]);
+    expect(seen.some((a) => a.some((x) => x.startsWith(`${b.namespace}:lane:`) || x.startsWith(`${b.namespace}:replies:`) || x.startsWith(`${b.namespace}:in:`)))).toBe(false);
+    const after = (await b.json('GET', '/functions/cls')).body.stats;
+    expect([after.invocations - before.invocations, after.warmHits + after.coldStarts - before.warmHits - before.coldStarts]).toEqual([1, 1]);
+    const want = await runDirect(readModel(REAL_MODELS.ocrCls), { x: new ort.Tensor('float32', Float32Array.from(data), [1, 3, 48, 192]) });
+    expect(r.body.outputs['softmax_0.tmp_0'].data).toEqual(Array.from(want['softmax_0.tmp_0']!.data as Float32Array));
   });
 
   it('a call with large inputs and outputs leaves no input key behind, and its outputs are exact', async () => {
@@ -127,7 +152,7 @@ describe('tensors on the wire', () => {
     mon.on('monitor', (_t: string, args: string[]) => {
       if (args[0]?.toLowerCase() === 'xadd' && args[1]?.startsWith(`${b.namespace}:replies:`)) xadds.push(args);
     });
-    const r = await b.invoke('rawout', { x: { type: 'float32', dims: [1, 8], data: x } });
+    const r = await gw.invoke('rawout', { x: { type: 'float32', dims: [1, 8], data: x } });
     await new Promise((res) => setTimeout(res, 100));
     mon.disconnect();
     expect(r.status).toBe(200);
