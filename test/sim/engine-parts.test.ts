@@ -470,3 +470,104 @@ describe('skipChecks', () => {
     expect(skipChecks(5000, 1000, 9000, 3000)).toBe(5000);
   });
 });
+
+/**
+ * A recorder with the lazy-check hints, answering from scripts by the time it is asked at, and
+ * writing each question down: `quietUntil@t = x`, `nextCheckAt@t = x`.
+ */
+class Hinted extends Recorder {
+  constructor(
+    private readonly quiet: (now: number) => number,
+    private readonly next: (now: number) => number,
+    expire: (now: number) => readonly string[],
+    warm: (now: number) => readonly string[],
+    ask: readonly string[],
+  ) {
+    super(undefined, expire, warm, ask);
+  }
+  quietUntil(now: number): number {
+    const v = this.quiet(now);
+    this.log.push(`quietUntil@${now} = ${v}`);
+    return v;
+  }
+  nextCheckAt(now: number): number {
+    const v = this.next(now);
+    this.log.push(`nextCheckAt@${now} = ${v}`);
+    return v;
+  }
+}
+
+describe('simulate: the checks the hints let it skip, and only those', () => {
+  it('skips a check before quietUntil even after an event, one before nextCheckAt only while nothing happened, and runs the one at either', () => {
+    // Budget 2, checks every 1000 ms. A (1 byte) loads 0-10; hit at 1500; B at 9000. The policy
+    // says: quiet until 3000 (asked at 1000), until the check's own time after; after the check at
+    // 3000 the next check that could matter is at 6000, after the one at 6000 none (nothing is
+    // loaded). A expires at 6000; prewarm names nothing. Each answer holds by the hints' contract
+    // (sim/hints.ts): the checks skipped would have named nothing.
+    const p = new Hinted(
+      (now) => (now === 1000 ? 3000 : now),
+      (now) => (now === 3000 ? 6000 : now === 6000 ? Infinity : now),
+      (now) => (now >= 6000 ? ['A'] : []),
+      () => [],
+      ['A'],
+    );
+    const { log, calls, r } = recorded([[0, 'A'], [1500, 'A'], [9000, 'B']], {}, p, { budgetBytes: 2 });
+    expect(log).toEqual([
+      'load@10 A(hits 1, loaded 10, used 10, pop 0.0000)',
+      'expired@1000 [A]',
+      'prewarm@1000 free 1 resident [A]',
+      'quietUntil@1000 = 3000',
+      // The hit makes the state change: nextCheckAt's answer for 1000 is not asked for (it would
+      // not hold), but quietUntil's still does: the check at 2000 is skipped.
+      'access@1500 A(hits 2, loaded 10, used 1500, pop 0.0000)',
+      // 3000: the check at quietUntil runs.
+      'expired@3000 [A]',
+      'prewarm@3000 free 1 resident [A]',
+      'quietUntil@3000 = 3000',
+      // Nothing happens after it: nextCheckAt is asked (for 3000) when the check at 4000 is due;
+      // 4000 and 5000 are skipped; the check at 6000 runs.
+      'nextCheckAt@3000 = 6000',
+      'expired@6000 [A]',
+      'evict@6000 A',
+      'prewarm@6000 free 2 resident []',
+      'quietUntil@6000 = 6000',
+      // 7000, 8000 and 9000 skipped (B's call at 9000 comes after the check due then).
+      'nextCheckAt@6000 = Infinity',
+      'load@9010 B(hits 1, loaded 9010, used 9010, pop 0.0000)',
+    ]);
+    expect(calls).toEqual(['loading A', 'served A wait 10 cold', 'served A wait 0', 'evicted A@6000 expired', 'loading B', 'served B wait 10 cold']);
+    expect([r.expirations, r.evictions, r.coldStarts, r.simulatedMs]).toEqual([1, 0, 2, 9011]);
+  });
+
+  it('a check that pre-warms a model before the next call ends the turn: the call then hits it', () => {
+    // Checks every 1000 ms (the next at 2000, after the call). B is pre-warmed at 1000 and loaded
+    // at 1010; its call at 1500 is a hit.
+    const warmOnly = new Recorder(undefined, undefined, (now) => (now === 1000 ? ['B'] : []));
+    const { log, calls, r } = recorded([[500, 'A'], [1500, 'B']], {}, warmOnly, { budgetBytes: 2 });
+    expect(log).toEqual([
+      'load@510 A(hits 1, loaded 510, used 510, pop 0.0000)',
+      'prewarm@1000 free 1 resident []',
+      'load@1010 B(hits 0, loaded 1010, used 1010, pop 0.0000)',
+      'access@1500 B(hits 1, loaded 1010, used 1500, pop 0.0000)',
+    ]);
+    expect(calls).toEqual(['loading A', 'served A wait 10 cold', 'loading B prewarm', 'served B wait 0']);
+    expect([r.coldStarts, r.prewarmLoads, r.loadDelayMs, r.simulatedMs]).toEqual([1, 1, 10, 1501]);
+  });
+});
+
+describe('simulate: loads that end at the same instant', () => {
+  it('pre-warm loads finish first, in the order they started, then the calls\' own loads', () => {
+    // Budget 3. P and R are pre-warmed at 1000 (100 ms loads, to 1100); A arrives at 1050 and
+    // loads 50 ms, also to 1100. P and R are hit at 5000.
+    const warm = new Recorder(undefined, undefined, (now) => (now === 1000 ? ['P', 'R'] : []));
+    const table = { A: { loadMs: 50 }, P: { loadMs: 100 }, R: { loadMs: 100 } };
+    const { log, calls } = recorded([[1050, 'A'], [5000, 'P'], [5000, 'R']], table, warm, { budgetBytes: 3 });
+    expect(log.slice(0, 4)).toEqual([
+      'prewarm@1000 free 3 resident []',
+      'load@1100 P(hits 0, loaded 1100, used 1100, pop 0.0000)',
+      'load@1100 R(hits 0, loaded 1100, used 1100, pop 0.0000)',
+      'load@1100 A(hits 1, loaded 1100, used 1100, pop 0.0000)',
+    ]);
+    expect(calls.slice(0, 4)).toEqual(['loading P prewarm', 'loading R prewarm', 'loading A', 'served A wait 50 cold']);
+  });
+});
