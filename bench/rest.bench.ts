@@ -11,8 +11,10 @@
  *
  * With `--today DIR` a second server runs from that checkout (its own node_modules and private
  * redis-server) and its rows go round-robin with this one's, so "today" and "now" see the same
- * load. Rows: raw onnxruntime; "bullmq floor" (BullMQ alone: add -> worker -> reply stream on a
- * raw session, no HTTP, no brulee code: `bench/bullmq-floor.ts`; `--no-floor` leaves it out);
+ * load. Rows: raw onnxruntime; "http floor" (a bare node:http server in its own process that
+ * reads the v2 binary request and answers as many bytes as brulee does: the transport alone, no
+ * routing, no Redis, no model); "bullmq floor" (BullMQ alone: add -> worker -> reply stream on a
+ * raw session, no HTTP, no brulee code: `bench/bullmq-floor.ts`; `--no-floor` leaves both out);
  * then per server v1 JSON, v2 JSON, v2 binary and gRPC. After the timed part, Redis commands per
  * call of each server (INFO commandstats over `--count` sequential v2 binary calls, background
  * work included).
@@ -30,7 +32,7 @@ import { startRedisServer } from '../queue/redis-server';
 import { mlpModel } from '../models/generate';
 import { readModel, REAL_MODELS } from '../test/support/models';
 import { commandCount, startFloor, type Floor } from './bullmq-floor';
-import { median, pct, startServer, type BenchServer } from './support';
+import { median, pct, startHttpFloor, startServer, type BenchServer } from './support';
 
 const args = parseArgs({
   options: {
@@ -78,8 +80,7 @@ function protocolsOf(label: string, server: BenchServer, input: string, dims: nu
     });
   const v1json = JSON.stringify({ inputs: { [input]: { type: 'float32', dims, data: Array.from(x) } } });
   const v2json = JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', data: Array.from(x) }] });
-  // What tritonclient.http sends by default: binary input, every output binary.
-  const header = JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }], parameters: { binary_data_output: true } });
+  const header = floorHeader(input, dims, x);
   const binaryBody = Buffer.concat([Buffer.from(header), Buffer.from(x.buffer)]);
   const rawX = Buffer.from(x.buffer);
   const binary = () => post('/v2/models/bench/infer', binaryBody, { 'inference-header-content-length': String(Buffer.byteLength(header)) });
@@ -104,6 +105,11 @@ function protocolsOf(label: string, server: BenchServer, input: string, dims: nu
   };
 }
 
+/** What tritonclient.http sends by default: binary input, every output binary (the JSON header). */
+function floorHeader(input: string, dims: number[], x: Float32Array): string {
+  return JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }], parameters: { binary_data_output: true } });
+}
+
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
 async function main() {
@@ -119,6 +125,7 @@ async function main() {
   const servers: Array<[string, BenchServer]> = [];
   const clients: Array<ReturnType<typeof protocolsOf>> = [];
   let floor: Floor | undefined;
+  let httpFloor: Awaited<ReturnType<typeof startHttpFloor>> | undefined;
   let floorRedis: Awaited<ReturnType<typeof startRedisServer>> | undefined;
   try {
     if (args.today) servers.push(['today', await startServer(join(dir, 'today'), env, args.today)]);
@@ -129,6 +136,16 @@ async function main() {
     }
     const protocols: Array<[string, () => Promise<unknown>]> = [['raw onnxruntime', () => session.run({ [input]: new ort.Tensor('float32', x, dims) })]];
     if (!args['no-floor']) {
+      // As many bytes as brulee's v2 binary answer (its JSON header, then the outputs).
+      const answer = await fetch(`${servers.at(-1)![1].url}/v2/models/bench/infer`, {
+        method: 'POST',
+        body: Buffer.concat([Buffer.from(floorHeader(input, dims, x)), Buffer.from(x.buffer)]),
+        headers: { 'inference-header-content-length': String(Buffer.byteLength(floorHeader(input, dims, x))) },
+      });
+      httpFloor = await startHttpFloor((await answer.arrayBuffer()).byteLength);
+      const floorClient = protocolsOf('http floor', { url: httpFloor.url, redisUrl: '', grpcPort: 0, stop: async () => undefined }, input, dims, x);
+      clients.push(floorClient);
+      protocols.push(['http floor', floorClient.binary]);
       floorRedis = await startRedisServer({ dir: join(dir, 'floor'), persist: false });
       floor = await startFloor(floorRedis.url, session, () => ({ [input]: new ort.Tensor('float32', x, dims) }), CONC);
       protocols.push(['bullmq floor', floor.call]);
@@ -170,10 +187,11 @@ async function main() {
     const loadAfter = loadavg();
     // Redis commands per call, per server (its own redis-server), over sequential v2 binary calls.
     const cmds: string[] = [];
+    const serverClients = clients.slice(-servers.length);
     for (let i = 0; i < servers.length; i++) {
       const [label, server] = servers[i]!;
       const before = await commandCount(server.redisUrl);
-      for (let k = 0; k < Number(args.count); k++) await clients[i]!.binary();
+      for (let k = 0; k < Number(args.count); k++) await serverClients[i]!.binary();
       cmds.push(`${label}: ${((await commandCount(server.redisUrl) - before) / Number(args.count)).toFixed(1)}`);
     }
     if (floor && floorRedis) {
@@ -196,6 +214,7 @@ async function main() {
   } finally {
     for (const c of clients) c.close();
     await floor?.stop();
+    await httpFloor?.stop();
     await floorRedis?.stop();
     await session.release();
     for (const [, s] of servers) await s.stop();

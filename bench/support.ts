@@ -70,3 +70,29 @@ export async function startServer(dir: string, env: Record<string, string> = {},
     },
   };
 }
+
+/**
+ * The transport alone: a bare node:http server in a process of its own that reads each request's
+ * body and answers 200 with `answerBytes` bytes (no routing, no parsing, no Redis, no model), to
+ * show what any HTTP server costs on these cores next to brulee's rows.
+ */
+export async function startHttpFloor(answerBytes: number): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const code = `const out = Buffer.alloc(${answerBytes}, 1);
+require('node:http').createServer((req, res) => {
+  req.on('data', () => {});
+  req.on('end', () => { res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': out.length }); res.end(out); });
+}).listen(${port}, '127.0.0.1', () => console.log('ready'));`;
+  const child: ChildProcess = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+    child.once('exit', (c) => reject(new Error(`http floor exited ${c}`)));
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
