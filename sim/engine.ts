@@ -293,7 +293,15 @@ class NodeRun {
   /** The resident entries, in `resident` order (the candidates as they are when nothing is in flight). */
   private readonly residentEntries: SimEntry[] = [];
   private readonly cands: SimEntry[] = [];
+  /** `evictableAmong`'s answer when it is one entry (filled in place: no array resized per check). */
+  private readonly oneEntry: SimEntry[] = [];
   private readonly amongScratch: number[] = [];
+  // `isResidentKey`'s cache by position: the n-th key a `prewarm` call asks about is usually the
+  // one the n-th was last time (policies go through their wanted models in a stable order), so a
+  // string comparison instead of a `Map` lookup. A cache: a key found there has that index for good.
+  private resAsked = 0;
+  private readonly resKeys: (string | undefined)[] = [];
+  private readonly resIdx: number[] = [];
   private totalInFlight = 0;
   // Bytes of the resident models, kept as they come and go: when nothing is in flight, the
   // evictable bytes. Exact (integer sums, any order) when every size is an integer.
@@ -659,6 +667,7 @@ class NodeRun {
     }
     // No pre-warming while a call waits for memory (as the warm pool): it would evict it again.
     if (policy.prewarm && !this.blocked) {
+      this.resAsked = 0;
       for (const w of policy.prewarm(now, this.isResidentKey, this.budget - this.used)) {
         const g = this.keyIndex.get(w.key);
         if (g === undefined || this.state[g] !== ABSENT) continue;
@@ -677,8 +686,18 @@ class NodeRun {
   }
 
   private readonly isResidentKey = (key: string): boolean => {
-    const g = this.keyIndex.get(key);
-    return g !== undefined && this.state[g] !== ABSENT;
+    let g: number | undefined;
+    const p = this.resAsked++;
+    if (this.resKeys[p] === key) g = this.resIdx[p]!;
+    else {
+      g = this.keyIndex.get(key);
+      if (g === undefined) return false;
+      if (p < 64) {
+        this.resKeys[p] = key;
+        this.resIdx[p] = g;
+      }
+    }
+    return this.state[g] !== ABSENT;
   };
 
   /**
@@ -765,6 +784,12 @@ class NodeRun {
   /** The evictable entries among `keys`, in the order `evictable()` lists them. */
   private evictableAmong(keys: readonly string[]): readonly SimEntry[] {
     if (keys.length === 0) return NO_ENTRIES;
+    if (keys.length === 1) {
+      const g = this.keyIndex.get(keys[0]!);
+      if (g === undefined || this.state[g] !== RESIDENT || this.inFlight[g] !== 0) return NO_ENTRIES;
+      this.oneEntry[0] = this.entries[g]!;
+      return this.oneEntry;
+    }
     const cands = this.cands;
     cands.length = 0;
     const fs = this.amongScratch;

@@ -4,7 +4,7 @@ import { CREMEBRULEE_PLUS_TUNED } from '../../runtime/policies/index';
 import type { EvictionPolicy, Victim } from '../../runtime/policies/types';
 import { simulate, type SimOptions } from '../../sim/engine';
 import { createSimPolicy, isOracle, SIM_POLICIES, type SimPolicyName } from '../../sim/policies';
-import { modelsOf, randomTrace } from './helpers';
+import { modelsOf, randomTrace, traceOf } from './helpers';
 
 /** The same policy with the speed hints removed (so the simulator checks at every period). */
 function withoutHints(p: EvictionPolicy): EvictionPolicy {
@@ -89,3 +89,25 @@ describe('omitReasons: the simulator turns victims\' reasons off, and nothing el
 
 /** Reasons that are one fixed string (nothing formatted), which a policy may keep giving. */
 const CONSTANT_REASONS = new Set(['keep-alive window ended', 'pre-warm window reached', 'keep-alive of 60000 ms expired']);
+
+describe('expiryCandidates: expired gets only the evictable entries among them', () => {
+  it('a model in flight is not handed to expired, even when it is the only one named', () => {
+    const t = traceOf([[0, 'f0']]);
+    const models = modelsOf(t, { f0: { sizeBytes: 1, loadMs: 10, execMs: 5000 } });
+    const seen: [number, string[]][] = [];
+    const policy = Object.assign(
+      {
+        name: 'script',
+        selectVictims: () => [],
+        expired: (entries: readonly { key: string }[], now: number) => {
+          seen.push([now, entries.map((e) => e.key)]);
+          return [];
+        },
+      } satisfies EvictionPolicy,
+      { expiryCandidates: () => ['f0'] },
+    );
+    simulate(t, models, policy, { budgetBytes: 10, sweepMs: 1000 });
+    // In flight from 0 (load, then exec) to 5010: checks at 1000..5000 have nothing to hand over.
+    expect(seen.filter(([now]) => now < 5010)).toEqual([]);
+  });
+});
