@@ -38,7 +38,8 @@ export function queueWaitMs(n: NodeView, execMs: number): number {
  * plus the queue of a node with free room. Only for a model with calls of its own already
  * pending (`cost.pending` ≥ 1), so a model called one at a time never gets a duplicate copy (the
  * cluster's memory is one cache), and only into free room, never evicting for a copy. Copies
- * shrink again through normal eviction.
+ * shrink again through normal eviction. Among nodes whose load plus queue ties exactly, the copy
+ * goes to the first in the order given (`liveNodes` gives them by id: the smallest id).
  */
 export function chooseNode(nodes: readonly NodeView[], key: string, sizeBytes: number, cost?: CallCost): NodeView {
   if (nodes.length === 0) {

@@ -98,6 +98,10 @@ describe('chooseNode at its edges (each worked out by hand)', () => {
     expect(chooseNode([node('a', { resident: ['m'], queued: 6 }), node('c'), node('b', { queued: 1 })], 'm', 10, cost()).id).toBe('c');
     // A node with exactly the model's size free can take the copy.
     expect(chooseNode([node('a', { resident: ['m'], queued: 8 }), node('b', { usedBytes: 90 })], 'm', 10, cost()).id).toBe('b');
+    // b and c tie at 50 + 1 x 10 = 60 ms < 80 ms: the first given takes the copy.
+    const tie = [node('a', { resident: ['m'], queued: 8 }), node('b', { queued: 1 }), node('c', { queued: 1 })];
+    expect(chooseNode(tie, 'm', 10, cost()).id).toBe('b');
+    expect(chooseNode([tie[0]!, tie[2]!, tie[1]!], 'm', 10, cost()).id).toBe('c');
     // A second warm copy is never "a copy elsewhere", however short its queue.
     expect(chooseNode([node('a', { resident: ['m'], queued: 8 }), node('b', { resident: ['m'], queued: 8 }), node('c', { usedBytes: 95 })], 'm', 10, cost()).id).toBe('a');
   });
