@@ -180,7 +180,7 @@ export class Dispatcher {
         this.generation++;
         this.addedSince.clear();
         const res = (await p.exec()) ?? [];
-        const nodes = live.map((n, i) => ({ ...n, queued: [0, 1, 2, 3, 4].reduce((s, j) => s + Number(res[5 * i + j]?.[1] ?? 0), this.hereQueued(n.id)) }));
+        const nodes = live.map((n, i) => ({ ...n, queued: [0, 1, 2, 3, 4].reduce((s, j) => s + Number(res[5 * i + j]?.[1] ?? 0), this.hereQueued(n)) }));
         this.nodesCache = { at: Date.now(), nodes };
         this.forgetDeadQueues(new Set(nodes.map((n) => n.id)));
         return nodes;
@@ -279,10 +279,13 @@ export class Dispatcher {
     return r;
   }
 
-  /** Calls of this process's own node (`LocalNode`) waiting or running: Redis does not hold them. */
-  private hereQueued(nodeId: string): number {
+  /**
+   * Calls a node runs for its own process's gateway (`LocalNode`), waiting or running: no Redis
+   * list holds them. This process's own node counts them live; another's, at its last beat.
+   */
+  private hereQueued(n: NodeInfo): number {
     const here = this.opts.local;
-    return here?.id === nodeId ? here.here.waiting + here.here.running : 0;
+    return here?.id === n.id ? here.here.waiting + here.here.running : (n.here ?? 0);
   }
 
   /** Enqueues an invocation without waiting; the id reads it back with `status`. */
@@ -355,7 +358,8 @@ export class Dispatcher {
       const d = Object.fromEntries(STATES.map((s) => [s, c[s] ?? 0])) as unknown as QueueDepth;
       // Sync invocations wait on the node's lane (queue/lane.ts), or in this process for its own
       // node (`LocalNode`); the rest on its BullMQ queue.
-      const here = this.opts.local?.id === n.id ? this.opts.local.here : { waiting: 0, running: 0 };
+      // (Another process's node: its calls waiting or running at its last beat, as active.)
+      const here = this.opts.local?.id === n.id ? this.opts.local.here : { waiting: 0, running: n.here ?? 0 };
       d.waiting += lane + here.waiting;
       d.active += active + here.running;
       byNode[n.id] = d;

@@ -14,6 +14,11 @@ export interface NodeInfo {
   resident: Array<{ key: string; fn: string; sizeBytes: number; state: 'loading' | 'resident'; pinned: boolean; inFlight: number }>;
   loads: number;
   evictions: number;
+  /**
+   * Sync calls of the node's own process's gateway (ROLE=all) waiting or running there at the
+   * beat: they are in no Redis list, so other gateways' routing counts them from here.
+   */
+  here?: number;
   /** The process's memory at the beat (`process.memoryUsage()`), bytes: to read beside the budget. */
   memory?: { rssBytes: number; heapBytes: number; externalBytes: number };
   startedAt: number;

@@ -205,6 +205,7 @@ export class RuntimeNode implements LocalNode {
       resident: this.pool.list().map((m) => ({ key: m.key, fn: m.fn, sizeBytes: m.sizeBytes, state: m.state, pinned: m.pinned, inFlight: m.inFlight })),
       loads: this.loads,
       evictions: this.evictions,
+      here: this.here.waiting + this.here.running,
       memory: processMemory(),
       startedAt: this.startedAt,
       cpus: availableParallelism(),

@@ -150,6 +150,25 @@ describe('deadlines', () => {
     }
   });
 
+  it("another gateway sees the calls a node runs for its own process (in no Redis list) in the queue depth, from the node's heartbeat", async () => {
+    // A pair of its own, beating every 200 ms: a 1 s hold spans several beats.
+    const c = await startBrulee({ WORKER_CONCURRENCY: '1', HEARTBEAT_MS: '200' });
+    const g = await startBrulee({ ROLE: 'gateway', HEARTBEAT_MS: '200' }, { namespace: c.namespace, dataDir: c.dataDir, nodeId: 'g' });
+    try {
+      expect((await c.put('holder', HOLDER, 'maxBatch=2&maxDelayMs=1000&timeoutMs=60000')).status).toBe(201);
+      const held = c.invoke('holder', HOLDER_IN);
+      await until('the holding call to run', async () => c.node!.here.running === 1, 10_000);
+      const depth = async () => (await g.dataPlane.stats()).queueByNode[c.node!.id];
+      await until("the other gateway to see it at the node's next beat", async () => (await depth())?.active === 1, 900);
+      expect(await depth()).toMatchObject({ waiting: 0, active: 1 });
+      expect((await held).status).toBe(200);
+      await until('the other gateway to see it done', async () => (await depth())?.active === 0, 5000);
+    } finally {
+      await g.destroy();
+      await c.destroy();
+    }
+  });
+
   it('a node skips an invocation it reaches past its deadline: TIMEOUT, counted as a timeout, not run', async () => {
     const k = keys(b.namespace);
     const queue = new Queue(k.nodeQueue(b.node!.id), { connection: redis, prefix: k.bullPrefix });
