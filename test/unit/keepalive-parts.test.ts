@@ -4,6 +4,7 @@ import { ttl } from '../../runtime/policies/ttl';
 import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from '../../runtime/policies/types';
 import type { SimHints } from '../../sim/hints';
 import { referenceHybridHistogram } from '../sim/reference-policies';
+import { hitOrNeed, lcg, type Held } from './policy-drive';
 
 // The keep-alive policies (hybrid-histogram, ttl) with their simulator hints, driven hook by hook
 // as the simulator drives them, too fast a test for the simulations to be needed: every decision
@@ -12,17 +13,7 @@ import { referenceHybridHistogram } from '../sim/reference-policies';
 // and the hints are held to their contract (sim/hints.ts): `expiryCandidates` names every entry
 // `expired` would name, and a check skipped before `nextCheckAt` would have named nothing.
 
-/** A small generator of our own (an LCG). */
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-
 interface Model { key: string; sizeBytes: number; loadMs: number; /** Usual gap between calls, ms. */ periodMs: number }
-interface Held { loadedAt: number; lastUsedAt: number; hits: number }
 type Hinted = EvictionPolicy & SimHints;
 
 /**
@@ -101,14 +92,8 @@ function drive(fast: Hinted, plain: EvictionPolicy, models: Model[], budget: num
       const later = r() < 0.05 ? 20 : 1;
       next.set(m.key, now + o.tick * Math.max(1, Math.round((later * m.periodMs * (0.9 + 0.2 * r())) / o.tick)));
       busy = r() < 0.2 ? [...held.keys()][Math.floor(r() * held.size)] : undefined;
-      const h = held.get(m.key);
-      if (h) {
-        h.lastUsedAt = now;
-        h.hits++;
-        both((p) => p.onAccess?.(entryOf(m.key), now));
-        continue;
-      }
-      const need = used + m.sizeBytes - budget;
+      const need = hitOrNeed(held, m, now, used, budget, (k) => both((p) => p.onAccess?.(entryOf(k), now)));
+      if (need === undefined) continue;
       if (need > 0) {
         const request: EvictionRequest = {
           now, needBytes: need, incoming: { ...m, execMs: 1, popularity: 0 },

@@ -3,27 +3,18 @@ import { cremebruleePlus, type CremeBruleePlusOptions } from '../../runtime/poli
 import type { EntryFacts, EvictionPolicy, EvictionRequest } from '../../runtime/policies/types';
 import type { SimHints } from '../../sim/hints';
 import { cremebruleePlusReference } from '../sim/reference-plus';
+import { hitOrNeed, lcg, type Held } from './policy-drive';
 
 // cremebrulee-plus's options and its prefetch check, which the simulations exercise but too slowly
 // for mutation testing: every decision (victims with their reasons, prefetch picks with theirs) is
 // compared with the reference version (test/sim/reference-plus.ts, the code before its prefetch
 // check used the utility bound) on small caches driven hook by hook; and a few cases by hand.
 
-/** A small generator of our own (an LCG), so the driver depends on no module under test. */
-function lcg(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-
 interface Model { key: string; sizeBytes: number; loadMs: number }
 
 const entry = (key: string, o: Partial<EntryFacts> = {}): EntryFacts => ({
   key, sizeBytes: 10, loadMs: 10, execMs: 1, popularity: 0, loadedAt: 0, lastUsedAt: 0, hits: 1, ...o,
 });
-interface Held { loadedAt: number; lastUsedAt: number; hits: number }
 
 /**
  * Drives two policies with the same hooks on a cache of `budget` bytes: calls of skewed popularity
@@ -89,14 +80,8 @@ function drive(fast: EvictionPolicy, ref: EvictionPolicy, models: Model[], budge
     const m = models[Math.floor(models.length * r() * r())]!;
     calls.set(m.key, (calls.get(m.key) ?? 0) + 1);
     total++;
-    const h = held.get(m.key);
-    if (h) {
-      h.lastUsedAt = now;
-      h.hits++;
-      both((p) => p.onAccess?.(entryOf(m.key), now));
-      continue;
-    }
-    const need = used + m.sizeBytes - budget;
+    const need = hitOrNeed(held, m, now, used, budget, (k) => both((p) => p.onAccess?.(entryOf(k), now)));
+    if (need === undefined) continue;
     if (need > 0) {
       const busy = r() < 0.15 ? [...held.keys()][Math.floor(r() * held.size)] : undefined;
       const request: EvictionRequest = {
