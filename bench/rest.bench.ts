@@ -8,6 +8,7 @@
  *   npm run bench:rest                               # PP-OCR cls, input 1x3x48x192 float32
  *   npm run bench:rest -- --model mlp --n 2000       # small MLP 64-64-16, input 1x64
  *   npm run bench:rest -- --today /tmp/brulee-today  # also another checkout's server, interleaved with this one
+ *   npm run bench:rest -- --threads 2                # both sessions (raw, brulee's ?threads=) on 2 intra-op threads (default 1, brulee's default)
  *
  * With `--today DIR` a second server runs from that checkout (its own node_modules and private
  * redis-server) and its rows go round-robin with this one's, so "today" and "now" see the same
@@ -44,6 +45,7 @@ const args = parseArgs({
     count: { type: 'string', default: '300' },
     today: { type: 'string' },
     'no-floor': { type: 'boolean', default: false },
+    threads: { type: 'string', default: '1' },
   },
 }).values;
 const N = Number(args.n);
@@ -119,7 +121,10 @@ async function main() {
   const count = dims.reduce((a, b) => a * b, 1);
   const x = Float32Array.from({ length: count }, (_, i) => Math.sin(i) / 2);
 
-  const session = await ort.InferenceSession.create(bytes);
+  // Like with like: the raw session and brulee's (registered with ?threads=) run each operator on
+  // the same number of threads, so "p50 - raw" is what brulee adds, not a session option.
+  const threads = Number(args.threads);
+  const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: threads, interOpNumThreads: 1 });
   const dir = mkdtempSync(join(tmpdir(), 'brulee-bench-'));
   const env = { WORKER_CONCURRENCY: String(Math.min(CONC, 64)) };
   const servers: Array<[string, BenchServer]> = [];
@@ -131,7 +136,7 @@ async function main() {
     if (args.today) servers.push(['today', await startServer(join(dir, 'today'), env, args.today)]);
     servers.push([args.today ? 'now' : 'brulee', await startServer(join(dir, 'now'), env)]);
     for (const [, server] of servers) {
-      const put = await fetch(`${server.url}/functions/bench`, { method: 'PUT', body: bytes });
+      const put = await fetch(`${server.url}/functions/bench?threads=${threads}`, { method: 'PUT', body: bytes });
       if (put.status >= 300) throw new Error(`register failed: ${put.status} ${await put.text()}`);
     }
     const protocols: Array<[string, () => Promise<unknown>]> = [['raw onnxruntime', () => session.run({ [input]: new ort.Tensor('float32', x, dims) })]];
@@ -202,7 +207,7 @@ async function main() {
 
     const base = median(lat[0]!);
     const baseT = calls[0]! / time[0]!;
-    console.log(`\nmodel: ${args.model} (${bytes.byteLength} bytes), input ${input} float32 ${JSON.stringify(dims)} (${x.byteLength} bytes); node ${process.version}; load average ${loadBefore} before, ${loadAfter} after`);
+    console.log(`\nmodel: ${args.model} (${bytes.byteLength} bytes), input ${input} float32 ${JSON.stringify(dims)} (${x.byteLength} bytes), ${threads} intra-op thread(s) raw and in brulee; node ${process.version}; load average ${loadBefore} before, ${loadAfter} after`);
     console.log(`${N} rounds of one sequential call per row; throughput: ${ROUNDS} rounds of ${SECONDS} s per row at ${CONC} concurrent\n`);
     console.log(`${'row'.padEnd(22)}${'p50 ms'.padStart(9)}${'p50 - raw'.padStart(11)}${'p99 ms'.padStart(9)}${'calls/s'.padStart(10)}${'vs raw'.padStart(8)}`);
     protocols.forEach(([name], p) => {
