@@ -76,9 +76,18 @@ export interface FootprintOptions {
   capBytes?: number;
 }
 
+/**
+ * A first measured run's growth, guessed from its input before it runs (for the warm pool to
+ * reserve it ahead, `growthEstimate`), per input byte: PP-OCR det's first runs at 320x320 grew its
+ * arena ~30 MiB on a 1.2 MB input.
+ */
+export const FIRST_RUN_GROWTH_PER_INPUT_BYTE = 32;
+
 interface Learned {
   /** What measured operations added, summed: load plus runs. */
   bytes: number;
+  /** The most a measured run grew the model by per byte of its input past the largest measured before. */
+  growthPerInputByte?: number;
   /** The load was measured (the first load in this process). */
   loadMeasured: boolean;
   runsMeasured: number;
@@ -115,13 +124,38 @@ export class Footprints {
 
   /** Runs `key` on an input of `inputBytes`: alone and measured while it may still grow the model. */
   run<T>(key: string, inputBytes: number, what: () => Promise<T>): Promise<T> {
-    const l = this.learned.get(key);
-    const measure = !l || l.runsMeasured < this.o.firstRuns || inputBytes > l.maxInputBytes;
-    if (!measure) return this.turns.run(false, what);
-    return this.measured_(key, what, (rec) => {
+    if (!this.measures(key, inputBytes)) return this.turns.run(false, what);
+    return this.measured_(key, what, (rec, grew) => {
       rec.runsMeasured++;
+      // Growth follows the input past the largest one measured (the first run: all of it).
+      const more = inputBytes - rec.maxInputBytes;
+      if (more > 0) rec.growthPerInputByte = Math.max(rec.growthPerInputByte ?? 0, grew / more);
       rec.maxInputBytes = Math.max(rec.maxInputBytes, inputBytes);
     });
+  }
+
+  /** Whether a run of `key` on `inputBytes` would be measured now (it may still grow the model). */
+  measures(key: string, inputBytes: number): boolean {
+    const l = this.learned.get(key);
+    return !l || l.runsMeasured < this.o.firstRuns || inputBytes > l.maxInputBytes;
+  }
+
+  /**
+   * What a run of `key` on `inputBytes` may grow it by, for the warm pool to reserve before it
+   * runs (as a load is charged before it starts): 0 for a run that will not be measured (its model
+   * has grown to its charge already); else the input's bytes past the largest measured run's
+   * times the most a measured run of it grew per such byte (`FIRST_RUN_GROWTH_PER_INPUT_BYTE`
+   * before any), and at least what it was measured holding so far, since onnxruntime's arena
+   * extends itself by doubling (`kNextPowerOfTwo`): one extension can be as large as the arena
+   * (PP-OCR det went from 15 to 31 MiB in one run).
+   * An estimate: a growth past it is still charged when measured.
+   */
+  growthEstimate(key: string, inputBytes: number): number {
+    if (!this.measures(key, inputBytes)) return 0;
+    const l = this.learned.get(key);
+    const perByte = l?.growthPerInputByte ?? FIRST_RUN_GROWTH_PER_INPUT_BYTE;
+    const byInput = perByte * Math.max(0, inputBytes - (l?.maxInputBytes ?? 0));
+    return Math.min(this.o.capBytes, Math.ceil(Math.max(byInput, l?.bytes ?? 0)));
   }
 
   /** Forgets a model (deleted or replaced): its key will not come back. */
@@ -129,14 +163,14 @@ export class Footprints {
     this.learned.delete(key);
   }
 
-  private measured_<T>(key: string, what: () => Promise<T>, done: (rec: Learned) => void): Promise<T> {
+  private measured_<T>(key: string, what: () => Promise<T>, done: (rec: Learned, grew: number) => void): Promise<T> {
     return this.turns.run(true, async () => {
       const before = this.o.measure();
       const out = await what();
       const grew = Math.max(0, this.o.measure() - before);
       let rec = this.learned.get(key);
       if (!rec) this.learned.set(key, (rec = { bytes: 0, loadMeasured: false, runsMeasured: 0, maxInputBytes: 0 }));
-      done(rec);
+      done(rec, grew);
       if (grew > 0) {
         rec.bytes += grew;
         this.o.onGrow?.(key, rec.bytes);

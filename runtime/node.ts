@@ -23,8 +23,12 @@ import { createPolicy, type RuntimePolicyName } from './policies';
 import { readPopularity } from './popularity';
 import { invocationCommands, recordEviction, recordInvocation, StatsOps, type InvocationRecord } from './stats';
 import { mallocReturnsMemory, MALLOC_TUNABLES } from './malloc';
-import { WarmPool, type ModelSpec } from './warm-pool';
+import { WarmPool, type ModelSpec, type Reservation } from './warm-pool';
 import { WARMUP_MODEL_B64 } from './warmup-model';
+
+/** Copies of a call's input and output bytes alive on a node at once (`RuntimeNode.callBytes`). */
+const IN_COPIES = 2;
+const OUT_COPIES = 4;
 
 /** A job as a node runs it: a BullMQ job, or a lane job (`queue/lane.ts`) with its frame and inline bytes. */
 type NodeJob<T = object> = { id?: string; name: string; data: Routed<T>; processedOn?: number; inline?: Buffer; frame?: Buffer };
@@ -111,6 +115,7 @@ export class RuntimeNode implements LocalNode {
         this.lastFetchMs.delete(ev.key);
         if (ev.cause === 'retired' || ev.cause === 'unload') {
           this.footprints.forget(ev.key);
+          this.outPerIn.delete(ev.key);
           this.registered.delete(ev.key);
         }
         metrics.evictions.inc({ function: ev.fn, cause: ev.cause });
@@ -283,6 +288,20 @@ export class RuntimeNode implements LocalNode {
     }
   }
 
+  /** Of each model, the most output bytes a call had per input byte (to reserve a call's outputs before it runs). */
+  private readonly outPerIn = new Map<string, number>();
+
+  /**
+   * What a call holds on this node beside its model: its inputs (the bytes read from the job, which
+   * the tensors onnxruntime reads view, and the lane frame again in the command that answers it)
+   * and its outputs (onnxruntime's copy into JavaScript, the packed blob, the answer frame, the
+   * command that sends it). Before the run the outputs are `outBytes` as the model's calls had them
+   * per input byte so far (the input's size for a model not run yet); after it, their real size.
+   */
+  private callBytes(key: string, inBytes: number, outBytes = Math.ceil(inBytes * (this.outPerIn.get(key) ?? 1))): number {
+    return IN_COPIES * inBytes + OUT_COPIES * outBytes;
+  }
+
   private spec(m: ModelRef): NodeModelSpec {
     const key = modelKey(m);
     // An operator's memoryBytes is charged as given; else at least what registration measured.
@@ -372,11 +391,21 @@ export class RuntimeNode implements LocalNode {
    * again, and the caller has its answer. A second run of a job already answered is counted there.
    */
   private async process(job: NodeJob): Promise<{ first: boolean }> {
+    // The bytes of an invocation's tensors stay charged until its answer is sent.
+    const held: Reservation[] = [];
+    try {
+      return await this.answer(job, held);
+    } finally {
+      for (const r of held) r.free();
+    }
+  }
+
+  private async answer(job: NodeJob, held: Reservation[]): Promise<{ first: boolean }> {
     let answer: Answer;
     // An invocation's counts (and its input key's deletion) go in the script that gives its answer.
     const stats = new StatsOps();
     try {
-      answer = await this.run(job, stats);
+      answer = await this.run(job, stats, held);
     } catch (e) {
       this.logFailure(e, job.id, job.name, (job.data as { model?: { fn?: string } } | undefined)?.model?.fn);
       answer = { error: errorToWire(e) };
@@ -406,14 +435,14 @@ export class RuntimeNode implements LocalNode {
     if (!isBruleeError(e) || e.code === 'INTERNAL') this.o.log.error({ err: e, job, name, fn }, 'job failed');
   }
 
-  private async run(job: NodeJob, stats: StatsOps): Promise<Answer> {
+  private async run(job: NodeJob, stats: StatsOps, held: Reservation[]): Promise<Answer> {
     switch (job.name) {
       case JOB.invoke: {
         const data = (job as NodeJob<InvokeJob>).data;
         const later: Array<() => void> = [];
         let ran;
         try {
-          ran = await this.invoke(data, job.processedOn ?? Date.now(), stats, later, () => readInputs(this.o.redis, data.inputs, job.inline), data.inputs.key);
+          ran = await this.invoke(data, job.processedOn ?? Date.now(), stats, later, { held, inBytes: wireBytes(data.inputs) }, () => readInputs(this.o.redis, data.inputs, job.inline), data.inputs.key);
         } finally {
           for (const count of later) count();
         }
@@ -498,13 +527,16 @@ export class RuntimeNode implements LocalNode {
         const later: Array<() => void> = [];
         let out: { result: Omit<InvokeAnswer, 'outputs'>; outputs: Record<string, Tensor> } | undefined;
         let error: BruleeError | undefined;
+        // Its tensors are charged while it runs here; its answer is encoded by the gateway, after.
+        const held: Reservation[] = [];
         try {
-          out = await this.invoke(data, Date.now(), stats, later, () => Promise.resolve(data.inputs));
+          out = await this.invoke(data, Date.now(), stats, later, { held, inBytes: inputBytes(data.inputs) }, () => Promise.resolve(data.inputs));
         } catch (e) {
           this.logFailure(e, id, JOB.invoke, data.model.fn);
           error = errorFromWire(errorToWire(e));
         } finally {
           this.here.running--;
+          for (const r of held) r.free();
         }
         // Refused (or Redis away): nothing of it is counted, and its caller gets that error.
         await admitted;
@@ -545,13 +577,16 @@ export class RuntimeNode implements LocalNode {
    * Runs an invocation (`inputs` reads its tensors, while the model is acquired: a load, on a cold
    * start). Resolves to its answer's facts and its output tensors. Its counts go into `stats` (for
    * Redis) and `later` (this process's metrics): the caller applies both, or neither (a call whose
-   * admission was refused while it ran, `invokeHere`).
+   * admission was refused while it ran, `invokeHere`). Its tensors (`call.inBytes` of inputs, and
+   * its outputs) are charged to the warm pool beside its model, admitted with it; the reservation
+   * goes into `call.held`, for the caller to free once the call is answered.
    */
   private async invoke(
     data: Omit<InvokeJob, 'inputs'>,
     processedOn: number,
     stats: StatsOps,
     later: Array<() => void>,
+    call: { held: Reservation[]; inBytes: number },
     readInputs: () => Promise<Record<string, Tensor>>,
     inputsKey?: string,
   ): Promise<{ result: Omit<InvokeAnswer, 'outputs'>; outputs: Record<string, Tensor> }> {
@@ -577,9 +612,14 @@ export class RuntimeNode implements LocalNode {
     inputs.catch(() => undefined);
     this.retireOlder(model);
     const spec = this.spec(model);
+    const { inBytes } = call;
     let lease;
     try {
-      lease = await this.pool.acquire(spec, clock.toLocal(deadline));
+      lease = await this.pool.acquire(spec, clock.toLocal(deadline), {
+        bytes: this.callBytes(spec.key, inBytes),
+        growth: this.footprints.growthEstimate(spec.key, inBytes),
+      });
+      call.held.push(lease.reservation);
     } catch (e) {
       later.push(() => metrics.invocations.inc({ function: fn, outcome: 'error' }));
       record({ outcome: 'error', loaded: false, loadMs: 0, execMs: 0 });
@@ -609,6 +649,9 @@ export class RuntimeNode implements LocalNode {
           `the outputs of ${fn} on these inputs take ${outBytes} bytes, more than the limit of ${this.o.maxOutputBytes} bytes (MAX_OUTPUT_BYTES); ask for fewer outputs ("outputs"), send smaller inputs, or raise MAX_OUTPUT_BYTES`,
         );
       }
+      // What the call holds now: its outputs are known.
+      this.outPerIn.set(spec.key, Math.max(this.outPerIn.get(spec.key) ?? 0, outBytes / Math.max(1, inBytes)));
+      lease.reservation.set(this.callBytes(spec.key, inBytes, outBytes));
       result = { coldStart: lease.coldStart, node: this.o.id, timings: { queueMs, loadMs, execMs }, fn, version: model.version };
       later.push(() => metrics.execSeconds.observe({ function: fn }, execMs / 1000));
     } catch (e) {
@@ -624,6 +667,13 @@ export class RuntimeNode implements LocalNode {
   }
 }
 
+
+/** The bytes of a job's input tensors, from their wire descriptions (before they are read). */
+function wireBytes(w: WireTensors): number {
+  let n = 0;
+  for (const t of Object.values(w.tensors)) n += t.byteLength;
+  return n;
+}
 
 function processMemory(): NonNullable<NodeInfo['memory']> {
   const m = process.memoryUsage();

@@ -15,7 +15,11 @@ export interface ModelSpec {
 }
 
 export interface WarmPoolOptions<T, S extends ModelSpec = ModelSpec> {
-  /** Byte budget; no admission takes used bytes past it (a `resize` may, until releases let the pool evict). */
+  /**
+   * Byte budget, for the models and the bytes calls hold beside them (`CallBytes`): no admission
+   * takes used bytes past it. A `resize` past what a call reserved for its growth, or a
+   * `Reservation.set` past what it reserved, may, until releases let the pool evict.
+   */
   budgetBytes: number;
   policy: EvictionPolicy;
   /** Loads a model; the pool calls it once per admission (single flight). */
@@ -58,8 +62,36 @@ export interface EvictionEvent {
   cause: 'policy' | 'expired' | 'retired' | 'unload';
 }
 
+/**
+ * What one call holds beside its model while it runs (issue 12 §4): admitted with the model, in one
+ * step, so a call that would pass the budget waits or evicts as a load does, and a waiting call
+ * holds nothing.
+ */
+export interface CallBytes {
+  /** Its tensors in flight (inputs and outputs), held until `Lease.reservation.free()`. */
+  bytes?: number;
+  /**
+   * What its run may grow the model by (a run measured by runtime/footprint.ts): a `resize` of the
+   * model while the lease is held takes its increase from here first. What is left is freed with
+   * the lease.
+   */
+  growth?: number;
+}
+
+/** A call's tensor bytes, charged from admission until `free()` (after its answer is sent); may outlive the lease. */
+export interface Reservation {
+  /** Bytes held now. */
+  readonly bytes: number;
+  /** Holds `bytes` from now on (the outputs' real size): never waits; more than the budget allows evicts idle models, or stays over until releases let the pool evict. */
+  set(bytes: number): void;
+  /** Gives the bytes back (idempotent). */
+  free(): void;
+}
+
 export interface Lease<T> {
   readonly value: T;
+  /** The call's tensor bytes (`CallBytes.bytes`); free it once the call is answered, after `release`. */
+  readonly reservation: Reservation;
   /** This invocation waited for a load (its own or a concurrent one). */
   readonly coldStart: boolean;
   /** This invocation started the load (counts as a model load). */
@@ -79,6 +111,8 @@ interface Entry<T, S extends ModelSpec> {
   hits: number;
   inFlight: number;
   pinned: boolean;
+  /** Growth reserved by the calls in flight on it (`CallBytes.growth`), for `resize` to take from. */
+  growth: Set<{ bytes: number }>;
   /** Drop as soon as the last in-flight invocation releases it. */
   retire?: EvictionEvent["cause"];
   retireReason?: string;
@@ -99,7 +133,9 @@ export interface ResidentModel {
 /**
  * The warm pool: a model cache with a byte budget.
  *
- * Rules (DESIGN.md, cache rules): used bytes (resident plus loading) never exceed the budget; a
+ * Rules (DESIGN.md, cache rules): used bytes (resident plus loading, plus what calls in flight
+ * hold beside their models: `CallBytes`) never exceed the budget, but for growth past what was
+ * reserved for it (`resize`, `Reservation.set`), which evicts what it can; a
  * model with an invocation in flight, or pinned, is never evicted; concurrent cold requests for
  * one model share one load; a model larger than the budget is refused. Which model goes is the
  * policy's choice, from facts only.
@@ -115,6 +151,12 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
    */
   private readonly known = new Map<string, S>();
   private used = 0;
+  /** Of `used`, what calls hold beside their models (`CallBytes`). */
+  private calls = 0;
+  /** The most `used` has been (tests: the budget is never passed). */
+  private peak = 0;
+  /** Bytes charged that no admission made room for (see `unreservedBytes`). */
+  private unreserved = 0;
   private waiters: Array<() => void> = [];
   private readonly disposing = new Set<Promise<void>>();
 
@@ -129,8 +171,33 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     return this.opts.budgetBytes;
   }
 
+  /** Bytes charged: resident and loading models, plus what calls hold beside them. */
   get usedBytes(): number {
     return this.used;
+  }
+
+  /** Of `usedBytes`, what calls in flight hold beside their models (tensors, reserved growth). */
+  get callBytes(): number {
+    return this.calls;
+  }
+
+  /** The most `usedBytes` has been since the pool was made. */
+  get peakUsedBytes(): number {
+    return this.peak;
+  }
+
+  /**
+   * Bytes charged since the pool was made that no admission made room for: growth of a model past
+   * what its calls reserved (`resize`), outputs past their estimate (`Reservation.set`). The only
+   * way used bytes pass the budget: `peakUsedBytes <= budgetBytes + unreservedBytes`.
+   */
+  get unreservedBytes(): number {
+    return this.unreserved;
+  }
+
+  private charge(bytes: number): void {
+    this.used += bytes;
+    if (this.used > this.peak) this.peak = this.used;
   }
 
   get policyName(): string {
@@ -156,34 +223,55 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
   }
 
   /**
-   * Takes a model for one invocation, loading it first if needed. Always `release()` the lease.
+   * Takes a model for one invocation, loading it first if needed, with `call`'s bytes charged
+   * beside it (`CallBytes`: admitted together, or the call waits holding nothing). What a call
+   * asks beyond the budget less its model is capped there. Always `release()` the lease and
+   * `reservation.free()` it.
    * @throws BruleeError MODEL_TOO_LARGE when the model can never fit; CACHE_BUSY when in-flight
    *   models hold the memory for longer than `admitTimeoutMs`, or past `deadline` (clock ms).
    */
-  async acquire(spec: S, deadline?: number): Promise<Lease<T>> {
-    const existing = this.entries.get(spec.key);
-    if (existing) {
+  async acquire(spec: S, deadline?: number, call: CallBytes = {}): Promise<Lease<T>> {
+    const until = Math.min(this.opts.now() + this.opts.admitTimeoutMs, deadline ?? Infinity);
+    for (;;) {
+      const existing = this.entries.get(spec.key);
+      // Capped at what the budget leaves beside the model as it is charged now (a resize may have grown it).
+      const room = Math.max(0, this.opts.budgetBytes - (existing?.spec.sizeBytes ?? spec.sizeBytes));
+      const bytes = Math.min(Math.max(0, call.bytes ?? 0), room);
+      const growth = Math.min(Math.max(0, call.growth ?? 0), room - bytes);
+      if (!existing) return this.admit(spec, 1, until, bytes, growth);
       // A model being dropped still serves what reaches it before it goes (it was accepted);
       // the drop stands and happens when the last of them ends.
-      existing.inFlight++;
       if (spec.pinned !== undefined) existing.pinned = spec.pinned;
       // Options can change without a new version (same bytes): reload it as it is now.
       if (!existing.retire) this.known.set(spec.key, spec);
       if (existing.value !== undefined) {
-        this.touch(existing);
-        return this.lease(existing, existing.value, false, false, 0);
+        // Checking for room and taking it happen in one synchronous step, as in `admit`.
+        if (bytes + growth === 0 || this.makeRoom(spec, bytes + growth, existing)) {
+          existing.inFlight++;
+          this.touch(existing);
+          return this.lease(existing, existing.value, false, false, 0, bytes, growth);
+        }
+        await this.waitForRoom(spec, spec.sizeBytes + bytes + growth, until);
+        continue;
       }
+      existing.inFlight++;
       const t0 = this.opts.now();
+      let value: T;
       try {
-        const value = await existing.loading!;
-        this.touch(existing);
-        return this.lease(existing, value, true, false, this.opts.now() - t0);
+        value = await existing.loading!;
       } catch (e) {
         existing.inFlight--;
         throw e;
       }
+      if (bytes + growth === 0 || this.makeRoom(spec, bytes + growth, existing)) {
+        this.touch(existing);
+        return this.lease(existing, value, true, false, this.opts.now() - t0, bytes, growth);
+      }
+      // Loaded, but no room for the call's bytes yet: wait holding nothing.
+      existing.inFlight--;
+      if (existing.inFlight === 0 && existing.retire) this.evict(existing, existing.retireReason ?? 'retired', existing.retire);
+      await this.waitForRoom(spec, spec.sizeBytes + bytes + growth, until);
     }
-    return this.admit(spec, 1, deadline);
   }
 
   /**
@@ -208,23 +296,33 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     if (known) this.known.set(key, { ...known, sizeBytes });
     const e = this.entries.get(key);
     if (!e || e.spec.sizeBytes === sizeBytes) return;
-    this.used += sizeBytes - e.spec.sizeBytes;
+    let grow = sizeBytes - e.spec.sizeBytes;
+    // A growth the calls on it reserved is theirs already: it moves from them to the model.
+    if (grow > 0) for (const g of e.growth) {
+      const take = Math.min(g.bytes, grow);
+      g.bytes -= take;
+      this.calls -= take;
+      grow -= take;
+      if (grow <= 0) break;
+    }
+    if (grow > 0) this.unreserved += grow;
+    this.charge(grow);
     e.spec = { ...e.spec, sizeBytes };
     this.rebalance(e.spec);
     this.wake();
   }
 
   /** Evicts the policy's victims while the pool is over its budget (after a `resize`); false if it stays over. */
-  private rebalance(incoming: S): boolean {
+  private rebalance(incoming: S, held?: Entry<T, S>): boolean {
     const need = this.used - this.opts.budgetBytes;
     if (need <= 0) return true;
-    const candidates = this.evictable();
+    const candidates = this.evictable(held);
     if (candidates.length === 0) return false;
     const victims = this.opts.policy.selectVictims({ now: this.opts.now(), needBytes: need, candidates, incoming: { ...incoming, popularity: this.opts.popularity(incoming.fn) } });
     for (const v of victims) {
       if (this.used <= this.opts.budgetBytes) break;
       const e = this.entries.get(v.key);
-      if (e && this.isEvictable(e)) this.evict(e, v.reason, 'policy');
+      if (e && e !== held && this.isEvictable(e)) this.evict(e, v.reason, 'policy');
     }
     return this.used <= this.opts.budgetBytes;
   }
@@ -343,7 +441,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     await Promise.allSettled([...this.disposing]);
   }
 
-  private async admit(spec: S, hits: number, until?: number): Promise<Lease<T>> {
+  private async admit(spec: S, hits: number, until?: number, bytes = 0, growth = 0): Promise<Lease<T>> {
     if (spec.sizeBytes > this.opts.budgetBytes) {
       throw new BruleeError(
         'MODEL_TOO_LARGE',
@@ -353,27 +451,11 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     const deadline = Math.min(this.opts.now() + this.opts.admitTimeoutMs, until ?? Infinity);
     for (;;) {
       // Another request may have started the same load while this one waited for memory.
-      if (this.entries.has(spec.key)) return this.acquire(spec, deadline);
+      if (this.entries.has(spec.key)) return this.acquire(spec, deadline, { bytes, growth });
       // Checking for room and reserving it happen in one synchronous step, so concurrent
       // admissions can neither both start a load nor both count on the same free bytes.
-      if (this.makeRoom(spec)) break;
-      // Waiting helps only if what holds the memory can go: an in-flight or loading model will,
-      // a pinned one will not (short of an unload). Say so now rather than at the deadline.
-      const pinned = this.pinnedBytes();
-      if (this.opts.budgetBytes - pinned < spec.sizeBytes) {
-        throw new BruleeError(
-          'CACHE_BUSY',
-          `no room for ${spec.fn} (${spec.sizeBytes} bytes): pinned models hold ${pinned} of ${this.opts.budgetBytes} bytes and nothing else can be evicted; unpin or unload one, or raise MEMORY_BUDGET`,
-        );
-      }
-      const left = deadline - this.opts.now();
-      if (left <= 0) {
-        throw new BruleeError(
-          'CACHE_BUSY',
-          `no room for ${spec.fn} (${spec.sizeBytes} bytes): in-flight or pinned models hold ${this.used} of ${this.opts.budgetBytes} bytes; retry later`,
-        );
-      }
-      await this.nextRelease(left);
+      if (this.makeRoom(spec, spec.sizeBytes + bytes + growth)) break;
+      await this.waitForRoom(spec, spec.sizeBytes + bytes + growth, deadline);
     }
     const now = this.opts.now();
     const entry: Entry<T, S> = {
@@ -383,8 +465,10 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
       hits: 0,
       inFlight: 1,
       pinned: spec.pinned ?? false,
+      growth: new Set(),
     };
-    this.used += spec.sizeBytes;
+    this.charge(spec.sizeBytes);
+    const lease = this.callLease(entry, bytes, growth);
     this.entries.set(spec.key, entry);
     const t0 = now;
     // What evictions freed is free once it is disposed: loading before would hold both at once.
@@ -394,7 +478,9 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
       value = await entry.loading;
     } catch (e) {
       this.entries.delete(spec.key);
-      this.used -= spec.sizeBytes;
+      this.used -= entry.spec.sizeBytes;
+      lease.end();
+      lease.reservation.free();
       // Dropped while it loaded: gone for good, as a drop after the load would have told the policy.
       if (entry.retire) this.opts.policy.forget?.(spec.key);
       this.wake();
@@ -407,16 +493,43 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     entry.hits = hits;
     if (!entry.retire) this.known.set(spec.key, spec);
     this.opts.policy.onLoad?.(this.facts(entry), entry.loadedAt);
-    return this.lease(entry, value, true, true, this.opts.now() - t0);
+    return lease.make(value, true, true, this.opts.now() - t0);
   }
 
-  /** Evicts the policy's victims until `spec` fits. False when in-flight/pinned models block it. */
-  private makeRoom(spec: S): boolean {
+  /**
+   * Waits for a release, or throws CACHE_BUSY: at `deadline`, or at once when waiting cannot help
+   * (pinned models hold what `need` bytes for `spec` would take: in-flight and loading models go,
+   * pinned ones do not, short of an unload).
+   */
+  private async waitForRoom(spec: S, need: number, deadline: number): Promise<void> {
+    const pinned = this.pinnedBytes(spec.key);
+    if (this.opts.budgetBytes - pinned < need) {
+      throw new BruleeError(
+        'CACHE_BUSY',
+        `no room for ${spec.fn} (${need} bytes): pinned models hold ${pinned} of ${this.opts.budgetBytes} bytes and nothing else can be evicted; unpin or unload one, or raise MEMORY_BUDGET`,
+      );
+    }
+    const left = deadline - this.opts.now();
+    if (left <= 0) {
+      throw new BruleeError(
+        'CACHE_BUSY',
+        `no room for ${spec.fn} (${need} bytes): in-flight or pinned models hold ${this.used} of ${this.opts.budgetBytes} bytes; retry later`,
+      );
+    }
+    await this.nextRelease(left);
+  }
+
+  /**
+   * Evicts the policy's victims until `bytes` more fit (`spec`'s admission, or a call on `held`,
+   * which is not evicted for it); on success the bytes are the caller's to charge at once. False
+   * when in-flight/pinned models block it.
+   */
+  private makeRoom(spec: S, bytes: number, held?: Entry<T, S>): boolean {
     // Over the budget already (a model re-charged by `resize`): that first, then this admission.
-    if (this.used > this.opts.budgetBytes && !this.rebalance(spec)) return false;
-    const need = this.used + spec.sizeBytes - this.opts.budgetBytes;
+    if (this.used > this.opts.budgetBytes && !this.rebalance(spec, held)) return false;
+    const need = this.used + bytes - this.opts.budgetBytes;
     if (need <= 0) return true;
-    const candidates = this.evictable();
+    const candidates = this.evictable(held);
     const evictableBytes = candidates.reduce((s, c) => s + c.sizeBytes, 0);
     if (evictableBytes < need) return false;
     const victims = this.opts.policy.selectVictims({
@@ -426,11 +539,11 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
       incoming: { ...spec, popularity: this.opts.popularity(spec.fn) },
     });
     for (const v of victims) {
-      if (this.used + spec.sizeBytes <= this.opts.budgetBytes) break;
+      if (this.used + bytes <= this.opts.budgetBytes) break;
       const e = this.entries.get(v.key);
-      if (e && this.isEvictable(e)) this.evict(e, v.reason, 'policy');
+      if (e && e !== held && this.isEvictable(e)) this.evict(e, v.reason, 'policy');
     }
-    const fits = this.used + spec.sizeBytes <= this.opts.budgetBytes;
+    const fits = this.used + bytes <= this.opts.budgetBytes;
     if (!fits) {
       // Enough was evictable, so waiting for a release would not help: the policy is at fault.
       throw new BruleeError('INTERNAL', `eviction policy ${this.opts.policy.name} named too few victims to free ${need} bytes for ${spec.fn}`);
@@ -438,10 +551,10 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     return true;
   }
 
-  /** Bytes held by pinned models that are not on their way out. */
-  private pinnedBytes(): number {
+  /** Bytes held by pinned models that are not on their way out (but `except`). */
+  private pinnedBytes(except?: string): number {
     let n = 0;
-    for (const e of this.entries.values()) if (e.pinned && !e.retire) n += e.spec.sizeBytes;
+    for (const e of this.entries.values()) if (e.pinned && !e.retire && e.spec.key !== except) n += e.spec.sizeBytes;
     return n;
   }
 
@@ -449,9 +562,9 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     return e.value !== undefined && e.inFlight === 0 && !e.pinned;
   }
 
-  private evictable(): EntryFacts[] {
+  private evictable(except?: Entry<T, S>): EntryFacts[] {
     const out: EntryFacts[] = [];
-    for (const e of this.entries.values()) if (this.isEvictable(e)) out.push(this.facts(e));
+    for (const e of this.entries.values()) if (e !== except && this.isEvictable(e)) out.push(this.facts(e));
     return out;
   }
 
@@ -466,24 +579,77 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     this.opts.policy.onAccess?.(this.facts(e), e.lastUsedAt);
   }
 
-  private lease(e: Entry<T, S>, value: T, coldStart: boolean, loaded: boolean, loadWaitMs: number): Lease<T> {
-    let released = false;
-    return {
-      value,
-      coldStart,
-      loaded,
-      loadWaitMs,
-      release: () => {
-        if (released) return;
-        released = true;
-        e.inFlight--;
-        if (e.inFlight === 0 && e.retire && this.entries.get(e.spec.key) === e) {
-          this.evict(e, e.retireReason ?? 'retired', e.retire);
+  private lease(e: Entry<T, S>, value: T, coldStart: boolean, loaded: boolean, loadWaitMs: number, bytes = 0, growth = 0): Lease<T> {
+    return this.callLease(e, bytes, growth).make(value, coldStart, loaded, loadWaitMs);
+  }
+
+  /**
+   * Charges a call's bytes on `e` (already counted in flight there): its growth reserve until
+   * the lease ends, its tensor bytes until `reservation.free()`.
+   */
+  private callLease(e: Entry<T, S>, bytes: number, growth: number) {
+    const g = { bytes: growth };
+    this.charge(bytes + growth);
+    this.calls += bytes + growth;
+    if (growth > 0) e.growth.add(g);
+    let held = bytes;
+    let freed = false;
+    const reservation: Reservation = {
+      get bytes() {
+        return held;
+      },
+      set: (n: number) => {
+        if (freed) return;
+        const d = Math.max(0, n) - held;
+        held += d;
+        this.calls += d;
+        if (d > 0) {
+          this.unreserved += d;
+          this.charge(d);
+          if (this.used > this.opts.budgetBytes) this.rebalance(e.spec, e.inFlight > 0 ? e : undefined);
+        } else {
+          this.used += d;
+          if (d < 0) this.wake();
         }
-        if (this.used > this.opts.budgetBytes) this.rebalance(e.spec);
-        this.wake();
+      },
+      free: () => {
+        if (freed) return;
+        reservation.set(0);
+        freed = true;
       },
     };
+    let ended = false;
+    /** The growth reserve goes back (once). */
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      e.growth.delete(g);
+      this.used -= g.bytes;
+      this.calls -= g.bytes;
+      g.bytes = 0;
+    };
+    const make = (value: T, coldStart: boolean, loaded: boolean, loadWaitMs: number): Lease<T> => {
+      let released = false;
+      return {
+        value,
+        coldStart,
+        loaded,
+        loadWaitMs,
+        reservation,
+        release: () => {
+          if (released) return;
+          released = true;
+          end();
+          e.inFlight--;
+          if (e.inFlight === 0 && e.retire && this.entries.get(e.spec.key) === e) {
+            this.evict(e, e.retireReason ?? 'retired', e.retire);
+          }
+          if (this.used > this.opts.budgetBytes) this.rebalance(e.spec);
+          this.wake();
+        },
+      };
+    };
+    return { reservation, end, make };
   }
 
   /** Takes an entry out of the accounting at once; its value is disposed in the background. */
