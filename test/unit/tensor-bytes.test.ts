@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BruleeError } from '../../errors';
-import { decodeStrings, encodeStrings, isElementType, isNumericType, tensorBytes, tensorFromBytes } from '../../queue/tensor';
+import { decodeStrings, encodeStrings, isElementType, isNumericType, tensorBytes, tensorFromBytes, tensorsByteLength, type Tensor } from '../../queue/tensor';
 import { packTensors, unpackTensors } from '../../queue/wire';
 
 // Tensors as bytes (queue/tensor.ts) and the queue's blob layout (queue/wire.ts), with every byte
@@ -22,6 +22,25 @@ describe('element types', () => {
     expect(['string', 'complex64', '', 'Float32'].map(isNumericType)).toEqual([false, false, false, false]);
     expect(['string', 'int8'].map(isElementType)).toEqual([true, true]);
     expect(['complex64', 'bfloat16', 'non-tensor'].map(isElementType)).toEqual([false, false, false]);
+  });
+});
+
+describe('tensorsByteLength: the bytes tensorBytes would give, summed, without encoding', () => {
+  it('numeric tensors: their bytes (a view: its own); strings: 4 + UTF-8 bytes each', () => {
+    const view = Int16Array.from([1, 2, 3, 4]).subarray(1, 3);
+    const ts: Tensor[] = [
+      { type: 'float32', dims: [3], data: new Float32Array(3) },
+      { type: 'int16', dims: [2], data: view },
+      { type: 'uint64', dims: [1], data: new BigUint64Array(1) },
+      { type: 'string', dims: [3], data: ['', 'é', 'ab'] },
+      { type: 'bool', dims: [0], data: new Uint8Array(0) },
+    ];
+    // 12 + 4 + 8 + (4 + 0) + (4 + 2) + (4 + 2) + 0 = 40
+    expect(ts.map((t) => tensorsByteLength([t]))).toEqual([12, 4, 8, 16, 0]);
+    expect(tensorsByteLength(ts)).toBe(40);
+    expect(tensorsByteLength(ts)).toBe(ts.reduce((a, t) => a + tensorBytes(t).byteLength, 0));
+    expect(tensorsByteLength([])).toBe(0);
+    expect(tensorsByteLength([{ type: 'string', dims: [0], data: [] }])).toBe(0);
   });
 });
 

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { decodeStrings, elementCount, encodeStrings, tensorFromBytes, type Tensor } from '../../queue/tensor';
 import { decodeAnswer, encodeAnswer } from '../../queue/replies';
-import { mapValues, packTensors, unpackTensors, type WireTensor } from '../../queue/wire';
+import { decodeLaneJob, encodeLaneJob, type LaneJob } from '../../queue/lane';
+import { decodeFrame, encodeFrame, mapValues, packTensors, unpackTensors, type WireTensor } from '../../queue/wire';
 
 /** One tensor alone on the wire, its blob inline as base64 (as a small job's inputs travel). */
 const toWire = (t: Tensor): WireTensor & { b64: string } => {
@@ -101,7 +102,77 @@ describe('an answer on the wire', () => {
   });
 
   it('an error or an answer without a blob decodes without one', () => {
-    expect(decodeAnswer(encodeAnswer({ error: 'TIMEOUT: late' }))).toEqual({ error: 'TIMEOUT: late' });
-    expect(decodeAnswer(encodeAnswer({ ok: { dropped: 0 } }))).toEqual({ ok: { dropped: 0 } });
+    // toStrictEqual: not even a `blob: undefined` key.
+    expect(decodeAnswer(encodeAnswer({ error: 'TIMEOUT: late' }))).toStrictEqual({ error: 'TIMEOUT: late' });
+    expect(decodeAnswer(encodeAnswer({ ok: { dropped: 0 } }))).toStrictEqual({ ok: { dropped: 0 } });
+    expect(decodeAnswer(encodeAnswer({ ok: 1, blob: Buffer.alloc(0) }))).toStrictEqual({ ok: 1 });
+    // An error's frame carries no blob, even one given to it by mistake.
+    const bad = { error: 'E', blob: Buffer.from([1]) } as unknown as Parameters<typeof encodeAnswer>[0];
+    expect([...encodeAnswer(bad)]).toEqual([...encodeFrame({ error: 'E' })]);
+  });
+});
+
+describe('a frame (encodeFrame): 4-byte little-endian JSON length, the JSON, spaces to an 8-byte boundary, the blob', () => {
+  const bytes = (s: string) => [...Buffer.from(s)];
+  it('lays out every byte', () => {
+    // {"a":1} is 7 bytes: 4 + 7 = 11, padded to 16.
+    expect([...encodeFrame({ a: 1 }, Uint8Array.from([9, 8, 7]))]).toEqual([7, 0, 0, 0, ...bytes('{"a":1}'), 0x20, 0x20, 0x20, 0x20, 0x20, 9, 8, 7]);
+    // JSON of 4 bytes ends on the boundary: no padding. A length past 255 takes two bytes.
+    expect([...encodeFrame('ab', Uint8Array.from([1]))]).toEqual([4, 0, 0, 0, ...bytes('"ab"'), 1]);
+    const long = 'x'.repeat(298); // "x...x" is 300 bytes: 4 + 300 = 304, a multiple of 8
+    expect([...encodeFrame(long).subarray(0, 5)]).toEqual([300 & 0xff, 300 >> 8, 0, 0, 0x22]);
+    expect(encodeFrame(long).byteLength).toBe(304);
+    // The length counts UTF-8 bytes, not characters: "é" is 2 bytes, "日" 3; "é日" quoted is 7.
+    expect([...encodeFrame('é日')]).toEqual([7, 0, 0, 0, ...bytes('"é日"'), 0x20, 0x20, 0x20, 0x20, 0x20]);
+    // One byte short of a boundary: 4 + 3 = 7, one space.
+    expect([...encodeFrame(123)]).toEqual([3, 0, 0, 0, ...bytes('123'), 0x20]);
+    // One byte past it: 4 + 5 = 9, seven spaces.
+    expect([...encodeFrame('abc')]).toEqual([5, 0, 0, 0, ...bytes('"abc"'), ...Array(7).fill(0x20)]);
+  });
+  it('without a blob or with an empty one, the frame ends at the boundary; the blob comes back only when it has bytes', () => {
+    const none = encodeFrame({ a: 1 });
+    expect(none.byteLength).toBe(16);
+    expect([...encodeFrame({ a: 1 }, new Uint8Array(0))]).toEqual([...none]);
+    expect(decodeFrame(none)).toStrictEqual({ head: { a: 1 } });
+    expect(decodeFrame(encodeFrame('ab'))).toStrictEqual({ head: 'ab' });
+    expect(decodeFrame(encodeFrame(null, new Uint8Array(0)))).toStrictEqual({ head: null });
+  });
+  it('decodes the head and views the blob in the frame itself', () => {
+    const frame = encodeFrame({ k: 'é', n: [1, 2] }, Uint8Array.from([0, 255, 1]));
+    const { head, blob } = decodeFrame<{ k: string; n: number[] }>(frame);
+    expect(head).toEqual({ k: 'é', n: [1, 2] });
+    expect([...blob!]).toEqual([0, 255, 1]);
+    expect([blob!.buffer === frame.buffer, blob!.byteOffset - frame.byteOffset]).toEqual([true, 24]); // 4 + 20 bytes of JSON
+    // A 1-byte blob after JSON that ends on the boundary.
+    const one = decodeFrame(encodeFrame('ab', Uint8Array.from([42])));
+    expect([one.head, [...one.blob!]]).toEqual(['ab', [42]]);
+  });
+  it('carries tensors packed with 0-byte ones among them, bit for bit', () => {
+    const { tensors, blob } = packTensors({ e: { type: 'float32', dims: [0, 3], data: new Float32Array(0) }, d: { type: 'float64', dims: [1], data: Float64Array.from([-0]) } });
+    const back = decodeFrame<{ tensors: typeof tensors }>(encodeFrame({ tensors }, blob));
+    const t = unpackTensors(back.head.tensors, back.blob!);
+    expect([t.e!.dims, t.e!.data.length, Object.is((t.d!.data as Float64Array)[0], -0)]).toEqual([[0, 3], 0, true]);
+    // Only 0-byte tensors: an empty blob, so the frame has none, and they unpack from nothing.
+    const empty = packTensors({ e: { type: 'int8', dims: [0], data: new Int8Array(0) } });
+    const f = decodeFrame<{ tensors: typeof empty.tensors }>(encodeFrame({ tensors: empty.tensors }, empty.blob));
+    expect(f.blob).toBeUndefined();
+    expect(unpackTensors(f.head.tensors, new Uint8Array(0)).e!.data.length).toBe(0);
+  });
+});
+
+describe('a sync job in a lane (encodeLaneJob)', () => {
+  const data = { model: { fn: 'f', sha256: 'h', version: 1, sizeBytes: 1, loadMs: 1, execMs: 1, pinned: false }, inputs: { tensors: {} }, acceptedAt: 5, deadline: 9, reply: { id: 'j1' } } as LaneJob['data'];
+  it('is a frame of {id, name, data} and the inline bytes', () => {
+    const frame = encodeLaneJob('j1', 'invoke', data, Uint8Array.from([3, 4]));
+    expect([...frame]).toEqual([...encodeFrame({ id: 'j1', name: 'invoke', data }, Uint8Array.from([3, 4]))]);
+    expect(decodeLaneJob(frame, 1234)).toStrictEqual({ id: 'j1', name: 'invoke', data, inline: Buffer.from([3, 4]), frame, processedOn: 1234 });
+  });
+  it('without inline bytes (they have a key of their own) it has no inline, and processedOn is now by default', () => {
+    const frame = encodeLaneJob('j2', 'invoke', data);
+    expect(decodeLaneJob(frame, 7)).toStrictEqual({ id: 'j2', name: 'invoke', data, frame, processedOn: 7 });
+    const before = Date.now();
+    const job = decodeLaneJob(frame);
+    expect(job.processedOn).toBeGreaterThanOrEqual(before);
+    expect(job.processedOn).toBeLessThanOrEqual(Date.now());
   });
 });
