@@ -54,16 +54,24 @@ export function packMapped(data: Uint8Array, graph: Uint8Array): Buffer {
 const ORT_IDENTIFIER = Buffer.from('ORTM', 'latin1');
 
 /**
- * What an artifact file is: a mapped one (with its graph), onnxruntime's ORT format, or plain ONNX.
- * Read with one open and synchronous reads of a few bytes from the page cache: on a cold start's
- * path, each asynchronous step is a trip through libuv's thread pool, and seven of them cost 0.4 ms,
- * more than a tiny model's whole session create (measured at load 11; synchronous: ~0.02 ms).
+ * Where an artifact's parts are: a mapped one's graph (its byte range in the file), or onnxruntime's
+ * ORT format, or plain ONNX. An artifact is content-addressed (its file never changes), so a node
+ * reads this once per artifact and passes it to later loads (`LoadOptions.layout`): a reload then
+ * reads only the graph (mapped) or nothing (ORT, ONNX) before onnxruntime opens the file.
  */
-export async function artifactForm(path: string): Promise<{ form: 'mapped'; graph: Buffer } | { form: 'ort' | 'onnx' }> {
+export type ArtifactLayout = { form: 'mapped'; graphOffset: number; graphBytes: number } | { form: 'ort' | 'onnx' };
+
+/**
+ * The layout of the artifact at `path`. Read with one open and synchronous reads of a few bytes
+ * from the page cache: on a cold start's path, each asynchronous step is a trip through libuv's
+ * thread pool, and seven of them cost 0.4 ms, more than a tiny model's whole session create
+ * (measured at load 11; synchronous: ~0.02 ms).
+ */
+export function artifactLayout(path: string): ArtifactLayout {
   const fd = openSync(path, 'r');
   try {
-    const graph = mappedGraph(fd, path);
-    if (graph) return { form: 'mapped', graph };
+    const at = mappedGraphAt(fd, path);
+    if (at) return { form: 'mapped', ...at };
     const head = Buffer.alloc(8);
     const bytesRead = readSync(fd, head, 0, 8, 0);
     return { form: bytesRead === 8 && head.subarray(4).equals(ORT_IDENTIFIER) ? 'ort' : 'onnx' };
@@ -72,17 +80,32 @@ export async function artifactForm(path: string): Promise<{ form: 'mapped'; grap
   }
 }
 
-/** The graph of a mapped artifact at `path`, or null when the file is not one (a plain ONNX model). */
-export async function readMappedGraph(path: string): Promise<Buffer | null> {
+/** The graph of the mapped artifact at `path` whose layout is `at` (one open, one read). */
+export function readGraphAt(path: string, at: { graphOffset: number; graphBytes: number }): Buffer {
+  if (basename(path) !== MAPPED_FILE_NAME) throw new Error(`a mapped artifact must be named ${MAPPED_FILE_NAME} (its graph reads its weights from that file), not ${basename(path)}`);
   const fd = openSync(path, 'r');
   try {
-    return mappedGraph(fd, path);
+    const graph = Buffer.alloc(at.graphBytes);
+    if (readSync(fd, graph, 0, at.graphBytes, at.graphOffset) !== at.graphBytes) throw new Error('a mapped artifact shorter than its layout says');
+    return graph;
   } finally {
     closeSync(fd);
   }
 }
 
-function mappedGraph(fd: number, path: string): Buffer | null {
+/** What an artifact file is: a mapped one (with its graph), onnxruntime's ORT format, or plain ONNX. */
+export async function artifactForm(path: string): Promise<{ form: 'mapped'; graph: Buffer } | { form: 'ort' | 'onnx' }> {
+  const layout = artifactLayout(path);
+  return layout.form === 'mapped' ? { form: 'mapped', graph: readGraphAt(path, layout) } : layout;
+}
+
+/** The graph of a mapped artifact at `path`, or null when the file is not one (a plain ONNX model). */
+export async function readMappedGraph(path: string): Promise<Buffer | null> {
+  const layout = artifactLayout(path);
+  return layout.form === 'mapped' ? readGraphAt(path, layout) : null;
+}
+
+function mappedGraphAt(fd: number, path: string): { graphOffset: number; graphBytes: number } | null {
   const { size } = fstatSync(fd);
   if (size < TRAILER) return null;
   const t = Buffer.alloc(TRAILER);
@@ -91,9 +114,7 @@ function mappedGraph(fd: number, path: string): Buffer | null {
   const len = Number(t.readBigUInt64LE(0));
   if (len <= 0 || len > size - TRAILER) throw new Error('a mapped artifact with a damaged trailer');
   if (basename(path) !== MAPPED_FILE_NAME) throw new Error(`a mapped artifact must be named ${MAPPED_FILE_NAME} (its graph reads its weights from that file), not ${basename(path)}`);
-  const graph = Buffer.alloc(len);
-  readSync(fd, graph, 0, len, size - TRAILER - len);
-  return graph;
+  return { graphOffset: size - TRAILER - len, graphBytes: len };
 }
 
 /** One external-data reference of a graph: the file it names and the byte ranges it reads there. */

@@ -18,6 +18,7 @@ import { Batcher } from './batcher';
 import { closeInOrder } from './close';
 import { Footprints } from './footprint';
 import type { Metrics } from './metrics';
+import { artifactLayout, type ArtifactLayout } from './mapped';
 import { artifactKey, loadModel, type LoadedModel } from './onnx';
 import { createPolicy, type RuntimePolicyName } from './policies';
 import { readPopularity } from './popularity';
@@ -211,12 +212,24 @@ export class RuntimeNode implements LocalNode {
       loads: this.loads,
       evictions: this.evictions,
       here: this.here.waiting + this.here.running,
-      memory: processMemory(),
+      memory: this.memory(),
       startedAt: this.startedAt,
       cpus: availableParallelism(),
       heartbeatAt: this.o.clock.now(),
     };
   }
+
+  /**
+   * The process's memory for heartbeats, read at most once a heartbeat period: a load and an
+   * eviction beat at once, and `process.memoryUsage()` reads /proc (10-40 µs, several times that on
+   * a loaded machine), on a cold start's path.
+   */
+  private memory(): NonNullable<NodeInfo['memory']> {
+    const now = Date.now();
+    if (!this.lastMemory || now - this.lastMemory.at >= this.o.heartbeatMs) this.lastMemory = { at: now, value: processMemory() };
+    return this.lastMemory.value;
+  }
+  private lastMemory?: { at: number; value: NonNullable<NodeInfo['memory']> };
 
   /**
    * Drains: stops taking jobs, finishes in-flight ones (for up to `drainMs`), leaves the cluster,
@@ -324,8 +337,12 @@ export class RuntimeNode implements LocalNode {
     const session = spec.session ?? {};
     if (spec.artifact && spec.artifact.key === this.artifactKeyOf(spec.sha256)) {
       try {
-        const { path, fetchMs } = await this.o.models.open(spec.artifact.sha256);
-        const model = await this.footprints.load(spec.key, () => loadModel(path, { session, preOptimized: true }));
+        const { sha256 } = spec.artifact;
+        const { path, fetchMs } = await this.o.models.open(sha256);
+        // An artifact's bytes never change (content-addressed): its layout is read at its first load here.
+        const layout = this.layouts.get(sha256) ?? artifactLayout(path);
+        const model = await this.footprints.load(spec.key, () => loadModel(path, { session, preOptimized: true, layout }));
+        this.layouts.set(sha256, layout);
         this.sources.set(spec.key, 'artifact');
         return this.loaded(spec, t0, fetchMs, model);
       } catch (e) {
@@ -352,6 +369,8 @@ export class RuntimeNode implements LocalNode {
     return this.sources.get(key);
   }
   private readonly sources = new Map<string, 'artifact' | 'original'>();
+  /** Each artifact's layout (runtime/mapped.ts), by its sha256, read at its first load here. */
+  private readonly layouts = new Map<string, ArtifactLayout>();
 
   private readonly artifactKeys = new Map<string, string>();
   private artifactKeyOf(sha256: string): string {

@@ -5,7 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { BruleeError } from '../errors';
 import type { Tensor } from '../queue/wire';
-import { artifactForm, MAPPED_FILE_NAME, MAPPED_MIN_TENSOR_BYTES, mappedProblem, packMapped } from './mapped';
+import { artifactLayout, MAPPED_FILE_NAME, MAPPED_MIN_TENSOR_BYTES, mappedProblem, packMapped, readGraphAt, type ArtifactLayout } from './mapped';
 
 /**
  * The one small interface brulee has to ONNX (as onnxruntime's js packages split interface from
@@ -93,6 +93,8 @@ export interface LoadOptions {
   session?: Partial<SessionConfig>;
   /** The source is an artifact of `deriveOptimized`: load it with graph optimization disabled. */
   preOptimized?: boolean;
+  /** With `preOptimized`: the artifact's layout, as `artifactLayout` read it before (else it is read here). */
+  layout?: ArtifactLayout;
 }
 
 /**
@@ -103,10 +105,10 @@ export async function loadModel(source: string | Uint8Array, opts: LoadOptions =
   const config = { ...DEFAULT_SESSION, ...opts.session };
   let session: ort.InferenceSession;
   try {
-    const a = typeof source === 'string' && opts.preOptimized ? await artifactForm(source) : null;
+    const a = typeof source === 'string' && opts.preOptimized ? (opts.layout ?? artifactLayout(source)) : null;
     if (a?.form === 'mapped') {
       // Its graph, whose weights onnxruntime maps from the same file (runtime/mapped.ts).
-      session = await ort.InferenceSession.create(a.graph, sessionOptions(config, true, { model_external_initializers_file_folder_path: dirname(source as string) }));
+      session = await ort.InferenceSession.create(readGraphAt(source as string, a), sessionOptions(config, true, { model_external_initializers_file_folder_path: dirname(source as string) }));
     } else if (a?.form === 'ort') {
       session = await ort.InferenceSession.create(source as string, sessionOptions(config, true, { load_model_format: 'ORT' }));
     } else {

@@ -37,6 +37,8 @@ export class LocalModels {
   private readonly entries = new Map<string, { bytes: number; usedAt: number }>();
   private readonly fetching = new Map<string, Promise<LocalModel>>();
   private scanned?: Promise<void>;
+  /** The scan is over: a cache hit is then answered with no await (a cold start's path). */
+  private scanDone = false;
   private readonly maxBytes: number;
 
   constructor(private readonly o: LocalModelsOptions) {
@@ -57,9 +59,9 @@ export class LocalModels {
   /** The local file of a model, fetched from the store when it is not cached. */
   async open(sha256: string): Promise<LocalModel> {
     assertSha256(sha256);
-    await this.scan();
+    if (!this.scanDone) await this.scan();
     // A copy whose file went away (a wiped DATA_DIR) is fetched again, not handed out.
-    const hit = await this.present(sha256);
+    const hit = this.present(sha256);
     if (hit) {
       hit.usedAt = now();
       return { path: this.file(sha256), fetchMs: 0 };
@@ -76,7 +78,7 @@ export class LocalModels {
   async stage(sha256: string, bytes: Uint8Array): Promise<string> {
     assertSha256(sha256);
     await this.scan();
-    if (!(await this.present(sha256))) {
+    if (!this.present(sha256)) {
       const folder = join(this.o.dir, sha256);
       await mkdir(folder, { recursive: true });
       const tmp = join(folder, `.${randomUUID()}.tmp`);
@@ -96,7 +98,7 @@ export class LocalModels {
   }
 
   /** The cache entry of a model whose file is still there; an entry whose file is gone is forgotten. */
-  private async present(sha256: string): Promise<{ bytes: number; usedAt: number } | undefined> {
+  private present(sha256: string): { bytes: number; usedAt: number } | undefined {
     const e = this.entries.get(sha256);
     if (!e) return undefined;
     // Synchronous: a stat of a local file, on every load's path (a trip through the thread pool costs more).
@@ -151,6 +153,7 @@ export class LocalModels {
         if (s) this.entries.set(name, { bytes: s.size, usedAt: s.mtimeMs });
         else await rm(join(this.o.dir, name), { recursive: true, force: true });
       }
+      this.scanDone = true;
     })();
     return this.scanned;
   }

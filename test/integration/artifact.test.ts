@@ -66,6 +66,16 @@ describe('pre-optimized artifacts', () => {
       expect(r.body.outputs.y.data).toEqual(Array.from(want.y!.data as Float32Array));
     }
     expect(b.node!.loadedFrom(modelKey({ fn: 'wide', sha256: put.body.sha256 }))).toBe('artifact');
+    // Unloaded and loaded again (the node reads the artifact's layout once): the same bits, each load a cold start.
+    expect((await b.json('POST', '/v2/repository/models/wide/unload')).status).toBe(200);
+    const x = floats(64, 7);
+    const r = await b.invoke('wide', { x: { type: 'float32', dims: [1, 64], data: x } });
+    expect(r.body.coldStart).toBe(true);
+    const want = await runDirect(bytes, { x: new ort.Tensor('float32', Float32Array.from(x), [1, 64]) });
+    expect(r.body.outputs.y.data).toEqual(Array.from(want.y!.data as Float32Array));
+    expect(b.node!.loadedFrom(modelKey({ fn: 'wide', sha256: put.body.sha256 }))).toBe('artifact');
+    const stats = (await b.json('GET', '/stats')).body.functions.wide;
+    expect(stats).toMatchObject({ invocations: 3, loads: 2, coldStarts: 2, warmHits: 1 });
   });
 
   it('a node loads the original when the artifact was derived for another onnxruntime or CPU', async () => {

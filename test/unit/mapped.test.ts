@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
-import { artifactForm, externalRefs, MAPPED_FILE_NAME, mappedProblem, packMapped, readMappedGraph } from '../../runtime/mapped';
+import { artifactForm, artifactLayout, externalRefs, MAPPED_FILE_NAME, mappedProblem, packMapped, readGraphAt, readMappedGraph } from '../../runtime/mapped';
 import { deriveOptimized, loadModel, type ArtifactForm } from '../../runtime/onnx';
 import { floats, ort } from '../support/models';
 
@@ -65,6 +65,25 @@ describe('mapped artifacts', () => {
       await model.dispose();
     }
     expect((await artifactForm(source)).form).toBe('onnx');
+  });
+
+  it('a layout read once loads the artifact again from it (as a node reloads it), to the same bits; the layout given is the one used', async () => {
+    const { out } = await derive('layout');
+    const layout = artifactLayout(out);
+    expect(layout).toMatchObject({ form: 'mapped', graphBytes: expect.any(Number), graphOffset: expect.any(Number) });
+    expect(readGraphAt(out, layout as Extract<typeof layout, { form: 'mapped' }>).equals((await readMappedGraph(out))!)).toBe(true);
+    const x = Float32Array.from(floats(64, 11));
+    const direct = await ort.InferenceSession.create(bytes);
+    const want = Array.from((await direct.run({ x: new ort.Tensor('float32', x, [1, 64]) })).y!.data as Float32Array);
+    await direct.release();
+    for (let i = 0; i < 2; i++) {
+      const model = await loadModel(out, { preOptimized: true, layout });
+      expect(Array.from((await model.run({ x: { type: 'float32', dims: [1, 64], data: x } })).y!.data as Float32Array)).toEqual(want);
+      await model.dispose();
+    }
+    // Told it is plain ONNX, onnxruntime is handed the whole bundle, which is not.
+    await expect(loadModel(out, { preOptimized: true, layout: { form: 'onnx' } })).rejects.toMatchObject({ code: 'INVALID_MODEL' });
+    for (const form of ['ort', 'onnx'] as const) expect(artifactLayout((await derive(`layout-${form}`, form)).out)).toEqual({ form });
   });
 
   it('a model with nothing over 1 MiB gets the ORT format, saying why it is not mapped', async () => {
