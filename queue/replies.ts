@@ -4,7 +4,7 @@ import { createRedis, redisUnavailable } from './connection';
 import type { Keys } from './keys';
 import { LUA_GIVE_BACK } from './admission';
 import { Script } from './scripts';
-import { decodeFrame, encodeFrame } from './wire';
+import { decodeFrame, encodeFrame, type BlobWriter } from './wire';
 
 /**
  * Answers travel apart from the queues, keyed by the invocation's id, so that the answer does not
@@ -20,12 +20,15 @@ import { decodeFrame, encodeFrame } from './wire';
  */
 export type Answer = { ok: unknown; blob?: Buffer } | { error: string };
 
+/** An answer on its way out: its blob may be written straight into the frame (`layoutTensors`). */
+export type OutgoingAnswer = { ok: unknown; blob?: Uint8Array | BlobWriter } | { error: string };
+
 /**
  * An answer as it crosses Redis, one frame (`encodeFrame`): the answer's JSON without its blob,
  * then the blob's raw bytes (an invocation's output tensors, `packTensors`). No base64, no JSON
  * for tensor data.
  */
-export function encodeAnswer(a: Answer): Buffer {
+export function encodeAnswer(a: OutgoingAnswer): Buffer {
   const { blob, ...rest } = 'ok' in a ? a : { ...a, blob: undefined };
   return encodeFrame(rest, blob);
 }
@@ -93,7 +96,7 @@ return 1`);
  * counts) first either way, in one script: one command, one round trip. Resolves to whether this
  * was the first answer.
  */
-export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: Answer, also?: WithAnswer): Promise<boolean> {
+export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: OutgoingAnswer, also?: WithAnswer): Promise<boolean> {
   const payload = encodeAnswer(answer);
   const ttl = Math.max(1000, Math.ceil(to.answerTtlMs));
   const keys = to.replyTo ? [k.answered(to.id), to.replyTo, k.cluster] : [k.result(to.id), k.result(to.id), k.cluster];

@@ -51,15 +51,22 @@ export const LANE_INLINE_BYTES = 256 * 1024;
  * little-endian length, the JSON of `head`, spaces up to an 8-byte boundary (so the bytes after it
  * stay aligned for typed-array views), then `blob`.
  */
-export function encodeFrame(head: unknown, blob?: Uint8Array): Buffer {
+export function encodeFrame(head: unknown, blob?: Uint8Array | BlobWriter): Buffer {
   const json = Buffer.from(JSON.stringify(head));
   const start = (4 + json.byteLength + 7) & ~7;
   const out = Buffer.allocUnsafe(start + (blob?.byteLength ?? 0));
   out.writeUInt32LE(json.byteLength, 0);
   json.copy(out, 4);
   out.fill(0x20, 4 + json.byteLength, start);
-  if (blob) out.set(blob, start);
+  if (blob instanceof Uint8Array) out.set(blob, start);
+  else blob?.writeTo(out, start);
   return out;
+}
+
+/** A blob not yet copied anywhere: `byteLength` bytes that `writeTo` writes into `out` at `at` (every byte of them). */
+export interface BlobWriter {
+  readonly byteLength: number;
+  writeTo(out: Uint8Array, at: number): void;
 }
 
 /** The inverse of `encodeFrame`; the blob is a view of `buf`, absent when empty. */
@@ -72,20 +79,44 @@ export function decodeFrame<T>(buf: Buffer): { head: T; blob?: Buffer } {
 
 /** Lays tensors out in one blob (each at an 8-byte aligned offset). */
 export function packTensors(ts: Record<string, Tensor>): { tensors: Record<string, WireTensor>; blob: Buffer } {
+  const { tensors, blob: layout } = layoutTensors(ts);
+  const blob = Buffer.allocUnsafe(layout.byteLength);
+  layout.writeTo(blob, 0);
+  return { tensors, blob };
+}
+
+/**
+ * `packTensors` without the copy: where each tensor lies, and a writer of the blob, so that an
+ * answer's frame takes the tensors' bytes straight from them (`encodeFrame`), one copy less on
+ * a node (issue 12 §4). The tensors must stay as they are until it has written.
+ */
+export function layoutTensors(ts: Record<string, Tensor>): { tensors: Record<string, WireTensor>; blob: BlobWriter } {
   const tensors: Record<string, WireTensor> = {};
   const bytes: Uint8Array[] = [];
+  const at: number[] = [];
   let size = 0;
   for (const [name, t] of Object.entries(ts)) {
     const offset = (size + 7) & ~7;
     const b = tensorBytes(t);
     bytes.push(b);
+    at.push(offset);
     tensors[name] = { type: t.type, dims: t.dims, offset, byteLength: b.byteLength };
     size = offset + b.byteLength;
   }
-  const blob = Buffer.alloc(size);
-  let i = 0;
-  for (const w of Object.values(tensors)) blob.set(bytes[i++]!, w.offset);
-  return { tensors, blob };
+  return {
+    tensors,
+    blob: {
+      byteLength: size,
+      writeTo(out, start) {
+        let end = 0;
+        for (const [i, b] of bytes.entries()) {
+          out.fill(0, start + end, start + at[i]!); // the alignment padding
+          out.set(b, start + at[i]!);
+          end = at[i]! + b.byteLength;
+        }
+      },
+    },
+  };
 }
 
 /** The tensors of a blob, bit for bit as packed (viewing the blob where aligned: `tensorFromBytes`). */

@@ -11,9 +11,9 @@ import { modelKey, type AnswerHere, type InvokeAnswer, type InvokeHere, type Loc
 import { controlType, type Keys } from '../queue/keys';
 import { claimNodeId, HEARTBEAT_MS, leaveCluster, MISSED_BEATS, writeHeartbeat, type NodeInfo } from '../queue/nodes';
 import { releaseWith } from '../queue/admission';
-import { deliver, applyWrites, type Answer } from '../queue/replies';
+import { deliver, applyWrites, type OutgoingAnswer } from '../queue/replies';
 import { LaneWorker } from '../queue/lane';
-import { JOB, packTensors, unpackTensors, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from '../queue/wire';
+import { JOB, layoutTensors, unpackTensors, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from '../queue/wire';
 import { Batcher } from './batcher';
 import { closeInOrder } from './close';
 import { Footprints } from './footprint';
@@ -29,7 +29,7 @@ import { WARMUP_MODEL_B64 } from './warmup-model';
 
 /** Copies of a call's input and output bytes alive on a node at once (`RuntimeNode.callBytes`). */
 const IN_COPIES = 2;
-const OUT_COPIES = 4;
+const OUT_COPIES = 3;
 
 /** A job as a node runs it: a BullMQ job, or a lane job (`queue/lane.ts`) with its frame and inline bytes. */
 type NodeJob<T = object> = { id?: string; name: string; data: Routed<T>; processedOn?: number; inline?: Buffer; frame?: Buffer };
@@ -307,8 +307,8 @@ export class RuntimeNode implements LocalNode {
   /**
    * What a call holds on this node beside its model: its inputs (the bytes read from the job, which
    * the tensors onnxruntime reads view, and the lane frame again in the command that answers it)
-   * and its outputs (onnxruntime's copy into JavaScript, the packed blob, the answer frame, the
-   * command that sends it). Before the run the outputs are `outBytes` as the model's calls had them
+   * and its outputs (onnxruntime's copy into JavaScript, the answer frame they are written into,
+   * the command that sends it). Before the run the outputs are `outBytes` as the model's calls had them
    * per input byte so far (the input's size for a model not run yet); after it, their real size.
    */
   private callBytes(key: string, inBytes: number, outBytes = Math.ceil(inBytes * (this.outPerIn.get(key) ?? 1))): number {
@@ -420,7 +420,7 @@ export class RuntimeNode implements LocalNode {
   }
 
   private async answer(job: NodeJob, held: Reservation[]): Promise<{ first: boolean }> {
-    let answer: Answer;
+    let answer: OutgoingAnswer;
     // An invocation's counts (and its input key's deletion) go in the script that gives its answer.
     const stats = new StatsOps();
     try {
@@ -454,7 +454,7 @@ export class RuntimeNode implements LocalNode {
     if (!isBruleeError(e) || e.code === 'INTERNAL') this.o.log.error({ err: e, job, name, fn }, 'job failed');
   }
 
-  private async run(job: NodeJob, stats: StatsOps, held: Reservation[]): Promise<Answer> {
+  private async run(job: NodeJob, stats: StatsOps, held: Reservation[]): Promise<OutgoingAnswer> {
     switch (job.name) {
       case JOB.invoke: {
         const data = (job as NodeJob<InvokeJob>).data;
@@ -466,8 +466,9 @@ export class RuntimeNode implements LocalNode {
           for (const count of later) count();
         }
         const { result, outputs } = ran;
-        const packed = packTensors(outputs);
-        return { ok: { ...result, outputs: { tensors: packed.tensors } }, blob: packed.blob };
+        // Written straight into the answer's frame: no blob of its own.
+        const laid = layoutTensors(outputs);
+        return { ok: { ...result, outputs: { tensors: laid.tensors } }, blob: laid.blob };
       }
       case JOB.load: {
         const { model } = (job as NodeJob<LoadJob>).data;

@@ -14,7 +14,7 @@ export const MODULES = {
   queue: {
     mutate: [
       'queue/routing.ts', 'queue/wire.ts', 'queue/tensor.ts',
-      'queue/replies.ts:28-38', // encodeAnswer, decodeAnswer
+      'queue/replies.ts:31-41', // encodeAnswer, decodeAnswer
       'queue/lane.ts:40-47', // encodeLaneJob, decodeLaneJob
       'queue/admission.ts:109-117', 'queue/admission.ts:139-152', 'queue/admission.ts:177-180', // ticketOf, size; refusal; releaseWith
     ],

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeStrings, elementCount, encodeStrings, tensorFromBytes, type Tensor } from '../../queue/tensor';
 import { decodeAnswer, encodeAnswer } from '../../queue/replies';
 import { decodeLaneJob, encodeLaneJob, type LaneJob } from '../../queue/lane';
-import { decodeFrame, encodeFrame, mapValues, packTensors, unpackTensors, type WireTensor } from '../../queue/wire';
+import { decodeFrame, encodeFrame, layoutTensors, mapValues, packTensors, unpackTensors, type WireTensor } from '../../queue/wire';
 
 /** One tensor alone on the wire, its blob inline as base64 (as a small job's inputs travel). */
 const toWire = (t: Tensor): WireTensor & { b64: string } => {
@@ -99,6 +99,32 @@ describe('an answer on the wire', () => {
     expect([...buf.subarray(24)]).toEqual([1, 2, 3, 250]);
     const back = decodeAnswer(buf);
     expect(back).toEqual({ ok: { a: 1 }, blob });
+  });
+
+  it("outputs written straight into the frame (layoutTensors): the same bytes as packing them first, padding zeroed whatever the frame's memory held", () => {
+    const ts: Record<string, Tensor> = {
+      flags: { type: 'bool', dims: [3], data: new Uint8Array([1, 0, 1]) },
+      x: { type: 'float32', dims: [2], data: new Float32Array([1.5, -2]) },
+      s: { type: 'string', dims: [1], data: ['hé'] },
+    };
+    const { tensors, blob } = layoutTensors(ts);
+    // bool at 0 (3 bytes), 5 bytes of padding, float32 at 8, the string (4 + 3 bytes) at 16.
+    expect(mapValues(tensors, (w) => [w.offset, w.byteLength])).toEqual({ flags: [0, 3], x: [8, 8], s: [16, 7] });
+    const expected = Buffer.alloc(23);
+    expected.set([1, 0, 1], 0);
+    expected.set(new Uint8Array(new Float32Array([1.5, -2]).buffer), 8);
+    expected.set([3, 0, 0, 0, 0x68, 0xc3, 0xa9], 16);
+    const out = Buffer.alloc(2 + 23 + 2, 0xaa);
+    blob.writeTo(out, 2);
+    expect([...out.subarray(2, 25)]).toEqual([...expected]);
+    expect([out[0], out[1], out[25], out[26]]).toEqual([0xaa, 0xaa, 0xaa, 0xaa]);
+    expect(blob.byteLength).toBe(23);
+    // As an answer: the same frame as with a packed blob, and it decodes to the same tensors.
+    const frame = encodeAnswer({ ok: { outputs: { tensors } }, blob });
+    expect(frame).toEqual(encodeAnswer({ ok: { outputs: { tensors } }, blob: expected }));
+    const back = decodeAnswer(frame) as { ok: unknown; blob: Buffer };
+    expect(unpackTensors(tensors, back.blob)).toEqual(ts);
+    expect(packTensors(ts).blob).toEqual(expected);
   });
 
   it('an error or an answer without a blob decodes without one', () => {
