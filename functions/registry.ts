@@ -241,7 +241,10 @@ export class FunctionRegistry {
     let artifactWasStored = true;
     let artifactBytes: Uint8Array | undefined;
     const forget = async () => {
-      if (artifact && !artifactWasStored) await this.store.remove(artifact.sha256);
+      if (artifact && !artifactWasStored) {
+        await this.store.remove(artifact.sha256);
+        await this.o.models.drop(artifact.sha256);
+      }
       if (wasStored) return;
       await this.store.remove(sha);
       await this.o.models.drop(sha);
@@ -260,6 +263,9 @@ export class FunctionRegistry {
         const aSha = sha256Of(a);
         artifactWasStored = await this.store.has(aSha);
         await this.store.put(a);
+        // In this process's cache too, as the original is: a node here loads the artifact on its
+        // first cold start without fetching (copying and hashing) what was just written.
+        await this.o.models.stage(aSha, a);
         artifact = { key: artifactKey(sha), sha256: aSha, fileBytes: a.byteLength, form: inspected.derived?.form ?? 'onnx', ...(inspected.derived?.note ? { formNote: inspected.derived.note } : {}) };
       }
     } catch (e) {

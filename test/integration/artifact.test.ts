@@ -42,6 +42,8 @@ describe('pre-optimized artifacts', () => {
       expect(r.body.outputs['softmax_0.tmp_0'].data).toEqual(Array.from(want['softmax_0.tmp_0']!.data as Float32Array));
     }
     expect(b.node!.loadedFrom(modelKey({ fn: 'cls', sha256: put.body.sha256 }))).toBe('artifact');
+    // Registration left the artifact in this process's cache, as it does the original: its first load fetched nothing.
+    expect((await b.json('GET', '/stats')).body.functions.cls).toMatchObject({ invocations: 2, loads: 1, fetches: 0, coldStarts: 1 });
     // Deleting the function removes the artifact's bytes too.
     expect((await b.json('DELETE', '/functions/cls')).status).toBe(200);
     expect(await b.store.has(p.artifact.sha256)).toBe(false);
