@@ -45,8 +45,8 @@ export interface LocalNode {
   readonly accepting: boolean;
   /** Its calls from this process waiting for a slot, and running (queue depth and routing count them). */
   readonly here: { readonly waiting: number; readonly running: number };
-  /** Whether a call given now would run at once (a slot is free). */
-  readonly idle: boolean;
+  /** Whether a call of model `key` may run now, before its admission is decided (see `invokeHere`). */
+  canRunNow(key: string, batches: boolean): boolean;
   /**
    * Runs `job` there; one that `signal` gives up before it has a slot is dropped (not run, not
    * counted). With `admitted`, the call runs while its admission is decided, and counts only if
@@ -253,9 +253,9 @@ export class Dispatcher {
 
   /**
    * A call routed to the node of this process: admitted (one script, when there are limits) and
-   * run there. With a slot free, both start at once and the call counts only once admitted (a
-   * refused one is run for nothing, at most a slot's worth); else it waits for its admission
-   * before it queues for a slot. Its deadline holds as on the lane: the caller gets its 504 at
+   * run there. With a slot free and its model resident (and no batching), both start at once and
+   * the call counts only once admitted (a refused one is run for nothing: one run of a warm model);
+   * else it waits for its admission before it queues for a slot. Its deadline holds as on the lane: the caller gets its 504 at
    * `timeoutMs`, and the node skips the call if it reaches it later.
    */
   private async invokeHere(node: LocalNode, req: InvokeRequest, timeoutMs: number, opts: { admission?: AdmissionRequest; onQueued?: () => void }): Promise<InvokeResult> {
@@ -271,7 +271,8 @@ export class Dispatcher {
           : Promise.resolve()
       ).then(() => onQueued?.());
       const given = new AbortController();
-      const ran = admission && node.idle ? node.invokeHere(id, job, given.signal, added) : added.then(() => node.invokeHere(id, job, given.signal));
+      const early = admission !== undefined && node.canRunNow(modelKey(req.model), req.model.batch !== undefined);
+      const ran = early ? node.invokeHere(id, job, given.signal, added) : added.then(() => node.invokeHere(id, job, given.signal));
       return { added, takeBack: () => Promise.resolve(given.abort()), answer: ran.then((ok) => ({ ok })) };
     });
     const { fn: _fn, version: _v, ...r } = value;

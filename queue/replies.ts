@@ -110,11 +110,12 @@ export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: Outgoi
 
 /**
  * The writes that go with an answer, without one: a call answered in the process that runs it
- * (`RuntimeNode.invokeHere`) is counted by the same script, in one command.
+ * (`RuntimeNode.invokeHere`) is counted by the same script, in one command, sent in order with the
+ * connection's other commands (its caller does not wait for it; later reads must see it).
  */
 export async function applyWrites(redis: Redis, k: Keys, writes: WithAnswer): Promise<void> {
   if (writes.args.length === 0) return;
-  await DELIVER.run(redis, [k.cluster, k.cluster, k.cluster, ...writes.keys], ['', 0, '', 'none', writes.args.length / 4, ...writes.args]);
+  await DELIVER.runInOrder(redis, [k.cluster, k.cluster, k.cluster, ...writes.keys], ['', 0, '', 'none', writes.args.length / 4, ...writes.args]);
 }
 
 /** An async invocation's answer, if it has one yet. */

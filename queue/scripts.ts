@@ -21,6 +21,15 @@ export class Script {
     }
   }
 
+  /**
+   * `run` with the script's text every time (EVAL), never by its sha: for a write nobody waits for
+   * whose order against the connection's later commands matters. EVALSHA's fallback on NOSCRIPT
+   * (after a restart) would send it again only once the error is back, after those.
+   */
+  async runInOrder(redis: Redis, keys: readonly string[], args: ReadonlyArray<string | number | Buffer>): Promise<unknown> {
+    return redis.eval(this.lua, keys.length, ...keys, ...args);
+  }
+
   /** `run`, with bulk strings in the reply as Buffers. */
   async runBuffer(redis: Redis, keys: readonly string[], args: ReadonlyArray<string | number | Buffer>): Promise<unknown> {
     try {

@@ -247,11 +247,12 @@ export class RuntimeNode implements LocalNode {
             // Active jobs cannot complete without Redis: then there is nothing to wait for.
             timeoutMs: this.o.redis.status === 'ready' ? Math.max(1000, opts.drainMs ?? 10_000) : 1000,
             force: () => {
+              this.stopped = true;
               this.workerRedis?.disconnect();
               return Promise.all([this.lane?.close(true), this.worker?.close(true)]);
             },
           },
-          { name: 'counts of the calls answered here', run: () => Promise.all([...this.counting]) },
+          { name: 'counts of the calls answered here', run: () => ((this.stopped = true), Promise.all([...this.counting])) },
           { name: 'worker connection', run: () => closeRedis(this.workerRedis), force: () => this.workerRedis?.disconnect() },
           // Leaves at once; a job a gateway adds after this is moved by the reaper.
           { name: 'leave the cluster', run: () => leaveCluster(this.o.redis, this.o.keys, this.o.id, this.token) },
@@ -293,6 +294,7 @@ export class RuntimeNode implements LocalNode {
       if (r.code === 'rejoined') this.o.log.warn({ node: this.o.id }, 'this node had been declared dead (it missed its heartbeats) and rejoins; its jobs were moved and may run twice (counted as duplicate runs)');
       if (r.code === 'taken') {
         this.o.log.error({ node: this.o.id }, 'another process now holds this NODE_ID; this node stops taking jobs');
+        this.stopped = true;
         void this.worker?.close();
         void this.lane?.close();
       }
@@ -510,7 +512,7 @@ export class RuntimeNode implements LocalNode {
    * node, or the reaper, finds them).
    */
   get accepting(): boolean {
-    return this.lane !== undefined && this.closing === undefined;
+    return this.lane !== undefined && this.closing === undefined && !this.stopped;
   }
 
   /** Sync invocations of this process's gateway running here (`invokeHere`): waiting for a slot, and running. */
@@ -533,53 +535,71 @@ export class RuntimeNode implements LocalNode {
    */
   async invokeHere(id: string, data: InvokeHere, signal?: AbortSignal, admitted?: Promise<unknown>): Promise<AnswerHere> {
     const lane = this.lane;
-    if (!lane || this.closing) throw new BruleeError('NO_NODE_AVAILABLE', `node ${this.o.id} is shutting down`);
-    this.here.waiting++;
+    if (!lane || !this.accepting) throw new BruleeError('NO_NODE_AVAILABLE', `node ${this.o.id} is shutting down`);
+    if (signal?.aborted) throw givenUp(id);
+    // Waiting for a slot until it has one, or its caller gives up (then it leaves the count at once).
     let waiting = true;
+    this.here.waiting++;
+    const leave = () => {
+      if (waiting) this.here.waiting--;
+      waiting = false;
+    };
+    signal?.addEventListener('abort', leave, { once: true });
     let call: Promise<AnswerHere> | undefined;
     try {
       call = lane.slot(async () => {
-        this.here.waiting--;
-        waiting = false;
-        if (signal?.aborted) throw new BruleeError('TIMEOUT', `invocation ${id} was given up by its caller before it ran`);
+        leave();
+        if (signal?.aborted) throw givenUp(id);
+        // A drain that ran out of time, or a node whose id another process took: nothing more runs.
+        if (this.stopped) throw new BruleeError('NO_NODE_AVAILABLE', `node ${this.o.id} is shutting down`);
         this.here.running++;
-        const stats = new StatsOps();
-        const later: Array<() => void> = [];
-        let out: { result: Omit<InvokeAnswer, 'outputs'>; outputs: Record<string, Tensor> } | undefined;
-        let error: BruleeError | undefined;
-        // Its tensors are charged while it runs here; its answer is encoded by the gateway, after.
-        const held: Reservation[] = [];
         try {
-          out = await this.invoke(data, Date.now(), stats, later, { held, inBytes: inputBytes(data.inputs) }, () => Promise.resolve(data.inputs));
-        } catch (e) {
-          this.logFailure(e, id, JOB.invoke, data.model.fn);
-          error = errorFromWire(errorToWire(e));
+          const stats = new StatsOps();
+          const later: Array<() => void> = [];
+          let out: { result: Omit<InvokeAnswer, 'outputs'>; outputs: Record<string, Tensor> } | undefined;
+          let error: BruleeError | undefined;
+          // Its tensors are charged while it runs here; its answer is encoded by the gateway, after.
+          const held: Reservation[] = [];
+          try {
+            out = await this.invoke(data, Date.now(), stats, later, { held, inBytes: inputBytes(data.inputs) }, () => Promise.resolve(data.inputs));
+          } catch (e) {
+            this.logFailure(e, id, JOB.invoke, data.model.fn);
+            error = errorFromWire(errorToWire(e));
+          } finally {
+            for (const r of held) r.free();
+          }
+          // Refused (or Redis away): nothing of it is counted, and its caller gets that error.
+          await admitted;
+          for (const count of later) count();
+          if (data.admission) releaseWith(stats, data.admission);
+          this.countLater(stats);
+          if (error) throw error;
+          return { ...out!.result, outputs: out!.outputs };
         } finally {
           this.here.running--;
-          for (const r of held) r.free();
         }
-        // Refused (or Redis away): nothing of it is counted, and its caller gets that error.
-        await admitted;
-        for (const count of later) count();
-        if (data.admission) releaseWith(stats, data.admission);
-        this.countLater(stats);
-        if (error) throw error;
-        return { ...out!.result, outputs: out!.outputs };
       });
       this.hereCalls.add(call);
       return await call;
     } finally {
-      if (waiting) this.here.waiting--;
+      leave();
+      signal?.removeEventListener('abort', leave);
       if (call) this.hereCalls.delete(call);
     }
   }
 
   /** Calls running here for this process's gateway (`invokeHere`): a drain lets them finish. */
   private readonly hereCalls = new Set<Promise<unknown>>();
+  /** Set when a drain ran out of time or another process took this node's id: calls waiting here do not start. */
+  private stopped = false;
 
-  /** Whether a call given to `invokeHere` now would run at once (a slot is free). */
-  get idle(): boolean {
-    return this.accepting && (this.lane?.freeSlots ?? 0) > 0;
+  /**
+   * Whether a call of `key` given to `invokeHere` now could run before its admission is decided:
+   * a slot is free, its model is resident (a refused call must not start a load, which evicts and
+   * counts), and it does not batch (a refused caller must not share another's run).
+   */
+  canRunNow(key: string, batches: boolean): boolean {
+    return this.accepting && !batches && (this.lane?.freeSlots ?? 0) > 0 && this.pool.has(key);
   }
 
   /** Counts of calls answered here (`invokeHere`) on their way to Redis. */
@@ -693,6 +713,11 @@ function wireBytes(w: WireTensors): number {
   let n = 0;
   for (const t of Object.values(w.tensors)) n += t.byteLength;
   return n;
+}
+
+/** A call of this process's gateway given up (its timeout) before it had a slot: dropped, never run. */
+function givenUp(id: string): BruleeError {
+  return new BruleeError('TIMEOUT', `invocation ${id} was given up by its caller before it ran`);
 }
 
 function processMemory(): NonNullable<NodeInfo['memory']> {

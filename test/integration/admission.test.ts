@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { admit, queuedBytes, release, releaseWith } from '../../queue/admission';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
+import { modelKey } from '../../queue/dispatcher';
+import { modelRefOf } from '../../functions/registry';
 import { StatsOps } from '../../runtime/stats';
 import { mlpModel, slowModel } from '../../models/generate';
 import { ort, runDirect } from '../support/models';
@@ -21,6 +23,7 @@ const SLOW = slowModel({ rows: 2048, repeats: 64 });
 const SLOW_IN = { x: { type: 'float32', dims: [1, 256], data: new Array(256).fill(0.5) } };
 const QUICK = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 6 });
 const QUICK_IN = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
+const HOLDER = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 7 });
 let b: TestBrulee;
 let want: number[];
 beforeAll(async () => {
@@ -88,11 +91,17 @@ describe('admission by a function queue depth', () => {
 
   it('calls that time out at the gateway give their places back', async () => {
     expect((await b.put('slow', SLOW, 'timeoutMs=30')).status).toBe(200);
+    // The node's one slot is held (a call waiting 1 s for a batch partner, without blocking the
+    // process as a slow run would): the burst's calls are all admitted or refused before any runs.
+    expect((await b.put('holder', HOLDER, 'maxBatch=2&maxDelayMs=1000&timeoutMs=60000')).status).toBeLessThan(300);
+    const holding = b.invoke('holder', QUICK_IN);
     try {
+      await until('the holding call to run', async () => b.node!.here.running === 1);
       const rs = await burst(8);
       const statuses = rs.map((r) => r.status).sort();
       expect(statuses).toEqual([...Array(8 - LIMIT).fill(429), ...Array(LIMIT).fill(504)]);
       await until('the timed-out places to be given back', async () => (await b.dataPlane.queued('slow')) === 0, 5000);
+      expect((await holding).status).toBe(200);
     } finally {
       expect((await b.put('slow', SLOW, 'timeoutMs=30000')).status).toBe(200);
     }
@@ -192,7 +201,7 @@ describe('admission of a call run in the process that admits it (ROLE=all)', () 
     // this node has both slots free: the call starts at once, beside its admission.
     const held = await Promise.all(['a', 'b'].map((member) => admit(redis, { keys: { depth: k.admitted('quick'), bytes: k.queuedBytes, bytesTotal: k.queuedBytesTotal }, member, limits: { depth: 2, bytes: 0 }, bytes: 0, holdMs: 60_000 })));
     expect(held.map((h) => h.admitted)).toEqual([true, true]);
-    expect(c.node!.idle).toBe(true);
+    expect(c.node!.canRunNow(modelKey(modelRefOf(await c.dataPlane.get('quick'))), false)).toBe(true);
     const before = { stats: (await c.json('GET', '/functions/quick')).body.stats, ok: await metric('brulee_invocations_total'), warm: await metric('brulee_warm_hits_total') };
     const r = await c.invoke('quick', QUICK_IN);
     expect(r.status).toBe(429);
@@ -207,6 +216,21 @@ describe('admission of a call run in the process that admits it (ROLE=all)', () 
     const last = { stats: (await c.json('GET', '/functions/quick')).body.stats, ok: await metric('brulee_invocations_total'), warm: await metric('brulee_warm_hits_total') };
     expect([last.stats.invocations - before.stats.invocations, last.stats.warmHits - before.stats.warmHits, last.ok - before.ok, last.warm - before.warm]).toEqual([1, 1, 1, 1]);
     expect(await c.dataPlane.queued('quick')).toBe(0);
+  });
+
+  it('a refused call of a model not resident does not start its load (which could evict others): 429, nothing loaded, nothing counted', async () => {
+    expect((await c.put('cold', mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 9 }))).status).toBe(201);
+    const k = keys(c.namespace);
+    const held = await Promise.all(['a', 'b'].map((member) => admit(redis, { keys: { depth: k.admitted('cold'), bytes: k.queuedBytes, bytesTotal: k.queuedBytesTotal }, member, limits: { depth: 2, bytes: 0 }, bytes: 0, holdMs: 60_000 })));
+    const key = modelKey(modelRefOf(await c.dataPlane.get('cold')));
+    expect(c.node!.pool.list().map((m) => m.key)).not.toContain(key);
+    const loads = c.node!.info().loads;
+    const r = await c.invoke('cold', QUICK_IN);
+    expect(r.status).toBe(429);
+    expect(c.node!.pool.list().map((m) => m.key)).not.toContain(key);
+    expect(c.node!.info().loads).toBe(loads);
+    expect((await c.json('GET', '/functions/cold')).body.stats).toMatchObject({ invocations: 0, loads: 0, coldStarts: 0 });
+    for (const h of held) if (h.admitted) await release(redis, h.ticket);
   });
 });
 
