@@ -503,17 +503,19 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
    */
   private async waitForRoom(spec: S, need: number, deadline: number): Promise<void> {
     const pinned = this.pinnedBytes(spec.key);
+    // What is asked for: the model's bytes, and what the call's tensors and its run's growth add.
+    const asked = need > spec.sizeBytes ? `${spec.sizeBytes} bytes, and ${need - spec.sizeBytes} for the call's tensors` : `${need} bytes`;
     if (this.opts.budgetBytes - pinned < need) {
       throw new BruleeError(
         'CACHE_BUSY',
-        `no room for ${spec.fn} (${need} bytes): pinned models hold ${pinned} of ${this.opts.budgetBytes} bytes and nothing else can be evicted; unpin or unload one, or raise MEMORY_BUDGET`,
+        `no room for ${spec.fn} (${asked}): pinned models hold ${pinned} of ${this.opts.budgetBytes} bytes and nothing else can be evicted; unpin or unload one, or raise MEMORY_BUDGET`,
       );
     }
     const left = deadline - this.opts.now();
     if (left <= 0) {
       throw new BruleeError(
         'CACHE_BUSY',
-        `no room for ${spec.fn} (${need} bytes): in-flight or pinned models hold ${this.used} of ${this.opts.budgetBytes} bytes; retry later`,
+        `no room for ${spec.fn} (${asked}): in-flight or pinned models hold ${this.used} of ${this.opts.budgetBytes} bytes; retry later`,
       );
     }
     await this.nextRelease(left);
