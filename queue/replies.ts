@@ -64,8 +64,10 @@ export interface WithAnswer {
 
 // KEYS: the answered marker (sync) or result key (async), the reply stream (sync; else the result
 // key again), the cluster counters, then the keys of the writes that go with it.
-// ARGV: answer, ttl ms, id, 'sync'|'async'|'none' (the writes alone), number of writes, then four per write.
+// ARGV: answer, ttl ms, id, 'sync'|'async'|'none' (the writes alone, once per id: KEYS[1] is then
+// the answered marker), number of writes, then four per write.
 const DELIVER = new Script(`${LUA_GIVE_BACK}
+if ARGV[4] == 'none' and not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return 0 end
 local n = tonumber(ARGV[5])
 for i = 0, n - 1 do
   local at = 6 + 4 * i
@@ -113,10 +115,15 @@ export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: Outgoi
  * (`RuntimeNode.invokeHere`) is counted by the same script, in one command, sent in order with the
  * connection's other commands (its caller does not wait for it; later reads must see it).
  */
-export async function applyWrites(redis: Redis, k: Keys, writes: WithAnswer): Promise<void> {
+export async function applyWrites(redis: Redis, k: Keys, id: string, writes: WithAnswer): Promise<void> {
   if (writes.args.length === 0) return;
-  await DELIVER.runInOrder(redis, [k.cluster, k.cluster, k.cluster, ...writes.keys], ['', 0, '', 'none', writes.args.length / 4, ...writes.args]);
+  // Applied once per invocation id (its answered-marker, as `deliver` keeps), so a retry after a
+  // reply lost with the connection does not count the call twice.
+  await DELIVER.runInOrder(redis, [k.answered(id), k.cluster, k.cluster, ...writes.keys], ['', ANSWERED_MARKER_MS, id, 'none', writes.args.length / 4, ...writes.args]);
 }
+
+/** How long the marker of a call counted by `applyWrites` is kept: longer than its retries (50 × 200 ms). */
+const ANSWERED_MARKER_MS = 60_000;
 
 /** An async invocation's answer, if it has one yet. */
 export async function readAnswer(redis: Redis, k: Keys, id: string): Promise<Answer | undefined> {

@@ -572,7 +572,7 @@ export class RuntimeNode implements LocalNode {
           await admitted;
           for (const count of later) count();
           if (data.admission) releaseWith(stats, data.admission);
-          this.countLater(stats);
+          this.countLater(id, stats);
           if (error) throw error;
           return { ...out!.result, outputs: out!.outputs };
         } finally {
@@ -605,9 +605,9 @@ export class RuntimeNode implements LocalNode {
   /** Counts of calls answered here (`invokeHere`) on their way to Redis. */
   private readonly counting = new Set<Promise<void>>();
 
-  private countLater(stats: StatsOps): void {
+  private countLater(id: string, stats: StatsOps): void {
     if (stats.count === 0) return;
-    const p: Promise<void> = this.retried(() => applyWrites(this.o.redis, this.o.keys, stats))
+    const p: Promise<void> = this.retried(() => applyWrites(this.o.redis, this.o.keys, id, stats))
       .catch((e: unknown) => this.o.log.error({ err: e }, 'the counts of an answered invocation were lost (Redis stayed away)'))
       .finally(() => this.counting.delete(p));
     this.counting.add(p);

@@ -4,6 +4,8 @@ import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
 import { decodeLaneJob, encodeLaneJob, LaneWorker, moveJob, takeBack, type LaneJob } from '../../queue/lane';
 import { JOB, type InvokeJob } from '../../queue/wire';
+import { applyWrites } from '../../queue/replies';
+import { StatsOps } from '../../runtime/stats';
 
 /*
  * A node's lane (queue/lane.ts) against a real Redis: jobs are taken oldest first and each once,
@@ -197,5 +199,21 @@ describe('a node lane', () => {
     const order = (await redis.lrangeBuffer(k.lane('live'), 0, -1)).map((f) => decodeLaneJob(f).id);
     // Taken from the tail: the moved job (it waited longest) goes first.
     expect(order).toEqual([a.id, b.id]);
+  });
+});
+
+describe('the counts of a call answered in its own process (applyWrites)', () => {
+  it('are applied once per invocation id: a retry after a lost reply does not count the call twice', async () => {
+    const id = randomUUID();
+    const ops = () => {
+      const o = new StatsOps();
+      o.hincrby(`${k.cluster}:counted`, 'invocations', 1);
+      return o;
+    };
+    await applyWrites(redis, k, id, ops());
+    await applyWrites(redis, k, id, ops());
+    await applyWrites(redis, k, randomUUID(), ops());
+    expect(await redis.hget(`${k.cluster}:counted`, 'invocations')).toBe('2');
+    expect(await redis.pttl(k.answered(id))).toBeGreaterThan(0);
   });
 });
