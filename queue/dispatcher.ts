@@ -107,6 +107,12 @@ export type InvokeRequest = Omit<InvokeJob, 'deadline' | 'inputs'> & { inputs: R
 /** Admission's refusals (queue/admission.ts): the call was never queued. */
 const REFUSED = new Set<string>(['QUEUE_FULL', 'OVERLOADED']);
 
+/** Admits a call (queue/admission.ts), pushing `push` onto a lane in the same script; a refusal is its 429/503. */
+async function admitOrRefuse(redis: Redis, fn: string, admission: AdmissionRequest, push?: { lane: string; job: Buffer }): Promise<void> {
+  const a = await admit(redis, admission, push);
+  if (!a.admitted) throw refusal(fn, admission, a);
+}
+
 /** Errors after which no node will run the job (or delete its input key). */
 const NEVER_RUN = new Set<string>(['TIMEOUT', ...REFUSED]);
 
@@ -231,21 +237,20 @@ export class Dispatcher {
       // after the input bytes on the same connection.
       ({ value: answer, blob } = await this.run<InvokeAnswer>(nodeId, timeoutMs, `invocation of ${req.model.fn}`, id, (reply) => {
         const frame = encodeLaneJob(id, JOB.invoke, { ...job, reply }, inline);
-        const { admission, onQueued } = opts;
-        const queued = admission
-          ? admit(redis, admission, { lane: keys.lane(nodeId), job: frame }).then((a) => {
-              if (!a.admitted) throw refusal(req.model.fn, admission, a);
-            })
-          : redis.lpush(keys.lane(nodeId), frame);
-        return { added: Promise.all([stored, queued.then(() => onQueued?.())]), takeBack: () => takeBack(redis, keys, nodeId, frame) };
+        const push = { lane: keys.lane(nodeId), job: frame };
+        const queued = opts.admission ? admitOrRefuse(redis, req.model.fn, opts.admission, push) : redis.lpush(push.lane, push.job);
+        return { added: Promise.all([stored, queued.then(() => opts.onQueued?.())]), takeBack: () => takeBack(redis, keys, nodeId, frame) };
       }));
     } catch (e) {
       // A node deletes the inputs once it has run the job; one that never will (a timeout, a refusal) leaves them to us.
       if (key !== undefined && e instanceof BruleeError && NEVER_RUN.has(e.code)) void redis.del(key).catch(() => undefined);
       throw e;
     }
-    const { fn: _fn, version: _v, ...rest } = answer;
-    const r: InvokeResult = { ...rest, outputs: decodeOutputs(answer, blob) };
+    return this.result({ ...answer, outputs: decodeOutputs(answer, blob) });
+  }
+
+  /** A node's answer as the caller gets it (without the version it ran, which async status shows). */
+  private result({ fn: _fn, version: _v, ...r }: InvokeResult & { fn: string; version: number }): InvokeResult {
     // A model was loaded: the next call should see where (the node's heartbeat has published it).
     if (r.coldStart) this.nodesCache = undefined;
     return r;
@@ -263,21 +268,13 @@ export class Dispatcher {
     const job: InvokeHere = { ...req, acceptedAt: this.clock.fromLocal(req.acceptedAt), deadline: this.clock.now() + timeoutMs };
     const { value } = await this.run<AnswerHere>(node.id, timeoutMs, `invocation of ${req.model.fn}`, id, () => {
       const { admission, onQueued } = opts;
-      const added = (
-        admission
-          ? admit(this.opts.redis, admission).then((a) => {
-              if (!a.admitted) throw refusal(req.model.fn, admission, a);
-            })
-          : Promise.resolve()
-      ).then(() => onQueued?.());
+      const added = (admission ? admitOrRefuse(this.opts.redis, req.model.fn, admission) : Promise.resolve()).then(() => onQueued?.());
       const given = new AbortController();
       const early = admission !== undefined && node.canRunNow(modelKey(req.model), req.model.batch !== undefined);
       const ran = early ? node.invokeHere(id, job, given.signal, added) : added.then(() => node.invokeHere(id, job, given.signal));
       return { added, takeBack: () => Promise.resolve(given.abort()), answer: ran.then((ok) => ({ ok })) };
     });
-    const { fn: _fn, version: _v, ...r } = value;
-    if (r.coldStart) this.nodesCache = undefined;
-    return r;
+    return this.result(value);
   }
 
   /**
@@ -420,12 +417,9 @@ export class Dispatcher {
 
   /**
    * Adds a job (`put`, given where its answer goes) and awaits its answer for at most `timeoutMs`,
-   * whatever the wait is spent on (adding the job, the queue, a move off a dead node, the run). The
-   * waiter is registered before the job exists, so no answer can come first.
+   * whatever the wait is spent on (adding the job, the queue, a move off a dead node, the run).
    */
   private async run<R>(nodeId: string, timeoutMs: number, what: string, id: string, put: (reply: ReplyTo) => Enqueued): Promise<{ value: R; blob?: Buffer }> {
-    const answer = this.replies.wait(id);
-    answer.catch(() => undefined);
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
     const timeout = new Promise<never>((_, reject) => {
@@ -440,10 +434,10 @@ export class Dispatcher {
     let job: Enqueued | undefined;
     try {
       job = put({ id, replyTo: this.replies.key, answerTtlMs: timeoutMs + 60_000 });
-      if (job.answer) {
-        this.replies.cancel(id);
-        job.answer.catch(() => undefined);
-      }
+      // Waited for before any answer can come: `put` only sends commands, and their replies (and
+      // the reply stream's) are read in a later I/O callback.
+      const answer = job.answer ?? this.replies.wait(id);
+      answer.catch(() => undefined);
       const added = job.added;
       try {
         await Promise.race([added, timeout]);
@@ -458,7 +452,7 @@ export class Dispatcher {
         throw e;
       }
       generation = this.added(nodeId);
-      const a = await Promise.race([job.answer ?? answer, timeout]);
+      const a = await Promise.race([answer, timeout]);
       return { value: unwrap<R>(a), ...('blob' in a && a.blob ? { blob: a.blob } : {}) };
     } finally {
       clearTimeout(timer);

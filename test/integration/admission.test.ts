@@ -158,10 +158,15 @@ describe('admission by queued input bytes', () => {
 
   it('calls that time out at the gateway give their bytes back', async () => {
     expect((await b.put('wide', WIDE, 'timeoutMs=30')).status).toBe(200);
+    // As for the depth: the node's one slot is held, so the burst is admitted or refused before any runs.
+    expect((await b.put('holder', HOLDER, 'maxBatch=2&maxDelayMs=1000&timeoutMs=60000')).status).toBeLessThan(300);
+    const holding = b.invoke('holder', QUICK_IN);
     try {
+      await until('the holding call to run', async () => b.node!.here.running === 1);
       const rs = await wideBurst(4);
       expect(rs.map((r) => r.status).sort()).toEqual([503, 503, 504, 504]);
       await until('the timed-out bytes to be given back', async () => (await b.dataPlane.queuedInputBytes()) === 0, 5000);
+      expect((await holding).status).toBe(200);
     } finally {
       expect((await b.put('wide', WIDE, 'timeoutMs=30000')).status).toBe(200);
     }
