@@ -235,7 +235,8 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     for (;;) {
       const existing = this.entries.get(spec.key);
       // Capped at what the budget leaves beside the model as it is charged now (a resize may have grown it).
-      const room = Math.max(0, this.opts.budgetBytes - (existing?.spec.sizeBytes ?? spec.sizeBytes));
+      const base = existing?.spec.sizeBytes ?? spec.sizeBytes;
+      const room = Math.max(0, this.opts.budgetBytes - base);
       const bytes = Math.min(Math.max(0, call.bytes ?? 0), room);
       const growth = Math.min(Math.max(0, call.growth ?? 0), room - bytes);
       if (!existing) return this.admit(spec, 1, until, bytes, growth);
@@ -251,7 +252,9 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
           this.touch(existing);
           return this.lease(existing, existing.value, false, false, 0, bytes, growth);
         }
-        await this.waitForRoom(spec, spec.sizeBytes + bytes + growth, until);
+        // Judged at the size the model is charged now, as the room was (a newer figure in `spec`
+        // applies at its next load): else a call could be refused as never fitting when it does.
+        await this.waitForRoom(spec, base, bytes + growth, until);
         continue;
       }
       existing.inFlight++;
@@ -270,7 +273,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
       // Loaded, but no room for the call's bytes yet: wait holding nothing.
       existing.inFlight--;
       if (existing.inFlight === 0 && existing.retire) this.evict(existing, existing.retireReason ?? 'retired', existing.retire);
-      await this.waitForRoom(spec, spec.sizeBytes + bytes + growth, until);
+      await this.waitForRoom(spec, base, bytes + growth, until);
     }
   }
 
@@ -455,7 +458,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
       // Checking for room and reserving it happen in one synchronous step, so concurrent
       // admissions can neither both start a load nor both count on the same free bytes.
       if (this.makeRoom(spec, spec.sizeBytes + bytes + growth)) break;
-      await this.waitForRoom(spec, spec.sizeBytes + bytes + growth, deadline);
+      await this.waitForRoom(spec, spec.sizeBytes, bytes + growth, deadline);
     }
     const now = this.opts.now();
     const entry: Entry<T, S> = {
@@ -498,13 +501,14 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
 
   /**
    * Waits for a release, or throws CACHE_BUSY: at `deadline`, or at once when waiting cannot help
-   * (pinned models hold what `need` bytes for `spec` would take: in-flight and loading models go,
+   * (pinned models hold what `modelBytes` for `spec` and `callBytes` for its call would take: in-flight and loading models go,
    * pinned ones do not, short of an unload).
    */
-  private async waitForRoom(spec: S, need: number, deadline: number): Promise<void> {
+  private async waitForRoom(spec: S, modelBytes: number, callBytes: number, deadline: number): Promise<void> {
     const pinned = this.pinnedBytes(spec.key);
+    const need = modelBytes + callBytes;
     // What is asked for: the model's bytes, and what the call's tensors and its run's growth add.
-    const asked = need > spec.sizeBytes ? `${spec.sizeBytes} bytes, and ${need - spec.sizeBytes} for the call's tensors` : `${need} bytes`;
+    const asked = callBytes > 0 ? `${modelBytes} bytes, and ${callBytes} for the call's tensors` : `${modelBytes} bytes`;
     if (this.opts.budgetBytes - pinned < need) {
       throw new BruleeError(
         'CACHE_BUSY',

@@ -33,6 +33,22 @@ describe('WarmPool: bytes of calls in flight', () => {
     expect(p.peakUsedBytes).toBeLessThanOrEqual(100);
   });
 
+  it('a call that asks with a larger figure for its resident model (a newer measurement) waits for room, not refused as never fitting', async () => {
+    const { p } = pool(100);
+    const a = await p.acquire(spec('a', 20), undefined, { bytes: 30 });
+    // Charged 20 as resident; this call's spec says 60. Beside 20 its 70 bytes of tensors fit the budget.
+    let admitted = false;
+    const b = p.acquire(spec('a', 60), undefined, { bytes: 70 }).then((l) => ((admitted = true), l));
+    await new Promise((r) => setTimeout(r, 5));
+    expect(admitted).toBe(false);
+    a.release();
+    a.reservation.free();
+    const lb = await within(1000, 'the call waiting for room', b);
+    expect([p.usedBytes, p.callBytes]).toEqual([90, 70]);
+    lb.release();
+    lb.reservation.free();
+  });
+
   it('calls whose tensors do not fit beside models in flight wait, holding nothing, and get in as the others are freed', async () => {
     const { p } = pool(100);
     const a = await p.acquire(spec('a', 50), undefined, { bytes: 30 });
