@@ -23,6 +23,18 @@ afterAll(async () => {
   redis.disconnect();
 });
 
+/**
+ * Ends a MONITOR connection. ioredis can throw "Command queue state error" from its socket's data
+ * handler (an uncaught exception) when monitor lines still arrive as the connection closes: the
+ * test Redis is shared with other test files running meanwhile. Stop reading first, then close.
+ */
+function stopMonitor(mon: Awaited<ReturnType<typeof redis.monitor>>): void {
+  const socket = (mon as unknown as { stream?: NodeJS.ReadableStream }).stream;
+  socket?.removeAllListeners('data');
+  socket?.on('data', () => undefined);
+  mon.disconnect();
+}
+
 describe('tensors on the wire', () => {
   it('pack/unpack keeps every bit of every element type (NaN payloads, -0, int64 extremes, odd lengths)', () => {
     const nan = new Float32Array(new Uint32Array([0x7fc00001, 0xffc12345]).buffer);
@@ -51,7 +63,7 @@ describe('tensors on the wire', () => {
     mon.on('monitor', (_t: string, args: string[]) => all.push(args));
     const out = await call();
     await new Promise((res) => setTimeout(res, 100));
-    mon.disconnect();
+    stopMonitor(mon);
     return { out, seen: all.filter((a) => a.some((x) => x.startsWith(`${b.namespace}:`))) };
   }
   const longest = (a: string[]) => Math.max(0, ...a.slice(a[0]?.toLowerCase() === 'eval' ? 2 : 1).map((x) => x.length)); // not a script's source
@@ -157,7 +169,7 @@ describe('tensors on the wire', () => {
     });
     const r = await gw.invoke('rawout', { x: { type: 'float32', dims: [1, 8], data: x } });
     await new Promise((res) => setTimeout(res, 100));
-    mon.disconnect();
+    stopMonitor(mon);
     expect(r.status).toBe(200);
     expect(xadds.map((a) => a.length)).toEqual([7]); // XADD key * id <id> a <answer>
     expect(xadds[0]![6]!.includes(raw.toString('base64').slice(0, 64))).toBe(false);
