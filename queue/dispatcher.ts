@@ -282,8 +282,14 @@ export class Dispatcher {
    * list holds them. This process's own node counts them live; another's, at its last beat.
    */
   private hereQueued(n: NodeInfo): number {
-    const here = this.opts.local;
-    return here?.id === n.id ? here.here.waiting + here.here.running : (n.here ?? 0);
+    const here = this.hereOf(n);
+    return here.waiting + here.running;
+  }
+
+  /** Those calls by state; another process's node says only how many, counted as running. */
+  private hereOf(n: NodeInfo): { waiting: number; running: number } {
+    const local = this.opts.local;
+    return local?.id === n.id ? local.here : { waiting: 0, running: n.here ?? 0 };
   }
 
   /** Enqueues an invocation without waiting; the id reads it back with `status`. */
@@ -354,10 +360,9 @@ export class Dispatcher {
         this.opts.redis.llen(this.opts.keys.laneActive(n.id)),
       ]);
       const d = Object.fromEntries(STATES.map((s) => [s, c[s] ?? 0])) as unknown as QueueDepth;
-      // Sync invocations wait on the node's lane (queue/lane.ts), or in this process for its own
-      // node (`LocalNode`); the rest on its BullMQ queue.
-      // (Another process's node: its calls waiting or running at its last beat, as active.)
-      const here = this.opts.local?.id === n.id ? this.opts.local.here : { waiting: 0, running: n.here ?? 0 };
+      // Sync invocations wait on the node's lane (queue/lane.ts), or in its own process (`LocalNode`,
+      // `hereOf`); the rest on its BullMQ queue.
+      const here = this.hereOf(n);
       d.waiting += lane + here.waiting;
       d.active += active + here.running;
       byNode[n.id] = d;

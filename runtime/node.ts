@@ -13,6 +13,7 @@ import { claimNodeId, HEARTBEAT_MS, leaveCluster, MISSED_BEATS, writeHeartbeat, 
 import { releaseWith } from '../queue/admission';
 import { deliver, applyWrites, type OutgoingAnswer } from '../queue/replies';
 import { LaneWorker } from '../queue/lane';
+import { tensorsByteLength } from '../queue/tensor';
 import { JOB, layoutTensors, unpackTensors, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from '../queue/wire';
 import { Batcher } from './batcher';
 import { closeInOrder } from './close';
@@ -681,8 +682,7 @@ export class RuntimeNode implements LocalNode {
       const execMs = performance.now() - t0;
       // Checked from the tensors' byte size before any copy: a model that answers 1.2 GB must not
       // have it packed on its way out.
-      let outBytes = 0;
-      for (const t of Object.values(out)) outBytes += Array.isArray(t.data) ? t.data.reduce((a, x) => a + Buffer.byteLength(x) + 4, 0) : t.data.byteLength;
+      const outBytes = tensorsByteLength(Object.values(out));
       if (outBytes > this.o.maxOutputBytes) {
         throw new BruleeError(
           'OUTPUT_TOO_LARGE',
