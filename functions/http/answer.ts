@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
+import type { Context } from 'hono';
 import type { Tensor } from '../../queue/wire';
 import { jsonValues, stringifyWithBigInts } from './json-tensors';
 
@@ -91,7 +92,7 @@ export class JsonAnswer {
 /** Pieces as a byte stream, pulled as the reader (the socket) takes them: small strings joined, buffers passed as they are. */
 export function byteStream(pieces: Iterable<string | Uint8Array>): ReadableStream<Uint8Array> {
   const it = pieces[Symbol.iterator]();
-  return streamed(new ReadableStream<Uint8Array>({
+  return new ReadableStream<Uint8Array>({
     pull(controller) {
       let text = '';
       for (;;) {
@@ -117,7 +118,7 @@ export function byteStream(pieces: Iterable<string | Uint8Array>): ReadableStrea
     cancel() {
       it.return?.();
     },
-  }));
+  });
 }
 
 /** A byte stream compressed as it is read (level 1, as the whole-body path compresses). */
@@ -125,23 +126,29 @@ export function compressedStream(pieces: Iterable<string | Uint8Array>, enc: 'gz
   const z = enc === 'gzip' ? zlib.createGzip({ level: 1 }) : zlib.createDeflate({ level: 1 });
   const source = Readable.from(pieces, { objectMode: false });
   source.on('error', (e) => z.destroy(e));
-  return streamed(Readable.toWeb(source.pipe(z)) as ReadableStream<Uint8Array>);
-}
-
-/** Answer bodies still being written after their handler returned (a drain must wait for them). */
-const answerStreams = new WeakSet<ReadableStream<Uint8Array>>();
-
-function streamed(s: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
-  answerStreams.add(s);
-  return s;
+  return Readable.toWeb(source.pipe(z)) as ReadableStream<Uint8Array>;
 }
 
 /**
- * `body` calling `done` once it has been read to its end, failed or been cancelled, when it is an
- * answer streamed by this module; null for any other body (sent whole, by then).
+ * Answer bodies still being written after their handler returned (a drain must wait for them), by
+ * request. Kept here, not read back from the response: reading a response's `body` makes
+ * @hono/node-server build a web Response and pump every answer through a stream reader.
  */
-export function whenAnswerSent(body: ReadableStream<Uint8Array> | null, done: () => void): ReadableStream<Uint8Array> | null {
-  if (!body || !answerStreams.has(body)) return null;
+const answerStreams = new WeakMap<Request, ReadableStream<Uint8Array>>();
+
+/** `body`, noted as the streamed answer to `c`'s request (see `whenAnswerSent`). */
+export function streamedAnswer(c: Context, body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  answerStreams.set(c.req.raw, body);
+  return body;
+}
+
+/**
+ * The streamed answer to `c`'s request (`streamedAnswer`), calling `done` once it has been read to
+ * its end, failed or been cancelled; null when the answer was not streamed (sent whole, by then).
+ */
+export function whenAnswerSent(c: Context, done: () => void): ReadableStream<Uint8Array> | null {
+  const body = answerStreams.get(c.req.raw);
+  if (!body) return null;
   const reader = body.getReader();
   let ended = false;
   const end = () => {

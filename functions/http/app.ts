@@ -7,7 +7,7 @@ import type { DataPlane, Invocation } from '../dataplane';
 import type { FunctionStats } from '../../runtime/stats';
 import { batchingOf, type FunctionMeta } from '../registry';
 import { decodeJsonInputs, type JsonTensor } from './json-tensors';
-import { answerBody, JsonAnswer, JsonData, whenAnswerSent } from './answer';
+import { answerBody, JsonAnswer, JsonData, streamedAnswer, whenAnswerSent } from './answer';
 import type { Authorize } from '../auth';
 import { requireKey } from './auth';
 import { admitRequestBytes, closeWhenBodyUnread, refuseWhenDraining } from './connection';
@@ -77,7 +77,8 @@ function resultJson<T extends InvokeResult['timings']>(r: { outputs: Record<stri
 
 /** An answer with tensors, streamed when large (answer.ts). */
 function answerJson(c: Context, value: unknown): Response {
-  return c.body(answerBody(new JsonAnswer(value)), 200, { 'content-type': 'application/json' });
+  const body = answerBody(new JsonAnswer(value));
+  return c.body(typeof body === 'string' ? body : streamedAnswer(c, body), 200, { 'content-type': 'application/json' });
 }
 
 /**
@@ -100,7 +101,7 @@ export function createApp(o: AppOptions): Hono {
         await next();
         // A streamed answer is still being written when its handler returns: it stays in flight
         // (a drain waits for it) until its last byte is taken, or the client goes away.
-        const body = whenAnswerSent(c.res.body, () => requests.inFlight--);
+        const body = whenAnswerSent(c, () => requests.inFlight--);
         if (body) {
           c.res = new Response(body, c.res);
           sending = true;

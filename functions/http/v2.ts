@@ -7,7 +7,7 @@ import type { DataPlane } from '../dataplane';
 import type { FunctionMeta } from '../registry';
 import { checkShape, decodeRaw, elementTypeOf, rawElementSize, rawOf, tritonModelConfig, V2_DATATYPE, v2TensorMetadata } from '../v2-tensors';
 import { decodeJsonTensor } from './json-tensors';
-import { byteStream, compressedStream, JsonAnswer, JsonData, STREAM_FROM_BYTES } from './answer';
+import { byteStream, compressedStream, JsonAnswer, JsonData, STREAM_FROM_BYTES, streamedAnswer } from './answer';
 import { check, jsonBody, limit, parseJson } from './parse';
 
 /**
@@ -256,7 +256,7 @@ export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono 
         headers['content-type'] = 'application/json';
         pieces = large ? answer.pieces() : [answer.text()];
       }
-      if (large) return c.body(enc ? compressedStream(pieces, enc) : byteStream(pieces), 200, headers);
+      if (large) return c.body(streamedAnswer(c, enc ? compressedStream(pieces, enc) : byteStream(pieces)), 200, headers);
       // Small: one buffer, compressed whole; Inference-Header-Content-Length still counts the uncompressed header.
       let out: Uint8Array = Buffer.concat([...pieces].map((p) => (typeof p === 'string' ? Buffer.from(p) : p)));
       if (enc) out = enc === 'gzip' ? zlib.gzipSync(out, { level: 1 }) : zlib.deflateSync(out, { level: 1 });
