@@ -16,11 +16,17 @@
  * reads the v2 binary request and answers as many bytes as brulee does: the transport alone, no
  * routing, no Redis, no model); "bullmq floor" (BullMQ alone: add -> worker -> reply stream on a
  * raw session, no HTTP, no brulee code: `bench/bullmq-floor.ts`; `--no-floor` leaves both out);
- * then per server v1 JSON, v2 JSON, v2 binary and gRPC. After the timed part, Redis commands per
+ * then per server v1 JSON, v2 JSON, v2 binary and gRPC. Then the same rows (but raw and bullmq)
+ * from clients in processes of their own, written in C: wrk (Debian's package) for HTTP, grpcio's
+ * asyncio client (bench/grpc-load.py, Debian's python3-grpcio) for gRPC, in windows of `--seconds`
+ * at 1 caller (latency) and at `--concurrency` (throughput), round-robin; the node:http client's
+ * own cost (~0.5 ms a call on these cores) is in every row of the first table, the floor's too
+ * (`--no-external` leaves them out). After the timed part, Redis commands per
  * call of each server (INFO commandstats over `--count` sequential v2 binary calls, background
  * work included).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +51,7 @@ const args = parseArgs({
     count: { type: 'string', default: '300' },
     today: { type: 'string' },
     'no-floor': { type: 'boolean', default: false },
+    'no-external': { type: 'boolean', default: false },
     threads: { type: 'string', default: '1' },
   },
 }).values;
@@ -80,11 +87,7 @@ function protocolsOf(label: string, server: BenchServer, input: string, dims: nu
       req.on('error', reject);
       req.end(body);
     });
-  const v1json = JSON.stringify({ inputs: { [input]: { type: 'float32', dims, data: Array.from(x) } } });
-  const v2json = JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', data: Array.from(x) }] });
-  const header = floorHeader(input, dims, x);
-  const binaryBody = Buffer.concat([Buffer.from(header), Buffer.from(x.buffer)]);
-  const rawX = Buffer.from(x.buffer);
+  const { v1json, v2json, header, binaryBody, rawX } = bodiesOf(input, dims, x);
   const binary = () => post('/v2/models/bench/infer', binaryBody, { 'inference-header-content-length': String(Buffer.byteLength(header)) });
   return {
     binary,
@@ -107,10 +110,78 @@ function protocolsOf(label: string, server: BenchServer, input: string, dims: nu
   };
 }
 
+/** The request bodies of each protocol, the same for every client. */
+function bodiesOf(input: string, dims: number[], x: Float32Array) {
+  const header = floorHeader(input, dims, x);
+  return {
+    v1json: JSON.stringify({ inputs: { [input]: { type: 'float32', dims, data: Array.from(x) } } }),
+    v2json: JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', data: Array.from(x) }] }),
+    header,
+    binaryBody: Buffer.concat([Buffer.from(header), Buffer.from(x.buffer)]),
+    rawX: Buffer.from(x.buffer),
+  };
+}
+
 /** What tritonclient.http sends by default: binary input, every output binary (the JSON header). */
 function floorHeader(input: string, dims: number[], x: Float32Array): string {
   return JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }], parameters: { binary_data_output: true } });
 }
+
+/** A row measured by a client in a process of its own: wrk for HTTP, grpcio for gRPC. */
+interface ExternalRow {
+  name: string;
+  /** One window at `conc` concurrent callers for SECONDS. */
+  window(conc: number): { p50: number; p99: number; perS: number };
+}
+
+/**
+ * wrk (a C load generator, one thread) posting `body` to `url` for one window: any answer not
+ * 2xx or any socket error fails the bench, so a fast error never passes for a fast answer.
+ */
+function wrkRow(dir: string, name: string, url: string, body: Buffer, headers: Record<string, string>): ExternalRow {
+  const bodyFile = join(dir, `${name.replace(/\W+/g, '-')}.body`);
+  const script = join(dir, `${name.replace(/\W+/g, '-')}.lua`);
+  writeFileSync(bodyFile, body);
+  writeFileSync(
+    script,
+    `local f = io.open(${JSON.stringify(bodyFile)}, "rb"); wrk.method = "POST"; wrk.body = f:read("*all"); f:close()
+${Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`).join('\n')}
+done = function(s, latency)
+  io.write(string.format("RESULT %d %d %d %d %d\\n", latency:percentile(50), latency:percentile(99), s.requests, s.duration,
+    s.errors.status + s.errors.connect + s.errors.read + s.errors.write + s.errors.timeout))
+end`,
+  );
+  return {
+    name,
+    window(conc) {
+      const out = execFileSync('wrk', ['-t1', `-c${conc}`, `-d${SECONDS}s`, '--timeout', '10s', '-s', script, url], { encoding: 'utf8' });
+      const [p50, p99, n, us, errors] = out.split('\n').find((l) => l.startsWith('RESULT'))!.split(' ').slice(1).map(Number) as [number, number, number, number, number];
+      if (errors > 0) throw new Error(`${name}: ${errors} errors or non-2xx answers under wrk:\n${out}`);
+      return { p50: p50 / 1000, p99: p99 / 1000, perS: n / (us / 1e6) };
+    },
+  };
+}
+
+/** grpcio's asyncio client (bench/grpc-load.py) calling ModelInfer with raw_input_contents for one window. */
+function grpcRow(dir: string, name: string, port: number, input: string, dims: number[], x: Float32Array): ExternalRow {
+  const inputFile = join(dir, `${name.replace(/\W+/g, '-')}.raw`);
+  writeFileSync(inputFile, Buffer.from(x.buffer, x.byteOffset, x.byteLength));
+  const protoDir = fileURLToPath(new URL('../functions/grpc/', import.meta.url));
+  const script = fileURLToPath(new URL('./grpc-load.py', import.meta.url));
+  return {
+    name,
+    window(conc) {
+      const r = spawnSync('/usr/bin/python3', [script, protoDir, `127.0.0.1:${port}`, 'bench', input, dims.join(','), inputFile, String(conc), String(SECONDS)], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`${name}: grpc-load.py exited ${r.status}: ${r.stderr}`);
+      const o = JSON.parse(r.stdout) as { calls: number; seconds: number; p50_ms: number; p99_ms: number; errors: number };
+      if (o.errors > 0) throw new Error(`${name}: ${o.errors} failed calls under grpcio`);
+      return { p50: o.p50_ms, p99: o.p99_ms, perS: o.calls / o.seconds };
+    },
+  };
+}
+
+const hasWrk = () => spawnSync('wrk', ['--version']).error === undefined;
+const hasGrpcio = () => spawnSync('/usr/bin/python3', ['-c', 'import grpc, grpc_tools']).status === 0;
 
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
@@ -190,6 +261,35 @@ async function main() {
       }
     }
     const loadAfter = loadavg();
+
+    // The same rows again from clients in processes of their own, written in C (wrk; grpcio's
+    // core), as the windows above: the node:http client's own cost (~0.5 ms a call here) is in
+    // every row above, server and floor alike.
+    const external: ExternalRow[] = [];
+    if (!args['no-external'] && hasWrk() && hasGrpcio()) {
+      const b = bodiesOf(input, dims, x);
+      const binHeaders = { 'Inference-Header-Content-Length': String(Buffer.byteLength(b.header)) };
+      const json = { 'Content-Type': 'application/json' };
+      if (httpFloor) external.push(wrkRow(dir, 'http floor', `${httpFloor.url}/v2/models/bench/infer`, b.binaryBody, binHeaders));
+      for (const [label, server] of servers) {
+        external.push(
+          wrkRow(dir, `${label} v1 JSON`, `${server.url}/functions/bench/invoke`, Buffer.from(b.v1json), json),
+          wrkRow(dir, `${label} v2 JSON`, `${server.url}/v2/models/bench/infer`, Buffer.from(b.v2json), json),
+          wrkRow(dir, `${label} v2 binary`, `${server.url}/v2/models/bench/infer`, b.binaryBody, binHeaders),
+          grpcRow(dir, `${label} gRPC (raw)`, server.grpcPort, input, dims, x),
+        );
+      }
+    } else if (!args['no-external']) console.log('(no external-client rows: wrk or /usr/bin/python3 with grpcio and grpc_tools missing)');
+    const ext = external.map(() => ({ p50: [] as number[], p99: [] as number[], perS: [] as number[] }));
+    for (let r = 0; r < ROUNDS; r++) {
+      external.forEach((row, i) => {
+        const one = row.window(1);
+        ext[i]!.p50.push(one.p50);
+        ext[i]!.p99.push(one.p99);
+        ext[i]!.perS.push(row.window(CONC).perS);
+      });
+    }
+    const loadAfterExternal = loadavg();
     // Redis commands per call, per server (its own redis-server), over sequential v2 binary calls.
     const cmds: string[] = [];
     const serverClients = clients.slice(-servers.length);
@@ -215,6 +315,15 @@ async function main() {
       const tput = (calls[p]! / time[p]!) * 1000;
       console.log(`${name.padEnd(22)}${p50.toFixed(3).padStart(9)}${(p50 - base).toFixed(3).padStart(11)}${pct(lat[p]!, 99).toFixed(3).padStart(9)}${tput.toFixed(0).padStart(10)}${(tput / (baseT * 1000)).toFixed(3).padStart(8)}`);
     });
+    if (external.length > 0) {
+      console.log(`\nThe same, from clients in processes of their own: wrk 1 thread (HTTP), grpcio asyncio (gRPC). ${ROUNDS} rounds of ${SECONDS} s per row at 1 caller (p50, p99: medians of the rounds') and at ${CONC} (calls/s: mean); raw as above; load average ${loadAfterExternal} after\n`);
+      console.log(`${'row'.padEnd(22)}${'p50 ms'.padStart(9)}${'p50 - raw'.padStart(11)}${'p99 ms'.padStart(9)}${'calls/s'.padStart(10)}${'vs raw'.padStart(8)}`);
+      external.forEach((row, i) => {
+        const p50 = median(ext[i]!.p50);
+        const tput = ext[i]!.perS.reduce((a, v) => a + v, 0) / ext[i]!.perS.length;
+        console.log(`${row.name.padEnd(22)}${p50.toFixed(3).padStart(9)}${(p50 - base).toFixed(3).padStart(11)}${median(ext[i]!.p99).toFixed(3).padStart(9)}${tput.toFixed(0).padStart(10)}${(tput / (baseT * 1000)).toFixed(3).padStart(8)}`);
+      });
+    }
     console.log(`\nRedis commands per call (INFO commandstats over ${args.count} sequential calls): ${cmds.join(', ')}`);
   } finally {
     for (const c of clients) c.close();

@@ -1,0 +1,59 @@
+"""Load for bench/rest.bench.ts's external-client rows: KServe v2 ModelInfer calls over gRPC with
+the real grpcio (its C core, as tritonclient.grpc uses), raw_input_contents as tritonclient sends
+them, for a fixed time, from a process of its own (Debian's python3-grpcio, python3-grpc-tools).
+
+Usage: python3 grpc-load.py PROTO_DIR ADDRESS MODEL INPUT DIMS(1,64) INPUT_FILE CONCURRENCY SECONDS
+Prints one JSON line: {"calls", "seconds", "p50_ms", "p99_ms", "errors"}; latencies are per call,
+from the request's send to its answer, over every call of the window.
+"""
+import asyncio
+import json
+import sys
+import tempfile
+import time
+
+import grpc
+from grpc_tools import protoc
+
+
+def stubs(proto_dir):
+    out = tempfile.mkdtemp(prefix="brulee-grpc-load-")
+    if protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={out}", f"--grpc_python_out={out}", "inference.proto"]) != 0:
+        raise SystemExit("protoc failed")
+    sys.path.insert(0, out)
+    import inference_pb2, inference_pb2_grpc  # noqa: E402
+    return inference_pb2, inference_pb2_grpc
+
+
+async def main():
+    proto_dir, address, model, name, dims, path, conc, seconds = sys.argv[1:9]
+    pb, pb_grpc = stubs(proto_dir)
+    with open(path, "rb") as f:
+        raw = f.read()
+    req = pb.ModelInferRequest(model_name=model, inputs=[pb.ModelInferRequest.InferInputTensor(name=name, datatype="FP32", shape=[int(d) for d in dims.split(",")])], raw_input_contents=[raw])
+    async with grpc.aio.insecure_channel(address, options=[("grpc.max_receive_message_length", -1)]) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        for _ in range(20):  # warm: the connection, the server's JIT
+            await stub.ModelInfer(req)
+        lat, errors = [], 0
+        end = time.perf_counter() + float(seconds)
+
+        async def caller():
+            nonlocal errors
+            while time.perf_counter() < end:
+                t = time.perf_counter()
+                try:
+                    await stub.ModelInfer(req)
+                    lat.append(time.perf_counter() - t)
+                except grpc.aio.AioRpcError:
+                    errors += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(int(conc))))
+        took = time.perf_counter() - t0
+    lat.sort()
+    pick = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1000 if lat else float("nan")
+    print(json.dumps({"calls": len(lat), "seconds": took, "p50_ms": pick(50), "p99_ms": pick(99), "errors": errors}))
+
+
+asyncio.run(main())
