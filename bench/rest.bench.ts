@@ -39,7 +39,7 @@ import { startRedisServer } from '../queue/redis-server';
 import { mlpModel } from '../models/generate';
 import { readModel, REAL_MODELS } from '../test/support/models';
 import { commandCount, startFloor, type Floor } from './bullmq-floor';
-import { median, pct, startHttpFloor, startServer, type BenchServer } from './support';
+import { median, pct, startHttpFloor, startServer, untilIdle, type BenchServer } from './support';
 
 const args = parseArgs({
   options: {
@@ -219,7 +219,7 @@ async function main() {
         headers: { 'inference-header-content-length': String(Buffer.byteLength(floorHeader(input, dims, x))) },
       });
       httpFloor = await startHttpFloor((await answer.arrayBuffer()).byteLength);
-      const floorClient = protocolsOf('http floor', { url: httpFloor.url, redisUrl: '', grpcPort: 0, stop: async () => undefined }, input, dims, x);
+      const floorClient = protocolsOf('http floor', { url: httpFloor.url, redisUrl: '', grpcPort: 0, pid: 0, stop: async () => undefined }, input, dims, x);
       clients.push(floorClient);
       protocols.push(['http floor', floorClient.binary]);
       floorRedis = await startRedisServer({ dir: join(dir, 'floor'), persist: false });
@@ -281,13 +281,18 @@ async function main() {
       }
     } else if (!args['no-external']) console.log('(no external-client rows: wrk or /usr/bin/python3 with grpcio and grpc_tools missing)');
     const ext = external.map(() => ({ p50: [] as number[], p99: [] as number[], perS: [] as number[] }));
+    // wrk leaves the calls it had in flight when its window ends, and the server still answers
+    // them (64 JSON calls of PP-OCR cls are ~0.5 s of work): the next window waits until every
+    // server is idle, so none starts with the last one's backlog.
+    const settle = () => Promise.all(servers.map(([, s]) => untilIdle(s.pid)));
     for (let r = 0; r < ROUNDS; r++) {
-      external.forEach((row, i) => {
+      for (const [i, row] of external.entries()) {
         const one = row.window(1);
         ext[i]!.p50.push(one.p50);
         ext[i]!.p99.push(one.p99);
         ext[i]!.perS.push(row.window(CONC).perS);
-      });
+        await settle();
+      }
     }
     const loadAfterExternal = loadavg();
     // Redis commands per call, per server (its own redis-server), over sequential v2 binary calls.
@@ -316,7 +321,7 @@ async function main() {
       console.log(`${name.padEnd(22)}${p50.toFixed(3).padStart(9)}${(p50 - base).toFixed(3).padStart(11)}${pct(lat[p]!, 99).toFixed(3).padStart(9)}${tput.toFixed(0).padStart(10)}${(tput / (baseT * 1000)).toFixed(3).padStart(8)}`);
     });
     if (external.length > 0) {
-      console.log(`\nThe same, from clients in processes of their own: wrk 1 thread (HTTP), grpcio asyncio (gRPC). ${ROUNDS} rounds of ${SECONDS} s per row at 1 caller (p50, p99: medians of the rounds') and at ${CONC} (calls/s: mean); raw as above; load average ${loadAfterExternal} after\n`);
+      console.log(`\nThe same, from clients in processes of their own: wrk 1 thread (HTTP), grpcio (gRPC: its blocking stub at 1 caller, asyncio at more). ${ROUNDS} rounds of ${SECONDS} s per row at 1 caller (p50, p99: medians of the rounds') and at ${CONC} (calls/s: mean); raw as above; load average ${loadAfterExternal} after\n`);
       console.log(`${'row'.padEnd(22)}${'p50 ms'.padStart(9)}${'p50 - raw'.padStart(11)}${'p99 ms'.padStart(9)}${'calls/s'.padStart(10)}${'vs raw'.padStart(8)}`);
       external.forEach((row, i) => {
         const p50 = median(ext[i]!.p50);

@@ -1,5 +1,6 @@
 /** What every benchmark needs: timing loops, percentiles, and a brulee server as its own process. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, startRedisServer } from '../queue/redis-server';
 import { withMallocTunables } from '../runtime/malloc';
@@ -40,7 +41,31 @@ export interface BenchServer {
   /** The server's Redis (for INFO commandstats). */
   redisUrl: string;
   grpcPort: number;
+  /** The server's process id. */
+  pid: number;
   stop(): Promise<void>;
+}
+
+/** CPU time a process has used so far, ms (user + system, from /proc; Linux only). */
+export function cpuMsOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  // After "pid (comm) ": state is field 3, utime 14 and stime 15 (proc(5)); ticks of 1/100 s.
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/**
+ * Waits until process `pid` is idle: it used at most 10 ms of CPU over 200 ms (one clock tick more
+ * than nothing), or `maxMs` passed. For a load generator that leaves calls in flight when it stops.
+ */
+export async function untilIdle(pid: number, maxMs = 10_000): Promise<void> {
+  const end = performance.now() + maxMs;
+  let before = cpuMsOf(pid);
+  while (performance.now() < end) {
+    await new Promise((r) => setTimeout(r, 200));
+    const now = cpuMsOf(pid);
+    if (now - before <= 10) return;
+    before = now;
+  }
 }
 
 /**
@@ -63,6 +88,7 @@ export async function startServer(dir: string, env: Record<string, string> = {},
     url: `http://127.0.0.1:${port}`,
     redisUrl: process.env.REDIS_URL ?? redis!.url,
     grpcPort,
+    pid: server.pid!,
     async stop() {
       server.kill('SIGTERM');
       await new Promise((r) => server.once('exit', r));
