@@ -16,7 +16,8 @@
  * reads the v2 binary request and answers as many bytes as brulee does: the transport alone, no
  * routing, no Redis, no model); "bullmq floor" (BullMQ alone: add -> worker -> reply stream on a
  * raw session, no HTTP, no brulee code: `bench/bullmq-floor.ts`; `--no-floor` leaves both out);
- * then per server v1 JSON, v2 JSON, v2 binary and gRPC. Then the same rows (but raw and bullmq)
+ * then per server v1 JSON, v2 JSON, v2 binary and gRPC. Then the same rows (but raw and bullmq;
+ * with a "grpc floor": a bare @grpc/grpc-js server answering as many output bytes)
  * from clients in processes of their own, written in C: wrk (Debian's package) for HTTP, grpcio's
  * asyncio client (bench/grpc-load.py, Debian's python3-grpcio) for gRPC, in windows of `--seconds`
  * at 1 caller (latency) and at `--concurrency` (throughput), round-robin; the node:http client's
@@ -39,7 +40,7 @@ import { startRedisServer } from '../queue/redis-server';
 import { mlpModel } from '../models/generate';
 import { readModel, REAL_MODELS } from '../test/support/models';
 import { commandCount, startFloor, type Floor } from './bullmq-floor';
-import { median, pct, startHttpFloor, startServer, untilIdle, type BenchServer } from './support';
+import { median, pct, startGrpcFloor, startHttpFloor, startServer, untilIdle, type BenchServer } from './support';
 
 const args = parseArgs({
   options: {
@@ -202,6 +203,7 @@ async function main() {
   const clients: Array<ReturnType<typeof protocolsOf>> = [];
   let floor: Floor | undefined;
   let httpFloor: Awaited<ReturnType<typeof startHttpFloor>> | undefined;
+  let grpcFloor: Awaited<ReturnType<typeof startGrpcFloor>> | undefined;
   let floorRedis: Awaited<ReturnType<typeof startRedisServer>> | undefined;
   try {
     if (args.today) servers.push(['today', await startServer(join(dir, 'today'), env, args.today)]);
@@ -218,7 +220,9 @@ async function main() {
         body: Buffer.concat([Buffer.from(floorHeader(input, dims, x)), Buffer.from(x.buffer)]),
         headers: { 'inference-header-content-length': String(Buffer.byteLength(floorHeader(input, dims, x))) },
       });
-      httpFloor = await startHttpFloor((await answer.arrayBuffer()).byteLength);
+      const answerBytes = (await answer.arrayBuffer()).byteLength;
+      httpFloor = await startHttpFloor(answerBytes);
+      grpcFloor = await startGrpcFloor(answerBytes - Number(answer.headers.get('inference-header-content-length')));
       const floorClient = protocolsOf('http floor', { url: httpFloor.url, redisUrl: '', grpcPort: 0, pid: 0, stop: async () => undefined }, input, dims, x);
       clients.push(floorClient);
       protocols.push(['http floor', floorClient.binary]);
@@ -271,6 +275,7 @@ async function main() {
       const binHeaders = { 'Inference-Header-Content-Length': String(Buffer.byteLength(b.header)) };
       const json = { 'Content-Type': 'application/json' };
       if (httpFloor) external.push(wrkRow(dir, 'http floor', `${httpFloor.url}/v2/models/bench/infer`, b.binaryBody, binHeaders));
+      if (grpcFloor) external.push(grpcRow(dir, 'grpc floor', grpcFloor.port, input, dims, x));
       for (const [label, server] of servers) {
         external.push(
           wrkRow(dir, `${label} v1 JSON`, `${server.url}/functions/bench/invoke`, Buffer.from(b.v1json), json),
@@ -334,6 +339,7 @@ async function main() {
     for (const c of clients) c.close();
     await floor?.stop();
     await httpFloor?.stop();
+    await grpcFloor?.stop();
     await floorRedis?.stop();
     await session.release();
     for (const [, s] of servers) await s.stop();

@@ -97,6 +97,21 @@ export async function startServer(dir: string, env: Record<string, string> = {},
   };
 }
 
+/** A floor server: `code` run by node in a process of its own (cwd: the project), once it prints 'ready'. */
+async function startFloorProcess(name: string, code: string): Promise<{ stop(): Promise<void> }> {
+  const child: ChildProcess = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'], cwd: join(import.meta.dirname, '..') });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+    child.once('exit', (c) => reject(new Error(`${name} exited ${c}`)));
+  });
+  return {
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
 /**
  * The transport alone: a bare node:http server in a process of its own that reads each request's
  * body and answers 200 with `answerBytes` bytes (no routing, no parsing, no Redis, no model), to
@@ -104,21 +119,33 @@ export async function startServer(dir: string, env: Record<string, string> = {},
  */
 export async function startHttpFloor(answerBytes: number): Promise<{ url: string; stop(): Promise<void> }> {
   const port = await freePort();
-  const code = `const out = Buffer.alloc(${answerBytes}, 1);
+  const floor = await startFloorProcess(
+    'http floor',
+    `const out = Buffer.alloc(${answerBytes}, 1);
 require('node:http').createServer((req, res) => {
   req.on('data', () => {});
   req.on('end', () => { res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': out.length }); res.end(out); });
-}).listen(${port}, '127.0.0.1', () => console.log('ready'));`;
-  const child: ChildProcess = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-    child.once('exit', (c) => reject(new Error(`http floor exited ${c}`)));
-  });
-  return {
-    url: `http://127.0.0.1:${port}`,
-    async stop() {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-    },
-  };
+}).listen(${port}, '127.0.0.1', () => console.log('ready'));`,
+  );
+  return { url: `http://127.0.0.1:${port}`, stop: () => floor.stop() };
+}
+
+/**
+ * The same for gRPC: a bare @grpc/grpc-js server (brulee's proto, its loader options) whose
+ * ModelInfer decodes the request and answers one output of `outputBytes` raw bytes, nothing else.
+ */
+export async function startGrpcFloor(outputBytes: number): Promise<{ port: number; stop(): Promise<void> }> {
+  const port = await freePort();
+  const floor = await startFloorProcess(
+    'grpc floor',
+    `const grpc = require('@grpc/grpc-js');
+const def = require('@grpc/proto-loader').loadSync('functions/grpc/inference.proto', { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+const out = Buffer.alloc(${outputBytes}, 1);
+const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20 });
+server.addService(grpc.loadPackageDefinition(def).inference.GRPCInferenceService.service, {
+  ModelInfer: (call, cb) => cb(null, { model_name: call.request.model_name, model_version: '1', outputs: [{ name: 'y', datatype: 'UINT8', shape: ['${outputBytes}'] }], raw_output_contents: [out] }),
+});
+server.bindAsync('127.0.0.1:${port}', grpc.ServerCredentials.createInsecure(), () => console.log('ready'));`,
+  );
+  return { port, stop: () => floor.stop() };
 }
