@@ -131,7 +131,7 @@ require('node:http').createServer((req, res) => {
 }
 
 /**
- * The same for gRPC: a bare @grpc/grpc-js server (brulee's proto, its loader options) whose
+ * The same for gRPC: a bare @grpc/grpc-js server (brulee's proto, loader and server options) whose
  * ModelInfer decodes the request and answers one output of `outputBytes` raw bytes, nothing else.
  */
 export async function startGrpcFloor(outputBytes: number): Promise<{ port: number; stop(): Promise<void> }> {
@@ -141,7 +141,7 @@ export async function startGrpcFloor(outputBytes: number): Promise<{ port: numbe
     `const grpc = require('@grpc/grpc-js');
 const def = require('@grpc/proto-loader').loadSync('functions/grpc/inference.proto', { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
 const out = Buffer.alloc(${outputBytes}, 1);
-const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20 });
+const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20, 'grpc.enable_channelz': 0 });
 server.addService(grpc.loadPackageDefinition(def).inference.GRPCInferenceService.service, {
   ModelInfer: (call, cb) => cb(null, { model_name: call.request.model_name, model_version: '1', outputs: [{ name: 'y', datatype: 'UINT8', shape: ['${outputBytes}'] }], raw_output_contents: [out] }),
 });
