@@ -401,7 +401,7 @@ export class RuntimeNode implements LocalNode {
     const fp = this.footprints;
     return {
       signature: m.signature,
-      run: (inputs, outputs) => fp.run(key, inputBytes(inputs), () => m.run(inputs, outputs)),
+      run: (inputs, outputs) => fp.run(key, tensorsByteLength(Object.values(inputs)), () => m.run(inputs, outputs)),
       dispose: () => fp.turns.run(false, () => m.dispose()),
     };
   }
@@ -562,7 +562,7 @@ export class RuntimeNode implements LocalNode {
           // Its tensors are charged while it runs here; its answer is encoded by the gateway, after.
           const held: Reservation[] = [];
           try {
-            out = await this.invoke(data, Date.now(), stats, later, { held, inBytes: inputBytes(data.inputs) }, () => Promise.resolve(data.inputs));
+            out = await this.invoke(data, Date.now(), stats, later, { held, inBytes: tensorsByteLength(Object.values(data.inputs)) }, () => Promise.resolve(data.inputs));
           } catch (e) {
             this.logFailure(e, id, JOB.invoke, data.model.fn);
             error = errorFromWire(errorToWire(e));
@@ -723,12 +723,6 @@ function givenUp(id: string): BruleeError {
 function processMemory(): NonNullable<NodeInfo['memory']> {
   const m = process.memoryUsage();
   return { rssBytes: m.rss, heapBytes: m.heapTotal, externalBytes: m.external };
-}
-
-function inputBytes(inputs: Record<string, Tensor>): number {
-  let n = 0;
-  for (const t of Object.values(inputs)) n += Array.isArray(t.data) ? t.data.reduce((a, x) => a + Buffer.byteLength(x), 0) : t.data.byteLength;
-  return n;
 }
 
 /** A job's input tensors: inline (in a lane job's frame, or base64 in a BullMQ job), or fetched as bytes from their own key. */

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { mlpForBytes } from '../../models/generate';
+import { mlpForBytes, stringsModel } from '../../models/generate';
 import type { CallBytes, Lease } from '../../runtime/warm-pool';
 import type { LoadedModel } from '../../runtime/onnx';
 import { floats, REAL_MODELS, readModel } from '../support/models';
@@ -110,4 +110,17 @@ describe('calls in flight are charged to the warm pool', () => {
     expect(pool.list().reduce((a, m) => a + m.sizeBytes, 0)).toBe(pool.usedBytes);
     expect(pool.peakUsedBytes).toBeLessThanOrEqual(BUDGET + pool.unreservedBytes);
   }, 120_000);
+  it('a string tensor counts its 4-byte length prefix per element, in this process as on the wire: one count on both paths', async () => {
+    b = await startBrulee({ MEMORY_BUDGET: String(16 * MiB) });
+    expect((await b.put('strings', stringsModel())).status).toBe(201);
+    const { calls, allFreed } = spy(b);
+    const r = await b.invoke('strings', { s: { type: 'string', dims: [3], data: ['1', '2.5', '-3'] } });
+    expect(r.status).toBe(200);
+    // ROLE=all: the call ran in this process (invokeHere), not through a lane.
+    expect(calls).toHaveLength(1);
+    const inBytes = 3 * 4 + 1 + 3 + 2; // s
+    const outBytes = inBytes + 3 * 4; // u (the same strings) and f (3 float32)
+    expect(calls[0]!.after).toBe(2 * inBytes + 3 * outBytes);
+    await allFreed();
+  }, 60_000);
 });
