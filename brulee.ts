@@ -42,6 +42,8 @@ export interface Brulee {
 
 export interface BruleeDeps {
   log?: Logger;
+  /** The process is this node's alone (server.ts, ROLE=worker): its warm pool charges the process's overhead too (`RuntimeNodeOptions.chargeProcess`). */
+  chargeProcess?: boolean;
 }
 
 /**
@@ -80,6 +82,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
       concurrency: config.workerConcurrency,
       maxOutputBytes: config.maxOutputBytes,
       heartbeatMs: config.heartbeatMs,
+      chargeProcess: deps.chargeProcess === true && config.role === 'worker',
       clock,
       metrics,
       log: log.child({ node: config.nodeId }),

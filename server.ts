@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   // Never leave a private redis-server behind, however this process ends.
   process.on('exit', () => privateRedis?.kill());
 
-  const b = await createBrulee(config, { log });
+  const b = await createBrulee(config, { log, chargeProcess: true });
   // The KServe v2 gRPC service, beside the HTTP one, wherever calls are taken (not on ROLE=worker).
   const grpc =
     config.role === 'worker'

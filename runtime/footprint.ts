@@ -179,3 +179,47 @@ export class Footprints {
     });
   }
 }
+
+export interface ProcessOverheadOptions {
+  /** The process's resident bytes. @default process.memoryUsage.rss */
+  rss?: () => number;
+  /** What the warm pool holds charged now: its used bytes and evicted models not yet disposed. */
+  charged: () => number;
+  /** Whether anything has been charged yet (the process is still at rest until then). */
+  started: () => boolean;
+  /** Takes the overhead (`WarmPool.setOverhead`). */
+  set: (bytes: number) => void;
+}
+
+/**
+ * What a worker process holds beyond what its warm pool charges (issue 12 §4): its RSS above its
+ * idle RSS, less the pool's charges. The pool charges models as measured and calls' tensors as
+ * estimated, but the process also holds the V8 heap's growth under load, tensors dead but not yet
+ * collected, and memory malloc keeps: up to half the budget again in the memory bench. Charging
+ * that too (`WarmPool.setOverhead`: idle models make room for it) keeps the process's RSS above
+ * idle near the budget whatever its cause. Idle is the RSS less charges while nothing has been
+ * charged yet (the latest such sample), then the lowest seen; only for a process that is a
+ * node alone (ROLE=worker): a gateway's memory is not the models' budget.
+ */
+export class ProcessOverhead {
+  private idle?: number;
+  private readonly o: Required<ProcessOverheadOptions>;
+
+  constructor(opts: ProcessOverheadOptions) {
+    this.o = { rss: () => process.memoryUsage.rss(), ...opts };
+  }
+
+  /** The idle figure samples are measured against (undefined before the first sample). */
+  get idleBytes(): number | undefined {
+    return this.idle;
+  }
+
+  /** Measures once and hands the overhead on; returns it. */
+  sample(): number {
+    const uncharged = this.o.rss() - this.o.charged();
+    if (this.idle === undefined || !this.o.started() || uncharged < this.idle) this.idle = uncharged;
+    const overhead = Math.max(0, uncharged - this.idle);
+    this.o.set(overhead);
+    return overhead;
+  }
+}

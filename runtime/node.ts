@@ -17,7 +17,7 @@ import { tensorsByteLength } from '../queue/tensor';
 import { JOB, layoutTensors, unpackTensors, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from '../queue/wire';
 import { Batcher } from './batcher';
 import { closeInOrder } from './close';
-import { Footprints } from './footprint';
+import { Footprints, ProcessOverhead } from './footprint';
 import type { Metrics } from './metrics';
 import { artifactLayout, type ArtifactLayout } from './mapped';
 import { artifactKey, loadModel, type LoadedModel } from './onnx';
@@ -56,6 +56,11 @@ export interface RuntimeNodeOptions {
   maxOutputBytes?: number;
   /** Heartbeat period, ms; the node is declared dead after `MISSED_BEATS` missed beats. @default HEARTBEAT_MS */
   heartbeatMs?: number;
+  /**
+   * The node is its process's only tenant (ROLE=worker): the warm pool also charges what the
+   * process holds beyond its charges (runtime/footprint.ts `ProcessOverhead`), sampled every 50 ms.
+   */
+  chargeProcess?: boolean;
   /** The cluster clock (Redis TIME): deadlines and queue times are on it. */
   clock: RedisClock;
   metrics: Metrics;
@@ -95,7 +100,7 @@ export class RuntimeNode implements LocalNode {
   private readonly registered = new Map<string, number>();
 
   constructor(opts: RuntimeNodeOptions) {
-    this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, ...opts };
+    this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, chargeProcess: false, ...opts };
     const { metrics, log } = this.o;
     this.footprints = new Footprints({
       capBytes: opts.budgetBytes,
@@ -155,6 +160,12 @@ export class RuntimeNode implements LocalNode {
     }
     await this.reloadPopularity();
     await (await loadModel(Buffer.from(WARMUP_MODEL_B64, 'base64'))).dispose();
+    if (this.o.chargeProcess) {
+      const pool = this.pool;
+      const overhead = new ProcessOverhead({ charged: () => pool.usedBytes + pool.disposingBytes, started: () => pool.peakUsedBytes > 0, set: (n) => pool.setOverhead(n) });
+      overhead.sample();
+      this.timers.push(setInterval(() => overhead.sample(), 50));
+    }
     await this.claimId();
     this.sub = createRedis(this.o.redisUrl, { name: `brulee-node-${this.o.id}-sub` });
     await this.sub.subscribe(keys.control);

@@ -157,6 +157,10 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
   private peak = 0;
   /** Bytes charged that no admission made room for (see `unreservedBytes`). */
   private unreserved = 0;
+  /** What the process holds beside the pool's charges (`setOverhead`). */
+  private overhead = 0;
+  /** Of evicted models, the bytes not yet disposed (still in the process). */
+  private disposingBytes_ = 0;
   private waiters: Array<() => void> = [];
   private readonly disposing = new Set<Promise<void>>();
 
@@ -193,6 +197,27 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
    */
   get unreservedBytes(): number {
     return this.unreserved;
+  }
+
+  /** What the process holds beside the pool's charges, as last set (`setOverhead`). */
+  get overheadBytes(): number {
+    return this.overhead;
+  }
+
+  /** Of evicted models, the bytes their disposal has not freed yet: the process still holds them. */
+  get disposingBytes(): number {
+    return this.disposingBytes_;
+  }
+
+  /**
+   * What the process holds beside the pool's charges (a node measures it: runtime/footprint.ts's
+   * `ProcessOverhead`): the V8 heap's growth, tensors not yet collected, memory malloc kept.
+   * Admissions leave it room by evicting idle models (`used + overhead <= budget` as far as idle
+   * models go), but never wait for it: it is not the pool's to free, and a call must not be refused
+   * for garbage, so a model and its call still get the whole budget if nothing else is left.
+   */
+  setOverhead(bytes: number): void {
+    this.overhead = Math.max(0, bytes);
   }
 
   private charge(bytes: number): void {
@@ -399,11 +424,11 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     const policy = this.opts.policy;
     // A call waiting for memory comes first: what a prefetch took, it would have to evict again.
     if (!policy.prewarm || this.waiters.length > 0) return 0;
-    const wanted = policy.prewarm(this.opts.now(), (key) => this.entries.has(key), this.opts.budgetBytes - this.used);
+    const wanted = policy.prewarm(this.opts.now(), (key) => this.entries.has(key), this.opts.budgetBytes - this.used - this.overhead);
     let started = 0;
     for (const v of wanted) {
       const spec = this.known.get(v.key);
-      if (!spec || this.entries.has(v.key) || this.used + spec.sizeBytes > this.opts.budgetBytes) continue;
+      if (!spec || this.entries.has(v.key) || this.used + this.overhead + spec.sizeBytes > this.opts.budgetBytes) continue;
       // It fits, so `admit` reserves the room and starts the load before it first awaits.
       const report = (outcome: PrefetchEvent['outcome'], error?: unknown) =>
         this.opts.onPrefetch?.({ key: spec.key, fn: spec.fn, sizeBytes: spec.sizeBytes, reason: v.reason, outcome, ...(error !== undefined ? { error } : {}) });
@@ -438,7 +463,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
       if (this.entries.get(e.spec.key) !== e) continue; // its load failed: already taken out
       this.entries.delete(e.spec.key);
       this.used -= e.spec.sizeBytes;
-      if (e.value !== undefined) this.dispose(e.value, e.spec.key);
+      if (e.value !== undefined) this.dispose(e.value, e.spec.key, e.spec.sizeBytes);
       delete e.value;
     }
     await Promise.allSettled([...this.disposing]);
@@ -533,6 +558,8 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
   private makeRoom(spec: S, bytes: number, held?: Entry<T, S>): boolean {
     // Over the budget already (a model re-charged by `resize`): that first, then this admission.
     if (this.used > this.opts.budgetBytes && !this.rebalance(spec, held)) return false;
+    // The process's overhead next, as far as idle models go (never a wait: `setOverhead`).
+    if (this.overhead > 0) this.evictFor(spec, this.used + bytes + this.overhead - this.opts.budgetBytes, held);
     const need = this.used + bytes - this.opts.budgetBytes;
     if (need <= 0) return true;
     const candidates = this.evictable(held);
@@ -555,6 +582,21 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
       throw new BruleeError('INTERNAL', `eviction policy ${this.opts.policy.name} named too few victims to free ${need} bytes for ${spec.fn}`);
     }
     return true;
+  }
+
+  /** Evicts the policy's victims among idle models until `need` bytes are freed, or none is left. */
+  private evictFor(spec: S, need: number, held?: Entry<T, S>): void {
+    if (need <= 0) return;
+    const candidates = this.evictable(held);
+    if (candidates.length === 0) return;
+    const needBytes = Math.min(need, candidates.reduce((s, c) => s + c.sizeBytes, 0));
+    const victims = this.opts.policy.selectVictims({ now: this.opts.now(), needBytes, candidates, incoming: { ...spec, popularity: this.opts.popularity(spec.fn) } });
+    const until = this.used - needBytes;
+    for (const v of victims) {
+      if (this.used <= until) break;
+      const e = this.entries.get(v.key);
+      if (e && e !== held && this.isEvictable(e)) this.evict(e, v.reason, 'policy');
+    }
   }
 
   /** Bytes held by pinned models that are not on their way out (but `except`). */
@@ -667,18 +709,22 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     // Retired or unloaded: gone for good, not merely out of memory.
     if (cause === 'retired' || cause === 'unload') this.opts.policy.forget?.(e.spec.key);
     this.opts.onEvict?.({ key: e.spec.key, fn: e.spec.fn, sizeBytes: e.spec.sizeBytes, reason, cause });
-    if (e.value !== undefined) this.dispose(e.value, e.spec.key);
+    if (e.value !== undefined) this.dispose(e.value, e.spec.key, e.spec.sizeBytes);
     delete e.value;
     this.wake();
   }
 
   /** Frees a value in the background; a failed release cannot be retried, the bytes count as free. */
-  private dispose(value: T, key: string): void {
+  private dispose(value: T, key: string, sizeBytes: number): void {
     if (!this.opts.dispose) return;
+    this.disposingBytes_ += sizeBytes;
     const d = Promise.resolve()
       .then(() => this.opts.dispose!(value, key))
       .catch(() => undefined)
-      .finally(() => this.disposing.delete(d));
+      .finally(() => {
+        this.disposing.delete(d);
+        this.disposingBytes_ -= sizeBytes;
+      });
     this.disposing.add(d);
   }
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { inject } from 'vitest';
-import { createBrulee, type Brulee } from '../../brulee';
+import { createBrulee, type Brulee, type BruleeDeps } from '../../brulee';
 import { loadConfig } from '../../config';
 import { createRedis } from '../../queue/connection';
 
@@ -44,7 +44,7 @@ export async function deleteKeys(namespace: string): Promise<void> {
  * A whole brulee process (gateway + runtime node) against the test Redis, with its own key
  * namespace, node id and data dir, so test files do not see each other.
  */
-export async function startBrulee(env: Record<string, string> = {}, reuse?: { namespace: string; dataDir: string; nodeId?: string }): Promise<TestBrulee> {
+export async function startBrulee(env: Record<string, string> = {}, reuse?: { namespace: string; dataDir: string; nodeId?: string }, deps: Omit<BruleeDeps, 'log'> = {}): Promise<TestBrulee> {
   const namespace = reuse?.namespace ?? `t${randomUUID().slice(0, 8)}`;
   const dataDir = reuse?.dataDir ?? mkdtempSync(join(tmpdir(), 'brulee-test-'));
   const config = loadConfig({
@@ -56,7 +56,7 @@ export async function startBrulee(env: Record<string, string> = {}, reuse?: { na
     LOG_LEVEL: 'silent',
     ...env,
   });
-  const b = await createBrulee(config, { log: pino({ level: 'silent' }) });
+  const b = await createBrulee(config, { log: pino({ level: 'silent' }), ...deps });
   const req = async (path: string, init?: RequestInit) => b.app.request(path, init);
   const json = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
     const res = await req(path, {
