@@ -4,20 +4,26 @@
  * before the speed work); "now" is this one. Each runs as `npm start` does, one at a time, with its
  * own private redis-server; the machine is the same, so compare ratios within one run.
  *
- *   git worktree add /tmp/brulee-today 60928a7 && ln -s $PWD/node_modules /tmp/brulee-today/
+ *   git worktree add --detach /tmp/brulee-today e609777 && ln -s $PWD/node_modules /tmp/brulee-today/
  *   npm run bench:speed -- --today /tmp/brulee-today                          # all models
  *   npm run bench:speed -- --today /tmp/brulee-today --models mlp,ocr-cls --cold 9
  *
- * Per model: cold (unload, then one invoke; median) against raw onnxruntime's default
- * `InferenceSession.create(path)` + first run, taking turns (raw, today, now, raw, ...) so that a
- * shared machine's load drifts over all three alike; "load ms" is the session create alone (raw)
- * or the node's own load time (fetch + create); warm p50/p99 of sequential calls (v1 JSON); for the
+ * Per model: cold (unload, a 150 ms pause, then one invoke; median) against raw onnxruntime's default
+ * `InferenceSession.create(path)` + first run after the same pause, taking turns (raw, http floor,
+ * today, now, raw, ...) so that a shared machine's load drifts over all of them alike; "load ms" is
+ * the session create alone (raw) or the node's own load time (fetch + create). Every call goes
+ * through one lean client (node:http, kept-alive sockets; the unload warms the socket the cold call
+ * then uses), and the "http floor" row is that client and a bare node:http server answering as
+ * many bytes, after the same pause: the transport's own cold call, which raw (in this process)
+ * does not pay. "paused" is a brulee warm call after the same pause, so cold - paused is what a
+ * load adds. Then warm p50/p99 of sequential calls (v1 JSON); for the
  * small MLP also throughput at `--concurrency` and Redis commands per warm invocation (INFO
  * commandstats over `--count` calls, heartbeats and all), and a second baseline, "bullmq": BullMQ
  * alone (add -> worker -> reply stream, the same model on a raw session, no HTTP and no brulee
  * code; `bench/bullmq-floor.ts`), on a private redis-server of its own.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -27,7 +33,7 @@ import { startRedisServer } from '../queue/redis-server';
 import { mlpForBytes, mlpModel } from '../models/generate';
 import { readModel, REAL_MODELS } from '../test/support/models';
 import { bullmqFloor } from './bullmq-floor';
-import { latencies, median, pct, startServer, throughput, type BenchServer } from './support';
+import { latencies, median, pct, startHttpFloor, startServer, throughput, type BenchServer } from './support';
 
 const args = parseArgs({
   options: {
@@ -59,7 +65,7 @@ const MODELS: Record<string, () => { bytes: Uint8Array; input: JsonInput }> = {
 const feeds = (input: JsonInput) =>
   Object.fromEntries(Object.entries(input).map(([k, t]) => [k, t.type === 'int64' ? new ort.Tensor('int64', BigInt64Array.from(t.data.map(BigInt)), t.dims) : new ort.Tensor('float32', Float32Array.from(t.data), t.dims)]));
 
-interface Row { coldMs: number; loadMs: number; warmP50: number; warmP99: number; tput?: number; cmds?: Record<string, number>; cmdTotal?: number }
+interface Row { coldMs: number; loadMs: number; pausedMs?: number; warmP50: number; warmP99: number; tput?: number; cmds?: Record<string, number>; cmdTotal?: number }
 
 async function commandstats(url: string): Promise<Record<string, number>> {
   const r = createRedis(url);
@@ -75,20 +81,49 @@ async function commandstats(url: string): Promise<Record<string, number>> {
   }
 }
 
-/** A function registered on a server, and its v1 JSON invoke. */
-function client(s: BenchServer, name: string, input: JsonInput) {
-  const body = JSON.stringify({ inputs: input });
-  return async () => {
-    const r = await fetch(`${s.url}/functions/${name}/invoke`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
-    if (r.status !== 200) throw new Error(`invoke failed: ${r.status} ${await r.text()}`);
-    return (await r.json()) as { coldStart: boolean; timings: Record<string, number> };
-  };
+/**
+ * A lean HTTP client: node:http over kept-alive sockets (as bench:rest's), not fetch. fetch
+ * (undici) costs this process ~0.5 ms more CPU a call on these cores, and more on its first call
+ * after a pause: that is the client's, not the server's, and raw onnxruntime pays none of it.
+ */
+function leanClient(base: string) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Number(args.concurrency) });
+  const once = (method: string, path: string, body: string): Promise<{ status: number; text: string }> =>
+    new Promise((resolve, reject) => {
+      const req = http.request(`${base}${path}`, { method, agent, headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  // A kept-alive socket the server closed while idle resets: one retry (these calls are idempotent).
+  const call = (method: string, path: string, body = '') => once(method, path, body).catch((e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? once(method, path, body) : Promise.reject(e)));
+  return { call, close: () => agent.destroy() };
 }
 
-/** One cold invoke: unload, let the node settle, invoke; its time and the node's own load ms (session create + fetch). */
-async function coldOnce(s: BenchServer, name: string, invoke: ReturnType<typeof client>): Promise<{ coldMs: number; loadMs: number }> {
-  await fetch(`${s.url}/v2/repository/models/${name}/unload`, { method: 'POST' });
-  await new Promise((r) => setTimeout(r, 150));
+/** A function registered on a server, and its v1 JSON invoke over a lean client. */
+function client(s: BenchServer, name: string, input: JsonInput) {
+  const body = JSON.stringify({ inputs: input });
+  const c = leanClient(s.url);
+  const invoke = async () => {
+    const r = await c.call('POST', `/functions/${name}/invoke`, body);
+    if (r.status !== 200) throw new Error(`invoke failed: ${r.status} ${r.text}`);
+    return JSON.parse(r.text) as { coldStart: boolean; timings: Record<string, number> };
+  };
+  return Object.assign(invoke, { unload: () => c.call('POST', `/v2/repository/models/${name}/unload`), close: c.close, answerBytes: async () => Buffer.byteLength(JSON.stringify(await invoke())) });
+}
+
+/** The pause before each timed cold call (after the unload; for raw and the floor, after their previous step). */
+const PAUSE_MS = 150;
+const pause = () => new Promise((r) => setTimeout(r, PAUSE_MS));
+
+/** One cold invoke: unload, let the node settle, invoke (the unload warmed the client's socket); its time and the node's own load ms (session create + fetch). */
+async function coldOnce(invoke: ReturnType<typeof client>): Promise<{ coldMs: number; loadMs: number }> {
+  await invoke.unload();
+  await pause();
   const t = performance.now();
   const r = await invoke();
   const coldMs = performance.now() - t;
@@ -96,8 +131,33 @@ async function coldOnce(s: BenchServer, name: string, invoke: ReturnType<typeof 
   return { coldMs, loadMs: r.timings.loadMs! };
 }
 
+/** A warm invoke after the same pause as a cold one (the call before it warmed the socket and loaded the model): what the pause costs brulee without a load. */
+async function pausedWarmOnce(invoke: ReturnType<typeof client>): Promise<number> {
+  await invoke();
+  await pause();
+  const t = performance.now();
+  const r = await invoke();
+  if (r.coldStart) throw new Error('expected a warm call');
+  return performance.now() - t;
+}
+
+/**
+ * The transport alone after the same pause: a bare node:http server in its own process answering
+ * as many bytes as brulee's answer (`startHttpFloor`), called by the same lean client, its socket
+ * warmed by a call just before the pause as the unload warms brulee's. What any HTTP server and
+ * this client cost on these cores for one call after a pause, woken processes and all.
+ */
+async function floorOnce(call: () => Promise<unknown>): Promise<{ coldMs: number; loadMs: number }> {
+  await call();
+  await pause();
+  const t = performance.now();
+  await call();
+  return { coldMs: performance.now() - t, loadMs: NaN };
+}
+
 /** One raw cold start: onnxruntime's defaults, as a user would write it; create and first run apart. */
 async function rawColdOnce(path: string, input: JsonInput): Promise<{ coldMs: number; loadMs: number }> {
+  await pause();
   const t = performance.now();
   const s = await ort.InferenceSession.create(path);
   const loadMs = performance.now() - t;
@@ -163,6 +223,8 @@ async function main() {
       // Every server is up and registered first; then the cold starts of raw, today and now take
       // turns, one of each per round, so the load of a shared machine drifts over all of them alike.
       const servers: Array<{ label: string; s: BenchServer; invoke: ReturnType<typeof client> }> = [];
+      let httpFloor: Awaited<ReturnType<typeof startHttpFloor>> | undefined;
+      let floorClient: ReturnType<typeof leanClient> | undefined;
       try {
         for (const [label, cwd] of labels) {
           const s = await startServer(join(dir, `${label}-${name}`), env, cwd);
@@ -170,20 +232,36 @@ async function main() {
           const put = await fetch(`${s.url}/functions/${name}`, { method: 'PUT', body: bytes });
           if (put.status >= 300) throw new Error(`register failed: ${put.status} ${await put.text()}`);
         }
+        httpFloor = await startHttpFloor(await servers[0]!.invoke.answerBytes());
+        const fc = (floorClient = leanClient(httpFloor.url));
+        const floorBody = JSON.stringify({ inputs: input });
+        const floorCall = () => fc.call('POST', '/invoke', floorBody);
         // Not counted: this process's first session pays onnxruntime's own start (a node paid it at its start).
         await rawColdOnce(path, input);
-        const cold: Record<string, Array<{ coldMs: number; loadMs: number }>> = { raw: [] };
+        const cold: Record<string, Array<{ coldMs: number; loadMs: number }>> = { raw: [], 'http floor': [] };
+        const paused: Record<string, number[]> = {};
         for (let i = 0; i < COLD; i++) {
           cold.raw!.push(await rawColdOnce(path, input));
-          for (const { label, s, invoke } of servers) (cold[label] ??= []).push(await coldOnce(s, name, invoke));
+          cold['http floor']!.push(await floorOnce(floorCall));
+          for (const { label, invoke } of servers) {
+            (cold[label] ??= []).push(await coldOnce(invoke));
+            (paused[label] ??= []).push(await pausedWarmOnce(invoke));
+          }
         }
         const pick = (label: string) => ({ coldMs: median(cold[label]!.map((c) => c.coldMs)), loadMs: median(cold[label]!.map((c) => c.loadMs)) });
         const results: Record<string, Row> = { raw: { ...pick('raw'), ...(await rawWarm(path, input, small)) } };
+        const fw = await latencies(N, floorCall);
+        results['http floor'] = { ...pick('http floor'), warmP50: median(fw), warmP99: pct(fw, 99) };
         if (small) results.bullmq = await floor(path, input);
-        for (const { label, s, invoke } of servers) results[label] = { ...pick(label), ...(await warm(s, invoke, small)) };
+        for (const { label, s, invoke } of servers) results[label] = { ...pick(label), pausedMs: median(paused[label]!), ...(await warm(s, invoke, small)) };
         print(name, bytes.byteLength, results);
       } finally {
-        for (const { s } of servers) await s.stop();
+        floorClient?.close();
+        await httpFloor?.stop();
+        for (const { s, invoke } of servers) {
+          invoke.close();
+          await s.stop();
+        }
       }
     }
   } finally {
@@ -193,15 +271,19 @@ async function main() {
 
 function print(name: string, size: number, r: Record<string, Row>) {
   const f = (x: number | undefined, d = 2) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(d));
-  console.log(`\n${name} (${size} bytes); load average ${(await0())}`);
-  console.log(`  ${''.padEnd(8)}${'cold ms'.padStart(10)}${'x raw'.padStart(8)}${'load ms'.padStart(10)}${'warm p50'.padStart(10)}${'- raw'.padStart(8)}${'warm p99'.padStart(10)}${'tput /s'.padStart(10)}${'redis cmds/call'.padStart(17)}`);
+  console.log(`\n${name} (${size} bytes); load average ${(await0())}; cold calls after a ${PAUSE_MS} ms pause, node:http kept-alive client`);
+  console.log(`  ${''.padEnd(11)}${'cold ms'.padStart(10)}${'x raw'.padStart(8)}${'- raw'.padStart(8)}${'- floor'.padStart(9)}${'load ms'.padStart(10)}${'paused'.padStart(8)}${'cold-paused'.padStart(12)}${'warm p50'.padStart(10)}${'- raw'.padStart(8)}${'warm p99'.padStart(10)}${'tput /s'.padStart(10)}${'redis cmds/call'.padStart(17)}`);
   const rawRow = r.raw!;
+  const floorRow = r['http floor'];
+  const brulee = (label: string) => label !== 'raw' && label !== 'http floor' && label !== 'bullmq';
   for (const [label, row] of Object.entries(r)) {
     console.log(
-      `  ${label.padEnd(8)}${f(row.coldMs).padStart(10)}${(label === 'raw' ? '' : f(row.coldMs / rawRow.coldMs)).padStart(8)}${f(row.loadMs).padStart(10)}${f(row.warmP50, 3).padStart(10)}${(label === 'raw' ? '' : f(row.warmP50 - rawRow.warmP50, 3)).padStart(8)}${f(row.warmP99, 3).padStart(10)}${f(row.tput, 0).padStart(10)}${f(row.cmdTotal, 1).padStart(17)}`,
+      `  ${label.padEnd(11)}${f(row.coldMs).padStart(10)}${(label === 'raw' ? '' : f(row.coldMs / rawRow.coldMs)).padStart(8)}${(label === 'raw' ? '' : f(row.coldMs - rawRow.coldMs)).padStart(8)}${(brulee(label) && floorRow ? f(row.coldMs - rawRow.coldMs - floorRow.coldMs) : '').padStart(9)}${f(row.loadMs).padStart(10)}${f(row.pausedMs).padStart(8)}${(row.pausedMs === undefined ? '' : f(row.coldMs - row.pausedMs)).padStart(12)}${f(row.warmP50, 3).padStart(10)}${(label === 'raw' ? '' : f(row.warmP50 - rawRow.warmP50, 3)).padStart(8)}${f(row.warmP99, 3).padStart(10)}${f(row.tput, 0).padStart(10)}${f(row.cmdTotal, 1).padStart(17)}`,
     );
-    if (row.cmds) console.log(`           ${Object.entries(row.cmds).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
+    if (row.cmds) console.log(`              ${Object.entries(row.cmds).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
   }
+  console.log(`  (- raw: cold ms over raw create + first run; - floor: that, less the http floor's cold call: what the server adds beyond an HTTP round trip after the same pause;`);
+  console.log(`   paused: a warm call after the same ${PAUSE_MS} ms pause (median); cold-paused: what a cold start adds to it)`);
 }
 function await0(): string {
   return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') + ' (a shared machine)';

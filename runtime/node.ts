@@ -614,6 +614,15 @@ export class RuntimeNode implements LocalNode {
     return this.accepting && !batches && (this.lane?.freeSlots ?? 0) > 0 && this.pool.has(key);
   }
 
+  /**
+   * Publishes a model this call loaded (a heartbeat), in the next turn of the event loop: the
+   * call's answer is written before it (its delivery script, or for `invokeHere` the gateway's
+   * HTTP answer, follow the run with no I/O between), so the cold call does not wait for it.
+   */
+  private publishLoad(): void {
+    setImmediate(() => void this.heartbeat());
+  }
+
   /** Counts of calls answered here (`invokeHere`) on their way to Redis. */
   private readonly counting = new Set<Promise<void>>();
 
@@ -677,9 +686,9 @@ export class RuntimeNode implements LocalNode {
       record({ outcome: 'error', loaded: false, loadMs: 0, execMs: 0 });
       throw e;
     }
-    // Routing reads residency from heartbeats: publish a new resident model at once. Not awaited:
-    // it goes out on the same connection as the counts below, which are, so it lands first.
-    if (lease.loaded) void this.heartbeat();
+    // Routing reads residency from heartbeats: a new resident model is published at once, once its
+    // run has settled, after this call's answer is on its way (its script write is 0.2-0.4 ms of
+    // this thread on a cold start's path): see `publishLoad`.
     later.push(() => (lease.coldStart ? metrics.coldStarts : metrics.warmHits).inc({ function: fn }));
     const loadMs = lease.loaded ? (this.lastLoadMs.get(spec.key) ?? lease.loadWaitMs) : lease.loadWaitMs;
     const facts = { coldStart: lease.coldStart, loaded: lease.loaded, loadMs, ...(lease.loaded ? { fetchMs: this.lastFetchMs.get(spec.key) ?? 0 } : {}) };
@@ -687,9 +696,14 @@ export class RuntimeNode implements LocalNode {
     let out: Record<string, Tensor>;
     let countsRun = true;
     try {
-      const feeds = await inputs;
-      const t0 = performance.now();
-      ({ outputs: out, countsRun } = await this.batcher.run(lease.value, feeds, outputs, model.batch, clock.toLocal(deadline), fn));
+      let t0 = 0;
+      try {
+        const feeds = await inputs;
+        t0 = performance.now();
+        ({ outputs: out, countsRun } = await this.batcher.run(lease.value, feeds, outputs, model.batch, clock.toLocal(deadline), fn));
+      } finally {
+        if (lease.loaded) this.publishLoad();
+      }
       const execMs = performance.now() - t0;
       // Checked from the tensors' byte size before any copy: a model that answers 1.2 GB must not
       // have it packed on its way out.
