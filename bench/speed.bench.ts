@@ -15,7 +15,8 @@
  * through one lean client (node:http, kept-alive sockets; the unload warms the socket the cold call
  * then uses), and the "http floor" row is that client and a bare node:http server answering as
  * many bytes, after the same pause: the transport's own cold call, which raw (in this process)
- * does not pay. "paused" is a brulee warm call after the same pause, so cold - paused is what a
+ * does not pay ("raw, no pause": raw right after its previous step, as this bench measured it
+ * before). "paused" is a brulee warm call after the same pause, so cold - paused is what a
  * load adds. Then warm p50/p99 of sequential calls (v1 JSON); for the
  * small MLP also throughput at `--concurrency` and Redis commands per warm invocation (INFO
  * commandstats over `--count` calls, heartbeats and all), and a second baseline, "bullmq": BullMQ
@@ -156,8 +157,8 @@ async function floorOnce(call: () => Promise<unknown>): Promise<{ coldMs: number
 }
 
 /** One raw cold start: onnxruntime's defaults, as a user would write it; create and first run apart. */
-async function rawColdOnce(path: string, input: JsonInput): Promise<{ coldMs: number; loadMs: number }> {
-  await pause();
+async function rawColdOnce(path: string, input: JsonInput, paused = true): Promise<{ coldMs: number; loadMs: number }> {
+  if (paused) await pause();
   const t = performance.now();
   const s = await ort.InferenceSession.create(path);
   const loadMs = performance.now() - t;
@@ -238,10 +239,11 @@ async function main() {
         const floorCall = () => fc.call('POST', '/invoke', floorBody);
         // Not counted: this process's first session pays onnxruntime's own start (a node paid it at its start).
         await rawColdOnce(path, input);
-        const cold: Record<string, Array<{ coldMs: number; loadMs: number }>> = { raw: [], 'http floor': [] };
+        const cold: Record<string, Array<{ coldMs: number; loadMs: number }>> = { raw: [], 'raw, no pause': [], 'http floor': [] };
         const paused: Record<string, number[]> = {};
         for (let i = 0; i < COLD; i++) {
           cold.raw!.push(await rawColdOnce(path, input));
+          cold['raw, no pause']!.push(await rawColdOnce(path, input, false));
           cold['http floor']!.push(await floorOnce(floorCall));
           for (const { label, invoke } of servers) {
             (cold[label] ??= []).push(await coldOnce(invoke));
@@ -250,6 +252,7 @@ async function main() {
         }
         const pick = (label: string) => ({ coldMs: median(cold[label]!.map((c) => c.coldMs)), loadMs: median(cold[label]!.map((c) => c.loadMs)) });
         const results: Record<string, Row> = { raw: { ...pick('raw'), ...(await rawWarm(path, input, small)) } };
+        results['raw, no pause'] = { ...pick('raw, no pause'), warmP50: NaN, warmP99: NaN };
         const fw = await latencies(N, floorCall);
         results['http floor'] = { ...pick('http floor'), warmP50: median(fw), warmP99: pct(fw, 99) };
         if (small) results.bullmq = await floor(path, input);
@@ -272,17 +275,18 @@ async function main() {
 function print(name: string, size: number, r: Record<string, Row>) {
   const f = (x: number | undefined, d = 2) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(d));
   console.log(`\n${name} (${size} bytes); load average ${(await0())}; cold calls after a ${PAUSE_MS} ms pause, node:http kept-alive client`);
-  console.log(`  ${''.padEnd(11)}${'cold ms'.padStart(10)}${'x raw'.padStart(8)}${'- raw'.padStart(8)}${'- floor'.padStart(9)}${'load ms'.padStart(10)}${'paused'.padStart(8)}${'cold-paused'.padStart(12)}${'warm p50'.padStart(10)}${'- raw'.padStart(8)}${'warm p99'.padStart(10)}${'tput /s'.padStart(10)}${'redis cmds/call'.padStart(17)}`);
+  console.log(`  ${''.padEnd(14)}${'cold ms'.padStart(10)}${'x raw'.padStart(8)}${'- raw'.padStart(8)}${'- raw np'.padStart(9)}${'- floor'.padStart(9)}${'load ms'.padStart(10)}${'paused'.padStart(8)}${'cold-paused'.padStart(12)}${'warm p50'.padStart(10)}${'- raw'.padStart(8)}${'warm p99'.padStart(10)}${'tput /s'.padStart(10)}${'redis cmds/call'.padStart(17)}`);
   const rawRow = r.raw!;
   const floorRow = r['http floor'];
-  const brulee = (label: string) => label !== 'raw' && label !== 'http floor' && label !== 'bullmq';
+  const rawNp = r['raw, no pause'];
+  const brulee = (label: string) => !label.startsWith('raw') && label !== 'http floor' && label !== 'bullmq';
   for (const [label, row] of Object.entries(r)) {
     console.log(
-      `  ${label.padEnd(11)}${f(row.coldMs).padStart(10)}${(label === 'raw' ? '' : f(row.coldMs / rawRow.coldMs)).padStart(8)}${(label === 'raw' ? '' : f(row.coldMs - rawRow.coldMs)).padStart(8)}${(brulee(label) && floorRow ? f(row.coldMs - rawRow.coldMs - floorRow.coldMs) : '').padStart(9)}${f(row.loadMs).padStart(10)}${f(row.pausedMs).padStart(8)}${(row.pausedMs === undefined ? '' : f(row.coldMs - row.pausedMs)).padStart(12)}${f(row.warmP50, 3).padStart(10)}${(label === 'raw' ? '' : f(row.warmP50 - rawRow.warmP50, 3)).padStart(8)}${f(row.warmP99, 3).padStart(10)}${f(row.tput, 0).padStart(10)}${f(row.cmdTotal, 1).padStart(17)}`,
+      `  ${label.padEnd(14)}${f(row.coldMs).padStart(10)}${(label === 'raw' ? '' : f(row.coldMs / rawRow.coldMs)).padStart(8)}${(label === 'raw' ? '' : f(row.coldMs - rawRow.coldMs)).padStart(8)}${(brulee(label) && rawNp ? f(row.coldMs - rawNp.coldMs) : '').padStart(9)}${(brulee(label) && floorRow ? f(row.coldMs - rawRow.coldMs - floorRow.coldMs) : '').padStart(9)}${f(row.loadMs).padStart(10)}${f(row.pausedMs).padStart(8)}${(row.pausedMs === undefined ? '' : f(row.coldMs - row.pausedMs)).padStart(12)}${f(row.warmP50, 3).padStart(10)}${(label === 'raw' ? '' : f(row.warmP50 - rawRow.warmP50, 3)).padStart(8)}${f(row.warmP99, 3).padStart(10)}${f(row.tput, 0).padStart(10)}${f(row.cmdTotal, 1).padStart(17)}`,
     );
     if (row.cmds) console.log(`              ${Object.entries(row.cmds).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
   }
-  console.log(`  (- raw: cold ms over raw create + first run; - floor: that, less the http floor's cold call: what the server adds beyond an HTTP round trip after the same pause;`);
+  console.log(`  (- raw: cold ms over raw create + first run after the pause; - raw np: over raw with no pause; - floor: that, less the http floor's cold call: what the server adds beyond an HTTP round trip after the same pause;`);
   console.log(`   paused: a warm call after the same ${PAUSE_MS} ms pause (median); cold-paused: what a cold start adds to it)`);
 }
 function await0(): string {
