@@ -93,18 +93,6 @@ export class Selection {
     if (this.taken.length < n) this.taken = new Uint8Array(Math.max(n, 2 * this.taken.length));
     const s = scores;
     const taken = this.taken;
-    // a before b, exactly as byScore's comparator orders them (NaN differences fall through, as `||` does).
-    const before = (a: number, b: number): boolean => {
-      const d = s[a]! - s[b]!;
-      if (d < 0) return true;
-      if (d > 0) return false;
-      const ea = candidates[a]!;
-      const eb = candidates[b]!;
-      const l = ea.lastUsedAt - eb.lastUsedAt;
-      if (l < 0) return true;
-      if (l > 0) return false;
-      return ea.key < eb.key;
-    };
     // The first minimum (the first scan below), found while clearing `taken`.
     let best = -1;
     let bestS = NaN;
@@ -113,7 +101,7 @@ export class Selection {
       taken[i] = 0;
       const d = si - bestS;
       // d < 0: lower score; d > 0: higher; equal or NaN (first, or tied infinities): the full order.
-      if (best < 0 || d < 0 || (!(d > 0) && before(i, best))) {
+      if (best < 0 || d < 0 || (!(d > 0) && before(s, candidates, i, best))) {
         best = i;
         bestS = si;
       }
@@ -122,7 +110,7 @@ export class Selection {
     let scans = 0;
     while (!(freed >= needBytes) && victims.length < n) {
       if (scans === 8) {
-        popInOrder(candidates, taken, before, needBytes, freed, reason, victims, picked);
+        popInOrder(candidates, s, taken, needBytes, freed, reason, victims, picked);
         break;
       }
       if (scans > 0) {
@@ -131,7 +119,7 @@ export class Selection {
         for (let i = 0; i < n; i++) {
           if (taken[i] !== 0) continue;
           const d = s[i]! - bestS;
-          if (best < 0 || d < 0 || (!(d > 0) && before(i, best))) {
+          if (best < 0 || d < 0 || (!(d > 0) && before(s, candidates, i, best))) {
             best = i;
             bestS = s[i]!;
           }
@@ -151,14 +139,33 @@ export class Selection {
 const noReason = (): string => '';
 
 /**
+ * Candidate a before candidate b, exactly as byScore's comparator orders them (NaN differences
+ * fall through, as `||` does). A module function, not a closure made per request: tsx (which runs
+ * the simulator's CLI) compiles with esbuild's keepNames, which wraps every named closure in a
+ * call that redefines its `name` each time it is made, and one made per eviction cost lru and
+ * gdsf a third of their run.
+ */
+function before(s: Float64Array, candidates: readonly EntryFacts[], a: number, b: number): boolean {
+  const d = s[a]! - s[b]!;
+  if (d < 0) return true;
+  if (d > 0) return false;
+  const ea = candidates[a]!;
+  const eb = candidates[b]!;
+  const l = ea.lastUsedAt - eb.lastUsedAt;
+  if (l < 0) return true;
+  if (l > 0) return false;
+  return ea.key < eb.key;
+}
+
+/**
  * Many victims: a heap of the candidates not yet taken (keys differ, so `before` orders them
  * totally), popped in order until `needBytes` are freed (`freedBefore` already are), instead of scanning again and again
  * or sorting all of them.
  */
 function popInOrder<T extends EntryFacts>(
   candidates: readonly T[],
+  s: Float64Array,
   taken: Uint8Array,
-  before: (a: number, b: number) => boolean,
   needBytes: number,
   freedBefore: number,
   reason: (e: T) => string,
@@ -174,8 +181,8 @@ function popInOrder<T extends EntryFacts>(
       const l = 2 * at + 1;
       if (l >= m) break;
       const r = l + 1;
-      const c = r < m && before(heap[r]!, heap[l]!) ? r : l;
-      if (!before(heap[c]!, x)) break;
+      const c = r < m && before(s, candidates, heap[r]!, heap[l]!) ? r : l;
+      if (!before(s, candidates, heap[c]!, x)) break;
       heap[at] = heap[c]!;
       at = c;
     }
