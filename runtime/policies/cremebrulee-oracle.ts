@@ -1,5 +1,5 @@
 import { Selection } from './select';
-import type { EntryFacts, EvictionPolicy } from './types';
+import type { EntryFacts, EvictionPolicy, FutureFacts } from './types';
 
 /**
  * CremeBrulee with perfect knowledge of popularity (the ACSOS'21 paper's oracle variant): the same
@@ -13,15 +13,19 @@ import type { EntryFacts, EvictionPolicy } from './types';
 export function cremebruleeOracle(horizonMs = 600_000): EvictionPolicy {
   if (!(horizonMs > 0)) throw new RangeError(`cremebrulee-oracle: horizonMs must be > 0, got ${horizonMs}`);
   const sel = new Selection();
+  // The request being answered (made once, not per request: see `before` in select.ts).
+  let future: FutureFacts;
+  let now = 0;
+  const score = (e: EntryFacts) => {
+    const uses = future.usesWithin!(e.key, now, horizonMs);
+    return uses > 0 ? (uses * e.loadMs) / Math.max(1, e.sizeBytes) : -(future.nextUse(e.key, now) - now);
+  };
   const policy: EvictionPolicy = {
     name: 'cremebrulee-oracle',
     selectVictims(req) {
-      const future = req.future;
-      if (!future?.usesWithin) throw new Error('cremebrulee-oracle needs future facts with usesWithin: it is a simulator-only oracle');
-      const score = (e: EntryFacts) => {
-        const uses = future.usesWithin!(e.key, req.now, horizonMs);
-        return uses > 0 ? (uses * e.loadMs) / Math.max(1, e.sizeBytes) : -(future.nextUse(e.key, req.now) - req.now);
-      };
+      if (!req.future?.usesWithin) throw new Error('cremebrulee-oracle needs future facts with usesWithin: it is a simulator-only oracle');
+      future = req.future;
+      now = req.now;
       const c = req.candidates;
       const s = sel.scores(c.length);
       for (let i = 0; i < c.length; i++) s[i] = score(c[i]!);

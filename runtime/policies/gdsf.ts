@@ -22,6 +22,7 @@ export function gdsf(): EvictionPolicy {
     if (box) box.p = score(e);
     else priority.set(e.key, { p: score(e) });
   };
+  const pr = (e: EntryFacts) => priority.get(e.key)?.p ?? score(e);
   const sel = new Selection();
   const policy: EvictionPolicy = {
     name: 'gdsf',
@@ -38,7 +39,6 @@ export function gdsf(): EvictionPolicy {
       if (box) box.p = undefined;
     },
     selectVictims(req) {
-      const pr = (e: EntryFacts) => priority.get(e.key)?.p ?? score(e);
       const c = req.candidates;
       const s = sel.scores(c.length);
       for (let i = 0; i < c.length; i++) s[i] = byPosition.at(i, c[i]!.key)?.p ?? score(c[i]!);
