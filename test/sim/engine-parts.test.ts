@@ -571,3 +571,43 @@ describe('simulate: loads that end at the same instant', () => {
     expect(calls.slice(0, 4)).toEqual(['loading P prewarm', 'loading R prewarm', 'loading A', 'served A wait 50 cold']);
   });
 });
+
+describe('simulate: one model named for expiry (evictableAmong with one key)', () => {
+  it('hands expired a lone named model only when it is loaded and idle: not unknown, not absent, not loading, not in flight', () => {
+    // Budget 4, checks every 1000 ms. A loads 0-10 (runs to 20). W is pre-warmed at 2000 (loads to
+    // 3500). C arrives at 5500 (loads to 5510, runs to 8510). B arrives at 9500. The policy names
+    // one model a check: zz (unknown) at 1000, B (known, not loaded) at 2000, W (loading, nothing
+    // in flight) at 3000, A (loaded, idle) at 4000, C (running) at 6000 and 7000, W (loaded, idle)
+    // at 8000; expired returns nothing, so nothing is evicted.
+    class OneKey extends Recorder {
+      expiryCandidates(now: number): readonly string[] {
+        const named: Record<number, string> = { 1000: 'zz', 2000: 'B', 3000: 'W', 4000: 'A', 6000: 'C', 7000: 'C', 8000: 'W' };
+        return named[now] === undefined ? [] : [named[now]!];
+      }
+    }
+    const table = { A: { loadMs: 10, execMs: 10 }, W: { loadMs: 1500, execMs: 10 }, C: { loadMs: 10, execMs: 3000 }, B: { loadMs: 10, execMs: 10 } };
+    const p = new OneKey(undefined, () => [], (now) => (now === 2000 ? ['W'] : []));
+    const { log, calls, r } = recorded([[0, 'A'], [5500, 'C'], [9500, 'B'], [9600, 'W']], table, p, { budgetBytes: 4, sweepMs: 1000 });
+    expect(log.filter((l) => l.startsWith('expired'))).toEqual(['expired@4000 [A]', 'expired@8000 [W]']);
+    expect(log).toEqual([
+      'load@10 A(hits 1, loaded 10, used 10, pop 0.0000)',
+      'prewarm@1000 free 3 resident []',
+      'prewarm@2000 free 3 resident []',
+      'prewarm@3000 free 2 resident []',
+      'load@3500 W(hits 0, loaded 3500, used 3500, pop 0.0000)',
+      'expired@4000 [A]',
+      'prewarm@4000 free 2 resident []',
+      'prewarm@5000 free 2 resident []',
+      'load@5510 C(hits 1, loaded 5510, used 5510, pop 0.0000)',
+      'prewarm@6000 free 1 resident []',
+      'prewarm@7000 free 1 resident []',
+      'expired@8000 [W]',
+      'prewarm@8000 free 1 resident []',
+      'prewarm@9000 free 1 resident []',
+      'load@9510 B(hits 1, loaded 9510, used 9510, pop 0.0000)',
+      'access@9600 W(hits 1, loaded 3500, used 9600, pop 0.0000)',
+    ]);
+    expect(calls).toEqual(['loading A', 'served A wait 10 cold', 'loading W prewarm', 'loading C', 'served C wait 10 cold', 'loading B', 'served B wait 10 cold', 'served W wait 0']);
+    expect([r.expirations, r.evictions, r.prewarmLoads]).toEqual([0, 0, 1]);
+  });
+});
