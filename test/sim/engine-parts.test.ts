@@ -462,39 +462,6 @@ describe('simulate: keep-alive candidates named by the policy (expiryCandidates)
     ]);
     expect([r.expirations, r.evictions]).toEqual([2, 0]);
   });
-
-  // One key named alone takes a path of its own (no scratch list): the same rules, key by key. At
-  // 1000, A and B are resident and idle, C is resident and running, D is known but not loaded, zz
-  // is no model of the trace.
-  const alone = (named: string) => {
-    class Hinted extends Recorder {
-      expiryCandidates(now: number): readonly string[] {
-        return now === 1000 ? [named] : [];
-      }
-    }
-    return recorded([[0, 'A'], [10, 'B'], [20, 'C'], [2500, 'D']], { C: { execMs: 2000 } }, new Hinted(undefined, () => [named]), { budgetBytes: 3, slots: 2 });
-  };
-  const loads = [`load@10 A(hits 1, loaded 10, used 10, pop 0.0000)`, `load@20 B(hits 1, loaded 20, used 20, pop 0.0000)`, `load@30 C(hits 1, loaded 30, used 30, pop 0.0000)`];
-
-  it('one key named alone: a resident idle model is handed to expired (and evicted)', () => {
-    const { log, r } = alone('B');
-    expect(log).toEqual([...loads, 'expired@1000 [B]', 'evict@1000 B', `load@2510 D(hits 1, loaded 2510, used 2510, pop 0.0000)`]);
-    expect([r.expirations, r.evictions]).toEqual([1, 0]);
-  });
-
-  it('one key named alone: a model in flight, one not loaded, or no model at all gives no expired call', () => {
-    for (const named of ['C', 'D', 'zz']) {
-      const { log, r } = alone(named);
-      // Nothing expired: D's arrival at 2500 finds the budget full and evicts A (the first candidate).
-      expect(log, named).toEqual([
-        ...loads,
-        `select@2500 need 1 [A(hits 1, loaded 10, used 10, pop 0.0000) B(hits 1, loaded 20, used 20, pop 0.0000) C(hits 1, loaded 30, used 30, pop 0.0000)] for D(1 B, load 10, exec 1, pop 0.0000)`,
-        'evict@2500 A',
-        `load@2510 D(hits 1, loaded 2510, used 2510, pop 0.0000)`,
-      ]);
-      expect([r.expirations, r.evictions], named).toEqual([0, 1]);
-    }
-  });
 });
 
 describe('skipChecks', () => {
