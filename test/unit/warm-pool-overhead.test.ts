@@ -99,3 +99,45 @@ describe('ProcessOverhead', () => {
     expect(set).toEqual([0, 0, 15, 0, 30]);
   });
 });
+
+describe('WarmPool.setOverhead: what it may not do', () => {
+  it('evicts for the overhead only idle models the policy names: an unknown key and a model in use are passed over', async () => {
+    // The policy names zz (no model), busy (in use), then the candidates (a, b).
+    const { policy, requests } = recorder((r) => [{ key: 'zz', reason: 'x' }, { key: 'busy', reason: 'x' }, ...r.candidates.map((c) => ({ key: c.key, reason: 'x' }))]);
+    const evictions: EvictionEvent[] = [];
+    const p = new WarmPool<string>({ budgetBytes: 40, policy, now: () => 50, load: async (s) => s.key, onEvict: (e) => evictions.push(e) });
+    for (const k of ['a', 'b']) (await p.acquire(spec(k, 10))).release();
+    const busy = await p.acquire(spec('busy', 10));
+    p.setOverhead(15);
+    (await p.acquire(spec('d', 10))).release();
+    // 30 used + 10 for d + 15 overhead = 55: 15 to free among a and b (busy is in use): both go.
+    expect(requests.map((r) => [r.needBytes, r.candidates.map((c) => c.key)])).toEqual([[15, ['a', 'b']]]);
+    expect(keys(evictions)).toEqual(['a', 'b']);
+    expect(p.list().map((m) => m.key).sort()).toEqual(['busy', 'd']);
+    expect(p.usedBytes).toBe(20);
+    busy.release();
+  });
+
+  it('pre-warming sees the free bytes less the overhead, and starts no load that would not fit beside it', async () => {
+    const free: Array<number | undefined> = [];
+    const { policy } = recorder();
+    policy.prewarm = (_now, isResident, freeBytes) => {
+      free.push(freeBytes);
+      return isResident('w') ? [] : [{ key: 'w', reason: 'wanted' }];
+    };
+    const p = new WarmPool<string>({ budgetBytes: 40, policy, now: () => 50, load: async (s) => s.key });
+    (await p.acquire(spec('w', 10))).release();
+    (await p.acquire(spec('a', 20))).release();
+    (await p.acquire(spec('b', 20))).release(); // evicts w, the policy's first candidate (w stays known)
+    p.drop('b', 'unload', 'test');
+    expect(p.list().map((m) => m.key)).toEqual(['a']);
+    // 20 used: 20 free, 5 of them beside an overhead of 15; w (10 bytes, held before) does not fit in 5.
+    p.setOverhead(15);
+    expect(p.prefetch()).toBe(0);
+    expect(free).toEqual([5]);
+    // With no overhead the same call pre-warms it.
+    p.setOverhead(0);
+    expect(p.prefetch()).toBe(1);
+    expect(free).toEqual([5, 20]);
+  });
+});
