@@ -346,12 +346,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     if (need <= 0) return true;
     const candidates = this.evictable(held);
     if (candidates.length === 0) return false;
-    const victims = this.opts.policy.selectVictims({ now: this.opts.now(), needBytes: need, candidates, incoming: { ...incoming, popularity: this.opts.popularity(incoming.fn) } });
-    for (const v of victims) {
-      if (this.used <= this.opts.budgetBytes) break;
-      const e = this.entries.get(v.key);
-      if (e && e !== held && this.isEvictable(e)) this.evict(e, v.reason, 'policy');
-    }
+    this.evictNamed(incoming, need, candidates, this.opts.budgetBytes, held);
     return this.used <= this.opts.budgetBytes;
   }
 
@@ -565,17 +560,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     const candidates = this.evictable(held);
     const evictableBytes = candidates.reduce((s, c) => s + c.sizeBytes, 0);
     if (evictableBytes < need) return false;
-    const victims = this.opts.policy.selectVictims({
-      now: this.opts.now(),
-      needBytes: need,
-      candidates,
-      incoming: { ...spec, popularity: this.opts.popularity(spec.fn) },
-    });
-    for (const v of victims) {
-      if (this.used + bytes <= this.opts.budgetBytes) break;
-      const e = this.entries.get(v.key);
-      if (e && e !== held && this.isEvictable(e)) this.evict(e, v.reason, 'policy');
-    }
+    this.evictNamed(spec, need, candidates, this.opts.budgetBytes - bytes, held);
     const fits = this.used + bytes <= this.opts.budgetBytes;
     if (!fits) {
       // Enough was evictable, so waiting for a release would not help: the policy is at fault.
@@ -590,8 +575,16 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     const candidates = this.evictable(held);
     if (candidates.length === 0) return;
     const needBytes = Math.min(need, candidates.reduce((s, c) => s + c.sizeBytes, 0));
-    const victims = this.opts.policy.selectVictims({ now: this.opts.now(), needBytes, candidates, incoming: { ...spec, popularity: this.opts.popularity(spec.fn) } });
-    const until = this.used - needBytes;
+    this.evictNamed(spec, needBytes, candidates, this.used - needBytes, held);
+  }
+
+  /**
+   * Asks the policy for victims among `candidates` to free `needBytes` for `incoming`, then evicts
+   * those it names, in its order, until used bytes are at most `until`: only idle ones (never
+   * `held`, a model in flight or pinned; a key it names that is not here is passed over).
+   */
+  private evictNamed(incoming: S, needBytes: number, candidates: EntryFacts[], until: number, held?: Entry<T, S>): void {
+    const victims = this.opts.policy.selectVictims({ now: this.opts.now(), needBytes, candidates, incoming: { ...incoming, popularity: this.opts.popularity(incoming.fn) } });
     for (const v of victims) {
       if (this.used <= until) break;
       const e = this.entries.get(v.key);
