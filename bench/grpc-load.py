@@ -3,27 +3,22 @@ the real grpcio (its C core, as tritonclient.grpc uses), raw_input_contents as t
 them, for a fixed time, from a process of its own (Debian's python3-grpcio, python3-grpc-tools).
 
 Usage: python3 grpc-load.py PROTO_DIR ADDRESS MODEL INPUT DIMS(1,64) INPUT_FILE CONCURRENCY SECONDS
+
 At 1 caller it calls the blocking stub, as tritonclient.grpc's `infer()` does; at more, the
-asyncio stub with that many callers. Prints one JSON line: {"calls", "seconds", "p50_ms", "p99_ms", "errors"}; latencies are per call,
-from the request's send to its answer, over every call of the window.
+asyncio stub with that many callers. Prints one JSON line, {"calls", "seconds", "p50_ms",
+"p99_ms", "errors"}: latencies per call, from the request's send to its answer, over every call
+of the window. The stubs are generated as test/protocols/grpc_client.py generates them.
 """
 import asyncio
 import json
+import os
 import sys
-import tempfile
 import time
 
 import grpc
-from grpc_tools import protoc
 
-
-def stubs(proto_dir):
-    out = tempfile.mkdtemp(prefix="brulee-grpc-load-")
-    if protoc.main(["protoc", f"-I{proto_dir}", f"--python_out={out}", f"--grpc_python_out={out}", "inference.proto"]) != 0:
-        raise SystemExit("protoc failed")
-    sys.path.insert(0, out)
-    import inference_pb2, inference_pb2_grpc  # noqa: E402
-    return inference_pb2, inference_pb2_grpc
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "protocols"))
+from grpc_client import stubs  # noqa: E402
 
 
 def request():

@@ -18,8 +18,9 @@
  * raw session, no HTTP, no brulee code: `bench/bullmq-floor.ts`; `--no-floor` leaves both out);
  * then per server v1 JSON, v2 JSON, v2 binary and gRPC. Then the same rows (but raw and bullmq;
  * with a "grpc floor": a bare @grpc/grpc-js server answering as many output bytes)
- * from clients in processes of their own, written in C: wrk (Debian's package) for HTTP, grpcio's
- * asyncio client (bench/grpc-load.py, Debian's python3-grpcio) for gRPC, in windows of `--seconds`
+ * from clients in processes of their own, written in C: wrk (Debian's package) for HTTP, grpcio
+ * (bench/grpc-load.py, Debian's python3-grpcio: its blocking stub at 1 caller, its asyncio stub at
+ * more) for gRPC, in windows of `--seconds`
  * at 1 caller (latency) and at `--concurrency` (throughput), round-robin; the node:http client's
  * own cost (~0.5 ms a call on these cores) is in every row of the first table, the floor's too
  * (`--no-external` leaves them out). After the timed part, Redis commands per
@@ -28,7 +29,6 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,7 +40,7 @@ import { startRedisServer } from '../queue/redis-server';
 import { mlpModel } from '../models/generate';
 import { readModel, REAL_MODELS } from '../test/support/models';
 import { commandCount, startFloor, type Floor } from './bullmq-floor';
-import { median, pct, startGrpcFloor, startHttpFloor, startServer, untilIdle, type BenchServer } from './support';
+import { leanClient, median, pct, startGrpcFloor, startHttpFloor, startServer, untilIdle, type BenchServer } from './support';
 
 const args = parseArgs({
   options: {
@@ -66,29 +66,19 @@ const MODELS: Record<string, () => { bytes: Uint8Array; input: string; dims: num
   mlp: () => ({ bytes: mlpModel({ inputSize: 64, hidden: [64], outputSize: 16, seed: 1 }), input: 'x', dims: [1, 64] }),
 };
 
-/** One server's four protocols, over a lean keep-alive client (node:http; gRPC's own). */
-function protocolsOf(label: string, server: BenchServer, input: string, dims: number[], x: Float32Array): { rows: Array<[string, () => Promise<unknown>]>; close(): void; binary: () => Promise<unknown> } {
+/** One server's four protocols, over a lean keep-alive client (`leanClient`; gRPC's own). */
+function protocolsOf(label: string, server: BenchServer, input: string, dims: number[], b: Bodies): { rows: Array<[string, () => Promise<unknown>]>; close(): void; binary: () => Promise<unknown> } {
   const proto = fileURLToPath(new URL('../functions/grpc/inference.proto', import.meta.url));
   const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(proto, { keepCase: true, longs: String, defaults: true })) as any;
   const client = new pkg.inference.GRPCInferenceService(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure());
-  // node:http with keep-alive, not fetch: a lean client (as tritonclient's geventhttpclient is),
-  // so the client's own cost on these shared cores does not stand in for the server's.
-  const agent = new http.Agent({ keepAlive: true, maxSockets: CONC, timeout: 3000 });
-  // A kept-alive socket the server closed while idle resets: one retry (inference is idempotent).
-  const post = (path: string, body: string | Buffer, headers: Record<string, string>): Promise<void> =>
-    post1(path, body, headers).catch((e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? post1(path, body, headers) : Promise.reject(e)));
-  const post1 = (path: string, body: string | Buffer, headers: Record<string, string>) =>
-    new Promise<void>((resolve, reject) => {
-      const req = http.request(`${server.url}${path}`, { method: 'POST', agent, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`${path}: ${res.statusCode} ${Buffer.concat(chunks).toString().slice(0, 200)}`))));
-        res.on('error', reject);
-      });
-      req.on('error', reject);
-      req.end(body);
-    });
-  const { v1json, v2json, header, binaryBody, rawX } = bodiesOf(input, dims, x);
+  // Not fetch: a lean client (as tritonclient's geventhttpclient is), so the client's own cost on
+  // these shared cores does not stand in for the server's.
+  const web = leanClient(server.url, { maxSockets: CONC, timeout: 3000 });
+  const post = async (path: string, body: string | Buffer, headers: Record<string, string>): Promise<void> => {
+    const r = await web.call('POST', path, body, headers);
+    if (r.status !== 200) throw new Error(`${path}: ${r.status} ${r.body.toString().slice(0, 200)}`);
+  };
+  const { v1json, v2json, header, binaryBody, rawX } = b;
   const binary = () => post('/v2/models/bench/infer', binaryBody, { 'inference-header-content-length': String(Buffer.byteLength(header)) });
   return {
     binary,
@@ -105,13 +95,14 @@ function protocolsOf(label: string, server: BenchServer, input: string, dims: nu
       ],
     ],
     close() {
-      agent.destroy();
+      web.close();
       client.close();
     },
   };
 }
 
 /** The request bodies of each protocol, the same for every client. */
+type Bodies = ReturnType<typeof bodiesOf>;
 function bodiesOf(input: string, dims: number[], x: Float32Array) {
   const header = floorHeader(input, dims, x);
   return {
@@ -136,8 +127,9 @@ interface ExternalRow {
 }
 
 /**
- * wrk (a C load generator, one thread) posting `body` to `url` for one window: any answer not
- * 2xx or any socket error fails the bench, so a fast error never passes for a fast answer.
+ * wrk (a C load generator, one thread) posting `body` to `url` for one window: any answer of 400
+ * or above (wrk's `errors.status`) or any socket error fails the bench, so a fast error never
+ * passes for a fast answer.
  */
 function wrkRow(dir: string, name: string, url: string, body: Buffer, headers: Record<string, string>): ExternalRow {
   const bodyFile = join(dir, `${name.replace(/\W+/g, '-')}.body`);
@@ -157,13 +149,13 @@ end`,
     window(conc) {
       const out = execFileSync('wrk', ['-t1', `-c${conc}`, `-d${SECONDS}s`, '--timeout', '10s', '-s', script, url], { encoding: 'utf8' });
       const [p50, p99, n, us, errors] = out.split('\n').find((l) => l.startsWith('RESULT'))!.split(' ').slice(1).map(Number) as [number, number, number, number, number];
-      if (errors > 0) throw new Error(`${name}: ${errors} errors or non-2xx answers under wrk:\n${out}`);
+      if (errors > 0) throw new Error(`${name}: ${errors} socket errors or answers of 400 or above under wrk:\n${out}`);
       return { p50: p50 / 1000, p99: p99 / 1000, perS: n / (us / 1e6) };
     },
   };
 }
 
-/** grpcio's asyncio client (bench/grpc-load.py) calling ModelInfer with raw_input_contents for one window. */
+/** grpcio (bench/grpc-load.py: blocking stub at 1 caller, asyncio at more) calling ModelInfer with raw_input_contents for one window. */
 function grpcRow(dir: string, name: string, port: number, input: string, dims: number[], x: Float32Array): ExternalRow {
   const inputFile = join(dir, `${name.replace(/\W+/g, '-')}.raw`);
   writeFileSync(inputFile, Buffer.from(x.buffer, x.byteOffset, x.byteLength));
@@ -213,17 +205,15 @@ async function main() {
       if (put.status >= 300) throw new Error(`register failed: ${put.status} ${await put.text()}`);
     }
     const protocols: Array<[string, () => Promise<unknown>]> = [['raw onnxruntime', () => session.run({ [input]: new ort.Tensor('float32', x, dims) })]];
+    const b = bodiesOf(input, dims, x);
+    const binHeaders = { 'Inference-Header-Content-Length': String(Buffer.byteLength(b.header)) };
     if (!args['no-floor']) {
       // As many bytes as brulee's v2 binary answer (its JSON header, then the outputs).
-      const answer = await fetch(`${servers.at(-1)![1].url}/v2/models/bench/infer`, {
-        method: 'POST',
-        body: Buffer.concat([Buffer.from(floorHeader(input, dims, x)), Buffer.from(x.buffer)]),
-        headers: { 'inference-header-content-length': String(Buffer.byteLength(floorHeader(input, dims, x))) },
-      });
+      const answer = await fetch(`${servers.at(-1)![1].url}/v2/models/bench/infer`, { method: 'POST', body: b.binaryBody, headers: binHeaders });
       const answerBytes = (await answer.arrayBuffer()).byteLength;
       httpFloor = await startHttpFloor(answerBytes);
       grpcFloor = await startGrpcFloor(answerBytes - Number(answer.headers.get('inference-header-content-length')));
-      const floorClient = protocolsOf('http floor', { url: httpFloor.url, redisUrl: '', grpcPort: 0, pid: 0, stop: async () => undefined }, input, dims, x);
+      const floorClient = protocolsOf('http floor', { url: httpFloor.url, redisUrl: '', grpcPort: 0, pid: 0, stop: async () => undefined }, input, dims, b);
       clients.push(floorClient);
       protocols.push(['http floor', floorClient.binary]);
       floorRedis = await startRedisServer({ dir: join(dir, 'floor'), persist: false });
@@ -231,7 +221,7 @@ async function main() {
       protocols.push(['bullmq floor', floor.call]);
     }
     for (const [label, server] of servers) {
-      const c = protocolsOf(label, server, input, dims, x);
+      const c = protocolsOf(label, server, input, dims, b);
       clients.push(c);
       protocols.push(...c.rows);
     }
@@ -271,8 +261,6 @@ async function main() {
     // every row above, server and floor alike.
     const external: ExternalRow[] = [];
     if (!args['no-external'] && hasWrk() && hasGrpcio()) {
-      const b = bodiesOf(input, dims, x);
-      const binHeaders = { 'Inference-Header-Content-Length': String(Buffer.byteLength(b.header)) };
       const json = { 'Content-Type': 'application/json' };
       if (httpFloor) external.push(wrkRow(dir, 'http floor', `${httpFloor.url}/v2/models/bench/infer`, b.binaryBody, binHeaders));
       if (grpcFloor) external.push(grpcRow(dir, 'grpc floor', grpcFloor.port, input, dims, x));
@@ -319,20 +307,15 @@ async function main() {
     const baseT = calls[0]! / time[0]!;
     console.log(`\nmodel: ${args.model} (${bytes.byteLength} bytes), input ${input} float32 ${JSON.stringify(dims)} (${x.byteLength} bytes), ${threads} intra-op thread(s) raw and in brulee; node ${process.version}; load average ${loadBefore} before, ${loadAfter} after`);
     console.log(`${N} rounds of one sequential call per row; throughput: ${ROUNDS} rounds of ${SECONDS} s per row at ${CONC} concurrent\n`);
-    console.log(`${'row'.padEnd(22)}${'p50 ms'.padStart(9)}${'p50 - raw'.padStart(11)}${'p99 ms'.padStart(9)}${'calls/s'.padStart(10)}${'vs raw'.padStart(8)}`);
-    protocols.forEach(([name], p) => {
-      const p50 = median(lat[p]!);
-      const tput = (calls[p]! / time[p]!) * 1000;
-      console.log(`${name.padEnd(22)}${p50.toFixed(3).padStart(9)}${(p50 - base).toFixed(3).padStart(11)}${pct(lat[p]!, 99).toFixed(3).padStart(9)}${tput.toFixed(0).padStart(10)}${(tput / (baseT * 1000)).toFixed(3).padStart(8)}`);
-    });
+    const heading = () => console.log(`${'row'.padEnd(22)}${'p50 ms'.padStart(9)}${'p50 - raw'.padStart(11)}${'p99 ms'.padStart(9)}${'calls/s'.padStart(10)}${'vs raw'.padStart(8)}`);
+    const row = (name: string, p50: number, p99: number, tput: number) =>
+      console.log(`${name.padEnd(22)}${p50.toFixed(3).padStart(9)}${(p50 - base).toFixed(3).padStart(11)}${p99.toFixed(3).padStart(9)}${tput.toFixed(0).padStart(10)}${(tput / (baseT * 1000)).toFixed(3).padStart(8)}`);
+    heading();
+    protocols.forEach(([name], p) => row(name, median(lat[p]!), pct(lat[p]!, 99), (calls[p]! / time[p]!) * 1000));
     if (external.length > 0) {
       console.log(`\nThe same, from clients in processes of their own: wrk 1 thread (HTTP), grpcio (gRPC: its blocking stub at 1 caller, asyncio at more). ${ROUNDS} rounds of ${SECONDS} s per row at 1 caller (p50, p99: medians of the rounds') and at ${CONC} (calls/s: mean); raw as above; load average ${loadAfterExternal} after\n`);
-      console.log(`${'row'.padEnd(22)}${'p50 ms'.padStart(9)}${'p50 - raw'.padStart(11)}${'p99 ms'.padStart(9)}${'calls/s'.padStart(10)}${'vs raw'.padStart(8)}`);
-      external.forEach((row, i) => {
-        const p50 = median(ext[i]!.p50);
-        const tput = ext[i]!.perS.reduce((a, v) => a + v, 0) / ext[i]!.perS.length;
-        console.log(`${row.name.padEnd(22)}${p50.toFixed(3).padStart(9)}${(p50 - base).toFixed(3).padStart(11)}${median(ext[i]!.p99).toFixed(3).padStart(9)}${tput.toFixed(0).padStart(10)}${(tput / (baseT * 1000)).toFixed(3).padStart(8)}`);
-      });
+      heading();
+      external.forEach(({ name }, i) => row(name, median(ext[i]!.p50), median(ext[i]!.p99), ext[i]!.perS.reduce((a, v) => a + v, 0) / ext[i]!.perS.length));
     }
     console.log(`\nRedis commands per call (INFO commandstats over ${args.count} sequential calls): ${cmds.join(', ')}`);
   } finally {

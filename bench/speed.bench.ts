@@ -24,7 +24,6 @@
  * code; `bench/bullmq-floor.ts`), on a private redis-server of its own.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -34,7 +33,9 @@ import { startRedisServer } from '../queue/redis-server';
 import { mlpForBytes, mlpModel } from '../models/generate';
 import { readModel, REAL_MODELS } from '../test/support/models';
 import { bullmqFloor } from './bullmq-floor';
-import { latencies, median, pct, startHttpFloor, startServer, throughput, type BenchServer } from './support';
+import { latencies, leanClient, median, pct, startHttpFloor, startServer, throughput, type BenchServer } from './support';
+
+const JSON_TYPE = { 'content-type': 'application/json' };
 
 const args = parseArgs({
   options: {
@@ -82,39 +83,16 @@ async function commandstats(url: string): Promise<Record<string, number>> {
   }
 }
 
-/**
- * A lean HTTP client: node:http over kept-alive sockets (as bench:rest's), not fetch. fetch
- * (undici) costs this process ~0.5 ms more CPU a call on these cores, and more on its first call
- * after a pause: that is the client's, not the server's, and raw onnxruntime pays none of it.
- */
-function leanClient(base: string) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: Number(args.concurrency) });
-  const once = (method: string, path: string, body: string): Promise<{ status: number; text: string }> =>
-    new Promise((resolve, reject) => {
-      const req = http.request(`${base}${path}`, { method, agent, headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
-        res.on('error', reject);
-      });
-      req.on('error', reject);
-      req.end(body);
-    });
-  // A kept-alive socket the server closed while idle resets: one retry (these calls are idempotent).
-  const call = (method: string, path: string, body = '') => once(method, path, body).catch((e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? once(method, path, body) : Promise.reject(e)));
-  return { call, close: () => agent.destroy() };
-}
-
 /** A function registered on a server, and its v1 JSON invoke over a lean client. */
 function client(s: BenchServer, name: string, input: JsonInput) {
   const body = JSON.stringify({ inputs: input });
-  const c = leanClient(s.url);
+  const c = leanClient(s.url, { maxSockets: Number(args.concurrency) });
   const invoke = async () => {
-    const r = await c.call('POST', `/functions/${name}/invoke`, body);
-    if (r.status !== 200) throw new Error(`invoke failed: ${r.status} ${r.text}`);
-    return JSON.parse(r.text) as { coldStart: boolean; timings: Record<string, number> };
+    const r = await c.call('POST', `/functions/${name}/invoke`, body, JSON_TYPE);
+    if (r.status !== 200) throw new Error(`invoke failed: ${r.status} ${r.body.toString()}`);
+    return JSON.parse(r.body.toString()) as { coldStart: boolean; timings: Record<string, number> };
   };
-  return Object.assign(invoke, { unload: () => c.call('POST', `/v2/repository/models/${name}/unload`), close: c.close, answerBytes: async () => Buffer.byteLength(JSON.stringify(await invoke())) });
+  return Object.assign(invoke, { unload: () => c.call('POST', `/v2/repository/models/${name}/unload`, '', JSON_TYPE), close: c.close, answerBytes: async () => Buffer.byteLength(JSON.stringify(await invoke())) });
 }
 
 /** The pause before each timed cold call (after the unload; for raw and the floor, after their previous step). */
@@ -234,9 +212,9 @@ async function main() {
           if (put.status >= 300) throw new Error(`register failed: ${put.status} ${await put.text()}`);
         }
         httpFloor = await startHttpFloor(await servers[0]!.invoke.answerBytes());
-        const fc = (floorClient = leanClient(httpFloor.url));
+        const fc = (floorClient = leanClient(httpFloor.url, { maxSockets: Number(args.concurrency) }));
         const floorBody = JSON.stringify({ inputs: input });
-        const floorCall = () => fc.call('POST', '/invoke', floorBody);
+        const floorCall = () => fc.call('POST', '/invoke', floorBody, JSON_TYPE);
         // Not counted: this process's first session pays onnxruntime's own start (a node paid it at its start).
         await rawColdOnce(path, input);
         const cold: Record<string, Array<{ coldMs: number; loadMs: number }>> = { raw: [], 'raw, no pause': [], 'http floor': [] };
