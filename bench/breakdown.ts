@@ -23,6 +23,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createRedis } from '../queue/connection';
 import { mlpModel } from '../models/generate';
+import { monitor, type Monitored } from '../test/support/monitor';
 import { latencies, median, pct, startServer, throughput } from './support';
 
 const args = parseArgs({
@@ -47,15 +48,6 @@ async function bullmqScripts(): Promise<Map<string, string>> {
   return out;
 }
 
-interface Line { client: string; cmd: string; args: string[] }
-
-function parseMonitor(line: string): Line | undefined {
-  const m = /^\d+\.\d+ \[\d+ ([^\]]+)\] (.*)$/.exec(line);
-  if (!m) return undefined;
-  const parts = [...m[2]!.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((x) => x[1]!);
-  return { client: m[1]!, cmd: (parts[0] ?? '').toLowerCase(), args: parts.slice(1) };
-}
-
 async function redisBreakdown(redisUrl: string, invoke: () => Promise<unknown>): Promise<void> {
   const names = new Map<string, string>();
   const admin = createRedis(redisUrl);
@@ -65,17 +57,14 @@ async function redisBreakdown(redisUrl: string, invoke: () => Promise<unknown>):
     if (addr) names.set(addr, name || '(unnamed)');
   }
   const scripts = await bullmqScripts();
-  const mon = createRedis(redisUrl);
-  const lines: string[] = [];
-  const monitor = (await mon.monitor()) as unknown as { on(ev: 'monitor', f: (time: string, args: string[], source: string) => void): void; disconnect(): void };
-  monitor.on('monitor', (time, a, source) => lines.push(`${time} [0 ${source}] ${a.map((x) => JSON.stringify(String(x))).join(' ')}`));
+  const lines: Monitored[] = [];
+  const mon = await monitor(redisUrl, (c) => lines.push(c));
   await new Promise((r) => setTimeout(r, 200));
   const before = lines.length;
   for (let i = 0; i < N; i++) await invoke();
   await new Promise((r) => setTimeout(r, 200));
   const seen = lines.slice(before);
-  monitor.disconnect();
-  mon.disconnect();
+  mon.stop();
   admin.disconnect();
 
   // MONITOR shows an EVALSHA, then the commands its script ran (from the client "lua").
@@ -84,9 +73,8 @@ async function redisBreakdown(redisUrl: string, invoke: () => Promise<unknown>):
   const plain = new Map<string, number>();
   let current: { inner: Map<string, number>; conn: string } | undefined;
   let total = 0;
-  for (const raw of seen) {
-    const l = parseMonitor(raw);
-    if (!l) continue;
+  for (const { source, args: [name = '', ...rest] } of seen) {
+    const l = { client: source, cmd: name.toLowerCase(), args: rest };
     total++;
     if (l.client === 'lua') {
       if (current) {

@@ -8,6 +8,7 @@ import { INLINE_BYTES, LANE_INLINE_BYTES, packTensors, unpackTensors, type Tenso
 import { mlpModel } from '../../models/generate';
 import { floats, ort, readModel, REAL_MODELS, runDirect } from '../support/models';
 import { startBrulee, type TestBrulee } from '../support/brulee';
+import { monitor } from '../support/monitor';
 
 const redis = createRedis(inject('redisUrl'));
 let b: TestBrulee;
@@ -22,18 +23,6 @@ afterAll(async () => {
   await b?.destroy();
   redis.disconnect();
 });
-
-/**
- * Ends a MONITOR connection. ioredis can throw "Command queue state error" from its socket's data
- * handler (an uncaught exception) when monitor lines still arrive as the connection closes: the
- * test Redis is shared with other test files running meanwhile. Stop reading first, then close.
- */
-function stopMonitor(mon: Awaited<ReturnType<typeof redis.monitor>>): void {
-  const socket = (mon as unknown as { stream?: NodeJS.ReadableStream }).stream;
-  socket?.removeAllListeners('data');
-  socket?.on('data', () => undefined);
-  mon.disconnect();
-}
 
 describe('tensors on the wire', () => {
   it('pack/unpack keeps every bit of every element type (NaN payloads, -0, int64 extremes, odd lengths)', () => {
@@ -58,12 +47,11 @@ describe('tensors on the wire', () => {
 
   /** Every command Redis runs during `call`, as MONITOR reports it, of this brulee only (other test files share the Redis). */
   async function monitored<T>(call: () => Promise<T>): Promise<{ out: T; seen: string[][] }> {
-    const mon = await redis.monitor();
     const all: string[][] = [];
-    mon.on('monitor', (_t: string, args: string[]) => all.push(args));
+    const mon = await monitor(inject('redisUrl'), (c) => all.push(c.args));
     const out = await call();
     await new Promise((res) => setTimeout(res, 100));
-    stopMonitor(mon);
+    mon.stop();
     return { out, seen: all.filter((a) => a.some((x) => x.startsWith(`${b.namespace}:`))) };
   }
   const longest = (a: string[]) => Math.max(0, ...a.slice(a[0]?.toLowerCase() === 'eval' ? 2 : 1).map((x) => x.length)); // not a script's source
@@ -162,14 +150,13 @@ describe('tensors on the wire', () => {
     const s = await b.json('GET', `/invocations/${sub.body.id}`);
     expect(s.body.outputs.y.data).toEqual(Array.from(want.y!.data as Float32Array));
     // Sync: the XADD onto the gateway's reply stream carries a value no longer than bytes + header.
-    const mon = await redis.monitor();
     const xadds: string[][] = [];
-    mon.on('monitor', (_t: string, args: string[]) => {
+    const mon = await monitor(inject('redisUrl'), ({ args }) => {
       if (args[0]?.toLowerCase() === 'xadd' && args[1]?.startsWith(`${b.namespace}:replies:`)) xadds.push(args);
     });
     const r = await gw.invoke('rawout', { x: { type: 'float32', dims: [1, 8], data: x } });
     await new Promise((res) => setTimeout(res, 100));
-    stopMonitor(mon);
+    mon.stop();
     expect(r.status).toBe(200);
     expect(xadds.map((a) => a.length)).toEqual([7]); // XADD key * id <id> a <answer>
     expect(xadds[0]![6]!.includes(raw.toString('base64').slice(0, 64))).toBe(false);
