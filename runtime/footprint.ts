@@ -187,8 +187,20 @@ export interface ProcessOverheadOptions {
   charged: () => number;
   /** Whether anything has been charged yet (the process is still at rest until then). */
   started: () => boolean;
+  /**
+   * Whether every charge is memory the process holds now (`WarmPool.settled`: no load, no call's
+   * bytes, no disposal under way). Only then does a sample move the idle figure.
+   */
+  settled: () => boolean;
   /** Takes the overhead (`WarmPool.setOverhead`). */
   set: (bytes: number) => void;
+  /**
+   * How fast the idle figure rises back after a dip, ms: each settled sample above it closes
+   * this fraction of the gap per ms since the previous sample (so ~63 % in `riseMs`). @default 30000
+   */
+  riseMs?: number;
+  /** A clock, ms. @default performance.now */
+  now?: () => number;
 }
 
 /**
@@ -197,16 +209,25 @@ export interface ProcessOverheadOptions {
  * estimated, but the process also holds the V8 heap's growth under load, tensors dead but not yet
  * collected, and memory malloc keeps: up to half the budget again in the memory bench. Charging
  * that too (`WarmPool.setOverhead`: idle models make room for it) keeps the process's RSS above
- * idle near the budget whatever its cause. Idle is the RSS less charges while nothing has been
- * charged yet (the latest such sample), then the lowest seen; only for a process that is a
- * node alone (ROLE=worker): a gateway's memory is not the models' budget.
+ * idle near the budget whatever its cause; only for a process that is a node alone (ROLE=worker):
+ * a gateway's memory is not the models' budget.
+ *
+ * Idle is the RSS less charges while nothing has been charged yet (the latest such sample: "rest").
+ * After that only a settled pool's samples move it (see `settled`): the pool charges a load, a
+ * call's tensors and its growth before their memory exists, so RSS less charges dips while they
+ * are under way; taken for idle, such a dip would stay as a phantom overhead of its size (a model's)
+ * once the memory exists. A settled sample below idle lowers it at once (memory the process held at
+ * rest and has let go); one above lets it rise back slowly (`riseMs`), never above rest, so a dip
+ * that was a model charged more than it holds is forgotten, while an overhead above rest never is.
  */
 export class ProcessOverhead {
   private idle?: number;
+  private rest = 0;
+  private last = 0;
   private readonly o: Required<ProcessOverheadOptions>;
 
   constructor(opts: ProcessOverheadOptions) {
-    this.o = { rss: () => process.memoryUsage.rss(), ...opts };
+    this.o = { rss: () => process.memoryUsage.rss(), riseMs: 30_000, now: () => performance.now(), ...opts };
   }
 
   /** The idle figure samples are measured against (undefined before the first sample). */
@@ -217,7 +238,14 @@ export class ProcessOverhead {
   /** Measures once and hands the overhead on; returns it. */
   sample(): number {
     const uncharged = this.o.rss() - this.o.charged();
-    if (this.idle === undefined || !this.o.started() || uncharged < this.idle) this.idle = uncharged;
+    const now = this.o.now();
+    if (this.idle === undefined || !this.o.started()) this.idle = this.rest = uncharged;
+    else if (this.o.settled()) {
+      if (uncharged < this.idle) this.idle = uncharged;
+      // Up toward it, never past rest (idle is never above rest: set there, only lowered, risen to it).
+      else this.idle += (Math.min(this.rest, uncharged) - this.idle) * Math.min(1, Math.max(0, now - this.last) / this.o.riseMs);
+    }
+    this.last = now;
     const overhead = Math.max(0, uncharged - this.idle);
     this.o.set(overhead);
     return overhead;

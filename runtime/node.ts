@@ -160,12 +160,6 @@ export class RuntimeNode implements LocalNode {
     }
     await this.reloadPopularity();
     await (await loadModel(Buffer.from(WARMUP_MODEL_B64, 'base64'))).dispose();
-    if (this.o.chargeProcess) {
-      const pool = this.pool;
-      const overhead = new ProcessOverhead({ charged: () => pool.usedBytes + pool.disposingBytes, started: () => pool.peakUsedBytes > 0, set: (n) => pool.setOverhead(n) });
-      overhead.sample();
-      this.timers.push(setInterval(() => overhead.sample(), 50));
-    }
     await this.claimId();
     this.sub = createRedis(this.o.redisUrl, { name: `brulee-node-${this.o.id}-sub` });
     await this.sub.subscribe(keys.control);
@@ -174,6 +168,8 @@ export class RuntimeNode implements LocalNode {
     });
     await this.heartbeat();
     this.workerRedis = createRedis(this.o.redisUrl, { name: `brulee-node-${this.o.id}` });
+    // Once the id is this node's and before any job: its first sample is the process at rest.
+    if (this.o.chargeProcess) this.sampleOverhead();
     // The lane's worker first: the BullMQ worker's jobs take their slots from it.
     const lane = (this.lane = new LaneWorker({
       redisUrl: this.o.redisUrl,
@@ -201,6 +197,25 @@ export class RuntimeNode implements LocalNode {
         this.pool.prefetch();
       }, 1000),
     );
+  }
+
+  /**
+   * Charges the pool what the process holds beyond its charges (`chargeProcess`), sampled every
+   * 50 ms until `close`; the timer does not keep the process alive.
+   */
+  private sampleOverhead(): void {
+    if (this.closing) return;
+    const pool = this.pool;
+    const overhead = new ProcessOverhead({
+      charged: () => pool.usedBytes + pool.disposingBytes,
+      started: () => pool.peakUsedBytes > 0,
+      settled: () => pool.settled,
+      set: (n) => pool.setOverhead(n),
+    });
+    overhead.sample();
+    const t = setInterval(() => overhead.sample(), 50);
+    t.unref();
+    this.timers.push(t);
   }
 
   /** Reads the popularity shares the cron job last computed (the job announces each refresh). */

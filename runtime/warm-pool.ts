@@ -210,6 +210,18 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
   }
 
   /**
+   * Whether every charge is memory the process holds now, as far as the pool knows: no model
+   * loading (charged at its admission, before its memory exists), no bytes reserved for calls
+   * (tensors and growth charged before they exist), nothing disposing (freed memory still
+   * charged). `ProcessOverhead` learns the process's idle figure only then.
+   */
+  get settled(): boolean {
+    if (this.calls !== 0 || this.disposing.size > 0) return false;
+    for (const e of this.entries.values()) if (e.value === undefined) return false;
+    return true;
+  }
+
+  /**
    * What the process holds beside the pool's charges (a node measures it: runtime/footprint.ts's
    * `ProcessOverhead`): the V8 heap's growth, tensors not yet collected, memory malloc kept.
    * Admissions leave it room by evicting idle models (`used + overhead <= budget` as far as idle

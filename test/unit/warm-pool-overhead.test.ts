@@ -76,27 +76,153 @@ describe('WarmPool.setOverhead', () => {
 });
 
 describe('ProcessOverhead', () => {
-  it('is the RSS less what the pool charges, above the same at rest (the latest sample before any charge, then the lowest)', () => {
-    let rss = 100;
-    let charged = 0;
-    let started = false;
+  function sampler() {
+    const st = { rss: 100, charged: 0, started: false, settled: true, now: 0 };
     const set: number[] = [];
-    const o = new ProcessOverhead({ rss: () => rss, charged: () => charged, started: () => started, set: (n) => set.push(n) });
+    const o = new ProcessOverhead({ rss: () => st.rss, charged: () => st.charged, started: () => st.started, settled: () => st.settled, set: (n) => set.push(n), now: () => st.now, riseMs: 1000 });
+    return { st, set, o };
+  }
+
+  it('is the RSS less what the pool charges, above the same at rest (the latest sample before any charge, then the lowest while settled)', () => {
+    const { st, set, o } = sampler();
     expect(o.sample()).toBe(0);
-    rss = 105; // still at rest: idle follows it
+    st.rss = 105; // still at rest: idle follows it
     expect(o.sample()).toBe(0);
     expect(o.idleBytes).toBe(105);
-    started = true;
-    rss = 150;
-    charged = 30; // 120 uncharged: 15 above idle
+    st.started = true;
+    st.rss = 150;
+    st.charged = 30; // 120 uncharged: 15 above idle
     expect(o.sample()).toBe(15);
-    rss = 120; // 90 uncharged, below idle: the new idle
+    st.rss = 120; // 90 uncharged, below idle, settled: the new idle
     expect(o.sample()).toBe(0);
     expect(o.idleBytes).toBe(90);
-    rss = 140;
-    charged = 20; // 120 uncharged: 30 above idle
+    st.rss = 140;
+    st.charged = 20; // 120 uncharged: 30 above idle (no time has passed: idle has not risen)
     expect(o.sample()).toBe(30);
     expect(set).toEqual([0, 0, 15, 0, 30]);
+  });
+
+  it('a sample while the pool is not settled never moves idle, however low', () => {
+    const { st, o } = sampler();
+    o.sample();
+    st.started = true;
+    st.settled = false;
+    st.charged = 40; // 60 uncharged: a charge whose memory does not exist yet
+    st.now = 500;
+    expect(o.sample()).toBe(0);
+    expect(o.idleBytes).toBe(100);
+    st.rss = 180; // 140 uncharged: 40 above idle, counted, and idle stays
+    st.now = 1000;
+    expect(o.sample()).toBe(40);
+    expect(o.idleBytes).toBe(100);
+  });
+
+  it('after a settled dip, idle rises back toward the uncharged RSS by the time since the last sample over riseMs, never above rest', () => {
+    const { st, o } = sampler();
+    o.sample(); // rest: 100
+    st.started = true;
+    st.charged = 40; // a model charged 40 that holds 0 here: a dip to 60, while settled
+    expect(o.sample()).toBe(0);
+    expect(o.idleBytes).toBe(60);
+    st.charged = 0; // it went: 100 uncharged, 40 above idle
+    st.now = 250; // a quarter of riseMs: idle closes a quarter of the gap (60 -> 70)
+    expect(o.sample()).toBe(30);
+    expect(o.idleBytes).toBe(70);
+    st.settled = false;
+    st.now = 500; // not settled: idle stays
+    expect(o.sample()).toBe(30);
+    expect(o.idleBytes).toBe(70);
+    st.settled = true;
+    st.rss = 200; // 200 uncharged: idle rises toward rest (100), not past it
+    st.now = 1000; // half riseMs since the last sample: half the gap (70 -> 85)
+    expect(o.sample()).toBe(115);
+    expect(o.idleBytes).toBe(85);
+    st.now = 5000; // more than riseMs: all the way
+    expect(o.sample()).toBe(100);
+    expect(o.idleBytes).toBe(100);
+  });
+});
+
+describe('ProcessOverhead beside a real pool', () => {
+  /**
+   * A pool whose process holds `base` bytes plus the models actually loaded: a model's memory
+   * exists once its (gated) load ends, while the pool charges it from its admission on.
+   */
+  function process_(base: number, disposal?: ReturnType<typeof deferred<void>>) {
+    const { policy } = recorder();
+    const gates = new Map<string, ReturnType<typeof deferred<void>>>();
+    const loaded = new Map<string, number>();
+    const p = new WarmPool<string>({
+      budgetBytes: 100,
+      policy,
+      now: () => 50,
+      load: async (s) => {
+        await gates.get(s.key)?.promise;
+        loaded.set(s.key, s.sizeBytes);
+        return s.key;
+      },
+      // Its memory goes as its disposal starts; the disposal ends when the test lets it.
+      dispose: async (key) => {
+        loaded.delete(key);
+        await disposal?.promise;
+      },
+    });
+    const rss = () => base + [...loaded.values()].reduce((a, b) => a + b, 0);
+    const o = new ProcessOverhead({ rss, charged: () => p.usedBytes + p.disposingBytes, started: () => p.peakUsedBytes > 0, settled: () => p.settled, set: (n) => p.setOverhead(n) });
+    return { p, o, gates };
+  }
+
+  it("a load charged before its memory exists leaves no overhead once it is done: the dip seen during it is not the idle figure", async () => {
+    const { p, o, gates } = process_(1000);
+    expect(o.sample()).toBe(0);
+    const gate = deferred<void>();
+    gates.set('a', gate);
+    const a = p.acquire(spec('a', 30));
+    // a is charged (30) but holds nothing yet: RSS less charges is 970, 30 below idle.
+    expect(p.settled).toBe(false);
+    expect(o.sample()).toBe(0);
+    expect(o.sample()).toBe(0);
+    gate.resolve();
+    (await a).release();
+    expect(p.settled).toBe(true);
+    // 1030 RSS less 30 charged: idle again, no overhead.
+    expect(o.sample()).toBe(0);
+    expect(o.idleBytes).toBe(1000);
+    expect(p.overheadBytes).toBe(0);
+  });
+
+  it("a call's bytes reserved before its tensors exist leave no overhead once it is done", async () => {
+    const { p, o } = process_(1000);
+    o.sample();
+    (await p.acquire(spec('a', 30))).release();
+    expect(o.sample()).toBe(0);
+    const call = await p.acquire(spec('a', 30), undefined, { bytes: 20 });
+    // 20 charged for the call's tensors, none there yet: 950 uncharged.
+    expect(p.settled).toBe(false);
+    expect(o.sample()).toBe(0);
+    call.release();
+    expect(p.settled).toBe(false); // its tensors' bytes are still reserved
+    call.reservation.free();
+    expect(p.settled).toBe(true);
+    expect(o.sample()).toBe(0);
+    expect(o.idleBytes).toBe(1000);
+  });
+
+  it('a disposal under way (its memory gone, its bytes still charged) leaves no overhead once it ends', async () => {
+    const gate = deferred<void>();
+    const { p, o } = process_(1000, gate);
+    o.sample();
+    (await p.acquire(spec('a', 30))).release();
+    p.drop('a', 'unload', 'test');
+    // a's 30 bytes still count as disposing, its memory is gone: 970 uncharged.
+    expect(p.disposingBytes).toBe(30);
+    expect(p.settled).toBe(false);
+    expect(o.sample()).toBe(0);
+    gate.resolve();
+    await p.clear();
+    expect(p.settled).toBe(true);
+    expect(o.sample()).toBe(0);
+    expect(o.idleBytes).toBe(1000);
   });
 });
 
