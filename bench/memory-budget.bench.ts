@@ -11,6 +11,8 @@
  *                                        [--env NAME=VALUE ...]   (e.g. --env MALLOC_ARENA_MAX=2)
  *                                        [--probe]  (splits the worker's highest sampled RSS into native
  *                                                    bytes, JS ArrayBuffers and V8 heap: bench/memory-probe.mjs)
+ *                                        [--series]  (with --probe: how high single 50 ms RSS samples stand
+ *                                                    above their neighbours, against the budget: spikes)
  */
 import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,6 +35,7 @@ const { values: args } = parseArgs({
     env: { type: 'string', multiple: true, default: [] },
     json: { type: 'string' },
     probe: { type: 'boolean', default: false },
+    series: { type: 'boolean', default: false },
   },
 });
 // As `npm start` runs a worker (`--env GLIBC_TUNABLES=` runs it without, as before issue 12 §4).
@@ -94,6 +97,7 @@ const probeOut = join(dir, 'probe.json');
 if (args.probe) {
   extraEnv.NODE_OPTIONS = `${extraEnv.NODE_OPTIONS ?? ''} --import ${pathToFileURL(join(import.meta.dirname, 'memory-probe.mjs')).href}`.trim();
   extraEnv.PROBE_OUT = probeOut;
+  if (args.series) extraEnv.PROBE_SERIES = join(dir, 'series.json');
 }
 const redis = await startRedisServer({ dir: join(dir, 'redis'), persist: false });
 const procs: Proc[] = [];
@@ -189,6 +193,27 @@ try {
       ...p,
     };
   }
+  // How far one 50 ms sample stands above the samples beside it (a spike the next sample no longer
+  // shows), above the least of the last three (what a min-of-3 filter would not see) and below the
+  // most of the last three (what a max-of-3 would add), in budgets.
+  let spikes: Record<string, unknown> | undefined;
+  if (args.probe && args.series) {
+    const xs = JSON.parse(readFileSync(join(dir, 'series.json'), 'utf8')) as number[];
+    const q = (ys: number[]) => {
+      const s = [...ys].sort((a, b) => a - b);
+      const at = (f: number) => Math.round((s[Math.min(s.length - 1, Math.floor(f * s.length))]! / budget) * 1000) / 1000;
+      return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1), over005: s.filter((y) => y > 0.05 * budget).length, over01: s.filter((y) => y > 0.1 * budget).length };
+    };
+    const single: number[] = [];
+    const overMin3: number[] = [];
+    const underMax3: number[] = [];
+    for (let i = 2; i < xs.length - 1; i++) {
+      single.push(Math.max(0, xs[i]! - Math.max(xs[i - 1]!, xs[i + 1]!)));
+      overMin3.push(xs[i]! - Math.min(xs[i]!, xs[i - 1]!, xs[i - 2]!));
+      underMax3.push(Math.max(xs[i]!, xs[i - 1]!, xs[i - 2]!) - xs[i]!);
+    }
+    spikes = { samples: xs.length, single: q(single), overMin3: q(overMin3), underMax3: q(underMax3) };
+  }
   const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   const out = {
     when: new Date().toISOString(),
@@ -220,6 +245,7 @@ try {
     loads: node.loads,
     evictions: node.evictions,
     ...(atSampledPeak ? { atSampledPeak } : {}),
+    ...(spikes ? { spikes } : {}),
   };
   console.log(JSON.stringify(out, null, 1));
   if (args.json) writeFileSync(args.json, JSON.stringify(out) + '\n', { flag: 'a' });

@@ -1,7 +1,9 @@
 // Preloaded into the memory bench's worker (`--probe`): samples process.memoryUsage() every 10 ms
 // and writes the sample of highest RSS to PROBE_OUT (JSON, MiB) each time it rises, with the V8
 // GCs seen so far by kind (1 scavenge, 4 mark-compact, 8 incremental), so the bench can split
-// the peak into native bytes, JS ArrayBuffers and V8 heap. Not part of brulee.
+// the peak into native bytes, JS ArrayBuffers and V8 heap. With PROBE_SERIES it also writes every
+// 5th sample's RSS (bytes, every 50 ms as the worker's own sampler reads it), once a second, as a
+// JSON array. Not part of brulee.
 import { writeFileSync } from 'node:fs';
 import { PerformanceObserver } from 'node:perf_hooks';
 
@@ -16,8 +18,13 @@ new PerformanceObserver((l) => {
   }
 }).observe({ entryTypes: ['gc'] });
 let top = 0;
+const seriesOut = process.env.PROBE_SERIES;
+const series = [];
+let tick = 0;
+if (seriesOut) setInterval(() => writeFileSync(seriesOut, JSON.stringify(series)), 1000).unref();
 setInterval(() => {
   const m = process.memoryUsage();
+  if (seriesOut && tick++ % 5 === 0) series.push(m.rss);
   if (!out || m.rss <= top) return;
   top = m.rss;
   const gc = Object.fromEntries(Object.entries(gcs).map(([k, g]) => [k, { n: g.n, ms: Math.round(g.ms) }]));
