@@ -354,6 +354,29 @@ describe('cremebrulee-oracle', () => {
     expect(cremebruleeOracle().selectVictims(req([entry('w')], 1, { future }))).toEqual([{ key: 'w', reason: 'no use in the next 600000 ms' }]);
   });
 
+  it('one policy over requests: each is scored by its own time and future facts (the score is made once, bd43725)', () => {
+    const asked: unknown[] = [];
+    // Next uses at fixed times; x is used within the horizon of the second request only.
+    const at = (next: Record<string, number>, within: Record<string, number>): FutureFacts => ({
+      nextUse: (key) => next[key]!,
+      usesWithin: (key, now, horizon) => (asked.push([key, now, horizon]), within[key] ?? 0),
+    });
+    const p = cremebruleeOracle(1000);
+    const c = [entry('a'), entry('b'), entry('x', { loadMs: 20, sizeBytes: 10 })];
+    // now 1000: a in 2000 ms, b in 5000, x in 9000: all past the horizon, farthest first.
+    expect(p.selectVictims(req(c, 30, { now: 1000, future: at({ a: 3000, b: 6000, x: 10_000 }, {}) })).map((v) => v.key)).toEqual(['x', 'b', 'a']);
+    expect(asked.slice(0, 3)).toEqual([['a', 1000, 1000], ['b', 1000, 1000], ['x', 1000, 1000]]);
+    asked.length = 0;
+    // now 8000, other facts: b in 100 ms, a in 12000; x used twice within (utility 2 × 20 / 10 = 4).
+    const v = p.selectVictims(req(c, 30, { now: 8000, future: at({ a: 20_000, b: 8100, x: 9000 }, { x: 2 }) }));
+    expect(v).toEqual([
+      { key: 'a', reason: 'no use in the next 1000 ms' },
+      { key: 'b', reason: 'no use in the next 1000 ms' },
+      { key: 'x', reason: 'future utility 4.000e+0 lowest' },
+    ]);
+    expect(asked.slice(0, 3)).toEqual([['a', 8000, 1000], ['b', 8000, 1000], ['x', 8000, 1000]]);
+  });
+
   it('refuses a horizon that is not positive, and a request without usesWithin', () => {
     for (const h of [0, -1, Number.NaN]) {
       expect(() => cremebruleeOracle(h)).toThrow(new RangeError(`cremebrulee-oracle: horizonMs must be > 0, got ${h}`));
