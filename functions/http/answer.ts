@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import type { Context } from 'hono';
 import type { Tensor } from '../../queue/wire';
+import { MAX_FLOAT32_JSON_BYTES, writeFloat32Json } from './float32-json';
 import { jsonValues, stringifyWithBigInts } from './json-tensors';
 
 /**
@@ -35,10 +36,26 @@ export class JsonData {
     return t.type === 'string' ? t.data.reduce((s, x) => s + x.length, 0) : t.data.byteLength;
   }
 
-  /** `[v0,v1,...]`, ELEMENTS_PER_PIECE values at a time, each piece exactly as JSON.stringify writes them. */
-  *pieces(): Generator<string> {
+  /**
+   * `[v0,v1,...]`, ELEMENTS_PER_PIECE values at a time, each piece exactly as JSON.stringify writes
+   * them. FLOAT32 goes out as bytes written by `writeFloat32Json` (the same text, without a
+   * number, a string or an array made per value: 26 -> 10 ms for PP-OCR rec's 79 500 values).
+   */
+  *pieces(): Generator<string | Uint8Array> {
     const t = this.tensor;
     const n = t.data.length;
+    if (t.data instanceof Float32Array) {
+      if (n === 0) yield '[]';
+      for (let i = 0; i < n; i += ELEMENTS_PER_PIECE) {
+        const end = Math.min(n, i + ELEMENTS_PER_PIECE);
+        const out = Buffer.allocUnsafe((end - i) * MAX_FLOAT32_JSON_BYTES + 2);
+        out[0] = i === 0 ? 91 /* [ */ : 44; /* , */
+        let pos = writeFloat32Json(t.data, i, end, out, 1);
+        if (end === n) out[pos++] = 93; /* ] */
+        yield out.subarray(0, pos);
+      }
+      return;
+    }
     const big = t.data instanceof BigInt64Array || t.data instanceof BigUint64Array;
     yield '[';
     for (let i = 0; i < n; i += ELEMENTS_PER_PIECE) {
@@ -77,15 +94,21 @@ export class JsonAnswer {
     return this.data.reduce((s, d) => s + d.bytes, 0);
   }
 
-  *pieces(): Generator<string> {
+  *pieces(): Generator<string | Uint8Array> {
     for (let i = 0; i < this.parts.length; i++) {
       if (i % 2 === 0) yield this.parts[i]!;
       else yield* this.data[Number(this.parts[i])]!.pieces();
     }
   }
 
+  /** The whole answer as text (the byte pieces are ASCII). */
   text(): string {
-    return [...this.pieces()].join('');
+    return [...this.pieces()].map((p) => (typeof p === 'string' ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength).toString('latin1'))).join('');
+  }
+
+  /** The whole answer as UTF-8 bytes, with no string of it made on the way. */
+  bytes(): Buffer {
+    return Buffer.concat([...this.pieces()].map((p) => (typeof p === 'string' ? Buffer.from(p) : p)));
   }
 }
 
@@ -177,7 +200,7 @@ export function whenAnswerSent(c: Context, done: () => void): ReadableStream<Uin
   });
 }
 
-/** A JSON answer as a body: one string when small, else a stream. */
-export function answerBody(answer: JsonAnswer): string | ReadableStream<Uint8Array> {
-  return answer.dataBytes > STREAM_FROM_BYTES ? byteStream(answer.pieces()) : answer.text();
+/** A JSON answer as a body: one buffer when small, else a stream. */
+export function answerBody(answer: JsonAnswer): Buffer | ReadableStream<Uint8Array> {
+  return answer.dataBytes > STREAM_FROM_BYTES ? byteStream(answer.pieces()) : answer.bytes();
 }

@@ -78,7 +78,7 @@ function resultJson<T extends InvokeResult['timings']>(r: { outputs: Record<stri
 /** An answer with tensors, streamed when large (answer.ts). */
 function answerJson(c: Context, value: unknown): Response {
   const body = answerBody(new JsonAnswer(value));
-  return c.body(typeof body === 'string' ? body : streamedAnswer(c, body), 200, { 'content-type': 'application/json' });
+  return c.body(body instanceof ReadableStream ? streamedAnswer(c, body) : (body as Uint8Array<ArrayBuffer>), 200, { 'content-type': 'application/json' });
 }
 
 /**

@@ -247,14 +247,14 @@ export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono 
       let pieces: Iterable<string | Uint8Array>;
       if (chunks.length > 0) {
         // The JSON header, then each output's bytes as they are (views of the answer from Redis).
-        const header = Buffer.from(answer.text());
+        const header = answer.bytes();
         headers['content-type'] = 'application/octet-stream';
         headers['inference-header-content-length'] = String(header.byteLength);
         pieces = [header, ...chunks];
         if (!enc) headers['content-length'] = String(header.byteLength + binaryBytes);
       } else {
         headers['content-type'] = 'application/json';
-        pieces = large ? answer.pieces() : [answer.text()];
+        pieces = large ? answer.pieces() : [answer.bytes()];
       }
       if (large) return c.body(streamedAnswer(c, enc ? compressedStream(pieces, enc) : byteStream(pieces)), 200, headers);
       // Small: one buffer, compressed whole; Inference-Header-Content-Length still counts the uncompressed header.

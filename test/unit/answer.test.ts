@@ -54,11 +54,11 @@ describe('JsonAnswer', () => {
     expect(gunzipSync((await read(compressedStream(answer.pieces(), 'gzip'))).bytes).toString()).toBe(want);
   });
 
-  it('a small answer is one string; past STREAM_FROM_BYTES it is a stream', () => {
+  it('a small answer is one buffer; past STREAM_FROM_BYTES it is a stream', () => {
     const small = { type: 'float32', dims: [2], data: Float32Array.of(1.5, NaN) } as Tensor;
-    expect(answerBody(new JsonAnswer({ y: new JsonData(small), n: 1 }))).toBe('{"y":[1.5,"NaN"],"n":1}');
+    expect(answerBody(new JsonAnswer({ y: new JsonData(small), n: 1, é: 'ü' })).toString()).toBe('{"y":[1.5,"NaN"],"n":1,"é":"ü"}');
     const at = { type: 'uint8', dims: [STREAM_FROM_BYTES], data: new Uint8Array(STREAM_FROM_BYTES) } as Tensor;
-    expect(typeof answerBody(new JsonAnswer({ y: new JsonData(at) }))).toBe('string');
+    expect(answerBody(new JsonAnswer({ y: new JsonData(at) }))).toBeInstanceOf(Buffer);
     const over = { type: 'uint8', dims: [STREAM_FROM_BYTES + 1], data: new Uint8Array(STREAM_FROM_BYTES + 1) } as Tensor;
     expect(answerBody(new JsonAnswer({ y: new JsonData(over) }))).toBeInstanceOf(ReadableStream);
   });
