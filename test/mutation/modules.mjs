@@ -22,7 +22,7 @@ export const MODULES = {
   },
   'warm-pool': {
     mutate: ['runtime/warm-pool.ts'],
-    tests: ['test/unit/warm-pool.test.ts', 'test/unit/warm-pool-contract.test.ts', 'test/unit/warm-pool-resize.test.ts', 'test/unit/warm-pool-calls.test.ts', 'test/unit/warm-pool-overhead.test.ts', 'test/unit/prefetch.test.ts'],
+    tests: ['test/unit/warm-pool.test.ts', 'test/unit/warm-pool-contract.test.ts', 'test/unit/warm-pool-resize.test.ts', 'test/unit/warm-pool-calls.test.ts', 'test/unit/warm-pool-overhead.test.ts', 'test/unit/warm-pool-accounting.test.ts', 'test/unit/prefetch.test.ts'],
   },
   // runtime/policies/ but for its two largest policies, each a module of its own (below). The
   // simulations (fast-selection, lazy-checks, engine tests) are left out: at ~2-12 mutants a minute
