@@ -46,6 +46,7 @@ const args = parseArgs({
     concurrency: { type: 'string', default: '64' },
     seconds: { type: 'string', default: '5' },
     count: { type: 'string', default: '500' },
+    binary: { type: 'boolean', default: false },
   },
 }).values;
 const N = Number(args.n);
@@ -67,7 +68,7 @@ const MODELS: Record<string, () => { bytes: Uint8Array; input: JsonInput }> = {
 const feeds = (input: JsonInput) =>
   Object.fromEntries(Object.entries(input).map(([k, t]) => [k, t.type === 'int64' ? new ort.Tensor('int64', BigInt64Array.from(t.data.map(BigInt)), t.dims) : new ort.Tensor('float32', Float32Array.from(t.data), t.dims)]));
 
-interface Row { coldMs: number; loadMs: number; pausedMs?: number; warmP50: number; warmP99: number; tput?: number; cmds?: Record<string, number>; cmdTotal?: number }
+interface Row { coldMs: number; loadMs: number; parseMs?: number; pausedMs?: number; warmP50: number; warmP99: number; tput?: number; cmds?: Record<string, number>; cmdTotal?: number }
 
 async function commandstats(url: string): Promise<Record<string, number>> {
   const r = createRedis(url);
@@ -83,16 +84,46 @@ async function commandstats(url: string): Promise<Record<string, number>> {
   }
 }
 
-/** A function registered on a server, and its v1 JSON invoke over a lean client. */
-function client(s: BenchServer, name: string, input: JsonInput) {
-  const body = JSON.stringify({ inputs: input });
+/** What one timed call says: whether it was cold and the node's load ms (v1 answers say; v2 ones do not), and the client's parse of it. */
+interface CallResult { coldStart?: boolean; loadMs?: number; parseMs: number }
+
+/**
+ * A function registered on a server, and its invoke over a lean client: v1 JSON, or with `binary`
+ * the Open Inference Protocol's binary form both ways (inputs and outputs as raw bytes beside a
+ * JSON header), what a caller who wants a fast cold start of a model with large outputs sends.
+ * A call's time ends at the answer's last byte; the client's JSON.parse of a v1 answer is timed
+ * apart (`parseMs`: for PP-OCR rec's 1.78 MB answer, more than the server's encoding of it).
+ */
+function client(s: BenchServer, name: string, input: JsonInput, binary = false) {
   const c = leanClient(s.url, { maxSockets: Number(args.concurrency) });
-  const invoke = async () => {
-    const r = await c.call('POST', `/functions/${name}/invoke`, body, JSON_TYPE);
+  let call: () => Promise<{ status: number; body: Buffer }>;
+  if (binary) {
+    const raws = Object.values(input).map((t) => (t.type === 'int64' ? Buffer.from(BigInt64Array.from(t.data.map(BigInt)).buffer) : Buffer.from(Float32Array.from(t.data).buffer)));
+    const header = Buffer.from(JSON.stringify({
+      inputs: Object.entries(input).map(([n, t], i) => ({ name: n, datatype: t.type === 'int64' ? 'INT64' : 'FP32', shape: t.dims, parameters: { binary_data_size: raws[i]!.byteLength } })),
+      parameters: { binary_data_output: true },
+    }));
+    const body = Buffer.concat([header, ...raws]);
+    const headers = { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.byteLength) };
+    call = () => c.call('POST', `/v2/models/${name}/infer`, body, headers);
+  } else {
+    const body = JSON.stringify({ inputs: input });
+    call = () => c.call('POST', `/functions/${name}/invoke`, body, JSON_TYPE);
+  }
+  let last: Buffer = Buffer.alloc(0);
+  const invoke = async (): Promise<CallResult> => {
+    const r = await call();
     if (r.status !== 200) throw new Error(`invoke failed: ${r.status} ${r.body.toString()}`);
-    return JSON.parse(r.body.toString()) as { coldStart: boolean; timings: Record<string, number> };
+    last = r.body;
+    if (binary) return { parseMs: 0 };
+    const t = performance.now();
+    const a = JSON.parse(r.body.toString()) as { coldStart: boolean; timings: Record<string, number> };
+    return { coldStart: a.coldStart, loadMs: a.timings.loadMs, parseMs: performance.now() - t };
   };
-  return Object.assign(invoke, { unload: () => c.call('POST', `/v2/repository/models/${name}/unload`, '', JSON_TYPE), close: c.close, answerBytes: async () => Buffer.byteLength(JSON.stringify(await invoke())) });
+  return Object.assign(invoke, { unload: () => c.call('POST', `/v2/repository/models/${name}/unload`, '', JSON_TYPE), close: c.close, answerBytes: async () => {
+    await invoke();
+    return last.byteLength;
+  } });
 }
 
 /** The pause before each timed cold call (after the unload; for raw and the floor, after their previous step). */
@@ -100,14 +131,14 @@ const PAUSE_MS = 150;
 const pause = () => new Promise((r) => setTimeout(r, PAUSE_MS));
 
 /** One cold invoke: unload, let the node settle, invoke (the unload warmed the client's socket); its time and the node's own load ms (session create + fetch). */
-async function coldOnce(invoke: ReturnType<typeof client>): Promise<{ coldMs: number; loadMs: number }> {
+async function coldOnce(invoke: ReturnType<typeof client>): Promise<{ coldMs: number; loadMs: number; parseMs: number }> {
   await invoke.unload();
   await pause();
   const t = performance.now();
   const r = await invoke();
-  const coldMs = performance.now() - t;
-  if (!r.coldStart) throw new Error('expected a cold start after unload');
-  return { coldMs, loadMs: r.timings.loadMs! };
+  const coldMs = performance.now() - t - r.parseMs;
+  if (r.coldStart === false) throw new Error('expected a cold start after unload');
+  return { coldMs, loadMs: r.loadMs ?? NaN, parseMs: r.parseMs };
 }
 
 /** A warm invoke after the same pause as a cold one (the call before it warmed the socket and loaded the model): what the pause costs brulee without a load. */
@@ -116,8 +147,9 @@ async function pausedWarmOnce(invoke: ReturnType<typeof client>): Promise<number
   await pause();
   const t = performance.now();
   const r = await invoke();
-  if (r.coldStart) throw new Error('expected a warm call');
-  return performance.now() - t;
+  const ms = performance.now() - t - r.parseMs;
+  if (r.coldStart === true) throw new Error('expected a warm call');
+  return ms;
 }
 
 /**
@@ -146,8 +178,20 @@ async function rawColdOnce(path: string, input: JsonInput, paused = true): Promi
   return { coldMs, loadMs };
 }
 
+/** Latencies of `n` sequential calls to the answer's last byte (the client's parse of it left out), after a short warm-up. */
+async function callLatencies(n: number, invoke: ReturnType<typeof client>): Promise<number[]> {
+  for (let i = 0; i < Math.min(200, n / 10); i++) await invoke();
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    const r = await invoke();
+    out.push(performance.now() - t - r.parseMs);
+  }
+  return out;
+}
+
 async function warm(s: BenchServer, invoke: ReturnType<typeof client>, small: boolean): Promise<Omit<Row, 'coldMs' | 'loadMs'>> {
-  const w = await latencies(N, invoke);
+  const w = await callLatencies(N, invoke);
   const row: Omit<Row, 'coldMs' | 'loadMs'> = { warmP50: median(w), warmP99: pct(w, 99) };
   if (small) {
     const count = Number(args.count);
@@ -201,7 +245,7 @@ async function main() {
       const small = name === 'mlp';
       // Every server is up and registered first; then the cold starts of raw, today and now take
       // turns, one of each per round, so the load of a shared machine drifts over all of them alike.
-      const servers: Array<{ label: string; s: BenchServer; invoke: ReturnType<typeof client> }> = [];
+      const servers: Array<{ label: string; s: BenchServer; invoke: ReturnType<typeof client>; binary?: boolean }> = [];
       let httpFloor: Awaited<ReturnType<typeof startHttpFloor>> | undefined;
       let floorClient: ReturnType<typeof leanClient> | undefined;
       try {
@@ -211,13 +255,15 @@ async function main() {
           const put = await fetch(`${s.url}/functions/${name}`, { method: 'PUT', body: bytes });
           if (put.status >= 300) throw new Error(`register failed: ${put.status} ${await put.text()}`);
         }
+        // --binary: each server's cold and warm calls again over v2 binary (the same server and model).
+        if (args.binary) for (const { label, s } of [...servers]) servers.push({ label: `${label} v2 bin`, s, invoke: client(s, name, input, true), binary: true });
         httpFloor = await startHttpFloor(await servers[0]!.invoke.answerBytes());
         const fc = (floorClient = leanClient(httpFloor.url, { maxSockets: Number(args.concurrency) }));
         const floorBody = JSON.stringify({ inputs: input });
         const floorCall = () => fc.call('POST', '/invoke', floorBody, JSON_TYPE);
         // Not counted: this process's first session pays onnxruntime's own start (a node paid it at its start).
         await rawColdOnce(path, input);
-        const cold: Record<string, Array<{ coldMs: number; loadMs: number }>> = { raw: [], 'raw, no pause': [], 'http floor': [] };
+        const cold: Record<string, Array<{ coldMs: number; loadMs: number; parseMs?: number }>> = { raw: [], 'raw, no pause': [], 'http floor': [] };
         const paused: Record<string, number[]> = {};
         for (let i = 0; i < COLD; i++) {
           cold.raw!.push(await rawColdOnce(path, input));
@@ -228,20 +274,20 @@ async function main() {
             (paused[label] ??= []).push(await pausedWarmOnce(invoke));
           }
         }
-        const pick = (label: string) => ({ coldMs: median(cold[label]!.map((c) => c.coldMs)), loadMs: median(cold[label]!.map((c) => c.loadMs)) });
+        const pick = (label: string) => ({ coldMs: median(cold[label]!.map((c) => c.coldMs)), loadMs: median(cold[label]!.map((c) => c.loadMs)), parseMs: median(cold[label]!.map((c) => c.parseMs ?? NaN)) });
         const results: Record<string, Row> = { raw: { ...pick('raw'), ...(await rawWarm(path, input, small)) } };
         results['raw, no pause'] = { ...pick('raw, no pause'), warmP50: NaN, warmP99: NaN };
         const fw = await latencies(N, floorCall);
         results['http floor'] = { ...pick('http floor'), warmP50: median(fw), warmP99: pct(fw, 99) };
         if (small) results.bullmq = await floor(path, input);
-        for (const { label, s, invoke } of servers) results[label] = { ...pick(label), pausedMs: median(paused[label]!), ...(await warm(s, invoke, small)) };
+        for (const { label, s, invoke, binary } of servers) results[label] = { ...pick(label), pausedMs: median(paused[label]!), ...(await warm(s, invoke, small && !binary)) };
         print(name, bytes.byteLength, results);
       } finally {
         floorClient?.close();
         await httpFloor?.stop();
-        for (const { s, invoke } of servers) {
+        for (const { s, invoke, binary } of servers) {
           invoke.close();
-          await s.stop();
+          if (!binary) await s.stop();
         }
       }
     }
@@ -253,19 +299,20 @@ async function main() {
 function print(name: string, size: number, r: Record<string, Row>) {
   const f = (x: number | undefined, d = 2) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(d));
   console.log(`\n${name} (${size} bytes); load average ${(await0())}; cold calls after a ${PAUSE_MS} ms pause, node:http kept-alive client`);
-  console.log(`  ${''.padEnd(14)}${'cold ms'.padStart(10)}${'x raw'.padStart(8)}${'- raw'.padStart(8)}${'- raw np'.padStart(9)}${'- floor'.padStart(9)}${'load ms'.padStart(10)}${'paused'.padStart(8)}${'cold-paused'.padStart(12)}${'warm p50'.padStart(10)}${'- raw'.padStart(8)}${'warm p99'.padStart(10)}${'tput /s'.padStart(10)}${'redis cmds/call'.padStart(17)}`);
+  console.log(`  ${''.padEnd(16)}${'cold ms'.padStart(10)}${'x raw'.padStart(8)}${'- raw'.padStart(8)}${'- raw np'.padStart(9)}${'- floor'.padStart(9)}${'load ms'.padStart(10)}${'parse'.padStart(7)}${'paused'.padStart(8)}${'cold-paused'.padStart(12)}${'warm p50'.padStart(10)}${'- raw'.padStart(8)}${'warm p99'.padStart(10)}${'tput /s'.padStart(10)}${'redis cmds/call'.padStart(17)}`);
   const rawRow = r.raw!;
   const floorRow = r['http floor'];
   const rawNp = r['raw, no pause'];
   const brulee = (label: string) => !label.startsWith('raw') && label !== 'http floor' && label !== 'bullmq';
   for (const [label, row] of Object.entries(r)) {
     console.log(
-      `  ${label.padEnd(14)}${f(row.coldMs).padStart(10)}${(label === 'raw' ? '' : f(row.coldMs / rawRow.coldMs)).padStart(8)}${(label === 'raw' ? '' : f(row.coldMs - rawRow.coldMs)).padStart(8)}${(brulee(label) && rawNp ? f(row.coldMs - rawNp.coldMs) : '').padStart(9)}${(brulee(label) && floorRow ? f(row.coldMs - rawRow.coldMs - floorRow.coldMs) : '').padStart(9)}${f(row.loadMs).padStart(10)}${f(row.pausedMs).padStart(8)}${(row.pausedMs === undefined ? '' : f(row.coldMs - row.pausedMs)).padStart(12)}${f(row.warmP50, 3).padStart(10)}${(label === 'raw' ? '' : f(row.warmP50 - rawRow.warmP50, 3)).padStart(8)}${f(row.warmP99, 3).padStart(10)}${f(row.tput, 0).padStart(10)}${f(row.cmdTotal, 1).padStart(17)}`,
+      `  ${label.padEnd(16)}${f(row.coldMs).padStart(10)}${(label === 'raw' ? '' : f(row.coldMs / rawRow.coldMs)).padStart(8)}${(label === 'raw' ? '' : f(row.coldMs - rawRow.coldMs)).padStart(8)}${(brulee(label) && rawNp ? f(row.coldMs - rawNp.coldMs) : '').padStart(9)}${(brulee(label) && floorRow ? f(row.coldMs - rawRow.coldMs - floorRow.coldMs) : '').padStart(9)}${f(row.loadMs).padStart(10)}${f(row.parseMs).padStart(7)}${f(row.pausedMs).padStart(8)}${(row.pausedMs === undefined ? '' : f(row.coldMs - row.pausedMs)).padStart(12)}${f(row.warmP50, 3).padStart(10)}${(label === 'raw' ? '' : f(row.warmP50 - rawRow.warmP50, 3)).padStart(8)}${f(row.warmP99, 3).padStart(10)}${f(row.tput, 0).padStart(10)}${f(row.cmdTotal, 1).padStart(17)}`,
     );
     if (row.cmds) console.log(`              ${Object.entries(row.cmds).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
   }
   console.log(`  (- raw: cold ms over raw create + first run after the pause; - raw np: over raw with no pause; - floor: that, less the http floor's cold call: what the server adds beyond an HTTP round trip after the same pause;`);
-  console.log(`   paused: a warm call after the same ${PAUSE_MS} ms pause (median); cold-paused: what a cold start adds to it)`);
+  console.log(`   paused: a warm call after the same ${PAUSE_MS} ms pause (median); cold-paused: what a cold start adds to it;`);
+  console.log(`   brulee's calls are timed to the answer's last byte; parse: the client's JSON.parse of a cold v1 answer after that, not in cold ms; v2 bin: the same server over v2 binary both ways, load ms not in its answer; the http floor answers the v1 answer's bytes)`);
 }
 function await0(): string {
   return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') + ' (a shared machine)';
