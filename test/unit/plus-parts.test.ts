@@ -324,3 +324,36 @@ describe('cremebrulee-plus at its edges, by hand', () => {
     expect(p.prewarm!(10_000, no, 500).map((v) => v.key)).toEqual(['r', 'q', 'p']);
   });
 });
+
+describe('cremebrulee-plus after omitReasons (the simulator\'s hint)', () => {
+  const no = () => false;
+  const omit = (p: EvictionPolicy) => {
+    (p as EvictionPolicy & SimHints).omitReasons!();
+    return p;
+  };
+  const absentAfter = (p: EvictionPolicy, key: string, times: number[]) => {
+    for (const t of times) p.onAccess!(entry(key, { lastUsedAt: t }), t);
+    p.onEvict!(key, times.at(-1)!);
+  };
+  const req = (candidates: EntryFacts[], needBytes: number, now: number): EvictionRequest => ({
+    now, needBytes, candidates, incoming: { key: 'new', sizeBytes: needBytes, loadMs: 10, execMs: 1, popularity: 0 },
+  });
+
+  it('victims are the same, each with an empty reason (with and without prefetch)', () => {
+    for (const o of [{}, { prefetch: true }]) {
+      const p = omit(cremebruleePlus(o));
+      // As "before any call is seen" above: b's utility 2.5e-7 is the lowest.
+      const c = [entry('a', { popularity: 0.5 }), entry('b', { popularity: 0.25 })];
+      expect(p.selectVictims(req(c, 10, 5000))).toEqual([{ key: 'b', reason: '' }]);
+    }
+  });
+
+  it('prefetch picks are the same, each with an empty reason (the check by size groups, and of several)', () => {
+    const one = omit(cremebruleePlus({ prefetch: true }));
+    for (const k of ['b', 'a']) absentAfter(one, k, [1000, 2000]);
+    expect(one.prewarm!(2500, no, 100)).toEqual([{ key: 'a', reason: '' }]);
+    const two = omit(cremebruleePlus({ prefetch: true, prefetchCount: 2 }));
+    for (const k of ['b', 'a']) absentAfter(two, k, [1000, 2000]);
+    expect(two.prewarm!(2500, no, 100)).toEqual([{ key: 'a', reason: '' }, { key: 'b', reason: '' }]);
+  });
+});
