@@ -333,3 +333,16 @@ describe('hybrid-histogram: models it never saw called, and windows that move, b
     expect(p.prewarm!(2500, no, 100)).toEqual([{ key: 'f', reason: 'pre-warm window reached' }]);
   });
 });
+
+describe('hybrid-histogram after omitReasons (the simulator\'s hint)', () => {
+  it('names the same victims and idle models with empty reasons; the constant reasons stay', () => {
+    const p = hybridHistogram({ binMs: 100, rangeMs: 10_000, minSamples: 4, margin: 0, fixedKeepAliveMs: 5000 });
+    (p as Hinted).omitReasons!();
+    const at = (t: number): EntryFacts => ({ key: 'f', sizeBytes: 10, loadMs: 10, execMs: 1, popularity: 0, loadedAt: 0, lastUsedAt: t, hits: 1 });
+    // As "the tail from the highest bin" above: at 5700, idle until 6200 and kept until 9800.
+    for (const t of [0, 4050, 4600, 5150, 5700]) p.onAccess!(at(t), t);
+    expect(p.selectVictims({ now: 5700, needBytes: 1, candidates: [at(5700)], incoming: { ...at(0), key: 'x' } })).toEqual([{ key: 'f', reason: '' }]);
+    expect(p.expired!([at(5700)], 5700)).toEqual([{ key: 'f', reason: '' }]);
+    expect(p.expired!([at(5700)], 9800)).toEqual([{ key: 'f', reason: 'keep-alive window ended' }]);
+  });
+});
