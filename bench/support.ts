@@ -158,7 +158,8 @@ require('node:http').createServer((req, res) => {
 }
 
 /**
- * The same for gRPC: a bare @grpc/grpc-js server (brulee's proto, loader and server options) whose
+ * The same for gRPC: a bare @grpc/grpc-js server (brulee's proto, loader and server options, its
+ * flow-control window: functions/grpc/server.ts FLOW_CONTROL_WINDOW) whose
  * ModelInfer decodes the request and answers one output of `outputBytes` raw bytes, nothing else.
  */
 export async function startGrpcFloor(outputBytes: number): Promise<{ port: number; stop(): Promise<void> }> {
@@ -172,7 +173,10 @@ const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20, 'g
 server.addService(grpc.loadPackageDefinition(def).inference.GRPCInferenceService.service, {
   ModelInfer: (call, cb) => cb(null, { model_name: call.request.model_name, model_version: '1', outputs: [{ name: 'y', datatype: 'UINT8', shape: ['${outputBytes}'] }], raw_output_contents: [out] }),
 });
-server.bindAsync('127.0.0.1:${port}', grpc.ServerCredentials.createInsecure(), () => console.log('ready'));`,
+server.bindAsync('127.0.0.1:${port}', grpc.ServerCredentials.createInsecure(), () => {
+  for (const s of server.http2Servers.keys()) s.on('session', (session) => { session.settings({ initialWindowSize: 4 << 20 }); session.setLocalWindowSize(4 << 20); });
+  console.log('ready');
+});`,
   );
   return { port, stop: () => floor.stop() };
 }

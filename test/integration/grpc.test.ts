@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
+import http2 from 'node:http2';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGrpcServer, type GrpcServer } from '../../functions/grpc/server';
+import { FLOW_CONTROL_WINDOW, startGrpcServer, type GrpcServer } from '../../functions/grpc/server';
 import { mlpModel, typesModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { floats, ort, readModel, REAL_MODELS, runDirect } from '../support/models';
@@ -75,6 +76,21 @@ describe('the KServe v2 gRPC service', () => {
     expect(res.outputs.map((o: any) => [o.name, o.datatype, o.shape.map(Number)])).toEqual([[name, 'FP32', [...want[name!]!.dims]]]);
     const got = new Float32Array(new Uint8Array(res.raw_output_contents[0]).slice().buffer);
     expect(Buffer.from(got.buffer)).toEqual(Buffer.from((want[name!]!.data as Float32Array).buffer));
+  });
+
+  it('grants each connection and stream a window larger than a PP-OCR cls request, so the client never waits mid-request', async () => {
+    const session = http2.connect(`http://127.0.0.1:${server.port}`);
+    try {
+      await new Promise((resolve) => session.once('remoteSettings', resolve));
+      // The server's SETTINGS with the larger window follow its first (grpc-js's) at once.
+      await new Promise((r) => setTimeout(r, 200));
+      expect(FLOW_CONTROL_WINDOW).toBeGreaterThan(3 * 48 * 192 * 4 + 1024);
+      expect(session.remoteSettings.initialWindowSize).toBe(FLOW_CONTROL_WINDOW);
+      // The connection's window too (what the client may send before any update).
+      expect(session.state.remoteWindowSize).toBe(FLOW_CONTROL_WINDOW);
+    } finally {
+      session.close();
+    }
   });
 
   it('takes typed contents too, keeping INT64 past 2^53 and BOOL exact', async () => {
