@@ -1,0 +1,108 @@
+/**
+ * Server CPU per call, gRPC against REST binary (and the bare floors), from clients in processes
+ * of their own: grpcio (bench/grpc-load.py) at 1 caller, wrk at 1 connection. For each window the
+ * server's CPU time (user + system, /proc) over the calls the client made: µs of server CPU per
+ * call, the model's run included (the same in every row of one server). Rounds alternate the rows.
+ *
+ *   npx tsx bench/grpc-cpu.ts --model ocr-cls --rounds 5 --seconds 2 [--today DIR] [--prof DIR]
+ *
+ * `--prof DIR` starts "now" with --cpu-prof (profile written to DIR when it stops).
+ */
+import { spawnSync, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { mlpModel } from '../models/generate';
+import { readModel, REAL_MODELS } from '../test/support/models';
+import { cpuMsOf, median, startServer, untilIdle, type BenchServer } from './support';
+
+const args = parseArgs({
+  options: {
+    model: { type: 'string', default: 'ocr-cls' },
+    rounds: { type: 'string', default: '5' },
+    seconds: { type: 'string', default: '2' },
+    today: { type: 'string' },
+    prof: { type: 'string' },
+    'no-rest': { type: 'boolean', default: false },
+  },
+}).values;
+
+const MODELS: Record<string, () => { bytes: Uint8Array; input: string; dims: number[] }> = {
+  'ocr-cls': () => ({ bytes: readModel(REAL_MODELS.ocrCls), input: 'x', dims: [1, 3, 48, 192] }),
+  mlp: () => ({ bytes: mlpModel({ inputSize: 64, hidden: [64], outputSize: 16, seed: 1 }), input: 'x', dims: [1, 64] }),
+};
+
+async function main() {
+  const { bytes, input, dims } = MODELS[args.model!]!();
+  const x = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(i) / 2);
+  const dir = mkdtempSync(join(tmpdir(), 'brulee-grpc-cpu-'));
+  const servers: Array<[string, BenchServer]> = [];
+  try {
+    if (args.today) servers.push(['today', await startServer(join(dir, 'today'), {}, args.today)]);
+    servers.push(['now', await startServer(join(dir, 'now'), {}, undefined, args.prof ? ['--cpu-prof', `--cpu-prof-dir=${args.prof}`] : [])]);
+    for (const [, s] of servers) {
+      const put = await fetch(`${s.url}/functions/bench?threads=1`, { method: 'PUT', body: bytes });
+      if (put.status >= 300) throw new Error(`register: ${put.status} ${await put.text()}`);
+    }
+    const rawFile = join(dir, 'x.raw');
+    writeFileSync(rawFile, Buffer.from(x.buffer));
+    const header = JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }], parameters: { binary_data_output: true } });
+    writeFileSync(join(dir, 'body'), Buffer.concat([Buffer.from(header), Buffer.from(x.buffer)]));
+    const lua = join(dir, 'wrk.lua');
+    writeFileSync(lua, `local f = io.open(${JSON.stringify(join(dir, 'body'))}, "rb"); wrk.method = "POST"; wrk.body = f:read("*all"); f:close()
+wrk.headers["Inference-Header-Content-Length"] = "${Buffer.byteLength(header)}"
+done = function(s, latency) io.write(string.format("RESULT %d %d\\n", latency:percentile(50), s.requests)) end`);
+    const protoDir = fileURLToPath(new URL('../functions/grpc/', import.meta.url));
+    const script = fileURLToPath(new URL('./grpc-load.py', import.meta.url));
+    type Row = { name: string; pid: number; run(): { calls: number; p50: number } };
+    const rows: Row[] = [];
+    for (const [label, s] of servers) {
+      rows.push({
+        name: `${label} gRPC`,
+        pid: s.pid,
+        run() {
+          const r = spawnSync('/usr/bin/python3', [script, protoDir, `127.0.0.1:${s.grpcPort}`, 'bench', input, dims.join(','), rawFile, '1', args.seconds!], { encoding: 'utf8' });
+          if (r.status !== 0) throw new Error(r.stderr);
+          const o = JSON.parse(r.stdout) as { calls: number; p50_ms: number; errors: number };
+          if (o.errors) throw new Error('errors');
+          return { calls: o.calls + 20, p50: o.p50_ms };
+        },
+      });
+      if (!args['no-rest']) {
+        rows.push({
+          name: `${label} v2 binary`,
+          pid: s.pid,
+          run() {
+            const out = execFileSync('wrk', ['-t1', '-c1', `-d${args.seconds}s`, '-s', lua, `${s.url}/v2/models/bench/infer`], { encoding: 'utf8' });
+            const [p50, n] = out.split('\n').find((l) => l.startsWith('RESULT'))!.split(' ').slice(1).map(Number) as [number, number];
+            return { calls: n, p50: p50 / 1000 };
+          },
+        });
+      }
+    }
+    const per = rows.map(() => ({ us: [] as number[], p50: [] as number[] }));
+    for (let r = 0; r < Number(args.rounds); r++) {
+      for (const [i, row] of rows.entries()) {
+        await untilIdle(row.pid);
+        const c0 = cpuMsOf(row.pid);
+        const { calls, p50 } = row.run();
+        await untilIdle(row.pid);
+        per[i]!.us.push(((cpuMsOf(row.pid) - c0) * 1000) / calls);
+        per[i]!.p50.push(p50);
+      }
+    }
+    for (const [i, row] of rows.entries()) {
+      console.log(`${row.name.padEnd(18)} server CPU µs/call median ${median(per[i]!.us).toFixed(0)} [${per[i]!.us.map((v) => v.toFixed(0)).join(' ')}]  p50 ms ${median(per[i]!.p50).toFixed(3)}`);
+    }
+  } finally {
+    for (const [, s] of servers) await s.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
