@@ -167,7 +167,11 @@ function handlers(o: GrpcOptions & { authorize: Authorize }): grpc.UntypedServic
         model_version: String(r.fn.version),
         id: req.id,
         outputs: names.map((n) => ({ name: n, datatype: V2_DATATYPE[r.outputs[n]!.type], shape: r.outputs[n]!.dims.map(String) })),
-        raw_output_contents: names.map((n) => Buffer.from(rawOf(r.outputs[n]!))),
+        // Views of the outputs' memory: protobufjs copies each into the message once, so no copy here.
+        raw_output_contents: names.map((n) => {
+          const raw = rawOf(r.outputs[n]!);
+          return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+        }),
       };
     }),
     ModelConfig: unary<{ name: string; version: string }, object>(log, async (req, call) => {
