@@ -7,6 +7,7 @@ import { cremebruleePlus, type CremeBruleePlusOptions } from '../../runtime/poli
 import { hybridHistogram } from '../../runtime/policies/hybrid-histogram';
 import { random, seededRandom } from '../../runtime/policies/random';
 import { byScore, lowestFirst, Selection, takeUntilFreed } from '../../runtime/policies/select';
+import { createPolicy } from '../../runtime/policies';
 import type { EntryFacts, EvictionPolicy, EvictionRequest, FutureFacts } from '../../runtime/policies/types';
 
 // The parts the policies are built from (the deadline heap, the position memo, the seeded
@@ -93,6 +94,35 @@ describe('victim selection', () => {
     const ten = Array.from({ length: 10 }, (_, i) => entry(`m${i}`));
     expect(new Selection().lowestFirst(ten, 100, (e) => -Number(e.key.slice(1)), () => '').map((x) => x.key)).toEqual(['m9', 'm8', 'm7', 'm6', 'm5', 'm4', 'm3', 'm2', 'm1', 'm0']);
     expect(new Selection().lowestFirst(ten, 1000, (e) => -Number(e.key.slice(1)), () => '')).toHaveLength(10);
+  });
+});
+
+describe('omitReasons (the simulator hint, 5534fe3): the same victims, each with an empty reason', () => {
+  it('Selection: reason is never called, by the scans or the heap, and victims say nothing', () => {
+    const sel = new Selection();
+    expect(sel.reasons).toBe(true);
+    sel.omitReasons();
+    expect(sel.reasons).toBe(false);
+    const asked: string[] = [];
+    const ten = Array.from({ length: 10 }, (_, i) => entry(`m${i}`));
+    const v = sel.lowestFirst(ten, 100, (e) => -Number(e.key.slice(1)), (e) => (asked.push(e.key), 'said'));
+    expect(v).toEqual(['m9', 'm8', 'm7', 'm6', 'm5', 'm4', 'm3', 'm2', 'm1', 'm0'].map((key) => ({ key, reason: '' })));
+    expect(asked).toEqual([]);
+    // Another selection still gives its reasons.
+    expect(new Selection().lowestFirst(ten, 10, (e) => -Number(e.key.slice(1)), () => 'said')).toEqual([{ key: 'm9', reason: 'said' }]);
+  });
+
+  it.each(['belady', 'cremebrulee-oracle', 'cremebrulee', 'gdsf', 'lfu', 'lru', 'ttl'])('%s: the hint turns its reasons off, victims unchanged', (name) => {
+    const make = (): EvictionPolicy => (name === 'belady' ? belady() : name === 'cremebrulee-oracle' ? cremebruleeOracle() : createPolicy(name as never));
+    const future: FutureFacts = { nextUse: (key, now) => now + key.charCodeAt(0), usesWithin: (key) => (key === 'a' ? 0 : 2) };
+    const c = [entry('a', { lastUsedAt: 3, hits: 4, popularity: 0.5 }), entry('b', { lastUsedAt: 1, hits: 1, popularity: 0.1 }), entry('c', { lastUsedAt: 2, hits: 2, popularity: 0.2 })];
+    const r = req(c, 15, { future });
+    const said = make().selectVictims(r);
+    expect(said).toHaveLength(2);
+    for (const v of said) expect(v.reason).not.toBe('');
+    const quiet = make() as EvictionPolicy & { omitReasons: () => void };
+    quiet.omitReasons();
+    expect(quiet.selectVictims(r)).toEqual(said.map((v) => ({ key: v.key, reason: '' })));
   });
 });
 
