@@ -1,5 +1,9 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createRedis } from '../../queue/connection';
+import { startRedisServer } from '../../queue/redis-server';
 import { monitor, parseMonitorLine, type Monitored } from '../support/monitor';
 
 // The tests that count Redis commands (wire.test.ts, bench:breakdown) read them with MONITOR while
@@ -42,6 +46,32 @@ describe('MONITOR reader (test support)', () => {
       flooding = false;
       await loop;
       flood.disconnect();
+    }
+  });
+
+  it('with a password (spaces in it), starts only after MONITOR\'s own +OK: the first command after it is seen', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'brulee-monitor-auth-'));
+    const server = await startRedisServer({ dir, persist: false });
+    try {
+      const admin = createRedis(server.url);
+      await admin.config('SET', 'requirepass', 'pass word');
+      admin.disconnect();
+      const url = new URL(server.url);
+      url.password = encodeURIComponent('pass word');
+      const client = createRedis(url.toString());
+      for (let round = 0; round < 10; round++) {
+        const seen: Monitored[] = [];
+        const mon = await monitor(url.toString(), (c) => seen.push(c));
+        await client.set('k', String(round)); // at once: AUTH's +OK alone must not have started it
+        for (let i = 0; i < 200 && !seen.some((c) => c.args[0] === 'set'); i++) await new Promise((r) => setTimeout(r, 5));
+        mon.stop();
+        expect(seen.filter((c) => c.args[0] === 'set').map((c) => c.args)).toEqual([['set', 'k', String(round)]]);
+      }
+      client.disconnect();
+      await expect(monitor(server.url, () => undefined)).rejects.toThrow(/MONITOR refused: NOAUTH/);
+    } finally {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

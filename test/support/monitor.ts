@@ -34,13 +34,15 @@ export function monitor(redisUrl: string, onCommand: (c: Monitored) => void): Pr
   return new Promise((resolve, reject) => {
     let pending = '';
     let ready = false;
+    let oks = 1; // MONITOR's +OK, after AUTH's when there is a password
     socket.once('error', (e) => (ready ? undefined : reject(e)));
+    socket.once('close', () => (ready ? undefined : reject(new Error('Redis closed the connection before MONITOR started'))));
     socket.on('error', () => undefined); // after stop(), or a Redis that went away: the test sees what it collected
     socket.on('connect', () => {
       const pass = url.password ? decodeURIComponent(url.password) : '';
       const user = url.username ? decodeURIComponent(url.username) : '';
-      if (pass) socket.write(user ? `AUTH ${user} ${pass}\r\n` : `AUTH ${pass}\r\n`);
-      socket.write('MONITOR\r\n');
+      if (pass) oks++, socket.write(command(user ? ['AUTH', user, pass] : ['AUTH', pass]));
+      socket.write(command(['MONITOR']));
     });
     socket.setEncoding('latin1'); // one char per byte: MONITOR escapes everything that is not printable ASCII anyway
     socket.on('data', (chunk: string) => {
@@ -55,17 +57,22 @@ export function monitor(redisUrl: string, onCommand: (c: Monitored) => void): Pr
           return;
         }
         if (!ready) {
-          if (line === '+OK') {
+          if (line === '+OK' && --oks === 0) {
             ready = true;
             resolve({ stop });
           }
-          continue; // AUTH's +OK comes first, then MONITOR's
+          continue;
         }
         const c = parseMonitorLine(line);
         if (c) onCommand(c);
       }
     });
   });
+}
+
+/** A command in RESP (arguments of any bytes, spaces included). */
+function command(args: string[]): string {
+  return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
 }
 
 /** `+1795911649.354476 [0 127.0.0.1:37416] "set" "k" "v"` → its parts; undefined for anything else. */

@@ -298,6 +298,49 @@ describe('WarmPool.Reservation', () => {
   });
 });
 
+describe('WarmPool.Reservation: a set that changes nothing does nothing', () => {
+  // Found by review: a pool can stay over its budget (a resize, with a policy that named too few
+  // victims); a set of the same bytes must then neither rebalance nor wake a waiting admission,
+  // whose makeRoom would rebalance. The policy names nothing until `generous`.
+  function overBudget() {
+    let generous = false;
+    const t = pool(100, { pick: (r) => (generous ? r.candidates.map((c) => ({ key: c.key, reason: 'now' })) : []) });
+    return { ...t, generous: () => (generous = true) };
+  }
+
+  it('while the pool is over its budget: the policy is not asked again and nothing is evicted', async () => {
+    const { p, requests, evicted, generous } = overBudget();
+    (await p.acquire(spec('idle', 30))).release();
+    const l = await p.acquire(spec('a', 40), undefined, { bytes: 10 });
+    p.resize('a', 80); // 30 + 80 + 10 = 120: over, the policy names nothing
+    expect([p.usedBytes, requests.length, evicted()]).toEqual([120, 1, []]);
+    generous();
+    l.reservation.set(10);
+    expect([p.usedBytes, requests.length, evicted()]).toEqual([120, 1, []]);
+    l.release(); // a release rebalances: now idle goes
+    expect([p.usedBytes, evicted()]).toEqual([90, ['idle']]);
+    l.reservation.free();
+  });
+
+  it('an admission waiting on the over-budget pool is not woken to check again', async () => {
+    const { p, requests, evicted, generous } = overBudget();
+    (await p.acquire(spec('idle', 30))).release();
+    const l = await p.acquire(spec('a', 40), undefined, { bytes: 10 });
+    p.resize('a', 80);
+    const waiting = p.acquire(spec('b', 10));
+    await tick();
+    const asked = requests.length;
+    generous();
+    l.reservation.set(10);
+    await tick();
+    expect([requests.length - asked, evicted()]).toEqual([0, []]);
+    l.release();
+    (await within(1000, 'the waiting admission after the release', waiting)).release();
+    expect(evicted()).toEqual(['idle']);
+    l.reservation.free();
+  });
+});
+
 describe('WarmPool.drop at awkward times', () => {
   it('of a model still loading: it stays charged and listed until its load ends, then goes', async () => {
     const gate = deferred<string>();
