@@ -301,18 +301,19 @@ describe('WarmPool.Reservation', () => {
 describe('WarmPool.Reservation: a set that changes nothing does nothing', () => {
   // Found by review: a pool can stay over its budget (a resize, with a policy that named too few
   // victims); a set of the same bytes must then neither rebalance nor wake a waiting admission,
-  // whose makeRoom would rebalance. The policy names nothing until `generous`.
-  function overBudget() {
+  // whose makeRoom would rebalance. The policy names nothing until `generous`. Idle (30) beside a
+  // (40, then resized to 80) with a call holding 10: 120, over.
+  async function overBudget() {
     let generous = false;
     const t = pool(100, { pick: (r) => (generous ? r.candidates.map((c) => ({ key: c.key, reason: 'now' })) : []) });
-    return { ...t, generous: () => (generous = true) };
+    (await t.p.acquire(spec('idle', 30))).release();
+    const l = await t.p.acquire(spec('a', 40), undefined, { bytes: 10 });
+    t.p.resize('a', 80);
+    return { ...t, l, generous: () => (generous = true) };
   }
 
   it('while the pool is over its budget: the policy is not asked again and nothing is evicted', async () => {
-    const { p, requests, evicted, generous } = overBudget();
-    (await p.acquire(spec('idle', 30))).release();
-    const l = await p.acquire(spec('a', 40), undefined, { bytes: 10 });
-    p.resize('a', 80); // 30 + 80 + 10 = 120: over, the policy names nothing
+    const { p, l, requests, evicted, generous } = await overBudget();
     expect([p.usedBytes, requests.length, evicted()]).toEqual([120, 1, []]);
     generous();
     l.reservation.set(10);
@@ -323,10 +324,7 @@ describe('WarmPool.Reservation: a set that changes nothing does nothing', () => 
   });
 
   it('an admission waiting on the over-budget pool is not woken to check again', async () => {
-    const { p, requests, evicted, generous } = overBudget();
-    (await p.acquire(spec('idle', 30))).release();
-    const l = await p.acquire(spec('a', 40), undefined, { bytes: 10 });
-    p.resize('a', 80);
+    const { p, l, requests, evicted, generous } = await overBudget();
     const waiting = p.acquire(spec('b', 10));
     await tick();
     const asked = requests.length;
