@@ -101,11 +101,6 @@ export class JsonAnswer {
     }
   }
 
-  /** The whole answer as text (the byte pieces are ASCII). */
-  text(): string {
-    return [...this.pieces()].map((p) => (typeof p === 'string' ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength).toString('latin1'))).join('');
-  }
-
   /** The whole answer as UTF-8 bytes, with no string of it made on the way. */
   bytes(): Buffer {
     return Buffer.concat([...this.pieces()].map((p) => (typeof p === 'string' ? Buffer.from(p) : p)));

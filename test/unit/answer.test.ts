@@ -37,7 +37,7 @@ describe('JsonAnswer', () => {
     const value = (data: (t: Tensor) => unknown) => ({ function: 'f', version: 2, outputs: Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, { type: t.type, dims: t.dims, data: data(t) }])), coldStart: false, node: 'n', timings: { execMs: 1.5 } });
     const want = JSON.stringify(value((t) => jsonValues(t)));
     const answer = new JsonAnswer(value((t) => new JsonData(t)));
-    expect(answer.text()).toBe(want);
+    expect(answer.bytes().toString()).toBe(want);
     const got = await read(byteStream(answer.pieces()));
     expect(got.bytes.toString()).toBe(want);
     // Pieces of at most ~64 KiB of text plus one piece of elements: never the whole answer at once.
@@ -49,7 +49,7 @@ describe('JsonAnswer', () => {
     const value = (data: (t: Tensor) => unknown) => ({ model_name: 'm', model_version: '1', id: 'x"y', outputs: Object.entries(tensors).map(([name, t]) => ({ name, shape: t.dims, data: data(t) })) });
     const want = stringifyWithBigInts(value((t) => jsonValues(t, { bigint: 'raw' })));
     const answer = new JsonAnswer(value((t) => new JsonData(t, 'raw')));
-    expect(answer.text()).toBe(want);
+    expect(answer.bytes().toString()).toBe(want);
     expect((await read(byteStream(answer.pieces()))).bytes.toString()).toBe(want);
     expect(gunzipSync((await read(compressedStream(answer.pieces(), 'gzip'))).bytes).toString()).toBe(want);
   });
@@ -66,7 +66,7 @@ describe('JsonAnswer', () => {
   it('a string in the answer that looks like a mark stays a string', () => {
     const t = { type: 'int8', dims: [1], data: Int8Array.of(3) } as Tensor;
     const value = { id: '\u0001abc:0', also: '"\\u0001', y: new JsonData(t) };
-    expect(new JsonAnswer(value).text()).toBe(JSON.stringify({ ...value, y: [3] }));
+    expect(new JsonAnswer(value).bytes().toString()).toBe(JSON.stringify({ ...value, y: [3] }));
   });
 
   it('byteStream passes buffers as they are (no copy) and joins small strings', async () => {
