@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
+import { FLOW_CONTROL_WINDOW } from '../functions/grpc/server';
 import { freePort, startRedisServer } from '../queue/redis-server';
 import { withMallocTunables } from '../runtime/malloc';
 
@@ -174,7 +175,7 @@ server.addService(grpc.loadPackageDefinition(def).inference.GRPCInferenceService
   ModelInfer: (call, cb) => cb(null, { model_name: call.request.model_name, model_version: '1', outputs: [{ name: 'y', datatype: 'UINT8', shape: ['${outputBytes}'] }], raw_output_contents: [out] }),
 });
 server.bindAsync('127.0.0.1:${port}', grpc.ServerCredentials.createInsecure(), () => {
-  for (const s of server.http2Servers.keys()) s.on('session', (session) => { session.settings({ initialWindowSize: 4 << 20 }); session.setLocalWindowSize(4 << 20); });
+  for (const s of server.http2Servers.keys()) s.on('session', (session) => { session.settings({ initialWindowSize: ${FLOW_CONTROL_WINDOW} }); session.setLocalWindowSize(${FLOW_CONTROL_WINDOW}); });
   console.log('ready');
 });`,
   );

@@ -219,7 +219,7 @@ function writeFast(x: number, out: Uint8Array, pos: number): number {
   return pos;
 }
 
-/** Most bytes one value takes, comma included: "-0.0000093975922936806,"-like values with 17 digits take 26. */
+/** Most bytes one value takes, comma included: 26, as "-0.0000038146990846144035," (bits 0xb6800004) does. */
 export const MAX_FLOAT32_JSON_BYTES = 26;
 
 /** Writes an ASCII string at `pos`; the new position. */
