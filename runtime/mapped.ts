@@ -2,17 +2,19 @@
  * The mapped form of a pre-optimized artifact (issue 10 §1): one file that onnxruntime memory-maps
  * its weights from, already packed for the CPU's GEMM kernels.
  *
- * onnxruntime can write an optimized model with its large initializers in an external data file
+ * onnxruntime can write an optimized model with its initializers in an external data file
  * and, with `session.save_external_prepacked_constant_initializers`, the prepacked form of those
  * weights beside them. Loaded back, onnxruntime maps the data file (for offsets aligned to a page)
- * and hands the kernels the packed weights as they are: no protobuf copy of the weights, no
- * prepacking, the very same kernels (bit-equal outputs). The data file and the small graph that
+ * and hands the kernels the packed weights as they are: no protobuf copy of the weights into fresh
+ * memory, the very same kernels (bit-equal outputs; onnxruntime 1.30 still packs each weight once at
+ * load to find its blob by hash, then drops that copy). Every tensor of a page or more goes to the
+ * data file, each range on a page of its own (`relayMapped`). The data file and the small graph that
  * points into it are stored as one file, so a model stays one content-addressed blob:
  *
- *     [external data, as onnxruntime wrote it][graph (ModelProto)][graph length: u64 LE]["BRULEEMA"]
+ *     [external data, laid out on pages][graph (ModelProto)][graph length: u64 LE]["BRULEEMA"]
  *
  * The graph names its data file `MAPPED_FILE_NAME`: the bundle itself, read at the offsets
- * onnxruntime wrote (the data comes first, so they hold). A node's local cache names every model
+ * `relayMapped` wrote (the data comes first, so they hold). A node's local cache names every model
  * file so (store/local.ts); the profiler's scratch file is named so as well.
  *
  * Memory: mapped weights are file pages, not anonymous memory, but they are this model's all the
@@ -33,12 +35,25 @@ const MAGIC = Buffer.from('BRULEEMA', 'latin1');
 const TRAILER = 16;
 
 /**
- * Only tensors larger than this go to the data file. onnxruntime pads the offset of a tensor
- * larger than 1 MiB to a page (`ModelSavingOptions.align_threshold`), and maps only page-aligned
- * data; smaller ones would sit at offsets MLAS's packed-weight loads cannot take (a 20 MB MLP's
- * 63 KB last layer crashed the run when written at an offset 4 bytes past a 64-byte boundary).
+ * A model gets the mapped form when it has a tensor larger than this. onnxruntime pads the offset
+ * of a tensor larger than 1 MiB to a page (`ModelSavingOptions.align_threshold`, which no session
+ * option sets) and writes smaller ones back to back, at offsets MLAS's packed-weight loads cannot
+ * take (a 20 MB MLP's 63 KB last layer crashed the run when written 4 bytes past a 64-byte
+ * boundary): `relayMapped` lays them out again on pages.
  */
 export const MAPPED_MIN_TENSOR_BYTES = 1024 * 1024 + 1;
+
+/**
+ * In a mapped artifact, every tensor of at least this many bytes goes to the data file (a page:
+ * a smaller one would take a page of its own when mapped). Left in the graph, a tensor is copied
+ * out of the graph's protobuf into fresh memory at every load: PP-OCR rec keeps 7.4 of its 10.8 MB
+ * in tensors under 1 MiB, and under brulee's glibc mmap threshold (runtime/malloc.ts) each of
+ * those copies is fresh pages to fault in (~5 400 page faults a load, 2.4x the create's CPU time).
+ */
+export const MAPPED_EXTERNAL_MIN_BYTES = 4096;
+
+/** Where `relayMapped` starts each range of the data file: a page, so that onnxruntime maps it. */
+export const MAPPED_PAGE = 4096;
 
 /** Every external-data offset must be a multiple of this (MLAS's buffer alignment); else the bundle is not used. */
 export const MAPPED_ALIGNMENT = 64;
@@ -121,6 +136,8 @@ function mappedGraphAt(fd: number, path: string): { graphOffset: number; graphBy
 export interface ExternalRef {
   tensor: string;
   location: string;
+  /** The tensor's own bytes (its `length` entry). */
+  bytes: number;
   /** Offsets read: the tensor's own, then any prepacked blobs'. */
   offsets: number[];
 }
@@ -176,10 +193,11 @@ function tensor(t: Uint8Array, out: ExternalRef[]): void {
     }
   }
   if (entries.length === 0) return;
-  const ref: ExternalRef = { tensor: name, location: '', offsets: [] };
+  const ref: ExternalRef = { tensor: name, location: '', bytes: 0, offsets: [] };
   let own = 0;
   for (const [k, v] of entries) {
     if (k === 'location') ref.location = v;
+    else if (k === 'length') ref.bytes = Number(v);
     else if (k === 'offset') own = Number(v);
     else if (k.startsWith('prepacked')) for (const m of v.matchAll(/(\d+);(\d+);(\d+)/g)) ref.offsets.push(Number(m[1]));
   }
@@ -217,6 +235,134 @@ function* fields(b: Uint8Array): Generator<[number, number | Uint8Array]> {
     else if (wire === 5) i += 4;
     else throw new Error(`unsupported protobuf wire type ${wire}`);
   }
+}
+
+/** One byte range of the data file that a graph reads: a tensor's own data or one of its prepacked blobs. */
+interface DataRange {
+  offset: number;
+  length: number;
+}
+
+/**
+ * Lays the data file out again with every range the graph reads starting on a multiple of `align`
+ * (a page), and rewrites the graph's offsets to match. onnxruntime aligns only the tensors over its
+ * 1 MiB `align_threshold` (no session option changes it) and writes smaller ones back to back, at
+ * offsets MLAS's packed-weight loads cannot take; laid out again, every tensor written to the data
+ * file is mapped at load, not copied out of the graph's protobuf into fresh memory.
+ * @throws Error when a reference has no length or reaches past the data.
+ */
+export function relayMapped(graph: Uint8Array, data: Uint8Array, align = MAPPED_PAGE): { graph: Buffer; data: Buffer } {
+  const ranges = new Map<number, DataRange>();
+  const note = (offset: number, length: number) => {
+    if (!Number.isSafeInteger(length) || length < 0 || offset + length > data.byteLength) throw new Error(`an external range ${offset}+${length} past the data file's ${data.byteLength} bytes`);
+    const had = ranges.get(offset);
+    if (!had || had.length < length) ranges.set(offset, { offset, length });
+  };
+  forEachEntry(graph, (entries) => {
+    const own = entries.get('offset');
+    const length = entries.get('length');
+    if (entries.has('location')) {
+      if (length === undefined) throw new Error('an external tensor without a length');
+      note(Number(own ?? 0), Number(length));
+    }
+    for (const [k, v] of entries) if (k.startsWith('prepacked')) for (const m of v.matchAll(/(\d+);(\d+);(\d+)/g)) note(Number(m[1]), Number(m[2]));
+  });
+  const moved = new Map<number, number>();
+  let end = 0;
+  for (const r of [...ranges.values()].sort((a, b) => a.offset - b.offset)) {
+    end = Math.ceil(end / align) * align;
+    moved.set(r.offset, end);
+    end += r.length;
+  }
+  const out = Buffer.alloc(end);
+  for (const r of ranges.values()) out.set(data.subarray(r.offset, r.offset + r.length), moved.get(r.offset)!);
+  const to = (o: string) => String(moved.get(Number(o)) ?? Number(o));
+  const value = (key: string, v: string) => (key === 'offset' ? to(v) : key.startsWith('prepacked') ? v.replace(/(\d+);(\d+);(\d+)/g, (_, o: string, l: string, n: string) => `${to(o)};${l};${n}`) : v);
+  return { graph: rewriteEntries(graph, value), data: out };
+}
+
+/** Calls `f` with each external-data tensor's entries (key → value), in the graph and its subgraphs. */
+function forEachEntry(model: Uint8Array, f: (entries: Map<string, string>) => void): void {
+  rewriteEntries(model, (_k, v) => v, f);
+}
+
+/**
+ * The model with each TensorProto's external_data values passed through `value` (key, value), the
+ * rest byte for byte as it was; `seen` gets each such tensor's entries as read.
+ */
+function rewriteEntries(model: Uint8Array, value: (key: string, v: string) => string, seen?: (entries: Map<string, string>) => void): Buffer {
+  const entry = (e: Uint8Array): Buffer | null => {
+    let key = '';
+    for (const [f, v] of fields(e)) if (f === 1 && v instanceof Uint8Array) key = text(v);
+    return rewrite(e, (f, v) => (f === 2 ? Buffer.from(value(key, text(v)), 'utf8') : null));
+  };
+  const tensor = (t: Uint8Array): Buffer => {
+    if (seen) {
+      const entries = new Map<string, string>();
+      for (const [f, v] of fields(t)) {
+        if (f !== 13 || !(v instanceof Uint8Array)) continue;
+        let k = '';
+        let val = '';
+        for (const [ef, ev] of fields(v)) if (ev instanceof Uint8Array) ef === 1 ? (k = text(ev)) : ef === 2 ? (val = text(ev)) : undefined;
+        entries.set(k, val);
+      }
+      if (entries.size > 0) seen(entries);
+    }
+    return rewrite(t, (f, v) => (f === 13 ? entry(v) : null));
+  };
+  const sparse = (s: Uint8Array) => rewrite(s, (f, v) => (f === 1 || f === 2 ? tensor(v) : null));
+  const attribute = (a: Uint8Array) => rewrite(a, (f, v) => (f === 5 || f === 10 ? tensor(v) : f === 6 || f === 11 ? graph(v) : null));
+  const node = (n: Uint8Array) => rewrite(n, (f, v) => (f === 5 ? attribute(v) : null));
+  const graph = (g: Uint8Array): Buffer => rewrite(g, (f, v) => (f === 5 ? tensor(v) : f === 15 ? sparse(v) : f === 1 ? node(v) : null));
+  return rewrite(model, (f, v) => (f === 7 ? graph(v) : null));
+}
+
+/** A protobuf message again, each length-delimited field that `f` returns bytes for replaced by them. */
+function rewrite(b: Uint8Array, f: (field: number, value: Uint8Array) => Uint8Array | null): Buffer {
+  const parts: Uint8Array[] = [];
+  let i = 0;
+  const varint = (): number => {
+    let x = 0;
+    let mul = 1;
+    for (;;) {
+      if (i >= b.length) throw new Error('truncated protobuf');
+      const byte = b[i++]!;
+      x += (byte & 0x7f) * mul;
+      if (byte < 0x80) return x;
+      mul *= 128;
+    }
+  };
+  while (i < b.length) {
+    const start = i;
+    const key = varint();
+    const keyEnd = i;
+    const wire = key & 7;
+    if (wire === 0) varint();
+    else if (wire === 1) i += 8;
+    else if (wire === 5) i += 4;
+    else if (wire === 2) {
+      const n = varint();
+      if (i + n > b.length) throw new Error('truncated protobuf');
+      const v = f(Math.floor(key / 8), b.subarray(i, i + n));
+      i += n;
+      if (v) {
+        parts.push(b.subarray(start, keyEnd), varintBytes(v.byteLength), v);
+        continue;
+      }
+    } else throw new Error(`unsupported protobuf wire type ${wire}`);
+    parts.push(b.subarray(start, i));
+  }
+  return Buffer.concat(parts);
+}
+
+function varintBytes(x: number): Buffer {
+  const out: number[] = [];
+  while (x >= 0x80) {
+    out.push((x % 0x80) | 0x80);
+    x = Math.floor(x / 0x80);
+  }
+  out.push(x);
+  return Buffer.from(out);
 }
 
 /** Why a graph written for the bundle cannot be used as one, or null when it can. */

@@ -5,7 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { BruleeError } from '../errors';
 import type { Tensor } from '../queue/wire';
-import { artifactLayout, MAPPED_FILE_NAME, MAPPED_MIN_TENSOR_BYTES, mappedProblem, packMapped, readGraphAt, type ArtifactLayout } from './mapped';
+import { artifactLayout, externalRefs, MAPPED_EXTERNAL_MIN_BYTES, MAPPED_FILE_NAME, MAPPED_MIN_TENSOR_BYTES, mappedProblem, packMapped, readGraphAt, relayMapped, type ArtifactLayout } from './mapped';
 
 /**
  * The one small interface brulee has to ONNX (as onnxruntime's js packages split interface from
@@ -189,9 +189,9 @@ export interface Derived {
  * `outPath` (onnxruntime's `optimizedModelFilePath`). Loading it with optimization disabled gives
  * the same graph the original gets at every load, so the outputs are the same bits.
  *
- * `form` is the best form to try (default `mapped`). The mapped form needs tensors large enough for
- * it and offsets onnxruntime aligned (else the ORT format is written), and `outPath` named
- * `MAPPED_FILE_NAME`.
+ * `form` is the best form to try (default `mapped`). The mapped form needs a tensor over 1 MiB
+ * (else the ORT format is written); every tensor of a page or more then goes to its data file, laid
+ * out on pages (runtime/mapped.ts). `outPath` must be named `MAPPED_FILE_NAME`.
  * @throws BruleeError INVALID_MODEL when onnxruntime cannot load the source.
  */
 export async function deriveOptimized(sourcePath: string, outPath: string, opts: { form?: ArtifactForm } = {}): Promise<Derived> {
@@ -203,15 +203,24 @@ export async function deriveOptimized(sourcePath: string, outPath: string, opts:
     try {
       await optimize(sourcePath, join(dir, 'graph.onnx'), {
         optimized_model_external_initializers_file_name: MAPPED_FILE_NAME,
-        optimized_model_external_initializers_min_size_in_bytes: String(MAPPED_MIN_TENSOR_BYTES),
+        optimized_model_external_initializers_min_size_in_bytes: String(MAPPED_EXTERNAL_MIN_BYTES),
         save_external_prepacked_constant_initializers: '1',
       });
-      const graph = await readFile(join(dir, 'graph.onnx'));
+      const written = await readFile(join(dir, 'graph.onnx'));
       const data = await readFile(join(dir, MAPPED_FILE_NAME)).catch(() => null);
-      note = data ? (mappedProblem(graph, data.byteLength) ?? undefined) : 'no tensor was large enough to be mapped';
-      if (data && note === undefined) {
-        await writeFile(outPath, packMapped(data, graph));
-        return { form: 'mapped' };
+      if (!data || !externalRefs(written).some((r) => r.bytes >= MAPPED_MIN_TENSOR_BYTES)) note = 'no tensor was large enough to be mapped';
+      else {
+        let relaid: ReturnType<typeof relayMapped> | undefined;
+        try {
+          relaid = relayMapped(written, data);
+          note = mappedProblem(relaid.graph, relaid.data.byteLength) ?? undefined;
+        } catch (e) {
+          note = `its data could not be laid out again: ${e instanceof Error ? e.message : String(e)}`;
+        }
+        if (relaid && note === undefined) {
+          await writeFile(outPath, packMapped(relaid.data, relaid.graph));
+          return { form: 'mapped' };
+        }
       }
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -50,8 +50,9 @@ describe('pre-optimized artifacts', () => {
   });
 
   it('a model with weights over 1 MiB gets the mapped form; a node loads it and answers bit for bit what onnxruntime gives on the original', async () => {
-    // 64 -> 512 -> 1024 -> 16: W1 (2 MiB) is mapped, with its prepacked form; the rest stays in the graph.
-    const bytes = mlpModel({ inputSize: 64, hidden: [512, 1024], outputSize: 16, seed: 5 });
+    // 64 -> 500 -> 1000 -> 16: W1 (2 MB) makes it mapped; W0 and W2 (128 000 and 64 000 bytes, no
+    // whole number of pages) are mapped too, laid out on pages again; the biases stay in the graph.
+    const bytes = mlpModel({ inputSize: 64, hidden: [500, 1000], outputSize: 16, seed: 5 });
     const put = await b.put('wide', bytes);
     expect(put.status).toBe(201);
     const p = put.body.profile;
