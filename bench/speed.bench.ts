@@ -16,13 +16,16 @@
  * then uses), and the "http floor" row is that client and a bare node:http server answering as
  * many bytes, after the same pause: the transport's own cold call, which raw (in this process)
  * does not pay ("raw, no pause": raw right after its previous step, as this bench measured it
- * before). "paused" is a brulee warm call after the same pause, so cold - paused is what a
- * load adds. Then warm p50/p99 of sequential calls (v1 JSON); for the
+ * before); "raw, fresh proc" is raw's create + first run in a process of its own, with glibc's
+ * defaults (a user's script run by hand). "paused" is a brulee warm call after the same pause, so
+ * cold - paused is what a load adds. With `--binary`, each v2 binary cold call is checked to be one
+ * by the server's count of cold starts (`/stats`), since its answer does not say. Then warm p50/p99 of sequential calls (v1 JSON); for the
  * small MLP also throughput at `--concurrency` and Redis commands per warm invocation (INFO
  * commandstats over `--count` calls, heartbeats and all), and a second baseline, "bullmq": BullMQ
  * alone (add -> worker -> reply stream, the same model on a raw session, no HTTP and no brulee
  * code; `bench/bullmq-floor.ts`), on a private redis-server of its own.
  */
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,6 +34,7 @@ import * as ort from 'onnxruntime-node';
 import { createRedis } from '../queue/connection';
 import { startRedisServer } from '../queue/redis-server';
 import { mlpForBytes, mlpModel } from '../models/generate';
+import { WARMUP_MODEL_B64 } from '../runtime/warmup-model';
 import { readModel, REAL_MODELS } from '../test/support/models';
 import { bullmqFloor } from './bullmq-floor';
 import { latencies, leanClient, median, pct, startHttpFloor, startServer, throughput, type BenchServer } from './support';
@@ -120,7 +124,12 @@ function client(s: BenchServer, name: string, input: JsonInput, binary = false) 
     const a = JSON.parse(r.body.toString()) as { coldStart: boolean; timings: Record<string, number> };
     return { coldStart: a.coldStart, loadMs: a.timings.loadMs, parseMs: performance.now() - t };
   };
-  return Object.assign(invoke, { unload: () => c.call('POST', `/v2/repository/models/${name}/unload`, '', JSON_TYPE), close: c.close, answerBytes: async () => {
+  /** The function's cold starts so far, as the server counts them (`/stats`): a v2 answer does not say whether it was one. */
+  const coldStarts = async () => {
+    const r = await c.call('GET', '/stats');
+    return (JSON.parse(r.body.toString()) as { functions: Record<string, { coldStarts: number }> }).functions[name]?.coldStarts ?? 0;
+  };
+  return Object.assign(invoke, { binary, coldStarts, unload: () => c.call('POST', `/v2/repository/models/${name}/unload`, '', JSON_TYPE), close: c.close, answerBytes: async () => {
     await invoke();
     return last.byteLength;
   } });
@@ -133,11 +142,14 @@ const pause = () => new Promise((r) => setTimeout(r, PAUSE_MS));
 /** One cold invoke: unload, let the node settle, invoke (the unload warmed the client's socket); its time and the node's own load ms (session create + fetch). */
 async function coldOnce(invoke: ReturnType<typeof client>): Promise<{ coldMs: number; loadMs: number; parseMs: number }> {
   await invoke.unload();
+  // A v2 answer does not say it was a cold start: the server's count must rise by one (asked before the pause, and after the call).
+  const before = invoke.binary ? await invoke.coldStarts() : 0;
   await pause();
   const t = performance.now();
   const r = await invoke();
   const coldMs = performance.now() - t - r.parseMs;
   if (r.coldStart === false) throw new Error('expected a cold start after unload');
+  if (invoke.binary && (await invoke.coldStarts()) !== before + 1) throw new Error('expected a cold start after unload (v2 binary: /stats counted none)');
   return { coldMs, loadMs: r.loadMs ?? NaN, parseMs: r.parseMs };
 }
 
@@ -176,6 +188,31 @@ async function rawColdOnce(path: string, input: JsonInput, paused = true): Promi
   const coldMs = performance.now() - t;
   await s.release();
   return { coldMs, loadMs };
+}
+
+/**
+ * The same raw cold start in a fresh process (a user's script run by hand): create + first run,
+ * after a warm-up session of a one-node model (onnxruntime's own start, which a node pays once at
+ * its start), with glibc's defaults. The in-process raw row runs in this bench's process, whose
+ * heap holds the memory its previous creates freed, so its creates fault in few fresh pages.
+ */
+function rawFreshOnce(path: string, inputPath: string): Promise<{ coldMs: number; loadMs: number }> {
+  const script = `
+    const ort = require('onnxruntime-node');
+    const input = JSON.parse(require('node:fs').readFileSync(process.argv[2], 'utf8'));
+    const feeds = Object.fromEntries(Object.entries(input).map(([k, t]) => [k, t.type === 'int64' ? new ort.Tensor('int64', BigInt64Array.from(t.data.map(BigInt)), t.dims) : new ort.Tensor('float32', Float32Array.from(t.data), t.dims)]));
+    (async () => {
+      await (await ort.InferenceSession.create(Buffer.from(${JSON.stringify(WARMUP_MODEL_B64)}, 'base64'))).release();
+      const t = performance.now();
+      const s = await ort.InferenceSession.create(process.argv[1]);
+      const loadMs = performance.now() - t;
+      await s.run(feeds);
+      process.stdout.write(JSON.stringify({ coldMs: performance.now() - t, loadMs }));
+    })();`;
+  const { GLIBC_TUNABLES: _, ...env } = process.env;
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['-e', script, path, inputPath], { env }, (e, out) => (e ? reject(e) : resolve(JSON.parse(out) as { coldMs: number; loadMs: number })));
+  });
 }
 
 /** Latencies of `n` sequential calls to the answer's last byte (the client's parse of it left out), after a short warm-up. */
@@ -242,6 +279,8 @@ async function main() {
       const { bytes, input } = m();
       const path = join(dir, `${name}.onnx`);
       writeFileSync(path, bytes);
+      const inputPath = join(dir, `${name}.input.json`);
+      writeFileSync(inputPath, JSON.stringify(input));
       const small = name === 'mlp';
       // Every server is up and registered first; then the cold starts of raw, today and now take
       // turns, one of each per round, so the load of a shared machine drifts over all of them alike.
@@ -263,11 +302,12 @@ async function main() {
         const floorCall = () => fc.call('POST', '/invoke', floorBody, JSON_TYPE);
         // Not counted: this process's first session pays onnxruntime's own start (a node paid it at its start).
         await rawColdOnce(path, input);
-        const cold: Record<string, Array<{ coldMs: number; loadMs: number; parseMs?: number }>> = { raw: [], 'raw, no pause': [], 'http floor': [] };
+        const cold: Record<string, Array<{ coldMs: number; loadMs: number; parseMs?: number }>> = { raw: [], 'raw, no pause': [], 'raw, fresh proc': [], 'http floor': [] };
         const paused: Record<string, number[]> = {};
         for (let i = 0; i < COLD; i++) {
           cold.raw!.push(await rawColdOnce(path, input));
           cold['raw, no pause']!.push(await rawColdOnce(path, input, false));
+          cold['raw, fresh proc']!.push(await rawFreshOnce(path, inputPath));
           cold['http floor']!.push(await floorOnce(floorCall));
           for (const { label, invoke } of servers) {
             (cold[label] ??= []).push(await coldOnce(invoke));
@@ -277,6 +317,7 @@ async function main() {
         const pick = (label: string) => ({ coldMs: median(cold[label]!.map((c) => c.coldMs)), loadMs: median(cold[label]!.map((c) => c.loadMs)), parseMs: median(cold[label]!.map((c) => c.parseMs ?? NaN)) });
         const results: Record<string, Row> = { raw: { ...pick('raw'), ...(await rawWarm(path, input, small)) } };
         results['raw, no pause'] = { ...pick('raw, no pause'), warmP50: NaN, warmP99: NaN };
+        results['raw, fresh proc'] = { ...pick('raw, fresh proc'), warmP50: NaN, warmP99: NaN };
         const fw = await latencies(N, floorCall);
         results['http floor'] = { ...pick('http floor'), warmP50: median(fw), warmP99: pct(fw, 99) };
         if (small) results.bullmq = await floor(path, input);
