@@ -25,10 +25,11 @@
  * alone (add -> worker -> reply stream, the same model on a raw session, no HTTP and no brulee
  * code; `bench/bullmq-floor.ts`), on a private redis-server of its own.
  */
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { createRedis } from '../queue/connection';
@@ -195,9 +196,14 @@ async function rawColdOnce(path: string, input: JsonInput, paused = true): Promi
  * after a warm-up session of a one-node model (onnxruntime's own start, which a node pays once at
  * its start), with glibc's defaults. The in-process raw row runs in this bench's process, whose
  * heap holds the memory its previous creates freed, so its creates fault in few fresh pages.
+ *
+ * The fresh processes are spawned by a small process of their own, started before any timing: a
+ * spawn forks the spawning process, which write-protects all its pages, and the bench's next raw
+ * create then takes a fault on every heap page it reuses (the 20 MB MLP's create went from 14 to
+ * 265 ms when this bench spawned them itself).
  */
-function rawFreshOnce(path: string, inputPath: string): Promise<{ coldMs: number; loadMs: number }> {
-  const script = `
+function freshSpawner() {
+  const child = `
     const ort = require('onnxruntime-node');
     const input = JSON.parse(require('node:fs').readFileSync(process.argv[2], 'utf8'));
     const feeds = Object.fromEntries(Object.entries(input).map(([k, t]) => [k, t.type === 'int64' ? new ort.Tensor('int64', BigInt64Array.from(t.data.map(BigInt)), t.dims) : new ort.Tensor('float32', Float32Array.from(t.data), t.dims)]));
@@ -209,10 +215,28 @@ function rawFreshOnce(path: string, inputPath: string): Promise<{ coldMs: number
       await s.run(feeds);
       process.stdout.write(JSON.stringify({ coldMs: performance.now() - t, loadMs }));
     })();`;
+  const spawner = `
+    const { execFile } = require('node:child_process');
+    require('node:readline').createInterface({ input: process.stdin }).on('line', (line) => {
+      const [path, inputPath] = JSON.parse(line);
+      execFile(process.execPath, ['-e', ${JSON.stringify(child)}, path, inputPath], (e, out) => process.stdout.write((e ? JSON.stringify({ error: String(e) }) : out) + '\\n'));
+    });`;
   const { GLIBC_TUNABLES: _, ...env } = process.env;
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['-e', script, path, inputPath], { env }, (e, out) => (e ? reject(e) : resolve(JSON.parse(out) as { coldMs: number; loadMs: number })));
-  });
+  const p = spawn(process.execPath, ['-e', spawner], { env, stdio: ['pipe', 'pipe', 'inherit'] });
+  const waiting: Array<(line: string) => void> = [];
+  createInterface({ input: p.stdout }).on('line', (line) => waiting.shift()?.(line));
+  return {
+    once: (path: string, inputPath: string) =>
+      new Promise<{ coldMs: number; loadMs: number }>((resolve, reject) => {
+        waiting.push((line) => {
+          const r = JSON.parse(line) as { coldMs: number; loadMs: number; error?: string };
+          if (r.error) reject(new Error(r.error));
+          else resolve(r);
+        });
+        p.stdin.write(`${JSON.stringify([path, inputPath])}\n`);
+      }),
+    close: () => p.kill(),
+  };
 }
 
 /** Latencies of `n` sequential calls to the answer's last byte (the client's parse of it left out), after a short warm-up. */
@@ -269,6 +293,7 @@ async function floor(path: string, input: JsonInput): Promise<Row> {
 
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'brulee-speed-'));
+  const fresh = freshSpawner();
   const names = args.models.split(',');
   const env = { WORKER_CONCURRENCY: String(Math.min(Number(args.concurrency), 64)), MEMORY_BUDGET: '4GiB' };
   const labels = [...(args.today ? [['today', args.today] as const] : []), ['now', undefined] as const];
@@ -307,7 +332,7 @@ async function main() {
         for (let i = 0; i < COLD; i++) {
           cold.raw!.push(await rawColdOnce(path, input));
           cold['raw, no pause']!.push(await rawColdOnce(path, input, false));
-          cold['raw, fresh proc']!.push(await rawFreshOnce(path, inputPath));
+          cold['raw, fresh proc']!.push(await fresh.once(path, inputPath));
           cold['http floor']!.push(await floorOnce(floorCall));
           for (const { label, invoke } of servers) {
             (cold[label] ??= []).push(await coldOnce(invoke));
@@ -333,6 +358,7 @@ async function main() {
       }
     }
   } finally {
+    fresh.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
