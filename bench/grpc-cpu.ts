@@ -4,9 +4,11 @@
  * server's CPU time (user + system, /proc) over the calls the client made: µs of server CPU per
  * call, the model's run included (the same in every row of one server). Rounds alternate the rows.
  *
- *   npx tsx bench/grpc-cpu.ts --model ocr-cls --rounds 5 --seconds 2 [--today DIR] [--prof DIR]
+ *   npx tsx bench/grpc-cpu.ts --model ocr-cls --rounds 5 --seconds 2 [--today DIR] [--prof DIR] [--timeline]
  *
- * `--prof DIR` starts "now" with --cpu-prof (profile written to DIR when it stops).
+ * `--prof DIR` starts "now" with --cpu-prof (profile written to DIR when it stops). `--timeline`
+ * starts every server with bench/h2-timeline.cjs, which prints, as each stops, where its gRPC
+ * streams' time went (medians, µs from the request's headers).
  */
 import { spawnSync, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,6 +28,7 @@ const args = parseArgs({
     today: { type: 'string' },
     prof: { type: 'string' },
     'no-rest': { type: 'boolean', default: false },
+    timeline: { type: 'boolean', default: false },
   },
 }).values;
 
@@ -40,8 +43,9 @@ async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'brulee-grpc-cpu-'));
   const servers: Array<[string, BenchServer]> = [];
   try {
-    if (args.today) servers.push(['today', await startServer(join(dir, 'today'), {}, args.today)]);
-    servers.push(['now', await startServer(join(dir, 'now'), {}, undefined, args.prof ? ['--cpu-prof', `--cpu-prof-dir=${args.prof}`] : [])]);
+    const timeline = args.timeline ? ['--require', fileURLToPath(new URL('./h2-timeline.cjs', import.meta.url))] : [];
+    if (args.today) servers.push(['today', await startServer(join(dir, 'today'), {}, args.today, timeline)]);
+    servers.push(['now', await startServer(join(dir, 'now'), {}, undefined, [...timeline, ...(args.prof ? ['--cpu-prof', `--cpu-prof-dir=${args.prof}`] : [])])]);
     for (const [, s] of servers) {
       const put = await fetch(`${s.url}/functions/bench?threads=1`, { method: 'PUT', body: bytes });
       if (put.status >= 300) throw new Error(`register: ${put.status} ${await put.text()}`);
