@@ -22,13 +22,34 @@ export class Script {
   }
 
   /**
-   * `run` with the script's text every time (EVAL), never by its sha: for a write nobody waits for
-   * whose order against the connection's later commands matters. EVALSHA's fallback on NOSCRIPT
-   * (after a restart) would send it again only once the error is back, after those.
+   * `run` for a write nobody waits for whose order against the connection's later commands
+   * matters (`applyWrites`): EVALSHA's fallback on NOSCRIPT would send the script again only once
+   * the error is back, after those later commands. So the script is made known on each connection
+   * before its first EVALSHA there: a SCRIPT LOAD written just ahead of it (not waited for: Redis
+   * runs a connection's commands in order), once per socket. A connection not ready (its commands
+   * wait in ioredis's offline queue for a socket not yet made) sends EVAL, as does the rare
+   * NOSCRIPT on a connection that had it (SCRIPT FLUSH, or a command resent after a reconnect to a
+   * restarted Redis), where the order is lost for that one write but the write is not.
    */
   async runInOrder(redis: Redis, keys: readonly string[], args: ReadonlyArray<string | number | Buffer>): Promise<unknown> {
-    return redis.eval(this.lua, keys.length, ...keys, ...args);
+    const socket = redis.status === 'ready' ? redis.stream : undefined;
+    if (socket === undefined) return redis.eval(this.lua, keys.length, ...keys, ...args);
+    if (!this.loadedOn.has(socket)) {
+      // Its failure shows as the EVALSHA's (NOSCRIPT, or the connection's error).
+      redis.script('LOAD', this.lua).catch(() => undefined);
+      this.loadedOn.add(socket);
+    }
+    try {
+      return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
+    } catch (e) {
+      if (!(e instanceof Error) || !e.message.startsWith('NOSCRIPT')) throw e;
+      this.loadedOn.delete(socket);
+      return redis.eval(this.lua, keys.length, ...keys, ...args);
+    }
   }
+
+  /** The sockets this script was loaded on (`runInOrder`), each gone with its socket. */
+  private readonly loadedOn = new WeakSet<object>();
 
   /** `run`, with bulk strings in the reply as Buffers. */
   async runBuffer(redis: Redis, keys: readonly string[], args: ReadonlyArray<string | number | Buffer>): Promise<unknown> {

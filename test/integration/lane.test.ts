@@ -1,6 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createRedis } from '../../queue/connection';
+import { startRedisServer } from '../../queue/redis-server';
+import { monitor, type Monitored } from '../support/monitor';
 import { keys } from '../../queue/keys';
 import { decodeLaneJob, encodeLaneJob, LaneWorker, moveJob, takeBack, type LaneJob } from '../../queue/lane';
 import { JOB, type InvokeJob } from '../../queue/wire';
@@ -215,5 +220,72 @@ describe('the counts of a call answered in its own process (applyWrites)', () =>
     await applyWrites(redis, k, randomUUID(), ops());
     expect(await redis.hget(`${k.cluster}:counted`, 'invocations')).toBe('2');
     expect(await redis.pttl(k.answered(id))).toBeGreaterThan(0);
+  });
+
+  // A Redis of its own: these flush its scripts and kill its connections.
+  async function ownRedis<T>(f: (url: string) => Promise<T>): Promise<T> {
+    const dir = mkdtempSync(join(tmpdir(), 'brulee-applywrites-'));
+    const server = await startRedisServer({ dir, persist: false });
+    try {
+      return await f(server.url);
+    } finally {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  const counted = (o: { n: number }) => {
+    const s = new StatsOps();
+    s.hincrby(`${k.cluster}:counted`, 'invocations', 1);
+    o.n++;
+    return s;
+  };
+
+  it("send the script's text once per connection (SCRIPT LOAD), then only its sha (EVALSHA)", async () => {
+    await ownRedis(async (url) => {
+      const c = createRedis(url);
+      try {
+        await c.ping();
+        const seen: Monitored[] = [];
+        const mon = await monitor(url, (m) => seen.push(m));
+        const o = { n: 0 };
+        for (let i = 0; i < 5; i++) await applyWrites(c, k, randomUUID(), counted(o));
+        await c.set('applywrites:end', '1'); // its echo marks the end
+        for (let i = 0; i < 200 && !seen.some((m) => m.args[0] === 'set' && m.args[1] === 'applywrites:end'); i++) await new Promise((r) => setTimeout(r, 5));
+        mon.stop();
+        const sent = seen.filter((m) => m.source !== 'lua').map((m) => m.args[0]!.toLowerCase() + (m.args[0]!.toLowerCase() === 'script' ? ` ${m.args[1]!.toLowerCase()}` : ''));
+        expect(sent).toEqual(['script load', 'evalsha', 'evalsha', 'evalsha', 'evalsha', 'evalsha', 'set']);
+        expect(await c.hget(`${k.cluster}:counted`, 'invocations')).toBe('5');
+      } finally {
+        c.disconnect();
+      }
+    });
+  });
+
+  it('are seen by the next command on the same connection without being waited for: on a Redis that never had the script, and after it lost its scripts and the connection was made again', async () => {
+    await ownRedis(async (url) => {
+      const c = createRedis(url);
+      const admin = createRedis(url);
+      try {
+        await Promise.all([c.ping(), admin.ping()]);
+        const o = { n: 0 };
+        const sent: Array<Promise<void>> = [];
+        for (let round = 0; round < 3; round++) {
+          for (let i = 0; i < 3; i++) {
+            sent.push(applyWrites(c, k, randomUUID(), counted(o)));
+            expect(await c.hget(`${k.cluster}:counted`, 'invocations')).toBe(String(o.n));
+          }
+          // Redis forgets its scripts (as a restart does) and this connection is made again.
+          await admin.script('FLUSH');
+          const id = (await c.client('ID')) as number;
+          await admin.client('KILL', 'ID', String(id));
+          for (let i = 0; i < 200 && (c.status !== 'ready' || ((await c.client('ID').catch(() => id)) as number) === id); i++) await new Promise((r) => setTimeout(r, 10));
+          expect(c.status).toBe('ready');
+        }
+        await Promise.all(sent);
+      } finally {
+        c.disconnect();
+        admin.disconnect();
+      }
+    });
   });
 });
