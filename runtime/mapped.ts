@@ -249,12 +249,12 @@ interface DataRange {
  * 1 MiB `align_threshold` (no session option changes it) and writes smaller ones back to back, at
  * offsets MLAS's packed-weight loads cannot take; laid out again, every tensor written to the data
  * file is mapped at load, not copied out of the graph's protobuf into fresh memory.
- * @throws Error when a reference has no length or reaches past the data.
+ * @throws Error when a reference has no length or a range lies outside the data.
  */
 export function relayMapped(graph: Uint8Array, data: Uint8Array, align = MAPPED_PAGE): { graph: Buffer; data: Buffer } {
   const ranges = new Map<number, DataRange>();
   const note = (offset: number, length: number) => {
-    if (!Number.isSafeInteger(length) || length < 0 || offset + length > data.byteLength) throw new Error(`an external range ${offset}+${length} past the data file's ${data.byteLength} bytes`);
+    if (![offset, length].every((x) => Number.isSafeInteger(x) && x >= 0) || offset + length > data.byteLength) throw new Error(`an external range ${offset}+${length} outside the data file's ${data.byteLength} bytes`);
     const had = ranges.get(offset);
     if (!had || had.length < length) ranges.set(offset, { offset, length });
   };

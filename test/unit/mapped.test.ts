@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
-import { artifactForm, artifactLayout, externalRefs, MAPPED_FILE_NAME, mappedProblem, packMapped, readGraphAt, readMappedGraph } from '../../runtime/mapped';
+import { artifactForm, artifactLayout, externalRefs, MAPPED_FILE_NAME, mappedProblem, packMapped, readGraphAt, readMappedGraph, relayMapped } from '../../runtime/mapped';
 import { deriveOptimized, loadModel, type ArtifactForm } from '../../runtime/onnx';
 import { floats, ort } from '../support/models';
 
@@ -130,6 +130,45 @@ describe('mapped artifacts', () => {
     expect(mappedProblem(edit(MAPPED_FILE_NAME, 'other.onnx'), size)).toMatch(/reads another file/);
     expect(mappedProblem(graph, packed)).toMatch(/past the data file/);
     expect(mappedProblem(bytes, size)).toMatch(/no tensor was large enough/);
+  });
+
+  // A ModelProto by hand: graph (7) → initializer (5) → TensorProto name (8), external_data (13: key 1, value 2).
+  const varint = (x: number) => {
+    const out: number[] = [];
+    for (; x >= 0x80; x = Math.floor(x / 0x80)) out.push((x % 0x80) | 0x80);
+    return Buffer.from([...out, x]);
+  };
+  const field = (n: number, v: Uint8Array | string) => {
+    const b = typeof v === 'string' ? Buffer.from(v) : v;
+    return Buffer.concat([varint(n * 8 + 2), varint(b.byteLength), b]);
+  };
+  const external = (tensors: Array<[string, Record<string, string>]>) =>
+    field(7, Buffer.concat(tensors.map(([name, e]) => field(5, Buffer.concat([field(8, name), ...Object.entries(e).map(([k, v]) => field(13, Buffer.concat([field(1, k), field(2, v)])))])))));
+
+  it('relays ranges that share an offset, overlap or straddle a page each to the same bytes, on pages', () => {
+    const data = Buffer.from(Array.from({ length: 10_000 }, (_, i) => (i * 7) % 251));
+    const ext = (offset: number, length: number, prepacked?: string) => ({ location: MAPPED_FILE_NAME, offset: String(offset), length: String(length), ...(prepacked ? { prepacked_0: prepacked } : {}) });
+    // A's prepacked blob starts where A does, shorter; B starts inside A and runs past it; C ends the file.
+    const graph = external([['A', ext(100, 5000, 'MatMul+1|100;3000;42;4100;900;43')], ['B', ext(2000, 4000)], ['C', ext(9000, 1000)]]);
+    const read: Array<[number, number]> = [[100, 5000], [100, 3000], [4100, 900], [2000, 4000], [9000, 1000]];
+    const out = relayMapped(graph, data);
+    const offsets = externalRefs(out.graph).flatMap((r) => r.offsets);
+    expect(offsets).toHaveLength(read.length);
+    read.forEach(([o, n], i) => {
+      expect(offsets[i]! % 4096).toBe(0);
+      expect(out.data.subarray(offsets[i]!, offsets[i]! + n).equals(data.subarray(o, o + n))).toBe(true);
+    });
+    expect(mappedProblem(out.graph, out.data.byteLength)).toBeNull();
+  });
+
+  it('relaying refuses a range outside the data file, rather than copying other bytes or none', () => {
+    const data = Buffer.alloc(10_000, 1);
+    const one = (offset: string, length: string) => () => relayMapped(external([['T', { location: MAPPED_FILE_NAME, offset, length }]]), data);
+    expect(one('0', '10000')).not.toThrow();
+    expect(one('9999', '2')).toThrow(/outside the data file/);
+    expect(one('-10', '5')).toThrow(/outside the data file/);
+    expect(one('12x', '5')).toThrow(/outside the data file/);
+    expect(one('0', '-1')).toThrow(/outside the data file/);
   });
 
   it('packs data, graph and a trailer that finds the graph again', () => {
