@@ -150,65 +150,24 @@ export interface ExternalRef {
  */
 export function externalRefs(model: Uint8Array): ExternalRef[] {
   const out: ExternalRef[] = [];
-  for (const [f, v] of fields(model)) if (f === 7 && v instanceof Uint8Array) graph(v, out);
+  forEachEntry(model, (tensor, entries) => {
+    const ref: ExternalRef = { tensor, location: entries.get('location') ?? '', bytes: Number(entries.get('length') ?? 0), offsets: [Number(entries.get('offset') ?? 0)] };
+    for (const [k, v] of entries) if (k.startsWith('prepacked')) for (const m of v.matchAll(PREPACKED)) ref.offsets.push(Number(m[1]));
+    out.push(ref);
+  });
   return out;
 }
 
-function graph(g: Uint8Array, out: ExternalRef[]): void {
-  for (const [f, v] of fields(g)) {
-    if (!(v instanceof Uint8Array)) continue;
-    if (f === 5) {
-      tensor(v, out);
-    } else if (f === 15) {
-      for (const [sf, sv] of fields(v)) if ((sf === 1 || sf === 2) && sv instanceof Uint8Array) tensor(sv, out);
-    } else if (f === 1) {
-      for (const [nf, nv] of fields(v)) if (nf === 5 && nv instanceof Uint8Array) attribute(nv, out);
-    }
-  }
-}
-
-function attribute(a: Uint8Array, out: ExternalRef[]): void {
-  for (const [f, v] of fields(a)) {
-    if (!(v instanceof Uint8Array)) continue;
-    if (f === 5 || f === 10) tensor(v, out);
-    else if (f === 6 || f === 11) graph(v, out);
-  }
-}
-
-function tensor(t: Uint8Array, out: ExternalRef[]): void {
-  let name = '';
-  const entries: Array<[string, string]> = [];
-  for (const [f, v] of fields(t)) {
-    if (!(v instanceof Uint8Array)) continue;
-    if (f === 8) name = text(v);
-    else if (f === 13) {
-      let k = '';
-      let val = '';
-      for (const [ef, ev] of fields(v)) {
-        if (!(ev instanceof Uint8Array)) continue;
-        if (ef === 1) k = text(ev);
-        else if (ef === 2) val = text(ev);
-      }
-      entries.push([k, val]);
-    }
-  }
-  if (entries.length === 0) return;
-  const ref: ExternalRef = { tensor: name, location: '', bytes: 0, offsets: [] };
-  let own = 0;
-  for (const [k, v] of entries) {
-    if (k === 'location') ref.location = v;
-    else if (k === 'length') ref.bytes = Number(v);
-    else if (k === 'offset') own = Number(v);
-    else if (k.startsWith('prepacked')) for (const m of v.matchAll(/(\d+);(\d+);(\d+)/g)) ref.offsets.push(Number(m[1]));
-  }
-  ref.offsets.unshift(own);
-  out.push(ref);
-}
+/** A prepacked blob in a `prepacked_N` entry's value: `<offset>;<length>;<checksum>`, several joined by `;`. */
+const PREPACKED = /(\d+);(\d+);(\d+)/g;
 
 const text = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8');
 
-/** The fields of one protobuf message: [field number, varint value or length-delimited bytes]. */
-function* fields(b: Uint8Array): Generator<[number, number | Uint8Array]> {
+/**
+ * The fields of one protobuf message: [field number, varint value or length-delimited bytes, where
+ * the field's key ends (its length, for bytes, starts there)].
+ */
+function* fields(b: Uint8Array): Generator<[number, number | Uint8Array, number]> {
   let i = 0;
   const varint = (): number => {
     let x = 0;
@@ -223,14 +182,15 @@ function* fields(b: Uint8Array): Generator<[number, number | Uint8Array]> {
   };
   while (i < b.length) {
     const key = varint();
+    const keyEnd = i;
     const field = Math.floor(key / 8);
     const wire = key & 7;
-    if (wire === 0) yield [field, varint()];
+    if (wire === 0) yield [field, varint(), keyEnd];
     else if (wire === 2) {
       const n = varint();
       if (i + n > b.length) throw new Error('truncated protobuf');
-      yield [field, b.subarray(i, i + n)];
       i += n;
+      yield [field, b.subarray(i - n, i), keyEnd];
     } else if (wire === 1) i += 8;
     else if (wire === 5) i += 4;
     else throw new Error(`unsupported protobuf wire type ${wire}`);
@@ -258,14 +218,14 @@ export function relayMapped(graph: Uint8Array, data: Uint8Array, align = MAPPED_
     const had = ranges.get(offset);
     if (!had || had.length < length) ranges.set(offset, { offset, length });
   };
-  forEachEntry(graph, (entries) => {
+  forEachEntry(graph, (_tensor, entries) => {
     const own = entries.get('offset');
     const length = entries.get('length');
     if (entries.has('location')) {
       if (length === undefined) throw new Error('an external tensor without a length');
       note(Number(own ?? 0), Number(length));
     }
-    for (const [k, v] of entries) if (k.startsWith('prepacked')) for (const m of v.matchAll(/(\d+);(\d+);(\d+)/g)) note(Number(m[1]), Number(m[2]));
+    for (const [k, v] of entries) if (k.startsWith('prepacked')) for (const m of v.matchAll(PREPACKED)) note(Number(m[1]), Number(m[2]));
   });
   const moved = new Map<number, number>();
   let end = 0;
@@ -277,12 +237,12 @@ export function relayMapped(graph: Uint8Array, data: Uint8Array, align = MAPPED_
   const out = Buffer.alloc(end);
   for (const r of ranges.values()) out.set(data.subarray(r.offset, r.offset + r.length), moved.get(r.offset)!);
   const to = (o: string) => String(moved.get(Number(o)) ?? Number(o));
-  const value = (key: string, v: string) => (key === 'offset' ? to(v) : key.startsWith('prepacked') ? v.replace(/(\d+);(\d+);(\d+)/g, (_, o: string, l: string, n: string) => `${to(o)};${l};${n}`) : v);
+  const value = (key: string, v: string) => (key === 'offset' ? to(v) : key.startsWith('prepacked') ? v.replace(PREPACKED, (_, o: string, l: string, n: string) => `${to(o)};${l};${n}`) : v);
   return { graph: rewriteEntries(graph, value), data: out };
 }
 
-/** Calls `f` with each external-data tensor's entries (key → value), in the graph and its subgraphs. */
-function forEachEntry(model: Uint8Array, f: (entries: Map<string, string>) => void): void {
+/** Calls `f` with each external-data tensor's name and entries (key → value), in the graph and its subgraphs. */
+function forEachEntry(model: Uint8Array, f: (tensor: string, entries: Map<string, string>) => void): void {
   rewriteEntries(model, (_k, v) => v, f);
 }
 
@@ -290,7 +250,7 @@ function forEachEntry(model: Uint8Array, f: (entries: Map<string, string>) => vo
  * The model with each TensorProto's external_data values passed through `value` (key, value), the
  * rest byte for byte as it was; `seen` gets each such tensor's entries as read.
  */
-function rewriteEntries(model: Uint8Array, value: (key: string, v: string) => string, seen?: (entries: Map<string, string>) => void): Buffer {
+function rewriteEntries(model: Uint8Array, value: (key: string, v: string) => string, seen?: (tensor: string, entries: Map<string, string>) => void): Buffer {
   const entry = (e: Uint8Array): Buffer | null => {
     let key = '';
     for (const [f, v] of fields(e)) if (f === 1 && v instanceof Uint8Array) key = text(v);
@@ -298,15 +258,18 @@ function rewriteEntries(model: Uint8Array, value: (key: string, v: string) => st
   };
   const tensor = (t: Uint8Array): Buffer => {
     if (seen) {
+      let name = '';
       const entries = new Map<string, string>();
       for (const [f, v] of fields(t)) {
-        if (f !== 13 || !(v instanceof Uint8Array)) continue;
+        if (!(v instanceof Uint8Array)) continue;
+        if (f === 8) name = text(v);
+        if (f !== 13) continue;
         let k = '';
         let val = '';
         for (const [ef, ev] of fields(v)) if (ev instanceof Uint8Array) ef === 1 ? (k = text(ev)) : ef === 2 ? (val = text(ev)) : undefined;
         entries.set(k, val);
       }
-      if (entries.size > 0) seen(entries);
+      if (entries.size > 0) seen(name, entries);
     }
     return rewrite(t, (f, v) => (f === 13 ? entry(v) : null));
   };
@@ -320,38 +283,15 @@ function rewriteEntries(model: Uint8Array, value: (key: string, v: string) => st
 /** A protobuf message again, each length-delimited field that `f` returns bytes for replaced by them. */
 function rewrite(b: Uint8Array, f: (field: number, value: Uint8Array) => Uint8Array | null): Buffer {
   const parts: Uint8Array[] = [];
-  let i = 0;
-  const varint = (): number => {
-    let x = 0;
-    let mul = 1;
-    for (;;) {
-      if (i >= b.length) throw new Error('truncated protobuf');
-      const byte = b[i++]!;
-      x += (byte & 0x7f) * mul;
-      if (byte < 0x80) return x;
-      mul *= 128;
-    }
-  };
-  while (i < b.length) {
-    const start = i;
-    const key = varint();
-    const keyEnd = i;
-    const wire = key & 7;
-    if (wire === 0) varint();
-    else if (wire === 1) i += 8;
-    else if (wire === 5) i += 4;
-    else if (wire === 2) {
-      const n = varint();
-      if (i + n > b.length) throw new Error('truncated protobuf');
-      const v = f(Math.floor(key / 8), b.subarray(i, i + n));
-      i += n;
-      if (v) {
-        parts.push(b.subarray(start, keyEnd), varintBytes(v.byteLength), v);
-        continue;
-      }
-    } else throw new Error(`unsupported protobuf wire type ${wire}`);
-    parts.push(b.subarray(start, i));
+  let copied = 0;
+  for (const [field, v, keyEnd] of fields(b)) {
+    if (!(v instanceof Uint8Array)) continue;
+    const to = f(field, v);
+    if (!to) continue;
+    parts.push(b.subarray(copied, keyEnd), varintBytes(to.byteLength), to);
+    copied = v.byteOffset - b.byteOffset + v.byteLength;
   }
+  parts.push(b.subarray(copied));
   return Buffer.concat(parts);
 }
 

@@ -132,7 +132,8 @@ describe('mapped artifacts', () => {
     expect(mappedProblem(bytes, size)).toMatch(/no tensor was large enough/);
   });
 
-  // A ModelProto by hand: graph (7) → initializer (5) → TensorProto name (8), external_data (13: key 1, value 2).
+  // A ModelProto by hand: ir_version (1), graph (7) → initializer (5) → TensorProto name (8),
+  // external_data (13: key 1, value 2), data_location (14); opset_import (8).
   const varint = (x: number) => {
     const out: number[] = [];
     for (; x >= 0x80; x = Math.floor(x / 0x80)) out.push((x % 0x80) | 0x80);
@@ -143,7 +144,11 @@ describe('mapped artifacts', () => {
     return Buffer.concat([varint(n * 8 + 2), varint(b.byteLength), b]);
   };
   const external = (tensors: Array<[string, Record<string, string>]>) =>
-    field(7, Buffer.concat(tensors.map(([name, e]) => field(5, Buffer.concat([field(8, name), ...Object.entries(e).map(([k, v]) => field(13, Buffer.concat([field(1, k), field(2, v)])))])))));
+    Buffer.concat([
+      Buffer.from([0x08, 7]),
+      field(7, Buffer.concat(tensors.map(([name, e]) => field(5, Buffer.concat([field(8, name), ...Object.entries(e).map(([k, v]) => field(13, Buffer.concat([field(1, k), field(2, v)]))), Buffer.from([14 * 8, 1])]))))),
+      field(8, Buffer.from([0x10, 13])),
+    ]);
 
   it('relays ranges that share an offset, overlap or straddle a page each to the same bytes, on pages', () => {
     const data = Buffer.from(Array.from({ length: 10_000 }, (_, i) => (i * 7) % 251));
@@ -159,6 +164,9 @@ describe('mapped artifacts', () => {
       expect(out.data.subarray(offsets[i]!, offsets[i]! + n).equals(data.subarray(o, o + n))).toBe(true);
     });
     expect(mappedProblem(out.graph, out.data.byteLength)).toBeNull();
+    // Ranges on pages already stay where they are, and the graph comes back byte for byte.
+    const onPages = external([['A', ext(0, 5000, 'MatMul+1|8192;900;43')], ['B', ext(0, 3000)]]);
+    expect(relayMapped(onPages, data).graph.equals(onPages)).toBe(true);
   });
 
   it('relaying refuses a range outside the data file, rather than copying other bytes or none', () => {
