@@ -13,6 +13,12 @@
  *                                                    bytes, JS ArrayBuffers and V8 heap: bench/memory-probe.mjs)
  *                                        [--series]  (with --probe: how high single 50 ms RSS samples stand
  *                                                    above their neighbours, against the budget: spikes)
+ *                                        [--trim]  (at the end, calls glibc's malloc_trim(0) in the worker through
+ *                                                   gdb, which must be installed, and reports its RSS after: what
+ *                                                   malloc kept of freed memory)
+ *
+ * It also reports the worker's RSS by kind of mapping (`smaps`: malloc's main heap, anonymous, files)
+ * at idle and at the end.
  */
 import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,6 +42,7 @@ const { values: args } = parseArgs({
     json: { type: 'string' },
     probe: { type: 'boolean', default: false },
     series: { type: 'boolean', default: false },
+    trim: { type: 'boolean', default: false },
   },
 });
 // As `npm start` runs a worker (`--env GLIBC_TUNABLES=` runs it without, as before issue 12 §4).
@@ -46,6 +53,18 @@ const extraEnv: Record<string, string> = {
 
 const status = (pid: number, field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The process's resident bytes by kind of mapping, MiB: malloc's main heap, anonymous (large blocks, V8), files, the rest. */
+function smaps(pid: number): Record<string, number> {
+  const out: Record<string, number> = { heap: 0, anon: 0, file: 0, other: 0 };
+  let kind = 'other';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const m = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (m) kind = m[1] === '[heap]' ? 'heap' : m[1] === '' ? 'anon' : m[1]!.startsWith('/') ? 'file' : 'other';
+    else if (line.startsWith('Rss:')) out[kind]! += Number(/(\d+)/.exec(line)![1]) / 1024;
+  }
+  return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, Math.round(v * 10) / 10]));
+}
+
 async function settled(pid: number): Promise<number> {
   await sleep(2000);
   const xs: number[] = [];
@@ -120,6 +139,7 @@ try {
   procs.push(worker);
   const pid = worker.child.pid!;
   const idle = await settled(pid);
+  const idleSmaps = smaps(pid);
   writeFileSync(`/proc/${pid}/clear_refs`, '5'); // resets VmHWM to the current RSS
   const idleHeap = (await workerMemory(gw.base))?.heapBytes ?? 0;
 
@@ -174,6 +194,14 @@ try {
   clearInterval(poller);
   const peak = status(pid, 'VmHWM');
   const end = await settled(pid);
+  const endSmaps = smaps(pid);
+  let trimmed: unknown;
+  if (args.trim) {
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('gdb', ['-p', String(pid), '-batch', '-ex', 'call (int)malloc_trim(0)'], { stdio: 'ignore' });
+    await sleep(500);
+    trimmed = { endRatio: (status(pid, 'VmRSS') - idle) / budget, smaps: smaps(pid) };
+  }
   const endMem = (await workerMemory(gw.base))!;
   const st = (await (await fetch(`${gw.base}/stats`)).json()) as {
     nodes: Array<{ id: string; usedBytes: number; evictions: number; loads: number; memory?: { heapBytes: number; externalBytes: number }; residentModels: Array<{ fn: string; sizeBytes: number }> }>;
@@ -241,6 +269,8 @@ try {
     maxHeapMiB: maxHeap / MiB,
     maxExternalMiB: maxExternal / MiB,
     endHeapMiB: (node.memory?.heapBytes ?? 0) / MiB,
+    // RSS by kind of mapping at idle and at the end, MiB: memory malloc kept shows in the heap.
+    smaps: { idle: idleSmaps, end: endSmaps, trimmed },
     charged: Object.fromEntries(node.residentModels.map((m) => [m.fn, `${(m.sizeBytes / MiB).toFixed(1)} (registered ${(resident[m.fn]! / MiB).toFixed(1)})`])),
     loads: node.loads,
     evictions: node.evictions,
