@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { ReplyError, type Redis } from 'ioredis';
 
 /**
  * A Lua script run by its sha (EVALSHA), sent in full only when Redis does not know it yet (after
@@ -34,9 +34,14 @@ export class Script {
   async runInOrder(redis: Redis, keys: readonly string[], args: ReadonlyArray<string | number | Buffer>): Promise<unknown> {
     const socket = redis.status === 'ready' ? redis.stream : undefined;
     if (socket === undefined) return redis.eval(this.lua, keys.length, ...keys, ...args);
+    if (this.refusedOn.has(socket)) return redis.eval(this.lua, keys.length, ...keys, ...args);
     if (!this.loadedOn.has(socket)) {
-      // Its failure shows as the EVALSHA's (NOSCRIPT, or the connection's error).
-      redis.script('LOAD', this.lua).catch(() => undefined);
+      // Its failure shows as the EVALSHA's (NOSCRIPT, or the connection's error). Refused by Redis
+      // itself (an ACL without SCRIPT LOAD), it is not tried again on this socket: EVAL from then on,
+      // one command a call and in order, rather than a LOAD, an EVALSHA and an EVAL each time.
+      redis.script('LOAD', this.lua).catch((e: unknown) => {
+        if (e instanceof ReplyError) this.refusedOn.add(socket);
+      });
       this.loadedOn.add(socket);
     }
     try {
@@ -50,6 +55,8 @@ export class Script {
 
   /** The sockets this script was loaded on (`runInOrder`), each gone with its socket. */
   private readonly loadedOn = new WeakSet<object>();
+  /** The sockets whose Redis refused SCRIPT LOAD (`runInOrder`): EVAL there. */
+  private readonly refusedOn = new WeakSet<object>();
 
   /** `run`, with bulk strings in the reply as Buffers. */
   async runBuffer(redis: Redis, keys: readonly string[], args: ReadonlyArray<string | number | Buffer>): Promise<unknown> {

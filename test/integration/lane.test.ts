@@ -261,6 +261,34 @@ describe('the counts of a call answered in its own process (applyWrites)', () =>
     });
   });
 
+  it('go by EVAL alone, one command a call, on a connection whose Redis refuses SCRIPT LOAD (an ACL)', async () => {
+    await ownRedis(async (url) => {
+      const admin = createRedis(url);
+      await admin.acl('SETUSER', 'noload', 'on', '>pw', '~*', '&*', '+@all', '-script|load');
+      const u = new URL(url);
+      u.username = 'noload';
+      u.password = 'pw';
+      const c = createRedis(u.toString());
+      try {
+        await c.ping();
+        const seen: Monitored[] = [];
+        const mon = await monitor(url, (m) => seen.push(m));
+        const o = { n: 0 };
+        for (let i = 0; i < 5; i++) await applyWrites(c, k, randomUUID(), counted(o));
+        await c.set('applywrites:end', '1'); // its echo marks the end
+        for (let i = 0; i < 200 && !seen.some((m) => m.args[0] === 'set' && m.args[1] === 'applywrites:end'); i++) await new Promise((r) => setTimeout(r, 5));
+        mon.stop();
+        // Redis does not show a command its ACL refused: the LOAD is not among them.
+        const sent = seen.filter((m) => m.source !== 'lua').map((m) => m.args[0]!.toLowerCase());
+        expect(sent).toEqual(['evalsha', 'eval', 'eval', 'eval', 'eval', 'eval', 'set']);
+        expect(await c.hget(`${k.cluster}:counted`, 'invocations')).toBe('5');
+      } finally {
+        c.disconnect();
+        admin.disconnect();
+      }
+    });
+  });
+
   it('are seen by the next command on the same connection without being waited for: on a Redis that never had the script, and after it lost its scripts and the connection was made again', async () => {
     await ownRedis(async (url) => {
       const c = createRedis(url);
