@@ -53,7 +53,7 @@ const extraEnv: Record<string, string> = {
 
 const status = (pid: number, field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** The process's resident bytes by kind of mapping, MiB: malloc's main heap, anonymous (large blocks, V8), files, the rest. */
+/** The process's resident bytes by kind of mapping, MiB: malloc's main heap (its main arena only), anonymous (large blocks, V8's heap, and glibc's per-thread arenas, which onnxruntime's threads allocate from), files, the rest. */
 function smaps(pid: number): Record<string, number> {
   const out: Record<string, number> = { heap: 0, anon: 0, file: 0, other: 0 };
   let kind = 'other';
