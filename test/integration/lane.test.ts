@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import type { Redis } from 'ioredis';
 import { createRedis } from '../../queue/connection';
 import { startRedisServer } from '../../queue/redis-server';
 import { monitor, type Monitored } from '../support/monitor';
@@ -240,21 +241,25 @@ describe('the counts of a call answered in its own process (applyWrites)', () =>
     return s;
   };
 
+  /** What the client `c` sends (MONITOR, Lua's own calls left out) while it applies 5 calls' counts; each must be counted. */
+  async function sentFor5Calls(url: string, c: Redis): Promise<string[]> {
+    await c.ping();
+    const seen: Monitored[] = [];
+    const mon = await monitor(url, (m) => seen.push(m));
+    const o = { n: 0 };
+    for (let i = 0; i < 5; i++) await applyWrites(c, k, randomUUID(), counted(o));
+    await c.set('applywrites:end', '1'); // its echo marks the end
+    for (let i = 0; i < 200 && !seen.some((m) => m.args[0] === 'set' && m.args[1] === 'applywrites:end'); i++) await new Promise((r) => setTimeout(r, 5));
+    mon.stop();
+    expect(await c.hget(`${k.cluster}:counted`, 'invocations')).toBe('5');
+    return seen.filter((m) => m.source !== 'lua').map((m) => m.args[0]!.toLowerCase() + (m.args[0]!.toLowerCase() === 'script' ? ` ${m.args[1]!.toLowerCase()}` : ''));
+  }
+
   it("send the script's text once per connection (SCRIPT LOAD), then only its sha (EVALSHA)", async () => {
     await ownRedis(async (url) => {
       const c = createRedis(url);
       try {
-        await c.ping();
-        const seen: Monitored[] = [];
-        const mon = await monitor(url, (m) => seen.push(m));
-        const o = { n: 0 };
-        for (let i = 0; i < 5; i++) await applyWrites(c, k, randomUUID(), counted(o));
-        await c.set('applywrites:end', '1'); // its echo marks the end
-        for (let i = 0; i < 200 && !seen.some((m) => m.args[0] === 'set' && m.args[1] === 'applywrites:end'); i++) await new Promise((r) => setTimeout(r, 5));
-        mon.stop();
-        const sent = seen.filter((m) => m.source !== 'lua').map((m) => m.args[0]!.toLowerCase() + (m.args[0]!.toLowerCase() === 'script' ? ` ${m.args[1]!.toLowerCase()}` : ''));
-        expect(sent).toEqual(['script load', 'evalsha', 'evalsha', 'evalsha', 'evalsha', 'evalsha', 'set']);
-        expect(await c.hget(`${k.cluster}:counted`, 'invocations')).toBe('5');
+        expect(await sentFor5Calls(url, c)).toEqual(['script load', 'evalsha', 'evalsha', 'evalsha', 'evalsha', 'evalsha', 'set']);
       } finally {
         c.disconnect();
       }
@@ -270,18 +275,8 @@ describe('the counts of a call answered in its own process (applyWrites)', () =>
       u.password = 'pw';
       const c = createRedis(u.toString());
       try {
-        await c.ping();
-        const seen: Monitored[] = [];
-        const mon = await monitor(url, (m) => seen.push(m));
-        const o = { n: 0 };
-        for (let i = 0; i < 5; i++) await applyWrites(c, k, randomUUID(), counted(o));
-        await c.set('applywrites:end', '1'); // its echo marks the end
-        for (let i = 0; i < 200 && !seen.some((m) => m.args[0] === 'set' && m.args[1] === 'applywrites:end'); i++) await new Promise((r) => setTimeout(r, 5));
-        mon.stop();
         // Redis does not show a command its ACL refused: the LOAD is not among them.
-        const sent = seen.filter((m) => m.source !== 'lua').map((m) => m.args[0]!.toLowerCase());
-        expect(sent).toEqual(['evalsha', 'eval', 'eval', 'eval', 'eval', 'eval', 'set']);
-        expect(await c.hget(`${k.cluster}:counted`, 'invocations')).toBe('5');
+        expect(await sentFor5Calls(url, c)).toEqual(['evalsha', 'eval', 'eval', 'eval', 'eval', 'eval', 'set']);
       } finally {
         c.disconnect();
         admin.disconnect();
