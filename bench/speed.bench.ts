@@ -239,20 +239,8 @@ function freshSpawner() {
   };
 }
 
-/** Latencies of `n` sequential calls to the answer's last byte (the client's parse of it left out), after a short warm-up. */
-async function callLatencies(n: number, invoke: ReturnType<typeof client>): Promise<number[]> {
-  for (let i = 0; i < Math.min(200, n / 10); i++) await invoke();
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t = performance.now();
-    const r = await invoke();
-    out.push(performance.now() - t - r.parseMs);
-  }
-  return out;
-}
-
 async function warm(s: BenchServer, invoke: ReturnType<typeof client>, small: boolean): Promise<Omit<Row, 'coldMs' | 'loadMs'>> {
-  const w = await callLatencies(N, invoke);
+  const w = await latencies(N, invoke, (r) => r.parseMs); // to the answer's last byte: the client's parse left out
   const row: Omit<Row, 'coldMs' | 'loadMs'> = { warmP50: median(w), warmP99: pct(w, 99) };
   if (small) {
     const count = Number(args.count);

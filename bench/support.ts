@@ -10,14 +10,14 @@ import { withMallocTunables } from '../runtime/malloc';
 export const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 export const median = (xs: number[]) => pct(xs, 50);
 
-/** Latency of `n` sequential calls, ms, after a short warm-up. */
-export async function latencies(n: number, f: () => Promise<unknown>): Promise<number[]> {
+/** Latency of `n` sequential calls, ms, after a short warm-up; less `untimedMs` of each call's result (a client's parse of its answer, say). */
+export async function latencies<T>(n: number, f: () => Promise<T>, untimedMs: (r: T) => number = () => 0): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i < Math.min(200, n / 10); i++) await f();
   for (let i = 0; i < n; i++) {
     const t = performance.now();
-    await f();
-    out.push(performance.now() - t);
+    const r = await f();
+    out.push(performance.now() - t - untimedMs(r));
   }
   return out;
 }

@@ -33,8 +33,7 @@ export class Script {
    */
   async runInOrder(redis: Redis, keys: readonly string[], args: ReadonlyArray<string | number | Buffer>): Promise<unknown> {
     const socket = redis.status === 'ready' ? redis.stream : undefined;
-    if (socket === undefined) return redis.eval(this.lua, keys.length, ...keys, ...args);
-    if (this.refusedOn.has(socket)) return redis.eval(this.lua, keys.length, ...keys, ...args);
+    if (socket === undefined || this.refusedOn.has(socket)) return redis.eval(this.lua, keys.length, ...keys, ...args);
     if (!this.loadedOn.has(socket)) {
       // Its failure shows as the EVALSHA's (NOSCRIPT, or the connection's error). Refused by Redis
       // itself (an ACL without SCRIPT LOAD), it is not tried again on this socket: EVAL from then on,
