@@ -10,15 +10,14 @@
  * starts every server with bench/h2-timeline.cjs, which prints, as each stops, where its gRPC
  * streams' time went (medians, µs from the request's headers).
  */
-import { spawnSync, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { mlpModel } from '../models/generate';
 import { readModel, REAL_MODELS } from '../test/support/models';
-import { cpuMsOf, median, startServer, untilIdle, type BenchServer } from './support';
+import { cpuMsOf, grpcRow, median, startServer, untilIdle, wrkRow, type BenchServer, type ExternalRow } from './support';
 
 const args = parseArgs({
   options: {
@@ -50,55 +49,27 @@ async function main() {
       const put = await fetch(`${s.url}/functions/bench?threads=1`, { method: 'PUT', body: bytes });
       if (put.status >= 300) throw new Error(`register: ${put.status} ${await put.text()}`);
     }
-    const rawFile = join(dir, 'x.raw');
-    writeFileSync(rawFile, Buffer.from(x.buffer));
     const header = JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }], parameters: { binary_data_output: true } });
-    writeFileSync(join(dir, 'body'), Buffer.concat([Buffer.from(header), Buffer.from(x.buffer)]));
-    const lua = join(dir, 'wrk.lua');
-    writeFileSync(lua, `local f = io.open(${JSON.stringify(join(dir, 'body'))}, "rb"); wrk.method = "POST"; wrk.body = f:read("*all"); f:close()
-wrk.headers["Inference-Header-Content-Length"] = "${Buffer.byteLength(header)}"
-done = function(s, latency) io.write(string.format("RESULT %d %d\\n", latency:percentile(50), s.requests)) end`);
-    const protoDir = fileURLToPath(new URL('../functions/grpc/', import.meta.url));
-    const script = fileURLToPath(new URL('./grpc-load.py', import.meta.url));
-    type Row = { name: string; pid: number; run(): { calls: number; p50: number } };
+    const body = Buffer.concat([Buffer.from(header), Buffer.from(x.buffer)]);
+    type Row = { pid: number; client: ExternalRow };
     const rows: Row[] = [];
     for (const [label, s] of servers) {
-      rows.push({
-        name: `${label} gRPC`,
-        pid: s.pid,
-        run() {
-          const r = spawnSync('/usr/bin/python3', [script, protoDir, `127.0.0.1:${s.grpcPort}`, 'bench', input, dims.join(','), rawFile, '1', args.seconds!], { encoding: 'utf8' });
-          if (r.status !== 0) throw new Error(r.stderr);
-          const o = JSON.parse(r.stdout) as { calls: number; p50_ms: number; errors: number };
-          if (o.errors) throw new Error('errors');
-          return { calls: o.calls + 20, p50: o.p50_ms };
-        },
-      });
-      if (!args['no-rest']) {
-        rows.push({
-          name: `${label} v2 binary`,
-          pid: s.pid,
-          run() {
-            const out = execFileSync('wrk', ['-t1', '-c1', `-d${args.seconds}s`, '-s', lua, `${s.url}/v2/models/bench/infer`], { encoding: 'utf8' });
-            const [p50, n] = out.split('\n').find((l) => l.startsWith('RESULT'))!.split(' ').slice(1).map(Number) as [number, number];
-            return { calls: n, p50: p50 / 1000 };
-          },
-        });
-      }
+      rows.push({ pid: s.pid, client: grpcRow(dir, `${label} gRPC`, s.grpcPort, input, dims, x) });
+      if (!args['no-rest']) rows.push({ pid: s.pid, client: wrkRow(dir, `${label} v2 binary`, `${s.url}/v2/models/bench/infer`, body, { 'Inference-Header-Content-Length': String(Buffer.byteLength(header)) }) });
     }
     const per = rows.map(() => ({ us: [] as number[], p50: [] as number[] }));
     for (let r = 0; r < Number(args.rounds); r++) {
       for (const [i, row] of rows.entries()) {
         await untilIdle(row.pid);
         const c0 = cpuMsOf(row.pid);
-        const { calls, p50 } = row.run();
+        const { calls, p50 } = row.client.window(1, Number(args.seconds));
         await untilIdle(row.pid);
         per[i]!.us.push(((cpuMsOf(row.pid) - c0) * 1000) / calls);
         per[i]!.p50.push(p50);
       }
     }
     for (const [i, row] of rows.entries()) {
-      console.log(`${row.name.padEnd(18)} server CPU µs/call median ${median(per[i]!.us).toFixed(0)} [${per[i]!.us.map((v) => v.toFixed(0)).join(' ')}]  p50 ms ${median(per[i]!.p50).toFixed(3)}`);
+      console.log(`${row.client.name.padEnd(18)} server CPU µs/call median ${median(per[i]!.us).toFixed(0)} [${per[i]!.us.map((v) => v.toFixed(0)).join(' ')}]  p50 ms ${median(per[i]!.p50).toFixed(3)}`);
     }
   } finally {
     for (const [, s] of servers) await s.stop();

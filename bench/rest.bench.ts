@@ -27,8 +27,7 @@
  * call of each server (INFO commandstats over `--count` sequential v2 binary calls, background
  * work included).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,7 +39,7 @@ import { startRedisServer } from '../queue/redis-server';
 import { mlpModel } from '../models/generate';
 import { readModel, REAL_MODELS } from '../test/support/models';
 import { commandCount, startFloor, type Floor } from './bullmq-floor';
-import { leanClient, median, pct, startGrpcFloor, startHttpFloor, startServer, untilIdle, type BenchServer } from './support';
+import { grpcRow, hasGrpcio, hasWrk, leanClient, median, pct, startGrpcFloor, startHttpFloor, startServer, untilIdle, wrkRow, type BenchServer, type ExternalRow } from './support';
 
 const args = parseArgs({
   options: {
@@ -118,63 +117,6 @@ function bodiesOf(input: string, dims: number[], x: Float32Array) {
 function floorHeader(input: string, dims: number[], x: Float32Array): string {
   return JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }], parameters: { binary_data_output: true } });
 }
-
-/** A row measured by a client in a process of its own: wrk for HTTP, grpcio for gRPC. */
-interface ExternalRow {
-  name: string;
-  /** One window at `conc` concurrent callers for SECONDS. */
-  window(conc: number): { p50: number; p99: number; perS: number };
-}
-
-/**
- * wrk (a C load generator, one thread) posting `body` to `url` for one window: any answer of 400
- * or above (wrk's `errors.status`) or any socket error fails the bench, so a fast error never
- * passes for a fast answer.
- */
-function wrkRow(dir: string, name: string, url: string, body: Buffer, headers: Record<string, string>): ExternalRow {
-  const bodyFile = join(dir, `${name.replace(/\W+/g, '-')}.body`);
-  const script = join(dir, `${name.replace(/\W+/g, '-')}.lua`);
-  writeFileSync(bodyFile, body);
-  writeFileSync(
-    script,
-    `local f = io.open(${JSON.stringify(bodyFile)}, "rb"); wrk.method = "POST"; wrk.body = f:read("*all"); f:close()
-${Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`).join('\n')}
-done = function(s, latency)
-  io.write(string.format("RESULT %d %d %d %d %d\\n", latency:percentile(50), latency:percentile(99), s.requests, s.duration,
-    s.errors.status + s.errors.connect + s.errors.read + s.errors.write + s.errors.timeout))
-end`,
-  );
-  return {
-    name,
-    window(conc) {
-      const out = execFileSync('wrk', ['-t1', `-c${conc}`, `-d${SECONDS}s`, '--timeout', '10s', '-s', script, url], { encoding: 'utf8' });
-      const [p50, p99, n, us, errors] = out.split('\n').find((l) => l.startsWith('RESULT'))!.split(' ').slice(1).map(Number) as [number, number, number, number, number];
-      if (errors > 0) throw new Error(`${name}: ${errors} socket errors or answers of 400 or above under wrk:\n${out}`);
-      return { p50: p50 / 1000, p99: p99 / 1000, perS: n / (us / 1e6) };
-    },
-  };
-}
-
-/** grpcio (bench/grpc-load.py: blocking stub at 1 caller, asyncio at more) calling ModelInfer with raw_input_contents for one window. */
-function grpcRow(dir: string, name: string, port: number, input: string, dims: number[], x: Float32Array): ExternalRow {
-  const inputFile = join(dir, `${name.replace(/\W+/g, '-')}.raw`);
-  writeFileSync(inputFile, Buffer.from(x.buffer, x.byteOffset, x.byteLength));
-  const protoDir = fileURLToPath(new URL('../functions/grpc/', import.meta.url));
-  const script = fileURLToPath(new URL('./grpc-load.py', import.meta.url));
-  return {
-    name,
-    window(conc) {
-      const r = spawnSync('/usr/bin/python3', [script, protoDir, `127.0.0.1:${port}`, 'bench', input, dims.join(','), inputFile, String(conc), String(SECONDS)], { encoding: 'utf8' });
-      if (r.status !== 0) throw new Error(`${name}: grpc-load.py exited ${r.status}: ${r.stderr}`);
-      const o = JSON.parse(r.stdout) as { calls: number; seconds: number; p50_ms: number; p99_ms: number; errors: number };
-      if (o.errors > 0) throw new Error(`${name}: ${o.errors} failed calls under grpcio`);
-      return { p50: o.p50_ms, p99: o.p99_ms, perS: o.calls / o.seconds };
-    },
-  };
-}
-
-const hasWrk = () => spawnSync('wrk', ['--version']).error === undefined;
-const hasGrpcio = () => spawnSync('/usr/bin/python3', ['-c', 'import grpc, grpc_tools']).status === 0;
 
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
@@ -280,10 +222,10 @@ async function main() {
     const settle = () => Promise.all(servers.map(([, s]) => untilIdle(s.pid)));
     for (let r = 0; r < ROUNDS; r++) {
       for (const [i, row] of external.entries()) {
-        const one = row.window(1);
+        const one = row.window(1, SECONDS);
         ext[i]!.p50.push(one.p50);
         ext[i]!.p99.push(one.p99);
-        ext[i]!.perS.push(row.window(CONC).perS);
+        ext[i]!.perS.push(row.window(CONC, SECONDS).perS);
         await settle();
       }
     }

@@ -1,8 +1,9 @@
 /** What every benchmark needs: timing loops, percentiles, and a brulee server as its own process. */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { FLOW_CONTROL_WINDOW } from '../functions/grpc/server';
 import { freePort, startRedisServer } from '../queue/redis-server';
 import { withMallocTunables } from '../runtime/malloc';
@@ -181,3 +182,61 @@ server.bindAsync('127.0.0.1:${port}', grpc.ServerCredentials.createInsecure(), (
   );
   return { port, stop: () => floor.stop() };
 }
+
+/** A row measured by a client in a process of its own: wrk for HTTP, grpcio for gRPC. */
+export interface ExternalRow {
+  name: string;
+  /** One window at `conc` concurrent callers for `seconds`; `calls`: every call the server answered in it (warm-ups too). */
+  window(conc: number, seconds: number): { p50: number; p99: number; perS: number; calls: number };
+}
+
+/**
+ * wrk (a C load generator, one thread) posting `body` to `url` for one window: any answer of 400
+ * or above (wrk's `errors.status`) or any socket error fails the bench, so a fast error never
+ * passes for a fast answer.
+ */
+export function wrkRow(dir: string, name: string, url: string, body: Buffer, headers: Record<string, string>): ExternalRow {
+  const bodyFile = join(dir, `${name.replace(/\W+/g, '-')}.body`);
+  const script = join(dir, `${name.replace(/\W+/g, '-')}.lua`);
+  writeFileSync(bodyFile, body);
+  writeFileSync(
+    script,
+    `local f = io.open(${JSON.stringify(bodyFile)}, "rb"); wrk.method = "POST"; wrk.body = f:read("*all"); f:close()
+${Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`).join('\n')}
+done = function(s, latency)
+  io.write(string.format("RESULT %d %d %d %d %d\\n", latency:percentile(50), latency:percentile(99), s.requests, s.duration,
+    s.errors.status + s.errors.connect + s.errors.read + s.errors.write + s.errors.timeout))
+end`,
+  );
+  return {
+    name,
+    window(conc, seconds) {
+      const out = execFileSync('wrk', ['-t1', `-c${conc}`, `-d${seconds}s`, '--timeout', '10s', '-s', script, url], { encoding: 'utf8' });
+      const [p50, p99, n, us, errors] = out.split('\n').find((l) => l.startsWith('RESULT'))!.split(' ').slice(1).map(Number) as [number, number, number, number, number];
+      if (errors > 0) throw new Error(`${name}: ${errors} socket errors or answers of 400 or above under wrk:\n${out}`);
+      return { p50: p50 / 1000, p99: p99 / 1000, perS: n / (us / 1e6), calls: n };
+    },
+  };
+}
+
+/** grpcio (bench/grpc-load.py: blocking stub at 1 caller, asyncio at more) calling ModelInfer with raw_input_contents for one window. */
+export function grpcRow(dir: string, name: string, port: number, input: string, dims: number[], x: Float32Array): ExternalRow {
+  const inputFile = join(dir, `${name.replace(/\W+/g, '-')}.raw`);
+  writeFileSync(inputFile, Buffer.from(x.buffer, x.byteOffset, x.byteLength));
+  const protoDir = fileURLToPath(new URL('../functions/grpc/', import.meta.url));
+  const script = fileURLToPath(new URL('./grpc-load.py', import.meta.url));
+  return {
+    name,
+    window(conc, seconds) {
+      const r = spawnSync('/usr/bin/python3', [script, protoDir, `127.0.0.1:${port}`, 'bench', input, dims.join(','), inputFile, String(conc), String(seconds)], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`${name}: grpc-load.py exited ${r.status}: ${r.stderr}`);
+      const o = JSON.parse(r.stdout) as { calls: number; seconds: number; p50_ms: number; p99_ms: number; errors: number };
+      if (o.errors > 0) throw new Error(`${name}: ${o.errors} failed calls under grpcio`);
+      // grpc-load.py makes 20 warm-up calls before its timed ones.
+      return { p50: o.p50_ms, p99: o.p99_ms, perS: o.calls / o.seconds, calls: o.calls + 20 };
+    },
+  };
+}
+
+export const hasWrk = () => spawnSync('wrk', ['--version']).error === undefined;
+export const hasGrpcio = () => spawnSync('/usr/bin/python3', ['-c', 'import grpc, grpc_tools']).status === 0;
