@@ -127,13 +127,14 @@ export async function startServer(dir: string, env: Record<string, string> = {},
 }
 
 /** A floor server: `code` run by node in a process of its own (cwd: the project), once it prints 'ready'. */
-async function startFloorProcess(name: string, code: string): Promise<{ stop(): Promise<void> }> {
+async function startFloorProcess(name: string, code: string): Promise<{ pid: number; stop(): Promise<void> }> {
   const child: ChildProcess = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'], cwd: join(import.meta.dirname, '..') });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
     child.once('exit', (c) => reject(new Error(`${name} exited ${c}`)));
   });
   return {
+    pid: child.pid!,
     async stop() {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
@@ -164,7 +165,7 @@ require('node:http').createServer((req, res) => {
  * flow-control window: functions/grpc/server.ts FLOW_CONTROL_WINDOW) whose
  * ModelInfer decodes the request and answers one output of `outputBytes` raw bytes, nothing else.
  */
-export async function startGrpcFloor(outputBytes: number): Promise<{ port: number; stop(): Promise<void> }> {
+export async function startGrpcFloor(outputBytes: number): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
   const port = await freePort();
   const floor = await startFloorProcess(
     'grpc floor',
@@ -180,7 +181,51 @@ server.bindAsync('127.0.0.1:${port}', grpc.ServerCredentials.createInsecure(), (
   console.log('ready');
 });`,
   );
-  return { port, stop: () => floor.stop() };
+  return { port, pid: floor.pid, stop: () => floor.stop() };
+}
+
+/**
+ * The grpc floor's ModelInfer without @grpc/grpc-js: a bare node:http2 server (the same window)
+ * answering with gRPC's framing by hand, for bench/grpc-floors.ts. Node's public API sends the
+ * trailers (grpc-status) in a second socket write one event-loop turn after the message
+ * (`respond({ waitForTrailers })`, `end(message)`, `sendTrailers` on 'wantTrailers', which Node
+ * defers to a setImmediate). `oneWrite` sends headers, message and trailers in one write by
+ * reaching into Node's internals (Node 20: the stream's `Symbol(state)` flags, so that `end`
+ * shuts the stream at once, and its native handle's `trailers`, called inside nghttp2's read
+ * callback): a measurement, not something to serve with.
+ */
+export async function startH2GrpcFloor(outputBytes: number, oneWrite: boolean): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
+  const port = await freePort();
+  const floor = await startFloorProcess(
+    oneWrite ? 'node:http2 grpc floor, one write' : 'node:http2 grpc floor',
+    `const def = require('@grpc/proto-loader').loadSync('functions/grpc/inference.proto', { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+const m = def['inference.GRPCInferenceService'].ModelInfer;
+const out = Buffer.alloc(${outputBytes}, 1);
+const server = require('node:http2').createServer({ settings: { initialWindowSize: ${FLOW_CONTROL_WINDOW} } });
+server.on('session', (session) => session.setLocalWindowSize(${FLOW_CONTROL_WINDOW}));
+server.on('stream', (stream) => {
+  const chunks = [];
+  stream.on('data', (c) => chunks.push(c));
+  stream.on('end', () => {
+    const buf = Buffer.concat(chunks);
+    const req = m.requestDeserialize(buf.subarray(5, 5 + buf.readUInt32BE(1)));
+    const res = m.responseSerialize({ model_name: req.model_name, model_version: '1', outputs: [{ name: 'y', datatype: 'UINT8', shape: ['${outputBytes}'] }], raw_output_contents: [out] });
+    const msg = Buffer.allocUnsafe(5 + res.length);
+    msg[0] = 0;
+    msg.writeUInt32BE(res.length, 1);
+    res.copy(msg, 5);
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+    if (${oneWrite}) {
+      const sym = (d) => Object.getOwnPropertySymbols(stream).find((s) => s.description === d);
+      stream[sym('state')].flags &= ~0x20; // STREAM_FLAGS_HAS_TRAILERS: end() then shuts the stream before the first send
+      stream.once('wantTrailers', () => stream[sym('kHandle')].trailers(['grpc-status\\x000\\x000', 1]));
+    } else stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+    stream.end(msg);
+  });
+});
+server.listen(${port}, '127.0.0.1', () => console.log('ready'));`,
+  );
+  return { port, pid: floor.pid, stop: () => floor.stop() };
 }
 
 /** A row measured by a client in a process of its own: wrk for HTTP, grpcio for gRPC. */
