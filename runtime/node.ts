@@ -12,6 +12,7 @@ import { controlType, type Keys } from '../queue/keys';
 import { claimNodeId, HEARTBEAT_MS, leaveCluster, MISSED_BEATS, writeHeartbeat, type NodeInfo } from '../queue/nodes';
 import { releaseWith } from '../queue/admission';
 import { deliver, applyWrites, type OutgoingAnswer } from '../queue/replies';
+import { HeldWrites } from '../queue/held-writes';
 import { LaneWorker } from '../queue/lane';
 import { tensorsByteLength } from '../queue/tensor';
 import { JOB, layoutTensors, unpackTensors, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from '../queue/wire';
@@ -102,6 +103,7 @@ export class RuntimeNode implements LocalNode {
   constructor(opts: RuntimeNodeOptions) {
     this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, chargeProcess: false, ...opts };
     const { metrics, log } = this.o;
+    this.heldWrites = HeldWrites.on(this.o.redis);
     this.footprints = new Footprints({
       capBytes: opts.budgetBytes,
       onGrow: (key) => {
@@ -279,7 +281,7 @@ export class RuntimeNode implements LocalNode {
               return Promise.all([this.lane?.close(true), this.worker?.close(true)]);
             },
           },
-          { name: 'counts of the calls answered here', run: () => ((this.stopped = true), Promise.all([...this.counting])) },
+          { name: 'counts of the calls answered here', run: () => ((this.stopped = true), this.heldWrites.flush(), Promise.all([...this.counting])) },
           { name: 'worker connection', run: () => closeRedis(this.workerRedis), force: () => this.workerRedis?.disconnect() },
           // Leaves at once; a job a gateway adds after this is moved by the reaper.
           { name: 'leave the cluster', run: () => leaveCluster(this.o.redis, this.o.keys, this.o.id, this.token) },
@@ -362,6 +364,8 @@ export class RuntimeNode implements LocalNode {
    * original, which stays the source of truth.
    */
   private async loadSpec(spec: NodeModelSpec): Promise<LoadedModel> {
+    // A load holds this thread: what earlier answers left held goes out first (queue/held-writes.ts).
+    this.heldWrites.flush();
     const t0 = performance.now();
     const session = spec.session ?? {};
     if (spec.artifact && spec.artifact.key === this.artifactKeyOf(spec.sha256)) {
@@ -556,9 +560,10 @@ export class RuntimeNode implements LocalNode {
    * - `admitted`: the call's admission, decided while it runs (the caller starts both at once when
    *   a slot is free). A refused call's outputs and counts are dropped: it was never accepted.
    * - Its counts (and its admission place given back) go to Redis in one script, the same writes
-   *   as `deliver`'s, sent before the answer is returned and not waited for: every read this
-   *   process makes after it (GET /stats, /functions/{name}) goes on the same connection, which
-   *   Redis serves in order, so it sees them. `close` waits for them.
+   *   as `deliver`'s, sent just after the answer and not waited for (`countLater`): held until this
+   *   process next sends a command on the same connection, which Redis serves in order, so every
+   *   read this process makes after the answer (GET /stats, /functions/{name}) sees them. `close`
+   *   sends and waits for them.
    */
   async invokeHere(id: string, data: InvokeHere, signal?: AbortSignal, admitted?: Promise<unknown>): Promise<AnswerHere> {
     const lane = this.lane;
@@ -630,20 +635,30 @@ export class RuntimeNode implements LocalNode {
   }
 
   /**
-   * Publishes a model this call loaded (a heartbeat), in the next turn of the event loop: the
-   * call's answer is written before it (its delivery script, or for `invokeHere` the gateway's
-   * HTTP answer, follow the run with no I/O between), so the cold call does not wait for it.
+   * Publishes a model this call loaded (a heartbeat) once the call's answer is on its way: its
+   * delivery script, or for `invokeHere` the gateway's HTTP answer, is sent in the same run of
+   * microtasks as the run's end, before the next tick. From there it is held (queue/held-writes.ts)
+   * until this process next sends a command on the connection (a next call's routing reads it
+   * after the beat) or is idle, so the cold call's client is not kept waiting for it.
    */
   private publishLoad(): void {
-    setImmediate(() => void this.heartbeat());
+    process.nextTick(() => void this.heldWrites.hold(() => this.heartbeat()));
   }
 
   /** Counts of calls answered here (`invokeHere`) on their way to Redis. */
   private readonly counting = new Set<Promise<void>>();
+  /** Writes held until just after an answer (counts, a heartbeat after a load): queue/held-writes.ts. */
+  private readonly heldWrites: HeldWrites;
 
+  /**
+   * Sends a call's counts (and its admission place given back) after its answer, held until this
+   * process next sends a command on the connection or is idle: a later read of this process still
+   * comes after them (queue/held-writes.ts).
+   */
   private countLater(id: string, stats: StatsOps): void {
     if (stats.count === 0) return;
-    const p: Promise<void> = this.retried(() => applyWrites(this.o.redis, this.o.keys, id, stats))
+    const p: Promise<void> = this.heldWrites
+      .hold(() => this.retried(() => applyWrites(this.o.redis, this.o.keys, id, stats)))
       .catch((e: unknown) => this.o.log.error({ err: e }, 'the counts of an answered invocation were lost (Redis stayed away)'))
       .finally(() => this.counting.delete(p));
     this.counting.add(p);
@@ -714,6 +729,8 @@ export class RuntimeNode implements LocalNode {
       let t0 = 0;
       try {
         const feeds = await inputs;
+        // A run holds this thread: what earlier answers left held goes out first (queue/held-writes.ts).
+        this.heldWrites.flush();
         t0 = performance.now();
         ({ outputs: out, countsRun } = await this.batcher.run(lease.value, feeds, outputs, model.batch, clock.toLocal(deadline), fn));
       } finally {
