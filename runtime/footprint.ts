@@ -180,10 +180,31 @@ export class Footprints {
   }
 }
 
+/** What `chargesHeld` reads of a warm pool. */
+export interface HeldCharges {
+  readonly runBytes: number;
+  readonly tensorBytes: number;
+  readonly disposingBytes: number;
+}
+
+/**
+ * Of a warm pool's charges, the bytes the process holds now, for `ProcessOverhead` to compare RSS
+ * with: the models run since their load (`WarmPool.runBytes`; one loaded and not yet run holds
+ * little of its charge yet), evicted models not yet disposed, and of the calls' tensor bytes what
+ * `buffers` (JS ArrayBuffers above their figure at rest: the bytes read from a job, onnxruntime's
+ * outputs, an answer's frame) shows to exist; buffers past the calls' bytes are garbage, overhead.
+ * Charges made before their memory exists are left out: counted, they hide as much of the process's
+ * overhead (malloc's kept memory, dead tensors), and in a busy node some load or call is nearly
+ * always under way, so the pool would make no room for it.
+ */
+export function chargesHeld(pool: HeldCharges, buffers: number): number {
+  return pool.runBytes + pool.disposingBytes + Math.min(pool.tensorBytes, Math.max(0, buffers));
+}
+
 export interface ProcessOverheadOptions {
   /** The process's resident bytes. @default process.memoryUsage.rss */
   rss?: () => number;
-  /** What the warm pool holds charged now: its used bytes and evicted models not yet disposed. */
+  /** What the warm pool's charges hold in the process now (`chargesHeld`). */
   charged: () => number;
   /** Whether anything has been charged yet (the process is still at rest until then). */
   started: () => boolean;
@@ -205,7 +226,7 @@ export interface ProcessOverheadOptions {
 
 /**
  * What a worker process holds beyond what its warm pool charges (issue 12 §4): its RSS above its
- * idle RSS, less the pool's charges. The pool charges models as measured and calls' tensors as
+ * idle RSS, less the pool's charges that exist in memory (`chargesHeld`). The pool charges models as measured and calls' tensors as
  * estimated, but the process also holds the V8 heap's growth under load, tensors dead but not yet
  * collected, and memory malloc keeps: up to half the budget again in the memory bench. Charging
  * that too (`WarmPool.setOverhead`: idle models make room for it) keeps the process's RSS above
@@ -213,9 +234,9 @@ export interface ProcessOverheadOptions {
  * a gateway's memory is not the models' budget.
  *
  * Idle is the RSS less charges while nothing has been charged yet (the latest such sample: "rest").
- * After that only a settled pool's samples move it (see `settled`): the pool charges a load, a
- * call's tensors and its growth before their memory exists, so RSS less charges dips while they
- * are under way; taken for idle, such a dip would stay as a phantom overhead of its size (a model's)
+ * After that only a settled pool's samples move it (see `settled`): charges made before their
+ * memory exists (a call's growth reserve; a model or tensors `chargesHeld` counts a little early)
+ * make RSS less charges dip while they are under way; taken for idle, such a dip would stay as a phantom overhead of its size (a model's)
  * once the memory exists. A settled sample below idle lowers it at once (memory the process held at
  * rest and has let go); one above lets it rise back slowly (`riseMs`), never above rest, so a dip
  * that was a model charged more than it holds is forgotten, while an overhead above rest never is.

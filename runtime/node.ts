@@ -18,7 +18,7 @@ import { tensorsByteLength } from '../queue/tensor';
 import { JOB, layoutTensors, unpackTensors, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from '../queue/wire';
 import { Batcher } from './batcher';
 import { closeInOrder } from './close';
-import { Footprints, ProcessOverhead } from './footprint';
+import { chargesHeld, Footprints, ProcessOverhead } from './footprint';
 import type { Metrics } from './metrics';
 import { artifactLayout, type ArtifactLayout } from './mapped';
 import { artifactKey, loadModel, type LoadedModel } from './onnx';
@@ -208,8 +208,9 @@ export class RuntimeNode implements LocalNode {
   private sampleOverhead(): void {
     if (this.closing) return;
     const pool = this.pool;
+    const restBuffers = process.memoryUsage().arrayBuffers;
     const overhead = new ProcessOverhead({
-      charged: () => pool.usedBytes + pool.disposingBytes,
+      charged: () => chargesHeld(pool, process.memoryUsage().arrayBuffers - restBuffers),
       started: () => pool.peakUsedBytes > 0,
       settled: () => pool.settled,
       set: (n) => pool.setOverhead(n),

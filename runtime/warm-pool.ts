@@ -113,6 +113,8 @@ interface Entry<T, S extends ModelSpec> {
   pinned: boolean;
   /** Growth reserved by the calls in flight on it (`CallBytes.growth`), for `resize` to take from. */
   growth: Set<{ bytes: number }>;
+  /** A call has run on it since its load (a lease with a call ended): its memory exists (see `runBytes`). */
+  ran: boolean;
   /** Drop as soon as the last in-flight invocation releases it. */
   retire?: EvictionEvent["cause"];
   retireReason?: string;
@@ -153,6 +155,8 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
   private used = 0;
   /** Of `used`, what calls hold beside their models (`CallBytes`). */
   private calls = 0;
+  /** Of `calls`, their tensors' bytes (`CallBytes.bytes`, `Reservation`), without growth reserves. */
+  private tensors = 0;
   /** The most `used` has been (tests: the budget is never passed). */
   private peak = 0;
   /** Bytes charged that no admission made room for (see `unreservedBytes`). */
@@ -183,6 +187,23 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
   /** Of `usedBytes`, what calls in flight hold beside their models (tensors, reserved growth). */
   get callBytes(): number {
     return this.calls;
+  }
+
+  /** Of `callBytes`, the calls' tensor bytes (`CallBytes.bytes`, as `Reservation.set` changed them), without growth reserves. */
+  get tensorBytes(): number {
+    return this.tensors;
+  }
+
+  /**
+   * Of the models' charges, those whose memory exists for sure: models a call has run on since
+   * their load. A load is charged at its admission, but its memory comes later: a mapped artifact's
+   * weights (runtime/mapped.ts) are file pages that count in RSS only once a run touches them, so a
+   * model loaded and not yet run holds little of its charge (runtime/footprint.ts `chargesHeld`).
+   */
+  get runBytes(): number {
+    let n = 0;
+    for (const e of this.entries.values()) if (e.ran && e.value !== undefined) n += e.spec.sizeBytes;
+    return n;
   }
 
   /** The most `usedBytes` has been since the pool was made. */
@@ -501,9 +522,10 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
       inFlight: 1,
       pinned: spec.pinned ?? false,
       growth: new Set(),
+      ran: false,
     };
     this.charge(spec.sizeBytes);
-    const lease = this.callLease(entry, bytes, growth);
+    const lease = this.callLease(entry, bytes, growth, hits > 0);
     this.entries.set(spec.key, entry);
     const t0 = now;
     // What evictions freed is free once it is disposed: loading before would hold both at once.
@@ -633,17 +655,19 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
   }
 
   private lease(e: Entry<T, S>, value: T, coldStart: boolean, loaded: boolean, loadWaitMs: number, bytes = 0, growth = 0): Lease<T> {
-    return this.callLease(e, bytes, growth).make(value, coldStart, loaded, loadWaitMs);
+    return this.callLease(e, bytes, growth, true).make(value, coldStart, loaded, loadWaitMs);
   }
 
   /**
    * Charges a call's bytes on `e` (already counted in flight there): its growth reserve until
-   * the lease ends, its tensor bytes until `reservation.free()`.
+   * the lease ends, its tensor bytes until `reservation.free()`. A call's lease (`call`: not a
+   * prewarm's) marks the model run when it is released.
    */
-  private callLease(e: Entry<T, S>, bytes: number, growth: number) {
+  private callLease(e: Entry<T, S>, bytes: number, growth: number, call: boolean) {
     const g = { bytes: growth };
     this.charge(bytes + growth);
     this.calls += bytes + growth;
+    this.tensors += bytes;
     if (growth > 0) e.growth.add(g);
     let held = bytes;
     let freed = false;
@@ -656,6 +680,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
         const d = Math.max(0, n) - held;
         held += d;
         this.calls += d;
+        this.tensors += d;
         if (d > 0) {
           this.unreserved += d;
           this.charge(d);
@@ -693,6 +718,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
           if (released) return;
           released = true;
           end();
+          if (call) e.ran = true;
           e.inFlight--;
           if (e.inFlight === 0 && e.retire && this.entries.get(e.spec.key) === e) {
             this.evict(e, e.retireReason ?? 'retired', e.retire);

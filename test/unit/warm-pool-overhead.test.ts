@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ProcessOverhead } from '../../runtime/footprint';
+import { chargesHeld, ProcessOverhead } from '../../runtime/footprint';
 import { WarmPool, type EvictionEvent } from '../../runtime/warm-pool';
 import { deferred, recorder, spec } from '../support/warm-pool';
 
@@ -72,6 +72,48 @@ describe('WarmPool.setOverhead', () => {
     (await c).release();
     expect(p.disposingBytes).toBe(0);
     expect(p.usedBytes).toBe(20);
+  });
+});
+
+describe('WarmPool.runBytes and tensorBytes: the charges chargesHeld counts', () => {
+  it("a model counts once a call's lease on it has ended (not while it loads or runs, nor after a prewarm), at its charge as resized, and no longer once evicted", async () => {
+    const { p } = pool(100);
+    const a = await p.acquire(spec('a', 10));
+    expect(p.runBytes).toBe(0);
+    a.release();
+    expect(p.runBytes).toBe(10);
+    expect(await p.prewarm(spec('b', 20))).toBe(true);
+    expect(p.runBytes).toBe(10);
+    const b = await p.acquire(spec('b', 20));
+    expect(p.runBytes).toBe(10); // in flight: its first run is under way
+    b.release();
+    expect(p.runBytes).toBe(30);
+    p.resize('b', 25);
+    expect(p.runBytes).toBe(35);
+    p.drop('a', 'unload', 'test');
+    expect(p.runBytes).toBe(25);
+    expect(p.usedBytes).toBe(25);
+  });
+
+  it("a call's tensor bytes count from its admission until freed, as set changes them, without its growth reserve", async () => {
+    const { p } = pool(100);
+    const l = await p.acquire(spec('a', 10), undefined, { bytes: 6, growth: 4 });
+    expect(p.tensorBytes).toBe(6);
+    expect(p.callBytes).toBe(10);
+    l.reservation.set(9);
+    expect(p.tensorBytes).toBe(9);
+    l.release(); // the growth reserve goes with the lease, the tensors stay
+    expect(p.callBytes).toBe(9);
+    expect(p.tensorBytes).toBe(9);
+    l.reservation.free();
+    expect(p.tensorBytes).toBe(0);
+  });
+
+  it('chargesHeld counts of the tensors what the buffers show, never below 0 nor past the bytes reserved', () => {
+    const pool = { runBytes: 100, disposingBytes: 7, tensorBytes: 20 };
+    expect(chargesHeld(pool, 5)).toBe(112);
+    expect(chargesHeld(pool, 50)).toBe(127);
+    expect(chargesHeld(pool, -30)).toBe(107);
   });
 });
 
@@ -168,9 +210,43 @@ describe('ProcessOverhead beside a real pool', () => {
       },
     });
     const rss = () => base + [...loaded.values()].reduce((a, b) => a + b, 0);
-    const o = new ProcessOverhead({ rss, charged: () => p.usedBytes + p.disposingBytes, started: () => p.peakUsedBytes > 0, settled: () => p.settled, set: (n) => p.setOverhead(n) });
+    // As a node samples it (no JS buffers here: the calls' tensors never exist).
+    const o = new ProcessOverhead({ rss, charged: () => chargesHeld(p, 0), started: () => p.peakUsedBytes > 0, settled: () => p.settled, set: (n) => p.setOverhead(n) });
     return { p, o, gates };
   }
+
+  it("an overhead the process holds is seen while a load is under way, and makes room at the next admission: a charge not yet held does not hide it", async () => {
+    // As a mapped model's (runtime/mapped.ts): its memory exists once a call has run it, not at its load.
+    const { policy } = recorder();
+    const gates = new Map<string, ReturnType<typeof deferred<void>>>();
+    const touched = new Set<string>();
+    const evicted: string[] = [];
+    const p = new WarmPool<string>({ budgetBytes: 100, policy, now: () => 50, load: async (s) => (await gates.get(s.key)?.promise, s.key), onEvict: (e) => evicted.push(e.key) });
+    const st = { kept: 0 };
+    const rss = () => 1000 + st.kept + [...touched].length * 30;
+    const o = new ProcessOverhead({ rss, charged: () => chargesHeld(p, 0), started: () => p.peakUsedBytes > 0, settled: () => p.settled, set: (n) => p.setOverhead(n) });
+    expect(o.sample()).toBe(0);
+    const a = await p.acquire(spec('a', 30));
+    expect(p.runBytes).toBe(0); // loaded, not yet run
+    expect(o.sample()).toBe(0);
+    touched.add('a');
+    a.release();
+    expect(p.runBytes).toBe(30);
+    expect(o.sample()).toBe(0);
+    st.kept = 20; // malloc keeps 20 bytes of what a's run freed
+    const gate = deferred<void>();
+    gates.set('b', gate);
+    const b = p.acquire(spec('b', 30));
+    // b is charged (used 60) and holds nothing yet; RSS 1050 less a's 30: 20 over idle.
+    expect(o.sample()).toBe(20);
+    // c: 60 used + 30 + 20 overhead passes 100 by 10, so idle a goes (b is loading, not evictable).
+    const c = await p.acquire(spec('c', 30));
+    expect(evicted).toEqual(['a']);
+    c.release();
+    gate.resolve();
+    (await b).release();
+    expect(p.usedBytes).toBe(60);
+  });
 
   it("a load charged before its memory exists leaves no overhead once it is done: the dip seen during it is not the idle figure", async () => {
     const { p, o, gates } = process_(1000);
