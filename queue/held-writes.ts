@@ -1,6 +1,14 @@
 import type { Redis } from 'ioredis';
 
 /**
+ * How long a write is held at most, ms. Node counts a timer from the event loop's time at the start
+ * of the current turn: a 0 ms timer set at the end of a cold call's turn (its run and answer, ~1 ms)
+ * was already due, and in a trace of 21 cold calls it fired before the server slept in half of
+ * them, sending the heartbeat (0.3 ms) ahead of the client. 2 ms is at least ~1 ms after the answer.
+ */
+export const HOLD_MS = 2;
+
+/**
  * Writes that a call's answer does not need (its counts, the heartbeat that publishes a model it
  * loaded), sent on a connection just after the answer rather than just before it.
  *
@@ -10,13 +18,13 @@ import type { Redis } from 'ioredis';
  * command's write and Redis's turn on the core), and the heartbeat just after it kept the client,
  * woken onto the same core, waiting ~0.2 ms more.
  *
- * A held write goes out when the event loop is next idle (a 0 ms timer: the process sleeps first,
- * so the client it answered runs), or, in order, just before any other command this process sends
+ * A held write goes out once the process has had time to sleep (`HOLD_MS`: the client it answered
+ * runs first), or, in order, just before any other command this process sends
  * on the same connection (every command, pipelines' and scripts' too, goes through `sendCommand`),
  * or when its owner calls `flush` (a node does before it holds its thread with a load or a run).
  * So every later command of this process on the connection (a `/stats` read, the admission of a
  * next call that needs the place a call gave back) still reaches Redis after it, as when it was
- * sent first; another process may see it up to ~1 ms later than before.
+ * sent first; another process may see it up to ~2 ms later than before.
  */
 export class HeldWrites {
   private held: Array<() => void> = [];
@@ -49,7 +57,7 @@ export class HeldWrites {
           reject(e);
         }
       });
-      this.timer ??= setTimeout(() => this.flush(), 0);
+      this.timer ??= setTimeout(() => this.flush(), HOLD_MS);
     });
   }
 
