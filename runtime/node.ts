@@ -117,6 +117,7 @@ export class RuntimeNode implements LocalNode {
       policy: createPolicy(opts.policy, { ttlMs: opts.ttlMs }),
       popularity: (fn) => this.popularity.get(fn) ?? 0,
       load: (spec) => this.loadSpec(spec),
+      heldAtLoad: (spec) => this.heldAtLoad(spec),
       dispose: (m) => m.dispose(),
       onEvict: (ev) => {
         this.evictions++;
@@ -396,6 +397,17 @@ export class RuntimeNode implements LocalNode {
     const model = await this.footprints.load(spec.key, () => loadModel(path, { session }));
     this.sources.set(spec.key, 'original');
     return this.loaded(spec, t0, fetchMs, model);
+  }
+
+  /**
+   * Whether a model's memory is in this process from its load on (the warm pool's `heldAtLoad`):
+   * yes unless its latest load here was a mapped artifact, whose weights are file pages that only
+   * a run touches (runtime/mapped.ts). An original ONNX file, or an ORT-format or unmapped artifact,
+   * copies its weights into memory as it loads.
+   */
+  private heldAtLoad(spec: NodeModelSpec): boolean {
+    const sha = this.sources.get(spec.key) === 'artifact' ? spec.artifact?.sha256 : undefined;
+    return sha === undefined || this.layouts.get(sha)?.form !== 'mapped';
   }
 
   /** What a model's latest load here read: its pre-optimized artifact or the original. */

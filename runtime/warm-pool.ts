@@ -36,6 +36,13 @@ export interface WarmPoolOptions<T, S extends ModelSpec = ModelSpec> {
   onEvict?: (ev: EvictionEvent) => void;
   /** Called when a load that `prefetch` started ends: loaded, dropped meanwhile, or failed. */
   onPrefetch?: (ev: PrefetchEvent) => void;
+  /**
+   * Whether a model's memory is in the process as soon as its load ends (`runBytes` counts it from
+   * then on, not only once a call has run it): true for a model whose load copies its weights into
+   * memory, false for a mapped artifact's, whose weights are file pages a run touches
+   * (runtime/mapped.ts). @default () => false
+   */
+  heldAtLoad?: (spec: S, value: T) => boolean;
 }
 
 export interface PrefetchEvent {
@@ -113,7 +120,7 @@ interface Entry<T, S extends ModelSpec> {
   pinned: boolean;
   /** Growth reserved by the calls in flight on it (`CallBytes.growth`), for `resize` to take from. */
   growth: Set<{ bytes: number }>;
-  /** A call has run on it since its load (a lease with a call ended): its memory exists (see `runBytes`). */
+  /** Its memory exists (see `runBytes`): its load held it (`heldAtLoad`), or a call has run on it since its load (a lease with a call ended). */
   ran: boolean;
   /** Drop as soon as the last in-flight invocation releases it. */
   retire?: EvictionEvent["cause"];
@@ -144,8 +151,8 @@ export interface ResidentModel {
  */
 export class WarmPool<T, S extends ModelSpec = ModelSpec> {
   private readonly entries = new Map<string, Entry<T, S>>();
-  private readonly opts: Required<Omit<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onPrefetch'>> &
-    Pick<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onPrefetch'>;
+  private readonly opts: Required<Omit<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onPrefetch' | 'heldAtLoad'>> &
+    Pick<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onPrefetch' | 'heldAtLoad'>;
   /**
    * The models this pool has loaded, resident or not, so the policy's `prewarm` hook can name one
    * that was evicted. A model leaves when it is retired (new version) or unloaded (deleted, or
@@ -196,9 +203,11 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
 
   /**
    * Of the models' charges, those whose memory exists for sure: models a call has run on since
-   * their load. A load is charged at its admission, but its memory comes later: a mapped artifact's
-   * weights (runtime/mapped.ts) are file pages that count in RSS only once a run touches them, so a
-   * model loaded and not yet run holds little of its charge (runtime/footprint.ts `chargesHeld`).
+   * their load, and models whose load held their memory (`heldAtLoad`: an original ONNX or ORT
+   * file, its weights copied into memory). A load is charged at its admission, but a mapped
+   * artifact's memory comes later: its weights (runtime/mapped.ts) are file pages that count in RSS
+   * only once a run touches them, so such a model loaded and not yet run (pre-warmed, say) holds
+   * little of its charge (runtime/footprint.ts `chargesHeld`).
    */
   get runBytes(): number {
     let n = 0;
@@ -545,6 +554,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     }
     entry.value = value;
     delete entry.loading;
+    if (this.opts.heldAtLoad?.(spec, value)) entry.ran = true;
     entry.loadedAt = this.opts.now();
     entry.lastUsedAt = entry.loadedAt;
     entry.hits = hits;

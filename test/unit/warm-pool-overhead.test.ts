@@ -284,6 +284,32 @@ describe('ProcessOverhead beside a real pool', () => {
     expect(o.idleBytes).toBe(1000);
   });
 
+  it("a pre-warmed model whose load held its memory (not a mapped artifact: heldAtLoad) is no overhead, though no call has run it; a mapped one's untouched pages are not counted", async () => {
+    // As an original ONNX file's load: its weights are copied into memory as it loads.
+    const { policy } = recorder();
+    const loaded = new Map<string, number>();
+    const evicted: string[] = [];
+    const p = new WarmPool<string>({
+      budgetBytes: 100,
+      policy,
+      now: () => 50,
+      load: async (s) => (s.key.startsWith('mapped') || loaded.set(s.key, s.sizeBytes), s.key),
+      heldAtLoad: (s) => !s.key.startsWith('mapped'),
+      onEvict: (e) => evicted.push(e.key),
+    });
+    const rss = () => 1000 + [...loaded.values()].reduce((a, b) => a + b, 0);
+    const o = new ProcessOverhead({ rss, charged: () => chargesHeld(p, 0), started: () => p.peakUsedBytes > 0, settled: () => p.settled, set: (n) => p.setOverhead(n) });
+    expect(o.sample()).toBe(0);
+    expect(await p.prewarm(spec('a', 40))).toBe(true);
+    expect(await p.prewarm(spec('mapped-b', 30))).toBe(true);
+    expect(p.runBytes).toBe(40);
+    // RSS 1040 less a's 40 held: idle, no overhead (it read 40, a's memory counted twice).
+    expect(o.sample()).toBe(0);
+    // So c (30) fits beside both: 40 + 30 + 30 = 100, nothing evicted.
+    (await p.acquire(spec('c', 30))).release();
+    expect(evicted).toEqual([]);
+  });
+
   it('a disposal under way (its memory gone, its bytes still charged) leaves no overhead once it ends', async () => {
     const gate = deferred<void>();
     const { p, o } = process_(1000, gate);
