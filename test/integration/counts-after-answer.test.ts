@@ -46,6 +46,23 @@ describe('counts sent just after the answer', () => {
     expect(cold).toBe(3);
   });
 
+  it("give the place back by the time the caller has its answer: its next call through another gateway is admitted at a depth limit of 1", async () => {
+    const other = await startBrulee({ MAX_QUEUED_PER_FUNCTION: '1', ROLE: 'gateway' }, { namespace: b.namespace, dataDir: b.dataDir, nodeId: 'other-gateway' });
+    try {
+      const [here, there] = [await b.listen(), await other.listen()];
+      const call = async (url: string) => (await fetch(`${url}/functions/held/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: IN }) })).status;
+      const seen: number[] = [];
+      // Answered in this process (ROLE=all), then at once the next call through the other gateway.
+      for (let i = 0; i < 20; i++) {
+        expect(await call(here)).toBe(200);
+        seen.push(await call(there));
+      }
+      expect(seen).toEqual(seen.map(() => 200));
+    } finally {
+      await other.close();
+    }
+  });
+
   it("are seen by a read this process starts in the same turn as the answer (the data plane's own caller)", async () => {
     const x = { x: { type: 'float32' as const, dims: [1, 4], data: Float32Array.from([1, 2, 3, 4]) } };
     for (const cold of [true, false, false]) {
