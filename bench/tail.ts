@@ -143,7 +143,7 @@ async function main() {
     }
     console.log(`\n${s.label}: calls at or above each round's p99, by what overlapped them: ${JSON.stringify(total)}`);
     console.log(`  in ${ms.toFixed(0)} ms of calls: ${gcs} GC pauses (${gcMs.toFixed(1)} ms, one per ${(calls / Math.max(1, gcs)).toFixed(0)} calls); main-thread gaps > 2 ms: ${stallMs.toFixed(1)} ms, of which ${cpuMs.toFixed(1)} ms running and ${waitMs.toFixed(1)} ms waiting for a CPU`);
-    for (const [k, v] of [...timers].sort((a, b) => b[1].length - a[1].length)) console.log(`  timer > 50 µs: ${v.length}x, max ${Math.max(...v).toFixed(2)} ms, ${k}`);
+    for (const [k, v] of [...timers].sort((a, b) => b[1].length - a[1].length)) console.log(`  timer > 50 µs: ${v.length}x, max ${Math.max(...v).toFixed(2)} ms, ${k === '?' ? "the probe's own 1 ms ticker (its /proc read)" : k}`);
   }
   if (args.keep) writeFileSync(args.keep, JSON.stringify({ rows: Object.fromEntries(rows), probes: servers.map((s) => readFileSync(s.probeFile, 'utf8')) }));
   rmSync(dir, { recursive: true, force: true });
