@@ -71,8 +71,24 @@ export class PopularityTracker {
       inc[f] = (add * pending[f]!) / ms;
       pending[f] = 0;
     }
+    // Four functions a turn, Σ rate still added one rate at a time in function order (the same
+    // additions, so the same sum to the last bit): the loop written plainly took ~1.9x as long
+    // (one refresh of 500 functions ~0.95 µs against ~0.5 µs, a micro-benchmark on this machine).
     let total = 0;
-    for (let f = 0; f < rate.length; f++) {
+    const n = rate.length;
+    let f = 0;
+    for (; f + 4 <= n; f += 4) {
+      const r0 = rate[f]! * keep + inc[f]!;
+      const r1 = rate[f + 1]! * keep + inc[f + 1]!;
+      const r2 = rate[f + 2]! * keep + inc[f + 2]!;
+      const r3 = rate[f + 3]! * keep + inc[f + 3]!;
+      rate[f] = r0;
+      rate[f + 1] = r1;
+      rate[f + 2] = r2;
+      rate[f + 3] = r3;
+      total = total + r0 + r1 + r2 + r3;
+    }
+    for (; f < n; f++) {
       const r = rate[f]! * keep + inc[f]!;
       rate[f] = r;
       total += r;

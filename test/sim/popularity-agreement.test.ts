@@ -42,3 +42,27 @@ describe('the simulator popularity agrees with the runtime popularity', () => {
     expect(worst).toBeGreaterThan(0); // the comparison above did compare unequal numbers somewhere
   });
 });
+
+describe('the simulator popularity refresh', () => {
+  it('gives exactly the shares of the plain formula (Σ rate added in function order), for any count of functions', () => {
+    for (const F of [1, 3, 4, 13, 500]) {
+      const next = seededRandom(F);
+      const sim = new PopularityTracker(F, 10_000, POPULARITY_WINDOW_MS);
+      const keep = Math.exp(-10_000 / POPULARITY_WINDOW_MS);
+      const rate = new Float64Array(F);
+      for (let r = 0; r < 300; r++) {
+        const counts = new Float64Array(F);
+        // Rates of very different sizes, so a sum taken in another order differs in its last bits.
+        for (let f = 0; f < F; f++) if (next() < 0.3) counts[f] = Math.floor(next() ** 4 * 1e4);
+        for (let f = 0; f < F; f++) for (let k = 0; k < counts[f]!; k++) sim.record(f);
+        sim.refresh();
+        let total = 0;
+        for (let f = 0; f < F; f++) {
+          rate[f] = rate[f]! * keep + ((1 - keep) * counts[f]!) / 10_000;
+          total += rate[f]!;
+        }
+        for (let f = 0; f < F; f++) expect(sim.popularity[f], `${F} functions, refresh ${r}, fn${f}`).toBe(total > 0 ? rate[f]! / total : 0);
+      }
+    }
+  });
+});
