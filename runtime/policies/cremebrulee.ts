@@ -18,7 +18,14 @@ export function cremebrulee(): EvictionPolicy {
   const policy: EvictionPolicy = {
     name: 'cremebrulee',
     selectVictims(req: EvictionRequest) {
-      return sel.lowestFirst(req.candidates, req.needBytes, utility, (e) =>
+      // Scores filled in this policy's own loop (see `Selection.lowestScored`), each `utility(e)`.
+      const c = req.candidates;
+      const s = sel.scores(c.length);
+      for (let i = 0; i < c.length; i++) {
+        const e = c[i]!;
+        s[i] = (e.popularity * e.loadMs) / Math.max(1, e.sizeBytes);
+      }
+      return sel.lowestScored(c, s, req.needBytes, (e) =>
         `utility ${utility(e).toExponential(3)} lowest (popularity ${e.popularity.toFixed(4)}, load ${e.loadMs.toFixed(1)} ms, ${e.sizeBytes} B)`,
       );
     },
