@@ -641,7 +641,10 @@ class NodeRun {
     req.needBytes = need;
     req.candidates = c;
     req.incoming = e;
-    const victims = this.policy.selectVictims(req);
+    // The resident list itself (nothing in flight) is every model loaded and not evicted, with the
+    // facts of their last hook: what `selectAmongLoaded` asks for.
+    const among = this.hints.selectAmongLoaded;
+    const victims = among !== undefined && c === this.residentEntries ? among(req) : this.policy.selectVictims(req);
     for (const v of victims) {
       if (this.used + e.sizeBytes <= budget) break;
       const g = this.keyIndex.get(v.key);

@@ -1,4 +1,4 @@
-import type { EvictionPolicy } from '../runtime/policies/types';
+import type { EvictionPolicy, EvictionRequest, Victim } from '../runtime/policies/types';
 
 /**
  * Speed hints the simulator may read from a policy, none of which changes a decision (the
@@ -35,6 +35,14 @@ export interface SimHints {
    * `prewarm`) an empty reason instead of formatting one. It changes nothing else.
    */
   omitReasons?(): void;
+  /**
+   * `selectVictims(req)`'s answer (the same victims in the same order), for a request whose
+   * `candidates` are exactly the models loaded (reported by `onLoad`, not `onEvict`ed since), each
+   * with the facts it had at its last `onLoad` / `onAccess`: the policy may answer from an order it
+   * keeps at its hooks (runtime/policies/ordered.ts) without looking at every candidate. A caller
+   * that cannot promise this calls `selectVictims`.
+   */
+  selectAmongLoaded?(req: EvictionRequest): Victim[];
 }
 
 /** The hints `policy` offers (members of other types are ignored). */
@@ -47,5 +55,6 @@ export function simHints(policy: EvictionPolicy): SimHints {
     nextCheckAt: fn(p.nextCheckAt),
     quietUntil: fn(p.quietUntil),
     omitReasons: fn(p.omitReasons),
+    selectAmongLoaded: fn(p.selectAmongLoaded),
   };
 }

@@ -1,6 +1,7 @@
 import { PositionMemo } from './memo';
+import { OrderedHeap } from './ordered';
 import { Selection } from './select';
-import type { EntryFacts, EvictionPolicy } from './types';
+import type { EntryFacts, EvictionPolicy, EvictionRequest } from './types';
 
 /**
  * Greedy-Dual-Size-Frequency as used by FaaSCache (Fuerst & Sharma, ASPLOS'21):
@@ -17,12 +18,18 @@ export function gdsf(): EvictionPolicy {
   const priority = new Map<string, { p: number | undefined }>();
   const byPosition = new PositionMemo((key) => priority.get(key));
   const score = (e: EntryFacts) => clock + (e.hits * e.loadMs) / Math.max(1, e.sizeBytes);
+  // The loaded models by priority as the hooks set it (lowest first), for `selectAmongLoaded`.
+  const order = new OrderedHeap();
   const set = (e: EntryFacts) => {
+    const p = score(e);
     const box = priority.get(e.key);
-    if (box) box.p = score(e);
-    else priority.set(e.key, { p: score(e) });
+    if (box) box.p = p;
+    else priority.set(e.key, { p });
+    order.set(e, p);
   };
   const pr = (e: EntryFacts) => priority.get(e.key)?.p ?? score(e);
+  const reason = (e: EntryFacts) =>
+    `lowest GDSF priority ${pr(e).toExponential(3)} (clock ${clock.toExponential(3)}, ${e.hits} hits)`;
   const sel = new Selection();
   const policy: EvictionPolicy = {
     name: 'gdsf',
@@ -37,19 +44,24 @@ export function gdsf(): EvictionPolicy {
       const p = box?.p;
       if (p !== undefined && p > clock) clock = p;
       if (box) box.p = undefined;
+      order.remove(key);
+    },
+    forget(key) {
+      order.forget(key);
     },
     selectVictims(req) {
       const c = req.candidates;
       const s = sel.scores(c.length);
       for (let i = 0; i < c.length; i++) s[i] = byPosition.at(i, c[i]!.key)?.p ?? score(c[i]!);
-      return sel.lowestScored(c, s, req.needBytes, (e) =>
-        `lowest GDSF priority ${pr(e).toExponential(3)} (clock ${clock.toExponential(3)}, ${e.hits} hits)`,
-      );
+      return sel.lowestScored(c, s, req.needBytes, reason);
     },
   };
   return Object.assign(policy, {
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     usesPopularity: false,
     omitReasons: () => sel.omitReasons(),
+    selectAmongLoaded(req: EvictionRequest) {
+      return order.lowest(req.needBytes, sel.reasons ? reason : null);
+    },
   });
 }

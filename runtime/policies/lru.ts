@@ -1,23 +1,43 @@
+import { OrderedList } from './ordered';
 import { Selection } from './select';
-import type { EvictionPolicy } from './types';
+import type { EntryFacts, EvictionPolicy, EvictionRequest } from './types';
 
 /** Least recently used: evict the entry whose last use is oldest. */
 export function lru(): EvictionPolicy {
   const sel = new Selection();
+  // The loaded models by last use as the hooks report it (oldest first), for `selectAmongLoaded`.
+  const order = new OrderedList();
+  let now = 0;
+  const reason = (e: EntryFacts) => `least recently used (idle ${Math.round(now - e.lastUsedAt)} ms)`;
   const policy: EvictionPolicy = {
     name: 'lru',
+    onLoad(e) {
+      order.set(e, e.lastUsedAt);
+    },
+    onAccess(e) {
+      order.set(e, e.lastUsedAt);
+    },
+    onEvict(key) {
+      order.remove(key);
+    },
+    forget(key) {
+      order.forget(key);
+    },
     selectVictims(req) {
       const c = req.candidates;
       const s = sel.scores(c.length);
       for (let i = 0; i < c.length; i++) s[i] = c[i]!.lastUsedAt;
-      return sel.lowestScored(c, s, req.needBytes, (e) =>
-        `least recently used (idle ${Math.round(req.now - e.lastUsedAt)} ms)`,
-      );
+      now = req.now;
+      return sel.lowestScored(c, s, req.needBytes, reason);
     },
   };
   return Object.assign(policy, {
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     usesPopularity: false,
     omitReasons: () => sel.omitReasons(),
+    selectAmongLoaded(req: EvictionRequest) {
+      now = req.now;
+      return order.lowest(req.needBytes, sel.reasons ? reason : null);
+    },
   });
 }

@@ -3,16 +3,18 @@ import { cremebruleePlus } from '../../runtime/policies/cremebrulee-plus';
 import { CREMEBRULEE_PLUS_TUNED } from '../../runtime/policies/index';
 import type { EvictionPolicy, Victim } from '../../runtime/policies/types';
 import { simulate, type SimOptions } from '../../sim/engine';
+import type { SimHints } from '../../sim/hints';
 import { createSimPolicy, isOracle, SIM_POLICIES, type SimPolicyName } from '../../sim/policies';
 import { modelsOf, randomTrace, traceOf } from './helpers';
 
 /** The same policy with the speed hints removed (so the simulator checks at every period). */
 function withoutHints(p: EvictionPolicy): EvictionPolicy {
-  const q = Object.create(p) as EvictionPolicy & { nextCheckAt?: unknown; quietUntil?: unknown; usesPopularity?: unknown; omitReasons?: unknown };
+  const q = Object.create(p) as EvictionPolicy & { nextCheckAt?: unknown; quietUntil?: unknown; usesPopularity?: unknown; omitReasons?: unknown; selectAmongLoaded?: unknown };
   Object.defineProperty(q, 'nextCheckAt', { value: undefined });
   Object.defineProperty(q, 'quietUntil', { value: undefined });
   Object.defineProperty(q, 'usesPopularity', { value: undefined });
   Object.defineProperty(q, 'omitReasons', { value: undefined });
+  Object.defineProperty(q, 'selectAmongLoaded', { value: undefined });
   return q;
 }
 
@@ -27,6 +29,8 @@ function recording(p: EvictionPolicy, keepReasons: boolean, out: Victim[][]): Ev
   q.selectVictims = (req) => rec(p.selectVictims(req));
   if (p.expired) q.expired = (entries, now) => rec(p.expired!(entries, now));
   if (p.prewarm) q.prewarm = (now, isResident, free) => rec(p.prewarm!(now, isResident, free));
+  const among = (p as SimHints).selectAmongLoaded;
+  if (among) (q as SimHints).selectAmongLoaded = (req) => rec(among(req));
   return q;
 }
 

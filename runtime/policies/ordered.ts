@@ -1,0 +1,252 @@
+/**
+ * The loaded models kept in eviction order by a policy whose scores change only at its hooks
+ * (`lru`, `gdsf`), so that a request whose candidates are exactly the loaded models (the
+ * simulator's `selectAmongLoaded` hint, sim/hints.ts) is answered from the front of the order
+ * instead of by scoring every candidate. The order is `Selection.lowestScored`'s to the last tie:
+ * score, then last use, then key (scores must not be NaN). Nothing here reads a clock.
+ */
+import type { EntryFacts, Victim } from './types';
+
+/** One loaded model, as its last hook left it. */
+export interface OrderedNode {
+  readonly key: string;
+  /** Its score (lowest goes first). */
+  score: number;
+  /** Its entry's `lastUsedAt` at the hook (the tie-break after the score). */
+  lastUsedAt: number;
+  /** Its entry at the hook (size, and the facts its reason reads). */
+  entry: EntryFacts;
+}
+
+/** a before b in `Selection.lowestScored`'s order (equal infinities fall through, as there). */
+export function nodeBefore(a: OrderedNode, b: OrderedNode): boolean {
+  if (a.score < b.score) return true;
+  if (a.score > b.score) return false;
+  if (a.lastUsedAt < b.lastUsedAt) return true;
+  if (a.lastUsedAt > b.lastUsedAt) return false;
+  return a.key < b.key;
+}
+
+interface ListNode extends OrderedNode {
+  prev: ListNode | null;
+  next: ListNode | null;
+  linked: boolean;
+}
+
+/**
+ * A doubly linked list in eviction order, for scores that only grow at a hook (`lru`: the score is
+ * the last use): a node whose score is set is put back from the tail, usually at the tail itself.
+ */
+export class OrderedList {
+  private head: ListNode | null = null;
+  private tail: ListNode | null = null;
+  private readonly nodes = new Map<string, ListNode>();
+
+  /** `entry` was loaded or used: its score is now `score`, its last use `entry.lastUsedAt`. */
+  set(entry: EntryFacts, score: number): void {
+    let n = this.nodes.get(entry.key);
+    if (n === undefined) {
+      n = { key: entry.key, score, lastUsedAt: entry.lastUsedAt, entry, prev: null, next: null, linked: false };
+      this.nodes.set(entry.key, n);
+    } else {
+      if (n.linked) this.unlink(n);
+      n.score = score;
+      n.lastUsedAt = entry.lastUsedAt;
+      n.entry = entry;
+    }
+    // From the tail back to the last node before n.
+    let at = this.tail;
+    while (at !== null && nodeBefore(n, at)) at = at.prev;
+    n.prev = at;
+    n.next = at === null ? this.head : at.next;
+    if (n.next !== null) n.next.prev = n;
+    else this.tail = n;
+    if (at !== null) at.next = n;
+    else this.head = n;
+    n.linked = true;
+  }
+
+  /** `key` left the cache (no-op if it is not in the order). */
+  remove(key: string): void {
+    const n = this.nodes.get(key);
+    if (n !== undefined && n.linked) this.unlink(n);
+  }
+
+  /** `key` is gone for good: its node is dropped too. */
+  forget(key: string): void {
+    this.remove(key);
+    this.nodes.delete(key);
+  }
+
+  /** The first nodes in order until their sizes cover `needBytes` (all of them if they do not). */
+  lowest(needBytes: number, reason: ((e: EntryFacts) => string) | null): Victim[] {
+    const victims: Victim[] = [];
+    let freed = 0;
+    for (let n = this.head; n !== null && !(freed >= needBytes); n = n.next) {
+      victims.push({ key: n.key, reason: reason === null ? '' : reason(n.entry) });
+      freed += n.entry.sizeBytes;
+    }
+    return victims;
+  }
+
+  private unlink(n: ListNode): void {
+    if (n.prev !== null) n.prev.next = n.next;
+    else this.head = n.next;
+    if (n.next !== null) n.next.prev = n.prev;
+    else this.tail = n.prev;
+    n.prev = null;
+    n.next = null;
+    n.linked = false;
+  }
+}
+
+interface HeapNode extends OrderedNode {
+  /** Its index in the heap, -1 when not in it. */
+  pos: number;
+}
+
+/** A binary min-heap in eviction order, for scores that may move either way at a hook (`gdsf`). */
+export class OrderedHeap {
+  private readonly heap: HeapNode[] = [];
+  private readonly nodes = new Map<string, HeapNode>();
+  /** Scratch for `lowest`: heap positions still to look at, itself a heap by `nodeBefore`. */
+  private readonly frontier: number[] = [];
+
+  get size(): number {
+    return this.heap.length;
+  }
+
+  /** `entry` was loaded or used: its score is now `score`, its last use `entry.lastUsedAt`. */
+  set(entry: EntryFacts, score: number): void {
+    let n = this.nodes.get(entry.key);
+    if (n === undefined) {
+      n = { key: entry.key, score, lastUsedAt: entry.lastUsedAt, entry, pos: -1 };
+      this.nodes.set(entry.key, n);
+    } else {
+      n.score = score;
+      n.lastUsedAt = entry.lastUsedAt;
+      n.entry = entry;
+    }
+    if (n.pos < 0) {
+      n.pos = this.heap.length;
+      this.heap.push(n);
+    }
+    this.up(n.pos);
+    this.down(n.pos);
+  }
+
+  /** `key` left the cache (no-op if it is not in the heap). */
+  remove(key: string): void {
+    const n = this.nodes.get(key);
+    if (n === undefined || n.pos < 0) return;
+    const h = this.heap;
+    const at = n.pos;
+    const last = h.pop()!;
+    n.pos = -1;
+    if (last !== n) {
+      h[at] = last;
+      last.pos = at;
+      this.up(at);
+      this.down(last.pos);
+    }
+  }
+
+  /** `key` is gone for good: its node is dropped too. */
+  forget(key: string): void {
+    this.remove(key);
+    this.nodes.delete(key);
+  }
+
+  /**
+   * The nodes in order until their sizes cover `needBytes` (all of them if they do not): a walk
+   * down the heap that looks only at the children of nodes taken, O(victims × log victims).
+   */
+  lowest(needBytes: number, reason: ((e: EntryFacts) => string) | null): Victim[] {
+    const victims: Victim[] = [];
+    const h = this.heap;
+    if (h.length === 0) return victims;
+    const fr = this.frontier;
+    fr.length = 0;
+    fr.push(0);
+    let freed = 0;
+    while (fr.length > 0 && !(freed >= needBytes)) {
+      const top = fr[0]!;
+      const last = fr.pop()!;
+      if (fr.length > 0) {
+        fr[0] = last;
+        this.frontierDown();
+      }
+      const n = h[top]!;
+      victims.push({ key: n.key, reason: reason === null ? '' : reason(n.entry) });
+      freed += n.entry.sizeBytes;
+      const l = 2 * top + 1;
+      if (l < h.length) this.frontierPush(l);
+      if (l + 1 < h.length) this.frontierPush(l + 1);
+    }
+    return victims;
+  }
+
+  private frontierPush(p: number): void {
+    const fr = this.frontier;
+    const h = this.heap;
+    let i = fr.length;
+    fr.push(p);
+    while (i > 0) {
+      const q = (i - 1) >> 1;
+      if (!nodeBefore(h[p]!, h[fr[q]!]!)) break;
+      fr[i] = fr[q]!;
+      i = q;
+    }
+    fr[i] = p;
+  }
+
+  private frontierDown(): void {
+    const fr = this.frontier;
+    const h = this.heap;
+    const m = fr.length;
+    const x = fr[0]!;
+    let at = 0;
+    for (;;) {
+      const l = 2 * at + 1;
+      if (l >= m) break;
+      const r = l + 1;
+      const c = r < m && nodeBefore(h[fr[r]!]!, h[fr[l]!]!) ? r : l;
+      if (!nodeBefore(h[fr[c]!]!, h[x]!)) break;
+      fr[at] = fr[c]!;
+      at = c;
+    }
+    fr[at] = x;
+  }
+
+  private up(at: number): void {
+    const h = this.heap;
+    const n = h[at]!;
+    while (at > 0) {
+      const p = (at - 1) >> 1;
+      if (!nodeBefore(n, h[p]!)) break;
+      h[at] = h[p]!;
+      h[at]!.pos = at;
+      at = p;
+    }
+    h[at] = n;
+    n.pos = at;
+  }
+
+  private down(at: number): void {
+    const h = this.heap;
+    const n = h[at]!;
+    const m = h.length;
+    for (;;) {
+      const l = 2 * at + 1;
+      if (l >= m) break;
+      const r = l + 1;
+      const c = r < m && nodeBefore(h[r]!, h[l]!) ? r : l;
+      if (!nodeBefore(h[c]!, n)) break;
+      h[at] = h[c]!;
+      h[at]!.pos = at;
+      at = c;
+    }
+    h[at] = n;
+    n.pos = at;
+  }
+}
