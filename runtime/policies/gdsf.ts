@@ -18,14 +18,17 @@ export function gdsf(): EvictionPolicy {
   const priority = new Map<string, { p: number | undefined }>();
   const byPosition = new PositionMemo((key) => priority.get(key));
   const score = (e: EntryFacts) => clock + (e.hits * e.loadMs) / Math.max(1, e.sizeBytes);
-  // The loaded models by priority as the hooks set it (lowest first), for `selectAmongLoaded`.
+  // The loaded models by priority as the hooks set it (lowest first), for `selectAmongLoaded`:
+  // kept only from its first call on (built then from its candidates, which are the loaded models),
+  // so a caller that never asks (the runtime, or a run with no eviction) pays nothing at the hooks.
   const order = new OrderedHeap();
+  let keeping = false;
   const set = (e: EntryFacts) => {
     const p = score(e);
     const box = priority.get(e.key);
     if (box) box.p = p;
     else priority.set(e.key, { p });
-    order.set(e, p);
+    if (keeping) order.set(e, p);
   };
   const pr = (e: EntryFacts) => priority.get(e.key)?.p ?? score(e);
   const reason = (e: EntryFacts) =>
@@ -44,10 +47,10 @@ export function gdsf(): EvictionPolicy {
       const p = box?.p;
       if (p !== undefined && p > clock) clock = p;
       if (box) box.p = undefined;
-      order.remove(key);
+      if (keeping) order.remove(key);
     },
     forget(key) {
-      order.forget(key);
+      if (keeping) order.forget(key);
     },
     selectVictims(req) {
       const c = req.candidates;
@@ -61,6 +64,10 @@ export function gdsf(): EvictionPolicy {
     usesPopularity: false,
     omitReasons: () => sel.omitReasons(),
     selectAmongLoaded(req: EvictionRequest) {
+      if (!keeping) {
+        for (const e of req.candidates) order.set(e, pr(e));
+        keeping = true;
+      }
       return order.lowest(req.needBytes, sel.reasons ? reason : null);
     },
   });

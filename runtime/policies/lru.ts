@@ -5,23 +5,26 @@ import type { EntryFacts, EvictionPolicy, EvictionRequest } from './types';
 /** Least recently used: evict the entry whose last use is oldest. */
 export function lru(): EvictionPolicy {
   const sel = new Selection();
-  // The loaded models by last use as the hooks report it (oldest first), for `selectAmongLoaded`.
+  // The loaded models by last use as the hooks report it (oldest first), for `selectAmongLoaded`:
+  // kept only from its first call on (built then from its candidates, which are the loaded models),
+  // so a caller that never asks (the runtime, or a run with no eviction) pays nothing at the hooks.
   const order = new OrderedList();
+  let keeping = false;
   let now = 0;
   const reason = (e: EntryFacts) => `least recently used (idle ${Math.round(now - e.lastUsedAt)} ms)`;
   const policy: EvictionPolicy = {
     name: 'lru',
     onLoad(e) {
-      order.set(e, e.lastUsedAt);
+      if (keeping) order.set(e, e.lastUsedAt);
     },
     onAccess(e) {
-      order.set(e, e.lastUsedAt);
+      if (keeping) order.set(e, e.lastUsedAt);
     },
     onEvict(key) {
-      order.remove(key);
+      if (keeping) order.remove(key);
     },
     forget(key) {
-      order.forget(key);
+      if (keeping) order.forget(key);
     },
     selectVictims(req) {
       const c = req.candidates;
@@ -36,6 +39,10 @@ export function lru(): EvictionPolicy {
     usesPopularity: false,
     omitReasons: () => sel.omitReasons(),
     selectAmongLoaded(req: EvictionRequest) {
+      if (!keeping) {
+        for (const e of req.candidates) order.set(e, e.lastUsedAt);
+        keeping = true;
+      }
       now = req.now;
       return order.lowest(req.needBytes, sel.reasons ? reason : null);
     },
