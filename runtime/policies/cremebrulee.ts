@@ -18,13 +18,10 @@ export function cremebrulee(): EvictionPolicy {
   const policy: EvictionPolicy = {
     name: 'cremebrulee',
     selectVictims(req: EvictionRequest) {
-      // Scores filled in this policy's own loop (see `Selection.lowestScored`), each `utility(e)`.
+      // Scores filled in this policy's own loop (see `Selection.lowestScored`).
       const c = req.candidates;
       const s = sel.scores(c.length);
-      for (let i = 0; i < c.length; i++) {
-        const e = c[i]!;
-        s[i] = (e.popularity * e.loadMs) / Math.max(1, e.sizeBytes);
-      }
+      for (let i = 0; i < c.length; i++) s[i] = utility(c[i]!);
       return sel.lowestScored(c, s, req.needBytes, (e) =>
         `utility ${utility(e).toExponential(3)} lowest (popularity ${e.popularity.toFixed(4)}, load ${e.loadMs.toFixed(1)} ms, ${e.sizeBytes} B)`,
       );
