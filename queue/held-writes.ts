@@ -9,8 +9,8 @@ import type { Redis } from 'ioredis';
 export const HOLD_MS = 2;
 
 /**
- * Writes that a call's answer does not need (its counts, the heartbeat that publishes a model it
- * loaded), sent on a connection just after the answer rather than just before it.
+ * Writes that a call's answer does not need (the heartbeat that publishes a model it loaded), sent
+ * on a connection just after the answer rather than just before it.
  *
  * Why: on a small VM a socket write to redis-server wakes it on the writer's core (a sync wake-up
  * over loopback), where it runs at once, ahead of the rest of the call. `perf sched` of a tiny
@@ -24,14 +24,13 @@ export const HOLD_MS = 2;
  * or when its owner calls `flush` (a node does before it holds its thread with a load or a run).
  * So every later command of this process on the connection (a `/stats` read, the admission of a
  * next call that needs the place a call gave back) still reaches Redis after it, as when it was
- * sent first; another process may see it up to ~2 ms later than before. A write another process
- * must see as soon as the answer is out is held only to the end of the answer's turn (`'turn'`):
- * a caller that has its answer and calls again through another gateway is admitted against it.
+ * sent first; another process may see it up to ~2 ms later than before. So only writes no other
+ * process must see as soon as the answer is out are held: a call's counts are not (they give back
+ * its admission place, and a read on another connection could pass them: RuntimeNode.countLater).
  */
 export class HeldWrites {
   private held: Array<() => void> = [];
   private timer: NodeJS.Timeout | undefined;
-  private soon: NodeJS.Immediate | undefined;
 
   private constructor(redis: Redis) {
     const send = redis.sendCommand.bind(redis);
@@ -52,12 +51,9 @@ export class HeldWrites {
 
   /**
    * Holds `write` (which must send its commands on this connection when called, before its first
-   * await) until the next flush; resolves to its result. `until`: `'sleep'` (at most `HOLD_MS`), or
-   * `'turn'`: flushed, with all that is held, once this turn of the event loop has written what it
-   * writes (`setImmediate`), for a write other processes must see before anyone can act on the
-   * answer written in this turn (a call's admission place given back: see `RuntimeNode.countLater`).
+   * await) until the next flush, at most `HOLD_MS`; resolves to its result.
    */
-  hold<T>(write: () => Promise<T>, until: 'sleep' | 'turn' = 'sleep'): Promise<T> {
+  hold<T>(write: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.held.push(() => {
         try {
@@ -66,8 +62,7 @@ export class HeldWrites {
           reject(e);
         }
       });
-      if (until === 'turn') this.soon ??= setImmediate(() => this.flush());
-      else this.timer ??= setTimeout(() => this.flush(), HOLD_MS);
+      this.timer ??= setTimeout(() => this.flush(), HOLD_MS);
     });
   }
 
@@ -75,8 +70,6 @@ export class HeldWrites {
   flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.soon !== undefined) clearImmediate(this.soon);
-    this.soon = undefined;
     const held = this.held;
     this.held = [];
     for (const w of held) w();

@@ -573,10 +573,10 @@ export class RuntimeNode implements LocalNode {
    * - `admitted`: the call's admission, decided while it runs (the caller starts both at once when
    *   a slot is free). A refused call's outputs and counts are dropped: it was never accepted.
    * - Its counts (and its admission place given back) go to Redis in one script, the same writes
-   *   as `deliver`'s, sent just after the answer and not waited for (`countLater`): held until this
-   *   process next sends a command on the same connection, which Redis serves in order, so every
-   *   read this process makes after the answer (GET /stats, /functions/{name}) sees them. `close`
-   *   sends and waits for them.
+   *   as `deliver`'s, sent before the answer is returned and not waited for (`countLater`): every
+   *   read this process makes after it goes on the same connection, which Redis serves in order,
+   *   and another process's read starts only once the caller has its answer, after they were
+   *   written. `close` waits for them.
    */
   async invokeHere(id: string, data: InvokeHere, signal?: AbortSignal, admitted?: Promise<unknown>): Promise<AnswerHere> {
     const lane = this.lane;
@@ -660,21 +660,17 @@ export class RuntimeNode implements LocalNode {
 
   /** Counts of calls answered here (`invokeHere`) on their way to Redis. */
   private readonly counting = new Set<Promise<void>>();
-  /** Writes held until just after an answer (counts, a heartbeat after a load): queue/held-writes.ts. */
+  /** Writes held until just after an answer (the heartbeat after a load): queue/held-writes.ts. */
   private readonly heldWrites: HeldWrites;
 
   /**
-   * Sends a call's counts (and its admission place given back) after its answer, held until this
-   * process next sends a command on the connection or the answer's turn ends (queue/held-writes.ts
-   * `'turn'`): a later read of this process still comes after them, and so does the admission of
-   * the caller's next call through another gateway, which can start only once the caller has its
-   * answer. Held for `HOLD_MS`, the place came back ~2 ms after the answer, and such a call, limited
-   * to one place, was refused 429 QUEUE_FULL in 52 of 60 tries (counts-after-answer.test.ts).
+   * Sends a call's counts (and its admission place given back) before its answer is returned, not
+   * waited for. Not held like the heartbeat: held even to the end of the answer's turn, a read on
+   * another connection (a popularity refresh in cache.test.ts) sometimes came before them.
    */
   private countLater(id: string, stats: StatsOps): void {
     if (stats.count === 0) return;
-    const p: Promise<void> = this.heldWrites
-      .hold(() => this.retried(() => applyWrites(this.o.redis, this.o.keys, id, stats)), 'turn')
+    const p: Promise<void> = this.retried(() => applyWrites(this.o.redis, this.o.keys, id, stats))
       .catch((e: unknown) => this.o.log.error({ err: e }, 'the counts of an answered invocation were lost (Redis stayed away)'))
       .finally(() => this.counting.delete(p));
     this.counting.add(p);

@@ -56,17 +56,6 @@ describe('HeldWrites', () => {
     expect(await other.get(k)).toBe('2');
   });
 
-  it("holds a write until the end of this turn ('turn'), not the 2 ms a write held until the process sleeps waits, and sends what else is held with it", async () => {
-    const held = HeldWrites.on(redis);
-    const k = `${prefix}:e`;
-    void held.hold(() => redis.incr(k));
-    void held.hold(() => redis.incr(k), 'turn');
-    expect(await other.get(k)).toBeNull();
-    await new Promise((r) => setImmediate(r));
-    // Both went at the end of the turn in which they were held: Redis has them before this read.
-    expect(await other.get(k)).toBe('2');
-  });
-
   it("passes a write's failure to its caller, and the other held writes still go", async () => {
     const held = HeldWrites.on(redis);
     const k = `${prefix}:d`;
