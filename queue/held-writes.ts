@@ -14,17 +14,17 @@ export const HOLD_MS = 2;
  *
  * Why: on a small VM a socket write to redis-server wakes it on the writer's core (a sync wake-up
  * over loopback), where it runs at once, ahead of the rest of the call. `perf sched` of a tiny
- * model's cold call: the counts script before the answer held the answer back ~0.35 ms (the
- * command's write and Redis's turn on the core), and the heartbeat just after it kept the client,
- * woken onto the same core, waiting ~0.2 ms more.
+ * model's cold call: the heartbeat sent just after the answer kept the client, woken onto the same
+ * core, waiting ~0.2-0.3 ms (the counts script before the answer costs ~0.35 ms the same way, but
+ * must go first: see the end of this comment).
  *
  * A held write goes out once the process has had time to sleep (`HOLD_MS`: the client it answered
  * runs first), or, in order, just before any other command this process sends
  * on the same connection (every command, pipelines' and scripts' too, goes through `sendCommand`),
  * or when its owner calls `flush` (a node does before it holds its thread with a load or a run).
- * So every later command of this process on the connection (a `/stats` read, the admission of a
- * next call that needs the place a call gave back) still reaches Redis after it, as when it was
- * sent first; another process may see it up to ~2 ms later than before. So only writes no other
+ * So every later command of this process on the connection (a next call's routing read, a `/stats`
+ * read) still reaches Redis after it, as when it was sent first; another process may see it up to
+ * ~2 ms later than before. So only writes no other
  * process must see as soon as the answer is out are held: a call's counts are not (they give back
  * its admission place, and a read on another connection could pass them: RuntimeNode.countLater).
  */

@@ -3,11 +3,12 @@ import { mlpModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 
 /*
- * A call answered in its own process (ROLE=all) has its counts, its admission place given back and
- * (after a load) the heartbeat that publishes its model sent just after its answer
- * (queue/held-writes.ts). Whatever this process reads next still sees them: its `/stats` and
- * `/metrics` agree with what was sent right after each answer, a cold start included, and with a
- * depth limit of 1 a caller's next call is admitted (the place of the one before is back first).
+ * A call answered in its own process (ROLE=all) sends its counts and its admission place given back
+ * with its answer, not waited for, and (after a load) the heartbeat that publishes its model just
+ * after it (queue/held-writes.ts). Whatever this process or another reads next still sees them: its
+ * `/stats` and `/metrics` agree with what was sent right after each answer, a cold start included,
+ * and with a depth limit of 1 a caller's next call, through this gateway or another, is admitted
+ * (the place of the one before is back first).
  */
 const MLP = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 11 });
 const IN = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
@@ -20,7 +21,7 @@ afterAll(() => b?.destroy());
 
 const unload = () => b.req('/v2/repository/models/held/unload', { method: 'POST' });
 
-describe('counts sent just after the answer', () => {
+describe('counts sent with the answer, not waited for', () => {
   it("are seen by this process's next read: /stats = /metrics = what was sent, cold starts too; a depth limit of 1 admits each next call", async () => {
     let cold = 0;
     const url = await b.listen();
