@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
-import { mlpForBytes, mlpModel } from '../../models/generate';
+import { mlpModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { asFloat32, directJson } from '../support/models';
-import { within } from '../support/within';
+import { until, within } from '../support/within';
 
 const redis = createRedis(inject('redisUrl'));
 let b: TestBrulee;
@@ -54,11 +54,14 @@ describe('function lifecycle under concurrency', () => {
   it('an invocation that outlives its timeout is a 504, and a queued one past its deadline is skipped, not run', async () => {
     // One worker slot: the slow call holds it while the quick one waits in the queue.
     // Its own timeout is long: only the quick one's is meant to run out, however loaded the machine.
-    await b.put('slow', mlpForBytes(40_000_000, 5), 'timeoutMs=60000');
+    // It holds the slot by waiting 1 s for a batch partner, which leaves the event loop free, and the
+    // quick call is sent once it does: a large model's run blocked the loop (the quick call was
+    // then accepted only after it, and ran), and a fixed 20 ms pause let the quick call get there
+    // first under CI's load.
+    await b.put('slow', small(5), 'maxBatch=2&maxDelayMs=1000&timeoutMs=60000');
     await b.put('quick', small(6), 'timeoutMs=50');
-    const big = { x: { type: 'float32', dims: [2000, 64], data: new Array(2000 * 64).fill(0.1) } };
-    const slow = b.invoke('slow', big);
-    await new Promise((r) => setTimeout(r, 20));
+    const slow = b.invoke('slow', x);
+    await until('the slow call to hold the slot', async () => b.node!.here.running === 1, 10_000);
     const quick = await b.invoke('quick', x);
     expect(quick.status).toBe(504);
     expect(quick.body.error.code).toBe('TIMEOUT');
