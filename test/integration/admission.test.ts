@@ -10,6 +10,7 @@ import { StatsOps } from '../../runtime/stats';
 import { mlpModel, slowModel } from '../../models/generate';
 import { ort, runDirect } from '../support/models';
 import { startBrulee, type TestBrulee } from '../support/brulee';
+import { until } from '../support/within';
 
 /**
  * Admission by a function's queue depth (issue 12 §1): with MAX_QUEUED_PER_FUNCTION=5 and a node
@@ -37,13 +38,6 @@ beforeAll(async () => {
 afterAll(() => b?.destroy());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(what: string, f: () => Promise<boolean>, ms = 10_000) {
-  const end = Date.now() + ms;
-  while (!(await f())) {
-    if (Date.now() > end) throw new Error(`gave up after ${ms} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
 const invoke = (fn: string, inputs: unknown, query = '') =>
   b.req(`/functions/${fn}/invoke${query}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs }) });
 

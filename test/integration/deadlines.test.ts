@@ -10,6 +10,7 @@ import { JOB, packTensors, type InvokeJob } from '../../queue/wire';
 import { mlpModel, slowModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { ort, runDirect } from '../support/models';
+import { until } from '../support/within';
 
 /**
  * Deadlines, each guarded on its own: the gateway's timer (a call that runs past its timeout on
@@ -55,15 +56,6 @@ const setTimeoutMs = async (name: string, bytes: Uint8Array, ms: number) => expe
 const timeoutMessage = (fn: string, ms = 50) =>
   new RegExp(`^invocation of ${fn} did not finish within (${ms - 2}|${ms - 1}|${ms}) ms \\(node ${b.node!.id}\\); raise the function's timeoutMs or add nodes$`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Waits until `f` is true, failing with `what` (not a test timeout) after `ms`. */
-async function until(what: string, f: () => Promise<boolean>, ms = 30_000) {
-  const end = Date.now() + ms;
-  while (!(await f())) {
-    if (Date.now() > end) throw new Error(`gave up after ${ms} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 describe('deadlines', () => {
   it('the slow model is slow enough for these tests, and right', async () => {

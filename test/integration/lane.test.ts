@@ -12,6 +12,7 @@ import { decodeLaneJob, encodeLaneJob, LaneWorker, moveJob, takeBack, type LaneJ
 import { JOB, type InvokeJob } from '../../queue/wire';
 import { applyWrites } from '../../queue/replies';
 import { StatsOps } from '../../runtime/stats';
+import { until } from '../support/within';
 
 /*
  * A node's lane (queue/lane.ts) against a real Redis: jobs are taken oldest first and each once,
@@ -59,14 +60,6 @@ function recorder(nodeId: string, concurrency: number) {
   });
   return { w, seen, release: () => held.splice(0).forEach((r) => r()) };
 }
-
-const until = async (what: string, f: () => boolean | Promise<boolean>, ms = 5000) => {
-  const end = Date.now() + ms;
-  while (!(await f())) {
-    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
 
 describe('a node lane', () => {
   it('hands over jobs oldest first, each once, no more at a time than the slots, with their inline bytes', async () => {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, inject, it } from 'vitest';
 import { deleteKeys } from '../support/brulee';
+import { until } from '../support/within';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -25,11 +26,6 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
-async function until(cond: () => Promise<boolean>, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 200))) if (await cond()) return true;
-  return false;
-}
-
 /** `npm start` as a user runs it, in its own process group (so the test can always clean up). */
 async function npmStart(): Promise<{ npm: ChildProcess; url: string; cleanup: () => Promise<void> }> {
   const [port, grpc] = [await freePort(), await freePort()];
@@ -42,7 +38,7 @@ async function npmStart(): Promise<{ npm: ChildProcess; url: string; cleanup: ()
     env: { ...process.env, REDIS_URL: inject('redisUrl'), PORT: String(port), GRPC_PORT: String(grpc), DATA_DIR: dataDir, KEY_PREFIX: prefix, LOG_LEVEL: 'warn', POPULARITY_CRON: '0 0 1 1 *' },
   });
   const url = `http://127.0.0.1:${port}/healthz`;
-  expect(await until(() => answers(url), 60_000)).toBe(true);
+  await until('npm start to answer /healthz', () => answers(url), 60_000);
   return {
     npm,
     url,
@@ -63,17 +59,15 @@ describe('killing npm start stops the server', () => {
       try {
         process.kill(s.npm.pid!, signal);
         // SIGTERM reaches node (the script execs it) and drains; SIGKILL leaves node orphaned, and it notices.
-        expect(await until(async () => !(await answers(s.url)), 15_000)).toBe(true);
-        let groupGone = false;
-        await until(async () => {
+        await until(`the server to stop answering after ${signal}`, async () => !(await answers(s.url)), 15_000);
+        await until(`npm's process group to be gone after ${signal}`, () => {
           try {
             process.kill(-s.npm.pid!, 0);
+            return false;
           } catch {
-            groupGone = true;
+            return true;
           }
-          return groupGone;
         }, 15_000);
-        expect(groupGone).toBe(true);
       } finally {
         await s.cleanup();
       }

@@ -17,7 +17,7 @@ export async function within<T>(ms: number, what: string, p: Promise<T>): Promis
 /**
  * Polls `f` every 20 ms until it holds, or fails after `ms` with a message naming `what`.
  */
-export async function until(what: string, f: () => Promise<boolean>, ms = 30_000): Promise<void> {
+export async function until(what: string, f: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await f())) {
     if (Date.now() > end) throw new Error(`gave up after ${ms} ms waiting for ${what}`);
