@@ -75,6 +75,16 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
       while (ends.size > 0 && !topCurrent()) ends.pop();
       return ends.peekTime() - 2;
     },
+    quietUntil(now: number): number {
+      // Whatever happens after `now`: a hook at t >= now pushes t + ttlMs, which is no earlier
+      // than the earliest expiry still due (a use at or before now, plus ttlMs) nor than
+      // now + ttlMs (when nothing is loaded), and an eviction only makes an expiry superseded. A
+      // model in flight at its expiry keeps its entry (expiryCandidates pushes it again), so the
+      // bound stays at or before it. Checks between two expiries name nothing, however many calls
+      // come and go (a node whose queue never empties made a check after almost every event).
+      while (ends.size > 0 && !topCurrent()) ends.pop();
+      return Math.min(ends.peekTime(), now + ttlMs) - 2;
+    },
     expiryCandidates(now: number): readonly string[] {
       // Loaded models idle for about the keep-alive or longer (1 ms of slack for rounding:
       // `expired` decides exactly). Those still loaded after this check are looked at again.
