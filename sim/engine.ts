@@ -493,8 +493,13 @@ class NodeRun {
     const lim = this.dirty ? this.quiet : Math.max(this.quiet, this.wake);
     // A check runs at max(now, nextSweep) (later than due when a refresh moved the clock on).
     if (this.now < lim && this.nextSweep < lim) {
-      // Skip every check due before min(lim, tNext): nothing happens until tNext.
-      this.nextSweep = skipChecks(this.nextSweep, this.sweepMs, tNext, lim);
+      // Skip every check due before min(lim, tNext): nothing happens until tNext. Before `quiet`
+      // no check runs whatever happens (`quietUntil`'s contract), so when the limit is `quiet`
+      // every check due before it is skipped now, not again at each event until then: the same
+      // checks are skipped (each before `quiet`, and `quiet` changes only when a check runs),
+      // and the first one at or after it runs, as stepping event by event would run it. (A
+      // `quiet` of Infinity: no check is due ever again, and stepping to it would not end.)
+      this.nextSweep = skipChecks(this.nextSweep, this.sweepMs, lim === this.quiet && lim !== Infinity ? Infinity : tNext, lim);
       return false;
     }
     this.now = Math.max(this.now, this.nextSweep);

@@ -115,3 +115,19 @@ describe('expiryCandidates: expired gets only the evictable entries among them',
     expect(seen.filter(([now]) => now < 5010)).toEqual([]);
   });
 });
+
+describe('quietUntil: the checks it rules out are skipped at once', () => {
+  it('a quiet of Infinity ends the checks, and the run ends as without the hint', () => {
+    const t = randomTrace(3, 500, 5);
+    const models = modelsOf(t, Object.fromEntries(t.functions.map((f, i) => [f, { sizeBytes: 1 + (i % 3), loadMs: 300, execMs: 2000 }])));
+    const make = (hint: boolean): EvictionPolicy => {
+      const p: EvictionPolicy = { name: 'quiet', selectVictims: (req) => req.candidates.slice(0, 1).map((e) => ({ key: e.key, reason: '' })), expired: () => [] };
+      return hint ? Object.assign(p, { quietUntil: () => Infinity }) : p;
+    };
+    const run = (hint: boolean) => {
+      const { wallMs: _w, ...r } = simulate(t, models, make(hint), { budgetBytes: 4, sweepMs: 1000 });
+      return r;
+    };
+    expect(run(true)).toEqual(run(false));
+  });
+});
