@@ -100,6 +100,9 @@ const EnvSchema = z.object({
   WORKER_CONCURRENCY: int('WORKER_CONCURRENCY', 1, 1024).default(16),
   HEARTBEAT_MS: int('HEARTBEAT_MS', 50, 60_000).default(1000),
   TTL_MS: int('TTL_MS', 1, 86_400_000).default(600_000),
+  ORT_OFF_THREAD: z.enum(['auto', 'always', 'never'], { message: 'ORT_OFF_THREAD must be auto, always or never' }).default('auto'),
+  ORT_OFF_THREAD_MS: int('ORT_OFF_THREAD_MS', 0, 3_600_000).default(10),
+  ORT_OFF_THREAD_THREADS: int('ORT_OFF_THREAD_THREADS', 1, 64).default(1),
   TRACE_RECORD: z.enum(['0', '1', 'true', 'false']).default('0').transform((v) => v === '1' || v === 'true'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -168,6 +171,20 @@ export interface Config {
   /** Node heartbeat period, ms; a node silent for 3 beats is declared dead. The same on every process of a cluster. */
   heartbeatMs: number;
   ttlMs: number;
+  /**
+   * Where a node loads and runs a model's onnxruntime session: `auto` puts it in the node's
+   * session host thread (runtime/session-host.ts) when registration measured its load or its run
+   * at `offThreadMs` or more, so that the main thread (HTTP, heartbeats, Redis) goes on while it
+   * computes; tiny models stay on the main thread. `always`, `never`: every model. @default 'auto'
+   */
+  offThread: 'auto' | 'always' | 'never';
+  /** `offThread`'s threshold, ms (`ORT_OFF_THREAD_MS`). @default 10 */
+  offThreadMs: number;
+  /**
+   * Threads of a node's session host (`ORT_OFF_THREAD_THREADS`): sessions in two threads run at
+   * once; each thread holds ~9 MiB and takes 40-100 ms to start, at the node's start. @default 1
+   */
+  offThreadThreads: number;
   traceRecord: boolean;
   logLevel: string;
 }
@@ -234,6 +251,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workerConcurrency: e.WORKER_CONCURRENCY,
     heartbeatMs: e.HEARTBEAT_MS,
     ttlMs: e.TTL_MS,
+    offThread: e.ORT_OFF_THREAD,
+    offThreadMs: e.ORT_OFF_THREAD_MS,
+    offThreadThreads: e.ORT_OFF_THREAD_THREADS,
     traceRecord: e.TRACE_RECORD,
     logLevel: e.LOG_LEVEL,
   };

@@ -21,7 +21,8 @@ import { closeInOrder } from './close';
 import { chargesHeld, Footprints, ProcessOverhead } from './footprint';
 import type { Metrics } from './metrics';
 import { artifactLayout, type ArtifactLayout } from './mapped';
-import { artifactKey, loadModel, type LoadedModel } from './onnx';
+import { artifactKey, loadModel, offThread, type LoadedModel, type OffThreadMode } from './onnx';
+import { SessionHost } from './session-host';
 import { createPolicy, type RuntimePolicyName } from './policies';
 import { readPopularity } from './popularity';
 import { invocationCommands, recordEviction, recordInvocation, StatsOps, type InvocationRecord } from './stats';
@@ -62,6 +63,13 @@ export interface RuntimeNodeOptions {
    * process holds beyond its charges (runtime/footprint.ts `ProcessOverhead`), sampled every 50 ms.
    */
   chargeProcess?: boolean;
+  /**
+   * Which models' sessions load and run off the main thread, in the node's session host
+   * (runtime/session-host.ts): `ORT_OFF_THREAD` and `ORT_OFF_THREAD_MS` (runtime/onnx.ts `offThread`).
+   * `threads`: the host's threads (`ORT_OFF_THREAD_THREADS`).
+   * @default { mode: 'auto', thresholdMs: 10, threads: 1 }
+   */
+  offThread?: { mode: OffThreadMode; thresholdMs: number; threads: number };
   /** The cluster clock (Redis TIME): deadlines and queue times are on it. */
   clock: RedisClock;
   metrics: Metrics;
@@ -99,10 +107,13 @@ export class RuntimeNode implements LocalNode {
   readonly footprints: Footprints;
   /** Each model's resident bytes as registration measured them: the least it is charged. */
   private readonly registered = new Map<string, number>();
+  /** The thread that loads and runs long models' sessions (`offThread`). */
+  private readonly host: SessionHost;
 
   constructor(opts: RuntimeNodeOptions) {
-    this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, chargeProcess: false, ...opts };
+    this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, chargeProcess: false, offThread: { mode: 'auto', thresholdMs: 10, threads: 1 }, ...opts };
     const { metrics, log } = this.o;
+    this.host = new SessionHost(this.o.offThread.threads);
     this.heldWrites = HeldWrites.on(this.o.redis);
     this.footprints = new Footprints({
       capBytes: opts.budgetBytes,
@@ -163,6 +174,8 @@ export class RuntimeNode implements LocalNode {
     }
     await this.reloadPopularity();
     await (await loadModel(Buffer.from(WARMUP_MODEL_B64, 'base64'))).dispose();
+    // Started now, not at a long model's cold start (~100 ms), and before the process's memory at rest is read.
+    if (this.o.offThread.mode !== 'never') await this.host.start();
     await this.claimId();
     this.sub = createRedis(this.o.redisUrl, { name: `brulee-node-${this.o.id}-sub` });
     await this.sub.subscribe(keys.control);
@@ -289,6 +302,7 @@ export class RuntimeNode implements LocalNode {
           { name: 'leave the cluster', run: () => leaveCluster(this.o.redis, this.o.keys, this.o.id, this.token) },
           { name: 'control subscription', run: () => closeRedis(this.sub), force: () => this.sub?.disconnect() },
           { name: 'free the models', run: () => this.pool.clear() },
+          { name: 'session host', run: () => this.host.close() },
         ],
         this.o.log,
       );
@@ -370,13 +384,14 @@ export class RuntimeNode implements LocalNode {
     this.heldWrites.flush();
     const t0 = performance.now();
     const session = spec.session ?? {};
+    const host = offThread(this.o.offThread.mode, this.o.offThread.thresholdMs, spec) ? this.host : undefined;
     if (spec.artifact && spec.artifact.key === this.artifactKeyOf(spec.sha256)) {
       try {
         const { sha256 } = spec.artifact;
         const { path, fetchMs } = await this.o.models.open(sha256);
         // An artifact's bytes never change (content-addressed): its layout is read at its first load here.
         const layout = this.layouts.get(sha256) ?? artifactLayout(path);
-        const model = await this.footprints.load(spec.key, () => loadModel(path, { session, preOptimized: true, layout }));
+        const model = await this.footprints.load(spec.key, () => loadModel(path, { session, preOptimized: true, layout, host }));
         this.layouts.set(sha256, layout);
         this.sources.set(spec.key, 'artifact');
         return this.loaded(spec, t0, fetchMs, model);
@@ -394,7 +409,7 @@ export class RuntimeNode implements LocalNode {
       }
       throw e;
     }
-    const model = await this.footprints.load(spec.key, () => loadModel(path, { session }));
+    const model = await this.footprints.load(spec.key, () => loadModel(path, { session, host }));
     this.sources.set(spec.key, 'original');
     return this.loaded(spec, t0, fetchMs, model);
   }

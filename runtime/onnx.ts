@@ -5,6 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { BruleeError } from '../errors';
 import type { Tensor } from '../queue/wire';
+import { HostOpError, type Created, type SessionHost } from './session-host';
 import { artifactLayout, externalRefs, MAPPED_EXTERNAL_MIN_BYTES, MAPPED_FILE_NAME, MAPPED_MIN_TENSOR_BYTES, mappedProblem, packMapped, readGraphAt, relayMapped, type ArtifactLayout } from './mapped';
 
 /**
@@ -95,6 +96,24 @@ export interface LoadOptions {
   preOptimized?: boolean;
   /** With `preOptimized`: the artifact's layout, as `artifactLayout` read it before (else it is read here). */
   layout?: ArtifactLayout;
+  /**
+   * Load and run the session in this host's thread, off the main thread (runtime/session-host.ts):
+   * for a model whose load or run is long (`offThread`). Absent: on the calling thread.
+   */
+  host?: SessionHost;
+}
+
+/** Where sessions run (`ORT_OFF_THREAD`): off the main thread for long models (`auto`), always, or never. */
+export type OffThreadMode = 'auto' | 'always' | 'never';
+
+/**
+ * Whether a model's session goes off the main thread: with `auto`, when registration measured its
+ * load or its run at `thresholdMs` or more (`ORT_OFF_THREAD_MS`). A tiny model stays on the main
+ * thread, where a run costs no message to another thread and back.
+ */
+export function offThread(mode: OffThreadMode, thresholdMs: number, profile: { loadMs: number; execMs: number }): boolean {
+  if (mode !== 'auto') return mode === 'always';
+  return profile.loadMs >= thresholdMs || profile.execMs >= thresholdMs;
 }
 
 /**
@@ -103,20 +122,31 @@ export interface LoadOptions {
  */
 export async function loadModel(source: string | Uint8Array, opts: LoadOptions = {}): Promise<LoadedModel> {
   const config = { ...DEFAULT_SESSION, ...opts.session };
-  let session: ort.InferenceSession;
+  // What onnxruntime is given: the same on either thread.
+  let what: string | Uint8Array;
+  let so: ort.InferenceSession.SessionOptions;
   try {
     const a = typeof source === 'string' && opts.preOptimized ? (opts.layout ?? artifactLayout(source)) : null;
     if (a?.form === 'mapped') {
       // Its graph, whose weights onnxruntime maps from the same file (runtime/mapped.ts).
-      session = await ort.InferenceSession.create(readGraphAt(source as string, a), sessionOptions(config, true, { model_external_initializers_file_folder_path: dirname(source as string) }));
+      what = readGraphAt(source as string, a);
+      so = sessionOptions(config, true, { model_external_initializers_file_folder_path: dirname(source as string) });
     } else if (a?.form === 'ort') {
-      session = await ort.InferenceSession.create(source as string, sessionOptions(config, true, { load_model_format: 'ORT' }));
+      what = source;
+      so = sessionOptions(config, true, { load_model_format: 'ORT' });
     } else {
-      const so = sessionOptions(config, opts.preOptimized ?? false);
-      session = typeof source === 'string' ? await ort.InferenceSession.create(source, so) : await ort.InferenceSession.create(source, so);
+      what = source;
+      so = sessionOptions(config, opts.preOptimized ?? false);
     }
   } catch (e) {
-    throw new BruleeError('INVALID_MODEL', `onnxruntime cannot load this model: ${withoutPaths(e instanceof Error ? e.message : String(e))}`);
+    throw invalidModel(e);
+  }
+  if (opts.host) return loadOffThread(opts.host, what, so);
+  let session: ort.InferenceSession;
+  try {
+    session = typeof what === 'string' ? await ort.InferenceSession.create(what, so) : await ort.InferenceSession.create(what, so);
+  } catch (e) {
+    throw invalidModel(e);
   }
   const signature: Signature = { inputs: specs(session.inputMetadata), outputs: specs(session.outputMetadata) };
   return {
@@ -131,7 +161,7 @@ export async function loadModel(source: string | Uint8Array, opts: LoadOptions =
         }
         result = outputs ? await session.run(feeds, outputs) : await session.run(feeds);
       } catch (e) {
-        throw new BruleeError('INFERENCE_FAILED', `onnxruntime could not run the model on these inputs: ${withoutPaths(e instanceof Error ? e.message : String(e))}`);
+        throw inferenceFailed(e);
       }
       const out: Record<string, Tensor> = {};
       for (const [name, t] of Object.entries(result)) {
@@ -142,6 +172,39 @@ export async function loadModel(source: string | Uint8Array, opts: LoadOptions =
     },
     async dispose() {
       await session.release();
+    },
+  };
+}
+
+const invalidModel = (e: unknown) => new BruleeError('INVALID_MODEL', `onnxruntime cannot load this model: ${withoutPaths(e instanceof Error ? e.message : String(e))}`);
+const inferenceFailed = (e: unknown) => new BruleeError('INFERENCE_FAILED', `onnxruntime could not run the model on these inputs: ${withoutPaths(e instanceof Error ? e.message : String(e))}`);
+
+/** onnxruntime's errors as `loadModel`'s on the main thread; the host's own (its thread stopped) as they are. */
+const fromHost = (wrap: (e: unknown) => BruleeError) => (e: unknown) => Promise.reject(e instanceof HostOpError ? wrap(e) : e);
+
+/**
+ * A session in one of `host`'s threads. Should that thread stop, the call in flight fails
+ * (`INTERNAL`) and the next run creates the session again in the host, from the same source (a
+ * path, or the bytes given, which it keeps for that).
+ */
+async function loadOffThread(host: SessionHost, what: string | Uint8Array, so: ort.InferenceSession.SessionOptions): Promise<LoadedModel> {
+  let s = await host.create(what, so).catch(fromHost(invalidModel));
+  let again: Promise<Created> | undefined;
+  let disposed = false;
+  const current = async (): Promise<Created> => {
+    if (host.lives(s)) return s;
+    again ??= host.create(what, so).catch(fromHost(invalidModel)).finally(() => (again = undefined));
+    return (s = await again);
+  };
+  return {
+    signature: { inputs: specs(s.inputs), outputs: specs(s.outputs) },
+    async run(inputs, outputs) {
+      if (disposed) throw new BruleeError('INTERNAL', 'a run of a disposed model');
+      return host.run(await current(), inputs, outputs).catch(fromHost(inferenceFailed));
+    },
+    async dispose() {
+      disposed = true;
+      await host.release(s).catch(() => undefined);
     },
   };
 }

@@ -1,0 +1,201 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isBruleeError } from '../../errors';
+import { mlpModel, typesModel } from '../../models/generate';
+import type { Tensor } from '../../queue/wire';
+import { MAPPED_FILE_NAME } from '../../runtime/mapped';
+import { deriveOptimized, loadModel, offThread } from '../../runtime/onnx';
+import { SessionHost } from '../../runtime/session-host';
+import { startBrulee, type TestBrulee } from '../support/brulee';
+import { floats, ort } from '../support/models';
+import { until, within } from '../support/within';
+
+/**
+ * Sessions hosted off the main thread (runtime/session-host.ts): onnxruntime-node creates and
+ * runs a session synchronously on the calling thread, so a long model on the main thread stopped
+ * the node's HTTP, heartbeats and Redis work until it was done (bench/event-loop.ts). In a host,
+ * the outputs are the same bits, its errors keep their codes, a thread that dies fails only the
+ * calls it held, and the main thread answers while the model computes.
+ */
+
+const dir = mkdtempSync(join(tmpdir(), 'brulee-offthread-'));
+const host = new SessionHost();
+afterAll(async () => {
+  await host.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** 64 -> 1024 -> 1024 -> 16: ~4.5 MB, ~1.1 M multiply-adds a row (hundreds of ms on a few thousand rows). */
+const LONG = mlpModel({ inputSize: 64, hidden: [1024, 1024], outputSize: 16, seed: 3 });
+const longInput = (rows: number): Record<string, Tensor> => ({ x: { type: 'float32', dims: [rows, 64], data: Float32Array.from(floats(rows * 64, 7)) } });
+
+const bits = (t: { data: unknown }) => (Array.isArray(t.data) ? JSON.stringify(t.data) : Buffer.from((t.data as Uint8Array).buffer, (t.data as Uint8Array).byteOffset, (t.data as Uint8Array).byteLength).toString('hex'));
+
+describe('a session in the host thread', () => {
+  it('gives the bits onnxruntime gives on the main thread: an MLP on 300 rows, every element type, an output subset, mapped and ORT-format artifacts', async () => {
+    const cases: Array<{ source: string | Uint8Array; inputs: Record<string, Tensor>; outputs?: string[]; preOptimized?: boolean }> = [
+      { source: LONG, inputs: longInput(300) },
+      {
+        source: typesModel(),
+        inputs: {
+          f32: { type: 'float32', dims: [2, 3], data: Float32Array.from(floats(6)) },
+          f64: { type: 'float64', dims: [3], data: Float64Array.from([0.1, -2.5, 1e300]) },
+          i32: { type: 'int32', dims: [1, 2], data: Int32Array.from([-7, 2 ** 31 - 1]) },
+          i64: { type: 'int64', dims: [4], data: BigInt64Array.from([1n, -1n, 2n ** 62n, -(2n ** 63n)]) },
+          u8: { type: 'uint8', dims: [2, 2], data: Uint8Array.from([0, 1, 254, 255]) },
+          b: { type: 'bool', dims: [3], data: Uint8Array.from([1, 0, 1]) },
+        } as Record<string, Tensor>,
+        outputs: ['i64_out', 'f64_out'],
+      },
+    ];
+    // A mapped artifact (weights mapped from the file, runtime/mapped.ts) and the ORT format.
+    const src = join(dir, 'src.onnx');
+    const wide = mlpModel({ inputSize: 64, hidden: [500, 1000], outputSize: 16, seed: 5 });
+    writeFileSync(src, wide);
+    for (const form of ['mapped', 'ort'] as const) {
+      mkdirSync(join(dir, form));
+      const out = join(dir, form, MAPPED_FILE_NAME);
+      expect((await deriveOptimized(src, out, { form })).form).toBe(form);
+      cases.push({ source: out, inputs: longInput(40), preOptimized: true });
+    }
+    for (const c of cases) {
+      const opts = c.preOptimized ? { preOptimized: true } : {};
+      const m = await loadModel(c.source, { ...opts, host });
+      const onMain = await loadModel(c.source, opts);
+      try {
+        expect(m.signature).toEqual(onMain.signature);
+        const got = await m.run(c.inputs, c.outputs);
+        const want = await onMain.run(c.inputs, c.outputs);
+        expect(Object.keys(got).sort()).toEqual(Object.keys(want).sort());
+        for (const [name, t] of Object.entries(want)) {
+          expect(got[name]!.type).toBe(t.type);
+          expect(got[name]!.dims).toEqual(t.dims);
+          expect(bits(got[name]!)).toBe(bits(t));
+        }
+      } finally {
+        await m.dispose();
+        await onMain.dispose();
+      }
+    }
+    // And against onnxruntime with no brulee at all (its defaults), for the MLP.
+    const golden = await (await ort.InferenceSession.create(LONG, { intraOpNumThreads: 1 })).run({ x: new ort.Tensor('float32', longInput(300).x!.data as Float32Array, [300, 64]) });
+    const m = await loadModel(LONG, { host });
+    expect(bits((await m.run(longInput(300))).y!)).toBe(bits(golden.y!));
+    await m.dispose();
+  });
+
+  it("leaves the caller's input tensors as they were (they are copied to the thread, not moved)", async () => {
+    const m = await loadModel(LONG, { host });
+    const inputs = longInput(3);
+    const before = bits(inputs.x!);
+    await m.run(inputs);
+    expect(bits(inputs.x!)).toBe(before);
+    await m.dispose();
+  });
+
+  it("passes onnxruntime's errors on with the codes the main thread gives: INVALID_MODEL, INFERENCE_FAILED", async () => {
+    const load = await loadModel(new Uint8Array([1, 2, 3]), { host }).catch((e: unknown) => e);
+    expect(isBruleeError(load) && load.code).toBe('INVALID_MODEL');
+    const m = await loadModel(LONG, { host });
+    const run = await m.run({ x: { type: 'float32', dims: [2, 63], data: new Float32Array(126) } }).catch((e: unknown) => e);
+    expect(isBruleeError(run) && run.code).toBe('INFERENCE_FAILED');
+    expect((run as Error).message).toMatch(/onnxruntime could not run the model on these inputs: .*(dim|shape|Got)/i);
+    // The session is still there after an error.
+    expect((await m.run(longInput(2))).y!.dims).toEqual([2, 16]);
+    await m.dispose();
+  });
+
+  it('a thread that dies with a run in flight fails that call with INTERNAL (never a hang), and the next call runs in a new thread', async () => {
+    const own = new SessionHost();
+    try {
+      const m = await loadModel(LONG, { host: own });
+      const want = bits((await m.run(longInput(5))).y!);
+      const long = m.run(longInput(4000));
+      long.catch(() => undefined);
+      // Read by the thread before the run's request (sent a microtask later): it dies with the run in flight.
+      own.crash('killed by the test');
+      const e = await within(10_000, 'the run of a dead thread', long.then(() => 'answered', (err: unknown) => err));
+      expect(isBruleeError(e) && e.code).toBe('INTERNAL');
+      expect((e as Error).message).toMatch(/thread running onnxruntime for this model stopped \(killed by the test\)/);
+      // Loaded again in the host's next thread, from the same source: the same bits.
+      expect(bits((await within(10_000, 'a run after the thread died', m.run(longInput(5)))).y!)).toBe(want);
+      await m.dispose();
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('a closed host refuses loads with SHUTTING_DOWN', async () => {
+    const own = new SessionHost();
+    await own.start();
+    await own.close();
+    const e = await loadModel(LONG, { host: own }).catch((err: unknown) => err);
+    expect(isBruleeError(e) && e.code).toBe('SHUTTING_DOWN');
+  });
+
+  it("lets the main thread's timers run while it computes", async () => {
+    const m = await loadModel(LONG, { host });
+    let ticks = 0;
+    let during = -1;
+    const t = setInterval(() => ticks++, 1);
+    await m.run(longInput(3000)).then(() => (during = ticks));
+    clearInterval(t);
+    // On the main thread the run would hold it from its start to its end: no tick at all in between.
+    expect(during).toBeGreaterThan(3);
+    await m.dispose();
+  });
+});
+
+describe('the rule: which models go off the main thread', () => {
+  it('auto: a model whose registered load or run took ORT_OFF_THREAD_MS or more; always and never: all, none', () => {
+    expect(offThread('auto', 10, { loadMs: 2, execMs: 0.1 })).toBe(false);
+    expect(offThread('auto', 10, { loadMs: 10, execMs: 0.1 })).toBe(true);
+    expect(offThread('auto', 10, { loadMs: 2, execMs: 12 })).toBe(true);
+    expect(offThread('always', 10, { loadMs: 0, execMs: 0 })).toBe(true);
+    expect(offThread('never', 10, { loadMs: 1e6, execMs: 1e6 })).toBe(false);
+  });
+});
+
+describe('a node with ORT_OFF_THREAD=always', () => {
+  let b: TestBrulee;
+  beforeAll(async () => {
+    b = await startBrulee({ ORT_OFF_THREAD: 'always', ORT_OFF_THREAD_THREADS: '2' });
+    expect((await b.put('long', LONG)).status).toBe(201);
+    expect((await b.put('tiny', mlpModel({ inputSize: 4, hidden: [4], outputSize: 2, seed: 1 }))).status).toBe(201);
+  });
+  afterAll(() => b?.destroy());
+
+  it("answers /healthz and another function's calls while a long run is under way, and the long call's outputs are onnxruntime's", async () => {
+    const rows = 3000;
+    const x = floats(rows * 64, 7);
+    // Both warm, their first runs measured (runtime/footprint.ts measures each alone: it waits for every other run).
+    for (let i = 0; i < 4; i++) expect((await b.invoke('long', { x: { type: 'float32', dims: [rows, 64], data: x } })).status).toBe(200);
+    for (let i = 0; i < 4; i++) expect((await b.invoke('tiny', { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } })).status).toBe(200);
+    let ended = false;
+    const long = b.invoke('long', { x: { type: 'float32', dims: [rows, 64], data: x } }).finally(() => (ended = true));
+    await until('the long call to be running', async () => b.node!.here.running > 0, 10_000);
+    let answered = 0;
+    while (!ended) {
+      const [h, t] = await Promise.all([b.req('/healthz'), b.invoke('tiny', { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } })]);
+      expect(h.status).toBe(200);
+      expect(t.status).toBe(200);
+      if (!ended) answered++;
+    }
+    // On the main thread, the run holds it from start to end: no answer comes in between.
+    expect(answered).toBeGreaterThanOrEqual(3);
+    const r = await long;
+    expect(r.status).toBe(200);
+    const golden = await (await ort.InferenceSession.create(LONG, { intraOpNumThreads: 1 })).run({ x: new ort.Tensor('float32', Float32Array.from(x), [rows, 64]) });
+    expect(Buffer.from(Float32Array.from(r.body.outputs.y.data as number[]).buffer).equals(Buffer.from((golden.y!.data as Float32Array).buffer))).toBe(true);
+  });
+
+  it('measures the footprint of a model loaded in the host (RSS is the process\'s) and charges it', () => {
+    const m = b.node!.pool.list().find((e) => e.fn === 'long')!;
+    const measured = b.node!.footprints.measured(m.key);
+    // Its weights alone are ~4.5 MB.
+    expect(measured).toBeGreaterThan(3e6);
+    expect(m.sizeBytes).toBeGreaterThanOrEqual(measured);
+  });
+});
