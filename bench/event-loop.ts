@@ -15,7 +15,9 @@
  * are the worker's). Per model: `--cold` cold calls (unload, 150 ms pause, one invoke) and
  * `--warm` warm calls on a big batch, v2 binary both ways. Per phase: the loop delay's max and
  * p99 over the phase, the slowest /healthz answer and the longest time between two /healthz
- * answers, the calls' median latency. `--env K=V,...` is given to "now"'s processes only (e.g.
+ * answers, the calls' median latency; then warm calls a second, 4 callers for `--tput` s (no
+ * /healthz probe). Base runs first, then now: the second server of a run has been slower even when
+ * both were the same code, so compare the loop columns, not small latency gaps. `--env K=V,...` is given to "now"'s processes only (e.g.
  * ORT_OFF_THREAD=never for an A/B on one checkout).
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,7 +28,7 @@ import { parseArgs } from 'node:util';
 import { mlpForBytes, mlpModel } from '../models/generate';
 import { startRedisServer } from '../queue/redis-server';
 import { readModel, REAL_MODELS } from '../test/support/models';
-import { leanClient, median, startServer, type BenchServer } from './support';
+import { leanClient, median, startServer, throughput, type BenchServer } from './support';
 
 const args = parseArgs({
   options: {
@@ -36,6 +38,7 @@ const args = parseArgs({
     cold: { type: 'string', default: '3' },
     warm: { type: 'string', default: '6' },
     env: { type: 'string', default: '' },
+    tput: { type: 'string', default: '4' },
   },
 }).values;
 
@@ -106,6 +109,8 @@ function healthProber(url: string) {
 
 interface Phase {
   calls: number[];
+  /** Warm calls a second with 4 callers at once, for `--tput` seconds (no /healthz probe then). */
+  perS?: number;
   loopMax: number;
   loopP99: number;
   healthMax: number;
@@ -175,6 +180,7 @@ async function run(label: string, dir: string, env: Record<string, string>): Pro
       await infer(warm);
       await infer(warm);
       const warmPhase = await phase(Number(args.warm), () => Promise.resolve(), warm);
+      if (Number(args.tput) > 0) warmPhase.perS = await throughput(4, Number(args.tput), () => infer(warm));
       out[name] = { cold: coldPhase, warm: warmPhase };
       console.error(`${label} ${name} done`);
     }
@@ -196,13 +202,13 @@ for (const [label, dir, env] of runs) results[label] = await run(label, dir, env
 const f = (x: number) => x.toFixed(1).padStart(8);
 const load = execFileSync('uptime').toString().trim().replace(/^.*load average: /, '');
 console.log(`\nevent loop while a model loads or runs: ROLE=${args.role}, ${new Date().toISOString()}, load average ${load}${args.env ? `, now with ${args.env}` : ''}`);
-console.log(`   loop ms: monitorEventLoopDelay (1 ms resolution: idle reads ~1), max and p99 over the phase's calls; /healthz ms: slowest answer, longest gap between answers (asked every 5 ms); call ms: median`);
-console.log(`${'model'.padEnd(10)} ${'phase'.padEnd(5)} ${'run'.padEnd(5)} ${'loop max'.padStart(8)} ${'loop p99'.padStart(8)} ${'hz max'.padStart(8)} ${'hz gap'.padStart(8)} ${'call ms'.padStart(8)}`);
+console.log(`   loop ms: monitorEventLoopDelay (1 ms resolution: idle reads ~1), max and p99 over the phase's calls; /healthz ms: slowest answer, longest gap between answers (asked every 5 ms); call ms: median; calls/s: warm, 4 callers at once for ${args.tput} s, no /healthz probe`);
+console.log(`${'model'.padEnd(10)} ${'phase'.padEnd(5)} ${'run'.padEnd(5)} ${'loop max'.padStart(8)} ${'loop p99'.padStart(8)} ${'hz max'.padStart(8)} ${'hz gap'.padStart(8)} ${'call ms'.padStart(8)} ${'calls/s'.padStart(8)}`);
 for (const name of args.models.split(',')) {
   for (const ph of ['cold', 'warm'] as const) {
     for (const [label] of runs) {
       const p = results[label]![name]![ph];
-      console.log(`${name.padEnd(10)} ${ph.padEnd(5)} ${label.padEnd(5)} ${f(p.loopMax)} ${f(p.loopP99)} ${f(p.healthMax)} ${f(p.healthGap)} ${f(median(p.calls))}`);
+      console.log(`${name.padEnd(10)} ${ph.padEnd(5)} ${label.padEnd(5)} ${f(p.loopMax)} ${f(p.loopP99)} ${f(p.healthMax)} ${f(p.healthGap)} ${f(median(p.calls))} ${p.perS === undefined ? '' : f(p.perS)}`);
     }
   }
 }
