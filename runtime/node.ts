@@ -385,6 +385,8 @@ export class RuntimeNode implements LocalNode {
     const t0 = performance.now();
     const session = spec.session ?? {};
     const host = offThread(this.o.offThread.mode, this.o.offThread.thresholdMs, spec) ? this.host : undefined;
+    if (host) this.inHost.add(spec.key);
+    else this.inHost.delete(spec.key);
     if (spec.artifact && spec.artifact.key === this.artifactKeyOf(spec.sha256)) {
       try {
         const { sha256 } = spec.artifact;
@@ -424,6 +426,12 @@ export class RuntimeNode implements LocalNode {
     const sha = this.sources.get(spec.key) === 'artifact' ? spec.artifact?.sha256 : undefined;
     return sha === undefined || this.layouts.get(sha)?.form !== 'mapped';
   }
+
+  /** Whether a model's latest load here put its session in the session host (`offThread`), not on the main thread. */
+  inSessionHost(key: string): boolean {
+    return this.inHost.has(key);
+  }
+  private readonly inHost = new Set<string>();
 
   /** What a model's latest load here read: its pre-optimized artifact or the original. */
   loadedFrom(key: string): 'artifact' | 'original' | undefined {

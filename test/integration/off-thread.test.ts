@@ -191,11 +191,31 @@ describe('a node with ORT_OFF_THREAD=always', () => {
     expect(Buffer.from(Float32Array.from(r.body.outputs.y.data as number[]).buffer).equals(Buffer.from((golden.y!.data as Float32Array).buffer))).toBe(true);
   });
 
+  it('puts every model in the host, whatever its profile', async () => {
+    const keys = b.node!.pool.list().map((e) => e.key);
+    expect(keys.length).toBe(2);
+    for (const k of keys) expect(b.node!.inSessionHost(k)).toBe(true);
+  });
+
   it('measures the footprint of a model loaded in the host (RSS is the process\'s) and charges it', () => {
     const m = b.node!.pool.list().find((e) => e.fn === 'long')!;
     const measured = b.node!.footprints.measured(m.key);
     // Its weights alone are ~4.5 MB.
     expect(measured).toBeGreaterThan(3e6);
     expect(m.sizeBytes).toBeGreaterThanOrEqual(measured);
+  });
+});
+
+describe('a node with ORT_OFF_THREAD=auto', () => {
+  it('keeps a model whose registered load and run are under ORT_OFF_THREAD_MS on the main thread', async () => {
+    const b = await startBrulee({ ORT_OFF_THREAD_MS: '3600000' });
+    try {
+      expect((await b.put('tiny', mlpModel({ inputSize: 4, hidden: [4], outputSize: 2, seed: 1 }))).status).toBe(201);
+      expect((await b.invoke('tiny', { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } })).status).toBe(200);
+      const [m] = b.node!.pool.list();
+      expect(b.node!.inSessionHost(m!.key)).toBe(false);
+    } finally {
+      await b.destroy();
+    }
   });
 });
