@@ -1,4 +1,4 @@
-import type { EvictionPolicy, Victim } from './types';
+import type { EvictionPolicy, EvictionRequest, Victim } from './types';
 
 /** mulberry32: a small seeded generator, so random runs repeat. */
 export function seededRandom(seed: number): () => number {
@@ -92,12 +92,7 @@ export function random(seed = 1): EvictionPolicy {
           b ^= low;
         }
       }
-      for (let i = m - 1; i > 0; i--) {
-        const j = Math.floor(next() * (i + 1));
-        const t = pool[i]!;
-        pool[i] = pool[j]!;
-        pool[j] = t;
-      }
+      shuffle(m);
       // As takeUntilFreed over the shuffled candidates.
       const victims: Victim[] = [];
       let freed = 0;
@@ -109,9 +104,78 @@ export function random(seed = 1): EvictionPolicy {
       }
       return victims;
     },
+    onLoad(e) {
+      if (!keeping) return;
+      loadedSize.set(e.key, e.sizeBytes);
+      const r = rankOf(e.key);
+      if (bitsFor === sorted.length) loadedBits[r >>> 5]! |= 1 << (r & 31);
+    },
+    onEvict(key) {
+      if (!keeping || !loadedSize.delete(key)) return;
+      const r = rank.get(key)!;
+      if (bitsFor === sorted.length) loadedBits[r >>> 5]! &= ~(1 << (r & 31));
+    },
   };
+  /** Fisher-Yates over pool[0..m), with the generator's next m - 1 draws. */
+  const shuffle = (m: number) => {
+    for (let i = m - 1; i > 0; i--) {
+      const j = Math.floor(next() * (i + 1));
+      const t = pool[i]!;
+      pool[i] = pool[j]!;
+      pool[j] = t;
+    }
+  };
+  // For `selectAmongLoaded`: the loaded models (with their sizes) and their ranks as bits, kept by
+  // the hooks only from its first call on (built then from its candidates, the loaded models), so
+  // a caller that never asks (the runtime) pays nothing at the hooks but a call. The bits are for
+  // the ranks of `bitsFor` keys seen; a new key shifts ranks, and the next ask builds them again.
+  let keeping = false;
+  const loadedSize = new Map<string, number>();
+  let loadedBits = new Int32Array(0);
+  let bitsFor = -1;
   return Object.assign(policy, {
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     usesPopularity: false,
+    selectAmongLoaded(req: EvictionRequest): Victim[] {
+      if (!keeping) {
+        keeping = true;
+        for (const e of req.candidates) loadedSize.set(e.key, e.sizeBytes);
+      }
+      if (bitsFor !== sorted.length) {
+        for (const key of loadedSize.keys()) rankOf(key);
+        const words = (sorted.length + 31) >>> 5;
+        if (loadedBits.length < words) loadedBits = new Int32Array(2 * words);
+        loadedBits.fill(0);
+        for (const key of loadedSize.keys()) {
+          const r = rank.get(key)!;
+          loadedBits[r >>> 5]! |= 1 << (r & 31);
+        }
+        bitsFor = sorted.length;
+      }
+      // The loaded models' ranks in key order (what selectVictims puts its candidates in), the
+      // same shuffle, the same victims.
+      const n = loadedSize.size;
+      if (pool.length < n) pool = new Int32Array(2 * n);
+      let m = 0;
+      const words = (bitsFor + 31) >>> 5;
+      for (let w = 0; w < words; w++) {
+        let b = loadedBits[w]!;
+        while (b !== 0) {
+          const low = b & -b;
+          pool[m++] = (w << 5) + 31 - Math.clz32(low);
+          b ^= low;
+        }
+      }
+      shuffle(m);
+      const victims: Victim[] = [];
+      let freed = 0;
+      for (let k = 0; k < m; k++) {
+        if (freed >= req.needBytes) break;
+        const key = sorted[pool[k]!]!;
+        victims.push({ key, reason: 'chosen at random' });
+        freed += loadedSize.get(key)!;
+      }
+      return victims;
+    },
   });
 }
