@@ -112,7 +112,8 @@ export async function sweepParallel(
   const plain: SweepOptions = { policies, budgets, policyOptions, slots, popularityRefreshMs, popularityWindowMs, sweepMs, reportFromMs, reportToMs };
   for (const k of Object.keys(plain) as (keyof SweepOptions)[]) if (plain[k] === undefined) delete plain[k];
   // Costliest first, so no thread is left with a long run at the end (relative single-run CPU
-  // times on the synthetic 3M-call, 500-function trace at 25%, sim/README.md "Speed", 2026-11-28).
+  // times on the synthetic 3M-call, 500-function trace at 25%, measured 2026-11-28; sim/README.md
+  // "Speed" has the current ones).
   const COST: Partial<Record<SweepPolicyName, number>> = {
     'hybrid-histogram': 9.7, 'cremebrulee-plus': 6.5, cremebrulee: 6.2, lfu: 6.1, random: 5.9, 'cremebrulee-oracle': 5.3, ttl: 4.8,
     belady: 4.6, gdsf: 3.4, lru: 2, bound: 1,
