@@ -4,6 +4,7 @@ import { createRedis, redisUnavailable } from './connection';
 import type { Keys } from './keys';
 import { LUA_GIVE_BACK } from './admission';
 import { Script } from './scripts';
+import { freeNow } from './free';
 import { decodeFrame, encodeFrame, type BlobWriter } from './wire';
 
 /**
@@ -107,7 +108,10 @@ export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: Outgoi
     keys.push(...also.keys);
     args.push(...also.args);
   }
-  return (await DELIVER.run(redis, keys, args)) === 1;
+  const first = (await DELIVER.run(redis, keys, args)) === 1;
+  // Sent and answered: no one reads the frame again (a failed send may be resent, so only now).
+  freeNow([payload]);
+  return first;
 }
 
 /**

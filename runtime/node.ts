@@ -12,6 +12,7 @@ import { controlType, type Keys } from '../queue/keys';
 import { claimNodeId, HEARTBEAT_MS, leaveCluster, MISSED_BEATS, writeHeartbeat, type NodeInfo } from '../queue/nodes';
 import { releaseWith } from '../queue/admission';
 import { deliver, applyWrites, type OutgoingAnswer } from '../queue/replies';
+import { freeNow } from '../queue/free';
 import { HeldWrites } from '../queue/held-writes';
 import { LaneWorker } from '../queue/lane';
 import { tensorsByteLength } from '../queue/tensor';
@@ -481,19 +482,22 @@ export class RuntimeNode implements LocalNode {
   private async process(job: NodeJob): Promise<{ first: boolean }> {
     // The bytes of an invocation's tensors stay charged until its answer is sent.
     const held: Reservation[] = [];
+    // Its output tensors, read by no one once the answer is sent: freed then, not at V8's next collection (queue/free.ts).
+    const spent: unknown[] = [];
     try {
-      return await this.answer(job, held);
+      return await this.answer(job, held, spent);
     } finally {
       for (const r of held) r.free();
+      freeNow(spent);
     }
   }
 
-  private async answer(job: NodeJob, held: Reservation[]): Promise<{ first: boolean }> {
+  private async answer(job: NodeJob, held: Reservation[], spent: unknown[]): Promise<{ first: boolean }> {
     let answer: OutgoingAnswer;
     // An invocation's counts (and its input key's deletion) go in the script that gives its answer.
     const stats = new StatsOps();
     try {
-      answer = await this.run(job, stats, held);
+      answer = await this.run(job, stats, held, spent);
     } catch (e) {
       this.logFailure(e, job.id, job.name, (job.data as { model?: { fn?: string } } | undefined)?.model?.fn);
       answer = { error: errorToWire(e) };
@@ -523,7 +527,7 @@ export class RuntimeNode implements LocalNode {
     if (!isBruleeError(e) || e.code === 'INTERNAL') this.o.log.error({ err: e, job, name, fn }, 'job failed');
   }
 
-  private async run(job: NodeJob, stats: StatsOps, held: Reservation[]): Promise<OutgoingAnswer> {
+  private async run(job: NodeJob, stats: StatsOps, held: Reservation[], spent: unknown[]): Promise<OutgoingAnswer> {
     switch (job.name) {
       case JOB.invoke: {
         const data = (job as NodeJob<InvokeJob>).data;
@@ -535,6 +539,7 @@ export class RuntimeNode implements LocalNode {
           for (const count of later) count();
         }
         const { result, outputs } = ran;
+        for (const t of Object.values(outputs)) spent.push(t.data);
         // Written straight into the answer's frame: no blob of its own.
         const laid = layoutTensors(outputs);
         return { ok: { ...result, outputs: { tensors: laid.tensors } }, blob: laid.blob };
