@@ -24,6 +24,12 @@ export class Metrics {
   readonly queueDepth = new Gauge({ name: 'brulee_queue_depth', help: 'Jobs on node queues, by state', labelNames: ['state'] as const, registers: [this.registry], collect: () => this.collectGauges() });
   readonly cacheUsed = new Gauge({ name: 'brulee_cache_used_bytes', help: 'Bytes held by resident and loading models', labelNames: ['node'] as const, registers: [this.registry] });
   readonly cacheBudget = new Gauge({ name: 'brulee_cache_budget_bytes', help: 'Cache byte budget', labelNames: ['node'] as const, registers: [this.registry] });
+  readonly overheadWaits = new Gauge({
+    name: 'brulee_overhead_waits',
+    help: 'Loads that waited for the process overhead to leave them room (ROLE=worker): loads, seconds waited in all, loads that went ahead at the wait limit with it still there (timed_out), full garbage collections run for them (collections)',
+    labelNames: ['node', 'what'] as const,
+    registers: [this.registry],
+  });
   readonly residentModels = new Gauge({ name: 'brulee_resident_models', help: 'Models resident in the cache', labelNames: ['node'] as const, registers: [this.registry] });
 
   private failoverSource: (() => Promise<{ nodeDeaths: number; jobsRerouted: number; duplicateRuns: number }>) | undefined;

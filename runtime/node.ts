@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -30,6 +32,25 @@ import { invocationCommands, recordEviction, recordInvocation, StatsOps, type In
 import { mallocReturnsMemory, MALLOC_TUNABLES } from './malloc';
 import { WarmPool, type ModelSpec, type Reservation } from './warm-pool';
 import { WARMUP_MODEL_B64 } from './warmup-model';
+
+/** How long a load waits for the process's overhead to leave it room (`WarmPoolOptions.overheadWaitMs`), ms. */
+export const OVERHEAD_WAIT_MS = 1000;
+/** Dead JS buffers past this fraction of the budget are collected for a load that waits (`RuntimeNode.collect`). */
+const COLLECT_DEAD_FRACTION = 1 / 16;
+
+let gcFn: (() => void) | null | undefined;
+/** V8's full collection, without `--expose-gc` on the command line (null where it cannot be had). */
+function fullGc(): (() => void) | null {
+  if (gcFn === undefined) {
+    try {
+      setFlagsFromString('--expose-gc');
+      gcFn = runInNewContext('gc') as () => void;
+    } catch {
+      gcFn = null;
+    }
+  }
+  return gcFn;
+}
 
 /** Copies of a call's input and output bytes alive on a node at once (`RuntimeNode.callBytes`). */
 const IN_COPIES = 2;
@@ -130,6 +151,9 @@ export class RuntimeNode implements LocalNode {
       popularity: (fn) => this.popularity.get(fn) ?? 0,
       load: (spec) => this.loadSpec(spec),
       heldAtLoad: (spec) => this.heldAtLoad(spec),
+      // Where the process's overhead is charged, a load waits for it (a bound, not a hope), and
+      // the dead buffers in it are collected for the load.
+      ...(this.o.chargeProcess ? { overheadWaitMs: OVERHEAD_WAIT_MS, onOverheadWait: () => this.collect() } : {}),
       dispose: (m) => m.dispose(),
       onEvict: (ev) => {
         this.evictions++;
@@ -159,6 +183,12 @@ export class RuntimeNode implements LocalNode {
       metrics.cacheUsed.set({ node: this.o.id }, this.pool.usedBytes);
       metrics.cacheBudget.set({ node: this.o.id }, this.pool.budgetBytes);
       metrics.residentModels.set({ node: this.o.id }, this.pool.list().filter((m) => m.state === 'resident').length);
+      const w = this.pool.overheadWaits;
+      metrics.overheadWaits.set({ node: this.o.id, what: 'loads' }, w.loads);
+      metrics.overheadWaits.set({ node: this.o.id, what: 'seconds' }, w.ms / 1000);
+      metrics.overheadWaits.set({ node: this.o.id, what: 'timed_out' }, w.timedOut);
+      metrics.overheadWaits.set({ node: this.o.id, what: 'no_room' }, w.noRoom);
+      metrics.overheadWaits.set({ node: this.o.id, what: 'collections' }, this.collections);
     });
   }
 
@@ -223,17 +253,44 @@ export class RuntimeNode implements LocalNode {
   private sampleOverhead(): void {
     if (this.closing) return;
     const pool = this.pool;
-    const restBuffers = process.memoryUsage().arrayBuffers;
-    const overhead = new ProcessOverhead({
+    const restBuffers = (this.restBuffers = process.memoryUsage().arrayBuffers);
+    const overhead = (this.overhead = new ProcessOverhead({
       charged: () => chargesHeld(pool, process.memoryUsage().arrayBuffers - restBuffers),
       started: () => pool.peakUsedBytes > 0,
       settled: () => pool.settled,
       set: (n) => pool.setOverhead(n),
-    });
+    }));
     overhead.sample();
     const t = setInterval(() => overhead.sample(), 50);
     t.unref();
     this.timers.push(t);
+  }
+
+  private overhead?: ProcessOverhead;
+  /** JS ArrayBuffers at rest, when the overhead's sampling started. */
+  private restBuffers = 0;
+  private lastCollect = -Infinity;
+  /** Full garbage collections run for loads that waited for the overhead (`collect`). */
+  collections = 0;
+
+  /**
+   * A load waits for the process's overhead (`WarmPool` `onOverheadWait`): when JS ArrayBuffers
+   * beyond the calls' tensors (dead tensors V8 has not collected: it starts a collection for them
+   * only some 64 MiB later) are a good part of the budget, a full collection frees them now (at
+   * most one per `OVERHEAD_WAIT_MS`), and the overhead is measured again at once.
+   */
+  private collect(): void {
+    const dead = process.memoryUsage().arrayBuffers - this.restBuffers - this.pool.tensorBytes;
+    const now = performance.now();
+    if (dead > this.pool.budgetBytes * COLLECT_DEAD_FRACTION && now - this.lastCollect >= OVERHEAD_WAIT_MS) {
+      this.lastCollect = now;
+      const gc = fullGc();
+      if (gc) {
+        gc();
+        this.collections++;
+      }
+    }
+    this.overhead?.sample();
   }
 
   /** Reads the popularity shares the cron job last computed (the job announces each refresh). */

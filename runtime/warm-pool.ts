@@ -43,6 +43,20 @@ export interface WarmPoolOptions<T, S extends ModelSpec = ModelSpec> {
    * (runtime/mapped.ts). @default () => false
    */
   heldAtLoad?: (spec: S, value: T) => boolean;
+  /**
+   * How long a load waits for the process's overhead (`setOverhead`) to leave it room, ms: while
+   * the model, its call and the overhead would pass the budget with every idle model evicted, the
+   * load waits for calls to end (their models then go for the overhead) or for the overhead to
+   * fall; past this it loads as if there were no overhead (a call is not failed for garbage).
+   * 0: never waits. @default 0
+   */
+  overheadWaitMs?: number;
+  /**
+   * Called when a load starts waiting for the overhead, and again at most once per `overheadWaitMs`
+   * of waiting: the process may free what it holds beyond the charges (a node collects its dead
+   * buffers) and measure again (`setOverhead`, which wakes the waiting loads).
+   */
+  onOverheadWait?: () => void;
 }
 
 export interface PrefetchEvent {
@@ -151,8 +165,8 @@ export interface ResidentModel {
  */
 export class WarmPool<T, S extends ModelSpec = ModelSpec> {
   private readonly entries = new Map<string, Entry<T, S>>();
-  private readonly opts: Required<Omit<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onPrefetch' | 'heldAtLoad'>> &
-    Pick<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onPrefetch' | 'heldAtLoad'>;
+  private readonly opts: Required<Omit<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onPrefetch' | 'heldAtLoad' | 'onOverheadWait'>> &
+    Pick<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onPrefetch' | 'heldAtLoad' | 'onOverheadWait'>;
   /**
    * The models this pool has loaded, resident or not, so the policy's `prewarm` hook can name one
    * that was evicted. A model leaves when it is retired (new version) or unloaded (deleted, or
@@ -179,7 +193,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     if (!(Number.isFinite(opts.budgetBytes) && opts.budgetBytes > 0)) {
       throw new RangeError(`WarmPool: budgetBytes must be a positive number, got ${opts.budgetBytes}`);
     }
-    this.opts = { popularity: () => 0, now: Date.now, admitTimeoutMs: 30_000, ...opts };
+    this.opts = { popularity: () => 0, now: Date.now, admitTimeoutMs: 30_000, overheadWaitMs: 0, ...opts };
   }
 
   get budgetBytes(): number {
@@ -255,12 +269,26 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
    * What the process holds beside the pool's charges (a node measures it: runtime/footprint.ts's
    * `ProcessOverhead`): the V8 heap's growth, tensors not yet collected, memory malloc kept.
    * Admissions leave it room by evicting idle models (`used + overhead <= budget` as far as idle
-   * models go), but never wait for it: it is not the pool's to free, and a call must not be refused
-   * for garbage, so a model and its call still get the whole budget if nothing else is left.
+   * models go). A call on a resident model never waits for it, and a load waits at most
+   * `overheadWaitMs` (for calls in flight to end, or the overhead to fall): it is not the pool's to
+   * free, and a call must not be refused for garbage, so a model and its call still get the whole
+   * budget if nothing else is left.
    */
   setOverhead(bytes: number): void {
+    const was = this.overhead;
     this.overhead = Math.max(0, bytes);
+    // Loads waiting for it look again (`overheadWaitMs`).
+    if (this.overhead < was && this.overheadWaiters > 0) this.wake();
   }
+
+  /** Loads waiting for the overhead now (`overheadWaitMs`). */
+  private overheadWaiters = 0;
+  /**
+   * Loads that have waited for the overhead, and how long in all, ms; of them, how many loaded at
+   * the end of their wait with the overhead still there (`timedOut`), and how many at once, since
+   * the overhead left no room even with every unpinned model gone (`noRoom`).
+   */
+  readonly overheadWaits = { loads: 0, ms: 0, timedOut: 0, noRoom: 0 };
 
   private charge(bytes: number): void {
     this.used += bytes;
@@ -514,13 +542,47 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
       );
     }
     const deadline = Math.min(this.opts.now() + this.opts.admitTimeoutMs, until ?? Infinity);
-    for (;;) {
-      // Another request may have started the same load while this one waited for memory.
-      if (this.entries.has(spec.key)) return this.acquire(spec, deadline, { bytes, growth });
-      // Checking for room and reserving it happen in one synchronous step, so concurrent
-      // admissions can neither both start a load nor both count on the same free bytes.
-      if (this.makeRoom(spec, spec.sizeBytes + bytes + growth)) break;
-      await this.waitForRoom(spec, spec.sizeBytes, bytes + growth, deadline);
+    /** While the overhead may hold this load back (`overheadWaitMs`), from its first wait for it. */
+    let overheadUntil: number | undefined;
+    let waitedSince: number | undefined;
+    try {
+      for (;;) {
+        // Another request may have started the same load while this one waited for memory.
+        if (this.entries.has(spec.key)) return await this.acquire(spec, deadline, { bytes, growth });
+        const need = spec.sizeBytes + bytes + growth;
+        const now = this.opts.now();
+        if (this.opts.overheadWaitMs > 0 && (overheadUntil === undefined || now < overheadUntil) && now < deadline && this.overheadBlocks(spec, need)) {
+          if (overheadUntil === undefined) {
+            overheadUntil = now + this.opts.overheadWaitMs;
+            waitedSince = now;
+            this.overheadWaits.loads++;
+            this.opts.onOverheadWait?.();
+            // It may have freed and measured at once.
+            if (!this.overheadBlocks(spec, need)) continue;
+          }
+          // Worth waiting only if the load fits beside the overhead once the models in flight are
+          // idle (then evicted for it): an overhead that leaves no room even then is the process's
+          // own (malloc's kept heap, which the load's allocations reuse), not the calls'.
+          if (this.opts.budgetBytes - this.pinnedBytes(spec.key) >= need + this.overhead) {
+            this.overheadWaiters++;
+            try {
+              await this.nextRelease(Math.min(deadline, overheadUntil) - now);
+            } finally {
+              this.overheadWaiters--;
+            }
+            if (this.opts.now() >= overheadUntil && this.overheadBlocks(spec, need)) this.overheadWaits.timedOut++;
+            continue;
+          }
+          this.overheadWaits.noRoom++;
+          overheadUntil = now;
+        }
+        // Checking for room and reserving it happen in one synchronous step, so concurrent
+        // admissions can neither both start a load nor both count on the same free bytes.
+        if (this.makeRoom(spec, need)) break;
+        await this.waitForRoom(spec, spec.sizeBytes, bytes + growth, deadline);
+      }
+    } finally {
+      if (waitedSince !== undefined) this.overheadWaits.ms += this.opts.now() - waitedSince;
     }
     const now = this.opts.now();
     const entry: Entry<T, S> = {
@@ -611,6 +673,17 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
       throw new BruleeError('INTERNAL', `eviction policy ${this.opts.policy.name} named too few victims to free ${need} bytes for ${spec.fn}`);
     }
     return true;
+  }
+
+  /**
+   * Whether a load of `need` bytes (its model and its call) and the process's overhead would pass
+   * the budget even with the idle models evicted (it evicts them for it, as `makeRoom` does).
+   */
+  private overheadBlocks(spec: S, need: number): boolean {
+    // A load that can never fit is refused by `waitForRoom` at once, not held here first.
+    if (this.overhead <= 0 || this.opts.budgetBytes - this.pinnedBytes(spec.key) < need) return false;
+    this.evictFor(spec, this.used + need + this.overhead - this.opts.budgetBytes);
+    return this.used + need + this.overhead > this.opts.budgetBytes;
   }
 
   /** Evicts the policy's victims among idle models until `need` bytes are freed, or none is left. */

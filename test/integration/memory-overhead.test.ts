@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { mlpForBytes } from '../../models/generate';
 import { floats } from '../support/models';
@@ -36,5 +38,41 @@ describe('a worker charges its process', () => {
     // Over 120 MiB of overhead leave no room beside mlp-b: the idle mlp-a went for it.
     expect(pool.list().map((m) => m.fn)).toEqual(['mlp-b']);
     expect(held.length).toBe(10);
+  });
+
+  it('a load held back by dead buffers has them collected (a full GC) and goes ahead, not waiting for V8 to get to them', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as (o?: { type: 'minor' }) => void;
+    gc(); // earlier tests' buffers, which the worker would take for its buffers at rest
+    const gw = await startBrulee({ ROLE: 'gateway' });
+    started.push(gw);
+    const w = await startBrulee({ ROLE: 'worker', MEMORY_BUDGET: '16MB' }, { namespace: gw.namespace, dataDir: gw.dataDir, nodeId: 'w' }, { chargeProcess: true });
+    started.push(w);
+    const pool = w.node!.pool;
+    for (const [fn, seed] of [['mlp-a', 1], ['mlp-b', 2]] as const) expect((await gw.put(fn, mlpForBytes(2 * MiB, seed))).status).toBe(201);
+    expect((await gw.invoke('mlp-a', mlp(1))).status).toBe(200);
+    // 40 MiB of buffers that survive two scavenges (so only a full collection frees them), then die.
+    let held: Buffer[] | undefined = Array.from({ length: 5 }, () => Buffer.alloc(8 * MiB, 1));
+    const dead = new WeakRef(held[0]!);
+    gc({ type: 'minor' });
+    gc({ type: 'minor' });
+    held = undefined;
+    // The overhead they make, as the pool sees it while they exist (RSS in a test process moves
+    // with everything else in it): the node's samples count again once they are gone.
+    const setOverhead = pool.setOverhead.bind(pool);
+    pool.setOverhead = (n) => setOverhead(dead.deref() === undefined ? n : 30 * MiB);
+    pool.setOverhead(0);
+    expect(pool.overheadBytes).toBe(30 * MiB);
+    // mlp-b's 2 MiB and 30 MiB of overhead do not fit 16 MB: the load waits, and the node collects first.
+    expect((await gw.invoke('mlp-b', mlp(2))).status).toBe(200);
+    // What it measures after the collection is the test process's real RSS: whether the load then
+    // still waited, or went ahead at once, is not this test's point.
+    expect({ waited: pool.overheadWaits.loads, collections: w.node!.collections, collected: dead.deref() === undefined, resident: pool.list().map((m) => m.fn) }).toEqual({
+      waited: 1,
+      collections: 1,
+      collected: true,
+      resident: ['mlp-b'],
+    });
+    expect(held).toBeUndefined();
   });
 });

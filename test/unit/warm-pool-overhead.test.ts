@@ -5,7 +5,8 @@ import { deferred, recorder, spec } from '../support/warm-pool';
 
 // Issue 12 §4: what a worker process holds beyond its warm pool's charges (WarmPool.setOverhead,
 // measured by runtime/footprint.ts's ProcessOverhead). Idle models make room for it at admissions;
-// nothing ever waits for it. Every expected value is worked out by hand from the test's own steps.
+// only a load waits for it, and only with overheadWaitMs set, for that long at most. Every expected
+// value is worked out by hand from the test's own steps.
 
 function pool(budgetBytes: number, dispose?: () => Promise<void>) {
   const { policy, requests } = recorder();
@@ -367,5 +368,103 @@ describe('WarmPool.setOverhead: what it may not do', () => {
     p.setOverhead(0);
     expect(p.prefetch()).toBe(1);
     expect(free).toEqual([5, 20]);
+  });
+});
+
+describe('WarmPool overheadWaitMs: a load waits for the overhead, bounded', () => {
+  /** A pool on the real clock whose loads wait up to `overheadWaitMs` for the overhead. */
+  function waiting(budgetBytes: number, overheadWaitMs: number, onOverheadWait?: () => void) {
+    const { policy } = recorder();
+    const evictions: EvictionEvent[] = [];
+    const p = new WarmPool<string>({ budgetBytes, policy, overheadWaitMs, load: async (s) => s.key, onEvict: (e) => evictions.push(e), ...(onOverheadWait ? { onOverheadWait } : {}) });
+    return { p, evictions };
+  }
+  const settle = () => new Promise((r) => setTimeout(r, 30));
+
+  it('with a model in flight and no room beside it for the overhead, a load waits for that call to end, then evicts the idle model for the overhead and loads', async () => {
+    const { p, evictions } = waiting(40, 5000);
+    const a = await p.acquire(spec('a', 20));
+    p.setOverhead(15);
+    let loaded = false;
+    const b = p.acquire(spec('b', 10)).then((l) => ((loaded = true), l));
+    await settle();
+    // 20 in flight + 10 + 15 overhead = 45 > 40: b waits (it would fit without the overhead).
+    expect(loaded).toBe(false);
+    expect(p.usedBytes).toBe(20);
+    a.release();
+    (await b).release();
+    expect(keys(evictions)).toEqual(['a']);
+    expect(p.list().map((m) => m.key)).toEqual(['b']);
+    expect(p.overheadWaits).toMatchObject({ loads: 1, timedOut: 0, noRoom: 0 });
+    expect(p.overheadWaits.ms).toBeGreaterThanOrEqual(20);
+  });
+
+  it('without it (overheadWaitMs 0, the default) the same load goes ahead at once beside the model in flight', async () => {
+    const { p, evictions } = waiting(40, 0);
+    const a = await p.acquire(spec('a', 20));
+    p.setOverhead(15);
+    (await p.acquire(spec('b', 10))).release();
+    expect(p.usedBytes).toBe(30);
+    expect(evictions).toEqual([]);
+    a.release();
+    expect(p.overheadWaits.loads).toBe(0);
+  });
+
+  it('onOverheadWait is called as the wait starts, and an overhead it lowers lets the load go at once; a lowered overhead also wakes a load already waiting', async () => {
+    let asked = 0;
+    const { p } = waiting(40, 5000, () => {
+      asked++;
+      if (asked === 1) p.setOverhead(5);
+    });
+    const a = await p.acquire(spec('a', 20));
+    p.setOverhead(15);
+    (await p.acquire(spec('b', 10))).release(); // 20 + 10 + 5 fit
+    expect(asked).toBe(1);
+    p.setOverhead(15);
+    let loaded = false;
+    const c = p.acquire(spec('c', 5)).then((l) => ((loaded = true), l));
+    await settle();
+    // 20 + 10 (b, idle: evicted for it) + 5 + 15 = 40: fits once b is gone, so c is in, without a wait.
+    expect(loaded).toBe(true);
+    expect(asked).toBe(1);
+    (await c).release();
+    p.setOverhead(30);
+    const d = p.acquire(spec('d', 10)).then((l) => ((loaded = true), l));
+    loaded = false;
+    await settle();
+    expect(loaded).toBe(false); // 20 (a, in flight) + 10 + 30 > 40
+    expect(asked).toBe(2);
+    const t1 = Date.now();
+    p.setOverhead(10); // 20 + 10 + 10 = 40: woken at once, not at the end of its wait
+    (await d).release();
+    expect(Date.now() - t1).toBeLessThan(1000);
+    a.release();
+    expect(p.overheadWaits).toMatchObject({ loads: 2, timedOut: 0, noRoom: 0 });
+  });
+
+  it('past overheadWaitMs the load goes ahead with the overhead still there (counted timedOut)', async () => {
+    const { p } = waiting(40, 60);
+    const a = await p.acquire(spec('a', 20));
+    p.setOverhead(15);
+    const t0 = Date.now();
+    (await p.acquire(spec('b', 10))).release();
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(55);
+    expect(p.usedBytes).toBe(30);
+    expect(p.overheadWaits).toMatchObject({ loads: 1, timedOut: 1, noRoom: 0 });
+    a.release();
+  });
+
+  it('an overhead that leaves no room even with every unpinned model gone is not waited for (counted noRoom), and a call on a resident model never waits', async () => {
+    const { p } = waiting(40, 5000);
+    const a = await p.acquire(spec('a', 20));
+    p.setOverhead(35);
+    const t0 = Date.now();
+    (await p.acquire(spec('b', 10))).release(); // 10 + 35 > 40 whatever goes
+    const c = await p.acquire(spec('a', 20), undefined, { bytes: 5 }); // a is resident
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(p.overheadWaits).toMatchObject({ loads: 1, timedOut: 0, noRoom: 1 });
+    c.release();
+    c.reservation.free();
+    a.release();
   });
 });
