@@ -16,16 +16,22 @@
  *                                        [--trim]  (at the end, calls glibc's malloc_trim(0) in the worker through
  *                                                   gdb, which must be installed, and reports its RSS after: what
  *                                                   malloc kept of freed memory)
+ *                                        [--arm NAME=DIR ...]  (the same calls through a worker of each checkout in
+ *                                                   turn, after one registration: each arm from Redis as registration
+ *                                                   left it, with a gateway and a worker of its own; a before/after
+ *                                                   pair in one run. Default: this checkout alone)
  *
  * It also reports the worker's RSS by kind of mapping (`smaps`: malloc's main heap, anonymous, files)
- * at idle and at the end.
+ * at idle and at the end, the loads that waited for the worker's overhead (brulee_overhead_waits),
+ * and a one-line summary per arm.
  */
 import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { mlpForBytes, mulberry32 as seededRandom } from '../models/generate';
+import { Redis } from 'ioredis';
 import { startRedisServer } from '../queue/redis-server';
 import { REAL_MODELS, readModel } from '../test/support/models';
 import { startProc, stopAll, type Proc } from '../test/support/procs';
@@ -43,8 +49,11 @@ const { values: args } = parseArgs({
     probe: { type: 'boolean', default: false },
     series: { type: 'boolean', default: false },
     trim: { type: 'boolean', default: false },
+    arm: { type: 'string', multiple: true, default: [] },
   },
 });
+/** The checkouts whose workers run the calls, in order, after one registration (`--arm NAME=DIR`; this one by default). */
+const arms = (args.arm.length > 0 ? args.arm : ['this=.']).map((a) => ({ name: a.slice(0, a.indexOf('=')), cwd: resolve(a.slice(a.indexOf('=') + 1)) }));
 // As `npm start` runs a worker (`--env GLIBC_TUNABLES=` runs it without, as before issue 12 §4).
 const extraEnv: Record<string, string> = {
   GLIBC_TUNABLES: withMallocTunables(process.env).GLIBC_TUNABLES,
@@ -121,13 +130,14 @@ if (args.probe) {
 const redis = await startRedisServer({ dir: join(dir, 'redis'), persist: false });
 const procs: Proc[] = [];
 const shared = { REDIS_URL: redis.url, KEY_PREFIX: 'mb', MODEL_STORE: pathToFileURL(join(dir, 'store')).href, LOG_LEVEL: 'warn', POPULARITY_CRON: '*/5 * * * * *' };
+const summary: Awaited<ReturnType<typeof runArm>>[] = [];
 try {
-  const gw = await startProc('gw', 'gateway', shared);
-  procs.push(gw);
+  const reg = await startProc('gw', 'gateway', shared);
+  procs.push(reg);
   // Sizes first (registration profiles each model), so the budget can be a fraction of their sum.
   const resident: Record<string, number> = {};
   for (const m of models) {
-    const r = await fetch(`${gw.base}/functions/${m.fn}`, { method: 'PUT', body: m.bytes, headers: { 'content-type': 'application/octet-stream' } });
+    const r = await fetch(`${reg.base}/functions/${m.fn}`, { method: 'PUT', body: m.bytes, headers: { 'content-type': 'application/octet-stream' } });
     const body = (await r.json()) as { profile?: { residentBytes: number } };
     if (r.status !== 201 || !body.profile) throw new Error(`register ${m.fn}: ${r.status} ${JSON.stringify(body)}`);
     resident[m.fn] = body.profile.residentBytes;
@@ -135,7 +145,47 @@ try {
   const sum = Object.values(resident).reduce((a, b) => a + b, 0);
   const largest = Math.max(...Object.values(resident));
   const budget = Math.max(largest, Math.floor(sum * Number(args.fraction)));
-  const worker = await startProc('w1', 'worker', { ...shared, NODE_ID: 'w1', MEMORY_BUDGET: String(budget), ...extraEnv });
+  // Each arm starts from Redis as registration left it (its keys dumped here, restored before each
+  // arm), with a gateway and a worker of its own: no arm learns popularity or stats from another.
+  await reg.stop();
+  procs.length = 0;
+  const conn = new Redis(redis.url, { lazyConnect: true });
+  await conn.connect();
+  const dumped: Array<[string, Buffer]> = [];
+  for (const k of await conn.keys('*')) {
+    const d = await conn.dumpBuffer(k);
+    if (d) dumped.push([k, d]);
+  }
+  for (const arm of arms) {
+    await conn.flushall();
+    for (const [k, d] of dumped) await conn.restore(k, 0, d);
+    const result = await runArm(arm, budget, sum, resident);
+    console.log(JSON.stringify(result, null, 1));
+    if (args.json) writeFileSync(args.json, JSON.stringify(result) + '\n', { flag: 'a' });
+    summary.push(result);
+  }
+  conn.disconnect();
+  for (const r of summary) {
+    const at = r.atSampledPeak as { nativeRatio: number; arrayBuffersRatio: number } | undefined;
+    console.log(
+      `${r.arm}: seed ${args.seed}, peak ${r.peakRatio.toFixed(2)}x, end ${r.endRatio.toFixed(2)}x of ${r.budgetMiB.toFixed(1)} MiB, ${r.loads} loads, ${r.seconds.toFixed(1)} s of calls, ${JSON.stringify(r.byStatus)}, load ${r.loadavg}, overhead waits ${JSON.stringify(r.overheadWaits)}` +
+        (at ? `; at the sampled peak native ${at.nativeRatio.toFixed(2)}x, ArrayBuffers ${at.arrayBuffersRatio.toFixed(2)}x` : ''),
+    );
+  }
+} finally {
+  await stopAll(procs);
+  await redis.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Runs the seeded calls through a fresh gateway and a worker of `arm`'s checkout, and measures the worker. */
+async function runArm(arm: { name: string; cwd: string }, budget: number, sum: number, resident: Record<string, number>) {
+  const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  rmSync(probeOut, { force: true });
+  rmSync(join(dir, 'series.json'), { force: true });
+  const gw = await startProc('gw', 'gateway', shared);
+  procs.push(gw);
+  const worker = await startProc('w1', 'worker', { ...shared, NODE_ID: 'w1', MEMORY_BUDGET: String(budget), ...extraEnv }, { cwd: arm.cwd });
   procs.push(worker);
   const pid = worker.child.pid!;
   const idle = await settled(pid);
@@ -202,6 +252,9 @@ try {
     await sleep(500);
     trimmed = { endRatio: (status(pid, 'VmRSS') - idle) / budget, smaps: smaps(pid) };
   }
+  // Loads that waited for the worker's overhead (brulee_overhead_waits), where the worker has it.
+  const metricsText = await (await fetch(`${worker.base}/metrics`)).text();
+  const overheadWaits = Object.fromEntries([...metricsText.matchAll(/^brulee_overhead_waits\{[^}]*what="(\w+)"[^}]*\} (\S+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
   const endMem = (await workerMemory(gw.base))!;
   const st = (await (await fetch(`${gw.base}/stats`)).json()) as {
     nodes: Array<{ id: string; usedBytes: number; evictions: number; loads: number; memory?: { heapBytes: number; externalBytes: number }; residentModels: Array<{ fn: string; sizeBytes: number }> }>;
@@ -242,10 +295,11 @@ try {
     }
     spikes = { samples: xs.length, single: q(single), overMin3: q(overMin3), underMax3: q(underMax3) };
   }
-  const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   const out = {
     when: new Date().toISOString(),
-    loadavg: load,
+    arm: arm.name,
+    cwd: arm.cwd,
+    loadavg: load0,
     env: extraEnv,
     calls: calls.length,
     concurrency: Number(args.concurrency),
@@ -274,13 +328,11 @@ try {
     charged: Object.fromEntries(node.residentModels.map((m) => [m.fn, `${(m.sizeBytes / MiB).toFixed(1)} (registered ${(resident[m.fn]! / MiB).toFixed(1)})`])),
     loads: node.loads,
     evictions: node.evictions,
+    overheadWaits,
     ...(atSampledPeak ? { atSampledPeak } : {}),
     ...(spikes ? { spikes } : {}),
   };
-  console.log(JSON.stringify(out, null, 1));
-  if (args.json) writeFileSync(args.json, JSON.stringify(out) + '\n', { flag: 'a' });
-} finally {
   await stopAll(procs);
-  await redis.stop();
-  rmSync(dir, { recursive: true, force: true });
+  procs.length = 0;
+  return out;
 }
