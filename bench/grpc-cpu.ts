@@ -4,7 +4,7 @@
  * server's CPU time (user + system, /proc) over the calls the client made: µs of server CPU per
  * call, the model's run included (the same in every row of one server). Rounds alternate the rows.
  *
- *   npx tsx bench/grpc-cpu.ts --model ocr-cls --rounds 5 --seconds 2 [--today DIR] [--prof DIR] [--timeline]
+ *   npx tsx bench/grpc-cpu.ts --model ocr-cls --rounds 5 --seconds 2 [--today DIR] [--prof DIR] [--timeline] [--no-rest | --no-grpc]
  *
  * `--prof DIR` starts "now" with --cpu-prof (profile written to DIR when it stops). `--timeline`
  * starts every server with bench/h2-timeline.cjs, which prints, as each stops, where its gRPC
@@ -27,6 +27,7 @@ const args = parseArgs({
     today: { type: 'string' },
     prof: { type: 'string' },
     'no-rest': { type: 'boolean', default: false },
+    'no-grpc': { type: 'boolean', default: false },
     timeline: { type: 'boolean', default: false },
   },
 }).values;
@@ -54,7 +55,7 @@ async function main() {
     type Row = { pid: number; client: ExternalRow };
     const rows: Row[] = [];
     for (const [label, s] of servers) {
-      rows.push({ pid: s.pid, client: grpcRow(dir, `${label} gRPC`, s.grpcPort, input, dims, x) });
+      if (!args['no-grpc']) rows.push({ pid: s.pid, client: grpcRow(dir, `${label} gRPC`, s.grpcPort, input, dims, x) });
       if (!args['no-rest']) rows.push({ pid: s.pid, client: wrkRow(dir, `${label} v2 binary`, `${s.url}/v2/models/bench/infer`, body, { 'Inference-Header-Content-Length': String(Buffer.byteLength(header)) }) });
     }
     const per = rows.map(() => ({ us: [] as number[], p50: [] as number[] }));
@@ -69,7 +70,7 @@ async function main() {
       }
     }
     for (const [i, row] of rows.entries()) {
-      console.log(`${row.client.name.padEnd(18)} server CPU µs/call median ${median(per[i]!.us).toFixed(0)} [${per[i]!.us.map((v) => v.toFixed(0)).join(' ')}]  p50 ms ${median(per[i]!.p50).toFixed(3)}`);
+      console.log(`${row.client.name.padEnd(18)} server CPU µs/call median ${median(per[i]!.us).toFixed(0)} [${per[i]!.us.map((v) => v.toFixed(0)).join(' ')}]  p50 ms ${median(per[i]!.p50).toFixed(3)} [${per[i]!.p50.map((v) => v.toFixed(2)).join(' ')}]`);
     }
   } finally {
     for (const [, s] of servers) await s.stop();
