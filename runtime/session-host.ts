@@ -65,7 +65,7 @@ export class SessionHost {
     for (const [name, t] of Object.entries(inputs)) {
       if (Array.isArray(t.data)) feeds[name] = t;
       else {
-        const copy = t.data.slice();
+        const copy = copyOf(t.data);
         transfer.push(copy.buffer as ArrayBuffer);
         feeds[name] = { ...t, data: copy } as Tensor;
       }
@@ -177,6 +177,16 @@ interface Thread {
   /** Sessions created in it and not released. */
   sessions: number;
   pending: Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>;
+}
+
+/**
+ * A copy of `data` in an ArrayBuffer of its own (to transfer). %TypedArray%.prototype.slice, not
+ * `data.slice()`: a Node Buffer's own slice is a view of the same memory, whose transfer would
+ * take the caller's whole ArrayBuffer (Node's shared pool, for a small one).
+ */
+const typedArraySlice = Object.getPrototypeOf(Uint8Array.prototype).slice as (this: ArrayBufferView) => ArrayBufferView;
+function copyOf<D extends ArrayBufferView>(data: D): D {
+  return typedArraySlice.call(data) as D;
 }
 
 function fail(t: Thread, e: BruleeError): void {

@@ -95,6 +95,26 @@ describe('a session in the host thread', () => {
     await m.dispose();
   });
 
+  it("leaves a caller's Buffer input and the frame it views whole (a Buffer's own slice() is a view: its transfer took the frame)", async () => {
+    const m = await loadModel(typesModel(), { host });
+    const frame = Buffer.alloc(64, 7);
+    const u8 = frame.subarray(8, 12); // a Buffer, as a view into a frame read from Redis is
+    const inputs = {
+      f32: { type: 'float32', dims: [2, 3], data: Float32Array.from(floats(6)) },
+      f64: { type: 'float64', dims: [3], data: Float64Array.from([1, 2, 3]) },
+      i32: { type: 'int32', dims: [1, 2], data: Int32Array.from([1, 2]) },
+      i64: { type: 'int64', dims: [4], data: BigInt64Array.from([1n, 2n, 3n, 4n]) },
+      u8: { type: 'uint8', dims: [2, 2], data: u8 },
+      b: { type: 'bool', dims: [3], data: Uint8Array.from([1, 0, 1]) },
+    } as Record<string, Tensor>;
+    const out = await m.run(inputs);
+    expect(frame.byteLength).toBe(64);
+    expect(u8.byteLength).toBe(4);
+    expect([...frame]).toEqual(Array(64).fill(7));
+    expect(Object.keys(out).length).toBeGreaterThan(0);
+    await m.dispose();
+  });
+
   it("passes onnxruntime's errors on with the codes the main thread gives: INVALID_MODEL, INFERENCE_FAILED", async () => {
     const load = await loadModel(new Uint8Array([1, 2, 3]), { host }).catch((e: unknown) => e);
     expect(isBruleeError(load) && load.code).toBe('INVALID_MODEL');
