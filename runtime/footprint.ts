@@ -119,13 +119,17 @@ export class Footprints {
   load<T>(key: string, what: () => Promise<T>): Promise<T> {
     const l = this.learned.get(key);
     if (l?.loadMeasured) return this.turns.run(false, what);
-    return this.measured_(key, what, (rec) => (rec.loadMeasured = true));
+    return this.measured_(key, what, undefined, (rec) => (rec.loadMeasured = true));
   }
 
-  /** Runs `key` on an input of `inputBytes`: alone and measured while it may still grow the model. */
-  run<T>(key: string, inputBytes: number, what: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `key` on an input of `inputBytes`: alone and measured while it may still grow the model.
+   * `outside`: bytes of the result that the measurement counts but are not the model's (outputs
+   * made in a session host's thread are JS ArrayBuffers the main thread's figure does not show).
+   */
+  run<T>(key: string, inputBytes: number, what: () => Promise<T>, outside?: (result: T) => number): Promise<T> {
     if (!this.measures(key, inputBytes)) return this.turns.run(false, what);
-    return this.measured_(key, what, (rec, grew) => {
+    return this.measured_(key, what, outside, (rec, grew) => {
       rec.runsMeasured++;
       // Growth follows the input past the largest one measured (the first run: all of it).
       const more = inputBytes - rec.maxInputBytes;
@@ -163,11 +167,11 @@ export class Footprints {
     this.learned.delete(key);
   }
 
-  private measured_<T>(key: string, what: () => Promise<T>, done: (rec: Learned, grew: number) => void): Promise<T> {
+  private measured_<T>(key: string, what: () => Promise<T>, outside: ((result: T) => number) | undefined, done: (rec: Learned, grew: number) => void): Promise<T> {
     return this.turns.run(true, async () => {
       const before = this.o.measure();
       const out = await what();
-      const grew = Math.max(0, this.o.measure() - before);
+      const grew = Math.max(0, this.o.measure() - before - (outside?.(out) ?? 0));
       let rec = this.learned.get(key);
       if (!rec) this.learned.set(key, (rec = { bytes: 0, loadMeasured: false, runsMeasured: 0, maxInputBytes: 0 }));
       done(rec, grew);

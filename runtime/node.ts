@@ -525,7 +525,7 @@ export class RuntimeNode implements LocalNode {
     const fp = this.footprints;
     return {
       signature: m.signature,
-      run: (inputs, outputs) => fp.run(key, tensorsByteLength(Object.values(inputs)), () => m.run(inputs, outputs)),
+      run: (inputs, outputs) => fp.run(key, tensorsByteLength(Object.values(inputs)), () => m.run(inputs, outputs), m.hosted && ((out) => tensorsByteLength(Object.values(out)))),
       dispose: () => fp.turns.run(false, () => m.dispose()),
     };
   }

@@ -28,6 +28,11 @@ export interface Signature {
 
 export interface LoadedModel {
   readonly signature: Signature;
+  /**
+   * Its session lives in a session host's thread (`LoadOptions.host`): its outputs are made there,
+   * so the main thread's `process.memoryUsage().arrayBuffers` does not count them.
+   */
+  readonly hosted?: true;
   /** Runs the model; `outputs` selects output names (all when absent). */
   run(inputs: Record<string, Tensor>, outputs?: string[]): Promise<Record<string, Tensor>>;
   dispose(): Promise<void>;
@@ -198,6 +203,7 @@ async function loadOffThread(host: SessionHost, what: string | Uint8Array, so: o
   };
   return {
     signature: { inputs: specs(s.inputs), outputs: specs(s.outputs) },
+    hosted: true,
     async run(inputs, outputs) {
       if (disposed) throw new BruleeError('INTERNAL', 'a run of a disposed model');
       return host.run(await current(), inputs, outputs).catch(fromHost(inferenceFailed));
