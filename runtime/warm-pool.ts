@@ -570,6 +570,10 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
             } finally {
               this.overheadWaiters--;
             }
+            if (this.opts.now() >= deadline && !this.entries.has(spec.key)) {
+              // The caller has had its answer (a deadline's 504): loading for it now would only run a call nobody waits for.
+              throw new BruleeError('CACHE_BUSY', `no room for ${spec.fn} beside this node's memory overhead (${this.overhead} bytes) before the call's deadline; retry later`);
+            }
             if (this.opts.now() >= overheadUntil && this.overheadBlocks(spec, need)) this.overheadWaits.timedOut++;
             continue;
           }
@@ -598,6 +602,8 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     this.charge(spec.sizeBytes);
     const lease = this.callLease(entry, bytes, growth, hits > 0);
     this.entries.set(spec.key, entry);
+    // Calls for the same model waiting for the overhead take this load's lease now, not at the end of their wait.
+    if (this.overheadWaiters > 0) this.wake();
     const t0 = now;
     // What evictions freed is free once it is disposed: loading before would hold both at once.
     entry.loading = this.disposing.size > 0 ? Promise.allSettled([...this.disposing]).then(() => this.opts.load(spec)) : this.opts.load(spec);

@@ -381,6 +381,38 @@ describe('WarmPool overheadWaitMs: a load waits for the overhead, bounded', () =
   }
   const settle = () => new Promise((r) => setTimeout(r, 30));
 
+  it("a call whose deadline passes while its load waits for the overhead is refused CACHE_BUSY and loads nothing (its caller has had the deadline's answer)", async () => {
+    const loads: string[] = [];
+    const p = new WarmPool<string>({ budgetBytes: 100, policy: recorder().policy, overheadWaitMs: 5000, load: async (s) => (loads.push(s.key), s.key) });
+    const busy = await p.acquire(spec('busy', 50)); // in flight all along: no room is made for the overhead
+    p.setOverhead(30); // 50 + 30 + x's 30 > 100: x waits
+    const err = await p.acquire(spec('x', 30), Date.now() + 100).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    busy.release();
+    expect(err).toMatchObject({ code: 'CACHE_BUSY' });
+    expect(loads).toEqual(['busy']);
+  });
+
+  it('a second call for a model whose load waits for the overhead takes that load when it starts, not at the end of its own wait', async () => {
+    const p = new WarmPool<string>({ budgetBytes: 100, policy: recorder().policy, overheadWaitMs: 300, load: async (s) => s.key });
+    const busy = await p.acquire(spec('busy', 50));
+    p.setOverhead(30);
+    const first = p.acquire(spec('x', 30)); // waits 300 ms, then loads beside the overhead
+    await new Promise((r) => setTimeout(r, 200));
+    let second: string | undefined;
+    const secondDone = p.acquire(spec('x', 30)).then((l) => (second = l.value)); // its own wait would end 200 ms after the first's
+    const a = await first;
+    // The load has started (and here ended): the second caller shares it within a few turns.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(second).toBe('x');
+    a.release();
+    await secondDone;
+    busy.release();
+    expect(p.list().filter((m) => m.key === 'x').length).toBe(1);
+  });
+
   it('with a model in flight and no room beside it for the overhead, a load waits for that call to end, then evicts the idle model for the overhead and loads', async () => {
     const { p, evictions } = waiting(40, 5000);
     const a = await p.acquire(spec('a', 20));
