@@ -82,7 +82,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
       concurrency: config.workerConcurrency,
       maxOutputBytes: config.maxOutputBytes,
       heartbeatMs: config.heartbeatMs,
-      offThread: { mode: config.offThread, thresholdMs: config.offThreadMs, threads: config.offThreadThreads },
+      offThread: { mode: config.offThread, limits: { runMs: config.offThreadMs, loadMs: config.offThreadLoadMs }, threads: config.offThreadThreads },
       chargeProcess: deps.chargeProcess === true && config.role === 'worker',
       clock,
       metrics,

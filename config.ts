@@ -102,6 +102,7 @@ const EnvSchema = z.object({
   TTL_MS: int('TTL_MS', 1, 86_400_000).default(600_000),
   ORT_OFF_THREAD: z.enum(['auto', 'always', 'never'], { message: 'ORT_OFF_THREAD must be auto, always or never' }).default('auto'),
   ORT_OFF_THREAD_MS: int('ORT_OFF_THREAD_MS', 0, 3_600_000).default(10),
+  ORT_OFF_THREAD_LOAD_MS: int('ORT_OFF_THREAD_LOAD_MS', 0, 3_600_000).default(100),
   ORT_OFF_THREAD_THREADS: int('ORT_OFF_THREAD_THREADS', 1, 64).default(1),
   TRACE_RECORD: z.enum(['0', '1', 'true', 'false']).default('0').transform((v) => v === '1' || v === 'true'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -173,13 +174,17 @@ export interface Config {
   ttlMs: number;
   /**
    * Where a node loads and runs a model's onnxruntime session: `auto` puts it in the node's
-   * session host thread (runtime/session-host.ts) when registration measured its load or its run
-   * at `offThreadMs` or more, so that the main thread (HTTP, heartbeats, Redis) goes on while it
-   * computes; tiny models stay on the main thread. `always`, `never`: every model. @default 'auto'
+   * session host thread (runtime/session-host.ts) when registration measured its run at
+   * `offThreadMs` or more or its load at `offThreadLoadMs` or more, or a run in this node took
+   * `offThreadMs` or more (from its next load), so that the main thread (HTTP, heartbeats, Redis)
+   * goes on while it computes; models with short runs stay on the main thread. `always`, `never`:
+   * every model. @default 'auto'
    */
   offThread: 'auto' | 'always' | 'never';
-  /** `offThread`'s threshold, ms (`ORT_OFF_THREAD_MS`). @default 10 */
+  /** `offThread`'s threshold for a run, ms (`ORT_OFF_THREAD_MS`). @default 10 */
   offThreadMs: number;
+  /** `offThread`'s threshold for a load, ms (`ORT_OFF_THREAD_LOAD_MS`). @default 100 */
+  offThreadLoadMs: number;
   /**
    * Threads of a node's session host (`ORT_OFF_THREAD_THREADS`): sessions in two threads run at
    * once; each thread holds ~9 MiB and takes 40-100 ms to start, at the node's start. @default 1
@@ -253,6 +258,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     ttlMs: e.TTL_MS,
     offThread: e.ORT_OFF_THREAD,
     offThreadMs: e.ORT_OFF_THREAD_MS,
+    offThreadLoadMs: e.ORT_OFF_THREAD_LOAD_MS,
     offThreadThreads: e.ORT_OFF_THREAD_THREADS,
     traceRecord: e.TRACE_RECORD,
     logLevel: e.LOG_LEVEL,

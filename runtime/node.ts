@@ -24,7 +24,7 @@ import { closeInOrder } from './close';
 import { chargesHeld, Footprints, ProcessOverhead } from './footprint';
 import type { Metrics } from './metrics';
 import { artifactLayout, type ArtifactLayout } from './mapped';
-import { artifactKey, loadModel, offThread, type LoadedModel, type OffThreadMode } from './onnx';
+import { artifactKey, loadModel, offThread, type LoadedModel, type OffThreadLimits, type OffThreadMode } from './onnx';
 import { SessionHost } from './session-host';
 import { createPolicy, type RuntimePolicyName } from './policies';
 import { readPopularity } from './popularity';
@@ -87,11 +87,13 @@ export interface RuntimeNodeOptions {
   chargeProcess?: boolean;
   /**
    * Which models' sessions load and run off the main thread, in the node's session host
-   * (runtime/session-host.ts): `ORT_OFF_THREAD` and `ORT_OFF_THREAD_MS` (runtime/onnx.ts `offThread`).
-   * `threads`: the host's threads (`ORT_OFF_THREAD_THREADS`).
-   * @default { mode: 'auto', thresholdMs: 10, threads: 1 }
+   * (runtime/session-host.ts): `ORT_OFF_THREAD`, `ORT_OFF_THREAD_MS` and `ORT_OFF_THREAD_LOAD_MS`
+   * (runtime/onnx.ts `offThread`); with `auto`, also a model whose run on the main thread here took
+   * `limits.runMs` or more (registration ran it on one row; calls may carry thousands), from its
+   * next load. `threads`: the host's threads (`ORT_OFF_THREAD_THREADS`).
+   * @default { mode: 'auto', limits: { runMs: 10, loadMs: 100 }, threads: 1 }
    */
-  offThread?: { mode: OffThreadMode; thresholdMs: number; threads: number };
+  offThread?: { mode: OffThreadMode; limits: OffThreadLimits; threads: number };
   /** The cluster clock (Redis TIME): deadlines and queue times are on it. */
   clock: RedisClock;
   metrics: Metrics;
@@ -133,7 +135,7 @@ export class RuntimeNode implements LocalNode {
   private readonly host: SessionHost;
 
   constructor(opts: RuntimeNodeOptions) {
-    this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, chargeProcess: false, offThread: { mode: 'auto', thresholdMs: 10, threads: 1 }, ...opts };
+    this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, chargeProcess: false, offThread: { mode: 'auto', limits: { runMs: 10, loadMs: 100 }, threads: 1 }, ...opts };
     const { metrics, log } = this.o;
     this.host = new SessionHost(this.o.offThread.threads);
     this.heldWrites = HeldWrites.on(this.o.redis);
@@ -442,7 +444,8 @@ export class RuntimeNode implements LocalNode {
     this.heldWrites.flush();
     const t0 = performance.now();
     const session = spec.session ?? {};
-    const host = offThread(this.o.offThread.mode, this.o.offThread.thresholdMs, spec) ? this.host : undefined;
+    const { mode, limits } = this.o.offThread;
+    const host = offThread(mode, limits, spec) || (mode === 'auto' && this.longRuns.has(spec.key)) ? this.host : undefined;
     if (host) this.inHost.add(spec.key);
     else this.inHost.delete(spec.key);
     if (spec.artifact && spec.artifact.key === this.artifactKeyOf(spec.sha256)) {
@@ -485,6 +488,9 @@ export class RuntimeNode implements LocalNode {
     return sha === undefined || this.layouts.get(sha)?.form !== 'mapped';
   }
 
+  /** Models whose run on the main thread here took `offThread.limits.runMs` or more: their next load goes to the session host. */
+  private readonly longRuns = new Set<string>();
+
   /** Whether a model's latest load here put its session in the session host (`offThread`), not on the main thread. */
   inSessionHost(key: string): boolean {
     return this.inHost.has(key);
@@ -523,9 +529,20 @@ export class RuntimeNode implements LocalNode {
    */
   private metered(key: string, m: LoadedModel): LoadedModel {
     const fp = this.footprints;
+    const { mode, limits } = this.o.offThread;
+    // A long run on the main thread (a larger input than registration's) sends the model's next load to the host.
+    const run =
+      m.hosted || mode !== 'auto'
+        ? (inputs: Record<string, Tensor>, outputs?: string[]) => m.run(inputs, outputs)
+        : async (inputs: Record<string, Tensor>, outputs?: string[]) => {
+            const t0 = performance.now();
+            const out = await m.run(inputs, outputs);
+            if (performance.now() - t0 >= limits.runMs) this.longRuns.add(key);
+            return out;
+          };
     return {
       signature: m.signature,
-      run: (inputs, outputs) => fp.run(key, tensorsByteLength(Object.values(inputs)), () => m.run(inputs, outputs), m.hosted && ((out) => tensorsByteLength(Object.values(out)))),
+      run: (inputs, outputs) => fp.run(key, tensorsByteLength(Object.values(inputs)), () => run(inputs, outputs), m.hosted && ((out) => tensorsByteLength(Object.values(out)))),
       dispose: () => fp.turns.run(false, () => m.dispose()),
     };
   }

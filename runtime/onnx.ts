@@ -111,14 +111,25 @@ export interface LoadOptions {
 /** Where sessions run (`ORT_OFF_THREAD`): off the main thread for long models (`auto`), always, or never. */
 export type OffThreadMode = 'auto' | 'always' | 'never';
 
+/** `offThread`'s thresholds, ms. */
+export interface OffThreadLimits {
+  /** A run this long or longer (`ORT_OFF_THREAD_MS`). @default 10 */
+  runMs: number;
+  /** A load this long or longer (`ORT_OFF_THREAD_LOAD_MS`). @default 100 */
+  loadMs: number;
+}
+
 /**
  * Whether a model's session goes off the main thread: with `auto`, when registration measured its
- * load or its run at `thresholdMs` or more (`ORT_OFF_THREAD_MS`). A tiny model stays on the main
- * thread, where a run costs no message to another thread and back.
+ * run at `limits.runMs` or more, or its load at `limits.loadMs` or more. A model with short runs
+ * stays on the main thread, where a run costs no message to another thread and back (~0.35-0.45 ms
+ * a call for PP-OCR cls's 110 KB at load 2-3, README): its load, once per cold start, stalls the
+ * process only as long as it is under `loadMs`. The node adds models whose runs here took `runMs`
+ * or more on larger inputs than registration's (`RuntimeNode`, at their next load).
  */
-export function offThread(mode: OffThreadMode, thresholdMs: number, profile: { loadMs: number; execMs: number }): boolean {
+export function offThread(mode: OffThreadMode, limits: OffThreadLimits, profile: { loadMs: number; execMs: number }): boolean {
   if (mode !== 'auto') return mode === 'always';
-  return profile.loadMs >= thresholdMs || profile.execMs >= thresholdMs;
+  return profile.execMs >= limits.runMs || profile.loadMs >= limits.loadMs;
 }
 
 /**

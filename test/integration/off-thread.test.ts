@@ -169,12 +169,16 @@ describe('a session in the host thread', () => {
 });
 
 describe('the rule: which models go off the main thread', () => {
-  it('auto: a model whose registered load or run took ORT_OFF_THREAD_MS or more; always and never: all, none', () => {
-    expect(offThread('auto', 10, { loadMs: 2, execMs: 0.1 })).toBe(false);
-    expect(offThread('auto', 10, { loadMs: 10, execMs: 0.1 })).toBe(true);
-    expect(offThread('auto', 10, { loadMs: 2, execMs: 12 })).toBe(true);
-    expect(offThread('always', 10, { loadMs: 0, execMs: 0 })).toBe(true);
-    expect(offThread('never', 10, { loadMs: 1e6, execMs: 1e6 })).toBe(false);
+  it('auto: a model whose registered run took ORT_OFF_THREAD_MS or more, or its load ORT_OFF_THREAD_LOAD_MS or more; always and never: all, none', () => {
+    const limits = { runMs: 10, loadMs: 100 };
+    expect(offThread('auto', limits, { loadMs: 2, execMs: 0.1 })).toBe(false);
+    // PP-OCR cls: a 20-50 ms load, a ~1.3 ms run: on the main thread (a call in the host pays the thread's hop).
+    expect(offThread('auto', limits, { loadMs: 50, execMs: 1.3 })).toBe(false);
+    expect(offThread('auto', limits, { loadMs: 100, execMs: 0.1 })).toBe(true);
+    expect(offThread('auto', limits, { loadMs: 2, execMs: 10 })).toBe(true);
+    expect(offThread('auto', limits, { loadMs: 2, execMs: 9.9 })).toBe(false);
+    expect(offThread('always', limits, { loadMs: 0, execMs: 0 })).toBe(true);
+    expect(offThread('never', limits, { loadMs: 1e6, execMs: 1e6 })).toBe(false);
   });
 });
 
@@ -227,8 +231,8 @@ describe('a node with ORT_OFF_THREAD=always', () => {
 });
 
 describe('a node with ORT_OFF_THREAD=auto', () => {
-  it('keeps a model whose registered load and run are under ORT_OFF_THREAD_MS on the main thread', async () => {
-    const b = await startBrulee({ ORT_OFF_THREAD_MS: '3600000' });
+  it('keeps a model whose registered load and run are under their limits on the main thread', async () => {
+    const b = await startBrulee({ ORT_OFF_THREAD_MS: '3600000', ORT_OFF_THREAD_LOAD_MS: '3600000' });
     try {
       expect((await b.put('tiny', mlpModel({ inputSize: 4, hidden: [4], outputSize: 2, seed: 1 }))).status).toBe(201);
       expect((await b.invoke('tiny', { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } })).status).toBe(200);
@@ -238,4 +242,29 @@ describe('a node with ORT_OFF_THREAD=auto', () => {
       await b.destroy();
     }
   });
+
+  it('sends a model whose runs here take ORT_OFF_THREAD_MS or more (inputs larger than registration ran) to the host at its next load', async () => {
+    // Registration ran LONG on one row (~1 ms); 3000 rows take hundreds of ms on the main thread.
+    const b = await startBrulee({ ORT_OFF_THREAD_MS: '50', ORT_OFF_THREAD_LOAD_MS: '3600000' });
+    try {
+      expect((await b.put('long', LONG)).status).toBe(201);
+      const key = () => b.node!.pool.list().find((e) => e.fn === 'long')!.key;
+      expect((await b.invoke('long', { x: { type: 'float32', dims: [1, 64], data: floats(64, 7) } })).status).toBe(200);
+      expect(b.node!.inSessionHost(key())).toBe(false);
+      const rows = 3000;
+      const x = floats(rows * 64, 7);
+      expect((await b.invoke('long', { x: { type: 'float32', dims: [rows, 64], data: x } })).status).toBe(200);
+      // The session already loaded stays where it is; the next load goes to the host.
+      expect(b.node!.inSessionHost(key())).toBe(false);
+      expect((await b.json('POST', '/v2/repository/models/long/unload')).status).toBe(200);
+      const r = await b.invoke('long', { x: { type: 'float32', dims: [rows, 64], data: x } });
+      expect(r.status).toBe(200);
+      expect(r.body.coldStart).toBe(true);
+      expect(b.node!.inSessionHost(key())).toBe(true);
+      const golden = await (await ort.InferenceSession.create(LONG, { intraOpNumThreads: 1 })).run({ x: new ort.Tensor('float32', Float32Array.from(x), [rows, 64]) });
+      expect(Buffer.from(Float32Array.from(r.body.outputs.y.data as number[]).buffer).equals(Buffer.from((golden.y!.data as Float32Array).buffer))).toBe(true);
+    } finally {
+      await b.destroy();
+    }
+  }, 60_000);
 });
