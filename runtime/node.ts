@@ -257,7 +257,7 @@ export class RuntimeNode implements LocalNode {
     const pool = this.pool;
     const restBuffers = (this.restBuffers = process.memoryUsage().arrayBuffers);
     const overhead = (this.overhead = new ProcessOverhead({
-      charged: () => chargesHeld(pool, process.memoryUsage().arrayBuffers - restBuffers),
+      charged: () => this.heldBytes(process.memoryUsage().arrayBuffers - restBuffers),
       started: () => pool.peakUsedBytes > 0,
       settled: () => pool.settled,
       set: (n) => pool.setOverhead(n),
@@ -454,7 +454,7 @@ export class RuntimeNode implements LocalNode {
         const { path, fetchMs } = await this.o.models.open(sha256);
         // An artifact's bytes never change (content-addressed): its layout is read at its first load here.
         const layout = this.layouts.get(sha256) ?? artifactLayout(path);
-        const model = await this.footprints.load(spec.key, () => loadModel(path, { session, preOptimized: true, layout, host }));
+        const model = await this.footprints.load(spec.key, () => this.hostLoad(spec, host, () => loadModel(path, { session, preOptimized: true, layout, host })));
         this.layouts.set(sha256, layout);
         this.sources.set(spec.key, 'artifact');
         return this.loaded(spec, t0, fetchMs, model);
@@ -472,7 +472,7 @@ export class RuntimeNode implements LocalNode {
       }
       throw e;
     }
-    const model = await this.footprints.load(spec.key, () => loadModel(path, { session, host }));
+    const model = await this.footprints.load(spec.key, () => this.hostLoad(spec, host, () => loadModel(path, { session, host })));
     this.sources.set(spec.key, 'original');
     return this.loaded(spec, t0, fetchMs, model);
   }
@@ -486,6 +486,31 @@ export class RuntimeNode implements LocalNode {
   private heldAtLoad(spec: NodeModelSpec): boolean {
     const sha = this.sources.get(spec.key) === 'artifact' ? spec.artifact?.sha256 : undefined;
     return sha === undefined || this.layouts.get(sha)?.form !== 'mapped';
+  }
+
+  /**
+   * Of the warm pool's charges, the bytes this process holds now (`chargesHeld`, given JS
+   * ArrayBuffers above their figure at rest), and the charges of loads under way in the session
+   * host: on the main thread a load stops the overhead's sampler, which sees the model only once
+   * the pool counts it (`heldAtLoad`); in the host the sampler runs meanwhile, and the model's
+   * memory, already charged at its admission, would read as overhead that idle models are evicted
+   * for (a 60 MiB model: 62 MiB of overhead during its load, 0.5 on the main thread). Counted from
+   * its start, it reads low instead until its memory exists, as a call's reserve does.
+   */
+  heldBytes(buffers: number): number {
+    return chargesHeld(this.pool, buffers) + this.hostLoadingBytes;
+  }
+  private hostLoadingBytes = 0;
+
+  /** A load in the session host, its charge counted as held (`heldBytes`) while it is under way. */
+  private async hostLoad<T>(spec: NodeModelSpec, host: SessionHost | undefined, load: () => Promise<T>): Promise<T> {
+    if (!host) return load();
+    this.hostLoadingBytes += spec.sizeBytes;
+    try {
+      return await load();
+    } finally {
+      this.hostLoadingBytes -= spec.sizeBytes;
+    }
   }
 
   /** Models whose run on the main thread here took `offThread.limits.runMs` or more: their next load goes to the session host. */

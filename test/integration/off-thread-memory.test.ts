@@ -22,6 +22,7 @@ describe("a worker's memory accounting with models in the host", () => {
     await gw?.destroy();
   });
 
+  // First: a measured run's growth is RSS, which the big model's load below would disturb.
   it("does not charge a model the outputs of its measured runs (made in the host's thread, the main thread's ArrayBuffers do not show them)", async () => {
     // Tiny weights, 8 MiB of outputs a run (500 rows x 4096 floats).
     expect((await gw.put('wide', mlpModel({ inputSize: 8, hidden: [16], outputSize: 4096, seed: 2 }))).status).toBe(201);
@@ -35,5 +36,31 @@ describe("a worker's memory accounting with models in the host", () => {
     expect(w.node!.inSessionHost(key)).toBe(true);
     // onnxruntime's arena holds one run's output (~8 MiB); the three outputs themselves were 24 MiB more.
     expect(w.node!.footprints.measured(key)).toBeLessThan(16 * MiB);
+  }, 120_000);
+
+  it('counts a model loading in the host as held from the load on (the overhead sampler runs during it)', async () => {
+    // 60 weights of 1 MiB: no tensor over 1 MiB, so no mapped artifact: the load copies all ~60 MiB into memory.
+    const big = mlpModel({ inputSize: 512, hidden: Array.from({ length: 60 }, () => 512), outputSize: 16, seed: 1 });
+    expect((await gw.put('big', big)).status).toBe(201);
+    const node = w.node!;
+    const atRest = node.heldBytes(0);
+    let duringLoad = 0;
+    const t = setInterval(() => {
+      if (node.pool.list().some((e) => e.fn === 'big' && e.state === 'loading')) duringLoad = Math.max(duringLoad, node.heldBytes(0) - atRest);
+    }, 1);
+    try {
+      const r = await gw.invoke('big', { x: { type: 'float32', dims: [2, 512], data: floats(1024, 1) } });
+      expect(r.status).toBe(200);
+      expect(r.body.coldStart).toBe(true);
+    } finally {
+      clearInterval(t);
+    }
+    const entry = node.pool.list().find((e) => e.fn === 'big')!;
+    expect(node.inSessionHost(entry.key)).toBe(true);
+    // Seen while it loaded: its charge at admission, near its ~60 MiB of weights (the pool itself
+    // counts it only once the load has ended; the node's measurement of its load and first run may
+    // raise the charge after).
+    expect(duringLoad).toBeGreaterThan(48 * 1024 ** 2);
+    expect(duringLoad).toBeLessThanOrEqual(entry.sizeBytes);
   }, 120_000);
 });
