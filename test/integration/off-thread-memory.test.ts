@@ -6,7 +6,8 @@ import { floats } from '../support/models';
 /**
  * A worker's memory accounting with its models in the session host (runtime/session-host.ts).
  * On the main thread a run's outputs count in the main thread's ArrayBuffers, which a measured
- * run's growth leaves out; made in the host's thread, they do not.
+ * run's growth leaves out, and a load stops the overhead's sampler; in the host's thread neither
+ * holds, so the node accounts for both itself.
  */
 
 describe("a worker's memory accounting with models in the host", () => {
