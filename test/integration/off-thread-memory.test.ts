@@ -5,9 +5,9 @@ import { floats } from '../support/models';
 
 /**
  * A worker's memory accounting with its models in the session host (runtime/session-host.ts).
- * On the main thread a run's outputs count in the main thread's ArrayBuffers, which a measured
- * run's growth leaves out, and a load stops the overhead's sampler; in the host's thread neither
- * holds, so the node accounts for both itself.
+ * On the main thread a load stops the overhead's sampler; in the host's thread it does not, so the
+ * node counts a load there as held from its start. (A measured run's outputs made in the host:
+ * footprint.test.ts, `outside`; RSS in a test process moves too much to see them here reliably.)
  */
 
 describe("a worker's memory accounting with models in the host", () => {
@@ -22,23 +22,6 @@ describe("a worker's memory accounting with models in the host", () => {
     await w?.destroy();
     await gw?.destroy();
   });
-
-  // First: a measured run's growth is RSS, which the big model's load below would disturb.
-  it("does not charge a model the outputs of its measured runs (made in the host's thread, the main thread's ArrayBuffers do not show them)", async () => {
-    // Tiny weights, 16 MiB of outputs a run (1000 rows x 4096 floats).
-    expect((await gw.put('wide', mlpModel({ inputSize: 8, hidden: [16], outputSize: 4096, seed: 2 }))).status).toBe(201);
-    const body = JSON.stringify({ inputs: [{ name: 'x', shape: [1000, 8], datatype: 'FP32', data: floats(8000, 3) }], parameters: { binary_data_output: true } });
-    for (let i = 0; i < 3; i++) {
-      const r = await gw.req('/v2/models/wide/infer', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-      expect(r.status).toBe(200);
-      expect((await r.arrayBuffer()).byteLength).toBeGreaterThan(16_000_000);
-    }
-    const key = w.node!.pool.list().find((e) => e.fn === 'wide')!.key;
-    expect(w.node!.inSessionHost(key)).toBe(true);
-    // onnxruntime's arena holds one run's output (~16 MiB); the three outputs themselves were 48 MiB
-    // more (RSS in a test process moves by several MiB with everything else in it).
-    expect(w.node!.footprints.measured(key)).toBeLessThan(32 * MiB);
-  }, 120_000);
 
   it('counts a model loading in the host as held from the load on (the overhead sampler runs during it)', async () => {
     // 60 weights of 1 MiB: no tensor over 1 MiB, so no mapped artifact: the load copies all ~60 MiB into memory.

@@ -86,6 +86,15 @@ describe('a session in the host thread', () => {
     await m.dispose();
   });
 
+  it('says it is hosted (so a measured run is not charged its outputs: the main thread does not count them), and a model on the main thread does not', async () => {
+    const hosted = await loadModel(LONG, { host });
+    const here = await loadModel(LONG);
+    expect(hosted.hosted).toBe(true);
+    expect(here.hosted).toBeUndefined();
+    await hosted.dispose();
+    await here.dispose();
+  });
+
   it("leaves the caller's input tensors as they were (they are copied to the thread, not moved)", async () => {
     const m = await loadModel(LONG, { host });
     const inputs = longInput(3);

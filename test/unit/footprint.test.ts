@@ -57,6 +57,19 @@ describe('Footprints', () => {
     expect(f.charge('m', 50)).toBe(50);
   });
 
+  it("leaves out of a measured run's growth the bytes `outside` names in its result (outputs made in a session host's thread)", async () => {
+    let native = 1000;
+    const f = new Footprints({ firstRuns: 3, measure: () => native });
+    await f.load('m', async () => void (native += 40));
+    // The run grew the process by 30 (the arena) + 64 (its outputs, which the main thread's ArrayBuffers do not show).
+    const out = await f.run('m', 100, async () => ((native += 94), { bytes: 64 }), (r) => r.bytes);
+    expect(out).toEqual({ bytes: 64 });
+    expect(f.measured('m')).toBe(70);
+    // More outside than the growth is no negative charge.
+    await f.run('m', 100, async () => ((native += 10), { bytes: 64 }), (r) => r.bytes);
+    expect(f.measured('m')).toBe(70);
+  });
+
   it('charges a model measured above the cap (the budget) the cap, never more: it runs alone rather than never', async () => {
     let native = 0;
     const f = new Footprints({ measure: () => native, capBytes: 100 });
