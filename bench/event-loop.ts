@@ -28,7 +28,7 @@ import { parseArgs } from 'node:util';
 import { mlpForBytes, mlpModel } from '../models/generate';
 import { startRedisServer } from '../queue/redis-server';
 import { readModel, REAL_MODELS } from '../test/support/models';
-import { leanClient, median, startServer, throughput, type BenchServer } from './support';
+import { leanClient, median, startServer, throughput, v2Binary, type BenchServer } from './support';
 
 const args = parseArgs({
   options: {
@@ -60,10 +60,9 @@ const MODELS: Record<string, () => Model> = {
 
 /** A v2 binary infer of one float32 input `x` of `dims`. */
 function inferBody(dims: number[]): { body: Buffer; headers: Record<string, string> } {
-  const n = dims.reduce((a, b) => a * b, 1);
-  const raw = Buffer.from(Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * 0.5).buffer);
-  const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: dims, parameters: { binary_data_size: raw.byteLength } }], parameters: { binary_data_output: true } }));
-  return { body: Buffer.concat([header, raw]), headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.byteLength) } };
+  const x = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(i * 0.37) * 0.5);
+  const { body, headers } = v2Binary('x', dims, x);
+  return { body, headers: { ...headers, 'content-type': 'application/octet-stream' } };
 }
 
 /** The probe in process `pid`: its samples since the last read. */

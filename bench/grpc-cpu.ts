@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { mlpModel } from '../models/generate';
 import { readModel, REAL_MODELS } from '../test/support/models';
-import { cpuMsOf, grpcRow, median, startServer, untilIdle, wrkRow, type BenchServer, type ExternalRow } from './support';
+import { cpuMsOf, grpcRow, median, startServer, untilIdle, v2Binary, wrkRow, type BenchServer, type ExternalRow } from './support';
 
 const args = parseArgs({
   options: {
@@ -50,13 +50,12 @@ async function main() {
       const put = await fetch(`${s.url}/functions/bench?threads=1`, { method: 'PUT', body: bytes });
       if (put.status >= 300) throw new Error(`register: ${put.status} ${await put.text()}`);
     }
-    const header = JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }], parameters: { binary_data_output: true } });
-    const body = Buffer.concat([Buffer.from(header), Buffer.from(x.buffer)]);
+    const v2 = v2Binary(input, dims, x);
     type Row = { pid: number; client: ExternalRow };
     const rows: Row[] = [];
     for (const [label, s] of servers) {
       if (!args['no-grpc']) rows.push({ pid: s.pid, client: grpcRow(dir, `${label} gRPC`, s.grpcPort, input, dims, x) });
-      if (!args['no-rest']) rows.push({ pid: s.pid, client: wrkRow(dir, `${label} v2 binary`, `${s.url}/v2/models/bench/infer`, body, { 'Inference-Header-Content-Length': String(Buffer.byteLength(header)) }) });
+      if (!args['no-rest']) rows.push({ pid: s.pid, client: wrkRow(dir, `${label} v2 binary`, `${s.url}/v2/models/bench/infer`, v2.body, v2.headers) });
     }
     const per = rows.map(() => ({ us: [] as number[], p50: [] as number[] }));
     for (let r = 0; r < Number(args.rounds); r++) {

@@ -39,7 +39,7 @@ import { startRedisServer } from '../queue/redis-server';
 import { mlpModel } from '../models/generate';
 import { readModel, REAL_MODELS } from '../test/support/models';
 import { commandCount, startFloor, type Floor } from './bullmq-floor';
-import { grpcRow, hasGrpcio, hasWrk, leanClient, median, pct, startGrpcFloor, startHttpFloor, startServer, untilIdle, wrkRow, type BenchServer, type ExternalRow } from './support';
+import { grpcRow, hasGrpcio, hasWrk, leanClient, median, pct, startGrpcFloor, startHttpFloor, startServer, untilIdle, v2Binary, wrkRow, type BenchServer, type ExternalRow } from './support';
 
 const args = parseArgs({
   options: {
@@ -77,8 +77,8 @@ function protocolsOf(label: string, server: BenchServer, input: string, dims: nu
     const r = await web.call('POST', path, body, headers);
     if (r.status !== 200) throw new Error(`${path}: ${r.status} ${r.body.toString().slice(0, 200)}`);
   };
-  const { v1json, v2json, header, binaryBody, rawX } = b;
-  const binary = () => post('/v2/models/bench/infer', binaryBody, { 'inference-header-content-length': String(Buffer.byteLength(header)) });
+  const { v1json, v2json, binary: v2, rawX } = b;
+  const binary = () => post('/v2/models/bench/infer', v2.body, v2.headers);
   return {
     binary,
     rows: [
@@ -103,19 +103,13 @@ function protocolsOf(label: string, server: BenchServer, input: string, dims: nu
 /** The request bodies of each protocol, the same for every client. */
 type Bodies = ReturnType<typeof bodiesOf>;
 function bodiesOf(input: string, dims: number[], x: Float32Array) {
-  const header = floorHeader(input, dims, x);
   return {
     v1json: JSON.stringify({ inputs: { [input]: { type: 'float32', dims, data: Array.from(x) } } }),
     v2json: JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', data: Array.from(x) }] }),
-    header,
-    binaryBody: Buffer.concat([Buffer.from(header), Buffer.from(x.buffer)]),
+    /** What tritonclient.http sends by default. */
+    binary: v2Binary(input, dims, x),
     rawX: Buffer.from(x.buffer),
   };
-}
-
-/** What tritonclient.http sends by default: binary input, every output binary (the JSON header). */
-function floorHeader(input: string, dims: number[], x: Float32Array): string {
-  return JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }], parameters: { binary_data_output: true } });
 }
 
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
@@ -148,10 +142,10 @@ async function main() {
     }
     const protocols: Array<[string, () => Promise<unknown>]> = [['raw onnxruntime', () => session.run({ [input]: new ort.Tensor('float32', x, dims) })]];
     const b = bodiesOf(input, dims, x);
-    const binHeaders = { 'Inference-Header-Content-Length': String(Buffer.byteLength(b.header)) };
+    const binHeaders = b.binary.headers;
     if (!args['no-floor']) {
       // As many bytes as brulee's v2 binary answer (its JSON header, then the outputs).
-      const answer = await fetch(`${servers.at(-1)![1].url}/v2/models/bench/infer`, { method: 'POST', body: b.binaryBody, headers: binHeaders });
+      const answer = await fetch(`${servers.at(-1)![1].url}/v2/models/bench/infer`, { method: 'POST', body: b.binary.body, headers: binHeaders });
       const answerBytes = (await answer.arrayBuffer()).byteLength;
       httpFloor = await startHttpFloor(answerBytes);
       grpcFloor = await startGrpcFloor(answerBytes - Number(answer.headers.get('inference-header-content-length')));
@@ -204,13 +198,13 @@ async function main() {
     const external: ExternalRow[] = [];
     if (!args['no-external'] && hasWrk() && hasGrpcio()) {
       const json = { 'Content-Type': 'application/json' };
-      if (httpFloor) external.push(wrkRow(dir, 'http floor', `${httpFloor.url}/v2/models/bench/infer`, b.binaryBody, binHeaders));
+      if (httpFloor) external.push(wrkRow(dir, 'http floor', `${httpFloor.url}/v2/models/bench/infer`, b.binary.body, binHeaders));
       if (grpcFloor) external.push(grpcRow(dir, 'grpc floor', grpcFloor.port, input, dims, x));
       for (const [label, server] of servers) {
         external.push(
           wrkRow(dir, `${label} v1 JSON`, `${server.url}/functions/bench/invoke`, Buffer.from(b.v1json), json),
           wrkRow(dir, `${label} v2 JSON`, `${server.url}/v2/models/bench/infer`, Buffer.from(b.v2json), json),
-          wrkRow(dir, `${label} v2 binary`, `${server.url}/v2/models/bench/infer`, b.binaryBody, binHeaders),
+          wrkRow(dir, `${label} v2 binary`, `${server.url}/v2/models/bench/infer`, b.binary.body, binHeaders),
           grpcRow(dir, `${label} gRPC (raw)`, server.grpcPort, input, dims, x),
         );
       }

@@ -283,5 +283,15 @@ export function grpcRow(dir: string, name: string, port: number, input: string, 
   };
 }
 
+/**
+ * What tritonclient.http sends by default for one FP32 input: binary input, every output binary.
+ * `header` is the JSON part, `body` that and the input's bytes after it, `headers` what says where
+ * the JSON ends (no Content-Type, as the client sends none).
+ */
+export function v2Binary(input: string, dims: number[], x: Float32Array): { header: string; body: Buffer; headers: Record<string, string> } {
+  const header = JSON.stringify({ inputs: [{ name: input, shape: dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }], parameters: { binary_data_output: true } });
+  return { header, body: Buffer.concat([Buffer.from(header), Buffer.from(x.buffer, x.byteOffset, x.byteLength)]), headers: { 'Inference-Header-Content-Length': String(Buffer.byteLength(header)) } };
+}
+
 export const hasWrk = () => spawnSync('wrk', ['--version']).error === undefined;
 export const hasGrpcio = () => spawnSync('/usr/bin/python3', ['-c', 'import grpc, grpc_tools']).status === 0;

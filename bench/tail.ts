@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { mlpModel } from '../models/generate';
 import { readModel, REAL_MODELS } from '../test/support/models';
-import { pct, startHttpFloor, startServer, type BenchServer } from './support';
+import { pct, startHttpFloor, startServer, v2Binary, type BenchServer } from './support';
 
 const args = parseArgs({
   options: {
@@ -83,8 +83,7 @@ async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'brulee-tail-'));
   const { bytes, dims } = args.model === 'ocr-cls' ? { bytes: readModel(REAL_MODELS.ocrCls), dims: [1, 3, 48, 192] } : { bytes: mlpModel({ inputSize: 64, hidden: [64], outputSize: 16, seed: 1 }), dims: [1, 64] };
   const x = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(i) / 2);
-  const header = JSON.stringify({ inputs: [{ name: 'x', shape: dims, datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }], parameters: { binary_data_output: true } });
-  const binary = Buffer.concat([Buffer.from(header), Buffer.from(x.buffer)]);
+  const { header, body: binary } = v2Binary('x', dims, x);
   writeFileSync(join(dir, 'v2'), binary);
   writeFileSync(join(dir, 'v1'), JSON.stringify({ inputs: { x: { type: 'float32', dims, data: Array.from(x) } } }));
 
