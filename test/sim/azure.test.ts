@@ -1,6 +1,7 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { seededRandom } from '../../runtime/policies/random';
@@ -64,14 +65,30 @@ describe('Azure Functions 2019 reader', () => {
 });
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const sample = resolve(root, '../shared/traces/azure2019-sample100');
-const paper = resolve(root, '../shared/models/paper-models.json');
+/**
+ * The shared traces and models: `../shared` beside this checkout, or, for a clone of a checkout on
+ * this machine (`git clone . $d/p`, as a clean-clone CI run makes), beside the checkout it came from.
+ */
+function sharedDir(): string {
+  const beside = resolve(root, '../shared');
+  if (existsSync(beside)) return beside;
+  try {
+    const origin = execFileSync('git', ['-C', root, 'remote', 'get-url', 'origin'], { encoding: 'utf8' }).trim();
+    if (isAbsolute(origin) && existsSync(resolve(origin, '../shared'))) return resolve(origin, '../shared');
+  } catch {
+    // Not a clone, or no git: only `beside` is looked at.
+  }
+  return beside;
+}
+const shared = sharedDir();
+const sample = join(shared, 'traces/azure2019-sample100');
+const paper = join(shared, 'models/paper-models.json');
 
 describe('the shipped sample with the paper models', () => {
   it('reads 100 functions over 480 minutes and maps them by rank', () => {
     // Not skipped when absent: CI keeps shared/ beside the clone, and a missing trace is a broken setup.
     for (const f of [join(sample, 'invocations.csv'), paper]) {
-      expect(existsSync(f), `${f} is missing: the shared traces and models belong beside the clone (../shared)`).toBe(true);
+      expect(existsSync(f), `${f} is missing: the shared traces and models belong beside the clone (../shared), or beside the checkout it was cloned from`).toBe(true);
     }
     const t = readAzure(sample);
     expect(t.functions.length).toBe(100);
