@@ -26,6 +26,7 @@ export class SessionHost {
   private readonly threads: Thread[];
   private nextId = 1;
   private closed = false;
+  private closing?: Promise<void>;
 
   /** @param threads threads in the host (`ORT_OFF_THREAD_THREADS`). @default 1 */
   constructor(threads = 1) {
@@ -71,6 +72,7 @@ export class SessionHost {
       }
     }
     const t = this.threads[s.thread]!;
+    if (this.closed) return Promise.reject(shuttingDown());
     if (!this.lives(s)) return Promise.reject(new BruleeError('INTERNAL', 'a run of a session whose thread stopped'));
     return this.request(t, { op: 'run', handle: s.handle, feeds, ...(fetches ? { fetches } : {}) }, transfer);
   }
@@ -92,18 +94,24 @@ export class SessionHost {
   }
 
   /**
-   * Stops the threads for good (idempotent): requests in flight and after it fail with
-   * `SHUTTING_DOWN`; each thread releases its sessions and exits once its current operation ends.
+   * Stops the threads for good (idempotent: a second call waits for the same exits): requests in
+   * flight and after it fail with `SHUTTING_DOWN`; each thread releases its sessions and exits
+   * once its current operation ends.
    * Not `Worker.terminate`: stopping a thread while onnxruntime is in a run makes the binding throw
    * a C++ exception nothing catches, which aborts the whole process.
    */
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.closed = true;
+    this.closing ??= this.stopThreads();
+    return this.closing;
+  }
+
+  private async stopThreads(): Promise<void> {
     await Promise.all(
       this.threads.map(async (t) => {
         const w = t.worker;
         t.worker = undefined;
-        fail(t, new BruleeError('SHUTTING_DOWN', 'the node is shutting down: its onnxruntime session host stopped'));
+        fail(t, shuttingDown());
         if (!w) return;
         const exited = new Promise((resolve) => w.once('exit', resolve));
         w.ref(); // a process with nothing else to do waits for it
@@ -128,7 +136,7 @@ export class SessionHost {
   }
 
   private worker(t: Thread): Worker {
-    if (this.closed) throw new BruleeError('SHUTTING_DOWN', 'the node is shutting down: its onnxruntime session host stopped');
+    if (this.closed) throw shuttingDown();
     if (t.worker) return t.worker;
     // No TypeScript loader in the thread (its script is plain JavaScript): it starts faster.
     const w = new Worker(new URL('./session-host-thread.mjs', import.meta.url), { execArgv: [] });
@@ -187,6 +195,10 @@ interface Thread {
 const typedArraySlice = Object.getPrototypeOf(Uint8Array.prototype).slice as (this: ArrayBufferView) => ArrayBufferView;
 function copyOf<D extends ArrayBufferView>(data: D): D {
   return typedArraySlice.call(data) as D;
+}
+
+function shuttingDown(): BruleeError {
+  return new BruleeError('SHUTTING_DOWN', 'the node is shutting down: its onnxruntime session host stopped');
 }
 
 function fail(t: Thread, e: BruleeError): void {

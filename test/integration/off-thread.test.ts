@@ -164,6 +164,18 @@ describe('a session in the host thread', () => {
     expect(isBruleeError(e) && e.code).toBe('SHUTTING_DOWN');
   });
 
+  it('a second close waits for the threads as the first does, and a run caught by the close fails SHUTTING_DOWN (not INTERNAL)', async () => {
+    const own = new SessionHost();
+    const m = await loadModel(LONG, { host: own });
+    const long = m.run(longInput(3000)).catch((err: unknown) => err);
+    let firstDone = false;
+    const first = own.close().then(() => (firstDone = true));
+    await within(20_000, 'the second close', own.close());
+    expect(firstDone).toBe(true);
+    await first;
+    expect(isBruleeError(await long) && ((await long) as { code: string }).code).toBe('SHUTTING_DOWN');
+  });
+
   it("lets the main thread's timers run while it computes", async () => {
     const m = await loadModel(LONG, { host });
     let ticks = 0;
