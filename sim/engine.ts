@@ -35,6 +35,11 @@ export interface SimOptions {
   onLoadStart?: (key: string, prewarm: boolean) => void;
   /** Called every 2^18 dispatched invocations. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Take every event through the general turn, without the serial node's whole-call steps
+   * (`serveSerial`): for tests, which require the same results either way. @default false
+   */
+  plainTurns?: boolean;
 }
 
 export interface SimResult {
@@ -247,6 +252,8 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
  * One run of `simulate`. `run` is the event loop; each turn takes the earliest of these, in this
  * order of precedence, and hands it to the method named for its phase:
  *
+ * 0. `serveSerial`: on a serial node, while no check and no pre-warm load can come between, whole
+ *    calls in one step each (the phases below, in their order, without a turn's search);
  * 1. `refreshPopularity`: the popularity refreshes due (every 10 s of virtual time), each at its
  *    time; they change only the clock and the rates, so the turn goes on to the next phase;
  * 2. `periodicCheck`: a keep-alive / pre-warm check due (every `sweepMs`), unless the policy's
@@ -270,6 +277,7 @@ class NodeRun {
   private readonly from: number;
   private readonly to: number;
   private readonly N: number;
+  private readonly plainTurns: boolean;
 
   // Popularity (the runtime's decayed share), skipped for policies that never read it.
   private readonly pop: PopularityTracker;
@@ -382,6 +390,7 @@ class NodeRun {
     this.from = opts.reportFromMs ?? -Infinity;
     this.to = opts.reportToMs ?? Infinity;
     this.N = trace.times.length;
+    this.plainTurns = opts.plainTurns === true;
 
     this.pop = new PopularityTracker(F, opts.popularityRefreshMs, opts.popularityWindowMs);
     this.usesPop = this.hints.usesPopularity !== false;
@@ -428,7 +437,9 @@ class NodeRun {
     const { slotFinish, slotLoadEnd, slotTouch, bgEnd } = this;
     const times = this.trace.times;
     const N = this.N;
+    const serial = K === 1 && !this.plainTurns && !(this.sweepMs === 0 && this.hasSweep);
     for (;;) {
+      if (serial) this.serveSerial();
       let tSlot = Infinity;
       for (let s = 0; s < K; s++) {
         const t = Math.min(slotFinish[s]!, slotLoadEnd[s]!, slotTouch[s]!);
@@ -457,6 +468,59 @@ class NodeRun {
   }
 
   /**
+   * Phase 0, on a serial node (one slot) with no pre-warm load under way and no call waiting for
+   * memory: whole calls, one after another, while no check falls due. The next event is then known
+   * without looking (the next call's dispatch while the slot is free; its load's end, then its
+   * completion, while it runs), and only popularity refreshes can come between them, so each call
+   * is taken in one step: the same phases in the same order as `run`'s turns would take them
+   * (the refreshes up to each event, `dispatch`, `completeLoad`, the slot freed), without a turn's
+   * search for the earliest event. A hit does not even occupy the slot (nothing can look at it
+   * before it is freed), and a completion runs no refresh (it reads no popularity: the refreshes
+   * before it are the next event's, with the same calls counted). Stops at the first event at or
+   * after which a check is due, or when no call is left, and leaves the rest to `run`'s turns.
+   */
+  private serveSerial(): void {
+    if (this.busySlots !== 0 || this.bgEnd.length !== 0 || this.blocked) return;
+    const { times, fns } = this.trace;
+    const N = this.N;
+    const state = this.state;
+    const pop = this.pop;
+    const checks = this.hasSweep;
+    let stepped = false;
+    while (this.i < N) {
+      const t = Math.max(this.now, times[this.i]!);
+      if (checks && this.nextSweep <= t) break;
+      if (pop.nextRefreshAt <= t) this.refreshesUntil(t);
+      this.now = t;
+      stepped = true;
+      const f = fns[this.i]!;
+      if (state[f] === RESIDENT) {
+        // A hit: dispatch, then its completion (nothing else can happen on the node meanwhile).
+        const fin = this.serveHit(f);
+        if (checks && this.nextSweep <= fin) {
+          this.occupy(f, fin); // a check comes first: the turns take it from here
+          break;
+        }
+        this.now = fin;
+        continue;
+      }
+      this.dispatch(); // a miss (or refused; with the slot free, nothing else)
+      if (this.slotModel[0] === -1) continue;
+      const loadEnd = this.slotLoadEnd[0]!;
+      if (checks && this.nextSweep <= loadEnd) break;
+      if (pop.nextRefreshAt <= loadEnd) this.refreshesUntil(loadEnd);
+      this.now = loadEnd;
+      this.slotLoadEnd[0] = Infinity;
+      this.completeLoad(this.slotModel[0]!, false);
+      const fin = this.slotFinish[0]!;
+      if (checks && this.nextSweep <= fin) break;
+      this.now = fin;
+      this.freeSlot(0);
+    }
+    if (stepped) this.dirty = true;
+  }
+
+  /**
    * Phase 1: the popularity refreshes due before the next event and the next check, each at its
    * own time (periodic events run in time order). They change nothing the turn's next event
    * depends on (only the clock, and the rates), so the turn goes on.
@@ -466,6 +530,12 @@ class NodeRun {
     const tUntil = this.hasSweep && this.nextSweep < tNext ? this.nextSweep : tNext;
     const idle = this.busySlots === 0 && this.bgEnd.length === 0;
     if (!(pop.nextRefreshAt <= tUntil && pop.nextRefreshAt !== Infinity && !(idle && this.i >= this.N))) return;
+    this.refreshesUntil(tUntil);
+  }
+
+  /** The refreshes due at or before tUntil (the first of them is due). */
+  private refreshesUntil(tUntil: number): void {
+    const pop = this.pop;
     if (this.usesPop) {
       do {
         this.now = Math.max(this.now, pop.nextRefreshAt);
@@ -536,13 +606,7 @@ class NodeRun {
       }
     }
     for (let s = 0; s < K; s++) {
-      if (slotFinish[s]! <= now && slotLoadEnd[s] === Infinity && slotTouch[s] === Infinity) {
-        slotFinish[s] = Infinity;
-        this.inFlight[slotModel[s]!]!--;
-        this.totalInFlight--;
-        slotModel[s] = -1;
-        this.busySlots--;
-      }
+      if (slotFinish[s]! <= now && slotLoadEnd[s] === Infinity && slotTouch[s] === Infinity) this.freeSlot(s);
     }
     this.blocked = false;
   }
@@ -598,22 +662,57 @@ class NodeRun {
     this.slotModel[s] = f;
     this.slotFinish[s] = finish;
     this.busySlots++;
-    this.pop.record(f);
-    this.future?.served(f);
-    if (inWindow) {
+    this.served(e, wait, wait > 0 || this.state[f] !== RESIDENT, finish);
+  }
+
+  /**
+   * A hit of invocation i (model f resident) at `now` on a serial node, taken whole by
+   * `serveSerial`: `dispatch` without the slot. Returns when it completes.
+   */
+  private serveHit(f: number): number {
+    const e = this.entries[f]!;
+    this.touch(f);
+    const finish = this.now + e.execMs;
+    this.served(e, 0, false, finish);
+    return finish;
+  }
+
+  /** Invocation i has been dispatched at `now` (model e, waiting `wait` for a load, cold or not, done at `finish`). */
+  private served(e: SimEntry, wait: number, cold: boolean, finish: number): void {
+    this.pop.record(e.idx);
+    this.future?.served(e.idx);
+    const arrival = this.trace.times[this.i]!;
+    if (arrival >= this.from && arrival < this.to) {
       this.counted++;
-      const cold = wait > 0 || this.state[f] !== RESIDENT;
       if (cold) this.cold++;
       this.opts.onServe?.(e.key, wait, cold);
       this.loadDelay += wait;
       this.execTotal += e.execMs;
       const lat = finish - arrival;
       this.latencySum += lat;
-      this.queueSum += now - arrival;
+      this.queueSum += this.now - arrival;
       this.latencies[this.nLat++] = lat;
     }
     this.i++;
     if ((this.i & PROGRESS_MASK) === 0) this.opts.onProgress?.(this.i, this.N);
+  }
+
+  /** Slot 0 holds invocation i - 1's hit of model f until `finish` (`serveHit`'s call, handed back to the turns). */
+  private occupy(f: number, finish: number): void {
+    this.inFlight[f]!++;
+    this.totalInFlight++;
+    this.slotModel[0] = f;
+    this.slotFinish[0] = finish;
+    this.busySlots++;
+  }
+
+  /** Slot s's invocation completes. */
+  private freeSlot(s: number): void {
+    this.slotFinish[s] = Infinity;
+    this.inFlight[this.slotModel[s]!]!--;
+    this.totalInFlight--;
+    this.slotModel[s] = -1;
+    this.busySlots--;
   }
 
   /** Invocation i is not served (its model does not fit). */

@@ -555,6 +555,30 @@ describe('simulate: the checks the hints let it skip, and only those', () => {
   });
 });
 
+describe('simulate: whole calls between checks (serveSerial) count as events for the checks', () => {
+  it('a call taken whole after a check makes the next check run, whatever nextCheckAt said before it', () => {
+    // Budget 2, checks every 1000 ms. The check at 1000 finds nothing loaded; nextCheckAt says no
+    // check matters until a hook is called. A is called at 1500 and served whole (load 1500-1510,
+    // done 1511) before the check due at 2000; that check must run (A was loaded since) and
+    // expires A. Only then is nextCheckAt's answer trusted: the checks up to B's call are skipped.
+    const p = new Hinted((now) => now, () => Infinity, (now) => (now >= 2000 ? ['A'] : []), () => [], ['A']);
+    const { log, calls, r } = recorded([[1500, 'A'], [5000, 'B']], {}, p, { budgetBytes: 2 });
+    expect(log).toEqual([
+      'prewarm@1000 free 2 resident []',
+      'quietUntil@1000 = 1000',
+      'load@1510 A(hits 1, loaded 1510, used 1510, pop 0.0000)',
+      'expired@2000 [A]',
+      'evict@2000 A',
+      'prewarm@2000 free 2 resident []',
+      'quietUntil@2000 = 2000',
+      'nextCheckAt@2000 = Infinity',
+      'load@5010 B(hits 1, loaded 5010, used 5010, pop 0.0000)',
+    ]);
+    expect(calls).toEqual(['loading A', 'served A wait 10 cold', 'evicted A@2000 expired', 'loading B', 'served B wait 10 cold']);
+    expect([r.expirations, r.coldStarts, r.simulatedMs]).toEqual([1, 2, 5011]);
+  });
+});
+
 describe('simulate: loads that end at the same instant', () => {
   it('pre-warm loads finish first, in the order they started, then the calls\' own loads', () => {
     // Budget 3. P and R are pre-warmed at 1000 (100 ms loads, to 1100); A arrives at 1050 and

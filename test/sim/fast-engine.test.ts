@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../../runtime/policies/random';
-import { FutureIndex, kthSmallest, skipChecks } from '../../sim/engine';
+import { FutureIndex, kthSmallest, simulate, skipChecks, type SimOptions } from '../../sim/engine';
+import { createSimPolicy, isOracle, SIM_POLICIES } from '../../sim/policies';
+import type { SimModel } from '../../sim/trace';
+import { randomTrace } from './helpers';
 
 describe("the simulator's shortcuts give what the plain computation gives", () => {
   it('kthSmallest: the k-th of a sort (p99 without sorting every latency)', () => {
@@ -78,4 +81,47 @@ describe("the simulator's shortcuts give what the plain computation gives", () =
       expect(fut.nextUse('unknown')).toBe(Infinity);
     }
   });
+
+  it('serveSerial: whole calls in one step on a serial node give what the general turns give, event for event', () => {
+    // Load times around the popularity refresh (10 s) and the check period, so that refreshes and
+    // checks fall inside loads and runs; exec 0 for some models (a load's end and its completion
+    // at one instant); some models larger than the smaller budgets (refused).
+    const trace = randomTrace(13, 2500, 24);
+    const models: SimModel[] = trace.functions.map((key, f) => ({
+      key,
+      sizeBytes: 100 + ((f * 53) % 400),
+      loadMs: 300 + ((f * 7919) % 14_000),
+      execMs: f % 5 === 0 ? 0 : 20 + ((f * 31) % 3000),
+    }));
+    const total = models.reduce((a, m) => a + m.sizeBytes, 0);
+    const variants: Partial<SimOptions>[] = [
+      {},
+      { sweepMs: 700, popularityRefreshMs: 3000, popularityFirstRefreshMs: 0 },
+      { sweepMs: 0 },
+      { reportFromMs: 200_000, reportToMs: 1_500_000, popularityWindowMs: 60_000 },
+    ];
+    for (const policy of SIM_POLICIES) {
+      for (const pct of [0.06, 0.15, 0.4, 1]) {
+        for (const v of variants) {
+          const runWith = (plainTurns: boolean) => {
+            const log: string[] = [];
+            const r = simulate(trace, models, createSimPolicy(policy, { seed: 3, ttlMs: 20_000 }), {
+              ...v,
+              budgetBytes: Math.round(pct * total),
+              future: isOracle(policy),
+              plainTurns,
+              onEvict: (k, now, cause) => log.push(`evict ${k} ${now} ${cause}`),
+              onServe: (k, wait, cold) => log.push(`serve ${k} ${wait} ${cold}`),
+              onLoadStart: (k, pre) => log.push(`load ${k} ${pre}`),
+            });
+            return { r: { ...r, wallMs: 0 }, log };
+          };
+          const fast = runWith(false);
+          const plain = runWith(true);
+          expect(fast.r, `${policy} at ${pct} ${JSON.stringify(v)}`).toEqual(plain.r);
+          expect(fast.log).toEqual(plain.log);
+        }
+      }
+    }
+  }, 60_000);
 });
