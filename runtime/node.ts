@@ -161,11 +161,18 @@ export class RuntimeNode implements LocalNode {
         this.evictions++;
         this.lastLoadMs.delete(ev.key);
         this.lastFetchMs.delete(ev.key);
-        if (ev.cause === 'retired' || ev.cause === 'unload') {
+        // A retired version's key (its bytes) will not be loaded again: what was learned of it goes.
+        // An explicit unload (the API's, or a deletion) keeps it, as an eviction does: the key is the
+        // model's bytes, and what this process measured of them holds at their next load (one under
+        // other session options is measured again: `loadSpec`), which then runs beside other calls
+        // instead of alone, and a cold call skips four reads of /proc (`bench:speed`'s cold calls
+        // each follow an unload).
+        if (ev.cause === 'retired') {
           this.footprints.forget(ev.key);
+          this.measuredWith.delete(ev.key);
           this.outPerIn.delete(ev.key);
-          this.registered.delete(ev.key);
         }
+        if (ev.cause === 'retired' || ev.cause === 'unload') this.registered.delete(ev.key);
         metrics.evictions.inc({ function: ev.fn, cause: ev.cause });
         log.info({ model: ev.key, cause: ev.cause, reason: ev.reason }, 'evicted');
         void recordEviction(this.o.redis, this.o.keys, this.o.id, ev).catch(() => undefined);
@@ -408,6 +415,9 @@ export class RuntimeNode implements LocalNode {
     }
   }
 
+  /** The session options (JSON) each model's footprint was measured under (`loadSpec`). */
+  private readonly measuredWith = new Map<string, string>();
+
   /** Of each model, the most output bytes a call had per input byte (to reserve a call's outputs before it runs). */
   private readonly outPerIn = new Map<string, number>();
 
@@ -444,6 +454,13 @@ export class RuntimeNode implements LocalNode {
     this.heldWrites.flush();
     const t0 = performance.now();
     const session = spec.session ?? {};
+    // A footprint holds for the session options it was measured under: others (a function
+    // registered again with other threads or arena) are measured again from this load.
+    const options = JSON.stringify(session);
+    if (this.measuredWith.get(spec.key) !== options) {
+      this.footprints.forget(spec.key);
+      this.measuredWith.set(spec.key, options);
+    }
     const { mode, limits } = this.o.offThread;
     const host = offThread(mode, limits, spec) || (mode === 'auto' && this.longRuns.has(spec.key)) ? this.host : undefined;
     if (host) this.inHost.add(spec.key);

@@ -169,6 +169,39 @@ describe('warm pool under a budget', () => {
     expect(metric('brulee_queue_depth{state="waiting"}')).toBe(0);
   });
 
+  it('an explicit unload keeps what the node measured of the model: its reload runs unmeasured, beside other calls; other session options are measured again', async () => {
+    b = await startBrulee();
+    const bytes = mlpModel({ inputSize: 64, hidden: [64], outputSize: 16, seed: 5 });
+    await b.put('kept', bytes);
+    const want = await directJson(bytes, x4);
+    const inBytes = 64 * 4;
+    // Its first load and first three runs are measured (runtime/footprint.ts).
+    for (let i = 0; i < 3; i++) expect(asFloat32((await b.invoke('kept', x4)).body.outputs)).toEqual(want);
+    const fp = b.node!.footprints;
+    const key = b.node!.pool.list().find((m) => m.fn === 'kept')!.key;
+    const measured = fp.measured(key);
+    expect(fp.measures(key, inBytes)).toBe(false);
+    const unload = async () => {
+      expect((await b!.json('POST', '/v2/repository/models/kept/unload')).status).toBe(200);
+      expect(b!.node!.pool.has(key)).toBe(false);
+    };
+    await unload();
+    expect([fp.measured(key), fp.measures(key, inBytes)]).toEqual([measured, false]);
+    const r = await b.invoke('kept', x4);
+    expect([r.status, r.body.coldStart]).toEqual([200, true]);
+    expect(asFloat32(r.body.outputs)).toEqual(want);
+    expect([fp.measured(key), fp.measures(key, inBytes)]).toEqual([measured, false]);
+    // The same bytes under other session options (the same key): its next load is measured again.
+    expect((await b.put('kept', bytes, 'arena=false')).status).toBe(200);
+    await unload();
+    const again = await b.invoke('kept', x4);
+    expect([again.status, again.body.coldStart]).toEqual([200, true]);
+    expect(asFloat32(again.body.outputs)).toEqual(want);
+    expect(fp.measures(key, inBytes)).toBe(true);
+    const stats = (await b.json('GET', '/stats')).body.functions.kept;
+    expect(stats).toMatchObject({ invocations: 5, loads: 3, coldStarts: 3, warmHits: 2 });
+  });
+
   it('refuses a model larger than every node budget at registration, with a clear error', async () => {
     b = await startBrulee({ MEMORY_BUDGET: '1MB' });
     const r = await b.put('huge', mlpForBytes(3 * MB, 5));
