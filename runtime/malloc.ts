@@ -1,3 +1,5 @@
+import { createRequire } from 'node:module';
+
 /**
  * glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which a
  * model's weights and arena come from the heap and stay in the process once the model is evicted
@@ -17,4 +19,112 @@ export function mallocReturnsMemory(env: NodeJS.ProcessEnv = process.env, platfo
 /** `env` with brulee's GLIBC_TUNABLES unless it sets its own (an empty one included: a way to measure without). */
 export function withMallocTunables<T extends Record<string, string | undefined>>(env: T): T & { GLIBC_TUNABLES: string } {
   return { ...env, GLIBC_TUNABLES: env.GLIBC_TUNABLES ?? MALLOC_TUNABLES };
+}
+
+/** glibc's mallopt parameters (malloc.h). */
+const M_TRIM_THRESHOLD = -1;
+const M_MMAP_THRESHOLD = -3;
+
+/**
+ * While a mapped artifact loads, blocks of up to this size come from the heap, not from mappings
+ * of their own. 32 MiB is as high as glibc lets the threshold go (half its 64 MiB arena heaps).
+ */
+export const LOAD_WINDOW_MMAP_THRESHOLD = 32 * 1024 * 1024;
+
+/**
+ * A mapped load gets a window when its prepacked blobs over the threshold hold at least this many
+ * bytes beyond the largest (`prepackedReuseBytes`): 4 MiB is ~1 000 page faults saved, more than the
+ * trim at the window's end costs (0.2-3 ms, measured). PP-OCR rec (one 3.2 MB blob, two of 176 KB)
+ * gets none; a 20 MB MLP (five of 3.9 MB) does.
+ */
+export const LOAD_WINDOW_MIN_REUSE_BYTES = 4 * 1024 * 1024;
+
+/** What brulee calls in glibc's allocator (through koffi, a foreign function interface with prebuilt binaries). */
+export interface MallocControl {
+  mallopt(param: number, value: number): number;
+  mallocTrim(pad: number): number;
+}
+
+interface Koffi {
+  load(path: string): { func(signature: string): (...args: number[]) => number };
+}
+
+let control: MallocControl | null | undefined;
+
+/**
+ * glibc's mallopt and malloc_trim, or null where brulee does not steer the allocator: not glibc,
+ * no fixed mmap threshold in force (`mallocReturnsMemory`), or koffi not installed.
+ */
+export function mallocControl(env: NodeJS.ProcessEnv = process.env): MallocControl | null {
+  if (control !== undefined) return control;
+  control = null;
+  if (process.platform !== 'linux' || !/glibc\.malloc\.mmap_threshold=/.test(env.GLIBC_TUNABLES ?? '')) return control;
+  try {
+    const koffi = createRequire(import.meta.url)('koffi') as Koffi;
+    const libc = koffi.load('libc.so.6');
+    const mallopt = libc.func('int mallopt(int param, int value)');
+    const trim = libc.func('int malloc_trim(size_t pad)');
+    control = { mallopt: (p, v) => mallopt(p, v), mallocTrim: (pad) => trim(pad) };
+  } catch {
+    control = null;
+  }
+  return control;
+}
+
+/** A tunable's value in a GLIBC_TUNABLES string, or `fallback`. */
+function tunable(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const m = new RegExp(`glibc\\.malloc\\.${name}=(\\d+)`).exec(env.GLIBC_TUNABLES ?? '');
+  return m ? Number(m[1]) : fallback;
+}
+
+let open = 0;
+let windowed = false;
+let trimQueued = false;
+
+/**
+ * Runs `load` (a session create of a mapped artifact) with glibc's mmap threshold raised, then
+ * puts the process's thresholds back and gives every free heap page back to the OS (issue 10 §1).
+ *
+ * Why: onnxruntime 1.30 packs every prepacked weight again at each load, into a fresh buffer, to
+ * find its stored blob by a hash of the packed bytes, and frees that copy at once (README, "Models
+ * of 5 MB and more"). Under brulee's fixed threshold each such buffer is a mapping of its own:
+ * fresh pages to fault in and zero, then unmapped, weight after weight (~26 000 page faults for a
+ * 100 MB MLP). With the threshold raised for the load, the next weight's copy reuses the pages the
+ * last one freed. What the load keeps is trimmed when the last load in flight ends, so the heap
+ * holds no more free memory after it than before (issue 12 §4's bound); `trimFreed` does the same
+ * after an eviction, for blocks that other threads took from the heap during a load.
+ *
+ * Loads in flight at once share one window (a count). Where `mallocControl` is null, `load` runs as it is.
+ */
+export async function inLoadWindow<T>(load: () => Promise<T>, ctl: MallocControl | null = mallocControl()): Promise<T> {
+  if (!ctl) return load();
+  windowed = true;
+  if (open++ === 0) {
+    ctl.mallopt(M_TRIM_THRESHOLD, 0x7fffffff);
+    ctl.mallopt(M_MMAP_THRESHOLD, LOAD_WINDOW_MMAP_THRESHOLD);
+  }
+  try {
+    return await load();
+  } finally {
+    if (--open === 0) {
+      ctl.mallopt(M_MMAP_THRESHOLD, tunable(process.env, 'mmap_threshold', 131072));
+      // glibc's default, which a fixed mmap threshold leaves in force unless set as well.
+      ctl.mallopt(M_TRIM_THRESHOLD, tunable(process.env, 'trim_threshold', 131072));
+      ctl.mallocTrim(0);
+    }
+  }
+}
+
+/**
+ * After an eviction: gives free heap pages back to the OS in the next turn of the event loop (off the
+ * call's path), unless a load window is open then. Only in a process that has used load windows:
+ * elsewhere no block over the mmap threshold comes from the heap, and there is nothing to give back.
+ */
+export function trimFreed(ctl: MallocControl | null = mallocControl()): void {
+  if (!ctl || !windowed || trimQueued) return;
+  trimQueued = true;
+  setImmediate(() => {
+    trimQueued = false;
+    if (open === 0) ctl.mallocTrim(0);
+  });
 }

@@ -158,6 +158,24 @@ export function externalRefs(model: Uint8Array): ExternalRef[] {
   return out;
 }
 
+/**
+ * How many bytes of prepacked blobs of at least `minBytes` a mapped graph holds beyond its largest
+ * one: what a load window (runtime/malloc.ts) saves in fresh pages, since onnxruntime packs each such
+ * weight again into a buffer it frees before packing the next. A scan of the graph's bytes for the
+ * blobs' `|<offset>;<length>;<checksum>` (no protobuf walk: it runs at every load).
+ */
+export function prepackedReuseBytes(graph: Uint8Array, minBytes = 131072): number {
+  let sum = 0;
+  let max = 0;
+  for (const m of Buffer.from(graph.buffer, graph.byteOffset, graph.byteLength).toString('latin1').matchAll(/\|\d+;(\d+);\d+/g)) {
+    const n = Number(m[1]);
+    if (n < minBytes) continue;
+    sum += n;
+    max = Math.max(max, n);
+  }
+  return sum - max;
+}
+
 /** A prepacked blob in a `prepacked_N` entry's value: `<offset>;<length>;<checksum>`, several joined by `;`. */
 const PREPACKED = /(\d+);(\d+);(\d+)/g;
 

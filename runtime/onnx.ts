@@ -6,7 +6,8 @@ import * as ort from 'onnxruntime-node';
 import { BruleeError } from '../errors';
 import type { Tensor } from '../queue/wire';
 import { HostOpError, type Created, type SessionHost } from './session-host';
-import { artifactLayout, externalRefs, MAPPED_EXTERNAL_MIN_BYTES, MAPPED_FILE_NAME, MAPPED_MIN_TENSOR_BYTES, mappedProblem, packMapped, readGraphAt, relayMapped, type ArtifactLayout } from './mapped';
+import { inLoadWindow, LOAD_WINDOW_MIN_REUSE_BYTES, trimFreed } from './malloc';
+import { artifactLayout, externalRefs, prepackedReuseBytes, MAPPED_EXTERNAL_MIN_BYTES, MAPPED_FILE_NAME, MAPPED_MIN_TENSOR_BYTES, mappedProblem, packMapped, readGraphAt, relayMapped, type ArtifactLayout } from './mapped';
 
 /**
  * The one small interface brulee has to ONNX (as onnxruntime's js packages split interface from
@@ -141,12 +142,17 @@ export async function loadModel(source: string | Uint8Array, opts: LoadOptions =
   // What onnxruntime is given: the same on either thread.
   let what: string | Uint8Array;
   let so: ort.InferenceSession.SessionOptions;
+  // A mapped artifact's load packs its weights again into buffers it frees at once: with several
+  // large ones it runs in a load window (runtime/malloc.ts), where one weight's copy reuses the
+  // pages of the last one's.
+  let windowed = false;
   try {
     const a = typeof source === 'string' && opts.preOptimized ? (opts.layout ?? artifactLayout(source)) : null;
     if (a?.form === 'mapped') {
       // Its graph, whose weights onnxruntime maps from the same file (runtime/mapped.ts).
       what = readGraphAt(source as string, a);
       so = sessionOptions(config, true, { model_external_initializers_file_folder_path: dirname(source as string) });
+      windowed = prepackedReuseBytes(what) >= LOAD_WINDOW_MIN_REUSE_BYTES;
     } else if (a?.form === 'ort') {
       what = source;
       so = sessionOptions(config, true, { load_model_format: 'ORT' });
@@ -157,10 +163,11 @@ export async function loadModel(source: string | Uint8Array, opts: LoadOptions =
   } catch (e) {
     throw invalidModel(e);
   }
-  if (opts.host) return loadOffThread(opts.host, what, so);
+  const create = windowed ? inLoadWindow : <T>(f: () => Promise<T>) => f();
+  if (opts.host) return loadOffThread(opts.host, what, so, create);
   let session: ort.InferenceSession;
   try {
-    session = typeof what === 'string' ? await ort.InferenceSession.create(what, so) : await ort.InferenceSession.create(what, so);
+    session = await create(() => (typeof what === 'string' ? ort.InferenceSession.create(what, so) : ort.InferenceSession.create(what, so)));
   } catch (e) {
     throw invalidModel(e);
   }
@@ -188,6 +195,7 @@ export async function loadModel(source: string | Uint8Array, opts: LoadOptions =
     },
     async dispose() {
       await session.release();
+      trimFreed();
     },
   };
 }
@@ -203,13 +211,15 @@ const fromHost = (wrap: (e: unknown) => BruleeError) => (e: unknown) => Promise.
  * (`INTERNAL`) and the next run creates the session again in the host, from the same source (a
  * path, or the bytes given, which it keeps for that).
  */
-async function loadOffThread(host: SessionHost, what: string | Uint8Array, so: ort.InferenceSession.SessionOptions): Promise<LoadedModel> {
-  let s = await host.create(what, so).catch(fromHost(invalidModel));
+async function loadOffThread(host: SessionHost, what: string | Uint8Array, so: ort.InferenceSession.SessionOptions, create: <T>(f: () => Promise<T>) => Promise<T>): Promise<LoadedModel> {
+  let s = await create(() => host.create(what, so)).catch(fromHost(invalidModel));
   let again: Promise<Created> | undefined;
   let disposed = false;
   const current = async (): Promise<Created> => {
     if (host.lives(s)) return s;
-    again ??= host.create(what, so).catch(fromHost(invalidModel)).finally(() => (again = undefined));
+    again ??= create(() => host.create(what, so))
+      .catch(fromHost(invalidModel))
+      .finally(() => (again = undefined));
     return (s = await again);
   };
   return {
@@ -222,6 +232,7 @@ async function loadOffThread(host: SessionHost, what: string | Uint8Array, so: o
     async dispose() {
       disposed = true;
       await host.release(s).catch(() => undefined);
+      trimFreed();
     },
   };
 }

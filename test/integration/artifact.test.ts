@@ -81,6 +81,27 @@ describe('pre-optimized artifacts', () => {
     expect(stats).toMatchObject({ invocations: 3, loads: 2, coldStarts: 2, warmHits: 1 });
   });
 
+  it('a mapped model with several large prepacked weights (loaded in a load window, runtime/malloc.ts) answers bit for bit, cold and again after an unload', async () => {
+    // Three 4 MiB weights that onnxruntime packs again at each load, into buffers the window reuses.
+    const bytes = mlpModel({ inputSize: 64, hidden: [1024, 1024, 1024, 1024], outputSize: 16, seed: 8 });
+    const put = await b.put('deep', bytes);
+    expect(put.status).toBe(201);
+    expect(put.body.profile.artifact).toMatchObject({ form: 'mapped' });
+    for (const round of [1, 2]) {
+      if (round === 2) expect((await b.json('POST', '/v2/repository/models/deep/unload')).status).toBe(200);
+      for (const rows of [1, 4]) {
+        const x = floats(rows * 64, rows + 10 * round);
+        const r = await b.invoke('deep', { x: { type: 'float32', dims: [rows, 64], data: x } });
+        expect(r.status).toBe(200);
+        expect(r.body.coldStart).toBe(rows === 1);
+        const want = await runDirect(bytes, { x: new ort.Tensor('float32', Float32Array.from(x), [rows, 64]) });
+        expect(r.body.outputs.y.data).toEqual(Array.from(want.y!.data as Float32Array));
+      }
+    }
+    expect(b.node!.loadedFrom(modelKey({ fn: 'deep', sha256: put.body.sha256 }))).toBe('artifact');
+    expect((await b.json('GET', '/stats')).body.functions.deep).toMatchObject({ invocations: 4, loads: 2, coldStarts: 2 });
+  });
+
   it('a node loads the original when the artifact was derived for another onnxruntime or CPU', async () => {
     const bytes = readModel(REAL_MODELS.sileroVad);
     const put = await b.put('vad', bytes);

@@ -1,9 +1,11 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
-import { artifactForm, artifactLayout, externalRefs, MAPPED_FILE_NAME, mappedProblem, packMapped, readGraphAt, readMappedGraph, relayMapped } from '../../runtime/mapped';
+import { inLoadWindow, LOAD_WINDOW_MIN_REUSE_BYTES, mallocControl } from '../../runtime/malloc';
+import { artifactForm, artifactLayout, externalRefs, MAPPED_FILE_NAME, mappedProblem, packMapped, prepackedReuseBytes, readGraphAt, readMappedGraph, relayMapped } from '../../runtime/mapped';
 import { deriveOptimized, loadModel, type ArtifactForm } from '../../runtime/onnx';
 import { floats, ort } from '../support/models';
 
@@ -186,5 +188,75 @@ describe('mapped artifacts', () => {
     expect([...b.subarray(0, 5)]).toEqual([1, 2, 3, 9, 8]);
     expect(b.subarray(-8).toString('latin1')).toBe('BRULEEMA');
     expect(Number(b.readBigUInt64LE(b.length - 16))).toBe(2);
+  });
+
+  describe('load windows (runtime/malloc.ts)', () => {
+    // glibc's count of bytes in blocks it mapped on their own (mallinfo2's hblkhd), through koffi as brulee calls glibc.
+    const mapped = (() => {
+      if (process.platform !== 'linux') return null;
+      const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+      const fields = ['arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks', 'fsmblks', 'uordblks', 'fordblks', 'keepcost'];
+      const info = koffi.load('libc.so.6').func('mallinfo2', koffi.struct('mallinfo2', Object.fromEntries(fields.map((f) => [f, 'size_t']))), []) as () => { hblkhd: number };
+      return () => Number(info().hblkhd);
+    })();
+    // Whether a 1 MiB block (a Buffer's memory: malloc) becomes a mapping of its own, as blocks over brulee's threshold do.
+    const ownMapping = () => {
+      const before = mapped!();
+      const b = Buffer.allocUnsafeSlow(1 << 20);
+      const grew = mapped!() - before >= 1 << 20;
+      b[0] = 1;
+      return grew;
+    };
+
+    it.runIf(process.platform === 'linux')('open only while a load runs: large blocks come from the heap then, from mappings of their own before and after', async () => {
+      // The test processes start with brulee's GLIBC_TUNABLES (vitest.config.ts), as nodes do.
+      expect(process.env.GLIBC_TUNABLES).toMatch(/glibc\.malloc\.mmap_threshold=131072/);
+      const ctl = mallocControl();
+      expect(ctl).not.toBeNull();
+      expect(ownMapping()).toBe(true);
+      // Two loads at once share one window: it closes when the last ends.
+      let release!: () => void;
+      const first = inLoadWindow(() => new Promise<void>((r) => (release = r)), ctl);
+      const inside = await inLoadWindow(async () => ownMapping(), ctl);
+      expect(inside).toBe(false);
+      expect(ownMapping()).toBe(false);
+      release();
+      await first;
+      expect(ownMapping()).toBe(true);
+      // A load that fails closes its window too.
+      await expect(inLoadWindow(() => Promise.reject(new Error('no')), ctl)).rejects.toThrow('no');
+      expect(ownMapping()).toBe(true);
+    });
+
+    it('a mapped model with several large prepacked weights loads in one, to the same bits as the original; one with a single large weight does not', async () => {
+      // 64 -> 1024 -> 1024 -> 1024 -> 1024 -> 16: three 4 MiB weights, each packed again at load.
+      const big = mlpModel({ inputSize: 64, hidden: [1024, 1024, 1024, 1024], outputSize: 16, seed: 7 });
+      const src = join(dir, 'big.onnx');
+      writeFileSync(src, big);
+      const out = join(dir, 'big', MAPPED_FILE_NAME);
+      mkdirSync(join(dir, 'big'));
+      expect(await deriveOptimized(src, out)).toEqual({ form: 'mapped' });
+      const reuse = prepackedReuseBytes((await readMappedGraph(out))!);
+      expect(reuse).toBeGreaterThanOrEqual(LOAD_WINDOW_MIN_REUSE_BYTES);
+      expect(reuse).toBeGreaterThanOrEqual(2 * 1024 * 1024 * 4);
+      // The model above: one 2 MB weight, and a 128 KiB one (all its copy could reuse).
+      const { out: small } = await derive('no-window');
+      expect(prepackedReuseBytes((await readMappedGraph(small))!)).toBeLessThan(LOAD_WINDOW_MIN_REUSE_BYTES);
+
+      const model = await loadModel(out, { preOptimized: true });
+      const direct = await ort.InferenceSession.create(big);
+      try {
+        for (const rows of [1, 3]) {
+          const x = Float32Array.from(floats(rows * 64, rows + 20));
+          const got = await model.run({ x: { type: 'float32', dims: [rows, 64], data: x } });
+          const want = await direct.run({ x: new ort.Tensor('float32', x, [rows, 64]) });
+          expect(Array.from(got.y!.data as Float32Array)).toEqual(Array.from(want.y!.data as Float32Array));
+        }
+      } finally {
+        await model.dispose();
+        await direct.release();
+      }
+      if (mapped) expect(ownMapping()).toBe(true);
+    });
   });
 });
