@@ -73,7 +73,7 @@ export function mallocControl(env: NodeJS.ProcessEnv = process.env): MallocContr
 
 /** A tunable's value in a GLIBC_TUNABLES string, or `fallback`. */
 function tunable(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const m = new RegExp(`glibc\\.malloc\\.${name}=(\\d+)`).exec(env.GLIBC_TUNABLES ?? '');
+  const m = new RegExp(`glibc\\.malloc\\.${name}=(0x[0-9a-f]+|\\d+)`, 'i').exec(env.GLIBC_TUNABLES ?? '');
   return m ? Number(m[1]) : fallback;
 }
 
