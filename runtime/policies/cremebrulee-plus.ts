@@ -78,25 +78,26 @@ export interface CremeBruleePlusOptions {
  */
 function trimmed(
   victims: Victim[],
-  /** The victims' entries, in the same order. */
-  entries: readonly EntryFacts[],
+  /** The candidates, and the victims' places among them (`picked[i]` is victim i's). */
+  candidates: readonly EntryFacts[],
+  picked: readonly number[],
   needBytes: number,
-  worthKeeping: (e: EntryFacts, spareBytes: number) => boolean = () => true,
+  worthKeeping?: (e: EntryFacts, spareBytes: number) => boolean,
 ): Victim[] {
   let freed = 0;
-  for (const e of entries) freed += e.sizeBytes;
+  for (let i = 0; i < picked.length; i++) freed += candidates[picked[i]!]!.sizeBytes;
   if (!(freed >= needBytes)) return victims;
   const spare = freed - needBytes;
-  const keep = victims.map(() => true);
+  let dropped: boolean[] | undefined; // made only when a victim is dropped (rarely)
   for (let i = victims.length - 2; i >= 0; i--) {
-    const e = entries[i]!;
+    const e = candidates[picked[i]!]!;
     const b = e.sizeBytes;
-    if (freed - b >= needBytes && worthKeeping(e, spare)) {
-      keep[i] = false;
+    if (freed - b >= needBytes && (worthKeeping === undefined || worthKeeping(e, spare))) {
+      (dropped ??= [])[i] = true;
       freed -= b;
     }
   }
-  return victims.filter((_, i) => keep[i]);
+  return dropped === undefined ? victims : victims.filter((_, i) => dropped[i] !== true);
 }
 
 /** What the policy knows of one function. */
@@ -120,8 +121,35 @@ interface Fn {
    * `(1 / max(gap, 1)) × loadMs / max(1, sizeBytes)` (none of which changes while it is not loaded).
    */
   boundAt: number;
+  /** Its place in `absent` while it is there (not loaded since it was evicted), else -1. */
+  absentAt: number;
   bound: number;
   group: SizeGroup | undefined;
+}
+
+/**
+ * The functions not loaded since their eviction (`absent`): add and delete in O(1), by the place
+ * each keeps (`Fn.absentAt`; a `Set` of objects spent most of an eviction's hook hashing). Not in
+ * any order: every reader takes a minimum, a maximum, or the best by utility with ties by key.
+ */
+class AbsentList {
+  readonly fns: Fn[] = [];
+  add(f: Fn): void {
+    if (f.absentAt >= 0) return;
+    f.absentAt = this.fns.length;
+    this.fns.push(f);
+  }
+  delete(f: Fn): boolean {
+    const at = f.absentAt;
+    if (at < 0) return false;
+    const last = this.fns.pop()!;
+    if (last !== f) {
+      this.fns[at] = last;
+      last.absentAt = at;
+    }
+    f.absentAt = -1;
+    return true;
+  }
 }
 
 /** Functions not loaded whose models have one size, highest utility bound first. */
@@ -159,7 +187,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   const fnOf = (e: EntryFacts): Fn => {
     let f = fns.get(e.key);
     if (!f) {
-      f = { key: e.key, last: NaN, gap: NaN, sizeBytes: e.sizeBytes, loadMs: e.loadMs, popularity: e.popularity, lastUsedAt: e.lastUsedAt, loaded: false, calls: 0, first: NaN, boundAt: -1, bound: 0, group: undefined };
+      f = { key: e.key, last: NaN, gap: NaN, sizeBytes: e.sizeBytes, loadMs: e.loadMs, popularity: e.popularity, lastUsedAt: e.lastUsedAt, loaded: false, calls: 0, first: NaN, boundAt: -1, absentAt: -1, bound: 0, group: undefined };
       fns.set(e.key, f);
       maxBytes = Math.max(maxBytes, e.sizeBytes);
     }
@@ -205,7 +233,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
 
   // Prefetching: the functions not loaded, and the smallest of their models.
   const prefetch = opts.prefetch === true;
-  const absent = new Set<Fn>();
+  const absent = new AbsentList();
   /**
    * The functions not loaded that have a learned gap, by model size (`bySize`, smallest size
    * first), each size's highest utility bound first (`Fn.bound`): a check for the single best one
@@ -221,9 +249,15 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   const unbound = (f: Fn) => {
     const at = f.boundAt;
     if (at < 0) return;
+    // Shifted by hand, renumbered on the way (Array.prototype.splice was most of the time here).
     const list = f.group!.fns;
-    list.splice(at, 1);
-    for (let i = at; i < list.length; i++) list[i]!.boundAt = i;
+    const n = list.length - 1;
+    for (let i = at; i < n; i++) {
+      const g = list[i + 1]!;
+      list[i] = g;
+      g.boundAt = i;
+    }
+    list.pop();
     f.boundAt = -1;
     f.group = undefined;
   };
@@ -247,8 +281,14 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       if (list[mid]!.bound >= b) lo = mid + 1;
       else hi = mid;
     }
-    list.splice(lo, 0, f);
-    for (let i = lo; i < list.length; i++) list[i]!.boundAt = i;
+    list.push(f);
+    for (let i = list.length - 1; i > lo; i--) {
+      const g = list[i - 1]!;
+      list[i] = g;
+      g.boundAt = i;
+    }
+    list[lo] = f;
+    f.boundAt = lo;
     f.group = g;
   };
   let minAbsentBytes: number | undefined = Infinity;
@@ -271,6 +311,8 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
    */
   const readsPopularity = !oneWindow || popW !== 0;
   const sel = new Selection();
+  /** The victims' places among the candidates, for `trimmed` (refilled by each request). */
+  const pickedScratch: number[] = [];
   const policy: EvictionPolicy = {
     name: 'cremebrulee-plus',
     onLoad(e, now) {
@@ -331,21 +373,21 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
           scores[i] = (r * e.loadMs) / Math.max(1, e.sizeBytes);
         }
       } else for (let i = 0; i < c.length; i++) scores[i] = utilityOf(byPosition.at(i, c[i]!.key), c[i]!, now);
-      const picked: number[] = [];
+      const picked = pickedScratch;
+      picked.length = 0;
       const victims = sel.lowestScored(c, scores, req.needBytes, (e) => {
         const f = fns.get(e.key);
         return `utility ${utility(e, req.now).toExponential(3)} lowest (gap ${Math.round(f?.gap ?? NaN)} ms, idle ${Math.round(req.now - (f && !Number.isNaN(f.last) ? f.last : e.lastUsedAt))} ms)`;
       }, picked);
       if (!trim || victims.length < 2 || (scarceNow && !trimScarce)) return victims;
-      const entries = picked.map((i) => c[i]!);
-      if (!prefetch || !trimVsPrefetch) return trimmed(victims, entries, req.needBytes);
+      if (!prefetch || !trimVsPrefetch) return trimmed(victims, c, picked, req.needBytes);
       // With prefetching, memory left free is not idle: keep a redundant victim only if it is worth
       // more than what prefetching could load into the memory the eviction would leave free.
       let best: number | undefined;
-      return trimmed(victims, entries, req.needBytes, (e, spare) => {
+      return trimmed(victims, c, picked, req.needBytes, (e, spare) => {
         if (best === undefined) {
           best = 0;
-          for (const k of absent) {
+          for (const k of absent.fns) {
             if (k.key === req.incoming.key || k.sizeBytes > spare || Number.isNaN(k.gap)) continue;
             best = Math.max(best, utilityOf(k, k, req.now));
           }
@@ -394,14 +436,14 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       }
       if (minAbsentBytes === undefined) {
         minAbsentBytes = Infinity;
-        for (const f of absent) minAbsentBytes = Math.min(minAbsentBytes, f.sizeBytes);
+        for (const f of absent.fns) minAbsentBytes = Math.min(minAbsentBytes, f.sizeBytes);
       }
       if (minAbsentBytes > freeBytes) return [];
       const count = o.prefetchCount ?? 1;
       const by = o.prefetchBy ?? 'utility';
       const due = o.prefetchDue ?? 0;
       const picks: { k: Fn; u: number }[] = [];
-      for (const k of absent) {
+      for (const k of absent.fns) {
         if (k.sizeBytes > freeBytes || Number.isNaN(k.gap)) continue;
         if (due > 0 && now - k.last < due * k.gap) continue;
         const u =
