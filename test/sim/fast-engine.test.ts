@@ -3,7 +3,7 @@ import { seededRandom } from '../../runtime/policies/random';
 import { FutureIndex, kthSmallest, simulate, skipChecks, type SimOptions } from '../../sim/engine';
 import { createSimPolicy, isOracle, SIM_POLICIES } from '../../sim/policies';
 import type { SimModel } from '../../sim/trace';
-import { randomTrace } from './helpers';
+import { randomTrace, traceOf } from './helpers';
 
 describe("the simulator's shortcuts give what the plain computation gives", () => {
   it('kthSmallest: the k-th of a sort (p99 without sorting every latency)', () => {
@@ -123,5 +123,50 @@ describe("the simulator's shortcuts give what the plain computation gives", () =
         }
       }
     }
+  }, 60_000);
+  it('serveSerial where events tie: calls, loads, completions, checks and refreshes on one 100 ms grid, models that do not fit', () => {
+    // Every time a multiple of 100 ms, checks every 300-1000 ms: a check due exactly at a call's
+    // arrival or at a load's end (which the shortcut must hand to the turns, `<=`, not `<`).
+    let runs = 0;
+    for (let seed = 1; seed <= 8; seed++) {
+      const r = seededRandom(seed);
+      const nf = 4 + Math.floor(r() * 8);
+      const events: [number, string][] = [];
+      let t = 0;
+      for (let i = 0; i < 400; i++) {
+        t += 100 * Math.floor(r() * 12);
+        events.push([t, `f${Math.floor(nf * r() * r())}`]);
+      }
+      const trace = traceOf(events);
+      const models: SimModel[] = trace.functions.map((key) => ({ key, sizeBytes: 1 + Math.floor(r() * 5), loadMs: 100 * (1 + Math.floor(r() * 10)), execMs: 100 * Math.floor(r() * 6) }));
+      const total = models.reduce((a, m) => a + m.sizeBytes, 0);
+      const variants: Partial<SimOptions>[] = [
+        { sweepMs: 500, popularityRefreshMs: 1000, popularityFirstRefreshMs: 0 },
+        { sweepMs: 1000 },
+        { sweepMs: 300, popularityRefreshMs: 600, popularityFirstRefreshMs: 300 },
+      ];
+      for (const policy of SIM_POLICIES) {
+        for (const budget of [2, 4, Math.ceil(total / 2), total]) {
+          for (const v of variants) {
+            const runWith = (plainTurns: boolean) => {
+              const log: string[] = [];
+              const res = simulate(trace, models, createSimPolicy(policy, { seed: 3, ttlMs: 1500 }), {
+                ...v,
+                budgetBytes: budget,
+                future: isOracle(policy),
+                plainTurns,
+                onEvict: (k, now, cause) => log.push(`evict ${k} ${now} ${cause}`),
+                onServe: (k, wait, cold) => log.push(`serve ${k} ${wait} ${cold}`),
+                onLoadStart: (k, pre) => log.push(`load ${k} ${pre}`),
+              });
+              return JSON.stringify({ ...res, wallMs: 0 }) + '\n' + log.join('\n');
+            };
+            expect(runWith(false), `seed ${seed}, ${policy} at ${budget} bytes, ${JSON.stringify(v)}`).toBe(runWith(true));
+            runs++;
+          }
+        }
+      }
+    }
+    expect(runs).toBe(8 * SIM_POLICIES.length * 4 * 3);
   }, 60_000);
 });
