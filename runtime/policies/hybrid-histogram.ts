@@ -1,6 +1,6 @@
 import { IdDeadlineHeap, IdSet, NONE } from './heap';
 import { Selection } from './select';
-import type { EntryFacts, EvictionPolicy, Victim } from './types';
+import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from './types';
 
 export interface HybridHistogramOptions {
   /** Histogram range (idle times beyond it are out of bounds), ms. @default 14400000 (4 h) */
@@ -63,6 +63,10 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   let keepUntilOf = new Float64Array(0);
   /** Model sizes as the hooks report them (0 until reported). */
   let sizes = new Float64Array(0);
+  /** Every size reported so far is a whole number of bytes (below 2^53): `prewarm` sums them exactly. */
+  let wholeSizes = true;
+  /** Entries' `lastUsedAt` at their last `onLoad` / `onAccess` (`selectAmongLoaded`'s tie-break). */
+  let lastUsed = new Float64Array(0);
   /** Order in which `prewarm` reports pending functions (first insertion into `pending`). */
   let seq = new Float64Array(0);
   /** Flags: `pending` (inside or before a pre-warm window), `ripe` (its window has started), `loaded` (onLoad, not yet onEvict). */
@@ -91,6 +95,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         prewarmAt = grown(prewarmAt, cap);
         keepUntilOf = grown(keepUntilOf, cap);
         sizes = grown(sizes, cap);
+        lastUsed = grown(lastUsed, cap);
         seq = grown(seq, cap);
         pending = grown(pending, cap);
         ripeFlag = grown(ripeFlag, cap);
@@ -126,6 +131,18 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   const loadedEnds = new IdDeadlineHeap();
   /** Loaded, used models that may be inside their idle (pre-pre-warm) window. */
   const idle = new IdSet();
+  /** The loaded models (onLoad, not yet onEvict), for `selectAmongLoaded`. */
+  const loadedIds = new IdSet();
+  // Victims made once per function, reused by every answer that names it (their fields never
+  // change): pre-warms, and evictions once reasons are omitted.
+  const prewarmVictims: Victim[] = [];
+  const plainVictims: Victim[] = [];
+  const PREWARM_REASON = 'pre-warm window reached';
+  /** Scratch: ids `prewarm` names, and positions `selectAmongLoaded` has taken. */
+  let picked = new Int32Array(64);
+  let takenAt = new Int32Array(64);
+  /** This request's mark in `takenAt` (no clearing per request). */
+  let takenMark = 0;
 
   /** The first bin whose cumulative count reaches pct% of the samples (the last bin if none does). */
   const percentileBin = (id: number, pct: number): number => {
@@ -251,12 +268,44 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   const posIds: number[] = [];
 
   const sel = new Selection();
+  /** Loaded model at position a before the one at b (`Selection`'s order: score, last use, key). */
+  const before = (s: Float64Array, items: Int32Array, a: number, b: number): boolean => {
+    const sa = s[a]!;
+    const sb = s[b]!;
+    if (sa < sb) return true;
+    if (sa > sb) return false;
+    const ia = items[a]!;
+    const ib = items[b]!;
+    if (lastUsed[ia]! < lastUsed[ib]!) return true;
+    if (lastUsed[ia]! > lastUsed[ib]!) return false;
+    return keys[ia]! < keys[ib]!;
+  };
+  const evictionVictim = (id: number, now: number): Victim =>
+    sel.reasons
+      ? { key: keys[id]!, reason: `keep-alive window ends soonest (in ${Math.round((known[id] !== 0 ? keepUntilOf[id]! : lastUsed[id]!) - now)} ms)` }
+      : (plainVictims[id] ??= { key: keys[id]!, reason: '' });
+  /** Many victims: the loaded models not yet taken, in order, until `need` is freed. */
+  const takeInOrder = (n: number, s: Float64Array, freed: number, need: number, now: number, victims: Victim[]): void => {
+    const items = loadedIds.items;
+    const rest: number[] = [];
+    for (let j = 0; j < n; j++) if (takenAt[j] !== takenMark) rest.push(j);
+    rest.sort((a, b) => (before(s, items, a, b) ? -1 : before(s, items, b, a) ? 1 : 0));
+    for (const j of rest) {
+      if (freed >= need) break;
+      const id = items[j]!;
+      victims.push(evictionVictim(id, now));
+      freed += sizes[id]!;
+    }
+  };
   const policy: EvictionPolicy = {
     name: 'hybrid-histogram',
     onLoad(e, now) {
       const id = idFor(e.key);
       sizes[id] = e.sizeBytes;
+      if (!Number.isSafeInteger(e.sizeBytes)) wholeSizes = false;
+      lastUsed[id] = e.lastUsedAt;
       loaded[id] = 1;
+      loadedIds.add(id);
       wanted.delete(id);
       // A load for an invocation started loadMs ago; a pre-warm load (hits 0) is no invocation.
       if (e.hits > 0) {
@@ -268,7 +317,12 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     onAccess(e, now) {
       const id = idFor(e.key);
       sizes[id] = e.sizeBytes;
-      loaded[id] = 1;
+      if (!Number.isSafeInteger(e.sizeBytes)) wholeSizes = false;
+      lastUsed[id] = e.lastUsedAt;
+      if (loaded[id] === 0) {
+        loaded[id] = 1;
+        loadedIds.add(id);
+      }
       invoked(id, now);
       if (prewarmAt[id]! > now) idle.add(id);
     },
@@ -284,6 +338,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       const id = idOf.get(key);
       if (id === undefined) return;
       loaded[id] = 0;
+      loadedIds.delete(id);
       idle.delete(id);
       if (ripeFlag[id] !== 0) want(id);
     },
@@ -335,28 +390,67 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
           if (loaded[id] === 0) want(id);
         }
       }
-      const ids: number[] = [];
+      let m = 0;
       if (freeBytes === undefined) {
-        for (let j = 0; j < ripe.size; j++) {
-          const id = ripe.items[j]!;
-          if (!isResident(keys[id]!)) ids.push(id);
-        }
+        if (picked.length < ripe.size) picked = new Int32Array(2 * ripe.size);
+        for (let j = 0; j < ripe.size; j++) picked[m++] = ripe.items[j]!;
       } else {
         // The caller reports every load and eviction through the hooks: what is not loaded is
         // `wanted`, and nothing larger than the free memory would be loaded.
         if (wanted.size === 0 || wantedMinBytes > freeBytes) return [];
+        if (picked.length < wanted.size) picked = new Int32Array(2 * wanted.size);
         let min = Infinity;
         for (let j = 0; j < wanted.size; j++) {
           const id = wanted.items[j]!;
           const size = sizes[id]!;
           if (size < min) min = size;
-          if (!(size > freeBytes) && !isResident(keys[id]!)) ids.push(id);
+          if (!(size > freeBytes)) picked[m++] = id;
         }
         wantedMinBytes = min;
       }
-      // In `seq` order.
-      if (ids.length > 1) ids.sort((a, b) => seq[a]! - seq[b]!);
-      return ids.map((id) => ({ key: keys[id]!, reason: 'pre-warm window reached' }));
+      const out: Victim[] = [];
+      if (freeBytes !== undefined && wholeSizes && Number.isSafeInteger(freeBytes)) {
+        // The caller loads what is named in this order, each one that fits the memory still free
+        // (the warm pool's `prefetch` and the simulator's checks both do), so a model that no
+        // longer fits once the ones named before it are loaded would be skipped: it is left out.
+        // Whole byte counts, so this sum is exact and agrees with the caller's own test. Then
+        // the next in `seq` order is the one of least `seq` among those that still fit.
+        let free = freeBytes;
+        while (m > 0) {
+          let best = -1;
+          let w = 0;
+          for (let j = 0; j < m; j++) {
+            const id = picked[j]!;
+            if (sizes[id]! > free) continue; // the free memory only shrinks: gone for good
+            if (best < 0 || seq[id]! < seq[picked[best]!]!) best = w;
+            picked[w++] = id;
+          }
+          m = w;
+          if (best < 0) break;
+          const id = picked[best]!;
+          picked[best] = picked[--m]!;
+          if (isResident(keys[id]!)) continue;
+          out.push(prewarmVictims[id] ??= { key: keys[id]!, reason: PREWARM_REASON });
+          free -= sizes[id]!;
+        }
+        return out;
+      }
+      // In `seq` order (seqs differ): an insertion sort of the few picked.
+      for (let j = 1; j < m; j++) {
+        const id = picked[j]!;
+        const q = seq[id]!;
+        let k = j - 1;
+        while (k >= 0 && seq[picked[k]!]! > q) {
+          picked[k + 1] = picked[k]!;
+          k--;
+        }
+        picked[k + 1] = id;
+      }
+      for (let j = 0; j < m; j++) {
+        const id = picked[j]!;
+        if (!isResident(keys[id]!)) out.push(prewarmVictims[id] ??= { key: keys[id]!, reason: PREWARM_REASON });
+      }
+      return out;
     },
   };
   return Object.assign(policy, {
@@ -384,6 +478,39 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         pendingEnds.pop();
       }
       return Math.min(loadedEnds.peekTime(), windowStarts.peekTime(), pendingEnds.peekTime());
+    },
+    selectAmongLoaded(req: EvictionRequest): Victim[] {
+      // The candidates are the loaded models (the hint's contract): `selectVictims`' answer from
+      // the policy's own arrays, by id, with no key looked up. Its order (score, then last use,
+      // then key) is total, so the order the ids are visited in does not matter.
+      const n = loadedIds.size;
+      const items = loadedIds.items;
+      const s = sel.scores(n);
+      for (let j = 0; j < n; j++) {
+        const id = items[j]!;
+        s[j] = known[id] !== 0 ? keepUntilOf[id]! : lastUsed[id]!;
+      }
+      if (takenAt.length < n) takenAt = new Int32Array(2 * n);
+      if (++takenMark === 0x7fffffff) {
+        takenAt.fill(0);
+        takenMark = 1;
+      }
+      const victims: Victim[] = [];
+      const need = req.needBytes;
+      let freed = 0;
+      while (!(freed >= need) && victims.length < n) {
+        if (victims.length === 8) {
+          takeInOrder(n, s, freed, need, req.now, victims);
+          break;
+        }
+        let best = -1;
+        for (let j = 0; j < n; j++) if (takenAt[j] !== takenMark && (best < 0 || before(s, items, j, best))) best = j;
+        takenAt[best] = takenMark;
+        const id = items[best]!;
+        victims.push(evictionVictim(id, req.now));
+        freed += sizes[id]!;
+      }
+      return victims;
     },
     expiryCandidates(now: number): readonly string[] {
       if (idle.size === 0 && loadedEnds.peekTime() > now) return NONE;
