@@ -67,6 +67,12 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   let wholeSizes = true;
   /** Entries' `lastUsedAt` at their last `onLoad` / `onAccess` (`selectAmongLoaded`'s tie-break). */
   let lastUsed = new Float64Array(0);
+  // The time of each function's reminder in `pendingEnds`, `windowStarts`, `loadedEnds` (NaN: none).
+  // A reminder is at or before the deadline it stands for, so a call that moves a deadline later
+  // pushes nothing: the reminder, when it comes up, is pushed again at the deadline of the moment.
+  let pdAt = new Float64Array(0);
+  let wsAt = new Float64Array(0);
+  let ldAt = new Float64Array(0);
   /** Order in which `prewarm` reports pending functions (first insertion into `pending`). */
   let seq = new Float64Array(0);
   /** Flags: `pending` (inside or before a pre-warm window), `ripe` (its window has started), `loaded` (onLoad, not yet onEvict). */
@@ -96,6 +102,9 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         keepUntilOf = grown(keepUntilOf, cap);
         sizes = grown(sizes, cap);
         lastUsed = grown(lastUsed, cap);
+        pdAt = grown(pdAt, cap).fill(NaN, id);
+        wsAt = grown(wsAt, cap).fill(NaN, id);
+        ldAt = grown(ldAt, cap).fill(NaN, id);
         seq = grown(seq, cap);
         pending = grown(pending, cap);
         ripeFlag = grown(ripeFlag, cap);
@@ -129,6 +138,32 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   };
   /** Keep-alive ends of loaded models. */
   const loadedEnds = new IdDeadlineHeap();
+  /** Keeps a reminder for `id` in `heap` at or before `t` (`at`: its reminders' times). */
+  const remind = (heap: IdDeadlineHeap, at: Float64Array, id: number, t: number): void => {
+    if (!(at[id]! <= t)) {
+      heap.push(t, id);
+      at[id] = t;
+    }
+  };
+  /**
+   * The earliest deadline in `heap` (Infinity: none): reminders that stand for nothing are
+   * dropped, and one early for its deadline (`deadline[id]`, while `live(id)`) is pushed again at it.
+   */
+  const earliest = (heap: IdDeadlineHeap, at: Float64Array, deadline: Float64Array, live: (id: number) => boolean): number => {
+    while (heap.size > 0) {
+      const t = heap.peekTime();
+      const id = heap.peekId();
+      if (at[id] === t && deadline[id] === t && live(id)) break;
+      heap.pop();
+      if (at[id] !== t) continue; // superseded by an earlier one
+      at[id] = NaN;
+      if (live(id)) remind(heap, at, id, deadline[id]!);
+    }
+    return heap.peekTime();
+  };
+  const pendingLive = (id: number): boolean => pending[id] !== 0;
+  const windowLive = (id: number): boolean => pending[id] !== 0 && ripeFlag[id] === 0;
+  const loadedLive = (id: number): boolean => loaded[id] !== 0;
   /** Loaded, used models that may be inside their idle (pre-pre-warm) window. */
   const idle = new IdSet();
   /** The loaded models (onLoad, not yet onEvict), for `selectAmongLoaded`. */
@@ -246,8 +281,8 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
           ripeFlag[id] = 0;
           ripe.delete(id);
           wanted.delete(id);
-          pendingEnds.push(ku, id);
-          windowStarts.push(pw, id);
+          remind(pendingEnds, pdAt, id, ku);
+          remind(windowStarts, wsAt, id, pw);
         } else unpend(id);
       } else {
         prewarmAt[id] = t;
@@ -255,7 +290,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         unpend(id);
       }
     }
-    if (loaded[id] !== 0) loadedEnds.push(keepUntilOf[id]!, id);
+    if (loaded[id] !== 0) remind(loadedEnds, ldAt, id, keepUntilOf[id]!);
   };
   const keepUntil = (e: EntryFacts) => {
     const id = idOf.get(e.key);
@@ -312,7 +347,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         invoked(id, now - e.loadMs);
         // (`idle` holds only models inside their idle window: `expiryCandidates` would drop the others unnamed.)
         if (prewarmAt[id]! > now) idle.add(id);
-      } else if (known[id] !== 0) loadedEnds.push(keepUntilOf[id]!, id);
+      } else if (known[id] !== 0) remind(loadedEnds, ldAt, id, keepUntilOf[id]!);
     },
     onAccess(e, now) {
       const id = idFor(e.key);
@@ -375,20 +410,28 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     prewarm(now, isResident, freeBytes) {
       // Functions whose keep-alive window has ended leave `pending`.
       while (pendingEnds.peekTime() <= now) {
+        const t = pendingEnds.peekTime();
         const id = pendingEnds.peekId();
         pendingEnds.pop();
-        if (pending[id] !== 0 && now >= keepUntilOf[id]!) unpend(id);
+        if (pdAt[id] !== t) continue;
+        pdAt[id] = NaN;
+        if (pending[id] === 0) continue;
+        if (now >= keepUntilOf[id]!) unpend(id);
+        else remind(pendingEnds, pdAt, id, keepUntilOf[id]!);
       }
       // Functions whose pre-warm window has started.
       while (windowStarts.peekTime() <= now) {
         const t = windowStarts.peekTime();
         const id = windowStarts.peekId();
         windowStarts.pop();
-        if (pending[id] !== 0 && prewarmAt[id] === t && ripeFlag[id] === 0) {
+        if (wsAt[id] !== t) continue;
+        wsAt[id] = NaN;
+        if (pending[id] === 0 || ripeFlag[id] !== 0) continue;
+        if (prewarmAt[id]! <= now) {
           ripeFlag[id] = 1;
           ripe.add(id);
           if (loaded[id] === 0) want(id);
-        }
+        } else remind(windowStarts, wsAt, id, prewarmAt[id]!);
       }
       let m = 0;
       if (freeBytes === undefined) {
@@ -462,22 +505,11 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       // what is left in `wanted` does not fit; only the deadlines below (or hooks, or the caller's
       // state) change what a check decides.
       // Stale heap entries (superseded deadlines) would only wake a check that drops them: drop them here.
-      while (loadedEnds.size > 0) {
-        const id = loadedEnds.peekId();
-        if (loaded[id] !== 0 && keepUntilOf[id] === loadedEnds.peekTime()) break;
-        loadedEnds.pop();
-      }
-      while (windowStarts.size > 0) {
-        const id = windowStarts.peekId();
-        if (pending[id] !== 0 && prewarmAt[id] === windowStarts.peekTime() && ripeFlag[id] === 0) break;
-        windowStarts.pop();
-      }
-      while (pendingEnds.size > 0) {
-        const id = pendingEnds.peekId();
-        if (pending[id] !== 0 && keepUntilOf[id] === pendingEnds.peekTime()) break;
-        pendingEnds.pop();
-      }
-      return Math.min(loadedEnds.peekTime(), windowStarts.peekTime(), pendingEnds.peekTime());
+      return Math.min(
+        earliest(loadedEnds, ldAt, keepUntilOf, loadedLive),
+        earliest(windowStarts, wsAt, prewarmAt, windowLive),
+        earliest(pendingEnds, pdAt, keepUntilOf, pendingLive),
+      );
     },
     selectAmongLoaded(req: EvictionRequest): Victim[] {
       // The candidates are the loaded models (the hint's contract): `selectVictims`' answer from
@@ -529,11 +561,15 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
           const t = loadedEnds.peekTime();
           const id = loadedEnds.peekId();
           loadedEnds.pop();
-          if (loaded[id] !== 0 && keepUntilOf[id] === t) due.push(id);
+          if (ldAt[id] !== t) continue;
+          ldAt[id] = NaN;
+          if (loaded[id] === 0) continue;
+          if (keepUntilOf[id]! <= now) due.push(id);
+          else remind(loadedEnds, ldAt, id, keepUntilOf[id]!);
         }
         // Still loaded after this check (in flight, say): look again next time.
         for (const id of due) {
-          loadedEnds.push(keepUntilOf[id]!, id);
+          remind(loadedEnds, ldAt, id, keepUntilOf[id]!);
           out.push(keys[id]!);
         }
       }
