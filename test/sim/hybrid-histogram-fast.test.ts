@@ -1,0 +1,137 @@
+import { describe, expect, it } from 'vitest';
+import { hybridHistogram } from '../../runtime/policies/hybrid-histogram';
+import { seededRandom } from '../../runtime/policies/random';
+import type { EntryFacts, EvictionPolicy, Victim } from '../../runtime/policies/types';
+import { simulate } from '../../sim/engine';
+import type { SimHints } from '../../sim/hints';
+import type { SimModel } from '../../sim/trace';
+import { randomTrace } from './helpers';
+import { referenceHybridHistogram } from './reference-policies';
+
+// Short bins and range, so histograms become representative and pre-warm windows open quickly.
+const HH = { binMs: 500, rangeMs: 60_000, fixedKeepAliveMs: 20_000, minSamples: 5, minCv: 1.5 };
+
+/** What a caller that loads named models in order, each that still fits, loads (the warm pool, the simulator). */
+function loadedBy(named: readonly Victim[], sizes: ReadonlyMap<string, number>, freeBytes: number): string[] {
+  const out: string[] = [];
+  let used = 0;
+  for (const v of named) {
+    const size = sizes.get(v.key)!;
+    if (used + size > freeBytes) continue;
+    used += size;
+    out.push(v.key);
+  }
+  return out;
+}
+
+/**
+ * The fast and the reference policy fed the same hooks (random calls, loads, evictions), asked
+ * `prewarm` at each step with a random amount of free memory.
+ */
+function drive(sizeOf: (i: number) => number, check: (fast: Victim[], ref: Victim[], free: number, sizes: ReadonlyMap<string, number>) => void) {
+  const fast = hybridHistogram(HH);
+  const ref = referenceHybridHistogram(HH);
+  const r = seededRandom(5);
+  const keys = Array.from({ length: 24 }, (_, i) => `k${i}`);
+  const sizes = new Map(keys.map((k, i) => [k, sizeOf(i)]));
+  const loaded = new Set<string>();
+  const isResident = (k: string) => loaded.has(k);
+  const entry = (key: string, hits: number, now: number): EntryFacts => ({
+    key, sizeBytes: sizes.get(key)!, loadMs: 0, execMs: 1, popularity: 0, loadedAt: now, lastUsedAt: now, hits,
+  });
+  let now = 0;
+  let named = 0;
+  for (let step = 0; step < 20_000; step++) {
+    now += Math.floor(r() * 400);
+    const key = keys[Math.floor(keys.length * r() * r())]!;
+    if (loaded.has(key)) {
+      fast.onAccess!(entry(key, 2, now), now);
+      ref.onAccess!(entry(key, 2, now), now);
+    } else {
+      loaded.add(key);
+      fast.onLoad!(entry(key, 1, now), now);
+      ref.onLoad!(entry(key, 1, now), now);
+    }
+    // Evict a few (the pre-warm windows then find them unloaded).
+    for (const k of [...loaded]) {
+      if (r() < 0.3) {
+        loaded.delete(k);
+        fast.onEvict!(k, now);
+        ref.onEvict?.(k, now);
+      }
+    }
+    const free = Math.floor(r() * 40) + (r() < 0.2 ? 0.5 : 0);
+    const f = fast.prewarm!(now, isResident, free);
+    const rf = ref.prewarm!(now, isResident);
+    named += f.length;
+    check(f, rf, free, sizes);
+    // What the caller loaded is loaded (as the warm pool and the simulator report it).
+    for (const key of loadedBy(f, sizes, free)) {
+      loaded.add(key);
+      fast.onLoad!(entry(key, 0, now), now);
+      ref.onLoad!(entry(key, 0, now), now);
+    }
+  }
+  expect(named).toBeGreaterThan(500);
+}
+
+describe('hybrid-histogram: prewarm names what the caller would load', () => {
+  it('whole byte counts: in pre-warm order, only those that fit the free memory left by the ones named before', () => {
+    drive((i) => 1 + ((i * 7) % 13), (fast, ref, free, sizes) => {
+      const expected = Number.isInteger(free) ? loadedBy(ref, sizes, free) : ref.map((v) => v.key).filter((k) => sizes.get(k)! <= free);
+      expect(fast.map((v) => v.key)).toEqual(expected);
+      expect(fast.every((v) => v.reason === 'pre-warm window reached')).toBe(true);
+    });
+  });
+  it('sizes that are not whole numbers: every model that fits alone, in pre-warm order', () => {
+    drive((i) => 0.5 + ((i * 7) % 13), (fast, ref, free, sizes) => {
+      expect(fast.map((v) => v.key)).toEqual(ref.map((v) => v.key).filter((k) => sizes.get(k)! <= free));
+    });
+  });
+});
+
+describe('hybrid-histogram: selectAmongLoaded answers as selectVictims does', () => {
+  /** Every eviction of a run; with `among`, the simulator's `selectAmongLoaded` hint is used. */
+  const run = (policy: EvictionPolicy, models: readonly SimModel[], budget: number) => {
+    const trace = randomTrace(3, 5000, 60);
+    const ev: string[] = [];
+    const { wallMs: _w, ...r } = simulate(trace, models, policy, { budgetBytes: budget, onEvict: (k, t, c) => ev.push(`${t}:${k}:${c}`) });
+    return { ev, r };
+  };
+  // A few large models among many small ones, so a miss on a large one needs many victims (more
+  // than the 8 minimum scans before the rest are put in order).
+  const trace = randomTrace(3, 5000, 60);
+  const models: SimModel[] = trace.functions.map((key, f) => ({
+    key, sizeBytes: f % 9 === 4 ? 3000 + f : 20 + ((f * 53) % 200), loadMs: 200 + ((f * 7919) % 3000), execMs: 20 + ((f * 31) % 200),
+  }));
+  for (const budget of [3500, 6000, 12000]) {
+    it(`budget ${budget}: the same evictions as the reference, and as without the hint`, () => {
+      const withoutAmong = (): EvictionPolicy => {
+        const p = hybridHistogram(HH);
+        return Object.assign(Object.create(p) as EvictionPolicy, { selectAmongLoaded: undefined });
+      };
+      let asked = 0;
+      let most = 0;
+      const counted = (): EvictionPolicy => {
+        const p = hybridHistogram(HH) as EvictionPolicy & Required<Pick<SimHints, 'selectAmongLoaded'>>;
+        const among = p.selectAmongLoaded.bind(p);
+        return Object.assign(Object.create(p) as EvictionPolicy, {
+          selectAmongLoaded: (req: Parameters<typeof among>[0]) => {
+            const v = among(req);
+            asked++;
+            most = Math.max(most, v.length);
+            return v;
+          },
+        });
+      };
+      const fast = run(counted(), models, budget);
+      const plain = run(withoutAmong(), models, budget);
+      const ref = run(referenceHybridHistogram(HH), models, budget);
+      expect(asked).toBeGreaterThan(100);
+      expect(most).toBeGreaterThan(8);
+      expect(fast.ev).toEqual(ref.ev);
+      expect(fast.r).toEqual(ref.r);
+      expect(plain.ev).toEqual(ref.ev);
+    });
+  }
+});
