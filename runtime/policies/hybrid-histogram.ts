@@ -166,8 +166,12 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   const loadedLive = (id: number): boolean => loaded[id] !== 0;
   /** Loaded, used models that may be inside their idle (pre-pre-warm) window. */
   const idle = new IdSet();
-  /** The loaded models (onLoad, not yet onEvict), for `selectAmongLoaded`. */
+  /**
+   * The loaded models (onLoad, not yet onEvict), for `selectAmongLoaded`: kept from its first ask
+   * on (a caller that never asks, or a budget that never evicts, pays nothing at the hooks).
+   */
   const loadedIds = new IdSet();
+  let trackLoaded = false;
   // Victims made once per function, reused by every answer that names it (their fields never
   // change): pre-warms, and evictions once reasons are omitted.
   const prewarmVictims: Victim[] = [];
@@ -340,7 +344,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       if (!Number.isSafeInteger(e.sizeBytes)) wholeSizes = false;
       lastUsed[id] = e.lastUsedAt;
       loaded[id] = 1;
-      loadedIds.add(id);
+      if (trackLoaded) loadedIds.add(id);
       wanted.delete(id);
       // A load for an invocation started loadMs ago; a pre-warm load (hits 0) is no invocation.
       if (e.hits > 0) {
@@ -356,7 +360,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       lastUsed[id] = e.lastUsedAt;
       if (loaded[id] === 0) {
         loaded[id] = 1;
-        loadedIds.add(id);
+        if (trackLoaded) loadedIds.add(id);
       }
       invoked(id, now);
       if (prewarmAt[id]! > now) idle.add(id);
@@ -373,7 +377,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       const id = idOf.get(key);
       if (id === undefined) return;
       loaded[id] = 0;
-      loadedIds.delete(id);
+      if (trackLoaded) loadedIds.delete(id);
       idle.delete(id);
       if (ripeFlag[id] !== 0) want(id);
     },
@@ -515,6 +519,10 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       // The candidates are the loaded models (the hint's contract): `selectVictims`' answer from
       // the policy's own arrays, by id, with no key looked up. Its order (score, then last use,
       // then key) is total, so the order the ids are visited in does not matter.
+      if (!trackLoaded) {
+        trackLoaded = true;
+        for (let id = 0; id < keys.length; id++) if (loaded[id] !== 0) loadedIds.add(id);
+      }
       const n = loadedIds.size;
       const items = loadedIds.items;
       const s = sel.scores(n);
