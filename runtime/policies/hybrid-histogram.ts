@@ -440,7 +440,10 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       let m = 0;
       if (freeBytes === undefined) {
         if (picked.length < ripe.size) picked = new Int32Array(2 * ripe.size);
-        for (let j = 0; j < ripe.size; j++) picked[m++] = ripe.items[j]!;
+        for (let j = 0; j < ripe.size; j++) {
+          const id = ripe.items[j]!;
+          if (!isResident(keys[id]!)) picked[m++] = id;
+        }
       } else {
         // The caller reports every load and eviction through the hooks: what is not loaded is
         // `wanted`, and nothing larger than the free memory would be loaded.
@@ -451,7 +454,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
           const id = wanted.items[j]!;
           const size = sizes[id]!;
           if (size < min) min = size;
-          if (!(size > freeBytes)) picked[m++] = id;
+          if (!(size > freeBytes) && !isResident(keys[id]!)) picked[m++] = id;
         }
         wantedMinBytes = min;
       }
@@ -476,7 +479,6 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
           if (best < 0) break;
           const id = picked[best]!;
           picked[best] = picked[--m]!;
-          if (isResident(keys[id]!)) continue;
           out.push(prewarmVictims[id] ??= { key: keys[id]!, reason: PREWARM_REASON });
           free -= sizes[id]!;
         }
@@ -495,7 +497,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       }
       for (let j = 0; j < m; j++) {
         const id = picked[j]!;
-        if (!isResident(keys[id]!)) out.push(prewarmVictims[id] ??= { key: keys[id]!, reason: PREWARM_REASON });
+        out.push(prewarmVictims[id] ??= { key: keys[id]!, reason: PREWARM_REASON });
       }
       return out;
     },
