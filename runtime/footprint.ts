@@ -1,3 +1,5 @@
+import { trimHeap } from './malloc';
+
 /**
  * What a model really holds in this process (issue 12 §4). Registration measures a model's
  * resident bytes once, in a fresh child process, on a generated input with every dynamic axis at
@@ -20,6 +22,10 @@
  * JS garbage of the moment and the tensors of calls being fetched or answered meanwhile, not a model's).
  */
 export function nativeBytes(): number {
+  // Free heap pages could serve a measured load or run in a load window (runtime/malloc.ts),
+  // hiding its growth, or be given back at the window's end, hiding what was there before: none
+  // are left when it reads.
+  trimHeap();
   const m = process.memoryUsage();
   return m.rss - m.heapTotal - m.arrayBuffers;
 }

@@ -71,15 +71,21 @@ export function mallocControl(env: NodeJS.ProcessEnv = process.env): MallocContr
   return control;
 }
 
-/** A tunable's value in a GLIBC_TUNABLES string, or `fallback`. */
-function tunable(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+/** A tunable's value in a GLIBC_TUNABLES string (decimal or glibc's 0x hex), or `fallback`. */
+export function tunable(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const m = new RegExp(`glibc\\.malloc\\.${name}=(0x[0-9a-f]+|\\d+)`, 'i').exec(env.GLIBC_TUNABLES ?? '');
   return m ? Number(m[1]) : fallback;
 }
 
 let open = 0;
+let opened = 0;
 let windowed = false;
 let trimQueued = false;
+
+/** Load windows opened in this process so far (a load sharing an open one does not count). */
+export function loadWindowsOpened(): number {
+  return opened;
+}
 
 /**
  * Runs `load` (a session create of a mapped artifact) with glibc's mmap threshold raised, then
@@ -90,9 +96,14 @@ let trimQueued = false;
  * of 5 MB and more"). Under brulee's fixed threshold each such buffer is a mapping of its own:
  * fresh pages to fault in and zero, then unmapped, weight after weight (~26 000 page faults for a
  * 100 MB MLP). With the threshold raised for the load, the next weight's copy reuses the pages the
- * last one freed. What the load keeps is trimmed when the last load in flight ends, so the heap
- * holds no more free memory after it than before (issue 12 §4's bound); `trimFreed` does the same
- * after an eviction, for blocks that other threads took from the heap during a load.
+ * last one freed. The free heap is trimmed when the last load in flight ends (issue 12 §4's bound).
+ *
+ * What a window leaves: blocks other threads took from the heap meanwhile, and holes between the
+ * blocks the load kept, from which later large blocks are served (glibc takes a free chunk before
+ * it maps one), so they too stay in the process once freed. `trimHeap` gives such pages back: the
+ * node calls it after an eviction (`trimFreed`), before each footprint measurement (a free page
+ * reused by a load would hide its growth, a trim inside one would hide what was there before), and
+ * when a load waits for the process's overhead.
  *
  * Loads in flight at once share one window (a count). Where `mallocControl` is null, `load` runs as it is.
  */
@@ -100,6 +111,7 @@ export async function inLoadWindow<T>(load: () => Promise<T>, ctl: MallocControl
   if (!ctl) return load();
   windowed = true;
   if (open++ === 0) {
+    opened++;
     ctl.mallopt(M_TRIM_THRESHOLD, 0x7fffffff);
     ctl.mallopt(M_MMAP_THRESHOLD, LOAD_WINDOW_MMAP_THRESHOLD);
   }
@@ -116,15 +128,26 @@ export async function inLoadWindow<T>(load: () => Promise<T>, ctl: MallocControl
 }
 
 /**
- * After an eviction: gives free heap pages back to the OS in the next turn of the event loop (off the
- * call's path), unless a load window is open then. Only in a process that has used load windows:
- * elsewhere no block over the mmap threshold comes from the heap, and there is nothing to give back.
+ * Gives the free heap's pages back to the OS now (`malloc_trim`, 0.2-3 ms) unless a load window is
+ * open. Whether it trimmed. A process's first window needs it too: the runs of small blocks freed
+ * before it are free heap pages its large blocks can take.
+ */
+export function trimHeap(ctl: MallocControl | null = mallocControl()): boolean {
+  if (!ctl || open > 0) return false;
+  ctl.mallocTrim(0);
+  return true;
+}
+
+/**
+ * After an eviction: `trimHeap` in the next turn of the event loop (off the call's path), once
+ * however many evictions ask; only in a process that has used load windows (elsewhere no block
+ * over the mmap threshold came from the heap, and there is nothing to give back).
  */
 export function trimFreed(ctl: MallocControl | null = mallocControl()): void {
   if (!ctl || !windowed || trimQueued) return;
   trimQueued = true;
   setImmediate(() => {
     trimQueued = false;
-    if (open === 0) ctl.mallocTrim(0);
+    trimHeap(ctl);
   });
 }

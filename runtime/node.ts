@@ -29,7 +29,7 @@ import { SessionHost } from './session-host';
 import { createPolicy, type RuntimePolicyName } from './policies';
 import { readPopularity } from './popularity';
 import { invocationCommands, recordEviction, recordInvocation, StatsOps, type InvocationRecord } from './stats';
-import { mallocReturnsMemory, MALLOC_TUNABLES } from './malloc';
+import { mallocReturnsMemory, MALLOC_TUNABLES, trimHeap } from './malloc';
 import { WarmPool, type ModelSpec, type Reservation } from './warm-pool';
 import { WARMUP_MODEL_B64 } from './warmup-model';
 
@@ -289,6 +289,7 @@ export class RuntimeNode implements LocalNode {
    * most one per `OVERHEAD_WAIT_MS`), and the overhead is measured again at once.
    */
   private collect(): void {
+    trimHeap(); // large blocks freed into a load window's holes (runtime/malloc.ts)
     const dead = process.memoryUsage().arrayBuffers - this.restBuffers - this.pool.tensorBytes;
     const now = performance.now();
     if (dead > this.pool.budgetBytes * COLLECT_DEAD_FRACTION && now - this.lastCollect >= OVERHEAD_WAIT_MS) {

@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
-import { inLoadWindow, LOAD_WINDOW_MIN_REUSE_BYTES, mallocControl } from '../../runtime/malloc';
+import { inLoadWindow, LOAD_WINDOW_MIN_REUSE_BYTES, LOAD_WINDOW_MMAP_THRESHOLD, loadWindowsOpened, mallocControl, tunable, trimFreed, trimHeap, type MallocControl } from '../../runtime/malloc';
 import { artifactForm, artifactLayout, externalRefs, MAPPED_FILE_NAME, mappedProblem, packMapped, prepackedReuseBytes, readGraphAt, readMappedGraph, relayMapped } from '../../runtime/mapped';
 import { deriveOptimized, loadModel, type ArtifactForm } from '../../runtime/onnx';
+import { Footprints } from '../../runtime/footprint';
 import { floats, ort } from '../support/models';
 
 const dir = mkdtempSync(join(tmpdir(), 'brulee-mapped-'));
@@ -211,24 +212,92 @@ describe('mapped artifacts', () => {
       return grew;
     };
 
-    it.runIf(process.platform === 'linux')('open only while a load runs: large blocks come from the heap then, from mappings of their own before and after', async () => {
-      // The test processes start with brulee's GLIBC_TUNABLES (vitest.config.ts), as nodes do.
+    // What a window asks of glibc, recorded (mallopt's M_TRIM_THRESHOLD is -1, M_MMAP_THRESHOLD -3).
+    const recorder = () => {
+      const calls: string[] = [];
+      const ctl: MallocControl = {
+        mallopt: (p, v) => (calls.push(`mallopt ${p} ${v}`), 1),
+        mallocTrim: (pad) => (calls.push(`trim ${pad}`), 1),
+      };
+      return { calls, ctl };
+    };
+    const OPEN = ['mallopt -1 2147483647', `mallopt -3 ${LOAD_WINDOW_MMAP_THRESHOLD}`];
+    // The tunables' values put back (vitest.config.ts starts test processes with brulee's, as nodes), then a trim.
+    const CLOSE = ['mallopt -3 131072', 'mallopt -1 131072', 'trim 0'];
+
+    it('raises the thresholds while loads run (loads at once share one window, a failed load closes it too), then puts back the tunables and trims', async () => {
       expect(process.env.GLIBC_TUNABLES).toMatch(/glibc\.malloc\.mmap_threshold=131072/);
-      const ctl = mallocControl();
-      expect(ctl).not.toBeNull();
-      expect(ownMapping()).toBe(true);
-      // Two loads at once share one window: it closes when the last ends.
+      const { calls, ctl } = recorder();
+      const opened = loadWindowsOpened();
       let release!: () => void;
       const first = inLoadWindow(() => new Promise<void>((r) => (release = r)), ctl);
-      const inside = await inLoadWindow(async () => ownMapping(), ctl);
-      expect(inside).toBe(false);
-      expect(ownMapping()).toBe(false);
+      const inside = await inLoadWindow(async () => {
+        expect(trimHeap(ctl)).toBe(false); // never while a window is open
+        return [...calls];
+      }, ctl);
+      expect(inside).toEqual(OPEN);
+      expect(calls).toEqual(OPEN);
       release();
       await first;
-      expect(ownMapping()).toBe(true);
-      // A load that fails closes its window too.
+      expect(calls).toEqual([...OPEN, ...CLOSE]);
       await expect(inLoadWindow(() => Promise.reject(new Error('no')), ctl)).rejects.toThrow('no');
-      expect(ownMapping()).toBe(true);
+      expect(calls).toEqual([...OPEN, ...CLOSE, ...OPEN, ...CLOSE]);
+      expect(loadWindowsOpened() - opened).toBe(2);
+      // After evictions: one trim in the next turn however many ask; and one at once when asked.
+      calls.length = 0;
+      trimFreed(ctl);
+      trimFreed(ctl);
+      expect(calls).toEqual([]);
+      await new Promise((r) => setImmediate(r));
+      expect(calls).toEqual(['trim 0']);
+      expect(trimHeap(ctl)).toBe(true);
+      expect(calls).toEqual(['trim 0', 'trim 0']);
+    });
+
+    it('reads the tunables as glibc does (decimal or 0x hex), and counts the prepacked bytes a window saves (all but the largest blob)', () => {
+      expect(tunable({ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=131072' }, 'mmap_threshold', 1)).toBe(131072);
+      expect(tunable({ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1:glibc.malloc.trim_threshold=0x20000' }, 'trim_threshold', 1)).toBe(131072);
+      expect(tunable({ GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=131072' }, 'trim_threshold', 7)).toBe(7);
+      expect(tunable({}, 'mmap_threshold', 9)).toBe(9);
+      const graph = Buffer.from('a|0;300000;11 b|4096;200000;12 c|8192;131071;13 d|0;100;14', 'latin1');
+      expect(prepackedReuseBytes(graph)).toBe(200000);
+      expect(prepackedReuseBytes(graph, 100)).toBe(200000 + 131071 + 100);
+    });
+
+    it.runIf(process.platform === 'linux')('in a window, glibc really serves a 1 MiB block from the heap (not a mapping of its own)', async () => {
+      const ctl = mallocControl();
+      expect(ctl).not.toBeNull();
+      expect(await inLoadWindow(async () => ownMapping(), ctl)).toBe(false);
+    });
+
+    it.runIf(process.platform === 'linux')("a model's first load in a window is measured at what it keeps, whatever free pages the heap held before", async () => {
+      const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+      const libc = koffi.load('libc.so.6');
+      const malloc = libc.func('void* malloc(size_t)') as (n: number) => unknown;
+      const free = libc.func('void free(void*)') as (p: unknown) => void;
+      const memset = libc.func('void* memset(void*, int, size_t)') as (p: unknown, c: number, n: number) => unknown;
+      const ctl = mallocControl();
+      // Earlier work: 400 blocks of 100 KiB (heap blocks, under the threshold), every hundredth
+      // still live: four free runs of 9.9 MiB between them, resident, and not at the heap's top.
+      const small = Array.from({ length: 400 }, () => {
+        const b = malloc(100 * 1024);
+        memset(b, 1, 100 * 1024);
+        return b;
+      });
+      const live = small.filter((_, i) => i % 100 === 99);
+      small.forEach((b, i) => i % 100 !== 99 && free(b));
+      // A load that keeps 24 MiB (three 8 MiB blocks), in a window: without the trim before the
+      // measurement it took the free pages (measured ~0), or its window's trim gave them back.
+      const kept: unknown[] = [];
+      const fp = new Footprints();
+      await fp.load('m', () =>
+        inLoadWindow(async () => {
+          for (let i = 0; i < 3; i++) kept.push(memset(malloc(8 << 20), 2, 8 << 20));
+        }, ctl),
+      );
+      for (const b of [...kept, ...live]) free(b);
+      expect(fp.measured('m') / (1 << 20)).toBeGreaterThan(20);
+      expect(fp.measured('m') / (1 << 20)).toBeLessThan(32);
     });
 
     it('a mapped model with several large prepacked weights loads in one, to the same bits as the original; one with a single large weight does not', async () => {
@@ -246,7 +315,11 @@ describe('mapped artifacts', () => {
       const { out: small } = await derive('no-window');
       expect(prepackedReuseBytes((await readMappedGraph(small))!)).toBeLessThan(LOAD_WINDOW_MIN_REUSE_BYTES);
 
+      const opened = loadWindowsOpened();
       const model = await loadModel(out, { preOptimized: true });
+      expect(loadWindowsOpened() - opened).toBe(process.platform === 'linux' ? 1 : 0);
+      await loadModel(small, { preOptimized: true }).then((m) => m.dispose());
+      expect(loadWindowsOpened() - opened).toBe(process.platform === 'linux' ? 1 : 0);
       const direct = await ort.InferenceSession.create(big);
       try {
         for (const rows of [1, 3]) {
@@ -259,7 +332,6 @@ describe('mapped artifacts', () => {
         await model.dispose();
         await direct.release();
       }
-      if (process.platform === 'linux') expect(ownMapping()).toBe(true);
     });
   });
 });
