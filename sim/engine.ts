@@ -383,6 +383,7 @@ class NodeRun {
     this.policy = policy;
     this.hints = simHints(policy);
     this.hints.omitReasons?.(); // nothing here reads a victim's reason
+    this.hints.prewarmInOrder?.(); // checks load what prewarm names in order, each that still fits
     this.opts = opts;
     this.budget = budget;
     this.K = K;

@@ -36,6 +36,14 @@ export interface SimHints {
    */
   omitReasons?(): void;
   /**
+   * The caller loads what `prewarm` names in its order, each one that fits the free memory left
+   * after the ones before it, by the sizes the policy was told at `onLoad`, and skips none for any
+   * other reason (the simulator; not the runtime's warm pool, whose charges grow after a load and
+   * which skips models it no longer knows): from this call on, `prewarm` may leave out a model that
+   * would not fit after the ones named before it. It changes nothing the caller loads.
+   */
+  prewarmInOrder?(): void;
+  /**
    * `selectVictims(req)`'s answer (the same victims in the same order), for a request whose
    * `candidates` are exactly the models loaded (reported by `onLoad`, not `onEvict`ed since), each
    * with the facts it had at its last `onLoad` / `onAccess`: the policy may answer from an order it
@@ -55,6 +63,7 @@ export function simHints(policy: EvictionPolicy): SimHints {
     nextCheckAt: fn(p.nextCheckAt),
     quietUntil: fn(p.quietUntil),
     omitReasons: fn(p.omitReasons),
+    prewarmInOrder: fn(p.prewarmInOrder),
     selectAmongLoaded: fn(p.selectAmongLoaded),
   };
 }

@@ -172,6 +172,8 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
    */
   const loadedIds = new IdSet();
   let trackLoaded = false;
+  /** The caller loads what `prewarm` names in order, each that still fits (`SimHints.prewarmInOrder`). */
+  let inOrder = false;
   // Victims made once per function, reused by every answer that names it (their fields never
   // change): pre-warms, and evictions once reasons are omitted.
   const prewarmVictims: Victim[] = [];
@@ -459,10 +461,10 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         wantedMinBytes = min;
       }
       const out: Victim[] = [];
-      if (freeBytes !== undefined && wholeSizes && Number.isSafeInteger(freeBytes)) {
+      if (inOrder && freeBytes !== undefined && wholeSizes && Number.isSafeInteger(freeBytes)) {
         // The caller loads what is named in this order, each one that fits the memory still free
-        // (the warm pool's `prefetch` and the simulator's checks both do), so a model that no
-        // longer fits once the ones named before it are loaded would be skipped: it is left out.
+        // (`SimHints.prewarmInOrder`: the simulator), so a model that no longer fits once the
+        // ones named before it are loaded would be skipped: it is left out.
         // Whole byte counts, so this sum is exact and agrees with the caller's own test. Then
         // the next in `seq` order is the one of least `seq` among those that still fit.
         let free = freeBytes;
@@ -506,6 +508,9 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     usesPopularity: false,
     omitReasons: () => sel.omitReasons(),
+    prewarmInOrder: () => {
+      inOrder = true;
+    },
     nextCheckAt(): number {
       // After a check, what is left in `idle` is what the caller could not evict (in flight) and
       // what is left in `wanted` does not fit; only the deadlines below (or hooks, or the caller's

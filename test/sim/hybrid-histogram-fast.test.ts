@@ -3,7 +3,7 @@ import { hybridHistogram } from '../../runtime/policies/hybrid-histogram';
 import { seededRandom } from '../../runtime/policies/random';
 import type { EntryFacts, EvictionPolicy, Victim } from '../../runtime/policies/types';
 import { simulate } from '../../sim/engine';
-import type { SimHints } from '../../sim/hints';
+import { simHints, type SimHints } from '../../sim/hints';
 import type { SimModel } from '../../sim/trace';
 import { randomTrace } from './helpers';
 import { referenceHybridHistogram } from './reference-policies';
@@ -30,6 +30,7 @@ function loadedBy(named: readonly Victim[], sizes: ReadonlyMap<string, number>, 
  */
 function drive(sizeOf: (i: number) => number, check: (fast: Victim[], ref: Victim[], free: number, sizes: ReadonlyMap<string, number>) => void) {
   const fast = hybridHistogram(HH);
+  simHints(fast).prewarmInOrder!(); // as the simulator asks (the runtime does not)
   const ref = referenceHybridHistogram(HH);
   const r = seededRandom(5);
   const keys = Array.from({ length: 24 }, (_, i) => `k${i}`);
