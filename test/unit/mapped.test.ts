@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
 import { inLoadWindow, LOAD_WINDOW_MIN_REUSE_BYTES, LOAD_WINDOW_MMAP_THRESHOLD, loadWindowsOpened, mallocControl, tunable, trimFreed, trimHeap, type MallocControl } from '../../runtime/malloc';
 import { artifactForm, artifactLayout, externalRefs, MAPPED_FILE_NAME, mappedProblem, packMapped, prepackedReuseBytes, readGraphAt, readMappedGraph, relayMapped } from '../../runtime/mapped';
-import { deriveOptimized, loadModel, type ArtifactForm } from '../../runtime/onnx';
+import { deriveOptimized, loadModel, type ArtifactForm, type LoadedModel } from '../../runtime/onnx';
 import { Footprints } from '../../runtime/footprint';
 import { floats, ort } from '../support/models';
 
@@ -26,6 +26,22 @@ async function derive(name: string, form: ArtifactForm = 'mapped') {
   const out = join(dir, name, MAPPED_FILE_NAME);
   mkdirSync(join(dir, name));
   return { out, derived: await deriveOptimized(source, out, { form }) };
+}
+
+/** `model`'s outputs on MLP inputs of each row count are the bits of a default onnxruntime session of `original`; disposes of `model`. */
+async function expectBitsOfOriginal(model: LoadedModel, original: Uint8Array, rowCounts: number[], seed: number): Promise<void> {
+  const direct = await ort.InferenceSession.create(original);
+  try {
+    for (const rows of rowCounts) {
+      const x = Float32Array.from(floats(rows * 64, rows + seed));
+      const got = await model.run({ x: { type: 'float32', dims: [rows, 64], data: x } });
+      const want = await direct.run({ x: new ort.Tensor('float32', x, [rows, 64]) });
+      expect(Array.from(got.y!.data as Float32Array)).toEqual(Array.from(want.y!.data as Float32Array));
+    }
+  } finally {
+    await model.dispose();
+    await direct.release();
+  }
 }
 
 describe('mapped artifacts', () => {
@@ -48,19 +64,7 @@ describe('mapped artifacts', () => {
     }
     expect(mappedProblem(graph, readFileSync(out).byteLength)).toBeNull();
 
-    const model = await loadModel(out, { preOptimized: true });
-    const direct = await ort.InferenceSession.create(bytes);
-    try {
-      for (const rows of [1, 4]) {
-        const x = Float32Array.from(floats(rows * 64, rows));
-        const got = await model.run({ x: { type: 'float32', dims: [rows, 64], data: x } });
-        const want = await direct.run({ x: new ort.Tensor('float32', x, [rows, 64]) });
-        expect(Array.from(got.y!.data as Float32Array)).toEqual(Array.from(want.y!.data as Float32Array));
-      }
-    } finally {
-      await model.dispose();
-      await direct.release();
-    }
+    await expectBitsOfOriginal(await loadModel(out, { preOptimized: true }), bytes, [1, 4], 0);
   });
 
   it('the ORT-format and ONNX forms are told apart from a mapped one, and give the same bits', async () => {
@@ -320,18 +324,7 @@ describe('mapped artifacts', () => {
       expect(loadWindowsOpened() - opened).toBe(process.platform === 'linux' ? 1 : 0);
       await loadModel(small, { preOptimized: true }).then((m) => m.dispose());
       expect(loadWindowsOpened() - opened).toBe(process.platform === 'linux' ? 1 : 0);
-      const direct = await ort.InferenceSession.create(big);
-      try {
-        for (const rows of [1, 3]) {
-          const x = Float32Array.from(floats(rows * 64, rows + 20));
-          const got = await model.run({ x: { type: 'float32', dims: [rows, 64], data: x } });
-          const want = await direct.run({ x: new ort.Tensor('float32', x, [rows, 64]) });
-          expect(Array.from(got.y!.data as Float32Array)).toEqual(Array.from(want.y!.data as Float32Array));
-        }
-      } finally {
-        await model.dispose();
-        await direct.release();
-      }
+      await expectBitsOfOriginal(model, big, [1, 3], 20);
     });
   });
 });
