@@ -1,9 +1,29 @@
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../../runtime/policies/random';
 import { FutureIndex, kthSmallest, simulate, skipChecks, type SimOptions } from '../../sim/engine';
-import { createSimPolicy, isOracle, SIM_POLICIES } from '../../sim/policies';
-import type { SimModel } from '../../sim/trace';
+import { createSimPolicy, isOracle, SIM_POLICIES, type SimPolicyName } from '../../sim/policies';
+import type { SimModel, Trace } from '../../sim/trace';
 import { randomTrace, traceOf } from './helpers';
+
+/**
+ * One simulation with `serveSerial`'s whole-call shortcut and one with plain turns only: each
+ * result (wall time left out) and its log of evictions, calls served and loads started.
+ */
+function withAndWithoutShortcut(trace: Trace, models: SimModel[], policy: SimPolicyName, ttlMs: number, opts: Partial<SimOptions> & { budgetBytes: number }) {
+  const run = (plainTurns: boolean) => {
+    const log: string[] = [];
+    const r = simulate(trace, models, createSimPolicy(policy, { seed: 3, ttlMs }), {
+      ...opts,
+      future: isOracle(policy),
+      plainTurns,
+      onEvict: (k, now, cause) => log.push(`evict ${k} ${now} ${cause}`),
+      onServe: (k, wait, cold) => log.push(`serve ${k} ${wait} ${cold}`),
+      onLoadStart: (k, pre) => log.push(`load ${k} ${pre}`),
+    });
+    return { r: { ...r, wallMs: 0 }, log };
+  };
+  return { fast: run(false), plain: run(true) };
+}
 
 describe("the simulator's shortcuts give what the plain computation gives", () => {
   it('kthSmallest: the k-th of a sort (p99 without sorting every latency)', () => {
@@ -103,21 +123,7 @@ describe("the simulator's shortcuts give what the plain computation gives", () =
     for (const policy of SIM_POLICIES) {
       for (const pct of [0.06, 0.15, 0.4, 1]) {
         for (const v of variants) {
-          const runWith = (plainTurns: boolean) => {
-            const log: string[] = [];
-            const r = simulate(trace, models, createSimPolicy(policy, { seed: 3, ttlMs: 20_000 }), {
-              ...v,
-              budgetBytes: Math.round(pct * total),
-              future: isOracle(policy),
-              plainTurns,
-              onEvict: (k, now, cause) => log.push(`evict ${k} ${now} ${cause}`),
-              onServe: (k, wait, cold) => log.push(`serve ${k} ${wait} ${cold}`),
-              onLoadStart: (k, pre) => log.push(`load ${k} ${pre}`),
-            });
-            return { r: { ...r, wallMs: 0 }, log };
-          };
-          const fast = runWith(false);
-          const plain = runWith(true);
+          const { fast, plain } = withAndWithoutShortcut(trace, models, policy, 20_000, { ...v, budgetBytes: Math.round(pct * total) });
           expect(fast.r, `${policy} at ${pct} ${JSON.stringify(v)}`).toEqual(plain.r);
           expect(fast.log).toEqual(plain.log);
         }
@@ -148,20 +154,9 @@ describe("the simulator's shortcuts give what the plain computation gives", () =
       for (const policy of SIM_POLICIES) {
         for (const budget of [2, 4, Math.ceil(total / 2), total]) {
           for (const v of variants) {
-            const runWith = (plainTurns: boolean) => {
-              const log: string[] = [];
-              const res = simulate(trace, models, createSimPolicy(policy, { seed: 3, ttlMs: 1500 }), {
-                ...v,
-                budgetBytes: budget,
-                future: isOracle(policy),
-                plainTurns,
-                onEvict: (k, now, cause) => log.push(`evict ${k} ${now} ${cause}`),
-                onServe: (k, wait, cold) => log.push(`serve ${k} ${wait} ${cold}`),
-                onLoadStart: (k, pre) => log.push(`load ${k} ${pre}`),
-              });
-              return JSON.stringify({ ...res, wallMs: 0 }) + '\n' + log.join('\n');
-            };
-            expect(runWith(false), `seed ${seed}, ${policy} at ${budget} bytes, ${JSON.stringify(v)}`).toBe(runWith(true));
+            const { fast, plain } = withAndWithoutShortcut(trace, models, policy, 1500, { ...v, budgetBytes: budget });
+            expect(fast.r, `seed ${seed}, ${policy} at ${budget} bytes, ${JSON.stringify(v)}`).toEqual(plain.r);
+            expect(fast.log).toEqual(plain.log);
             runs++;
           }
         }
