@@ -460,32 +460,6 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         }
         wantedMinBytes = min;
       }
-      const out: Victim[] = [];
-      if (inOrder && freeBytes !== undefined && wholeSizes && Number.isSafeInteger(freeBytes)) {
-        // The caller loads what is named in this order, each one that fits the memory still free
-        // (`SimHints.prewarmInOrder`: the simulator), so a model that no longer fits once the
-        // ones named before it are loaded would be skipped: it is left out.
-        // Whole byte counts, so this sum is exact and agrees with the caller's own test. Then
-        // the next in `seq` order is the one of least `seq` among those that still fit.
-        let free = freeBytes;
-        while (m > 0) {
-          let best = -1;
-          let w = 0;
-          for (let j = 0; j < m; j++) {
-            const id = picked[j]!;
-            if (sizes[id]! > free) continue; // the free memory only shrinks: gone for good
-            if (best < 0 || seq[id]! < seq[picked[best]!]!) best = w;
-            picked[w++] = id;
-          }
-          m = w;
-          if (best < 0) break;
-          const id = picked[best]!;
-          picked[best] = picked[--m]!;
-          out.push(prewarmVictims[id] ??= { key: keys[id]!, reason: PREWARM_REASON });
-          free -= sizes[id]!;
-        }
-        return out;
-      }
       // In `seq` order (seqs differ): an insertion sort of the few picked.
       for (let j = 1; j < m; j++) {
         const id = picked[j]!;
@@ -497,8 +471,19 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         }
         picked[k + 1] = id;
       }
+      // The caller loads what is named in this order, each one that fits the memory still free
+      // (`SimHints.prewarmInOrder`: the simulator), so a model that no longer fits once the ones
+      // named before it are loaded would be skipped: it is left out. Whole byte counts, so this
+      // sum is exact and agrees with the caller's own test.
+      const cut = inOrder && freeBytes !== undefined && wholeSizes && Number.isSafeInteger(freeBytes);
+      let free = freeBytes ?? Infinity;
+      const out: Victim[] = [];
       for (let j = 0; j < m; j++) {
         const id = picked[j]!;
+        if (cut) {
+          if (sizes[id]! > free) continue;
+          free -= sizes[id]!;
+        }
         out.push(prewarmVictims[id] ??= { key: keys[id]!, reason: PREWARM_REASON });
       }
       return out;
