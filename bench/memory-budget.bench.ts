@@ -74,6 +74,19 @@ function smaps(pid: number): Record<string, number> {
   return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, Math.round(v * 10) / 10]));
 }
 
+/**
+ * A probe file (bench/memory-probe.mjs writes each one whole and renames it into place), or
+ * undefined with a note when the worker wrote none: the run's other figures still count.
+ */
+function probeFile<T>(path: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
+  } catch (e) {
+    console.error(`no probe figures from ${path}: ${String(e)}`);
+    return undefined;
+  }
+}
+
 async function settled(pid: number): Promise<number> {
   await sleep(2000);
   const xs: number[] = [];
@@ -263,8 +276,8 @@ async function runArm(arm: { name: string; cwd: string }, budget: number, sum: n
   // The highest sampled RSS, split: native (RSS less V8 heap less ArrayBuffers, above the same at
   // idle: models, arenas, malloc), JS ArrayBuffers (tensors in flight or not yet collected), V8 heap growth.
   let atSampledPeak: Record<string, unknown> | undefined;
-  if (args.probe) {
-    const p = JSON.parse(readFileSync(probeOut, 'utf8')) as { rssMiB: number; heapTotalMiB: number; arrayBuffersMiB: number; gc: unknown };
+  const p = args.probe ? probeFile<{ rssMiB: number; heapTotalMiB: number; arrayBuffersMiB: number; gc: unknown }>(probeOut) : undefined;
+  if (p) {
     const [i, ih, b] = [idle / MiB, idleHeap / MiB, budget / MiB];
     atSampledPeak = {
       aboveIdleRatio: (p.rssMiB - i) / b,
@@ -278,8 +291,8 @@ async function runArm(arm: { name: string; cwd: string }, budget: number, sum: n
   // shows), above the least of the last three (what a min-of-3 filter would not see) and below the
   // most of the last three (what a max-of-3 would add), in budgets.
   let spikes: Record<string, unknown> | undefined;
-  if (args.probe && args.series) {
-    const xs = JSON.parse(readFileSync(join(dir, 'series.json'), 'utf8')) as number[];
+  const xs = args.probe && args.series ? probeFile<number[]>(join(dir, 'series.json')) : undefined;
+  if (xs) {
     const q = (ys: number[]) => {
       const s = [...ys].sort((a, b) => a - b);
       const at = (f: number) => Math.round((s[Math.min(s.length - 1, Math.floor(f * s.length))]! / budget) * 1000) / 1000;
