@@ -168,7 +168,7 @@ export class DataPlane {
 
   async delete(name: string): Promise<{ fn: FunctionMeta; unloaded: number }> {
     const fn = await this.o.registry.delete(name);
-    const unloaded = await this.o.dispatcher.unload({ fn: name, cause: 'unload', reason: 'function deleted' }, 10_000).catch(() => 0);
+    const unloaded = await this.o.dispatcher.unload({ fn: name, cause: 'deleted', reason: 'function deleted' }, 10_000).catch(() => 0);
     return { fn, unloaded };
   }
 

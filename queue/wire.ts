@@ -207,7 +207,8 @@ export interface UnloadJob {
   fn: string;
   /** Drop only versions older than this one (retiring after a new version). */
   belowVersion?: number;
-  cause: 'unload' | 'retired';
+  /** `deleted`: the function is gone, and nodes keep nothing of it (an `unload` keeps what they measured of its models). */
+  cause: 'unload' | 'retired' | 'deleted';
   reason: string;
 }
 

@@ -1,5 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { EvictionEvent } from './warm-pool';
 
+const EVICTION_CAUSES: ReadonlyArray<EvictionEvent['cause']> = ['policy', 'expired', 'retired', 'unload', 'deleted'];
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 /**
@@ -61,13 +63,17 @@ export class Metrics {
   }
 
   private async zeroSeries(fns: string[]): Promise<void> {
+    // A function registered at an earlier scrape and gone now was deleted: its series go (a name
+    // registered again starts afresh, as its counts in /stats do), so they do not pile up.
+    const now = new Set(fns);
+    for (const fn of [...this.seeded].filter((f) => !now.has(f))) this.removeSeries(fn);
     for (const fn of fns) {
       const f = { function: fn };
       // inc(0) leaves a counter's value as it is; it only adds the series when missing.
       for (const outcome of ['ok', 'error']) this.invocations.inc({ ...f, outcome }, 0);
       for (const c of [this.coldStarts, this.warmHits, this.loads]) c.inc(f, 0);
       for (const by of ['api', 'policy']) this.prewarms.inc({ ...f, by }, 0);
-      for (const cause of ['policy', 'expired', 'retired', 'unload']) this.evictions.inc({ ...f, cause }, 0);
+      for (const cause of EVICTION_CAUSES) this.evictions.inc({ ...f, cause }, 0);
     }
     // A histogram's zero() resets the series: only for functions it has no series of yet.
     const fresh = fns.filter((fn) => !this.seeded.has(fn));
@@ -77,6 +83,16 @@ export class Metrics {
       for (const fn of fresh) if (!have.has(fn)) h.zero({ function: fn });
     }
     for (const fn of fresh) this.seeded.add(fn);
+  }
+
+  /** Takes a deleted function's series out of every metric labelled by function. */
+  private removeSeries(fn: string): void {
+    const f = { function: fn };
+    for (const outcome of ['ok', 'error']) this.invocations.remove({ ...f, outcome });
+    for (const by of ['api', 'policy']) this.prewarms.remove({ ...f, by });
+    for (const cause of EVICTION_CAUSES) this.evictions.remove({ ...f, cause });
+    for (const m of [this.coldStarts, this.warmHits, this.loads, this.loadSeconds, this.fetchSeconds, this.execSeconds, this.batchSize]) m.remove(f);
+    this.seeded.delete(fn);
   }
 
   /** Where the cluster-wide failover counts come from (Redis). */

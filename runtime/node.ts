@@ -161,18 +161,14 @@ export class RuntimeNode implements LocalNode {
         this.evictions++;
         this.lastLoadMs.delete(ev.key);
         this.lastFetchMs.delete(ev.key);
-        // A retired version's key (its bytes) will not be loaded again: what was learned of it goes.
-        // An explicit unload (the API's, or a deletion) keeps it, as an eviction does: the key is the
-        // model's bytes, and what this process measured of them holds at their next load (one under
-        // other session options is measured again: `loadSpec`), which then runs beside other calls
-        // instead of alone, and a cold call skips four reads of /proc (`bench:speed`'s cold calls
-        // each follow an unload).
-        if (ev.cause === 'retired') {
-          this.footprints.forget(ev.key);
-          this.measuredWith.delete(ev.key);
-          this.outPerIn.delete(ev.key);
-        }
-        if (ev.cause === 'retired' || ev.cause === 'unload') this.registered.delete(ev.key);
+        // A retired version's key (its bytes) or a deleted function's will not be loaded again:
+        // nothing of it is kept (`forgetModel`). An explicit unload keeps what was measured, as an
+        // eviction does: the key is the model's bytes, and what this process measured of them holds
+        // at their next load (one under other session options is measured again: `loadSpec`),
+        // which then runs beside other calls instead of alone, and a cold call skips four reads of
+        // /proc (`bench:speed`'s cold calls each follow an unload).
+        if (ev.cause === 'retired' || ev.cause === 'deleted') this.forgetModel(ev.key);
+        else if (ev.cause === 'unload') this.registered.delete(ev.key);
         metrics.evictions.inc({ function: ev.fn, cause: ev.cause });
         log.info({ model: ev.key, cause: ev.cause, reason: ev.reason }, 'evicted');
         void recordEviction(this.o.redis, this.o.keys, this.o.id, ev).catch(() => undefined);
@@ -466,14 +462,15 @@ export class RuntimeNode implements LocalNode {
     const host = offThread(mode, limits, spec) || (mode === 'auto' && this.longRuns.has(spec.key)) ? this.host : undefined;
     if (host) this.inHost.add(spec.key);
     else this.inHost.delete(spec.key);
-    if (spec.artifact && spec.artifact.key === this.artifactKeyOf(spec.sha256)) {
+    if (spec.artifact && spec.artifact.key === this.artifactKeyOf(spec)) {
       try {
         const { sha256 } = spec.artifact;
         const { path, fetchMs } = await this.o.models.open(sha256);
         // An artifact's bytes never change (content-addressed): its layout is read at its first load here.
-        const layout = this.layouts.get(sha256) ?? artifactLayout(path);
+        const kept = this.layouts.get(spec.key);
+        const layout = kept?.sha256 === sha256 ? kept.layout : artifactLayout(path);
         const model = await this.footprints.load(spec.key, () => this.hostLoad(spec, host, () => loadModel(path, { session, preOptimized: true, layout, host })));
-        this.layouts.set(sha256, layout);
+        this.layouts.set(spec.key, { sha256, layout });
         this.sources.set(spec.key, 'artifact');
         return this.loaded(spec, t0, fetchMs, model);
       } catch (e) {
@@ -486,6 +483,8 @@ export class RuntimeNode implements LocalNode {
       ({ path, fetchMs } = await this.o.models.open(spec.sha256));
     } catch (e) {
       if (isBruleeError(e) && e.code === 'MODEL_BYTES_MISSING') {
+        // A late call of a deleted function: nothing of it is kept (`forgetModel`).
+        this.forgetModel(spec.key);
         throw new BruleeError('FUNCTION_NOT_FOUND', `the bytes of ${spec.key} are gone (the function was deleted or replaced, or the model store lost them: register it again)`);
       }
       throw e;
@@ -503,7 +502,8 @@ export class RuntimeNode implements LocalNode {
    */
   private heldAtLoad(spec: NodeModelSpec): boolean {
     const sha = this.sources.get(spec.key) === 'artifact' ? spec.artifact?.sha256 : undefined;
-    return sha === undefined || this.layouts.get(sha)?.form !== 'mapped';
+    const kept = this.layouts.get(spec.key);
+    return sha === undefined || kept?.sha256 !== sha || kept.layout.form !== 'mapped';
   }
 
   /**
@@ -545,13 +545,17 @@ export class RuntimeNode implements LocalNode {
     return this.sources.get(key);
   }
   private readonly sources = new Map<string, 'artifact' | 'original'>();
-  /** Each artifact's layout (runtime/mapped.ts), by its sha256, read at its first load here. */
-  private readonly layouts = new Map<string, ArtifactLayout>();
+  /**
+   * Each model's artifact layout (runtime/mapped.ts), by model key and the artifact's sha256, read
+   * at its first load here (by model key, so that it goes with the model: `forgetModel`).
+   */
+  private readonly layouts = new Map<string, { sha256: string; layout: ArtifactLayout }>();
 
+  /** The artifact key (`artifactKey`) each model's artifact must have to be loaded here, by model key. */
   private readonly artifactKeys = new Map<string, string>();
-  private artifactKeyOf(sha256: string): string {
-    let k = this.artifactKeys.get(sha256);
-    if (k === undefined) this.artifactKeys.set(sha256, (k = artifactKey(sha256)));
+  private artifactKeyOf(spec: NodeModelSpec): string {
+    let k = this.artifactKeys.get(spec.key);
+    if (k === undefined) this.artifactKeys.set(spec.key, (k = artifactKey(spec.sha256)));
     return k;
   }
 
@@ -670,7 +674,9 @@ export class RuntimeNode implements LocalNode {
       }
       case JOB.unload: {
         const { fn, ...how } = (job as NodeJob<UnloadJob>).data;
-        return { ok: { dropped: this.pool.dropFunction(fn, how) } };
+        const dropped = this.pool.dropFunction(fn, how);
+        if (how.cause === 'deleted') this.forgetFunction(fn);
+        return { ok: { dropped } };
       }
       default:
         throw new BruleeError('BAD_REQUEST', `unknown job ${job.name}`);
@@ -687,6 +693,33 @@ export class RuntimeNode implements LocalNode {
     await this.heartbeat();
     const fetchMs = this.lastFetchMs.get(key) ?? 0;
     await recordInvocation(this.o.redis, this.o.keys, { fn, outcome: 'prewarm', loaded: true, loadMs, fetchMs, execMs: 0 });
+  }
+
+  /**
+   * Everything this node keeps of a model it will not load again (a retired version, a deleted
+   * function): without this, a node where functions come and go would keep a few records per model
+   * it ever ran.
+   */
+  private forgetModel(key: string): void {
+    this.footprints.forget(key);
+    for (const m of this.perModel()) m.delete(key);
+  }
+
+  /** This node's records by model key (beside `footprints`). */
+  private perModel(): Array<{ keys(): Iterable<string>; delete(key: string): boolean }> {
+    return [this.registered, this.measuredWith, this.outPerIn, this.lastLoadMs, this.lastFetchMs, this.sources, this.layouts, this.artifactKeys, this.longRuns, this.inHost];
+  }
+
+  /**
+   * A deleted function's models: those the warm pool still holds go when their calls end (evicted as
+   * `deleted`); what is kept of the others (unloaded or evicted before) goes now.
+   */
+  private forgetFunction(fn: string): void {
+    const held = new Set(this.pool.list().map((m) => m.key));
+    const prefix = modelKey({ fn, sha256: '' });
+    const keys = new Set<string>();
+    for (const m of this.perModel()) for (const key of m.keys()) if (key.startsWith(prefix) && !held.has(key)) keys.add(key);
+    for (const key of keys) this.forgetModel(key);
   }
 
   /** A job for a newer version of a function retires the older versions held here, never newer ones. */

@@ -79,9 +79,15 @@ export interface EvictionEvent {
   fn: string;
   sizeBytes: number;
   reason: string;
-  /** `policy` (memory pressure), `expired` (keep-alive), `retired` (new version), `unload` (asked). */
-  cause: 'policy' | 'expired' | 'retired' | 'unload';
+  /**
+   * `policy` (memory pressure), `expired` (keep-alive), `retired` (new version), `unload` (asked),
+   * `deleted` (its function was deleted: an unload after which nothing of the model is kept).
+   */
+  cause: 'policy' | 'expired' | 'retired' | 'unload' | 'deleted';
 }
+
+/** Why a model is dropped on request (`WarmPool.drop`). */
+export type DropCause = 'retired' | 'unload' | 'deleted';
 
 /**
  * What one call holds beside its model while it runs (issue 12 §4): admitted with the model, in one
@@ -431,7 +437,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
    * Drops a model now, or when its last in-flight invocation ends. Pinned models are dropped too:
    * an explicit unload or a new version overrides the pin.
    */
-  drop(key: string, cause: 'retired' | 'unload', reason: string): boolean {
+  drop(key: string, cause: DropCause, reason: string): boolean {
     const e = this.entries.get(key);
     if (!e) {
       this.forget(key);
@@ -451,7 +457,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
    * Drops the models of `fn` (now, or when their last invocation ends): all of them, or with
    * `belowVersion` only the older versions, so a late job of an old version cannot retire a newer one.
    */
-  dropFunction(fn: string, how: { belowVersion?: number; cause: 'retired' | 'unload'; reason: string }): number {
+  dropFunction(fn: string, how: { belowVersion?: number; cause: DropCause; reason: string }): number {
     const matches = (s: S) => s.fn === fn && (how.belowVersion === undefined || (s.version ?? 0) < how.belowVersion);
     for (const s of [...this.known.values()]) {
       if (matches(s) && !this.entries.has(s.key)) this.drop(s.key, how.cause, how.reason);
@@ -826,8 +832,8 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     this.entries.delete(e.spec.key);
     this.used -= e.spec.sizeBytes;
     this.opts.policy.onEvict?.(e.spec.key, this.opts.now());
-    // Retired or unloaded: gone for good, not merely out of memory.
-    if (cause === 'retired' || cause === 'unload') this.opts.policy.forget?.(e.spec.key);
+    // Retired, unloaded or deleted: gone for good, not merely out of memory.
+    if (cause === 'retired' || cause === 'unload' || cause === 'deleted') this.opts.policy.forget?.(e.spec.key);
     this.opts.onEvict?.({ key: e.spec.key, fn: e.spec.fn, sizeBytes: e.spec.sizeBytes, reason, cause });
     if (e.value !== undefined) this.dispose(e.value, e.spec.key, e.spec.sizeBytes);
     delete e.value;

@@ -108,7 +108,7 @@ export function nodesTable(stats) {
   );
 }
 
-const CAUSE = { policy: 'evicted for memory', expired: 'keep-alive expired', retired: 'replaced by a new version', unload: 'unloaded on request' };
+const CAUSE = { policy: 'evicted for memory', expired: 'keep-alive expired', retired: 'replaced by a new version', unload: 'unloaded on request', deleted: 'function deleted' };
 
 export function evictionsTable(stats) {
   return table(

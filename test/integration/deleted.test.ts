@@ -1,0 +1,76 @@
+import { afterEach, expect, it } from 'vitest';
+import { mlpModel } from '../../models/generate';
+import { startBrulee, type TestBrulee } from '../support/brulee';
+
+let b: TestBrulee | undefined;
+afterEach(async () => {
+  await b?.destroy();
+  b = undefined;
+});
+
+const small = (seed: number) => mlpModel({ inputSize: 64, hidden: [16], outputSize: 8, seed });
+const x = (rows: number) => ({ x: { type: 'float32', dims: [rows, 64], data: new Array(rows * 64).fill(0.25) } });
+
+/**
+ * Every string key (or string in an array) in the Maps, Sets, arrays and plain objects reachable
+ * from `roots` within `depth` steps: what a node keeps by model key or function name.
+ */
+function keysIn(roots: unknown[], depth: number): string[] {
+  const out: string[] = [];
+  const seen = new Set<unknown>();
+  const visit = (o: unknown, d: number): void => {
+    if (typeof o === 'string') out.push(o);
+    if (o === null || typeof o !== 'object' || seen.has(o) || ArrayBuffer.isView(o)) return;
+    seen.add(o);
+    if (o instanceof Map) {
+      for (const [k, v] of o) {
+        visit(k, 0);
+        if (d > 0) visit(v, d - 1);
+      }
+    } else if (o instanceof Set) {
+      for (const k of o) visit(k, 0);
+    } else if (d > 0) {
+      for (const v of Object.values(o)) visit(v, d - 1);
+    }
+  };
+  for (const r of roots) visit(r, depth);
+  return out;
+}
+
+it('a deleted function leaves nothing of its models on the node (what an unload keeps, a deletion drops), nor series in /metrics', async () => {
+  b = await startBrulee();
+  const node = b.node!;
+  const names = Array.from({ length: 6 }, (_, i) => `gone-${i}`);
+  for (const [i, name] of names.entries()) {
+    expect((await b.put(name, small(100 + i))).status).toBe(201);
+    // Its first load and runs are measured, one on a larger input than the others.
+    for (const rows of [1, 2, 8]) expect((await b.invoke(name, x(rows))).status).toBe(200);
+  }
+  // Kept through an unload (runtime/node.ts onEvict), until the deletion.
+  const unloadedKey = node.pool.list().find((m) => m.fn === 'gone-1')!.key;
+  expect((await b.json('POST', '/v2/repository/models/gone-1/unload')).status).toBe(200);
+  expect(node.footprints.measures(unloadedKey, 64 * 4)).toBe(false);
+  // A second version retires the first; both versions are gone with the function.
+  expect((await b.put('gone-2', small(200))).body.version).toBe(2);
+  expect((await b.invoke('gone-2', x(1))).status).toBe(200);
+  // A function that stays: what the node keeps of it stays too (and shows that the walk below sees it).
+  await b.put('kept', small(300));
+  expect((await b.invoke('kept', x(1))).status).toBe(200);
+  const keptKey = node.pool.list().find((m) => m.fn === 'kept')!.key;
+  // A scrape sees every function's series.
+  expect(await (await b.req('/metrics')).text()).toContain('brulee_invocations_total{function="gone-0",outcome="ok"} 3');
+
+  for (const name of names) expect((await b.json('DELETE', `/functions/${name}`)).status).toBe(200);
+
+  // The node's own Maps and Sets, its footprints and its warm pool (a policy's state is in its closure, out of reach here).
+  const internals = node as unknown as Record<string, unknown>;
+  const kept = keysIn([node.footprints, node.pool, ...Object.values(internals).filter((v) => v instanceof Map || v instanceof Set)], 2);
+  const ofDeleted = kept.filter((k) => names.some((n) => k === n || k.startsWith(`${n}@`)));
+  expect(ofDeleted).toEqual([]);
+  expect(kept).toContain(keptKey);
+  expect(keysIn([node.footprints], 1)).toContain(keptKey);
+  expect(node.footprints.measures(unloadedKey, 64 * 4)).toBe(true);
+  const metrics = await (await b.req('/metrics')).text();
+  expect(metrics.split('\n').filter((l) => l.includes('function="gone-'))).toEqual([]);
+  expect(metrics).toContain('brulee_invocations_total{function="kept",outcome="ok"} 1');
+});
