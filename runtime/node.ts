@@ -174,6 +174,10 @@ export class RuntimeNode implements LocalNode {
         void recordEviction(this.o.redis, this.o.keys, this.o.id, ev).catch(() => undefined);
         void this.heartbeat();
       },
+      // A retired version or a deleted function's model that was evicted before: what is kept of it goes too.
+      onDropNotHeld: (key, cause) => {
+        if (cause !== 'unload') this.forgetModel(key);
+      },
       onPrefetch: (ev) => {
         if (ev.outcome !== 'loaded') {
           if (ev.outcome === 'failed') log.warn({ model: ev.key, err: ev.error, reason: ev.reason }, 'prefetch failed');

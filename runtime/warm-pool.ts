@@ -34,6 +34,11 @@ export interface WarmPoolOptions<T, S extends ModelSpec = ModelSpec> {
   admitTimeoutMs?: number;
   /** Called on each eviction, with the policy's reason. */
   onEvict?: (ev: EvictionEvent) => void;
+  /**
+   * Called when `drop` finds the model not held (evicted before, or never loaded here): nothing is
+   * evicted, but what the caller keeps of it may go (a retired version, a deleted function).
+   */
+  onDropNotHeld?: (key: string, cause: DropCause) => void;
   /** Called when a load that `prefetch` started ends: loaded, dropped meanwhile, or failed. */
   onPrefetch?: (ev: PrefetchEvent) => void;
   /**
@@ -171,8 +176,8 @@ export interface ResidentModel {
  */
 export class WarmPool<T, S extends ModelSpec = ModelSpec> {
   private readonly entries = new Map<string, Entry<T, S>>();
-  private readonly opts: Required<Omit<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onPrefetch' | 'heldAtLoad' | 'onOverheadWait'>> &
-    Pick<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onPrefetch' | 'heldAtLoad' | 'onOverheadWait'>;
+  private readonly opts: Required<Omit<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onDropNotHeld' | 'onPrefetch' | 'heldAtLoad' | 'onOverheadWait'>> &
+    Pick<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onDropNotHeld' | 'onPrefetch' | 'heldAtLoad' | 'onOverheadWait'>;
   /**
    * The models this pool has loaded, resident or not, so the policy's `prewarm` hook can name one
    * that was evicted. A model leaves when it is retired (new version) or unloaded (deleted, or
@@ -441,6 +446,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     const e = this.entries.get(key);
     if (!e) {
       this.forget(key);
+      this.opts.onDropNotHeld?.(key, cause);
       return false;
     }
     this.known.delete(key);

@@ -74,3 +74,26 @@ it('a deleted function leaves nothing of its models on the node (what an unload 
   expect(metrics.split('\n').filter((l) => l.includes('function="gone-'))).toEqual([]);
   expect(metrics).toContain('brulee_invocations_total{function="kept",outcome="ok"} 1');
 });
+
+it('a version replaced after its eviction leaves nothing of it on the node either', async () => {
+  // Room for one of the two: each call of one evicts the other (memoryBytes: charged 15 MB each).
+  b = await startBrulee({ MEMORY_BUDGET: '25MB' });
+  const node = b.node!;
+  const MB = 1_000_000;
+  await b.put('versioned', small(400), `memoryBytes=${15 * MB}`);
+  await b.put('other', small(401), `memoryBytes=${15 * MB}`);
+  for (const rows of [1, 2, 8]) expect((await b.invoke('versioned', x(rows))).status).toBe(200);
+  const v1 = node.pool.list().find((m) => m.fn === 'versioned')!.key;
+  expect((await b.invoke('other', x(1))).status).toBe(200);
+  expect(node.pool.list().map((m) => m.fn)).toEqual(['other']);
+  // Evicted, v1 is still known (to come back) and measured.
+  expect(node.footprints.measures(v1, 64 * 4)).toBe(false);
+  expect((await b.put('versioned', small(402), `memoryBytes=${15 * MB}`)).body.version).toBe(2);
+  expect((await b.invoke('versioned', x(1))).status).toBe(200);
+  const v2 = node.pool.list().find((m) => m.fn === 'versioned')!.key;
+  expect(v2).not.toBe(v1);
+  const internals = node as unknown as Record<string, unknown>;
+  const kept = keysIn([node.footprints, node.pool, ...Object.values(internals).filter((v) => v instanceof Map || v instanceof Set)], 2);
+  expect(kept.filter((k) => k === v1)).toEqual([]);
+  expect(kept).toContain(v2);
+});

@@ -360,6 +360,19 @@ describe('WarmPool: dropping by function', () => {
     expect(p.holdsOther('f', 'f2')).toBe(false);
   });
 
+  it('a drop of a model not held evicts nothing and tells onDropNotHeld, with its cause', async () => {
+    const notHeld: Array<[string, string]> = [];
+    const evictions: string[] = [];
+    const p = new WarmPool<string>({ budgetBytes: 10, policy: createPolicy('lru'), load: async (s) => s.key, onEvict: (e) => evictions.push(e.key), onDropNotHeld: (key, cause) => notHeld.push([key, cause]) });
+    (await p.acquire(spec('f1', 10, { fn: 'f', version: 1 }))).release();
+    (await p.acquire(spec('g1', 10, { fn: 'g' }))).release(); // evicts f1, still remembered
+    expect(p.dropFunction('f', { belowVersion: 2, cause: 'retired', reason: 'v2' })).toBe(0);
+    expect(p.drop('never', 'deleted', 'deleted')).toBe(false);
+    expect(p.dropFunction('g', { cause: 'deleted', reason: 'deleted' })).toBe(1);
+    expect(notHeld).toEqual([['f1', 'retired'], ['never', 'deleted']]);
+    expect(evictions).toEqual(['f1', 'g1']);
+  });
+
   it('holdsOther sees a model that is loading', async () => {
     const gate = deferred<string>();
     const p = new WarmPool<string>({ budgetBytes: 10, policy: createPolicy('lru'), load: () => gate.promise });
