@@ -66,7 +66,7 @@ export class Metrics {
     // A function registered at an earlier scrape and gone now was deleted: its series go (a name
     // registered again starts afresh, as its counts in /stats do), so they do not pile up.
     const now = new Set(fns);
-    for (const fn of [...this.seeded].filter((f) => !now.has(f))) this.removeSeries(fn);
+    for (const fn of [...this.seeded].filter((f) => !now.has(f))) this.forgetFunction(fn);
     for (const fn of fns) {
       const f = { function: fn };
       // inc(0) leaves a counter's value as it is; it only adds the series when missing.
@@ -85,8 +85,12 @@ export class Metrics {
     for (const fn of fresh) this.seeded.add(fn);
   }
 
-  /** Takes a deleted function's series out of every metric labelled by function. */
-  private removeSeries(fn: string): void {
+  /**
+   * Takes a deleted function's series out of every metric labelled by function: a node does at the
+   * deletion (a worker process need never be scraped), and a scrape for a function registered at
+   * the last one and gone now.
+   */
+  forgetFunction(fn: string): void {
     const f = { function: fn };
     for (const outcome of ['ok', 'error']) this.invocations.remove({ ...f, outcome });
     for (const by of ['api', 'policy']) this.prewarms.remove({ ...f, by });
@@ -116,7 +120,9 @@ export class Metrics {
   }
 
   async text(): Promise<string> {
-    await this.zeroSeries((await this.functionsSource?.().catch(() => [])) ?? []);
+    // Unknown (Redis away): nothing added, and above all nothing taken as deleted.
+    const fns = await this.functionsSource?.().catch(() => undefined);
+    if (fns) await this.zeroSeries(fns);
     return this.registry.metrics();
   }
 

@@ -715,10 +715,12 @@ export class RuntimeNode implements LocalNode {
   }
 
   /**
-   * A deleted function's models: those the warm pool still holds go when their calls end (evicted as
-   * `deleted`); what is kept of the others (unloaded or evicted before) goes now.
+   * A deleted function's series in this process's metrics, and its models: those the warm pool
+   * still holds go when their calls end (evicted as `deleted`); what is kept of the others
+   * (unloaded or evicted before) goes now.
    */
   private forgetFunction(fn: string): void {
+    this.o.metrics.forgetFunction(fn);
     const held = new Set(this.pool.list().map((m) => m.key));
     const prefix = modelKey({ fn, sha256: '' });
     const keys = new Set<string>();
