@@ -138,10 +138,15 @@ export function invocationCommands<W extends StatsWriter>(p: W, k: Keys, r: Invo
   return p;
 }
 
+/**
+ * Counts an eviction for its function and lists it among the recent ones. A deleted function's is
+ * only listed: its counts went with it (functions/registry.ts, before the nodes unload it), and a
+ * count now would bring them back, for good, or for a function registered again under its name.
+ */
 export async function recordEviction(redis: Redis, k: Keys, node: string, ev: EvictionEvent, at = Date.now()): Promise<void> {
-  await redis
-    .pipeline()
-    .hincrby(k.fnStats(ev.fn), 'evictions', 1)
+  const p = redis.pipeline();
+  if (ev.cause !== 'deleted') p.hincrby(k.fnStats(ev.fn), 'evictions', 1);
+  await p
     .lpush(k.evictions, JSON.stringify({ at: new Date(at).toISOString(), node, ...ev }))
     .ltrim(k.evictions, 0, EVICTIONS_KEPT - 1)
     .exec();

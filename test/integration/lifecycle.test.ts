@@ -47,7 +47,7 @@ describe('function lifecycle under concurrency', () => {
     await b.put('reborn', small(4));
     const fn = (await b.json('GET', '/functions/reborn')).body;
     expect(fn.version).toBe(1);
-    expect(fn.stats).toMatchObject({ invocations: 0, loads: 0 });
+    expect(fn.stats).toMatchObject({ invocations: 0, loads: 0, evictions: 0 });
     expect(fn.stats.execMs.samples).toBe(0);
   });
 
