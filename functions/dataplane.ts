@@ -111,6 +111,7 @@ export class DataPlane {
 
   async register(name: string, bytes: Uint8Array, opts: RegisterOptions): Promise<RegisterResult> {
     const r = await this.o.registry.register(name, bytes, opts);
+    this.forgetExec(name);
     if (r.replaced) {
       // Nodes also retire an old version when they next see the new one; this just frees it sooner.
       const job = { fn: name, belowVersion: r.fn.version, cause: 'retired', reason: `replaced by version ${r.fn.version}` } as const;
@@ -168,6 +169,7 @@ export class DataPlane {
 
   async delete(name: string): Promise<{ fn: FunctionMeta; unloaded: number }> {
     const fn = await this.o.registry.delete(name);
+    this.forgetExec(name);
     const unloaded = await this.o.dispatcher.unload({ fn: name, cause: 'deleted', reason: 'function deleted' }, 10_000).catch(() => 0);
     return { fn, unloaded };
   }
@@ -390,6 +392,12 @@ export class DataPlane {
       acceptedAt: Date.now(),
     };
     return { fn, job };
+  }
+
+  /** Drops the exec times learned for a function's models (deleted, or registered again: a replaced version's key is not asked again). */
+  private forgetExec(name: string): void {
+    const prefix = modelKey({ fn: name, sha256: '' });
+    for (const key of [...this.learnedExec.keys()]) if (key.startsWith(prefix)) this.learnedExec.delete(key);
   }
 
   /** Exec time learned from live invocations, for models whose profile run failed. */

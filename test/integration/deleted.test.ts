@@ -1,6 +1,7 @@
 import { afterEach, expect, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
+import { floats, readModel, REAL_MODELS } from '../support/models';
 
 let b: TestBrulee | undefined;
 afterEach(async () => {
@@ -95,4 +96,20 @@ it('a version replaced after its eviction leaves nothing of it on the node eithe
   const kept = keysIn([node.footprints, node.pool, ...Object.values(internals).filter((v) => v instanceof Map || v instanceof Set)], 2);
   expect(kept.filter((k) => k === v1)).toEqual([]);
   expect(kept).toContain(v2);
+});
+
+it("a deleted function leaves nothing in the gateway's exec times learned for models whose profile run failed", async () => {
+  b = await startBrulee();
+  const put = await b.put('vad-gone', readModel(REAL_MODELS.sileroVad));
+  expect(put.body.profile.execMs).toBeNull();
+  const r = await b.invoke('vad-gone', {
+    input: { type: 'float32', dims: [1, 512], data: floats(512, 1) },
+    state: { type: 'float32', dims: [2, 1, 128], data: new Array(256).fill(0) },
+    sr: { type: 'int64', dims: [], data: [16000] },
+  });
+  expect(r.status).toBe(200);
+  const plane = () => keysIn(Object.values(b!.dataPlane as unknown as Record<string, unknown>).filter((v) => v instanceof Map), 0);
+  expect(plane().filter((k) => k.startsWith('vad-gone@'))).toHaveLength(1);
+  expect((await b.json('DELETE', '/functions/vad-gone')).status).toBe(200);
+  expect(plane().filter((k) => k.startsWith('vad-gone@'))).toEqual([]);
 });
