@@ -24,16 +24,17 @@ const pause = () => new Promise((r) => setTimeout(r, PAUSE_MS));
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const bytes = mlpModel({ inputSize: 64, hidden: [64], outputSize: 16, seed: 1 });
 const body = JSON.stringify({ inputs: { x: { type: 'float32', dims: [1, 64], data: Array.from({ length: 64 }, (_, i) => Math.sin(i * 0.37) * 0.5) } } });
+const rssMiB = (pid: number) => (Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024).toFixed(1);
 const JSON_TYPE = { 'content-type': 'application/json' };
 
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'brulee-cold-pairs-'));
-  const servers: Array<{ label: string; stop: () => Promise<void>; close: () => void; call: () => Promise<string>; unload: () => Promise<unknown>; cold: number[]; paused: number[] }> = [];
+  const servers: Array<{ label: string; pid: number; stop: () => Promise<void>; close: () => void; call: () => Promise<string>; unload: () => Promise<unknown>; cold: number[]; paused: number[] }> = [];
   try {
     for (const [label, cwd] of [['today', today], ['now', undefined]] as const) {
       const s = await startServer(join(dir, label), { WORKER_CONCURRENCY: '64', MEMORY_BUDGET: '4GiB' }, cwd);
       const c = leanClient(s.url, { maxSockets: 4 });
-      servers.push({ label, stop: s.stop, close: c.close, cold: [], paused: [],
+      servers.push({ label, pid: s.pid, stop: s.stop, close: c.close, cold: [], paused: [],
         call: async () => (await c.call('POST', '/functions/mlp/invoke', body, JSON_TYPE)).body.toString(),
         unload: () => c.call('POST', '/v2/repository/models/mlp/unload', '', JSON_TYPE) });
       const put = await fetch(`${s.url}/functions/mlp`, { method: 'PUT', body: bytes });
@@ -61,6 +62,7 @@ async function main() {
       const d = a[k].map((v, i) => v - b[k][i]!);
       console.log(`  ${(k === 'cold' ? 'cold call' : 'paused warm').padEnd(12)} today ${median(a[k]).toFixed(2)}  now ${median(b[k]).toFixed(2)}  median of today - now in a round ${median(d).toFixed(2)}; now faster in ${d.filter((v) => v > 0).length} of ${K}`);
     }
+    console.log(`  server RSS after the rounds: today ${rssMiB(a.pid)} MiB, now ${rssMiB(b.pid)} MiB`);
   } finally {
     for (const s of servers) {
       s.close();
