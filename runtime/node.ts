@@ -32,6 +32,7 @@ import { invocationCommands, recordEviction, recordInvocation, StatsOps, type In
 import { mallocReturnsMemory, MALLOC_TUNABLES, trimHeap } from './malloc';
 import { WarmPool, type ModelSpec, type Reservation } from './warm-pool';
 import { WARMUP_MODEL_B64 } from './warmup-model';
+import { warmLoadPath, type Warmed } from './warmup';
 
 /** How long a load waits for the process's overhead to leave it room (`WarmPoolOptions.overheadWaitMs`), ms. */
 export const OVERHEAD_WAIT_MS = 1000;
@@ -213,7 +214,7 @@ export class RuntimeNode implements LocalNode {
       );
     }
     await this.reloadPopularity();
-    await (await loadModel(Buffer.from(WARMUP_MODEL_B64, 'base64'))).dispose();
+    await this.warmUp();
     // Started now, not at a long model's cold start (~100 ms), and before the process's memory at rest is read.
     if (this.o.offThread.mode !== 'never') await this.host.start();
     await this.claimId();
@@ -253,6 +254,24 @@ export class RuntimeNode implements LocalNode {
         this.pool.prefetch();
       }, 1000),
     );
+  }
+
+  /**
+   * Warms the load path before the node takes calls (runtime/warmup.ts: a tiny MLP made here, loaded,
+   * run and released twice through a pool, policy and footprints of its own; nothing of the node's
+   * sees it). Where that cannot run (no writable temporary folder), onnxruntime's own start-up is
+   * still paid here, with a one-node model from memory, not at the first cold start.
+   */
+  /** What the start's warm-up did (`warmUp`), or undefined where it could not run. */
+  warmed?: Warmed;
+  private async warmUp(): Promise<void> {
+    try {
+      const w = (this.warmed = await warmLoadPath(createPolicy(this.o.policy, { ttlMs: this.o.ttlMs })));
+      this.o.log.debug({ ...w }, 'load path warmed');
+    } catch (e) {
+      this.o.log.warn({ err: e }, 'the load path could not be warmed (the first cold start pays it)');
+      await (await loadModel(Buffer.from(WARMUP_MODEL_B64, 'base64'))).dispose();
+    }
   }
 
   /**
