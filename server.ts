@@ -1,4 +1,3 @@
-import './runtime/v8-flags';
 import { serve } from '@hono/node-server';
 import { join } from 'node:path';
 import pino from 'pino';
