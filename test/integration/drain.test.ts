@@ -75,8 +75,10 @@ async function stopTime(s: Server): Promise<{ ms: number; code: number | null }>
 const x = JSON.stringify({ inputs: { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } } });
 const DRAIN = { DRAIN_TIMEOUT_MS: '3000' };
 
-describe('SIGTERM ends the process in bounded time in every state', () => {
-  it('ROLE=all with Redis up: at once', async () => {
+// Every test here has its own Redis and server process and spends its time waiting (for a drain to
+// run out, for a read timeout): the tests of this describe and of 'read timeouts' run at once.
+describe.concurrent('SIGTERM ends the process in bounded time in every state', () => {
+  it('ROLE=all with Redis up: at once', async ({ expect }) => {
     const redis = await redisServer();
     const s = await startServer({ REDIS_URL: redis.url, NODE_ID: 'all-up', ...DRAIN });
     const r = await stopTime(s);
@@ -86,7 +88,7 @@ describe('SIGTERM ends the process in bounded time in every state', () => {
   });
 
   for (const role of ['all', 'worker', 'gateway'] as const) {
-    it(`ROLE=${role} with Redis unreachable: within the drain time and the close steps' bounds`, async () => {
+    it(`ROLE=${role} with Redis unreachable: within the drain time and the close steps' bounds`, async ({ expect }) => {
       const redis = await redisServer();
       const s = await startServer({ REDIS_URL: redis.url, ROLE: role, NODE_ID: `down-${role}`, ...DRAIN });
       await redis.stop();
@@ -100,6 +102,37 @@ describe('SIGTERM ends the process in bounded time in every state', () => {
       expect(s.log.join('')).toMatch(/drained; exiting/);
     }, 60_000);
   }
+});
+
+describe.concurrent('read timeouts', () => {
+  it('a request body that never finishes gets a 408 within the read timeout, not after 300 s', async ({ expect }) => {
+    const redis = await redisServer();
+    const s = await startServer({ REDIS_URL: redis.url, NODE_ID: 'slow', REQUEST_READ_TIMEOUT_MS: '2000', HEADERS_READ_TIMEOUT_MS: '1000' });
+    const t0 = Date.now();
+    const answer = await new Promise<string>((resolve) => {
+      const sock = connect(s.port, '127.0.0.1', () => {
+        sock.write('POST /functions/m/invoke HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"inputs":');
+      });
+      let text = '';
+      sock.on('data', (d) => (text += d.toString()));
+      sock.on('close', () => resolve(text));
+      sock.on('error', () => resolve(text));
+    });
+    const ms = Date.now() - t0;
+    console.log(`unfinished body answered after ${ms} ms: ${answer.split('\r\n')[0]}`);
+    expect(answer).toMatch(/^HTTP\/1\.1 408/);
+    expect(ms).toBeLessThan(6000);
+    const slowHeaders = await new Promise<string>((resolve) => {
+      const sock = connect(s.port, '127.0.0.1', () => sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'));
+      let text = '';
+      sock.on('data', (d) => (text += d.toString()));
+      sock.on('close', () => resolve(text));
+      sock.on('error', () => resolve(text));
+    });
+    expect(slowHeaders).toMatch(/^HTTP\/1\.1 408/);
+    expect(Date.now() - t0).toBeLessThan(12_000);
+    await stopTime(s);
+  }, 60_000);
 });
 
 describe('a draining gateway', () => {
@@ -153,35 +186,4 @@ describe('a draining gateway', () => {
     worker.proc.kill('SIGTERM');
     await worker.exited;
   }, 90_000);
-});
-
-describe('read timeouts', () => {
-  it('a request body that never finishes gets a 408 within the read timeout, not after 300 s', async () => {
-    const redis = await redisServer();
-    const s = await startServer({ REDIS_URL: redis.url, NODE_ID: 'slow', REQUEST_READ_TIMEOUT_MS: '2000', HEADERS_READ_TIMEOUT_MS: '1000' });
-    const t0 = Date.now();
-    const answer = await new Promise<string>((resolve) => {
-      const sock = connect(s.port, '127.0.0.1', () => {
-        sock.write('POST /functions/m/invoke HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"inputs":');
-      });
-      let text = '';
-      sock.on('data', (d) => (text += d.toString()));
-      sock.on('close', () => resolve(text));
-      sock.on('error', () => resolve(text));
-    });
-    const ms = Date.now() - t0;
-    console.log(`unfinished body answered after ${ms} ms: ${answer.split('\r\n')[0]}`);
-    expect(answer).toMatch(/^HTTP\/1\.1 408/);
-    expect(ms).toBeLessThan(6000);
-    const slowHeaders = await new Promise<string>((resolve) => {
-      const sock = connect(s.port, '127.0.0.1', () => sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'));
-      let text = '';
-      sock.on('data', (d) => (text += d.toString()));
-      sock.on('close', () => resolve(text));
-      sock.on('error', () => resolve(text));
-    });
-    expect(slowHeaders).toMatch(/^HTTP\/1\.1 408/);
-    expect(Date.now() - t0).toBeLessThan(12_000);
-    await stopTime(s);
-  }, 60_000);
 });
