@@ -64,8 +64,9 @@ async function mlpDirect(rows: number, seed: number): Promise<number[]> {
   return Array.from(out.y!.data as Float32Array);
 }
 
-describe('dynamic batching through a node', () => {
-  it('merges concurrent callers of one model into fewer runs; each gets exactly its own rows, equal to onnxruntime on its input alone', async () => {
+// Each test has a function of its own and waits for batches to fill (maxDelayMs 1 s): they run at once.
+describe.concurrent('dynamic batching through a node', () => {
+  it('merges concurrent callers of one model into fewer runs; each gets exactly its own rows, equal to onnxruntime on its input alone', async ({ expect }) => {
     expect((await b.put('mlp', MLP, 'maxBatch=64&maxDelayMs=1000')).status).toBe(201);
     // Loaded once, so the callers below meet at the batcher rather than behind a cold start.
     expect((await b.invoke('mlp', mlpInput(1, 1))).status).toBe(200);
@@ -85,7 +86,7 @@ describe('dynamic batching through a node', () => {
     expect((after.le['1'] ?? 0) - (before.le['1'] ?? 0)).toBeLessThan(after.runs - before.runs);
   });
 
-  it('with more rows waiting than maxBatch, sends the full batch and starts the next: no run holds more than maxBatch rows', async () => {
+  it('with more rows waiting than maxBatch, sends the full batch and starts the next: no run holds more than maxBatch rows', async ({ expect }) => {
     // Callers of 2 rows, maxBatch 5: two callers (4 rows) wait; a third would make 6, so the two
     // are sent and the third starts the next batch. Six callers: three runs of two callers each.
     expect((await b.put('mlp5', MLP, 'maxBatch=5&maxDelayMs=1000')).status).toBe(201);
@@ -106,7 +107,7 @@ describe('dynamic batching through a node', () => {
     expect({ inference_count: stats.inference_count, execution_count: stats.execution_count }).toEqual({ inference_count: 7, execution_count: 4 });
   });
 
-  it('a caller whose input the model refuses (a non-batch dim, an index out of range) gets its own 422; the callers batched with it get their answers', async () => {
+  it('a caller whose input the model refuses (a non-batch dim, an index out of range) gets its own 422; the callers batched with it get their answers', async ({ expect }) => {
     expect((await b.put('gather', GATHER_BYTES, 'maxBatch=32&maxDelayMs=1000&profileDims=x:1x4;i:1x2')).status).toBe(201);
     const call = (x: number[], width: number, idx: number[]) => b.invoke('gather', {
       x: { type: 'float32', dims: [1, width], data: x },
@@ -140,7 +141,7 @@ describe('dynamic batching through a node', () => {
     expect(got.map((g) => g.status)).toEqual([200, 200, 422, 200, 200, 422, 200]);
   });
 
-  it('a caller whose non-batch dim differs waits apart: it does not break the batch of the others, which still share one run', async () => {
+  it('a caller whose non-batch dim differs waits apart: it does not break the batch of the others, which still share one run', async ({ expect }) => {
     expect((await b.put('gather3', GATHER_BYTES, 'maxBatch=3&maxDelayMs=1000&profileDims=x:1x4;i:1x2')).status).toBe(201);
     const call = (x: number[], width: number) => b.invoke('gather3', { x: { type: 'float32', dims: [1, width], data: x }, i: { type: 'int64', dims: [1, 2], data: [0, 3] } });
     expect((await call(floats(4, 1), 4)).status).toBe(200);
