@@ -147,7 +147,8 @@ describe('deadlines', () => {
     }
   });
 
-  it("another gateway sees the calls a node runs for its own process (in no Redis list) in the queue depth, from the node's heartbeat", async () => {
+  // This test and the next have a brulee of their own and spend their time in 1 s batch waits: they run at once.
+  it.concurrent("another gateway sees the calls a node runs for its own process (in no Redis list) in the queue depth, from the node's heartbeat", async ({ expect }) => {
     // A pair of its own, beating every 200 ms: a 1 s hold spans several beats.
     const c = await startBrulee({ WORKER_CONCURRENCY: '1', HEARTBEAT_MS: '200' });
     const g = await startBrulee({ ROLE: 'gateway', HEARTBEAT_MS: '200' }, { namespace: c.namespace, dataDir: c.dataDir, nodeId: 'g' });
@@ -168,7 +169,7 @@ describe('deadlines', () => {
     }
   });
 
-  it("a drain that runs out of time starts none of the calls still waiting here: 503 NO_NODE_AVAILABLE, not run on a node whose models are freed", async () => {
+  it.concurrent("a drain that runs out of time starts none of the calls still waiting here: 503 NO_NODE_AVAILABLE, not run on a node whose models are freed", async ({ expect }) => {
     const c = await startBrulee({ WORKER_CONCURRENCY: '1' });
     try {
       expect((await c.put('holder', HOLDER, 'maxBatch=2&maxDelayMs=1000&timeoutMs=60000')).status).toBe(201);
