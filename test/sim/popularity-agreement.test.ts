@@ -66,3 +66,49 @@ describe('the simulator popularity refresh', () => {
     }
   });
 });
+
+describe('the simulator popularity refresh, read now and then', () => {
+  it('gives exactly the plain formula when shares are read only after some refreshes (calls in between, long gaps)', () => {
+    for (const F of [1, 5, 500]) {
+      const next = seededRandom(100 + F);
+      const sim = new PopularityTracker(F, 10_000, POPULARITY_WINDOW_MS);
+      const keep = Math.exp(-10_000 / POPULARITY_WINDOW_MS);
+      const rate = new Float64Array(F);
+      let total = 0;
+      for (let r = 0; r < 2000; r++) {
+        // Mostly 0 or 1 call between refreshes (as on a busy simulated node), now and then a burst.
+        const counts = new Float64Array(F);
+        const calls = next() < 0.05 ? Math.floor(next() * 50) : Math.floor(next() * 2.2);
+        for (let k = 0; k < calls; k++) {
+          const f = Math.floor(next() ** 3 * F);
+          counts[f]!++;
+          sim.record(f);
+        }
+        sim.refreshRates();
+        total = 0;
+        for (let f = 0; f < F; f++) {
+          rate[f] = rate[f]! * keep + ((1 - keep) * counts[f]!) / 10_000;
+          total += rate[f]!;
+        }
+        // Read after 1 to ~300 refreshes (past the tracker's own catch-up every 256).
+        const u = next();
+        if (u < 0.3 || (u > 0.999 && r > 0)) {
+          for (let k = 0; k < 3; k++) {
+            const f = Math.floor(next() * F);
+            expect(sim.share(f), `${F} functions, refresh ${r}, fn${f}`).toBe(total > 0 ? rate[f]! / total : 0);
+          }
+        }
+        if (r === 700) for (let s = 0; s < 300; s++) {
+          // A long quiet stretch with no read.
+          sim.refreshRates();
+          total = 0;
+          for (let f = 0; f < F; f++) {
+            rate[f] = rate[f]! * keep;
+            total += rate[f]!;
+          }
+        }
+      }
+      for (let f = 0; f < F; f++) expect(sim.share(f)).toBe(total > 0 ? rate[f]! / total : 0);
+    }
+  });
+});
