@@ -1,6 +1,6 @@
 import { PositionMemo } from './memo';
 import { Selection } from './select';
-import type { EntryFacts, EvictionPolicy, Victim } from './types';
+import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from './types';
 
 export interface CremeBruleePlusOptions {
   /** Weight of the newest gap in the moving average of a function's inter-arrival gaps. @default 0.3 */
@@ -100,6 +100,22 @@ function trimmed(
   return dropped === undefined ? victims : victims.filter((_, i) => dropped[i] !== true);
 }
 
+/** `trimmed` for victims whose sizes are `sizes` (in eviction order), keeping every one worth it. */
+function trimmedBySize(victims: Victim[], sizes: readonly number[], needBytes: number): Victim[] {
+  let freed = 0;
+  for (let i = 0; i < sizes.length; i++) freed += sizes[i]!;
+  if (!(freed >= needBytes)) return victims;
+  let dropped: boolean[] | undefined;
+  for (let i = victims.length - 2; i >= 0; i--) {
+    const b = sizes[i]!;
+    if (freed - b >= needBytes) {
+      (dropped ??= [])[i] = true;
+      freed -= b;
+    }
+  }
+  return dropped === undefined ? victims : victims.filter((_, i) => dropped[i] !== true);
+}
+
 /** What the policy knows of one function. */
 interface Fn {
   key: string;
@@ -125,6 +141,8 @@ interface Fn {
   absentAt: number;
   bound: number;
   group: SizeGroup | undefined;
+  /** Its number (records are numbered as first seen), the index of its facts in `LoadedFacts`. */
+  id: number;
 }
 
 /**
@@ -149,6 +167,65 @@ class AbsentList {
     }
     f.absentAt = -1;
     return true;
+  }
+}
+
+/**
+ * The loaded functions and, by function number (`Fn.id`), the facts their utility is computed from
+ * as the hooks last reported them, in typed arrays: what `selectAmongLoaded` (a simulator speed
+ * hint) scores instead of looking up each candidate's record by key.
+ */
+class LoadedFacts {
+  gap = new Float64Array(64);
+  last = new Float64Array(64);
+  lastUsedAt = new Float64Array(64);
+  loadMs = new Float64Array(64);
+  sizeBytes = new Float64Array(64);
+  popularity = new Float64Array(64);
+  /** The loaded functions' numbers, in no order, and each one's place there (-1: not loaded). */
+  ids = new Int32Array(64);
+  at = new Int32Array(64).fill(-1);
+  n = 0;
+  /** Per place, taken as a victim by the request being answered. */
+  taken = new Uint8Array(64);
+
+  /** Room for function number `id`. */
+  ensure(id: number): void {
+    if (id < this.gap.length) return;
+    const m = 2 * this.gap.length;
+    const grow = (a: Float64Array) => {
+      const b = new Float64Array(m);
+      b.set(a);
+      return b;
+    };
+    this.gap = grow(this.gap);
+    this.last = grow(this.last);
+    this.lastUsedAt = grow(this.lastUsedAt);
+    this.loadMs = grow(this.loadMs);
+    this.sizeBytes = grow(this.sizeBytes);
+    this.popularity = grow(this.popularity);
+    const ids = new Int32Array(m);
+    ids.set(this.ids);
+    this.ids = ids;
+    const at = new Int32Array(m).fill(-1);
+    at.set(this.at);
+    this.at = at;
+    this.taken = new Uint8Array(m);
+  }
+
+  add(id: number): void {
+    if (this.at[id]! >= 0) return;
+    this.at[id] = this.n;
+    this.ids[this.n++] = id;
+  }
+
+  delete(id: number): void {
+    const p = this.at[id]!;
+    if (p < 0) return;
+    const last = this.ids[--this.n]!;
+    this.ids[p] = last;
+    this.at[last] = p;
+    this.at[id] = -1;
   }
 }
 
@@ -182,13 +259,20 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   if (!(popW >= 0 && popW <= 1)) throw new RangeError(`cremebrulee-plus: popularityWeight must be in [0, 1], got ${popW}`);
   /** One record per function, never replaced or deleted (so `byPosition` may keep it). */
   const fns = new Map<string, Fn>();
+  /** The records by number (`Fn.id`). */
+  const byId: Fn[] = [];
+  const facts = new LoadedFacts();
   /** The largest model of any function seen (an upper bound of the hottest one's, for `scarce`). */
   let maxBytes = 0;
   const fnOf = (e: EntryFacts): Fn => {
     let f = fns.get(e.key);
     if (!f) {
-      f = { key: e.key, last: NaN, gap: NaN, sizeBytes: e.sizeBytes, loadMs: e.loadMs, popularity: e.popularity, lastUsedAt: e.lastUsedAt, loaded: false, calls: 0, first: NaN, boundAt: -1, absentAt: -1, bound: 0, group: undefined };
+      f = { key: e.key, last: NaN, gap: NaN, sizeBytes: e.sizeBytes, loadMs: e.loadMs, popularity: e.popularity, lastUsedAt: e.lastUsedAt, loaded: false, calls: 0, first: NaN, boundAt: -1, absentAt: -1, bound: 0, group: undefined, id: byId.length };
       fns.set(e.key, f);
+      byId.push(f);
+      facts.ensure(f.id);
+      facts.gap[f.id] = NaN;
+      facts.last[f.id] = NaN;
       maxBytes = Math.max(maxBytes, e.sizeBytes);
     }
     return f;
@@ -212,6 +296,8 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       f.gap = Number.isNaN(f.gap) ? d : f.gap + alpha * (d - f.gap);
     }
     f.last = t;
+    facts.gap[f.id] = f.gap;
+    facts.last[f.id] = t;
     if (seenCount++ === 0) firstSeenAt = t;
   };
   /** Rate of a function (f: what the policy knows of it, or undefined; e: the caller's facts). */
@@ -302,6 +388,11 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   const note = (f: Fn, e: EntryFacts) => {
     f.popularity = e.popularity;
     f.lastUsedAt = e.lastUsedAt;
+    const id = f.id;
+    facts.popularity[id] = e.popularity;
+    facts.lastUsedAt[id] = e.lastUsedAt;
+    facts.loadMs[id] = e.loadMs;
+    facts.sizeBytes[id] = e.sizeBytes;
   };
 
   /**
@@ -324,6 +415,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       f.sizeBytes = e.sizeBytes;
       maxBytes = Math.max(maxBytes, e.sizeBytes);
       f.loaded = true;
+      facts.add(f.id);
       if (prefetch && absent.delete(f)) minAbsentBytes = undefined;
       if (prefetch) unbound(f);
     },
@@ -337,6 +429,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       if (!f) return;
       if (f.loaded) loadedBytes -= f.sizeBytes;
       f.loaded = false;
+      facts.delete(f.id);
       if (prefetch) {
         absent.add(f);
         if (minAbsentBytes !== undefined) minAbsentBytes = Math.min(minAbsentBytes, f.sizeBytes);
@@ -350,7 +443,10 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       if (!f) return;
       if (f.loaded) loadedBytes -= f.sizeBytes;
       f.loaded = false;
+      facts.delete(f.id);
       f.last = f.gap = f.first = NaN;
+      facts.gap[f.id] = NaN;
+      facts.last[f.id] = NaN;
       f.calls = 0;
       if (absent.delete(f)) minAbsentBytes = undefined;
       unbound(f);
@@ -395,6 +491,86 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
         return utility(e, req.now) >= best;
       });
     },
+  };
+  /**
+   * The victims `selectVictims(req)` gives when the candidates are exactly the loaded functions,
+   * each with the facts of its last `onLoad` / `onAccess` (the simulator's `selectAmongLoaded`
+   * hint, sim/hints.ts), scored from `facts` by function number instead of each candidate's record
+   * found by key: the same operations on the same numbers, so the same scores; the same order
+   * (score, then last use, then key: total, so the order the functions are visited in does not
+   * matter; repeated minimum scans, as `Selection.lowestScored`, whose heap beyond 8 victims gives
+   * that order too); the same trimming. Written for the settings the runtime runs (no popularity
+   * weight, no lifetime floor, no `vsPrefetch`, no reasons); otherwise `selectVictims` answers.
+   */
+  const fastAmong = popW === 0 && floorW === 0 && !(prefetch && trimVsPrefetch);
+  const sizesScratch: number[] = [];
+  const selectAmongLoaded = (req: EvictionRequest): Victim[] => {
+    const n = facts.n;
+    if (!fastAmong || sel.reasons || req.candidates.length !== n) return policy.selectVictims(req);
+    const now = req.now;
+    const useOnce = oneWindow && seenCount > 0;
+    const once = useOnce ? 1 / Math.max(1, now - firstSeenAt) : 0;
+    const { gap, last, lastUsedAt, loadMs, sizeBytes, popularity, ids, taken } = facts;
+    const scores = sel.scores(n);
+    // The scores by place, and the first minimum (d < 0: lower; d > 0: higher; else the full order).
+    let best = -1;
+    let bestS = NaN;
+    for (let p = 0; p < n; p++) {
+      const id = ids[p]!;
+      const g = gap[id]!;
+      let r: number;
+      if (Number.isNaN(g)) r = useOnce ? once : popularity[id]! * 1e-6;
+      else {
+        const l = last[id]!;
+        r = 1 / Math.max(g, now - (Number.isNaN(l) ? lastUsedAt[id]! : l), 1);
+      }
+      const sp = (r * loadMs[id]!) / Math.max(1, sizeBytes[id]!);
+      scores[p] = sp;
+      taken[p] = 0;
+      const d = sp - bestS;
+      if (best < 0 || d < 0 || (!(d > 0) && placeBefore(scores, p, best))) {
+        best = p;
+        bestS = sp;
+      }
+    }
+    const victims: Victim[] = [];
+    const sizes = sizesScratch;
+    sizes.length = 0;
+    const need = req.needBytes;
+    let freed = 0;
+    while (!(freed >= need) && victims.length < n) {
+      if (victims.length > 0) {
+        best = -1;
+        bestS = NaN;
+        for (let p = 0; p < n; p++) {
+          if (taken[p] !== 0) continue;
+          const d = scores[p]! - bestS;
+          if (best < 0 || d < 0 || (!(d > 0) && placeBefore(scores, p, best))) {
+            best = p;
+            bestS = scores[p]!;
+          }
+        }
+      }
+      taken[best] = 1;
+      const id = ids[best]!;
+      victims.push({ key: byId[id]!.key, reason: '' });
+      sizes.push(sizeBytes[id]!);
+      freed += sizeBytes[id]!;
+    }
+    if (!trim || victims.length < 2 || (scarceNow && !trimScarce)) return victims;
+    return trimmedBySize(victims, sizes, need);
+  };
+  /** Place a before place b in `Selection.lowestScored`'s order (`before` in select.ts). */
+  const placeBefore = (scores: Float64Array, a: number, b: number): boolean => {
+    const d = scores[a]! - scores[b]!;
+    if (d < 0) return true;
+    if (d > 0) return false;
+    const ia = facts.ids[a]!;
+    const ib = facts.ids[b]!;
+    const l = facts.lastUsedAt[ia]! - facts.lastUsedAt[ib]!;
+    if (l < 0) return true;
+    if (l > 0) return false;
+    return byId[ia]!.key < byId[ib]!.key;
   };
   if (prefetch) {
     policy.prewarm = (now, isResident, freeBytes) => {
@@ -466,7 +642,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     };
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     // Before nextPrefetchAt, prewarm returns at once and changes nothing.
-    return Object.assign(policy, { quietUntil: (): number => nextPrefetchAt, usesPopularity: readsPopularity, omitReasons: () => sel.omitReasons() });
+    return Object.assign(policy, { quietUntil: (): number => nextPrefetchAt, usesPopularity: readsPopularity, omitReasons: () => sel.omitReasons(), selectAmongLoaded });
   }
-  return Object.assign(policy, { usesPopularity: readsPopularity, omitReasons: () => sel.omitReasons() });
+  return Object.assign(policy, { usesPopularity: readsPopularity, omitReasons: () => sel.omitReasons(), selectAmongLoaded });
 }

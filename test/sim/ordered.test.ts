@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { cremebruleePlus } from '../../runtime/policies/cremebrulee-plus';
 import { gdsf } from '../../runtime/policies/gdsf';
+import { CREMEBRULEE_PLUS_TUNED } from '../../runtime/policies/index';
 import { lru } from '../../runtime/policies/lru';
 import { OrderedHeap, OrderedList } from '../../runtime/policies/ordered';
 import { seededRandom } from '../../runtime/policies/random';
@@ -78,6 +80,55 @@ describe('selectAmongLoaded answers as selectVictims does over the loaded models
           }
           if (step % 3 === 0 && loaded.size > 0) {
             const req = { now, needBytes: Math.floor(r() * 10), candidates: [...loaded.values()].sort(() => r() - 0.5), incoming: loaded.values().next().value! };
+            expect(p.selectAmongLoaded!(req)).toEqual(p.selectVictims(req));
+          }
+        }
+      }
+    });
+  }
+});
+
+describe('cremebrulee-plus: selectAmongLoaded answers as selectVictims does over the loaded models', () => {
+  const settings = [
+    ['tuned', () => cremebruleePlus(CREMEBRULEE_PLUS_TUNED)],
+    ['defaults', () => cremebruleePlus()],
+    ['no trimming, one sighting by popularity', () => cremebruleePlus({ trimVictims: false, oneSighting: 'popularity' })],
+  ] as const;
+  for (const [name, make] of settings) {
+    it(`${name}: hooks in random order, tied scores and last uses, many victims, forgotten functions`, () => {
+      const r = seededRandom(name.length + 20);
+      for (let round = 0; round < 60; round++) {
+        const p = make() as EvictionPolicy & SimHints;
+        p.omitReasons!();
+        const loaded = new Map<string, Entry>();
+        let now = 0;
+        for (let step = 0; step < 400; step++) {
+          if (r() < 0.4) now += Math.floor(r() * 3) * 500;
+          const key = `m${Math.floor(r() * 30)}`;
+          const e = loaded.get(key);
+          const x = r();
+          if (e && x < 0.2) {
+            p.onEvict!(key, now);
+            loaded.delete(key);
+          } else if (e && x < 0.23) {
+            p.onEvict!(key, now);
+            p.forget!(key);
+            loaded.delete(key);
+          } else if (e) {
+            e.hits++;
+            e.lastUsedAt = now;
+            e.popularity = r() < 0.5 ? 0 : 0.25;
+            p.onAccess!(e, now);
+          } else {
+            // Few sizes and load times, whole-second clocks: equal utilities and last uses are common.
+            const f: Entry = { key, sizeBytes: [1, 2, 4][Math.floor(r() * 3)]!, loadMs: [500, 1000][Math.floor(r() * 2)]!, execMs: 1, popularity: r() < 0.5 ? 0 : 0.5, loadedAt: now, lastUsedAt: now, hits: r() < 0.2 ? 0 : 1 };
+            loaded.set(key, f);
+            p.onLoad!(f, now);
+          }
+          if (step % 7 === 0) p.prewarm?.(now, (k) => loaded.has(k), Math.floor(r() * 6));
+          if (step % 3 === 0 && loaded.size > 0) {
+            // Up to every loaded model's bytes (more than 8 victims now and then).
+            const req = { now, needBytes: Math.floor(r() * r() * 40), candidates: [...loaded.values()].sort(() => r() - 0.5), incoming: loaded.values().next().value! };
             expect(p.selectAmongLoaded!(req)).toEqual(p.selectVictims(req));
           }
         }
