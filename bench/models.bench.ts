@@ -202,7 +202,7 @@ async function main() {
     const real = names.filter((n) => !n.startsWith('mlp'));
     if (real.length === names.length || names.length > 0) {
       console.log(`\nsum of resident bytes over ${names.join(', ')}:`);
-      for (const c of configs) console.log(`  ${c.padEnd(36)}${mb(sums[c]!.rss).padStart(9)} MiB  (${(sums.today!.rss / sums[c]!.rss).toFixed(2)}x less than today)`);
+      for (const c of configs) console.log(`  ${c.padEnd(36)}${mb(sums[c]!.rss).padStart(9)} MiB${sums.today ? `  (${(sums.today.rss / sums[c]!.rss).toFixed(2)}x less than today)` : ''}`);
     }
     const n = Number(args.resident);
     if (n > 0) {

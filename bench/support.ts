@@ -3,7 +3,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { FLOW_CONTROL_WINDOW } from '../functions/grpc/server';
 import { freePort, startRedisServer } from '../queue/redis-server';
 import { withMallocTunables } from '../runtime/malloc';
@@ -98,14 +98,27 @@ export async function untilIdle(pid: number, maxMs = 10_000): Promise<void> {
 }
 
 /**
+ * The GLIBC_TUNABLES a checkout's `npm start` gives its server: its own `withMallocTunables`
+ * (another checkout, `--today`, may predate a change of them), this one's for a checkout without one.
+ */
+async function checkoutTunables(cwd?: string): Promise<string> {
+  if (cwd) {
+    const theirs = (await import(pathToFileURL(join(cwd, 'runtime', 'malloc.ts')).href).catch(() => null)) as { withMallocTunables?: typeof withMallocTunables } | null;
+    if (theirs?.withMallocTunables) return theirs.withMallocTunables(process.env).GLIBC_TUNABLES;
+  }
+  return withMallocTunables(process.env).GLIBC_TUNABLES;
+}
+
+/**
  * `npm start`'s server as its own process (`node --import tsx server.ts`), on free ports, with a
- * private redis-server unless REDIS_URL is set. `nodeArgs` go to node before the script (`--cpu-prof`, say).
+ * private redis-server unless REDIS_URL is set, and with the glibc tunables of its checkout's
+ * `npm start`. `nodeArgs` go to node before the script (`--cpu-prof`, say).
  */
 export async function startServer(dir: string, env: Record<string, string> = {}, cwd?: string, nodeArgs: string[] = []): Promise<BenchServer> {
   const redis = process.env.REDIS_URL ? undefined : await startRedisServer({ dir: join(dir, 'redis'), persist: false });
   const [port, grpcPort] = [await freePort(), await freePort()];
   const server: ChildProcess = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'server.ts'], {
-    env: { ...withMallocTunables(process.env), PORT: String(port), GRPC_PORT: String(grpcPort), HOST: '127.0.0.1', REDIS_URL: process.env.REDIS_URL ?? redis!.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', ...env },
+    env: { ...process.env, GLIBC_TUNABLES: await checkoutTunables(cwd), PORT: String(port), GRPC_PORT: String(grpcPort), HOST: '127.0.0.1', REDIS_URL: process.env.REDIS_URL ?? redis!.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
     ...(cwd ? { cwd } : {}),
   });

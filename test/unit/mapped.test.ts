@@ -268,6 +268,39 @@ describe('mapped artifacts', () => {
       expect(prepackedReuseBytes(graph, 100)).toBe(200000 + 131071 + 100);
     });
 
+    // The kernel's transparent huge page mode ('always', 'madvise' or 'never'), or null where there is none.
+    const thpMode = () => {
+      try {
+        return /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1] ?? null;
+      } catch {
+        return null;
+      }
+    };
+
+    it.runIf(process.platform === 'linux' && thpMode() === 'madvise')('asks for transparent huge pages for the blocks glibc maps (glibc.malloc.hugetlb=1: a weight copy faults in 2 MiB at a time)', () => {
+      const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+      const libc = koffi.load('libc.so.6');
+      const malloc = libc.func('void* malloc(size_t)') as (n: number) => unknown;
+      const free = libc.func('void free(void*)') as (p: unknown) => void;
+      // Whether the mapping holding `p` may take huge pages (THPeligible in /proc/self/smaps).
+      const eligible = (p: unknown) => {
+        const at = BigInt(koffi.address(p) as bigint);
+        let inside = false;
+        for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+          const m = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
+          if (m) inside = BigInt(`0x${m[1]}`) <= at && at < BigInt(`0x${m[2]}`);
+          else if (inside && line.startsWith('THPeligible:')) return line.trim().endsWith('1');
+        }
+        throw new Error('no mapping holds the block');
+      };
+      const block = malloc(4 << 20); // over the mmap threshold: a mapping of its own
+      try {
+        expect(eligible(block)).toBe(true);
+      } finally {
+        free(block);
+      }
+    });
+
     it.runIf(process.platform === 'linux')('in a window, glibc really serves a 1 MiB block from the heap (not a mapping of its own)', async () => {
       const ctl = mallocControl();
       expect(ctl).not.toBeNull();
