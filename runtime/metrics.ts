@@ -1,7 +1,11 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { EvictionEvent } from './warm-pool';
 
-const EVICTION_CAUSES: ReadonlyArray<EvictionEvent['cause']> = ['policy', 'expired', 'retired', 'unload', 'deleted'];
+/**
+ * The eviction causes counted in `brulee_evictions_total`: not `deleted`, whose count would go with
+ * the function's series in the same job (`forgetFunction`), as its count in /stats does.
+ */
+const EVICTION_CAUSES: ReadonlyArray<Exclude<EvictionEvent['cause'], 'deleted'>> = ['policy', 'expired', 'retired', 'unload'];
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 /**

@@ -170,7 +170,8 @@ export class RuntimeNode implements LocalNode {
         // /proc (`bench:speed`'s cold calls each follow an unload).
         if (ev.cause === 'retired' || ev.cause === 'deleted') this.forgetModel(ev.key);
         else if (ev.cause === 'unload') this.registered.delete(ev.key);
-        metrics.evictions.inc({ function: ev.fn, cause: ev.cause });
+        // A deleted function's eviction is not counted: its series went at the deletion (`forgetFunction`).
+        if (ev.cause !== 'deleted') metrics.evictions.inc({ function: ev.fn, cause: ev.cause });
         log.info({ model: ev.key, cause: ev.cause, reason: ev.reason }, 'evicted');
         void recordEviction(this.o.redis, this.o.keys, this.o.id, ev).catch(() => undefined);
         void this.heartbeat();

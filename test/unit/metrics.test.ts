@@ -29,7 +29,7 @@ describe('Metrics: series by function', () => {
   it('forgetFunction takes every series of a function out at once', async () => {
     const m = new Metrics();
     m.invocations.inc({ function: 'f', outcome: 'error' });
-    m.evictions.inc({ function: 'f', cause: 'deleted' });
+    m.evictions.inc({ function: 'f', cause: 'unload' });
     m.loadSeconds.observe({ function: 'f' }, 0.1);
     m.batchSize.observe({ function: 'f' }, 4);
     m.prewarms.inc({ function: 'f', by: 'api' });
