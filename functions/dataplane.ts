@@ -168,9 +168,10 @@ export class DataPlane {
   }
 
   async delete(name: string): Promise<{ fn: FunctionMeta; unloaded: number }> {
-    const fn = await this.o.registry.delete(name);
+    const { fn, removed } = await this.o.registry.delete(name);
     this.forgetExec(name);
-    const unloaded = await this.o.dispatcher.unload({ fn: name, cause: 'deleted', reason: 'function deleted' }, 10_000).catch(() => 0);
+    // Nodes drop the removed bytes from their caches too (a worker process's is its own).
+    const unloaded = await this.o.dispatcher.unload({ fn: name, cause: 'deleted', reason: 'function deleted', sha256s: removed }, 10_000).catch(() => 0);
     return { fn, unloaded };
   }
 

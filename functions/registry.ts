@@ -319,12 +319,13 @@ export class FunctionRegistry {
   }
 
   /** Deletes a function; the bytes of its versions go when no other function needs them. */
-  async delete(name: string): Promise<FunctionMeta> {
+  /** Deletes a function; resolves to it and the bytes (sha256) removed from the store (no other function has them). */
+  async delete(name: string): Promise<{ fn: FunctionMeta; removed: string[] }> {
     validateName(name);
     return this.locked(name, () => this.deleteLocked(name));
   }
 
-  private async deleteLocked(name: string): Promise<FunctionMeta> {
+  private async deleteLocked(name: string): Promise<{ fn: FunctionMeta; removed: string[] }> {
     const fn = await this.get(name);
     this.invalidate(name);
     const k = this.o.keys;
@@ -337,15 +338,17 @@ export class FunctionRegistry {
       .hdel(k.popularity, name)
       .publish(k.control, JSON.stringify({ type: 'function', name }))
       .exec();
+    const removed: string[] = [];
     const stillNeeded = new Set((await this.list()).flatMap((f) => f.versions.flatMap((v) => [v.sha256, ...(v.artifactSha256 ? [v.artifactSha256] : [])])));
     for (const v of fn.versions) {
       for (const s of [v.sha256, ...(v.artifactSha256 ? [v.artifactSha256] : [])]) {
-        if (stillNeeded.has(s)) continue;
+        if (stillNeeded.has(s) || removed.includes(s)) continue;
         await this.store.remove(s);
         await this.o.models.drop(s);
+        removed.push(s);
       }
     }
-    return fn;
+    return { fn, removed };
   }
 
   private invalidate(name: string): void {

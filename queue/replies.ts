@@ -54,9 +54,10 @@ export interface ReplyTo {
 /**
  * Writes that go with an answer, in the same script (a node's counts of the invocation, the
  * deletion of its input key, its admission place given back): per write four arguments, its
- * command (HINCRBY, HINCRBYFLOAT, HSET, LPUSH, LTRIM, LREM, DEL, ZREM, or GIVEBACK whose second argument
- * is the index of the bytes counter), the 1-based index of its key in `keys`, and two arguments
- * (unused ones '').
+ * command (HINCRBY, HINCRBYFLOAT, HSET, LPUSH, LTRIM, LREM, DEL, ZREM, GIVEBACK whose second argument
+ * is the index of the bytes counter, or IFEXISTS whose first argument is how many of the writes
+ * after it are skipped when its key does not exist), the 1-based index of its key in `keys`, and
+ * two arguments (unused ones '').
  */
 export interface WithAnswer {
   keys: readonly string[];
@@ -66,19 +67,23 @@ export interface WithAnswer {
 // KEYS: the answered marker (sync) or result key (async), the reply stream (sync; else the result
 // key again), the cluster counters, then the keys of the writes that go with it.
 // ARGV: answer, ttl ms, id, 'sync'|'async'|'none' (the writes alone, once per id: KEYS[1] is then
-// the answered marker), number of writes, then four per write.
+// the answered marker)|'plain' (the writes alone), number of writes, then four per write.
 const DELIVER = new Script(`${LUA_GIVE_BACK}
 if ARGV[4] == 'none' and not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return 0 end
 local n = tonumber(ARGV[5])
+local skip = 0
 for i = 0, n - 1 do
   local at = 6 + 4 * i
   local op, key = ARGV[at], KEYS[3 + tonumber(ARGV[at + 1])]
-  if op == 'LPUSH' then redis.call('LPUSH', key, ARGV[at + 2])
+  if skip > 0 then skip = skip - 1
+  elseif op == 'IFEXISTS' then
+    if redis.call('EXISTS', key) == 0 then skip = tonumber(ARGV[at + 2]) end
+  elseif op == 'LPUSH' then redis.call('LPUSH', key, ARGV[at + 2])
   elseif op == 'DEL' then redis.call('DEL', key)
   elseif op == 'GIVEBACK' then giveBack(key, ARGV[at + 2], KEYS[3 + tonumber(ARGV[at + 3])])
   else redis.call(op, key, ARGV[at + 2], ARGV[at + 3]) end
 end
-if ARGV[4] == 'none' then return 1 end
+if ARGV[4] == 'none' or ARGV[4] == 'plain' then return 1 end
 if ARGV[4] == 'async' then
   if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
     redis.call('HINCRBY', KEYS[3], 'duplicateRuns', 1)
@@ -124,6 +129,13 @@ export async function applyWrites(redis: Redis, k: Keys, id: string, writes: Wit
   // Applied once per invocation id (its answered-marker, as `deliver` keeps), so a retry after a
   // reply lost with the connection does not count the call twice.
   await DELIVER.runInOrder(redis, [k.answered(id), k.cluster, k.cluster, ...writes.keys], ['', ANSWERED_MARKER_MS, id, 'none', writes.args.length / 4, ...writes.args]);
+}
+
+/** Writes with no invocation behind them (a prewarm's counts), in one script: one command. */
+export async function applyCounts(redis: Redis, writes: WithAnswer): Promise<void> {
+  if (writes.args.length === 0) return;
+  const any = writes.keys[0]!;
+  await DELIVER.run(redis, [any, any, any, ...writes.keys], ['', 0, '', 'plain', writes.args.length / 4, ...writes.args]);
 }
 
 /** How long the marker of a call counted by `applyWrites` is kept: longer than its retries (50 × 200 ms). */

@@ -210,6 +210,8 @@ export interface UnloadJob {
   /** `deleted`: the function is gone, and nodes keep nothing of it (an `unload` keeps what they measured of its models). */
   cause: 'unload' | 'retired' | 'deleted';
   reason: string;
+  /** With `deleted`: the bytes (sha256) the registry removed from the model store, which nodes drop from their caches. */
+  sha256s?: string[];
 }
 
 export const JOB = { invoke: 'invoke', load: 'load', unload: 'unload' } as const;

@@ -147,7 +147,11 @@ export class RuntimeNode implements LocalNode {
         if (registered !== undefined) this.pool.resize(key, this.footprints.charge(key, registered));
       },
     });
-    this.batcher = new Batcher({ onRun: (r) => metrics.batchSize.observe({ function: r.tag }, r.callers) });
+    this.batcher = new Batcher({
+      onRun: (r) => {
+        if (!this.gone.has(r.tag)) metrics.batchSize.observe({ function: r.tag }, r.callers);
+      },
+    });
     this.pool = new WarmPool<LoadedModel, NodeModelSpec>({
       budgetBytes: opts.budgetBytes,
       policy: createPolicy(opts.policy, { ttlMs: opts.ttlMs }),
@@ -184,9 +188,10 @@ export class RuntimeNode implements LocalNode {
         if (ev.outcome !== 'loaded') {
           if (ev.outcome === 'failed') log.warn({ model: ev.key, err: ev.error, reason: ev.reason }, 'prefetch failed');
           else log.info({ model: ev.key }, 'prefetched model dropped while it loaded');
-          return;
+          return this.settleGone(ev.fn);
         }
         log.info({ model: ev.key, reason: ev.reason }, 'prefetched');
+        if (this.gone.has(ev.fn)) return this.settleGone(ev.fn);
         void this.prewarmed(ev.fn, ev.key, 'policy').catch(() => undefined);
       },
     });
@@ -586,9 +591,11 @@ export class RuntimeNode implements LocalNode {
   private loaded(spec: NodeModelSpec, t0: number, fetchMs: number, model: LoadedModel): LoadedModel {
     const ms = performance.now() - t0;
     this.loads++;
-    this.o.metrics.loads.inc({ function: spec.fn });
-    this.o.metrics.loadSeconds.observe({ function: spec.fn }, ms / 1000);
-    if (fetchMs > 0) this.o.metrics.fetchSeconds.observe({ function: spec.fn }, fetchMs / 1000);
+    if (!this.gone.has(spec.fn)) {
+      this.o.metrics.loads.inc({ function: spec.fn });
+      this.o.metrics.loadSeconds.observe({ function: spec.fn }, ms / 1000);
+      if (fetchMs > 0) this.o.metrics.fetchSeconds.observe({ function: spec.fn }, fetchMs / 1000);
+    }
     this.lastLoadMs.set(spec.key, ms);
     this.lastFetchMs.set(spec.key, fetchMs);
     return this.metered(spec.key, model);
@@ -681,7 +688,7 @@ export class RuntimeNode implements LocalNode {
         try {
           ran = await this.invoke(data, job.processedOn ?? Date.now(), stats, later, { held, inBytes: wireBytes(data.inputs) }, () => readInputs(this.o.redis, data.inputs, job.inline), data.inputs.key);
         } finally {
-          for (const count of later) count();
+          this.countMetrics(data.model.fn, later);
         }
         const { result, outputs } = ran;
         for (const t of Object.values(outputs)) spent.push(t.data);
@@ -693,13 +700,14 @@ export class RuntimeNode implements LocalNode {
         const { model } = (job as NodeJob<LoadJob>).data;
         this.retireOlder(model);
         const loaded = await this.pool.prewarm(this.spec(model));
-        if (loaded) await this.prewarmed(model.fn, modelKey(model), 'api');
+        if (this.gone.has(model.fn)) this.settleGone(model.fn);
+        else if (loaded) await this.prewarmed(model.fn, modelKey(model), 'api');
         return { ok: { loaded, node: this.o.id } };
       }
       case JOB.unload: {
         const { fn, ...how } = (job as NodeJob<UnloadJob>).data;
         const dropped = this.pool.dropFunction(fn, how);
-        if (how.cause === 'deleted') this.forgetFunction(fn);
+        if (how.cause === 'deleted') await this.forgetFunction(fn, how.sha256s ?? []);
         return { ok: { dropped } };
       }
       default:
@@ -739,13 +747,46 @@ export class RuntimeNode implements LocalNode {
    * still holds go when their calls end (evicted as `deleted`); what is kept of the others
    * (unloaded or evicted before) goes now.
    */
-  private forgetFunction(fn: string): void {
+  private async forgetFunction(fn: string, sha256s: readonly string[]): Promise<void> {
     this.o.metrics.forgetFunction(fn);
+    // Its models still held here (calls in flight, a load) count nothing in this process's metrics
+    // until the last is gone (`settleGone`): their counts would put its series back, for good.
+    if (this.holdsFunction(fn)) this.gone.add(fn);
     const held = new Set(this.pool.list().map((m) => m.key));
     const prefix = modelKey({ fn, sha256: '' });
     const keys = new Set<string>();
     for (const m of this.perModel()) for (const key of m.keys()) if (key.startsWith(prefix) && !held.has(key)) keys.add(key);
     for (const key of keys) this.forgetModel(key);
+    // The bytes the registry removed from the model store (no other function has them) go from
+    // this process's cache too: a worker process's would keep them up to MODEL_CACHE_BYTES.
+    for (const sha of sha256s) await this.o.models.drop(sha).catch((e: unknown) => this.o.log.warn({ err: e, sha256: sha }, 'a deleted model could not be dropped from the cache'));
+  }
+
+  /**
+   * Deleted functions whose models were still held here at the deletion (calls in flight, a load):
+   * nothing of theirs is counted in this process's metrics, and the name goes with their last model
+   * (`settleGone`), so the set holds only functions with a model here.
+   */
+  private readonly gone = new Set<string>();
+
+  private holdsFunction(fn: string): boolean {
+    return this.pool.list().some((m) => m.fn === fn);
+  }
+
+  /** A deleted function's last model here is gone: what its calls observed meanwhile (a batch's size) goes too. */
+  private settleGone(fn: string): void {
+    if (!this.gone.has(fn) || this.holdsFunction(fn)) return;
+    this.gone.delete(fn);
+    this.o.metrics.forgetFunction(fn);
+  }
+
+  /** Applies a call's metric updates, unless its function was deleted while it ran (`gone`). */
+  private countMetrics(fn: string, later: Array<() => void>): void {
+    if (!this.gone.has(fn)) {
+      for (const count of later) count();
+      return;
+    }
+    this.settleGone(fn);
   }
 
   /** A job for a newer version of a function retires the older versions held here, never newer ones. */
@@ -819,7 +860,7 @@ export class RuntimeNode implements LocalNode {
           }
           // Refused (or Redis away): nothing of it is counted, and its caller gets that error.
           await admitted;
-          for (const count of later) count();
+          this.countMetrics(data.model.fn, later);
           if (data.admission) releaseWith(stats, data.admission);
           this.countLater(id, stats);
           if (error) throw error;

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Keys } from '../queue/keys';
 import type { EvictionEvent } from './warm-pool';
+import { applyCounts } from '../queue/replies';
 
 /** Latency samples kept per function and kind, for p50/p95. */
 export const SAMPLES_KEPT = 1000;
@@ -44,7 +45,7 @@ export interface InvocationRecord {
  * counted; a load with no invocation (a prewarm) goes here, in one pipeline.
  */
 export async function recordInvocation(redis: Redis, k: Keys, r: InvocationRecord): Promise<void> {
-  await invocationCommands(redis.pipeline(), k, r).exec();
+  await applyCounts(redis, invocationCommands(new StatsOps(), k, r));
 }
 
 /** The writes that count an invocation: an ioredis pipeline has them, and so does `StatsOps` (for a script). */
@@ -54,6 +55,8 @@ export interface StatsWriter {
   hset(key: string, field: string, value: number): unknown;
   lpush(key: string, value: string): unknown;
   ltrim(key: string, start: number, stop: number): unknown;
+  /** Applies the writes `write` adds only if `key` exists when they run (a script's EXISTS); without it, always. */
+  ifExists?(key: string, write: () => void): void;
 }
 
 /**
@@ -74,6 +77,13 @@ export class StatsOps implements StatsWriter {
   lpush(key: string, value: string) { this.op('LPUSH', key, value, ''); }
   ltrim(key: string, start: number, stop: number) { this.op('LTRIM', key, start, stop); }
   del(key: string) { this.op('DEL', key, '', ''); }
+  ifExists(key: string, write: () => void): void {
+    const at = this.args.length;
+    this.op('IFEXISTS', key, 0, '');
+    write();
+    // How many of the ops that follow the script skips when `key` is missing.
+    this.args[at + 2] = (this.args.length - at) / 4 - 1;
+  }
   /** Removes one `value` from the list at `key` (a lane job from its node's active list). */
   lrem(key: string, value: Buffer) { this.op('LREM', key, 1, value); }
   /** Removes `member` (and the member '', which is never one). */
@@ -98,6 +108,15 @@ export class StatsOps implements StatsWriter {
 
 /** Adds the commands that count `r` to `p` (an ioredis pipeline, or `StatsOps` for a script). */
 export function invocationCommands<W extends StatsWriter>(p: W, k: Keys, r: InvocationRecord): W {
+  // Only while the function is registered (its registry key exists, checked in the script that
+  // applies them): a call in flight at its function's deletion would otherwise write its counts
+  // back after the registry deleted them, for good, or for a function registered again by its name.
+  if (p.ifExists) p.ifExists(k.fn(r.fn), () => writeInvocation(p, k, r));
+  else writeInvocation(p, k, r);
+  return p;
+}
+
+function writeInvocation(p: StatsWriter, k: Keys, r: InvocationRecord): void {
   const key = k.fnStats(r.fn);
   if (r.loaded) {
     p.hincrby(key, 'loads', 1);
@@ -135,7 +154,6 @@ export function invocationCommands<W extends StatsWriter>(p: W, k: Keys, r: Invo
     }
     if (r.totalMs !== undefined) p.hincrbyfloat(key, r.outcome === 'ok' ? 'successMsTotal' : 'failMsTotal', r.totalMs.toFixed(3));
   }
-  return p;
 }
 
 /**

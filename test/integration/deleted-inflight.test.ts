@@ -1,0 +1,85 @@
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, expect, inject, it } from 'vitest';
+import { mlpModel } from '../../models/generate';
+import { createRedis } from '../../queue/connection';
+import { startBrulee, type TestBrulee } from '../support/brulee';
+
+const all: TestBrulee[] = [];
+const redis = createRedis(inject('redisUrl'));
+afterAll(async () => {
+  for (const b of all) await b.destroy();
+  redis.disconnect();
+});
+
+const model = (seed: number) => mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed });
+const x = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const seriesOf = async (b: TestBrulee, fn: string) => (await (await b.req('/metrics')).text()).split('\n').filter((l) => l.includes(`function="${fn}"`));
+
+it("a call in flight at its function's deletion puts back neither its /metrics series nor its counts, and a name registered again starts at zero", async () => {
+  const b = await startBrulee();
+  all.push(b);
+  // Its calls wait up to 1 s in the batcher for a second row: the deletion comes while one waits.
+  expect((await b.put('inflight', model(7), 'maxBatch=2&maxDelayMs=1000&timeoutMs=60000')).status).toBe(201);
+  expect((await b.invoke('inflight', x)).status).toBe(200);
+  const held = b.invoke('inflight', x);
+  await sleep(200);
+  expect(b.node!.pool.list().find((m) => m.fn === 'inflight')?.inFlight).toBe(1);
+  expect((await b.json('DELETE', '/functions/inflight')).status).toBe(200);
+  expect((await held).status).toBe(200);
+  // Its counts went on the process's Redis connection before its answer: a read after it sees them.
+  expect((await b.json('GET', '/stats')).status).toBe(200);
+  // Its model was evicted (as `deleted`) when the held call ended; nothing of the function is left.
+  expect(b.node!.pool.list()).toEqual([]);
+  expect(await seriesOf(b, 'inflight')).toEqual([]);
+  expect(await redis.keys(`${b.namespace}:*inflight*`)).toEqual([]);
+  expect(await redis.hget(`${b.namespace}:pop:counts`, 'inflight')).toBeNull();
+  // Registered again, it starts from zero (it showed invocations: 1, loads 1 in /metrics).
+  expect((await b.put('inflight', model(7), 'timeoutMs=60000')).status).toBe(201);
+  expect((await b.json('GET', '/functions/inflight')).body.stats).toMatchObject({ invocations: 0, loads: 0, coldStarts: 0, warmHits: 0, executions: 0 });
+  const lines = await seriesOf(b, 'inflight');
+  expect(lines.length).toBeGreaterThan(0);
+  expect(lines.filter((l) => /_(total|count)\{/.test(l) && !/ 0$/.test(l))).toEqual([]);
+  // A deletion's eviction is not counted (its series would go in the same job): no series for it.
+  expect(lines.filter((l) => l.includes('cause="deleted"'))).toEqual([]);
+  expect(lines.filter((l) => l.includes('cause="unload"'))).not.toEqual([]);
+});
+
+it("a worker process drops a deleted function's bytes from its own model cache, and keeps those another function has", async () => {
+  const g = await startBrulee({ ROLE: 'gateway' });
+  all.push(g);
+  const dir = mkdtempSync(join(tmpdir(), 'brulee-test-w-'));
+  const w = await startBrulee({ ROLE: 'worker', MODEL_STORE: pathToFileURL(join(g.dataDir, 'models')).href }, { namespace: g.namespace, dataDir: dir, nodeId: 'w1' });
+  all.push(w);
+  const cached = () => readdirSync(join(dir, 'model-cache')).filter((n) => /^[0-9a-f]{64}$/.test(n)).sort();
+  // `shared` and `twin` have the same bytes (content-addressed: one file); `own` has its own.
+  for (const [name, seed] of [['shared', 9], ['twin', 9], ['own', 10]] as const) {
+    expect((await g.put(name, model(seed))).status).toBe(201);
+    const r = await g.invoke(name, x);
+    expect(r.status).toBe(200);
+    expect(r.body.node).toBe('w1');
+  }
+  const before = cached();
+  expect(before.length).toBeGreaterThanOrEqual(2);
+  const shasOf = async (name: string) => ((await g.json('GET', `/functions/${name}`)).body.versions as Array<{ sha256: string; artifactSha256?: string }>).flatMap((v) => [v.sha256, ...(v.artifactSha256 ? [v.artifactSha256] : [])]);
+  const ownShas = await shasOf('own');
+  const twinShas = await shasOf('twin');
+  // The same source bytes (one file); their artifacts may differ (each registration derives its own).
+  expect(twinShas[0]).toBe((await shasOf('shared'))[0]);
+  const gone = [...ownShas, ...(await shasOf('shared')).filter((s) => !twinShas.includes(s))];
+  expect(before.filter((s) => ownShas.includes(s))).not.toEqual([]);
+  expect(ownShas.some((s) => before.includes(s))).toBe(true);
+  expect((await g.json('DELETE', '/functions/own')).status).toBe(200);
+  expect((await g.json('DELETE', '/functions/shared')).status).toBe(200);
+  // The deletion waits for the nodes' unload jobs: the worker's cache is already without `own`'s bytes.
+  const after = cached();
+  expect(after.filter((s) => gone.includes(s))).toEqual([]);
+  expect(after).toEqual(before.filter((s) => !gone.includes(s)));
+  expect(after.filter((s) => twinShas.includes(s))).not.toEqual([]);
+  // `twin` still runs from the worker's cache: no fetch.
+  const r = await g.invoke('twin', x);
+  expect(r.status).toBe(200);
+});
