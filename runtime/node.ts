@@ -262,14 +262,14 @@ export class RuntimeNode implements LocalNode {
     );
   }
 
+  /** What the start's warm-up did (`warmUp`), or undefined where it could not run. */
+  warmed?: Warmed;
   /**
    * Warms the load path before the node takes calls (runtime/warmup.ts: a tiny MLP made here, loaded,
    * run and released twice through a pool, policy and footprints of its own; nothing of the node's
    * sees it). Where that cannot run (no writable temporary folder), onnxruntime's own start-up is
    * still paid here, with a one-node model from memory, not at the first cold start.
    */
-  /** What the start's warm-up did (`warmUp`), or undefined where it could not run. */
-  warmed?: Warmed;
   private async warmUp(): Promise<void> {
     try {
       const w = (this.warmed = await warmLoadPath(createPolicy(this.o.policy, { ttlMs: this.o.ttlMs })));

@@ -16,8 +16,10 @@ export const WARMUP_KEY = ' warmup';
 export interface Warmed {
   /** The artifact's form (`ort` for a model this small, as registration derives it). */
   form: string;
-  /** Loads and runs done, each with its release. */
+  /** Sessions the pool loaded (its `load` called and resolved): 2, a first load and a reload. */
   loads: number;
+  /** Runs done on them, one per load. */
+  runs: number;
   ms: number;
 }
 
@@ -38,6 +40,7 @@ export interface Warmed {
 export async function warmLoadPath(policy: EvictionPolicy): Promise<Warmed> {
   const t0 = performance.now();
   const dir = await mkdtemp(join(tmpdir(), 'brulee-warmup-'));
+  let pool: WarmPool<LoadedModel> | undefined;
   try {
     const source = join(dir, 'source.onnx');
     await writeFile(source, mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 1 }));
@@ -46,29 +49,36 @@ export async function warmLoadPath(policy: EvictionPolicy): Promise<Warmed> {
     const { form } = await deriveOptimized(source, path);
     const layout = artifactLayout(path);
     const footprints = new Footprints();
-    const pool = new WarmPool<LoadedModel>({
+    let loads = 0;
+    let runs = 0;
+    pool = new WarmPool<LoadedModel>({
       budgetBytes: 64 * 1024 ** 2,
       policy,
-      load: (spec) => footprints.load(spec.key, () => loadModel(path, { session: {}, preOptimized: true, layout })),
+      load: async (spec) => {
+        const m = await footprints.load(spec.key, () => loadModel(path, { session: {}, preOptimized: true, layout }));
+        loads++;
+        return m;
+      },
       dispose: (m) => m.dispose(),
     });
     const spec = { key: WARMUP_KEY, fn: WARMUP_KEY, version: 1, sizeBytes: 1024 ** 2, loadMs: 1, execMs: 0.1 };
     const x: Tensor = { type: 'float32', dims: [1, 4], data: Float32Array.from([1, 2, 3, 4]) };
-    let loads = 0;
     for (let i = 0; i < 2; i++) {
       const lease = await pool.acquire(spec, undefined, { bytes: 64, growth: footprints.growthEstimate(spec.key, 16) });
       try {
-        await footprints.run(spec.key, 16, () => lease.value.run({ x }));
+        // Counted from what the run gave: an output tensor of the model's 2 values.
+        const out = await footprints.run(spec.key, 16, () => lease.value.run({ x }));
+        if (Object.values(out).some((t) => t.data.length === 2)) runs++;
       } finally {
         lease.release();
         lease.reservation.free();
       }
       pool.drop(spec.key, 'unload', 'warm-up');
-      loads++;
     }
-    await pool.clear();
-    return { form, loads, ms: performance.now() - t0 };
+    return { form, loads, runs, ms: performance.now() - t0 };
   } finally {
+    // Whatever happened (a run that threw after its load), no session of it stays.
+    await pool?.clear();
     await rm(dir, { recursive: true, force: true });
   }
 }
