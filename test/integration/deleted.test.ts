@@ -9,6 +9,8 @@ afterEach(async () => {
   b = undefined;
 });
 
+/** Registration's run of it takes ~1 ms on one row; 3000 rows take hundreds of ms on the main thread. */
+const LONG = mlpModel({ inputSize: 64, hidden: [1024, 1024], outputSize: 16, seed: 3 });
 const small = (seed: number) => mlpModel({ inputSize: 64, hidden: [16], outputSize: 8, seed });
 const x = (rows: number) => ({ x: { type: 'float32', dims: [rows, 64], data: new Array(rows * 64).fill(0.25) } });
 
@@ -112,4 +114,57 @@ it("a deleted function leaves nothing in the gateway's exec times learned for mo
   expect(plane().filter((k) => k.startsWith('vad-gone@'))).toHaveLength(1);
   expect((await b.json('DELETE', '/functions/vad-gone')).status).toBe(200);
   expect(plane().filter((k) => k.startsWith('vad-gone@'))).toEqual([]);
+});
+
+it("a model run long here and then loaded in the session host leaves nothing once its function is deleted", async () => {
+  b = await startBrulee({ ORT_OFF_THREAD_MS: '50', ORT_OFF_THREAD_LOAD_MS: '3600000' });
+  const node = b.node!;
+  expect((await b.put('long-gone', LONG)).status).toBe(201);
+  const rows = 3000;
+  const big = { x: { type: 'float32', dims: [rows, 64], data: floats(rows * 64, 7) } };
+  // A long run on the main thread (node.ts `longRuns`) sends its next load to the host (`inHost`).
+  expect((await b.invoke('long-gone', big)).status).toBe(200);
+  expect((await b.json('POST', '/v2/repository/models/long-gone/unload')).status).toBe(200);
+  expect((await b.invoke('long-gone', big)).status).toBe(200);
+  const key = node.pool.list().find((m) => m.fn === 'long-gone')!.key;
+  expect(node.inSessionHost(key)).toBe(true);
+  const internals = node as unknown as Record<string, unknown>;
+  const sets = () => Object.values(internals).filter((v): v is Set<unknown> => v instanceof Set);
+  expect(sets().filter((s) => s.has(key)).length).toBe(2);
+  expect((await b.json('DELETE', '/functions/long-gone')).status).toBe(200);
+  const kept = keysIn([node.footprints, node.pool, ...Object.values(internals).filter((v) => v instanceof Map || v instanceof Set)], 2);
+  expect(kept.filter((k) => k.startsWith('long-gone@'))).toEqual([]);
+}, 60_000);
+
+it('an unload of a model evicted before keeps what the node measured of it, as an unload of a resident one does', async () => {
+  // Room for one of the two: a call of one evicts the other (memoryBytes: charged 15 MB each).
+  b = await startBrulee({ MEMORY_BUDGET: '25MB' });
+  const node = b.node!;
+  const MB = 1_000_000;
+  await b.put('evicted', small(500), `memoryBytes=${15 * MB}`);
+  await b.put('evictor', small(501), `memoryBytes=${15 * MB}`);
+  for (const rows of [1, 2, 8]) expect((await b.invoke('evicted', x(rows))).status).toBe(200);
+  const key = node.pool.list().find((m) => m.fn === 'evicted')!.key;
+  expect((await b.invoke('evictor', x(1))).status).toBe(200);
+  expect(node.pool.list().map((m) => m.fn)).toEqual(['evictor']);
+  expect(node.footprints.measures(key, 64 * 4)).toBe(false);
+  // Not held: the warm pool's drop finds it evicted (`onDropNotHeld`), and an unload keeps its measurement.
+  expect((await b.json('POST', '/v2/repository/models/evicted/unload')).status).toBe(200);
+  expect(node.footprints.measures(key, 64 * 4)).toBe(false);
+});
+
+it("a function registered again leaves nothing of its old exec times learned (a model whose profile run failed)", async () => {
+  b = await startBrulee();
+  const vad = readModel(REAL_MODELS.sileroVad);
+  expect((await b.put('vad-again', vad)).body.profile.execMs).toBeNull();
+  const r = await b.invoke('vad-again', {
+    input: { type: 'float32', dims: [1, 512], data: floats(512, 1) },
+    state: { type: 'float32', dims: [2, 1, 128], data: new Array(256).fill(0) },
+    sr: { type: 'int64', dims: [], data: [16000] },
+  });
+  expect(r.status).toBe(200);
+  const plane = () => keysIn(Object.values(b!.dataPlane as unknown as Record<string, unknown>).filter((v) => v instanceof Map), 0);
+  expect(plane().filter((k) => k.startsWith('vad-again@'))).toHaveLength(1);
+  expect((await b.put('vad-again', vad, 'timeoutMs=60000')).status).toBe(200);
+  expect(plane().filter((k) => k.startsWith('vad-again@'))).toEqual([]);
 });

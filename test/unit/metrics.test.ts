@@ -24,6 +24,8 @@ describe('Metrics: series by function', () => {
     // Registered again: from zero.
     registered = ['a', 'b'];
     expect(await lines(m, 'b')).toContain('brulee_invocations_total{function="b",outcome="ok"} 0');
+    // Its histograms too (seeded again: `forgetFunction` forgot it was seeded).
+    expect(await lines(m, 'b')).toContain('brulee_exec_seconds_count{function="b"} 0');
   });
 
   it('forgetFunction takes every series of a function out at once', async () => {
