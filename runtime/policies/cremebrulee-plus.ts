@@ -182,6 +182,13 @@ class LoadedFacts {
   loadMs = new Float64Array(64);
   sizeBytes = new Float64Array(64);
   popularity = new Float64Array(64);
+  /**
+   * `max(gap, 1)` and the utility while idle no longer than that, `(1 / max(gap, 1)) × loadMs /
+   * max(1, sizeBytes)` (the score of such a function, whatever `now`), kept by `fix` whenever gap,
+   * load time or size changes; NaN without a learned gap.
+   */
+  maxGap = new Float64Array(64);
+  fixed = new Float64Array(64);
   /** The loaded functions' numbers, in no order, and each one's place there (-1: not loaded). */
   ids = new Int32Array(64);
   at = new Int32Array(64).fill(-1);
@@ -204,6 +211,8 @@ class LoadedFacts {
     this.loadMs = grow(this.loadMs);
     this.sizeBytes = grow(this.sizeBytes);
     this.popularity = grow(this.popularity);
+    this.maxGap = grow(this.maxGap);
+    this.fixed = grow(this.fixed);
     const ids = new Int32Array(m);
     ids.set(this.ids);
     this.ids = ids;
@@ -211,6 +220,13 @@ class LoadedFacts {
     at.set(this.at);
     this.at = at;
     this.taken = new Uint8Array(m);
+  }
+
+  /** Recomputes `maxGap` and `fixed` of `id` from its gap, load time and size. */
+  fix(id: number): void {
+    const m = Math.max(this.gap[id]!, 1);
+    this.maxGap[id] = m;
+    this.fixed[id] = ((1 / m) * this.loadMs[id]!) / Math.max(1, this.sizeBytes[id]!);
   }
 
   add(id: number): void {
@@ -273,6 +289,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       facts.ensure(f.id);
       facts.gap[f.id] = NaN;
       facts.last[f.id] = NaN;
+      facts.fix(f.id);
       maxBytes = Math.max(maxBytes, e.sizeBytes);
     }
     return f;
@@ -297,7 +314,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     }
     f.last = t;
     facts.gap[f.id] = f.gap;
-    facts.last[f.id] = t;
+    facts.last[f.id] = t; // (`fixed` follows the new gap at the `note` after each `seen`)
     if (seenCount++ === 0) firstSeenAt = t;
   };
   /** Rate of a function (f: what the policy knows of it, or undefined; e: the caller's facts). */
@@ -393,6 +410,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     facts.lastUsedAt[id] = e.lastUsedAt;
     facts.loadMs[id] = e.loadMs;
     facts.sizeBytes[id] = e.sizeBytes;
+    facts.fix(id);
   };
 
   /**
@@ -447,6 +465,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       f.last = f.gap = f.first = NaN;
       facts.gap[f.id] = NaN;
       facts.last[f.id] = NaN;
+      facts.fix(f.id);
       f.calls = 0;
       if (absent.delete(f)) minAbsentBytes = undefined;
       unbound(f);
@@ -510,7 +529,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     const now = req.now;
     const useOnce = oneWindow && seenCount > 0;
     const once = useOnce ? 1 / Math.max(1, now - firstSeenAt) : 0;
-    const { gap, last, lastUsedAt, loadMs, sizeBytes, popularity, ids, taken } = facts;
+    const { gap, last, lastUsedAt, loadMs, sizeBytes, popularity, maxGap, fixed, ids, taken } = facts;
     const scores = sel.scores(n);
     // The scores by place, and the first minimum (d < 0: lower; d > 0: higher; else the full order).
     let best = -1;
@@ -518,13 +537,15 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     for (let p = 0; p < n; p++) {
       const id = ids[p]!;
       const g = gap[id]!;
-      let r: number;
-      if (Number.isNaN(g)) r = useOnce ? once : popularity[id]! * 1e-6;
+      let sp: number;
+      if (Number.isNaN(g)) sp = ((useOnce ? once : popularity[id]! * 1e-6) * loadMs[id]!) / Math.max(1, sizeBytes[id]!);
       else {
         const l = last[id]!;
-        r = 1 / Math.max(g, now - (Number.isNaN(l) ? lastUsedAt[id]! : l), 1);
+        const idle = now - (Number.isNaN(l) ? lastUsedAt[id]! : l);
+        // Idle no longer than max(gap, 1) (84% of the candidates at 5%): max(gap, idle, 1) is
+        // max(gap, 1), so the score is `fixed`, computed at the hooks with the same operations.
+        sp = idle <= maxGap[id]! ? fixed[id]! : ((1 / Math.max(g, idle, 1)) * loadMs[id]!) / Math.max(1, sizeBytes[id]!);
       }
-      const sp = (r * loadMs[id]!) / Math.max(1, sizeBytes[id]!);
       scores[p] = sp;
       taken[p] = 0;
       const d = sp - bestS;
