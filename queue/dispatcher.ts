@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis';
 import { BruleeError } from '../errors';
 import { admit, refusal, type AdmissionRequest } from './admission';
 import { RedisClock } from './clock';
+import { writeSoon } from './connection';
 import type { Keys } from './keys';
 import { deadNodes, failoverCounts, HEARTBEAT_MS, liveNodes, MISSED_BEATS, type DeadNode, type FailoverCounts, type NodeInfo } from './nodes';
 import { readAnswer, ReplyReader, unwrap, type Answer, type ReplyTo } from './replies';
@@ -268,6 +269,8 @@ export class Dispatcher {
     const job: InvokeHere = { ...req, acceptedAt: this.clock.fromLocal(req.acceptedAt), deadline: this.clock.now() + timeoutMs };
     const { value } = await this.run<AnswerHere>(node.id, timeoutMs, `invocation of ${req.model.fn}`, id, () => {
       const { admission, onQueued } = opts;
+      // Under load its admission shares a socket write with other calls' (queue/connection.ts).
+      if (admission) writeSoon(this.opts.redis);
       const added = (admission ? admitOrRefuse(this.opts.redis, req.model.fn, admission) : Promise.resolve()).then(() => onQueued?.());
       const given = new AbortController();
       const early = admission !== undefined && node.canRunNow(modelKey(req.model), req.model.batch !== undefined);
