@@ -4,7 +4,10 @@
  * server's CPU time (user + system, /proc) over the calls the client made: µs of server CPU per
  * call, the model's run included (the same in every row of one server). Rounds alternate the rows.
  *
- *   npx tsx bench/grpc-cpu.ts --model ocr-cls --rounds 5 --seconds 2 [--today DIR] [--prof DIR] [--timeline] [--no-rest | --no-grpc]
+ *   npx tsx bench/grpc-cpu.ts --model ocr-cls --rounds 5 --seconds 2 [--today DIR] [--prof DIR] [--timeline] [--no-rest | --no-grpc] [--concurrency N]
+ *
+ * `--concurrency N` loads each window with N callers (wrk's connections, grpcio's asyncio stub)
+ * instead of 1; each row also gives its server's Redis's CPU per call (redis-server's /proc).
  *
  * `--prof DIR` starts "now" with --cpu-prof (profile written to DIR when it stops). `--timeline`
  * starts every server with bench/h2-timeline.cjs, which prints, as each stops, where its gRPC
@@ -16,6 +19,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { mlpModel } from '../models/generate';
+import { createRedis } from '../queue/connection';
 import { readModel, REAL_MODELS } from '../test/support/models';
 import { cpuMsOf, grpcRow, median, startServer, untilIdle, v2Binary, wrkRow, type BenchServer, type ExternalRow } from './support';
 
@@ -29,6 +33,7 @@ const args = parseArgs({
     'no-rest': { type: 'boolean', default: false },
     'no-grpc': { type: 'boolean', default: false },
     timeline: { type: 'boolean', default: false },
+    concurrency: { type: 'string', default: '1' },
   },
 }).values;
 
@@ -51,25 +56,36 @@ async function main() {
       if (put.status >= 300) throw new Error(`register: ${put.status} ${await put.text()}`);
     }
     const v2 = v2Binary(input, dims, x);
-    type Row = { pid: number; client: ExternalRow };
+    type Row = { pid: number; redisPid: number; client: ExternalRow };
+    const redisPid = async (s: BenchServer) => {
+      const r = createRedis(s.redisUrl);
+      const pid = Number(/process_id:(\d+)/.exec(String(await r.info('server')))![1]);
+      r.disconnect();
+      return pid;
+    };
     const rows: Row[] = [];
     for (const [label, s] of servers) {
-      if (!args['no-grpc']) rows.push({ pid: s.pid, client: grpcRow(dir, `${label} gRPC`, s.grpcPort, input, dims, x) });
-      if (!args['no-rest']) rows.push({ pid: s.pid, client: wrkRow(dir, `${label} v2 binary`, `${s.url}/v2/models/bench/infer`, v2.body, v2.headers) });
+      const rp = await redisPid(s);
+      if (!args['no-grpc']) rows.push({ pid: s.pid, redisPid: rp, client: grpcRow(dir, `${label} gRPC`, s.grpcPort, input, dims, x) });
+      if (!args['no-rest']) rows.push({ pid: s.pid, redisPid: rp, client: wrkRow(dir, `${label} v2 binary`, `${s.url}/v2/models/bench/infer`, v2.body, v2.headers) });
     }
-    const per = rows.map(() => ({ us: [] as number[], p50: [] as number[] }));
+    const per = rows.map(() => ({ us: [] as number[], redisUs: [] as number[], p50: [] as number[], perS: [] as number[] }));
+    const conc = Number(args.concurrency);
     for (let r = 0; r < Number(args.rounds); r++) {
       for (const [i, row] of rows.entries()) {
         await untilIdle(row.pid);
         const c0 = cpuMsOf(row.pid);
-        const { calls, p50 } = row.client.window(1, Number(args.seconds));
+        const r0 = cpuMsOf(row.redisPid);
+        const { calls, p50, perS } = row.client.window(conc, Number(args.seconds));
         await untilIdle(row.pid);
         per[i]!.us.push(((cpuMsOf(row.pid) - c0) * 1000) / calls);
+        per[i]!.redisUs.push(((cpuMsOf(row.redisPid) - r0) * 1000) / calls);
         per[i]!.p50.push(p50);
+        per[i]!.perS.push(perS);
       }
     }
     for (const [i, row] of rows.entries()) {
-      console.log(`${row.client.name.padEnd(18)} server CPU µs/call median ${median(per[i]!.us).toFixed(0)} [${per[i]!.us.map((v) => v.toFixed(0)).join(' ')}]  p50 ms ${median(per[i]!.p50).toFixed(3)} [${per[i]!.p50.map((v) => v.toFixed(2)).join(' ')}]`);
+      console.log(`${row.client.name.padEnd(18)} server CPU µs/call median ${median(per[i]!.us).toFixed(0)} [${per[i]!.us.map((v) => v.toFixed(0)).join(' ')}]  Redis µs/call ${median(per[i]!.redisUs).toFixed(0)} [${per[i]!.redisUs.map((v) => v.toFixed(0)).join(' ')}]  p50 ms ${median(per[i]!.p50).toFixed(3)} [${per[i]!.p50.map((v) => v.toFixed(2)).join(' ')}]  calls/s ${median(per[i]!.perS).toFixed(0)} [${per[i]!.perS.map((v) => v.toFixed(0)).join(' ')}] at ${conc}`);
     }
   } finally {
     for (const [, s] of servers) await s.stop();
