@@ -47,6 +47,7 @@ async function main() {
   const x = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(i) / 2);
   const dir = mkdtempSync(join(tmpdir(), 'brulee-grpc-cpu-'));
   const servers: Array<[string, BenchServer]> = [];
+  const admins: Array<ReturnType<typeof createRedis>> = [];
   try {
     const timeline = args.timeline ? ['--require', fileURLToPath(new URL('./h2-timeline.cjs', import.meta.url))] : [];
     if (args.today) servers.push(['today', await startServer(join(dir, 'today'), {}, args.today, timeline)]);
@@ -56,38 +57,43 @@ async function main() {
       if (put.status >= 300) throw new Error(`register: ${put.status} ${await put.text()}`);
     }
     const v2 = v2Binary(input, dims, x);
-    type Row = { pid: number; redisPid: number; client: ExternalRow };
-    const redisPid = async (s: BenchServer) => {
+    type Row = { pid: number; redisPid: number; reads: () => Promise<number>; client: ExternalRow };
+    const redisOf = async (s: BenchServer) => {
       const r = createRedis(s.redisUrl);
+      admins.push(r);
       const pid = Number(/process_id:(\d+)/.exec(String(await r.info('server')))![1]);
-      r.disconnect();
-      return pid;
+      // Redis's read events: one per socket write that reached it (a batch of commands is one).
+      const reads = async () => Number(/total_reads_processed:(\d+)/.exec(String(await r.info('stats')))![1]);
+      return { redisPid: pid, reads };
     };
     const rows: Row[] = [];
     for (const [label, s] of servers) {
-      const rp = await redisPid(s);
-      if (!args['no-grpc']) rows.push({ pid: s.pid, redisPid: rp, client: grpcRow(dir, `${label} gRPC`, s.grpcPort, input, dims, x) });
-      if (!args['no-rest']) rows.push({ pid: s.pid, redisPid: rp, client: wrkRow(dir, `${label} v2 binary`, `${s.url}/v2/models/bench/infer`, v2.body, v2.headers) });
+      const rp = await redisOf(s);
+      if (!args['no-grpc']) rows.push({ pid: s.pid, ...rp, client: grpcRow(dir, `${label} gRPC`, s.grpcPort, input, dims, x) });
+      if (!args['no-rest']) rows.push({ pid: s.pid, ...rp, client: wrkRow(dir, `${label} v2 binary`, `${s.url}/v2/models/bench/infer`, v2.body, v2.headers) });
     }
-    const per = rows.map(() => ({ us: [] as number[], redisUs: [] as number[], p50: [] as number[], perS: [] as number[] }));
+    const per = rows.map(() => ({ us: [] as number[], redisUs: [] as number[], reads: [] as number[], p50: [] as number[], perS: [] as number[] }));
     const conc = Number(args.concurrency);
     for (let r = 0; r < Number(args.rounds); r++) {
       for (const [i, row] of rows.entries()) {
         await untilIdle(row.pid);
         const c0 = cpuMsOf(row.pid);
         const r0 = cpuMsOf(row.redisPid);
+        const n0 = await row.reads();
         const { calls, p50, perS } = row.client.window(conc, Number(args.seconds));
         await untilIdle(row.pid);
         per[i]!.us.push(((cpuMsOf(row.pid) - c0) * 1000) / calls);
         per[i]!.redisUs.push(((cpuMsOf(row.redisPid) - r0) * 1000) / calls);
+        per[i]!.reads.push(((await row.reads()) - n0) / calls);
         per[i]!.p50.push(p50);
         per[i]!.perS.push(perS);
       }
     }
     for (const [i, row] of rows.entries()) {
-      console.log(`${row.client.name.padEnd(18)} server CPU µs/call median ${median(per[i]!.us).toFixed(0)} [${per[i]!.us.map((v) => v.toFixed(0)).join(' ')}]  Redis µs/call ${median(per[i]!.redisUs).toFixed(0)} [${per[i]!.redisUs.map((v) => v.toFixed(0)).join(' ')}]  p50 ms ${median(per[i]!.p50).toFixed(3)} [${per[i]!.p50.map((v) => v.toFixed(2)).join(' ')}]  calls/s ${median(per[i]!.perS).toFixed(0)} [${per[i]!.perS.map((v) => v.toFixed(0)).join(' ')}] at ${conc}`);
+      console.log(`${row.client.name.padEnd(18)} server CPU µs/call median ${median(per[i]!.us).toFixed(0)} [${per[i]!.us.map((v) => v.toFixed(0)).join(' ')}]  Redis µs/call ${median(per[i]!.redisUs).toFixed(0)} [${per[i]!.redisUs.map((v) => v.toFixed(0)).join(' ')}]  Redis reads/call ${median(per[i]!.reads).toFixed(2)}  p50 ms ${median(per[i]!.p50).toFixed(3)} [${per[i]!.p50.map((v) => v.toFixed(2)).join(' ')}]  calls/s ${median(per[i]!.perS).toFixed(0)} [${per[i]!.perS.map((v) => v.toFixed(0)).join(' ')}] at ${conc}`);
     }
   } finally {
+    for (const r of admins) r.disconnect();
     for (const [, s] of servers) await s.stop();
     rmSync(dir, { recursive: true, force: true });
   }
