@@ -325,6 +325,8 @@ class NodeRun {
   // Pre-warm loads, outside the slots.
   private readonly bgModel: number[] = [];
   private readonly bgEnd: number[] = [];
+  /** The earliest of `bgEnd` (Infinity: none). */
+  private bgNext = Infinity;
 
   // Oracles see the invocations not yet served.
   private readonly future: FutureIndex | undefined;
@@ -435,7 +437,7 @@ class NodeRun {
   /** The event loop: one event a turn, earliest first (see the class comment for the phases). */
   run(): SimResult {
     const K = this.K;
-    const { slotFinish, slotLoadEnd, slotTouch, bgEnd } = this;
+    const { slotFinish, slotLoadEnd, slotTouch } = this;
     const times = this.trace.times;
     const N = this.N;
     const serial = K === 1 && !this.plainTurns && !(this.sweepMs === 0 && this.hasSweep);
@@ -446,7 +448,7 @@ class NodeRun {
         const t = Math.min(slotFinish[s]!, slotLoadEnd[s]!, slotTouch[s]!);
         if (t < tSlot) tSlot = t;
       }
-      for (let b = 0; b < bgEnd.length; b++) if (bgEnd[b]! < tSlot) tSlot = bgEnd[b]!;
+      if (this.bgNext < tSlot) tSlot = this.bgNext;
       const tDisp = this.i < N && this.busySlots < K && !this.blocked ? Math.max(this.now, times[this.i]!) : Infinity;
       if (tSlot === Infinity && tDisp === Infinity) break;
       const tNext = Math.min(tSlot, tDisp);
@@ -469,56 +471,97 @@ class NodeRun {
   }
 
   /**
-   * Phase 0, on a serial node (one slot) with no pre-warm load under way and no call waiting for
-   * memory: whole calls, one after another, while no check falls due. The next event is then known
-   * without looking (the next call's dispatch while the slot is free; its load's end, then its
-   * completion, while it runs), and only popularity refreshes can come between them, so each call
-   * is taken in one step: the same phases in the same order as `run`'s turns would take them
-   * (the refreshes up to each event, `dispatch`, `completeLoad`, the slot freed), without a turn's
-   * search for the earliest event. A hit does not even occupy the slot (nothing can look at it
-   * before it is freed), and a completion runs no refresh (it reads no popularity: the refreshes
-   * before it are the next event's, with the same calls counted). Stops at the first event at or
-   * after which a check is due, or when no call is left, and leaves the rest to `run`'s turns.
+   * Phase 0, on a serial node (one slot) with no call waiting for memory: whole calls, one after
+   * another. The call's next event is then known without looking (its dispatch while the slot is
+   * free; its load's end or the end of the pre-warm load it joins, then its completion, while it
+   * runs), and only popularity refreshes, checks and pre-warm loads' ends can come before it:
+   * those are taken in place, each at its time (`interrupts`), then the call's event, in the
+   * order `run`'s turns would take them (the refreshes and checks due up to each event,
+   * `dispatch`, `completeLoad`, the slot freed), without a turn's search for the earliest event.
+   * A hit does not even occupy the slot unless something comes before its completion (nothing
+   * else can look at it before it is freed), and a completion with nothing before it runs no
+   * refresh (it reads no popularity: the refreshes before it are the next event's, with the same
+   * calls counted). Hands the rest to `run`'s turns when a call must wait for memory that
+   * pre-warm loads hold, or when no call is left.
    */
   private serveSerial(): void {
-    if (this.busySlots !== 0 || this.bgEnd.length !== 0 || this.blocked) return;
+    if (this.busySlots !== 0 || this.blocked) return;
     const { times, fns } = this.trace;
     const N = this.N;
     const state = this.state;
     const pop = this.pop;
     const checks = this.hasSweep;
-    let stepped = false;
     while (this.i < N) {
       const t = Math.max(this.now, times[this.i]!);
-      if (checks && this.nextSweep <= t) break;
-      if (pop.nextRefreshAt <= t) this.refreshesUntil(t);
+      if ((checks && this.nextSweep <= t) || this.bgNext <= t) this.interrupts(t);
+      else if (pop.nextRefreshAt <= t) this.refreshesUntil(t);
       this.now = t;
-      stepped = true;
+      this.dirty = true;
       const f = fns[this.i]!;
       if (state[f] === RESIDENT) {
         // A hit: dispatch, then its completion (nothing else can happen on the node meanwhile).
         const fin = this.serveHit(f);
-        if (checks && this.nextSweep <= fin) {
-          this.occupy(f, fin); // a check comes first: the turns take it from here
-          break;
+        if ((checks && this.nextSweep <= fin) || this.bgNext <= fin) {
+          this.occupy(f, fin); // something comes first, with the call in flight
+          this.interrupts(fin);
+          this.now = fin;
+          this.dirty = true;
+          this.freeSlot(0);
+          continue;
         }
         this.now = fin;
         continue;
       }
-      this.dispatch(); // a miss (or refused; with the slot free, nothing else)
+      this.dispatch(); // a miss, a join of a pre-warm load, or refused (then the slot stays free)
+      if (this.blocked) return; // waits for memory that pre-warm loads hold: the turns take it
       if (this.slotModel[0] === -1) continue;
-      const loadEnd = this.slotLoadEnd[0]!;
-      if (checks && this.nextSweep <= loadEnd) break;
-      if (pop.nextRefreshAt <= loadEnd) this.refreshesUntil(loadEnd);
+      const g = this.slotModel[0]!;
+      const own = this.slotLoadEnd[0] !== Infinity;
+      const loadEnd = own ? this.slotLoadEnd[0]! : this.slotTouch[0]!;
+      if ((checks && this.nextSweep <= loadEnd) || this.bgNext <= loadEnd) this.interrupts(loadEnd);
+      else if (pop.nextRefreshAt <= loadEnd) this.refreshesUntil(loadEnd);
       this.now = loadEnd;
-      this.slotLoadEnd[0] = Infinity;
-      this.completeLoad(this.slotModel[0]!, false);
+      this.dirty = true;
+      if (own) {
+        this.slotLoadEnd[0] = Infinity;
+        this.completeLoad(g, false);
+      } else {
+        // Joined a pre-warm load, which `interrupts` has just completed (it ends at loadEnd).
+        this.slotTouch[0] = Infinity;
+        this.touch(g);
+      }
       const fin = this.slotFinish[0]!;
-      if (checks && this.nextSweep <= fin) break;
+      if ((checks && this.nextSweep <= fin) || this.bgNext <= fin) this.interrupts(fin);
       this.now = fin;
+      this.dirty = true;
       this.freeSlot(0);
     }
-    if (stepped) this.dirty = true;
+  }
+
+  /**
+   * On a serial node, what `run`'s turns take before the call's event at tNext (the slot's state
+   * already as the turns would have it): each turn up to it, in its order (the refreshes, then
+   * each check due; a check that ran starts the turn again, as it may have started a pre-warm
+   * load), a pre-warm load's end before tNext its own turn (`finishDue`'s loads), and one at
+   * tNext in tNext's turn, before the call's event (as `finishDue` takes loads before the
+   * slot). Then the call's event comes next (neither a check nor a load's end changes when it is).
+   */
+  private interrupts(tNext: number): void {
+    const checks = this.hasSweep;
+    for (;;) {
+      const b = this.bgNext;
+      const tn = b < tNext ? b : tNext;
+      this.refreshPopularity(tn);
+      if (checks && this.nextSweep <= tn) {
+        if (this.periodicCheck(tn) || this.nextSweep <= tn) continue;
+        this.refreshPopularity(tn);
+      }
+      if (b > tNext) return;
+      this.now = b;
+      this.dirty = true;
+      this.finishBg();
+      if (b === tNext) return;
+    }
   }
 
   /**
@@ -584,16 +627,9 @@ class NodeRun {
 
   /** Phase 3, at `now`: loads finish first, then joiners touch the loaded model, then invocations complete. */
   private finishDue(): void {
-    const { now, bgEnd, bgModel, slotLoadEnd, slotTouch, slotFinish, slotModel } = this;
+    const { now, slotLoadEnd, slotTouch, slotFinish, slotModel } = this;
     const K = this.K;
-    for (let b = 0; b < bgEnd.length; b++) {
-      if (bgEnd[b]! <= now) {
-        this.completeLoad(bgModel[b]!, true);
-        bgEnd.splice(b, 1);
-        bgModel.splice(b, 1);
-        b--;
-      }
-    }
+    if (this.bgNext <= now) this.finishBg();
     for (let s = 0; s < K; s++) {
       if (slotLoadEnd[s]! <= now) {
         slotLoadEnd[s] = Infinity;
@@ -610,6 +646,25 @@ class NodeRun {
       if (slotFinish[s]! <= now && slotLoadEnd[s] === Infinity && slotTouch[s] === Infinity) this.freeSlot(s);
     }
     this.blocked = false;
+  }
+
+  /** The pre-warm loads that end at or before `now` complete, in the order they started. */
+  private finishBg(): void {
+    const { bgEnd, bgModel, now } = this;
+    let w = 0;
+    let next = Infinity;
+    for (let b = 0; b < bgEnd.length; b++) {
+      const end = bgEnd[b]!;
+      if (end <= now) this.completeLoad(bgModel[b]!, true);
+      else {
+        bgEnd[w] = end;
+        bgModel[w++] = bgModel[b]!;
+        if (end < next) next = end;
+      }
+    }
+    bgEnd.length = w;
+    bgModel.length = w;
+    this.bgNext = next;
   }
 
   /** Phase 4, at `now`: invocation i takes a free slot (or is refused, or waits for memory). */
@@ -786,6 +841,7 @@ class NodeRun {
         this.loadDoneAt[g] = now + this.loadTime[g]!;
         this.bgModel.push(g);
         this.bgEnd.push(this.loadDoneAt[g]!);
+        if (this.loadDoneAt[g]! < this.bgNext) this.bgNext = this.loadDoneAt[g]!;
         this.loads++;
         this.prewarmLoads++;
         this.opts.onLoadStart?.(this.entries[g]!.key, true);

@@ -577,6 +577,31 @@ describe('simulate: whole calls between checks (serveSerial) count as events for
     expect(calls).toEqual(['loading A', 'served A wait 10 cold', 'evicted A@2000 expired', 'loading B', 'served B wait 10 cold']);
     expect([r.expirations, r.coldStarts, r.simulatedMs]).toEqual([1, 2, 5011]);
   });
+  it('a call that joins a pre-warm load waits for its end; a check while a hit runs leaves the running model out', () => {
+    // Budget 3, checks every 1000 ms (each runs: no hints). A loads 0-10 and runs to 30. W is
+    // pre-warmed at 1000 (500 ms, to 1500); its call at 1200 joins that load: a cold start of
+    // 300 ms, touched at 1500, done at 1510. A's hit at 2990 runs to 3010, so the check at 3000
+    // hands expired W only, and pre-warms P (100 ms, to 3100); P's call at 3050 joins it (50 ms).
+    const table = { A: { execMs: 20 }, W: { loadMs: 500, execMs: 10 }, P: { loadMs: 100, execMs: 10 } };
+    const p = new Recorder(undefined, () => [], (now) => (now === 1000 ? ['W'] : now === 3000 ? ['P'] : []), ['W', 'P']);
+    const { log, calls, r } = recorded([[0, 'A'], [1200, 'W'], [2990, 'A'], [3050, 'P']], table, p, { budgetBytes: 3 });
+    expect(log).toEqual([
+      'load@10 A(hits 1, loaded 10, used 10, pop 0.0000)',
+      'expired@1000 [A]',
+      'prewarm@1000 free 2 resident []',
+      'load@1500 W(hits 0, loaded 1500, used 1500, pop 0.0000)',
+      'access@1500 W(hits 1, loaded 1500, used 1500, pop 0.0000)',
+      'expired@2000 [A W]',
+      'prewarm@2000 free 1 resident [W]',
+      'access@2990 A(hits 2, loaded 10, used 2990, pop 0.0000)',
+      'expired@3000 [W]',
+      'prewarm@3000 free 1 resident [W]',
+      'load@3100 P(hits 0, loaded 3100, used 3100, pop 0.0000)',
+      'access@3100 P(hits 1, loaded 3100, used 3100, pop 0.0000)',
+    ]);
+    expect(calls).toEqual(['loading A', 'served A wait 10 cold', 'loading W prewarm', 'served W wait 300 cold', 'served A wait 0', 'loading P prewarm', 'served P wait 50 cold']);
+    expect([r.coldStarts, r.prewarmLoads, r.loadDelayMs, r.simulatedMs]).toEqual([3, 2, 360, 3110]);
+  });
 });
 
 describe('simulate: loads that end at the same instant', () => {
