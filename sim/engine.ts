@@ -303,7 +303,13 @@ class NodeRun {
   private readonly cands: SimEntry[] = [];
   /** `evictableAmong`'s answer when it is one entry (filled in place: no array resized per check). */
   private readonly oneEntry: SimEntry[] = [];
-  private readonly amongScratch: number[] = [];
+  /** `evictableAmong`'s models, in resident order (a model's place in it is its resident position). */
+  private readonly amongScratch: Int32Array;
+  /** Which models `evictableAmong` has taken in this call (`amongStampNow`), to take each once. */
+  private readonly amongStamp: Int32Array;
+  private amongStampNow = 0;
+  /** `evictableAmong`'s answers by length (each filled in place: no array resized per check). */
+  private readonly amongOut: SimEntry[][] = [];
   // `isResidentKey`'s cache by position: the n-th key a `prewarm` call asks about is usually the
   // one the n-th was last time (policies go through their wanted models in a stable order), so a
   // string comparison instead of a `Map` lookup. A cache: a key found there has that index for good.
@@ -323,8 +329,10 @@ class NodeRun {
   private readonly slotModel: Int32Array;
   private busySlots = 0;
   // Pre-warm loads, outside the slots.
-  private readonly bgModel: number[] = [];
-  private readonly bgEnd: number[] = [];
+  // Pre-warm loads, outside the slots, in the order they started: nBg of them (at most one per model).
+  private readonly bgModel: Int32Array;
+  private readonly bgEnd: Float64Array;
+  private nBg = 0;
   /** The earliest of `bgEnd` (Infinity: none). */
   private bgNext = Infinity;
 
@@ -414,6 +422,10 @@ class NodeRun {
     }));
     models.forEach((m, f) => this.keyIndex.set(m.key, f));
     this.resident = new Int32Array(F);
+    this.amongScratch = new Int32Array(F);
+    this.amongStamp = new Int32Array(F);
+    this.bgModel = new Int32Array(F);
+    this.bgEnd = new Float64Array(F);
     this.residentPos = new Int32Array(F).fill(-1);
     let sizeSum = 0;
     for (const m of models) sizeSum += m.sizeBytes;
@@ -572,7 +584,7 @@ class NodeRun {
   private refreshPopularity(tNext: number): void {
     const pop = this.pop;
     const tUntil = this.hasSweep && this.nextSweep < tNext ? this.nextSweep : tNext;
-    const idle = this.busySlots === 0 && this.bgEnd.length === 0;
+    const idle = this.busySlots === 0 && this.nBg === 0;
     if (!(pop.nextRefreshAt <= tUntil && pop.nextRefreshAt !== Infinity && !(idle && this.i >= this.N))) return;
     this.refreshesUntil(tUntil);
   }
@@ -653,7 +665,8 @@ class NodeRun {
     const { bgEnd, bgModel, now } = this;
     let w = 0;
     let next = Infinity;
-    for (let b = 0; b < bgEnd.length; b++) {
+    const n = this.nBg;
+    for (let b = 0; b < n; b++) {
       const end = bgEnd[b]!;
       if (end <= now) this.completeLoad(bgModel[b]!, true);
       else {
@@ -662,8 +675,7 @@ class NodeRun {
         if (end < next) next = end;
       }
     }
-    bgEnd.length = w;
-    bgModel.length = w;
+    this.nBg = w;
     this.bgNext = next;
   }
 
@@ -697,7 +709,7 @@ class NodeRun {
       finish = this.loadDoneAt[f]! + e.execMs;
     } else {
       if (!this.makeRoom(f)) {
-        if (this.busySlots > 0 || this.bgEnd.length > 0) {
+        if (this.busySlots > 0 || this.nBg > 0) {
           this.blocked = true; // wait for an in-flight model to finish
           return;
         }
@@ -839,8 +851,8 @@ class NodeRun {
         this.state[g] = LOADING;
         this.setUsed(size);
         this.loadDoneAt[g] = now + this.loadTime[g]!;
-        this.bgModel.push(g);
-        this.bgEnd.push(this.loadDoneAt[g]!);
+        this.bgModel[this.nBg] = g;
+        this.bgEnd[this.nBg++] = this.loadDoneAt[g]!;
         if (this.loadDoneAt[g]! < this.bgNext) this.bgNext = this.loadDoneAt[g]!;
         this.loads++;
         this.prewarmLoads++;
@@ -954,18 +966,31 @@ class NodeRun {
       this.oneEntry[0] = this.entries[g]!;
       return this.oneEntry;
     }
-    const cands = this.cands;
-    cands.length = 0;
-    const fs = this.amongScratch;
-    fs.length = 0;
-    for (const key of keys) {
-      const g = this.keyIndex.get(key);
-      if (g !== undefined && this.state[g] === RESIDENT && this.inFlight[g] === 0 && !fs.includes(g)) fs.push(g);
+    // The resident positions of the evictable ones, each once (a stamp per model), in order: an
+    // insertion sort of the few (positions differ, so any sort gives this order).
+    const ps = this.amongScratch;
+    if (this.amongStampNow === 0x7fffffff) {
+      this.amongStamp.fill(0);
+      this.amongStampNow = 0;
     }
-    const pos = this.residentPos;
-    if (fs.length > 1) fs.sort((a, b) => pos[a]! - pos[b]!);
-    for (const g of fs) cands.push(this.entries[g]!);
-    return cands;
+    const stamp = ++this.amongStampNow;
+    let n = 0;
+    for (let k = 0; k < keys.length; k++) {
+      const g = this.keyIndex.get(keys[k]!);
+      if (g === undefined || this.state[g] !== RESIDENT || this.inFlight[g] !== 0 || this.amongStamp[g] === stamp) continue;
+      this.amongStamp[g] = stamp;
+      const p = this.residentPos[g]!;
+      let j = n++;
+      while (j > 0 && ps[j - 1]! > p) {
+        ps[j] = ps[j - 1]!;
+        j--;
+      }
+      ps[j] = p;
+    }
+    if (n === 0) return NO_ENTRIES;
+    const out = (this.amongOut[n] ??= this.residentEntries.slice(0, n)); // (packed, n <= nResident)
+    for (let j = 0; j < n; j++) out[j] = this.residentEntries[ps[j]!]!;
+    return out;
   }
 
   private result(): SimResult {
