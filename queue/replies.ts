@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { BruleeError, errorFromWire } from '../errors';
-import { createRedis, redisUnavailable } from './connection';
+import { createRedis, redisUnavailable, writeNow } from './connection';
 import type { Keys } from './keys';
 import { LUA_GIVE_BACK } from './admission';
 import { Script } from './scripts';
@@ -128,7 +128,11 @@ export async function applyWrites(redis: Redis, k: Keys, id: string, writes: Wit
   if (writes.args.length === 0) return;
   // Applied once per invocation id (its answered-marker, as `deliver` keeps), so a retry after a
   // reply lost with the connection does not count the call twice.
-  await DELIVER.runInOrder(redis, [k.answered(id), k.cluster, k.cluster, ...writes.keys], ['', ANSWERED_MARKER_MS, id, 'none', writes.args.length / 4, ...writes.args]);
+  const applied = DELIVER.runInOrder(redis, [k.answered(id), k.cluster, k.cluster, ...writes.keys], ['', ANSWERED_MARKER_MS, id, 'none', writes.args.length / 4, ...writes.args]);
+  // Leaves now, with any admissions `writeSoon` holds on this connection: the answer follows at
+  // once, and a read on another connection after it must see these counts.
+  writeNow(redis);
+  await applied;
 }
 
 /** Writes with no invocation behind them (a prewarm's counts), in one script: one command. */

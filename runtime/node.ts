@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BruleeError, errorFromWire, errorToWire, isBruleeError } from '../errors';
 import type { LocalModels } from '../store';
-import { closeRedis, createRedis, writeNow } from '../queue/connection';
+import { closeRedis, createRedis } from '../queue/connection';
 import type { RedisClock } from '../queue/clock';
 import { modelKey, type AnswerHere, type InvokeAnswer, type InvokeHere, type LocalNode, type Routed } from '../queue/dispatcher';
 import { controlType, type Keys } from '../queue/keys';
@@ -919,8 +919,6 @@ export class RuntimeNode implements LocalNode {
       .catch((e: unknown) => this.o.log.error({ err: e }, 'the counts of an answered invocation were lost (Redis stayed away)'))
       .finally(() => this.counting.delete(p));
     this.counting.add(p);
-    // Out before the answer is returned, with any admissions `writeSoon` held (queue/connection.ts).
-    writeNow(this.o.redis);
   }
 
   /**
