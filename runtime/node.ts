@@ -149,7 +149,8 @@ export class RuntimeNode implements LocalNode {
     });
     this.batcher = new Batcher({
       onRun: (r) => {
-        if (!this.gone.has(r.tag)) metrics.batchSize.observe({ function: r.tag }, r.callers);
+        const g = this.gone.get(r.tag);
+        if (g === undefined || g.reborn) metrics.batchSize.observe({ function: r.tag }, r.callers);
       },
     });
     this.pool = new WarmPool<LoadedModel, NodeModelSpec>({
@@ -191,7 +192,7 @@ export class RuntimeNode implements LocalNode {
           return this.settleGone(ev.fn);
         }
         log.info({ model: ev.key, reason: ev.reason }, 'prefetched');
-        if (this.gone.has(ev.fn)) return this.settleGone(ev.fn);
+        if (!this.counted(ev.fn, ev.key)) return this.settleGone(ev.fn);
         void this.prewarmed(ev.fn, ev.key, 'policy').catch(() => undefined);
       },
     });
@@ -591,7 +592,7 @@ export class RuntimeNode implements LocalNode {
   private loaded(spec: NodeModelSpec, t0: number, fetchMs: number, model: LoadedModel): LoadedModel {
     const ms = performance.now() - t0;
     this.loads++;
-    if (!this.gone.has(spec.fn)) {
+    if (this.counted(spec.fn, spec.key)) {
       this.o.metrics.loads.inc({ function: spec.fn });
       this.o.metrics.loadSeconds.observe({ function: spec.fn }, ms / 1000);
       if (fetchMs > 0) this.o.metrics.fetchSeconds.observe({ function: spec.fn }, fetchMs / 1000);
@@ -688,7 +689,7 @@ export class RuntimeNode implements LocalNode {
         try {
           ran = await this.invoke(data, job.processedOn ?? Date.now(), stats, later, { held, inBytes: wireBytes(data.inputs) }, () => readInputs(this.o.redis, data.inputs, job.inline), data.inputs.key);
         } finally {
-          this.countMetrics(data.model.fn, later);
+          this.countMetrics(data.model, later);
         }
         const { result, outputs } = ran;
         for (const t of Object.values(outputs)) spent.push(t.data);
@@ -700,7 +701,7 @@ export class RuntimeNode implements LocalNode {
         const { model } = (job as NodeJob<LoadJob>).data;
         this.retireOlder(model);
         const loaded = await this.pool.prewarm(this.spec(model));
-        if (this.gone.has(model.fn)) this.settleGone(model.fn);
+        if (!this.counted(model.fn, modelKey(model))) this.settleGone(model.fn);
         else if (loaded) await this.prewarmed(model.fn, modelKey(model), 'api');
         return { ok: { loaded, node: this.o.id } };
       }
@@ -751,11 +752,12 @@ export class RuntimeNode implements LocalNode {
     this.o.metrics.forgetFunction(fn);
     // Its models still held here (calls in flight, a load) count nothing in this process's metrics
     // until the last is gone (`settleGone`): their counts would put its series back, for good.
-    if (this.holdsFunction(fn)) this.gone.add(fn);
-    const held = new Set(this.pool.list().map((m) => m.key));
+    const held = this.pool.list().filter((m) => m.fn === fn).map((m) => m.key);
+    if (held.length > 0) this.gone.set(fn, { keys: new Set(held), reborn: false });
+    const holds = new Set(this.pool.list().map((m) => m.key));
     const prefix = modelKey({ fn, sha256: '' });
     const keys = new Set<string>();
-    for (const m of this.perModel()) for (const key of m.keys()) if (key.startsWith(prefix) && !held.has(key)) keys.add(key);
+    for (const m of this.perModel()) for (const key of m.keys()) if (key.startsWith(prefix) && !holds.has(key)) keys.add(key);
     for (const key of keys) this.forgetModel(key);
     // The bytes the registry removed from the model store (no other function has them) go from
     // this process's cache too: a worker process's would keep them up to MODEL_CACHE_BYTES.
@@ -763,30 +765,36 @@ export class RuntimeNode implements LocalNode {
   }
 
   /**
-   * Deleted functions whose models were still held here at the deletion (calls in flight, a load):
-   * nothing of theirs is counted in this process's metrics, and the name goes with their last model
-   * (`settleGone`), so the set holds only functions with a model here.
+   * Deleted functions whose models were still held here at the deletion (calls in flight, a load),
+   * by name, with those models' keys: nothing of theirs is counted in this process's metrics, and
+   * the name goes with their last model (`settleGone`), so the map holds only functions with a
+   * model here. A model of the name not among them belongs to a registration made since (`reborn`):
+   * it counts, and the name's series then stay when the old models go. (One of the same bytes has
+   * the same key: while the old model is held, a call of it counts as the deleted function's.)
    */
-  private readonly gone = new Set<string>();
+  private readonly gone = new Map<string, { keys: Set<string>; reborn: boolean }>();
 
-  private holdsFunction(fn: string): boolean {
-    return this.pool.list().some((m) => m.fn === fn);
+  /** Whether what a model of `fn` (by its key) does counts in this process's metrics (`gone`). */
+  private counted(fn: string, key: string): boolean {
+    const g = this.gone.get(fn);
+    if (g === undefined) return true;
+    if (g.keys.has(key)) return false;
+    g.reborn = true;
+    return true;
   }
 
-  /** A deleted function's last model here is gone: what its calls observed meanwhile (a batch's size) goes too. */
+  /** A deleted function's last model here is gone: what its calls observed meanwhile (a batch's size) goes too, unless the name was registered again. */
   private settleGone(fn: string): void {
-    if (!this.gone.has(fn) || this.holdsFunction(fn)) return;
+    const g = this.gone.get(fn);
+    if (g === undefined || this.pool.list().some((m) => m.fn === fn && g.keys.has(m.key))) return;
     this.gone.delete(fn);
-    this.o.metrics.forgetFunction(fn);
+    if (!g.reborn) this.o.metrics.forgetFunction(fn);
   }
 
   /** Applies a call's metric updates, unless its function was deleted while it ran (`gone`). */
-  private countMetrics(fn: string, later: Array<() => void>): void {
-    if (!this.gone.has(fn)) {
-      for (const count of later) count();
-      return;
-    }
-    this.settleGone(fn);
+  private countMetrics(model: ModelRef, later: Array<() => void>): void {
+    if (this.counted(model.fn, modelKey(model))) for (const count of later) count();
+    this.settleGone(model.fn);
   }
 
   /** A job for a newer version of a function retires the older versions held here, never newer ones. */
@@ -860,7 +868,7 @@ export class RuntimeNode implements LocalNode {
           }
           // Refused (or Redis away): nothing of it is counted, and its caller gets that error.
           await admitted;
-          this.countMetrics(data.model.fn, later);
+          this.countMetrics(data.model, later);
           if (data.admission) releaseWith(stats, data.admission);
           this.countLater(id, stats);
           if (error) throw error;

@@ -83,3 +83,32 @@ it("a worker process drops a deleted function's bytes from its own model cache, 
   const r = await g.invoke('twin', x);
   expect(r.status).toBe(200);
 });
+
+it('a name registered again while a deleted model of it is still held here (a long call) counts in /metrics, and keeps its series when the old model goes', async () => {
+  const b = await startBrulee();
+  all.push(b);
+  const pool = b.node!.pool;
+  // The spec the node asks its pool for: a lease of it below stands for a call that runs for
+  // seconds, as an inference can (a call held in the batcher waits at most its maxDelayMs).
+  let spec: Parameters<typeof pool.acquire>[0] | undefined;
+  const acquire = pool.acquire.bind(pool);
+  pool.acquire = (s, ...rest) => {
+    spec ??= s;
+    return acquire(s, ...rest);
+  };
+  expect((await b.put('again', model(7), 'timeoutMs=60000')).status).toBe(201);
+  expect((await b.invoke('again', x)).status).toBe(200);
+  const lease = await acquire(spec!);
+  expect((await b.json('DELETE', '/functions/again')).status).toBe(200);
+  // Registered again (other bytes) and called while the old model is still held here.
+  expect((await b.put('again', model(8), 'timeoutMs=60000')).status).toBe(201);
+  expect((await b.invoke('again', x)).status).toBe(200);
+  lease.release();
+  lease.reservation.free();
+  for (let i = 0; i < 3; i++) expect((await b.invoke('again', x)).status).toBe(200);
+  // Every call of the new registration is counted, here as in Redis; the old model is gone.
+  expect((await b.json('GET', '/functions/again')).body.stats.invocations).toBe(4);
+  expect(pool.list().filter((m) => m.fn === 'again').map((m) => m.key)).not.toContain(spec!.key);
+  const ok = (await seriesOf(b, 'again')).filter((l) => l.startsWith('brulee_invocations_total') && l.includes('outcome="ok"'));
+  expect(ok.map((l) => Number(l.split(' ').pop()))).toEqual([4]);
+});
