@@ -707,6 +707,12 @@ export class RuntimeNode implements LocalNode {
       }
       case JOB.unload: {
         const { fn, ...how } = (job as NodeJob<UnloadJob>).data;
+        // A deletion's job that reaches this node after the name was registered again (its sender
+        // stops waiting after 10 s; a busy node runs it later) is stale: the registry's record,
+        // deleted before the job was sent, is back, and what is here of the name is the new
+        // registration's (its models, cached bytes, series). Models of the old one left here are
+        // never called again, and go as any idle model does.
+        if (how.cause === 'deleted' && (await this.o.redis.exists(this.o.keys.fn(fn))) === 1) return { ok: { dropped: 0 } };
         const dropped = this.pool.dropFunction(fn, how);
         if (how.cause === 'deleted') await this.forgetFunction(fn, how.sha256s ?? []);
         return { ok: { dropped } };

@@ -6,6 +6,7 @@ import { afterAll, expect, inject, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
 import { createRedis } from '../../queue/connection';
 import { startBrulee, type TestBrulee } from '../support/brulee';
+import type { Dispatcher } from '../../queue/dispatcher';
 
 const all: TestBrulee[] = [];
 const redis = createRedis(inject('redisUrl'));
@@ -111,4 +112,26 @@ it('a name registered again while a deleted model of it is still held here (a lo
   expect(pool.list().filter((m) => m.fn === 'again').map((m) => m.key)).not.toContain(spec!.key);
   const ok = (await seriesOf(b, 'again')).filter((l) => l.startsWith('brulee_invocations_total') && l.includes('outcome="ok"'));
   expect(ok.map((l) => Number(l.split(' ').pop()))).toEqual([4]);
+});
+
+it("a deletion's job that reaches a node after the name was registered again leaves the new registration's models, bytes and series alone", async () => {
+  const b = await startBrulee();
+  all.push(b);
+  const shasOf = async (name: string) => ((await b.json('GET', `/functions/${name}`)).body.versions as Array<{ sha256: string; artifactSha256?: string }>).flatMap((v) => [v.sha256, ...(v.artifactSha256 ? [v.artifactSha256] : [])]);
+  expect((await b.put('late', model(7))).status).toBe(201);
+  const shas = await shasOf('late');
+  expect((await b.json('DELETE', '/functions/late')).status).toBe(200);
+  // Registered again with the same bytes, and warm here.
+  expect((await b.put('late', model(7))).status).toBe(201);
+  expect((await b.invoke('late', x)).status).toBe(200);
+  // The first deletion's job, run by this node only now (its sender gave up waiting after 10 s).
+  const { dispatcher } = (b.dataPlane as unknown as { o: { dispatcher: Dispatcher } }).o;
+  expect(await dispatcher.unload({ fn: 'late', cause: 'deleted', reason: 'function deleted', sha256s: shas }, 10_000)).toBe(0);
+  expect(b.node!.pool.list().map((m) => m.fn)).toContain('late');
+  expect((await seriesOf(b, 'late')).filter((l) => l.startsWith('brulee_invocations_total') && / 1$/.test(l))).toHaveLength(1);
+  // Its bytes are still in the store: unloaded, it loads again.
+  expect((await b.json('POST', '/v2/repository/models/late/unload')).status).toBe(200);
+  const again = await b.invoke('late', x);
+  expect(again.status).toBe(200);
+  expect(again.body.coldStart).toBe(true);
 });
