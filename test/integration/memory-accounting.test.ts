@@ -79,9 +79,15 @@ describe('memory honest to the budget: the pool charges what the node measured',
     // PP-OCR det was measured in this process, and holds more than its registration run said.
     const det = key['ocr-det']!;
     expect(fp.measured(det)).toBeGreaterThan(registered['ocr-det']!);
-    // Once a model's footprint is known, a reload is charged it in full before it loads.
-    const r = await b.invoke('ocr-det', MODELS['ocr-det']!.input(1));
-    expect(r.status).toBe(200);
-    expect(pool.list().find((m) => m.fn === 'ocr-det')?.sizeBytes).toBe(Math.max(registered['ocr-det']!, fp.measured(det)));
+    // Once a model's footprint is known, a reload is charged it in full before it loads. (A run's
+    // growth measured after its answer can put the pool over the budget and evict the model that
+    // ran, as it may any idle one: then it is called again, a few times at most.)
+    let charged: number | undefined;
+    for (let i = 0; i < 5 && charged === undefined; i++) {
+      const r = await b.invoke('ocr-det', MODELS['ocr-det']!.input(1));
+      expect(r.status).toBe(200);
+      charged = pool.list().find((m) => m.fn === 'ocr-det')?.sizeBytes;
+    }
+    expect(charged).toBe(Math.max(registered['ocr-det']!, fp.measured(det)));
   }, 180_000);
 });
