@@ -13,7 +13,11 @@ import { startBrulee, type TestBrulee } from '../support/brulee';
  * node must have noticed.
  */
 const MiB = 1024 ** 2;
-const BUDGET = 48 * MiB;
+// PP-OCR det's measured footprint after its 320x320 runs is 44-46 MiB with glibc's huge pages
+// (b1aefd2): at a 48 MiB budget, the process's own overhead evicted it after nearly every call
+// (used + overhead <= budget), so the last check found it gone. 64 MiB still forces evictions (the
+// six models measure ~100 MiB together).
+const BUDGET = 64 * MiB;
 let b: TestBrulee;
 beforeAll(async () => {
   b = await startBrulee({ MEMORY_BUDGET: String(BUDGET), WORKER_CONCURRENCY: '4' });
