@@ -77,21 +77,30 @@ it('a deleted function leaves nothing of its models on the node (what an unload 
   expect(metrics).toContain('brulee_invocations_total{function="kept",outcome="ok"} 1');
 });
 
+const CHARGED_15MB = `memoryBytes=${15_000_000}`;
+
+/**
+ * A node with room for one of two functions (memoryBytes: each charged 15 MB of a 25 MB budget):
+ * `first` runs at 1, 2 and 8 rows (its footprint measured), then a call of `second` evicts it.
+ * Its model's key, evicted, is still known (to come back) and measured.
+ */
+async function measuredThenEvicted([first, seed]: [string, number], [second, otherSeed]: [string, number]) {
+  const brulee = (b = await startBrulee({ MEMORY_BUDGET: '25MB' }));
+  const node = brulee.node!;
+  await brulee.put(first, small(seed), CHARGED_15MB);
+  await brulee.put(second, small(otherSeed), CHARGED_15MB);
+  for (const rows of [1, 2, 8]) expect((await brulee.invoke(first, x(rows))).status).toBe(200);
+  const key = node.pool.list().find((m) => m.fn === first)!.key;
+  expect((await brulee.invoke(second, x(1))).status).toBe(200);
+  expect(node.pool.list().map((m) => m.fn)).toEqual([second]);
+  expect(node.footprints.measures(key, 64 * 4)).toBe(false);
+  return { brulee, node, key };
+}
+
 it('a version replaced after its eviction leaves nothing of it on the node either', async () => {
-  // Room for one of the two: each call of one evicts the other (memoryBytes: charged 15 MB each).
-  b = await startBrulee({ MEMORY_BUDGET: '25MB' });
-  const node = b.node!;
-  const MB = 1_000_000;
-  await b.put('versioned', small(400), `memoryBytes=${15 * MB}`);
-  await b.put('other', small(401), `memoryBytes=${15 * MB}`);
-  for (const rows of [1, 2, 8]) expect((await b.invoke('versioned', x(rows))).status).toBe(200);
-  const v1 = node.pool.list().find((m) => m.fn === 'versioned')!.key;
-  expect((await b.invoke('other', x(1))).status).toBe(200);
-  expect(node.pool.list().map((m) => m.fn)).toEqual(['other']);
-  // Evicted, v1 is still known (to come back) and measured.
-  expect(node.footprints.measures(v1, 64 * 4)).toBe(false);
-  expect((await b.put('versioned', small(402), `memoryBytes=${15 * MB}`)).body.version).toBe(2);
-  expect((await b.invoke('versioned', x(1))).status).toBe(200);
+  const { brulee, node, key: v1 } = await measuredThenEvicted(['versioned', 400], ['other', 401]);
+  expect((await brulee.put('versioned', small(402), CHARGED_15MB)).body.version).toBe(2);
+  expect((await brulee.invoke('versioned', x(1))).status).toBe(200);
   const v2 = node.pool.list().find((m) => m.fn === 'versioned')!.key;
   expect(v2).not.toBe(v1);
   const internals = node as unknown as Record<string, unknown>;
@@ -137,19 +146,9 @@ it("a model run long here and then loaded in the session host leaves nothing onc
 }, 60_000);
 
 it('an unload of a model evicted before keeps what the node measured of it, as an unload of a resident one does', async () => {
-  // Room for one of the two: a call of one evicts the other (memoryBytes: charged 15 MB each).
-  b = await startBrulee({ MEMORY_BUDGET: '25MB' });
-  const node = b.node!;
-  const MB = 1_000_000;
-  await b.put('evicted', small(500), `memoryBytes=${15 * MB}`);
-  await b.put('evictor', small(501), `memoryBytes=${15 * MB}`);
-  for (const rows of [1, 2, 8]) expect((await b.invoke('evicted', x(rows))).status).toBe(200);
-  const key = node.pool.list().find((m) => m.fn === 'evicted')!.key;
-  expect((await b.invoke('evictor', x(1))).status).toBe(200);
-  expect(node.pool.list().map((m) => m.fn)).toEqual(['evictor']);
-  expect(node.footprints.measures(key, 64 * 4)).toBe(false);
+  const { brulee, node, key } = await measuredThenEvicted(['evicted', 500], ['evictor', 501]);
   // Not held: the warm pool's drop finds it evicted (`onDropNotHeld`), and an unload keeps its measurement.
-  expect((await b.json('POST', '/v2/repository/models/evicted/unload')).status).toBe(200);
+  expect((await brulee.json('POST', '/v2/repository/models/evicted/unload')).status).toBe(200);
   expect(node.footprints.measures(key, 64 * 4)).toBe(false);
 });
 
