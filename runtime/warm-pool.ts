@@ -148,7 +148,7 @@ interface Entry<T, S extends ModelSpec> {
   /** Its memory exists (see `runBytes`): its load held it (`heldAtLoad`), or a call has run on it since its load (a lease with a call ended). */
   ran: boolean;
   /** Drop as soon as the last in-flight invocation releases it. */
-  retire?: EvictionEvent["cause"];
+  retire?: DropCause;
   retireReason?: string;
 }
 
@@ -445,7 +445,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
   drop(key: string, cause: DropCause, reason: string): boolean {
     const e = this.entries.get(key);
     if (!e) {
-      this.forget(key);
+      this.forget(key, cause);
       this.opts.onDropNotHeld?.(key, cause);
       return false;
     }
@@ -528,9 +528,9 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
   }
 
   /** A model not loaded is gone for good: neither the pool nor the policy names it again. */
-  private forget(key: string): void {
+  private forget(key: string, cause?: DropCause): void {
     this.known.delete(key);
-    this.opts.policy.forget?.(key);
+    this.opts.policy.forget?.(key, cause);
   }
 
   /** Disposes everything (shutdown); not evictions, so nothing is reported to `onEvict`. */
@@ -628,7 +628,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
       lease.end();
       lease.reservation.free();
       // Dropped while it loaded: gone for good, as a drop after the load would have told the policy.
-      if (entry.retire) this.opts.policy.forget?.(spec.key);
+      if (entry.retire) this.opts.policy.forget?.(spec.key, entry.retire);
       this.wake();
       throw e;
     }
@@ -839,7 +839,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     this.used -= e.spec.sizeBytes;
     this.opts.policy.onEvict?.(e.spec.key, this.opts.now());
     // Retired, unloaded or deleted: gone for good, not merely out of memory.
-    if (cause === 'retired' || cause === 'unload' || cause === 'deleted') this.opts.policy.forget?.(e.spec.key);
+    if (cause === 'retired' || cause === 'unload' || cause === 'deleted') this.opts.policy.forget?.(e.spec.key, cause);
     this.opts.onEvict?.({ key: e.spec.key, fn: e.spec.fn, sizeBytes: e.spec.sizeBytes, reason, cause });
     if (e.value !== undefined) this.dispose(e.value, e.spec.key, e.spec.sizeBytes);
     delete e.value;

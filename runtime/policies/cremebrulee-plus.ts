@@ -273,19 +273,20 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   if (!(alpha > 0 && alpha <= 1)) throw new RangeError(`cremebrulee-plus: alpha must be in (0, 1], got ${alpha}`);
   const popW = opts.popularityWeight ?? 0;
   if (!(popW >= 0 && popW <= 1)) throw new RangeError(`cremebrulee-plus: popularityWeight must be in [0, 1], got ${popW}`);
-  /** One record per function, never replaced or deleted (so `byPosition` may keep it). */
+  /** One record per function, never replaced; deleted when it is forgotten (`byPosition` cleared then). */
   const fns = new Map<string, Fn>();
-  /** The records by number (`Fn.id`). */
+  /** The records by number (`Fn.id`); the numbers of forgotten ones serve new ones (`freeIds`). */
   const byId: Fn[] = [];
+  const freeIds: number[] = [];
   const facts = new LoadedFacts();
   /** The largest model of any function seen (an upper bound of the hottest one's, for `scarce`). */
   let maxBytes = 0;
   const fnOf = (e: EntryFacts): Fn => {
     let f = fns.get(e.key);
     if (!f) {
-      f = { key: e.key, last: NaN, gap: NaN, sizeBytes: e.sizeBytes, loadMs: e.loadMs, popularity: e.popularity, lastUsedAt: e.lastUsedAt, loaded: false, calls: 0, first: NaN, boundAt: -1, absentAt: -1, bound: 0, group: undefined, id: byId.length };
+      f = { key: e.key, last: NaN, gap: NaN, sizeBytes: e.sizeBytes, loadMs: e.loadMs, popularity: e.popularity, lastUsedAt: e.lastUsedAt, loaded: false, calls: 0, first: NaN, boundAt: -1, absentAt: -1, bound: 0, group: undefined, id: freeIds.pop() ?? byId.length };
       fns.set(e.key, f);
-      byId.push(f);
+      byId[f.id] = f;
       facts.ensure(f.id);
       facts.gap[f.id] = NaN;
       facts.last[f.id] = NaN;
@@ -455,20 +456,22 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       }
     },
     forget(key) {
-      // Deleted or replaced: never prefetch it again, and drop what was learned of it (the record
-      // is reset, not deleted, so it reads as a function never seen).
+      // Deleted or replaced: never prefetch it again, and drop its record (it reads as a function
+      // never seen; a node where functions come and go keeps none of those gone).
       const f = fns.get(key);
       if (!f) return;
       if (f.loaded) loadedBytes -= f.sizeBytes;
-      f.loaded = false;
       facts.delete(f.id);
-      f.last = f.gap = f.first = NaN;
-      facts.gap[f.id] = NaN;
-      facts.last[f.id] = NaN;
-      facts.fix(f.id);
-      f.calls = 0;
       if (absent.delete(f)) minAbsentBytes = undefined;
+      const g = f.group;
       unbound(f);
+      if (g && g.fns.length === 0) {
+        groupOf.delete(g.sizeBytes);
+        bySize.splice(bySize.indexOf(g), 1);
+      }
+      fns.delete(key);
+      freeIds.push(f.id);
+      byPosition.clear();
     },
     selectVictims(req) {
       const c = req.candidates;

@@ -13,8 +13,8 @@ import type { EntryFacts, EvictionPolicy, EvictionRequest } from './types';
  */
 export function gdsf(): EvictionPolicy {
   let clock = 0;
-  // Priority of each loaded model (`p`; undefined once evicted). A key keeps its box for good, so
-  // candidates' boxes can be found by position (`PositionMemo`).
+  // Priority of each loaded model (`p`; undefined once evicted). A key keeps its box until it is
+  // forgotten, so candidates' boxes can be found by position (`PositionMemo`, cleared then).
   const priority = new Map<string, { p: number | undefined }>();
   const byPosition = new PositionMemo((key) => priority.get(key));
   const score = (e: EntryFacts) => clock + (e.hits * e.loadMs) / Math.max(1, e.sizeBytes);
@@ -51,6 +51,8 @@ export function gdsf(): EvictionPolicy {
     },
     forget(key) {
       if (keeping) order.forget(key);
+      // Gone for good: no box kept (a node where functions come and go would keep one per model).
+      if (priority.delete(key)) byPosition.clear();
     },
     selectVictims(req) {
       const c = req.candidates;

@@ -132,6 +132,39 @@ export class IdDeadlineHeap {
     t[i] = lastT;
     k[i] = lastK;
   }
+
+  /**
+   * Keeps only the pairs `keep` says still stand for something (a caller that never pops would
+   * otherwise keep every pair it pushed), in heap order again.
+   */
+  keepOnly(keep: (time: number, id: number) => boolean): void {
+    const t = this.t;
+    const k = this.k;
+    let n = 0;
+    for (let j = 0; j < this.n; j++) {
+      if (!keep(t[j]!, k[j]!)) continue;
+      t[n] = t[j]!;
+      k[n++] = k[j]!;
+    }
+    this.n = n;
+    for (let j = (n >> 1) - 1; j >= 0; j--) {
+      const time = t[j]!;
+      const id = k[j]!;
+      let i = j;
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= n) break;
+        const r = l + 1;
+        const c = r < n && t[r]! < t[l]! ? r : l;
+        if (!(t[c]! < time)) break;
+        t[i] = t[c]!;
+        k[i] = k[c]!;
+        i = c;
+      }
+      t[i] = time;
+      k[i] = id;
+    }
+  }
 }
 
 /** A set of integer ids with O(1) add, delete and membership; iteration order is unspecified. */

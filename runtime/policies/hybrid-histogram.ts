@@ -40,8 +40,8 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   if (!(o.binMs > 0 && o.rangeMs >= o.binMs)) throw new RangeError('hybrid-histogram: need binMs > 0 and rangeMs >= binMs');
   const nBins = Math.ceil(o.rangeMs / o.binMs);
 
-  // Per-function state, by an id of the policy's own (ids in order of first sighting, never
-  // reused): `known` once invoked (its histogram exists), then its last invocation, histogram
+  // Per-function state, by an id of the policy's own (ids in order of first sighting, reused only
+  // once `drop`ped): `known` once invoked (its histogram exists), then its last invocation, histogram
   // (`bins[id × nBins + b]`), sample counts, sum of squared bin counts (for the CV test without a
   // pass over the bins), highest bin with a count (-1: none) and its windows from the last
   // invocation (unloaded until `prewarmAt`, loaded until `keepUntil`). Typed arrays, grown by
@@ -84,9 +84,17 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     b.set(a);
     return b;
   };
+  /** Ids of keys forgotten for good (`drop`), for the next new keys. */
+  const freeIds: number[] = [];
   const idFor = (key: string): number => {
     let id = idOf.get(key);
     if (id === undefined) {
+      const free = freeIds.pop();
+      if (free !== undefined) {
+        keys[free] = key;
+        idOf.set(key, free);
+        return free;
+      }
       id = keys.length;
       if (id === cap) {
         cap = Math.max(64, 2 * cap);
@@ -114,6 +122,21 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       idOf.set(key, id);
     }
     return id;
+  };
+  /** `key` (id `id`) is gone for good: its state is put back as a new id's, and the id serves the next new key. */
+  const drop = (id: number, key: string): void => {
+    idOf.delete(key);
+    freeIds.push(id);
+    for (const a of [known, last, samples, outOfRange, sumSq, topBin, prewarmAt, keepUntilOf, sizes, lastUsed, seq, pending, ripeFlag, loaded]) a[id] = 0;
+    pdAt[id] = wsAt[id] = ldAt[id] = NaN; // (reminders left in the heaps for it stand for nothing: `earliest`)
+    bins.fill(0, id * nBins, (id + 1) * nBins);
+    nonEmpty.fill(0, id * words, (id + 1) * words);
+    for (const set of [ripe, wanted, idle, loadedIds]) set.delete(id);
+    delete prewarmVictims[id];
+    delete plainVictims[id];
+    posKeys.length = 0;
+    // Reminders only the simulator's checks take out (`nextCheckAt`): one per id at most stands for something.
+    if (loadedEnds.size > 2 * idOf.size + 64) loadedEnds.keepOnly((t, i) => ldAt[i] === t);
   };
 
   // Bookkeeping that makes the periodic checks event-driven (O(what is due), not O(functions));
@@ -304,7 +327,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   };
   // Candidates' ids by position: callers pass much the same candidates in much the same order, so
   // the id found for the key at position i last time is used while that position holds the same
-  // key (ids are never reused).
+  // key (`drop` clears it).
   const posKeys: (string | undefined)[] = [];
   const posIds: number[] = [];
 
@@ -367,13 +390,14 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       invoked(id, now);
       if (prewarmAt[id]! > now) idle.add(id);
     },
-    forget(key) {
-      // Deleted or replaced: no pre-warm window for it any more. (Its histogram stays: a new
-      // version is a new key.)
+    forget(key, cause) {
+      // No pre-warm window for it any more. Deleted or replaced, nothing of it is kept; unloaded,
+      // its histogram stays for its next calls.
       const id = idOf.get(key);
       if (id === undefined) return;
       unpend(id);
       idle.delete(id);
+      if (cause === 'retired' || cause === 'deleted') drop(id, key);
     },
     onEvict(key) {
       const id = idOf.get(key);

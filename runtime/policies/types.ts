@@ -76,10 +76,13 @@ export interface EvictionPolicy {
   onEvict?(key: string, now: number): void;
   /**
    * A model is gone for good: its function was deleted, unloaded on request, or replaced by a new
-   * version. Called after its `onEvict` (if it was loaded). A policy that names models in `prewarm`
-   * must not name it again (until it is loaded anew); others may drop what they keep of it.
+   * version (`cause`; none: a pre-warm load of it failed). Called after its `onEvict` (if it was
+   * loaded). A policy that names models in `prewarm` must not name it again (until it is loaded
+   * anew). With `retired` or `deleted` the key will not be loaded again (unless the same bytes are
+   * registered again): a policy keeps no record of it, so a node where functions come and go does
+   * not grow; otherwise it may keep what it learned of the function.
    */
-  forget?(key: string): void;
+  forget?(key: string, cause?: 'retired' | 'unload' | 'deleted'): void;
   /**
    * Entries to drop with no memory pressure (keep-alive expiry). Called periodically by the
    * runtime and at each event by the simulator; `entries` are evictable entries only.

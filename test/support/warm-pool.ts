@@ -25,7 +25,7 @@ export function recorder(pick: (req: EvictionRequest) => Victim[] = (r) => r.can
     onLoad: (e, now) => void calls.push(['load', e, now]),
     onAccess: (e, now) => void calls.push(['access', e, now]),
     onEvict: (key, now) => void calls.push(['evict', key, now]),
-    forget: (key) => void calls.push(['forget', key]),
+    forget: (key, cause) => void calls.push(cause === undefined ? ['forget', key] : ['forget', key, cause]),
   };
   return { policy, calls, requests };
 }

@@ -140,11 +140,11 @@ describe('WarmPool: what the policy is told', () => {
     (await p.acquire(spec('c', 10))).release();
     (await p.acquire(spec('d', 20))).release();
     expect(calls.filter((c) => (c as string[])[0] !== 'load')).toEqual([
-      ['evict', 'a', 7], ['forget', 'a'], ['evict', 'b', 7], ['forget', 'b'], ['evict', 'c', 7],
+      ['evict', 'a', 7], ['forget', 'a', 'retired'], ['evict', 'b', 7], ['forget', 'b', 'unload'], ['evict', 'c', 7],
     ]);
     // Not known, not resident: drop says false, and the policy is still told to forget it.
     expect(p.drop('never', 'unload', 'x')).toBe(false);
-    expect(calls.at(-1)).toEqual(['forget', 'never']);
+    expect(calls.at(-1)).toEqual(['forget', 'never', 'unload']);
   });
 });
 
@@ -272,7 +272,7 @@ describe('WarmPool: loads', () => {
     expect(p.drop('a', 'unload', 'deleted')).toBe(true);
     gate.reject(new Error('x'));
     await expect(a).rejects.toThrow('x');
-    expect(calls).toEqual([['forget', 'a']]);
+    expect(calls).toEqual([['forget', 'a', 'unload']]);
   });
 
   it('a model dropped while it loads serves its call, then goes', async () => {
