@@ -713,6 +713,14 @@ export class RuntimeNode implements LocalNode {
         // registration's (its models, cached bytes, series). Models of the old one left here are
         // never called again, and go as any idle model does.
         if (how.cause === 'deleted' && (await this.o.redis.exists(this.o.keys.fn(fn))) === 1) return { ok: { dropped: 0 } };
+        // A retirement's job can be late too: the version it retires (its bytes, its model here)
+        // may be the current one again (the same bytes registered again as a newer version), and
+        // stays. (A model held here keeps the version it was loaded for: `belowVersion` alone
+        // would drop it.)
+        if (how.cause === 'retired') {
+          const current = await this.registration(fn);
+          if (current) return { ok: { dropped: this.pool.dropFunction(fn, { ...how, keep: [current.key] }) } };
+        }
         const dropped = this.pool.dropFunction(fn, how);
         if (how.cause === 'deleted') await this.forgetFunction(fn, how.sha256s ?? []);
         return { ok: { dropped } };
@@ -732,6 +740,14 @@ export class RuntimeNode implements LocalNode {
     await this.heartbeat();
     const fetchMs = this.lastFetchMs.get(key) ?? 0;
     await recordInvocation(this.o.redis, this.o.keys, { fn, outcome: 'prewarm', loaded: true, loadMs, fetchMs, execMs: 0 });
+  }
+
+  /** The model key of `fn`'s current version in the registry, and those of all its versions (none: not registered). */
+  private async registration(fn: string): Promise<{ key: string; keys: string[] } | undefined> {
+    const raw = await this.o.redis.get(this.o.keys.fn(fn));
+    if (raw === null) return undefined;
+    const r = JSON.parse(raw) as { sha256: string; versions: Array<{ sha256: string }> };
+    return { key: modelKey({ fn, sha256: r.sha256 }), keys: r.versions.map((v) => modelKey({ fn, sha256: v.sha256 })) };
   }
 
   /**

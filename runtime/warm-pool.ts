@@ -461,10 +461,11 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
 
   /**
    * Drops the models of `fn` (now, or when their last invocation ends): all of them, or with
-   * `belowVersion` only the older versions, so a late job of an old version cannot retire a newer one.
+   * `belowVersion` only the older versions, so a late job of an old version cannot retire a newer
+   * one; never those whose keys are in `keep`.
    */
-  dropFunction(fn: string, how: { belowVersion?: number; cause: DropCause; reason: string }): number {
-    const matches = (s: S) => s.fn === fn && (how.belowVersion === undefined || (s.version ?? 0) < how.belowVersion);
+  dropFunction(fn: string, how: { belowVersion?: number; keep?: readonly string[]; cause: DropCause; reason: string }): number {
+    const matches = (s: S) => s.fn === fn && (how.belowVersion === undefined || (s.version ?? 0) < how.belowVersion) && !how.keep?.includes(s.key);
     for (const s of [...this.known.values()]) {
       if (matches(s) && !this.entries.has(s.key)) this.drop(s.key, how.cause, how.reason);
     }

@@ -7,6 +7,7 @@ import { mlpModel } from '../../models/generate';
 import { createRedis } from '../../queue/connection';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import type { Dispatcher } from '../../queue/dispatcher';
+import type { FunctionRegistry } from '../../functions/registry';
 
 const all: TestBrulee[] = [];
 const redis = createRedis(inject('redisUrl'));
@@ -134,4 +135,30 @@ it("a deletion's job that reaches a node after the name was registered again lea
   const again = await b.invoke('late', x);
   expect(again.status).toBe(200);
   expect(again.body.coldStart).toBe(true);
+});
+
+it("a retirement's job that reaches a node after the version it retires became current again (the same bytes, a newer version) leaves its model alone", async () => {
+  const b = await startBrulee();
+  all.push(b);
+  const { dispatcher, registry } = (b.dataPlane as unknown as { o: { dispatcher: Dispatcher; registry: FunctionRegistry } }).o;
+  expect((await b.put('back', model(7))).status).toBe(201);
+  expect((await b.invoke('back', x)).status).toBe(200);
+  const [held] = b.node!.pool.list();
+  // Version 2 (other bytes), then version 3 (version 1's bytes again), registered while this node
+  // had not run version 2's retirement yet (its sender gave up waiting after 10 s).
+  expect((await registry.register('back', model(8), {})).fn.version).toBe(2);
+  expect((await registry.register('back', model(7), {})).fn.version).toBe(3);
+  const again = await b.invoke('back', x);
+  expect(again.status).toBe(200);
+  expect(again.body.coldStart).toBe(false);
+  // Version 2's job, only now: version 1's model here is version 3's.
+  expect(await dispatcher.unload({ fn: 'back', belowVersion: 2, cause: 'retired', reason: 'replaced by version 2' }, 10_000)).toBe(0);
+  expect(b.node!.pool.list().map((m) => m.key)).toEqual([held!.key]);
+  const warm = await b.invoke('back', x);
+  expect(warm.status).toBe(200);
+  expect(warm.body.coldStart).toBe(false);
+  // Replaced, it still goes: version 4's job (other bytes) retires it.
+  expect((await registry.register('back', model(9), {})).fn.version).toBe(4);
+  expect(await dispatcher.unload({ fn: 'back', belowVersion: 4, cause: 'retired', reason: 'replaced by version 4' }, 10_000)).toBe(1);
+  expect(b.node!.pool.list()).toEqual([]);
 });
