@@ -707,20 +707,18 @@ export class RuntimeNode implements LocalNode {
       }
       case JOB.unload: {
         const { fn, ...how } = (job as NodeJob<UnloadJob>).data;
+        const current = how.cause === 'unload' ? undefined : await this.registration(fn);
         // A deletion's job that reaches this node after the name was registered again (its sender
         // stops waiting after 10 s; a busy node runs it later) is stale: the registry's record,
-        // deleted before the job was sent, is back, and what is here of the name is the new
-        // registration's (its models, cached bytes, series). Models of the old one left here are
-        // never called again, and go as any idle model does.
-        if (how.cause === 'deleted' && (await this.o.redis.exists(this.o.keys.fn(fn))) === 1) return { ok: { dropped: 0 } };
+        // deleted before the job was sent, is back, and the name's cached bytes and series are the
+        // new registration's. Only the old registration's models go (never called again): those
+        // whose bytes no version of the new one has.
+        if (how.cause === 'deleted' && current) return { ok: { dropped: this.pool.dropFunction(fn, { cause: 'deleted', reason: how.reason, keep: current.keys }) } };
         // A retirement's job can be late too: the version it retires (its bytes, its model here)
         // may be the current one again (the same bytes registered again as a newer version), and
         // stays. (A model held here keeps the version it was loaded for: `belowVersion` alone
         // would drop it.)
-        if (how.cause === 'retired') {
-          const current = await this.registration(fn);
-          if (current) return { ok: { dropped: this.pool.dropFunction(fn, { ...how, keep: [current.key] }) } };
-        }
+        if (how.cause === 'retired' && current) return { ok: { dropped: this.pool.dropFunction(fn, { ...how, keep: [current.key] }) } };
         const dropped = this.pool.dropFunction(fn, how);
         if (how.cause === 'deleted') await this.forgetFunction(fn, how.sha256s ?? []);
         return { ok: { dropped } };

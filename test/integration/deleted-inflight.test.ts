@@ -162,3 +162,29 @@ it("a retirement's job that reaches a node after the version it retires became c
   expect(await dispatcher.unload({ fn: 'back', belowVersion: 4, cause: 'retired', reason: 'replaced by version 4' }, 10_000)).toBe(1);
   expect(b.node!.pool.list()).toEqual([]);
 });
+
+it("a deletion's job that reaches a node after the name was registered again with other bytes drops the old registration's model, and only that", async () => {
+  const b = await startBrulee();
+  all.push(b);
+  const { dispatcher, registry } = (b.dataPlane as unknown as { o: { dispatcher: Dispatcher; registry: FunctionRegistry } }).o;
+  expect((await b.put('old', model(7))).status).toBe(201);
+  expect((await b.invoke('old', x)).status).toBe(200);
+  const [gone] = b.node!.pool.list();
+  // Deleted (its job not run here yet: its sender gave up waiting), registered again with other bytes, and called.
+  const { removed } = await registry.delete('old');
+  expect((await b.put('old', model(8))).body.version).toBe(1);
+  expect((await b.invoke('old', x)).status).toBe(200);
+  const keys = () => b.node!.pool.list().map((m) => m.key).sort();
+  const current = keys().find((k) => k !== gone!.key)!;
+  expect(keys()).toEqual([gone!.key, current].sort());
+  // The deletion's job, only now: the old model goes; the new registration's stays warm, its series counted.
+  expect(await dispatcher.unload({ fn: 'old', cause: 'deleted', reason: 'function deleted', sha256s: removed }, 10_000)).toBe(1);
+  expect(keys()).toEqual([current]);
+  // (The old registration's call is still in the series: the job that would have removed them came too late.)
+  const ok = async () => Number((await seriesOf(b, 'old')).find((l) => l.startsWith('brulee_invocations_total') && l.includes('outcome="ok"'))?.split(' ').pop());
+  const before = await ok();
+  const warm = await b.invoke('old', x);
+  expect(warm.status).toBe(200);
+  expect(warm.body.coldStart).toBe(false);
+  expect(await ok()).toBe(before + 1);
+});
