@@ -75,10 +75,11 @@ describe('restart', () => {
   });
 
   it('npm start serves, and on SIGTERM answers the calls in flight, then exits 0', async () => {
+    // gRPC on any free port (GRPC_PORT=0), not the default 8081 another server on the machine may hold.
     const port = await freePort();
     const prefix = `npmstart${port}`;
     const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
-      env: { ...process.env, PORT: String(port), REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, DATA_DIR: tmp(), NODE_ID: 'npm-start', LOG_LEVEL: 'warn', WORKER_CONCURRENCY: '1' },
+      env: { ...process.env, PORT: String(port), GRPC_PORT: '0', REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, DATA_DIR: tmp(), NODE_ID: 'npm-start', LOG_LEVEL: 'warn', WORKER_CONCURRENCY: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -126,7 +127,7 @@ describe('restart', () => {
     const port = (blocker.address() as { port: number }).port;
     const prefix = `taken${port}`;
     const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
-      env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, DATA_DIR: tmp(), NODE_ID: 'taken', LOG_LEVEL: 'warn' },
+      env: { ...process.env, PORT: String(port), GRPC_PORT: '0', HOST: '127.0.0.1', REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, DATA_DIR: tmp(), NODE_ID: 'taken', LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let err = '';
