@@ -7,7 +7,8 @@
  *   npx tsx bench/grpc-cpu.ts --model ocr-cls --rounds 5 --seconds 2 [--today DIR] [--prof DIR] [--timeline] [--no-rest | --no-grpc] [--concurrency N]
  *
  * `--concurrency N` loads each window with N callers (wrk's connections, grpcio's asyncio stub)
- * instead of 1; each row also gives its server's Redis's CPU per call (redis-server's /proc).
+ * instead of 1; each row also gives its server's Redis's CPU per call (redis-server's /proc), its
+ * read events per call and its commands per call (INFO commandstats, scripts' inner commands too).
  *
  * `--prof DIR` starts "now" with --cpu-prof (profile written to DIR when it stops). `--timeline`
  * starts every server with bench/h2-timeline.cjs, which prints, as each stops, where its gRPC
@@ -57,14 +58,16 @@ async function main() {
       if (put.status >= 300) throw new Error(`register: ${put.status} ${await put.text()}`);
     }
     const v2 = v2Binary(input, dims, x);
-    type Row = { pid: number; redisPid: number; reads: () => Promise<number>; client: ExternalRow };
+    type Row = { pid: number; redisPid: number; reads: () => Promise<number>; commands: () => Promise<number>; client: ExternalRow };
     const redisOf = async (s: BenchServer) => {
       const r = createRedis(s.redisUrl);
       admins.push(r);
       const pid = Number(/process_id:(\d+)/.exec(String(await r.info('server')))![1]);
       // Redis's read events: one per socket write that reached it (a batch of commands is one).
       const reads = async () => Number(/total_reads_processed:(\d+)/.exec(String(await r.info('stats')))![1]);
-      return { redisPid: pid, reads };
+      // Commands run, those inside scripts included (INFO commandstats' calls, summed).
+      const commands = async () => [...String(await r.info('commandstats')).matchAll(/:calls=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+      return { redisPid: pid, reads, commands };
     };
     const rows: Row[] = [];
     for (const [label, s] of servers) {
@@ -72,7 +75,7 @@ async function main() {
       if (!args['no-grpc']) rows.push({ pid: s.pid, ...rp, client: grpcRow(dir, `${label} gRPC`, s.grpcPort, input, dims, x) });
       if (!args['no-rest']) rows.push({ pid: s.pid, ...rp, client: wrkRow(dir, `${label} v2 binary`, `${s.url}/v2/models/bench/infer`, v2.body, v2.headers) });
     }
-    const per = rows.map(() => ({ us: [] as number[], redisUs: [] as number[], reads: [] as number[], p50: [] as number[], perS: [] as number[] }));
+    const per = rows.map(() => ({ us: [] as number[], redisUs: [] as number[], reads: [] as number[], commands: [] as number[], p50: [] as number[], perS: [] as number[] }));
     const conc = Number(args.concurrency);
     for (let r = 0; r < Number(args.rounds); r++) {
       for (const [i, row] of rows.entries()) {
@@ -80,17 +83,20 @@ async function main() {
         const c0 = cpuMsOf(row.pid);
         const r0 = cpuMsOf(row.redisPid);
         const n0 = await row.reads();
+        const m0 = await row.commands();
         const { calls, p50, perS } = row.client.window(conc, Number(args.seconds));
         await untilIdle(row.pid);
         per[i]!.us.push(((cpuMsOf(row.pid) - c0) * 1000) / calls);
         per[i]!.redisUs.push(((cpuMsOf(row.redisPid) - r0) * 1000) / calls);
         per[i]!.reads.push(((await row.reads()) - n0) / calls);
+        // Less this window's own INFO (commandstats counts the one that reads it).
+        per[i]!.commands.push(((await row.commands()) - m0 - 2) / calls);
         per[i]!.p50.push(p50);
         per[i]!.perS.push(perS);
       }
     }
     for (const [i, row] of rows.entries()) {
-      console.log(`${row.client.name.padEnd(18)} server CPU µs/call median ${median(per[i]!.us).toFixed(0)} [${per[i]!.us.map((v) => v.toFixed(0)).join(' ')}]  Redis µs/call ${median(per[i]!.redisUs).toFixed(0)} [${per[i]!.redisUs.map((v) => v.toFixed(0)).join(' ')}]  Redis reads/call ${median(per[i]!.reads).toFixed(2)}  p50 ms ${median(per[i]!.p50).toFixed(3)} [${per[i]!.p50.map((v) => v.toFixed(2)).join(' ')}]  calls/s ${median(per[i]!.perS).toFixed(0)} [${per[i]!.perS.map((v) => v.toFixed(0)).join(' ')}] at ${conc}`);
+      console.log(`${row.client.name.padEnd(18)} server CPU µs/call median ${median(per[i]!.us).toFixed(0)} [${per[i]!.us.map((v) => v.toFixed(0)).join(' ')}]  Redis µs/call ${median(per[i]!.redisUs).toFixed(0)} [${per[i]!.redisUs.map((v) => v.toFixed(0)).join(' ')}]  Redis reads/call ${median(per[i]!.reads).toFixed(2)}  commands/call ${median(per[i]!.commands).toFixed(1)}  p50 ms ${median(per[i]!.p50).toFixed(3)} [${per[i]!.p50.map((v) => v.toFixed(2)).join(' ')}]  calls/s ${median(per[i]!.perS).toFixed(0)} [${per[i]!.perS.map((v) => v.toFixed(0)).join(' ')}] at ${conc}`);
     }
   } finally {
     for (const r of admins) r.disconnect();
