@@ -57,11 +57,14 @@ export interface ReplyTo {
  * command (HINCRBY, HINCRBYFLOAT, HSET, LPUSH, LTRIM, LREM, DEL, ZREM, GIVEBACK whose second argument
  * is the index of the bytes counter, or IFEXISTS whose first argument is how many of the writes
  * after it are skipped when its key does not exist), the 1-based index of its key in `keys`, and
- * two arguments (unused ones '').
+ * two arguments (unused ones ''); or LPUSHN and ZREMN (several calls' writes merged,
+ * `StatsOps.merge`): the command, its key's index, a count, then that many values.
  */
 export interface WithAnswer {
   keys: readonly string[];
   args: ReadonlyArray<string | number | Buffer>;
+  /** How many writes `args` holds. */
+  count: number;
 }
 
 // KEYS: the answered marker (sync) or result key (async), the reply stream (sync; else the result
@@ -72,16 +75,21 @@ const DELIVER = new Script(`${LUA_GIVE_BACK}
 if ARGV[4] == 'none' and not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return 0 end
 local n = tonumber(ARGV[5])
 local skip = 0
-for i = 0, n - 1 do
-  local at = 6 + 4 * i
+local at, width = 6, 4
+for i = 1, n do
   local op, key = ARGV[at], KEYS[3 + tonumber(ARGV[at + 1])]
+  width = 4
+  if op == 'LPUSHN' or op == 'ZREMN' then width = 3 + tonumber(ARGV[at + 2]) end
   if skip > 0 then skip = skip - 1
   elseif op == 'IFEXISTS' then
     if redis.call('EXISTS', key) == 0 then skip = tonumber(ARGV[at + 2]) end
   elseif op == 'LPUSH' then redis.call('LPUSH', key, ARGV[at + 2])
+  elseif op == 'LPUSHN' then redis.call('LPUSH', key, unpack(ARGV, at + 3, at + width - 1))
+  elseif op == 'ZREMN' then redis.call('ZREM', key, unpack(ARGV, at + 3, at + width - 1))
   elseif op == 'DEL' then redis.call('DEL', key)
   elseif op == 'GIVEBACK' then giveBack(key, ARGV[at + 2], KEYS[3 + tonumber(ARGV[at + 3])])
   else redis.call(op, key, ARGV[at + 2], ARGV[at + 3]) end
+  at = at + width
 end
 if ARGV[4] == 'none' or ARGV[4] == 'plain' then return 1 end
 if ARGV[4] == 'async' then
@@ -108,7 +116,7 @@ export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: Outgoi
   const payload = encodeAnswer(answer);
   const ttl = Math.max(1000, Math.ceil(to.answerTtlMs));
   const keys = to.replyTo ? [k.answered(to.id), to.replyTo, k.cluster] : [k.result(to.id), k.result(to.id), k.cluster];
-  const args: Array<string | number | Buffer> = [payload, ttl, to.id, to.replyTo ? 'sync' : 'async', (also?.args.length ?? 0) / 4];
+  const args: Array<string | number | Buffer> = [payload, ttl, to.id, to.replyTo ? 'sync' : 'async', also?.count ?? 0];
   if (also) {
     keys.push(...also.keys);
     args.push(...also.args);
@@ -128,7 +136,7 @@ export async function applyWrites(redis: Redis, k: Keys, id: string, writes: Wit
   if (writes.args.length === 0) return;
   // Applied once per invocation id (its answered-marker, as `deliver` keeps), so a retry after a
   // reply lost with the connection does not count the call twice.
-  const applied = DELIVER.runInOrder(redis, [k.answered(id), k.cluster, k.cluster, ...writes.keys], ['', ANSWERED_MARKER_MS, id, 'none', writes.args.length / 4, ...writes.args]);
+  const applied = DELIVER.runInOrder(redis, [k.answered(id), k.cluster, k.cluster, ...writes.keys], ['', ANSWERED_MARKER_MS, id, 'none', writes.count, ...writes.args]);
   // Leaves now, with any admissions `writeSoon` holds on this connection: the answer follows at
   // once, and a read on another connection after it must see these counts.
   writeNow(redis);
@@ -139,7 +147,7 @@ export async function applyWrites(redis: Redis, k: Keys, id: string, writes: Wit
 export async function applyCounts(redis: Redis, writes: WithAnswer): Promise<void> {
   if (writes.args.length === 0) return;
   const any = writes.keys[0]!;
-  await DELIVER.run(redis, [any, any, any, ...writes.keys], ['', 0, '', 'plain', writes.args.length / 4, ...writes.args]);
+  await DELIVER.run(redis, [any, any, any, ...writes.keys], ['', 0, '', 'plain', writes.count, ...writes.args]);
 }
 
 /** How long the marker of a call counted by `applyWrites` is kept: longer than its retries (50 × 200 ms). */

@@ -28,7 +28,7 @@ import { artifactKey, loadModel, offThread, type LoadedModel, type OffThreadLimi
 import { SessionHost } from './session-host';
 import { createPolicy, type RuntimePolicyName } from './policies';
 import { readPopularity } from './popularity';
-import { invocationCommands, recordEviction, recordInvocation, StatsOps, type InvocationRecord } from './stats';
+import { CountsOut, invocationCommands, recordEviction, recordInvocation, StatsOps, type InvocationRecord } from './stats';
 import { mallocReturnsMemory, MALLOC_TUNABLES, trimHeap } from './malloc';
 import { WarmPool, type ModelSpec, type Reservation } from './warm-pool';
 import { WARMUP_MODEL_B64 } from './warmup-model';
@@ -890,7 +890,7 @@ export class RuntimeNode implements LocalNode {
           await admitted;
           this.countMetrics(data.model, later);
           if (data.admission) releaseWith(stats, data.admission);
-          this.countLater(id, stats);
+          await this.countLater(id, stats);
           if (error) throw error;
           return { ...out!.result, outputs: out!.outputs };
         } finally {
@@ -935,18 +935,24 @@ export class RuntimeNode implements LocalNode {
   private readonly counting = new Set<Promise<void>>();
   /** Writes held until just after an answer (the heartbeat after a load): queue/held-writes.ts. */
   private readonly heldWrites: HeldWrites;
+  /** The counts of the calls answered here in one run of microtasks, sent in one script (runtime/stats.ts). */
+  private readonly countsOut = new CountsOut((id, stats) => {
+    const p: Promise<void> = this.retried(() => applyWrites(this.o.redis, this.o.keys, id, stats))
+      .catch((e: unknown) => this.o.log.error({ err: e }, 'the counts of answered invocations were lost (Redis stayed away)'))
+      .finally(() => this.counting.delete(p));
+    this.counting.add(p);
+  }, (n) => this.here.running > n);
 
   /**
    * Sends a call's counts (and its admission place given back) before its answer is returned, not
-   * waited for. Not held like the heartbeat: held even to the end of the answer's turn, a read on
-   * another connection (a popularity refresh in cache.test.ts) sometimes came before them.
+   * waited for: resolves once they are written, with the other calls' counted in the same run of
+   * microtasks (`CountsOut`). Not held like the heartbeat: held even to the end of the answer's
+   * turn, a read on another connection (a popularity refresh in cache.test.ts) sometimes came
+   * before them.
    */
-  private countLater(id: string, stats: StatsOps): void {
-    if (stats.count === 0) return;
-    const p: Promise<void> = this.retried(() => applyWrites(this.o.redis, this.o.keys, id, stats))
-      .catch((e: unknown) => this.o.log.error({ err: e }, 'the counts of an answered invocation were lost (Redis stayed away)'))
-      .finally(() => this.counting.delete(p));
-    this.counting.add(p);
+  private countLater(id: string, stats: StatsOps): Promise<void> {
+    if (stats.count === 0) return Promise.resolve();
+    return this.countsOut.add(id, stats);
   }
 
   /**

@@ -1,0 +1,175 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { ticketOf, releaseWith } from '../../queue/admission';
+import { createRedis } from '../../queue/connection';
+import { keys } from '../../queue/keys';
+import { applyCounts, applyWrites } from '../../queue/replies';
+import { CountsOut, invocationCommands, StatsOps, type InvocationRecord } from '../../runtime/stats';
+
+/*
+ * Several calls' counts merged into one script (runtime/stats.ts `StatsOps.merge`, `CountsOut`),
+ * against a real Redis: the merged ops leave Redis exactly as applying each call's ops in turn
+ * does (database 1 gets them one by one, database 2 merged), and the calls counted in one run of
+ * microtasks leave in one script, each caller's promise resolving only once it is written.
+ */
+
+const url = inject('redisUrl');
+const one = createRedis(`${url}/1`);
+const merged = createRedis(`${url}/2`);
+const redis = createRedis(url);
+const ns = `merge${process.pid}`;
+const k = keys(ns);
+afterAll(async () => {
+  for (const r of [one, merged, redis]) {
+    const found = await r.keys(`${ns}*`);
+    if (found.length > 0) await r.del(...found);
+    r.disconnect();
+  }
+});
+
+/** Everything under the namespace, by type, as one comparable object. */
+async function dump(r: typeof redis): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  for (const key of (await r.keys(`${ns}*`)).sort()) {
+    const type = await r.type(key);
+    if (type === 'hash') out[key] = await r.hgetall(key);
+    else if (type === 'list') out[key] = await r.lrange(key, 0, -1);
+    else if (type === 'zset') out[key] = await r.zrange(key, 0, -1, 'WITHSCORES');
+    else out[key] = [type, await r.get(key)];
+  }
+  return out;
+}
+
+const call = (fn: string, r: Omit<InvocationRecord, 'fn'>, admission?: { depth: boolean; bytes: number }): StatsOps => {
+  const o = invocationCommands(new StatsOps(), k, { fn, ...r });
+  if (admission) {
+    const ticket = ticketOf({
+      keys: { depth: k.admitted(fn), bytes: k.queuedBytes, bytesTotal: k.queuedBytesTotal },
+      member: randomUUID(),
+      limits: { depth: admission.depth ? 10 : 0, bytes: admission.bytes > 0 ? 1000 : 0 },
+      bytes: admission.bytes,
+      holdMs: 60_000,
+    });
+    releaseWith(o, ticket);
+  }
+  return o;
+};
+
+describe('StatsOps.merge', () => {
+  it('leaves Redis exactly as the calls applied one by one: sums, last sets, pushes in order, trims, guards, removals', async () => {
+    const setup = async (r: typeof redis) => {
+      await r.set(k.fn('a'), '{}');
+      await r.set(k.fn('b'), '{}');
+      // 'gone' has no registry record: its counts are skipped, its admission places still given back.
+      for (const fn of ['a', 'b', 'gone']) await r.hset(k.fnStats(fn), 'invocations', 5, 'execMsTotal', '1.5');
+      // Samples already there, near the cap, so the trims matter.
+      await r.lpush(k.fnSamples('a', 'exec'), ...Array.from({ length: 998 }, (_, i) => String(i)));
+    };
+    await setup(one);
+    await setup(merged);
+    const calls: StatsOps[] = [];
+    const places: Array<[string, string]> = [];
+    for (let i = 0; i < 12; i++) {
+      const fn = ['a', 'b', 'gone'][i % 3]!;
+      const r: Omit<InvocationRecord, 'fn'> =
+        i % 5 === 4
+          ? { outcome: 'error', loaded: false, loadMs: 0, execMs: 0, totalMs: 1.25 }
+          : i % 4 === 0
+            ? { outcome: 'ok', coldStart: true, loaded: true, loadMs: 3.125 + i, fetchMs: i % 8 === 0 ? 1.5 : 0, execMs: 0.25 * i, countsRun: true, queueMs: 0.5, totalMs: 4.001 * i }
+            : { outcome: 'ok', coldStart: false, loaded: false, loadMs: 0, execMs: 0.1 * i + 0.003, countsRun: i % 2 === 0, queueMs: 0.333, totalMs: 0.777 + i };
+      const o = call(fn, r, { depth: i % 2 === 0, bytes: i % 3 === 1 ? 100 + i : 0 });
+      calls.push(o);
+      for (let at = 0; at < o.args.length; at += 4) if (o.args[at] === 'ZREM' || o.args[at] === 'GIVEBACK') places.push([o.keys[(o.args[at + 1] as number) - 1]!, o.args[at + 2] as string]);
+    }
+    // The admission places the calls give back are taken first (with their bytes counted).
+    for (const r of [one, merged]) {
+      for (const [set, member] of places) {
+        await r.zadd(set, Date.now() + 60_000, member);
+        const bytes = /:(\d+)$/.exec(member);
+        if (set === k.queuedBytes && bytes) await r.incrby(k.queuedBytesTotal, Number(bytes[1]));
+      }
+    }
+    for (const o of calls) await applyCounts(one, o);
+    const m = StatsOps.merge(calls);
+    await applyCounts(merged, m);
+    const [a, b] = [await dump(one), await dump(merged)];
+    expect(Object.keys(a).length).toBeGreaterThan(8);
+    expect(b).toEqual(a);
+    // All places given back, and the exec samples capped.
+    expect(a[k.queuedBytesTotal]).toEqual(['string', '0']);
+    expect((a[k.fnSamples('a', 'exec')] as string[]).length).toBe(1000);
+    // 12 calls' 143 ops are 64 merged (3 functions, cold and warm, errors, places given back).
+    expect([calls.reduce((n, o) => n + o.count, 0), m.count]).toEqual([143, 64]);
+  });
+});
+
+describe('CountsOut', () => {
+  it('sends the calls counted in one run of microtasks in one script, resolving each once it is written', async () => {
+    const sent: Array<{ id: string; count: number; writing: number }> = [];
+    let running = 0;
+    const out = new CountsOut(
+      (id, writes) => {
+        void applyWrites(redis, k, id, writes);
+        sent.push({ id, count: writes.count, writing: redis.stream.writableLength });
+      },
+      (n) => running > n,
+    );
+    await redis.ping();
+    const op = (n: number) => {
+      const o = new StatsOps();
+      o.hincrby(`${ns}:counted`, 'n', n);
+      return o;
+    };
+    const ids = [randomUUID(), randomUUID(), randomUUID()];
+    // Two calls now, one a microtask later: one run of microtasks, one script.
+    const first = [out.add(ids[0]!, op(1)), out.add(ids[1]!, op(2))];
+    expect(sent).toEqual([]);
+    const third = Promise.resolve().then(() => out.add(ids[2]!, op(4)));
+    await Promise.all([...first, third]);
+    // Written (handed to the socket, nothing left in this process) before any caller went on.
+    expect(sent).toEqual([{ id: ids[0], count: 1, writing: 0 }]);
+    expect(await redis.hget(`${ns}:counted`, 'n')).toBe('7');
+    // A call in a later turn is a script of its own.
+    await out.add(ids[1]!, op(8));
+    expect(sent.map((s) => s.id)).toEqual([ids[0], ids[1]]);
+    // Once per batch id: the marker of the first batch's id keeps a resent batch from counting twice.
+    await applyWrites(redis, k, ids[0]!, op(100));
+    expect(await redis.hget(`${ns}:counted`, 'n')).toBe('15');
+  });
+
+  it('with other calls running, sends those counted until the end of the turn together (onnxruntime ends each run in an immediate of its own)', async () => {
+    const sent: string[] = [];
+    let running = 3;
+    const out = new CountsOut(
+      (id, writes) => {
+        void applyWrites(redis, k, id, writes);
+        sent.push(id);
+      },
+      (n) => running > n,
+    );
+    await redis.ping();
+    const op = () => {
+      const o = new StatsOps();
+      o.hincrby(`${ns}:turn`, 'n', 1);
+      return o;
+    };
+    const ids = [randomUUID(), randomUUID(), randomUUID()];
+    // Three calls ending in three immediates of one turn: one script, after the last.
+    const ended = await new Promise<Array<Promise<void>>>((resolve) => {
+      const all: Array<Promise<void>> = [];
+      for (const id of ids) setImmediate(() => all.push(out.add(id, op())) === ids.length && resolve(all));
+    });
+    expect(sent).toEqual([]);
+    await Promise.all(ended);
+    expect(sent).toEqual([ids[0]]);
+    expect(await redis.hget(`${ns}:turn`, 'n')).toBe('3');
+    // Alone (nothing else running), a call's counts leave at the end of its run of microtasks.
+    running = 1;
+    const alone = out.add(randomUUID(), op());
+    await Promise.resolve();
+    expect(sent.length).toBe(1);
+    await new Promise((r) => process.nextTick(r));
+    expect(sent.length).toBe(2);
+    await alone;
+  });
+});
