@@ -47,7 +47,18 @@ export function answers(host: string, port: number, timeoutMs = 300): Promise<bo
  */
 export async function startRedisServer(opts: { dir: string; port?: number; persist: boolean }): Promise<PrivateRedis> {
   mkdirSync(opts.dir, { recursive: true });
-  const port = opts.port ?? (await freePort());
+  // A port picked here can be taken by another process before redis-server binds it (it cannot
+  // bind port 0 and say which it got): then it exits, and another port is picked.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOn(opts.port ?? (await freePort()), opts);
+    } catch (e) {
+      if (opts.port !== undefined || attempt === 5 || e instanceof Error && e.message === INSTALL_REDIS_HINT) throw e;
+    }
+  }
+}
+
+async function startOn(port: number, opts: { dir: string; persist: boolean }): Promise<PrivateRedis> {
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', opts.dir, '--save', '', '--daemonize', 'no', '--logfile', 'redis.log'];
   args.push('--appendonly', opts.persist ? 'yes' : 'no');
   const child: ChildProcess = spawn('redis-server', args, { stdio: 'ignore' });
@@ -58,9 +69,15 @@ export async function startRedisServer(opts: { dir: string; port?: number; persi
   const url = `redis://127.0.0.1:${port}`;
   const probe = createRedis(url, { name: 'brulee-probe' });
   try {
-    const ready = waitForRedis(probe, 10_000).then(() => undefined);
+    // Ready, and the server answering is this one (not another process's Redis on that port).
+    const ready = waitForRedis(probe, 10_000).then(async () => {
+      if (!(await probe.info('server')).includes(`process_id:${child.pid}\r\n`)) throw new Error(`port ${port} is another Redis's`);
+    });
     const failed = await Promise.race([ready.then(() => undefined), exited]);
     if (failed) throw failed;
+  } catch (e) {
+    child.kill('SIGTERM');
+    throw e;
   } finally {
     probe.disconnect();
   }

@@ -9,7 +9,7 @@ import { createBrulee } from '../../brulee';
 import { loadConfig } from '../../config';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
-import { ensureRedis, freePort, INSTALL_REDIS_HINT } from '../../queue/redis-server';
+import { ensureRedis, freePort, INSTALL_REDIS_HINT, startRedisServer } from '../../queue/redis-server';
 import { mlpForBytes, mlpModel } from '../../models/generate';
 import { deleteKeys } from '../support/brulee';
 import { asFloat32, directJson } from '../support/models';
@@ -61,6 +61,15 @@ describe('restart', () => {
       expect(stats.functions.survivor.invocations).toBe(2);
     } finally {
       await second.stop();
+    }
+  });
+
+  it("a private redis-server whose port another Redis holds fails, rather than hand back the other one", async () => {
+    const other = await startRedisServer({ dir: tmp(), persist: false });
+    try {
+      for (let i = 0; i < 5; i++) await expect(startRedisServer({ dir: tmp(), port: other.port, persist: false })).rejects.toThrow();
+    } finally {
+      await other.stop();
     }
   });
 
