@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, startRedisServer, type PrivateRedis } from '../../queue/redis-server';
+import { startRedisServer, type PrivateRedis } from '../../queue/redis-server';
 import { mlpModel } from '../../models/generate';
 
 /**
@@ -33,22 +33,25 @@ interface Server {
 async function startServer(env: Record<string, string>): Promise<Server> {
   const dir = mkdtempSync(join(tmpdir(), 'brulee-drain-'));
   dirs.push(dir);
-  const port = await freePort();
+  // Ports 0: the server binds free ones itself and says which (a port picked here first could be
+  // taken by another process before the server binds it).
   const proc = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
-    env: { ...process.env, PORT: String(port), GRPC_PORT: String(await freePort()), DATA_DIR: dir, LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, PORT: '0', GRPC_PORT: '0', DATA_DIR: dir, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   procs.push(proc);
   const log: string[] = [];
+  let out = '';
   proc.stdout!.on('data', (d: Buffer) => log.push(d.toString()));
   proc.stderr!.on('data', (d: Buffer) => log.push(d.toString()));
   const exited = new Promise<{ code: number | null; at: number }>((resolve) => proc.once('exit', (code) => resolve({ code, at: Date.now() })));
-  await new Promise<void>((resolve, reject) => {
+  const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start: ${log.join('')}`)), 30_000);
     proc.stdout!.on('data', (d: Buffer) => {
-      if (d.toString().includes('brulee is ready')) {
+      const ready = /brulee is ready on http:\/\/127\.0\.0\.1:(\d+)/.exec((out += d.toString()));
+      if (ready) {
         clearTimeout(timer);
-        resolve();
+        resolve(Number(ready[1]));
       }
     });
     void exited.then(() => reject(new Error(`server exited: ${log.join('')}`)));

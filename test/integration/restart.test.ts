@@ -84,11 +84,11 @@ describe('restart', () => {
   });
 
   it('npm start serves, and on SIGTERM answers the calls in flight, then exits 0', async () => {
-    // gRPC on any free port (GRPC_PORT=0), not the default 8081 another server on the machine may hold.
-    const port = await freePort();
-    const prefix = `npmstart${port}`;
+    // Any free ports (0), bound by the server itself: not the default gRPC 8081 another server on
+    // the machine may hold, nor one picked here that another process could take before the server binds it.
+    const prefix = `npmstart${process.pid}`;
     const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
-      env: { ...process.env, PORT: String(port), GRPC_PORT: '0', REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, DATA_DIR: tmp(), NODE_ID: 'npm-start', LOG_LEVEL: 'warn', WORKER_CONCURRENCY: '1' },
+      env: { ...process.env, PORT: '0', GRPC_PORT: '0', REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, DATA_DIR: tmp(), NODE_ID: 'npm-start', LOG_LEVEL: 'warn', WORKER_CONCURRENCY: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -96,7 +96,8 @@ describe('restart', () => {
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     for (let i = 0; i < 200 && !out.includes('brulee is ready'); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(out).toContain(`brulee is ready on http://127.0.0.1:${port}`);
+    const port = /brulee is ready on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)?.[1];
+    expect(port).toBeDefined();
     expect(out).toContain('curl');
     const base = `http://127.0.0.1:${port}`;
     expect((await fetch(`${base}/functions/viahttp`, { method: 'PUT', body: model })).status).toBe(201);
