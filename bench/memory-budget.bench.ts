@@ -35,7 +35,7 @@ import { Redis } from 'ioredis';
 import { startRedisServer } from '../queue/redis-server';
 import { REAL_MODELS, readModel } from '../test/support/models';
 import { startProc, stopAll, type Proc } from '../test/support/procs';
-import { withMallocTunables } from '../runtime/malloc';
+import { npmStartEnv } from './support';
 
 const MiB = 1024 ** 2;
 const { values: args } = parseArgs({
@@ -54,9 +54,9 @@ const { values: args } = parseArgs({
 });
 /** The checkouts whose workers run the calls, in order, after one registration (`--arm NAME=DIR`; this one by default). */
 const arms = (args.arm.length > 0 ? args.arm : ['this=.']).map((a) => ({ name: a.slice(0, a.indexOf('=')), cwd: resolve(a.slice(a.indexOf('=') + 1)) }));
-// As `npm start` runs a worker (`--env GLIBC_TUNABLES=` runs it without, as before issue 12 §4).
+// `--env` for every arm's worker (`--env GLIBC_TUNABLES=` runs it without, as before issue 12 §4);
+// otherwise each worker runs with the tunables its checkout's `npm start` sets (`armEnv`).
 const extraEnv: Record<string, string> = {
-  GLIBC_TUNABLES: withMallocTunables(process.env).GLIBC_TUNABLES,
   ...Object.fromEntries(args.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
 };
 
@@ -196,9 +196,11 @@ async function runArm(arm: { name: string; cwd: string }, budget: number, sum: n
   const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   rmSync(probeOut, { force: true });
   rmSync(join(dir, 'series.json'), { force: true });
-  const gw = await startProc('gw', 'gateway', shared);
+  const gw = await startProc('gw', 'gateway', { ...shared, GLIBC_TUNABLES: npmStartEnv().GLIBC_TUNABLES ?? '' });
   procs.push(gw);
-  const worker = await startProc('w1', 'worker', { ...shared, NODE_ID: 'w1', MEMORY_BUDGET: String(budget), ...extraEnv }, { cwd: arm.cwd });
+  // (None, for a checkout whose npm start sets none: an empty value is glibc's defaults too.)
+  const armEnv = { GLIBC_TUNABLES: npmStartEnv(arm.cwd).GLIBC_TUNABLES ?? '', ...extraEnv };
+  const worker = await startProc('w1', 'worker', { ...shared, NODE_ID: 'w1', MEMORY_BUDGET: String(budget), ...armEnv }, { cwd: arm.cwd });
   procs.push(worker);
   const pid = worker.child.pid!;
   const idle = await settled(pid);
@@ -313,7 +315,7 @@ async function runArm(arm: { name: string; cwd: string }, budget: number, sum: n
     arm: arm.name,
     cwd: arm.cwd,
     loadavg: load0,
-    env: extraEnv,
+    env: armEnv,
     calls: calls.length,
     concurrency: Number(args.concurrency),
     seconds,

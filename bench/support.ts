@@ -1,12 +1,12 @@
 /** What every benchmark needs: timing loops, percentiles, and a brulee server as its own process. */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { FLOW_CONTROL_WINDOW } from '../functions/grpc/server';
 import { freePort, startRedisServer } from '../queue/redis-server';
-import { withMallocTunables } from '../runtime/malloc';
 
 export const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 export const median = (xs: number[]) => pct(xs, 50);
@@ -97,16 +97,29 @@ export async function untilIdle(pid: number, maxMs = 10_000): Promise<void> {
   console.warn(`(process ${pid} still busy after ${maxMs} ms: the next window starts beside its work)`);
 }
 
+/** This checkout's root. */
+const HERE = fileURLToPath(new URL('..', import.meta.url));
+
 /**
- * The GLIBC_TUNABLES a checkout's `npm start` gives its server: its own `withMallocTunables`
- * (another checkout, `--today`, may predate a change of them), this one's for a checkout without one.
+ * The environment a checkout's `npm start` gives its server (this checkout's by default), from
+ * this process's without its GLIBC_TUNABLES: the checkout's own start script, run by sh with a
+ * `node` (and `tsx`) of ours first on PATH that reports the GLIBC_TUNABLES it was given, or none.
+ * So each arm of a before/after gets its own checkout's tunables (another checkout, `--today`, may
+ * predate a change of them, or have none), and one exported where the bench runs (a shell, a test
+ * process) reaches neither; an arm's `env` given to `startServer` still overrides it.
  */
-async function checkoutTunables(cwd?: string): Promise<string> {
-  if (cwd) {
-    const theirs = (await import(pathToFileURL(join(cwd, 'runtime', 'malloc.ts')).href).catch(() => null)) as { withMallocTunables?: typeof withMallocTunables } | null;
-    if (theirs?.withMallocTunables) return theirs.withMallocTunables(process.env).GLIBC_TUNABLES;
+export function npmStartEnv(cwd: string = HERE): NodeJS.ProcessEnv {
+  const { GLIBC_TUNABLES: _, ...env } = process.env;
+  const script = (JSON.parse(readFileSync(join(cwd, 'package.json'), 'utf8')) as { scripts?: { start?: string } }).scripts?.start;
+  if (!script) throw new Error(`${cwd}/package.json has no start script`);
+  const bin = mkdtempSync(join(tmpdir(), 'brulee-start-env-'));
+  try {
+    for (const name of ['node', 'tsx']) writeFileSync(join(bin, name), '#!/bin/sh\n[ "${GLIBC_TUNABLES+set}" = set ] && printf "set:%s" "$GLIBC_TUNABLES"\nexit 0\n', { mode: 0o755 });
+    const out = execFileSync('sh', ['-c', script], { cwd, env: { ...env, PATH: `${bin}:${env.PATH ?? ''}` }, encoding: 'utf8' });
+    return out.startsWith('set:') ? { ...env, GLIBC_TUNABLES: out.slice(4) } : env;
+  } finally {
+    rmSync(bin, { recursive: true, force: true });
   }
-  return withMallocTunables(process.env).GLIBC_TUNABLES;
 }
 
 /**
@@ -118,7 +131,7 @@ export async function startServer(dir: string, env: Record<string, string> = {},
   const redis = process.env.REDIS_URL ? undefined : await startRedisServer({ dir: join(dir, 'redis'), persist: false });
   const [port, grpcPort] = [await freePort(), await freePort()];
   const server: ChildProcess = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'server.ts'], {
-    env: { ...process.env, GLIBC_TUNABLES: await checkoutTunables(cwd), PORT: String(port), GRPC_PORT: String(grpcPort), HOST: '127.0.0.1', REDIS_URL: process.env.REDIS_URL ?? redis!.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', ...env },
+    env: { ...npmStartEnv(cwd), PORT: String(port), GRPC_PORT: String(grpcPort), HOST: '127.0.0.1', REDIS_URL: process.env.REDIS_URL ?? redis!.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
     ...(cwd ? { cwd } : {}),
   });
