@@ -817,10 +817,14 @@ export class RuntimeNode implements LocalNode {
     this.settleGone(model.fn);
   }
 
-  /** A job for a newer version of a function retires the older versions held here, never newer ones. */
+  /**
+   * A job for a newer version of a function retires the older versions held here, never newer ones,
+   * nor its own model (an older version's, loaded for it, when its bytes are that version's again).
+   */
   private retireOlder(m: ModelRef): void {
-    if (this.pool.holdsOther(m.fn, modelKey(m))) {
-      this.pool.dropFunction(m.fn, { belowVersion: m.version, cause: 'retired', reason: `replaced by version ${m.version}` });
+    const key = modelKey(m);
+    if (this.pool.holdsOther(m.fn, key)) {
+      this.pool.dropFunction(m.fn, { belowVersion: m.version, keep: [key], cause: 'retired', reason: `replaced by version ${m.version}` });
     }
   }
 

@@ -7,7 +7,7 @@ import { mlpModel } from '../../models/generate';
 import { createRedis } from '../../queue/connection';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import type { Dispatcher } from '../../queue/dispatcher';
-import type { FunctionRegistry } from '../../functions/registry';
+import { modelRefOf, type FunctionRegistry } from '../../functions/registry';
 
 const all: TestBrulee[] = [];
 const redis = createRedis(inject('redisUrl'));
@@ -187,4 +187,26 @@ it("a deletion's job that reaches a node after the name was registered again wit
   expect(warm.status).toBe(200);
   expect(warm.body.coldStart).toBe(false);
   expect(await ok()).toBe(before + 1);
+});
+
+it("a call of a version whose bytes an older version had retires the other versions held here, not the model it runs on", async () => {
+  const b = await startBrulee();
+  all.push(b);
+  const { dispatcher, registry } = (b.dataPlane as unknown as { o: { dispatcher: Dispatcher; registry: FunctionRegistry } }).o;
+  expect((await b.put('same', model(7))).status).toBe(201);
+  const v1 = await registry.get('same');
+  expect((await registry.register('same', model(8), {})).fn.version).toBe(2);
+  expect((await b.invoke('same', x)).status).toBe(200);
+  // A late job of version 1 (a load) brings its model here beside version 2's.
+  expect((await dispatcher.load(modelRefOf(v1), 10_000)).loaded).toBe(true);
+  const key1 = b.node!.pool.list().find((m) => m.key.endsWith(v1.sha256.slice(0, 16)))!.key;
+  expect(b.node!.pool.list()).toHaveLength(2);
+  // Version 3: version 1's bytes again. Its call retires version 2, and runs warm on version 1's model, which stays.
+  expect((await registry.register('same', model(7), {})).fn.version).toBe(3);
+  const first = await b.invoke('same', x);
+  expect(first.status).toBe(200);
+  expect(first.body.coldStart).toBe(false);
+  expect(b.node!.pool.list().map((m) => m.key)).toEqual([key1]);
+  const second = await b.invoke('same', x);
+  expect(second.body.coldStart).toBe(false);
 });
