@@ -125,10 +125,109 @@ export async function admit(redis: Redis, r: AdmissionRequest, push?: { lane: st
   const hold = Math.max(1, Math.ceil(r.holdMs));
   const args: Array<string | number | Buffer> = [limits.depth, r.member, hold, limits.bytes, size(r.bytes)];
   const ks = [keys.depth, keys.bytes, keys.bytesTotal];
-  const [ok, n] = (push ? await ADMIT_AND_PUSH.run(redis, [...ks, push.lane], [...args, push.job]) : await ADMIT.run(redis, ks, args)) as number[];
-  if (ok === 0) return { admitted: false, full: 'depth', queued: n! };
-  if (ok === -1) return { admitted: false, full: 'bytes', queuedBytes: n! };
-  return { admitted: true, ticket: ticketOf(r) };
+  return answerOf(r, (push ? await ADMIT_AND_PUSH.run(redis, [...ks, push.lane], [...args, push.job]) : await ADMIT.run(redis, ks, args)) as number[]);
+}
+
+// KEYS: the bytes set, the bytes counter, then the functions' sets. ARGV: the number of calls, then
+// per call: the index of its function's set among them (1-based), then `admitScript`'s five ARGV.
+// Each call is decided as `admitScript` would, in order, as if each ran alone back to back; a set is
+// cleaned of expired members, counted and read once, and expiries are pushed once per key.
+// Returns one `admitScript` answer per call.
+const ADMIT_MANY = new Script(`${LUA_NOW}
+${LUA_GIVE_BACK}
+local counts, holds = {}, {}
+local bytesRead, queued, added, bytesHold = false, 0, 0, 0
+local function one(at)
+  local key = KEYS[2 + tonumber(ARGV[at])]
+  local depthLimit, member, hold, bytesLimit, bytes = tonumber(ARGV[at + 1]), ARGV[at + 2], tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4]), tonumber(ARGV[at + 5])
+  local n = 0
+  if depthLimit > 0 then
+    n = counts[key]
+    if n == nil then
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+      n = redis.call('ZCARD', key)
+    end
+    counts[key] = n
+    if n >= depthLimit then return {0, n} end
+  end
+  local q = 0
+  if bytesLimit > 0 then
+    if not bytesRead then
+      for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)) do giveBack(KEYS[1], m, KEYS[2]) end
+      queued = tonumber(redis.call('GET', KEYS[2]) or '0')
+      bytesRead = true
+    end
+    if queued > 0 and queued + bytes > bytesLimit then return {-1, queued} end
+    redis.call('ZADD', KEYS[1], now + hold, member .. ':' .. bytes)
+    q = queued
+    queued = queued + bytes
+    added = added + bytes
+    if hold > bytesHold then bytesHold = hold end
+  end
+  if depthLimit > 0 then
+    redis.call('ZADD', key, now + hold, member)
+    counts[key] = n + 1
+    if hold > (holds[key] or 0) then holds[key] = hold end
+  end
+  return {1, n + 1, q + bytes}
+end
+local out = {}
+for i = 1, tonumber(ARGV[1]) do out[i] = one(2 + 6 * (i - 1)) end
+if added > 0 then redis.call('INCRBY', KEYS[2], added) end
+if bytesHold > 0 and redis.call('PTTL', KEYS[1]) < bytesHold + 60000 then
+  redis.call('PEXPIRE', KEYS[1], bytesHold + 60000)
+  redis.call('PEXPIRE', KEYS[2], bytesHold + 60000)
+end
+for key, hold in pairs(holds) do
+  if redis.call('PTTL', key) < hold + 60000 then redis.call('PEXPIRE', key, hold + 60000) end
+end
+return out`);
+
+const answerOf = (r: AdmissionRequest, [ok, n]: number[]): Admission =>
+  ok === 0 ? { admitted: false, full: 'depth', queued: n! } : ok === -1 ? { admitted: false, full: 'bytes', queuedBytes: n! } : { admitted: true, ticket: ticketOf(r) };
+
+/** Admissions of several calls in one script, each decided as `admit` would, in order. */
+export async function admitMany(redis: Redis, rs: readonly AdmissionRequest[]): Promise<Admission[]> {
+  if (rs.length === 1) return [await admit(redis, rs[0]!)];
+  const keys = [rs[0]!.keys.bytes, rs[0]!.keys.bytesTotal];
+  const at = new Map<string, number>();
+  const args: Array<string | number> = [rs.length];
+  for (const r of rs) {
+    let i = at.get(r.keys.depth);
+    if (i === undefined) at.set(r.keys.depth, (i = keys.push(r.keys.depth) - 2));
+    args.push(i, r.limits.depth, r.member, Math.max(1, Math.ceil(r.holdMs)), r.limits.bytes, size(r.bytes));
+  }
+  const out = (await ADMIT_MANY.run(redis, keys, args)) as number[][];
+  return rs.map((r, i) => answerOf(r, out[i]!));
+}
+
+/** The calls whose admissions wait for the end of this turn, by connection (`admitSoon`). */
+type Waiting = Array<{ r: AdmissionRequest; resolve: (a: Admission) => void; reject: (e: unknown) => void }>;
+const waiting = new WeakMap<Redis, Waiting>();
+
+/**
+ * `admit`, shared with the other calls admitted on `redis` in this turn of the event loop while it
+ * is busy (issue 10 §3): they are decided in one script (`admitMany`) at the end of the turn (a
+ * `setImmediate`), one command and one socket write for all. An idle connection (no reply
+ * pending) admits at once, so a lone caller's call is not held. Under 64 callers each admission was
+ * a script of its own: 11 Redis commands, 9 of them cleaning, counting and expiring the same keys.
+ */
+export function admitSoon(redis: Redis, r: AdmissionRequest): Promise<Admission> {
+  let calls = waiting.get(redis);
+  if (!calls) {
+    if (redis.status !== 'ready' || redis.commandQueue.length === 0) return admit(redis, r);
+    const these: Waiting = [];
+    waiting.set(redis, (calls = these));
+    setImmediate(() => {
+      waiting.delete(redis);
+      admitMany(redis, these.map((c) => c.r)).then(
+        (as) => these.forEach((c, i) => c.resolve(as[i]!)),
+        (e: unknown) => these.forEach((c) => c.reject(e)),
+      );
+    });
+  }
+  const these = calls;
+  return new Promise((resolve, reject) => these.push({ r, resolve, reject }));
 }
 
 /**

@@ -2,9 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BruleeError } from '../errors';
-import { admit, refusal, type AdmissionRequest } from './admission';
+import { admit, admitSoon, refusal, type AdmissionRequest } from './admission';
 import { RedisClock } from './clock';
-import { writeSoon } from './connection';
 import type { Keys } from './keys';
 import { deadNodes, failoverCounts, HEARTBEAT_MS, liveNodes, MISSED_BEATS, type DeadNode, type FailoverCounts, type NodeInfo } from './nodes';
 import { readAnswer, ReplyReader, unwrap, type Answer, type ReplyTo } from './replies';
@@ -108,9 +107,12 @@ export type InvokeRequest = Omit<InvokeJob, 'deadline' | 'inputs'> & { inputs: R
 /** Admission's refusals (queue/admission.ts): the call was never queued. */
 const REFUSED = new Set<string>(['QUEUE_FULL', 'OVERLOADED']);
 
-/** Admits a call (queue/admission.ts), pushing `push` onto a lane in the same script; a refusal is its 429/503. */
-async function admitOrRefuse(redis: Redis, fn: string, admission: AdmissionRequest, push?: { lane: string; job: Buffer }): Promise<void> {
-  const a = await admit(redis, admission, push);
+/**
+ * Admits a call (queue/admission.ts), pushing `push` onto a lane in the same script, or `soon` with
+ * the other calls of this turn (`admitSoon`); a refusal is its 429/503.
+ */
+async function admitOrRefuse(redis: Redis, fn: string, admission: AdmissionRequest, push?: { lane: string; job: Buffer }, soon = false): Promise<void> {
+  const a = await (soon ? admitSoon(redis, admission) : admit(redis, admission, push));
   if (!a.admitted) throw refusal(fn, admission, a);
 }
 
@@ -269,9 +271,8 @@ export class Dispatcher {
     const job: InvokeHere = { ...req, acceptedAt: this.clock.fromLocal(req.acceptedAt), deadline: this.clock.now() + timeoutMs };
     const { value } = await this.run<AnswerHere>(node.id, timeoutMs, `invocation of ${req.model.fn}`, id, () => {
       const { admission, onQueued } = opts;
-      // Under load its admission shares a socket write with other calls' (queue/connection.ts).
-      if (admission) writeSoon(this.opts.redis);
-      const added = (admission ? admitOrRefuse(this.opts.redis, req.model.fn, admission) : Promise.resolve()).then(() => onQueued?.());
+      // Under load its admission is decided with the other calls' of this turn, in one script (admitSoon).
+      const added = (admission ? admitOrRefuse(this.opts.redis, req.model.fn, admission, undefined, true) : Promise.resolve()).then(() => onQueued?.());
       const given = new AbortController();
       const early = admission !== undefined && node.canRunNow(modelKey(req.model), req.model.batch !== undefined);
       const ran = early ? node.invokeHere(id, job, given.signal, added) : added.then(() => node.invokeHere(id, job, given.signal));

@@ -1,0 +1,109 @@
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { admit, admitMany, admitSoon, type Admission, type AdmissionRequest } from '../../queue/admission';
+import { createRedis } from '../../queue/connection';
+
+/*
+ * Several calls admitted in one script (queue/admission.ts `admitMany`, `admitSoon`), against a real
+ * Redis: the same answers and the same places held as `admit` called once per call, in order
+ * (database 1 one by one, database 2 in one script), limits reached inside the batch included; and
+ * the calls of one turn on a busy connection decided in one command, a lone call on an idle one at
+ * once.
+ */
+
+const url = inject('redisUrl');
+const one = createRedis(`${url}/1`);
+const many = createRedis(`${url}/2`);
+const redis = createRedis(url);
+const ns = `admitmany${process.pid}`;
+afterAll(async () => {
+  for (const r of [one, many, redis]) {
+    const found = await r.keys(`${ns}*`);
+    if (found.length > 0) await r.del(...found);
+    r.disconnect();
+  }
+});
+
+const keysOf = (fn: string) => ({ depth: `${ns}:admitted:${fn}`, bytes: `${ns}:bytes`, bytesTotal: `${ns}:bytes:total` });
+const req = (fn: string, member: string, depth: number, bytesLimit: number, bytes: number, holdMs = 60_000): AdmissionRequest => ({
+  keys: keysOf(fn),
+  member,
+  limits: { depth, bytes: bytesLimit },
+  bytes,
+  holdMs,
+});
+
+/** The places held, without their scores (deadlines on each Redis's own clock), and whether each set expires. */
+async function places(r: typeof redis): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  for (const key of (await r.keys(`${ns}*`)).sort()) {
+    const type = await r.type(key);
+    const ttl = await r.pttl(key);
+    out[key] = [type === 'zset' ? (await r.zrange(key, 0, -1)).sort() : await r.get(key), ttl > 60_000];
+  }
+  return out;
+}
+
+describe('admitMany', () => {
+  it('answers and holds exactly what admit does one call at a time, in order: limits reached inside the batch, expired places cleaned first', async () => {
+    for (const r of [one, many]) {
+      // Expired places (a gateway that died): cleaned before counting, their bytes given back.
+      await r.zadd(keysOf('a').depth, 1, 'old1', 2, 'old2');
+      await r.zadd(keysOf('a').bytes, 1, 'old1:500');
+      await r.set(keysOf('a').bytesTotal, 500);
+      // A live place of 'b' and its bytes.
+      await r.zadd(keysOf('b').depth, Date.now() + 600_000, 'live');
+      await r.zadd(keysOf('b').bytes, Date.now() + 600_000, 'live:100');
+      await r.incrby(keysOf('b').bytesTotal, 100);
+    }
+    const rs: AdmissionRequest[] = [
+      req('a', 'a1', 2, 1000, 300),
+      req('b', 'b1', 2, 1000, 200),
+      req('a', 'a2', 2, 1000, 300),
+      req('a', 'a3', 2, 1000, 10), // 'a' is full (2): refused on depth, its bytes not counted
+      req('c', 'c1', 0, 1000, 500), // 100 + 300 + 200 + 300 + 500 > 1000: refused on bytes
+      req('b', 'b2', 2, 1000, 50), // 'b' has 'live' and b1: full
+      req('c', 'c2', 0, 1000, 40),
+      req('d', 'd1', 3, 0, 10_000), // bytes not limited
+      req('d', 'd2', 0, 0, 5), // nothing limited
+    ];
+    const singly: Admission[] = [];
+    for (const r of rs) singly.push(await admit(one, r));
+    const together = await admitMany(many, rs);
+    expect(together).toEqual(singly);
+    expect(together.map((a) => (a.admitted ? 'ok' : a.full))).toEqual(['ok', 'ok', 'ok', 'depth', 'bytes', 'depth', 'ok', 'ok', 'ok']);
+    expect(await places(many)).toEqual(await places(one));
+    expect(await many.get(keysOf('a').bytesTotal)).toBe('940');
+  });
+});
+
+describe('admitSoon', () => {
+  it('decides the calls of one turn on a busy connection in one script; a lone call on an idle one at once', async () => {
+    const sent: string[] = [];
+    const send = redis.sendCommand.bind(redis);
+    redis.sendCommand = ((...args: Parameters<typeof redis.sendCommand>) => {
+      sent.push(args[0].name);
+      return send(...args);
+    }) as typeof redis.sendCommand;
+    try {
+      await redis.ping();
+      sent.length = 0;
+      // Idle: sent at once.
+      const alone = admitSoon(redis, req('e', 'e1', 5, 0, 1));
+      expect(sent).toEqual(['evalsha']);
+      expect((await alone).admitted).toBe(true);
+      // Busy (a reply pending): the three wait for the end of the turn, then go as one script.
+      sent.length = 0;
+      const pending = redis.ping();
+      const three = [admitSoon(redis, req('e', 'e2', 2, 0, 1)), admitSoon(redis, req('e', 'e3', 2, 0, 1)), admitSoon(redis, req('f', 'f1', 2, 0, 1))];
+      expect(sent).toEqual(['ping']);
+      const answers = await Promise.all(three);
+      await pending;
+      expect(sent).toEqual(['ping', 'evalsha']);
+      // e1 was held already: e2 is the 2nd of 2, e3 refused, f1 of another function admitted.
+      expect(answers.map((a) => a.admitted)).toEqual([true, false, true]);
+      expect(await redis.zcard(keysOf('e').depth)).toBe(2);
+    } finally {
+      redis.sendCommand = send;
+    }
+  });
+});
