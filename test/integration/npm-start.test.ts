@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,14 +9,6 @@ import { deleteKeys } from '../support/brulee';
 import { until } from '../support/within';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 
 async function answers(url: string): Promise<boolean> {
   try {
@@ -28,15 +20,20 @@ async function answers(url: string): Promise<boolean> {
 
 /** `npm start` as a user runs it, in its own process group (so the test can always clean up). */
 async function npmStart(): Promise<{ npm: ChildProcess; url: string; cleanup: () => Promise<void> }> {
-  const [port, grpc] = [await freePort(), await freePort()];
   const dataDir = mkdtempSync(join(tmpdir(), 'brulee-npm-start-'));
-  const prefix = `npmstart${process.pid}${port}`;
+  const prefix = `npmstart${process.pid}${randomUUID().slice(0, 8)}`;
+  // Ports 0: the server binds free ones and prints which (one picked here first could be taken by
+  // another process before the server binds it, and another server answer /healthz there).
   const npm = spawn('npm', ['start'], {
     cwd: ROOT,
     detached: true,
-    stdio: 'ignore',
-    env: { ...process.env, REDIS_URL: inject('redisUrl'), PORT: String(port), GRPC_PORT: String(grpc), DATA_DIR: dataDir, KEY_PREFIX: prefix, LOG_LEVEL: 'warn', POPULARITY_CRON: '0 0 1 1 *' },
+    stdio: ['ignore', 'pipe', 'ignore'],
+    env: { ...process.env, REDIS_URL: inject('redisUrl'), PORT: '0', GRPC_PORT: '0', DATA_DIR: dataDir, KEY_PREFIX: prefix, LOG_LEVEL: 'warn', POPULARITY_CRON: '0 0 1 1 *' },
   });
+  let out = '';
+  npm.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  let port: string | undefined;
+  await until('npm start to say where it is ready', () => (port = /brulee is ready on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)?.[1]) !== undefined, 60_000);
   const url = `http://127.0.0.1:${port}/healthz`;
   await until('npm start to answer /healthz', () => answers(url), 60_000);
   return {

@@ -37,12 +37,12 @@ export async function freePort(): Promise<number> {
 
 /** `opts.cwd`: another checkout to run (a bench's before/after); this one by default. */
 export async function startProc(name: string, role: Proc['role'], env: Record<string, string>, opts: { readyTimeoutMs?: number; cwd?: string } = {}): Promise<Proc> {
-  const port = await freePort();
-  const grpcPort = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), `brulee-${name}-`));
+  // Ports 0: the server binds free ones itself and says which (one picked here first could be taken
+  // by another process before the server binds it).
   const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
     cwd: opts.cwd ?? ROOT,
-    env: { ...process.env, PORT: String(port), GRPC_PORT: String(grpcPort), HOST: '127.0.0.1', DATA_DIR: dataDir, ROLE: role, LOG_LEVEL: 'warn', ...env },
+    env: { ...process.env, PORT: '0', GRPC_PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, ROLE: role, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -56,7 +56,8 @@ export async function startProc(name: string, role: Proc['role'], env: Record<st
   let gone = false;
   void exited.then(() => (gone = true));
   while (!out.includes('brulee is ready') && !gone && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  if (!out.includes('brulee is ready')) {
+  const port = /brulee is ready on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)?.[1];
+  if (port === undefined) {
     child.kill('SIGKILL');
     throw new Error(`${name} did not start:\n${out}`);
   }
