@@ -90,25 +90,3 @@ export async function closeRedis(redis: Redis | undefined): Promise<void> {
   }
   await redis.quit().catch(() => redis.disconnect());
 }
-
-/**
- * Lets the next writes on `redis` share one socket write while it is busy (issue 10 §3): when
- * commands already wait for their replies, its socket is corked until the end of this turn of the
- * event loop (a `setImmediate`), or until `writeNow`. Order on the connection is kept (one stream,
- * written in order); a command is at most one turn later to leave. An idle connection writes at
- * once (a lone caller's command is not held). Under 64 callers a call's admission and counts were
- * one `write` syscall each, ~16 % of the server's CPU, each waking redis-server for one command.
- */
-export function writeSoon(redis: Redis): void {
-  if (redis.status !== 'ready' || redis.commandQueue.length === 0) return;
-  const s = redis.stream;
-  if (s.writableCorked > 0) return;
-  s.cork();
-  setImmediate(() => s.uncork());
-}
-
-/** Sends what `writeSoon` holds on `redis` now (before an answer another connection's read must follow). */
-export function writeNow(redis: Redis): void {
-  const s = redis.stream as typeof redis.stream | undefined;
-  while (s !== undefined && s.writableCorked > 0) s.uncork();
-}

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { BruleeError, errorFromWire } from '../errors';
-import { createRedis, redisUnavailable, writeNow } from './connection';
+import { createRedis, redisUnavailable } from './connection';
 import type { Keys } from './keys';
 import { LUA_GIVE_BACK } from './admission';
 import { Script } from './scripts';
@@ -136,11 +136,9 @@ export async function applyWrites(redis: Redis, k: Keys, id: string, writes: Wit
   if (writes.args.length === 0) return;
   // Applied once per invocation id (its answered-marker, as `deliver` keeps), so a retry after a
   // reply lost with the connection does not count the call twice.
-  const applied = DELIVER.runInOrder(redis, [k.answered(id), k.cluster, k.cluster, ...writes.keys], ['', ANSWERED_MARKER_MS, id, 'none', writes.count, ...writes.args]);
-  // Leaves now, with any admissions `writeSoon` holds on this connection: the answer follows at
-  // once, and a read on another connection after it must see these counts.
-  writeNow(redis);
-  await applied;
+  // Written before this returns (an answer follows at once, and a read on another connection
+  // after the answer must see these counts); waited for only by the caller's retries.
+  await DELIVER.runInOrder(redis, [k.answered(id), k.cluster, k.cluster, ...writes.keys], ['', ANSWERED_MARKER_MS, id, 'none', writes.count, ...writes.args]);
 }
 
 /** Writes with no invocation behind them (a prewarm's counts), in one script: one command. */
