@@ -349,6 +349,9 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
       // A model being dropped still serves what reaches it before it goes (it was accepted);
       // the drop stands and happens when the last of them ends.
       if (spec.pinned !== undefined) existing.pinned = spec.pinned;
+      // Its bytes registered again as a newer version: it is that version's model now, which a
+      // late job or call of a version between them must not retire (`dropFunction`).
+      if ((spec.version ?? 0) > (existing.spec.version ?? 0)) existing.spec = { ...existing.spec, version: spec.version };
       // Options can change without a new version (same bytes): reload it as it is now.
       if (!existing.retire) this.known.set(spec.key, spec);
       if (existing.value !== undefined) {

@@ -210,3 +210,28 @@ it("a call of a version whose bytes an older version had retires the other versi
   const second = await b.invoke('same', x);
   expect(second.body.coldStart).toBe(false);
 });
+
+it("a late call of an older version (a stale gateway's) leaves alone the model of the current version that has its older bytes", async () => {
+  const b = await startBrulee();
+  all.push(b);
+  const { dispatcher, registry } = (b.dataPlane as unknown as { o: { dispatcher: Dispatcher; registry: FunctionRegistry } }).o;
+  expect((await b.put('stale', model(7))).status).toBe(201);
+  expect((await b.invoke('stale', x)).status).toBe(200);
+  const [held] = b.node!.pool.list();
+  // Version 2 (other bytes), then version 3 (version 1's bytes again), their retirements not run
+  // here (their sender gave up waiting); version 3 is called, warm on the model loaded for version 1.
+  const v2 = (await registry.register('stale', model(8), {})).fn;
+  expect(v2.version).toBe(2);
+  expect((await registry.register('stale', model(7), {})).fn.version).toBe(3);
+  expect((await b.invoke('stale', x)).body.coldStart).toBe(false);
+  // A call of version 2 routed before version 3 was registered (another gateway's cached record) runs only now.
+  const late = await dispatcher.invoke({ model: modelRefOf(v2), inputs: { x: { type: 'float32', dims: [1, 4], data: Float32Array.from([1, 2, 3, 4]) } }, acceptedAt: Date.now() }, 10_000);
+  expect(late.coldStart).toBe(true);
+  // Version 3's model (version 1's bytes) stays: its next call is warm.
+  expect(b.node!.pool.list().map((m) => m.key)).toContain(held!.key);
+  const warm = await b.invoke('stale', x);
+  expect(warm.status).toBe(200);
+  expect(warm.body.coldStart).toBe(false);
+  // Version 3's call retired version 2's model (older).
+  expect(b.node!.pool.list().map((m) => m.key)).toEqual([held!.key]);
+});
