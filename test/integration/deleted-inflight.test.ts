@@ -148,10 +148,12 @@ it("a retirement's job that reaches a node after the version it retires became c
   // had not run version 2's retirement yet (its sender gave up waiting after 10 s).
   expect((await registry.register('back', model(8), {})).fn.version).toBe(2);
   expect((await registry.register('back', model(7), {})).fn.version).toBe(3);
+  // Version 2's job before any call of version 3 reached the model (it still has version 1): the registry says it is current.
+  expect(await dispatcher.unload({ fn: 'back', belowVersion: 2, cause: 'retired', reason: 'replaced by version 2' }, 10_000)).toBe(0);
   const again = await b.invoke('back', x);
   expect(again.status).toBe(200);
   expect(again.body.coldStart).toBe(false);
-  // Version 2's job, only now: version 1's model here is version 3's.
+  // And after one did (the model has version 3 now).
   expect(await dispatcher.unload({ fn: 'back', belowVersion: 2, cause: 'retired', reason: 'replaced by version 2' }, 10_000)).toBe(0);
   expect(b.node!.pool.list().map((m) => m.key)).toEqual([held!.key]);
   const warm = await b.invoke('back', x);
