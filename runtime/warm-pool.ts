@@ -349,9 +349,7 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
       // A model being dropped still serves what reaches it before it goes (it was accepted);
       // the drop stands and happens when the last of them ends.
       if (spec.pinned !== undefined) existing.pinned = spec.pinned;
-      // Its bytes registered again as a newer version: it is that version's model now, which a
-      // late job or call of a version between them must not retire (`dropFunction`).
-      if ((spec.version ?? 0) > (existing.spec.version ?? 0)) existing.spec = { ...existing.spec, version: spec.version };
+      this.adoptVersion(existing, spec);
       // Options can change without a new version (same bytes): reload it as it is now.
       if (!existing.retire) this.known.set(spec.key, spec);
       if (existing.value !== undefined) {
@@ -391,10 +389,23 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
    * is not a use: it counts no hit, so policies do not mistake it for demand.
    */
   async prewarm(spec: S): Promise<boolean> {
-    if (this.entries.has(spec.key)) return false;
+    const existing = this.entries.get(spec.key);
+    if (existing) {
+      this.adoptVersion(existing, spec);
+      return false;
+    }
     const lease = await this.admit(spec, 0);
     lease.release();
     return lease.loaded;
+  }
+
+  /**
+   * A model whose bytes were registered again as a newer version is that version's model once a
+   * call or load of it reaches the model: a late job or call of a version between them must not
+   * retire it (`dropFunction`'s `belowVersion`).
+   */
+  private adoptVersion(e: Entry<T, S>, spec: S): void {
+    if ((spec.version ?? 0) > (e.spec.version ?? 0)) e.spec = { ...e.spec, version: spec.version };
   }
 
   /**

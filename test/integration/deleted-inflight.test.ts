@@ -237,3 +237,25 @@ it("a late call of an older version (a stale gateway's) leaves alone the model o
   // Version 3's call retired version 2's model (older).
   expect(b.node!.pool.list().map((m) => m.key)).toEqual([held!.key]);
 });
+
+it("a late call of an older version leaves alone a model the load API (pre-warm) of the current version reached, which has its older bytes", async () => {
+  const b = await startBrulee();
+  all.push(b);
+  const { dispatcher, registry } = (b.dataPlane as unknown as { o: { dispatcher: Dispatcher; registry: FunctionRegistry } }).o;
+  expect((await b.put('prewarmed', model(7))).status).toBe(201);
+  expect((await b.invoke('prewarmed', x)).status).toBe(200);
+  const [held] = b.node!.pool.list();
+  // Version 2 (other bytes), then version 3 (version 1's bytes again), their retirements not run here.
+  const v2 = (await registry.register('prewarmed', model(8), {})).fn;
+  const v3 = (await registry.register('prewarmed', model(7), {})).fn;
+  expect(v3.version).toBe(3);
+  // Version 3 loaded through the load API: already here (version 1's model).
+  expect((await dispatcher.load(modelRefOf(v3), 10_000)).loaded).toBe(false);
+  // A call of version 2 routed before version 3 was registered runs only now.
+  const late = await dispatcher.invoke({ model: modelRefOf(v2), inputs: { x: { type: 'float32', dims: [1, 4], data: Float32Array.from([1, 2, 3, 4]) } }, acceptedAt: Date.now() }, 10_000);
+  expect(late.coldStart).toBe(true);
+  expect(b.node!.pool.list().map((m) => m.key)).toContain(held!.key);
+  const warm = await b.invoke('prewarmed', x);
+  expect(warm.status).toBe(200);
+  expect(warm.body.coldStart).toBe(false);
+});
