@@ -716,7 +716,8 @@ export class RuntimeNode implements LocalNode {
         if (how.cause === 'deleted' && current) return { ok: { dropped: this.pool.dropFunction(fn, { cause: 'deleted', reason: how.reason, keep: current.keys }) } };
         // A retirement's job can be late too: the version it retires (its bytes, its model here)
         // may be the current one again (the same bytes registered again as a newer version), and
-        // stays. (A model held here keeps the version it was loaded for: `belowVersion` alone
+        // stays. (A model held here keeps the version it was loaded for until a call or load of
+        // the newer one reaches it, `WarmPool.adoptVersion`: before that, `belowVersion` alone
         // would drop it.)
         if (how.cause === 'retired' && current) return { ok: { dropped: this.pool.dropFunction(fn, { ...how, keep: [current.key] }) } };
         const dropped = this.pool.dropFunction(fn, how);
