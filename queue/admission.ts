@@ -130,13 +130,16 @@ export async function admit(redis: Redis, r: AdmissionRequest, push?: { lane: st
 
 // KEYS: the bytes set, the bytes counter, then the functions' sets. ARGV: the number of calls, then
 // per call: the index of its function's set among them (1-based), then `admitScript`'s five ARGV.
-// Each call is decided as `admitScript` would, in order, as if each ran alone back to back; a set is
-// cleaned of expired members, counted and read once, and expiries are pushed once per key.
+// Each call is decided as `admitScript` would, in order, as if each ran alone back to back; a
+// function's set is cleaned of expired members and counted once, the bytes set cleaned (1 000 at a
+// time, as `admitScript` does) and read once unless more were left, and expiries are pushed once per key.
 // Returns one `admitScript` answer per call.
 const ADMIT_MANY = new Script(`${LUA_NOW}
 ${LUA_GIVE_BACK}
 local counts, holds = {}, {}
-local bytesRead, queued, added, bytesHold = false, 0, 0, 0
+-- clean: whether the next call with a bytes limit cleans expired places first: the first does, and
+-- each after one whose clean-up took its 1 000 (more may be left; alone, each call takes 1 000).
+local clean, queued, added, bytesHold = true, 0, 0, 0
 local function one(at)
   local key = KEYS[2 + tonumber(ARGV[at])]
   local depthLimit, member, hold, bytesLimit, bytes = tonumber(ARGV[at + 1]), ARGV[at + 2], tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4]), tonumber(ARGV[at + 5])
@@ -152,10 +155,11 @@ local function one(at)
   end
   local q = 0
   if bytesLimit > 0 then
-    if not bytesRead then
-      for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)) do giveBack(KEYS[1], m, KEYS[2]) end
-      queued = tonumber(redis.call('GET', KEYS[2]) or '0')
-      bytesRead = true
+    if clean then
+      local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)
+      for _, m in ipairs(old) do giveBack(KEYS[1], m, KEYS[2]) end
+      clean = #old == 1000
+      queued = tonumber(redis.call('GET', KEYS[2]) or '0') + added
     end
     if queued > 0 and queued + bytes > bytesLimit then return {-1, queued} end
     redis.call('ZADD', KEYS[1], now + hold, member .. ':' .. bytes)

@@ -74,6 +74,25 @@ describe('admitMany', () => {
     expect(await places(many)).toEqual(await places(one));
     expect(await many.get(keysOf('a').bytesTotal)).toBe('940');
   });
+
+  it('cleans expired places as admit does one call at a time when more than one clean-up (1 000) has expired', async () => {
+    // 2 500 expired places of 1 byte each (a gateway that died with them in flight); a limit of 2 000.
+    for (const r of [one, many]) {
+      await r.del(keysOf('g').bytes, keysOf('g').bytesTotal);
+      const old = Array.from({ length: 2500 }, (_, i) => [1, `gone${i}:1`]).flat();
+      await r.zadd(keysOf('g').bytes, ...(old as Array<string | number>));
+      await r.set(keysOf('g').bytesTotal, 2500);
+    }
+    // Alone, each call cleans up to 1 000: g1 finds 1 500 (admitted), g2 500 expired and g1's 100
+    // (refused), g3 only g1's (the rest cleaned: admitted), g4 g1's and g3's (nothing to clean).
+    const rs = [req('g', 'g1', 0, 2000, 100), req('g', 'g2', 0, 2000, 1450), req('g', 'g3', 0, 2000, 1450), req('g', 'g4', 0, 2000, 1450)];
+    const singly: Admission[] = [];
+    for (const r of rs) singly.push(await admit(one, r));
+    expect(singly.map((a) => (a.admitted ? 'ok' : a.full === 'bytes' ? a.queuedBytes : a.full))).toEqual(['ok', 600, 'ok', 1550]);
+    expect(await admitMany(many, rs)).toEqual(singly);
+    expect(await places(many)).toEqual(await places(one));
+    expect(await many.get(keysOf('g').bytesTotal)).toBe('1550');
+  });
 });
 
 describe('admitSoon', () => {
