@@ -87,7 +87,7 @@ async function startOn(port: number, opts: { dir: string; persist: boolean }): P
     kill: () => void child.kill('SIGTERM'),
     stop: () =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
       }),

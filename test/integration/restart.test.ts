@@ -73,6 +73,17 @@ describe('restart', () => {
     }
   });
 
+  it('stopping a private redis-server that a signal already killed (the OOM killer, say) returns at once', async () => {
+    const r = await startRedisServer({ dir: tmp(), persist: false });
+    const probe = createRedis(r.url);
+    const pid = Number(/process_id:(\d+)/.exec(await probe.info('server'))![1]);
+    probe.disconnect();
+    process.kill(pid, 'SIGKILL');
+    await new Promise((done) => setTimeout(done, 500));
+    // server.ts's SIGTERM awaits it: before, it waited for an exit that had come, until its 30 s backstop.
+    expect(await Promise.race([r.stop().then(() => 'stopped'), new Promise((done) => setTimeout(done, 5000, 'hung'))])).toBe('stopped');
+  });
+
   it('without redis-server on PATH, says how to install one', async () => {
     const path = process.env.PATH;
     process.env.PATH = tmp();
