@@ -1,6 +1,11 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import { asBruleeError } from '../../functions/http/errors';
 import { admit, admitMany, admitSoon, type Admission, type AdmissionRequest } from '../../queue/admission';
-import { createRedis } from '../../queue/connection';
+import { createRedis, waitForRedis } from '../../queue/connection';
+import { startRedisServer } from '../../queue/redis-server';
 
 /*
  * Several calls admitted in one script (queue/admission.ts `admitMany`, `admitSoon`), against a real
@@ -125,4 +130,54 @@ describe('admitSoon', () => {
       redis.sendCommand = send;
     }
   });
+});
+
+describe('admitSoon, turn after turn and when Redis goes away', () => {
+  const sleep = (ms: number) => new Promise<'hung'>((r) => setTimeout(r, ms, 'hung'));
+
+  it('a busy turn after a batch was sent makes a batch of its own, answered too', async () => {
+    await redis.ping();
+    for (let turn = 0; turn < 3; turn++) {
+      const pending = redis.ping();
+      const two = Promise.all([admitSoon(redis, req('h', `h${turn}a`, 0, 0, 1)), admitSoon(redis, req('h', `h${turn}b`, 0, 0, 1))]);
+      const answers = await Promise.race([two, sleep(3000)]);
+      expect(answers, `turn ${turn}`).not.toBe('hung');
+      await pending;
+    }
+  });
+
+  it("every call of a batch whose connection is lost gets Redis's 503 (the one error mapping), none waits for ever", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'brulee-admitsoon-'));
+    const own = await startRedisServer({ dir, persist: false });
+    // As the gateway's connection: commands fail rather than wait while Redis is away.
+    const conn = createRedis(own.url, { failFast: true });
+    try {
+      await waitForRedis(conn);
+      // Lost before the batch is sent: its socket is gone, the connection still says 'ready'.
+      let pending = conn.ping().catch(() => undefined);
+      let calls = [admitSoon(conn, req('i', 'i1', 2, 0, 1)), admitSoon(conn, req('j', 'j1', 2, 0, 1))];
+      conn.stream.destroy();
+      let outcomes = await Promise.race([Promise.allSettled(calls), sleep(5000)]);
+      expect(outcomes).not.toBe('hung');
+      expect((outcomes as PromiseSettledResult<Admission>[]).map((o) => (o.status === 'rejected' ? asBruleeError(o.reason).status : o.status))).toEqual([503, 503]);
+      await pending;
+      await waitForRedis(conn);
+      // Lost with the batch sent (to a Redis stopped before it could run it), and Redis gone for good.
+      const pid = Number(/process_id:(\d+)/.exec(await conn.info('server'))![1]);
+      process.kill(pid, 'SIGSTOP');
+      pending = conn.ping().catch(() => undefined);
+      calls = [admitSoon(conn, req('i', 'i2', 2, 0, 1)), admitSoon(conn, req('j', 'j2', 2, 0, 1)), admitSoon(conn, req('j', 'j3', 2, 0, 1))];
+      await new Promise((r) => setImmediate(r));
+      expect(conn.commandQueue.length).toBe(2);
+      process.kill(pid, 'SIGKILL');
+      outcomes = await Promise.race([Promise.allSettled(calls), sleep(10_000)]);
+      expect(outcomes).not.toBe('hung');
+      expect((outcomes as PromiseSettledResult<Admission>[]).map((o) => (o.status === 'rejected' ? asBruleeError(o.reason).status : o.status))).toEqual([503, 503, 503]);
+      await pending;
+    } finally {
+      conn.disconnect();
+      await own.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
