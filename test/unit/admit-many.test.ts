@@ -98,6 +98,30 @@ describe('admitMany', () => {
     expect(await places(many)).toEqual(await places(one));
     expect(await many.get(keysOf('g').bytesTotal)).toBe('1550');
   });
+
+  it('admits a call alone in the queue whatever its bytes, and keeps each set for the longest hold of the batch, as admit does', async () => {
+    const keysK = (k: string) => ({ depth: `${ns}:admitted:${k}`, bytes: `${ns}:bytes:${k}`, bytesTotal: `${ns}:bytes:${k}:total` });
+    const at = (k: string, member: string, bytes: number, holdMs: number): AdmissionRequest => ({ keys: keysK(k), member, limits: { depth: 5, bytes: 1000 }, bytes, holdMs });
+    // k1 is over the limit but alone in its queue (admitted); k2 then finds it there. Of l's three
+    // calls, all admitted, the longest hold comes first.
+    const batches = [
+      [at('k', 'k1', 5000, 60_000), at('k', 'k2', 10, 60_000)],
+      [at('l', 'l1', 10, 600_000), at('l', 'l2', 10, 1_000), at('l', 'l3', 10, 2_000)],
+    ];
+    const answers: string[][] = [];
+    for (const rs of batches) {
+      const singly: Admission[] = [];
+      for (const r of rs) singly.push(await admit(one, r));
+      expect(await admitMany(many, rs)).toEqual(singly);
+      answers.push(singly.map((a) => (a.admitted ? 'ok' : a.full)));
+    }
+    expect(answers).toEqual([['ok', 'bytes'], ['ok', 'ok', 'ok']]);
+    for (const key of Object.values(keysK('l'))) {
+      const [ttlOne, ttlMany] = [await one.pttl(key), await many.pttl(key)];
+      expect(ttlOne, key).toBeGreaterThan(600_000);
+      expect(Math.abs(ttlMany - ttlOne), key).toBeLessThan(10_000);
+    }
+  });
 });
 
 describe('admitSoon', () => {
