@@ -151,11 +151,16 @@ function perFunctionTimes(trace: Trace): Float64Array[] {
  */
 export class FutureIndex implements FutureFacts {
   private readonly servedCount: Uint32Array;
-  // usesWithin's cursor per function: winEnd[f] is the first arrival (from the served pointer on)
-  // after winLim[f], the last limit asked. Limits only grow as the clock moves, so a call resumes
-  // from there instead of a binary search (which it falls back to when a limit is lower).
-  private readonly winEnd: Uint32Array;
-  private readonly winLim: Float64Array;
+  // usesWithin's counts: upTo[f] is how many arrivals of function f come at or before `lim`, the
+  // highest limit asked so far, kept by one cursor over every arrival in time order (allTimes,
+  // allFns). Limits only grow as the clock moves, so a call reads a count (and the cursor moves
+  // over each arrival once in a run) instead of walking f's arrivals; a lower limit falls back to
+  // a binary search from the served pointer.
+  private readonly allTimes: Float64Array;
+  private readonly allFns: ArrayLike<number>;
+  private readonly upTo: Uint32Array;
+  private cursor = 0;
+  private lim = -Infinity;
   // The last key looked up (oracles ask usesWithin, then nextUse, of the same key).
   private lastKey: string | undefined;
   private lastF = -1;
@@ -167,13 +172,22 @@ export class FutureIndex implements FutureFacts {
   private readonly posF: number[] = [];
   private pos = 0;
 
+  /** `all`: every arrival in time order (the trace's `times` and `fns`); made from `perFn` when not given. */
   constructor(
     private readonly perFn: readonly Float64Array[],
     private readonly keyIndex: ReadonlyMap<string, number>,
+    all?: { times: Float64Array; fns: ArrayLike<number> },
   ) {
     this.servedCount = new Uint32Array(perFn.length);
-    this.winEnd = new Uint32Array(perFn.length);
-    this.winLim = new Float64Array(perFn.length).fill(-Infinity);
+    this.upTo = new Uint32Array(perFn.length);
+    if (all) {
+      this.allTimes = all.times;
+      this.allFns = all.fns;
+    } else {
+      const pairs = perFn.flatMap((arr, f) => Array.from(arr, (t) => [t, f] as const)).sort((a, b) => a[0] - b[0]);
+      this.allTimes = Float64Array.from(pairs, (p) => p[0]);
+      this.allFns = Uint32Array.from(pairs, (p) => p[1]);
+    }
   }
 
   /** The next arrival of function f has been served (dispatched or refused). */
@@ -215,25 +229,33 @@ export class FutureIndex implements FutureFacts {
   usesWithin(key: string, now: number, horizonMs: number): number {
     const f = this.indexOf(key);
     if (f < 0) return 0;
-    const arr = this.perFn[f]!;
     const start = this.servedCount[f]!;
     const lim = now + horizonMs;
-    let lo: number;
-    if (lim >= this.winLim[f]!) {
-      lo = Math.max(this.winEnd[f]!, start);
-      while (lo < arr.length && arr[lo]! <= lim) lo++;
-    } else {
-      lo = start;
-      let hi = arr.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (arr[mid]! <= lim) lo = mid + 1;
-        else hi = mid;
-      }
+    if (lim >= this.lim) {
+      if (lim > this.lim) this.advance(lim);
+      // Arrivals at or before lim from the served pointer on (none when it is past them).
+      const n = this.upTo[f]! - start;
+      return n > 0 ? n : 0;
     }
-    this.winEnd[f] = lo;
-    this.winLim[f] = lim;
+    const arr = this.perFn[f]!;
+    let lo = start;
+    let hi = arr.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (arr[mid]! <= lim) lo = mid + 1;
+      else hi = mid;
+    }
     return lo - start;
+  }
+
+  /** Counts the arrivals up to `lim` (higher than any limit before). */
+  private advance(lim: number): void {
+    const { allTimes, allFns, upTo } = this;
+    const n = allTimes.length;
+    let c = this.cursor;
+    while (c < n && allTimes[c]! <= lim) upTo[allFns[c++]!]!++;
+    this.cursor = c;
+    this.lim = lim;
   }
 }
 
@@ -436,7 +458,7 @@ class NodeRun {
     this.slotTouch = new Float64Array(K).fill(Infinity);
     this.slotModel = new Int32Array(K).fill(-1);
 
-    this.future = opts.future === true ? new FutureIndex(perFunctionTimes(trace), this.keyIndex) : undefined;
+    this.future = opts.future === true ? new FutureIndex(perFunctionTimes(trace), this.keyIndex, trace) : undefined;
     this.req = { now: 0, needBytes: 0, candidates: this.residentEntries, incoming: this.entries[0]! };
     if (this.future) this.req.future = this.future;
 
