@@ -1,6 +1,6 @@
 import { IdDeadlineHeap, NONE } from './heap';
 import { Selection } from './select';
-import type { EvictionPolicy } from './types';
+import type { EvictionPolicy, Victim } from './types';
 
 /**
  * Fixed keep-alive (the default of most serverless platforms, e.g. 10 minutes): a model idle
@@ -36,6 +36,14 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
     const id = ends.peekId();
     return lastUse[id]! + ttlMs === ends.peekTime();
   };
+  // expiryCandidates' ids, and its answer when it names one key, reused from call to call.
+  let due = new Int32Array(16);
+  const grow = (a: Int32Array) => {
+    const b = new Int32Array(2 * a.length);
+    b.set(a);
+    return b;
+  };
+  const oneKey: string[] = [''];
   const sel = new Selection();
   const expiredReason = `keep-alive of ${ttlMs} ms expired`;
   const policy: EvictionPolicy = {
@@ -59,9 +67,12 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
       );
     },
     expired(entries, now) {
-      return entries
-        .filter((e) => now - e.lastUsedAt >= ttlMs)
-        .map((e) => ({ key: e.key, reason: expiredReason }));
+      const out: Victim[] = [];
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i]!;
+        if (now - e.lastUsedAt >= ttlMs) out.push({ key: e.key, reason: expiredReason });
+      }
+      return out;
     },
   };
   return Object.assign(policy, {
@@ -88,14 +99,25 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
     expiryCandidates(now: number): readonly string[] {
       // Loaded models idle for about the keep-alive or longer (1 ms of slack for rounding:
       // `expired` decides exactly). Those still loaded after this check are looked at again.
+      // (The caller reads the answer before the next call: an array of one is reused.)
       if (ends.peekTime() > now + 1) return NONE;
-      const due: number[] = [];
+      let n = 0;
       while (ends.peekTime() <= now + 1) {
-        if (topCurrent()) due.push(ends.peekId());
+        if (topCurrent()) {
+          if (n === due.length) due = grow(due);
+          due[n++] = ends.peekId();
+        }
         ends.pop();
       }
-      for (const id of due) ends.push(lastUse[id]! + ttlMs, id);
-      return due.map((id) => keys[id]!);
+      if (n === 0) return NONE;
+      // Mostly one: then an array of one reused from call to call.
+      const out = n === 1 ? oneKey : new Array<string>(n);
+      for (let j = 0; j < n; j++) {
+        const id = due[j]!;
+        ends.push(lastUse[id]! + ttlMs, id);
+        out[j] = keys[id]!;
+      }
+      return out;
     },
   });
 }
