@@ -198,15 +198,16 @@ export class StatsOps implements StatsWriter {
 }
 
 /**
- * The counts of calls answered in this process (`RuntimeNode.invokeHere`), sent to Redis together,
- * in one script, their ops merged (`StatsOps.merge`). A batch is those counted in one run of
- * microtasks (a `process.nextTick` queued from a microtask runs once the microtask queue is empty)
- * when no other call is running; else those counted until the end of this turn of the event loop
- * (a `setImmediate`): onnxruntime ends each run in a `setImmediate` of its own, so under load each
- * call was alone in its run of microtasks. Each call's promise resolves when its batch is written,
- * so its answer still follows its counts on the wire: a caller that has its answer sees it counted.
- * Under 64 callers each call was one script (14 commands, most of them the same increments of the
- * same hash) and one socket write of its own.
+ * The counts of calls answered in this process (`RuntimeNode.invokeHere`), sent to Redis together
+ * while other calls run here: those counted until the end of this turn of the event loop (a
+ * `setImmediate`) leave in one script, their ops merged (`StatsOps.merge`). onnxruntime-node ends
+ * each run in a `setImmediate` of its own, so under load each call was alone in its run of
+ * microtasks and its counts were a script and a socket write of their own (14 commands, most of
+ * them the same increments of the same hash). A call with no other running (a lone caller, a cold
+ * start) is sent at once, as before: holding it would let the heartbeat that publishes its load
+ * (held until after the answer, queue/held-writes.ts) go first. Each call's promise resolves when
+ * its counts are written, so its answer still follows them on the wire: a caller that has its
+ * answer sees it counted.
  */
 export class CountsOut {
   private batch: Array<{ id: string; writes: StatsOps }> = [];
@@ -223,11 +224,15 @@ export class CountsOut {
     private readonly othersRunning: (n: number) => boolean,
   ) {}
 
-  /** Adds a call's counts to the batch; resolves once the batch is written (not applied). */
+  /** Sends a call's counts, or adds them to this turn's batch; resolves once they are written (not applied). */
   add(id: string, writes: StatsOps): Promise<void> {
     if (this.batch.length === 0) {
+      if (!this.othersRunning(1)) {
+        this.send(id, writes);
+        return Promise.resolve();
+      }
       this.written = new Promise((resolve) => (this.done = resolve));
-      process.nextTick(() => (this.othersRunning(this.batch.length) ? setImmediate(() => this.flush()) : this.flush()));
+      setImmediate(() => this.flush());
     }
     this.batch.push({ id, writes });
     return this.written;

@@ -104,9 +104,9 @@ describe('StatsOps.merge', () => {
 });
 
 describe('CountsOut', () => {
-  it('sends the calls counted in one run of microtasks in one script, resolving each once it is written', async () => {
+  it('with other calls running, sends those counted until the end of the turn in one script, resolving each once it is written', async () => {
     const sent: Array<{ id: string; count: number; writing: number }> = [];
-    let running = 0;
+    const running = 4;
     const out = new CountsOut(
       (id, writes) => {
         void applyWrites(redis, k, id, writes);
@@ -120,56 +120,47 @@ describe('CountsOut', () => {
       o.hincrby(`${ns}:counted`, 'n', n);
       return o;
     };
-    const ids = [randomUUID(), randomUUID(), randomUUID()];
-    // Two calls now, one a microtask later: one run of microtasks, one script.
-    const first = [out.add(ids[0]!, op(1)), out.add(ids[1]!, op(2))];
+    const ids = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+    // Runs ending in immediates of one turn (onnxruntime ends each run in one of its own): two
+    // calls counted in the first, one a microtask later, one in the next: one script, after the last.
+    const added: Array<Promise<void>> = [];
+    await new Promise<void>((resolve) => {
+      setImmediate(() => {
+        added.push(out.add(ids[0]!, op(1)), out.add(ids[1]!, op(2)));
+        void Promise.resolve().then(() => added.push(out.add(ids[2]!, op(4))));
+      });
+      setImmediate(() => {
+        added.push(out.add(ids[3]!, op(8)));
+        resolve();
+      });
+    });
     expect(sent).toEqual([]);
-    const third = Promise.resolve().then(() => out.add(ids[2]!, op(4)));
-    await Promise.all([...first, third]);
+    await Promise.all(added);
     // Written (handed to the socket, nothing left in this process) before any caller went on.
     expect(sent).toEqual([{ id: ids[0], count: 1, writing: 0 }]);
-    expect(await redis.hget(`${ns}:counted`, 'n')).toBe('7');
-    // A call in a later turn is a script of its own.
-    await out.add(ids[1]!, op(8));
-    expect(sent.map((s) => s.id)).toEqual([ids[0], ids[1]]);
-    // Once per batch id: the marker of the first batch's id keeps a resent batch from counting twice.
+    expect(await redis.hget(`${ns}:counted`, 'n')).toBe('15');
+    // Once per batch id: the marker of the first call's id keeps a resent batch from counting twice.
     await applyWrites(redis, k, ids[0]!, op(100));
     expect(await redis.hget(`${ns}:counted`, 'n')).toBe('15');
   });
 
-  it('with other calls running, sends those counted until the end of the turn together (onnxruntime ends each run in an immediate of its own)', async () => {
+  it('sends a call with no other running at once (a lone caller, a cold start: before its heartbeat)', async () => {
     const sent: string[] = [];
-    let running = 3;
     const out = new CountsOut(
       (id, writes) => {
         void applyWrites(redis, k, id, writes);
         sent.push(id);
       },
-      (n) => running > n,
+      (n) => 1 > n,
     );
     await redis.ping();
-    const op = () => {
-      const o = new StatsOps();
-      o.hincrby(`${ns}:turn`, 'n', 1);
-      return o;
-    };
-    const ids = [randomUUID(), randomUUID(), randomUUID()];
-    // Three calls ending in three immediates of one turn: one script, after the last.
-    const ended = await new Promise<Array<Promise<void>>>((resolve) => {
-      const all: Array<Promise<void>> = [];
-      for (const id of ids) setImmediate(() => all.push(out.add(id, op())) === ids.length && resolve(all));
-    });
-    expect(sent).toEqual([]);
-    await Promise.all(ended);
-    expect(sent).toEqual([ids[0]]);
-    expect(await redis.hget(`${ns}:turn`, 'n')).toBe('3');
-    // Alone (nothing else running), a call's counts leave at the end of its run of microtasks.
-    running = 1;
-    const alone = out.add(randomUUID(), op());
-    await Promise.resolve();
-    expect(sent.length).toBe(1);
-    await new Promise((r) => process.nextTick(r));
-    expect(sent.length).toBe(2);
+    const o = new StatsOps();
+    o.hincrby(`${ns}:alone`, 'n', 1);
+    const id = randomUUID();
+    const alone = out.add(id, o);
+    expect(sent).toEqual([id]);
+    expect(redis.stream.writableLength).toBe(0);
     await alone;
+    expect(await redis.hget(`${ns}:alone`, 'n')).toBe('1');
   });
 });
