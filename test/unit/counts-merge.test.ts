@@ -101,6 +101,18 @@ describe('StatsOps.merge', () => {
     // 12 calls' 143 ops are 64 merged (3 functions, cold and warm, errors, places given back).
     expect([calls.reduce((n, o) => n + o.count, 0), m.count]).toEqual([143, 64]);
   });
+
+  it("applies a merge of more calls of one function than Lua's unpack takes at once (~8 000): every count, every place given back", async () => {
+    // 8 500 calls of one batched function answered in one turn (16 slots of maxBatch 1 024 allow it).
+    await merged.set(k.fn('many'), '{}');
+    const calls = Array.from({ length: 8500 }, (_, i) => call('many', { outcome: 'ok', coldStart: false, loaded: false, loadMs: 0, execMs: i, countsRun: true, totalMs: i }, { depth: true, bytes: 0 }));
+    const members = calls.map((o) => o.args[o.args.indexOf('ZREM') + 2] as string);
+    await merged.zadd(k.admitted('many'), ...members.flatMap((m) => [Date.now() + 60_000, m]));
+    await applyWrites(merged, k, randomUUID(), StatsOps.merge(calls));
+    expect(await merged.hget(k.fnStats('many'), 'invocations')).toBe('8500');
+    expect(await merged.zcard(k.admitted('many'))).toBe(0);
+    expect(await merged.lrange(k.fnSamples('many', 'exec'), 0, -1)).toEqual(Array.from({ length: 1000 }, (_, i) => (8499 - i).toFixed(3)));
+  });
 });
 
 describe('CountsOut', () => {
