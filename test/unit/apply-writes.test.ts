@@ -27,8 +27,11 @@ describe('applyWrites', () => {
     const waiting = redis.ping();
     const o = new StatsOps();
     o.hincrby(`${k.cluster}:counted`, 'invocations', 1);
+    const queued = redis.commandQueue.length;
     const counted = applyWrites(redis, k, randomUUID(), o);
-    // Handed to the socket before applyWrites returned: nothing left in this process.
+    // Handed to the socket before applyWrites returned (the script, after its SCRIPT LOAD on a new
+    // socket: in ioredis's queue of commands written and waiting for replies), nothing left in this process.
+    expect(redis.commandQueue.length - queued).toBeGreaterThan(0);
     expect(redis.stream.writableLength).toBe(0);
     await Promise.all([counted, waiting]);
     expect(await other.hget(`${k.cluster}:counted`, 'invocations')).toBe('1');
