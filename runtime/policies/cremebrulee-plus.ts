@@ -1,4 +1,5 @@
 import { PositionMemo } from './memo';
+import { LoadedFacts } from './plus-select';
 import { Selection } from './select';
 import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from './types';
 
@@ -100,20 +101,32 @@ function trimmed(
   return dropped === undefined ? victims : victims.filter((_, i) => dropped[i] !== true);
 }
 
-/** `trimmed` for victims whose sizes are `sizes` (in eviction order), keeping every one worth it. */
-function trimmedBySize(victims: Victim[], sizes: readonly number[], needBytes: number): Victim[] {
+/**
+ * `trimmed` for victims whose sizes are `sizes` (in eviction order), keeping every one worth it:
+ * `victims` (the caller's own array) is compacted in place.
+ */
+function trimmedBySize(victims: Victim[], sizes: Float64Array, needBytes: number, drop: Uint8Array): Victim[] {
+  const n = victims.length;
   let freed = 0;
-  for (let i = 0; i < sizes.length; i++) freed += sizes[i]!;
+  for (let i = 0; i < n; i++) freed += sizes[i]!;
   if (!(freed >= needBytes)) return victims;
-  let dropped: boolean[] | undefined;
-  for (let i = victims.length - 2; i >= 0; i--) {
+  // Walking back from the last but one, drop a victim while the others still free needBytes.
+  let dropped = 0;
+  for (let i = n - 2; i >= 0; i--) {
     const b = sizes[i]!;
+    drop[i] = 0;
     if (freed - b >= needBytes) {
-      (dropped ??= [])[i] = true;
+      drop[i] = 1;
+      dropped++;
       freed -= b;
     }
   }
-  return dropped === undefined ? victims : victims.filter((_, i) => dropped[i] !== true);
+  if (dropped === 0) return victims;
+  let k = 0;
+  for (let i = 0; i < n - 1; i++) if (drop[i] === 0) victims[k++] = victims[i]!;
+  victims[k++] = victims[n - 1]!;
+  victims.length = k;
+  return victims;
 }
 
 /** What the policy knows of one function. */
@@ -170,81 +183,6 @@ class AbsentList {
   }
 }
 
-/**
- * The loaded functions and, by function number (`Fn.id`), the facts their utility is computed from
- * as the hooks last reported them, in typed arrays: what `selectAmongLoaded` (a simulator speed
- * hint) scores instead of looking up each candidate's record by key.
- */
-class LoadedFacts {
-  gap = new Float64Array(64);
-  last = new Float64Array(64);
-  lastUsedAt = new Float64Array(64);
-  loadMs = new Float64Array(64);
-  sizeBytes = new Float64Array(64);
-  popularity = new Float64Array(64);
-  /**
-   * `max(gap, 1)` and the utility while idle no longer than that, `(1 / max(gap, 1)) × loadMs /
-   * max(1, sizeBytes)` (the score of such a function, whatever `now`), kept by `fix` whenever gap,
-   * load time or size changes; NaN without a learned gap.
-   */
-  maxGap = new Float64Array(64);
-  fixed = new Float64Array(64);
-  /** The loaded functions' numbers, in no order, and each one's place there (-1: not loaded). */
-  ids = new Int32Array(64);
-  at = new Int32Array(64).fill(-1);
-  n = 0;
-  /** Per place, taken as a victim by the request being answered. */
-  taken = new Uint8Array(64);
-
-  /** Room for function number `id`. */
-  ensure(id: number): void {
-    if (id < this.gap.length) return;
-    const m = 2 * this.gap.length;
-    const grow = (a: Float64Array) => {
-      const b = new Float64Array(m);
-      b.set(a);
-      return b;
-    };
-    this.gap = grow(this.gap);
-    this.last = grow(this.last);
-    this.lastUsedAt = grow(this.lastUsedAt);
-    this.loadMs = grow(this.loadMs);
-    this.sizeBytes = grow(this.sizeBytes);
-    this.popularity = grow(this.popularity);
-    this.maxGap = grow(this.maxGap);
-    this.fixed = grow(this.fixed);
-    const ids = new Int32Array(m);
-    ids.set(this.ids);
-    this.ids = ids;
-    const at = new Int32Array(m).fill(-1);
-    at.set(this.at);
-    this.at = at;
-    this.taken = new Uint8Array(m);
-  }
-
-  /** Recomputes `maxGap` and `fixed` of `id` from its gap, load time and size. */
-  fix(id: number): void {
-    const m = Math.max(this.gap[id]!, 1);
-    this.maxGap[id] = m;
-    this.fixed[id] = ((1 / m) * this.loadMs[id]!) / Math.max(1, this.sizeBytes[id]!);
-  }
-
-  add(id: number): void {
-    if (this.at[id]! >= 0) return;
-    this.at[id] = this.n;
-    this.ids[this.n++] = id;
-  }
-
-  delete(id: number): void {
-    const p = this.at[id]!;
-    if (p < 0) return;
-    const last = this.ids[--this.n]!;
-    this.ids[p] = last;
-    this.at[last] = p;
-    this.at[id] = -1;
-  }
-}
-
 /** Functions not loaded whose models have one size, highest utility bound first. */
 interface SizeGroup {
   readonly sizeBytes: number;
@@ -268,6 +206,14 @@ interface SizeGroup {
  * Prefetching (an option) goes through `prewarm`, which the simulator and the runtime's warm pool
  * (`WarmPool.prefetch`) both call.
  */
+/** What `prewarm` returns when it names nothing (callers only read it; frozen so none can add to it). */
+const NO_VICTIMS = Object.freeze([]) as unknown as Victim[];
+
+/**
+ * From this many loaded functions on, `selectAmongLoaded` answers from the order `LoadedFacts` keeps
+ * (plus-select.ts); below, scoring every one costs no more than keeping the order at every hook.
+ */
+const ORDER_FROM = 64;
 export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPolicy {
   const alpha = opts.alpha ?? 0.3;
   if (!(alpha > 0 && alpha <= 1)) throw new RangeError(`cremebrulee-plus: alpha must be in (0, 1], got ${alpha}`);
@@ -287,7 +233,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       f = { key: e.key, last: NaN, gap: NaN, sizeBytes: e.sizeBytes, loadMs: e.loadMs, popularity: e.popularity, lastUsedAt: e.lastUsedAt, loaded: false, calls: 0, first: NaN, boundAt: -1, absentAt: -1, bound: 0, group: undefined, id: freeIds.pop() ?? byId.length };
       fns.set(e.key, f);
       byId[f.id] = f;
-      facts.ensure(f.id);
+      facts.ensure(f.id, e.key);
       facts.gap[f.id] = NaN;
       facts.last[f.id] = NaN;
       facts.fix(f.id);
@@ -520,20 +466,33 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
    * hint, sim/hints.ts), scored from `facts` by function number instead of each candidate's record
    * found by key: the same operations on the same numbers, so the same scores; the same order
    * (score, then last use, then key: total, so the order the functions are visited in does not
-   * matter; repeated minimum scans, as `Selection.lowestScored`, whose heap beyond 8 victims gives
-   * that order too); the same trimming. Written for the settings the runtime runs (no popularity
-   * weight, no lifetime floor, no `vsPrefetch`, no reasons); otherwise `selectVictims` answers.
+   * matter); the same trimming. With `ORDER_FROM` or more loaded, from the order `facts` keeps
+   * (only the functions gone idle are scored); otherwise, or when a score is NaN, `scanAmong`
+   * scores every one. Written for the settings the runtime runs (no popularity weight, no lifetime
+   * floor, no `vsPrefetch`, no reasons); otherwise `selectVictims` answers.
    */
   const fastAmong = popW === 0 && floorW === 0 && !(prefetch && trimVsPrefetch);
-  const sizesScratch: number[] = [];
   const selectAmongLoaded = (req: EvictionRequest): Victim[] => {
-    const n = facts.n;
-    if (!fastAmong || sel.reasons || req.candidates.length !== n) return policy.selectVictims(req);
+    if (!fastAmong || sel.reasons || req.candidates.length !== facts.n) return policy.selectVictims(req);
     const now = req.now;
     const useOnce = oneWindow && seenCount > 0;
     const once = useOnce ? 1 / Math.max(1, now - firstSeenAt) : 0;
-    const { gap, last, lastUsedAt, loadMs, sizeBytes, popularity, maxGap, fixed, ids, taken } = facts;
+    const victims = (facts.n >= ORDER_FROM ? facts.lowest(now, useOnce, once, req.needBytes) : undefined) ?? scanAmong(now, useOnce, once, req.needBytes);
+    if (!trim || victims.length < 2 || (scarceNow && !trimScarce)) return victims;
+    if (dropScratch.length < victims.length) dropScratch = new Uint8Array(2 * victims.length);
+    return trimmedBySize(victims, facts.sizes, req.needBytes, dropScratch);
+  };
+  /**
+   * `selectAmongLoaded`'s victims by scoring every loaded function in the order of their places
+   * (`facts.ids`), then repeated minimum scans (as `Selection.lowestScored`, whose heap beyond 8
+   * victims gives that order too): below `ORDER_FROM` loaded, and for a request where some score
+   * is NaN (the order is then not total, and this scan's answer is the one the policy gave).
+   */
+  const scanAmong = (now: number, useOnce: boolean, once: number, need: number): Victim[] => {
+    const n = facts.n;
+    const { gap, last, lastUsedAt, loadMs, sizeBytes, popularity, maxGap, fixed, ids } = facts;
     const scores = sel.scores(n);
+    const taken = takenScratch.length >= n ? takenScratch : (takenScratch = new Uint8Array(2 * n));
     // The scores by place, and the first minimum (d < 0: lower; d > 0: higher; else the full order).
     let best = -1;
     let bestS = NaN;
@@ -558,9 +517,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       }
     }
     const victims: Victim[] = [];
-    const sizes = sizesScratch;
-    sizes.length = 0;
-    const need = req.needBytes;
+    const sizes = facts.sizes;
     let freed = 0;
     while (!(freed >= need) && victims.length < n) {
       if (victims.length > 0) {
@@ -577,13 +534,15 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       }
       taken[best] = 1;
       const id = ids[best]!;
-      victims.push({ key: byId[id]!.key, reason: '' });
-      sizes.push(sizeBytes[id]!);
+      sizes[victims.length] = sizeBytes[id]!;
+      victims.push(facts.victims[id]!);
       freed += sizeBytes[id]!;
     }
-    if (!trim || victims.length < 2 || (scarceNow && !trimScarce)) return victims;
-    return trimmedBySize(victims, sizes, need);
+    return victims;
   };
+  let takenScratch = new Uint8Array(64);
+  /** `trimmedBySize`'s marks (refilled by each request). */
+  let dropScratch = new Uint8Array(64);
   /** Place a before place b in `Selection.lowestScored`'s order (`before` in select.ts). */
   const placeBefore = (scores: Float64Array, a: number, b: number): boolean => {
     const d = scores[a]! - scores[b]!;
@@ -599,8 +558,8 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   if (prefetch) {
     policy.prewarm = (now, isResident, freeBytes) => {
       // Only where the caller says how much is free (and reports loads and evictions).
-      if (freeBytes === undefined) return [];
-      if (now < nextPrefetchAt) return [];
+      if (freeBytes === undefined) return NO_VICTIMS;
+      if (now < nextPrefetchAt) return NO_VICTIMS;
       let o: { prefetchCount?: number; prefetchEveryMs?: number; prefetchBy?: 'utility' | 'saving' | 'soonest'; prefetchDue?: number } = opts;
       if (scarce) {
         memorySeen = Math.max(memorySeen, loadedBytes + freeBytes);
@@ -631,14 +590,14 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
             }
           }
         }
-        if (best === undefined || isResident(best.key)) return [];
-        return [{ key: best.key, reason: sel.reasons ? `prefetch: utility ${bu.toExponential(3)}, among the highest of what is not loaded` : '' }];
+        if (best === undefined || isResident(best.key)) return NO_VICTIMS;
+        return [sel.reasons ? { key: best.key, reason: `prefetch: utility ${bu.toExponential(3)}, among the highest of what is not loaded` } : facts.victims[best.id]!];
       }
       if (minAbsentBytes === undefined) {
         minAbsentBytes = Infinity;
         for (const f of absent.fns) minAbsentBytes = Math.min(minAbsentBytes, f.sizeBytes);
       }
-      if (minAbsentBytes > freeBytes) return [];
+      if (minAbsentBytes > freeBytes) return NO_VICTIMS;
       const count = o.prefetchCount ?? 1;
       const by = o.prefetchBy ?? 'utility';
       const due = o.prefetchDue ?? 0;

@@ -4,6 +4,7 @@ import { gdsf } from '../../runtime/policies/gdsf';
 import { CREMEBRULEE_PLUS_TUNED } from '../../runtime/policies/index';
 import { lru } from '../../runtime/policies/lru';
 import { OrderedHeap, OrderedList } from '../../runtime/policies/ordered';
+import { LoadedFacts } from '../../runtime/policies/plus-select';
 import { seededRandom } from '../../runtime/policies/random';
 import { byScore, takeUntilFreed } from '../../runtime/policies/select';
 import type { EntryFacts, EvictionPolicy } from '../../runtime/policies/types';
@@ -89,12 +90,15 @@ describe('selectAmongLoaded answers as selectVictims does over the loaded models
 });
 
 describe('cremebrulee-plus: selectAmongLoaded answers as selectVictims does over the loaded models', () => {
+  // 30 functions: fewer than 64 loaded, every one scored; 150: more, answered from the order kept.
   const settings = [
-    ['tuned', () => cremebruleePlus(CREMEBRULEE_PLUS_TUNED)],
-    ['defaults', () => cremebruleePlus()],
-    ['no trimming, one sighting by popularity', () => cremebruleePlus({ trimVictims: false, oneSighting: 'popularity' })],
+    ['tuned', () => cremebruleePlus(CREMEBRULEE_PLUS_TUNED), 30],
+    ['defaults', () => cremebruleePlus(), 30],
+    ['no trimming, one sighting by popularity', () => cremebruleePlus({ trimVictims: false, oneSighting: 'popularity' }), 30],
+    ['tuned, 150 functions', () => cremebruleePlus(CREMEBRULEE_PLUS_TUNED), 150],
+    ['defaults, 150 functions', () => cremebruleePlus(), 150],
   ] as const;
-  for (const [name, make] of settings) {
+  for (const [name, make, fns] of settings) {
     it(`${name}: hooks in random order, tied scores and last uses, many victims, forgotten functions`, () => {
       const r = seededRandom(name.length + 20);
       for (let round = 0; round < 60; round++) {
@@ -104,7 +108,7 @@ describe('cremebrulee-plus: selectAmongLoaded answers as selectVictims does over
         let now = 0;
         for (let step = 0; step < 400; step++) {
           if (r() < 0.4) now += Math.floor(r() * 3) * 500;
-          const key = `m${Math.floor(r() * 30)}`;
+          const key = `m${Math.floor(r() * fns)}`;
           const e = loaded.get(key);
           const x = r();
           if (e && x < 0.2) {
@@ -130,6 +134,90 @@ describe('cremebrulee-plus: selectAmongLoaded answers as selectVictims does over
             // Up to every loaded model's bytes (more than 8 victims now and then).
             const req = { now, needBytes: Math.floor(r() * r() * 40), candidates: [...loaded.values()].sort(() => r() - 0.5), incoming: loaded.values().next().value! };
             expect(p.selectAmongLoaded!(req)).toEqual(p.selectVictims(req));
+          }
+        }
+      }
+    });
+  }
+});
+
+// cremebrulee-plus's loaded functions (runtime/policies/plus-select.ts): `lowest` keeps those within
+// their gap in a heap by fixed score (and one by the time each goes idle) and scores the rest. It
+// must give the victims of a full sort by (score, last use, key) of the plain formula, whatever the
+// hooks did in between (several changed between two requests, calls after long idle spells).
+describe('LoadedFacts: lowest gives the victims of a full sort', () => {
+  /** The plain formula and order, from the facts as the hooks left them. */
+  const plain = (f: LoadedFacts, now: number, useOnce: boolean, once: number, need: number): string[] => {
+    const rows: { key: string; s: number; l: number; size: number }[] = [];
+    for (let p = 0; p < f.n; p++) {
+      const id = f.ids[p]!;
+      const g = f.gap[id]!;
+      const last = Number.isNaN(f.last[id]!) ? f.lastUsedAt[id]! : f.last[id]!;
+      const rate = Number.isNaN(g) ? (useOnce ? once : f.popularity[id]! * 1e-6) : 1 / Math.max(g, now - last, 1);
+      rows.push({ key: f.keys[id]!, s: (rate * f.loadMs[id]!) / Math.max(1, f.sizeBytes[id]!), l: f.lastUsedAt[id]!, size: f.sizeBytes[id]! });
+    }
+    rows.sort((a, b) => a.s - b.s || a.l - b.l || (a.key < b.key ? -1 : 1));
+    const out: string[] = [];
+    let freed = 0;
+    for (const r of rows) {
+      if (freed >= need) break;
+      out.push(r.key);
+      freed += r.size;
+    }
+    return out;
+  };
+  for (const fns of [12, 40, 150]) {
+    it(`${fns} functions: random loads, calls, evictions and forgetting; idle and not, ties, many victims`, () => {
+      const r = seededRandom(fns);
+      for (let round = 0; round < 40; round++) {
+        const f = new LoadedFacts();
+        for (let id = 0; id < fns; id++) {
+          f.ensure(id, `f${String((id * 7919) % fns).padStart(3, '0')}`);
+          f.gap[id] = NaN;
+          f.last[id] = NaN;
+          f.fix(id);
+        }
+        let now = 0;
+        for (let step = 0; step < 600; step++) {
+          // Whole seconds mostly (ties), now and then a jump past most gaps.
+          now += r() < 0.05 ? 20_000 : Math.floor(r() * 3) * 500;
+          const id = Math.floor(r() * fns);
+          const x = r();
+          if (f.at[id]! >= 0 && x < 0.25) f.delete(id);
+          else if (x < 0.28) {
+            // Forgotten: no gap, no last call.
+            f.delete(id);
+            f.gap[id] = NaN;
+            f.last[id] = NaN;
+            f.fix(id);
+          } else {
+            // A call (or a load): gap and last call as the policy's `seen` leaves them, then its `note`.
+            if (r() < 0.8) {
+              const l = f.last[id]!;
+              if (!Number.isNaN(l)) f.gap[id] = Number.isNaN(f.gap[id]!) ? Math.max(1, now - l) : f.gap[id]! + 0.3 * (Math.max(1, now - l) - f.gap[id]!);
+              f.last[id] = now;
+            }
+            f.lastUsedAt[id] = r() < 0.1 ? now - 500 : now;
+            f.loadMs[id] = [500, 1000, 2000][Math.floor(r() * 3)]!;
+            f.sizeBytes[id] = [1, 2, 4][Math.floor(r() * 3)]!;
+            f.popularity[id] = r() < 0.5 ? 0 : 0.5;
+            f.fix(id);
+            f.add(id);
+          }
+          if (step % 3 === 0 && f.n > 0) {
+            // Now and then just past a loaded function's gap (or at it): it has just gone idle.
+            if (r() < 0.3) {
+              const id = f.ids[Math.floor(r() * f.n)]!;
+              const l = Number.isNaN(f.last[id]!) ? f.lastUsedAt[id]! : f.last[id]!;
+              if (!Number.isNaN(f.gap[id]!)) now = Math.max(now, l + f.maxGap[id]! + [0, 1e-3, 1, 100][Math.floor(r() * 4)]!);
+            }
+            const need = Math.floor(r() * r() * 3 * f.n);
+            const useOnce = r() < 0.7;
+            const once = useOnce ? 1 / Math.max(1, now) : 0;
+            const want = plain(f, now, useOnce, once, need);
+            const viaOrder = f.lowest(now, useOnce, once, need)!.map((v) => v.key);
+            expect(viaOrder).toEqual(want);
+            expect([...f.sizes.subarray(0, want.length)]).toEqual(want.map((k) => f.sizeBytes[f.keys.indexOf(k)]!));
           }
         }
       }
