@@ -2,6 +2,11 @@ import { IdDeadlineHeap, IdSet, NONE } from './heap';
 import { Selection } from './select';
 import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from './types';
 
+/** Which deadline heap `earliest` looks at: what makes a reminder in it live. */
+const LOADED = 0; // loaded (keep-alive ends of loaded models)
+const WINDOW = 1; // pending and not yet ripe (pre-warm window starts)
+const PENDING = 2; // pending (keep-alive ends of pending functions)
+
 export interface HybridHistogramOptions {
   /** Histogram range (idle times beyond it are out of bounds), ms. @default 14400000 (4 h) */
   rangeMs?: number;
@@ -43,7 +48,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   // Per-function state, by an id of the policy's own (ids in order of first sighting, reused only
   // once `drop`ped): `known` once invoked (its histogram exists), then its last invocation, histogram
   // (`bins[id × nBins + b]`), sample counts, sum of squared bin counts (for the CV test without a
-  // pass over the bins), highest bin with a count (-1: none) and its windows from the last
+  // pass over the bins), its percentiles (below) and its windows from the last
   // invocation (unloaded until `prewarmAt`, loaded until `keepUntil`). Typed arrays, grown by
   // doubling: the hooks run for every call the simulator replays.
   const idOf = new Map<string, number>();
@@ -58,7 +63,14 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   let samples = new Float64Array(0);
   let outOfRange = new Float64Array(0);
   let sumSq = new Float64Array(0);
-  let topBin = new Int32Array(0);
+  // The two percentiles (head, tail) of each function, kept as samples come (at [2 × id + k], k
+  // 0 for the head, 1 for the tail): the lowest bin whose count up to it reaches the percentile's
+  // target when last asked (nBins: none does), and the counts below it and up to it. A new sample
+  // moves the target and the counts by at most one each, so the answer moves by a bin or so: no
+  // pass over the histogram per invocation.
+  let pctBin = new Int32Array(0);
+  let pctBelow = new Float64Array(0);
+  let pctUpTo = new Float64Array(0);
   let prewarmAt = new Float64Array(0);
   let keepUntilOf = new Float64Array(0);
   /** Model sizes as the hooks report them (0 until reported). */
@@ -105,7 +117,9 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         samples = grown(samples, cap);
         outOfRange = grown(outOfRange, cap);
         sumSq = grown(sumSq, cap);
-        topBin = grown(topBin, cap);
+        pctBin = grown(pctBin, 2 * cap);
+        pctBelow = grown(pctBelow, 2 * cap);
+        pctUpTo = grown(pctUpTo, 2 * cap);
         prewarmAt = grown(prewarmAt, cap);
         keepUntilOf = grown(keepUntilOf, cap);
         sizes = grown(sizes, cap);
@@ -127,7 +141,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   const drop = (id: number, key: string): void => {
     idOf.delete(key);
     freeIds.push(id);
-    for (const a of [known, last, samples, outOfRange, sumSq, topBin, prewarmAt, keepUntilOf, sizes, lastUsed, seq, pending, ripeFlag, loaded]) a[id] = 0;
+    for (const a of [known, last, samples, outOfRange, sumSq, prewarmAt, keepUntilOf, sizes, lastUsed, seq, pending, ripeFlag, loaded]) a[id] = 0;
     pdAt[id] = wsAt[id] = ldAt[id] = NaN; // (reminders left in the heaps for it stand for nothing: `earliest`)
     bins.fill(0, id * nBins, (id + 1) * nBins);
     nonEmpty.fill(0, id * words, (id + 1) * words);
@@ -170,23 +184,23 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   };
   /**
    * The earliest deadline in `heap` (Infinity: none): reminders that stand for nothing are
-   * dropped, and one early for its deadline (`deadline[id]`, while `live(id)`) is pushed again at it.
+   * dropped, and one early for its deadline (`deadline[id]`, while live: `kind`'s test) is pushed
+   * again at it. (One function for the three heaps, told which by a number rather than a
+   * closure: a call it can inline.)
    */
-  const earliest = (heap: IdDeadlineHeap, at: Float64Array, deadline: Float64Array, live: (id: number) => boolean): number => {
+  const earliest = (heap: IdDeadlineHeap, at: Float64Array, deadline: Float64Array, kind: 0 | 1 | 2): number => {
     while (heap.size > 0) {
       const t = heap.peekTime();
       const id = heap.peekId();
-      if (at[id] === t && deadline[id] === t && live(id)) break;
+      const live = kind === LOADED ? loaded[id] !== 0 : pending[id] !== 0 && (kind === PENDING || ripeFlag[id] === 0);
+      if (at[id] === t && deadline[id] === t && live) break;
       heap.pop();
       if (at[id] !== t) continue; // superseded by an earlier one
       at[id] = NaN;
-      if (live(id)) remind(heap, at, id, deadline[id]!);
+      if (live) remind(heap, at, id, deadline[id]!);
     }
     return heap.peekTime();
   };
-  const pendingLive = (id: number): boolean => pending[id] !== 0;
-  const windowLive = (id: number): boolean => pending[id] !== 0 && ripeFlag[id] === 0;
-  const loadedLive = (id: number): boolean => loaded[id] !== 0;
   /** Loaded, used models that may be inside their idle (pre-pre-warm) window. */
   const idle = new IdSet();
   /**
@@ -208,45 +222,66 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   /** This request's mark in `takenAt` (no clearing per request). */
   let takenMark = 0;
 
-  /** The first bin whose cumulative count reaches pct% of the samples (the last bin if none does). */
-  const percentileBin = (id: number, pct: number): number => {
-    const n = samples[id]!;
-    const target = Math.max(1, Math.ceil((pct / 100) * n));
-    const inRange = n - outOfRange[id]!;
-    if (target > inRange) return nBins - 1;
-    const at = id * nBins;
+  /** The highest bin below b with a count (-1: none), by the bits of `nonEmpty`. */
+  const binBelow = (id: number, b: number): number => {
+    if (b <= 0) return -1;
     const w0 = id * words;
-    // (Bins without a count change no running sum, so only those with one are looked at, by the
-    // bits of `nonEmpty`.)
-    if (pct > 50) {
-      // Down from the highest bin with a count: the first bin b whose count up to b reaches the
-      // target is the lowest whose count above b is at most inRange - target (integers: exact).
-      const limit = inRange - target;
-      let above = 0;
-      for (let w = topBin[id]! >> 5; w >= 0; w--) {
-        let m = nonEmpty[w0 + w]!;
-        while (m !== 0) {
-          const bit = 31 - Math.clz32(m);
-          const b = (w << 5) + bit;
-          if (b === 0 || above + bins[at + b]! > limit) return b;
-          above += bins[at + b]!;
-          m ^= 1 << bit;
+    let w = (b - 1) >> 5;
+    // The bits of word w below b (all of them when b is past its end).
+    let m = nonEmpty[w0 + w]! & (((b - 1) & 31) === 31 ? -1 : (1 << (((b - 1) & 31) + 1)) - 1);
+    for (;;) {
+      if (m !== 0) return (w << 5) + 31 - Math.clz32(m);
+      if (--w < 0) return -1;
+      m = nonEmpty[w0 + w]!;
+    }
+  };
+  /** The lowest bin above b with a count (nBins: none). */
+  const binAbove = (id: number, b: number): number => {
+    const w0 = id * words;
+    const first = b + 1;
+    if (first >= nBins) return nBins;
+    let w = first >> 5;
+    let m = nonEmpty[w0 + w]! & (-1 << (first & 31));
+    for (;;) {
+      if (m !== 0) return (w << 5) + 31 - Math.clz32(m & -m);
+      if (++w >= words) return nBins;
+      m = nonEmpty[w0 + w]!;
+    }
+  };
+  /**
+   * The first bin whose cumulative count reaches pct% of the samples (the last bin if none does),
+   * from the tracker at j = 2 × id + k, moved to the target of the moment.
+   */
+  const percentileBin = (id: number, j: number, pct: number): number => {
+    const target = Math.max(1, Math.ceil((pct / 100) * samples[id]!));
+    let b = pctBin[j]!;
+    let below = pctBelow[j]!;
+    let upTo = pctUpTo[j]!;
+    const at = id * nBins;
+    if (below >= target) {
+      // Down: the bins with a count below b, while what is below them still reaches the target.
+      do {
+        b = binBelow(id, b);
+        upTo = below;
+        below -= bins[at + b]!;
+      } while (below >= target);
+    } else {
+      // Up: while the count up to b falls short (past the highest bin with a count: none reaches it).
+      while (upTo < target) {
+        const next = binAbove(id, b);
+        below = upTo;
+        if (next === nBins) {
+          b = nBins;
+          break;
         }
-      }
-      return 0;
-    }
-    let acc = 0;
-    for (let w = 0; w < words; w++) {
-      let m = nonEmpty[w0 + w]!;
-      while (m !== 0) {
-        const low = m & -m;
-        const b = (w << 5) + 31 - Math.clz32(low);
-        acc += bins[at + b]!;
-        if (acc >= target) return b;
-        m ^= low;
+        b = next;
+        upTo += bins[at + b]!;
       }
     }
-    return nBins - 1;
+    pctBin[j] = b;
+    pctBelow[j] = below;
+    pctUpTo[j] = upTo;
+    return b < nBins ? b : nBins - 1;
   };
   const cvByBins = (id: number): number => {
     const inRange = samples[id]! - outOfRange[id]!;
@@ -279,7 +314,10 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     if (known[id] === 0) {
       known[id] = 1;
       last[id] = t;
-      topBin[id] = -1;
+      for (let j = 2 * id; j < 2 * id + 2; j++) {
+        pctBin[j] = nBins;
+        pctBelow[j] = pctUpTo[j] = 0;
+      }
       prewarmAt[id] = t;
       keepUntilOf[id] = t + o.fixedKeepAliveMs;
     } else {
@@ -293,11 +331,18 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         sumSq[id] = sumSq[id]! + 2 * bins[at]! + 1;
         bins[at]!++;
         nonEmpty[id * words + (b >> 5)]! |= 1 << (b & 31);
-        if (b > topBin[id]!) topBin[id] = b;
+        // The percentiles' counts below and up to their bins.
+        for (let j = 2 * id; j < 2 * id + 2; j++) {
+          const pb = pctBin[j]!;
+          if (b < pb) {
+            pctBelow[j]!++;
+            pctUpTo[j]!++;
+          } else if (b === pb) pctUpTo[j]!++;
+        }
       }
       if (representative(id)) {
-        const head = percentileBin(id, o.headPct) * o.binMs;
-        const tail = (percentileBin(id, o.tailPct) + 1) * o.binMs;
+        const head = percentileBin(id, 2 * id, o.headPct) * o.binMs;
+        const tail = (percentileBin(id, 2 * id + 1, o.tailPct) + 1) * o.binMs;
         const pw = t + head * (1 - o.margin);
         const ku = t + tail * (1 + o.margin);
         prewarmAt[id] = pw;
@@ -526,9 +571,9 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       // state) change what a check decides.
       // Stale heap entries (superseded deadlines) would only wake a check that drops them: drop them here.
       return Math.min(
-        earliest(loadedEnds, ldAt, keepUntilOf, loadedLive),
-        earliest(windowStarts, wsAt, prewarmAt, windowLive),
-        earliest(pendingEnds, pdAt, keepUntilOf, pendingLive),
+        earliest(loadedEnds, ldAt, keepUntilOf, LOADED),
+        earliest(windowStarts, wsAt, prewarmAt, WINDOW),
+        earliest(pendingEnds, pdAt, keepUntilOf, PENDING),
       );
     },
     selectAmongLoaded(req: EvictionRequest): Victim[] {
@@ -542,9 +587,17 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       const n = loadedIds.size;
       const items = loadedIds.items;
       const s = sel.scores(n);
+      // The scores, and the first victim found in the same pass (most requests take one or two).
+      let first = -1;
+      let low = Infinity;
       for (let j = 0; j < n; j++) {
         const id = items[j]!;
-        s[j] = known[id] !== 0 ? keepUntilOf[id]! : lastUsed[id]!;
+        const sc = known[id] !== 0 ? keepUntilOf[id]! : lastUsed[id]!;
+        s[j] = sc;
+        if (sc < low || first < 0 || (sc === low && before(s, items, j, first))) {
+          first = j;
+          low = sc;
+        }
       }
       if (takenAt.length < n) takenAt = new Int32Array(2 * n);
       if (++takenMark === 0x7fffffff) {
@@ -559,8 +612,11 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
           takeInOrder(n, s, freed, need, req.now, victims);
           break;
         }
-        let best = -1;
-        for (let j = 0; j < n; j++) if (takenAt[j] !== takenMark && (best < 0 || before(s, items, j, best))) best = j;
+        let best = first;
+        if (victims.length > 0) {
+          best = -1;
+          for (let j = 0; j < n; j++) if (takenAt[j] !== takenMark && (best < 0 || before(s, items, j, best))) best = j;
+        }
         takenAt[best] = takenMark;
         const id = items[best]!;
         victims.push(evictionVictim(id, req.now));

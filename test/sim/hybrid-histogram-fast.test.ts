@@ -136,3 +136,47 @@ describe('hybrid-histogram: selectAmongLoaded answers as selectVictims does', ()
     });
   }
 });
+
+describe('hybrid-histogram: percentiles kept as samples come equal those counted from the histogram', () => {
+  // Idle times whose spread changes every few hundred calls (one bin, a few, the whole range, out
+  // of range), so each function's percentiles move up and down across the bit words of its bins.
+  // After each call, the windows (keep-alive end from the tail, pre-warm from the head) of the fast
+  // policy and the reference (which counts from bin 0 at every call), read through the reasons.
+  const cases: [string, Parameters<typeof hybridHistogram>[0]][] = [
+    ['5th and 99th percentiles, 100 bins', { binMs: 100, rangeMs: 10_000, margin: 0, minSamples: 3, minCv: 0.5, fixedKeepAliveMs: 5000 }],
+    ['30th and 60th percentiles, 70 bins', { binMs: 100, rangeMs: 7000, margin: 0, minSamples: 5, minCv: 0.2, headPct: 30, tailPct: 60, fixedKeepAliveMs: 5000 }],
+    ['20th and 50th percentiles, 33 bins', { binMs: 300, rangeMs: 9900, margin: 0, minSamples: 2, minCv: 0.1, headPct: 20, tailPct: 50, fixedKeepAliveMs: 5000 }],
+  ];
+  for (const [name, o] of cases) {
+    it(name, () => {
+      const fast = hybridHistogram(o);
+      const ref = referenceHybridHistogram(o);
+      const r = seededRandom(11);
+      const keys = Array.from({ length: 6 }, (_, i) => `f${i}`);
+      const last = new Map<string, number>();
+      const spread = new Map<string, number>();
+      const entry = (key: string, now: number): EntryFacts => ({ key, sizeBytes: 1, loadMs: 0, execMs: 1, popularity: 0, loadedAt: 0, lastUsedAt: now, hits: 2 });
+      let moved = 0;
+      let idle = 0;
+      let before = '';
+      for (let step = 0; step < 30_000; step++) {
+        const key = keys[Math.floor(r() * keys.length)]!;
+        if (step % 400 === 0 || !spread.has(key)) spread.set(key, [100, 700, 3000, 12_000, 40_000][Math.floor(r() * 5)]!);
+        const now = (last.get(key) ?? 0) + 1 + Math.floor(r() * spread.get(key)!);
+        last.set(key, now);
+        fast.onAccess!(entry(key, now), now);
+        ref.onAccess!(entry(key, now), now);
+        const e = entry(key, now);
+        const req = { now, needBytes: 1, candidates: [e], incoming: { ...e, key: 'x' } };
+        const got = [fast.selectVictims(req)[0]!.reason, fast.expired!([e], now)] as const;
+        expect(got).toEqual([ref.selectVictims(req)[0]!.reason, ref.expired!([e], now)]);
+        // (The keep-alive window's length, from the tail; a pre-warm window, from the head.)
+        if (got[0] !== before) moved++;
+        before = got[0];
+        if (got[1].length > 0) idle++;
+      }
+      expect(moved).toBeGreaterThan(3000); // the tail percentile moves
+      expect(idle).toBeGreaterThan(3000); // the head percentile above bin 0
+    });
+  }
+});
