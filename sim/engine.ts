@@ -377,8 +377,9 @@ class NodeRun {
   // Periodic checks.
   private nextSweep: number;
   private readonly hasSweep: boolean;
-  // Lazy checks (the policy's `nextCheckAt` / `quietUntil` hints): a check due before `quiet`, or
-  // before `wake` while nothing has happened since the last check (`dirty` false), is skipped.
+  // Lazy checks (the policy's `nextCheckAt` / `checkAfterHooks` / `quietUntil` hints): a check due
+  // before `quiet`, or before `checkAfterHooks`' answer, or before `wake` while nothing has happened
+  // since the last check (`dirty` false), is skipped.
   private wake = -Infinity;
   private quiet = -Infinity;
   private dirty = true;
@@ -634,11 +635,16 @@ class NodeRun {
    * idle. True if a check ran.
    */
   private periodicCheck(tNext: number): boolean {
-    if (!this.dirty && !Number.isNaN(this.wakeAskAt)) {
-      this.wake = this.hints.nextCheckAt!(this.wakeAskAt);
-      this.wakeAskAt = NaN;
+    let lim: number;
+    const after = this.hints.checkAfterHooks;
+    if (after !== undefined) lim = Math.max(this.quiet, after(this.budget - this.used, this.inFlightKey)); // events since the last check or not
+    else {
+      if (!this.dirty && !Number.isNaN(this.wakeAskAt)) {
+        this.wake = this.hints.nextCheckAt!(this.wakeAskAt);
+        this.wakeAskAt = NaN;
+      }
+      lim = this.dirty ? this.quiet : Math.max(this.quiet, this.wake);
     }
-    const lim = this.dirty ? this.quiet : Math.max(this.quiet, this.wake);
     // A check runs at max(now, nextSweep) (later than due when a refresh moved the clock on).
     if (this.now < lim && this.nextSweep < lim) {
       // Skip every check due before min(lim, tNext): nothing happens until tNext. Before `quiet`
@@ -882,6 +888,12 @@ class NodeRun {
       }
     }
   }
+
+  /** Whether a model is in flight (a call runs on it or waits for its load), for `checkAfterHooks`. */
+  private readonly inFlightKey = (key: string): boolean => {
+    const g = this.keyIndex.get(key);
+    return g !== undefined && this.inFlight[g]! > 0;
+  };
 
   private readonly isResidentKey = (key: string): boolean => {
     let g: number | undefined;

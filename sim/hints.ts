@@ -27,6 +27,15 @@ export interface SimHints {
    * called since (the simulator asks only when it would use the answer).
    */
   nextCheckAt?(now: number): number;
+  /**
+   * Asked at a check due instead of running it, whatever hooks have been called since the last
+   * check: a time before which a check would name nothing and change nothing a later check
+   * decides, as things are (the hooks so far, `freeBytes` free, the models `inFlight` says are in
+   * flight, whatever is loading), provided no hook is called and none of these changes meanwhile.
+   * The caller skips the checks before it up to its next event, and asks again at the next check
+   * due after that event. A caller that has it need not ask `nextCheckAt`.
+   */
+  checkAfterHooks?(freeBytes: number, inFlight: (key: string) => boolean): number;
   /** Like `nextCheckAt` but unconditional: a check before this time names nothing and changes nothing, whatever happens meanwhile. */
   quietUntil?(now: number): number;
   /**
@@ -61,6 +70,7 @@ export function simHints(policy: EvictionPolicy): SimHints {
     usesPopularity: typeof p.usesPopularity === 'boolean' ? p.usesPopularity : undefined,
     expiryCandidates: fn(p.expiryCandidates),
     nextCheckAt: fn(p.nextCheckAt),
+    checkAfterHooks: fn(p.checkAfterHooks),
     quietUntil: fn(p.quietUntil),
     omitReasons: fn(p.omitReasons),
     prewarmInOrder: fn(p.prewarmInOrder),

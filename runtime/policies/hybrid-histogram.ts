@@ -180,8 +180,16 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     if (!(at[id]! <= t)) {
       heap.push(t, id);
       at[id] = t;
+      if (t < wakeLow) wakeLow = t;
     }
   };
+  /**
+   * At most the earliest reminder in the three heaps (`checkAfterHooks`): their earliest live one
+   * when last computed, lowered by every reminder pushed since. Recomputed after a check
+   * (`wakeStale`), which takes reminders out.
+   */
+  let wakeLow = -Infinity;
+  let wakeStale = true;
   /**
    * The earliest deadline in `heap` (Infinity: none): reminders that stand for nothing are
    * dropped, and one early for its deadline (`deadline[id]`, while live: `kind`'s test) is pushed
@@ -406,6 +414,16 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       freed += sizes[id]!;
     }
   };
+  const nextCheck = (): number =>
+    // After a check, what is left in `idle` is what the caller could not evict (in flight) and
+    // what is left in `wanted` does not fit; only the deadlines below (or hooks, or the caller's
+    // state) change what a check decides.
+    // Stale heap entries (superseded deadlines) would only wake a check that drops them: drop them here.
+    Math.min(
+      earliest(loadedEnds, ldAt, keepUntilOf, LOADED),
+      earliest(windowStarts, wsAt, prewarmAt, WINDOW),
+      earliest(pendingEnds, pdAt, keepUntilOf, PENDING),
+    );
   const policy: EvictionPolicy = {
     name: 'hybrid-histogram',
     onLoad(e, now) {
@@ -484,6 +502,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     },
     prewarm(now, isResident, freeBytes) {
       // Functions whose keep-alive window has ended leave `pending`.
+      if (pendingEnds.peekTime() <= now || windowStarts.peekTime() <= now) wakeStale = true; // reminders taken out below
       while (pendingEnds.peekTime() <= now) {
         const t = pendingEnds.peekTime();
         const id = pendingEnds.peekId();
@@ -552,6 +571,8 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         if (cut) {
           if (sizes[id]! > free) continue;
           free -= sizes[id]!;
+          // The caller loads it (`prewarmInOrder`): no longer wanted (`onEvict` makes it so again).
+          wanted.delete(id);
         }
         out.push(prewarmVictims[id] ??= { key: keys[id]!, reason: PREWARM_REASON });
       }
@@ -565,16 +586,21 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     prewarmInOrder: () => {
       inOrder = true;
     },
+    checkAfterHooks(freeBytes: number, inFlight: (key: string) => boolean): number {
+      // A model used inside its idle window that the caller could evict (not in flight), or a
+      // wanted one that may fit: a check may act now. Otherwise only a deadline in the heaps can
+      // change what a check decides (hooks push the reminders of the deadlines they move).
+      if (wanted.size > 0 && !(wantedMinBytes > freeBytes)) return -Infinity;
+      for (let j = 0; j < idle.size; j++) if (!inFlight(keys[idle.items[j]!]!)) return -Infinity;
+      if (wakeStale) {
+        wakeStale = false;
+        wakeLow = Infinity;
+        wakeLow = nextCheck();
+      }
+      return wakeLow;
+    },
     nextCheckAt(): number {
-      // After a check, what is left in `idle` is what the caller could not evict (in flight) and
-      // what is left in `wanted` does not fit; only the deadlines below (or hooks, or the caller's
-      // state) change what a check decides.
-      // Stale heap entries (superseded deadlines) would only wake a check that drops them: drop them here.
-      return Math.min(
-        earliest(loadedEnds, ldAt, keepUntilOf, LOADED),
-        earliest(windowStarts, wsAt, prewarmAt, WINDOW),
-        earliest(pendingEnds, pdAt, keepUntilOf, PENDING),
-      );
+      return nextCheck();
     },
     selectAmongLoaded(req: EvictionRequest): Victim[] {
       // The candidates are the loaded models (the hint's contract): `selectVictims`' answer from
@@ -626,6 +652,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     },
     expiryCandidates(now: number): readonly string[] {
       if (idle.size === 0 && loadedEnds.peekTime() > now) return NONE;
+      wakeStale = true; // reminders may be taken out below
       const out: string[] = [];
       // Used models inside their idle window (only a new invocation reopens one, so drop the rest;
       // backwards, so a deletion moves only members already looked at).

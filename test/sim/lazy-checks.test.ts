@@ -9,8 +9,9 @@ import { modelsOf, randomTrace, traceOf } from './helpers';
 
 /** The same policy with the speed hints removed (so the simulator checks at every period). */
 function withoutHints(p: EvictionPolicy): EvictionPolicy {
-  const q = Object.create(p) as EvictionPolicy & { nextCheckAt?: unknown; quietUntil?: unknown; usesPopularity?: unknown; omitReasons?: unknown; selectAmongLoaded?: unknown };
+  const q = Object.create(p) as EvictionPolicy & { nextCheckAt?: unknown; checkAfterHooks?: unknown; quietUntil?: unknown; usesPopularity?: unknown; omitReasons?: unknown; selectAmongLoaded?: unknown };
   Object.defineProperty(q, 'nextCheckAt', { value: undefined });
+  Object.defineProperty(q, 'checkAfterHooks', { value: undefined });
   Object.defineProperty(q, 'quietUntil', { value: undefined });
   Object.defineProperty(q, 'usesPopularity', { value: undefined });
   Object.defineProperty(q, 'omitReasons', { value: undefined });
