@@ -28,25 +28,41 @@ export const LUA_GIVE_BACK = `local function giveBack(set, member, total)
   end
 end`;
 
+/** `placed(set, bytesSet, member, depthLimit, bytesLimit, bytes)`: whether `member` already holds its place (a script run again). */
+const LUA_PLACED = `local function placed(set, bytesSet, member, depthLimit, bytesLimit, bytes)
+  if depthLimit > 0 then return redis.call('ZSCORE', set, member) ~= false end
+  return bytesLimit > 0 and redis.call('ZSCORE', bytesSet, member .. ':' .. bytes) ~= false
+end`;
+
 // KEYS: the function's set, the bytes set, the bytes counter (then what `onAdmit` uses).
 // ARGV: depth limit (0: off), member id, hold ms, bytes limit (0: off), bytes (then what `onAdmit` uses).
 // Returns {1, depth, bytes} when admitted (after running `onAdmit`); {0, depth} when the function is full; {-1, bytes} when the bytes are.
+// A script run again for the same member (ioredis sends a command again after a reconnect when the
+// dropped connection lost its reply, though Redis had run it) finds its place there: admitted again,
+// nothing counted or queued twice (LUA_PLACED).
 const admitScript = (onAdmit = '') => new Script(`${LUA_NOW}
 ${LUA_GIVE_BACK}
+${LUA_PLACED}
 local depthLimit, hold, bytesLimit, bytes = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local n = 0
 if depthLimit > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
   n = redis.call('ZCARD', KEYS[1])
-  if n >= depthLimit then return {0, n} end
+  if n >= depthLimit then
+    if placed(KEYS[1], KEYS[2], ARGV[2], depthLimit, bytesLimit, bytes) then return {1, n, 0} end
+    return {0, n}
+  end
 end
-local queued = 0
+local queued, fresh = 0, true
 if bytesLimit > 0 then
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)) do giveBack(KEYS[2], m, KEYS[3]) end
   queued = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if queued > 0 and queued + bytes > bytesLimit then return {-1, queued} end
-  redis.call('ZADD', KEYS[2], now + hold, ARGV[2] .. ':' .. bytes)
-  redis.call('INCRBY', KEYS[3], bytes)
+  if queued > 0 and queued + bytes > bytesLimit then
+    if placed(KEYS[1], KEYS[2], ARGV[2], depthLimit, bytesLimit, bytes) then return {1, n, queued} end
+    return {-1, queued}
+  end
+  fresh = redis.call('ZADD', KEYS[2], 'NX', now + hold, ARGV[2] .. ':' .. bytes) == 1
+  if fresh then redis.call('INCRBY', KEYS[3], bytes) end
   -- The counter lives exactly as long as the set, so neither outlives the other.
   if redis.call('PTTL', KEYS[2]) < hold + 60000 then
     redis.call('PEXPIRE', KEYS[2], hold + 60000)
@@ -54,13 +70,15 @@ if bytesLimit > 0 then
   end
 end
 if depthLimit > 0 then
-  redis.call('ZADD', KEYS[1], now + hold, ARGV[2])
+  if redis.call('ZADD', KEYS[1], now + hold, ARGV[2]) == 0 then fresh = false end
   if redis.call('PTTL', KEYS[1]) < hold + 60000 then redis.call('PEXPIRE', KEYS[1], hold + 60000) end
 end
+if fresh then
 ${onAdmit}
+end
 return {1, n + 1, queued + bytes}`);
 const ADMIT = admitScript();
-// KEYS[4]: a node's lane; ARGV[6]: a job (queue/lane.ts). The job is queued only if admitted.
+// KEYS[4]: a node's lane; ARGV[6]: a job (queue/lane.ts). The job is queued only if admitted (once).
 const ADMIT_AND_PUSH = admitScript(`redis.call('LPUSH', KEYS[4], ARGV[6])`);
 
 /** An admitted invocation's place: its member in its function's set and/or in the bytes set. */
@@ -136,6 +154,7 @@ export async function admit(redis: Redis, r: AdmissionRequest, push?: { lane: st
 // Returns one `admitScript` answer per call.
 const ADMIT_MANY = new Script(`${LUA_NOW}
 ${LUA_GIVE_BACK}
+${LUA_PLACED}
 local counts, holds = {}, {}
 -- clean: whether the next call with a bytes limit cleans expired places first: the first does, and
 -- each after one whose clean-up took its 1 000 (more may be left; alone, each call takes 1 000).
@@ -151,7 +170,10 @@ local function one(at)
       n = redis.call('ZCARD', key)
     end
     counts[key] = n
-    if n >= depthLimit then return {0, n} end
+    if n >= depthLimit then
+      if placed(key, KEYS[1], member, depthLimit, bytesLimit, bytes) then return {1, n, 0} end
+      return {0, n}
+    end
   end
   local q = 0
   if bytesLimit > 0 then
@@ -161,16 +183,19 @@ local function one(at)
       clean = #old == 1000
       queued = tonumber(redis.call('GET', KEYS[2]) or '0') + added
     end
-    if queued > 0 and queued + bytes > bytesLimit then return {-1, queued} end
-    redis.call('ZADD', KEYS[1], now + hold, member .. ':' .. bytes)
+    if queued > 0 and queued + bytes > bytesLimit then
+      if placed(key, KEYS[1], member, depthLimit, bytesLimit, bytes) then return {1, n, queued} end
+      return {-1, queued}
+    end
     q = queued
-    queued = queued + bytes
-    added = added + bytes
+    if redis.call('ZADD', KEYS[1], 'NX', now + hold, member .. ':' .. bytes) == 1 then
+      queued = queued + bytes
+      added = added + bytes
+    end
     if hold > bytesHold then bytesHold = hold end
   end
   if depthLimit > 0 then
-    redis.call('ZADD', key, now + hold, member)
-    counts[key] = n + 1
+    if redis.call('ZADD', key, now + hold, member) == 1 then counts[key] = n + 1 end
     if hold > (holds[key] or 0) then holds[key] = hold end
   end
   return {1, n + 1, q + bytes}

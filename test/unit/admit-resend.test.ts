@@ -1,0 +1,90 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { admit, admitMany, type Admission, type AdmissionRequest } from '../../queue/admission';
+import { createRedis, waitForRedis } from '../../queue/connection';
+import { startRedisServer, type PrivateRedis } from '../../queue/redis-server';
+
+/*
+ * An admission script that Redis ran but whose reply its connection lost (the socket dropped right
+ * after it was sent) is sent again by ioredis once it has reconnected, so it runs twice, against a
+ * real Redis. The second run must find its place and answer admitted without counting its bytes
+ * again (a counter given back once would stay over for good: 503 OVERLOADED with nothing queued),
+ * refusing (a 429 for a call whose job is queued) or queuing its job twice.
+ */
+
+// A Redis of this file's own: its command counts show each script ran twice.
+const dir = mkdtempSync(join(tmpdir(), 'brulee-admit-resend-'));
+let server: PrivateRedis;
+let url: string;
+let redis: ReturnType<typeof createRedis>;
+const ns = 'admitresend';
+beforeAll(async () => {
+  server = await startRedisServer({ dir, persist: false });
+  url = server.url;
+  redis = createRedis(url);
+});
+afterAll(async () => {
+  redis?.disconnect();
+  await server?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const keys = { depth: `${ns}:admitted:f`, bytes: `${ns}:bytes`, bytesTotal: `${ns}:bytes:total` };
+const lane = `${ns}:lane`;
+const req = (member: string, depth: number, bytesLimit: number): AdmissionRequest => ({ keys, member, limits: { depth, bytes: bytesLimit }, bytes: 100, holdMs: 60_000 });
+
+/** `send` on a connection whose socket drops as soon as it is written, the script already known there (so Redis runs it). */
+async function sentTwice<T>(send: (conn: typeof redis) => Promise<T>): Promise<T> {
+  await redis.del(keys.depth, keys.bytes, keys.bytesTotal, lane);
+  const conn = createRedis(url, { failFast: true });
+  try {
+    await waitForRedis(conn);
+    await send(conn);
+    await redis.del(keys.depth, keys.bytes, keys.bytesTotal, lane);
+    const calls = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0);
+    const before = await calls();
+    const p = send(conn);
+    conn.stream.destroy();
+    const out = await p;
+    // It did run twice (the first run's reply lost).
+    expect(await calls()).toBe(before + 2);
+    return out;
+  } finally {
+    conn.disconnect();
+  }
+}
+
+const verdicts = (as: Admission[]) => as.map((a) => (a.admitted ? 'ok' : a.full));
+
+describe('an admission run again after its reply was lost', () => {
+  it('admit with its job (the lane path): admitted at a depth limit it filled itself, its bytes counted once, its job queued once', async () => {
+    const job = Buffer.from('job');
+    const a = await sentTwice((conn) => admit(conn, req(`m${Math.random()}`, 1, 1000), { lane, job }));
+    expect(verdicts([a])).toEqual(['ok']);
+    expect([await redis.zcard(keys.depth), await redis.zcard(keys.bytes), await redis.get(keys.bytesTotal), await redis.llen(lane)]).toEqual([1, 1, '100', 1]);
+  });
+
+  it('admit (with its job) and admitMany with room to spare: their bytes counted once (the counter would stay 100 over each time), the job queued once', async () => {
+    await sentTwice((conn) => admit(conn, req(`m${Math.random()}`, 5, 1000), { lane, job: Buffer.from('job') }));
+    expect([await redis.zcard(keys.bytes), await redis.get(keys.bytesTotal), await redis.llen(lane)]).toEqual([1, '100', 1]);
+    // Its depth alone limited: the job queued once too.
+    await sentTwice((conn) => admit(conn, req(`m${Math.random()}`, 5, 0), { lane, job: Buffer.from('job') }));
+    expect([await redis.zcard(keys.depth), await redis.llen(lane)]).toEqual([1, 1]);
+    await sentTwice((conn) => admitMany(conn, [req(`a${Math.random()}`, 5, 1000), req(`b${Math.random()}`, 5, 1000)]));
+    expect([await redis.zcard(keys.bytes), await redis.get(keys.bytesTotal)]).toEqual([2, '200']);
+  });
+
+  it('admit at a bytes limit it filled itself (no depth limit): admitted, counted once', async () => {
+    const a = await sentTwice((conn) => admit(conn, req(`m${Math.random()}`, 0, 150)));
+    expect(verdicts([a])).toEqual(['ok']);
+    expect([await redis.zcard(keys.bytes), await redis.get(keys.bytesTotal)]).toEqual([1, '100']);
+  });
+
+  it('admitMany: each call admitted again, its bytes counted once, the limits it filled not turned on itself', async () => {
+    const as = await sentTwice((conn) => admitMany(conn, [req(`a${Math.random()}`, 2, 1000), req(`b${Math.random()}`, 2, 1000), req(`c${Math.random()}`, 0, 0)]));
+    expect(verdicts(as)).toEqual(['ok', 'ok', 'ok']);
+    expect([await redis.zcard(keys.depth), await redis.zcard(keys.bytes), await redis.get(keys.bytesTotal)]).toEqual([2, 2, '200']);
+  });
+});
