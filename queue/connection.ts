@@ -29,14 +29,18 @@ export function createRedis(url: string, opts: ConnectionOptions = {}): Redis {
 }
 
 /**
- * Is this error Redis being unreachable (not a bug)? ioredis reports it as a closed or unwritable
- * connection, a refused connect, or too many retries of one command.
+ * Is this error Redis being unreachable, or refusing work for now (not a bug)? ioredis reports the
+ * first as a closed or unwritable connection, a refused connect, or too many retries of one
+ * command; Redis the second with an error code of its own: out of memory under maxmemory, a
+ * read-only replica (a failover), a replica without its master, still loading its data, busy
+ * with a script.
  */
 export function isRedisConnectionError(e: unknown): boolean {
   if (!(e instanceof Error)) return false;
   return (
     e.name === 'MaxRetriesPerRequestError' ||
-    /Connection is closed|enableOfflineQueue|Stream isn't writeable|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|Reached the max retries/.test(e.message)
+    /Connection is closed|enableOfflineQueue|Stream isn't writeable|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|Reached the max retries/.test(e.message) ||
+    /^(OOM|READONLY|MASTERDOWN|LOADING|BUSY|TRYAGAIN|CLUSTERDOWN) /.test(e.message)
   );
 }
 

@@ -1,0 +1,58 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { asBruleeError } from '../../functions/http/errors';
+import { admit, type AdmissionRequest } from '../../queue/admission';
+import { createRedis, waitForRedis } from '../../queue/connection';
+import { startRedisServer, type PrivateRedis } from '../../queue/redis-server';
+
+/*
+ * A Redis that answers but refuses the work (out of memory under maxmemory, a read-only replica
+ * after a failover, a replica cut off from its master) is Redis not available: the one error
+ * mapping (functions/http/errors.ts) makes it a 503 REDIS_UNAVAILABLE, as for a Redis that does not
+ * answer, not a 500 INTERNAL (a bug of ours). Against a real redis-server of this file's own.
+ */
+
+const dir = mkdtempSync(join(tmpdir(), 'brulee-redis-refusals-'));
+let server: PrivateRedis;
+let redis: ReturnType<typeof createRedis>;
+beforeAll(async () => {
+  server = await startRedisServer({ dir, persist: false });
+  redis = createRedis(server.url, { failFast: true });
+  await waitForRedis(redis);
+});
+afterAll(async () => {
+  redis?.disconnect();
+  await server?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const req: AdmissionRequest = { keys: { depth: 'r:admitted:f', bytes: 'r:bytes', bytesTotal: 'r:bytes:total' }, member: 'm', limits: { depth: 5, bytes: 1000 }, bytes: 10, holdMs: 60_000 };
+const mapped = async (p: Promise<unknown>) => {
+  const e = await p.then(() => undefined, (x: unknown) => x);
+  expect(e).toBeInstanceOf(Error);
+  const b = asBruleeError(e);
+  return [b.code, b.status];
+};
+
+describe('Redis refusing the work', () => {
+  it('out of memory (maxmemory, noeviction), a read-only replica (an admission), a replica without its master: each 503 REDIS_UNAVAILABLE', async () => {
+    await redis.config('SET', 'maxmemory', '1');
+    try {
+      expect(await mapped(redis.set('r:x', '1'))).toEqual(['REDIS_UNAVAILABLE', 503]);
+    } finally {
+      await redis.config('SET', 'maxmemory', '0');
+    }
+    await redis.replicaof('127.0.0.1', 1);
+    try {
+      expect(await mapped(admit(redis, req))).toEqual(['REDIS_UNAVAILABLE', 503]);
+      await redis.config('SET', 'replica-serve-stale-data', 'no');
+      expect(await mapped(redis.get('r:x'))).toEqual(['REDIS_UNAVAILABLE', 503]);
+    } finally {
+      await redis.config('SET', 'replica-serve-stale-data', 'yes');
+      await redis.replicaof('NO', 'ONE');
+    }
+    expect((await admit(redis, req)).admitted).toBe(true);
+  });
+});
