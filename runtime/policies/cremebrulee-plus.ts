@@ -490,24 +490,14 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
    */
   const scanAmong = (now: number, useOnce: boolean, once: number, need: number): Victim[] => {
     const n = facts.n;
-    const { gap, last, lastUsedAt, loadMs, sizeBytes, popularity, maxGap, fixed, ids } = facts;
+    const { ids, sizeBytes } = facts;
     const scores = sel.scores(n);
     const taken = takenScratch.length >= n ? takenScratch : (takenScratch = new Uint8Array(2 * n));
     // The scores by place, and the first minimum (d < 0: lower; d > 0: higher; else the full order).
     let best = -1;
     let bestS = NaN;
     for (let p = 0; p < n; p++) {
-      const id = ids[p]!;
-      const g = gap[id]!;
-      let sp: number;
-      if (Number.isNaN(g)) sp = ((useOnce ? once : popularity[id]! * 1e-6) * loadMs[id]!) / Math.max(1, sizeBytes[id]!);
-      else {
-        const l = last[id]!;
-        const idle = now - (Number.isNaN(l) ? lastUsedAt[id]! : l);
-        // Idle no longer than max(gap, 1) (84% of the candidates at 5%): max(gap, idle, 1) is
-        // max(gap, 1), so the score is `fixed`, computed at the hooks with the same operations.
-        sp = idle <= maxGap[id]! ? fixed[id]! : ((1 / Math.max(g, idle, 1)) * loadMs[id]!) / Math.max(1, sizeBytes[id]!);
-      }
+      const sp = facts.scoreAt(ids[p]!, now, useOnce, once);
       scores[p] = sp;
       taken[p] = 0;
       const d = sp - bestS;

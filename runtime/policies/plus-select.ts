@@ -137,6 +137,20 @@ export class LoadedFacts {
     this.touch(id);
   }
 
+  /**
+   * `id`'s score at `now`, as `selectVictims` computes it for the settings `selectAmongLoaded`
+   * serves (the rate of a function without a learned gap: `once` if `useOnce`, else its popularity
+   * × 1e-6). Idle no longer than max(gap, 1) (84% of the candidates at 5%), max(gap, idle, 1) is
+   * max(gap, 1), so the score is `fixed`, computed by `fix` with the same operations.
+   */
+  scoreAt(id: number, now: number, useOnce: boolean, once: number): number {
+    const g = this.gap[id]!;
+    if (Number.isNaN(g)) return ((useOnce ? once : this.popularity[id]! * 1e-6) * this.loadMs[id]!) / Math.max(1, this.sizeBytes[id]!);
+    const l = this.last[id]!;
+    const idle = now - (Number.isNaN(l) ? this.lastUsedAt[id]! : l);
+    return idle <= this.maxGap[id]! ? this.fixed[id]! : ((1 / Math.max(g, idle, 1)) * this.loadMs[id]!) / Math.max(1, this.sizeBytes[id]!);
+  }
+
   add(id: number): void {
     if (this.at[id]! >= 0) return;
     this.at[id] = this.n;
@@ -162,18 +176,10 @@ export class LoadedFacts {
    */
   lowest(now: number, useOnce: boolean, once: number, needBytes: number): Victim[] | undefined {
     this.settle(now);
-    const { gap, last, lastUsedAt, loadMs, sizeBytes, popularity, maxGap, fixed, scored, score, taken } = this;
+    const { sizeBytes, fixed, scored, score, taken } = this;
     const ns = this.nScored;
     for (let p = 0; p < ns; p++) {
-      const id = scored[p]!;
-      const g = gap[id]!;
-      let sp: number;
-      if (Number.isNaN(g)) sp = ((useOnce ? once : popularity[id]! * 1e-6) * loadMs[id]!) / Math.max(1, sizeBytes[id]!);
-      else {
-        const l = last[id]!;
-        const idle = now - (Number.isNaN(l) ? lastUsedAt[id]! : l);
-        sp = idle <= maxGap[id]! ? fixed[id]! : ((1 / Math.max(g, idle, 1)) * loadMs[id]!) / Math.max(1, sizeBytes[id]!);
-      }
+      const sp = this.scoreAt(scored[p]!, now, useOnce, once);
       if (Number.isNaN(sp)) return undefined;
       score[p] = sp;
       taken[p] = 0;
