@@ -940,7 +940,7 @@ export class RuntimeNode implements LocalNode {
   private readonly counting = new Set<Promise<void>>();
   /** Writes held until just after an answer (the heartbeat after a load): queue/held-writes.ts. */
   private readonly heldWrites: HeldWrites;
-  /** The counts of the calls answered here in one run of microtasks, sent in one script (runtime/stats.ts). */
+  /** The counts of the calls answered here, in one script a turn of the event loop while others run (runtime/stats.ts). */
   private readonly countsOut = new CountsOut((id, stats) => {
     const p: Promise<void> = this.retried(() => applyWrites(this.o.redis, this.o.keys, id, stats))
       .catch((e: unknown) => this.o.log.error({ err: e }, 'the counts of answered invocations were lost (Redis stayed away)'))
@@ -949,11 +949,12 @@ export class RuntimeNode implements LocalNode {
   }, (n) => this.here.running > n);
 
   /**
-   * Sends a call's counts (and its admission place given back) before its answer is returned, not
-   * waited for: resolves once they are written, with the other calls' counted in the same run of
-   * microtasks (`CountsOut`). Not held like the heartbeat: held even to the end of the answer's
-   * turn, a read on another connection (a popularity refresh in cache.test.ts) sometimes came
-   * before them.
+   * Sends a call's counts (and its admission place given back) before its answer is returned: at
+   * once when no other call runs here, else with the other calls' of this turn of the event loop
+   * (`CountsOut`). Resolves once they are written (not applied), and the answer waits for that, so
+   * they leave before it (sent after it, a read on another connection, a popularity refresh in
+   * cache.test.ts, sometimes came first); retries of a write Redis did not take are not waited for
+   * (`counting`).
    */
   private countLater(id: string, stats: StatsOps): Promise<void> {
     if (stats.count === 0) return Promise.resolve();
