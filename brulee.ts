@@ -5,7 +5,7 @@ import type { Config } from './config';
 import { authorizer, type Authorize } from './functions/auth';
 import { DataPlane } from './functions/dataplane';
 import { createApp } from './functions/http/app';
-import { FunctionRegistry } from './functions/registry';
+import { FunctionRegistry, readFunction } from './functions/registry';
 import { TraceRecorder } from './functions/trace-recorder';
 import { RedisClock } from './queue/clock';
 import { closeRedis, createRedis, waitForRedis } from './queue/connection';
@@ -84,6 +84,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
       heartbeatMs: config.heartbeatMs,
       offThread: { mode: config.offThread, limits: { runMs: config.offThreadMs, loadMs: config.offThreadLoadMs }, threads: config.offThreadThreads },
       chargeProcess: deps.chargeProcess === true && config.role === 'worker',
+      findFunction: (name) => readFunction(redis, k, name),
       clock,
       metrics,
       log: log.child({ node: config.nodeId }),

@@ -108,6 +108,16 @@ const RELEASE_LOCK = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
+/**
+ * A function's record as the registry stores it in Redis, or undefined when `name` is not
+ * registered. The one reader of that stored form: a runtime node asks through it (brulee.ts hands
+ * it over as `RuntimeNodeOptions.findFunction`) which versions a function has.
+ */
+export async function readFunction(redis: Redis, keys: Keys, name: string): Promise<FunctionMeta | undefined> {
+  const raw = await redis.get(keys.fn(name));
+  return raw ? (JSON.parse(raw) as FunctionMeta) : undefined;
+}
+
 export function validateName(name: string): void {
   if (!NAME.test(name) || name.includes('..')) {
     throw new BruleeError(
@@ -163,8 +173,7 @@ export class FunctionRegistry {
   }
 
   async find(name: string): Promise<FunctionMeta | undefined> {
-    const raw = await this.o.redis.get(this.o.keys.fn(name));
-    return raw ? (JSON.parse(raw) as FunctionMeta) : undefined;
+    return readFunction(this.o.redis, this.o.keys, name);
   }
 
   async get(name: string): Promise<FunctionMeta> {

@@ -95,6 +95,12 @@ export interface RuntimeNodeOptions {
    * @default { mode: 'auto', limits: { runMs: 10, loadMs: 100 }, threads: 1 }
    */
   offThread?: { mode: OffThreadMode; limits: OffThreadLimits; threads: number };
+  /**
+   * The registry's record of a function (functions/registry.ts `readFunction`; undefined: not
+   * registered): its current version's bytes and all its versions'. Handed in, so that runtime/
+   * neither knows the registry's stored form nor imports functions/.
+   */
+  findFunction: (name: string) => Promise<{ sha256: string; versions: ReadonlyArray<{ sha256: string }> } | undefined>;
   /** The cluster clock (Redis TIME): deadlines and queue times are on it. */
   clock: RedisClock;
   metrics: Metrics;
@@ -743,9 +749,8 @@ export class RuntimeNode implements LocalNode {
 
   /** The model key of `fn`'s current version in the registry, and those of all its versions (none: not registered). */
   private async registration(fn: string): Promise<{ key: string; keys: string[] } | undefined> {
-    const raw = await this.o.redis.get(this.o.keys.fn(fn));
-    if (raw === null) return undefined;
-    const r = JSON.parse(raw) as { sha256: string; versions: Array<{ sha256: string }> };
+    const r = await this.o.findFunction(fn);
+    if (r === undefined) return undefined;
     return { key: modelKey({ fn, sha256: r.sha256 }), keys: r.versions.map((v) => modelKey({ fn, sha256: v.sha256 })) };
   }
 
