@@ -705,7 +705,7 @@ export class RuntimeNode implements LocalNode {
       }
       case JOB.load: {
         const { model } = (job as NodeJob<LoadJob>).data;
-        this.retireOlder(model);
+        await this.retireOlder(model);
         const loaded = await this.pool.prewarm(this.spec(model));
         if (!this.counted(model.fn, modelKey(model))) this.settleGone(model.fn);
         else if (loaded) await this.prewarmed(model.fn, modelKey(model), 'api');
@@ -825,13 +825,27 @@ export class RuntimeNode implements LocalNode {
 
   /**
    * A job for a newer version of a function retires the older versions held here, never newer ones,
-   * nor its own model (an older version's, loaded for it, when its bytes are that version's again).
+   * nor its own model (an older version's, loaded for it, when its bytes are that version's again),
+   * nor the current version's: a late job of a version in between (a stale gateway's call) may
+   * reach a model of older bytes that a newer version has again before anything of that version
+   * did (`WarmPool.adoptVersion`), so the registry says which one is current, as for a late
+   * retirement job. Read only when another model of the function is here (a version changed):
+   * else undefined, and a call's way goes on without a turn.
    */
-  private retireOlder(m: ModelRef): void {
+  private retireOlder(m: ModelRef): Promise<void> | undefined {
     const key = modelKey(m);
-    if (this.pool.holdsOther(m.fn, key)) {
-      this.pool.dropFunction(m.fn, { belowVersion: m.version, keep: [key], cause: 'retired', reason: `replaced by version ${m.version}` });
+    return this.pool.holdsOther(m.fn, key) ? this.retireOlderThan(m, key) : undefined;
+  }
+
+  private async retireOlderThan(m: ModelRef, key: string): Promise<void> {
+    let current: string | undefined;
+    try {
+      current = (await this.registration(m.fn))?.key;
+    } catch {
+      // Redis away: nothing is retired now (the next job of the function, or its retirement job, does it).
+      return;
     }
+    this.pool.dropFunction(m.fn, { belowVersion: m.version, keep: current === undefined ? [key] : [key, current], cause: 'retired', reason: `replaced by version ${m.version}` });
   }
 
   /**
@@ -1003,7 +1017,8 @@ export class RuntimeNode implements LocalNode {
     }
     const inputs = readInputs();
     inputs.catch(() => undefined);
-    this.retireOlder(model);
+    const retiring = this.retireOlder(model);
+    if (retiring) await retiring;
     const spec = this.spec(model);
     const { inBytes } = call;
     let lease;

@@ -259,3 +259,25 @@ it("a late call of an older version leaves alone a model the load API (pre-warm)
   expect(warm.status).toBe(200);
   expect(warm.body.coldStart).toBe(false);
 });
+
+it("a late call of an older version that reaches a node before any call or load of the current version leaves alone the model that has the current version's bytes", async () => {
+  const b = await startBrulee();
+  all.push(b);
+  const { dispatcher, registry } = (b.dataPlane as unknown as { o: { dispatcher: Dispatcher; registry: FunctionRegistry } }).o;
+  expect((await b.put('early', model(7))).status).toBe(201);
+  expect((await b.invoke('early', x)).status).toBe(200);
+  const [held] = b.node!.pool.list();
+  // Version 2 (other bytes), then version 3 (version 1's bytes again), their retirements not run
+  // here (their sender gave up waiting); nothing of version 3 has reached this node: its model still has version 1.
+  const v2 = (await registry.register('early', model(8), {})).fn;
+  expect((await registry.register('early', model(7), {})).fn.version).toBe(3);
+  // A call of version 2 routed before version 3 was registered (another gateway's cached record) runs now.
+  const late = await dispatcher.invoke({ model: modelRefOf(v2), inputs: { x: { type: 'float32', dims: [1, 4], data: Float32Array.from([1, 2, 3, 4]) } }, acceptedAt: Date.now() }, 10_000);
+  expect(late.coldStart).toBe(true);
+  // Version 3's model (version 1's bytes) stays: its first call is warm, and retires version 2's model.
+  expect(b.node!.pool.list().map((m) => m.key)).toContain(held!.key);
+  const warm = await b.invoke('early', x);
+  expect(warm.status).toBe(200);
+  expect(warm.body.coldStart).toBe(false);
+  expect(b.node!.pool.list().map((m) => m.key)).toEqual([held!.key]);
+});
