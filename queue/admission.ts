@@ -39,10 +39,12 @@ end`;
 // Returns {1, depth, bytes} when admitted (after running `onAdmit`); {0, depth} when the function is full; {-1, bytes} when the bytes are.
 // A script run again for the same member (ioredis sends a command again after a reconnect when the
 // dropped connection lost its reply, though Redis had run it) finds its place there: admitted again,
-// nothing counted or queued twice (LUA_PLACED).
-const admitScript = (onAdmit = '') => new Script(`${LUA_NOW}
+// nothing counted or queued twice (LUA_PLACED). `first` runs before anything is written (a check
+// that may answer at once).
+const admitScript = (onAdmit = '', first = '') => new Script(`${LUA_NOW}
 ${LUA_GIVE_BACK}
 ${LUA_PLACED}
+${first}
 local depthLimit, hold, bytesLimit, bytes = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local n = 0
 if depthLimit > 0 then
@@ -78,8 +80,13 @@ ${onAdmit}
 end
 return {1, n + 1, queued + bytes}`);
 const ADMIT = admitScript();
-// KEYS[4]: a node's lane; ARGV[6]: a job (queue/lane.ts). The job is queued only if admitted (once).
-const ADMIT_AND_PUSH = admitScript(`redis.call('LPUSH', KEYS[4], ARGV[6])`);
+// KEYS[4]: a node's lane; KEYS[5]: the call's answered marker (queue/replies.ts); ARGV[6]: a job
+// (queue/lane.ts). The job is queued only if admitted (once). Its place is given back when it is
+// answered, so a script run again after that (the node was quicker than the reconnect) would find
+// no place and take a new one, queuing the job again (run and counted twice, a place held to its
+// deadline): the answered marker, set in the answer's script and kept past the deadline, says the
+// call is done, and nothing is written.
+const ADMIT_AND_PUSH = admitScript(`redis.call('LPUSH', KEYS[4], ARGV[6])`, `if redis.call('EXISTS', KEYS[5]) == 1 then return {1, 0, 0} end`);
 
 /** An admitted invocation's place: its member in its function's set and/or in the bytes set. */
 export interface AdmissionTicket {
@@ -136,14 +143,16 @@ const size = (bytes: number) => Math.max(0, Math.ceil(bytes));
 
 /**
  * Takes a place for one invocation, held for at most `holdMs`, or says which limit is full. With
- * `push`, the same script queues the job on a node's lane when admitted: one round trip for both.
+ * `push`, the same script queues the job on a node's lane when admitted: one round trip for both;
+ * `answered` is the call's answered marker (`Keys.answered`): once it is set, the call is not
+ * admitted or queued again (a script sent again after a reconnect).
  */
-export async function admit(redis: Redis, r: AdmissionRequest, push?: { lane: string; job: Buffer }): Promise<Admission> {
+export async function admit(redis: Redis, r: AdmissionRequest, push?: { lane: string; job: Buffer; answered: string }): Promise<Admission> {
   const { keys, limits } = r;
   const hold = Math.max(1, Math.ceil(r.holdMs));
   const args: Array<string | number | Buffer> = [limits.depth, r.member, hold, limits.bytes, size(r.bytes)];
   const ks = [keys.depth, keys.bytes, keys.bytesTotal];
-  return answerOf(r, (push ? await ADMIT_AND_PUSH.run(redis, [...ks, push.lane], [...args, push.job]) : await ADMIT.run(redis, ks, args)) as number[]);
+  return answerOf(r, (push ? await ADMIT_AND_PUSH.run(redis, [...ks, push.lane, push.answered], [...args, push.job]) : await ADMIT.run(redis, ks, args)) as number[]);
 }
 
 // KEYS: the bytes set, the bytes counter, then the functions' sets. ARGV: the number of calls, then

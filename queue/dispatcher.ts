@@ -111,7 +111,7 @@ const REFUSED = new Set<string>(['QUEUE_FULL', 'OVERLOADED']);
  * Admits a call (queue/admission.ts), pushing `push` onto a lane in the same script, or `soon` with
  * the other calls of this turn (`admitSoon`); a refusal is its 429/503.
  */
-async function admitOrRefuse(redis: Redis, fn: string, admission: AdmissionRequest, push?: { lane: string; job: Buffer }, soon = false): Promise<void> {
+async function admitOrRefuse(redis: Redis, fn: string, admission: AdmissionRequest, push?: Parameters<typeof admit>[2], soon = false): Promise<void> {
   const a = await (soon ? admitSoon(redis, admission) : admit(redis, admission, push));
   if (!a.admitted) throw refusal(fn, admission, a);
 }
@@ -240,7 +240,7 @@ export class Dispatcher {
       // after the input bytes on the same connection.
       ({ value: answer, blob } = await this.run<InvokeAnswer>(nodeId, timeoutMs, `invocation of ${req.model.fn}`, id, (reply) => {
         const frame = encodeLaneJob(id, JOB.invoke, { ...job, reply }, inline);
-        const push = { lane: keys.lane(nodeId), job: frame };
+        const push = { lane: keys.lane(nodeId), job: frame, answered: keys.answered(id) };
         const queued = opts.admission ? admitOrRefuse(redis, req.model.fn, opts.admission, push) : redis.lpush(push.lane, push.job);
         return { added: Promise.all([stored, queued.then(() => opts.onQueued?.())]), takeBack: () => takeBack(redis, keys, nodeId, frame) };
       }));

@@ -2,9 +2,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { admit, admitMany, type Admission, type AdmissionRequest } from '../../queue/admission';
+import { admit, admitMany, releaseWith, ticketOf, type Admission, type AdmissionRequest } from '../../queue/admission';
 import { createRedis, waitForRedis } from '../../queue/connection';
+import { keys as keysOf } from '../../queue/keys';
 import { startRedisServer, type PrivateRedis } from '../../queue/redis-server';
+import { deliver } from '../../queue/replies';
+import { StatsOps } from '../../runtime/stats';
 
 /*
  * An admission script that Redis ran but whose reply its connection lost (the socket dropped right
@@ -61,16 +64,16 @@ const verdicts = (as: Admission[]) => as.map((a) => (a.admitted ? 'ok' : a.full)
 describe('an admission run again after its reply was lost', () => {
   it('admit with its job (the lane path): admitted at a depth limit it filled itself, its bytes counted once, its job queued once', async () => {
     const job = Buffer.from('job');
-    const a = await sentTwice((conn) => admit(conn, req(`m${Math.random()}`, 1, 1000), { lane, job }));
+    const a = await sentTwice((conn) => admit(conn, req(`m${Math.random()}`, 1, 1000), { lane, job, answered: `${ns}:answered:x` }));
     expect(verdicts([a])).toEqual(['ok']);
     expect([await redis.zcard(keys.depth), await redis.zcard(keys.bytes), await redis.get(keys.bytesTotal), await redis.llen(lane)]).toEqual([1, 1, '100', 1]);
   });
 
   it('admit (with its job) and admitMany with room to spare: their bytes counted once (the counter would stay 100 over each time), the job queued once', async () => {
-    await sentTwice((conn) => admit(conn, req(`m${Math.random()}`, 5, 1000), { lane, job: Buffer.from('job') }));
+    await sentTwice((conn) => admit(conn, req(`m${Math.random()}`, 5, 1000), { lane, job: Buffer.from('job'), answered: `${ns}:answered:x` }));
     expect([await redis.zcard(keys.bytes), await redis.get(keys.bytesTotal), await redis.llen(lane)]).toEqual([1, '100', 1]);
     // Its depth alone limited: the job queued once too.
-    await sentTwice((conn) => admit(conn, req(`m${Math.random()}`, 5, 0), { lane, job: Buffer.from('job') }));
+    await sentTwice((conn) => admit(conn, req(`m${Math.random()}`, 5, 0), { lane, job: Buffer.from('job'), answered: `${ns}:answered:x` }));
     expect([await redis.zcard(keys.depth), await redis.llen(lane)]).toEqual([1, 1]);
     await sentTwice((conn) => admitMany(conn, [req(`a${Math.random()}`, 5, 1000), req(`b${Math.random()}`, 5, 1000)]));
     expect([await redis.zcard(keys.bytes), await redis.get(keys.bytesTotal)]).toEqual([2, '200']);
@@ -86,5 +89,49 @@ describe('an admission run again after its reply was lost', () => {
     const as = await sentTwice((conn) => admitMany(conn, [req(`a${Math.random()}`, 2, 1000), req(`b${Math.random()}`, 2, 1000), req(`c${Math.random()}`, 0, 0)]));
     expect(verdicts(as)).toEqual(['ok', 'ok', 'ok']);
     expect([await redis.zcard(keys.depth), await redis.zcard(keys.bytes), await redis.get(keys.bytesTotal)]).toEqual([2, 2, '200']);
+  });
+});
+
+describe('an admission run again after its call was answered', () => {
+  it('admit with its job (the lane path): the answered call is neither queued nor counted again, and its place stays given back', async () => {
+    const k = keysOf(ns);
+    const id = `c${Math.random()}`;
+    const r: AdmissionRequest = { keys: { depth: k.admitted('f'), bytes: k.queuedBytes, bytesTotal: k.queuedBytesTotal }, member: id, limits: { depth: 5, bytes: 1000 }, bytes: 100, holdMs: 60_000 };
+    const push = { lane, job: Buffer.from('job'), answered: k.answered(id) };
+    const clean = () => redis.del(r.keys.depth, r.keys.bytes, r.keys.bytesTotal, lane, k.answered(id), k.cluster, k.replies('g'));
+    await clean();
+    const conn = createRedis(url, { failFast: true });
+    try {
+      await waitForRedis(conn);
+      // The script known on the connection (so Redis runs it as sent).
+      await admit(conn, { ...r, member: 'warm' }, { ...push, answered: k.answered('warm') });
+      await clean();
+      const calls = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0);
+      // The reconnect (and so the resend) waits until a node has run the job and answered it.
+      let answered!: () => void;
+      const done = new Promise<void>((resolve) => (answered = resolve));
+      const connect = conn.connect.bind(conn);
+      conn.connect = async (...a: Parameters<typeof conn.connect>) => {
+        await done;
+        return connect(...a);
+      };
+      const p = admit(conn, r, push);
+      conn.stream.destroy();
+      // A node takes the job and answers it, giving its place back in the answer's script.
+      expect(await redis.brpop(lane, 10)).toEqual([lane, 'job']);
+      const stats = new StatsOps();
+      releaseWith(stats, ticketOf(r));
+      expect(await deliver(redis, k, { id, replyTo: k.replies('g'), answerTtlMs: 60_000 }, { ok: {} }, stats)).toBe(true);
+      expect([await redis.zcard(r.keys.depth), await redis.zcard(r.keys.bytes), await redis.get(r.keys.bytesTotal)]).toEqual([0, 0, '0']);
+      const before = await calls();
+      answered();
+      expect(verdicts([await p])).toEqual(['ok']);
+      // It did run again.
+      expect(await calls()).toBe(before + 1);
+      // Not queued again (a second run of the job, counted twice), its place not taken again (held to its deadline).
+      expect([await redis.llen(lane), await redis.zcard(r.keys.depth), await redis.zcard(r.keys.bytes), await redis.get(r.keys.bytesTotal)]).toEqual([0, 0, 0, '0']);
+    } finally {
+      conn.disconnect();
+    }
   });
 });
