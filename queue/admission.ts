@@ -34,6 +34,19 @@ const LUA_PLACED = `local function placed(set, bytesSet, member, depthLimit, byt
   return bytesLimit > 0 and redis.call('ZSCORE', bytesSet, member .. ':' .. bytes) ~= false
 end`;
 
+/**
+ * The first write of an admission script, `key` a sorted set of the script's: one Redis refuses
+ * under OOM (maxmemory, noeviction), writing nothing. Redis refuses a legacy script's write that
+ * may take memory (ZADD, INCRBY, LPUSH) only while the script has called no write command: past
+ * the first, it lets every write through so as not to stop a script halfway. The admission's first
+ * write was the clean-up of expired places (ZREMRANGEBYSCORE, even removing nothing; a bytes
+ * place's ZREM), which Redis does not refuse, so under OOM the call was admitted and its job
+ * queued past maxmemory. This ZADD XX of the member '' (never one) changes nothing, and makes the
+ * script fail at once under OOM, as a write-flagged script (`#!lua`) would, which Redis < 7
+ * (BLMOVE needs 6.2) cannot run. Reads before it are fine.
+ */
+const luaRefusedUnderOom = (key: string) => `redis.call('ZADD', ${key}, 'XX', 0, '')`;
+
 // KEYS: the function's set, the bytes set, the bytes counter (then what `onAdmit` uses).
 // ARGV: depth limit (0: off), member id, hold ms, bytes limit (0: off), bytes (then what `onAdmit` uses).
 // Returns {1, depth, bytes} when admitted (after running `onAdmit`); {0, depth} when the function is full; {-1, bytes} when the bytes are.
@@ -45,6 +58,7 @@ const admitScript = (onAdmit = '', first = '') => new Script(`${LUA_NOW}
 ${LUA_GIVE_BACK}
 ${LUA_PLACED}
 ${first}
+${luaRefusedUnderOom('KEYS[2]')}
 local depthLimit, hold, bytesLimit, bytes = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local n = 0
 if depthLimit > 0 then
@@ -164,6 +178,7 @@ export async function admit(redis: Redis, r: AdmissionRequest, push?: { lane: st
 const ADMIT_MANY = new Script(`${LUA_NOW}
 ${LUA_GIVE_BACK}
 ${LUA_PLACED}
+${luaRefusedUnderOom('KEYS[1]')}
 local counts, holds = {}, {}
 -- clean: whether the next call with a bytes limit cleans expired places first: the first does, and
 -- each after one whose clean-up took its 1 000 (more may be left; alone, each call takes 1 000).

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asBruleeError } from '../../functions/http/errors';
-import { admit, type AdmissionRequest } from '../../queue/admission';
+import { admit, admitMany, type AdmissionRequest } from '../../queue/admission';
 import { createRedis, waitForRedis } from '../../queue/connection';
 import { startRedisServer, type PrivateRedis } from '../../queue/redis-server';
 
@@ -55,4 +55,32 @@ describe('Redis refusing the work', () => {
     }
     expect((await admit(redis, req)).admitted).toBe(true);
   });
+});
+
+describe('an admission under Redis OOM (maxmemory, noeviction)', () => {
+  // Legacy scripts: Redis refuses a write that may grow memory only while the script has written
+  // nothing; the admission's first write was the clean-up of expired places (ZREMRANGEBYSCORE, even
+  // removing nothing, or a ZREM of an expired bytes place), which Redis does not refuse, so every
+  // write after it went through: the call admitted and its job queued past maxmemory.
+  const lane = 'r:lane';
+  const state = async () => [await redis.zrange(req.keys.depth, 0, -1), await redis.zrange(req.keys.bytes, 0, -1), await redis.get(req.keys.bytesTotal), await redis.llen(lane)];
+  for (const limits of [{ depth: 5, bytes: 1000 }, { depth: 5, bytes: 0 }, { depth: 0, bytes: 1000 }]) {
+    it(`is refused (503) with nothing written: limits ${JSON.stringify(limits)}, a live place and an expired one there`, async () => {
+      await redis.del(req.keys.depth, req.keys.bytes, req.keys.bytesTotal, lane);
+      const r = (member: string, holdMs = 60_000): AdmissionRequest => ({ ...req, member, limits, holdMs });
+      expect((await admit(redis, r('live'))).admitted).toBe(true);
+      expect((await admit(redis, r('old', 1))).admitted).toBe(true);
+      await new Promise((res) => setTimeout(res, 10));
+      const before = await state();
+      await redis.config('SET', 'maxmemory', '1');
+      try {
+        expect(await mapped(admit(redis, r('new')))).toEqual(['REDIS_UNAVAILABLE', 503]);
+        expect(await mapped(admit(redis, r('pushed'), { lane, job: Buffer.from('job'), answered: 'r:answered:pushed' }))).toEqual(['REDIS_UNAVAILABLE', 503]);
+        expect(await mapped(admitMany(redis, [r('a'), r('b')]))).toEqual(['REDIS_UNAVAILABLE', 503]);
+      } finally {
+        await redis.config('SET', 'maxmemory', '0');
+      }
+      expect(await state()).toEqual(before);
+    });
+  }
 });
