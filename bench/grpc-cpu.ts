@@ -10,11 +10,16 @@
  * instead of 1; each row also gives its server's Redis's CPU per call (redis-server's /proc), its
  * read events per call and its commands per call (INFO commandstats, scripts' inner commands too).
  *
+ * `--arm NAME=ARGS` (repeatable) adds a server of this checkout started with node arguments ARGS
+ * (space-separated; `--arm semi16=--max-semi-space-size=16`, say), interleaved with the others.
+ * Each server's RSS is printed idle after registration (before any load) and idle after the last
+ * window (VmRSS, /proc).
+ *
  * `--prof DIR` starts "now" with --cpu-prof (profile written to DIR when it stops). `--timeline`
  * starts every server with bench/h2-timeline.cjs, which prints, as each stops, where its gRPC
  * streams' time went (medians, µs from the request's headers).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +40,7 @@ const args = parseArgs({
     'no-grpc': { type: 'boolean', default: false },
     timeline: { type: 'boolean', default: false },
     concurrency: { type: 'string', default: '1' },
+    arm: { type: 'string', multiple: true, default: [] },
   },
 }).values;
 
@@ -42,6 +48,9 @@ const MODELS: Record<string, () => { bytes: Uint8Array; input: string; dims: num
   'ocr-cls': () => ({ bytes: readModel(REAL_MODELS.ocrCls), input: 'x', dims: [1, 3, 48, 192] }),
   mlp: () => ({ bytes: mlpModel({ inputSize: 64, hidden: [64], outputSize: 16, seed: 1 }), input: 'x', dims: [1, 64] }),
 };
+
+/** A process's resident memory now, MiB (VmRSS). */
+const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
 async function main() {
   const { bytes, input, dims } = MODELS[args.model!]!();
@@ -53,10 +62,16 @@ async function main() {
     const timeline = args.timeline ? ['--require', fileURLToPath(new URL('./h2-timeline.cjs', import.meta.url))] : [];
     if (args.today) servers.push(['today', await startServer(join(dir, 'today'), {}, args.today, timeline)]);
     servers.push(['now', await startServer(join(dir, 'now'), {}, undefined, [...timeline, ...(args.prof ? ['--cpu-prof', `--cpu-prof-dir=${args.prof}`] : [])])]);
+    for (const arm of args.arm) {
+      const [name = '', nodeArgs = ''] = arm.split(/=(.*)/s);
+      servers.push([name, await startServer(join(dir, name), {}, undefined, [...timeline, ...nodeArgs.split(' ').filter(Boolean)])]);
+    }
     for (const [, s] of servers) {
       const put = await fetch(`${s.url}/functions/bench?threads=1`, { method: 'PUT', body: bytes });
       if (put.status >= 300) throw new Error(`register: ${put.status} ${await put.text()}`);
     }
+    for (const [, s] of servers) await untilIdle(s.pid);
+    const idleRss = servers.map(([, s]) => rssMiB(s.pid));
     const v2 = v2Binary(input, dims, x);
     type Row = { pid: number; redisPid: number; reads: () => Promise<number>; commands: () => Promise<number>; client: ExternalRow };
     const redisOf = async (s: BenchServer) => {
@@ -98,6 +113,7 @@ async function main() {
     for (const [i, row] of rows.entries()) {
       console.log(`${row.client.name.padEnd(18)} server CPU µs/call median ${median(per[i]!.us).toFixed(0)} [${per[i]!.us.map((v) => v.toFixed(0)).join(' ')}]  Redis µs/call ${median(per[i]!.redisUs).toFixed(0)} [${per[i]!.redisUs.map((v) => v.toFixed(0)).join(' ')}]  Redis reads/call ${median(per[i]!.reads).toFixed(2)}  commands/call ${median(per[i]!.commands).toFixed(1)}  p50 ms ${median(per[i]!.p50).toFixed(3)} [${per[i]!.p50.map((v) => v.toFixed(2)).join(' ')}]  calls/s ${median(per[i]!.perS).toFixed(0)} [${per[i]!.perS.map((v) => v.toFixed(0)).join(' ')}] at ${conc}`);
     }
+    for (const [i, [label, s]] of servers.entries()) console.log(`${label.padEnd(18)} RSS MiB idle before the windows ${idleRss[i]!.toFixed(1)}, after ${rssMiB(s.pid).toFixed(1)}`);
   } finally {
     for (const r of admins) r.disconnect();
     for (const [, s] of servers) await s.stop();

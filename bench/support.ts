@@ -101,39 +101,50 @@ export async function untilIdle(pid: number, maxMs = 10_000): Promise<void> {
 const HERE = fileURLToPath(new URL('..', import.meta.url));
 
 /**
- * The environment a checkout's `npm start` gives its server (this checkout's by default), from
- * this process's without its GLIBC_TUNABLES: the checkout's own start script, run by sh with a
- * `node` (and `tsx`) of ours first on PATH that reports the GLIBC_TUNABLES it was given, or none.
- * So each arm of a before/after gets its own checkout's tunables (another checkout, `--today`, may
- * predate a change of them, or have none), and one exported where the bench runs (a shell, a test
- * process) reaches neither; an arm's `env` given to `startServer` still overrides it.
+ * How a checkout's `npm start` runs its server (this checkout's by default): the node arguments
+ * (`start.mjs`, or `--import tsx server.ts` in checkouts from before it) and the environment,
+ * from this process's without its GLIBC_TUNABLES: the checkout's own start script, run by sh with
+ * a `node` (and `tsx`) of ours first on PATH that reports the GLIBC_TUNABLES it was given, or none,
+ * and its arguments. So each arm of a before/after runs as its own checkout's npm start runs it,
+ * with its own tunables (another checkout, `--today`, may predate a change of either), and
+ * tunables exported where the bench runs (a shell, a test process) reach neither; an arm's `env`
+ * given to `startServer` still overrides them.
  */
-export function npmStartEnv(cwd: string = HERE): NodeJS.ProcessEnv {
+export function npmStart(cwd: string = HERE): { env: NodeJS.ProcessEnv; nodeArgs: string[] } {
   const { GLIBC_TUNABLES: _, ...env } = process.env;
   const script = (JSON.parse(readFileSync(join(cwd, 'package.json'), 'utf8')) as { scripts?: { start?: string } }).scripts?.start;
   if (!script) throw new Error(`${cwd}/package.json has no start script`);
   const bin = mkdtempSync(join(tmpdir(), 'brulee-start-env-'));
   try {
-    for (const name of ['node', 'tsx']) writeFileSync(join(bin, name), '#!/bin/sh\n[ "${GLIBC_TUNABLES+set}" = set ] && printf "set:%s" "$GLIBC_TUNABLES"\nexit 0\n', { mode: 0o755 });
-    const out = execFileSync('sh', ['-c', script], { cwd, env: { ...env, PATH: `${bin}:${env.PATH ?? ''}` }, encoding: 'utf8' });
-    return out.startsWith('set:') ? { ...env, GLIBC_TUNABLES: out.slice(4) } : env;
+    const fake = '#!/bin/sh\nif [ "${GLIBC_TUNABLES+set}" = set ]; then printf "set:%s" "$GLIBC_TUNABLES"; fi\nprintf "\\0%s" "${0##*/}" "$@"\nexit 0\n';
+    for (const name of ['node', 'tsx']) writeFileSync(join(bin, name), fake, { mode: 0o755 });
+    const [tunables = '', command, ...args] = execFileSync('sh', ['-c', script], { cwd, env: { ...env, PATH: `${bin}:${env.PATH ?? ''}` }, encoding: 'utf8' }).split('\0');
+    return {
+      env: tunables.startsWith('set:') ? { ...env, GLIBC_TUNABLES: tunables.slice(4) } : env,
+      nodeArgs: command === 'tsx' ? ['--import', 'tsx', ...args] : args,
+    };
   } finally {
     rmSync(bin, { recursive: true, force: true });
   }
 }
 
+/** The environment a checkout's `npm start` gives its server (`npmStart`). */
+export const npmStartEnv = (cwd: string = HERE): NodeJS.ProcessEnv => npmStart(cwd).env;
+
 /**
- * `npm start`'s server as its own process (`node --import tsx server.ts`), on free ports, with a
- * private redis-server unless REDIS_URL is set, and with the glibc tunables of its checkout's
- * `npm start`. `nodeArgs` go to node before the script (`--cpu-prof`, say).
+ * `npm start`'s server as its own process (`node start.mjs`, or what the checkout's npm start
+ * runs: `npmStart`), on free ports, with a private redis-server unless REDIS_URL is set, and with
+ * the glibc tunables of its checkout's `npm start`. `nodeArgs` go to node before the script
+ * (`--cpu-prof`, say).
  */
 export async function startServer(dir: string, env: Record<string, string> = {}, cwd?: string, nodeArgs: string[] = []): Promise<BenchServer> {
   const redis = process.env.REDIS_URL ? undefined : await startRedisServer({ dir: join(dir, 'redis'), persist: false });
   const [port, grpcPort] = [await freePort(), await freePort()];
-  const server: ChildProcess = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'server.ts'], {
-    env: { ...npmStartEnv(cwd), PORT: String(port), GRPC_PORT: String(grpcPort), HOST: '127.0.0.1', REDIS_URL: process.env.REDIS_URL ?? redis!.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', ...env },
+  const start = npmStart(cwd);
+  const server: ChildProcess = spawn(process.execPath, [...nodeArgs, ...start.nodeArgs], {
+    env: { ...start.env, PORT: String(port), GRPC_PORT: String(grpcPort), HOST: '127.0.0.1', REDIS_URL: process.env.REDIS_URL ?? redis!.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
-    ...(cwd ? { cwd } : {}),
+    cwd: cwd ?? HERE,
   });
   await new Promise<void>((resolve, reject) => {
     server.stdout!.on('data', (d: Buffer) => d.toString().includes('brulee is ready') && resolve());

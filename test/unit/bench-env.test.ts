@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { npmStartEnv } from '../../bench/support';
+import { npmStart, npmStartEnv } from '../../bench/support';
 import { MALLOC_TUNABLES } from '../../runtime/malloc';
 
 const dirs: string[] = [];
@@ -31,5 +31,13 @@ it("a bench's server gets the tunables its own checkout's npm start sets, not th
     expect(npmStartEnv(older).PATH).toBe(process.env.PATH);
   } finally {
     process.env.GLIBC_TUNABLES = was;
+  }
+});
+
+it("a bench's server runs as its own checkout's npm start runs it", () => {
+  // This checkout's: the launcher that builds server.ts (start.mjs); older checkouts' through tsx.
+  expect(npmStart().nodeArgs).toEqual(['start.mjs']);
+  for (const start of ['GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.malloc.mmap_threshold=131072} exec node --import tsx server.ts', 'exec node --import tsx server.ts', 'tsx server.ts']) {
+    expect(npmStart(checkout(start)).nodeArgs).toEqual(['--import', 'tsx', 'server.ts']);
   }
 });
