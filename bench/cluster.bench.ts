@@ -16,8 +16,9 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { mlpForBytes } from '../models/generate';
+import { closeRedis, createRedis, waitForRedis } from '../queue/connection';
 import { startRedisServer } from '../queue/redis-server';
 import { startProc, stopAll, type Proc } from '../test/support/procs';
 
@@ -148,8 +149,9 @@ async function run(workers: number, redisUrl: string, redis: Redis) {
 
 const dir = mkdtempSync(join(tmpdir(), 'brulee-bench-redis-'));
 const server = await startRedisServer({ dir, persist: false });
-const redis = new Redis(server.url);
+const redis = createRedis(server.url, { name: 'bench-cluster' });
 try {
+  await waitForRedis(redis);
     console.log(`${M} models, ${(total / 1e6).toFixed(0)} MB charged in all, node budget ${(budget / 1e6).toFixed(0)} MB (total = ${args.pressure}× budget), Zipf s=${S}, ${CALLS} calls, ${CONC} at a time`);
   const rawTput = await raw();
   console.log(`raw onnxruntime, one process, all sessions loaded, sequential: ${rawTput.toFixed(0)} calls/s`);
@@ -167,7 +169,7 @@ try {
     );
   }
 } finally {
-  redis.disconnect();
+  await closeRedis(redis);
   await server.stop();
   rmSync(dir, { recursive: true, force: true });
 }

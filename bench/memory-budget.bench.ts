@@ -31,7 +31,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { mlpForBytes, mulberry32 as seededRandom } from '../models/generate';
-import { Redis } from 'ioredis';
+import { closeRedis, createRedis, waitForRedis } from '../queue/connection';
 import { startRedisServer } from '../queue/redis-server';
 import { REAL_MODELS, readModel } from '../test/support/models';
 import { startProc, stopAll, type Proc } from '../test/support/procs';
@@ -162,8 +162,8 @@ try {
   // arm), with a gateway and a worker of its own: no arm learns popularity or stats from another.
   await reg.stop();
   procs.length = 0;
-  const conn = new Redis(redis.url, { lazyConnect: true });
-  await conn.connect();
+  const conn = createRedis(redis.url, { name: 'bench-memory-budget' });
+  await waitForRedis(conn);
   const dumped: Array<[string, Buffer]> = [];
   for (const k of await conn.keys('*')) {
     const d = await conn.dumpBuffer(k);
@@ -177,7 +177,7 @@ try {
     if (args.json) writeFileSync(args.json, JSON.stringify(result) + '\n', { flag: 'a' });
     summary.push(result);
   }
-  conn.disconnect();
+  await closeRedis(conn);
   for (const r of summary) {
     const at = r.atSampledPeak as { nativeRatio: number; arrayBuffersRatio: number } | undefined;
     console.log(
