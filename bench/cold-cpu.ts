@@ -1,10 +1,11 @@
 /**
  * A node's main-thread CPU per cold start and per warm call (never part of `npm test`): the servers
- * of several checkouts side by side (`label=DIR`, each as `npm start` runs it, its own private
- * redis-server), one model registered on each, rounds interleaved across them: unload, 60 ms, a cold
- * invoke, a warm one, 60 ms, a warm invoke timed like the cold one. CPU is the server's main thread's
- * time on a CPU (/proc/PID/schedstat, ns), which a shared machine's load moves far less than wall
- * time. Cold wall time and the node's load ms are reported beside it.
+ * of several checkouts side by side (`label=DIR`, each as `npm start` runs it: its own private
+ * redis-server, the GLIBC_TUNABLES its own `npm start` sets), one model registered on each, rounds
+ * interleaved across them: unload, 60 ms, a cold invoke, a warm one, 60 ms, a warm invoke timed
+ * like the cold one. CPU is the server's main thread's time on a CPU (/proc/PID/schedstat, ns),
+ * which a shared machine's load moves far less than wall time. Cold wall time and the node's load
+ * ms are reported beside it.
  *
  *   npx tsx bench/cold-cpu.ts mlp 60 before=/tmp/cold-before now=$PWD
  *   npx tsx bench/cold-cpu.ts mlp-20MB 20 before=/tmp/cold-before now=$PWD
@@ -14,9 +15,9 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, startRedisServer } from '../queue/redis-server';
-import { withMallocTunables } from '../runtime/malloc';
 import { mlpForBytes, mlpModel } from '../models/generate';
 import { readModel, REAL_MODELS } from '../test/support/models';
+import { npmStartEnv } from './support';
 const which = process.argv[2] ?? 'mlp';
 const N = Number(process.argv[3] ?? 60);
 const cwds = process.argv.slice(4); // label=dir
@@ -35,7 +36,7 @@ for (const lc of cwds) {
   const dir = mkdtempSync(join(tmpdir(), `cpu-cold-${label}-`));
   const redis = await startRedisServer({ dir: join(dir, 'redis'), persist: false });
   const port = await freePort();
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], { cwd, env: { ...withMallocTunables(process.env), PORT: String(port), GRPC_PORT: String(await freePort()), HOST: '127.0.0.1', REDIS_URL: redis.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', MEMORY_BUDGET: '4GiB' }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], { cwd, env: { ...npmStartEnv(cwd), PORT: String(port), GRPC_PORT: String(await freePort()), HOST: '127.0.0.1', REDIS_URL: redis.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', MEMORY_BUDGET: '4GiB' }, stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((r) => proc.stdout!.on('data', (d: Buffer) => d.toString().includes('brulee is ready') && r()));
   const url = `http://127.0.0.1:${port}`;
   const put = await fetch(`${url}/functions/m`, { method: 'PUT', body: bytes });

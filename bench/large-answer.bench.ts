@@ -8,7 +8,8 @@
  *
  *   npx tsx bench/large-answer.bench.ts [--values 10000000] [--calls 3] [--root DIR]
  *
- * `--root` runs another checkout's server.ts (with its own node_modules), for a before/after.
+ * `--root` runs another checkout's server.ts (with its own node_modules), for a before/after; the
+ * processes get the GLIBC_TUNABLES that checkout's `npm start` sets, not the shell's.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,8 +18,8 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { encodeModel } from '../models/onnx-builder';
 import { startRedisServer } from '../queue/redis-server';
-import { withMallocTunables } from '../runtime/malloc';
 import { startProc, stopAll, type Proc } from '../test/support/procs';
+import { npmStartEnv } from './support';
 
 const MiB = 1024 ** 2;
 const { values: args } = parseArgs({ options: { values: { type: 'string', default: '10000000' }, calls: { type: 'string', default: '3' }, root: { type: 'string' } } });
@@ -53,7 +54,7 @@ const dir = mkdtempSync(join(tmpdir(), 'brulee-answerbench-'));
 const redis = await startRedisServer({ dir: join(dir, 'redis'), persist: false });
 const procs: Proc[] = [];
 const opts = args.root ? { cwd: args.root } : {};
-const shared = { REDIS_URL: redis.url, KEY_PREFIX: 'ab', MODEL_STORE: pathToFileURL(join(dir, 'store')).href, LOG_LEVEL: 'warn', GLIBC_TUNABLES: withMallocTunables(process.env).GLIBC_TUNABLES ?? '' };
+const shared = { REDIS_URL: redis.url, KEY_PREFIX: 'ab', MODEL_STORE: pathToFileURL(join(dir, 'store')).href, LOG_LEVEL: 'warn', GLIBC_TUNABLES: npmStartEnv(args.root).GLIBC_TUNABLES ?? '' };
 const rows: Record<string, unknown>[] = [];
 try {
   const worker = await startProc('w1', 'worker', { ...shared, NODE_ID: 'w1', MAX_OUTPUT_BYTES: String(Math.max(64 * MiB, 2 * n * 4)) }, opts);

@@ -26,7 +26,6 @@ import { REAL_MODELS } from '../test/support/models';
 import { mlpForBytes, mlpModel } from '../models/generate';
 import { WARMUP_MODEL_B64 } from '../runtime/warmup-model';
 import { MAPPED_FILE_NAME } from '../runtime/mapped';
-import { withMallocTunables } from '../runtime/malloc';
 
 type Inputs = Record<string, Tensor>;
 /** An input as the parent describes it to a child, which fills it (so no big JSON crosses, and no garbage skews the child's RSS). */
@@ -65,7 +64,7 @@ function models(dir: string): Record<string, { path: string; inputs: () => Input
 
 /**
  * `artifact`: load the pre-optimized artifact (in the best form `deriveOptimized` gives the model:
- * mapped, else ORT format; `plain`: the optimized ONNX model, as before). `malloc`: run under glibc's fixed mmap threshold, as every node runs
+ * mapped, else ORT format; `plain`: the optimized ONNX model, as before). `malloc`: run under the GLIBC_TUNABLES this checkout's `npm start` sets (not the shell's), as every node runs
  * (runtime/malloc.ts); `today` runs as brulee ran before, without it.
  */
 interface Config { session: SessionConfig; artifact: boolean; plain?: boolean; malloc?: boolean }
@@ -143,9 +142,16 @@ async function child(req: ChildRequest): Promise<ChildReply> {
 }
 
 
-function runChild(req: ChildRequest, malloc = false): Promise<ChildReply> {
+/**
+ * The environment this checkout's `npm start` gives a node (bench/support.ts `npmStartEnv`), found
+ * once by the parent: imported here, not at the top, so that no child loads support.ts's imports
+ * (grpc-js) beside the model it measures.
+ */
+let startEnv: Promise<NodeJS.ProcessEnv> | undefined;
+
+async function runChild(req: ChildRequest, malloc = false): Promise<ChildReply> {
+  const env = malloc ? await (startEnv ??= import('./support').then((m) => m.npmStartEnv())) : { ...process.env, GLIBC_TUNABLES: '' };
   return new Promise((resolve, reject) => {
-    const env = malloc ? withMallocTunables(process.env) : { ...process.env, GLIBC_TUNABLES: '' };
     const c = fork(fileURLToPath(import.meta.url), ['--child'], { env, execArgv: ['--import', 'tsx', '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     c.once('message', (m: ChildReply) => resolve(m));
     c.once('exit', (code) => code !== 0 && reject(new Error(`child exited ${code}`)));
