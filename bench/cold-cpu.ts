@@ -14,10 +14,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, startRedisServer } from '../queue/redis-server';
+import { startRedisServer } from '../queue/redis-server';
 import { mlpForBytes, mlpModel } from '../models/generate';
 import { readModel, REAL_MODELS } from '../test/support/models';
-import { npmStartEnv } from './support';
+import { npmStartEnv, readyPort } from './support';
 const which = process.argv[2] ?? 'mlp';
 const N = Number(process.argv[3] ?? 60);
 const cwds = process.argv.slice(4); // label=dir
@@ -35,10 +35,8 @@ for (const lc of cwds) {
   const [label, cwd] = lc.split('=') as [string, string];
   const dir = mkdtempSync(join(tmpdir(), `cpu-cold-${label}-`));
   const redis = await startRedisServer({ dir: join(dir, 'redis'), persist: false });
-  const port = await freePort();
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], { cwd, env: { ...npmStartEnv(cwd), PORT: String(port), GRPC_PORT: String(await freePort()), HOST: '127.0.0.1', REDIS_URL: redis.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', MEMORY_BUDGET: '4GiB' }, stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((r) => proc.stdout!.on('data', (d: Buffer) => d.toString().includes('brulee is ready') && r()));
-  const url = `http://127.0.0.1:${port}`;
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], { cwd, env: { ...npmStartEnv(cwd), PORT: '0', GRPC_PORT: '0', HOST: '127.0.0.1', REDIS_URL: redis.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', MEMORY_BUDGET: '4GiB' }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = `http://127.0.0.1:${await readyPort(proc, label)}`;
   const put = await fetch(`${url}/functions/m`, { method: 'PUT', body: bytes });
   if (put.status >= 300) throw new Error(await put.text());
   servers.push({ label, url, proc, stop: async () => { proc.kill('SIGTERM'); await new Promise((r) => proc.once('exit', r)); await redis.stop(); } });

@@ -11,9 +11,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, startRedisServer } from '../queue/redis-server';
+import { startRedisServer } from '../queue/redis-server';
 import { mlpModel } from '../models/generate';
 import { startS3 } from '../test/support/s3';
+import { readyPort } from './support';
 
 const MiB = 1024 ** 2;
 const rss = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
@@ -36,17 +37,12 @@ const s3 = await startS3();
 const procs: ChildProcess[] = [];
 
 async function start(role: 'gateway' | 'worker', name: string): Promise<{ p: ChildProcess; url: string }> {
-  const port = await freePort();
   const p = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
-    env: { ...process.env, ...s3.env(), ROLE: role, NODE_ID: name, PORT: String(port), GRPC_PORT: String(await freePort()), HOST: '127.0.0.1', REDIS_URL: redis.url, DATA_DIR: join(dir, name), LOG_LEVEL: 'warn', MEMORY_BUDGET: '1GiB' },
+    env: { ...process.env, ...s3.env(), ROLE: role, NODE_ID: name, PORT: '0', GRPC_PORT: '0', HOST: '127.0.0.1', REDIS_URL: redis.url, DATA_DIR: join(dir, name), LOG_LEVEL: 'warn', MEMORY_BUDGET: '1GiB' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   procs.push(p);
-  await new Promise<void>((resolve, reject) => {
-    p.stdout!.on('data', (d: Buffer) => d.toString().includes('brulee is ready') && resolve());
-    p.once('exit', (c) => reject(new Error(`${name} exited ${c}`)));
-  });
-  return { p, url: `http://127.0.0.1:${port}` };
+  return { p, url: `http://127.0.0.1:${await readyPort(p, name)}` };
 }
 
 try {

@@ -17,9 +17,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { parseBytes } from '../config';
-import { freePort, startRedisServer } from '../queue/redis-server';
+import { startRedisServer } from '../queue/redis-server';
 import { mlpForBytes, mlpModel } from '../models/generate';
-import { latencies, median, pct, throughput } from './support';
+import { latencies, median, pct, readyPort, throughput } from './support';
 
 const args = parseArgs({
   options: {
@@ -71,16 +71,11 @@ async function main() {
 
   // brulee, as its own process.
   const redis = process.env.REDIS_URL ? undefined : await startRedisServer({ dir: join(dir, 'redis'), persist: false });
-  const port = await freePort();
   const server: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
-    env: { ...process.env, PORT: String(port), REDIS_URL: process.env.REDIS_URL ?? redis!.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', WORKER_CONCURRENCY: String(Math.min(CONC, 64)) },
+    env: { ...process.env, PORT: '0', GRPC_PORT: '0', REDIS_URL: process.env.REDIS_URL ?? redis!.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', WORKER_CONCURRENCY: String(Math.min(CONC, 64)) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  await new Promise<void>((resolve, reject) => {
-    server.stdout!.on('data', (d: Buffer) => d.toString().includes('brulee is ready') && resolve());
-    server.once('exit', (c) => reject(new Error(`server exited ${c}`)));
-  });
-  const base = `http://127.0.0.1:${port}`;
+  const base = `http://127.0.0.1:${await readyPort(server)}`;
   try {
     const put = await fetch(`${base}/functions/bench`, { method: 'PUT', body: bytes });
     if (put.status >= 300) throw new Error(`register failed: ${put.status} ${await put.text()}`);

@@ -1,12 +1,13 @@
 /** What every benchmark needs: timing loops, percentiles, and a brulee server as its own process. */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FLOW_CONTROL_WINDOW } from '../functions/grpc/server';
-import { freePort, startRedisServer } from '../queue/redis-server';
+import { startRedisServer } from '../queue/redis-server';
+import { READY_LINE } from '../test/support/procs';
 
 export const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 export const median = (xs: number[]) => pct(xs, 50);
@@ -132,24 +133,73 @@ export function npmStart(cwd: string = HERE): { env: NodeJS.ProcessEnv; nodeArgs
 export const npmStartEnv = (cwd: string = HERE): NodeJS.ProcessEnv => npmStart(cwd).env;
 
 /**
+ * The HTTP port a brulee server (`server.ts`, started with PORT=0: it binds a free one) says it is
+ * ready on, once it does. Its stdout is read to the end (a pipe nobody reads would fill and block it).
+ */
+export function readyPort(child: ChildProcess, name = 'server'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let port: number | undefined;
+    child.stdout!.on('data', (d: Buffer) => {
+      if (port !== undefined) return;
+      const m = READY_LINE.exec((out += d.toString()));
+      if (m) resolve((port = Number(m[1])));
+      else out = out.slice(-4096);
+    });
+    child.once('exit', (c) => reject(new Error(`${name} exited ${c} before it was ready`)));
+  });
+}
+
+/**
+ * The TCP ports process `pid` listens on (Linux: its sockets' inodes in /proc/PID/fd, found among
+ * the listening sockets of /proc/PID/net/tcp and tcp6). A server started with GRPC_PORT=0 says
+ * only its HTTP port; this finds its gRPC one, in any checkout.
+ */
+export function listeningPorts(pid: number): number[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      // closed since the listing
+    }
+  }
+  const ports = new Set<number>();
+  for (const table of ['tcp', 'tcp6']) {
+    for (const row of readFileSync(`/proc/${pid}/net/${table}`, 'utf8').split('\n').slice(1)) {
+      // Columns: sl, local_address (hex address:port), rem_address, st (0A: LISTEN), ..., inode (the tenth).
+      const c = row.trim().split(/\s+/);
+      if (c[3] === '0A' && inodes.has(c[9] ?? '')) ports.add(parseInt(c[1]!.split(':')[1]!, 16));
+    }
+  }
+  return [...ports];
+}
+
+/**
  * `npm start`'s server as its own process (`node start.mjs`, or what the checkout's npm start
- * runs: `npmStart`), on free ports, with a private redis-server unless REDIS_URL is set, and with
- * the glibc tunables of its checkout's `npm start`. `nodeArgs` go to node before the script
- * (`--cpu-prof`, say).
+ * runs: `npmStart`), on ports it binds itself (PORT=0, GRPC_PORT=0: none picked here first that
+ * another process could take before it binds), with a private redis-server unless REDIS_URL is
+ * set, and with the glibc tunables of its checkout's `npm start`. `nodeArgs` go to node before the
+ * script (`--cpu-prof`, say).
  */
 export async function startServer(dir: string, env: Record<string, string> = {}, cwd?: string, nodeArgs: string[] = []): Promise<BenchServer> {
   const redis = process.env.REDIS_URL ? undefined : await startRedisServer({ dir: join(dir, 'redis'), persist: false });
-  const [port, grpcPort] = [await freePort(), await freePort()];
   const start = npmStart(cwd);
   const server: ChildProcess = spawn(process.execPath, [...nodeArgs, ...start.nodeArgs], {
-    env: { ...start.env, PORT: String(port), GRPC_PORT: String(grpcPort), HOST: '127.0.0.1', REDIS_URL: process.env.REDIS_URL ?? redis!.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', ...env },
+    env: { ...start.env, PORT: '0', GRPC_PORT: '0', HOST: '127.0.0.1', REDIS_URL: process.env.REDIS_URL ?? redis!.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
     cwd: cwd ?? HERE,
   });
-  await new Promise<void>((resolve, reject) => {
-    server.stdout!.on('data', (d: Buffer) => d.toString().includes('brulee is ready') && resolve());
-    server.once('exit', (c) => reject(new Error(`server exited ${c}`)));
-  });
+  const port = await readyPort(server);
+  // The gRPC server is bound before the HTTP one says it is ready; a worker (ROLE=worker) has none.
+  const others = listeningPorts(server.pid!).filter((p) => p !== port);
+  if (others.length > 1) {
+    server.kill('SIGKILL');
+    await redis?.stop();
+    throw new Error(`the server listens on ${others.join(', ')} besides HTTP ${port}: which is gRPC? (a node inspector? set GRPC_PORT)`);
+  }
+  const grpcPort = env.GRPC_PORT && env.GRPC_PORT !== '0' ? Number(env.GRPC_PORT) : (others[0] ?? 0);
   return {
     url: `http://127.0.0.1:${port}`,
     redisUrl: process.env.REDIS_URL ?? redis!.url,
@@ -163,15 +213,23 @@ export async function startServer(dir: string, env: Record<string, string> = {},
   };
 }
 
-/** A floor server: `code` run by node in a process of its own (cwd: the project), once it prints 'ready'. */
-async function startFloorProcess(name: string, code: string): Promise<{ pid: number; stop(): Promise<void> }> {
+/**
+ * A floor server: `code` run by node in a process of its own (cwd: the project), once it prints
+ * 'ready PORT' (the port it bound: it listens on port 0, a free one, none picked here first).
+ */
+async function startFloorProcess(name: string, code: string): Promise<{ pid: number; port: number; stop(): Promise<void> }> {
   const child: ChildProcess = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'], cwd: join(import.meta.dirname, '..') });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      const m = /ready (\d+)/.exec((out += d.toString()));
+      if (m) resolve(Number(m[1]));
+    });
     child.once('exit', (c) => reject(new Error(`${name} exited ${c}`)));
   });
   return {
     pid: child.pid!,
+    port,
     async stop() {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
@@ -185,16 +243,16 @@ async function startFloorProcess(name: string, code: string): Promise<{ pid: num
  * show what any HTTP server costs on these cores next to brulee's rows.
  */
 export async function startHttpFloor(answerBytes: number): Promise<{ url: string; stop(): Promise<void> }> {
-  const port = await freePort();
   const floor = await startFloorProcess(
     'http floor',
     `const out = Buffer.alloc(${answerBytes}, 1);
-require('node:http').createServer((req, res) => {
+const server = require('node:http').createServer((req, res) => {
   req.on('data', () => {});
   req.on('end', () => { res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': out.length }); res.end(out); });
-}).listen(${port}, '127.0.0.1', () => console.log('ready'));`,
+});
+server.listen(0, '127.0.0.1', () => console.log('ready ' + server.address().port));`,
   );
-  return { url: `http://127.0.0.1:${port}`, stop: () => floor.stop() };
+  return { url: `http://127.0.0.1:${floor.port}`, stop: () => floor.stop() };
 }
 
 /**
@@ -203,7 +261,6 @@ require('node:http').createServer((req, res) => {
  * ModelInfer decodes the request and answers one output of `outputBytes` raw bytes, nothing else.
  */
 export async function startGrpcFloor(outputBytes: number): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
-  const port = await freePort();
   const floor = await startFloorProcess(
     'grpc floor',
     `const grpc = require('@grpc/grpc-js');
@@ -213,12 +270,13 @@ const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20, 'g
 server.addService(grpc.loadPackageDefinition(def).inference.GRPCInferenceService.service, {
   ModelInfer: (call, cb) => cb(null, { model_name: call.request.model_name, model_version: '1', outputs: [{ name: 'y', datatype: 'UINT8', shape: ['${outputBytes}'] }], raw_output_contents: [out] }),
 });
-server.bindAsync('127.0.0.1:${port}', grpc.ServerCredentials.createInsecure(), () => {
+server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => {
+  if (err) throw err;
   for (const s of server.http2Servers.keys()) s.on('session', (session) => { session.settings({ initialWindowSize: ${FLOW_CONTROL_WINDOW} }); session.setLocalWindowSize(${FLOW_CONTROL_WINDOW}); });
-  console.log('ready');
+  console.log('ready ' + port);
 });`,
   );
-  return { port, pid: floor.pid, stop: () => floor.stop() };
+  return { port: floor.port, pid: floor.pid, stop: () => floor.stop() };
 }
 
 /**
@@ -232,7 +290,6 @@ server.bindAsync('127.0.0.1:${port}', grpc.ServerCredentials.createInsecure(), (
  * callback): a measurement, not something to serve with.
  */
 export async function startH2GrpcFloor(outputBytes: number, oneWrite: boolean): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
-  const port = await freePort();
   const floor = await startFloorProcess(
     oneWrite ? 'node:http2 grpc floor, one write' : 'node:http2 grpc floor',
     `const def = require('@grpc/proto-loader').loadSync('functions/grpc/inference.proto', { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
@@ -260,9 +317,9 @@ server.on('stream', (stream) => {
     stream.end(msg);
   });
 });
-server.listen(${port}, '127.0.0.1', () => console.log('ready'));`,
+server.listen(0, '127.0.0.1', () => console.log('ready ' + server.address().port));`,
   );
-  return { port, pid: floor.pid, stop: () => floor.stop() };
+  return { port: floor.port, pid: floor.pid, stop: () => floor.stop() };
 }
 
 /** A row measured by a client in a process of its own: wrk for HTTP, grpcio for gRPC. */

@@ -27,6 +27,9 @@ export interface Proc {
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
+/** The line `server.ts` prints once it serves, with the HTTP port it bound (any free one with PORT=0). */
+export const READY_LINE = /brulee is ready on http:\/\/127\.0\.0\.1:(\d+)/;
+
 export async function freePort(): Promise<number> {
   const s = createServer().listen(0, '127.0.0.1');
   await new Promise((r) => s.once('listening', r));
@@ -56,7 +59,7 @@ export async function startProc(name: string, role: Proc['role'], env: Record<st
   let gone = false;
   void exited.then(() => (gone = true));
   while (!out.includes('brulee is ready') && !gone && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  const port = /brulee is ready on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)?.[1];
+  const port = READY_LINE.exec(out)?.[1];
   if (port === undefined) {
     child.kill('SIGKILL');
     throw new Error(`${name} did not start:\n${out}`);
