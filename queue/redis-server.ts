@@ -7,6 +7,8 @@ import { createRedis, waitForRedis } from './connection';
 export interface PrivateRedis {
   url: string;
   port: number;
+  /** The redis-server's process id (INFO server's `process_id` where it answers). */
+  pid: number;
   stop(): Promise<void>;
   /** Signals the server to stop, synchronously (for a process 'exit' handler). */
   kill(): void;
@@ -45,13 +47,13 @@ export function answers(host: string, port: number, timeoutMs = 300): Promise<bo
  * Starts a private redis-server bound to 127.0.0.1. With `persist`, it keeps an append-only file
  * under `dir`, so what was registered survives a restart.
  */
-export async function startRedisServer(opts: { dir: string; port?: number; persist: boolean }): Promise<PrivateRedis> {
+export async function startRedisServer(opts: { dir: string; port?: number; persist: boolean; /** Where each attempt's port comes from, without `port`. @default freePort */ pickPort?: () => Promise<number> }): Promise<PrivateRedis> {
   mkdirSync(opts.dir, { recursive: true });
   // A port picked here can be taken by another process before redis-server binds it (it cannot
   // bind port 0 and say which it got): then it exits, and another port is picked.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startOn(opts.port ?? (await freePort()), opts);
+      return await startOn(opts.port ?? (await (opts.pickPort ?? freePort)()), opts);
     } catch (e) {
       if (opts.port !== undefined || attempt === 5 || e instanceof Error && e.message === INSTALL_REDIS_HINT) throw e;
     }
@@ -84,6 +86,7 @@ async function startOn(port: number, opts: { dir: string; persist: boolean }): P
   return {
     url,
     port,
+    pid: child.pid!,
     kill: () => void child.kill('SIGTERM'),
     stop: () =>
       new Promise<void>((resolve) => {
