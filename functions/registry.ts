@@ -416,5 +416,6 @@ export function modelRefOf(fn: FunctionMeta, learnedExecMs?: number): ModelRef {
     session: sessionOf(fn.options),
     ...(batchOf(fn.options) ? { batch: batchOf(fn.options) } : {}),
     ...(fn.profile.artifact ? { artifact: { key: fn.profile.artifact.key, sha256: fn.profile.artifact.sha256 } } : {}),
+    registered: fn.createdAt,
   };
 }

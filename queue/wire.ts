@@ -156,6 +156,11 @@ export interface ModelRef {
   artifact?: { key: string; sha256: string };
   /** Dynamic batching (`runtime/batcher.ts`), when the function turned it on. */
   batch?: { maxBatch: number; maxDelayMs: number };
+  /**
+   * When the function's registration was made (its `createdAt`, kept across versions): a name
+   * deleted and registered again is a later one, whose counts start afresh on a node too.
+   */
+  registered?: string;
 }
 
 export interface InvokeJob {

@@ -705,6 +705,7 @@ export class RuntimeNode implements LocalNode {
       }
       case JOB.load: {
         const { model } = (job as NodeJob<LoadJob>).data;
+        this.seeRegistration(model);
         await this.retireOlder(model);
         const loaded = await this.pool.prewarm(this.spec(model));
         if (!this.counted(model.fn, modelKey(model))) this.settleGone(model.fn);
@@ -776,6 +777,7 @@ export class RuntimeNode implements LocalNode {
    */
   private async forgetFunction(fn: string, sha256s: readonly string[]): Promise<void> {
     this.o.metrics.forgetFunction(fn);
+    this.registrations.delete(fn);
     // Its models still held here (calls in flight, a load) count nothing in this process's metrics
     // until the last is gone (`settleGone`): their counts would put its series back, for good.
     const held = this.pool.list().filter((m) => m.fn === fn).map((m) => m.key);
@@ -799,6 +801,25 @@ export class RuntimeNode implements LocalNode {
    * the same key: while the old model is held, a call of it counts as the deleted function's.)
    */
   private readonly gone = new Map<string, { keys: Set<string>; reborn: boolean }>();
+
+  /** Of each function a job here came from, its latest registration (`ModelRef.registered`). */
+  private readonly registrations = new Map<string, string>();
+
+  /**
+   * A job of a later registration of a name than this process has counted (deleted and registered
+   * again, the deletion's job run here late or not yet) restarts the name's series here, as the
+   * deletion restarted its counts in Redis: else the old registration's counts stayed in /metrics
+   * for as long as the process lived, over /stats. What ends after it counts, here as in Redis
+   * (the name is registered): the old registration's calls still in flight too.
+   */
+  private seeRegistration(m: ModelRef): void {
+    const r = m.registered;
+    if (r === undefined) return;
+    const seen = this.registrations.get(m.fn);
+    if (seen !== undefined && r <= seen) return;
+    this.registrations.set(m.fn, r);
+    if (seen !== undefined) this.o.metrics.forgetFunction(m.fn);
+  }
 
   /** Whether what a model of `fn` (by its key) does counts in this process's metrics (`gone`). */
   private counted(fn: string, key: string): boolean {
@@ -1015,6 +1036,7 @@ export class RuntimeNode implements LocalNode {
       record({ outcome: 'timeout', loaded: false, loadMs: 0, execMs: 0 });
       throw new BruleeError('TIMEOUT', `the invocation waited ${queueMs} ms in the queue, past its deadline; it was not run`);
     }
+    this.seeRegistration(model);
     const inputs = readInputs();
     inputs.catch(() => undefined);
     const retiring = this.retireOlder(model);

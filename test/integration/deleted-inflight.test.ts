@@ -182,7 +182,7 @@ it("a deletion's job that reaches a node after the name was registered again wit
   // The deletion's job, only now: the old model goes; the new registration's stays warm, its series counted.
   expect(await dispatcher.unload({ fn: 'old', cause: 'deleted', reason: 'function deleted', sha256s: removed }, 10_000)).toBe(1);
   expect(keys()).toEqual([current]);
-  // (The old registration's call is still in the series: the job that would have removed them came too late.)
+  // (The new registration's first call here restarted the series: the old one's call is not in them.)
   const ok = async () => Number((await seriesOf(b, 'old')).find((l) => l.startsWith('brulee_invocations_total') && l.includes('outcome="ok"'))?.split(' ').pop());
   const before = await ok();
   const warm = await b.invoke('old', x);
@@ -281,3 +281,29 @@ it("a late call of an older version that reaches a node before any call or load 
   expect(warm.body.coldStart).toBe(false);
   expect(b.node!.pool.list().map((m) => m.key)).toEqual([held!.key]);
 });
+
+for (const [what, seed] of [['other bytes', 8], ['the same bytes', 7]] as const) {
+  it(`a node that runs a deletion's job only after the name was registered again (${what}) and called shows in /metrics the new registration's calls, as /stats does`, async () => {
+    const b = await startBrulee();
+    all.push(b);
+    const { dispatcher, registry } = (b.dataPlane as unknown as { o: { dispatcher: Dispatcher; registry: FunctionRegistry } }).o;
+    const counts = async () => {
+      const lines = await seriesOf(b, 'mixed');
+      const n = (name: string) => Number(lines.find((l) => l.startsWith(`${name}{`) && !l.includes('outcome="error"'))?.split(' ').pop() ?? NaN);
+      const s = (await b.json('GET', '/functions/mixed')).body.stats as { invocations: number; loads: number; coldStarts: number; warmHits: number };
+      return { metrics: [n('brulee_invocations_total'), n('brulee_model_loads_total'), n('brulee_cold_starts_total'), n('brulee_warm_hits_total')], stats: [s.invocations, s.loads, s.coldStarts, s.warmHits] };
+    };
+    expect((await b.put('mixed', model(7))).status).toBe(201);
+    for (let i = 0; i < 2; i++) expect((await b.invoke('mixed', x)).status).toBe(200);
+    // Deleted (its job not run here yet: its sender gave up waiting), registered again, and called.
+    const { removed } = await registry.delete('mixed');
+    expect((await b.put('mixed', model(seed))).status).toBe(201);
+    for (let i = 0; i < 3; i++) expect((await b.invoke('mixed', x)).status).toBe(200);
+    expect(await dispatcher.unload({ fn: 'mixed', cause: 'deleted', reason: 'function deleted', sha256s: removed }, 10_000)).toBeLessThanOrEqual(1);
+    expect((await b.invoke('mixed', x)).status).toBe(200);
+    // The four calls of the new registration, here as in Redis: one load (a cold start), three warm hits.
+    const c = await counts();
+    expect(c.stats).toEqual([4, seed === 7 ? 0 : 1, seed === 7 ? 0 : 1, seed === 7 ? 4 : 3]);
+    expect(c.metrics).toEqual(c.stats);
+  });
+}
