@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { BruleeError } from '../errors';
 import { LUA_NOW, Script } from './scripts';
+import { TurnBatch } from './turn';
 
 /**
  * Admission, counted cluster-wide in Redis, by two measures (either may be off):
@@ -255,32 +256,19 @@ export async function admitMany(redis: Redis, rs: readonly AdmissionRequest[]): 
 }
 
 /** The calls whose admissions wait for the end of this turn, by connection (`admitSoon`). */
-type Waiting = Array<{ r: AdmissionRequest; resolve: (a: Admission) => void; reject: (e: unknown) => void }>;
-const waiting = new WeakMap<Redis, Waiting>();
+const soon = new WeakMap<Redis, TurnBatch<AdmissionRequest, Admission>>();
 
 /**
  * `admit`, shared with the other calls admitted on `redis` in this turn of the event loop while it
- * is busy (issue 10 §3): they are decided in one script (`admitMany`) at the end of the turn (a
- * `setImmediate`), one command and one socket write for all. An idle connection (no reply
+ * is busy (issue 10 §3): they are decided in one script (`admitMany`) at the end of the turn
+ * (`TurnBatch`), one command and one socket write for all. An idle connection (no reply
  * pending) admits at once, so a lone caller's call is not held. Under 64 callers each admission was
  * a script of its own: 11 Redis commands, 9 of them cleaning, counting and expiring the same keys.
  */
 export function admitSoon(redis: Redis, r: AdmissionRequest): Promise<Admission> {
-  let calls = waiting.get(redis);
-  if (!calls) {
-    if (redis.status !== 'ready' || redis.commandQueue.length === 0) return admit(redis, r);
-    const these: Waiting = [];
-    waiting.set(redis, (calls = these));
-    setImmediate(() => {
-      waiting.delete(redis);
-      admitMany(redis, these.map((c) => c.r)).then(
-        (as) => these.forEach((c, i) => c.resolve(as[i]!)),
-        (e: unknown) => these.forEach((c) => c.reject(e)),
-      );
-    });
-  }
-  const these = calls;
-  return new Promise((resolve, reject) => these.push({ r, resolve, reject }));
+  let batch = soon.get(redis);
+  if (!batch) soon.set(redis, (batch = new TurnBatch((rs) => admitMany(redis, rs))));
+  return batch.add(r, redis.status !== 'ready' || redis.commandQueue.length === 0);
 }
 
 /**

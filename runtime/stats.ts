@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Keys } from '../queue/keys';
 import type { EvictionEvent } from './warm-pool';
 import { applyCounts } from '../queue/replies';
+import { TurnBatch } from '../queue/turn';
 
 /** Latency samples kept per function and kind, for p50/p95. */
 export const SAMPLES_KEPT = 1000;
@@ -210,9 +211,7 @@ export class StatsOps implements StatsWriter {
  * answer sees it counted.
  */
 export class CountsOut {
-  private batch: Array<{ id: string; writes: StatsOps }> = [];
-  private written: Promise<void> = Promise.resolve();
-  private done: () => void = () => undefined;
+  private readonly batch: TurnBatch<{ id: string; writes: StatsOps }, undefined>;
 
   /**
    * `send(id, writes)` writes one batch (its id: the first call's, for its once-only marker) before
@@ -220,33 +219,18 @@ export class CountsOut {
    * this turn.
    */
   constructor(
-    private readonly send: (id: string, writes: StatsOps) => void,
+    send: (id: string, writes: StatsOps) => void,
     private readonly othersRunning: (n: number) => boolean,
-  ) {}
+  ) {
+    this.batch = new TurnBatch((calls) => {
+      send(calls[0]!.id, StatsOps.merge(calls.map((c) => c.writes)));
+      return calls.map(() => undefined);
+    });
+  }
 
   /** Sends a call's counts, or adds them to this turn's batch; resolves once they are written (not applied). */
   add(id: string, writes: StatsOps): Promise<void> {
-    if (this.batch.length === 0) {
-      if (!this.othersRunning(1)) {
-        this.send(id, writes);
-        return Promise.resolve();
-      }
-      this.written = new Promise((resolve) => (this.done = resolve));
-      setImmediate(() => this.flush());
-    }
-    this.batch.push({ id, writes });
-    return this.written;
-  }
-
-  private flush(): void {
-    const batch = this.batch;
-    const done = this.done;
-    this.batch = [];
-    try {
-      this.send(batch[0]!.id, StatsOps.merge(batch.map((b) => b.writes)));
-    } finally {
-      done();
-    }
+    return this.batch.add({ id, writes }, !this.othersRunning(1));
   }
 }
 
