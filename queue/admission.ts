@@ -267,7 +267,7 @@ const soon = new WeakMap<Redis, TurnBatch<AdmissionRequest, Admission>>();
  */
 export function admitSoon(redis: Redis, r: AdmissionRequest): Promise<Admission> {
   let batch = soon.get(redis);
-  if (!batch) soon.set(redis, (batch = new TurnBatch((rs) => admitMany(redis, rs))));
+  if (!batch) soon.set(redis, (batch = new TurnBatch((rs) => admitMany(redis, rs), () => redis)));
   return batch.add(r, redis.status !== 'ready' || redis.commandQueue.length === 0);
 }
 

@@ -986,7 +986,7 @@ export class RuntimeNode implements LocalNode {
       .catch((e: unknown) => this.o.log.error({ err: e }, 'the counts of answered invocations were lost (Redis stayed away)'))
       .finally(() => this.counting.delete(p));
     this.counting.add(p);
-  }, (n) => this.here.running > n);
+  }, (n) => this.here.running > n, () => this.o.redis);
 
   /**
    * Sends a call's counts (and its admission place given back) before its answer is returned: at

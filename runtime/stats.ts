@@ -216,16 +216,17 @@ export class CountsOut {
   /**
    * `send(id, writes)` writes one batch (its id: the first call's, for its once-only marker) before
    * it returns; `othersRunning(n)` says whether calls other than the batch's `n` may still end in
-   * this turn.
+   * this turn; `connection` gives the Redis connection `send` writes on (`TurnBatch`).
    */
   constructor(
     send: (id: string, writes: StatsOps) => void,
     private readonly othersRunning: (n: number) => boolean,
+    connection?: () => Redis,
   ) {
     this.batch = new TurnBatch((calls) => {
       send(calls[0]!.id, StatsOps.merge(calls.map((c) => c.writes)));
       return calls.map(() => undefined);
-    });
+    }, connection);
   }
 
   /** Sends a call's counts, or adds them to this turn's batch; resolves once they are written (not applied). */

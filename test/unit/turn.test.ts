@@ -1,4 +1,9 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { createRedis, waitForRedis } from '../../queue/connection';
+import { startRedisServer } from '../../queue/redis-server';
 import { TurnBatch } from '../../queue/turn';
 
 /**
@@ -47,5 +52,32 @@ describe('TurnBatch', () => {
     expect(await settled([b.add(4, false), b.add(5, false)])).toEqual(['rejected', 'rejected']);
     fail = undefined;
     expect(await settled([b.add(6, false), b.add(7, false)])).toEqual(['6', '7']);
+  });
+});
+
+describe('TurnBatch on a Redis connection', () => {
+  it("sends the batches of one connection that end in one turn in one socket write (one read event of Redis's)", async () => {
+    // A Redis of its own: its read events are this test's alone.
+    const dir = mkdtempSync(join(tmpdir(), 'brulee-turn-'));
+    const own = await startRedisServer({ dir, persist: false });
+    const conn = createRedis(own.url);
+    const admin = createRedis(own.url);
+    try {
+      await Promise.all([waitForRedis(conn, 10_000), waitForRedis(admin, 10_000)]);
+      const reads = async () => Number(/total_reads_processed:(\d+)/.exec(await admin.info('stats'))![1]);
+      const batch = (key: string) => new TurnBatch<number, unknown>((xs) => conn.incrby(key, xs.reduce((a, b) => a + b, 0)).then(() => xs), () => conn);
+      const [a, b] = [batch('turn:a'), batch('turn:b')];
+      const before = await reads();
+      // The admissions and the counts of one turn, say: two batches, two scripts, one write.
+      await Promise.all([a.add(1, false), b.add(2, false), a.add(3, false)]);
+      // The batches' write, and the INFO that reads it.
+      expect((await reads()) - before).toBe(2);
+      expect(await conn.mget('turn:a', 'turn:b')).toEqual(['4', '2']);
+    } finally {
+      conn.disconnect();
+      admin.disconnect();
+      await own.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
