@@ -10,6 +10,7 @@ import { ELEMENT_TYPES, type ModelRef } from '../queue/wire';
 import { batchability } from '../runtime/batcher';
 import { MAPPED_FILE_NAME } from '../runtime/mapped';
 import { artifactKey, type SessionConfig, type Signature } from '../runtime/onnx';
+import { ModelBytes } from './model-bytes';
 import { checkModelShape } from './onnx-shape';
 import { profileModel, type Profile } from './profile';
 import { isElementType } from './signature';
@@ -118,6 +119,11 @@ export async function readFunction(redis: Redis, keys: Keys, name: string): Prom
   return raw ? (JSON.parse(raw) as FunctionMeta) : undefined;
 }
 
+/** The bytes a function's versions name: each one's model and its artifact. */
+function shasOf(fn: FunctionMeta): string[] {
+  return fn.versions.flatMap((v) => [v.sha256, ...(v.artifactSha256 ? [v.artifactSha256] : [])]);
+}
+
 export function validateName(name: string): void {
   if (!NAME.test(name) || name.includes('..')) {
     throw new BruleeError(
@@ -147,8 +153,12 @@ export class FunctionRegistry {
   /** Bumped on every invalidation, so a read that raced a change is not cached. */
   private generation = 0;
   private sub?: Redis;
+  /** Which model bytes registrations are storing now, so that a deletion leaves them (functions/model-bytes.ts). */
+  private readonly bytes: ModelBytes;
 
-  constructor(private readonly o: RegistryOptions) {}
+  constructor(private readonly o: RegistryOptions) {
+    this.bytes = new ModelBytes(o.redis, o.keys);
+  }
 
   /** Keeps the in-memory copy in step with changes made through any gateway. */
   async watch(subscriber: Redis): Promise<void> {
@@ -244,19 +254,37 @@ export class FunctionRegistry {
       return { created: false, newVersion: false, fn };
     }
 
+    // Marked before they are stored, until the record names them: a deletion of another function
+    // with these bytes leaves them meanwhile (functions/model-bytes.ts).
+    const token = randomUUID();
+    const marked: string[] = [];
+    const mark = async (s: string) => {
+      await this.bytes.mark(s, token);
+      marked.push(s);
+    };
+    await mark(sha);
+    try {
+      return await this.registerNew({ name, bytes, sha, opts, options, prev, now }, mark, () => this.bytes.unmark(marked, token));
+    } finally {
+      await this.bytes.unmark(marked, token);
+    }
+  }
+
+  /** A registration of bytes other than the current version's (or other session options), its bytes marked (`mark` marks more). */
+  private async registerNew(
+    r: { name: string; bytes: Uint8Array; sha: string; opts: RegisterOptions; options: FunctionOptions; prev: FunctionMeta | undefined; now: string },
+    mark: (sha256: string) => Promise<void>,
+    unmark: () => Promise<void>,
+  ): Promise<RegisterResult> {
+    const { name, bytes, sha, opts, options, prev, now } = r;
     const wasStored = await this.store.has(sha);
     await this.store.put(bytes);
     let artifact: Profile['artifact'] = null;
     let artifactWasStored = true;
-    let artifactBytes: Uint8Array | undefined;
+    // What this registration stored goes again when it fails, unless another function has it by then.
     const forget = async () => {
-      if (artifact && !artifactWasStored) {
-        await this.store.remove(artifact.sha256);
-        await this.o.models.drop(artifact.sha256);
-      }
-      if (wasStored) return;
-      await this.store.remove(sha);
-      await this.o.models.drop(sha);
+      await unmark();
+      await this.removeUnused([...(artifact && !artifactWasStored ? [artifact.sha256] : []), ...(wasStored ? [] : [sha])]);
     };
     let inspected: Awaited<ReturnType<typeof profileModel>>;
     // The pre-optimized artifact is written to a scratch file by the profiler, then stored like any model bytes.
@@ -268,8 +296,9 @@ export class FunctionRegistry {
       const path = await this.o.models.stage(sha, bytes);
       inspected = await profileModel(path, { ...(opts.profileDims ? { dims: opts.profileDims } : {}), session: sessionOf(options), artifactPath: scratch });
       if (inspected.artifactOk) {
-        const a = (artifactBytes = await readFile(scratch));
+        const a = await readFile(scratch);
         const aSha = sha256Of(a);
+        await mark(aSha);
         artifactWasStored = await this.store.has(aSha);
         await this.store.put(a);
         // In this process's cache too, as the original is: a node here loads the artifact on its
@@ -319,10 +348,6 @@ export class FunctionRegistry {
       throw e;
     }
     await this.save(fn);
-    // A concurrent deletion of another function with these same bytes may have removed the file
-    // while this one was being profiled; put it back (a no-op when it is there).
-    await this.store.put(bytes);
-    if (artifactBytes) await this.store.put(artifactBytes);
     if (prev && prev.sha256 === sha) return { created: false, newVersion: false, fn };
     return { created: !prev, newVersion: true, fn, ...(prev ? { replaced: prev } : {}) };
   }
@@ -347,17 +372,24 @@ export class FunctionRegistry {
       .hdel(k.popularity, name)
       .publish(k.control, JSON.stringify({ type: 'function', name }))
       .exec();
-    const removed: string[] = [];
-    const stillNeeded = new Set((await this.list()).flatMap((f) => f.versions.flatMap((v) => [v.sha256, ...(v.artifactSha256 ? [v.artifactSha256] : [])])));
-    for (const v of fn.versions) {
-      for (const s of [v.sha256, ...(v.artifactSha256 ? [v.artifactSha256] : [])]) {
-        if (stillNeeded.has(s) || removed.includes(s)) continue;
-        await this.store.remove(s);
-        await this.o.models.drop(s);
-        removed.push(s);
-      }
-    }
+    const removed = await this.removeUnused(shasOf(fn));
     return { fn, removed };
+  }
+
+  /**
+   * Removes from the store and this process's cache those of `sha256s` that no function's record
+   * names and no registration is storing (functions/model-bytes.ts: what the records name is read
+   * once the bytes are this removal's). Resolves to the shas removed.
+   */
+  private removeUnused(sha256s: readonly string[]): Promise<string[]> {
+    return this.bytes.removeUnused(
+      sha256s,
+      async () => new Set((await this.list()).flatMap(shasOf)),
+      async (sha) => {
+        await this.store.remove(sha);
+        await this.o.models.drop(sha);
+      },
+    );
   }
 
   private invalidate(name: string): void {

@@ -42,6 +42,10 @@ export function keys(ns = 'brulee') {
     queuedBytesTotal: `${ns}:queued-bytes:total`,
     /** An async invocation's answer (outputs or error), whichever node ran it. Set once (NX). */
     result: (id: string) => `${ns}:result:${id}`,
+    /** Sorted set per model sha256: registrations storing those bytes now (token -> expiry); a deletion leaves them (functions/model-bytes.ts). */
+    storing: (sha256: string) => `${ns}:storing:${sha256}`,
+    /** Set while a deletion removes a model's bytes from the store: a registration of them waits (functions/model-bytes.ts). */
+    removing: (sha256: string) => `${ns}:removing:${sha256}`,
     /** An invocation's input bytes, when too large to travel inline (see `WireTensors`). */
     inputs: (id: string) => `${ns}:in:${id}`,
     popularityCounts: `${ns}:pop:counts`,

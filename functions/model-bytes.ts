@@ -1,0 +1,93 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { BruleeError } from '../errors';
+import type { Keys } from '../queue/keys';
+import { LUA_NOW, Script } from '../queue/scripts';
+
+/**
+ * Model bytes are shared by content (sha256) between functions, and registrations of different
+ * names (different locks) and deletions run at once. A deletion removes the bytes no function's
+ * record names; a registration names its bytes only once it is saved, seconds after it stored them
+ * (profiling comes between). So a registration marks the bytes it stores first (`storing`, before
+ * its first put), and a deletion, before it reads which bytes the records name, takes each sha it
+ * may remove (`removing`) only if no registration marks it, in one script: either the registration
+ * marked first, and the deletion leaves the bytes, or the deletion took them first, and the
+ * registration waits for the removal to end before it stores them again. What the deletion reads
+ * after taking them includes every registration saved before, and no other can start storing them
+ * meanwhile.
+ */
+
+/** How long a registration's mark holds (its lock's time: a registration that died leaves it that long). */
+const STORING_MS = 300_000;
+/** How long a deletion holds the bytes it removes at most (a deletion that died). */
+const REMOVING_MS = 60_000;
+
+// KEYS: the sha's storing set, its removing key. ARGV: token, hold ms.
+// 1: marked; 0: a deletion is removing the bytes now (wait, then mark again).
+const MARK = new Script(`${LUA_NOW}
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1`);
+
+// KEYS: the sha's storing set, its removing key. ARGV: token, hold ms.
+// 1: taken (remove the bytes if no record names them, then `let go`); 0: a registration stores them, or another deletion removes them.
+const TAKE = new Script(`${LUA_NOW}
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) > 0 then return 0 end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0`);
+
+// KEYS: the removing key. ARGV: token. Only one's own.
+const LET_GO = new Script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`);
+
+export class ModelBytes {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+  ) {}
+
+  /**
+   * Marks `sha256` as being stored by the registration `token` (before its first put): a deletion
+   * leaves those bytes until `unmark`. Waits while a deletion removes them (it ends in a moment).
+   */
+  async mark(sha256: string, token: string): Promise<void> {
+    const until = Date.now() + REMOVING_MS;
+    while ((await MARK.run(this.redis, [this.keys.storing(sha256), this.keys.removing(sha256)], [token, STORING_MS])) !== 1) {
+      if (Date.now() > until) throw new BruleeError('CONFLICT', `the bytes ${sha256.slice(0, 12)}… are being removed by a deletion that does not end; retry later`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** The registration `token` no longer stores these bytes (saved: its record names them; or failed). */
+  async unmark(sha256s: Iterable<string>, token: string): Promise<void> {
+    for (const sha of sha256s) await this.redis.zrem(this.keys.storing(sha), token);
+  }
+
+  /**
+   * Removes those of `sha256s` that no function names and no registration is storing:
+   * `named()` reads what the records name (after the bytes were taken), `remove` removes one.
+   * Resolves to the shas removed.
+   */
+  async removeUnused(sha256s: readonly string[], named: () => Promise<Set<string>>, remove: (sha256: string) => Promise<void>): Promise<string[]> {
+    const token = randomUUID();
+    const taken: string[] = [];
+    try {
+      for (const sha of new Set(sha256s)) {
+        if ((await TAKE.run(this.redis, [this.keys.storing(sha), this.keys.removing(sha)], [token, REMOVING_MS])) === 1) taken.push(sha);
+      }
+      if (taken.length === 0) return [];
+      const needed = await named();
+      const removed: string[] = [];
+      for (const sha of taken) {
+        if (needed.has(sha)) continue;
+        await remove(sha);
+        removed.push(sha);
+      }
+      return removed;
+    } finally {
+      for (const sha of taken) await LET_GO.run(this.redis, [this.keys.removing(sha)], [token]).catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,90 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, inject, it } from 'vitest';
+import { FunctionRegistry, type FunctionMeta } from '../../functions/registry';
+import { mlpModel } from '../../models/generate';
+import { createRedis } from '../../queue/connection';
+import { keys } from '../../queue/keys';
+import { FileModelStore, LocalModels, sha256Of, type ModelStore } from '../../store';
+
+/*
+ * Model bytes are shared by content (sha256) between functions. A deletion removes the bytes no
+ * other function has, and a registration of the same bytes under another name (another lock) may
+ * run at that very moment: neither may leave a registered function without its bytes. Real Redis,
+ * a real file store, real profiling; the store's `remove` is held until the other registration has
+ * ended, the interleaving where the deletion's check came before that registration was saved.
+ */
+
+const redis = createRedis(inject('redisUrl'));
+const dirs: string[] = [];
+afterAll(() => {
+  redis.disconnect();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** A registry over a file store whose `remove` of `held` waits for `hold` (when set). */
+function setUp() {
+  const dir = mkdtempSync(join(tmpdir(), 'brulee-store-race-'));
+  dirs.push(dir);
+  const files = new FileModelStore(join(dir, 'models'));
+  let hold: Promise<unknown> | undefined;
+  let held: string | undefined;
+  let puts = 0;
+  const putWaiters: Array<{ n: number; resolve: () => void }> = [];
+  const store: ModelStore = {
+    url: files.url,
+    put: async (b) => {
+      const sha = await files.put(b);
+      puts++;
+      for (const w of putWaiters) if (puts >= w.n) w.resolve();
+      return sha;
+    },
+    has: (s) => files.has(s),
+    get: (s) => files.get(s),
+    download: (s, d) => files.download(s, d),
+    remove: async (s) => {
+      if (s === held) await hold;
+      await files.remove(s);
+    },
+  };
+  const models = new LocalModels({ store, dir: join(dir, 'cache') });
+  const registry = new FunctionRegistry({ redis, keys: keys(`storerace${Math.random().toString(36).slice(2)}`), models, budgets: async () => [2 ** 30] });
+  const shas = (fn: FunctionMeta) => fn.versions.flatMap((v) => [v.sha256, ...(v.artifactSha256 ? [v.artifactSha256] : [])]);
+  /** Resolves once the store has had `n` puts in all. */
+  const putsDone = (n: number) => new Promise<void>((resolve) => (puts >= n ? resolve() : putWaiters.push({ n, resolve })));
+  return { store, registry, shas, holdUntil: (p: Promise<unknown>, sha: string) => {
+      hold = p;
+      held = sha;
+    }, putsDone, puts: () => puts };
+}
+
+const bytes = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 31 });
+
+it('a deletion while another function registers the same bytes leaves them in the store', async () => {
+  const { store, registry, shas, holdUntil, putsDone, puts } = setUp();
+  const first = (await registry.register('first', bytes, {})).fn;
+  // `second` registers the same bytes; `first` is deleted once `second` has put them (then it is
+  // profiled, not yet saved), and its removal of the bytes happens only once `second` is registered.
+  // (Its artifact, derived after the profile, may be removed and stored again meanwhile.)
+  const n = puts();
+  const second = registry.register('second', bytes, {});
+  holdUntil(second, first.sha256);
+  await putsDone(n + 1);
+  await registry.delete('first');
+  const { fn } = await second;
+  for (const s of shas(fn)) expect(await store.has(s)).toBe(true);
+  expect((await registry.list()).map((f) => f.name)).toEqual(['second']);
+});
+
+it('a registration that fails does not remove the bytes it stored once another function has them', async () => {
+  const { store, registry, shas, holdUntil } = setUp();
+  // `big` stores the bytes first (new to the store), then fails (more than every budget) while
+  // `small` registers the same bytes; its clean-up's removal happens only once `small` is registered.
+  const big = registry.register('big', bytes, { memoryBytes: 2 ** 31 });
+  const small = registry.register('small', bytes, {});
+  holdUntil(small, sha256Of(bytes));
+  await expect(big).rejects.toMatchObject({ code: 'MODEL_TOO_LARGE' });
+  const { fn } = await small;
+  for (const s of shas(fn)) expect(await store.has(s)).toBe(true);
+});
