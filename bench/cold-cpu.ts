@@ -1,11 +1,11 @@
 /**
  * A node's main-thread CPU per cold start and per warm call (never part of `npm test`): the servers
- * of several checkouts side by side (`label=DIR`, each as `npm start` runs it: its own private
- * redis-server, the GLIBC_TUNABLES its own `npm start` sets), one model registered on each, rounds
- * interleaved across them: unload, 60 ms, a cold invoke, a warm one, 60 ms, a warm invoke timed
- * like the cold one. CPU is the server's main thread's time on a CPU (/proc/PID/schedstat, ns),
- * which a shared machine's load moves far less than wall time. Cold wall time and the node's load
- * ms are reported beside it.
+ * of several checkouts side by side (`label=DIR`, each as its own `npm start` runs it, with its
+ * node arguments and GLIBC_TUNABLES: `npmStart`; each with a private redis-server), one model
+ * registered on each, rounds interleaved across them: unload, 60 ms, a cold invoke, a warm one,
+ * 60 ms, a warm invoke timed like the cold one. CPU is the server's main thread's time on a CPU
+ * (/proc/PID/schedstat, ns), which a shared machine's load moves far less than wall time. Cold
+ * wall time and the node's load ms are reported beside it.
  *
  *   npx tsx bench/cold-cpu.ts mlp 60 before=/tmp/cold-before now=$PWD
  *   npx tsx bench/cold-cpu.ts mlp-20MB 20 before=/tmp/cold-before now=$PWD
@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { startRedisServer } from '../queue/redis-server';
 import { mlpForBytes, mlpModel } from '../models/generate';
 import { readModel, REAL_MODELS } from '../test/support/models';
-import { npmStartEnv, readyPort } from './support';
+import { npmStart, readyPort } from './support';
 const which = process.argv[2] ?? 'mlp';
 const N = Number(process.argv[3] ?? 60);
 const cwds = process.argv.slice(4); // label=dir
@@ -35,7 +35,8 @@ for (const lc of cwds) {
   const [label, cwd] = lc.split('=') as [string, string];
   const dir = mkdtempSync(join(tmpdir(), `cpu-cold-${label}-`));
   const redis = await startRedisServer({ dir: join(dir, 'redis'), persist: false });
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], { cwd, env: { ...npmStartEnv(cwd), PORT: '0', GRPC_PORT: '0', HOST: '127.0.0.1', REDIS_URL: redis.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', MEMORY_BUDGET: '4GiB' }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const start = npmStart(cwd);
+  const proc = spawn(process.execPath, start.nodeArgs, { cwd, env: { ...start.env, PORT: '0', GRPC_PORT: '0', HOST: '127.0.0.1', REDIS_URL: redis.url, DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'warn', NODE_ID: 'bench', MEMORY_BUDGET: '4GiB' }, stdio: ['ignore', 'pipe', 'inherit'] });
   const url = `http://127.0.0.1:${await readyPort(proc, label)}`;
   const put = await fetch(`${url}/functions/m`, { method: 'PUT', body: bytes });
   if (put.status >= 300) throw new Error(await put.text());
