@@ -2,7 +2,7 @@ import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
 import { refreshPopularity } from '../../runtime/popularity';
-import { mlpForBytes, mlpModel } from '../../models/generate';
+import { mlpForBytes, mlpModel, slowModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { asFloat32, directJson } from '../support/models';
 
@@ -214,7 +214,9 @@ describe('warm pool under a budget', () => {
 
   it('answers 504 when an invocation outlives the function timeout', async () => {
     b = await startBrulee();
-    await b.put('slow', mlpForBytes(30 * MB, 6), 'timeoutMs=1');
+    // Its run alone takes milliseconds (1 024 rows through 8 MatMuls of 64x64), as does its cold
+    // start: a 30 MB model (3 s more to generate and register) outlives 1 ms no better.
+    await b.put('slow', slowModel({ rows: 1024, width: 64, repeats: 8 }), 'timeoutMs=1');
     const r = await b.invoke('slow', x4);
     expect(r.status).toBe(504);
     expect(r.body.error.code).toBe('TIMEOUT');
