@@ -261,14 +261,15 @@ const soon = new WeakMap<Redis, TurnBatch<AdmissionRequest, Admission>>();
 /**
  * `admit`, shared with the other calls admitted on `redis` in this turn of the event loop while it
  * is busy (issue 10 §3): they are decided in one script (`admitMany`) at the end of the turn
- * (`TurnBatch`), one command and one socket write for all. An idle connection (no reply
- * pending) admits at once, so a lone caller's call is not held. Under 64 callers each admission was
- * a script of its own: 11 Redis commands, 9 of them cleaning, counting and expiring the same keys.
+ * (`TurnBatch`), one command and one socket write for all. A call with no other running
+ * (`othersRunning` false) on an idle connection (no reply pending) is admitted at once, so a lone
+ * caller's call is not held. Under 64 callers each admission was a script of its own: 11 Redis
+ * commands, 9 of them cleaning, counting and expiring the same keys.
  */
-export function admitSoon(redis: Redis, r: AdmissionRequest): Promise<Admission> {
+export function admitSoon(redis: Redis, r: AdmissionRequest, othersRunning = false): Promise<Admission> {
   let batch = soon.get(redis);
   if (!batch) soon.set(redis, (batch = new TurnBatch((rs) => admitMany(redis, rs), () => redis)));
-  return batch.add(r, redis.status !== 'ready' || redis.commandQueue.length === 0);
+  return batch.add(r, redis.status !== 'ready' || (!othersRunning && redis.commandQueue.length === 0));
 }
 
 /**

@@ -109,10 +109,11 @@ const REFUSED = new Set<string>(['QUEUE_FULL', 'OVERLOADED']);
 
 /**
  * Admits a call (queue/admission.ts), pushing `push` onto a lane in the same script, or `soon` with
- * the other calls of this turn (`admitSoon`); a refusal is its 429/503.
+ * the other calls of this turn (`admitSoon`: `othersRunning`, whether this gateway waits on other
+ * calls); a refusal is its 429/503.
  */
-async function admitOrRefuse(redis: Redis, fn: string, admission: AdmissionRequest, push?: Parameters<typeof admit>[2], soon = false): Promise<void> {
-  const a = await (soon ? admitSoon(redis, admission) : admit(redis, admission, push));
+async function admitOrRefuse(redis: Redis, fn: string, admission: AdmissionRequest, push?: Parameters<typeof admit>[2], soon?: { othersRunning: boolean }): Promise<void> {
+  const a = await (soon ? admitSoon(redis, admission, soon.othersRunning) : admit(redis, admission, push));
   if (!a.admitted) throw refusal(fn, admission, a);
 }
 
@@ -271,8 +272,9 @@ export class Dispatcher {
     const job: InvokeHere = { ...req, acceptedAt: this.clock.fromLocal(req.acceptedAt), deadline: this.clock.now() + timeoutMs };
     const { value } = await this.run<AnswerHere>(node.id, timeoutMs, `invocation of ${req.model.fn}`, id, () => {
       const { admission, onQueued } = opts;
-      // Under load its admission is decided with the other calls' of this turn, in one script (admitSoon).
-      const added = (admission ? admitOrRefuse(this.opts.redis, req.model.fn, admission, undefined, true) : Promise.resolve()).then(() => onQueued?.());
+      // Under load (other calls running: `run` counts this one in `pending` already) its admission
+      // is decided with the other calls' of this turn, in one script (admitSoon).
+      const added = (admission ? admitOrRefuse(this.opts.redis, req.model.fn, admission, undefined, { othersRunning: this.pending > 1 }) : Promise.resolve()).then(() => onQueued?.());
       const given = new AbortController();
       const early = admission !== undefined && node.canRunNow(modelKey(req.model), req.model.batch !== undefined);
       const ran = early ? node.invokeHere(id, job, given.signal, added) : added.then(() => node.invokeHere(id, job, given.signal));

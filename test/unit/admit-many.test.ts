@@ -150,6 +150,13 @@ describe('admitSoon', () => {
       // e1 was held already: e2 is the 2nd of 2, e3 refused, f1 of another function admitted.
       expect(answers.map((a) => a.admitted)).toEqual([true, false, true]);
       expect(await redis.zcard(keysOf('e').depth)).toBe(2);
+      // Idle, but other calls running (the gateway waits on them): held to the turn's end too, the
+      // first of the turn with the rest (under load it was a write of its own, ahead of the batch).
+      sent.length = 0;
+      const two = [admitSoon(redis, req('g', 'g1', 5, 0, 1), true), admitSoon(redis, req('g', 'g2', 5, 0, 1))];
+      expect(sent).toEqual([]);
+      expect((await Promise.all(two)).map((a) => a.admitted)).toEqual([true, true]);
+      expect(sent).toEqual(['evalsha']);
     } finally {
       redis.sendCommand = send;
     }
