@@ -37,13 +37,24 @@ const ownUrls = {
   },
 };
 
+const cannotWrite = (e) => ['EACCES', 'EROFS', 'EPERM'].includes(e.code);
+
 /** Builds the bundle; false when this checkout cannot be written (a read-only install). */
 async function bundle() {
   try {
-    mkdirSync(dirname(out), { recursive: true });
+    // Not `recursive`: Node 20's recursive mkdir says ENOENT, not EROFS, on a read-only file
+    // system (one level to make: .build/ is in the checkout's root).
+    mkdirSync(dirname(out));
+  } catch (e) {
+    if (e.code !== 'EEXIST') {
+      if (cannotWrite(e)) return false;
+      throw e;
+    }
+  }
+  try {
     accessSync(dirname(out), constants.W_OK);
   } catch (e) {
-    if (['EACCES', 'EROFS', 'EPERM'].includes(e.code)) return false;
+    if (cannotWrite(e)) return false;
     throw e;
   }
   try {

@@ -1,6 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,4 +70,31 @@ describe('killing npm start stops the server', () => {
       }
     }, 120_000);
   }
+});
+
+// A mount namespace of its own (a user namespace too, so no root is needed) where a bind mount can
+// be made read-only; where there is none (no unshare, user namespaces off), the test cannot be set up.
+const canUnshare = spawnSync('unshare', ['-rm', 'true']).status === 0;
+
+describe('npm start in a read-only checkout', () => {
+  it.skipIf(!canUnshare)('runs the server through tsx where .build/ cannot be made', () => {
+    // A checkout of its own with no .build/ yet: start.mjs copied (it finds the checkout beside
+    // itself), server.ts and node_modules linked; then mounted read-only over itself.
+    const dir = mkdtempSync(join(tmpdir(), 'brulee-ro-checkout-'));
+    try {
+      copyFileSync(join(ROOT, 'start.mjs'), join(dir, 'start.mjs'));
+      symlinkSync(join(ROOT, 'server.ts'), join(dir, 'server.ts'));
+      symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+      const script = `mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && cd "$0" && exec "$1" start.mjs`;
+      // A bad MEMORY_BUDGET: the server, once loaded, says so and exits 2 (no Redis needed).
+      const r = spawnSync('unshare', ['-rm', 'sh', '-c', script, dir, process.execPath], { env: { ...process.env, MEMORY_BUDGET: 'bogus' }, encoding: 'utf8', timeout: 60_000 });
+      // Node 20's recursive mkdir said ENOENT there, not EROFS, and start.mjs failed with it.
+      expect(r.stderr).toContain('brulee: invalid configuration');
+      expect(r.stderr).toContain('MEMORY_BUDGET');
+      expect(r.status).toBe(2);
+      expect(existsSync(join(dir, '.build'))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });
