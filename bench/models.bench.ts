@@ -8,6 +8,8 @@
  *   npm run bench:models                       # PP-OCR det/rec/cls, Silero VAD, MLPs of 21 KB, 1/20/100 MB
  *   npm run bench:models -- --models cls,vad --reps 5
  *   npm run bench:models -- --resident 16      # also: 16 models resident in one process, today vs now
+ *   npm run bench:models -- --tunables glibc.malloc.mmap_threshold=131072   # the malloc configurations' GLIBC_TUNABLES
+ *                                              # (default: what this checkout's npm start sets; the shell's reaches no child)
  *
  * Configurations: `today` is onnxruntime's defaults on the original file (what brulee did before);
  * `now` is brulee's defaults (runtime/onnx.ts DEFAULT_SESSION) on the pre-optimized artifact,
@@ -148,9 +150,15 @@ async function child(req: ChildRequest): Promise<ChildReply> {
  * (grpc-js) beside the model it measures.
  */
 let startEnv: Promise<NodeJS.ProcessEnv> | undefined;
+/** `--tunables`: the malloc configurations' GLIBC_TUNABLES instead of `npm start`'s (one exported in the shell reaches no child). */
+let tunables: string | undefined;
 
 async function runChild(req: ChildRequest, malloc = false): Promise<ChildReply> {
-  const env = malloc ? await (startEnv ??= import('./support').then((m) => m.npmStartEnv())) : { ...process.env, GLIBC_TUNABLES: '' };
+  const env = malloc
+    ? tunables !== undefined
+      ? { ...process.env, GLIBC_TUNABLES: tunables }
+      : await (startEnv ??= import('./support').then((m) => m.npmStartEnv()))
+    : { ...process.env, GLIBC_TUNABLES: '' };
   return new Promise((resolve, reject) => {
     const c = fork(fileURLToPath(import.meta.url), ['--child'], { env, execArgv: ['--import', 'tsx', '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     c.once('message', (m: ChildReply) => resolve(m));
@@ -160,7 +168,8 @@ async function runChild(req: ChildRequest, malloc = false): Promise<ChildReply> 
 }
 
 async function main() {
-  const args = parseArgs({ options: { models: { type: 'string' }, reps: { type: 'string', default: '3' }, 'warm-runs': { type: 'string', default: '50' }, resident: { type: 'string', default: '0' }, configs: { type: 'string' } } }).values;
+  const args = parseArgs({ options: { models: { type: 'string' }, reps: { type: 'string', default: '3' }, 'warm-runs': { type: 'string', default: '50' }, resident: { type: 'string', default: '0' }, configs: { type: 'string' }, tunables: { type: 'string' } } }).values;
+  tunables = args.tunables;
   const dir = mkdtempSync(join(tmpdir(), 'brulee-bench-models-'));
   const all = models(dir);
   const names = args.models ? args.models.split(',') : Object.keys(all);
