@@ -52,7 +52,30 @@ export interface LocalNode {
    * counted). With `admitted`, the call runs while its admission is decided, and counts only if
    * it was admitted; if not, the refusal is its answer.
    */
-  invokeHere(id: string, job: InvokeHere, signal?: AbortSignal, admitted?: Promise<unknown>): Promise<AnswerHere>;
+  invokeHere(id: string, job: InvokeHere, signal?: GiveUp, admitted?: Promise<unknown>): Promise<AnswerHere>;
+}
+
+/**
+ * How a gateway gives up a call it handed to its process's node (`LocalNode.invokeHere`): the
+ * part of an AbortSignal the call uses, `aborted` and one callback, without an AbortController
+ * and an EventTarget listener per call (4-10 µs of CPU each on these cores, measured alone).
+ */
+export class GiveUp {
+  aborted = false;
+  private listener: (() => void) | undefined;
+
+  /** Calls `f` (once) when the call is given up; `undefined` forgets it. */
+  onGiveUp(f: (() => void) | undefined): void {
+    this.listener = f;
+  }
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    const f = this.listener;
+    this.listener = undefined;
+    f?.();
+  }
 }
 
 export interface QueueDepth {
@@ -275,9 +298,9 @@ export class Dispatcher {
       // Under load (other calls running: `run` counts this one in `pending` already) its admission
       // is decided with the other calls' of this turn, in one script (admitSoon).
       const added = (admission ? admitOrRefuse(this.opts.redis, req.model.fn, admission, undefined, { othersRunning: this.pending > 1 }) : Promise.resolve()).then(() => onQueued?.());
-      const given = new AbortController();
+      const given = new GiveUp();
       const early = admission !== undefined && node.canRunNow(modelKey(req.model), req.model.batch !== undefined);
-      const ran = early ? node.invokeHere(id, job, given.signal, added) : added.then(() => node.invokeHere(id, job, given.signal));
+      const ran = early ? node.invokeHere(id, job, given, added) : added.then(() => node.invokeHere(id, job, given));
       return { added, takeBack: () => Promise.resolve(given.abort()), answer: ran.then((ok) => ({ ok })) };
     });
     return this.result(value);

@@ -9,7 +9,7 @@ import { BruleeError, errorFromWire, errorToWire, isBruleeError } from '../error
 import type { LocalModels } from '../store';
 import { closeRedis, createRedis } from '../queue/connection';
 import type { RedisClock } from '../queue/clock';
-import { modelKey, type AnswerHere, type InvokeAnswer, type InvokeHere, type LocalNode, type Routed } from '../queue/dispatcher';
+import { modelKey, type AnswerHere, type GiveUp, type InvokeAnswer, type InvokeHere, type LocalNode, type Routed } from '../queue/dispatcher';
 import { controlType, type Keys } from '../queue/keys';
 import { claimNodeId, HEARTBEAT_MS, leaveCluster, MISSED_BEATS, writeHeartbeat, type NodeInfo } from '../queue/nodes';
 import { releaseWith } from '../queue/admission';
@@ -896,7 +896,7 @@ export class RuntimeNode implements LocalNode {
    *   and another process's read starts only once the caller has its answer, after they were
    *   written. `close` waits for them.
    */
-  async invokeHere(id: string, data: InvokeHere, signal?: AbortSignal, admitted?: Promise<unknown>): Promise<AnswerHere> {
+  async invokeHere(id: string, data: InvokeHere, signal?: GiveUp, admitted?: Promise<unknown>): Promise<AnswerHere> {
     const lane = this.lane;
     if (!lane || !this.accepting) throw new BruleeError('NO_NODE_AVAILABLE', `node ${this.o.id} is shutting down`);
     if (signal?.aborted) throw givenUp(id);
@@ -907,7 +907,7 @@ export class RuntimeNode implements LocalNode {
       if (waiting) this.here.waiting--;
       waiting = false;
     };
-    signal?.addEventListener('abort', leave, { once: true });
+    signal?.onGiveUp(leave);
     let call: Promise<AnswerHere> | undefined;
     try {
       call = lane.slot(async () => {
@@ -946,7 +946,7 @@ export class RuntimeNode implements LocalNode {
       return await call;
     } finally {
       leave();
-      signal?.removeEventListener('abort', leave);
+      signal?.onGiveUp(undefined);
       if (call) this.hereCalls.delete(call);
     }
   }
