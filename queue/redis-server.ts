@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { join } from 'node:path';
 import { createRedis, waitForRedis } from './connection';
@@ -45,18 +45,72 @@ export function answers(host: string, port: number, timeoutMs = 300): Promise<bo
 
 /**
  * Starts a private redis-server bound to 127.0.0.1. With `persist`, it keeps an append-only file
- * under `dir`, so what was registered survives a restart.
+ * under `dir`, so what was registered survives a restart, and holds `dir` while it runs (`lockDir`).
  */
 export async function startRedisServer(opts: { dir: string; port?: number; persist: boolean; /** Where each attempt's port comes from, without `port`. @default freePort */ pickPort?: () => Promise<number> }): Promise<PrivateRedis> {
   mkdirSync(opts.dir, { recursive: true });
+  const lock = opts.persist ? await lockDir(opts.dir) : undefined;
   // A port picked here can be taken by another process before redis-server binds it (it cannot
   // bind port 0 and say which it got): then it exits, and another port is picked.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startOn(opts.port ?? (await (opts.pickPort ?? freePort)()), opts);
+      const r = await startOn(opts.port ?? (await (opts.pickPort ?? freePort)()), opts);
+      if (!lock) return r;
+      lock.holds(r.url);
+      return { ...r, kill: () => (r.kill(), lock.free()), stop: () => r.stop().finally(() => lock.free()) };
     } catch (e) {
-      if (opts.port !== undefined || attempt === 5 || e instanceof Error && e.message === INSTALL_REDIS_HINT) throw e;
+      if (opts.port !== undefined || attempt === 5 || e instanceof Error && e.message === INSTALL_REDIS_HINT) {
+        lock?.free();
+        throw e;
+      }
     }
+  }
+}
+
+const LOCK = 'brulee.lock';
+
+/**
+ * Takes `dir` for this process's redis-server, with an append-only file there: two redis-servers
+ * on one directory (two `npm start`s of one DATA_DIR at once) both append to its files, and one's
+ * rewrite of them leaves the other's writes out of the files it names. The lock is a directory
+ * (made atomically) that holds the URL of its Redis once it answers; a start that finds it waits
+ * for that URL and is refused while a Redis of `dir` answers there. A lock whose Redis is gone
+ * (a process killed) is taken over.
+ */
+async function lockDir(dir: string): Promise<{ holds(url: string): void; free(): void }> {
+  const lock = join(dir, LOCK);
+  const urlFile = join(lock, 'url');
+  for (let takeovers = 0; ; ) {
+    try {
+      mkdirSync(lock);
+      return { holds: (url) => writeFileSync(urlFile, url), free: () => rmSync(lock, { recursive: true, force: true }) };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    // Its Redis starting (at most a few tries of 10 s): its URL comes, or the lock goes.
+    const deadline = Date.now() + 30_000;
+    while (existsSync(lock) && !existsSync(urlFile) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (!existsSync(lock)) continue;
+    const url = existsSync(urlFile) ? readFileSync(urlFile, 'utf8').trim() : undefined;
+    if (url && (await redisOf(url, dir))) {
+      throw new Error(`${dir} holds the data of another process's private redis-server, running at ${url}: give each brulee process its own DATA_DIR, or set REDIS_URL=${url} to share that Redis (or stop it, redis-cli -u ${url} shutdown, if it was left by a brulee killed with -9)`);
+    }
+    if (++takeovers > 3) throw new Error(`${dir}/${LOCK} cannot be taken; remove it if no brulee runs on this DATA_DIR`);
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+/** Whether a Redis answers at `url` with its data in `dir`. */
+async function redisOf(url: string, dir: string): Promise<boolean> {
+  const probe = createRedis(url, { name: 'brulee-probe', failFast: true });
+  try {
+    await waitForRedis(probe, 1000);
+    const [, at] = (await probe.config('GET', 'dir')) as [string, string];
+    return at === realpathSync(dir);
+  } catch {
+    return false;
+  } finally {
+    probe.disconnect();
   }
 }
 

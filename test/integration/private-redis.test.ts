@@ -66,3 +66,31 @@ it("a private redis-server whose picked port another Redis took meanwhile starts
   // The other Redis is untouched, still its own.
   expect(await pidAt(other.url)).toBe(other.pid);
 });
+
+it("two private redis-servers are not started on one directory's append-only file: the second start is refused while the first's Redis runs, and goes once it stopped", async () => {
+  const shared = join(dir, 'shared');
+  // Two `npm start`s of one DATA_DIR at once: both appended to one append-only file before.
+  const [a, b] = await Promise.allSettled([startRedisServer({ dir: shared, persist: true }), startRedisServer({ dir: shared, persist: true })]);
+  const up = [a, b].filter((r): r is PromiseFulfilledResult<PrivateRedis> => r.status === 'fulfilled').map((r) => r.value);
+  started.push(...up);
+  expect(up).toHaveLength(1);
+  const refused = [a, b].find((r) => r.status === 'rejected')!.reason as Error;
+  expect(refused.message).toContain(`another process's private redis-server, running at ${up[0]!.url}`);
+  expect(refused.message).toContain('DATA_DIR');
+  // Stopped, its directory is free for the next start.
+  await up[0]!.stop();
+  const next = await startRedisServer({ dir: shared, persist: true });
+  started.push(next);
+  expect(await pidAt(next.url)).toBe(next.pid);
+});
+
+it("a private redis-server's directory left locked by a process killed with -9 (its Redis gone too) is taken over", async () => {
+  const left = join(dir, 'left');
+  const r = await startRedisServer({ dir: left, persist: true });
+  // Its Redis gone (killed with the process), the lock still there with its URL.
+  process.kill(r.pid, 'SIGKILL');
+  await new Promise((res) => setTimeout(res, 200));
+  const next = await startRedisServer({ dir: left, persist: true });
+  started.push(next);
+  expect(await pidAt(next.url)).toBe(next.pid);
+});
