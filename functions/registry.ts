@@ -352,8 +352,7 @@ export class FunctionRegistry {
     return { created: !prev, newVersion: true, fn, ...(prev ? { replaced: prev } : {}) };
   }
 
-  /** Deletes a function; the bytes of its versions go when no other function needs them. */
-  /** Deletes a function; resolves to it and the bytes (sha256) removed from the store (no other function has them). */
+  /** Deletes a function; resolves to it and the bytes (sha256) of its versions removed from the store (no other function names them, no registration is storing them). */
   async delete(name: string): Promise<{ fn: FunctionMeta; removed: string[] }> {
     validateName(name);
     return this.locked(name, () => this.deleteLocked(name));
