@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { join } from 'node:path';
@@ -73,30 +74,81 @@ const LOCK = 'brulee.lock';
  * Takes `dir` for this process's redis-server, with an append-only file there: two redis-servers
  * on one directory (two `npm start`s of one DATA_DIR at once) both append to its files, and one's
  * rewrite of them leaves the other's writes out of the files it names. The lock is a directory
- * (made atomically) that holds the URL of its Redis once it answers; a start that finds it waits
- * for that URL and is refused while a Redis of `dir` answers there. A lock whose Redis is gone
- * (a process killed) is taken over.
+ * (made atomically) that holds its process's id, and the URL of its Redis once it answers; a start
+ * that finds it waits for that URL and is refused while a Redis of `dir` answers there and the
+ * process lives. A Redis that outlived its process (a brulee killed with -9: its redis-server
+ * runs on) is shut down (it writes its file) and replaced; a lock whose Redis is gone is taken over.
  */
 async function lockDir(dir: string): Promise<{ holds(url: string): void; free(): void }> {
   const lock = join(dir, LOCK);
-  const urlFile = join(lock, 'url');
+  const file = (name: string) => join(lock, name);
+  const read = (name: string) => {
+    try {
+      return readFileSync(file(name), 'utf8').trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  // Not known yet (the lock just made): alive.
+  const ownerAlive = () => {
+    const pid = Number(read('pid'));
+    return !(pid > 0) || alive(pid);
+  };
   for (let takeovers = 0; ; ) {
     try {
       mkdirSync(lock);
-      return { holds: (url) => writeFileSync(urlFile, url), free: () => rmSync(lock, { recursive: true, force: true }) };
+      const token = randomUUID();
+      writeFileSync(file('pid'), String(process.pid));
+      writeFileSync(file('token'), token);
+      return {
+        holds: (url) => writeFileSync(file('url'), url),
+        // Only its own (a lock taken over since, its Redis gone, is the other start's).
+        free: () => void (read('token') === token && rmSync(lock, { recursive: true, force: true })),
+      };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
-    // Its Redis starting (at most a few tries of 10 s): its URL comes, or the lock goes.
+    // Its Redis starting (at most a few tries of 10 s): its URL comes, or the lock goes, or its process.
     const deadline = Date.now() + 30_000;
-    while (existsSync(lock) && !existsSync(urlFile) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    while (existsSync(lock) && read('url') === undefined && ownerAlive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     if (!existsSync(lock)) continue;
-    const url = existsSync(urlFile) ? readFileSync(urlFile, 'utf8').trim() : undefined;
+    const url = read('url');
     if (url && (await redisOf(url, dir))) {
-      throw new Error(`${dir} holds the data of another process's private redis-server, running at ${url}: give each brulee process its own DATA_DIR, or set REDIS_URL=${url} to share that Redis (or stop it, redis-cli -u ${url} shutdown, if it was left by a brulee killed with -9)`);
+      if (ownerAlive()) {
+        throw new Error(`${dir} holds the data of another process's private redis-server, running at ${url}: give each brulee process its own DATA_DIR, or set REDIS_URL=${url} to share that Redis`);
+      }
+      await shutDown(url, dir);
     }
     if (++takeovers > 3) throw new Error(`${dir}/${LOCK} cannot be taken; remove it if no brulee runs on this DATA_DIR`);
     rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+/** Whether process `pid` lives (one of another user's too). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Shuts down the Redis at `url` (with its data in `dir`), waiting until it no longer answers. */
+async function shutDown(url: string, dir: string): Promise<void> {
+  const c = createRedis(url, { name: 'brulee-probe', failFast: true });
+  try {
+    await waitForRedis(c, 1000);
+    await c.call('SHUTDOWN').catch(() => undefined);
+  } catch {
+    // Gone meanwhile.
+  } finally {
+    c.disconnect();
+  }
+  const deadline = Date.now() + 10_000;
+  while (await redisOf(url, dir)) {
+    if (Date.now() > deadline) throw new Error(`the redis-server at ${url}, left by a brulee that is gone, does not shut down; stop it (redis-cli -u ${url} shutdown)`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 

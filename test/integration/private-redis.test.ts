@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -87,10 +88,36 @@ it("two private redis-servers are not started on one directory's append-only fil
 it("a private redis-server's directory left locked by a process killed with -9 (its Redis gone too) is taken over", async () => {
   const left = join(dir, 'left');
   const r = await startRedisServer({ dir: left, persist: true });
+  started.push(r);
   // Its Redis gone (killed with the process), the lock still there with its URL.
   process.kill(r.pid, 'SIGKILL');
   await new Promise((res) => setTimeout(res, 200));
   const next = await startRedisServer({ dir: left, persist: true });
   started.push(next);
   expect(await pidAt(next.url)).toBe(next.pid);
+});
+
+it("a private redis-server left running by a brulee killed with -9 (a redis-server outlives its parent) is shut down and replaced by the next start on its directory", async () => {
+  const orphaned = join(dir, 'orphaned');
+  const r = await startRedisServer({ dir: orphaned, persist: true });
+  started.push(r);
+  const exited = new Promise<void>((res) => {
+    const check = setInterval(() => {
+      try {
+        process.kill(r.pid, 0);
+      } catch {
+        clearInterval(check);
+        res();
+      }
+    }, 50);
+  });
+  // Its process gone (a process id no process has now), its Redis still answering.
+  writeFileSync(join(orphaned, 'brulee.lock', 'pid'), String(spawnSync('true').pid));
+  const next = await startRedisServer({ dir: orphaned, persist: true });
+  started.push(next);
+  expect(await pidAt(next.url)).toBe(next.pid);
+  await exited;
+  // The lock is the new start's: the old one's stop leaves it.
+  await r.stop();
+  expect(readFileSync(join(orphaned, 'brulee.lock', 'url'), 'utf8')).toBe(next.url);
 });
