@@ -1,5 +1,5 @@
-import type { EntryFacts, EvictionPolicy, EvictionRequest, FutureFacts } from '../runtime/policies/types';
-import { simHints, type SimHints } from './hints';
+import type { EntryFacts, EvictionPolicy, EvictionRequest, FutureFacts, Victim } from '../runtime/policies/types';
+import { simHints, type NumberedVictim, type SimHints } from './hints';
 import { PopularityTracker } from './popularity';
 import type { SimModel, Trace } from './trace';
 
@@ -300,6 +300,12 @@ class NodeRun {
   private readonly to: number;
   private readonly N: number;
   private readonly plainTurns: boolean;
+  /**
+   * The policy took the models' numbers (`SimHints.numberModels`): evictions are reported by
+   * number, and victims that carry one are read by it (`modelOf`).
+   */
+  private readonly numbered: boolean;
+  private readonly onEvictNumber: ((i: number, now: number) => void) | undefined;
 
   // Popularity (the runtime's decayed share), skipped for policies that never read it.
   private readonly pop: PopularityTracker;
@@ -444,6 +450,8 @@ class NodeRun {
       popularity: 0, loadedAt: 0, lastUsedAt: 0, hits: 0,
     }));
     models.forEach((m, f) => this.keyIndex.set(m.key, f));
+    this.numbered = this.hints.onEvictNumber !== undefined && this.hints.numberModels?.(models.map((m) => m.key)) === true;
+    this.onEvictNumber = this.numbered ? this.hints.onEvictNumber : undefined;
     this.resident = new Int32Array(F);
     this.amongScratch = new Int32Array(F);
     this.amongStamp = new Int32Array(F);
@@ -636,8 +644,8 @@ class NodeRun {
    */
   private periodicCheck(tNext: number): boolean {
     let lim: number;
-    const after = this.hints.checkAfterHooks;
-    if (after !== undefined) lim = Math.max(this.quiet, after(this.budget - this.used, this.inFlightKey)); // events since the last check or not
+    const after = this.numbered ? this.hints.checkAfterHooks : undefined;
+    if (after !== undefined) lim = Math.max(this.quiet, after(this.budget - this.used, this.inFlightAt)); // events since the last check or not
     else {
       if (!this.dirty && !Number.isNaN(this.wakeAskAt)) {
         this.wake = this.hints.nextCheckAt!(this.wakeAskAt);
@@ -847,7 +855,7 @@ class NodeRun {
     const victims = among !== undefined && c === this.residentEntries ? among(req) : this.policy.selectVictims(req);
     for (const v of victims) {
       if (this.used + e.sizeBytes <= budget) break;
-      const g = this.keyIndex.get(v.key);
+      const g = this.modelOf(v);
       if (g !== undefined && this.state[g] === RESIDENT && this.inFlight[g] === 0) this.evict(g, 'policy');
     }
     return this.used + e.sizeBytes <= budget;
@@ -863,7 +871,7 @@ class NodeRun {
       if (c.length > 0) {
         this.freshen(c);
         for (const v of policy.expired(c, now)) {
-          const g = this.keyIndex.get(v.key);
+          const g = this.modelOf(v);
           if (g !== undefined && this.state[g] === RESIDENT && this.inFlight[g] === 0) this.evict(g, 'expired');
         }
       }
@@ -872,7 +880,7 @@ class NodeRun {
     if (policy.prewarm && !this.blocked) {
       this.resAsked = 0;
       for (const w of policy.prewarm(now, this.isResidentKey, this.budget - this.used)) {
-        const g = this.keyIndex.get(w.key);
+        const g = this.modelOf(w);
         if (g === undefined || this.state[g] !== ABSENT) continue;
         const size = this.entries[g]!.sizeBytes;
         if (this.used + size > this.budget) continue;
@@ -889,11 +897,14 @@ class NodeRun {
     }
   }
 
-  /** Whether a model is in flight (a call runs on it or waits for its load), for `checkAfterHooks`. */
-  private readonly inFlightKey = (key: string): boolean => {
-    const g = this.keyIndex.get(key);
-    return g !== undefined && this.inFlight[g]! > 0;
-  };
+  /** Whether model g is in flight (a call runs on it or waits for its load), for `checkAfterHooks`. */
+  private readonly inFlightAt = (g: number): boolean => this.inFlight[g]! > 0;
+
+  /** The model a victim names: its number when the policy gave one (`numberModels`), else its key's. */
+  private modelOf(v: Victim): number | undefined {
+    const i = (v as Partial<NumberedVictim>).idx;
+    return i !== undefined && this.numbered ? i : this.keyIndex.get(v.key);
+  }
 
   private readonly isResidentKey = (key: string): boolean => {
     let g: number | undefined;
@@ -944,7 +955,8 @@ class NodeRun {
     this.setUsed(-this.entries[f]!.sizeBytes);
     if (cause === 'policy') this.evictions++;
     else this.expirations++;
-    this.policy.onEvict?.(this.entries[f]!.key, this.now);
+    if (this.onEvictNumber !== undefined) this.onEvictNumber(f, this.now);
+    else this.policy.onEvict?.(this.entries[f]!.key, this.now);
     this.opts.onEvict?.(this.entries[f]!.key, this.now, cause);
   }
 

@@ -1,4 +1,4 @@
-import type { EvictionPolicy, EvictionRequest, Victim } from '../runtime/policies/types';
+import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from '../runtime/policies/types';
 
 /**
  * Speed hints the simulator may read from a policy, none of which changes a decision (the
@@ -33,9 +33,10 @@ export interface SimHints {
    * decides, as things are (the hooks so far, `freeBytes` free, the models `inFlight` says are in
    * flight, whatever is loading), provided no hook is called and none of these changes meanwhile.
    * The caller skips the checks before it up to its next event, and asks again at the next check
-   * due after that event. A caller that has it need not ask `nextCheckAt`.
+   * due after that event. A caller that has it need not ask `nextCheckAt`. Asked only after
+   * `numberModels` (`inFlight` takes the caller's numbers).
    */
-  checkAfterHooks?(freeBytes: number, inFlight: (key: string) => boolean): number;
+  checkAfterHooks?(freeBytes: number, inFlight: (model: number) => boolean): number;
   /** Like `nextCheckAt` but unconditional: a check before this time names nothing and changes nothing, whatever happens meanwhile. */
   quietUntil?(now: number): number;
   /**
@@ -60,6 +61,29 @@ export interface SimHints {
    * that cannot promise this calls `selectVictims`.
    */
   selectAmongLoaded?(req: EvictionRequest): Victim[];
+  /**
+   * The caller's numbers for its models: `keys[i]` is model i's key, for every model it will ever
+   * name to the policy (none forgotten). Called before any hook; true if the policy takes them (it
+   * may refuse, say once it has seen a model: the caller then goes on by key). From then on every
+   * entry the caller passes (to `onLoad`, `onAccess`, `expired`, in `candidates`, as `incoming`) is
+   * a `NumberedEntry` of its number, the caller reports an eviction through `onEvictNumber(i, now)`
+   * instead of `onEvict(keys[i], now)`, and the policy may give a victim it returns its model's
+   * number (`NumberedVictim`), which the caller then reads instead of looking the key up. So
+   * neither side finds a string in a map on the path of a miss. It changes no decision.
+   */
+  numberModels?(keys: readonly string[]): boolean;
+  /** `onEvict(keys[i], now)` by number, after `numberModels`. */
+  onEvictNumber?(i: number, now: number): void;
+}
+
+/** An entry of model number `idx` (`SimHints.numberModels`). */
+export interface NumberedEntry extends EntryFacts {
+  readonly idx: number;
+}
+
+/** A victim naming model number `idx` (`keys[idx]` is its key; `SimHints.numberModels`). */
+export interface NumberedVictim extends Victim {
+  readonly idx: number;
 }
 
 /** The hints `policy` offers (members of other types are ignored). */
@@ -75,5 +99,7 @@ export function simHints(policy: EvictionPolicy): SimHints {
     omitReasons: fn(p.omitReasons),
     prewarmInOrder: fn(p.prewarmInOrder),
     selectAmongLoaded: fn(p.selectAmongLoaded),
+    numberModels: fn(p.numberModels),
+    onEvictNumber: fn(p.onEvictNumber),
   };
 }

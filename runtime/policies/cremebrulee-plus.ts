@@ -156,7 +156,12 @@ interface Fn {
   group: SizeGroup | undefined;
   /** Its number (records are numbered as first seen), the index of its facts in `LoadedFacts`. */
   id: number;
+  /** The caller's number for its model (`numberModels`), or -1. */
+  num: number;
 }
+
+/** An entry with the caller's number for its model (the simulator's `numberModels` hint, sim/hints.ts). */
+type NumberedEntry = EntryFacts & { readonly idx: number };
 
 /**
  * The functions not loaded since their eviction (`absent`): add and delete in O(1), by the place
@@ -227,19 +232,29 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   const facts = new LoadedFacts();
   /** The largest model of any function seen (an upper bound of the hottest one's, for `scarce`). */
   let maxBytes = 0;
-  const fnOf = (e: EntryFacts): Fn => {
-    let f = fns.get(e.key);
-    if (!f) {
-      f = { key: e.key, last: NaN, gap: NaN, sizeBytes: e.sizeBytes, loadMs: e.loadMs, popularity: e.popularity, lastUsedAt: e.lastUsedAt, loaded: false, calls: 0, first: NaN, boundAt: -1, absentAt: -1, bound: 0, group: undefined, id: freeIds.pop() ?? byId.length };
-      fns.set(e.key, f);
-      byId[f.id] = f;
-      facts.ensure(f.id, e.key);
-      facts.gap[f.id] = NaN;
-      facts.last[f.id] = NaN;
-      facts.fix(f.id);
-      maxBytes = Math.max(maxBytes, e.sizeBytes);
-    }
+  /**
+   * The caller numbers its models and passes each entry's number (the simulator's `numberModels`
+   * hint, sim/hints.ts): records are found by that number (`byNum`), not by key, and victims carry it.
+   */
+  let numbered = false;
+  const byNum: (Fn | undefined)[] = [];
+  const newFn = (e: EntryFacts, num: number): Fn => {
+    const f: Fn = { key: e.key, last: NaN, gap: NaN, sizeBytes: e.sizeBytes, loadMs: e.loadMs, popularity: e.popularity, lastUsedAt: e.lastUsedAt, loaded: false, calls: 0, first: NaN, boundAt: -1, absentAt: -1, bound: 0, group: undefined, id: freeIds.pop() ?? byId.length, num };
+    fns.set(e.key, f);
+    byId[f.id] = f;
+    facts.ensure(f.id, e.key, num);
+    facts.gap[f.id] = NaN;
+    facts.last[f.id] = NaN;
+    facts.fix(f.id);
+    maxBytes = Math.max(maxBytes, e.sizeBytes);
     return f;
+  };
+  const fnOf = (e: EntryFacts): Fn => {
+    if (numbered) {
+      const i = (e as NumberedEntry).idx;
+      return byNum[i] ?? (byNum[i] = newFn(e, i));
+    }
+    return fns.get(e.key) ?? newFn(e, -1);
   };
   const byPosition = new PositionMemo((key) => fns.get(key));
   const floorW = opts.lifetimeFloor ?? 0;
@@ -366,6 +381,16 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
    * caller that reports its loads (the simulator) has no candidates then.
    */
   const readsPopularity = !oneWindow || popW !== 0;
+  const evicted = (f: Fn): void => {
+    if (f.loaded) loadedBytes -= f.sizeBytes;
+    f.loaded = false;
+    facts.delete(f.id);
+    if (prefetch) {
+      absent.add(f);
+      if (minAbsentBytes !== undefined) minAbsentBytes = Math.min(minAbsentBytes, f.sizeBytes);
+      bind(f);
+    }
+  };
   const sel = new Selection();
   /** The victims' places among the candidates, for `trimmed` (refilled by each request). */
   const pickedScratch: number[] = [];
@@ -391,15 +416,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     },
     onEvict(key) {
       const f = fns.get(key);
-      if (!f) return;
-      if (f.loaded) loadedBytes -= f.sizeBytes;
-      f.loaded = false;
-      facts.delete(f.id);
-      if (prefetch) {
-        absent.add(f);
-        if (minAbsentBytes !== undefined) minAbsentBytes = Math.min(minAbsentBytes, f.sizeBytes);
-        bind(f);
-      }
+      if (f) evicted(f);
     },
     forget(key) {
       // Deleted or replaced: never prefetch it again, and drop its record (it reads as a function
@@ -416,6 +433,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
         bySize.splice(bySize.indexOf(g), 1);
       }
       fns.delete(key);
+      if (f.num >= 0) byNum[f.num] = undefined;
       freeIds.push(f.id);
       byPosition.clear();
     },
@@ -430,7 +448,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
         const once = useOnce ? 1 / Math.max(1, now - firstSeenAt) : 0;
         for (let i = 0; i < c.length; i++) {
           const e = c[i]!;
-          const f = byPosition.at(i, e.key);
+          const f = numbered ? byNum[(e as NumberedEntry).idx] : byPosition.at(i, e.key);
           let r: number;
           if (f === undefined || Number.isNaN(f.gap)) r = useOnce ? once : e.popularity * 1e-6;
           else r = 1 / Math.max(f.gap, now - (Number.isNaN(f.last) ? e.lastUsedAt : f.last), 1);
@@ -530,6 +548,16 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     }
     return victims;
   };
+  /** The simulator's `numberModels` hint (sim/hints.ts): taken only before any function is seen. */
+  const numberModels = (): boolean => {
+    if (fns.size > 0) return false;
+    numbered = true;
+    return true;
+  };
+  const onEvictNumber = (i: number): void => {
+    const f = byNum[i];
+    if (f) evicted(f);
+  };
   let takenScratch = new Uint8Array(64);
   /** `trimmedBySize`'s marks (refilled by each request). */
   let dropScratch = new Uint8Array(64);
@@ -615,7 +643,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     };
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     // Before nextPrefetchAt, prewarm returns at once and changes nothing.
-    return Object.assign(policy, { quietUntil: (): number => nextPrefetchAt, usesPopularity: readsPopularity, omitReasons: () => sel.omitReasons(), selectAmongLoaded });
+    return Object.assign(policy, { quietUntil: (): number => nextPrefetchAt, usesPopularity: readsPopularity, omitReasons: () => sel.omitReasons(), selectAmongLoaded, numberModels, onEvictNumber });
   }
-  return Object.assign(policy, { usesPopularity: readsPopularity, omitReasons: () => sel.omitReasons(), selectAmongLoaded });
+  return Object.assign(policy, { usesPopularity: readsPopularity, omitReasons: () => sel.omitReasons(), selectAmongLoaded, numberModels, onEvictNumber });
 }

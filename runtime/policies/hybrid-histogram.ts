@@ -2,6 +2,9 @@ import { IdDeadlineHeap, IdSet, NONE } from './heap';
 import { Selection } from './select';
 import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from './types';
 
+/** An entry with the caller's number for its model (the simulator's `numberModels` hint, sim/hints.ts). */
+type NumberedEntry = EntryFacts & { readonly idx: number };
+
 /** Which deadline heap `earliest` looks at: what makes a reminder in it live. */
 const LOADED = 0; // loaded (keep-alive ends of loaded models)
 const WINDOW = 1; // pending and not yet ripe (pre-warm window starts)
@@ -96,6 +99,11 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     b.set(a);
     return b;
   };
+  /**
+   * The caller numbers its models and passes each entry's number (the simulator's `numberModels`
+   * hint, sim/hints.ts): ids are those numbers, read from the entries (`idx`), not found by key.
+   */
+  let numbered = false;
   /** Ids of keys forgotten for good (`drop`), for the next new keys. */
   const freeIds: number[] = [];
   const idFor = (key: string): number => {
@@ -196,6 +204,8 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
    * again at it. (One function for the three heaps, told which by a number rather than a
    * closure: a call it can inline.)
    */
+  /** A victim naming `id` (with its number when the caller gave numbers). */
+  const victimOf = (id: number, reason: string): Victim => (numbered ? { key: keys[id]!, reason, idx: id } as Victim : { key: keys[id]!, reason });
   const earliest = (heap: IdDeadlineHeap, at: Float64Array, deadline: Float64Array, kind: 0 | 1 | 2): number => {
     while (heap.size > 0) {
       const t = heap.peekTime();
@@ -400,7 +410,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   const evictionVictim = (id: number, now: number): Victim =>
     sel.reasons
       ? { key: keys[id]!, reason: `keep-alive window ends soonest (in ${Math.round((known[id] !== 0 ? keepUntilOf[id]! : lastUsed[id]!) - now)} ms)` }
-      : (plainVictims[id] ??= { key: keys[id]!, reason: '' });
+      : (plainVictims[id] ??= victimOf(id, ''));
   /** Many victims: the loaded models not yet taken, in order, until `need` is freed. */
   const takeInOrder = (n: number, s: Float64Array, freed: number, need: number, now: number, victims: Victim[]): void => {
     const items = loadedIds.items;
@@ -424,10 +434,16 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       earliest(windowStarts, wsAt, prewarmAt, WINDOW),
       earliest(pendingEnds, pdAt, keepUntilOf, PENDING),
     );
+  const evicted = (id: number): void => {
+    loaded[id] = 0;
+    if (trackLoaded) loadedIds.delete(id);
+    idle.delete(id);
+    if (ripeFlag[id] !== 0) want(id);
+  };
   const policy: EvictionPolicy = {
     name: 'hybrid-histogram',
     onLoad(e, now) {
-      const id = idFor(e.key);
+      const id = numbered ? (e as NumberedEntry).idx : idFor(e.key);
       sizes[id] = e.sizeBytes;
       if (!Number.isSafeInteger(e.sizeBytes)) wholeSizes = false;
       lastUsed[id] = e.lastUsedAt;
@@ -442,7 +458,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       } else if (known[id] !== 0) remind(loadedEnds, ldAt, id, keepUntilOf[id]!);
     },
     onAccess(e, now) {
-      const id = idFor(e.key);
+      const id = numbered ? (e as NumberedEntry).idx : idFor(e.key);
       sizes[id] = e.sizeBytes;
       if (!Number.isSafeInteger(e.sizeBytes)) wholeSizes = false;
       lastUsed[id] = e.lastUsedAt;
@@ -464,11 +480,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     },
     onEvict(key) {
       const id = idOf.get(key);
-      if (id === undefined) return;
-      loaded[id] = 0;
-      if (trackLoaded) loadedIds.delete(id);
-      idle.delete(id);
-      if (ripeFlag[id] !== 0) want(id);
+      if (id !== undefined) evicted(id);
     },
     selectVictims(req) {
       const c = req.candidates;
@@ -476,7 +488,8 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       for (let i = 0; i < c.length; i++) {
         const e = c[i]!;
         let id: number | undefined;
-        if (posKeys[i] === e.key) id = posIds[i]!;
+        if (numbered) id = (e as NumberedEntry).idx;
+        else if (posKeys[i] === e.key) id = posIds[i]!;
         else {
           id = idOf.get(e.key);
           if (id !== undefined) {
@@ -493,10 +506,10 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     expired(entries, now) {
       const out: Victim[] = [];
       for (const e of entries) {
-        const id = idOf.get(e.key);
+        const id = numbered ? (e as NumberedEntry).idx : idOf.get(e.key);
         if (id === undefined || known[id] === 0) continue;
-        if (now >= keepUntilOf[id]!) out.push({ key: e.key, reason: 'keep-alive window ended' });
-        else if (now < prewarmAt[id]! && e.hits > 0) out.push({ key: e.key, reason: sel.reasons ? `idle until the pre-warm window at ${Math.round(prewarmAt[id]!)} ms` : '' });
+        if (now >= keepUntilOf[id]!) out.push(victimOf(id, 'keep-alive window ended'));
+        else if (now < prewarmAt[id]! && e.hits > 0) out.push(victimOf(id, sel.reasons ? `idle until the pre-warm window at ${Math.round(prewarmAt[id]!)} ms` : ''));
       }
       return out;
     },
@@ -574,7 +587,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
           // The caller loads it (`prewarmInOrder`): no longer wanted (`onEvict` makes it so again).
           wanted.delete(id);
         }
-        out.push(prewarmVictims[id] ??= { key: keys[id]!, reason: PREWARM_REASON });
+        out.push(prewarmVictims[id] ??= victimOf(id, PREWARM_REASON));
       }
       return out;
     },
@@ -586,12 +599,22 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     prewarmInOrder: () => {
       inOrder = true;
     },
-    checkAfterHooks(freeBytes: number, inFlight: (key: string) => boolean): number {
+    numberModels(all: readonly string[]): boolean {
+      if (keys.length > 0) return false; // ids already given by key
+      for (const key of all) idFor(key); // id i for all[i]
+      numbered = true;
+      return true;
+    },
+    onEvictNumber(id: number): void {
+      evicted(id);
+    },
+    checkAfterHooks(freeBytes: number, inFlight: (id: number) => boolean): number {
       // A model used inside its idle window that the caller could evict (not in flight), or a
       // wanted one that may fit: a check may act now. Otherwise only a deadline in the heaps can
       // change what a check decides (hooks push the reminders of the deadlines they move).
+      if (!numbered) return -Infinity; // (asked only after numberModels: `inFlight` takes numbers)
       if (wanted.size > 0 && !(wantedMinBytes > freeBytes)) return -Infinity;
-      for (let j = 0; j < idle.size; j++) if (!inFlight(keys[idle.items[j]!]!)) return -Infinity;
+      for (let j = 0; j < idle.size; j++) if (!inFlight(idle.items[j]!)) return -Infinity;
       if (wakeStale) {
         wakeStale = false;
         wakeLow = Infinity;

@@ -77,10 +77,14 @@ export class LoadedFacts {
   /** The victims' sizes, in eviction order (refilled by each request). */
   sizes = new Float64Array(64);
 
-  /** Room for function number `id`, and its key (numbers are at most one past the highest given; a forgotten function's number serves a new one). */
-  ensure(id: number, key: string): void {
+  /**
+   * Room for function number `id`, and its key (numbers are at most one past the highest given; a
+   * forgotten function's number serves a new one); `num` >= 0: the caller's number for its model,
+   * which its victim carries (`idx`: the simulator's `numberModels` hint).
+   */
+  ensure(id: number, key: string, num = -1): void {
     this.keys[id] = key;
-    this.victims[id] = { key, reason: '' };
+    this.victims[id] = num >= 0 ? ({ key, reason: '', idx: num } as Victim) : { key, reason: '' };
     if (id < this.gap.length) return;
     const m = 2 * this.gap.length;
     const f64 = (a: Float64Array) => {

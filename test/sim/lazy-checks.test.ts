@@ -7,15 +7,17 @@ import type { SimHints } from '../../sim/hints';
 import { createSimPolicy, isOracle, SIM_POLICIES, type SimPolicyName } from '../../sim/policies';
 import { modelsOf, randomTrace, traceOf } from './helpers';
 
-/** The same policy with the speed hints removed (so the simulator checks at every period). */
+/** The same policy with the speed hints removed (so the simulator checks at every period, and names models by key). */
 function withoutHints(p: EvictionPolicy): EvictionPolicy {
-  const q = Object.create(p) as EvictionPolicy & { nextCheckAt?: unknown; checkAfterHooks?: unknown; quietUntil?: unknown; usesPopularity?: unknown; omitReasons?: unknown; selectAmongLoaded?: unknown };
+  const q = Object.create(p) as EvictionPolicy & { nextCheckAt?: unknown; checkAfterHooks?: unknown; quietUntil?: unknown; usesPopularity?: unknown; omitReasons?: unknown; selectAmongLoaded?: unknown; numberModels?: unknown; onEvictNumber?: unknown };
   Object.defineProperty(q, 'nextCheckAt', { value: undefined });
   Object.defineProperty(q, 'checkAfterHooks', { value: undefined });
   Object.defineProperty(q, 'quietUntil', { value: undefined });
   Object.defineProperty(q, 'usesPopularity', { value: undefined });
   Object.defineProperty(q, 'omitReasons', { value: undefined });
   Object.defineProperty(q, 'selectAmongLoaded', { value: undefined });
+  Object.defineProperty(q, 'numberModels', { value: undefined }); // (so by key: hooks, victims, evictions)
+  Object.defineProperty(q, 'onEvictNumber', { value: undefined });
   return q;
 }
 
