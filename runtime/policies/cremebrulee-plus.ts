@@ -146,8 +146,9 @@ interface Fn {
   calls: number;
   first: number;
   /**
-   * While not loaded and with a learned gap: its size group and place in it (`bySize`), and its utility's upper bound
-   * `(1 / max(gap, 1)) × loadMs / max(1, sizeBytes)` (none of which changes while it is not loaded).
+   * While not loaded and with a learned gap: 0 (else -1), its size group (`bySize`; its place there
+   * is found from its bound), and its utility's upper bound `(1 / max(gap, 1)) × loadMs / max(1,
+   * sizeBytes)` (none of which changes while it is not loaded).
    */
   boundAt: number;
   /** Its place in `absent` while it is there (not loaded since it was evicted), else -1. */
@@ -192,6 +193,8 @@ class AbsentList {
 interface SizeGroup {
   readonly sizeBytes: number;
   readonly fns: Fn[];
+  /** Their bounds (`Fn.bound`), in the same order: searched without loading each record. */
+  readonly bounds: number[];
 }
 
 /**
@@ -312,17 +315,26 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   const groupOf = new Map<number, SizeGroup>();
   const fastPick = (opts.prefetchCount ?? 1) === 1 && (opts.prefetchBy ?? 'utility') === 'utility' && (opts.prefetchDue ?? 0) === 0 && floorW === 0 && popW === 0;
   const unbound = (f: Fn) => {
-    const at = f.boundAt;
-    if (at < 0) return;
-    // Shifted by hand, renumbered on the way (Array.prototype.splice was most of the time here).
-    const list = f.group!.fns;
+    if (f.boundAt < 0) return;
+    // Its place: after those of higher bound (a binary search), then among those of equal bound.
+    const { fns: list, bounds } = f.group!;
+    const b = f.bound;
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (bounds[mid]! > b) lo = mid + 1;
+      else hi = mid;
+    }
+    while (list[lo] !== f) lo++;
+    // Shifted by hand (Array.prototype.splice was most of the time here).
     const n = list.length - 1;
-    for (let i = at; i < n; i++) {
-      const g = list[i + 1]!;
-      list[i] = g;
-      g.boundAt = i;
+    for (let i = lo; i < n; i++) {
+      list[i] = list[i + 1]!;
+      bounds[i] = bounds[i + 1]!;
     }
     list.pop();
+    bounds.pop();
     f.boundAt = -1;
     f.group = undefined;
   };
@@ -332,28 +344,29 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     f.bound = b;
     let g = groupOf.get(f.sizeBytes);
     if (!g) {
-      g = { sizeBytes: f.sizeBytes, fns: [] };
+      g = { sizeBytes: f.sizeBytes, fns: [], bounds: [] };
       groupOf.set(f.sizeBytes, g);
       let at = bySize.length;
       while (at > 0 && bySize[at - 1]!.sizeBytes > f.sizeBytes) at--;
       bySize.splice(at, 0, g);
     }
-    const list = g.fns;
+    const { fns: list, bounds } = g;
     let lo = 0;
     let hi = list.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (list[mid]!.bound >= b) lo = mid + 1;
+      if (bounds[mid]! >= b) lo = mid + 1;
       else hi = mid;
     }
     list.push(f);
+    bounds.push(b);
     for (let i = list.length - 1; i > lo; i--) {
-      const g = list[i - 1]!;
-      list[i] = g;
-      g.boundAt = i;
+      list[i] = list[i - 1]!;
+      bounds[i] = bounds[i - 1]!;
     }
     list[lo] = f;
-    f.boundAt = lo;
+    bounds[lo] = b;
+    f.boundAt = 0;
     f.group = g;
   };
   let minAbsentBytes: number | undefined = Infinity;
@@ -597,10 +610,10 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
         for (let j = 0; j < bySize.length; j++) {
           const g = bySize[j]!;
           if (g.sizeBytes > freeBytes) break;
-          const list = g.fns;
+          const { fns: list, bounds } = g;
           for (let i = 0; i < list.length; i++) {
+            if (best !== undefined && bounds[i]! < bu) break;
             const k = list[i]!;
-            if (best !== undefined && k.bound < bu) break;
             const u = utilityOf(k, k, now);
             if (best === undefined || u > bu || (u === bu && k.key < best.key)) {
               best = k;

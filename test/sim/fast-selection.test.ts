@@ -8,7 +8,7 @@ import { byScore, lowestFirst, takeUntilFreed } from '../../runtime/policies/sel
 import type { EntryFacts, EvictionPolicy } from '../../runtime/policies/types';
 import { simulate, type SimOptions } from '../../sim/engine';
 import type { SimModel } from '../../sim/trace';
-import { randomTrace } from './helpers';
+import { randomTrace, traceOf } from './helpers';
 import { cremebruleePlusReference } from './reference-plus';
 import { referenceGdsf, referenceHybridHistogram, referenceRandom } from './reference-policies';
 
@@ -145,4 +145,44 @@ describe('cremebrulee-plus prefetching by utility bound decides as the full scan
       });
     }
   }
+});
+
+describe('cremebrulee-plus prefetching with tied utility bounds picks as the full scan did', () => {
+  // Whole-second clocks, two sizes and load times: many functions not loaded share a bound, so one
+  // leaving its size group must be found among those of its bound (not the first of them taken).
+  it('hooks in random order, prefetch checks between them', () => {
+    const r = seededRandom(5);
+    let named = 0;
+    for (let round = 0; round < 40; round++) {
+      const fast = cremebruleePlus(CREMEBRULEE_PLUS_TUNED);
+      const ref = cremebruleePlusReference(CREMEBRULEE_PLUS_TUNED);
+      const loaded = new Map<string, EntryFacts & { lastUsedAt: number; hits: number }>();
+      let now = 0;
+      for (let step = 0; step < 600; step++) {
+        if (r() < 0.5) now += 1000 * Math.floor(1 + r() * 2);
+        const key = `m${Math.floor(r() * 40)}`;
+        const e = loaded.get(key);
+        if (e && r() < 0.4) {
+          fast.onEvict!(key, now);
+          ref.onEvict!(key, now);
+          loaded.delete(key);
+        } else if (e) {
+          e.hits++;
+          e.lastUsedAt = now;
+          fast.onAccess!(e, now);
+          ref.onAccess!(e, now);
+        } else {
+          const f = { key, sizeBytes: 1 + Math.floor(r() * 2), loadMs: 1000 * (1 + Math.floor(r() * 2)), execMs: 1, popularity: 0, loadedAt: now, lastUsedAt: now, hits: 1 };
+          loaded.set(key, f);
+          fast.onLoad!(f, now);
+          ref.onLoad!(f, now);
+        }
+        const free = Math.floor(r() * 3);
+        const a = fast.prewarm!(now, (k) => loaded.has(k), free).map((v) => v.key);
+        expect(a).toEqual(ref.prewarm!(now, (k) => loaded.has(k), free).map((v) => v.key));
+        named += a.length;
+      }
+    }
+    expect(named).toBeGreaterThan(200);
+  });
 });
