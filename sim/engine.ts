@@ -1081,9 +1081,11 @@ const PROGRESS_MASK = (1 << 18) - 1;
  * of idle checks.
  */
 export function skipChecks(x: number, step: number, tNext: number, lim: number): number {
-  if (Number.isInteger(x) && Number.isInteger(step) && step > 0) {
+  const d = Math.min(tNext, lim) - x;
+  // (Under two steps, k below is at most 0: most calls, which the division is left to.)
+  if (d >= 2 * step && Number.isInteger(x) && Number.isInteger(step) && step > 0) {
     // At least one whole step short of min(tNext, lim): every check jumped over is one the loop skips.
-    const k = Math.floor((Math.min(tNext, lim) - x) / step) - 1;
+    const k = Math.floor(d / step) - 1;
     if (k > 0 && x + k * step <= Number.MAX_SAFE_INTEGER) x += k * step;
   }
   while (x <= tNext && x < lim) x += step;

@@ -561,6 +561,34 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         }
         wantedMinBytes = min;
       }
+      // The caller loads what is named in this order, each one that fits the memory still free
+      // (`SimHints.prewarmInOrder`: the simulator), so a model that no longer fits once the ones
+      // named before it are loaded would be skipped: it is left out. Whole byte counts, so this
+      // sum is exact and agrees with the caller's own test.
+      const cut = inOrder && freeBytes !== undefined && wholeSizes && Number.isSafeInteger(freeBytes);
+      const out: Victim[] = [];
+      let free = freeBytes ?? Infinity;
+      if (cut) {
+        // The first few in `seq` order (seqs differ) among those that still fit by minimum scans,
+        // until none fits: what walking all of them in `seq` order and skipping those that no
+        // longer fit names (free memory only shrinks, so one skipped never fits later), without
+        // sorting the many picked for the one or two that fit. Past 4, sorted as below.
+        for (let taken = 0; ; taken++) {
+          let b = -1;
+          for (let j = 0; j < m; j++) {
+            const id = picked[j]!;
+            if (!(sizes[id]! > free) && (b < 0 || seq[id]! < seq[picked[b]!]!)) b = j;
+          }
+          if (b < 0) return out;
+          if (taken === 4) break;
+          const id = picked[b]!;
+          picked[b] = picked[--m]!;
+          free -= sizes[id]!;
+          // The caller loads it (`prewarmInOrder`): no longer wanted (`onEvict` makes it so again).
+          wanted.delete(id);
+          out.push(prewarmVictims[id] ??= victimOf(id, PREWARM_REASON));
+        }
+      }
       // In `seq` order (seqs differ): an insertion sort of the few picked.
       for (let j = 1; j < m; j++) {
         const id = picked[j]!;
@@ -572,19 +600,11 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         }
         picked[k + 1] = id;
       }
-      // The caller loads what is named in this order, each one that fits the memory still free
-      // (`SimHints.prewarmInOrder`: the simulator), so a model that no longer fits once the ones
-      // named before it are loaded would be skipped: it is left out. Whole byte counts, so this
-      // sum is exact and agrees with the caller's own test.
-      const cut = inOrder && freeBytes !== undefined && wholeSizes && Number.isSafeInteger(freeBytes);
-      let free = freeBytes ?? Infinity;
-      const out: Victim[] = [];
       for (let j = 0; j < m; j++) {
         const id = picked[j]!;
         if (cut) {
           if (sizes[id]! > free) continue;
           free -= sizes[id]!;
-          // The caller loads it (`prewarmInOrder`): no longer wanted (`onEvict` makes it so again).
           wanted.delete(id);
         }
         out.push(prewarmVictims[id] ??= victimOf(id, PREWARM_REASON));
