@@ -2,6 +2,7 @@ import { fork } from 'node:child_process';
 import { rename } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bundled } from '../bundle.mjs';
 import { BruleeError } from '../errors';
 import type { ArtifactForm, Derived, SessionConfig, Signature } from '../runtime/onnx';
 import { WARMUP_MODEL_B64 } from '../runtime/warmup-model';
@@ -99,9 +100,27 @@ export interface ProfileOptions {
   timeoutMs?: number;
 }
 
-const CHILD = fileURLToPath(new URL('./profile-child.ts', import.meta.url));
+const CHILD = 'functions/profile-child.ts';
 /** tsx's loader, resolved from here rather than from the working directory the server was started in. */
 const TSX = import.meta.resolve('tsx');
+
+let childCmd: Promise<{ file: string; execArgv: string[] }> | undefined;
+/**
+ * The profiling child, as one esbuild bundle run by plain node (bundle.mjs: built once per
+ * checkout and sources, checked once per process): through tsx each fork paid ~0.5 s more of
+ * tsx's own start. Where .build/ cannot be written, through tsx as before.
+ */
+function childCommand(): Promise<{ file: string; execArgv: string[] }> {
+  childCmd ??= bundled(CHILD).then(
+    (out) => (out ? { file: out, execArgv: ['--expose-gc'] } : { file: fileURLToPath(new URL('./profile-child.ts', import.meta.url)), execArgv: ['--import', TSX, '--expose-gc'] }),
+    (e: unknown) => {
+      // A failed build (a broken source) is tried again at the next registration.
+      childCmd = undefined;
+      throw e;
+    },
+  );
+  return childCmd;
+}
 
 /**
  * Profiles a stored model in a fresh child process, so the memory it measures is the model's own.
@@ -183,9 +202,10 @@ export async function profileModel(path: string, opts: ProfileOptions = {}): Pro
 }
 
 async function runChild(req: ProfileRequest, timeoutMs: number): Promise<ProfileReply> {
+  const { file, execArgv } = await childCommand();
   return new Promise<ProfileReply>((resolve, reject) => {
-    const child = fork(CHILD, [], {
-      execArgv: ['--import', TSX, '--expose-gc'],
+    const child = fork(file, [], {
+      execArgv,
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
     let stderr = '';

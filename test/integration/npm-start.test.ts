@@ -78,11 +78,11 @@ const canUnshare = spawnSync('unshare', ['-rm', 'true']).status === 0;
 
 describe('npm start in a read-only checkout', () => {
   it.skipIf(!canUnshare)('runs the server through tsx where .build/ cannot be made', () => {
-    // A checkout of its own with no .build/ yet: start.mjs copied (it finds the checkout beside
-    // itself), server.ts and node_modules linked; then mounted read-only over itself.
+    // A checkout of its own with no .build/ yet: start.mjs and bundle.mjs copied (they find the
+    // checkout beside themselves), server.ts and node_modules linked; then mounted read-only over itself.
     const dir = mkdtempSync(join(tmpdir(), 'brulee-ro-checkout-'));
     try {
-      copyFileSync(join(ROOT, 'start.mjs'), join(dir, 'start.mjs'));
+      for (const f of ['start.mjs', 'bundle.mjs']) copyFileSync(join(ROOT, f), join(dir, f));
       symlinkSync(join(ROOT, 'server.ts'), join(dir, 'server.ts'));
       symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
       const script = `mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && cd "$0" && exec "$1" start.mjs`;

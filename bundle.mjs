@@ -1,0 +1,148 @@
+// One entry of brulee's own compiled by esbuild (tsx's own) into .build/, for plain node to run:
+// `npm start`'s server (start.mjs) and the profiling child functions/profile.ts forks at each
+// registration. Through tsx the same code pays tsx's start (`node --import tsx -e 1`: 0.6-0.9 s
+// here against 0.15-0.2 s for plain node) and its per-file transform, which wraps every function
+// and class in a `__name` call (keepNames) paid on each call (README, "The queue path").
+//
+// One bundle of brulee's own files; packages stay imports of node_modules. Each file's
+// `import.meta.url` is replaced by its source file's URL, so what a file finds beside itself (a
+// worker thread's .mjs, the profiling child, the .proto, the dashboard) is found where it is.
+//
+// A bundle is reused while it is up to date: .build/NAME.json holds the sha256 of every file it
+// was made from (this one included), node's and esbuild's versions. Processes of one checkout may
+// build at once: each writes its own files and renames them into place (the same sources give
+// the same bundle), the bundle before its stamp.
+import { createHash, randomUUID } from 'node:crypto';
+import { accessSync, constants, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { basename, dirname, extname, isAbsolute, join, relative } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const self = fileURLToPath(import.meta.url);
+const root = dirname(self);
+const dir = join(root, '.build');
+
+/** A module from tsx's dependencies (esbuild is tsx's, not brulee's own). */
+const fromTsx = (id) => createRequire(fileURLToPath(import.meta.resolve('tsx')))(id);
+const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
+const cannotWrite = (e) => ['EACCES', 'EROFS', 'EPERM'].includes(e.code);
+
+/** One build at a time in a process: each stops esbuild's service (a child process) once done. */
+let queue = Promise.resolve();
+/** Per entry, this process's answer. */
+const done = new Map();
+
+/**
+ * The path of ENTRY's bundle (ENTRY relative to the checkout, e.g. `server.ts`), built when none
+ * is up to date; null when there is none and .build/ cannot be written (a read-only checkout):
+ * then run ENTRY through tsx. Asked again in one process, the first answer.
+ * @param {string} entry
+ * @returns {Promise<string | null>}
+ */
+export function bundled(entry) {
+  let p = done.get(entry);
+  if (!p) {
+    p = queue.then(() => ensure(entry));
+    queue = p.catch(() => undefined);
+    done.set(entry, p);
+    // A failed build is tried again by the next caller.
+    p.catch(() => done.delete(entry));
+  }
+  return p;
+}
+
+/** @param {string} entry */
+async function ensure(entry) {
+  const name = basename(entry, extname(entry));
+  const out = join(dir, `${name}.mjs`);
+  const stampFile = join(dir, `${name}.json`);
+  if (upToDate(out, stampFile)) return out;
+  try {
+    // Not `recursive`: Node 20's recursive mkdir says ENOENT, not EROFS, on a read-only file
+    // system (one level to make: .build/ is in the checkout's root).
+    mkdirSync(dir);
+  } catch (e) {
+    if (e.code !== 'EEXIST') {
+      if (cannotWrite(e)) return null;
+      throw e;
+    }
+  }
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    if (cannotWrite(e)) return null;
+    throw e;
+  }
+  /** @type {import('esbuild')} */
+  const { build, stop, version } = fromTsx('esbuild');
+  const tmp = join(dir, `${name}.${randomUUID()}`);
+  /** The sha256 of each own file as esbuild was given it, by path relative to the checkout. */
+  const inputs = { [relative(root, self)]: sha256(readFileSync(self)) };
+  /** @type {import('esbuild').Plugin} */
+  const ownUrls = {
+    name: 'own-import-meta-url',
+    setup(b) {
+      b.onLoad({ filter: /\.([cm]?ts|mjs)$/ }, (args) => {
+        if (args.path.includes('/node_modules/')) return undefined;
+        const source = readFileSync(args.path);
+        inputs[relative(root, args.path)] = sha256(source);
+        const contents = source
+          .toString('utf8')
+          .replaceAll('import.meta.url', JSON.stringify(pathToFileURL(args.path).href))
+          .replaceAll('import.meta.dirname', JSON.stringify(dirname(args.path)))
+          .replaceAll('import.meta.filename', JSON.stringify(args.path));
+        return { contents, loader: args.path.endsWith('.mjs') ? 'js' : 'ts' };
+      });
+    },
+  };
+  try {
+    const { metafile } = await build({
+      entryPoints: [join(root, entry)],
+      outfile: `${tmp}.mjs`,
+      absWorkingDir: root,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: `node${process.versions.node}`,
+      packages: 'external',
+      plugins: [ownUrls],
+      metafile: true,
+      logLevel: 'error',
+    });
+    // Any other file it read (a .json, a .js): as it is now.
+    for (const file of Object.keys(metafile.inputs)) {
+      const path = isAbsolute(file) ? file : join(root, file);
+      const rel = relative(root, path);
+      if (!(rel in inputs) && !rel.startsWith('node_modules/')) inputs[rel] = sha256(readFileSync(path));
+    }
+    writeFileSync(`${tmp}.json`, JSON.stringify({ node: process.versions.node, esbuild: version, inputs }, null, 1));
+    renameSync(`${tmp}.mjs`, out);
+    renameSync(`${tmp}.json`, stampFile);
+  } catch (e) {
+    rmSync(`${tmp}.mjs`, { force: true });
+    rmSync(`${tmp}.json`, { force: true });
+    throw e;
+  } finally {
+    // esbuild's service is a child process: not kept beside the server.
+    await stop();
+  }
+  return out;
+}
+
+/** Whether OUT was built from the files as they are now, by this node and esbuild. */
+function upToDate(out, stampFile) {
+  let stamp;
+  try {
+    stamp = JSON.parse(readFileSync(stampFile, 'utf8'));
+    accessSync(out, constants.R_OK);
+  } catch {
+    return false;
+  }
+  if (stamp.node !== process.versions.node) return false;
+  try {
+    if (stamp.esbuild !== fromTsx('esbuild/package.json').version) return false;
+    return Object.entries(stamp.inputs).every(([file, hash]) => sha256(readFileSync(join(root, file))) === hash);
+  } catch {
+    return false;
+  }
+}

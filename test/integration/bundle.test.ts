@@ -1,0 +1,80 @@
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { REAL_MODELS } from '../support/models';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** A checkout of its own: bundle.mjs copied (it finds the checkout beside itself), node_modules linked, a.ts importing b.ts. */
+function scratch(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'brulee-bundle-'));
+  dirs.push(dir);
+  copyFileSync(join(ROOT, 'bundle.mjs'), join(dir, 'bundle.mjs'));
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  mkdirSync(join(dir, 'lib'));
+  writeFileSync(join(dir, 'a.ts'), `import { b } from './lib/b';\nconst n: number = b();\nconsole.log(n, import.meta.url);\n`);
+  writeFileSync(join(dir, 'lib/b.ts'), `export const b = (): number => 1;\nexport const where = import.meta.url;\n`);
+  return dir;
+}
+
+/** bundled('a.ts') in a fresh node process (`sh -c` PREFIX first: a mount namespace's setup). */
+function bundledIn(dir: string, prefix = ''): string {
+  const code = `import(${JSON.stringify(pathToFileURL(join(dir, 'bundle.mjs')).href)}).then((m) => m.bundled('a.ts')).then((p) => console.log(String(p)))`;
+  const r = canUnshare && prefix ? spawnSync('unshare', ['-rm', 'sh', '-c', `${prefix} && exec "$1" -e "$2"`, dir, process.execPath, code], { encoding: 'utf8' }) : spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
+  expect(r.stderr).toBe('');
+  return r.stdout.trim();
+}
+
+const run = (file: string) => spawnSync(process.execPath, [file], { encoding: 'utf8' }).stdout.trim();
+
+// A mount namespace of its own (a user namespace too, so no root is needed) where a bind mount can
+// be made read-only; where there is none (no unshare, user namespaces off), those tests cannot be set up.
+const canUnshare = spawnSync('unshare', ['-rm', 'true']).status === 0;
+const readOnly = `mount --bind "$0" "$0" && mount -o remount,bind,ro "$0"`;
+
+describe('bundle.mjs', () => {
+  it('builds an entry for plain node, reuses it while its files are unchanged, rebuilds when one changes', () => {
+    const dir = scratch();
+    const out = bundledIn(dir);
+    expect(out).toBe(join(dir, '.build', 'a.mjs'));
+    // Each file's import.meta.url is its source's: a.ts says where a.ts is, not .build/a.mjs.
+    expect(run(out)).toBe(`1 ${pathToFileURL(join(dir, 'a.ts')).href}`);
+    const first = statSync(out).ino;
+    expect(bundledIn(dir)).toBe(out);
+    expect(statSync(out).ino).toBe(first);
+    // An imported file changed: built again (a new file renamed into place).
+    writeFileSync(join(dir, 'lib/b.ts'), `export const b = (): number => 2;\n`);
+    expect(bundledIn(dir)).toBe(out);
+    expect(statSync(out).ino).not.toBe(first);
+    expect(run(out)).toMatch(/^2 /);
+  });
+
+  it.skipIf(!canUnshare)('in a read-only checkout: null with no bundle (run it through tsx), the bundle when one is up to date', () => {
+    const dir = scratch();
+    expect(bundledIn(dir, readOnly)).toBe('null');
+    const out = bundledIn(dir);
+    expect(bundledIn(dir, readOnly)).toBe(out);
+  });
+
+  it.skipIf(!canUnshare)('profiling runs its child through tsx where .build/ cannot be written', () => {
+    // This checkout's .build/ covered by an empty read-only directory, in a mount namespace of the
+    // child's own: there is no up-to-date profiling child there and none can be built.
+    mkdirSync(join(ROOT, '.build'), { recursive: true });
+    const empty = mkdtempSync(join(tmpdir(), 'brulee-no-build-'));
+    dirs.push(empty);
+    const script = join(empty, '..', `${empty.split('/').pop()}-profile.mts`);
+    dirs.push(script);
+    writeFileSync(script, `import { profileModel } from ${JSON.stringify(join(ROOT, 'functions/profile.ts'))};\nconst r = await profileModel(process.argv[2]!, { loadRuns: 1, execRuns: 1 });\nconsole.log(JSON.stringify(r.signature.inputs.map((i) => i.name)));\n`);
+    const build = join(ROOT, '.build');
+    const sh = `mount --bind "$0" "$1" && mount -o remount,bind,ro "$1" && "$2" --import tsx "$3" "$4" && ls -A "$1"`;
+    const r = spawnSync('unshare', ['-rm', 'sh', '-c', sh, empty, build, process.execPath, script, REAL_MODELS.ocrCls], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    // The inputs' names, and nothing written under .build/.
+    expect(r.stdout.trim()).toBe('["x"]');
+  }, 90_000);
+});
