@@ -9,7 +9,8 @@
 // worker thread's .mjs, the profiling child, the .proto, the dashboard) is found where it is.
 //
 // A bundle is reused while it is up to date: .build/NAME.json holds the sha256 of every file it
-// was made from (this one included), node's and esbuild's versions. Processes of one checkout may
+// was made from (this one included), node's and esbuild's versions, and the checkout's path (the
+// bundle names its files by absolute URLs). Processes of one checkout may
 // build at once: each writes its own files and renames them into place (the same sources give
 // the same bundle), the bundle before its stamp.
 import { createHash, randomUUID } from 'node:crypto';
@@ -115,7 +116,7 @@ async function ensure(entry) {
       const rel = relative(root, path);
       if (!(rel in inputs) && !rel.startsWith('node_modules/')) inputs[rel] = sha256(readFileSync(path));
     }
-    writeFileSync(`${tmp}.json`, JSON.stringify({ node: process.versions.node, esbuild: version, inputs }, null, 1));
+    writeFileSync(`${tmp}.json`, JSON.stringify({ root, node: process.versions.node, esbuild: version, inputs }, null, 1));
     renameSync(`${tmp}.mjs`, out);
     renameSync(`${tmp}.json`, stampFile);
   } catch (e) {
@@ -129,7 +130,7 @@ async function ensure(entry) {
   return out;
 }
 
-/** Whether OUT was built from the files as they are now, by this node and esbuild. */
+/** Whether OUT was built here from the files as they are now, by this node and esbuild. */
 function upToDate(out, stampFile) {
   let stamp;
   try {
@@ -138,7 +139,8 @@ function upToDate(out, stampFile) {
   } catch {
     return false;
   }
-  if (stamp.node !== process.versions.node) return false;
+  // Built elsewhere (the checkout moved, or copied with its .build/): its files' URLs are that place's.
+  if (stamp.root !== root || stamp.node !== process.versions.node) return false;
   try {
     if (stamp.esbuild !== fromTsx('esbuild/package.json').version) return false;
     return Object.entries(stamp.inputs).every(([file, hash]) => sha256(readFileSync(join(root, file))) === hash);

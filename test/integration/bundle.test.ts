@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -52,6 +52,19 @@ describe('bundle.mjs', () => {
     expect(bundledIn(dir)).toBe(out);
     expect(statSync(out).ino).not.toBe(first);
     expect(run(out)).toMatch(/^2 /);
+  });
+
+  it('builds again in a checkout moved elsewhere: its bundle names its files where they were', () => {
+    const dir = scratch();
+    const out = bundledIn(dir);
+    expect(run(out)).toBe(`1 ${pathToFileURL(join(dir, 'a.ts')).href}`);
+    // The checkout moved (mv), .build/ with it; the old place gone.
+    const moved = `${dir}-moved`;
+    dirs.push(moved);
+    renameSync(dir, moved);
+    const there = bundledIn(moved);
+    expect(there).toBe(join(moved, '.build', 'a.mjs'));
+    expect(run(there)).toBe(`1 ${pathToFileURL(join(moved, 'a.ts')).href}`);
   });
 
   it.skipIf(!canUnshare)('in a read-only checkout: null with no bundle (run it through tsx), the bundle when one is up to date', () => {
