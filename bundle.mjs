@@ -9,8 +9,9 @@
 // worker thread's .mjs, the profiling child, the .proto, the dashboard) is found where it is.
 //
 // A bundle is reused while it is up to date: .build/NAME.json holds the sha256 of every file it
-// was made from (this one included), node's and esbuild's versions, and the checkout's path (the
-// bundle names its files by absolute URLs). Processes of one checkout may
+// was made from (this one included; and of the tsconfig.json, jsconfig.json and package.json
+// esbuild would find beside each, or that there is none), node's and esbuild's versions, and the
+// checkout's path (the bundle names its files by absolute URLs). Processes of one checkout may
 // build at once: each writes its own files and renames them into place (the same sources give
 // the same bundle), the bundle before its stamp.
 import { createHash, randomUUID } from 'node:crypto';
@@ -27,6 +28,18 @@ const dir = join(root, '.build');
 const fromTsx = (id) => createRequire(fileURLToPath(import.meta.resolve('tsx')))(id);
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 const cannotWrite = (e) => ['EACCES', 'EROFS', 'EPERM'].includes(e.code);
+/** Files esbuild reads for its settings, in each folder of a file it compiles. */
+const SETTINGS = ['tsconfig.json', 'jsconfig.json', 'package.json'];
+
+/** The sha256 of the file at PATH, or null when there is none. */
+function hashOrNull(path) {
+  try {
+    return sha256(readFileSync(path));
+  } catch (e) {
+    if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return null;
+    throw e;
+  }
+}
 
 /** One build at a time in a process: each stops esbuild's service (a child process) once done. */
 let queue = Promise.resolve();
@@ -116,6 +129,19 @@ async function ensure(entry) {
       const rel = relative(root, path);
       if (!(rel in inputs) && !rel.startsWith('node_modules/')) inputs[rel] = sha256(readFileSync(path));
     }
+    // The settings esbuild read beside them (no input of the metafile): the nearest tsconfig.json
+    // or jsconfig.json of each file (class fields' semantics, paths, JSX) and package.json (type,
+    // sideEffects, imports). Each one of every folder from a file's up to the checkout, or null
+    // where there is none: one added later counts as a change.
+    for (const rel of Object.keys(inputs)) {
+      for (let at = dirname(join(root, rel)); ; at = dirname(at)) {
+        for (const name of SETTINGS) {
+          const key = relative(root, join(at, name));
+          if (!(key in inputs)) inputs[key] = hashOrNull(join(at, name));
+        }
+        if (at === root || at === dirname(at)) break;
+      }
+    }
     writeFileSync(`${tmp}.json`, JSON.stringify({ root, node: process.versions.node, esbuild: version, inputs }, null, 1));
     renameSync(`${tmp}.mjs`, out);
     renameSync(`${tmp}.json`, stampFile);
@@ -143,7 +169,7 @@ function upToDate(out, stampFile) {
   if (stamp.root !== root || stamp.node !== process.versions.node) return false;
   try {
     if (stamp.esbuild !== fromTsx('esbuild/package.json').version) return false;
-    return Object.entries(stamp.inputs).every(([file, hash]) => sha256(readFileSync(join(root, file))) === hash);
+    return Object.entries(stamp.inputs).every(([file, hash]) => hashOrNull(join(root, file)) === hash);
   } catch {
     return false;
   }

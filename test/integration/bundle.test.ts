@@ -54,6 +54,23 @@ describe('bundle.mjs', () => {
     expect(run(out)).toMatch(/^2 /);
   });
 
+  it('builds again when a tsconfig.json esbuild compiles a file with is added or changed', () => {
+    // esbuild reads the nearest tsconfig.json of each file (class fields' semantics, paths, JSX),
+    // which its metafile does not name as an input.
+    const dir = scratch();
+    writeFileSync(join(dir, 'lib/c.ts'), `export class C {\n  x?: number;\n}\n`);
+    writeFileSync(join(dir, 'a.ts'), `import { C } from './lib/c';\nconsole.log(Object.keys(new C()).length);\n`);
+    const out = bundledIn(dir);
+    expect(run(out)).toBe('1');
+    // One added beside an imported file: fields without initializers are no longer defined.
+    writeFileSync(join(dir, 'lib/tsconfig.json'), JSON.stringify({ compilerOptions: { useDefineForClassFields: false } }));
+    expect(bundledIn(dir)).toBe(out);
+    expect(run(out)).toBe('0');
+    // The same file changed.
+    writeFileSync(join(dir, 'lib/tsconfig.json'), JSON.stringify({ compilerOptions: { useDefineForClassFields: true } }));
+    expect(run(bundledIn(dir))).toBe('1');
+  });
+
   it('builds again in a checkout moved elsewhere: its bundle names its files where they were', () => {
     const dir = scratch();
     const out = bundledIn(dir);
