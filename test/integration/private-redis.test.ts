@@ -24,6 +24,13 @@ async function pidAt(url: string): Promise<number> {
   }
 }
 
+/** A private redis-server with its append-only file in `at`, stopped after the tests. */
+async function persisting(at: string): Promise<PrivateRedis> {
+  const r = await startRedisServer({ dir: at, persist: true });
+  started.push(r);
+  return r;
+}
+
 /**
  * The first port offered is `taken`; the next ones free ones, as `freePort` picks them: the race of
  * a port taken between its pick and redis-server's bind, forced (queue/redis-server.ts retries).
@@ -80,27 +87,23 @@ it("two private redis-servers are not started on one directory's append-only fil
   expect(refused.message).toContain('DATA_DIR');
   // Stopped, its directory is free for the next start.
   await up[0]!.stop();
-  const next = await startRedisServer({ dir: shared, persist: true });
-  started.push(next);
+  const next = await persisting(shared);
   expect(await pidAt(next.url)).toBe(next.pid);
 });
 
 it("a private redis-server's directory left locked by a process killed with -9 (its Redis gone too) is taken over", async () => {
   const left = join(dir, 'left');
-  const r = await startRedisServer({ dir: left, persist: true });
-  started.push(r);
+  const r = await persisting(left);
   // Its Redis gone (killed with the process), the lock still there with its URL.
   process.kill(r.pid, 'SIGKILL');
   await new Promise((res) => setTimeout(res, 200));
-  const next = await startRedisServer({ dir: left, persist: true });
-  started.push(next);
+  const next = await persisting(left);
   expect(await pidAt(next.url)).toBe(next.pid);
 });
 
 it("a private redis-server left running by a brulee killed with -9 (a redis-server outlives its parent) is shut down and replaced by the next start on its directory", async () => {
   const orphaned = join(dir, 'orphaned');
-  const r = await startRedisServer({ dir: orphaned, persist: true });
-  started.push(r);
+  const r = await persisting(orphaned);
   const exited = new Promise<void>((res) => {
     const check = setInterval(() => {
       try {
@@ -113,8 +116,7 @@ it("a private redis-server left running by a brulee killed with -9 (a redis-serv
   });
   // Its process gone (a process id no process has now), its Redis still answering.
   writeFileSync(join(orphaned, 'brulee.lock', 'pid'), String(spawnSync('true').pid));
-  const next = await startRedisServer({ dir: orphaned, persist: true });
-  started.push(next);
+  const next = await persisting(orphaned);
   expect(await pidAt(next.url)).toBe(next.pid);
   await exited;
   // The lock is the new start's: the old one's stop leaves it.
