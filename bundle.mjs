@@ -27,7 +27,8 @@ const dir = join(root, '.build');
 /** A module from tsx's dependencies (esbuild is tsx's, not brulee's own). */
 const fromTsx = (id) => createRequire(fileURLToPath(import.meta.resolve('tsx')))(id);
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
-const cannotWrite = (e) => ['EACCES', 'EROFS', 'EPERM'].includes(e.code);
+/** A file system .build/ cannot be written to: read-only, not ours, or full. */
+const cannotWrite = (e) => ['EACCES', 'EROFS', 'EPERM', 'ENOSPC', 'EDQUOT'].includes(e.code);
 /** Files esbuild reads for its settings, in each folder of a file it compiles. */
 const SETTINGS = ['tsconfig.json', 'jsconfig.json', 'package.json'];
 
@@ -110,7 +111,7 @@ async function ensure(entry) {
     },
   };
   try {
-    const { metafile } = await build({
+    const { metafile, outputFiles } = await build({
       entryPoints: [join(root, entry)],
       outfile: `${tmp}.mjs`,
       absWorkingDir: root,
@@ -121,6 +122,9 @@ async function ensure(entry) {
       packages: 'external',
       plugins: [ownUrls],
       metafile: true,
+      // Written below, not by esbuild: a full disk is then an error with its code (ENOSPC), as a
+      // read-only one is, rather than esbuild's "Failed to write to output file".
+      write: false,
       logLevel: 'error',
     });
     // Any other file it read (a .json, a .js): as it is now.
@@ -142,12 +146,14 @@ async function ensure(entry) {
         if (at === root || at === dirname(at)) break;
       }
     }
+    writeFileSync(`${tmp}.mjs`, outputFiles[0].contents);
     writeFileSync(`${tmp}.json`, JSON.stringify({ root, node: process.versions.node, esbuild: version, inputs }, null, 1));
     renameSync(`${tmp}.mjs`, out);
     renameSync(`${tmp}.json`, stampFile);
   } catch (e) {
     rmSync(`${tmp}.mjs`, { force: true });
     rmSync(`${tmp}.json`, { force: true });
+    if (cannotWrite(e)) return null;
     throw e;
   } finally {
     // esbuild's service is a child process: not kept beside the server.

@@ -22,9 +22,13 @@ function scratch(): string {
   return dir;
 }
 
+/** Node code that prints bundled('a.ts') of DIR's bundle.mjs. */
+const bundleCode = (dir: string) =>
+  `import(${JSON.stringify(pathToFileURL(join(dir, 'bundle.mjs')).href)}).then((m) => m.bundled('a.ts')).then((p) => console.log(String(p)))`;
+
 /** bundled('a.ts') in a fresh node process (`sh -c` PREFIX first: a mount namespace's setup). */
 function bundledIn(dir: string, prefix = ''): string {
-  const code = `import(${JSON.stringify(pathToFileURL(join(dir, 'bundle.mjs')).href)}).then((m) => m.bundled('a.ts')).then((p) => console.log(String(p)))`;
+  const code = bundleCode(dir);
   const r = canUnshare && prefix ? spawnSync('unshare', ['-rm', 'sh', '-c', `${prefix} && exec "$1" -e "$2"`, dir, process.execPath, code], { encoding: 'utf8' }) : spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
   expect(r.stderr).toBe('');
   return r.stdout.trim();
@@ -89,6 +93,18 @@ describe('bundle.mjs', () => {
     expect(bundledIn(dir, readOnly)).toBe('null');
     const out = bundledIn(dir);
     expect(bundledIn(dir, readOnly)).toBe(out);
+  });
+
+  it.skipIf(!canUnshare)('on a full disk: null (run it through tsx), nothing left behind', () => {
+    // .build/ a small file system of its own, filled first: ENOSPC, where npm start failed
+    // (esbuild's "Failed to write to output file") instead of running the server through tsx.
+    const dir = scratch();
+    mkdirSync(join(dir, '.build'));
+    const full = `mount -t tmpfs -o size=64k tmpfs "$0/.build" && { cat /dev/zero > "$0/.build/fill" 2>/dev/null; ls -A "$0/.build" >&2; }`;
+    const r = spawnSync('unshare', ['-rm', 'sh', '-c', `${full} && "$1" -e "$2" && ls -A "$0/.build" >&2`, dir, process.execPath, bundleCode(dir)], { encoding: 'utf8' });
+    // What was in .build/ (on stderr) before and after, and bundled's answer.
+    expect(r.stderr).toBe('fill\nfill\n');
+    expect(r.stdout.trim()).toBe('null');
   });
 
   it.skipIf(!canUnshare)('profiling runs its child through tsx where .build/ cannot be written', () => {
