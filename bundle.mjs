@@ -15,7 +15,7 @@
 // build at once: each writes its own files and renames them into place (the same sources give
 // the same bundle), the bundle before its stamp.
 import { createHash, randomUUID } from 'node:crypto';
-import { accessSync, constants, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, extname, isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -44,24 +44,34 @@ function hashOrNull(path) {
 
 /** One build at a time in a process: each stops esbuild's service (a child process) once done. */
 let queue = Promise.resolve();
-/** Per entry, this process's answer. */
+/** Per entry, this process's answer; and the bundle it named, once it has. */
 const done = new Map();
+const named = new Map();
 
 /**
  * The path of ENTRY's bundle (ENTRY relative to the checkout, e.g. `server.ts`), built when none
  * is up to date; null when there is none and .build/ cannot be written (a read-only checkout):
- * then run ENTRY through tsx. Asked again in one process, the first answer.
+ * then run ENTRY through tsx. Asked again in one process, the first answer while its bundle is
+ * there (one removed since, `rm -rf .build/`, is looked at and built again).
  * @param {string} entry
  * @returns {Promise<string | null>}
  */
 export function bundled(entry) {
   let p = done.get(entry);
+  const out = named.get(entry);
+  if (out !== undefined && !existsSync(out)) {
+    named.delete(entry);
+    p = undefined;
+  }
   if (!p) {
-    p = queue.then(() => ensure(entry));
+    const these = (p = queue.then(() => ensure(entry)));
     queue = p.catch(() => undefined);
     done.set(entry, p);
-    // A failed build is tried again by the next caller.
-    p.catch(() => done.delete(entry));
+    p.then(
+      (o) => o !== null && done.get(entry) === these && named.set(entry, o),
+      // A failed build is tried again by the next caller.
+      () => done.get(entry) === these && done.delete(entry),
+    );
   }
   return p;
 }

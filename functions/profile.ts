@@ -104,22 +104,15 @@ const CHILD = 'functions/profile-child.ts';
 /** tsx's loader, resolved from here rather than from the working directory the server was started in. */
 const TSX = import.meta.resolve('tsx');
 
-let childCmd: Promise<{ file: string; execArgv: string[] }> | undefined;
 /**
  * The profiling child, as one esbuild bundle run by plain node (bundle.mjs: built once per
- * checkout and sources, checked once per process): through tsx each fork paid ~0.5 s more of
- * tsx's own start. Where .build/ cannot be written, through tsx as before.
+ * checkout and sources, checked once per process, and again if it was removed): through tsx each
+ * fork paid ~0.5 s more of tsx's own start. Where .build/ cannot be written, through tsx as
+ * before. A failed build (a broken source) is tried again at the next registration.
  */
-function childCommand(): Promise<{ file: string; execArgv: string[] }> {
-  childCmd ??= bundled(CHILD).then(
-    (out) => (out ? { file: out, execArgv: ['--expose-gc'] } : { file: fileURLToPath(new URL('./profile-child.ts', import.meta.url)), execArgv: ['--import', TSX, '--expose-gc'] }),
-    (e: unknown) => {
-      // A failed build (a broken source) is tried again at the next registration.
-      childCmd = undefined;
-      throw e;
-    },
-  );
-  return childCmd;
+async function childCommand(): Promise<{ file: string; execArgv: string[] }> {
+  const out = await bundled(CHILD);
+  return out ? { file: out, execArgv: ['--expose-gc'] } : { file: fileURLToPath(new URL('./profile-child.ts', import.meta.url)), execArgv: ['--import', TSX, '--expose-gc'] };
 }
 
 /**

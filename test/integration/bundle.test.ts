@@ -75,6 +75,19 @@ describe('bundle.mjs', () => {
     expect(run(bundledIn(dir))).toBe('1');
   });
 
+  it('asked again in one process, builds again a bundle removed since (rm -rf .build/)', () => {
+    // The profiling child's bundle is asked for at each registration of a running server: a
+    // removed one was forked still, and every registration failed (INVALID_MODEL, "Cannot find module").
+    const dir = scratch();
+    const url = JSON.stringify(pathToFileURL(join(dir, 'bundle.mjs')).href);
+    const code = `const { bundled } = await import(${url}); const { rmSync, existsSync } = await import('node:fs');
+      const a = await bundled('a.ts'); rmSync(${JSON.stringify(join(dir, '.build'))}, { recursive: true });
+      const b = await bundled('a.ts'); console.log(a === b, existsSync(b));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('true true');
+  });
+
   it('builds again in a checkout moved elsewhere: its bundle names its files where they were', () => {
     const dir = scratch();
     const out = bundledIn(dir);
