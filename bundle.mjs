@@ -2,7 +2,7 @@
 // `npm start`'s server (start.mjs) and the profiling child functions/profile.ts forks at each
 // registration. Through tsx the same code pays tsx's start (`node --import tsx -e 1`: 0.6-0.9 s
 // here against 0.15-0.2 s for plain node) and its per-file transform, which wraps every function
-// and class in a `__name` call (keepNames) paid on each call (README, "The queue path").
+// and class in a `__name` call (keepNames) paid on each call (bench/README.md, "The queue path").
 //
 // One bundle of brulee's own files; packages stay imports of node_modules. Each file's
 // `import.meta.url` is replaced by its source file's URL, so what a file finds beside itself (a

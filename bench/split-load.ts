@@ -1,7 +1,7 @@
 /**
  * Would splitting a large model in two and creating the parts at once cut its load? (issue 10 §1;
  * never part of `npm test`.) onnxruntime 1.30 packs every weight again at each session create,
- * single-threaded (README, "Models of 5 MB and more"); two sessions of half the weights each,
+ * single-threaded (bench/README.md, "Models of 5 MB and more"); two sessions of half the weights each,
  * created on two threads, could pack on two cores.
  *
  * For each generated MLP: the chain is cut after the Relu that leaves the two parts' weight bytes

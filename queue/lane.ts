@@ -13,7 +13,7 @@ import { decodeFrame, encodeFrame, type InvokeJob } from './wire';
  * Why not BullMQ here: a BullMQ job costs at least ~7 round trips and ~50 Redis commands (add; the
  * worker's marker wake-up and ~3 move-to-active calls; move-to-finished; an event-stream XADD in
  * each, which a queue cannot turn off). Measured alone, in one process, that is more than the whole
- * warm-call budget (README, "The queue path"). A lane job is one LPUSH (pipelined with its input
+ * warm-call budget (bench/README.md, "The queue path"). A lane job is one LPUSH (pipelined with its input
  * bytes, when they travel apart), one blocking BLMOVE that hands the job over as it arrives, and
  * one LREM inside the answer's script: no extra round trip on the call's path. Async invocations,
  * loads and unloads stay on the node's BullMQ queue (they want status, retention and the /queues

@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
  * packed copy at load is faulted in 2 MiB at a time instead of 4 KiB: a 20 MB MLP's mapped create
  * ~1 100 -> ~200 page faults and 12.5-14 -> 10.7-11.6 ms of CPU, and its load window's copies reuse
  * the heap every time (without it, one load in three took ~4 000 faults); resident bytes within
- * 1 MiB (README, "Cold starts: where a load's time goes"). Where the kernel's THP is `never` it does
+ * 1 MiB (bench/README.md, "Cold starts: where a load's time goes"). Where the kernel's THP is `never` it does
  * nothing; where it is `always` glibc's flag changes nothing either.
  *
  * glibc reads them only at process start, so whatever starts a node sets them: `npm start`,
@@ -100,7 +100,7 @@ export function loadWindowsOpened(): number {
  * puts the process's thresholds back and gives every free heap page back to the OS (issue 10 §1).
  *
  * Why: onnxruntime 1.30 packs every prepacked weight again at each load, into a fresh buffer, to
- * find its stored blob by a hash of the packed bytes, and frees that copy at once (README, "Models
+ * find its stored blob by a hash of the packed bytes, and frees that copy at once (bench/README.md, "Models
  * of 5 MB and more"). Under brulee's fixed threshold each such buffer is a mapping of its own:
  * fresh pages to fault in and zero, then unmapped, weight after weight (~26 000 page faults for a
  * 100 MB MLP). With the threshold raised for the load, the next weight's copy reuses the pages the

@@ -42,7 +42,7 @@ export interface LoadedModel {
 /**
  * How a session is built: the knobs that trade threads and memory for speed. brulee's defaults
  * are chosen for a cache of many models, most of them idle (measured in
- * `bench/models.bench.ts`; see the README): no thread pool per session (onnxruntime's default
+ * `bench/models.bench.ts`; see bench/README.md): no thread pool per session (onnxruntime's default
  * gives every session one thread per core, which costs tens of ms at each load, a thread per core
  * per resident model, and is slower on a shared 2-core machine). The arena stays on: without it
  * resident bytes were no lower (glibc keeps what onnxruntime frees) and runs no faster.
@@ -124,7 +124,7 @@ export interface OffThreadLimits {
  * Whether a model's session goes off the main thread: with `auto`, when registration measured its
  * run at `limits.runMs` or more, or its load at `limits.loadMs` or more. A model with short runs
  * stays on the main thread, where a run costs no message to another thread and back (~0.35-0.45 ms
- * a call for PP-OCR cls's 110 KB at load 2-3, README): its load, once per cold start, stalls the
+ * a call for PP-OCR cls's 110 KB at load 2-3, bench/README.md): its load, once per cold start, stalls the
  * process only as long as it is under `loadMs`. The node adds models whose runs here took `runMs`
  * or more on larger inputs than registration's (`RuntimeNode`, at their next load).
  */
