@@ -17,7 +17,7 @@ const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { dependencies: 
 function serverSources(): { files: Set<string>; packages: Set<string> } {
   const files = new Set<string>();
   const packages = new Set<string>();
-  const todo = ['server.ts'];
+  const todo = ['start.mjs', 'server.ts'];
   while (todo.length > 0) {
     const f = todo.pop()!;
     if (files.has(f)) continue;
@@ -74,8 +74,18 @@ describe('deploy/Dockerfile', () => {
     expect(env).toMatch(/\bDATA_DIR=\/data\b/);
     expect(dockerfile).toMatch(/chown node:node \/data/);
     expect(lines.findIndex((l) => l.includes('chown node:node /data'))).toBeLessThan(lines.indexOf(user!));
-    expect(lines.at(-1)).toBe('CMD ["node", "--import", "tsx", "server.ts"]');
+    expect(lines.at(-1)).toBe('CMD ["node", "start.mjs"]');
     expect(pkg.dependencies.tsx).toBeDefined();
     expect(lines.some((l) => l.startsWith('HEALTHCHECK') && l.includes('/v2/health/live'))).toBe(true);
+  });
+
+  it('builds npm start\'s bundles (the server, the profiling child) as root, after the sources are copied', () => {
+    // The node user cannot write /app: a bundle not built here would leave both to tsx's transform.
+    const build = lines.findIndex((l) => l.startsWith('RUN ') && l.includes("bundled(e)"));
+    expect(build).toBeGreaterThan(-1);
+    for (const entry of ['server.ts', 'functions/profile-child.ts']) expect(lines[build]).toContain(`'${entry}'`);
+    expect(lines.slice(build).some((l) => l.startsWith('COPY '))).toBe(false);
+    expect(build).toBeLessThan(lines.indexOf('USER node'));
+    expect(copied).toContain('start.mjs');
   });
 });
