@@ -140,7 +140,8 @@ export function buildProgram(): Command {
         const code = await new Promise<number>((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 : 1))));
         process.exit(code);
       }
-      await import('../server');
+      // As npm start runs it: the server bundled once (start.mjs), not through this command's tsx loader.
+      await import(new URL('../start.mjs', import.meta.url).href);
       await new Promise(() => {}); // the server owns the process from here (it exits on SIGTERM/SIGINT)
     });
 

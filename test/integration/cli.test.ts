@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
-import { startBrulee, type TestBrulee } from '../support/brulee';
+import { deleteKeys, startBrulee, type TestBrulee } from '../support/brulee';
+import { startProc, stopAll } from '../support/procs';
 import { ort, runDirect } from '../support/models';
 
 const BIN = fileURLToPath(new URL('../../cli/brulee.mjs', import.meta.url));
@@ -168,4 +169,26 @@ describe('the brulee CLI against a real server', () => {
       tmux('kill-session', '-t', session);
     }
   });
+});
+
+describe('brulee serve', () => {
+  it('runs a server as npm start does: it registers, answers as onnxruntime does, and exits 0 on SIGTERM', async () => {
+    const prefix = `serve${process.pid}`;
+    const p = await startProc('serve', 'all', { REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix }, { argv: [BIN, 'serve'] });
+    try {
+      const reg = await fetch(`${p.base}/functions/serve-mlp`, { method: 'PUT', body: mlpModel(MLP), headers: { 'content-type': 'application/octet-stream' } });
+      expect(reg.status).toBe(201);
+      const data = [0.5, -1, 2, 0.25];
+      const inv = await fetch(`${p.base}/functions/serve-mlp/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: { x: { type: 'float32', dims: [1, 4], data } } }) });
+      const r = (await inv.json()) as { outputs: { y: { data: number[] } }; coldStart: boolean };
+      const direct = await runDirect(mlpModel(MLP), { x: new ort.Tensor('float32', Float32Array.from(data), [1, 4]) });
+      expect(r.coldStart).toBe(true);
+      expect(r.outputs.y.data).toEqual(Array.from(direct.y!.data as Float32Array));
+      p.child.kill('SIGTERM');
+      expect(await p.exited).toBe(0);
+    } finally {
+      await stopAll([p]);
+      await deleteKeys(prefix);
+    }
+  }, 60_000);
 });

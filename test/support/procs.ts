@@ -38,12 +38,15 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** `opts.cwd`: another checkout to run (a bench's before/after); this one by default. */
-export async function startProc(name: string, role: Proc['role'], env: Record<string, string>, opts: { readyTimeoutMs?: number; cwd?: string } = {}): Promise<Proc> {
+/**
+ * `opts.cwd`: another checkout to run (a bench's before/after); this one by default. `opts.argv`:
+ * what node runs (`server.ts` through tsx by default; the `brulee serve` command, say).
+ */
+export async function startProc(name: string, role: Proc['role'], env: Record<string, string>, opts: { readyTimeoutMs?: number; cwd?: string; argv?: string[] } = {}): Promise<Proc> {
   const dataDir = mkdtempSync(join(tmpdir(), `brulee-${name}-`));
   // Ports 0: the server binds free ones itself and says which (one picked here first could be taken
   // by another process before the server binds it).
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
+  const child = spawn(process.execPath, opts.argv ?? ['--import', 'tsx', 'server.ts'], {
     cwd: opts.cwd ?? ROOT,
     env: { ...process.env, PORT: '0', GRPC_PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, ROLE: role, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
