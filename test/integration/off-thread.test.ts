@@ -218,22 +218,32 @@ describe('a node with ORT_OFF_THREAD=always', () => {
     // Both warm, their first runs measured (runtime/footprint.ts measures each alone: it waits for every other run).
     for (let i = 0; i < 4; i++) expect((await b.invoke('long', { x: { type: 'float32', dims: [rows, 64], data: x } })).status).toBe(200);
     for (let i = 0; i < 4; i++) expect((await b.invoke('tiny', { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } })).status).toBe(200);
-    let ended = false;
-    const long = b.invoke('long', { x: { type: 'float32', dims: [rows, 64], data: x } }).finally(() => (ended = true));
-    await until('the long call to be running', async () => b.node!.here.running > 0, 10_000);
+    // A round (/healthz and a call of the other function, at once) counts when the long call holds
+    // its model (its lease: from before its run to after it) both when the round starts and when
+    // it has its answers. On the main thread the run holds it from start to end, and the lease
+    // waits on no I/O besides: no round, whose call goes to Redis and back, fits in it (0 with
+    // ORT_OFF_THREAD=never). How many fit in a run in the host is the scheduler's and the shared
+    // Redis's (1 in a full run at load 7): a run that had none is done again, 5 runs at most.
+    const held = () => (b.node!.pool.list().find((e) => e.fn === 'long')?.inFlight ?? 0) > 0;
     let answered = 0;
-    while (!ended) {
-      const [h, t] = await Promise.all([b.req('/healthz'), b.invoke('tiny', { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } })]);
-      expect(h.status).toBe(200);
-      expect(t.status).toBe(200);
-      if (!ended) answered++;
+    let r: { status: number; body: any } | undefined;
+    for (let runs = 0; answered === 0 && runs < 5; runs++) {
+      let ended = false;
+      const long = b.invoke('long', { x: { type: 'float32', dims: [rows, 64], data: x } }).finally(() => (ended = true));
+      await until('the long call to hold its model', () => ended || held(), 10_000);
+      while (!ended) {
+        const during = held();
+        const [h, t] = await Promise.all([b.req('/healthz'), b.invoke('tiny', { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } })]);
+        expect(h.status).toBe(200);
+        expect(t.status).toBe(200);
+        if (during && held() && !ended) answered++;
+      }
+      r = await long;
+      expect(r.status).toBe(200);
     }
-    // On the main thread, the run holds it from start to end: no answer comes in between.
-    expect(answered).toBeGreaterThanOrEqual(3);
-    const r = await long;
-    expect(r.status).toBe(200);
+    expect(answered).toBeGreaterThanOrEqual(1);
     const golden = await (await ort.InferenceSession.create(LONG, { intraOpNumThreads: 1 })).run({ x: new ort.Tensor('float32', Float32Array.from(x), [rows, 64]) });
-    expect(Buffer.from(Float32Array.from(r.body.outputs.y.data as number[]).buffer).equals(Buffer.from((golden.y!.data as Float32Array).buffer))).toBe(true);
+    expect(Buffer.from(Float32Array.from(r!.body.outputs.y.data as number[]).buffer).equals(Buffer.from((golden.y!.data as Float32Array).buffer))).toBe(true);
   });
 
   it('puts every model in the host, whatever its profile', async () => {
