@@ -178,12 +178,16 @@ describe('a session in the host thread', () => {
 
   it("lets the main thread's timers run while it computes", async () => {
     const m = await loadModel(LONG, { host });
-    let ticks = 0;
-    let during = -1;
-    const t = setInterval(() => ticks++, 1);
-    await m.run(longInput(3000)).then(() => (during = ticks));
-    clearInterval(t);
-    // On the main thread the run would hold it from its start to its end: no tick at all in between.
+    // On the main thread the run would hold it from its start to its end: no tick at all in
+    // between. How many fit in a run in the thread is the scheduler's: a run that had 3 or fewer
+    // is done again, 5 runs at most.
+    let during = 0;
+    for (let runs = 0; during <= 3 && runs < 5; runs++) {
+      let ticks = 0;
+      const t = setInterval(() => ticks++, 1);
+      await m.run(longInput(3000)).then(() => (during = ticks));
+      clearInterval(t);
+    }
     expect(during).toBeGreaterThan(3);
     await m.dispose();
   });
