@@ -326,7 +326,10 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       if (bounds[mid]! > b) lo = mid + 1;
       else hi = mid;
     }
-    while (list[lo] !== f) lo++;
+    while (lo < list.length && list[lo] !== f) lo++;
+    // Not found after the search: a bound that orders with nothing (NaN, from a load time no
+    // validation let through) misleads it, and the scan must not run past the end (a hang).
+    if (lo === list.length) lo = list.indexOf(f);
     // Shifted by hand (Array.prototype.splice was most of the time here).
     const n = list.length - 1;
     for (let i = lo; i < n; i++) {

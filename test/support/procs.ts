@@ -5,8 +5,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 /**
- * brulee processes started as `npm start` starts them (`node --import tsx server.ts`), each with
- * its own DATA_DIR and port, for tests whose processes really die (kill -9).
+ * brulee processes, each an OS process of its own as `npm start` runs them (here `server.ts`
+ * through tsx by default: the same code as npm start's bundle, start.mjs), each with its own
+ * DATA_DIR and port, for tests whose processes really die (kill -9).
  */
 export interface Proc {
   name: string;
