@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { encodeModel } from '../../models/onnx-builder';
 import { createRedis } from '../../queue/connection';
 import { startBrulee, type TestBrulee } from '../support/brulee';
+import { until } from '../support/within';
 
 /** One request must not take the process's memory: output size, request bytes held, Redis. */
 
@@ -25,12 +26,18 @@ const identity = encodeModel({
 let b: TestBrulee;
 let server: ServerType;
 let port: number;
+/**
+ * Requests handed to the app so far. The app counts a body by its Content-Length as it takes the
+ * request, before reading any of it (functions/http/connection.ts): once a slow client's request is
+ * counted here, its bytes are held.
+ */
+let arrived = 0;
 beforeAll(async () => {
   b = await startBrulee({ MAX_OUTPUT_BYTES: '1MiB', MAX_REQUEST_BYTES: '2MiB', MAX_PENDING_REQUEST_BYTES: '1MiB' });
   expect((await b.put('cosbomb', cosbomb)).status).toBe(201);
   expect((await b.put('identity', identity)).status).toBe(201);
   server = await new Promise<ServerType>((resolve) => {
-    const s = serve({ fetch: b.app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s));
+    const s = serve({ fetch: (req, env) => (arrived++, b.app.fetch(req, env)), port: 0, hostname: '127.0.0.1' }, () => resolve(s));
   });
   port = (server.address() as AddressInfo).port;
 });
@@ -61,6 +68,7 @@ describe('MAX_PENDING_REQUEST_BYTES', () => {
   it('while two 400 KB bodies are being read, a third one gets 503 OVERLOADED with Retry-After; once they are read, it is served', async () => {
     // Two clients that declare 400 KB bodies and send them slowly: the gateway holds their bytes.
     const body = JSON.stringify({ inputs: { x: { type: 'float32', dims: [100_000], data: new Array(100_000).fill(0.5) } } });
+    const before = arrived;
     const slow = [0, 1].map(() => {
       const sock = connect(port, '127.0.0.1');
       sock.write(`POST /functions/identity/invoke HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body.slice(0, 1000)}`);
@@ -68,7 +76,7 @@ describe('MAX_PENDING_REQUEST_BYTES', () => {
       sock.on('data', (d) => (text += d.toString()));
       return { sock, done: new Promise<string>((resolve) => sock.on('close', () => resolve(text))) };
     });
-    await new Promise((r) => setTimeout(r, 300));
+    await until('the two slow requests to reach the app', () => arrived >= before + 2, 10_000);
     const third = await fetch(`http://127.0.0.1:${port}/functions/identity/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
     expect(third.status).toBe(503);
     expect(third.headers.get('retry-after')).toBe('1');
@@ -121,14 +129,26 @@ describe('MAX_PENDING_REQUEST_BYTES, clients that go away', () => {
   it('a client that disconnects mid-body frees its share', async () => {
     const body = JSON.stringify({ inputs: { x: { type: 'float32', dims: [100_000], data: new Array(100_000).fill(0.5) } } });
     for (let i = 0; i < 2; i++) {
+      const before = arrived;
       const sock = connect(port, '127.0.0.1');
       sock.write(`POST /functions/identity/invoke HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, 1000)}`);
-      await new Promise((r) => setTimeout(r, 150));
+      await until('the slow request to reach the app (its bytes counted)', () => arrived > before, 10_000);
       sock.destroy();
     }
-    await new Promise((r) => setTimeout(r, 300));
-    const answers = await Promise.all([0, 1].map(() => fetch(`http://127.0.0.1:${port}/functions/identity/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })));
-    expect(answers.map((a) => a.status)).toEqual([200, 200]);
+    // Their shares are given back once the server has seen the disconnects: two bodies at once are
+    // served then (with either share still held, one of the two is refused), within 10 s.
+    let statuses: number[] = [];
+    await until(
+      'two 400 KB bodies at once to be served after the disconnects',
+      async () => {
+        const answers = await Promise.all([0, 1].map(() => fetch(`http://127.0.0.1:${port}/functions/identity/invoke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })));
+        statuses = answers.map((a) => a.status);
+        await Promise.all(answers.map((a) => a.arrayBuffer()));
+        return statuses.every((s) => s === 200);
+      },
+      10_000,
+    ).catch(() => undefined);
+    expect(statuses).toEqual([200, 200]);
   });
 });
 
