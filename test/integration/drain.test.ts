@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type PrivateRedis } from '../../queue/redis-server';
 import { mlpModel } from '../../models/generate';
+import { until } from '../support/within';
 
 /**
  * Stopping, with real processes and real signals: `server.ts` as `npm start` runs it, against a
@@ -166,10 +167,27 @@ describe('a draining gateway', () => {
     // The worker freezes (its heartbeat stays fresh for a few seconds): this call is accepted and waits.
     worker.proc.kill('SIGSTOP');
     const accepted = call('/functions/m/invoke', x);
-    await new Promise((r) => setTimeout(r, 300));
+    // Accepted: its job waits in the queue (asked on a connection of its own, not the agent's).
+    await until(
+      'the call to be queued',
+      async () => {
+        const q = ((await (await fetch(`${gw.base}/stats`)).json()) as any).queue;
+        return q.waiting + q.active > 0;
+      },
+      10_000,
+    );
     const t0 = Date.now();
     gw.proc.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 500));
+    // Draining once a new connection's request is refused (the agent's open ones are kept for below).
+    await until(
+      'the gateway to start draining',
+      async () => {
+        const r = await fetch(`${gw.base}/healthz`);
+        const body = await r.text();
+        return r.status === 503 && body.includes('SHUTTING_DOWN');
+      },
+      10_000,
+    );
     const refused = await Promise.all([call('/healthz'), call('/functions/m/invoke', x), call('/stats')]);
     for (const r of refused) {
       expect(r.status).toBe(503);
