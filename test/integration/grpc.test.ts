@@ -9,6 +9,7 @@ import { FLOW_CONTROL_WINDOW, startGrpcServer, type GrpcServer } from '../../fun
 import { mlpModel, typesModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { floats, ort, readModel, REAL_MODELS, runDirect } from '../support/models';
+import { until } from '../support/within';
 
 const PROTO_DIR = fileURLToPath(new URL('../../functions/grpc/', import.meta.url));
 const PY_CLIENT = join(dirname(fileURLToPath(import.meta.url)), '../protocols/grpc_client.py');
@@ -81,9 +82,9 @@ describe('the KServe v2 gRPC service', () => {
   it('grants each connection and stream a window larger than a PP-OCR cls request, so the client never waits mid-request', async () => {
     const session = http2.connect(`http://127.0.0.1:${server.port}`);
     try {
-      await new Promise((resolve) => session.once('remoteSettings', resolve));
-      // The server's SETTINGS with the larger window follow its first (grpc-js's) at once.
-      await new Promise((r) => setTimeout(r, 200));
+      // The server's SETTINGS with the larger window (and its connection WINDOW_UPDATE) follow its
+      // first (grpc-js's) at once: waited for, up to 10 s, and checked below either way.
+      await until('the server to grant its window', () => session.remoteSettings.initialWindowSize === FLOW_CONTROL_WINDOW && session.state.remoteWindowSize === FLOW_CONTROL_WINDOW, 10_000).catch(() => undefined);
       expect(FLOW_CONTROL_WINDOW).toBeGreaterThan(3 * 48 * 192 * 4 + 1024);
       expect(session.remoteSettings.initialWindowSize).toBe(FLOW_CONTROL_WINDOW);
       // The connection's window too (what the client may send before any update).
