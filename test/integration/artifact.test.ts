@@ -7,6 +7,7 @@ import { artifactKey } from '../../runtime/onnx';
 import { mlpModel } from '../../models/generate';
 import { floats, ort, readModel, REAL_MODELS, runDirect } from '../support/models';
 import { startBrulee, type TestBrulee } from '../support/brulee';
+import { until } from '../support/within';
 
 const redis = createRedis(inject('redisUrl'));
 let b: TestBrulee;
@@ -112,7 +113,8 @@ describe('pre-optimized artifacts', () => {
     const meta = JSON.parse((await redis.get(k.fn('vad')))!);
     meta.profile.artifact.key = artifactKey('0'.repeat(64));
     await redis.multi().set(k.fn('vad'), JSON.stringify(meta)).publish(k.control, JSON.stringify({ type: 'function', name: 'vad' })).exec();
-    await new Promise((res) => setTimeout(res, 200));
+    // The gateway heard it once its copy of the function has the changed key.
+    await until('the gateway to drop its copy of the function', async () => (await b.json('GET', '/functions/vad')).body.profile.artifact?.key === meta.profile.artifact.key, 10_000);
     const inputs = {
       input: { type: 'float32', dims: [1, 512], data: floats(512, 3) },
       state: { type: 'float32', dims: [2, 1, 128], data: new Array(256).fill(0) },
