@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { closeRedis, createRedis } from '../../queue/connection';
 import { freePort, startRedisServer, type PrivateRedis } from '../../queue/redis-server';
+import { until } from '../support/within';
 
 const dir = mkdtempSync(join(tmpdir(), 'brulee-private-redis-'));
 const started: PrivateRedis[] = [];
@@ -13,6 +14,15 @@ afterAll(async () => {
   for (const r of started) await r.stop();
   rmSync(dir, { recursive: true, force: true });
 });
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** The process id of the Redis answering at `url` (INFO server). */
 async function pidAt(url: string): Promise<number> {
@@ -96,7 +106,7 @@ it("a private redis-server's directory left locked by a process killed with -9 (
   const r = await persisting(left);
   // Its Redis gone (killed with the process), the lock still there with its URL.
   process.kill(r.pid, 'SIGKILL');
-  await new Promise((res) => setTimeout(res, 200));
+  await until('the killed redis-server to be gone', () => !processAlive(r.pid), 10_000);
   const next = await persisting(left);
   expect(await pidAt(next.url)).toBe(next.pid);
 });
