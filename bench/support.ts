@@ -191,7 +191,15 @@ export async function startServer(dir: string, env: Record<string, string> = {},
     stdio: ['ignore', 'pipe', 'inherit'],
     cwd: cwd ?? HERE,
   });
-  const port = await readyPort(server);
+  let port: number;
+  try {
+    port = await readyPort(server);
+  } catch (e) {
+    // The server exited (or never said it was ready): its private Redis goes with it.
+    server.kill('SIGKILL');
+    await redis?.stop();
+    throw e;
+  }
   // The gRPC server is bound before the HTTP one says it is ready; a worker (ROLE=worker) has none.
   const others = listeningPorts(server.pid!).filter((p) => p !== port);
   if (others.length > 1) {
