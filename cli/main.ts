@@ -13,7 +13,7 @@ import { CliError, Client, EXIT } from './client';
 import { age, bar, bytes, ms, pct, table } from './format';
 import { topFrame, type Totals } from './top';
 import type { StatsSnapshot } from '../functions/dataplane';
-import { mallocReturnsMemory, withMallocTunables } from '../runtime/malloc';
+import { runAgainForMalloc, withMallocTunables } from '../runtime/malloc';
 import type { FunctionDetailJson, FunctionJson, InvokeJson } from '../functions/http/app';
 
 interface Globals {
@@ -132,9 +132,10 @@ export function buildProgram(): Command {
     .action(async (o: { port?: string; host?: string }) => {
       if (o.port) process.env.PORT = o.port;
       if (o.host) process.env.HOST = o.host;
-      if (!mallocReturnsMemory()) {
+      if (runAgainForMalloc()) {
         // glibc reads GLIBC_TUNABLES only when a process starts: run this same command again with
-        // brulee's setting, as npm start does (runtime/malloc.ts), and pass signals on to it.
+        // brulee's setting, as npm start does (runtime/malloc.ts), and pass signals on to it. A
+        // GLIBC_TUNABLES of one's own (an empty one too) is kept, as npm start keeps it: run here.
         const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: withMallocTunables(process.env) });
         for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => child.kill(sig));
         const code = await new Promise<number>((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 : 1))));

@@ -29,6 +29,16 @@ export function withMallocTunables<T extends Record<string, string | undefined>>
   return { ...env, GLIBC_TUNABLES: env.GLIBC_TUNABLES ?? MALLOC_TUNABLES };
 }
 
+/**
+ * Whether to run this process again under `withMallocTunables(env)` (glibc reads its tunables only
+ * at start): when it does not give freed memory back and would then. Not when the environment sets
+ * its own GLIBC_TUNABLES without a threshold (an empty one included): that one is kept, so the
+ * process run again would not either, and would run itself again, without end.
+ */
+export function runAgainForMalloc(env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform): boolean {
+  return !mallocReturnsMemory(env, platform) && mallocReturnsMemory(withMallocTunables(env), platform);
+}
+
 /** glibc's mallopt parameters (malloc.h). */
 const M_TRIM_THRESHOLD = -1;
 const M_MMAP_THRESHOLD = -3;
