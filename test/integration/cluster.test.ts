@@ -5,6 +5,7 @@ import { keys } from '../../queue/keys';
 import { refreshPopularity } from '../../runtime/popularity';
 import { mlpModel } from '../../models/generate';
 import { deleteKeys, startBrulee, type TestBrulee } from '../support/brulee';
+import { ort, runDirect } from '../support/models';
 
 const redis = createRedis(inject('redisUrl'));
 const started: TestBrulee[] = [];
@@ -45,6 +46,40 @@ describe('a gateway and two runtime nodes on one Redis', () => {
     const huge = await gw.put('huge', model(3), 'memoryBytes=200MB');
     expect(huge.status).toBe(422);
     expect(huge.body.error.code).toBe('MODEL_TOO_LARGE');
+  });
+
+  it('a gateway that has a function in its copy serves the version another gateway registered next', async () => {
+    // Two gateways on one Redis: B keeps an in-memory copy of each function it has served; A's
+    // re-registration and deletion reach B on the control channel (FunctionRegistry.watch).
+    const a = await startBrulee();
+    started.push(a);
+    const b = await startBrulee({ ROLE: 'gateway' }, { namespace: a.namespace, dataDir: a.dataDir });
+    started.push(b);
+    const direct = async (seed: number) => Array.from((await runDirect(model(seed), { x: new ort.Tensor('float32', Float32Array.of(1, 2, 3, 4), [1, 4]) })).y!.data as Float32Array);
+
+    expect((await a.put('shared', model(11))).status).toBe(201);
+    const v1 = await b.invoke('shared', x);
+    expect(v1.body).toMatchObject({ version: 1 });
+    expect(v1.body.outputs.y.data).toEqual(await direct(11));
+
+    expect((await a.put('shared', model(12))).body).toMatchObject({ name: 'shared', version: 2 });
+    // B heard it once its next call runs version 2 (pub/sub is not instant: bounded, then asserted).
+    let v2 = await b.invoke('shared', x);
+    for (let i = 0; i < 100 && v2.body.version !== 2; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      v2 = await b.invoke('shared', x);
+    }
+    expect(v2.body).toMatchObject({ version: 2 });
+    expect(v2.body.outputs.y.data).toEqual(await direct(12));
+    expect(v2.body.outputs.y.data).not.toEqual(await direct(11));
+
+    expect((await a.json('DELETE', '/functions/shared')).status).toBe(200);
+    let gone = await b.invoke('shared', x);
+    for (let i = 0; i < 100 && gone.status !== 404; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      gone = await b.invoke('shared', x);
+    }
+    expect(gone.status).toBe(404);
   });
 
   it('a gateway with no live node answers 503 NO_NODE_AVAILABLE', async () => {
