@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { BruleeError } from '../errors';
 import type { Keys } from '../queue/keys';
-import { LUA_NOW, Script } from '../queue/scripts';
+import { deleteOwn, LUA_NOW, Script } from '../queue/scripts';
 
 /**
  * Model bytes are shared by content (sha256) between functions, and registrations of different
@@ -38,9 +38,6 @@ if redis.call('ZCARD', KEYS[1]) > 0 then return 0 end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0`);
 
-// KEYS: the removing key. ARGV: token. Only one's own.
-const LET_GO = new Script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`);
 
 export class ModelBytes {
   constructor(
@@ -87,7 +84,7 @@ export class ModelBytes {
       }
       return removed;
     } finally {
-      for (const sha of taken) await LET_GO.run(this.redis, [this.keys.removing(sha)], [token]).catch(() => undefined);
+      for (const sha of taken) await deleteOwn(this.redis, this.keys.removing(sha), token).catch(() => undefined);
     }
   }
 }

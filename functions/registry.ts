@@ -6,6 +6,7 @@ import type { Redis } from 'ioredis';
 import { BruleeError } from '../errors';
 import { closeRedis } from '../queue/connection';
 import { controlType, type Keys } from '../queue/keys';
+import { deleteOwn } from '../queue/scripts';
 import { ELEMENT_TYPES, type ModelRef } from '../queue/wire';
 import { batchability } from '../runtime/batcher';
 import { MAPPED_FILE_NAME } from '../runtime/mapped';
@@ -104,8 +105,6 @@ export interface RegisterResult {
   /** The version this one replaced, if any. */
   replaced?: FunctionMeta;
 }
-
-const RELEASE_LOCK = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -226,7 +225,7 @@ export class FunctionRegistry {
       return await f();
     } finally {
       // Release only our own lock (it may have expired and been taken by another request).
-      await this.o.redis.eval(RELEASE_LOCK, 1, lockKey, token).catch(() => undefined);
+      await deleteOwn(this.o.redis, lockKey, token).catch(() => undefined);
     }
   }
 

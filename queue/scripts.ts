@@ -70,3 +70,15 @@ export class Script {
 
 /** Redis `TIME` in epoch ms, inside a script (Redis 5+ replicates a script's effects, so this is allowed). */
 export const LUA_NOW = `local __t = redis.call('TIME'); local now = tonumber(__t[1]) * 1000 + math.floor(tonumber(__t[2]) / 1000)`;
+
+/**
+ * Deletes a key only while it still holds `token` (a lock or a claim taken with SET NX PX): one
+ * that expired and was taken by someone else since is left to them. KEYS: the key; ARGV: token.
+ */
+const DELETE_OWN = new Script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`);
+
+/** `DELETE_OWN`: releases `key` if it is still `token`'s. */
+export function deleteOwn(redis: Redis, key: string, token: string): Promise<unknown> {
+  return DELETE_OWN.run(redis, [key], [token]);
+}
