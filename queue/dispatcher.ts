@@ -7,7 +7,7 @@ import { RedisClock } from './clock';
 import type { Keys } from './keys';
 import { deadNodes, failoverCounts, HEARTBEAT_MS, liveNodes, MISSED_BEATS, type DeadNode, type FailoverCounts, type NodeInfo } from './nodes';
 import { readAnswer, ReplyReader, unwrap, type Answer, type ReplyTo } from './replies';
-import { encodeLaneJob, takeBack } from './lane';
+import { encodeLaneJob, pushJob, takeBack } from './lane';
 import { chooseNode, type NodeView } from './routing';
 import { INLINE_BYTES, JOB, LANE_INLINE_BYTES, packTensors, unpackTensors, type InvokeJob, type InvokeReply, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from './wire';
 
@@ -260,12 +260,12 @@ export class Dispatcher {
     let answer: InvokeAnswer;
     let blob: Buffer | undefined;
     try {
-      // On the node's lane (queue/lane.ts): one LPUSH (in the admission script when there is one),
-      // after the input bytes on the same connection.
+      // On the node's lane (queue/lane.ts): one script that queues it once (the admission script
+      // when there is one, else pushJob), after the input bytes on the same connection.
       ({ value: answer, blob } = await this.run<InvokeAnswer>(nodeId, timeoutMs, `invocation of ${req.model.fn}`, id, (reply) => {
         const frame = encodeLaneJob(id, JOB.invoke, { ...job, reply }, inline);
         const push = { lane: keys.lane(nodeId), job: frame, answered: keys.answered(id) };
-        const queued = opts.admission ? admitOrRefuse(redis, req.model.fn, opts.admission, push) : redis.lpush(push.lane, push.job);
+        const queued = opts.admission ? admitOrRefuse(redis, req.model.fn, opts.admission, push) : pushJob(redis, keys, nodeId, frame, push.answered, reply.answerTtlMs);
         return { added: Promise.all([stored, queued.then(() => opts.onQueued?.())]), takeBack: () => takeBack(redis, keys, nodeId, frame) };
       }));
     } catch (e) {

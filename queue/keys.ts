@@ -31,7 +31,7 @@ export function keys(ns = 'brulee') {
     reaperLock: `${ns}:lock:reaper`,
     /** A gateway's reply stream: every node writes the answers of that gateway's sync calls here. */
     replies: (gatewayId: string) => `${ns}:replies:${gatewayId}`,
-    /** Set once when a sync call is answered: a second run of the same job finds it and is counted, not sent. */
+    /** Set to '1' once when a sync call is answered: a second run of the same job finds it and is counted, not sent. A lane job queued without admission sets it to 'q' first (queued once, queue/lane.ts). */
     answered: (id: string) => `${ns}:answered:${id}`,
     invocation: (id: string) => `${ns}:inv:${id}`,
     /** Sorted set: a function's accepted, unanswered invocations -> their deadline (queue/admission.ts). */

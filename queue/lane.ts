@@ -13,7 +13,7 @@ import { decodeFrame, encodeFrame, type InvokeJob } from './wire';
  * Why not BullMQ here: a BullMQ job costs at least ~7 round trips and ~50 Redis commands (add; the
  * worker's marker wake-up and ~3 move-to-active calls; move-to-finished; an event-stream XADD in
  * each, which a queue cannot turn off). Measured alone, in one process, that is more than the whole
- * warm-call budget (bench/README.md, "The queue path"). A lane job is one LPUSH (pipelined with its input
+ * warm-call budget (bench/README.md, "The queue path"). A lane job is one LPUSH, inside a script that queues it once (`pushJob`; pipelined with its input
  * bytes, when they travel apart), one blocking BLMOVE that hands the job over as it arrives, and
  * one LREM inside the answer's script: no extra round trip on the call's path. Async invocations,
  * loads and unloads stay on the node's BullMQ queue (they want status, retention and the /queues
@@ -67,6 +67,20 @@ const MOVE = new Script(`if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
   return 1
 end
 return 0`);
+
+// KEYS: lane, the call's answered marker (queue/replies.ts). ARGV: a frame, the marker's ttl ms.
+// Queues the job once: ioredis sends a command again after a reconnect when the dropped connection
+// lost its reply, though Redis had run it, and a plain LPUSH run twice queued the job twice (run
+// twice, counted twice). The marker, set here ('q') before the push and to '1' by the answer's
+// script, says the job was queued or answered already; the admission script (queue/admission.ts)
+// knows its call by its place instead.
+const PUSH = new Script(`if not redis.call('SET', KEYS[2], 'q', 'NX', 'PX', ARGV[2]) then return 0 end
+return redis.call('LPUSH', KEYS[1], ARGV[1])`);
+
+/** Queues a job on `nodeId`'s lane once, however often the command is sent (`answered`: the call's `Keys.answered`, kept `ttlMs`). */
+export async function pushJob(redis: Redis, k: Keys, nodeId: string, frame: Buffer, answered: string, ttlMs: number): Promise<void> {
+  await PUSH.run(redis, [k.lane(nodeId), answered], [frame, Math.max(1, Math.ceil(ttlMs))]);
+}
 
 /** Takes a job out of a lane before any node took it; false when a node has it (or it was moved). */
 export async function takeBack(redis: Redis, k: Keys, nodeId: string, frame: Buffer): Promise<boolean> {

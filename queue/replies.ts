@@ -104,7 +104,8 @@ if ARGV[4] == 'async' then
   end
   return 1
 end
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then
+-- The marker may hold 'q' (its job queued, queue/lane.ts pushJob): answered only once it is '1'.
+if redis.call('SET', KEYS[1], '1', 'PX', ARGV[2], 'GET') == '1' then
   redis.call('HINCRBY', KEYS[3], 'duplicateRuns', 1)
   return 0
 end

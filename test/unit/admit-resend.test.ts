@@ -7,6 +7,9 @@ import { createRedis, waitForRedis } from '../../queue/connection';
 import { keys as keysOf } from '../../queue/keys';
 import { startRedisServer, type PrivateRedis } from '../../queue/redis-server';
 import { deliver } from '../../queue/replies';
+import { Dispatcher } from '../../queue/dispatcher';
+import { decodeLaneJob } from '../../queue/lane';
+import { claimNodeId, writeHeartbeat, type NodeInfo } from '../../queue/nodes';
 import { StatsOps } from '../../runtime/stats';
 
 /*
@@ -132,6 +135,84 @@ describe('an admission run again after its call was answered', () => {
       expect([await redis.llen(lane), await redis.zcard(r.keys.depth), await redis.zcard(r.keys.bytes), await redis.get(r.keys.bytesTotal)]).toEqual([0, 0, 0, '0']);
     } finally {
       conn.disconnect();
+    }
+  });
+});
+
+describe('a lane job queued with admission off, sent again after a reconnect', () => {
+  /**
+   * A dispatcher (no limits: the job goes on the lane alone) on a connection whose socket drops
+   * right after the job was written, and whose reconnect (the resend) waits for `reconnect`; the
+   * test is the node: it takes the job off the lane and answers it with `deliver`.
+   */
+  async function dropped(node: string, reconnect: Promise<void>) {
+    const k = keysOf(`${ns}off${Math.random().toString(36).slice(2, 8)}`);
+    const conn = createRedis(url, { name: 'brulee', failFast: true });
+    await waitForRedis(conn);
+    const info: NodeInfo = { id: node, policy: 'lru', budgetBytes: 1e9, usedBytes: 0, concurrency: 1, resident: [], loads: 0, evictions: 0, startedAt: 0, heartbeatAt: 0 };
+    await claimNodeId(redis, k, node, 'tok', 10_000);
+    await writeHeartbeat(redis, k, info, 'tok');
+    const dispatcher = new Dispatcher({ redisUrl: url, redis: conn, keys: k, deadAfterMs: 60_000 });
+    await dispatcher.nodes();
+    // The socket drops right after the command that queues the job was written (Redis runs it, its reply is lost).
+    const send = conn.sendCommand.bind(conn);
+    let armed = true;
+    conn.sendCommand = ((cmd: Parameters<typeof send>[0], ...rest: unknown[]) => {
+      const out = (send as (...a: unknown[]) => unknown)(cmd, ...rest);
+      if (armed && cmd.args.some((a) => String(a) === k.lane(node))) {
+        armed = false;
+        conn.stream.destroy();
+      }
+      return out;
+    }) as typeof conn.sendCommand;
+    const connect = conn.connect.bind(conn);
+    conn.connect = async (...a: Parameters<typeof conn.connect>) => {
+      await reconnect;
+      return connect(...a);
+    };
+    let queued!: () => void;
+    const added = new Promise<void>((resolve) => (queued = resolve));
+    const req = { model: { fn: 'f', sha256: 'a'.repeat(64), version: 1, sizeBytes: 1, loadMs: 1, execMs: 1, pinned: false }, inputs: { x: { type: 'float32' as const, dims: [1], data: Float32Array.from([1]) } }, acceptedAt: Date.now() };
+    const call = dispatcher.invoke(req, 30_000, { onQueued: queued });
+    call.catch(() => undefined);
+    /** Takes the oldest job off the lane and answers it, as a node does. */
+    const answerOne = async () => {
+      const [, frame] = (await redis.brpopBuffer(k.lane(node), 10))!;
+      const job = decodeLaneJob(frame);
+      const reply = { outputs: { tensors: {} }, coldStart: false, node, timings: { queueMs: 0, loadMs: 0, execMs: 0 }, fn: 'f', version: 1 };
+      return deliver(redis, k, job.data.reply, { ok: reply });
+    };
+    const close = async () => {
+      await dispatcher.close();
+      conn.disconnect();
+    };
+    return { k, added, call, answerOne, close };
+  }
+
+  it('resent before a node took it: the job is on the lane once (not run twice)', async () => {
+    const d = await dropped('n1', Promise.resolve());
+    try {
+      await d.added;
+      expect(await redis.llen(d.k.lane('n1'))).toBe(1);
+      expect(await d.answerOne()).toBe(true);
+      expect((await d.call).node).toBe('n1');
+      expect(await redis.llen(d.k.lane('n1'))).toBe(0);
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('resent after its job was answered: not queued again (a second run, counted as a duplicate)', async () => {
+    let reconnect!: () => void;
+    const d = await dropped('n2', new Promise<void>((resolve) => (reconnect = resolve)));
+    try {
+      expect(await d.answerOne()).toBe(true);
+      reconnect();
+      await d.added;
+      expect((await d.call).node).toBe('n2');
+      expect(await redis.llen(d.k.lane('n2'))).toBe(0);
+    } finally {
+      await d.close();
     }
   });
 });
