@@ -261,9 +261,20 @@ export class FunctionRegistry {
       await this.bytes.mark(s, token);
       marked.push(s);
     };
+    // A failure removes every sha it marked that no function names and no other registration
+    // stores, whether it was stored before or not (bytes no record names are nobody's): the bytes
+    // it wrote go, also when a put failed after writing or when another failed registration of them
+    // left them to it. A clean-up that fails (Redis gone) leaves them, and the error is the first one.
+    const forget = async () => {
+      await this.bytes.unmark(marked, token);
+      await this.removeUnused(marked);
+    };
     await mark(sha);
     try {
-      return await this.registerNew({ name, bytes, sha, opts, options, prev, now }, mark, () => this.bytes.unmark(marked, token));
+      return await this.registerNew({ name, bytes, sha, opts, options, prev, now }, mark);
+    } catch (e) {
+      await forget().catch(() => undefined);
+      throw e;
     } finally {
       await this.bytes.unmark(marked, token);
     }
@@ -273,18 +284,10 @@ export class FunctionRegistry {
   private async registerNew(
     r: { name: string; bytes: Uint8Array; sha: string; opts: RegisterOptions; options: FunctionOptions; prev: FunctionMeta | undefined; now: string },
     mark: (sha256: string) => Promise<void>,
-    unmark: () => Promise<void>,
   ): Promise<RegisterResult> {
     const { name, bytes, sha, opts, options, prev, now } = r;
-    const wasStored = await this.store.has(sha);
     await this.store.put(bytes);
     let artifact: Profile['artifact'] = null;
-    let artifactWasStored = true;
-    // What this registration stored goes again when it fails, unless another function has it by then.
-    const forget = async () => {
-      await unmark();
-      await this.removeUnused([...(artifact && !artifactWasStored ? [artifact.sha256] : []), ...(wasStored ? [] : [sha])]);
-    };
     let inspected: Awaited<ReturnType<typeof profileModel>>;
     // The pre-optimized artifact is written to a scratch file by the profiler, then stored like any model bytes.
     // Its own folder, under the name a node's cache gives it: a mapped artifact reads its weights from that file.
@@ -298,33 +301,23 @@ export class FunctionRegistry {
         const a = await readFile(scratch);
         const aSha = sha256Of(a);
         await mark(aSha);
-        artifactWasStored = await this.store.has(aSha);
         await this.store.put(a);
         // In this process's cache too, as the original is: a node here loads the artifact on its
         // first cold start without fetching (copying and hashing) what was just written.
         await this.o.models.stage(aSha, a);
         artifact = { key: artifactKey(sha), sha256: aSha, fileBytes: a.byteLength, form: inspected.derived?.form ?? 'onnx', ...(inspected.derived?.note ? { formNote: inspected.derived.note } : {}) };
       }
-    } catch (e) {
-      await forget();
-      throw e;
     } finally {
       await rm(scratchDir, { recursive: true, force: true });
     }
     const unsupported = [...inspected.signature.inputs, ...inspected.signature.outputs].filter((t) => !isElementType(t.type));
     if (unsupported.length > 0) {
-      await forget();
       throw new BruleeError(
         'INVALID_MODEL',
         `brulee cannot carry ${unsupported.map((t) => `"${t.name}" (${t.type})`).join(', ')} over JSON; supported element types: ${ELEMENT_TYPES.join(', ')}`,
       );
     }
-    try {
-      checkBatching(name, inspected.signature, options);
-    } catch (e) {
-      await forget();
-      throw e;
-    }
+    checkBatching(name, inspected.signature, options);
     // The same bytes under other session options: profiled again, same version.
     const version = prev && prev.sha256 === sha ? prev.version : (prev?.version ?? 0) + 1;
     const versions = prev && prev.sha256 === sha ? prev.versions.filter((v) => v.version !== version) : (prev?.versions ?? []);
@@ -340,12 +333,7 @@ export class FunctionRegistry {
       updatedAt: now,
       versions: [...versions, { version, sha256: sha, ...(artifact ? { artifactSha256: artifact.sha256 } : {}), fileBytes: bytes.byteLength, createdAt: now }],
     };
-    try {
-      await this.checkFits(fn);
-    } catch (e) {
-      await forget();
-      throw e;
-    }
+    await this.checkFits(fn);
     await this.save(fn);
     if (prev && prev.sha256 === sha) return { created: false, newVersion: false, fn };
     return { created: !prev, newVersion: true, fn, ...(prev ? { replaced: prev } : {}) };

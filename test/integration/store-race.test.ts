@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, inject, it } from 'vitest';
@@ -32,10 +33,15 @@ function setUp() {
   let held: string | undefined;
   let puts = 0;
   const putWaiters: Array<{ n: number; resolve: () => void }> = [];
+  let putHold: { sha: string; until: Promise<unknown> } | undefined;
+  let lostReply: ((sha: string) => boolean) | undefined;
   const store: ModelStore = {
     url: files.url,
     put: async (b) => {
+      if (putHold && sha256Of(b) === putHold.sha) await putHold.until;
       const sha = await files.put(b);
+      // Written, and its reply lost (an object store's answer that never came): the put fails.
+      if (lostReply?.(sha)) throw new Error(`the store's reply to the put of ${sha.slice(0, 12)} was lost`);
       puts++;
       for (const w of putWaiters) if (puts >= w.n) w.resolve();
       return sha;
@@ -53,10 +59,12 @@ function setUp() {
   const shas = (fn: FunctionMeta) => fn.versions.flatMap((v) => [v.sha256, ...(v.artifactSha256 ? [v.artifactSha256] : [])]);
   /** Resolves once the store has had `n` puts in all. */
   const putsDone = (n: number) => new Promise<void>((resolve) => (puts >= n ? resolve() : putWaiters.push({ n, resolve })));
+  /** The files in the store and in the process's cache. */
+  const left = async () => [...(await readdir(join(dir, 'models')).catch(() => [])), ...(await readdir(join(dir, 'cache')).catch(() => []))].filter((f) => !f.startsWith('.'));
   return { store, registry, shas, holdUntil: (p: Promise<unknown>, sha: string) => {
       hold = p;
       held = sha;
-    }, putsDone, puts: () => puts };
+    }, holdPutsOf: (sha: string, until: Promise<unknown>) => (putHold = { sha, until }), loseReplies: (f: (sha: string) => boolean) => (lostReply = f), putsDone, puts: () => puts, left };
 }
 
 const bytes = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 31 });
@@ -87,4 +95,37 @@ it('a registration that fails does not remove the bytes it stored once another f
   await expect(big).rejects.toMatchObject({ code: 'MODEL_TOO_LARGE' });
   const { fn } = await small;
   for (const s of shas(fn)) expect(await store.has(s)).toBe(true);
+});
+
+it('a registration that fails after storing its artifact leaves neither the artifact nor the model in the store', async () => {
+  const { store, registry, loseReplies, left } = setUp();
+  const sha = sha256Of(bytes);
+  // The artifact's put writes it, then fails (its reply lost): the registration fails there.
+  loseReplies((s) => s !== sha);
+  await expect(registry.register('lost', bytes, {})).rejects.toThrow(/reply to the put/);
+  expect(await store.has(sha)).toBe(false);
+  expect(await left()).toEqual([]);
+  // The model's own put, the same way: nothing left either.
+  loseReplies((s) => s === sha);
+  await expect(registry.register('lost', bytes, {})).rejects.toThrow(/reply to the put/);
+  expect(await left()).toEqual([]);
+  // And the name registers once the store answers.
+  loseReplies(() => false);
+  expect((await registry.register('lost', bytes, {})).created).toBe(true);
+});
+
+it('two registrations of the same bytes that both fail leave none of them in the store', async () => {
+  const { registry, holdPutsOf, putsDone, puts, left } = setUp();
+  // `one` stores the bytes first (new to the store); `two` marks them and waits at its put until
+  // `one` has failed (more than every budget), so one's clean-up finds them marked by `two`; then
+  // `two` fails too. The last to fail removes what no function names.
+  const n = puts();
+  const one = registry.register('one', bytes, { memoryBytes: 2 ** 31 });
+  await putsDone(n + 1);
+  holdPutsOf(sha256Of(bytes), one.catch(() => undefined));
+  const two = registry.register('two', bytes, { memoryBytes: 2 ** 31 });
+  await expect(one).rejects.toMatchObject({ code: 'MODEL_TOO_LARGE' });
+  await expect(two).rejects.toMatchObject({ code: 'MODEL_TOO_LARGE' });
+  expect(await registry.list()).toEqual([]);
+  expect(await left()).toEqual([]);
 });
