@@ -1,9 +1,9 @@
 /**
  * REST's binary tensor extension against REST JSON, gRPC and raw onnxruntime, interleaved, in one
  * run (never part of `npm test`). On a shared machine the load drifts from second to second, so
- * no protocol gets a quiet or a busy stretch of its own: sequential latencies go round-robin (one
- * call of each protocol per round), and throughput alternates short windows of each protocol at
- * `--concurrency` callers for `--rounds` rounds.
+ * no protocol gets a quiet or a busy stretch of its own: sequential latencies go in rounds (one
+ * call of each protocol per round, each round in a shuffled order), and throughput alternates
+ * short windows of each protocol at `--concurrency` callers for `--rounds` rounds.
  *
  *   npm run bench:rest                               # PP-OCR cls, input 1x3x48x192 float32
  *   npm run bench:rest -- --model mlp --n 2000       # small MLP 64-64-16, input 1x64
@@ -112,6 +112,18 @@ function bodiesOf(input: string, dims: number[], x: Float32Array) {
   };
 }
 
+/** A deterministic PRNG in [0, 1) (mulberry32), so every run shuffles its rounds alike. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
 async function main() {
@@ -165,8 +177,18 @@ async function main() {
     const loadBefore = loadavg();
 
     const lat = protocols.map(() => [] as number[]);
+    // Each round in its own order (a seeded shuffle): the first call to a server after calls to
+    // other processes is the slow one of a round (its process, its redis-server and their caches
+    // woken again), and in a fixed order it was always v1 JSON's: 0.3-0.5 ms more p50 than v2 JSON
+    // of the same server, and nothing between them when the rows took turns at coming first.
+    const order = protocols.map((_, p) => p);
+    const random = seeded(1);
     for (let i = 0; i < N; i++) {
-      for (let p = 0; p < protocols.length; p++) {
+      for (let j = order.length - 1; j > 0; j--) {
+        const k = Math.floor(random() * (j + 1));
+        [order[j], order[k]] = [order[k]!, order[j]!];
+      }
+      for (const p of order) {
         const t = performance.now();
         await protocols[p]![1]();
         lat[p]!.push(performance.now() - t);
