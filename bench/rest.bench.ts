@@ -37,6 +37,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import * as ort from 'onnxruntime-node';
 import { startRedisServer } from '../queue/redis-server';
 import { mlpModel } from '../models/generate';
+import { seededRandom } from '../runtime/policies/random';
 import { readModel, REAL_MODELS } from '../test/support/models';
 import { commandCount, startFloor, type Floor } from './bullmq-floor';
 import { grpcRow, hasGrpcio, hasWrk, leanClient, median, pct, startGrpcFloor, startHttpFloor, startServer, untilIdle, v2Binary, wrkRow, type BenchServer, type ExternalRow } from './support';
@@ -112,18 +113,6 @@ function bodiesOf(input: string, dims: number[], x: Float32Array) {
   };
 }
 
-/** A deterministic PRNG in [0, 1) (mulberry32), so every run shuffles its rounds alike. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
 async function main() {
@@ -182,7 +171,7 @@ async function main() {
     // woken again), and in a fixed order it was always v1 JSON's: 0.3-0.5 ms more p50 than v2 JSON
     // of the same server, and nothing between them when the rows took turns at coming first.
     const order = protocols.map((_, p) => p);
-    const random = seeded(1);
+    const random = seededRandom(1);
     for (let i = 0; i < N; i++) {
       for (let j = order.length - 1; j > 0; j--) {
         const k = Math.floor(random() * (j + 1));
