@@ -17,8 +17,14 @@ import { deleteOwn, LUA_NOW, Script } from '../queue/scripts';
  * meanwhile.
  */
 
-/** How long a registration's mark holds (its lock's time: a registration that died leaves it that long). */
-const STORING_MS = 300_000;
+/**
+ * How long a registration's name lock and its marks hold unless renewed: a registration renews
+ * both every third of it while it runs (`renew`), so one whose process died (killed mid-way, its
+ * host gone) holds its name and its bytes this long at most, and a retry of the name registers
+ * then. Profiling runs in a child process, so the registering process's event loop is free to renew.
+ */
+export const REGISTRATION_LEASE_MS = 15_000;
+const STORING_MS = REGISTRATION_LEASE_MS;
 /** How long a deletion holds the bytes it removes at most (a deletion that died). */
 const REMOVING_MS = 60_000;
 
@@ -27,6 +33,12 @@ const REMOVING_MS = 60_000;
 const MARK = new Script(`${LUA_NOW}
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1`);
+
+// KEYS: the sha's storing set. ARGV: token, hold ms. Holds a mark that is still there `hold` longer.
+const RENEW = new Script(`${LUA_NOW}
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1]) == 0 then return 0 end
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1`);
 
@@ -55,6 +67,11 @@ export class ModelBytes {
       if (Date.now() > until) throw new BruleeError('CONFLICT', `the bytes ${sha256.slice(0, 12)}… are being removed by a deletion that does not end; retry later`);
       await new Promise((r) => setTimeout(r, 20));
     }
+  }
+
+  /** The registration `token` still stores these bytes: its marks hold a lease longer. */
+  async renew(sha256s: Iterable<string>, token: string): Promise<void> {
+    for (const sha of sha256s) await RENEW.run(this.redis, [this.keys.storing(sha)], [token, STORING_MS]);
   }
 
   /** The registration `token` no longer stores these bytes (saved: its record names them; or failed). */

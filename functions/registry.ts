@@ -6,12 +6,12 @@ import type { Redis } from 'ioredis';
 import { BruleeError } from '../errors';
 import { closeRedis } from '../queue/connection';
 import { controlType, type Keys } from '../queue/keys';
-import { deleteOwn } from '../queue/scripts';
+import { deleteOwn, extendOwn } from '../queue/scripts';
 import { ELEMENT_TYPES, type ModelRef } from '../queue/wire';
 import { batchability } from '../runtime/batcher';
 import { MAPPED_FILE_NAME } from '../runtime/mapped';
 import { artifactKey, type SessionConfig, type Signature } from '../runtime/onnx';
-import { ModelBytes } from './model-bytes';
+import { ModelBytes, REGISTRATION_LEASE_MS } from './model-bytes';
 import { checkModelShape } from './onnx-shape';
 import { profileModel, type Profile } from './profile';
 import { isElementType } from './signature';
@@ -118,6 +118,13 @@ export async function readFunction(redis: Redis, keys: Keys, name: string): Prom
   return raw ? (JSON.parse(raw) as FunctionMeta) : undefined;
 }
 
+/** Runs `renew` every third of a registration's lease until the returned function is called (failures wait for the next turn). */
+function keepAlive(renew: () => Promise<unknown>): () => void {
+  const timer = setInterval(() => void renew().catch(() => undefined), REGISTRATION_LEASE_MS / 3);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 /** The bytes a function's versions name: each one's model and its artifact. */
 function shasOf(fn: FunctionMeta): string[] {
   return fn.versions.flatMap((v) => [v.sha256, ...(v.artifactSha256 ? [v.artifactSha256] : [])]);
@@ -218,12 +225,14 @@ export class FunctionRegistry {
   private async locked<T>(name: string, f: () => Promise<T>): Promise<T> {
     const lockKey = `${this.o.keys.fn(name)}:lock`;
     const token = randomUUID();
-    if (!(await this.o.redis.set(lockKey, token, 'PX', 300_000, 'NX'))) {
-      throw new BruleeError('CONFLICT', `function "${name}" is being registered or deleted by another request; retry when it finishes`);
+    if (!(await this.o.redis.set(lockKey, token, 'PX', REGISTRATION_LEASE_MS, 'NX'))) {
+      throw new BruleeError('CONFLICT', `function "${name}" is being registered or deleted by another request; retry when it finishes (in ${REGISTRATION_LEASE_MS / 1000} s at most if that request's process died)`);
     }
+    const stop = keepAlive(() => extendOwn(this.o.redis, lockKey, token, REGISTRATION_LEASE_MS));
     try {
       return await f();
     } finally {
+      stop();
       // Release only our own lock (it may have expired and been taken by another request).
       await deleteOwn(this.o.redis, lockKey, token).catch(() => undefined);
     }
@@ -269,13 +278,15 @@ export class FunctionRegistry {
       await this.bytes.unmark(marked, token);
       await this.removeUnused(marked);
     };
-    await mark(sha);
+    const stop = keepAlive(() => this.bytes.renew(marked, token));
     try {
+      await mark(sha);
       return await this.registerNew({ name, bytes, sha, opts, options, prev, now }, mark);
     } catch (e) {
       await forget().catch(() => undefined);
       throw e;
     } finally {
+      stop();
       await this.bytes.unmark(marked, token);
     }
   }

@@ -82,3 +82,12 @@ return 0`);
 export function deleteOwn(redis: Redis, key: string, token: string): Promise<unknown> {
   return DELETE_OWN.run(redis, [key], [token]);
 }
+
+/** Extends a key's expiry to ARGV[2] ms only while it still holds `token` (a lease kept alive). KEYS: the key; ARGV: token, ms. */
+const EXTEND_OWN = new Script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`);
+
+/** `EXTEND_OWN`: keeps `key` `ms` longer if it is still `token`'s. */
+export function extendOwn(redis: Redis, key: string, token: string, ms: number): Promise<unknown> {
+  return EXTEND_OWN.run(redis, [key], [token, ms]);
+}

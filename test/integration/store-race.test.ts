@@ -3,6 +3,7 @@ import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, inject, it } from 'vitest';
+import { REGISTRATION_LEASE_MS } from '../../functions/model-bytes';
 import { FunctionRegistry, type FunctionMeta } from '../../functions/registry';
 import { mlpModel } from '../../models/generate';
 import { createRedis } from '../../queue/connection';
@@ -55,13 +56,14 @@ function setUp() {
     },
   };
   const models = new LocalModels({ store, dir: join(dir, 'cache') });
-  const registry = new FunctionRegistry({ redis, keys: keys(`storerace${Math.random().toString(36).slice(2)}`), models, budgets: async () => [2 ** 30] });
+  const k = keys(`storerace${Math.random().toString(36).slice(2)}`);
+  const registry = new FunctionRegistry({ redis, keys: k, models, budgets: async () => [2 ** 30] });
   const shas = (fn: FunctionMeta) => fn.versions.flatMap((v) => [v.sha256, ...(v.artifactSha256 ? [v.artifactSha256] : [])]);
   /** Resolves once the store has had `n` puts in all. */
   const putsDone = (n: number) => new Promise<void>((resolve) => (puts >= n ? resolve() : putWaiters.push({ n, resolve })));
   /** The files in the store and in the process's cache. */
   const left = async () => [...(await readdir(join(dir, 'models')).catch(() => [])), ...(await readdir(join(dir, 'cache')).catch(() => []))].filter((f) => !f.startsWith('.'));
-  return { store, registry, shas, holdUntil: (p: Promise<unknown>, sha: string) => {
+  return { k, store, registry, shas, holdUntil: (p: Promise<unknown>, sha: string) => {
       hold = p;
       held = sha;
     }, holdPutsOf: (sha: string, until: Promise<unknown>) => (putHold = { sha, until }), loseReplies: (f: (sha: string) => boolean) => (lostReply = f), putsDone, puts: () => puts, left };
@@ -129,3 +131,20 @@ it('two registrations of the same bytes that both fail leave none of them in the
   expect(await registry.list()).toEqual([]);
   expect(await left()).toEqual([]);
 });
+
+it('a registration that outlasts its lease keeps its name and its marks: it renews them while it runs', async () => {
+  const { k, registry, holdPutsOf } = setUp();
+  const sha = sha256Of(bytes);
+  let release!: () => void;
+  holdPutsOf(sha, new Promise<void>((r) => (release = r)));
+  const slow = registry.register('slow', bytes, {});
+  await new Promise((r) => setTimeout(r, REGISTRATION_LEASE_MS + 2000));
+  // Past its first lease, still held: another registration of the name is refused (CONFLICT), and
+  // a deletion leaves the bytes it marked.
+  const [s, us] = await redis.time();
+  const now = Number(s) * 1000 + Math.floor(Number(us) / 1000);
+  expect(await redis.exists(`${k.fn('slow')}:lock`)).toBe(1);
+  expect(await redis.zcount(k.storing(sha), now, '+inf')).toBe(1);
+  release();
+  expect((await slow).created).toBe(true);
+}, 60_000);
