@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +7,13 @@ import { asBruleeError } from '../../functions/http/errors';
 import { admit, admitMany, admitSoon, type Admission, type AdmissionRequest } from '../../queue/admission';
 import { createRedis, waitForRedis } from '../../queue/connection';
 import { startRedisServer } from '../../queue/redis-server';
+import { Dispatcher, modelKey, type LocalNode } from '../../queue/dispatcher';
+import { RedisClock } from '../../queue/clock';
+import { keys } from '../../queue/keys';
+import { decodeLaneJob } from '../../queue/lane';
+import { claimNodeId, writeHeartbeat, type NodeInfo } from '../../queue/nodes';
+import { deliver } from '../../queue/replies';
+import { until } from '../support/within';
 
 /*
  * Several calls admitted in one script (queue/admission.ts `admitMany`, `admitSoon`), against a real
@@ -211,4 +219,71 @@ describe('admitSoon, turn after turn and when Redis goes away', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 30_000);
+});
+
+describe("the dispatcher's othersRunning", () => {
+  it('counts every call the gateway waits on, those bound for another node too: two calls for its own node in one turn then share one admission script; with nothing else pending the first goes alone', async () => {
+    const k = keys(`${ns}or`);
+    const conn = createRedis(url, { failFast: true });
+    await waitForRedis(conn);
+    const model = (fn: string) => ({ fn, sha256: fn.repeat(64).slice(0, 64), version: 1, sizeBytes: 1, loadMs: 1, execMs: 1, pinned: false });
+    const beat = async (id: string, fn: string) => {
+      const m = model(fn);
+      const info: NodeInfo = { id, policy: 'lru', budgetBytes: 1e9, usedBytes: 1, concurrency: 4, resident: [{ key: modelKey(m), fn, sizeBytes: 1, state: 'resident', pinned: false, inFlight: 0 }], loads: 0, evictions: 0, startedAt: 0, heartbeatAt: 0 };
+      await claimNodeId(redis, k, id, `tok-${id}`, 60_000);
+      await writeHeartbeat(redis, k, info, `tok-${id}`);
+    };
+    // 'a' is warm on this process's node, 'b' on another one only.
+    await beat('here', 'a');
+    await beat('far', 'b');
+    // This process's node, as far as the gateway sees it: it runs a call once it is admitted.
+    const local: LocalNode = {
+      id: 'here',
+      accepting: true,
+      here: { waiting: 0, running: 0 },
+      canRunNow: () => false,
+      invokeHere: async () => ({ outputs: {}, coldStart: false, node: 'here', timings: { queueMs: 0, loadMs: 0, execMs: 0 }, fn: 'a', version: 1 }),
+    };
+    // Its clock on another connection: nothing of its own is pending on `conn` when a call is admitted.
+    const dispatcher = new Dispatcher({ redisUrl: url, redis: conn, keys: k, local, deadAfterMs: 60_000, clock: new RedisClock(redis) });
+    const admission = (fn: string): AdmissionRequest => ({ keys: { depth: k.admitted(fn), bytes: k.queuedBytes, bytesTotal: k.queuedBytesTotal }, member: randomUUID(), limits: { depth: 100, bytes: 0 }, bytes: 0, holdMs: 60_000 });
+    const call = (fn: string) => dispatcher.invoke({ model: model(fn), inputs: {}, acceptedAt: Date.now() }, 30_000, { admission: admission(fn) });
+    // Both admission scripts known to Redis first (else each is sent twice: EVALSHA, then EVAL).
+    await admit(conn, admission('warm'));
+    await admitMany(conn, [admission('warm'), admission('warm')]);
+    // The admission scripts sent, by their first key: a call's own set (`admit`), or the bytes set (`admitMany`, several calls).
+    const scripts: string[] = [];
+    const send = conn.sendCommand.bind(conn);
+    conn.sendCommand = ((...args: Parameters<typeof conn.sendCommand>) => {
+      const c = args[0];
+      const first = String(c.args[2]);
+      if ((c.name === 'evalsha' || c.name === 'eval') && (first === k.queuedBytes || first.startsWith(k.admitted('')))) scripts.push(first);
+      return send(...args);
+    }) as typeof conn.sendCommand;
+    try {
+      await dispatcher.nodes(true);
+      // The gateway waits on a call bound for 'far' (queued on its lane, its admission answered; no node answers it yet).
+      const far = call('b');
+      far.catch(() => undefined);
+      await until('the call for the other node is on its lane', async () => (await redis.llen(k.lane('far'))) === 1);
+      expect(dispatcher.pending).toBe(1);
+      scripts.length = 0;
+      expect((await Promise.all([call('a'), call('a')])).map((r) => r.node)).toEqual(['here', 'here']);
+      expect(scripts).toEqual([k.queuedBytes]);
+      // Its answer given, nothing else pending: the first of two calls in a turn goes alone at once, the second after it.
+      const [, frame] = (await redis.brpopBuffer(k.lane('far'), 5))!;
+      await deliver(redis, k, decodeLaneJob(frame).data.reply, { ok: { outputs: { tensors: {} }, coldStart: false, node: 'far', timings: { queueMs: 0, loadMs: 0, execMs: 0 }, fn: 'b', version: 1 } });
+      expect((await far).node).toBe('far');
+      expect(dispatcher.pending).toBe(0);
+      scripts.length = 0;
+      expect((await Promise.all([call('a'), call('a')])).map((r) => r.node)).toEqual(['here', 'here']);
+      expect(scripts).toEqual([k.admitted('a'), k.admitted('a')]);
+    } finally {
+      conn.sendCommand = send;
+      await dispatcher.close();
+      conn.disconnect();
+      const found = await redis.keys(`${ns}or:*`);
+      if (found.length > 0) await redis.del(...found);
+    }
+  });
 });
