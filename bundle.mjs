@@ -9,15 +9,19 @@
 // worker thread's .mjs, the profiling child, the .proto, the dashboard) is found where it is.
 //
 // A bundle is reused while it is up to date: .build/NAME.json holds the sha256 of every file it
-// was made from (this one included; and of the tsconfig.json, jsconfig.json and package.json
-// esbuild would find beside each, or that there is none), node's and esbuild's versions, and the
-// checkout's path (the bundle names its files by absolute URLs). Processes of one checkout may
-// build at once: each writes its own files and renames them into place (the same sources give
-// the same bundle), the bundle before its stamp.
+// was made from (this one included; of the tsconfig.json, jsconfig.json and package.json esbuild
+// would find beside each, or that there is none, and of the files a tsconfig.json extends; and of
+// the names in each of their folders, where a file an import would resolve to instead may appear),
+// node's and esbuild's versions, and the checkout's path (the bundle names its files by absolute
+// URLs). NAME is the entry's path in the checkout without its extension, its '/' as %2F: entries
+// of one name in two folders have a bundle each. Processes of one checkout may build at once: each
+// writes its own files and renames them into place (the same sources give the same bundle), the
+// bundle before its stamp; a build's temporary files a minute old were left by one interrupted,
+// and the next build removes them.
 import { createHash, randomUUID } from 'node:crypto';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { basename, dirname, extname, isAbsolute, join, relative } from 'node:path';
+import { dirname, extname, isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const self = fileURLToPath(import.meta.url);
@@ -32,13 +36,66 @@ const cannotWrite = (e) => ['EACCES', 'EROFS', 'EPERM', 'ENOSPC', 'EDQUOT'].incl
 /** Files esbuild reads for its settings, in each folder of a file it compiles. */
 const SETTINGS = ['tsconfig.json', 'jsconfig.json', 'package.json'];
 
-/** The sha256 of the file at PATH, or null when there is none. */
+/**
+ * The sha256 of the file at PATH, or null when there is none. A PATH ending in '/' is a folder:
+ * the sha256 of its names (not its files' contents), or null when there is none.
+ */
 function hashOrNull(path) {
   try {
+    if (path.endsWith('/')) return sha256(readdirSync(path).filter((n) => !n.startsWith('.')).sort().join('\n'));
     return sha256(readFileSync(path));
   } catch (e) {
     if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return null;
     throw e;
+  }
+}
+
+/**
+ * The files the tsconfig.json (or jsconfig.json) at PATH extends, as esbuild finds them: a path
+ * (its .json added when it has no extension) or a package's file. Read loosely, as the file may
+ * hold comments: any "extends" names counts (one too many only costs a build).
+ */
+function extendsOf(path) {
+  let text;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return [];
+  }
+  const value = /"extends"\s*:\s*("(?:[^"\\]|\\.)*"|\[[^\]]*\])/.exec(text)?.[1];
+  if (!value) return [];
+  const specs = [...value.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]);
+  const from = dirname(path);
+  return specs.map((spec) => {
+    if (spec.startsWith('.') || isAbsolute(spec)) {
+      const file = isAbsolute(spec) ? spec : join(from, spec);
+      return extname(file) === '' && !existsSync(file) ? `${file}.json` : file;
+    }
+    const require = createRequire(join(from, 'tsconfig.json'));
+    for (const id of [spec, `${spec}.json`, `${spec}/tsconfig.json`]) {
+      try {
+        return require.resolve(id);
+      } catch {
+        // the next form
+      }
+    }
+    return join(from, 'node_modules', spec);
+  });
+}
+
+/** A build's temporary files (`NAME.<uuid>.mjs` and `.json`), and how old one left behind is. */
+const TEMPORARY = /\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.(mjs|json)$/;
+const LEFT_AFTER_MS = 60_000;
+
+/** Removes the temporary files of builds interrupted (killed between a write and its rename): a build writes and renames them within a moment. */
+function removeLeftovers() {
+  for (const name of readdirSync(dir)) {
+    if (!TEMPORARY.test(name)) continue;
+    try {
+      if (Date.now() - statSync(join(dir, name)).mtimeMs > LEFT_AFTER_MS) rmSync(join(dir, name), { force: true });
+    } catch {
+      // gone meanwhile
+    }
   }
 }
 
@@ -78,7 +135,8 @@ export function bundled(entry) {
 
 /** @param {string} entry */
 async function ensure(entry) {
-  const name = basename(entry, extname(entry));
+  const own = relative(root, join(root, entry));
+  const name = encodeURIComponent(own.slice(0, own.length - extname(own).length));
   const out = join(dir, `${name}.mjs`);
   const stampFile = join(dir, `${name}.json`);
   if (upToDate(out, stampFile)) return out;
@@ -98,6 +156,7 @@ async function ensure(entry) {
     if (cannotWrite(e)) return null;
     throw e;
   }
+  removeLeftovers();
   /** @type {import('esbuild')} */
   const { build, stop, version } = fromTsx('esbuild');
   const tmp = join(dir, `${name}.${randomUUID()}`);
@@ -147,11 +206,25 @@ async function ensure(entry) {
     // or jsconfig.json of each file (class fields' semantics, paths, JSX) and package.json (type,
     // sideEffects, imports). Each one of every folder from a file's up to the checkout, or null
     // where there is none: one added later counts as a change.
+    // With them, the names in each of those folders: a file an import would now resolve to
+    // (lib/b.tsx before lib/b.ts, lib/d.ts before lib/d/index.ts) is a new name in one of them.
     for (const rel of Object.keys(inputs)) {
       for (let at = dirname(join(root, rel)); ; at = dirname(at)) {
+        const folder = `${relative(root, at) || '.'}/`;
+        if (!(folder in inputs)) inputs[folder] = hashOrNull(join(root, folder));
         for (const name of SETTINGS) {
           const key = relative(root, join(at, name));
-          if (!(key in inputs)) inputs[key] = hashOrNull(join(at, name));
+          if (key in inputs) continue;
+          inputs[key] = hashOrNull(join(at, name));
+          // And the files a tsconfig.json extends, theirs in turn (one that is not there yet: null).
+          for (let chain = name === 'package.json' || inputs[key] === null ? [] : [join(at, name)]; chain.length > 0; ) {
+            for (const file of extendsOf(chain.pop())) {
+              const k = relative(root, file);
+              if (k in inputs) continue;
+              inputs[k] = hashOrNull(file);
+              if (inputs[k] !== null) chain.push(file);
+            }
+          }
         }
         if (at === root || at === dirname(at)) break;
       }

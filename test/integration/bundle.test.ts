@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -73,6 +74,76 @@ describe('bundle.mjs', () => {
     // The same file changed.
     writeFileSync(join(dir, 'lib/tsconfig.json'), JSON.stringify({ compilerOptions: { useDefineForClassFields: true } }));
     expect(run(bundledIn(dir))).toBe('1');
+  });
+
+  it("builds again when a tsconfig.json's extends chain changes, or a file it extends appears", () => {
+    // esbuild applies the settings of every file a tsconfig.json extends (and of theirs), which
+    // neither its metafile nor the tsconfig.json's own bytes show.
+    const dir = scratch();
+    writeFileSync(join(dir, 'lib/c.ts'), `export class C {\n  x?: number;\n}\n`);
+    writeFileSync(join(dir, 'a.ts'), `import { C } from './lib/c';\nconsole.log(Object.keys(new C()).length);\n`);
+    mkdirSync(join(dir, 'config'));
+    writeFileSync(join(dir, 'lib/tsconfig.json'), `{\n  // the shared settings\n  "extends": "../config/base",\n}\n`);
+    writeFileSync(join(dir, 'config/base.json'), JSON.stringify({ extends: './fields.json' }));
+    const out = bundledIn(dir);
+    expect(run(out)).toBe('1');
+    // The last link of the chain appears: fields without initializers are no longer defined.
+    writeFileSync(join(dir, 'config/fields.json'), JSON.stringify({ compilerOptions: { useDefineForClassFields: false } }));
+    expect(run(bundledIn(dir))).toBe('0');
+    // It changes.
+    writeFileSync(join(dir, 'config/fields.json'), JSON.stringify({ compilerOptions: { useDefineForClassFields: true } }));
+    expect(run(bundledIn(dir))).toBe('1');
+  });
+
+  it('builds again when a file appears that an import now resolves to', () => {
+    // './lib/b' was lib/b.ts; esbuild prefers lib/b.tsx (its extensions' order), and a folder's
+    // index where there is no file: a stamp of the files read only missed both.
+    const dir = scratch();
+    const out = bundledIn(dir);
+    expect(run(out)).toMatch(/^1 /);
+    writeFileSync(join(dir, 'lib/b.tsx'), `export const b = (): number => 3;\n`);
+    expect(run(bundledIn(dir))).toMatch(/^3 /);
+    writeFileSync(join(dir, 'a.ts'), `import { b } from './lib/d';\nconsole.log(b());\n`);
+    mkdirSync(join(dir, 'lib/d'));
+    writeFileSync(join(dir, 'lib/d/index.ts'), `export const b = (): number => 4;\n`);
+    expect(run(bundledIn(dir))).toBe('4');
+    writeFileSync(join(dir, 'lib/d.ts'), `export const b = (): number => 5;\n`);
+    expect(run(bundledIn(dir))).toBe('5');
+  });
+
+  it("removes a build's temporary files that an interrupted build left (a minute old), not one being written now", () => {
+    const dir = scratch();
+    bundledIn(dir);
+    const left = [`a.${randomUUID()}.mjs`, `a.${randomUUID()}.json`, `other.${randomUUID()}.mjs`].map((f) => join(dir, '.build', f));
+    const writing = join(dir, '.build', `a.${randomUUID()}.mjs`);
+    for (const f of [...left, writing]) writeFileSync(f, 'partial');
+    const old = new Date(Date.now() - 10 * 60_000);
+    for (const f of left) utimesSync(f, old, old);
+    // A change: built again.
+    writeFileSync(join(dir, 'lib/b.ts'), `export const b = (): number => 2;\n`);
+    expect(run(bundledIn(dir))).toMatch(/^2 /);
+    expect(readdirSync(join(dir, '.build')).sort()).toEqual(['a.json', 'a.mjs', writing.split('/').pop()].sort());
+  });
+
+  it('keeps apart two entries of the same name in different folders', () => {
+    const dir = scratch();
+    mkdirSync(join(dir, 'x'));
+    writeFileSync(join(dir, 'x/a.ts'), `console.log('x/a');\n`);
+    const url = JSON.stringify(pathToFileURL(join(dir, 'bundle.mjs')).href);
+    const code = `const { bundled } = await import(${url}); console.log(JSON.stringify([await bundled('a.ts'), await bundled('x/a.ts'), await bundled('a.ts')]));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    const [a, xa, again] = JSON.parse(r.stdout) as string[];
+    expect(a).toBe(join(dir, '.build', 'a.mjs'));
+    expect(xa).not.toBe(a);
+    expect(again).toBe(a);
+    expect(run(a!)).toMatch(/^1 /);
+    expect(run(xa!)).toBe('x/a');
+    // And each is reused: neither overwrote the other's stamp.
+    const first = [statSync(a!).ino, statSync(xa!).ino];
+    const r2 = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8' });
+    expect(JSON.parse(r2.stdout)).toEqual([a, xa, a]);
+    expect([statSync(a!).ino, statSync(xa!).ino]).toEqual(first);
   });
 
   it('asked again in one process, builds again a bundle removed since (rm -rf .build/)', () => {
