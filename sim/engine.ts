@@ -306,6 +306,14 @@ class NodeRun {
    */
   private readonly numbered: boolean;
   private readonly onEvictNumber: ((i: number, now: number) => void) | undefined;
+  // The policy's hooks and the options' callbacks, read once: a sweep thread runs every policy
+  // through this code, so reading a hook off the policy at each call is a lookup among all their shapes.
+  private readonly onLoad: EvictionPolicy['onLoad'];
+  private readonly onAccess: EvictionPolicy['onAccess'];
+  private readonly onEvict: EvictionPolicy['onEvict'];
+  private readonly onServe: SimOptions['onServe'];
+  private readonly onLoadStart: SimOptions['onLoadStart'];
+  private readonly onEvicted: SimOptions['onEvict'];
 
   // Popularity (the runtime's decayed share), skipped for policies that never read it.
   private readonly pop: PopularityTracker;
@@ -329,6 +337,12 @@ class NodeRun {
   /** The resident entries, in `resident` order (the candidates as they are when nothing is in flight). */
   private readonly residentEntries: SimEntry[] = [];
   private readonly cands: SimEntry[] = [];
+  // `freshen`'s bookkeeping: the popularity epoch (`PopularityTracker.epoch`) of its last pass over
+  // every resident entry (-1: none yet), and the models made resident since (nJoined of them;
+  // listed while they fit in `joined`).
+  private residentFreshAt = -1;
+  private readonly joined: Int32Array;
+  private nJoined = 0;
   /** `evictableAmong`'s answer when it is one entry (filled in place: no array resized per check). */
   private readonly oneEntry: SimEntry[] = [];
   /** `evictableAmong`'s models, in resident order (a model's place in it is its resident position). */
@@ -452,8 +466,15 @@ class NodeRun {
     models.forEach((m, f) => this.keyIndex.set(m.key, f));
     this.numbered = this.hints.onEvictNumber !== undefined && this.hints.numberModels?.(models.map((m) => m.key)) === true;
     this.onEvictNumber = this.numbered ? this.hints.onEvictNumber : undefined;
+    this.onLoad = policy.onLoad;
+    this.onAccess = policy.onAccess;
+    this.onEvict = policy.onEvict;
+    this.onServe = opts.onServe;
+    this.onLoadStart = opts.onLoadStart;
+    this.onEvicted = opts.onEvict;
     this.resident = new Int32Array(F);
     this.amongScratch = new Int32Array(F);
+    this.joined = new Int32Array(F);
     this.amongStamp = new Int32Array(F);
     this.bgModel = new Int32Array(F);
     this.bgEnd = new Float64Array(F);
@@ -757,7 +778,7 @@ class NodeRun {
       this.inFlight[f]!++;
       this.totalInFlight++;
       this.loads++;
-      this.opts.onLoadStart?.(e.key, false);
+      if (this.onLoadStart !== undefined) this.onLoadStart(e.key, false);
       wait = this.loadTime[f]!;
       this.loadDoneAt[f] = now + wait;
       this.slotLoadEnd[s] = this.loadDoneAt[f]!;
@@ -783,13 +804,13 @@ class NodeRun {
 
   /** Invocation i has been dispatched at `now` (model e, waiting `wait` for a load, cold or not, done at `finish`). */
   private served(e: SimEntry, wait: number, cold: boolean, finish: number): void {
-    this.pop.record(e.idx);
-    this.future?.served(e.idx);
+    if (this.usesPop) this.pop.record(e.idx);
+    if (this.future !== undefined) this.future.served(e.idx);
     const arrival = this.trace.times[this.i]!;
     if (arrival >= this.from && arrival < this.to) {
       this.counted++;
       if (cold) this.cold++;
-      this.opts.onServe?.(e.key, wait, cold);
+      if (this.onServe !== undefined) this.onServe(e.key, wait, cold);
       this.loadDelay += wait;
       this.execTotal += e.execMs;
       const lat = finish - arrival;
@@ -825,8 +846,8 @@ class NodeRun {
       this.counted++;
       this.refused++;
     }
-    this.pop.record(f);
-    this.future?.served(f);
+    if (this.usesPop) this.pop.record(f);
+    if (this.future !== undefined) this.future.served(f);
     this.i++;
   }
 
@@ -892,7 +913,7 @@ class NodeRun {
         if (this.loadDoneAt[g]! < this.bgNext) this.bgNext = this.loadDoneAt[g]!;
         this.loads++;
         this.prewarmLoads++;
-        this.opts.onLoadStart?.(this.entries[g]!.key, true);
+        if (this.onLoadStart !== undefined) this.onLoadStart(this.entries[g]!.key, true);
       }
     }
   }
@@ -926,7 +947,25 @@ class NodeRun {
    * runtime's popularity job leaves it) only when entries are handed to the policy.
    */
   private freshen(c: readonly SimEntry[]): void {
-    if (this.usesPop) for (let j = 0; j < c.length; j++) c[j]!.popularity = this.pop.share(c[j]!.idx);
+    if (!this.usesPop) return;
+    const pop = this.pop;
+    const epoch = pop.sync();
+    if (c === this.residentEntries) {
+      const joined = this.joined;
+      if (epoch === this.residentFreshAt && this.nJoined <= joined.length) {
+        // Every resident entry that was resident at the last full pass has its share as of this
+        // epoch (no refresh applied since, and every write since was of this epoch's shares):
+        // only those loaded since may not.
+        for (let j = 0; j < this.nJoined; j++) {
+          const f = joined[j]!;
+          if (this.state[f] === RESIDENT) this.entries[f]!.popularity = pop.share(f);
+        }
+      } else for (let j = 0; j < c.length; j++) c[j]!.popularity = pop.share(c[j]!.idx);
+      this.residentFreshAt = epoch;
+      this.nJoined = 0;
+      return;
+    }
+    for (let j = 0; j < c.length; j++) c[j]!.popularity = pop.share(c[j]!.idx);
   }
 
   private completeLoad(f: number, prewarmed: boolean): void {
@@ -938,7 +977,7 @@ class NodeRun {
     e.loadedAt = this.now;
     e.lastUsedAt = this.now;
     e.hits = prewarmed ? 0 : 1;
-    this.policy.onLoad?.(e, this.now);
+    if (this.onLoad !== undefined) this.onLoad.call(this.policy, e, this.now);
   }
 
   private touch(f: number): void {
@@ -946,7 +985,7 @@ class NodeRun {
     e.hits++;
     e.lastUsedAt = this.now;
     if (this.popOnAccess) e.popularity = this.pop.share(f);
-    this.policy.onAccess?.(e, this.now);
+    if (this.onAccess !== undefined) this.onAccess.call(this.policy, e, this.now);
   }
 
   private evict(f: number, cause: 'policy' | 'expired'): void {
@@ -956,8 +995,8 @@ class NodeRun {
     if (cause === 'policy') this.evictions++;
     else this.expirations++;
     if (this.onEvictNumber !== undefined) this.onEvictNumber(f, this.now);
-    else this.policy.onEvict?.(this.entries[f]!.key, this.now);
-    this.opts.onEvict?.(this.entries[f]!.key, this.now, cause);
+    else if (this.onEvict !== undefined) this.onEvict.call(this.policy, this.entries[f]!.key, this.now);
+    if (this.onEvicted !== undefined) this.onEvicted(this.entries[f]!.key, this.now, cause);
   }
 
   private account(t: number): void {
@@ -974,6 +1013,8 @@ class NodeRun {
   }
 
   private addResident(f: number): void {
+    if (this.nJoined < this.joined.length) this.joined[this.nJoined] = f;
+    this.nJoined++; // (past joined.length: too many to list, the next pass takes every entry)
     this.residentBytes += this.entries[f]!.sizeBytes;
     this.residentPos[f] = this.nResident;
     this.residentEntries[this.nResident] = this.entries[f]!;

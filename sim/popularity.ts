@@ -75,6 +75,17 @@ export class PopularityTracker {
 
   /** Σ rate as of the last refresh (once `lag` is 0). */
   private total = 0;
+  /**
+   * How many times the rates have been brought up to date (`catchUp`): two `share(f)` reads with
+   * the same `epoch` (read after `sync`) give the same value.
+   */
+  epoch = 0;
+
+  /** Applies the refreshes noted so far; returns `epoch`, which names the shares `share` now gives. */
+  sync(): number {
+    if (this.lag !== 0) this.catchUp();
+    return this.epoch;
+  }
 
   /** Runs the refresh due at `nextRefreshAt`. */
   refresh(): void {
@@ -204,6 +215,7 @@ export class PopularityTracker {
     this.total = total;
     this.lag = 0;
     this.nLog = 0;
+    this.epoch++;
   }
 
   private growLog(n: number): void {
