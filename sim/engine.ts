@@ -685,12 +685,34 @@ class NodeRun {
       this.nextSweep = skipChecks(this.nextSweep, this.sweepMs, lim === this.quiet && lim !== Infinity ? Infinity : tNext, lim);
       return false;
     }
+    const idle = this.hints.idleCheckPeriod;
+    if (idle !== undefined && !this.blocked && this.now <= this.nextSweep && this.skipIdleChecks(tNext, idle(this.budget - this.used))) return false;
     this.now = Math.max(this.now, this.nextSweep);
     this.nextSweep += this.sweepMs;
     this.sweep();
     this.dirty = false;
     if (this.hints.nextCheckAt) this.wakeAskAt = this.now;
     if (this.hints.quietUntil) this.quiet = this.hints.quietUntil(this.now);
+    return true;
+  }
+
+  /**
+   * The policy says the check due would do nothing but move its `quietUntil` on by `period`, and
+   * so would each one after it until its next hook (`SimHints.idleCheckPeriod`): the checks that
+   * would run up to tNext (each at the first check time at or after the last one's quiet: every
+   * ceil(period / sweepMs) checks) are skipped, and `quiet` and `nextSweep` set as the last of them
+   * would leave them. Nothing happens before tNext meanwhile (no hook: the same free memory,
+   * nothing loads or ends). False (nothing skipped) when the times are not whole numbers.
+   */
+  private skipIdleChecks(tNext: number, period: number): boolean {
+    const x = this.nextSweep;
+    const S = this.sweepMs;
+    if (!(period >= 0 && Number.isInteger(period) && Number.isInteger(x) && Number.isInteger(S) && S > 0)) return false;
+    const d = Math.max(1, Math.ceil(period / S)) * S;
+    const last = x + Math.floor((tNext - x) / d) * d;
+    if (!(last + d + period <= Number.MAX_SAFE_INTEGER)) return false;
+    this.quiet = last + period;
+    this.nextSweep = last + d;
     return true;
   }
 

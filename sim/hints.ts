@@ -40,6 +40,16 @@ export interface SimHints {
   /** Like `nextCheckAt` but unconditional: a check before this time names nothing and changes nothing, whatever happens meanwhile. */
   quietUntil?(now: number): number;
   /**
+   * Asked at a check due at or after `quietUntil`, instead of running it: P if a check at any time
+   * from now on, with `freeBytes` free and no hook called, would expire nothing, name nothing and
+   * change nothing but its `quietUntil`, which it would set to its own time + P; else NaN. A caller
+   * whose checks run at the first check time at or after the last one's `quietUntil` may then skip
+   * every check before its next event and go on from the quiet time the last of them would have
+   * given (no need to ask `quietUntil` again: the policy's own may lag behind), provided nothing
+   * else changes meanwhile (no hook, the same free memory, no call waiting for memory).
+   */
+  idleCheckPeriod?(freeBytes: number): number;
+  /**
    * The caller never reads a victim's `reason` (the simulator counts, it does not log): from this
    * call on, the policy may give every victim it returns (from `selectVictims`, `expired`,
    * `prewarm`) an empty reason instead of formatting one. It changes nothing else.
@@ -96,6 +106,7 @@ export function simHints(policy: EvictionPolicy): SimHints {
     nextCheckAt: fn(p.nextCheckAt),
     checkAfterHooks: fn(p.checkAfterHooks),
     quietUntil: fn(p.quietUntil),
+    idleCheckPeriod: fn(p.idleCheckPeriod),
     omitReasons: fn(p.omitReasons),
     prewarmInOrder: fn(p.prewarmInOrder),
     selectAmongLoaded: fn(p.selectAmongLoaded),
