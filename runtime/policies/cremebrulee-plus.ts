@@ -657,9 +657,27 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       }
       return out;
     };
+    /**
+     * `prewarm`'s period if, with `freeBytes` free, a check due would name nothing (no function
+     * that is not loaded fits) whatever its time, until a hook, and change nothing but
+     * `nextPrefetchAt`: `memorySeen` already counts this free memory, and memory is not scarce
+     * (`scarceNow` stays false). NaN otherwise, or for other settings than `fastPick`'s. A caller
+     * that skips such checks keeps their quiet time itself (`SimHints.idleCheckPeriod`), so
+     * `nextPrefetchAt` may lag: the next check that runs is at or after the time it would hold.
+     */
+    const idleCheckPeriod = (freeBytes: number): number => {
+      if (!fastPick) return NaN;
+      if (scarce && (scarceNow || !(loadedBytes + freeBytes <= memorySeen) || !(memorySeen >= scarce.below * maxBytes))) return NaN;
+      for (let j = 0; j < bySize.length; j++) {
+        const g = bySize[j]!;
+        if (g.sizeBytes > freeBytes) break;
+        if (g.fns.length > 0) return NaN;
+      }
+      return opts.prefetchEveryMs ?? 5000;
+    };
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     // Before nextPrefetchAt, prewarm returns at once and changes nothing.
-    return Object.assign(policy, { quietUntil: (): number => nextPrefetchAt, usesPopularity: readsPopularity, omitReasons: () => sel.omitReasons(), selectAmongLoaded, numberModels, onEvictNumber });
+    return Object.assign(policy, { quietUntil: (): number => nextPrefetchAt, idleCheckPeriod, usesPopularity: readsPopularity, omitReasons: () => sel.omitReasons(), selectAmongLoaded, numberModels, onEvictNumber });
   }
   return Object.assign(policy, { usesPopularity: readsPopularity, omitReasons: () => sel.omitReasons(), selectAmongLoaded, numberModels, onEvictNumber });
 }
