@@ -77,6 +77,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
       keys: k,
       models,
       budgetBytes: config.memoryBudget,
+      ...(config.parkBudget === undefined ? {} : { parkBytes: config.parkBudget }),
       policy: config.evictionPolicy,
       ttlMs: config.ttlMs,
       concurrency: config.workerConcurrency,

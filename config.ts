@@ -21,12 +21,12 @@ export function parseBytes(text: string): number {
 }
 
 /** A byte count; with `zeroIsOff`, 0 too (no limit). */
-const bytes = (what: string, example: string, opts: { zeroIsOff?: boolean } = {}) =>
+const bytes = (what: string, example: string, opts: { zeroIsOff?: boolean; zeroMeans?: string } = {}) =>
   z.string().transform((s, ctx) => {
     if (opts.zeroIsOff && s.trim() === '0') return 0;
     const n = parseBytes(s);
     if (!(n > 0)) {
-      const off = opts.zeroIsOff ? ' (or 0: no limit)' : '';
+      const off = opts.zeroIsOff ? ` (or 0: ${opts.zeroMeans ?? 'no limit'})` : '';
       ctx.addIssue({ code: 'custom', message: `${what} must be a positive byte count like ${example}${off} (units B, KB, MB, GB, KiB, MiB, GiB), got "${s}"` });
       return z.NEVER;
     }
@@ -49,6 +49,7 @@ const EnvSchema = z.object({
   GRPC_PORT: int('GRPC_PORT', 0, 65535).default(8081),
   HOST: z.string().min(1).optional(),
   MEMORY_BUDGET: bytes('MEMORY_BUDGET', '2GiB').default(2 * 1024 ** 3),
+  PARK_BUDGET: bytes('PARK_BUDGET', '64MiB', { zeroIsOff: true, zeroMeans: 'park none' }).optional(),
   EVICTION_POLICY: z
     .enum(RUNTIME_POLICIES, { message: `EVICTION_POLICY must be one of ${RUNTIME_POLICIES.join(', ')}` })
     .default('cremebrulee'),
@@ -130,6 +131,11 @@ export interface Config {
   grpcPort: number;
   host: string;
   memoryBudget: number;
+  /**
+   * The most bytes sessions of evicted mapped models may hold while parked (`PARK_BUDGET`; 0: none;
+   * runtime/parked.ts). Undefined: the node's default, 5 % of `memoryBudget`.
+   */
+  parkBudget?: number;
   evictionPolicy: (typeof RUNTIME_POLICIES)[number];
   dataDir: string;
   /** Where model bytes live (`file://DIR` or `s3://bucket/prefix`); see store/. */
@@ -230,6 +236,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     host: e.HOST ?? (e.API_KEY || e.INVOKE_API_KEY ? '0.0.0.0' : '127.0.0.1'),
     hostDefaulted: e.HOST === undefined && !e.API_KEY && !e.INVOKE_API_KEY,
     memoryBudget: e.MEMORY_BUDGET,
+    ...(e.PARK_BUDGET === undefined ? {} : { parkBudget: e.PARK_BUDGET }),
     evictionPolicy: e.EVICTION_POLICY,
     dataDir: resolve(e.DATA_DIR),
     modelStore: e.MODEL_STORE ?? pathToFileURL(resolve(e.DATA_DIR, 'models')).href,

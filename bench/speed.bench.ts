@@ -19,7 +19,10 @@
  * before); "raw, fresh proc" is raw's create + first run in a process of its own, with glibc's
  * defaults (a user's script run by hand). "paused" is a brulee warm call after the same pause, so
  * cold - paused is what a load adds. With `--binary`, each v2 binary cold call is checked to be one
- * by the server's count of cold starts (`/stats`), since its answer does not say. Then warm p50/p99 of sequential calls (v1 JSON); for the
+ * by the server's count of cold starts (`/stats`), since its answer does not say. The unload parks a
+ * mapped model's session (runtime/parked.ts), so now's cold call of such a model reuses it;
+ * `--unparked-arm` adds "now unparked", the same code with `PARK_BUDGET=0`, whose every cold start
+ * creates the session. Then warm p50/p99 of sequential calls (v1 JSON); for the
  * small MLP also throughput at `--concurrency` and Redis commands per warm invocation (INFO
  * commandstats over `--count` calls, heartbeats and all), and a second baseline, "bullmq": BullMQ
  * alone (add -> worker -> reply stream, the same model on a raw session, no HTTP and no brulee
@@ -52,6 +55,7 @@ const args = parseArgs({
     seconds: { type: 'string', default: '5' },
     count: { type: 'string', default: '500' },
     binary: { type: 'boolean', default: false },
+    'unparked-arm': { type: 'boolean', default: false },
   },
 }).values;
 const N = Number(args.n);
@@ -284,7 +288,12 @@ async function main() {
   const fresh = freshSpawner();
   const names = args.models.split(',');
   const env = { WORKER_CONCURRENCY: String(Math.min(Number(args.concurrency), 64)), MEMORY_BUDGET: '4GiB' };
-  const labels = [...(args.today ? [['today', args.today] as const] : []), ['now', undefined] as const];
+  // --unparked-arm: now's code again with parking off (PARK_BUDGET=0): every cold start a session create, as before parking.
+  const labels: Array<readonly [string, string | undefined, Record<string, string>?]> = [
+    ...(args.today ? [['today', args.today] as const] : []),
+    ['now', undefined] as const,
+    ...(args['unparked-arm'] ? [['now unparked', undefined, { PARK_BUDGET: '0' }] as const] : []),
+  ];
   try {
     for (const name of names) {
       const m = MODELS[name];
@@ -301,8 +310,8 @@ async function main() {
       let httpFloor: Awaited<ReturnType<typeof startHttpFloor>> | undefined;
       let floorClient: ReturnType<typeof leanClient> | undefined;
       try {
-        for (const [label, cwd] of labels) {
-          const s = await startServer(join(dir, `${label}-${name}`), env, cwd);
+        for (const [label, cwd, own] of labels) {
+          const s = await startServer(join(dir, `${label}-${name}`.replace(/ /g, '-')), { ...env, ...own }, cwd);
           servers.push({ label, s, invoke: client(s, name, input) });
           const put = await fetch(`${s.url}/functions/${name}`, { method: 'PUT', body: bytes });
           if (put.status >= 300) throw new Error(`register failed: ${put.status} ${await put.text()}`);

@@ -30,9 +30,17 @@ import { createPolicy, type RuntimePolicyName } from './policies';
 import { readPopularity } from './popularity';
 import { CountsOut, invocationCommands, recordEviction, recordInvocation, StatsOps, type InvocationRecord } from './stats';
 import { mallocReturnsMemory, MALLOC_TUNABLES, trimHeap } from './malloc';
-import { WarmPool, type ModelSpec, type Reservation } from './warm-pool';
+import { ParkedSessions } from './parked';
+import { WarmPool, type EvictionEvent, type ModelSpec, type Reservation } from './warm-pool';
 import { WARMUP_MODEL_B64 } from './warmup-model';
 import { warmLoadPath, type Warmed } from './warmup';
+
+/**
+ * Parked sessions may hold this share of the budget by default (`RuntimeNodeOptions.parkBytes`):
+ * a parked mapped artifact's session holds ~3 % of its charge (a 20 MB MLP 0.5 of 19.6 MiB) up to
+ * ~40 % of it (PP-OCR rec, whose smaller tensors and arena are not mapped).
+ */
+const PARK_SHARE = 0.05;
 
 /** How long a load waits for the process's overhead to leave it room (`WarmPoolOptions.overheadWaitMs`), ms. */
 export const OVERHEAD_WAIT_MS = 1000;
@@ -96,6 +104,12 @@ export interface RuntimeNodeOptions {
    */
   offThread?: { mode: OffThreadMode; limits: OffThreadLimits; threads: number };
   /**
+   * The most bytes sessions of evicted models may hold while parked (`PARK_BUDGET`,
+   * runtime/parked.ts): a mapped artifact's session is kept with its mapped pages given back, and
+   * its next cold start reuses it. 0 parks none. @default 5 % of `budgetBytes`
+   */
+  parkBytes?: number;
+  /**
    * The registry's record of a function (functions/registry.ts `readFunction`; undefined: not
    * registered): its current version's bytes and all its versions'. Handed in, so that runtime/
    * neither knows the registry's stored form nor imports functions/.
@@ -142,7 +156,7 @@ export class RuntimeNode implements LocalNode {
   private readonly host: SessionHost;
 
   constructor(opts: RuntimeNodeOptions) {
-    this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, chargeProcess: false, offThread: { mode: 'auto', limits: { runMs: 10, loadMs: 100 }, threads: 1 }, ...opts };
+    this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, chargeProcess: false, offThread: { mode: 'auto', limits: { runMs: 10, loadMs: 100 }, threads: 1 }, parkBytes: Math.floor(opts.budgetBytes * PARK_SHARE), ...opts };
     const { metrics, log } = this.o;
     this.host = new SessionHost(this.o.offThread.threads);
     this.heldWrites = HeldWrites.on(this.o.redis);
@@ -153,6 +167,8 @@ export class RuntimeNode implements LocalNode {
         if (registered !== undefined) this.pool.resize(key, this.footprints.charge(key, registered));
       },
     });
+    // A parked session's pages go, and it is disposed, out of the way of measured loads (as `metered`'s dispose).
+    this.parked = new ParkedSessions({ capBytes: this.o.parkBytes, aside: (f) => this.footprints.turns.run(false, f) });
     this.batcher = new Batcher({
       onRun: (r) => {
         const g = this.gone.get(r.tag);
@@ -168,7 +184,9 @@ export class RuntimeNode implements LocalNode {
       // Where the process's overhead is charged, a load waits for it (a bound, not a hope), and
       // the dead buffers in it are collected for the load.
       ...(this.o.chargeProcess ? { overheadWaitMs: OVERHEAD_WAIT_MS, onOverheadWait: () => this.collect() } : {}),
-      dispose: (m) => m.dispose(),
+      // Parked sessions are part of the process's overhead: they go before any idle model is evicted for it.
+      reclaim: (bytes) => this.parked.reclaim(bytes),
+      dispose: (m, key, evicted) => this.release(m, key, evicted),
       onEvict: (ev) => {
         this.evictions++;
         this.lastLoadMs.delete(ev.key);
@@ -402,6 +420,7 @@ export class RuntimeNode implements LocalNode {
           { name: 'leave the cluster', run: () => leaveCluster(this.o.redis, this.o.keys, this.o.id, this.token) },
           { name: 'control subscription', run: () => closeRedis(this.sub), force: () => this.sub?.disconnect() },
           { name: 'free the models', run: () => this.pool.clear() },
+          { name: 'free the parked sessions', run: () => this.parked.clear() },
           { name: 'session host', run: () => this.host.close() },
         ],
         this.o.log,
@@ -505,10 +524,13 @@ export class RuntimeNode implements LocalNode {
         // An artifact's bytes never change (content-addressed): its layout is read at its first load here.
         const kept = this.layouts.get(spec.key);
         const layout = kept?.sha256 === sha256 ? kept.layout : artifactLayout(path);
-        const model = await this.footprints.load(spec.key, () => this.hostLoad(spec, host, () => loadModel(path, { session, preOptimized: true, layout, host })));
+        // The session of its last eviction, if it was parked so (runtime/parked.ts): the same artifact, options and thread.
+        const built = `${sha256} ${options} ${host ? 'host' : 'main'}`;
+        const parked = await this.parked.take(spec.key, built);
+        const model = parked ?? (await this.footprints.load(spec.key, () => this.hostLoad(spec, host, () => loadModel(path, { session, preOptimized: true, layout, host }))));
         this.layouts.set(spec.key, { sha256, layout });
         this.sources.set(spec.key, 'artifact');
-        return this.loaded(spec, t0, fetchMs, model);
+        return this.loaded(spec, t0, fetchMs, model, built);
       } catch (e) {
         this.o.log.warn({ model: spec.key, err: e }, 'the pre-optimized model did not load; loading the original');
       }
@@ -595,7 +617,7 @@ export class RuntimeNode implements LocalNode {
     return k;
   }
 
-  private loaded(spec: NodeModelSpec, t0: number, fetchMs: number, model: LoadedModel): LoadedModel {
+  private loaded(spec: NodeModelSpec, t0: number, fetchMs: number, model: LoadedModel, built?: string): LoadedModel {
     const ms = performance.now() - t0;
     this.loads++;
     if (this.counted(spec.fn, spec.key)) {
@@ -605,7 +627,30 @@ export class RuntimeNode implements LocalNode {
     }
     this.lastLoadMs.set(spec.key, ms);
     this.lastFetchMs.set(spec.key, fetchMs);
-    return this.metered(spec.key, model);
+    const m = this.metered(spec.key, model);
+    if (built !== undefined && model.mappedPath !== undefined) this.parkable.set(m, { model, built });
+    return m;
+  }
+
+  /** Sessions of evicted mapped artifacts, kept with their pages given back (runtime/parked.ts). */
+  private readonly parked: ParkedSessions<LoadedModel>;
+  /** Of the pool's values, those a mapped artifact built: the session itself and how it was built. */
+  private readonly parkable = new WeakMap<LoadedModel, { model: LoadedModel; built: string }>();
+
+  /** What parking has done here: sessions parked, taken back at a cold start, held now, and their estimated bytes. */
+  get parkedSessions(): { parked: number; taken: number; held: number; bytes: number } {
+    return { ...this.parked.counts, bytes: this.parked.bytes };
+  }
+
+  /**
+   * The warm pool's disposal: a mapped artifact's session evicted by the policy, its keep-alive or
+   * an unload is parked (its pages given back; runtime/parked.ts), one retired or deleted is
+   * disposed, as is any that does not fit under `parkBytes`.
+   */
+  private async release(m: LoadedModel, key: string, evicted?: { cause: EvictionEvent['cause']; sizeBytes: number }): Promise<void> {
+    const p = this.parkable.get(m);
+    if (!p || !evicted || evicted.cause === 'retired' || evicted.cause === 'deleted' || this.closing) return m.dispose();
+    await this.parked.park(key, p.model, { mappedPath: p.model.mappedPath, match: p.built, sizeBytes: evicted.sizeBytes });
   }
 
   /**
@@ -761,6 +806,7 @@ export class RuntimeNode implements LocalNode {
    * it ever ran.
    */
   private forgetModel(key: string): void {
+    void this.parked.drop(key);
     this.footprints.forget(key);
     for (const m of this.perModel()) m.delete(key);
   }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { realpathSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { arch, cpus, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -34,6 +35,11 @@ export interface LoadedModel {
    * so the main thread's `process.memoryUsage().arrayBuffers` does not count them.
    */
   readonly hosted?: true;
+  /**
+   * The file onnxruntime maps this model's weights from (a mapped artifact, runtime/mapped.ts), as
+   * `/proc/self/maps` names it: what a parked session gives back (runtime/parked.ts).
+   */
+  readonly mappedPath?: string;
   /** Runs the model; `outputs` selects output names (all when absent). */
   run(inputs: Record<string, Tensor>, outputs?: string[]): Promise<Record<string, Tensor>>;
   dispose(): Promise<void>;
@@ -146,6 +152,7 @@ export async function loadModel(source: string | Uint8Array, opts: LoadOptions =
   // large ones it runs in a load window (runtime/malloc.ts), where one weight's copy reuses the
   // pages of the last one's.
   let windowed = false;
+  let mappedPath: string | undefined;
   try {
     const a = typeof source === 'string' && opts.preOptimized ? (opts.layout ?? artifactLayout(source)) : null;
     if (a?.form === 'mapped') {
@@ -153,6 +160,7 @@ export async function loadModel(source: string | Uint8Array, opts: LoadOptions =
       what = readGraphAt(source as string, a);
       so = sessionOptions(config, true, { model_external_initializers_file_folder_path: dirname(source as string) });
       windowed = prepackedReuseBytes(what) >= LOAD_WINDOW_MIN_REUSE_BYTES;
+      mappedPath = realpathSync(join(dirname(source as string), MAPPED_FILE_NAME));
     } else if (a?.form === 'ort') {
       what = source;
       so = sessionOptions(config, true, { load_model_format: 'ORT' });
@@ -164,7 +172,7 @@ export async function loadModel(source: string | Uint8Array, opts: LoadOptions =
     throw invalidModel(e);
   }
   const create = windowed ? inLoadWindow : <T>(f: () => Promise<T>) => f();
-  if (opts.host) return loadOffThread(opts.host, what, so, create);
+  if (opts.host) return loadOffThread(opts.host, what, so, create, mappedPath);
   let session: ort.InferenceSession;
   try {
     session = await create(() => (typeof what === 'string' ? ort.InferenceSession.create(what, so) : ort.InferenceSession.create(what, so)));
@@ -174,6 +182,7 @@ export async function loadModel(source: string | Uint8Array, opts: LoadOptions =
   const signature: Signature = { inputs: specs(session.inputMetadata), outputs: specs(session.outputMetadata) };
   return {
     signature,
+    ...(mappedPath === undefined ? {} : { mappedPath }),
     async run(inputs, outputs) {
       const feeds: Record<string, ort.Tensor> = {};
       let result: ort.InferenceSession.ReturnType;
@@ -211,7 +220,7 @@ const fromHost = (wrap: (e: unknown) => BruleeError) => (e: unknown) => Promise.
  * (`INTERNAL`) and the next run creates the session again in the host, from the same source (a
  * path, or the bytes given, which it keeps for that).
  */
-async function loadOffThread(host: SessionHost, what: string | Uint8Array, so: ort.InferenceSession.SessionOptions, create: <T>(f: () => Promise<T>) => Promise<T>): Promise<LoadedModel> {
+async function loadOffThread(host: SessionHost, what: string | Uint8Array, so: ort.InferenceSession.SessionOptions, create: <T>(f: () => Promise<T>) => Promise<T>, mappedPath?: string): Promise<LoadedModel> {
   let s = await create(() => host.create(what, so)).catch(fromHost(invalidModel));
   let again: Promise<Created> | undefined;
   let disposed = false;
@@ -225,6 +234,7 @@ async function loadOffThread(host: SessionHost, what: string | Uint8Array, so: o
   return {
     signature: { inputs: specs(s.inputs), outputs: specs(s.outputs) },
     hosted: true,
+    ...(mappedPath === undefined ? {} : { mappedPath }),
     async run(inputs, outputs) {
       if (disposed) throw new BruleeError('INTERNAL', 'a run of a disposed model');
       return host.run(await current(), inputs, outputs).catch(fromHost(inferenceFailed));

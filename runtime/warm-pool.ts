@@ -24,8 +24,11 @@ export interface WarmPoolOptions<T, S extends ModelSpec = ModelSpec> {
   policy: EvictionPolicy;
   /** Loads a model; the pool calls it once per admission (single flight). */
   load: (spec: S) => Promise<T>;
-  /** Frees what `load` made. Errors are swallowed: the bytes are accounted as free anyway. */
-  dispose?: (value: T, key: string) => Promise<void> | void;
+  /**
+   * Frees what `load` made; `evicted` says why and what it was charged when an eviction frees it
+   * (absent at shutdown). Errors are swallowed: the bytes are accounted as free anyway.
+   */
+  dispose?: (value: T, key: string, evicted?: { cause: EvictionEvent['cause']; sizeBytes: number }) => Promise<void> | void;
   /** Popularity share of a function (from the popularity job). @default () => 0 */
   popularity?: (fn: string) => number;
   /** Clock, ms. @default Date.now */
@@ -62,6 +65,13 @@ export interface WarmPoolOptions<T, S extends ModelSpec = ModelSpec> {
    * buffers) and measure again (`setOverhead`, which wakes the waiting loads).
    */
   onOverheadWait?: () => void;
+  /**
+   * Memory of the process's overhead that its owner can let go of at once (a node's parked
+   * sessions, runtime/parked.ts): asked for up to `bytes` before any idle model is evicted for the
+   * overhead. Returns the bytes it lets go of (taken off the overhead now) and when they are free
+   * (a load waits for that, as for an evicted model's disposal).
+   */
+  reclaim?: (bytes: number) => { bytes: number; done: Promise<void> };
 }
 
 export interface PrefetchEvent {
@@ -176,8 +186,8 @@ export interface ResidentModel {
  */
 export class WarmPool<T, S extends ModelSpec = ModelSpec> {
   private readonly entries = new Map<string, Entry<T, S>>();
-  private readonly opts: Required<Omit<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onDropNotHeld' | 'onPrefetch' | 'heldAtLoad' | 'onOverheadWait'>> &
-    Pick<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onDropNotHeld' | 'onPrefetch' | 'heldAtLoad' | 'onOverheadWait'>;
+  private readonly opts: Required<Omit<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onDropNotHeld' | 'onPrefetch' | 'heldAtLoad' | 'onOverheadWait' | 'reclaim'>> &
+    Pick<WarmPoolOptions<T, S>, 'dispose' | 'onEvict' | 'onDropNotHeld' | 'onPrefetch' | 'heldAtLoad' | 'onOverheadWait' | 'reclaim'>;
   /**
    * The models this pool has loaded, resident or not, so the policy's `prewarm` hook can name one
    * that was evicted. A model leaves when it is retired (new version) or unloaded (deleted, or
@@ -722,6 +732,8 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
   /** Evicts the policy's victims among idle models until `need` bytes are freed, or none is left. */
   private evictFor(spec: S, need: number, held?: Entry<T, S>): void {
     if (need <= 0) return;
+    need -= this.reclaim(need);
+    if (need <= 0) return;
     const candidates = this.evictable(held);
     if (candidates.length === 0) return;
     const needBytes = Math.min(need, candidates.reduce((s, c) => s + c.sizeBytes, 0));
@@ -856,17 +868,27 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     // Retired, unloaded or deleted: gone for good, not merely out of memory.
     if (cause === 'retired' || cause === 'unload' || cause === 'deleted') this.opts.policy.forget?.(e.spec.key, cause);
     this.opts.onEvict?.({ key: e.spec.key, fn: e.spec.fn, sizeBytes: e.spec.sizeBytes, reason, cause });
-    if (e.value !== undefined) this.dispose(e.value, e.spec.key, e.spec.sizeBytes);
+    if (e.value !== undefined) this.dispose(e.value, e.spec.key, e.spec.sizeBytes, cause);
     delete e.value;
     this.wake();
   }
 
+  /** What the owner lets go of for the overhead (`WarmPoolOptions.reclaim`), bytes; a load waits until it is free. */
+  private reclaim(need: number): number {
+    const r = this.opts.reclaim?.(need);
+    if (!r || r.bytes <= 0) return 0;
+    this.overhead = Math.max(0, this.overhead - r.bytes);
+    const d: Promise<void> = r.done.catch(() => undefined).finally(() => this.disposing.delete(d));
+    this.disposing.add(d);
+    return r.bytes;
+  }
+
   /** Frees a value in the background; a failed release cannot be retried, the bytes count as free. */
-  private dispose(value: T, key: string, sizeBytes: number): void {
+  private dispose(value: T, key: string, sizeBytes: number, cause?: EvictionEvent['cause']): void {
     if (!this.opts.dispose) return;
     this.disposingBytes_ += sizeBytes;
     const d = Promise.resolve()
-      .then(() => this.opts.dispose!(value, key))
+      .then(() => this.opts.dispose!(value, key, cause && { cause, sizeBytes }))
       .catch(() => undefined)
       .finally(() => {
         this.disposing.delete(d);

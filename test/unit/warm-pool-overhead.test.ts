@@ -500,3 +500,41 @@ describe('WarmPool overheadWaitMs: a load waits for the overhead, bounded', () =
     a.release();
   });
 });
+
+describe('WarmPool reclaim (a node\'s parked sessions, runtime/parked.ts)', () => {
+  it('an admission takes the overhead from what the owner lets go of first, evicts idle models only for the rest, and loads once that is free', async () => {
+    const { policy, requests } = recorder();
+    const evictions: EvictionEvent[] = [];
+    const asked: number[] = [];
+    let aside = 10;
+    const freed = deferred<void>();
+    const loads: string[] = [];
+    const p = new WarmPool<string>({
+      budgetBytes: 40,
+      policy,
+      now: () => 50,
+      load: async (s) => (loads.push(s.key), s.key),
+      onEvict: (e) => evictions.push(e),
+      reclaim: (bytes) => {
+        asked.push(bytes);
+        const give = Math.min(bytes, aside);
+        aside -= give;
+        return { bytes: give, done: freed.promise };
+      },
+    });
+    for (const k of ['a', 'b', 'c']) (await p.acquire(spec(k, 10))).release();
+    p.setOverhead(15);
+    const d = p.acquire(spec('d', 10));
+    // 30 used + 10 for d + 15 overhead: 15 over; 10 of it let go, so only a goes (10 bytes), not a and b.
+    expect(asked).toEqual([15]);
+    expect(requests.map((r) => r.needBytes)).toEqual([5]);
+    expect(keys(evictions)).toEqual(['a']);
+    expect(p.overheadBytes).toBe(5);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(loads).toEqual(['a', 'b', 'c']); // d waits for what was let go of to be free
+    freed.resolve();
+    (await d).release();
+    expect(loads).toEqual(['a', 'b', 'c', 'd']);
+    expect(p.list().map((m) => m.key)).toEqual(['b', 'c', 'd']);
+  });
+});

@@ -1,0 +1,223 @@
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+/**
+ * Parked sessions (issue 10 §1): an evicted model whose session onnxruntime built from a mapped
+ * artifact (runtime/mapped.ts) is kept, with the pages of its mapped weights given back.
+ *
+ * Why: onnxruntime 1.30 cannot load already-packed weights without packing them again. Its
+ * `SessionState::PrepackConstantInitializedTensors` (onnxruntime/core/framework/session_state.cc)
+ * calls each kernel's `PrePack` into a fresh buffer and hashes the result
+ * (`PrePackedWeights::GetHash`, MurmurHash3 over every packed byte) before it looks the stored blob
+ * up by that hash; the cross-session `PrepackedWeightsContainer` does the same, and onnxruntime-node
+ * reaches neither it nor `AddInitializer` (bench/README.md, "Parked sessions"). That is ~0.43 ms per
+ * MB at every load. What a session of a mapped artifact holds once built is mostly those mapped
+ * weights: clean file pages (a 20 MB MLP: 19.1 MiB of them against ~0.5 MiB of anonymous memory).
+ * So a node that evicts such a model can keep its session and drop only the pages
+ * (`madvise(MADV_DONTNEED)`: the process's RSS falls at once, the file stays in the page cache); a
+ * cold call of it then reuses the session, its first run faulting the pages in again, and the
+ * outputs are the very same session's, bit for bit.
+ *
+ * onnxruntime maps the data file private and writable, and never writes constant weights; a page a
+ * write had copied would be lost by MADV_DONTNEED, so `park` refuses a mapping with any such page
+ * (`/proc/self/pagemap`: a present page that is not a file page).
+ */
+
+/** A session that can be parked: it is disposed as any other, and knows the file its weights are mapped from. */
+export interface Parkable {
+  dispose(): Promise<void>;
+}
+
+export interface ParkedEntry<T extends Parkable> {
+  model: T;
+  /** What the session was built from and how: a parked session is reused only for the same. */
+  match: string;
+  /** Its estimated cost while parked: the pool's charge of it less its mapped bytes. */
+  bytes: number;
+}
+
+export interface ParkedSessionsOptions {
+  /** The most bytes parked sessions may hold (their estimated cost); 0 parks none. */
+  capBytes: number;
+  /** Runs a disposal or a release of pages out of the way of measured loads (runtime/footprint.ts's turns). */
+  aside?: <R>(f: () => Promise<R>) => Promise<R>;
+}
+
+const MADV_DONTNEED = 4;
+const PAGE = 4096;
+
+interface Madvise {
+  (addr: number, len: number, advice: number): number;
+}
+let madviseFn: Madvise | null | undefined;
+
+/** libc's madvise through koffi (runtime/malloc.ts loads it likewise), or null where it cannot be had. */
+function madvise(): Madvise | null {
+  if (madviseFn !== undefined) return madviseFn;
+  madviseFn = null;
+  if (process.platform !== 'linux') return madviseFn;
+  try {
+    const koffi = createRequire(import.meta.url)('koffi') as { load(path: string): { func(signature: string): Madvise } };
+    madviseFn = koffi.load('libc.so.6').func('int madvise(uintptr_t addr, size_t len, int advice)');
+  } catch {
+    madviseFn = null;
+  }
+  return madviseFn;
+}
+
+/** Whether this process can park sessions (Linux, koffi installed). */
+export function canPark(): boolean {
+  return madvise() !== null;
+}
+
+/** The address ranges at which this process maps `path` (`/proc/self/maps`). */
+export function mappingsOf(path: string): Array<{ start: number; end: number }> {
+  const out: Array<{ start: number; end: number }> = [];
+  for (const line of readFileSync('/proc/self/maps', 'latin1').split('\n')) {
+    if (!line.endsWith(path)) continue;
+    const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s+(.*)$/.exec(line);
+    if (m && m[3] === path) out.push({ start: parseInt(m[1]!, 16), end: parseInt(m[2]!, 16) });
+  }
+  return out;
+}
+
+/**
+ * Whether every present page of the ranges is a file page (`/proc/self/pagemap`: bit 63 present,
+ * bit 61 file-page or shared): none was copied by a write, so dropping them loses nothing.
+ */
+export function onlyFilePages(ranges: ReadonlyArray<{ start: number; end: number }>): boolean {
+  const fd = openSync('/proc/self/pagemap', 'r');
+  try {
+    for (const r of ranges) {
+      const pages = (r.end - r.start) / PAGE;
+      const buf = Buffer.alloc(pages * 8);
+      const read = readSync(fd, buf, 0, buf.length, (r.start / PAGE) * 8);
+      if (read !== buf.length) return false;
+      for (let i = 0; i < pages; i++) {
+        const hi = buf.readUInt32LE(i * 8 + 4);
+        const present = (hi & 0x80000000) !== 0;
+        const file = (hi & 0x20000000) !== 0;
+        if (present && !file) return false;
+      }
+    }
+    return true;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Evicted sessions of mapped artifacts, kept with their mapped pages given back, oldest disposed
+ * first past `capBytes`. A node takes one back at the model's next cold start (`take`) and
+ * disposes them when the model is retired or deleted, when memory is short, and at shutdown.
+ */
+export class ParkedSessions<T extends Parkable> {
+  private readonly entries = new Map<string, ParkedEntry<T>>();
+  private bytes_ = 0;
+  private parks_ = 0;
+  private takes_ = 0;
+  private readonly aside: <R>(f: () => Promise<R>) => Promise<R>;
+
+  constructor(private readonly o: ParkedSessionsOptions) {
+    this.aside = o.aside ?? ((f) => f());
+  }
+
+  /** Estimated bytes parked sessions hold now. */
+  get bytes(): number {
+    return this.bytes_;
+  }
+
+  /** Sessions parked, and taken back, so far. */
+  get counts(): { parked: number; taken: number; held: number } {
+    return { parked: this.parks_, taken: this.takes_, held: this.entries.size };
+  }
+
+  has(key: string): boolean {
+    return this.entries.has(key);
+  }
+
+  /**
+   * Parks `model` under `key` if it is a mapped artifact's (`mappedPath`) and fits under the cap
+   * (older ones are disposed to make it fit); else disposes it. `sizeBytes` is the pool's charge of it.
+   * Resolves once its pages are given back (or it is disposed).
+   */
+  async park(key: string, model: T, how: { mappedPath?: string; match: string; sizeBytes: number }): Promise<boolean> {
+    const advise = madvise();
+    await this.drop(key);
+    const parked = await this.aside(async () => {
+      if (advise === null || how.mappedPath === undefined || this.o.capBytes <= 0) return false;
+      const ranges = mappingsOf(how.mappedPath);
+      const mapped = ranges.reduce((s, r) => s + (r.end - r.start), 0);
+      if (mapped === 0 || !onlyFilePages(ranges)) return false;
+      const bytes = Math.max(0, how.sizeBytes - mapped);
+      if (bytes > this.o.capBytes) return false;
+      for (const r of ranges) if (advise(r.start, r.end - r.start, MADV_DONTNEED) !== 0) return false;
+      this.entries.set(key, { model, match: how.match, bytes });
+      this.bytes_ += bytes;
+      this.parks_++;
+      return true;
+    });
+    if (!parked) {
+      await this.aside(() => model.dispose());
+      return false;
+    }
+    // Oldest first (a Map keeps insertion order), never the one just parked.
+    for (const k of [...this.entries.keys()]) {
+      if (this.bytes_ <= this.o.capBytes || k === key) break;
+      await this.drop(k);
+    }
+    return true;
+  }
+
+  /** The session parked under `key` if it was built as `match` says (taken out); a mismatched one is disposed. */
+  async take(key: string, match: string): Promise<T | undefined> {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    this.remove(key);
+    if (e.match !== match) {
+      await this.aside(() => e.model.dispose());
+      return undefined;
+    }
+    this.takes_++;
+    return e.model;
+  }
+
+  /** Disposes the session parked under `key`, if any. */
+  async drop(key: string): Promise<void> {
+    const e = this.entries.get(key);
+    if (!e) return;
+    this.remove(key);
+    await this.aside(() => e.model.dispose());
+  }
+
+  /**
+   * Lets parked sessions go, oldest first, until their estimated bytes reach `bytes` or none is
+   * left (the warm pool's `reclaim`): taken out now, disposed in the background (`done`).
+   */
+  reclaim(bytes: number): { bytes: number; done: Promise<void> } {
+    let freed = 0;
+    const gone: T[] = [];
+    for (const [k, e] of [...this.entries]) {
+      if (freed >= bytes) break;
+      this.remove(k);
+      freed += e.bytes;
+      gone.push(e.model);
+    }
+    const done = gone.length === 0 ? Promise.resolve() : this.aside(async () => {
+      for (const m of gone) await m.dispose().catch(() => undefined);
+    });
+    return { bytes: freed, done };
+  }
+
+  /** Disposes every parked session. */
+  async clear(): Promise<void> {
+    for (const k of [...this.entries.keys()]) await this.drop(k);
+  }
+
+  private remove(key: string): void {
+    const e = this.entries.get(key);
+    if (!e) return;
+    this.entries.delete(key);
+    this.bytes_ -= e.bytes;
+  }
+}

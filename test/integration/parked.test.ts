@@ -1,0 +1,94 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { mlpModel } from '../../models/generate';
+import { floats, ort, runDirect } from '../support/models';
+import { startBrulee, type TestBrulee } from '../support/brulee';
+import { until } from '../support/within';
+
+// The node runs in this process: its sessions' mappings are this process's (/proc/self).
+const opened: TestBrulee[] = [];
+afterAll(async () => {
+  for (const b of opened) await b.destroy();
+});
+
+/** Of this process's mappings of a cached artifact (`<sha256>/model.onnx`), how many there are and their resident KiB. */
+function mapped(sha256: string): { mappings: number; rssKiB: number } {
+  let mappings = 0;
+  let rssKiB = 0;
+  let on = false;
+  for (const line of readFileSync('/proc/self/smaps', 'latin1').split('\n')) {
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) {
+      on = line.includes(`${sha256}/model.onnx`);
+      if (on) mappings++;
+    } else if (on && line.startsWith('Rss:')) rssKiB += Number(/(\d+) kB/.exec(line)![1]);
+  }
+  return { mappings, rssKiB };
+}
+
+async function registerWide(b: TestBrulee, name: string, seed: number) {
+  // 64 -> 500 -> 1000 -> 16: a 2 MB weight, so the mapped form (runtime/mapped.ts).
+  const bytes = mlpModel({ inputSize: 64, hidden: [500, 1000], outputSize: 16, seed });
+  const put = await b.put(name, bytes);
+  expect([200, 201]).toContain(put.status); // 200: a new version
+  expect(put.body.profile.artifact).toMatchObject({ form: 'mapped' });
+  return { bytes, sha: put.body.profile.artifact.sha256 as string };
+}
+
+async function sameAsDirect(b: TestBrulee, name: string, bytes: Uint8Array, rows: number, seed: number) {
+  const x = floats(rows * 64, seed);
+  const r = await b.invoke(name, { x: { type: 'float32', dims: [rows, 64], data: x } });
+  expect(r.status).toBe(200);
+  const want = await runDirect(bytes, { x: new ort.Tensor('float32', Float32Array.from(x), [rows, 64]) });
+  expect(r.body.outputs.y.data).toEqual(Array.from(want.y!.data as Float32Array));
+  return r.body as { coldStart: boolean };
+}
+
+describe('parked sessions (runtime/parked.ts)', () => {
+  it('an unloaded mapped model keeps its session with its pages given back; its next cold start reuses it, bit for bit; a new version or a deletion disposes it', async () => {
+    const b = await startBrulee();
+    opened.push(b);
+    const node = b.node!;
+    const { bytes, sha } = await registerWide(b, 'wide', 11);
+    expect((await sameAsDirect(b, 'wide', bytes, 1, 1)).coldStart).toBe(true);
+    expect(mapped(sha).rssKiB).toBeGreaterThan(1024);
+
+    expect((await b.json('POST', '/v2/repository/models/wide/unload')).status).toBe(200);
+    await until('the unloaded session parked', () => node.parkedSessions.held === 1);
+    // The session and its mappings stay; their pages do not.
+    expect(mapped(sha).mappings).toBeGreaterThan(0);
+    expect(mapped(sha).rssKiB).toBe(0);
+    expect(node.parkedSessions.bytes).toBeLessThan(node.pool.budgetBytes * 0.05);
+
+    // A cold start, served by the parked session: one row and several, as onnxruntime on the original.
+    expect((await sameAsDirect(b, 'wide', bytes, 3, 2)).coldStart).toBe(true);
+    expect(node.parkedSessions).toMatchObject({ parked: 1, taken: 1, held: 0 });
+    expect(await sameAsDirect(b, 'wide', bytes, 1, 3)).toMatchObject({ coldStart: false });
+    expect(mapped(sha).rssKiB).toBeGreaterThan(1024);
+
+    // A new version retires this one's model: disposed, not parked.
+    await registerWide(b, 'wide', 12);
+    await sameAsDirect(b, 'wide', mlpModel({ inputSize: 64, hidden: [500, 1000], outputSize: 16, seed: 12 }), 1, 4);
+    await until('the retired session disposed', () => mapped(sha).mappings === 0);
+    expect(node.parkedSessions).toMatchObject({ parked: 1, held: 0 });
+
+    // A parked model of a deleted function goes with it.
+    const v = await registerWide(b, 'gone', 13);
+    await sameAsDirect(b, 'gone', v.bytes, 1, 5);
+    expect((await b.json('POST', '/v2/repository/models/gone/unload')).status).toBe(200);
+    await until('the unloaded session parked', () => node.parkedSessions.held === 1);
+    expect((await b.json('DELETE', '/functions/gone')).status).toBe(200);
+    await until('the deleted function\'s parked session disposed', () => node.parkedSessions.held === 0 && mapped(v.sha).mappings === 0);
+  });
+
+  it('with PARK_BUDGET=0 an unloaded model is disposed, and its next cold start loads it again', async () => {
+    const b = await startBrulee({ PARK_BUDGET: '0' });
+    opened.push(b);
+    const node = b.node!;
+    const { bytes, sha } = await registerWide(b, 'wide', 21);
+    await sameAsDirect(b, 'wide', bytes, 1, 1);
+    expect((await b.json('POST', '/v2/repository/models/wide/unload')).status).toBe(200);
+    await until('the unloaded session disposed', () => mapped(sha).mappings === 0);
+    expect((await sameAsDirect(b, 'wide', bytes, 2, 2)).coldStart).toBe(true);
+    expect(node.parkedSessions).toMatchObject({ parked: 0, taken: 0, held: 0 });
+  });
+});
