@@ -11,7 +11,7 @@
 // A bundle is reused while it is up to date: .build/NAME.json holds the sha256 of every file it
 // was made from (this one included; of the tsconfig.json, jsconfig.json and package.json esbuild
 // would find beside each, or that there is none, and of the files a tsconfig.json extends; and of
-// the names in each of their folders, where a file an import would resolve to instead may appear),
+// the names in each of their folders a file an import would resolve to instead may take),
 // node's and esbuild's versions, and the checkout's path (the bundle names its files by absolute
 // URLs). NAME is the entry's path in the checkout without its extension, its '/' as %2F: entries
 // of one name in two folders have a bundle each. Processes of one checkout may build at once: each
@@ -37,12 +37,29 @@ const cannotWrite = (e) => ['EACCES', 'EROFS', 'EPERM', 'ENOSPC', 'EDQUOT'].incl
 const SETTINGS = ['tsconfig.json', 'jsconfig.json', 'package.json'];
 
 /**
+ * Whether an import could resolve to the name D in a folder: a file (esbuild takes a file of an
+ * import's name, with one of its extensions or none, before a folder's index, so a new folder
+ * changes nothing) named with no extension or one esbuild resolves. Others appear beside the
+ * sources without changing a build: npm start's ./data, a log, a CPU profile.
+ */
+function mayResolve(folder, d) {
+  if (d.name.startsWith('.') || !/^[^.]+$|\.(?:[cm]?[jt]sx?|json|css)$/.test(d.name)) return false;
+  if (!d.isSymbolicLink()) return !d.isDirectory();
+  try {
+    return !statSync(join(folder, d.name)).isDirectory();
+  } catch {
+    return true;
+  }
+}
+
+/**
  * The sha256 of the file at PATH, or null when there is none. A PATH ending in '/' is a folder:
- * the sha256 of its names (not its files' contents), or null when there is none.
+ * the sha256 of the names in it an import could resolve to (not its files' contents), or null
+ * when there is none.
  */
 function hashOrNull(path) {
   try {
-    if (path.endsWith('/')) return sha256(readdirSync(path).filter((n) => !n.startsWith('.')).sort().join('\n'));
+    if (path.endsWith('/')) return sha256(readdirSync(path, { withFileTypes: true }).filter((d) => mayResolve(path, d)).map((d) => d.name).sort().join('\n'));
     return sha256(readFileSync(path));
   } catch (e) {
     if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return null;

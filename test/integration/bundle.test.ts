@@ -111,6 +111,20 @@ describe('bundle.mjs', () => {
     expect(run(bundledIn(dir))).toBe('5');
   });
 
+  it('reuses the bundle when names appear that no import resolves to (a data folder, logs)', () => {
+    // npm start's DATA_DIR (./data) and a run's log appear in the checkout's root after its first
+    // start: the next start (and the profiling child's next registration) builds nothing again.
+    const dir = scratch();
+    const out = bundledIn(dir);
+    const first = statSync(out).ino;
+    mkdirSync(join(dir, 'data'));
+    mkdirSync(join(dir, 'lib/cache'));
+    writeFileSync(join(dir, 'server.log'), 'started\n');
+    writeFileSync(join(dir, 'CPU.20261130.000000.1.0.001.cpuprofile'), '{}');
+    expect(bundledIn(dir)).toBe(out);
+    expect(statSync(out).ino).toBe(first);
+  });
+
   it("removes a build's temporary files that an interrupted build left (a minute old), not one being written now", () => {
     const dir = scratch();
     bundledIn(dir);
