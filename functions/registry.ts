@@ -125,6 +125,11 @@ function keepAlive(renew: () => Promise<unknown>): () => void {
   return () => clearInterval(timer);
 }
 
+/** A registration that lost its lease before it saved. */
+function lapsed(name: string): BruleeError {
+  return new BruleeError('CONFLICT', `the registration of "${name}" stalled past its ${REGISTRATION_LEASE_MS / 1000} s lease (its process blocked, or Redis away), so another request may have taken the name or removed its bytes meanwhile; nothing was saved: retry`);
+}
+
 /** The bytes a function's versions name: each one's model and its artifact. */
 function shasOf(fn: FunctionMeta): string[] {
   return fn.versions.flatMap((v) => [v.sha256, ...(v.artifactSha256 ? [v.artifactSha256] : [])]);
@@ -218,19 +223,27 @@ export class FunctionRegistry {
     validateName(name);
     if (bytes.byteLength === 0) throw new BruleeError('INVALID_MODEL', 'the body is empty: send the ONNX file as the raw request body (Content-Type: application/octet-stream)');
     checkModelShape(bytes);
-    return this.locked(name, () => this.registerLocked(name, bytes, opts));
+    return this.locked(name, (held) => this.registerLocked(name, bytes, opts, held));
   }
 
-  /** Runs `f` holding the function's lock: one registration or deletion of a name at a time. */
-  private async locked<T>(name: string, f: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `f` holding the function's lock: one registration or deletion of a name at a time. `f`
+   * calls `held` before it saves: it throws CONFLICT when the lease lapsed (the process stalled or
+   * Redis was away past it, and another request may have taken the name meanwhile), and else holds
+   * the lock a lease longer.
+   */
+  private async locked<T>(name: string, f: (held: () => Promise<void>) => Promise<T>): Promise<T> {
     const lockKey = `${this.o.keys.fn(name)}:lock`;
     const token = randomUUID();
     if (!(await this.o.redis.set(lockKey, token, 'PX', REGISTRATION_LEASE_MS, 'NX'))) {
       throw new BruleeError('CONFLICT', `function "${name}" is being registered or deleted by another request; retry when it finishes (in ${REGISTRATION_LEASE_MS / 1000} s at most if that request's process died)`);
     }
     const stop = keepAlive(() => extendOwn(this.o.redis, lockKey, token, REGISTRATION_LEASE_MS));
+    const held = async () => {
+      if ((await extendOwn(this.o.redis, lockKey, token, REGISTRATION_LEASE_MS)) !== 1) throw lapsed(name);
+    };
     try {
-      return await f();
+      return await f(held);
     } finally {
       stop();
       // Release only our own lock (it may have expired and been taken by another request).
@@ -238,7 +251,7 @@ export class FunctionRegistry {
     }
   }
 
-  private async registerLocked(name: string, bytes: Uint8Array, opts: RegisterOptions): Promise<RegisterResult> {
+  private async registerLocked(name: string, bytes: Uint8Array, opts: RegisterOptions, held: () => Promise<void>): Promise<RegisterResult> {
     const sha = sha256Of(bytes);
     const prev = await this.find(name);
     const now = new Date().toISOString();
@@ -258,6 +271,7 @@ export class FunctionRegistry {
       await this.checkFits(fn);
       // The store may have lost the bytes (a wiped DATA_DIR, Redis kept): the same bytes restore them.
       await this.store.put(bytes);
+      await held();
       await this.save(fn);
       return { created: false, newVersion: false, fn };
     }
@@ -281,7 +295,8 @@ export class FunctionRegistry {
     const stop = keepAlive(() => this.bytes.renew(marked, token));
     try {
       await mark(sha);
-      return await this.registerNew({ name, bytes, sha, opts, options, prev, now }, mark);
+      // Its marks are renewed on the lock's lease: a lock still held says no deletion took its bytes either.
+      return await this.registerNew({ name, bytes, sha, opts, options, prev, now }, mark, held);
     } catch (e) {
       await forget().catch(() => undefined);
       throw e;
@@ -295,6 +310,7 @@ export class FunctionRegistry {
   private async registerNew(
     r: { name: string; bytes: Uint8Array; sha: string; opts: RegisterOptions; options: FunctionOptions; prev: FunctionMeta | undefined; now: string },
     mark: (sha256: string) => Promise<void>,
+    held: () => Promise<void>,
   ): Promise<RegisterResult> {
     const { name, bytes, sha, opts, options, prev, now } = r;
     await this.store.put(bytes);
@@ -345,6 +361,7 @@ export class FunctionRegistry {
       versions: [...versions, { version, sha256: sha, ...(artifact ? { artifactSha256: artifact.sha256 } : {}), fileBytes: bytes.byteLength, createdAt: now }],
     };
     await this.checkFits(fn);
+    await held();
     await this.save(fn);
     if (prev && prev.sha256 === sha) return { created: false, newVersion: false, fn };
     return { created: !prev, newVersion: true, fn, ...(prev ? { replaced: prev } : {}) };

@@ -148,3 +148,30 @@ it('a registration that outlasts its lease keeps its name and its marks: it rene
   release();
   expect((await slow).created).toBe(true);
 }, 60_000);
+
+it.each([
+  ['new bytes', false],
+  ['the same bytes under other options', true],
+])('a registration (%s) whose process stalled past its lease fails instead of saving over the registration that took the name meanwhile', async (_, again) => {
+  const { k, registry, holdPutsOf, left } = setUp();
+  const sha = sha256Of(bytes);
+  if (again) await registry.register('name', bytes, {});
+  let release!: () => void;
+  holdPutsOf(sha, new Promise<void>((r) => (release = r)));
+  const stalled = registry.register('name', bytes, { timeoutMs: 7000 });
+  stalled.catch(() => undefined);
+  while (!(await redis.exists(`${k.fn('name')}:lock`))) await new Promise((r) => setTimeout(r, 10));
+  // A synchronous step longer than the lease: no renewal runs, and Redis lets the lock go.
+  const end = Date.now() + REGISTRATION_LEASE_MS + 1000;
+  while (Date.now() < end) {
+    /* stalled */
+  }
+  const other = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 32 });
+  const taken = (await registry.register('name', other, {})).fn;
+  release();
+  await expect(stalled).rejects.toMatchObject({ code: 'CONFLICT' });
+  expect(await registry.get('name')).toEqual(taken);
+  expect(taken.sha256).not.toBe(sha);
+  // The stalled registration's bytes, named by no record, went with its failure.
+  if (!again) expect((await left()).filter((f) => f.includes(sha))).toEqual([]);
+}, 60_000);
