@@ -8,7 +8,7 @@ import { keys as keysOf } from '../../queue/keys';
 import { startRedisServer, type PrivateRedis } from '../../queue/redis-server';
 import { deliver } from '../../queue/replies';
 import { Dispatcher } from '../../queue/dispatcher';
-import { decodeLaneJob } from '../../queue/lane';
+import { decodeLaneJob, pushJob } from '../../queue/lane';
 import { claimNodeId, writeHeartbeat, type NodeInfo } from '../../queue/nodes';
 import { StatsOps } from '../../runtime/stats';
 
@@ -154,6 +154,11 @@ describe('a lane job queued with admission off, sent again after a reconnect', (
     await writeHeartbeat(redis, k, info, 'tok');
     const dispatcher = new Dispatcher({ redisUrl: url, redis: conn, keys: k, deadAfterMs: 60_000 });
     await dispatcher.nodes();
+    // The push script known to Redis, so the command written before the drop runs as sent (unknown,
+    // it would be refused NOSCRIPT, and only its EVAL after the reconnect would run).
+    await pushJob(redis, k, 'warm', Buffer.from('warm'), k.answered('warm'), 1000);
+    const evalshas = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0);
+    const before = await evalshas();
     // The socket drops right after the command that queues the job was written (Redis runs it, its reply is lost).
     const send = conn.sendCommand.bind(conn);
     let armed = true;
@@ -186,13 +191,16 @@ describe('a lane job queued with admission off, sent again after a reconnect', (
       await dispatcher.close();
       conn.disconnect();
     };
-    return { k, added, call, answerOne, close };
+    /** The push script ran twice: as sent before the drop and as sent again after the reconnect. */
+    const ranTwice = async () => expect(await evalshas()).toBeGreaterThanOrEqual(before + 2);
+    return { k, added, call, answerOne, close, ranTwice };
   }
 
   it('resent before a node took it: the job is on the lane once (not run twice)', async () => {
     const d = await dropped('n1', Promise.resolve());
     try {
       await d.added;
+      await d.ranTwice();
       expect(await redis.llen(d.k.lane('n1'))).toBe(1);
       expect(await d.answerOne()).toBe(true);
       expect((await d.call).node).toBe('n1');
