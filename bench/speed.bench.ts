@@ -22,7 +22,8 @@
  * by the server's count of cold starts (`/stats`), since its answer does not say. The unload parks a
  * mapped model's session (runtime/parked.ts), so now's cold call of such a model reuses it;
  * `--unparked-arm` adds "now unparked", the same code with `PARK_BUDGET=0`, whose every cold start
- * creates the session. Then warm p50/p99 of sequential calls (v1 JSON); for the
+ * creates the session. Then warm p50/p99 of sequential calls (v1 JSON; the floor's and each
+ * server's in alternating blocks of 10 calls, `interleavedLatencies`); for the
  * small MLP also throughput at `--concurrency` and Redis commands per warm invocation (INFO
  * commandstats over `--count` calls, heartbeats and all), and a second baseline, "bullmq": BullMQ
  * alone (add -> worker -> reply stream, the same model on a raw session, no HTTP and no brulee
@@ -41,7 +42,7 @@ import { mlpForBytes, mlpModel } from '../models/generate';
 import { WARMUP_MODEL_B64 } from '../runtime/warmup-model';
 import { readModel, REAL_MODELS } from '../test/support/models';
 import { bullmqFloor } from './bullmq-floor';
-import { latencies, leanClient, median, pct, startHttpFloor, startServer, throughput, type BenchServer } from './support';
+import { interleavedLatencies, latencies, leanClient, median, pct, startHttpFloor, startServer, throughput, type BenchServer } from './support';
 
 const JSON_TYPE = { 'content-type': 'application/json' };
 
@@ -243,8 +244,8 @@ function freshSpawner() {
   };
 }
 
-async function warm(s: BenchServer, invoke: ReturnType<typeof client>, small: boolean): Promise<Omit<Row, 'coldMs' | 'loadMs'>> {
-  const w = await latencies(N, invoke, (r) => r.parseMs); // to the answer's last byte: the client's parse left out
+/** A server's warm row: `w`, its sequential latencies (to the answer's last byte: the client's parse left out), then commands per call and throughput. */
+async function warm(s: BenchServer, invoke: ReturnType<typeof client>, small: boolean, w: number[]): Promise<Omit<Row, 'coldMs' | 'loadMs'>> {
   const row: Omit<Row, 'coldMs' | 'loadMs'> = { warmP50: median(w), warmP99: pct(w, 99) };
   if (small) {
     const count = Number(args.count);
@@ -340,10 +341,12 @@ async function main() {
         const results: Record<string, Row> = { raw: { ...pick('raw'), ...(await rawWarm(path, input, small)) } };
         results['raw, no pause'] = { ...pick('raw, no pause'), warmP50: NaN, warmP99: NaN };
         results['raw, fresh proc'] = { ...pick('raw, fresh proc'), warmP50: NaN, warmP99: NaN };
-        const fw = await latencies(N, floorCall);
-        results['http floor'] = { ...pick('http floor'), warmP50: median(fw), warmP99: pct(fw, 99) };
+        // The floor's and every server's sequential warm calls in alternating blocks: today and now
+        // (and the floor) see the same drift of a shared machine's load.
+        const [fw, ...ws] = await interleavedLatencies<object>(N, [floorCall, ...servers.map((x) => x.invoke)], (r) => ('parseMs' in r ? (r as CallResult).parseMs : 0));
+        results['http floor'] = { ...pick('http floor'), warmP50: median(fw!), warmP99: pct(fw!, 99) };
         if (small) results.bullmq = await floor(path, input);
-        for (const { label, s, invoke, binary } of servers) results[label] = { ...pick(label), pausedMs: median(paused[label]!), ...(await warm(s, invoke, small && !binary)) };
+        for (const [i, { label, s, invoke, binary }] of servers.entries()) results[label] = { ...pick(label), pausedMs: median(paused[label]!), ...(await warm(s, invoke, small && !binary, ws[i]!)) };
         print(name, bytes.byteLength, results);
       } finally {
         floorClient?.close();

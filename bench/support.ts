@@ -24,6 +24,29 @@ export async function latencies<T>(n: number, f: () => Promise<T>, untimedMs: (r
   return out;
 }
 
+/**
+ * `latencies` of several callers, taken in alternating blocks of `block` sequential calls each
+ * (every other round in reverse order), so that a shared machine's load drifts over all of them
+ * alike instead of over one caller's whole run after another's. One slow call a block (the first
+ * after another process's calls) is 1 in `block`: the median does not see it.
+ */
+export async function interleavedLatencies<T>(n: number, fs: ReadonlyArray<() => Promise<T>>, untimedMs: (r: T) => number = () => 0, block = 10): Promise<number[][]> {
+  const out = fs.map(() => [] as number[]);
+  for (const f of fs) for (let i = 0; i < Math.min(200, n / 10); i++) await f();
+  for (let round = 0; out[0]!.length < n; round++) {
+    const order = fs.map((_, i) => i);
+    if (round % 2 === 1) order.reverse();
+    for (const i of order) {
+      for (let k = 0; k < block && out[i]!.length < n; k++) {
+        const t = performance.now();
+        const r = await fs[i]!();
+        out[i]!.push(performance.now() - t - untimedMs(r));
+      }
+    }
+  }
+  return out;
+}
+
 /** Calls per second with `conc` callers for `seconds`. */
 export async function throughput(conc: number, seconds: number, f: () => Promise<unknown>): Promise<number> {
   let done = 0;
