@@ -172,7 +172,7 @@ export async function profileModel(path: string, opts: ProfileOptions = {}): Pro
     }
     // The ORT format holds less for some models (Silero VAD: 6 MiB) and more for others (PP-OCR
     // det: 3 MiB): for files of 1 MiB and more, the optimized ONNX form derived beside it is
-    // measured too, and the one holding fewer bytes is kept.
+    // measured too, and the ORT format is kept only when it holds clearly fewer (onnxFormWins).
     const alt = original.ok ? original.derivedAlt : undefined;
     if (artifactError === null && derived?.form === 'ort' && alt) {
       const ort = chosen;
