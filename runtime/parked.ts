@@ -146,9 +146,15 @@ export class ParkedSessions<T extends Parkable> {
     await this.drop(key);
     const parked = await this.aside(async () => {
       if (advise === null || how.mappedPath === undefined || this.o.capBytes <= 0) return false;
-      const ranges = mappingsOf(how.mappedPath);
+      let ranges: Array<{ start: number; end: number }>;
+      try {
+        ranges = mappingsOf(how.mappedPath);
+        if (ranges.length === 0 || !onlyFilePages(ranges)) return false;
+      } catch {
+        // /proc/self/maps or pagemap unreadable here (a sandbox, an old kernel for non-root): not checked, not parked.
+        return false;
+      }
       const mapped = ranges.reduce((s, r) => s + (r.end - r.start), 0);
-      if (mapped === 0 || !onlyFilePages(ranges)) return false;
       const bytes = Math.max(0, how.sizeBytes - mapped);
       if (bytes > this.o.capBytes) return false;
       for (const r of ranges) if (advise(r.start, r.end - r.start, MADV_DONTNEED) !== 0) return false;

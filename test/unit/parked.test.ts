@@ -1,0 +1,75 @@
+import { closeSync, mkdtempSync, openSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+
+// Where /proc/self/pagemap cannot be opened (Linux 4.0-4.1 for non-root, some sandboxes): `fail.pagemap` makes its open throw EACCES.
+const fail = vi.hoisted(() => ({ pagemap: false }));
+vi.mock('node:fs', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs')>();
+  const openSync = ((path: string, ...rest: unknown[]) => {
+    if (fail.pagemap && path === '/proc/self/pagemap') throw Object.assign(new Error(`EACCES: permission denied, open '${path}'`), { code: 'EACCES' });
+    return (fs.openSync as (...a: unknown[]) => number)(path, ...rest);
+  }) as typeof fs.openSync;
+  return { ...fs, default: { ...fs, openSync }, openSync };
+});
+
+const { ParkedSessions, canPark, mappingsOf } = await import('../../runtime/parked');
+
+const PAGE = 4096;
+type Mmap = (addr: number, len: number, prot: number, flags: number, fd: number, off: number) => number;
+type Munmap = (addr: number, len: number) => number;
+const libc = createRequire(import.meta.url)('koffi').load('libc.so.6') as { func(s: string): Mmap & Munmap };
+const mmap = libc.func('uintptr_t mmap(uintptr_t addr, size_t len, int prot, int flags, int fd, intptr_t off)') as Mmap;
+const munmap = libc.func('int munmap(uintptr_t addr, size_t len)') as Munmap;
+
+const dir = mkdtempSync(join(tmpdir(), 'parked-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A real read-only private mapping of a 16-page file (clean file pages, as a mapped artifact's weights): disposed by unmapping it. */
+function mappedSession(name: string) {
+  const path = join(dir, name);
+  writeFileSync(path, Buffer.alloc(16 * PAGE, 7));
+  const fd = openSync(path, 'r');
+  const len = 16 * PAGE;
+  const addr = mmap(0, len, 1 /* PROT_READ */, 2 /* MAP_PRIVATE */, fd, 0);
+  closeSync(fd);
+  let disposed = 0;
+  return {
+    path: realpathSync(path),
+    get disposed() {
+      return disposed;
+    },
+    async dispose() {
+      disposed++;
+      munmap(addr, len);
+    },
+  };
+}
+
+describe.runIf(canPark())('ParkedSessions (runtime/parked.ts)', () => {
+  it('a session whose mapping cannot be checked (pagemap unreadable) is disposed, not leaked', async () => {
+    const parked = new ParkedSessions({ capBytes: 1024 ** 3 });
+    const s = mappedSession('a');
+    expect(mappingsOf(s.path).length).toBeGreaterThan(0);
+    fail.pagemap = true;
+    try {
+      await expect(parked.park('k', s, { mappedPath: s.path, match: 'm', sizeBytes: 32 * PAGE })).resolves.toBe(false);
+    } finally {
+      fail.pagemap = false;
+    }
+    expect(s.disposed).toBe(1);
+    expect(parked.counts).toMatchObject({ parked: 0, held: 0 });
+    expect(mappingsOf(s.path)).toEqual([]);
+  });
+
+  it('a session parks when its mapping holds only file pages', async () => {
+    const parked = new ParkedSessions({ capBytes: 1024 ** 3 });
+    const s = mappedSession('c');
+    await expect(parked.park('k', s, { mappedPath: s.path, match: 'm', sizeBytes: 32 * PAGE })).resolves.toBe(true);
+    expect(parked.bytes).toBe(16 * PAGE);
+    expect(await parked.take('k', 'm')).toBe(s);
+    await s.dispose();
+  });
+});
