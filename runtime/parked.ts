@@ -113,6 +113,8 @@ export function onlyFilePages(ranges: ReadonlyArray<{ start: number; end: number
  */
 export class ParkedSessions<T extends Parkable> {
   private readonly entries = new Map<string, ParkedEntry<T>>();
+  /** Parks under way, by key: the latest's token (`drop` takes it out). */
+  private readonly parking = new Map<string, object>();
   private bytes_ = 0;
   private parks_ = 0;
   private takes_ = 0;
@@ -143,8 +145,12 @@ export class ParkedSessions<T extends Parkable> {
    */
   async park(key: string, model: T, how: { mappedPath?: string; match: string; sizeBytes: number }): Promise<boolean> {
     const advise = madvise();
-    await this.drop(key);
+    // A `drop` of the key before this park is done (its function deleted while it waited for its turn) disposes it instead.
+    const token = {};
+    this.parking.set(key, token);
+    await this.dispose(key);
     const parked = await this.aside(async () => {
+      if (this.parking.get(key) !== token) return false;
       if (advise === null || how.mappedPath === undefined || this.o.capBytes <= 0) return false;
       let ranges: Array<{ start: number; end: number }>;
       try {
@@ -163,6 +169,7 @@ export class ParkedSessions<T extends Parkable> {
       this.parks_++;
       return true;
     });
+    if (this.parking.get(key) === token) this.parking.delete(key);
     if (!parked) {
       await this.aside(() => model.dispose());
       return false;
@@ -188,8 +195,13 @@ export class ParkedSessions<T extends Parkable> {
     return e.model;
   }
 
-  /** Disposes the session parked under `key`, if any. */
+  /** Disposes the session parked under `key`, if any, or being parked there now. */
   async drop(key: string): Promise<void> {
+    this.parking.delete(key);
+    await this.dispose(key);
+  }
+
+  private async dispose(key: string): Promise<void> {
     const e = this.entries.get(key);
     if (!e) return;
     this.remove(key);
@@ -217,6 +229,7 @@ export class ParkedSessions<T extends Parkable> {
 
   /** Disposes every parked session. */
   async clear(): Promise<void> {
+    this.parking.clear();
     for (const k of [...this.entries.keys()]) await this.drop(k);
   }
 

@@ -64,6 +64,22 @@ describe.runIf(canPark())('ParkedSessions (runtime/parked.ts)', () => {
     expect(mappingsOf(s.path)).toEqual([]);
   });
 
+  it('a session dropped while its park waits for its turn is disposed, not parked after the drop', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const parked = new ParkedSessions({ capBytes: 1024 ** 3, aside: async (f) => { await gate; return f(); } });
+    const s = mappedSession('b');
+    const parking = parked.park('k', s, { mappedPath: s.path, match: 'm', sizeBytes: 32 * PAGE });
+    // The model's function is deleted meanwhile (RuntimeNode.forgetModel).
+    const dropping = parked.drop('k');
+    open();
+    await parking;
+    await dropping;
+    expect(parked.has('k')).toBe(false);
+    expect(s.disposed).toBe(1);
+    expect(parked.bytes).toBe(0);
+  });
+
   it('a session parks when its mapping holds only file pages', async () => {
     const parked = new ParkedSessions({ capBytes: 1024 ** 3 });
     const s = mappedSession('c');
