@@ -70,15 +70,29 @@ export function canPark(): boolean {
   return madvise() !== null;
 }
 
-/** The address ranges at which this process maps `path` (`/proc/self/maps`). */
-export function mappingsOf(path: string): Array<{ start: number; end: number }> {
-  const out: Array<{ start: number; end: number }> = [];
+/** The address ranges at which this process maps `path` (`/proc/self/maps`), and the file offset each maps from. */
+export function mappingsOf(path: string): Array<{ start: number; end: number; offset: number }> {
+  const out: Array<{ start: number; end: number; offset: number }> = [];
   for (const line of readFileSync('/proc/self/maps', 'latin1').split('\n')) {
     if (!line.endsWith(path)) continue;
-    const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s+(.*)$/.exec(line);
-    if (m && m[3] === path) out.push({ start: parseInt(m[1]!, 16), end: parseInt(m[2]!, 16) });
+    const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ ([0-9a-f]+) \S+ \S+\s+(.*)$/.exec(line);
+    if (m && m[4] === path) out.push({ start: parseInt(m[1]!, 16), end: parseInt(m[2]!, 16), offset: parseInt(m[3]!, 16) });
   }
   return out;
+}
+
+/**
+ * Whether no two of the ranges map the same part of the file: one session's mappings of a mapped
+ * artifact never do (onnxruntime maps only tensors at page-aligned offsets, each in pages of its
+ * own), two sessions' of the same artifact (two functions registered with the same bytes) always do.
+ */
+export function mappedOnce(ranges: ReadonlyArray<{ start: number; end: number; offset: number }>): boolean {
+  const byOffset = [...ranges].sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < byOffset.length; i++) {
+    const prev = byOffset[i - 1]!;
+    if (byOffset[i]!.offset < prev.offset + (prev.end - prev.start)) return false;
+  }
+  return true;
 }
 
 /**
@@ -152,10 +166,12 @@ export class ParkedSessions<T extends Parkable> {
     const parked = await this.aside(async () => {
       if (this.parking.get(key) !== token) return false;
       if (advise === null || how.mappedPath === undefined || this.o.capBytes <= 0) return false;
-      let ranges: Array<{ start: number; end: number }>;
+      let ranges: Array<{ start: number; end: number; offset: number }>;
       try {
         ranges = mappingsOf(how.mappedPath);
-        if (ranges.length === 0 || !onlyFilePages(ranges)) return false;
+        // Another session mapping the same file (the same artifact under another function): its
+        // mappings cannot be told from this one's, and its pages are not this park's to give back.
+        if (ranges.length === 0 || !mappedOnce(ranges) || !onlyFilePages(ranges)) return false;
       } catch {
         // /proc/self/maps or pagemap unreadable here (a sandbox, an old kernel for non-root): not checked, not parked.
         return false;

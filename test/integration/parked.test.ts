@@ -91,4 +91,33 @@ describe('parked sessions (runtime/parked.ts)', () => {
     expect((await sameAsDirect(b, 'wide', bytes, 2, 2)).coldStart).toBe(true);
     expect(node.parkedSessions).toMatchObject({ parked: 0, taken: 0, held: 0 });
   });
+
+  it('an unloaded model whose artifact another resident function maps too is disposed: the other keeps its pages, nothing is parked at an estimate of 0 bytes', async () => {
+    const b = await startBrulee();
+    opened.push(b);
+    const node = b.node!;
+    // 64 -> 500 -> 1000 -> 16: a 2 MB weight, so the mapped form (runtime/mapped.ts).
+    const bytes = mlpModel({ inputSize: 64, hidden: [500, 1000], outputSize: 16, seed: 5 });
+    const call = async (name: string) => (await b.invoke(name, { x: { type: 'float32', dims: [1, 64], data: floats(64, 1) } })).status;
+    const a = await b.put('a', bytes);
+    expect(a.body.profile.artifact).toMatchObject({ form: 'mapped' });
+    const sha = a.body.profile.artifact.sha256 as string;
+    expect((await b.put('b', bytes)).body.profile.artifact.sha256).toBe(sha);
+    expect(await call('a')).toBe(200);
+    const one = mapped(sha).mappings;
+    expect(await call('b')).toBe(200);
+    expect(mapped(sha).mappings).toBe(2 * one);
+
+    expect((await b.json('POST', '/v2/repository/models/a/unload')).status).toBe(200);
+    await until("a's session disposed", () => mapped(sha).mappings === one);
+    expect(node.parkedSessions).toMatchObject({ parked: 0, held: 0, bytes: 0 });
+    // b, still resident, kept its pages.
+    expect(mapped(sha).rssKiB).toBeGreaterThan(1024);
+
+    // Alone again, b's session parks when it is unloaded.
+    expect((await b.json('POST', '/v2/repository/models/b/unload')).status).toBe(200);
+    await until("b's session parked", () => node.parkedSessions.held === 1);
+    expect(node.parkedSessions.bytes).toBeGreaterThan(0);
+    expect(mapped(sha)).toEqual({ mappings: one, rssKiB: 0 });
+  });
 });

@@ -28,9 +28,9 @@ const dir = mkdtempSync(join(tmpdir(), 'parked-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A real read-only private mapping of a 16-page file (clean file pages, as a mapped artifact's weights): disposed by unmapping it. */
-function mappedSession(name: string) {
+function mappedSession(name: string, write = true) {
   const path = join(dir, name);
-  writeFileSync(path, Buffer.alloc(16 * PAGE, 7));
+  if (write) writeFileSync(path, Buffer.alloc(16 * PAGE, 7));
   const fd = openSync(path, 'r');
   const len = 16 * PAGE;
   const addr = mmap(0, len, 1 /* PROT_READ */, 2 /* MAP_PRIVATE */, fd, 0);
@@ -78,6 +78,18 @@ describe.runIf(canPark())('ParkedSessions (runtime/parked.ts)', () => {
     expect(parked.has('k')).toBe(false);
     expect(s.disposed).toBe(1);
     expect(parked.bytes).toBe(0);
+  });
+
+  it('a session whose file another session maps too (the same artifact under two functions) is disposed, not parked', async () => {
+    const parked = new ParkedSessions({ capBytes: 1024 ** 3 });
+    const s = mappedSession('d');
+    const other = mappedSession('d', false);
+    expect(mappingsOf(s.path)).toHaveLength(2);
+    await expect(parked.park('k', s, { mappedPath: s.path, match: 'm', sizeBytes: 32 * PAGE })).resolves.toBe(false);
+    expect(s.disposed).toBe(1);
+    expect(parked.counts).toMatchObject({ parked: 0, held: 0 });
+    expect(mappingsOf(s.path)).toHaveLength(1);
+    await other.dispose();
   });
 
   it('a session parks when its mapping holds only file pages', async () => {
