@@ -96,8 +96,9 @@ export function mappedOnce(ranges: ReadonlyArray<{ start: number; end: number; o
 }
 
 /**
- * Whether every present page of the ranges is a file page (`/proc/self/pagemap`: bit 63 present,
- * bit 61 file-page or shared): none was copied by a write, so dropping them loses nothing.
+ * Whether every present page of the ranges is a file page and none is swapped out
+ * (`/proc/self/pagemap`: bit 63 present, bit 61 file-page or shared, bit 62 swapped): none was
+ * copied by a write, so dropping them loses nothing.
  */
 export function onlyFilePages(ranges: ReadonlyArray<{ start: number; end: number }>): boolean {
   const fd = openSync('/proc/self/pagemap', 'r');
@@ -111,7 +112,9 @@ export function onlyFilePages(ranges: ReadonlyArray<{ start: number; end: number
         const hi = buf.readUInt32LE(i * 8 + 4);
         const present = (hi & 0x80000000) !== 0;
         const file = (hi & 0x20000000) !== 0;
-        if (present && !file) return false;
+        // A swapped-out page of a private file mapping is one a write had copied (clean file pages are dropped, never swapped).
+        const swapped = (hi & 0x40000000) !== 0;
+        if ((present && !file) || swapped) return false;
       }
     }
     return true;

@@ -23,21 +23,23 @@ type Munmap = (addr: number, len: number) => number;
 const libc = createRequire(import.meta.url)('koffi').load('libc.so.6') as { func(s: string): Mmap & Munmap };
 const mmap = libc.func('uintptr_t mmap(uintptr_t addr, size_t len, int prot, int flags, int fd, intptr_t off)') as Mmap;
 const munmap = libc.func('int munmap(uintptr_t addr, size_t len)') as Munmap;
+const memset = libc.func('uintptr_t memset(uintptr_t s, int c, size_t n)') as unknown as (s: number, c: number, n: number) => number;
 
 const dir = mkdtempSync(join(tmpdir(), 'parked-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** A real read-only private mapping of a 16-page file (clean file pages, as a mapped artifact's weights): disposed by unmapping it. */
-function mappedSession(name: string, write = true) {
+function mappedSession(name: string, write = true, writable = false) {
   const path = join(dir, name);
   if (write) writeFileSync(path, Buffer.alloc(16 * PAGE, 7));
   const fd = openSync(path, 'r');
   const len = 16 * PAGE;
-  const addr = mmap(0, len, 1 /* PROT_READ */, 2 /* MAP_PRIVATE */, fd, 0);
+  const addr = mmap(0, len, writable ? 3 /* PROT_READ | PROT_WRITE */ : 1 /* PROT_READ */, 2 /* MAP_PRIVATE */, fd, 0);
   closeSync(fd);
   let disposed = 0;
   return {
     path: realpathSync(path),
+    addr,
     get disposed() {
       return disposed;
     },
@@ -90,6 +92,15 @@ describe.runIf(canPark())('ParkedSessions (runtime/parked.ts)', () => {
     expect(parked.counts).toMatchObject({ parked: 0, held: 0 });
     expect(mappingsOf(s.path)).toHaveLength(1);
     await other.dispose();
+  });
+
+  it("a session with a page of its mapping written (copied: its own, no longer the file's) is disposed, not parked", async () => {
+    const parked = new ParkedSessions({ capBytes: 1024 ** 3 });
+    const s = mappedSession('e', true, true);
+    memset(s.addr + 5 * PAGE, 9, 1);
+    await expect(parked.park('k', s, { mappedPath: s.path, match: 'm', sizeBytes: 32 * PAGE })).resolves.toBe(false);
+    expect(s.disposed).toBe(1);
+    expect(parked.counts).toMatchObject({ parked: 0, held: 0 });
   });
 
   it('a session parks when its mapping holds only file pages', async () => {
