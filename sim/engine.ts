@@ -982,12 +982,12 @@ class NodeRun {
           const f = joined[j]!;
           if (this.state[f] === RESIDENT) this.entries[f]!.popularity = pop.share(f);
         }
-      } else for (let j = 0; j < c.length; j++) c[j]!.popularity = pop.share(c[j]!.idx);
+      } else pop.fillShares(c);
       this.residentFreshAt = epoch;
       this.nJoined = 0;
       return;
     }
-    for (let j = 0; j < c.length; j++) c[j]!.popularity = pop.share(c[j]!.idx);
+    pop.fillShares(c);
   }
 
   private completeLoad(f: number, prewarmed: boolean): void {

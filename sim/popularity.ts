@@ -238,6 +238,18 @@ export class PopularityTracker {
     return total > 0 ? this.rate[f]! / total : 0;
   }
 
+  /** Sets each entry's `popularity` to `share(entry.idx)`: the same values, with one catch-up check for all. */
+  fillShares(entries: readonly { readonly idx: number; popularity: number }[]): void {
+    if (this.lag !== 0) this.catchUp();
+    const { rate, total } = this;
+    if (total > 0) {
+      for (let j = 0; j < entries.length; j++) {
+        const e = entries[j]!;
+        e.popularity = rate[e.idx]! / total;
+      }
+    } else for (let j = 0; j < entries.length; j++) entries[j]!.popularity = 0;
+  }
+
   /** Runs every refresh due at or before `now`. */
   advanceTo(now: number): void {
     while (this.nextRefreshAt <= now) this.refresh();
