@@ -765,14 +765,14 @@ export class RuntimeNode implements LocalNode {
         // deleted before the job was sent, is back, and the name's cached bytes and series are the
         // new registration's. Only the old registration's models go (never called again): those
         // whose bytes no version of the new one has.
-        if (how.cause === 'deleted' && current) return { ok: { dropped: this.pool.dropFunction(fn, { cause: 'deleted', reason: how.reason, keep: current.keys }) } };
+        if (how.cause === 'deleted' && current) return { ok: { dropped: this.dropFunction(fn, { cause: 'deleted', reason: how.reason, keep: current.keys }) } };
         // A retirement's job can be late too: the version it retires (its bytes, its model here)
         // may be the current one again (the same bytes registered again as a newer version), and
         // stays. (A model held here keeps the version it was loaded for until a call or load of
         // the newer one reaches it, `WarmPool.adoptVersion`: before that, `belowVersion` alone
         // would drop it.)
-        if (how.cause === 'retired' && current) return { ok: { dropped: this.pool.dropFunction(fn, { ...how, keep: [current.key] }) } };
-        const dropped = this.pool.dropFunction(fn, how);
+        if (how.cause === 'retired' && current) return { ok: { dropped: this.dropFunction(fn, { ...how, keep: [current.key] }) } };
+        const dropped = this.dropFunction(fn, how);
         if (how.cause === 'deleted') await this.forgetFunction(fn, how.sha256s ?? []);
         return { ok: { dropped } };
       }
@@ -912,7 +912,21 @@ export class RuntimeNode implements LocalNode {
       // Redis away: nothing is retired now (the next job of the function, or its retirement job, does it).
       return;
     }
-    this.pool.dropFunction(m.fn, { belowVersion: m.version, keep: current === undefined ? [key] : [key, current], cause: 'retired', reason: `replaced by version ${m.version}` });
+    this.dropFunction(m.fn, { belowVersion: m.version, keep: current === undefined ? [key] : [key, current], cause: 'retired', reason: `replaced by version ${m.version}` });
+  }
+
+  /**
+   * The warm pool's `dropFunction`, and for a retirement or deletion the function's parked sessions
+   * but `keep`'s too: an unload parked them and took them out of the models the pool knows, so its
+   * drop does not reach them (runtime/parked.ts).
+   */
+  private dropFunction(fn: string, how: Parameters<WarmPool<LoadedModel, NodeModelSpec>['dropFunction']>[1]): number {
+    const dropped = this.pool.dropFunction(fn, how);
+    if (how.cause !== 'unload') {
+      const prefix = modelKey({ fn, sha256: '' });
+      for (const key of this.parked.keys()) if (key.startsWith(prefix) && !how.keep?.includes(key)) this.forgetModel(key);
+    }
+    return dropped;
   }
 
   /**

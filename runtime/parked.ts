@@ -151,6 +151,11 @@ export class ParkedSessions<T extends Parkable> {
     return { parked: this.parks_, taken: this.takes_, held: this.entries.size };
   }
 
+  /** The keys sessions are parked under, or being parked under now. */
+  keys(): string[] {
+    return [...new Set([...this.entries.keys(), ...this.parking.keys()])];
+  }
+
   has(key: string): boolean {
     return this.entries.has(key);
   }

@@ -80,6 +80,21 @@ describe('parked sessions (runtime/parked.ts)', () => {
     await until('the deleted function\'s parked session disposed', () => node.parkedSessions.held === 0 && mapped(v.sha).mappings === 0);
   });
 
+  it('a session parked by an unload goes when a new version of its function retires it', async () => {
+    const b = await startBrulee();
+    opened.push(b);
+    const node = b.node!;
+    const { bytes, sha } = await registerWide(b, 'old', 31);
+    await sameAsDirect(b, 'old', bytes, 1, 1);
+    expect((await b.json('POST', '/v2/repository/models/old/unload')).status).toBe(200);
+    await until('the unloaded session parked', () => node.parkedSessions.held === 1);
+    // Version 2, called: version 1 is never called again, and its parked session goes.
+    const v2 = await registerWide(b, 'old', 32);
+    await sameAsDirect(b, 'old', mlpModel({ inputSize: 64, hidden: [500, 1000], outputSize: 16, seed: 32 }), 1, 2);
+    await until('the retired version\'s parked session disposed', () => node.parkedSessions.held === 0 && mapped(sha).mappings === 0);
+    expect(mapped(v2.sha).mappings).toBeGreaterThan(0);
+  });
+
   it('with PARK_BUDGET=0 an unloaded model is disposed, and its next cold start loads it again', async () => {
     const b = await startBrulee({ PARK_BUDGET: '0' });
     opened.push(b);
