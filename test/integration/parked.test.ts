@@ -95,6 +95,20 @@ describe('parked sessions (runtime/parked.ts)', () => {
     expect(mapped(v2.sha).mappings).toBeGreaterThan(0);
   });
 
+  it('a session parked under other session options is not reused: the same bytes registered again with arena=false load a session of their own', async () => {
+    const b = await startBrulee();
+    opened.push(b);
+    const node = b.node!;
+    const { bytes } = await registerWide(b, 'opts', 41);
+    await sameAsDirect(b, 'opts', bytes, 1, 1);
+    expect((await b.json('POST', '/v2/repository/models/opts/unload')).status).toBe(200);
+    await until('the unloaded session parked', () => node.parkedSessions.held === 1);
+    const again = await b.put('opts', bytes, 'arena=false');
+    expect(again.status).toBe(200);
+    expect((await sameAsDirect(b, 'opts', bytes, 2, 2)).coldStart).toBe(true);
+    expect(node.parkedSessions).toMatchObject({ parked: 1, taken: 0, held: 0 });
+  });
+
   it('with PARK_BUDGET=0 an unloaded model is disposed, and its next cold start loads it again', async () => {
     const b = await startBrulee({ PARK_BUDGET: '0' });
     opened.push(b);
