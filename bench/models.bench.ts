@@ -88,6 +88,8 @@ const CONFIGS: Record<string, Config> = {
   'now plain': { session: DEFAULT_SESSION, artifact: true, plain: true, malloc: true },
   'now no-malloc-threshold': { session: DEFAULT_SESSION, artifact: true },
   now: { session: DEFAULT_SESSION, artifact: true, malloc: true },
+  'now threads=2': { session: { ...DEFAULT_SESSION, threads: 2 }, artifact: true, malloc: true },
+  'now plain threads=2': { session: { ...DEFAULT_SESSION, threads: 2 }, artifact: true, plain: true, malloc: true },
 };
 
 interface ChildRequest { models: Array<{ path: string; inputs: InputSpec }>; session: SessionConfig; artifact: boolean; warmRuns: number }
