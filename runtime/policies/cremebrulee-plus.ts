@@ -216,6 +216,8 @@ interface SizeGroup {
  */
 /** What `prewarm` returns when it names nothing (callers only read it; frozen so none can add to it). */
 const NO_VICTIMS = Object.freeze([]) as unknown as Victim[];
+/** `prefetchEveryMs`'s default, ms. */
+const PREFETCH_EVERY_MS = 5000;
 
 /**
  * From this many loaded functions on, `selectAmongLoaded` answers from the order `LoadedFacts` keeps
@@ -606,7 +608,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
         }
         if (scarceNow) o = scarce;
       }
-      nextPrefetchAt = now + (o.prefetchEveryMs ?? 5000);
+      nextPrefetchAt = now + (o.prefetchEveryMs ?? PREFETCH_EVERY_MS);
       if (fastPick && o === opts) {
         let best: Fn | undefined;
         let bu = -Infinity;
@@ -673,7 +675,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
         if (g.sizeBytes > freeBytes) break;
         if (g.fns.length > 0) return NaN;
       }
-      return opts.prefetchEveryMs ?? 5000;
+      return opts.prefetchEveryMs ?? PREFETCH_EVERY_MS;
     };
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     // Before nextPrefetchAt, prewarm returns at once and changes nothing.
