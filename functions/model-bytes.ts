@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { BruleeError } from '../errors';
 import type { Keys } from '../queue/keys';
-import { deleteOwn, LUA_NOW, Script } from '../queue/scripts';
+import { deleteOwn, extendOwn, LUA_NOW, Script } from '../queue/scripts';
 
 /**
  * Model bytes are shared by content (sha256) between functions, and registrations of different
@@ -25,8 +25,21 @@ import { deleteOwn, LUA_NOW, Script } from '../queue/scripts';
  */
 export const REGISTRATION_LEASE_MS = 15_000;
 const STORING_MS = REGISTRATION_LEASE_MS;
-/** How long a deletion holds the bytes it removes at most (a deletion that died). */
-const REMOVING_MS = 60_000;
+/**
+ * A deletion's hold on the bytes it removes is the same lease, renewed the same way while it
+ * removes (a large model from a slow S3 may take longer than a lease): one whose process died
+ * holds them this long at most.
+ */
+const REMOVING_MS = REGISTRATION_LEASE_MS;
+/** How long a registration waits for a deletion removing its bytes before it gives up (CONFLICT). */
+const MARK_WAIT_MS = 60_000;
+
+/** Runs `renew` every third of a lease until the returned function is called (failures wait for the next turn). */
+export function keepAlive(renew: () => Promise<unknown>): () => void {
+  const timer = setInterval(() => void renew().catch(() => undefined), REGISTRATION_LEASE_MS / 3);
+  timer.unref();
+  return () => clearInterval(timer);
+}
 
 // KEYS: the sha's storing set, its removing key. ARGV: token, hold ms.
 // 1: marked; 0: a deletion is removing the bytes now (wait, then mark again).
@@ -62,7 +75,7 @@ export class ModelBytes {
    * leaves those bytes until `unmark`. Waits while a deletion removes them (it ends in a moment).
    */
   async mark(sha256: string, token: string): Promise<void> {
-    const until = Date.now() + REMOVING_MS;
+    const until = Date.now() + MARK_WAIT_MS;
     while ((await MARK.run(this.redis, [this.keys.storing(sha256), this.keys.removing(sha256)], [token, STORING_MS])) !== 1) {
       if (Date.now() > until) throw new BruleeError('CONFLICT', `the bytes ${sha256.slice(0, 12)}… are being removed by a deletion that does not end; retry later`);
       await new Promise((r) => setTimeout(r, 20));
@@ -82,11 +95,18 @@ export class ModelBytes {
   /**
    * Removes those of `sha256s` that no function names and no registration is storing:
    * `named()` reads what the records name (after the bytes were taken), `remove` removes one.
-   * Resolves to the shas removed.
+   * Resolves to the shas removed. Its hold on each sha is a lease renewed while it runs, and
+   * checked (and renewed) just before each removal: one that lapsed (this process stalled past
+   * it, or Redis was away) may have let a registration store and name those bytes meanwhile, so
+   * they are left. (A stall between that check and the store's own removal is not fenced: a
+   * store has no conditional delete to hand a token to.)
    */
   async removeUnused(sha256s: readonly string[], named: () => Promise<Set<string>>, remove: (sha256: string) => Promise<void>): Promise<string[]> {
     const token = randomUUID();
     const taken: string[] = [];
+    const stop = keepAlive(async () => {
+      for (const sha of taken) await extendOwn(this.redis, this.keys.removing(sha), token, REMOVING_MS);
+    });
     try {
       for (const sha of new Set(sha256s)) {
         if ((await TAKE.run(this.redis, [this.keys.storing(sha), this.keys.removing(sha)], [token, REMOVING_MS])) === 1) taken.push(sha);
@@ -96,11 +116,13 @@ export class ModelBytes {
       const removed: string[] = [];
       for (const sha of taken) {
         if (needed.has(sha)) continue;
+        if ((await extendOwn(this.redis, this.keys.removing(sha), token, REMOVING_MS)) !== 1) continue;
         await remove(sha);
         removed.push(sha);
       }
       return removed;
     } finally {
+      stop();
       for (const sha of taken) await deleteOwn(this.redis, this.keys.removing(sha), token).catch(() => undefined);
     }
   }

@@ -6,12 +6,12 @@ import type { Redis } from 'ioredis';
 import { BruleeError } from '../errors';
 import { closeRedis } from '../queue/connection';
 import { controlType, type Keys } from '../queue/keys';
-import { deleteOwn, extendOwn } from '../queue/scripts';
+import { deleteOwn, extendOwn, Script } from '../queue/scripts';
 import { ELEMENT_TYPES, type ModelRef } from '../queue/wire';
 import { batchability } from '../runtime/batcher';
 import { MAPPED_FILE_NAME } from '../runtime/mapped';
 import { artifactKey, type SessionConfig, type Signature } from '../runtime/onnx';
-import { ModelBytes, REGISTRATION_LEASE_MS } from './model-bytes';
+import { keepAlive, ModelBytes, REGISTRATION_LEASE_MS } from './model-bytes';
 import { checkModelShape } from './onnx-shape';
 import { profileModel, type Profile } from './profile';
 import { isElementType } from './signature';
@@ -118,16 +118,40 @@ export async function readFunction(redis: Redis, keys: Keys, name: string): Prom
   return raw ? (JSON.parse(raw) as FunctionMeta) : undefined;
 }
 
-/** Runs `renew` every third of a registration's lease until the returned function is called (failures wait for the next turn). */
-function keepAlive(renew: () => Promise<unknown>): () => void {
-  const timer = setInterval(() => void renew().catch(() => undefined), REGISTRATION_LEASE_MS / 3);
-  timer.unref();
-  return () => clearInterval(timer);
+/**
+ * A registration's or deletion's write of a function's record, fenced by its name lock: it is
+ * made only while the lock still holds the request's token (and holds it a lease longer), in one
+ * script, so a request that stalled past its lease (its process blocked, or its write delayed
+ * while Redis was away) cannot write over what a newer request of the name did meanwhile.
+ */
+// KEYS: the lock, the record, the set of names. ARGV: token, lease ms, record JSON, name, control channel, message.
+const SAVE_HELD = new Script(`if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 1`);
+// KEYS: the lock, the set of names, the two popularity hashes, then the record and its counts and samples. ARGV: token, name, control channel, message.
+const DELETE_HELD = new Script(`if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', unpack(KEYS, 5))
+redis.call('SREM', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+redis.call('HDEL', KEYS[4], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1`);
+
+/** A registration or deletion that lost its lease before it wrote. */
+function lapsed(name: string, what: 'registration' | 'deletion'): BruleeError {
+  return new BruleeError(
+    'CONFLICT',
+    `the ${what} of "${name}" stalled past its ${REGISTRATION_LEASE_MS / 1000} s lease (its process blocked, or Redis away), so another request may have taken the name meanwhile; nothing was ${what === 'registration' ? 'saved' : 'deleted'}: retry`,
+  );
 }
 
-/** A registration that lost its lease before it saved. */
-function lapsed(name: string): BruleeError {
-  return new BruleeError('CONFLICT', `the registration of "${name}" stalled past its ${REGISTRATION_LEASE_MS / 1000} s lease (its process blocked, or Redis away), so another request may have taken the name or removed its bytes meanwhile; nothing was saved: retry`);
+/** A request's hold on a function's name: its lock key and the token it holds it by. */
+interface NameLock {
+  key: string;
+  token: string;
 }
 
 /** The bytes a function's versions name: each one's model and its artifact. */
@@ -223,35 +247,31 @@ export class FunctionRegistry {
     validateName(name);
     if (bytes.byteLength === 0) throw new BruleeError('INVALID_MODEL', 'the body is empty: send the ONNX file as the raw request body (Content-Type: application/octet-stream)');
     checkModelShape(bytes);
-    return this.locked(name, (held) => this.registerLocked(name, bytes, opts, held));
+    return this.locked(name, (lock) => this.registerLocked(name, bytes, opts, lock));
   }
 
   /**
-   * Runs `f` holding the function's lock: one registration or deletion of a name at a time. `f`
-   * calls `held` before it saves: it throws CONFLICT when the lease lapsed (the process stalled or
-   * Redis was away past it, and another request may have taken the name meanwhile), and else holds
-   * the lock a lease longer.
+   * Runs `f` holding the function's lock: one registration or deletion of a name at a time. The
+   * lock is a lease renewed while `f` runs; `f` writes the record through `saveHeld` or
+   * `deleteHeld`, which write only while the lease still holds (CONFLICT otherwise: the process
+   * stalled or Redis was away past it, and another request may have taken the name meanwhile).
    */
-  private async locked<T>(name: string, f: (held: () => Promise<void>) => Promise<T>): Promise<T> {
-    const lockKey = `${this.o.keys.fn(name)}:lock`;
-    const token = randomUUID();
-    if (!(await this.o.redis.set(lockKey, token, 'PX', REGISTRATION_LEASE_MS, 'NX'))) {
+  private async locked<T>(name: string, f: (lock: NameLock) => Promise<T>): Promise<T> {
+    const lock = { key: `${this.o.keys.fn(name)}:lock`, token: randomUUID() };
+    if (!(await this.o.redis.set(lock.key, lock.token, 'PX', REGISTRATION_LEASE_MS, 'NX'))) {
       throw new BruleeError('CONFLICT', `function "${name}" is being registered or deleted by another request; retry when it finishes (in ${REGISTRATION_LEASE_MS / 1000} s at most if that request's process died)`);
     }
-    const stop = keepAlive(() => extendOwn(this.o.redis, lockKey, token, REGISTRATION_LEASE_MS));
-    const held = async () => {
-      if ((await extendOwn(this.o.redis, lockKey, token, REGISTRATION_LEASE_MS)) !== 1) throw lapsed(name);
-    };
+    const stop = keepAlive(() => extendOwn(this.o.redis, lock.key, lock.token, REGISTRATION_LEASE_MS));
     try {
-      return await f(held);
+      return await f(lock);
     } finally {
       stop();
       // Release only our own lock (it may have expired and been taken by another request).
-      await deleteOwn(this.o.redis, lockKey, token).catch(() => undefined);
+      await deleteOwn(this.o.redis, lock.key, lock.token).catch(() => undefined);
     }
   }
 
-  private async registerLocked(name: string, bytes: Uint8Array, opts: RegisterOptions, held: () => Promise<void>): Promise<RegisterResult> {
+  private async registerLocked(name: string, bytes: Uint8Array, opts: RegisterOptions, lock: NameLock): Promise<RegisterResult> {
     const sha = sha256Of(bytes);
     const prev = await this.find(name);
     const now = new Date().toISOString();
@@ -271,8 +291,7 @@ export class FunctionRegistry {
       await this.checkFits(fn);
       // The store may have lost the bytes (a wiped DATA_DIR, Redis kept): the same bytes restore them.
       await this.store.put(bytes);
-      await held();
-      await this.save(fn);
+      await this.saveHeld(fn, lock);
       return { created: false, newVersion: false, fn };
     }
 
@@ -296,7 +315,7 @@ export class FunctionRegistry {
     try {
       await mark(sha);
       // Its marks are renewed on the lock's lease: a lock still held says no deletion took its bytes either.
-      return await this.registerNew({ name, bytes, sha, opts, options, prev, now }, mark, held);
+      return await this.registerNew({ name, bytes, sha, opts, options, prev, now }, mark, lock);
     } catch (e) {
       await forget().catch(() => undefined);
       throw e;
@@ -310,7 +329,7 @@ export class FunctionRegistry {
   private async registerNew(
     r: { name: string; bytes: Uint8Array; sha: string; opts: RegisterOptions; options: FunctionOptions; prev: FunctionMeta | undefined; now: string },
     mark: (sha256: string) => Promise<void>,
-    held: () => Promise<void>,
+    lock: NameLock,
   ): Promise<RegisterResult> {
     const { name, bytes, sha, opts, options, prev, now } = r;
     await this.store.put(bytes);
@@ -361,8 +380,7 @@ export class FunctionRegistry {
       versions: [...versions, { version, sha256: sha, ...(artifact ? { artifactSha256: artifact.sha256 } : {}), fileBytes: bytes.byteLength, createdAt: now }],
     };
     await this.checkFits(fn);
-    await held();
-    await this.save(fn);
+    await this.saveHeld(fn, lock);
     if (prev && prev.sha256 === sha) return { created: false, newVersion: false, fn };
     return { created: !prev, newVersion: true, fn, ...(prev ? { replaced: prev } : {}) };
   }
@@ -370,22 +388,17 @@ export class FunctionRegistry {
   /** Deletes a function; resolves to it and the bytes (sha256) of its versions removed from the store (no other function names them, no registration is storing them). */
   async delete(name: string): Promise<{ fn: FunctionMeta; removed: string[] }> {
     validateName(name);
-    return this.locked(name, () => this.deleteLocked(name));
+    return this.locked(name, (lock) => this.deleteLocked(name, lock));
   }
 
-  private async deleteLocked(name: string): Promise<{ fn: FunctionMeta; removed: string[] }> {
+  private async deleteLocked(name: string, lock: NameLock): Promise<{ fn: FunctionMeta; removed: string[] }> {
     const fn = await this.get(name);
     this.invalidate(name);
     const k = this.o.keys;
     // Its counts, samples and popularity go too: a function registered later under the same name starts afresh.
-    await this.o.redis
-      .multi()
-      .del(k.fn(name), k.fnStats(name), k.fnSamples(name, 'load'), k.fnSamples(name, 'exec'), k.fnSamples(name, 'fetch'), k.fnSamples(name, 'create'))
-      .srem(k.functions, name)
-      .hdel(k.popularityCounts, name)
-      .hdel(k.popularity, name)
-      .publish(k.control, JSON.stringify({ type: 'function', name }))
-      .exec();
+    const keys = [lock.key, k.functions, k.popularityCounts, k.popularity, k.fn(name), k.fnStats(name), k.fnSamples(name, 'load'), k.fnSamples(name, 'exec'), k.fnSamples(name, 'fetch'), k.fnSamples(name, 'create')];
+    if ((await DELETE_HELD.run(this.o.redis, keys, [lock.token, name, k.control, JSON.stringify({ type: 'function', name })])) !== 1) throw lapsed(name, 'deletion');
+    // The bytes are fenced apart, by the deletion's hold on each (functions/model-bytes.ts).
     const removed = await this.removeUnused(shasOf(fn));
     return { fn, removed };
   }
@@ -411,14 +424,12 @@ export class FunctionRegistry {
     this.cache.delete(name);
   }
 
-  private async save(fn: FunctionMeta): Promise<void> {
+  /** Saves a function's record while `lock` still holds its name (`SAVE_HELD`), else CONFLICT. */
+  private async saveHeld(fn: FunctionMeta, lock: NameLock): Promise<void> {
     this.invalidate(fn.name);
-    await this.o.redis
-      .multi()
-      .set(this.o.keys.fn(fn.name), JSON.stringify(fn))
-      .sadd(this.o.keys.functions, fn.name)
-      .publish(this.o.keys.control, JSON.stringify({ type: 'function', name: fn.name }))
-      .exec();
+    const k = this.o.keys;
+    const saved = await SAVE_HELD.run(this.o.redis, [lock.key, k.fn(fn.name), k.functions], [lock.token, REGISTRATION_LEASE_MS, JSON.stringify(fn), fn.name, k.control, JSON.stringify({ type: 'function', name: fn.name })]);
+    if (saved !== 1) throw lapsed(fn.name, 'registration');
   }
 
   /**
