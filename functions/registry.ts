@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { readlinkSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -159,6 +160,54 @@ function shasOf(fn: FunctionMeta): string[] {
   return fn.versions.flatMap((v) => [v.sha256, ...(v.artifactSha256 ? [v.artifactSha256] : [])]);
 }
 
+/**
+ * A registration's scratch folder (the profiler writes the pre-optimized artifact there) is
+ * `brulee-artifact-<pid namespace>-<pid>-<uuid>` in the OS temp folder: a registration whose
+ * process was killed leaves it, and `removeDeadScratch` removes those whose process is gone.
+ */
+const SCRATCH = 'brulee-artifact-';
+/** This process's pid namespace (its inode), so that a pid is only judged in the namespace it belongs to ('' where there is no /proc). */
+const PID_NS = (() => {
+  try {
+    return /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? '';
+  } catch {
+    return '';
+  }
+})();
+/** Scratch folders of the form before the owner's pid was in the name are removed only this old: no registration runs that long. */
+const UNOWNED_SCRATCH_MS = 60 * 60_000;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: a process of another user has that pid.
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/**
+ * Removes the scratch folders in `dir` (the OS temp folder) that registrations killed mid-way
+ * left: those named with this pid namespace and a pid no process has, and those of the earlier
+ * form (no pid) an hour old. A live registration's is never one of them (its pid is alive; a
+ * pid taken again by another process only keeps a leftover longer). Resolves to the names removed.
+ */
+export async function removeDeadScratch(dir = tmpdir()): Promise<string[]> {
+  const own = new RegExp(`^${SCRATCH}${PID_NS}-(\\d+)-[0-9a-f-]{36}$`);
+  const unowned = new RegExp(`^${SCRATCH}[0-9a-f-]{36}$`);
+  const removed: string[] = [];
+  for (const name of await readdir(dir).catch(() => [])) {
+    const pid = own.exec(name)?.[1];
+    let dead = pid !== undefined && !alive(Number(pid));
+    if (!dead && unowned.test(name)) dead = Date.now() - ((await stat(join(dir, name)).catch(() => undefined))?.mtimeMs ?? Date.now()) > UNOWNED_SCRATCH_MS;
+    if (!dead) continue;
+    await rm(join(dir, name), { recursive: true, force: true }).catch(() => undefined);
+    removed.push(name);
+  }
+  return removed;
+}
+
 export function validateName(name: string): void {
   if (!NAME.test(name) || name.includes('..')) {
     throw new BruleeError(
@@ -193,6 +242,8 @@ export class FunctionRegistry {
 
   constructor(private readonly o: RegistryOptions) {
     this.bytes = new ModelBytes(o.redis, o.keys);
+    // What registrations killed mid-way left in the temp folder (a process starts with its registry).
+    void removeDeadScratch().catch(() => undefined);
   }
 
   /** Keeps the in-memory copy in step with changes made through any gateway. */
@@ -337,7 +388,7 @@ export class FunctionRegistry {
     let inspected: Awaited<ReturnType<typeof profileModel>>;
     // The pre-optimized artifact is written to a scratch file by the profiler, then stored like any model bytes.
     // Its own folder, under the name a node's cache gives it: a mapped artifact reads its weights from that file.
-    const scratchDir = join(tmpdir(), `brulee-artifact-${randomUUID()}`);
+    const scratchDir = join(tmpdir(), `${SCRATCH}${PID_NS}-${process.pid}-${randomUUID()}`);
     const scratch = join(scratchDir, MAPPED_FILE_NAME);
     try {
       await mkdir(scratchDir, { recursive: true });

@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, inject, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
@@ -19,14 +20,18 @@ import { until } from '../support/within';
 const redis = createRedis(inject('redisUrl'));
 const ns = `regcrash${process.pid}`;
 const procs: Proc[] = [];
+// The processes' own temp folder: what a killed registration leaves there is seen.
+const tmp = mkdtempSync(join(tmpdir(), 'brulee-regcrash-tmp-'));
+const scratch = () => readdirSync(tmp).filter((n) => n.startsWith('brulee-artifact-'));
 afterAll(async () => {
   await stopAll(procs);
   redis.disconnect();
   await deleteKeys(ns);
+  rmSync(tmp, { recursive: true, force: true });
 });
 
-it('a registration killed mid-way holds its name and its bytes for its lease only: a retry of the name registers, and a deletion removes the bytes', async () => {
-  const env = { REDIS_URL: inject('redisUrl'), KEY_PREFIX: ns };
+it('a registration killed mid-way holds its name and its bytes for its lease only: a retry of the name registers, a deletion removes the bytes, and the next process removes its scratch folder', async () => {
+  const env = { REDIS_URL: inject('redisUrl'), KEY_PREFIX: ns, TMPDIR: tmp };
   const k = keys(ns);
   const bytes = mlpModel({ inputSize: 64, hidden: [512, 512], outputSize: 16, seed: 12 });
   const sha = sha256Of(bytes);
@@ -35,15 +40,19 @@ it('a registration killed mid-way holds its name and its bytes for its lease onl
   const first = await startProc('regcrash-first', 'all', env);
   procs.push(first);
   const sent = put(first).catch(() => undefined);
-  // Killed once it holds the name and has marked the bytes (it is profiling them).
-  await until('the registration holds its name and marks its bytes', async () => (await redis.exists(`${k.fn('crashy')}:lock`)) === 1 && (await redis.zcard(k.storing(sha))) === 1);
+  // Killed once it holds the name, has marked the bytes and made its scratch folder (it is profiling them).
+  await until('the registration holds its name and marks its bytes', async () => (await redis.exists(`${k.fn('crashy')}:lock`)) === 1 && (await redis.zcard(k.storing(sha))) === 1 && scratch().length === 1);
   first.kill9();
   await first.exited;
   await sent;
   expect(await redis.exists(k.fn('crashy'))).toBe(0);
+  const [left] = scratch();
+  expect(left).toBeDefined();
 
+  // The next process removes the folder the dead registration left.
   const second = await startProc('regcrash-second', 'all', env);
   procs.push(second);
+  await until('the dead registration\'s scratch folder to go', () => !scratch().includes(left!));
   let res: Response | undefined;
   const refused = new Set<string>();
   await until(
