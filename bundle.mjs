@@ -17,7 +17,8 @@
 // of one name in two folders have a bundle each. Processes of one checkout may build at once: each
 // writes its own files and renames them into place (the same sources give the same bundle), the
 // bundle before its stamp; a build's temporary files a minute old were left by one interrupted,
-// and the next build removes them.
+// and the next call removes them, with a minute-old bundle and stamp of an entry that has no
+// source (one named before bundles were named by path, as profile-child.mjs was).
 import { createHash, randomUUID } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -104,14 +105,46 @@ function extendsOf(path) {
 const TEMPORARY = /\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.(mjs|json)$/;
 const LEFT_AFTER_MS = 60_000;
 
-/** Removes the temporary files of builds interrupted (killed between a write and its rename): a build writes and renames them within a moment. */
+/** Extensions of an entry's source, for `stale`. */
+const SOURCES = ['.ts', '.mts', '.cts', '.tsx', '.js', '.mjs', '.cjs', '.jsx'];
+
+/**
+ * Whether a bundle or stamp of .build/ (not a temporary file) names an entry that has no source
+ * in the checkout: one named before bundles were named by path (`profile-child.mjs`, now
+ * `functions%2Fprofile-child.mjs`), or of an entry removed since. No build of this code writes
+ * such a name, so removing one never races a concurrent build.
+ */
+function stale(name) {
+  const m = /^(.+)\.(mjs|json)$/.exec(name);
+  if (!m || TEMPORARY.test(name)) return false;
+  let entry;
+  try {
+    entry = decodeURIComponent(m[1]);
+  } catch {
+    return false;
+  }
+  return !SOURCES.some((ext) => existsSync(join(root, `${entry}${ext}`)));
+}
+
+/**
+ * Removes what builds left in .build/ a minute old: the temporary files of builds interrupted
+ * (killed between a write and its rename; a build writes and renames them within a moment), and
+ * stale bundles and stamps (`stale`; a minute old, so that an entry's source momentarily absent,
+ * a checkout switching branches, costs no fresh bundle). Where .build/ is read-only, nothing.
+ */
 function removeLeftovers() {
-  for (const name of readdirSync(dir)) {
-    if (!TEMPORARY.test(name)) continue;
+  let names;
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!TEMPORARY.test(name) && !stale(name)) continue;
     try {
       if (Date.now() - statSync(join(dir, name)).mtimeMs > LEFT_AFTER_MS) rmSync(join(dir, name), { force: true });
     } catch {
-      // gone meanwhile
+      // gone meanwhile, or .build/ read-only
     }
   }
 }
@@ -156,7 +189,10 @@ async function ensure(entry) {
   const name = encodeURIComponent(own.slice(0, own.length - extname(own).length));
   const out = join(dir, `${name}.mjs`);
   const stampFile = join(dir, `${name}.json`);
-  if (upToDate(out, stampFile)) return out;
+  if (upToDate(out, stampFile)) {
+    removeLeftovers();
+    return out;
+  }
   try {
     // Not `recursive`: Node 20's recursive mkdir says ENOENT, not EROFS, on a read-only file
     // system (one level to make: .build/ is in the checkout's root).

@@ -139,6 +139,29 @@ describe('bundle.mjs', () => {
     expect(readdirSync(join(dir, '.build')).sort()).toEqual(['a.json', 'a.mjs', writing.split('/').pop()].sort());
   });
 
+  it('removes bundles a minute old of entries with no source (named before bundles were named by path), not those of entries it has', () => {
+    const dir = scratch();
+    const out = bundledIn(dir);
+    const build = join(dir, '.build');
+    // The profiling child's bundle as it was named before (profile-child.mjs, now functions%2Fprofile-child.mjs),
+    // one of an entry removed since, a minute old; and one of an entry with no source written just now (a checkout switching branches).
+    const old = new Date(Date.now() - 10 * 60_000);
+    const gone = ['profile-child.mjs', 'profile-child.json', 'lib%2Fremoved.mjs', 'lib%2Fremoved.json'];
+    for (const f of gone) {
+      writeFileSync(join(build, f), 'old');
+      utimesSync(join(build, f), old, old);
+    }
+    writeFileSync(join(build, 'fresh.mjs'), 'new');
+    // Of entries it has, however old: a.mjs (a.ts), lib%2Fb.mjs (lib/b.ts).
+    for (const f of ['a.mjs', 'a.json']) utimesSync(join(build, f), old, old);
+    writeFileSync(join(build, 'lib%2Fb.mjs'), 'b');
+    utimesSync(join(build, 'lib%2Fb.mjs'), old, old);
+    // Removed by a call that finds the bundle up to date, as by one that builds.
+    expect(bundledIn(dir)).toBe(out);
+    expect(readdirSync(build).sort()).toEqual(['a.json', 'a.mjs', 'fresh.mjs', 'lib%2Fb.mjs'].sort());
+    expect(run(out)).toMatch(/^1 /);
+  });
+
   it('keeps apart two entries of the same name in different folders', () => {
     const dir = scratch();
     mkdirSync(join(dir, 'x'));
