@@ -174,8 +174,13 @@ const PID_NS = (() => {
     return '';
   }
 })();
-/** Scratch folders of the form before the owner's pid was in the name are removed only this old: no registration runs that long. */
-const UNOWNED_SCRATCH_MS = 60 * 60_000;
+/**
+ * Scratch folders whose process cannot be judged here (of the form before the owner's pid was in
+ * the name, or of another pid namespace: a container restarted over the same temp folder, as a
+ * Kubernetes emptyDir outlives its container, starts in a new one) are removed only this old:
+ * no registration runs that long.
+ */
+const UNJUDGED_SCRATCH_MS = 60 * 60_000;
 
 function alive(pid: number): boolean {
   try {
@@ -189,18 +194,21 @@ function alive(pid: number): boolean {
 
 /**
  * Removes the scratch folders in `dir` (the OS temp folder) that registrations killed mid-way
- * left: those named with this pid namespace and a pid no process has, and those of the earlier
- * form (no pid) an hour old. A live registration's is never one of them (its pid is alive; a
- * pid taken again by another process only keeps a leftover longer). Resolves to the names removed.
+ * left: those named with this pid namespace and a pid no process has, and those of another pid
+ * namespace or of the earlier form (no pid) an hour old. A live registration's is never one of
+ * them (its pid is alive; a pid taken again by another process only keeps a leftover longer).
+ * Resolves to the names removed.
  */
 export async function removeDeadScratch(dir = tmpdir()): Promise<string[]> {
-  const own = new RegExp(`^${SCRATCH}${PID_NS}-(\\d+)-[0-9a-f-]{36}$`);
+  const owned = new RegExp(`^${SCRATCH}(\\d*)-(\\d+)-[0-9a-f-]{36}$`);
   const unowned = new RegExp(`^${SCRATCH}[0-9a-f-]{36}$`);
   const removed: string[] = [];
   for (const name of await readdir(dir).catch(() => [])) {
-    const pid = own.exec(name)?.[1];
-    let dead = pid !== undefined && !alive(Number(pid));
-    if (!dead && unowned.test(name)) dead = Date.now() - ((await stat(join(dir, name)).catch(() => undefined))?.mtimeMs ?? Date.now()) > UNOWNED_SCRATCH_MS;
+    const m = owned.exec(name);
+    let dead: boolean;
+    if (m && m[1] === PID_NS) dead = !alive(Number(m[2]));
+    else if (m || unowned.test(name)) dead = Date.now() - ((await stat(join(dir, name)).catch(() => undefined))?.mtimeMs ?? Date.now()) > UNJUDGED_SCRATCH_MS;
+    else continue;
     if (!dead) continue;
     await rm(join(dir, name), { recursive: true, force: true }).catch(() => undefined);
     removed.push(name);
@@ -390,6 +398,8 @@ export class FunctionRegistry {
     // Its own folder, under the name a node's cache gives it: a mapped artifact reads its weights from that file.
     const scratchDir = join(tmpdir(), `${SCRATCH}${PID_NS}-${process.pid}-${randomUUID()}`);
     const scratch = join(scratchDir, MAPPED_FILE_NAME);
+    // Again at each registration: what a start had to leave (another pid namespace's, not yet an hour old) goes later.
+    void removeDeadScratch().catch(() => undefined);
     try {
       await mkdir(scratchDir, { recursive: true });
       const path = await this.o.models.stage(sha, bytes);
