@@ -237,7 +237,36 @@ for key, hold in pairs(holds) do
 end
 return out`);
 
-const answerOf = (r: AdmissionRequest, [ok, n]: number[]): Admission =>
+/**
+ * `admitNow(set, bytesSet, total, depthLimit, bytesLimit, bytes)`: whether a call that ran already
+ * is admitted, decided as `admitScript` decides (expired places cleaned first), without taking a
+ * place: it is answered in the same script (queue/replies.ts `admitAndApply`), so a place would be
+ * taken and given back at once. Answers as `admitScript` does. Needs `now` (LUA_NOW) and `giveBack`
+ * (LUA_GIVE_BACK) before it.
+ */
+export const LUA_ADMIT_NOW = `local function admitNow(set, bytesSet, total, depthLimit, bytesLimit, bytes)
+  ${luaRefusedUnderOom('bytesSet')}
+  local n, queued = 0, 0
+  if depthLimit > 0 then
+    redis.call('ZREMRANGEBYSCORE', set, '-inf', now)
+    n = redis.call('ZCARD', set)
+    if n >= depthLimit then return {0, n} end
+  end
+  if bytesLimit > 0 then
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', bytesSet, '-inf', now, 'LIMIT', 0, 1000)) do giveBack(bytesSet, m, total) end
+    queued = tonumber(redis.call('GET', total) or '0')
+    if queued > 0 and queued + bytes > bytesLimit then return {-1, queued} end
+  end
+  return {1, n + 1, queued + bytes}
+end`;
+
+/** `admitNow`'s keys and arguments for `r` (set, bytes set, counter; depth limit, bytes limit, bytes). */
+export function admitNowArgs(r: AdmissionRequest): { keys: string[]; args: number[] } {
+  return { keys: [r.keys.depth, r.keys.bytes, r.keys.bytesTotal], args: [r.limits.depth, r.limits.bytes, size(r.bytes)] };
+}
+
+/** A script's admission answer (`admitScript`'s form) as an `Admission`. */
+export const answerOf = (r: AdmissionRequest, [ok, n]: number[]): Admission =>
   ok === 0 ? { admitted: false, full: 'depth', queued: n! } : ok === -1 ? { admitted: false, full: 'bytes', queuedBytes: n! } : { admitted: true, ticket: ticketOf(r) };
 
 /** Admissions of several calls in one script, each decided as `admit` would, in order. */

@@ -50,9 +50,11 @@ export interface LocalNode {
   /**
    * Runs `job` there; one that `signal` gives up before it has a slot is dropped (not run, not
    * counted). With `admitted`, the call runs while its admission is decided, and counts only if
-   * it was admitted; if not, the refusal is its answer.
+   * it was admitted; if not, the refusal is its answer. With `admitAfter` (a lone call that can run
+   * now), its admission is decided after its run, in the script that counts it (one round trip:
+   * queue/replies.ts `admitAndApply`); refused, it counts nowhere and the refusal is its answer.
    */
-  invokeHere(id: string, job: InvokeHere, signal?: GiveUp, admitted?: Promise<unknown>): Promise<AnswerHere>;
+  invokeHere(id: string, job: InvokeHere, signal?: GiveUp, admitted?: Promise<unknown>, admitAfter?: AdmissionRequest): Promise<AnswerHere>;
 }
 
 /**
@@ -295,11 +297,19 @@ export class Dispatcher {
     const job: InvokeHere = { ...req, acceptedAt: this.clock.fromLocal(req.acceptedAt), deadline: this.clock.now() + timeoutMs };
     const { value } = await this.run<AnswerHere>(node.id, timeoutMs, `invocation of ${req.model.fn}`, id, () => {
       const { admission, onQueued } = opts;
+      const early = admission !== undefined && node.canRunNow(modelKey(req.model), req.model.batch !== undefined);
+      if (early && this.pending === 1) {
+        // Alone (no other call of this gateway running): it runs now, and its admission is
+        // decided after, with its counts, in one script: one round trip, not two.
+        const { admission: _place, ...alone } = job;
+        const ran = node.invokeHere(id, alone, undefined, undefined, admission);
+        const answered = ran.then(() => onQueued?.());
+        return { added: answered, takeBack: () => Promise.resolve(), answer: ran.then((ok) => ({ ok })) };
+      }
       // Under load (other calls running: `run` counts this one in `pending` already) its admission
       // is decided with the other calls' of this turn, in one script (admitSoon).
       const added = (admission ? admitOrRefuse(this.opts.redis, req.model.fn, admission, undefined, { othersRunning: this.pending > 1 }) : Promise.resolve()).then(() => onQueued?.());
       const given = new GiveUp();
-      const early = admission !== undefined && node.canRunNow(modelKey(req.model), req.model.batch !== undefined);
       const ran = early ? node.invokeHere(id, job, given, added) : added.then(() => node.invokeHere(id, job, given));
       return { added, takeBack: () => Promise.resolve(given.abort()), answer: ran.then((ok) => ({ ok })) };
     });

@@ -2,8 +2,8 @@ import type { Redis } from 'ioredis';
 import { BruleeError, errorFromWire } from '../errors';
 import { createRedis, redisUnavailable } from './connection';
 import type { Keys } from './keys';
-import { LUA_GIVE_BACK } from './admission';
-import { Script } from './scripts';
+import { answerOf, admitNowArgs, LUA_ADMIT_NOW, LUA_GIVE_BACK, type Admission, type AdmissionRequest } from './admission';
+import { LUA_NOW, Script } from './scripts';
 import { freeNow } from './free';
 import { decodeFrame, encodeFrame, type BlobWriter } from './wire';
 
@@ -67,35 +67,42 @@ export interface WithAnswer {
   count: number;
 }
 
+/**
+ * `applyWrites(base, at, n)`: applies the `n` writes of `WithAnswer`'s form found from ARGV[at] on,
+ * their keys at KEYS[base + index]. Needs `giveBack` (LUA_GIVE_BACK) before it.
+ */
+const LUA_APPLY_WRITES = `-- ARGV[from..to] as the values of one command each 4 000 (Lua's unpack takes ~8 000 at most; a
+-- turn's merged counts can hold more, one exec sample and one place a call).
+local function each(cmd, key, from, to)
+  for i = from, to, 4000 do redis.call(cmd, key, unpack(ARGV, i, math.min(i + 3999, to))) end
+end
+local function applyWrites(base, at, n)
+  local skip = 0
+  for i = 1, n do
+    local op, key = ARGV[at], KEYS[base + tonumber(ARGV[at + 1])]
+    local width = 4
+    if op == 'LPUSHN' or op == 'ZREMN' then width = 3 + tonumber(ARGV[at + 2]) end
+    if skip > 0 then skip = skip - 1
+    elseif op == 'IFEXISTS' then
+      if redis.call('EXISTS', key) == 0 then skip = tonumber(ARGV[at + 2]) end
+    elseif op == 'LPUSH' then redis.call('LPUSH', key, ARGV[at + 2])
+    elseif op == 'LPUSHN' then each('LPUSH', key, at + 3, at + width - 1)
+    elseif op == 'ZREMN' then each('ZREM', key, at + 3, at + width - 1)
+    elseif op == 'DEL' then redis.call('DEL', key)
+    elseif op == 'GIVEBACK' then giveBack(key, ARGV[at + 2], KEYS[base + tonumber(ARGV[at + 3])])
+    else redis.call(op, key, ARGV[at + 2], ARGV[at + 3]) end
+    at = at + width
+  end
+end`;
+
 // KEYS: the answered marker (sync) or result key (async), the reply stream (sync; else the result
 // key again), the cluster counters, then the keys of the writes that go with it.
 // ARGV: answer, ttl ms, id, 'sync'|'async'|'none' (the writes alone, once per id: KEYS[1] is then
 // the answered marker)|'plain' (the writes alone), number of writes, then four per write.
 const DELIVER = new Script(`${LUA_GIVE_BACK}
--- ARGV[from..to] as the values of one command each 4 000 (Lua's unpack takes ~8 000 at most; a
--- turn's merged counts can hold more, one exec sample and one place a call).
-local function each(cmd, key, from, to)
-  for i = from, to, 4000 do redis.call(cmd, key, unpack(ARGV, i, math.min(i + 3999, to))) end
-end
+${LUA_APPLY_WRITES}
 if ARGV[4] == 'none' and not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return 0 end
-local n = tonumber(ARGV[5])
-local skip = 0
-local at, width = 6, 4
-for i = 1, n do
-  local op, key = ARGV[at], KEYS[3 + tonumber(ARGV[at + 1])]
-  width = 4
-  if op == 'LPUSHN' or op == 'ZREMN' then width = 3 + tonumber(ARGV[at + 2]) end
-  if skip > 0 then skip = skip - 1
-  elseif op == 'IFEXISTS' then
-    if redis.call('EXISTS', key) == 0 then skip = tonumber(ARGV[at + 2]) end
-  elseif op == 'LPUSH' then redis.call('LPUSH', key, ARGV[at + 2])
-  elseif op == 'LPUSHN' then each('LPUSH', key, at + 3, at + width - 1)
-  elseif op == 'ZREMN' then each('ZREM', key, at + 3, at + width - 1)
-  elseif op == 'DEL' then redis.call('DEL', key)
-  elseif op == 'GIVEBACK' then giveBack(key, ARGV[at + 2], KEYS[3 + tonumber(ARGV[at + 3])])
-  else redis.call(op, key, ARGV[at + 2], ARGV[at + 3]) end
-  at = at + width
-end
+applyWrites(3, 6, tonumber(ARGV[5]))
 if ARGV[4] == 'none' or ARGV[4] == 'plain' then return 1 end
 if ARGV[4] == 'async' then
   if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -112,6 +119,21 @@ end
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[3], 'a', ARGV[1])
 redis.call('PEXPIRE', KEYS[2], 3600000)
 return 1`);
+
+// KEYS: the call's answered marker, admission's three keys (`admitNowArgs`), then the writes' keys.
+// ARGV: the marker's ttl ms, admission's three arguments, the number of writes, then the writes.
+// Returns `admitNow`'s answer; the writes are applied (once per id) only when admitted. A script
+// sent again after a reconnect (its reply lost) finds the marker: admitted, nothing written twice.
+const ADMIT_AND_APPLY = new Script(`${LUA_NOW}
+${LUA_GIVE_BACK}
+${LUA_ADMIT_NOW}
+${LUA_APPLY_WRITES}
+if redis.call('EXISTS', KEYS[1]) == 1 then return {1, 0, 0} end
+local a = admitNow(KEYS[2], KEYS[3], KEYS[4], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+if a[1] ~= 1 then return a end
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+applyWrites(4, 6, tonumber(ARGV[5]))
+return a`);
 
 /**
  * A node's side: gives the job's answer, unless it was given already, and applies `also` (its
@@ -145,6 +167,19 @@ export async function applyWrites(redis: Redis, k: Keys, id: string, writes: Wit
   // Written before this returns (an answer follows at once, and a read on another connection
   // after the answer must see these counts); waited for only by the caller's retries.
   await DELIVER.runInOrder(redis, [k.answered(id), k.cluster, k.cluster, ...writes.keys], ['', ANSWERED_MARKER_MS, id, 'none', writes.count, ...writes.args]);
+}
+
+/**
+ * A call that ran already (`RuntimeNode.invokeHere`, a lone call that could start at once) admitted
+ * and counted in one script: `admitNow` decides its admission, and only an admitted call's writes
+ * are applied (once per id). One round trip where a separate admission, sent before the run, and
+ * counts, after it, took two; the call holds no place while it runs (a run of a resident model,
+ * started with a slot free). Resolves to the admission.
+ */
+export async function admitAndApply(redis: Redis, k: Keys, id: string, writes: WithAnswer, r: AdmissionRequest): Promise<Admission> {
+  const a = admitNowArgs(r);
+  const out = await ADMIT_AND_APPLY.run(redis, [k.answered(id), ...a.keys, ...writes.keys], [ANSWERED_MARKER_MS, ...a.args, writes.count, ...writes.args]);
+  return answerOf(r, out as number[]);
 }
 
 /** Writes with no invocation behind them (a prewarm's counts), in one script: one command. */

@@ -12,8 +12,8 @@ import type { RedisClock } from '../queue/clock';
 import { modelKey, type AnswerHere, type GiveUp, type InvokeAnswer, type InvokeHere, type LocalNode, type Routed } from '../queue/dispatcher';
 import { controlType, type Keys } from '../queue/keys';
 import { claimNodeId, HEARTBEAT_MS, leaveCluster, MISSED_BEATS, writeHeartbeat, type NodeInfo } from '../queue/nodes';
-import { releaseWith } from '../queue/admission';
-import { deliver, applyWrites, type OutgoingAnswer } from '../queue/replies';
+import { refusal, releaseWith, type AdmissionRequest } from '../queue/admission';
+import { admitAndApply, deliver, applyWrites, type OutgoingAnswer } from '../queue/replies';
 import { freeNow } from '../queue/free';
 import { HeldWrites } from '../queue/held-writes';
 import { LaneWorker } from '../queue/lane';
@@ -950,13 +950,16 @@ export class RuntimeNode implements LocalNode {
    *   back is: not run, not counted.
    * - `admitted`: the call's admission, decided while it runs (the caller starts both at once when
    *   a slot is free). A refused call's outputs and counts are dropped: it was never accepted.
+   * - `admitAfter`: the admission of a lone call (its gateway runs no other), decided after its
+   *   run in the one script that counts it (`admitAndApply`), waited for: refused, it counts
+   *   nowhere and its caller gets the refusal.
    * - Its counts (and its admission place given back) go to Redis in one script, the same writes
    *   as `deliver`'s, sent before the answer is returned and not waited for (`countLater`): every
    *   read this process makes after it goes on the same connection, which Redis serves in order,
    *   and another process's read starts only once the caller has its answer, after they were
    *   written. `close` waits for them.
    */
-  async invokeHere(id: string, data: InvokeHere, signal?: GiveUp, admitted?: Promise<unknown>): Promise<AnswerHere> {
+  async invokeHere(id: string, data: InvokeHere, signal?: GiveUp, admitted?: Promise<unknown>, admitAfter?: AdmissionRequest): Promise<AnswerHere> {
     const lane = this.lane;
     if (!lane || !this.accepting) throw new BruleeError('NO_NODE_AVAILABLE', `node ${this.o.id} is shutting down`);
     if (signal?.aborted) throw givenUp(id);
@@ -992,10 +995,16 @@ export class RuntimeNode implements LocalNode {
             for (const r of held) r.free();
           }
           // Refused (or Redis away): nothing of it is counted, and its caller gets that error.
-          await admitted;
-          this.countMetrics(data.model, later);
-          if (data.admission) releaseWith(stats, data.admission);
-          await this.countLater(id, stats);
+          if (admitAfter) {
+            const a = await admitAndApply(this.o.redis, this.o.keys, id, stats, admitAfter);
+            if (!a.admitted) throw refusal(data.model.fn, admitAfter, a);
+            this.countMetrics(data.model, later);
+          } else {
+            await admitted;
+            this.countMetrics(data.model, later);
+            if (data.admission) releaseWith(stats, data.admission);
+            await this.countLater(id, stats);
+          }
           if (error) throw error;
           return { ...out!.result, outputs: out!.outputs };
         } finally {

@@ -6,7 +6,7 @@ import { admit, admitMany, releaseWith, ticketOf, type Admission, type Admission
 import { createRedis, waitForRedis } from '../../queue/connection';
 import { keys as keysOf } from '../../queue/keys';
 import { startRedisServer, type PrivateRedis } from '../../queue/redis-server';
-import { deliver } from '../../queue/replies';
+import { admitAndApply, deliver } from '../../queue/replies';
 import { Dispatcher } from '../../queue/dispatcher';
 import { decodeLaneJob, pushJob } from '../../queue/lane';
 import { claimNodeId, writeHeartbeat, type NodeInfo } from '../../queue/nodes';
@@ -92,6 +92,36 @@ describe('an admission run again after its reply was lost', () => {
     const as = await sentTwice((conn) => admitMany(conn, [req(`a${Math.random()}`, 2, 1000), req(`b${Math.random()}`, 2, 1000), req(`c${Math.random()}`, 0, 0)]));
     expect(verdicts(as)).toEqual(['ok', 'ok', 'ok']);
     expect([await redis.zcard(keys.depth), await redis.zcard(keys.bytes), await redis.get(keys.bytesTotal)]).toEqual([2, 2, '200']);
+  });
+});
+
+describe("a lone call's admission and counts in one script (admitAndApply), run again after its reply was lost", () => {
+  const k = keysOf(ns);
+  /** The call's counts: one increment of its own key (`ids` gets its id). */
+  const counted = (conn: typeof redis, r: AdmissionRequest, ids: string[]) => {
+    const id = `c${Math.random()}`;
+    ids.push(id);
+    const stats = new StatsOps();
+    stats.hincrby(`${ns}:counts:${id}`, 'invocations', 1);
+    return admitAndApply(conn, k, id, stats, r);
+  };
+
+  it('admitted at the depth and bytes limits it would reach itself, counted once, holding no place', async () => {
+    const ids: string[] = [];
+    const a = await sentTwice((conn) => counted(conn, req(`m${Math.random()}`, 1, 100), ids));
+    expect(verdicts([a])).toEqual(['ok']);
+    expect(await redis.hget(`${ns}:counts:${ids.at(-1)!}`, 'invocations')).toBe('1');
+    expect([await redis.zcard(keys.depth), await redis.zcard(keys.bytes), await redis.get(keys.bytesTotal)]).toEqual([0, 0, null]);
+  });
+
+  it('refused when its function is full, or the bytes are: nothing counted, no marker', async () => {
+    await redis.del(keys.depth, keys.bytes, keys.bytesTotal);
+    const held = await admit(redis, req('held', 1, 150));
+    expect(held.admitted).toBe(true);
+    const ids: string[] = [];
+    expect(verdicts([await counted(redis, req('m', 1, 0), ids), await counted(redis, req('n', 0, 150), ids), await counted(redis, req('o', 2, 200), ids)])).toEqual(['depth', 'bytes', 'ok']);
+    expect(await Promise.all(ids.map((id) => redis.exists(`${ns}:counts:${id}`, k.answered(id))))).toEqual([0, 0, 2]);
+    await redis.del(keys.depth, keys.bytes, keys.bytesTotal);
   });
 });
 
