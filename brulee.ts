@@ -106,6 +106,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
     keys: k,
     models,
     budgets: async () => (await dispatcher.nodes(true)).map((n) => n.budgetBytes),
+    log,
   });
   await registry.watch(createRedis(redisUrl, { name: 'brulee-registry-sub' }));
   const recorder = config.traceRecord ? new TraceRecorder(config.dataDir) : undefined;

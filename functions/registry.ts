@@ -4,6 +4,7 @@ import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
 import { BruleeError } from '../errors';
 import { closeRedis } from '../queue/connection';
 import { controlType, type Keys } from '../queue/keys';
@@ -232,7 +233,14 @@ export interface RegistryOptions {
   models: LocalModels;
   /** Byte budgets of the live nodes (empty: no node known, nothing is checked). */
   budgets: () => Promise<number[]>;
+  /** Where it says that it leaves bytes in a model store other clusters use too. */
+  log?: Pick<Logger, 'warn'>;
 }
+
+/** How often a registry tells the model store that its cluster uses it (`ModelStore.touchCluster`), besides at start and at each registration. */
+const CLUSTER_TOUCH_MS = 60 * 60_000;
+/** A cluster that has not told the store for this long no longer uses it (its gateways are gone, or its Redis was reset: a new id). */
+const CLUSTER_FRESH_MS = 3 * CLUSTER_TOUCH_MS;
 
 /**
  * Functions: registration (inspect, profile, store), lookup, listing, deletion.
@@ -248,10 +256,52 @@ export class FunctionRegistry {
   /** Which model bytes registrations are storing now, so that a deletion leaves them (functions/model-bytes.ts). */
   private readonly bytes: ModelBytes;
 
+  /** Tells the model store, now and then, that this cluster uses it. */
+  private readonly touching: NodeJS.Timeout;
+
   constructor(private readonly o: RegistryOptions) {
     this.bytes = new ModelBytes(o.redis, o.keys);
     // What registrations killed mid-way left in the temp folder (a process starts with its registry).
     void removeDeadScratch().catch(() => undefined);
+    const touch = () => void this.touchStore().then(() => this.otherClusters()).then((others) => others.length > 0 && this.warnShared(others, 'at start')).catch(() => undefined);
+    touch();
+    this.touching = setInterval(touch, CLUSTER_TOUCH_MS).unref();
+  }
+
+  /** This cluster's id (one per KEY_PREFIX on a Redis), made by the first process that asks. */
+  private async clusterId(): Promise<string> {
+    await this.o.redis.set(this.o.keys.clusterId, randomUUID(), 'NX');
+    const id = await this.o.redis.get(this.o.keys.clusterId);
+    if (id === null) throw new BruleeError('REDIS_UNAVAILABLE', 'the cluster id went from Redis as it was set (Redis reset meanwhile): retry');
+    return id;
+  }
+
+  private async touchStore(): Promise<void> {
+    if (this.store.touchCluster) await this.store.touchCluster(await this.clusterId());
+  }
+
+  /**
+   * The other clusters that told the model store lately that they use it. Model bytes are shared
+   * by content, and a cluster knows only the functions of its own Redis and KEY_PREFIX: removing
+   * bytes it no longer names could remove another cluster's. So while there is any, no bytes are
+   * removed (they stay in the store, unnamed). Where the store cannot be asked, "unknown".
+   */
+  private async otherClusters(): Promise<string[]> {
+    if (!this.store.clusters) return [];
+    try {
+      const [mine, all] = await Promise.all([this.clusterId(), this.store.clusters()]);
+      const now = Date.now();
+      return all.filter((c) => c.id !== mine && now - c.at < CLUSTER_FRESH_MS).map((c) => c.id);
+    } catch {
+      return ['unknown'];
+    }
+  }
+
+  private warnShared(others: string[], when: string): void {
+    this.o.log?.warn(
+      { store: this.store.url, clusters: others },
+      `${when}: the model store ${this.store.url} is used by other brulee clusters too (${others.join(', ')}; each notes itself in .clusters/ there), so this one leaves in it the model bytes its functions no longer name, as removing them could break those clusters' functions. Give each cluster (each Redis and KEY_PREFIX) its own MODEL_STORE, another folder or s3 prefix; a cluster that is gone (or whose Redis was reset) stops counting ${CLUSTER_FRESH_MS / 3_600_000} h after it last noted itself`,
+    );
   }
 
   /** Keeps the in-memory copy in step with changes made through any gateway. */
@@ -268,6 +318,7 @@ export class FunctionRegistry {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.touching);
     this.cache.clear();
     await closeRedis(this.sub);
   }
@@ -306,6 +357,8 @@ export class FunctionRegistry {
     validateName(name);
     if (bytes.byteLength === 0) throw new BruleeError('INVALID_MODEL', 'the body is empty: send the ONNX file as the raw request body (Content-Type: application/octet-stream)');
     checkModelShape(bytes);
+    // Before its bytes are stored: a cluster that shares the store sees this one before it could remove them.
+    await this.touchStore();
     return this.locked(name, (lock) => this.registerLocked(name, bytes, opts, lock));
   }
 
@@ -467,12 +520,20 @@ export class FunctionRegistry {
   /**
    * Removes from the store and this process's cache those of `sha256s` that no function's record
    * names and no registration is storing (functions/model-bytes.ts: what the records name is read
-   * once the bytes are this removal's). Resolves to the shas removed.
+   * once the bytes are this removal's), unless another cluster uses the store (`otherClusters`).
+   * Resolves to the shas removed.
    */
   private removeUnused(sha256s: readonly string[]): Promise<string[]> {
     return this.bytes.removeUnused(
       sha256s,
-      async () => new Set((await this.list()).flatMap(shasOf)),
+      async () => {
+        // Asked last, just before the removals: a store another cluster uses keeps every one.
+        const named = new Set((await this.list()).flatMap(shasOf));
+        const others = await this.otherClusters();
+        if (others.length === 0) return named;
+        this.warnShared(others, `${sha256s.length} model file(s) left`);
+        return new Set(sha256s);
+      },
       async (sha) => {
         await this.store.remove(sha);
         await this.o.models.drop(sha);

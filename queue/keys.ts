@@ -28,6 +28,8 @@ export function keys(ns = 'brulee') {
     jobsMoved: `${ns}:nodes:moved`,
     /** Cluster-wide failover counters (nodeDeaths, jobsRerouted, duplicateRuns). */
     cluster: `${ns}:cluster`,
+    /** This cluster's id (a uuid set once), by which it tells a model store it uses it (functions/registry.ts `storeShared`). */
+    clusterId: `${ns}:cluster:id`,
     reaperLock: `${ns}:lock:reaper`,
     /** A gateway's reply stream: every node writes the answers of that gateway's sync calls here. */
     replies: (gatewayId: string) => `${ns}:replies:${gatewayId}`,

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BruleeError } from '../errors';
-import type { ModelStore } from './index';
+import { assertClusterId, type ModelStore } from './index';
 import { assertSha256, sha256Of } from './sha256';
 
 /** Model bytes in one folder, `<sha256>.onnx` each: the embedded, one-machine store. */
@@ -57,6 +57,26 @@ export class FileModelStore implements ModelStore {
 
   async remove(sha256: string): Promise<void> {
     await rm(this.file(sha256), { force: true });
+  }
+
+  /** `.clusters/<id>`, an empty file whose modification time says when. */
+  async touchCluster(id: string): Promise<void> {
+    assertClusterId(id);
+    const dir = join(this.dir, '.clusters');
+    await mkdir(dir, { recursive: true });
+    const file = join(dir, id);
+    const now = new Date();
+    await utimes(file, now, now).catch(async (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+      await writeFile(file, '');
+    });
+  }
+
+  async clusters(): Promise<Array<{ id: string; at: number }>> {
+    const dir = join(this.dir, '.clusters');
+    const names = await readdir(dir).catch(() => []);
+    const found = await Promise.all(names.map(async (id) => ({ id, at: (await stat(join(dir, id)).catch(() => undefined))?.mtimeMs })));
+    return found.filter((c): c is { id: string; at: number } => c.at !== undefined);
   }
 }
 

@@ -27,6 +27,20 @@ export interface ModelStore {
    */
   download(sha256: string, dest: string): Promise<void>;
   remove(sha256: string): Promise<void>;
+  /**
+   * Notes that the cluster `id` uses this store now (a small object of its own, `.clusters/<id>`,
+   * written again each time). A cluster removes bytes it no longer names only while no other
+   * cluster has said so lately (functions/registry.ts): two that share a store would otherwise
+   * remove each other's bytes. Stores without it (a test's wrapper) are taken to have one user.
+   */
+  touchCluster?(id: string): Promise<void>;
+  /** The clusters that have said they use this store, each with when it last did (epoch ms). */
+  clusters?(): Promise<Array<{ id: string; at: number }>>;
+}
+
+/** A cluster id is a uuid (functions/registry.ts); checked before it names a file or an object. */
+export function assertClusterId(id: string): void {
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) throw new RangeError(`not a cluster id: ${JSON.stringify(id.slice(0, 80))}`);
 }
 
 /**

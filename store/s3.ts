@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { BruleeError } from '../errors';
-import type { ModelStore } from './index';
+import { assertClusterId, type ModelStore } from './index';
 import { assertSha256, sha256Of } from './sha256';
 
 type SDK = typeof import('@aws-sdk/client-s3');
@@ -114,6 +114,33 @@ export class S3ModelStore implements ModelStore {
 
   async remove(sha256: string): Promise<void> {
     await this.call(sha256, 'remove', ({ s3, client }) => client.send(new s3.DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(sha256) })));
+  }
+
+  /** `<prefix>/.clusters/<id>`, an empty object whose LastModified says when. */
+  async touchCluster(id: string): Promise<void> {
+    assertClusterId(id);
+    await this.call(`.clusters/${id}`, 'write', ({ s3, client }) =>
+      client.send(new s3.PutObjectCommand({ Bucket: this.bucket, Key: `${this.clustersPrefix}${id}`, Body: new Uint8Array(0), ContentLength: 0 })),
+    );
+  }
+
+  async clusters(): Promise<Array<{ id: string; at: number }>> {
+    const found: Array<{ id: string; at: number }> = [];
+    let token: string | undefined;
+    do {
+      const page = await this.call('.clusters/', 'list', ({ s3, client }) =>
+        client.send(new s3.ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.clustersPrefix, ...(token ? { ContinuationToken: token } : {}) })),
+      );
+      for (const o of page.Contents ?? []) {
+        if (o.Key && o.LastModified) found.push({ id: o.Key.slice(this.clustersPrefix.length), at: o.LastModified.getTime() });
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return found;
+  }
+
+  private get clustersPrefix(): string {
+    return this.prefix ? `${this.prefix}/.clusters/` : '.clusters/';
   }
 
   /** Closes the client's sockets. */

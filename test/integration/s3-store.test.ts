@@ -43,6 +43,20 @@ afterAll(async () => {
 });
 
 describe('S3ModelStore against a real S3-compatible server', () => {
+  it('notes which clusters use the store, under its prefix (what a deletion asks before it removes bytes)', async () => {
+    const store = storeFor('unit/clusters');
+    expect(await store.clusters()).toEqual([]);
+    const [one, two] = [crypto.randomUUID(), crypto.randomUUID()];
+    await store.touchCluster(one);
+    await store.touchCluster(two);
+    await store.touchCluster(one);
+    const found = await store.clusters();
+    expect(found.map((c) => c.id).sort()).toEqual([one, two].sort());
+    for (const c of found) expect(c.at).toBeGreaterThan(0);
+    expect(await storeFor('unit/other-clusters').clusters()).toEqual([]);
+    await expect(store.touchCluster('../x')).rejects.toThrow(RangeError);
+  });
+
   it('puts, finds, gets, streams to a file and removes bytes by sha256, under the prefix', async () => {
     const store = storeFor('unit/a');
     expect(store.url).toBe(`s3://${s3.bucket}/unit/a`);
