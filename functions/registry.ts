@@ -263,7 +263,7 @@ export class FunctionRegistry {
     this.bytes = new ModelBytes(o.redis, o.keys);
     // What registrations killed mid-way left in the temp folder (a process starts with its registry).
     void removeDeadScratch().catch(() => undefined);
-    const touch = () => void this.touchStore().then(() => this.otherClusters()).then((others) => others.length > 0 && this.warnShared(others, 'at start')).catch(() => undefined);
+    const touch = () => void this.touchStore().then(() => this.otherClusters()).then((others) => others.length > 0 && this.warnShared(others, 'noting this cluster in the model store')).catch(() => undefined);
     touch();
     this.touching = setInterval(touch, CLUSTER_TOUCH_MS).unref();
   }
