@@ -253,6 +253,8 @@ export class FunctionRegistry {
   /** Bumped on every invalidation, so a read that raced a change is not cached. */
   private generation = 0;
   private sub?: Redis;
+  /** Whether `sub` is subscribed now (the copy is used and filled only then). */
+  private listening = false;
   /** Which model bytes registrations are storing now, so that a deletion leaves them (functions/model-bytes.ts). */
   private readonly bytes: ModelBytes;
 
@@ -304,17 +306,41 @@ export class FunctionRegistry {
     );
   }
 
-  /** Keeps the in-memory copy in step with changes made through any gateway. */
+  /**
+   * Keeps the in-memory copy in step with changes made through any gateway. What is published
+   * while the subscriber is away is lost to it: from a disconnection until it is subscribed again
+   * the copy is neither used nor filled, and it starts empty then.
+   */
   async watch(subscriber: Redis): Promise<void> {
     this.sub = subscriber;
-    await subscriber.subscribe(this.o.keys.control);
+    const channel = this.o.keys.control;
     subscriber.on('message', (_ch, msg: string) => {
       if (controlType(msg) !== 'function') return;
       const { name } = JSON.parse(msg) as { name?: unknown };
       if (typeof name === 'string') this.invalidate(name);
     });
+    const resync = () => {
+      this.cache.clear();
+      this.generation++;
+    };
+    subscriber.on('close', () => {
+      this.listening = false;
+      resync();
+    });
+    // ioredis subscribes again on its own; this subscription's answer says it is in effect.
+    subscriber.on('ready', () => {
+      void subscriber
+        .subscribe(channel)
+        .then(() => {
+          resync();
+          this.listening = true;
+        })
+        .catch(() => undefined);
+    });
+    await subscriber.subscribe(channel);
     // Whatever changed before we listened is not in the copy yet: start empty.
-    this.cache.clear();
+    resync();
+    this.listening = true;
   }
 
   async close(): Promise<void> {
@@ -333,11 +359,11 @@ export class FunctionRegistry {
 
   async get(name: string): Promise<FunctionMeta> {
     validateName(name);
-    const cached = this.sub ? this.cache.get(name) : undefined;
+    const cached = this.listening ? this.cache.get(name) : undefined;
     if (cached) return cached;
     const gen = this.generation;
     const fn = await this.find(name);
-    if (fn && this.sub && gen === this.generation) this.cache.set(name, fn);
+    if (fn && this.listening && gen === this.generation) this.cache.set(name, fn);
     if (!fn) throw new BruleeError('FUNCTION_NOT_FOUND', `no function named "${name}"; register it with PUT /functions/${name}`);
     return fn;
   }
