@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BruleeError } from '../errors';
 import { assertClusterId, type ModelStore } from './index';
-import { assertSha256, sha256Of } from './sha256';
+import { assertSha256, sha256Of, sha256OfFile } from './sha256';
 
 /** Model bytes in one folder, `<sha256>.onnx` each: the embedded, one-machine store. */
 export class FileModelStore implements ModelStore {
@@ -23,15 +23,25 @@ export class FileModelStore implements ModelStore {
     return stat(this.file(sha256)).then(() => true, () => false);
   }
 
-  /** Writes atomically (temp file, then rename) unless the bytes are already stored. */
+  /**
+   * Writes atomically (temp file, then rename) unless these bytes are already stored intact: a
+   * copy of another size or sha256 (a bad disk, a bad copy: nodes refuse it, MODEL_BYTES_CORRUPT)
+   * is replaced, so registering the same file again repairs it, as the S3 store does.
+   */
   async put(bytes: Uint8Array): Promise<string> {
     const sha = sha256Of(bytes);
-    if (await this.has(sha)) return sha;
+    if (await this.intact(sha, bytes.byteLength)) return sha;
     await mkdir(this.dir, { recursive: true });
     const tmp = join(this.dir, `.${randomUUID()}.tmp`);
     await writeFile(tmp, bytes);
     await rename(tmp, this.file(sha));
     return sha;
+  }
+
+  private async intact(sha256: string, size: number): Promise<boolean> {
+    const s = await stat(this.file(sha256)).catch(() => undefined);
+    if (s?.size !== size) return false;
+    return (await sha256OfFile(this.file(sha256)).catch(() => undefined)) === sha256;
   }
 
   async get(sha256: string): Promise<Uint8Array> {
