@@ -6,6 +6,11 @@ import { BruleeError } from '../errors';
 import { assertClusterId, type ModelStore } from './index';
 import { assertSha256, sha256Of, sha256OfFile } from './sha256';
 
+/** A put's temporary file, `.<uuid>.tmp`, renamed to `<sha256>.onnx` once written. */
+const TMP = '.tmp';
+const LEFTOVER = /^\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.tmp$/;
+const LEFTOVER_AFTER_MS = 60 * 60_000;
+
 /** Model bytes in one folder, `<sha256>.onnx` each: the embedded, one-machine store. */
 export class FileModelStore implements ModelStore {
   readonly url: string;
@@ -32,10 +37,34 @@ export class FileModelStore implements ModelStore {
     const sha = sha256Of(bytes);
     if (await this.intact(sha, bytes.byteLength)) return sha;
     await mkdir(this.dir, { recursive: true });
-    const tmp = join(this.dir, `.${randomUUID()}.tmp`);
-    await writeFile(tmp, bytes);
-    await rename(tmp, this.file(sha));
+    this.swept ??= this.removeLeftovers();
+    await this.swept;
+    const tmp = join(this.dir, `.${randomUUID()}${TMP}`);
+    try {
+      await writeFile(tmp, bytes);
+      await rename(tmp, this.file(sha));
+    } catch (e) {
+      // A full disk leaves no partial copy behind to fill it further.
+      await rm(tmp, { force: true }).catch(() => undefined);
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EROFS' || code === 'EACCES') {
+        throw new BruleeError('MODEL_STORE_UNAVAILABLE', `the model store ${this.url} cannot store ${bytes.byteLength} bytes (${code}): free space there, or point MODEL_STORE at another folder`);
+      }
+      throw e;
+    }
     return sha;
+  }
+
+  /** The first put of a process removes what puts of processes killed mid-write left (an hour old: no write takes that long). */
+  private swept?: Promise<void>;
+
+  private async removeLeftovers(): Promise<void> {
+    for (const name of await readdir(this.dir).catch(() => [])) {
+      if (!LEFTOVER.test(name)) continue;
+      const file = join(this.dir, name);
+      const s = await stat(file).catch(() => undefined);
+      if (s && Date.now() - s.mtimeMs > LEFTOVER_AFTER_MS) await rm(file, { force: true }).catch(() => undefined);
+    }
   }
 
   private async intact(sha256: string, size: number): Promise<boolean> {
