@@ -423,7 +423,10 @@ export class FunctionRegistry {
       ...(opts.maxDelayMs !== undefined ? { maxDelayMs: opts.maxDelayMs } : {}),
     };
     const sameSession = prev !== undefined && JSON.stringify(sessionOf(prev.options)) === JSON.stringify(sessionOf(options));
-    if (prev && prev.sha256 === sha && sameSession) {
+    // The same bytes and options only update the options, unless the store lost or damaged the
+    // artifact profiling derived from them (only profiling makes it again: a node would fall back
+    // to the original at every load, after fetching the artifact in vain).
+    if (prev && prev.sha256 === sha && sameSession && (await this.artifactStored(prev))) {
       checkBatching(name, prev.signature, options);
       const fn: FunctionMeta = { ...prev, options, sizeBytes: options.memoryBytes ?? prev.profile.residentBytes, updatedAt: now };
       await this.checkFits(fn);
@@ -523,6 +526,13 @@ export class FunctionRegistry {
     await this.saveHeld(fn, lock);
     if (prev && prev.sha256 === sha) return { created: false, newVersion: false, fn };
     return { created: !prev, newVersion: true, fn, ...(prev ? { replaced: prev } : {}) };
+  }
+
+  /** Whether the model store holds `fn`'s artifact intact (true when it has none). */
+  private async artifactStored(fn: FunctionMeta): Promise<boolean> {
+    const a = fn.profile.artifact;
+    if (!a) return true;
+    return this.store.intact ? this.store.intact(a.sha256, a.fileBytes) : this.store.has(a.sha256);
   }
 
   /** Deletes a function; resolves to it and the bytes (sha256) of its versions removed from the store (no other function names them, no registration is storing them). */

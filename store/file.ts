@@ -67,7 +67,7 @@ export class FileModelStore implements ModelStore {
     }
   }
 
-  private async intact(sha256: string, size: number): Promise<boolean> {
+  async intact(sha256: string, size: number): Promise<boolean> {
     const s = await stat(this.file(sha256)).catch(() => undefined);
     if (s?.size !== size) return false;
     return (await sha256OfFile(this.file(sha256)).catch(() => undefined)) === sha256;

@@ -28,6 +28,12 @@ export interface ModelStore {
   download(sha256: string, dest: string): Promise<void>;
   remove(sha256: string): Promise<void>;
   /**
+   * Whether the store holds these bytes intact (`size` bytes of this sha256; as far as the store
+   * can tell without reading them where it keeps their size and sha256 beside them); `put` of the
+   * same bytes rewrites a copy that is not. Stores without it: `has`.
+   */
+  intact?(sha256: string, size: number): Promise<boolean>;
+  /**
    * Notes that the cluster `id` uses this store now (a small object of its own, `.clusters/<id>`,
    * written again each time). A cluster removes bytes it no longer names only while no other
    * cluster has said so lately (functions/registry.ts): two that share a store would otherwise

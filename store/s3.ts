@@ -75,11 +75,16 @@ export class S3ModelStore implements ModelStore {
     return (await this.head(sha256)) !== undefined;
   }
 
+  /** An object of this size whose sha256 (its metadata, written by `put`) is this one. */
+  async intact(sha256: string, size: number): Promise<boolean> {
+    const there = await this.head(sha256);
+    return there !== undefined && there.size === size && there.sha256 === sha256;
+  }
+
   /** Uploads unless an object with these bytes' size and sha256 is already there. */
   async put(bytes: Uint8Array): Promise<string> {
     const sha = sha256Of(bytes);
-    const there = await this.head(sha);
-    if (there && there.size === bytes.byteLength && there.sha256 === sha) return sha;
+    if (await this.intact(sha, bytes.byteLength)) return sha;
     await this.call(sha, 'put', ({ s3, client }) =>
       client.send(
         new s3.PutObjectCommand({

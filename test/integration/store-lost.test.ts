@@ -2,6 +2,7 @@ import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
+import { modelKey } from '../../queue/dispatcher';
 import { sha256Of } from '../../store';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { asFloat32, directJson } from '../support/models';
@@ -35,6 +36,8 @@ it('after DATA_DIR was wiped (Redis kept), registering the same bytes again rest
   expect(again.body.newVersion).toBe(false);
   const after = await b.invoke('kept', x);
   expect(after.status).toBe(200);
+  // The artifact profiling derived went with the rest, and is there again: loaded, not the original.
+  expect(b.node!.loadedFrom(modelKey({ fn: 'kept', sha256: again.body.sha256 }))).toBe('artifact');
   const want = await directJson(bytes, x);
   expect(asFloat32(before.body.outputs)).toEqual(want);
   expect(asFloat32(after.body.outputs)).toEqual(want);
@@ -64,5 +67,7 @@ it('a damaged copy in a file:// store (same size, other bytes) is refused, and r
   expect(again.body.newVersion).toBe(false);
   const after = await b.invoke('damaged', x);
   expect(after.status).toBe(200);
+  // The artifact is repaired too (else every load fetches it in vain and falls back to the original).
+  expect(b.node!.loadedFrom(modelKey({ fn: 'damaged', sha256: sha }))).toBe('artifact');
   expect(asFloat32(after.body.outputs)).toEqual(await directJson(bytes, x));
 });
