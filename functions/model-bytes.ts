@@ -95,13 +95,13 @@ export class ModelBytes {
   /**
    * Removes those of `sha256s` that no function names and no registration is storing:
    * `named()` reads what the records name (after the bytes were taken), `remove` removes one.
-   * Resolves to the shas removed. Its hold on each sha is a lease renewed while it runs, and
+   * Resolves to the shas removed; one whose removal failed is left, and told to `failed`. Its hold on each sha is a lease renewed while it runs, and
    * checked (and renewed) just before each removal: one that lapsed (this process stalled past
    * it, or Redis was away) may have let a registration store and name those bytes meanwhile, so
    * they are left. (A stall between that check and the store's own removal is not fenced: a
    * store has no conditional delete to hand a token to.)
    */
-  async removeUnused(sha256s: readonly string[], named: () => Promise<Set<string>>, remove: (sha256: string) => Promise<void>): Promise<string[]> {
+  async removeUnused(sha256s: readonly string[], named: () => Promise<Set<string>>, remove: (sha256: string) => Promise<void>, failed: (sha256: string, e: unknown) => void = () => undefined): Promise<string[]> {
     const token = randomUUID();
     const taken: string[] = [];
     const stop = keepAlive(async () => {
@@ -117,7 +117,13 @@ export class ModelBytes {
       for (const sha of taken) {
         if (needed.has(sha)) continue;
         if ((await extendOwn(this.redis, this.keys.removing(sha), token, REMOVING_MS)) !== 1) continue;
-        await remove(sha);
+        // One that fails (the store away) stays, unnamed; the others are still removed.
+        try {
+          await remove(sha);
+        } catch (e) {
+          failed(sha, e);
+          continue;
+        }
         removed.push(sha);
       }
       return removed;

@@ -574,6 +574,9 @@ export class FunctionRegistry {
         await this.store.remove(sha);
         await this.o.models.drop(sha);
       },
+      // The function is deleted all the same (its record went first): a DELETE that answered an
+      // error would be retried into a 404. What the store kept is said here.
+      (sha, e) => this.o.log?.warn({ err: e, sha256: sha, store: this.store.url }, `removing model bytes ${sha.slice(0, 12)}… no function names from the model store failed; they stay there`),
     );
   }
 

@@ -161,3 +161,19 @@ it('a deletion whose process stalled past its hold on some bytes leaves those by
   expect(await files.has(model)).toBe(false);
   expect(await files.has(artifact!)).toBe(true);
 }, 60_000);
+
+it('a deletion whose store fails to remove some bytes still deletes the function, removes the rest, and leaves those', async () => {
+  let model = '';
+  const { files, registry, other } = setUp(url, (sha) => {
+    if (sha === model) throw new Error('the store did not answer');
+  });
+  const fn = (await registry.register('flaky', bytes, {})).fn;
+  model = fn.sha256;
+  const artifact = fn.versions[0]?.artifactSha256;
+  expect(artifact).toBeDefined();
+  const { removed } = await registry.delete('flaky');
+  expect(removed).toEqual([artifact]);
+  expect(await files.has(model)).toBe(true);
+  expect(await files.has(artifact!)).toBe(false);
+  await expect(other().get('flaky')).rejects.toMatchObject({ code: 'FUNCTION_NOT_FOUND' });
+});
