@@ -12,7 +12,7 @@ import type { Authorize } from '../auth';
 import { requireKey } from './auth';
 import { admitRequestBytes, closeWhenBodyUnread, refuseWhenDraining } from './connection';
 import { onError } from './errors';
-import { check, InvokeBody, jsonBody, limit, RegisterQuery } from './parse';
+import { check, InvokeBody, InvokeQuery, jsonBody, limit, RegisterQuery } from './parse';
 import { v2Routes } from './v2';
 import { dashboardApp } from '../../dashboard';
 import { docsApp } from '../../dashboard/docs';
@@ -152,12 +152,12 @@ export function createApp(o: AppOptions): Hono {
 
   app.post('/functions/:name/invoke', limit(o.maxRequestBytes, 'request body', 'MAX_REQUEST_BYTES'), async (c) => {
     const name = c.req.param('name');
+    const query = check(InvokeQuery, c.req.query(), 'query parameters', 'INVALID_OPTION');
     const body = check(InvokeBody, await jsonBody(c), 'request body');
     const fn = await dataPlane.get(name);
     const inputs = decodeJsonInputs(body.inputs, fn.signature.inputs);
     const opts = { outputs: body.outputs };
-    const asyncMode = c.req.query('async');
-    if (asyncMode === 'true' || asyncMode === '1') {
+    if (query.async) {
       const { id } = await dataPlane.submit(name, inputs, opts);
       return c.json({ id, status: 'waiting', href: `/invocations/${id}` }, 202);
     }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ErrorCode } from '../../errors';
-import { InvokeBody, RegisterQuery } from './parse';
+import { InvokeBody, InvokeQuery, RegisterQuery } from './parse';
 import { InferRequest } from './v2';
 
 /**
@@ -149,7 +149,7 @@ const ROUTES: Record<string, Record<string, Op>> = {
     post: {
       summary: 'invoke; with ?async=true answers 202 with an id for GET /invocations/{id}',
       scope: 'invoke',
-      query: z.object({ async: z.enum(['true', '1', 'false', '0']).optional() }),
+      query: InvokeQuery,
       body: { schema: InvokeBody, example: invokeExample },
       ok: [[200, InvokeResult], [202, z.looseObject({ id: z.string(), status: z.literal('waiting'), href: z.string() })]],
     },

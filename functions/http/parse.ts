@@ -64,6 +64,9 @@ export const RegisterQuery = z
   })
   .strict();
 
+/** Query parameters of POST /functions/{name}/invoke: a misspelt or unknown one is refused, not run as a sync call the client did not ask for. */
+export const InvokeQuery = z.object({ async: bool.optional() }).strict();
+
 export const InvokeBody = z.object({
   inputs: z.record(z.string(), z.unknown()),
   outputs: z.array(z.string()).optional(),

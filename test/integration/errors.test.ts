@@ -37,6 +37,13 @@ describe('bad input gets a clear 4xx error and the server keeps serving', () => 
   it('empty body', () => expectError(b.json('POST', '/functions/m/invoke', ''), 400, 'MALFORMED_JSON', /empty/));
   it('body without inputs', () => expectError(b.json('POST', '/functions/m/invoke', { x: 1 }), 400, 'BAD_REQUEST', /inputs/));
   it('unknown function', () => expectError(b.invoke('nope', good), 404, 'FUNCTION_NOT_FOUND', /PUT \/functions\/nope/));
+  // Run as a sync call before: a client that asked for an id got an answer it did not expect, late.
+  it('invoke with a misspelt or bad query parameter', async () => {
+    await expectError(b.json('POST', '/functions/m/invoke?asnyc=true', { inputs: good }), 400, 'INVALID_OPTION', /asnyc/);
+    await expectError(b.json('POST', '/functions/m/invoke?async=yes', { inputs: good }), 400, 'INVALID_OPTION', /async/);
+    expect((await b.json('POST', '/functions/m/invoke?async=true', { inputs: good })).status).toBe(202);
+    expect((await b.json('POST', '/functions/m/invoke?async=0', { inputs: good })).status).toBe(200);
+  });
   it('wrong input name', () =>
     expectError(b.invoke('m', { y: good.x }), 422, 'INVALID_INPUT', /unknown input "y".*inputs are "x"/));
   it('missing input', () => expectError(b.invoke('types', { f32: { type: 'float32', dims: [2, 3], data: [1, 2, 3, 4, 5, 6] } }), 422, 'INVALID_INPUT', /missing input "f64"/));
