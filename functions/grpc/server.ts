@@ -69,13 +69,21 @@ const CONTENTS_FIELD: Record<string, { field: string; read: (v: unknown) => numb
 const INT_RANGE: Record<string, [number, number]> = { int8: [-128, 127], int16: [-32768, 32767], uint8: [0, 255], uint16: [0, 65535] };
 
 function decodeInput(i: InferInput, raw: Buffer | undefined): Tensor {
-  if (raw) return decodeRaw(i.name, i.datatype, i.shape.map(Number), raw);
+  // The typed contents fields that hold values: one only, and none beside raw contents (as Triton
+  // answers), rather than data silently ignored.
+  const given = Object.entries(i.contents ?? {}).filter(([, v]) => Array.isArray(v) && v.length > 0).map(([k]) => k);
+  if (raw) {
+    if (given.length > 0) throw new BruleeError('INVALID_INPUT', `input "${i.name}": data in both raw_input_contents and contents.${given[0]}; send it in one of them`);
+    return decodeRaw(i.name, i.datatype, i.shape.map(Number), raw);
+  }
   const type = elementTypeOf(i.name, i.datatype);
   const dims = checkShape(i.name, i.shape.map(Number));
   const how = CONTENTS_FIELD[type];
   if (!how) {
     throw new BruleeError('INVALID_INPUT', `input "${i.name}": ${i.datatype} has no typed contents field; send it in raw_input_contents`);
   }
+  const other = given.find((f) => f !== how.field);
+  if (other) throw new BruleeError('INVALID_INPUT', `input "${i.name}": ${i.datatype} data goes in contents.${how.field}, not contents.${other}`);
   const values = i.contents?.[how.field] ?? [];
   const count = dims.reduce((a, b) => a * b, 1);
   if (values.length !== count) {

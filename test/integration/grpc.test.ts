@@ -134,6 +134,17 @@ describe('the KServe v2 gRPC service', () => {
     const range = await call('ModelInfer', { model_name: 'types', inputs: [{ name: 'u8', datatype: 'UINT8', shape: [2, 2], contents: { uint_contents: [0, 1, 2, 256] } }] });
     expect(range.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(range.err?.details).toMatch(/element 3 is 256, out of uint8's range 0 to 255/);
+    // Data that would be ignored: typed contents beside raw contents, or in another type's field.
+    const both = await call('ModelInfer', {
+      model_name: 'mlp',
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], contents: { fp32_contents: [9, 9, 9, 9] } }],
+      raw_input_contents: [Buffer.from(new Float32Array([1, 2, 3, 4]).buffer)],
+    });
+    expect(both.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(both.err?.details).toBe('input "x": data in both raw_input_contents and contents.fp32_contents; send it in one of them');
+    const field = await call('ModelInfer', { model_name: 'mlp', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], contents: { int64_contents: ['1', '2', '3', '4'] } }] });
+    expect(field.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(field.err?.details).toBe('input "x": FP32 data goes in contents.fp32_contents, not contents.int64_contents');
   });
 
   it('reports statistics in Triton\'s format, with cold starts, equal to what was sent', async () => {
