@@ -150,6 +150,10 @@ function lapsed(name: string, what: 'registration' | 'deletion'): BruleeError {
   );
 }
 
+function notFound(name: string): BruleeError {
+  return new BruleeError('FUNCTION_NOT_FOUND', `no function named "${name}"; register it with PUT /functions/${name}`);
+}
+
 /** A request's hold on a function's name: its lock key and the token it holds it by. */
 interface NameLock {
   key: string;
@@ -364,7 +368,7 @@ export class FunctionRegistry {
     const gen = this.generation;
     const fn = await this.find(name);
     if (fn && this.listening && gen === this.generation) this.cache.set(name, fn);
-    if (!fn) throw new BruleeError('FUNCTION_NOT_FOUND', `no function named "${name}"; register it with PUT /functions/${name}`);
+    if (!fn) throw notFound(name);
     return fn;
   }
 
@@ -542,7 +546,10 @@ export class FunctionRegistry {
   }
 
   private async deleteLocked(name: string, lock: NameLock): Promise<{ fn: FunctionMeta; removed: string[] }> {
-    const fn = await this.get(name);
+    // From Redis, not the in-memory copy: that may not have heard yet of a version saved through
+    // another gateway just before, whose bytes would then be left in the store and on the nodes.
+    const fn = await this.find(name);
+    if (!fn) throw notFound(name);
     this.invalidate(name);
     const k = this.o.keys;
     // Its counts, samples and popularity go too: a function registered later under the same name starts afresh.

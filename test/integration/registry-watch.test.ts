@@ -31,10 +31,15 @@ afterAll(async () => {
   await deleteKeys(ns);
 });
 
-/** A TCP hop to Redis that can go down (cuts its connections and refuses new ones) and up. */
+/**
+ * A TCP hop to Redis that can go down (cuts its connections and refuses new ones) and up, or hold
+ * what Redis sends (a message on its way) until released.
+ */
 async function hop() {
   const target = new URL(url);
   let down = false;
+  let holding = false;
+  const held: Array<() => void> = [];
   const open = new Set<Socket>();
   const server = createServer((client: Socket) => {
     if (down) return void client.destroy();
@@ -48,7 +53,7 @@ async function hop() {
     };
     up.on('error', end).on('close', end);
     client.on('error', end).on('close', end);
-    up.pipe(client);
+    up.on('data', (d: Buffer) => (holding ? held.push(() => client.write(d)) : client.write(d)));
     client.pipe(up);
   });
   servers.push(server);
@@ -60,18 +65,29 @@ async function hop() {
       for (const s of open) s.destroy();
     },
     up: () => void (down = false),
+    hold: () => void (holding = true),
+    release: () => {
+      holding = false;
+      for (const w of held.splice(0)) w();
+    },
   };
 }
 
-it('a gateway whose subscriber was away answers with what changed meanwhile, not its old copy', async () => {
+let seq = 0;
+/** Two registries of one cluster over one file store: a writer, and a gateway whose subscriber goes through a hop. */
+async function setUp() {
   const h = await hop();
-  const store = new FileModelStore(join(dir, 'models'));
-  const k = keys(ns);
+  const store = new FileModelStore(join(dir, `models${++seq}`));
+  const k = keys(`${ns}:${seq}`);
   const make = () => new FunctionRegistry({ redis, keys: k, models: new LocalModels({ store, dir: join(dir, `cache${Math.random()}`) }), budgets: async () => [2 ** 30] });
-  const writer = make();
   const gateway = make();
   const sub = createRedis(h.url);
   await gateway.watch(sub);
+  return { h, store, sub, writer: make(), gateway };
+}
+
+it('a gateway whose subscriber was away answers with what changed meanwhile, not its old copy', async () => {
+  const { h, sub, writer, gateway } = await setUp();
   try {
     await writer.register('f', mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 1 }), {});
     await writer.register('g', mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 3 }), {});
@@ -94,6 +110,26 @@ it('a gateway whose subscriber was away answers with what changed meanwhile, not
     await expect(gateway.get('g')).rejects.toMatchObject({ code: 'FUNCTION_NOT_FOUND' });
     // And the copy is in use again (a lookup answers the very record the one before read).
     await until('the copy to be in use again', async () => (await gateway.get('f')) === (await gateway.get('f')));
+  } finally {
+    await gateway.close();
+  }
+}, 60_000);
+
+it('a deletion deletes the record as Redis has it, not as the copy of its gateway had it a moment before', async () => {
+  const { h, store, writer, gateway } = await setUp();
+  try {
+    const v1 = (await writer.register('h', mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 4 }), {})).fn;
+    expect(await gateway.get('h')).toEqual(v1);
+    // A new version through another gateway, whose announcement has not reached this one yet.
+    h.hold();
+    const v2 = (await writer.register('h', mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 5 }), {})).fn;
+    const { fn, removed } = await gateway.delete('h');
+    h.release();
+    expect(fn).toEqual(v2);
+    // Every version's bytes go, the newest's too (none is named by another function).
+    const all = v2.versions.flatMap((v) => [v.sha256, v.artifactSha256!]);
+    expect(removed.sort()).toEqual(all.sort());
+    for (const sha of all) expect(await store.has(sha)).toBe(false);
   } finally {
     await gateway.close();
   }
