@@ -298,8 +298,9 @@ export class FunctionRegistry {
       const [mine, all] = await Promise.all([this.clusterId(), this.store.clusters()]);
       const now = Date.now();
       return all.filter((c) => c.id !== mine && now - c.at < CLUSTER_FRESH_MS).map((c) => c.id);
-    } catch {
-      return ['unknown'];
+    } catch (e) {
+      // Not known: kept, as if shared (the warning carries why).
+      return [`unknown: the store's .clusters/ could not be read (${e instanceof Error ? e.message : String(e)})`];
     }
   }
 

@@ -6,7 +6,7 @@ import { FunctionRegistry } from '../../functions/registry';
 import { mlpModel } from '../../models/generate';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
-import { FileModelStore, LocalModels } from '../../store';
+import { FileModelStore, LocalModels, type ModelStore } from '../../store';
 import { deleteKeys } from '../support/brulee';
 
 /*
@@ -70,4 +70,25 @@ it('a cluster that has not noted itself for hours (gone, or its Redis reset) no 
   expect(removed.sort()).toEqual(fn.versions.flatMap((v) => [v.sha256, ...(v.artifactSha256 ? [v.artifactSha256] : [])]).sort());
   for (const s of removed) expect(await store.has(s)).toBe(false);
   await Promise.all([c.close(), d.close()]);
+});
+
+it("a store whose notes cannot be read keeps the bytes (it may be shared), and the warning says why", async () => {
+  const files = new FileModelStore(join(dir, 'unreadable'));
+  const store: ModelStore = {
+    url: files.url,
+    put: (b) => files.put(b),
+    has: (s) => files.has(s),
+    get: (s) => files.get(s),
+    download: (s, d) => files.download(s, d),
+    remove: (s) => files.remove(s),
+    intact: (s, n) => files.intact(s, n),
+    touchCluster: (id) => files.touchCluster(id),
+    clusters: () => Promise.reject(new Error('the store did not answer')),
+  };
+  const e = new FunctionRegistry({ redis, keys: keys(`${ns}:e`), models: new LocalModels({ store, dir: join(dir, 'cache-e') }), budgets: async () => [2 ** 30], log: { warn: (_o: object, msg: string) => void warnings.push(msg) } as never });
+  const { fn } = await e.register('u', bytes, {});
+  expect((await e.delete('u')).removed).toEqual([]);
+  expect(await files.has(fn.sha256)).toBe(true);
+  expect(warnings.at(-1)).toMatch(/could not be read \(the store did not answer\)/);
+  await e.close();
 });
