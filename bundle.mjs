@@ -17,8 +17,8 @@
 // of one name in two folders have a bundle each. Processes of one checkout may build at once: each
 // writes its own files and renames them into place (the same sources give the same bundle), the
 // bundle before its stamp; a build's temporary files a minute old were left by one interrupted,
-// and the next call removes them, with a minute-old bundle and stamp of an entry that has no
-// source (one named before bundles were named by path, as profile-child.mjs was).
+// and the next call removes them, with the bundle and stamp of an entry whose source has been
+// gone a minute (one named before bundles were named by path, as profile-child.mjs was).
 import { createHash, randomUUID } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -112,7 +112,9 @@ const SOURCES = ['.ts', '.mts', '.cts', '.tsx', '.js', '.mjs', '.cjs', '.jsx'];
  * Whether a bundle or stamp of .build/ (not a temporary file) names an entry that has no source
  * in the checkout: one named before bundles were named by path (`profile-child.mjs`, now
  * `functions%2Fprofile-child.mjs`), or of an entry removed since. No build of this code writes
- * such a name, so removing one never races a concurrent build.
+ * such a name, so removing one never races a concurrent build. Not one whose source's folder (or
+ * the nearest that is there) changed within a minute: a checkout switching branches removes a
+ * source a moment, and its bundle, however old, is still its entry's.
  */
 function stale(name) {
   const m = /^(.+)\.(mjs|json)$/.exec(name);
@@ -123,14 +125,21 @@ function stale(name) {
   } catch {
     return false;
   }
-  return !SOURCES.some((ext) => existsSync(join(root, `${entry}${ext}`)));
+  const source = join(root, entry);
+  if (SOURCES.some((ext) => existsSync(`${source}${ext}`))) return false;
+  let folder = dirname(source);
+  while (!existsSync(folder) && dirname(folder) !== folder) folder = dirname(folder);
+  try {
+    return Date.now() - statSync(folder).mtimeMs > LEFT_AFTER_MS;
+  } catch {
+    return false;
+  }
 }
 
 /**
  * Removes what builds left in .build/ a minute old: the temporary files of builds interrupted
  * (killed between a write and its rename; a build writes and renames them within a moment), and
- * stale bundles and stamps (`stale`; a minute old, so that an entry's source momentarily absent,
- * a checkout switching branches, costs no fresh bundle). Where .build/ is read-only, nothing.
+ * stale bundles and stamps (`stale`). Where .build/ is read-only, nothing.
  */
 function removeLeftovers() {
   let names;

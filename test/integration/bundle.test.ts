@@ -156,10 +156,22 @@ describe('bundle.mjs', () => {
     for (const f of ['a.mjs', 'a.json']) utimesSync(join(build, f), old, old);
     writeFileSync(join(build, 'lib%2Fb.mjs'), 'b');
     utimesSync(join(build, 'lib%2Fb.mjs'), old, old);
+    // An old bundle whose source a checkout switching branches removed just now (its folder changed a moment ago).
+    mkdirSync(join(dir, 'app'));
+    for (const f of ['app%2Fc.mjs', 'app%2Fc.json']) {
+      writeFileSync(join(build, f), 'c');
+      utimesSync(join(build, f), old, old);
+    }
+    // The others' sources went long ago.
+    for (const d of [dir, join(dir, 'lib')]) utimesSync(d, old, old);
     // Removed by a call that finds the bundle up to date, as by one that builds.
     expect(bundledIn(dir)).toBe(out);
-    expect(readdirSync(build).sort()).toEqual(['a.json', 'a.mjs', 'fresh.mjs', 'lib%2Fb.mjs'].sort());
+    expect(readdirSync(build).sort()).toEqual(['a.json', 'a.mjs', 'app%2Fc.json', 'app%2Fc.mjs', 'fresh.mjs', 'lib%2Fb.mjs'].sort());
     expect(run(out)).toMatch(/^1 /);
+    // A minute on, its source still absent: it goes too.
+    utimesSync(join(dir, 'app'), old, old);
+    expect(bundledIn(dir)).toBe(out);
+    expect(readdirSync(build).sort()).toEqual(['a.json', 'a.mjs', 'fresh.mjs', 'lib%2Fb.mjs'].sort());
   });
 
   it('keeps apart two entries of the same name in different folders', () => {
