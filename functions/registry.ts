@@ -200,19 +200,22 @@ function alive(pid: number): boolean {
 /**
  * Removes the scratch folders in `dir` (the OS temp folder) that registrations killed mid-way
  * left: those named with this pid namespace and a pid no process has, and those of another pid
- * namespace or of the earlier form (no pid) an hour old. A live registration's is never one of
+ * namespace or of the earlier form (no pid) an hour old, as are profiling children's own. A live registration's is never one of
  * them (its pid is alive; a pid taken again by another process only keeps a leftover longer).
  * Resolves to the names removed.
  */
 export async function removeDeadScratch(dir = tmpdir()): Promise<string[]> {
   const owned = new RegExp(`^${SCRATCH}(\\d*)-(\\d+)-[0-9a-f-]{36}$`);
   const unowned = new RegExp(`^${SCRATCH}[0-9a-f-]{36}$`);
+  // A profiling child's own scratch (runtime/onnx.ts deriveOptimized, mkdtemp): left when the child
+  // is killed at its timeout; no child runs an hour.
+  const derive = /^brulee-derive-[A-Za-z0-9]{6}$/;
   const removed: string[] = [];
   for (const name of await readdir(dir).catch(() => [])) {
     const m = owned.exec(name);
     let dead: boolean;
     if (m && m[1] === PID_NS) dead = !alive(Number(m[2]));
-    else if (m || unowned.test(name)) dead = Date.now() - ((await stat(join(dir, name)).catch(() => undefined))?.mtimeMs ?? Date.now()) > UNJUDGED_SCRATCH_MS;
+    else if (m || unowned.test(name) || derive.test(name)) dead = Date.now() - ((await stat(join(dir, name)).catch(() => undefined))?.mtimeMs ?? Date.now()) > UNJUDGED_SCRATCH_MS;
     else continue;
     if (!dead) continue;
     await rm(join(dir, name), { recursive: true, force: true }).catch(() => undefined);

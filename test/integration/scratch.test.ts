@@ -81,3 +81,16 @@ it('a registration removes what a start had to leave: another pid namespace\'s f
     redis.disconnect();
   }
 });
+
+it("removes a profiling child's own scratch folder (runtime/onnx.ts, left when the child is killed at its timeout) once an hour old, not a younger one", async () => {
+  const tmp = mkdtempSync(join(dir, 'derive-'));
+  const [old, young] = ['brulee-derive-Ab12Cd', 'brulee-derive-xY34zW'];
+  for (const name of [old, young]) {
+    mkdirSync(join(tmp, name));
+    writeFileSync(join(tmp, name, 'graph.onnx'), 'partial');
+  }
+  const t = (Date.now() - 2 * 60 * 60_000) / 1000;
+  utimesSync(join(tmp, old), t, t);
+  expect(await removeDeadScratch(tmp)).toEqual([old]);
+  expect(readdirSync(tmp)).toEqual([young]);
+});
