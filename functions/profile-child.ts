@@ -97,6 +97,9 @@ async function profile(req: ProfileRequest): Promise<ProfileReply> {
   };
 }
 
+// The registering process is gone (killed): nobody will read the answer, so no work is left to do.
+process.once('disconnect', () => process.exit(1));
+
 process.once('message', (req: ProfileRequest) => {
   profile(req).then(
     (r) => process.send!(r, () => process.exit(0)),
