@@ -73,18 +73,13 @@ it('a cluster that has not noted itself for hours (gone, or its Redis reset) no 
 });
 
 it("a store whose notes cannot be read keeps the bytes (it may be shared), and the warning says why", async () => {
-  const files = new FileModelStore(join(dir, 'unreadable'));
-  const store: ModelStore = {
-    url: files.url,
-    put: (b) => files.put(b),
-    has: (s) => files.has(s),
-    get: (s) => files.get(s),
-    download: (s, d) => files.download(s, d),
-    remove: (s) => files.remove(s),
-    intact: (s, n) => files.intact(s, n),
-    touchCluster: (id) => files.touchCluster(id),
-    clusters: () => Promise.reject(new Error('the store did not answer')),
-  };
+  // A file store whose listing of the notes fails (as an S3 store's does while S3 is away).
+  const files = new (class extends FileModelStore {
+    override clusters(): Promise<Array<{ id: string; at: number }>> {
+      return Promise.reject(new Error('the store did not answer'));
+    }
+  })(join(dir, 'unreadable'));
+  const store: ModelStore = files;
   const e = new FunctionRegistry({ redis, keys: keys(`${ns}:e`), models: new LocalModels({ store, dir: join(dir, 'cache-e') }), budgets: async () => [2 ** 30], log: { warn: (_o: object, msg: string) => void warnings.push(msg) } as never });
   const { fn } = await e.register('u', bytes, {});
   expect((await e.delete('u')).removed).toEqual([]);
