@@ -35,13 +35,30 @@ const MAGIC = Buffer.from('BRULEEMA', 'latin1');
 const TRAILER = 16;
 
 /**
- * A model gets the mapped form when it has a tensor larger than this. onnxruntime pads the offset
- * of a tensor larger than 1 MiB to a page (`ModelSavingOptions.align_threshold`, which no session
- * option sets) and writes smaller ones back to back, at offsets MLAS's packed-weight loads cannot
- * take (a 20 MB MLP's 63 KB last layer crashed the run when written 4 bytes past a 64-byte
- * boundary): `relayMapped` lays them out again on pages.
+ * A model gets the mapped form when it has a tensor larger than this (or enough tensors of a page
+ * or more: `MAPPED_MIN_TOTAL_BYTES`). onnxruntime pads the offset of a tensor larger than 1 MiB to
+ * a page (`ModelSavingOptions.align_threshold`, which no session option sets) and writes smaller
+ * ones back to back, at offsets MLAS's packed-weight loads cannot take (a 20 MB MLP's 63 KB last
+ * layer crashed the run when written 4 bytes past a 64-byte boundary): `relayMapped` lays them out
+ * again on pages.
  */
 export const MAPPED_MIN_TENSOR_BYTES = 1024 * 1024 + 1;
+
+/**
+ * A model whose tensors of a page or more (`MAPPED_EXTERNAL_MIN_BYTES`) hold this many bytes in all
+ * gets the mapped form too, though none of them is over 1 MiB (`relayMapped` puts each on a page):
+ * PP-OCR det (4.6 MB in 46 tensors of at most 576 KiB) loads its weights as clean file pages, which
+ * a parked session gives back (runtime/parked.ts), instead of copying them out of the graph; its
+ * outputs are the original's bits, its resident bytes no more than the ONNX form's (bench/README.md,
+ * "PP-OCR det's mapped form"). Below it the copy saved is small, and Silero VAD's 3.2 MB (weights
+ * in `If` branches) fails to load mapped in onnxruntime 1.30 ("initializer name is not unique").
+ */
+export const MAPPED_MIN_TOTAL_BYTES = 4 * 1024 * 1024;
+
+/** Whether a graph written with its tensors of a page or more in external data is worth mapping (`MAPPED_MIN_TENSOR_BYTES`, `MAPPED_MIN_TOTAL_BYTES`). */
+export function worthMapping(refs: readonly ExternalRef[]): boolean {
+  return refs.some((r) => r.bytes >= MAPPED_MIN_TENSOR_BYTES) || refs.reduce((s, r) => s + r.bytes, 0) >= MAPPED_MIN_TOTAL_BYTES;
+}
 
 /**
  * In a mapped artifact, every tensor of at least this many bytes goes to the data file (a page:

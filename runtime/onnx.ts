@@ -8,7 +8,7 @@ import { BruleeError } from '../errors';
 import type { Tensor } from '../queue/wire';
 import { HostOpError, type Created, type SessionHost } from './session-host';
 import { inLoadWindow, LOAD_WINDOW_MIN_REUSE_BYTES, trimFreed } from './malloc';
-import { artifactLayout, externalRefs, prepackedReuseBytes, MAPPED_EXTERNAL_MIN_BYTES, MAPPED_FILE_NAME, MAPPED_MIN_TENSOR_BYTES, mappedProblem, packMapped, readGraphAt, relayMapped, type ArtifactLayout } from './mapped';
+import { artifactLayout, externalRefs, prepackedReuseBytes, MAPPED_EXTERNAL_MIN_BYTES, MAPPED_FILE_NAME, mappedProblem, packMapped, readGraphAt, relayMapped, worthMapping, type ArtifactLayout } from './mapped';
 
 /**
  * The one small interface brulee has to ONNX (as onnxruntime's js packages split interface from
@@ -290,9 +290,9 @@ export interface Derived {
  * `outPath` (onnxruntime's `optimizedModelFilePath`). Loading it with optimization disabled gives
  * the same graph the original gets at every load, so the outputs are the same bits.
  *
- * `form` is the best form to try (default `mapped`). The mapped form needs a tensor over 1 MiB
- * (else the ORT format is written); every tensor of a page or more then goes to its data file, laid
- * out on pages (runtime/mapped.ts). `outPath` must be named `MAPPED_FILE_NAME`.
+ * `form` is the best form to try (default `mapped`). The mapped form needs a tensor over 1 MiB, or
+ * 4 MiB in tensors of a page or more (`worthMapping`; else the ORT format is written); every tensor
+ * of a page or more then goes to its data file, laid out on pages (runtime/mapped.ts). `outPath` must be named `MAPPED_FILE_NAME`.
  * @throws BruleeError INVALID_MODEL when onnxruntime cannot load the source.
  */
 export async function deriveOptimized(sourcePath: string, outPath: string, opts: { form?: ArtifactForm } = {}): Promise<Derived> {
@@ -309,7 +309,7 @@ export async function deriveOptimized(sourcePath: string, outPath: string, opts:
       });
       const written = await readFile(join(dir, 'graph.onnx'));
       const data = await readFile(join(dir, MAPPED_FILE_NAME)).catch(() => null);
-      if (!data || !externalRefs(written).some((r) => r.bytes >= MAPPED_MIN_TENSOR_BYTES)) note = 'no tensor was large enough to be mapped';
+      if (!data || !worthMapping(externalRefs(written))) note = 'no tensor was large enough to be mapped';
       else {
         let relaid: ReturnType<typeof relayMapped> | undefined;
         try {

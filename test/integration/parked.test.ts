@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
-import { floats, ort, runDirect } from '../support/models';
+import { floats, ort, readModel, REAL_MODELS, runDirect } from '../support/models';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { until } from '../support/within';
 
@@ -78,6 +78,31 @@ describe('parked sessions (runtime/parked.ts)', () => {
     await until('the unloaded session parked', () => node.parkedSessions.held === 1);
     expect((await b.json('DELETE', '/functions/gone')).status).toBe(200);
     await until('the deleted function\'s parked session disposed', () => node.parkedSessions.held === 0 && mapped(v.sha).mappings === 0);
+  });
+
+  it('PP-OCR det (no tensor over 1 MiB, 4.6 MB in tensors of a page or more) is mapped, so an unload parks it; its next cold start reuses it, bit for bit', async () => {
+    const b = await startBrulee();
+    opened.push(b);
+    const node = b.node!;
+    const put = await b.put('det', readModel(REAL_MODELS.ocrDet));
+    expect(put.status).toBe(201);
+    expect(put.body.profile.artifact).toMatchObject({ form: 'mapped' });
+    const sha = put.body.profile.artifact.sha256 as string;
+    const det = async (seed: number) => {
+      const x = floats(3 * 64 * 96, seed);
+      const r = await b.invoke('det', { x: { type: 'float32', dims: [1, 3, 64, 96], data: x } });
+      expect(r.status).toBe(200);
+      const want = await runDirect(readModel(REAL_MODELS.ocrDet), { x: new ort.Tensor('float32', Float32Array.from(x), [1, 3, 64, 96]) });
+      for (const [k, t] of Object.entries(want)) expect(r.body.outputs[k].data).toEqual(Array.from(t.data as Float32Array));
+      return r.body as { coldStart: boolean };
+    };
+    expect((await det(1)).coldStart).toBe(true);
+    expect((await b.json('POST', '/v2/repository/models/det/unload')).status).toBe(200);
+    await until('the unloaded session parked', () => node.parkedSessions.held === 1);
+    expect(mapped(sha)).toMatchObject({ rssKiB: 0 });
+    expect(mapped(sha).mappings).toBeGreaterThan(0);
+    expect((await det(2)).coldStart).toBe(true);
+    expect(node.parkedSessions).toMatchObject({ parked: 1, taken: 1, held: 0 });
   });
 
   it('a session parked by an unload goes when a new version of its function retires it', async () => {

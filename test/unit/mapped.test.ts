@@ -110,6 +110,21 @@ describe('mapped artifacts', () => {
     expect(await deriveOptimized(small, join(dir, 'small', MAPPED_FILE_NAME))).toEqual({ form: 'ort', note: 'no tensor was large enough to be mapped' });
   });
 
+  it('a model with no tensor over 1 MiB but 4 MiB or more in tensors of a page or more is mapped, to the same bits; one with 3 MB is not', async () => {
+    // Five 1 000 000-byte weights (each under 1 MiB, as PP-OCR det's 46 are): 5 MB in all.
+    const many = mlpModel({ inputSize: 64, hidden: [500, 500, 500, 500, 500, 500], outputSize: 16, seed: 7 });
+    const few = mlpModel({ inputSize: 64, hidden: [500, 500, 500, 500], outputSize: 16, seed: 7 });
+    for (const [name, model, form] of [['many', many, 'mapped'], ['few', few, 'ort']] as const) {
+      writeFileSync(join(dir, `${name}.onnx`), model);
+      mkdirSync(join(dir, name));
+      const out = join(dir, name, MAPPED_FILE_NAME);
+      expect((await deriveOptimized(join(dir, `${name}.onnx`), out)).form).toBe(form);
+      await expectBitsOfOriginal(await loadModel(out, { preOptimized: true }), model, [1, 3], 2);
+    }
+    const refs = externalRefs((await readMappedGraph(join(dir, 'many', MAPPED_FILE_NAME)))!);
+    expect(Math.max(...refs.map((r) => r.bytes))).toBe(500 * 500 * 4);
+  });
+
   it('a mapped artifact under another name is refused (its graph reads its weights from model.onnx)', async () => {
     const { out } = await derive('renamed');
     const other = join(dir, 'renamed', 'other.onnx');
