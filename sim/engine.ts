@@ -406,6 +406,12 @@ class NodeRun {
   // `nextCheckAt` is asked only when its answer is used (nothing has happened since the check, so
   // the policy's answer is the one it would have given right after): the time of that check.
   private wakeAskAt = NaN;
+  // `checkAfterHooks` read from its signals (`SimHints.checkSignals`) where they suffice: its
+  // bounds (undefined: no signals), the models it watches, and whether a call of a watched model
+  // has ended since it was last asked.
+  private readonly sigBounds: Float64Array | undefined;
+  private readonly sigWatch: Uint8Array;
+  private watchedEnded = true;
 
   // Counters (invocations arriving in the report window).
   private counted = 0;
@@ -466,6 +472,9 @@ class NodeRun {
     models.forEach((m, f) => this.keyIndex.set(m.key, f));
     this.numbered = this.hints.onEvictNumber !== undefined && this.hints.numberModels?.(models.map((m) => m.key)) === true;
     this.onEvictNumber = this.numbered ? this.hints.onEvictNumber : undefined;
+    const sig = this.numbered && this.hints.checkAfterHooks !== undefined ? this.hints.checkSignals?.() : undefined;
+    this.sigBounds = sig?.bounds;
+    this.sigWatch = sig?.watch ?? new Uint8Array(F);
     this.onLoad = policy.onLoad;
     this.onAccess = policy.onAccess;
     this.onEvict = policy.onEvict;
@@ -557,15 +566,16 @@ class NodeRun {
     const checks = this.hasSweep;
     while (this.i < N) {
       const t = Math.max(this.now, times[this.i]!);
-      if ((checks && this.nextSweep <= t) || this.bgNext <= t) this.interrupts(t);
-      else if (pop.nextRefreshAt <= t) this.refreshesUntil(t);
+      if ((checks && this.nextSweep <= t) || this.bgNext <= t) {
+        if (!this.skipQuiet(t)) this.interrupts(t);
+      } else if (pop.nextRefreshAt <= t) this.refreshesUntil(t);
       this.now = t;
       this.dirty = true;
       const f = fns[this.i]!;
       if (state[f] === RESIDENT) {
         // A hit: dispatch, then its completion (nothing else can happen on the node meanwhile).
         const fin = this.serveHit(f);
-        if ((checks && this.nextSweep <= fin) || this.bgNext <= fin) {
+        if (((checks && this.nextSweep <= fin) || this.bgNext <= fin) && !this.skipQuiet(fin)) {
           this.occupy(f, fin); // something comes first, with the call in flight
           this.interrupts(fin);
           this.now = fin;
@@ -573,6 +583,7 @@ class NodeRun {
           this.freeSlot(0);
           continue;
         }
+        if (this.sigWatch[f] !== 0) this.watchedEnded = true; // (the call ends)
         this.now = fin;
         continue;
       }
@@ -582,8 +593,9 @@ class NodeRun {
       const g = this.slotModel[0]!;
       const own = this.slotLoadEnd[0] !== Infinity;
       const loadEnd = own ? this.slotLoadEnd[0]! : this.slotTouch[0]!;
-      if ((checks && this.nextSweep <= loadEnd) || this.bgNext <= loadEnd) this.interrupts(loadEnd);
-      else if (pop.nextRefreshAt <= loadEnd) this.refreshesUntil(loadEnd);
+      if ((checks && this.nextSweep <= loadEnd) || this.bgNext <= loadEnd) {
+        if (!this.skipQuiet(loadEnd)) this.interrupts(loadEnd);
+      } else if (pop.nextRefreshAt <= loadEnd) this.refreshesUntil(loadEnd);
       this.now = loadEnd;
       this.dirty = true;
       if (own) {
@@ -595,11 +607,26 @@ class NodeRun {
         this.touch(g);
       }
       const fin = this.slotFinish[0]!;
-      if ((checks && this.nextSweep <= fin) || this.bgNext <= fin) this.interrupts(fin);
+      if (((checks && this.nextSweep <= fin) || this.bgNext <= fin) && !this.skipQuiet(fin)) this.interrupts(fin);
       this.now = fin;
       this.dirty = true;
       this.freeSlot(0);
     }
+  }
+
+  /**
+   * On a serial node, `interrupts(tNext)` when the policy's signals (`SimHints.checkSignals`) say
+   * that no check due up to tNext would act and no pre-warm load ends by then: the checks are
+   * skipped (as `periodicCheck` skips them with the bound as its limit) and the refreshes due up
+   * to tNext taken. No check in between, the refreshes come in the same order; the call's slot
+   * need not be held meanwhile (nothing looks at it). False (nothing done) otherwise.
+   */
+  private skipQuiet(tNext: number): boolean {
+    const b = this.sigBounds;
+    if (b === undefined || this.watchedEnded || !(b[0]! > tNext) || !(this.budget - this.used < b[1]!) || this.bgNext <= tNext) return false;
+    if (this.nextSweep <= tNext) this.nextSweep = skipChecks(this.nextSweep, this.sweepMs, tNext, Infinity);
+    if (this.pop.nextRefreshAt <= tNext) this.refreshesUntil(tNext);
+    return true;
   }
 
   /**
@@ -666,7 +693,17 @@ class NodeRun {
   private periodicCheck(tNext: number): boolean {
     let lim: number;
     const after = this.numbered ? this.hints.checkAfterHooks : undefined;
-    if (after !== undefined) lim = Math.max(this.quiet, after(this.budget - this.used, this.inFlightAt)); // events since the last check or not
+    if (after !== undefined) {
+      // Events since the last check or not. The signals' bound when it skips the check due (no
+      // watched model's call has ended since the last answer, and too little memory is free).
+      const b = this.sigBounds;
+      const free = this.budget - this.used;
+      if (b !== undefined && !this.watchedEnded && b[0]! > this.nextSweep && b[0]! > this.now && free < b[1]!) lim = Math.max(this.quiet, b[0]!);
+      else {
+        this.watchedEnded = false;
+        lim = Math.max(this.quiet, after(free, this.inFlightAt));
+      }
+    }
     else {
       if (!this.dirty && !Number.isNaN(this.wakeAskAt)) {
         this.wake = this.hints.nextCheckAt!(this.wakeAskAt);
@@ -855,8 +892,10 @@ class NodeRun {
 
   /** Slot s's invocation completes. */
   private freeSlot(s: number): void {
+    const f = this.slotModel[s]!;
+    if (this.sigWatch[f] !== 0) this.watchedEnded = true;
     this.slotFinish[s] = Infinity;
-    this.inFlight[this.slotModel[s]!]!--;
+    this.inFlight[f]!--;
     this.totalInFlight--;
     this.slotModel[s] = -1;
     this.busySlots--;

@@ -37,6 +37,17 @@ export interface SimHints {
    * `numberModels` (`inFlight` takes the caller's numbers).
    */
   checkAfterHooks?(freeBytes: number, inFlight: (model: number) => boolean): number;
+  /**
+   * What `checkAfterHooks` would answer, without asking it at each event: live values the policy
+   * keeps up to date in its own calls (asked once, after `numberModels`; undefined: none). At any
+   * time between the policy's calls, `checkAfterHooks(freeBytes, inFlight)` would answer at least
+   * `bounds[0]` if `freeBytes < bounds[1]` and every model i with `watch[i] !== 0` is in flight. The
+   * policy sets `watch[i]` only in `onAccess` of model i or its `onLoad` of an entry with `hits > 0`
+   * (a call of i is then in flight), so a caller that notes each call's end on a watched model
+   * (and asks `checkAfterHooks` again after it) need not look at `watch` otherwise. The bound may
+   * be low (a caller asks `checkAfterHooks` for the exact answer when it is not enough).
+   */
+  checkSignals?(): CheckSignals | undefined;
   /** Like `nextCheckAt` but unconditional: a check before this time names nothing and changes nothing, whatever happens meanwhile. */
   quietUntil?(now: number): number;
   /**
@@ -86,6 +97,14 @@ export interface SimHints {
   onEvictNumber?(i: number, now: number): void;
 }
 
+/** `SimHints.checkSignals`' live values (the policy writes them; the caller only reads). */
+export interface CheckSignals {
+  /** [0]: `checkAfterHooks`' answer is at least this (a time); [1]: ... while the free memory is below this (bytes). */
+  readonly bounds: Float64Array;
+  /** By model number: nonzero, a check may act once the model is not in flight. */
+  readonly watch: Uint8Array;
+}
+
 /** An entry of model number `idx` (`SimHints.numberModels`). */
 export interface NumberedEntry extends EntryFacts {
   readonly idx: number;
@@ -105,6 +124,7 @@ export function simHints(policy: EvictionPolicy): SimHints {
     expiryCandidates: fn(p.expiryCandidates),
     nextCheckAt: fn(p.nextCheckAt),
     checkAfterHooks: fn(p.checkAfterHooks),
+    checkSignals: fn(p.checkSignals),
     quietUntil: fn(p.quietUntil),
     idleCheckPeriod: fn(p.idleCheckPeriod),
     omitReasons: fn(p.omitReasons),

@@ -9,6 +9,9 @@ type NumberedEntry = EntryFacts & { readonly idx: number };
 const LOADED = 0; // loaded (keep-alive ends of loaded models)
 const WINDOW = 1; // pending and not yet ripe (pre-warm window starts)
 const PENDING = 2; // pending (keep-alive ends of pending functions)
+/** Places in `bounds` (`SimHints.checkSignals`). */
+const WAKE = 0;
+const WANTED_MIN = 1;
 
 export interface HybridHistogramOptions {
   /** Histogram range (idle times beyond it are out of bounds), ms. @default 14400000 (4 h) */
@@ -94,6 +97,8 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   let pending = new Uint8Array(0);
   let ripeFlag = new Uint8Array(0);
   let loaded = new Uint8Array(0);
+  /** Members of `idle` (`SimHints.checkSignals`' `watch`: set only at `onLoad` / `onAccess`, with a call of it in flight). */
+  let inIdle = new Uint8Array(0);
   const grown = <T extends Float64Array | Uint32Array | Int32Array | Uint8Array>(a: T, n: number): T => {
     const b = new (a.constructor as new (n: number) => T)(n);
     b.set(a);
@@ -139,6 +144,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         pending = grown(pending, cap);
         ripeFlag = grown(ripeFlag, cap);
         loaded = grown(loaded, cap);
+        inIdle = grown(inIdle, cap);
       }
       keys.push(key);
       idOf.set(key, id);
@@ -149,7 +155,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   const drop = (id: number, key: string): void => {
     idOf.delete(key);
     freeIds.push(id);
-    for (const a of [known, last, samples, outOfRange, sumSq, prewarmAt, keepUntilOf, sizes, lastUsed, seq, pending, ripeFlag, loaded]) a[id] = 0;
+    for (const a of [known, last, samples, outOfRange, sumSq, prewarmAt, keepUntilOf, sizes, lastUsed, seq, pending, ripeFlag, loaded, inIdle]) a[id] = 0;
     pdAt[id] = wsAt[id] = ldAt[id] = NaN; // (reminders left in the heaps for it stand for nothing: `earliest`)
     bins.fill(0, id * nBins, (id + 1) * nBins);
     nonEmpty.fill(0, id * words, (id + 1) * words);
@@ -173,13 +179,18 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   /** Ripe functions not loaded: what `prewarm` may name. */
   const wanted = new IdSet();
   /**
-   * At most the smallest size among `wanted` (removals only raise the smallest, so it stays a
-   * bound; `prewarm` makes it exact whenever it goes through `wanted`).
+   * Two bounds kept as they change, which the simulator reads between calls (`SimHints.checkSignals`):
+   * [WAKE] at most the earliest reminder in the three deadline heaps (`checkAfterHooks`): their
+   * earliest live one when last computed, lowered by every reminder pushed since, recomputed
+   * after a check (`wakeStale`), which takes reminders out; [WANTED_MIN] at most the smallest
+   * size among `wanted` (removals only raise the smallest, so it stays a bound; `prewarm` and
+   * `checkAfterHooks` make it exact whenever they go through `wanted`).
    */
-  let wantedMinBytes = Infinity;
+  const bounds = Float64Array.of(-Infinity, Infinity);
+  let wakeStale = true;
   const want = (id: number) => {
     wanted.add(id);
-    wantedMinBytes = Math.min(wantedMinBytes, sizes[id]!);
+    if (sizes[id]! < bounds[WANTED_MIN]!) bounds[WANTED_MIN] = sizes[id]!;
   };
   /** Keep-alive ends of loaded models. */
   const loadedEnds = new IdDeadlineHeap();
@@ -188,16 +199,9 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     if (!(at[id]! <= t)) {
       heap.push(t, id);
       at[id] = t;
-      if (t < wakeLow) wakeLow = t;
+      if (t < bounds[WAKE]!) bounds[WAKE] = t;
     }
   };
-  /**
-   * At most the earliest reminder in the three heaps (`checkAfterHooks`): their earliest live one
-   * when last computed, lowered by every reminder pushed since. Recomputed after a check
-   * (`wakeStale`), which takes reminders out.
-   */
-  let wakeLow = -Infinity;
-  let wakeStale = true;
   /**
    * The earliest deadline in `heap` (Infinity: none): reminders that stand for nothing are
    * dropped, and one early for its deadline (`deadline[id]`, while live: `kind`'s test) is pushed
@@ -219,8 +223,16 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     }
     return heap.peekTime();
   };
-  /** Loaded, used models that may be inside their idle (pre-pre-warm) window. */
+  /** Loaded, used models that may be inside their idle (pre-pre-warm) window (flagged in `inIdle`). */
   const idle = new IdSet();
+  const toIdle = (id: number): void => {
+    idle.add(id);
+    inIdle[id] = 1;
+  };
+  const outOfIdle = (id: number): void => {
+    idle.delete(id);
+    inIdle[id] = 0;
+  };
   /**
    * The loaded models (onLoad, not yet onEvict), for `selectAmongLoaded`: kept from its first ask
    * on (a caller that never asks, or a budget that never evicts, pays nothing at the hooks).
@@ -437,7 +449,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   const evicted = (id: number): void => {
     loaded[id] = 0;
     if (trackLoaded) loadedIds.delete(id);
-    idle.delete(id);
+    outOfIdle(id);
     if (ripeFlag[id] !== 0) want(id);
   };
   const policy: EvictionPolicy = {
@@ -454,7 +466,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       if (e.hits > 0) {
         invoked(id, now - e.loadMs);
         // (`idle` holds only models inside their idle window: `expiryCandidates` would drop the others unnamed.)
-        if (prewarmAt[id]! > now) idle.add(id);
+        if (prewarmAt[id]! > now) toIdle(id);
       } else if (known[id] !== 0) remind(loadedEnds, ldAt, id, keepUntilOf[id]!);
     },
     onAccess(e, now) {
@@ -467,7 +479,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         if (trackLoaded) loadedIds.add(id);
       }
       invoked(id, now);
-      if (prewarmAt[id]! > now) idle.add(id);
+      if (prewarmAt[id]! > now) toIdle(id);
     },
     forget(key, cause) {
       // No pre-warm window for it any more. Deleted or replaced, nothing of it is kept; unloaded,
@@ -475,7 +487,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       const id = idOf.get(key);
       if (id === undefined) return;
       unpend(id);
-      idle.delete(id);
+      outOfIdle(id);
       if (cause === 'retired' || cause === 'deleted') drop(id, key);
     },
     onEvict(key) {
@@ -550,7 +562,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       } else {
         // The caller reports every load and eviction through the hooks: what is not loaded is
         // `wanted`, and nothing larger than the free memory would be loaded.
-        if (wanted.size === 0 || wantedMinBytes > freeBytes) return [];
+        if (wanted.size === 0 || bounds[WANTED_MIN]! > freeBytes) return [];
         if (picked.length < wanted.size) picked = new Int32Array(2 * wanted.size);
         let min = Infinity;
         for (let j = 0; j < wanted.size; j++) {
@@ -559,7 +571,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
           if (size < min) min = size;
           if (!(size > freeBytes) && !isResident(keys[id]!)) picked[m++] = id;
         }
-        wantedMinBytes = min;
+        bounds[WANTED_MIN] = min;
       }
       // The caller loads what is named in this order, each one that fits the memory still free
       // (`SimHints.prewarmInOrder`: the simulator), so a model that no longer fits once the ones
@@ -633,14 +645,21 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       // wanted one that may fit: a check may act now. Otherwise only a deadline in the heaps can
       // change what a check decides (hooks push the reminders of the deadlines they move).
       if (!numbered) return -Infinity; // (asked only after numberModels: `inFlight` takes numbers)
-      if (wanted.size > 0 && !(wantedMinBytes > freeBytes)) return -Infinity;
+      if (wanted.size === 0) bounds[WANTED_MIN] = Infinity;
+      else if (!(bounds[WANTED_MIN]! > freeBytes)) return -Infinity;
       for (let j = 0; j < idle.size; j++) if (!inFlight(idle.items[j]!)) return -Infinity;
       if (wakeStale) {
         wakeStale = false;
-        wakeLow = Infinity;
-        wakeLow = nextCheck();
+        bounds[WAKE] = Infinity;
+        bounds[WAKE] = nextCheck();
       }
-      return wakeLow;
+      return bounds[WAKE]!;
+    },
+    checkSignals(): { bounds: Float64Array; watch: Uint8Array } | undefined {
+      // `checkAfterHooks` answers -Infinity for a wanted model that fits (none is smaller than
+      // bounds[WANTED_MIN]) or a model of `idle` not in flight (flagged in `inIdle`, only while a
+      // call of it runs), else its wake time, of which bounds[WAKE] is at most (see `bounds`).
+      return numbered ? { bounds, watch: inIdle } : undefined; // (no id is added after numberModels)
     },
     nextCheckAt(): number {
       return nextCheck();
@@ -702,7 +721,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       for (let j = idle.size - 1; j >= 0; j--) {
         const id = idle.items[j]!;
         if (now < prewarmAt[id]!) out.push(keys[id]!);
-        else idle.delete(id);
+        else outOfIdle(id);
       }
       // Loaded models whose keep-alive window has ended (stale heap entries are dropped).
       if (loadedEnds.peekTime() <= now) {

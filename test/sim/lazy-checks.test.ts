@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { cremebruleePlus } from '../../runtime/policies/cremebrulee-plus';
+import { hybridHistogram } from '../../runtime/policies/hybrid-histogram';
 import { CREMEBRULEE_PLUS_TUNED } from '../../runtime/policies/index';
 import type { EvictionPolicy, Victim } from '../../runtime/policies/types';
 import { simulate, type SimOptions } from '../../sim/engine';
@@ -9,10 +10,11 @@ import { modelsOf, randomTrace, traceOf } from './helpers';
 
 /** The same policy with the speed hints removed (so the simulator checks at every period, and names models by key). */
 function withoutHints(p: EvictionPolicy): EvictionPolicy {
-  const q = Object.create(p) as EvictionPolicy & { nextCheckAt?: unknown; checkAfterHooks?: unknown; quietUntil?: unknown; idleCheckPeriod?: unknown; usesPopularity?: unknown; omitReasons?: unknown; selectAmongLoaded?: unknown; numberModels?: unknown; onEvictNumber?: unknown };
+  const q = Object.create(p) as EvictionPolicy & { nextCheckAt?: unknown; checkAfterHooks?: unknown; checkSignals?: unknown; quietUntil?: unknown; idleCheckPeriod?: unknown; usesPopularity?: unknown; omitReasons?: unknown; selectAmongLoaded?: unknown; numberModels?: unknown; onEvictNumber?: unknown };
   Object.defineProperty(q, 'nextCheckAt', { value: undefined });
   Object.defineProperty(q, 'idleCheckPeriod', { value: undefined });
   Object.defineProperty(q, 'checkAfterHooks', { value: undefined });
+  Object.defineProperty(q, 'checkSignals', { value: undefined });
   Object.defineProperty(q, 'quietUntil', { value: undefined });
   Object.defineProperty(q, 'usesPopularity', { value: undefined });
   Object.defineProperty(q, 'omitReasons', { value: undefined });
@@ -135,4 +137,54 @@ describe('quietUntil: the checks it rules out are skipped at once', () => {
     };
     expect(run(true)).toEqual(run(false));
   });
+});
+
+describe('checkSignals: checks skipped on the signals, without asking checkAfterHooks, are the ones it would skip', () => {
+  // Short bins and range (as in hybrid-histogram-fast.test.ts), so histograms become
+  // representative and models are unloaded for their pre-warm windows and loaded again.
+  const HH = { binMs: 500, rangeMs: 60_000, fixedKeepAliveMs: 20_000, minSamples: 5, minCv: 1.5 };
+  /** hybrid-histogram with its signals or without, counting the times `checkAfterHooks` is asked. */
+  const make = (signals: boolean, asked: { n: number }): EvictionPolicy => {
+    const p = hybridHistogram(HH) as EvictionPolicy & Required<Pick<SimHints, 'checkAfterHooks'>>;
+    return Object.assign(Object.create(p) as EvictionPolicy, {
+      checkAfterHooks: (free: number, inFlight: (i: number) => boolean) => {
+        asked.n++;
+        return p.checkAfterHooks(free, inFlight);
+      },
+      ...(signals ? {} : { checkSignals: undefined }),
+    });
+  };
+  for (const slots of [1, 2]) {
+    it(`${slots} slot(s): the same evictions, loads and results, with far fewer questions`, () => {
+      let withAsked = 0;
+      let withoutAsked = 0;
+      for (const seed of [1, 2]) {
+        const t = randomTrace(seed, 5000, 30);
+        const models = modelsOf(t, Object.fromEntries(t.functions.map((f, i) => [f, { sizeBytes: 1 + (i % 5), loadMs: 150 + 1300 * (i % 4), execMs: 20 + (i % 3) * 700 }])));
+        for (const budgetBytes of [8, 25, 100]) {
+          for (const sweepMs of [300, 1000]) {
+            const run = (signals: boolean) => {
+              const asked = { n: 0 };
+              const log: string[] = [];
+              const { wallMs: _w, ...r } = simulate(t, models, make(signals, asked), {
+                budgetBytes, sweepMs, slots,
+                onEvict: (k, now, c) => log.push(`${k}@${now}:${c}`),
+                onLoadStart: (k, pre) => log.push(`load ${k} ${pre}`),
+              });
+              return { r, log, asked: asked.n };
+            };
+            const fast = run(true);
+            const slow = run(false);
+            expect(fast.log).toEqual(slow.log);
+            expect(fast.r).toEqual(slow.r);
+            expect(fast.r.prewarmLoads).toBeGreaterThan(50);
+            expect(fast.r.expirations).toBeGreaterThan(50);
+            withAsked += fast.asked;
+            withoutAsked += slow.asked;
+          }
+        }
+      }
+      expect(withAsked).toBeLessThan(0.7 * withoutAsked);
+    });
+  }
 });
