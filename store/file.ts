@@ -3,6 +3,7 @@ import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat, utimes, wri
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BruleeError } from '../errors';
+import { cacheWriteError } from './errors';
 import { assertClusterId, type ModelStore } from './index';
 import { assertSha256, sha256Of, sha256OfFile } from './sha256';
 
@@ -89,7 +90,7 @@ export class FileModelStore implements ModelStore {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw missing(sha256, e);
       await copyFile(src, dest).catch((err: unknown) => {
-        throw missing(sha256, err);
+        throw cacheWriteError(sha256, dest, err) ?? missing(sha256, err);
       });
     }
   }

@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { BruleeError } from '../errors';
+import { cacheWriteError } from './errors';
 import { assertClusterId, type ModelStore } from './index';
 import { assertSha256, sha256Of } from './sha256';
 
@@ -113,7 +114,10 @@ export class S3ModelStore implements ModelStore {
     await this.call(sha256, 'get', async ({ s3, client }) => {
       const res = await client.send(new s3.GetObjectCommand({ Bucket: this.bucket, Key: this.key(sha256) }));
       if (!res.Body) throw missing(this.url, sha256);
-      await pipeline(res.Body as Readable, createWriteStream(dest));
+      // A write that fails here is this disk's fault, not the store's (storeError passes it on as it is).
+      await pipeline(res.Body as Readable, createWriteStream(dest)).catch((e: unknown) => {
+        throw cacheWriteError(sha256, dest, e) ?? e;
+      });
     });
   }
 

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
 import { FileModelStore, sha256Of } from '../../store';
+import { canUnshare, onFullDisk } from '../support/full-disk';
 
 /*
  * The file:// store's writes: a put writes a temporary file and renames it. One that fails (a full
@@ -22,23 +22,13 @@ const scratch = () => {
   dirs.push(d);
   return d;
 };
-const canUnshare = spawnSync('unshare', ['-rm', 'true']).status === 0;
 
-it.skipIf(!canUnshare)('a put on a full disk fails with MODEL_STORE_UNAVAILABLE and leaves no partial file', () => {
-  const dir = scratch();
-  mkdirSync(join(dir, 'models'));
-  const script = join(dir, 'put.mts');
-  writeFileSync(
-    script,
-    `import { FileModelStore } from ${JSON.stringify(join(ROOT, 'store/index.ts'))};
-const store = new FileModelStore(process.argv[2]!);
-await store.put(new Uint8Array(256 * 1024).fill(7)).then(() => console.log('stored'), (e) => console.log(e.code, e.message));\n`,
-  );
-  // The store a 128 KiB file system of its own, half full: a 256 KiB model does not fit.
-  const full = `mount -t tmpfs -o size=128k tmpfs "$0" && head -c 65536 /dev/zero > "$0/other" && "$1" --import tsx "$2" "$0" && ls -A "$0" >&2`;
-  const r = spawnSync('unshare', ['-rm', 'sh', '-c', full, join(dir, 'models'), process.execPath, script], { encoding: 'utf8', cwd: ROOT });
+it.skipIf(!canUnshare)('a put on a full disk fails with MODEL_STORE_UNAVAILABLE and leaves no partial file', async () => {
+  // The store on the full disk: a 256 KiB model does not fit.
+  const r = await onFullDisk(`const { FileModelStore } = await import(store);
+await new FileModelStore(process.argv[2]!).put(new Uint8Array(256 * 1024).fill(7)).then(() => console.log('stored'), (e) => console.log(e.code, e.message));`);
   expect(r.stdout).toMatch(/^MODEL_STORE_UNAVAILABLE .*cannot store 262144 bytes \(ENOSPC\)/);
-  expect(r.stderr).toBe('other\n');
+  expect(r.left).toEqual(['other']);
 });
 
 it("the first put removes temporary files an hour old (a killed put's), not one being written", async () => {
@@ -51,4 +41,15 @@ it("the first put removes temporary files an hour old (a killed put's), not one 
   const bytes = new Uint8Array(1000).fill(3);
   await new FileModelStore(dir).put(bytes);
   expect(readdirSync(dir).sort()).toEqual([fresh, `${sha256Of(bytes)}.onnx`, 'notes.tmp'].sort());
+});
+
+it.skipIf(!canUnshare)("a fetch into a full model cache says the cache's disk is full (not the store), and leaves nothing there", async () => {
+  // The cache on the full disk; the store on another (a copy, not a link).
+  const models = scratch();
+  const r = await onFullDisk(`const { FileModelStore, LocalModels } = await import(store);
+const files = new FileModelStore(${JSON.stringify(models)});
+const sha = await files.put(new Uint8Array(256 * 1024).fill(9));
+await new LocalModels({ store: files, dir: process.argv[2]! }).open(sha).then(() => console.log('cached'), (e) => console.log(e.code, e.message));`);
+  expect(r.stdout).toMatch(/^INTERNAL writing model [0-9a-f]{12}… to this process's model cache .* failed \(ENOSPC\): free space/);
+  expect(r.left).toEqual(['other']);
 });

@@ -8,6 +8,7 @@ import { createModelStore, LocalModels, S3ModelStore, sha256Of } from '../../sto
 import { mlpModel } from '../../models/generate';
 import { startBrulee, deleteKeys, type TestBrulee } from '../support/brulee';
 import { floats, ort, readModel, REAL_MODELS, runDirect } from '../support/models';
+import { canUnshare, onFullDisk } from '../support/full-disk';
 import { S3_ACCESS_KEY, startS3, type TestS3 } from '../support/s3';
 
 // Every test here talks to a real S3-compatible HTTP server (s3rver) that this file starts.
@@ -55,6 +56,21 @@ describe('S3ModelStore against a real S3-compatible server', () => {
     for (const c of found) expect(c.at).toBeGreaterThan(0);
     expect(await storeFor('unit/other-clusters').clusters()).toEqual([]);
     await expect(store.touchCluster('../x')).rejects.toThrow(RangeError);
+  });
+
+  it.skipIf(!canUnshare)("a download into a full model cache says the cache's disk is full, not that the store is unreachable", async () => {
+    // A process of its own with this S3 server for its store and its cache on a full disk.
+    const r = await onFullDisk(
+      `const { loadConfig } = await import(\`\${ROOT}/config.ts\`);
+const { createModelStore, LocalModels } = await import(store);
+const c = loadConfig(process.env);
+const s3 = createModelStore(c.modelStore, c.s3);
+const sha = await s3.put(new Uint8Array(256 * 1024).fill(5));
+await new LocalModels({ store: s3, dir: process.argv[2]! }).open(sha).then(() => console.log('cached'), (e) => console.log(e.code, e.message));`,
+      s3.env('unit/full-cache'),
+    );
+    expect(r.stdout).toMatch(/^INTERNAL writing model [0-9a-f]{12}… to this process's model cache .* failed \(ENOSPC\): free space/);
+    expect(r.left).toEqual(['other']);
   });
 
   it('puts, finds, gets, streams to a file and removes bytes by sha256, under the prefix', async () => {
