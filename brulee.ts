@@ -95,7 +95,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
 
   const dispatcher = new Dispatcher({ redisUrl, redis, keys: k, clock, deadAfterMs, ...(node ? { local: node } : {}) });
   // Every process (gateway or node) offers to run failover; a Redis lock lets one run at a time.
-  const reaper = new Reaper({ redis, keys: k, dispatcher, log, everyMs: config.heartbeatMs, deadAfterMs });
+  const reaper = new Reaper({ redis, keys: k, dispatcher, log, everyMs: config.heartbeatMs, deadAfterMs, maxDeathsPerJob: config.maxNodeDeathsPerJob });
   reaper.start();
   metrics.onCollect(async () => {
     const { total } = await dispatcher.depth();

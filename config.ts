@@ -100,6 +100,7 @@ const EnvSchema = z.object({
   DRAIN_TIMEOUT_MS: int('DRAIN_TIMEOUT_MS', 0, 600_000).default(30_000),
   WORKER_CONCURRENCY: int('WORKER_CONCURRENCY', 1, 1024).default(16),
   HEARTBEAT_MS: int('HEARTBEAT_MS', 50, 60_000).default(1000),
+  MAX_NODE_DEATHS_PER_JOB: int('MAX_NODE_DEATHS_PER_JOB', 0, 1000).default(2),
   TTL_MS: int('TTL_MS', 1, 86_400_000).default(600_000),
   ORT_OFF_THREAD: z.enum(['auto', 'always', 'never'], { message: 'ORT_OFF_THREAD must be auto, always or never' }).default('auto'),
   ORT_OFF_THREAD_MS: int('ORT_OFF_THREAD_MS', 0, 3_600_000).default(10),
@@ -177,6 +178,11 @@ export interface Config {
   workerConcurrency: number;
   /** Node heartbeat period, ms; a node silent for 3 beats is declared dead. The same on every process of a cluster. */
   heartbeatMs: number;
+  /**
+   * Nodes that may die while running one job before it is not run again (its caller gets 500
+   * NODE_CRASHED; queue/reaper.ts); 0: no limit. The same on every process of a cluster. @default 2
+   */
+  maxNodeDeathsPerJob: number;
   ttlMs: number;
   /**
    * Where a node loads and runs a model's onnxruntime session: `auto` puts it in the node's
@@ -262,6 +268,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
     workerConcurrency: e.WORKER_CONCURRENCY,
     heartbeatMs: e.HEARTBEAT_MS,
+    maxNodeDeathsPerJob: e.MAX_NODE_DEATHS_PER_JOB,
     ttlMs: e.TTL_MS,
     offThread: e.ORT_OFF_THREAD,
     offThreadMs: e.ORT_OFF_THREAD_MS,

@@ -26,8 +26,10 @@ export function keys(ns = 'brulee') {
     deadNodes: `${ns}:nodes:dead`,
     /** Node id -> jobs moved off its queue. */
     jobsMoved: `${ns}:nodes:moved`,
-    /** Cluster-wide failover counters (nodeDeaths, jobsRerouted, duplicateRuns). */
+    /** Cluster-wide failover counters (nodeDeaths, jobsRerouted, duplicateRuns, poisonJobs). */
     cluster: `${ns}:cluster`,
+    /** Set: the nodes that died while running job `id` (queue/reaper.ts), and '!' once it is given up. */
+    jobDeaths: (id: string) => `${ns}:job-deaths:${id}`,
     /** This cluster's id (a uuid set once), by which it tells a model store it uses it (functions/registry.ts `storeShared`). */
     clusterId: `${ns}:cluster:id`,
     reaperLock: `${ns}:lock:reaper`,

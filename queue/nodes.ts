@@ -154,9 +154,11 @@ export interface FailoverCounts {
   jobsRerouted: number;
   /** Runs of a job whose answer had already been given (at-least-once execution): counted, never returned. */
   duplicateRuns: number;
+  /** Jobs not run again because as many nodes as allowed (MAX_NODE_DEATHS_PER_JOB) died while running them: answered NODE_CRASHED. */
+  poisonJobs: number;
 }
 
 export async function failoverCounts(redis: Redis, k: Keys): Promise<FailoverCounts> {
   const h = await redis.hgetall(k.cluster);
-  return { nodeDeaths: Number(h.nodeDeaths ?? 0), jobsRerouted: Number(h.jobsRerouted ?? 0), duplicateRuns: Number(h.duplicateRuns ?? 0) };
+  return { nodeDeaths: Number(h.nodeDeaths ?? 0), jobsRerouted: Number(h.jobsRerouted ?? 0), duplicateRuns: Number(h.duplicateRuns ?? 0), poisonJobs: Number(h.poisonJobs ?? 0) };
 }

@@ -8,6 +8,9 @@ import type { EvictionEvent } from './warm-pool';
 const EVICTION_CAUSES: ReadonlyArray<Exclude<EvictionEvent['cause'], 'deleted'>> = ['policy', 'expired', 'retired', 'unload'];
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
+/** The cluster-wide failover counts (queue/nodes.ts `FailoverCounts`), each shown as a counter. */
+type ClusterCounts = Record<'nodeDeaths' | 'jobsRerouted' | 'duplicateRuns' | 'poisonJobs', number>;
+
 /**
  * This process's Prometheus metrics (GET /metrics). One registry per process (not prom-client's
  * global one), so several nodes in one test process do not collide. Counters are this process's
@@ -38,11 +41,12 @@ export class Metrics {
   });
   readonly residentModels = new Gauge({ name: 'brulee_resident_models', help: 'Models resident in the cache', labelNames: ['node'] as const, registers: [this.registry] });
 
-  private failoverSource: (() => Promise<{ nodeDeaths: number; jobsRerouted: number; duplicateRuns: number }>) | undefined;
+  private failoverSource: (() => Promise<ClusterCounts>) | undefined;
   /** Cluster-wide (read from Redis at scrape time, so every process shows the same count). */
   readonly nodeDeaths = this.clusterCounter('brulee_node_deaths_total', 'Nodes declared dead (silent for 3 heartbeats), cluster-wide', 'nodeDeaths');
   readonly jobsRerouted = this.clusterCounter('brulee_jobs_rerouted_total', 'Jobs moved off dead or departed nodes onto live ones, cluster-wide', 'jobsRerouted');
   readonly duplicateRuns = this.clusterCounter('brulee_duplicate_runs_total', 'Runs of a job already answered (at-least-once execution after a failover), counted and never returned, cluster-wide', 'duplicateRuns');
+  readonly poisonJobs = this.clusterCounter('brulee_poison_jobs_total', 'Jobs not run again because MAX_NODE_DEATHS_PER_JOB nodes died while running them (answered NODE_CRASHED), cluster-wide', 'poisonJobs');
 
   private functionsSource: (() => Promise<string[]>) | undefined;
   /** Functions whose histogram series exist (seeded at zero, or observed before the first scrape). */
@@ -104,11 +108,11 @@ export class Metrics {
   }
 
   /** Where the cluster-wide failover counts come from (Redis). */
-  failover(source: () => Promise<{ nodeDeaths: number; jobsRerouted: number; duplicateRuns: number }>): void {
+  failover(source: () => Promise<ClusterCounts>): void {
     this.failoverSource = source;
   }
 
-  private clusterCounter(name: string, help: string, field: 'nodeDeaths' | 'jobsRerouted' | 'duplicateRuns'): Counter {
+  private clusterCounter(name: string, help: string, field: keyof ClusterCounts): Counter {
     const metrics = this;
     return new Counter({
       name,

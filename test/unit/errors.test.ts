@@ -11,7 +11,7 @@ describe('error codes', () => {
       CONFLICT: 409, PAYLOAD_TOO_LARGE: 413,
       INVALID_MODEL: 422, INVALID_INPUT: 422, MODEL_TOO_LARGE: 422, INFERENCE_FAILED: 422, OUTPUT_TOO_LARGE: 422, QUEUE_FULL: 429, OVERLOADED: 503, MODEL_BYTES_MISSING: 404, MODEL_BYTES_CORRUPT: 500, MODEL_STORE_UNAVAILABLE: 503,
       CACHE_BUSY: 503, REDIS_UNAVAILABLE: 503, NO_NODE_AVAILABLE: 503, SHUTTING_DOWN: 503,
-      TIMEOUT: 504, INTERNAL: 500,
+      TIMEOUT: 504, INTERNAL: 500, NODE_CRASHED: 500,
     };
     for (const code of Object.keys(ErrorCode) as ErrorCodeName[]) {
       expect([code, new BruleeError(code, 'm').status]).toEqual([code, want[code] ?? 'a status the test does not know yet']);
