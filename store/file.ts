@@ -3,7 +3,7 @@ import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat, utimes, wri
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BruleeError } from '../errors';
-import { cacheWriteError } from './errors';
+import { cacheWriteError, cannotWrite } from './errors';
 import { assertClusterId, type ModelStore } from './index';
 import { assertSha256, sha256Of, sha256OfFile } from './sha256';
 
@@ -47,9 +47,9 @@ export class FileModelStore implements ModelStore {
     } catch (e) {
       // A full disk leaves no partial copy behind to fill it further.
       await rm(tmp, { force: true }).catch(() => undefined);
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EROFS' || code === 'EACCES') {
-        throw new BruleeError('MODEL_STORE_UNAVAILABLE', `the model store ${this.url} cannot store ${bytes.byteLength} bytes (${code}): free space there, or point MODEL_STORE at another folder`);
+      const code = cannotWrite(e);
+      if (code) {
+        throw new BruleeError('MODEL_STORE_UNAVAILABLE', `the model store ${this.url} cannot store ${bytes.byteLength} bytes (${code}): free space there (or let this process write there), or point MODEL_STORE at another folder`);
       }
       throw e;
     }

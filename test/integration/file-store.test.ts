@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +30,26 @@ it.skipIf(!canUnshare)('a put on a full disk fails with MODEL_STORE_UNAVAILABLE 
 await new FileModelStore(process.argv[2]!).put(new Uint8Array(256 * 1024).fill(7)).then(() => console.log('stored'), (e) => console.log(e.code, e.message));`);
   expect(r.stdout).toMatch(/^MODEL_STORE_UNAVAILABLE .*cannot store 262144 bytes \(ENOSPC\)/);
   expect(r.left).toEqual(['other']);
+});
+
+/** A folder can be made immutable here (`chattr +i`: CAP_LINUX_IMMUTABLE and a file system that has the flag). */
+const canChattr = (() => {
+  const d = mkdtempSync(join(tmpdir(), 'brulee-chattr-'));
+  const ok = spawnSync('chattr', ['+i', d]).status === 0;
+  spawnSync('chattr', ['-i', d]);
+  rmSync(d, { recursive: true, force: true });
+  return ok;
+})();
+
+it.skipIf(!canChattr)('a put into a folder the file system refuses to write to (immutable: EPERM) fails with MODEL_STORE_UNAVAILABLE, as a full one does', async () => {
+  const dir = scratch();
+  expect(spawnSync('chattr', ['+i', dir]).status).toBe(0);
+  try {
+    await expect(new FileModelStore(dir).put(new Uint8Array(1000).fill(5))).rejects.toMatchObject({ code: 'MODEL_STORE_UNAVAILABLE', message: expect.stringMatching(/cannot store 1000 bytes \(EPERM\): .*point MODEL_STORE at another folder/) });
+  } finally {
+    spawnSync('chattr', ['-i', dir]);
+  }
+  expect(readdirSync(dir)).toEqual([]);
 });
 
 it("the first put removes temporary files an hour old (a killed put's), not one being written", async () => {
