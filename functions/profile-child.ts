@@ -9,6 +9,7 @@ import { dirname } from 'node:path';
 import { tensorBytes } from '../queue/tensor';
 import { deriveOptimized, loadModel, withoutPaths, type LoadedModel, type TensorSpec } from '../runtime/onnx';
 import { ARRAY_OF, type NumericType, type Tensor } from '../queue/wire';
+import { profileDimsError } from './signature';
 import { MEMORY_FACTOR_MIN_FILE_BYTES, type ProfileRequest, type ProfileReply } from './profile';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -43,6 +44,11 @@ async function profile(req: ProfileRequest): Promise<ProfileReply> {
   const model: LoadedModel = await load();
   const loadSamples = [performance.now() - t0];
   const signature = model.signature;
+  const badDims = profileDimsError(signature, req.dims);
+  if (badDims) {
+    await model.dispose();
+    return { ok: false, error: badDims, option: true };
+  }
 
   const dims: Record<string, number[]> = {};
   let execMs: number | null = null;

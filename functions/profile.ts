@@ -44,7 +44,8 @@ export type ProfileReply =
       /** Where `deriveAlt` wrote the ONNX form, when it did. */
       derivedAlt?: string;
     }
-  | { ok: false; error: string };
+  /** `option`: the request's own profiling options cannot fit the model (INVALID_OPTION, not INVALID_MODEL). */
+  | { ok: false; error: string; option?: true };
 
 /** What registration learns about a model before it answers. */
 export interface Profile {
@@ -145,7 +146,7 @@ export async function profileModel(path: string, opts: ProfileOptions = {}): Pro
   };
   const timeoutMs = opts.timeoutMs ?? 120_000;
   let original = await runChild({ ...base, path, preOptimized: false, ...(opts.artifactPath ? { derive: opts.artifactPath, deriveAlt: join(dirname(opts.artifactPath), 'onnx-form', MAPPED_FILE_NAME) } : {}) }, timeoutMs);
-  if (!original.ok) throw new BruleeError('INVALID_MODEL', original.error);
+  if (!original.ok) throw profileFailed(original);
   let chosen = original;
   let artifactError: string | null = opts.artifactPath ? null : 'not derived';
   let derived = original.derived;
@@ -164,7 +165,7 @@ export async function profileModel(path: string, opts: ProfileOptions = {}): Pro
       const failed = `the ${derived.form} form was not used: ${artifactError}`;
       const form = derived.form === 'mapped' ? 'ort' : 'onnx';
       const again = await runChild({ ...base, path, preOptimized: false, derive: opts.artifactPath, deriveForm: form }, timeoutMs);
-      if (!again.ok) throw new BruleeError('INVALID_MODEL', again.error);
+      if (!again.ok) throw profileFailed(again);
       original = again;
       chosen = again;
       derived = { form: again.derived?.form ?? form, note: derived.note ? `${derived.note}; ${failed}` : failed };
@@ -209,6 +210,11 @@ export async function profileModel(path: string, opts: ProfileOptions = {}): Pro
           }),
     },
   };
+}
+
+/** A profiling child's failure: the model's (INVALID_MODEL), or the profiling options' (INVALID_OPTION). */
+function profileFailed(r: { error: string; option?: true }): BruleeError {
+  return new BruleeError(r.option ? 'INVALID_OPTION' : 'INVALID_MODEL', r.error);
 }
 
 async function runChild(req: ProfileRequest, timeoutMs: number): Promise<ProfileReply> {

@@ -431,10 +431,14 @@ export class FunctionRegistry {
       ...(opts.maxDelayMs !== undefined ? { maxDelayMs: opts.maxDelayMs } : {}),
     };
     const sameSession = prev !== undefined && JSON.stringify(sessionOf(prev.options)) === JSON.stringify(sessionOf(options));
+    // Dims asked that the current version was not profiled with profile it again (a model whose
+    // run failed on the default dims is registered again with `profileDims`, as its execError says).
+    const asked = opts.profileDims ?? {};
+    const sameDims = prev !== undefined && Object.keys(asked).every((k) => JSON.stringify(prev.profile.profiledDims?.[k]) === JSON.stringify(asked[k]));
     // The same bytes and options only update the options, unless the store lost or damaged the
     // artifact profiling derived from them (only profiling makes it again: a node would fall back
     // to the original at every load, after fetching the artifact in vain).
-    if (prev && prev.sha256 === sha && sameSession && (await this.artifactStored(prev))) {
+    if (prev && prev.sha256 === sha && sameSession && sameDims && (await this.artifactStored(prev))) {
       checkBatching(name, prev.signature, options);
       const fn: FunctionMeta = { ...prev, options, sizeBytes: options.memoryBytes ?? prev.profile.residentBytes, updatedAt: now };
       await this.checkFits(fn);
@@ -493,7 +497,10 @@ export class FunctionRegistry {
     try {
       await mkdir(scratchDir, { recursive: true });
       const path = await this.o.models.stage(sha, bytes);
-      inspected = await profileModel(path, { ...(opts.profileDims ? { dims: opts.profileDims } : {}), session: sessionOf(options), artifactPath: scratch });
+      // The same bytes profiled again (other options, dims or a lost artifact) keep the dims they
+      // were profiled with, but for those asked anew: the defaults may not run at all.
+      const dims = prev && prev.sha256 === sha ? { ...prev.profile.profiledDims, ...opts.profileDims } : opts.profileDims;
+      inspected = await profileModel(path, { ...(dims ? { dims } : {}), session: sessionOf(options), artifactPath: scratch });
       if (inspected.artifactOk) {
         const a = await readFile(scratch);
         const aSha = sha256Of(a);

@@ -64,3 +64,20 @@ export function checkInputs(sig: Signature, inputs: Record<string, Tensor>): voi
   }
   for (const spec of sig.inputs) checkInput(spec, inputs[spec.name]!);
 }
+
+/**
+ * What is wrong with dims asked to profile a model with (`?profileDims=`), or null: each must name
+ * one of its inputs, with its rank and its fixed dims. Dims that cannot fit would only profile on
+ * other dims than asked (an unknown name: the defaults) or fail the profiling run, with a 201.
+ */
+export function profileDimsError(sig: Signature, dims: Record<string, number[]>): string | null {
+  for (const [name, d] of Object.entries(dims)) {
+    const spec = sig.inputs.find((i) => i.name === name);
+    const shown = `${name}:${d.join('x')}`;
+    if (!spec) return `profileDims names input ${preview(name, 60)}, which the model does not have; its inputs are ${sig.inputs.map((i) => `"${i.name}" ${describeDims(i.dims)}`).join(', ')}`;
+    if (d.length !== spec.dims.length) return `profileDims gives "${shown}" (rank ${d.length}), but input "${name}" has rank ${spec.dims.length}: ${describeDims(spec.dims)}`;
+    const fixed = spec.dims.findIndex((want, i) => typeof want === 'number' && want >= 0 && d[i] !== want);
+    if (fixed >= 0) return `profileDims gives "${shown}", but input "${name}" fixes dim ${fixed} at ${spec.dims[fixed]}: ${describeDims(spec.dims)}`;
+  }
+  return null;
+}
