@@ -12,7 +12,7 @@ import type { Authorize } from '../auth';
 import { requireKey } from './auth';
 import { admitRequestBytes, closeWhenBodyUnread, refuseWhenDraining } from './connection';
 import { onError } from './errors';
-import { check, InvokeBody, InvokeQuery, jsonBody, limit, RegisterQuery } from './parse';
+import { bodyBytes, check, InvokeBody, InvokeQuery, jsonBody, limit, RegisterQuery } from './parse';
 import { v2Routes } from './v2';
 import { dashboardApp } from '../../dashboard';
 import { docsApp } from '../../dashboard/docs';
@@ -137,7 +137,7 @@ export function createApp(o: AppOptions): Hono {
   app.put('/functions/:name', auth, limit(o.maxModelBytes, 'model upload', 'MAX_MODEL_BYTES'), async (c) => {
     const name = c.req.param('name');
     const opts = check(RegisterQuery, c.req.query(), 'query parameters', 'INVALID_OPTION');
-    const bytes = new Uint8Array(await c.req.arrayBuffer());
+    const bytes = await bodyBytes(c, o.maxModelBytes, 'MAX_MODEL_BYTES');
     const r = await dataPlane.register(name, bytes, opts);
     return c.json({ ...describe(r.fn), created: r.created, newVersion: r.newVersion }, r.created ? 201 : 200);
   });
@@ -157,7 +157,7 @@ export function createApp(o: AppOptions): Hono {
   app.post('/functions/:name/invoke', limit(o.maxRequestBytes, 'request body', 'MAX_REQUEST_BYTES'), async (c) => {
     const name = c.req.param('name');
     const query = check(InvokeQuery, c.req.query(), 'query parameters', 'INVALID_OPTION');
-    const body = check(InvokeBody, await jsonBody(c), 'request body');
+    const body = check(InvokeBody, await jsonBody(c, o.maxRequestBytes), 'request body');
     const fn = await dataPlane.get(name);
     const inputs = decodeJsonInputs(body.inputs, fn.signature.inputs);
     const opts = { outputs: body.outputs };

@@ -1,3 +1,6 @@
+import buffer from 'node:buffer';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
@@ -5,11 +8,50 @@ import { parseBytes } from '../../config';
 import { BruleeError } from '../../errors';
 import { parseJsonExact } from './exact-json';
 
-/** Parses a JSON body with a clear error on malformed JSON. */
-export async function jsonBody(c: Context): Promise<unknown> {
-  const text = await c.req.text();
+/** Parses a JSON body with a clear error on malformed JSON; a compressed body (`Content-Encoding`) is decompressed first, to at most `max` bytes. */
+export async function jsonBody(c: Context, max = Infinity): Promise<unknown> {
+  const text = isEncoded(c) ? Buffer.from(await bodyBytes(c, max)).toString('utf8') : await c.req.text();
   if (text.trim() === '') throw new BruleeError('MALFORMED_JSON', 'the request body is empty; send a JSON object');
   return parseJson(text);
+}
+
+const gunzip = promisify(zlib.gunzip);
+const inflate = promisify(zlib.inflate);
+const inflateRaw = promisify(zlib.inflateRaw);
+
+function isEncoded(c: Context): boolean {
+  const enc = c.req.header('content-encoding')?.trim().toLowerCase();
+  return enc !== undefined && enc !== '' && enc !== 'identity';
+}
+
+/**
+ * The request body, decompressed when `Content-Encoding` says gzip or deflate (zlib-wrapped, as
+ * tritonclient sends it, or raw), never past `max` bytes (`setting` raises it). Every route that
+ * reads a body takes it so: one that ignored the header read compressed bytes as JSON or ONNX.
+ */
+export async function bodyBytes(c: Context, max: number, setting = 'MAX_REQUEST_BYTES'): Promise<Uint8Array> {
+  const body = new Uint8Array(await c.req.arrayBuffer());
+  if (!isEncoded(c)) return body;
+  const encoding = c.req.header('content-encoding')!;
+  const enc = encoding.trim().toLowerCase();
+  const opts = { maxOutputLength: Math.min(max, buffer.kMaxLength) };
+  try {
+    if (enc === 'gzip' || enc === 'x-gzip') return await gunzip(body, opts);
+    if (enc === 'deflate') {
+      try {
+        return await inflate(body, opts);
+      } catch (e) {
+        if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw e;
+        return await inflateRaw(body, opts);
+      }
+    }
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new BruleeError('PAYLOAD_TOO_LARGE', `the decompressed request body is larger than the limit of ${max} bytes (${setting})`);
+    }
+    throw new BruleeError('BAD_REQUEST', `the request body is not valid ${enc} data: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  throw new BruleeError('BAD_REQUEST', `Content-Encoding ${JSON.stringify(encoding)} is not supported; send gzip, deflate or an uncompressed body`);
 }
 
 /** Parses JSON, keeping integers past 2^53 exact (as BigInts; see exact-json.ts). */

@@ -8,7 +8,7 @@ import type { FunctionMeta } from '../registry';
 import { checkShape, decodeRaw, elementTypeOf, rawElementSize, rawOf, tritonModelConfig, V2_DATATYPE, v2TensorMetadata } from '../v2-tensors';
 import { decodeJsonTensor } from './json-tensors';
 import { byteStream, compressedStream, JsonAnswer, JsonData, STREAM_FROM_BYTES, streamedAnswer } from './answer';
-import { check, jsonBody, limit, parseJson } from './parse';
+import { bodyBytes, check, jsonBody, limit, parseJson } from './parse';
 
 /**
  * The Open Inference Protocol (KServe v2 REST) over the same functions, so Triton and KServe
@@ -43,33 +43,6 @@ export interface V2Options {
 }
 
 const bad = (message: string) => new BruleeError('BAD_REQUEST', message);
-
-/**
- * The request body, decompressed when `Content-Encoding` says gzip or deflate (zlib-wrapped, as
- * tritonclient sends it, or raw), never past `max` bytes.
- */
-function decodeBody(body: Uint8Array, encoding: string | undefined, max: number): Uint8Array {
-  const enc = (encoding ?? 'identity').trim().toLowerCase();
-  if (enc === 'identity' || enc === '') return body;
-  const opts = { maxOutputLength: max };
-  try {
-    if (enc === 'gzip' || enc === 'x-gzip') return zlib.gunzipSync(body, opts);
-    if (enc === 'deflate') {
-      try {
-        return zlib.inflateSync(body, opts);
-      } catch (e) {
-        if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw e;
-        return zlib.inflateRawSync(body, opts);
-      }
-    }
-  } catch (e) {
-    if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
-      throw new BruleeError('PAYLOAD_TOO_LARGE', `the decompressed request body is larger than the limit of ${max} bytes (MAX_REQUEST_BYTES)`);
-    }
-    throw bad(`the request body is not valid ${enc} data: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  throw bad(`Content-Encoding ${JSON.stringify(encoding)} is not supported; send gzip, deflate or an uncompressed body`);
-}
 
 /** The response encoding `Accept-Encoding` asks for, of the ones brulee sends (gzip first). */
 function responseEncoding(accept: string | undefined): 'gzip' | 'deflate' | undefined {
@@ -187,7 +160,7 @@ export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono 
     app.get(`${base}/stats`, async (c) => c.json(await dataPlane.modelStatistics(c.req.param('name')!, c.req.param('version'))));
     app.post(`${base}/infer`, limit(maxRequestBytes, 'request body', 'MAX_REQUEST_BYTES'), async (c) => {
       const fn = await model(c);
-      const body = decodeBody(new Uint8Array(await c.req.arrayBuffer()), c.req.header('content-encoding'), maxRequestBytes);
+      const body = await bodyBytes(c, maxRequestBytes);
       const headerLength = c.req.header('inference-header-content-length');
       let req: InferRequest;
       let inputs: Record<string, Tensor>;
