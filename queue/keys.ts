@@ -28,7 +28,7 @@ export function keys(ns = 'brulee') {
     jobsMoved: `${ns}:nodes:moved`,
     /** Cluster-wide failover counters (nodeDeaths, jobsRerouted, duplicateRuns, poisonJobs). */
     cluster: `${ns}:cluster`,
-    /** Set: the nodes that died while running job `id` (queue/reaper.ts), and '!' once it is given up. */
+    /** Set: the deaths (`<node>@<its last beat>`) of the processes that were running job `id` (queue/poison.ts), and '!' once it is given up. */
     jobDeaths: (id: string) => `${ns}:job-deaths:${id}`,
     /** This cluster's id (a uuid set once), by which it tells a model store it uses it (functions/registry.ts `storeShared`). */
     clusterId: `${ns}:cluster:id`,

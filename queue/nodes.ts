@@ -47,7 +47,8 @@ export const MISSED_BEATS = 3;
  * Liveness is a sorted set of node ids scored by the Redis time of their last beat, so every
  * process judges it on one clock (Redis's), not on the clocks of the node or of the judge.
  * `owner` maps a node id to the random token of the process that holds it: two processes with
- * the same NODE_ID cannot both be the node.
+ * the same NODE_ID cannot both be the node. A claim answers {1, now, the last beat of an earlier
+ * process with this id that stopped beating (declared dead or not yet), or 0}.
  */
 const CLAIM = new Script(`${LUA_NOW}
 local last = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -55,10 +56,20 @@ local owner = redis.call('HGET', KEYS[2], ARGV[1])
 if last and owner and owner ~= ARGV[2] and now - tonumber(last) < tonumber(ARGV[3]) then
   return {0, now - tonumber(last)}
 end
+local crashed = 0
+if last and owner and owner ~= ARGV[2] then
+  crashed = tonumber(last)
+elseif not owner then
+  local dead = redis.call('HGET', KEYS[3], ARGV[1])
+  if dead then
+    local d = cjson.decode(dead)
+    if d.reason == 'silent' then crashed = d.lastBeatAt end
+  end
+end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
-return {1, now}`);
+return {1, now, crashed}`);
 
 /** 1: beat recorded; 2: this node had been declared dead and rejoins; 0: another process holds the id. */
 const BEAT = new Script(`${LUA_NOW}
@@ -103,12 +114,17 @@ for i = 1, #gone, 2 do
 end
 return ids`);
 
-export type ClaimResult = { ok: true; now: number } | { ok: false; lastBeatAgoMs: number };
+/**
+ * `crashedLastBeatAt`: the last heartbeat (Redis time) of the earlier process with this id, when it
+ * stopped beating rather than leaving (it died: what it held was running when it did).
+ */
+export type ClaimResult = { ok: true; now: number; crashedLastBeatAt?: number } | { ok: false; lastBeatAgoMs: number };
 
 /** Takes `id` for the process holding `token`, unless a live process (one that beat within `deadAfterMs`) holds it. */
 export async function claimNodeId(redis: Redis, k: Keys, id: string, token: string, deadAfterMs: number): Promise<ClaimResult> {
-  const [ok, n] = (await CLAIM.run(redis, [k.alive, k.nodeOwner, k.deadNodes], [id, token, deadAfterMs])) as [number, number];
-  return ok === 1 ? { ok: true, now: n } : { ok: false, lastBeatAgoMs: n };
+  const [ok, n, crashed] = (await CLAIM.run(redis, [k.alive, k.nodeOwner, k.deadNodes], [id, token, deadAfterMs])) as [number, number, number?];
+  if (ok !== 1) return { ok: false, lastBeatAgoMs: n };
+  return crashed ? { ok: true, now: n, crashedLastBeatAt: crashed } : { ok: true, now: n };
 }
 
 export type BeatResult = { code: 'ok' | 'rejoined' | 'taken'; now: number };

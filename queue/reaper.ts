@@ -2,14 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { Queue, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { BruleeError, errorToWire, isBruleeError } from '../errors';
-import { StatsOps } from '../runtime/stats';
-import { releaseWith } from './admission';
+import { isBruleeError } from '../errors';
 import { JOB_OPTIONS, modelKey, type Dispatcher, type Routed } from './dispatcher';
 import type { Keys } from './keys';
 import { deadNodes, declareDead, HEARTBEAT_MS, MISSED_BEATS } from './nodes';
 import { decodeLaneJob, moveJob } from './lane';
-import { deliver, type ReplyTo } from './replies';
+import { givenUp, type Crash } from './poison';
+import { deliver } from './replies';
 import { chooseNode, type NodeView } from './routing';
 import { Script } from './scripts';
 import { JOB, type InvokeJob, type LoadJob } from './wire';
@@ -39,26 +38,6 @@ export interface ReaperOptions {
 /** Job states that still need a node. */
 const PENDING = ['active', 'waiting', 'prioritized', 'delayed'] as const;
 
-/** How long a job's record of the nodes that died running it is kept, ms: longer than any job waits (a deadline is at most an hour away). */
-const JOB_DEATHS_TTL_MS = 24 * 3600_000;
-
-// KEYS: the job's deaths (`Keys.jobDeaths`), the cluster counters. ARGV: the dead node, the limit
-// (0: none), the record's ttl ms. Records, once per node (a reaper that dies half-way and runs
-// again counts nothing twice), that the node died while running the job. Returns {verdict, the
-// nodes that did}: verdict 0 the job runs again, 1 it is given up now (counted here, once), 2 it
-// was given up by an earlier run that died before it was done.
-const DIED_RUNNING = new Script(`redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-local nodes = {}
-for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if m ~= '!' then nodes[#nodes + 1] = m end
-end
-local limit = tonumber(ARGV[2])
-if limit == 0 or #nodes < limit then return {0, nodes} end
-if redis.call('SADD', KEYS[1], '!') == 0 then return {2, nodes} end
-redis.call('HINCRBY', KEYS[2], 'poisonJobs', 1)
-return {1, nodes}`);
-
 /** Releases the lock early (only if still ours), keeping it just long enough to space runs `everyMs` apart. */
 const RELEASE = new Script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`);
 
@@ -79,8 +58,8 @@ export interface ReapResult {
  *    (at-least-once; its answer goes out once, see `queue/replies.ts`). A job keeps its id and its
  *    reply address, so its caller gets the answer on the same request or invocation id. Moved jobs
  *    go to the front of their new queue: they have waited longest.
- * 3. Except a job that `maxDeathsPerJob` nodes (counted per job id, `Keys.jobDeaths`) died while
- *    running: it is given up, and its caller gets NODE_CRASHED (`givenUp`).
+ * 3. Except a job that `maxDeathsPerJob` nodes died while running: it is given up, and its caller
+ *    gets NODE_CRASHED (queue/poison.ts).
  *
  * Each step is idempotent, so a reaper that dies half-way leaves nothing lost: a job is added to
  * its new queue (same id: a second add is a no-op) before it is removed from the old one, and the
@@ -135,7 +114,7 @@ export class Reaper {
           continue;
         }
         // A node that left cleanly did not crash: what it was running is not held against its jobs.
-        moved += await this.moveAll(d.id, q, d.reason === 'silent');
+        moved += await this.moveAll(d.id, q, d.reason === 'silent' ? { node: d.id, lastBeatAt: d.lastBeatAt } : undefined);
       }
       return { died, moved };
     } finally {
@@ -147,7 +126,7 @@ export class Reaper {
     return Math.max(1000, this.o.deadAfterMs);
   }
 
-  private async moveAll(deadId: string, from: Queue, crashed: boolean): Promise<number> {
+  private async moveAll(deadId: string, from: Queue, crash: Crash | undefined): Promise<number> {
     const { redis, keys: k, log } = this.o;
     // Oldest first; added in reverse with lifo, so the oldest ends up at the very front.
     const jobs = (await from.getJobs([...PENDING], 0, this.o.batch - 1, true)).filter((j): j is Job => !!j?.id);
@@ -160,7 +139,7 @@ export class Reaper {
       queued: n.queued,
       parallel: Math.min(n.concurrency, n.cpus ?? 1),
     }));
-    let moved = await this.moveLane(deadId, views, crashed);
+    let moved = await this.moveLane(deadId, views, crash);
     for (const job of jobs.reverse()) {
       const id = job.id!;
       const data = job.data as Routed<Partial<LoadJob>>;
@@ -168,7 +147,7 @@ export class Reaper {
       if (job.name === JOB.unload || !data.model) {
         // Nothing to unload on a dead node: answered at once.
         await deliver(redis, k, data.reply, { ok: { dropped: 0 } });
-      } else if (crashed && state === 'active' && (await this.givenUp(deadId, job.name, data as Routed<LoadJob & Partial<InvokeJob>>))) {
+      } else if (crash && state === 'active' && (await givenUp(this.poison, crash, job.name, data as Routed<LoadJob & Partial<InvokeJob>>))) {
         await redis.del(`${k.bullPrefix}:${k.nodeQueue(deadId)}:${id}:lock`);
         await from.remove(id);
         continue;
@@ -202,7 +181,7 @@ export class Reaper {
    * from next, so the one it was running goes first and the rest keep their order. Each move is
    * one script (LREM from the dead list, RPUSH to the live lane): a job is never in two lanes.
    */
-  private async moveLane(deadId: string, views: NodeView[], crashed: boolean): Promise<number> {
+  private async moveLane(deadId: string, views: NodeView[], crash: Crash | undefined): Promise<number> {
     const { redis, keys: k, log } = this.o;
     let moved = 0;
     for (const list of [k.lane(deadId), k.laneActive(deadId)]) {
@@ -210,7 +189,7 @@ export class Reaper {
       for (const frame of await redis.lrangeBuffer(list, -this.o.batch, -1)) {
         const job = decodeLaneJob(frame);
         // Leaves the dead node's list in the script that answers it.
-        if (crashed && list === k.laneActive(deadId) && (await this.givenUp(deadId, job.name, job.data, { list, frame }))) continue;
+        if (crash && list === k.laneActive(deadId) && (await givenUp(this.poison, crash, job.name, job.data, { list, frame }))) continue;
         let target: NodeView;
         try {
           target = chooseNode(views, modelKey(job.data.model), job.data.model.sizeBytes);
@@ -229,41 +208,8 @@ export class Reaper {
     return moved;
   }
 
-  /**
-   * A job node `deadId` was running when it died: records the death against the job and, once
-   * `maxDeathsPerJob` nodes have died running it, gives it up: its caller gets NODE_CRASHED (its
-   * admission place and input bytes given back, and a lane job taken off the dead node's `from`
-   * list, in the script that answers it). Resolves to whether it was given up; if not, it moves.
-   */
-  private async givenUp(deadId: string, name: string, data: Routed<LoadJob & Partial<InvokeJob>>, from?: { list: string; frame: Buffer }): Promise<boolean> {
-    const { redis, keys: k, log, maxDeathsPerJob: limit } = this.o;
-    const id = data.reply.id;
-    const [verdict, nodes] = (await DIED_RUNNING.run(redis, [k.jobDeaths(id), k.cluster], [deadId, limit, JOB_DEATHS_TTL_MS])) as [number, string[]];
-    if (verdict === 0) return false;
-    nodes.sort();
-    const { fn, version } = data.model;
-    const what = name === JOB.load ? 'load' : 'invocation';
-    if (verdict === 1) log.error({ job: id, fn, version, nodes, limit }, `${what} not run again: ${nodes.length} nodes died while running it`);
-    // Given up by a run that died after answering (a BullMQ job stays on the dead queue until removed): answered once.
-    if (verdict === 2 && !from && (await this.answered(data.reply))) return true;
-    const also = new StatsOps();
-    if (data.admission) releaseWith(also, data.admission);
-    if (data.inputs?.key !== undefined) also.del(data.inputs.key);
-    if (from) also.lrem(from.list, from.frame);
-    const e = new BruleeError(
-      'NODE_CRASHED',
-      `${nodes.length} nodes died while running this ${what} of function '${fn}' (version ${version}; nodes ${nodes.join(', ')}), so it is not run again: ` +
-        `the model or this input may crash the runtime or exhaust its memory (an onnxruntime abort, the OOM killer). See those nodes' logs, ` +
-        `and try the input on one node before sending it again. MAX_NODE_DEATHS_PER_JOB (now ${limit}) sets how many node deaths one job may cause.`,
-    );
-    await deliver(redis, k, data.reply, { error: errorToWire(e) }, also);
-    return true;
-  }
-
-  /** Whether a job's caller has its answer already. */
-  private async answered(to: ReplyTo): Promise<boolean> {
-    const { redis, keys: k } = this.o;
-    return to.replyTo ? (await redis.get(k.answered(to.id))) === '1' : (await redis.exists(k.result(to.id))) === 1;
+  private get poison() {
+    return { redis: this.o.redis, keys: this.o.keys, log: this.o.log, limit: this.o.maxDeathsPerJob };
   }
 
   /** Counts a moved job, and keeps the lock while jobs move. */

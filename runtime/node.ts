@@ -17,6 +17,7 @@ import { admitAndApply, deliver, applyWrites, type OutgoingAnswer } from '../que
 import { freeNow } from '../queue/free';
 import { HeldWrites } from '../queue/held-writes';
 import { LaneWorker } from '../queue/lane';
+import { settleCrashed } from '../queue/poison';
 import { tensorsByteLength } from '../queue/tensor';
 import { JOB, layoutTensors, unpackTensors, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from '../queue/wire';
 import { Batcher } from './batcher';
@@ -89,6 +90,8 @@ export interface RuntimeNodeOptions {
   maxOutputBytes?: number;
   /** Heartbeat period, ms; the node is declared dead after `MISSED_BEATS` missed beats. @default HEARTBEAT_MS */
   heartbeatMs?: number;
+  /** MAX_NODE_DEATHS_PER_JOB, for the jobs an earlier process with this id died running (queue/poison.ts). @default 2 */
+  maxDeathsPerJob?: number;
   /**
    * The node is its process's only tenant (ROLE=worker): the warm pool also charges what the
    * process holds beyond its charges (runtime/footprint.ts `ProcessOverhead`), sampled every 50 ms.
@@ -156,7 +159,7 @@ export class RuntimeNode implements LocalNode {
   private readonly host: SessionHost;
 
   constructor(opts: RuntimeNodeOptions) {
-    this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, chargeProcess: false, offThread: { mode: 'auto', limits: { runMs: 10, loadMs: 100 }, threads: 1 }, parkBytes: Math.floor(opts.budgetBytes * PARK_SHARE), ...opts };
+    this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, maxDeathsPerJob: 2, chargeProcess: false, offThread: { mode: 'auto', limits: { runMs: 10, loadMs: 100 }, threads: 1 }, parkBytes: Math.floor(opts.budgetBytes * PARK_SHARE), ...opts };
     const { metrics, log } = this.o;
     this.host = new SessionHost(this.o.offThread.threads);
     this.heldWrites = HeldWrites.on(this.o.redis);
@@ -248,7 +251,12 @@ export class RuntimeNode implements LocalNode {
     await this.warmUp();
     // Started now, not at a long model's cold start (~100 ms), and before the process's memory at rest is read.
     if (this.o.offThread.mode !== 'never') await this.host.start();
-    await this.claimId();
+    const crashed = await this.claimId();
+    // An earlier process with this id died holding jobs, and the reaper has not moved them: each
+    // counts that death before this node takes them back (a poison pill must not crash-loop it).
+    if (crashed !== undefined) {
+      await settleCrashed({ redis: this.o.redis, keys, log: this.o.log, limit: this.o.maxDeathsPerJob }, { node: this.o.id, lastBeatAt: crashed }).catch((e: unknown) => this.o.log.warn({ err: e }, 'could not count the deaths of the jobs an earlier process with this id held'));
+    }
     this.sub = createRedis(this.o.redisUrl, { name: `brulee-node-${this.o.id}-sub` });
     await this.sub.subscribe(keys.control);
     this.sub.on('message', (_ch, msg: string) => {
@@ -433,12 +441,13 @@ export class RuntimeNode implements LocalNode {
    * Takes this node's id in Redis. An id held by a process that still beats is refused: two
    * processes with one NODE_ID would merge their queues and their stats. A holder that stopped
    * beating (a crash just before this restart) is waited out: at most `MISSED_BEATS` beats.
+   * Resolves to the last beat of an earlier holder that died (did not leave), if any.
    */
-  private async claimId(): Promise<void> {
+  private async claimId(): Promise<number | undefined> {
     const deadAfter = this.o.heartbeatMs * MISSED_BEATS;
     for (let attempt = 0; ; attempt++) {
       const r = await claimNodeId(this.o.redis, this.o.keys, this.o.id, this.token, deadAfter);
-      if (r.ok) return;
+      if (r.ok) return r.crashedLastBeatAt;
       if (attempt >= 1 || r.lastBeatAgoMs < 0) {
         throw new BruleeError(
           'CONFLICT',

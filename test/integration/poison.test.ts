@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -29,15 +30,12 @@ const workers: Proc[] = [];
 let nextWorker = 1;
 
 const env = () => ({ REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, HEARTBEAT_MS: String(HEARTBEAT_MS), POPULARITY_CRON: '0 0 1 1 *', MODEL_STORE: pathToFileURL(storeDir).href });
-const startWorkers = (n: number) =>
-  Promise.all(
-    Array.from({ length: n }, async () => {
-      const id = `p${nextWorker++}`;
-      const w = await startProc(id, 'worker', { ...env(), NODE_ID: id, WORKER_CONCURRENCY: '2', MEMORY_BUDGET: '512MiB' });
-      workers.push(w);
-      return w;
-    }),
-  );
+const startWorker = async (id: string, onSpawn?: (child: ChildProcess, dataDir: string) => void) => {
+  const w = await startProc(id, 'worker', { ...env(), NODE_ID: id, WORKER_CONCURRENCY: '2', MEMORY_BUDGET: '512MiB' }, onSpawn ? { onSpawn } : {});
+  workers.push(w);
+  return w;
+};
+const startWorkers = (n: number) => Promise.all(Array.from({ length: n }, () => startWorker(`p${nextWorker++}`)));
 const alive = () => workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
 
 /** A model of its own per test (cold on every node, so each node that takes the call loads it first: time to be caught holding it). */
@@ -120,8 +118,7 @@ describe('a call that kills the nodes that run it (real processes, SIGKILL)', ()
     expect(res.status).toBe(500);
     expect(body.error.code).toBe('NODE_CRASHED');
     expect(body.error.message).toContain("function 'poison-sync'");
-    expect(body.error.message).toContain(`2 nodes died`);
-    expect(body.error.message).toContain([first!.nodeId, second!.nodeId].sort().join(', '));
+    expect(body.error.message).toContain(`died 2 times (nodes ${first!.nodeId}, ${second!.nodeId})`);
     expect(body.error.message).toContain('MAX_NODE_DEATHS_PER_JOB');
     expect(await poisonCounts()).toEqual({ stats: 1, metrics: 1 });
     // Nothing left behind: not on the third node, nor on the dead ones' lists.
@@ -177,5 +174,50 @@ describe('a call that kills the nodes that run it (real processes, SIGKILL)', ()
     expect(alive()).toEqual([third]);
     // Off every queue: no node holds it or will run it.
     for (const w of among) expect(await redis.llen(`${k.bullPrefix}:${k.nodeQueue(w.nodeId!)}:active`)).toBe(0);
+  }, 120_000);
+
+  it('a node restarted under the same NODE_ID (compose, a StatefulSet) before the reaper moved the call: its deaths count too, and the third process does not run it', async () => {
+    // This node alone: the others leave cleanly (a clean leave counts no death), so no reaper can move the call elsewhere.
+    await Promise.all(alive().map((w) => w.stop()));
+    const { x } = await bigModel('poison-restart', 41);
+    const first = await startWorker('px');
+    const call = invoke('poison-restart', x);
+    expect(await killWhenActive([first], 20_000), 'px took the call').toBe(first);
+    // Restarted as compose's `restart:` or a StatefulSet would: it takes its id over (after 3 missed
+    // beats at most), takes the call back, starts loading its model, and is killed there.
+    let loading: Promise<boolean> | undefined;
+    let dataDir = '';
+    const restarted = startWorker('px', (child, dir) => {
+      dataDir = dir;
+      loading = (async () => {
+        const until = Date.now() + 30_000;
+        while (Date.now() < until && child.exitCode === null) {
+          const names = (() => {
+            try {
+              return readdirSync(join(dir, 'model-cache'));
+            } catch {
+              return [];
+            }
+          })();
+          if (names.some((n) => !n.startsWith('.'))) return child.kill('SIGKILL');
+          await new Promise((r) => setTimeout(r, 2));
+        }
+        return false;
+      })();
+    }).catch(() => undefined);
+    expect(await loading, 'the restarted px took the call back and loaded its model').toBe(true);
+    await restarted;
+    rmSync(dataDir, { recursive: true, force: true });
+    // Once more: this process lives, and does not run the call.
+    const last = await startWorker('px');
+    const res = await call;
+    const body = (await res.json()) as any;
+    console.log(`[poison] restart: ${JSON.stringify({ status: res.status, body })}`);
+    expect([res.status, body.error?.code]).toEqual([500, 'NODE_CRASHED']);
+    expect(body.error.message).toContain("function 'poison-restart' (version 1) died 2 times (nodes px, px)");
+    expect(await poisonCounts()).toEqual({ stats: 3, metrics: 3 });
+    expect(alive()).toEqual([last]);
+    const ok = await invoke('small', x);
+    expect([ok.status, ((await ok.json()) as any).node]).toEqual([200, 'px']);
   }, 120_000);
 });

@@ -7,7 +7,8 @@ import { createRedis } from '../../queue/connection';
 import { Dispatcher, JOB_OPTIONS } from '../../queue/dispatcher';
 import { keys } from '../../queue/keys';
 import { encodeLaneJob } from '../../queue/lane';
-import { leaveCluster, writeHeartbeat, type NodeInfo } from '../../queue/nodes';
+import { claimNodeId, leaveCluster, writeHeartbeat, type NodeInfo } from '../../queue/nodes';
+import { settleCrashed } from '../../queue/poison';
 import { decodeAnswer, type ReplyTo } from '../../queue/replies';
 import { Reaper } from '../../queue/reaper';
 import type { InvokeJob, ModelRef } from '../../queue/wire';
@@ -30,10 +31,12 @@ const queues: Queue[] = [];
 const model: ModelRef = { fn: 'f', sha256: 'a'.repeat(64), version: 3, sizeBytes: 1000, loadMs: 10, execMs: 1, pinned: false };
 const live: NodeInfo = { id: 'live', policy: 'lru', budgetBytes: 1e9, usedBytes: 0, concurrency: 1, resident: [], loads: 0, evictions: 0, startedAt: 0, heartbeatAt: 0 };
 
-/** Node `id` silent for a minute: the next run declares it dead (silent). */
-async function deadNode(id: string): Promise<void> {
+/** Node `id` silent for a minute: the next run declares it dead (silent). Resolves to its death as a job's record holds it (`<id>@<last beat>`). */
+async function deadNode(id: string): Promise<string> {
   const [s] = await redis.time();
-  await redis.multi().zadd(k.alive, Number(s) * 1000 - 60_000, id).hset(k.nodeOwner, id, 'gone').hset(k.nodes, id, JSON.stringify({ ...live, id })).exec();
+  const lastBeat = Number(s) * 1000 - 60_000;
+  await redis.multi().zadd(k.alive, lastBeat, id).hset(k.nodeOwner, id, 'gone').hset(k.nodes, id, JSON.stringify({ ...live, id })).exec();
+  return `${id}@${lastBeat}`;
 }
 
 function invokeJob(reply: ReplyTo, extra: Partial<InvokeJob> = {}): InvokeJob & { reply: ReplyTo } {
@@ -59,15 +62,15 @@ afterAll(async () => {
 describe("the reaper's count of node deaths per job", () => {
   it('a death recorded by a reaper that died before moving the job is counted once: the job moves', async () => {
     await writeHeartbeat(redis, k, live, 't');
-    await deadNode('d1');
+    const death = await deadNode('d1');
     const id = randomUUID();
     const frame = encodeLaneJob(id, 'invoke', invokeJob({ id, replyTo: k.replies('gw'), answerTtlMs: 60_000 }));
     await redis.lpush(k.laneActive('d1'), frame);
     // What a reaper that died right after recording this death left: the record, the job still there.
-    await redis.sadd(k.jobDeaths(id), 'd1');
+    await redis.sadd(k.jobDeaths(id), death);
     const r = await reaper.tick();
     expect(r).toMatchObject({ died: ['d1'], moved: 1 });
-    expect(await redis.smembers(k.jobDeaths(id))).toEqual(['d1']);
+    expect(await redis.smembers(k.jobDeaths(id))).toEqual([death]);
     expect([await redis.llen(k.laneActive('d1')), await redis.llen(k.lane('live')), await redis.xlen(k.replies('gw'))]).toEqual([0, 1, 0]);
     expect(await redis.hget(k.cluster, 'poisonJobs')).toBeNull();
   });
@@ -82,14 +85,14 @@ describe("the reaper's count of node deaths per job", () => {
     const frame = encodeLaneJob(id, 'invoke', invokeJob({ id, replyTo: k.replies('gw'), answerTtlMs: 60_000 }, { admission: ticketOf(admission), inputs: { tensors: {}, key: k.inputs(id) } }));
     await redis.lpush(k.laneActive('d2'), frame);
     // It ran on d0 before, which died too.
-    await redis.sadd(k.jobDeaths(id), 'd0');
+    await redis.sadd(k.jobDeaths(id), 'd0@1');
     const r = await reaper.tick();
     expect(r).toMatchObject({ died: ['d2'], moved: 0 });
     expect([await redis.llen(k.laneActive('d2')), await redis.llen(k.lane('live'))]).toEqual([0, 0]);
     const answers = await redis.xrangeBuffer(k.replies('gw'), '-', '+');
     expect(answers).toHaveLength(1);
     const a = decodeAnswer(answers[0]![1][3]!) as { error: string };
-    expect(a.error).toMatch(/^NODE_CRASHED: 2 nodes died while running this invocation of function 'f' \(version 3; nodes d0, d2\)/);
+    expect(a.error).toMatch(/^NODE_CRASHED: the node running this invocation of function 'f' \(version 3\) died 2 times \(nodes d0, d2\)/);
     expect([await redis.zcard(k.admitted('f')), await redis.zcard(k.queuedBytes), await redis.get(k.queuedBytesTotal), await redis.exists(k.inputs(id))]).toEqual([0, 0, '0', 0]);
     expect(await redis.hget(k.cluster, 'poisonJobs')).toBe('1');
     // A later run (the lock released early, as by another process) finds nothing more to do.
@@ -113,9 +116,9 @@ describe("the reaper's count of node deaths per job", () => {
     await w.close(true);
     conn.disconnect();
     expect(await q.getJobState(id)).toBe('active');
-    await deadNode('d3');
+    const death = await deadNode('d3');
     // The earlier run: both deaths recorded, the job given up and answered, then that reaper died.
-    await redis.sadd(k.jobDeaths(id), 'd0', 'd3', '!');
+    await redis.sadd(k.jobDeaths(id), 'd0@1', death, '!');
     await redis.hset(k.cluster, 'poisonJobs', 1);
     await redis.set(k.result(id), 'the first answer');
     const r = await reaper.tick();
@@ -133,11 +136,47 @@ describe("the reaper's count of node deaths per job", () => {
     await redis.lpush(k.lane('d4'), encodeLaneJob(a, 'invoke', invokeJob({ id: a, replyTo: k.replies('gw'), answerTtlMs: 60_000 })));
     await redis.lpush(k.laneActive('l1'), encodeLaneJob(b, 'invoke', invokeJob({ id: b, replyTo: k.replies('gw'), answerTtlMs: 60_000 })));
     // Each ran on a node that died before: one more death would give it up.
-    await redis.sadd(k.jobDeaths(a), 'd0');
-    await redis.sadd(k.jobDeaths(b), 'd0');
+    await redis.sadd(k.jobDeaths(a), 'd0@1');
+    await redis.sadd(k.jobDeaths(b), 'd0@1');
     const r = await reaper.tick();
     expect(r).toMatchObject({ died: ['d4'], moved: 2 });
-    expect([await redis.smembers(k.jobDeaths(a)), await redis.smembers(k.jobDeaths(b))]).toEqual([['d0'], ['d0']]);
+    expect([await redis.smembers(k.jobDeaths(a)), await redis.smembers(k.jobDeaths(b))]).toEqual([['d0@1'], ['d0@1']]);
     expect([await redis.llen(k.lane('live')), await redis.xlen(k.replies('gw'))]).toEqual([2, 0]);
+  });
+
+  it('a process that takes over the NODE_ID of one that stopped beating learns that death (its last beat), as the reaper does; not after a clean leave', async () => {
+    const old = async (id: string) => {
+      const [t] = await redis.time();
+      await redis.zadd(k.alive, Number(t) * 1000 - 60_000, id);
+      return Number(t) * 1000 - 60_000;
+    };
+    expect(await claimNodeId(redis, k, 'r1', 'a', 3000)).not.toHaveProperty('crashedLastBeatAt');
+    const beat1 = await old('r1');
+    expect(await claimNodeId(redis, k, 'r1', 'b', 3000)).toMatchObject({ ok: true, crashedLastBeatAt: beat1 });
+    // Declared dead by the reaper first: the same death.
+    await claimNodeId(redis, k, 'r2', 'a', 3000);
+    const beat2 = await old('r2');
+    expect((await reaper.tick())?.died).toEqual(['r2']);
+    expect(await claimNodeId(redis, k, 'r2', 'b', 3000)).toMatchObject({ ok: true, crashedLastBeatAt: beat2 });
+    await claimNodeId(redis, k, 'r3', 'a', 3000);
+    await leaveCluster(redis, k, 'r3', 'a');
+    expect(await claimNodeId(redis, k, 'r3', 'b', 3000)).not.toHaveProperty('crashedLastBeatAt');
+  });
+
+  it('a restarted node gives up the jobs its earlier process held at the limit, records that death against the others, and leaves them to run', async () => {
+    const [a, b] = [randomUUID(), randomUUID()];
+    const [fa, fb] = [a, b].map((id) => encodeLaneJob(id, 'invoke', invokeJob({ id, replyTo: k.replies('gw'), answerTtlMs: 60_000 })));
+    await redis.lpush(k.laneActive('r4'), fa!, fb!);
+    await redis.sadd(k.jobDeaths(a), 'd0@1');
+    const o = { redis, keys: k, log: pino({ level: 'silent' }), limit: 2 };
+    await settleCrashed(o, { node: 'r4', lastBeatAt: 5 });
+    // Again, as after a restart that died before it took them back: nothing counted twice.
+    await settleCrashed(o, { node: 'r4', lastBeatAt: 5 });
+    expect((await redis.lrangeBuffer(k.laneActive('r4'), 0, -1)).map((f) => f.equals(fb!))).toEqual([true]);
+    expect(await redis.smembers(k.jobDeaths(b))).toEqual(['r4@5']);
+    const answers = await redis.xrangeBuffer(k.replies('gw'), '-', '+');
+    expect(answers.map(([, f]) => f[1]!.toString())).toEqual([a]);
+    expect((decodeAnswer(answers[0]![1][3]!) as { error: string }).error).toMatch(/^NODE_CRASHED: .* died 2 times \(nodes d0, r4\)/);
+    expect(await redis.hget(k.cluster, 'poisonJobs')).toBe('1');
   });
 });

@@ -42,8 +42,9 @@ export async function freePort(): Promise<number> {
 /**
  * `opts.cwd`: another checkout to run (a bench's before/after); this one by default. `opts.argv`:
  * what node runs (`server.ts` through tsx by default; the `brulee serve` command, say).
+ * `opts.onSpawn`: called with the process and its DATA_DIR as soon as it is spawned (before it is ready).
  */
-export async function startProc(name: string, role: Proc['role'], env: Record<string, string>, opts: { readyTimeoutMs?: number; cwd?: string; argv?: string[] } = {}): Promise<Proc> {
+export async function startProc(name: string, role: Proc['role'], env: Record<string, string>, opts: { readyTimeoutMs?: number; cwd?: string; argv?: string[]; onSpawn?: (child: ChildProcess, dataDir: string) => void } = {}): Promise<Proc> {
   const dataDir = mkdtempSync(join(tmpdir(), `brulee-${name}-`));
   // Ports 0: the server binds free ones itself and says which (one picked here first could be taken
   // by another process before the server binds it).
@@ -52,6 +53,7 @@ export async function startProc(name: string, role: Proc['role'], env: Record<st
     env: { ...process.env, PORT: '0', GRPC_PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, ROLE: role, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  opts.onSpawn?.(child, dataDir);
   let out = '';
   const keep = (d: Buffer) => {
     out = (out + d.toString()).slice(-20_000);

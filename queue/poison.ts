@@ -1,0 +1,124 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { BruleeError, errorToWire } from '../errors';
+import { StatsOps } from '../runtime/stats';
+import { releaseWith } from './admission';
+import type { Routed } from './dispatcher';
+import type { Keys } from './keys';
+import { decodeLaneJob } from './lane';
+import { deliver, type ReplyTo } from './replies';
+import { Script } from './scripts';
+import { JOB, type InvokeJob, type LoadJob } from './wire';
+
+/**
+ * Poison pills: a job that crashes the node running it (an input that makes onnxruntime abort, the
+ * OOM killer) would crash every node it is run on again. Each death of a process that held a job
+ * active is recorded against the job's id (`Keys.jobDeaths`), by the reaper when it moves the jobs
+ * of a dead node (queue/reaper.ts), or by the node itself when it restarts under the same NODE_ID
+ * before the reaper moved them (`settleCrashed`); once `limit` deaths are recorded, the job is not
+ * run again and its caller gets NODE_CRASHED.
+ */
+export interface PoisonOptions {
+  redis: Redis;
+  keys: Keys;
+  log: Logger;
+  /** Deaths one job may cause before it is given up (MAX_NODE_DEATHS_PER_JOB); 0: no limit. */
+  limit: number;
+}
+
+/**
+ * A process that died holding jobs: its node id, and its last heartbeat (Redis time), which tells
+ * one death of a node id from the next (a node restarted under the same NODE_ID that dies again).
+ * The reaper and the restarted node learn the same two facts (queue/nodes.ts), so each death is
+ * recorded once whichever of them comes first.
+ */
+export interface Crash {
+  node: string;
+  lastBeatAt: number;
+}
+
+/** How long a job's record of the deaths it caused is kept, ms: longer than any job waits (a deadline is at most an hour away). */
+const JOB_DEATHS_TTL_MS = 24 * 3600_000;
+
+// KEYS: the job's deaths (`Keys.jobDeaths`), the cluster counters. ARGV: the death (`<node>@<last
+// beat>`), the limit (0: none), the record's ttl ms. Records the death once (a reaper that dies
+// half-way and runs again, or the reaper and the restarted node both, count nothing twice).
+// Returns {verdict, the deaths}: verdict 0 the job runs again, 1 it is given up now (counted here,
+// once), 2 it was given up by an earlier run that died before it was done.
+const DIED_RUNNING = new Script(`redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local deaths = {}
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if m ~= '!' then deaths[#deaths + 1] = m end
+end
+local limit = tonumber(ARGV[2])
+if limit == 0 or #deaths < limit then return {0, deaths} end
+if redis.call('SADD', KEYS[1], '!') == 0 then return {2, deaths} end
+redis.call('HINCRBY', KEYS[2], 'poisonJobs', 1)
+return {1, deaths}`);
+
+/**
+ * A job the process of `crash` was running when it died: records the death against the job and,
+ * once `limit` deaths are recorded, gives it up: its caller gets NODE_CRASHED (its admission place
+ * and input bytes given back, and a lane job taken off the list `from`, in the script that answers
+ * it). Resolves to whether it was given up; if not, it is to run again.
+ */
+export async function givenUp(o: PoisonOptions, crash: Crash, name: string, data: Routed<LoadJob & Partial<InvokeJob>>, from?: { list: string; frame: Buffer }): Promise<boolean> {
+  const { redis, keys: k, log, limit } = o;
+  const id = data.reply.id;
+  const [verdict, deaths] = (await DIED_RUNNING.run(redis, [k.jobDeaths(id), k.cluster], [`${crash.node}@${crash.lastBeatAt}`, limit, JOB_DEATHS_TTL_MS])) as [number, string[]];
+  if (verdict === 0) return false;
+  // In the order they died.
+  const nodes = deaths.map((m) => ({ node: m.slice(0, m.lastIndexOf('@')), at: Number(m.slice(m.lastIndexOf('@') + 1)) })).sort((a, b) => a.at - b.at).map((d) => d.node);
+  const { fn, version } = data.model;
+  const what = name === JOB.load ? 'load' : 'invocation';
+  if (verdict === 1) log.error({ job: id, fn, version, nodes, limit }, `${what} not run again: the node running it died ${nodes.length} times`);
+  // Given up by a run that died after answering (a BullMQ job stays on its queue until removed): answered once.
+  if (verdict === 2 && !from && (await answered(redis, k, data.reply))) return true;
+  const also = new StatsOps();
+  if (data.admission) releaseWith(also, data.admission);
+  if (data.inputs?.key !== undefined) also.del(data.inputs.key);
+  if (from) also.lrem(from.list, from.frame);
+  const e = new BruleeError(
+    'NODE_CRASHED',
+    `the node running this ${what} of function '${fn}' (version ${version}) died ${nodes.length} times (nodes ${nodes.join(', ')}), so it is not run again: ` +
+      `the model or this input may crash the runtime or exhaust its memory (an onnxruntime abort, the OOM killer). See those nodes' logs, ` +
+      `and try the input on one node before sending it again. MAX_NODE_DEATHS_PER_JOB (now ${limit}) sets how many node deaths one job may cause.`,
+  );
+  await deliver(redis, k, data.reply, { error: errorToWire(e) }, also);
+  return true;
+}
+
+/** Whether a job's caller has its answer already. */
+async function answered(redis: Redis, k: Keys, to: ReplyTo): Promise<boolean> {
+  return to.replyTo ? (await redis.get(k.answered(to.id))) === '1' : (await redis.exists(k.result(to.id))) === 1;
+}
+
+/**
+ * A node restarted under the NODE_ID of a process that died (`crash`), before the reaper moved
+ * what that process held: records the death against each job it had active (its lane's active
+ * list, its BullMQ queue's active jobs) and gives up those at the limit, before the node takes
+ * back the rest (the lane's, queue/lane.ts; BullMQ's, as stalled jobs).
+ */
+export async function settleCrashed(o: PoisonOptions, crash: Crash): Promise<void> {
+  const { redis, keys: k } = o;
+  const list = k.laneActive(crash.node);
+  for (const frame of await redis.lrangeBuffer(list, 0, -1)) {
+    const job = decodeLaneJob(frame);
+    await givenUp(o, crash, job.name, job.data, { list, frame });
+  }
+  const q = new Queue(k.nodeQueue(crash.node), { connection: redis, prefix: k.bullPrefix });
+  q.on('error', () => undefined);
+  try {
+    for (const job of await q.getJobs(['active'])) {
+      const data = job?.data as Routed<LoadJob & Partial<InvokeJob>> | undefined;
+      if (!job?.id || job.name === JOB.unload || !data?.model) continue;
+      if (!(await givenUp(o, crash, job.name, data))) continue;
+      await redis.del(`${k.bullPrefix}:${k.nodeQueue(crash.node)}:${job.id}:lock`);
+      await q.remove(job.id);
+    }
+  } finally {
+    await q.close().catch(() => undefined);
+  }
+}
