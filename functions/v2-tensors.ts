@@ -108,6 +108,24 @@ export function decodeRaw(input: string, datatype: string, shape: readonly numbe
   return tensorFromRaw(input, elementTypeOf(input, datatype), dims, raw);
 }
 
+/** Requested-output parameters of the protocol that change what an output holds, which brulee does not do. */
+const UNSUPPORTED_OUTPUT_PARAMETERS: Record<string, string> = {
+  classification: "classification (Triton's top-k class labels) is not supported; ask for the output itself and take the top classes from it",
+  shared_memory_region: 'shared memory outputs are not supported; ask for the output without shared_memory_region and read it from the answer',
+};
+
+/**
+ * Refuses a requested output whose parameters ask for what brulee does not do (REST and gRPC
+ * alike): answered as if they were not there, a client that asked for top-k labels or for an
+ * output in shared memory got the plain tensor in the answer instead, with a 200.
+ */
+export function checkRequestedOutput(name: string, parameters: Record<string, unknown> | null | undefined): void {
+  for (const key of Object.keys(parameters ?? {})) {
+    const why = UNSUPPORTED_OUTPUT_PARAMETERS[key];
+    if (why) throw new BruleeError('BAD_REQUEST', `output ${preview(name)}: ${why}`);
+  }
+}
+
 /** A tensor's raw bytes: a view of its memory (no copy), or the length-prefixed form for strings. */
 export function rawOf(t: Tensor): Uint8Array {
   return tensorBytes(t);

@@ -5,7 +5,7 @@ import { BruleeError, preview } from '../../errors';
 import type { Tensor } from '../../queue/wire';
 import type { DataPlane } from '../dataplane';
 import type { FunctionMeta } from '../registry';
-import { checkShape, decodeRaw, elementTypeOf, rawElementSize, rawOf, tritonModelConfig, V2_DATATYPE, v2TensorMetadata } from '../v2-tensors';
+import { checkRequestedOutput, checkShape, decodeRaw, elementTypeOf, rawElementSize, rawOf, tritonModelConfig, V2_DATATYPE, v2TensorMetadata } from '../v2-tensors';
 import { decodeJsonTensor } from './json-tensors';
 import { byteStream, compressedStream, JsonAnswer, JsonData, STREAM_FROM_BYTES, streamedAnswer } from './answer';
 import { bodyBytes, check, jsonBody, limit, parseJson } from './parse';
@@ -183,6 +183,7 @@ export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono 
         req = check(InferRequest, parseJson(text), 'inference request');
         inputs = decodeInputs(req, binary);
       }
+      for (const o of req.outputs ?? []) checkRequestedOutput(o.name, o.parameters);
       const outputs = req.outputs?.map((o) => o.name);
       const r = await dataPlane.invoke(fn.name, inputs, { outputs, version: c.req.param('version') });
       const order = outputs && outputs.length > 0 ? outputs : fn.signature.outputs.map((o) => o.name);

@@ -145,6 +145,15 @@ describe('the KServe v2 gRPC service', () => {
     const field = await call('ModelInfer', { model_name: 'mlp', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], contents: { int64_contents: ['1', '2', '3', '4'] } }] });
     expect(field.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(field.err?.details).toBe('input "x": FP32 data goes in contents.fp32_contents, not contents.int64_contents');
+    // Outputs asked in a form brulee does not give (top-k labels, shared memory): refused, not answered as the plain tensor.
+    const x = { model_name: 'mlp', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4] }], raw_input_contents: [Buffer.from(new Float32Array([1, 2, 3, 4]).buffer)] };
+    const top = await call('ModelInfer', { ...x, outputs: [{ name: 'y', parameters: { classification: { int64_param: '2' } } }] });
+    expect(top.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(top.err?.details).toMatch(/^output "y": classification \(Triton's top-k class labels\) is not supported/);
+    const shm = await call('ModelInfer', { ...x, outputs: [{ name: 'y', parameters: { shared_memory_region: { string_param: 'r' } } }] });
+    expect(shm.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(shm.err?.details).toMatch(/^output "y": shared memory outputs are not supported/);
+    expect((await call('ModelInfer', { ...x, outputs: [{ name: 'y' }] })).res?.outputs[0].shape).toEqual(['1', '3']);
   });
 
   it('reports statistics in Triton\'s format, with cold starts, equal to what was sent', async () => {

@@ -90,6 +90,17 @@ describe('Open Inference Protocol (KServe v2 REST)', () => {
     expect(res[1]!.body.error).toMatch(/"x".*expects float32/);
   });
 
+  it('outputs asked as top-k labels or into shared memory are a 400, not the plain tensor with a 200', async () => {
+    const x = [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }];
+    const top = await b.json('POST', '/v2/models/mlp/infer', { inputs: x, outputs: [{ name: 'y', parameters: { classification: 2 } }] });
+    expect(top.status).toBe(400);
+    expect(top.body.error).toMatch(/^output "y": classification \(Triton's top-k class labels\) is not supported; ask for the output itself/);
+    const shm = await b.json('POST', '/v2/models/mlp/infer', { inputs: x, outputs: [{ name: 'y', parameters: { shared_memory_region: 'out0', shared_memory_byte_size: 12 } }] });
+    expect(shm.status).toBe(400);
+    expect(shm.body.error).toMatch(/^output "y": shared memory outputs are not supported/);
+    expect((await b.json('POST', '/v2/models/mlp/infer', { inputs: x, outputs: [{ name: 'y', parameters: { binary_data: false } }] })).status).toBe(200);
+  });
+
   it('repository extension: index, load (prewarm) and unload (evict)', async () => {
     await b.json('POST', '/v2/repository/models/mlp/unload');
     await b.json('POST', '/v2/repository/models/types/unload');
