@@ -1,5 +1,5 @@
-import { existsSync, writeFileSync } from 'node:fs';
-import { resolve, sep } from 'node:path';
+import { accessSync, constants, existsSync, writeFileSync } from 'node:fs';
+import { dirname, resolve, sep } from 'node:path';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -100,6 +100,15 @@ async function main(argv: string[]): Promise<number> {
       throw new UsageError(`${f} is a tracked result; add --overwrite to replace it, or write elsewhere`);
     }
   }
+  // Checked before the runs, not found at their end (a sweep's minutes lost to a mistyped folder).
+  for (const [flag, f] of [['out', a.out], ['csv', a.csv], ['plot', a.plot]] as const) {
+    if (f === undefined) continue;
+    try {
+      accessSync(dirname(resolve(f)), constants.W_OK);
+    } catch (e) {
+      throw new UsageError(`--${flag} ${f}: cannot write in ${dirname(resolve(f))} (${(e as NodeJS.ErrnoException).code ?? String(e)}); give a file in an existing folder you can write`);
+    }
+  }
 
   // Policies.
   const pol = a.policy ?? 'cremebrulee';
@@ -165,6 +174,9 @@ async function main(argv: string[]): Promise<number> {
   };
   const reportFromMs = within('report-from', a['report-from']);
   const reportToMs = within('report-to', a['report-to']);
+  if (reportFromMs !== undefined && reportToMs !== undefined && !(reportFromMs < reportToMs)) {
+    throw new UsageError(`--report-from ${a['report-from']} is not before --report-to ${a['report-to']}: no invocation would be counted`);
+  }
   const ttlMs = dur('ttl', a.ttl);
   const oracleHorizonMs = dur('oracle-horizon', a['oracle-horizon']);
   const popularityRefreshMs = dur('popularity-refresh', a['popularity-refresh']);
