@@ -1111,6 +1111,7 @@ export class RuntimeNode implements LocalNode {
     };
     if (clock.now() > deadline) {
       // The caller has already had its 504: running this now would only take a slot.
+      later.push(() => metrics.invocations.inc({ function: fn, outcome: 'error' }));
       record({ outcome: 'timeout', loaded: false, loadMs: 0, execMs: 0 });
       throw new BruleeError('TIMEOUT', `the invocation waited ${queueMs} ms in the queue, past its deadline; it was not run`);
     }

@@ -196,8 +196,15 @@ describe('deadlines', () => {
   it('a node skips an invocation it reaches past its deadline: TIMEOUT, counted as a timeout, not run', async () => {
     const k = keys(b.namespace);
     const queue = new Queue(k.nodeQueue(b.node!.id), { connection: redis, prefix: k.bullPrefix });
+    // This process's /metrics, which counts each invocation /stats counts (by outcome: ok or error).
+    const counted = async () => {
+      const text = await (await b.req('/metrics')).text();
+      const n = (outcome: string) => Number(new RegExp(`^brulee_invocations_total\\{function="quick",outcome="${outcome}"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+      return { ok: n('ok'), error: n('error') };
+    };
     try {
       const before = await stats('quick');
+      const metricsBefore = await counted();
       const fn = await b.dataPlane.get('quick');
       const now = Date.now();
       const id = randomUUID();
@@ -222,6 +229,8 @@ describe('deadlines', () => {
       expect(after.coldStarts - before.coldStarts).toBe(0);
       expect(after.failures - before.failures).toBe(0);
       expect(after.execMs.samples - before.execMs.samples).toBe(0);
+      // In /metrics too, as the invocation that failed (it was in /stats' invocations, not in brulee_invocations_total).
+      expect(await counted()).toEqual({ ok: metricsBefore.ok, error: metricsBefore.error + 1 });
     } finally {
       await queue.close();
     }
