@@ -226,6 +226,13 @@ export class FutureIndex implements FutureFacts {
     return p < arr.length ? arr[p]! : Infinity;
   }
 
+  /** `nextUse` of function number f (the oracles' `numberModels` path: no key looked up). */
+  nextUseOf(f: number): number {
+    const arr = this.perFn[f]!;
+    const p = this.servedCount[f]!;
+    return p < arr.length ? arr[p]! : Infinity;
+  }
+
   usesWithin(key: string, now: number, horizonMs: number): number {
     const f = this.indexOf(key);
     if (f < 0) return 0;
