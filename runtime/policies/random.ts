@@ -1,20 +1,36 @@
-import type { EvictionPolicy, EvictionRequest, Victim } from './types';
+import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from './types';
+
+/** An entry with the caller's number for its model (the simulator's `numberModels` hint, sim/hints.ts). */
+type NumberedEntry = EntryFacts & { readonly idx: number };
+
+/** mulberry32's step: its state moves by this much at each draw (mod 2^32). */
+const STEP = 0x6d2b79f5;
+
+/** mulberry32's draw from state `a` (already stepped): a number in [0, 1). */
+function draw(a: number): number {
+  let t = a;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
 
 /** mulberry32: a small seeded generator, so random runs repeat. */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    a = (a + STEP) >>> 0;
+    return draw(a);
   };
 }
 
 /** Random eviction (seeded): the paper's baseline for what cost-blind caching gives. */
 export function random(seed = 1): EvictionPolicy {
-  const next = seededRandom(seed);
+  // seededRandom(seed), with its state here: `selectAmongLoaded` moves it on by many draws at once.
+  let state = seed >>> 0;
+  const next = () => {
+    state = (state + STEP) >>> 0;
+    return draw(state);
+  };
   // Every key seen, in key order, with its rank: lets each call put the candidates in key order
   // in O(candidates + keys) instead of sorting strings.
   const sorted: string[] = [];
@@ -105,6 +121,14 @@ export function random(seed = 1): EvictionPolicy {
       return victims;
     },
     onLoad(e) {
+      if (byRank !== null) {
+        const i = (e as NumberedEntry).idx;
+        const r = rankOfModel[i]!;
+        if ((loadedBits[r >>> 5]! & (1 << (r & 31))) === 0) nLoaded++;
+        loadedBits[r >>> 5]! |= 1 << (r & 31);
+        modelSize[i] = e.sizeBytes;
+        return;
+      }
       if (!keeping) return;
       loadedSize.set(e.key, e.sizeBytes);
       const r = rankOf(e.key);
@@ -133,10 +157,116 @@ export function random(seed = 1): EvictionPolicy {
   const loadedSize = new Map<string, number>();
   let loadedBits = new Int32Array(0);
   let bitsFor = -1;
+  // `selectAmongLoaded`'s shuffle without shuffling: the victims are the shuffled pool's first few
+  // places, and where each comes from in the pool before the shuffle follows from the draws alone.
+  // The shuffle swaps places i and j_i for i = m-1 down to 1 (j_i from the (m-i)-th draw), so place
+  // p ends up holding what was at τ_{m-1}(...τ_1(p)), τ_i the swap of i and j_i: the draws in reverse
+  // order (the state after draw d is the state before them + d steps), each place followed through
+  // them, and the state left where the m-1 draws leave it. The pool before the shuffle is the
+  // loaded ranks in order: the q-th is the q-th bit set in `loadedBits`.
+  // With the caller's model numbers (the simulator's `numberModels`): every key's rank among all
+  // of them, fixed (byRank: the models in key order; null until then), the loaded ones' ranks as
+  // bits (`loadedBits`, kept at the hooks from the start) and their sizes by number.
+  let byRank: Int32Array | null = null;
+  let rankOfModel = new Int32Array(0);
+  let modelKeys: readonly string[] = [];
+  let modelSize = new Float64Array(0);
+  let nLoaded = 0;
+  const victimOf = (r: number): Victim => {
+    if (byRank === null) return { key: sorted[r]!, reason: 'chosen at random' };
+    const i = byRank[r]!;
+    return { key: modelKeys[i]!, reason: 'chosen at random', idx: i } as Victim;
+  };
+  const sizeOf = (r: number): number => (byRank === null ? loadedSize.get(sorted[r]!)! : modelSize[byRank[r]!]!);
+  const FRONT = 4;
+  const front = new Int32Array(FRONT);
+  /** By pool place: 1 + which of `front` is there now, or 0 (only places past FRONT are marked). */
+  let mark = new Uint8Array(0);
+  const nthLoaded = (q: number): number => {
+    for (let w = 0; ; w++) {
+      let b = loadedBits[w]!;
+      const c = popcount(b);
+      if (q >= c) {
+        q -= c;
+        continue;
+      }
+      for (; q > 0; q--) b &= b - 1;
+      return (w << 5) + 31 - Math.clz32(b & -b);
+    }
+  };
+  /** The victims from the shuffle's first FRONT places, or null (state untouched) if they free too little. */
+  const shuffledFront = (m: number, needBytes: number): Victim[] | null => {
+    const k = m < FRONT ? m : FRONT;
+    for (let p = 0; p < k; p++) front[p] = p;
+    let st = (state + Math.imul(m - 1, STEP)) >>> 0; // after the last draw (the one of place 1)
+    let i = 1;
+    for (; i < m && i < FRONT; i++) {
+      const j = Math.floor(draw(st) * (i + 1));
+      st = (st - STEP) >>> 0;
+      for (let p = 0; p < k; p++) {
+        const at = front[p]!;
+        if (at === i) front[p] = j;
+        else if (at === j) front[p] = i;
+      }
+    }
+    if (i < m) {
+      // From place FRONT on, every place followed is below i (it is where it was, or an earlier
+      // step's i): only j_i can move one, to i.
+      if (mark.length < m) mark = new Uint8Array(2 * m);
+      for (let p = 0; p < k; p++) mark[front[p]!] = p + 1;
+      for (; i < m; i++) {
+        const j = Math.floor(draw(st) * (i + 1));
+        st = (st - STEP) >>> 0;
+        const q = mark[j]!;
+        if (q !== 0) {
+          mark[j] = 0;
+          mark[i] = q;
+          front[q - 1] = i;
+        }
+      }
+      for (let p = 0; p < k; p++) mark[front[p]!] = 0;
+    }
+    const victims: Victim[] = [];
+    let freed = 0;
+    for (let p = 0; p < k; p++) {
+      if (freed >= needBytes) break;
+      const r = nthLoaded(front[p]!);
+      victims.push(victimOf(r));
+      freed += sizeOf(r);
+    }
+    if (!(freed >= needBytes) && k < m) return null;
+    if (m > 1) state = (state + Math.imul(m - 1, STEP)) >>> 0;
+    return victims;
+  };
+  /** The loaded models' ranks in key order (what selectVictims puts its candidates in), the same shuffle, the same victims. */
+  const amongLoadedBits = (n: number, words: number, needBytes: number): Victim[] => {
+    const fast = shuffledFront(n, needBytes);
+    if (fast !== null) return fast;
+    if (pool.length < n) pool = new Int32Array(2 * n);
+    let m = 0;
+    for (let w = 0; w < words; w++) {
+      let b = loadedBits[w]!;
+      while (b !== 0) {
+        const low = b & -b;
+        pool[m++] = (w << 5) + 31 - Math.clz32(low);
+        b ^= low;
+      }
+    }
+    shuffle(m);
+    const victims: Victim[] = [];
+    let freed = 0;
+    for (let k = 0; k < m; k++) {
+      if (freed >= needBytes) break;
+      victims.push(victimOf(pool[k]!));
+      freed += sizeOf(pool[k]!);
+    }
+    return victims;
+  };
   return Object.assign(policy, {
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     usesPopularity: false,
     selectAmongLoaded(req: EvictionRequest): Victim[] {
+      if (byRank !== null) return amongLoadedBits(nLoaded, loadedBits.length, req.needBytes);
       if (!keeping) {
         keeping = true;
         for (const e of req.candidates) loadedSize.set(e.key, e.sizeBytes);
@@ -152,30 +282,31 @@ export function random(seed = 1): EvictionPolicy {
         }
         bitsFor = sorted.length;
       }
-      // The loaded models' ranks in key order (what selectVictims puts its candidates in), the
-      // same shuffle, the same victims.
-      const n = loadedSize.size;
-      if (pool.length < n) pool = new Int32Array(2 * n);
-      let m = 0;
-      const words = (bitsFor + 31) >>> 5;
-      for (let w = 0; w < words; w++) {
-        let b = loadedBits[w]!;
-        while (b !== 0) {
-          const low = b & -b;
-          pool[m++] = (w << 5) + 31 - Math.clz32(low);
-          b ^= low;
-        }
-      }
-      shuffle(m);
-      const victims: Victim[] = [];
-      let freed = 0;
-      for (let k = 0; k < m; k++) {
-        if (freed >= req.needBytes) break;
-        const key = sorted[pool[k]!]!;
-        victims.push({ key, reason: 'chosen at random' });
-        freed += loadedSize.get(key)!;
-      }
-      return victims;
+      return amongLoadedBits(loadedSize.size, (bitsFor + 31) >>> 5, req.needBytes);
+    },
+    numberModels(all: readonly string[]): boolean {
+      if (sorted.length > 0 || keeping) return false; // (a key was seen: ranks are by key from then on)
+      const n = all.length;
+      byRank = Int32Array.from(all.keys()).sort((a, b) => (all[a]! < all[b]! ? -1 : all[a]! > all[b]! ? 1 : 0));
+      rankOfModel = new Int32Array(n);
+      for (let r = 0; r < n; r++) rankOfModel[byRank[r]!] = r;
+      modelKeys = all;
+      modelSize = new Float64Array(n);
+      loadedBits = new Int32Array((n + 31) >>> 5);
+      return true;
+    },
+    onEvictNumber(i: number): void {
+      const r = rankOfModel[i]!;
+      if ((loadedBits[r >>> 5]! & (1 << (r & 31))) === 0) return;
+      loadedBits[r >>> 5]! &= ~(1 << (r & 31));
+      nLoaded--;
     },
   });
+}
+
+/** The number of bits set in a 32-bit word. */
+function popcount(b: number): number {
+  b -= (b >>> 1) & 0x55555555;
+  b = (b & 0x33333333) + ((b >>> 2) & 0x33333333);
+  return (Math.imul((b + (b >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24);
 }

@@ -7,6 +7,7 @@ import { random, seededRandom } from '../../runtime/policies/random';
 import { byScore, lowestFirst, takeUntilFreed } from '../../runtime/policies/select';
 import type { EntryFacts, EvictionPolicy } from '../../runtime/policies/types';
 import { simulate, type SimOptions } from '../../sim/engine';
+import type { SimHints } from '../../sim/hints';
 import type { SimModel } from '../../sim/trace';
 import { randomTrace, traceOf } from './helpers';
 import { cremebruleePlusReference } from './reference-plus';
@@ -97,6 +98,39 @@ describe('the fast policies decide as the reference versions do', () => {
       expect(fast.selectVictims(req)).toEqual(ref.selectVictims(req));
     }
   });
+  for (const numbered of [false, true]) {
+    it(`random, selectAmongLoaded over the loaded models${numbered ? ' (numbered)' : ''} (any need: one victim to all of them, the shuffle's front and past it)`, () => {
+      const fast = random(5) as EvictionPolicy & SimHints;
+      const ref = referenceRandom(seededRandom(5));
+      const rand = seededRandom(17);
+      const keys = Array.from({ length: 90 }, (_, i) => `k${(i * 7919) % 90}`);
+      if (numbered) expect(fast.numberModels!(keys)).toBe(true);
+      const loaded = new Map<string, EntryFacts>();
+      let asked = 0;
+      for (let step = 0; step < 4000; step++) {
+        const idx = Math.floor(rand() * 90);
+        const key = keys[idx]!;
+        if (loaded.has(key)) {
+          if (rand() < 0.5) {
+            loaded.delete(key);
+            if (numbered) fast.onEvictNumber!(idx, step);
+            else fast.onEvict!(key, step);
+          }
+        } else {
+          const e = { key, idx, sizeBytes: 1 + Math.floor(rand() * 4), loadMs: 1, execMs: 1, popularity: 0, loadedAt: step, lastUsedAt: step, hits: 1 };
+          loaded.set(key, e);
+          fast.onLoad!(e, step);
+        }
+        if (step % 2 === 0) {
+          const needBytes = [0, 1, 3, 8, 20, 1000][Math.floor(rand() * 6)]!;
+          const req = { now: step, needBytes, candidates: [...loaded.values()], incoming: loaded.values().next().value! };
+          const got = asked++ % 5 === 0 ? fast.selectVictims(req) : fast.selectAmongLoaded!(req);
+          expect(got.map((v) => ({ key: v.key, reason: v.reason }))).toEqual(ref.selectVictims(req));
+          if (numbered && asked % 5 !== 1) expect(got.map((v) => (v as { idx?: number }).idx)).toEqual(got.map((v) => keys.indexOf(v.key)));
+        }
+      }
+    });
+  }
   for (const budget of [800, 2000, 5000]) {
     for (const slots of [1, 3]) {
       it(`gdsf, budget ${budget}, ${slots} slot(s) (priorities found by candidate position)`, () => {
