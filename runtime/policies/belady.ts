@@ -1,3 +1,4 @@
+import { HeapFront } from './ordered';
 import { Selection } from './select';
 import type { EntryFacts, EvictionPolicy, EvictionRequest, FutureFacts, Victim } from './types';
 
@@ -60,7 +61,6 @@ export function belady(): EvictionPolicy {
   let stale = new Int32Array(0);
   let isStale = new Uint8Array(0);
   let nStale = 0;
-  const frontier: number[] = [];
   const before = (a: number, b: number): boolean => {
     const sa = score[a]!;
     const sb = score[b]!;
@@ -129,46 +129,16 @@ export function belady(): EvictionPolicy {
     isStale[i] = 1;
     stale[nStale++] = i;
   };
-  const frontierBefore = (a: number, b: number) => before(heap[a]!, heap[b]!);
-  /** The models in heap order until their sizes cover `needBytes`: a walk down the heap (children of those taken). */
+  const front = new HeapFront((a, b) => before(heap[a]!, heap[b]!));
+  /** The models in heap order until their sizes cover `needBytes`. */
   const lowest = (needBytes: number): Victim[] => {
     const victims: Victim[] = [];
-    if (size === 0) return victims;
-    const fr = frontier;
-    fr.length = 0;
-    fr.push(0);
+    front.start(size);
     let freed = 0;
-    while (fr.length > 0 && !(freed >= needBytes)) {
-      const top = fr[0]!;
-      const last = fr.pop()!;
-      if (fr.length > 0) {
-        // (frontier sift-down)
-        let at = 0;
-        const m = fr.length;
-        for (;;) {
-          const l = 2 * at + 1;
-          if (l >= m) break;
-          const c = l + 1 < m && frontierBefore(fr[l + 1]!, fr[l]!) ? l + 1 : l;
-          if (!frontierBefore(fr[c]!, last)) break;
-          fr[at] = fr[c]!;
-          at = c;
-        }
-        fr[at] = last;
-      }
-      const i = heap[top]!;
+    for (let at = front.next(); at >= 0 && !(freed >= needBytes); at = front.next()) {
+      const i = heap[at]!;
       victims.push({ key: keys[i]!, reason: sel.reasons ? reason(entries[i]!) : '', idx: i } as Victim);
       freed += sizes[i]!;
-      for (let ch = 2 * top + 1; ch <= 2 * top + 2 && ch < size; ch++) {
-        let at = fr.length;
-        fr.push(ch);
-        while (at > 0) {
-          const q = (at - 1) >> 1;
-          if (!frontierBefore(ch, fr[q]!)) break;
-          fr[at] = fr[q]!;
-          at = q;
-        }
-        fr[at] = ch;
-      }
     }
     return victims;
   };

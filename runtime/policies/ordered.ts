@@ -109,8 +109,8 @@ interface HeapNode extends OrderedNode {
 export class OrderedHeap {
   private readonly heap: HeapNode[] = [];
   private readonly nodes = new Map<string, HeapNode>();
-  /** Scratch for `lowest`: heap positions still to look at, itself a heap by `nodeBefore`. */
-  private readonly frontier: number[] = [];
+  /** `lowest`'s walk down the heap. */
+  private readonly front = new HeapFront((a, b) => nodeBefore(this.heap[a]!, this.heap[b]!));
 
   get size(): number {
     return this.heap.length;
@@ -164,58 +164,15 @@ export class OrderedHeap {
   lowest(needBytes: number, reason: ((e: EntryFacts) => string) | null): Victim[] {
     const victims: Victim[] = [];
     const h = this.heap;
-    if (h.length === 0) return victims;
-    const fr = this.frontier;
-    fr.length = 0;
-    fr.push(0);
+    const walk = this.front;
+    walk.start(h.length);
     let freed = 0;
-    while (fr.length > 0 && !(freed >= needBytes)) {
-      const top = fr[0]!;
-      const last = fr.pop()!;
-      if (fr.length > 0) {
-        fr[0] = last;
-        this.frontierDown();
-      }
-      const n = h[top]!;
+    for (let at = walk.next(); at >= 0 && !(freed >= needBytes); at = walk.next()) {
+      const n = h[at]!;
       victims.push({ key: n.key, reason: reason === null ? '' : reason(n.entry) });
       freed += n.entry.sizeBytes;
-      const l = 2 * top + 1;
-      if (l < h.length) this.frontierPush(l);
-      if (l + 1 < h.length) this.frontierPush(l + 1);
     }
     return victims;
-  }
-
-  private frontierPush(p: number): void {
-    const fr = this.frontier;
-    const h = this.heap;
-    let i = fr.length;
-    fr.push(p);
-    while (i > 0) {
-      const q = (i - 1) >> 1;
-      if (!nodeBefore(h[p]!, h[fr[q]!]!)) break;
-      fr[i] = fr[q]!;
-      i = q;
-    }
-    fr[i] = p;
-  }
-
-  private frontierDown(): void {
-    const fr = this.frontier;
-    const h = this.heap;
-    const m = fr.length;
-    const x = fr[0]!;
-    let at = 0;
-    for (;;) {
-      const l = 2 * at + 1;
-      if (l >= m) break;
-      const r = l + 1;
-      const c = r < m && nodeBefore(h[fr[r]!]!, h[fr[l]!]!) ? r : l;
-      if (!nodeBefore(h[fr[c]!]!, h[x]!)) break;
-      fr[at] = fr[c]!;
-      at = c;
-    }
-    fr[at] = x;
   }
 
   private up(at: number): void {
@@ -248,5 +205,58 @@ export class OrderedHeap {
     }
     h[at] = n;
     n.pos = at;
+  }
+}
+
+/**
+ * The places of a binary heap in its order, from the top, without taking anything out of it: a
+ * walk that looks only at the children of the places already given (O(k log k) for the first k).
+ * `before(a, b)`: the item at place a comes before the one at place b.
+ */
+export class HeapFront {
+  /** The places still to give whose parents have been given, itself a heap by `before`. */
+  private readonly fr: number[] = [];
+  private n = 0;
+
+  constructor(private readonly before: (a: number, b: number) => boolean) {}
+
+  /** Starts a walk of a heap of `n` items. */
+  start(n: number): void {
+    this.n = n;
+    this.fr.length = 0;
+    if (n > 0) this.fr.push(0);
+  }
+
+  /** The next place in order, or -1 when every one has been given. */
+  next(): number {
+    const fr = this.fr;
+    if (fr.length === 0) return -1;
+    const top = fr[0]!;
+    const last = fr.pop()!;
+    const m = fr.length;
+    if (m > 0) {
+      let at = 0;
+      for (;;) {
+        const l = 2 * at + 1;
+        if (l >= m) break;
+        const c = l + 1 < m && this.before(fr[l + 1]!, fr[l]!) ? l + 1 : l;
+        if (!this.before(fr[c]!, last)) break;
+        fr[at] = fr[c]!;
+        at = c;
+      }
+      fr[at] = last;
+    }
+    for (let ch = 2 * top + 1; ch <= 2 * top + 2 && ch < this.n; ch++) {
+      let at = fr.length;
+      fr.push(ch);
+      while (at > 0) {
+        const q = (at - 1) >> 1;
+        if (!this.before(ch, fr[q]!)) break;
+        fr[at] = fr[q]!;
+        at = q;
+      }
+      fr[at] = ch;
+    }
+    return top;
   }
 }
