@@ -206,6 +206,21 @@ export interface Config {
   logLevel: string;
 }
 
+/**
+ * A URL as logs and messages may show it: its password (REDIS_URL=redis://:secret@host, as managed
+ * Redis services hand them out) replaced by `***`.
+ */
+export function redactedUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (!u.password) return url;
+    u.password = '***';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }

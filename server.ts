@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { createBrulee } from './brulee';
 import { startGrpcServer } from './functions/grpc/server';
-import { ConfigError, loadConfig, type Config } from './config';
+import { ConfigError, loadConfig, redactedUrl, type Config } from './config';
+import { isBruleeError } from './errors';
 import { ensureRedis, type PrivateRedis } from './queue/redis-server';
 
 /** `npm start`: one brulee process (ROLE=all by default), with Redis found or started. */
@@ -34,7 +35,12 @@ async function main(): Promise<void> {
   // Never leave a private redis-server behind, however this process ends.
   process.on('exit', () => privateRedis?.kill());
 
-  const b = await createBrulee(config, { log, chargeProcess: true });
+  const b = await createBrulee(config, { log, chargeProcess: true }).catch((e: unknown) => {
+    if (!isBruleeError(e) || e.code !== 'REDIS_UNAVAILABLE') throw e;
+    // What to fix, and where: not a stack trace.
+    console.error(`brulee: ${e.message} (REDIS_URL ${redactedUrl(config.redisUrl!)})`);
+    process.exit(1);
+  });
   // The KServe v2 gRPC service, beside the HTTP one, wherever calls are taken (not on ROLE=worker).
   const grpc =
     config.role === 'worker'
@@ -58,7 +64,7 @@ async function main(): Promise<void> {
     },
   }, (info) => {
     const url = `http://127.0.0.1:${info.port}`;
-    log.info({ url, grpc: grpc?.port, role: config.role, node: b.node?.id, budget: config.memoryBudget, policy: config.evictionPolicy, redis: config.redisUrl }, 'brulee is ready');
+    log.info({ url, grpc: grpc?.port, role: config.role, node: b.node?.id, budget: config.memoryBudget, policy: config.evictionPolicy, redis: redactedUrl(config.redisUrl!) }, 'brulee is ready');
     const open = config.hostDefaulted
       ? `  listening on 127.0.0.1 only, since no key is set: set API_KEY (changes) and INVOKE_API_KEY (reads, invocations) to serve other hosts on 0.0.0.0, or HOST=0.0.0.0 to open it as it is\n`
       : '';
