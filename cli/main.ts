@@ -80,6 +80,20 @@ function describeText(fn: FunctionJson & Partial<Pick<FunctionDetailJson, 'stats
   return lines.join('\n');
 }
 
+/** Outputs and timings of an invocation, as `invoke` and `status` print them. */
+function resultText(r: Pick<InvokeJson, 'outputs' | 'coldStart' | 'node'> & { timings: Omit<InvokeJson['timings'], 'totalMs'> & { totalMs?: number } }): string {
+  const t = r.timings;
+  const outputs = Object.entries(r.outputs).map(([k, v]) => `${k}: ${v.type}[${v.dims.join(', ')}] ${JSON.stringify(v.data)}`);
+  const total = t.totalMs === undefined ? '' : `total ${ms(t.totalMs)} `;
+  return [...outputs, `${r.coldStart ? 'cold' : 'warm'} on ${r.node}: ${total}(queue ${ms(t.queueMs)}, load ${ms(t.loadMs)}, exec ${ms(t.execMs)})`].join('\n');
+}
+
+/** `GET /invocations/{id}`. */
+type InvocationJson =
+  | ({ id: string; status: 'completed' } & Pick<InvokeJson, 'outputs' | 'coldStart' | 'node'> & { timings: Omit<InvokeJson['timings'], 'totalMs'> })
+  | { id: string; status: 'failed'; error: { code: string; message: string } }
+  | { id: string; status: 'waiting' | 'active' | 'delayed' };
+
 function statsText(s: StatsSnapshot): string {
   const q = Object.entries(s.queue).map(([k, v]) => `${k} ${v}`).join(', ');
   const fns = Object.entries(s.functions).map(([name, f]) => [
@@ -253,11 +267,7 @@ export function buildProgram(): Command {
         out(g, r, () => `queued: ${r.id} (brulee --json status ${r.id}, or GET /invocations/${r.id})`);
         return;
       }
-      out(g, r, () => {
-        const t = r.timings;
-        const outputs = Object.entries(r.outputs).map(([k, v]) => `${k}: ${v.type}[${v.dims.join(', ')}] ${JSON.stringify(v.data)}`);
-        return [...outputs, `${r.coldStart ? 'cold' : 'warm'} on ${r.node}: total ${ms(t.totalMs)} (queue ${ms(t.queueMs)}, load ${ms(t.loadMs)}, exec ${ms(t.execMs)})`].join('\n');
-      });
+      out(g, r, () => resultText(r));
     });
 
   program
@@ -266,8 +276,13 @@ export function buildProgram(): Command {
     .argument('<id>')
     .action(async (id: string) => {
       const { g, c } = client();
-      const r = await c.get<{ status: string }>(`/invocations/${encodeURIComponent(id)}`);
-      out(g, r, () => JSON.stringify(r, null, 2));
+      const r = await c.get<InvocationJson>(`/invocations/${encodeURIComponent(id)}`);
+      // A failed invocation is the server's answer of an error, as a sync invoke's is: exit 1 with it.
+      if (r.status === 'failed') {
+        if (g.json) out(g, r, () => '');
+        throw new CliError(`${r.error.code}: ${r.error.message}`, EXIT.SERVER_ERROR, r.error.code);
+      }
+      out(g, r, () => (r.status === 'completed' ? resultText(r) : `${r.id}: ${r.status}`));
     });
 
   program

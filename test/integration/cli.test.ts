@@ -5,7 +5,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { mlpModel } from '../../models/generate';
+import { convModel, mlpModel } from '../../models/generate';
 import { deleteKeys, startBrulee, type TestBrulee } from '../support/brulee';
 import { startProc, stopAll } from '../support/procs';
 import { ort, runDirect } from '../support/models';
@@ -123,6 +123,34 @@ describe('the brulee CLI against a real server', () => {
     const down = await brulee(['ls', '--url', `http://127.0.0.1:${closed}`]);
     expect(down.code).toBe(3);
     expect(down.stderr).toContain(`no brulee server answered at http://127.0.0.1:${closed} (ECONNREFUSED)`);
+  });
+
+  it('brulee status: a completed invocation as invoke prints it, a failed one as the error it is (exit 1)', async () => {
+    expect((await b.put('st-mlp', mlpModel(MLP))).status).toBe(201);
+    expect((await b.put('st-conv', convModel(), 'profileDims=img:1x1x8x8')).status).toBe(201);
+    const submit = async (name: string, inputs: object) => (await b.json('POST', `/functions/${name}/invoke?async=true`, { inputs })).body.id as string;
+    const done = async (id: string) => {
+      for (let i = 0; i < 200 && ['waiting', 'active'].includes((await b.json('GET', `/invocations/${id}`)).body.status); i++) await new Promise((r) => setTimeout(r, 50));
+    };
+    const ok = await submit('st-mlp', { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } });
+    // A 3x3 convolution on a 1x1 image: onnxruntime refuses it on the node.
+    const bad = await submit('st-conv', { img: { type: 'float32', dims: [1, 1, 1, 1], data: [0.5] } });
+    await Promise.all([done(ok), done(bad)]);
+
+    const completed = await cli('status', ok);
+    expect(completed.code).toBe(0);
+    expect(completed.stdout).toMatch(/^y: float32\[1, 3\] \[/m);
+    expect(completed.stdout).toMatch(/^cold on node-\S+: \(queue /m);
+    expect((await cli('--json', 'status', ok)).code).toBe(0);
+
+    const failed = await cli('status', bad);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/^brulee: INFERENCE_FAILED: onnxruntime could not run the model on these inputs/);
+    const failedJson = await cli('--json', 'status', bad);
+    expect(failedJson.code).toBe(1);
+    expect(JSON.parse(failedJson.stdout)).toMatchObject({ id: bad, status: 'failed', error: { code: 'INFERENCE_FAILED' } });
+    // Their counts go with them: the tests after this one count the server's calls.
+    for (const name of ['st-mlp', 'st-conv']) expect((await b.json('DELETE', `/functions/${name}`)).status).toBe(200);
   });
 
   it('brulee model writes the same bytes as the generator the tests use', async () => {
