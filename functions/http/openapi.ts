@@ -114,7 +114,12 @@ interface Op {
   body?: { schema: z.ZodType; type?: string; example?: unknown };
   ok: Array<[number, z.ZodType | 'text' | 'html' | 'binary' | 'asset']>;
   v2?: boolean;
+  /** Takes and answers Triton's binary tensor data extension too (a JSON header, then raw bytes). */
+  binaryTensors?: boolean;
 }
+
+const HEADER_LENGTH_NOTE =
+  "binary tensor data extension: the byte length of the JSON header that starts the body, the rest being the inputs' raw bytes (parameters.binary_data_size each, in order); 0: the whole body is a one-input model's tensor";
 
 const name = { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' } };
 const version = { name: 'version', in: 'path', required: true, schema: { type: 'string' } };
@@ -186,10 +191,10 @@ const ROUTES: Record<string, Record<string, Op>> = {
   '/v2/models/{name}/config': { get: { summary: "model configuration extension (Triton's shape)", scope: 'invoke', v2: true, ok: [[200, V2Config]] } },
   '/v2/models/{name}/versions/{version}/config': { get: { summary: 'model configuration of a version', scope: 'invoke', v2: true, ok: [[200, V2Config]] } },
   '/v2/models/{name}/infer': {
-    post: { summary: 'inference (JSON; the binary tensor extension is accepted too, see README)', scope: 'invoke', v2: true, body: { schema: InferRequest, example: inferExample }, ok: [[200, V2InferResponse]] },
+    post: { summary: 'inference (JSON, or the binary tensor data extension: see README)', scope: 'invoke', v2: true, binaryTensors: true, body: { schema: InferRequest, example: inferExample }, ok: [[200, V2InferResponse]] },
   },
   '/v2/models/{name}/versions/{version}/infer': {
-    post: { summary: 'inference on a version', scope: 'invoke', v2: true, body: { schema: InferRequest, example: inferExample }, ok: [[200, V2InferResponse]] },
+    post: { summary: 'inference on a version', scope: 'invoke', v2: true, binaryTensors: true, body: { schema: InferRequest, example: inferExample }, ok: [[200, V2InferResponse]] },
   },
   '/v2/repository/index': {
     post: {
@@ -245,6 +250,13 @@ export function openApiDocument(): Record<string, unknown> {
           : { 'application/json': { schema: jsonSchema(s, 'output') } };
         responses[String(status)] = { description: status === 202 ? 'accepted' : status === 201 ? 'created' : 'ok', content };
       }
+      if (op.binaryTensors) {
+        // Outputs asked in binary (binary_data, binary_data_output) come after the JSON header, as inputs may.
+        params.push({ name: 'Inference-Header-Content-Length', in: 'header', required: false, description: HEADER_LENGTH_NOTE, schema: { type: 'string', pattern: '^\\d+$' } });
+        const ok = responses['200'] as { content: Record<string, unknown>; headers?: Record<string, unknown> };
+        ok.content['application/octet-stream'] = { schema: { type: 'string', format: 'binary' } };
+        ok.headers = { 'Inference-Header-Content-Length': { description: 'with binary outputs (Content-Type application/octet-stream): the byte length of the JSON header before their bytes', schema: { type: 'string' } } };
+      }
       responses.default = { description: `an error; ${op.v2 ? '{"error": "<message>"}' : '{"error": {"code", "message"}}'} with the code's status (README, HTTP API)`, content: { 'application/json': { schema: errorSchema } } };
       item[method] = {
         summary: op.summary,
@@ -255,7 +267,10 @@ export function openApiDocument(): Record<string, unknown> {
           ? {
               requestBody: {
                 required: true,
-                content: { [op.body.type ?? 'application/json']: { schema: jsonSchema(op.body.schema, 'input'), ...(op.body.example ? { example: op.body.example } : {}) } },
+                content: {
+                  [op.body.type ?? 'application/json']: { schema: jsonSchema(op.body.schema, 'input'), ...(op.body.example ? { example: op.body.example } : {}) },
+                  ...(op.binaryTensors ? { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } : {}),
+                },
               },
             }
           : {}),

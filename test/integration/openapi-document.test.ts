@@ -115,6 +115,15 @@ describe('GET /openapi.json (the OpenAPI document of every route)', () => {
     await call('GET', '/v2/models/{name}/versions/{version}/ready', '/v2/models/m/versions/1/ready');
     expect((await call('POST', '/v2/models/{name}/infer', '/v2/models/m/infer', { headers: v2, body: infer })).body.id).toBe('7');
     await call('POST', '/v2/models/{name}/versions/{version}/infer', '/v2/models/m/versions/1/infer', { headers: v2, body: infer });
+    // The binary tensor data extension, as tritonclient sends it: a JSON header, then the bytes; outputs back in binary.
+    const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 16 } }], parameters: { binary_data_output: true } }));
+    const binary = Buffer.concat([header, Buffer.from(new Float32Array([1, 2, 3, 4]).buffer)]);
+    const op = doc.paths['/v2/models/{name}/infer']!.post as unknown as { parameters: Array<{ name: string; in: string }>; requestBody: { content: Record<string, unknown> }; responses: Record<string, { headers?: Record<string, unknown> }> };
+    expect(Object.keys(op.requestBody.content)).toEqual(['application/json', 'application/octet-stream']);
+    expect(op.parameters).toContainEqual(expect.objectContaining({ name: 'Inference-Header-Content-Length', in: 'header' }));
+    expect(Object.keys(op.responses['200']!.headers ?? {})).toContain('Inference-Header-Content-Length');
+    const bin = await call('POST', '/v2/models/{name}/infer', '/v2/models/m/infer', { headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.byteLength) }, body: binary });
+    expect(bin.status).toBe(200);
     await call('POST', '/v2/repository/index', '/v2/repository/index', { headers: v2, body: '{}' });
     await call('POST', '/v2/repository/models/{name}/unload', '/v2/repository/models/m/unload');
     await call('POST', '/v2/repository/models/{name}/load', '/v2/repository/models/m/load');
