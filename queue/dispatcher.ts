@@ -47,12 +47,15 @@ export interface LocalNode {
   readonly here: { readonly waiting: number; readonly running: number };
   /** Whether a call of model `key` may run now, before its admission is decided (see `invokeHere`). */
   canRunNow(key: string, batches: boolean): boolean;
+  /** Whether a lone call (no other of this gateway running) may start now, its admission decided after its run (`admitAfter`). */
+  canStartAlone(batches: boolean): boolean;
   /**
    * Runs `job` there; one that `signal` gives up before it has a slot is dropped (not run, not
    * counted). With `admitted`, the call runs while its admission is decided, and counts only if
-   * it was admitted; if not, the refusal is its answer. With `admitAfter` (a lone call that can run
+   * it was admitted; if not, the refusal is its answer. With `admitAfter` (a lone call that can start
    * now), its admission is decided after its run, in the script that counts it (one round trip:
-   * queue/replies.ts `admitAndApply`); refused, it counts nowhere and the refusal is its answer.
+   * queue/replies.ts `admitAndApply`), or before it takes its model if that would evict; refused,
+   * it counts nowhere, whatever it loaded is taken back, and the refusal is its answer.
    */
   invokeHere(id: string, job: InvokeHere, signal?: GiveUp, admitted?: Promise<unknown>, admitAfter?: AdmissionRequest): Promise<AnswerHere>;
 }
@@ -299,11 +302,12 @@ export class Dispatcher {
     if (req.outputs) job.outputs = req.outputs;
     const { value } = await this.run<AnswerHere>(node.id, timeoutMs, `invocation of ${req.model.fn}`, id, () => {
       const { admission, onQueued } = opts;
-      const early = admission !== undefined && node.canRunNow(modelKey(req.model), req.model.batch !== undefined);
-      if (early && this.pending === 1) {
+      const batches = req.model.batch !== undefined;
+      if (admission !== undefined && this.pending === 1 && node.canStartAlone(batches)) {
         // Alone (no other call of this gateway running): it runs now, and its admission is
-        // decided after, with its counts, in one script: one round trip, not two. It holds no
-        // place, so its job has none to give back.
+        // decided after, with its counts, in one script: one round trip, not two; a cold call
+        // too, when its load evicts nothing (else the node admits it first). It holds no place
+        // while it runs, so its job has none to give back.
         const ran = node.invokeHere(id, job, undefined, undefined, admission);
         const answered = ran.then(() => onQueued?.());
         return { added: answered, takeBack: () => Promise.resolve(), answer: ran.then((ok) => ({ ok })) };
@@ -313,6 +317,7 @@ export class Dispatcher {
       const added = (admission ? admitOrRefuse(this.opts.redis, req.model.fn, admission, undefined, { othersRunning: this.pending > 1 }) : Promise.resolve()).then(() => onQueued?.());
       if (req.admission) job.admission = req.admission;
       const given = new GiveUp();
+      const early = admission !== undefined && node.canRunNow(modelKey(req.model), batches);
       const ran = early ? node.invokeHere(id, job, given, added) : added.then(() => node.invokeHere(id, job, given));
       return { added, takeBack: () => Promise.resolve(given.abort()), answer: ran.then((ok) => ({ ok })) };
     });

@@ -12,7 +12,7 @@ import type { RedisClock } from '../queue/clock';
 import { modelKey, type AnswerHere, type GiveUp, type InvokeAnswer, type InvokeHere, type LocalNode, type Routed } from '../queue/dispatcher';
 import { controlType, type Keys } from '../queue/keys';
 import { claimNodeId, HEARTBEAT_MS, leaveCluster, MISSED_BEATS, writeHeartbeat, type NodeInfo } from '../queue/nodes';
-import { refusal, releaseWith, type AdmissionRequest } from '../queue/admission';
+import { admit, refusal, releaseWith, type Admission, type AdmissionRequest, type AdmissionTicket } from '../queue/admission';
 import { admitAndApply, deliver, applyWrites, type OutgoingAnswer } from '../queue/replies';
 import { freeNow } from '../queue/free';
 import { HeldWrites } from '../queue/held-writes';
@@ -628,12 +628,18 @@ export class RuntimeNode implements LocalNode {
 
   private loaded(spec: NodeModelSpec, t0: number, fetchMs: number, model: LoadedModel, built?: string): LoadedModel {
     const ms = performance.now() - t0;
-    this.loads++;
-    if (this.counted(spec.fn, spec.key)) {
-      this.o.metrics.loads.inc({ function: spec.fn });
-      this.o.metrics.loadSeconds.observe({ function: spec.fn }, ms / 1000);
-      if (fetchMs > 0) this.o.metrics.fetchSeconds.observe({ function: spec.fn }, fetchMs / 1000);
-    }
+    const count = () => {
+      this.loads++;
+      if (this.counted(spec.fn, spec.key)) {
+        this.o.metrics.loads.inc({ function: spec.fn });
+        this.o.metrics.loadSeconds.observe({ function: spec.fn }, ms / 1000);
+        if (fetchMs > 0) this.o.metrics.fetchSeconds.observe({ function: spec.fn }, fetchMs / 1000);
+      }
+    };
+    // A load for a call not yet admitted is counted once it is (`invokeHere`); refused, it is taken back.
+    const unadmitted = this.unadmittedLoads.get(spec.key);
+    if (unadmitted) unadmitted.push(count);
+    else count();
     this.lastLoadMs.set(spec.key, ms);
     this.lastFetchMs.set(spec.key, fetchMs);
     const m = this.metered(spec.key, model);
@@ -994,24 +1000,27 @@ export class RuntimeNode implements LocalNode {
           let out: { result: Omit<InvokeAnswer, 'outputs'>; outputs: Record<string, Tensor> } | undefined;
           let error: BruleeError | undefined;
           // Its tensors are charged while it runs here; its answer is encoded by the gateway, after.
-          const held: Reservation[] = [];
+          const here: CallHere = { held: [], inBytes: tensorsByteLength(Object.values(data.inputs)) };
+          const after = admitAfter && this.decidedAfter(data.model, admitAfter, here);
           try {
-            out = await this.invoke(data, Date.now(), stats, later, { held, inBytes: tensorsByteLength(Object.values(data.inputs)) }, () => Promise.resolve(data.inputs));
+            out = await this.invoke(data, Date.now(), stats, later, here, () => Promise.resolve(data.inputs));
           } catch (e) {
+            // Refused (or Redis away) before it took its model: nothing of it ran or counts.
+            if (after?.failedFirst !== undefined) throw after.failedFirst;
             this.logFailure(e, id, JOB.invoke, data.model.fn);
             error = errorFromWire(errorToWire(e));
           } finally {
-            for (const r of held) r.free();
+            for (const r of here.held) r.free();
           }
           // Refused (or Redis away): nothing of it is counted, and its caller gets that error.
-          if (admitAfter) {
-            const a = await admitAndApply(this.o.redis, this.o.keys, id, stats, admitAfter);
-            if (!a.admitted) throw refusal(data.model.fn, admitAfter, a);
+          if (after && !after.ticket) {
+            await after.settle(() => admitAndApply(this.o.redis, this.o.keys, id, stats, admitAfter!));
             this.countMetrics(data.model, later);
           } else {
             await admitted;
             this.countMetrics(data.model, later);
             if (data.admission) releaseWith(stats, data.admission);
+            if (after?.ticket) releaseWith(stats, after.ticket);
             await this.countLater(id, stats);
           }
           if (error) throw error;
@@ -1029,6 +1038,68 @@ export class RuntimeNode implements LocalNode {
     }
   }
 
+  /**
+   * A lone call's admission, decided after its run (`invokeHere`'s `admitAfter`), cold calls too:
+   * its model is loaded before the call is admitted only when that evicts nothing (`CallHere
+   * .admitFirst`: else it is admitted first, taking a place, `ticket`, given back with its counts).
+   * A load of its model while it is undecided is counted once it is admitted (`unadmittedLoads`);
+   * refused (or its script failed), the model it loaded is taken back uncounted (`WarmPool
+   * .withdraw`): the refusal leaves no trace. One another call used meanwhile stays, and its load
+   * is counted apart (outcome `load`), as the call that waited for it counts no load.
+   */
+  private decidedAfter(model: ModelRef, r: AdmissionRequest, call: CallHere): DecidedAfter {
+    const key = modelKey(model);
+    // One undecided call of a model at a time (its gateway's lone call); another is admitted first.
+    const loads: Array<() => void> | undefined = this.unadmittedLoads.has(key) ? undefined : [];
+    if (loads) this.unadmittedLoads.set(key, loads);
+    const undefer = (): Array<() => void> => {
+      if (!loads || this.unadmittedLoads.get(key) !== loads) return [];
+      this.unadmittedLoads.delete(key);
+      return loads;
+    };
+    const d: DecidedAfter = {
+      settle: async (decide) => {
+        let a: Admission | undefined;
+        try {
+          a = await decide();
+        } finally {
+          const deferred = undefer();
+          if (a?.admitted) for (const f of deferred) f();
+          else if (call.loaded && this.pool.withdraw(key)) this.publishLoad();
+          else {
+            for (const f of deferred) f();
+            if (call.loaded) this.countLoadApart(model.fn, key);
+          }
+        }
+        if (!a.admitted) throw refusal(model.fn, r, a);
+      },
+    };
+    call.admitFirst = async () => {
+      // Decided from here on: a load counts as it comes.
+      for (const f of undefer()) f();
+      try {
+        const a = await admit(this.o.redis, r);
+        if (!a.admitted) throw refusal(model.fn, r, a);
+        d.ticket = a.ticket;
+      } catch (e) {
+        d.failedFirst = e;
+        throw e;
+      }
+    };
+    call.mustAdmitFirst = loads === undefined;
+    return d;
+  }
+
+  /** Loads for lone calls not yet admitted (`decidedAfter`), by model key: their counts, held until the call is. */
+  private readonly unadmittedLoads = new Map<string, Array<() => void>>();
+
+  /** A load that a refused call started and another call used: counted on its own (the other counts no load). */
+  private countLoadApart(fn: string, key: string): void {
+    const loadMs = this.lastLoadMs.get(key) ?? 0;
+    const fetchMs = this.lastFetchMs.get(key) ?? 0;
+    recordInvocation(this.o.redis, this.o.keys, { fn, outcome: 'load', loaded: true, loadMs, fetchMs, execMs: 0 }).catch((e: unknown) => this.o.log.error({ err: e }, 'the count of a load was lost (Redis away)'));
+  }
+
   /** Calls running here for this process's gateway (`invokeHere`): a drain lets them finish. */
   private readonly hereCalls = new Set<Promise<unknown>>();
   /** Set when a drain ran out of time or another process took this node's id: calls waiting here do not start. */
@@ -1040,7 +1111,16 @@ export class RuntimeNode implements LocalNode {
    * counts), and it does not batch (a refused caller must not share another's run).
    */
   canRunNow(key: string, batches: boolean): boolean {
-    return this.accepting && !batches && (this.lane?.freeSlots ?? 0) > 0 && this.pool.has(key);
+    return this.canStartAlone(batches) && this.pool.has(key);
+  }
+
+  /**
+   * Whether a lone call given to `invokeHere` now, with `admitAfter`, starts at once: a slot is free
+   * and it does not batch. Its model may be cold: it is loaded before the call is admitted only
+   * when that evicts nothing (`decidedAfter`).
+   */
+  canStartAlone(batches: boolean): boolean {
+    return this.accepting && !batches && (this.lane?.freeSlots ?? 0) > 0;
   }
 
   /**
@@ -1092,7 +1172,7 @@ export class RuntimeNode implements LocalNode {
     processedOn: number,
     stats: StatsOps,
     later: Array<() => void>,
-    call: { held: Reservation[]; inBytes: number },
+    call: CallHere,
     readInputs: () => Promise<Record<string, Tensor>>,
     inputsKey?: string,
   ): Promise<{ result: Omit<InvokeAnswer, 'outputs'>; outputs: Record<string, Tensor> }> {
@@ -1122,13 +1202,16 @@ export class RuntimeNode implements LocalNode {
     if (retiring) await retiring;
     const spec = this.spec(model);
     const { inBytes } = call;
+    const bytes = this.callBytes(spec.key, inBytes);
+    const growth = this.footprints.growthEstimate(spec.key, inBytes);
+    // A call not admitted yet takes the model only if that evicts nothing (its refusal must leave
+    // no trace); else it is admitted first. Checked in the same synchronous step as the pool's own.
+    if (call.admitFirst && (call.mustAdmitFirst || !this.pool.fitsWithoutEviction(spec, bytes + growth))) await call.admitFirst();
     let lease;
     try {
-      lease = await this.pool.acquire(spec, clock.toLocal(deadline), {
-        bytes: this.callBytes(spec.key, inBytes),
-        growth: this.footprints.growthEstimate(spec.key, inBytes),
-      });
+      lease = await this.pool.acquire(spec, clock.toLocal(deadline), { bytes, growth });
       call.held.push(lease.reservation);
+      call.loaded = lease.loaded;
     } catch (e) {
       later.push(() => metrics.invocations.inc({ function: fn, outcome: 'error' }));
       record({ outcome: 'error', loaded: false, loadMs: 0, execMs: 0 });
@@ -1182,6 +1265,33 @@ export class RuntimeNode implements LocalNode {
   }
 }
 
+
+/** What `RuntimeNode.invoke` is told of a call, and tells back. */
+interface CallHere {
+  /** Its tensors' reservations, for the caller to free once it is answered. */
+  held: Reservation[];
+  /** Its input bytes. */
+  inBytes: number;
+  /**
+   * Set for a call whose admission is decided after its run (`invokeHere`'s `admitAfter`): admits
+   * it before it takes its model when that would evict (or wait); throws its refusal.
+   */
+  admitFirst?: () => Promise<void>;
+  /** `admitFirst` whatever the room. */
+  mustAdmitFirst?: boolean;
+  /** Set once it has its model: whether it loaded it. */
+  loaded?: boolean;
+}
+
+/** A call's admission decided after its run, or before it takes its model (`RuntimeNode.decidedAfter`). */
+interface DecidedAfter {
+  /** Decides it (`admitAndApply`), and counts or takes back a load made for it; throws its refusal. */
+  settle(decide: () => Promise<Admission>): Promise<void>;
+  /** Its place, when it was admitted before it took its model (`CallHere.admitFirst`). */
+  ticket?: AdmissionTicket;
+  /** What that admission threw (its refusal). */
+  failedFirst?: unknown;
+}
 
 /** The bytes of a job's input tensors, from their wire descriptions (before they are read). */
 function wireBytes(w: WireTensors): number {

@@ -13,10 +13,11 @@ export interface InvocationRecord {
   fn: string;
   /**
    * `ok`, `error` (it ran or tried to load, and failed), `timeout` (skipped: reached past its
-   * deadline), or `prewarm` (a load with no invocation: asked for by the repository API, or the
-   * eviction policy's prefetch).
+   * deadline), `prewarm` (a load with no invocation: asked for by the repository API, or the
+   * eviction policy's prefetch), or `load` (the load alone: one started by a call that was then
+   * refused, which another call waited for, node.ts `invokeHere`).
    */
-  outcome: 'ok' | 'error' | 'timeout' | 'prewarm';
+  outcome: 'ok' | 'error' | 'timeout' | 'prewarm' | 'load';
   /** Whether the model was cold or warm for it; absent when it never got the model. */
   coldStart?: boolean;
   /** This record's job started a model load. */
@@ -264,7 +265,7 @@ function writeInvocation(p: StatsWriter, k: Keys, r: InvocationRecord): void {
   }
   if (r.outcome === 'prewarm') {
     p.hincrby(key, 'prewarms', 1);
-  } else {
+  } else if (r.outcome !== 'load') {
     p.hincrby(key, 'invocations', 1);
     p.hincrby(k.popularityCounts, r.fn, 1);
     if (r.outcome === 'timeout') p.hincrby(key, 'timeouts', 1);

@@ -324,6 +324,37 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
     return this.entries.get(key)?.value !== undefined;
   }
 
+  /**
+   * Whether `acquire(spec, …, { bytes })` now would take its room without evicting anything (nor
+   * waiting): the model resident or not here at all (not loading), and it (if not resident) and
+   * `bytes` fit beside what is used and the process's overhead. For a call that runs before its
+   * admission is decided (node.ts `invokeHere`): a refused call must not have evicted.
+   */
+  fitsWithoutEviction(spec: S, bytes: number): boolean {
+    const e = this.entries.get(spec.key);
+    if (e && e.value === undefined) return false;
+    const need = (e ? 0 : spec.sizeBytes) + Math.max(0, bytes);
+    return this.used <= this.opts.budgetBytes && this.used + need + Math.max(0, this.overhead) <= this.opts.budgetBytes;
+  }
+
+  /**
+   * Takes back a model loaded for one call that was then refused (node.ts `invokeHere`), as if the
+   * load had not happened: only if no other call used it (its loader's hit alone, none in flight)
+   * and nothing retires it. Its bytes are free again; the policy sees an eviction, nobody else anything (no
+   * `onEvict`: it counts nowhere). False (kept) when another call used it.
+   */
+  withdraw(key: string): boolean {
+    const e = this.entries.get(key);
+    if (!e || e.value === undefined || e.inFlight > 0 || e.hits > 1 || e.retire) return false;
+    this.entries.delete(key);
+    this.used -= e.spec.sizeBytes;
+    this.opts.policy.onEvict?.(key, this.opts.now());
+    this.dispose(e.value, key, e.spec.sizeBytes, 'policy');
+    delete e.value;
+    this.wake();
+    return true;
+  }
+
   list(): ResidentModel[] {
     return [...this.entries.values()].map((e) => ({
       key: e.spec.key,

@@ -11,6 +11,7 @@ import { mlpModel, slowModel } from '../../models/generate';
 import { ort, runDirect } from '../support/models';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { until } from '../support/within';
+import { monitor, type Monitored } from '../support/monitor';
 
 /**
  * Admission by a function's queue depth (issue 12 §1): with MAX_QUEUED_PER_FUNCTION=5 and a node
@@ -177,6 +178,23 @@ describe('admission by queued input bytes', () => {
   }, 120_000);
 });
 
+/** Invokes `fn` on `c` (QUICK_IN) under MONITOR: its answer, and the commands run on its depth set meanwhile. */
+async function invokeWatched(c: TestBrulee, redis: ReturnType<typeof createRedis>, fn: string) {
+  const set = keys(c.namespace).admitted(fn);
+  const seen: Monitored[] = [];
+  const mon = await monitor(inject('redisUrl'), (m) => seen.push(m));
+  try {
+    const r = await c.invoke(fn, QUICK_IN);
+    // Its echo marks the end of what MONITOR has to show.
+    const end = `${set}:end`;
+    await redis.set(end, '1');
+    await until('MONITOR shows the marker', () => seen.some((m) => m.args[0] === 'set' && m.args[1] === end), 5000);
+    return { r, onSet: seen.filter((m) => m.args[1] === set).map((m) => m.args[0]!.toLowerCase()) };
+  } finally {
+    mon.stop();
+  }
+}
+
 describe('admission of a call run in the process that admits it (ROLE=all)', () => {
   let c: TestBrulee;
   const redis = createRedis(inject('redisUrl'));
@@ -189,6 +207,13 @@ describe('admission of a call run in the process that admits it (ROLE=all)', () 
     await c?.destroy();
     redis.disconnect();
   });
+  /** The node's /metrics of `fn`: invocations answered, loads, cold starts, warm hits. */
+  const fnMetrics = async (fn: string) => {
+    const text = await (await c.req('/metrics')).text();
+    const m = (re: string) => Number(new RegExp(`^${re} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+    const f = `function="${fn}"`;
+    return { ok: m(`brulee_invocations_total\\{${f},outcome="ok"\\}`), loads: m(`brulee_model_loads_total\\{${f}\\}`), cold: m(`brulee_cold_starts_total\\{${f}\\}`), warm: m(`brulee_warm_hits_total\\{${f}\\}`) };
+  };
   const metric = async (name: string) => {
     const text = await (await c.req('/metrics')).text();
     return Number(new RegExp(`^${name}\\{function="quick"[^}]*\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
@@ -220,7 +245,27 @@ describe('admission of a call run in the process that admits it (ROLE=all)', () 
     expect(await c.dataPlane.queued('quick')).toBe(0);
   });
 
-  it('a refused call of a model not resident does not start its load (which could evict others): 429, nothing loaded, nothing counted', async () => {
+  it('a lone call of a model not resident, whose load evicts nothing, is admitted after its load and run in the one script that counts it: no place taken, outputs onnxruntime\'s, counted once everywhere', async () => {
+    const bytes = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 11 });
+    expect((await c.put('lonecold', bytes)).status).toBe(201);
+    const key = modelKey(modelRefOf(await c.dataPlane.get('lonecold')));
+    expect(c.node!.pool.has(key)).toBe(false);
+    const loads = c.node!.info().loads;
+    const { r, onSet } = await invokeWatched(c, redis, 'lonecold');
+    expect(r.status).toBe(200);
+    expect(r.body.coldStart).toBe(true);
+    const direct = await runDirect(bytes, { x: new ort.Tensor('float32', Float32Array.from([1, 2, 3, 4]), [1, 4]) });
+    expect(r.body.outputs.y.data).toEqual(Array.from(direct.y!.data as Float32Array));
+    // Admitted by the script that counted it (its depth set cleaned and counted there), never given a place.
+    expect(onSet).toContain('zcard');
+    expect(onSet).not.toContain('zadd');
+    expect((await c.json('GET', '/functions/lonecold')).body.stats).toMatchObject({ invocations: 1, loads: 1, coldStarts: 1, warmHits: 0 });
+    expect(await fnMetrics('lonecold')).toEqual({ ok: 1, loads: 1, cold: 1, warm: 0 });
+    expect(c.node!.info().loads).toBe(loads + 1);
+    expect(await c.dataPlane.queued('lonecold')).toBe(0);
+  });
+
+  it('a refused lone call of a model not resident leaves no trace of its load (taken back): 429, nothing resident, nothing counted', async () => {
     expect((await c.put('cold', mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 9 }))).status).toBe(201);
     const k = keys(c.namespace);
     const held = await Promise.all(['a', 'b'].map((member) => admit(redis, { keys: { depth: k.admitted('cold'), bytes: k.queuedBytes, bytesTotal: k.queuedBytesTotal }, member, limits: { depth: 2, bytes: 0 }, bytes: 0, holdMs: 60_000 })));
@@ -232,7 +277,48 @@ describe('admission of a call run in the process that admits it (ROLE=all)', () 
     expect(c.node!.pool.list().map((m) => m.key)).not.toContain(key);
     expect(c.node!.info().loads).toBe(loads);
     expect((await c.json('GET', '/functions/cold')).body.stats).toMatchObject({ invocations: 0, loads: 0, coldStarts: 0 });
+    expect(await fnMetrics('cold')).toEqual({ ok: 0, loads: 0, cold: 0, warm: 0 });
     for (const h of held) if (h.admitted) await release(redis, h.ticket);
+  });
+});
+
+describe('a lone call whose load would evict (ROLE=all)', () => {
+  let c: TestBrulee;
+  const redis = createRedis(inject('redisUrl'));
+  const MiB = 1024 * 1024;
+  beforeAll(async () => {
+    c = await startBrulee({ MAX_QUEUED_PER_FUNCTION: '2', WORKER_CONCURRENCY: '2', MEMORY_BUDGET: '1GiB' });
+    // Charged 600 MiB each (as given): one of them fits in the budget, not both.
+    for (const [fn, seed] of [['big1', 21], ['big2', 22]] as const) expect((await c.put(fn, mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed }), `memoryBytes=${600 * MiB}`)).status).toBe(201);
+    expect((await c.invoke('big1', QUICK_IN)).status).toBe(200);
+  }, 60_000);
+  afterAll(async () => {
+    await c?.destroy();
+    redis.disconnect();
+  });
+
+  it('is admitted before its load: refused, it evicts nothing and loads nothing; admitted, it takes a place, evicts, and answers right', async () => {
+    const k = keys(c.namespace);
+    const key = async (fn: string) => modelKey(modelRefOf(await c.dataPlane.get(fn)));
+    const [k1, k2] = [await key('big1'), await key('big2')];
+    expect([c.node!.pool.has(k1), c.node!.pool.has(k2)]).toEqual([true, false]);
+    const held = await Promise.all(['a', 'b'].map((member) => admit(redis, { keys: { depth: k.admitted('big2'), bytes: k.queuedBytes, bytesTotal: k.queuedBytesTotal }, member, limits: { depth: 2, bytes: 0 }, bytes: 0, holdMs: 60_000 })));
+    const loads = c.node!.info().loads;
+    const r = await c.invoke('big2', QUICK_IN);
+    expect(r.status).toBe(429);
+    expect([c.node!.pool.has(k1), c.node!.pool.has(k2)]).toEqual([true, false]);
+    expect(c.node!.info().loads).toBe(loads);
+    expect((await c.json('GET', '/functions/big1')).body.stats).toMatchObject({ evictions: 0 });
+    expect((await c.json('GET', '/functions/big2')).body.stats).toMatchObject({ invocations: 0, loads: 0 });
+    for (const h of held) if (h.admitted) await release(redis, h.ticket);
+    const { r: ok, onSet } = await invokeWatched(c, redis, 'big2');
+    expect(ok.status).toBe(200);
+    const direct = await runDirect(mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 22 }), { x: new ort.Tensor('float32', Float32Array.from([1, 2, 3, 4]), [1, 4]) });
+    expect(ok.body.outputs.y.data).toEqual(Array.from(direct.y!.data as Float32Array));
+    expect(onSet).toContain('zadd');
+    expect([c.node!.pool.has(k1), c.node!.pool.has(k2)]).toEqual([false, true]);
+    expect((await c.json('GET', '/functions/big2')).body.stats).toMatchObject({ invocations: 1, loads: 1, coldStarts: 1 });
+    expect(await c.dataPlane.queued('big2')).toBe(0);
   });
 });
 

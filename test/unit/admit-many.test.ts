@@ -242,6 +242,7 @@ describe("the dispatcher's othersRunning", () => {
       accepting: true,
       here: { waiting: 0, running: 0 },
       canRunNow: () => false,
+      canStartAlone: () => false,
       invokeHere: async () => ({ outputs: {}, coldStart: false, node: 'here', timings: { queueMs: 0, loadMs: 0, execMs: 0 }, fn: 'a', version: 1 }),
     };
     // Its clock on another connection: nothing of its own is pending on `conn` when a call is admitted.
