@@ -48,6 +48,29 @@ end`;
  */
 const luaRefusedUnderOom = (key: string) => `redis.call('ZADD', ${key}, 'XX', 0, '')`;
 
+/**
+ * The admission decision, one fragment for every script that decides one (`admitScript`,
+ * `ADMIT_MANY`, `LUA_ADMIT_NOW`): what is counted (expired places cleaned first) and when a limit
+ * is full. Needs `now` (LUA_NOW) and `giveBack` (LUA_GIVE_BACK) before it.
+ *
+ * - `depthNow(set)`: the function's calls that hold a place, its expired places removed;
+ * - `bytesNow(bytesSet, total)`: the input bytes waiting, up to 1 000 expired places given back
+ *   first, and whether it took 1 000 (more may be left);
+ * - `depthFull(n, depthLimit)`, `bytesFull(queued, bytes, bytesLimit)`: whether a call is refused
+ *   (a call alone in the queue, `queued` 0, is admitted whatever its size).
+ */
+const LUA_DECIDE = `local function depthNow(set)
+  redis.call('ZREMRANGEBYSCORE', set, '-inf', now)
+  return redis.call('ZCARD', set)
+end
+local function bytesNow(bytesSet, total)
+  local old = redis.call('ZRANGEBYSCORE', bytesSet, '-inf', now, 'LIMIT', 0, 1000)
+  for _, m in ipairs(old) do giveBack(bytesSet, m, total) end
+  return tonumber(redis.call('GET', total) or '0'), #old == 1000
+end
+local function depthFull(n, depthLimit) return depthLimit > 0 and n >= depthLimit end
+local function bytesFull(queued, bytes, bytesLimit) return bytesLimit > 0 and queued > 0 and queued + bytes > bytesLimit end`;
+
 // KEYS: the function's set, the bytes set, the bytes counter (then what `onAdmit` uses).
 // ARGV: depth limit (0: off), member id, hold ms, bytes limit (0: off), bytes (then what `onAdmit` uses).
 // Returns {1, depth, bytes} when admitted (after running `onAdmit`); {0, depth} when the function is full; {-1, bytes} when the bytes are.
@@ -58,23 +81,22 @@ const luaRefusedUnderOom = (key: string) => `redis.call('ZADD', ${key}, 'XX', 0,
 const admitScript = (onAdmit = '', first = '') => new Script(`${LUA_NOW}
 ${LUA_GIVE_BACK}
 ${LUA_PLACED}
+${LUA_DECIDE}
 ${first}
 ${luaRefusedUnderOom('KEYS[2]')}
 local depthLimit, hold, bytesLimit, bytes = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local n = 0
 if depthLimit > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-  n = redis.call('ZCARD', KEYS[1])
-  if n >= depthLimit then
+  n = depthNow(KEYS[1])
+  if depthFull(n, depthLimit) then
     if placed(KEYS[1], KEYS[2], ARGV[2], depthLimit, bytesLimit, bytes) then return {1, n, 0} end
     return {0, n}
   end
 end
 local queued, fresh = 0, true
 if bytesLimit > 0 then
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)) do giveBack(KEYS[2], m, KEYS[3]) end
-  queued = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if queued > 0 and queued + bytes > bytesLimit then
+  queued = bytesNow(KEYS[2], KEYS[3])
+  if bytesFull(queued, bytes, bytesLimit) then
     if placed(KEYS[1], KEYS[2], ARGV[2], depthLimit, bytesLimit, bytes) then return {1, n, queued} end
     return {-1, queued}
   end
@@ -180,6 +202,7 @@ export async function admit(redis: Redis, r: AdmissionRequest, push?: { lane: st
 const ADMIT_MANY = new Script(`${LUA_NOW}
 ${LUA_GIVE_BACK}
 ${LUA_PLACED}
+${LUA_DECIDE}
 ${luaRefusedUnderOom('KEYS[1]')}
 local counts, holds = {}, {}
 -- clean: whether the next call with a bytes limit cleans expired places first: the first does, and
@@ -191,12 +214,9 @@ local function one(at)
   local n = 0
   if depthLimit > 0 then
     n = counts[key]
-    if n == nil then
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-      n = redis.call('ZCARD', key)
-    end
+    if n == nil then n = depthNow(key) end
     counts[key] = n
-    if n >= depthLimit then
+    if depthFull(n, depthLimit) then
       if placed(key, KEYS[1], member, depthLimit, bytesLimit, bytes) then return {1, n, 0} end
       return {0, n}
     end
@@ -204,12 +224,10 @@ local function one(at)
   local q = 0
   if bytesLimit > 0 then
     if clean then
-      local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)
-      for _, m in ipairs(old) do giveBack(KEYS[1], m, KEYS[2]) end
-      clean = #old == 1000
-      queued = tonumber(redis.call('GET', KEYS[2]) or '0') + added
+      queued, clean = bytesNow(KEYS[1], KEYS[2])
+      queued = queued + added
     end
-    if queued > 0 and queued + bytes > bytesLimit then
+    if bytesFull(queued, bytes, bytesLimit) then
       if placed(key, KEYS[1], member, depthLimit, bytesLimit, bytes) then return {1, n, queued} end
       return {-1, queued}
     end
@@ -245,18 +263,17 @@ return out`);
  * taken and given back at once. Answers as `admitScript` does. Needs `now` (LUA_NOW) and `giveBack`
  * (LUA_GIVE_BACK) before it.
  */
-export const LUA_ADMIT_NOW = `local function admitNow(set, bytesSet, total, depthLimit, bytesLimit, bytes)
+export const LUA_ADMIT_NOW = `${LUA_DECIDE}
+local function admitNow(set, bytesSet, total, depthLimit, bytesLimit, bytes)
   ${luaRefusedUnderOom('bytesSet')}
   local n, queued = 0, 0
   if depthLimit > 0 then
-    redis.call('ZREMRANGEBYSCORE', set, '-inf', now)
-    n = redis.call('ZCARD', set)
-    if n >= depthLimit then return {0, n} end
+    n = depthNow(set)
+    if depthFull(n, depthLimit) then return {0, n} end
   end
   if bytesLimit > 0 then
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', bytesSet, '-inf', now, 'LIMIT', 0, 1000)) do giveBack(bytesSet, m, total) end
-    queued = tonumber(redis.call('GET', total) or '0')
-    if queued > 0 and queued + bytes > bytesLimit then return {-1, queued} end
+    queued = bytesNow(bytesSet, total)
+    if bytesFull(queued, bytes, bytesLimit) then return {-1, queued} end
   end
   return {1, n + 1, queued + bytes}
 end`;
