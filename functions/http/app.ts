@@ -198,6 +198,9 @@ export function createApp(o: AppOptions): Hono {
   app.get('/openapi.json', (c) => c.json(openApiDocument()));
   app.route('/', dashboardApp());
   app.route('/', docsApp());
+  // bull-board links to its root with a trailing slash ("/queues/", "/queues/?status=active"): a
+  // reload there, or such a link opened in a new tab, must reach the page, not a 404.
+  app.get(`${QUEUES_PATH}/`, (c) => c.redirect(`${QUEUES_PATH}${new URL(c.req.url).search}`));
   app.route(QUEUES_PATH, queuesApp(() => dataPlane.queues()));
   return app;
 }

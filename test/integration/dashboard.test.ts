@@ -112,6 +112,13 @@ describe('the dashboard in a real browser', () => {
     await page.goto(`${url}/queues`);
     await expect.poll(() => page.getByText(`node-node-${b.namespace}`).count(), { timeout: 20_000 }).toBeGreaterThan(0);
     await page.screenshot({ path: join(shots, 'queues.png') });
+    // bull-board's own links (its title, the status tabs) go to /queues/...: reloaded, they show the page too.
+    const tab = page.locator('a[href="/queues/?status=active"]').first();
+    await tab.click();
+    await expect.poll(() => page.url()).toBe(`${url}/queues/?status=active`);
+    const reloaded = await page.reload();
+    expect(reloaded?.status()).toBe(200);
+    await expect.poll(() => page.getByText(`node-node-${b.namespace}`).count(), { timeout: 20_000 }).toBeGreaterThan(0);
     expect(errors).toEqual([]);
     expect(offsite).toEqual([]);
   });
