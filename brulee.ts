@@ -84,6 +84,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
       maxOutputBytes: config.maxOutputBytes,
       heartbeatMs: config.heartbeatMs,
       maxDeathsPerJob: config.maxNodeDeathsPerJob,
+      jobLockMs: config.jobLockMs,
       offThread: { mode: config.offThread, limits: { runMs: config.offThreadMs, loadMs: config.offThreadLoadMs }, threads: config.offThreadThreads },
       chargeProcess: deps.chargeProcess === true && config.role === 'worker',
       findFunction: (name) => readFunction(redis, k, name),

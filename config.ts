@@ -101,6 +101,7 @@ const EnvSchema = z.object({
   WORKER_CONCURRENCY: int('WORKER_CONCURRENCY', 1, 1024).default(16),
   HEARTBEAT_MS: int('HEARTBEAT_MS', 50, 60_000).default(1000),
   MAX_NODE_DEATHS_PER_JOB: int('MAX_NODE_DEATHS_PER_JOB', 0, 1000).default(2),
+  JOB_LOCK_MS: int('JOB_LOCK_MS', 500, 3_600_000).default(30_000),
   TTL_MS: int('TTL_MS', 1, 86_400_000).default(600_000),
   ORT_OFF_THREAD: z.enum(['auto', 'always', 'never'], { message: 'ORT_OFF_THREAD must be auto, always or never' }).default('auto'),
   ORT_OFF_THREAD_MS: int('ORT_OFF_THREAD_MS', 0, 3_600_000).default(10),
@@ -183,6 +184,14 @@ export interface Config {
    * NODE_CRASHED; queue/reaper.ts); 0: no limit. The same on every process of a cluster. @default 2
    */
   maxNodeDeathsPerJob: number;
+  /**
+   * How long a node's hold on a job of its BullMQ queue (async invocations, loads, unloads) lasts
+   * unless renewed (every half of it while the node's event loop runs; BullMQ's lockDuration), and
+   * how often the node looks for jobs whose hold lapsed (its stalledInterval), which it runs again:
+   * those of a predecessor under the same NODE_ID after a restart, or its own after its event loop
+   * was blocked longer than this. @default 30 000
+   */
+  jobLockMs: number;
   ttlMs: number;
   /**
    * Where a node loads and runs a model's onnxruntime session: `auto` puts it in the node's
@@ -284,6 +293,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workerConcurrency: e.WORKER_CONCURRENCY,
     heartbeatMs: e.HEARTBEAT_MS,
     maxNodeDeathsPerJob: e.MAX_NODE_DEATHS_PER_JOB,
+    jobLockMs: e.JOB_LOCK_MS,
     ttlMs: e.TTL_MS,
     offThread: e.ORT_OFF_THREAD,
     offThreadMs: e.ORT_OFF_THREAD_MS,

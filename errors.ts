@@ -40,9 +40,10 @@ export const ErrorCode = {
   SHUTTING_DOWN: 503,
   TIMEOUT: 504,
   /**
-   * Nodes died (MAX_NODE_DEATHS_PER_JOB of them) while running this one job: it is not run again,
-   * so one input that crashes the runtime cannot take down node after node. 500, not 503: the same
-   * call sent again would do the same.
+   * Nodes died (MAX_NODE_DEATHS_PER_JOB of them) while running this one job, or its node lost it
+   * that many times (its hold lapsed: a blocked event loop, a restart under the same NODE_ID): it is
+   * not run again, so one input that crashes the runtime cannot take down node after node. 500, not
+   * 503: the same call sent again would do the same.
    */
   NODE_CRASHED: 500,
   INTERNAL: 500,

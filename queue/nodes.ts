@@ -170,7 +170,7 @@ export interface FailoverCounts {
   jobsRerouted: number;
   /** Runs of a job whose answer had already been given (at-least-once execution): counted, never returned. */
   duplicateRuns: number;
-  /** Jobs not run again because as many nodes as allowed (MAX_NODE_DEATHS_PER_JOB) died while running them: answered NODE_CRASHED. */
+  /** Jobs not run again because as many nodes as allowed (MAX_NODE_DEATHS_PER_JOB) died while running them, or their node lost them that many times (queue/poison.ts `stalledOut`): answered NODE_CRASHED. */
   poisonJobs: number;
 }
 

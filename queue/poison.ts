@@ -122,3 +122,53 @@ export async function settleCrashed(o: PoisonOptions, crash: Crash): Promise<voi
     await q.close().catch(() => undefined);
   }
 }
+
+/**
+ * BullMQ's `maxStalledCount` for a node's worker, from MAX_NODE_DEATHS_PER_JOB (`limit`): a job
+ * given up once its node lost it `limit` times, whether the node died (counted by `givenUp`) or its
+ * hold on the job lapsed (a BullMQ stall: an event loop blocked past JOB_LOCK_MS, or a restart
+ * under the same NODE_ID, whose death `settleCrashed` counts first), so that BullMQ never gives a
+ * job up before the deaths are counted; 0: never.
+ */
+export function stallLimit(limit: number): number {
+  return limit === 0 ? Number.MAX_SAFE_INTEGER : limit - 1;
+}
+
+/** A job of a node's BullMQ queue as the worker's 'failed' event hands it over. */
+export interface StalledJob {
+  name: string;
+  data: Routed<Partial<LoadJob & InvokeJob & { fn: string }>>;
+  /** Times its node lost it (BullMQ's stall count). */
+  stalledCounter: number;
+}
+
+/**
+ * A job BullMQ gave up on `node`'s queue: its node lost it more than `stallLimit` times, and
+ * BullMQ failed it without running it ("job stalled more than allowable limit") and dropped it
+ * (`removeOnFail`): nothing else would answer it, its async status would read 'waiting' and a
+ * caller waiting on it would hang to its timeout. Unless a run that the lapse did not stop
+ * answered it first, its caller gets NODE_CRASHED, and its admission place and input bytes are
+ * given back and it is counted in poisonJobs, in the script that answers it (once). Resolves to
+ * whether it was answered here.
+ */
+export async function stalledOut(o: PoisonOptions, node: string, job: StalledJob): Promise<boolean> {
+  const { redis, keys: k, log, limit } = o;
+  const { data } = job;
+  const fn = data.model?.fn ?? data.fn ?? '?';
+  const what = job.name === JOB.load ? 'load' : job.name === JOB.unload ? 'unload' : 'invocation';
+  const of = data.model ? `function '${fn}' (version ${data.model.version})` : `function '${fn}'`;
+  const times = `${job.stalledCounter} time${job.stalledCounter === 1 ? '' : 's'}`;
+  const also = new StatsOps();
+  if (data.admission) releaseWith(also, data.admission);
+  if (data.inputs?.key !== undefined) also.del(data.inputs.key);
+  also.hincrby(k.cluster, 'poisonJobs', 1);
+  const e = new BruleeError(
+    'NODE_CRASHED',
+    `node ${node} lost this ${what} of ${of} ${times} (its process stopped, died or restarted under the same NODE_ID, ` +
+      `or its event loop was blocked for longer than JOB_LOCK_MS), so it is not run again: the model or this input may crash the runtime, exhaust its memory ` +
+      `or hold its event loop. See node ${node}'s logs, and try the input on one node before sending it again. MAX_NODE_DEATHS_PER_JOB (now ${limit}) sets how many times one job may lose its node.`,
+  );
+  const first = await deliver(redis, k, data.reply, { error: errorToWire(e) }, also, true);
+  if (first) log.error({ job: data.reply.id, fn, node, times: job.stalledCounter, limit }, `${what} not run again: its node lost it ${times}`);
+  return first;
+}

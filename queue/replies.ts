@@ -98,13 +98,22 @@ end`;
 // KEYS: the answered marker (sync) or result key (async), the reply stream (sync; else the result
 // key again), the cluster counters, then the keys of the writes that go with it.
 // ARGV: answer, ttl ms, id, 'sync'|'async'|'none' (the writes alone, once per id: KEYS[1] is then
-// the answered marker)|'plain' (the writes alone), number of writes, then four per write.
+// the answered marker)|'plain' (the writes alone), or 'sync-first'|'async-first' (nothing at all,
+// writes included, when the call has its answer already), number of writes, then four per write.
 const DELIVER = new Script(`${LUA_GIVE_BACK}
 ${LUA_APPLY_WRITES}
-if ARGV[4] == 'none' and not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return 0 end
+local mode = ARGV[4]
+if mode == 'async-first' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+  mode = 'async'
+elseif mode == 'sync-first' then
+  if redis.call('GET', KEYS[1]) == '1' then return 0 end
+  mode = 'sync'
+end
+if mode == 'none' and not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return 0 end
 applyWrites(3, 6, tonumber(ARGV[5]))
-if ARGV[4] == 'none' or ARGV[4] == 'plain' then return 1 end
-if ARGV[4] == 'async' then
+if mode == 'none' or mode == 'plain' then return 1 end
+if mode == 'async' then
   if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
     redis.call('HINCRBY', KEYS[3], 'duplicateRuns', 1)
     return 0
@@ -138,13 +147,14 @@ return a`);
 /**
  * A node's side: gives the job's answer, unless it was given already, and applies `also` (its
  * counts) first either way, in one script: one command, one round trip. Resolves to whether this
- * was the first answer.
+ * was the first answer. With `onlyFirst` (an answer for a job nobody ran to its end, given up), a
+ * job answered already gets nothing, `also` included, and is not counted as a duplicate run.
  */
-export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: OutgoingAnswer, also?: WithAnswer): Promise<boolean> {
+export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: OutgoingAnswer, also?: WithAnswer, onlyFirst = false): Promise<boolean> {
   const payload = encodeAnswer(answer);
   const ttl = Math.max(1000, Math.ceil(to.answerTtlMs));
   const keys = to.replyTo ? [k.answered(to.id), to.replyTo, k.cluster] : [k.result(to.id), k.result(to.id), k.cluster];
-  const args: Array<string | number | Buffer> = [payload, ttl, to.id, to.replyTo ? 'sync' : 'async', also?.count ?? 0];
+  const args: Array<string | number | Buffer> = [payload, ttl, to.id, `${to.replyTo ? 'sync' : 'async'}${onlyFirst ? '-first' : ''}`, also?.count ?? 0];
   if (also) {
     keys.push(...also.keys);
     args.push(...also.args);

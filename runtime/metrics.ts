@@ -46,7 +46,7 @@ export class Metrics {
   readonly nodeDeaths = this.clusterCounter('brulee_node_deaths_total', 'Nodes declared dead (silent for 3 heartbeats), cluster-wide', 'nodeDeaths');
   readonly jobsRerouted = this.clusterCounter('brulee_jobs_rerouted_total', 'Jobs moved off dead or departed nodes onto live ones, cluster-wide', 'jobsRerouted');
   readonly duplicateRuns = this.clusterCounter('brulee_duplicate_runs_total', 'Runs of a job already answered (at-least-once execution after a failover), counted and never returned, cluster-wide', 'duplicateRuns');
-  readonly poisonJobs = this.clusterCounter('brulee_poison_jobs_total', 'Jobs not run again because MAX_NODE_DEATHS_PER_JOB nodes died while running them (answered NODE_CRASHED), cluster-wide', 'poisonJobs');
+  readonly poisonJobs = this.clusterCounter('brulee_poison_jobs_total', 'Jobs not run again because MAX_NODE_DEATHS_PER_JOB nodes died while running them, or their node lost them that many times (answered NODE_CRASHED), cluster-wide', 'poisonJobs');
 
   private functionsSource: (() => Promise<string[]>) | undefined;
   /** Functions whose histogram series exist (seeded at zero, or observed before the first scrape). */

@@ -17,7 +17,7 @@ import { admitAndApply, deliver, applyWrites, type OutgoingAnswer } from '../que
 import { freeNow } from '../queue/free';
 import { HeldWrites } from '../queue/held-writes';
 import { LaneWorker } from '../queue/lane';
-import { settleCrashed } from '../queue/poison';
+import { settleCrashed, stalledOut, stallLimit } from '../queue/poison';
 import { tensorsByteLength } from '../queue/tensor';
 import { JOB, layoutTensors, unpackTensors, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from '../queue/wire';
 import { Batcher } from './batcher';
@@ -90,8 +90,10 @@ export interface RuntimeNodeOptions {
   maxOutputBytes?: number;
   /** Heartbeat period, ms; the node is declared dead after `MISSED_BEATS` missed beats. @default HEARTBEAT_MS */
   heartbeatMs?: number;
-  /** MAX_NODE_DEATHS_PER_JOB, for the jobs an earlier process with this id died running (queue/poison.ts). @default 2 */
+  /** MAX_NODE_DEATHS_PER_JOB, for the jobs an earlier process with this id died running, and those its BullMQ queue lost (queue/poison.ts). @default 2 */
   maxDeathsPerJob?: number;
+  /** JOB_LOCK_MS: how long this node's hold on a job of its BullMQ queue lasts unless renewed, and how often lapsed ones are looked for. @default 30 000 */
+  jobLockMs?: number;
   /**
    * The node is its process's only tenant (ROLE=worker): the warm pool also charges what the
    * process holds beyond its charges (runtime/footprint.ts `ProcessOverhead`), sampled every 50 ms.
@@ -159,7 +161,7 @@ export class RuntimeNode implements LocalNode {
   private readonly host: SessionHost;
 
   constructor(opts: RuntimeNodeOptions) {
-    this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, maxDeathsPerJob: 2, chargeProcess: false, offThread: { mode: 'auto', limits: { runMs: 10, loadMs: 100 }, threads: 1 }, parkBytes: Math.floor(opts.budgetBytes * PARK_SHARE), ...opts };
+    this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, maxDeathsPerJob: 2, jobLockMs: 30_000, chargeProcess: false, offThread: { mode: 'auto', limits: { runMs: 10, loadMs: 100 }, threads: 1 }, parkBytes: Math.floor(opts.budgetBytes * PARK_SHARE), ...opts };
     const { metrics, log } = this.o;
     this.host = new SessionHost(this.o.offThread.threads);
     this.heldWrites = HeldWrites.on(this.o.redis);
@@ -279,11 +281,19 @@ export class RuntimeNode implements LocalNode {
       connection: this.workerRedis,
       prefix: keys.bullPrefix,
       concurrency: this.o.concurrency,
-      // A job whose lock lapses while this node lives (a blocked event loop) is run again here;
-      // a dead node's jobs are moved by the reaper (queue/reaper.ts) long before.
-      maxStalledCount: 2,
+      // A job whose hold lapsed (a blocked event loop, a predecessor under this id) is run again
+      // here, and given up once MAX_NODE_DEATHS_PER_JOB says (queue/poison.ts `stallLimit`).
+      lockDuration: this.o.jobLockMs,
+      stalledInterval: this.o.jobLockMs,
+      maxStalledCount: stallLimit(this.o.maxDeathsPerJob),
     });
     this.worker.on('error', (e) => this.o.log.warn({ err: e }, 'worker error'));
+    // A job BullMQ gave up as stalled is failed without a run: nothing else answers it.
+    this.worker.on('failed', (job) => {
+      if (!job?.deferredFailure || !job.data) return;
+      const poison = { redis: this.o.redis, keys, log: this.o.log, limit: this.o.maxDeathsPerJob };
+      void this.retried(() => stalledOut(poison, this.o.id, job)).catch((e: unknown) => this.o.log.error({ err: e, job: job.id }, 'a job given up as stalled could not be answered'));
+    });
     await this.worker.waitUntilReady();
     this.timers.push(setInterval(() => void this.heartbeat(), this.o.heartbeatMs));
     // Keep-alive expiry and the policy's pre-warming (both no-ops for policies without them).

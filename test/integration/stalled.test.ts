@@ -1,0 +1,178 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { mlpModel } from '../../models/generate';
+import { createRedis } from '../../queue/connection';
+import { keys } from '../../queue/keys';
+import { stalledOut, stallLimit } from '../../queue/poison';
+import { deliver, readAnswer } from '../../queue/replies';
+import pino from 'pino';
+import { register, stats } from '../support/failover-drill';
+import { floats } from '../support/models';
+import { S3_ACCESS_KEY } from '../support/s3';
+import { startProc, stopAll, type Proc } from '../support/procs';
+import { deleteKeys } from '../support/brulee';
+
+/*
+ * Jobs BullMQ gives up as stalled: a node's BullMQ worker fails a job whose node lost its hold on
+ * it (its lock lapsed) more than maxStalledCount times, without running it, and drops it; before,
+ * nobody answered it (an async status read 'waiting' until the id expired, a load's caller hung to
+ * its timeout, its admission place was held to its deadline, an hour for an async call).
+ *
+ * Real processes: a gateway, a worker `px` with JOB_LOCK_MS=1000 (its hold on a job, and its stall
+ * check, every second) and MAX_NODE_DEATHS_PER_JOB=1 (a job is given up the first time its node
+ * loses it), and an S3 model store in a process of its own, SIGSTOPped once the model is
+ * registered: the worker's fetch of the model waits, so the call stays active, and no run of it can
+ * answer first. The worker is SIGSTOPped for 2.5 s (its lock lapses; its heartbeats, every 2 s, are
+ * not missed long enough to be declared dead) and SIGCONTinued: its own stall check finds the job.
+ */
+
+const prefix = `stalled${process.pid}`;
+const k = keys(prefix);
+const redis = createRedis(inject('redisUrl'));
+const s3Dir = mkdtempSync(join(tmpdir(), 'brulee-stalled-s3-'));
+let s3: ChildProcess;
+let s3Env: Record<string, string>;
+let gw: Proc;
+let px: Proc;
+
+const env = () => ({ REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, HEARTBEAT_MS: '2000', POPULARITY_CRON: '0 0 1 1 *', ...s3Env });
+const until = async <T>(what: string, f: () => Promise<T | undefined>, timeoutMs: number): Promise<T> => {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    const v = await f();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`${what}: not within ${timeoutMs} ms`);
+};
+const queue = (node: string) => `${k.bullPrefix}:${k.nodeQueue(node)}`;
+/** Stops px long enough for its hold on its jobs (1 s, renewed every 0.5 s) to lapse. */
+const lapse = async () => {
+  px.child.kill('SIGSTOP');
+  await new Promise((r) => setTimeout(r, 2500));
+  px.child.kill('SIGCONT');
+};
+/** An async invocation's status once done, or undefined after `timeoutMs` (its last status). */
+async function settled(id: string, timeoutMs: number): Promise<any> {
+  let last: any;
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    last = (await (await fetch(`${gw.base}/invocations/${id}`)).json()) as any;
+    if (last.status === 'completed' || last.status === 'failed') return last;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return last;
+}
+async function poisonCounts(): Promise<{ stats: number; metrics: number }> {
+  const s = await stats(gw.base);
+  const text = await (await fetch(`${gw.base}/metrics`)).text();
+  return { stats: s.failover.poisonJobs, metrics: Number(/^brulee_poison_jobs_total (\d+)$/m.exec(text)?.[1]) };
+}
+
+beforeAll(async () => {
+  s3 = spawn(process.execPath, ['--import', 'tsx', 'test/support/s3-server.ts', '--port', '0', '--dir', s3Dir, '--bucket', 'brulee-models'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const endpoint = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const t = setTimeout(() => reject(new Error(`the S3 server did not start: ${out}`)), 30_000);
+    s3.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /ready (\S+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      }
+    });
+  });
+  s3Env = { MODEL_STORE: 's3://brulee-models/models', AWS_ENDPOINT_URL: endpoint, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: S3_ACCESS_KEY, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
+  gw = await startProc('gw', 'gateway', env());
+  px = await startProc('px', 'worker', { ...env(), NODE_ID: 'px', JOB_LOCK_MS: '1000', MAX_NODE_DEATHS_PER_JOB: '1', MEMORY_BUDGET: '256MiB' });
+  await register(gw.base, [{ fn: 'held', bytes: mlpModel({ inputSize: 2048, hidden: [16], outputSize: 2, seed: 5 }) }], '?timeoutMs=60000');
+  await register(gw.base, [{ fn: 'held-load', bytes: mlpModel({ inputSize: 16, hidden: [16], outputSize: 2, seed: 6 }) }], '?timeoutMs=60000');
+  // From here on, px's fetch of a model waits.
+  s3.kill('SIGSTOP');
+}, 120_000);
+
+afterAll(async () => {
+  s3?.kill('SIGKILL');
+  await stopAll([gw, px].filter(Boolean));
+  redis.disconnect();
+  await deleteKeys(prefix);
+  rmSync(s3Dir, { recursive: true, force: true });
+});
+
+describe('a job BullMQ gives up as stalled (real worker process, SIGSTOP past its lock)', () => {
+  it('async: its status is failed with NODE_CRASHED (not waiting), counted once in /stats and /metrics, its place and input bytes given back', async () => {
+    // 8 KiB of inputs: stored under a key of their own (past INLINE_BYTES), which goes with the answer.
+    const res = await fetch(`${gw.base}/functions/held/invoke?async=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: { x: { type: 'float32', dims: [1, 2048], data: floats(2048, 1) } } }) });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    await until('px took the call', async () => ((await redis.lpos(`${queue('px')}:active`, id)) === null ? undefined : true), 20_000);
+    expect([await redis.zcard(k.admitted('held')), await redis.exists(k.inputs(id))]).toEqual([1, 1]);
+    await lapse();
+    const s = await settled(id, 20_000);
+    console.log(`[stalled] async: ${JSON.stringify(s)}`);
+    expect(s?.status).toBe('failed');
+    expect(s.error.code).toBe('NODE_CRASHED');
+    expect(s.error.message).toContain("node px lost this invocation of function 'held' (version 1) 1 time");
+    expect(s.error.message).toContain('JOB_LOCK_MS');
+    expect(s.error.message).toContain('MAX_NODE_DEATHS_PER_JOB (now 1)');
+    expect(await poisonCounts()).toEqual({ stats: 1, metrics: 1 });
+    // Its place among the function's calls and its input bytes given back, its input key gone; off px's queue.
+    expect([await redis.zcard(k.admitted('held')), Number((await redis.get(k.queuedBytesTotal)) ?? 0), await redis.exists(k.inputs(id))]).toEqual([0, 0, 0]);
+    expect(await redis.lpos(`${queue('px')}:active`, id)).toBeNull();
+    expect(await redis.exists(`${queue('px')}:${id}`)).toBe(0);
+  }, 60_000);
+
+  it('a load (its caller waits on its reply): the caller gets 500 NODE_CRASHED at once, not at its timeout', async () => {
+    const before = await poisonCounts();
+    const t0 = Date.now();
+    const call = fetch(`${gw.base}/v2/repository/models/held-load/load`, { method: 'POST', signal: AbortSignal.timeout(55_000) });
+    call.catch(() => undefined);
+    // The first test's call left px's queue: the job active there now is the load.
+    await until('px took the load', async () => ((await redis.llen(`${queue('px')}:active`)) > 0 ? true : undefined), 20_000);
+    await lapse();
+    const r = await call;
+    const body = (await r.json()) as any;
+    console.log(`[stalled] load: ${JSON.stringify({ status: r.status, ms: Date.now() - t0, body })}`);
+    // A /v2 error is its message (KServe's form).
+    expect(r.status).toBe(500);
+    expect(body.error).toContain("node px lost this load of function 'held-load' (version 1) 1 time");
+    expect(Date.now() - t0).toBeLessThan(40_000);
+    expect(await poisonCounts()).toEqual({ stats: before.stats + 1, metrics: before.metrics + 1 });
+  }, 60_000);
+});
+
+describe('stalledOut against a real Redis: once, and never over a run that answered first', () => {
+  const o = () => ({ redis, keys: k, log: pino({ level: 'silent' }), limit: 2 });
+  const job = (id: string) => ({ name: 'invoke', data: { model: { fn: 'f', version: 2 } as never, reply: { id, answerTtlMs: 60_000 } }, stalledCounter: 2 });
+  const counts = async () => {
+    const h = await redis.hgetall(k.cluster);
+    return { poisonJobs: Number(h.poisonJobs ?? 0), duplicateRuns: Number(h.duplicateRuns ?? 0) };
+  };
+
+  it('a job given up twice (a retry after a lost reply) is answered and counted once', async () => {
+    const before = await counts();
+    const id = randomUUID();
+    expect(await stalledOut(o(), 'n1', job(id))).toBe(true);
+    expect(await stalledOut(o(), 'n1', job(id))).toBe(false);
+    expect(await counts()).toEqual({ ...before, poisonJobs: before.poisonJobs + 1 });
+    expect(await readAnswer(redis, k, id)).toMatchObject({ error: expect.stringContaining('NODE_CRASHED') });
+  });
+
+  it('a job a run answered first keeps that answer: nothing counted, not even as a duplicate run', async () => {
+    const before = await counts();
+    const id = randomUUID();
+    await deliver(redis, k, { id, answerTtlMs: 60_000 }, { ok: { done: true } });
+    expect(await stalledOut(o(), 'n1', job(id))).toBe(false);
+    expect(await counts()).toEqual(before);
+    expect(await readAnswer(redis, k, id)).toMatchObject({ ok: { done: true } });
+  });
+
+  it('BullMQ gives a job up once its node lost it MAX_NODE_DEATHS_PER_JOB times (stalled more than limit - 1); 0: never', () => {
+    expect([stallLimit(1), stallLimit(2), stallLimit(4), stallLimit(0)]).toEqual([0, 1, 3, Number.MAX_SAFE_INTEGER]);
+  });
+});
