@@ -38,6 +38,8 @@ let s3: ChildProcess;
 let s3Env: Record<string, string>;
 let gw: Proc;
 let px: Proc;
+/** Every worker process started (restarts included), stopped at the end. */
+const procs: Proc[] = [];
 
 const env = () => ({ REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, HEARTBEAT_MS: '2000', POPULARITY_CRON: '0 0 1 1 *', ...s3Env });
 const until = async <T>(what: string, f: () => Promise<T | undefined>, timeoutMs: number): Promise<T> => {
@@ -98,7 +100,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   s3?.kill('SIGKILL');
-  await stopAll([gw, px].filter(Boolean));
+  await stopAll([gw, px, ...procs].filter(Boolean));
   redis.disconnect();
   await deleteKeys(prefix);
   rmSync(s3Dir, { recursive: true, force: true });
@@ -144,6 +146,48 @@ describe('a job BullMQ gives up as stalled (real worker process, SIGSTOP past it
     expect(Date.now() - t0).toBeLessThan(40_000);
     expect(await poisonCounts()).toEqual({ stats: before.stats + 1, metrics: before.metrics + 1 });
   }, 60_000);
+});
+
+describe('a node restarted under the same NODE_ID (compose, a StatefulSet) with MAX_NODE_DEATHS_PER_JOB=4', () => {
+  it('BullMQ does not give the call up before its deaths are counted: the 4th death gives it up, answered NODE_CRASHED naming them', async () => {
+    // px (limit 1) leaves cleanly, its stopped fetches let go first; the store is stopped again once this test's model is in it.
+    s3.kill('SIGCONT');
+    await px.stop(20_000);
+    await register(gw.base, [{ fn: 'restarted', bytes: mlpModel({ inputSize: 16, hidden: [16], outputSize: 2, seed: 7 }) }], '?timeoutMs=60000');
+    s3.kill('SIGSTOP');
+    const before = await poisonCounts();
+    const start = () => startProc('py', 'worker', { ...env(), NODE_ID: 'py', JOB_LOCK_MS: '1000', MAX_NODE_DEATHS_PER_JOB: '4', MEMORY_BUDGET: '256MiB' });
+    let py = await start();
+    procs.push(py);
+    const res = await fetch(`${gw.base}/functions/restarted/invoke?async=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: { x: { type: 'float32', dims: [1, 16], data: floats(16, 2) } } }) });
+    const { id } = (await res.json()) as { id: string };
+    const job = `${queue('py')}:${id}`;
+    for (let death = 1; death <= 4; death++) {
+      // Taken (again: after each restart, py's stall check finds its predecessor's hold lapsed and
+      // runs it again), or given up (answered, or failed by BullMQ as it takes it: not killed then).
+      const seen = await until(
+        `py took the call for the ${death}th time`,
+        async () => {
+          const [stc, failed] = await redis.hmget(job, 'stc', 'defa');
+          if (failed !== null || (await redis.exists(k.result(id)))) return 'given up';
+          return Number(stc ?? 0) === death - 1 && (await redis.lpos(`${queue('py')}:active`, id)) !== null ? 'taken' : undefined;
+        },
+        20_000,
+      );
+      if (seen === 'given up') break;
+      py.kill9();
+      await py.exited;
+      py = await start();
+      procs.push(py);
+    }
+    const s = await settled(id, 20_000);
+    console.log(`[stalled] restarts: ${JSON.stringify(s)}`);
+    expect(s?.status).toBe('failed');
+    expect(s.error.code).toBe('NODE_CRASHED');
+    expect(s.error.message).toContain("this invocation of function 'restarted' (version 1) died 4 times (nodes py, py, py, py)");
+    expect(await poisonCounts()).toEqual({ stats: before.stats + 1, metrics: before.metrics + 1 });
+    expect(await redis.exists(job)).toBe(0);
+  }, 150_000);
 });
 
 describe('stalledOut against a real Redis: once, and never over a run that answered first', () => {
