@@ -1,5 +1,5 @@
 import { createWriteStream, existsSync, mkdirSync, type WriteStream } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FunctionMeta } from './registry';
 
@@ -8,8 +8,8 @@ import type { FunctionMeta } from './registry';
  * DATA_DIR/traces/invocations.csv --catalog DATA_DIR/traces/catalog.json`): one `time_ms,function`
  * line per accepted invocation, and the measured size, load and exec time of each function.
  *
- * The catalogue is written at each registration from the registration profile, and again when
- * brulee closes from what the live invocations measured where there are any (`LiveTimes`): mean
+ * The catalogue is written at each registration from the registration profile (a function
+ * deleted since keeps the entry it had), and again when brulee closes from what the live invocations measured where there are any (`LiveTimes`): mean
  * exec time of successful invocations, and mean wait of cold starts (a load). So a model whose
  * profile run failed (exec recorded as 0) gets its real exec time, and the simulator replays the
  * load times the node actually saw.
@@ -49,7 +49,16 @@ export class TraceRecorder {
         return [f.name, { sizeBytes: f.sizeBytes, loadMs: l?.loadMs ?? f.profile.loadMs, execMs: l?.execMs ?? f.profile.execMs ?? 0, profileLoadMs: f.profile.loadMs }];
       }),
     );
-    await writeFile(this.catalogPath, JSON.stringify(catalog, null, 1));
+    // A function no longer registered keeps its entry (deleted since, or of an earlier run whose
+    // calls the CSV, appended to, still holds): the simulator refuses a trace naming a function
+    // its catalogue lacks, so without it the recording could not be replayed at all.
+    let kept: Record<string, unknown> = {};
+    try {
+      kept = JSON.parse(await readFile(this.catalogPath, 'utf8')) as Record<string, unknown>;
+    } catch {
+      // None yet, or unreadable: the registered functions' entries alone.
+    }
+    await writeFile(this.catalogPath, JSON.stringify({ ...kept, ...catalog }, null, 1));
   }
 
   close(): Promise<void> {

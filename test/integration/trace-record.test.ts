@@ -16,6 +16,10 @@ describe('trace recording (TRACE_RECORD=1)', () => {
       await b.put('r1', mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 1 }));
       await b.put('r2', mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 2 }));
       for (const fn of ['r1', 'r1', 'r2', 'r1', 'r2']) expect((await b.invoke(fn, x)).status).toBe(200);
+      // A function called, then deleted while recording: its calls stay in the trace, so its entry stays in the catalogue.
+      await b.put('gone', mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 3 }));
+      expect((await b.invoke('gone', x)).status).toBe(200);
+      expect((await b.json('DELETE', '/functions/gone')).status).toBe(200);
       // A rejected request is not an invocation.
       expect((await b.invoke('r1', { x: { ...x.x, dims: [2, 4] } })).status).toBe(422);
       live = (await b.json('GET', '/stats')).body.functions;
@@ -25,9 +29,10 @@ describe('trace recording (TRACE_RECORD=1)', () => {
     const dir = join(b.dataDir, 'traces');
     const lines = readFileSync(join(dir, 'invocations.csv'), 'utf8').trim().split('\n');
     expect(lines[0]).toBe('time_ms,function');
-    expect(lines.slice(1).map((l) => l.split(',')[1])).toEqual(['r1', 'r1', 'r2', 'r1', 'r2']);
+    expect(lines.slice(1).map((l) => l.split(',')[1])).toEqual(['r1', 'r1', 'r2', 'r1', 'r2', 'gone']);
     const catalog = JSON.parse(readFileSync(join(dir, 'catalog.json'), 'utf8'));
-    expect(Object.keys(catalog).sort()).toEqual(['r1', 'r2']);
+    expect(Object.keys(catalog).sort()).toEqual(['gone', 'r1', 'r2']);
+    expect(catalog.gone.sizeBytes).toBeGreaterThan(0);
     expect(catalog.r1.sizeBytes).toBeGreaterThan(0);
     expect(catalog.r1.loadMs).toBeGreaterThan(0);
     // On close the catalogue takes the times the live invocations measured (not the registration
@@ -41,10 +46,10 @@ describe('trace recording (TRACE_RECORD=1)', () => {
 
     const trace = readPlainTrace(join(dir, 'invocations.csv'));
     const models = readCatalog(join(dir, 'catalog.json'), trace);
-    const budget = Math.max(catalog.r1.sizeBytes, catalog.r2.sizeBytes); // room for one at a time
+    const budget = Math.max(catalog.r1.sizeBytes, catalog.r2.sizeBytes, catalog.gone.sizeBytes); // room for one at a time
     const r = simulate(trace, models, createPolicy('lru'), { budgetBytes: budget });
-    expect(r.invocations).toBe(5);
-    expect(r.coldStarts).toBe(4); // r1 miss, hit, r2 miss, r1 miss, r2 miss
+    expect(r.invocations).toBe(6);
+    expect(r.coldStarts).toBe(5); // r1 miss, hit, r2 miss, r1 miss, r2 miss, gone miss
     rmSync(b.dataDir, { recursive: true, force: true });
   });
 });
