@@ -355,7 +355,7 @@ export async function release(redis: Redis, t: AdmissionTicket): Promise<void> {
   await RELEASE.run(redis, [t.key ?? b.key, b.key, b.total], [t.member, b.member]);
 }
 
-/** What a script that gives a place back with the answer is told to do (runtime/stats.ts `StatsOps`). */
+/** What a script that gives a place back with the answer is told to do (queue/writes.ts `StatsOps`). */
 export interface ReleaseWriter {
   zrem(key: string, member: string): unknown;
   giveBack(set: string, member: string, total: string): unknown;

@@ -2,13 +2,13 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { BruleeError, errorToWire } from '../errors';
-import { StatsOps } from '../runtime/stats';
 import { releaseWith } from './admission';
 import type { Routed } from './dispatcher';
 import type { Keys } from './keys';
 import { decodeLaneJob } from './lane';
 import { deliver, type ReplyTo } from './replies';
 import { Script } from './scripts';
+import { StatsOps } from './writes';
 import { JOB, type InvokeJob, type LoadJob } from './wire';
 
 /**

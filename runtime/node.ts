@@ -29,7 +29,8 @@ import { artifactKey, loadModel, offThread, type LoadedModel, type OffThreadLimi
 import { SessionHost } from './session-host';
 import { createPolicy, type RuntimePolicyName } from './policies';
 import { readPopularity } from './popularity';
-import { CountsOut, invocationCommands, recordEviction, recordInvocation, StatsOps, type InvocationRecord } from './stats';
+import { CountsOut, invocationCommands, recordEviction, recordInvocation, type InvocationRecord } from './stats';
+import { StatsOps } from '../queue/writes';
 import { mallocReturnsMemory, MALLOC_TUNABLES, trimHeap } from './malloc';
 import { ParkedSessions } from './parked';
 import { WarmPool, type EvictionEvent, type ModelSpec, type Reservation } from './warm-pool';

@@ -6,7 +6,7 @@ import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
 import { modelKey } from '../../queue/dispatcher';
 import { modelRefOf } from '../../functions/registry';
-import { StatsOps } from '../../runtime/stats';
+import { StatsOps } from '../../queue/writes';
 import { mlpModel, slowModel } from '../../models/generate';
 import { ort, runDirect } from '../support/models';
 import { startBrulee, type TestBrulee } from '../support/brulee';

@@ -11,7 +11,7 @@ import { keys } from '../../queue/keys';
 import { decodeLaneJob, encodeLaneJob, LaneWorker, moveJob, takeBack, type LaneJob } from '../../queue/lane';
 import { JOB, type InvokeJob } from '../../queue/wire';
 import { applyWrites } from '../../queue/replies';
-import { StatsOps } from '../../runtime/stats';
+import { StatsOps } from '../../queue/writes';
 import { until } from '../support/within';
 
 /*

@@ -10,7 +10,7 @@ import { admitAndApply, deliver } from '../../queue/replies';
 import { Dispatcher } from '../../queue/dispatcher';
 import { decodeLaneJob, pushJob } from '../../queue/lane';
 import { claimNodeId, writeHeartbeat, type NodeInfo } from '../../queue/nodes';
-import { StatsOps } from '../../runtime/stats';
+import { StatsOps } from '../../queue/writes';
 
 /*
  * An admission script that Redis ran but whose reply its connection lost (the socket dropped right

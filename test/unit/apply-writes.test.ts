@@ -3,7 +3,7 @@ import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
 import { applyWrites } from '../../queue/replies';
-import { StatsOps } from '../../runtime/stats';
+import { StatsOps } from '../../queue/writes';
 
 /*
  * A call's counts (`applyWrites`) leave this process before it returns, against a real Redis: its

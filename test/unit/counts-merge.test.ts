@@ -4,10 +4,11 @@ import { ticketOf, releaseWith } from '../../queue/admission';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
 import { applyCounts, applyWrites } from '../../queue/replies';
-import { CountsOut, invocationCommands, StatsOps, type InvocationRecord } from '../../runtime/stats';
+import { CountsOut, invocationCommands, type InvocationRecord } from '../../runtime/stats';
+import { StatsOps } from '../../queue/writes';
 
 /*
- * Several calls' counts merged into one script (runtime/stats.ts `StatsOps.merge`, `CountsOut`),
+ * Several calls' counts merged into one script (queue/writes.ts `StatsOps.merge`, runtime/stats.ts `CountsOut`),
  * against a real Redis: the merged ops leave Redis exactly as applying each call's ops in turn
  * does (database 1 gets them one by one, database 2 merged), and the calls counted in one run of
  * microtasks leave in one script, each caller's promise resolving only once it is written.
