@@ -109,6 +109,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
     models,
     budgets: async () => (await dispatcher.nodes(true)).map((n) => n.budgetBytes),
     log,
+    maxInputBytes: config.maxRequestBytes,
   });
   await registry.watch(createRedis(redisUrl, { name: 'brulee-registry-sub' }));
   const recorder = config.traceRecord ? new TraceRecorder(config.dataDir) : undefined;

@@ -26,6 +26,23 @@ function sampleInput(spec: TensorSpec, dims: number[]): Tensor {
   return { type, dims, data };
 }
 
+/**
+ * Dims asked (`profileDims`) whose sample inputs take more bytes than any call could send: refused
+ * before they are generated (a typo of a few digits held a core, and the name, for the profiling
+ * timeout of 120 s, then blamed the model).
+ */
+function tooLarge(specs: readonly TensorSpec[], asked: Record<string, number[]>, max: number | undefined): string | null {
+  if (max === undefined || Object.keys(asked).length === 0) return null;
+  let total = 0;
+  for (const spec of specs) {
+    const d = asked[spec.name] ?? spec.dims.map((x) => (typeof x === 'number' ? x : 1));
+    total += d.reduce((a, b) => a * b, 1) * (ARRAY_OF[spec.type as NumericType]?.BYTES_PER_ELEMENT ?? 1);
+  }
+  if (total <= max) return null;
+  const shown = Object.entries(asked).map(([k, d]) => `${k}:${d.join('x')}`).join(';');
+  return `profileDims ${shown} asks for ${total} bytes of inputs, more than one call may send (MAX_REQUEST_BYTES, ${max} bytes): profile with the dims calls will send`;
+}
+
 async function profile(req: ProfileRequest): Promise<ProfileReply> {
   const load = () => loadModel(req.path, { session: req.session, preOptimized: req.preOptimized });
   // onnxruntime's own start-up (thread pools, allocators) is not the model's: pay it first.
@@ -44,7 +61,7 @@ async function profile(req: ProfileRequest): Promise<ProfileReply> {
   const model: LoadedModel = await load();
   const loadSamples = [performance.now() - t0];
   const signature = model.signature;
-  const badDims = profileDimsError(signature, req.dims);
+  const badDims = profileDimsError(signature, req.dims) ?? tooLarge(signature.inputs, req.dims, req.maxInputBytes);
   if (badDims) {
     await model.dispose();
     return { ok: false, error: badDims, option: true };

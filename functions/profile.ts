@@ -24,6 +24,8 @@ export interface ProfileRequest {
   deriveForm?: ArtifactForm;
   /** When `derive` wrote the ORT format for a file of 1 MiB or more, also write the ONNX form here, to be measured against it. */
   deriveAlt?: string;
+  /** The most bytes of inputs the profiling run may take (MAX_REQUEST_BYTES: no call can send more). */
+  maxInputBytes?: number;
 }
 
 export type ProfileReply =
@@ -89,6 +91,8 @@ export const MEMORY_FACTOR_MIN_FILE_BYTES = 1024 * 1024;
 
 export interface ProfileOptions {
   dims?: Record<string, number[]>;
+  /** See ProfileRequest.maxInputBytes. */
+  maxInputBytes?: number;
   /** The session options the function's nodes will use. */
   session?: Partial<SessionConfig>;
   /**
@@ -143,6 +147,7 @@ export async function profileModel(path: string, opts: ProfileOptions = {}): Pro
     execRuns: opts.execRuns ?? 3,
     warmupModelB64: WARMUP_MODEL_B64,
     session: opts.session ?? {},
+    ...(opts.maxInputBytes !== undefined ? { maxInputBytes: opts.maxInputBytes } : {}),
   };
   const timeoutMs = opts.timeoutMs ?? 120_000;
   let original = await runChild({ ...base, path, preOptimized: false, ...(opts.artifactPath ? { derive: opts.artifactPath, deriveAlt: join(dirname(opts.artifactPath), 'onnx-form', MAPPED_FILE_NAME) } : {}) }, timeoutMs);

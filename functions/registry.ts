@@ -242,6 +242,8 @@ export interface RegistryOptions {
   budgets: () => Promise<number[]>;
   /** Where it says that it leaves bytes in a model store other clusters use too. */
   log?: Pick<Logger, 'warn'>;
+  /** MAX_REQUEST_BYTES: `profileDims` asking for more bytes of inputs than a call may send are refused. */
+  maxInputBytes?: number;
 }
 
 /** How often a registry tells the model store that its cluster uses it (`ModelStore.touchCluster`), besides at start and at each registration. */
@@ -500,7 +502,7 @@ export class FunctionRegistry {
       // The same bytes profiled again (other options, dims or a lost artifact) keep the dims they
       // were profiled with, but for those asked anew: the defaults may not run at all.
       const dims = prev && prev.sha256 === sha ? { ...prev.profile.profiledDims, ...opts.profileDims } : opts.profileDims;
-      inspected = await profileModel(path, { ...(dims ? { dims } : {}), session: sessionOf(options), artifactPath: scratch });
+      inspected = await profileModel(path, { ...(dims ? { dims } : {}), session: sessionOf(options), artifactPath: scratch, ...(this.o.maxInputBytes !== undefined ? { maxInputBytes: this.o.maxInputBytes } : {}) });
       if (inspected.artifactOk) {
         const a = await readFile(scratch);
         const aSha = sha256Of(a);

@@ -10,7 +10,8 @@ import { startBrulee, type TestBrulee } from '../support/brulee';
  */
 let b: TestBrulee;
 beforeAll(async () => {
-  b = await startBrulee();
+  // Calls of at most 1 MiB: profileDims asking for more are refused.
+  b = await startBrulee({ MAX_REQUEST_BYTES: '1MiB' });
 });
 afterAll(async () => {
   await b?.destroy();
@@ -74,5 +75,17 @@ describe('profileDims', () => {
     expect(r.status).toBe(400);
     expect(r.body.error.code).toBe('INVALID_OPTION');
     expect((await b.json('GET', '/functions/mlp-dims')).body.profile.profiledDims).toEqual({ x: [3, 4] });
+  });
+
+  it('dims whose inputs take more bytes than a call may send (MAX_REQUEST_BYTES) are a 400, before any run on them', async () => {
+    const mlp = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 4 });
+    // 100 000 x 4 float32: 1.6 MB, past the 1 MiB limit (a typo of a few digits more would hold a core for the profiling timeout).
+    const r = await b.put('mlp-huge', mlp, 'profileDims=x:100000x4');
+    expect(r.status).toBe(400);
+    expect(r.body.error).toEqual({
+      code: 'INVALID_OPTION',
+      message: 'profileDims x:100000x4 asks for 1600000 bytes of inputs, more than one call may send (MAX_REQUEST_BYTES, 1048576 bytes): profile with the dims calls will send',
+    });
+    expect((await b.put('mlp-huge', mlp, 'profileDims=x:1000x4')).status).toBe(201);
   });
 });
