@@ -137,13 +137,20 @@ function bearer(call: grpc.ServerUnaryCall<unknown, unknown>): string | undefine
 function handlers(o: GrpcOptions & { authorize: Authorize }): grpc.UntypedServiceImplementation {
   const { dataPlane: dp, log, authorize } = o;
   return {
+    // Probes, open as /v2/health/live and /v2/health/ready are; the rest need the invoke key when
+    // it is set, as their REST twins do (ModelReady answered NOT_FOUND or ready to anyone: which
+    // function names exist, to a caller REST turns away).
     ServerLive: unary(log, async () => ({ live: true })),
     ServerReady: unary(log, async () => ({ ready: await dp.ready() })),
-    ModelReady: unary<{ name: string; version: string }, object>(log, async (req) => {
+    ModelReady: unary<{ name: string; version: string }, object>(log, async (req, call) => {
+      authorize('invoke', bearer(call));
       await dp.get(req.name, req.version || undefined);
       return { ready: await dp.ready() };
     }),
-    ServerMetadata: unary(log, async () => ({ name: 'brulee', version: SERVER_VERSION, extensions: EXTENSIONS })),
+    ServerMetadata: unary(log, async (_req, call) => {
+      authorize('invoke', bearer(call));
+      return { name: 'brulee', version: SERVER_VERSION, extensions: EXTENSIONS };
+    }),
     ModelMetadata: unary<{ name: string; version: string }, object>(log, async (req, call) => {
       authorize('invoke', bearer(call));
       const fn = await dp.get(req.name, req.version || undefined);

@@ -1,4 +1,8 @@
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGrpcServer } from '../../functions/grpc/server';
 import { loadConfig } from '../../config';
 import { mlpModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
@@ -41,6 +45,33 @@ describe('keys: API_KEY for changes, INVOKE_API_KEY for reads and invocations', 
     expect(err.body.error).toEqual({ code: 'UNAUTHORIZED', message: 'this call reads or invokes and needs the header Authorization: Bearer <INVOKE_API_KEY or API_KEY>' });
 
     for (const p of ['/healthz', '/v2/health/live', '/v2/health/ready', '/metrics', '/', '/ui/app.js', '/openapi.json', '/docs']) expect([p, await status('GET', p)]).toEqual([p, 200]);
+  });
+
+  it('gRPC: the same calls are closed as on REST (ModelReady, ServerMetadata too), the probes open', async () => {
+    const server = await startGrpcServer({ dataPlane: b.dataPlane, authorize: b.authorize, log: b.log, host: '127.0.0.1', port: 0, maxRequestBytes: 1 << 20 });
+    const def = protoLoader.loadSync(fileURLToPath(new URL('../../functions/grpc/inference.proto', import.meta.url)), { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+    const pkg = grpc.loadPackageDefinition(def) as any;
+    const client = new pkg.inference.GRPCInferenceService(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+    const call = (method: string, req: object, key?: string) =>
+      new Promise<number>((resolve) => {
+        const md = new grpc.Metadata();
+        if (key) md.set('authorization', `Bearer ${key}`);
+        client[method](req, md, (err: grpc.ServiceError | null) => resolve(err ? err.code : grpc.status.OK));
+      });
+    try {
+      expect((await b.put('g', mlpModel({ inputSize: 4, hidden: [8], outputSize: 2 }), '', bearer(ADMIN))).status).toBeLessThan(300);
+      for (const [method, req] of [['ModelReady', { name: 'g' }], ['ModelReady', { name: 'no-such-function' }], ['ServerMetadata', {}], ['ModelMetadata', { name: 'g' }], ['RepositoryIndex', {}]] as const) {
+        expect([method, req, await call(method, req)]).toEqual([method, req, grpc.status.UNAUTHENTICATED]);
+        expect([method, req, await call(method, req, 'wrong-key-0123456789')]).toEqual([method, req, grpc.status.PERMISSION_DENIED]);
+      }
+      expect(await call('ModelReady', { name: 'g' }, INVOKE)).toBe(grpc.status.OK);
+      expect(await call('ModelReady', { name: 'no-such-function' }, INVOKE)).toBe(grpc.status.NOT_FOUND);
+      expect(await call('ServerMetadata', {}, INVOKE)).toBe(grpc.status.OK);
+      for (const method of ['ServerLive', 'ServerReady']) expect([method, await call(method, {})]).toEqual([method, grpc.status.OK]);
+    } finally {
+      client.close();
+      await server.close(1000);
+    }
   });
 
   it('changes need API_KEY: the invoke key is refused', async () => {
