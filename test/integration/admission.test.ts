@@ -280,6 +280,38 @@ describe('admission of a call run in the process that admits it (ROLE=all)', () 
     expect(await fnMetrics('cold')).toEqual({ ok: 0, loads: 0, cold: 0, warm: 0 });
     for (const h of held) if (h.admitted) await release(redis, h.ticket);
   });
+
+  it('a refused lone cold call whose load another call used meanwhile: the load stays, counted once (apart), the other call counted once, the refused one nowhere', async () => {
+    const bytes = slowModel({ rows: 2048, repeats: 64, seed: 31 });
+    expect((await c.put('shared', bytes)).status).toBe(201);
+    const k = keys(c.namespace);
+    const key = modelKey(modelRefOf(await c.dataPlane.get('shared')));
+    const loads = c.node!.info().loads;
+    // A: alone, so it runs (and loads) before its admission is decided.
+    const a = c.invoke('shared', SLOW_IN);
+    while (!c.node!.pool.list().some((m) => m.key === key)) await new Promise((r) => setImmediate(r));
+    const duringLoad = c.node!.pool.list().find((m) => m.key === key)!.state === 'loading';
+    // B: not alone, so admitted first (a place), then it takes the model A loads (or loaded).
+    const b = c.invoke('shared', SLOW_IN);
+    await until('B holds a place', async () => (await c.dataPlane.queued('shared')) === 1);
+    // The function is full before A is decided (A's run is long): A is refused after its run.
+    const held = await Promise.all(['x', 'y'].map((member) => admit(redis, { keys: { depth: k.admitted('shared'), bytes: k.queuedBytes, bytesTotal: k.queuedBytesTotal }, member, limits: { depth: 10, bytes: 0 }, bytes: 0, holdMs: 60_000 })));
+    const [ra, rb] = await Promise.all([a, b]);
+    expect([ra.status, rb.status]).toEqual([429, 200]);
+    expect(ra.body.error.code).toBe('QUEUE_FULL');
+    const direct = await runDirect(bytes, { x: new ort.Tensor('float32', new Float32Array(256).fill(0.5), [1, 256]) });
+    expect(rb.body.outputs.y.data).toEqual(Array.from(direct.y!.data as Float32Array));
+    const cold = rb.body.coldStart ? 1 : 0;
+    // B used the model: it stays, and its load (A's) is counted once, as B's cold start or warm hit is.
+    expect(c.node!.pool.has(key)).toBe(true);
+    await until('counted', async () => (await c.json('GET', '/functions/shared')).body.stats.loads === 1);
+    expect((await c.json('GET', '/functions/shared')).body.stats).toMatchObject({ invocations: 1, loads: 1, coldStarts: cold, warmHits: 1 - cold, failures: 0 });
+    expect(await fnMetrics('shared')).toEqual({ ok: 1, loads: 1, cold, warm: 1 - cold });
+    expect(c.node!.info().loads).toBe(loads + 1);
+    expect(await c.dataPlane.queued('shared')).toBe(2);
+    for (const h of held) if (h.admitted) await release(redis, h.ticket);
+    console.log(`B reached the model ${duringLoad ? 'during' : 'after'} A's load; B coldStart ${rb.body.coldStart}`);
+  }, 60_000);
 });
 
 describe('a lone call whose load would evict (ROLE=all)', () => {
