@@ -1076,7 +1076,7 @@ export class RuntimeNode implements LocalNode {
         } finally {
           const deferred = undefer();
           if (a?.admitted) for (const f of deferred) f();
-          else if (call.loaded && this.pool.withdraw(key)) this.publishLoad();
+          else if (call.loaded && this.pool.withdraw(key, call.loaded)) this.publishLoad();
           else {
             for (const f of deferred) f();
             if (call.loaded) this.countLoadApart(model.fn, key);
@@ -1222,7 +1222,7 @@ export class RuntimeNode implements LocalNode {
     try {
       lease = await this.pool.acquire(spec, clock.toLocal(deadline), { bytes, growth });
       call.held.push(lease.reservation);
-      call.loaded = lease.loaded;
+      if (lease.loaded) call.loaded = lease.value;
     } catch (e) {
       later.push(() => metrics.invocations.inc({ function: fn, outcome: 'error' }));
       record({ outcome: 'error', loaded: false, loadMs: 0, execMs: 0 });
@@ -1290,8 +1290,8 @@ interface CallHere {
   admitFirst?: () => Promise<void>;
   /** `admitFirst` whatever the room. */
   mustAdmitFirst?: boolean;
-  /** Set once it has its model: whether it loaded it. */
-  loaded?: boolean;
+  /** Set once it has its model, if it loaded it: the model its load made (`WarmPool.withdraw` takes back that one only). */
+  loaded?: LoadedModel;
 }
 
 /** A call's admission decided after its run, or before it takes its model (`RuntimeNode.decidedAfter`). */

@@ -339,17 +339,18 @@ export class WarmPool<T, S extends ModelSpec = ModelSpec> {
 
   /**
    * Takes back a model loaded for one call that was then refused (node.ts `invokeHere`), as if the
-   * load had not happened: only if no other call used it (its loader's hit alone, none in flight)
-   * and nothing retires it. Its bytes are free again; the policy sees an eviction, nobody else anything (no
-   * `onEvict`: it counts nowhere). False (kept) when another call used it.
+   * load had not happened: only if it is still that load's (`value`, its lease's: not one loaded
+   * again after it was dropped or evicted), no other call used it (its loader's hit alone, none in
+   * flight) and nothing retires it. Its bytes are free again; the policy sees an eviction, nobody
+   * else anything (no `onEvict`: it counts nowhere). False (kept) when another call used it.
    */
-  withdraw(key: string): boolean {
+  withdraw(key: string, value: T): boolean {
     const e = this.entries.get(key);
-    if (!e || e.value === undefined || e.inFlight > 0 || e.hits > 1 || e.retire) return false;
+    if (!e || e.value !== value || e.inFlight > 0 || e.hits > 1 || e.retire) return false;
     this.entries.delete(key);
     this.used -= e.spec.sizeBytes;
     this.opts.policy.onEvict?.(key, this.opts.now());
-    this.dispose(e.value, key, e.spec.sizeBytes, 'policy');
+    this.dispose(value, key, e.spec.sizeBytes, 'policy');
     delete e.value;
     this.wake();
     return true;

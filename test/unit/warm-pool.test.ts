@@ -209,3 +209,27 @@ describe('WarmPool.resize (a node measured a model holding more than registratio
     a.release();
   });
 });
+
+describe('WarmPool.withdraw (a refused call takes back its load: runtime/node.ts invokeHere)', () => {
+  it('takes back only the load its caller made: once that model was dropped and loaded again by another call, the new one stays', async () => {
+    const evictions: EvictionEvent[] = [];
+    const p = new WarmPool<{ key: string }>({ budgetBytes: 100, policy: createPolicy('lru'), now: () => 5, load: async (s) => ({ key: s.key }), onEvict: (e) => evictions.push(e) });
+    // The refused call's load; the model is unloaded while it runs, so it goes when the call ends.
+    const refused = await p.acquire(spec('m', 40));
+    expect(refused.loaded).toBe(true);
+    expect(p.drop('m', 'unload', 'asked')).toBe(true);
+    refused.release();
+    expect(p.has('m')).toBe(false);
+    // Another call loads it again (its own load, counted by it), and ends, before the refusal is known.
+    const other = await p.acquire(spec('m', 40));
+    expect(other.loaded).toBe(true);
+    other.release();
+    expect(p.withdraw('m', refused.value)).toBe(false);
+    expect(p.has('m')).toBe(true);
+    expect(p.usedBytes).toBe(40);
+    expect(evictions.map((e) => e.cause)).toEqual(['unload']);
+    // The other call's own load, had it been refused, is taken back.
+    expect(p.withdraw('m', other.value)).toBe(true);
+    expect([p.has('m'), p.usedBytes]).toEqual([false, 0]);
+  });
+});
