@@ -235,7 +235,11 @@ export class FutureIndex implements FutureFacts {
 
   usesWithin(key: string, now: number, horizonMs: number): number {
     const f = this.indexOf(key);
-    if (f < 0) return 0;
+    return f < 0 ? 0 : this.usesWithinOf(f, now, horizonMs);
+  }
+
+  /** `usesWithin` of function number f (the oracles' `numberModels` path: no key looked up). */
+  usesWithinOf(f: number, now: number, horizonMs: number): number {
     const start = this.servedCount[f]!;
     const lim = now + horizonMs;
     if (lim >= this.lim) {

@@ -5,7 +5,7 @@ import type { EntryFacts, EvictionPolicy, EvictionRequest, FutureFacts, Victim }
 /** An entry with the caller's number for its model (the simulator's `numberModels` hint, sim/hints.ts). */
 type NumberedEntry = EntryFacts & { readonly idx: number };
 /** The simulator's future facts, which also answer by model number (sim/engine.ts `FutureIndex`). */
-type NumberedFuture = FutureFacts & { nextUseOf?(model: number): number };
+export type NumberedFuture = FutureFacts & { nextUseOf?(model: number): number; usesWithinOf?(model: number, now: number, horizonMs: number): number };
 
 /**
  * Belady's MIN (Belady, "A study of replacement algorithms for a virtual-storage computer", IBM

@@ -1,5 +1,9 @@
+import type { NumberedFuture } from './belady';
 import { Selection } from './select';
 import type { EntryFacts, EvictionPolicy, FutureFacts } from './types';
+
+/** An entry with the caller's number for its model (the simulator's `numberModels` hint, sim/hints.ts). */
+type NumberedEntry = EntryFacts & { readonly idx: number };
 
 /**
  * CremeBrulee with perfect knowledge of popularity (the ACSOS'21 paper's oracle variant): the same
@@ -20,6 +24,13 @@ export function cremebruleeOracle(horizonMs = 600_000): EvictionPolicy {
     const uses = future.usesWithin!(e.key, now, horizonMs);
     return uses > 0 ? (uses * e.loadMs) / Math.max(1, e.sizeBytes) : -(future.nextUse(e.key, now) - now);
   };
+  // `score` by the caller's model numbers (the simulator's `numberModels`), when its future answers by number.
+  let numbered = false;
+  const scoreOf = (e: EntryFacts, f: NumberedFuture) => {
+    const i = (e as NumberedEntry).idx;
+    const uses = f.usesWithinOf!(i, now, horizonMs);
+    return uses > 0 ? (uses * e.loadMs) / Math.max(1, e.sizeBytes) : -(f.nextUseOf!(i) - now);
+  };
   const policy: EvictionPolicy = {
     name: 'cremebrulee-oracle',
     selectVictims(req) {
@@ -28,7 +39,9 @@ export function cremebruleeOracle(horizonMs = 600_000): EvictionPolicy {
       now = req.now;
       const c = req.candidates;
       const s = sel.scores(c.length);
-      for (let i = 0; i < c.length; i++) s[i] = score(c[i]!);
+      const f = future as NumberedFuture;
+      if (numbered && f.usesWithinOf !== undefined) for (let i = 0; i < c.length; i++) s[i] = scoreOf(c[i]!, f);
+      else for (let i = 0; i < c.length; i++) s[i] = score(c[i]!);
       return sel.lowestScored(c, s, req.needBytes, (e) => {
         const s = score(e);
         return s >= 0 ? `future utility ${s.toExponential(3)} lowest` : `no use in the next ${horizonMs} ms`;
@@ -39,5 +52,7 @@ export function cremebruleeOracle(horizonMs = 600_000): EvictionPolicy {
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     usesPopularity: false,
     omitReasons: () => sel.omitReasons(),
+    numberModels: () => (numbered = true),
+    onEvictNumber: () => {},
   });
 }
