@@ -317,6 +317,8 @@ class NodeRun {
    */
   private readonly numbered: boolean;
   private readonly onEvictNumber: ((i: number, now: number) => void) | undefined;
+  /** `SimHints.expiryCandidateNumbers`, when the policy took the numbers. */
+  private readonly expiryIds: ((now: number) => readonly number[]) | undefined;
   // The policy's hooks and the options' callbacks, read once: a sweep thread runs every policy
   // through this code, so reading a hook off the policy at each call is a lookup among all their shapes.
   private readonly onLoad: EvictionPolicy['onLoad'];
@@ -361,6 +363,8 @@ class NodeRun {
   /** Which models `evictableAmong` has taken in this call (`amongStampNow`), to take each once. */
   private readonly amongStamp: Int32Array;
   private amongStampNow = 0;
+  /** `evictableAmong`'s keys' models (reused). */
+  private readonly keyIds: number[] = [];
   /** `evictableAmong`'s answers by length (each filled in place: no array resized per check). */
   private readonly amongOut: SimEntry[][] = [];
   // `isResidentKey`'s cache by position: the n-th key a `prewarm` call asks about is usually the
@@ -483,6 +487,8 @@ class NodeRun {
     models.forEach((m, f) => this.keyIndex.set(m.key, f));
     this.numbered = this.hints.onEvictNumber !== undefined && this.hints.numberModels?.(models.map((m) => m.key)) === true;
     this.onEvictNumber = this.numbered ? this.hints.onEvictNumber : undefined;
+    this.expiryIds = this.numbered ? this.hints.expiryCandidateNumbers : undefined;
+    if (this.numbered) this.hints.modelStates?.(this.state);
     const sig = this.numbered && this.hints.checkAfterHooks !== undefined ? this.hints.checkSignals?.() : undefined;
     this.sigBounds = sig?.bounds;
     this.sigWatch = sig?.watch ?? new Uint8Array(F);
@@ -960,7 +966,8 @@ class NodeRun {
     const now = this.now;
     if (policy.expired) {
       const ec = this.hints.expiryCandidates;
-      const c = ec ? this.evictableAmong(ec(now)) : this.evictable();
+      const ecIds = this.expiryIds;
+      const c = ecIds !== undefined ? this.evictableAmongIds(ecIds(now)) : ec ? this.evictableAmong(ec(now)) : this.evictable();
       if (c.length > 0) {
         this.freshen(c);
         for (const v of policy.expired(c, now)) {
@@ -1118,10 +1125,21 @@ class NodeRun {
 
   /** The evictable entries among `keys`, in the order `evictable()` lists them. */
   private evictableAmong(keys: readonly string[]): readonly SimEntry[] {
-    if (keys.length === 0) return NO_ENTRIES;
-    if (keys.length === 1) {
-      const g = this.keyIndex.get(keys[0]!);
-      if (g === undefined || this.state[g] !== RESIDENT || this.inFlight[g] !== 0) return NO_ENTRIES;
+    const ids = this.keyIds;
+    ids.length = 0;
+    for (let k = 0; k < keys.length; k++) {
+      const g = this.keyIndex.get(keys[k]!);
+      if (g !== undefined) ids.push(g);
+    }
+    return this.evictableAmongIds(ids);
+  }
+
+  /** The evictable entries among models `ids`, in the order `evictable()` lists them. */
+  private evictableAmongIds(ids: readonly number[]): readonly SimEntry[] {
+    if (ids.length === 0) return NO_ENTRIES;
+    if (ids.length === 1) {
+      const g = ids[0]!;
+      if (this.state[g] !== RESIDENT || this.inFlight[g] !== 0) return NO_ENTRIES;
       this.oneEntry[0] = this.entries[g]!;
       return this.oneEntry;
     }
@@ -1134,9 +1152,9 @@ class NodeRun {
     }
     const stamp = ++this.amongStampNow;
     let n = 0;
-    for (let k = 0; k < keys.length; k++) {
-      const g = this.keyIndex.get(keys[k]!);
-      if (g === undefined || this.state[g] !== RESIDENT || this.inFlight[g] !== 0 || this.amongStamp[g] === stamp) continue;
+    for (let k = 0; k < ids.length; k++) {
+      const g = ids[k]!;
+      if (this.state[g] !== RESIDENT || this.inFlight[g] !== 0 || this.amongStamp[g] === stamp) continue;
       this.amongStamp[g] = stamp;
       const p = this.residentPos[g]!;
       let j = n++;

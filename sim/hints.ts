@@ -95,6 +95,19 @@ export interface SimHints {
   numberModels?(keys: readonly string[]): boolean;
   /** `onEvict(keys[i], now)` by number, after `numberModels`. */
   onEvictNumber?(i: number, now: number): void;
+  /**
+   * `expiryCandidates` by number, after `numberModels`: the same models (the caller's numbers), in
+   * an array the caller reads before its next call to the policy. A caller that took the numbers
+   * asks this instead of `expiryCandidates`.
+   */
+  expiryCandidateNumbers?(now: number): readonly number[];
+  /**
+   * After `numberModels`: the caller's own array by model number, nonzero while the model is
+   * loaded or loading (what `prewarm`'s `isResident` answers for its key), kept live by the caller
+   * (the policy only reads it, and only during its own calls), so `prewarm` may read it instead
+   * of asking `isResident`.
+   */
+  modelStates?(states: Uint8Array): void;
 }
 
 /** `SimHints.checkSignals`' live values (the policy writes them; the caller only reads). */
@@ -132,5 +145,7 @@ export function simHints(policy: EvictionPolicy): SimHints {
     selectAmongLoaded: fn(p.selectAmongLoaded),
     numberModels: fn(p.numberModels),
     onEvictNumber: fn(p.onEvictNumber),
+    expiryCandidateNumbers: fn(p.expiryCandidateNumbers),
+    modelStates: fn(p.modelStates),
   };
 }

@@ -252,6 +252,46 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   /** This request's mark in `takenAt` (no clearing per request). */
   let takenMark = 0;
 
+  /** The caller's model states by number (`SimHints.modelStates`: nonzero, loaded or loading), or null. */
+  let states: Uint8Array | null = null;
+  const residentId = (id: number, isResident: (key: string) => boolean): boolean => (states !== null ? states[id] !== 0 : isResident(keys[id]!));
+  const noIds: readonly number[] = Object.freeze([]);
+  /** `expiryCandidates`' ids (reused from call to call). */
+  const expOut: number[] = [];
+  const due: number[] = [];
+  const expiryIds = (now: number): number[] => {
+    wakeStale = true; // reminders may be taken out below
+    const out = expOut;
+    out.length = 0;
+    // Used models inside their idle window (only a new invocation reopens one, so drop the rest;
+    // backwards, so a deletion moves only members already looked at).
+    for (let j = idle.size - 1; j >= 0; j--) {
+      const id = idle.items[j]!;
+      if (now < prewarmAt[id]!) out.push(id);
+      else outOfIdle(id);
+    }
+    // Loaded models whose keep-alive window has ended (stale heap entries are dropped).
+    if (loadedEnds.peekTime() <= now) {
+      due.length = 0;
+      while (loadedEnds.peekTime() <= now) {
+        const t = loadedEnds.peekTime();
+        const id = loadedEnds.peekId();
+        loadedEnds.pop();
+        if (ldAt[id] !== t) continue;
+        ldAt[id] = NaN;
+        if (loaded[id] === 0) continue;
+        if (keepUntilOf[id]! <= now) due.push(id);
+        else remind(loadedEnds, ldAt, id, keepUntilOf[id]!);
+      }
+      // Still loaded after this check (in flight, say): look again next time.
+      for (const id of due) {
+        remind(loadedEnds, ldAt, id, keepUntilOf[id]!);
+        out.push(id);
+      }
+    }
+    return out;
+  };
+
   /** The highest bin below b with a count (-1: none), by the bits of `nonEmpty`. */
   const binBelow = (id: number, b: number): number => {
     if (b <= 0) return -1;
@@ -557,7 +597,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         if (picked.length < ripe.size) picked = new Int32Array(2 * ripe.size);
         for (let j = 0; j < ripe.size; j++) {
           const id = ripe.items[j]!;
-          if (!isResident(keys[id]!)) picked[m++] = id;
+          if (!residentId(id, isResident)) picked[m++] = id;
         }
       } else {
         // The caller reports every load and eviction through the hooks: what is not loaded is
@@ -569,7 +609,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
           const id = wanted.items[j]!;
           const size = sizes[id]!;
           if (size < min) min = size;
-          if (!(size > freeBytes) && !isResident(keys[id]!)) picked[m++] = id;
+          if (!(size > freeBytes) && !residentId(id, isResident)) picked[m++] = id;
         }
         bounds[WANTED_MIN] = min;
       }
@@ -714,35 +754,15 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     },
     expiryCandidates(now: number): readonly string[] {
       if (idle.size === 0 && loadedEnds.peekTime() > now) return NONE;
-      wakeStale = true; // reminders may be taken out below
-      const out: string[] = [];
-      // Used models inside their idle window (only a new invocation reopens one, so drop the rest;
-      // backwards, so a deletion moves only members already looked at).
-      for (let j = idle.size - 1; j >= 0; j--) {
-        const id = idle.items[j]!;
-        if (now < prewarmAt[id]!) out.push(keys[id]!);
-        else outOfIdle(id);
-      }
-      // Loaded models whose keep-alive window has ended (stale heap entries are dropped).
-      if (loadedEnds.peekTime() <= now) {
-        const due: number[] = [];
-        while (loadedEnds.peekTime() <= now) {
-          const t = loadedEnds.peekTime();
-          const id = loadedEnds.peekId();
-          loadedEnds.pop();
-          if (ldAt[id] !== t) continue;
-          ldAt[id] = NaN;
-          if (loaded[id] === 0) continue;
-          if (keepUntilOf[id]! <= now) due.push(id);
-          else remind(loadedEnds, ldAt, id, keepUntilOf[id]!);
-        }
-        // Still loaded after this check (in flight, say): look again next time.
-        for (const id of due) {
-          remind(loadedEnds, ldAt, id, keepUntilOf[id]!);
-          out.push(keys[id]!);
-        }
-      }
-      return out;
+      const ids = expiryIds(now);
+      return ids.map((id) => keys[id]!);
+    },
+    expiryCandidateNumbers(now: number): readonly number[] {
+      if (idle.size === 0 && loadedEnds.peekTime() > now) return noIds;
+      return expiryIds(now);
+    },
+    modelStates(s: Uint8Array): void {
+      if (numbered) states = s;
     },
   });
 }

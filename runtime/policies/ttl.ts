@@ -1,6 +1,9 @@
 import { IdDeadlineHeap, NONE } from './heap';
 import { Selection } from './select';
-import type { EvictionPolicy, Victim } from './types';
+import type { EntryFacts, EvictionPolicy, Victim } from './types';
+
+/** An entry with the caller's number for its model (the simulator's `numberModels` hint, sim/hints.ts). */
+type NumberedEntry = EntryFacts & { readonly idx: number };
 
 /**
  * Fixed keep-alive (the default of most serverless platforms, e.g. 10 minutes): a model idle
@@ -16,9 +19,12 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
   const keys: string[] = [];
   let lastUse = new Float64Array(64).fill(NaN);
   const ends = new IdDeadlineHeap();
-  const used = (key: string, t: number) => {
-    let id = idOf.get(key);
+  /** Ids are the caller's model numbers (the simulator's `numberModels`), read from the entries. */
+  let numbered = false;
+  const used = (e: EntryFacts, t: number) => {
+    let id = numbered ? (e as NumberedEntry).idx : idOf.get(e.key);
     if (id === undefined) {
+      const key = e.key;
       id = keys.length;
       keys.push(key);
       idOf.set(key, id);
@@ -44,15 +50,34 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
     return b;
   };
   const oneKey: string[] = [''];
+  const dueOut: number[] = [];
+  /**
+   * `expiryCandidates`' models, in `due[0..n)`: loaded models idle for about the keep-alive or
+   * longer (1 ms of slack for rounding: `expired` decides exactly). Those still loaded after this
+   * check are looked at again. (The caller reads the answer before the next call: arrays reused.)
+   */
+  const dueIds = (now: number): number => {
+    if (ends.peekTime() > now + 1) return 0;
+    let n = 0;
+    while (ends.peekTime() <= now + 1) {
+      if (topCurrent()) {
+        if (n === due.length) due = grow(due);
+        due[n++] = ends.peekId();
+      }
+      ends.pop();
+    }
+    for (let j = 0; j < n; j++) ends.push(lastUse[due[j]!]! + ttlMs, due[j]!);
+    return n;
+  };
   const sel = new Selection();
   const expiredReason = `keep-alive of ${ttlMs} ms expired`;
   const policy: EvictionPolicy = {
     name: 'ttl',
     onLoad(e) {
-      used(e.key, e.lastUsedAt);
+      used(e, e.lastUsedAt);
     },
     onAccess(e) {
-      used(e.key, e.lastUsedAt);
+      used(e, e.lastUsedAt);
     },
     onEvict(key) {
       const id = idOf.get(key);
@@ -70,7 +95,7 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
       const out: Victim[] = [];
       for (let i = 0; i < entries.length; i++) {
         const e = entries[i]!;
-        if (now - e.lastUsedAt >= ttlMs) out.push({ key: e.key, reason: expiredReason });
+        if (now - e.lastUsedAt >= ttlMs) out.push(numbered ? ({ key: e.key, reason: expiredReason, idx: (e as NumberedEntry).idx } as Victim) : { key: e.key, reason: expiredReason });
       }
       return out;
     },
@@ -97,27 +122,31 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
       return Math.min(ends.peekTime(), now + ttlMs) - 2;
     },
     expiryCandidates(now: number): readonly string[] {
-      // Loaded models idle for about the keep-alive or longer (1 ms of slack for rounding:
-      // `expired` decides exactly). Those still loaded after this check are looked at again.
-      // (The caller reads the answer before the next call: an array of one is reused.)
-      if (ends.peekTime() > now + 1) return NONE;
-      let n = 0;
-      while (ends.peekTime() <= now + 1) {
-        if (topCurrent()) {
-          if (n === due.length) due = grow(due);
-          due[n++] = ends.peekId();
-        }
-        ends.pop();
-      }
+      const n = dueIds(now);
       if (n === 0) return NONE;
       // Mostly one: then an array of one reused from call to call.
       const out = n === 1 ? oneKey : new Array<string>(n);
-      for (let j = 0; j < n; j++) {
-        const id = due[j]!;
-        ends.push(lastUse[id]! + ttlMs, id);
-        out[j] = keys[id]!;
-      }
+      for (let j = 0; j < n; j++) out[j] = keys[due[j]!]!;
       return out;
+    },
+    expiryCandidateNumbers(now: number): readonly number[] {
+      const n = dueIds(now);
+      dueOut.length = n;
+      for (let j = 0; j < n; j++) dueOut[j] = due[j]!;
+      return dueOut;
+    },
+    numberModels(all: readonly string[]): boolean {
+      if (keys.length > 0) return false; // ids already given by key
+      for (const key of all) {
+        idOf.set(key, keys.length);
+        keys.push(key);
+      }
+      lastUse = new Float64Array(Math.max(64, all.length)).fill(NaN);
+      numbered = true;
+      return true;
+    },
+    onEvictNumber(id: number): void {
+      lastUse[id] = NaN;
     },
   });
 }
