@@ -5,6 +5,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import type { Logger } from 'pino';
 import { BruleeError, grpcStatusOf } from '../../errors';
 import { asBruleeError } from '../http/errors';
+import { payloadTooLarge } from '../http/parse';
 import { ARRAY_OF, type NumericType, type Tensor, type TypedArray } from '../../queue/wire';
 import type { DataPlane } from '../dataplane';
 import type { Authorize } from '../auth';
@@ -103,6 +104,40 @@ function decodeInput(i: InferInput, raw: Buffer | undefined): Tensor {
   return { type: numeric, dims, data };
 }
 
+/**
+ * The one place errors become gRPC statuses: the code errors.ts's table gives, the message, and
+ * the error's code in the `brulee-error-code` trailer (REST's `error.code`).
+ */
+function statusOf(err: BruleeError): grpc.StatusObject {
+  const metadata = new grpc.Metadata();
+  metadata.set('brulee-error-code', err.code);
+  return { code: grpcStatusOf(err.code), details: err.message, metadata };
+}
+
+/** grpc-js's refusal of a message over grpc.max_receive_message_length (stream-decoder.js, server-interceptors.js). */
+const OVER_LIMIT = /^Received message (?:larger than max \((\d+) vs|that decompresses to a size larger than)/;
+
+/**
+ * grpc-js refuses a message over `grpc.max_receive_message_length` itself, before any handler,
+ * with its own text ('Received message larger than max (N vs M)') and no `brulee-error-code`:
+ * nothing said which setting raises the limit. This turns that status into PAYLOAD_TOO_LARGE (as
+ * REST's 413 for a body over MAX_REQUEST_BYTES), naming the limit and the size received. grpc-js
+ * sends it from its innermost call object, which is the `call` the first interceptor is given:
+ * its sendStatus is wrapped on the instance, so grpc-js's own `this.sendStatus` goes through it.
+ */
+function tooLargeStatus(maxRequestBytes: number): grpc.ServerInterceptor {
+  return (method, call) => {
+    const send = call.sendStatus.bind(call);
+    call.sendStatus = (status) => {
+      const m = status.code === grpc.status.RESOURCE_EXHAUSTED ? OVER_LIMIT.exec(status.details ?? '') : null;
+      if (!m) return send(status);
+      const what = `${method.path.slice(method.path.lastIndexOf('/') + 1)} message`;
+      send(statusOf(payloadTooLarge(what, maxRequestBytes, 'MAX_REQUEST_BYTES', m[1] === undefined ? undefined : Number(m[1]))));
+    };
+    return new grpc.ServerInterceptingCall(call);
+  };
+}
+
 /** Runs a handler and turns what it throws into a gRPC status (the same codes as HTTP's table). */
 function unary<Req, Res>(log: Logger, f: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
@@ -111,10 +146,7 @@ function unary<Req, Res>(log: Logger, f: (req: Req, call: grpc.ServerUnaryCall<R
       try {
         res = await f(call.request, call);
       } catch (e) {
-        const err = asBruleeError(e, log);
-        const metadata = new grpc.Metadata();
-        metadata.set('brulee-error-code', err.code);
-        callback({ code: grpcStatusOf(err.code), details: err.message, metadata });
+        callback(statusOf(asBruleeError(e, log)));
         return;
       }
       callback(null, res);
@@ -256,6 +288,7 @@ export async function startGrpcServer(o: GrpcOptions & { authorize: Authorize; h
     // Channelz (gRPC's introspection service, which brulee does not serve) tracks every call:
     // off, a PP-OCR cls call costs ~0.1 ms less (bench:rest's grpc floor, 110 KB, one caller).
     'grpc.enable_channelz': 0,
+    interceptors: [tooLargeStatus(o.maxRequestBytes)],
   });
   server.addService(pkg.inference.GRPCInferenceService.service, handlers(o));
   const port = await new Promise<number>((resolve, reject) => {

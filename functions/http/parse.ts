@@ -47,7 +47,7 @@ export async function bodyBytes(c: Context, max: number, setting = 'MAX_REQUEST_
     }
   } catch (e) {
     if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
-      throw new BruleeError('PAYLOAD_TOO_LARGE', `the decompressed request body is larger than the limit of ${max} bytes (${setting})`);
+      throw payloadTooLarge('decompressed request body', max, setting);
     }
     throw new BruleeError('BAD_REQUEST', `the request body is not valid ${enc} data: ${e instanceof Error ? e.message : String(e)}`);
   }
@@ -115,6 +115,15 @@ export const InvokeBody = z.object({
 });
 
 /**
+ * The 413 of something larger than a limit, naming the setting that raises it (and, when known,
+ * the size received): REST bodies here, gRPC messages in functions/grpc/server.ts.
+ */
+export function payloadTooLarge(what: string, maxSize: number, setting: string, size?: number): BruleeError {
+  const got = size === undefined ? '' : ` (${size} bytes)`;
+  return new BruleeError('PAYLOAD_TOO_LARGE', `the ${what}${got} is larger than the limit of ${maxSize} bytes (${setting})`);
+}
+
+/**
  * A body-size limit whose 413 names the setting that raises it. A body with a Content-Length (and
  * no Transfer-Encoding; node's parser reads no more than it says) is judged by the header alone,
  * without touching the body: @hono/node-server then reads it straight from the socket, with no web
@@ -122,7 +131,7 @@ export const InvokeBody = z.object({
  * body is counted as it is read (hono's `bodyLimit`).
  */
 export const limit = (maxSize: number, what: string, setting: string): MiddlewareHandler => {
-  const tooLarge = () => new BruleeError('PAYLOAD_TOO_LARGE', `the ${what} is larger than the limit of ${maxSize} bytes (${setting})`);
+  const tooLarge = () => payloadTooLarge(what, maxSize, setting);
   const chunked = bodyLimit({
     maxSize,
     onError: () => {

@@ -156,6 +156,33 @@ describe('the KServe v2 gRPC service', () => {
     expect((await call('ModelInfer', { ...x, outputs: [{ name: 'y' }] })).res?.outputs[0].shape).toEqual(['1', '3']);
   });
 
+  it('refuses a message over MAX_REQUEST_BYTES as REST does: RESOURCE_EXHAUSTED naming the limit, the size and the setting, with the error-code trailer', async () => {
+    // grpc-js refuses it before any handler, with its own text and no trailer, unless rewritten.
+    const small = await startGrpcServer({ dataPlane: b.dataPlane, authorize: b.authorize, log: b.log, host: '127.0.0.1', port: 0, maxRequestBytes: 4096 });
+    const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(join(PROTO_DIR, 'inference.proto'), { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true })) as any;
+    const c = new pkg.inference.GRPCInferenceService(`127.0.0.1:${small.port}`, grpc.credentials.createInsecure());
+    const infer = (bytes: number) =>
+      new Promise<{ res?: any; err?: grpc.ServiceError }>((resolve) =>
+        c.ModelInfer({ model_name: 'mlp', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, bytes / 4] }], raw_input_contents: [Buffer.alloc(bytes)] }, new grpc.Metadata(), (err: grpc.ServiceError | null, res: any) => resolve(err ? { err } : { res })),
+      );
+    try {
+      const big = await infer(8192);
+      expect(big.err?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(big.err?.details).toMatch(/^the ModelInfer message \(\d+ bytes\) is larger than the limit of 4096 bytes \(MAX_REQUEST_BYTES\)$/);
+      expect(Number(/\((\d+) bytes\)/.exec(big.err!.details)![1])).toBeGreaterThan(8192);
+      expect(big.err?.metadata.get('brulee-error-code')).toEqual(['PAYLOAD_TOO_LARGE']);
+      // Under the limit, the same server answers (here INVALID_ARGUMENT: mlp takes 4 columns, with its trailer).
+      const fits = await infer(16);
+      expect(fits.err).toBeUndefined();
+      const wrong = await infer(32);
+      expect(wrong.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(wrong.err?.metadata.get('brulee-error-code')).toEqual(['INVALID_INPUT']);
+    } finally {
+      c.close();
+      await small.close(1000);
+    }
+  });
+
   it('reports statistics in Triton\'s format, with cold starts, equal to what was sent', async () => {
     const before = (await call('ModelStatistics', { name: 'types' })).res.model_stats[0];
     const ok = { name: 'i64', datatype: 'INT64', shape: [4], contents: { int64_contents: ['1', '2', '3', '4'] } };
