@@ -29,9 +29,12 @@ const { values: a } = parseArgs({
   },
 });
 if (!a.azure || !a.models) throw new Error('give --azure DIR --models FILE');
+const seconds = (c: NodeJS.CpuUsage) => (c.user + c.system) / 1e6;
+const started = process.cpuUsage(); // (the process's start and its modules, up to here)
 const seed = Number(a.seed);
 const trace = readAzure(a.azure, { spread: 'even', seed });
 const models = mapModels(trace, readPaperModels(a.models), a.mapping as 'rank', seed);
+console.log(`CPU s: start and modules ${seconds(started).toFixed(2)}, trace read and mapped ${seconds(process.cpuUsage(started)).toFixed(2)}`);
 const policies = a.policies!.split(',').flatMap((p) => (p === 'all' ? [...SIM_POLICIES] : [p])) as SweepPolicyName[];
 const budgets = a.budgets!.split(',').map((s) => parseBudget(s)!) as BudgetSpec[];
 const jobs = sweepJobs(models, { policies, budgets });
@@ -46,7 +49,7 @@ for (let round = 0; round < Number(a.rounds); round++) {
     const r = runOne(trace, models, { policies, budgets }, job);
     const wall = (performance.now() - w0) / 1000;
     const c = process.cpuUsage(c0);
-    const cpu = (c.user + c.system) / 1e6;
+    const cpu = seconds(c);
     const n = trace.times.length / 1e6;
     console.log(`| ${job.policy} | ${r.budgetPct.toFixed(1)}% | ${wall.toFixed(2)} | ${cpu.toFixed(2)} | ${(n / wall).toFixed(2)} | ${(n / cpu).toFixed(2)} |`);
     if (round === 0) {
