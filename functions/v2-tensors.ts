@@ -126,6 +126,23 @@ export function checkRequestedOutput(name: string, parameters: Record<string, un
   }
 }
 
+/**
+ * The outputs a v2 request asks for (REST JSON, binary, gRPC), each checked (checkRequestedOutput)
+ * and each named once: a name asked twice is answered once, at its first place and with its first
+ * parameters, as Triton does (its requested outputs are a set: InferenceRequest::
+ * AddOriginalRequestedOutput in triton-inference-server/core). Answered twice, a tritonclient
+ * reading outputs by position would take the second copy for the next output.
+ */
+export function requestedOutputs<O extends { name: string; parameters?: Record<string, unknown> | null | undefined }>(outputs: readonly O[]): O[] {
+  const seen = new Set<string>();
+  return outputs.filter((o) => {
+    checkRequestedOutput(o.name, o.parameters);
+    if (seen.has(o.name)) return false;
+    seen.add(o.name);
+    return true;
+  });
+}
+
 /** A tensor's raw bytes: a view of its memory (no copy), or the length-prefixed form for strings. */
 export function rawOf(t: Tensor): Uint8Array {
   return tensorBytes(t);

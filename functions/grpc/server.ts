@@ -9,7 +9,7 @@ import { payloadTooLarge } from '../http/parse';
 import { ARRAY_OF, type NumericType, type Tensor, type TypedArray } from '../../queue/wire';
 import type { DataPlane } from '../dataplane';
 import type { Authorize } from '../auth';
-import { checkRequestedOutput, checkShape, decodeRaw, elementTypeOf, rawOf, tritonModelConfig, V2_DATATYPE, v2TensorMetadata } from '../v2-tensors';
+import { checkShape, decodeRaw, elementTypeOf, rawOf, requestedOutputs, tritonModelConfig, V2_DATATYPE, v2TensorMetadata } from '../v2-tensors';
 
 /**
  * The KServe v2 gRPC front end (`inference.GRPCInferenceService`, see inference.proto). Like the
@@ -205,8 +205,7 @@ function handlers(o: GrpcOptions & { authorize: Authorize }): grpc.UntypedServic
         if (i.name in inputs) throw new BruleeError('INVALID_INPUT', `input "${i.name}" is given twice`);
         inputs[i.name] = decodeInput(i, raw[k]);
       });
-      for (const o of req.outputs) checkRequestedOutput(o.name, o.parameters);
-      const wanted = req.outputs.map((x) => x.name);
+      const wanted = requestedOutputs(req.outputs).map((x) => x.name);
       const r = await dp.invoke(req.model_name, inputs, { outputs: wanted, version: req.model_version || undefined });
       const order = wanted.length > 0 ? wanted : r.fn.signature.outputs.map((x) => x.name);
       const names = order.filter((n) => r.outputs[n]);

@@ -5,7 +5,7 @@ import { BruleeError, preview } from '../../errors';
 import type { Tensor } from '../../queue/wire';
 import type { DataPlane } from '../dataplane';
 import type { FunctionMeta } from '../registry';
-import { checkRequestedOutput, checkShape, decodeRaw, elementTypeOf, rawElementSize, rawOf, tritonModelConfig, V2_DATATYPE, v2TensorMetadata } from '../v2-tensors';
+import { checkShape, decodeRaw, elementTypeOf, rawElementSize, rawOf, requestedOutputs, tritonModelConfig, V2_DATATYPE, v2TensorMetadata } from '../v2-tensors';
 import { decodeJsonTensor } from './json-tensors';
 import { byteStream, compressedStream, JsonAnswer, JsonData, STREAM_FROM_BYTES, streamedAnswer } from './answer';
 import { bodyBytes, check, jsonBody, limit, parseJson } from './parse';
@@ -183,13 +183,13 @@ export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono 
         req = check(InferRequest, parseJson(text), 'inference request');
         inputs = decodeInputs(req, binary);
       }
-      for (const o of req.outputs ?? []) checkRequestedOutput(o.name, o.parameters);
-      const outputs = req.outputs?.map((o) => o.name);
+      const wanted = requestedOutputs(req.outputs ?? []);
+      const outputs = wanted.map((o) => o.name);
       const r = await dataPlane.invoke(fn.name, inputs, { outputs, version: c.req.param('version') });
-      const order = outputs && outputs.length > 0 ? outputs : fn.signature.outputs.map((o) => o.name);
+      const order = outputs.length > 0 ? outputs : fn.signature.outputs.map((o) => o.name);
       // Binary outputs: each one asking for it, or all with binary_data_output (an output may still say false).
       const allBinary = isTrue(req.parameters?.binary_data_output);
-      const asked = new Map((req.outputs ?? []).map((o) => [o.name, o.parameters?.binary_data]));
+      const asked = new Map(wanted.map((o) => [o.name, o.parameters?.binary_data]));
       const chunks: Uint8Array[] = [];
       const answer = new JsonAnswer({
         model_name: fn.name,

@@ -154,6 +154,14 @@ describe('the KServe v2 gRPC service', () => {
     expect(shm.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(shm.err?.details).toMatch(/^output "y": shared memory outputs are not supported/);
     expect((await call('ModelInfer', { ...x, outputs: [{ name: 'y' }] })).res?.outputs[0].shape).toEqual(['1', '3']);
+    // An output asked twice is answered once (as Triton does: its requested outputs are a set), one raw content for it.
+    const twice = (await call('ModelInfer', { ...x, outputs: [{ name: 'y' }, { name: 'y' }] })).res;
+    expect(twice?.outputs.map((o: any) => o.name)).toEqual(['y']);
+    expect(twice?.raw_output_contents).toHaveLength(1);
+    // An input given twice is refused, as Triton does ("input 'x' already exists in request").
+    const dupIn = await call('ModelInfer', { ...x, inputs: [...x.inputs, ...x.inputs], raw_input_contents: [...x.raw_input_contents, ...x.raw_input_contents] });
+    expect(dupIn.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(dupIn.err?.details).toBe('input "x" is given twice');
   });
 
   it('refuses a message over MAX_REQUEST_BYTES as REST does: RESOURCE_EXHAUSTED naming the limit, the size and the setting, with the error-code trailer', async () => {

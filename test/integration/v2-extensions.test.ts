@@ -72,6 +72,18 @@ describe('binary tensor data extension', () => {
     expect(new Float32Array(outputs.y!.buffer)).toEqual(want.y!.data);
   });
 
+  it('an output asked twice is answered once, in binary with its first parameters, as Triton does', async () => {
+    const x = Float32Array.from(floats(8, 3));
+    const { body, headerLength } = binaryBody(
+      { inputs: [{ name: 'x', shape: [2, 4], datatype: 'FP32', parameters: { binary_data_size: x.byteLength } }], outputs: [{ name: 'y', parameters: { binary_data: true } }, { name: 'y', parameters: { binary_data: false } }] },
+      bytesOf(x),
+    );
+    const r = await post('/v2/models/mlp/infer', body, { 'Inference-Header-Content-Length': String(headerLength) });
+    expect(r.status).toBe(200);
+    const { header } = splitResponse(r);
+    expect(header.outputs).toEqual([{ name: 'y', datatype: 'FP32', shape: [2, 3], parameters: { binary_data_size: 24 } }]);
+  });
+
   it('an output can ask for JSON while the others are binary, and JSON requests get JSON back', async () => {
     const x = [1, 2, 3, 4];
     const json = await post('/v2/models/mlp/infer', JSON.stringify({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: x }], outputs: [{ name: 'y', parameters: { binary_data: false } }], parameters: { binary_data_output: true } }));

@@ -73,6 +73,10 @@ describe('Open Inference Protocol (KServe v2 REST)', () => {
       { name: 'b_out', datatype: 'BOOL', shape: [3], data: [true, false, true] },
       { name: 'i64_out', datatype: 'INT64', shape: [4], data: [1, 2, 3, 4] },
     ]);
+    // A name asked twice is answered once, at its first place (Triton's requested outputs are a set).
+    const twice = await b.json('POST', '/v2/models/types/infer', { inputs, outputs: [{ name: 'b_out' }, { name: 'i64_out' }, { name: 'b_out' }] });
+    expect(twice.status).toBe(200);
+    expect(twice.body.outputs).toEqual(r.body.outputs);
   });
 
   it('errors take the protocol form {"error": "<message>"}', async () => {
