@@ -2,14 +2,14 @@ import { accessSync, constants, existsSync, writeFileSync } from 'node:fs';
 import { dirname, resolve, sep } from 'node:path';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
-import { parseArgs } from 'node:util';
 import { modelsFromAzure, readAzure } from './azure';
 import { mapModels, MAPPINGS, readPaperModels, type Mapping } from './models';
 import { isSimPolicy, SIM_POLICIES, type SweepPolicyName } from './policies';
 import { plotSvg } from './plot';
 import { startSweepWorkers, sweepParallel, toCsv, type SweepResult } from './sweep';
-import { readCatalog, readPlainTrace, totalBytes, TraceError, type SimModel, type Trace } from './trace';
+import { readCatalog, readPlainTrace, totalBytes, type SimModel, type Trace } from './trace';
 import { formatBytes, parseBudget, parseDuration, type BudgetSpec } from './units';
+import { parseFlags, runTool, UsageError } from './usage';
 
 const HELP = `brulee simulator: replay a trace through the runtime's eviction policies on a virtual clock.
 
@@ -52,32 +52,17 @@ Output:
   --quiet                           no progress on stderr
   --help`;
 
-class UsageError extends Error {}
-
 async function main(argv: string[]): Promise<number> {
-  let a;
-  try {
-    a = parseArgs({
-      args: argv,
-      options: {
-        'trace-csv': { type: 'string' }, catalog: { type: 'string' }, replay: { type: 'string' }, azure: { type: 'string' },
-        models: { type: 'string' }, mapping: { type: 'string' }, spread: { type: 'string' }, 'load-ratio': { type: 'string' },
-        seed: { type: 'string' }, policy: { type: 'string' }, budget: { type: 'string' }, budgets: { type: 'string' },
-        slots: { type: 'string' }, jobs: { type: 'string' }, ttl: { type: 'string' }, alpha: { type: 'string' }, 'oracle-horizon': { type: 'string' },
-        'popularity-refresh': { type: 'string' }, 'popularity-window': { type: 'string' }, sweep: { type: 'string' },
-        'report-from': { type: 'string' }, 'report-to': { type: 'string' },
-        out: { type: 'string' }, csv: { type: 'string' }, plot: { type: 'string' }, quiet: { type: 'boolean' }, help: { type: 'boolean' }, overwrite: { type: 'boolean' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-  if (a.help) {
-    console.log(HELP);
-    return 0;
-  }
+  const a = parseFlags(argv, {
+    'trace-csv': { type: 'string' }, catalog: { type: 'string' }, replay: { type: 'string' }, azure: { type: 'string' },
+    models: { type: 'string' }, mapping: { type: 'string' }, spread: { type: 'string' }, 'load-ratio': { type: 'string' },
+    seed: { type: 'string' }, policy: { type: 'string' }, budget: { type: 'string' }, budgets: { type: 'string' },
+    slots: { type: 'string' }, jobs: { type: 'string' }, ttl: { type: 'string' }, alpha: { type: 'string' }, 'oracle-horizon': { type: 'string' },
+    'popularity-refresh': { type: 'string' }, 'popularity-window': { type: 'string' }, sweep: { type: 'string' },
+    'report-from': { type: 'string' }, 'report-to': { type: 'string' },
+    out: { type: 'string' }, csv: { type: 'string' }, plot: { type: 'string' }, quiet: { type: 'boolean' }, overwrite: { type: 'boolean' },
+  }, HELP);
+  if (!a) return 0;
   const int = (flag: string, v: string | undefined, def: number, min = 0) => {
     if (v === undefined) return def;
     const n = Number(v);
@@ -230,17 +215,4 @@ function printTable(results: readonly SweepResult[]): void {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    if (e instanceof UsageError || e instanceof TraceError || e instanceof RangeError) {
-      process.stderr.write(`sim: ${e.message}\n`);
-      if (e instanceof UsageError) process.stderr.write('run with --help for the flags\n');
-      process.exitCode = 2;
-    } else {
-      throw e;
-    }
-  },
-);
+runTool('sim', () => main(process.argv.slice(2)));

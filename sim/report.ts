@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { ORACLE_POLICIES, SIM_POLICIES } from './policies';
+import { readLines, TraceError } from './trace';
+import { runTool, UsageError } from './usage';
 
 /**
  * Prints the README's result tables (markdown) from sweep CSVs (`npm run sim -- ... --csv FILE`):
@@ -24,7 +25,7 @@ export function parseRows(text: string, path = 'csv'): Row[] {
   const cols = head!.split(',');
   const at = (name: string) => {
     const i = cols.indexOf(name);
-    if (i < 0) throw new Error(`${path}: no column ${name}`);
+    if (i < 0) throw new TraceError(`${path}: no column ${name}`);
     return i;
   };
   const [p, b, c, d] = [at('policy'), at('budgetPct'), at('coldStarts'), at('loadDelayPctOfExec')];
@@ -115,25 +116,41 @@ export function boundTable(rows: Row[]): string {
   const ratio = (d: number, lb: number) => (lb > 0 ? (d / lb).toFixed(2) : d === 0 ? '1.00' : '∞');
   for (const [b, m] of byBudget(rows)) {
     const bound = m.get('bound');
-    if (!bound) throw new Error(`no bound row at ${b}% (run with --policy all,bound)`);
+    if (!bound) throw new TraceError(`no bound row at ${b}% (run with --policy all,bound)`);
     const lb = bound.loadDelayPctOfExec;
     const onDemand = policies.filter((p) => !PREWARMING.includes(p)).map((p) => m.get(p)!);
     const best = onDemand.reduce((x, y) => (y.loadDelayPctOfExec < x.loadDelayPctOfExec ? y : x));
     const cells = policies.map((p) => ratio(m.get(p)!.loadDelayPctOfExec, lb));
     const off = m.get('offline');
-    if (withOffline && !off) throw new Error(`no offline row at ${b}%`);
+    if (withOffline && !off) throw new TraceError(`no offline row at ${b}%`);
     const offCells = off ? `${value(off.loadDelayPctOfExec)} | ${ratio(off.loadDelayPctOfExec, lb)} | ` : '';
     out.push(`| ${b}% | ${value(lb)} | ${offCells}${cells.join(' | ')} | ${short[best.policy] ?? best.policy} ${ratio(best.loadDelayPctOfExec, lb)} |`);
   }
   return out.join('\n');
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const [what, file] = process.argv.slice(2);
-  if ((what !== 'all' && what !== 'plus' && what !== 'bound') || !file) {
-    console.error('usage: npx tsx sim/report.ts all|plus|bound SWEEP.csv');
-    process.exit(2);
+const HELP = `usage: npx tsx sim/report.ts all|plus|bound SWEEP.csv
+
+Prints a README table (markdown) from a sweep's CSV (npm run sim -- ... --csv SWEEP.csv):
+  all     load delay (% of exec) per policy and budget, the lowest online policy in bold
+  plus    cremebrulee-plus's gap to the best other online policy and to the oracles
+  bound   each policy's load delay over the lower bound (a sweep with --policy all,bound)`;
+
+/** The tables a report prints, by the name given first on the command line. */
+const TABLES: Record<string, (rows: Row[]) => string> = { all: allTable, plus: plusTable, bound: boundTable };
+
+function main(argv: string[]): number {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(HELP);
+    return 0;
   }
-  const rows = parseRows(readFileSync(file, 'utf8'), file);
-  console.log(what === 'all' ? allTable(rows) : what === 'bound' ? boundTable(rows) : plusTable(rows));
+  const [what, file, ...rest] = argv;
+  const table = what === undefined ? undefined : TABLES[what];
+  if (!table || file === undefined || rest.length > 0) {
+    throw new UsageError(`give a table (all, plus or bound) and one sweep CSV, got ${JSON.stringify(argv)}`);
+  }
+  console.log(table(parseRows(readLines(file).join('\n'), file)));
+  return 0;
 }
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) runTool('sim/report', () => main(process.argv.slice(2)));

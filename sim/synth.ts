@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { seededRandom } from '../runtime/policies/random';
+import { parseFlags, runTool, UsageError } from './usage';
 
 /**
  * Writes a synthetic trace in the Azure Functions 2019 format, for speed runs at sizes the
@@ -38,14 +38,23 @@ export function synthAzure(dir: string, functions: number, minutes: number, invo
   return total;
 }
 
-if (process.argv[1]?.endsWith('synth.ts')) {
-  const { values: v } = parseArgs({
-    options: { functions: { type: 'string' }, minutes: { type: 'string' }, invocations: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' } },
-  });
-  if (!v.out) {
-    process.stderr.write('usage: tsx sim/synth.ts --out DIR [--functions 500] [--minutes 1440] [--invocations 1000000] [--seed 1]\n');
-    process.exit(2);
-  }
-  const n = synthAzure(v.out, Number(v.functions ?? 500), Number(v.minutes ?? 1440), Number(v.invocations ?? 1_000_000), Number(v.seed ?? 1));
+const HELP = `usage: npx tsx sim/synth.ts --out DIR [--functions 500] [--minutes 1440] [--invocations 1000000] [--seed 1]
+
+Writes DIR/invocations.csv, a synthetic trace in the Azure Functions 2019 format (for speed runs;
+not a stand-in for real traffic).`;
+
+function main(argv: string[]): number {
+  const v = parseFlags(argv, { functions: { type: 'string' }, minutes: { type: 'string' }, invocations: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' } }, HELP);
+  if (!v) return 0;
+  if (!v.out) throw new UsageError('give --out DIR, the folder to write invocations.csv in');
+  const count = (flag: 'functions' | 'minutes' | 'invocations' | 'seed', def: number) => {
+    const n = Number(v[flag] ?? def);
+    if (!Number.isInteger(n) || n < 0) throw new UsageError(`--${flag} must be a whole number, got ${JSON.stringify(v[flag])}`);
+    return n;
+  };
+  const n = synthAzure(v.out, count('functions', 500), count('minutes', 1440), count('invocations', 1_000_000), count('seed', 1));
   process.stderr.write(`wrote ${v.out}/invocations.csv: ${n} invocations\n`);
+  return 0;
 }
+
+if (process.argv[1]?.endsWith('synth.ts')) runTool('sim/synth', () => main(process.argv.slice(2)));
