@@ -68,6 +68,16 @@ const GRPC_OF_HTTP: Record<number, number> = {
   504: 4, // DEADLINE_EXCEEDED
 };
 
+/**
+ * Seconds a client should wait before sending the same request again (HTTP Retry-After), by code,
+ * where the error does not say (`details.retryAfterS`: 429 QUEUE_FULL, 503 OVERLOADED name theirs).
+ * CONFLICT: the name is being registered or deleted by another request, which holds its lock; most
+ * finish within a second or a few (a model's profiling), and a lock whose holder died lapses within
+ * REGISTRATION_LEASE_MS (15 s, renewed every 5 s while it runs): retrying each second finds the name
+ * free soon after either, for the price of one refused SET NX.
+ */
+const RETRY_AFTER_S: Partial<Record<ErrorCodeName, number>> = { CONFLICT: 1 };
+
 /** The gRPC status code for an error code: INTERNAL (13) for anything unmapped. */
 export function grpcStatusOf(code: ErrorCodeName): number {
   return GRPC_OF_HTTP[ErrorCode[code]] ?? 13;
@@ -86,6 +96,12 @@ export class BruleeError extends Error {
 
   get status(): number {
     return ErrorCode[this.code];
+  }
+
+  /** Seconds to wait before retrying (HTTP Retry-After): what the error says, else its code's (RETRY_AFTER_S). */
+  get retryAfterS(): number | undefined {
+    const said = this.details?.retryAfterS;
+    return typeof said === 'number' ? said : RETRY_AFTER_S[this.code];
   }
 
   toJSON() {

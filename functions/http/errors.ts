@@ -25,8 +25,8 @@ export function onError(log: Logger) {
   return (e: Error, c: Context) => {
     const err = asBruleeError(e, log);
     const status = err.status as 400;
-    const retry = err.details?.retryAfterS;
-    if (typeof retry === 'number') c.header('Retry-After', String(retry));
+    const retry = err.retryAfterS;
+    if (retry !== undefined) c.header('Retry-After', String(retry));
     if (c.req.path === '/v2' || c.req.path.startsWith('/v2/')) return c.json({ error: err.message }, status);
     return c.json({ error: err.toJSON() }, status);
   };

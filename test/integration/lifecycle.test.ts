@@ -28,6 +28,21 @@ describe('function lifecycle under concurrency', () => {
     expect((await b.json('GET', '/functions/race')).body.version).toBe(1);
   });
 
+  it('a registration refused because another holds the name answers 409 with Retry-After, as 429 does', async () => {
+    // The lock another request's registration or deletion holds (a lease, renewed while it runs).
+    const lock = `${keys(b.namespace).fn('held')}:lock`;
+    await redis.set(lock, 'another-request', 'PX', 10_000);
+    try {
+      const r = await b.req('/functions/held', { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: small(4) });
+      expect(r.status).toBe(409);
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe('CONFLICT');
+      expect(r.headers.get('retry-after')).toBe('1');
+    } finally {
+      await redis.del(lock);
+    }
+    expect((await b.put('held', small(4))).status).toBe(201);
+  });
+
   it('the same bytes under two names share one stored file, which stays until neither needs it', async () => {
     const bytes = small(3);
     const a = await b.put('twin-a', bytes);
