@@ -5,7 +5,7 @@ import type { Config } from './config';
 import { authorizer, type Authorize } from './functions/auth';
 import { DataPlane } from './functions/dataplane';
 import { createApp } from './functions/http/app';
-import { FunctionRegistry, readFunction } from './functions/registry';
+import { FunctionRegistry, modelRefOf, readFunction, readFunctions } from './functions/registry';
 import { TraceRecorder } from './functions/trace-recorder';
 import { RedisClock } from './queue/clock';
 import { closeRedis, createRedis, waitForRedis } from './queue/connection';
@@ -88,6 +88,8 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
       offThread: { mode: config.offThread, limits: { runMs: config.offThreadMs, loadMs: config.offThreadLoadMs }, threads: config.offThreadThreads },
       chargeProcess: deps.chargeProcess === true && config.role === 'worker',
       findFunction: (name) => readFunction(redis, k, name),
+      prePark: config.prePark,
+      listFunctions: async () => (await readFunctions(redis, k)).map((f) => ({ model: modelRefOf(f), mapped: f.profile.artifact?.form === 'mapped' })),
       clock,
       metrics,
       log: log.child({ node: config.nodeId }),

@@ -50,6 +50,7 @@ const EnvSchema = z.object({
   HOST: z.string().min(1).optional(),
   MEMORY_BUDGET: bytes('MEMORY_BUDGET', '2GiB').default(2 * 1024 ** 3),
   PARK_BUDGET: bytes('PARK_BUDGET', '64MiB', { zeroIsOff: true, zeroMeans: 'park none' }).optional(),
+  PREPARK: z.enum(['on', 'off'], { message: 'PREPARK must be on or off' }).default('on'),
   EVICTION_POLICY: z
     .enum(RUNTIME_POLICIES, { message: `EVICTION_POLICY must be one of ${RUNTIME_POLICIES.join(', ')}` })
     .default('cremebrulee'),
@@ -138,6 +139,8 @@ export interface Config {
    * runtime/parked.ts). Undefined: the node's default, 5 % of `memoryBudget`.
    */
   parkBudget?: number;
+  /** Pre-park registered mapped models in idle time (`PREPARK`, runtime/prepark.ts). */
+  prePark: boolean;
   evictionPolicy: (typeof RUNTIME_POLICIES)[number];
   dataDir: string;
   /** Where model bytes live (`file://DIR` or `s3://bucket/prefix`); see store/. */
@@ -267,6 +270,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     hostDefaulted: e.HOST === undefined && !e.API_KEY && !e.INVOKE_API_KEY,
     memoryBudget: e.MEMORY_BUDGET,
     ...(e.PARK_BUDGET === undefined ? {} : { parkBudget: e.PARK_BUDGET }),
+    prePark: e.PREPARK === 'on',
     evictionPolicy: e.EVICTION_POLICY,
     dataDir: resolve(e.DATA_DIR),
     modelStore: e.MODEL_STORE ?? pathToFileURL(resolve(e.DATA_DIR, 'models')).href,

@@ -84,6 +84,8 @@ export interface StatsSnapshot {
     evictions: number;
     /** The node process's RSS, V8 heap and external (ArrayBuffer) bytes at its last beat. */
     memory?: NodeInfo['memory'];
+    /** Its parked and pre-parked sessions at its last beat (runtime/parked.ts, runtime/prepark.ts). */
+    parked?: NodeInfo['parked'];
     residentModels: NodeInfo['resident'];
     /** ISO time of its last heartbeat. */
     heartbeatAt: string;
@@ -367,6 +369,7 @@ export class DataPlane {
         loads: n.loads,
         evictions: n.evictions,
         ...(n.memory ? { memory: n.memory } : {}),
+        ...(n.parked ? { parked: n.parked } : {}),
         residentModels: n.resident,
         heartbeatAt: new Date(n.heartbeatAt).toISOString(),
       })),

@@ -120,6 +120,14 @@ export async function readFunction(redis: Redis, keys: Keys, name: string): Prom
   return raw ? (JSON.parse(raw) as FunctionMeta) : undefined;
 }
 
+/** Every registered function's record (the stored form's one reader, as `readFunction`), by name. */
+export async function readFunctions(redis: Redis, keys: Keys): Promise<FunctionMeta[]> {
+  const names = (await redis.smembers(keys.functions)).sort();
+  if (names.length === 0) return [];
+  const raws = await redis.mget(names.map((n) => keys.fn(n)));
+  return raws.filter((r): r is string => r !== null).map((r) => JSON.parse(r) as FunctionMeta);
+}
+
 /**
  * A registration's or deletion's write of a function's record, fenced by its name lock: it is
  * made only while the lock still holds the request's token (and holds it a lease longer), in one
@@ -378,11 +386,8 @@ export class FunctionRegistry {
     return fn;
   }
 
-  async list(): Promise<FunctionMeta[]> {
-    const names = (await this.o.redis.smembers(this.o.keys.functions)).sort();
-    if (names.length === 0) return [];
-    const raws = await this.o.redis.mget(names.map((n) => this.o.keys.fn(n)));
-    return raws.filter((r): r is string => r !== null).map((r) => JSON.parse(r) as FunctionMeta);
+  list(): Promise<FunctionMeta[]> {
+    return readFunctions(this.o.redis, this.o.keys);
   }
 
   /**

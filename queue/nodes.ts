@@ -21,6 +21,19 @@ export interface NodeInfo {
   here?: number;
   /** The process's memory at the beat (`process.memoryUsage()`), bytes: to read beside the budget. */
   memory?: { rssBytes: number; heapBytes: number; externalBytes: number };
+  /**
+   * Parked sessions (runtime/parked.ts): parked and taken back so far, held now and their estimated
+   * bytes; `pre`, the same for those pre-parked before any call (runtime/prepark.ts), `dropped`
+   * those disposed with no call having taken them, `noRoom` pre-parks not made for want of room,
+   * and the wall and CPU seconds their creates took.
+   */
+  parked?: {
+    parked: number;
+    taken: number;
+    held: number;
+    bytes: number;
+    pre: { parked: number; taken: number; dropped: number; held: number; bytes: number; noRoom: number; seconds: number; cpuSeconds: number };
+  };
   startedAt: number;
   /** Redis time of the beat (epoch ms). */
   heartbeatAt: number;

@@ -39,6 +39,12 @@ export class Metrics {
     labelNames: ['node', 'what'] as const,
     registers: [this.registry],
   });
+  readonly parked = new Gauge({
+    name: 'brulee_parked',
+    help: "Parked sessions (runtime/parked.ts) and pre-parked ones (runtime/prepark.ts; what=pre_*): sessions parked and taken back by a cold start so far, held now and their estimated bytes, pre-parked ones disposed with no call having taken them (pre_dropped), pre-parks not made for want of room (pre_no_room), and the wall and CPU seconds pre-parks' creates took; the same figures as /stats' nodes[].parked",
+    labelNames: ['node', 'what'] as const,
+    registers: [this.registry],
+  });
   readonly residentModels = new Gauge({ name: 'brulee_resident_models', help: 'Models resident in the cache', labelNames: ['node'] as const, registers: [this.registry] });
 
   private failoverSource: (() => Promise<ClusterCounts>) | undefined;

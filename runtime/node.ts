@@ -33,6 +33,7 @@ import { CountsOut, invocationCommands, recordEviction, recordInvocation, type I
 import { StatsOps } from '../queue/writes';
 import { mallocReturnsMemory, MALLOC_TUNABLES, trimHeap } from './malloc';
 import { ParkedSessions } from './parked';
+import { PreParker, type PreParkCandidate, type PreParkOutcome } from './prepark';
 import { WarmPool, type EvictionEvent, type ModelSpec, type Reservation } from './warm-pool';
 import { WARMUP_MODEL_B64 } from './warmup-model';
 import { warmLoadPath, type Warmed } from './warmup';
@@ -62,6 +63,12 @@ function fullGc(): (() => void) | null {
   }
   return gcFn;
 }
+
+/** How long a node must have had no call before a pre-park starts (runtime/prepark.ts), ms. */
+const PREPARK_IDLE_MS = 200;
+
+/** `RuntimeNode.parkedSessions`: what parking, and pre-parking, did on a node (its heartbeat carries it). */
+export type ParkedStats = NonNullable<NodeInfo['parked']>;
 
 /** Copies of a call's input and output bytes alive on a node at once (`RuntimeNode.callBytes`). */
 const IN_COPIES = 2;
@@ -116,6 +123,14 @@ export interface RuntimeNodeOptions {
    */
   parkBytes?: number;
   /**
+   * Pre-park (`PREPARK`, runtime/prepark.ts): in idle time, create and park the session of each
+   * registered mapped model not held here, most popular first, within `parkBytes`, so that its
+   * first call here is a reload from park. Needs `listFunctions`. @default false
+   */
+  prePark?: boolean;
+  /** The registered functions' current versions (functions/registry.ts), and whether each has a mapped artifact: what `prePark` picks from. */
+  listFunctions?: () => Promise<Array<{ model: ModelRef; mapped: boolean }>>;
+  /**
    * The registry's record of a function (functions/registry.ts `readFunction`; undefined: not
    * registered): its current version's bytes and all its versions'. Handed in, so that runtime/
    * neither knows the registry's stored form nor imports functions/.
@@ -151,7 +166,7 @@ export class RuntimeNode implements LocalNode {
   private closing?: Promise<void>;
   /** This process's claim on its node id (two processes with one NODE_ID cannot both run). */
   private readonly token = randomUUID();
-  private readonly o: Required<RuntimeNodeOptions>;
+  private readonly o: Required<Omit<RuntimeNodeOptions, 'listFunctions'>> & Pick<RuntimeNodeOptions, 'listFunctions'>;
   /** Merges concurrent calls of a model whose function asks for it (`ModelRef.batch`). */
   private readonly batcher: Batcher;
   /** What each model really holds here, measured (runtime/footprint.ts); the pool charges it. */
@@ -162,7 +177,7 @@ export class RuntimeNode implements LocalNode {
   private readonly host: SessionHost;
 
   constructor(opts: RuntimeNodeOptions) {
-    this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, maxDeathsPerJob: 2, jobLockMs: 30_000, chargeProcess: false, offThread: { mode: 'auto', limits: { runMs: 10, loadMs: 100 }, threads: 1 }, parkBytes: Math.floor(opts.budgetBytes * PARK_SHARE), ...opts };
+    this.o = { concurrency: 16, maxOutputBytes: 64 * 1024 ** 2, heartbeatMs: HEARTBEAT_MS, maxDeathsPerJob: 2, jobLockMs: 30_000, chargeProcess: false, offThread: { mode: 'auto', limits: { runMs: 10, loadMs: 100 }, threads: 1 }, parkBytes: Math.floor(opts.budgetBytes * PARK_SHARE), prePark: false, ...opts };
     const { metrics, log } = this.o;
     this.host = new SessionHost(this.o.offThread.threads);
     this.heldWrites = HeldWrites.on(this.o.redis);
@@ -175,6 +190,20 @@ export class RuntimeNode implements LocalNode {
     });
     // A parked session's pages go, and it is disposed, out of the way of measured loads (as `metered`'s dispose).
     this.parked = new ParkedSessions({ capBytes: this.o.parkBytes, aside: (f) => this.footprints.turns.run(false, f) });
+    const list = this.o.listFunctions;
+    if (this.o.prePark && list && this.o.parkBytes > 0) {
+      this.preParker = new PreParker({
+        candidates: async () => (await list()).filter((f) => f.mapped).map((f) => ({ key: modelKey(f.model), fn: f.model.fn, popularity: this.popularityOf(f.model.fn), loadMs: f.model.loadMs, model: f.model })),
+        idle: () => this.idle(),
+        park: async (c) => {
+          const out = await this.prePark(c.model);
+          if (out === 'no-room') this.preNoRoom++;
+          return out;
+        },
+        idleMs: PREPARK_IDLE_MS,
+        onError: (e) => log.warn({ err: e }, 'pre-park failed'),
+      });
+    }
     this.batcher = new Batcher({
       onRun: (r) => {
         const g = this.gone.get(r.tag);
@@ -236,6 +265,9 @@ export class RuntimeNode implements LocalNode {
       metrics.overheadWaits.set({ node: this.o.id, what: 'timed_out' }, w.timedOut);
       metrics.overheadWaits.set({ node: this.o.id, what: 'no_room' }, w.noRoom);
       metrics.overheadWaits.set({ node: this.o.id, what: 'collections' }, this.collections);
+      const p = this.parkedSessions;
+      for (const what of ['parked', 'taken', 'held', 'bytes'] as const) metrics.parked.set({ node: this.o.id, what }, p[what]);
+      for (const [what, v] of Object.entries(p.pre)) metrics.parked.set({ node: this.o.id, what: `pre_${what.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}` }, v);
     });
   }
 
@@ -263,7 +295,9 @@ export class RuntimeNode implements LocalNode {
     this.sub = createRedis(this.o.redisUrl, { name: `brulee-node-${this.o.id}-sub` });
     await this.sub.subscribe(keys.control);
     this.sub.on('message', (_ch, msg: string) => {
-      if (controlType(msg) === 'popularity') void this.reloadPopularity().catch(() => undefined);
+      const type = controlType(msg);
+      if (type === 'popularity') void this.reloadPopularity().then(() => this.preParker?.wake(), () => undefined);
+      if (type === 'function' && this.preParker) void this.registrationChanged((JSON.parse(msg) as { name?: unknown }).name).catch(() => undefined);
     });
     await this.heartbeat();
     this.workerRedis = createRedis(this.o.redisUrl, { name: `brulee-node-${this.o.id}` });
@@ -302,8 +336,12 @@ export class RuntimeNode implements LocalNode {
       setInterval(() => {
         this.pool.sweep();
         this.pool.prefetch();
+        // Room freed in the park since the last pass (a session taken, dropped or reclaimed): try again.
+        if (this.preParker && this.parked.bytes < this.preParkedAtBytes) this.preParker.wake();
+        this.preParkedAtBytes = this.parked.bytes;
       }, 1000),
     );
+    this.preParker?.wake();
   }
 
   /** What the start's warm-up did (`warmUp`), or undefined where it could not run. */
@@ -394,6 +432,7 @@ export class RuntimeNode implements LocalNode {
       evictions: this.evictions,
       here: this.here.waiting + this.here.running,
       memory: this.memory(),
+      parked: this.parkedSessions,
       startedAt: this.startedAt,
       cpus: availableParallelism(),
       heartbeatAt: this.o.clock.now(),
@@ -422,6 +461,8 @@ export class RuntimeNode implements LocalNode {
       for (const t of this.timers) clearInterval(t);
       await closeInOrder(
         [
+          // No pre-park starts from here; the create under way ends (its session is disposed at 'free the parked sessions').
+          { name: 'pre-parking', run: () => this.preParker?.close() },
           {
             name: 'worker: finish active jobs',
             run: () => Promise.all([this.lane?.close(), this.worker?.close(), Promise.allSettled([...this.hereCalls])]),
@@ -525,32 +566,17 @@ export class RuntimeNode implements LocalNode {
     // A load holds this thread: what earlier answers left held goes out first (queue/held-writes.ts).
     this.heldWrites.flush();
     const t0 = performance.now();
-    const session = spec.session ?? {};
-    // A footprint holds for the session options it was measured under: others (a function
-    // registered again with other threads or arena) are measured again from this load.
-    const options = JSON.stringify(session);
-    if (this.measuredWith.get(spec.key) !== options) {
-      this.footprints.forget(spec.key);
-      this.measuredWith.set(spec.key, options);
-    }
-    const { mode, limits } = this.o.offThread;
-    const host = offThread(mode, limits, spec) || (mode === 'auto' && this.longRuns.has(spec.key)) ? this.host : undefined;
-    if (host) this.inHost.add(spec.key);
-    else this.inHost.delete(spec.key);
+    const { session, host } = this.loadPlan(spec);
     if (spec.artifact && spec.artifact.key === this.artifactKeyOf(spec)) {
       try {
-        const { sha256 } = spec.artifact;
-        const { path, fetchMs } = await this.o.models.open(sha256);
-        // An artifact's bytes never change (content-addressed): its layout is read at its first load here.
-        const kept = this.layouts.get(spec.key);
-        const layout = kept?.sha256 === sha256 ? kept.layout : artifactLayout(path);
-        // The session of its last eviction, if it was parked so (runtime/parked.ts): the same artifact, options and thread.
-        const built = `${sha256} ${options} ${host ? 'host' : 'main'}`;
-        const parked = await this.parked.take(spec.key, built);
-        const model = parked ?? (await this.footprints.load(spec.key, () => this.hostLoad(spec, host, () => loadModel(path, { session, preOptimized: true, layout, host }))));
-        this.layouts.set(spec.key, { sha256, layout });
+        // A pre-park of this model under way (runtime/prepark.ts): its session, once parked, is this load's.
+        await this.preParking.get(spec.key);
+        const a = await this.openArtifact(spec, spec.artifact.sha256, host);
+        // The session of its last eviction, or of a pre-park, if it was parked so (runtime/parked.ts): the same artifact, options and thread.
+        const parked = await this.parked.take(spec.key, a.built);
+        const model = parked ?? (await this.createArtifact(spec, session, host, a));
         this.sources.set(spec.key, 'artifact');
-        return this.loaded(spec, t0, fetchMs, model, built);
+        return this.loaded(spec, t0, a.fetchMs, model, a.built);
       } catch (e) {
         this.o.log.warn({ model: spec.key, err: e }, 'the pre-optimized model did not load; loading the original');
       }
@@ -570,6 +596,44 @@ export class RuntimeNode implements LocalNode {
     const model = await this.footprints.load(spec.key, () => this.hostLoad(spec, host, () => loadModel(path, { session, host })));
     this.sources.set(spec.key, 'original');
     return this.loaded(spec, t0, fetchMs, model);
+  }
+
+  /**
+   * How `spec` loads here: its session options, and the session host when it loads off the main
+   * thread (`offThread`). A footprint holds for the session options it was measured under: others
+   * (a function registered again with other threads or arena) are measured again from this load.
+   */
+  private loadPlan(spec: NodeModelSpec): { session: NonNullable<NodeModelSpec['session']>; host: SessionHost | undefined } {
+    const session = spec.session ?? {};
+    const options = JSON.stringify(session);
+    if (this.measuredWith.get(spec.key) !== options) {
+      this.footprints.forget(spec.key);
+      this.measuredWith.set(spec.key, options);
+    }
+    const { mode, limits } = this.o.offThread;
+    const host = offThread(mode, limits, spec) || (mode === 'auto' && this.longRuns.has(spec.key)) ? this.host : undefined;
+    if (host) this.inHost.add(spec.key);
+    else this.inHost.delete(spec.key);
+    return { session, host };
+  }
+
+  /**
+   * The artifact `sha256` of `spec` in the local cache (fetched if need be), its layout (an
+   * artifact's bytes never change, content-addressed: read at its first load here) and what a
+   * session of it is built as (`built`: the artifact, options and thread; a parked one is reused
+   * only for the same).
+   */
+  private async openArtifact(spec: NodeModelSpec, sha256: string, host: SessionHost | undefined): Promise<{ path: string; fetchMs: number; layout: ArtifactLayout; built: string }> {
+    const { path, fetchMs } = await this.o.models.open(sha256);
+    const kept = this.layouts.get(spec.key);
+    const layout = kept?.sha256 === sha256 ? kept.layout : artifactLayout(path);
+    this.layouts.set(spec.key, { sha256, layout });
+    return { path, fetchMs, layout, built: `${sha256} ${JSON.stringify(spec.session ?? {})} ${host ? 'host' : 'main'}` };
+  }
+
+  /** A session of the artifact `a` (`openArtifact`), its load measured (runtime/footprint.ts). */
+  private createArtifact(spec: NodeModelSpec, session: NonNullable<NodeModelSpec['session']>, host: SessionHost | undefined, a: { path: string; layout: ArtifactLayout }): Promise<LoadedModel> {
+    return this.footprints.load(spec.key, () => this.hostLoad(spec, host, () => loadModel(a.path, { session, preOptimized: true, layout: a.layout, host })));
   }
 
   /**
@@ -663,9 +727,98 @@ export class RuntimeNode implements LocalNode {
   /** Of the pool's values, those a mapped artifact built: the session itself and how it was built. */
   private readonly parkable = new WeakMap<LoadedModel, { model: LoadedModel; built: string }>();
 
-  /** What parking has done here: sessions parked, taken back at a cold start, held now, and their estimated bytes. */
-  get parkedSessions(): { parked: number; taken: number; held: number; bytes: number } {
-    return { ...this.parked.counts, bytes: this.parked.bytes };
+  /**
+   * What parking has done here: sessions parked, taken back at a cold start, held now, and their
+   * estimated bytes; and of pre-parking (runtime/prepark.ts) the same for the sessions it parked
+   * (`dropped`: disposed with no call having taken them), with the time its creates took.
+   */
+  get parkedSessions(): ParkedStats {
+    return { ...this.parked.counts, bytes: this.parked.bytes, pre: { ...this.parked.preCounts, noRoom: this.preNoRoom, seconds: this.preParkMs / 1000, cpuSeconds: this.preParkCpuUs / 1e6 } };
+  }
+
+  /** Creates and parks sessions of registered models before their first call here (`prePark`). */
+  private readonly preParker?: PreParker<PreParkCandidate & { model: ModelRef }>;
+  /** Pre-parks under way, by model key: a load of the key waits for it and takes its session. */
+  private readonly preParking = new Map<string, Promise<unknown>>();
+  /** The parked bytes at the last tick (a fall: room freed, pre-park again). */
+  private preParkedAtBytes = 0;
+  /** Wall time and CPU time (the process's, all threads) pre-parks took here, ms and µs. */
+  private preParkMs = 0;
+  /** Pre-parks not made for want of room (the park's, or the warm pool's for the create). */
+  private preNoRoom = 0;
+  /** Of each model a pre-park tried, the least its parked session would cost (`prePark`): it is not fetched again while the room is smaller. */
+  private readonly preParkCost = new Map<string, number>();
+  private preParkCpuUs = 0;
+
+  /** When a call here last started or ended (`performance.now()`). */
+  private lastCallAt = -Infinity;
+
+  /**
+   * The node takes calls, none has started or ended here for `PREPARK_IDLE_MS`, none waits or
+   * runs, no model loads: a pre-park may start. A node called more often than that never pre-parks.
+   */
+  private idle(): boolean {
+    if (!this.accepting || performance.now() - this.lastCallAt < PREPARK_IDLE_MS) return false;
+    if (this.here.waiting + this.here.running > 0 || (this.lane?.freeSlots ?? 0) < this.o.concurrency) return false;
+    return this.pool.list().every((m) => m.state === 'resident' && m.inFlight === 0);
+  }
+
+  /**
+   * One pre-park: `m`'s mapped artifact opened (fetched) and its session built exactly as a call's
+   * load would build it (`loadPlan`, `openArtifact`, `createArtifact`: same artifact, options and
+   * thread), then parked into the room left, disposing no other parked session. Skipped when the
+   * model is held here (resident, loading, parked), when the warm pool has not the room for the
+   * create's charge, or when its parked cost, estimated from the artifact's layout (its charge less
+   * its mapped data), does not fit the park's room.
+   */
+  private async prePark(m: ModelRef): Promise<PreParkOutcome> {
+    const key = modelKey(m);
+    if (!m.artifact || this.pool.has(key) || this.parked.keys().includes(key) || this.preParking.has(key)) return 'skipped';
+    const spec = this.spec(m);
+    if (m.artifact.key !== this.artifactKeyOf(spec)) return 'skipped';
+    if (this.pool.budgetBytes - this.pool.usedBytes - this.pool.overheadBytes < spec.sizeBytes) return 'no-room';
+    // Known not to fit (its cost seen at an earlier try), or no room at all: its bytes are not fetched for nothing.
+    if ((this.preParkCost.get(key) ?? 1) > this.parked.room) return 'no-room';
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    // From here a drop of the key (its function deleted) makes the park dispose what the create makes.
+    const token = this.parked.reserve(key);
+    const work = (async (): Promise<PreParkOutcome> => {
+      const { session, host } = this.loadPlan(spec);
+      const a = await this.openArtifact(spec, m.artifact!.sha256, host);
+      if (a.layout.form !== 'mapped') return 'skipped';
+      this.preParkCost.set(key, Math.max(1, spec.sizeBytes - a.layout.graphOffset));
+      if (this.preParkCost.get(key)! > this.parked.room) return 'no-room';
+      const model = await this.createArtifact(spec, session, host, a);
+      const parked = await this.parked.park(key, model, { mappedPath: model.mappedPath, match: a.built, sizeBytes: spec.sizeBytes, pre: { token } });
+      // Refused for room: what it would have cost parked, at least (its charge less what a park gives back is not known without one).
+      if (!parked) this.preParkCost.set(key, Math.max(this.preParkCost.get(key)!, this.parked.room + 1));
+      return parked ? 'parked' : 'no-room';
+    })();
+    this.preParking.set(key, work.catch(() => undefined));
+    try {
+      return await work;
+    } finally {
+      this.parked.unreserve(key, token);
+      this.preParking.delete(key);
+      this.preParkMs += performance.now() - t0;
+      const cpu = process.cpuUsage(cpu0);
+      this.preParkCpuUs += cpu.user + cpu.system;
+      void this.heartbeat();
+    }
+  }
+
+  /**
+   * A registration or deletion of `name` (the registry's control message): a pre-parked session of
+   * a version that is no longer its current one goes (a deletion's unload job drops it too:
+   * `dropFunction`; this covers a node that job missed), and a pass looks for what to pre-park.
+   */
+  private async registrationChanged(name: unknown): Promise<void> {
+    if (typeof name !== 'string') return;
+    const current = (await this.registration(name))?.key;
+    const prefix = modelKey({ fn: name, sha256: '' });
+    for (const key of this.parked.keys()) if (key.startsWith(prefix) && key !== current && this.parked.isPre(key)) await this.parked.drop(key);
+    this.preParker?.wake(name);
   }
 
   /**
@@ -839,7 +992,7 @@ export class RuntimeNode implements LocalNode {
 
   /** This node's records by model key (beside `footprints`). */
   private perModel(): Array<{ keys(): Iterable<string>; delete(key: string): boolean }> {
-    return [this.registered, this.measuredWith, this.outPerIn, this.lastLoadMs, this.lastFetchMs, this.sources, this.layouts, this.artifactKeys, this.longRuns, this.inHost];
+    return [this.registered, this.measuredWith, this.outPerIn, this.lastLoadMs, this.lastFetchMs, this.sources, this.layouts, this.artifactKeys, this.longRuns, this.inHost, this.preParkCost];
   }
 
   /**
@@ -1207,6 +1360,7 @@ export class RuntimeNode implements LocalNode {
       throw new BruleeError('TIMEOUT', `the invocation waited ${queueMs} ms in the queue, past its deadline; it was not run`);
     }
     this.seeRegistration(model);
+    this.lastCallAt = performance.now();
     const inputs = readInputs();
     inputs.catch(() => undefined);
     const retiring = this.retireOlder(model);
@@ -1269,6 +1423,7 @@ export class RuntimeNode implements LocalNode {
       throw e;
     } finally {
       lease.release();
+      this.lastCallAt = performance.now();
     }
     later.push(() => metrics.invocations.inc({ function: fn, outcome: 'ok' }));
     record({ outcome: 'ok', ...facts, execMs: result.timings.execMs, countsRun });

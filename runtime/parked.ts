@@ -34,6 +34,8 @@ export interface ParkedEntry<T extends Parkable> {
   match: string;
   /** Its estimated cost while parked: the pool's charge of it less its mapped bytes. */
   bytes: number;
+  /** Parked before any call of it here (runtime/prepark.ts), not by an eviction: the first to go when room is wanted. */
+  pre: boolean;
 }
 
 export interface ParkedSessionsOptions {
@@ -132,9 +134,14 @@ export class ParkedSessions<T extends Parkable> {
   private readonly entries = new Map<string, ParkedEntry<T>>();
   /** Parks under way, by key: the latest's token (`drop` takes it out). */
   private readonly parking = new Map<string, object>();
+  /** The tokens of pre-parks (`reserve`). */
+  private readonly preTokens = new WeakSet<object>();
   private bytes_ = 0;
   private parks_ = 0;
   private takes_ = 0;
+  private preParks_ = 0;
+  private preTakes_ = 0;
+  private preDropped_ = 0;
   private readonly aside: <R>(f: () => Promise<R>) => Promise<R>;
 
   constructor(private readonly o: ParkedSessionsOptions) {
@@ -151,6 +158,46 @@ export class ParkedSessions<T extends Parkable> {
     return { parked: this.parks_, taken: this.takes_, held: this.entries.size };
   }
 
+  /**
+   * Of those, the pre-parked ones (`park` with `pre`): parked before any call, taken by a call,
+   * disposed without a call having taken them (the pre-park's work lost), held now and their bytes.
+   */
+  get preCounts(): { parked: number; taken: number; dropped: number; held: number; bytes: number } {
+    let held = 0;
+    let bytes = 0;
+    for (const e of this.entries.values()) if (e.pre) (held++, (bytes += e.bytes));
+    return { parked: this.preParks_, taken: this.preTakes_, dropped: this.preDropped_, held, bytes };
+  }
+
+  /** The bytes a pre-park may still take without disposing any parked session (`capBytes` less what is parked). */
+  get room(): number {
+    return Math.max(0, this.o.capBytes - this.bytes_);
+  }
+
+  /**
+   * Marks `key` as being parked from now on, before its session exists (a pre-park's create):
+   * a `drop` of the key meanwhile (its function deleted) makes `park` with this token dispose it.
+   */
+  reserve(key: string): object {
+    const token = {};
+    this.parking.set(key, token);
+    this.preTokens.add(token);
+    return token;
+  }
+
+  /** Ends `reserve`'s mark (its park done, or given up before it). */
+  unreserve(key: string, token: object): void {
+    if (this.parking.get(key) === token) this.parking.delete(key);
+  }
+
+  /** Whether the session under `key` was pre-parked and not taken yet, or is being pre-parked now. */
+  isPre(key: string): boolean {
+    const e = this.entries.get(key);
+    if (e) return e.pre;
+    const t = this.parking.get(key);
+    return t !== undefined && this.preTokens.has(t);
+  }
+
   /** The keys sessions are parked under, or being parked under now. */
   keys(): string[] {
     return [...new Set([...this.entries.keys(), ...this.parking.keys()])];
@@ -162,15 +209,19 @@ export class ParkedSessions<T extends Parkable> {
 
   /**
    * Parks `model` under `key` if it is a mapped artifact's (`mappedPath`) and fits under the cap
-   * (older ones are disposed to make it fit); else disposes it. `sizeBytes` is the pool's charge of it.
+   * (pre-parked ones, then older ones, are disposed to make it fit); else disposes it. `sizeBytes`
+   * is the pool's charge of it. A pre-park (`pre`, with the token `reserve` gave before its create)
+   * parks only into `room`, disposing nothing, and not at all if the key was dropped since `reserve`.
    * Resolves once its pages are given back (or it is disposed).
    */
-  async park(key: string, model: T, how: { mappedPath?: string; match: string; sizeBytes: number }): Promise<boolean> {
+  async park(key: string, model: T, how: { mappedPath?: string; match: string; sizeBytes: number; pre?: { token: object } }): Promise<boolean> {
     const advise = madvise();
     // A `drop` of the key before this park is done (its function deleted while it waited for its turn) disposes it instead.
-    const token = {};
-    this.parking.set(key, token);
-    await this.dispose(key);
+    const token = how.pre?.token ?? {};
+    if (!how.pre) {
+      this.parking.set(key, token);
+      await this.dispose(key);
+    } else if (this.entries.has(key)) this.parking.delete(key);
     const parked = await this.aside(async () => {
       if (this.parking.get(key) !== token) return false;
       if (advise === null || how.mappedPath === undefined || this.o.capBytes <= 0) return false;
@@ -186,11 +237,12 @@ export class ParkedSessions<T extends Parkable> {
       }
       const mapped = ranges.reduce((s, r) => s + (r.end - r.start), 0);
       const bytes = Math.max(0, how.sizeBytes - mapped);
-      if (bytes > this.o.capBytes) return false;
+      if (bytes > (how.pre ? this.room : this.o.capBytes)) return false;
       for (const r of ranges) if (advise(r.start, r.end - r.start, MADV_DONTNEED) !== 0) return false;
-      this.entries.set(key, { model, match: how.match, bytes });
+      this.entries.set(key, { model, match: how.match, bytes, pre: how.pre !== undefined });
       this.bytes_ += bytes;
       this.parks_++;
+      if (how.pre) this.preParks_++;
       return true;
     });
     if (this.parking.get(key) === token) this.parking.delete(key);
@@ -198,12 +250,18 @@ export class ParkedSessions<T extends Parkable> {
       await this.aside(() => model.dispose());
       return false;
     }
-    // Oldest first (a Map keeps insertion order), never the one just parked.
-    for (const k of [...this.entries.keys()]) {
-      if (this.bytes_ <= this.o.capBytes || k === key) break;
-      await this.drop(k);
+    // Pre-parked ones first (never called here), then oldest first (a Map keeps insertion order), never the one just parked.
+    for (const k of this.byLeastWanted()) {
+      if (this.bytes_ <= this.o.capBytes) break;
+      if (k !== key) await this.drop(k);
     }
     return true;
+  }
+
+  /** The keys in the order they go when room is wanted: pre-parked ones (no call has wanted them here yet), then the rest, oldest first. */
+  private byLeastWanted(): string[] {
+    const all = [...this.entries];
+    return [...all.filter(([, e]) => e.pre), ...all.filter(([, e]) => !e.pre)].map(([k]) => k);
   }
 
   /** The session parked under `key` if it was built as `match` says (taken out); a mismatched one is disposed. */
@@ -212,10 +270,12 @@ export class ParkedSessions<T extends Parkable> {
     if (!e) return undefined;
     this.remove(key);
     if (e.match !== match) {
+      if (e.pre) this.preDropped_++;
       await this.aside(() => e.model.dispose());
       return undefined;
     }
     this.takes_++;
+    if (e.pre) this.preTakes_++;
     return e.model;
   }
 
@@ -229,6 +289,7 @@ export class ParkedSessions<T extends Parkable> {
     const e = this.entries.get(key);
     if (!e) return;
     this.remove(key);
+    if (e.pre) this.preDropped_++;
     await this.aside(() => e.model.dispose());
   }
 
@@ -239,9 +300,11 @@ export class ParkedSessions<T extends Parkable> {
   reclaim(bytes: number): { bytes: number; done: Promise<void> } {
     let freed = 0;
     const gone: T[] = [];
-    for (const [k, e] of [...this.entries]) {
+    for (const k of this.byLeastWanted()) {
       if (freed >= bytes) break;
+      const e = this.entries.get(k)!;
       this.remove(k);
+      if (e.pre) this.preDropped_++;
       freed += e.bytes;
       gone.push(e.model);
     }
@@ -251,8 +314,9 @@ export class ParkedSessions<T extends Parkable> {
     return { bytes: freed, done };
   }
 
-  /** Disposes every parked session. */
+  /** Disposes every parked session (at shutdown: not counted as pre-parks lost). */
   async clear(): Promise<void> {
+    for (const e of this.entries.values()) e.pre = false;
     this.parking.clear();
     for (const k of [...this.entries.keys()]) await this.drop(k);
   }

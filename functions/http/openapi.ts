@@ -90,6 +90,16 @@ const Stats = z.looseObject({
       loads: z.number().int(),
       evictions: z.number().int(),
       residentModels: z.array(z.looseObject({ fn: z.string(), sizeBytes: z.number(), state: z.string(), pinned: z.boolean() })),
+      parked: z
+        .looseObject({
+          parked: z.number().int(),
+          taken: z.number().int(),
+          held: z.number().int(),
+          bytes: z.number(),
+          pre: z.looseObject({ parked: z.number().int(), taken: z.number().int(), dropped: z.number().int(), held: z.number().int(), bytes: z.number(), noRoom: z.number().int(), seconds: z.number(), cpuSeconds: z.number() }),
+        })
+        .optional()
+        .meta({ description: 'Parked sessions of evicted mapped models (runtime/parked.ts) at the last heartbeat, and of pre-parked ones (pre: created before any call, PREPARK; dropped: disposed with no call having taken them; seconds, cpuSeconds: what their creates took)' }),
       heartbeatAt: z.string(),
     }),
   ),

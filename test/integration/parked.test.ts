@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
 import { floats, ort, readModel, REAL_MODELS, runDirect } from '../support/models';
 import { startBrulee, type TestBrulee } from '../support/brulee';
+import { mapped, sameAsDirect } from '../support/parked';
 import { until } from '../support/within';
 
 // The node runs in this process: its sessions' mappings are this process's (/proc/self).
@@ -11,20 +11,6 @@ afterAll(async () => {
   for (const b of opened) await b.destroy();
 });
 
-/** Of this process's mappings of a cached artifact (`<sha256>/model.onnx`), how many there are and their resident KiB. */
-function mapped(sha256: string): { mappings: number; rssKiB: number } {
-  let mappings = 0;
-  let rssKiB = 0;
-  let on = false;
-  for (const line of readFileSync('/proc/self/smaps', 'latin1').split('\n')) {
-    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) {
-      on = line.includes(`${sha256}/model.onnx`);
-      if (on) mappings++;
-    } else if (on && line.startsWith('Rss:')) rssKiB += Number(/(\d+) kB/.exec(line)![1]);
-  }
-  return { mappings, rssKiB };
-}
-
 async function registerWide(b: TestBrulee, name: string, seed: number) {
   // 64 -> 500 -> 1000 -> 16: a 2 MB weight, so the mapped form (runtime/mapped.ts).
   const bytes = mlpModel({ inputSize: 64, hidden: [500, 1000], outputSize: 16, seed });
@@ -32,15 +18,6 @@ async function registerWide(b: TestBrulee, name: string, seed: number) {
   expect([200, 201]).toContain(put.status); // 200: a new version
   expect(put.body.profile.artifact).toMatchObject({ form: 'mapped' });
   return { bytes, sha: put.body.profile.artifact.sha256 as string };
-}
-
-async function sameAsDirect(b: TestBrulee, name: string, bytes: Uint8Array, rows: number, seed: number) {
-  const x = floats(rows * 64, seed);
-  const r = await b.invoke(name, { x: { type: 'float32', dims: [rows, 64], data: x } });
-  expect(r.status).toBe(200);
-  const want = await runDirect(bytes, { x: new ort.Tensor('float32', Float32Array.from(x), [rows, 64]) });
-  expect(r.body.outputs.y.data).toEqual(Array.from(want.y!.data as Float32Array));
-  return r.body as { coldStart: boolean };
 }
 
 describe('parked sessions (runtime/parked.ts)', () => {

@@ -16,6 +16,7 @@ vi.mock('node:fs', async (importOriginal) => {
 });
 
 const { ParkedSessions, canPark, mappingsOf } = await import('../../runtime/parked');
+const { preParkOrder } = await import('../../runtime/prepark');
 
 const PAGE = 4096;
 type Mmap = (addr: number, len: number, prot: number, flags: number, fd: number, off: number) => number;
@@ -110,5 +111,59 @@ describe.runIf(canPark())('ParkedSessions (runtime/parked.ts)', () => {
     expect(parked.bytes).toBe(16 * PAGE);
     expect(await parked.take('k', 'm')).toBe(s);
     await s.dispose();
+  });
+
+  it('a pre-park (runtime/prepark.ts) parks only into the room left: it disposes no parked session, and is itself the first to go for a later park', async () => {
+    // Each session costs 16 pages parked (32 charged, 16 mapped); room for two.
+    const parked = new ParkedSessions({ capBytes: 32 * PAGE });
+    const called = mappedSession('f');
+    await expect(parked.park('called', called, { mappedPath: called.path, match: 'm', sizeBytes: 32 * PAGE })).resolves.toBe(true);
+    const pre = mappedSession('g');
+    await expect(parked.park('pre', pre, { mappedPath: pre.path, match: 'm', sizeBytes: 32 * PAGE, pre: { token: parked.reserve('pre') } })).resolves.toBe(true);
+    expect(parked.preCounts).toMatchObject({ parked: 1, held: 1, bytes: 16 * PAGE });
+    // Full: a third pre-park is disposed, the others stay.
+    const more = mappedSession('h');
+    await expect(parked.park('more', more, { mappedPath: more.path, match: 'm', sizeBytes: 32 * PAGE, pre: { token: parked.reserve('more') } })).resolves.toBe(false);
+    expect(more.disposed).toBe(1);
+    expect(parked.has('called') && parked.has('pre')).toBe(true);
+    // An eviction's park wants room: the pre-parked session goes first, though it is the newer.
+    const evicted = mappedSession('i');
+    await expect(parked.park('evicted', evicted, { mappedPath: evicted.path, match: 'm', sizeBytes: 32 * PAGE })).resolves.toBe(true);
+    expect([parked.has('called'), parked.has('pre'), parked.has('evicted')]).toEqual([true, false, true]);
+    expect(pre.disposed).toBe(1);
+    expect(parked.preCounts).toMatchObject({ parked: 1, taken: 0, dropped: 1, held: 0 });
+    await parked.clear();
+  });
+
+  it('a pre-park whose key is dropped while its session is created (its function deleted) is disposed, not parked', async () => {
+    const parked = new ParkedSessions({ capBytes: 1024 ** 3 });
+    const token = parked.reserve('k');
+    expect(parked.isPre('k')).toBe(true);
+    // The create runs; the function is deleted meanwhile.
+    const s = mappedSession('j');
+    await parked.drop('k');
+    await expect(parked.park('k', s, { mappedPath: s.path, match: 'm', sizeBytes: 32 * PAGE, pre: { token } })).resolves.toBe(false);
+    expect(s.disposed).toBe(1);
+    expect(parked.keys()).toEqual([]);
+  });
+
+  it('a pre-parked session taken by a call counts as taken, and as a pre-park taken', async () => {
+    const parked = new ParkedSessions({ capBytes: 1024 ** 3 });
+    const s = mappedSession('l');
+    const token = parked.reserve('k');
+    await expect(parked.park('k', s, { mappedPath: s.path, match: 'm', sizeBytes: 32 * PAGE, pre: { token } })).resolves.toBe(true);
+    parked.unreserve('k', token);
+    expect(await parked.take('k', 'm')).toBe(s);
+    expect(parked.counts).toMatchObject({ parked: 1, taken: 1, held: 0 });
+    expect(parked.preCounts).toMatchObject({ parked: 1, taken: 1, dropped: 0 });
+    expect(parked.keys()).toEqual([]);
+    await s.dispose();
+  });
+});
+
+describe('preParkOrder (runtime/prepark.ts)', () => {
+  it('most popular first, then longest to load, then by key', () => {
+    const c = (key: string, popularity: number, loadMs: number) => ({ key, fn: key, popularity, loadMs });
+    expect(preParkOrder([c('a', 0, 10), c('b', 0.5, 1), c('c', 0, 40), c('d', 0.5, 5), c('e', 0, 40)]).map((x) => x.key)).toEqual(['d', 'b', 'c', 'e', 'a']);
   });
 });
