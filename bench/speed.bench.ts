@@ -22,7 +22,10 @@
  * by the server's count of cold starts (`/stats`), since its answer does not say. The unload parks a
  * mapped model's session (runtime/parked.ts), so now's cold call of such a model reuses it;
  * `--unparked-arm` adds "now unparked", the same code with `PARK_BUDGET=0`, whose every cold start
- * creates the session. Then warm p50/p99 of sequential calls (v1 JSON; the floor's and each
+ * creates the session. `--first-arms` adds "now first" (`PREPARK=off`) and "now pre-parked"
+ * (`PREPARK=on`), where every cold call is the model's first on the node: the function is deleted
+ * and registered again before it, and with pre-parking the call waits until /stats shows the
+ * node's pre-park, and must take it (runtime/prepark.ts). Then warm p50/p99 of sequential calls (v1 JSON; the floor's and each
  * server's in alternating blocks of 10 calls, `interleavedLatencies`); for the
  * small MLP also throughput at `--concurrency` and Redis commands per warm invocation (INFO
  * commandstats over `--count` calls, heartbeats and all), and a second baseline, "bullmq": BullMQ
@@ -57,6 +60,7 @@ const args = parseArgs({
     count: { type: 'string', default: '500' },
     binary: { type: 'boolean', default: false },
     'unparked-arm': { type: 'boolean', default: false },
+    'first-arms': { type: 'boolean', default: false },
   },
 }).values;
 const N = Number(args.n);
@@ -135,7 +139,19 @@ function client(s: BenchServer, name: string, input: JsonInput, binary = false) 
     const r = await c.call('GET', '/stats');
     return (JSON.parse(r.body.toString()) as { functions: Record<string, { coldStarts: number }> }).functions[name]?.coldStarts ?? 0;
   };
-  return Object.assign(invoke, { binary, coldStarts, unload: () => c.call('POST', `/v2/repository/models/${name}/unload`, '', JSON_TYPE), close: c.close, answerBytes: async () => {
+  /** This node's parked sessions (`/stats` nodes[].parked; runtime/parked.ts, runtime/prepark.ts). */
+  const parked = async () => {
+    const r = await c.call('GET', '/stats');
+    return (JSON.parse(r.body.toString()) as { nodes: Array<{ parked?: { pre: { held: number; taken: number } } }> }).nodes[0]?.parked;
+  };
+  /** Deletes the function and registers `bytes` again under its name: the node holds nothing of it, as before its first call. */
+  const reregister = async (bytes: Uint8Array) => {
+    const d = await c.call('DELETE', `/functions/${name}`);
+    if (d.status !== 200) throw new Error(`delete failed: ${d.status} ${d.body.toString()}`);
+    const p = await c.call('PUT', `/functions/${name}`, Buffer.from(bytes), { 'content-type': 'application/octet-stream' });
+    if (p.status !== 201) throw new Error(`register failed: ${p.status} ${p.body.toString()}`);
+  };
+  return Object.assign(invoke, { binary, coldStarts, parked, reregister, unload: () => c.call('POST', `/v2/repository/models/${name}/unload`, '', JSON_TYPE), close: c.close, answerBytes: async () => {
     await invoke();
     return last.byteLength;
   } });
@@ -148,15 +164,46 @@ const pause = () => new Promise((r) => setTimeout(r, PAUSE_MS));
 /** One cold invoke: unload, let the node settle, invoke (the unload warmed the client's socket); its time and the node's own load ms (session create + fetch). */
 async function coldOnce(invoke: ReturnType<typeof client>): Promise<{ coldMs: number; loadMs: number; parseMs: number }> {
   await invoke.unload();
-  // A v2 answer does not say it was a cold start: the server's count must rise by one (asked before the pause, and after the call).
+  return timedCold(invoke, 'after unload');
+}
+
+/**
+ * The pause, then one timed invoke that must be a cold start: a v2 answer does not say it was one,
+ * so the server's count must rise by one (asked before the pause, and after the call).
+ */
+async function timedCold(invoke: ReturnType<typeof client>, when: string): Promise<{ coldMs: number; loadMs: number; parseMs: number }> {
   const before = invoke.binary ? await invoke.coldStarts() : 0;
   await pause();
   const t = performance.now();
   const r = await invoke();
   const coldMs = performance.now() - t - r.parseMs;
-  if (r.coldStart === false) throw new Error('expected a cold start after unload');
-  if (invoke.binary && (await invoke.coldStarts()) !== before + 1) throw new Error('expected a cold start after unload (v2 binary: /stats counted none)');
+  if (r.coldStart === false) throw new Error(`expected a cold start ${when}`);
+  if (invoke.binary && (await invoke.coldStarts()) !== before + 1) throw new Error(`expected a cold start ${when} (v2 binary: /stats counted none)`);
   return { coldMs, loadMs: r.loadMs ?? NaN, parseMs: r.parseMs };
+}
+
+/**
+ * A model's first call on the node: the function deleted and registered again (nothing of it held
+ * on the node), then with `prePark` (PREPARK=on) a wait until the node has pre-parked it (/stats,
+ * bounded), then the same pause as a cold call's and one timed invoke, which must be a cold start
+ * (and with `prePark`, must take the pre-parked session).
+ */
+async function firstOnce(invoke: ReturnType<typeof client>, bytes: Uint8Array, prePark: boolean): Promise<{ coldMs: number; loadMs: number; parseMs: number }> {
+  await invoke.reregister(bytes);
+  if (prePark) {
+    const end = Date.now() + 60_000;
+    while (((await invoke.parked())?.pre.held ?? 0) < 1) {
+      if (Date.now() > end) throw new Error('the node did not pre-park the model within 60 s');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  const taken = (await invoke.parked())?.pre.taken ?? 0;
+  const r = await timedCold(invoke, 'at a first call');
+  if (prePark) {
+    const after = await invoke.parked();
+    if ((after?.pre.taken ?? 0) !== taken + 1) throw new Error(`the first call did not take the pre-parked session (pre-parked sessions taken: ${taken} before it, after it ${JSON.stringify(after)})`);
+  }
+  return r;
 }
 
 /** A warm invoke after the same pause as a cold one (the call before it warmed the socket and loaded the model): what the pause costs brulee without a load. */
@@ -290,10 +337,13 @@ async function main() {
   const names = args.models.split(',');
   const env = { WORKER_CONCURRENCY: String(Math.min(Number(args.concurrency), 64)), MEMORY_BUDGET: '4GiB' };
   // --unparked-arm: now's code again with parking off (PARK_BUDGET=0): every cold start a session create, as before parking.
-  const labels: Array<readonly [string, string | undefined, Record<string, string>?]> = [
+  // --first-arms: each cold call is the model's first on the node (deleted and registered again
+  // before it), with pre-parking off ("now first") and on ("now pre-parked": after the node pre-parked it).
+  const labels: Array<readonly [string, string | undefined, Record<string, string>?, ('first' | 'pre-parked')?]> = [
     ...(args.today ? [['today', args.today] as const] : []),
     ['now', undefined] as const,
     ...(args['unparked-arm'] ? [['now unparked', undefined, { PARK_BUDGET: '0' }] as const] : []),
+    ...(args['first-arms'] ? [['now first', undefined, { PREPARK: 'off' }, 'first'] as const, ['now pre-parked', undefined, { PREPARK: 'on' }, 'pre-parked'] as const] : []),
   ];
   try {
     for (const name of names) {
@@ -307,18 +357,18 @@ async function main() {
       const small = name === 'mlp';
       // Every server is up and registered first; then the cold starts of raw, today and now take
       // turns, one of each per round, so the load of a shared machine drifts over all of them alike.
-      const servers: Array<{ label: string; s: BenchServer; invoke: ReturnType<typeof client>; binary?: boolean }> = [];
+      const servers: Array<{ label: string; s: BenchServer; invoke: ReturnType<typeof client>; binary?: boolean; first?: 'first' | 'pre-parked' }> = [];
       let httpFloor: Awaited<ReturnType<typeof startHttpFloor>> | undefined;
       let floorClient: ReturnType<typeof leanClient> | undefined;
       try {
-        for (const [label, cwd, own] of labels) {
+        for (const [label, cwd, own, first] of labels) {
           const s = await startServer(join(dir, `${label}-${name}`.replace(/ /g, '-')), { ...env, ...own }, cwd);
-          servers.push({ label, s, invoke: client(s, name, input) });
+          servers.push({ label, s, invoke: client(s, name, input), ...(first ? { first } : {}) });
           const put = await fetch(`${s.url}/functions/${name}`, { method: 'PUT', body: bytes });
           if (put.status >= 300) throw new Error(`register failed: ${put.status} ${await put.text()}`);
         }
         // --binary: each server's cold and warm calls again over v2 binary (the same server and model).
-        if (args.binary) for (const { label, s } of [...servers]) servers.push({ label: `${label} v2 bin`, s, invoke: client(s, name, input, true), binary: true });
+        if (args.binary) for (const { label, s, first } of [...servers]) servers.push({ label: `${label} v2 bin`, s, invoke: client(s, name, input, true), binary: true, ...(first ? { first } : {}) });
         httpFloor = await startHttpFloor(await servers[0]!.invoke.answerBytes());
         const fc = (floorClient = leanClient(httpFloor.url, { maxSockets: Number(args.concurrency) }));
         const floorBody = JSON.stringify({ inputs: input });
@@ -332,8 +382,8 @@ async function main() {
           cold['raw, no pause']!.push(await rawColdOnce(path, input, false));
           cold['raw, fresh proc']!.push(await fresh.once(path, inputPath));
           cold['http floor']!.push(await floorOnce(floorCall));
-          for (const { label, invoke } of servers) {
-            (cold[label] ??= []).push(await coldOnce(invoke));
+          for (const { label, invoke, first } of servers) {
+            (cold[label] ??= []).push(first ? await firstOnce(invoke, bytes, first === 'pre-parked') : await coldOnce(invoke));
             (paused[label] ??= []).push(await pausedWarmOnce(invoke));
           }
         }
@@ -366,14 +416,14 @@ async function main() {
 function print(name: string, size: number, r: Record<string, Row>) {
   const f = (x: number | undefined, d = 2) => (x === undefined || Number.isNaN(x) ? '' : x.toFixed(d));
   console.log(`\n${name} (${size} bytes); load average ${(await0())}; cold calls after a ${PAUSE_MS} ms pause, node:http kept-alive client`);
-  console.log(`  ${''.padEnd(16)}${'cold ms'.padStart(10)}${'x raw'.padStart(8)}${'- raw'.padStart(8)}${'- raw np'.padStart(9)}${'- floor'.padStart(9)}${'load ms'.padStart(10)}${'parse'.padStart(7)}${'paused'.padStart(8)}${'cold-paused'.padStart(12)}${'warm p50'.padStart(10)}${'- raw'.padStart(8)}${'warm p99'.padStart(10)}${'tput /s'.padStart(10)}${'redis cmds/call'.padStart(17)}`);
+  console.log(`  ${''.padEnd(22)}${'cold ms'.padStart(10)}${'x raw'.padStart(8)}${'- raw'.padStart(8)}${'- raw np'.padStart(9)}${'- floor'.padStart(9)}${'load ms'.padStart(10)}${'parse'.padStart(7)}${'paused'.padStart(8)}${'cold-paused'.padStart(12)}${'warm p50'.padStart(10)}${'- raw'.padStart(8)}${'warm p99'.padStart(10)}${'tput /s'.padStart(10)}${'redis cmds/call'.padStart(17)}`);
   const rawRow = r.raw!;
   const floorRow = r['http floor'];
   const rawNp = r['raw, no pause'];
   const brulee = (label: string) => !label.startsWith('raw') && label !== 'http floor' && label !== 'bullmq';
   for (const [label, row] of Object.entries(r)) {
     console.log(
-      `  ${label.padEnd(16)}${f(row.coldMs).padStart(10)}${(label === 'raw' ? '' : f(row.coldMs / rawRow.coldMs)).padStart(8)}${(label === 'raw' ? '' : f(row.coldMs - rawRow.coldMs)).padStart(8)}${(brulee(label) && rawNp ? f(row.coldMs - rawNp.coldMs) : '').padStart(9)}${(brulee(label) && floorRow ? f(row.coldMs - rawRow.coldMs - floorRow.coldMs) : '').padStart(9)}${f(row.loadMs).padStart(10)}${f(row.parseMs).padStart(7)}${f(row.pausedMs).padStart(8)}${(row.pausedMs === undefined ? '' : f(row.coldMs - row.pausedMs)).padStart(12)}${f(row.warmP50, 3).padStart(10)}${(label === 'raw' ? '' : f(row.warmP50 - rawRow.warmP50, 3)).padStart(8)}${f(row.warmP99, 3).padStart(10)}${f(row.tput, 0).padStart(10)}${f(row.cmdTotal, 1).padStart(17)}`,
+      `  ${label.padEnd(22)}${f(row.coldMs).padStart(10)}${(label === 'raw' ? '' : f(row.coldMs / rawRow.coldMs)).padStart(8)}${(label === 'raw' ? '' : f(row.coldMs - rawRow.coldMs)).padStart(8)}${(brulee(label) && rawNp ? f(row.coldMs - rawNp.coldMs) : '').padStart(9)}${(brulee(label) && floorRow ? f(row.coldMs - rawRow.coldMs - floorRow.coldMs) : '').padStart(9)}${f(row.loadMs).padStart(10)}${f(row.parseMs).padStart(7)}${f(row.pausedMs).padStart(8)}${(row.pausedMs === undefined ? '' : f(row.coldMs - row.pausedMs)).padStart(12)}${f(row.warmP50, 3).padStart(10)}${(label === 'raw' ? '' : f(row.warmP50 - rawRow.warmP50, 3)).padStart(8)}${f(row.warmP99, 3).padStart(10)}${f(row.tput, 0).padStart(10)}${f(row.cmdTotal, 1).padStart(17)}`,
     );
     if (row.cmds) console.log(`              ${Object.entries(row.cmds).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
   }
