@@ -179,6 +179,15 @@ describe('the KServe v2 gRPC service', () => {
       expect(big.err?.details).toMatch(/^the ModelInfer message \(\d+ bytes\) is larger than the limit of 4096 bytes \(MAX_REQUEST_BYTES\)$/);
       expect(Number(/\((\d+) bytes\)/.exec(big.err!.details)![1])).toBeGreaterThan(8192);
       expect(big.err?.metadata.get('brulee-error-code')).toEqual(['PAYLOAD_TOO_LARGE']);
+      // Compressed under the limit, larger once inflated: refused the same way (grpc-js does not say the inflated size).
+      const gz = new pkg.inference.GRPCInferenceService(`127.0.0.1:${small.port}`, grpc.credentials.createInsecure(), { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip });
+      const inflated = await new Promise<grpc.ServiceError | null>((resolve) =>
+        gz.ModelInfer({ model_name: 'mlp', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2048] }], raw_input_contents: [Buffer.alloc(8192)] }, new grpc.Metadata(), (err: grpc.ServiceError | null) => resolve(err)),
+      );
+      gz.close();
+      expect(inflated?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(inflated?.details).toBe('the ModelInfer message is larger than the limit of 4096 bytes (MAX_REQUEST_BYTES)');
+      expect(inflated?.metadata.get('brulee-error-code')).toEqual(['PAYLOAD_TOO_LARGE']);
       // Under the limit, the same server answers (here INVALID_ARGUMENT: mlp takes 4 columns, with its trailer).
       const fits = await infer(16);
       expect(fits.err).toBeUndefined();
