@@ -90,7 +90,10 @@ beforeAll(async () => {
     });
   });
   s3Env = { MODEL_STORE: 's3://brulee-models/models', AWS_ENDPOINT_URL: endpoint, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: S3_ACCESS_KEY, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
-  gw = await startProc('gw', 'gateway', env());
+  // MAX_NODE_DEATHS_PER_JOB is the cluster's: the reaper runs in the gateway and applies its own, so
+  // the gateway's is the restart test's 4 too (a worker restarted slowly, under load, is declared dead
+  // and its deaths are counted by the reaper; at the default 2 it gave the call up at the 3rd).
+  gw = await startProc('gw', 'gateway', { ...env(), MAX_NODE_DEATHS_PER_JOB: '4' });
   px = await startProc('px', 'worker', { ...env(), NODE_ID: 'px', JOB_LOCK_MS: '1000', MAX_NODE_DEATHS_PER_JOB: '1', MEMORY_BUDGET: '256MiB' });
   await register(gw.base, [{ fn: 'held', bytes: mlpModel({ inputSize: 2048, hidden: [16], outputSize: 2, seed: 5 }) }], '?timeoutMs=60000');
   await register(gw.base, [{ fn: 'held-load', bytes: mlpModel({ inputSize: 16, hidden: [16], outputSize: 2, seed: 6 }) }], '?timeoutMs=60000');
