@@ -61,9 +61,14 @@ const RECLAIM = new Script(`local n = 0
 while redis.call('LMOVE', KEYS[2], KEYS[1], 'LEFT', 'RIGHT') do n = n + 1 end
 return n`);
 
-// KEYS: from, to. ARGV: a frame. Moves it, if it is still in `from`, to the front of `to` (taken next).
+// KEYS: from, to[, counts, per node]. ARGV: a frame[, node]. Moves it, if it is still in `from`, to
+// the front of `to` (taken next); with the counts' keys, counts the move there (`moveJob`'s `count`).
 const MOVE = new Script(`if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
   redis.call('RPUSH', KEYS[2], ARGV[1])
+  if KEYS[3] then
+    redis.call('HINCRBY', KEYS[3], 'jobsRerouted', 1)
+    redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
+  end
   return 1
 end
 return 0`);
@@ -87,9 +92,12 @@ export async function takeBack(redis: Redis, k: Keys, nodeId: string, frame: Buf
   return (await redis.lrem(k.lane(nodeId), 1, frame)) === 1;
 }
 
-/** Moves one job from a list (a dead node's lane or active list) to the front of `to`'s lane. */
-export async function moveJob(redis: Redis, from: string, to: string, frame: Buffer): Promise<boolean> {
-  return (await MOVE.run(redis, [from, to], [frame])) === 1;
+/**
+ * Moves one job from a list (a dead node's lane or active list) to the front of `to`'s lane; with
+ * `count`, the cluster's `jobsRerouted` and the dead node's moves count it in the same script.
+ */
+export async function moveJob(redis: Redis, from: string, to: string, frame: Buffer, count?: { cluster: string; moved: string; node: string }): Promise<boolean> {
+  return (await MOVE.run(redis, count ? [from, to, count.cluster, count.moved] : [from, to], count ? [frame, count.node] : [frame])) === 1;
 }
 
 /** How long one blocking wait lasts before the worker looks again, s. */

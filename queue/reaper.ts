@@ -145,7 +145,8 @@ export class Reaper {
       const data = job.data as Routed<Partial<LoadJob>>;
       const state = await job.getState().catch(() => 'unknown');
       if (job.name === JOB.unload || !data.model) {
-        // Nothing to unload on a dead node: answered at once.
+        // Nothing to unload on a dead node: answered at once (counted first, as a move is).
+        await this.counted(deadId);
         await deliver(redis, k, data.reply, { ok: { dropped: 0 } });
       } else if (crash && state === 'active' && (await givenUp(this.poison, crash, job.name, data as Routed<LoadJob & Partial<InvokeJob>>))) {
         await redis.del(`${k.bullPrefix}:${k.nodeQueue(deadId)}:${id}:lock`);
@@ -161,7 +162,16 @@ export class Reaper {
           throw e;
         }
         target.queued++;
-        await this.queue(target.id).add(job.name, data, { ...JOB_OPTIONS, jobId: id, lifo: true });
+        // Counted before the live node can take it: a node with the model at hand (resident, or
+        // parked: runtime/prepark.ts) answered it before a count made after the move, and whoever
+        // read /stats on its answer saw no reroute. Taken back if the move fails (the next run moves it).
+        await this.counted(deadId);
+        try {
+          await this.queue(target.id).add(job.name, data, { ...JOB_OPTIONS, jobId: id, lifo: true });
+        } catch (e) {
+          await this.counted(deadId, -1).catch(() => undefined);
+          throw e;
+        }
         // An async call's status is read from the queue it sits on.
         if (!data.reply.replyTo) await redis.set(k.invocation(id), target.id, 'KEEPTTL', 'XX');
         log.info({ job: id, from: deadId, to: target.id, state }, 'job moved off a dead node');
@@ -169,7 +179,6 @@ export class Reaper {
       // A dead worker's lock would keep its active job for up to 30 s: it is gone, so is the lock.
       await redis.del(`${k.bullPrefix}:${k.nodeQueue(deadId)}:${id}:lock`);
       await from.remove(id);
-      await this.counted(deadId);
       moved++;
     }
     return moved;
@@ -198,10 +207,11 @@ export class Reaper {
           if (isBruleeError(e)) return moved;
           throw e;
         }
-        if (!(await moveJob(redis, list, k.lane(target.id), frame))) continue;
+        // Counted in the move's script: before the live node can take it and answer it.
+        if (!(await moveJob(redis, list, k.lane(target.id), frame, { cluster: k.cluster, moved: k.jobsMoved, node: deadId }))) continue;
         target.queued++;
         log.info({ job: job.id, from: deadId, to: target.id, state: list === k.lane(deadId) ? 'waiting' : 'active' }, 'job moved off a dead node');
-        await this.counted(deadId);
+        await redis.pexpire(k.reaperLock, this.lockMs);
         moved++;
       }
     }
@@ -212,10 +222,10 @@ export class Reaper {
     return { redis: this.o.redis, keys: this.o.keys, log: this.o.log, limit: this.o.maxDeathsPerJob };
   }
 
-  /** Counts a moved job, and keeps the lock while jobs move. */
-  private async counted(deadId: string): Promise<void> {
+  /** Counts a moved job (`by` -1: takes back the count of a move that failed), and keeps the lock while jobs move. */
+  private async counted(deadId: string, by = 1): Promise<void> {
     const { redis, keys: k } = this.o;
-    await redis.pipeline().hincrby(k.cluster, 'jobsRerouted', 1).hincrby(k.jobsMoved, deadId, 1).pexpire(k.reaperLock, this.lockMs).exec();
+    await redis.pipeline().hincrby(k.cluster, 'jobsRerouted', by).hincrby(k.jobsMoved, deadId, by).pexpire(k.reaperLock, this.lockMs).exec();
   }
 
   private async forget(id: string, q: Queue): Promise<void> {

@@ -13,6 +13,7 @@ import { decodeAnswer, type ReplyTo } from '../../queue/replies';
 import { Reaper } from '../../queue/reaper';
 import type { InvokeJob, ModelRef } from '../../queue/wire';
 import { deleteKeys } from '../support/brulee';
+import { until } from '../support/within';
 
 /*
  * The reaper's count of the nodes that died running a job, against a real Redis, with a dead node
@@ -178,5 +179,46 @@ describe("the reaper's count of node deaths per job", () => {
     expect(answers.map(([, f]) => f[1]!.toString())).toEqual([a]);
     expect((decodeAnswer(answers[0]![1][3]!) as { error: string }).error).toMatch(/^NODE_CRASHED: .* died 2 times \(nodes d0, r4\)/);
     expect(await redis.hget(k.cluster, 'poisonJobs')).toBe('1');
+  });
+});
+
+describe("the reaper's count of the jobs it moves", () => {
+  it('counts a move no later than the live node can take the job: in the lane move\'s script, before a queued job is added', async () => {
+    // A live node with the model at hand (resident, or pre-parked: runtime/prepark.ts) answers a
+    // moved call in a few ms; counted after the move, a caller that read /stats on its answer
+    // saw no reroute (poison.test.ts 'async, one death', under load). The order is Redis's own
+    // (MONITOR: commands as they run, a script's with source 'lua').
+    await writeHeartbeat(redis, k, live, 't');
+    await deadNode('d6');
+    const [a, b] = [randomUUID(), randomUUID()];
+    await redis.lpush(k.laneActive('d6'), encodeLaneJob(a, 'invoke', invokeJob({ id: a, replyTo: k.replies('gw'), answerTtlMs: 60_000 })));
+    const q = new Queue(k.nodeQueue('d6'), { connection: redis, prefix: k.bullPrefix });
+    queues.push(q);
+    await q.add('invoke', invokeJob({ id: b, answerTtlMs: 60_000 }), { ...JOB_OPTIONS, jobId: b });
+    const ran: Array<{ cmd: string; lua: boolean }> = [];
+    const monitor = await redis.monitor();
+    try {
+      monitor.on('monitor', (_time: string, args: string[], source: string) => {
+        const cmd = args.join(' ');
+        if (cmd.includes(`${ns}:`)) ran.push({ cmd: cmd.toLowerCase(), lua: source === 'lua' });
+      });
+      expect(await reaper.tick()).toMatchObject({ died: ['d6'], moved: 2 });
+      const counted = (i: number) => ran[i]?.cmd.startsWith(`hincrby ${k.cluster} jobsrerouted`.toLowerCase()) === true;
+      await until('the moves seen', () => ran.filter((_, i) => counted(i)).length === 2, 5000);
+      // The lane job: counted in the script that pushes it onto the live lane.
+      const pushed = ran.findIndex((r) => r.cmd.startsWith(`rpush ${k.lane('live')}`.toLowerCase()));
+      expect(pushed).toBeGreaterThanOrEqual(0);
+      expect(ran[pushed + 1]).toMatchObject({ lua: true });
+      expect(counted(pushed + 1)).toBe(true);
+      // The queued job: counted before BullMQ's add writes it into the live node's queue.
+      const added = ran.findIndex((r) => r.cmd.includes(`${k.bullPrefix}:${k.nodeQueue('live')}:${b}`.toLowerCase()));
+      expect(added).toBeGreaterThan(pushed);
+      expect(ran.slice(pushed + 2, added).some((_, i) => counted(pushed + 2 + i))).toBe(true);
+    } finally {
+      monitor.disconnect();
+    }
+    expect(await redis.hget(k.cluster, 'jobsRerouted')).toBe('2');
+    expect(await redis.hget(k.jobsMoved, 'd6')).toBe('2');
+    expect(await redis.llen(k.lane('live'))).toBe(1);
   });
 });
