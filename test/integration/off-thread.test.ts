@@ -279,14 +279,17 @@ describe('a node with ORT_OFF_THREAD=auto', () => {
   });
 
   it('sends a model whose runs here take ORT_OFF_THREAD_MS or more (inputs larger than registration ran) to the host at its next load', async () => {
-    // Registration ran LONG on one row (~1 ms); 3000 rows take hundreds of ms on the main thread.
-    const b = await startBrulee({ ORT_OFF_THREAD_MS: '50', ORT_OFF_THREAD_LOAD_MS: '3600000' });
+    // Registration ran LONG on one row (a median of ~1 ms). 3000 rows took 54-72 ms on the main
+    // thread of this machine at load 9: at a limit of 50 ms, a quicker run left the model's next
+    // load on the main thread (inSessionHost false below). 6000 rows take twice that, more under
+    // load: a limit of 20 ms is ~5x under the long run and ~20x over the registered one.
+    const b = await startBrulee({ ORT_OFF_THREAD_MS: '20', ORT_OFF_THREAD_LOAD_MS: '3600000' });
     try {
       expect((await b.put('long', LONG)).status).toBe(201);
       const key = () => b.node!.pool.list().find((e) => e.fn === 'long')!.key;
       expect((await b.invoke('long', { x: { type: 'float32', dims: [1, 64], data: floats(64, 7) } })).status).toBe(200);
       expect(b.node!.inSessionHost(key())).toBe(false);
-      const rows = 3000;
+      const rows = 6000;
       const x = floats(rows * 64, 7);
       expect((await b.invoke('long', { x: { type: 'float32', dims: [rows, 64], data: x } })).status).toBe(200);
       // The session already loaded stays where it is; the next load goes to the host.
