@@ -22,7 +22,10 @@ const workers: Proc[] = [];
 let wl: Workload;
 let nextWorker = 1;
 
-const env = () => ({ REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, HEARTBEAT_MS: String(HEARTBEAT_MS), POPULARITY_CRON: '0 0 1 1 *', ...s3.env() });
+// PREPARK off: 'kill -9 of the worker that is loading a model' catches the worker whose model
+// cache gets the model's bytes at the call (`whoLoads`); pre-parking workers (runtime/prepark.ts)
+// fetch them all right after the registration, and the call's is then a reload from park.
+const env = () => ({ REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, HEARTBEAT_MS: String(HEARTBEAT_MS), POPULARITY_CRON: '0 0 1 1 *', PREPARK: 'off', ...s3.env() });
 const startWorker = async () => {
   const id = `w${nextWorker++}`;
   const w = await startProc(id, 'worker', { ...env(), NODE_ID: id, WORKER_CONCURRENCY: '2', MEMORY_BUDGET: '512MiB' });

@@ -29,7 +29,10 @@ let gw: Proc;
 const workers: Proc[] = [];
 let nextWorker = 1;
 
-const env = () => ({ REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, HEARTBEAT_MS: String(HEARTBEAT_MS), POPULARITY_CRON: '0 0 1 1 *', MODEL_STORE: pathToFileURL(storeDir).href });
+// PREPARK off: each test's model is cold on every node, so the node that takes its call holds it
+// for a create (time to be caught: `killWhenActive`); pre-parked (runtime/prepark.ts), it would
+// hold it for a reload from park and one run, a few ms.
+const env = () => ({ REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, HEARTBEAT_MS: String(HEARTBEAT_MS), POPULARITY_CRON: '0 0 1 1 *', PREPARK: 'off', MODEL_STORE: pathToFileURL(storeDir).href });
 const startWorker = async (id: string, onSpawn?: (child: ChildProcess, dataDir: string) => void) => {
   const w = await startProc(id, 'worker', { ...env(), NODE_ID: id, WORKER_CONCURRENCY: '2', MEMORY_BUDGET: '512MiB' }, onSpawn ? { onSpawn } : {});
   workers.push(w);
