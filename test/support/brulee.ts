@@ -53,8 +53,6 @@ export async function startBrulee(env: Record<string, string> = {}, reuse?: { na
     NODE_ID: reuse?.nodeId ?? `node-${namespace}`,
     KEY_PREFIX: namespace,
     POPULARITY_CRON: '0 0 1 1 *', // tests refresh popularity by hand, when they mean to
-    // Pre-parking creates sessions in idle time (runtime/prepark.ts): a test that means it turns it on.
-    PREPARK: 'off',
     LOG_LEVEL: 'silent',
     ...env,
   });
