@@ -53,7 +53,9 @@ const alive = (pid: number) => {
 it('the profiling child of a registration whose process was killed stops, without finishing its work', async () => {
   const gw = await startProc('orphan-gw', 'all', { REDIS_URL: inject('redisUrl'), KEY_PREFIX: ns, TMPDIR: tmp });
   procs.push(gw);
-  const bytes = mlpModel({ inputSize: 64, hidden: [512, 512], outputSize: 16, seed: 5 });
+  // Large enough (~13 MB) that deriving it takes long enough to be seen: a ~1 MB model's derive was
+  // over between two looks of the loop below on a quiet machine (a clean-clone CI run, load ~1).
+  const bytes = mlpModel({ inputSize: 64, hidden: [1024, 1024, 1024, 1024], outputSize: 16, seed: 5 });
   const sent = fetch(`${gw.base}/functions/orphan`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: bytes }).catch(() => undefined);
   // Frozen while it derives the pre-optimized artifact (its own scratch folder is there; the
   // artifact is written at the end of that step).
