@@ -76,9 +76,7 @@ export async function givenUp(o: PoisonOptions, crash: Crash, name: string, data
   if (verdict === 1) log.error({ job: id, fn, version, nodes, limit }, `${what} not run again: the node running it died ${nodes.length} times`);
   // Given up by a run that died after answering (a BullMQ job stays on its queue until removed): answered once.
   if (verdict === 2 && !from && (await answered(redis, k, data.reply))) return true;
-  const also = new StatsOps();
-  if (data.admission) releaseWith(also, data.admission);
-  if (data.inputs?.key !== undefined) also.del(data.inputs.key);
+  const also = givenBack(data);
   if (from) also.lrem(from.list, from.frame);
   const e = new BruleeError(
     'NODE_CRASHED',
@@ -88,6 +86,14 @@ export async function givenUp(o: PoisonOptions, crash: Crash, name: string, data
   );
   await deliver(redis, k, data.reply, { error: errorToWire(e) }, also);
   return true;
+}
+
+/** The writes that go with a given-up job's answer: its admission place and its input bytes given back. */
+function givenBack(data: Pick<Routed<Partial<InvokeJob>>, 'admission' | 'inputs'>): StatsOps {
+  const also = new StatsOps();
+  if (data.admission) releaseWith(also, data.admission);
+  if (data.inputs?.key !== undefined) also.del(data.inputs.key);
+  return also;
 }
 
 /** Whether a job's caller has its answer already. */
@@ -158,9 +164,7 @@ export async function stalledOut(o: PoisonOptions, node: string, job: StalledJob
   const what = job.name === JOB.load ? 'load' : job.name === JOB.unload ? 'unload' : 'invocation';
   const of = data.model ? `function '${fn}' (version ${data.model.version})` : `function '${fn}'`;
   const times = `${job.stalledCounter} time${job.stalledCounter === 1 ? '' : 's'}`;
-  const also = new StatsOps();
-  if (data.admission) releaseWith(also, data.admission);
-  if (data.inputs?.key !== undefined) also.del(data.inputs.key);
+  const also = givenBack(data);
   also.hincrby(k.cluster, 'poisonJobs', 1);
   const e = new BruleeError(
     'NODE_CRASHED',
