@@ -112,7 +112,7 @@ describe('restart', () => {
     // on a machine at load 12.
     let gone = false;
     void exited.then(() => (gone = true));
-    for (const end = Date.now() + 45_000; !out.includes('brulee is ready') && !gone && Date.now() < end; ) await new Promise((r) => setTimeout(r, 50));
+    for (const end = Date.now() + 45_000; !READY_LINE.test(out) && !gone && Date.now() < end; ) await new Promise((r) => setTimeout(r, 50));
     const port = READY_LINE.exec(out)?.[1];
     expect(port, out).toBeDefined();
     expect(out).toContain('curl');

@@ -64,7 +64,9 @@ export async function startProc(name: string, role: Proc['role'], env: Record<st
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);
   let gone = false;
   void exited.then(() => (gone = true));
-  while (!out.includes('brulee is ready') && !gone && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  // Until the line with the port: at LOG_LEVEL=info the JSON log line ("msg":"brulee is ready")
+  // comes first, and the plain line can arrive in a later chunk.
+  while (!READY_LINE.test(out) && !gone && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   const port = READY_LINE.exec(out)?.[1];
   if (port === undefined) {
     child.kill('SIGKILL');
