@@ -8,6 +8,11 @@ export const ErrorCode = {
   MALFORMED_JSON: 400,
   INVALID_NAME: 400,
   INVALID_OPTION: 400,
+  /**
+   * A request names one input twice: malformed, whatever the protocol (KServe v2 answers a malformed
+   * request 400; Triton's "input already exists in request" is INVALID_ARG, its 400).
+   */
+  DUPLICATE_INPUT: 400,
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
   FUNCTION_NOT_FOUND: 404,

@@ -16,6 +16,11 @@ function invalid(message: string): BruleeError {
   return new BruleeError('INVALID_INPUT', message);
 }
 
+/** An input named twice in one request (every front end: v1, v2 REST, gRPC). */
+export function inputGivenTwice(name: string): BruleeError {
+  return new BruleeError('DUPLICATE_INPUT', `input ${preview(name)} is given twice`);
+}
+
 /** `[1, "batch", 3]`, as messages show dims. */
 export function describeDims(dims: ReadonlyArray<number | string>): string {
   return `[${dims.map((d) => (typeof d === 'number' ? d : `"${d}"`)).join(', ')}]`;

@@ -9,6 +9,7 @@ import { payloadTooLarge } from '../http/parse';
 import { ARRAY_OF, type NumericType, type Tensor, type TypedArray } from '../../queue/wire';
 import type { DataPlane } from '../dataplane';
 import type { Authorize } from '../auth';
+import { inputGivenTwice } from '../signature';
 import { checkShape, decodeRaw, elementTypeOf, rawOf, requestedOutputs, tritonModelConfig, V2_DATATYPE, v2TensorMetadata } from '../v2-tensors';
 
 /**
@@ -202,7 +203,7 @@ function handlers(o: GrpcOptions & { authorize: Authorize }): grpc.UntypedServic
       }
       const inputs: Record<string, Tensor> = {};
       req.inputs.forEach((i, k) => {
-        if (i.name in inputs) throw new BruleeError('INVALID_INPUT', `input "${i.name}" is given twice`);
+        if (i.name in inputs) throw inputGivenTwice(i.name);
         inputs[i.name] = decodeInput(i, raw[k]);
       });
       const wanted = requestedOutputs(req.outputs).map((x) => x.name);

@@ -12,7 +12,9 @@ import type { Authorize } from '../auth';
 import { requireKey } from './auth';
 import { admitRequestBytes, closeWhenBodyUnread, refuseWhenDraining } from './connection';
 import { onError } from './errors';
-import { bodyBytes, check, InvokeBody, InvokeQuery, jsonBody, limit, RegisterQuery } from './parse';
+import { bodyBytes, check, InvokeBody, InvokeQuery, jsonText, limit, parseJson, RegisterQuery } from './parse';
+import { duplicateKeyIn } from './exact-json';
+import { inputGivenTwice } from '../signature';
 import { v2Routes } from './v2';
 import { dashboardApp } from '../../dashboard';
 import { docsApp } from '../../dashboard/docs';
@@ -157,7 +159,11 @@ export function createApp(o: AppOptions): Hono {
   app.post('/functions/:name/invoke', limit(o.maxRequestBytes, 'request body', 'MAX_REQUEST_BYTES'), async (c) => {
     const name = c.req.param('name');
     const query = check(InvokeQuery, c.req.query(), 'query parameters', 'INVALID_OPTION');
-    const body = check(InvokeBody, await jsonBody(c, o.maxRequestBytes), 'request body');
+    const text = await jsonText(c, o.maxRequestBytes);
+    const body = check(InvokeBody, parseJson(text), 'request body');
+    // Two equal keys in "inputs" are one to JSON.parse (the last): a name given twice is refused, as v2 and gRPC do.
+    const twice = duplicateKeyIn(text, 'inputs', Object.keys(body.inputs));
+    if (twice !== undefined) throw inputGivenTwice(twice);
     const fn = await dataPlane.get(name);
     const inputs = decodeJsonInputs(body.inputs, fn.signature.inputs);
     const opts = { outputs: body.outputs };

@@ -76,3 +76,57 @@ export function parseJsonExact(text: string): unknown {
     typeof value === 'string' && value.startsWith(mark) ? BigInt(value.slice(mark.length)) : value,
   );
 }
+
+/**
+ * The first key given twice in the object that is the value of the top-level key `field` (v1's
+ * `"inputs"`), which JSON.parse resolves silently to its last value; `kept` are the keys it kept.
+ * Cheap in the usual case: in a body with no escape, a key whose quoted form occurs once in the
+ * text cannot be there twice (a native indexOf or two per key); only otherwise is the text scanned.
+ */
+export function duplicateKeyIn(text: string, field: string, kept: readonly string[]): string | undefined {
+  if (!text.includes('\\')) {
+    const twice = (k: string) => {
+      const q = JSON.stringify(k);
+      const at = text.indexOf(q);
+      return at >= 0 && text.indexOf(q, at + q.length) >= 0;
+    };
+    if (!kept.some(twice)) return undefined;
+  }
+  // Keys are read where an object expects one: after its "{" or a "," in it.
+  const seen = new Set<string>();
+  const isObject: boolean[] = [];
+  let expectKey = false;
+  let top: string | undefined;
+  let inField = false;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34 /* " */) {
+      const start = i;
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 92 /* \ */) i++;
+        else if (d === 34) break;
+      }
+      if (!expectKey) continue;
+      expectKey = false;
+      const key = JSON.parse(text.slice(start, i + 1)) as string;
+      if (isObject.length === 1) top = key;
+      else if (inField && isObject.length === 2) {
+        if (seen.has(key)) return key;
+        seen.add(key);
+      }
+    } else if (c === 123 /* { */ || c === 91 /* [ */) {
+      isObject.push(c === 123);
+      expectKey = c === 123;
+      if (isObject.length === 2 && c === 123 && top === field) inField = true;
+    } else if (c === 125 /* } */ || c === 93 /* ] */) {
+      isObject.pop();
+      if (isObject.length < 2) inField = false;
+      expectKey = false;
+    } else if (c === 44 /* , */) {
+      expectKey = isObject[isObject.length - 1] === true;
+    }
+  }
+  return undefined;
+}

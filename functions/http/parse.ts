@@ -10,9 +10,14 @@ import { parseJsonExact } from './exact-json';
 
 /** Parses a JSON body with a clear error on malformed JSON; a compressed body (`Content-Encoding`) is decompressed first, to at most `max` bytes. */
 export async function jsonBody(c: Context, max = Infinity): Promise<unknown> {
+  return parseJson(await jsonText(c, max));
+}
+
+/** A JSON body's text (decompressed as `jsonBody` does), refused when empty. */
+export async function jsonText(c: Context, max = Infinity): Promise<string> {
   const text = isEncoded(c) ? Buffer.from(await bodyBytes(c, max)).toString('utf8') : await c.req.text();
   if (text.trim() === '') throw new BruleeError('MALFORMED_JSON', 'the request body is empty; send a JSON object');
-  return parseJson(text);
+  return text;
 }
 
 const gunzip = promisify(zlib.gunzip);

@@ -6,6 +6,7 @@ import type { Tensor } from '../../queue/wire';
 import type { DataPlane } from '../dataplane';
 import type { FunctionMeta } from '../registry';
 import { checkShape, decodeRaw, elementTypeOf, rawElementSize, rawOf, requestedOutputs, tritonModelConfig, V2_DATATYPE, v2TensorMetadata } from '../v2-tensors';
+import { inputGivenTwice } from '../signature';
 import { decodeJsonTensor } from './json-tensors';
 import { byteStream, compressedStream, JsonAnswer, JsonData, STREAM_FROM_BYTES, streamedAnswer } from './answer';
 import { bodyBytes, check, jsonBody, limit, parseJson } from './parse';
@@ -70,7 +71,7 @@ function decodeInputs(req: InferRequest, binary: Uint8Array): Record<string, Ten
   const inputs: Record<string, Tensor> = {};
   let at = 0;
   for (const i of req.inputs) {
-    if (i.name in inputs) throw new BruleeError('INVALID_INPUT', `input ${preview(i.name)} is given twice`);
+    if (i.name in inputs) throw inputGivenTwice(i.name);
     const size = i.parameters?.binary_data_size;
     if (size !== undefined) {
       if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) {

@@ -5,7 +5,7 @@ describe('error codes', () => {
   it('each code has the HTTP status the README promises', () => {
     // Literals from README.md ("HTTP API"), not read back from the table under test.
     const want: Record<ErrorCodeName, number> = {
-      BAD_REQUEST: 400, MALFORMED_JSON: 400, INVALID_NAME: 400, INVALID_OPTION: 400,
+      BAD_REQUEST: 400, MALFORMED_JSON: 400, INVALID_NAME: 400, INVALID_OPTION: 400, DUPLICATE_INPUT: 400,
       UNAUTHORIZED: 401, FORBIDDEN: 403,
       FUNCTION_NOT_FOUND: 404, INVOCATION_NOT_FOUND: 404, NOT_FOUND: 404,
       CONFLICT: 409, PAYLOAD_TOO_LARGE: 413,
