@@ -111,6 +111,12 @@ export interface RegisterResult {
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /**
+ * Names a route takes for itself, as a fixed path segment where other routes have a function's
+ * name: a function so named would be shadowed there, so none is registered.
+ */
+const RESERVED_NAMES: ReadonlyMap<string, string> = new Map([['stats', 'GET /v2/models/stats is the statistics of every model (the statistics extension), so GET /v2/models/{name} could never describe it']]);
+
+/**
  * A function's record as the registry stores it in Redis, or undefined when `name` is not
  * registered. The one reader of that stored form: a runtime node asks through it (brulee.ts hands
  * it over as `RuntimeNodeOptions.findFunction`) which versions a function has.
@@ -396,6 +402,8 @@ export class FunctionRegistry {
    */
   async register(name: string, bytes: Uint8Array, opts: RegisterOptions): Promise<RegisterResult> {
     validateName(name);
+    const route = RESERVED_NAMES.get(name);
+    if (route) throw new BruleeError('INVALID_NAME', `the function name ${JSON.stringify(name)} is taken by a route: ${route}; choose another name`);
     if (bytes.byteLength === 0) throw new BruleeError('INVALID_MODEL', 'the body is empty: send the ONNX file as the raw request body (Content-Type: application/octet-stream)');
     checkModelShape(bytes);
     // Before its bytes are stored: a cluster that shares the store sees this one before it could remove them.

@@ -133,7 +133,8 @@ export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono 
     const ready = await dataPlane.ready();
     return c.json({ ready }, ready ? 200 : 503);
   });
-  // Statistics extension: every model (before /v2/models/:name would take "stats" as a name).
+  // Statistics extension: every model (before /v2/models/:name would take "stats" as a name: the
+  // registry refuses that name, RESERVED_NAMES in functions/registry.ts).
   app.get('/v2/models/stats', async (c) => c.json(await dataPlane.modelStatistics()));
 
   for (const base of ['/v2/models/:name', '/v2/models/:name/versions/:version']) {
