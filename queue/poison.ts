@@ -130,17 +130,23 @@ export async function settleCrashed(o: PoisonOptions, crash: Crash): Promise<voi
 }
 
 /**
- * BullMQ's `maxStalledCount` for a node's worker, from MAX_NODE_DEATHS_PER_JOB (`limit`): a job
- * given up once its node lost it `limit` times, whether the node died (counted by `givenUp`) or its
- * hold on the job lapsed (a BullMQ stall: an event loop blocked past JOB_LOCK_MS, or a restart
- * under the same NODE_ID, whose death `settleCrashed` counts first), so that BullMQ never gives a
- * job up before the deaths are counted; 0: never.
+ * How many times a node's BullMQ queue may lose a job (BullMQ's stall count, `stalledCounter`)
+ * before its node gives it up, from MAX_NODE_DEATHS_PER_JOB (`limit`): once it lost it `limit`
+ * times, whether its node died (counted by `givenUp`) or its hold on the job lapsed (a BullMQ
+ * stall: an event loop blocked past JOB_LOCK_MS, or a restart under the same NODE_ID, whose death
+ * `settleCrashed` counts first, so that no job is given up here before its deaths are counted);
+ * 0: never.
  */
 export function stallLimit(limit: number): number {
   return limit === 0 ? Number.MAX_SAFE_INTEGER : limit - 1;
 }
 
-/** A job of a node's BullMQ queue as the worker's 'failed' event hands it over. */
+/** Whether a node gives `job` up (`stalledOut`) rather than run it: its queue lost it more than `stallLimit` times. */
+export function lostTooOften(job: StalledJob, limit: number): boolean {
+  return job.stalledCounter > stallLimit(limit);
+}
+
+/** A job of a node's BullMQ queue as its worker hands it over. */
 export interface StalledJob {
   name: string;
   data: Routed<Partial<LoadJob & InvokeJob & { fn: string }>>;
@@ -149,13 +155,14 @@ export interface StalledJob {
 }
 
 /**
- * A job BullMQ gave up on `node`'s queue: its node lost it more than `stallLimit` times, and
- * BullMQ failed it without running it ("job stalled more than allowable limit") and dropped it
- * (`removeOnFail`): nothing else would answer it, its async status would read 'waiting' and a
- * caller waiting on it would hang to its timeout. Unless a run that the lapse did not stop
- * answered it first, its caller gets NODE_CRASHED, and its admission place and input bytes are
- * given back and it is counted in poisonJobs, in the script that answers it (once). Resolves to
- * whether it was answered here.
+ * A job `node`'s queue lost too often (`lostTooOften`), answered instead of run: unless a run that
+ * the lapse did not stop answered it first, its caller gets NODE_CRASHED, and its admission place
+ * and input bytes are given back and it is counted in poisonJobs, in the script that answers it
+ * (once). The node's worker calls it as the job's processor, so the job leaves its queue (BullMQ
+ * completes it) only once it is answered: a node that dies in between leaves it there, and whoever
+ * takes it next finds it answered. (BullMQ's own give-up, `maxStalledCount`, fails and drops the
+ * job before its 'failed' event lets anyone answer it: a death in between lost the answer.)
+ * Resolves to whether it was answered here.
  */
 export async function stalledOut(o: PoisonOptions, node: string, job: StalledJob): Promise<boolean> {
   const { redis, keys: k, log, limit } = o;

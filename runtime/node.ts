@@ -17,7 +17,7 @@ import { admitAndApply, deliver, applyWrites, type OutgoingAnswer } from '../que
 import { freeNow } from '../queue/free';
 import { HeldWrites } from '../queue/held-writes';
 import { LaneWorker } from '../queue/lane';
-import { settleCrashed, stalledOut, stallLimit } from '../queue/poison';
+import { lostTooOften, settleCrashed, stalledOut } from '../queue/poison';
 import { tensorsByteLength } from '../queue/tensor';
 import { JOB, layoutTensors, unpackTensors, type InvokeJob, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from '../queue/wire';
 import { Batcher } from './batcher';
@@ -312,23 +312,21 @@ export class RuntimeNode implements LocalNode {
       handle: (job) => this.process(job),
       onError: (e) => this.o.log.warn({ err: e }, 'lane error'),
     }));
-    this.worker = new Worker(keys.nodeQueue(this.o.id), (job) => lane.slot(() => this.process(job)), {
+    const poison = { redis: this.o.redis, keys, log: this.o.log, limit: this.o.maxDeathsPerJob };
+    // A job whose hold lapsed (a blocked event loop, a predecessor under this id) is run again
+    // here, and given up once MAX_NODE_DEATHS_PER_JOB says: answered NODE_CRASHED as its run
+    // (queue/poison.ts `stalledOut`), so it leaves the queue only once answered. BullMQ's own
+    // give-up (`maxStalledCount`) is never reached: it drops the job before anyone answers it.
+    const handle = (job: Job) => (lostTooOften(job, this.o.maxDeathsPerJob) ? this.retried(() => stalledOut(poison, this.o.id, job)) : lane.slot(() => this.process(job)));
+    this.worker = new Worker(keys.nodeQueue(this.o.id), handle, {
       connection: this.workerRedis,
       prefix: keys.bullPrefix,
       concurrency: this.o.concurrency,
-      // A job whose hold lapsed (a blocked event loop, a predecessor under this id) is run again
-      // here, and given up once MAX_NODE_DEATHS_PER_JOB says (queue/poison.ts `stallLimit`).
       lockDuration: this.o.jobLockMs,
       stalledInterval: this.o.jobLockMs,
-      maxStalledCount: stallLimit(this.o.maxDeathsPerJob),
+      maxStalledCount: Number.MAX_SAFE_INTEGER,
     });
     this.worker.on('error', (e) => this.o.log.warn({ err: e }, 'worker error'));
-    // A job BullMQ gave up as stalled is failed without a run: nothing else answers it.
-    this.worker.on('failed', (job) => {
-      if (!job?.deferredFailure || !job.data) return;
-      const poison = { redis: this.o.redis, keys, log: this.o.log, limit: this.o.maxDeathsPerJob };
-      void this.retried(() => stalledOut(poison, this.o.id, job)).catch((e: unknown) => this.o.log.error({ err: e, job: job.id }, 'a job given up as stalled could not be answered'));
-    });
     await this.worker.waitUntilReady();
     this.timers.push(setInterval(() => void this.heartbeat(), this.o.heartbeatMs));
     // Keep-alive expiry and the policy's pre-warming (both no-ops for policies without them).

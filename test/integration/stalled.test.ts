@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
@@ -15,6 +15,7 @@ import { floats } from '../support/models';
 import { S3_ACCESS_KEY } from '../support/s3';
 import { startProc, stopAll, type Proc } from '../support/procs';
 import { deleteKeys } from '../support/brulee';
+import { cutProxy, type CutProxy } from '../support/cut-proxy';
 
 /*
  * Jobs BullMQ gives up as stalled: a node's BullMQ worker fails a job whose node lost its hold on
@@ -53,10 +54,10 @@ const until = async <T>(what: string, f: () => Promise<T | undefined>, timeoutMs
 };
 const queue = (node: string) => `${k.bullPrefix}:${k.nodeQueue(node)}`;
 /** Stops px long enough for its hold on its jobs (1 s, renewed every 0.5 s) to lapse. */
-const lapse = async () => {
-  px.child.kill('SIGSTOP');
+const lapse = async (p = px) => {
+  p.child.kill('SIGSTOP');
   await new Promise((r) => setTimeout(r, 2500));
-  px.child.kill('SIGCONT');
+  p.child.kill('SIGCONT');
 };
 /** An async invocation's status once done, or undefined after `timeoutMs` (its last status). */
 async function settled(id: string, timeoutMs: number): Promise<any> {
@@ -167,12 +168,12 @@ describe('a node restarted under the same NODE_ID (compose, a StatefulSet) with 
     const job = `${queue('py')}:${id}`;
     for (let death = 1; death <= 4; death++) {
       // Taken (again: after each restart, py's stall check finds its predecessor's hold lapsed and
-      // runs it again), or given up (answered, or failed by BullMQ as it takes it: not killed then).
+      // runs it again), or given up (answered: not killed then).
       const seen = await until(
         `py took the call for the ${death}th time`,
         async () => {
-          const [stc, failed] = await redis.hmget(job, 'stc', 'defa');
-          if (failed !== null || (await redis.exists(k.result(id)))) return 'given up';
+          const stc = await redis.hget(job, 'stc');
+          if (await redis.exists(k.result(id))) return 'given up';
           return Number(stc ?? 0) === death - 1 && (await redis.lpos(`${queue('py')}:active`, id)) !== null ? 'taken' : undefined;
         },
         20_000,
@@ -191,6 +192,50 @@ describe('a node restarted under the same NODE_ID (compose, a StatefulSet) with 
     expect(await poisonCounts()).toEqual({ stats: before.stats + 1, metrics: before.metrics + 1 });
     expect(await redis.exists(job)).toBe(0);
   }, 150_000);
+});
+
+describe('a node that dies in the middle of giving a job up (its Redis commands cut right after one, then kill -9)', () => {
+  let proxy: CutProxy | undefined;
+  /** Where the cut goes, for the call `id` once it is known. */
+  let cutAfter: (args: string[]) => boolean = () => false;
+  afterEach(() => proxy?.close());
+
+  /** Worker `node` (MAX_NODE_DEATHS_PER_JOB=1) through a proxy that cuts it off after `cutAfter`'s command, and an async call it holds, its hold then lapsed. */
+  async function callGivenUp(node: string, fn: string, seed: number): Promise<{ id: string; worker: Proc }> {
+    s3.kill('SIGCONT');
+    // The only worker: the call goes to it (the others leave cleanly, their stopped fetches let go first).
+    await Promise.all([px, ...procs].map((p) => p.stop(20_000)));
+    await register(gw.base, [{ fn, bytes: mlpModel({ inputSize: 16, hidden: [16], outputSize: 2, seed }) }], '?timeoutMs=60000');
+    s3.kill('SIGSTOP');
+    proxy = await cutProxy(inject('redisUrl'), (args) => cutAfter(args));
+    const worker = await startProc(node, 'worker', { ...env(), REDIS_URL: proxy.url, NODE_ID: node, JOB_LOCK_MS: '1000', MAX_NODE_DEATHS_PER_JOB: '1', MEMORY_BUDGET: '256MiB' });
+    procs.push(worker);
+    const res = await fetch(`${gw.base}/functions/${fn}/invoke?async=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: { x: { type: 'float32', dims: [1, 16], data: floats(16, 3) } } }) });
+    const { id } = (await res.json()) as { id: string };
+    await until(`${node} took the call`, async () => ((await redis.lpos(`${queue(node)}:active`, id)) === null ? undefined : true), 20_000);
+    return { id, worker };
+  }
+
+  it('dead right after the job left its queue (BullMQ finished it): its caller has its NODE_CRASHED all the same, counted once', async () => {
+    const before = await poisonCounts();
+    let jobKey = '';
+    // The command that takes the job off its queue: BullMQ's moveToFinished (its job key, and its target).
+    cutAfter = (args) => args.includes(jobKey) && (args.includes('failed') || args.includes('completed'));
+    const call = callGivenUp('pz', 'cut-finished', 8);
+    void call.then(({ id }) => (jobKey = `${queue('pz')}:${id}`), () => undefined);
+    const { id, worker } = await call;
+    await lapse(worker);
+    await Promise.race([proxy!.cut, new Promise((_, reject) => setTimeout(() => reject(new Error(`pz never finished the job:\n${worker.output()}`)), 20_000))]);
+    worker.kill9();
+    await worker.exited;
+    // Nothing of it is left on the queue: nobody else would answer it.
+    expect(await redis.exists(jobKey)).toBe(0);
+    const s = await settled(id, 15_000);
+    console.log(`[stalled] dead after finishing: ${JSON.stringify(s)}`);
+    expect(s?.status).toBe('failed');
+    expect(s.error.message).toContain("node pz lost this invocation of function 'cut-finished' (version 1) 1 time");
+    expect(await poisonCounts()).toEqual({ stats: before.stats + 1, metrics: before.metrics + 1 });
+  }, 90_000);
 });
 
 describe('stalledOut against a real Redis: once, and never over a run that answered first', () => {
@@ -219,7 +264,7 @@ describe('stalledOut against a real Redis: once, and never over a run that answe
     expect(await readAnswer(redis, k, id)).toMatchObject({ ok: { done: true } });
   });
 
-  it('BullMQ gives a job up once its node lost it MAX_NODE_DEATHS_PER_JOB times (stalled more than limit - 1); 0: never', () => {
+  it('a node gives a job up once its queue lost it MAX_NODE_DEATHS_PER_JOB times (stalled more than limit - 1); 0: never', () => {
     expect([stallLimit(1), stallLimit(2), stallLimit(4), stallLimit(0)]).toEqual([0, 1, 3, Number.MAX_SAFE_INTEGER]);
   });
 });

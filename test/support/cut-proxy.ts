@@ -1,0 +1,89 @@
+import { connect, createServer, type Socket } from 'node:net';
+
+/**
+ * A TCP proxy in front of Redis for one process (its REDIS_URL, or the connection of an object
+ * under test) that makes it die, as Redis sees it, right after one given command: every command
+ * of every connection through the proxy is forwarded, one whole command at a time, until `after`
+ * picks one; that one is forwarded, and from then on nothing more reaches Redis (commands dropped,
+ * new connections closed). What Redis holds then is what a process that died at that point left.
+ * The test kills the process itself once `cut` resolves (its sockets stay open until `close`).
+ */
+export interface CutProxy {
+  /** REDIS_URL through the proxy. */
+  url: string;
+  /** Resolves with the command that was let through last. */
+  cut: Promise<string[]>;
+  close(): void;
+}
+
+export async function cutProxy(redisUrl: string, after: (args: string[]) => boolean): Promise<CutProxy> {
+  const target = new URL(redisUrl);
+  const sockets = new Set<Socket>();
+  let cutAt: string[] | undefined;
+  let onCut!: (args: string[]) => void;
+  const cut = new Promise<string[]>((r) => (onCut = r));
+  const server = createServer((client) => {
+    sockets.add(client);
+    client.on('error', () => undefined);
+    if (cutAt) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect(Number(target.port || 6379), target.hostname || '127.0.0.1');
+    sockets.add(upstream);
+    upstream.on('error', () => client.destroy());
+    upstream.on('data', (d) => client.write(d));
+    upstream.on('close', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+    let pending = Buffer.alloc(0);
+    client.on('data', (d: Buffer) => {
+      pending = Buffer.concat([pending, d]);
+      for (;;) {
+        if (cutAt) return;
+        const c = nextCommand(pending);
+        if (!c) return;
+        upstream.write(pending.subarray(0, c.end));
+        pending = pending.subarray(c.end);
+        if (after(c.args)) {
+          cutAt = c.args;
+          onCut(c.args);
+        }
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = new URL(redisUrl);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as { port: number }).port);
+  return {
+    url: url.toString(),
+    cut,
+    close: () => {
+      server.close();
+      for (const s of sockets) s.destroy();
+    },
+  };
+}
+
+/** The first whole command in `buf` (RESP: an array of bulk strings, as every client sends), its arguments as latin1 strings; undefined if incomplete. */
+function nextCommand(buf: Buffer): { args: string[]; end: number } | undefined {
+  const line = (from: number) => {
+    const e = buf.indexOf('\r\n', from);
+    return e < 0 ? undefined : { text: buf.toString('latin1', from, e), next: e + 2 };
+  };
+  const head = line(0);
+  if (!head) return undefined;
+  if (!head.text.startsWith('*')) return { args: head.text.split(' '), end: head.next }; // an inline command
+  const n = Number(head.text.slice(1));
+  const args: string[] = [];
+  let at = head.next;
+  for (let i = 0; i < n; i++) {
+    const len = line(at);
+    if (!len) return undefined;
+    const size = Number(len.text.slice(1));
+    if (buf.length < len.next + size + 2) return undefined;
+    args.push(buf.toString('latin1', len.next, len.next + size));
+    at = len.next + size + 2;
+  }
+  return { args, end: at };
+}
