@@ -190,9 +190,13 @@ export function createApp(o: AppOptions): Hono {
     return c.body(text, 200, { 'Content-Type': o.metrics.contentType });
   });
 
+  // Readiness, with the reason: a call can be served now (Redis and a live node), as
+  // /v2/health/ready; liveness is /v2/health/live. 503 with no live node, so a load balancer that
+  // probes here sends calls to a gateway that can serve them.
   app.get('/healthz', async (c) => {
     const { redis, nodes } = await dataPlane.health();
-    return c.json({ status: redis ? 'ok' : 'degraded', redis: redis ? 'ok' : 'unreachable', nodes }, redis ? 200 : 503);
+    const status = !redis ? 'redis unreachable' : nodes === 0 ? 'no live node' : 'ok';
+    return c.json({ status, redis: redis ? 'ok' : 'unreachable', nodes }, status === 'ok' ? 200 : 503);
   });
 
   app.get('/functions/:name/example', async (c) => {

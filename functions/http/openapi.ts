@@ -21,6 +21,9 @@ const ErrorBody = z.looseObject({
 });
 const V2Error = z.looseObject({ error: z.string() }).meta({ description: 'the Open Inference Protocol error form' });
 
+const Ready = z.looseObject({ ready: z.boolean() });
+const Healthz = z.looseObject({ status: z.enum(['ok', 'redis unreachable', 'no live node']), redis: z.string(), nodes: z.number().int() });
+
 const TensorSpec = z.looseObject({ name: z.string(), type: z.string(), dims: z.array(z.union([z.number().int(), z.string()])) });
 const JsonTensor = z
   .looseObject({ type: z.string(), dims: z.array(z.number().int().min(0)), data: z.array(z.union([z.number(), z.string(), z.boolean()])) })
@@ -187,10 +190,10 @@ const ROUTES: Record<string, Record<string, Op>> = {
   },
   '/stats': { get: { summary: 'queue depth, per-function counts and latencies, nodes, recent evictions', scope: 'invoke', ok: [[200, Stats]] } },
   '/metrics': { get: { summary: 'Prometheus metrics (open unless METRICS_AUTH=key)', scope: 'open', ok: [[200, 'text']] } },
-  '/healthz': { get: { summary: 'Redis reachable, live nodes (always open)', scope: 'open', ok: [[200, z.looseObject({ status: z.string(), redis: z.string(), nodes: z.number().int() })]] } },
+  '/healthz': { get: { summary: "readiness with its reason: 200 when Redis answers and some node is alive, else 503 (status 'redis unreachable' or 'no live node'); always open", scope: 'open', ok: [[200, Healthz], [503, Healthz]] } },
   '/v2': { get: { summary: 'server metadata', scope: 'invoke', v2: true, ok: [[200, z.looseObject({ name: z.string(), version: z.string(), extensions: z.array(z.string()) })]] } },
   '/v2/health/live': { get: { summary: 'liveness (always open)', scope: 'open', v2: true, ok: [[200, z.looseObject({ live: z.boolean() })]] } },
-  '/v2/health/ready': { get: { summary: 'readiness: Redis and a live node (always open)', scope: 'open', v2: true, ok: [[200, z.looseObject({ ready: z.boolean() })]] } },
+  '/v2/health/ready': { get: { summary: 'readiness: 200 when Redis answers and some node is alive, else 503 (always open)', scope: 'open', v2: true, ok: [[200, Ready], [503, Ready]] } },
   '/v2/models/{name}': { get: { summary: 'model metadata', scope: 'invoke', v2: true, ok: [[200, V2ModelMetadata]] } },
   '/v2/models/{name}/versions/{version}': { get: { summary: 'model metadata of a version', scope: 'invoke', v2: true, ok: [[200, V2ModelMetadata]] } },
   '/v2/models/{name}/ready': { get: { summary: 'model readiness', scope: 'invoke', v2: true, ok: [[200, z.looseObject({ name: z.string(), ready: z.boolean() })]] } },
@@ -258,7 +261,7 @@ export function openApiDocument(): Record<string, unknown> {
           : s === 'asset' ? Object.fromEntries(['text/javascript', 'text/css', 'image/svg+xml'].map((t) => [t, { schema: { type: 'string' } }]))
           : s === 'binary' ? { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } }
           : { 'application/json': { schema: jsonSchema(s, 'output') } };
-        responses[String(status)] = { description: status === 202 ? 'accepted' : status === 201 ? 'created' : 'ok', content };
+        responses[String(status)] = { description: status === 202 ? 'accepted' : status === 201 ? 'created' : status === 503 ? 'not ready' : 'ok', content };
       }
       if (op.binaryTensors) {
         // Outputs asked in binary (binary_data, binary_data_output) come after the JSON header, as inputs may.
