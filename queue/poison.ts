@@ -6,7 +6,7 @@ import { releaseWith } from './admission';
 import type { Routed } from './dispatcher';
 import type { Keys } from './keys';
 import { decodeLaneJob } from './lane';
-import { deliver, type ReplyTo } from './replies';
+import { deliver } from './replies';
 import { Script } from './scripts';
 import { StatsOps } from './writes';
 import { JOB, type InvokeJob, type LoadJob } from './wire';
@@ -41,11 +41,11 @@ export interface Crash {
 /** How long a job's record of the deaths it caused is kept, ms: longer than any job waits (a deadline is at most an hour away). */
 const JOB_DEATHS_TTL_MS = 24 * 3600_000;
 
-// KEYS: the job's deaths (`Keys.jobDeaths`), the cluster counters. ARGV: the death (`<node>@<last
-// beat>`), the limit (0: none), the record's ttl ms. Records the death once (a reaper that dies
-// half-way and runs again, or the reaper and the restarted node both, count nothing twice).
-// Returns {verdict, the deaths}: verdict 0 the job runs again, 1 it is given up now (counted here,
-// once), 2 it was given up by an earlier run that died before it was done.
+// KEYS: the job's deaths (`Keys.jobDeaths`). ARGV: the death (`<node>@<last beat>`), the limit
+// (0: none), the record's ttl ms. Records the death once (a reaper that dies half-way and runs
+// again, or the reaper and the restarted node both, count nothing twice). Returns {verdict, the
+// deaths}: verdict 0 the job runs again, 1 it is given up. (A record may hold '!', an earlier
+// version's mark of a job given up: not a death.)
 const DIED_RUNNING = new Script(`redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local deaths = {}
@@ -54,51 +54,50 @@ for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 local limit = tonumber(ARGV[2])
 if limit == 0 or #deaths < limit then return {0, deaths} end
-if redis.call('SADD', KEYS[1], '!') == 0 then return {2, deaths} end
-redis.call('HINCRBY', KEYS[2], 'poisonJobs', 1)
 return {1, deaths}`);
 
 /**
  * A job the process of `crash` was running when it died: records the death against the job and,
- * once `limit` deaths are recorded, gives it up: its caller gets NODE_CRASHED (its admission place
- * and input bytes given back, and a lane job taken off the list `from`, in the script that answers
- * it). Resolves to whether it was given up; if not, it is to run again.
+ * once `limit` deaths are recorded, gives it up: its caller gets NODE_CRASHED (`answerCrashed`;
+ * a lane job leaves the list `from` in the script that answers it, or after it when the job was
+ * answered already). Resolves to whether it was given up; if not, it is to run again.
  */
 export async function givenUp(o: PoisonOptions, crash: Crash, name: string, data: Routed<LoadJob & Partial<InvokeJob>>, from?: { list: string; frame: Buffer }): Promise<boolean> {
   const { redis, keys: k, log, limit } = o;
   const id = data.reply.id;
-  const [verdict, deaths] = (await DIED_RUNNING.run(redis, [k.jobDeaths(id), k.cluster], [`${crash.node}@${crash.lastBeatAt}`, limit, JOB_DEATHS_TTL_MS])) as [number, string[]];
+  const [verdict, deaths] = (await DIED_RUNNING.run(redis, [k.jobDeaths(id)], [`${crash.node}@${crash.lastBeatAt}`, limit, JOB_DEATHS_TTL_MS])) as [number, string[]];
   if (verdict === 0) return false;
   // In the order they died.
   const nodes = deaths.map((m) => ({ node: m.slice(0, m.lastIndexOf('@')), at: Number(m.slice(m.lastIndexOf('@') + 1)) })).sort((a, b) => a.at - b.at).map((d) => d.node);
   const { fn, version } = data.model;
   const what = name === JOB.load ? 'load' : 'invocation';
-  if (verdict === 1) log.error({ job: id, fn, version, nodes, limit }, `${what} not run again: the node running it died ${nodes.length} times`);
-  // Given up by a run that died after answering (a BullMQ job stays on its queue until removed): answered once.
-  if (verdict === 2 && !from && (await answered(redis, k, data.reply))) return true;
-  const also = givenBack(data);
-  if (from) also.lrem(from.list, from.frame);
   const e = new BruleeError(
     'NODE_CRASHED',
     `the node running this ${what} of function '${fn}' (version ${version}) died ${nodes.length} times (nodes ${nodes.join(', ')}), so it is not run again: ` +
       `the model or this input may crash the runtime or exhaust its memory (an onnxruntime abort, the OOM killer). See those nodes' logs, ` +
       `and try the input on one node before sending it again. MAX_NODE_DEATHS_PER_JOB (now ${limit}) sets how many node deaths one job may cause.`,
   );
-  await deliver(redis, k, data.reply, { error: errorToWire(e) }, also);
+  const also = new StatsOps();
+  if (from) also.lrem(from.list, from.frame);
+  if (await answerCrashed(o, data, e, also)) log.error({ job: id, fn, version, nodes, limit }, `${what} not run again: the node running it died ${nodes.length} times`);
+  // Answered already (by a run, or by whoever gave it up first): it leaves the dead node's list all the same.
+  else if (from) await redis.lrem(from.list, 1, from.frame);
   return true;
 }
 
-/** The writes that go with a given-up job's answer: its admission place and its input bytes given back. */
-function givenBack(data: Pick<Routed<Partial<InvokeJob>>, 'admission' | 'inputs'>): StatsOps {
-  const also = new StatsOps();
+/**
+ * A given-up job's answer, NODE_CRASHED (`e`): unless the job was answered already, its caller
+ * gets it, and with it, in the same script, its admission place and input bytes are given back,
+ * poisonJobs is counted, and `also` is applied; answered already (a run, or another process that
+ * gave it up: the reaper and a restarted node both may, or a retry), nothing is written. The check
+ * and the answer are one step (`deliver`'s onlyFirst), so two processes never both answer it.
+ * Resolves to whether it was answered here.
+ */
+async function answerCrashed(o: PoisonOptions, data: Pick<Routed<Partial<InvokeJob>>, 'admission' | 'inputs' | 'reply'>, e: BruleeError, also = new StatsOps()): Promise<boolean> {
   if (data.admission) releaseWith(also, data.admission);
   if (data.inputs?.key !== undefined) also.del(data.inputs.key);
-  return also;
-}
-
-/** Whether a job's caller has its answer already. */
-async function answered(redis: Redis, k: Keys, to: ReplyTo): Promise<boolean> {
-  return to.replyTo ? (await redis.get(k.answered(to.id))) === '1' : (await redis.exists(k.result(to.id))) === 1;
+  also.hincrby(o.keys.cluster, 'poisonJobs', 1);
+  return deliver(o.redis, o.keys, data.reply, { error: errorToWire(e) }, also, true);
 }
 
 /**
@@ -165,21 +164,19 @@ export interface StalledJob {
  * Resolves to whether it was answered here.
  */
 export async function stalledOut(o: PoisonOptions, node: string, job: StalledJob): Promise<boolean> {
-  const { redis, keys: k, log, limit } = o;
+  const { log, limit } = o;
   const { data } = job;
   const fn = data.model?.fn ?? data.fn ?? '?';
   const what = job.name === JOB.load ? 'load' : job.name === JOB.unload ? 'unload' : 'invocation';
   const of = data.model ? `function '${fn}' (version ${data.model.version})` : `function '${fn}'`;
   const times = `${job.stalledCounter} time${job.stalledCounter === 1 ? '' : 's'}`;
-  const also = givenBack(data);
-  also.hincrby(k.cluster, 'poisonJobs', 1);
   const e = new BruleeError(
     'NODE_CRASHED',
     `node ${node} lost this ${what} of ${of} ${times} (its process stopped, died or restarted under the same NODE_ID, ` +
       `or its event loop was blocked for longer than JOB_LOCK_MS), so it is not run again: the model or this input may crash the runtime, exhaust its memory ` +
       `or hold its event loop. See node ${node}'s logs, and try the input on one node before sending it again. MAX_NODE_DEATHS_PER_JOB (now ${limit}) sets how many times one job may lose its node.`,
   );
-  const first = await deliver(redis, k, data.reply, { error: errorToWire(e) }, also, true);
+  const first = await answerCrashed(o, data, e);
   if (first) log.error({ job: data.reply.id, fn, node, times: job.stalledCounter, limit }, `${what} not run again: its node lost it ${times}`);
   return first;
 }

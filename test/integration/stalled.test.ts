@@ -207,7 +207,7 @@ describe('a node that dies in the middle of giving a job up (its Redis commands 
     await Promise.all([px, ...procs].map((p) => p.stop(20_000)));
     await register(gw.base, [{ fn, bytes: mlpModel({ inputSize: 16, hidden: [16], outputSize: 2, seed }) }], '?timeoutMs=60000');
     s3.kill('SIGSTOP');
-    proxy = await cutProxy(inject('redisUrl'), (args) => cutAfter(args));
+    proxy = await cutProxy(inject('redisUrl'), (args) => (cutAfter(args) ? 'after' : undefined));
     const worker = await startProc(node, 'worker', { ...env(), REDIS_URL: proxy.url, NODE_ID: node, JOB_LOCK_MS: '1000', MAX_NODE_DEATHS_PER_JOB: '1', MEMORY_BUDGET: '256MiB' });
     procs.push(worker);
     const res = await fetch(`${gw.base}/functions/${fn}/invoke?async=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: { x: { type: 'float32', dims: [1, 16], data: floats(16, 3) } } }) });
@@ -235,6 +235,30 @@ describe('a node that dies in the middle of giving a job up (its Redis commands 
     expect(s?.status).toBe('failed');
     expect(s.error.message).toContain("node pz lost this invocation of function 'cut-finished' (version 1) 1 time");
     expect(await poisonCounts()).toEqual({ stats: before.stats + 1, metrics: before.metrics + 1 });
+  }, 90_000);
+
+  it('dead right after its answer, the job still on its queue: the node restarted under its NODE_ID gives it up again without a second answer or count', async () => {
+    const before = { ...(await poisonCounts()), duplicateRuns: (await stats(gw.base)).failover.duplicateRuns };
+    let result = '';
+    // The script that answers it (its result key).
+    cutAfter = (args) => args.includes(result);
+    const call = callGivenUp('pa', 'cut-answered', 9);
+    void call.then(({ id }) => (result = k.result(id)), () => undefined);
+    const { id, worker } = await call;
+    await lapse(worker);
+    await Promise.race([proxy!.cut, new Promise((_, reject) => setTimeout(() => reject(new Error(`pa never answered the job:\n${worker.output()}`)), 20_000))]);
+    worker.kill9();
+    await worker.exited;
+    const jobKey = `${queue('pa')}:${id}`;
+    expect(await redis.exists(jobKey)).toBe(1);
+    // Its successor counts the death, finds the job at the limit, and gives it up: answered already.
+    procs.push(await startProc('pa', 'worker', { ...env(), NODE_ID: 'pa', JOB_LOCK_MS: '1000', MAX_NODE_DEATHS_PER_JOB: '1', MEMORY_BUDGET: '256MiB' }));
+    await until('the job left its queue', async () => ((await redis.exists(jobKey)) === 0 ? true : undefined), 20_000);
+    const s = await settled(id, 5000);
+    console.log(`[stalled] dead after answering: ${JSON.stringify(s)}`);
+    expect(s?.status).toBe('failed');
+    expect(s.error.message).toContain("node pa lost this invocation of function 'cut-answered' (version 1) 1 time");
+    expect({ ...(await poisonCounts()), duplicateRuns: (await stats(gw.base)).failover.duplicateRuns }).toEqual({ stats: before.stats + 1, metrics: before.metrics + 1, duplicateRuns: before.duplicateRuns });
   }, 90_000);
 });
 

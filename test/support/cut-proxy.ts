@@ -2,21 +2,22 @@ import { connect, createServer, type Socket } from 'node:net';
 
 /**
  * A TCP proxy in front of Redis for one process (its REDIS_URL, or the connection of an object
- * under test) that makes it die, as Redis sees it, right after one given command: every command
- * of every connection through the proxy is forwarded, one whole command at a time, until `after`
- * picks one; that one is forwarded, and from then on nothing more reaches Redis (commands dropped,
- * new connections closed). What Redis holds then is what a process that died at that point left.
- * The test kills the process itself once `cut` resolves (its sockets stay open until `close`).
+ * under test) that makes it die, as Redis sees it, right after or right before one given command:
+ * every command of every connection through the proxy is forwarded, one whole command at a time,
+ * until `at` picks one; that one is forwarded (`at` says 'after') or not ('before'), and from then
+ * on nothing more reaches Redis (commands dropped, new connections closed). What Redis holds then
+ * is what a process that died at that point left. The test kills the process itself once `cut`
+ * resolves (its sockets stay open until `close`).
  */
 export interface CutProxy {
   /** REDIS_URL through the proxy. */
   url: string;
-  /** Resolves with the command that was let through last. */
+  /** Resolves with the command `at` picked. */
   cut: Promise<string[]>;
   close(): void;
 }
 
-export async function cutProxy(redisUrl: string, after: (args: string[]) => boolean): Promise<CutProxy> {
+export async function cutProxy(redisUrl: string, at: (args: string[]) => 'before' | 'after' | undefined): Promise<CutProxy> {
   const target = new URL(redisUrl);
   const sockets = new Set<Socket>();
   let cutAt: string[] | undefined;
@@ -42,9 +43,10 @@ export async function cutProxy(redisUrl: string, after: (args: string[]) => bool
         if (cutAt) return;
         const c = nextCommand(pending);
         if (!c) return;
-        upstream.write(pending.subarray(0, c.end));
+        const where = at(c.args);
+        if (where !== 'before') upstream.write(pending.subarray(0, c.end));
         pending = pending.subarray(c.end);
-        if (after(c.args)) {
+        if (where !== undefined) {
           cutAt = c.args;
           onCut(c.args);
         }
