@@ -26,9 +26,11 @@ export function keys(ns = 'brulee') {
     deadNodes: `${ns}:nodes:dead`,
     /** Node id -> jobs moved off its queue. */
     jobsMoved: `${ns}:nodes:moved`,
+    /** Set: the queued jobs counted as moved off dead node `nodeId`'s queue, `<id>@<its death>` (the reaper counts each once, queue/reaper.ts). */
+    jobsMovedIds: (nodeId: string) => `${ns}:nodes:moved:${nodeId}`,
     /** Cluster-wide failover counters (nodeDeaths, jobsRerouted, duplicateRuns, poisonJobs). */
     cluster: `${ns}:cluster`,
-    /** Set: the deaths (`<node>@<its last beat>`) of the processes that were running job `id` (queue/poison.ts), and '!' once it is given up. */
+    /** Set: the deaths (`<node>@<its last beat>`) of the processes that were running job `id` (queue/poison.ts); an earlier version added '!' once it was given up. */
     jobDeaths: (id: string) => `${ns}:job-deaths:${id}`,
     /** This cluster's id (a uuid set once), by which it tells a model store it uses it (functions/registry.ts `storeShared`). */
     clusterId: `${ns}:cluster:id`,

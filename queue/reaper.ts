@@ -11,6 +11,7 @@ import { givenUp, type Crash } from './poison';
 import { deliver } from './replies';
 import { chooseNode, type NodeView } from './routing';
 import { Script } from './scripts';
+import { StatsOps } from './writes';
 import { JOB, type InvokeJob, type LoadJob } from './wire';
 
 export interface ReaperOptions {
@@ -35,8 +36,27 @@ export interface ReaperOptions {
   maxDeathsPerJob?: number;
 }
 
+/** How long the ids of the jobs counted as moved off a dead node are kept after its last move, ms (it is forgotten sooner, once its queue is empty). */
+const JOBS_MOVED_IDS_MS = 24 * 3600_000;
+
 /** Job states that still need a node. */
 const PENDING = ['active', 'waiting', 'prioritized', 'delayed'] as const;
+
+// KEYS: the dead node's counted moves (`Keys.jobsMovedIds`), the cluster counters, the dead nodes'
+// move counts, the reaper's lock. ARGV: the move (`Reaper.countMove`), the dead node, 1 (count) or -1 (take back),
+// the lock's ms. A queued job moved off a dead node is counted before BullMQ's add (its own
+// script) writes it where a live node can take it; a reaper that dies between the two, or whose
+// add fails and whose take-back is lost, leaves the job where it was and its id here: the next
+// run's count of it counts nothing, and its add finishes the move. Returns whether it counted.
+const COUNT_MOVE = new Script(`local changed
+if tonumber(ARGV[3]) > 0 then changed = redis.call('SADD', KEYS[1], ARGV[1]) else changed = redis.call('SREM', KEYS[1], ARGV[1]) end
+if changed == 1 then
+  redis.call('HINCRBY', KEYS[2], 'jobsRerouted', ARGV[3])
+  redis.call('HINCRBY', KEYS[3], ARGV[2], ARGV[3])
+end
+redis.call('PEXPIRE', KEYS[1], ${JOBS_MOVED_IDS_MS})
+redis.call('PEXPIRE', KEYS[4], ARGV[4])
+return changed`);
 
 /** Releases the lock early (only if still ours), keeping it just long enough to space runs `everyMs` apart. */
 const RELEASE = new Script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`);
@@ -61,8 +81,9 @@ export interface ReapResult {
  * 3. Except a job that `maxDeathsPerJob` nodes died while running: it is given up, and its caller
  *    gets NODE_CRASHED (queue/poison.ts).
  *
- * Each step is idempotent, so a reaper that dies half-way leaves nothing lost: a job is added to
- * its new queue (same id: a second add is a no-op) before it is removed from the old one, and the
+ * Each step is idempotent, so a reaper that dies half-way leaves nothing lost and counts nothing
+ * twice: a job is added to its new queue (same id: a second add is a no-op) before it is removed
+ * from the old one, its move is counted once however often it is tried (`COUNT_MOVE`), and the
  * dead node's queue is looked at again on every run, which also catches jobs that a gateway with a
  * stale node list added after the death.
  */
@@ -114,7 +135,7 @@ export class Reaper {
           continue;
         }
         // A node that left cleanly did not crash: what it was running is not held against its jobs.
-        moved += await this.moveAll(d.id, q, d.reason === 'silent' ? { node: d.id, lastBeatAt: d.lastBeatAt } : undefined);
+        moved += await this.moveAll(d.id, d.at, q, d.reason === 'silent' ? { node: d.id, lastBeatAt: d.lastBeatAt } : undefined);
       }
       return { died, moved };
     } finally {
@@ -126,7 +147,7 @@ export class Reaper {
     return Math.max(1000, this.o.deadAfterMs);
   }
 
-  private async moveAll(deadId: string, from: Queue, crash: Crash | undefined): Promise<number> {
+  private async moveAll(deadId: string, diedAt: number, from: Queue, crash: Crash | undefined): Promise<number> {
     const { redis, keys: k, log } = this.o;
     // Oldest first; added in reverse with lifo, so the oldest ends up at the very front.
     const jobs = (await from.getJobs([...PENDING], 0, this.o.batch - 1, true)).filter((j): j is Job => !!j?.id);
@@ -145,9 +166,13 @@ export class Reaper {
       const data = job.data as Routed<Partial<LoadJob>>;
       const state = await job.getState().catch(() => 'unknown');
       if (job.name === JOB.unload || !data.model) {
-        // Nothing to unload on a dead node: answered at once (counted first, as a move is).
-        await this.counted(deadId);
-        await deliver(redis, k, data.reply, { ok: { dropped: 0 } });
+        // Nothing to unload on a dead node: answered at once, and counted in the script that answers
+        // it, once (a reaper that died before taking it off the queue finds it answered).
+        const count = new StatsOps();
+        count.hincrby(k.cluster, 'jobsRerouted', 1);
+        count.hincrby(k.jobsMoved, deadId, 1);
+        await deliver(redis, k, data.reply, { ok: { dropped: 0 } }, count, true);
+        await redis.pexpire(k.reaperLock, this.lockMs);
       } else if (crash && state === 'active' && (await givenUp(this.poison, crash, job.name, data as Routed<LoadJob & Partial<InvokeJob>>))) {
         await redis.del(`${k.bullPrefix}:${k.nodeQueue(deadId)}:${id}:lock`);
         await from.remove(id);
@@ -164,12 +189,13 @@ export class Reaper {
         target.queued++;
         // Counted before the live node can take it: a node with the model at hand (resident, or
         // parked: runtime/prepark.ts) answered it before a count made after the move, and whoever
-        // read /stats on its answer saw no reroute. Taken back if the move fails (the next run moves it).
-        await this.counted(deadId);
+        // read /stats on its answer saw no reroute. Once per job (`COUNT_MOVE`); taken back if the
+        // add fails (the next run moves it).
+        await this.countMove(deadId, `${id}@${diedAt}`);
         try {
           await this.queue(target.id).add(job.name, data, { ...JOB_OPTIONS, jobId: id, lifo: true });
         } catch (e) {
-          await this.counted(deadId, -1).catch(() => undefined);
+          await this.countMove(deadId, `${id}@${diedAt}`, -1).catch(() => undefined);
           throw e;
         }
         // An async call's status is read from the queue it sits on.
@@ -222,16 +248,20 @@ export class Reaper {
     return { redis: this.o.redis, keys: this.o.keys, log: this.o.log, limit: this.o.maxDeathsPerJob };
   }
 
-  /** Counts a moved job (`by` -1: takes back the count of a move that failed), and keeps the lock while jobs move. */
-  private async counted(deadId: string, by = 1): Promise<void> {
+  /**
+   * Counts the move of a queued job off `deadId` once per death (`move`: `<job id>@<the time it was
+   * declared dead>`, as a node id may die, rejoin and die again; `by` -1: takes back the count of a
+   * move that failed), and keeps the lock while jobs move.
+   */
+  private async countMove(deadId: string, move: string, by = 1): Promise<void> {
     const { redis, keys: k } = this.o;
-    await redis.pipeline().hincrby(k.cluster, 'jobsRerouted', by).hincrby(k.jobsMoved, deadId, by).pexpire(k.reaperLock, this.lockMs).exec();
+    await COUNT_MOVE.run(redis, [k.jobsMovedIds(deadId), k.cluster, k.jobsMoved, k.reaperLock], [move, deadId, by, this.lockMs]);
   }
 
   private async forget(id: string, q: Queue): Promise<void> {
     const { redis, keys: k } = this.o;
     await q.obliterate({ force: true }).catch(() => undefined);
-    await redis.multi().hdel(k.deadNodes, id).hdel(k.jobsMoved, id).del(k.lane(id), k.laneActive(id)).exec();
+    await redis.multi().hdel(k.deadNodes, id).hdel(k.jobsMoved, id).del(k.lane(id), k.laneActive(id), k.jobsMovedIds(id)).exec();
     this.queues.delete(id);
     await q.close().catch(() => undefined);
   }

@@ -13,6 +13,7 @@ import { decodeAnswer, type ReplyTo } from '../../queue/replies';
 import { Reaper } from '../../queue/reaper';
 import type { InvokeJob, ModelRef } from '../../queue/wire';
 import { deleteKeys } from '../support/brulee';
+import { cutProxy } from '../support/cut-proxy';
 import { until } from '../support/within';
 
 /*
@@ -220,5 +221,34 @@ describe("the reaper's count of the jobs it moves", () => {
     expect(await redis.hget(k.cluster, 'jobsRerouted')).toBe('2');
     expect(await redis.hget(k.jobsMoved, 'd6')).toBe('2');
     expect(await redis.llen(k.lane('live'))).toBe(1);
+  });
+
+  it('a reaper that dies between its count of a queued job and its add: the next run adds it, and it is counted once', async () => {
+    await writeHeartbeat(redis, k, live, 't');
+    await deadNode('d7');
+    const id = randomUUID();
+    const q = new Queue(k.nodeQueue('d7'), { connection: redis, prefix: k.bullPrefix });
+    queues.push(q);
+    await q.add('invoke', invokeJob({ id, answerTtlMs: 60_000 }), { ...JOB_OPTIONS, jobId: id });
+    // A reaper whose Redis commands stop just before BullMQ's add (its script writes the live
+    // queue's wait list): as Redis sees it, a reaper that died there.
+    const liveWait = `${k.bullPrefix}:${k.nodeQueue('live')}:wait`;
+    const proxy = await cutProxy(redisUrl, (args) => (args.includes(liveWait) ? 'before' : undefined));
+    const conn = createRedis(proxy.url);
+    const dying = new Reaper({ redis: conn, keys: k, dispatcher, log: pino({ level: 'silent' }), deadAfterMs: 3000 });
+    const run = dying.tick();
+    run.catch(() => undefined);
+    await proxy.cut;
+    conn.disconnect();
+    proxy.close();
+    await run.catch(() => undefined);
+    expect(await q.getJobState(id)).toBe('waiting');
+    // The next run (the dead one's lock released, as by its expiry) finishes the move.
+    await redis.del(k.reaperLock);
+    expect(await reaper.tick()).toMatchObject({ moved: 1 });
+    const lq = new Queue(k.nodeQueue('live'), { connection: redis, prefix: k.bullPrefix });
+    queues.push(lq);
+    expect(await lq.getJobState(id)).toBe('waiting');
+    expect([await redis.hget(k.cluster, 'jobsRerouted'), await redis.hget(k.jobsMoved, 'd7')]).toEqual(['1', '1']);
   });
 });
