@@ -140,9 +140,14 @@ export function stallLimit(limit: number): number {
   return limit === 0 ? Number.MAX_SAFE_INTEGER : limit - 1;
 }
 
-/** Whether a node gives `job` up (`stalledOut`) rather than run it: its queue lost it more than `stallLimit` times. */
+/**
+ * Whether a node gives `job` up (`stalledOut`) rather than run it: its queue lost it more than
+ * `stallLimit` times. Never an unload: it runs no model, so it cannot be what crashed or blocked
+ * its node, and runs again however often it was lost (as the reaper answers one and a restarted
+ * node's `settleCrashed` passes it by, uncounted).
+ */
 export function lostTooOften(job: StalledJob, limit: number): boolean {
-  return job.stalledCounter > stallLimit(limit);
+  return job.name !== JOB.unload && job.stalledCounter > stallLimit(limit);
 }
 
 /** A job of a node's BullMQ queue as its worker hands it over. */
@@ -167,7 +172,7 @@ export async function stalledOut(o: PoisonOptions, node: string, job: StalledJob
   const { log, limit } = o;
   const { data } = job;
   const fn = data.model?.fn ?? data.fn ?? '?';
-  const what = job.name === JOB.load ? 'load' : job.name === JOB.unload ? 'unload' : 'invocation';
+  const what = job.name === JOB.load ? 'load' : 'invocation';
   const of = data.model ? `function '${fn}' (version ${data.model.version})` : `function '${fn}'`;
   const times = `${job.stalledCounter} time${job.stalledCounter === 1 ? '' : 's'}`;
   const e = new BruleeError(

@@ -5,10 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
+import { Queue, Worker } from 'bullmq';
 import { createRedis } from '../../queue/connection';
+import { JOB_OPTIONS } from '../../queue/dispatcher';
 import { keys } from '../../queue/keys';
 import { stalledOut, stallLimit } from '../../queue/poison';
 import { deliver, readAnswer } from '../../queue/replies';
+import { JOB } from '../../queue/wire';
 import pino from 'pino';
 import { register, stats } from '../support/failover-drill';
 import { floats } from '../support/models';
@@ -149,6 +152,35 @@ describe('a job BullMQ gives up as stalled (real worker process, SIGSTOP past it
     expect(body.error).toContain("node px lost this load of function 'held-load' (version 1) 1 time");
     expect(Date.now() - t0).toBeLessThan(40_000);
     expect(await poisonCounts()).toEqual({ stats: before.stats + 1, metrics: before.metrics + 1 });
+  }, 60_000);
+});
+
+describe('an unload its node lost (MAX_NODE_DEATHS_PER_JOB=1)', () => {
+  it('is run again, not given up: answered with what it dropped, nothing counted in poisonJobs', async () => {
+    const before = await poisonCounts();
+    const id = randomUUID();
+    const q = new Queue(k.nodeQueue('px'), { connection: redis, prefix: k.bullPrefix });
+    // While px is stopped, a worker of the test takes the unload off px's queue and dies holding it
+    // (closed without finishing: the job stays active, its 1 s lock lapsing).
+    px.child.kill('SIGSTOP');
+    try {
+      await q.add(JOB.unload, { fn: 'held', cause: 'unload', reason: 'stalled.test', reply: { id, answerTtlMs: 60_000 } }, { ...JOB_OPTIONS, jobId: id });
+      let took!: () => void;
+      const taken = new Promise<void>((r) => (took = r));
+      const conn = createRedis(inject('redisUrl'));
+      const w = new Worker(k.nodeQueue('px'), () => (took(), new Promise(() => undefined)), { connection: conn, prefix: k.bullPrefix, lockDuration: 1000 });
+      await taken;
+      await w.close(true);
+      conn.disconnect();
+    } finally {
+      px.child.kill('SIGCONT');
+      await q.close();
+    }
+    // px's stall check finds it lost (stalled once: its limit), and px takes it again.
+    const answer = await until('the unload answered', () => readAnswer(redis, k, id), 20_000);
+    console.log(`[stalled] unload: ${JSON.stringify(answer)}`);
+    expect(answer).toMatchObject({ ok: { dropped: expect.any(Number) } });
+    expect(await poisonCounts()).toEqual(before);
   }, 60_000);
 });
 
