@@ -79,9 +79,10 @@ const GRPC_OF_HTTP: Record<number, number> = {
  * CONFLICT: the name is being registered or deleted by another request, which holds its lock; most
  * finish within a second or a few (a model's profiling), and a lock whose holder died lapses within
  * REGISTRATION_LEASE_MS (15 s, renewed every 5 s while it runs): retrying each second finds the name
- * free soon after either, for the price of one refused SET NX.
+ * free soon after either, for the price of one refused SET NX. NO_NODE_AVAILABLE: no live node can
+ * take the call; a node that starts (or comes back) is routed to from its first heartbeat (1 s).
  */
-const RETRY_AFTER_S: Partial<Record<ErrorCodeName, number>> = { CONFLICT: 1 };
+const RETRY_AFTER_S: Partial<Record<ErrorCodeName, number>> = { CONFLICT: 1, NO_NODE_AVAILABLE: 1 };
 
 /** The gRPC status code for an error code: INTERNAL (13) for anything unmapped. */
 export function grpcStatusOf(code: ErrorCodeName): number {

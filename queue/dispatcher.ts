@@ -7,7 +7,7 @@ import { RedisClock } from './clock';
 import type { Keys } from './keys';
 import { deadNodes, failoverCounts, HEARTBEAT_MS, liveNodes, MISSED_BEATS, type DeadNode, type FailoverCounts, type NodeInfo } from './nodes';
 import { readAnswer, ReplyReader, unwrap, type Answer, type ReplyTo } from './replies';
-import { encodeLaneJob, pushJob, takeBack } from './lane';
+import { encodeLaneJob, pushJob, takeBack, takeBackFromGone } from './lane';
 import { chooseNode, type NodeView } from './routing';
 import { INLINE_BYTES, JOB, LANE_INLINE_BYTES, packTensors, unpackTensors, type InvokeJob, type InvokeReply, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from './wire';
 
@@ -112,6 +112,18 @@ interface Enqueued {
   added: Promise<unknown>;
   takeBack(): Promise<unknown>;
   answer?: Promise<Answer>;
+  /** A sync call on a lane: its frame, and its model (routing's question), watched while it waits (`Dispatcher.orphans`). */
+  onLane?: { frame: Buffer; model: ModelRef };
+}
+
+/** A sync call waiting on a node's lane; `fail` answers its caller with an error. */
+interface OnLane {
+  nodeId: string;
+  frame: Buffer;
+  model: ModelRef;
+  fail(e: BruleeError): void;
+  /** Since when (local ms) no live node holds it or can take it (`orphans`). */
+  orphanSince?: number;
 }
 
 /** Every job carries where its answer goes (see `queue/replies.ts`). */
@@ -145,8 +157,15 @@ async function admitOrRefuse(redis: Redis, fn: string, admission: AdmissionReque
   if (!a.admitted) throw refusal(fn, admission, a);
 }
 
-/** Errors after which no node will run the job (or delete its input key). */
-const NEVER_RUN = new Set<string>(['TIMEOUT', ...REFUSED]);
+/** Errors after which no node will run the job (or delete its input key): NO_NODE_AVAILABLE, a call taken back from a dead node. */
+const NEVER_RUN = new Set<string>(['TIMEOUT', 'NO_NODE_AVAILABLE', ...REFUSED]);
+
+/**
+ * A sync call a dead node had taken, with no live node to take it over, is answered 503 once this
+ * many dead-after times have passed since the gateway saw it so (`Dispatcher.orphans`): room for
+ * a node restarted under the same NODE_ID to take it back.
+ */
+const ORPHAN_GRACE = 2;
 
 /** Inputs stored under their own key outlive the job's deadline by this much (a node deletes them once the job has run). */
 const INPUTS_GRACE_MS = 60_000;
@@ -193,6 +212,10 @@ export class Dispatcher {
   private readonly opts: Required<Omit<DispatcherOptions, 'clock' | 'local'>> & Pick<DispatcherOptions, 'local'>;
   private readonly ownClock: boolean;
   private closed = false;
+  /** Sync calls on lanes, by id, while their callers wait (`orphans`). */
+  private readonly onLanes = new Map<string, OnLane>();
+  private laneWatch: NodeJS.Timeout | undefined;
+  private laneCheck: Promise<void> | undefined;
 
   constructor(opts: DispatcherOptions) {
     this.opts = { nodesRefreshMs: 500, asyncResultTtlS: 3600, deadAfterMs: HEARTBEAT_MS * MISSED_BEATS, ...opts };
@@ -271,7 +294,7 @@ export class Dispatcher {
         const frame = encodeLaneJob(id, JOB.invoke, { ...job, reply }, inline);
         const push = { lane: keys.lane(nodeId), job: frame, answered: keys.answered(id) };
         const queued = opts.admission ? admitOrRefuse(redis, req.model.fn, opts.admission, push) : pushJob(redis, keys, nodeId, frame, push.answered, reply.answerTtlMs);
-        return { added: Promise.all([stored, queued.then(() => opts.onQueued?.())]), takeBack: () => takeBack(redis, keys, nodeId, frame) };
+        return { added: Promise.all([stored, queued.then(() => opts.onQueued?.())]), takeBack: () => takeBack(redis, keys, nodeId, frame), onLane: { frame, model: req.model } };
       }));
     } catch (e) {
       // A node deletes the inputs once it has run the job; one that never will (a timeout, a refusal) leaves them to us.
@@ -439,6 +462,8 @@ export class Dispatcher {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.laneWatch);
+    await this.laneCheck;
     if (this.ownClock) this.clock.stop();
     const all = [...this.queues.values()];
     this.queues.clear();
@@ -474,7 +499,10 @@ export class Dispatcher {
   private async run<R>(nodeId: string, timeoutMs: number, what: string, id: string, put: (reply: ReplyTo) => Enqueued): Promise<{ value: R; blob?: Buffer }> {
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
+    // Also how a call on a lane is answered early (`orphans`): no promise of its own per call.
+    let fail: (e: BruleeError) => void = () => undefined;
     const timeout = new Promise<never>((_, reject) => {
+      fail = reject;
       timer = setTimeout(() => {
         timedOut = true;
         reject(new BruleeError('TIMEOUT', `${what} did not finish within ${timeoutMs} ms (node ${nodeId}); raise the function's timeoutMs or add nodes`));
@@ -504,16 +532,81 @@ export class Dispatcher {
         throw e;
       }
       generation = this.added(nodeId);
+      if (job.onLane) this.watch(id, { nodeId, ...job.onLane, fail });
       const a = await Promise.race([answer, timeout]);
       return { value: unwrap<R>(a), ...('blob' in a && a.blob ? { blob: a.blob } : {}) };
     } finally {
       clearTimeout(timer);
+      if (job?.onLane) this.onLanes.delete(id);
       if (generation !== undefined) this.answered(nodeId, generation);
       this.replies.cancel(id);
       this.inFlight.set(nodeId, (this.inFlight.get(nodeId) ?? 1) - 1);
       // A job nobody waits for any more is taken back if no node has started it (a node also
       // skips an invocation it reaches past its deadline).
       if (timedOut) job?.takeBack().catch(() => undefined);
+    }
+  }
+
+  /** Watches a sync call on a lane while its caller waits (`orphans`, every `nodesRefreshMs` while any waits). */
+  private watch(id: string, w: OnLane): void {
+    this.onLanes.set(id, w);
+    if (this.laneWatch || this.closed) return;
+    this.laneWatch = setInterval(() => {
+      if (this.onLanes.size === 0) {
+        clearInterval(this.laneWatch);
+        this.laneWatch = undefined;
+        return;
+      }
+      this.laneCheck ??= this.orphans()
+        .catch(() => undefined)
+        .finally(() => (this.laneCheck = undefined));
+    }, this.opts.nodesRefreshMs);
+    this.laneWatch.unref();
+  }
+
+  /**
+   * Answers the sync calls that wait on a node no longer live (silent for `deadAfterMs`, or gone)
+   * when no live node can take them over either: the reaper leaves such a call where it is
+   * (queue/reaper.ts), and its caller waited out its whole timeout for a 504. Each is taken back
+   * from wherever a gone node holds it (so it never runs later, on a node that comes back, for a
+   * caller that had its answer) and answered with routing's refusal (503 NO_NODE_AVAILABLE, with
+   * Retry-After): at once when it was waiting (it never ran; its caller sends it again); one the
+   * dead node had taken only after `ORPHAN_GRACE` dead-after times more, as the call may be what
+   * killed it: a node restarted under the same NODE_ID (compose's `restart:`, a StatefulSet) takes
+   * it back and runs it again, counting that death, and a call that kills node after node is given
+   * up (queue/poison.ts), where callers resending it on each 503 would kill the node for ever. A
+   * node that is only slow still beats, and keeps its calls; a call a live node can take is left
+   * to the reaper, which moves it there.
+   */
+  private async orphans(): Promise<void> {
+    const nodes = await this.nodes();
+    const live = new Set(nodes.map((n) => n.id));
+    const now = Date.now();
+    let views: NodeView[] | undefined;
+    let gone: string[] | undefined;
+    for (const [id, w] of this.onLanes) {
+      if (live.has(w.nodeId)) {
+        w.orphanSince = undefined;
+        continue;
+      }
+      views ??= nodes.map((n) => this.view(n));
+      let refusal: BruleeError;
+      try {
+        chooseNode(views, modelKey(w.model), w.model.sizeBytes);
+        w.orphanSince = undefined;
+        continue;
+      } catch (e) {
+        if (!(e instanceof BruleeError)) throw e;
+        refusal = e;
+      }
+      w.orphanSince ??= now;
+      const taken = now - w.orphanSince >= ORPHAN_GRACE * this.opts.deadAfterMs;
+      // Its node, and any it may have been moved to since that died too.
+      gone ??= await this.opts.redis.hkeys(this.opts.keys.deadNodes);
+      if (await takeBackFromGone(this.opts.redis, this.opts.keys, [w.nodeId, ...gone], w.frame, taken)) {
+        this.onLanes.delete(id);
+        w.fail(refusal);
+      }
     }
   }
 

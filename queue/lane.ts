@@ -93,6 +93,20 @@ export async function takeBack(redis: Redis, k: Keys, nodeId: string, frame: Buf
 }
 
 /**
+ * Takes a job back from the lane of any of `nodeIds` (nodes that are gone), and with `taken` from
+ * their active lists too, in one transaction; false when none holds it there (it was answered,
+ * moved to a live node, or is in an active list).
+ */
+export async function takeBackFromGone(redis: Redis, k: Keys, nodeIds: readonly string[], frame: Buffer, taken: boolean): Promise<boolean> {
+  const m = redis.multi();
+  for (const id of new Set(nodeIds)) {
+    m.lrem(k.lane(id), 1, frame);
+    if (taken) m.lrem(k.laneActive(id), 1, frame);
+  }
+  return ((await m.exec()) ?? []).some(([e, n]) => !e && n === 1);
+}
+
+/**
  * Moves one job from a list (a dead node's lane or active list) to the front of `to`'s lane; with
  * `count`, the cluster's `jobsRerouted` and the dead node's moves count it in the same script.
  */
