@@ -167,6 +167,13 @@ const NEVER_RUN = new Set<string>(['TIMEOUT', 'NO_NODE_AVAILABLE', ...REFUSED]);
  */
 const ORPHAN_GRACE = 2;
 
+/**
+ * How long past a call's deadline its gateway still waits for the answer: a node judges a run that
+ * ends past the deadline a timeout (counted so, answered TIMEOUT: runtime/node.ts), so an answer
+ * of a run that ended in time, still on its way, is not a 504 its node counted as a success.
+ */
+const ANSWER_MARGIN_MS = 100;
+
 /** Inputs stored under their own key outlive the job's deadline by this much (a node deletes them once the job has run). */
 const INPUTS_GRACE_MS = 60_000;
 
@@ -506,7 +513,7 @@ export class Dispatcher {
       timer = setTimeout(() => {
         timedOut = true;
         reject(new BruleeError('TIMEOUT', `${what} did not finish within ${timeoutMs} ms (node ${nodeId}); raise the function's timeoutMs or add nodes`));
-      }, timeoutMs);
+      }, timeoutMs + ANSWER_MARGIN_MS);
     });
     timeout.catch(() => undefined);
     this.inFlight.set(nodeId, (this.inFlight.get(nodeId) ?? 0) + 1);

@@ -1425,7 +1425,6 @@ export class RuntimeNode implements LocalNode {
       this.outPerIn.set(spec.key, Math.max(this.outPerIn.get(spec.key) ?? 0, outBytes / Math.max(1, inBytes)));
       lease.reservation.set(this.callBytes(spec.key, inBytes, outBytes));
       result = { coldStart: lease.coldStart, node: this.o.id, timings: { queueMs, loadMs, execMs }, fn, version: model.version };
-      later.push(() => metrics.execSeconds.observe({ function: fn }, execMs / 1000));
     } catch (e) {
       later.push(() => metrics.invocations.inc({ function: fn, outcome: 'error' }));
       record({ outcome: 'error', ...facts, execMs: 0 });
@@ -1434,6 +1433,15 @@ export class RuntimeNode implements LocalNode {
       lease.release();
       this.lastCallAt = performance.now();
     }
+    const lateMs = clock.now() - deadline;
+    if (lateMs > 0) {
+      // Its caller had its 504 at the deadline (the gateway waits no longer, queue/dispatcher.ts
+      // ANSWER_MARGIN_MS): counted as what it saw, a timeout, and answered so (an async call's status).
+      later.push(() => metrics.invocations.inc({ function: fn, outcome: 'error' }));
+      record({ outcome: 'timeout', ...facts, execMs: 0 });
+      throw new BruleeError('TIMEOUT', `the invocation of ${fn} finished ${Math.ceil(lateMs)} ms past its deadline (the function's timeoutMs); its outputs were dropped`);
+    }
+    later.push(() => metrics.execSeconds.observe({ function: fn }, result.timings.execMs / 1000));
     later.push(() => metrics.invocations.inc({ function: fn, outcome: 'ok' }));
     record({ outcome: 'ok', ...facts, execMs: result.timings.execMs, countsRun });
     return { result, outputs: out };

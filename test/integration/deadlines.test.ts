@@ -56,6 +56,12 @@ const setTimeoutMs = async (name: string, bytes: Uint8Array, ms: number) => expe
 const timeoutMessage = (fn: string, ms = 50) =>
   new RegExp(`^invocation of ${fn} did not finish within (${ms - 2}|${ms - 1}|${ms}) ms \\(node ${b.node!.id}\\); raise the function's timeoutMs or add nodes$`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** brulee_invocations_total of a function on b's node, by outcome (timeouts are outcome="error", as failures). */
+async function outcomes(fn: string): Promise<{ ok: number; error: number }> {
+  const text = await (await b.req('/metrics')).text();
+  const n = (outcome: string) => Number(new RegExp(`^brulee_invocations_total\\{function="${fn}",outcome="${outcome}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+  return { ok: n('ok'), error: n('error') };
+}
 
 describe('deadlines', () => {
   it('the slow model is slow enough for these tests, and right', async () => {
@@ -66,22 +72,25 @@ describe('deadlines', () => {
     expect(r.body.outputs.y.data).toEqual(Array.from(want.y!.data as Float32Array));
   });
 
-  it('a call still running on the node at its deadline is a 504 from the gateway at the deadline, and the node finishes it', async () => {
+  it('a call still running on the node at its deadline is a 504 from the gateway at the deadline; the node finishes it and counts it as its caller saw it, a timeout, in /stats and /metrics', async () => {
     await setTimeoutMs('slow', SLOW, 50);
     try {
-      const before = await stats('slow');
+      const before = { stats: await stats('slow'), metrics: await outcomes('slow') };
       const r = await b.invoke('slow', SLOW_IN);
       expect(r.status).toBe(504);
       expect(r.body.error.code).toBe('TIMEOUT');
       // The timer starts a millisecond or so after the deadline is set: it may say 49.
       expect(r.body.error.message).toMatch(timeoutMessage('slow'));
-      // It was not skipped: the node ran it to the end and counted it as a successful call.
-      await until('the node to finish the slow call', async () => (await stats('slow')).invocations === before.invocations + 1);
+      // It was not skipped: the node ran it to the end (a warm hit), and counted it once, as a
+      // timeout (it once counted a success its caller never had): no exec sample, no failure.
+      await until('the node to finish the slow call', async () => (await stats('slow')).invocations === before.stats.invocations + 1);
       const after = await stats('slow');
-      expect(after.warmHits + after.coldStarts - before.warmHits - before.coldStarts).toBe(1);
-      expect(after.execMs.samples - before.execMs.samples).toBe(1);
-      expect(after.timeouts - before.timeouts).toBe(0);
-      expect(after.failures - before.failures).toBe(0);
+      expect(after.warmHits + after.coldStarts - before.stats.warmHits - before.stats.coldStarts).toBe(1);
+      expect(after.execMs.samples - before.stats.execMs.samples).toBe(0);
+      expect(after.timeouts - before.stats.timeouts).toBe(1);
+      expect(after.failures - before.stats.failures).toBe(0);
+      const m = await outcomes('slow');
+      expect({ ok: m.ok - before.metrics.ok, error: m.error - before.metrics.error }).toEqual({ ok: 0, error: 1 });
     } finally {
       await setTimeoutMs('slow', SLOW, 60_000);
     }
