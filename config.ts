@@ -135,8 +135,9 @@ export interface Config {
   host: string;
   memoryBudget: number;
   /**
-   * The most bytes sessions of evicted mapped models may hold while parked (`PARK_BUDGET`; 0: none;
-   * runtime/parked.ts). Undefined: the node's default, 5 % of `memoryBudget`.
+   * The most bytes sessions of evicted models (mapped, or small and kept whole) may hold while
+   * parked (`PARK_BUDGET`; 0: none; runtime/parked.ts). Undefined: the node's default, 5 % of
+   * `memoryBudget`.
    */
   parkBudget?: number;
   /** Pre-park registered mapped models in idle time (`PREPARK`, runtime/prepark.ts). */

@@ -32,7 +32,7 @@ import { readPopularity } from './popularity';
 import { CountsOut, invocationCommands, recordEviction, recordInvocation, type InvocationRecord } from './stats';
 import { StatsOps } from '../queue/writes';
 import { mallocReturnsMemory, MALLOC_TUNABLES, trimHeap } from './malloc';
-import { ParkedSessions } from './parked';
+import { WHOLE_PARK_MAX_BYTES, ParkedSessions } from './parked';
 import { PreParker, type PreParkCandidate, type PreParkOutcome } from './prepark';
 import { WarmPool, type EvictionEvent, type ModelSpec, type Reservation } from './warm-pool';
 import { WARMUP_MODEL_B64 } from './warmup-model';
@@ -716,13 +716,13 @@ export class RuntimeNode implements LocalNode {
     this.lastLoadMs.set(spec.key, ms);
     this.lastFetchMs.set(spec.key, fetchMs);
     const m = this.metered(spec.key, model);
-    if (built !== undefined && model.mappedPath !== undefined) this.parkable.set(m, { model, built });
+    if (built !== undefined && (model.mappedPath !== undefined || spec.sizeBytes <= WHOLE_PARK_MAX_BYTES)) this.parkable.set(m, { model, built });
     return m;
   }
 
-  /** Sessions of evicted mapped artifacts, kept with their pages given back (runtime/parked.ts). */
+  /** Sessions of evicted mapped artifacts, kept with their pages given back, and of small models, kept whole (runtime/parked.ts). */
   private readonly parked: ParkedSessions<LoadedModel>;
-  /** Of the pool's values, those a mapped artifact built: the session itself and how it was built. */
+  /** Of the pool's values, those a mapped artifact built, or an artifact of a small model: the session itself and how it was built. */
   private readonly parkable = new WeakMap<LoadedModel, { model: LoadedModel; built: string }>();
 
   /**
@@ -821,8 +821,9 @@ export class RuntimeNode implements LocalNode {
 
   /**
    * The warm pool's disposal: a mapped artifact's session evicted by the policy, its keep-alive or
-   * an unload is parked (its pages given back; runtime/parked.ts), one retired or deleted is
-   * disposed, as is any that does not fit under `parkBytes`.
+   * an unload is parked (its pages given back; runtime/parked.ts), as is a small model's (kept
+   * whole: `WHOLE_PARK_MAX_BYTES`); one retired or deleted is disposed, as is any that does not
+   * fit under `parkBytes`.
    */
   private async release(m: LoadedModel, key: string, evicted?: { cause: EvictionEvent['cause']; sizeBytes: number }): Promise<void> {
     const p = this.parkable.get(m);

@@ -21,6 +21,11 @@ import { createRequire } from 'node:module';
  * onnxruntime maps the data file private and writable, and never writes constant weights; a page a
  * write had copied would be lost by MADV_DONTNEED, so `park` refuses a mapping with any such page
  * (`/proc/self/pagemap`: a present page that is not a file page).
+ *
+ * A small model's session, with no mapped weights, is parked whole (`WHOLE_PARK_MAX_BYTES`): it
+ * gives nothing back, and costs parked what it was charged resident, which is what a mapped
+ * session keeps parked or less; its next cold start then skips onnxruntime's create (~1-2 ms for
+ * the tiny MLP after a pause, most of its cold call).
  */
 
 /** A session that can be parked: it is disposed as any other, and knows the file its weights are mapped from. */
@@ -44,6 +49,14 @@ export interface ParkedSessionsOptions {
   /** Runs a disposal or a release of pages out of the way of measured loads (runtime/footprint.ts's turns). */
   aside?: <R>(f: () => Promise<R>) => Promise<R>;
 }
+
+/**
+ * A session with no mapped weights (an ONNX or ORT-format artifact: a small model's) is parked
+ * whole, at its charge, when that is this or less: no more than what a mapped session keeps of
+ * itself parked (~0.5-4 MiB of anonymous memory). The tiny MLP of the benches is charged ~0.44 MiB;
+ * its create is most of its cold call (issue 10 §3: README, "Warm calls and throughput").
+ */
+export const WHOLE_PARK_MAX_BYTES = 1024 * 1024;
 
 const MADV_DONTNEED = 4;
 const PAGE = 4096;
@@ -126,8 +139,8 @@ export function onlyFilePages(ranges: ReadonlyArray<{ start: number; end: number
 }
 
 /**
- * Evicted sessions of mapped artifacts, kept with their mapped pages given back, oldest disposed
- * first past `capBytes`. A node takes one back at the model's next cold start (`take`) and
+ * Evicted sessions of mapped artifacts, kept with their mapped pages given back, and of small
+ * models, kept whole (`WHOLE_PARK_MAX_BYTES`), oldest disposed first past `capBytes`. A node takes one back at the model's next cold start (`take`) and
  * disposes them when the model is retired or deleted, when memory is short, and at shutdown.
  */
 export class ParkedSessions<T extends Parkable> {
@@ -208,7 +221,8 @@ export class ParkedSessions<T extends Parkable> {
   }
 
   /**
-   * Parks `model` under `key` if it is a mapped artifact's (`mappedPath`) and fits under the cap
+   * Parks `model` under `key` if it is a mapped artifact's (`mappedPath`), or is charged
+   * `WHOLE_PARK_MAX_BYTES` or less (`sizeBytes`: kept whole), and fits under the cap
    * (pre-parked ones, then older ones, are disposed to make it fit); else disposes it. `sizeBytes`
    * is the pool's charge of it. A pre-park (`pre`, with the token `reserve` gave before its create)
    * parks only into `room`, disposing nothing, and not at all if the key was dropped since `reserve`.
@@ -223,22 +237,27 @@ export class ParkedSessions<T extends Parkable> {
       await this.dispose(key);
     } else if (this.entries.has(key)) this.parking.delete(key);
     const parked = await this.aside(async () => {
-      if (this.parking.get(key) !== token) return false;
-      if (advise === null || how.mappedPath === undefined || this.o.capBytes <= 0) return false;
-      let ranges: Array<{ start: number; end: number; offset: number }>;
-      try {
-        ranges = mappingsOf(how.mappedPath);
-        // Another session mapping the same file (the same artifact under another function): its
-        // mappings cannot be told from this one's, and its pages are not this park's to give back.
-        if (ranges.length === 0 || !mappedOnce(ranges) || !onlyFilePages(ranges)) return false;
-      } catch {
-        // /proc/self/maps or pagemap unreadable here (a sandbox, an old kernel for non-root): not checked, not parked.
-        return false;
+      if (this.parking.get(key) !== token || this.o.capBytes <= 0) return false;
+      // No mapped weights: a small session is kept whole, at its charge; a larger one is not kept.
+      let ranges: Array<{ start: number; end: number; offset: number }> = [];
+      if (how.mappedPath === undefined) {
+        if (how.sizeBytes > WHOLE_PARK_MAX_BYTES) return false;
+      } else {
+        if (advise === null) return false;
+        try {
+          ranges = mappingsOf(how.mappedPath);
+          // Another session mapping the same file (the same artifact under another function): its
+          // mappings cannot be told from this one's, and its pages are not this park's to give back.
+          if (ranges.length === 0 || !mappedOnce(ranges) || !onlyFilePages(ranges)) return false;
+        } catch {
+          // /proc/self/maps or pagemap unreadable here (a sandbox, an old kernel for non-root): not checked, not parked.
+          return false;
+        }
       }
       const mapped = ranges.reduce((s, r) => s + (r.end - r.start), 0);
       const bytes = Math.max(0, how.sizeBytes - mapped);
       if (bytes > (how.pre ? this.room : this.o.capBytes)) return false;
-      for (const r of ranges) if (advise(r.start, r.end - r.start, MADV_DONTNEED) !== 0) return false;
+      for (const r of ranges) if (advise!(r.start, r.end - r.start, MADV_DONTNEED) !== 0) return false;
       this.entries.set(key, { model, match: how.match, bytes, pre: how.pre !== undefined });
       this.bytes_ += bytes;
       this.parks_++;

@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
+import { WHOLE_PARK_MAX_BYTES } from '../../runtime/parked';
 import { floats, ort, readModel, REAL_MODELS, runDirect } from '../support/models';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { mapped, sameAsDirect } from '../support/parked';
@@ -120,6 +121,34 @@ describe('parked sessions (runtime/parked.ts)', () => {
     expect(again.status).toBe(200);
     expect((await sameAsDirect(b, 'opts', bytes, 2, 2)).coldStart).toBe(true);
     expect(node.parkedSessions).toMatchObject({ parked: 1, taken: 0, held: 0 });
+  });
+
+  it('an unloaded small model with no mapped weights (charged WHOLE_PARK_MAX_BYTES or less) keeps its whole session; its next cold start reuses it, bit for bit; a larger one is disposed', async () => {
+    const b = await start();
+    opened.push(b);
+    const node = b.node!;
+    // The tiny MLP of bench:speed and cold-pairs.ts (64 -> 64 -> 16): 21 KB, ~0.4 MiB charged.
+    const small = mlpModel({ inputSize: 64, hidden: [64], outputSize: 16, seed: 31 });
+    expect((await b.put('small', small)).body.profile.artifact.form).not.toBe('mapped');
+    expect((await sameAsDirect(b, 'small', small, 1, 1)).coldStart).toBe(true);
+    const charge = node.pool.list().find((e) => e.fn === 'small')!.sizeBytes;
+    expect(charge).toBeLessThanOrEqual(WHOLE_PARK_MAX_BYTES);
+    expect((await b.json('POST', '/v2/repository/models/small/unload')).status).toBe(200);
+    await until('the unloaded session parked', () => node.parkedSessions.held === 1);
+    expect(node.parkedSessions.bytes).toBe(charge);
+    expect(node.pool.list().some((e) => e.fn === 'small')).toBe(false);
+    expect((await sameAsDirect(b, 'small', small, 3, 2)).coldStart).toBe(true);
+    expect(node.parkedSessions).toMatchObject({ parked: 1, taken: 1, held: 0, bytes: 0 });
+
+    // 64 -> 400 -> 400 -> 16: 0.8 MB of weights, none over 1 MiB (not mapped), charged over the bound.
+    const larger = mlpModel({ inputSize: 64, hidden: [400, 400], outputSize: 16, seed: 32 });
+    expect((await b.put('larger', larger)).body.profile.artifact.form).not.toBe('mapped');
+    await sameAsDirect(b, 'larger', larger, 1, 3);
+    expect(node.pool.list().find((e) => e.fn === 'larger')!.sizeBytes).toBeGreaterThan(WHOLE_PARK_MAX_BYTES);
+    expect((await b.json('POST', '/v2/repository/models/larger/unload')).status).toBe(200);
+    await until('the larger model unloaded', () => !node.pool.list().some((e) => e.fn === 'larger'));
+    expect((await sameAsDirect(b, 'larger', larger, 2, 4)).coldStart).toBe(true);
+    expect(node.parkedSessions).toMatchObject({ parked: 1, taken: 1, held: 0 });
   });
 
   it('with PARK_BUDGET=0 an unloaded model is disposed, and its next cold start loads it again', async () => {
