@@ -206,7 +206,10 @@ export class DataPlane {
     };
   }
 
-  /** Like `invoke`, but answers at once with the invocation's id (see `status`). */
+  /**
+   * Like `invoke`, but answers at once with the invocation's id (see `status`). The function's
+   * timeout bounds it as it bounds a sync call: past it, its status is `failed` with TIMEOUT.
+   */
   async submit(name: string, inputs: Record<string, Tensor>, opts: InvokeOptions = {}): Promise<{ id: string; fn: FunctionMeta }> {
     const { fn, job } = await this.prepare(name, inputs, opts);
     const admission = this.admission(fn.name, inputs, this.o.asyncHoldMs ?? 3_600_000);
@@ -218,7 +221,7 @@ export class DataPlane {
     // A call refused by admission never reached a node: the recorded trace leaves it out.
     this.o.recorder?.record(name, job.acceptedAt);
     try {
-      return { id: await this.o.dispatcher.submit(job), fn };
+      return { id: await this.o.dispatcher.submit(job, fn.options.timeoutMs ?? this.o.defaultTimeoutMs), fn };
     } catch (e) {
       if (job.admission) void release(this.o.redis, job.admission).catch(() => undefined);
       throw e;

@@ -369,8 +369,12 @@ export class Dispatcher {
     return local?.id === n.id ? local.here : { waiting: 0, running: n.here ?? 0 };
   }
 
-  /** Enqueues an invocation without waiting; the id reads it back with `status`. */
-  async submit(req: InvokeRequest): Promise<string> {
+  /**
+   * Enqueues an invocation without waiting; the id reads it back with `status`. Its deadline is
+   * `timeoutMs` away, as a sync call's (a node answers TIMEOUT past it); its result is kept
+   * `asyncResultTtlS`.
+   */
+  async submit(req: InvokeRequest, timeoutMs: number): Promise<string> {
     const nodeId = await this.route(req.model);
     const id = randomUUID();
     const ttl = this.opts.asyncResultTtlS;
@@ -380,7 +384,7 @@ export class Dispatcher {
       // BullMQ keeps job data as JSON: inline bytes go as base64 there.
       inputs: key === undefined ? { tensors, b64: inline!.toString('base64') } : { tensors, key },
       acceptedAt: this.clock.fromLocal(req.acceptedAt),
-      deadline: this.clock.now() + ttl * 1000,
+      deadline: this.clock.now() + Math.min(timeoutMs, ttl * 1000),
       reply: { id, answerTtlMs: ttl * 1000 },
     };
     await Promise.all([stored, this.opts.redis.set(this.opts.keys.invocation(id), nodeId, 'EX', ttl)]);
