@@ -8,7 +8,7 @@ import type { Keys } from './keys';
 import { deadNodes, declareDead, HEARTBEAT_MS, MISSED_BEATS } from './nodes';
 import { decodeLaneJob, moveJob } from './lane';
 import { givenUp, type Crash } from './poison';
-import { deliver } from './replies';
+import { deliver, hasAnswer } from './replies';
 import { chooseNode, type NodeView } from './routing';
 import { Script } from './scripts';
 import { StatsOps } from './writes';
@@ -165,7 +165,14 @@ export class Reaper {
       const id = job.id!;
       const data = job.data as Routed<Partial<LoadJob>>;
       const state = await job.getState().catch(() => 'unknown');
-      if (job.name === JOB.unload || !data.model) {
+      if (await hasAnswer(redis, k, data.reply)) {
+        // Answered by the dead node, which died before BullMQ finished it: nothing to move, nor to
+        // run again (a second run's answer is dropped, its counts are not; a given-up job would run).
+        await redis.del(`${k.bullPrefix}:${k.nodeQueue(deadId)}:${id}:lock`);
+        await from.remove(id);
+        log.info({ job: id, from: deadId, state }, 'job answered before its node died: not moved');
+        continue;
+      } else if (job.name === JOB.unload || !data.model) {
         // Nothing to unload on a dead node: answered at once, and counted in the script that answers
         // it, once (a reaper that died before taking it off the queue finds it answered).
         const count = new StatsOps();

@@ -202,6 +202,15 @@ export async function applyCounts(redis: Redis, writes: WithAnswer): Promise<voi
 /** How long the marker of a call counted by `applyWrites` is kept: longer than its retries (50 × 200 ms). */
 const ANSWERED_MARKER_MS = 60_000;
 
+/**
+ * Whether the call `to` has its answer already: a sync call's answered marker is '1', an async
+ * call's result is there. A read, so another may answer it right after; for a job that need not run
+ * again (its node answered it and died before BullMQ finished it), not for the answer itself.
+ */
+export async function hasAnswer(redis: Redis, k: Keys, to: ReplyTo): Promise<boolean> {
+  return to.replyTo ? (await redis.get(k.answered(to.id))) === '1' : (await redis.exists(k.result(to.id))) === 1;
+}
+
 /** An async invocation's answer, if it has one yet. */
 export async function readAnswer(redis: Redis, k: Keys, id: string): Promise<Answer | undefined> {
   const raw = await redis.getBuffer(k.result(id));

@@ -13,7 +13,7 @@ import { modelKey, type AnswerHere, type GiveUp, type InvokeAnswer, type InvokeH
 import { controlType, type Keys } from '../queue/keys';
 import { claimNodeId, HEARTBEAT_MS, leaveCluster, MISSED_BEATS, writeHeartbeat, type NodeInfo } from '../queue/nodes';
 import { admit, refusal, releaseWith, type Admission, type AdmissionRequest, type AdmissionTicket } from '../queue/admission';
-import { admitAndApply, deliver, applyWrites, type OutgoingAnswer } from '../queue/replies';
+import { admitAndApply, deliver, applyWrites, hasAnswer, type OutgoingAnswer } from '../queue/replies';
 import { freeNow } from '../queue/free';
 import { HeldWrites } from '../queue/held-writes';
 import { LaneWorker } from '../queue/lane';
@@ -317,7 +317,12 @@ export class RuntimeNode implements LocalNode {
     // here, and given up once MAX_NODE_DEATHS_PER_JOB says: answered NODE_CRASHED as its run
     // (queue/poison.ts `stalledOut`), so it leaves the queue only once answered. BullMQ's own
     // give-up (`maxStalledCount`) is never reached: it drops the job before anyone answers it.
-    const handle = (job: Job) => (lostTooOften(job, this.o.maxDeathsPerJob) ? this.retried(() => stalledOut(poison, this.o.id, job)) : lane.slot(() => this.process(job)));
+    const handle = async (job: Job) => {
+      // One its queue lost may have been answered by the run that lost it (a process that died
+      // between its answer and BullMQ's completion): not run again.
+      if (job.stalledCounter > 0 && (await hasAnswer(this.o.redis, keys, (job.data as Routed<unknown>).reply))) return;
+      return lostTooOften(job, this.o.maxDeathsPerJob) ? this.retried(() => stalledOut(poison, this.o.id, job)) : lane.slot(() => this.process(job));
+    };
     this.worker = new Worker(keys.nodeQueue(this.o.id), handle, {
       connection: this.workerRedis,
       prefix: keys.bullPrefix,
