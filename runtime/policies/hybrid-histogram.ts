@@ -9,6 +9,8 @@ type NumberedEntry = EntryFacts & { readonly idx: number };
 const LOADED = 0; // loaded (keep-alive ends of loaded models)
 const WINDOW = 1; // pending and not yet ripe (pre-warm window starts)
 const PENDING = 2; // pending (keep-alive ends of pending functions)
+/** An answer that names nothing (frozen: callers only read answers). */
+const NO_VICTIMS = Object.freeze([]) as unknown as Victim[];
 /** Places in `bounds` (`SimHints.checkSignals`). */
 const WAKE = 0;
 const WANTED_MIN = 1;
@@ -162,6 +164,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     for (const set of [ripe, wanted, idle, loadedIds]) set.delete(id);
     delete prewarmVictims[id];
     delete plainVictims[id];
+    delete endedVictims[id];
     posKeys.length = 0;
     // Reminders only the simulator's checks take out (`nextCheckAt`): one per id at most stands for something.
     if (loadedEnds.size > 2 * idOf.size + 64) loadedEnds.keepOnly((t, i) => ldAt[i] === t);
@@ -242,10 +245,12 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   /** The caller loads what `prewarm` names in order, each that still fits (`SimHints.prewarmInOrder`). */
   let inOrder = false;
   // Victims made once per function, reused by every answer that names it (their fields never
-  // change): pre-warms, and evictions once reasons are omitted.
+  // change): pre-warms, keep-alive ends, and evictions and idle windows once reasons are omitted.
   const prewarmVictims: Victim[] = [];
   const plainVictims: Victim[] = [];
+  const endedVictims: Victim[] = [];
   const PREWARM_REASON = 'pre-warm window reached';
+  const ENDED_REASON = 'keep-alive window ended';
   /** Scratch: ids `prewarm` names, and positions `selectAmongLoaded` has taken. */
   let picked = new Int32Array(64);
   let takenAt = new Int32Array(64);
@@ -256,23 +261,24 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   let states: Uint8Array | null = null;
   const residentId = (id: number, isResident: (key: string) => boolean): boolean => (states !== null ? states[id] !== 0 : isResident(keys[id]!));
   const noIds: readonly number[] = Object.freeze([]);
-  /** `expiryCandidates`' ids (reused from call to call). */
-  const expOut: number[] = [];
-  const due: number[] = [];
-  const expiryIds = (now: number): number[] => {
+  /** `expiryCandidates`' ids as found, and its answers by length (each filled in place: none resized per check). */
+  let expIds = new Int32Array(64);
+  const expOut: number[][] = [];
+  const expiryIds = (now: number): readonly number[] => {
     wakeStale = true; // reminders may be taken out below
-    const out = expOut;
-    out.length = 0;
+    if (expIds.length < idle.size + loadedEnds.size) expIds = new Int32Array(2 * (idle.size + loadedEnds.size));
+    const ids = expIds;
+    let n = 0;
     // Used models inside their idle window (only a new invocation reopens one, so drop the rest;
     // backwards, so a deletion moves only members already looked at).
     for (let j = idle.size - 1; j >= 0; j--) {
       const id = idle.items[j]!;
-      if (now < prewarmAt[id]!) out.push(id);
+      if (now < prewarmAt[id]!) ids[n++] = id;
       else outOfIdle(id);
     }
     // Loaded models whose keep-alive window has ended (stale heap entries are dropped).
     if (loadedEnds.peekTime() <= now) {
-      due.length = 0;
+      const first = n;
       while (loadedEnds.peekTime() <= now) {
         const t = loadedEnds.peekTime();
         const id = loadedEnds.peekId();
@@ -280,15 +286,15 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         if (ldAt[id] !== t) continue;
         ldAt[id] = NaN;
         if (loaded[id] === 0) continue;
-        if (keepUntilOf[id]! <= now) due.push(id);
+        if (keepUntilOf[id]! <= now) ids[n++] = id;
         else remind(loadedEnds, ldAt, id, keepUntilOf[id]!);
       }
       // Still loaded after this check (in flight, say): look again next time.
-      for (const id of due) {
-        remind(loadedEnds, ldAt, id, keepUntilOf[id]!);
-        out.push(id);
-      }
+      for (let j = first; j < n; j++) remind(loadedEnds, ldAt, ids[j]!, keepUntilOf[ids[j]!]!);
     }
+    if (n === 0) return noIds;
+    const out = (expOut[n] ??= new Array<number>(n).fill(0));
+    for (let j = 0; j < n; j++) out[j] = ids[j]!;
     return out;
   };
 
@@ -556,14 +562,16 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       );
     },
     expired(entries, now) {
-      const out: Victim[] = [];
+      let out: Victim[] | null = null;
       for (const e of entries) {
         const id = numbered ? (e as NumberedEntry).idx : idOf.get(e.key);
         if (id === undefined || known[id] === 0) continue;
-        if (now >= keepUntilOf[id]!) out.push(victimOf(id, 'keep-alive window ended'));
-        else if (now < prewarmAt[id]! && e.hits > 0) out.push(victimOf(id, sel.reasons ? `idle until the pre-warm window at ${Math.round(prewarmAt[id]!)} ms` : ''));
+        if (now >= keepUntilOf[id]!) (out ??= []).push((endedVictims[id] ??= victimOf(id, ENDED_REASON)));
+        else if (now < prewarmAt[id]! && e.hits > 0) {
+          (out ??= []).push(sel.reasons ? victimOf(id, `idle until the pre-warm window at ${Math.round(prewarmAt[id]!)} ms`) : (plainVictims[id] ??= victimOf(id, '')));
+        }
       }
-      return out;
+      return out ?? NO_VICTIMS;
     },
     prewarm(now, isResident, freeBytes) {
       // Functions whose keep-alive window has ended leave `pending`.
@@ -602,7 +610,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       } else {
         // The caller reports every load and eviction through the hooks: what is not loaded is
         // `wanted`, and nothing larger than the free memory would be loaded.
-        if (wanted.size === 0 || bounds[WANTED_MIN]! > freeBytes) return [];
+        if (wanted.size === 0 || bounds[WANTED_MIN]! > freeBytes) return NO_VICTIMS;
         if (picked.length < wanted.size) picked = new Int32Array(2 * wanted.size);
         let min = Infinity;
         for (let j = 0; j < wanted.size; j++) {
@@ -618,7 +626,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       // named before it are loaded would be skipped: it is left out. Whole byte counts, so this
       // sum is exact and agrees with the caller's own test.
       const cut = inOrder && freeBytes !== undefined && wholeSizes && Number.isSafeInteger(freeBytes);
-      const out: Victim[] = [];
+      let out: Victim[] | null = null;
       let free = freeBytes ?? Infinity;
       if (cut) {
         // The first few in `seq` order (seqs differ) among those that still fit by minimum scans,
@@ -631,14 +639,14 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
             const id = picked[j]!;
             if (!(sizes[id]! > free) && (b < 0 || seq[id]! < seq[picked[b]!]!)) b = j;
           }
-          if (b < 0) return out;
+          if (b < 0) return out ?? NO_VICTIMS;
           if (taken === 4) break;
           const id = picked[b]!;
           picked[b] = picked[--m]!;
           free -= sizes[id]!;
           // The caller loads it (`prewarmInOrder`): no longer wanted (`onEvict` makes it so again).
           wanted.delete(id);
-          out.push(prewarmVictims[id] ??= victimOf(id, PREWARM_REASON));
+          (out ??= []).push((prewarmVictims[id] ??= victimOf(id, PREWARM_REASON)));
         }
       }
       // In `seq` order (seqs differ): an insertion sort of the few picked.
@@ -659,9 +667,9 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
           free -= sizes[id]!;
           wanted.delete(id);
         }
-        out.push(prewarmVictims[id] ??= victimOf(id, PREWARM_REASON));
+        (out ??= []).push((prewarmVictims[id] ??= victimOf(id, PREWARM_REASON)));
       }
-      return out;
+      return out ?? NO_VICTIMS;
     },
   };
   return Object.assign(policy, {
