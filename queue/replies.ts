@@ -55,8 +55,9 @@ export interface ReplyTo {
  * Writes that go with an answer, in the same script (a node's counts of the invocation, the
  * deletion of its input key, its admission place given back): per write four arguments, its
  * command (HINCRBY, HINCRBYFLOAT, HSET, LPUSH, LTRIM, LREM, DEL, ZREM, GIVEBACK whose second argument
- * is the index of the bytes counter, or IFEXISTS whose first argument is how many of the writes
- * after it are skipped when its key does not exist), the 1-based index of its key in `keys`, and
+ * is the index of the bytes counter, IFEXISTS whose first argument is how many of the writes
+ * after it are skipped when its key does not exist, or HELD, first, whose second argument is removed
+ * from its list, and when it was not there, nothing is written, the answer neither), the 1-based index of its key in `keys`, and
  * two arguments (unused ones ''); or LPUSHN and ZREMN (several calls' writes merged,
  * `StatsOps.merge`): the command, its key's index, a count, then that many values.
  */
@@ -83,6 +84,8 @@ local function applyWrites(base, at, n)
     local width = 4
     if op == 'LPUSHN' or op == 'ZREMN' then width = 3 + tonumber(ARGV[at + 2]) end
     if skip > 0 then skip = skip - 1
+    elseif op == 'HELD' then
+      if redis.call('LREM', key, 1, ARGV[at + 3]) == 0 then return false end
     elseif op == 'IFEXISTS' then
       if redis.call('EXISTS', key) == 0 then skip = tonumber(ARGV[at + 2]) end
     elseif op == 'LPUSH' then redis.call('LPUSH', key, ARGV[at + 2])
@@ -93,6 +96,7 @@ local function applyWrites(base, at, n)
     else redis.call(op, key, ARGV[at + 2], ARGV[at + 3]) end
     at = at + width
   end
+  return true
 end`;
 
 // KEYS: the answered marker (sync) or result key (async), the reply stream (sync; else the result
@@ -111,7 +115,7 @@ elseif mode == 'sync-first' then
   mode = 'sync'
 end
 if mode == 'none' and not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return 0 end
-applyWrites(3, 6, tonumber(ARGV[5]))
+if not applyWrites(3, 6, tonumber(ARGV[5])) then return 0 end
 if mode == 'none' or mode == 'plain' then return 1 end
 if mode == 'async' then
   if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then

@@ -29,6 +29,16 @@ export class StatsOps {
   }
   /** Removes one `value` from the list at `key` (a lane job from its node's active list). */
   lrem(key: string, value: Buffer) { this.op('LREM', key, 1, value); }
+  /**
+   * Goes first: removes `value` (a lane job) from the list at `key` (its node's active list), and
+   * when it is not there, no write is applied and no answer given (`deliver`): the job was taken
+   * back from a node held dead (queue/dispatcher.ts orphans answered its caller; the reaper moved
+   * it to a live node, whose answer counts).
+   */
+  held(key: string, value: Buffer) {
+    this.args.unshift('HELD', this.keyIndex(key), '', value);
+    this.count++;
+  }
   /** Removes `member` (and the member '', which is never one). */
   zrem(key: string, member: string) { this.op('ZREM', key, member, ''); }
   /** Removes `member` from `set` and, if it was there, its bytes from `total` (queue/admission.ts). */

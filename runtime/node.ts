@@ -903,8 +903,9 @@ export class RuntimeNode implements LocalNode {
     // Its place in admission (queue depth, input bytes) goes back in the script that answers it.
     const admission = (job.data as Partial<InvokeJob>).admission;
     if (admission) releaseWith(stats, admission);
-    // A lane job leaves its node's active list with its answer.
-    if (job.frame) stats.lrem(this.o.keys.laneActive(this.o.id), job.frame);
+    // A lane job leaves its node's active list with its answer; one no longer there was taken back
+    // while this node was held dead (stopped, cut off): its caller has an answer from elsewhere, and it is not counted here.
+    if (job.frame) stats.held(this.o.keys.laneActive(this.o.id), job.frame);
     return { first: await this.retried(() => deliver(this.o.redis, this.o.keys, job.data.reply, answer, stats.count > 0 ? stats : undefined)) };
   }
 
