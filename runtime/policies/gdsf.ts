@@ -3,6 +3,9 @@ import { OrderedHeap } from './ordered';
 import { Selection } from './select';
 import type { EntryFacts, EvictionPolicy, EvictionRequest } from './types';
 
+/** An entry with the caller's number for its model (the simulator's `numberModels` hint, sim/hints.ts). */
+type NumberedEntry = EntryFacts & { readonly idx: number };
+
 /**
  * Greedy-Dual-Size-Frequency as used by FaaSCache (Fuerst & Sharma, ASPLOS'21):
  *
@@ -17,6 +20,10 @@ export function gdsf(): EvictionPolicy {
   // forgotten, so candidates' boxes can be found by position (`PositionMemo`, cleared then).
   const priority = new Map<string, { p: number | undefined }>();
   const byPosition = new PositionMemo((key) => priority.get(key));
+  // With the caller's numbers (the simulator's `numberModels`): the boxes by number instead (null until then).
+  let boxes: ({ p: number | undefined } | undefined)[] | null = null;
+  let numberOf: Map<string, number> | undefined; // (for `forget`, by key)
+  const boxOf = (e: EntryFacts) => (boxes !== null ? boxes[(e as NumberedEntry).idx] : priority.get(e.key));
   const score = (e: EntryFacts) => clock + (e.hits * e.loadMs) / Math.max(1, e.sizeBytes);
   // The loaded models by priority as the hooks set it (lowest first), for `selectAmongLoaded`:
   // kept only from its first call on (built then from its candidates, which are the loaded models),
@@ -25,12 +32,19 @@ export function gdsf(): EvictionPolicy {
   let keeping = false;
   const set = (e: EntryFacts) => {
     const p = score(e);
-    const box = priority.get(e.key);
+    const box = boxOf(e);
     if (box) box.p = p;
+    else if (boxes !== null) boxes[(e as NumberedEntry).idx] = { p };
     else priority.set(e.key, { p });
     if (keeping) order.set(e, p);
   };
-  const pr = (e: EntryFacts) => priority.get(e.key)?.p ?? score(e);
+  const pr = (e: EntryFacts) => boxOf(e)?.p ?? score(e);
+  /** An eviction: the clock rises to the model's priority, which it then has no more. */
+  const evicted = (box: { p: number | undefined } | undefined) => {
+    const p = box?.p;
+    if (p !== undefined && p > clock) clock = p;
+    if (box) box.p = undefined;
+  };
   const reason = (e: EntryFacts) =>
     `lowest GDSF priority ${pr(e).toExponential(3)} (clock ${clock.toExponential(3)}, ${e.hits} hits)`;
   const sel = new Selection();
@@ -43,21 +57,21 @@ export function gdsf(): EvictionPolicy {
       set(e);
     },
     onEvict(key) {
-      const box = priority.get(key);
-      const p = box?.p;
-      if (p !== undefined && p > clock) clock = p;
-      if (box) box.p = undefined;
+      evicted(priority.get(key));
       if (keeping) order.remove(key);
     },
     forget(key) {
       if (keeping) order.forget(key);
       // Gone for good: no box kept (a node where functions come and go would keep one per model).
       if (priority.delete(key)) byPosition.clear();
+      const i = numberOf?.get(key);
+      if (i !== undefined) boxes![i] = undefined;
     },
     selectVictims(req) {
       const c = req.candidates;
       const s = sel.scores(c.length);
-      for (let i = 0; i < c.length; i++) s[i] = byPosition.at(i, c[i]!.key)?.p ?? score(c[i]!);
+      if (boxes !== null) for (let i = 0; i < c.length; i++) s[i] = boxes[(c[i] as NumberedEntry).idx]?.p ?? score(c[i]!);
+      else for (let i = 0; i < c.length; i++) s[i] = byPosition.at(i, c[i]!.key)?.p ?? score(c[i]!);
       return sel.lowestScored(c, s, req.needBytes, reason);
     },
   };
@@ -71,6 +85,18 @@ export function gdsf(): EvictionPolicy {
         keeping = true;
       }
       return order.lowest(req.needBytes, sel.reasons ? reason : null);
+    },
+    // Entries carry the caller's numbers: boxes and the order's nodes by number, victims carry them.
+    numberModels(keys: readonly string[]): boolean {
+      if (priority.size > 0) return false; // (a key was seen: by key from then on)
+      boxes = [];
+      numberOf = new Map(keys.map((k, i) => [k, i]));
+      order.useNumbers();
+      return true;
+    },
+    onEvictNumber(i: number): void {
+      evicted(boxes![i]);
+      if (keeping) order.removeNumber(i);
     },
   });
 }

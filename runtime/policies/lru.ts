@@ -46,5 +46,14 @@ export function lru(): EvictionPolicy {
       now = req.now;
       return order.lowest(req.needBytes, sel.reasons ? reason : null);
     },
+    // Entries carry the caller's numbers: the order finds its nodes by them, and victims carry them.
+    numberModels(): boolean {
+      if (keeping) return false; // (nodes made by key already)
+      order.useNumbers();
+      return true;
+    },
+    onEvictNumber(i: number): void {
+      if (keeping) order.removeNumber(i);
+    },
   });
 }

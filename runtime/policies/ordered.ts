@@ -7,9 +7,14 @@
  */
 import type { EntryFacts, Victim } from './types';
 
+/** An entry with the caller's number for its model (the simulator's `numberModels` hint, sim/hints.ts). */
+type NumberedEntry = EntryFacts & { readonly idx: number };
+
 /** One loaded model, as its last hook left it. */
 export interface OrderedNode {
   readonly key: string;
+  /** Its model's number once the order takes numbers (`useNumbers`), else -1. */
+  readonly idx: number;
   /** Its score (lowest goes first). */
   score: number;
   /** Its entry's `lastUsedAt` at the hook (the tie-break after the score). */
@@ -41,13 +46,26 @@ export class OrderedList {
   private head: ListNode | null = null;
   private tail: ListNode | null = null;
   private readonly nodes = new Map<string, ListNode>();
+  /** The nodes by model number, once entries carry it (`useNumbers`); null until then. */
+  private byNumber: (ListNode | undefined)[] | null = null;
+
+  /**
+   * From now on (before any `set`) every entry carries the caller's model number (`idx`): nodes
+   * are found by it, not by key, `removeNumber` takes it, and victims carry it (`NumberedVictim`).
+   */
+  useNumbers(): void {
+    this.byNumber = [];
+  }
 
   /** `entry` was loaded or used: its score is now `score`, its last use `entry.lastUsedAt`. */
   set(entry: EntryFacts, score: number): void {
-    let n = this.nodes.get(entry.key);
+    const byNumber = this.byNumber;
+    let n = byNumber !== null ? byNumber[(entry as NumberedEntry).idx] : this.nodes.get(entry.key);
     if (n === undefined) {
-      n = { key: entry.key, score, lastUsedAt: entry.lastUsedAt, entry, prev: null, next: null, linked: false };
+      const idx = byNumber !== null ? (entry as NumberedEntry).idx : -1;
+      n = { key: entry.key, idx, score, lastUsedAt: entry.lastUsedAt, entry, prev: null, next: null, linked: false };
       this.nodes.set(entry.key, n);
+      if (byNumber !== null) byNumber[idx] = n;
     } else {
       if (n.linked) this.unlink(n);
       n.score = score;
@@ -72,9 +90,17 @@ export class OrderedList {
     if (n !== undefined && n.linked) this.unlink(n);
   }
 
+  /** Model number i left the cache (after `useNumbers`; no-op if it is not in the order). */
+  removeNumber(i: number): void {
+    const n = this.byNumber![i];
+    if (n !== undefined && n.linked) this.unlink(n);
+  }
+
   /** `key` is gone for good: its node is dropped too. */
   forget(key: string): void {
     this.remove(key);
+    const n = this.nodes.get(key);
+    if (n !== undefined && this.byNumber !== null) this.byNumber[n.idx] = undefined;
     this.nodes.delete(key);
   }
 
@@ -83,7 +109,7 @@ export class OrderedList {
     const victims: Victim[] = [];
     let freed = 0;
     for (let n = this.head; n !== null && !(freed >= needBytes); n = n.next) {
-      victims.push({ key: n.key, reason: reason === null ? '' : reason(n.entry) });
+      victims.push(victimOf(n, reason));
       freed += n.entry.sizeBytes;
     }
     return victims;
@@ -100,6 +126,12 @@ export class OrderedList {
   }
 }
 
+/** The victim naming node n (with its model's number when the order takes numbers). */
+function victimOf(n: OrderedNode, reason: ((e: EntryFacts) => string) | null): Victim {
+  const why = reason === null ? '' : reason(n.entry);
+  return n.idx >= 0 ? ({ key: n.key, reason: why, idx: n.idx } as Victim) : { key: n.key, reason: why };
+}
+
 interface HeapNode extends OrderedNode {
   /** Its index in the heap, -1 when not in it. */
   pos: number;
@@ -109,6 +141,8 @@ interface HeapNode extends OrderedNode {
 export class OrderedHeap {
   private readonly heap: HeapNode[] = [];
   private readonly nodes = new Map<string, HeapNode>();
+  /** The nodes by model number, once entries carry it (`useNumbers`); null until then. */
+  private byNumber: (HeapNode | undefined)[] | null = null;
   /** `lowest`'s walk down the heap. */
   private readonly front = new HeapFront((a, b) => nodeBefore(this.heap[a]!, this.heap[b]!));
 
@@ -116,12 +150,20 @@ export class OrderedHeap {
     return this.heap.length;
   }
 
+  /** As `OrderedList.useNumbers`. */
+  useNumbers(): void {
+    this.byNumber = [];
+  }
+
   /** `entry` was loaded or used: its score is now `score`, its last use `entry.lastUsedAt`. */
   set(entry: EntryFacts, score: number): void {
-    let n = this.nodes.get(entry.key);
+    const byNumber = this.byNumber;
+    let n = byNumber !== null ? byNumber[(entry as NumberedEntry).idx] : this.nodes.get(entry.key);
     if (n === undefined) {
-      n = { key: entry.key, score, lastUsedAt: entry.lastUsedAt, entry, pos: -1 };
+      const idx = byNumber !== null ? (entry as NumberedEntry).idx : -1;
+      n = { key: entry.key, idx, score, lastUsedAt: entry.lastUsedAt, entry, pos: -1 };
       this.nodes.set(entry.key, n);
+      if (byNumber !== null) byNumber[idx] = n;
     } else {
       n.score = score;
       n.lastUsedAt = entry.lastUsedAt;
@@ -137,7 +179,15 @@ export class OrderedHeap {
 
   /** `key` left the cache (no-op if it is not in the heap). */
   remove(key: string): void {
-    const n = this.nodes.get(key);
+    this.removeNode(this.nodes.get(key));
+  }
+
+  /** Model number i left the cache (after `useNumbers`; no-op if it is not in the heap). */
+  removeNumber(i: number): void {
+    this.removeNode(this.byNumber![i]);
+  }
+
+  private removeNode(n: HeapNode | undefined): void {
     if (n === undefined || n.pos < 0) return;
     const h = this.heap;
     const at = n.pos;
@@ -154,6 +204,8 @@ export class OrderedHeap {
   /** `key` is gone for good: its node is dropped too. */
   forget(key: string): void {
     this.remove(key);
+    const n = this.nodes.get(key);
+    if (n !== undefined && this.byNumber !== null) this.byNumber[n.idx] = undefined;
     this.nodes.delete(key);
   }
 
@@ -169,7 +221,7 @@ export class OrderedHeap {
     let freed = 0;
     for (let at = walk.next(); at >= 0 && !(freed >= needBytes); at = walk.next()) {
       const n = h[at]!;
-      victims.push({ key: n.key, reason: reason === null ? '' : reason(n.entry) });
+      victims.push(victimOf(n, reason));
       freed += n.entry.sizeBytes;
     }
     return victims;

@@ -20,18 +20,20 @@ type Entry = { -readonly [K in keyof EntryFacts]: EntryFacts[K] };
 // `Selection.lowestScored`'s victims to the last tie (score, then last use, then key): few distinct
 // scores, last uses and sizes here, so ties at every level are common.
 describe('OrderedList and OrderedHeap give the victims of a full sort', () => {
-  for (const [name, make, grows] of [['OrderedList', () => new OrderedList(), true], ['OrderedHeap', () => new OrderedHeap(), false]] as const) {
-    it(`${name}: random loads, uses and evictions, ties everywhere`, () => {
+  for (const [name, make, grows] of [['OrderedList', () => new OrderedList(), true], ['OrderedHeap', () => new OrderedHeap(), false]] as const) for (const numbered of [false, true]) {
+    it(`${name}${numbered ? ' by model number' : ''}: random loads, uses and evictions, ties everywhere`, () => {
       const r = seededRandom(name.length);
       for (let round = 0; round < 200; round++) {
         const o = make();
+        if (numbered) o.useNumbers();
         const loaded = new Map<string, { e: Entry; s: number }>();
         let t = 0;
         for (let step = 0; step < 200; step++) {
           const key = `k${Math.floor(r() * 30)}`;
           const x = r();
           if (x < 0.2) {
-            o.remove(key);
+            if (numbered && x < 0.1) o.removeNumber(Number(key.slice(1)));
+            else o.remove(key);
             loaded.delete(key);
           } else if (x < 0.25) {
             o.forget(key);
@@ -39,6 +41,7 @@ describe('OrderedList and OrderedHeap give the victims of a full sort', () => {
           } else {
             if (r() < 0.5) t += Math.floor(r() * 3);
             const e: Entry = { key, sizeBytes: 1 + Math.floor(r() * 4), loadMs: 1, execMs: 1, popularity: 0, loadedAt: t, lastUsedAt: t, hits: 1 };
+            if (numbered) Object.assign(e, { idx: Number(key.slice(1)) }); // (the model's number)
             // The list's scores only grow (lru: the last use); the heap's go either way.
             const s = grows ? t : Math.floor(r() * 4) - 1;
             o.set(e, s);
@@ -48,7 +51,7 @@ describe('OrderedList and OrderedHeap give the victims of a full sort', () => {
             const need = Math.floor(r() * 12) - 1;
             const reason = (e: EntryFacts) => `${e.key}@${e.lastUsedAt}`;
             const cands = [...loaded.values()].map((v) => v.e);
-            const want = takeUntilFreed(byScore(cands, (e) => loaded.get(e.key)!.s), need, reason);
+            const want = takeUntilFreed(byScore(cands, (e) => loaded.get(e.key)!.s), need, reason).map((v) => (numbered ? { ...v, idx: Number(v.key.slice(1)) } : v));
             expect(o.lowest(need, reason)).toEqual(want);
             expect(o.lowest(need, null).map((v) => v.key)).toEqual(want.map((v) => v.key));
           }
@@ -59,11 +62,12 @@ describe('OrderedList and OrderedHeap give the victims of a full sort', () => {
 });
 
 describe('selectAmongLoaded answers as selectVictims does over the loaded models', () => {
-  for (const [name, make] of [['lru', lru], ['gdsf', gdsf]] as const) {
-    it(`${name}, hooks in random order with tied last uses and priorities`, () => {
+  for (const [name, make] of [['lru', lru], ['gdsf', gdsf]] as const) for (const numbered of [false, true]) {
+    it(`${name}${numbered ? ' by model number' : ''}, hooks in random order with tied last uses and priorities`, () => {
       const r = seededRandom(name.length + 10);
       for (let round = 0; round < 100; round++) {
         const p = make() as EvictionPolicy & SimHints;
+        if (numbered) expect(p.numberModels!(Array.from({ length: 25 }, (_, i) => `m${i}`))).toBe(true);
         const loaded = new Map<string, Entry>();
         let now = 0;
         for (let step = 0; step < 300; step++) {
@@ -71,7 +75,8 @@ describe('selectAmongLoaded answers as selectVictims does over the loaded models
           const key = `m${Math.floor(r() * 25)}`;
           const e = loaded.get(key);
           if (e && r() < 0.25) {
-            p.onEvict!(key, now);
+            if (numbered) p.onEvictNumber!(Number(key.slice(1)), now);
+            else p.onEvict!(key, now);
             loaded.delete(key);
           } else if (e) {
             e.hits++;
@@ -80,12 +85,15 @@ describe('selectAmongLoaded answers as selectVictims does over the loaded models
           } else {
             // Sizes and load times from a short list, so gdsf's priorities tie too.
             const f: Entry = { key, sizeBytes: [1, 2, 4][Math.floor(r() * 3)]!, loadMs: [2, 4][Math.floor(r() * 2)]!, execMs: 1, popularity: 0, loadedAt: now, lastUsedAt: now, hits: r() < 0.3 ? 0 : 1 };
+            if (numbered) Object.assign(f, { idx: Number(key.slice(1)) }); // (the model's number)
             loaded.set(key, f);
             p.onLoad!(f, now);
           }
           if (step % 3 === 0 && loaded.size > 0) {
             const req = { now, needBytes: Math.floor(r() * 10), candidates: [...loaded.values()].sort(() => r() - 0.5), incoming: loaded.values().next().value! };
-            expect(p.selectAmongLoaded!(req)).toEqual(p.selectVictims(req));
+            const among = p.selectAmongLoaded!(req);
+            // (By number, each victim carries its model's number too.)
+            expect(among).toEqual(p.selectVictims(req).map((v) => (numbered ? { ...v, idx: Number(v.key.slice(1)) } : v)));
           }
         }
       }
