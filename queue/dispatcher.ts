@@ -112,6 +112,12 @@ interface Enqueued {
   added: Promise<unknown>;
   takeBack(): Promise<unknown>;
   answer?: Promise<Answer>;
+  /**
+   * `added` waits for the run itself (a lone call, admitted after its run): past the deadline its
+   * caller has its 504 at once, and the node counts the run as that, a timeout, whatever its
+   * admission would have said (runtime/node.ts invokeHere).
+   */
+  runs?: true;
   /** A sync call on a lane: its frame, and its model (routing's question), watched while it waits (`Dispatcher.orphans`). */
   onLane?: { frame: Buffer; model: ModelRef };
 }
@@ -340,7 +346,7 @@ export class Dispatcher {
         // while it runs, so its job has none to give back.
         const ran = node.invokeHere(id, job, undefined, undefined, admission);
         const answered = ran.then(() => onQueued?.());
-        return { added: answered, takeBack: () => Promise.resolve(), answer: ran.then((ok) => ({ ok })) };
+        return { added: answered, takeBack: () => Promise.resolve(), answer: ran.then((ok) => ({ ok })), runs: true };
       }
       // Under load (other calls running: `run` counts this one in `pending` already) its admission
       // is decided with the other calls' of this turn, in one script (admitSoon).
@@ -536,7 +542,7 @@ export class Dispatcher {
         // The script that queues a call may refuse it (admission). A refusal is the answer even
         // when the timer fired first (a blocked event loop runs due timers before it reads
         // Redis's reply): a refused call was never queued, so it did not time out.
-        if (timedOut) {
+        if (timedOut && !job.runs) {
           const outcome = await Promise.race([added.then(() => undefined, (x: unknown) => x), new Promise((r) => setTimeout(r, 1000, undefined))]);
           if (outcome instanceof BruleeError && REFUSED.has(outcome.code)) throw outcome;
         }

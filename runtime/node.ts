@@ -12,7 +12,7 @@ import type { RedisClock } from '../queue/clock';
 import { modelKey, type AnswerHere, type GiveUp, type InvokeAnswer, type InvokeHere, type LocalNode, type Routed } from '../queue/dispatcher';
 import { controlType, type Keys } from '../queue/keys';
 import { claimNodeId, HEARTBEAT_MS, leaveCluster, MISSED_BEATS, writeHeartbeat, type NodeInfo } from '../queue/nodes';
-import { admit, refusal, releaseWith, type Admission, type AdmissionRequest, type AdmissionTicket } from '../queue/admission';
+import { admit, refusal, releaseWith, ticketOf, type Admission, type AdmissionRequest, type AdmissionTicket } from '../queue/admission';
 import { admitAndApply, deliver, applyWrites, hasAnswer, type OutgoingAnswer } from '../queue/replies';
 import { freeNow } from '../queue/free';
 import { HeldWrites } from '../queue/held-writes';
@@ -1194,7 +1194,10 @@ export class RuntimeNode implements LocalNode {
           }
           // Refused (or Redis away): nothing of it is counted, and its caller gets that error.
           if (after && !after.ticket) {
-            await after.settle(() => admitAndApply(this.o.redis, this.o.keys, id, stats, admitAfter!));
+            // A run that ended past its deadline: its caller had its 504 then (its gateway does not
+            // wait for this decision), so it counts as that, a timeout, whatever admission would say.
+            const late = error?.code === 'TIMEOUT';
+            await after.settle(() => (late ? applyWrites(this.o.redis, this.o.keys, id, stats).then((): Admission => ({ admitted: true, ticket: ticketOf(admitAfter!) })) : admitAndApply(this.o.redis, this.o.keys, id, stats, admitAfter!)));
             this.countMetrics(data.model, later);
           } else {
             await admitted;

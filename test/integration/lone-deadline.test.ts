@@ -1,0 +1,79 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createRedis } from '../../queue/connection';
+import { keys } from '../../queue/keys';
+import { mlpModel, slowModel } from '../../models/generate';
+import { startBrulee, type TestBrulee } from '../support/brulee';
+import { until } from '../support/within';
+
+/**
+ * A lone call (the only call of a ROLE=all process's gateway, admission on) runs at once and has
+ * its admission decided after its run (queue/dispatcher.ts `invokeHere`, `admitAfter`). One whose
+ * run outlasts its timeout gets its 504 at its deadline (plus the answer's margin), while the node
+ * still runs it, not when the run ends (the gateway waited up to 1 s more for a refusal), and the
+ * node counts it as its caller saw it, a timeout, even where admission would have refused it after
+ * its run (it was counted nowhere: a 504 that /stats never saw).
+ */
+
+const redis = createRedis(inject('redisUrl'));
+let b: TestBrulee;
+/** Another gateway: its call holds the node's other slot, and input bytes in admission. */
+let gw: TestBrulee;
+
+/** ~0.3 s of MatMuls on an idle machine: well past a 20 ms timeout, well under the 1 s the gateway waited. */
+const SLOW = slowModel({ rows: 2048, repeats: 128 });
+const SLOW_IN = { x: { type: 'float32', dims: [1, 256], data: new Array(256).fill(0.5) } };
+const HOLDER = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 12 });
+const IN = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
+
+const stats = async () => (await b.json('GET', '/functions/slow')).body.stats;
+async function outcomes(): Promise<{ ok: number; error: number }> {
+  const text = await (await b.req('/metrics')).text();
+  const n = (outcome: string) => Number(new RegExp(`^brulee_invocations_total\\{function="slow",outcome="${outcome}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+  return { ok: n('ok'), error: n('error') };
+}
+
+/** Calls `slow` alone; at its 504 the node must still be running it; then it is counted once, a timeout. */
+async function lateLoneCall(): Promise<void> {
+  const before = { stats: await stats(), metrics: await outcomes() };
+  const r = await b.invoke('slow', SLOW_IN);
+  const runningAtAnswer = b.node!.here.running;
+  expect([r.status, r.body.error?.code]).toEqual([504, 'TIMEOUT']);
+  expect(r.body.error.message).toMatch(/did not finish within (18|19|20) ms/);
+  expect(runningAtAnswer).toBe(1);
+  await until('the node to finish the slow call', async () => b.node!.here.running === 0, 20_000);
+  await until('its counts', async () => (await stats()).invocations === before.stats.invocations + 1, 5000);
+  const after = await stats();
+  expect({ timeouts: after.timeouts - before.stats.timeouts, failures: after.failures - before.stats.failures, execSamples: after.execMs.samples - before.stats.execMs.samples }).toEqual({ timeouts: 1, failures: 0, execSamples: 0 });
+  const m = await outcomes();
+  expect({ ok: m.ok - before.metrics.ok, error: m.error - before.metrics.error }).toEqual({ ok: 0, error: 1 });
+}
+
+beforeAll(async () => {
+  // Input bytes bounded: a call alone in the queue is admitted whatever its size, one beside another's is not.
+  b = await startBrulee({ WORKER_CONCURRENCY: '2', MAX_QUEUED_INPUT_BYTES: '100' });
+  gw = await startBrulee({ ROLE: 'gateway', MAX_QUEUED_INPUT_BYTES: '100' }, { namespace: b.namespace, dataDir: b.dataDir, nodeId: 'gw' });
+  expect((await b.put('slow', SLOW, 'timeoutMs=60000')).status).toBe(201);
+  // A call that waits 1 s for a batch partner, holding a slot (and its input bytes) without blocking the process.
+  expect((await b.put('holder', HOLDER, 'maxBatch=2&maxDelayMs=1000&timeoutMs=60000')).status).toBe(201);
+  expect((await b.invoke('slow', SLOW_IN)).status).toBe(200);
+  expect((await b.put('slow', SLOW, 'timeoutMs=20')).status).toBe(200);
+}, 180_000);
+afterAll(async () => {
+  await gw?.destroy();
+  await b?.destroy();
+  redis.disconnect();
+});
+
+describe('a lone call past its deadline', () => {
+  it('gets its 504 at the deadline while the node still runs it, and is counted once, a timeout', async () => {
+    await lateLoneCall();
+  }, 60_000);
+
+  it('one that admission would refuse after its run (another call holds input bytes) is still counted once, a timeout: its caller had its 504', async () => {
+    const held = gw.invoke('holder', IN);
+    await until('the holding call to take a slot', async () => (await redis.llen(keys(b.namespace).laneActive(b.node!.id))) === 1, 10_000);
+    expect(b.node!.canStartAlone(false)).toBe(true);
+    await lateLoneCall();
+    expect((await held).status).toBe(200);
+  }, 60_000);
+});
