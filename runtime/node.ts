@@ -1391,6 +1391,17 @@ export class RuntimeNode implements LocalNode {
     // A call not admitted yet takes the model only if that evicts nothing (its refusal must leave
     // no trace); else it is admitted first. Checked in the same synchronous step as the pool's own.
     if (call.admitFirst && (call.mustAdmitFirst || !this.pool.fitsWithoutEviction(spec, bytes + growth))) await call.admitFirst();
+    // A run that ends past the call's deadline, in success or failure: its caller had its 504 at
+    // the deadline (the gateway waits no longer, queue/dispatcher.ts ANSWER_MARGIN_MS), so it is
+    // counted as what that caller saw, a timeout, and answered so (an async call's status). (A
+    // wait for room or a load is bounded by the deadline itself, and answers its own error.)
+    const late = (facts: Pick<InvocationRecord, 'coldStart' | 'loaded' | 'loadMs' | 'fetchMs'>, failed?: unknown): BruleeError | undefined => {
+      const lateMs = clock.now() - deadline;
+      if (lateMs <= 0) return undefined;
+      later.push(() => metrics.invocations.inc({ function: fn, outcome: 'error' }));
+      record({ outcome: 'timeout', ...facts, execMs: 0 });
+      return new BruleeError('TIMEOUT', `the invocation of ${fn} finished ${Math.ceil(lateMs)} ms past its deadline (the function's timeoutMs); its ${failed === undefined ? 'outputs were' : 'error was'} dropped`);
+    };
     let lease;
     try {
       lease = await this.pool.acquire(spec, clock.toLocal(deadline), { bytes, growth });
@@ -1436,6 +1447,8 @@ export class RuntimeNode implements LocalNode {
       lease.reservation.set(this.callBytes(spec.key, inBytes, outBytes));
       result = { coldStart: lease.coldStart, node: this.o.id, timings: { queueMs, loadMs, execMs }, fn, version: model.version };
     } catch (e) {
+      const timedOut = late(facts, e);
+      if (timedOut) throw timedOut;
       later.push(() => metrics.invocations.inc({ function: fn, outcome: 'error' }));
       record({ outcome: 'error', ...facts, execMs: 0 });
       throw e;
@@ -1443,14 +1456,8 @@ export class RuntimeNode implements LocalNode {
       lease.release();
       this.lastCallAt = performance.now();
     }
-    const lateMs = clock.now() - deadline;
-    if (lateMs > 0) {
-      // Its caller had its 504 at the deadline (the gateway waits no longer, queue/dispatcher.ts
-      // ANSWER_MARGIN_MS): counted as what it saw, a timeout, and answered so (an async call's status).
-      later.push(() => metrics.invocations.inc({ function: fn, outcome: 'error' }));
-      record({ outcome: 'timeout', ...facts, execMs: 0 });
-      throw new BruleeError('TIMEOUT', `the invocation of ${fn} finished ${Math.ceil(lateMs)} ms past its deadline (the function's timeoutMs); its outputs were dropped`);
-    }
+    const timedOut = late(facts);
+    if (timedOut) throw timedOut;
     later.push(() => metrics.execSeconds.observe({ function: fn }, result.timings.execMs / 1000));
     later.push(() => metrics.invocations.inc({ function: fn, outcome: 'ok' }));
     record({ outcome: 'ok', ...facts, execMs: result.timings.execMs, countsRun });
