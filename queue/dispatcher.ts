@@ -118,15 +118,23 @@ interface Enqueued {
    * admission would have said (runtime/node.ts invokeHere).
    */
   runs?: true;
-  /** A sync call on a lane: its frame, and its model (routing's question), watched while it waits (`Dispatcher.orphans`). */
-  onLane?: { frame: Buffer; model: ModelRef };
+  /** A sync call on a lane, or a load: watched while its caller waits (`Dispatcher.orphans`). */
+  watched?: Orphanable;
 }
 
-/** A sync call waiting on a node's lane; `fail` answers its caller with an error. */
-interface OnLane {
-  nodeId: string;
-  frame: Buffer;
+/**
+ * A job its caller waits on that a dead node may hold: its model (routing's question: can a live
+ * node take it?), and how it is taken back from the nodes `gone` (with `taken`, also where a node
+ * had taken it), so that it never runs later; false when none of them holds it (answered, moved).
+ */
+interface Orphanable {
   model: ModelRef;
+  takeBack(gone: readonly string[], taken: boolean): Promise<boolean>;
+}
+
+/** A watched job (a sync call on a node's lane, a load); `fail` answers its caller with an error. */
+interface Watched extends Orphanable {
+  nodeId: string;
   fail(e: BruleeError): void;
   /** Since when (local ms) no live node holds it or can take it (`orphans`). */
   orphanSince?: number;
@@ -225,8 +233,8 @@ export class Dispatcher {
   private readonly opts: Required<Omit<DispatcherOptions, 'clock' | 'local'>> & Pick<DispatcherOptions, 'local'>;
   private readonly ownClock: boolean;
   private closed = false;
-  /** Sync calls on lanes, by id, while their callers wait (`orphans`). */
-  private readonly onLanes = new Map<string, OnLane>();
+  /** Sync calls on lanes and loads, by id, while their callers wait (`orphans`). */
+  private readonly watched = new Map<string, Watched>();
   private laneWatch: NodeJS.Timeout | undefined;
   private laneCheck: Promise<void> | undefined;
 
@@ -307,7 +315,7 @@ export class Dispatcher {
         const frame = encodeLaneJob(id, JOB.invoke, { ...job, reply }, inline);
         const push = { lane: keys.lane(nodeId), job: frame, answered: keys.answered(id) };
         const queued = opts.admission ? admitOrRefuse(redis, req.model.fn, opts.admission, push) : pushJob(redis, keys, nodeId, frame, push.answered, reply.answerTtlMs);
-        return { added: Promise.all([stored, queued.then(() => opts.onQueued?.())]), takeBack: () => takeBack(redis, keys, nodeId, frame), onLane: { frame, model: req.model } };
+        return { added: Promise.all([stored, queued.then(() => opts.onQueued?.())]), takeBack: () => takeBack(redis, keys, nodeId, frame), watched: { model: req.model, takeBack: (gone, taken) => takeBackFromGone(redis, keys, gone, frame, taken) } };
       }));
     } catch (e) {
       // A node deletes the inputs once it has run the job; one that never will (a timeout, a refusal) leaves them to us.
@@ -424,7 +432,12 @@ export class Dispatcher {
   /** Loads a model on the node that routing picks (prewarm). Resolves to that node's id. */
   async load(model: ModelRef, timeoutMs: number): Promise<{ node: string; loaded: boolean }> {
     const nodeId = await this.route(model);
-    const { value: r } = await this.run<{ loaded: boolean; node?: string }>(nodeId, timeoutMs, `load of ${model.fn}`, randomUUID(), this.onQueue(nodeId, JOB.load, { model } satisfies LoadJob));
+    const put = this.onQueue(nodeId, JOB.load, { model } satisfies LoadJob);
+    // Watched as a sync call is: a load on a dead node that no live node can take is answered 503.
+    const { value: r } = await this.run<{ loaded: boolean; node?: string }>(nodeId, timeoutMs, `load of ${model.fn}`, randomUUID(), (reply) => ({
+      ...put(reply),
+      watched: { model, takeBack: (gone, taken) => this.takeBackJob(gone, reply.id, taken) },
+    }));
     return { node: r.node ?? nodeId, loaded: r.loaded };
   }
 
@@ -549,12 +562,12 @@ export class Dispatcher {
         throw e;
       }
       generation = this.added(nodeId);
-      if (job.onLane) this.watch(id, { nodeId, ...job.onLane, fail });
+      if (job.watched) this.watch(id, { nodeId, model: job.watched.model, takeBack: job.watched.takeBack, fail });
       const a = await Promise.race([answer, timeout]);
       return { value: unwrap<R>(a), ...('blob' in a && a.blob ? { blob: a.blob } : {}) };
     } finally {
       clearTimeout(timer);
-      if (job?.onLane) this.onLanes.delete(id);
+      if (job?.watched) this.watched.delete(id);
       if (generation !== undefined) this.answered(nodeId, generation);
       this.replies.cancel(id);
       this.inFlight.set(nodeId, (this.inFlight.get(nodeId) ?? 1) - 1);
@@ -564,12 +577,12 @@ export class Dispatcher {
     }
   }
 
-  /** Watches a sync call on a lane while its caller waits (`orphans`, every `nodesRefreshMs` while any waits). */
-  private watch(id: string, w: OnLane): void {
-    this.onLanes.set(id, w);
+  /** Watches a sync call on a lane (or a load) while its caller waits (`orphans`, every `nodesRefreshMs` while any waits). */
+  private watch(id: string, w: Watched): void {
+    this.watched.set(id, w);
     if (this.laneWatch || this.closed) return;
     this.laneWatch = setInterval(() => {
-      if (this.onLanes.size === 0) {
+      if (this.watched.size === 0) {
         clearInterval(this.laneWatch);
         this.laneWatch = undefined;
         return;
@@ -582,7 +595,7 @@ export class Dispatcher {
   }
 
   /**
-   * Answers the sync calls that wait on a node no longer live (silent for `deadAfterMs`, or gone)
+   * Answers the sync calls (and loads) that wait on a node no longer live (silent for `deadAfterMs`, or gone)
    * when no live node can take them over either: the reaper leaves such a call where it is
    * (queue/reaper.ts), and its caller waited out its whole timeout for a 504. Each is taken back
    * from wherever a gone node holds it (so it never runs later, on a node that comes back, for a
@@ -601,7 +614,7 @@ export class Dispatcher {
     const now = Date.now();
     let views: NodeView[] | undefined;
     let gone: string[] | undefined;
-    for (const [id, w] of this.onLanes) {
+    for (const [id, w] of this.watched) {
       if (live.has(w.nodeId)) {
         w.orphanSince = undefined;
         continue;
@@ -620,11 +633,30 @@ export class Dispatcher {
       const taken = now - w.orphanSince >= ORPHAN_GRACE * this.opts.deadAfterMs;
       // Its node, and any it may have been moved to since that died too.
       gone ??= await this.opts.redis.hkeys(this.opts.keys.deadNodes);
-      if (await takeBackFromGone(this.opts.redis, this.opts.keys, [w.nodeId, ...gone], w.frame, taken)) {
-        this.onLanes.delete(id);
+      if (await w.takeBack([w.nodeId, ...gone], taken)) {
+        this.watched.delete(id);
         w.fail(refusal);
       }
     }
+  }
+
+  /**
+   * Takes job `id` off the BullMQ queue of any of `nodeIds` (nodes that are gone): where it waits,
+   * and with `taken` also where a node had taken it (its lock is the dead node's: dropped first, as
+   * the reaper does). True when it was removed from one.
+   */
+  private async takeBackJob(nodeIds: readonly string[], id: string, taken: boolean): Promise<boolean> {
+    for (const nodeId of new Set(nodeIds)) {
+      const q = this.queueFor(nodeId);
+      const state = await q.getJobState(id);
+      if (state === 'unknown' || state === 'completed' || state === 'failed') continue;
+      if (state === 'active' || state === 'waiting-children') {
+        if (!taken) return false;
+        await this.opts.redis.del(`${this.opts.keys.bullPrefix}:${this.opts.keys.nodeQueue(nodeId)}:${id}:lock`);
+      }
+      return (await q.remove(id)) === 1;
+    }
+    return false;
   }
 
   /** `put` for `run`: a job on the node's BullMQ queue (loads and unloads). */

@@ -189,8 +189,10 @@ export class Reaper {
         try {
           target = chooseNode(views, modelKey(data.model), data.model.sizeBytes);
         } catch (e) {
-          // No live node can take it: left where it is until one can (its caller's deadline still runs).
-          if (isBruleeError(e)) break;
+          // No live node can take it: left where it is until one can (its caller's deadline still
+          // runs; a sync caller's load is answered by its gateway, queue/dispatcher.ts orphans). The
+          // jobs after it are still looked at: an unload there is answered at once.
+          if (isBruleeError(e)) continue;
           throw e;
         }
         target.queued++;

@@ -5,6 +5,7 @@ import { keys } from '../../queue/keys';
 import { deleteKeys } from '../support/brulee';
 import { startProc, stopAll, type Proc } from '../support/procs';
 import { startS3, type TestS3 } from '../support/s3';
+import { workerProcs } from '../support/worker-procs';
 
 /*
  * A gateway whose only worker died (kill -9; a ROLE=gateway process and ROLE=worker processes, the
@@ -21,13 +22,7 @@ const prefix = `nn${process.pid}`;
 const k = keys(prefix);
 let s3: TestS3;
 let gw: Proc;
-const procs: Proc[] = [];
-const env = () => ({ REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, POPULARITY_CRON: '0 0 1 1 *', ...s3.env() });
-const worker = async (id: string) => {
-  const w = await startProc(id, 'worker', { ...env(), NODE_ID: id });
-  procs.push(w);
-  return w;
-};
+const { procs, env, worker } = workerProcs(prefix, () => s3);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const x = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
 const redis = createRedis(inject('redisUrl'));
