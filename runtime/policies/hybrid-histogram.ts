@@ -6,9 +6,8 @@ import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from './type
 type NumberedEntry = EntryFacts & { readonly idx: number };
 
 /** Which deadline heap `earliest` looks at: what makes a reminder in it live. */
-const LOADED = 0; // loaded (keep-alive ends of loaded models)
+const KEPT = 0; // loaded or pending (keep-alive ends)
 const WINDOW = 1; // pending and not yet ripe (pre-warm window starts)
-const PENDING = 2; // pending (keep-alive ends of pending functions)
 /** An answer that names nothing (frozen: callers only read answers). */
 const NO_VICTIMS = Object.freeze([]) as unknown as Victim[];
 /** Places in `bounds` (`SimHints.checkSignals`). */
@@ -87,12 +86,11 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   let wholeSizes = true;
   /** Entries' `lastUsedAt` at their last `onLoad` / `onAccess` (`selectAmongLoaded`'s tie-break). */
   let lastUsed = new Float64Array(0);
-  // The time of each function's reminder in `pendingEnds`, `windowStarts`, `loadedEnds` (NaN: none).
-  // A reminder is at or before the deadline it stands for, so a call that moves a deadline later
-  // pushes nothing: the reminder, when it comes up, is pushed again at the deadline of the moment.
-  let pdAt = new Float64Array(0);
+  // The time of each function's reminder in `keepEnds`, `windowStarts` (NaN: none). A reminder is
+  // at or before the deadline it stands for, so a call that moves a deadline later pushes nothing:
+  // the reminder, when it comes up, is pushed again at the deadline of the moment.
+  let ksAt = new Float64Array(0);
   let wsAt = new Float64Array(0);
-  let ldAt = new Float64Array(0);
   /** Order in which `prewarm` reports pending functions (first insertion into `pending`). */
   let seq = new Float64Array(0);
   /** Flags: `pending` (inside or before a pre-warm window), `ripe` (its window has started), `loaded` (onLoad, not yet onEvict). */
@@ -139,9 +137,8 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         keepUntilOf = grown(keepUntilOf, cap);
         sizes = grown(sizes, cap);
         lastUsed = grown(lastUsed, cap);
-        pdAt = grown(pdAt, cap).fill(NaN, id);
+        ksAt = grown(ksAt, cap).fill(NaN, id);
         wsAt = grown(wsAt, cap).fill(NaN, id);
-        ldAt = grown(ldAt, cap).fill(NaN, id);
         seq = grown(seq, cap);
         pending = grown(pending, cap);
         ripeFlag = grown(ripeFlag, cap);
@@ -158,7 +155,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     idOf.delete(key);
     freeIds.push(id);
     for (const a of [known, last, samples, outOfRange, sumSq, prewarmAt, keepUntilOf, sizes, lastUsed, seq, pending, ripeFlag, loaded, inIdle]) a[id] = 0;
-    pdAt[id] = wsAt[id] = ldAt[id] = NaN; // (reminders left in the heaps for it stand for nothing: `earliest`)
+    ksAt[id] = wsAt[id] = NaN; // (reminders left in the heaps for it stand for nothing: `earliest`)
     bins.fill(0, id * nBins, (id + 1) * nBins);
     nonEmpty.fill(0, id * words, (id + 1) * words);
     for (const set of [ripe, wanted, idle, loadedIds]) set.delete(id);
@@ -167,14 +164,21 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     delete endedVictims[id];
     posKeys.length = 0;
     // Reminders only the simulator's checks take out (`nextCheckAt`): one per id at most stands for something.
-    if (loadedEnds.size > 2 * idOf.size + 64) loadedEnds.keepOnly((t, i) => ldAt[i] === t);
+    if (keepEnds.size > 2 * idOf.size + 64) keepEnds.keepOnly((t, i) => ksAt[i] === t);
   };
 
   // Bookkeeping that makes the periodic checks event-driven (O(what is due), not O(functions));
   // none of it changes a decision.
   let nextSeq = 0;
-  /** Keep-alive ends of pending functions (to drop them from `pending` when it passes). */
-  const pendingEnds = new IdDeadlineHeap();
+  /**
+   * Keep-alive ends of loaded models (`expiryCandidates`) and of pending functions (to drop them
+   * from `pending` when it passes: `prewarm`), one reminder for both: each of the two drains
+   * puts back, at or before now, the ones due that the other still has to see (a loaded model
+   * the check could not evict, a pending function whose end has passed).
+   */
+  const keepEnds = new IdDeadlineHeap();
+  /** Ids due that a drain puts back for the other (scratch). */
+  let held = new Int32Array(64);
   /** Pre-warm window starts of pending functions not yet reached. */
   const windowStarts = new IdDeadlineHeap();
   /** Pending functions whose pre-warm window has started. */
@@ -183,7 +187,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   const wanted = new IdSet();
   /**
    * Two bounds kept as they change, which the simulator reads between calls (`SimHints.checkSignals`):
-   * [WAKE] at most the earliest reminder in the three deadline heaps (`checkAfterHooks`): their
+   * [WAKE] at most the earliest reminder in the two deadline heaps (`checkAfterHooks`): their
    * earliest live one when last computed, lowered by every reminder pushed since, recomputed
    * after a check (`wakeStale`), which takes reminders out; [WANTED_MIN] at most the smallest
    * size among `wanted` (removals only raise the smallest, so it stays a bound; `prewarm` and
@@ -195,8 +199,6 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     wanted.add(id);
     if (sizes[id]! < bounds[WANTED_MIN]!) bounds[WANTED_MIN] = sizes[id]!;
   };
-  /** Keep-alive ends of loaded models. */
-  const loadedEnds = new IdDeadlineHeap();
   /** Keeps a reminder for `id` in `heap` at or before `t` (`at`: its reminders' times). */
   const remind = (heap: IdDeadlineHeap, at: Float64Array, id: number, t: number): void => {
     if (!(at[id]! <= t)) {
@@ -208,7 +210,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   /**
    * The earliest deadline in `heap` (Infinity: none): reminders that stand for nothing are
    * dropped, and one early for its deadline (`deadline[id]`, while live: `kind`'s test) is pushed
-   * again at it. (One function for the three heaps, told which by a number rather than a
+   * again at it. (One function for the two heaps, told which by a number rather than a
    * closure: a call it can inline.)
    */
   /** A victim naming `id` (with its number when the caller gave numbers). */
@@ -217,7 +219,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     while (heap.size > 0) {
       const t = heap.peekTime();
       const id = heap.peekId();
-      const live = kind === LOADED ? loaded[id] !== 0 : pending[id] !== 0 && (kind === PENDING || ripeFlag[id] === 0);
+      const live = kind === KEPT ? loaded[id] !== 0 || pending[id] !== 0 : pending[id] !== 0 && ripeFlag[id] === 0;
       if (at[id] === t && deadline[id] === t && live) break;
       heap.pop();
       if (at[id] !== t) continue; // superseded by an earlier one
@@ -261,12 +263,29 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   let states: Uint8Array | null = null;
   const residentId = (id: number, isResident: (key: string) => boolean): boolean => (states !== null ? states[id] !== 0 : isResident(keys[id]!));
   const noIds: readonly number[] = Object.freeze([]);
+  /** The next reminder in `keepEnds` due by `now` that stands for something, taken out (-1: none left). */
+  const nextKeepDue = (now: number): number => {
+    while (keepEnds.peekTime() <= now) {
+      const t = keepEnds.peekTime();
+      const id = keepEnds.peekId();
+      keepEnds.pop();
+      if (ksAt[id] !== t) continue; // superseded by an earlier one
+      ksAt[id] = NaN;
+      return id;
+    }
+    return -1;
+  };
+  /** Due ids `a[from..to)` taken out of `keepEnds`, put back at their keep-alive ends (at or before now). */
+  const remindAgain = (a: Int32Array, from: number, to: number): void => {
+    for (let j = from; j < to; j++) remind(keepEnds, ksAt, a[j]!, keepUntilOf[a[j]!]!);
+  };
   /** `expiryCandidates`' ids as found, and its answers by length (each filled in place: none resized per check). */
   let expIds = new Int32Array(64);
   const expOut: number[][] = [];
   const expiryIds = (now: number): readonly number[] => {
     wakeStale = true; // reminders may be taken out below
-    if (expIds.length < idle.size + loadedEnds.size) expIds = new Int32Array(2 * (idle.size + loadedEnds.size));
+    if (expIds.length < idle.size + keepEnds.size) expIds = new Int32Array(2 * (idle.size + keepEnds.size));
+    if (held.length < keepEnds.size) held = new Int32Array(2 * keepEnds.size);
     const ids = expIds;
     let n = 0;
     // Used models inside their idle window (only a new invocation reopens one, so drop the rest;
@@ -277,20 +296,19 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       else outOfIdle(id);
     }
     // Loaded models whose keep-alive window has ended (stale heap entries are dropped).
-    if (loadedEnds.peekTime() <= now) {
+    if (keepEnds.peekTime() <= now) {
       const first = n;
-      while (loadedEnds.peekTime() <= now) {
-        const t = loadedEnds.peekTime();
-        const id = loadedEnds.peekId();
-        loadedEnds.pop();
-        if (ldAt[id] !== t) continue;
-        ldAt[id] = NaN;
-        if (loaded[id] === 0) continue;
-        if (keepUntilOf[id]! <= now) ids[n++] = id;
-        else remind(loadedEnds, ldAt, id, keepUntilOf[id]!);
+      let h = 0;
+      for (let id = nextKeepDue(now); id >= 0; id = nextKeepDue(now)) {
+        const ku = keepUntilOf[id]!;
+        if (ku <= now) {
+          if (loaded[id] !== 0) ids[n++] = id;
+          else if (pending[id] !== 0) held[h++] = id; // (`prewarm` drops it from pending)
+        } else if (loaded[id] !== 0 || pending[id] !== 0) remind(keepEnds, ksAt, id, ku);
       }
       // Still loaded after this check (in flight, say): look again next time.
-      for (let j = first; j < n; j++) remind(loadedEnds, ldAt, ids[j]!, keepUntilOf[ids[j]!]!);
+      remindAgain(ids, first, n);
+      remindAgain(held, 0, h);
     }
     if (n === 0) return noIds;
     const out = (expOut[n] ??= new Array<number>(n).fill(0));
@@ -431,7 +449,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
           ripeFlag[id] = 0;
           ripe.delete(id);
           wanted.delete(id);
-          remind(pendingEnds, pdAt, id, ku);
+          remind(keepEnds, ksAt, id, ku);
           remind(windowStarts, wsAt, id, pw);
         } else unpend(id);
       } else {
@@ -440,7 +458,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         unpend(id);
       }
     }
-    if (loaded[id] !== 0) remind(loadedEnds, ldAt, id, keepUntilOf[id]!);
+    if (loaded[id] !== 0) remind(keepEnds, ksAt, id, keepUntilOf[id]!);
   };
   const keepUntil = (e: EntryFacts) => {
     const id = idOf.get(e.key);
@@ -488,9 +506,8 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     // state) change what a check decides.
     // Stale heap entries (superseded deadlines) would only wake a check that drops them: drop them here.
     Math.min(
-      earliest(loadedEnds, ldAt, keepUntilOf, LOADED),
+      earliest(keepEnds, ksAt, keepUntilOf, KEPT),
       earliest(windowStarts, wsAt, prewarmAt, WINDOW),
-      earliest(pendingEnds, pdAt, keepUntilOf, PENDING),
     );
   const evicted = (id: number): void => {
     loaded[id] = 0;
@@ -513,7 +530,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         invoked(id, now - e.loadMs);
         // (`idle` holds only models inside their idle window: `expiryCandidates` would drop the others unnamed.)
         if (prewarmAt[id]! > now) toIdle(id);
-      } else if (known[id] !== 0) remind(loadedEnds, ldAt, id, keepUntilOf[id]!);
+      } else if (known[id] !== 0) remind(keepEnds, ksAt, id, keepUntilOf[id]!);
     },
     onAccess(e, now) {
       const id = numbered ? (e as NumberedEntry).idx : idFor(e.key);
@@ -575,16 +592,18 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     },
     prewarm(now, isResident, freeBytes) {
       // Functions whose keep-alive window has ended leave `pending`.
-      if (pendingEnds.peekTime() <= now || windowStarts.peekTime() <= now) wakeStale = true; // reminders taken out below
-      while (pendingEnds.peekTime() <= now) {
-        const t = pendingEnds.peekTime();
-        const id = pendingEnds.peekId();
-        pendingEnds.pop();
-        if (pdAt[id] !== t) continue;
-        pdAt[id] = NaN;
-        if (pending[id] === 0) continue;
-        if (now >= keepUntilOf[id]!) unpend(id);
-        else remind(pendingEnds, pdAt, id, keepUntilOf[id]!);
+      if (keepEnds.peekTime() <= now || windowStarts.peekTime() <= now) wakeStale = true; // reminders taken out below
+      if (keepEnds.peekTime() <= now) {
+        if (held.length < keepEnds.size) held = new Int32Array(2 * keepEnds.size);
+        let h = 0;
+        for (let id = nextKeepDue(now); id >= 0; id = nextKeepDue(now)) {
+          const ku = keepUntilOf[id]!;
+          if (pending[id] !== 0 && now >= ku) unpend(id);
+          if (ku <= now) {
+            if (loaded[id] !== 0) held[h++] = id; // (`expiryCandidates` names it)
+          } else if (loaded[id] !== 0 || pending[id] !== 0) remind(keepEnds, ksAt, id, ku);
+        }
+        remindAgain(held, 0, h);
       }
       // Functions whose pre-warm window has started.
       while (windowStarts.peekTime() <= now) {
@@ -761,12 +780,12 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       return victims;
     },
     expiryCandidates(now: number): readonly string[] {
-      if (idle.size === 0 && loadedEnds.peekTime() > now) return NONE;
+      if (idle.size === 0 && keepEnds.peekTime() > now) return NONE;
       const ids = expiryIds(now);
       return ids.map((id) => keys[id]!);
     },
     expiryCandidateNumbers(now: number): readonly number[] {
-      if (idle.size === 0 && loadedEnds.peekTime() > now) return noIds;
+      if (idle.size === 0 && keepEnds.peekTime() > now) return noIds;
       return expiryIds(now);
     },
     modelStates(s: Uint8Array): void {
