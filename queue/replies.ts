@@ -115,7 +115,7 @@ elseif mode == 'sync-first' then
   mode = 'sync'
 end
 if mode == 'none' and not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return 0 end
-if not applyWrites(3, 6, tonumber(ARGV[5])) then return 0 end
+if not applyWrites(3, 6, tonumber(ARGV[5])) then return -1 end
 if mode == 'none' or mode == 'plain' then return 1 end
 if mode == 'async' then
   if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -155,6 +155,14 @@ return a`);
  * job answered already gets nothing, `also` included, and is not counted as a duplicate run.
  */
 export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: OutgoingAnswer, also?: WithAnswer, onlyFirst = false): Promise<boolean> {
+  return (await delivered(redis, k, to, answer, also, onlyFirst)) === 'first';
+}
+
+/**
+ * `deliver`, saying also when nothing was written: `also` began with `StatsOps.held` and the lane
+ * job was no longer in its node's active list ('not held'); else 'first' or 'again' (answered already).
+ */
+export async function delivered(redis: Redis, k: Keys, to: ReplyTo, answer: OutgoingAnswer, also?: WithAnswer, onlyFirst = false): Promise<'first' | 'again' | 'not held'> {
   const payload = encodeAnswer(answer);
   const ttl = Math.max(1000, Math.ceil(to.answerTtlMs));
   const keys = to.replyTo ? [k.answered(to.id), to.replyTo, k.cluster] : [k.result(to.id), k.result(to.id), k.cluster];
@@ -163,10 +171,10 @@ export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: Outgoi
     keys.push(...also.keys);
     args.push(...also.args);
   }
-  const first = (await DELIVER.run(redis, keys, args)) === 1;
+  const r = Number(await DELIVER.run(redis, keys, args));
   // Sent and answered: no one reads the frame again (a failed send may be resent, so only now).
   freeNow([payload]);
-  return first;
+  return r === 1 ? 'first' : r === -1 ? 'not held' : 'again';
 }
 
 /**

@@ -13,7 +13,7 @@ import { modelKey, type AnswerHere, type GiveUp, type InvokeAnswer, type InvokeH
 import { controlType, type Keys } from '../queue/keys';
 import { claimNodeId, HEARTBEAT_MS, leaveCluster, MISSED_BEATS, writeHeartbeat, type NodeInfo } from '../queue/nodes';
 import { admit, refusal, releaseWith, ticketOf, type Admission, type AdmissionRequest, type AdmissionTicket } from '../queue/admission';
-import { admitAndApply, deliver, applyWrites, hasAnswer, type OutgoingAnswer } from '../queue/replies';
+import { admitAndApply, delivered, applyWrites, hasAnswer, type OutgoingAnswer } from '../queue/replies';
 import { freeNow } from '../queue/free';
 import { HeldWrites } from '../queue/held-writes';
 import { LaneWorker } from '../queue/lane';
@@ -894,8 +894,11 @@ export class RuntimeNode implements LocalNode {
     let answer: OutgoingAnswer;
     // An invocation's counts (and its input key's deletion) go in the script that gives its answer.
     const stats = new StatsOps();
+    // A lane job's metric updates, applied once its answer's script has applied its counts, or not
+    // at all when that found it taken back (`StatsOps.held`): /metrics counts what /stats does.
+    let metered: ((counted: boolean) => void) | undefined;
     try {
-      answer = await this.run(job, stats, held, spent);
+      answer = await this.run(job, stats, held, spent, job.frame && ((m) => (metered = m)));
     } catch (e) {
       this.logFailure(e, job.id, job.name, (job.data as { model?: { fn?: string } } | undefined)?.model?.fn);
       answer = { error: errorToWire(e) };
@@ -906,7 +909,13 @@ export class RuntimeNode implements LocalNode {
     // A lane job leaves its node's active list with its answer; one no longer there was taken back
     // while this node was held dead (stopped, cut off): its caller has an answer from elsewhere, and it is not counted here.
     if (job.frame) stats.held(this.o.keys.laneActive(this.o.id), job.frame);
-    return { first: await this.retried(() => deliver(this.o.redis, this.o.keys, job.data.reply, answer, stats.count > 0 ? stats : undefined)) };
+    let d: Awaited<ReturnType<typeof delivered>> | undefined;
+    try {
+      d = await this.retried(() => delivered(this.o.redis, this.o.keys, job.data.reply, answer, stats.count > 0 ? stats : undefined));
+      return { first: d === 'first' };
+    } finally {
+      metered?.(d !== 'not held');
+    }
   }
 
   /** Redis may be restarting: an answer (and its counts) is worth a few retries (an async caller reads it later). */
@@ -926,7 +935,8 @@ export class RuntimeNode implements LocalNode {
     if (!isBruleeError(e) || e.code === 'INTERNAL') this.o.log.error({ err: e, job, name, fn }, 'job failed');
   }
 
-  private async run(job: NodeJob, stats: StatsOps, held: Reservation[], spent: unknown[]): Promise<OutgoingAnswer> {
+  /** `defer`: the call's metric updates are handed to it, to apply later (or not), instead of now. */
+  private async run(job: NodeJob, stats: StatsOps, held: Reservation[], spent: unknown[], defer?: (m: (counted: boolean) => void) => void): Promise<OutgoingAnswer> {
     switch (job.name) {
       case JOB.invoke: {
         const data = (job as NodeJob<InvokeJob>).data;
@@ -935,7 +945,8 @@ export class RuntimeNode implements LocalNode {
         try {
           ran = await this.invoke(data, job.processedOn ?? Date.now(), stats, later, { held, inBytes: wireBytes(data.inputs) }, () => readInputs(this.o.redis, data.inputs, job.inline), data.inputs.key);
         } finally {
-          this.countMetrics(data.model, later);
+          if (defer) defer((counted) => this.countMetrics(data.model, counted ? later : []));
+          else this.countMetrics(data.model, later);
         }
         const { result, outputs } = ran;
         for (const t of Object.values(outputs)) spent.push(t.data);

@@ -10,7 +10,7 @@ import { startS3, type TestS3 } from '../support/s3';
  * A sync call the gateway answered 503 NO_NODE_AVAILABLE and took back from its node's active list
  * (queue/dispatcher.ts orphans: the node silent past the dead-after time, plus its grace) must not
  * be counted when that node was only stopped (a long pause, a partition) and comes back holding it:
- * its caller had its 503, so /stats must not count it as a call that ran.
+ * its caller had its 503, so neither /stats nor /metrics counts it as a call that ran.
  */
 
 const prefix = `tbr${process.pid}`;
@@ -30,9 +30,14 @@ async function call(): Promise<{ status: number; code?: string }> {
   return { status: res.status, code: body.error?.code };
 }
 
-async function counted(): Promise<{ invocations: number; duplicateRuns: number }> {
+/** /stats, and the worker's /metrics (where its calls are counted). */
+async function counted(): Promise<{ invocations: number; metrics: number; duplicateRuns: number }> {
   const s = (await (await fetch(`${gw.base}/stats`)).json()) as { functions: Record<string, { invocations: number }>; failover: { duplicateRuns: number } };
-  return { invocations: s.functions.m!.invocations, duplicateRuns: s.failover.duplicateRuns };
+  let metrics = 0;
+  for (const line of (await (await fetch(`${w1.base}/metrics`)).text()).split('\n')) {
+    if (line.startsWith('brulee_invocations_total{') && line.includes('function="m"')) metrics += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return { invocations: s.functions.m!.invocations, metrics, duplicateRuns: s.failover.duplicateRuns };
 }
 
 beforeAll(async () => {
@@ -53,7 +58,7 @@ afterAll(async () => {
 it('a call answered 503 and taken back from a stopped worker that then resumes is not counted as run', async () => {
   expect(await call()).toMatchObject({ status: 200 });
   const before = await counted();
-  expect(before.invocations).toBe(1);
+  expect(before).toMatchObject({ invocations: 1, metrics: 1 });
   // Stopped while idle: its blocking BLMOVE, served by Redis, still takes the call into its active list.
   w1.child.kill('SIGSTOP');
   const taken = call();
@@ -70,5 +75,5 @@ it('a call answered 503 and taken back from a stopped worker that then resumes i
   expect(next).toMatchObject({ status: 200 });
   await sleep(1000);
   // Two calls answered 200: the 503 one is not among what was counted.
-  expect(await counted()).toEqual({ invocations: 2, duplicateRuns: before.duplicateRuns });
+  expect(await counted()).toEqual({ invocations: 2, metrics: 2, duplicateRuns: before.duplicateRuns });
 }, 60_000);
