@@ -334,8 +334,6 @@ class NodeRun {
   /** Whether `onLoad` / `onAccess` get fresh popularity (the policy has the hook and reads popularity). */
   private readonly popOnLoad: boolean;
   private readonly popOnAccess: boolean;
-  /** `SimHints.selectByRates`, for a policy that reads popularity: candidates' shares are then not written before it. */
-  private readonly byRates: SimHints['selectByRates'];
 
   // Models: state, in-flight count, load completion time, the facts handed to the policy.
   private readonly state: Uint8Array;
@@ -473,8 +471,6 @@ class NodeRun {
     this.usesPop = this.hints.usesPopularity !== false;
     this.popOnLoad = this.usesPop && policy.onLoad !== undefined;
     this.popOnAccess = this.usesPop && policy.onAccess !== undefined;
-    this.byRates = this.usesPop ? this.hints.selectByRates : undefined;
-    if (this.byRates !== undefined) this.pop.trackApprox();
     if (opts.popularityFirstRefreshMs !== undefined) {
       if (!(opts.popularityFirstRefreshMs >= 0)) throw new RangeError(`simulate: popularityFirstRefreshMs must be >= 0, got ${opts.popularityFirstRefreshMs}`);
       this.pop.nextRefreshAt = opts.popularityFirstRefreshMs;
@@ -944,15 +940,8 @@ class NodeRun {
     if (c === this.residentEntries && this.exactSizes) free = this.residentBytes;
     else for (const x of c) free += x.sizeBytes;
     if (free < need) return false;
-    // Refreshes noted since the rates were last brought up to date, and few candidates: the
-    // policy's keys from the approximations spare that pass over every rate (and the shares'
-    // pass). Else the shares as they are: with no refresh since, the entries' shares are mostly
-    // written already (`freshen`), and with many candidates each key costs more than a share.
-    const byRates = this.byRates !== undefined && c.length <= BY_RATES_MAX && this.pop.lagging() ? this.byRates : undefined;
-    if (byRates === undefined) {
-      this.freshen(c);
-      e.popularity = this.usesPop ? this.pop.share(f) : 0;
-    }
+    this.freshen(c);
+    e.popularity = this.usesPop ? this.pop.share(f) : 0;
     this.future?.newRequest();
     const req = this.req;
     req.now = this.now;
@@ -962,10 +951,7 @@ class NodeRun {
     // The resident list itself (nothing in flight) is every model loaded and not evicted, with the
     // facts of their last hook: what `selectAmongLoaded` asks for.
     const among = this.hints.selectAmongLoaded;
-    const victims =
-      among !== undefined && c === this.residentEntries ? among(req)
-      : byRates !== undefined ? byRates(req, this.pop)
-      : this.policy.selectVictims(req);
+    const victims = among !== undefined && c === this.residentEntries ? among(req) : this.policy.selectVictims(req);
     for (const v of victims) {
       if (this.used + e.sizeBytes <= budget) break;
       const g = this.modelOf(v);
@@ -1218,12 +1204,6 @@ class NodeRun {
 }
 
 const PROGRESS_MASK = (1 << 18) - 1;
-
-/**
- * Candidates up to which `selectByRates` is asked (measured on the 3 M-call trace: 33 at a 5%
- * budget, ~120 at 25%, ~380 at 75%; faster at 5-10%, slower from 25% on).
- */
-const BY_RATES_MAX = 64;
 
 /**
  * `while (x <= tNext && x < lim) x += step; return x`, with the same result in one jump for all

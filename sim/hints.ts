@@ -1,7 +1,4 @@
-import type { RateView } from '../runtime/policies/select';
 import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from '../runtime/policies/types';
-
-export type { RateView };
 
 /**
  * Speed hints the simulator may read from a policy, none of which changes a decision (the
@@ -86,20 +83,6 @@ export interface SimHints {
    */
   selectAmongLoaded?(req: EvictionRequest): Victim[];
   /**
-   * `selectVictims(req)`'s answer (the same victims in the same order) for a request whose
-   * entries' `popularity` (candidates' and `incoming`'s) the caller has not set: entry e's
-   * popularity is to be read as `total > 0 ? rates[e.idx] / total : 0` from `popularity`'s
-   * `syncTotal()` and `rates` (`RateView`, runtime/policies/select.ts: the simulator's
-   * `PopularityTracker`), where `idx` is the caller's number of e's model (every entry the
-   * simulator passes carries it). Bringing every rate up to date costs a pass over all of them,
-   * so the policy may compare candidates by keys from `approxRate` and `approxTotal` instead,
-   * scoring exactly only those near the lowest (`Selection.lowestNear`), and may give its victims
-   * their `idx`. It may write the candidates' `popularity` (the shares above). `popularity` is
-   * valid during the call only. A caller may ask `selectVictims` instead, the shares written (the
-   * simulator does where every rate is up to date, or the candidates are many).
-   */
-  selectByRates?(req: EvictionRequest, popularity: RateView): Victim[];
-  /**
    * The caller's numbers for its models: `keys[i]` is model i's key, for every model it will ever
    * name to the policy (none forgotten). Called before any hook; true if the policy takes them (it
    * may refuse, say once it has seen a model: the caller then goes on by key). From then on every
@@ -160,7 +143,6 @@ export function simHints(policy: EvictionPolicy): SimHints {
     omitReasons: fn(p.omitReasons),
     prewarmInOrder: fn(p.prewarmInOrder),
     selectAmongLoaded: fn(p.selectAmongLoaded),
-    selectByRates: fn(p.selectByRates),
     numberModels: fn(p.numberModels),
     onEvictNumber: fn(p.onEvictNumber),
     expiryCandidateNumbers: fn(p.expiryCandidateNumbers),

@@ -13,36 +13,6 @@
  * are followed by another refresh before any share is read: those cost O(calls) instead of a
  * 500-long decay and sum each.
  */
-/** Refreshes noted before `refreshRates` applies them (bounded work and memory when nothing reads). */
-const MAX_LAG = 256;
-/**
- * `approxRate`'s and `approxTotal`'s error bound, for n functions. Since the last catch-up, where
- * they were equal, both they and the exact values are within a number of roundings (2^-53 each,
- * every term positive, so no cancellation) of the same real numbers: a rate's ≤ 3 × MAX_LAG (the
- * exact step by step, the approximation through keep^d and its additions), the sum's ≤ n (the
- * exact sum) + MAX_LAG × (n + 2) (the approximation's increments and decay). Twice that, in 2^-52.
- */
-const rateErrorFor = (n: number): number => (3 * MAX_LAG + n + MAX_LAG * (n + 2)) * 2 ** -52;
-/** Rates below it (but 0) may turn subnormal before the next catch-up, where no relative bound holds. */
-const TINY_RATE = 1e-250;
-
-interface Approx {
-  /**
-   * ar[f]: function f's rate approximated as of refresh at[f] (refreshes since the last catch-up)
-   * when stamp[f] is the epoch (f was called since); else its rate is the catch-up's, decayed.
-   */
-  ar: Float64Array;
-  at: Int32Array;
-  stamp: Int32Array;
-  /** The epoch `error` was found for, and the bound then (`approxError`). */
-  checkedAt: number;
-  error: number;
-  /** pow[d]: keep^d (d multiplications). */
-  pow: Float64Array;
-  /** Σ rate approximated as of the last refresh. */
-  total: number;
-}
-
 export class PopularityTracker {
   readonly popularity: Float64Array;
   /** Every rate as of `lag` refreshes ago (the last time they were brought up to date). */
@@ -117,11 +87,6 @@ export class PopularityTracker {
     return this.epoch;
   }
 
-  /** Whether refreshes were noted since the rates were last brought up to date (a read would cost a pass over them). */
-  lagging(): boolean {
-    return this.lag !== 0;
-  }
-
   /** Runs the refresh due at `nextRefreshAt`. */
   refresh(): void {
     this.refreshRates();
@@ -150,26 +115,11 @@ export class PopularityTracker {
       logInc[k++] = (add * pending[f]!) / ms;
       pending[f] = 0;
     }
-    const ap = this.approx;
-    if (ap !== undefined) {
-      // The approximations move on with this refresh: the functions called, and the sum.
-      const { ar, at, stamp, pow } = ap;
-      const { rate, epoch } = this;
-      let inc = 0;
-      for (let j = this.nLog; j < k; j++) {
-        const f = logF[j]!;
-        ar[f] = (stamp[f] === epoch ? ar[f]! * pow[step - at[f]!]! : rate[f]! * pow[step]!) + logInc[j]!;
-        at[f] = step;
-        stamp[f] = epoch;
-        inc += logInc[j]!;
-      }
-      ap.total = ap.total * this.decay + inc;
-    }
     this.nLog = k;
     this.nTouched = 0;
     this.nextRefreshAt += ms;
     // Bounded work and memory when nothing reads for a long time (a run that never evicts).
-    if (step >= MAX_LAG) this.catchUp();
+    if (step >= 256) this.catchUp();
   }
 
   /**
@@ -266,55 +216,6 @@ export class PopularityTracker {
     this.lag = 0;
     this.nLog = 0;
     this.epoch++;
-    if (this.approx !== undefined) this.approx.total = total;
-  }
-
-  /**
-   * From now on, keep `approxRate` and `approxTotal` (a few operations a refresh). For a reader
-   * that compares shares without bringing every rate up to date at each read
-   * (`SimHints.selectByRates`).
-   */
-  trackApprox(): void {
-    if (this.approx !== undefined) return;
-    if (this.lag !== 0) this.catchUp();
-    const n = this.rate.length;
-    const pow = new Float64Array(MAX_LAG + 1);
-    pow[0] = 1;
-    for (let d = 1; d <= MAX_LAG; d++) pow[d] = pow[d - 1]! * this.decay;
-    this.approx = { ar: new Float64Array(n), at: new Int32Array(n), stamp: new Int32Array(n).fill(-1), pow, total: this.total, checkedAt: -1, error: NaN };
-  }
-
-  private approx: Approx | undefined;
-
-  /**
-   * While `trackApprox` is on, a bound on the relative error of `approxRate(f)` and
-   * `approxTotal()` against the rates and sum the refreshes noted so far give (what `syncTotal`
-   * and `rates` then say); NaN when no bound holds (a rate so small it may turn subnormal).
-   */
-  approxError(): number {
-    const ap = this.approx;
-    if (ap === undefined) return NaN;
-    if (ap.checkedAt !== this.epoch) {
-      // Rates 0 or at least TINY_RATE at the last catch-up stay 0 or normal until the next one
-      // (times at most keep^MAX_LAG, plus positive increments): the bound holds, and 0 is exact.
-      const { rate } = this;
-      let ok = true;
-      for (let f = 0; f < rate.length; f++) if (rate[f]! < TINY_RATE && rate[f] !== 0) ok = false;
-      ap.error = ok ? rateErrorFor(rate.length) : NaN;
-      ap.checkedAt = this.epoch;
-    }
-    return ap.error;
-  }
-
-  /** Function f's rate as of the last refresh, within `approxError()` (relative) of it; 0 exactly when it is 0. After `trackApprox`. */
-  approxRate(f: number): number {
-    const ap = this.approx!;
-    return ap.stamp[f] === this.epoch ? ap.ar[f]! * ap.pow[this.lag - ap.at[f]!]! : this.rate[f]! * ap.pow[this.lag]!;
-  }
-
-  /** Σ rate as of the last refresh, within `approxError()` (relative) of `syncTotal()`'s. After `trackApprox`. */
-  approxTotal(): number {
-    return this.approx!.total;
   }
 
   private growLog(n: number): void {
@@ -335,20 +236,6 @@ export class PopularityTracker {
     if (this.lag !== 0) this.catchUp();
     const total = this.total;
     return total > 0 ? this.rate[f]! / total : 0;
-  }
-
-  /**
-   * Applies the refreshes noted so far (as `sync`) and returns Σ rate as of the last refresh:
-   * `share(f)` is then `rates[f] / total` when total > 0, else 0, until the next `refreshRates`.
-   */
-  syncTotal(): number {
-    if (this.lag !== 0) this.catchUp();
-    return this.total;
-  }
-
-  /** Every function's rate as of the last refresh, once brought up to date (`syncTotal`): the array itself. */
-  get rates(): Float64Array {
-    return this.rate;
   }
 
   /** Sets each entry's `popularity` to `share(entry.idx)`: the same values, with one catch-up check for all. */

@@ -1,4 +1,4 @@
-import { ByRates, KEY_TINY, Selection } from './select';
+import { Selection } from './select';
 import type { EntryFacts, EvictionPolicy, EvictionRequest } from './types';
 
 /**
@@ -27,33 +27,8 @@ export function cremebrulee(): EvictionPolicy {
       );
     },
   };
-  const byRates = new ByRates(
-    sel,
-    policy,
-    (e, popularity) => (popularity * e.loadMs) / Math.max(1, e.sizeBytes), // (`utility`, by its operations)
-    (c, keys, pop) => {
-      // The utilities times the total, from the rates as approximated (within 2^-33, and a few
-      // roundings: within 2^-30 of the total × the exact utility).
-      let maxLoad = 0;
-      let low = Infinity;
-      let tiny = false;
-      for (let i = 0; i < c.length; i++) {
-        const e = c[i]!;
-        const l = e.loadMs;
-        maxLoad = Math.max(maxLoad, l);
-        const x = (pop.approxRate(e.idx) * l) / Math.max(1, e.sizeBytes);
-        keys[i] = x;
-        low = Math.min(low, x);
-        if (x < KEY_TINY && x !== 0) tiny = true;
-      }
-      // (A load time past 1e50 could make a popularity's quotient subnormal, off by more than a
-      // few roundings; NaN too.)
-      return tiny || !(maxLoad <= 1e50) ? NaN : low;
-    },
-  );
   return Object.assign(policy, {
-    // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
+    // Simulator speed hint (contract: `SimHints`, sim/hints.ts); the runtime does not use it.
     omitReasons: () => sel.omitReasons(),
-    ...byRates.hints,
   });
 }

@@ -1,4 +1,4 @@
-import { ByRates, KEY_TINY, Selection } from './select';
+import { Selection } from './select';
 import type { EvictionPolicy } from './types';
 
 /**
@@ -18,29 +18,8 @@ export function lfu(): EvictionPolicy {
       );
     },
   };
-  const byRates = new ByRates(
-    sel,
-    policy,
-    (e, popularity) => popularity + e.hits * 1e-12,
-    (c, keys, pop) => {
-      // The scores from the rates and sum as approximated (each within 2^-33, all terms
-      // positive: within 2^-30 of the exact score).
-      const inv = 1 / pop.approxTotal();
-      let low = Infinity;
-      let tiny = false;
-      for (let i = 0; i < c.length; i++) {
-        const e = c[i]!;
-        const x = pop.approxRate(e.idx) * inv + e.hits * 1e-12;
-        keys[i] = x;
-        low = Math.min(low, x);
-        if (x < KEY_TINY && x !== 0) tiny = true;
-      }
-      return tiny ? NaN : low;
-    },
-  );
   return Object.assign(policy, {
-    // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
+    // Simulator speed hint (contract: `SimHints`, sim/hints.ts); the runtime does not use it.
     omitReasons: () => sel.omitReasons(),
-    ...byRates.hints,
   });
 }
