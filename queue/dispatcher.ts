@@ -177,9 +177,11 @@ const NEVER_RUN = new Set<string>(['TIMEOUT', 'NO_NODE_AVAILABLE', ...REFUSED]);
 /**
  * A sync call a dead node had taken, with no live node to take it over, is answered 503 once this
  * many dead-after times have passed since the gateway saw it so (`Dispatcher.orphans`): room for
- * a node restarted under the same NODE_ID to take it back.
+ * a node restarted under the same NODE_ID to take it back. A restart is a new process that starts
+ * up (3.5 s under tsx on a quiet 2-core machine, 8.4 s at load 11: two dead-after times, 6 s, let
+ * such a restart's call be answered 503 instead of run) and a container runtime's own delay.
  */
-const ORPHAN_GRACE = 2;
+const ORPHAN_GRACE = 4;
 
 /**
  * How long past a call's deadline its gateway still waits for the answer: a node judges a run that

@@ -12,7 +12,7 @@ import { workerProcs } from '../support/worker-procs';
  * S3-compatible model store): a sync call that waits on the dead worker, taken by it or not yet,
  * cannot be moved (no live node can take it) and used to wait out the function's whole timeout for
  * a 504. It is answered 503 NO_NODE_AVAILABLE with Retry-After once the gateway sees no live node
- * that can take it (a call the worker had taken, two dead-after times later: room for a restart
+ * that can take it (a call the worker had taken, four dead-after times later: room for a restart
  * under the same NODE_ID, which runs it again), and taken back, so it does not run later on a node
  * that comes back (counted there for a caller that had its 503). A worker that is only slow
  * (stopped for less than the dead-after time) still answers its call.
