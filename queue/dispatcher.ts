@@ -181,7 +181,7 @@ const NEVER_RUN = new Set<string>(['TIMEOUT', 'NO_NODE_AVAILABLE', ...REFUSED]);
  * up (3.5 s under tsx on a quiet 2-core machine, 8.4 s at load 11: two dead-after times, 6 s, let
  * such a restart's call be answered 503 instead of run) and a container runtime's own delay.
  */
-const ORPHAN_GRACE = 4;
+export const ORPHAN_GRACE = 4;
 
 /**
  * How long past a call's deadline its gateway still waits for the answer: a node judges a run that

@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { Queue, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { isBruleeError } from '../errors';
-import { JOB_OPTIONS, modelKey, type Dispatcher, type Routed } from './dispatcher';
+import { errorToWire, isBruleeError } from '../errors';
+import { JOB_OPTIONS, modelKey, ORPHAN_GRACE, type Dispatcher, type Routed } from './dispatcher';
+import { releaseWith } from './admission';
 import type { Keys } from './keys';
 import { deadNodes, declareDead, HEARTBEAT_MS, MISSED_BEATS } from './nodes';
 import { decodeLaneJob, moveJob } from './lane';
@@ -135,7 +136,7 @@ export class Reaper {
           continue;
         }
         // A node that left cleanly did not crash: what it was running is not held against its jobs.
-        moved += await this.moveAll(d.id, d.at, q, d.reason === 'silent' ? { node: d.id, lastBeatAt: d.lastBeatAt } : undefined);
+        moved += await this.moveAll(d.id, d.at, q, d.reason === 'silent' ? { node: d.id, lastBeatAt: d.lastBeatAt } : undefined, now);
       }
       return { died, moved };
     } finally {
@@ -147,7 +148,7 @@ export class Reaper {
     return Math.max(1000, this.o.deadAfterMs);
   }
 
-  private async moveAll(deadId: string, diedAt: number, from: Queue, crash: Crash | undefined): Promise<number> {
+  private async moveAll(deadId: string, diedAt: number, from: Queue, crash: Crash | undefined, now: number): Promise<number> {
     const { redis, keys: k, log } = this.o;
     // Oldest first; added in reverse with lifo, so the oldest ends up at the very front.
     const jobs = (await from.getJobs([...PENDING], 0, this.o.batch - 1, true)).filter((j): j is Job => !!j?.id);
@@ -189,11 +190,24 @@ export class Reaper {
         try {
           target = chooseNode(views, modelKey(data.model), data.model.sizeBytes);
         } catch (e) {
-          // No live node can take it: left where it is until one can (its caller's deadline still
-          // runs; a sync caller's load is answered by its gateway, queue/dispatcher.ts orphans). The
-          // jobs after it are still looked at: an unload there is answered at once.
-          if (isBruleeError(e)) continue;
-          throw e;
+          if (!isBruleeError(e)) throw e;
+          // No live node can take it. An async call is failed with routing's refusal, as its gateway
+          // answers a sync call (queue/dispatcher.ts orphans): at once if it was waiting, and if the
+          // dead node had taken it, `ORPHAN_GRACE` dead-after times after the death (room for a node
+          // restarted under its NODE_ID to take it back). Its place and input bytes go back in the
+          // answer's script; it is not counted (it never ran), and leaves the dead queue. Anything
+          // else (a load: its caller's gateway answers it) is left where it is until a node can take
+          // it; the jobs after it are still looked at (an unload there is answered at once).
+          if (job.name !== JOB.invoke || data.reply.replyTo || (state === 'active' && now - diedAt < ORPHAN_GRACE * this.o.deadAfterMs)) continue;
+          const call = data as Routed<InvokeJob>;
+          const writes = new StatsOps();
+          if (call.admission) releaseWith(writes, call.admission);
+          if (call.inputs.key) writes.del(call.inputs.key);
+          await deliver(redis, k, call.reply, { error: errorToWire(e) }, writes.count > 0 ? writes : undefined, true);
+          await redis.del(`${k.bullPrefix}:${k.nodeQueue(deadId)}:${id}:lock`);
+          await from.remove(id);
+          log.info({ job: id, from: deadId, state }, 'async call on a dead node failed: no live node can take it');
+          continue;
         }
         target.queued++;
         // Counted before the live node can take it: a node with the model at hand (resident, or

@@ -1,15 +1,17 @@
 import { inject } from 'vitest';
-import { startProc, type Proc } from './procs';
+import { deleteKeys } from './brulee';
+import { startProc, stopAll, type Proc } from './procs';
 import type { TestS3 } from './s3';
 
 /**
  * brulee processes of one cluster (the test's Redis, a key prefix, an S3-compatible model store)
  * for tests whose processes die: `env()` is what each gets, `worker(id)` starts a ROLE=worker
- * process under NODE_ID `id`; every process started goes in `procs` (for `stopAll`).
+ * process under NODE_ID `id`; every process started goes in `procs`. `stop()` stops them all, then
+ * the store, and deletes the prefix's keys.
  */
-export function workerProcs(prefix: string, s3: () => TestS3): { procs: Proc[]; env(): Record<string, string>; worker(id: string): Promise<Proc> } {
+export function workerProcs(prefix: string, s3: () => TestS3 | undefined): { procs: Proc[]; env(): Record<string, string>; worker(id: string): Promise<Proc>; stop(): Promise<void> } {
   const procs: Proc[] = [];
-  const env = () => ({ REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, POPULARITY_CRON: '0 0 1 1 *', ...s3().env() });
+  const env = () => ({ REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, POPULARITY_CRON: '0 0 1 1 *', ...s3()!.env() });
   return {
     procs,
     env,
@@ -17,6 +19,11 @@ export function workerProcs(prefix: string, s3: () => TestS3): { procs: Proc[]; 
       const w = await startProc(id, 'worker', { ...env(), NODE_ID: id });
       procs.push(w);
       return w;
+    },
+    stop: async () => {
+      await stopAll(procs);
+      await s3()?.stop();
+      await deleteKeys(prefix);
     },
   };
 }

@@ -3,8 +3,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
-import { deleteKeys } from '../support/brulee';
-import { startProc, stopAll, type Proc } from '../support/procs';
+import { startProc, type Proc } from '../support/procs';
 import { startS3, type TestS3 } from '../support/s3';
 import { workerProcs } from '../support/worker-procs';
 
@@ -17,16 +16,34 @@ import { workerProcs } from '../support/worker-procs';
  * is answered by the reaper ({dropped: 0}: nothing there to drop), also when a job no live node
  * can take is on the queue with it (the reaper stopped at that job, and the unload waited out its
  * 10 s for a 504).
+ *
+ * An async call (?async=true) there read 'waiting' until a node came back, its admission place and
+ * input bytes held; it is now failed as a sync call is answered, NO_NODE_AVAILABLE, its place, its
+ * bytes and its input key given back, and taken off the dead queue: a node that comes back neither
+ * runs nor counts it.
  */
 
 const prefix = `nl${process.pid}`;
 const k = keys(prefix);
 let s3: TestS3;
 let gw: Proc;
-const { procs, env, worker } = workerProcs(prefix, () => s3);
+const { procs, env, worker, stop } = workerProcs(prefix, () => s3);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const redis = createRedis(inject('redisUrl'));
 let w1Queue: Queue;
+// 8 KiB of input: past the bytes a job carries inline, so under a key of its own.
+const SIZE = 2048;
+const x = { x: { type: 'float32', dims: [1, SIZE], data: new Array(SIZE).fill(0.5) } };
+
+async function submit(): Promise<string> {
+  const res = await fetch(`${gw.base}/functions/big/invoke?async=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: x }) });
+  expect(res.status).toBe(202);
+  return ((await res.json()) as { id: string }).id;
+}
+
+const status = async (id: string) => (await (await fetch(`${gw.base}/invocations/${id}`)).json()) as { status: string; error?: { code: string; message: string } };
+const invocations = async () => ((await (await fetch(`${gw.base}/stats`)).json()) as { functions: Record<string, { invocations: number }> }).functions.big!.invocations;
+const held = async () => ({ places: await redis.zcard(k.admitted('big')), bytes: Number((await redis.get(k.queuedBytesTotal)) ?? 0) });
 
 async function post(path: string): Promise<{ status: number; code?: string; body: unknown }> {
   const res = await fetch(`${gw.base}${path}`, { method: 'POST' });
@@ -53,19 +70,19 @@ async function killWaiting(w: Proc, path: string): Promise<ReturnType<typeof pos
 beforeAll(async () => {
   s3 = await startS3();
   w1Queue = new Queue(k.nodeQueue('w1'), { connection: redis, prefix: k.bullPrefix });
-  [gw] = await Promise.all([startProc('gw', 'gateway', env())]);
+  gw = await startProc('gw', 'gateway', { ...env(), MAX_QUEUED_PER_FUNCTION: '10', MAX_QUEUED_INPUT_BYTES: '1000000' });
   procs.push(gw);
   // A timeout well past what the test waits for an answer: a 504 would mean it waited it out.
   const put = await fetch(`${gw.base}/functions/m?timeoutMs=25000`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: mlpModel({ inputSize: 4, hidden: [4], outputSize: 2, seed: 1 }) });
   expect(put.status).toBe(201);
+  const big = await fetch(`${gw.base}/functions/big?timeoutMs=25000`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: mlpModel({ inputSize: SIZE, hidden: [4], outputSize: 2, seed: 2 }) });
+  expect(big.status).toBe(201);
 }, 120_000);
 
 afterAll(async () => {
   await w1Queue?.close();
   redis.disconnect();
-  await stopAll(procs);
-  await s3?.stop();
-  await deleteKeys(prefix);
+  await stop();
 });
 
 describe('the only worker died with a load or an unload on its queue', () => {
@@ -97,5 +114,36 @@ describe('the only worker died with a load or an unload on its queue', () => {
     w.kill9();
     await w.exited;
     expect((await unload).status).toBe(200);
+  }, 60_000);
+});
+
+describe('the only worker died with an async call on its queue', () => {
+  it("the call is failed NO_NODE_AVAILABLE (not 'waiting' until a node is back), its place and bytes given back, and never runs later", async () => {
+    const w = await worker('w1');
+    const done = await submit();
+    for (let i = 0; i < 100 && (await status(done)).status !== 'completed'; i++) await sleep(50);
+    expect((await status(done)).status).toBe('completed');
+    w.child.kill('SIGSTOP');
+    const id = await submit();
+    expect(await w1Queue.getWaitingCount()).toBe(1);
+    expect(await held()).toEqual({ places: 1, bytes: SIZE * 4 });
+    w.kill9();
+    await w.exited;
+    // Declared dead after 3 s; the reaper runs every beat.
+    let s = await status(id);
+    for (let i = 0; i < 100 && s.status === 'waiting'; i++) {
+      await sleep(100);
+      s = await status(id);
+    }
+    expect(s).toMatchObject({ status: 'failed', error: { code: 'NO_NODE_AVAILABLE' } });
+    expect(s.error!.message).toMatch(/no runtime node is alive/);
+    expect(await held()).toEqual({ places: 0, bytes: 0 });
+    expect(await redis.exists(k.inputs(id))).toBe(0);
+    expect(await w1Queue.getJobCounts('waiting', 'active', 'prioritized', 'delayed')).toEqual({ waiting: 0, active: 0, prioritized: 0, delayed: 0 });
+    // A node back under the same id finds nothing of it: only the first call was ever counted.
+    await worker('w1');
+    await sleep(3000);
+    expect(await invocations()).toBe(1);
+    expect((await status(id)).status).toBe('failed');
   }, 60_000);
 });
