@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { mlpModel } from '../../models/generate';
+import { mlpModel, slowModel } from '../../models/generate';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
 import { startProc, type Proc } from '../support/procs';
@@ -77,7 +77,9 @@ beforeAll(async () => {
   expect(put.status).toBe(201);
   const big = await fetch(`${gw.base}/functions/big?timeoutMs=25000`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: mlpModel({ inputSize: SIZE, hidden: [4], outputSize: 2, seed: 2 }) });
   expect(big.status).toBe(201);
-}, 120_000);
+  const slow = await fetch(`${gw.base}/functions/slow?timeoutMs=60000`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: slowModel({ rows: 2048, repeats: 256 }) });
+  expect(slow.status).toBe(201);
+}, 180_000);
 
 afterAll(async () => {
   await w1Queue?.close();
@@ -146,4 +148,29 @@ describe('the only worker died with an async call on its queue', () => {
     expect(await invocations()).toBe(1);
     expect((await status(id)).status).toBe('failed');
   }, 60_000);
+
+  it('one the dead node had taken is failed only after the grace a sync call gets (room for a restart under its NODE_ID), then the same way', async () => {
+    const last = procs.filter((p) => p.nodeId === 'w1').at(-1)!;
+    const w = last.child.exitCode === null && last.child.signalCode === null ? last : await worker('w1');
+    // ~0.6 s of MatMuls: taken by w1, which is stopped while it runs it.
+    const body = JSON.stringify({ inputs: { x: { type: 'float32', dims: [1, 256], data: new Array(256).fill(0.5) } } });
+    const res = await fetch(`${gw.base}/functions/slow/invoke?async=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    for (let i = 0; i < 200 && (await w1Queue.getActiveCount()) === 0; i++) await sleep(10);
+    w.child.kill('SIGSTOP');
+    expect(await w1Queue.getActiveCount()).toBe(1);
+    w.kill9();
+    await w.exited;
+    // Declared dead after 3 s; the grace is four dead-after times more (12 s): still held for a restart at 8 s.
+    await sleep(8000);
+    expect((await status(id)).status).not.toBe('failed');
+    let st = await status(id);
+    for (let i = 0; i < 200 && st.status !== 'failed'; i++) {
+      await sleep(100);
+      st = await status(id);
+    }
+    expect(st).toMatchObject({ status: 'failed', error: { code: 'NO_NODE_AVAILABLE' } });
+    expect(await w1Queue.getJobCounts('waiting', 'active', 'prioritized', 'delayed')).toEqual({ waiting: 0, active: 0, prioritized: 0, delayed: 0 });
+  }, 90_000);
 });
