@@ -192,13 +192,14 @@ export class Reaper {
         } catch (e) {
           if (!isBruleeError(e)) throw e;
           // No live node can take it. An async call is failed with routing's refusal, as its gateway
-          // answers a sync call (queue/dispatcher.ts orphans): at once if it was waiting, and if the
-          // dead node had taken it, `ORPHAN_GRACE` dead-after times after the death (room for a node
-          // restarted under its NODE_ID to take it back). Its place and input bytes go back in the
+          // answers a sync call (queue/dispatcher.ts orphans), `ORPHAN_GRACE` dead-after times after
+          // the death, taken or waiting: no caller holds a connection open for it, and a node
+          // restarted under its NODE_ID in that time takes it (a crash-looping container's restart,
+          // a single worker's rolling update) and runs it. Its place and input bytes go back in the
           // answer's script; it is not counted (it never ran), and leaves the dead queue. Anything
           // else (a load: its caller's gateway answers it) is left where it is until a node can take
           // it; the jobs after it are still looked at (an unload there is answered at once).
-          if (job.name !== JOB.invoke || data.reply.replyTo || (state === 'active' && now - diedAt < ORPHAN_GRACE * this.o.deadAfterMs)) continue;
+          if (job.name !== JOB.invoke || data.reply.replyTo || now - diedAt < ORPHAN_GRACE * this.o.deadAfterMs) continue;
           const call = data as Routed<InvokeJob>;
           const writes = new StatsOps();
           if (call.admission) releaseWith(writes, call.admission);

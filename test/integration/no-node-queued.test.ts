@@ -18,7 +18,7 @@ import { workerProcs } from '../support/worker-procs';
  * 10 s for a 504).
  *
  * An async call (?async=true) there read 'waiting' until a node came back, its admission place and
- * input bytes held; it is now failed as a sync call is answered, NO_NODE_AVAILABLE, its place, its
+ * input bytes held; it is now failed after the grace a restart gets, NO_NODE_AVAILABLE, its place, its
  * bytes and its input key given back, and taken off the dead queue: a node that comes back neither
  * runs nor counts it.
  */
@@ -120,7 +120,7 @@ describe('the only worker died with a load or an unload on its queue', () => {
 });
 
 describe('the only worker died with an async call on its queue', () => {
-  it("the call is failed NO_NODE_AVAILABLE (not 'waiting' until a node is back), its place and bytes given back, and never runs later", async () => {
+  it("the call is failed NO_NODE_AVAILABLE after the grace (not 'waiting' until a node is back), its place and bytes given back, and never runs later", async () => {
     const w = await worker('w1');
     const done = await submit();
     for (let i = 0; i < 100 && (await status(done)).status !== 'completed'; i++) await sleep(50);
@@ -131,9 +131,13 @@ describe('the only worker died with an async call on its queue', () => {
     expect(await held()).toEqual({ places: 1, bytes: SIZE * 4 });
     w.kill9();
     await w.exited;
-    // Declared dead after 3 s; the reaper runs every beat.
+    // Declared dead after 3 s, then the grace (four dead-after times, 12 s): still there for a
+    // restart under its id at 8 s; the reaper runs every beat.
+    await sleep(8000);
+    expect(await status(id)).toMatchObject({ status: 'waiting' });
+    expect(await w1Queue.getWaitingCount()).toBe(1);
     let s = await status(id);
-    for (let i = 0; i < 100 && s.status === 'waiting'; i++) {
+    for (let i = 0; i < 200 && s.status === 'waiting'; i++) {
       await sleep(100);
       s = await status(id);
     }
@@ -147,6 +151,26 @@ describe('the only worker died with an async call on its queue', () => {
     await sleep(3000);
     expect(await invocations()).toBe(1);
     expect((await status(id)).status).toBe('failed');
+  }, 60_000);
+
+  it('a node restarted under its NODE_ID within the grace runs a waiting call: completed, counted once', async () => {
+    const last = procs.filter((p) => p.nodeId === 'w1').at(-1)!;
+    const w = last.child.exitCode === null && last.child.signalCode === null ? last : await worker('w1');
+    const before = await invocations();
+    w.child.kill('SIGSTOP');
+    const id = await submit();
+    expect(await w1Queue.getWaitingCount()).toBe(1);
+    w.kill9();
+    await w.exited;
+    await worker('w1');
+    let s = await status(id);
+    for (let i = 0; i < 200 && s.status !== 'completed' && s.status !== 'failed'; i++) {
+      await sleep(100);
+      s = await status(id);
+    }
+    expect(s.status).toBe('completed');
+    expect(await invocations()).toBe(before + 1);
+    expect(await held()).toEqual({ places: 0, bytes: 0 });
   }, 60_000);
 
   it('one the dead node had taken is failed only after the grace a sync call gets (room for a restart under its NODE_ID), then the same way', async () => {
