@@ -103,12 +103,19 @@ end`;
 // key again), the cluster counters, then the keys of the writes that go with it.
 // ARGV: answer, ttl ms, id, 'sync'|'async'|'none' (the writes alone, once per id: KEYS[1] is then
 // the answered marker)|'plain' (the writes alone), or 'sync-first'|'async-first' (nothing at all,
-// writes included, when the call has its answer already), number of writes, then four per write.
+// writes included, when the call has its answer already), or 'async-run' (an async run's outputs:
+// nothing more when the same answer is there, sent again), number of writes, then four per write.
 const DELIVER = new Script(`${LUA_GIVE_BACK}
 ${LUA_APPLY_WRITES}
 local mode = ARGV[4]
 if mode == 'async-first' then
   if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+  mode = 'async'
+elseif mode == 'async-run' then
+  -- A run's outputs, which name their node and timings: found there, this very answer was sent
+  -- again (ioredis resends a script whose reply its connection lost; a node retries one that
+  -- failed), and its writes were applied with it.
+  if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
   mode = 'async'
 elseif mode == 'sync-first' then
   if redis.call('GET', KEYS[1]) == '1' then return 0 end
@@ -166,7 +173,8 @@ export async function delivered(redis: Redis, k: Keys, to: ReplyTo, answer: Outg
   const payload = encodeAnswer(answer);
   const ttl = Math.max(1000, Math.ceil(to.answerTtlMs));
   const keys = to.replyTo ? [k.answered(to.id), to.replyTo, k.cluster] : [k.result(to.id), k.result(to.id), k.cluster];
-  const args: Array<string | number | Buffer> = [payload, ttl, to.id, `${to.replyTo ? 'sync' : 'async'}${onlyFirst ? '-first' : ''}`, also?.count ?? 0];
+  const mode = to.replyTo ? (onlyFirst ? 'sync-first' : 'sync') : onlyFirst ? 'async-first' : 'ok' in answer ? 'async-run' : 'async';
+  const args: Array<string | number | Buffer> = [payload, ttl, to.id, mode, also?.count ?? 0];
   if (also) {
     keys.push(...also.keys);
     args.push(...also.args);

@@ -68,7 +68,7 @@ export async function cutProxy(redisUrl: string, at: (args: string[]) => 'before
 }
 
 /** The first whole command in `buf` (RESP: an array of bulk strings, as every client sends), its arguments as latin1 strings; undefined if incomplete. */
-function nextCommand(buf: Buffer): { args: string[]; end: number } | undefined {
+export function nextCommand(buf: Buffer): { args: string[]; end: number } | undefined {
   const line = (from: number) => {
     const e = buf.indexOf('\r\n', from);
     return e < 0 ? undefined : { text: buf.toString('latin1', from, e), next: e + 2 };

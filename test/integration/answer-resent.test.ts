@@ -1,0 +1,110 @@
+import { connect, createServer, type Socket } from 'node:net';
+import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { mlpModel } from '../../models/generate';
+import { deleteKeys } from '../support/brulee';
+import { nextCommand } from '../support/cut-proxy';
+import { startProc, stopAll, type Proc } from '../support/procs';
+import { startS3, type TestS3 } from '../support/s3';
+
+/*
+ * An async call's answer script whose reply its node's connection lost (Redis ran it) is sent
+ * again: by ioredis once it reconnects (autoResendUnfulfilledCommands), or by the node's retries.
+ * It is one run: /stats counts it once, and no duplicate run.
+ */
+
+const prefix = `ars${process.pid}`;
+let s3: TestS3;
+let gw: Proc;
+let w1: Proc;
+const procs: Proc[] = [];
+const sockets = new Set<Socket>();
+/** Whether the next answer script of an async call (its mode, 'async-run') has its reply dropped. */
+let armed = false;
+let dropped = 0;
+const env = () => ({ REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, POPULARITY_CRON: '0 0 1 1 *', ...s3.env() });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A proxy to Redis that forwards the armed script, drops its reply and then closes that connection (new ones pass). */
+async function replyLosingProxy(redisUrl: string): Promise<{ url: string; close(): void }> {
+  const target = new URL(redisUrl);
+  const server = createServer((client) => {
+    sockets.add(client);
+    client.on('error', () => undefined);
+    const upstream = connect(Number(target.port || 6379), target.hostname || '127.0.0.1');
+    sockets.add(upstream);
+    let swallow = false;
+    upstream.on('error', () => client.destroy());
+    upstream.on('data', (d) => swallow || client.write(d));
+    upstream.on('close', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+    let pending = Buffer.alloc(0);
+    client.on('data', (d: Buffer) => {
+      if (swallow) return;
+      pending = Buffer.concat([pending, d]);
+      for (;;) {
+        const c = nextCommand(pending);
+        if (!c) return;
+        upstream.write(pending.subarray(0, c.end));
+        pending = pending.subarray(c.end);
+        if (armed && c.args[0]!.toUpperCase() === 'EVALSHA' && c.args.includes('async-run')) {
+          armed = false;
+          swallow = true;
+          dropped++;
+          // Redis runs it; its reply never reaches the node, whose connection then closes.
+          setTimeout(() => client.destroy(), 300);
+          return;
+        }
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = new URL(redisUrl);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as { port: number }).port);
+  return { url: url.toString(), close: () => (server.close(), sockets.forEach((s) => s.destroy())) };
+}
+
+let proxy: { url: string; close(): void };
+
+beforeAll(async () => {
+  s3 = await startS3();
+  proxy = await replyLosingProxy(inject('redisUrl'));
+  [gw, w1] = await Promise.all([startProc('gw', 'gateway', env()), startProc('w1', 'worker', { ...env(), REDIS_URL: proxy.url, NODE_ID: 'w1' })]);
+  procs.push(gw, w1);
+  const put = await fetch(`${gw.base}/functions/m?timeoutMs=20000`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: mlpModel({ inputSize: 4, hidden: [4], outputSize: 2, seed: 1 }) });
+  expect(put.status).toBe(201);
+}, 120_000);
+
+afterAll(async () => {
+  await stopAll(procs);
+  proxy?.close();
+  await s3?.stop();
+  await deleteKeys(prefix);
+});
+
+type Stats = { functions: Record<string, { invocations: number }>; failover: { duplicateRuns: number } };
+const stats = async () => (await (await fetch(`${gw.base}/stats`)).json()) as Stats;
+
+async function call(): Promise<string> {
+  const x = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
+  const r = await fetch(`${gw.base}/functions/m/invoke?async=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: x }) });
+  const { id } = (await r.json()) as { id: string };
+  for (let i = 0; i < 200; i++) {
+    const st = (await (await fetch(`${gw.base}/invocations/${id}`)).json()) as { status: string };
+    if (st.status !== 'waiting' && st.status !== 'active' && st.status !== 'queued') return st.status;
+    await sleep(50);
+  }
+  return 'still waiting';
+}
+
+it('an async answer sent again after its reply was lost is counted once, and not as a duplicate run', async () => {
+  // (The first call loads the answer script into Redis: from then on EVALSHA runs it.)
+  expect(await call()).toBe('completed');
+  const before = await stats();
+  armed = true;
+  expect(await call()).toBe('completed');
+  expect(dropped).toBe(1);
+  await sleep(2000); // the node reconnects and sends it again
+  const after = await stats();
+  expect({ invocations: after.functions.m!.invocations - before.functions.m!.invocations, duplicateRuns: after.failover.duplicateRuns - before.failover.duplicateRuns }).toEqual({ invocations: 1, duplicateRuns: 0 });
+}, 60_000);
