@@ -2,8 +2,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
-import { deleteKeys } from '../support/brulee';
-import { startProc, stopAll, type Proc } from '../support/procs';
+import { startProc, type Proc } from '../support/procs';
 import { startS3, type TestS3 } from '../support/s3';
 import { workerProcs } from '../support/worker-procs';
 
@@ -22,7 +21,7 @@ const prefix = `nn${process.pid}`;
 const k = keys(prefix);
 let s3: TestS3;
 let gw: Proc;
-const { procs, env, worker } = workerProcs(prefix, () => s3);
+const { procs, env, worker, stop } = workerProcs(prefix, () => s3);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const x = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
 const redis = createRedis(inject('redisUrl'));
@@ -62,9 +61,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   redis.disconnect();
-  await stopAll(procs);
-  await s3?.stop();
-  await deleteKeys(prefix);
+  await stop();
 });
 
 describe('the only worker is down, the gateway is up', () => {

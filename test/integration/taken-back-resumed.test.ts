@@ -2,9 +2,9 @@ import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
-import { deleteKeys } from '../support/brulee';
-import { startProc, stopAll, type Proc } from '../support/procs';
+import { startProc, type Proc } from '../support/procs';
 import { startS3, type TestS3 } from '../support/s3';
+import { workerProcs } from '../support/worker-procs';
 
 /*
  * A sync call the gateway answered 503 NO_NODE_AVAILABLE and took back from its node's active list
@@ -18,8 +18,7 @@ const k = keys(prefix);
 let s3: TestS3;
 let gw: Proc;
 let w1: Proc;
-const procs: Proc[] = [];
-const env = () => ({ REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, POPULARITY_CRON: '0 0 1 1 *', ...s3.env() });
+const { procs, env, worker, stop } = workerProcs(prefix, () => s3);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const x = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
 const redis = createRedis(inject('redisUrl'));
@@ -42,17 +41,15 @@ async function counted(): Promise<{ invocations: number; metrics: number; duplic
 
 beforeAll(async () => {
   s3 = await startS3();
-  [gw, w1] = await Promise.all([startProc('gw', 'gateway', env()), startProc('w1', 'worker', { ...env(), NODE_ID: 'w1' })]);
-  procs.push(gw, w1);
+  [gw, w1] = await Promise.all([startProc('gw', 'gateway', env()), worker('w1')]);
+  procs.push(gw);
   const put = await fetch(`${gw.base}/functions/m?timeoutMs=60000`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: mlpModel({ inputSize: 4, hidden: [4], outputSize: 2, seed: 1 }) });
   expect(put.status).toBe(201);
 }, 120_000);
 
 afterAll(async () => {
   redis.disconnect();
-  await stopAll(procs);
-  await s3?.stop();
-  await deleteKeys(prefix);
+  await stop();
 });
 
 it('a call answered 503 and taken back from a stopped worker that then resumes is not counted as run', async () => {
