@@ -1,9 +1,7 @@
 import { HeapFront } from './ordered';
 import { Selection } from './select';
-import type { EntryFacts, EvictionPolicy, EvictionRequest, FutureFacts, Victim } from './types';
+import type { EntryFacts, EvictionPolicy, EvictionRequest, FutureFacts, NumberedEntry, Victim } from './types';
 
-/** An entry with the caller's number for its model (the simulator's `numberModels` hint, sim/hints.ts). */
-type NumberedEntry = EntryFacts & { readonly idx: number };
 /** The simulator's future facts, which also answer by model number (sim/engine.ts `FutureIndex`). */
 export type NumberedFuture = FutureFacts & { nextUseOf?(model: number): number; usesWithinOf?(model: number, now: number, horizonMs: number): number };
 

@@ -1,9 +1,6 @@
 import type { NumberedFuture } from './belady';
 import { Selection } from './select';
-import type { EntryFacts, EvictionPolicy, FutureFacts } from './types';
-
-/** An entry with the caller's number for its model (the simulator's `numberModels` hint, sim/hints.ts). */
-type NumberedEntry = EntryFacts & { readonly idx: number };
+import type { EntryFacts, EvictionPolicy, FutureFacts, NumberedEntry } from './types';
 
 /**
  * CremeBrulee with perfect knowledge of popularity (the ACSOS'21 paper's oracle variant): the same

@@ -1,7 +1,7 @@
 import { PositionMemo } from './memo';
 import { LoadedFacts } from './plus-select';
 import { Selection } from './select';
-import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from './types';
+import type { EntryFacts, EvictionPolicy, EvictionRequest, NumberedEntry, Victim } from './types';
 
 export interface CremeBruleePlusOptions {
   /** Weight of the newest gap in the moving average of a function's inter-arrival gaps. @default 0.3 */
@@ -160,9 +160,6 @@ interface Fn {
   /** The caller's number for its model (`numberModels`), or -1. */
   num: number;
 }
-
-/** An entry with the caller's number for its model (the simulator's `numberModels` hint, sim/hints.ts). */
-type NumberedEntry = EntryFacts & { readonly idx: number };
 
 /**
  * The functions not loaded since their eviction (`absent`): add and delete in O(1), by the place

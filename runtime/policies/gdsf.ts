@@ -1,10 +1,7 @@
 import { PositionMemo } from './memo';
 import { OrderedHeap } from './ordered';
 import { Selection } from './select';
-import type { EntryFacts, EvictionPolicy, EvictionRequest } from './types';
-
-/** An entry with the caller's number for its model (the simulator's `numberModels` hint, sim/hints.ts). */
-type NumberedEntry = EntryFacts & { readonly idx: number };
+import type { EntryFacts, EvictionPolicy, EvictionRequest, NumberedEntry } from './types';
 
 /**
  * Greedy-Dual-Size-Frequency as used by FaaSCache (Fuerst & Sharma, ASPLOS'21):

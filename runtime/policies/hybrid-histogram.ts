@@ -1,9 +1,6 @@
 import { IdDeadlineHeap, IdSet, NONE } from './heap';
 import { Selection } from './select';
-import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from './types';
-
-/** An entry with the caller's number for its model (the simulator's `numberModels` hint, sim/hints.ts). */
-type NumberedEntry = EntryFacts & { readonly idx: number };
+import type { EntryFacts, EvictionPolicy, EvictionRequest, NumberedEntry, Victim } from './types';
 
 /** Which deadline heap `earliest` looks at: what makes a reminder in it live. */
 const KEPT = 0; // loaded or pending (keep-alive ends)

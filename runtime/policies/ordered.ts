@@ -5,10 +5,7 @@
  * instead of by scoring every candidate. The order is `Selection.lowestScored`'s to the last tie:
  * score, then last use, then key (scores must not be NaN). Nothing here reads a clock.
  */
-import type { EntryFacts, Victim } from './types';
-
-/** An entry with the caller's number for its model (the simulator's `numberModels` hint, sim/hints.ts). */
-type NumberedEntry = EntryFacts & { readonly idx: number };
+import type { EntryFacts, NumberedEntry, Victim } from './types';
 
 /** One loaded model, as its last hook left it. */
 export interface OrderedNode {

@@ -1,7 +1,4 @@
-import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from './types';
-
-/** An entry with the caller's number for its model (the simulator's `numberModels` hint, sim/hints.ts). */
-type NumberedEntry = EntryFacts & { readonly idx: number };
+import type { EvictionPolicy, EvictionRequest, NumberedEntry, Victim } from './types';
 
 /** mulberry32's step: its state moves by this much at each draw (mod 2^32). */
 const STEP = 0x6d2b79f5;

@@ -1,9 +1,6 @@
 import { NONE } from './heap';
 import { Selection } from './select';
-import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from './types';
-
-/** An entry with the caller's number for its model (the simulator's `numberModels` hint, sim/hints.ts). */
-type NumberedEntry = EntryFacts & { readonly idx: number };
+import type { EntryFacts, EvictionPolicy, EvictionRequest, NumberedEntry, Victim } from './types';
 
 /** No model (the ends of the list, and a model not in it). */
 const NIL = -1;

@@ -31,6 +31,9 @@ export interface EntryFacts extends ModelFacts {
   readonly hits: number;
 }
 
+/** An entry with the caller's number for its model (the simulator's `numberModels` hint, sim/hints.ts). */
+export type NumberedEntry = EntryFacts & { readonly idx: number };
+
 /**
  * Future knowledge, for the simulator's oracles only. "Future" means the invocations the node has
  * not served yet, in the order it will serve them; when invocations queue up, the next one's
