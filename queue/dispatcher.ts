@@ -5,7 +5,7 @@ import { BruleeError } from '../errors';
 import { admit, admitSoon, refusal, type AdmissionRequest } from './admission';
 import { RedisClock } from './clock';
 import type { Keys } from './keys';
-import { deadNodes, failoverCounts, HEARTBEAT_MS, liveNodes, MISSED_BEATS, type DeadNode, type FailoverCounts, type NodeInfo } from './nodes';
+import { deadNodes, failoverCounts, HEARTBEAT_MS, liveNodes, MISSED_BEATS, removeDeadJob, type DeadNode, type FailoverCounts, type NodeInfo } from './nodes';
 import { readAnswer, ReplyReader, unwrap, type Answer, type ReplyTo } from './replies';
 import { encodeLaneJob, pushJob, takeBack, takeBackFromGone } from './lane';
 import { chooseNode, type NodeView } from './routing';
@@ -652,10 +652,7 @@ export class Dispatcher {
       const q = this.queueFor(nodeId);
       const state = await q.getJobState(id);
       if (state === 'unknown' || state === 'completed' || state === 'failed') continue;
-      if (state === 'active' || state === 'waiting-children') {
-        if (!taken) return false;
-        await this.opts.redis.del(`${this.opts.keys.bullPrefix}:${this.opts.keys.nodeQueue(nodeId)}:${id}:lock`);
-      }
+      if (state === 'active' || state === 'waiting-children') return taken && removeDeadJob(this.opts.redis, this.opts.keys, q, nodeId, id);
       return (await q.remove(id)) === 1;
     }
     return false;

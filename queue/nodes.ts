@@ -1,3 +1,4 @@
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys';
 import { LUA_NOW, Script } from './scripts';
@@ -164,6 +165,16 @@ export async function liveNodes(redis: Redis, k: Keys, deadAfterMs = HEARTBEAT_M
 /** Declares dead the nodes silent for `deadAfterMs`; answers their ids (each death is returned once, cluster-wide). */
 export async function declareDead(redis: Redis, k: Keys, deadAfterMs: number): Promise<string[]> {
   return (await DECLARE_DEAD.run(redis, [k.alive, k.nodes, k.nodeOwner, k.deadNodes, k.cluster], [deadAfterMs])) as string[];
+}
+
+/**
+ * Takes job `id` off `q`, the BullMQ queue of `nodeId`, a node that is gone: its lock first, which
+ * is the dead worker's (BullMQ keeps a locked job, active, until the lock lapses: up to
+ * JOB_LOCK_MS). True when it was removed.
+ */
+export async function removeDeadJob(redis: Redis, k: Keys, q: Queue, nodeId: string, id: string): Promise<boolean> {
+  await redis.del(`${k.bullPrefix}:${k.nodeQueue(nodeId)}:${id}:lock`);
+  return (await q.remove(id)) === 1;
 }
 
 /** Nodes declared dead or gone, with the jobs moved off each. */

@@ -6,6 +6,7 @@ import { releaseWith } from './admission';
 import type { Routed } from './dispatcher';
 import type { Keys } from './keys';
 import { decodeLaneJob } from './lane';
+import { removeDeadJob } from './nodes';
 import { deliver } from './replies';
 import { Script } from './scripts';
 import { StatsOps } from './writes';
@@ -94,10 +95,18 @@ export async function givenUp(o: PoisonOptions, crash: Crash, name: string, data
  * Resolves to whether it was answered here.
  */
 async function answerCrashed(o: PoisonOptions, data: Pick<Routed<Partial<InvokeJob>>, 'admission' | 'inputs' | 'reply'>, e: BruleeError, also = new StatsOps()): Promise<boolean> {
-  if (data.admission) releaseWith(also, data.admission);
-  if (data.inputs?.key !== undefined) also.del(data.inputs.key);
-  also.hincrby(o.keys.cluster, 'poisonJobs', 1);
+  givenBack(data, also).hincrby(o.keys.cluster, 'poisonJobs', 1);
   return deliver(o.redis, o.keys, data.reply, { error: errorToWire(e) }, also, true);
+}
+
+/**
+ * `w` with the writes that give back what a job that will not run holds: its admission place and
+ * input bytes, and its input key (they go in the script that answers it).
+ */
+export function givenBack(data: Pick<Routed<Partial<InvokeJob>>, 'admission' | 'inputs'>, w = new StatsOps()): StatsOps {
+  if (data.admission) releaseWith(w, data.admission);
+  if (data.inputs?.key !== undefined) w.del(data.inputs.key);
+  return w;
 }
 
 /**
@@ -120,8 +129,7 @@ export async function settleCrashed(o: PoisonOptions, crash: Crash): Promise<voi
       const data = job?.data as Routed<LoadJob & Partial<InvokeJob>> | undefined;
       if (!job?.id || job.name === JOB.unload || !data?.model) continue;
       if (!(await givenUp(o, crash, job.name, data))) continue;
-      await redis.del(`${k.bullPrefix}:${k.nodeQueue(crash.node)}:${job.id}:lock`);
-      await q.remove(job.id);
+      await removeDeadJob(redis, k, q, crash.node, job.id);
     }
   } finally {
     await q.close().catch(() => undefined);

@@ -4,11 +4,10 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { errorToWire, isBruleeError } from '../errors';
 import { JOB_OPTIONS, modelKey, ORPHAN_GRACE, type Dispatcher, type Routed } from './dispatcher';
-import { releaseWith } from './admission';
 import type { Keys } from './keys';
-import { deadNodes, declareDead, HEARTBEAT_MS, MISSED_BEATS } from './nodes';
+import { deadNodes, declareDead, HEARTBEAT_MS, MISSED_BEATS, removeDeadJob } from './nodes';
 import { decodeLaneJob, moveJob } from './lane';
-import { givenUp, type Crash } from './poison';
+import { givenBack, givenUp, type Crash } from './poison';
 import { deliver, hasAnswer } from './replies';
 import { chooseNode, type NodeView } from './routing';
 import { Script } from './scripts';
@@ -169,8 +168,7 @@ export class Reaper {
       if (await hasAnswer(redis, k, data.reply)) {
         // Answered by the dead node, which died before BullMQ finished it: nothing to move, nor to
         // run again (a second run's answer is dropped, its counts are not; a given-up job would run).
-        await redis.del(`${k.bullPrefix}:${k.nodeQueue(deadId)}:${id}:lock`);
-        await from.remove(id);
+        await removeDeadJob(redis, k, from, deadId, id);
         log.info({ job: id, from: deadId, state }, 'job answered before its node died: not moved');
         continue;
       } else if (job.name === JOB.unload || !data.model) {
@@ -182,8 +180,7 @@ export class Reaper {
         await deliver(redis, k, data.reply, { ok: { dropped: 0 } }, count, true);
         await redis.pexpire(k.reaperLock, this.lockMs);
       } else if (crash && state === 'active' && (await givenUp(this.poison, crash, job.name, data as Routed<LoadJob & Partial<InvokeJob>>))) {
-        await redis.del(`${k.bullPrefix}:${k.nodeQueue(deadId)}:${id}:lock`);
-        await from.remove(id);
+        await removeDeadJob(redis, k, from, deadId, id);
         continue;
       } else {
         let target: NodeView;
@@ -200,13 +197,8 @@ export class Reaper {
           // else (a load: its caller's gateway answers it) is left where it is until a node can take
           // it; the jobs after it are still looked at (an unload there is answered at once).
           if (job.name !== JOB.invoke || data.reply.replyTo || now - diedAt < ORPHAN_GRACE * this.o.deadAfterMs) continue;
-          const call = data as Routed<InvokeJob>;
-          const writes = new StatsOps();
-          if (call.admission) releaseWith(writes, call.admission);
-          if (call.inputs.key) writes.del(call.inputs.key);
-          await deliver(redis, k, call.reply, { error: errorToWire(e) }, writes.count > 0 ? writes : undefined, true);
-          await redis.del(`${k.bullPrefix}:${k.nodeQueue(deadId)}:${id}:lock`);
-          await from.remove(id);
+          await deliver(redis, k, data.reply, { error: errorToWire(e) }, givenBack(data as Routed<InvokeJob>), true);
+          await removeDeadJob(redis, k, from, deadId, id);
           log.info({ job: id, from: deadId, state }, 'async call on a dead node failed: no live node can take it');
           continue;
         }
@@ -226,9 +218,8 @@ export class Reaper {
         if (!data.reply.replyTo) await redis.set(k.invocation(id), target.id, 'KEEPTTL', 'XX');
         log.info({ job: id, from: deadId, to: target.id, state }, 'job moved off a dead node');
       }
-      // A dead worker's lock would keep its active job for up to 30 s: it is gone, so is the lock.
-      await redis.del(`${k.bullPrefix}:${k.nodeQueue(deadId)}:${id}:lock`);
-      await from.remove(id);
+      // Off the dead node's queue (moved, or an unload answered), its lock with it.
+      await removeDeadJob(redis, k, from, deadId, id);
       moved++;
     }
     return moved;
