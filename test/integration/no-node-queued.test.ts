@@ -56,6 +56,16 @@ async function prewarms(): Promise<number> {
   return s.functions.m!.loads;
 }
 
+/**
+ * Starts worker `id` and waits out the gateway's node list (read at most every 500 ms), so that a
+ * call sent next is routed to it, not refused 503 by a gateway that does not see it yet.
+ */
+async function routableWorker(id: string): Promise<Proc> {
+  const w = await worker(id);
+  await sleep(600);
+  return w;
+}
+
 /** Stops w1, sends `path` (its job waits on w1's queue: w1 cannot take it), then kills w1. */
 async function killWaiting(w: Proc, path: string): Promise<ReturnType<typeof post>> {
   w.child.kill('SIGSTOP');
@@ -89,7 +99,7 @@ afterAll(async () => {
 
 describe('the only worker died with a load or an unload on its queue', () => {
   it('a load is answered 503 NO_NODE_AVAILABLE, not 504 at its timeout, and never runs later', async () => {
-    const w = await worker('w1');
+    const w = await routableWorker('w1');
     const r = await killWaiting(w, '/v2/repository/models/m/load');
     expect(r.status).toBe(503);
     expect(r.body).toMatchObject({ error: expect.stringMatching(/^no runtime node is alive/) });
@@ -104,7 +114,7 @@ describe('the only worker died with a load or an unload on its queue', () => {
 
   it('an unload is answered by the reaper, {dropped: 0}, not 504 at its timeout, also behind a call no live node can take', async () => {
     const last = procs.filter((p) => p.nodeId === 'w1').at(-1)!;
-    const w = last.child.exitCode === null && last.child.signalCode === null ? last : await worker('w1');
+    const w = last.child.exitCode === null && last.child.signalCode === null ? last : await routableWorker('w1');
     w.child.kill('SIGSTOP');
     const unload = post('/v2/repository/models/m/unload');
     for (let i = 0; i < 100 && (await w1Queue.getWaitingCount()) === 0; i++) await sleep(20);
@@ -121,7 +131,7 @@ describe('the only worker died with a load or an unload on its queue', () => {
 
 describe('the only worker died with an async call on its queue', () => {
   it("the call is failed NO_NODE_AVAILABLE after the grace (not 'waiting' until a node is back), its place and bytes given back, and never runs later", async () => {
-    const w = await worker('w1');
+    const w = await routableWorker('w1');
     const done = await submit();
     for (let i = 0; i < 100 && (await status(done)).status !== 'completed'; i++) await sleep(50);
     expect((await status(done)).status).toBe('completed');
@@ -155,7 +165,7 @@ describe('the only worker died with an async call on its queue', () => {
 
   it('a node restarted under its NODE_ID within the grace runs a waiting call: completed, counted once', async () => {
     const last = procs.filter((p) => p.nodeId === 'w1').at(-1)!;
-    const w = last.child.exitCode === null && last.child.signalCode === null ? last : await worker('w1');
+    const w = last.child.exitCode === null && last.child.signalCode === null ? last : await routableWorker('w1');
     const before = await invocations();
     w.child.kill('SIGSTOP');
     const id = await submit();
@@ -175,7 +185,7 @@ describe('the only worker died with an async call on its queue', () => {
 
   it('one the dead node had taken is failed only after the grace a sync call gets (room for a restart under its NODE_ID), then the same way', async () => {
     const last = procs.filter((p) => p.nodeId === 'w1').at(-1)!;
-    const w = last.child.exitCode === null && last.child.signalCode === null ? last : await worker('w1');
+    const w = last.child.exitCode === null && last.child.signalCode === null ? last : await routableWorker('w1');
     // ~0.6 s of MatMuls: taken by w1, which is stopped while it runs it.
     const body = JSON.stringify({ inputs: { x: { type: 'float32', dims: [1, 256], data: new Array(256).fill(0.5) } } });
     const res = await fetch(`${gw.base}/functions/slow/invoke?async=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
