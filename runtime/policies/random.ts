@@ -3,12 +3,28 @@ import type { EvictionPolicy, EvictionRequest, NumberedEntry, Victim } from './t
 /** mulberry32's step: its state moves by this much at each draw (mod 2^32). */
 const STEP = 0x6d2b79f5;
 
-/** mulberry32's draw from state `a` (already stepped): a number in [0, 1). */
-function draw(a: number): number {
+/** mulberry32's output from state `a` (already stepped): its 32 bits, as an int32. */
+function bits32(a: number): number {
   let t = a;
   t = Math.imul(t ^ (t >>> 15), t | 1);
   t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  return t ^ (t >>> 14);
+}
+
+/** mulberry32's draw from state `a` (already stepped): a number in [0, 1). */
+function draw(a: number): number {
+  return (bits32(a) >>> 0) / 4294967296;
+}
+
+/**
+ * `Math.floor(draw(a) * n)` (n >= 1), a shuffle's index: for n <= 2^16 in integers, as the high
+ * 32 bits of x·n (x the draw's 32 bits), which is what the float product gives exactly (x / 2^32
+ * times n has at most 49 significant bits, so it is not rounded).
+ */
+function drawBelow(a: number, n: number): number {
+  const x = bits32(a);
+  if (n > 0x10000) return Math.floor(((x >>> 0) / 4294967296) * n);
+  return (Math.imul(x >>> 16, n) + (Math.imul(x & 0xffff, n) >>> 16)) >>> 16;
 }
 
 /** mulberry32: a small seeded generator, so random runs repeat. */
@@ -24,10 +40,6 @@ export function seededRandom(seed: number): () => number {
 export function random(seed = 1): EvictionPolicy {
   // seededRandom(seed), with its state here: `selectAmongLoaded` moves it on by many draws at once.
   let state = seed >>> 0;
-  const next = () => {
-    state = (state + STEP) >>> 0;
-    return draw(state);
-  };
   // Every key seen, in key order, with its rank: lets each call put the candidates in key order
   // in O(candidates + keys) instead of sorting strings.
   const sorted: string[] = [];
@@ -140,7 +152,8 @@ export function random(seed = 1): EvictionPolicy {
   /** Fisher-Yates over pool[0..m), with the generator's next m - 1 draws. */
   const shuffle = (m: number) => {
     for (let i = m - 1; i > 0; i--) {
-      const j = Math.floor(next() * (i + 1));
+      state = (state + STEP) >>> 0;
+      const j = drawBelow(state, i + 1);
       const t = pool[i]!;
       pool[i] = pool[j]!;
       pool[j] = t;
@@ -198,7 +211,7 @@ export function random(seed = 1): EvictionPolicy {
     let st = (state + Math.imul(m - 1, STEP)) >>> 0; // after the last draw (the one of place 1)
     let i = 1;
     for (; i < m && i < FRONT; i++) {
-      const j = Math.floor(draw(st) * (i + 1));
+      const j = drawBelow(st, i + 1);
       st = (st - STEP) >>> 0;
       for (let p = 0; p < k; p++) {
         const at = front[p]!;
@@ -212,7 +225,7 @@ export function random(seed = 1): EvictionPolicy {
       if (mark.length < m) mark = new Uint8Array(2 * m);
       for (let p = 0; p < k; p++) mark[front[p]!] = p + 1;
       for (; i < m; i++) {
-        const j = Math.floor(draw(st) * (i + 1));
+        const j = drawBelow(st, i + 1);
         st = (st - STEP) >>> 0;
         const q = mark[j]!;
         if (q !== 0) {
