@@ -181,6 +181,22 @@ export class PopularityTracker {
         rate[f + 3] = r3;
         total = total + r0 + r1 + r2 + r3;
       }
+    } else if (L === 2) {
+      for (; f + 4 <= n; f += 4) {
+        const m0 = mult[f]!;
+        const m1 = mult[f + 1]!;
+        const m2 = mult[f + 2]!;
+        const m3 = mult[f + 3]!;
+        const r0 = rate[f]! * m0 * m0;
+        const r1 = rate[f + 1]! * m1 * m1;
+        const r2 = rate[f + 2]! * m2 * m2;
+        const r3 = rate[f + 3]! * m3 * m3;
+        rate[f] = r0;
+        rate[f + 1] = r1;
+        rate[f + 2] = r2;
+        rate[f + 3] = r3;
+        total = total + r0 + r1 + r2 + r3;
+      }
     } else {
       for (; f + 4 <= n; f += 4) {
         const m0 = mult[f]!;
