@@ -475,6 +475,9 @@ class NodeRun {
       if (!(opts.popularityFirstRefreshMs >= 0)) throw new RangeError(`simulate: popularityFirstRefreshMs must be >= 0, got ${opts.popularityFirstRefreshMs}`);
       this.pop.nextRefreshAt = opts.popularityFirstRefreshMs;
     }
+    // A refresh changes only the rates and the clock, and a move of the clock by refreshes is seen
+    // by nothing (`refreshesUntil`), so a policy that never reads popularity has none.
+    if (!this.usesPop) this.pop.nextRefreshAt = Infinity;
 
     this.state = new Uint8Array(F);
     this.inFlight = new Int32Array(F);
@@ -685,22 +688,19 @@ class NodeRun {
     this.refreshesUntil(tUntil);
   }
 
-  /** The refreshes due at or before tUntil (the first of them is due). */
+  /**
+   * The refreshes due at or before tUntil (the first of them is due). Each moves the clock to its
+   * time, at most tUntil: the next event's time, or that of a check due before it. What reads the
+   * clock next (the event, which sets it, or the check, which compares it with its own time or
+   * sets it to that) finds it as it would without them.
+   */
   private refreshesUntil(tUntil: number): void {
     const pop = this.pop;
-    if (this.usesPop) {
-      do {
-        this.now = Math.max(this.now, pop.nextRefreshAt);
-        pop.refreshRates();
-      } while (pop.nextRefreshAt <= tUntil);
-      this.dirty = true; // entries' popularity changes
-      return;
-    }
-    // Nothing to compute, but the clock moves as it does with refreshes.
-    let r = pop.nextRefreshAt;
-    while (r + pop.refreshMs <= tUntil) r += pop.refreshMs;
-    this.now = Math.max(this.now, r);
-    pop.nextRefreshAt = r + pop.refreshMs;
+    do {
+      this.now = Math.max(this.now, pop.nextRefreshAt);
+      pop.refreshRates();
+    } while (pop.nextRefreshAt <= tUntil);
+    this.dirty = true; // entries' popularity changes
   }
 
   /**
