@@ -36,6 +36,15 @@ export interface SimOptions {
   /** Called every 2^18 dispatched invocations. */
   onProgress?: (done: number, total: number) => void;
   /**
+   * Called once, the first time the budget decides anything: a load that needs room (the used
+   * bytes plus its size above the budget), a model larger than the budget, or from the start when
+   * the policy is told the free memory (`prewarm`, `idleCheckPeriod`, `checkAfterHooks`,
+   * `checkSignals`). Nothing else here reads the budget, so a run in which it is never called
+   * makes the same decisions, and gives the same result but for `budgetBytes`, at any budget at or
+   * above its `peakUsedBytes` (every room check there is of a sum it reached). sim/sweep.ts reuses it.
+   */
+  onBudgetBound?: () => void;
+  /**
    * Take every event through the general turn, without the serial node's whole-call steps
    * (`serveSerial`): for tests, which require the same results either way. @default false
    */
@@ -327,6 +336,8 @@ class NodeRun {
   private readonly onServe: SimOptions['onServe'];
   private readonly onLoadStart: SimOptions['onLoadStart'];
   private readonly onEvicted: SimOptions['onEvict'];
+  /** `SimOptions.onBudgetBound` until it is called. */
+  private onBound: SimOptions['onBudgetBound'];
 
   // Popularity (the runtime's decayed share), skipped for policies that never read it.
   private readonly pop: PopularityTracker;
@@ -501,6 +512,9 @@ class NodeRun {
     this.onServe = opts.onServe;
     this.onLoadStart = opts.onLoadStart;
     this.onEvicted = opts.onEvict;
+    this.onBound = opts.onBudgetBound;
+    const h = this.hints;
+    if (policy.prewarm !== undefined || h.idleCheckPeriod !== undefined || h.checkAfterHooks !== undefined || h.checkSignals !== undefined) this.budgetBound();
     this.resident = new Int32Array(F);
     this.amongScratch = new Int32Array(F);
     this.joined = new Int32Array(F);
@@ -821,6 +835,7 @@ class NodeRun {
     const inWindow = arrival >= this.from && arrival < this.to;
     if (this.sweepMs === 0 && this.hasSweep) this.sweep();
     if (e.sizeBytes > this.budget) {
+      if (this.onBound !== undefined) this.budgetBound();
       this.refuse(f, inWindow);
       return;
     }
@@ -929,12 +944,20 @@ class NodeRun {
     this.i++;
   }
 
+  /** The budget decided something (`SimOptions.onBudgetBound`). */
+  private budgetBound(): void {
+    const f = this.onBound;
+    this.onBound = undefined;
+    f?.();
+  }
+
   /** Evicts the policy's victims until model f fits. False if in-flight models hold the room. */
   private makeRoom(f: number): boolean {
     const e = this.entries[f]!;
     const budget = this.budget;
     const need = this.used + e.sizeBytes - budget;
     if (need <= 0) return true;
+    if (this.onBound !== undefined) this.budgetBound();
     const c = this.evictable();
     let free = 0;
     if (c === this.residentEntries && this.exactSizes) free = this.residentBytes;

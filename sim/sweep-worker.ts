@@ -1,13 +1,11 @@
 import { parentPort } from 'node:worker_threads';
-import { runOne, type SweepWork } from './sweep';
+import { SweepQueue, takeRuns, type SweepWork } from './sweep';
 
 /**
  * A worker of `sweepParallel`: sent the work once, it takes runs from the shared queue until none
- * is left, posting each result, then exits.
+ * is left, posting each result (and the runs it covers), then exits.
  */
-parentPort!.once('message', ({ trace, models, opts, order, next }: SweepWork) => {
-  for (let k = Atomics.add(next, 0, 1); k < order.length; k = Atomics.add(next, 0, 1)) {
-    parentPort!.postMessage({ index: order[k]!.index, result: runOne(trace, models, opts, order[k]!) });
-  }
+parentPort!.once('message', ({ trace, models, opts, order, state, reuse }: SweepWork) => {
+  takeRuns(trace, models, opts, new SweepQueue(order, state, reuse), (d) => parentPort!.postMessage(d));
   parentPort!.close();
 });

@@ -18,6 +18,12 @@ export interface SweepOptions extends Omit<SimOptions, 'budgetBytes' | 'future'>
 export interface SweepResult extends SimResult {
   /** The budget as a percentage of all models' size. */
   budgetPct: number;
+  /**
+   * Present on a result that was not run: the budget of the run it is taken from, a higher one of
+   * the same policy whose budget never decided anything (`SimOptions.onBudgetBound`) and that never
+   * used more than this result's budget, so the same decisions. Its `wallMs` is 0.
+   */
+  sameAsBudgetBytes?: number;
 }
 
 /** One run of a sweep: a policy at a budget, and its place in the results. */
@@ -38,31 +44,180 @@ export function sweepJobs(models: readonly SimModel[], opts: Pick<SweepOptions, 
   return jobs;
 }
 
-/** Runs one job with a fresh policy instance. */
-export function runOne(trace: Trace, models: readonly SimModel[], opts: SweepOptions, job: SweepJob): SweepResult {
+/** The budget of `bytes` as a percentage of all models' size. */
+function percentOf(models: readonly SimModel[], bytes: number): number {
   const all = totalBytes(models);
-  const budgetPct = all > 0 ? (100 * job.budgetBytes) / all : 0;
+  return all > 0 ? (100 * bytes) / all : 0;
+}
+
+/**
+ * Runs one job with a fresh policy instance. `onBound` is called when its budget first decides
+ * something (`SimOptions.onBudgetBound`; at once for `bound` and `offline`, which are not runs).
+ */
+export function runOne(trace: Trace, models: readonly SimModel[], opts: SweepOptions, job: SweepJob, onBound?: () => void): SweepResult {
+  const budgetPct = percentOf(models, job.budgetBytes);
   if (job.policy === 'bound' || job.policy === 'offline') {
     if ((opts.slots ?? 1) !== 1) throw new RangeError(`the ${job.policy === 'bound' ? 'bound' : 'offline schedule'} holds for one slot only (--slots 1)`);
+    onBound?.();
     const o = { budgetBytes: job.budgetBytes, reportFromMs: opts.reportFromMs, reportToMs: opts.reportToMs };
     return { ...(job.policy === 'bound' ? boundResult(trace, models, o) : scheduleResult(trace, models, o)), budgetPct };
   }
   const policy = createSimPolicy(job.policy, opts.policyOptions);
   const { policies: _p, budgets: _b, policyOptions: _o, onRun: _r, ...simOpts } = opts;
-  const r = simulate(trace, models, policy, { ...simOpts, budgetBytes: job.budgetBytes, future: isOracle(job.policy) });
+  const r = simulate(trace, models, policy, { ...simOpts, budgetBytes: job.budgetBytes, future: isOracle(job.policy), ...(onBound ? { onBudgetBound: onBound } : {}) });
   return { ...r, budgetPct };
 }
 
-/** Runs every policy at every budget, one after another (each run with a fresh policy instance). */
+/** `from`'s result (a run whose budget never bound, `SweepQueue`) as the result of `job`, which it covers. */
+function sameAs(from: SweepResult, job: SweepJob, models: readonly SimModel[]): SweepResult {
+  return { ...from, budgetBytes: job.budgetBytes, budgetPct: percentOf(models, job.budgetBytes), wallMs: 0, sameAsBudgetBytes: from.budgetBytes };
+}
+
+// A run's state in a `SweepQueue`.
+const FREE = 0;
+/** Taken, and its budget has not decided anything yet. */
+const UNBOUND = 1;
+/** Taken, and its budget decided something (or the run is over). */
+const TAKEN = 2;
+
+/**
+ * The runs of a sweep in the order to take them, shared by every thread that takes them (its
+ * states in an `Int32Array`, shared between threads by `sweepParallel`). A run whose budget never
+ * decided anything (`SimOptions.onBudgetBound` never called) makes the same decisions at any
+ * budget at or above its peak used bytes: when one ends, the runs of the same policy at such
+ * budgets below its own that no thread has taken are taken as done, their results its own
+ * (`sameAs`). So that they are not started meanwhile, a thread passes over a run while a run of
+ * its policy at a higher budget is under way with its budget unbound, unless every run left is
+ * such a run (it then takes the first: no thread waits). Each policy's budgets are in the order
+ * from the highest down.
+ */
+export class SweepQueue {
+  constructor(
+    readonly order: readonly SweepJob[],
+    private readonly state: Int32Array,
+    /** Whether a result may be reused (false when the caller watches each run's events). */
+    private readonly reuse: boolean,
+  ) {}
+
+  /** The next run to take (its place in `order`), marked taken; -1 when none is left. */
+  take(): number {
+    const { order, state } = this;
+    for (;;) {
+      let left = false;
+      let held = -1;
+      for (let k = 0; k < order.length; k++) {
+        if (Atomics.load(state, k) !== FREE) continue;
+        left = true;
+        if (this.reuse && this.heldBack(k)) {
+          if (held < 0) held = k;
+        } else if (Atomics.compareExchange(state, k, FREE, UNBOUND) === FREE) return k;
+      }
+      if (!left) return -1;
+      if (held >= 0 && Atomics.compareExchange(state, held, FREE, UNBOUND) === FREE) return held;
+    }
+  }
+
+  /** Run k's budget decided something. */
+  bound(k: number): void {
+    Atomics.store(this.state, k, TAKEN);
+  }
+
+  /**
+   * Run k ended (its budget unbound if `unbound`, with `peakBytes` used at most): the runs it
+   * covers, taken now as done (their places in `order`).
+   */
+  done(k: number, unbound: boolean, peakBytes: number): number[] {
+    Atomics.store(this.state, k, TAKEN);
+    const covered: number[] = [];
+    if (!(this.reuse && unbound)) return covered;
+    const { order, state } = this;
+    const run = order[k]!;
+    for (let q = 0; q < order.length; q++) {
+      const o = order[q]!;
+      if (o.policy !== run.policy || !(o.budgetBytes < run.budgetBytes && o.budgetBytes >= peakBytes)) continue;
+      if (Atomics.compareExchange(state, q, FREE, TAKEN) === FREE) covered.push(q);
+    }
+    return covered;
+  }
+
+  /** A run of k's policy at a higher budget is under way, its budget unbound so far. */
+  private heldBack(k: number): boolean {
+    const { order, state } = this;
+    const run = order[k]!;
+    for (let q = 0; q < order.length; q++) {
+      const o = order[q]!;
+      if (o.policy === run.policy && o.budgetBytes > run.budgetBytes && Atomics.load(state, q) === UNBOUND) return true;
+    }
+    return false;
+  }
+}
+
+/** What a thread reports for a run: its result, and the runs (indices in result order) it covers. */
+export interface SweepDone {
+  index: number;
+  result: SweepResult;
+  covered: number[];
+}
+
+/** Takes runs from `queue` until none is left, reporting each as it ends. */
+export function takeRuns(trace: Trace, models: readonly SimModel[], opts: SweepOptions, queue: SweepQueue, report: (d: SweepDone) => void): void {
+  for (let k = queue.take(); k >= 0; k = queue.take()) {
+    const job = queue.order[k]!;
+    let unbound = true;
+    const result = runOne(trace, models, opts, job, () => {
+      unbound = false;
+      queue.bound(k);
+    });
+    const covered = queue.done(k, unbound, result.peakUsedBytes).map((q) => queue.order[q]!.index);
+    report({ index: job.index, result, covered });
+  }
+}
+
+/** The runs in the order to take them: `cost`liest policy first, each policy's budgets from the highest down. */
+function runOrder(jobs: readonly SweepJob[], cost: (p: SweepPolicyName) => number): SweepJob[] {
+  return [...jobs].sort((a, b) => cost(b.policy) - cost(a.policy) || b.budgetBytes - a.budgetBytes || a.index - b.index);
+}
+
+/** Whether a sweep may reuse a run's result for another budget: not when the caller watches each run's events. */
+function mayReuse(opts: SweepOptions): boolean {
+  return opts.onEvict === undefined && opts.onServe === undefined && opts.onLoadStart === undefined;
+}
+
+/**
+ * Runs every policy at every budget, one after another (each run with a fresh policy instance),
+ * a policy's budgets from the highest down; a run that would make the same decisions as one at a
+ * higher budget is not run (`SweepQueue`).
+ */
 export function sweep(trace: Trace, models: readonly SimModel[], opts: SweepOptions): SweepResult[] {
   const jobs = sweepJobs(models, opts);
-  const out: SweepResult[] = [];
-  for (const job of jobs) {
-    const res = runOne(trace, models, opts, job);
-    out.push(res);
-    opts.onRun?.(res, out.length, jobs.length);
+  const out = new Collector(jobs, models, opts.onRun);
+  const queue = new SweepQueue(runOrder(jobs, () => 0), new Int32Array(jobs.length), mayReuse(opts));
+  takeRuns(trace, models, opts, queue, (d) => out.add(d));
+  return out.results;
+}
+
+/** Results by index as runs end, with those they cover; `onRun` for each. */
+class Collector {
+  readonly results: SweepResult[];
+  private done = 0;
+
+  constructor(
+    private readonly jobs: readonly SweepJob[],
+    private readonly models: readonly SimModel[],
+    private readonly onRun: SweepOptions['onRun'],
+  ) {
+    this.results = new Array<SweepResult>(jobs.length);
   }
-  return out;
+
+  add({ index, result, covered }: SweepDone): void {
+    this.put(index, result);
+    for (const i of covered) this.put(i, sameAs(result, this.jobs[i]!, this.models));
+  }
+
+  private put(index: number, r: SweepResult): void {
+    this.results[index] = r;
+    this.onRun?.(r, ++this.done, this.jobs.length);
+  }
 }
 
 /**
@@ -78,21 +233,22 @@ export function startSweepWorkers(n: number): Worker[] {
   });
 }
 
-/** What a sweep worker is sent: the trace, the runs in the order to take them, and the shared counter. */
+/** What a sweep worker is sent: the trace, the runs in the order to take them, and their shared states. */
 export interface SweepWork {
   trace: Trace;
   models: readonly SimModel[];
   opts: SweepOptions;
   order: readonly SweepJob[];
-  /** Index into `order` of the next run to take, shared by every thread (`Atomics.add`). */
-  next: Int32Array;
+  /** `SweepQueue`'s states, shared by every thread. */
+  state: Int32Array;
+  reuse: boolean;
 }
 
 /**
  * The same runs as `sweep`, with the same results in the same order, spread over `jobs` threads:
  * this one and `jobs - 1` worker threads (runs are independent: each has its own policy instance
- * and state). Every thread takes the next run from one shared queue, costliest first, so no thread
- * waits for another. With one job, or one run, it runs inline. `onRun` is called as runs finish
+ * and state). Every thread takes the next run from one shared queue (`SweepQueue`), costliest
+ * first, so no thread waits for another. With one job, or one run, it runs inline. `onRun` is called as runs finish
  * (this thread's at once, the workers' when this thread is free); `onProgress` and `onEvict` are
  * ignored.
  */
@@ -119,22 +275,18 @@ export async function sweepParallel(
     belady: 4.6, gdsf: 3.4, lru: 2, bound: 1,
   };
   const cost = (p: SweepPolicyName) => COST[p] ?? 5;
-  const order = [...jobs].sort((a, b) => cost(b.policy) - cost(a.policy) || a.index - b.index);
-  const work: SweepWork = { trace: sharedTrace(trace), models, opts: plain, order, next: new Int32Array(new SharedArrayBuffer(4)) };
+  const order = runOrder(jobs, cost);
+  const state = new Int32Array(new SharedArrayBuffer(4 * order.length));
+  const work: SweepWork = { trace: sharedTrace(trace), models, opts: plain, order, state, reuse: mayReuse(opts) };
   const workers = spare.slice(0, nThreads - 1);
   for (const w of spare.slice(nThreads - 1)) void w.terminate();
   while (workers.length < nThreads - 1) workers.push(startWorker());
-  const results: SweepResult[] = new Array(jobs.length);
-  let done = 0;
-  const finished = (index: number, r: SweepResult) => {
-    results[index] = r;
-    opts.onRun?.(r, ++done, jobs.length);
-  };
+  const out = new Collector(jobs, models, opts.onRun);
   const exits = workers.map(
     (w) =>
       new Promise<void>((resolve, reject) => {
         w.ref();
-        w.on('message', (m: { index: number; result: SweepResult }) => finished(m.index, m.result));
+        w.on('message', (d: SweepDone) => out.add(d));
         w.on('error', reject);
         w.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`sweep worker exited with code ${code}`))));
         w.postMessage(work);
@@ -142,15 +294,13 @@ export async function sweepParallel(
   );
   try {
     // This thread takes runs from the same queue.
-    for (let k = Atomics.add(work.next, 0, 1); k < order.length; k = Atomics.add(work.next, 0, 1)) {
-      finished(order[k]!.index, runOne(trace, models, plain, order[k]!));
-    }
+    takeRuns(trace, models, plain, new SweepQueue(order, state, work.reuse), (d) => out.add(d));
     await Promise.all(exits);
   } catch (e) {
     for (const w of workers) void w.terminate();
     throw e;
   }
-  return results;
+  return out.results;
 }
 
 /**
