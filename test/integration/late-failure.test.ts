@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { slowModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
+import { ort, runMs } from '../support/models';
 
 /**
  * A sync call whose run ends past its deadline is counted as its caller saw it, a timeout (its
@@ -10,11 +11,18 @@ import { startBrulee, type TestBrulee } from '../support/brulee';
  */
 
 let b: TestBrulee;
-/** ~0.15 s of MatMuls (deadlines.test.ts measures it): far past a 20 ms timeout. */
-const SLOW = slowModel({ rows: 2048, repeats: 64 });
+/**
+ * ~0.33 s of MatMuls on one thread of this session's machine (2048 × 256 × 256 × 256
+ * multiply-adds): past a 20 ms timeout and the gateway's 100 ms answer margin after it, so the
+ * caller has the gateway's 504 while the node still runs, also on a machine twice as quick. (64
+ * repeats ran in 71 ms here: a machine twice as quick ended it inside the margin.)
+ */
+const SLOW = slowModel({ rows: 2048, repeats: 256 });
 const SLOW_IN = { x: { type: 'float32', dims: [1, 256], data: new Array(256).fill(0.5) } };
 
 beforeAll(async () => {
+  // Deadline (20 ms) + the gateway's answer margin (100 ms) + room: what the test below needs.
+  expect(await runMs(SLOW, { x: new ort.Tensor('float32', new Float32Array(256).fill(0.5), [1, 256]) }), 'the slow model is too quick on this machine: raise its repeats').toBeGreaterThan(150);
   b = await startBrulee({ MAX_OUTPUT_BYTES: '16' });
   expect((await b.put('slow', SLOW, 'timeoutMs=60000')).status).toBe(201);
   // Loaded here (its outputs are over the limit: 413).
