@@ -3,6 +3,7 @@ import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
 import { mlpModel, slowModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
+import { ort, runMs } from '../support/models';
 import { until } from '../support/within';
 
 /**
@@ -19,8 +20,14 @@ let b: TestBrulee;
 /** Another gateway: its call holds the node's other slot, and input bytes in admission. */
 let gw: TestBrulee;
 
-/** ~0.3 s of MatMuls on an idle machine: well past a 20 ms timeout, well under the 1 s the gateway waited. */
-const SLOW = slowModel({ rows: 2048, repeats: 128 });
+/**
+ * ~0.33 s of MatMuls on one thread of this session's machine (2048 × 256 × 256 × 256
+ * multiply-adds), ~0.17 s on a machine twice as quick, ~0.66 s on one twice as slow: past a 20 ms
+ * timeout and the gateway's 100 ms answer margin (the node must still run it at the 504), and under
+ * the 1 s the gateway once waited (or the test could not see that wait) and the holder's 1 s wait.
+ * 128 repeats ran in 0.15 s here: twice as quick, the run would end inside the margin.
+ */
+const SLOW = slowModel({ rows: 2048, repeats: 256 });
 const SLOW_IN = { x: { type: 'float32', dims: [1, 256], data: new Array(256).fill(0.5) } };
 const HOLDER = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 12 });
 const IN = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
@@ -32,8 +39,11 @@ async function outcomes(): Promise<{ ok: number; error: number }> {
   return { ok: n('ok'), error: n('error') };
 }
 
-/** Calls `slow` alone; at its 504 the node must still be running it; then it is counted once, a timeout. */
-async function lateLoneCall(): Promise<void> {
+/**
+ * Calls `slow` alone; at its 504 the node must still be running it; then it is counted once, a
+ * timeout. `atRunEnd` checks what must still hold when the node has run it.
+ */
+async function lateLoneCall(atRunEnd?: () => void): Promise<void> {
   const before = { stats: await stats(), metrics: await outcomes() };
   const r = await b.invoke('slow', SLOW_IN);
   const runningAtAnswer = b.node!.here.running;
@@ -41,6 +51,7 @@ async function lateLoneCall(): Promise<void> {
   expect(r.body.error.message).toMatch(/did not finish within (18|19|20) ms/);
   expect(runningAtAnswer).toBe(1);
   await until('the node to finish the slow call', async () => b.node!.here.running === 0, 20_000);
+  atRunEnd?.();
   await until('its counts', async () => (await stats()).invocations === before.stats.invocations + 1, 5000);
   const after = await stats();
   expect({ timeouts: after.timeouts - before.stats.timeouts, failures: after.failures - before.stats.failures, execSamples: after.execMs.samples - before.stats.execMs.samples }).toEqual({ timeouts: 1, failures: 0, execSamples: 0 });
@@ -49,6 +60,8 @@ async function lateLoneCall(): Promise<void> {
 }
 
 beforeAll(async () => {
+  // Deadline (20 ms) + the gateway's answer margin (100 ms) + room: the node must still run it at the 504.
+  expect(await runMs(SLOW, { x: new ort.Tensor('float32', new Float32Array(256).fill(0.5), [1, 256]) }), 'the slow model is too quick on this machine: raise its repeats').toBeGreaterThan(150);
   // Input bytes bounded: a call alone in the queue is admitted whatever its size, one beside another's is not.
   b = await startBrulee({ WORKER_CONCURRENCY: '2', MAX_QUEUED_INPUT_BYTES: '100' });
   gw = await startBrulee({ ROLE: 'gateway', MAX_QUEUED_INPUT_BYTES: '100' }, { namespace: b.namespace, dataDir: b.dataDir, nodeId: 'gw' });
@@ -73,7 +86,10 @@ describe('a lone call past its deadline', () => {
     const held = gw.invoke('holder', IN);
     await until('the holding call to take a slot', async () => (await redis.llen(keys(b.namespace).laneActive(b.node!.id))) === 1, 10_000);
     expect(b.node!.canStartAlone(false)).toBe(true);
-    await lateLoneCall();
+    let heldDone = false;
+    void held.then(() => (heldDone = true));
+    // Admission refuses the slow call after its run only while the holder holds its bytes (1 s).
+    await lateLoneCall(() => expect(heldDone, 'the holding call ended before the slow run: a slower machine than this test allows').toBe(false));
     expect((await held).status).toBe(200);
   }, 60_000);
 });
