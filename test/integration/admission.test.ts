@@ -8,7 +8,7 @@ import { modelKey } from '../../queue/dispatcher';
 import { modelRefOf } from '../../functions/registry';
 import { StatsOps } from '../../queue/writes';
 import { mlpModel, slowModel } from '../../models/generate';
-import { ort, runDirect } from '../support/models';
+import { ort, runDirect, runMs } from '../support/models';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { until } from '../support/within';
 import { monitor, type Monitored } from '../support/monitor';
@@ -21,7 +21,22 @@ import { monitor, type Monitored } from '../support/monitor';
  * burst is admitted the same way.
  */
 const LIMIT = 5;
-const SLOW = slowModel({ rows: 2048, repeats: 64 });
+/**
+ * ~0.33 s of MatMuls on one thread of this session's machine (2048 × 256 × 256 × 256
+ * multiply-adds), ~0.17 s twice as quick. A burst's first call runs at once, alone, with its
+ * admission decided after its run: the run must outlast the admission of the whole burst, or that
+ * call is admitted too (6 answered). 64 repeats ran in 71 ms here.
+ */
+const SLOW = slowModel({ rows: 2048, repeats: 256 });
+/** A burst's whole admission (a few ms) fits in a run this long many times over. */
+const BURST_RUN_MS = 100;
+/**
+ * The timeout of calls that time out waiting behind the holder (its 1 s wait for a batch partner):
+ * all of a burst are admitted or refused before the first of them gives its place back at its
+ * deadline, also on a machine twice as slow (30 ms was a few burst admissions' time), and all time
+ * out well before the holder's 1 s is up.
+ */
+const QUEUED_TIMEOUT_MS = 300;
 const SLOW_IN = { x: { type: 'float32', dims: [1, 256], data: new Array(256).fill(0.5) } };
 const QUICK = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 6 });
 const QUICK_IN = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
@@ -35,6 +50,7 @@ beforeAll(async () => {
   expect((await b.put('quick', QUICK)).status).toBe(201);
   const direct = await runDirect(SLOW, { x: new ort.Tensor('float32', new Float32Array(256).fill(0.5), [1, 256]) });
   want = Array.from(direct.y!.data as Float32Array);
+  expect(await runMs(SLOW, { x: new ort.Tensor('float32', new Float32Array(256).fill(0.5), [1, 256]) }), 'the slow model is too quick on this machine: raise its repeats').toBeGreaterThan(BURST_RUN_MS);
 }, 60_000);
 afterAll(() => b?.destroy());
 
@@ -85,7 +101,7 @@ describe('admission by a function queue depth', () => {
   }, 120_000);
 
   it('calls that time out at the gateway give their places back', async () => {
-    expect((await b.put('slow', SLOW, 'timeoutMs=30')).status).toBe(200);
+    expect((await b.put('slow', SLOW, `timeoutMs=${QUEUED_TIMEOUT_MS}`)).status).toBe(200);
     // The node's one slot is held (a call waiting 1 s for a batch partner, without blocking the
     // process as a slow run would): the burst's calls are all admitted or refused before any runs.
     expect((await b.put('holder', HOLDER, 'maxBatch=2&maxDelayMs=1000&timeoutMs=60000')).status).toBeLessThan(300);
@@ -123,13 +139,16 @@ describe('admission by a function queue depth', () => {
  * past a call's deadline (given back by the next admission).
  */
 describe('admission by queued input bytes', () => {
-  // 4 KiB of inputs per call ([1, 1024] float32), slow enough that a burst finds the first ones queued.
-  const WIDE = slowModel({ rows: 1024, width: 1024, repeats: 4, seed: 2 });
+  // 4 KiB of inputs per call ([1, 1024] float32), slow enough that a burst finds the first ones
+  // queued: ~0.3 s on one thread here (4 repeats ran in 40 ms, 20 ms twice as quick).
+  const WIDE = slowModel({ rows: 1024, width: 1024, repeats: 32, seed: 2 });
   const WIDE_IN = { x: { type: 'float32', dims: [1, 1024], data: Array.from({ length: 1024 }, (_, i) => (i % 17) / 17) } };
   let wideWant: Float32Array;
   beforeAll(async () => {
     expect((await b.put('wide', WIDE)).status).toBe(201);
-    wideWant = (await runDirect(WIDE, { x: new ort.Tensor('float32', Float32Array.from(WIDE_IN.x.data), [1, 1024]) })).y!.data as Float32Array;
+    const x = { x: new ort.Tensor('float32', Float32Array.from(WIDE_IN.x.data), [1, 1024]) };
+    wideWant = (await runDirect(WIDE, x)).y!.data as Float32Array;
+    expect(await runMs(WIDE, x), 'the wide model is too quick on this machine: raise its repeats').toBeGreaterThan(BURST_RUN_MS);
   }, 60_000);
   const wideBurst = async (n: number, query = '') => {
     const rs = await Promise.all(Array.from({ length: n }, () => invoke('wide', WIDE_IN, query)));
@@ -152,7 +171,7 @@ describe('admission by queued input bytes', () => {
   }, 120_000);
 
   it('calls that time out at the gateway give their bytes back', async () => {
-    expect((await b.put('wide', WIDE, 'timeoutMs=30')).status).toBe(200);
+    expect((await b.put('wide', WIDE, `timeoutMs=${QUEUED_TIMEOUT_MS}`)).status).toBe(200);
     // As for the depth: the node's one slot is held, so the burst is admitted or refused before any runs.
     expect((await b.put('holder', HOLDER, 'maxBatch=2&maxDelayMs=1000&timeoutMs=60000')).status).toBeLessThan(300);
     const holding = b.invoke('holder', QUICK_IN);
@@ -282,13 +301,16 @@ describe('admission of a call run in the process that admits it (ROLE=all)', () 
   });
 
   it('a refused lone cold call whose load another call used meanwhile: the load stays, counted once (apart), the other call counted once, the refused one nowhere', async () => {
-    const bytes = slowModel({ rows: 2048, repeats: 64, seed: 31 });
+    // ~0.33 s here (SLOW's work): A's run must outlast B's admission and the two places below.
+    const bytes = slowModel({ rows: 2048, repeats: 256, seed: 31 });
     expect((await c.put('shared', bytes)).status).toBe(201);
     const k = keys(c.namespace);
     const key = modelKey(modelRefOf(await c.dataPlane.get('shared')));
     const loads = c.node!.info().loads;
     // A: alone, so it runs (and loads) before its admission is decided.
     const a = c.invoke('shared', SLOW_IN);
+    let aDone = false;
+    void a.then(() => (aDone = true));
     while (!c.node!.pool.list().some((m) => m.key === key)) await new Promise((r) => setImmediate(r));
     // B: not alone, so admitted first (a place), then it waits for A's load (4 runs of 4 at load 9-11)
     // or, were it slower, takes the model A loaded: counted the same either way.
@@ -296,6 +318,7 @@ describe('admission of a call run in the process that admits it (ROLE=all)', () 
     await until('B holds a place', async () => (await c.dataPlane.queued('shared')) === 1);
     // The function is full before A is decided (A's run is long): A is refused after its run.
     const held = await Promise.all(['x', 'y'].map((member) => admit(redis, { keys: { depth: k.admitted('shared'), bytes: k.queuedBytes, bytesTotal: k.queuedBytesTotal }, member, limits: { depth: 10, bytes: 0 }, bytes: 0, holdMs: 60_000 })));
+    expect(aDone, "A's run ended before the function was full: a quicker machine than this test's model allows").toBe(false);
     const [ra, rb] = await Promise.all([a, b]);
     expect([ra.status, rb.status]).toEqual([429, 200]);
     expect(ra.body.error.code).toBe('QUEUE_FULL');
