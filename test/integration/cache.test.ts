@@ -4,7 +4,7 @@ import { keys } from '../../queue/keys';
 import { refreshPopularity } from '../../runtime/popularity';
 import { mlpForBytes, mlpModel, slowModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
-import { asFloat32, directJson } from '../support/models';
+import { asFloat32, directJson, ort, runMs } from '../support/models';
 
 const redis = createRedis(inject('redisUrl'));
 afterAll(() => redis.disconnect());
@@ -213,10 +213,14 @@ describe('warm pool under a budget', () => {
   });
 
   it('answers 504 when an invocation outlives the function timeout', async () => {
+    // Its run alone takes ~37 ms on one thread here (8 192 rows through 128 MatMuls of 64x64):
+    // past a 1 ms timeout on a machine many times quicker. (1 024 rows through 8 took 0.3 ms: the
+    // call ended 4 ms past its deadline here, its cold start and the trip doing most of it.) A 30 MB
+    // model (3 s more to generate and register) outlives 1 ms no better.
+    const slow = slowModel({ rows: 8192, width: 64, repeats: 128 });
+    expect(await runMs(slow, { x: new ort.Tensor('float32', new Float32Array(64).fill(0.5), [1, 64]) }), 'the slow model is too quick on this machine: raise its repeats').toBeGreaterThan(10);
     b = await startBrulee();
-    // Its run alone takes milliseconds (1 024 rows through 8 MatMuls of 64x64), as does its cold
-    // start: a 30 MB model (3 s more to generate and register) outlives 1 ms no better.
-    await b.put('slow', slowModel({ rows: 1024, width: 64, repeats: 8 }), 'timeoutMs=1');
+    await b.put('slow', slow, 'timeoutMs=1');
     const r = await b.invoke('slow', x4);
     expect(r.status).toBe(504);
     expect(r.body.error.code).toBe('TIMEOUT');
