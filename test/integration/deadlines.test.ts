@@ -43,11 +43,13 @@ afterAll(async () => {
 });
 
 /**
- * ~0.35 s of MatMuls on a quick machine, idle (2048 × 256 × 256 × 256 multiply-adds), from a 260 KB
- * file: well past a 50 ms deadline and the gateway's 100 ms of grace after it (64 repeats, ~0.15 s
- * once, took 92 ms on a quicker machine, and the call then ended inside that grace).
+ * ~0.7 s of MatMuls on a quick machine, idle (2048 × 256 × 256 × 512 multiply-adds), from a 260 KB
+ * file: well past a 50 ms deadline and the gateway's 100 ms of grace after it, also on a machine
+ * twice as quick (64 repeats, ~0.15 s once, took 92 ms on a quicker machine, and the call then
+ * ended inside that grace; 256 repeats, ~0.35 s here, would be ~0.17 s there, under the 200 ms the
+ * first test asks).
  */
-const SLOW = slowModel({ rows: 2048, repeats: 256 });
+const SLOW = slowModel({ rows: 2048, repeats: 512 });
 const SLOW_IN = { x: { type: 'float32', dims: [1, 256], data: new Array(256).fill(0.5) } };
 const QUICK = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 6 });
 const QUICK_IN = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
