@@ -6,6 +6,7 @@ import { afterAll, expect, inject, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
 import { createRedis } from '../../queue/connection';
 import { startBrulee, type TestBrulee } from '../support/brulee';
+import { until } from '../support/within';
 import type { Dispatcher } from '../../queue/dispatcher';
 import { modelRefOf, type FunctionRegistry } from '../../functions/registry';
 
@@ -18,7 +19,6 @@ afterAll(async () => {
 
 const model = (seed: number) => mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed });
 const x = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const seriesOf = async (b: TestBrulee, fn: string) => (await (await b.req('/metrics')).text()).split('\n').filter((l) => l.includes(`function="${fn}"`));
 
 it("a call in flight at its function's deletion puts back neither its /metrics series nor its counts, and a name registered again starts at zero", async () => {
@@ -28,8 +28,9 @@ it("a call in flight at its function's deletion puts back neither its /metrics s
   expect((await b.put('inflight', model(7), 'maxBatch=2&maxDelayMs=1000&timeoutMs=60000')).status).toBe(201);
   expect((await b.invoke('inflight', x)).status).toBe(200);
   const held = b.invoke('inflight', x);
-  await sleep(200);
-  expect(b.node!.pool.list().find((m) => m.fn === 'inflight')?.inFlight).toBe(1);
+  // Waited for (inside its 1 s wait in the batcher), not a fixed 200 ms: a slower or loaded machine
+  // may take longer to get it there.
+  await until('the call to wait in the batcher', () => b.node!.pool.list().find((m) => m.fn === 'inflight')?.inFlight === 1, 800);
   expect((await b.json('DELETE', '/functions/inflight')).status).toBe(200);
   expect((await held).status).toBe(200);
   // Its counts went on the process's Redis connection before its answer: a read after it sees them.
