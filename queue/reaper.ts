@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Queue, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { errorToWire, isBruleeError } from '../errors';
+import { BruleeError, errorToWire, isBruleeError } from '../errors';
 import { JOB_OPTIONS, modelKey, ORPHAN_GRACE, type Dispatcher, type Routed } from './dispatcher';
 import type { Keys } from './keys';
 import { deadNodes, declareDead, HEARTBEAT_MS, MISSED_BEATS, removeDeadJob } from './nodes';
@@ -60,6 +60,16 @@ return changed`);
 
 /** Releases the lock early (only if still ours), keeping it just long enough to space runs `everyMs` apart. */
 const RELEASE = new Script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`);
+
+/**
+ * Why an async call on dead node `deadId`'s queue, which no live node can take (routing's
+ * `refusal`), is failed at `now` (Redis time): that refusal, or, once its deadline has passed, a
+ * TIMEOUT, as its caller's deadline is what ended it (a node that took it now would skip it so).
+ */
+function unreachable(data: Routed<InvokeJob>, deadId: string, refusal: BruleeError, now: number): BruleeError {
+  if (now <= data.deadline) return refusal;
+  return new BruleeError('TIMEOUT', `the invocation of ${data.model.fn} reached its deadline (the function's timeoutMs) on the queue of node ${deadId}, which died, with no live node to take it (${refusal.message}); start a node, or raise the function's timeoutMs past a node's restart`);
+}
 
 export interface ReapResult {
   /** Nodes this run declared dead. */
@@ -188,8 +198,8 @@ export class Reaper {
           target = chooseNode(views, modelKey(data.model), data.model.sizeBytes);
         } catch (e) {
           if (!isBruleeError(e)) throw e;
-          // No live node can take it. An async call is failed with routing's refusal, as its gateway
-          // answers a sync call (queue/dispatcher.ts orphans), `ORPHAN_GRACE` dead-after times after
+          // No live node can take it. An async call is failed with routing's refusal (TIMEOUT once its
+          // deadline has passed: `unreachable`), as its gateway answers a sync call (queue/dispatcher.ts orphans), `ORPHAN_GRACE` dead-after times after
           // the death, taken or waiting: no caller holds a connection open for it, and a node
           // restarted under its NODE_ID in that time takes it (a crash-looping container's restart,
           // a single worker's rolling update) and runs it. Its place and input bytes go back in the
@@ -197,7 +207,7 @@ export class Reaper {
           // else (a load: its caller's gateway answers it) is left where it is until a node can take
           // it; the jobs after it are still looked at (an unload there is answered at once).
           if (job.name !== JOB.invoke || data.reply.replyTo || now - diedAt < ORPHAN_GRACE * this.o.deadAfterMs) continue;
-          await deliver(redis, k, data.reply, { error: errorToWire(e) }, givenBack(data as Routed<InvokeJob>), true);
+          await deliver(redis, k, data.reply, { error: errorToWire(unreachable(data as Routed<InvokeJob>, deadId, e, now)) }, givenBack(data as Routed<InvokeJob>), true);
           await removeDeadJob(redis, k, from, deadId, id);
           log.info({ job: id, from: deadId, state }, 'async call on a dead node failed: no live node can take it');
           continue;

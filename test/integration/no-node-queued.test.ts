@@ -87,6 +87,9 @@ beforeAll(async () => {
   expect(put.status).toBe(201);
   const big = await fetch(`${gw.base}/functions/big?timeoutMs=25000`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: mlpModel({ inputSize: SIZE, hidden: [4], outputSize: 2, seed: 2 }) });
   expect(big.status).toBe(201);
+  // Its deadline passes before the reaper's grace ends (12 s after the death).
+  const short = await fetch(`${gw.base}/functions/short?timeoutMs=4000`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: mlpModel({ inputSize: 4, hidden: [4], outputSize: 2, seed: 3 }) });
+  expect(short.status).toBe(201);
   const slow = await fetch(`${gw.base}/functions/slow?timeoutMs=60000`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: slowModel({ rows: 2048, repeats: 256 }) });
   expect(slow.status).toBe(201);
 }, 180_000);
@@ -161,6 +164,27 @@ describe('the only worker died with an async call on its queue', () => {
     await sleep(3000);
     expect(await invocations()).toBe(1);
     expect((await status(id)).status).toBe('failed');
+  }, 60_000);
+
+  it("one whose deadline passed before the grace ended is failed TIMEOUT (its caller's deadline ended it), saying what to do, not NO_NODE_AVAILABLE", async () => {
+    const last = procs.filter((p) => p.nodeId === 'w1').at(-1);
+    const w = last && last.child.exitCode === null && last.child.signalCode === null ? last : await routableWorker('w1');
+    w.child.kill('SIGSTOP');
+    const res = await fetch(`${gw.base}/functions/short/invoke?async=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } } }) });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    expect(await w1Queue.getWaitingCount()).toBe(1);
+    w.kill9();
+    await w.exited;
+    let s = await status(id);
+    for (let i = 0; i < 250 && s.status === 'waiting'; i++) {
+      await sleep(100);
+      s = await status(id);
+    }
+    expect(s).toMatchObject({ status: 'failed', error: { code: 'TIMEOUT' } });
+    expect(s.error!.message).toMatch(/^the invocation of short reached its deadline \(the function's timeoutMs\) on the queue of node w1, which died, with no live node to take it \(no runtime node is alive.*\); start a node, or raise the function's timeoutMs past a node's restart$/);
+    expect(await held()).toEqual({ places: 0, bytes: 0 });
+    expect(await w1Queue.getJobCounts('waiting', 'active', 'prioritized', 'delayed')).toEqual({ waiting: 0, active: 0, prioritized: 0, delayed: 0 });
   }, 60_000);
 
   it('a node restarted under its NODE_ID within the grace runs a waiting call: completed, counted once', async () => {
