@@ -37,8 +37,10 @@ export function keys(ns = 'brulee') {
     reaperLock: `${ns}:lock:reaper`,
     /** A gateway's reply stream: every node writes the answers of that gateway's sync calls here. */
     replies: (gatewayId: string) => `${ns}:replies:${gatewayId}`,
-    /** Set to '1' once when a sync call is answered: a second run of the same job finds it and is counted, not sent. A lane job queued without admission sets it to 'q' first (queued once, queue/lane.ts). */
+    /** Set once when a sync call is answered, to its answer's token ('1' for a call counted with no answer sent, queue/replies.ts): a second run of the same job finds it and is counted, not sent. A lane job queued without admission sets it to 'q' first (queued once, queue/lane.ts). */
     answered: (id: string) => `${ns}:answered:${id}`,
+    /** Set: the tokens of call `id`'s answers given after its first (duplicate runs), so that one sent again is not counted again (queue/replies.ts). */
+    again: (id: string) => `${ns}:answered:${id}:again`,
     invocation: (id: string) => `${ns}:inv:${id}`,
     /** Sorted set: a function's accepted, unanswered invocations -> their deadline (queue/admission.ts). */
     admitted: (fn: string) => `${ns}:admitted:${fn}`,

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { BruleeError, errorFromWire } from '../errors';
 import { createRedis, redisUnavailable } from './connection';
@@ -29,9 +30,9 @@ export type OutgoingAnswer = { ok: unknown; blob?: Uint8Array | BlobWriter } | {
  * then the blob's raw bytes (an invocation's output tensors, `packTensors`). No base64, no JSON
  * for tensor data.
  */
-export function encodeAnswer(a: OutgoingAnswer): Buffer {
+export function encodeAnswer(a: OutgoingAnswer, token?: string): Buffer {
   const { blob, ...rest } = 'ok' in a ? a : { ...a, blob: undefined };
-  return encodeFrame(rest, blob);
+  return encodeFrame(token === undefined ? rest : { ...rest, token }, blob);
 }
 
 /** The inverse of `encodeAnswer`; the blob is a view of `buf` (absent when empty). */
@@ -100,42 +101,54 @@ local function applyWrites(base, at, n)
 end`;
 
 // KEYS: the answered marker (sync) or result key (async), the reply stream (sync; else the result
-// key again), the cluster counters, then the keys of the writes that go with it.
+// key again), the cluster counters, the tokens of the answers given after the first (`Keys.again`),
+// then the keys of the writes that go with it.
 // ARGV: answer, ttl ms, id, 'sync'|'async'|'none' (the writes alone, once per id: KEYS[1] is then
 // the answered marker)|'plain' (the writes alone), or 'sync-first'|'async-first' (nothing at all,
-// writes included, when the call has its answer already), or 'async-run' (an async run's outputs:
-// nothing more when the same answer is there, sent again), number of writes, then four per write.
+// writes included, when the call has its answer already), the answer's token ('' with the writes
+// alone), number of writes, then four per write.
+// An answer is this token's: the marker holds it (sync), the result holds the answer, which
+// carries it (async), or, given after the first, the again-set holds it. Found so, this very
+// answer was sent again (ioredis resends a script whose reply its connection lost; a node retries
+// one that failed): what it did then stands, and nothing is written twice.
 const DELIVER = new Script(`${LUA_GIVE_BACK}
 ${LUA_APPLY_WRITES}
-local mode = ARGV[4]
+local mode, token = ARGV[4], ARGV[5]
+local async = mode == 'async' or mode == 'async-first'
+if token ~= '' then
+  local v = redis.call('GET', KEYS[1])
+  if v and v ~= 'q' then
+    if v == (async and ARGV[1] or token) then return 1 end
+    if redis.call('SISMEMBER', KEYS[4], token) == 1 then return 0 end
+  end
+end
+-- A sync call's marker may hold 'q' (its job queued, queue/lane.ts pushJob): answered only once it holds a token.
+local function answered()
+  local v = redis.call('GET', KEYS[1])
+  return v and v ~= 'q'
+end
 if mode == 'async-first' then
   if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-  mode = 'async'
-elseif mode == 'async-run' then
-  -- A run's outputs, which name their node and timings: found there, this very answer was sent
-  -- again (ioredis resends a script whose reply its connection lost; a node retries one that
-  -- failed), and its writes were applied with it.
-  if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
-  mode = 'async'
 elseif mode == 'sync-first' then
-  if redis.call('GET', KEYS[1]) == '1' then return 0 end
+  if answered() then return 0 end
   mode = 'sync'
 end
 if mode == 'none' and not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return 0 end
-if not applyWrites(3, 6, tonumber(ARGV[5])) then return -1 end
+if not applyWrites(4, 7, tonumber(ARGV[6])) then return -1 end
 if mode == 'none' or mode == 'plain' then return 1 end
-if mode == 'async' then
-  if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    redis.call('HINCRBY', KEYS[3], 'duplicateRuns', 1)
-    return 0
-  end
-  return 1
-end
--- The marker may hold 'q' (its job queued, queue/lane.ts pushJob): answered only once it is '1'.
-if redis.call('SET', KEYS[1], '1', 'PX', ARGV[2], 'GET') == '1' then
+-- A second run of the call (at-least-once): counted, its answer dropped, and its token kept.
+local function again()
   redis.call('HINCRBY', KEYS[3], 'duplicateRuns', 1)
+  redis.call('SADD', KEYS[4], token)
+  redis.call('PEXPIRE', KEYS[4], ARGV[2])
   return 0
 end
+if async then
+  if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return again() end
+  return 1
+end
+if answered() then return again() end
+redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[3], 'a', ARGV[1])
 redis.call('PEXPIRE', KEYS[2], 3600000)
 return 1`);
@@ -168,13 +181,16 @@ export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: Outgoi
 /**
  * `deliver`, saying also when nothing was written: `also` began with `StatsOps.held` and the lane
  * job was no longer in its node's active list ('not held'); else 'first' or 'again' (answered already).
+ * `token` names this answer: sent again with it (a retry after a failed send), it writes nothing
+ * twice and resolves as it did the first time, as the script ioredis resends after a reconnect does.
  */
-export async function delivered(redis: Redis, k: Keys, to: ReplyTo, answer: OutgoingAnswer, also?: WithAnswer, onlyFirst = false): Promise<'first' | 'again' | 'not held'> {
-  const payload = encodeAnswer(answer);
+export async function delivered(redis: Redis, k: Keys, to: ReplyTo, answer: OutgoingAnswer, also?: WithAnswer, onlyFirst = false, token: string = randomUUID()): Promise<'first' | 'again' | 'not held'> {
+  // An async answer carries its token: the result key holds it, no marker.
+  const payload = encodeAnswer(answer, to.replyTo ? undefined : token);
   const ttl = Math.max(1000, Math.ceil(to.answerTtlMs));
-  const keys = to.replyTo ? [k.answered(to.id), to.replyTo, k.cluster] : [k.result(to.id), k.result(to.id), k.cluster];
-  const mode = to.replyTo ? (onlyFirst ? 'sync-first' : 'sync') : onlyFirst ? 'async-first' : 'ok' in answer ? 'async-run' : 'async';
-  const args: Array<string | number | Buffer> = [payload, ttl, to.id, mode, also?.count ?? 0];
+  const keys = to.replyTo ? [k.answered(to.id), to.replyTo, k.cluster, k.again(to.id)] : [k.result(to.id), k.result(to.id), k.cluster, k.again(to.id)];
+  const mode = to.replyTo ? (onlyFirst ? 'sync-first' : 'sync') : onlyFirst ? 'async-first' : 'async';
+  const args: Array<string | number | Buffer> = [payload, ttl, to.id, mode, token, also?.count ?? 0];
   if (also) {
     keys.push(...also.keys);
     args.push(...also.args);
@@ -196,7 +212,7 @@ export async function applyWrites(redis: Redis, k: Keys, id: string, writes: Wit
   // reply lost with the connection does not count the call twice.
   // Written before this returns (an answer follows at once, and a read on another connection
   // after the answer must see these counts); waited for only by the caller's retries.
-  await DELIVER.runInOrder(redis, [k.answered(id), k.cluster, k.cluster, ...writes.keys], ['', ANSWERED_MARKER_MS, id, 'none', writes.count, ...writes.args]);
+  await DELIVER.runInOrder(redis, [k.answered(id), k.cluster, k.cluster, k.cluster, ...writes.keys], ['', ANSWERED_MARKER_MS, id, 'none', '', writes.count, ...writes.args]);
 }
 
 /**
@@ -216,19 +232,22 @@ export async function admitAndApply(redis: Redis, k: Keys, id: string, writes: W
 export async function applyCounts(redis: Redis, writes: WithAnswer): Promise<void> {
   if (writes.args.length === 0) return;
   const any = writes.keys[0]!;
-  await DELIVER.run(redis, [any, any, any, ...writes.keys], ['', 0, '', 'plain', writes.count, ...writes.args]);
+  await DELIVER.run(redis, [any, any, any, any, ...writes.keys], ['', 0, '', 'plain', '', writes.count, ...writes.args]);
 }
 
 /** How long the marker of a call counted by `applyWrites` is kept: longer than its retries (50 × 200 ms). */
 const ANSWERED_MARKER_MS = 60_000;
 
 /**
- * Whether the call `to` has its answer already: a sync call's answered marker is '1', an async
- * call's result is there. A read, so another may answer it right after; for a job that need not run
- * again (its node answered it and died before BullMQ finished it), not for the answer itself.
+ * Whether the call `to` has its answer already: a sync call's answered marker is set, and not to
+ * 'q' (queued), an async call's result is there. A read, so another may answer it right after; for
+ * a job that need not run again (its node answered it and died before BullMQ finished it), not for
+ * the answer itself.
  */
 export async function hasAnswer(redis: Redis, k: Keys, to: ReplyTo): Promise<boolean> {
-  return to.replyTo ? (await redis.get(k.answered(to.id))) === '1' : (await redis.exists(k.result(to.id))) === 1;
+  if (!to.replyTo) return (await redis.exists(k.result(to.id))) === 1;
+  const v = await redis.get(k.answered(to.id));
+  return v !== null && v !== 'q';
 }
 
 /** An async invocation's answer, if it has one yet. */

@@ -898,7 +898,7 @@ export class RuntimeNode implements LocalNode {
     // at all when that found it taken back (`StatsOps.held`): /metrics counts what /stats does.
     let metered: ((counted: boolean) => void) | undefined;
     try {
-      answer = await this.run(job, stats, held, spent, job.frame && ((m) => (metered = m)));
+      answer = await this.run(job, stats, held, spent, job.frame ? (m) => (metered = m) : undefined);
     } catch (e) {
       this.logFailure(e, job.id, job.name, (job.data as { model?: { fn?: string } } | undefined)?.model?.fn);
       answer = { error: errorToWire(e) };
@@ -910,8 +910,10 @@ export class RuntimeNode implements LocalNode {
     // while this node was held dead (stopped, cut off): its caller has an answer from elsewhere, and it is not counted here.
     if (job.frame) stats.held(this.o.keys.laneActive(this.o.id), job.frame);
     let d: Awaited<ReturnType<typeof delivered>> | undefined;
+    // One token for the answer, however often it is sent: a retry after a send whose reply was lost writes nothing twice.
+    const token = randomUUID();
     try {
-      d = await this.retried(() => delivered(this.o.redis, this.o.keys, job.data.reply, answer, stats.count > 0 ? stats : undefined));
+      d = await this.retried(() => delivered(this.o.redis, this.o.keys, job.data.reply, answer, stats.count > 0 ? stats : undefined, false, token));
       return { first: d === 'first' };
     } finally {
       metered?.(d !== 'not held');
@@ -960,7 +962,7 @@ export class RuntimeNode implements LocalNode {
         await this.retireOlder(model);
         const loaded = await this.pool.prewarm(this.spec(model));
         if (!this.counted(model.fn, modelKey(model))) this.settleGone(model.fn);
-        else if (loaded) await this.prewarmed(model.fn, modelKey(model), 'api');
+        else if (loaded) await this.prewarmed(model.fn, modelKey(model), 'api', { stats, defer });
         return { ok: { loaded, node: this.o.id } };
       }
       case JOB.unload: {
@@ -989,14 +991,20 @@ export class RuntimeNode implements LocalNode {
 
   /**
    * A model loaded with no invocation (the load API, or the policy's pre-warming): counted, and
-   * published at once, since routing reads residency from heartbeats.
+   * published at once, since routing reads residency from heartbeats. A load job's counts go with
+   * its `answer`, once however often it is sent.
    */
-  private async prewarmed(fn: string, key: string, by: 'api' | 'policy'): Promise<void> {
-    const loadMs = this.lastLoadMs.get(key) ?? 0;
-    this.o.metrics.prewarms.inc({ function: fn, by });
+  private async prewarmed(fn: string, key: string, by: 'api' | 'policy', answer?: { stats: StatsOps; defer?: (m: (counted: boolean) => void) => void }): Promise<void> {
+    const record: InvocationRecord = { fn, outcome: 'prewarm', loaded: true, loadMs: this.lastLoadMs.get(key) ?? 0, fetchMs: this.lastFetchMs.get(key) ?? 0, execMs: 0 };
     await this.heartbeat();
-    const fetchMs = this.lastFetchMs.get(key) ?? 0;
-    await recordInvocation(this.o.redis, this.o.keys, { fn, outcome: 'prewarm', loaded: true, loadMs, fetchMs, execMs: 0 });
+    const metered = (counted: boolean) => (counted ? this.o.metrics.prewarms.inc({ function: fn, by }) : this.countLoadApart(fn, key));
+    if (!answer) {
+      metered(true);
+      return recordInvocation(this.o.redis, this.o.keys, record);
+    }
+    invocationCommands(answer.stats, this.o.keys, record);
+    if (answer.defer) answer.defer(metered);
+    else metered(true);
   }
 
   /** The model key of `fn`'s current version in the registry, and those of all its versions (none: not registered). */
