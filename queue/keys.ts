@@ -3,11 +3,15 @@
  * `brulee`), so several clusters or test runs can share one Redis.
  */
 export function keys(ns = 'brulee') {
+  const bullPrefix = `${ns}:bull`;
+  const nodeQueue = (nodeId: string) => `node-${nodeId}`;
   return {
     /** BullMQ `prefix` option. */
-    bullPrefix: `${ns}:bull`,
+    bullPrefix,
     /** BullMQ queue name of a node (names may not contain ':'). */
-    nodeQueue: (nodeId: string) => `node-${nodeId}`,
+    nodeQueue,
+    /** BullMQ's lock of job `id` on node `nodeId`'s queue: the token of the worker that holds it. */
+    jobLock: (nodeId: string, id: string) => `${bullPrefix}:${nodeQueue(nodeId)}:${id}:lock`,
     /** A node's lane: the list its sync invocations wait on, newest at the head (queue/lane.ts). */
     lane: (nodeId: string) => `${ns}:lane:${nodeId}`,
     /** The lane's jobs a node has taken and not yet answered (moved back by the reaper if the node dies). */

@@ -173,7 +173,7 @@ export async function declareDead(redis: Redis, k: Keys, deadAfterMs: number): P
  * JOB_LOCK_MS). True when it was removed.
  */
 export async function removeDeadJob(redis: Redis, k: Keys, q: Queue, nodeId: string, id: string): Promise<boolean> {
-  await redis.del(`${k.bullPrefix}:${k.nodeQueue(nodeId)}:${id}:lock`);
+  await redis.del(k.jobLock(nodeId, id));
   return (await q.remove(id)) === 1;
 }
 

@@ -58,7 +58,8 @@ export interface ReplyTo {
  * command (HINCRBY, HINCRBYFLOAT, HSET, LPUSH, LTRIM, LREM, DEL, ZREM, GIVEBACK whose second argument
  * is the index of the bytes counter, IFEXISTS whose first argument is how many of the writes
  * after it are skipped when its key does not exist, or HELD, first, whose second argument is removed
- * from its list, and when it was not there, nothing is written, the answer neither), the 1-based index of its key in `keys`, and
+ * from its list, and when it was not there, nothing is written, the answer neither, or LOCKED,
+ * first, the same when its key does not hold its second argument), the 1-based index of its key in `keys`, and
  * two arguments (unused ones ''); or LPUSHN and ZREMN (several calls' writes merged,
  * `StatsOps.merge`): the command, its key's index, a count, then that many values.
  */
@@ -87,6 +88,8 @@ local function applyWrites(base, at, n)
     if skip > 0 then skip = skip - 1
     elseif op == 'HELD' then
       if redis.call('LREM', key, 1, ARGV[at + 3]) == 0 then return false end
+    elseif op == 'LOCKED' then
+      if redis.call('GET', key) ~= ARGV[at + 3] then return false end
     elseif op == 'IFEXISTS' then
       if redis.call('EXISTS', key) == 0 then skip = tonumber(ARGV[at + 2]) end
     elseif op == 'LPUSH' then redis.call('LPUSH', key, ARGV[at + 2])
@@ -179,8 +182,8 @@ export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: Outgoi
 }
 
 /**
- * `deliver`, saying also when nothing was written: `also` began with `StatsOps.held` and the lane
- * job was no longer in its node's active list ('not held'); else 'first' or 'again' (answered already).
+ * `deliver`, saying also when nothing was written: `also` began with `StatsOps.held` (or `locked`)
+ * and the job was no longer its node's ('not held'); else 'first' or 'again' (answered already).
  * `token` names this answer: sent again with it (a retry after a failed send), it writes nothing
  * twice and resolves as it did the first time, as the script ioredis resends after a reconnect does.
  */

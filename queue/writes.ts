@@ -39,6 +39,15 @@ export class StatsOps {
     this.args.unshift('HELD', this.keyIndex(key), '', value);
     this.count++;
   }
+  /**
+   * Goes first: when `key` (a BullMQ job's lock, `Keys.jobLock`) no longer holds `token`, this
+   * node's, no write is applied and no answer given (`deliver`): the job was taken back from the node
+   * while it was held dead (queue/dispatcher.ts takeBackJob answered its caller; the reaper moved it).
+   */
+  locked(key: string, token: string) {
+    this.args.unshift('LOCKED', this.keyIndex(key), '', token);
+    this.count++;
+  }
   /** Removes `member` (and the member '', which is never one). */
   zrem(key: string, member: string) { this.op('ZREM', key, member, ''); }
   /** Removes `member` from `set` and, if it was there, its bytes from `total` (queue/admission.ts). */

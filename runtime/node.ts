@@ -317,11 +317,11 @@ export class RuntimeNode implements LocalNode {
     // here, and given up once MAX_NODE_DEATHS_PER_JOB says: answered NODE_CRASHED as its run
     // (queue/poison.ts `stalledOut`), so it leaves the queue only once answered. BullMQ's own
     // give-up (`maxStalledCount`) is never reached: it drops the job before anyone answers it.
-    const handle = async (job: Job) => {
+    const handle = async (job: Job, lock?: string) => {
       // One its queue lost may have been answered by the run that lost it (a process that died
       // between its answer and BullMQ's completion): not run again.
       if (job.stalledCounter > 0 && (await hasAnswer(this.o.redis, keys, (job.data as Routed<unknown>).reply))) return;
-      return lostTooOften(job, this.o.maxDeathsPerJob) ? this.retried(() => stalledOut(poison, this.o.id, job)) : lane.slot(() => this.process(job));
+      return lostTooOften(job, this.o.maxDeathsPerJob) ? this.retried(() => stalledOut(poison, this.o.id, job)) : lane.slot(() => this.process(job, lock));
     };
     this.worker = new Worker(keys.nodeQueue(this.o.id), handle, {
       connection: this.workerRedis,
@@ -877,28 +877,32 @@ export class RuntimeNode implements LocalNode {
    * or result key (queue/replies.ts). Jobs are not retried (attempts: 1): what failed would fail
    * again, and the caller has its answer. A second run of a job already answered is counted there.
    */
-  private async process(job: NodeJob): Promise<{ first: boolean }> {
+  private async process(job: NodeJob, lock?: string): Promise<{ first: boolean }> {
     // The bytes of an invocation's tensors stay charged until its answer is sent.
     const held: Reservation[] = [];
     // Its output tensors, read by no one once the answer is sent: freed then, not at V8's next collection (queue/free.ts).
     const spent: unknown[] = [];
     try {
-      return await this.answer(job, held, spent);
+      return await this.answer(job, held, spent, lock);
     } finally {
       for (const r of held) r.free();
       freeNow(spent);
     }
   }
 
-  private async answer(job: NodeJob, held: Reservation[], spent: unknown[]): Promise<{ first: boolean }> {
+  /** `lock`: the token by which this node holds `job` on its BullMQ queue (none for a lane job). */
+  private async answer(job: NodeJob, held: Reservation[], spent: unknown[], lock?: string): Promise<{ first: boolean }> {
     let answer: OutgoingAnswer;
     // An invocation's counts (and its input key's deletion) go in the script that gives its answer.
     const stats = new StatsOps();
-    // A lane job's metric updates, applied once its answer's script has applied its counts, or not
-    // at all when that found it taken back (`StatsOps.held`): /metrics counts what /stats does.
+    // A load is answered as its node's only while the node still holds it: one taken back while
+    // the node was held dead (stopped, cut off) had its caller's 503 (queue/dispatcher.ts takeBackJob).
+    const loadLock = job.name === JOB.load && lock !== undefined && job.id !== undefined ? { key: this.o.keys.jobLock(this.o.id, job.id), token: lock } : undefined;
+    // A lane job's (or load's) metric updates, applied once its answer's script has applied its counts, or not
+    // at all when that found it taken back (`StatsOps.held`, `locked`): /metrics counts what /stats does.
     let metered: ((counted: boolean) => void) | undefined;
     try {
-      answer = await this.run(job, stats, held, spent, job.frame ? (m) => (metered = m) : undefined);
+      answer = await this.run(job, stats, held, spent, job.frame || loadLock ? (m) => (metered = m) : undefined);
     } catch (e) {
       this.logFailure(e, job.id, job.name, (job.data as { model?: { fn?: string } } | undefined)?.model?.fn);
       answer = { error: errorToWire(e) };
@@ -909,6 +913,7 @@ export class RuntimeNode implements LocalNode {
     // A lane job leaves its node's active list with its answer; one no longer there was taken back
     // while this node was held dead (stopped, cut off): its caller has an answer from elsewhere, and it is not counted here.
     if (job.frame) stats.held(this.o.keys.laneActive(this.o.id), job.frame);
+    else if (loadLock) stats.locked(loadLock.key, loadLock.token);
     let d: Awaited<ReturnType<typeof delivered>> | undefined;
     // One token for the answer, however often it is sent: a retry after a send whose reply was lost writes nothing twice.
     const token = randomUUID();
@@ -992,7 +997,9 @@ export class RuntimeNode implements LocalNode {
   /**
    * A model loaded with no invocation (the load API, or the policy's pre-warming): counted, and
    * published at once, since routing reads residency from heartbeats. A load job's counts go with
-   * its `answer`, once however often it is sent.
+   * its `answer` (once, however often it is sent), its metric updates once that has counted it; one
+   * taken back from this node has only its load counted (apart), not the prewarm its caller was
+   * told failed.
    */
   private async prewarmed(fn: string, key: string, by: 'api' | 'policy', answer?: { stats: StatsOps; defer?: (m: (counted: boolean) => void) => void }): Promise<void> {
     const record: InvocationRecord = { fn, outcome: 'prewarm', loaded: true, loadMs: this.lastLoadMs.get(key) ?? 0, fetchMs: this.lastFetchMs.get(key) ?? 0, execMs: 0 };
