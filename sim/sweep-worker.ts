@@ -6,6 +6,6 @@ import { SweepQueue, takeRuns, type SweepWork } from './sweep';
  * is left, posting each result (and the runs it covers), then exits.
  */
 parentPort!.once('message', ({ trace, models, opts, order, state, reuse }: SweepWork) => {
-  takeRuns(trace, models, opts, new SweepQueue(order, state, reuse), (d) => parentPort!.postMessage(d));
+  takeRuns(trace, models, opts, new SweepQueue(order, state, reuse, opts), (d) => parentPort!.postMessage(d));
   parentPort!.close();
 });

@@ -19,11 +19,12 @@ export interface SweepResult extends SimResult {
   /** The budget as a percentage of all models' size. */
   budgetPct: number;
   /**
-   * Present on a result that was not run: the budget of the run it is taken from, a higher one of
-   * the same policy whose budget never decided anything (`SimOptions.onBudgetBound`) and that never
-   * used more than this result's budget, so the same decisions. Its `wallMs` is 0.
+   * Present on a result that was not run: the run it is taken from, whose budget never decided
+   * anything (`SimOptions.onBudgetBound`) and which never used more than this result's budget:
+   * the same policy at a higher budget, or a policy that decides nothing unasked (`SweepQueue`).
+   * The same decisions; its `wallMs` is 0.
    */
-  sameAsBudgetBytes?: number;
+  sameAs?: { policy: string; budgetBytes: number };
 }
 
 /** One run of a sweep: a policy at a budget, and its place in the results. */
@@ -68,9 +69,20 @@ export function runOne(trace: Trace, models: readonly SimModel[], opts: SweepOpt
   return { ...r, budgetPct };
 }
 
-/** `from`'s result (a run whose budget never bound, `SweepQueue`) as the result of `job`, which it covers. */
-function sameAs(from: SweepResult, job: SweepJob, models: readonly SimModel[]): SweepResult {
-  return { ...from, budgetBytes: job.budgetBytes, budgetPct: percentOf(models, job.budgetBytes), wallMs: 0, sameAsBudgetBytes: from.budgetBytes };
+/** `from`'s result (a run whose budget never bound, `SweepQueue`) as the result of `job` (its policy named `name`), which it covers. */
+function sameAs(from: SweepResult, job: SweepJob, name: string, models: readonly SimModel[]): SweepResult {
+  const budgetPct = percentOf(models, job.budgetBytes);
+  return { ...from, policy: name, budgetBytes: job.budgetBytes, budgetPct, wallMs: 0, sameAs: { policy: from.policy, budgetBytes: from.budgetBytes } };
+}
+
+/**
+ * The policy decides nothing unless asked for victims (it has no `expired` and no `prewarm`): in a
+ * run whose budget never decides anything it is never asked, and the run is the engine's alone.
+ */
+function unasked(policy: SweepPolicyName, opts: SweepOptions): boolean {
+  if (policy === 'bound' || policy === 'offline') return false;
+  const p = createSimPolicy(policy, opts.policyOptions);
+  return p.expired === undefined && p.prewarm === undefined;
 }
 
 // A run's state in a `SweepQueue`.
@@ -84,20 +96,28 @@ const TAKEN = 2;
  * The runs of a sweep in the order to take them, shared by every thread that takes them (its
  * states in an `Int32Array`, shared between threads by `sweepParallel`). A run whose budget never
  * decided anything (`SimOptions.onBudgetBound` never called) makes the same decisions at any
- * budget at or above its peak used bytes: when one ends, the runs of the same policy at such
- * budgets below its own that no thread has taken are taken as done, their results its own
- * (`sameAs`). So that they are not started meanwhile, a thread passes over a run while a run of
- * its policy at a higher budget is under way with its budget unbound, unless every run left is
- * such a run (it then takes the first: no thread waits). Each policy's budgets are in the order
- * from the highest down.
+ * budget at or above its peak used bytes, and if its policy decides nothing unasked (`unasked`),
+ * so does any such policy's: when one ends, the runs of the same policy at such budgets below its
+ * own, and of other such policies at such budgets, that no thread has taken are taken as done,
+ * their results its own (`sameAs`). So that they are not started meanwhile, a thread passes over
+ * a run while one that may cover it is under way with its budget unbound (the engine says at once
+ * when a run evicts), unless every run left is such a run (it then takes the first: no thread
+ * waits). Each policy's budgets are in the order from the highest down.
  */
 export class SweepQueue {
+  /** By place in `order`: its policy is `unasked`. */
+  private readonly unasked: boolean[];
+
   constructor(
     readonly order: readonly SweepJob[],
     private readonly state: Int32Array,
     /** Whether a result may be reused (false when the caller watches each run's events). */
     private readonly reuse: boolean,
-  ) {}
+    opts: SweepOptions,
+  ) {
+    const byPolicy = new Map<SweepPolicyName, boolean>();
+    this.unasked = order.map((o) => byPolicy.get(o.policy) ?? byPolicy.set(o.policy, unasked(o.policy, opts)).get(o.policy)!);
+  }
 
   /** The next run to take (its place in `order`), marked taken; -1 when none is left. */
   take(): number {
@@ -131,23 +151,23 @@ export class SweepQueue {
     const covered: number[] = [];
     if (!(this.reuse && unbound)) return covered;
     const { order, state } = this;
-    const run = order[k]!;
     for (let q = 0; q < order.length; q++) {
-      const o = order[q]!;
-      if (o.policy !== run.policy || !(o.budgetBytes < run.budgetBytes && o.budgetBytes >= peakBytes)) continue;
-      if (Atomics.compareExchange(state, q, FREE, TAKEN) === FREE) covered.push(q);
+      if (this.mayCover(k, q) && order[q]!.budgetBytes >= peakBytes && Atomics.compareExchange(state, q, FREE, TAKEN) === FREE) covered.push(q);
     }
     return covered;
   }
 
-  /** A run of k's policy at a higher budget is under way, its budget unbound so far. */
+  /** Run q is one that run k, unbound, covers if its budget is at or above k's peak. */
+  private mayCover(k: number, q: number): boolean {
+    const a = this.order[k]!;
+    const b = this.order[q]!;
+    return a.policy === b.policy ? b.budgetBytes < a.budgetBytes : this.unasked[k]! && this.unasked[q]!;
+  }
+
+  /** A run that may cover run k is under way, its budget unbound so far. */
   private heldBack(k: number): boolean {
-    const { order, state } = this;
-    const run = order[k]!;
-    for (let q = 0; q < order.length; q++) {
-      const o = order[q]!;
-      if (o.policy === run.policy && o.budgetBytes > run.budgetBytes && Atomics.load(state, q) === UNBOUND) return true;
-    }
+    const state = this.state;
+    for (let q = 0; q < state.length; q++) if (Atomics.load(state, q) === UNBOUND && this.mayCover(q, k)) return true;
     return false;
   }
 }
@@ -190,8 +210,8 @@ function mayReuse(opts: SweepOptions): boolean {
  */
 export function sweep(trace: Trace, models: readonly SimModel[], opts: SweepOptions): SweepResult[] {
   const jobs = sweepJobs(models, opts);
-  const out = new Collector(jobs, models, opts.onRun);
-  const queue = new SweepQueue(runOrder(jobs, () => 0), new Int32Array(jobs.length), mayReuse(opts));
+  const out = new Collector(jobs, models, opts);
+  const queue = new SweepQueue(runOrder(jobs, () => 0), new Int32Array(jobs.length), mayReuse(opts), opts);
   takeRuns(trace, models, opts, queue, (d) => out.add(d));
   return out.results;
 }
@@ -204,19 +224,23 @@ class Collector {
   constructor(
     private readonly jobs: readonly SweepJob[],
     private readonly models: readonly SimModel[],
-    private readonly onRun: SweepOptions['onRun'],
+    private readonly opts: SweepOptions,
   ) {
     this.results = new Array<SweepResult>(jobs.length);
   }
 
   add({ index, result, covered }: SweepDone): void {
     this.put(index, result);
-    for (const i of covered) this.put(i, sameAs(result, this.jobs[i]!, this.models));
+    for (const i of covered) {
+      const job = this.jobs[i]!;
+      const name = job.policy === result.policy ? result.policy : createSimPolicy(job.policy as SimPolicyName, this.opts.policyOptions).name;
+      this.put(i, sameAs(result, job, name, this.models));
+    }
   }
 
   private put(index: number, r: SweepResult): void {
     this.results[index] = r;
-    this.onRun?.(r, ++this.done, this.jobs.length);
+    this.opts.onRun?.(r, ++this.done, this.jobs.length);
   }
 }
 
@@ -281,7 +305,7 @@ export async function sweepParallel(
   const workers = spare.slice(0, nThreads - 1);
   for (const w of spare.slice(nThreads - 1)) void w.terminate();
   while (workers.length < nThreads - 1) workers.push(startWorker());
-  const out = new Collector(jobs, models, opts.onRun);
+  const out = new Collector(jobs, models, opts);
   const exits = workers.map(
     (w) =>
       new Promise<void>((resolve, reject) => {
@@ -294,7 +318,7 @@ export async function sweepParallel(
   );
   try {
     // This thread takes runs from the same queue.
-    takeRuns(trace, models, plain, new SweepQueue(order, state, work.reuse), (d) => out.add(d));
+    takeRuns(trace, models, plain, new SweepQueue(order, state, work.reuse, plain), (d) => out.add(d));
     await Promise.all(exits);
   } catch (e) {
     for (const w of workers) void w.terminate();
