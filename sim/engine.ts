@@ -305,7 +305,8 @@ export function simulate(trace: Trace, models: readonly SimModel[], policy: Evic
  * 4. `dispatch`: the next invocation takes a free slot (hit, join a load, or make room and load).
  *
  * A call's path: `dispatch` (→ `makeRoom` → the policy's `selectVictims` → `evict`), then
- * `finishDue` at its load's end (`completeLoad` → `onLoad`) and at its completion (slot freed).
+ * `finishDue` at its load's end (`completeLoad` → `onLoad`) and at its completion (slot freed); on
+ * the serial path, `serveMiss` takes the same steps in one call.
  */
 class NodeRun {
   // Inputs.
@@ -585,8 +586,8 @@ class NodeRun {
    * those are taken in place, each at its time (`interrupts`), then the call's event, in the
    * order `run`'s turns would take them (the refreshes and checks due up to each event,
    * `dispatch`, `completeLoad`, the slot freed), without a turn's search for the earliest event.
-   * A hit does not even occupy the slot unless something comes before its completion (nothing
-   * else can look at it before it is freed), and a completion with nothing before it runs no
+   * A call (`serveHit`, `serveMiss`) does not even occupy the slot unless something comes before
+   * its load's end or its completion (nothing else can look at it before it is freed), and a completion with nothing before it runs no
    * refresh (it reads no popularity: the refreshes before it are the next event's, with the same
    * calls counted). Hands the rest to `run`'s turns when a call must wait for memory that
    * pre-warm loads hold, or when no call is left.
@@ -621,25 +622,22 @@ class NodeRun {
         this.now = fin;
         continue;
       }
-      this.dispatch(); // a miss, a join of a pre-warm load, or refused (then the slot stays free)
-      if (this.blocked) return; // waits for memory that pre-warm loads hold: the turns take it
+      if (state[f] === ABSENT && this.entries[f]!.sizeBytes <= this.budget) {
+        if (this.serveMiss(f)) continue;
+        return; // waits for memory that pre-warm loads hold: the turns take it
+      }
+      this.dispatch(); // a join of a pre-warm load, or refused (then the slot stays free)
       if (this.slotModel[0] === -1) continue;
       const g = this.slotModel[0]!;
-      const own = this.slotLoadEnd[0] !== Infinity;
-      const loadEnd = own ? this.slotLoadEnd[0]! : this.slotTouch[0]!;
+      const loadEnd = this.slotTouch[0]!;
       if ((checks && this.nextSweep <= loadEnd) || this.bgNext <= loadEnd) {
         if (!this.skipQuiet(loadEnd)) this.interrupts(loadEnd);
       } else if (pop.nextRefreshAt <= loadEnd) this.refreshesUntil(loadEnd);
       this.now = loadEnd;
       this.dirty = true;
-      if (own) {
-        this.slotLoadEnd[0] = Infinity;
-        this.completeLoad(g, false);
-      } else {
-        // Joined a pre-warm load, which `interrupts` has just completed (it ends at loadEnd).
-        this.slotTouch[0] = Infinity;
-        this.touch(g);
-      }
+      // Joined a pre-warm load, which `interrupts` has just completed (it ends at loadEnd).
+      this.slotTouch[0] = Infinity;
+      this.touch(g);
       const fin = this.slotFinish[0]!;
       if (((checks && this.nextSweep <= fin) || this.bgNext <= fin) && !this.skipQuiet(fin)) this.interrupts(fin);
       this.now = fin;
@@ -864,14 +862,9 @@ class NodeRun {
         this.refuse(f, inWindow);
         return;
       }
-      this.state[f] = LOADING;
-      this.setUsed(e.sizeBytes);
+      wait = this.startLoad(f);
       this.inFlight[f]!++;
       this.totalInFlight++;
-      this.loads++;
-      if (this.onLoadStart !== undefined) this.onLoadStart(e.key, false);
-      wait = this.loadTime[f]!;
-      this.loadDoneAt[f] = now + wait;
       this.slotLoadEnd[s] = this.loadDoneAt[f]!;
       finish = this.loadDoneAt[f]! + e.execMs;
     }
@@ -879,6 +872,64 @@ class NodeRun {
     this.slotFinish[s] = finish;
     this.busySlots++;
     this.served(e, wait, wait > 0 || this.state[f] !== RESIDENT, finish);
+  }
+
+  /**
+   * A miss of invocation i (model f absent, no larger than the budget) at `now` on a serial node,
+   * taken whole by `serveSerial`: `dispatch`, then what comes before its load's end, the load's
+   * end, what comes before its completion, and its completion. Like a hit, it occupies the slot
+   * only while something comes between. False (nothing done but the room made) when the call
+   * must wait for memory that pre-warm loads hold.
+   */
+  private serveMiss(f: number): boolean {
+    if (!this.makeRoom(f)) {
+      if (this.nBg > 0) {
+        this.blocked = true;
+        return false;
+      }
+      const arrival = this.trace.times[this.i]!;
+      this.refuse(f, arrival >= this.from && arrival < this.to);
+      return true;
+    }
+    const wait = this.startLoad(f);
+    const loadEnd = this.loadDoneAt[f]!;
+    const fin = loadEnd + this.entries[f]!.execMs;
+    this.served(this.entries[f]!, wait, true, fin);
+    const checks = this.hasSweep;
+    let held = false;
+    if ((checks && this.nextSweep <= loadEnd) || this.bgNext <= loadEnd) {
+      if (!this.skipQuiet(loadEnd)) {
+        held = true;
+        this.occupy(f, fin);
+        this.slotLoadEnd[0] = loadEnd;
+        this.interrupts(loadEnd);
+        this.slotLoadEnd[0] = Infinity;
+        this.dirty = true;
+      }
+    } else if (this.pop.nextRefreshAt <= loadEnd) this.refreshesUntil(loadEnd);
+    this.now = loadEnd;
+    this.completeLoad(f, false);
+    if (((checks && this.nextSweep <= fin) || this.bgNext <= fin) && !this.skipQuiet(fin)) {
+      if (!held) this.occupy(f, fin);
+      held = true;
+      this.interrupts(fin);
+      this.dirty = true;
+    }
+    this.now = fin;
+    if (held) this.freeSlot(0);
+    else if (this.sigWatch[f] !== 0) this.watchedEnded = true; // (the call ends)
+    return true;
+  }
+
+  /** Model f's load on demand starts at `now` (the room made): returns how long it takes. */
+  private startLoad(f: number): number {
+    this.state[f] = LOADING;
+    this.setUsed(this.entries[f]!.sizeBytes);
+    this.loads++;
+    if (this.onLoadStart !== undefined) this.onLoadStart(this.entries[f]!.key, false);
+    const wait = this.loadTime[f]!;
+    this.loadDoneAt[f] = this.now + wait;
+    return wait;
   }
 
   /**
@@ -913,7 +964,7 @@ class NodeRun {
     if ((this.i & PROGRESS_MASK) === 0) this.opts.onProgress?.(this.i, this.N);
   }
 
-  /** Slot 0 holds invocation i - 1's hit of model f until `finish` (`serveHit`'s call, handed back to the turns). */
+  /** Slot 0 holds invocation i - 1's call of model f until `finish` (a call `serveSerial` takes whole, handed to `interrupts`). */
   private occupy(f: number, finish: number): void {
     this.inFlight[f]!++;
     this.totalInFlight++;
