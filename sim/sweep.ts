@@ -193,9 +193,24 @@ export function takeRuns(trace: Trace, models: readonly SimModel[], opts: SweepO
   }
 }
 
-/** The runs in the order to take them: `cost`liest policy first, each policy's budgets from the highest down. */
-function runOrder(jobs: readonly SweepJob[], cost: (p: SweepPolicyName) => number): SweepJob[] {
-  return [...jobs].sort((a, b) => cost(b.policy) - cost(a.policy) || b.budgetBytes - a.budgetBytes || a.index - b.index);
+// Relative single-run CPU times of the policies (the synthetic 3M-call, 500-function trace at 25%,
+// measured 2026-11-28; sim/README.md "Speed" has the current ones).
+const COST: Partial<Record<SweepPolicyName, number>> = {
+  'hybrid-histogram': 9.7, 'cremebrulee-plus': 6.5, cremebrulee: 6.2, lfu: 6.1, random: 5.9, 'cremebrulee-oracle': 5.3, ttl: 4.8,
+  belady: 4.6, gdsf: 3.4, lru: 2, bound: 1,
+};
+const cost = (p: SweepPolicyName) => COST[p] ?? 5;
+
+/**
+ * The runs in the order to take them: costliest policy first (so no thread is left with a long
+ * run at the end), each policy's budgets from the highest down; but first, cheapest policy first,
+ * the runs at budgets that hold every model (no room is ever needed there: of the policies that
+ * decide nothing unasked the first run covers the others, `SweepQueue`, so it had best be the cheapest).
+ */
+function runOrder(jobs: readonly SweepJob[], models: readonly SimModel[]): SweepJob[] {
+  const all = totalBytes(models);
+  const key = (j: SweepJob) => (j.budgetBytes >= all ? -1e9 + cost(j.policy) : -cost(j.policy));
+  return [...jobs].sort((a, b) => key(a) - key(b) || b.budgetBytes - a.budgetBytes || a.index - b.index);
 }
 
 /** Whether a sweep may reuse a run's result for another budget: not when the caller watches each run's events. */
@@ -211,7 +226,7 @@ function mayReuse(opts: SweepOptions): boolean {
 export function sweep(trace: Trace, models: readonly SimModel[], opts: SweepOptions): SweepResult[] {
   const jobs = sweepJobs(models, opts);
   const out = new Collector(jobs, models, opts);
-  const queue = new SweepQueue(runOrder(jobs, () => 0), new Int32Array(jobs.length), mayReuse(opts), opts);
+  const queue = new SweepQueue(runOrder(jobs, models), new Int32Array(jobs.length), mayReuse(opts), opts);
   takeRuns(trace, models, opts, queue, (d) => out.add(d));
   return out.results;
 }
@@ -291,15 +306,7 @@ export async function sweepParallel(
   const { policies, budgets, policyOptions, slots, popularityRefreshMs, popularityWindowMs, sweepMs, reportFromMs, reportToMs } = opts;
   const plain: SweepOptions = { policies, budgets, policyOptions, slots, popularityRefreshMs, popularityWindowMs, sweepMs, reportFromMs, reportToMs };
   for (const k of Object.keys(plain) as (keyof SweepOptions)[]) if (plain[k] === undefined) delete plain[k];
-  // Costliest first, so no thread is left with a long run at the end (relative single-run CPU
-  // times on the synthetic 3M-call, 500-function trace at 25%, measured 2026-11-28; sim/README.md
-  // "Speed" has the current ones).
-  const COST: Partial<Record<SweepPolicyName, number>> = {
-    'hybrid-histogram': 9.7, 'cremebrulee-plus': 6.5, cremebrulee: 6.2, lfu: 6.1, random: 5.9, 'cremebrulee-oracle': 5.3, ttl: 4.8,
-    belady: 4.6, gdsf: 3.4, lru: 2, bound: 1,
-  };
-  const cost = (p: SweepPolicyName) => COST[p] ?? 5;
-  const order = runOrder(jobs, cost);
+  const order = runOrder(jobs, models);
   const state = new Int32Array(new SharedArrayBuffer(4 * order.length));
   const work: SweepWork = { trace: sharedTrace(trace), models, opts: plain, order, state, reuse: mayReuse(opts) };
   const workers = spare.slice(0, nThreads - 1);
