@@ -1014,18 +1014,24 @@ class NodeRun {
     if (c === this.residentEntries && this.exactSizes) free = this.residentBytes;
     else for (const x of c) free += x.sizeBytes;
     if (free < need) return false;
-    this.freshen(c);
-    e.popularity = this.usesPop ? this.pop.share(f) : 0;
+    // The resident list itself (nothing in flight) is every model loaded and not evicted, with the
+    // facts of their last hook: what `selectAmongLoaded` asks for; `selectAmongLoadedByShare` reads
+    // the shares from the tracker instead of the entries (left as they are).
+    const byShare = this.numbered && this.usesPop && c === this.residentEntries ? this.hints.selectAmongLoadedByShare : undefined;
+    if (byShare !== undefined) this.pop.sync();
+    else {
+      this.freshen(c);
+      e.popularity = this.usesPop ? this.pop.share(f) : 0;
+    }
     this.future?.newRequest();
     const req = this.req;
     req.now = this.now;
     req.needBytes = need;
     req.candidates = c;
     req.incoming = e;
-    // The resident list itself (nothing in flight) is every model loaded and not evicted, with the
-    // facts of their last hook: what `selectAmongLoaded` asks for.
     const among = this.hints.selectAmongLoaded;
-    const victims = among !== undefined && c === this.residentEntries ? among(req) : this.policy.selectVictims(req);
+    const victims =
+      byShare !== undefined ? byShare(req, this.pop) : among !== undefined && c === this.residentEntries ? among(req) : this.policy.selectVictims(req);
     for (const v of victims) {
       if (this.used + e.sizeBytes <= budget) break;
       const g = this.modelOf(v);

@@ -1,3 +1,4 @@
+import type { ShareView } from '../runtime/policies/share-order';
 import type { EntryFacts, EvictionPolicy, EvictionRequest, Victim } from '../runtime/policies/types';
 
 /**
@@ -83,6 +84,16 @@ export interface SimHints {
    */
   selectAmongLoaded?(req: EvictionRequest): Victim[];
   /**
+   * `selectVictims(req)`'s answer (the same victims in the same order; their reasons may be empty),
+   * for a request whose `candidates` are exactly the models loaded (each the same entry object
+   * while it stays loaded, with the same `sizeBytes` and `loadMs` at each load), whose
+   * `popularity` (and `incoming`'s) the caller may have left stale: `shares` gives each model's
+   * popularity now, by number (runtime/policies/share-order.ts). Asked only after `numberModels`,
+   * by a caller that reports every eviction through `onEvictNumber`. A caller that cannot promise
+   * this sets the entries' popularity and calls `selectVictims` (or `selectAmongLoaded`).
+   */
+  selectAmongLoadedByShare?(req: EvictionRequest, shares: ShareView): Victim[];
+  /**
    * The caller's numbers for its models: `keys[i]` is model i's key, for every model it will ever
    * name to the policy (none forgotten). Called before any hook; true if the policy takes them (it
    * may refuse, say once it has seen a model: the caller then goes on by key). From then on every
@@ -143,6 +154,7 @@ export function simHints(policy: EvictionPolicy): SimHints {
     omitReasons: fn(p.omitReasons),
     prewarmInOrder: fn(p.prewarmInOrder),
     selectAmongLoaded: fn(p.selectAmongLoaded),
+    selectAmongLoadedByShare: fn(p.selectAmongLoadedByShare),
     numberModels: fn(p.numberModels),
     onEvictNumber: fn(p.onEvictNumber),
     expiryCandidateNumbers: fn(p.expiryCandidateNumbers),

@@ -1,3 +1,5 @@
+import type { ShareView } from '../runtime/policies/share-order';
+
 /**
  * Popularity as the runtime defines it (`runtime/popularity.ts`, `decayRates` and `shares`): a
  * function's share of recent invocations, as an exponentially decayed rate refreshed periodically.
@@ -13,7 +15,7 @@
  * are followed by another refresh before any share is read: those cost O(calls) instead of a
  * 500-long decay and sum each.
  */
-export class PopularityTracker {
+export class PopularityTracker implements ShareView {
   readonly popularity: Float64Array;
   /** Every rate as of `lag` refreshes ago (the last time they were brought up to date). */
   private readonly rate: Float64Array;
@@ -65,6 +67,8 @@ export class PopularityTracker {
     this.logInc = new Float64Array(64);
     this.decay = Math.exp(-refreshMs / windowMs);
     this.mult = new Float64Array(functions).fill(this.decay);
+    this.moved = new Int32Array(functions);
+    this.movedMark = new Uint8Array(functions);
     this.nextRefreshAt = refreshMs;
   }
 
@@ -132,7 +136,7 @@ export class PopularityTracker {
   private catchUp(): void {
     const L = this.lag;
     const keep = this.decay;
-    const { rate, mult, fixed, fixedAt, inLog, logF, logStep, logInc, called } = this;
+    const { rate, mult, fixed, fixedAt, inLog, logF, logStep, logInc, called, moved, movedMark } = this;
     const nLog = this.nLog;
     // The functions called within the lag, each brought up to date on its own (in step order).
     let nCalled = 0;
@@ -163,6 +167,10 @@ export class PopularityTracker {
       rate[f] = r;
       mult[f] = 1;
       inLog[f] = 0;
+      if (movedMark[f] === 0) {
+        movedMark[f] = 1;
+        moved[this.nMoved++] = f;
+      }
     }
     const n = rate.length;
     let total = 0;
@@ -245,6 +253,27 @@ export class PopularityTracker {
     this.logF = f;
     this.logStep = s;
     this.logInc = inc;
+  }
+
+  /**
+   * Every rate as of the last refresh once `sync` has run (until the next refresh): `share(f)` is
+   * rate / Σ rate, non-decreasing in it (the `ShareView` a policy's `selectAmongLoadedByShare` reads).
+   */
+  get rates(): Float64Array {
+    return this.rate;
+  }
+
+  /** The functions whose rate moved against the others' (called) since the last `takeMoved`, each once. */
+  readonly moved: Int32Array;
+  private readonly movedMark: Uint8Array;
+  private nMoved = 0;
+
+  /** How many functions `moved` lists, and a fresh list from now on (see `ShareView.takeMoved`). */
+  takeMoved(): number {
+    const n = this.nMoved;
+    for (let j = 0; j < n; j++) this.movedMark[this.moved[j]!] = 0;
+    this.nMoved = 0;
+    return n;
   }
 
   /** Function f's popularity as of the last refresh (what `refresh` writes to `popularity[f]`). */

@@ -10,7 +10,7 @@ import { modelsOf, randomTrace, traceOf } from './helpers';
 
 /** The same policy with the speed hints removed (so the simulator checks at every period, and names models by key). */
 function withoutHints(p: EvictionPolicy): EvictionPolicy {
-  const q = Object.create(p) as EvictionPolicy & { nextCheckAt?: unknown; checkAfterHooks?: unknown; checkSignals?: unknown; quietUntil?: unknown; idleCheckPeriod?: unknown; usesPopularity?: unknown; omitReasons?: unknown; selectAmongLoaded?: unknown; numberModels?: unknown; onEvictNumber?: unknown };
+  const q = Object.create(p) as EvictionPolicy & { nextCheckAt?: unknown; checkAfterHooks?: unknown; checkSignals?: unknown; quietUntil?: unknown; idleCheckPeriod?: unknown; usesPopularity?: unknown; omitReasons?: unknown; selectAmongLoaded?: unknown; selectAmongLoadedByShare?: unknown; numberModels?: unknown; onEvictNumber?: unknown };
   Object.defineProperty(q, 'nextCheckAt', { value: undefined });
   Object.defineProperty(q, 'idleCheckPeriod', { value: undefined });
   Object.defineProperty(q, 'checkAfterHooks', { value: undefined });
@@ -19,6 +19,7 @@ function withoutHints(p: EvictionPolicy): EvictionPolicy {
   Object.defineProperty(q, 'usesPopularity', { value: undefined });
   Object.defineProperty(q, 'omitReasons', { value: undefined });
   Object.defineProperty(q, 'selectAmongLoaded', { value: undefined });
+  Object.defineProperty(q, 'selectAmongLoadedByShare', { value: undefined });
   Object.defineProperty(q, 'numberModels', { value: undefined }); // (so by key: hooks, victims, evictions)
   Object.defineProperty(q, 'onEvictNumber', { value: undefined });
   return q;
@@ -37,6 +38,8 @@ function recording(p: EvictionPolicy, keepReasons: boolean, out: Victim[][]): Ev
   if (p.prewarm) q.prewarm = (now, isResident, free) => rec(p.prewarm!(now, isResident, free));
   const among = (p as SimHints).selectAmongLoaded;
   if (among) (q as SimHints).selectAmongLoaded = (req) => rec(among(req));
+  const byShare = (p as SimHints).selectAmongLoadedByShare;
+  if (byShare) (q as SimHints).selectAmongLoadedByShare = (req, shares) => rec(byShare(req, shares));
   return q;
 }
 
