@@ -1050,8 +1050,9 @@ class NodeRun {
       const c = ecIds !== undefined ? this.evictableAmongIds(ecIds(now)) : ec ? this.evictableAmong(ec(now)) : this.evictable();
       if (c.length > 0) {
         this.freshen(c);
-        for (const v of policy.expired(c, now)) {
-          const g = this.modelOf(v);
+        const vs = policy.expired(c, now);
+        for (let j = 0; j < vs.length; j++) {
+          const g = this.modelOf(vs[j]!);
           if (g !== undefined && this.state[g] === RESIDENT && this.inFlight[g] === 0) this.evict(g, 'expired');
         }
       }
@@ -1059,8 +1060,9 @@ class NodeRun {
     // No pre-warming while a call waits for memory (as the warm pool): it would evict it again.
     if (policy.prewarm && !this.blocked) {
       this.resAsked = 0;
-      for (const w of policy.prewarm(now, this.isResidentKey, this.budget - this.used)) {
-        const g = this.modelOf(w);
+      const ws = policy.prewarm(now, this.isResidentKey, this.budget - this.used);
+      for (let j = 0; j < ws.length; j++) {
+        const g = this.modelOf(ws[j]!);
         if (g === undefined || this.state[g] !== ABSENT) continue;
         const size = this.entries[g]!.sizeBytes;
         if (this.used + size > this.budget) continue;
