@@ -1032,9 +1032,9 @@ class NodeRun {
     const among = this.hints.selectAmongLoaded;
     const victims =
       byShare !== undefined ? byShare(req, this.pop) : among !== undefined && c === this.residentEntries ? among(req) : this.policy.selectVictims(req);
-    for (const v of victims) {
+    for (let j = 0; j < victims.length; j++) {
       if (this.used + e.sizeBytes <= budget) break;
-      const g = this.modelOf(v);
+      const g = this.modelOf(victims[j]!);
       if (g !== undefined && this.state[g] === RESIDENT && this.inFlight[g] === 0) this.evict(g, 'policy');
     }
     return this.used + e.sizeBytes <= budget;
