@@ -39,6 +39,21 @@ describe("the simulator's shortcuts give what the plain computation gives", () =
     }
   });
 
+  it('kthSmallest on long arrays (narrowed to the values about k first): the k-th of a sort, the sample misleading or not', () => {
+    const rand = seededRandom(7);
+    for (let trial = 0; trial < 8; trial++) {
+      const n = (1 << 16) + Math.floor(rand() * 100_000);
+      const distinct = trial % 4 === 1 ? 3 : 1 + Math.floor(rand() * 5000);
+      const a = Float64Array.from({ length: n }, () => (trial % 2 ? Math.floor(rand() * distinct) : rand() * 1e6));
+      // Trials 2 and 3: the values a stride sample reads are far above the rest (the search falls back to the whole array).
+      if (trial === 2 || trial === 3) for (let j = 0; j < n; j += Math.floor(n / 1024)) a[j] = 1e9 + j;
+      const sorted = a.slice().sort();
+      for (const k of [0, n - 1, Math.floor(rand() * n), Math.ceil(0.99 * n) - 1, Math.floor(0.5 * n)]) {
+        expect(kthSmallest(a.slice(), n, k)).toBe(sorted[k]);
+      }
+    }
+  });
+
   it('skipChecks: one jump lands where stepping check by check does', () => {
     const rand = seededRandom(11);
     const stepped = (x: number, step: number, tNext: number, lim: number) => {
