@@ -76,8 +76,8 @@ return 0`);
 // KEYS: lane, the call's answered marker (queue/replies.ts). ARGV: a frame, the marker's ttl ms.
 // Queues the job once: ioredis sends a command again after a reconnect when the dropped connection
 // lost its reply, though Redis had run it, and a plain LPUSH run twice queued the job twice (run
-// twice, counted twice). The marker, set here ('q') before the push and to '1' by the answer's
-// script, says the job was queued or answered already; the admission script (queue/admission.ts)
+// twice, counted twice). The marker, set here ('q') before the push and to the answer's token by
+// the answer's script, says the job was queued or answered already; the admission script (queue/admission.ts)
 // knows its call by its place instead.
 const PUSH = new Script(`if not redis.call('SET', KEYS[2], 'q', 'NX', 'PX', ARGV[2]) then return 0 end
 return redis.call('LPUSH', KEYS[1], ARGV[1])`);
