@@ -171,7 +171,8 @@ export class ShareOrder {
       }
       taken[best] = 1;
       const e = bestE!;
-      victims.push({ key: e.key, reason: reason === null ? '' : reason(e), idx: best } as Victim);
+      // The reason reads the entry's popularity, which is not written on this path: the share it has now.
+      victims.push({ key: e.key, reason: reason === null ? '' : reason({ ...e, popularity: view.share(best) }), idx: best } as Victim);
       freed += e.sizeBytes;
     }
     for (const v of victims) taken[(v as Victim & { idx: number }).idx] = 0;

@@ -79,15 +79,20 @@ describe('omitReasons: the simulator turns victims\' reasons off, and nothing el
     it(name, () => {
       const t = randomTrace(7, 3000, 30);
       const models = modelsOf(t, Object.fromEntries(t.functions.map((f, i) => [f, { sizeBytes: 1 + (i % 5), loadMs: 200 + 7000 * (i % 3), execMs: 50 + (i % 4) * 900 }])));
-      const run = (keepReasons: boolean) => {
+      const run = (keepReasons: boolean, hints = true) => {
         const out: Victim[][] = [];
-        const { wallMs: _w, ...r } = simulate(t, models, recording(createSimPolicy(name, { ttlMs: 60_000 }), keepReasons, out), {
+        const p = createSimPolicy(name, { ttlMs: 60_000 });
+        const { wallMs: _w, ...r } = simulate(t, models, recording(hints ? p : withoutHints(p), keepReasons, out), {
           budgetBytes: 12, future: isOracle(name),
         });
         return { r, out };
       };
       const omitted = run(false);
       const kept = run(true);
+      // Kept, they are the reasons the policy gives without the simulator's hints (a hint that
+      // chooses victims its own way must say what selectVictims would).
+      const reasonsOf = (o: Victim[][]) => o.flat().map((v) => `${v.key}: ${v.reason}`);
+      expect(reasonsOf(kept.out)).toEqual(reasonsOf(run(true, false).out));
       expect(omitted.r).toEqual(kept.r);
       const keys = (o: Victim[][]) => o.map((vs) => vs.map((v) => v.key));
       expect(keys(omitted.out)).toEqual(keys(kept.out));
