@@ -100,8 +100,9 @@ const TAKEN = 2;
  * so does any such policy's: when one ends, the runs of the same policy at such budgets below its
  * own, and of other such policies at such budgets, that no thread has taken are taken as done,
  * their results its own (`sameAs`). So that they are not started meanwhile, a thread passes over
- * a run while one that may cover it is under way with its budget unbound (the engine says at once
- * when a run evicts), unless every run left is such a run (it then takes the first: no thread
+ * a run while one that may cover it is under way with its budget unbound (the engine says so as
+ * soon as the budget decides anything: a load that needs room, a model larger than the budget, or,
+ * from the start, a policy told the free memory), unless every run left is such a run (it then takes the first: no thread
  * waits). Each policy's budgets are in the order from the highest down.
  */
 export class SweepQueue {
@@ -147,13 +148,15 @@ export class SweepQueue {
    * covers, taken now as done (their places in `order`).
    */
   done(k: number, unbound: boolean, peakBytes: number): number[] {
-    Atomics.store(this.state, k, TAKEN);
     const covered: number[] = [];
-    if (!(this.reuse && unbound)) return covered;
     const { order, state } = this;
-    for (let q = 0; q < order.length; q++) {
-      if (this.mayCover(k, q) && order[q]!.budgetBytes >= peakBytes && Atomics.compareExchange(state, q, FREE, TAKEN) === FREE) covered.push(q);
+    // The runs it covers are taken before it is marked done: until then another thread holds them back.
+    if (this.reuse && unbound) {
+      for (let q = 0; q < order.length; q++) {
+        if (this.mayCover(k, q) && order[q]!.budgetBytes >= peakBytes && Atomics.compareExchange(state, q, FREE, TAKEN) === FREE) covered.push(q);
+      }
     }
+    Atomics.store(state, k, TAKEN);
     return covered;
   }
 
@@ -286,10 +289,11 @@ export interface SweepWork {
 /**
  * The same runs as `sweep`, with the same results in the same order, spread over `jobs` threads:
  * this one and `jobs - 1` worker threads (runs are independent: each has its own policy instance
- * and state). Every thread takes the next run from one shared queue (`SweepQueue`), costliest
- * first, so no thread waits for another. With one job, or one run, it runs inline. `onRun` is called as runs finish
- * (this thread's at once, the workers' when this thread is free); `onProgress` and `onEvict` are
- * ignored.
+ * and state). Every thread takes the next run from one shared queue (`SweepQueue`, in `runOrder`'s
+ * order: costliest policy first after the runs at budgets that hold every model), so no thread
+ * waits for another. With one job, or one run, it runs inline. `onRun` is called as runs finish
+ * (this thread's at once, the workers' when this thread is free); `onProgress`, `onEvict`,
+ * `onServe` and `onLoadStart` are ignored.
  */
 export async function sweepParallel(
   trace: Trace,
@@ -308,7 +312,8 @@ export async function sweepParallel(
   for (const k of Object.keys(plain) as (keyof SweepOptions)[]) if (plain[k] === undefined) delete plain[k];
   const order = runOrder(jobs, models);
   const state = new Int32Array(new SharedArrayBuffer(4 * order.length));
-  const work: SweepWork = { trace: sharedTrace(trace), models, opts: plain, order, state, reuse: mayReuse(opts) };
+  // (onEvict, onServe and onLoadStart are not passed to the threads: nothing watches their runs.)
+  const work: SweepWork = { trace: sharedTrace(trace), models, opts: plain, order, state, reuse: true };
   const workers = spare.slice(0, nThreads - 1);
   for (const w of spare.slice(nThreads - 1)) void w.terminate();
   while (workers.length < nThreads - 1) workers.push(startWorker());
