@@ -94,9 +94,9 @@ export async function givenUp(o: PoisonOptions, crash: Crash, name: string, data
  * and the answer are one step (`deliver`'s onlyFirst), so two processes never both answer it.
  * Resolves to whether it was answered here.
  */
-async function answerCrashed(o: PoisonOptions, data: Pick<Routed<Partial<InvokeJob>>, 'admission' | 'inputs' | 'reply'>, e: BruleeError, also = new StatsOps()): Promise<boolean> {
+async function answerCrashed(o: PoisonOptions, data: Pick<Routed<Partial<InvokeJob>>, 'admission' | 'inputs' | 'reply'>, e: BruleeError, also = new StatsOps(), token?: string): Promise<boolean> {
   givenBack(data, also).hincrby(o.keys.cluster, 'poisonJobs', 1);
-  return deliver(o.redis, o.keys, data.reply, { error: errorToWire(e) }, also, true);
+  return deliver(o.redis, o.keys, data.reply, { error: errorToWire(e) }, also, true, token);
 }
 
 /**
@@ -176,7 +176,7 @@ export interface StalledJob {
  * job before its 'failed' event lets anyone answer it: a death in between lost the answer.)
  * Resolves to whether it was answered here.
  */
-export async function stalledOut(o: PoisonOptions, node: string, job: StalledJob): Promise<boolean> {
+export async function stalledOut(o: PoisonOptions, node: string, job: StalledJob, token?: string): Promise<boolean> {
   const { log, limit } = o;
   const { data } = job;
   const fn = data.model?.fn ?? data.fn ?? '?';
@@ -189,7 +189,7 @@ export async function stalledOut(o: PoisonOptions, node: string, job: StalledJob
       `or its event loop was blocked for longer than JOB_LOCK_MS), so it is not run again: the model or this input may crash the runtime, exhaust its memory ` +
       `or hold its event loop. See node ${node}'s logs, and try the input on one node before sending it again. MAX_NODE_DEATHS_PER_JOB (now ${limit}) sets how many times one job may lose its node.`,
   );
-  const first = await answerCrashed(o, data, e);
+  const first = await answerCrashed(o, data, e, undefined, token);
   if (first) log.error({ job: data.reply.id, fn, node, times: job.stalledCounter, limit }, `${what} not run again: its node lost it ${times}`);
   return first;
 }

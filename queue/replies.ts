@@ -177,8 +177,8 @@ return a`);
  * was the first answer. With `onlyFirst` (an answer for a job nobody ran to its end, given up), a
  * job answered already gets nothing, `also` included, and is not counted as a duplicate run.
  */
-export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: OutgoingAnswer, also?: WithAnswer, onlyFirst = false): Promise<boolean> {
-  return (await delivered(redis, k, to, answer, also, onlyFirst)) === 'first';
+export async function deliver(redis: Redis, k: Keys, to: ReplyTo, answer: OutgoingAnswer, also?: WithAnswer, onlyFirst = false, token?: string): Promise<boolean> {
+  return (await delivered(redis, k, to, answer, also, onlyFirst, token)) === 'first';
 }
 
 /**

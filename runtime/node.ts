@@ -321,7 +321,10 @@ export class RuntimeNode implements LocalNode {
       // One its queue lost may have been answered by the run that lost it (a process that died
       // between its answer and BullMQ's completion): not run again.
       if (job.stalledCounter > 0 && (await hasAnswer(this.o.redis, keys, (job.data as Routed<unknown>).reply))) return;
-      return lostTooOften(job, this.o.maxDeathsPerJob) ? this.retried(() => stalledOut(poison, this.o.id, job)) : lane.slot(() => this.process(job, lock));
+      if (!lostTooOften(job, this.o.maxDeathsPerJob)) return lane.slot(() => this.process(job, lock));
+      // One token for every try: a try whose reply was lost finds its own answer, not another's.
+      const token = randomUUID();
+      return this.retried(() => stalledOut(poison, this.o.id, job, token));
     };
     this.worker = new Worker(keys.nodeQueue(this.o.id), handle, {
       connection: this.workerRedis,
