@@ -627,10 +627,10 @@ class NodeRun {
    * order `run`'s turns would take them (the refreshes and checks due up to each event,
    * `dispatch`, `completeLoad`, the slot freed), without a turn's search for the earliest event.
    * A call (`serveHit`, `serveMiss`) does not even occupy the slot unless something comes before
-   * its load's end or its completion (nothing else can look at it before it is freed), and a completion with nothing before it runs no
-   * refresh (it reads no popularity: the refreshes before it are the next event's, with the same
-   * calls counted). Hands the rest to `run`'s turns when a call must wait for memory that
-   * pre-warm loads hold, or when no call is left.
+   * its load's end or its completion (nothing else can look at it before it is freed), and a
+   * completion with nothing before it runs no refresh (it reads no popularity: the refreshes
+   * before it are the next event's, with the same calls counted). Hands the rest to `run`'s turns
+   * when a call must wait for memory that pre-warm loads hold, or when no call is left.
    */
   private serveSerial(): void {
     if (this.busySlots !== 0 || this.blocked) return;
@@ -638,10 +638,9 @@ class NodeRun {
     const N = this.N;
     const state = this.state;
     const pop = this.pop;
-    const checks = this.hasSweep;
     while (this.i < N) {
       const t = Math.max(this.now, times[this.i]!);
-      if ((checks && this.nextSweep <= t) || this.bgNext <= t) {
+      if (this.dueBy(t)) {
         if (!this.skipQuiet(t)) this.interrupts(t);
       } else if (pop.nextRefreshAt <= t) this.refreshesUntil(t);
       this.now = t;
@@ -650,7 +649,7 @@ class NodeRun {
       if (state[f] === RESIDENT) {
         // A hit: dispatch, then its completion (nothing else can happen on the node meanwhile).
         const fin = this.serveHit(f);
-        if (((checks && this.nextSweep <= fin) || this.bgNext <= fin) && !this.skipQuiet(fin)) {
+        if (this.dueBy(fin) && !this.skipQuiet(fin)) {
           this.occupy(f, fin); // something comes first, with the call in flight
           this.interrupts(fin);
           this.now = fin;
@@ -670,7 +669,7 @@ class NodeRun {
       if (this.slotModel[0] === -1) continue;
       const g = this.slotModel[0]!;
       const loadEnd = this.slotTouch[0]!;
-      if ((checks && this.nextSweep <= loadEnd) || this.bgNext <= loadEnd) {
+      if (this.dueBy(loadEnd)) {
         if (!this.skipQuiet(loadEnd)) this.interrupts(loadEnd);
       } else if (pop.nextRefreshAt <= loadEnd) this.refreshesUntil(loadEnd);
       this.now = loadEnd;
@@ -679,11 +678,16 @@ class NodeRun {
       this.slotTouch[0] = Infinity;
       this.touch(g);
       const fin = this.slotFinish[0]!;
-      if (((checks && this.nextSweep <= fin) || this.bgNext <= fin) && !this.skipQuiet(fin)) this.interrupts(fin);
+      if (this.dueBy(fin) && !this.skipQuiet(fin)) this.interrupts(fin);
       this.now = fin;
       this.dirty = true;
       this.freeSlot(0);
     }
+  }
+
+  /** On a serial node, something comes by time t: a check due (for a policy with checks) or a pre-warm load's end. */
+  private dueBy(t: number): boolean {
+    return (this.hasSweep && this.nextSweep <= t) || this.bgNext <= t;
   }
 
   /**
@@ -935,9 +939,8 @@ class NodeRun {
     const loadEnd = this.loadDoneAt[f]!;
     const fin = loadEnd + this.entries[f]!.execMs;
     this.served(this.entries[f]!, wait, true, fin);
-    const checks = this.hasSweep;
     let held = false;
-    if ((checks && this.nextSweep <= loadEnd) || this.bgNext <= loadEnd) {
+    if (this.dueBy(loadEnd)) {
       if (!this.skipQuiet(loadEnd)) {
         held = true;
         this.occupy(f, fin);
@@ -949,7 +952,7 @@ class NodeRun {
     } else if (this.pop.nextRefreshAt <= loadEnd) this.refreshesUntil(loadEnd);
     this.now = loadEnd;
     this.completeLoad(f, false);
-    if (((checks && this.nextSweep <= fin) || this.bgNext <= fin) && !this.skipQuiet(fin)) {
+    if (this.dueBy(fin) && !this.skipQuiet(fin)) {
       if (!held) this.occupy(f, fin);
       held = true;
       this.interrupts(fin);
