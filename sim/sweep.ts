@@ -102,8 +102,8 @@ const TAKEN = 2;
  * their results its own (`sameAs`). So that they are not started meanwhile, a thread passes over
  * a run while one that may cover it is under way with its budget unbound (the engine says so as
  * soon as the budget decides anything: a load that needs room, a model larger than the budget, or,
- * from the start, a policy told the free memory), unless every run left is such a run (it then takes the first: no thread
- * waits). Each policy's budgets are in the order from the highest down.
+ * from the start, a policy told the free memory), unless every run left is such a run (it then
+ * takes the first: no thread waits). Each policy's budgets are in the order from the highest down.
  */
 export class SweepQueue {
   /** By place in `order`: its policy is `unasked`. */
@@ -283,7 +283,6 @@ export interface SweepWork {
   order: readonly SweepJob[];
   /** `SweepQueue`'s states, shared by every thread. */
   state: Int32Array;
-  reuse: boolean;
 }
 
 /**
@@ -312,8 +311,7 @@ export async function sweepParallel(
   for (const k of Object.keys(plain) as (keyof SweepOptions)[]) if (plain[k] === undefined) delete plain[k];
   const order = runOrder(jobs, models);
   const state = new Int32Array(new SharedArrayBuffer(4 * order.length));
-  // (onEvict, onServe and onLoadStart are not passed to the threads: nothing watches their runs.)
-  const work: SweepWork = { trace: sharedTrace(trace), models, opts: plain, order, state, reuse: true };
+  const work: SweepWork = { trace: sharedTrace(trace), models, opts: plain, order, state };
   const workers = spare.slice(0, nThreads - 1);
   for (const w of spare.slice(nThreads - 1)) void w.terminate();
   while (workers.length < nThreads - 1) workers.push(startWorker());
@@ -330,7 +328,8 @@ export async function sweepParallel(
   );
   try {
     // This thread takes runs from the same queue.
-    takeRuns(trace, models, plain, new SweepQueue(order, state, work.reuse, plain), (d) => out.add(d));
+    // (Results are reused: onEvict, onServe and onLoadStart are passed to no thread, so nothing watches a run.)
+    takeRuns(trace, models, plain, new SweepQueue(order, state, true, plain), (d) => out.add(d));
     await Promise.all(exits);
   } catch (e) {
     for (const w of workers) void w.terminate();
