@@ -149,12 +149,15 @@ function before(s: Float64Array, candidates: readonly EntryFacts[], a: number, b
   const d = s[a]! - s[b]!;
   if (d < 0) return true;
   if (d > 0) return false;
-  const ea = candidates[a]!;
-  const eb = candidates[b]!;
-  const l = ea.lastUsedAt - eb.lastUsedAt;
+  return tieBefore(candidates[a]!, candidates[b]!);
+}
+
+/** Of two candidates with equal scores, a before b: the least recently used first, then by key (`byScore`'s ties). */
+export function tieBefore(a: EntryFacts, b: EntryFacts): boolean {
+  const l = a.lastUsedAt - b.lastUsedAt;
   if (l < 0) return true;
   if (l > 0) return false;
-  return ea.key < eb.key;
+  return a.key < b.key;
 }
 
 /**

@@ -14,7 +14,7 @@
  * needs only the models called since (`ShareView.takeMoved`), and those loaded since, put back in
  * place.
  */
-import type { Selection } from './select';
+import { tieBefore, type Selection } from './select';
 import type { EntryFacts, EvictionRequest, NumberedEntry, Victim } from './types';
 
 /** The popularity shares as the simulator has them, for `ShareOrder` (valid during the call it is passed to). */
@@ -247,8 +247,5 @@ function before(sa: number, a: EntryFacts, sb: number, b: EntryFacts): boolean {
   const d = sa - sb;
   if (d < 0) return true;
   if (d > 0) return false;
-  const l = a.lastUsedAt - b.lastUsedAt;
-  if (l < 0) return true;
-  if (l > 0) return false;
-  return a.key < b.key;
+  return tieBefore(a, b);
 }
