@@ -872,13 +872,11 @@ class NodeRun {
   private dispatch(): void {
     const now = this.now;
     const f = this.trace.fns[this.i]!;
-    const arrival = this.trace.times[this.i]!;
     const e = this.entries[f]!;
-    const inWindow = arrival >= this.from && arrival < this.to;
     if (this.sweepMs === 0 && this.hasSweep) this.sweep();
     if (e.sizeBytes > this.budget) {
       if (this.onBound !== undefined) this.budgetBound();
-      this.refuse(f, inWindow);
+      this.refuse(f);
       return;
     }
     let s = 0;
@@ -903,7 +901,7 @@ class NodeRun {
           this.blocked = true; // wait for an in-flight model to finish
           return;
         }
-        this.refuse(f, inWindow);
+        this.refuse(f);
         return;
       }
       wait = this.startLoad(f);
@@ -931,8 +929,7 @@ class NodeRun {
         this.blocked = true;
         return false;
       }
-      const arrival = this.trace.times[this.i]!;
-      this.refuse(f, arrival >= this.from && arrival < this.to);
+      this.refuse(f);
       return true;
     }
     const wait = this.startLoad(f);
@@ -991,8 +988,8 @@ class NodeRun {
   private served(e: SimEntry, wait: number, cold: boolean, finish: number): void {
     if (this.usesPop) this.pop.record(e.idx);
     if (this.future !== undefined) this.future.served(e.idx);
-    const arrival = this.trace.times[this.i]!;
-    if (arrival >= this.from && arrival < this.to) {
+    if (this.inWindow()) {
+      const arrival = this.trace.times[this.i]!;
       this.counted++;
       if (cold) this.cold++;
       if (this.onServe !== undefined) this.onServe(e.key, wait, cold);
@@ -1028,14 +1025,20 @@ class NodeRun {
   }
 
   /** Invocation i is not served (its model does not fit). */
-  private refuse(f: number, inWindow: boolean): void {
-    if (inWindow) {
+  private refuse(f: number): void {
+    if (this.inWindow()) {
       this.counted++;
       this.refused++;
     }
     if (this.usesPop) this.pop.record(f);
     if (this.future !== undefined) this.future.served(f);
     this.i++;
+  }
+
+  /** Invocation i arrived in the report window: the counters count it. */
+  private inWindow(): boolean {
+    const arrival = this.trace.times[this.i]!;
+    return arrival >= this.from && arrival < this.to;
   }
 
   /** The budget decided something (`SimOptions.onBudgetBound`). */
