@@ -42,7 +42,8 @@ export class StatsOps {
   /**
    * Goes first: when `key` (a BullMQ job's lock, `Keys.jobLock`) no longer holds `token`, this
    * node's, no write is applied and no answer given (`deliver`): the job was taken back from the node
-   * while it was held dead (queue/dispatcher.ts takeBackJob answered its caller; the reaper moved it).
+   * while it was held dead (queue/dispatcher.ts takeBackJob answered its caller; the reaper moved it,
+   * or answered it), or the node's hold lapsed (a BullMQ stall: whoever takes it next runs it again).
    */
   locked(key: string, token: string) {
     this.args.unshift('LOCKED', this.keyIndex(key), '', token);

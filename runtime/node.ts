@@ -898,14 +898,17 @@ export class RuntimeNode implements LocalNode {
     let answer: OutgoingAnswer;
     // An invocation's counts (and its input key's deletion) go in the script that gives its answer.
     const stats = new StatsOps();
-    // A load is answered as its node's only while the node still holds it: one taken back while
-    // the node was held dead (stopped, cut off) had its caller's 503 (queue/dispatcher.ts takeBackJob).
-    const loadLock = job.name === JOB.load && lock !== undefined && job.id !== undefined ? { key: this.o.keys.jobLock(this.o.id, job.id), token: lock } : undefined;
-    // A lane job's (or load's) metric updates, applied once its answer's script has applied its counts, or not
-    // at all when that found it taken back (`StatsOps.held`, `locked`): /metrics counts what /stats does.
+    // A job of the node's BullMQ queue is answered as its node's only while the node still holds
+    // it: one taken back while the node was held dead (stopped, cut off) has its answer from
+    // elsewhere (a load its caller's 503, queue/dispatcher.ts takeBackJob; an async call failed
+    // TIMEOUT, or moved to a live node and run there, queue/reaper.ts), and one whose hold lapsed
+    // is run again by whoever takes it next (a BullMQ stall), which answers it.
+    const jobLock = lock !== undefined && job.id !== undefined ? { key: this.o.keys.jobLock(this.o.id, job.id), token: lock } : undefined;
+    // A job's metric updates, applied once its answer's script has applied its counts, or not at
+    // all when that found it taken back (`StatsOps.held`, `locked`): /metrics counts what /stats does.
     let metered: ((counted: boolean) => void) | undefined;
     try {
-      answer = await this.run(job, stats, held, spent, job.frame || loadLock ? (m) => (metered = m) : undefined);
+      answer = await this.run(job, stats, held, spent, job.frame || jobLock ? (m) => (metered = m) : undefined);
     } catch (e) {
       this.logFailure(e, job.id, job.name, (job.data as { model?: { fn?: string } } | undefined)?.model?.fn);
       answer = { error: errorToWire(e) };
@@ -916,7 +919,7 @@ export class RuntimeNode implements LocalNode {
     // A lane job leaves its node's active list with its answer; one no longer there was taken back
     // while this node was held dead (stopped, cut off): its caller has an answer from elsewhere, and it is not counted here.
     if (job.frame) stats.held(this.o.keys.laneActive(this.o.id), job.frame);
-    else if (loadLock) stats.locked(loadLock.key, loadLock.token);
+    else if (jobLock) stats.locked(jobLock.key, jobLock.token);
     let d: Awaited<ReturnType<typeof delivered>> | undefined;
     // One token for the answer, however often it is sent: a retry after a send whose reply was lost writes nothing twice.
     const token = randomUUID();
@@ -951,11 +954,17 @@ export class RuntimeNode implements LocalNode {
       case JOB.invoke: {
         const data = (job as NodeJob<InvokeJob>).data;
         const later: Array<() => void> = [];
+        const call: CallHere = { held, inBytes: wireBytes(data.inputs) };
         let ran;
         try {
-          ran = await this.invoke(data, job.processedOn ?? Date.now(), stats, later, { held, inBytes: wireBytes(data.inputs) }, () => readInputs(this.o.redis, data.inputs, job.inline), data.inputs.key);
+          ran = await this.invoke(data, job.processedOn ?? Date.now(), stats, later, call, () => readInputs(this.o.redis, data.inputs, job.inline), data.inputs.key);
         } finally {
-          if (defer) defer((counted) => this.countMetrics(data.model, counted ? later : []));
+          // Taken back, it is not counted, but a load made for it is (apart): its model stays here, and /metrics counted that load as it came.
+          const taken = () => {
+            this.countMetrics(data.model, []);
+            if (call.loaded) this.countLoadApart(data.model.fn, modelKey(data.model));
+          };
+          if (defer) defer((counted) => (counted ? this.countMetrics(data.model, later) : taken()));
           else this.countMetrics(data.model, later);
         }
         const { result, outputs } = ran;
