@@ -43,6 +43,8 @@ export function keys(ns = 'brulee') {
     replies: (gatewayId: string) => `${ns}:replies:${gatewayId}`,
     /** Set once when a sync call is answered, to its answer's token ('1' for a call counted with no answer sent, queue/replies.ts): a second run of the same job finds it and is counted, not sent. A lane job queued without admission sets it to 'q' first (queued once, queue/lane.ts). */
     answered: (id: string) => `${ns}:answered:${id}`,
+    /** Set once when counts with no call behind them are applied (queue/replies.ts `applyCounts`): the same script sent again finds it and writes nothing. */
+    counted: (token: string) => `${ns}:counted:${token}`,
     /** Set: the tokens of call `id`'s answers given after its first (duplicate runs), so that one sent again is not counted again (queue/replies.ts). */
     again: (id: string) => `${ns}:answered:${id}:again`,
     invocation: (id: string) => `${ns}:inv:${id}`,

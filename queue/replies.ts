@@ -107,9 +107,9 @@ end`;
 // key again), the cluster counters, the tokens of the answers given after the first (`Keys.again`),
 // then the keys of the writes that go with it.
 // ARGV: answer, ttl ms, id, 'sync'|'async'|'none' (the writes alone, once per id: KEYS[1] is then
-// the answered marker)|'plain' (the writes alone), or 'sync-first'|'async-first' (nothing at all,
-// writes included, when the call has its answer already), the answer's token ('' with the writes
-// alone), number of writes, then four per write.
+// their marker, a call's answered marker or the counted marker of counts with no call), or
+// 'sync-first'|'async-first' (nothing at all, writes included, when the call has its answer
+// already), the answer's token ('' with the writes alone), number of writes, then four per write.
 // An answer is this token's: the marker holds it (sync), the result holds the answer, which
 // carries it (async), or, given after the first, the again-set holds it. Found so, this very
 // answer was sent again (ioredis resends a script whose reply its connection lost; a node retries
@@ -138,7 +138,7 @@ elseif mode == 'sync-first' then
 end
 if mode == 'none' and not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return 0 end
 if not applyWrites(4, 7, tonumber(ARGV[6])) then return -1 end
-if mode == 'none' or mode == 'plain' then return 1 end
+if mode == 'none' then return 1 end
 -- A second run of the call (at-least-once): counted, its answer dropped, and its token kept.
 local function again()
   redis.call('HINCRBY', KEYS[3], 'duplicateRuns', 1)
@@ -231,14 +231,18 @@ export async function admitAndApply(redis: Redis, k: Keys, id: string, writes: W
   return answerOf(r, out as number[]);
 }
 
-/** Writes with no invocation behind them (a prewarm's counts), in one script: one command. */
-export async function applyCounts(redis: Redis, writes: WithAnswer): Promise<void> {
+/**
+ * Writes with no invocation behind them (a prewarm by the policy, a load counted apart), in one
+ * script: one command, applied once however often it is sent (ioredis sends a script whose reply
+ * its connection lost again once it reconnects): it sets a marker of its own (`Keys.counted`).
+ */
+export async function applyCounts(redis: Redis, k: Keys, writes: WithAnswer): Promise<void> {
   if (writes.args.length === 0) return;
-  const any = writes.keys[0]!;
-  await DELIVER.run(redis, [any, any, any, any, ...writes.keys], ['', 0, '', 'plain', '', writes.count, ...writes.args]);
+  const token = randomUUID();
+  await DELIVER.run(redis, [k.counted(token), k.cluster, k.cluster, k.cluster, ...writes.keys], ['', ANSWERED_MARKER_MS, token, 'none', '', writes.count, ...writes.args]);
 }
 
-/** How long the marker of a call counted by `applyWrites` is kept: longer than its retries (50 × 200 ms). */
+/** How long the marker of a call counted by `applyWrites` (or of counts, `applyCounts`) is kept: longer than its retries (50 × 200 ms) and a reconnect's resend. */
 const ANSWERED_MARKER_MS = 60_000;
 
 /**

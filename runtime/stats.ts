@@ -48,7 +48,7 @@ export interface InvocationRecord {
  * counted; a load with no invocation (a prewarm) goes here, in one pipeline.
  */
 export async function recordInvocation(redis: Redis, k: Keys, r: InvocationRecord): Promise<void> {
-  await applyCounts(redis, invocationCommands(new StatsOps(), k, r));
+  await applyCounts(redis, k, invocationCommands(new StatsOps(), k, r));
 }
 
 /** The writes that count an invocation: an ioredis pipeline has them, and so does `StatsOps` (for a script). */

@@ -1,7 +1,9 @@
 import { connect, createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
+import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
+import { recordInvocation } from '../../runtime/stats';
 import { deleteKeys } from '../support/brulee';
 import { nextCommand } from '../support/cut-proxy';
 import { startProc, stopAll, type Proc } from '../support/procs';
@@ -151,4 +153,22 @@ it("a load's answer sent again after its reply was lost is one load and one prew
   const after = await stats();
   expect({ loads: after.functions.p!.loads, prewarms: after.functions.p!.prewarms, duplicateRuns: after.failover.duplicateRuns - before.duplicateRuns }).toEqual({ loads: 1, prewarms: 1, duplicateRuns: 0 });
   expect(await metrics('p')).toEqual({ calls: 0, loads: 1, prewarms: 1 });
+}, 60_000);
+
+it('counts sent with no answer (a load counted apart, a prewarm by the policy) sent again after their reply was lost are counted once', async () => {
+  // A connection of this test through the proxy; its first script loads the count script into Redis (then EVALSHA runs it).
+  const redis = createRedis(proxy.url);
+  try {
+    const load = () => recordInvocation(redis, k, { fn: 'm', outcome: 'load', loaded: true, loadMs: 1, fetchMs: 0, execMs: 0 });
+    await load();
+    const before = { loads: (await stats()).functions.m!.loads, dropped };
+    // The count script (the node is idle: no other script counts m's loads now).
+    armed = (args) => args.includes(k.fnStats('m')) && args.includes('loads');
+    // Resolves once ioredis, reconnected, has sent it again and had its reply.
+    await load();
+    expect(dropped).toBe(before.dropped + 1);
+    expect((await stats()).functions.m!.loads - before.loads).toBe(1);
+  } finally {
+    redis.disconnect();
+  }
 }, 60_000);
