@@ -43,13 +43,22 @@ const JOBS_MOVED_IDS_MS = 24 * 3600_000;
 const PENDING = ['active', 'waiting', 'prioritized', 'delayed'] as const;
 
 // KEYS: the dead node's counted moves (`Keys.jobsMovedIds`), the cluster counters, the dead nodes'
-// move counts, the reaper's lock. ARGV: the move (`Reaper.countMove`), the dead node, 1 (count) or -1 (take back),
-// the lock's ms. A queued job moved off a dead node is counted before BullMQ's add (its own
-// script) writes it where a live node can take it; a reaper that dies between the two, or whose
-// add fails and whose take-back is lost, leaves the job where it was and its id here: the next
-// run's count of it counts nothing, and its add finishes the move. Returns whether it counted.
+// move counts, the reaper's lock, the job's BullMQ lock on the dead node's queue (`Keys.jobLock`).
+// ARGV: the move (`Reaper.countMove`), the dead node, 1 (count) or -1 (take back), the lock's ms.
+// A queued job moved off a dead node is counted before BullMQ's add (its own script) writes it
+// where a live node can take it; a reaper that dies between the two, or whose add fails and whose
+// take-back is lost, leaves the job where it was and its id here: the next run's count of it
+// counts nothing, and its add finishes the move. Counting it also takes the job from the dead
+// node (1 only), here, before the add: its BullMQ lock, if it has one, no longer holds the dead
+// worker's token (StatsOps.locked: a node only stopped, resumed at any time after this, neither
+// answers nor counts it), yet stays, with its expiry, until `removeDeadJob` (so that the
+// resumed node's stall check does not put the job back on its queue in the meantime). Returns
+// whether it counted.
 const COUNT_MOVE = new Script(`local changed
-if tonumber(ARGV[3]) > 0 then changed = redis.call('SADD', KEYS[1], ARGV[1]) else changed = redis.call('SREM', KEYS[1], ARGV[1]) end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[5], 'moved', 'XX', 'KEEPTTL')
+  changed = redis.call('SADD', KEYS[1], ARGV[1])
+else changed = redis.call('SREM', KEYS[1], ARGV[1]) end
 if changed == 1 then
   redis.call('HINCRBY', KEYS[2], 'jobsRerouted', ARGV[3])
   redis.call('HINCRBY', KEYS[3], ARGV[2], ARGV[3])
@@ -216,12 +225,13 @@ export class Reaper {
         // Counted before the live node can take it: a node with the model at hand (resident, or
         // parked: runtime/prepark.ts) answered it before a count made after the move, and whoever
         // read /stats on its answer saw no reroute. Once per job (`COUNT_MOVE`); taken back if the
-        // add fails (the next run moves it).
-        await this.countMove(deadId, `${id}@${diedAt}`);
+        // add fails (the next run moves it). The dead node no longer holds it from then on
+        // (`COUNT_MOVE`): resumed, it could otherwise answer it, counted, before `removeDeadJob`.
+        await this.countMove(deadId, id, diedAt);
         try {
           await this.queue(target.id).add(job.name, data, { ...JOB_OPTIONS, jobId: id, lifo: true });
         } catch (e) {
-          await this.countMove(deadId, `${id}@${diedAt}`, -1).catch(() => undefined);
+          await this.countMove(deadId, id, diedAt, -1).catch(() => undefined);
           throw e;
         }
         // An async call's status is read from the queue it sits on.
@@ -274,13 +284,14 @@ export class Reaper {
   }
 
   /**
-   * Counts the move of a queued job off `deadId` once per death (`move`: `<job id>@<the time it was
-   * declared dead>`, as a node id may die, rejoin and die again; `by` -1: takes back the count of a
-   * move that failed), and keeps the lock while jobs move.
+   * Counts the move of queued job `id` off `deadId` once per death (`diedAt`, the time it was
+   * declared dead, as a node id may die, rejoin and die again; `by` -1: takes back the count of a
+   * move that failed) and, counting it, takes the job's BullMQ lock from the dead worker
+   * (`COUNT_MOVE`); keeps the reaper's lock while jobs move.
    */
-  private async countMove(deadId: string, move: string, by = 1): Promise<void> {
+  private async countMove(deadId: string, id: string, diedAt: number, by = 1): Promise<void> {
     const { redis, keys: k } = this.o;
-    await COUNT_MOVE.run(redis, [k.jobsMovedIds(deadId), k.cluster, k.jobsMoved, k.reaperLock], [move, deadId, by, this.lockMs]);
+    await COUNT_MOVE.run(redis, [k.jobsMovedIds(deadId), k.cluster, k.jobsMoved, k.reaperLock, k.jobLock(deadId, id)], [`${id}@${diedAt}`, deadId, by, this.lockMs]);
   }
 
   private async forget(id: string, q: Queue): Promise<void> {

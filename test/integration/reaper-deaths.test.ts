@@ -14,6 +14,7 @@ import { Reaper } from '../../queue/reaper';
 import type { InvokeJob, ModelRef } from '../../queue/wire';
 import { deleteKeys } from '../support/brulee';
 import { cutProxy } from '../support/cut-proxy';
+import { monitor, type Monitored } from '../support/monitor';
 import { until } from '../support/within';
 
 /*
@@ -250,5 +251,82 @@ describe("the reaper's count of the jobs it moves", () => {
     queues.push(lq);
     expect(await lq.getJobState(id)).toBe('waiting');
     expect([await redis.hget(k.cluster, 'jobsRerouted'), await redis.hget(k.jobsMoved, 'd7')]).toEqual(['1', '1']);
+  });
+});
+
+/*
+ * A job of a dead node's BullMQ queue, taken (its lock the dead worker's), that the reaper answers
+ * or moves is no longer that node's from the very step that does it: a node only stopped, resumed
+ * at any time after it, answers nothing (StatsOps.locked: its lock no longer holds its token). A
+ * move's count takes it from the worker before BullMQ's add.
+ * What Redis ran is read with MONITOR: a script's commands come with source 'lua', one after the
+ * other, nothing of another client's between them.
+ */
+describe('a job the reaper takes off a dead node is no longer that node\'s from the step that answers or moves it', () => {
+  /** Job `data` on node `node`'s queue, taken by a worker that then dies holding it: resolves to its lock's key, holding that worker's token. */
+  async function takenOn<T extends { reply: ReplyTo }>(node: string, name: string, data: T): Promise<string> {
+    const q = new Queue(k.nodeQueue(node), { connection: redis, prefix: k.bullPrefix });
+    queues.push(q);
+    await q.add(name, data, { ...JOB_OPTIONS, jobId: data.reply.id });
+    let took!: () => void;
+    const taken = new Promise<void>((r) => (took = r));
+    const conn = createRedis(redisUrl);
+    const w = new Worker(k.nodeQueue(node), () => (took(), new Promise(() => undefined)), { connection: conn, prefix: k.bullPrefix });
+    await taken;
+    await w.close(true);
+    conn.disconnect();
+    const lock = k.jobLock(node, data.reply.id);
+    expect(await q.getJobState(data.reply.id)).toBe('active');
+    expect(await redis.get(lock)).toMatch(/./);
+    return lock;
+  }
+
+  /**
+   * Runs the reaper once under MONITOR; resolves to the steps Redis ran on this test's keys, in
+   * order: each a client's command alone, or all the commands of one script (space-joined, lower case).
+   */
+  async function stepsOfTick(): Promise<string[][]> {
+    const seen: Monitored[] = [];
+    const mon = await monitor(redisUrl, (c) => seen.push(c));
+    try {
+      await reaper.tick();
+      // Seen once all the run's commands are: Redis ran them before it.
+      const end = `${ns}:end:${randomUUID()}`;
+      await redis.exists(end);
+      await until('the end of the run seen', () => seen.some((c) => c.args[1] === end), 5000);
+    } finally {
+      mon.stop();
+    }
+    const steps: string[][] = [];
+    let script: string[] | undefined;
+    for (const c of seen) {
+      const cmd = c.args.join(' ').toLowerCase();
+      if (c.source === 'lua') (script ??= (steps.push([]), steps[steps.length - 1]!)).push(cmd);
+      else {
+        script = undefined;
+        steps.push([cmd]);
+      }
+    }
+    return steps.filter((st) => st.some((cmd) => cmd.includes(`${ns}:`.toLowerCase())));
+  }
+
+  it('moved to a live node: its lock no longer holds the dead worker\'s token before BullMQ\'s add puts it on the live queue', async () => {
+    await writeHeartbeat(redis, k, live, 't');
+    await deadNode('d11');
+    const id = randomUUID();
+    const lock = await takenOn('d11', 'invoke', invokeJob({ id, answerTtlMs: 60_000 }));
+    const token = await redis.get(lock);
+    const steps = await stepsOfTick();
+    const revoked = steps.findIndex((st) => st.length > 1 && st.some((c) => c.startsWith(`set ${lock} moved xx keepttl`.toLowerCase())));
+    const added = steps.findIndex((st) => st.some((c) => c.includes(`${k.bullPrefix}:${k.nodeQueue('live')}:${id}`.toLowerCase())));
+    expect(revoked).toBeGreaterThanOrEqual(0);
+    expect(added).toBeGreaterThan(revoked);
+    // In the move's count, the script that goes first.
+    expect(steps[revoked]!.some((c) => c.startsWith(`hincrby ${k.cluster} jobsrerouted 1`.toLowerCase()))).toBe(true);
+    expect(token).not.toBe('moved');
+    expect(await redis.exists(lock)).toBe(0);
+    const lq = new Queue(k.nodeQueue('live'), { connection: redis, prefix: k.bullPrefix });
+    queues.push(lq);
+    expect(await lq.getJobState(id)).toBe('waiting');
   });
 });
