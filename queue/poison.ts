@@ -61,9 +61,12 @@ return {1, deaths}`);
  * A job the process of `crash` was running when it died: records the death against the job and,
  * once `limit` deaths are recorded, gives it up: its caller gets NODE_CRASHED (`answerCrashed`;
  * a lane job leaves the list `from` in the script that answers it, or after it when the job was
- * answered already). Resolves to whether it was given up; if not, it is to run again.
+ * answered already; a job of a BullMQ queue loses its `lock`, `Keys.jobLock`, in that script, so
+ * that a process only stopped, resumed after the answer, neither answers nor counts it: the caller
+ * removes it from the queue after, lock included when the job was answered already). Resolves to
+ * whether it was given up; if not, it is to run again.
  */
-export async function givenUp(o: PoisonOptions, crash: Crash, name: string, data: Routed<LoadJob & Partial<InvokeJob>>, from?: { list: string; frame: Buffer }): Promise<boolean> {
+export async function givenUp(o: PoisonOptions, crash: Crash, name: string, data: Routed<LoadJob & Partial<InvokeJob>>, from?: { list: string; frame: Buffer } | { lock: string }): Promise<boolean> {
   const { redis, keys: k, log, limit } = o;
   const id = data.reply.id;
   const [verdict, deaths] = (await DIED_RUNNING.run(redis, [k.jobDeaths(id)], [`${crash.node}@${crash.lastBeatAt}`, limit, JOB_DEATHS_TTL_MS])) as [number, string[]];
@@ -79,10 +82,11 @@ export async function givenUp(o: PoisonOptions, crash: Crash, name: string, data
       `and try the input on one node before sending it again. MAX_NODE_DEATHS_PER_JOB (now ${limit}) sets how many node deaths one job may cause.`,
   );
   const also = new StatsOps();
-  if (from) also.lrem(from.list, from.frame);
+  if (from && 'lock' in from) also.del(from.lock);
+  else if (from) also.lrem(from.list, from.frame);
   if (await answerCrashed(o, data, e, also)) log.error({ job: id, fn, version, nodes, limit }, `${what} not run again: the node running it died ${nodes.length} times`);
   // Answered already (by a run, or by whoever gave it up first): it leaves the dead node's list all the same.
-  else if (from) await redis.lrem(from.list, 1, from.frame);
+  else if (from && 'list' in from) await redis.lrem(from.list, 1, from.frame);
   return true;
 }
 
@@ -128,7 +132,7 @@ export async function settleCrashed(o: PoisonOptions, crash: Crash): Promise<voi
     for (const job of await q.getJobs(['active'])) {
       const data = job?.data as Routed<LoadJob & Partial<InvokeJob>> | undefined;
       if (!job?.id || job.name === JOB.unload || !data?.model) continue;
-      if (!(await givenUp(o, crash, job.name, data))) continue;
+      if (!(await givenUp(o, crash, job.name, data, { lock: k.jobLock(crash.node, job.id) }))) continue;
       await removeDeadJob(redis, k, q, crash.node, job.id);
     }
   } finally {

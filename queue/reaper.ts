@@ -192,13 +192,15 @@ export class Reaper {
         continue;
       } else if (job.name === JOB.unload || !data.model) {
         // Nothing to unload on a dead node: answered at once, and counted in the script that answers
-        // it, once (a reaper that died before taking it off the queue finds it answered).
+        // it, once (a reaper that died before taking it off the queue finds it answered). Its lock
+        // goes in that script too: the dead node, if only stopped, answers nothing once resumed.
         const count = new StatsOps();
         count.hincrby(k.cluster, 'jobsRerouted', 1);
         count.hincrby(k.jobsMoved, deadId, 1);
+        count.del(k.jobLock(deadId, id));
         await deliver(redis, k, data.reply, { ok: { dropped: 0 } }, count, true);
         await redis.pexpire(k.reaperLock, this.lockMs);
-      } else if (crash && state === 'active' && (await givenUp(this.poison, crash, job.name, data as Routed<LoadJob & Partial<InvokeJob>>))) {
+      } else if (crash && state === 'active' && (await givenUp(this.poison, crash, job.name, data as Routed<LoadJob & Partial<InvokeJob>>, { lock: k.jobLock(deadId, id) }))) {
         await removeDeadJob(redis, k, from, deadId, id);
         continue;
       } else {
@@ -214,9 +216,13 @@ export class Reaper {
           // a single worker's rolling update) and runs it. Its place and input bytes go back in the
           // answer's script; it is not counted (it never ran), and leaves the dead queue. Anything
           // else (a load: its caller's gateway answers it) is left where it is until a node can take
-          // it; the jobs after it are still looked at (an unload there is answered at once).
+          // it; the jobs after it are still looked at (an unload there is answered at once). Its
+          // lock goes in that script too: the dead node, if only stopped, resumed after the answer
+          // neither answers nor counts it (StatsOps.locked), not even before `removeDeadJob`.
           if (job.name !== JOB.invoke || data.reply.replyTo || now - diedAt < ORPHAN_GRACE * this.o.deadAfterMs) continue;
-          await deliver(redis, k, data.reply, { error: errorToWire(unreachable(data as Routed<InvokeJob>, deadId, e, now)) }, givenBack(data as Routed<InvokeJob>), true);
+          const back = givenBack(data as Routed<InvokeJob>);
+          back.del(k.jobLock(deadId, id));
+          await deliver(redis, k, data.reply, { error: errorToWire(unreachable(data as Routed<InvokeJob>, deadId, e, now)) }, back, true);
           await removeDeadJob(redis, k, from, deadId, id);
           log.info({ job: id, from: deadId, state }, 'async call on a dead node failed: no live node can take it');
           continue;

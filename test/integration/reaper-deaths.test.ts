@@ -9,7 +9,7 @@ import { keys } from '../../queue/keys';
 import { encodeLaneJob } from '../../queue/lane';
 import { claimNodeId, leaveCluster, writeHeartbeat, type NodeInfo } from '../../queue/nodes';
 import { settleCrashed } from '../../queue/poison';
-import { decodeAnswer, type ReplyTo } from '../../queue/replies';
+import { decodeAnswer, readAnswer, type ReplyTo } from '../../queue/replies';
 import { Reaper } from '../../queue/reaper';
 import type { InvokeJob, ModelRef } from '../../queue/wire';
 import { deleteKeys } from '../support/brulee';
@@ -257,8 +257,8 @@ describe("the reaper's count of the jobs it moves", () => {
 /*
  * A job of a dead node's BullMQ queue, taken (its lock the dead worker's), that the reaper answers
  * or moves is no longer that node's from the very step that does it: a node only stopped, resumed
- * at any time after it, answers nothing (StatsOps.locked: its lock no longer holds its token). A
- * move's count takes it from the worker before BullMQ's add.
+ * at any time after it, answers nothing (StatsOps.locked: its lock no longer holds its token). Its
+ * answer's script deletes the lock; a move's count takes it from the worker before BullMQ's add.
  * What Redis ran is read with MONITOR: a script's commands come with source 'lua', one after the
  * other, nothing of another client's between them.
  */
@@ -309,6 +309,43 @@ describe('a job the reaper takes off a dead node is no longer that node\'s from 
     }
     return steps.filter((st) => st.some((cmd) => cmd.includes(`${ns}:`.toLowerCase())));
   }
+
+  /** Runs the reaper once: the one step that ran `answer` (a prefix of the words of the answer's write) deleted `lock` too, which is gone after. */
+  async function lockGoesWith(answer: string, lock: string): Promise<void> {
+    const found = (await stepsOfTick()).filter((st) => st.some((c) => c.startsWith(answer.toLowerCase())));
+    expect(found).toHaveLength(1);
+    expect(found[0]).toContain(`del ${lock}`.toLowerCase());
+    expect(await redis.exists(lock)).toBe(0);
+  }
+
+  it('given up (NODE_CRASHED): its lock is deleted in the script that answers it', async () => {
+    await writeHeartbeat(redis, k, live, 't');
+    await deadNode('d8');
+    const id = randomUUID();
+    const lock = await takenOn('d8', 'invoke', invokeJob({ id, answerTtlMs: 60_000 }));
+    // One node died running it already: d8's death gives it up.
+    await redis.sadd(k.jobDeaths(id), 'd0@1');
+    await lockGoesWith(`set ${k.result(id)}`, lock);
+    expect(await readAnswer(redis, k, id)).toMatchObject({ error: expect.stringMatching(/^NODE_CRASHED/) });
+  });
+
+  it('failed TIMEOUT (no live node, its deadline past): its lock is deleted in the script that answers it', async () => {
+    // Dead a minute ago, past ORPHAN_GRACE dead-after times; no live node.
+    const [t] = await redis.time();
+    const now = Number(t) * 1000;
+    await redis.hset(k.deadNodes, 'd9', JSON.stringify({ id: 'd9', reason: 'silent', lastBeatAt: now - 65_000, at: now - 60_000 }));
+    const id = randomUUID();
+    const lock = await takenOn('d9', 'invoke', invokeJob({ id, answerTtlMs: 60_000 }, { deadline: now - 30_000 }));
+    await lockGoesWith(`set ${k.result(id)}`, lock);
+    expect(await readAnswer(redis, k, id)).toMatchObject({ error: expect.stringMatching(/^TIMEOUT/) });
+  });
+
+  it('an unload (answered at once): its lock is deleted in the script that answers it', async () => {
+    await deadNode('d10');
+    const id = randomUUID();
+    const lock = await takenOn('d10', 'unload', { fn: 'f', cause: 'unload', reply: { id, replyTo: k.replies('gw'), answerTtlMs: 60_000 } });
+    await lockGoesWith(`xadd ${k.replies('gw')}`, lock);
+  });
 
   it('moved to a live node: its lock no longer holds the dead worker\'s token before BullMQ\'s add puts it on the live queue', async () => {
     await writeHeartbeat(redis, k, live, 't');
