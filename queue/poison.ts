@@ -164,6 +164,8 @@ export function lostTooOften(job: StalledJob, limit: number): boolean {
 
 /** A job of a node's BullMQ queue as its worker hands it over. */
 export interface StalledJob {
+  /** Its BullMQ job id (its call's id). */
+  id?: string;
   name: string;
   data: Routed<Partial<LoadJob & InvokeJob & { fn: string }>>;
   /** Times its node lost it (BullMQ's stall count). */
@@ -178,9 +180,15 @@ export interface StalledJob {
  * completes it) only once it is answered: a node that dies in between leaves it there, and whoever
  * takes it next finds it answered. (BullMQ's own give-up, `maxStalledCount`, fails and drops the
  * job before its 'failed' event lets anyone answer it: a death in between lost the answer.)
+ * `lock`: the token by which `node` holds the job (`Keys.jobLock`): as any answer of the node's
+ * to a job of its queue, the give-up goes only while the node still holds it (`StatsOps.locked`).
+ * One taken from it meanwhile (the node stopped long enough to be declared dead: queue/reaper.ts
+ * moved it to a live node that runs it, or answered it; queue/dispatcher.ts takeBackJob answered
+ * a load's caller) is no longer its to give up: a node resumed after that gives nothing up, where
+ * it failed NODE_CRASHED a call that then ran, counted, elsewhere (a duplicate run).
  * Resolves to whether it was answered here.
  */
-export async function stalledOut(o: PoisonOptions, node: string, job: StalledJob, token?: string): Promise<boolean> {
+export async function stalledOut(o: PoisonOptions, node: string, job: StalledJob, token?: string, lock?: string): Promise<boolean> {
   const { log, limit } = o;
   const { data } = job;
   const fn = data.model?.fn ?? data.fn ?? '?';
@@ -193,7 +201,9 @@ export async function stalledOut(o: PoisonOptions, node: string, job: StalledJob
       `or its event loop was blocked for longer than JOB_LOCK_MS), so it is not run again: the model or this input may crash the runtime, exhaust its memory ` +
       `or hold its event loop. See node ${node}'s logs, and try the input on one node before sending it again. MAX_NODE_DEATHS_PER_JOB (now ${limit}) sets how many times one job may lose its node.`,
   );
-  const first = await answerCrashed(o, data, e, undefined, token);
+  const held = new StatsOps();
+  if (lock !== undefined && job.id !== undefined) held.locked(o.keys.jobLock(node, job.id), lock);
+  const first = await answerCrashed(o, data, e, held, token);
   if (first) log.error({ job: data.reply.id, fn, node, times: job.stalledCounter, limit }, `${what} not run again: its node lost it ${times}`);
   return first;
 }

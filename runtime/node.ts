@@ -324,7 +324,7 @@ export class RuntimeNode implements LocalNode {
       if (!lostTooOften(job, this.o.maxDeathsPerJob)) return lane.slot(() => this.process(job, lock));
       // One token for every try: a try whose reply was lost finds its own answer, not another's.
       const token = randomUUID();
-      return this.retried(() => stalledOut(poison, this.o.id, job, token));
+      return this.retried(() => stalledOut(poison, this.o.id, job, token, lock));
     };
     this.worker = new Worker(keys.nodeQueue(this.o.id), handle, {
       connection: this.workerRedis,

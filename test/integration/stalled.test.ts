@@ -320,6 +320,21 @@ describe('stalledOut against a real Redis: once, and never over a run that answe
     expect(await readAnswer(redis, k, id)).toMatchObject({ ok: { done: true } });
   });
 
+  it('a job its node no longer holds (its lock taken: the reaper moved or answered it while the node was held dead) is not given up by it; held, it is', async () => {
+    const before = await counts();
+    const id = randomUUID();
+    const lost = { ...job(id), id };
+    // The reaper took it while n1 was stopped (queue/reaper.ts COUNT_MOVE): n1, resumed, gives nothing up.
+    await redis.set(k.jobLock('n1', id), 'moved', 'PX', 60_000);
+    expect(await stalledOut(o(), 'n1', lost, undefined, 'n1-token')).toBe(false);
+    expect(await counts()).toEqual(before);
+    expect(await readAnswer(redis, k, id)).toBeUndefined();
+    await redis.set(k.jobLock('n1', id), 'n1-token', 'PX', 60_000);
+    expect(await stalledOut(o(), 'n1', lost, undefined, 'n1-token')).toBe(true);
+    expect(await counts()).toEqual({ ...before, poisonJobs: before.poisonJobs + 1 });
+    expect(await readAnswer(redis, k, id)).toMatchObject({ error: expect.stringContaining('NODE_CRASHED') });
+  });
+
   it('a node gives a job up once its queue lost it MAX_NODE_DEATHS_PER_JOB times (stalled more than limit - 1); 0: never', () => {
     expect([stallLimit(1), stallLimit(2), stallLimit(4), stallLimit(0)]).toEqual([0, 1, 3, Number.MAX_SAFE_INTEGER]);
   });
