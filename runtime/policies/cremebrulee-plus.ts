@@ -125,7 +125,7 @@ function trimmedBySize(victims: Victim[], sizes: Float64Array, needBytes: number
   let k = 0;
   for (let i = 0; i < n - 1; i++) if (drop[i] === 0) victims[k++] = victims[i]!;
   victims[k++] = victims[n - 1]!;
-  victims.length = k;
+  while (victims.length > k) victims.pop(); // (quicker than setting the length)
   return victims;
 }
 
@@ -216,11 +216,6 @@ const NO_VICTIMS = Object.freeze([]) as unknown as Victim[];
 /** `prefetchEveryMs`'s default, ms. */
 const PREFETCH_EVERY_MS = 5000;
 
-/**
- * From this many loaded functions on, `selectAmongLoaded` answers from the order `LoadedFacts` keeps
- * (plus-select.ts); below, scoring every one costs no more than keeping the order at every hook.
- */
-const ORDER_FROM = 64;
 export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPolicy {
   const alpha = opts.alpha ?? 0.3;
   if (!(alpha > 0 && alpha <= 1)) throw new RangeError(`cremebrulee-plus: alpha must be in (0, 1], got ${alpha}`);
@@ -499,10 +494,10 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
    * hint, sim/hints.ts), scored from `facts` by function number instead of each candidate's record
    * found by key: the same operations on the same numbers, so the same scores; the same order
    * (score, then last use, then key: total, so the order the functions are visited in does not
-   * matter); the same trimming. With `ORDER_FROM` or more loaded, from the order `facts` keeps
-   * (only the functions gone idle are scored); otherwise, or when a score is NaN, `scanAmong`
-   * scores every one. Written for the settings the runtime runs (no popularity weight, no lifetime
-   * floor, no `vsPrefetch`, no reasons); otherwise `selectVictims` answers.
+   * matter); the same trimming. From the buckets `facts` keeps (only the functions in the lowest
+   * are scored); when a score is NaN, `scanAmong` scores every one. Written for the settings the
+   * runtime runs (no popularity weight, no lifetime floor, no `vsPrefetch`, no reasons); otherwise
+   * `selectVictims` answers.
    */
   const fastAmong = popW === 0 && floorW === 0 && !(prefetch && trimVsPrefetch);
   const selectAmongLoaded = (req: EvictionRequest): Victim[] => {
@@ -510,7 +505,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     const now = req.now;
     const useOnce = oneWindow && seenCount > 0;
     const once = useOnce ? 1 / Math.max(1, now - firstSeenAt) : 0;
-    const victims = (facts.n >= ORDER_FROM ? facts.lowest(now, useOnce, once, req.needBytes) : undefined) ?? scanAmong(now, useOnce, once, req.needBytes);
+    const victims = facts.lowest(now, useOnce, once, req.needBytes) ?? scanAmong(now, useOnce, once, req.needBytes);
     if (!trim || victims.length < 2 || (scarceNow && !trimScarce)) return victims;
     if (dropScratch.length < victims.length) dropScratch = new Uint8Array(2 * victims.length);
     return trimmedBySize(victims, facts.sizes, req.needBytes, dropScratch);
@@ -518,8 +513,8 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   /**
    * `selectAmongLoaded`'s victims by scoring every loaded function in the order of their places
    * (`facts.ids`), then repeated minimum scans (as `Selection.lowestScored`, whose heap beyond 8
-   * victims gives that order too): below `ORDER_FROM` loaded, and for a request where some score
-   * is NaN (the order is then not total, and this scan's answer is the one the policy gave).
+   * victims gives that order too): for a request where some score is NaN (the order is then not
+   * total, and this scan's answer is the one the policy gave).
    */
   const scanAmong = (now: number, useOnce: boolean, once: number, need: number): Victim[] => {
     const n = facts.n;

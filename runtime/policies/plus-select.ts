@@ -6,22 +6,27 @@
  *
  *     (1 / max(gap, idle, 1)) × loadMs / max(1, sizeBytes),   idle = now − last call
  *
- * which while `idle <= max(gap, 1)` is `fixed`, the same number whatever `now` (computed at the
- * hooks with the same operations). So the loaded functions are kept in two parts: those still
- * within their gap, in the eviction order of their fixed scores (`order`, a heap; with `soon`, a
- * heap by the time each would go idle), and the rest (`scored`: gone idle, no learned gap, or
- * facts the bound below does not cover), scored at each request with the plain formula. A request
- * first moves the functions whose time has come from the first part to the second, then merges
- * the two in `Selection.lowestScored`'s order (score, then last use at the hook, then key), which
- * is total, so the answer is the plain scan's whatever the order the functions are kept in.
+ * which never grows with `now` (loadMs > 0). So each loaded function is kept in a bucket by the
+ * bits of its score at a time `until` not yet reached (a lower bound of its score until then;
+ * within its gap, the fixed score it keeps until it goes idle), and moved when `until` passes
+ * (`soon`, a heap by it). A request scores only the functions of the lowest buckets (and those
+ * without such a bound, `scored`), opening a bucket while the best scored could be beaten by a
+ * function in it, and takes them in `Selection.lowestScored`'s order (score, then last use at the
+ * hook, then key), which is total, so the answer is the plain scan's whatever the order the
+ * functions are kept in.
  *
  * Hooks only mark a function (`touch`); it is put in its place at the next request, so runs that
  * never ask (every model fits) pay one flag per hook.
  */
 import type { Victim } from './types';
 
-/** 2^-50: see `LoadedFacts.settle`. */
-const SLACK = 2 ** -50;
+/** How far past `now` a function gone idle is bucketed by its score (`place`): this × its idle time. */
+const IDLE_STEP = 0.5;
+/** Bits of a score's mantissa below its exponent in its bucket's key; the number of keys. */
+const SUB_BITS = 2;
+const KEYS = 1 << (11 + SUB_BITS);
+/** The index of a double's high 32 bits in its `Uint32Array` view (which follows the machine's byte order). */
+const HI = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 1 : 0;
 
 export class LoadedFacts {
   gap = new Float64Array(64);
@@ -50,30 +55,32 @@ export class LoadedFacts {
   private nTouched = 0;
   private dirty = new Uint8Array(64);
   /**
-   * Within their gap at the last request: `order`, a heap in eviction order of `fixed`; `soon`, a
-   * heap of the same functions by `idleAt` (last call + max(gap, 1)); the place of each in both.
+   * Bucketed by the bits (`keyOf`) of a bound of their score (`place`), valid until `until[id]`:
+   * each bucket a list (`head` by key, `next` / `prev` by function, `bucket[id]` its key or -1),
+   * the keys of nonempty buckets marked in `full` (a bit each), none below `lowKey`; and `soon`, a
+   * heap of the same functions by `until`, with each one's place.
    */
-  private order = new Int32Array(64);
-  private orderAt = new Int32Array(64).fill(-1);
+  private head = new Int32Array(KEYS).fill(-1);
+  private full = new Uint32Array(KEYS >>> 5);
+  private lowKey = KEYS;
+  private next = new Int32Array(64);
+  private prev = new Int32Array(64);
+  private bucket = new Int32Array(64).fill(-1);
   private soon = new Int32Array(64);
   private soonAt = new Int32Array(64).fill(-1);
-  private nOrder = 0;
-  private idleAt = new Float64Array(64);
-  /**
-   * The fixed score and last use each function of `order` had when it was put there: the heap is
-   * ordered by these, so that each change is one sift (several changed keys sifted one after the
-   * other do not make a heap). At a request, after `settle`, they are the current ones.
-   */
-  private oScore = new Float64Array(64);
-  private oLast = new Float64Array(64);
+  private nSoon = 0;
+  private until = new Float64Array(64);
   /** The other loaded functions (scored at each request), in no order, and each one's place. */
   private scored = new Int32Array(64);
   private scoredAt = new Int32Array(64).fill(-1);
   private nScored = 0;
-  /** Scratch per request: the scored functions' scores and taken marks by place, the frontier. */
+  /** Scratch per request: the functions scored (`pool`), their scores and taken marks by place. */
+  private pool = new Int32Array(64);
   private score = new Float64Array(64);
   private taken = new Uint8Array(64);
-  private frontier = new Int32Array(64);
+  /** A double's bits (`keyOf`). */
+  private readonly f64 = new Float64Array(1);
+  private readonly u32 = new Uint32Array(this.f64.buffer);
   /** The victims' sizes, in eviction order (refilled by each request). */
   sizes = new Float64Array(64);
 
@@ -105,24 +112,23 @@ export class LoadedFacts {
     this.popularity = f64(this.popularity);
     this.maxGap = f64(this.maxGap);
     this.fixed = f64(this.fixed);
-    this.idleAt = f64(this.idleAt);
-    this.oScore = f64(this.oScore);
-    this.oLast = f64(this.oLast);
+    this.until = f64(this.until);
     this.ids = i32(this.ids, 0);
     this.at = i32(this.at, -1);
     this.touched = i32(this.touched, 0);
     const dirty = new Uint8Array(m);
     dirty.set(this.dirty);
     this.dirty = dirty;
-    this.order = i32(this.order, 0);
-    this.orderAt = i32(this.orderAt, -1);
+    this.next = i32(this.next, 0);
+    this.prev = i32(this.prev, 0);
+    this.bucket = i32(this.bucket, -1);
     this.soon = i32(this.soon, 0);
     this.soonAt = i32(this.soonAt, -1);
     this.scored = i32(this.scored, 0);
     this.scoredAt = i32(this.scoredAt, -1);
+    this.pool = new Int32Array(m);
     this.score = new Float64Array(m);
     this.taken = new Uint8Array(m);
-    this.frontier = new Int32Array(m);
     this.sizes = new Float64Array(m);
   }
 
@@ -177,81 +183,51 @@ export class LoadedFacts {
    * of a function without a learned gap: `once` if `useOnce`, else its popularity × 1e-6), until
    * `needBytes` are freed; their sizes in `sizes`. Undefined when a score is NaN (the plain scan's
    * order is then not total, so the caller scans as it used to).
+   *
+   * Scored: the functions of `scored`, then whole buckets, lowest key first, each opened while the
+   * best function scored and not taken has a key at or above the bucket's. So the next victim, the
+   * best so found, has a key below every bucket not opened, hence (the bits of positive doubles
+   * order as the doubles do) a lower score than the bound any function there is bucketed by, which
+   * is positive and at most its score (`place`).
    */
   lowest(now: number, useOnce: boolean, once: number, needBytes: number): Victim[] | undefined {
     this.settle(now);
-    const { sizeBytes, fixed, scored, score, taken } = this;
-    const ns = this.nScored;
-    for (let p = 0; p < ns; p++) {
-      const sp = this.scoreAt(scored[p]!, now, useOnce, once);
+    const { sizeBytes, scored, pool, score, taken, head, next } = this;
+    let np = 0;
+    for (let p = 0; p < this.nScored; p++) {
+      const id = scored[p]!;
+      const sp = this.scoreAt(id, now, useOnce, once);
       if (Number.isNaN(sp)) return undefined;
-      score[p] = sp;
-      taken[p] = 0;
+      pool[np] = id;
+      score[np] = sp;
+      taken[np++] = 0;
     }
     const victims: Victim[] = [];
     const sizes = this.sizes;
-    const order = this.order;
-    const fr = this.frontier;
-    let nf = 0;
-    if (this.nOrder > 0) fr[nf++] = 0;
-    // The best scored function not taken yet (-1: none, or to be found again).
-    let bs = -1;
+    // The lowest key of a bucket not opened (-1: none).
+    let k = this.nextKey(this.lowKey);
+    this.lowKey = k < 0 ? KEYS : k;
     let freed = 0;
-    let left = this.n;
-    while (!(freed >= needBytes) && left > 0) {
-      if (bs < 0) {
-        for (let p = 0; p < ns; p++) if (taken[p] === 0 && (bs < 0 || this.before(score[p]!, scored[p]!, score[bs]!, scored[bs]!))) bs = p;
+    while (!(freed >= needBytes) && victims.length < this.n) {
+      let b = -1;
+      for (let p = 0; p < np; p++) if (taken[p] === 0 && (b < 0 || this.before(score[p]!, pool[p]!, score[b]!, pool[b]!))) b = p;
+      while (k >= 0 && (b < 0 || (score[b]! > 0 && this.keyOf(score[b]!) >= k))) {
+        const from = np;
+        for (let id = head[k]!; id >= 0; id = next[id]!) {
+          pool[np] = id;
+          score[np] = this.scoreAt(id, now, useOnce, once);
+          taken[np++] = 0;
+        }
+        for (let p = from; p < np; p++) if (b < 0 || this.before(score[p]!, pool[p]!, score[b]!, pool[b]!)) b = p;
+        k = this.nextKey(k + 1);
       }
-      let id: number;
-      if (nf > 0 && (bs < 0 || this.before(fixed[order[fr[0]!]!]!, order[fr[0]!]!, score[bs]!, scored[bs]!))) {
-        // The next of `order`: pop the frontier's first, push its children.
-        const top = fr[0]!;
-        id = order[top]!;
-        const x = fr[--nf]!;
-        if (nf > 0) nf = this.frontierPut(0, x, nf);
-        const c = 2 * top + 1;
-        if (c < this.nOrder) nf = this.frontierPut(nf, c, nf + 1);
-        if (c + 1 < this.nOrder) nf = this.frontierPut(nf, c + 1, nf + 1);
-      } else {
-        id = scored[bs]!;
-        taken[bs] = 1;
-        bs = -1;
-      }
+      const id = pool[b]!;
+      taken[b] = 1;
       sizes[victims.length] = sizeBytes[id]!;
       victims.push(this.victims[id]!);
       freed += sizeBytes[id]!;
-      left--;
     }
     return victims;
-  }
-
-  /**
-   * Places heap position `x` in the frontier (a heap of `order` positions by `before`) at slot
-   * `at`, sifting up when `at` is a new last slot (`at === n - 1`) and down otherwise; returns n.
-   */
-  private frontierPut(at: number, x: number, n: number): number {
-    const fr = this.frontier;
-    const order = this.order;
-    const xi = order[x]!;
-    if (at === n - 1) {
-      while (at > 0) {
-        const q = (at - 1) >> 1;
-        if (!this.orderBefore(xi, order[fr[q]!]!)) break;
-        fr[at] = fr[q]!;
-        at = q;
-      }
-    } else {
-      for (;;) {
-        const l = 2 * at + 1;
-        if (l >= n) break;
-        const c = l + 1 < n && this.orderBefore(order[fr[l + 1]!]!, order[fr[l]!]!) ? l + 1 : l;
-        if (!this.orderBefore(order[fr[c]!]!, xi)) break;
-        fr[at] = fr[c]!;
-        at = c;
-      }
-    }
-    fr[at] = x;
-    return n;
   }
 
   /** Function a (score sa) before function b (score sb): `Selection.lowestScored`'s order. */
@@ -265,59 +241,67 @@ export class LoadedFacts {
     return this.keys[a]! < this.keys[b]!;
   }
 
-  /** `before` for two functions of `order`, by the score and last use they were put there with. */
-  private orderBefore(a: number, b: number): boolean {
-    const sa = this.oScore[a]!;
-    const sb = this.oScore[b]!;
-    if (sa < sb) return true;
-    if (sa > sb) return false;
-    const la = this.oLast[a]!;
-    const lb = this.oLast[b]!;
-    if (la < lb) return true;
-    if (la > lb) return false;
-    return this.keys[a]! < this.keys[b]!;
+  /** The bucket of a positive score: its exponent and the `SUB_BITS` bits below. */
+  private keyOf(x: number): number {
+    this.f64[0] = x;
+    return this.u32[HI]! >>> (20 - SUB_BITS);
+  }
+
+  /** The lowest key at or above `k` of a nonempty bucket, or -1. */
+  private nextKey(k: number): number {
+    const full = this.full;
+    let w = k >>> 5;
+    if (w >= full.length) return -1;
+    let bits = full[w]! & (-1 << (k & 31));
+    while (bits === 0) {
+      if (++w >= full.length) return -1;
+      bits = full[w]!;
+    }
+    return (w << 5) + 31 - Math.clz32(bits & -bits);
   }
 
   /**
-   * Puts the functions touched since the last request in their part, then moves to `scored` those
-   * of `order` that may have gone idle by `now`. A function is kept in `order` only with a learned
-   * gap, a score that is not NaN, and a last call `l >= 0`, and only while `idleAt = fl(l + m)`
-   * (m = max(gap, 1)) is above `now + now × 2^-50`: then `fl(now − l) <= m`, so its score is
-   * `fixed`. (If `fl(now − l) > m` with `0 <= l <= now`: `now − l > m(1 − 2^-53)` and
-   * `m < fl(now − l) <= now`, so `l + m < now(1 + 2^-53)` and `fl(l + m) < now(1 + 2^-51)`, below
-   * `fl(now + now × 2^-50)`; `l > now` is never idle.) Moving one early only scores it.
+   * Puts the functions touched since the last request, and those bucketed whose `until` is past,
+   * in their part (`place`).
    */
   private settle(now: number): void {
-    const thr = now >= 0 ? now + now * SLACK : Infinity;
     const touched = this.touched;
     for (let i = 0; i < this.nTouched; i++) {
       const id = touched[i]!;
       this.dirty[id] = 0;
       if (this.at[id]! < 0) {
-        this.leaveOrder(id);
+        this.unbucket(id);
         this.leaveScored(id);
-        continue;
-      }
-      const l0 = this.last[id]!;
-      const l = Number.isNaN(l0) ? this.lastUsedAt[id]! : l0;
-      const k = l + this.maxGap[id]!;
-      if (!Number.isNaN(this.gap[id]!) && !Number.isNaN(this.fixed[id]!) && l >= 0 && k > thr) {
-        this.leaveScored(id);
-        this.idleAt[id] = k;
-        this.oScore[id] = this.fixed[id]!;
-        this.oLast[id] = this.lastUsedAt[id]!;
-        this.enterOrder(id);
-      } else {
-        this.leaveOrder(id);
-        this.enterScored(id);
-      }
+      } else this.place(id, now);
     }
     this.nTouched = 0;
-    while (this.nOrder > 0 && !(this.idleAt[this.soon[0]!]! > thr)) {
-      const id = this.soon[0]!;
-      this.leaveOrder(id);
-      this.enterScored(id);
+    while (this.nSoon > 0 && this.until[this.soon[0]!]! < now) this.place(this.soon[0]!, now);
+  }
+
+  /**
+   * Buckets `id` by its score at a time `until` at or after `now`: within its gap, the time it goes
+   * idle (last call + max(gap, 1)), so its fixed score; past it, a step further into its idle time.
+   * A score is non-increasing in `now` (`scoreAt`: `now − last` non-decreasing, `1 / max(...)`
+   * non-increasing, then × loadMs > 0 and / max(1, sizeBytes), each correctly rounded, so
+   * monotone), so until then its score at a request is at least the one it is bucketed by. Without
+   * a learned gap, or with a bound not positive and finite, it is scored at each request instead.
+   */
+  private place(id: number, now: number): void {
+    const l0 = this.last[id]!;
+    const l = Number.isNaN(l0) ? this.lastUsedAt[id]! : l0;
+    if (!Number.isNaN(this.gap[id]!)) {
+      let t = l + this.maxGap[id]!;
+      if (!(t >= now)) t = now + (now - l) * IDLE_STEP;
+      const lb = this.scoreAt(id, t, false, 0);
+      if (t >= now && lb > 0 && lb < Infinity) {
+        this.leaveScored(id);
+        this.until[id] = t;
+        this.toBucket(id, this.keyOf(lb));
+        return;
+      }
     }
+    this.unbucket(id);
+    this.enterScored(id);
   }
 
   private enterScored(id: number): void {
@@ -335,34 +319,37 @@ export class LoadedFacts {
     this.scoredAt[id] = -1;
   }
 
-  /** Into both heaps, or moved in both to its new fixed score and idle time. */
-  private enterOrder(id: number): void {
-    let p = this.orderAt[id]!;
+  /** Into bucket `key` (out of its old one) and `soon`, or moved in `soon` to its new `until`. */
+  private toBucket(id: number, key: number): void {
+    const old = this.bucket[id]!;
+    if (old !== key) {
+      if (old >= 0) this.unlink(id, old);
+      const h = this.head[key]!;
+      this.next[id] = h;
+      this.prev[id] = -1;
+      if (h >= 0) this.prev[h] = id;
+      else this.full[key >>> 5]! |= 1 << (key & 31);
+      this.head[key] = id;
+      this.bucket[id] = key;
+      if (key < this.lowKey) this.lowKey = key;
+    }
     let q = this.soonAt[id]!;
-    if (p < 0) {
-      p = q = this.nOrder++;
-      this.order[p] = id;
-      this.orderAt[id] = p;
+    if (q < 0) {
+      q = this.nSoon++;
       this.soon[q] = id;
       this.soonAt[id] = q;
     }
-    this.orderSift(p);
     this.soonSift(q);
   }
 
-  private leaveOrder(id: number): void {
-    const p = this.orderAt[id]!;
-    if (p < 0) return;
+  /** Out of its bucket and `soon`, if there. */
+  private unbucket(id: number): void {
+    const key = this.bucket[id]!;
+    if (key < 0) return;
+    this.unlink(id, key);
     const q = this.soonAt[id]!;
-    const n = --this.nOrder;
-    this.orderAt[id] = -1;
+    const n = --this.nSoon;
     this.soonAt[id] = -1;
-    if (p !== n) {
-      const last = this.order[n]!;
-      this.order[p] = last;
-      this.orderAt[last] = p;
-      this.orderSift(p);
-    }
     if (q !== n) {
       const last = this.soon[n]!;
       this.soon[q] = last;
@@ -371,46 +358,26 @@ export class LoadedFacts {
     }
   }
 
-  /** Moves `order[p]` up or down to its place. */
-  private orderSift(p: number): void {
-    const h = this.order;
-    const pos = this.orderAt;
-    const id = h[p]!;
-    const n = this.nOrder;
-    while (p > 0) {
-      const q = (p - 1) >> 1;
-      const qi = h[q]!;
-      if (!this.orderBefore(id, qi)) break;
-      h[p] = qi;
-      pos[qi] = p;
-      p = q;
+  private unlink(id: number, key: number): void {
+    const p = this.prev[id]!;
+    const x = this.next[id]!;
+    if (p >= 0) this.next[p] = x;
+    else {
+      this.head[key] = x;
+      if (x < 0) this.full[key >>> 5]! &= ~(1 << (key & 31));
     }
-    for (;;) {
-      const l = 2 * p + 1;
-      if (l >= n) break;
-      let c = l;
-      let ci = h[l]!;
-      if (l + 1 < n && this.orderBefore(h[l + 1]!, ci)) {
-        c = l + 1;
-        ci = h[c]!;
-      }
-      if (!this.orderBefore(ci, id)) break;
-      h[p] = ci;
-      pos[ci] = p;
-      p = c;
-    }
-    h[p] = id;
-    pos[id] = p;
+    if (x >= 0) this.prev[x] = p;
+    this.bucket[id] = -1;
   }
 
   /** Moves `soon[p]` up or down to its place. */
   private soonSift(p: number): void {
     const h = this.soon;
     const pos = this.soonAt;
-    const t = this.idleAt;
+    const t = this.until;
     const id = h[p]!;
     const s = t[id]!;
-    const n = this.nOrder;
+    const n = this.nSoon;
     while (p > 0) {
       const q = (p - 1) >> 1;
       const qi = h[q]!;

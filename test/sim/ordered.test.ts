@@ -102,7 +102,7 @@ describe('selectAmongLoaded answers as selectVictims does over the loaded models
 });
 
 describe('cremebrulee-plus: selectAmongLoaded answers as selectVictims does over the loaded models', () => {
-  // 30 functions: fewer than 64 loaded, every one scored; 150: more, answered from the order kept.
+  // 30 and 150 functions (answered from the buckets `LoadedFacts` keeps, plus-select.ts).
   const settings = [
     ['tuned', () => cremebruleePlus(CREMEBRULEE_PLUS_TUNED), 30],
     ['defaults', () => cremebruleePlus(), 30],
@@ -153,10 +153,13 @@ describe('cremebrulee-plus: selectAmongLoaded answers as selectVictims does over
   }
 });
 
-// cremebrulee-plus's loaded functions (runtime/policies/plus-select.ts): `lowest` keeps those within
-// their gap in a heap by fixed score (and one by the time each goes idle) and scores the rest. It
-// must give the victims of a full sort by (score, last use, key) of the plain formula, whatever the
-// hooks did in between (several changed between two requests, calls after long idle spells).
+// cremebrulee-plus's loaded functions (runtime/policies/plus-select.ts): `lowest` keeps them in
+// buckets by the bits of a lower bound of their score, valid until a time (their fixed score until
+// they go idle, then their score a step further into the idle spell), and scores only the lowest
+// buckets. It must give the victims of a full sort by (score, last use, key) of the plain formula,
+// whatever the hooks did in between (several changed between two requests, calls after long idle
+// spells); `wide`: load times and sizes over many octaves (scores at powers of two, at bucket
+// edges, and 0), and idle spells of up to 10^8 ms (a bound stepped many times).
 describe('LoadedFacts: lowest gives the victims of a full sort', () => {
   /** The plain formula and order, from the facts as the hooks left them. */
   const plain = (f: LoadedFacts, now: number, useOnce: boolean, once: number, need: number): string[] => {
@@ -178,9 +181,9 @@ describe('LoadedFacts: lowest gives the victims of a full sort', () => {
     }
     return out;
   };
-  for (const fns of [12, 40, 150]) {
-    it(`${fns} functions: random loads, calls, evictions and forgetting; idle and not, ties, many victims`, () => {
-      const r = seededRandom(fns);
+  for (const [fns, wide] of [[12, false], [40, false], [150, false], [40, true], [150, true]] as const) {
+    it(`${fns} functions${wide ? ', wide values' : ''}: random loads, calls, evictions and forgetting; idle and not, ties, many victims`, () => {
+      const r = seededRandom(fns + (wide ? 1000 : 0));
       for (let round = 0; round < 40; round++) {
         const f = new LoadedFacts();
         for (let id = 0; id < fns; id++) {
@@ -192,7 +195,7 @@ describe('LoadedFacts: lowest gives the victims of a full sort', () => {
         let now = 0;
         for (let step = 0; step < 600; step++) {
           // Whole seconds mostly (ties), now and then a jump past most gaps.
-          now += r() < 0.05 ? 20_000 : Math.floor(r() * 3) * 500;
+          now += r() < 0.05 ? (wide ? [20_000, 1e6, 1e8][Math.floor(r() * 3)]! : 20_000) : Math.floor(r() * 3) * 500;
           const id = Math.floor(r() * fns);
           const x = r();
           if (f.at[id]! >= 0 && x < 0.25) f.delete(id);
@@ -210,8 +213,8 @@ describe('LoadedFacts: lowest gives the victims of a full sort', () => {
               f.last[id] = now;
             }
             f.lastUsedAt[id] = r() < 0.1 ? now - 500 : now;
-            f.loadMs[id] = [500, 1000, 2000][Math.floor(r() * 3)]!;
-            f.sizeBytes[id] = [1, 2, 4][Math.floor(r() * 3)]!;
+            f.loadMs[id] = wide ? [0, 1, 3, 500, 1024, 2000, 2 ** 20][Math.floor(r() * 7)]! : [500, 1000, 2000][Math.floor(r() * 3)]!;
+            f.sizeBytes[id] = wide ? [1, 2, 3, 4, 1024, 2 ** 30][Math.floor(r() * 6)]! : [1, 2, 4][Math.floor(r() * 3)]!;
             f.popularity[id] = r() < 0.5 ? 0 : 0.5;
             f.fix(id);
             f.add(id);
