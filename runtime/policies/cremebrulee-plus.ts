@@ -189,9 +189,10 @@ class AbsentList {
 /** Functions not loaded whose models have one size, highest utility bound first. */
 interface SizeGroup {
   readonly sizeBytes: number;
-  readonly fns: Fn[];
-  /** Their bounds (`Fn.bound`), in the same order: searched without loading each record. */
-  readonly bounds: number[];
+  /** Their numbers (`Fn.id`) and bounds (`Fn.bound`), `n` of each (typed: shifted without write barriers). */
+  ids: Int32Array;
+  bounds: Float64Array;
+  n: number;
 }
 
 /**
@@ -311,27 +312,25 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
   const unbound = (f: Fn) => {
     if (f.boundAt < 0) return;
     // Its place: after those of higher bound (a binary search), then among those of equal bound.
-    const { fns: list, bounds } = f.group!;
+    const g = f.group!;
+    const { ids, bounds } = g;
     const b = f.bound;
     let lo = 0;
-    let hi = list.length;
+    let hi = g.n;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       if (bounds[mid]! > b) lo = mid + 1;
       else hi = mid;
     }
-    while (lo < list.length && list[lo] !== f) lo++;
+    while (lo < g.n && ids[lo] !== f.id) lo++;
     // Not found after the search: a bound that orders with nothing (NaN, from a load time no
     // validation let through) misleads it, and the scan must not run past the end (a hang).
-    if (lo === list.length) lo = list.indexOf(f);
-    // Shifted by hand (Array.prototype.splice was most of the time here).
-    const n = list.length - 1;
+    if (lo === g.n) lo = ids.subarray(0, g.n).indexOf(f.id);
+    const n = --g.n;
     for (let i = lo; i < n; i++) {
-      list[i] = list[i + 1]!;
+      ids[i] = ids[i + 1]!;
       bounds[i] = bounds[i + 1]!;
     }
-    list.pop();
-    bounds.pop();
     f.boundAt = -1;
     f.group = undefined;
   };
@@ -341,27 +340,33 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
     f.bound = b;
     let g = groupOf.get(f.sizeBytes);
     if (!g) {
-      g = { sizeBytes: f.sizeBytes, fns: [], bounds: [] };
+      g = { sizeBytes: f.sizeBytes, ids: new Int32Array(16), bounds: new Float64Array(16), n: 0 };
       groupOf.set(f.sizeBytes, g);
       let at = bySize.length;
       while (at > 0 && bySize[at - 1]!.sizeBytes > f.sizeBytes) at--;
       bySize.splice(at, 0, g);
     }
-    const { fns: list, bounds } = g;
+    if (g.n === g.ids.length) {
+      const ids = new Int32Array(2 * g.n);
+      ids.set(g.ids);
+      g.ids = ids;
+      const bounds = new Float64Array(2 * g.n);
+      bounds.set(g.bounds);
+      g.bounds = bounds;
+    }
+    const { ids, bounds } = g;
     let lo = 0;
-    let hi = list.length;
+    let hi = g.n;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       if (bounds[mid]! >= b) lo = mid + 1;
       else hi = mid;
     }
-    list.push(f);
-    bounds.push(b);
-    for (let i = list.length - 1; i > lo; i--) {
-      list[i] = list[i - 1]!;
+    for (let i = g.n++; i > lo; i--) {
+      ids[i] = ids[i - 1]!;
       bounds[i] = bounds[i - 1]!;
     }
-    list[lo] = f;
+    ids[lo] = f.id;
     bounds[lo] = b;
     f.boundAt = 0;
     f.group = g;
@@ -438,7 +443,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       if (absent.delete(f)) minAbsentBytes = undefined;
       const g = f.group;
       unbound(f);
-      if (g && g.fns.length === 0) {
+      if (g && g.n === 0) {
         groupOf.delete(g.sizeBytes);
         bySize.splice(bySize.indexOf(g), 1);
       }
@@ -607,10 +612,10 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
         for (let j = 0; j < bySize.length; j++) {
           const g = bySize[j]!;
           if (g.sizeBytes > freeBytes) break;
-          const { fns: list, bounds } = g;
-          for (let i = 0; i < list.length; i++) {
+          const { ids, bounds } = g;
+          for (let i = 0; i < g.n; i++) {
             if (best !== undefined && bounds[i]! < bu) break;
-            const k = list[i]!;
+            const k = byId[ids[i]!]!;
             const u = utilityOf(k, k, now);
             if (best === undefined || u > bu || (u === bu && k.key < best.key)) {
               best = k;
@@ -665,7 +670,7 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       for (let j = 0; j < bySize.length; j++) {
         const g = bySize[j]!;
         if (g.sizeBytes > freeBytes) break;
-        if (g.fns.length > 0) return NaN;
+        if (g.n > 0) return NaN;
       }
       return opts.prefetchEveryMs ?? PREFETCH_EVERY_MS;
     };
