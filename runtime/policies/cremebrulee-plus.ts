@@ -186,6 +186,13 @@ class AbsentList {
   }
 }
 
+/** A copy of `a` with room for `n`. */
+function grown<T extends Int32Array | Float64Array>(a: T, n: number): T {
+  const b = new (a.constructor as new (length: number) => T)(n);
+  b.set(a);
+  return b;
+}
+
 /** Functions not loaded whose models have one size, highest utility bound first. */
 interface SizeGroup {
   readonly sizeBytes: number;
@@ -347,12 +354,8 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
       bySize.splice(at, 0, g);
     }
     if (g.n === g.ids.length) {
-      const ids = new Int32Array(2 * g.n);
-      ids.set(g.ids);
-      g.ids = ids;
-      const bounds = new Float64Array(2 * g.n);
-      bounds.set(g.bounds);
-      g.bounds = bounds;
+      g.ids = grown(g.ids, 2 * g.n);
+      g.bounds = grown(g.bounds, 2 * g.n);
     }
     const { ids, bounds } = g;
     let lo = 0;
