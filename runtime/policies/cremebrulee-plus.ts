@@ -504,10 +504,12 @@ export function cremebruleePlus(opts: CremeBruleePlusOptions = {}): EvictionPoli
    * (score, then last use, then key: total, so the order the functions are visited in does not
    * matter); the same trimming. From the buckets `facts` keeps (only the functions in the lowest
    * are scored); when a score is NaN, `scanAmong` scores every one. Written for the settings the
-   * runtime runs (no popularity weight, no lifetime floor, no `vsPrefetch`, no reasons); otherwise
-   * `selectVictims` answers.
+   * runtime runs (no popularity read, no lifetime floor, no `vsPrefetch`, no reasons); otherwise
+   * `selectVictims` answers: `facts` holds each function's popularity as of its last hook, and the
+   * simulator refreshes the candidates' popularity before a request (sim/engine.ts makeRoom), so
+   * with `oneSighting: 'popularity'` the two differed (a function with no learned gap is rated by it).
    */
-  const fastAmong = popW === 0 && floorW === 0 && !(prefetch && trimVsPrefetch);
+  const fastAmong = !readsPopularity && floorW === 0 && !(prefetch && trimVsPrefetch);
   const selectAmongLoaded = (req: EvictionRequest): Victim[] => {
     if (!fastAmong || sel.reasons || req.candidates.length !== facts.n) return policy.selectVictims(req);
     const now = req.now;
