@@ -904,7 +904,7 @@ class NodeRun {
         this.refuse(f);
         return;
       }
-      wait = this.startLoad(f);
+      wait = this.startLoad(f, false);
       this.inFlight[f]!++;
       this.totalInFlight++;
       this.slotLoadEnd[s] = this.loadDoneAt[f]!;
@@ -932,7 +932,7 @@ class NodeRun {
       this.refuse(f);
       return true;
     }
-    const wait = this.startLoad(f);
+    const wait = this.startLoad(f, false);
     const loadEnd = this.loadDoneAt[f]!;
     const fin = loadEnd + this.entries[f]!.execMs;
     this.served(this.entries[f]!, wait, true, fin);
@@ -961,12 +961,13 @@ class NodeRun {
     return true;
   }
 
-  /** Model f's load on demand starts at `now` (the room made): returns how long it takes. */
-  private startLoad(f: number): number {
+  /** Model f's load starts at `now` (on demand, the room made; or a pre-warm, in free memory): returns how long it takes. */
+  private startLoad(f: number, prewarm: boolean): number {
     this.state[f] = LOADING;
     this.setUsed(this.entries[f]!.sizeBytes);
     this.loads++;
-    if (this.onLoadStart !== undefined) this.onLoadStart(this.entries[f]!.key, false);
+    if (prewarm) this.prewarmLoads++;
+    if (this.onLoadStart !== undefined) this.onLoadStart(this.entries[f]!.key, prewarm);
     const wait = this.loadTime[f]!;
     this.loadDoneAt[f] = this.now + wait;
     return wait;
@@ -1112,15 +1113,10 @@ class NodeRun {
         if (g === undefined || this.state[g] !== ABSENT) continue;
         const size = this.entries[g]!.sizeBytes;
         if (this.used + size > this.budget) continue;
-        this.state[g] = LOADING;
-        this.setUsed(size);
-        this.loadDoneAt[g] = now + this.loadTime[g]!;
+        const end = now + this.startLoad(g, true);
         this.bgModel[this.nBg] = g;
-        this.bgEnd[this.nBg++] = this.loadDoneAt[g]!;
-        if (this.loadDoneAt[g]! < this.bgNext) this.bgNext = this.loadDoneAt[g]!;
-        this.loads++;
-        this.prewarmLoads++;
-        if (this.onLoadStart !== undefined) this.onLoadStart(this.entries[g]!.key, true);
+        this.bgEnd[this.nBg++] = end;
+        if (end < this.bgNext) this.bgNext = end;
       }
     }
   }
