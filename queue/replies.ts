@@ -215,7 +215,8 @@ export async function applyWrites(redis: Redis, k: Keys, id: string, writes: Wit
   // reply lost with the connection does not count the call twice.
   // Written before this returns (an answer follows at once, and a read on another connection
   // after the answer must see these counts); waited for only by the caller's retries.
-  await DELIVER.runInOrder(redis, [k.answered(id), k.cluster, k.cluster, k.cluster, ...writes.keys], ['', ANSWERED_MARKER_MS, id, 'none', '', writes.count, ...writes.args]);
+  const once = writesOnce(k, k.answered(id), id, writes);
+  await DELIVER.runInOrder(redis, once.keys, once.args);
 }
 
 /**
@@ -239,11 +240,21 @@ export async function admitAndApply(redis: Redis, k: Keys, id: string, writes: W
 export async function applyCounts(redis: Redis, k: Keys, writes: WithAnswer): Promise<void> {
   if (writes.args.length === 0) return;
   const token = randomUUID();
-  await DELIVER.run(redis, [k.counted(token), k.cluster, k.cluster, k.cluster, ...writes.keys], ['', ANSWERED_MARKER_MS, token, 'none', '', writes.count, ...writes.args]);
+  const once = writesOnce(k, k.counted(token), token, writes);
+  await DELIVER.run(redis, once.keys, once.args);
 }
 
 /** How long the marker of a call counted by `applyWrites` (or of counts, `applyCounts`) is kept: longer than its retries (50 × 200 ms) and a reconnect's resend. */
 const ANSWERED_MARKER_MS = 60_000;
+
+/**
+ * DELIVER's keys and arguments for `writes` alone, applied once per `marker` (mode 'none': the
+ * script sets it, and finds it set when the same writes come again); `id` fills the call's place
+ * (not read in that mode), as the cluster key fills the stream's, counters' and again-set's.
+ */
+function writesOnce(k: Keys, marker: string, id: string, writes: WithAnswer): { keys: string[]; args: Array<string | number | Buffer> } {
+  return { keys: [marker, k.cluster, k.cluster, k.cluster, ...writes.keys], args: ['', ANSWERED_MARKER_MS, id, 'none', '', writes.count, ...writes.args] };
+}
 
 /**
  * Whether the call `to` has its answer already: a sync call's answered marker is set, and not to
