@@ -282,6 +282,15 @@ export class FutureIndex implements FutureFacts {
     return p < arr.length ? arr[p]! : Infinity;
   }
 
+  /**
+   * The time of function number f's last arrival (-Infinity if none): from a limit at or past it
+   * on, `usesWithinOf(f, ...)` counts every arrival not yet served.
+   */
+  lastUseOf(f: number): number {
+    const arr = this.perFn[f]!;
+    return arr.length > 0 ? arr[arr.length - 1]! : -Infinity;
+  }
+
   usesWithin(key: string, now: number, horizonMs: number): number {
     const f = this.indexOf(key);
     return f < 0 ? 0 : this.usesWithinOf(f, now, horizonMs);

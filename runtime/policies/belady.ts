@@ -3,7 +3,12 @@ import { Selection } from './select';
 import type { EntryFacts, EvictionPolicy, EvictionRequest, FutureFacts, NumberedEntry, Victim } from './types';
 
 /** The simulator's future facts, which also answer by model number (sim/engine.ts `FutureIndex`). */
-export type NumberedFuture = FutureFacts & { nextUseOf?(model: number): number; usesWithinOf?(model: number, now: number, horizonMs: number): number };
+export type NumberedFuture = FutureFacts & {
+  nextUseOf?(model: number): number;
+  usesWithinOf?(model: number, now: number, horizonMs: number): number;
+  /** The time of the model's last use (-Infinity if none). */
+  lastUseOf?(model: number): number;
+};
 
 /**
  * Belady's MIN (Belady, "A study of replacement algorithms for a virtual-storage computer", IBM

@@ -1,6 +1,7 @@
 import type { NumberedFuture } from './belady';
+import { OrderedHeap } from './ordered';
 import { Selection } from './select';
-import type { EntryFacts, EvictionPolicy, FutureFacts, NumberedEntry } from './types';
+import type { EntryFacts, EvictionPolicy, EvictionRequest, FutureFacts, NumberedEntry, Victim } from './types';
 
 /**
  * CremeBrulee with perfect knowledge of popularity (the ACSOS'21 paper's oracle variant): the same
@@ -21,6 +22,10 @@ export function cremebruleeOracle(horizonMs = 600_000): EvictionPolicy {
     const uses = future.usesWithin!(e.key, now, horizonMs);
     return uses > 0 ? (uses * e.loadMs) / Math.max(1, e.sizeBytes) : -(future.nextUse(e.key, now) - now);
   };
+  const reason = (e: EntryFacts) => {
+    const s = score(e);
+    return s >= 0 ? `future utility ${s.toExponential(3)} lowest` : `no use in the next ${horizonMs} ms`;
+  };
   // `score` by the caller's model numbers (the simulator's `numberModels`), when its future answers by number.
   let numbered = false;
   const scoreOf = (e: EntryFacts, f: NumberedFuture) => {
@@ -39,17 +44,122 @@ export function cremebruleeOracle(horizonMs = 600_000): EvictionPolicy {
       const f = future as NumberedFuture;
       if (numbered && f.usesWithinOf !== undefined) for (let i = 0; i < c.length; i++) s[i] = scoreOf(c[i]!, f);
       else for (let i = 0; i < c.length; i++) s[i] = score(c[i]!);
-      return sel.lowestScored(c, s, req.needBytes, (e) => {
-        const s = score(e);
-        return s >= 0 ? `future utility ${s.toExponential(3)} lowest` : `no use in the next ${horizonMs} ms`;
-      });
+      return sel.lowestScored(c, s, req.needBytes, reason);
     },
+  };
+
+  // For `selectAmongLoaded`, with the caller's model numbers: the loaded models in a heap by
+  // `Selection.lowestScored`'s order, kept from the first call on (built then from its candidates).
+  // A model is *settled* once the horizon's end (now + horizonMs) has reached its last use: from
+  // then on its uses within the horizon are all its uses not yet served, and with none left its
+  // next use is Infinity (score -Infinity), so its score moves only when one of its calls is
+  // served, which comes with a hook of it (as for belady: a model hooked since the last request is
+  // stale, scored again at the next one). Requests come in order of time, so a settled model stays
+  // settled. While some loaded model is not settled (the horizon still inside the trace) the
+  // request is answered by `selectVictims`; on a busy node that is the first few of its requests.
+  let heap = new OrderedHeap();
+  let keeping = false;
+  /** The horizon's end at the last request answered while keeping. */
+  let lastLim = -Infinity;
+  let loaded = new Uint8Array(0);
+  let entries: EntryFacts[] = [];
+  let stale = new Int32Array(0);
+  let isStale = new Uint8Array(0);
+  let nStale = 0;
+  /** Loaded models (as of their listing) not settled when last looked at, each once. */
+  let unsettled = new Int32Array(0);
+  let isUnsettled = new Uint8Array(0);
+  let nUnsettled = 0;
+  const markStale = (i: number): void => {
+    if (isStale[i] !== 0) return;
+    isStale[i] = 1;
+    stale[nStale++] = i;
+  };
+  /** Scores loaded model i now, and lists it if it is not settled at `lim`. */
+  const place = (i: number, fut: NumberedFuture, lim: number): void => {
+    const e = entries[i]!;
+    heap.set(e, scoreOf(e, fut));
+    if (!(fut.lastUseOf!(i) <= lim) && isUnsettled[i] === 0) {
+      isUnsettled[i] = 1;
+      unsettled[nUnsettled++] = i;
+    }
+  };
+  policy.onLoad = (e) => {
+    if (!keeping) return;
+    const i = (e as NumberedEntry).idx;
+    loaded[i] = 1;
+    entries[i] = e;
+    markStale(i);
+  };
+  policy.onAccess = (e) => {
+    if (keeping) markStale((e as NumberedEntry).idx);
+  };
+  const selectAmongLoaded = (req: EvictionRequest): Victim[] => {
+    const fut = req.future as NumberedFuture | undefined;
+    if (!numbered || fut?.usesWithinOf === undefined || fut.nextUseOf === undefined || fut.lastUseOf === undefined) return policy.selectVictims(req);
+    future = fut;
+    now = req.now;
+    const lim = now + horizonMs;
+    // (Time going back would unsettle models: start again.)
+    if (lim < lastLim) keeping = false;
+    lastLim = lim;
+    if (!keeping) {
+      keeping = true;
+      heap = new OrderedHeap();
+      heap.useNumbers();
+      loaded.fill(0);
+      for (let k = 0; k < nUnsettled; k++) isUnsettled[unsettled[k]!] = 0;
+      nUnsettled = 0;
+      for (let k = 0; k < nStale; k++) isStale[stale[k]!] = 0;
+      nStale = 0;
+      for (const e of req.candidates) {
+        const i = (e as NumberedEntry).idx;
+        loaded[i] = 1;
+        entries[i] = e;
+        place(i, fut, lim);
+      }
+    } else {
+      for (let k = 0; k < nStale; k++) {
+        const i = stale[k]!;
+        isStale[i] = 0;
+        if (loaded[i] !== 0) place(i, fut, lim);
+      }
+      nStale = 0;
+    }
+    // Those settled since they were listed are scored again (their score was the horizon's then).
+    let m = 0;
+    for (let k = 0; k < nUnsettled; k++) {
+      const i = unsettled[k]!;
+      if (loaded[i] === 0) isUnsettled[i] = 0;
+      else if (fut.lastUseOf(i) <= lim) {
+        isUnsettled[i] = 0;
+        heap.set(entries[i]!, scoreOf(entries[i]!, fut));
+      } else unsettled[m++] = i;
+    }
+    nUnsettled = m;
+    if (nUnsettled > 0) return policy.selectVictims(req);
+    return heap.lowest(req.needBytes, sel.reasons ? reason : null);
   };
   return Object.assign(policy, {
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
     usesPopularity: false,
     omitReasons: () => sel.omitReasons(),
-    numberModels: () => (numbered = true),
-    onEvictNumber: () => {},
+    numberModels(all: readonly string[]): boolean {
+      const n = all.length;
+      numbered = true;
+      loaded = new Uint8Array(n);
+      entries = new Array<EntryFacts>(n);
+      stale = new Int32Array(n);
+      isStale = new Uint8Array(n);
+      unsettled = new Int32Array(n);
+      isUnsettled = new Uint8Array(n);
+      return true;
+    },
+    onEvictNumber(i: number): void {
+      if (!keeping) return;
+      loaded[i] = 0;
+      heap.removeNumber(i);
+    },
+    selectAmongLoaded,
   });
 }
