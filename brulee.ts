@@ -97,7 +97,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
     await node.start();
   }
 
-  const dispatcher = new Dispatcher({ redisUrl, redis, keys: k, clock, deadAfterMs, ...(node ? { local: node } : {}) });
+  const dispatcher = new Dispatcher({ redisUrl, redis, keys: k, clock, deadAfterMs, log, ...(node ? { local: node } : {}) });
   // Every process (gateway or node) offers to run failover; a Redis lock lets one run at a time.
   const reaper = new Reaper({ redis, keys: k, dispatcher, log, everyMs: config.heartbeatMs, deadAfterMs, maxDeathsPerJob: config.maxNodeDeathsPerJob });
   reaper.start();

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
 import { BruleeError } from '../errors';
 import { admit, admitSoon, refusal, type AdmissionRequest } from './admission';
 import { RedisClock } from './clock';
@@ -26,6 +27,8 @@ export interface DispatcherOptions {
   deadAfterMs?: number;
   /** The runtime node of this process (ROLE=all): it takes the sync calls routed to it directly. */
   local?: LocalNode;
+  /** Where a failed take-back of a call from a dead node is told (`orphans`). */
+  log?: Logger;
 }
 
 /** A sync invocation as the node of the gateway's own process takes it: its tensors as they are. */
@@ -232,7 +235,7 @@ export class Dispatcher {
   private readonly pendingByModel = new Map<string, number>();
   private nodesCache: { at: number; nodes: LiveNode[] } | undefined;
   private nodesRead: Promise<LiveNode[]> | undefined;
-  private readonly opts: Required<Omit<DispatcherOptions, 'clock' | 'local'>> & Pick<DispatcherOptions, 'local'>;
+  private readonly opts: Required<Omit<DispatcherOptions, 'clock' | 'local' | 'log'>> & Pick<DispatcherOptions, 'local' | 'log'>;
   private readonly ownClock: boolean;
   private closed = false;
   /** Sync calls on lanes and loads, by id, while their callers wait (`orphans`). */
@@ -635,7 +638,16 @@ export class Dispatcher {
       const taken = now - w.orphanSince >= ORPHAN_GRACE * this.opts.deadAfterMs;
       // Its node, and any it may have been moved to since that died too.
       gone ??= await this.opts.redis.hkeys(this.opts.keys.deadNodes);
-      if (await w.takeBack([w.nodeId, ...gone], taken)) {
+      let back: boolean;
+      try {
+        back = await w.takeBack([w.nodeId, ...gone], taken);
+      } catch (e) {
+        // Its take-back is tried again on the next pass; the calls after it are not held back a
+        // whole interval by it (one take-back that threw ended the pass).
+        this.opts.log?.warn({ err: e, call: id, node: w.nodeId }, 'could not take a call back from a dead node: trying again on the next pass');
+        continue;
+      }
+      if (back) {
         this.watched.delete(id);
         w.fail(refusal);
       }

@@ -8,19 +8,26 @@ import { connect, createServer, type Socket } from 'node:net';
  * on nothing more reaches Redis (commands dropped, new connections closed). What Redis holds then
  * is what a process that died at that point left. The test kills the process itself once `cut`
  * resolves (its sockets stay open until `close`).
+ *
+ * `at` may also answer 'fail': that one command is not forwarded, a command Redis refuses goes in
+ * its place (so its caller gets a Redis error, in order with its other replies), and the
+ * connection carries on: a command that failed, no death.
  */
 export interface CutProxy {
   /** REDIS_URL through the proxy. */
   url: string;
   /** Resolves with the command `at` picked. */
   cut: Promise<string[]>;
+  /** Commands failed so far ('fail'). */
+  readonly failed: number;
   close(): void;
 }
 
-export async function cutProxy(redisUrl: string, at: (args: string[]) => 'before' | 'after' | undefined): Promise<CutProxy> {
+export async function cutProxy(redisUrl: string, at: (args: string[]) => 'before' | 'after' | 'fail' | undefined): Promise<CutProxy> {
   const target = new URL(redisUrl);
   const sockets = new Set<Socket>();
   let cutAt: string[] | undefined;
+  let failed = 0;
   let onCut!: (args: string[]) => void;
   const cut = new Promise<string[]>((r) => (onCut = r));
   const server = createServer((client) => {
@@ -44,9 +51,12 @@ export async function cutProxy(redisUrl: string, at: (args: string[]) => 'before
         const c = nextCommand(pending);
         if (!c) return;
         const where = at(c.args);
-        if (where !== 'before') upstream.write(pending.subarray(0, c.end));
+        if (where === 'fail') {
+          failed++;
+          upstream.write(REFUSED);
+        } else if (where !== 'before') upstream.write(pending.subarray(0, c.end));
         pending = pending.subarray(c.end);
-        if (where !== undefined) {
+        if (where !== undefined && where !== 'fail') {
           cutAt = c.args;
           onCut(c.args);
         }
@@ -60,12 +70,18 @@ export async function cutProxy(redisUrl: string, at: (args: string[]) => 'before
   return {
     url: url.toString(),
     cut,
+    get failed() {
+      return failed;
+    },
     close: () => {
       server.close();
       for (const s of sockets) s.destroy();
     },
   };
 }
+
+/** A command Redis answers with an error (unknown command), in place of one failed on purpose. */
+const REFUSED = Buffer.from('*1\r\n$17\r\nBRULEE-TEST-FAULT\r\n');
 
 /** The first whole command in `buf` (RESP: an array of bulk strings, as every client sends), its arguments as latin1 strings; undefined if incomplete. */
 export function nextCommand(buf: Buffer): { args: string[]; end: number } | undefined {
