@@ -226,20 +226,22 @@ describe('a node restarted under the same NODE_ID (compose, a StatefulSet) with 
   }, 150_000);
 });
 
-describe('a node that dies in the middle of giving a job up (its Redis commands cut right after one, then kill -9)', () => {
+describe('a node that dies, or is held up, in the middle of giving a job up (its Redis commands cut right after one, then kill -9; or held)', () => {
   let proxy: CutProxy | undefined;
   /** Where the cut goes, for the call `id` once it is known. */
   let cutAfter: (args: string[]) => boolean = () => false;
+  /** Where its commands are held (until `proxy.release()`). */
+  let holdAt: (args: string[]) => boolean = () => false;
   afterEach(() => proxy?.close());
 
-  /** Worker `node` (MAX_NODE_DEATHS_PER_JOB=1) through a proxy that cuts it off after `cutAfter`'s command, and an async call it holds, its hold then lapsed. */
+  /** Worker `node` (MAX_NODE_DEATHS_PER_JOB=1) through a proxy that cuts it off after `cutAfter`'s command (or holds it at `holdAt`'s), and an async call it holds. */
   async function callGivenUp(node: string, fn: string, seed: number): Promise<{ id: string; worker: Proc }> {
     s3.kill('SIGCONT');
     // The only worker: the call goes to it (the others leave cleanly, their stopped fetches let go first).
     await Promise.all([px, ...procs].map((p) => p.stop(20_000)));
     await register(gw.base, [{ fn, bytes: mlpModel({ inputSize: 16, hidden: [16], outputSize: 2, seed }) }], '?timeoutMs=60000');
     s3.kill('SIGSTOP');
-    proxy = await cutProxy(inject('redisUrl'), (args) => (cutAfter(args) ? 'after' : undefined));
+    proxy = await cutProxy(inject('redisUrl'), (args) => (cutAfter(args) ? 'after' : holdAt(args) ? 'hold' : undefined));
     const worker = await startProc(node, 'worker', { ...env(), REDIS_URL: proxy.url, NODE_ID: node, JOB_LOCK_MS: '1000', MAX_NODE_DEATHS_PER_JOB: '1', MEMORY_BUDGET: '256MiB' });
     procs.push(worker);
     const res = await fetch(`${gw.base}/functions/${fn}/invoke?async=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: { x: { type: 'float32', dims: [1, 16], data: floats(16, 3) } } }) });
@@ -292,6 +294,40 @@ describe('a node that dies in the middle of giving a job up (its Redis commands 
     expect(s.error.message).toContain("node pa lost this invocation of function 'cut-answered' (version 1) 1 time");
     expect({ ...(await poisonCounts()), duplicateRuns: (await stats(gw.base)).failover.duplicateRuns }).toEqual({ stats: before.stats + 1, metrics: before.metrics + 1, duplicateRuns: before.duplicateRuns });
   }, 90_000);
+
+  it('held up between taking the job again and giving it up, until declared dead and its job moved to a live node: it gives nothing up there (its lock token no longer holds), the job is answered once, by the live node', async () => {
+    const counts = async () => ({ ...(await poisonCounts()), duplicateRuns: (await stats(gw.base)).failover.duplicateRuns });
+    const before = await counts();
+    let result = '';
+    cutAfter = () => false;
+    // Taking the job again (its node lost it once: its limit), pb first asks whether it has an
+    // answer (queue/replies.ts hasAnswer: EXISTS of its result): held there, with every later
+    // command of that connection, its heartbeats too, while its BullMQ worker's connection goes on.
+    holdAt = (args) => /^exists$/i.test(args[0] ?? '') && result !== '' && args[1] === result;
+    const call = callGivenUp('pb', 'held-up', 10);
+    void call.then(({ id }) => (result = k.result(id)), () => undefined);
+    const { id, worker } = await call;
+    await lapse(worker);
+    await Promise.race([proxy!.held, new Promise((_, reject) => setTimeout(() => reject(new Error(`pb never took the job again:\n${worker.output()}`)), 20_000))]);
+    // A live node: once pb is declared dead (silent 6 s), the reaper records that death (1 of the
+    // gateway's 4), takes the job's lock from pb and moves the job there. Its fetch of the model
+    // waits (the store is stopped), so it cannot answer before pb goes on.
+    const pc = await startProc('pc', 'worker', { ...env(), NODE_ID: 'pc', MEMORY_BUDGET: '256MiB' });
+    procs.push(pc);
+    await until('the reaper to move the job to pc', async () => ((await redis.lpos(`${queue('pc')}:active`, id)) !== null && (await redis.exists(`${queue('pb')}:${id}`, k.jobLock('pb', id))) === 0 ? true : undefined), 40_000);
+    // pb goes on: no answer yet, and its node lost the job once (its limit), so it would give it up, but only while its lock holds its token.
+    proxy!.release();
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(await redis.exists(k.result(id))).toBe(0);
+    s3.kill('SIGCONT');
+    const s = await settled(id, 30_000);
+    console.log(`[stalled] held up: ${JSON.stringify(s)}`);
+    expect(s).toMatchObject({ status: 'completed', node: 'pc' });
+    // pb's first run, its fetch let go, ends too, without its hold: dropped, uncounted.
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await counts()).toEqual(before);
+    expect((await stats(gw.base)).functions['held-up']?.invocations).toBe(1);
+  }, 120_000);
 });
 
 describe('stalledOut against a real Redis: once, and never over a run that answered first', () => {

@@ -11,7 +11,9 @@ import { connect, createServer, type Socket } from 'node:net';
  *
  * `at` may also answer 'fail': that one command is not forwarded, a command Redis refuses goes in
  * its place (so its caller gets a Redis error, in order with its other replies), and the
- * connection carries on: a command that failed, no death.
+ * connection carries on: a command that failed, no death. Or 'hold': that command and every later
+ * one of its connection wait (`held` resolves) until `release`, then go on in order: a reply that
+ * takes as long as the test wants, the process's other connections going on meanwhile.
  */
 export interface CutProxy {
   /** REDIS_URL through the proxy. */
@@ -20,16 +22,24 @@ export interface CutProxy {
   cut: Promise<string[]>;
   /** Commands failed so far ('fail'). */
   readonly failed: number;
+  /** Resolves with the first command held ('hold'). */
+  held: Promise<string[]>;
+  /** Lets the held connections go on. */
+  release(): void;
   close(): void;
 }
 
-export async function cutProxy(redisUrl: string, at: (args: string[]) => 'before' | 'after' | 'fail' | undefined): Promise<CutProxy> {
+export async function cutProxy(redisUrl: string, at: (args: string[]) => 'before' | 'after' | 'fail' | 'hold' | undefined): Promise<CutProxy> {
   const target = new URL(redisUrl);
   const sockets = new Set<Socket>();
   let cutAt: string[] | undefined;
   let failed = 0;
   let onCut!: (args: string[]) => void;
   const cut = new Promise<string[]>((r) => (onCut = r));
+  let onHeld!: (args: string[]) => void;
+  const held = new Promise<string[]>((r) => (onHeld = r));
+  /** Connections held ('hold'): each goes on when called. */
+  const holding: Array<() => void> = [];
   const server = createServer((client) => {
     sockets.add(client);
     client.on('error', () => undefined);
@@ -44,13 +54,25 @@ export async function cutProxy(redisUrl: string, at: (args: string[]) => 'before
     upstream.on('close', () => client.destroy());
     client.on('close', () => upstream.destroy());
     let pending = Buffer.alloc(0);
-    client.on('data', (d: Buffer) => {
-      pending = Buffer.concat([pending, d]);
+    /** Set while this connection is held: the held command, forwarded on release. */
+    let heldCmd: { end: number } | undefined;
+    const pump = () => {
       for (;;) {
-        if (cutAt) return;
+        if (cutAt || heldCmd) return;
         const c = nextCommand(pending);
         if (!c) return;
         const where = at(c.args);
+        if (where === 'hold') {
+          heldCmd = c;
+          onHeld(c.args);
+          holding.push(() => {
+            upstream.write(pending.subarray(0, c.end));
+            pending = pending.subarray(c.end);
+            heldCmd = undefined;
+            pump();
+          });
+          return;
+        }
         if (where === 'fail') {
           failed++;
           upstream.write(REFUSED);
@@ -61,6 +83,10 @@ export async function cutProxy(redisUrl: string, at: (args: string[]) => 'before
           onCut(c.args);
         }
       }
+    };
+    client.on('data', (d: Buffer) => {
+      pending = Buffer.concat([pending, d]);
+      pump();
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -72,6 +98,10 @@ export async function cutProxy(redisUrl: string, at: (args: string[]) => 'before
     cut,
     get failed() {
       return failed;
+    },
+    held,
+    release: () => {
+      for (const go of holding.splice(0)) go();
     },
     close: () => {
       server.close();
