@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import { JOB } from '../../queue/wire';
 import pino from 'pino';
 import { register, stats } from '../support/failover-drill';
 import { floats } from '../support/models';
-import { S3_ACCESS_KEY } from '../support/s3';
+import { startS3Process } from '../support/s3';
 import { startProc, stopAll, type Proc } from '../support/procs';
 import { deleteKeys } from '../support/brulee';
 import { cutProxy, type CutProxy } from '../support/cut-proxy';
@@ -80,20 +80,7 @@ async function poisonCounts(): Promise<{ stats: number; metrics: number }> {
 }
 
 beforeAll(async () => {
-  s3 = spawn(process.execPath, ['--import', 'tsx', 'test/support/s3-server.ts', '--port', '0', '--dir', s3Dir, '--bucket', 'brulee-models'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const endpoint = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`the S3 server did not start: ${out}`)), 30_000);
-    s3.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /ready (\S+)/.exec(out);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1]!);
-      }
-    });
-  });
-  s3Env = { MODEL_STORE: 's3://brulee-models/models', AWS_ENDPOINT_URL: endpoint, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: S3_ACCESS_KEY, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
+  ({ child: s3, env: s3Env } = await startS3Process(s3Dir));
   // MAX_NODE_DEATHS_PER_JOB is the cluster's: the reaper runs in the gateway and applies its own, so
   // the gateway's is the restart test's 4 too (a worker restarted slowly, under load, is declared dead
   // and its deaths are counted by the reaper; at the default 2 it gave the call up at the 3rd).

@@ -1,3 +1,4 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -45,4 +46,27 @@ export async function startS3(o: { address?: string; port?: number; bucket?: str
       if (!o.dir) rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The S3 server in a process of its own (test/support/s3-server.ts, objects in `dir`), for tests
+ * that stop it (SIGSTOP: a store that hangs, so that a node's fetch of a model waits): the process,
+ * and the variables a brulee process needs to use it as its model store.
+ */
+export async function startS3Process(dir: string): Promise<{ child: ChildProcess; env: Record<string, string> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/s3-server.ts', '--port', '0', '--dir', dir, '--bucket', 'brulee-models'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const endpoint = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const t = setTimeout(() => reject(new Error(`the S3 server did not start: ${out}`)), 30_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /ready (\S+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      }
+    });
+  });
+  const env = { MODEL_STORE: 's3://brulee-models/models', AWS_ENDPOINT_URL: endpoint, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: S3_ACCESS_KEY, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
+  return { child, env };
 }
