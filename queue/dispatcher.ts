@@ -67,9 +67,14 @@ export interface LocalNode {
  * How a gateway gives up a call it handed to its process's node (`LocalNode.invokeHere`): the
  * part of an AbortSignal the call uses, `aborted` and one callback, without an AbortController
  * and an EventTarget listener per call (4-10 µs of CPU each on these cores, measured alone).
+ * Also how the call's outcome is decided once, between the two: its caller's timer (`abort`) and
+ * the end of its run in time (`commit`), whichever comes first, so that the call counts as what its
+ * caller is told.
  */
 export class GiveUp {
   aborted = false;
+  /** Its run ended in time and is counted so: its answer is promised to its caller (`commit`). */
+  private committed = false;
   private listener: (() => void) | undefined;
 
   /** Calls `f` (once) when the call is given up; `undefined` forgets it. */
@@ -77,12 +82,26 @@ export class GiveUp {
     this.listener = f;
   }
 
-  abort(): void {
-    if (this.aborted) return;
+  /** Gives the call up (its caller's timeout), unless its answer was promised first (`commit`). Returns whether it is given up. */
+  abort(): boolean {
+    if (this.committed) return false;
+    if (this.aborted) return true;
     this.aborted = true;
     const f = this.listener;
     this.listener = undefined;
     f?.();
+    return true;
+  }
+
+  /**
+   * Its node's run ended in time (it is counted as a success, or as the failure it answers): its
+   * caller is to have that answer, and waits for it past its timer. False when the caller gave the
+   * call up first (had its 504): then it counts as that, a timeout.
+   */
+  commit(): boolean {
+    if (this.aborted) return false;
+    this.committed = true;
+    return true;
   }
 }
 
@@ -123,6 +142,12 @@ interface Enqueued {
   runs?: true;
   /** A sync call on a lane, or a load: watched while its caller waits (`Dispatcher.orphans`). */
   watched?: Orphanable;
+  /**
+   * A call run in this process: its caller's timer gives it up (`GiveUp.abort`) unless its run
+   * ended in time (`GiveUp.commit`), when the caller waits for its answer instead (its counts, a
+   * Redis round trip, may take longer than `ANSWER_MARGIN_MS`: it was a 504 counted as a success).
+   */
+  given?: GiveUp;
 }
 
 /**
@@ -189,9 +214,18 @@ export const ORPHAN_GRACE = 4;
 /**
  * How long past a call's deadline its gateway still waits for the answer: a node judges a run that
  * ends past the deadline a timeout (counted so, answered TIMEOUT: runtime/node.ts), so an answer
- * of a run that ended in time, still on its way, is not a 504 its node counted as a success.
+ * of a run that ended in time, still on its way, is not a 504 its node counted as a success. (A
+ * call run in this process is decided with its run's end instead, `GiveUp`: no margin is short
+ * enough for its counts' round trip on a loaded Redis or event loop.)
  */
 const ANSWER_MARGIN_MS = 100;
+
+/**
+ * How long a caller whose call, run in this process, ended in time waits for its answer past its
+ * timer (`GiveUp.commit`): its counts' round trip, unless Redis does not answer at all (then its
+ * 504 goes, though the node may count the run a success once Redis answers).
+ */
+const COMMITTED_WAIT_MS = 5000;
 
 /** Inputs stored under their own key outlive the job's deadline by this much (a node deletes them once the job has run). */
 const INPUTS_GRACE_MS = 60_000;
@@ -357,9 +391,12 @@ export class Dispatcher {
         // decided after, with its counts, in one script: one round trip, not two; a cold call
         // too, when its load evicts nothing (else the node admits it first). It holds no place
         // while it runs, so its job has none to give back.
-        const ran = node.invokeHere(id, job, undefined, undefined, admission);
+        // Its give-up signal decides its outcome with its run's end (`GiveUp.commit`); it starts now,
+        // so it never waits for a slot with it.
+        const given = new GiveUp();
+        const ran = node.invokeHere(id, job, given, undefined, admission);
         const answered = ran.then(() => onQueued?.());
-        return { added: answered, takeBack: () => Promise.resolve(), answer: ran.then((ok) => ({ ok })), runs: true };
+        return { added: answered, takeBack: () => Promise.resolve(), answer: ran.then((ok) => ({ ok })), runs: true, given };
       }
       // Under load (other calls running: `run` counts this one in `pending` already) its admission
       // is decided with the other calls' of this turn, in one script (admitSoon).
@@ -368,7 +405,7 @@ export class Dispatcher {
       const given = new GiveUp();
       const early = admission !== undefined && node.canRunNow(modelKey(req.model), batches);
       const ran = early ? node.invokeHere(id, job, given, added) : added.then(() => node.invokeHere(id, job, given));
-      return { added, takeBack: () => Promise.resolve(given.abort()), answer: ran.then((ok) => ({ ok })) };
+      return { added, takeBack: () => Promise.resolve(given.abort()), answer: ran.then((ok) => ({ ok })), given };
     });
     return this.result(value);
   }
@@ -538,9 +575,15 @@ export class Dispatcher {
     let fail: (e: BruleeError) => void = () => undefined;
     const timeout = new Promise<never>((_, reject) => {
       fail = reject;
-      timer = setTimeout(() => {
+      const expire = () => {
         timedOut = true;
         reject(new BruleeError('TIMEOUT', `${what} did not finish within ${timeoutMs} ms (node ${nodeId}); raise the function's timeoutMs or add nodes`));
+      };
+      timer = setTimeout(() => {
+        // A call of this process whose run ended in time has its answer promised (`GiveUp.commit`):
+        // its caller waits for it, up to COMMITTED_WAIT_MS more (a Redis that does not answer its counts).
+        if (job?.given?.abort() === false) timer = setTimeout(expire, COMMITTED_WAIT_MS);
+        else expire();
       }, timeoutMs + ANSWER_MARGIN_MS);
     });
     timeout.catch(() => undefined);

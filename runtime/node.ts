@@ -1180,7 +1180,8 @@ export class RuntimeNode implements LocalNode {
    * connection, so nothing here needs a queue to survive it.
    *
    * - `signal`: a call given up by its caller before it had a slot is dropped, as a lane job taken
-   *   back is: not run, not counted.
+   *   back is: not run, not counted. One that ran is decided with it as its run ends: in time, its
+   *   answer is promised to its caller (`GiveUp.commit`), else it counts as a timeout.
    * - `admitted`: the call's admission, decided while it runs (the caller starts both at once when
    *   a slot is free). A refused call's outputs and counts are dropped: it was never accepted.
    * - `admitAfter`: the admission of a lone call (its gateway runs no other), decided after its
@@ -1219,6 +1220,7 @@ export class RuntimeNode implements LocalNode {
           let error: BruleeError | undefined;
           // Its tensors are charged while it runs here; its answer is encoded by the gateway, after.
           const here: CallHere = { held: [], inBytes: tensorsByteLength(Object.values(data.inputs)) };
+          if (signal) here.given = signal;
           const after = admitAfter && this.decidedAfter(data.model, admitAfter, here);
           try {
             out = await this.invoke(data, Date.now(), stats, later, here, () => Promise.resolve(data.inputs));
@@ -1432,13 +1434,18 @@ export class RuntimeNode implements LocalNode {
     // A run that ends past the call's deadline, in success or failure: its caller had its 504 at
     // the deadline (the gateway waits no longer, queue/dispatcher.ts ANSWER_MARGIN_MS), so it is
     // counted as what that caller saw, a timeout, and answered so (an async call's status). (A
-    // wait for room or a load is bounded by the deadline itself, and answers its own error.)
+    // wait for room or a load is bounded by the deadline itself, and answers its own error.) A
+    // call of this process's gateway is decided with its caller's timer, whichever comes first
+    // (`GiveUp.commit`): ended in time, its answer is promised to its caller, who waits for it
+    // (its counts may take longer than the margin); given up first, it counts as a timeout too.
     const late = (facts: Pick<InvocationRecord, 'coldStart' | 'loaded' | 'loadMs' | 'fetchMs'>, failed?: unknown): BruleeError | undefined => {
       const lateMs = clock.now() - deadline;
-      if (lateMs <= 0) return undefined;
+      if (lateMs <= 0 && call.given?.commit() !== false) return undefined;
       later.push(() => metrics.invocations.inc({ function: fn, outcome: 'error' }));
       record({ outcome: 'timeout', ...facts, execMs: 0 });
-      return new BruleeError('TIMEOUT', `the invocation of ${fn} finished ${Math.ceil(lateMs)} ms past its deadline (the function's timeoutMs); its ${failed === undefined ? 'outputs were' : 'error was'} dropped`);
+      const what = failed === undefined ? 'outputs were' : 'error was';
+      if (lateMs <= 0) return new BruleeError('TIMEOUT', `the invocation of ${fn} was given up by its caller (the function's timeoutMs) as its run ended; its ${what} dropped`);
+      return new BruleeError('TIMEOUT', `the invocation of ${fn} finished ${Math.ceil(lateMs)} ms past its deadline (the function's timeoutMs); its ${what} dropped`);
     };
     let lease;
     try {
@@ -1510,6 +1517,8 @@ interface CallHere {
   held: Reservation[];
   /** Its input bytes. */
   inBytes: number;
+  /** A call of this process's gateway: its give-up signal, with which its outcome is decided as its run ends (`GiveUp.commit`). */
+  given?: GiveUp;
   /**
    * Set for a call whose admission is decided after its run (`invokeHere`'s `admitAfter`): admits
    * it before it takes its model when that would evict (or wait); throws its refusal.

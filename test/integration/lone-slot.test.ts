@@ -6,9 +6,10 @@ import { startBrulee, type TestBrulee } from '../support/brulee';
 import { until } from '../support/within';
 
 /**
- * A lone call (the only call of a ROLE=all process's gateway) runs in its own node with no give-up
- * signal and its admission decided after its run (queue/dispatcher.ts `invokeHere`, `admitAfter`):
- * it must never wait for a slot, or it would outlive its caller's 504. It takes that path only when
+ * A lone call (the only call of a ROLE=all process's gateway) runs in its own node at once (its
+ * give-up signal only decides its outcome as its run ends), its admission decided after its run
+ * (queue/dispatcher.ts `invokeHere`, `admitAfter`): it must never wait for a slot, or it would
+ * outlive its caller's 504. It takes that path only when
  * a slot is free (`canStartAlone`), and takes the slot in the same synchronous step; with none
  * free (another gateway's call holds the node's one slot) it waits as any call of its process
  * does, with its give-up signal: dropped at its caller's timeout, never run, never counted.
