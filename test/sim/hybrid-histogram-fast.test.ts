@@ -100,7 +100,7 @@ describe('hybrid-histogram: selectAmongLoaded answers as selectVictims does', ()
     return { ev, r };
   };
   // A few large models among many small ones, so a miss on a large one needs many victims (more
-  // than the 8 minimum scans before the rest are put in order).
+  // than the few minimum scans before the rest come from a heap).
   const trace = randomTrace(3, 5000, 60);
   const models: SimModel[] = trace.functions.map((key, f) => ({
     key, sizeBytes: f % 9 === 4 ? 3000 + f : 20 + ((f * 53) % 200), loadMs: 200 + ((f * 7919) % 3000), execMs: 20 + ((f * 31) % 200),
