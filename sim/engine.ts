@@ -519,6 +519,7 @@ class NodeRun {
     this.hints = simHints(policy);
     this.hints.omitReasons?.(); // nothing here reads a victim's reason
     this.hints.prewarmInOrder?.(); // checks load what prewarm names in order, each that still fits
+    this.hints.reuseAnswers?.(); // each answer is read before the policy is asked the same again
     this.opts = opts;
     this.budget = budget;
     this.K = K;

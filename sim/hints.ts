@@ -68,6 +68,13 @@ export interface SimHints {
    */
   omitReasons?(): void;
   /**
+   * The caller reads each answer of `expired`, `prewarm`, `selectVictims` and `selectAmongLoaded`
+   * before it calls the same method again, and keeps none (the simulator; the runtime's warm pool
+   * is not told): from this call on, the policy may hand out the same array, refilled, from one
+   * answer to the next. It changes nothing else.
+   */
+  reuseAnswers?(): void;
+  /**
    * The caller loads what `prewarm` names in its order, each one that fits the free memory left
    * after the ones before it, by the sizes the policy was told at `onLoad`, and skips none for any
    * other reason (the simulator; not the runtime's warm pool, whose charges grow after a load and
@@ -153,6 +160,7 @@ export function simHints(policy: EvictionPolicy): SimHints {
     idleCheckPeriod: fn(p.idleCheckPeriod),
     omitReasons: fn(p.omitReasons),
     prewarmInOrder: fn(p.prewarmInOrder),
+    reuseAnswers: fn(p.reuseAnswers),
     selectAmongLoaded: fn(p.selectAmongLoaded),
     selectAmongLoadedByShare: fn(p.selectAmongLoadedByShare),
     numberModels: fn(p.numberModels),

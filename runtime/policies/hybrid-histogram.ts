@@ -255,6 +255,23 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   const endedVictims: Victim[] = [];
   const PREWARM_REASON = 'pre-warm window reached';
   const ENDED_REASON = 'keep-alive window ended';
+  /**
+   * The victims of the answer being made, `gathered[0..n)`, handed out by `answer` in an array of
+   * their own: a new one, or, once the caller reads each answer before it calls the same method
+   * again (`SimHints.reuseAnswers`), the one kept for that method and length, refilled.
+   */
+  const gathered: Victim[] = [];
+  let reuse = false;
+  const expiredAnswers: Victim[][] = [];
+  const prewarmAnswers: Victim[][] = [];
+  const amongAnswers: Victim[][] = [];
+  const answer = (byLength: Victim[][], n: number): Victim[] => {
+    if (n === 0) return NO_VICTIMS;
+    if (!reuse) return gathered.slice(0, n);
+    const a = (byLength[n] ??= gathered.slice(0, n));
+    for (let j = 0; j < n; j++) a[j] = gathered[j]!;
+    return a;
+  };
   /** Scratch: ids `prewarm` names, and positions `selectAmongLoaded` has taken. */
   let picked = new Int32Array(64);
   let takenAt = new Int32Array(64);
@@ -505,10 +522,11 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     rest[at] = x;
   };
   /**
-   * Many victims: the loaded models not yet taken, in order, until `need` is freed, popped from a
-   * heap (`before` is a total order: keys differ) rather than found by a scan each or a sort of all.
+   * Many victims (`gathered[0..nv)` taken): the loaded models not yet taken, in order, until `need`
+   * is freed, popped from a heap (`before` is a total order: keys differ) rather than found by a
+   * scan each or a sort of all. Returns how many victims are gathered.
    */
-  const takeInOrder = (n: number, s: Float64Array, freed: number, need: number, now: number, victims: Victim[]): void => {
+  const takeInOrder = (n: number, s: Float64Array, freed: number, need: number, now: number, nv: number): number => {
     const items = loadedIds.items;
     if (rest.length < n) rest = new Int32Array(2 * n);
     let m = 0;
@@ -518,9 +536,10 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       const id = items[rest[0]!]!;
       rest[0] = rest[--m]!;
       siftDown(s, items, m, 0);
-      victims.push(evictionVictim(id, now));
+      gathered[nv++] = evictionVictim(id, now);
       freed += sizes[id]!;
     }
+    return nv;
   };
   const nextCheck = (): number =>
     // After a check, what is left in `idle` is what the caller could not evict (in flight) and
@@ -601,16 +620,16 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       );
     },
     expired(entries, now) {
-      let out: Victim[] | null = null;
+      let n = 0;
       for (const e of entries) {
         const id = numbered ? (e as NumberedEntry).idx : idOf.get(e.key);
         if (id === undefined || known[id] === 0) continue;
-        if (now >= keepUntilOf[id]!) (out ??= []).push((endedVictims[id] ??= victimOf(id, ENDED_REASON)));
+        if (now >= keepUntilOf[id]!) gathered[n++] = endedVictims[id] ??= victimOf(id, ENDED_REASON);
         else if (now < prewarmAt[id]! && e.hits > 0) {
-          (out ??= []).push(sel.reasons ? victimOf(id, `idle until the pre-warm window at ${Math.round(prewarmAt[id]!)} ms`) : (plainVictims[id] ??= victimOf(id, '')));
+          gathered[n++] = sel.reasons ? victimOf(id, `idle until the pre-warm window at ${Math.round(prewarmAt[id]!)} ms`) : (plainVictims[id] ??= victimOf(id, ''));
         }
       }
-      return out ?? NO_VICTIMS;
+      return answer(expiredAnswers, n);
     },
     prewarm(now, isResident, freeBytes) {
       // Functions whose keep-alive window has ended leave `pending`.
@@ -667,7 +686,7 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       // named before it are loaded would be skipped: it is left out. Whole byte counts, so this
       // sum is exact and agrees with the caller's own test.
       const cut = inOrder && freeBytes !== undefined && wholeSizes && Number.isSafeInteger(freeBytes);
-      let out: Victim[] | null = null;
+      let n = 0;
       let free = freeBytes ?? Infinity;
       if (cut) {
         // The first few in `seq` order (seqs differ) among those that still fit by minimum scans,
@@ -680,14 +699,14 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
             const id = picked[j]!;
             if (!(sizes[id]! > free) && (b < 0 || seq[id]! < seq[picked[b]!]!)) b = j;
           }
-          if (b < 0) return out ?? NO_VICTIMS;
+          if (b < 0) return answer(prewarmAnswers, n);
           if (taken === 4) break;
           const id = picked[b]!;
           picked[b] = picked[--m]!;
           free -= sizes[id]!;
           // The caller loads it (`prewarmInOrder`): no longer wanted (`onEvict` makes it so again).
           wanted.delete(id);
-          (out ??= []).push((prewarmVictims[id] ??= victimOf(id, PREWARM_REASON)));
+          gathered[n++] = prewarmVictims[id] ??= victimOf(id, PREWARM_REASON);
         }
       }
       // In `seq` order (seqs differ): an insertion sort of the few picked.
@@ -708,9 +727,9 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
           free -= sizes[id]!;
           wanted.delete(id);
         }
-        (out ??= []).push((prewarmVictims[id] ??= victimOf(id, PREWARM_REASON)));
+        gathered[n++] = prewarmVictims[id] ??= victimOf(id, PREWARM_REASON);
       }
-      return out ?? NO_VICTIMS;
+      return answer(prewarmAnswers, n);
     },
   };
   return Object.assign(policy, {
@@ -719,6 +738,9 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     omitReasons: () => sel.omitReasons(),
     prewarmInOrder: () => {
       inOrder = true;
+    },
+    reuseAnswers: () => {
+      reuse = true;
     },
     numberModels(all: readonly string[]): boolean {
       if (keys.length > 0) return false; // ids already given by key
@@ -781,25 +803,25 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         takenAt.fill(0);
         takenMark = 1;
       }
-      const victims: Victim[] = [];
       const need = req.needBytes;
       let freed = 0;
-      while (!(freed >= need) && victims.length < n) {
-        if (victims.length === MANY_VICTIMS) {
-          takeInOrder(n, s, freed, need, req.now, victims);
+      let nv = 0;
+      while (!(freed >= need) && nv < n) {
+        if (nv === MANY_VICTIMS) {
+          nv = takeInOrder(n, s, freed, need, req.now, nv);
           break;
         }
         let best = first;
-        if (victims.length > 0) {
+        if (nv > 0) {
           best = -1;
           for (let j = 0; j < n; j++) if (takenAt[j] !== takenMark && (best < 0 || before(s, items, j, best))) best = j;
         }
         takenAt[best] = takenMark;
         const id = items[best]!;
-        victims.push(evictionVictim(id, req.now));
+        gathered[nv++] = evictionVictim(id, req.now);
         freed += sizes[id]!;
       }
-      return victims;
+      return answer(amongAnswers, nv);
     },
     expiryCandidates(now: number): readonly string[] {
       if (idle.size === 0 && keepEnds.peekTime() > now) return NONE;

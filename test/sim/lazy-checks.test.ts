@@ -10,7 +10,7 @@ import { modelsOf, randomTrace, traceOf } from './helpers';
 
 /** The same policy with the speed hints removed (so the simulator checks at every period, and names models by key). */
 function withoutHints(p: EvictionPolicy): EvictionPolicy {
-  const q = Object.create(p) as EvictionPolicy & { nextCheckAt?: unknown; checkAfterHooks?: unknown; checkSignals?: unknown; quietUntil?: unknown; idleCheckPeriod?: unknown; usesPopularity?: unknown; omitReasons?: unknown; selectAmongLoaded?: unknown; selectAmongLoadedByShare?: unknown; numberModels?: unknown; onEvictNumber?: unknown };
+  const q = Object.create(p) as EvictionPolicy & { nextCheckAt?: unknown; checkAfterHooks?: unknown; checkSignals?: unknown; quietUntil?: unknown; idleCheckPeriod?: unknown; usesPopularity?: unknown; omitReasons?: unknown; reuseAnswers?: unknown; selectAmongLoaded?: unknown; selectAmongLoadedByShare?: unknown; numberModels?: unknown; onEvictNumber?: unknown };
   Object.defineProperty(q, 'nextCheckAt', { value: undefined });
   Object.defineProperty(q, 'idleCheckPeriod', { value: undefined });
   Object.defineProperty(q, 'checkAfterHooks', { value: undefined });
@@ -18,6 +18,7 @@ function withoutHints(p: EvictionPolicy): EvictionPolicy {
   Object.defineProperty(q, 'quietUntil', { value: undefined });
   Object.defineProperty(q, 'usesPopularity', { value: undefined });
   Object.defineProperty(q, 'omitReasons', { value: undefined });
+  Object.defineProperty(q, 'reuseAnswers', { value: undefined });
   Object.defineProperty(q, 'selectAmongLoaded', { value: undefined });
   Object.defineProperty(q, 'selectAmongLoadedByShare', { value: undefined });
   Object.defineProperty(q, 'numberModels', { value: undefined }); // (so by key: hooks, victims, evictions)
@@ -32,7 +33,7 @@ function withoutHints(p: EvictionPolicy): EvictionPolicy {
 function recording(p: EvictionPolicy, keepReasons: boolean, out: Victim[][]): EvictionPolicy {
   const q = Object.create(p) as EvictionPolicy;
   if (keepReasons) Object.defineProperty(q, 'omitReasons', { value: undefined });
-  const rec = (v: Victim[]) => (out.push(v), v);
+  const rec = (v: Victim[]) => (out.push([...v]), v); // (a copy: the policy may refill its answer, `reuseAnswers`)
   q.selectVictims = (req) => rec(p.selectVictims(req));
   if (p.expired) q.expired = (entries, now) => rec(p.expired!(entries, now));
   if (p.prewarm) q.prewarm = (now, isResident, free) => rec(p.prewarm!(now, isResident, free));
