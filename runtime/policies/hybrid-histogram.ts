@@ -707,6 +707,9 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
           // The caller loads it (`prewarmInOrder`): no longer wanted (`onEvict` makes it so again).
           wanted.delete(id);
           gathered[n++] = prewarmVictims[id] ??= victimOf(id, PREWARM_REASON);
+          // No wanted model is smaller than bounds[WANTED_MIN] (set above): when the memory left is
+          // less, none of the rest fits, and the next scan would find none.
+          if (free < bounds[WANTED_MIN]!) return answer(prewarmAnswers, n);
         }
       }
       // In `seq` order (seqs differ): an insertion sort of the few picked.
