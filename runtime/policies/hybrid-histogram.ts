@@ -53,6 +53,9 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   };
   if (!(o.binMs > 0 && o.rangeMs >= o.binMs)) throw new RangeError('hybrid-histogram: need binMs > 0 and rangeMs >= binMs');
   const nBins = Math.ceil(o.rangeMs / o.binMs);
+  /** The two percentiles as fractions, divided once (the same doubles as `pct / 100` at each call). */
+  const headFrac = o.headPct / 100;
+  const tailFrac = o.tailPct / 100;
 
   // Per-function state, by an id of the policy's own (ids in order of first sighting, reused only
   // once `drop`ped): `known` once invoked (its histogram exists), then its last invocation, histogram
@@ -362,11 +365,11 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     }
   };
   /**
-   * The first bin whose cumulative count reaches pct% of the samples (the last bin if none does),
-   * from the tracker at j = 2 × id + k, moved to the target of the moment.
+   * The first bin whose cumulative count reaches the fraction `frac` of the samples (the last bin
+   * if none does), from the tracker at j = 2 × id + k, moved to the target of the moment.
    */
-  const percentileBin = (id: number, j: number, pct: number): number => {
-    const target = Math.max(1, Math.ceil((pct / 100) * samples[id]!));
+  const percentileBin = (id: number, j: number, frac: number): number => {
+    const target = Math.max(1, Math.ceil(frac * samples[id]!));
     let b = pctBin[j]!;
     let below = pctBelow[j]!;
     let upTo = pctUpTo[j]!;
@@ -454,8 +457,8 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
         }
       }
       if (representative(id)) {
-        const head = percentileBin(id, 2 * id, o.headPct) * o.binMs;
-        const tail = (percentileBin(id, 2 * id + 1, o.tailPct) + 1) * o.binMs;
+        const head = percentileBin(id, 2 * id, headFrac) * o.binMs;
+        const tail = (percentileBin(id, 2 * id + 1, tailFrac) + 1) * o.binMs;
         const pw = t + head * (1 - o.margin);
         const ku = t + tail * (1 + o.margin);
         prewarmAt[id] = pw;
