@@ -328,6 +328,9 @@ export class FutureIndex implements FutureFacts {
   }
 }
 
+/** The policy instances that have run (`NodeRun` refuses one a second time). */
+const ran = new WeakSet<EvictionPolicy>();
+
 /**
  * Runs one policy over a trace on a virtual clock, with the runtime's cache rules: single-flight
  * loads, in-flight models never evicted, used bytes never above the budget, a model larger than
@@ -514,6 +517,10 @@ class NodeRun {
     if (!(Number.isInteger(K) && K >= 1)) throw new RangeError(`simulate: slots must be an integer >= 1, got ${K}`);
     const sweepMs = opts.sweepMs ?? 1000;
     if (!(sweepMs >= 0)) throw new RangeError(`simulate: sweepMs must be >= 0, got ${sweepMs}`);
+    // A run's hints (numbers, reused answers, lists kept at its hooks) set up a policy for that run
+    // alone: a second run of the same instance would start from the first one's state.
+    if (ran.has(policy)) throw new RangeError(`simulate: this ${policy.name} instance has run before; each run needs a new one (its state is its run's)`);
+    ran.add(policy);
     this.trace = trace;
     this.policy = policy;
     this.hints = simHints(policy);

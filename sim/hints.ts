@@ -108,7 +108,9 @@ export interface SimHints {
    * a `NumberedEntry` of its number, the caller reports an eviction through `onEvictNumber(i, now)`
    * instead of `onEvict(keys[i], now)`, and the policy may give a victim it returns its model's
    * number (`NumberedVictim`), which the caller then reads instead of looking the key up. So
-   * neither side finds a string in a map on the path of a miss. It changes no decision.
+   * neither side finds a string in a map on the path of a miss. It changes no decision. The hints
+   * set a policy up for one run: the simulator runs each instance once (`simulate` refuses a
+   * second run of one).
    */
   numberModels?(keys: readonly string[]): boolean;
   /** `onEvict(keys[i], now)` by number, after `numberModels`. */

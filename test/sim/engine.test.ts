@@ -97,6 +97,17 @@ describe('one serial node follows the invocation sequence', () => {
     expect(two.loadDelayMs).toBe(100 + 90 + 40);
   });
 
+  it('refuses a policy instance that has run before (its hints set it up for one run), naming it', () => {
+    // Run again, cremebrulee's kept order (share-order.ts) started from the first run's lists and
+    // could loop for ever on fewer models; each run takes a new instance.
+    const t = randomTrace(7, 500, 12);
+    const m = modelsOf(t, {});
+    const p = createSimPolicy('cremebrulee');
+    const first = simulate(t, m, p, { budgetBytes: 6 });
+    expect(() => simulate(t, m, p, { budgetBytes: 6 })).toThrow(/this cremebrulee instance has run before; each run needs a new one/);
+    expect(simulate(t, m, createSimPolicy('cremebrulee'), { budgetBytes: 6 })).toEqual({ ...first, wallMs: expect.any(Number) });
+  });
+
   it('rejects a catalogue that misses a function of the trace', () => {
     const dir = tempDir();
     writeFileSync(join(dir, 't.csv'), 'time_ms,function\n0,A\n');
