@@ -1,3 +1,4 @@
+import { IdSet } from './heap';
 import { HeapFront } from './ordered';
 import { Selection } from './select';
 import type { EntryFacts, EvictionPolicy, EvictionRequest, FutureFacts, NumberedEntry, Victim } from './types';
@@ -61,9 +62,8 @@ export function belady(): EvictionPolicy {
   /** Each model's place in `heap`, -1 when not in it. */
   let pos = new Int32Array(0);
   let size = 0;
-  let stale = new Int32Array(0);
-  let isStale = new Uint8Array(0);
-  let nStale = 0;
+  /** Loaded models hooked since the last request: placed again at the next one. */
+  const stale = new IdSet();
   const before = (a: number, b: number): boolean => {
     const sa = score[a]!;
     const sb = score[b]!;
@@ -127,11 +127,6 @@ export function belady(): EvictionPolicy {
       down(pos[last]!);
     }
   };
-  const markStale = (i: number): void => {
-    if (isStale[i] !== 0) return;
-    isStale[i] = 1;
-    stale[nStale++] = i;
-  };
   const front = new HeapFront((a, b) => before(heap[a]!, heap[b]!));
   /** The models in heap order until their sizes cover `needBytes`. */
   const lowest = (needBytes: number): Victim[] => {
@@ -155,10 +150,10 @@ export function belady(): EvictionPolicy {
     loaded[i] = 1;
     entries[i] = e;
     sizes[i] = e.sizeBytes;
-    markStale(i);
+    stale.add(i);
   };
   policy.onAccess = (e) => {
-    if (keeping) markStale((e as NumberedEntry).idx);
+    if (keeping) stale.add((e as NumberedEntry).idx);
   };
 
   return Object.assign(policy, {
@@ -176,8 +171,6 @@ export function belady(): EvictionPolicy {
       loaded = new Uint8Array(n);
       heap = new Int32Array(n);
       pos = new Int32Array(n).fill(-1);
-      stale = new Int32Array(n);
-      isStale = new Uint8Array(n);
       return true;
     },
     onEvictNumber(i: number): void {
@@ -198,13 +191,12 @@ export function belady(): EvictionPolicy {
           place(i, fut);
         }
       } else {
-        for (let k = 0; k < nStale; k++) {
-          const i = stale[k]!;
-          isStale[i] = 0;
+        for (let k = 0; k < stale.size; k++) {
+          const i = stale.items[k]!;
           if (loaded[i] !== 0) place(i, fut);
         }
       }
-      nStale = 0;
+      stale.clear();
       return lowest(req.needBytes);
     },
   });

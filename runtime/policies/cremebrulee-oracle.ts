@@ -1,4 +1,5 @@
 import type { NumberedFuture } from './belady';
+import { IdSet } from './heap';
 import { OrderedHeap } from './ordered';
 import { Selection } from './select';
 import type { EntryFacts, EvictionPolicy, EvictionRequest, FutureFacts, NumberedEntry, Victim } from './types';
@@ -63,36 +64,25 @@ export function cremebruleeOracle(horizonMs = 600_000): EvictionPolicy {
   let lastLim = -Infinity;
   let loaded = new Uint8Array(0);
   let entries: EntryFacts[] = [];
-  let stale = new Int32Array(0);
-  let isStale = new Uint8Array(0);
-  let nStale = 0;
-  /** Loaded models (as of their listing) not settled when last looked at, each once. */
-  let unsettled = new Int32Array(0);
-  let isUnsettled = new Uint8Array(0);
-  let nUnsettled = 0;
-  const markStale = (i: number): void => {
-    if (isStale[i] !== 0) return;
-    isStale[i] = 1;
-    stale[nStale++] = i;
-  };
+  /** Loaded models hooked since the last request: scored again at the next one. */
+  const stale = new IdSet();
+  /** Loaded models (as of their listing) not settled when last looked at. */
+  const unsettled = new IdSet();
   /** Scores loaded model i now, and lists it if it is not settled at `lim`. */
   const place = (i: number, fut: NumberedFuture, lim: number): void => {
     const e = entries[i]!;
     heap.set(e, scoreOf(e, fut));
-    if (!(fut.lastUseOf!(i) <= lim) && isUnsettled[i] === 0) {
-      isUnsettled[i] = 1;
-      unsettled[nUnsettled++] = i;
-    }
+    if (!(fut.lastUseOf!(i) <= lim)) unsettled.add(i);
   };
   policy.onLoad = (e) => {
     if (!keeping) return;
     const i = (e as NumberedEntry).idx;
     loaded[i] = 1;
     entries[i] = e;
-    markStale(i);
+    stale.add(i);
   };
   policy.onAccess = (e) => {
-    if (keeping) markStale((e as NumberedEntry).idx);
+    if (keeping) stale.add((e as NumberedEntry).idx);
   };
   const selectAmongLoaded = (req: EvictionRequest): Victim[] => {
     const fut = req.future as NumberedFuture | undefined;
@@ -108,10 +98,8 @@ export function cremebruleeOracle(horizonMs = 600_000): EvictionPolicy {
       heap = new OrderedHeap();
       heap.useNumbers();
       loaded.fill(0);
-      for (let k = 0; k < nUnsettled; k++) isUnsettled[unsettled[k]!] = 0;
-      nUnsettled = 0;
-      for (let k = 0; k < nStale; k++) isStale[stale[k]!] = 0;
-      nStale = 0;
+      unsettled.clear();
+      stale.clear();
       for (const e of req.candidates) {
         const i = (e as NumberedEntry).idx;
         loaded[i] = 1;
@@ -119,25 +107,23 @@ export function cremebruleeOracle(horizonMs = 600_000): EvictionPolicy {
         place(i, fut, lim);
       }
     } else {
-      for (let k = 0; k < nStale; k++) {
-        const i = stale[k]!;
-        isStale[i] = 0;
+      for (let k = 0; k < stale.size; k++) {
+        const i = stale.items[k]!;
         if (loaded[i] !== 0) place(i, fut, lim);
       }
-      nStale = 0;
+      stale.clear();
     }
-    // Those settled since they were listed are scored again (their score was the horizon's then).
-    let m = 0;
-    for (let k = 0; k < nUnsettled; k++) {
-      const i = unsettled[k]!;
-      if (loaded[i] === 0) isUnsettled[i] = 0;
+    // Those settled since they were listed are scored again (their score was the horizon's then);
+    // backwards, so a deletion moves only members already looked at.
+    for (let k = unsettled.size - 1; k >= 0; k--) {
+      const i = unsettled.items[k]!;
+      if (loaded[i] === 0) unsettled.delete(i);
       else if (fut.lastUseOf(i) <= lim) {
-        isUnsettled[i] = 0;
+        unsettled.delete(i);
         heap.set(entries[i]!, scoreOf(entries[i]!, fut));
-      } else unsettled[m++] = i;
+      }
     }
-    nUnsettled = m;
-    if (nUnsettled > 0) return policy.selectVictims(req);
+    if (unsettled.size > 0) return policy.selectVictims(req);
     return heap.lowest(req.needBytes, sel.reasons ? reason : null);
   };
   return Object.assign(policy, {
@@ -149,10 +135,6 @@ export function cremebruleeOracle(horizonMs = 600_000): EvictionPolicy {
       numbered = true;
       loaded = new Uint8Array(n);
       entries = new Array<EntryFacts>(n);
-      stale = new Int32Array(n);
-      isStale = new Uint8Array(n);
-      unsettled = new Int32Array(n);
-      isUnsettled = new Uint8Array(n);
       return true;
     },
     onEvictNumber(i: number): void {

@@ -194,6 +194,12 @@ export class IdSet {
     this.items[this.size++] = id;
   }
 
+  /** Removes every member. */
+  clear(): void {
+    for (let j = 0; j < this.size; j++) this.pos[this.items[j]!] = -1;
+    this.size = 0;
+  }
+
   /** Removes `id` (the last member takes its place: iterate backwards to delete while iterating). */
   delete(id: number): void {
     if (!this.has(id)) return;
