@@ -386,14 +386,14 @@ export class Dispatcher {
     const { value } = await this.run<AnswerHere>(node.id, timeoutMs, `invocation of ${req.model.fn}`, id, () => {
       const { admission, onQueued } = opts;
       const batches = req.model.batch !== undefined;
+      // Its give-up signal: its caller's timer, and (`GiveUp.commit`) its run's end, decide its outcome once.
+      const given = new GiveUp();
       if (admission !== undefined && this.pending === 1 && node.canStartAlone(batches)) {
         // Alone (no other call of this gateway running): it runs now, and its admission is
         // decided after, with its counts, in one script: one round trip, not two; a cold call
         // too, when its load evicts nothing (else the node admits it first). It holds no place
-        // while it runs, so its job has none to give back.
-        // Its give-up signal decides its outcome with its run's end (`GiveUp.commit`); it starts now,
-        // so it never waits for a slot with it.
-        const given = new GiveUp();
+        // while it runs, so its job has none to give back. It starts now, so it never waits for a
+        // slot with its give-up signal.
         const ran = node.invokeHere(id, job, given, undefined, admission);
         const answered = ran.then(() => onQueued?.());
         return { added: answered, takeBack: () => Promise.resolve(), answer: ran.then((ok) => ({ ok })), runs: true, given };
@@ -402,7 +402,6 @@ export class Dispatcher {
       // is decided with the other calls' of this turn, in one script (admitSoon).
       const added = (admission ? admitOrRefuse(this.opts.redis, req.model.fn, admission, undefined, { othersRunning: this.pending > 1 }) : Promise.resolve()).then(() => onQueued?.());
       if (req.admission) job.admission = req.admission;
-      const given = new GiveUp();
       const early = admission !== undefined && node.canRunNow(modelKey(req.model), batches);
       const ran = early ? node.invokeHere(id, job, given, added) : added.then(() => node.invokeHere(id, job, given));
       return { added, takeBack: () => Promise.resolve(given.abort()), answer: ran.then((ok) => ({ ok })), given };
