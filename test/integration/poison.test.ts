@@ -22,7 +22,11 @@ import { deleteKeys } from '../support/brulee';
 
 const prefix = `poison${process.pid}`;
 const k = keys(prefix);
-const HEARTBEAT_MS = 1000;
+// 2 s: a gateway answers a call whose node died 503 once ORPHAN_GRACE (4) dead-after times
+// (3 beats) have passed with no node to take it back (queue/dispatcher.ts). The restart test's
+// new process must start (tsx, onnxruntime) and take the call back within that: 1 s beats left it
+// 12 s, which a loaded CI machine once overran; 2 s leave it 24 s.
+const HEARTBEAT_MS = 2000;
 const storeDir = mkdtempSync(join(tmpdir(), 'brulee-poison-store-'));
 const redis = createRedis(inject('redisUrl'));
 let gw: Proc;
@@ -193,7 +197,7 @@ describe('a call that kills the nodes that run it (real processes, SIGKILL)', ()
     const restarted = startWorker('px', (child, dir) => {
       dataDir = dir;
       loading = (async () => {
-        const until = Date.now() + 30_000;
+        const until = Date.now() + 60_000;
         while (Date.now() < until && child.exitCode === null) {
           const names = (() => {
             try {
@@ -208,7 +212,9 @@ describe('a call that kills the nodes that run it (real processes, SIGKILL)', ()
         return false;
       })();
     }).catch(() => undefined);
-    expect(await loading, 'the restarted px took the call back and loaded its model').toBe(true);
+    const took = await loading;
+    const answered = await Promise.race([call.then((r) => `answered ${r.status} first`), new Promise((r) => setTimeout(() => r('not answered'), 10))]);
+    expect(took, `the restarted px took the call back and loaded its model (the call: ${answered})`).toBe(true);
     await restarted;
     rmSync(dataDir, { recursive: true, force: true });
     // Once more: this process lives, and does not run the call.

@@ -51,8 +51,18 @@ describe('HeldWrites', () => {
     expect(await other.get(k)).toBeNull();
     expect(await done).toBe(1);
     expect(await other.get(k)).toBe('1');
-    void held.hold(() => redis.incr(k));
+    // Flushed, it is handed to the connection before flush returns (not on the timer). Read it on
+    // the other connection only once its reply is in: Redis need not serve two connections' commands
+    // in the order they were written.
+    let sent = false;
+    const second = held.hold(() => {
+      sent = true;
+      return redis.incr(k);
+    });
+    expect(sent).toBe(false);
     held.flush();
+    expect(sent).toBe(true);
+    expect(await second).toBe(2);
     expect(await other.get(k)).toBe('2');
   });
 
