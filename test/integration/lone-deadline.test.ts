@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createRedis } from '../../queue/connection';
 import { keys } from '../../queue/keys';
-import { mlpModel, slowModel } from '../../models/generate';
+import { slowModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { ort, runMs } from '../support/models';
 import { until } from '../support/within';
@@ -17,20 +17,25 @@ import { until } from '../support/within';
 
 const redis = createRedis(inject('redisUrl'));
 let b: TestBrulee;
-/** Another gateway: its call holds the node's other slot, and input bytes in admission. */
+/** Another gateway: its call holds the node's other slot, and input bytes in admission, while it runs. */
 let gw: TestBrulee;
 
-/**
- * ~0.33 s of MatMuls on one thread of this session's machine (2048 × 256 × 256 × 256
- * multiply-adds), ~0.17 s on a machine twice as quick, ~0.66 s on one twice as slow: past a 20 ms
- * timeout and the gateway's 100 ms answer margin (the node must still run it at the 504), and under
- * the 1 s the gateway once waited (or the test could not see that wait) and the holder's 1 s wait.
- * 128 repeats ran in 0.15 s here: twice as quick, the run would end inside the margin.
- */
-const SLOW = slowModel({ rows: 2048, repeats: 256 });
 const SLOW_IN = { x: { type: 'float32', dims: [1, 256], data: new Array(256).fill(0.5) } };
-const HOLDER = mlpModel({ inputSize: 4, hidden: [8], outputSize: 2, seed: 12 });
-const IN = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
+/**
+ * A run of ~0.3 s on this machine, whatever its speed (its MatMuls' repeats sized in `beforeAll`
+ * from a short run: 256 repeats took 0.33 s on one session's machine and 0.83 s on another's): past
+ * a 20 ms timeout and the gateway's 100 ms answer margin (the node must still run it at the 504),
+ * and well under the 1 s the gateway once waited (or the test could not see that wait).
+ */
+let SLOW: Uint8Array;
+/**
+ * The same MatMuls 4 times over, run on the node's other slot: it holds its input bytes while the
+ * slow call runs, on a loaded machine too, since both runs slow down alike. (A call waiting 1 s for
+ * a batch partner held them for a fixed time, which the slow run alone took most of on a slower
+ * machine, and outlasted under CI's load.)
+ */
+let HOLDER: Uint8Array;
+const TARGET_MS = 300;
 
 const stats = async () => (await b.json('GET', '/functions/slow')).body.stats;
 async function outcomes(): Promise<{ ok: number; error: number }> {
@@ -60,14 +65,18 @@ async function lateLoneCall(atRunEnd?: () => void): Promise<void> {
 }
 
 beforeAll(async () => {
+  const x = { x: new ort.Tensor('float32', new Float32Array(256).fill(0.5), [1, 256]) };
+  const CALIBRATE = 32;
+  const repeats = Math.ceil((CALIBRATE * TARGET_MS) / (await runMs(slowModel({ rows: 2048, repeats: CALIBRATE }), x)));
+  SLOW = slowModel({ rows: 2048, repeats });
+  HOLDER = slowModel({ rows: 2048, repeats: 4 * repeats });
   // Deadline (20 ms) + the gateway's answer margin (100 ms) + room: the node must still run it at the 504.
-  expect(await runMs(SLOW, { x: new ort.Tensor('float32', new Float32Array(256).fill(0.5), [1, 256]) }), 'the slow model is too quick on this machine: raise its repeats').toBeGreaterThan(150);
+  expect(await runMs(SLOW, x), `the slow model (${repeats} repeats) is too quick`).toBeGreaterThan(150);
   // Input bytes bounded: a call alone in the queue is admitted whatever its size, one beside another's is not.
   b = await startBrulee({ WORKER_CONCURRENCY: '2', MAX_QUEUED_INPUT_BYTES: '100' });
   gw = await startBrulee({ ROLE: 'gateway', MAX_QUEUED_INPUT_BYTES: '100' }, { namespace: b.namespace, dataDir: b.dataDir, nodeId: 'gw' });
   expect((await b.put('slow', SLOW, 'timeoutMs=60000')).status).toBe(201);
-  // A call that waits 1 s for a batch partner, holding a slot (and its input bytes) without blocking the process.
-  expect((await b.put('holder', HOLDER, 'maxBatch=2&maxDelayMs=1000&timeoutMs=60000')).status).toBe(201);
+  expect((await b.put('holder', HOLDER, 'timeoutMs=60000')).status).toBe(201);
   expect((await b.invoke('slow', SLOW_IN)).status).toBe(200);
   expect((await b.put('slow', SLOW, 'timeoutMs=20')).status).toBe(200);
 }, 180_000);
@@ -83,12 +92,12 @@ describe('a lone call past its deadline', () => {
   }, 60_000);
 
   it('one that admission would refuse after its run (another call holds input bytes) is still counted once, a timeout: its caller had its 504', async () => {
-    const held = gw.invoke('holder', IN);
+    const held = gw.invoke('holder', SLOW_IN);
     await until('the holding call to take a slot', async () => (await redis.llen(keys(b.namespace).laneActive(b.node!.id))) === 1, 10_000);
     expect(b.node!.canStartAlone(false)).toBe(true);
     let heldDone = false;
     void held.then(() => (heldDone = true));
-    // Admission refuses the slow call after its run only while the holder holds its bytes (1 s).
+    // Admission refuses the slow call after its run only while the holder holds its bytes (its run).
     await lateLoneCall(() => expect(heldDone, 'the holding call ended before the slow run: a slower machine than this test allows').toBe(false));
     expect((await held).status).toBe(200);
   }, 60_000);
