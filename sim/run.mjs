@@ -1,0 +1,15 @@
+// `npm run sim` and `brulee sim`: sim/cli.ts compiled by esbuild into .build/ (../bundle.mjs),
+// then run by plain node; its sweep's worker threads run a bundle of their own (sim/sweep.ts
+// `startWorker`). Through tsx the same code pays tsx's start and its per-file transform (keepNames):
+// ~6% more CPU for a sweep of every policy (sim/README.md, Speed).
+import { pathToFileURL } from 'node:url';
+import { bundled } from '../bundle.mjs';
+
+const out = await bundled('sim/cli.ts');
+if (out) await import(pathToFileURL(out).href);
+else {
+  // Where .build/ cannot be written, the same CLI through tsx's transform.
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import('./cli.ts');
+}
