@@ -118,6 +118,10 @@ export function createApp(o: AppOptions): Hono {
     });
   }
   app.use(admitRequestBytes(o.maxPendingRequestBytes ?? 4 * o.maxRequestBytes, Math.max(o.maxRequestBytes, o.maxModelBytes)));
+  // Changes check their own key before the read check below, so a change sent without a key is
+  // told it needs API_KEY, not the invoke key (which it would then refuse with a 403).
+  app.on(['PUT', 'DELETE'], '/functions/:name', auth);
+  app.on('POST', ['/v2/repository/models/:name/load', '/v2/repository/models/:name/unload'], auth);
   // Reads and invocations need INVOKE_API_KEY when it is set (functions/auth.ts); changes check
   // their own scope on top. Browsers reach bull-board with HTTP Basic (the key as password).
   app.use(async (c, next) => {

@@ -78,6 +78,11 @@ describe('keys: API_KEY for changes, INVOKE_API_KEY for reads and invocations', 
     const model = mlpModel({ inputSize: 4, hidden: [4], outputSize: 2, seed: 9 });
     expect((await b.put('n', model, '', bearer(INVOKE))).status).toBe(403);
     expect((await b.put('n', model)).status).toBe(401);
+    // A change without a key is told the key it needs (API_KEY), not the invoke key it would refuse.
+    const needsAdmin = { code: 'UNAUTHORIZED', message: 'this call changes state and needs the header Authorization: Bearer <API_KEY>' };
+    expect((await b.put('n', model)).body.error).toEqual(needsAdmin);
+    expect((await b.json('DELETE', '/functions/m')).body.error).toEqual(needsAdmin);
+    for (const op of ['load', 'unload']) expect((await b.json('POST', `/v2/repository/models/m/${op}`)).body).toEqual({ error: needsAdmin.message });
     expect(await status('DELETE', '/functions/m', bearer(INVOKE))).toBe(403);
     expect(await status('POST', '/v2/repository/models/m/unload', bearer(INVOKE))).toBe(403);
     expect(await status('POST', '/v2/repository/models/m/unload', bearer(ADMIN))).toBe(200);
