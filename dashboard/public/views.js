@@ -110,11 +110,17 @@ export function nodesTable(stats) {
 
 const CAUSE = { policy: 'evicted for memory', expired: 'keep-alive expired', retired: 'replaced by a new version', unload: 'unloaded on request', deleted: 'function deleted' };
 
+/** The cause in words, then the reason when it says more (an unload's or deletion's reason is the cause's own words). */
+function why(e) {
+  const cause = CAUSE[e.cause] ?? e.cause;
+  return !e.reason || e.reason === cause ? cause : `${cause}: ${e.reason}`;
+}
+
 export function evictionsTable(stats) {
   return table(
     'evictions',
     ['time', 'node', 'function', 'size', 'why'],
-    stats.recentEvictions.slice(0, 20).map((e) => [new Date(e.at).toLocaleTimeString(), e.node, e.fn, bytes(e.sizeBytes), `${CAUSE[e.cause] ?? e.cause}: ${e.reason}`]),
+    stats.recentEvictions.slice(0, 20).map((e) => [new Date(e.at).toLocaleTimeString(), e.node, e.fn, bytes(e.sizeBytes), why(e)]),
     'no evictions yet',
   );
 }

@@ -100,6 +100,12 @@ describe('the dashboard in a real browser', () => {
     expect(await page.locator('#try-timing').textContent()).toMatch(/^warm on node-/);
     await page.screenshot({ path: join(shots, 'function.png'), fullPage: true });
 
+    // An unload in the recent evictions: its cause once, not 'unloaded on request: unloaded on request'.
+    expect((await b.json('POST', '/v2/repository/models/alpha/unload')).status).toBe(200);
+    await page.click('a[href="#/"]');
+    const evicted = page.locator('#evictions tbody tr', { hasText: 'alpha' });
+    await expect.poll(async () => (await evicted.locator('td').allTextContents()).at(-1), { timeout: 10_000 }).toBe('unloaded on request');
+
     expect(errors).toEqual([]);
     expect(offsite).toEqual([]);
   });
