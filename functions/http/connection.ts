@@ -1,6 +1,37 @@
 import type { MiddlewareHandler } from 'hono';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { BruleeError } from '../../errors';
 import { declaredLength } from './parse';
+
+/** How long a connection answered before its body was read goes on taking (and dropping) that body, at most. */
+const LINGER_MS = 10_000;
+/** ... and how long the client may stay silent meanwhile. */
+const LINGER_IDLE_MS = 2_000;
+
+/**
+ * Lets the client of `socket` read an answer sent before its body was read. Node, and
+ * @hono/node-server past 64 MiB or 500 ms of draining, close such a socket with the rest of the
+ * body unread, and the kernel then sends a reset, which throws away the answer on the client's
+ * side: a client that writes its whole body before it reads (tritonclient.http's geventhttpclient,
+ * python's http.client) met EPIPE, never the 413 of a body past MAX_REQUEST_BYTES (always past
+ * those 64 MiB by default). As nginx's lingering close: the answer and a FIN go out, what the
+ * client still sends is read and dropped, and the socket goes when the client closes, is silent
+ * LINGER_IDLE_MS, or after LINGER_MS.
+ */
+export function lingerOnClose(socket: Socket): void {
+  socket.destroySoon = () => {
+    if (socket.destroyed) return;
+    if (socket.writable) socket.end();
+    const done = () => socket.destroy();
+    const timer = setTimeout(done, LINGER_MS);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+    socket.once('end', done);
+    socket.setTimeout(LINGER_IDLE_MS, done);
+    socket.resume();
+  };
+}
 
 /**
  * An answer sent before the request body was read (an unknown model, a missing key, a body past
@@ -16,7 +47,12 @@ export function closeWhenBodyUnread(): MiddlewareHandler {
     const length = c.req.header('content-length');
     const method = c.req.method;
     const hasBody = method !== 'GET' && method !== 'HEAD' && (c.req.header('transfer-encoding') !== undefined || (length !== undefined && length !== '0'));
-    if (hasBody && !c.req.raw.bodyUsed && !c.res.headers.has('connection')) c.header('Connection', 'close');
+    if (hasBody && !c.req.raw.bodyUsed && !c.res.headers.has('connection')) {
+      c.header('Connection', 'close');
+      // Served by @hono/node-server, whose env holds node's request (not under app.request()).
+      const socket = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket;
+      if (socket) lingerOnClose(socket);
+    }
   };
 }
 
