@@ -15,6 +15,9 @@ import { modelRefOf, type FunctionMeta, type FunctionRegistry, type RegisterOpti
 import { checkInputs } from './signature';
 import type { LiveTimes, TraceRecorder } from './trace-recorder';
 
+/** How long a readiness check (`health`) waits for Redis before calling it unreachable. */
+const HEALTH_REDIS_MS = 2_000;
+
 export interface DataPlaneOptions {
   redis: Redis;
   keys: Keys;
@@ -273,11 +276,26 @@ export class DataPlane {
     return this.o.dispatcher.unload({ fn: name, cause: 'unload', reason: 'unloaded on request' }, 10_000);
   }
 
-  /** Redis reachable, and how many runtime nodes are alive. */
+  /**
+   * Redis reachable, and how many runtime nodes are alive. A Redis that does not answer within
+   * HEALTH_REDIS_MS (hung, or cut off by the network rather than refusing connections) is
+   * unreachable: without the bound a probe waited for it as long as it hung, with no answer.
+   */
   async health(): Promise<Health> {
-    const redis = await this.o.redis.ping().then(() => true, () => false);
-    const nodes = redis ? (await this.o.dispatcher.nodes(true)).length : 0;
-    return { redis, nodes };
+    const check = (async () => {
+      const redis = await this.o.redis.ping().then(() => true, () => false);
+      const nodes = redis ? (await this.o.dispatcher.nodes(true)).length : 0;
+      return { redis, nodes };
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<Health>((resolve) => {
+      timer = setTimeout(() => resolve({ redis: false, nodes: 0 }), HEALTH_REDIS_MS);
+    });
+    try {
+      return await Promise.race([check, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Ready to serve: Redis answers and some node is alive (a model loads on demand). */

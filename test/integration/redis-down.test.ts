@@ -7,6 +7,7 @@ import { createBrulee } from '../../brulee';
 import { loadConfig } from '../../config';
 import { startRedisServer } from '../../queue/redis-server';
 import { mlpModel } from '../../models/generate';
+import { within } from '../support/within';
 
 const post = (body: unknown) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 const inputs = { inputs: { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } } };
@@ -39,6 +40,30 @@ describe('Redis goes away', () => {
         status = (await b.app.request('/functions/m/invoke', post(inputs))).status;
       }
       expect(status).toBe(200);
+    } finally {
+      await b.close();
+      await redis.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('readiness answers 503 in bounded time while Redis hangs (stopped, not gone), and 200 when it answers again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'brulee-redis-hung-'));
+    const redis = await startRedisServer({ dir: join(dir, 'redis'), persist: false });
+    const b = await createBrulee(loadConfig({ REDIS_URL: redis.url, DATA_DIR: dir, NODE_ID: 'rh', LOG_LEVEL: 'silent' }), { log: pino({ level: 'silent' }) });
+    try {
+      expect((await b.app.request('/healthz')).status).toBe(200);
+      process.kill(redis.pid, 'SIGSTOP'); // its connections stay open, and nothing answers on them
+      try {
+        const t0 = Date.now();
+        const [healthz, ready] = await within(10_000, 'readiness with Redis stopped', Promise.all([b.app.request('/healthz'), b.app.request('/v2/health/ready')]));
+        expect(Date.now() - t0).toBeLessThan(4000);
+        expect([healthz.status, await healthz.json()]).toEqual([503, { status: 'redis unreachable', redis: 'unreachable', nodes: 0 }]);
+        expect([ready.status, await ready.json()]).toEqual([503, { ready: false }]);
+      } finally {
+        process.kill(redis.pid, 'SIGCONT');
+      }
+      await expect.poll(async () => (await b.app.request('/healthz')).status, { timeout: 10_000 }).toBe(200);
     } finally {
       await b.close();
       await redis.stop();
