@@ -14,6 +14,7 @@ import { readFunctionStats, recentEvictions, type EvictionRecord, type FunctionS
 import { modelRefOf, type FunctionMeta, type FunctionRegistry, type RegisterOptions, type RegisterResult } from './registry';
 import { checkInputs } from './signature';
 import type { LiveTimes, TraceRecorder } from './trace-recorder';
+import { beforeDeadline } from '../queue/deadline';
 
 /** How long a readiness check (`health`) waits for Redis before calling it unreachable. */
 const HEALTH_REDIS_MS = 2_000;
@@ -154,7 +155,10 @@ export class DataPlane {
    * @throws BruleeError FUNCTION_NOT_FOUND, or NOT_FOUND for a version that is not served.
    */
   async get(name: string, version?: string | number): Promise<FunctionMeta> {
-    const fn = await this.o.registry.get(name);
+    // A read of Redis within the default timeout (a function's own is not known until it is
+    // read): every front end reads the function before it invokes it.
+    const ms = this.o.defaultTimeoutMs;
+    const fn = this.o.registry.cached(name) ?? (await beforeDeadline(this.o.registry.get(name), ms, () => `function ${name} could not be read within ${ms} ms (INVOKE_TIMEOUT_MS): Redis did not answer; check that Redis is up and reachable`));
     if (version !== undefined && String(version) !== String(fn.version)) {
       const known = fn.versions.some((v) => String(v.version) === String(version));
       throw new BruleeError(
@@ -287,15 +291,7 @@ export class DataPlane {
       const nodes = redis ? (await this.o.dispatcher.nodes(true)).length : 0;
       return { redis, nodes };
     })();
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<Health>((resolve) => {
-      timer = setTimeout(() => resolve({ redis: false, nodes: 0 }), HEALTH_REDIS_MS);
-    });
-    try {
-      return await Promise.race([check, late]);
-    } finally {
-      clearTimeout(timer);
-    }
+    return beforeDeadline(check, HEALTH_REDIS_MS, () => 'Redis did not answer').catch(() => ({ redis: false, nodes: 0 }));
   }
 
   /** Ready to serve: Redis answers and some node is alive (a model loads on demand). */

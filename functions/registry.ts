@@ -381,9 +381,14 @@ export class FunctionRegistry {
     return readFunction(this.o.redis, this.o.keys, name);
   }
 
+  /** The function's record if this process has it (no Redis read), else undefined. */
+  cached(name: string): FunctionMeta | undefined {
+    return this.listening ? this.cache.get(name) : undefined;
+  }
+
   async get(name: string): Promise<FunctionMeta> {
     validateName(name);
-    const cached = this.listening ? this.cache.get(name) : undefined;
+    const cached = this.cached(name);
     if (cached) return cached;
     const gen = this.generation;
     const fn = await this.find(name);

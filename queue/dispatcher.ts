@@ -10,6 +10,7 @@ import { deadNodes, failoverCounts, HEARTBEAT_MS, liveNodes, MISSED_BEATS, remov
 import { readAnswer, ReplyReader, unwrap, type Answer, type ReplyTo } from './replies';
 import { encodeLaneJob, pushJob, takeBack, takeBackFromGone } from './lane';
 import { chooseNode, type NodeView } from './routing';
+import { beforeDeadline } from './deadline';
 import { INLINE_BYTES, JOB, LANE_INLINE_BYTES, packTensors, unpackTensors, type InvokeJob, type InvokeReply, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from './wire';
 
 export interface DispatcherOptions {
@@ -286,9 +287,13 @@ export class Dispatcher {
   }
 
   /** Live nodes with their queue depth (cached for `nodesRefreshMs`). */
+  /** Whether `nodes()` answers from its cache (no Redis read). */
+  private nodesCached(): boolean {
+    return this.nodesCache !== undefined && Date.now() - this.nodesCache.at <= this.opts.nodesRefreshMs;
+  }
+
   async nodes(fresh = false): Promise<LiveNode[]> {
-    const now = Date.now();
-    if (!fresh && this.nodesCache && now - this.nodesCache.at <= this.opts.nodesRefreshMs) return this.nodesCache.nodes;
+    if (!fresh && this.nodesCached()) return this.nodesCache!.nodes;
     // One read at a time: a burst of calls shares it.
     this.nodesRead ??= (async () => {
       try {
@@ -327,7 +332,9 @@ export class Dispatcher {
    */
   async invoke(req: InvokeRequest, timeoutMs: number, opts: { admission?: AdmissionRequest; onQueued?: () => void } = {}): Promise<InvokeResult> {
     const key = modelKey(req.model);
-    const nodeId = await this.route(req.model);
+    // Bounded by the call's timeout where it reads Redis (its deadline's own timer starts later).
+    const routed = this.route(req.model);
+    const nodeId = await (this.nodesCached() ? routed : beforeDeadline(routed, timeoutMs, () => `invocation of ${req.model.fn} did not start within ${timeoutMs} ms: Redis did not answer (reading the live nodes); check that Redis is up and reachable`));
     this.pendingByModel.set(key, (this.pendingByModel.get(key) ?? 0) + 1);
     try {
       return await this.invokeOn(nodeId, req, timeoutMs, opts);

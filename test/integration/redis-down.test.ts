@@ -70,4 +70,36 @@ describe('Redis goes away', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('a call while Redis hangs gets its 504 at its deadline, not an answer never; the process serves again once Redis answers', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'brulee-redis-hung-call-'));
+    const redis = await startRedisServer({ dir: join(dir, 'redis'), persist: false });
+    const b = await createBrulee(loadConfig({ REDIS_URL: redis.url, DATA_DIR: dir, NODE_ID: 'rc', LOG_LEVEL: 'silent', INVOKE_TIMEOUT_MS: '1500' }), { log: pino({ level: 'silent' }) });
+    try {
+      expect((await b.app.request('/functions/m?timeoutMs=1000', { method: 'PUT', body: mlpModel({ inputSize: 4, hidden: [4], outputSize: 2, seed: 1 }) })).status).toBe(201);
+      expect((await b.app.request('/functions/m/invoke', post(inputs))).status).toBe(200);
+      process.kill(redis.pid, 'SIGSTOP');
+      try {
+        // m's record is known here (its timeout, 1 s, bounds the wait for the live nodes); another
+        // function's must be read, within INVOKE_TIMEOUT_MS (1.5 s).
+        for (const [path, ms] of [['/functions/m/invoke', 1000], ['/v2/models/m/infer', 1000], ['/functions/other/invoke', 1500]] as const) {
+          const body = path.startsWith('/v2') ? { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] } : inputs;
+          const t0 = Date.now();
+          const r = await within(20_000, `${path} with Redis stopped`, Promise.resolve(b.app.request(path, post(body))));
+          const took = Date.now() - t0;
+          const text = await r.text();
+          expect([r.status, took >= ms, took < ms + 5000], `${path} after ${took} ms: ${text}`).toEqual([504, true, true]);
+          expect(text).toContain(`within ${ms} ms`);
+          expect(text).toContain('check that Redis is up and reachable');
+        }
+      } finally {
+        process.kill(redis.pid, 'SIGCONT');
+      }
+      await expect.poll(async () => (await b.app.request('/functions/m/invoke', post(inputs))).status, { timeout: 20_000 }).toBe(200);
+    } finally {
+      await b.close();
+      await redis.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
