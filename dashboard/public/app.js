@@ -172,7 +172,8 @@ function functionPage(name) {
     ),
     answer,
   );
-  $('view').replaceChildren(h('div', {}, h('p', {}, h('a', { href: '#/' }, '← overview')), h('h1', {}, name), info, h('div', { class: 'charts' }, cells), tryIt));
+  const charts = h('div', { class: 'charts' }, cells);
+  $('view').replaceChildren(h('div', {}, h('p', {}, h('a', { href: '#/' }, '← overview')), h('h1', {}, name), info, charts, tryIt));
   const c = {
     rate: new LiveChart(cells[0], { title: `${name}: invocations and cold starts per second`, series: ['invocations/s', 'cold starts/s'] }),
     lat: new LiveChart(cells[1], { title: `${name}: p50 load and exec`, series: ['load p50', 'exec p50'], unit: ' ms' }),
@@ -244,7 +245,15 @@ function functionPage(name) {
       ),
     );
   }
-  load().then(fillExample, showError);
+  load().then(fillExample, (e) => {
+    // No such function (deleted, or a mistyped link): say so in place of its page, with nothing to try or delete.
+    if (e instanceof ApiError && e.code === 'FUNCTION_NOT_FOUND') {
+      info.replaceChildren(h('p', { id: 'fn-missing' }, e.message, ' ', h('a', { href: '#/' }, 'back to the overview')));
+      charts.remove();
+      tryIt.remove();
+    }
+    showError(e);
+  });
   return {
     kind: 'function',
     name,

@@ -106,6 +106,12 @@ describe('the dashboard in a real browser', () => {
     const evicted = page.locator('#evictions tbody tr', { hasText: 'alpha' });
     await expect.poll(async () => (await evicted.locator('td').allTextContents()).at(-1), { timeout: 10_000 }).toBe('unloaded on request');
 
+    // A link to a function that is not there: the page says so, with nothing to try or delete (not 'loading…' for ever).
+    await page.goto(`${url}/#/functions/nope`);
+    await page.waitForSelector('#fn-missing');
+    expect(await page.locator('#fn-missing').textContent()).toContain('no function named "nope"');
+    expect(await page.locator('#try-invoke, #fn-delete, #fn-info .muted').count()).toBe(0);
+
     expect(errors).toEqual([]);
     expect(offsite).toEqual([]);
   });
