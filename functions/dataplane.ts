@@ -14,10 +14,7 @@ import { readFunctionStats, recentEvictions, type EvictionRecord, type FunctionS
 import { modelRefOf, type FunctionMeta, type FunctionRegistry, type RegisterOptions, type RegisterResult } from './registry';
 import { checkInputs } from './signature';
 import type { LiveTimes, TraceRecorder } from './trace-recorder';
-import { beforeDeadline } from '../queue/deadline';
-
-/** How long a readiness check (`health`) waits for Redis before calling it unreachable. */
-const HEALTH_REDIS_MS = 2_000;
+import { beforeDeadline, REDIS_HUNG_MS } from '../queue/deadline';
 
 export interface DataPlaneOptions {
   redis: Redis;
@@ -155,10 +152,10 @@ export class DataPlane {
    * @throws BruleeError FUNCTION_NOT_FOUND, or NOT_FOUND for a version that is not served.
    */
   async get(name: string, version?: string | number): Promise<FunctionMeta> {
-    // A read of Redis within the default timeout (a function's own is not known until it is
-    // read): every front end reads the function before it invokes it.
-    const ms = this.o.defaultTimeoutMs;
-    const fn = this.o.registry.cached(name) ?? (await beforeDeadline(this.o.registry.get(name), ms, () => `function ${name} could not be read within ${ms} ms (INVOKE_TIMEOUT_MS): Redis did not answer; check that Redis is up and reachable`));
+    // A read of Redis within the default timeout (a function's own is not known until it is read;
+    // REDIS_HUNG_MS if longer): every front end reads the function before it invokes it.
+    const ms = Math.max(this.o.defaultTimeoutMs, REDIS_HUNG_MS);
+    const fn = this.o.registry.cached(name) ?? (await beforeDeadline(this.o.registry.get(name), ms, () => `function ${name} could not be read within ${ms} ms: Redis did not answer in time; check that Redis is up and reachable`));
     if (version !== undefined && String(version) !== String(fn.version)) {
       const known = fn.versions.some((v) => String(v.version) === String(version));
       throw new BruleeError(
@@ -282,7 +279,7 @@ export class DataPlane {
 
   /**
    * Redis reachable, and how many runtime nodes are alive. A Redis that does not answer within
-   * HEALTH_REDIS_MS (hung, or cut off by the network rather than refusing connections) is
+   * REDIS_HUNG_MS (hung, or cut off by the network rather than refusing connections) is
    * unreachable: without the bound a probe waited for it as long as it hung, with no answer.
    */
   async health(): Promise<Health> {
@@ -291,7 +288,10 @@ export class DataPlane {
       const nodes = redis ? (await this.o.dispatcher.nodes(true)).length : 0;
       return { redis, nodes };
     })();
-    return beforeDeadline(check, HEALTH_REDIS_MS, () => 'Redis did not answer').catch(() => ({ redis: false, nodes: 0 }));
+    return beforeDeadline(check, REDIS_HUNG_MS, () => 'Redis did not answer').catch((e: unknown) => {
+      if (e instanceof BruleeError && e.code === 'TIMEOUT') return { redis: false, nodes: 0 };
+      throw e;
+    });
   }
 
   /** Ready to serve: Redis answers and some node is alive (a model loads on demand). */

@@ -10,7 +10,7 @@ import { deadNodes, failoverCounts, HEARTBEAT_MS, liveNodes, MISSED_BEATS, remov
 import { readAnswer, ReplyReader, unwrap, type Answer, type ReplyTo } from './replies';
 import { encodeLaneJob, pushJob, takeBack, takeBackFromGone } from './lane';
 import { chooseNode, type NodeView } from './routing';
-import { beforeDeadline } from './deadline';
+import { beforeDeadline, REDIS_HUNG_MS } from './deadline';
 import { INLINE_BYTES, JOB, LANE_INLINE_BYTES, packTensors, unpackTensors, type InvokeJob, type InvokeReply, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from './wire';
 
 export interface DispatcherOptions {
@@ -286,12 +286,12 @@ export class Dispatcher {
     this.replies = new ReplyReader(opts.redisUrl, opts.keys, this.gatewayId);
   }
 
-  /** Live nodes with their queue depth (cached for `nodesRefreshMs`). */
   /** Whether `nodes()` answers from its cache (no Redis read). */
   private nodesCached(): boolean {
     return this.nodesCache !== undefined && Date.now() - this.nodesCache.at <= this.opts.nodesRefreshMs;
   }
 
+  /** Live nodes with their queue depth (cached for `nodesRefreshMs`). */
   async nodes(fresh = false): Promise<LiveNode[]> {
     if (!fresh && this.nodesCached()) return this.nodesCache!.nodes;
     // One read at a time: a burst of calls shares it.
@@ -332,9 +332,11 @@ export class Dispatcher {
    */
   async invoke(req: InvokeRequest, timeoutMs: number, opts: { admission?: AdmissionRequest; onQueued?: () => void } = {}): Promise<InvokeResult> {
     const key = modelKey(req.model);
-    // Bounded by the call's timeout where it reads Redis (its deadline's own timer starts later).
+    // Bounded where it reads Redis (its deadline's own timer starts later): by the call's timeout,
+    // or REDIS_HUNG_MS if longer, so only a Redis that hangs fails it.
     const routed = this.route(req.model);
-    const nodeId = await (this.nodesCached() ? routed : beforeDeadline(routed, timeoutMs, () => `invocation of ${req.model.fn} did not start within ${timeoutMs} ms: Redis did not answer (reading the live nodes); check that Redis is up and reachable`));
+    const ms = Math.max(timeoutMs, REDIS_HUNG_MS);
+    const nodeId = await (this.nodesCached() ? routed : beforeDeadline(routed, ms, () => `invocation of ${req.model.fn} did not start within ${ms} ms: Redis did not answer in time (reading the live nodes); check that Redis is up and reachable`));
     this.pendingByModel.set(key, (this.pendingByModel.get(key) ?? 0) + 1);
     try {
       return await this.invokeOn(nodeId, req, timeoutMs, opts);
