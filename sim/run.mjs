@@ -5,7 +5,8 @@
 import { pathToFileURL } from 'node:url';
 import { bundled } from '../bundle.mjs';
 
-const out = await bundled('sim/cli.ts');
+// The sweep workers' bundle too, once here: each worker thread would otherwise build its own when stale.
+const [out] = await Promise.all([bundled('sim/cli.ts'), bundled('sim/sweep-worker.ts')]);
 if (out) await import(pathToFileURL(out).href);
 else {
   // Where .build/ cannot be written, the same CLI through tsx's transform.

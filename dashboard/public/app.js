@@ -247,12 +247,10 @@ function functionPage(name) {
   }
   load().then(fillExample, (e) => {
     // No such function (deleted, or a mistyped link): say so in place of its page, with nothing to try or delete.
-    if (e instanceof ApiError && e.code === 'FUNCTION_NOT_FOUND') {
-      info.replaceChildren(h('p', { id: 'fn-missing' }, e.message, ' ', h('a', { href: '#/' }, 'back to the overview')));
-      charts.remove();
-      tryIt.remove();
-    }
-    showError(e);
+    if (!(e instanceof ApiError && e.code === 'FUNCTION_NOT_FOUND')) return showError(e);
+    info.replaceChildren(h('p', { id: 'fn-missing' }, e.message, ' ', h('a', { href: '#/' }, 'back to the overview')));
+    charts.remove();
+    tryIt.remove();
   });
   return {
     kind: 'function',

@@ -20,8 +20,11 @@ const LINGER_IDLE_MS = 2_000;
  * LINGER_IDLE_MS, or after LINGER_MS.
  */
 export function lingerOnClose(socket: Socket): void {
+  let lingering = false;
+  // Called twice (node's end of the response, then @hono/node-server's drain): once is enough.
   socket.destroySoon = () => {
-    if (socket.destroyed) return;
+    if (socket.destroyed || lingering) return;
+    lingering = true;
     if (socket.writable) socket.end();
     const done = () => socket.destroy();
     const timer = setTimeout(done, LINGER_MS);
