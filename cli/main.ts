@@ -40,10 +40,10 @@ function readJsonArg(text: string, what: string): unknown {
   }
 }
 
-/** Runs an entry point of this package in a child node (a TypeScript one with tsx), passing the exit code on. */
+/** Runs a TypeScript entry point of this package in a child node (with tsx), passing the exit code on. */
 function runScript(path: string, args: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...(path.endsWith('.ts') ? ['--import', import.meta.resolve('tsx')] : []), path, ...args], { stdio: 'inherit' });
+    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), path, ...args], { stdio: 'inherit' });
     const forward = (s: NodeJS.Signals) => child.kill(s);
     process.on('SIGINT', forward).on('SIGTERM', forward);
     child.on('error', reject);
@@ -345,7 +345,7 @@ export function buildProgram(): Command {
     .allowExcessArguments()
     .argument('[args...]')
     .action(async (args: string[]) => {
-      process.exitCode = await runScript(root('sim/run.mjs'), args);
+      process.exitCode = await runScript(root('sim/cli.ts'), args);
     });
 
   program

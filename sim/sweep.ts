@@ -357,24 +357,16 @@ function sharedTrace(trace: Trace): Trace {
 }
 
 /**
- * Starts a sweep worker (it waits for a `SweepWork` message). From TypeScript sources (bundled by
- * ../bundle.mjs, whose bundles keep their sources' `import.meta.url`, or through tsx or vitest),
- * the worker runs sweep-worker.ts's own bundle, built when none is up to date (as `npm run sim`
- * runs the CLI's: plain node runs the runs ~6% quicker than tsx's transform), or, where .build/
- * cannot be written, registers tsx's loader before it imports the worker module (workers do not
- * inherit a loader registered with `module.register`, so passing `--import tsx` is not enough).
+ * Starts a sweep worker (it waits for a `SweepWork` message). Run from TypeScript sources (tsx,
+ * vitest), the worker registers tsx's loader before it imports the worker module: workers do not
+ * inherit a loader that was registered with `module.register`, so passing `--import tsx` is not
+ * enough.
  */
 function startWorker(): Worker {
   if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./sweep-worker.js', import.meta.url));
-  const bundle = new URL('../bundle.mjs', import.meta.url).href;
   const api = typeof import.meta.resolve === 'function' ? import.meta.resolve('tsx/esm/api') : 'tsx/esm/api';
   const src = new URL('./sweep-worker.ts', import.meta.url).href;
-  const code = `import(${JSON.stringify(bundle)}).then((b) => b.bundled('sim/sweep-worker.ts')).then(async (out) => {
-    if (out) return import(require('node:url').pathToFileURL(out).href);
-    const m = await import(${JSON.stringify(api)});
-    (m.register ?? m.default.register)();
-    return import(${JSON.stringify(src)});
-  })`;
+  const code = `import(${JSON.stringify(api)}).then((m) => { (m.register ?? m.default.register)(); return import(${JSON.stringify(src)}); })`;
   return new Worker(code, { eval: true });
 }
 

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -12,28 +12,16 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 writeFileSync(join(dir, 'invocations.csv'), 'time_ms,function\n' + Array.from({ length: 200 }, (_, i) => `${i * 100},${i % 3 ? 'a' : 'b'}`).join('\n') + '\n');
 writeFileSync(join(dir, 'catalog.json'), JSON.stringify({ a: { sizeBytes: 1e6, loadMs: 50, execMs: 5 }, b: { sizeBytes: 2e6, loadMs: 80, execMs: 8 } }));
 
-/** Runs one of sim/'s tools (a .ts one through tsx): its exit code and output. */
+/** Runs one of sim/'s tools through tsx: its exit code and output. */
 function tool(script: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((res) => {
-    execFile(process.execPath, [...(script.endsWith('.ts') ? ['--import', 'tsx'] : []), script, ...args], { cwd: ROOT, timeout: 60_000 }, (e, stdout, stderr) =>
+    execFile(process.execPath, ['--import', 'tsx', script, ...args], { cwd: ROOT, timeout: 60_000 }, (e, stdout, stderr) =>
       res({ code: e ? ((e as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
 
 const sim = (args: string[]) => tool('sim/cli.ts', ['--replay', dir, '--budgets', '1MB,3MB', '--policy', 'lru', ...args]);
-
-describe('npm run sim (sim/run.mjs: the CLI and its sweep workers bundled, run by plain node)', () => {
-  it('gives the results of the CLI run through tsx on one thread, every run (but its wall time) alike', async () => {
-    const args = (out: string) => ['--replay', dir, '--budgets', '1MB,2MB,3MB', '--policy', 'lru,cremebrulee,gdsf', '--quiet', '--out', join(dir, out)];
-    const [bundled, plain] = await Promise.all([tool('sim/run.mjs', [...args('bundled.json'), '--jobs', '2']), tool('sim/cli.ts', [...args('tsx.json'), '--jobs', '1'])]);
-    expect([bundled.code, bundled.stderr, plain.code]).toEqual([0, '', 0]);
-    const read = (f: string) => (JSON.parse(readFileSync(join(dir, f), 'utf8')) as { results: Record<string, unknown>[] }).results.map(({ wallMs: _w, sameAs: _s, ...r }) => r);
-    const want = read('tsx.json');
-    expect(want).toHaveLength(9);
-    expect(read('bundled.json')).toEqual(want);
-  });
-});
 
 describe('sim CLI usage errors', () => {
   it('an output file in a folder that does not exist: exit 2 before any run, naming the flag and the folder (not a stack trace after the sweep)', async () => {
