@@ -215,6 +215,13 @@ export class DataPlane {
    * timeout bounds it as it bounds a sync call: past it, its status is `failed` with TIMEOUT.
    */
   async submit(name: string, inputs: Record<string, Tensor>, opts: InvokeOptions = {}): Promise<{ id: string; fn: FunctionMeta }> {
+    // Its writes (admission, the job) within INVOKE_TIMEOUT_MS (REDIS_HUNG_MS if longer): a Redis
+    // that hangs would otherwise keep the caller from its id, or any answer, for ever.
+    const ms = Math.max(this.o.defaultTimeoutMs, REDIS_HUNG_MS);
+    return beforeDeadline(this.queue(name, inputs, opts), ms, () => `invocation of ${name} was not accepted within ${ms} ms: Redis did not answer in time, so whether it was queued is not known; check that Redis is up and reachable`);
+  }
+
+  private async queue(name: string, inputs: Record<string, Tensor>, opts: InvokeOptions): Promise<{ id: string; fn: FunctionMeta }> {
     const { fn, job } = await this.prepare(name, inputs, opts);
     const admission = this.admission(fn.name, inputs, this.o.asyncHoldMs ?? 3_600_000);
     if (admission) {

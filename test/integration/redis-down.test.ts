@@ -85,7 +85,8 @@ describe('Redis goes away', () => {
         // m's record is known here: the wait for the live nodes is bounded by its timeout (1 s),
         // or 2 s (REDIS_HUNG_MS) if longer. Another function's record must be read: within
         // INVOKE_TIMEOUT_MS (3 s).
-        for (const [path, ms] of [['/functions/m/invoke', 2000], ['/v2/models/m/infer', 2000], ['/functions/other/invoke', 3000]] as const) {
+        // An async call's writes (its admission, its job) within INVOKE_TIMEOUT_MS too.
+        for (const [path, ms] of [['/functions/m/invoke', 2000], ['/v2/models/m/infer', 2000], ['/functions/other/invoke', 3000], ['/functions/m/invoke?async=true', 3000]] as const) {
           const body = path.startsWith('/v2') ? { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] } : inputs;
           const t0 = Date.now();
           const r = await within(20_000, `${path} with Redis stopped`, Promise.resolve(b.app.request(path, post(body))));
