@@ -14,7 +14,7 @@ import { readFunctionStats, recentEvictions, type EvictionRecord, type FunctionS
 import { modelRefOf, type FunctionMeta, type FunctionRegistry, type RegisterOptions, type RegisterResult } from './registry';
 import { checkInputs } from './signature';
 import type { LiveTimes, TraceRecorder } from './trace-recorder';
-import { beforeDeadline, REDIS_HUNG_MS } from '../queue/deadline';
+import { REDIS_HUNG_MS, whileRedisAnswers } from '../queue/deadline';
 
 export interface DataPlaneOptions {
   redis: Redis;
@@ -152,10 +152,9 @@ export class DataPlane {
    * @throws BruleeError FUNCTION_NOT_FOUND, or NOT_FOUND for a version that is not served.
    */
   async get(name: string, version?: string | number): Promise<FunctionMeta> {
-    // A read of Redis within the default timeout (a function's own is not known until it is read;
-    // REDIS_HUNG_MS if longer): every front end reads the function before it invokes it.
-    const ms = Math.max(this.o.defaultTimeoutMs, REDIS_HUNG_MS);
-    const fn = this.o.registry.cached(name) ?? (await beforeDeadline(this.o.registry.get(name), ms, () => `function ${name} could not be read within ${ms} ms: Redis did not answer in time; check that Redis is up and reachable`));
+    // A read of Redis within the default timeout (a function's own is not known until it is
+    // read): every front end reads the function before it invokes it.
+    const fn = this.o.registry.cached(name) ?? (await whileRedisAnswers(this.o.registry.get(name), this.o.defaultTimeoutMs, (ms) => `function ${name} could not be read within ${ms} ms`));
     if (version !== undefined && String(version) !== String(fn.version)) {
       const known = fn.versions.some((v) => String(v.version) === String(version));
       throw new BruleeError(
@@ -215,10 +214,9 @@ export class DataPlane {
    * timeout bounds it as it bounds a sync call: past it, its status is `failed` with TIMEOUT.
    */
   async submit(name: string, inputs: Record<string, Tensor>, opts: InvokeOptions = {}): Promise<{ id: string; fn: FunctionMeta }> {
-    // Its writes (admission, the job) within INVOKE_TIMEOUT_MS (REDIS_HUNG_MS if longer): a Redis
-    // that hangs would otherwise keep the caller from its id, or any answer, for ever.
-    const ms = Math.max(this.o.defaultTimeoutMs, REDIS_HUNG_MS);
-    return beforeDeadline(this.queue(name, inputs, opts), ms, () => `invocation of ${name} was not accepted within ${ms} ms: Redis did not answer in time, so whether it was queued is not known; check that Redis is up and reachable`);
+    // Its writes (admission, the job) within INVOKE_TIMEOUT_MS: a Redis that hangs would otherwise
+    // keep the caller from its id, or any answer, for ever.
+    return whileRedisAnswers(this.queue(name, inputs, opts), this.o.defaultTimeoutMs, (ms) => `invocation of ${name} was not accepted within ${ms} ms (whether it was queued is not known)`);
   }
 
   private async queue(name: string, inputs: Record<string, Tensor>, opts: InvokeOptions): Promise<{ id: string; fn: FunctionMeta }> {
@@ -295,7 +293,7 @@ export class DataPlane {
       const nodes = redis ? (await this.o.dispatcher.nodes(true)).length : 0;
       return { redis, nodes };
     })();
-    return beforeDeadline(check, REDIS_HUNG_MS, () => 'Redis did not answer').catch((e: unknown) => {
+    return whileRedisAnswers(check, REDIS_HUNG_MS, (ms) => `readiness not known within ${ms} ms`).catch((e: unknown) => {
       if (e instanceof BruleeError && e.code === 'TIMEOUT') return { redis: false, nodes: 0 };
       throw e;
     });

@@ -10,7 +10,7 @@ import { deadNodes, failoverCounts, HEARTBEAT_MS, liveNodes, MISSED_BEATS, remov
 import { readAnswer, ReplyReader, unwrap, type Answer, type ReplyTo } from './replies';
 import { encodeLaneJob, pushJob, takeBack, takeBackFromGone } from './lane';
 import { chooseNode, type NodeView } from './routing';
-import { beforeDeadline, REDIS_HUNG_MS } from './deadline';
+import { whileRedisAnswers } from './deadline';
 import { INLINE_BYTES, JOB, LANE_INLINE_BYTES, packTensors, unpackTensors, type InvokeJob, type InvokeReply, type InvokeResult, type LoadJob, type ModelRef, type Tensor, type UnloadJob, type WireTensors } from './wire';
 
 export interface DispatcherOptions {
@@ -332,11 +332,9 @@ export class Dispatcher {
    */
   async invoke(req: InvokeRequest, timeoutMs: number, opts: { admission?: AdmissionRequest; onQueued?: () => void } = {}): Promise<InvokeResult> {
     const key = modelKey(req.model);
-    // Bounded where it reads Redis (its deadline's own timer starts later): by the call's timeout,
-    // or REDIS_HUNG_MS if longer, so only a Redis that hangs fails it.
+    // Bounded where it reads Redis (its deadline's own timer starts later) by the call's timeout, 2 s at least.
     const routed = this.route(req.model);
-    const ms = Math.max(timeoutMs, REDIS_HUNG_MS);
-    const nodeId = await (this.nodesCached() ? routed : beforeDeadline(routed, ms, () => `invocation of ${req.model.fn} did not start within ${ms} ms: Redis did not answer in time (reading the live nodes); check that Redis is up and reachable`));
+    const nodeId = await (this.nodesCached() ? routed : whileRedisAnswers(routed, timeoutMs, (ms) => `invocation of ${req.model.fn} did not start within ${ms} ms (reading the live nodes)`));
     this.pendingByModel.set(key, (this.pendingByModel.get(key) ?? 0) + 1);
     try {
       return await this.invokeOn(nodeId, req, timeoutMs, opts);
