@@ -12,6 +12,32 @@ import { within } from '../support/within';
 const post = (body: unknown) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 const inputs = { inputs: { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } } };
 
+type Brulee = Awaited<ReturnType<typeof createBrulee>>;
+
+/**
+ * Runs `body` against a brulee (settings `env`) on a private redis-server, stopped (SIGSTOP: its
+ * connections stay open, and nothing answers on them) while `whileHung` runs, then resumed.
+ */
+async function withHungRedis(name: string, env: Record<string, string>, before: (b: Brulee) => Promise<void>, whileHung: (b: Brulee) => Promise<void>, after: (b: Brulee) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), `brulee-${name}-`));
+  const redis = await startRedisServer({ dir: join(dir, 'redis'), persist: false });
+  const b = await createBrulee(loadConfig({ REDIS_URL: redis.url, DATA_DIR: dir, LOG_LEVEL: 'silent', ...env }), { log: pino({ level: 'silent' }) });
+  try {
+    await before(b);
+    process.kill(redis.pid, 'SIGSTOP');
+    try {
+      await whileHung(b);
+    } finally {
+      process.kill(redis.pid, 'SIGCONT');
+    }
+    await after(b);
+  } finally {
+    await b.close();
+    await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('Redis goes away', () => {
   it('answers 503 at once while Redis is down, and serves again when it is back', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'brulee-redis-down-'));
@@ -48,40 +74,32 @@ describe('Redis goes away', () => {
   });
 
   it('readiness answers 503 in bounded time while Redis hangs (stopped, not gone), and 200 when it answers again', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'brulee-redis-hung-'));
-    const redis = await startRedisServer({ dir: join(dir, 'redis'), persist: false });
-    const b = await createBrulee(loadConfig({ REDIS_URL: redis.url, DATA_DIR: dir, NODE_ID: 'rh', LOG_LEVEL: 'silent' }), { log: pino({ level: 'silent' }) });
-    try {
-      expect((await b.app.request('/healthz')).status).toBe(200);
-      process.kill(redis.pid, 'SIGSTOP'); // its connections stay open, and nothing answers on them
-      try {
+    await withHungRedis(
+      'redis-hung',
+      { NODE_ID: 'rh' },
+      async (b) => expect((await b.app.request('/healthz')).status).toBe(200),
+      async (b) => {
         const t0 = Date.now();
         const [healthz, ready] = await within(10_000, 'readiness with Redis stopped', Promise.all([b.app.request('/healthz'), b.app.request('/v2/health/ready')]));
         expect(Date.now() - t0).toBeLessThan(4000);
         expect([healthz.status, await healthz.json()]).toEqual([503, { status: 'redis unreachable', redis: 'unreachable', nodes: 0 }]);
         expect([ready.status, await ready.json()]).toEqual([503, { ready: false }]);
-      } finally {
-        process.kill(redis.pid, 'SIGCONT');
-      }
-      await expect.poll(async () => (await b.app.request('/healthz')).status, { timeout: 10_000 }).toBe(200);
-    } finally {
-      await b.close();
-      await redis.stop();
-      rmSync(dir, { recursive: true, force: true });
-    }
+      },
+      async (b) => expect.poll(async () => (await b.app.request('/healthz')).status, { timeout: 10_000 }).toBe(200),
+    );
   });
 
   it('a call while Redis hangs gets its 504 at its deadline, not an answer never; the process serves again once Redis answers', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'brulee-redis-hung-call-'));
-    const redis = await startRedisServer({ dir: join(dir, 'redis'), persist: false });
-    const b = await createBrulee(loadConfig({ REDIS_URL: redis.url, DATA_DIR: dir, NODE_ID: 'rc', LOG_LEVEL: 'silent', INVOKE_TIMEOUT_MS: '3000' }), { log: pino({ level: 'silent' }) });
-    try {
-      expect((await b.app.request('/functions/m?timeoutMs=1000', { method: 'PUT', body: mlpModel({ inputSize: 4, hidden: [4], outputSize: 2, seed: 1 }) })).status).toBe(201);
-      expect((await b.app.request('/functions/m/invoke', post(inputs))).status).toBe(200);
-      // Past the gateway's cache of the live nodes (500 ms): the next call reads them from Redis.
-      await new Promise((r) => setTimeout(r, 600));
-      process.kill(redis.pid, 'SIGSTOP');
-      try {
+    await withHungRedis(
+      'redis-hung-call',
+      { NODE_ID: 'rc', INVOKE_TIMEOUT_MS: '3000' },
+      async (b) => {
+        expect((await b.app.request('/functions/m?timeoutMs=1000', { method: 'PUT', body: mlpModel({ inputSize: 4, hidden: [4], outputSize: 2, seed: 1 }) })).status).toBe(201);
+        expect((await b.app.request('/functions/m/invoke', post(inputs))).status).toBe(200);
+        // Past the gateway's cache of the live nodes (500 ms): the next call reads them from Redis.
+        await new Promise((r) => setTimeout(r, 600));
+      },
+      async (b) => {
         // m's record is known here: the wait for the live nodes is bounded by its timeout (1 s),
         // or 2 s (REDIS_HUNG_MS) if longer. Another function's record must be read: within
         // INVOKE_TIMEOUT_MS (3 s).
@@ -96,14 +114,8 @@ describe('Redis goes away', () => {
           expect(text).toContain(`within ${ms} ms`);
           expect(text).toContain('check that Redis is up and reachable');
         }
-      } finally {
-        process.kill(redis.pid, 'SIGCONT');
-      }
-      await expect.poll(async () => (await b.app.request('/functions/m/invoke', post(inputs))).status, { timeout: 20_000 }).toBe(200);
-    } finally {
-      await b.close();
-      await redis.stop();
-      rmSync(dir, { recursive: true, force: true });
-    }
+      },
+      async (b) => expect.poll(async () => (await b.app.request('/functions/m/invoke', post(inputs))).status, { timeout: 20_000 }).toBe(200),
+    );
   });
 });
