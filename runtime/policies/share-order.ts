@@ -13,9 +13,9 @@
  * each refresh, which leaves their order as it was: x <= y gives x × k <= y × k), so the order
  * needs only the models called since (`ShareView.takeMoved`), and those loaded since, put back in
  * place. A group's order is a linked list: an eviction (usually near the front) unlinks in O(1),
- * and a called model is put back by a walk from where it was (a call only raises a rate against
- * the others', so it moves a few places right), where a sorted array shifted every member between
- * the place it left and the end, and back (`lfu` at 50%: ~670 moves a request).
+ * and a called model is put back by a walk in from its group's end (called models are mostly the
+ * popular ones, near the top), where a sorted array shifted every member between the place it
+ * left and the end, and back (`lfu` at 50%: ~670 moves a request).
  */
 import { tieBefore, type Selection } from './select';
 import type { EntryFacts, EvictionRequest, NumberedEntry, Victim } from './types';
@@ -72,15 +72,13 @@ export class ShareOrder {
   /** The groups with members (nActive of them, in no order). */
   private active = new Int32Array(0);
   private nActive = 0;
-  /** By model number: taken as a victim of this request; (`place`) a member called since the last request. */
+  /** By model number: taken as a victim of this request. */
   private taken = new Uint8Array(0);
   /** By model number: its lower bound and score in the request `seenAt` stamps (this one's is `stamp`). */
   private bound = new Float64Array(0);
   private score = new Float64Array(0);
   private seenAt = new Int32Array(0);
   private stamp = 0;
-  /** `place`'s scratch: for each member called, the node from which its walk starts. */
-  private from = new Int32Array(0);
 
   constructor(private readonly scoring: ShareScoring) {}
 
@@ -116,7 +114,6 @@ export class ShareOrder {
     this.bound = new Float64Array(n);
     this.score = new Float64Array(n);
     this.seenAt = new Int32Array(n);
-    this.from = new Int32Array(n);
     this.nMembers = 0;
     this.active = new Int32Array(n);
     this.nActive = 0;
@@ -183,37 +180,21 @@ export class ShareOrder {
   }
 
   /**
-   * Puts back in place the members whose rate moved against the others' (`view.takeMoved`). Each
-   * is taken out and walked in from the nearest member left of it that did not move (or its
-   * group's head): those are still in order, and the walk goes whichever way the rates say, so the
-   * order is right whatever the moves; as a call only raises a rate against the others', the walk
-   * goes right, past the few members it has overtaken.
+   * Puts back in place the members whose rate moved against the others' (`view.takeMoved`): each
+   * is taken out, then walked in from its group's end (the highest rate), down past the members of
+   * a higher rate. The rest are still in order, so the place is the same whichever end the walk
+   * starts from; a called model's rate is mostly a popular one's, near the top: at 75%, `lfu`
+   * walks past 45 members from the end against 115 from where it was.
    */
   private place(view: ShareView): void {
     const nMoved = view.takeMoved();
     if (nMoved === 0) return;
     const { moved, rates } = view;
-    const { member, taken: mark, prev, from, nModels } = this;
-    let m = 0;
-    for (let j = 0; j < nMoved; j++) {
-      const i = moved[j]!;
-      if (member[i] === 1) {
-        mark[i] = 1;
-        from[m++] = i;
-      }
-    }
-    for (let j = 0; j < m; j++) {
-      let h = prev[from[j]!]!;
-      while (h < nModels && mark[h] === 1) h = prev[h]!;
-      from[j] = h;
-    }
+    const { member, prev, groupOf, nModels } = this;
     for (let k = 0; k < nMoved; k++) this.unlink(moved[k]!, member);
-    let j = 0;
     for (let k = 0; k < nMoved; k++) {
       const i = moved[k]!;
-      if (member[i] !== 1) continue;
-      mark[i] = 0;
-      this.linkFrom(i, from[j++]!, rates);
+      if (member[i] === 1) this.linkFrom(i, prev[nModels + groupOf[i]!]!, rates);
     }
   }
 
