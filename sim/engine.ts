@@ -755,6 +755,7 @@ class NodeRun {
    */
   private refreshPopularity(tNext: number): void {
     const pop = this.pop;
+    if (!(pop.nextRefreshAt <= tNext)) return; // (tUntil is at most tNext: most calls, and every call without popularity)
     const tUntil = this.hasSweep && this.nextSweep < tNext ? this.nextSweep : tNext;
     const idle = this.busySlots === 0 && this.nBg === 0;
     if (!(pop.nextRefreshAt <= tUntil && pop.nextRefreshAt !== Infinity && !(idle && this.i >= this.N))) return;
