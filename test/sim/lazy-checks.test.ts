@@ -75,6 +75,31 @@ describe('lazy checks and the popularity skip change no decision', () => {
   }
 });
 
+describe('lfu and cremebrulee with hundreds of models loaded: the same decisions from ShareOrder', () => {
+  // Long lists by rate (one group for lfu, four for cremebrulee), so walks in from the end pass many
+  // members and ShareOrder's express lanes are built, used and cut by evictions and calls.
+  for (const name of ['lfu', 'cremebrulee'] as const) {
+    it(name, () => {
+      for (const seed of [1, 2]) {
+        const t = randomTrace(seed, 20_000, 400);
+        const models = modelsOf(t, Object.fromEntries(t.functions.map((f, i) => [f, { sizeBytes: 1 + (i % 2), loadMs: 200 + 7000 * ((i >> 1) % 2), execMs: 50 + (i % 4) * 900 }])));
+        for (const budgetBytes of [150, 300, 450]) {
+          const run = (p: EvictionPolicy) => {
+            const ev: string[] = [];
+            const { wallMs: _w, ...r } = simulate(t, models, p, { budgetBytes, popularityRefreshMs: 3000, onEvict: (k, now, c) => ev.push(`${k}@${now}:${c}`) });
+            return { r, ev };
+          };
+          const fast = run(createSimPolicy(name));
+          const slow = run(withoutHints(createSimPolicy(name)));
+          expect(fast.r.evictions).toBeGreaterThan(1000);
+          expect(fast.ev).toEqual(slow.ev);
+          expect(fast.r).toEqual(slow.r);
+        }
+      }
+    });
+  }
+});
+
 describe('omitReasons: the simulator turns victims\' reasons off, and nothing else changes', () => {
   for (const name of SIM_POLICIES) {
     it(name, () => {
