@@ -118,8 +118,8 @@ export function createApp(o: AppOptions): Hono {
     });
   }
   app.use(admitRequestBytes(o.maxPendingRequestBytes ?? 4 * o.maxRequestBytes, Math.max(o.maxRequestBytes, o.maxModelBytes)));
-  // Changes check their own key before the read check below, so a change sent without a key is
-  // told it needs API_KEY, not the invoke key (which it would then refuse with a 403).
+  // Changes check their own key here, once, before the read check below, so a change sent without
+  // a key is told it needs API_KEY, not the invoke key (which it would then refuse with a 403).
   app.on(['PUT', 'DELETE'], '/functions/:name', auth);
   app.on('POST', ['/v2/repository/models/:name/load', '/v2/repository/models/:name/unload'], auth);
   // Reads and invocations need INVOKE_API_KEY when it is set (functions/auth.ts); changes check
@@ -140,7 +140,7 @@ export function createApp(o: AppOptions): Hono {
     throw new BruleeError('NOT_FOUND', `no route ${c.req.method} ${c.req.path}; see README for the API`);
   });
 
-  app.put('/functions/:name', auth, limit(o.maxModelBytes, 'model upload', 'MAX_MODEL_BYTES'), async (c) => {
+  app.put('/functions/:name', limit(o.maxModelBytes, 'model upload', 'MAX_MODEL_BYTES'), async (c) => {
     const name = c.req.param('name');
     const opts = check(RegisterQuery, c.req.query(), 'query parameters', 'INVALID_OPTION');
     const bytes = await bodyBytes(c, o.maxModelBytes, 'MAX_MODEL_BYTES');
@@ -155,7 +155,7 @@ export function createApp(o: AppOptions): Hono {
     return c.json({ ...describe(fn), stats, residentOn } satisfies FunctionDetailJson);
   });
 
-  app.delete('/functions/:name', auth, async (c) => {
+  app.delete('/functions/:name', async (c) => {
     const { fn, unloaded } = await dataPlane.delete(c.req.param('name'));
     return c.json({ deleted: fn.name, versions: fn.versions.length, unloaded });
   });
@@ -208,7 +208,7 @@ export function createApp(o: AppOptions): Hono {
     return c.json({ function: fn.name, version: fn.version, inputs: await dataPlane.example(fn.name) });
   });
 
-  app.route('/', v2Routes({ dataPlane, auth, maxRequestBytes: o.maxRequestBytes }));
+  app.route('/', v2Routes({ dataPlane, maxRequestBytes: o.maxRequestBytes }));
   app.get('/openapi.json', (c) => c.json(openApiDocument()));
   app.route('/', dashboardApp());
   app.route('/', docsApp());

@@ -1,5 +1,5 @@
 import zlib from 'node:zlib';
-import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import { BruleeError, preview } from '../../errors';
 import type { Tensor } from '../../queue/wire';
@@ -39,7 +39,6 @@ type InferRequest = z.infer<typeof InferRequest>;
 
 export interface V2Options {
   dataPlane: DataPlane;
-  auth: MiddlewareHandler;
   maxRequestBytes: number;
 }
 
@@ -121,7 +120,7 @@ function rawBodyInput(fn: FunctionMeta, body: Uint8Array): Record<string, Tensor
   return { [spec.name]: decodeRaw(spec.name, datatype, dims, body) };
 }
 
-export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono {
+export function v2Routes({ dataPlane, maxRequestBytes }: V2Options): Hono {
   const app = new Hono();
 
   /** The function named in the path, at the version asked for. */
@@ -240,17 +239,18 @@ export function v2Routes({ dataPlane, auth, maxRequestBytes }: V2Options): Hono 
     });
   }
 
-  // Model repository extension: index, load (prewarm), unload (evict).
+  // Model repository extension: index, load (prewarm), unload (evict). Load and unload need the
+  // admin key, which the app checks before any route (app.ts).
   app.post('/v2/repository/index', async (c) => {
     const text = await c.req.text();
     const body = text.trim() ? check(z.object({ ready: z.boolean().optional() }), parseJson(text), 'index request') : {};
     return c.json(await dataPlane.repositoryIndex({ ready: body.ready ?? false }));
   });
-  app.post('/v2/repository/models/:name/load', auth, async (c) => {
+  app.post('/v2/repository/models/:name/load', async (c) => {
     await dataPlane.load(c.req.param('name'));
     return c.json({});
   });
-  app.post('/v2/repository/models/:name/unload', auth, async (c) => {
+  app.post('/v2/repository/models/:name/unload', async (c) => {
     await dataPlane.unload(c.req.param('name'));
     return c.json({});
   });

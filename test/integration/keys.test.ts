@@ -3,6 +3,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGrpcServer } from '../../functions/grpc/server';
+import { createApp } from '../../functions/http/app';
 import { loadConfig } from '../../config';
 import { mlpModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
@@ -87,6 +88,34 @@ describe('keys: API_KEY for changes, INVOKE_API_KEY for reads and invocations', 
     expect(await status('POST', '/v2/repository/models/m/unload', bearer(INVOKE))).toBe(403);
     expect(await status('POST', '/v2/repository/models/m/unload', bearer(ADMIN))).toBe(200);
     expect(await status('DELETE', '/functions/m', bearer(ADMIN))).toBe(200);
+  });
+
+  it('checks the admin key once per change, and refuses a missing, wrong or invoke key on each change route', async () => {
+    // The same app over the same data plane, its key check counted.
+    const calls: string[] = [];
+    const app = createApp({
+      dataPlane: b.dataPlane, metrics: b.metrics, log: b.log, maxModelBytes: 1 << 26, maxRequestBytes: 1 << 20,
+      authorize: (scope, authorization) => {
+        calls.push(scope);
+        b.authorize(scope, authorization);
+      },
+    });
+    const model = mlpModel({ inputSize: 4, hidden: [4], outputSize: 2, seed: 11 });
+    const changes: Array<[string, string, Uint8Array?]> = [
+      ['PUT', '/functions/once', model], ['POST', '/v2/repository/models/once/load'], ['POST', '/v2/repository/models/once/unload'], ['DELETE', '/functions/once'],
+    ];
+    for (const [method, path, body] of changes) {
+      const send = (headers: Record<string, string>) => app.request(path, { method, headers, ...(body ? { body } : {}) });
+      for (const [key, want] of [[undefined, 401], ['wrong-key-0123456789', 403], [INVOKE, 403]] as const) {
+        calls.length = 0;
+        expect([method, path, key, (await send(key ? bearer(key) : {})).status]).toEqual([method, path, key, want]);
+        expect(calls).toEqual(['admin']);
+      }
+      calls.length = 0;
+      expect([method, path, (await send(bearer(ADMIN))).status]).toEqual([method, path, method === 'PUT' ? 201 : 200]);
+      // The change's own check, then the read check every closed route has (which the admin key passes).
+      expect([method, path, calls]).toEqual([method, path, ['admin', 'invoke']]);
+    }
   });
 
   it('bull-board asks browsers for the key (HTTP Basic) and opens with it', async () => {
