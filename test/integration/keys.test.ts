@@ -44,6 +44,12 @@ describe('keys: API_KEY for changes, INVOKE_API_KEY for reads and invocations', 
     expect(r.body.outputs.y.dims).toEqual([1, 2]);
     const err = await b.json('GET', '/stats');
     expect(err.body.error).toEqual({ code: 'UNAUTHORIZED', message: 'this call reads or invokes and needs the header Authorization: Bearer <INVOKE_API_KEY or API_KEY>' });
+    // A 401 names the scheme that authenticates (RFC 9110), on v1, v2 and change routes alike; a 403 (a wrong key) has no challenge.
+    for (const [m, p] of [['GET', '/stats'], ['POST', '/v2/models/m/infer'], ['PUT', '/functions/m'], ['POST', '/v2/repository/models/m/load']]) {
+      const res = await b.req(p!, { method: m! });
+      expect([m, p, res.status, res.headers.get('www-authenticate')]).toEqual([m, p, 401, 'Bearer realm="brulee"']);
+    }
+    expect((await b.req('/stats', { headers: bearer('wrong-key-0123456789') })).headers.get('www-authenticate')).toBeNull();
 
     for (const p of ['/healthz', '/v2/health/live', '/v2/health/ready', '/metrics', '/', '/ui/app.js', '/openapi.json', '/docs']) expect([p, await status('GET', p)]).toEqual([p, 200]);
   });
