@@ -28,7 +28,7 @@ export function onError(log: Logger) {
     const retry = err.retryAfterS;
     if (retry !== undefined) c.header('Retry-After', String(retry));
     // A 401 names the scheme that authenticates (RFC 9110 11.6.1): the key as a bearer token (functions/auth.ts).
-    if (status === 401) c.header('WWW-Authenticate', 'Bearer realm="brulee"');
+    if (err.status === 401) c.header('WWW-Authenticate', 'Bearer realm="brulee"');
     if (c.req.path === '/v2' || c.req.path.startsWith('/v2/')) return c.json({ error: err.message }, status);
     return c.json({ error: err.toJSON() }, status);
   };
