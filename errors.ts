@@ -18,6 +18,8 @@ export const ErrorCode = {
   FUNCTION_NOT_FOUND: 404,
   INVOCATION_NOT_FOUND: 404,
   NOT_FOUND: 404,
+  /** A route exists at the path, but not for the request's method: `details.allow` lists the methods it takes (the HTTP Allow header). */
+  METHOD_NOT_ALLOWED: 405,
   CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
   INVALID_MODEL: 422,
@@ -65,6 +67,7 @@ const GRPC_OF_HTTP: Record<number, number> = {
   401: 16, // UNAUTHENTICATED
   403: 7, // PERMISSION_DENIED
   404: 5, // NOT_FOUND
+  405: 12, // UNIMPLEMENTED
   409: 10, // ABORTED
   413: 8, // RESOURCE_EXHAUSTED
   422: 3, // INVALID_ARGUMENT

@@ -1,4 +1,5 @@
 import { Hono, type Context } from 'hono';
+import { TrieRouter } from 'hono/router/trie-router';
 import type { Logger } from 'pino';
 import { BruleeError } from '../../errors';
 import type { InvokeResult, Tensor } from '../../queue/wire';
@@ -43,6 +44,31 @@ export interface AppOptions {
 /** Routes that never need a key: probes, and pages that hold no data (the dashboard's files, the API docs). */
 const OPEN = new Set(['/', '/healthz', '/v2/health/live', '/v2/health/ready', '/openapi.json', '/docs', '/docs/']);
 const isOpen = (path: string, metricsOpen: boolean) => OPEN.has(path) || path.startsWith('/ui/') || path.startsWith('/docs/') || (metricsOpen && path === '/metrics');
+
+/**
+ * The methods an app has a route for at a path, for a 405's Allow (HEAD wherever GET is: Hono
+ * answers it from the GET route). Read from the app's routes on first use, once all are added;
+ * middleware (method ALL) is no route.
+ */
+function methodsAt(app: Hono): (path: string) => string[] {
+  let router: TrieRouter<string> | undefined;
+  let methods: string[] = [];
+  return (path) => {
+    if (!router) {
+      router = new TrieRouter<string>();
+      const seen = new Set<string>();
+      for (const r of app.routes) {
+        if (r.method === 'ALL') continue;
+        router.add(r.method, r.path, r.method);
+        seen.add(r.method);
+      }
+      methods = [...seen].sort();
+    }
+    const allow = methods.filter((m) => router!.match(m, path)[0].length > 0);
+    if (allow.includes('GET')) allow.splice(allow.indexOf('GET') + 1, 0, 'HEAD');
+    return allow;
+  };
+}
 
 /** A function as `GET /functions`, `PUT /functions/{name}` and `GET /functions/{name}` show it (the CLI reads this type). */
 export type FunctionJson = ReturnType<typeof describe>;
@@ -136,8 +162,15 @@ export function createApp(o: AppOptions): Hono {
     }
     return next();
   });
+  const allowedAt = methodsAt(app);
   app.notFound((c) => {
-    throw new BruleeError('NOT_FOUND', `no route ${c.req.method} ${c.req.path}; see README for the API`);
+    const { method, path } = c.req;
+    const allow = allowedAt(path);
+    // A route that exists for other methods: 405 with Allow (a route of this method that found nothing is a 404).
+    if (allow.length > 0 && !allow.includes(method)) {
+      throw new BruleeError('METHOD_NOT_ALLOWED', `${method} is not allowed on ${path}; it takes ${allow.join(', ')} (see README for the API)`, { allow });
+    }
+    throw new BruleeError('NOT_FOUND', `no route ${method} ${path}; see README for the API`);
   });
 
   app.put('/functions/:name', limit(o.maxModelBytes, 'model upload', 'MAX_MODEL_BYTES'), async (c) => {

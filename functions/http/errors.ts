@@ -29,6 +29,8 @@ export function onError(log: Logger) {
     if (retry !== undefined) c.header('Retry-After', String(retry));
     // A 401 names the scheme that authenticates (RFC 9110 11.6.1): the key as a bearer token (functions/auth.ts).
     if (err.status === 401) c.header('WWW-Authenticate', 'Bearer realm="brulee"');
+    const allow = err.details?.allow;
+    if (Array.isArray(allow)) c.header('Allow', allow.join(', '));
     if (c.req.path === '/v2' || c.req.path.startsWith('/v2/')) return c.json({ error: err.message }, status);
     return c.json({ error: err.toJSON() }, status);
   };

@@ -88,6 +88,26 @@ describe('bad input gets a clear 4xx error and the server keeps serving', () => 
     expect(r.body.error.message).toMatch(/unknown output "z"/);
   });
   it('an unknown route', () => expectError(b.json('GET', '/nowhere'), 404, 'NOT_FOUND', /no route/));
+  it('a wrong method on a route: 405 with Allow, in each protocol\'s error form', async () => {
+    const wrong = async (method: string, path: string) => {
+      const res = await b.req(path, { method, headers: auth });
+      return [method, path, res.status, res.headers.get('allow'), await res.json()];
+    };
+    expect(await wrong('GET', '/functions/m/invoke')).toEqual([
+      'GET', '/functions/m/invoke', 405, 'POST',
+      { error: { code: 'METHOD_NOT_ALLOWED', message: 'GET is not allowed on /functions/m/invoke; it takes POST (see README for the API)', details: { allow: ['POST'] } } },
+    ]);
+    expect(await wrong('POST', '/functions/m')).toEqual([
+      'POST', '/functions/m', 405, 'DELETE, GET, HEAD, PUT',
+      { error: { code: 'METHOD_NOT_ALLOWED', message: 'POST is not allowed on /functions/m; it takes DELETE, GET, HEAD, PUT (see README for the API)', details: { allow: ['DELETE', 'GET', 'HEAD', 'PUT'] } } },
+    ]);
+    expect(await wrong('GET', '/v2/models/m/infer')).toEqual(['GET', '/v2/models/m/infer', 405, 'POST', { error: 'GET is not allowed on /v2/models/m/infer; it takes POST (see README for the API)' }]);
+    expect(await wrong('PUT', '/v2/models/m/versions/1/infer')).toEqual(['PUT', '/v2/models/m/versions/1/infer', 405, 'POST', { error: 'PUT is not allowed on /v2/models/m/versions/1/infer; it takes POST (see README for the API)' }]);
+    expect(await wrong('DELETE', '/v2/health/ready')).toEqual(['DELETE', '/v2/health/ready', 405, 'GET, HEAD', { error: 'DELETE is not allowed on /v2/health/ready; it takes GET, HEAD (see README for the API)' }]);
+    // A path that no method has stays a 404.
+    expect((await wrong('POST', '/v2/models/m/nowhere')).slice(2, 4)).toEqual([404, null]);
+    await stillServes();
+  });
   it('an unknown file under bull-board\'s /queues: the same 404, and nothing printed (its Hono would print it and answer 500)', async () => {
     const printed = vi.spyOn(console, 'error');
     try {

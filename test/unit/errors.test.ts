@@ -7,7 +7,7 @@ describe('error codes', () => {
     const want: Record<ErrorCodeName, number> = {
       BAD_REQUEST: 400, MALFORMED_JSON: 400, INVALID_NAME: 400, INVALID_OPTION: 400, DUPLICATE_INPUT: 400,
       UNAUTHORIZED: 401, FORBIDDEN: 403,
-      FUNCTION_NOT_FOUND: 404, INVOCATION_NOT_FOUND: 404, NOT_FOUND: 404,
+      FUNCTION_NOT_FOUND: 404, INVOCATION_NOT_FOUND: 404, NOT_FOUND: 404, METHOD_NOT_ALLOWED: 405,
       CONFLICT: 409, PAYLOAD_TOO_LARGE: 413,
       INVALID_MODEL: 422, INVALID_INPUT: 422, MODEL_TOO_LARGE: 422, INFERENCE_FAILED: 422, OUTPUT_TOO_LARGE: 422, QUEUE_FULL: 429, OVERLOADED: 503, MODEL_BYTES_MISSING: 404, MODEL_BYTES_CORRUPT: 500, MODEL_STORE_UNAVAILABLE: 503,
       CACHE_BUSY: 503, REDIS_UNAVAILABLE: 503, NO_NODE_AVAILABLE: 503, SHUTTING_DOWN: 503,
@@ -20,8 +20,8 @@ describe('error codes', () => {
 
   it('each code has the gRPC status of its HTTP status (gRPC\'s HTTP mapping, read the other way)', () => {
     // Literals: INVALID_ARGUMENT 3, UNAUTHENTICATED 16, PERMISSION_DENIED 7, NOT_FOUND 5, ABORTED 10,
-    // RESOURCE_EXHAUSTED 8, UNAVAILABLE 14, DEADLINE_EXCEEDED 4, INTERNAL 13.
-    const want: Record<number, number> = { 400: 3, 401: 16, 403: 7, 404: 5, 409: 10, 413: 8, 422: 3, 429: 8, 500: 13, 503: 14, 504: 4 };
+    // RESOURCE_EXHAUSTED 8, UNAVAILABLE 14, DEADLINE_EXCEEDED 4, INTERNAL 13, UNIMPLEMENTED 12.
+    const want: Record<number, number> = { 400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 409: 10, 413: 8, 422: 3, 429: 8, 500: 13, 503: 14, 504: 4 };
     for (const code of Object.keys(ErrorCode) as ErrorCodeName[]) {
       expect([code, grpcStatusOf(code)]).toEqual([code, want[ErrorCode[code]]]);
     }
