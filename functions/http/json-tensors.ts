@@ -106,25 +106,49 @@ const EXPECTED: Partial<Record<NumericType, string>> = {
   uint64: 'an integer in uint64 range (a number, or a decimal string)',
 };
 
+/** The largest finite value of each float type, as messages write it. */
+const FLOAT_MAX: Partial<Record<NumericType, string>> = { float16: '65504', float32: '3.4028234663852886e+38', float64: '1.7976931348623157e+308' };
+
+/**
+ * Whether a float type holds `x` (the value `element` gave: a half's bits for float16) as a finite
+ * number. JSON has no infinities (they come as strings), so a JSON number held as one was past the
+ * type's range: 1e300 in float32, 70000 in float16, or a literal past float64's that JSON.parse
+ * itself read as Infinity. Those are refused, not turned into infinities.
+ */
+function finiteIn(type: NumericType, x: number | bigint): boolean {
+  if (type === 'float16') return ((x as number) & 0x7c00) !== 0x7c00;
+  if (type === 'float32') return Number.isFinite(Math.fround(x as number));
+  return type !== 'float64' || Number.isFinite(x);
+}
+
+/** Magnitude from which float32 rounds a double to an infinity: its largest finite value plus half an ulp (the tie goes to even, up). */
+const FLOAT32_OVERFLOW = 2 ** 128 - 2 ** 103;
+
 /** Fills a typed array from JSON values, checking each against the element type. */
 function fill(name: string, type: NumericType, values: unknown[]): TypedArray {
   const arr = new ARRAY_OF[type](values.length) as { [i: number]: number | bigint } & TypedArray;
-  // The common case, finite numbers into a float tensor, needs no per-element checks beyond one.
+  // The common case, numbers of the type's range into a float tensor, needs one check per element.
   if (type === 'float32' || type === 'float64') {
+    const limit = type === 'float32' ? FLOAT32_OVERFLOW : Infinity;
     let i = 0;
     for (; i < values.length; i++) {
       const v = values[i];
-      if (typeof v !== 'number') break;
+      if (typeof v !== 'number' || !(v < limit && v > -limit)) break;
       arr[i] = v;
     }
     if (i === values.length) return arr;
   }
   for (let i = 0; i < values.length; i++) {
-    const x = element(type, values[i]);
+    const v = values[i];
+    const x = element(type, v);
     if (x === undefined) {
       const range = INT_RANGE[type];
       const want = EXPECTED[type] ?? `an integer from ${range![0]} to ${range![1]}`;
-      throw invalid(`input ${preview(name, 60)}: element ${i} is ${preview(values[i])}, but ${type} needs ${want}`);
+      throw invalid(`input ${preview(name, 60)}: element ${i} is ${preview(v)}, but ${type} needs ${want}`);
+    }
+    if (typeof v !== 'string' && !finiteIn(type, x)) {
+      const shown = Number.isFinite(Number(v)) ? preview(v) : 'a number';
+      throw invalid(`input ${preview(name, 60)}: element ${i} is ${shown}, past ${type}'s range (finite values are at most ±${FLOAT_MAX[type]}); send "Infinity" or "-Infinity" if an infinity is meant`);
     }
     arr[i] = x;
   }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../config';
-import { mlpModel, typesModel } from '../../models/generate';
+import { halfModel, mlpModel, typesModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 
 let b: TestBrulee;
@@ -66,6 +66,17 @@ describe('bad input gets a clear 4xx error and the server keeps serving', () => 
       }),
       422, 'INVALID_INPUT', /"u8": element 3 is 256.*0 to 255/,
     ));
+  it('a float past its type\'s range, on v1 and v2 alike (it became an infinity)', async () => {
+    await expectError(b.invoke('m', { x: { type: 'float32', dims: [1, 4], data: [1, 1e300, 3, 4] } }), 422, 'INVALID_INPUT', /^input "x": element 1 is 1e\+300, past float32's range \(finite values are at most ±3\.4028234663852886e\+38\)/);
+    expect((await b.put('half', halfModel(), '', auth)).status).toBe(201);
+    await expectError(b.invoke('half', { h: { type: 'float16', dims: [2], data: [1, 70000] } }), 422, 'INVALID_INPUT', /^input "h": element 1 is 70000, past float16's range \(finite values are at most ±65504\)/);
+    const infer = (name: string, datatype: string, data: number[]) => b.json('POST', `/v2/models/${name}/infer`, { inputs: [{ name: name === 'm' ? 'x' : 'h', shape: [data.length / (name === 'm' ? 4 : 1), ...(name === 'm' ? [4] : [])], datatype, data }] });
+    expect(await infer('half', 'FP16', [70000])).toEqual({ status: 422, body: { error: 'input "h": element 0 is 70000, past float16\'s range (finite values are at most ±65504); send "Infinity" or "-Infinity" if an infinity is meant' } });
+    expect(await infer('m', 'FP32', [1, 2, -1e300, 4])).toEqual({ status: 422, body: { error: 'input "x": element 2 is -1e+300, past float32\'s range (finite values are at most ±3.4028234663852886e+38); send "Infinity" or "-Infinity" if an infinity is meant' } });
+    // In range, and the infinities the protocol spells as strings, still pass.
+    expect((await b.invoke('half', { h: { type: 'float16', dims: [3], data: [65504, 'Infinity', -2] } })).body.outputs.h_out.data).toEqual([65504, 'Infinity', -2]);
+    await stillServes();
+  });
   it('a request body past the limit', () =>
     expectError(b.invoke('m', { x: { type: 'float32', dims: [1, 4], data: new Array(20_000).fill(1.2345) } }), 413, 'PAYLOAD_TOO_LARGE', /limit of 65536 bytes \(MAX_REQUEST_BYTES\)/));
   it('a model upload past the limit', () => expectError(b.put('big', new Uint8Array(200_000), '', auth), 413, 'PAYLOAD_TOO_LARGE', /model upload.*102400 bytes \(MAX_MODEL_BYTES\)/));
