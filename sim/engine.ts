@@ -381,6 +381,11 @@ class NodeRun {
   private readonly onEvictNumber: ((i: number, now: number) => void) | undefined;
   /** `SimHints.expiryCandidateNumbers`, when the policy took the numbers. */
   private readonly expiryIds: ((now: number) => readonly number[]) | undefined;
+  /** `SimHints.expiredNumbers` and `prewarmNumbers` (with `modelStates`), when the policy took the numbers. */
+  private readonly expiredNums: ((now: number, out: Int32Array) => number) | undefined;
+  private readonly prewarmNums: ((now: number, freeBytes: number, out: Int32Array) => number) | undefined;
+  /** Their answers (room for twice the models). */
+  private readonly numsOut: Int32Array;
   // The policy's hooks and the options' callbacks, read once: a sweep thread runs every policy
   // through this code, so reading a hook off the policy at each call is a lookup among all their shapes.
   private readonly onLoad: EvictionPolicy['onLoad'];
@@ -561,6 +566,9 @@ class NodeRun {
     this.onEvictNumber = this.numbered ? this.hints.onEvictNumber : undefined;
     this.expiryIds = this.numbered ? this.hints.expiryCandidateNumbers : undefined;
     if (this.numbered) this.hints.modelStates?.(this.state);
+    this.expiredNums = this.numbered ? this.hints.expiredNumbers : undefined;
+    this.prewarmNums = this.numbered && this.hints.modelStates !== undefined ? this.hints.prewarmNumbers : undefined;
+    this.numsOut = new Int32Array(this.expiredNums !== undefined || this.prewarmNums !== undefined ? 2 * F : 0);
     const sig = this.numbered && this.hints.checkAfterHooks !== undefined ? this.hints.checkSignals?.() : undefined;
     this.sigBounds = sig?.bounds;
     this.sigWatch = sig?.watch ?? new Uint8Array(F);
@@ -1109,7 +1117,11 @@ class NodeRun {
   private sweep(): void {
     const policy = this.policy;
     const now = this.now;
-    if (policy.expired) {
+    const nums = this.numsOut;
+    if (this.expiredNums !== undefined) {
+      const n = this.expiredNums(now, nums);
+      if (n > 0) this.expireAmong(nums, n);
+    } else if (policy.expired) {
       const ec = this.hints.expiryCandidates;
       const ecIds = this.expiryIds;
       const c = ecIds !== undefined ? this.evictableAmongIds(ecIds(now)) : ec ? this.evictableAmong(ec(now)) : this.evictable();
@@ -1123,20 +1135,65 @@ class NodeRun {
       }
     }
     // No pre-warming while a call waits for memory (as the warm pool): it would evict it again.
-    if (policy.prewarm && !this.blocked) {
+    if (this.prewarmNums !== undefined) {
+      if (this.blocked) return;
+      const n = this.prewarmNums(now, this.budget - this.used, nums);
+      for (let j = 0; j < n; j++) this.prewarmLoad(nums[j]!);
+    } else if (policy.prewarm && !this.blocked) {
       this.resAsked = 0;
       const ws = policy.prewarm(now, this.isResidentKey, this.budget - this.used);
       for (let j = 0; j < ws.length; j++) {
         const g = this.modelOf(ws[j]!);
-        if (g === undefined || this.state[g] !== ABSENT) continue;
-        const size = this.entries[g]!.sizeBytes;
-        if (this.used + size > this.budget) continue;
-        const end = now + this.startLoad(g, true);
-        this.bgModel[this.nBg] = g;
-        this.bgEnd[this.nBg++] = end;
-        if (end < this.bgNext) this.bgNext = end;
+        if (g !== undefined) this.prewarmLoad(g);
       }
     }
+  }
+
+  /** A check's pre-warm of model g: its load starts if it is absent and fits. */
+  private prewarmLoad(g: number): void {
+    if (this.state[g] !== ABSENT) return;
+    const size = this.entries[g]!.sizeBytes;
+    if (this.used + size > this.budget) return;
+    const end = this.now + this.startLoad(g, true);
+    this.bgModel[this.nBg] = g;
+    this.bgEnd[this.nBg++] = end;
+    if (end < this.bgNext) this.bgNext = end;
+  }
+
+  /**
+   * A check's expirations by number (`SimHints.expiredNumbers`): the evictable among models
+   * ids[0..n) (each once) are evicted in resident order, as `expired` names them from the
+   * entries `evictableAmongIds` hands it.
+   */
+  private expireAmong(ids: Int32Array, n: number): void {
+    if (n === 1) {
+      const g = ids[0]!;
+      if (this.state[g] === RESIDENT && this.inFlight[g] === 0) this.evict(g, 'expired');
+      return;
+    }
+    // Their resident positions, each once (a stamp per model), in order (an insertion sort of
+    // the few), then the models at them, then the evictions (which move resident positions).
+    const ps = this.amongScratch;
+    if (this.amongStampNow === 0x7fffffff) {
+      this.amongStamp.fill(0);
+      this.amongStampNow = 0;
+    }
+    const stamp = ++this.amongStampNow;
+    let m = 0;
+    for (let k = 0; k < n; k++) {
+      const g = ids[k]!;
+      if (this.state[g] !== RESIDENT || this.inFlight[g] !== 0 || this.amongStamp[g] === stamp) continue;
+      this.amongStamp[g] = stamp;
+      const p = this.residentPos[g]!;
+      let j = m++;
+      while (j > 0 && ps[j - 1]! > p) {
+        ps[j] = ps[j - 1]!;
+        j--;
+      }
+      ps[j] = p;
+    }
+    for (let j = 0; j < m; j++) ps[j] = this.resident[ps[j]!]!;
+    for (let j = 0; j < m; j++) this.evict(ps[j]!, 'expired');
   }
 
   /** Whether model g is in flight (a call runs on it or waits for its load), for `checkAfterHooks`. */

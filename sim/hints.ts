@@ -122,6 +122,19 @@ export interface SimHints {
    */
   expiryCandidateNumbers?(now: number): readonly number[];
   /**
+   * After `numberModels`, instead of `expired` at a check: writes to `out[0..n)` (room for twice
+   * the models) numbers of models among which the evictable ones (resident, not in flight) are
+   * exactly those `expired(now)` would name if handed every evictable entry (each with the facts
+   * of its last hook), and returns n. The caller evicts those, in the order `expired` would name
+   * them (its entries' order: the caller's resident order), and does not call `expired`.
+   */
+  expiredNumbers?(now: number, out: Int32Array): number;
+  /**
+   * After `numberModels` and `modelStates`: what `prewarm(now, isResident, freeBytes)` would name,
+   * by number, in its order, written to `out[0..n)` (room for every model); returns n.
+   */
+  prewarmNumbers?(now: number, freeBytes: number, out: Int32Array): number;
+  /**
    * After `numberModels`: the caller's own array by model number, nonzero while the model is
    * loaded or loading (what `prewarm`'s `isResident` answers for its key), kept live by the caller
    * (the policy only reads it, and only during its own calls), so `prewarm` may read it instead
@@ -168,6 +181,8 @@ export function simHints(policy: EvictionPolicy): SimHints {
     numberModels: fn(p.numberModels),
     onEvictNumber: fn(p.onEvictNumber),
     expiryCandidateNumbers: fn(p.expiryCandidateNumbers),
+    expiredNumbers: fn(p.expiredNumbers),
+    prewarmNumbers: fn(p.prewarmNumbers),
     modelStates: fn(p.modelStates),
   };
 }

@@ -277,6 +277,8 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   };
   /** Scratch: ids `prewarm` names, and positions `selectAmongLoaded` has taken. */
   let picked = new Int32Array(64);
+  /** `prewarm`'s ids, before they are made victims. */
+  let pwIds = new Int32Array(64);
   let takenAt = new Int32Array(64);
   /** This request's mark in `takenAt` (no clearing per request). */
   let takenMark = 0;
@@ -285,6 +287,10 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   let states: Uint8Array | null = null;
   const residentId = (id: number, isResident: (key: string) => boolean): boolean => (states !== null ? states[id] !== 0 : isResident(keys[id]!));
   const noIds: readonly number[] = Object.freeze([]);
+  /** `prewarmNumbers`' `isResident`: never asked (it reads the caller's `states`). */
+  const noResident = (): boolean => {
+    throw new Error('hybrid-histogram: prewarmNumbers needs modelStates');
+  };
   /** The next reminder in `keepEnds` due by `now` that stands for something, taken out (-1: none left). */
   const nextKeepDue = (now: number): number => {
     while (keepEnds.peekTime() <= now) {
@@ -304,11 +310,10 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   /** `expiryCandidates`' ids as found, and its answers by length (each filled in place: none resized per check). */
   let expIds = new Int32Array(64);
   const expOut: number[][] = [];
-  const expiryIds = (now: number): readonly number[] => {
+  /** `expiryCandidateNumbers`' ids, written to `ids[0..n)` (room for `idle.size` + `keepEnds.size`): returns n. */
+  const expiryInto = (now: number, ids: Int32Array): number => {
     wakeStale = true; // reminders may be taken out below
-    if (expIds.length < idle.size + keepEnds.size) expIds = new Int32Array(2 * (idle.size + keepEnds.size));
     if (held.length < keepEnds.size) held = new Int32Array(2 * keepEnds.size);
-    const ids = expIds;
     let n = 0;
     // Used models inside their idle window (only a new invocation reopens one, so drop the rest;
     // backwards, so a deletion moves only members already looked at).
@@ -332,6 +337,12 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       remindAgain(ids, first, n);
       remindAgain(held, 0, h);
     }
+    return n;
+  };
+  const expiryIds = (now: number): readonly number[] => {
+    if (expIds.length < idle.size + keepEnds.size) expIds = new Int32Array(2 * (idle.size + keepEnds.size));
+    const ids = expIds;
+    const n = expiryInto(now, ids);
     if (n === 0) return noIds;
     const out = (expOut[n] ??= new Array<number>(n).fill(0));
     for (let j = 0; j < n; j++) out[j] = ids[j]!;
@@ -635,108 +646,117 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
       return answer(expiredAnswers, n);
     },
     prewarm(now, isResident, freeBytes) {
-      // Functions whose keep-alive window has ended leave `pending`.
-      if (keepEnds.peekTime() <= now || windowStarts.peekTime() <= now) wakeStale = true; // reminders taken out below
-      if (keepEnds.peekTime() <= now) {
-        if (held.length < keepEnds.size) held = new Int32Array(2 * keepEnds.size);
-        let h = 0;
-        for (let id = nextKeepDue(now); id >= 0; id = nextKeepDue(now)) {
-          const ku = keepUntilOf[id]!;
-          if (pending[id] !== 0 && now >= ku) unpend(id);
-          if (ku <= now) {
-            if (loaded[id] !== 0) held[h++] = id; // (`expiryCandidates` names it)
-          } else if (loaded[id] !== 0 || pending[id] !== 0) remind(keepEnds, ksAt, id, ku);
-        }
-        remindAgain(held, 0, h);
-      }
-      // Functions whose pre-warm window has started.
-      while (windowStarts.peekTime() <= now) {
-        const t = windowStarts.peekTime();
-        const id = windowStarts.peekId();
-        windowStarts.pop();
-        if (wsAt[id] !== t) continue;
-        wsAt[id] = NaN;
-        if (pending[id] === 0 || ripeFlag[id] !== 0) continue;
-        if (prewarmAt[id]! <= now) {
-          ripeFlag[id] = 1;
-          ripe.add(id);
-          if (loaded[id] === 0) want(id);
-        } else remind(windowStarts, wsAt, id, prewarmAt[id]!);
-      }
-      let m = 0;
-      if (freeBytes === undefined) {
-        if (picked.length < ripe.size) picked = new Int32Array(2 * ripe.size);
-        for (let j = 0; j < ripe.size; j++) {
-          const id = ripe.items[j]!;
-          if (!residentId(id, isResident)) picked[m++] = id;
-        }
-      } else {
-        // The caller reports every load and eviction through the hooks: what is not loaded is
-        // `wanted`, and nothing larger than the free memory would be loaded.
-        if (wanted.size === 0 || bounds[WANTED_MIN]! > freeBytes) return NO_VICTIMS;
-        if (picked.length < wanted.size) picked = new Int32Array(2 * wanted.size);
-        let min = Infinity;
-        for (let j = 0; j < wanted.size; j++) {
-          const id = wanted.items[j]!;
-          const size = sizes[id]!;
-          if (size < min) min = size;
-          if (!(size > freeBytes) && !residentId(id, isResident)) picked[m++] = id;
-        }
-        bounds[WANTED_MIN] = min;
-      }
-      // The caller loads what is named in this order, each one that fits the memory still free
-      // (`SimHints.prewarmInOrder`: the simulator), so a model that no longer fits once the ones
-      // named before it are loaded would be skipped: it is left out. Whole byte counts, so this
-      // sum is exact and agrees with the caller's own test.
-      const cut = inOrder && freeBytes !== undefined && wholeSizes && Number.isSafeInteger(freeBytes);
-      let n = 0;
-      let free = freeBytes ?? Infinity;
-      if (cut) {
-        // The first few in `seq` order (seqs differ) among those that still fit by minimum scans,
-        // until none fits: what walking all of them in `seq` order and skipping those that no
-        // longer fit names (free memory only shrinks, so one skipped never fits later), without
-        // sorting the many picked for the one or two that fit. Past 4, sorted as below.
-        for (let taken = 0; ; taken++) {
-          let b = -1;
-          for (let j = 0; j < m; j++) {
-            const id = picked[j]!;
-            if (!(sizes[id]! > free) && (b < 0 || seq[id]! < seq[picked[b]!]!)) b = j;
-          }
-          if (b < 0) return answer(prewarmAnswers, n);
-          if (taken === 4) break;
-          const id = picked[b]!;
-          picked[b] = picked[--m]!;
-          free -= sizes[id]!;
-          // The caller loads it (`prewarmInOrder`): no longer wanted (`onEvict` makes it so again).
-          wanted.delete(id);
-          gathered[n++] = prewarmVictims[id] ??= victimOf(id, PREWARM_REASON);
-          // No wanted model is smaller than bounds[WANTED_MIN] (set above): when the memory left is
-          // less, none of the rest fits, and the next scan would find none.
-          if (free < bounds[WANTED_MIN]!) return answer(prewarmAnswers, n);
-        }
-      }
-      // In `seq` order (seqs differ): an insertion sort of the few picked.
-      for (let j = 1; j < m; j++) {
-        const id = picked[j]!;
-        const q = seq[id]!;
-        let k = j - 1;
-        while (k >= 0 && seq[picked[k]!]! > q) {
-          picked[k + 1] = picked[k]!;
-          k--;
-        }
-        picked[k + 1] = id;
-      }
-      for (let j = 0; j < m; j++) {
-        const id = picked[j]!;
-        if (cut) {
-          if (sizes[id]! > free) continue;
-          free -= sizes[id]!;
-          wanted.delete(id);
-        }
-        gathered[n++] = prewarmVictims[id] ??= victimOf(id, PREWARM_REASON);
-      }
+      if (pwIds.length < keys.length) pwIds = new Int32Array(Math.max(64, 2 * keys.length));
+      const n = prewarmInto(now, isResident, freeBytes, pwIds);
+      for (let j = 0; j < n; j++) gathered[j] = prewarmVictims[pwIds[j]!] ??= victimOf(pwIds[j]!, PREWARM_REASON);
       return answer(prewarmAnswers, n);
     },
+  };
+  /**
+   * What `prewarm` names (see there), by id, written to `out[0..n)` (room for every id): returns n.
+   */
+  const prewarmInto = (now: number, isResident: (key: string) => boolean, freeBytes: number | undefined, out: Int32Array): number => {
+    // Functions whose keep-alive window has ended leave `pending`.
+    if (keepEnds.peekTime() <= now || windowStarts.peekTime() <= now) wakeStale = true; // reminders taken out below
+    if (keepEnds.peekTime() <= now) {
+      if (held.length < keepEnds.size) held = new Int32Array(2 * keepEnds.size);
+      let h = 0;
+      for (let id = nextKeepDue(now); id >= 0; id = nextKeepDue(now)) {
+        const ku = keepUntilOf[id]!;
+        if (pending[id] !== 0 && now >= ku) unpend(id);
+        if (ku <= now) {
+          if (loaded[id] !== 0) held[h++] = id; // (`expiryCandidates` names it)
+        } else if (loaded[id] !== 0 || pending[id] !== 0) remind(keepEnds, ksAt, id, ku);
+      }
+      remindAgain(held, 0, h);
+    }
+    // Functions whose pre-warm window has started.
+    while (windowStarts.peekTime() <= now) {
+      const t = windowStarts.peekTime();
+      const id = windowStarts.peekId();
+      windowStarts.pop();
+      if (wsAt[id] !== t) continue;
+      wsAt[id] = NaN;
+      if (pending[id] === 0 || ripeFlag[id] !== 0) continue;
+      if (prewarmAt[id]! <= now) {
+        ripeFlag[id] = 1;
+        ripe.add(id);
+        if (loaded[id] === 0) want(id);
+      } else remind(windowStarts, wsAt, id, prewarmAt[id]!);
+    }
+    let m = 0;
+    if (freeBytes === undefined) {
+      if (picked.length < ripe.size) picked = new Int32Array(2 * ripe.size);
+      for (let j = 0; j < ripe.size; j++) {
+        const id = ripe.items[j]!;
+        if (!residentId(id, isResident)) picked[m++] = id;
+      }
+    } else {
+      // The caller reports every load and eviction through the hooks: what is not loaded is
+      // `wanted`, and nothing larger than the free memory would be loaded.
+      if (wanted.size === 0 || bounds[WANTED_MIN]! > freeBytes) return 0;
+      if (picked.length < wanted.size) picked = new Int32Array(2 * wanted.size);
+      let min = Infinity;
+      for (let j = 0; j < wanted.size; j++) {
+        const id = wanted.items[j]!;
+        const size = sizes[id]!;
+        if (size < min) min = size;
+        if (!(size > freeBytes) && !residentId(id, isResident)) picked[m++] = id;
+      }
+      bounds[WANTED_MIN] = min;
+    }
+    // The caller loads what is named in this order, each one that fits the memory still free
+    // (`SimHints.prewarmInOrder`: the simulator), so a model that no longer fits once the ones
+    // named before it are loaded would be skipped: it is left out. Whole byte counts, so this
+    // sum is exact and agrees with the caller's own test.
+    const cut = inOrder && freeBytes !== undefined && wholeSizes && Number.isSafeInteger(freeBytes);
+    let n = 0;
+    let free = freeBytes ?? Infinity;
+    if (cut) {
+      // The first few in `seq` order (seqs differ) among those that still fit by minimum scans,
+      // until none fits: what walking all of them in `seq` order and skipping those that no
+      // longer fit names (free memory only shrinks, so one skipped never fits later), without
+      // sorting the many picked for the one or two that fit. Past 4, sorted as below.
+      for (let taken = 0; ; taken++) {
+        let b = -1;
+        for (let j = 0; j < m; j++) {
+          const id = picked[j]!;
+          if (!(sizes[id]! > free) && (b < 0 || seq[id]! < seq[picked[b]!]!)) b = j;
+        }
+        if (b < 0) return n;
+        if (taken === 4) break;
+        const id = picked[b]!;
+        picked[b] = picked[--m]!;
+        free -= sizes[id]!;
+        // The caller loads it (`prewarmInOrder`): no longer wanted (`onEvict` makes it so again).
+        wanted.delete(id);
+        out[n++] = id;
+        // No wanted model is smaller than bounds[WANTED_MIN] (set above): when the memory left is
+        // less, none of the rest fits, and the next scan would find none.
+        if (free < bounds[WANTED_MIN]!) return n;
+      }
+    }
+    // In `seq` order (seqs differ): an insertion sort of the few picked.
+    for (let j = 1; j < m; j++) {
+      const id = picked[j]!;
+      const q = seq[id]!;
+      let k = j - 1;
+      while (k >= 0 && seq[picked[k]!]! > q) {
+        picked[k + 1] = picked[k]!;
+        k--;
+      }
+      picked[k + 1] = id;
+    }
+    for (let j = 0; j < m; j++) {
+      const id = picked[j]!;
+      if (cut) {
+        if (sizes[id]! > free) continue;
+        free -= sizes[id]!;
+        wanted.delete(id);
+      }
+      out[n++] = id;
+    }
+    return n;
   };
   return Object.assign(policy, {
     // Simulator speed hints (contracts: `SimHints`, sim/hints.ts); the runtime does not use them.
@@ -837,6 +857,17 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
     expiryCandidateNumbers(now: number): readonly number[] {
       if (idle.size === 0 && keepEnds.peekTime() > now) return noIds;
       return expiryIds(now);
+    },
+    expiredNumbers(now: number, out: Int32Array): number {
+      // The evictable among `expiryIds` are what `expired` names, handed every evictable entry:
+      // each model of `idle` left in it is inside its idle window (`now < prewarmAt`) with a
+      // call since its load (set only at `onLoad` with hits > 0 and at `onAccess`, cleared at
+      // its eviction), and each other one is loaded with its keep-alive window ended.
+      if (idle.size === 0 && keepEnds.peekTime() > now) return 0;
+      return expiryInto(now, out);
+    },
+    prewarmNumbers(now: number, freeBytes: number, out: Int32Array): number {
+      return prewarmInto(now, noResident, freeBytes, out);
     },
     modelStates(s: Uint8Array): void {
       if (numbered) states = s;

@@ -180,3 +180,36 @@ describe('hybrid-histogram: percentiles kept as samples come equal those counted
     });
   }
 });
+
+describe('hybrid-histogram: checks by number (expiredNumbers, prewarmNumbers) act as expired and prewarm do', () => {
+  /** hybrid-histogram with the two hints or without them (the simulator then asks `expired` and `prewarm`). */
+  const make = (byNumber: boolean): EvictionPolicy => {
+    const p = hybridHistogram(HH);
+    return byNumber ? p : Object.assign(Object.create(p) as EvictionPolicy, { expiredNumbers: undefined, prewarmNumbers: undefined });
+  };
+  for (const slots of [1, 3]) {
+    it(`${slots} slot(s): the same expirations and pre-warm loads, in the same order, and the same results`, () => {
+      for (const seed of [1, 2]) {
+        const t = randomTrace(seed, 5000, 30);
+        const models: SimModel[] = t.functions.map((key, i) => ({ key, sizeBytes: 1 + (i % 5), loadMs: 150 + 1300 * (i % 4), execMs: 20 + (i % 3) * 700 }));
+        for (const budgetBytes of [8, 25, 100]) {
+          const run = (byNumber: boolean) => {
+            const log: string[] = [];
+            const { wallMs: _w, ...r } = simulate(t, models, make(byNumber), {
+              budgetBytes, slots,
+              onEvict: (k, now, c) => log.push(`${k}@${now}:${c}`),
+              onLoadStart: (k, pre) => log.push(`load ${k} ${pre}`),
+            });
+            return { r, log };
+          };
+          const fast = run(true);
+          const slow = run(false);
+          expect(fast.r.prewarmLoads).toBeGreaterThan(50);
+          expect(fast.r.expirations).toBeGreaterThan(50);
+          expect(fast.log).toEqual(slow.log);
+          expect(fast.r).toEqual(slow.r);
+        }
+      }
+    });
+  }
+});

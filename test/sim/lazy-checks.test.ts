@@ -23,6 +23,8 @@ function withoutHints(p: EvictionPolicy): EvictionPolicy {
   Object.defineProperty(q, 'selectAmongLoadedByShare', { value: undefined });
   Object.defineProperty(q, 'numberModels', { value: undefined }); // (so by key: hooks, victims, evictions)
   Object.defineProperty(q, 'onEvictNumber', { value: undefined });
+  Object.defineProperty(q, 'expiredNumbers', { value: undefined });
+  Object.defineProperty(q, 'prewarmNumbers', { value: undefined });
   return q;
 }
 
@@ -33,6 +35,9 @@ function withoutHints(p: EvictionPolicy): EvictionPolicy {
 function recording(p: EvictionPolicy, keepReasons: boolean, out: Victim[][]): EvictionPolicy {
   const q = Object.create(p) as EvictionPolicy;
   if (keepReasons) Object.defineProperty(q, 'omitReasons', { value: undefined });
+  // (Checks by number name no victims: asked through `expired` and `prewarm` instead.)
+  Object.defineProperty(q, 'expiredNumbers', { value: undefined });
+  Object.defineProperty(q, 'prewarmNumbers', { value: undefined });
   const rec = (v: Victim[]) => (out.push([...v]), v); // (a copy: the policy may refill its answer, `reuseAnswers`)
   q.selectVictims = (req) => rec(p.selectVictims(req));
   if (p.expired) q.expired = (entries, now) => rec(p.expired!(entries, now));
