@@ -228,8 +228,8 @@ export function createApp(o: AppOptions): Hono {
   });
 
   // Readiness, with the reason: a call can be served now (Redis and a live node), as
-  // /v2/health/ready; liveness is /v2/health/live. 503 with no live node, so a load balancer that
-  // probes here sends calls to a gateway that can serve them.
+  // /v2/health/ready judges it (which answers the protocol's 400); liveness is /v2/health/live. 503
+  // with no live node, so a load balancer that probes here sends calls to a gateway that can serve them.
   app.get('/healthz', async (c) => {
     const { redis, nodes } = await dataPlane.health();
     const status = !redis ? 'redis unreachable' : nodes === 0 ? 'no live node' : 'ok';

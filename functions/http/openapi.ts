@@ -22,6 +22,7 @@ const ErrorBody = z.looseObject({
 const V2Error = z.looseObject({ error: z.string() }).meta({ description: 'the Open Inference Protocol error form' });
 
 const Ready = z.looseObject({ ready: z.boolean() });
+const ModelReady = z.looseObject({ name: z.string(), ready: z.boolean() });
 const Healthz = z.looseObject({ status: z.enum(['ok', 'redis unreachable', 'no live node']), redis: z.string(), nodes: z.number().int() });
 
 const TensorSpec = z.looseObject({ name: z.string(), type: z.string(), dims: z.array(z.union([z.number().int(), z.string()])) });
@@ -193,11 +194,11 @@ const ROUTES: Record<string, Record<string, Op>> = {
   '/healthz': { get: { summary: "readiness with its reason: 200 when Redis answers and some node is alive, else 503 (status 'redis unreachable' or 'no live node'); always open", scope: 'open', ok: [[200, Healthz], [503, Healthz]] } },
   '/v2': { get: { summary: 'server metadata', scope: 'invoke', v2: true, ok: [[200, z.looseObject({ name: z.string(), version: z.string(), extensions: z.array(z.string()) })]] } },
   '/v2/health/live': { get: { summary: 'liveness (always open)', scope: 'open', v2: true, ok: [[200, z.looseObject({ live: z.boolean() })]] } },
-  '/v2/health/ready': { get: { summary: 'readiness: 200 when Redis answers and some node is alive, else 503 (always open)', scope: 'open', v2: true, ok: [[200, Ready], [503, Ready]] } },
+  '/v2/health/ready': { get: { summary: 'readiness: 200 when Redis answers and some node is alive, else 400 (the protocol\'s 4xx, as Triton answers; always open)', scope: 'open', v2: true, ok: [[200, Ready], [400, Ready]] } },
   '/v2/models/{name}': { get: { summary: 'model metadata', scope: 'invoke', v2: true, ok: [[200, V2ModelMetadata]] } },
   '/v2/models/{name}/versions/{version}': { get: { summary: 'model metadata of a version', scope: 'invoke', v2: true, ok: [[200, V2ModelMetadata]] } },
-  '/v2/models/{name}/ready': { get: { summary: 'model readiness', scope: 'invoke', v2: true, ok: [[200, z.looseObject({ name: z.string(), ready: z.boolean() })]] } },
-  '/v2/models/{name}/versions/{version}/ready': { get: { summary: 'model readiness of a version', scope: 'invoke', v2: true, ok: [[200, z.looseObject({ name: z.string(), ready: z.boolean() })]] } },
+  '/v2/models/{name}/ready': { get: { summary: 'model readiness: 200 when some node is alive, else 400', scope: 'invoke', v2: true, ok: [[200, ModelReady], [400, ModelReady]] } },
+  '/v2/models/{name}/versions/{version}/ready': { get: { summary: 'model readiness of a version: 200 when some node is alive, else 400', scope: 'invoke', v2: true, ok: [[200, ModelReady], [400, ModelReady]] } },
   '/v2/models/stats': { get: { summary: "statistics extension, every model (Triton's format, with brulee's cold starts)", scope: 'invoke', v2: true, ok: [[200, V2Stats]] } },
   '/v2/models/{name}/stats': { get: { summary: 'statistics extension, one model', scope: 'invoke', v2: true, ok: [[200, V2Stats]] } },
   '/v2/models/{name}/versions/{version}/stats': { get: { summary: 'statistics extension, one version', scope: 'invoke', v2: true, ok: [[200, V2Stats]] } },
@@ -261,7 +262,7 @@ export function openApiDocument(): Record<string, unknown> {
           : s === 'asset' ? Object.fromEntries(['text/javascript', 'text/css', 'image/svg+xml'].map((t) => [t, { schema: { type: 'string' } }]))
           : s === 'binary' ? { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } }
           : { 'application/json': { schema: jsonSchema(s, 'output') } };
-        responses[String(status)] = { description: status === 202 ? 'accepted' : status === 201 ? 'created' : status === 503 ? 'not ready' : 'ok', content };
+        responses[String(status)] = { description: status === 202 ? 'accepted' : status === 201 ? 'created' : status === 503 || status === 400 ? 'not ready' : 'ok', content };
       }
       if (op.binaryTensors) {
         // Outputs asked in binary (binary_data, binary_data_output) come after the JSON header, as inputs may.

@@ -128,9 +128,11 @@ export function v2Routes({ dataPlane, maxRequestBytes }: V2Options): Hono {
 
   app.get('/v2', (c) => c.json({ name: 'brulee', version: '0.1.0', extensions: ['model_repository', 'binary_tensor_data', 'statistics', 'model_configuration'] }));
   app.get('/v2/health/live', (c) => c.json({ live: true }));
+  // Not ready is a 4xx, as the protocol says (a 200 status code indicates true, a 4xx false) and
+  // Triton answers (400); any non-2xx fails a Kubernetes probe. /healthz says 503 with the reason.
   app.get('/v2/health/ready', async (c) => {
     const ready = await dataPlane.ready();
-    return c.json({ ready }, ready ? 200 : 503);
+    return c.json({ ready }, ready ? 200 : 400);
   });
   // Statistics extension: every model (before /v2/models/:name would take "stats" as a name: the
   // registry refuses that name, RESERVED_NAMES in functions/registry.ts).
@@ -148,11 +150,12 @@ export function v2Routes({ dataPlane, maxRequestBytes }: V2Options): Hono {
         outputs: fn.signature.outputs.map(v2TensorMetadata),
       });
     });
-    // Registered means ready while some node is alive: a model loads on demand (a cold start).
+    // Registered means ready while some node is alive: a model loads on demand (a cold start). Not
+    // ready is a 400, as for the server (Triton's too).
     app.get(`${base}/ready`, async (c) => {
       const fn = await model(c);
       const ready = await dataPlane.ready();
-      return c.json({ name: fn.name, ready }, ready ? 200 : 503);
+      return c.json({ name: fn.name, ready }, ready ? 200 : 400);
     });
     app.get(`${base}/config`, async (c) => {
       const fn = await model(c);

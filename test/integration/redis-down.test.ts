@@ -73,7 +73,7 @@ describe('Redis goes away', () => {
     }
   });
 
-  it('readiness answers 503 in bounded time while Redis hangs (stopped, not gone), and 200 when it answers again', async () => {
+  it('readiness answers not ready (/healthz 503, /v2/health/ready 400) in bounded time while Redis hangs (stopped, not gone), and 200 when it answers again', async () => {
     await withHungRedis(
       'redis-hung',
       { NODE_ID: 'rh' },
@@ -83,7 +83,7 @@ describe('Redis goes away', () => {
         const [healthz, ready] = await within(10_000, 'readiness with Redis stopped', Promise.all([b.app.request('/healthz'), b.app.request('/v2/health/ready')]));
         expect(Date.now() - t0).toBeLessThan(4000);
         expect([healthz.status, await healthz.json()]).toEqual([503, { status: 'redis unreachable', redis: 'unreachable', nodes: 0 }]);
-        expect([ready.status, await ready.json()]).toEqual([503, { ready: false }]);
+        expect([ready.status, await ready.json()]).toEqual([400, { ready: false }]);
       },
       async (b) => expect.poll(async () => (await b.app.request('/healthz')).status, { timeout: 10_000 }).toBe(200),
     );
