@@ -7,12 +7,27 @@ export const EXIT = { OK: 0, SERVER_ERROR: 1, USAGE: 2, UNREACHABLE: 3 } as cons
 
 export class CliError extends Error {
   override readonly name = 'CliError';
+  /**
+   * @param message what went wrong, without the code
+   * @param code the server's error code, when it gave one
+   */
   constructor(
     message: string,
     readonly exitCode: number,
     readonly code?: string,
   ) {
     super(message);
+  }
+
+  /** As a terminal shows it: `CODE: message`. */
+  get text(): string {
+    return this.code ? `${this.code}: ${this.message}` : this.message;
+  }
+
+  /** As `--json` prints it, the server's error form: the server's code, else the exit code's name (SERVER_ERROR, USAGE, UNREACHABLE). */
+  toJSON(): { error: { code: string; message: string } } {
+    const exit = Object.entries(EXIT).find(([, n]) => n === this.exitCode)?.[0] ?? 'ERROR';
+    return { error: { code: this.code ?? exit, message: this.message } };
   }
 }
 
@@ -68,7 +83,7 @@ export class Client {
       const message = typeof err === 'object' ? err.message : typeof err === 'string' ? err : text || res.statusText;
       const hint =
         res.status === 401 && !this.o.apiKey ? ' (pass --api-key or set BRULEE_API_KEY)' : res.status === 403 ? ' (check --api-key / BRULEE_API_KEY)' : '';
-      throw new CliError(`${code ?? `HTTP ${res.status}`}: ${message}${hint}`, EXIT.SERVER_ERROR, code);
+      throw new CliError(`${code ? '' : `HTTP ${res.status}: `}${message}${hint}`, EXIT.SERVER_ERROR, code);
     }
     return body as T;
   }

@@ -129,9 +129,11 @@ export function buildProgram(): Command {
     .description('drive a brulee server: register ONNX models as functions, invoke them, watch the cache')
     .addOption(new Option('--url <url>', 'server URL').env('BRULEE_URL').default('http://127.0.0.1:8080'))
     .addOption(new Option('--api-key <key>', 'bearer key (API_KEY for changes, INVOKE_API_KEY for reads and invocations)').env('BRULEE_API_KEY'))
-    .option('--json', 'print the server\'s JSON (for scripts)')
+    .option('--json', 'print the server\'s JSON (for scripts); errors as {"error": {"code", "message"}} on stderr')
     .showHelpAfterError()
-    .exitOverride();
+    .exitOverride()
+    // With --json, a usage error is written by main() as JSON, not by commander as text (subcommands share this).
+    .configureOutput({ writeErr: (s) => (program.opts<Globals>().json ? undefined : process.stderr.write(s)) });
 
   const client = () => {
     const g = program.opts<Globals>();
@@ -184,13 +186,18 @@ export function buildProgram(): Command {
       if (o.profileDims) q.set('profileDims', o.profileDims);
       const tty = process.stderr.isTTY && !g.json;
       let spin: NodeJS.Timeout | undefined;
+      let said: NodeJS.Timeout | undefined;
       const t0 = Date.now();
       const progress = (sent: number, total: number) => {
         if (tty) process.stderr.write(`\ruploading ${bar(sent / total)} ${bytes(sent)} / ${bytes(total)}   `);
         if (sent >= total) {
           if (tty) {
             spin = setInterval(() => process.stderr.write(`\rprofiling (load, run, measure memory) ${((Date.now() - t0) / 1000).toFixed(1)} s ${'|/-\\'[Math.floor(Date.now() / 150) % 4]}   `), 150);
-          } else if (!g.json) process.stderr.write(`uploaded ${bytes(total)}; profiling\n`);
+          } else if (!g.json) {
+            // Said once the answer is slow to come, as a profile's is: a refusal (a missing or wrong
+            // key, a bad name) comes at once, and a line saying "profiling" before it would be false.
+            said = setTimeout(() => process.stderr.write(`uploaded ${bytes(total)}; profiling\n`), 1000);
+          }
         }
       };
       try {
@@ -199,6 +206,7 @@ export function buildProgram(): Command {
         out(g, fn, () => `${fn.created ? 'registered' : fn.newVersion ? 'new version of' : 'unchanged (same bytes; options updated):'} ${describeText(fn)}`);
       } finally {
         if (spin) clearInterval(spin);
+        if (said) clearTimeout(said);
         if (tty) process.stderr.write('\r\x1b[K');
       }
     });
@@ -280,7 +288,7 @@ export function buildProgram(): Command {
       // A failed invocation is the server's answer of an error, as a sync invoke's is: exit 1 with it.
       if (r.status === 'failed') {
         if (g.json) out(g, r, () => '');
-        throw new CliError(`${r.error.code}: ${r.error.message}`, EXIT.SERVER_ERROR, r.error.code);
+        throw new CliError(r.error.message, EXIT.SERVER_ERROR, r.error.code);
       }
       out(g, r, () => (r.status === 'completed' ? resultText(r) : `${r.id}: ${r.status}`));
     });
@@ -379,12 +387,14 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : EXIT.USAGE;
-    if (e instanceof CliError) {
-      console.error(`brulee: ${e.message}`);
-      return e.exitCode;
-    }
-    console.error(`brulee: ${e instanceof Error ? e.message : String(e)}`);
-    return 1;
+    if (e instanceof CommanderError && e.exitCode === 0) return 0;
+    const err =
+      e instanceof CliError ? e
+      : e instanceof CommanderError ? new CliError(e.message.replace(/^error: /, ''), EXIT.USAGE)
+      : new CliError(e instanceof Error ? e.message : String(e), EXIT.SERVER_ERROR);
+    // With --json, errors are JSON too (on stderr, as text errors go; stdout holds only answers).
+    if (program.opts<Globals>().json) console.error(JSON.stringify(err, null, 2));
+    else if (!(e instanceof CommanderError)) console.error(`brulee: ${err.text}`);
+    return err.exitCode;
   }
 }

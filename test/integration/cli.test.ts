@@ -123,6 +123,18 @@ describe('the brulee CLI against a real server', () => {
     const down = await brulee(['ls', '--url', `http://127.0.0.1:${closed}`]);
     expect(down.code).toBe(3);
     expect(down.stderr).toContain(`no brulee server answered at http://127.0.0.1:${closed} (ECONNREFUSED)`);
+
+    // With --json, each of these is JSON on stderr, {"error": {"code", "message"}}, stdout empty, the same exit code.
+    const asJson = async (r: Promise<Run>) => {
+      const { code, stdout, stderr } = await r;
+      return { code, stdout, stderr: JSON.parse(stderr) as unknown };
+    };
+    expect(await asJson(cli('--json', 'describe', 'nope'))).toEqual({ code: 1, stdout: '', stderr: { error: { code: 'FUNCTION_NOT_FOUND', message: expect.stringMatching(/^no function named "nope"/) } } });
+    expect(await asJson(cli('--json', 'invoke', 'nope'))).toEqual({ code: 2, stdout: '', stderr: { error: { code: 'USAGE', message: 'give one of --input JSON|@file or --example' } } });
+    expect(await asJson(cli('--json', 'frobnicate'))).toEqual({ code: 2, stdout: '', stderr: { error: { code: 'USAGE', message: "unknown command 'frobnicate'" } } });
+    expect(await asJson(brulee(['--json', 'ls', '--url', `http://127.0.0.1:${closed}`]))).toEqual({
+      code: 3, stdout: '', stderr: { error: { code: 'UNREACHABLE', message: expect.stringContaining(`no brulee server answered at http://127.0.0.1:${closed} (ECONNREFUSED)`) } },
+    });
   });
 
   it('brulee status: a completed invocation as invoke prints it, a failed one as the error it is (exit 1)', async () => {
@@ -149,6 +161,7 @@ describe('the brulee CLI against a real server', () => {
     const failedJson = await cli('--json', 'status', bad);
     expect(failedJson.code).toBe(1);
     expect(JSON.parse(failedJson.stdout)).toMatchObject({ id: bad, status: 'failed', error: { code: 'INFERENCE_FAILED' } });
+    expect(JSON.parse(failedJson.stderr)).toEqual({ error: { code: 'INFERENCE_FAILED', message: expect.stringMatching(/^onnxruntime could not run the model on these inputs/) } });
     // Their counts go with them: the tests after this one count the server's calls.
     for (const name of ['st-mlp', 'st-conv']) expect((await b.json('DELETE', `/functions/${name}`)).status).toBe(200);
   });
@@ -219,4 +232,35 @@ describe('brulee serve', () => {
       await deleteKeys(prefix);
     }
   }, 60_000);
+});
+
+describe('the brulee CLI against a server with keys', () => {
+  const ADMIN = 'admin-key-0123456789';
+  let b: TestBrulee;
+  let url: string;
+  let dir: string;
+  let modelPath: string;
+  beforeAll(async () => {
+    b = await startBrulee({ API_KEY: ADMIN });
+    url = await b.listen();
+    dir = mkdtempSync(join(tmpdir(), 'brulee-cli-keys-'));
+    modelPath = join(dir, 'mlp.onnx');
+    writeFileSync(modelPath, mlpModel(MLP));
+  });
+  afterAll(async () => {
+    await b?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a refused registration says only why (no "profiling" before it), and with --json says it as JSON', async () => {
+    const needs = 'this call changes state and needs the header Authorization: Bearer <API_KEY>';
+    expect(await brulee(['register', 'k', modelPath], { BRULEE_URL: url })).toEqual({ code: 1, stdout: '', stderr: `brulee: UNAUTHORIZED: ${needs} (pass --api-key or set BRULEE_API_KEY)\n` });
+    const json = await brulee(['--json', 'register', 'k', modelPath], { BRULEE_URL: url });
+    expect({ ...json, stderr: JSON.parse(json.stderr) }).toEqual({ code: 1, stdout: '', stderr: { error: { code: 'UNAUTHORIZED', message: `${needs} (pass --api-key or set BRULEE_API_KEY)` } } });
+    const wrong = await brulee(['--json', 'register', 'k', modelPath], { BRULEE_URL: url, BRULEE_API_KEY: 'wrong-key-0123456789' });
+    expect({ ...wrong, stderr: JSON.parse(wrong.stderr) }).toEqual({
+      code: 1, stdout: '', stderr: { error: { code: 'FORBIDDEN', message: 'the key in the Authorization header is wrong (this call needs API_KEY) (check --api-key / BRULEE_API_KEY)' } },
+    });
+    expect((await brulee(['--json', 'register', 'k', modelPath], { BRULEE_URL: url, BRULEE_API_KEY: ADMIN })).code).toBe(0);
+  });
 });
