@@ -131,21 +131,19 @@ export function kthSmallest(a: Float64Array, n: number, k: number): number {
     const at = Math.floor((k / n) * SAMPLE);
     const low = sample[Math.max(0, at - SAMPLE_MARGIN)]!;
     const high = sample[Math.min(SAMPLE - 1, at + SAMPLE_MARGIN)]!;
+    // One pass: the values below are counted, the values between swapped to the front (the
+    // array keeps every value, for the search of the whole when k is not among them).
     let below = 0;
     let between = 0;
     for (let j = 0; j < n; j++) {
       const v = a[j]!;
       if (v < low) below++;
-      else if (v <= high) between++;
-    }
-    if (below <= k && k < below + between) {
-      let m = 0;
-      for (let j = 0; j < n; j++) {
-        const v = a[j]!;
-        if (v >= low && v <= high) a[m++] = v;
+      else if (v <= high) {
+        a[j] = a[between]!;
+        a[between++] = v;
       }
-      return quickselect(a, between, k - below);
     }
+    if (below <= k && k < below + between) return quickselect(a, between, k - below);
   }
   return quickselect(a, n, k);
 }
