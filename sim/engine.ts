@@ -386,6 +386,10 @@ class NodeRun {
   private readonly numsOut: Int32Array;
   // The policy's hooks and the options' callbacks, read once: a sweep thread runs every policy
   // through this code, so reading a hook off the policy at each call is a lookup among all their shapes.
+  /** `SimHints.selectAmongLoadedByShare`, when the models are numbered and popularity kept (else undefined). */
+  private readonly byShare: SimHints['selectAmongLoadedByShare'];
+  /** Every invocation arrives in the report window (no `reportFromMs` / `reportToMs` bound). */
+  private readonly allInWindow: boolean;
   private readonly onLoad: EvictionPolicy['onLoad'];
   private readonly onAccess: EvictionPolicy['onAccess'];
   private readonly onEvict: EvictionPolicy['onEvict'];
@@ -408,6 +412,9 @@ class NodeRun {
   private readonly loadDoneAt: Float64Array;
   /** How long each model's load takes (its entry's `loadMs` is what the policy is told: `SimModel.policyLoadMs`). */
   private readonly loadTime: Float64Array;
+  /** Each model's size and execution time (its entry's `sizeBytes` and `execMs`), read by number on the path of a call. */
+  private readonly sizeOf: Float64Array;
+  private readonly execOf: Float64Array;
   private readonly entries: SimEntry[];
   private readonly keyIndex = new Map<string, number>();
   // Resident models (state RESIDENT), with positions for O(1) removal.
@@ -555,6 +562,8 @@ class NodeRun {
     this.inFlight = new Int32Array(F);
     this.loadDoneAt = new Float64Array(F);
     this.loadTime = Float64Array.from(models, (m) => m.loadMs);
+    this.sizeOf = Float64Array.from(models, (m) => m.sizeBytes);
+    this.execOf = Float64Array.from(models, (m) => m.execMs);
     this.entries = models.map((m, idx) => ({
       idx, key: m.key, sizeBytes: m.sizeBytes, loadMs: m.policyLoadMs ?? m.loadMs, execMs: m.execMs,
       popularity: 0, loadedAt: 0, lastUsedAt: 0, hits: 0,
@@ -570,6 +579,8 @@ class NodeRun {
     const sig = this.numbered && this.hints.checkAfterHooks !== undefined ? this.hints.checkSignals?.() : undefined;
     this.sigBounds = sig?.bounds;
     this.sigWatch = sig?.watch ?? new Uint8Array(F);
+    this.byShare = this.numbered && this.usesPop ? this.hints.selectAmongLoadedByShare : undefined;
+    this.allInWindow = this.from === -Infinity && this.to === Infinity;
     this.onLoad = policy.onLoad;
     this.onAccess = policy.onAccess;
     this.onEvict = policy.onEvict;
@@ -684,7 +695,7 @@ class NodeRun {
         this.now = fin;
         continue;
       }
-      if (state[f] === ABSENT && this.entries[f]!.sizeBytes <= this.budget) {
+      if (state[f] === ABSENT && this.sizeOf[f]! <= this.budget) {
         if (this.serveMiss(f)) continue;
         return; // waits for memory that pre-warm loads hold: the turns take it
       }
@@ -937,7 +948,7 @@ class NodeRun {
     this.slotModel[s] = f;
     this.slotFinish[s] = finish;
     this.busySlots++;
-    this.served(e, wait, wait > 0 || this.state[f] !== RESIDENT, finish);
+    this.served(f, wait, wait > 0 || this.state[f] !== RESIDENT, finish);
   }
 
   /**
@@ -958,8 +969,8 @@ class NodeRun {
     }
     const wait = this.startLoad(f, false);
     const loadEnd = this.loadDoneAt[f]!;
-    const fin = loadEnd + this.entries[f]!.execMs;
-    this.served(this.entries[f]!, wait, true, fin);
+    const fin = loadEnd + this.execOf[f]!;
+    this.served(f, wait, true, fin);
     let held = false;
     if (this.dueBy(loadEnd)) {
       if (!this.skipQuiet(loadEnd)) {
@@ -988,7 +999,7 @@ class NodeRun {
   /** Model f's load starts at `now` (on demand, the room made; or a pre-warm, in free memory): returns how long it takes. */
   private startLoad(f: number, prewarm: boolean): number {
     this.state[f] = LOADING;
-    this.setUsed(this.entries[f]!.sizeBytes);
+    this.setUsed(this.sizeOf[f]!);
     this.loads++;
     if (prewarm) this.prewarmLoads++;
     if (this.onLoadStart !== undefined) this.onLoadStart(this.entries[f]!.key, prewarm);
@@ -1002,24 +1013,23 @@ class NodeRun {
    * `serveSerial`: `dispatch` without the slot. Returns when it completes.
    */
   private serveHit(f: number): number {
-    const e = this.entries[f]!;
     this.touch(f);
-    const finish = this.now + e.execMs;
-    this.served(e, 0, false, finish);
+    const finish = this.now + this.execOf[f]!;
+    this.served(f, 0, false, finish);
     return finish;
   }
 
-  /** Invocation i has been dispatched at `now` (model e, waiting `wait` for a load, cold or not, done at `finish`). */
-  private served(e: SimEntry, wait: number, cold: boolean, finish: number): void {
-    if (this.usesPop) this.pop.record(e.idx);
-    if (this.future !== undefined) this.future.served(e.idx);
-    if (this.inWindow()) {
+  /** Invocation i has been dispatched at `now` (model f, waiting `wait` for a load, cold or not, done at `finish`). */
+  private served(f: number, wait: number, cold: boolean, finish: number): void {
+    if (this.usesPop) this.pop.record(f);
+    if (this.future !== undefined) this.future.served(f);
+    if (this.allInWindow || this.inWindow()) {
       const arrival = this.trace.times[this.i]!;
       this.counted++;
       if (cold) this.cold++;
-      if (this.onServe !== undefined) this.onServe(e.key, wait, cold);
+      if (this.onServe !== undefined) this.onServe(this.entries[f]!.key, wait, cold);
       this.loadDelay += wait;
-      this.execTotal += e.execMs;
+      this.execTotal += this.execOf[f]!;
       const lat = finish - arrival;
       this.latencySum += lat;
       this.queueSum += this.now - arrival;
@@ -1075,10 +1085,10 @@ class NodeRun {
 
   /** Evicts the policy's victims until model f fits. False if in-flight models hold the room. */
   private makeRoom(f: number): boolean {
-    const e = this.entries[f]!;
     const budget = this.budget;
-    const need = this.used + e.sizeBytes - budget;
+    const need = this.used + this.sizeOf[f]! - budget;
     if (need <= 0) return true;
+    const e = this.entries[f]!;
     if (this.onBound !== undefined) this.budgetBound();
     const c = this.evictable();
     let free = 0;
@@ -1088,7 +1098,7 @@ class NodeRun {
     // The resident list itself (nothing in flight) is every model loaded and not evicted, with the
     // facts of their last hook: what `selectAmongLoaded` asks for; `selectAmongLoadedByShare` reads
     // the shares from the tracker instead of the entries (left as they are).
-    const byShare = this.numbered && this.usesPop && c === this.residentEntries ? this.hints.selectAmongLoadedByShare : undefined;
+    const byShare = c === this.residentEntries ? this.byShare : undefined;
     if (byShare !== undefined) this.pop.sync();
     else {
       this.freshen(c);
@@ -1103,12 +1113,13 @@ class NodeRun {
     const among = this.hints.selectAmongLoaded;
     const victims =
       byShare !== undefined ? byShare(req, this.pop) : among !== undefined && c === this.residentEntries ? among(req) : this.policy.selectVictims(req);
+    const size = this.sizeOf[f]!;
     for (let j = 0; j < victims.length; j++) {
-      if (this.used + e.sizeBytes <= budget) break;
+      if (this.used + size <= budget) break;
       const g = this.modelOf(victims[j]!);
       if (g !== undefined && this.state[g] === RESIDENT && this.inFlight[g] === 0) this.evict(g, 'policy');
     }
-    return this.used + e.sizeBytes <= budget;
+    return this.used + size <= budget;
   }
 
   /** A keep-alive / pre-warm check at `now`: the policy's `expired`, then its `prewarm`. */
@@ -1150,7 +1161,7 @@ class NodeRun {
   /** A check's pre-warm of model g: its load starts if it is absent and fits. */
   private prewarmLoad(g: number): void {
     if (this.state[g] !== ABSENT) return;
-    const size = this.entries[g]!.sizeBytes;
+    const size = this.sizeOf[g]!;
     if (this.used + size > this.budget) return;
     const end = this.now + this.startLoad(g, true);
     this.bgModel[this.nBg] = g;
@@ -1267,7 +1278,7 @@ class NodeRun {
   private evict(f: number, cause: 'policy' | 'expired'): void {
     this.state[f] = ABSENT;
     this.removeResident(f);
-    this.setUsed(-this.entries[f]!.sizeBytes);
+    this.setUsed(-this.sizeOf[f]!);
     if (cause === 'policy') this.evictions++;
     else this.expirations++;
     if (this.onEvictNumber !== undefined) this.onEvictNumber(f, this.now);
@@ -1283,7 +1294,8 @@ class NodeRun {
   }
 
   private setUsed(delta: number): void {
-    this.account(this.now);
+    // (At the time of the last change account adds nothing: min(now, to) <= max(usedSince, from).)
+    if (this.now !== this.usedSince) this.account(this.now);
     this.used += delta;
     if (this.used > this.peak) this.peak = this.used;
   }
@@ -1291,14 +1303,14 @@ class NodeRun {
   private addResident(f: number): void {
     if (this.nJoined < this.joined.length) this.joined[this.nJoined] = f;
     this.nJoined++; // (past joined.length: too many to list, the next pass takes every entry)
-    this.residentBytes += this.entries[f]!.sizeBytes;
+    this.residentBytes += this.sizeOf[f]!;
     this.residentPos[f] = this.nResident;
     this.residentEntries[this.nResident] = this.entries[f]!;
     this.resident[this.nResident++] = f;
   }
 
   private removeResident(f: number): void {
-    this.residentBytes -= this.entries[f]!.sizeBytes;
+    this.residentBytes -= this.sizeOf[f]!;
     const p = this.residentPos[f]!;
     const last = this.resident[--this.nResident]!;
     this.resident[p] = last;
