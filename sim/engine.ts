@@ -1180,27 +1180,10 @@ class NodeRun {
       if (this.state[g] === RESIDENT && this.inFlight[g] === 0) this.evict(g, 'expired');
       return;
     }
-    // Their resident positions, each once (a stamp per model), in order (an insertion sort of
-    // the few), then the models at them, then the evictions (which move resident positions).
+    // Their resident positions, then the models at them, then the evictions (which move resident
+    // positions).
     const ps = this.amongScratch;
-    if (this.amongStampNow === 0x7fffffff) {
-      this.amongStamp.fill(0);
-      this.amongStampNow = 0;
-    }
-    const stamp = ++this.amongStampNow;
-    let m = 0;
-    for (let k = 0; k < n; k++) {
-      const g = ids[k]!;
-      if (this.state[g] !== RESIDENT || this.inFlight[g] !== 0 || this.amongStamp[g] === stamp) continue;
-      this.amongStamp[g] = stamp;
-      const p = this.residentPos[g]!;
-      let j = m++;
-      while (j > 0 && ps[j - 1]! > p) {
-        ps[j] = ps[j - 1]!;
-        j--;
-      }
-      ps[j] = p;
-    }
+    const m = this.evictablePositions(ids, n);
     for (let j = 0; j < m; j++) ps[j] = this.resident[ps[j]!]!;
     for (let j = 0; j < m; j++) this.evict(ps[j]!, 'expired');
   }
@@ -1352,31 +1335,40 @@ class NodeRun {
       this.oneEntry[0] = this.entries[g]!;
       return this.oneEntry;
     }
-    // The resident positions of the evictable ones, each once (a stamp per model), in order: an
-    // insertion sort of the few (positions differ, so any sort gives this order).
+    const ps = this.amongScratch;
+    const n = this.evictablePositions(ids, ids.length);
+    if (n === 0) return NO_ENTRIES;
+    const out = (this.amongOut[n] ??= this.residentEntries.slice(0, n)); // (packed, n <= nResident)
+    for (let j = 0; j < n; j++) out[j] = this.residentEntries[ps[j]!]!;
+    return out;
+  }
+
+  /**
+   * The resident positions of the evictable models among ids[0..n), each once (a stamp per model),
+   * in order (an insertion sort of the few; positions differ, so any sort gives this order), into
+   * `amongScratch`: returns how many.
+   */
+  private evictablePositions(ids: ArrayLike<number>, n: number): number {
     const ps = this.amongScratch;
     if (this.amongStampNow === 0x7fffffff) {
       this.amongStamp.fill(0);
       this.amongStampNow = 0;
     }
     const stamp = ++this.amongStampNow;
-    let n = 0;
-    for (let k = 0; k < ids.length; k++) {
+    let m = 0;
+    for (let k = 0; k < n; k++) {
       const g = ids[k]!;
       if (this.state[g] !== RESIDENT || this.inFlight[g] !== 0 || this.amongStamp[g] === stamp) continue;
       this.amongStamp[g] = stamp;
       const p = this.residentPos[g]!;
-      let j = n++;
+      let j = m++;
       while (j > 0 && ps[j - 1]! > p) {
         ps[j] = ps[j - 1]!;
         j--;
       }
       ps[j] = p;
     }
-    if (n === 0) return NO_ENTRIES;
-    const out = (this.amongOut[n] ??= this.residentEntries.slice(0, n)); // (packed, n <= nResident)
-    for (let j = 0; j < n; j++) out[j] = this.residentEntries[ps[j]!]!;
-    return out;
+    return m;
   }
 
   private result(): SimResult {
