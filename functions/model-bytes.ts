@@ -24,19 +24,12 @@ import { deleteOwn, extendOwn, LUA_NOW, Script } from '../queue/scripts';
  * then. Profiling runs in a child process, so the registering process's event loop is free to renew.
  */
 export const REGISTRATION_LEASE_MS = 15_000;
-const STORING_MS = REGISTRATION_LEASE_MS;
-/**
- * A deletion's hold on the bytes it removes is the same lease, renewed the same way while it
- * removes (a large model from a slow S3 may take longer than a lease): one whose process died
- * holds them this long at most.
- */
-const REMOVING_MS = REGISTRATION_LEASE_MS;
 /** How long a registration waits for a deletion removing its bytes before it gives up (CONFLICT). */
 const MARK_WAIT_MS = 60_000;
 
-/** Runs `renew` every third of a lease until the returned function is called (failures wait for the next turn). */
-export function keepAlive(renew: () => Promise<unknown>): () => void {
-  const timer = setInterval(() => void renew().catch(() => undefined), REGISTRATION_LEASE_MS / 3);
+/** Runs `renew` every third of a lease of `leaseMs` until the returned function is called (failures wait for the next turn). */
+export function keepAlive(renew: () => Promise<unknown>, leaseMs: number): () => void {
+  const timer = setInterval(() => void renew().catch(() => undefined), leaseMs / 3);
   timer.unref();
   return () => clearInterval(timer);
 }
@@ -68,6 +61,12 @@ export class ModelBytes {
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
+    /**
+     * The registration's lease, which its marks on the bytes it stores hold for; a deletion's hold on
+     * the bytes it removes is the same lease, renewed the same way while it removes (a large model
+     * from a slow S3 may take longer than a lease): one whose process died holds them this long at most.
+     */
+    private readonly leaseMs = REGISTRATION_LEASE_MS,
   ) {}
 
   /**
@@ -76,7 +75,7 @@ export class ModelBytes {
    */
   async mark(sha256: string, token: string): Promise<void> {
     const until = Date.now() + MARK_WAIT_MS;
-    while ((await MARK.run(this.redis, [this.keys.storing(sha256), this.keys.removing(sha256)], [token, STORING_MS])) !== 1) {
+    while ((await MARK.run(this.redis, [this.keys.storing(sha256), this.keys.removing(sha256)], [token, this.leaseMs])) !== 1) {
       if (Date.now() > until) throw new BruleeError('CONFLICT', `the bytes ${sha256.slice(0, 12)}… are being removed by a deletion that does not end; retry later`);
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -84,7 +83,7 @@ export class ModelBytes {
 
   /** The registration `token` still stores these bytes: its marks hold a lease longer. */
   async renew(sha256s: Iterable<string>, token: string): Promise<void> {
-    for (const sha of sha256s) await RENEW.run(this.redis, [this.keys.storing(sha)], [token, STORING_MS]);
+    for (const sha of sha256s) await RENEW.run(this.redis, [this.keys.storing(sha)], [token, this.leaseMs]);
   }
 
   /** The registration `token` no longer stores these bytes (saved: its record names them; or failed). */
@@ -105,18 +104,18 @@ export class ModelBytes {
     const token = randomUUID();
     const taken: string[] = [];
     const stop = keepAlive(async () => {
-      for (const sha of taken) await extendOwn(this.redis, this.keys.removing(sha), token, REMOVING_MS);
-    });
+      for (const sha of taken) await extendOwn(this.redis, this.keys.removing(sha), token, this.leaseMs);
+    }, this.leaseMs);
     try {
       for (const sha of new Set(sha256s)) {
-        if ((await TAKE.run(this.redis, [this.keys.storing(sha), this.keys.removing(sha)], [token, REMOVING_MS])) === 1) taken.push(sha);
+        if ((await TAKE.run(this.redis, [this.keys.storing(sha), this.keys.removing(sha)], [token, this.leaseMs])) === 1) taken.push(sha);
       }
       if (taken.length === 0) return [];
       const needed = await named();
       const removed: string[] = [];
       for (const sha of taken) {
         if (needed.has(sha)) continue;
-        if ((await extendOwn(this.redis, this.keys.removing(sha), token, REMOVING_MS)) !== 1) continue;
+        if ((await extendOwn(this.redis, this.keys.removing(sha), token, this.leaseMs)) !== 1) continue;
         // One that fails (the store away) stays, unnamed; the others are still removed.
         try {
           await remove(sha);

@@ -157,10 +157,10 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1`);
 
 /** A registration or deletion that lost its lease before it wrote. */
-function lapsed(name: string, what: 'registration' | 'deletion'): BruleeError {
+function lapsed(name: string, what: 'registration' | 'deletion', leaseMs: number): BruleeError {
   return new BruleeError(
     'CONFLICT',
-    `the ${what} of "${name}" stalled past its ${REGISTRATION_LEASE_MS / 1000} s lease (its process blocked, or Redis away), so another request may have taken the name meanwhile; nothing was ${what === 'registration' ? 'saved' : 'deleted'}: retry`,
+    `the ${what} of "${name}" stalled past its ${leaseMs / 1000} s lease (its process blocked, or Redis away), so another request may have taken the name meanwhile; nothing was ${what === 'registration' ? 'saved' : 'deleted'}: retry`,
   );
 }
 
@@ -258,6 +258,8 @@ export interface RegistryOptions {
   log?: Pick<Logger, 'warn'>;
   /** MAX_REQUEST_BYTES: `profileDims` asking for more bytes of inputs than a call may send are refused. */
   maxInputBytes?: number;
+  /** How long a registration's or deletion's hold on a name and its bytes lasts unless renewed (functions/model-bytes.ts). @default REGISTRATION_LEASE_MS (15 s) */
+  leaseMs?: number;
 }
 
 /** How often a registry tells the model store that its cluster uses it (`ModelStore.touchCluster`), besides at start and at each registration. */
@@ -280,12 +282,15 @@ export class FunctionRegistry {
   private listening = false;
   /** Which model bytes registrations are storing now, so that a deletion leaves them (functions/model-bytes.ts). */
   private readonly bytes: ModelBytes;
+  /** `RegistryOptions.leaseMs`. */
+  private readonly leaseMs: number;
 
   /** Tells the model store, now and then, that this cluster uses it. */
   private readonly touching: NodeJS.Timeout;
 
   constructor(private readonly o: RegistryOptions) {
-    this.bytes = new ModelBytes(o.redis, o.keys);
+    this.leaseMs = o.leaseMs ?? REGISTRATION_LEASE_MS;
+    this.bytes = new ModelBytes(o.redis, o.keys, this.leaseMs);
     // What registrations killed mid-way left in the temp folder (a process starts with its registry).
     void removeDeadScratch().catch(() => undefined);
     const touch = () => void this.touchStore().then(() => this.otherClusters()).then((others) => others.length > 0 && this.warnShared(others, 'noting this cluster in the model store')).catch(() => undefined);
@@ -424,10 +429,10 @@ export class FunctionRegistry {
    */
   private async locked<T>(name: string, f: (lock: NameLock) => Promise<T>): Promise<T> {
     const lock = { key: `${this.o.keys.fn(name)}:lock`, token: randomUUID() };
-    if (!(await this.o.redis.set(lock.key, lock.token, 'PX', REGISTRATION_LEASE_MS, 'NX'))) {
-      throw new BruleeError('CONFLICT', `function "${name}" is being registered or deleted by another request; retry when it finishes (in ${REGISTRATION_LEASE_MS / 1000} s at most if that request's process died)`);
+    if (!(await this.o.redis.set(lock.key, lock.token, 'PX', this.leaseMs, 'NX'))) {
+      throw new BruleeError('CONFLICT', `function "${name}" is being registered or deleted by another request; retry when it finishes (in ${this.leaseMs / 1000} s at most if that request's process died)`);
     }
-    const stop = keepAlive(() => extendOwn(this.o.redis, lock.key, lock.token, REGISTRATION_LEASE_MS));
+    const stop = keepAlive(() => extendOwn(this.o.redis, lock.key, lock.token, this.leaseMs), this.leaseMs);
     try {
       return await f(lock);
     } finally {
@@ -484,7 +489,7 @@ export class FunctionRegistry {
       await this.bytes.unmark(marked, token);
       await this.removeUnused(marked);
     };
-    const stop = keepAlive(() => this.bytes.renew(marked, token));
+    const stop = keepAlive(() => this.bytes.renew(marked, token), this.leaseMs);
     try {
       await mark(sha);
       // Its marks are renewed on the lock's lease: a lock still held says no deletion took its bytes either.
@@ -585,7 +590,7 @@ export class FunctionRegistry {
     const k = this.o.keys;
     // Its counts, samples and popularity go too: a function registered later under the same name starts afresh.
     const keys = [lock.key, k.functions, k.popularityCounts, k.popularity, k.fn(name), k.fnStats(name), k.fnSamples(name, 'load'), k.fnSamples(name, 'exec'), k.fnSamples(name, 'fetch'), k.fnSamples(name, 'create')];
-    if ((await DELETE_HELD.run(this.o.redis, keys, [lock.token, name, k.control, JSON.stringify({ type: 'function', name })])) !== 1) throw lapsed(name, 'deletion');
+    if ((await DELETE_HELD.run(this.o.redis, keys, [lock.token, name, k.control, JSON.stringify({ type: 'function', name })])) !== 1) throw lapsed(name, 'deletion', this.leaseMs);
     // The bytes are fenced apart, by the deletion's hold on each (functions/model-bytes.ts).
     const removed = await this.removeUnused(shasOf(fn));
     return { fn, removed };
@@ -627,8 +632,8 @@ export class FunctionRegistry {
   private async saveHeld(fn: FunctionMeta, lock: NameLock): Promise<void> {
     this.invalidate(fn.name);
     const k = this.o.keys;
-    const saved = await SAVE_HELD.run(this.o.redis, [lock.key, k.fn(fn.name), k.functions], [lock.token, REGISTRATION_LEASE_MS, JSON.stringify(fn), fn.name, k.control, JSON.stringify({ type: 'function', name: fn.name })]);
-    if (saved !== 1) throw lapsed(fn.name, 'registration');
+    const saved = await SAVE_HELD.run(this.o.redis, [lock.key, k.fn(fn.name), k.functions], [lock.token, this.leaseMs, JSON.stringify(fn), fn.name, k.control, JSON.stringify({ type: 'function', name: fn.name })]);
+    if (saved !== 1) throw lapsed(fn.name, 'registration', this.leaseMs);
   }
 
   /**

@@ -3,7 +3,6 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, inject, it } from 'vitest';
-import { REGISTRATION_LEASE_MS } from '../../functions/model-bytes';
 import { FunctionRegistry } from '../../functions/registry';
 import { mlpModel } from '../../models/generate';
 import { createRedis } from '../../queue/connection';
@@ -24,6 +23,8 @@ import { until } from '../support/within';
 const url = inject('redisUrl');
 const redis = createRedis(url);
 const ns = `leasefence${process.pid}`;
+/** The registries' lease here: shorter than the 15 s default so that the waits past it stay short, long enough that renewals (every third) keep it on a loaded machine. */
+const LEASE_MS = 5000;
 const dirs: string[] = [];
 const servers: Server[] = [];
 afterAll(async () => {
@@ -89,7 +90,7 @@ function setUp(redisUrl = url, slow?: (sha: string) => Promise<void> | void) {
   };
   const k = keys(`${ns}:${++seq}`);
   const conn = redisUrl === url ? redis : createRedis(redisUrl);
-  const make = (r = conn) => new FunctionRegistry({ redis: r, keys: k, models: new LocalModels({ store, dir: join(dir, `cache${Math.random()}`) }), budgets: async () => [2 ** 30] });
+  const make = (r = conn) => new FunctionRegistry({ redis: r, keys: k, models: new LocalModels({ store, dir: join(dir, `cache${Math.random()}`) }), budgets: async () => [2 ** 30], leaseMs: LEASE_MS });
   return { k, files, registry: make(), other: () => make(redis), close: () => conn !== redis && conn.disconnect() };
 }
 
@@ -110,7 +111,7 @@ it.each(['deletion', 'registration'] as const)('a %s whose write reaches Redis a
   late.catch(() => undefined);
   await until(`the ${what} to send its write`, () => hop.holding());
   // Its lease lapses; a newer registration takes the name and saves.
-  await until(`the ${what}'s lease to lapse`, async () => (await redis.exists(`${k.fn('name')}:lock`)) === 0, REGISTRATION_LEASE_MS + 10_000);
+  await until(`the ${what}'s lease to lapse`, async () => (await redis.exists(`${k.fn('name')}:lock`)) === 0, LEASE_MS + 10_000);
   const taken = (await other().register('name', newer, {})).fn;
   hop.release();
   await expect(late).rejects.toMatchObject({ code: 'CONFLICT' });
@@ -131,7 +132,7 @@ it('a deletion renews its hold on the bytes it removes while a slow removal runs
   const fn = (await registry.register('slow', bytes, {})).fn;
   const deletion = registry.delete('slow');
   await until('the removal to start', () => removing);
-  await new Promise((r) => setTimeout(r, REGISTRATION_LEASE_MS + 2000));
+  await new Promise((r) => setTimeout(r, LEASE_MS + 2000));
   // Past its first lease, still held: a registration of these bytes waits for the removal to end.
   expect(await redis.exists(k.removing(fn.sha256))).toBe(1);
   release();
@@ -146,7 +147,7 @@ it('a deletion whose process stalled past its hold on some bytes leaves those by
   const { files, registry } = setUp(url, (sha) => {
     if (stalled || sha !== model) return;
     stalled = true;
-    const end = Date.now() + REGISTRATION_LEASE_MS + 1000;
+    const end = Date.now() + LEASE_MS + 1000;
     while (Date.now() < end) {
       /* stalled */
     }

@@ -3,7 +3,6 @@ import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, inject, it } from 'vitest';
-import { REGISTRATION_LEASE_MS } from '../../functions/model-bytes';
 import { FunctionRegistry, type FunctionMeta } from '../../functions/registry';
 import { mlpModel } from '../../models/generate';
 import { createRedis } from '../../queue/connection';
@@ -20,6 +19,8 @@ import { FileModelStore, LocalModels, sha256Of, type ModelStore } from '../../st
 
 const redis = createRedis(inject('redisUrl'));
 const dirs: string[] = [];
+/** The registries' lease here: shorter than the 15 s default so that the waits past it stay short, long enough that renewals (every third) keep it on a loaded machine. */
+const LEASE_MS = 5000;
 afterAll(() => {
   redis.disconnect();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
@@ -57,7 +58,7 @@ function setUp() {
   };
   const models = new LocalModels({ store, dir: join(dir, 'cache') });
   const k = keys(`storerace${Math.random().toString(36).slice(2)}`);
-  const registry = new FunctionRegistry({ redis, keys: k, models, budgets: async () => [2 ** 30] });
+  const registry = new FunctionRegistry({ redis, keys: k, models, budgets: async () => [2 ** 30], leaseMs: LEASE_MS });
   const shas = (fn: FunctionMeta) => fn.versions.flatMap((v) => [v.sha256, ...(v.artifactSha256 ? [v.artifactSha256] : [])]);
   /** Resolves once the store has had `n` puts in all. */
   const putsDone = (n: number) => new Promise<void>((resolve) => (puts >= n ? resolve() : putWaiters.push({ n, resolve })));
@@ -138,7 +139,7 @@ it('a registration that outlasts its lease keeps its name and its marks: it rene
   let release!: () => void;
   holdPutsOf(sha, new Promise<void>((r) => (release = r)));
   const slow = registry.register('slow', bytes, {});
-  await new Promise((r) => setTimeout(r, REGISTRATION_LEASE_MS + 2000));
+  await new Promise((r) => setTimeout(r, LEASE_MS + 2000));
   // Past its first lease, still held: another registration of the name is refused (CONFLICT), and
   // a deletion leaves the bytes it marked.
   const [s, us] = await redis.time();
@@ -162,7 +163,7 @@ it.each([
   stalled.catch(() => undefined);
   while (!(await redis.exists(`${k.fn('name')}:lock`))) await new Promise((r) => setTimeout(r, 10));
   // A synchronous step longer than the lease: no renewal runs, and Redis lets the lock go.
-  const end = Date.now() + REGISTRATION_LEASE_MS + 1000;
+  const end = Date.now() + LEASE_MS + 1000;
   while (Date.now() < end) {
     /* stalled */
   }
