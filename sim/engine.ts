@@ -384,12 +384,12 @@ class NodeRun {
   private readonly prewarmNums: ((now: number, freeBytes: number, out: Int32Array) => number) | undefined;
   /** Their answers (room for twice the models). */
   private readonly numsOut: Int32Array;
-  // The policy's hooks and the options' callbacks, read once: a sweep thread runs every policy
-  // through this code, so reading a hook off the policy at each call is a lookup among all their shapes.
   /** `SimHints.selectAmongLoadedByShare`, when the models are numbered and popularity kept (else undefined). */
   private readonly byShare: SimHints['selectAmongLoadedByShare'];
   /** Every invocation arrives in the report window (no `reportFromMs` / `reportToMs` bound). */
   private readonly allInWindow: boolean;
+  // The policy's hooks and the options' callbacks, read once: a sweep thread runs every policy
+  // through this code, so reading a hook off the policy at each call is a lookup among all their shapes.
   private readonly onLoad: EvictionPolicy['onLoad'];
   private readonly onAccess: EvictionPolicy['onAccess'];
   private readonly onEvict: EvictionPolicy['onEvict'];
