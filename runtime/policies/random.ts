@@ -207,34 +207,59 @@ export function random(seed = 1): EvictionPolicy {
   /** The victims from the shuffle's first FRONT places, or null (state untouched) if they free too little. */
   const shuffledFront = (m: number, needBytes: number): Victim[] | null => {
     const k = m < FRONT ? m : FRONT;
-    for (let p = 0; p < k; p++) front[p] = p;
-    let st = (state + Math.imul(m - 1, STEP)) >>> 0; // after the last draw (the one of place 1)
+    const fr = front;
+    for (let p = 0; p < k; p++) fr[p] = p;
+    // The state after the last draw (the one of place 1), as an int32 (the same 32 bits: bits32
+    // reads only those). The draws below are bits32 and drawBelow written out, with the step as a
+    // literal and every array in a local: this loop runs m - 1 times an eviction, and through a
+    // helper or a closure's variable each turn re-checked what it read.
+    let st = (state + Math.imul(m - 1, STEP)) | 0;
     let i = 1;
     for (; i < m && i < FRONT; i++) {
       const j = drawBelow(st, i + 1);
-      st = (st - STEP) >>> 0;
+      st = (st - 0x6d2b79f5) | 0;
       for (let p = 0; p < k; p++) {
-        const at = front[p]!;
-        if (at === i) front[p] = j;
-        else if (at === j) front[p] = i;
+        const at = fr[p]!;
+        if (at === i) fr[p] = j;
+        else if (at === j) fr[p] = i;
       }
     }
     if (i < m) {
       // From place FRONT on, every place followed is below i (it is where it was, or an earlier
       // step's i): only j_i can move one, to i.
       if (mark.length < m) mark = new Uint8Array(2 * m);
-      for (let p = 0; p < k; p++) mark[front[p]!] = p + 1;
-      for (; i < m; i++) {
-        const j = drawBelow(st, i + 1);
-        st = (st - STEP) >>> 0;
-        const q = mark[j]!;
-        if (q !== 0) {
-          mark[j] = 0;
-          mark[i] = q;
-          front[q - 1] = i;
+      const mk = mark;
+      for (let p = 0; p < k; p++) mk[fr[p]!] = p + 1;
+      if (m <= 0x10000) {
+        for (; i < m; i++) {
+          // j = drawBelow(st, i + 1), n <= 2^16.
+          let t = st;
+          t = Math.imul(t ^ (t >>> 15), t | 1);
+          t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+          t ^= t >>> 14;
+          const n = i + 1;
+          const j = (Math.imul(t >>> 16, n) + (Math.imul(t & 0xffff, n) >>> 16)) >>> 16;
+          st = (st - 0x6d2b79f5) | 0;
+          const q = mk[j]!;
+          if (q !== 0) {
+            mk[j] = 0;
+            mk[i] = q;
+            fr[q - 1] = i;
+          }
+        }
+      } else {
+        for (; i < m; i++) {
+          const j = drawBelow(st, i + 1);
+          st = (st - 0x6d2b79f5) | 0;
+          const q = mk[j]!;
+          if (q !== 0) {
+            mk[j] = 0;
+            mk[i] = q;
+            fr[q - 1] = i;
+          }
         }
       }
-      for (let p = 0; p < k; p++) mark[front[p]!] = 0;
+      for (let p = 0; p < k; p++) mk[fr[p]!] = 0;
     }
     const victims: Victim[] = [];
     let freed = 0;
