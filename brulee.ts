@@ -97,9 +97,10 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
     await node.start();
   }
 
-  const dispatcher = new Dispatcher({ redisUrl, redis, keys: k, clock, deadAfterMs, log, ...(node ? { local: node } : {}) });
+  const grace = config.restartGraceMs === undefined ? {} : { restartGraceMs: config.restartGraceMs };
+  const dispatcher = new Dispatcher({ redisUrl, redis, keys: k, clock, deadAfterMs, ...grace, log, ...(node ? { local: node } : {}) });
   // Every process (gateway or node) offers to run failover; a Redis lock lets one run at a time.
-  const reaper = new Reaper({ redis, keys: k, dispatcher, log, everyMs: config.heartbeatMs, deadAfterMs, maxDeathsPerJob: config.maxNodeDeathsPerJob });
+  const reaper = new Reaper({ redis, keys: k, dispatcher, log, everyMs: config.heartbeatMs, deadAfterMs, ...grace, maxDeathsPerJob: config.maxNodeDeathsPerJob });
   reaper.start();
   metrics.onCollect(async () => {
     const { total } = await dispatcher.depth();

@@ -101,6 +101,7 @@ const EnvSchema = z.object({
   DRAIN_TIMEOUT_MS: int('DRAIN_TIMEOUT_MS', 0, 600_000).default(30_000),
   WORKER_CONCURRENCY: int('WORKER_CONCURRENCY', 1, 1024).default(16),
   HEARTBEAT_MS: int('HEARTBEAT_MS', 50, 60_000).default(1000),
+  RESTART_GRACE_MS: int('RESTART_GRACE_MS', 0, 3_600_000).optional(),
   MAX_NODE_DEATHS_PER_JOB: int('MAX_NODE_DEATHS_PER_JOB', 0, 1000).default(2),
   JOB_LOCK_MS: int('JOB_LOCK_MS', 500, 3_600_000).default(30_000),
   TTL_MS: int('TTL_MS', 1, 86_400_000).default(600_000),
@@ -183,6 +184,14 @@ export interface Config {
   workerConcurrency: number;
   /** Node heartbeat period, ms; a node silent for 3 beats is declared dead. The same on every process of a cluster. */
   heartbeatMs: number;
+  /**
+   * How long after a node's death a call it had taken (and, when no live node can take them, the
+   * async calls left on its queue) is kept for a node restarted under the same NODE_ID before it is
+   * answered 503 / failed NO_NODE_AVAILABLE (`RESTART_GRACE_MS`; queue/dispatcher.ts ORPHAN_GRACE).
+   * Undefined: `ORPHAN_GRACE` dead-after times (12 s at the default `heartbeatMs`). The same on every
+   * process of a cluster.
+   */
+  restartGraceMs?: number;
   /**
    * Nodes that may die while running one job before it is not run again (its caller gets 500
    * NODE_CRASHED; queue/reaper.ts); 0: no limit. The same on every process of a cluster. @default 2
@@ -297,6 +306,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
     workerConcurrency: e.WORKER_CONCURRENCY,
     heartbeatMs: e.HEARTBEAT_MS,
+    ...(e.RESTART_GRACE_MS === undefined ? {} : { restartGraceMs: e.RESTART_GRACE_MS }),
     maxNodeDeathsPerJob: e.MAX_NODE_DEATHS_PER_JOB,
     jobLockMs: e.JOB_LOCK_MS,
     ttlMs: e.TTL_MS,

@@ -26,6 +26,12 @@ export interface DispatcherOptions {
   asyncResultTtlS?: number;
   /** A node silent this long is not routed to, ms. @default HEARTBEAT_MS × MISSED_BEATS */
   deadAfterMs?: number;
+  /**
+   * How long a sync call (or load) a dead node had taken waits for a node restarted under the same
+   * NODE_ID before it is answered 503, counted from when this gateway saw the node dead, ms
+   * (`RESTART_GRACE_MS`). @default ORPHAN_GRACE × deadAfterMs
+   */
+  restartGraceMs?: number;
   /** The runtime node of this process (ROLE=all): it takes the sync calls routed to it directly. */
   local?: LocalNode;
   /** Where a failed take-back of a call from a dead node is told (`orphans`). */
@@ -209,6 +215,7 @@ const NEVER_RUN = new Set<string>(['TIMEOUT', 'NO_NODE_AVAILABLE', ...REFUSED]);
  * a node restarted under the same NODE_ID to take it back. A restart is a new process that starts
  * up (3.5 s under tsx on a quiet 2-core machine, 8.4 s at load 11: two dead-after times, 6 s, let
  * such a restart's call be answered 503 instead of run) and a container runtime's own delay.
+ * The default of `restartGraceMs` (`RESTART_GRACE_MS`), which a cluster (or a test) may set.
  */
 export const ORPHAN_GRACE = 4;
 
@@ -279,7 +286,8 @@ export class Dispatcher {
   private laneCheck: Promise<void> | undefined;
 
   constructor(opts: DispatcherOptions) {
-    this.opts = { nodesRefreshMs: 500, asyncResultTtlS: 3600, deadAfterMs: HEARTBEAT_MS * MISSED_BEATS, ...opts };
+    const deadAfterMs = opts.deadAfterMs ?? HEARTBEAT_MS * MISSED_BEATS;
+    this.opts = { nodesRefreshMs: 500, asyncResultTtlS: 3600, deadAfterMs, restartGraceMs: ORPHAN_GRACE * deadAfterMs, ...opts };
     this.ownClock = !opts.clock;
     this.clock = opts.clock ?? new RedisClock(opts.redis);
     if (this.ownClock) void this.clock.start();
@@ -655,7 +663,7 @@ export class Dispatcher {
    * from wherever a gone node holds it (so it never runs later, on a node that comes back, for a
    * caller that had its answer) and answered with routing's refusal (503 NO_NODE_AVAILABLE, with
    * Retry-After): at once when it was waiting (it never ran; its caller sends it again); one the
-   * dead node had taken only after `ORPHAN_GRACE` dead-after times more, as the call may be what
+   * dead node had taken only after `restartGraceMs` more (`ORPHAN_GRACE` dead-after times), as the call may be what
    * killed it: a node restarted under the same NODE_ID (compose's `restart:`, a StatefulSet) takes
    * it back and runs it again, counting that death, and a call that kills node after node is given
    * up (queue/poison.ts), where callers resending it on each 503 would kill the node for ever. A
@@ -684,7 +692,7 @@ export class Dispatcher {
         refusal = e;
       }
       w.orphanSince ??= now;
-      const taken = now - w.orphanSince >= ORPHAN_GRACE * this.opts.deadAfterMs;
+      const taken = now - w.orphanSince >= this.opts.restartGraceMs;
       // Its node, and any it may have been moved to since that died too.
       gone ??= await this.opts.redis.hkeys(this.opts.keys.deadNodes);
       let back: boolean;

@@ -24,6 +24,12 @@ export interface ReaperOptions {
   everyMs?: number;
   /** A node silent this long (Redis time) is declared dead, ms. @default HEARTBEAT_MS × MISSED_BEATS */
   deadAfterMs?: number;
+  /**
+   * An async call left on a dead node's queue that no live node can take is failed
+   * NO_NODE_AVAILABLE this long after the node was declared dead (room for a node restarted under
+   * its NODE_ID to run it), ms (`RESTART_GRACE_MS`). @default ORPHAN_GRACE × deadAfterMs
+   */
+  restartGraceMs?: number;
   /** A dead node whose queue has stayed empty this long is forgotten (and its queue's keys deleted), ms. @default 10 min */
   forgetAfterMs?: number;
   /** Jobs moved per dead node per run (the rest go on the next run). @default 1000 */
@@ -114,7 +120,8 @@ export class Reaper {
   private readonly token = randomUUID();
 
   constructor(opts: ReaperOptions) {
-    this.o = { everyMs: HEARTBEAT_MS, deadAfterMs: HEARTBEAT_MS * MISSED_BEATS, forgetAfterMs: 600_000, batch: 1000, maxDeathsPerJob: 2, ...opts };
+    const deadAfterMs = opts.deadAfterMs ?? HEARTBEAT_MS * MISSED_BEATS;
+    this.o = { everyMs: HEARTBEAT_MS, deadAfterMs, restartGraceMs: ORPHAN_GRACE * deadAfterMs, forgetAfterMs: 600_000, batch: 1000, maxDeathsPerJob: 2, ...opts };
   }
 
   start(): void {
@@ -210,7 +217,7 @@ export class Reaper {
         } catch (e) {
           if (!isBruleeError(e)) throw e;
           // No live node can take it. An async call is failed with routing's refusal (TIMEOUT once its
-          // deadline has passed: `unreachable`), as its gateway answers a sync call (queue/dispatcher.ts orphans), `ORPHAN_GRACE` dead-after times after
+          // deadline has passed: `unreachable`), as its gateway answers a sync call (queue/dispatcher.ts orphans), `restartGraceMs` (`ORPHAN_GRACE` dead-after times) after
           // the death, taken or waiting: no caller holds a connection open for it, and a node
           // restarted under its NODE_ID in that time takes it (a crash-looping container's restart,
           // a single worker's rolling update) and runs it. Its place and input bytes go back in the
@@ -219,7 +226,7 @@ export class Reaper {
           // it; the jobs after it are still looked at (an unload there is answered at once). Its
           // lock goes in that script too: the dead node, if only stopped, resumed after the answer
           // neither answers nor counts it (StatsOps.locked), not even before `removeDeadJob`.
-          if (job.name !== JOB.invoke || data.reply.replyTo || now - diedAt < ORPHAN_GRACE * this.o.deadAfterMs) continue;
+          if (job.name !== JOB.invoke || data.reply.replyTo || now - diedAt < this.o.restartGraceMs) continue;
           const back = givenBack(data as Routed<InvokeJob>);
           back.del(k.jobLock(deadId, id));
           await deliver(redis, k, data.reply, { error: errorToWire(unreachable(data as Routed<InvokeJob>, deadId, e, now)) }, back, true);
