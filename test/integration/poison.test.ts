@@ -22,11 +22,14 @@ import { deleteKeys } from '../support/brulee';
 
 const prefix = `poison${process.pid}`;
 const k = keys(prefix);
-// 2 s: a gateway answers a call whose node died 503 once ORPHAN_GRACE (4) dead-after times
-// (3 beats) have passed with no node to take it back (queue/dispatcher.ts). The restart test's
-// new process must start (tsx, onnxruntime) and take the call back within that: 1 s beats left it
-// 12 s, which a loaded CI machine once overran; 2 s leave it 24 s.
-const HEARTBEAT_MS = 2000;
+// A gateway answers a call whose node died 503 once RESTART_GRACE_MS has passed since the death
+// with no node to take it back (queue/dispatcher.ts orphans). The restart test's new process must
+// start (tsx, onnxruntime) and take the call back within that: the default grace, four dead-after
+// times, was 12 s with 1 s beats, which a loaded CI machine once overran, so the test ran on 2 s
+// beats (24 s of grace), and each death took 6 s to be declared (the file 68 s instead of 44 s
+// quiet). Now 1 s beats (a death declared after 3 s) and 24 s of grace set on its own.
+const HEARTBEAT_MS = 1000;
+const RESTART_GRACE_MS = 24_000;
 const storeDir = mkdtempSync(join(tmpdir(), 'brulee-poison-store-'));
 const redis = createRedis(inject('redisUrl'));
 let gw: Proc;
@@ -36,7 +39,7 @@ let nextWorker = 1;
 // PREPARK off: each test's model is cold on every node, so the node that takes its call holds it
 // for a create (time to be caught: `killWhenActive`); pre-parked (runtime/prepark.ts), it would
 // hold it for a reload from park and one run, a few ms.
-const env = () => ({ REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, HEARTBEAT_MS: String(HEARTBEAT_MS), POPULARITY_CRON: '0 0 1 1 *', PREPARK: 'off', MODEL_STORE: pathToFileURL(storeDir).href });
+const env = () => ({ REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, HEARTBEAT_MS: String(HEARTBEAT_MS), RESTART_GRACE_MS: String(RESTART_GRACE_MS), POPULARITY_CRON: '0 0 1 1 *', PREPARK: 'off', MODEL_STORE: pathToFileURL(storeDir).href });
 const startWorker = async (id: string, onSpawn?: (child: ChildProcess, dataDir: string) => void) => {
   const w = await startProc(id, 'worker', { ...env(), NODE_ID: id, WORKER_CONCURRENCY: '2', MEMORY_BUDGET: '512MiB' }, onSpawn ? { onSpawn } : {});
   workers.push(w);

@@ -21,7 +21,12 @@ const k = keys(prefix);
 let s3: TestS3;
 let gw: Proc;
 let w1: Proc;
-const { procs, env, stop } = workerProcs(prefix, () => s3);
+// The grace a call a dead node had taken gets before it is answered 503 (queue/dispatcher.ts
+// ORPHAN_GRACE): 3 s, not the default 12 s (four dead-after times). No node is restarted under its
+// NODE_ID here, so nothing needs the room; each of the three tests that wait a 503 or a reaper's
+// answer out waits 3 s + 3 s after the stop instead of 3 s + 12 s.
+const RESTART_GRACE_MS = 3000;
+const { procs, env, stop } = workerProcs(prefix, () => s3, { RESTART_GRACE_MS: String(RESTART_GRACE_MS) });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const x = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
 const redis = createRedis(inject('redisUrl'));
@@ -170,7 +175,7 @@ it('a load answered 503 and taken back from a stopped worker that then resumes i
  */
 it('an async call the reaper failed TIMEOUT while its worker was stopped is not counted when that worker resumes and answers it', async () => {
   await putHolder();
-  // Its deadline passes long before the reaper fails it (ORPHAN_GRACE dead-after times after the death).
+  // Its deadline (2 s) passes long before the reaper fails it (RESTART_GRACE_MS after the death, itself 3 s after the stop).
   expect((await put('late', 'timeoutMs=2000', 4)).status).toBe(201);
   await served();
   const before = await counted('late');
