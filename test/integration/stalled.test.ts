@@ -46,6 +46,13 @@ let px: Proc;
 const procs: Proc[] = [];
 
 const env = () => ({ REDIS_URL: inject('redisUrl'), KEY_PREFIX: prefix, HEARTBEAT_MS: '2000', POPULARITY_CRON: '0 0 1 1 *', ...s3Env });
+/**
+ * Workers that are never SIGSTOPped (`lapse`) beat every second: a process restarted under the id
+ * of one killed takes the id over once its predecessor has been silent 3 of its own beats (3 s, not
+ * 6 s; runtime/node.ts claimId), and one started beside a node held up declares it dead (its reaper)
+ * after 3 s. A stopped worker keeps 2 s beats, so that its 2.5 s stop is not a death.
+ */
+const QUICK = { HEARTBEAT_MS: '1000' };
 const until = async <T>(what: string, f: () => Promise<T | undefined>, timeoutMs: number): Promise<T> => {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
@@ -179,7 +186,7 @@ describe('a node restarted under the same NODE_ID (compose, a StatefulSet) with 
     await register(gw.base, [{ fn: 'restarted', bytes: mlpModel({ inputSize: 16, hidden: [16], outputSize: 2, seed: 7 }) }], '?timeoutMs=60000');
     s3.kill('SIGSTOP');
     const before = await poisonCounts();
-    const start = () => startProc('py', 'worker', { ...env(), NODE_ID: 'py', JOB_LOCK_MS: '1000', MAX_NODE_DEATHS_PER_JOB: '4', MEMORY_BUDGET: '256MiB' });
+    const start = () => startProc('py', 'worker', { ...env(), ...QUICK, NODE_ID: 'py', JOB_LOCK_MS: '1000', MAX_NODE_DEATHS_PER_JOB: '4', MEMORY_BUDGET: '256MiB' });
     let py = await start();
     procs.push(py);
     const res = await fetch(`${gw.base}/functions/restarted/invoke?async=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: { x: { type: 'float32', dims: [1, 16], data: floats(16, 2) } } }) });
@@ -273,7 +280,7 @@ describe('a node that dies, or is held up, in the middle of giving a job up (its
     const jobKey = `${queue('pa')}:${id}`;
     expect(await redis.exists(jobKey)).toBe(1);
     // Its successor counts the death, finds the job at the limit, and gives it up: answered already.
-    procs.push(await startProc('pa', 'worker', { ...env(), NODE_ID: 'pa', JOB_LOCK_MS: '1000', MAX_NODE_DEATHS_PER_JOB: '1', MEMORY_BUDGET: '256MiB' }));
+    procs.push(await startProc('pa', 'worker', { ...env(), ...QUICK, NODE_ID: 'pa', JOB_LOCK_MS: '1000', MAX_NODE_DEATHS_PER_JOB: '1', MEMORY_BUDGET: '256MiB' }));
     await until('the job left its queue', async () => ((await redis.exists(jobKey)) === 0 ? true : undefined), 20_000);
     const s = await settled(id, 5000);
     console.log(`[stalled] dead after answering: ${JSON.stringify(s)}`);
@@ -296,10 +303,10 @@ describe('a node that dies, or is held up, in the middle of giving a job up (its
     const { id, worker } = await call;
     await lapse(worker);
     await Promise.race([proxy!.held, new Promise((_, reject) => setTimeout(() => reject(new Error(`pb never took the job again:\n${worker.output()}`)), 20_000))]);
-    // A live node: once pb is declared dead (silent 6 s), the reaper records that death (1 of the
+    // A live node: once pb is declared dead (silent 3 s by pc's reaper, 6 s by the gateway's), the reaper records that death (1 of the
     // gateway's 4), takes the job's lock from pb and moves the job there. Its fetch of the model
     // waits (the store is stopped), so it cannot answer before pb goes on.
-    const pc = await startProc('pc', 'worker', { ...env(), NODE_ID: 'pc', MEMORY_BUDGET: '256MiB' });
+    const pc = await startProc('pc', 'worker', { ...env(), ...QUICK, NODE_ID: 'pc', MEMORY_BUDGET: '256MiB' });
     procs.push(pc);
     await until('the reaper to move the job to pc', async () => ((await redis.lpos(`${queue('pc')}:active`, id)) !== null && (await redis.exists(`${queue('pb')}:${id}`, k.jobLock('pb', id))) === 0 ? true : undefined), 40_000);
     // pb goes on: no answer yet, and its node lost the job once (its limit), so it would give it up, but only while its lock holds its token.
