@@ -27,7 +27,12 @@ const prefix = `nl${process.pid}`;
 const k = keys(prefix);
 let s3: TestS3;
 let gw: Proc;
-const { procs, env, worker, stop } = workerProcs(prefix, () => s3);
+// The grace a call left on a dead node gets before it is failed (queue/dispatcher.ts ORPHAN_GRACE):
+// 6 s, not the default 12 s (four dead-after times). Counted from the death (3 s of silence), it
+// leaves a restart under the node's NODE_ID 9 s to start and take its call (3.5 s under tsx on a
+// quiet 2-core machine); each of the three tests that wait it out waits 9 s after the kill, not 15 s.
+const RESTART_GRACE_MS = 6000;
+const { procs, env, worker, stop } = workerProcs(prefix, () => s3, { RESTART_GRACE_MS: String(RESTART_GRACE_MS) });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const redis = createRedis(inject('redisUrl'));
 let w1Queue: Queue;
@@ -87,10 +92,11 @@ beforeAll(async () => {
   expect(put.status).toBe(201);
   const big = await fetch(`${gw.base}/functions/big?timeoutMs=25000`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: mlpModel({ inputSize: SIZE, hidden: [4], outputSize: 2, seed: 2 }) });
   expect(big.status).toBe(201);
-  // Its deadline passes before the reaper's grace ends (12 s after the death).
+  // Its deadline passes before the reaper's grace ends (RESTART_GRACE_MS after the death: 9 s after the kill).
   const short = await fetch(`${gw.base}/functions/short?timeoutMs=4000`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: mlpModel({ inputSize: 4, hidden: [4], outputSize: 2, seed: 3 }) });
   expect(short.status).toBe(201);
-  const slow = await fetch(`${gw.base}/functions/slow?timeoutMs=60000`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: slowModel({ rows: 2048, repeats: 256 }) });
+  // ~0.15 s a run (its registration profiles it: 256 repeats took 160 s of a beforeAll at load 10 on 2 cores).
+  const slow = await fetch(`${gw.base}/functions/slow?timeoutMs=60000`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: slowModel({ rows: 2048, repeats: 64 }) });
   expect(slow.status).toBe(201);
 }, 180_000);
 
@@ -144,9 +150,9 @@ describe('the only worker died with an async call on its queue', () => {
     expect(await held()).toEqual({ places: 1, bytes: SIZE * 4 });
     w.kill9();
     await w.exited;
-    // Declared dead after 3 s, then the grace (four dead-after times, 12 s): still there for a
-    // restart under its id at 8 s; the reaper runs every beat.
-    await sleep(8000);
+    // Declared dead after 3 s, then the grace (RESTART_GRACE_MS, 6 s): still there for a restart
+    // under its id at 5 s; the reaper runs every beat.
+    await sleep(5000);
     expect(await status(id)).toMatchObject({ status: 'waiting' });
     expect(await w1Queue.getWaitingCount()).toBe(1);
     let s = await status(id);
@@ -210,7 +216,7 @@ describe('the only worker died with an async call on its queue', () => {
   it('one the dead node had taken is failed only after the grace a sync call gets (room for a restart under its NODE_ID), then the same way', async () => {
     const last = procs.filter((p) => p.nodeId === 'w1').at(-1)!;
     const w = last.child.exitCode === null && last.child.signalCode === null ? last : await routableWorker('w1');
-    // ~0.6 s of MatMuls: taken by w1, which is stopped while it runs it.
+    // ~0.15 s of MatMuls, after a cold load: taken by w1, which is stopped while it loads or runs it.
     const body = JSON.stringify({ inputs: { x: { type: 'float32', dims: [1, 256], data: new Array(256).fill(0.5) } } });
     const res = await fetch(`${gw.base}/functions/slow/invoke?async=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
     expect(res.status).toBe(202);
@@ -220,8 +226,8 @@ describe('the only worker died with an async call on its queue', () => {
     expect(await w1Queue.getActiveCount()).toBe(1);
     w.kill9();
     await w.exited;
-    // Declared dead after 3 s; the grace is four dead-after times more (12 s): still held for a restart at 8 s.
-    await sleep(8000);
+    // Declared dead after 3 s; the grace is RESTART_GRACE_MS more (6 s): still held for a restart at 5 s.
+    await sleep(5000);
     expect((await status(id)).status).not.toBe('failed');
     let st = await status(id);
     for (let i = 0; i < 200 && st.status !== 'failed'; i++) {
