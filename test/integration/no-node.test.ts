@@ -11,7 +11,7 @@ import { workerProcs } from '../support/worker-procs';
  * S3-compatible model store): a sync call that waits on the dead worker, taken by it or not yet,
  * cannot be moved (no live node can take it) and used to wait out the function's whole timeout for
  * a 504. It is answered 503 NO_NODE_AVAILABLE with Retry-After once the gateway sees no live node
- * that can take it (a call the worker had taken, four dead-after times later: room for a restart
+ * that can take it (a call the worker had taken, RESTART_GRACE_MS later: room for a restart
  * under the same NODE_ID, which runs it again), and taken back, so it does not run later on a node
  * that comes back (counted there for a caller that had its 503). A worker that is only slow
  * (stopped for less than the dead-after time) still answers its call.
@@ -21,7 +21,12 @@ const prefix = `nn${process.pid}`;
 const k = keys(prefix);
 let s3: TestS3;
 let gw: Proc;
-const { procs, env, worker, stop } = workerProcs(prefix, () => s3);
+// The grace a call the dead worker had taken gets (queue/dispatcher.ts ORPHAN_GRACE): 6 s, not the
+// default 12 s (four dead-after times). Counted from the death (3 s of silence), it leaves the
+// restart under w1's NODE_ID 9 s to start and take its call back (3.5 s under tsx on a quiet 2-core
+// machine); the call with no restart is answered 503 9 s after the kill, not 15 s.
+const RESTART_GRACE_MS = 6000;
+const { procs, env, worker, stop } = workerProcs(prefix, () => s3, { RESTART_GRACE_MS: String(RESTART_GRACE_MS) });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const x = { x: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } };
 const redis = createRedis(inject('redisUrl'));
