@@ -660,20 +660,36 @@ class NodeRun {
    * those are taken in place, each at its time (`interrupts`), then the call's event, in the
    * order `run`'s turns would take them (the refreshes and checks due up to each event,
    * `dispatch`, `completeLoad`, the slot freed), without a turn's search for the earliest event.
-   * A call (`serveHit`, `serveMiss`) does not even occupy the slot unless something comes before
+   * A call (a hit, `serveMiss`) does not even occupy the slot unless something comes before
    * its load's end or its completion (nothing else can look at it before it is freed), and a
    * completion with nothing before it runs no refresh (it reads no popularity: the refreshes
    * before it are the next event's, with the same calls counted). Hands the rest to `run`'s turns
    * when a call must wait for memory that pre-warm loads hold, or when no call is left.
    */
   private serveSerial(): void {
-    if (this.busySlots !== 0 || this.blocked) return;
+    if (this.busySlots !== 0 || this.blocked === true) return;
     const { times, fns } = this.trace;
     const N = this.N;
     const state = this.state;
     const pop = this.pop;
+    // A hit's path (`dispatch` without the slot: `touch`, then `served`) is written out below, with
+    // what it reads that a run does not change in locals: read off `this` at each call (through
+    // those methods), every typed array was checked again after the policy's hook, and each flag
+    // was tested as any value.
+    const entries = this.entries;
+    const execOf = this.execOf;
+    const latencies = this.latencies;
+    const sigWatch = this.sigWatch;
+    const policy = this.policy;
+    const onAccess = this.onAccess;
+    const onServe = this.onServe;
+    const future = this.future;
+    const usesPop = this.usesPop === true;
+    const popOnAccess = this.popOnAccess === true;
+    const allInWindow = this.allInWindow === true;
     while (this.i < N) {
-      const t = Math.max(this.now, times[this.i]!);
+      const arrival = times[this.i]!;
+      const t = Math.max(this.now, arrival);
       if (this.dueBy(t)) {
         if (!this.skipQuiet(t)) this.interrupts(t);
       } else if (pop.nextRefreshAt <= t) this.refreshesUntil(t);
@@ -682,7 +698,25 @@ class NodeRun {
       const f = fns[this.i]!;
       if (state[f] === RESIDENT) {
         // A hit: dispatch, then its completion (nothing else can happen on the node meanwhile).
-        const fin = this.serveHit(f);
+        // `touch(f)`, then `served(f, 0, false, fin)` (a wait of 0 adds nothing to `loadDelay`, never -0).
+        const e = entries[f]!;
+        e.hits++;
+        e.lastUsedAt = t;
+        if (popOnAccess) e.popularity = pop.share(f);
+        if (onAccess !== undefined) onAccess.call(policy, e, t);
+        const fin = t + execOf[f]!;
+        if (usesPop) pop.record(f);
+        if (future !== undefined) future.served(f);
+        if (allInWindow || this.inWindow()) {
+          this.counted++;
+          if (onServe !== undefined) onServe(e.key, 0, false);
+          this.execTotal += execOf[f]!;
+          const lat = fin - arrival;
+          this.latencySum += lat;
+          this.queueSum += t - arrival;
+          latencies[this.nLat++] = lat;
+        }
+        if ((++this.i & PROGRESS_MASK) === 0) this.opts.onProgress?.(this.i, this.N);
         if (this.dueBy(fin) && !this.skipQuiet(fin)) {
           this.occupy(f, fin); // something comes first, with the call in flight
           this.interrupts(fin);
@@ -691,7 +725,7 @@ class NodeRun {
           this.freeSlot(0);
           continue;
         }
-        if (this.sigWatch[f] !== 0) this.watchedEnded = true; // (the call ends)
+        if (sigWatch[f] !== 0) this.watchedEnded = true; // (the call ends)
         this.now = fin;
         continue;
       }
@@ -721,7 +755,7 @@ class NodeRun {
 
   /** On a serial node, something comes by time t: a check due (for a policy with checks) or a pre-warm load's end. */
   private dueBy(t: number): boolean {
-    return (this.hasSweep && this.nextSweep <= t) || this.bgNext <= t;
+    return (this.hasSweep === true && this.nextSweep <= t) || this.bgNext <= t;
   }
 
   /**
@@ -748,7 +782,7 @@ class NodeRun {
    * slot). Then the call's event comes next (neither a check nor a load's end changes when it is).
    */
   private interrupts(tNext: number): void {
-    const checks = this.hasSweep;
+    const checks = this.hasSweep === true;
     for (;;) {
       const b = this.bgNext;
       const tn = b < tNext ? b : tNext;
@@ -773,7 +807,7 @@ class NodeRun {
   private refreshPopularity(tNext: number): void {
     const pop = this.pop;
     if (!(pop.nextRefreshAt <= tNext)) return; // (tUntil is at most tNext: most calls, and every call without popularity)
-    const tUntil = this.hasSweep && this.nextSweep < tNext ? this.nextSweep : tNext;
+    const tUntil = this.hasSweep === true && this.nextSweep < tNext ? this.nextSweep : tNext;
     const idle = this.busySlots === 0 && this.nBg === 0;
     if (!(pop.nextRefreshAt <= tUntil && pop.nextRefreshAt !== Infinity && !(idle && this.i >= this.N))) return;
     this.refreshesUntil(tUntil);
@@ -1008,22 +1042,11 @@ class NodeRun {
     return wait;
   }
 
-  /**
-   * A hit of invocation i (model f resident) at `now` on a serial node, taken whole by
-   * `serveSerial`: `dispatch` without the slot. Returns when it completes.
-   */
-  private serveHit(f: number): number {
-    this.touch(f);
-    const finish = this.now + this.execOf[f]!;
-    this.served(f, 0, false, finish);
-    return finish;
-  }
-
   /** Invocation i has been dispatched at `now` (model f, waiting `wait` for a load, cold or not, done at `finish`). */
   private served(f: number, wait: number, cold: boolean, finish: number): void {
-    if (this.usesPop) this.pop.record(f);
+    if (this.usesPop === true) this.pop.record(f);
     if (this.future !== undefined) this.future.served(f);
-    if (this.allInWindow || this.inWindow()) {
+    if (this.allInWindow === true || this.inWindow()) {
       const arrival = this.trace.times[this.i]!;
       this.counted++;
       if (cold) this.cold++;
@@ -1065,7 +1088,7 @@ class NodeRun {
       this.counted++;
       this.refused++;
     }
-    if (this.usesPop) this.pop.record(f);
+    if (this.usesPop === true) this.pop.record(f);
     if (this.future !== undefined) this.future.served(f);
     this.i++;
   }
@@ -1092,7 +1115,7 @@ class NodeRun {
     if (this.onBound !== undefined) this.budgetBound();
     const c = this.evictable();
     let free = 0;
-    if (c === this.residentEntries && this.exactSizes) free = this.residentBytes;
+    if (c === this.residentEntries && this.exactSizes === true) free = this.residentBytes;
     else for (const x of c) free += x.sizeBytes;
     if (free < need) return false;
     // The resident list itself (nothing in flight) is every model loaded and not evicted, with the
@@ -1102,7 +1125,7 @@ class NodeRun {
     if (byShare !== undefined) this.pop.sync();
     else {
       this.freshen(c);
-      e.popularity = this.usesPop ? this.pop.share(f) : 0;
+      e.popularity = this.usesPop === true ? this.pop.share(f) : 0;
     }
     this.future?.newRequest();
     const req = this.req;
@@ -1194,7 +1217,7 @@ class NodeRun {
   /** The model a victim names: its number when the policy gave one (`numberModels`), else its key's. */
   private modelOf(v: Victim): number | undefined {
     const i = (v as Partial<NumberedVictim>).idx;
-    return i !== undefined && this.numbered ? i : this.keyIndex.get(v.key);
+    return i !== undefined && this.numbered === true ? i : this.keyIndex.get(v.key);
   }
 
   private readonly isResidentKey = (key: string): boolean => {
@@ -1217,7 +1240,7 @@ class NodeRun {
    * runtime's popularity job leaves it) only when entries are handed to the policy.
    */
   private freshen(c: readonly SimEntry[]): void {
-    if (!this.usesPop) return;
+    if (this.usesPop !== true) return;
     const pop = this.pop;
     const epoch = pop.sync();
     if (c === this.residentEntries) {
@@ -1243,7 +1266,7 @@ class NodeRun {
     this.addResident(f);
     const e = this.entries[f]!;
     // (An entry's popularity is read in a hook only: set before the hooks that get the entry.)
-    if (this.popOnLoad) e.popularity = this.pop.share(f);
+    if (this.popOnLoad === true) e.popularity = this.pop.share(f);
     e.loadedAt = this.now;
     e.lastUsedAt = this.now;
     e.hits = prewarmed ? 0 : 1;
@@ -1254,7 +1277,7 @@ class NodeRun {
     const e = this.entries[f]!;
     e.hits++;
     e.lastUsedAt = this.now;
-    if (this.popOnAccess) e.popularity = this.pop.share(f);
+    if (this.popOnAccess === true) e.popularity = this.pop.share(f);
     if (this.onAccess !== undefined) this.onAccess.call(this.policy, e, this.now);
   }
 
