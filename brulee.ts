@@ -113,6 +113,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
     budgets: async () => (await dispatcher.nodes(true)).map((n) => n.budgetBytes),
     log,
     maxInputBytes: config.maxRequestBytes,
+    ...(config.registrationLeaseMs === undefined ? {} : { leaseMs: config.registrationLeaseMs }),
   });
   await registry.watch(createRedis(redisUrl, { name: 'brulee-registry-sub' }));
   const recorder = config.traceRecord ? new TraceRecorder(config.dataDir) : undefined;

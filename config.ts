@@ -104,6 +104,7 @@ const EnvSchema = z.object({
   RESTART_GRACE_MS: int('RESTART_GRACE_MS', 0, 3_600_000).optional(),
   MAX_NODE_DEATHS_PER_JOB: int('MAX_NODE_DEATHS_PER_JOB', 0, 1000).default(2),
   JOB_LOCK_MS: int('JOB_LOCK_MS', 500, 3_600_000).default(30_000),
+  REGISTRATION_LEASE_MS: int('REGISTRATION_LEASE_MS', 1000, 3_600_000).optional(),
   TTL_MS: int('TTL_MS', 1, 86_400_000).default(600_000),
   ORT_OFF_THREAD: z.enum(['auto', 'always', 'never'], { message: 'ORT_OFF_THREAD must be auto, always or never' }).default('auto'),
   ORT_OFF_THREAD_MS: int('ORT_OFF_THREAD_MS', 0, 3_600_000).default(10),
@@ -205,6 +206,12 @@ export interface Config {
    * was blocked longer than this. @default 30 000
    */
   jobLockMs: number;
+  /**
+   * How long a registration's or deletion's hold on a function's name and its bytes lasts unless
+   * renewed (every third of it while it runs): one whose process died holds them this long at most
+   * (`REGISTRATION_LEASE_MS`; functions/model-bytes.ts). Undefined: REGISTRATION_LEASE_MS, 15 s.
+   */
+  registrationLeaseMs?: number;
   ttlMs: number;
   /**
    * Where a node loads and runs a model's onnxruntime session: `auto` puts it in the node's
@@ -309,6 +316,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     ...(e.RESTART_GRACE_MS === undefined ? {} : { restartGraceMs: e.RESTART_GRACE_MS }),
     maxNodeDeathsPerJob: e.MAX_NODE_DEATHS_PER_JOB,
     jobLockMs: e.JOB_LOCK_MS,
+    ...(e.REGISTRATION_LEASE_MS === undefined ? {} : { registrationLeaseMs: e.REGISTRATION_LEASE_MS }),
     ttlMs: e.TTL_MS,
     offThread: e.ORT_OFF_THREAD,
     offThreadMs: e.ORT_OFF_THREAD_MS,

@@ -22,7 +22,7 @@ import { deleteOwn, extendOwn, LUA_NOW, Script } from '../queue/scripts';
  * both every third of it while it runs (`renew`), so one whose process died (killed mid-way, its
  * host gone) holds its name and its bytes this long at most, and a retry of the name registers
  * then. Profiling runs in a child process, so the registering process's event loop is free to renew.
- * The default of `RegistryOptions.leaseMs` (the runtime keeps it; tests shorten it).
+ * The default of `RegistryOptions.leaseMs` (a process's is `REGISTRATION_LEASE_MS` when set; tests shorten it).
  */
 export const REGISTRATION_LEASE_MS = 15_000;
 /** How long a registration waits for a deletion removing its bytes before it gives up (CONFLICT). */
