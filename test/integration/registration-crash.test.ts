@@ -31,7 +31,8 @@ afterAll(async () => {
 });
 
 it('a registration killed mid-way holds its name and its bytes for its lease only: a retry of the name registers, a deletion removes the bytes, and the next process removes its scratch folder', async () => {
-  const env = { REDIS_URL: inject('redisUrl'), KEY_PREFIX: ns, TMPDIR: tmp };
+  // A 5 s lease (REGISTRATION_LEASE_MS), not the default 15 s: the retry waits out the dead registration's.
+  const env = { REDIS_URL: inject('redisUrl'), KEY_PREFIX: ns, TMPDIR: tmp, REGISTRATION_LEASE_MS: '5000' };
   const k = keys(ns);
   const bytes = mlpModel({ inputSize: 64, hidden: [512, 512], outputSize: 16, seed: 12 });
   const sha = sha256Of(bytes);
