@@ -114,7 +114,7 @@ async function main(argv: string[]): Promise<number> {
   const jobs = int('jobs', a.jobs, availableParallelism(), 1);
   // Several runs: start the worker threads now, so they load while the trace is read.
   const nThreads = Math.min(jobs, policies.length * budgets.length);
-  const workers = nThreads > 1 ? await startSweepWorkers(nThreads - 1) : [];
+  const workers = nThreads > 1 ? startSweepWorkers(nThreads - 1) : [];
 
   // Input.
   const inputs = [a['trace-csv'] ?? a.catalog ? 'plain' : undefined, a.replay, a.azure].filter((x) => x !== undefined);

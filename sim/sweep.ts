@@ -1,6 +1,5 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { bundled } from '../bundle.mjs';
 import { boundResult, scheduleResult } from './bound';
 import { simulate, type SimOptions, type SimResult } from './engine';
 import { createSimPolicy, isOracle, type SimPolicyName, type SimPolicyOptions, type SweepPolicyName } from './policies';
@@ -264,15 +263,13 @@ class Collector {
 }
 
 /**
- * Starts `n` sweep workers, so they load their modules while the caller reads the trace; hand
- * them to `sweepParallel` as `workers`. They do not keep the process alive until `sweepParallel`
- * uses them, and it stops those it does not use. Resolves once the worker's code is at hand (its
- * bundle checked, or built: `workerBundle`), before the caller's synchronous work blocks this thread.
+ * Starts `n` sweep workers now, so they load their modules (a second or so with tsx) while the
+ * caller reads the trace; hand them to `sweepParallel` as `workers`. They do not keep the process
+ * alive until `sweepParallel` uses them, and it stops those it does not use.
  */
-export async function startSweepWorkers(n: number): Promise<Worker[]> {
-  const bundle = await workerBundle();
+export function startSweepWorkers(n: number): Worker[] {
   return Array.from({ length: n }, () => {
-    const w = startWorker(bundle);
+    const w = startWorker();
     w.unref();
     return w;
   });
@@ -317,10 +314,7 @@ export async function sweepParallel(
   const work: SweepWork = { trace: sharedTrace(trace), models, opts: plain, order, state };
   const workers = spare.slice(0, nThreads - 1);
   for (const w of spare.slice(nThreads - 1)) void w.terminate();
-  if (workers.length < nThreads - 1) {
-    const bundle = await workerBundle();
-    while (workers.length < nThreads - 1) workers.push(startWorker(bundle));
-  }
+  while (workers.length < nThreads - 1) workers.push(startWorker());
   const out = new Collector(jobs, models, opts);
   const exits = workers.map(
     (w) =>
@@ -363,27 +357,13 @@ function sharedTrace(trace: Trace): Trace {
 }
 
 /**
- * The worker's code as one esbuild bundle for plain node, when this module runs from TypeScript
- * sources (tsx, vitest, or `npm run sim`'s bundle of sim/cli.ts, which names its files by their
- * sources' URLs): bundle.mjs builds it once per checkout and sources, as it does `npm start`'s
- * server. Through tsx each worker paid tsx's start and its per-file transform (~0.5 s of the
- * sweep's wall here). Null (the worker through tsx) when compiled by other means, or where
- * .build/ cannot be written or the build fails.
+ * Starts a sweep worker (it waits for a `SweepWork` message). Run from TypeScript sources (tsx,
+ * vitest), the worker registers tsx's loader before it imports the worker module: workers do not
+ * inherit a loader that was registered with `module.register`, so passing `--import tsx` is not
+ * enough.
  */
-async function workerBundle(): Promise<string | null> {
-  if (!import.meta.url.endsWith('.ts')) return null;
-  return bundled('sim/sweep-worker.ts').catch(() => null);
-}
-
-/**
- * Starts a sweep worker (it waits for a `SweepWork` message): compiled with the rest (a
- * sweep-worker.js beside this file), else `bundle` (`workerBundle`), else through tsx: the worker
- * registers tsx's loader before it imports the worker module (workers do not inherit a loader
- * that was registered with `module.register`, so passing `--import tsx` is not enough).
- */
-function startWorker(bundle: string | null): Worker {
+function startWorker(): Worker {
   if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./sweep-worker.js', import.meta.url));
-  if (bundle !== null) return new Worker(bundle);
   const api = typeof import.meta.resolve === 'function' ? import.meta.resolve('tsx/esm/api') : 'tsx/esm/api';
   const src = new URL('./sweep-worker.ts', import.meta.url).href;
   const code = `import(${JSON.stringify(api)}).then((m) => { (m.register ?? m.default.register)(); return import(${JSON.stringify(src)}); })`;

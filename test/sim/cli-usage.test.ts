@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
-/** `npm run sim` (sim/main.mjs: sim/cli.ts bundled) as an operator runs it: usage mistakes found before the runs, exit 2. */
+/** `npm run sim` (sim/cli.ts through tsx) as an operator runs it: usage mistakes found before the runs, exit 2. */
 const ROOT = resolve(import.meta.dirname, '../..');
 const dir = mkdtempSync(join(tmpdir(), 'brulee-sim-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -12,31 +12,16 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 writeFileSync(join(dir, 'invocations.csv'), 'time_ms,function\n' + Array.from({ length: 200 }, (_, i) => `${i * 100},${i % 3 ? 'a' : 'b'}`).join('\n') + '\n');
 writeFileSync(join(dir, 'catalog.json'), JSON.stringify({ a: { sizeBytes: 1e6, loadMs: 50, execMs: 5 }, b: { sizeBytes: 2e6, loadMs: 80, execMs: 8 } }));
 
-/** Runs one of sim/'s tools through tsx (a .ts file) or plain node (a .mjs file): its exit code and output. */
+/** Runs one of sim/'s tools through tsx: its exit code and output. */
 function tool(script: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((res) => {
-    const node = script.endsWith('.mjs') ? [script] : ['--import', 'tsx', script];
-    execFile(process.execPath, [...node, ...args], { cwd: ROOT, timeout: 60_000 }, (e, stdout, stderr) =>
+    execFile(process.execPath, ['--import', 'tsx', script, ...args], { cwd: ROOT, timeout: 60_000 }, (e, stdout, stderr) =>
       res({ code: e ? ((e as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
 
-const sim = (args: string[]) => tool('sim/main.mjs', ['--replay', dir, '--budgets', '1MB,3MB', '--policy', 'lru', ...args]);
-
-describe('npm run sim', () => {
-  it('bundled, with its worker thread bundled too, gives what sim/cli.ts through tsx gives', async () => {
-    const args = ['--replay', dir, '--budgets', '1MB,2MB,3MB', '--policy', 'lru,cremebrulee,hybrid-histogram', '--jobs', '2', '--quiet'];
-    const [bundled, viaTsx] = await Promise.all([tool('sim/main.mjs', [...args, '--out', join(dir, 'bundled.json')]), tool('sim/cli.ts', [...args, '--out', join(dir, 'tsx.json')])]);
-    expect([bundled.code, bundled.stderr, viaTsx.code, viaTsx.stderr]).toEqual([0, '', 0, '']);
-    const results = (f: string) =>
-      (JSON.parse(readFileSync(join(dir, f), 'utf8')) as { results: Record<string, unknown>[] }).results.map(({ wallMs: _w, ...r }) => r);
-    const got = results('bundled.json');
-    expect(got.map((r) => `${String(r.policy)}@${String(r.budgetBytes)}`)).toHaveLength(9);
-    expect(got.some((r) => (r.evictions as number) > 0)).toBe(true);
-    expect(got).toEqual(results('tsx.json'));
-  });
-});
+const sim = (args: string[]) => tool('sim/cli.ts', ['--replay', dir, '--budgets', '1MB,3MB', '--policy', 'lru', ...args]);
 
 describe('sim CLI usage errors', () => {
   it('an output file in a folder that does not exist: exit 2 before any run, naming the flag and the folder (not a stack trace after the sweep)', async () => {
