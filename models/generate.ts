@@ -304,14 +304,44 @@ export function slowSpec(opts: SlowOptions = {}): ModelSpec {
     nodes,
     initializers: [
       { name: 'shape', type: 'int64', dims: [2], data: BigInt64Array.from([BigInt(rows), BigInt(width)]) },
-      // Scaled so a row keeps its magnitude through the chain (no overflow to Infinity).
-      { name: 'W', type: 'float32', dims: [width, width], data: uniform(rand, width * width, 1 / Math.sqrt(width)) },
+      { name: 'W', type: 'float32', dims: [width, width], data: keepingMagnitude(uniform(rand, width * width, 1), width) },
     ],
     opset: OPSET,
     irVersion: IR_VERSION,
     graphName: 'slow',
     docString: `slow rows=${rows} width=${width} repeats=${repeats} seed=${seed}`,
   };
+}
+
+/**
+ * W (width x width, row-major) scaled so a row multiplied by it again and again keeps its
+ * magnitude: divided by its growth a MatMul (the spectral radius, by power iteration in doubles),
+ * so any number of repeats stays within a small factor of the input, far from 0 and from
+ * Infinity. A chain that shrank (W uniform on ±1/sqrt(width): ~0.58x a MatMul) reached subnormal
+ * floats past ~160 MatMuls, which some CPUs run ~100x slower: a 256-MatMul model took 6.7 s a run
+ * on one Xeon against ~0.2-0.3 s elsewhere, and the tests sized on it timed out.
+ */
+function keepingMagnitude(w: Float32Array, width: number): Float32Array {
+  let v = new Float64Array(width).fill(1);
+  let next = new Float64Array(width);
+  const STEPS = 200;
+  let logGrowth = 0;
+  for (let step = 0; step < STEPS; step++) {
+    next.fill(0);
+    for (let i = 0; i < width; i++) {
+      const vi = v[i]!;
+      for (let j = 0; j < width; j++) next[j]! += vi * w[i * width + j]!;
+    }
+    let norm = 0;
+    for (let j = 0; j < width; j++) norm += next[j]! * next[j]!;
+    norm = Math.sqrt(norm);
+    // The first steps leave the start vector's own direction: counted from half way.
+    if (step >= STEPS / 2) logGrowth += Math.log(norm);
+    for (let j = 0; j < width; j++) next[j]! /= norm;
+    [v, next] = [next, v];
+  }
+  const scale = Math.exp(-logGrowth / (STEPS / 2));
+  return w.map((x) => x * scale);
 }
 
 export function slowModel(opts: SlowOptions = {}): Uint8Array {
