@@ -95,7 +95,7 @@ beforeAll(async () => {
   // Its deadline passes before the reaper's grace ends (RESTART_GRACE_MS after the death: 9 s after the kill).
   const short = await fetch(`${gw.base}/functions/short?timeoutMs=4000`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: mlpModel({ inputSize: 4, hidden: [4], outputSize: 2, seed: 3 }) });
   expect(short.status).toBe(201);
-  // ~0.15 s a run (its registration profiles it: 256 repeats took 160 s of a beforeAll at load 10 on 2 cores).
+  // ~0.05 s a run here (51ca9c8); its registration profiles it (256 repeats took 160 s of a beforeAll at load 10 on 2 cores before 51ca9c8).
   const slow = await fetch(`${gw.base}/functions/slow?timeoutMs=60000`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: slowModel({ rows: 2048, repeats: 64 }) });
   expect(slow.status).toBe(201);
 }, 180_000);
@@ -216,7 +216,7 @@ describe('the only worker died with an async call on its queue', () => {
   it('one the dead node had taken is failed only after the grace a sync call gets (room for a restart under its NODE_ID), then the same way', async () => {
     const last = procs.filter((p) => p.nodeId === 'w1').at(-1)!;
     const w = last.child.exitCode === null && last.child.signalCode === null ? last : await routableWorker('w1');
-    // ~0.15 s of MatMuls, after a cold load: taken by w1, which is stopped while it loads or runs it.
+    // ~0.05 s of MatMuls, after a cold load: taken by w1, which is stopped while it loads or runs it.
     const body = JSON.stringify({ inputs: { x: { type: 'float32', dims: [1, 256], data: new Array(256).fill(0.5) } } });
     const res = await fetch(`${gw.base}/functions/slow/invoke?async=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
     expect(res.status).toBe(202);
