@@ -230,33 +230,20 @@ export function random(seed = 1): EvictionPolicy {
       if (mark.length < m) mark = new Uint8Array(2 * m);
       const mk = mark;
       for (let p = 0; p < k; p++) mk[fr[p]!] = p + 1;
-      if (m <= 0x10000) {
-        for (; i < m; i++) {
-          // j = drawBelow(st, i + 1), n <= 2^16.
-          let t = st;
-          t = Math.imul(t ^ (t >>> 15), t | 1);
-          t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-          t ^= t >>> 14;
-          const n = i + 1;
-          const j = (Math.imul(t >>> 16, n) + (Math.imul(t & 0xffff, n) >>> 16)) >>> 16;
-          st = (st - 0x6d2b79f5) | 0;
-          const q = mk[j]!;
-          if (q !== 0) {
-            mk[j] = 0;
-            mk[i] = q;
-            fr[q - 1] = i;
-          }
-        }
-      } else {
-        for (; i < m; i++) {
-          const j = drawBelow(st, i + 1);
-          st = (st - 0x6d2b79f5) | 0;
-          const q = mk[j]!;
-          if (q !== 0) {
-            mk[j] = 0;
-            mk[i] = q;
-            fr[q - 1] = i;
-          }
+      for (; i < m; i++) {
+        // j = drawBelow(st, i + 1).
+        let t = st;
+        t = Math.imul(t ^ (t >>> 15), t | 1);
+        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+        t ^= t >>> 14;
+        const n = i + 1;
+        const j = n > 0x10000 ? Math.floor(((t >>> 0) / 4294967296) * n) : (Math.imul(t >>> 16, n) + (Math.imul(t & 0xffff, n) >>> 16)) >>> 16;
+        st = (st - 0x6d2b79f5) | 0;
+        const q = mk[j]!;
+        if (q !== 0) {
+          mk[j] = 0;
+          mk[i] = q;
+          fr[q - 1] = i;
         }
       }
       for (let p = 0; p < k; p++) mk[fr[p]!] = 0;
