@@ -117,23 +117,37 @@ function statusOf(err: BruleeError): grpc.StatusObject {
 
 /** grpc-js's refusal of a message over grpc.max_receive_message_length (stream-decoder.js, server-interceptors.js). */
 const OVER_LIMIT = /^Received message (?:larger than max \((\d+) vs|that decompresses to a size larger than)/;
+/** grpc-js's INTERNAL statuses for a message it could not read (server-interceptors.js): the client's fault, not ours. */
+const UNREADABLE: readonly [RegExp, string][] = [
+  [/^Error deserializing request/, 'is not a protobuf of its request type in inference.proto (KServe v2 / Triton GRPCInferenceService); build it from that file'],
+  [/^Failed to decompress message/, 'could not be decompressed with the grpc-encoding it names; send it uncompressed, or compressed as its header says'],
+];
 
 /**
- * grpc-js refuses a message over `grpc.max_receive_message_length` itself, before any handler,
- * with its own text ('Received message larger than max (N vs M)') and no `brulee-error-code`:
- * nothing said which setting raises the limit. This turns that status into PAYLOAD_TOO_LARGE (as
- * REST's 413 for a body over MAX_REQUEST_BYTES), naming the limit and the size received. grpc-js
- * sends it from its innermost call object, which is the `call` the first interceptor is given:
- * its sendStatus is wrapped on the instance, so grpc-js's own `this.sendStatus` goes through it.
+ * grpc-js refuses some messages itself, before any handler, with its own text and no
+ * `brulee-error-code`: one over `grpc.max_receive_message_length` (RESOURCE_EXHAUSTED, 'Received
+ * message larger than max (N vs M)': nothing said which setting raises the limit), and one it
+ * cannot decode or inflate (INTERNAL, 'Error deserializing request': a server fault to the client,
+ * which would retry it). This turns the first into PAYLOAD_TOO_LARGE (as REST's 413 for a body
+ * over MAX_REQUEST_BYTES), naming the limit and the size received, and the others into BAD_REQUEST
+ * (INVALID_ARGUMENT, as REST's 400 for a body that is not JSON), saying what to send. grpc-js sends
+ * them from its innermost call object, which is the `call` the first interceptor is given: its
+ * sendStatus is wrapped on the instance, so grpc-js's own `this.sendStatus` goes through it.
  */
-function tooLargeStatus(maxRequestBytes: number): grpc.ServerInterceptor {
+function refusals(maxRequestBytes: number): grpc.ServerInterceptor {
   return (method, call) => {
     const send = call.sendStatus.bind(call);
+    const what = () => `${method.path.slice(method.path.lastIndexOf('/') + 1)} message`;
     call.sendStatus = (status) => {
-      const m = status.code === grpc.status.RESOURCE_EXHAUSTED ? OVER_LIMIT.exec(status.details ?? '') : null;
-      if (!m) return send(status);
-      const what = `${method.path.slice(method.path.lastIndexOf('/') + 1)} message`;
-      send(statusOf(payloadTooLarge(what, maxRequestBytes, 'MAX_REQUEST_BYTES', m[1] === undefined ? undefined : Number(m[1]))));
+      const details = status.details ?? '';
+      if (status.code === grpc.status.RESOURCE_EXHAUSTED) {
+        const m = OVER_LIMIT.exec(details);
+        if (m) return send(statusOf(payloadTooLarge(what(), maxRequestBytes, 'MAX_REQUEST_BYTES', m[1] === undefined ? undefined : Number(m[1]))));
+      } else if (status.code === grpc.status.INTERNAL) {
+        const fix = UNREADABLE.find(([re]) => re.test(details))?.[1];
+        if (fix !== undefined) return send(statusOf(new BruleeError('BAD_REQUEST', `the ${what()} ${fix}`)));
+      }
+      send(status);
     };
     return new grpc.ServerInterceptingCall(call);
   };
@@ -288,7 +302,7 @@ export async function startGrpcServer(o: GrpcOptions & { authorize: Authorize; h
     // Channelz (gRPC's introspection service, which brulee does not serve) tracks every call:
     // off, a PP-OCR cls call costs ~0.1 ms less (bench:rest's grpc floor, 110 KB, one caller).
     'grpc.enable_channelz': 0,
-    interceptors: [tooLargeStatus(o.maxRequestBytes)],
+    interceptors: [refusals(o.maxRequestBytes)],
   });
   server.addService(pkg.inference.GRPCInferenceService.service, handlers(o));
   const port = await new Promise<number>((resolve, reject) => {

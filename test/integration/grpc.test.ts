@@ -200,6 +200,45 @@ describe('the KServe v2 gRPC service', () => {
     }
   });
 
+  it('refuses a message it cannot decode or inflate as a bad request (INVALID_ARGUMENT, with its trailer), not INTERNAL, and keeps serving', async () => {
+    // Bytes that are no ModelInferRequest (field 13 with wire type 6, which protobuf does not have), through grpc-js with no serializer.
+    const raw = new grpc.Client(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
+    const garbage = await new Promise<grpc.ServiceError | null>((resolve) =>
+      raw.makeUnaryRequest('/inference.GRPCInferenceService/ModelInfer', (b: Buffer) => b, (b: Buffer) => b, Buffer.from('not a protobuf'), new grpc.Metadata(), (err) => resolve(err)),
+    );
+    raw.close();
+    expect(garbage?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(garbage?.details).toBe('the ModelInfer message is not a protobuf of its request type in inference.proto (KServe v2 / Triton GRPCInferenceService); build it from that file');
+    expect(garbage?.metadata.get('brulee-error-code')).toEqual(['BAD_REQUEST']);
+
+    // A message flagged compressed (grpc-encoding gzip) whose bytes are not gzip, on a plain HTTP/2 stream.
+    const session = http2.connect(`http://127.0.0.1:${server.port}`);
+    try {
+      const body = Buffer.from('not gzip at all');
+      const frame = Buffer.concat([Buffer.from([1, 0, 0, 0, body.length]), body]);
+      const trailers = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+        const req = session.request({ ':method': 'POST', ':path': '/inference.GRPCInferenceService/ModelInfer', 'content-type': 'application/grpc', te: 'trailers', 'grpc-encoding': 'gzip' });
+        let headers: http2.IncomingHttpHeaders = {};
+        req.on('response', (h) => (headers = h));
+        req.on('trailers', (t) => resolve(t));
+        req.on('end', () => resolve(headers)); // (a trailers-only answer puts the status in the headers)
+        req.on('error', reject);
+        req.resume();
+        req.end(frame);
+      });
+      expect(Number(trailers['grpc-status'])).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(decodeURIComponent(String(trailers['grpc-message']))).toMatch(/^the ModelInfer message could not be decompressed/);
+      expect(trailers['brulee-error-code']).toBe('BAD_REQUEST');
+    } finally {
+      session.close();
+    }
+
+    // The server goes on answering: a well-formed call right after gets mlp's outputs.
+    const ok = await call('ModelInfer', { model_name: 'mlp', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4] }], raw_input_contents: [Buffer.from(new Float32Array([1, 2, 3, 4]).buffer)] });
+    expect(ok.err).toBeUndefined();
+    expect(ok.res.raw_output_contents).toHaveLength(1);
+  });
+
   it('reports statistics in Triton\'s format, with cold starts, equal to what was sent', async () => {
     const before = (await call('ModelStatistics', { name: 'types' })).res.model_stats[0];
     const ok = { name: 'i64', datatype: 'INT64', shape: [4], contents: { int64_contents: ['1', '2', '3', '4'] } };
