@@ -431,7 +431,16 @@ export class DataPlane {
     const key = modelKey({ fn: fn.name, sha256: fn.sha256 });
     const hit = this.learnedExec.get(key);
     if (hit && Date.now() - hit.at < 10_000) return hit.ms;
-    const ms = (await readFunctionStats(this.o.redis, this.o.keys, fn.name)).execMs.p50 ?? undefined;
+    // An estimate is not worth a call's deadline: a Redis that does not answer within REDIS_HUNG_MS
+    // (hung, or cut off) or refuses leaves the last estimate (or none) for the next 10 s, and the
+    // call goes on to the waits that are bounded by its deadline. Unbounded, a call of such a
+    // function waited as long as Redis hung, with no answer.
+    let ms = hit?.ms;
+    try {
+      ms = (await whileRedisAnswers(readFunctionStats(this.o.redis, this.o.keys, fn.name), REDIS_HUNG_MS, (b) => `the exec time of ${fn.name} could not be read within ${b} ms`)).execMs.p50 ?? undefined;
+    } catch {
+      // (kept: the last estimate)
+    }
     this.learnedExec.set(key, { at: Date.now(), ms });
     return ms;
   }

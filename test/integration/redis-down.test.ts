@@ -7,6 +7,7 @@ import { createBrulee } from '../../brulee';
 import { loadConfig } from '../../config';
 import { startRedisServer } from '../../queue/redis-server';
 import { mlpModel } from '../../models/generate';
+import { floats, readModel, REAL_MODELS } from '../support/models';
 import { within } from '../support/within';
 
 const post = (body: unknown) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -116,6 +117,46 @@ describe('Redis goes away', () => {
         }
       },
       async (b) => expect.poll(async () => (await b.app.request('/functions/m/invoke', post(inputs))).status, { timeout: 20_000 }).toBe(200),
+    );
+  });
+  it("a call of a function whose profile run failed (its exec time learned from live calls) gets its 504 too while Redis hangs, not an answer never", async () => {
+    // Silero VAD's profile run fails (execMs null): each call reads the exec time learned so far
+    // from Redis (execEstimate), which waited as long as Redis hung before it was bounded.
+    const vad = {
+      inputs: {
+        input: { type: 'float32', dims: [1, 512], data: floats(512, 1) },
+        state: { type: 'float32', dims: [2, 1, 128], data: new Array(256).fill(0) },
+        sr: { type: 'int64', dims: [], data: [16000] },
+      },
+    };
+    await withHungRedis(
+      'redis-hung-vad',
+      { NODE_ID: 'rv', INVOKE_TIMEOUT_MS: '3000' },
+      async (b) => {
+        const put = await b.app.request('/functions/vad?timeoutMs=1000', { method: 'PUT', body: readModel(REAL_MODELS.sileroVad) });
+        expect(put.status).toBe(201);
+        expect(((await put.json()) as any).profile.execMs).toBeNull();
+        // Its record read once (so the gateway has it, with no Redis read at the call), no exec
+        // time learned yet (no call), and past the gateway's cache of the live nodes (500 ms).
+        expect((await b.app.request('/functions/vad')).status).toBe(200);
+        await new Promise((r) => setTimeout(r, 600));
+      },
+      async (b) => {
+        // The estimate's read gives up after 2 s (REDIS_HUNG_MS), then the wait for the live nodes
+        // is bounded by 2 s (the timeout, 1 s, or REDIS_HUNG_MS if longer).
+        const t0 = Date.now();
+        const r = await within(20_000, 'a vad call with Redis stopped', Promise.resolve(b.app.request('/functions/vad/invoke', post(vad))));
+        const took = Date.now() - t0;
+        const text = await r.text();
+        expect([r.status, took >= 2000, took < 4000 + 5000], `after ${took} ms: ${text}`).toEqual([504, true, true]);
+        expect(text).toContain('check that Redis is up and reachable');
+      },
+      async (b) => {
+        // Served again once Redis answers, with outputs.
+        await expect.poll(async () => (await b.app.request('/functions/vad/invoke', post(vad))).status, { timeout: 20_000 }).toBe(200);
+        const r = (await (await b.app.request('/functions/vad/invoke', post(vad))).json()) as any;
+        expect(Object.keys(r.outputs).length).toBeGreaterThan(0);
+      },
     );
   });
 });
