@@ -220,6 +220,40 @@ describe('IdDeadlineHeap', () => {
     expect(out.filter(([t]) => t !== 40)).toEqual([[10, 4], [45, 6], [50, 1]]);
     expect(out.filter(([t]) => t === 40).map(([, k]) => k).sort()).toEqual([3, 5]);
   });
+
+  it('agrees with a sorted list through random pushes, pops and keepOnly, Infinity times included', () => {
+    // (The slot past the last pair holds +Infinity: a pair at Infinity, growth past 64 and 128
+    // slots, a heap emptied and refilled, and keepOnly shrinking it must not confuse the children.)
+    let x = 7;
+    const rnd = (n: number) => ((x = (x * 1103515245 + 12345) % 2 ** 31) % n);
+    const h = new IdDeadlineHeap();
+    let ref: [number, number][] = [];
+    const min = () => ref.reduce((m, p) => (p[0] < m ? p[0] : m), Infinity);
+    for (let step = 0; step < 6000; step++) {
+      const r = rnd(100);
+      if (r < 55) {
+        const t = rnd(50) === 0 ? Infinity : rnd(300);
+        h.push(t, step);
+        ref.push([t, step]);
+      } else if (r < 95) {
+        expect(h.peekTime()).toBe(min());
+        if (ref.length > 0) {
+          const id = h.peekId();
+          const at = ref.findIndex(([t, k]) => k === id && t === h.peekTime());
+          expect(at).toBeGreaterThanOrEqual(0);
+          ref.splice(at, 1);
+        }
+        h.pop();
+      } else {
+        const odd = (_t: number, id: number) => id % 2 === 1;
+        h.keepOnly(odd);
+        ref = ref.filter(([t, k]) => odd(t, k));
+      }
+      expect(h.size).toBe(ref.length);
+    }
+    expect(drain(h).map(([t]) => t)).toEqual(ref.map(([t]) => t).sort((a, b) => a - b));
+    expect(h.peekTime()).toBe(Infinity);
+  });
 });
 
 describe('IdSet', () => {
