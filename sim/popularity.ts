@@ -206,26 +206,43 @@ export class PopularityTracker implements ShareView {
         total = total + r0 + r1 + r2 + r3;
       }
     } else {
-      for (; f + 4 <= n; f += 4) {
+      // Eight a turn here: L multiplications each, eight independent chains in flight.
+      for (; f + 8 <= n; f += 8) {
         const m0 = mult[f]!;
         const m1 = mult[f + 1]!;
         const m2 = mult[f + 2]!;
         const m3 = mult[f + 3]!;
+        const m4 = mult[f + 4]!;
+        const m5 = mult[f + 5]!;
+        const m6 = mult[f + 6]!;
+        const m7 = mult[f + 7]!;
         let r0 = rate[f]!;
         let r1 = rate[f + 1]!;
         let r2 = rate[f + 2]!;
         let r3 = rate[f + 3]!;
+        let r4 = rate[f + 4]!;
+        let r5 = rate[f + 5]!;
+        let r6 = rate[f + 6]!;
+        let r7 = rate[f + 7]!;
         for (let t = 0; t < L; t++) {
           r0 *= m0;
           r1 *= m1;
           r2 *= m2;
           r3 *= m3;
+          r4 *= m4;
+          r5 *= m5;
+          r6 *= m6;
+          r7 *= m7;
         }
         rate[f] = r0;
         rate[f + 1] = r1;
         rate[f + 2] = r2;
         rate[f + 3] = r3;
-        total = total + r0 + r1 + r2 + r3;
+        rate[f + 4] = r4;
+        rate[f + 5] = r5;
+        rate[f + 6] = r6;
+        rate[f + 7] = r7;
+        total = total + r0 + r1 + r2 + r3 + r4 + r5 + r6 + r7;
       }
     }
     for (; f < n; f++) {
