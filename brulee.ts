@@ -58,7 +58,7 @@ export async function createBrulee(config: Config, deps: BruleeDeps = {}): Promi
   const k = makeKeys(config.keyPrefix);
   // Request/response commands fail fast while Redis is away: the HTTP answer is a 503, not a hang.
   const redis = createRedis(redisUrl, { name: 'brulee', failFast: true });
-  await waitForRedis(redis, 10_000);
+  await waitForRedis(redis, config.redisWaitMs ?? 10_000);
   const metrics = new Metrics();
   metrics.failover(() => failoverCounts(redis, k));
   // One clock for deadlines across machines: Redis TIME (queue/clock.ts).

@@ -101,6 +101,7 @@ const EnvSchema = z.object({
   DRAIN_TIMEOUT_MS: int('DRAIN_TIMEOUT_MS', 0, 600_000).default(30_000),
   WORKER_CONCURRENCY: int('WORKER_CONCURRENCY', 1, 1024).default(16),
   HEARTBEAT_MS: int('HEARTBEAT_MS', 50, 60_000).default(1000),
+  REDIS_WAIT_MS: int('REDIS_WAIT_MS', 0, 3_600_000).optional(),
   RESTART_GRACE_MS: int('RESTART_GRACE_MS', 0, 3_600_000).optional(),
   MAX_NODE_DEATHS_PER_JOB: int('MAX_NODE_DEATHS_PER_JOB', 0, 1000).default(2),
   JOB_LOCK_MS: int('JOB_LOCK_MS', 500, 3_600_000).default(30_000),
@@ -212,6 +213,11 @@ export interface Config {
    * (`REGISTRATION_LEASE_MS`; functions/model-bytes.ts). Undefined: REGISTRATION_LEASE_MS, 15 s.
    */
   registrationLeaseMs?: number;
+  /**
+   * How long start-up waits for Redis to answer before it gives up (exit 1, naming REDIS_URL):
+   * longer where Redis may start after brulee (compose, Kubernetes). Undefined: REDIS_WAIT_MS, 10 s.
+   */
+  redisWaitMs?: number;
   ttlMs: number;
   /**
    * Where a node loads and runs a model's onnxruntime session: `auto` puts it in the node's
@@ -317,6 +323,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxNodeDeathsPerJob: e.MAX_NODE_DEATHS_PER_JOB,
     jobLockMs: e.JOB_LOCK_MS,
     ...(e.REGISTRATION_LEASE_MS === undefined ? {} : { registrationLeaseMs: e.REGISTRATION_LEASE_MS }),
+    ...(e.REDIS_WAIT_MS === undefined ? {} : { redisWaitMs: e.REDIS_WAIT_MS }),
     ttlMs: e.TTL_MS,
     offThread: e.ORT_OFF_THREAD,
     offThreadMs: e.ORT_OFF_THREAD_MS,

@@ -45,16 +45,21 @@ describe('REDIS_URL with a password', () => {
     }
   });
 
-  it('unreachable: one line that names it (redacted), exit 1, no stack trace', async () => {
+  it('unreachable: one line that names it (redacted), exit 1, no stack trace, once REDIS_WAIT_MS has passed', async () => {
     const url = withCredentials(inject('redisUrl'), await freePort());
     const dataDir = mkdtempSync(join(tmpdir(), 'brulee-redact-'));
+    const t0 = Date.now();
+    // Start-up waits REDIS_WAIT_MS for Redis (10 s by default): 1 s here.
     const r = await new Promise<{ code: number | null; stderr: string }>((res) => {
-      execFile(process.execPath, ['--import', 'tsx', 'server.ts'], { cwd: ROOT, timeout: 60_000, env: { ...process.env, REDIS_URL: url, DATA_DIR: dataDir, PORT: '0', GRPC_PORT: '0', LOG_LEVEL: 'warn' } }, (e, _out, stderr) =>
+      execFile(process.execPath, ['--import', 'tsx', 'server.ts'], { cwd: ROOT, timeout: 60_000, env: { ...process.env, REDIS_URL: url, REDIS_WAIT_MS: '1000', DATA_DIR: dataDir, PORT: '0', GRPC_PORT: '0', LOG_LEVEL: 'warn' } }, (e, _out, stderr) =>
         res({ code: e ? ((e as { code?: number }).code ?? null) : 0, stderr }),
       );
     });
+    const took = Date.now() - t0;
     rmSync(dataDir, { recursive: true, force: true });
     expect(r.code).toBe(1);
+    // (Process start and all: well under the 10 s the default alone would wait.)
+    expect([took >= 1000, took < 10_000], `exited after ${took} ms`).toEqual([true, true]);
     expect(r.stderr).toMatch(/^brulee: Redis is not answering \(.*\); check REDIS_URL and that redis-server runs \(REDIS_URL redis:\/\/redact-[0-9a-f]+:\*\*\*@127\.0\.0\.1:\d+\)$/m);
     expect(r.stderr).not.toContain(secret);
     expect(r.stderr).not.toMatch(/^\s+at /m);
