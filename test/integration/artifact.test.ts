@@ -5,7 +5,7 @@ import { modelKey } from '../../queue/dispatcher';
 import { keys } from '../../queue/keys';
 import { artifactKey } from '../../runtime/onnx';
 import { mlpModel } from '../../models/generate';
-import { floats, ort, readModel, REAL_MODELS, runDirect } from '../support/models';
+import { floats, ort, readModel, REAL_MODELS, runDirect, vadInputs } from '../support/models';
 import { startBrulee, type TestBrulee } from '../support/brulee';
 import { until } from '../support/within';
 
@@ -116,11 +116,7 @@ describe('pre-optimized artifacts', () => {
     await redis.multi().set(k.fn('vad'), JSON.stringify(meta)).publish(k.control, JSON.stringify({ type: 'function', name: 'vad' })).exec();
     // The gateway heard it once its copy of the function has the changed key.
     await until('the gateway to drop its copy of the function', async () => (await b.json('GET', '/functions/vad')).body.profile.artifact?.key === meta.profile.artifact.key, 10_000);
-    const inputs = {
-      input: { type: 'float32', dims: [1, 512], data: floats(512, 3) },
-      state: { type: 'float32', dims: [2, 1, 128], data: new Array(256).fill(0) },
-      sr: { type: 'int64', dims: [], data: [16000] },
-    };
+    const inputs = vadInputs(3);
     const r = await b.invoke('vad', inputs);
     expect(r.status).toBe(200);
     const want = await runDirect(bytes, {

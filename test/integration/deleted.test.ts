@@ -1,7 +1,7 @@
 import { afterEach, expect, it } from 'vitest';
 import { mlpModel } from '../../models/generate';
 import { startBrulee, type TestBrulee } from '../support/brulee';
-import { floats, readModel, REAL_MODELS } from '../support/models';
+import { floats, readModel, REAL_MODELS, vadInputs } from '../support/models';
 
 let b: TestBrulee | undefined;
 afterEach(async () => {
@@ -113,11 +113,7 @@ it("a deleted function leaves nothing in the gateway's exec times learned for mo
   b = await startBrulee();
   const put = await b.put('vad-gone', readModel(REAL_MODELS.sileroVad));
   expect(put.body.profile.execMs).toBeNull();
-  const r = await b.invoke('vad-gone', {
-    input: { type: 'float32', dims: [1, 512], data: floats(512, 1) },
-    state: { type: 'float32', dims: [2, 1, 128], data: new Array(256).fill(0) },
-    sr: { type: 'int64', dims: [], data: [16000] },
-  });
+  const r = await b.invoke('vad-gone', vadInputs());
   expect(r.status).toBe(200);
   const plane = () => keysIn(Object.values(b!.dataPlane as unknown as Record<string, unknown>).filter((v) => v instanceof Map), 0);
   expect(plane().filter((k) => k.startsWith('vad-gone@'))).toHaveLength(1);
@@ -159,11 +155,7 @@ it("a function registered again leaves nothing of its old exec times learned (a 
   b = await startBrulee();
   const vad = readModel(REAL_MODELS.sileroVad);
   expect((await b.put('vad-again', vad)).body.profile.execMs).toBeNull();
-  const r = await b.invoke('vad-again', {
-    input: { type: 'float32', dims: [1, 512], data: floats(512, 1) },
-    state: { type: 'float32', dims: [2, 1, 128], data: new Array(256).fill(0) },
-    sr: { type: 'int64', dims: [], data: [16000] },
-  });
+  const r = await b.invoke('vad-again', vadInputs());
   expect(r.status).toBe(200);
   const plane = () => keysIn(Object.values(b!.dataPlane as unknown as Record<string, unknown>).filter((v) => v instanceof Map), 0);
   expect(plane().filter((k) => k.startsWith('vad-again@'))).toHaveLength(1);

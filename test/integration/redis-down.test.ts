@@ -7,7 +7,7 @@ import { createBrulee } from '../../brulee';
 import { loadConfig } from '../../config';
 import { startRedisServer } from '../../queue/redis-server';
 import { mlpModel } from '../../models/generate';
-import { floats, readModel, REAL_MODELS } from '../support/models';
+import { readModel, REAL_MODELS, vadInputs } from '../support/models';
 import { within } from '../support/within';
 
 const post = (body: unknown) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -119,16 +119,11 @@ describe('Redis goes away', () => {
       async (b) => expect.poll(async () => (await b.app.request('/functions/m/invoke', post(inputs))).status, { timeout: 20_000 }).toBe(200),
     );
   });
+
   it("a call of a function whose profile run failed (its exec time learned from live calls) gets its 504 too while Redis hangs, not an answer never", async () => {
     // Silero VAD's profile run fails (execMs null): each call reads the exec time learned so far
     // from Redis (execEstimate), which waited as long as Redis hung before it was bounded.
-    const vad = {
-      inputs: {
-        input: { type: 'float32', dims: [1, 512], data: floats(512, 1) },
-        state: { type: 'float32', dims: [2, 1, 128], data: new Array(256).fill(0) },
-        sr: { type: 'int64', dims: [], data: [16000] },
-      },
-    };
+    const vad = { inputs: vadInputs() };
     await withHungRedis(
       'redis-hung-vad',
       { NODE_ID: 'rv', INVOKE_TIMEOUT_MS: '3000' },

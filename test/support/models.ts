@@ -62,6 +62,18 @@ export function floats(n: number, seed = 1): number[] {
   return out;
 }
 
+/**
+ * Silero VAD's three inputs as the JSON tensors a call sends: 512 samples of audio (`floats(512,
+ * seed)`), a zero recurrent state, a 16 kHz rate. (Its profile run fails: execMs null.)
+ */
+export function vadInputs(seed = 1) {
+  return {
+    input: { type: 'float32', dims: [1, 512], data: floats(512, seed) },
+    state: { type: 'float32', dims: [2, 1, 128], data: new Array<number>(256).fill(0) },
+    sr: { type: 'int64', dims: [], data: [16000] },
+  };
+}
+
 export { ort };
 
 /** A tensor in brulee's v1 JSON form. */
