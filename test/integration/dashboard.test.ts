@@ -62,9 +62,11 @@ describe('the dashboard in a real browser', () => {
     expect(await page.locator('[data-stat="invocations"] .v').textContent()).toBe('9');
     expect(await page.locator('[data-stat="cold starts"] .v').textContent()).toBe('2');
 
-    // Memory: the node's bar holds one segment per resident model, each titled with its name.
-    const segments = await page.locator(`.mem[data-node="node-${b.namespace}"] .mem-bar span`).evaluateAll((els) => els.map((e) => e.getAttribute('title')?.split(':')[0]).sort());
-    expect(segments).toEqual(['alpha', 'beta']);
+    // Memory: the node's bar holds one segment per resident model, each titled with its name. The bar
+    // comes from the node's heartbeat, which a load publishes just after its call's answer and
+    // counts (queue/held-writes.ts), so a poll of /stats can see the counts a beat before the model.
+    const segments = () => page.locator(`.mem[data-node="node-${b.namespace}"] .mem-bar span`).evaluateAll((els) => els.map((e) => e.getAttribute('title')?.split(':')[0]).sort());
+    await expect.poll(segments, { timeout: 10_000 }).toEqual(['alpha', 'beta']);
 
     // The rate chart has drawn points since the invocations: uPlot redrew, and its data shows calls.
     await expect
