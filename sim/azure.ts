@@ -42,7 +42,7 @@ export function readAzure(dir: string, opts: AzureOptions = {}): AzureTrace {
   const invPath = join(dir, 'invocations.csv');
   if (!existsSync(invPath)) throw new TraceError(`${dir}: no invocations.csv (expected the Azure Functions 2019 trace format)`);
   const lines = readLines(invPath);
-  const header = splitCsv(lines[0]?.replace(/^\uFEFF/, '') ?? '');
+  const header = splitCsv(lines[0]?.replace(/^\uFEFF/, '') ?? '', `${invPath} row 1`);
   for (let c = 0; c < KEY_COLUMNS.length; c++) {
     if (header[c] !== KEY_COLUMNS[c]) {
       throw new TraceError(`${invPath} row 1: column ${c + 1} must be ${KEY_COLUMNS[c]}, got ${JSON.stringify(header[c] ?? '')}`);
@@ -65,7 +65,7 @@ export function readAzure(dir: string, opts: AzureOptions = {}): AzureTrace {
   let total = 0;
   for (let r = 1; r < lines.length; r++) {
     const row = r + 1;
-    const cells = splitCsv(lines[r]!);
+    const cells = splitCsv(lines[r]!, `${invPath} row ${row}`);
     if (cells.length !== header.length) {
       throw new TraceError(`${invPath} row ${row}: ${cells.length} columns, the header has ${header.length}`);
     }
@@ -196,12 +196,12 @@ function readColumn(path: string, keyCol: string, valCol: string): Map<string, n
   const out = new Map<string, number>();
   if (!existsSync(path)) return out;
   const lines = readLines(path);
-  const header = splitCsv(lines[0]?.replace(/^\uFEFF/, '') ?? '');
+  const header = splitCsv(lines[0]?.replace(/^\uFEFF/, '') ?? '', `${path} row 1`);
   const ki = header.indexOf(keyCol);
   const vi = header.indexOf(valCol);
   if (ki < 0 || vi < 0) throw new TraceError(`${path} row 1: expected columns ${keyCol} and ${valCol}`);
   for (let r = 1; r < lines.length; r++) {
-    const cells = splitCsv(lines[r]!);
+    const cells = splitCsv(lines[r]!, `${path} row ${r + 1}`);
     if (cells.length !== header.length) throw new TraceError(`${path} row ${r + 1}: ${cells.length} columns, the header has ${header.length}`);
     const v = Number(cells[vi]);
     if (!Number.isFinite(v) || v < 0) throw new TraceError(`${path} row ${r + 1}: ${valCol} ${JSON.stringify(cells[vi])} is not a non-negative number`);

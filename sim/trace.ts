@@ -73,9 +73,47 @@ export function buildTrace(
   return { times: t, fns: f, functions, counts, spanMs: Math.max(spanMs ?? 0, last), source };
 }
 
-/** Splits one CSV line (no quoting: neither format quotes fields). */
-export function splitCsv(line: string): string[] {
-  return line.split(',').map((s) => s.trim());
+/**
+ * Splits one CSV line into its fields, trimmed. A field may be quoted as RFC 4180 has it (`"a,b"`,
+ * `"say ""hi"""`), as spreadsheets and `csv` writers with quoting on write them; the Azure files
+ * quote nothing, and a line without a quote takes a plain split. A field cannot hold a line break.
+ * @param where the file and row, for the error of a malformed quote.
+ * @throws TraceError on a quote left open or text after a closing quote.
+ */
+export function splitCsv(line: string, where = 'CSV line'): string[] {
+  if (!line.includes('"')) return line.split(',').map((s) => s.trim());
+  const out: string[] = [];
+  let i = 0;
+  for (;;) {
+    while (line[i] === ' ' || line[i] === '\t') i++;
+    if (line[i] === '"') {
+      let field = '';
+      let from = ++i;
+      for (;;) {
+        const q = line.indexOf('"', i);
+        if (q < 0) throw new TraceError(`${where}: a quoted field is not closed (a field cannot span lines)`);
+        if (line[q + 1] === '"') {
+          field += line.slice(from, q + 1);
+          i = from = q + 2;
+          continue;
+        }
+        field += line.slice(from, q);
+        i = q + 1;
+        break;
+      }
+      while (line[i] === ' ' || line[i] === '\t') i++;
+      if (i < line.length && line[i] !== ',') throw new TraceError(`${where}: text after the closing quote of field ${out.length + 1} (${JSON.stringify(field)})`);
+      out.push(field);
+    } else {
+      const comma = line.indexOf(',', i);
+      const field = line.slice(i, comma < 0 ? line.length : comma).trim();
+      if (field.includes('"')) throw new TraceError(`${where}: field ${out.length + 1} (${JSON.stringify(field)}) has a quote inside it; quote the whole field and double the quote`);
+      out.push(field);
+      i = comma < 0 ? line.length : comma;
+    }
+    if (i >= line.length) return out;
+    i++; // past the comma
+  }
 }
 
 /** Lines of a text file, without a trailing empty line, with 1-based row numbers kept implicit. */
@@ -99,7 +137,7 @@ export function readLines(path: string): string[] {
 export function readPlainTrace(path: string): Trace {
   const lines = readLines(path);
   const header = lines[0]?.replace(/^\uFEFF/, '');
-  if (header === undefined || header.replace(/\s/g, '') !== 'time_ms,function') {
+  if (header === undefined || splitCsv(header, `${path} row 1`).join(',') !== 'time_ms,function') {
     throw new TraceError(`${path} row 1: expected the header "time_ms,function", got ${JSON.stringify(header ?? '')}`);
   }
   const n = lines.length - 1;
@@ -110,11 +148,19 @@ export function readPlainTrace(path: string): Trace {
   let min = Infinity;
   for (let i = 0; i < n; i++) {
     const line = lines[i + 1]!;
-    const comma = line.indexOf(',');
     const row = i + 2;
-    if (comma < 0) throw new TraceError(`${path} row ${row}: expected "time_ms,function", got ${JSON.stringify(line)}`);
-    const tStr = line.slice(0, comma).trim();
-    const name = line.slice(comma + 1).trim();
+    let tStr: string;
+    let name: string;
+    if (line.includes('"')) {
+      const cells = splitCsv(line, `${path} row ${row}`);
+      if (cells.length !== 2) throw new TraceError(`${path} row ${row}: expected "time_ms,function", got ${JSON.stringify(line)}`);
+      [tStr, name] = cells as [string, string];
+    } else {
+      const comma = line.indexOf(',');
+      if (comma < 0) throw new TraceError(`${path} row ${row}: expected "time_ms,function", got ${JSON.stringify(line)}`);
+      tStr = line.slice(0, comma).trim();
+      name = line.slice(comma + 1).trim();
+    }
     const t = Number(tStr);
     if (tStr === '' || !Number.isFinite(t) || t < 0) throw new TraceError(`${path} row ${row}: time_ms ${JSON.stringify(tStr)} is not a non-negative number`);
     if (name === '' || name.includes(',')) throw new TraceError(`${path} row ${row}: bad function name ${JSON.stringify(name)}`);

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { seededRandom } from '../../runtime/policies/random';
 import { readAzure, sortRange, sortRangeByCompare } from '../../sim/azure';
 import { mapModels, readPaperModels } from '../../sim/models';
-import { totalBytes } from '../../sim/trace';
+import { readPlainTrace, splitCsv, totalBytes } from '../../sim/trace';
 
 const HEAD = 'HashOwner,HashApp,HashFunction,Trigger';
 /** Temp folders made here, removed after the file's tests. */
@@ -64,6 +64,32 @@ describe('Azure Functions 2019 reader', () => {
   });
 });
 
+describe('CSV fields quoted as RFC 4180 has it (spreadsheets, csv writers with quoting on)', () => {
+  it('splits quoted fields: commas and doubled quotes inside, spaces around, empty ones', () => {
+    expect(splitCsv('a, b ,c')).toEqual(['a', 'b', 'c']);
+    expect(splitCsv('"a,b","say ""hi""",c')).toEqual(['a,b', 'say "hi"', 'c']);
+    expect(splitCsv(' "x" , "",y,')).toEqual(['x', '', 'y', '']);
+    expect(splitCsv('""""')).toEqual(['"']);
+    expect(splitCsv('"1",2,"3"')).toEqual(['1', '2', '3']);
+  });
+  it('rejects a quote left open, text after a closing quote and a bare quote, naming where', () => {
+    expect(() => splitCsv('"a,b', 'f.csv row 7')).toThrow(/^f\.csv row 7: a quoted field is not closed/);
+    expect(() => splitCsv('"a"b,c', 'f.csv row 7')).toThrow(/^f\.csv row 7: text after the closing quote of field 1 \("a"\)/);
+    expect(() => splitCsv('a,b"c', 'f.csv row 7')).toThrow(/^f\.csv row 7: field 2 \("b\\"c"\) has a quote inside it/);
+  });
+  it('reads a quoted Azure file and a quoted plain trace as their unquoted forms', () => {
+    const quoted = azureDir(['"o","a","f1","http","2","0"', 'o,"a,b",f2,timer,1,1'], [0, 1]);
+    const plain = azureDir(['o,a,f1,http,2,0', 'o,ab,f2,timer,1,1'], [0, 1]);
+    const [q, p] = [readAzure(quoted), readAzure(plain)];
+    expect([Array.from(q.times), Array.from(q.fns), q.functions]).toEqual([Array.from(p.times), Array.from(p.fns), p.functions]);
+    expect(() => readAzure(azureDir(['o,a,"f1,http,1,2'], [0, 1]))).toThrow(/invocations\.csv row 2: a quoted field is not closed/);
+    const dir = tempDir('brulee-plain-');
+    writeFileSync(join(dir, 't.csv'), '"time_ms","function"\r\n"5","b"\r\n1,a\r\n 3 , "a" \r\n');
+    const t = readPlainTrace(join(dir, 't.csv'));
+    expect([Array.from(t.times), Array.from(t.fns, (f) => t.functions[f])]).toEqual([[0, 2, 4], ['a', 'a', 'b']]);
+  });
+});
+
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /**
  * The shared traces and models: `../shared` beside this checkout, or, for a clone of a checkout on
@@ -105,6 +131,19 @@ describe('the shipped sample with the paper models', () => {
     const rr = mapModels(t, models, 'roundrobin');
     expect(rr[27]!.model).toBe(models[1]!.name);
     expect(totalBytes(rr)).toBe(rr.reduce((s, x) => s + x.sizeBytes, 0));
+  });
+  it('reads the same sample written again with every field quoted and CRLF line ends (as csv.writer(quoting=QUOTE_ALL) writes it)', () => {
+    const dir = tempDir('brulee-quoted-');
+    for (const f of ['invocations.csv', 'durations.csv', 'memory.csv']) {
+      const lines = readFileSync(join(sample, f), 'utf8').trimEnd().split('\n');
+      writeFileSync(join(dir, f), lines.map((l) => l.split(',').map((c) => `"${c}"`).join(',')).join('\r\n') + '\r\n');
+    }
+    const [q, t] = [readAzure(dir), readAzure(sample)];
+    expect(q.times.length).toBe(339_657);
+    expect(Buffer.compare(Buffer.from(q.times.buffer), Buffer.from(t.times.buffer))).toBe(0);
+    expect(Buffer.compare(Buffer.from(q.fns.buffer), Buffer.from(t.fns.buffer))).toBe(0);
+    expect([q.functions, q.minutes, q.info]).toEqual([t.functions, t.minutes, t.info]);
+    expect(q.info.filter((i) => i.avgDurationMs !== undefined && i.avgMemoryMb !== undefined).length).toBeGreaterThan(50);
   });
 });
 
