@@ -216,3 +216,206 @@ export class IdSet {
     this.pos[id] = -1;
   }
 }
+
+/** Buckets in `IdCalendar`'s ring (a power of two). */
+const RING = 16384;
+
+/**
+ * A min-queue of (time, id) pairs with `IdDeadlineHeap`'s interface and contents (the same pairs
+ * come out earliest first; pairs of equal times in some order of its own), kept as a calendar:
+ * times in buckets `width` wide, a ring of RING buckets from the earliest pair's on (a bitmap
+ * says which hold pairs, each an unordered list), pairs beyond the ring in an `IdDeadlineHeap`
+ * until the ring reaches them. For pairs pushed at most ~RING × width ahead (hybrid-histogram's
+ * reminders: hours ahead, a few hundred pending), a push is a few stores and a pop a scan of one
+ * bucket and a word or two of the bitmap, where a heap of that size sifts through ~8 levels of
+ * comparisons no branch predictor can guess.
+ */
+export class IdCalendar {
+  /**
+   * 1 / width: a pair's bucket is floor(time × perMs), a multiplication where a division would
+   * cost ~15 cycles at each push. Any bucket numbering that never puts a later time in an earlier
+   * bucket will do, and a product by a positive constant, rounded, never decreases with time.
+   */
+  private readonly perMs: number;
+  // The pairs in a pool: time, id, the next pair in its bucket (-1: none), free slots listed through `next`.
+  private et = new Float64Array(64);
+  private eid = new Int32Array(64);
+  private next = new Int32Array(64);
+  private freeSlot = -1;
+  private usedSlots = 0;
+  private readonly head = new Int32Array(RING).fill(-1);
+  private readonly bits = new Int32Array(RING >> 5);
+  /**
+   * The bucket number (floor(time × perMs)) of ring slot `baseSlot`. Every pair in the ring is in a
+   * bucket from it to RING − 1 after it (pairs earlier than it are kept in its bucket: they come
+   * first anyway); the far heap's pairs are at or past the ring's end.
+   */
+  private kBase = 0;
+  private baseSlot = 0;
+  private inRing = 0;
+  private readonly far = new IdDeadlineHeap();
+  // The earliest pair (time Infinity: none, or only pairs at Infinity): its time and id, its pool
+  // slot (-1: the far heap's top), its ring slot and the pair before it in that bucket (-1: none).
+  private minT = Infinity;
+  private minId = 0;
+  private minE = -1;
+  private minSlot = 0;
+  private minPrev = -1;
+
+  constructor(width: number) {
+    if (!(width > 0 && width < Infinity)) throw new RangeError(`IdCalendar: width must be a positive finite number, got ${width}`);
+    this.perMs = 1 / width;
+  }
+
+  get size(): number {
+    return this.inRing + this.far.size;
+  }
+
+  push(time: number, id: number): void {
+    const k = Math.floor(time * this.perMs);
+    if (this.inRing === 0 && this.far.size === 0 && Number.isFinite(k)) {
+      this.kBase = k;
+      this.baseSlot = 0;
+    }
+    const d = k - this.kBase;
+    if (!(d < RING)) {
+      this.far.push(time, id); // (past the ring, or NaN)
+      if (this.minE < 0) {
+        // The ring is empty (it holds the earliest pairs when it has any): the far heap's top.
+        this.minT = this.far.peekTime();
+        this.minId = this.far.peekId();
+      }
+      return;
+    }
+    const slot = d > 0 ? (this.baseSlot + d) & (RING - 1) : this.baseSlot;
+    const e = this.toRing(slot, time, id);
+    if (time < this.minT) {
+      this.minT = time;
+      this.minId = id;
+      this.minE = e;
+      this.minSlot = slot;
+      this.minPrev = -1;
+    } else if (slot === this.minSlot && this.minE >= 0 && this.minPrev < 0) this.minPrev = e; // (now first in its bucket)
+  }
+
+  /** The earliest time (Infinity when empty). */
+  peekTime(): number {
+    return this.minT;
+  }
+
+  peekId(): number {
+    return this.minId;
+  }
+
+  pop(): void {
+    const e = this.minE;
+    if (e < 0) {
+      if (this.far.size > 0) this.far.pop();
+    } else {
+      const slot = this.minSlot;
+      if (this.minPrev < 0) this.head[slot] = this.next[e]!;
+      else this.next[this.minPrev] = this.next[e]!;
+      if (this.head[slot] === -1) this.bits[slot >> 5]! &= ~(1 << (slot & 31));
+      this.next[e] = this.freeSlot;
+      this.freeSlot = e;
+      this.inRing--;
+    }
+    this.findMin();
+  }
+
+  /** Keeps only the pairs `keep` says still stand for something. */
+  keepOnly(keep: (time: number, id: number) => boolean): void {
+    const ts: number[] = [];
+    const ids: number[] = [];
+    while (this.size > 0) {
+      if (keep(this.minT, this.minId)) {
+        ts.push(this.minT);
+        ids.push(this.minId);
+      }
+      this.pop();
+    }
+    for (let j = 0; j < ts.length; j++) this.push(ts[j]!, ids[j]!);
+  }
+
+  /** Puts a pair in ring slot `slot`'s bucket; returns its pool slot. */
+  private toRing(slot: number, time: number, id: number): number {
+    let e = this.freeSlot;
+    if (e >= 0) this.freeSlot = this.next[e]!;
+    else {
+      if (this.usedSlots === this.et.length) {
+        const n = 2 * this.et.length;
+        const et = new Float64Array(n);
+        et.set(this.et);
+        this.et = et;
+        const eid = new Int32Array(n);
+        eid.set(this.eid);
+        this.eid = eid;
+        const next = new Int32Array(n);
+        next.set(this.next);
+        this.next = next;
+      }
+      e = this.usedSlots++;
+    }
+    this.et[e] = time;
+    this.eid[e] = id;
+    this.next[e] = this.head[slot]!;
+    this.head[slot] = e;
+    this.bits[slot >> 5]! |= 1 << (slot & 31);
+    this.inRing++;
+    return e;
+  }
+
+  /** After a pop: the ring moved on to its first bucket with pairs, the far pairs it now reaches brought in, the earliest found. */
+  private findMin(): void {
+    const far = this.far;
+    if (this.inRing === 0) {
+      const k = Math.floor(far.peekTime() * this.perMs);
+      if (!Number.isFinite(k)) {
+        // Empty, or only pairs at ±Infinity or NaN: the far heap's top.
+        this.minT = far.peekTime();
+        this.minId = far.peekId();
+        this.minE = -1;
+        return;
+      }
+      this.kBase = k;
+      this.baseSlot = 0;
+    } else {
+      const bits = this.bits;
+      const from = this.baseSlot;
+      let w = from >> 5;
+      let m = bits[w]! & (-1 << (from & 31));
+      while (m === 0) {
+        w = (w + 1) & ((RING >> 5) - 1);
+        m = bits[w]!;
+      }
+      const slot = (w << 5) + 31 - Math.clz32(m & -m);
+      this.kBase += (slot - from) & (RING - 1);
+      this.baseSlot = slot;
+    }
+    while (far.size > 0) {
+      const d = Math.floor(far.peekTime() * this.perMs) - this.kBase;
+      if (!(d < RING)) break;
+      this.toRing(d > 0 ? (this.baseSlot + d) & (RING - 1) : this.baseSlot, far.peekTime(), far.peekId());
+      far.pop();
+    }
+    // The earliest pair of the first bucket (the ring's first bucket has pairs now).
+    const et = this.et;
+    const next = this.next;
+    const slot = this.baseSlot;
+    let best = this.head[slot]!;
+    let bestPrev = -1;
+    let bt = et[best]!;
+    for (let p = best, e = next[best]!; e >= 0; p = e, e = next[e]!) {
+      if (et[e]! < bt) {
+        bt = et[e]!;
+        best = e;
+        bestPrev = p;
+      }
+    }
+    this.minT = bt;
+    this.minId = this.eid[best]!;
+    this.minE = best;
+    this.minSlot = slot;
+    this.minPrev = bestPrev;
+  }
+}

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { belady } from '../../runtime/policies/belady';
 import { cremebruleeOracle } from '../../runtime/policies/cremebrulee-oracle';
-import { DeadlineHeap, IdDeadlineHeap, IdSet, NONE } from '../../runtime/policies/heap';
+import { DeadlineHeap, IdCalendar, IdDeadlineHeap, IdSet, NONE } from '../../runtime/policies/heap';
 import { PositionMemo } from '../../runtime/policies/memo';
 import { cremebruleePlus, type CremeBruleePlusOptions } from '../../runtime/policies/cremebrulee-plus';
 import { hybridHistogram } from '../../runtime/policies/hybrid-histogram';
@@ -253,6 +253,66 @@ describe('IdDeadlineHeap', () => {
     }
     expect(drain(h).map(([t]) => t)).toEqual(ref.map(([t]) => t).sort((a, b) => a - b));
     expect(h.peekTime()).toBe(Infinity);
+  });
+});
+
+describe('IdCalendar', () => {
+  // Against a list: the earliest time at each peek (an id among the pairs at that time), through
+  // pushes ahead of a clock that moves on, some behind it (kept in the first bucket), some past
+  // the ring's end (16384 buckets: the far heap, brought in as the ring reaches them), ±Infinity,
+  // emptied and refilled, keepOnly.
+  const check = (width: number, span: number, seed: number) => {
+    let x = seed;
+    const rnd = (n: number) => ((x = (x * 1103515245 + 12345) % 2 ** 31) % n);
+    const q = new IdCalendar(width);
+    let ref: [number, number][] = [];
+    let now = 1e9 + rnd(1000);
+    const min = () => ref.reduce((m, p) => (p[0] < m ? p[0] : m), Infinity);
+    for (let step = 0; step < 20000; step++) {
+      const r = rnd(100);
+      if (r < 50) {
+        const kind = rnd(40);
+        const t = kind === 0 ? Infinity : kind === 1 ? -Infinity : kind < 5 ? now - rnd(span) : kind < 8 ? now + rnd(40 * span) : now + rnd(span);
+        q.push(t, step);
+        ref.push([t, step]);
+      } else if (r < 97) {
+        expect(q.peekTime()).toBe(min());
+        if (ref.length > 0) {
+          const at = ref.findIndex(([t, k]) => k === q.peekId() && t === q.peekTime());
+          expect(at).toBeGreaterThanOrEqual(0);
+          if (Number.isFinite(ref[at]![0])) now = Math.max(now, ref[at]![0]);
+          ref.splice(at, 1);
+        }
+        q.pop();
+      } else if (r < 99) {
+        const keep = (_t: number, id: number) => id % 3 !== 0;
+        q.keepOnly(keep);
+        ref = ref.filter(([t, k]) => keep(t, k));
+      } else now += rnd(5 * span);
+      expect(q.size).toBe(ref.length);
+    }
+    const out: number[] = [];
+    while (q.size > 0) {
+      out.push(q.peekTime());
+      q.pop();
+    }
+    expect(out).toEqual(ref.map(([t]) => t).sort((a, b) => a - b));
+    expect(q.peekTime()).toBe(Infinity);
+    q.pop(); // on empty: stays empty
+    expect([q.size, q.peekTime()]).toEqual([0, Infinity]);
+    q.push(7.5, 3);
+    expect([q.size, q.peekTime(), q.peekId()]).toEqual([1, 7.5, 3]);
+  };
+
+  it('pops earliest first, as a sorted list does, at bucket widths from fine to coarse', () => {
+    check(1, 30000, 7); // spans wider than the ring: the far heap in use
+    check(1758, 2e7, 11); // hybrid-histogram's default (4 h / 8192)
+    check(1e6, 3e5, 13); // many pairs a bucket
+  });
+
+  it('refuses a width that is not positive and finite', () => {
+    expect(() => new IdCalendar(0)).toThrow(RangeError);
+    expect(() => new IdCalendar(Infinity)).toThrow(RangeError);
   });
 });
 
