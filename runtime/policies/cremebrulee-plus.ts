@@ -1,3 +1,4 @@
+import { grown } from './heap';
 import { PositionMemo } from './memo';
 import { LoadedFacts } from './plus-select';
 import { Selection } from './select';
@@ -184,13 +185,6 @@ class AbsentList {
     f.absentAt = -1;
     return true;
   }
-}
-
-/** A copy of `a` with room for `n`. */
-function grown<T extends Int32Array | Float64Array>(a: T, n: number): T {
-  const b = new (a.constructor as new (length: number) => T)(n);
-  b.set(a);
-  return b;
 }
 
 /** Functions not loaded whose models have one size, highest utility bound first. */

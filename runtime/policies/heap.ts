@@ -2,6 +2,17 @@
 export const NONE: readonly string[] = Object.freeze([]);
 
 /**
+ * A copy of typed array `a` with room for `n` (n ≥ a.length), the new slots 0 or `fill`: how the
+ * policies' per-id arrays and these queues' pools grow (by doubling, off their hot paths).
+ */
+export function grown<T extends Float64Array | Int32Array | Uint32Array | Uint8Array>(a: T, n: number, fill?: number): T {
+  const b = new (a.constructor as new (length: number) => T)(n);
+  if (fill !== undefined && fill !== 0) b.fill(fill, a.length);
+  b.set(a);
+  return b;
+}
+
+/**
  * A binary min-heap of (time, key) pairs with lazy deletion: callers push a pair whenever a key's
  * deadline changes and check, when one surfaces, that it is still current. Used by policies that
  * keep deadlines, so a periodic check costs O(what is due), not O(every function).
@@ -344,15 +355,9 @@ export class IdCalendar {
     else {
       if (this.usedSlots === this.et.length) {
         const n = 2 * this.et.length;
-        const et = new Float64Array(n);
-        et.set(this.et);
-        this.et = et;
-        const eid = new Int32Array(n);
-        eid.set(this.eid);
-        this.eid = eid;
-        const next = new Int32Array(n);
-        next.set(this.next);
-        this.next = next;
+        this.et = grown(this.et, n);
+        this.eid = grown(this.eid, n);
+        this.next = grown(this.next, n);
       }
       e = this.usedSlots++;
     }

@@ -1,4 +1,4 @@
-import { IdCalendar, IdSet, NONE } from './heap';
+import { grown, IdCalendar, IdSet, NONE } from './heap';
 import { Selection } from './select';
 import type { EntryFacts, EvictionPolicy, EvictionRequest, NumberedEntry, Victim } from './types';
 
@@ -104,11 +104,6 @@ export function hybridHistogram(opts: HybridHistogramOptions = {}): EvictionPoli
   let loaded = new Uint8Array(0);
   /** Members of `idle` (`SimHints.checkSignals`' `watch`: set only at `onLoad` / `onAccess`, with a call of it in flight). */
   let inIdle = new Uint8Array(0);
-  const grown = <T extends Float64Array | Uint32Array | Int32Array | Uint8Array>(a: T, n: number): T => {
-    const b = new (a.constructor as new (n: number) => T)(n);
-    b.set(a);
-    return b;
-  };
   /**
    * The caller numbers its models and passes each entry's number (the simulator's `numberModels`
    * hint, sim/hints.ts): ids are those numbers, read from the entries (`idx`), not found by key.

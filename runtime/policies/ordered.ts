@@ -5,6 +5,7 @@
  * instead of by scoring every candidate. The order is `Selection.lowestScored`'s to the last tie:
  * score, then last use, then key (scores must not be NaN). Nothing here reads a clock.
  */
+import { grown } from './heap';
 import type { EntryFacts, NumberedEntry, Victim } from './types';
 
 /** One loaded model, as its last hook left it. */
@@ -285,11 +286,7 @@ export class HeapFront {
   next(): number {
     if (this.m === 0) return -1;
     // Each place given adds at most its two children and takes itself out: room for one more.
-    if (this.fr.length < this.m + 2) {
-      const grown = new Int32Array(2 * this.fr.length);
-      grown.set(this.fr);
-      this.fr = grown;
-    }
+    if (this.fr.length < this.m + 2) this.fr = grown(this.fr, 2 * this.fr.length);
     const fr = this.fr;
     const top = fr[0]!;
     const m = --this.m;

@@ -1,4 +1,4 @@
-import { NONE } from './heap';
+import { grown, NONE } from './heap';
 import { Selection } from './select';
 import type { EntryFacts, EvictionPolicy, EvictionRequest, NumberedEntry, Victim } from './types';
 
@@ -37,12 +37,6 @@ export function ttl(ttlMs = 600_000): EvictionPolicy {
   let tail = NIL;
   /** Ids are the caller's model numbers (the simulator's `numberModels`), read from the entries. */
   let numbered = false;
-  const grown = <T extends Float64Array | Int32Array>(a: T, n: number, fill: number): T => {
-    const b = new (a.constructor as new (n: number) => T)(n);
-    b.fill(fill);
-    b.set(a);
-    return b;
-  };
   const idFor = (key: string): number => {
     let id = idOf.get(key);
     if (id === undefined) {
