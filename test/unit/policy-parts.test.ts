@@ -179,15 +179,22 @@ describe('DeadlineHeap', () => {
   });
 });
 
+/** Every (time, id) pair of a deadline queue, in the order it pops them (it is left empty). */
+const drain = (h: Pick<IdDeadlineHeap, 'size' | 'peekTime' | 'peekId' | 'pop'>) => {
+  const out: [number, number][] = [];
+  while (h.size > 0) {
+    out.push([h.peekTime(), h.peekId()]);
+    h.pop();
+  }
+  return out;
+};
+/** A seeded draw in [0, n): a linear congruential generator, so a failing sequence repeats. */
+const lcg = (seed: number) => {
+  let x = seed;
+  return (n: number) => (x = (x * 1103515245 + 12345) % 2 ** 31) % n;
+};
+
 describe('IdDeadlineHeap', () => {
-  const drain = (h: IdDeadlineHeap) => {
-    const out: [number, number][] = [];
-    while (h.size > 0) {
-      out.push([h.peekTime(), h.peekId()]);
-      h.pop();
-    }
-    return out;
-  };
 
   it('pops in time order whatever the push order, past its first 64 slots', () => {
     // 131 distinct times pushed in a scrambled order (i × 37 mod 131), id = time + 1000.
@@ -224,8 +231,7 @@ describe('IdDeadlineHeap', () => {
   it('agrees with a sorted list through random pushes, pops and keepOnly, Infinity times included', () => {
     // (The slot past the last pair holds +Infinity: a pair at Infinity, growth past 64 and 128
     // slots, a heap emptied and refilled, and keepOnly shrinking it must not confuse the children.)
-    let x = 7;
-    const rnd = (n: number) => ((x = (x * 1103515245 + 12345) % 2 ** 31) % n);
+    const rnd = lcg(7);
     const h = new IdDeadlineHeap();
     let ref: [number, number][] = [];
     const min = () => ref.reduce((m, p) => (p[0] < m ? p[0] : m), Infinity);
@@ -262,8 +268,7 @@ describe('IdCalendar', () => {
   // the ring's end (16384 buckets: the far heap, brought in as the ring reaches them), ±Infinity,
   // emptied and refilled, keepOnly.
   const check = (width: number, span: number, seed: number) => {
-    let x = seed;
-    const rnd = (n: number) => ((x = (x * 1103515245 + 12345) % 2 ** 31) % n);
+    const rnd = lcg(seed);
     const q = new IdCalendar(width);
     let ref: [number, number][] = [];
     let now = 1e9 + rnd(1000);
@@ -291,12 +296,7 @@ describe('IdCalendar', () => {
       } else now += rnd(5 * span);
       expect(q.size).toBe(ref.length);
     }
-    const out: number[] = [];
-    while (q.size > 0) {
-      out.push(q.peekTime());
-      q.pop();
-    }
-    expect(out).toEqual(ref.map(([t]) => t).sort((a, b) => a - b));
+    expect(drain(q).map(([t]) => t)).toEqual(ref.map(([t]) => t).sort((a, b) => a - b));
     expect(q.peekTime()).toBe(Infinity);
     q.pop(); // on empty: stays empty
     expect([q.size, q.peekTime()]).toEqual([0, Infinity]);
