@@ -151,6 +151,8 @@ export function readPlainTrace(path: string): Trace {
     const row = i + 2;
     let tStr: string;
     let name: string;
+    // Quoted lines through splitCsv; the rest split at the first comma, with no array a line
+    // (a recording can run to millions of lines).
     if (line.includes('"')) {
       const cells = splitCsv(line, `${path} row ${row}`);
       if (cells.length !== 2) throw new TraceError(`${path} row ${row}: expected "time_ms,function", got ${JSON.stringify(line)}`);
